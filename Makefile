@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (README): `make run` and `make test`.
+# Both create .venv from pyproject.toml when it is missing or older than pyproject.toml.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+
+.PHONY: run test test-slow bench protos clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Agora needs Python 3.11, found {sys.version.split()[0]}"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel. An unpinned torch would pull gigabytes of CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)            ## the main job on its embedded default
+	$(VENV)/bin/agora simulate --out out/default
+
+test: $(STAMP)           ## the test suite (slow tests excluded; exit 5 "no tests" fails)
+	$(VENV)/bin/pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
+
+bench: $(STAMP)
+	$(PY) -m bench.baselines
+
+protos: $(STAMP)
+	$(PY) -m protos.generate
+
+clean:
+	rm -rf $(VENV) out

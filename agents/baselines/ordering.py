@@ -1,0 +1,37 @@
+"""Baselines that decide only the order in which open work is considered; placement is
+origin-first, nearest-site, best-fit (``common.place_nearest``).
+
+- **FIFO**: job arrival order, strictly: when the head does not fit, nothing behind it starts
+  (head-of-line blocking, as a plain batch queue).
+- **SJF**: shortest stated duration first, nothing blocks (starvation of long work is the
+  price, and the reason users still run FIFO).
+"""
+
+from __future__ import annotations
+
+from agents.baselines.common import place_nearest
+from agents.sim.engine import Decision, Simulator
+
+
+class Fifo:
+    name = "fifo"
+
+    def reset(self, sim: Simulator) -> None:
+        pass
+
+    def schedule(self, ctx: Decision) -> None:
+        for t in ctx.pool.fifo():
+            place_nearest(ctx, t, t.open)
+            if t.open:
+                return
+
+
+class ShortestJobFirst:
+    name = "sjf"
+
+    def reset(self, sim: Simulator) -> None:
+        pass
+
+    def schedule(self, ctx: Decision) -> None:
+        for t in ctx.pool.ordered("duration", lambda t: (t.duration,)):
+            place_nearest(ctx, t, t.open)

@@ -1,0 +1,155 @@
+"""Free resources of every node of a cluster, kept as arrays so that "where does this demand
+fit?" is a handful of vectorised comparisons over all nodes at once.
+
+GPUs are tracked per device: a share (< 1000 milli-gpus) must fit on ONE gpu, a whole-gpu
+demand needs that many entirely free gpus of one node (the gpu-sharing model of the Alibaba
+trace, Weng et al., ATC 2023). Shares are placed best-fit across a node's gpus, which keeps
+whole gpus free for whole-gpu work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.domain import MILLI, Cluster, Demand
+
+GpuSlots = tuple[tuple[int, int], ...]
+"""(gpu index on the node, milli-gpus taken) for one placed instance"""
+
+
+class Capacity:
+    def __init__(self, cluster: Cluster) -> None:
+        nodes = cluster.nodes
+        self.n_nodes = len(nodes)
+        self.n_sites = len(cluster.sites)
+        self.node_names = [n.name for n in nodes]
+        site_of = {s.name: i for i, s in enumerate(cluster.sites)}
+        self.node_site = np.array([site_of[n.site] for n in nodes], dtype=np.int64)
+        bounds = np.searchsorted(self.node_site, np.arange(self.n_sites + 1))
+        self.site_slice = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(self.n_sites)]
+        self.cap_cpu = np.array([n.cpu for n in nodes], dtype=np.int64)
+        self.cap_mem = np.array([n.mem for n in nodes], dtype=np.int64)
+        self.gpu_count = np.array([n.gpus for n in nodes], dtype=np.int64)
+        self.cap_gpu = self.gpu_count * MILLI
+        self.models = sorted({n.gpu_model for n in nodes if n.gpus and n.gpu_model})
+        model_id = {m: i for i, m in enumerate(self.models)}
+        self.node_model = np.array(
+            [model_id.get(n.gpu_model, -1) if n.gpus else -1 for n in nodes], dtype=np.int64)
+        self.free_cpu = self.cap_cpu.copy()
+        self.free_mem = self.cap_mem.copy()
+        self.gpu_free: list[list[int]] = [[MILLI] * n.gpus for n in nodes]
+        self.whole_free = self.gpu_count.copy()
+        self.max_share = np.where(self.gpu_count > 0, MILLI, 0).astype(np.int64)
+        self.free_gpu = self.cap_gpu.copy()
+        self.alive = np.ones(self.n_nodes, dtype=bool)
+        self.has_gpu = self.gpu_count > 0
+        # Normalisers for best-fit scores (avoid dividing by zero on gpu-less nodes).
+        self._inv_cpu = 1.0 / np.maximum(self.cap_cpu, 1)
+        self._inv_mem = 1.0 / np.maximum(self.cap_mem, 1)
+        self._inv_gpu = 1.0 / np.maximum(self.cap_gpu, 1)
+        self._model_masks: dict[frozenset[str], np.ndarray] = {}
+
+    # ---- queries -------------------------------------------------------------------------
+    def model_mask(self, models: frozenset[str]) -> np.ndarray:
+        m = self._model_masks.get(models)
+        if m is None:
+            ids = [i for i, name in enumerate(self.models) if name in models]
+            m = np.isin(self.node_model, ids)
+            self._model_masks[models] = m
+        return m
+
+    def static_mask(self, d: Demand) -> np.ndarray:
+        """Nodes that could hold ``d`` when empty (alive or not)."""
+        m = (self.cap_cpu >= d.cpu) & (self.cap_mem >= d.mem)
+        if d.gpu:
+            m &= (self.gpu_count >= d.whole_gpus) if d.gpu >= MILLI else self.has_gpu
+            if d.gpu_models is not None:
+                m &= self.model_mask(d.gpu_models)
+        return m
+
+    def fit_mask(self, d: Demand, sl: slice = slice(None)) -> np.ndarray:
+        """Alive nodes (within ``sl``) where ``d`` fits now."""
+        m = (self.free_cpu[sl] >= d.cpu) & (self.free_mem[sl] >= d.mem) & self.alive[sl]
+        if d.gpu:
+            if d.gpu >= MILLI:
+                m &= self.whole_free[sl] >= d.gpu // MILLI
+            else:
+                m &= self.max_share[sl] >= d.gpu
+            if d.gpu_models is not None:
+                m &= self.model_mask(d.gpu_models)[sl]
+        return m
+
+    def sites_of(self, mask: np.ndarray) -> np.ndarray:
+        """Per-site booleans: does any node of the site have ``mask`` set?"""
+        return np.bincount(self.node_site[mask], minlength=self.n_sites) > 0
+
+    def best_fit(self, d: Demand, site: int, allowed: np.ndarray | None = None) -> int | None:
+        """The node of ``site`` that ``d`` fits most tightly (least normalised free resource
+        left over; a gpu-less demand avoids gpu nodes so their cpus stay with gpu work), or
+        None. ``allowed`` (a mask over all nodes) narrows the choice. Ties go to the lowest
+        node index, so placement is deterministic."""
+        sl = self.site_slice[site]
+        fit = self.fit_mask(d, sl)
+        if allowed is not None:
+            fit &= allowed[sl]
+        if not fit.any():
+            return None
+        score = (self.free_cpu[sl] - d.cpu) * self._inv_cpu[sl] \
+            + (self.free_mem[sl] - d.mem) * self._inv_mem[sl]
+        if d.gpu:
+            score = score + (self.free_gpu[sl] - d.gpu) * self._inv_gpu[sl]
+        else:
+            score = score + self.has_gpu[sl]
+        score = np.where(fit, score, np.inf)
+        return sl.start + int(np.argmin(score))
+
+    def utilisation_of(self, sl: slice = slice(None)) -> tuple[float, float, float]:
+        """Allocated fraction of (cpu, mem, gpu) over the alive nodes of ``sl``."""
+        alive = self.alive[sl]
+        out = []
+        for cap, free in ((self.cap_cpu, self.free_cpu), (self.cap_mem, self.free_mem),
+                          (self.cap_gpu, self.free_gpu)):
+            c = int(cap[sl][alive].sum())
+            out.append(0.0 if c == 0 else 1.0 - float(free[sl][alive].sum()) / c)
+        return out[0], out[1], out[2]
+
+    # ---- changes -------------------------------------------------------------------------
+    def place(self, node: int, d: Demand) -> GpuSlots:
+        """Take ``d`` on ``node`` (the caller checked it fits) and say which gpus it holds."""
+        self.free_cpu[node] -= d.cpu
+        self.free_mem[node] -= d.mem
+        slots: GpuSlots = ()
+        if d.gpu:
+            gf = self.gpu_free[node]
+            if d.gpu >= MILLI:
+                idx = [i for i, f in enumerate(gf) if f == MILLI][: d.gpu // MILLI]
+                slots = tuple((i, MILLI) for i in idx)
+            else:
+                best = min((f, i) for i, f in enumerate(gf) if f >= d.gpu)[1]
+                slots = ((best, d.gpu),)
+            for i, g in slots:
+                gf[i] -= g
+            self._refresh_gpu(node)
+        return slots
+
+    def release(self, node: int, d: Demand, slots: GpuSlots) -> None:
+        self.free_cpu[node] += d.cpu
+        self.free_mem[node] += d.mem
+        if slots:
+            gf = self.gpu_free[node]
+            for i, g in slots:
+                gf[i] += g
+            self._refresh_gpu(node)
+
+    def _refresh_gpu(self, node: int) -> None:
+        gf = self.gpu_free[node]
+        self.whole_free[node] = sum(1 for f in gf if f == MILLI)
+        self.max_share[node] = max(gf)
+        self.free_gpu[node] = sum(gf)
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if any node is over-allocated (used by tests and --check)."""
+        assert (self.free_cpu >= 0).all() and (self.free_cpu <= self.cap_cpu).all(), "cpu"
+        assert (self.free_mem >= 0).all() and (self.free_mem <= self.cap_mem).all(), "mem"
+        for node, gf in enumerate(self.gpu_free):
+            assert all(0 <= f <= MILLI for f in gf), f"gpu on node {self.node_names[node]}"

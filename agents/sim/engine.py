@@ -1,0 +1,398 @@
+"""Discrete-event simulator of a multi-site cluster on a simulated clock.
+
+Events (job arrivals, instance ends, node outages and recoveries) are processed in time
+order; after each batch of simultaneous events the policy gets one decision. An instance
+allocated to a site runs on one node (the site's best-fit unless the policy chose), for
+``transfer + duration`` seconds, holding its resources throughout; a transfer applies when
+the site is not the job's origin. Failures and overruns are keyed draws on the fault
+seed (``draws.uniform``), so every policy meets the same faults; node and site outages kill what runs there and the
+work goes back to the open pool. Every instance ends completed, failed (after
+``max_attempts``) or unschedulable, with a reason — never silently lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agents.domain import Cluster, Workload, topological_order, why_unschedulable
+from agents.policy import Policy
+from agents.sim.capacity import Capacity
+from agents.sim.config import SimConfig
+from agents.sim.draws import uniform
+from agents.sim.metrics import Accounting, compute_metrics
+from agents.sim.state import Attempt, JobState, OpenPool, TaskState
+
+ARRIVE, END, DOWN, UP = 0, 1, 2, 3
+
+
+class SimulationError(RuntimeError):
+    pass
+
+
+@dataclass
+class SimResult:
+    metrics: dict
+    jobs: list[JobState]
+    attempts: list[Attempt]
+    unschedulable: list[tuple[str, str, str]]
+    """(job id, task id, reason) for every task reported unschedulable"""
+    failed: list[tuple[str, str, str]]
+    cluster: Cluster
+    policy: str
+    seeds: dict = field(default_factory=dict)
+
+
+class Decision:
+    """What a policy may look at and do at one decision point."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.cap = sim.cap
+        self.pool = sim.pool
+        self.now = 0.0
+        self.placed = 0
+        self.last_node: int | None = None
+        """node of the most recent instance ``assign`` started"""
+        self._blocked: set[tuple] = set()
+
+    def _begin(self, now: float) -> None:
+        self.now = now
+        self._blocked.clear()
+
+    # -- looking ---------------------------------------------------------------------------
+    def fit_nodes(self, t: TaskState) -> np.ndarray | None:
+        """Mask of nodes where one instance of ``t`` fits now, or None if none does. Misses
+        are remembered per demand shape until the next event (capacity only shrinks within a
+        decision), so a long backlog of identical blocked tasks costs one check."""
+        k = t.demand.key
+        if k in self._blocked:
+            return None
+        m = self.cap.fit_mask(t.demand)
+        if not m.any():
+            self._blocked.add(k)
+            return None
+        return m
+
+    def feasible_sites(self, t: TaskState) -> np.ndarray | None:
+        m = self.fit_nodes(t)
+        return None if m is None else self.cap.sites_of(m)
+
+    def running_on(self, node: int) -> list[Attempt]:
+        return list(self.sim.node_running[node])
+
+    # -- acting ----------------------------------------------------------------------------
+    def assign(self, t: TaskState, site: int, n: int = 1, node: int | None = None,
+               allowed: np.ndarray | None = None) -> int:
+        """Allocate up to ``n`` open instances of ``t`` to ``site`` (on ``node`` if given,
+        else the site's best fit among ``allowed`` nodes). Returns how many started; stops
+        at the first that does not fit."""
+        placed = 0
+        while placed < n and t.open > 0:
+            target = node if node is not None else self.cap.best_fit(t.demand, site, allowed)
+            if target is None or self.cap.node_site[target] != site:
+                break
+            if node is not None and not self.cap.fit_mask(t.demand, slice(node, node + 1))[0]:
+                break
+            self.sim._start(t, target, self.now)
+            self.last_node = target
+            placed += 1
+        self.placed += placed
+        return placed
+
+
+class Simulator:
+    def __init__(self, cluster: Cluster, workload: Workload,
+                 config: SimConfig | None = None) -> None:
+        self.cluster = cluster
+        self.workload = workload
+        self.config = config or SimConfig()
+        self.site_index = {s.name: i for i, s in enumerate(cluster.sites)}
+        self.n_sites = len(cluster.sites)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.cap = Capacity(cluster)
+        self.pool = OpenPool()
+        self.acct = Accounting(cluster, self.cap, self.config.objective)
+        self.node_running: list[set[Attempt]] = [set() for _ in range(self.cap.n_nodes)]
+        self.perm_dead = np.zeros(self.cap.n_nodes, dtype=bool)
+        self.down_count = np.zeros(self.cap.n_nodes, dtype=np.int64)  # overlapping outages
+        lat = [[0.0 if a == b else cluster.link(a.name, b.name).latency_ms
+                for b in cluster.sites] for a in cluster.sites]
+        self.nearest: list[list[int]] = [sorted(range(self.n_sites), key=lambda j: (row[j], j))
+                                         for row in lat]
+        """sites by link latency from each site, itself first"""
+        self.jobs: list[JobState] = []
+        rank = 0
+        for i, job in enumerate(workload.jobs):
+            js = JobState(i, job, self.site_index[job.origin])
+            by_id = {}
+            for task in topological_order(job):
+                ts = TaskState(js, task, rank)
+                rank += 1
+                by_id[task.id] = ts
+                js.tasks.append(ts)
+            for ts in js.tasks:
+                for p in ts.task.after:
+                    by_id[p].children.append(ts)
+            self.jobs.append(js)
+        self._heap: list[tuple] = []
+        self._seq = 0
+        self.now = workload.jobs[0].arrival if workload.jobs else 0.0
+        self.ctx = Decision(self)
+        self.attempts: list[Attempt] = []
+        self.unschedulable: list[tuple[str, str, str]] = []
+        self.failed: list[tuple[str, str, str]] = []
+        self.events = 0
+        self.decisions = 0
+        for js in self.jobs:
+            self._push(js.job.arrival, ARRIVE, js)
+        for o in cluster.faults.outages:
+            nodes = [self.cap.node_names.index(o.node)] if o.node else \
+                list(range(*self.cap.site_slice[self.site_index[o.site]].indices(self.cap.n_nodes)))
+            self._push(o.at, DOWN, (nodes, o.until is None))
+            if o.until is not None:
+                self._push(o.until, UP, nodes)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, policy: Policy, progress: bool = False) -> SimResult:
+        """Replay the whole workload under ``policy``."""
+        policy.reset(self)
+        bar = _progress(len(self._heap), progress)
+        t0 = time.perf_counter()
+        while True:
+            if self.pool and self._dirty:
+                self.decide(policy)
+            if not self._heap:
+                break
+            n = self.step_events()
+            if bar is not None:
+                bar.update(n)
+        if bar is not None:
+            bar.close()
+        wall = time.perf_counter() - t0
+        if len(self.pool):
+            stuck = self.pool.fifo()[:5]
+            raise SimulationError(
+                f"policy {policy.name!r} left {len(self.pool)} tasks open with nothing running "
+                f"or arriving, though they fit (first: {stuck}); a policy must eventually "
+                f"allocate work that fits")
+        return self.result(policy.name, wall)
+
+    _dirty = True
+
+    def decide(self, policy: Policy) -> None:
+        self.ctx._begin(self.now)
+        policy.schedule(self.ctx)
+        self.decisions += 1
+        self._dirty = False
+        if self.config.check_invariants:
+            self.cap.check_invariants()
+
+    def step_events(self) -> int:
+        """Process every event at the next event time; returns how many."""
+        t = self._heap[0][0]
+        self.now = t
+        n = 0
+        while self._heap and self._heap[0][0] == t:
+            _, _, kind, payload = heapq.heappop(self._heap)
+            n += 1
+            if kind == END:
+                self._end(payload)
+            elif kind == ARRIVE:
+                self._arrive(payload)
+            elif kind == DOWN:
+                self._down(*payload)
+            else:
+                self._up(payload)
+        self.events += n
+        self._dirty = True
+        return n
+
+    @property
+    def done(self) -> bool:
+        return not self._heap and not len(self.pool)
+
+    def result(self, policy_name: str, wall_s: float = 0.0) -> SimResult:
+        metrics = compute_metrics(self, wall_s)
+        return SimResult(metrics=metrics, jobs=self.jobs, attempts=self.attempts,
+                         unschedulable=self.unschedulable, failed=self.failed,
+                         cluster=self.cluster, policy=policy_name,
+                         seeds={"policy": self.config.seed, "faults": self.cluster.faults.seed,
+                                "workload": self.workload.seed})
+
+    # -- events ----------------------------------------------------------------------------
+    def _push(self, t: float, kind: int, payload) -> None:
+        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+        self._seq += 1
+
+    def _arrive(self, js: JobState) -> None:
+        for ts in js.tasks:
+            reason = why_unschedulable(ts.demand, self.cluster)
+            if reason is not None:
+                self._reject_job(js, ts, reason)
+                return
+        for ts in js.tasks:
+            js.work_left += ts.duration * ts.task.instances
+        for ts in js.tasks:
+            if ts.pending_parents == 0:
+                self._make_ready(ts)
+
+    def _reject_job(self, js: JobState, bad: TaskState, reason: str) -> None:
+        js.outcome, js.reason = "unschedulable", f"task {bad.task.id}: {reason}"
+        for ts in js.tasks:
+            why = reason if ts is bad else f"job rejected: task {bad.task.id} is unschedulable"
+            self._give_up(ts, "unschedulable", why, ts.task.instances)
+
+    def _make_ready(self, ts: TaskState) -> None:
+        ts.ready_at = self.now
+        if self.perm_dead.any() and not self._survives(ts):
+            return
+        ts.outcome = "open"
+        self.pool.add(ts)
+
+    def _survives(self, ts: TaskState) -> bool:
+        """After permanent outages, can some remaining node still hold ``ts``? If not, the
+        task (and what depends on it) is reported unschedulable."""
+        if (self.cap.static_mask(ts.demand) & ~self.perm_dead).any():
+            return True
+        self.pool.discard(ts)
+        self._give_up(ts, "unschedulable",
+                      "no node that fits it remains after permanent outages", ts.open)
+        self._fail_job(ts.job, ts, "unschedulable")
+        return False
+
+    def _start(self, ts: TaskState, node: int, now: float) -> None:
+        inst = ts.take_instance()
+        site = int(self.cap.node_site[node])
+        slots = self.cap.place(node, ts.demand)
+        transfer = 0.0
+        if site != ts.job.origin:
+            link = self.cluster.link(ts.job.job.origin, self.cluster.sites[site].name)
+            transfer = link.transfer_s(ts.task.data_mb)
+        run = ts.duration
+        f = self.cluster.faults
+        attempt = ts.failures.get(inst, 0)
+        key = (f.seed, ts.rank, inst, attempt)
+        if f.overrun_prob and uniform(*key, 0) < f.overrun_prob:
+            run *= f.overrun_factor
+        fails = bool(f.task_failure_prob) and uniform(*key, 1) < f.task_failure_prob
+        end = now + transfer + (run * uniform(*key, 2) if fails else run)
+        a = Attempt(ts, inst, node, site, now, end, slots, transfer, fails)
+        self.node_running[node].add(a)
+        if self.config.record_attempts:
+            self.attempts.append(a)
+        ts.running += 1
+        if ts.open == 0:
+            self.pool.discard(ts)
+        self._push(end, END, a)
+
+    def _stop(self, a: Attempt, end: float, outcome: str) -> None:
+        a.live = False
+        a.outcome = outcome
+        a.end = end
+        self.node_running[a.node].discard(a)
+        self.cap.release(a.node, a.task.demand, a.slots)
+        a.task.running -= 1
+        self.acct.run(a)
+
+    def _end(self, a: Attempt) -> None:
+        if not a.live:
+            return                        # killed earlier by an outage
+        self._stop(a, self.now, "failed" if a.fails else "completed")
+        ts = a.task
+        if not a.fails:
+            ts.job.work_left -= ts.duration
+        if a.fails:
+            n = ts.failures[a.instance] = ts.failures.get(a.instance, 0) + 1
+            if n < self.cluster.faults.max_attempts:
+                self._requeue(ts, a.instance)
+                return
+            if ts.outcome in ("failed", "unschedulable"):
+                self._give_up(ts, ts.outcome, f"instance {a.instance} failed {n} times", 1)
+                return
+            self.pool.discard(ts)
+            self._give_up(ts, "failed", f"instance {a.instance} failed {n} times; "
+                          f"{ts.open} open instances abandoned", 1 + ts.open)
+            self._fail_job(ts.job, ts, "failed")
+            return
+        ts.done += 1
+        self.acct.completed(ts)
+        if ts.done + ts.failed == ts.task.instances and ts.outcome != "failed":
+            ts.outcome = "completed"
+            js = ts.job
+            js.done_tasks += 1
+            for c in ts.children:
+                c.pending_parents -= 1
+                if c.pending_parents == 0 and c.outcome == "waiting":
+                    self._make_ready(c)
+            if js.done_tasks == len(js.tasks) and js.outcome == "pending":
+                js.outcome, js.completion = "completed", self.now
+
+    def _requeue(self, ts: TaskState, inst: int) -> None:
+        if ts.outcome in ("failed", "unschedulable"):
+            # The task was given up on while this instance ran: report it with the task.
+            self._give_up(ts, ts.outcome, f"instance {inst} interrupted after: {ts.reason}", 1)
+            return
+        ts.requeued.append(inst)
+        self.pool.add(ts)
+
+    def _give_up(self, ts: TaskState, outcome: str, reason: str, count: int) -> None:
+        """Report ``count`` instances of ``ts`` (its open ones, and any named by the caller)
+        as ``outcome`` with ``reason``; the task will start nothing more."""
+        ts.failed += count
+        ts.next_fresh = ts.task.instances
+        ts.requeued.clear()
+        ts.outcome, ts.reason = outcome, reason
+        if count:
+            self.acct.gave_up(outcome, count)
+            (self.unschedulable if outcome == "unschedulable" else self.failed).append(
+                (ts.job.job.id, ts.task.id, reason))
+
+    def _fail_job(self, js: JobState, cause: TaskState, outcome: str) -> None:
+        """``cause`` can never complete: nothing downstream of it can either."""
+        js.outcome, js.reason = outcome, f"task {cause.task.id}: {cause.reason}"
+        stack = list(cause.children)
+        seen = set()
+        while stack:
+            c = stack.pop()
+            if c.rank in seen or c.outcome in ("unschedulable", "failed"):
+                continue
+            seen.add(c.rank)
+            self.pool.discard(c)
+            self._give_up(c, outcome, f"depends on task {cause.task.id} ({outcome})",
+                          c.task.instances - c.done - c.running)
+            stack.extend(c.children)
+
+    def _down(self, nodes: list[int], permanent: bool) -> None:
+        for node in nodes:
+            self.down_count[node] += 1
+            if permanent:
+                self.perm_dead[node] = True
+            if self.down_count[node] > 1:
+                continue                  # already down (overlapping node and site outage)
+            self.acct.node_down(node, self.now)
+            self.cap.alive[node] = False
+            for a in list(self.node_running[node]):
+                self._stop(a, self.now, "killed")
+                self._requeue(a.task, a.instance)
+                self.acct.preempted += 1
+        if permanent:
+            for ts in self.pool.fifo():
+                self._survives(ts)
+
+    def _up(self, nodes: list[int]) -> None:
+        for node in nodes:
+            self.down_count[node] -= 1
+            if self.down_count[node] == 0 and not self.perm_dead[node]:
+                self.acct.node_up(node, self.now)
+                self.cap.alive[node] = True
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="ev", desc="simulating", leave=False, mininterval=0.5)

@@ -1,0 +1,26 @@
+"""One error type for every bad input Agora reads: it names the file, the line, the field,
+what was found, and what would be right, so a person can fix the input without reading code."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A workload or cluster file that cannot be used as it is.
+
+    ``line`` is 1-based (None when the problem is not tied to one line, e.g. an empty file).
+    ``field`` is a dotted path into the record (``tasks[2].demand.cpu``), or None."""
+
+    def __init__(self, *, path: str, line: int | None, field: str | None, problem: str,
+                 expected: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.problem = problem
+        self.expected = expected
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        what = f"field '{self.field}': {self.problem}" if self.field else self.problem
+        tail = f"; expected {self.expected}" if self.expected else ""
+        return f"{where}: {what}{tail}"
