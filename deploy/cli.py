@@ -1,0 +1,178 @@
+"""The ``agora`` command: one entry point, a sub-command per job.
+
+Every sub-command has ``--help``; those that print results take ``--json``. Bad input exits
+with status 2 and one line naming the file, line and field (``InputError``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from agents.baselines import BASELINES
+from agents.workloads.errors import InputError
+
+
+def _scenario_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scenario")
+    g.add_argument("--cluster", default="default",
+                   help="'default' (8 mixed sites), a cluster YAML, or an Alibaba node-list CSV")
+    g.add_argument("--workload", default="synthetic",
+                   help="'synthetic[:jobs=400,load=0.85,...]', a jobs .jsonl, a .swf trace, "
+                        "or an Alibaba pod-list CSV")
+    g.add_argument("--sites", type=int, default=8, help="sites to split a node-list CSV into")
+    g.add_argument("--split", default="stratified", choices=["stratified", "by-model", "contiguous"],
+                   help="how to split a node-list CSV into sites")
+    g.add_argument("--arrival-window", type=float, default=None, metavar="SECONDS",
+                   help="compress the trace's arrivals into this many seconds")
+    g.add_argument("--load", type=float, default=None,
+                   help="scale arrivals to this offered load on the dominant resource")
+    g.add_argument("--inflate", type=float, default=1.0,
+                   help="clone jobs to this multiple, arrivals seeded (default 1: none)")
+    g.add_argument("--config", default=None, help="simulation YAML (objective weights, ...)")
+
+
+def _scenario(a: argparse.Namespace):
+    from agents.sim.runner import Scenario
+
+    return Scenario(cluster=a.cluster, workload=a.workload, sites=a.sites, split=a.split,
+                    arrival_window=a.arrival_window, load=a.load, inflate=a.inflate)
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from agents.sim.config import load_sim_config
+    from agents.sim.report import metrics_table
+    from agents.sim.runner import run_one
+
+    sc = _scenario(a)
+    cfg = load_sim_config(a.config, check_invariants=a.check)
+    cluster, wl = sc.build(a.seed)
+    if not a.json:
+        print(f"scenario: {asdict(sc)}\nseed: {a.seed}  policy: {a.policy}\n"
+              f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
+              f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
+              f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
+    r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
+    out = {"scenario": asdict(sc), "seed": a.seed, "policy": a.policy, "seeds": r.seeds,
+           "config": cfg.to_dict(), "metrics": r.metrics,
+           "unschedulable": [list(u) for u in r.unschedulable],
+           "failed": [list(f) for f in r.failed]}
+    if a.out:
+        d = Path(a.out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "result.json").write_text(json.dumps(out, indent=1))
+        if not a.no_gantt:
+            from agents.sim.gantt import write_gantt
+            out["gantt"] = [str(p) for p in write_gantt(r, d)]
+    if a.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(metrics_table(r.metrics))
+        for job, task, why in r.unschedulable[:10]:
+            print(f"unschedulable: job {job} task {task}: {why}")
+        if len(r.unschedulable) > 10:
+            print(f"... {len(r.unschedulable) - 10} more unschedulable tasks (see --json)")
+        for job, task, why in r.failed[:10]:
+            print(f"failed: job {job} task {task}: {why}")
+        if a.out:
+            print(f"wrote {a.out}/result.json" + ("" if a.no_gantt else " and Gantt charts"))
+    return 0 if r.metrics["tasks_lost"] == 0 else 1
+
+
+def cmd_baselines(a: argparse.Namespace) -> int:
+    from agents.sim.config import load_sim_config
+    from agents.sim.report import comparison_table, summarise
+    from agents.sim.runner import run_baselines
+
+    sc = _scenario(a)
+    policies = a.policies.split(",") if a.policies else None
+    for p in policies or []:
+        if p not in BASELINES:
+            raise SystemExit(f"agora: unknown policy {p!r}; choose from {', '.join(BASELINES)}")
+    t0 = time.perf_counter()
+    progress = None
+    if not a.json:
+        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}", file=sys.stderr)
+        from tqdm import tqdm
+        progress = tqdm(total=a.seeds * len(policies or BASELINES), unit="run", leave=False)
+    runs = run_baselines(sc, seeds=a.seeds, policies=policies,
+                         config=load_sim_config(a.config),
+                         on_result=(lambda *_: progress.update(1)) if progress else None)
+    if progress:
+        progress.close()
+    if a.json:
+        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds,
+                          "policies": summarise(runs)}, indent=1))
+    else:
+        print(comparison_table(runs))
+        print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")
+    return 0 if all(m["tasks_lost"] == 0 for ms in runs.values() for m in ms) else 1
+
+
+def cmd_bound(a: argparse.Namespace) -> int:
+    from agents.bounds import analytic_lower_bounds, cpsat_schedule
+
+    cluster, wl = _scenario(a).build(a.seed)
+    out = {"analytic": analytic_lower_bounds(wl, cluster)}
+    if wl.instance_count <= a.max_instances:
+        for objective in ("makespan", "weighted_completion"):
+            r = cpsat_schedule(wl, cluster, objective=objective, time_limit_s=a.time_limit)
+            out[objective] = {"status": r.status, "objective": r.objective, "bound": r.bound,
+                              "solve_s": r.solve_time_s}
+    else:
+        out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"
+    print(json.dumps(out, indent=1, default=str) if a.json else
+          "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agora", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="replay a workload on a cluster under one policy")
+    _scenario_args(s)
+    s.add_argument("--policy", default="tetris", choices=sorted(BASELINES))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="directory for result.json and Gantt PNGs")
+    s.add_argument("--no-gantt", action="store_true", help="skip the Gantt charts")
+    s.add_argument("--check", action="store_true",
+                   help="verify capacity invariants after every decision (slower)")
+    s.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    s.set_defaults(fn=cmd_simulate)
+
+    b = sub.add_parser("baselines", help="every baseline side by side over seeds")
+    _scenario_args(b)
+    b.add_argument("--seeds", type=int, default=5)
+    b.add_argument("--policies", default=None, help="comma-separated subset (default: all)")
+    b.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    b.set_defaults(fn=cmd_baselines)
+
+    c = sub.add_parser("bound", help="lower bounds and, for small instances, the CP-SAT optimum")
+    _scenario_args(c)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT seconds per objective")
+    c.add_argument("--max-instances", type=int, default=50)
+    c.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    c.set_defaults(fn=cmd_bound)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        return a.fn(a)
+    except InputError as e:
+        print(f"agora: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"agora: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

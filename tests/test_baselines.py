@@ -1,0 +1,126 @@
+"""Each baseline's defining behaviour, on an instance where it shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.baselines import BASELINES, make_policy
+from agents.sim.config import SimConfig
+from agents.sim.engine import Simulator
+from agents.sim.verify import verify
+from tests.simkit import cluster, job, node, site, task, workload
+
+
+def run(cl, wl, policy, seed=0):
+    r = Simulator(cl, wl, SimConfig(seed=seed, check_invariants=True)).run(make_policy(policy))
+    assert verify(r) == [] and r.metrics["tasks_lost"] == 0
+    return r
+
+
+def starts(r):
+    return {a.task.job.job.id: a.start for a in r.attempts}
+
+
+def sites(r):
+    return {a.task.job.job.id: a.site for a in r.attempts}
+
+
+def test_unknown_policy_names_the_choices():
+    with pytest.raises(ValueError, match="choose one of random, round-robin"):
+        make_policy("nope")
+
+
+# A 4-cpu node runs a 3-cpu job; then a 4-cpu job (head) and two 1-cpu jobs queue.
+BLOCKING = workload(job("long", 0, "s", task("t", 10, 3)),
+                    job("head", 1, "s", task("t", 5, 4)),
+                    job("small", 2, "s", task("t", 2, 1)))
+ONE_NODE = cluster(site("s", node("s", "n", 4)))
+
+
+def test_fifo_blocks_behind_the_head_sjf_does_not():
+    assert starts(run(ONE_NODE, BLOCKING, "fifo"))["small"] == 15     # after head
+    assert starts(run(ONE_NODE, BLOCKING, "sjf"))["small"] == 2       # jumps ahead
+
+
+def test_easy_backfills_only_what_does_not_delay_the_head():
+    # Head reserved at t=10 on the node; 'small' (2 s) ends before 10, so it backfills;
+    # 'late' (1 cpu, 20 s) would still hold a cpu at 10, and the head needs all 4: it waits.
+    wl = workload(*BLOCKING.jobs, job("late", 3, "s", task("t", 20, 1)))
+    s = starts(run(ONE_NODE, wl, "easy-backfill"))
+    assert s["head"] == 10 and s["small"] == 2 and s["late"] == 15
+
+
+def test_easy_backfills_into_the_extra_left_beside_the_head():
+    # An 8-cpu node: head needs 6 at t=10, leaving 2 extra, so a long 1-cpu job may start now.
+    cl = cluster(site("s", node("s", "n", 8)))
+    wl = workload(job("long", 0, "s", task("t", 10, 5)), job("head", 1, "s", task("t", 5, 6)),
+                  job("late", 2, "s", task("t", 50, 1)))
+    s = starts(run(cl, wl, "easy-backfill"))
+    assert s["late"] == 2 and s["head"] == 10
+
+
+TWO_SITES = cluster(site("a", node("a", "n", 8)), site("b", node("b", "n", 8)),
+                    site("c", node("c", "n", 8)))
+SPREAD = workload(*[job(f"j{i}", i, "a", task("t", 100, 1)) for i in range(6)])
+
+
+def test_round_robin_cycles_through_sites():
+    s = sites(run(TWO_SITES, SPREAD, "round-robin"))
+    assert [s[f"j{i}"] for i in range(6)] == [0, 1, 2, 0, 1, 2]
+
+
+def test_order_only_baselines_stay_at_the_origin():
+    for p in ("fifo", "sjf", "drf", "easy-backfill"):
+        assert set(sites(run(TWO_SITES, SPREAD, p)).values()) == {0}, p
+
+
+def test_random_is_seeded():
+    a = sites(run(TWO_SITES, SPREAD, "random", seed=1))
+    assert a == sites(run(TWO_SITES, SPREAD, "random", seed=1))
+    assert len({tuple(sites(run(TWO_SITES, SPREAD, "random", seed=s)).values())
+                for s in range(5)}) > 1
+
+
+def test_least_loaded_spreads_over_nodes():
+    cl = cluster(site("a", node("a", "n0", 8), node("a", "n1", 8)))
+    wl = workload(*[job(f"j{i}", 0, "a", task("t", 10, 2)) for i in range(2)])
+    assert len({a.node for a in run(cl, wl, "least-loaded").attempts}) == 2
+    assert len({a.node for a in run(cl, wl, "fifo").attempts}) == 1     # best-fit packs
+
+
+def test_tetris_aligns_demand_with_free_resources():
+    # Two 8-cpu/8-GiB nodes. Fillers leave n0 with (1 cpu, 7 GiB) free and n1 with
+    # (7 cpu, 1 GiB). By hand, a cpu-heavy task (1 cpu, 0.5 GiB) aligns better with n1
+    # (1/8·7/8 + 1/16·1/8 = 0.117 vs 0.070) and a memory-heavy one (0.25 cpu, 1 GiB) with n0
+    # (0.113 vs 0.043). Best-fit (FIFO's rule) sends both to the tighter node instead.
+    cl = cluster(site("a", node("a", "n0", 8, mem=8192), node("a", "n1", 8, mem=8192)))
+    fillers = [job("f1", 0, "a", task("t", 100, 7, mem=1024)),
+               job("f2", 0, "a", task("t", 100, 1, mem=7168))]
+    for probe, want in ((task("t", 10, 1, mem=512), 1), (task("t", 10, 0.25, mem=1024), 0)):
+        wl = workload(*fillers, job("p", 1, "a", probe))
+        placed = {a.task.job.job.id: a.node for a in run(cl, wl, "tetris").attempts}
+        assert (placed["f1"], placed["f2"]) == (0, 1)
+        assert placed["p"] == want, probe
+
+
+def test_drf_equalises_dominant_shares():
+    # Job x asks cpu-heavy, y memory-heavy instances; both have plenty. DRF gives each the
+    # same dominant share: 4 cpu-instances (4/12 cpu) vs 4 mem-instances (4/12 mem)...
+    cl = cluster(site("a", node("a", "n", 12, mem=12 * 1024)))
+    wl = workload(job("x", 0, "a", task("t", 10, 1, mem=100, instances=20)),
+                  job("y", 0, "a", task("t", 10, 0.1, mem=1024, instances=20)))
+    r = run(cl, wl, "drf")
+    at0 = [a.task.job.job.id for a in r.attempts if a.start == 0]
+    # x: 1 cpu each -> share n/12; y: 1 GiB each -> share n/12. Equal counts, until full.
+    assert abs(at0.count("x") - at0.count("y")) <= 1 and len(at0) >= 10
+    fifo0 = [a.task.job.job.id for a in run(cl, wl, "fifo").attempts if a.start == 0]
+    assert fifo0.count("x") > fifo0.count("y") + 2   # FIFO favours the first job
+
+
+@pytest.mark.parametrize("policy", list(BASELINES))
+def test_every_baseline_finishes_a_dag_workload(policy):
+    cl = cluster(site("a", node("a", "n", 8)), site("b", node("b", "g", 8, gpus=2, model="T4")))
+    wl = workload(*[job(f"j{i}", i * 2.0, "a" if i % 2 else "b",
+                        task("x", 3, 2, instances=3), task("y", 2, 1, after=["x"]),
+                        task("z", 1, 1, gpu=0.5, after=["x"])) for i in range(8)])
+    assert run(cl, wl, policy).metrics["jobs_completed"] == 8
