@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import heapq
 
-import numpy as np
-
 from agents.baselines.common import place_nearest
 from agents.sim.engine import Decision, Simulator
 
@@ -19,12 +17,12 @@ class DominantResourceFairness:
 
     def reset(self, sim: Simulator) -> None:
         cap = sim.cap
-        total = np.array([cap.cap_cpu.sum(), cap.cap_mem.sum(), cap.cap_gpu.sum()], float)
-        self.inv_total = np.where(total > 0, 1.0 / np.maximum(total, 1), 0.0)
+        total = (int(cap.cap_cpu.sum()), int(cap.cap_mem.sum()), int(cap.cap_gpu.sum()))
+        self.inv = tuple(1.0 / t if t > 0 else 0.0 for t in total)
 
-    def _share_of(self, tasks) -> np.ndarray:
-        return np.array([[t.running * t.demand.cpu, t.running * t.demand.mem,
-                          t.running * t.demand.gpu] for t in tasks], float).sum(axis=0)
+    def _scaled(self, t, n: int) -> tuple[float, float, float]:
+        d = t.demand
+        return (n * d.cpu * self.inv[0], n * d.mem * self.inv[1], n * d.gpu * self.inv[2])
 
     def schedule(self, ctx: Decision) -> None:
         by_job: dict[int, list] = {}
@@ -34,16 +32,22 @@ class DominantResourceFairness:
         heap, held = [], {}
         for jidx, tasks in by_job.items():
             job = tasks[0].job
-            held[jidx] = self._share_of(job.tasks) * self.inv_total
-            heap.append((float(held[jidx].max()) / job.job.weight, jidx))
+            h = [0.0, 0.0, 0.0]
+            for t in job.tasks:
+                if t.running:
+                    for r, v in enumerate(self._scaled(t, t.running)):
+                        h[r] += v
+            held[jidx] = h
+            heap.append((max(h) / job.job.weight, jidx))
         heapq.heapify(heap)
         while heap:
-            share, jidx = heapq.heappop(heap)
+            _, jidx = heapq.heappop(heap)
             tasks = by_job[jidx]
             while tasks and (tasks[0].open == 0 or place_nearest(ctx, tasks[0], 1) == 0):
                 tasks.pop(0)              # drained, or no longer fits this decision
             if not tasks:
                 continue
-            t = tasks[0]
-            held[jidx] += np.array([t.demand.cpu, t.demand.mem, t.demand.gpu]) * self.inv_total
-            heapq.heappush(heap, (float(held[jidx].max()) / t.job.job.weight, jidx))
+            t, h = tasks[0], held[jidx]
+            for r, v in enumerate(self._scaled(t, 1)):
+                h[r] += v
+            heapq.heappush(heap, (max(h) / t.job.job.weight, jidx))

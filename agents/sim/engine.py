@@ -58,23 +58,30 @@ class Decision:
         self.last_node: int | None = None
         """node of the most recent instance ``assign`` started"""
         self._blocked: set[tuple] = set()
+        self._fits: dict[tuple, np.ndarray] = {}
 
     def _begin(self, now: float) -> None:
         self.now = now
         self._blocked.clear()
+        self._fits.clear()
 
     # -- looking ---------------------------------------------------------------------------
     def fit_nodes(self, t: TaskState) -> np.ndarray | None:
-        """Mask of nodes where one instance of ``t`` fits now, or None if none does. Misses
-        are remembered per demand shape until the next event (capacity only shrinks within a
-        decision), so a long backlog of identical blocked tasks costs one check."""
-        k = t.demand.key
+        """Mask of nodes where one instance of ``t`` fits now, or None if none does (do not
+        modify it). Answers are remembered per demand shape: misses until the next event
+        (capacity only shrinks within a decision), hits until the next allocation, so a
+        backlog of thousands of tasks of a few shapes costs a few vectorised checks."""
+        k = t.shape
+        m = self._fits.get(k)
+        if m is not None:
+            return m
         if k in self._blocked:
             return None
         m = self.cap.fit_mask(t.demand)
         if not m.any():
             self._blocked.add(k)
             return None
+        self._fits[k] = m
         return m
 
     def feasible_sites(self, t: TaskState) -> np.ndarray | None:
@@ -98,6 +105,7 @@ class Decision:
             if node is not None and not self.cap.fit_mask(t.demand, slice(node, node + 1))[0]:
                 break
             self.sim._start(t, target, self.now)
+            self._fits.clear()
             self.last_node = target
             placed += 1
         self.placed += placed
@@ -147,6 +155,7 @@ class Simulator:
         self.failed: list[tuple[str, str, str]] = []
         self.events = 0
         self.decisions = 0
+        self._reasons: dict[tuple, str | None] = {}
         for js in self.jobs:
             self._push(js.job.arrival, ARRIVE, js)
         for o in cluster.faults.outages:
@@ -228,9 +237,15 @@ class Simulator:
         heapq.heappush(self._heap, (t, self._seq, kind, payload))
         self._seq += 1
 
+    def _why_unschedulable(self, ts: TaskState) -> str | None:
+        k = ts.shape
+        if k not in self._reasons:
+            self._reasons[k] = why_unschedulable(ts.demand, self.cluster)
+        return self._reasons[k]
+
     def _arrive(self, js: JobState) -> None:
         for ts in js.tasks:
-            reason = why_unschedulable(ts.demand, self.cluster)
+            reason = self._why_unschedulable(ts)
             if reason is not None:
                 self._reject_job(js, ts, reason)
                 return

@@ -32,7 +32,7 @@ class JobState:
 
 
 class TaskState:
-    __slots__ = ("job", "task", "demand", "duration", "rank", "pending_parents", "children",
+    __slots__ = ("job", "task", "demand", "shape", "duration", "rank", "pending_parents", "children",
                  "next_fresh", "requeued", "running", "done", "failed", "outcome", "reason",
                  "ready_at", "failures")
 
@@ -40,6 +40,7 @@ class TaskState:
         self.job = job
         self.task = task
         self.demand: Demand = task.demand
+        self.shape = task.demand.key      # cached: hashed at every fit check
         self.duration = task.duration
         self.rank = rank                  # global FIFO position: job arrival, then DAG order
         self.pending_parents = len(task.after)

@@ -19,8 +19,16 @@ class InputError(ValueError):
         self.expected = expected
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # Keyword-only constructor: rebuild from fields so it survives pickling (Ray, gRPC).
+        return (_rebuild, (self.path, self.line, self.field, self.problem, self.expected))
+
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         what = f"field '{self.field}': {self.problem}" if self.field else self.problem
         tail = f"; expected {self.expected}" if self.expected else ""
         return f"{where}: {what}{tail}"
+
+
+def _rebuild(path, line, field, problem, expected) -> InputError:
+    return InputError(path=path, line=line, field=field, problem=problem, expected=expected)

@@ -1,0 +1,253 @@
+"""Readers for the Alibaba GPU cluster trace (cluster-trace-gpu-v2023, "openb"; Weng et al.,
+USENIX ATC 2023).
+
+Node list (:func:`read_alibaba_nodes`), columns ``sn,cpu_milli,memory_mib,gpu,model``:
+cpu in millicores, memory in MiB, ``gpu`` whole devices, ``model`` empty when gpu is 0. The
+single trace cluster is split into ``sites`` sites named ``site-0`` .. ``site-{N-1}``, nodes
+named ``<site>/<sn>``, default power model and links. Split rules:
+
+- ``stratified``: nodes sorted by (model, cpu, mem, sn) and dealt round-robin, so every site
+  gets the same hardware mix (each model's node count differs by at most 1 between sites);
+- ``by-model``: nodes grouped by gpu model (cpu-only nodes form one group), whole groups
+  packed greedily largest-first (by gpus, then cpu) onto the least-loaded site, so sites
+  differ in hardware; while there are fewer groups than sites, the largest group is halved;
+- ``contiguous``: file order, cut into equal chunks (sizes differ by at most 1).
+
+Inside a site nodes keep file order.
+
+Pod list (:func:`read_alibaba_pods`), columns ``name,cpu_milli,memory_mib,num_gpu,gpu_milli,
+gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time`` (times in seconds). A pod
+becomes a job of one task ``main``: arrival = creation_time, duration = deletion_time -
+scheduled_time (- creation_time when scheduled_time is empty), demand cpu = cpu_milli
+(millicores), mem = memory_mib (MiB), gpu = gpu_milli milli-gpus when num_gpu is 1 and
+gpu_milli < 1000 (a shared gpu), else num_gpu * 1000; gpu_models = gpu_spec split on ``|``
+(empty: any model; models absent from the cluster are kept: the simulator reports such
+pods unschedulable). origin = ``site_names[zlib.crc32(name) % N]``. Weight is 1 unless
+``qos_weights`` maps the pod's qos class (e.g. :data:`QOS_WEIGHTS`: LS and Guaranteed 2).
+``pod_phase`` is not used.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import zlib
+from pathlib import Path
+from typing import Mapping
+
+from agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
+from agents.workloads.errors import InputError
+from agents.workloads.yamlmarks import read_text, split_lines
+
+NODE_HEADER = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
+POD_HEADER = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",
+              "pod_phase", "creation_time", "deletion_time", "scheduled_time")
+SPLITS = ("stratified", "by-model", "contiguous")
+QOS_WEIGHTS: Mapping[str, float] = {"LS": 2.0, "Guaranteed": 2.0}
+"""an optional weighting: latency-sensitive and guaranteed pods count twice"""
+
+_DIGITS = frozenset("0123456789")
+
+
+def _rows(path: str, header: tuple[str, ...], what: str):
+    """Yield (line number, cells) of the data rows after checking the header exactly."""
+    lines = split_lines(read_text(path, what))
+    expected = f"{len(header)} comma-separated columns {','.join(header)}"
+    if not lines:
+        raise InputError(path=path, line=None, field=None, problem="the file is empty",
+                         expected=f"a header line {','.join(header)}")
+    reader = csv.reader(lines)
+    try:
+        got = tuple(c.strip() for c in next(reader))
+        if got != header:
+            missing = [c for c in header if c not in got]
+            extra = [c for c in got if c not in header]
+            detail = (f"missing {', '.join(missing)}" if missing else "") + \
+                     ("; " if missing and extra else "") + \
+                     (f"unexpected {', '.join(extra)}" if extra else "") or "columns out of order"
+            raise InputError(path=path, line=1, field=None,
+                             problem=f"wrong header {','.join(got)!r} ({detail})",
+                             expected=f"the header {','.join(header)}")
+        for cells in reader:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if len(cells) != len(header):
+                raise InputError(path=path, line=reader.line_num, field=None,
+                                 problem=f"found {len(cells)} columns", expected=expected)
+            yield reader.line_num, cells
+    except csv.Error as e:
+        raise InputError(path=path, line=reader.line_num or None, field=None,
+                         problem=f"not valid CSV ({e})", expected=expected) from None
+
+
+def _int(path: str, line: int, col: str, s: str, lo: int = 0) -> int:
+    s = s.strip()
+    t = s[1:] if s[:1] == "-" else s
+    if not t or not _DIGITS.issuperset(t) or len(t) > 18:
+        raise InputError(path=path, line=line, field=col, problem=f"found {s!r}",
+                         expected=f"a whole number >= {lo}")
+    v = int(s)
+    if v < lo:
+        raise InputError(path=path, line=line, field=col,
+                         problem=f"found {v}" + (" (negative)" if v < 0 else ""),
+                         expected=f"a whole number >= {lo}")
+    return v
+
+
+def _time(path: str, line: int, col: str, s: str) -> float:
+    s = s.strip()
+    try:
+        if not s.isascii() or "_" in s or s.lower().lstrip("+-")[:1] in ("n", "i"):
+            raise ValueError
+        v = float(s)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v) or v < 0:
+        raise InputError(path=path, line=line, field=col,
+                         problem=f"found {s!r}" + (" (negative)" if v < 0 else ""),
+                         expected="a finite number of seconds >= 0")
+    return v
+
+
+def read_alibaba_nodes(path: str | Path, sites: int, split: str = "stratified") -> Cluster:
+    """Read an Alibaba node list and split it into ``sites`` sites by rule ``split``."""
+    path = str(path)
+    if split not in SPLITS:
+        raise InputError(path=path, line=None, field="split", problem=f"found {split!r}",
+                         expected=f"one of {', '.join(SPLITS)}")
+    if isinstance(sites, bool) or not isinstance(sites, int) or sites < 1:
+        raise InputError(path=path, line=None, field="sites", problem=f"found {sites!r}",
+                         expected="a whole number of sites >= 1")
+    rows: list[tuple[str, int, int, int, str | None]] = []
+    seen: dict[str, int] = {}
+    for line, c in _rows(path, NODE_HEADER, "an Alibaba node list CSV"):
+        sn = c[0].strip()
+        if not sn or "/" in sn:
+            raise InputError(path=path, line=line, field="sn", problem=f"found {sn!r}",
+                             expected="a non-empty node serial without '/'")
+        if sn in seen:
+            raise InputError(path=path, line=line, field="sn",
+                             problem=f"node {sn!r} already listed on line {seen[sn]}",
+                             expected="unique serials")
+        seen[sn] = line
+        cpu = _int(path, line, "cpu_milli", c[1], 1)
+        mem = _int(path, line, "memory_mib", c[2], 1)
+        gpus = _int(path, line, "gpu", c[3], 0)
+        model = c[4].strip() or None
+        if (gpus > 0) != (model is not None):
+            raise InputError(path=path, line=line, field="model",
+                             problem=f"found {c[4]!r} for a node with {gpus} gpus",
+                             expected="a gpu model when gpu > 0, empty when gpu is 0")
+        rows.append((sn, cpu, mem, gpus, model))
+    if len(rows) < sites:
+        raise InputError(path=path, line=None, field="sites",
+                         problem=f"{sites} sites but only {len(rows)} nodes",
+                         expected=f"at most {len(rows)} sites (every site needs a node)")
+    assign = _split(rows, sites, split)
+    names = [f"site-{k}" for k in range(sites)]
+    site_objs = []
+    for k, idx in enumerate(assign):
+        nodes = tuple(Node(name=f"{names[k]}/{rows[i][0]}", site=names[k], cpu=rows[i][1],
+                           mem=rows[i][2], gpus=rows[i][3], gpu_model=rows[i][4])
+                      for i in sorted(idx))
+        site_objs.append(Site(name=names[k], nodes=nodes))
+    return Cluster(sites=tuple(site_objs), source=path)
+
+
+def _split(rows: list[tuple[str, int, int, int, str | None]], n: int, rule: str) -> list[list[int]]:
+    """Row indices of each of ``n`` sites (every site non-empty; len(rows) >= n)."""
+    sites: list[list[int]] = [[] for _ in range(n)]
+    if rule == "contiguous":
+        m = len(rows)
+        return [list(range(k * m // n, (k + 1) * m // n)) for k in range(n)]
+    if rule == "stratified":
+        order = sorted(range(len(rows)),
+                       key=lambda i: (rows[i][4] or "", rows[i][1], rows[i][2], rows[i][0]))
+        for pos, i in enumerate(order):
+            sites[pos % n].append(i)
+        return sites
+    groups: dict[str | None, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r[4], []).append(i)
+
+    def size(g: list[int]) -> tuple[int, int]:
+        return (sum(rows[i][3] for i in g), sum(rows[i][1] for i in g))
+
+    parts = [sorted(g, key=lambda i: (rows[i][1], rows[i][2], rows[i][0]))
+             for g in groups.values()]
+    while len(parts) < n:
+        parts.sort(key=lambda g: (size(g), len(g)), reverse=True)
+        big = next(g for g in parts if len(g) > 1)  # exists: len(rows) >= n > len(parts)
+        parts.remove(big)
+        parts += [big[: len(big) // 2], big[len(big) // 2:]]
+    parts.sort(key=lambda g: (size(g), len(g), min(g)), reverse=True)
+    load = [(0, 0)] * n
+    for g in parts:
+        k = min(range(n), key=lambda s: (load[s], s))
+        sites[k] += g
+        gs = size(g)
+        load[k] = (load[k][0] + gs[0], load[k][1] + gs[1])
+    return sites
+
+
+def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
+                      qos_weights: Mapping[str, float] | None = None) -> Workload:
+    """Read an Alibaba pod list into one single-task job per pod (see module doc)."""
+    path = str(path)
+    sites = cluster.site_names
+    if not sites:
+        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
+                         expected="a cluster with at least one site")
+    weights = dict(qos_weights or {})
+    for q, wt in weights.items():
+        if isinstance(wt, bool) or not isinstance(wt, (int, float)) or not 0 < wt < math.inf:
+            raise InputError(path=path, line=None, field=f"qos_weights[{q!r}]",
+                             problem=f"found {wt!r}", expected="a finite weight > 0")
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}
+    demands: dict[tuple, Demand] = {}
+    for line, c in _rows(path, POD_HEADER, "an Alibaba pod list CSV"):
+        name = c[0].strip()
+        if not name:
+            raise InputError(path=path, line=line, field="name", problem="empty",
+                             expected="a pod name")
+        if name in seen:
+            raise InputError(path=path, line=line, field="name",
+                             problem=f"pod {name!r} already listed on line {seen[name]}",
+                             expected="unique pod names")
+        seen[name] = line
+        cpu = _int(path, line, "cpu_milli", c[1])
+        mem = _int(path, line, "memory_mib", c[2])
+        num_gpu = _int(path, line, "num_gpu", c[3])
+        gpu_milli = _int(path, line, "gpu_milli", c[4])
+        if num_gpu == 0 and gpu_milli != 0 or num_gpu > 0 and not 0 < gpu_milli <= MILLI \
+                or num_gpu > 1 and gpu_milli != MILLI:
+            raise InputError(path=path, line=line, field="gpu_milli",
+                             problem=f"found {gpu_milli} with num_gpu {num_gpu}",
+                             expected="0 when num_gpu is 0, 1..1000 when it is 1, "
+                                      "1000 when it is more")
+        gpu = gpu_milli if num_gpu == 1 and gpu_milli < MILLI else num_gpu * MILLI
+        spec = c[5].strip()
+        models = frozenset(m.strip() for m in spec.split("|")) if spec and gpu else None
+        if models is not None and "" in models:
+            raise InputError(path=path, line=line, field="gpu_spec", problem=f"found {spec!r}",
+                             expected="gpu model names separated by '|'")
+        created = _time(path, line, "creation_time", c[8])
+        deleted = _time(path, line, "deletion_time", c[9])
+        start_col = "scheduled_time" if c[10].strip() else "creation_time"
+        start = _time(path, line, start_col, c[10]) if c[10].strip() else created
+        if deleted < start:
+            raise InputError(path=path, line=line, field="deletion_time",
+                             problem=f"deletion_time {deleted:g} is before {start_col} "
+                                     f"{start:g} (negative duration)",
+                             expected=f"deletion_time >= {start_col}")
+        key = (cpu, mem, gpu, models)
+        demand = demands.get(key)
+        if demand is None:
+            demand = demands[key] = Demand(cpu=cpu, mem=mem, gpu=gpu, gpu_models=models)
+        jobs.append(Job(id=name, arrival=created,
+                        origin=sites[zlib.crc32(name.encode("utf-8")) % len(sites)],
+                        tasks=(Task(id="main", duration=deleted - start, demand=demand),),
+                        weight=float(weights.get(c[6].strip(), 1.0))))
+    jobs.sort(key=lambda j: (j.arrival, j.id))
+    return Workload(jobs=tuple(jobs), source=path)

@@ -1,0 +1,163 @@
+"""One entry point for clusters and workloads, picking the reader from the spec.
+
+Clusters (:func:`load_cluster`): ``default`` (Agora's embedded
+``deploy/configs/cluster-default.yaml``), a native ``.yaml``/``.yml`` file, or an Alibaba
+node list ``.csv`` (recognised by its header), split into ``sites`` sites by ``split``.
+
+Workloads (:func:`load_workload`): a native ``.jsonl`` file, an ``.swf`` file (options
+``rigid``, ``mem_per_proc_mib``), an Alibaba pod list ``.csv`` (option ``qos_weights``), or
+``synthetic`` / ``synthetic:key=value,...`` which calls
+``agents.workloads.synthetic.generate(cluster, seed=..., **params)`` (values are read as
+int, float, true/false or else string; ``seed`` comes from the spec, else the ``seed``
+option, else 0). Options whose value is None are ignored; any other option a reader does
+not take is an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import deploy
+from agents.domain import Cluster, Workload
+from agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
+from agents.workloads.errors import InputError
+from agents.workloads.native import read_cluster, read_jobs
+from agents.workloads.swf import read_swf
+
+DEFAULT_CLUSTER = Path(deploy.__file__).parent / "configs" / "cluster-default.yaml"
+
+CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba node list .csv "
+                 f"(header {','.join(NODE_HEADER)})")
+WORKLOAD_KINDS = ("a native .jsonl jobs file, an .swf file, an Alibaba pod list .csv "
+                  f"(header {','.join(POD_HEADER)}), or synthetic[:key=value,...]")
+
+
+def _first_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(4096)
+    except OSError as e:
+        raise InputError(path=path, line=None, field=None,
+                         problem=f"cannot read the file ({e.strerror or e})") from None
+    return head.decode("utf-8-sig", errors="replace").strip()
+
+
+def _exists(spec: str, expected: str) -> None:
+    if not Path(spec).is_file():
+        raise InputError(path=spec, line=None, field=None,
+                         problem="no such file" if not Path(spec).exists() else "not a file",
+                         expected=expected)
+
+
+def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Cluster:
+    """The cluster named by ``spec`` (see module doc); ``sites`` and ``split`` apply to an
+    Alibaba node list only."""
+    spec = str(spec)
+    if spec == "default":
+        return read_cluster(str(DEFAULT_CLUSTER))
+    suffix = Path(spec).suffix.lower()
+    if suffix not in (".yaml", ".yml", ".csv"):
+        raise InputError(path=spec, line=None, field=None, problem="unknown kind of cluster",
+                         expected=CLUSTER_KINDS)
+    _exists(spec, CLUSTER_KINDS)
+    if suffix in (".yaml", ".yml"):
+        return read_cluster(spec)
+    header = tuple(c.strip() for c in _first_line(spec).split(","))
+    if header != NODE_HEADER:
+        raise InputError(path=spec, line=1, field=None,
+                         problem="a .csv without the Alibaba node list header",
+                         expected=CLUSTER_KINDS)
+    return read_alibaba_nodes(spec, sites, split)
+
+
+_OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_weights",)}
+
+
+def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
+    """The workload named by ``spec`` (see module doc), checked against ``cluster``."""
+    spec = str(spec)
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return _synthetic(spec, cluster, options)
+    suffix = Path(spec).suffix.lower()
+    if suffix not in _OPTIONS:
+        raise InputError(path=spec, line=None, field=None, problem="unknown kind of workload",
+                         expected=WORKLOAD_KINDS)
+    for k in options:
+        if k not in _OPTIONS[suffix]:
+            raise InputError(path=spec, line=None, field=k,
+                             problem=f"option {k!r} does not apply to {suffix} files",
+                             expected=f"only {', '.join(_OPTIONS[suffix]) or 'no options'}")
+    _exists(spec, WORKLOAD_KINDS)
+    if suffix == ".jsonl":
+        return read_jobs(spec, cluster)
+    if suffix == ".swf":
+        return read_swf(spec, cluster, **options)
+    header = tuple(c.strip() for c in _first_line(spec).split(","))
+    if header != POD_HEADER:
+        raise InputError(path=spec, line=1, field=None,
+                         problem="a .csv without the Alibaba pod list header",
+                         expected=WORKLOAD_KINDS)
+    return read_alibaba_pods(spec, cluster, **options)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _value(s: str) -> Any:
+    if _INT.fullmatch(s):
+        return int(s)
+    if _FLOAT.fullmatch(s):
+        return float(s)
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
+    return s
+
+
+def parse_synthetic(spec: str) -> dict[str, Any]:
+    """``synthetic:a=1,b=x`` -> {'a': 1, 'b': 'x'}."""
+    params: dict[str, Any] = {}
+    rest = spec[len("synthetic:"):] if spec.startswith("synthetic:") else ""
+    for i, part in enumerate(p for p in rest.split(",") if p.strip()):
+        key, eq, val = part.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier() or key in params:
+            raise InputError(path=spec, line=None, field=f"synthetic[{i}]",
+                             problem=f"found {part!r}" + (" (repeated)" if key in params else ""),
+                             expected="synthetic:key=value,key=value with distinct names")
+        params[key] = _value(val.strip())
+    return params
+
+
+def _synthetic(spec: str, cluster: Cluster, options: dict[str, Any]) -> Workload:
+    params = parse_synthetic(spec)
+    seed = params.pop("seed", options.pop("seed", 0))
+    for k, v in options.items():
+        params.setdefault(k, v)
+    try:
+        synthetic = importlib.import_module("agents.workloads.synthetic")
+    except ModuleNotFoundError as e:
+        if e.name != "agents.workloads.synthetic":
+            raise
+        raise InputError(path=spec, line=None, field=None,
+                         problem=f"the synthetic generator is not available ({e})",
+                         expected=WORKLOAD_KINDS) from None
+    accepted = inspect.signature(synthetic.generate).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        for k in params:
+            if k not in accepted or k == "cluster":
+                names = ", ".join(x for x in accepted if x != "cluster")
+                raise InputError(path=spec, line=None, field=k,
+                                 problem=f"unknown synthetic parameter {k!r}",
+                                 expected=f"one of {names}")
+    try:
+        return synthetic.generate(cluster, seed=seed, **params)
+    except InputError:
+        raise
+    except ValueError as e:  # the generator's own range checks
+        raise InputError(path=spec, line=None, field=None, problem=str(e)) from None

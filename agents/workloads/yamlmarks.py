@@ -1,0 +1,319 @@
+"""Marked input: values that remember the line they came from, and checks that report
+problems as :class:`InputError` naming file, line and field.
+
+- :func:`load_yaml` loads a YAML file into plain Python values (dict, list, str, int, float,
+  bool, None) where every mapping is a :class:`MarkedDict` (a dict that also knows the
+  1-based line of itself and of each key) and every sequence a :class:`MarkedList` (a list
+  that knows the line of itself and of each item). It uses PyYAML's ``compose`` so lines
+  come from ``start_mark.line`` (0-based there, 1-based here).
+- :func:`read_text` reads a UTF-8 file, reporting unreadable files and bad bytes with a line.
+- :class:`Where` plus the ``get_*`` checks validate values read from YAML, JSON or CSV.
+
+The checks know no units; callers state them in ``expected``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from agents.workloads.errors import InputError
+
+
+class MarkedDict(dict):
+    """A dict loaded from YAML: ``line`` is where the mapping starts, ``key_lines[k]`` the
+    line of key ``k`` (both 1-based)."""
+
+    __slots__ = ("line", "key_lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[Any, int] = {}
+
+
+class MarkedList(list):
+    """A list loaded from YAML: ``line`` is where the sequence starts, ``item_lines[i]`` the
+    line of item ``i`` (both 1-based)."""
+
+    __slots__ = ("line", "item_lines")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.item_lines: list[int] = []
+
+
+def read_text(path: str, expected: str) -> str:
+    """The whole file as text (UTF-8, an optional BOM dropped); InputError if it cannot be
+    read or is not UTF-8 (naming the line of the first bad byte)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(path=path, line=None, field=None,
+                         problem=f"cannot read the file ({e.strerror or e})",
+                         expected=expected) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise InputError(path=path, line=line, field=None,
+                         problem=f"byte 0x{data[e.start]:02x} is not UTF-8 text",
+                         expected=expected) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on '\\n' only (so numbers match editors), a trailing '\\r' dropped."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def load_yaml(path: str) -> Any:
+    """Load one YAML document from ``path`` into marked plain values (see module doc)."""
+    text = read_text(path, "a YAML file")
+    expected = "a YAML document"
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        node = loader.get_single_node()
+        if node is None:
+            raise InputError(path=path, line=None, field=None, problem="the file is empty",
+                             expected=expected)
+        return _build(loader, node, path, {})
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(str(x) for x in (e.context, e.problem) if x) or "syntax error"
+        raise InputError(path=path, line=mark.line + 1 if mark else None, field=None,
+                         problem=f"not valid YAML: {what}", expected=expected) from None
+    except yaml.YAMLError as e:
+        pos = getattr(e, "position", None)
+        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else None
+        raise InputError(path=path, line=line, field=None, problem=f"not valid YAML: {e}",
+                         expected=expected) from None
+    except RecursionError:
+        raise InputError(path=path, line=None, field=None, problem="nested too deeply",
+                         expected=expected) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, Any]) -> Any:
+    if id(node) in memo:  # an alias: reuse what was built (also guards recursive anchors)
+        return memo[id(node)]
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            raise
+        except Exception as e:  # e.g. a timestamp-looking value that is no date
+            raise InputError(path=path, line=line, field=None,
+                             problem=f"cannot read value {node.value!r} ({e})",
+                             expected="a plain YAML value") from None
+    if isinstance(node, yaml.SequenceNode):
+        seq = MarkedList(line)
+        memo[id(node)] = seq
+        for item in node.value:
+            seq.append(_build(loader, item, path, memo))
+            seq.item_lines.append(item.start_mark.line + 1)
+        return seq
+    mapping = MarkedDict(line)
+    memo[id(node)] = mapping
+    loader.flatten_mapping(node)  # YAML merge keys (<<)
+    for key_node, value_node in node.value:
+        key = _build(loader, key_node, path, memo)
+        kline = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise InputError(path=path, line=kline, field=None,
+                             problem="a mapping key is a list or mapping",
+                             expected="a plain name as key") from None
+        if key in mapping:
+            raise InputError(path=path, line=kline, field=str(key),
+                             problem=f"key {key!r} appears twice in one mapping "
+                                     f"(first on line {mapping.key_lines[key]})",
+                             expected="each key once")
+        mapping[key] = _build(loader, value_node, path, memo)
+        mapping.key_lines[key] = kline
+    return mapping
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(items)
+    if len(d) != len(items):
+        seen: set[str] = set()
+        for k, _ in items:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
+def parse_json(where: Where, text: str, expected: str) -> Any:
+    """One JSON value from ``text``; InputError (at ``where``) if it is not valid JSON or an
+    object repeats a key. NaN and Infinity are let through for the checks to name."""
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKey as e:
+        raise where.key(str(e.args[0])).error("key appears twice in one object",
+                                              "each key once") from None
+    except json.JSONDecodeError as e:
+        raise where.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of 5000 digits
+        raise where.error(f"not valid JSON ({type(e).__name__}: {e})"[:200], expected) from None
+
+
+def describe(v: Any) -> str:
+    """A short human rendering of a found value."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+class Where:
+    """Where a value sits: file, 1-based line (or None) and dotted field path (or None).
+    (A plain slotted class, not a frozen dataclass: readers make one per field.)"""
+
+    __slots__ = ("path", "line", "field")
+
+    def __init__(self, path: str, line: int | None, field: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"Where({self.path!r}, {self.line!r}, {self.field!r})"
+
+    def error(self, problem: str, expected: str | None = None) -> InputError:
+        return InputError(path=self.path, line=self.line, field=self.field, problem=problem,
+                          expected=expected)
+
+    def key(self, name: str, line: int | None = None) -> Where:
+        f = f"{self.field}.{name}" if self.field else name
+        return Where(self.path, self.line if line is None else line, f)
+
+    def item(self, i: int, line: int | None = None) -> Where:
+        return Where(self.path, self.line if line is None else line, f"{self.field or ''}[{i}]")
+
+
+def at_key(where: Where, mapping: dict, key: Any) -> Where:
+    """``where.key(key)`` with the key's own line when ``mapping`` came from YAML."""
+    lines = getattr(mapping, "key_lines", None)
+    return where.key(str(key), lines.get(key) if lines else None)
+
+
+def at_item(where: Where, seq: list, i: int) -> Where:
+    """``where.item(i)`` with the item's own line when ``seq`` came from YAML."""
+    lines = getattr(seq, "item_lines", None)
+    return where.item(i, lines[i] if lines and i < len(lines) else None)
+
+
+def get_mapping(where: Where, v: Any, *, required: Iterable[str] = (),
+                optional: Iterable[str] = ()) -> dict:
+    """``v`` as a dict with only the allowed string keys and every required one."""
+    required, optional = tuple(required), tuple(optional)
+    allowed = required + optional
+    if not isinstance(v, dict):
+        raise where.error(f"found {describe(v)}",
+                          f"a mapping with keys {', '.join(allowed)}")
+    for k in v:
+        if k not in allowed:
+            raise at_key(where, v, k).error(
+                f"unknown key {describe(k)}", f"only {', '.join(allowed)}")
+    for k in required:
+        if k not in v:
+            raise where.key(k, getattr(v, "line", None)).error(
+                f"required key {k!r} is missing",
+                f"keys {', '.join(required)}" + (f" (optional: {', '.join(optional)})"
+                                                 if optional else ""))
+    return v
+
+
+def get_list(where: Where, v: Any, *, nonempty: bool = False, what: str = "items") -> list:
+    if not isinstance(v, list) or (nonempty and not v):
+        found = "an empty list" if isinstance(v, list) else describe(v)
+        raise where.error(f"found {found}", f"a {'non-empty ' if nonempty else ''}list of {what}")
+    return v
+
+
+def get_str(where: Where, v: Any, what: str = "a non-empty string") -> str:
+    if not isinstance(v, str) or not v:
+        raise where.error(f"found {describe(v)}", what)
+    return v
+
+
+def _bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    parts = [f">= {ge:g}" if ge is not None else "", f"> {gt:g}" if gt is not None else "",
+             f"<= {le:g}" if le is not None else "", f"< {lt:g}" if lt is not None else ""]
+    return " and ".join(p for p in parts if p)
+
+
+def get_number(where: Where, v: Any, *, ge: float | None = None, gt: float | None = None,
+               le: float | None = None, lt: float | None = None, unit: str = "") -> float:
+    """A finite number (int or float, never bool or string) within the bounds, as float."""
+    if type(v) is float or type(v) is int:  # fast path: the usual case
+        try:
+            x = float(v)
+        except OverflowError:
+            x = math.nan
+        if (math.isfinite(x) and (ge is None or x >= ge) and (gt is None or x > gt)
+                and (le is None or x <= le) and (lt is None or x < lt)):
+            return x
+    b = _bounds(ge, gt, le, lt)
+    expected = f"a finite number{' ' + b if b else ''}{' (' + unit + ')' if unit else ''}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise where.error(f"found {describe(v)}", expected)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise where.error(f"found {describe(v)}, too large", expected) from None
+    if not math.isfinite(x):
+        raise where.error(f"found {describe(x)}", expected)
+    neg = " (negative)" if x < 0 and (ge == 0 or gt == 0) else ""
+    raise where.error(f"found {describe(v)}{neg}", expected)
+
+
+def get_int(where: Where, v: Any, *, ge: int | None = None, le: int | None = None,
+            unit: str = "") -> int:
+    """A whole number (an int, or a float with no fraction) within the bounds."""
+    if type(v) is int and (ge is None or v >= ge) and (le is None or v <= le):
+        return v
+    b = _bounds(ge, None, le, None)
+    expected = f"a whole number{' ' + b if b else ''}{' (' + unit + ')' if unit else ''}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise where.error(f"found {describe(v)}", expected)
+    if isinstance(v, float):
+        if not math.isfinite(v) or v != int(v):
+            raise where.error(f"found {describe(v)}", expected)
+        v = int(v)
+    if (ge is not None and v < ge) or (le is not None and v > le):
+        neg = " (negative)" if v < 0 and ge == 0 else ""
+        raise where.error(f"found {describe(v)}{neg}", expected)
+    return v
