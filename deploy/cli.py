@@ -121,7 +121,8 @@ def cmd_bound(a: argparse.Namespace) -> int:
     if wl.instance_count <= a.max_instances:
         for objective in ("makespan", "weighted_completion"):
             r = cpsat_schedule(wl, cluster, objective=objective, time_limit_s=a.time_limit)
-            out[objective] = {"status": r.status, "objective": r.objective, "bound": r.bound,
+            out[objective] = {"status": r.status, "value": r.value,
+                              "best_bound": r.best_bound, "proven_optimal": r.proven_optimal,
                               "solve_s": r.solve_time_s}
     else:
         out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"

@@ -193,12 +193,29 @@ class Simulator:
     _dirty = True
 
     def decide(self, policy: Policy) -> None:
+        policy.schedule(self.begin_decision())
+        self.end_decision()
+
+    def begin_decision(self) -> Decision:
+        """Open a decision at the current time (for drivers other than ``run``, such as the
+        PettingZoo environment); close it with ``end_decision``."""
         self.ctx._begin(self.now)
-        policy.schedule(self.ctx)
+        return self.ctx
+
+    def end_decision(self) -> None:
         self.decisions += 1
         self._dirty = False
         if self.config.check_invariants:
             self.cap.check_invariants()
+
+    @property
+    def has_events(self) -> bool:
+        """Are events (arrivals, ends, outages) still to come?"""
+        return bool(self._heap)
+
+    @property
+    def next_event_time(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
 
     def step_events(self) -> int:
         """Process every event at the next event time; returns how many."""

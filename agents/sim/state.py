@@ -128,6 +128,10 @@ class OpenPool:
         iterating)."""
         return [self._tasks[r] for r in self._fifo]
 
+    def head(self, k: int) -> list[TaskState]:
+        """The first ``k`` open tasks in FIFO order, in O(k log n)."""
+        return [self._tasks[r] for r in self._fifo.islice(0, k)]
+
     def ordered(self, name: str, key: Callable[[TaskState], tuple]) -> list[TaskState]:
         """Open tasks sorted by ``key`` (ties by FIFO rank). ``key`` must depend only on
         fields that do not change while the task is open; the view is registered on first

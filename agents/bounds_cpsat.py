@@ -1,0 +1,354 @@
+"""An exact reference schedule for small instances, by constraint programming (CP-SAT, the
+lazy-clause-generation solver of OR-Tools; Perron & Didier, "CP-SAT", 2023).
+
+The model is the Agora scheduling problem without faults: every task instance runs once,
+without preemption, on one node, after its job's arrival and after every instance of each
+parent task; cpu and memory are cumulative per node; gpus are modelled per device (a
+cumulative of capacity 1000 for each gpu of each node), so a share (< 1000 milli-gpus) sits
+on ONE gpu and a whole-gpu demand of k takes k distinct, entirely free gpus. An instance
+placed at a site other than its job's origin runs ``duration + transfer`` seconds, the
+transfer being ``cluster.link(origin, site).transfer_s(data_mb)`` (latency included, even for
+``data_mb == 0``, as Link.transfer_s counts it).
+
+Time is integer in units of ``resolution_s`` (default 1 s) counted from the first arrival.
+Lengths (transfers included) and release times are rounded UP to whole units, so every
+schedule of the model is feasible in real time. With integer arrivals, durations and
+transfers at the default resolution the model is exact; otherwise its optimum may exceed the
+real one by up to a unit per instance on a chain, and ``best_bound`` bounds the rounded
+model (use :func:`agents.bounds.analytic_lower_bounds` for a bound on the real instance).
+
+The solver is hinted with a serial list schedule, so even a short time limit returns a
+schedule. Only for small instances: more than :data:`MAX_INSTANCES` instances are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from ortools.sat.python import cp_model
+
+from agents.domain import (MILLI, Cluster, Job, Node, Task, Workload, fits_node,
+                           topological_order)
+
+MAX_INSTANCES = 200
+"""largest number of task instances :func:`cpsat_schedule` accepts"""
+WEIGHT_SCALE = 1000
+"""job weights are multiplied by this and rounded to integers in the CP-SAT objective"""
+_EPS = 1e-9  # float noise tolerated when rounding up (2.0000000001 s is 2 s)
+
+Objective = Literal["makespan", "weighted_completion"]
+_STATUS = {cp_model.OPTIMAL: "OPTIMAL", cp_model.FEASIBLE: "FEASIBLE",
+           cp_model.INFEASIBLE: "INFEASIBLE", cp_model.UNKNOWN: "UNKNOWN"}
+
+
+class Placement(NamedTuple):
+    """Where and when one task instance runs in the schedule."""
+
+    job_id: str
+    task_id: str
+    instance_index: int
+    node: str
+    start: float
+    """seconds, on the workload's clock"""
+    end: float
+    """seconds, on the workload's clock; ``end - start`` includes any transfer delay"""
+    gpus: tuple[int, ...] = ()
+    """indices of the node's gpus it uses (one for a share, k for k whole gpus)"""
+
+
+@dataclass(frozen=True, slots=True)
+class CpSatResult:
+    status: str
+    """"OPTIMAL" (proven), "FEASIBLE" (a schedule, not proven optimal), "INFEASIBLE" (some
+    task fits no node) or "UNKNOWN" (no schedule; not expected, the serial hint is one)"""
+    objective: str
+    """"makespan" or "weighted_completion" """
+    value: float | None
+    """objective of the schedule: makespan = last end - first arrival (seconds), or
+    sum_j weight_j * (C_j - arrival_j) (weight x seconds, weights rounded to 1/WEIGHT_SCALE);
+    None without a schedule"""
+    best_bound: float | None
+    """proven lower bound on the rounded model's optimum, same units (the solver's, raised
+    to the analytic bound where that is higher); equals ``value`` when OPTIMAL"""
+    placements: tuple[Placement, ...]
+    """one per task instance, in workload order; empty without a schedule"""
+    solve_time_s: float
+    """solver wall time, seconds"""
+    proven_optimal: bool
+    resolution_s: float
+    """seconds per model time unit"""
+    message: str = ""
+    """why there is no schedule, or that the schedule is the hint (the solver found none)"""
+
+
+class _Inst(NamedTuple):
+    job: Job
+    task: Task
+    k: int
+    lengths: dict[int, int]
+    """node index -> length in units (transfer included) on every node it fits"""
+    slots: int
+    """gpus of the node it takes: 0, 1 for a share, k for k whole gpus"""
+
+
+def _units(seconds: float, resolution_s: float) -> int:
+    """Whole model time units covering ``seconds`` (rounded up)."""
+    return max(0, math.ceil(seconds / resolution_s - _EPS))
+
+
+def _instances(jobs: list[Job], cluster: Cluster, resolution_s: float) -> list[_Inst] | str:
+    """Every task instance with where it fits, or why some task fits nowhere."""
+    out = []
+    for job in jobs:
+        for task in job.tasks:
+            g = task.demand.gpu
+            if g >= MILLI and g % MILLI:
+                raise ValueError(f"job {job.id} task {task.id}: gpu demand {g} milli-gpus is "
+                                 f">= 1000 but not a multiple of 1000; use a share (< 1000) "
+                                 f"or whole gpus")
+            lengths = {}
+            for n, node in enumerate(cluster.nodes):
+                if fits_node(task.demand, node):
+                    link = cluster.link(job.origin, node.site)
+                    extra = link.transfer_s(task.data_mb) if link is not None else 0.0
+                    lengths[n] = _units(task.duration + extra, resolution_s)
+            if task.instances > 0 and not lengths:
+                return f"job {job.id} task {task.id} fits no node of the cluster"
+            out += [_Inst(job, task, k, lengths, 0 if g == 0 else max(1, g // MILLI))
+                    for k in range(task.instances)]
+    return out
+
+
+def _serial_schedule(insts: list[_Inst], release: dict[str, int],
+                     nodes: tuple[Node, ...]) -> list[tuple[int, int, tuple[int, ...]]]:
+    """A feasible schedule by serial list scheduling, the solver's hint: instances in order
+    of their earliest possible start (release + longest chain of parents), each at the
+    earliest time, then node, where it fits beside those already placed. Returns per
+    instance (node index, start in units, gpu indices)."""
+    minlen = {(i.job.id, i.task.id): min(i.lengths.values()) for i in insts}
+    head, topo = {}, {}
+    for job in {id(i.job): i.job for i in insts}.values():
+        for pos, t in enumerate(topological_order(job)):
+            topo[(job.id, t.id)] = pos
+            head[(job.id, t.id)] = max((head[(job.id, p)] + minlen.get((job.id, p), 0)
+                                        for p in t.after), default=0)
+
+    def priority(i: int) -> tuple:
+        key = (insts[i].job.id, insts[i].task.id)
+        return release[key[0]] + head[key], key[0], topo[key], insts[i].k
+
+    placed: list[list[tuple[int, int, int, int, dict[int, int]]]] = [[] for _ in nodes]
+    task_end: dict[tuple[str, str], int] = {}
+
+    def gpus_if_fits(n: int, t: int, ln: int, task: Task, slots: int) -> tuple | None:
+        """gpu indices if ``task`` fits on node n during [t, t + ln), else None."""
+        d, node = task.demand, nodes[n]
+        over = [p for p in placed[n] if p[0] < t + ln and p[1] > t] if ln else []
+        peak = [0] * node.gpus
+        for pt in [t] + [p[0] for p in over if p[0] > t]:  # load peaks at a start
+            live = [p for p in over if p[0] <= pt < p[1]]
+            if (sum(p[2] for p in live) + d.cpu > node.cpu
+                    or sum(p[3] for p in live) + d.mem > node.mem):
+                return None
+            for g in range(node.gpus):
+                peak[g] = max(peak[g], sum(p[4].get(g, 0) for p in live))
+        if not slots:
+            return ()
+        if d.gpu < MILLI:  # best fit: the fullest gpu that still takes the share
+            ok = [g for g in range(node.gpus) if peak[g] + d.gpu <= MILLI]
+            return (max(ok, key=lambda g: peak[g]),) if ok else None
+        free = [g for g in range(node.gpus) if peak[g] == 0]
+        return tuple(free[:slots]) if len(free) >= slots else None
+
+    out: list = [None] * len(insts)
+    for i in sorted(range(len(insts)), key=priority):  # parents sort before children
+        job, task, _, lengths, slots = insts[i]
+        ready = max([release[job.id]] + [task_end.get((job.id, p), 0) for p in task.after])
+        best = None
+        for n, ln in lengths.items():
+            # The last candidate always fits: the node is empty from then on.
+            for t in sorted({ready} | {p[1] for p in placed[n] if p[1] > ready}):
+                g = gpus_if_fits(n, t, ln, task, slots)
+                if g is not None:
+                    if best is None or t + ln < best[1] + lengths[best[0]]:
+                        best = (n, t, g)
+                    break
+        n, t, g = best
+        use = {x: min(task.demand.gpu, MILLI) for x in g}
+        placed[n].append((t, t + lengths[n], task.demand.cpu, task.demand.mem, use))
+        task_end[(job.id, task.id)] = max(task_end.get((job.id, task.id), 0), t + lengths[n])
+        out[i] = best
+    return out
+
+
+def cpsat_schedule(workload: Workload, cluster: Cluster, *,
+                   objective: Objective = "makespan", time_limit_s: float = 10.0,
+                   workers: int = 2, seed: int = 0, resolution_s: float = 1.0) -> CpSatResult:
+    """Solve ``workload`` on ``cluster`` with CP-SAT, minimising ``objective``.
+
+    ``objective``: "makespan" (last end - first arrival) or "weighted_completion"
+    (sum_j weight_j * (C_j - arrival_j), C_j the end of the job's last instance; weights are
+    scaled by WEIGHT_SCALE and rounded to integers inside the solver).
+    ``time_limit_s``: solver wall-clock limit (model building, ~0.1 s for 200 instances, is
+    extra); ``workers``: CP-SAT search workers (threads); ``seed``: CP-SAT ``random_seed``
+    (a run stopped by the time limit may still differ between runs with several workers).
+    ``resolution_s``: seconds per integer time unit.
+
+    The horizon is the last release + the sum of every instance's longest length (a serial
+    schedule), cut to the hint's makespan for the makespan objective.
+    Raises ValueError when the workload has more than MAX_INSTANCES task instances.
+    """
+    if objective not in ("makespan", "weighted_completion"):
+        raise ValueError(f"objective must be 'makespan' or 'weighted_completion', "
+                         f"not {objective!r}")
+    if not resolution_s > 0:
+        raise ValueError(f"resolution_s must be > 0 seconds, not {resolution_s}")
+    n_inst = workload.instance_count
+    if n_inst > MAX_INSTANCES:
+        raise ValueError(f"cpsat_schedule: the workload has {n_inst} task instances, more than "
+                         f"the {MAX_INSTANCES} an exact CP-SAT solve can handle; use "
+                         f"agents.bounds.analytic_lower_bounds() for large instances")
+
+    def result(status: str, **kw) -> CpSatResult:
+        base = dict(status=status, objective=objective, value=None, best_bound=None,
+                    placements=(), solve_time_s=0.0, proven_optimal=status == "OPTIMAL",
+                    resolution_s=resolution_s)
+        return CpSatResult(**(base | kw))
+
+    jobs = [j for j in workload.jobs if j.instance_count > 0]
+    if not jobs:
+        return result("OPTIMAL", value=0.0, best_bound=0.0)
+    t0 = min(j.arrival for j in workload.jobs)
+    nodes = cluster.nodes
+    insts = _instances(jobs, cluster, resolution_s)
+    if isinstance(insts, str):
+        return result("INFEASIBLE", message=insts)
+    release = {j.id: _units(j.arrival - t0, resolution_s) for j in jobs}
+    hint = _serial_schedule(insts, release, nodes)
+    hint_end = [s + i.lengths[n] for i, (n, s, _) in zip(insts, hint)]
+    horizon = max(release.values()) + sum(max(i.lengths.values()) for i in insts)
+    if objective == "makespan":  # some optimal schedule ends no later than the hint
+        horizon = min(horizon, max(hint_end))
+
+    # Per instance: a start, an end, and per fitting node (node index, presence literal,
+    # literals of the node's gpus it takes).
+    model = cp_model.CpModel()
+    records = []
+    node_iv: list[list[tuple[cp_model.IntervalVar, Task]]] = [[] for _ in nodes]
+    gpu_iv: dict[tuple[int, int], list[tuple[cp_model.IntervalVar, int]]] = {}
+    for (job, task, k, lengths, slots), (hn, hs, hg) in zip(insts, hint):
+        tag = f"{job.id}/{task.id}/{k}"
+        start = model.new_int_var(release[job.id], horizon, f"s[{tag}]")
+        model.add_hint(start, hs)
+        options = []
+        for n, ln in lengths.items():
+            at = f"{tag}@{nodes[n].name}"
+            x = model.new_bool_var(f"x[{at}]")
+            model.add_hint(x, n == hn)
+            node_iv[n].append((model.new_optional_fixed_size_interval_var(
+                start, ln, x, f"iv[{at}]"), task))
+            gl = []
+            for g in range(nodes[n].gpus if slots else 0):
+                y = model.new_bool_var(f"y[{at}#{g}]")
+                model.add_hint(y, n == hn and g in hg)
+                gpu_iv.setdefault((n, g), []).append((model.new_optional_fixed_size_interval_var(
+                    start, ln, y, f"gv[{at}#{g}]"), min(task.demand.gpu, MILLI)))
+                gl.append(y)
+            if slots:
+                model.add(sum(gl) == slots * x)  # k distinct gpus, or one gpu for a share
+            options.append((n, x, gl))
+        model.add_exactly_one(x for _, x, _ in options)
+        end = start + sum(lengths[n] * x for n, x, _ in options)
+        records.append((start, end, options))
+
+    # Dependencies: a task-level end >= every instance end; children start after it.
+    task_end: dict[tuple[str, str], cp_model.IntVar] = {}
+    for i, (_, end, _), e in zip(insts, records, hint_end):
+        key = (i.job.id, i.task.id)
+        if key not in task_end:
+            task_end[key] = model.new_int_var(0, horizon, f"E[{key[0]}/{key[1]}]")
+            model.add_hint(task_end[key], max(e2 for i2, e2 in zip(insts, hint_end)
+                                              if (i2.job.id, i2.task.id) == key))
+        model.add(task_end[key] >= end)
+    for i, (start, _, _) in zip(insts, records):
+        for p in i.task.after:
+            if (i.job.id, p) in task_end:  # a parent with 0 instances finishes at once
+                model.add(start >= task_end[(i.job.id, p)])
+
+    def cumulative(items: list[tuple[cp_model.IntervalVar, int]], cap: int) -> None:
+        items = [(iv, d) for iv, d in items if d > 0]
+        if sum(d for _, d in items) > cap:  # otherwise it can never bind
+            model.add_cumulative([iv for iv, _ in items], [d for _, d in items], cap)
+
+    for n, ivs in enumerate(node_iv):
+        cumulative([(iv, t.demand.cpu) for iv, t in ivs], nodes[n].cpu)
+        cumulative([(iv, t.demand.mem) for iv, t in ivs], nodes[n].mem)
+        # Redundant with the per-gpu constraints below, but it propagates better.
+        cumulative([(iv, t.demand.gpu) for iv, t in ivs], nodes[n].gpus * MILLI)
+    for ivs in gpu_iv.values():
+        cumulative(ivs, MILLI)
+    # Redundant cluster-wide volume constraints: an instance occupies at least its shortest
+    # length from its start, wherever it runs.
+    shortest = [(model.new_fixed_size_interval_var(start, min(i.lengths.values()), f"min{n}"),
+                 i.task.demand) for n, (i, (start, _, _)) in enumerate(zip(insts, records))]
+    for r, cap in enumerate(cluster.capacity()):
+        cumulative([(iv, (d.cpu, d.mem, d.gpu)[r]) for iv, d in shortest], cap)
+
+    # The analytic bounds hold for the real instance, hence for this rounded-up model.
+    from agents.bounds import analytic_lower_bounds  # lazy: agents.bounds imports this module
+    analytic = analytic_lower_bounds(workload, cluster)
+    weights = {j.id: round(j.weight * WEIGHT_SCALE) for j in jobs}
+    if objective == "makespan":
+        floor = _units(analytic["makespan_span"], resolution_s)
+        obj = model.new_int_var(min(floor, horizon), horizon, "makespan")
+        model.add_hint(obj, max(hint_end))
+        for _, end, _ in records:
+            model.add(obj >= end)
+        model.minimize(obj)
+    else:
+        done = {j.id: model.new_int_var(release[j.id], horizon, f"C[{j.id}]") for j in jobs}
+        for i, (_, end, _) in zip(insts, records):
+            model.add(done[i.job.id] >= end)
+        for j in jobs:
+            model.add_hint(done[j.id], max(e for i, e in zip(insts, hint_end) if i.job is j))
+        model.minimize(sum(weights[j] * done[j] for j in done))
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(time_limit_s)
+    solver.parameters.num_workers = int(workers)
+    solver.parameters.random_seed = int(seed)
+    code = solver.solve(model)
+    if code == cp_model.MODEL_INVALID:
+        raise RuntimeError(f"CP-SAT rejected the model: {model.validate()}")
+    status, message, chosen = _STATUS[code], "", hint
+    if status == "INFEASIBLE":  # not expected: the hint is a schedule
+        return result(status, solve_time_s=solver.wall_time, message="CP-SAT: infeasible")
+    if status == "UNKNOWN":
+        status, message = "FEASIBLE", "CP-SAT found no schedule in time; this is its hint"
+    else:
+        chosen = []
+        for start, _, options in records:
+            n, _, gl = next(o for o in options if solver.boolean_value(o[1]))
+            chosen.append((n, solver.value(start),
+                           tuple(g for g, y in enumerate(gl) if solver.boolean_value(y))))
+
+    placements, ends = [], {}
+    for i, (n, s, gpus) in zip(insts, chosen):
+        e = s + i.lengths[n]
+        placements.append(Placement(i.job.id, i.task.id, i.k, nodes[n].name,
+                                    t0 + s * resolution_s, t0 + e * resolution_s, gpus))
+        ends[i.job.id] = max(ends.get(i.job.id, 0), e)
+    if objective == "makespan":
+        value = max(ends.values()) * resolution_s
+        bound = max(solver.best_objective_bound, floor) * resolution_s
+    else:
+        # C_j - a_j = t0 + C_units * resolution - a_j, with the solver's (rounded) weights.
+        w = {j: weights[j] / WEIGHT_SCALE for j in weights}
+        offset = sum(w[j.id] * (t0 - j.arrival) for j in jobs)
+        value = sum(w[j.id] * ends[j.id] * resolution_s for j in jobs) + offset
+        paths = sum(w[j.id] * j.critical_path() for j in jobs)
+        bound = max(solver.best_objective_bound / WEIGHT_SCALE * resolution_s + offset, paths)
+    return result(status, value=value, best_bound=min(bound, value), message=message,
+                  placements=tuple(placements), solve_time_s=solver.wall_time)
