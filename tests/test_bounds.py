@@ -113,8 +113,8 @@ def test_hand_checked_dag_optimum_is_10():
     # overlap, but B+C+D = 14: never all three at once. Critical path A-B-E = 8, work
     # 24+15+8+25+10 = 82 cpu-s -> 8.2 s, so both bounds say >= 9; the truth is larger:
     # - D before A: A starts >= 5, B ends >= 12, E ends >= 13.
-    # - A first, A = [0,4]: D starts >= 4 (it cannot overlap A).
-    #   - D after E: E starts >= end of B >= 7, so D ends >= 8 + 5 = 13.
+    # - A before D: D starts >= end of A >= 4.
+    #   - D after E: E starts >= end of B >= end of A + 3 >= 7, so D ends >= 8 + 5 = 13.
     #   - D before E: E starts >= end of D >= 9, so the makespan is >= 10, and
     #     A [0,4], D [4,9], B [4,7] (5+5 = 10 cpus), C [7,9] (4+5 = 9), E [9,10] achieves it.
     # Optimum = 10.
@@ -190,14 +190,16 @@ def test_transfer_delay_counts_when_the_only_fit_is_remote():
     # 1000 MB over 8000 Mb/s = 1 s, plus 1000 ms latency: 2 s of transfer.
     link = Link(latency_ms=1000.0, bandwidth_mbps=8000.0)
     cl = cluster(node("home", site="home", cpu=4000), node("away", site="away", gpus=1), link=link)
-    wl = workload(job("j", task("train", 10, cpu=1000, gpu=1000, data_mb=1000.0),
-                      task("prep", 3, cpu=4000, data_mb=1000.0), origin="home"))
+    # prep fits both nodes: at home it takes 3 s, away 3 + 2 s. train needs the gpu away.
+    wl = workload(job("j", task("prep", 3, cpu=4000, data_mb=1000.0),
+                      task("train", 10, cpu=1000, gpu=1000, data_mb=1000.0, after=["prep"]),
+                      origin="home"))
     res = solve(wl, cl)
     where = {p.task_id: p for p in res.placements}
-    assert where["train"].node == "away" and where["train"].end - where["train"].start == 12
     assert where["prep"].node == "home" and where["prep"].end - where["prep"].start == 3
-    assert res.value == 12
-    assert analytic_lower_bounds(wl, cl)["makespan_span"] == 10  # transfers ignored
+    assert where["train"].node == "away" and where["train"].end - where["train"].start == 12
+    assert res.status == "OPTIMAL" and res.value == 3 + 12
+    assert analytic_lower_bounds(wl, cl)["makespan_span"] == 13  # transfers ignored
 
 
 def test_fractional_times_round_up_to_the_resolution():

@@ -12,6 +12,7 @@ from agents.domain import Link, NodeOutage, PowerModel, topological_order, why_u
 from agents.workloads.errors import InputError
 from agents.workloads.native import read_cluster, read_jobs, write_cluster, write_jobs
 from agents.workloads.yamlmarks import load_yaml
+from tests.errorcheck import check
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -29,20 +30,6 @@ def fails(reader, path: Path, text: str | bytes, *args) -> InputError:
     with pytest.raises(InputError) as ei:
         reader(str(path), *args)
     return ei.value
-
-
-def check(e: InputError, path: Path, line: int | None, field: str | None, *words: str) -> None:
-    """The error names the file, line and field, and says the given words."""
-    s = str(e)
-    assert e.path == str(path) and s.startswith(str(path)), s
-    assert e.line == line, s
-    if line is not None:
-        assert f"{path}:{line}:" in s, s
-    assert e.field == field, s
-    if field:
-        assert f"field '{field}'" in s, s
-    for w in words:
-        assert w in s, s
 
 
 # ----------------------------------------------------------------------------- cluster

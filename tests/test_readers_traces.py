@@ -15,6 +15,7 @@ from agents.workloads.errors import InputError
 from agents.workloads.loader import load_cluster, load_workload, parse_synthetic
 from agents.workloads.native import read_cluster
 from agents.workloads.swf import read_swf, read_swf_report
+from tests.errorcheck import check
 
 FIX = Path(__file__).parent / "fixtures"
 NODES, PODS, SWF = FIX / "alibaba_nodes.csv", FIX / "alibaba_pods.csv", FIX / "small.swf"
@@ -28,20 +29,6 @@ def fails(reader, path: Path, text: str | bytes, *args, **kw) -> InputError:
     with pytest.raises(InputError) as ei:
         reader(str(path), *args, **kw)
     return ei.value
-
-
-def check(e: InputError, path: Path | str, line: int | None, field: str | None,
-          *words: str) -> None:
-    s = str(e)
-    assert e.path == str(path) and s.startswith(str(path)), s
-    assert e.line == line, s
-    if line is not None:
-        assert f"{path}:{line}:" in s, s
-    assert e.field == field, s
-    if field:
-        assert f"field '{field}'" in s, s
-    for w in words:
-        assert w in s, s
 
 
 @pytest.fixture(scope="module")
