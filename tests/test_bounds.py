@@ -91,6 +91,7 @@ def check_schedule(res: CpSatResult, wl: Workload, cl: Cluster) -> None:
         assert res.value == pytest.approx(sum(j.weight * (ends[j.id] - j.arrival)
                                               for j in wl.jobs if j.id in ends))
     assert res.best_bound is not None and res.best_bound <= res.value + 1e-9
+    assert res.proven_optimal == (res.best_bound >= res.value - 1e-9)
 
 
 def solve(wl: Workload, cl: Cluster, objective: str = "makespan", **kw) -> CpSatResult:
@@ -202,11 +203,40 @@ def test_transfer_delay_counts_when_the_only_fit_is_remote():
     assert analytic_lower_bounds(wl, cl)["makespan_span"] == 13  # transfers ignored
 
 
-def test_fractional_times_round_up_to_the_resolution():
+def test_fractional_times_round_up_for_the_schedule_and_down_for_the_bound():
     wl = workload(job("j", task("a", 2.5, cpu=1000), task("b", 1.25, cpu=1000, after=["a"]),
                       arrival=0.3))
-    assert solve(wl, cluster(node("n"))).value == pytest.approx(3 + 2)  # 2.5 -> 3, 1.25 -> 2
-    assert solve(wl, cluster(node("n")), resolution_s=0.25).value == pytest.approx(3.75)
+    coarse = solve(wl, cluster(node("n")))
+    # schedule: 2.5 -> 3 and 1.25 -> 2 units; relaxation: 2 + 1 = 3 s, below the critical
+    # path 3.75 s, which is then the bound. The true optimum, 3.75, lies in between.
+    assert coarse.value == pytest.approx(5) and coarse.best_bound == pytest.approx(3.75)
+    assert coarse.status == "OPTIMAL" and not coarse.proven_optimal  # optimal when rounded
+    fine = solve(wl, cluster(node("n")), resolution_s=0.25)  # exact at this resolution
+    assert fine.value == fine.best_bound == pytest.approx(3.75) and fine.proven_optimal
+
+
+def test_the_bound_stays_below_the_real_optimum_with_tiny_transfers():
+    # Default link: 20 ms latency. One 1-cpu node per site; two 10 s jobs at site p. The
+    # real optimum runs one at p and one at q: 10.02 s. Rounded up, the remote one takes
+    # 11 units (value 11); rounded down the relaxation says 10, which is a true bound.
+    cl = cluster(node("p", site="p", cpu=1000), node("q", site="q", cpu=1000))
+    wl = workload(job("x", task("t", 10, cpu=1000), origin="p"),
+                  job("y", task("t", 10, cpu=1000), origin="p"))
+    res = solve(wl, cl)
+    assert res.value == 11 and res.best_bound == 10 <= 10.02
+    tight = solve(wl, cl, resolution_s=0.01)
+    assert tight.value == pytest.approx(10.02) and tight.proven_optimal
+
+
+def test_weights_that_do_not_scale_to_integers_keep_a_valid_bound():
+    # Same Smith's-rule shape with weights 1/3, 2/3 and 1 (ratios 1/9, 2/3, 1/2): y z x,
+    # C = 1, 3, 6: 2/3 + 3 + 6/3 = 17/3.
+    wl = workload(job("x", task("t", 3, cpu=1000), weight=1 / 3),
+                  job("y", task("t", 1, cpu=1000), weight=2 / 3),
+                  job("z", task("t", 2, cpu=1000), weight=1.0))
+    res = solve(wl, cluster(node("n", cpu=1000)), objective="weighted_completion")
+    assert res.value == pytest.approx(17 / 3) and res.best_bound <= 17 / 3 + 1e-9
+    assert res.best_bound >= 17 / 3 - 0.01  # weights rounded down to 1/1000 for the bound
 
 
 def test_instances_and_dependencies_across_instances():
