@@ -54,7 +54,6 @@ class Decision:
         self.cap = sim.cap
         self.pool = sim.pool
         self.now = 0.0
-        self.placed = 0
         self.last_node: int | None = None
         """node of the most recent instance ``assign`` started"""
         self._blocked: set[tuple] = set()
@@ -88,9 +87,6 @@ class Decision:
         m = self.fit_nodes(t)
         return None if m is None else self.cap.sites_of(m)
 
-    def running_on(self, node: int) -> list[Attempt]:
-        return list(self.sim.node_running[node])
-
     # -- acting ----------------------------------------------------------------------------
     def assign(self, t: TaskState, site: int, n: int = 1, node: int | None = None,
                allowed: np.ndarray | None = None) -> int:
@@ -108,7 +104,6 @@ class Decision:
             self._fits.clear()
             self.last_node = target
             placed += 1
-        self.placed += placed
         return placed
 
 
