@@ -15,6 +15,7 @@ import numpy as np
 
 from agents.baselines.common import place_nearest
 from agents.domain import MILLI, Demand
+from agents.sim.capacity import take_gpus
 from agents.sim.engine import Decision, Simulator
 from agents.sim.state import TaskState
 
@@ -37,17 +38,6 @@ def _fits(d: Demand, cpu: int, mem: int, gpu: list[int]) -> bool:
     return any(f >= d.gpu for f in gpu)
 
 
-def _take(d: Demand, gpu: list[int]) -> None:
-    if d.gpu >= MILLI:
-        k = d.gpu // MILLI
-        for i, f in enumerate(gpu):
-            if k and f == MILLI:
-                gpu[i], k = 0, k - 1
-    elif d.gpu:
-        i = min((f, i) for i, f in enumerate(gpu) if f >= d.gpu)[1]
-        gpu[i] -= d.gpu
-
-
 def reserve(ctx: Decision, head: TaskState) -> Reservation | None:
     """Earliest node and time at which one instance of ``head`` could start."""
     cap, d = ctx.cap, head.demand
@@ -68,7 +58,7 @@ def reserve(ctx: Decision, head: TaskState) -> Reservation | None:
                 gpu[i] += g
         if not _fits(d, cpu, mem, gpu) or (best is not None and t >= best.shadow):
             continue
-        _take(d, gpu)
+        take_gpus(gpu, d)
         best = Reservation(int(node), t, cpu - d.cpu, mem - d.mem, gpu)
     return best
 
@@ -104,7 +94,7 @@ class EasyBackfill:
                     if not ends_in_time and ctx.last_node == res.node:
                         res.cpu -= t.demand.cpu
                         res.mem -= t.demand.mem
-                        _take(t.demand, res.gpu)
+                        take_gpus(res.gpu, t.demand)
                 elif place_nearest(ctx, t, 1, allowed=not_reserved) == 0:
                     break
 

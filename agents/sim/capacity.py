@@ -17,6 +17,24 @@ GpuSlots = tuple[tuple[int, int], ...]
 """(gpu index on the node, milli-gpus taken) for one placed instance"""
 
 
+def take_gpus(gpu_free: list[int], d: Demand) -> GpuSlots:
+    """Take ``d``'s gpus from one node's per-device free list (modified in place; the caller
+    checked it fits): whole gpus are the first entirely free devices, a share goes best-fit
+    onto the fullest device that still holds it. The one rule for placing on gpus, used by
+    the simulator and by policies that plan ahead on copies (EASY's reservations)."""
+    if not d.gpu:
+        return ()
+    if d.gpu >= MILLI:
+        idx = [i for i, f in enumerate(gpu_free) if f == MILLI][: d.gpu // MILLI]
+        slots = tuple((i, MILLI) for i in idx)
+    else:
+        best = min((f, i) for i, f in enumerate(gpu_free) if f >= d.gpu)[1]
+        slots = ((best, d.gpu),)
+    for i, g in slots:
+        gpu_free[i] -= g
+    return slots
+
+
 class Capacity:
     def __init__(self, cluster: Cluster) -> None:
         nodes = cluster.nodes
@@ -118,17 +136,8 @@ class Capacity:
         """Take ``d`` on ``node`` (the caller checked it fits) and say which gpus it holds."""
         self.free_cpu[node] -= d.cpu
         self.free_mem[node] -= d.mem
-        slots: GpuSlots = ()
-        if d.gpu:
-            gf = self.gpu_free[node]
-            if d.gpu >= MILLI:
-                idx = [i for i, f in enumerate(gf) if f == MILLI][: d.gpu // MILLI]
-                slots = tuple((i, MILLI) for i in idx)
-            else:
-                best = min((f, i) for i, f in enumerate(gf) if f >= d.gpu)[1]
-                slots = ((best, d.gpu),)
-            for i, g in slots:
-                gf[i] -= g
+        slots = take_gpus(self.gpu_free[node], d)
+        if slots:
             self._refresh_gpu(node)
         return slots
 
