@@ -10,13 +10,11 @@ slot i, ``k`` passes. ``infos[agent]["action_mask"]`` (int8, length k + 1) is 1 
 whose task fits on some alive node of that agent's site now, and always 1 on "no bid"; a bid
 on a masked slot is ignored and counted (``infos[agent]["invalid_bids"]``, per episode).
 
-**Clearing** (deterministic: a function of the bid vector in site order and the state, never
-of dict order): slots in window order; among the valid bidders for a slot, the site ranked
-first for the job's origin wins one instance — the origin itself, else the lowest link
-latency from the origin, else the lowest site index (``ObsBuilder.pref``). Should the winner's
-site not take it, the next bidder in that order gets it (this cannot happen today: a site
-bids for one slot per round and its mask was computed at the round's start). Losers just
-lose this round.
+**Clearing** is the market's (``agents.market.clear``, the rule the coordinator replicates):
+a valid bid is one instance of its slot's task at price 1; a task goes to its bidders in the
+order of the job origin's preference (the origin itself, else the lowest link latency from
+the origin, else the lowest site index), one instance each while instances stay open, so a
+single-instance task has one winner and the others are outbid. Losers just lose this round.
 
 **Time.** If nothing was allocated in a round, the simulator moves to its next event time.
 It then keeps moving while no agent has any valid bid (the pool is empty, or nothing in the
@@ -88,6 +86,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from agents.domain import Cluster, Workload
+from agents.market import Bid, clear_sim
 from agents.env_obs import OBS_BOUND, ObsBuilder, View, split_obs  # noqa: F401 (re-export)
 from agents.sim.config import SimConfig
 from agents.sim.engine import ARRIVE, DOWN, END, UP, Simulator
@@ -204,16 +203,12 @@ class SchedulingEnv(ParallelEnv):
         invalid = bidding & ~ok
         self._invalid += invalid
         won = np.zeros(self.n_sites, dtype=bool)
-        placed = 0
-        for slot in np.unique(bids[ok]):                   # window order
-            t = view.window[slot]
-            bidders = np.flatnonzero(ok & (bids == slot))
-            pref = self._builder.pref[t.job.origin, bidders]
-            for site in bidders[np.argsort(pref, kind="stable")]:
-                if sim.ctx.assign(t, int(site), 1):
-                    won[site] = True
-                    placed += 1
-                    break
+        sites = np.flatnonzero(ok)
+        cleared = clear_sim(sim.ctx, [Bid(int(i), view.window[bids[i]], 1, 1) for i in sites],
+                            self._builder.pref)
+        for a in cleared.awards:
+            won[a.site] = True
+        placed = cleared.placed
         sim.end_decision()
         self._steps += 1
         if placed == 0 and sim.has_events:

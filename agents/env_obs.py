@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from agents.domain import Cluster
+from agents.market import site_preference
 from agents.sim.capacity import Capacity
 
 if TYPE_CHECKING:
@@ -141,13 +142,9 @@ class ObsBuilder:
         """[origin, site] transfer latency, seconds (0 on the diagonal)"""
         self.s_per_mb = s_per_mb
         """[origin, site] seconds per MB of data (0 on the diagonal)"""
-        idx = np.arange(s)
-        self.pref = np.empty((s, s), dtype=np.int64)
-        """[origin, site] rank of ``site`` for a job from ``origin``: the origin first, then
-        by link latency, then by site index (the clearing's tie-break)"""
-        for o in range(s):
-            order = np.lexsort((idx, lat[o], idx != o))
-            self.pref[o, order] = idx
+        self.pref = site_preference(cluster)
+        """[origin, site] rank of ``site`` for a job from ``origin`` (the clearing's
+        tie-break; ``agents.market.site_preference``)"""
         self.obs_dim = obs_dim(k)
         self.state_dim = state_dim(s, k)
 
