@@ -1,0 +1,82 @@
+"""The server side of a federation: Flower's own strategies run over a ``SiteGrid``.
+
+Aggregation is Flower's code (``flwr.serverapp.strategy``): ``fedavg`` (sample-count
+weighted mean), ``median`` (coordinate-wise median) and ``trimmed`` (trimmed mean, ``beta``
+cut from each end). Agora only chooses the strategy, says how few sites a round may go on
+with (``min_fraction``; a site that drops out or answers after ``timeout`` is left out of
+that round and asked again next round) and seeds the one random draw Flower makes (which
+sites to sample, through Python's ``random``) so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
+from flwr.serverapp.strategy.result import Result
+
+from federation.grid import SiteGrid
+
+STRATEGIES = {"fedavg": FedAvg, "median": FedMedian, "trimmed": FedTrimmedAvg}
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    rounds: int = 5
+    local_steps: int = 2048
+    strategy: str = "fedavg"
+    min_fraction: float = 0.5
+    """a round goes on with at least ceil(min_fraction · sites) replies"""
+    timeout_s: float = 600.0
+    """how long a round waits for its sites' replies"""
+    trim_beta: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy: {self.strategy!r}; expected one of "
+                             f"{', '.join(STRATEGIES)}")
+        if not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ValueError(f"rounds: {self.rounds!r}; expected an int >= 1")
+        if not 0.0 < self.min_fraction <= 1.0:
+            raise ValueError(f"min_fraction: {self.min_fraction!r}; expected in (0, 1]")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s: {self.timeout_s!r}; expected > 0")
+        if not 0.0 <= self.trim_beta < 0.5:
+            raise ValueError(f"trim_beta: {self.trim_beta!r}; expected in [0, 0.5)")
+
+
+def make_strategy(cfg: FederationConfig, n_sites: int):
+    least = max(1, math.ceil(cfg.min_fraction * n_sites))
+    kw = dict(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=least,
+              min_evaluate_nodes=least, min_available_nodes=least)
+    if cfg.strategy == "trimmed":
+        kw["beta"] = cfg.trim_beta
+    return STRATEGIES[cfg.strategy](**kw)
+
+
+def run_federation(grid: SiteGrid, initial: list[np.ndarray], cfg: FederationConfig,
+                   evaluate_fn: Callable[[int, list[np.ndarray]], dict | None] | None = None,
+                   train_config: dict | None = None) -> Result:
+    """``cfg.rounds`` rounds of train + evaluate over every site of ``grid``, starting from
+    ``initial``; returns Flower's ``Result`` (final arrays and per-round metrics)."""
+    strategy = make_strategy(cfg, len(grid.nodes))
+    random.seed(cfg.seed)                  # Flower samples nodes with the global ``random``
+    tc = ConfigRecord({"local-steps": int(cfg.local_steps), "seed": int(cfg.seed),
+                       **(train_config or {})})
+
+    def central(rnd: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if evaluate_fn is None:
+            return None
+        out = evaluate_fn(rnd, arrays.to_numpy_ndarrays())
+        return None if out is None else MetricRecord({k: float(v) for k, v in out.items()})
+
+    return strategy.start(grid=grid, initial_arrays=ArrayRecord(list(initial)),
+                          num_rounds=cfg.rounds, timeout=cfg.timeout_s, train_config=tc,
+                          evaluate_config=ConfigRecord({"seed": int(cfg.seed)}),
+                          evaluate_fn=central if evaluate_fn else None)
