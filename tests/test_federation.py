@@ -1,6 +1,6 @@
 """Tests of federation/: Flower's strategies over a SiteGrid of real ClientApps.
 
-The site learners here are a test fake: least-squares models on site-local data (not the
+The site learners here are a test fake (tests/fakes.py): least-squares models on site-local data (not the
 PPO agents), small enough that every aggregate can be recomputed by hand. They exercise the
 parts federation owns: the Grid, the ClientApp, weight checks, drop-outs, late sites and
 Byzantine sites under Flower's FedAvg / median / trimmed mean.
@@ -18,44 +18,9 @@ from federation.client_app import make_client_app
 from federation.grid import ERR_WEIGHTS, FIRST_NODE_ID, SiteGrid, client_app_node
 from federation.learner import WeightError, check_weights
 from federation.server import FederationConfig, run_federation
+from tests.fakes import LinearSite
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class LinearSite:
-    """Test fake: y = X·w + b on this site's own data; ``train`` takes gradient steps."""
-
-    def __init__(self, site: str, seed: int, n: int, w_true: np.ndarray) -> None:
-        rng = np.random.default_rng(seed)
-        self.site = site
-        self.X = rng.normal(size=(n, len(w_true)))
-        self.y = self.X @ w_true + 0.5 + rng.normal(scale=0.01, size=n)
-        self.w = np.zeros(len(w_true))
-        self.b = np.zeros(1)
-        self.calls = 0
-
-    def weight_names(self):
-        return ["w", "b"]
-
-    def get_weights(self):
-        return [self.w.copy(), self.b.copy()]
-
-    def set_weights(self, ws):
-        self.w, self.b = np.array(ws[0], dtype=float), np.array(ws[1], dtype=float)
-
-    def loss(self) -> float:
-        return float(np.mean((self.X @ self.w + self.b - self.y) ** 2))
-
-    def train(self, steps, config):
-        self.calls += 1
-        for _ in range(steps):
-            err = self.X @ self.w + self.b - self.y
-            self.w -= 0.1 * self.X.T @ err / len(self.y)
-            self.b -= 0.1 * err.mean(keepdims=True)
-        return len(self.y), {"loss": self.loss()}
-
-    def evaluate(self, config):
-        return len(self.y), {"loss": self.loss()}
 
 
 class Byzantine(LinearSite):
