@@ -1,0 +1,133 @@
+"""``agora certs``: a private certificate authority and one certificate per component.
+
+Every Agora process that serves gRPC (site agents, coordinator replicas) gets a key and a
+certificate signed by one CA; with TLS on, servers require a client certificate from the
+same CA (mutual TLS), so a process without one is refused during the handshake. Keys are
+drawn from the operating system's randomness, never from a seed: a key that could be
+replayed from a recorded seed would be no key.
+
+Layout written under ``--out DIR``::
+
+    ca.crt  ca.key                      # keep ca.key offline once certificates are issued
+    <name>.crt  <name>.key              # one pair per component: site-<s>, replica-<i>, client
+
+Certificates carry the component name as the common name and the given hosts (default
+``localhost`` and ``127.0.0.1``) as subject alternative names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_HOSTS = ("localhost", "127.0.0.1")
+
+
+@dataclass(frozen=True)
+class Issued:
+    name: str
+    cert: Path
+    key: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Agora"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
+    out: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            out.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(out)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def _validity(days: int):
+    now = dt.datetime.now(dt.timezone.utc)
+    return now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
+
+
+def make_ca(out: Path, days: int = 365) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity(days)
+    cert = (x509.CertificateBuilder().subject_name(_name("agora-ca")).issuer_name(_name("agora-ca"))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(out / "ca.key", key)
+    return Issued("ca", out / "ca.crt", out / "ca.key")
+
+
+def issue(out: Path, name: str, hosts: Iterable[str] = DEFAULT_HOSTS, days: int = 365) -> Issued:
+    """A certificate for ``name`` signed by the CA in ``out`` (usable as server and client)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name: {name!r}; expected a plain file name such as 'site-a'")
+    ca_cert = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity(days)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_san(hosts), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (out / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(out / f"{name}.key", key)
+    return Issued(name, out / f"{name}.crt", out / f"{name}.key")
+
+
+def make_all(out: Path, sites: Iterable[str], replicas: int, hosts: Iterable[str] = DEFAULT_HOSTS,
+             days: int = 365) -> list[Issued]:
+    """The CA, then ``site-<s>`` for every site, ``replica-<i>`` for i < replicas, and
+    ``client`` (for people running ``agora schedule`` / ``agora status``)."""
+    hosts = tuple(hosts)
+    made = [make_ca(out, days)]
+    names = [f"site-{s}" for s in sites] + [f"replica-{i}" for i in range(replicas)] + ["client"]
+    made += [issue(out, n, hosts, days) for n in names]
+    return made
+
+
+def server_credentials(certs: Path, name: str):
+    """Mutual-TLS gRPC server credentials for component ``name``: clients must present a
+    certificate signed by the CA."""
+    import grpc
+    return grpc.ssl_server_credentials(
+        [((certs / f"{name}.key").read_bytes(), (certs / f"{name}.crt").read_bytes())],
+        root_certificates=(certs / "ca.crt").read_bytes(), require_client_auth=True)
+
+
+def channel_credentials(certs: Path, name: str):
+    """gRPC channel credentials presenting ``name``'s certificate and trusting the CA."""
+    import grpc
+    return grpc.ssl_channel_credentials(root_certificates=(certs / "ca.crt").read_bytes(),
+                                        private_key=(certs / f"{name}.key").read_bytes(),
+                                        certificate_chain=(certs / f"{name}.crt").read_bytes())
