@@ -1,0 +1,60 @@
+"""Run many seeded Twins-style PBFT scenarios (coordinator/pbft/explorer.py) and print a
+table: scenarios, safety and liveness violations, median commits and view changes, per
+fault kind and overall. Failing seeds are printed for replay.
+
+    python -m bench.pbft_explore --scenarios 20000 --seed 0 [--f 1]
+    python -m bench.pbft_explore --replay SEED [--f 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from coordinator.pbft.explorer import explore, run_scenario, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenarios", type=int, default=20000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--f", type=int, default=1)
+    p.add_argument("--replay", type=int, default=None, help="run one scenario seed and print it")
+    a = p.parse_args(argv)
+    if a.replay is not None:
+        r = run_scenario(a.replay, f=a.f)
+        print(r)
+        return 0 if r.ok else 1
+    print(f"pbft explorer: {a.scenarios} scenarios, seed {a.seed}, f={a.f}")
+    t0 = time.perf_counter()
+    results = explore(a.scenarios, a.seed, f=a.f)
+    wall = time.perf_counter() - t0
+    rows = []
+    kinds = sorted({r.fault for r in results})
+    for kind in kinds + ["all"]:
+        rs = results if kind == "all" else [r for r in results if r.fault == kind]
+        rows.append([kind, str(len(rs)), str(sum(1 for r in rs if r.safety)),
+                     str(sum(1 for r in rs if r.liveness)),
+                     f"{statistics.median(r.commits for r in rs):.0f}",
+                     f"{statistics.median(r.view_changes for r in rs):.0f}",
+                     str(max(r.view_changes for r in rs)),
+                     f"{statistics.median(r.messages for r in rs):.0f}"])
+    head = ["fault", "scenarios", "safety violations", "liveness violations", "median commits",
+            "median view changes", "max view changes", "median messages"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    s = summary(results)
+    print(f"\n{wall:.1f} s wall, {len(results) / wall:.0f} scenarios/s")
+    if s["failing_seeds"]:
+        print(f"failing seeds (replay with --replay SEED): {s['failing_seeds']}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""A client of the coordinator: signs PBFT requests, sends them to every replica, and accepts
+an answer once enough replicas gave the same one (Castro & Liskov, section 4.1).
+
+- Ordered requests (submit jobs, bids, completions, failures, ticks): f+1 matching replies,
+  so at least one comes from a correct replica.
+- Queries: the read-only fast path needs 2f+1 matching replies; short of that (replicas
+  lagging or down) the query is ordered like a command and f+1 matching replies suffice.
+- Refusals: a request f+1 replicas refuse with the same gRPC status is refused
+  (``CoordinatorError`` with that code and the first message).
+
+One request is outstanding per client id at a time (PBFT's model: a replica remembers each
+client's last request); run several clients (``site:a/0``, ``site:a/1``, ...) for
+concurrency. Timestamps come from the wall clock in microseconds and only ever grow, so a
+restarted client never reuses one.
+
+    async with CoordinatorClient(config, keys, "site:dc-east") as c:
+        result = await c.submit_bids("dc-east", round=0, bids=[("j1", "map", 4, 100)])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import AsyncIterator, Iterable
+
+import grpc
+
+from agents.domain import Job
+from coordinator.config import CoordinatorConfig
+from coordinator.pbft.auth import ClientAuth
+from coordinator.pbft.keys import KeySet
+from coordinator.transport import CHANNEL_OPTIONS
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from protos.convert import job_to_proto
+
+REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.FAILED_PRECONDITION)
+
+
+class CoordinatorError(Exception):
+    """No f+1 matching answers: ``code`` is the refusal f+1 replicas agreed on, or UNAVAILABLE
+    when too few replicas answered; ``errors`` holds each replica's error."""
+
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 errors: dict[int, str] | None = None) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code, self.message, self.errors = code, message, errors or {}
+
+
+class CoordinatorClient:
+    """Client ``client_id`` of the coordinator group ``config`` (see module doc)."""
+
+    def __init__(self, config: CoordinatorConfig, keys: KeySet, client_id: str, *,
+                 timeout_s: float | None = None) -> None:
+        self.config = config
+        self.client_id = client_id
+        self.auth = ClientAuth(keys, client_id)
+        self.f = config.f
+        self.timeout_s = timeout_s if timeout_s is not None else config.request_timeout_s + 2
+        self._ts = 0
+        self._lock: asyncio.Lock | None = None
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[rpc.CoordinatorStub] = []
+
+    async def __aenter__(self) -> CoordinatorClient:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        if not self._channels:
+            self._lock = asyncio.Lock()
+            self._channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS)
+                              for a in self.config.replicas]
+            self._stubs = [rpc.CoordinatorStub(c) for c in self._channels]
+
+    async def close(self) -> None:
+        for c in self._channels:
+            await c.close(grace=None)
+        self._channels, self._stubs = [], []
+
+    # ---- the commands ----
+
+    async def submit_jobs(self, jobs: Iterable[Job]) -> pb.Result:
+        cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(j) for j in jobs]))
+        return pb.Result.FromString(await self.call("SubmitJobs", cmd))
+
+    async def submit_bids(self, site: str, round: int,
+                          bids: Iterable[tuple[str, str, int, int]]) -> pb.Result:
+        """``bids``: (job id, task id, instances, price)."""
+        cmd = pb.Command(bid_batch=pb.BidBatch(site=site, round=round, bids=[
+            pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids]))
+        return pb.Result.FromString(await self.call("SubmitBids", cmd))
+
+    async def report_completion(self, job_id: str, task_id: str, begin: int, end: int,
+                                site: str) -> pb.Result:
+        cmd = pb.Command(completion=pb.Completion(job_id=job_id, task_id=task_id,
+                                                  instance_begin=begin, instance_end=end,
+                                                  site=site))
+        return pb.Result.FromString(await self.call("ReportCompletion", cmd))
+
+    async def report_failure(self, job_id: str, task_id: str, begin: int, end: int, site: str,
+                             reason: str = "") -> pb.Result:
+        cmd = pb.Command(failure=pb.Failure(job_id=job_id, task_id=task_id,
+                                            instance_begin=begin, instance_end=end, site=site,
+                                            reason=reason))
+        return pb.Result.FromString(await self.call("ReportFailure", cmd))
+
+    async def tick(self, round: int, at_s: float = 0.0) -> pb.Result:
+        cmd = pb.Command(tick=pb.Tick(round=round, at_s=at_s))
+        return pb.Result.FromString(await self.call("Tick", cmd))
+
+    async def schedule(self, **by) -> pb.QueryResult:
+        """``by``: one of all=True, site=, job_id=, task=(job, task), since_version=."""
+        if "task" in by and isinstance(by["task"], tuple):
+            by["task"] = pb.TaskRef(job_id=by["task"][0], task_id=by["task"][1])
+        return await self.query(pb.Query(schedule=pb.ScheduleQuery(**(by or {"all": True}))))
+
+    async def job_status(self, job_id: str) -> pb.QueryResult:
+        return await self.query(pb.Query(job_status=pb.JobStatusQuery(job_id=job_id)))
+
+    async def query(self, q: pb.Query) -> pb.QueryResult:
+        cmd = pb.Command(query=q)
+        try:
+            return pb.QueryResult.FromString(await self.call("GetSchedule", cmd,
+                                                             read_only=True))
+        except CoordinatorError as e:
+            if e.code in REFUSALS:
+                raise
+        # Fewer than 2f+1 replicas agree right now: order the query (f+1 suffice).
+        return pb.Result.FromString(await self.call("GetSchedule", cmd)).query
+
+    # ---- the protocol ----
+
+    def envelope(self, op: bytes, *, read_only: bool = False) -> tuple[int, bytes]:
+        """A fresh timestamp and the ClientRequest bytes of a signed request for ``op``."""
+        self._ts = max(self._ts + 1, time.time_ns() // 1000)
+        req = self.auth.sign_request(self._ts, op, read_only)
+        env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
+        return self._ts, pb.ClientRequest(envelope=env.SerializeToString()).SerializeToString()
+
+    async def call(self, rpc_name: str, cmd: pb.Command, *, read_only: bool = False) -> bytes:
+        """Send ``cmd`` through ``rpc_name`` to every replica; the result f+1 (read-only:
+        2f+1) replicas returned identically."""
+        self.open()
+        async with self._lock:
+            ts, data = self.envelope(cmd.SerializeToString(), read_only=read_only)
+            return await self.send_raw(rpc_name, data, ts, read_only=read_only)
+
+    async def send_raw(self, rpc_name: str, data: bytes, ts: int, *,
+                       read_only: bool = False) -> bytes:
+        """Send ClientRequest bytes to every replica and collect matching replies."""
+        self.open()
+        need = 2 * self.f + 1 if read_only else self.f + 1
+        calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i
+                 for i in range(len(self._stubs))}
+        votes: dict[bytes, set[int]] = {}
+        refusals: Counter[tuple[grpc.StatusCode, str]] = Counter()
+        errors: dict[int, str] = {}
+        try:
+            for fut in asyncio.as_completed(list(calls), timeout=self.timeout_s):
+                try:
+                    i, reply = await fut
+                except asyncio.TimeoutError:
+                    break
+                if isinstance(reply, grpc.aio.AioRpcError):
+                    errors[i] = f"{reply.code().name}: {reply.details()}"
+                    if reply.code() in REFUSALS:
+                        refusals[(reply.code(), reply.details())] += 1
+                        (code, msg), k = refusals.most_common(1)[0]
+                        if k >= self.f + 1:
+                            raise CoordinatorError(code, msg, errors)
+                    continue
+                result = self._check(i, reply, ts, read_only)
+                if result is None:
+                    errors[i] = "reply failed authentication or does not match the request"
+                    continue
+                who = votes.setdefault(result, set())
+                who.add(i)
+                if len(who) >= need:
+                    return result
+        finally:
+            for fut in calls:
+                fut.cancel()
+        codes = Counter(e.split(":")[0] for e in errors.values())
+        raise CoordinatorError(grpc.StatusCode.UNAVAILABLE,
+                               f"{rpc_name}: no {need} matching replies from "
+                               f"{len(self._stubs)} replicas (errors: {dict(codes)})", errors)
+
+    async def _one(self, i: int, rpc_name: str, data: bytes):
+        method = getattr(self._stubs[i], rpc_name)
+        try:
+            reply = await method(pb.ClientRequest.FromString(data), timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as e:
+            return i, e
+        return i, reply
+
+    def _check(self, i: int, reply: pb.ClientReply, ts: int, read_only: bool) -> bytes | None:
+        try:
+            env = PbftEnvelope.FromString(reply.envelope)
+            if env.sender != i or not self.auth.reply_ok(env):
+                return None
+            r = PbftMessage.FromString(env.payload).reply
+        except Exception:
+            return None
+        if r.client_id != self.client_id or r.timestamp != ts or r.read_only != read_only:
+            return None
+        return r.result
+
+    # ---- status and watching (no signature needed) ----
+
+    async def status(self) -> list[pb.ReplicaStatus | str]:
+        """Each replica's own status, or the error reaching it."""
+        self.open()
+
+        async def one(stub):
+            try:
+                return await stub.GetStatus(pb.StatusRequest(), timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as e:
+                return f"{e.code().name}: {e.details()}"
+        return list(await asyncio.gather(*(one(s) for s in self._stubs)))
+
+    async def watch(self, since_version: int = 0) -> AsyncIterator[pb.ScheduleUpdate]:
+        """Committed schedule changes, each once f+1 replicas streamed it identically, in
+        the order they were confirmed (versions grow)."""
+        self.open()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i: int, stub) -> None:
+            while True:
+                try:
+                    async for u in stub.WatchSchedule(pb.WatchRequest(
+                            since_version=since_version)):
+                        await queue.put((i, u))
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.5)
+
+        tasks = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(self._stubs)]
+        seen: dict[bytes, set[int]] = {}
+        done: set[bytes] = set()
+        try:
+            while True:
+                i, u = await queue.get()
+                u.replica = 0
+                key = u.SerializeToString(deterministic=True)
+                if key in done:
+                    continue
+                who = seen.setdefault(key, set())
+                who.add(i)
+                if len(who) >= self.f + 1:
+                    done.add(key)
+                    del seen[key]
+                    yield u
+        finally:
+            for t in tasks:
+                t.cancel()
+
+
+def agreed_status(statuses: list[pb.ReplicaStatus | str], f: int) -> dict[str, int]:
+    """Fields of ReplicaStatus that f+1 replicas report identically (view, primary, ...)."""
+    out = {}
+    good = [s for s in statuses if isinstance(s, pb.ReplicaStatus)]
+    for name in ("view", "primary", "last_executed", "last_committed", "stable_checkpoint",
+                 "round", "allocations"):
+        value, k = Counter(getattr(s, name) for s in good).most_common(1)[0] if good \
+            else (None, 0)
+        if k >= f + 1:
+            out[name] = value
+    return out

@@ -1,0 +1,158 @@
+"""Configuration of a coordinator deployment: where the replicas listen, the PBFT
+parameters, and the files they read. One YAML file serves every replica and every client
+(``deploy/configs/coordinator-local.yaml``); ``load_config`` reads it and says which file,
+which field, and what was expected when something is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.workloads.errors import InputError
+from coordinator.pbft.config import PbftConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorConfig:
+    """A coordinator group of n = 3f+1 replicas."""
+
+    replicas: tuple[str, ...]
+    """gRPC address host:port of replica i, for i = 0..n-1."""
+    f: int = 1
+    """Byzantine replicas tolerated; len(replicas) must be 3f+1."""
+    batch_size: int = 16
+    """Most client requests the primary puts in one pre-prepare, >= 1."""
+    batch_timeout_s: float = 0.002
+    """Seconds the primary waits for a batch to fill, >= 0 (0: send at once)."""
+    checkpoint_interval: int = 64
+    """A checkpoint every this many sequence numbers, >= 1."""
+    watermark_window: int = 256
+    """Sequence numbers accepted above the stable checkpoint; a multiple of
+    checkpoint_interval."""
+    max_outstanding: int = 8
+    """Batches the primary may have in flight, >= 1."""
+    view_change_timeout_s: float = 1.0
+    """Seconds a backup waits for a request to execute before it starts a view change, > 0."""
+    peer_batch_max: int = 256
+    """Most PBFT envelopes the transport packs into one gRPC message to a peer, >= 1."""
+    request_timeout_s: float = 10.0
+    """Seconds a replica's request handler waits for the request to execute, > 0."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite ``synchronous`` of the replicas' WAL: FULL (an fsync per group commit; survives
+    power loss) or NORMAL (no fsync per commit; survives a process crash, may lose the last
+    commits on power loss, which PBFT's safety argument does not allow for votes sent)."""
+    data_dir: str = "out/coordinator"
+    """Folder of the replicas' SQLite databases (replica-<i>.sqlite)."""
+    keys_file: str = "out/coordinator/keys.yaml"
+    """Key set written by ``agora keys`` (replica and client keys, MAC keys)."""
+    cluster: str = "default"
+    """The fixed cluster the schedule covers: 'default' or a cluster YAML (load_cluster)."""
+    source: str = "<memory>"
+    """The file this was read from; relative paths above are relative to its folder."""
+
+    def __post_init__(self) -> None:
+        n = len(self.replicas)
+        if n != 3 * self.f + 1:
+            raise ValueError(f"replicas: {n} addresses for f = {self.f}; expected 3f+1 = "
+                             f"{3 * self.f + 1}")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"sqlite_synchronous: got {self.sqlite_synchronous!r}; expected "
+                             f"FULL, NORMAL or EXTRA")
+        self.pbft()  # its own checks
+
+    @property
+    def n(self) -> int:
+        return len(self.replicas)
+
+    def pbft(self) -> PbftConfig:
+        return PbftConfig(n=self.n, checkpoint_interval=self.checkpoint_interval,
+                          watermark_window=self.watermark_window, batch_size=self.batch_size,
+                          batch_timeout=self.batch_timeout_s,
+                          max_outstanding=self.max_outstanding,
+                          view_change_timeout=self.view_change_timeout_s)
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative to the config file's folder."""
+        p = Path(value)
+        if p.is_absolute() or self.source == "<memory>":
+            return p
+        return Path(self.source).parent / p
+
+    def database(self, replica: int) -> Path:
+        return self.path(self.data_dir) / f"replica-{replica}.sqlite"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["replicas"] = list(self.replicas)
+        return d
+
+
+_POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
+                 "max_outstanding", "peer_batch_max")
+_NONNEG_FLOAT = ("batch_timeout_s",)
+_POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s")
+_STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
+
+
+def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
+    def bad(field: str | None, problem: str, expected: str | None = None) -> InputError:
+        return InputError(path=source, line=None, field=field, problem=problem,
+                          expected=expected)
+
+    if not isinstance(data, dict):
+        raise bad(None, f"got {type(data).__name__}", "a mapping of configuration fields")
+    known = {f.name for f in fields(CoordinatorConfig)} - {"source"}
+    for k in data:
+        if k not in known:
+            raise bad(str(k), "unknown field", f"one of {sorted(known)}")
+    if "replicas" not in data:
+        raise bad("replicas", "missing", "a list of host:port addresses, 3f+1 of them")
+    reps = data["replicas"]
+    if not isinstance(reps, list) or not reps:
+        raise bad("replicas", f"got {reps!r}", "a non-empty list of host:port addresses")
+    for i, r in enumerate(reps):
+        if not isinstance(r, str) or ":" not in r or not r.rsplit(":", 1)[1].isdigit():
+            raise bad(f"replicas[{i}]", f"got {r!r}", "an address host:port")
+    kw: dict[str, Any] = {"replicas": tuple(reps), "source": source}
+    for k, v in data.items():
+        if k == "replicas":
+            continue
+        if k in _POSITIVE_INT or k == "f":
+            low = 0 if k == "f" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise bad(k, f"got {v!r}", f"an integer >= {low}")
+        elif k in _NONNEG_FLOAT + _POSITIVE_FLOAT:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or \
+                    (k in _POSITIVE_FLOAT and v == 0):
+                raise bad(k, f"got {v!r}", "a number of seconds " +
+                          ("> 0" if k in _POSITIVE_FLOAT else ">= 0"))
+            v = float(v)
+        elif k in _STR and (not isinstance(v, str) or not v):
+            raise bad(k, f"got {v!r}", "a non-empty string")
+        kw[k] = v
+    try:
+        return CoordinatorConfig(**kw)
+    except ValueError as e:
+        field, _, problem = str(e).partition(": ")
+        raise bad(field.removeprefix("PbftConfig."), problem or str(e)) from None
+
+
+def load_config(path: str | Path) -> CoordinatorConfig:
+    """Read a coordinator YAML file (see deploy/configs/coordinator-local.yaml)."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(path=path, line=None, field=None,
+                         problem=f"cannot read the file ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(path=path, line=mark.line + 1 if mark else None, field=None,
+                         problem=f"not valid YAML ({getattr(e, 'problem', e)})") from None
+    return config_from_dict(data, path)

@@ -1,0 +1,70 @@
+"""Actions a sans-IO node returns, and the digests every replica computes the same way.
+
+Messages themselves are the protobufs of ``protos/agora/v1/pbft.proto``; a PbftEnvelope is
+what travels. Digests: a request's is SHA-256 over its signed bytes and its signature; a
+batch's is SHA-256 over ``b"batch"`` and its requests' digests in order; a checkpoint's is
+SHA-256 over the CheckpointState serialized with ``deterministic=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest
+
+REQUEST_DOMAIN = b"agora.pbft.v1.request\0"
+NULL_DIGEST = hashlib.sha256(b"batch").digest()
+"""Digest of the empty batch: a null request (view change fills gaps with these)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deliver ``msg`` to replica ``to``."""
+    to: int
+    msg: PbftEnvelope
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Deliver ``msg`` to every replica but the sender (a client: to every replica)."""
+    msg: PbftEnvelope
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Deliver ``msg`` (a PBFT REPLY) to client ``client_id``."""
+    client_id: str
+    msg: PbftEnvelope
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A client's request finished: f+1 (ordered) or 2f+1 (read-only) matching replies."""
+    client_id: str
+    timestamp: int
+    result: bytes
+    read_only: bool
+
+
+Action = Send | Broadcast | Reply | Completed
+
+
+def request_signing_bytes(client_id: str, timestamp: int, op: bytes, read_only: bool) -> bytes:
+    """The bytes a client signs: canonical, independent of protobuf encoding."""
+    cid = client_id.encode()
+    return b"".join((REQUEST_DOMAIN, len(cid).to_bytes(2, "big"), cid,
+                     timestamp.to_bytes(8, "big"), b"\1" if read_only else b"\0", op))
+
+
+def request_digest(req: PbftRequest) -> bytes:
+    return hashlib.sha256(request_signing_bytes(req.client_id, req.timestamp, req.op,
+                                                req.read_only) + req.signature).digest()
+
+
+def batch_digest_of(request_digests: list[bytes]) -> bytes:
+    return hashlib.sha256(b"batch" + b"".join(request_digests)).digest()
+
+
+def batch_digest(requests) -> bytes:
+    return batch_digest_of([request_digest(r) for r in requests])

@@ -1,0 +1,290 @@
+"""The normal case of PBFT (Castro & Liskov, OSDI 1999, sections 4.2 and 4.1): requests,
+batching at the primary, PRE-PREPARE / PREPARE / COMMIT, and execution in sequence order
+with the exactly-once reply table.
+
+Batching: the primary queues valid requests and sends a pre-prepare when ``batch_size`` are
+queued or the oldest has waited ``batch_timeout``, as long as fewer than ``max_outstanding``
+batches are assigned but not executed and the sequence number is within the high water mark.
+A backup forwards requests it receives from a client to the primary and holds them: its
+view-change timer runs while it holds one that has not executed.
+"""
+
+from __future__ import annotations
+
+from coordinator.pbft.log import Slot
+from coordinator.pbft.messages import Broadcast, Reply, Send, batch_digest_of, request_digest
+from protos.agora.v1.pbft_pb2 import (
+    Commit,
+    PbftEnvelope,
+    PbftMessage,
+    PbftReply,
+    PbftRequest,
+    PreparedCert,
+    PrePrepare,
+    Prepare,
+)
+
+MAX_QUEUE = 65536
+"""Most requests the primary queues; more are refused (clients retransmit)."""
+
+
+class NormalCaseMixin:
+    """Normal-case half of Replica (shares its attributes)."""
+
+    # ---- requests ----
+
+    def _on_request(self, req: PbftRequest, env: PbftEnvelope) -> None:
+        if req.client_id not in self.auth.client_verify:
+            self._reject("unknown_client")
+            return
+        if not self.auth.request_ok(req):
+            self._reject("bad_signature")
+            return
+        cid, ts = req.client_id, req.timestamp
+        if req.read_only:
+            if env.sender == -1:
+                self._reply(cid, ts, self.app.query(cid, req.op), read_only=True)
+            return
+        last = self.clients.get(cid)
+        if last is not None and ts <= last[0]:
+            if ts == last[0]:
+                self._reply(cid, ts, last[1])
+            else:
+                self._reject("stale_request")
+            return
+        if self.active and self._primary() == self.index:
+            key = (cid, ts)
+            if len(self.queue) >= MAX_QUEUE:
+                self._reject("queue_full")
+            elif key not in self.queue and key not in self.in_flight:
+                self.queue[key] = req
+                if self.queue_since is None:
+                    self.queue_since = self.now
+            return
+        held = self.pending.get(cid)
+        if held is None or held.timestamp < ts:
+            self.pending[cid] = req
+        if env.sender == -1 and self.active:
+            self._out.append(Send(self._primary(),
+                                  PbftEnvelope(sender=self.index, payload=env.payload)))
+
+    def _reply(self, client_id: str, ts: int, result: bytes, *, read_only: bool = False) -> None:
+        env = self.auth.to_client(PbftMessage(reply=PbftReply(
+            view=self.view, timestamp=ts, client_id=client_id, replica=self.index,
+            result=result, read_only=read_only)), client_id)
+        if env is not None:
+            self._out.append(Reply(client_id, env))
+
+    def _can_propose(self) -> bool:
+        return (self.active and self._primary() == self.index and self.fetch is None
+                and self.next_seq <= self.h + self.config.watermark_window
+                and self.next_seq - 1 - self.last_executed < self.config.max_outstanding)
+
+    def _maybe_propose(self) -> None:
+        cfg = self.config
+        while self.queue and self._can_propose():
+            if (len(self.queue) < cfg.batch_size
+                    and self.now < self.queue_since + cfg.batch_timeout):
+                return
+            batch = []
+            for key in list(self.queue):
+                req = self.queue.pop(key)
+                last = self.clients.get(key[0])
+                if (last is not None and key[1] <= last[0]) or key in self.in_flight:
+                    continue
+                batch.append(req)
+                self.in_flight.add(key)
+                if len(batch) == cfg.batch_size:
+                    break
+            self.queue_since = self.now if self.queue else None
+            if batch:
+                self._send_pre_prepare(batch)
+
+    def _send_pre_prepare(self, batch: list[PbftRequest]) -> None:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        digest = batch_digest_of([request_digest(r) for r in batch])
+        pp = PrePrepare(view=self.view, seq=seq, digest=digest, requests=batch)
+        self.storage.save_pre_prepare(pp)
+        self.sent_votes[("pre_prepare", self.view, seq)] = digest
+        env = self._seal(pre_prepare=pp)
+        slot = self._slot(seq)
+        slot.accept(self.view, digest, list(pp.requests), env)
+        self._out.append(Broadcast(env))
+        self._check_prepared(seq, slot)
+
+    # ---- normal case: pre-prepare, prepare, commit ----
+
+    def _on_pre_prepare(self, pp: PrePrepare, env: PbftEnvelope) -> None:
+        if env.sender != self.config.primary(pp.view):
+            self._reject("not_primary")
+            return
+        if pp.view != self.view or not self.active:
+            self._reject("wrong_view")
+            return
+        if not self._in_window(pp.seq):
+            self._reject("out_of_watermarks")
+            return
+        slot = self.log.get(pp.seq)
+        known = self.sent_votes.get(("pre_prepare", pp.view, pp.seq))
+        if known is None and slot is not None and slot.view == pp.view:
+            known = slot.digest
+        if known is not None:
+            if known != pp.digest:
+                self._reject("conflicting_pre_prepare")
+                self.counters["equivocations"] += 1
+                self._start_view_change(self.view + 1)
+            return
+        if len(pp.requests) > self.config.batch_size:
+            self._reject("oversized_batch")
+            return
+        digests = []
+        for r in pp.requests:
+            d = request_digest(r)
+            if r.read_only or not self.auth.request_ok(r, d):
+                self._reject("bad_request_in_batch")
+                return
+            digests.append(d)
+        if batch_digest_of(digests) != pp.digest:
+            self._reject("digest_mismatch")
+            return
+        self._accept_pre_prepare(pp, env)
+
+    def _accept_pre_prepare(self, pp: PrePrepare, env: PbftEnvelope | None) -> None:
+        """Log ``pp`` (already checked) for the current view and vote for it."""
+        self.storage.save_pre_prepare(pp)
+        self.sent_votes[("pre_prepare", pp.view, pp.seq)] = pp.digest
+        slot = self._slot(pp.seq)
+        if slot.committed and slot.digest != pp.digest:
+            self.counters["safety_alarm"] = self.counters.get("safety_alarm", 0) + 1
+            return
+        slot.accept(pp.view, pp.digest, list(pp.requests), env)
+        if self.index != self.config.primary(pp.view):
+            self._send_vote("prepare", pp.seq, slot)
+        self._check_prepared(pp.seq, slot)
+
+    def _send_vote(self, kind: str, seq: int, slot: Slot) -> None:
+        key = (kind, self.view, seq)
+        prev = self.sent_votes.get(key)
+        if prev is not None and prev != slot.digest:
+            self._reject("would_contradict_own_vote")
+            return
+        if prev is None:
+            self.storage.save_vote(kind, self.view, seq, slot.digest)
+            self.sent_votes[key] = slot.digest
+        cls = Prepare if kind == "prepare" else Commit
+        env = self._seal(**{kind: cls(view=self.view, seq=seq, digest=slot.digest,
+                                      replica=self.index)})
+        if kind == "prepare":
+            slot.my_prepare = env
+            slot.prepares[self.index] = (slot.digest, env)
+        else:
+            slot.my_commit = env
+            slot.commits[self.index] = (slot.digest, env)
+        self._out.append(Broadcast(env))
+
+    def _on_vote(self, kind: str, vote, env: PbftEnvelope) -> Slot | None:
+        if vote.replica != env.sender:
+            self._reject("bad_sender")
+            return None
+        if vote.view != self.view:
+            self._reject("wrong_view")
+            return None
+        if not self._in_window(vote.seq):
+            self._reject("out_of_watermarks")
+            return None
+        slot = self._slot(vote.seq)
+        slot.votes_for(self.view)
+        votes = slot.prepares if kind == "prepare" else slot.commits
+        prev = votes.get(env.sender)
+        if prev is not None:
+            if prev[0] != vote.digest:
+                self._reject("double_vote")
+            return None
+        votes[env.sender] = (vote.digest, env)
+        return slot
+
+    def _on_prepare(self, p: Prepare, env: PbftEnvelope) -> None:
+        if env.sender == self.config.primary(p.view):
+            self._reject("prepare_from_primary")
+            return
+        slot = self._on_vote("prepare", p, env)
+        if slot is None:
+            return
+        if slot.view == self.view and p.digest != slot.digest and self.active:
+            # f+1 backups prepared another batch: a correct one did, so the primary equivocated.
+            others = sum(1 for r, (d, _) in slot.prepares.items() if d != slot.digest)
+            if others > self.f:
+                self.counters["equivocations"] += 1
+                self._start_view_change(self.view + 1)
+                return
+        self._check_prepared(p.seq, slot)
+
+    def _on_commit(self, c: Commit, env: PbftEnvelope) -> None:
+        slot = self._on_vote("commit", c, env)
+        if slot is not None:
+            self._check_committed(c.seq, slot)
+
+    def _check_prepared(self, seq: int, slot: Slot) -> None:
+        if not self.active or slot.view != self.view or slot.prepared_view == self.view:
+            return
+        primary = self._primary()
+        if slot.count(slot.prepares, exclude=primary) < self.prepare_quorum:
+            return
+        slot.prepared_view = self.view
+        envs = [e for r, (d, e) in sorted(slot.prepares.items(), key=lambda kv: kv[0])
+                if d == slot.digest and r != primary]
+        slot.cert = PreparedCert(view=self.view, seq=seq, digest=slot.digest,
+                                 requests=slot.requests, prepares=envs)
+        self.storage.save_cert(slot.cert)
+        self._send_vote("commit", seq, slot)
+        self._check_committed(seq, slot)
+
+    def _check_committed(self, seq: int, slot: Slot) -> None:
+        if slot.committed or slot.prepared_view != self.view or slot.view != self.view:
+            return
+        if slot.count(slot.commits) < self.commit_quorum:
+            return
+        slot.committed = True
+        self.storage.save_committed(seq, slot.view, slot.digest)
+        self._execute_ready()
+
+    # ---- execution ----
+
+    def _execute_ready(self) -> None:
+        while True:
+            seq = self.last_executed + 1
+            slot = self.log.get(seq)
+            if slot is None or not slot.committed:
+                return
+            self._execute(seq, slot, replay=False)
+
+    def _execute(self, seq: int, slot: Slot, *, replay: bool) -> None:
+        done = []
+        for req in slot.requests:
+            cid, ts = req.client_id, req.timestamp
+            last = self.clients.get(cid)
+            if last is not None and ts <= last[0]:
+                continue
+            result = self.app.execute(cid, req.op, seq)
+            self.clients[cid] = (ts, result)
+            done.append((cid, ts))
+            if replay:
+                continue
+            self.storage.save_client(cid, ts, result)
+            self._reply(cid, ts, result)
+            held = self.pending.get(cid)
+            if held is not None and held.timestamp <= ts:
+                del self.pending[cid]
+            self.in_flight.discard((cid, ts))
+        self.last_executed = seq
+        if self.observer is not None:
+            self.observer.executed(self.index, seq, slot.digest, done)
+        if replay:
+            return
+        self.storage.save_executed(seq)
+        self.counters["executed_requests"] += len(done)
+        if done and self.active:
+            self.vc_attempt = 0
+            self.vc_deadline = None   # restarted by _arm_timers if still waiting
+        if seq % self.config.checkpoint_interval == 0:
+            self._take_checkpoint(seq)

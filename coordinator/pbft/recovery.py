@@ -1,0 +1,71 @@
+"""Restart: rebuild a Replica from its storage (the Replica constructor calls ``recover``).
+
+The application is restored from the latest own checkpoint at or below the last executed
+sequence number, then the committed batches above it are re-executed (silently: no replies,
+no storage writes) from the stored pre-prepares. The votes it sent are reloaded so it never
+votes differently for a (view, seq) it already voted on, and the slots above the last executed
+one come back with their pre-prepares, prepared certificates and commit state.
+"""
+
+from __future__ import annotations
+
+from coordinator.pbft.log import Slot
+from coordinator.pbft.storage import StoredState
+from protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
+
+
+def recover(replica, st: StoredState) -> None:
+    if st.empty:
+        return
+    r = replica
+    r.view, r.active = st.view, st.view_active
+    r.h, r.stable_digest, proof = st.stable
+    r.stable_proof = list(proof)
+    r.own_checkpoints = {s: v for s, v in st.checkpoints.items() if s >= r.h}
+    base = max((s for s in st.checkpoints if s <= st.executed), default=0)
+    if base:
+        state = CheckpointState.FromString(st.checkpoints[base][1])
+        r.app.restore(state.app_snapshot)
+        r.clients = {c.client_id: (c.timestamp, c.result) for c in state.clients}
+    r.last_executed = base
+    for seq in range(base + 1, st.executed + 1):
+        view, digest = st.committed[seq]
+        pp = st.pre_prepares[(view, seq)]
+        slot = Slot()
+        slot.accept(view, digest, list(pp.requests), None)
+        slot.committed = True
+        r._execute(seq, slot, replay=True)
+    r.last_executed = st.executed
+    r.sent_votes = dict(st.votes)
+    latest: dict[int, int] = {}
+    for (view, seq), pp in st.pre_prepares.items():
+        r.sent_votes[("pre_prepare", view, seq)] = pp.digest
+        if seq > r.h and view >= latest.get(seq, -1):
+            latest[seq] = view
+    for seq in sorted(latest):
+        view = latest[seq]
+        pp = st.pre_prepares[(view, seq)]
+        slot = r._slot(seq)
+        slot.accept(view, pp.digest, list(pp.requests), None)
+        cert = st.certs.get(seq)
+        if cert is not None and cert.digest == pp.digest:
+            slot.cert = cert
+            if cert.view == view:
+                slot.prepared_view = view
+        done = st.committed.get(seq)
+        slot.committed = done is not None and done == (view, pp.digest)
+        if view == r.view:
+            for kind, cls in (("prepare", Prepare), ("commit", Commit)):
+                if st.votes.get((kind, view, seq)) == pp.digest:
+                    env = r.auth.seal(PbftMessage(**{kind: cls(
+                        view=view, seq=seq, digest=pp.digest, replica=r.index)}))
+                    setattr(slot, "my_" + kind, env)
+                    getattr(slot, kind + "s")[r.index] = (pp.digest, env)
+    for seq, cert in st.certs.items():
+        if seq > r.h and seq not in r.log:
+            r._slot(seq).cert = cert
+    r.next_seq = max([s for (v, s) in st.pre_prepares if v == r.view]
+                     + [r.h, r.last_executed]) + 1
+    r.clients.update({c: v for c, v in st.clients.items()
+                      if v[0] > r.clients.get(c, (0, b""))[0]})
+    r.announce = True

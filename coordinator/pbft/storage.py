@@ -1,0 +1,237 @@
+"""Durable state of one replica, written before the message it justifies is sent.
+
+A replica calls the ``save_*`` methods while handling one input and ``flush()`` before its
+actions are returned, so everything an action depends on is durable when the transport sends
+it. Restart = construct the Replica again on the same storage: it reloads its view, the
+pre-prepares it accepted and the votes it sent (so it never votes differently for a
+(view, seq) it voted on), its prepared certificates, checkpoints, and the committed log above
+its latest checkpoint, which it re-executes to rebuild the application state.
+
+``SqliteStorage`` uses WAL with ``synchronous=FULL``: one fsync of the WAL per flush. NORMAL
+would survive a process crash but could lose the last flushes on power loss, and a replica
+that forgets a vote it sent may then send a conflicting one, which PBFT's safety argument
+does not allow. ``MemoryStorage`` has the same interface, for the simulator and tests.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from protos.agora.v1.pbft_pb2 import PbftEnvelope, PrePrepare, PreparedCert
+
+
+@dataclass
+class StoredState:
+    view: int = 0
+    view_active: bool = True
+    executed: int = 0
+    pre_prepares: dict[tuple[int, int], PrePrepare] = field(default_factory=dict)
+    """(view, seq) -> the pre-prepare accepted (or sent, by the primary)."""
+    votes: dict[tuple[str, int, int], bytes] = field(default_factory=dict)
+    """("prepare" | "commit", view, seq) -> digest voted for."""
+    certs: dict[int, PreparedCert] = field(default_factory=dict)
+    """seq -> highest-view prepared certificate."""
+    committed: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    """seq -> (view, digest) committed."""
+    checkpoints: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    """seq -> (digest, serialized CheckpointState) of the replica's own checkpoints."""
+    stable: tuple[int, bytes, list[PbftEnvelope]] = (0, b"", [])
+    """(seq, digest, proof) of the last stable checkpoint."""
+    clients: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    """client id -> (last executed timestamp, its reply)."""
+
+    @property
+    def empty(self) -> bool:
+        return (self.view == 0 and self.executed == 0 and not self.pre_prepares
+                and not self.checkpoints)
+
+
+class Storage(Protocol):
+    def load(self) -> StoredState: ...
+    def save_view(self, view: int, active: bool) -> None: ...
+    def save_pre_prepare(self, pp: PrePrepare) -> None: ...
+    def save_vote(self, kind: str, view: int, seq: int, digest: bytes) -> None: ...
+    def save_cert(self, cert: PreparedCert) -> None: ...
+    def save_committed(self, seq: int, view: int, digest: bytes) -> None: ...
+    def save_executed(self, seq: int) -> None: ...
+    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None: ...
+    def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None: ...
+    def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None: ...
+    def truncate(self, seq: int) -> None:
+        """Forget the log at and below ``seq`` and checkpoints below it."""
+    def flush(self) -> None:
+        """Make every save so far durable."""
+
+
+class MemoryStorage:
+    """Storage in a StoredState that outlives the Replica (a simulated crash keeps it)."""
+
+    def __init__(self) -> None:
+        self.state = StoredState()
+
+    def load(self) -> StoredState:
+        return self.state
+
+    def save_view(self, view: int, active: bool) -> None:
+        self.state.view, self.state.view_active = view, active
+
+    def save_pre_prepare(self, pp: PrePrepare) -> None:
+        self.state.pre_prepares[(pp.view, pp.seq)] = pp
+
+    def save_vote(self, kind: str, view: int, seq: int, digest: bytes) -> None:
+        self.state.votes[(kind, view, seq)] = digest
+
+    def save_cert(self, cert: PreparedCert) -> None:
+        self.state.certs[cert.seq] = cert
+
+    def save_committed(self, seq: int, view: int, digest: bytes) -> None:
+        self.state.committed[seq] = (view, digest)
+
+    def save_executed(self, seq: int) -> None:
+        self.state.executed = seq
+
+    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None:
+        self.state.clients[client_id] = (timestamp, result)
+
+    def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None:
+        self.state.checkpoints[seq] = (digest, state)
+
+    def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None:
+        self.state.stable = (seq, digest, list(proof))
+
+    def truncate(self, seq: int) -> None:
+        s = self.state
+        s.pre_prepares = {k: v for k, v in s.pre_prepares.items() if k[1] > seq}
+        s.votes = {k: v for k, v in s.votes.items() if k[2] > seq}
+        s.certs = {k: v for k, v in s.certs.items() if k > seq}
+        s.committed = {k: v for k, v in s.committed.items() if k > seq}
+        s.checkpoints = {k: v for k, v in s.checkpoints.items() if k >= seq}
+
+    def flush(self) -> None:
+        pass
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pre_prepare (view INTEGER, seq INTEGER, msg BLOB NOT NULL,
+                                        PRIMARY KEY (view, seq));
+CREATE TABLE IF NOT EXISTS vote (kind TEXT, view INTEGER, seq INTEGER, digest BLOB NOT NULL,
+                                 PRIMARY KEY (kind, view, seq));
+CREATE TABLE IF NOT EXISTS cert (seq INTEGER PRIMARY KEY, msg BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS committed (seq INTEGER PRIMARY KEY, view INTEGER NOT NULL,
+                                      digest BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (seq INTEGER PRIMARY KEY, digest BLOB NOT NULL,
+                                       state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS stable (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL,
+                                   digest BLOB NOT NULL, proof BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS client (client_id TEXT PRIMARY KEY, timestamp INTEGER NOT NULL,
+                                   result BLOB NOT NULL);
+"""
+
+
+class SqliteStorage:
+    """Storage in one SQLite file (stdlib sqlite3, WAL, synchronous=FULL by default).
+
+    Writes of one replica step go into one transaction, committed by ``flush()``."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"SqliteStorage.synchronous: got {synchronous!r}; expected FULL, "
+                             f"NORMAL or EXTRA")
+        self.path = Path(path)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.db.executescript(_SCHEMA)
+        self._open = False
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
+
+    def _x(self, sql: str, args: tuple) -> None:
+        if not self._open:
+            self.db.execute("BEGIN")
+            self._open = True
+        self.db.execute(sql, args)
+
+    def load(self) -> StoredState:
+        q = self.db.execute
+        st = StoredState()
+        meta = dict(q("SELECT key, value FROM meta").fetchall())
+        st.view = meta.get("view", 0)
+        st.view_active = bool(meta.get("view_active", 1))
+        st.executed = meta.get("executed", 0)
+        for view, seq, msg in q("SELECT view, seq, msg FROM pre_prepare"):
+            st.pre_prepares[(view, seq)] = PrePrepare.FromString(msg)
+        for kind, view, seq, digest in q("SELECT kind, view, seq, digest FROM vote"):
+            st.votes[(kind, view, seq)] = bytes(digest)
+        for seq, msg in q("SELECT seq, msg FROM cert"):
+            st.certs[seq] = PreparedCert.FromString(msg)
+        for seq, view, digest in q("SELECT seq, view, digest FROM committed"):
+            st.committed[seq] = (view, bytes(digest))
+        for seq, digest, state in q("SELECT seq, digest, state FROM checkpoint"):
+            st.checkpoints[seq] = (bytes(digest), bytes(state))
+        row = q("SELECT seq, digest, proof FROM stable").fetchone()
+        if row:
+            st.stable = (row[0], bytes(row[1]),
+                         [PbftEnvelope.FromString(b) for b in _unpack(bytes(row[2]))])
+        for cid, ts, result in q("SELECT client_id, timestamp, result FROM client"):
+            st.clients[cid] = (ts, bytes(result))
+        return st
+
+    def save_view(self, view: int, active: bool) -> None:
+        self._x("INSERT OR REPLACE INTO meta VALUES ('view', ?)", (view,))
+        self._x("INSERT OR REPLACE INTO meta VALUES ('view_active', ?)", (int(active),))
+
+    def save_pre_prepare(self, pp: PrePrepare) -> None:
+        self._x("INSERT OR REPLACE INTO pre_prepare VALUES (?, ?, ?)",
+                (pp.view, pp.seq, pp.SerializeToString()))
+
+    def save_vote(self, kind: str, view: int, seq: int, digest: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO vote VALUES (?, ?, ?, ?)", (kind, view, seq, digest))
+
+    def save_cert(self, cert: PreparedCert) -> None:
+        self._x("INSERT OR REPLACE INTO cert VALUES (?, ?)", (cert.seq, cert.SerializeToString()))
+
+    def save_committed(self, seq: int, view: int, digest: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO committed VALUES (?, ?, ?)", (seq, view, digest))
+
+    def save_executed(self, seq: int) -> None:
+        self._x("INSERT OR REPLACE INTO meta VALUES ('executed', ?)", (seq,))
+
+    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO client VALUES (?, ?, ?)", (client_id, timestamp, result))
+
+    def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)", (seq, digest, state))
+
+    def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None:
+        packed = _pack([e.SerializeToString() for e in proof])
+        self._x("INSERT OR REPLACE INTO stable VALUES (0, ?, ?, ?)", (seq, digest, packed))
+
+    def truncate(self, seq: int) -> None:
+        for table in ("pre_prepare", "vote", "cert", "committed"):
+            self._x(f"DELETE FROM {table} WHERE seq <= ?", (seq,))
+        self._x("DELETE FROM checkpoint WHERE seq < ?", (seq,))
+
+    def flush(self) -> None:
+        if self._open:
+            self.db.execute("COMMIT")
+            self._open = False
+
+
+def _pack(items: list[bytes]) -> bytes:
+    return b"".join(len(b).to_bytes(4, "big") + b for b in items)
+
+
+def _unpack(data: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i < len(data):
+        size = int.from_bytes(data[i:i + 4], "big")
+        out.append(data[i + 4:i + 4 + size])
+        i += 4 + size
+    return out

@@ -1,0 +1,159 @@
+"""What a replica checks in a client's request before it lets PBFT order it.
+
+These are the checks that need no state: the envelope parses, holds a signed request, its op
+is the Command the RPC expects with every field in range, and a site client acts only for
+its own site. A request that fails them is answered at once with a gRPC status (never
+ordered): INVALID_ARGUMENT naming the field, UNAUTHENTICATED for a bad signature or a key
+acting for another site. Checks that need the schedule's state (is the task open? does the
+site have room?) stay in the state machine, which reports them in its result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import grpc
+
+from agents.market import PRICE_MAX
+from coordinator.schedule_codec import check_known
+from coordinator.schedule_state import MAX_REASON_BYTES, site_of_client
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
+from protos.convert import ProtoError, decode, job_from_proto
+
+RPC_KINDS = {
+    "SubmitJobs": "submit_jobs",
+    "SubmitBids": "bid_batch",
+    "ReportCompletion": "completion",
+    "ReportFailure": "failure",
+    "Tick": "tick",
+    "GetSchedule": "query",
+}
+"""Each request RPC and the Command kind its op must hold."""
+
+
+@dataclass(frozen=True)
+class Refusal(Exception):
+    """A request answered with ``code`` and ``message`` and never ordered; counted under
+    ``kind`` in GetStatus."""
+
+    code: grpc.StatusCode
+    kind: str
+    message: str
+
+
+def invalid(field: str, problem: str, expected: str) -> Refusal:
+    return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                   f"{field}: {problem}; expected {expected}")
+
+
+def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.Command]:
+    """The envelope, request and command of a ClientRequest's bytes for ``rpc``."""
+    try:
+        env = decode(PbftEnvelope, data, "envelope")
+        check_known(env, "envelope")
+        msg = decode(PbftMessage, env.payload, "envelope.payload")
+        check_known(msg, "envelope.payload")
+    except ProtoError as e:
+        raise invalid(e.field, e.problem, e.expected or "a valid message") from None
+    if msg.WhichOneof("kind") != "request":
+        raise invalid("envelope.payload.request", f"the payload holds "
+                      f"{msg.WhichOneof('kind') or 'nothing'}", "a PbftRequest")
+    if env.sender != -1:
+        raise invalid("envelope.sender", f"{env.sender}", "-1 (a client)")
+    req = msg.request
+    if not req.client_id:
+        raise invalid("envelope.payload.request.client_id", "empty", "the client's id")
+    if req.timestamp < 1:
+        raise invalid("envelope.payload.request.timestamp", f"{req.timestamp}", "an integer >= 1")
+    if len(req.signature) != 64:
+        raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated",
+                      f"envelope.payload.request.signature: {len(req.signature)} bytes; "
+                      f"expected a 64-byte Ed25519 signature by the client's key")
+    want = RPC_KINDS[rpc]
+    if req.read_only and want != "query":
+        raise invalid("envelope.payload.request.read_only", "true",
+                      f"false: {rpc} changes the schedule and must be ordered")
+    at = "envelope.payload.request.op"
+    try:
+        cmd = decode(pb.Command, req.op, at)
+        check_known(cmd, at)
+    except ProtoError as e:
+        raise invalid(e.field, e.problem, e.expected or "a Command") from None
+    kind = cmd.WhichOneof("kind")
+    if kind != want:
+        raise invalid(f"{at}.{want}", f"the op holds {kind or 'no command'}",
+                      f"a Command holding {want} for {rpc}")
+    check_command(cmd, req.client_id, f"{at}.{kind}")
+    return env, req, cmd
+
+
+def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
+    """Stateless field checks of ``cmd`` (whose kind is known to be set)."""
+    kind = cmd.WhichOneof("kind")
+    site = site_of_client(client_id)
+    m = getattr(cmd, kind)
+    if kind == "submit_jobs":
+        if not m.jobs:
+            raise invalid(f"{at}.jobs", "empty", "at least one job")
+        for i, j in enumerate(m.jobs):
+            try:
+                job = job_from_proto(j, f"{at}.jobs[{i}]")
+            except ProtoError as e:
+                raise invalid(e.field, e.problem, e.expected or "a valid job") from None
+            if site is not None and job.origin != site:
+                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "wrong_site",
+                              f"{at}.jobs[{i}].origin: client {client_id!r} may only submit "
+                              f"jobs whose origin is {site!r}, not {job.origin!r}")
+    elif kind == "bid_batch":
+        _own_site(m.site, site, client_id, f"{at}.site")
+        if m.round < 0:
+            raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
+        if not m.bids:
+            raise invalid(f"{at}.bids", "empty", "at least one bid")
+        for i, b in enumerate(m.bids):
+            for name in ("job_id", "task_id"):
+                if not getattr(b, name):
+                    raise invalid(f"{at}.bids[{i}].{name}", "empty", "an id")
+            if b.instances < 1:
+                raise invalid(f"{at}.bids[{i}].instances", f"{b.instances}", "an integer >= 1")
+            if not 0 <= b.price <= PRICE_MAX:
+                raise invalid(f"{at}.bids[{i}].price", f"{b.price}",
+                              f"an integer in [0, {PRICE_MAX}]")
+    elif kind in ("completion", "failure"):
+        _own_site(m.site, site, client_id, f"{at}.site")
+        for name in ("job_id", "task_id"):
+            if not getattr(m, name):
+                raise invalid(f"{at}.{name}", "empty", "an id")
+        if not 0 <= m.instance_begin < m.instance_end:
+            raise invalid(f"{at}.instance_end", f"[{m.instance_begin}, {m.instance_end})",
+                          "0 <= instance_begin < instance_end")
+        if kind == "failure" and len(m.reason.encode()) > MAX_REASON_BYTES:
+            raise invalid(f"{at}.reason", f"{len(m.reason.encode())} bytes",
+                          f"at most {MAX_REASON_BYTES}")
+    elif kind == "tick":
+        if m.round < 0:
+            raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
+        if not math.isfinite(m.at_s) or m.at_s < 0:
+            raise invalid(f"{at}.at_s", f"{m.at_s!r}", "a finite number of seconds >= 0")
+    elif kind == "query":
+        q = m.WhichOneof("kind")
+        if q is None:
+            raise invalid(at, "no query set", "schedule or job_status")
+        if q == "schedule" and m.schedule.WhichOneof("by") is None:
+            raise invalid(f"{at}.schedule", "no selector set",
+                          "all, site, job_id, task or since_version")
+        if q == "schedule" and m.schedule.WhichOneof("by") == "since_version" \
+                and m.schedule.since_version < 0:
+            raise invalid(f"{at}.schedule.since_version", f"{m.schedule.since_version}",
+                          "a version >= 0")
+
+
+def _own_site(named: str, own: str | None, client_id: str, field: str) -> None:
+    if not named:
+        raise invalid(field, "empty", "the sending site's name")
+    if own != named:
+        raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "wrong_site",
+                      f"{field}: client {client_id!r} may not act for site {named!r}; only "
+                      f"the key of client 'site:{named}' may")

@@ -1,0 +1,255 @@
+"""The coordinator's sub-commands of ``agora`` (wired in by ``deploy/cli.py`` through
+``register(subparsers)``):
+
+    agora keys --replicas 4 --clients site:dc-east,site:dc-west --out keys.yaml
+    agora coordinator --config deploy/configs/coordinator-local.yaml --replica 0
+    agora schedule get [--site S | --job J | --task J/T | --since-version V]
+    agora schedule watch [--since-version V]
+    agora status
+
+``schedule`` and ``status`` talk to a running group: an answer is printed once f+1 replicas
+(2f+1 for the read-only fast path) gave it identically. They sign as ``--client`` (default
+``operator``, which ``agora keys`` always adds) with its key from the key file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
+OPERATOR = "operator"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    k = sub.add_parser("keys", help="generate the coordinator's replica and client keys")
+    k.add_argument("--replicas", type=int, required=True, help="number of replicas, 3f+1")
+    k.add_argument("--clients", default="",
+                   help="comma-separated client ids, e.g. site:dc-east,site:dc-west "
+                        f"('{OPERATOR}' is always added)")
+    k.add_argument("--out", required=True, help="YAML file to write (mode 0600)")
+    k.set_defaults(fn=cmd_keys)
+
+    c = sub.add_parser("coordinator", help="run one coordinator replica (PBFT over gRPC)")
+    c.add_argument("--config", default=DEFAULT_CONFIG, help="coordinator YAML")
+    c.add_argument("--replica", type=int, required=True, help="this replica's index, 0..n-1")
+    c.add_argument("--log-level", default="INFO")
+    c.set_defaults(fn=cmd_coordinator)
+
+    s = sub.add_parser("schedule", help="read the committed global schedule")
+    ssub = s.add_subparsers(dest="schedule_command", required=True)
+    g = ssub.add_parser("get", help="allocations by site, job, task or version (default all)")
+    _client_args(g)
+    by = g.add_mutually_exclusive_group()
+    by.add_argument("--site")
+    by.add_argument("--job")
+    by.add_argument("--task", metavar="JOB/TASK")
+    by.add_argument("--since-version", type=int, metavar="V",
+                    help="allocations committed at or after version V")
+    g.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    g.set_defaults(fn=cmd_schedule_get)
+    w = ssub.add_parser("watch", help="stream committed changes (each confirmed by f+1)")
+    _client_args(w)
+    w.add_argument("--since-version", type=int, default=0)
+    w.add_argument("--count", type=int, default=None, help="stop after this many updates")
+    w.set_defaults(fn=cmd_schedule_watch)
+
+    t = sub.add_parser("status", help="each replica's view, progress and counters")
+    _client_args(t)
+    t.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    t.set_defaults(fn=cmd_status)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="coordinator YAML")
+    p.add_argument("--keys", default=None, help="key file (default: the config's keys_file)")
+    p.add_argument("--client", default=OPERATOR, help="client id to sign as")
+
+
+def _client(a: argparse.Namespace):
+    from coordinator.client import CoordinatorClient
+    from coordinator.config import load_config
+    from coordinator.server import load_keys
+
+    cfg = load_config(a.config)
+    keys = load_keys(Path(a.keys) if a.keys else cfg.path(cfg.keys_file))
+    return cfg, CoordinatorClient(cfg, keys, a.client)
+
+
+def cmd_keys(a: argparse.Namespace) -> int:
+    import yaml
+
+    from coordinator.pbft.keys import generate_keys
+
+    if a.replicas < 1 or (a.replicas - 1) % 3:
+        raise ValueError(f"--replicas: got {a.replicas}; expected 3f+1 (1, 4, 7, 10, ...)")
+    clients = [c.strip() for c in a.clients.split(",") if c.strip()]
+    if OPERATOR not in clients:
+        clients.append(OPERATOR)
+    if len(set(clients)) != len(clients):
+        raise ValueError(f"--clients: {a.clients!r} names a client twice; expected distinct ids")
+    keys = generate_keys(a.replicas, clients)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("# Agora coordinator keys: every secret of the group. Give each process only "
+                "its own\n# (KeySet.for_replica / for_client) outside a single machine.\n")
+        yaml.safe_dump(keys.to_dict(), f, sort_keys=True)
+    print(f"wrote {out}: {a.replicas} replicas, clients {', '.join(clients)}")
+    return 0
+
+
+def cmd_coordinator(a: argparse.Namespace) -> int:
+    import logging
+
+    from coordinator.config import load_config
+    from coordinator.server import serve
+
+    logging.basicConfig(level=a.log_level.upper(),
+                        format="%(asctime)s replica %(name)s %(levelname)s %(message)s")
+    cfg = load_config(a.config)
+    print(f"coordinator config: {json.dumps(cfg.to_dict())}", file=sys.stderr)
+
+    async def main() -> None:
+        server = await serve(cfg, a.replica)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"replica {a.replica} serving on {cfg.replicas[a.replica]}", file=sys.stderr,
+              flush=True)
+        await stop.wait()
+        await server.stop()
+
+    profile = os.environ.get("AGORA_PROFILE_DIR")
+    if profile:  # where a replica's time goes (bench/coordinator_throughput.py --profile)
+        import cProfile
+        cProfile.runctx("asyncio.run(main())", globals(), locals(),
+                        str(Path(profile) / f"replica-{a.replica}.prof"))
+    else:
+        asyncio.run(main())
+    return 0
+
+
+def _allocation_dict(x) -> dict:
+    return {"job": x.job_id, "task": x.task_id, "instances": [x.instance_begin, x.instance_end],
+            "site": x.site, "node": x.node, "start_s": x.start_s, "version": x.version}
+
+
+def cmd_schedule_get(a: argparse.Namespace) -> int:
+    cfg, client = _client(a)
+    if a.site:
+        by = {"site": a.site}
+    elif a.job:
+        by = {"job_id": a.job}
+    elif a.task:
+        job, _, task = a.task.partition("/")
+        if not job or not task:
+            raise ValueError(f"--task: got {a.task!r}; expected JOB/TASK")
+        by = {"task": (job, task)}
+    elif a.since_version is not None:
+        by = {"since_version": a.since_version}
+    else:
+        by = {"all": True}
+
+    async def main():
+        async with client:
+            return await client.schedule(**by)
+
+    out = asyncio.run(main())
+    if out.HasField("error"):
+        raise ValueError(f"{out.error.field}: {out.error.reason}")
+    rows = [_allocation_dict(x) for x in out.schedule.allocations]
+    if a.json:
+        print(json.dumps({"version": out.version, "allocations": rows}, indent=1))
+        return 0
+    print(f"schedule version {out.version}: {len(rows)} allocations")
+    print(f"{'version':>8}  {'job':<16} {'task':<12} {'instances':>11}  {'site':<12} node")
+    for r in rows:
+        b, e = r["instances"]
+        print(f"{r['version']:>8}  {r['job']:<16} {r['task']:<12} {f'{b}..{e - 1}':>11}  "
+              f"{r['site']:<12} {r['node']}")
+    return 0
+
+
+def cmd_schedule_watch(a: argparse.Namespace) -> int:
+    _cfg, client = _client(a)
+
+    async def main():
+        n = 0
+        async with client:
+            async for u in client.watch(a.since_version):
+                for x in u.allocations:
+                    print(json.dumps({"version": u.version, "allocated": _allocation_dict(x)}),
+                          flush=True)
+                for c in u.changes:
+                    print(json.dumps({"version": u.version, c.kind: {
+                        "job": c.job_id, "task": c.task_id, "site": c.site,
+                        "instances": [c.instance_begin, c.instance_end]}}), flush=True)
+                n += 1
+                if a.count is not None and n >= a.count:
+                    return
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from coordinator.client import agreed_status
+
+    cfg, client = _client(a)
+
+    async def main():
+        async with client:
+            return await client.status()
+
+    statuses = asyncio.run(main())
+    agreed = agreed_status(statuses, cfg.f)
+    if a.json:
+        print(json.dumps({"agreed": agreed, "replicas": [
+            MessageToDict(s, always_print_fields_with_no_presence=True)
+            if not isinstance(s, str) else {"error": s} for s in statuses]}, indent=1))
+        return 0 if agreed else 1
+    print(f"coordinator: n={cfg.n} f={cfg.f}; agreed by f+1: " +
+          (", ".join(f"{k}={v}" for k, v in agreed.items()) or "nothing (too few replicas)"))
+    print(f"{'replica':>7} {'address':<20} {'view':>5} {'primary':>7} {'executed':>9} "
+          f"{'committed':>9} {'stable':>7} {'round':>6} {'allocs':>7}  seen / rejected")
+    for i, s in enumerate(statuses):
+        if isinstance(s, str):
+            print(f"{i:>7} {cfg.replicas[i]:<20} unreachable: {s}")
+            continue
+        rej = ", ".join(f"{c.name}={c.count}" for c in s.rejected) or "-"
+        print(f"{i:>7} {cfg.replicas[i]:<20} {s.view:>5} {s.primary:>7} {s.last_executed:>9} "
+              f"{s.last_committed:>9} {s.stable_checkpoint:>7} {s.round:>6} "
+              f"{s.allocations:>7}  {list(s.replicas_seen)} / {rej}")
+    return 0 if agreed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run these sub-commands alone (``python -m deploy.cli_coordinator ...``), as ``agora``
+    does once it registers them."""
+    from agents.workloads.errors import InputError
+
+    p = argparse.ArgumentParser(prog="agora", description="coordinator commands")
+    register(p.add_subparsers(dest="command", required=True))
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a)
+    except (InputError, ValueError) as e:
+        print(f"agora: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The coordinator over real gRPC on loopback: four replica processes (`agora coordinator`),
+signed requests, f+1 matching answers, refusals with the right status, the health service,
+and a replica killed with SIGKILL that the others carry on without and that catches up from
+its SQLite database when restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.domain import Demand, Job, Task
+from coordinator.client import CoordinatorClient, CoordinatorError
+from coordinator.config import load_config
+from coordinator.pbft.keys import generate_keys
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
+CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
+pytestmark = pytest.mark.timeout(180)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Group:
+    """Four `agora coordinator` processes on loopback, and their config and keys."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.keys = generate_keys(4, CLIENTS, seed=b"test-grpc")
+        (tmp / "keys.yaml").write_text(yaml.safe_dump(self.keys.to_dict()))
+        cfg = {"replicas": [f"127.0.0.1:{p}" for p in free_ports(4)], "f": 1,
+               "batch_size": 8, "batch_timeout_s": 0.001, "checkpoint_interval": 4,
+               "watermark_window": 16, "view_change_timeout_s": 0.5,
+               "request_timeout_s": 8.0, "data_dir": "data", "keys_file": "keys.yaml",
+               "cluster": str(CLUSTER)}
+        (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
+        self.config = load_config(tmp / "coordinator.yaml")
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    def start(self, i: int) -> None:
+        log = open(self.tmp / f"replica-{i}.log", "ab")
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
+             str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(timeout=10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+    def client(self, cid: str, keys=None) -> CoordinatorClient:
+        return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=15.0)
+
+    def wait_serving(self, i: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.procs[i].poll() is None, (self.tmp / f"replica-{i}.log").read_text()
+            with grpc.insecure_channel(self.config.replicas[i]) as ch:
+                try:
+                    r = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service="agora.v1.Coordinator"),
+                        timeout=1.0)
+                    if r.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.2)
+        raise AssertionError(f"replica {i} did not start serving")
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    g = Group(tmp_path_factory.mktemp("coordinator"))
+    try:
+        for i in range(4):
+            g.start(i)
+        for i in range(4):
+            g.wait_serving(i)
+        yield g
+    finally:
+        g.stop()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def job(jid: str, origin: str = "east", n: int = 4) -> Job:
+    return Job(id=jid, arrival=0.0, origin=origin, tasks=(
+        Task("map", 10.0, Demand(2000, 1024), instances=n),
+        Task("reduce", 5.0, Demand(1000, 512), instances=1, after=("map",))))
+
+
+async def statuses(g: Group) -> list:
+    async with g.client("operator") as c:
+        return await c.status()
+
+
+async def current_round(g: Group) -> int:
+    s = [x for x in await statuses(g) if not isinstance(x, str)]
+    return max(x.round for x in s)
+
+
+def test_health_service_reports_serving_on_every_replica(group):
+    for addr in group.config.replicas:
+        with grpc.insecure_channel(addr) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for svc in ("", "agora.v1.Coordinator", "agora.v1.Peer"):
+                r = stub.Check(health_pb2.HealthCheckRequest(service=svc), timeout=5)
+                assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_submit_bid_tick_and_read_the_schedule_with_f_plus_1_answers(group):
+    async def go():
+        async with group.client("site:east") as east, group.client("site:west") as west, \
+                group.client("operator") as op:
+            r = await east.submit_jobs([job("g1")])
+            assert r.accepted == 1 and not r.rejections
+            rnd = r.round
+            assert (await east.submit_bids("east", rnd, [("g1", "map", 2, 5)])).accepted == 1
+            assert (await west.submit_bids("west", rnd, [("g1", "map", 4, 9)])).accepted == 1
+            t = await op.tick(rnd, 100.0)
+            assert [(a.site, a.instance_begin, a.instance_end) for a in t.allocations] == \
+                [("west", 0, 4)]
+            q = await east.schedule(job_id="g1")
+            assert [a.version for a in q.schedule.allocations] == [t.version]
+            by_site = await op.schedule(site="west")
+            assert any(a.job_id == "g1" for a in by_site.schedule.allocations)
+            since = await op.schedule(since_version=t.version)
+            assert [a.job_id for a in since.schedule.allocations] == ["g1"]
+            task = await op.schedule(task=("g1", "map"))
+            assert len(task.schedule.allocations) == 1
+            done = await west.report_completion("g1", "map", 0, 4, "west")
+            assert done.accepted == 4
+            st = await op.job_status("g1")
+            assert [(x.task_id, x.done, x.open) for x in st.job_status.tasks] == \
+                [("map", 4, 0), ("reduce", 0, 1)]
+            # every replica holds the same schedule
+            ss = await op.status()
+            assert len({(s.allocations, s.round) for s in ss}) == 1
+    run(go())
+
+
+def test_bid_with_a_wrong_key_or_for_another_site_is_unauthenticated_and_changes_nothing(group):
+    async def go():
+        async with group.client("operator") as op:
+            before = [s.last_executed for s in await op.status()]
+            rnd = await current_round(group)
+            # site:west's secret signing as site:east: the signature does not verify.
+            forged = generate_keys(4, CLIENTS, seed=b"another group")
+            async with group.client("site:east", keys=forged) as bad:
+                with pytest.raises(CoordinatorError) as e:
+                    await bad.submit_bids("east", rnd, [("g1", "reduce", 1, 1)])
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "signature" in e.value.message
+            # A genuine key acting for another site.
+            async with group.client("site:west") as west:
+                with pytest.raises(CoordinatorError) as e:
+                    await west.submit_bids("east", rnd, [("g1", "reduce", 1, 1)])
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "may not act for site 'east'" in e.value.message
+            after = await op.status()
+            assert [s.last_executed for s in after] == before
+            assert all(any(c.name == "service.bad_signature" for c in s.rejected) for s in after)
+    run(go())
+
+
+def test_malformed_requests_get_invalid_argument_naming_the_field(group):
+    async def go():
+        async with group.client("site:east") as east:
+            with pytest.raises(CoordinatorError) as e:
+                await east.submit_bids("east", 0, [("g1", "map", 0, 1)])
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "bid_batch.bids[0].instances" in e.value.message
+            bad = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[pb.Command().submit_jobs.jobs.add()]))
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SubmitJobs", bad)
+            assert "submit_jobs.jobs[0]" in e.value.message
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("Tick", pb.Command(bid_batch=pb.BidBatch(site="east")))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "op.tick" in e.value.message
+        with grpc.insecure_channel(group.config.replicas[0]) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                rpc.CoordinatorStub(ch).SubmitBids(pb.ClientRequest(envelope=b"\xff\xfe"),
+                                                   timeout=5)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert e.value.details().startswith("envelope")
+    run(go())
+
+
+def test_a_bid_that_over_allocates_a_site_is_rejected_end_to_end(group):
+    async def go():
+        async with group.client("site:edge") as edge, group.client("operator") as op:
+            # edge has one 16-core node; 9 instances of 2 cores would need 18.
+            await edge.submit_jobs([job("big", "edge", n=9)])
+            rnd = await current_round(group)
+            before = (await op.schedule(site="edge")).schedule.allocations
+            r = await edge.submit_bids("edge", rnd, [("big", "map", 9, 7)])
+            assert r.accepted == 0
+            assert r.rejections[0].field == "command.bid_batch.bids[0].instances"
+            assert "over-allocate site 'edge'" in r.rejections[0].reason
+            t = await op.tick(rnd, 200.0)
+            assert not [a for a in t.allocations if a.job_id == "big"]
+            assert (await op.schedule(site="edge")).schedule.allocations == before
+            ss = await op.status()
+            assert all(any(c.name == "bid.over_allocation" for c in s.schedule_rejected)
+                       for s in ss)
+    run(go())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=120), method=st.sampled_from(
+    ["SubmitJobs", "SubmitBids", "ReportCompletion", "ReportFailure", "Tick", "GetSchedule"]))
+def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(group, data,
+                                                                                method):
+    with grpc.insecure_channel(group.config.replicas[1]) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        before = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(stub, method)(pb.ClientRequest(envelope=data), timeout=5)
+        assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+        assert e.value.details().startswith("envelope")
+        after = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        assert after.last_executed == before.last_executed
+        assert sum(c.count for c in after.rejected) > sum(c.count for c in before.rejected)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(op=st.binary(max_size=80))
+def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
+    c = group.client("site:east")
+    ts, data = c.envelope(op)
+    with grpc.insecure_channel(group.config.replicas[2]) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            rpc.CoordinatorStub(ch).SubmitBids(pb.ClientRequest.FromString(data), timeout=5)
+    assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+    assert "envelope.payload.request.op" in e.value.details() or \
+        e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(group):
+    async def go():
+        s = await statuses(group)
+        primary = s[0].primary
+        victim = (primary + 1) % 4
+        group.kill(victim)
+        async with group.client("site:east") as east, group.client("operator") as op:
+            rnd = await current_round(group)
+            for k in range(6):       # more than a checkpoint interval (4)
+                r = await east.submit_jobs([job(f"k{k}")])
+                assert r.accepted == 1
+                await east.submit_bids("east", rnd, [(f"k{k}", "map", 1, 1)])
+                await op.tick(rnd, 300.0 + k)
+                rnd += 1
+            live = [x for x in await op.status() if not isinstance(x, str)]
+            assert len(live) == 3
+            target = max(x.last_executed for x in live)
+        group.start(victim)
+        group.wait_serving(victim)
+        async with group.client("site:east") as east:
+            # one more commit gives the restarted replica something to catch up to
+            await east.submit_jobs([job("after-restart")])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with grpc.insecure_channel(group.config.replicas[victim]) as ch:
+                st_ = rpc.CoordinatorStub(ch).GetStatus(pb.StatusRequest(), timeout=5)
+            if st_.last_executed > target:
+                break
+            await asyncio.sleep(0.3)
+        assert st_.last_executed > target, f"replica {victim} stuck at {st_.last_executed}"
+        ss = [x for x in await statuses(group) if not isinstance(x, str)]
+        assert len(ss) == 4
+        assert len({x.allocations for x in ss}) == 1
+    asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def test_cli_schedule_get_and_status_answer_from_the_running_group(group, capsys):
+    from deploy.cli_coordinator import main
+    cfg = str(group.tmp / "coordinator.yaml")
+    assert main(["schedule", "get", "--config", cfg, "--job", "g1", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["allocations"][0]["job"] == "g1"
+    assert main(["status", "--config", cfg]) == 0
+    text = capsys.readouterr().out
+    assert "agreed by f+1: view=" in text
+    assert main(["schedule", "get", "--config", cfg, "--task", "nojob"]) == 2
+    assert "JOB/TASK" in capsys.readouterr().err
+
+
+def test_watch_streams_committed_changes_confirmed_by_f_plus_1(group):
+    async def go():
+        async with group.client("operator") as op:
+            got = []
+            async for u in op.watch(0):
+                got.append(u)
+                if any(a.job_id == "g1" for x in got for a in x.allocations) and \
+                        any(c.job_id == "g1" and c.kind == "completed" for x in got
+                            for c in x.changes):
+                    break
+            versions = [u.version for u in got]
+            assert versions == sorted(versions)
+    run(go())
