@@ -53,8 +53,8 @@ def test_explorer_catches_a_broken_prepare_quorum():
     def mutate(replica):
         replica.prepare_quorum = 2 * replica.f - 1
 
-    results = explore(400, seed=0, replica_hook=mutate)
+    results = explore(800, seed=0, replica_hook=mutate)
     caught = [r for r in results if r.safety]
-    print(f"broken prepare quorum: {len(caught)} of 400 scenarios violate safety, e.g. seed "
+    print(f"broken prepare quorum: {len(caught)} of 800 scenarios violate safety, e.g. seed "
           f"{caught[0].seed if caught else None}")
     assert caught, "the explorer no longer notices a broken prepare quorum"

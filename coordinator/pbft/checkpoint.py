@@ -10,7 +10,8 @@ the certificate (FETCH-STATE / STATE), checks it against the certificate and res
 
 While a replica waits on something it broadcasts a STATUS every ``retransmit_interval``;
 peers answer with what it lacks: the NEW-VIEW of a view it missed, their stable checkpoint
-proof, or the pre-prepares and votes of sequence numbers it has not executed.
+proof, or the pre-prepares and every matching vote they hold (their own and forwarded ones)
+for sequence numbers it has not executed.
 """
 
 from __future__ import annotations
@@ -242,9 +243,14 @@ class CheckpointMixin:
             slot = self.log.get(seq)
             if slot is None or slot.view != self.view:
                 continue
-            for e in (slot.pp_env, slot.my_prepare, slot.my_commit):
-                if e is not None:
-                    self._out.append(Send(j, e))
+            if slot.pp_env is not None:
+                self._out.append(Send(j, slot.pp_env))
+            # Every matching vote held, not only this replica's: MAC vectors let j check
+            # votes forwarded from replicas that have since moved on or crashed.
+            for votes in (slot.prepares, slot.commits):
+                for r in sorted(votes):
+                    if votes[r][0] == slot.digest and r != j:
+                        self._out.append(Send(j, votes[r][1]))
 
 
 def _parse(payload: bytes) -> PbftMessage | None:
