@@ -1,14 +1,17 @@
 """Coordinator throughput and latency: n replica processes (`agora coordinator`) on this
-machine over loopback gRPC, with checkpoints, SQLite WAL persistence (synchronous=FULL) and
+machine over loopback gRPC, with checkpoints, SQLite WAL persistence (synchronous FULL or NORMAL) and
 authentication (Ed25519 client signatures, per-link MACs) all on.
 
-    python -m bench.coordinator_throughput [--seconds 8] [--out bench/results/coordinator.md]
+    python -m bench.coordinator_throughput [--seconds 8] [--sync both|FULL|NORMAL]
+        [--repeat 3] [--only 4-none,4-16,...] [--out bench/results/coordinator-table.md]
 
-Rows: n (f) | batching | committed bid batches/s | assignments/s | p50 | p99 latency.
+Rows: n (f) | batching | sync | committed bid batches/s | accepted assignments/s | p50 | p99.
 - "none": PBFT batch size 1, each request one signed bid batch holding one assignment;
 - "up to 16": batch size 16, each request a bid batch of 50 assignments.
 Latency is from signing a request to holding f+1 matching replies. Every bid is for a distinct
-open task of the client's own site; an operator client ticks (clears the round) every second.
+open task of the client's own site and for the current round (see ``Load``: the operator
+clears a round only after its bid batches committed); "accepted assignments" counts the bids
+the state machine accepted.
 Then, for n=4: time until commits resume after SIGKILL of the primary (against 2x the
 view-change timeout), and throughput with one backup silent (SIGSTOP) against normal.
 """
@@ -107,31 +110,56 @@ async def setup(op: CoordinatorClient, jobs_per_site: int) -> None:
 
 
 class Load:
-    """Closed-loop clients: each keeps one request outstanding."""
+    """Closed-loop clients: each keeps one request outstanding, and every bid is valid for the
+    round it targets. Round barrier: each client owns a slice of its site's tasks and bids for
+    each task of its slice at most once per round (one bid per task per site per round is the
+    state machine's rule); a client whose slice is used up waits for the next round. The
+    ticker clears the round (``Tick``) once every client has used up its slice or TICK_S has
+    passed, but only after every client's in-flight bid batch has committed, so no bid is
+    ever rejected as stale. Throughput counts the whole wall time, pauses included."""
 
     def __init__(self, g: Group, clients: list[str], per_request: int, jobs_per_site: int):
         self.g, self.per_request = g, per_request
         self.clients = [CoordinatorClient(g.config, g.keys, c, timeout_s=30.0) for c in clients]
         self.jobs_per_site = jobs_per_site
         self.round = 0
-        self.log: list[tuple[float, float, int]] = []   # (done at, latency, accepted)
+        self.log: list[tuple[float, float, int]] = []   # (done at, latency, accepted bids)
+        self.ticks: list[tuple[float, int, int]] = []   # (done at, round, allocations)
         self.stop = False
+        self.pausing = False
+        self.busy = 0                                   # clients with a request in flight
+        self.exhausted = 0                              # clients done with this round
+        self.next_round = asyncio.Event()               # set when the round is cleared
+        self.idle = asyncio.Event()
+        self.rejected = 0
 
     async def client_loop(self, idx: int, c: CoordinatorClient) -> None:
         site = c.client_id.split(":")[1].split("/")[0]
         sub = int(c.client_id.split("/")[1])
         subs = len(self.clients) // SITES
         tasks_total = self.jobs_per_site * TASKS_PER_JOB
-        k, rnd_seen = 0, -1
+        mine = list(range(sub, tasks_total, subs))       # this client's slice of tasks
+        per = self.per_request
+        k, rnd_seen, counted = 0, -1, False
         while not self.stop:
-            rnd = self.round
+            rnd, next_round = self.round, self.next_round
+            if self.pausing:
+                await next_round.wait()
+                continue
             if rnd != rnd_seen:
-                k, rnd_seen = 0, rnd
-            bids = []
-            for _ in range(self.per_request):
-                t = (sub + k * subs) % tasks_total
-                k += 1
-                bids.append((f"{site}-j{t // TASKS_PER_JOB}", f"t{t % TASKS_PER_JOB}", 1, 1))
+                k, rnd_seen, counted = 0, rnd, False
+            if k + per > len(mine):
+                if not counted:
+                    counted = True
+                    self.exhausted += 1
+                    if self.exhausted == len(self.clients):
+                        self.idle.set()
+                await next_round.wait()
+                continue
+            bids = [(f"{site}-j{t // TASKS_PER_JOB}", f"t{t % TASKS_PER_JOB}", 1, 1)
+                    for t in mine[k:k + per]]
+            k += per
+            self.busy += 1
             t0 = time.perf_counter()
             try:
                 r = await c.submit_bids(site, rnd, bids)
@@ -139,18 +167,39 @@ class Load:
                 print(f"  client {c.client_id}: {e}", file=sys.stderr)
                 await asyncio.sleep(0.05)
                 continue
+            finally:
+                self.busy -= 1
+                if self.pausing and self.busy == 0:
+                    self.idle.set()
             t1 = time.perf_counter()
             self.log.append((t1, t1 - t0, r.accepted))
-            self.round = max(self.round, r.round)
+            self.rejected += len(bids) - r.accepted
 
     async def ticker(self, op: CoordinatorClient) -> None:
         while not self.stop:
-            await asyncio.sleep(TICK_S)
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), TICK_S)
+            except asyncio.TimeoutError:
+                pass
+            self.pausing = True
+            while self.busy and not self.stop:        # every bid of the round committed
+                self.idle.clear()
+                try:
+                    await asyncio.wait_for(self.idle.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
             try:
                 r = await op.tick(self.round, 0.0)
-                self.round = max(self.round, r.round)
+                self.ticks.append((time.perf_counter(), self.round, r.accepted))
+                self.round = max(self.round + 1, r.round)
             except Exception as e:
                 print(f"  ticker: {e}", file=sys.stderr)
+                await asyncio.sleep(0.05)
+            self.exhausted = 0
+            self.pausing = False
+            done, self.next_round = self.next_round, asyncio.Event()
+            done.set()
 
     async def run(self, op: CoordinatorClient, seconds: float, during=None) -> None:
         for c in self.clients:
@@ -163,6 +212,8 @@ class Load:
         else:
             await asyncio.sleep(seconds)
         self.stop = True
+        self.next_round.set()
+        self.idle.set()
         await asyncio.wait(tasks, timeout=30)
         for c in self.clients:
             await c.close()
@@ -194,8 +245,13 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
                 warm = 1.5
                 if mode == "normal":
                     t0 = time.perf_counter()
+                    la0 = os.getloadavg()[0]
                     await load.run(op, warm + seconds)
                     out["rate"] = summary(load.log, t0 + warm, t0 + warm + seconds)
+                    out["load"] = (la0, os.getloadavg()[0])
+                    out["rejected_bids"] = load.rejected
+                    out["rounds"] = len(load.ticks)
+                    out["allocated"] = sum(x[2] for x in load.ticks)
                 elif mode == "silent":
                     async def during(ld):
                         await asyncio.sleep(warm)
@@ -234,52 +290,68 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=8.0)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "coordinator.md")
-    p.add_argument("--only", default="", help="comma-separated row names (debugging)")
-    p.add_argument("--sync", default="FULL", choices=["FULL", "NORMAL"],
-                   help="SQLite synchronous of the replicas (FULL: fsync per group commit)")
+    p.add_argument("--out", type=Path,
+                   default=ROOT / "bench" / "results" / "coordinator-table.md",
+                   help="where the table goes (the hand analysis is in coordinator.md)")
+    p.add_argument("--only", default="", help="comma-separated row names: 4-none, 4-16, "
+                   "7-16, 10-16, primary, silent")
+    p.add_argument("--sync", default="both", choices=["FULL", "NORMAL", "both"],
+                   help="SQLite synchronous of the replicas (FULL: fsync per group commit; "
+                        "NORMAL: crash-safe, not power-loss-safe); both: a row of each")
+    p.add_argument("--repeat", type=int, default=1, help="runs per row; the median is shown")
     a = p.parse_args(argv)
     rows_spec = [("4-none", 4, 1, 1, 8), ("4-16", 4, 16, 50, 32), ("7-16", 7, 16, 50, 32),
                  ("10-16", 10, 16, 50, 32)]
+    syncs = ["FULL", "NORMAL"] if a.sync == "both" else [a.sync]
     only = set(a.only.split(",")) if a.only else None
-    lines = ["| n (f) | batching | bid batches/s | assignments/s (committed instances/s) | "
-             "p50 ms | p99 ms |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| n (f) | batching | sync | committed bid batches/s | accepted assignments/s | "
+             "p50 ms | p99 ms | load avg (1 min) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for name, n, batch, per, clients in rows_spec:
         if only and name not in only:
             continue
-        r = asyncio.run(scenario(n, batch, per, clients, a.seconds, sync=a.sync))
-        rate, inst, p50, p99 = r["rate"]
-        lines.append(f"| {n} ({(n - 1) // 3}) | {'none' if batch == 1 else 'up to 16'} "
-                     f"({clients} clients, {per} bids/request) | {rate:.0f} | {inst:.0f} | "
-                     f"{p50:.1f} | {p99:.1f} |")
-        print(lines[-1], flush=True)
+        for sync in syncs:
+            runs = [asyncio.run(scenario(n, batch, per, clients, a.seconds, sync=sync))
+                    for _ in range(a.repeat)]
+            runs.sort(key=lambda r: r["rate"][0])
+            r = runs[len(runs) // 2]
+            rate, inst, p50, p99 = r["rate"]
+            allr = ", ".join(f"{x['rate'][0]:.0f}" for x in runs)
+            lines.append(f"| {n} ({(n - 1) // 3}) | {'none' if batch == 1 else 'up to 16'} "
+                         f"({clients} clients, {per} bids/request) | {sync} | {rate:.0f}"
+                         f"{f' (runs: {allr})' if len(runs) > 1 else ''} | {inst:.0f} | "
+                         f"{p50:.1f} | {p99:.1f} | {r['load'][0]:.1f} → {r['load'][1]:.1f} |")
+            print(lines[-1], f"[rounds {r['rounds']}, bids rejected {r['rejected_bids']}, "
+                  f"allocation ranges {r['allocated']}]", flush=True)
     extra = []
     if not only or "primary" in only:
-        r = asyncio.run(scenario(4, 1, 1, 8, a.seconds, "primary"))
-        extra.append(f"- primary killed (SIGKILL), n=4, view-change timeout {VC_TIMEOUT} s: "
-                     f"commits resumed after **{r['resume_s']:.2f} s** (2x timeout = "
-                     f"{2 * VC_TIMEOUT:.1f} s); then {r['after'][0]:.0f} requests/s")
+        r = asyncio.run(scenario(4, 1, 1, 8, a.seconds, "primary", sync=syncs[0]))
+        extra.append(f"- primary killed (SIGKILL), n=4, view-change timeout {VC_TIMEOUT} s "
+                     f"({syncs[0]}): commits resumed after **{r['resume_s']:.2f} s** "
+                     f"(2x timeout = {2 * VC_TIMEOUT:.1f} s); then {r['after'][0]:.0f} "
+                     f"requests/s")
         print(extra[-1], flush=True)
     if not only or "silent" in only:
-        r = asyncio.run(scenario(4, 1, 1, 8, a.seconds, "silent"))
-        extra.append(f"- one silent backup (SIGSTOP), n=4, no batching: "
+        r = asyncio.run(scenario(4, 1, 1, 8, a.seconds, "silent", sync=syncs[0]))
+        ratio = r["silent"][0] / r["normal"][0] if r["normal"][0] else float("nan")
+        extra.append(f"- one silent backup (SIGSTOP), n=4, no batching ({syncs[0]}): "
                      f"{r['silent'][0]:.0f} requests/s, p50 {r['silent'][2]:.1f} ms, p99 "
                      f"{r['silent'][3]:.1f} ms vs normal {r['normal'][0]:.0f} requests/s, "
-                     f"p50 {r['normal'][2]:.1f} ms, p99 {r['normal'][3]:.1f} ms")
+                     f"p50 {r['normal'][2]:.1f} ms, p99 {r['normal'][3]:.1f} ms "
+                     f"(**{100 * ratio:.0f}%** of normal)")
         print(extra[-1], flush=True)
-    text = ("# Coordinator throughput (bench/coordinator_throughput.py)\n\n"
-            f"Command: `python -m bench.coordinator_throughput --seconds {a.seconds:g} "
-            f"--sync {a.sync}{' --only ' + a.only if a.only else ''}`\n\n"
+    cmd = " ".join(["python -m bench.coordinator_throughput"] + (argv or sys.argv[1:]))
+    text = ("# Coordinator throughput: the table (written by bench/coordinator_throughput.py)\n\n"
+            "Analysis: bench/results/coordinator.md (by hand; this file is overwritten).\n\n"
+            f"Command: `{cmd}`\n\n"
             f"Machine: {os.cpu_count()} cores (shared), all replicas and the load generator "
-            f"on it; loopback gRPC; SQLite WAL synchronous={a.sync}; checkpoint every 64; Ed25519 "
-            "client signatures, HMAC link MACs.\n\n" + "\n".join(lines) + "\n\n" +
-            "\n".join(extra) + "\n")
-    if not only and a.sync == "FULL":
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
-        print(f"wrote {a.out}")
-    else:
-        print(text)
+            "on it; loopback gRPC; SQLite WAL; checkpoint every 64; Ed25519 client "
+            "signatures, HMAC link MACs. Bids are valid for the round they target (round "
+            "barrier, see `Load`); throughput counts the whole window, barriers included.\n\n"
+            + "\n".join(lines) + "\n\n" + "\n".join(extra) + "\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(text)
+    print(f"wrote {a.out}")
     return 0
 
 

@@ -2,7 +2,8 @@
 an answer once enough replicas gave the same one (Castro & Liskov, section 4.1).
 
 - Ordered requests (submit jobs, bids, completions, failures, ticks): f+1 matching replies,
-  so at least one comes from a correct replica.
+  so at least one comes from a correct replica. The request goes first to the f+1 replicas
+  that answered last time, and to all once one of them is slow, fails or disagrees.
 - Queries: the read-only fast path needs 2f+1 matching replies; short of that (replicas
   lagging or down) the query is ordered like a command and f+1 matching replies suffice.
 - Refusals: a request f+1 replicas refuse with the same gRPC status is refused
@@ -40,6 +41,13 @@ REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.FAILED_PRECONDITION)
 
 
+HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
+"""An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
+latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
+RAW_METHODS = ("SubmitJobs", "SubmitBids", "ReportCompletion", "ReportFailure", "Tick",
+               "GetSchedule")
+
+
 class CoordinatorError(Exception):
     """No f+1 matching answers: ``code`` is the refusal f+1 replicas agreed on, or UNAVAILABLE
     when too few replicas answered; ``errors`` holds each replica's error."""
@@ -64,6 +72,11 @@ class CoordinatorClient:
         self._lock: asyncio.Lock | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[rpc.CoordinatorStub] = []
+        self._raw: list[dict] = []
+        self._preferred: list[int] = []
+        """the replicas that formed the last quorum: asked first (see send_raw)"""
+        self._latency: float | None = None
+        """moving average of the latency of ordered requests, seconds"""
 
     async def __aenter__(self) -> CoordinatorClient:
         self.open()
@@ -78,11 +91,17 @@ class CoordinatorClient:
             self._channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS)
                               for a in self.config.replicas]
             self._stubs = [rpc.CoordinatorStub(c) for c in self._channels]
+            # The same methods taking the ClientRequest's bytes as they are (no parse and
+            # re-serialise per replica): grpc sends bytes unchanged without a serializer.
+            self._raw = [{name: c.unary_unary(f"/agora.v1.Coordinator/{name}",
+                                              request_serializer=None,
+                                              response_deserializer=pb.ClientReply.FromString)
+                          for name in RAW_METHODS} for c in self._channels]
 
     async def close(self) -> None:
         for c in self._channels:
             await c.close(grace=None)
-        self._channels, self._stubs = [], []
+        self._channels, self._stubs, self._raw = [], [], []
 
     # ---- the commands ----
 
@@ -154,48 +173,103 @@ class CoordinatorClient:
 
     async def send_raw(self, rpc_name: str, data: bytes, ts: int, *,
                        read_only: bool = False) -> bytes:
-        """Send ClientRequest bytes to every replica and collect matching replies."""
+        """Send ClientRequest bytes to replicas and collect matching replies.
+
+        An ordered request goes first to f+1 replicas only: the ones that formed the last
+        quorum (responsive, and usually the primary among them). Each correct replica
+        executes it anyway (the pre-prepare carries it) and f+1 matching replies are all
+        the client needs, so the other n-f-1 RPCs would only cost CPU. When an answer is
+        missing after ``hedge`` (a few times the recent latency), fails or disagrees, the
+        request goes to every other replica too (PBFT's client retransmission to all,
+        which also starts their view-change timers when the primary is faulty).
+        Read-only requests need 2f+1 and go to every replica at once."""
         self.open()
+        n = len(self._stubs)
         need = 2 * self.f + 1 if read_only else self.f + 1
-        calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i
-                 for i in range(len(self._stubs))}
+        order = self._preferred + [i for i in range(n) if i not in self._preferred]
+        first = order if read_only else order[:need]
+        calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i for i in first}
+        pending = set(calls)
+        hedged = len(first) == n
         votes: dict[bytes, set[int]] = {}
         refusals: Counter[tuple[grpc.StatusCode, str]] = Counter()
         errors: dict[int, str] = {}
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        deadline = t0 + self.timeout_s
+
+        def hedge() -> None:
+            nonlocal hedged
+            hedged = True
+            for i in order[len(first):]:
+                fut = asyncio.ensure_future(self._one(i, rpc_name, data))
+                calls[fut] = i
+                pending.add(fut)
+
         try:
-            for fut in asyncio.as_completed(list(calls), timeout=self.timeout_s):
-                try:
-                    i, reply = await fut
-                except asyncio.TimeoutError:
+            while pending:
+                left = deadline - loop.time()
+                if left <= 0:
                     break
-                if isinstance(reply, grpc.aio.AioRpcError):
-                    errors[i] = f"{reply.code().name}: {reply.details()}"
-                    if reply.code() in REFUSALS:
-                        refusals[(reply.code(), reply.details())] += 1
-                        (code, msg), k = refusals.most_common(1)[0]
-                        if k >= self.f + 1:
-                            raise CoordinatorError(code, msg, errors)
+                wait = left if hedged else min(left, self._hedge_s())
+                done, _ = await asyncio.wait(pending, timeout=wait,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if hedged:
+                        break
+                    hedge()
                     continue
-                result = self._check(i, reply, ts, read_only)
-                if result is None:
-                    errors[i] = "reply failed authentication or does not match the request"
-                    continue
-                who = votes.setdefault(result, set())
-                who.add(i)
-                if len(who) >= need:
-                    return result
+                for fut in done:
+                    pending.discard(fut)
+                    i, reply = fut.result()
+                    if isinstance(reply, grpc.aio.AioRpcError):
+                        errors[i] = f"{reply.code().name}: {reply.details()}"
+                        if reply.code() in REFUSALS:
+                            refusals[(reply.code(), reply.details())] += 1
+                            (code, msg), k = refusals.most_common(1)[0]
+                            if k >= self.f + 1:
+                                raise CoordinatorError(code, msg, errors)
+                        if not hedged:
+                            hedge()
+                        continue
+                    result = self._check(i, reply, ts, read_only)
+                    if result is None:
+                        errors[i] = "reply failed authentication or does not match the request"
+                        if not hedged:
+                            hedge()
+                        continue
+                    who = votes.setdefault(result, set())
+                    who.add(i)
+                    if len(who) >= need:
+                        if not read_only:
+                            self._preferred = sorted(who)[:need]
+                            lat = loop.time() - t0
+                            self._latency = lat if self._latency is None else \
+                                0.8 * self._latency + 0.2 * lat
+                        return result
+                    if not hedged and not pending:
+                        hedge()     # the first f+1 disagree
         finally:
             for fut in calls:
                 fut.cancel()
         codes = Counter(e.split(":")[0] for e in errors.values())
         raise CoordinatorError(grpc.StatusCode.UNAVAILABLE,
                                f"{rpc_name}: no {need} matching replies from "
-                               f"{len(self._stubs)} replicas (errors: {dict(codes)})", errors)
+                               f"{n} replicas (errors: {dict(codes)})", errors)
+
+    def _hedge_s(self) -> float:
+        """How long to wait for the first f+1 replicas before asking the others."""
+        if self._latency is None:
+            return HEDGE_MAX_S
+        return min(HEDGE_MAX_S, max(HEDGE_MIN_S, HEDGE_FACTOR * self._latency))
 
     async def _one(self, i: int, rpc_name: str, data: bytes):
-        method = getattr(self._stubs[i], rpc_name)
+        method = self._raw[i].get(rpc_name)
+        if method is None:
+            method = getattr(self._stubs[i], rpc_name)
+            data = pb.ClientRequest.FromString(data)
         try:
-            reply = await method(pb.ClientRequest.FromString(data), timeout=self.timeout_s)
+            reply = await method(data, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as e:
             return i, e
         return i, reply

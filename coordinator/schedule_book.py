@@ -28,7 +28,7 @@ class TaskState:
     """One task of a job: the state of each instance and where the running ones are."""
 
     __slots__ = ("job", "task", "topo", "states", "failures", "running", "n_open", "n_done",
-                 "children", "parents")
+                 "children", "parents", "rec")
 
     def __init__(self, job: JobState, task: Task, topo: int) -> None:
         self.job = job
@@ -44,6 +44,14 @@ class TaskState:
         self.n_done = 0
         self.children: list[TaskState] = []
         self.parents: list[TaskState] = []
+        self.rec: bytes | None = None
+        """cached snapshot encoding (schedule_codec); ``touch()`` after every change"""
+
+    def touch(self) -> None:
+        """Forget the cached snapshot encodings of this task and its job: call after any
+        change of ``states``, ``running`` or ``failures``."""
+        self.rec = None
+        self.job.rec = None
 
     @property
     def key(self) -> TaskKey:
@@ -64,7 +72,7 @@ class TaskState:
 
 
 class JobState:
-    __slots__ = ("job", "seq", "origin", "tasks", "job_bytes")
+    __slots__ = ("job", "seq", "origin", "tasks", "job_bytes", "rec")
 
     def __init__(self, job: Job, seq: int, origin: int) -> None:
         self.job = job
@@ -75,6 +83,8 @@ class JobState:
         self.origin = origin
         """site index of the job's origin"""
         self.tasks: dict[str, TaskState] = {}
+        self.rec: bytes | None = None
+        """cached snapshot encoding of the whole JobRecord (reset by ``TaskState.touch``)"""
         by_id = {t.id: t for t in job.tasks}
         for k, t in enumerate(topological_order(job)):
             self.tasks[t.id] = TaskState(self, by_id[t.id], k)
@@ -118,6 +128,7 @@ class ScheduleBook:
         ts = self.tasks[task]
         demand = ts.task.demand
         got = 0
+        ts.touch()
         for i in ts.open_indices(n):
             node = self.capacity.best_fit(demand, site)
             if node is None:

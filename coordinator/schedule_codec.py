@@ -26,7 +26,22 @@ if TYPE_CHECKING:
 
 def check_known(msg: Message, where: str) -> None:
     """Refuse unknown fields anywhere in ``msg`` (protos/README.md, "Versioning"): every
-    replica must read a command the same way."""
+    replica must read a command the same way.
+
+    Fast path: a copy with every unknown field discarded (in C, recursively) has the same
+    encoded size exactly when there was none; only then is the field-by-field walk, which
+    names the offending field, needed."""
+    probe = type(msg)()
+    probe.CopyFrom(msg)
+    size = probe.ByteSize()
+    probe.DiscardUnknownFields()
+    if probe.ByteSize() == size:
+        return
+    _check_known_walk(msg, where)
+    raise ProtoError(where, "unknown field(s)", f"only the fields of {msg.DESCRIPTOR.full_name}")
+
+
+def _check_known_walk(msg: Message, where: str) -> None:
     unknown = sorted({f.field_number for f in UnknownFieldSet(msg)})
     if unknown:
         raise ProtoError(where, f"unknown field number(s) {unknown}",
@@ -36,9 +51,9 @@ def check_known(msg: Message, where: str) -> None:
             continue
         if fd.is_repeated:
             for i, v in enumerate(value):
-                check_known(v, f"{where}.{fd.name}[{i}]")
+                _check_known_walk(v, f"{where}.{fd.name}[{i}]")
         else:
-            check_known(value, f"{where}.{fd.name}")
+            _check_known_walk(value, f"{where}.{fd.name}")
 
 
 # ---- snapshot ----
@@ -64,16 +79,23 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
     parts = [pb.ScheduleSnapshot(cluster_digest=st.cluster_digest, version=st.version,
                                  round=st.round).SerializeToString(deterministic=True)]
     for js in st.jobs.values():
-        rec = [_ld(1, js.job_bytes)]
-        for t in js.job.tasks:
-            ts = js.tasks[t.id]
-            tr = pb.TaskRecord(states=bytes(ts.states), failures=ts.failures)
-            for i in sorted(ts.running):
-                node, slots = ts.running[i]
-                tr.running.add(instance=i, node=node, gpu_index=[x[0] for x in slots],
-                               gpu_milli=[x[1] for x in slots])
-            rec.append(_ld(2, tr.SerializeToString(deterministic=True)))
-        parts.append(_ld(4, b"".join(rec)))
+        # A job's and a task's encodings are cached until they change (TaskState.touch):
+        # a checkpoint re-encodes only what changed since the last one.
+        if js.rec is None:
+            rec = [_ld(1, js.job_bytes)]
+            for t in js.job.tasks:
+                ts = js.tasks[t.id]
+                if ts.rec is None:
+                    tr = pb.TaskRecord(states=bytes(ts.states), failures=ts.failures)
+                    for i in sorted(ts.running):
+                        node, slots = ts.running[i]
+                        tr.running.add(instance=i, node=node,
+                                       gpu_index=[x[0] for x in slots],
+                                       gpu_milli=[x[1] for x in slots])
+                    ts.rec = _ld(2, tr.SerializeToString(deterministic=True))
+                rec.append(ts.rec)
+            js.rec = _ld(4, b"".join(rec))
+        parts.append(js.rec)
     tail = pb.ScheduleSnapshot()
     for site, job, task, n, price in st.pending:
         tail.pending.add(site=site, job_id=job, task_id=task, instances=n, price=price)
@@ -81,7 +103,8 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
     cache = st.allocation_bytes
     if len(cache) < len(st.allocations):
         from coordinator.schedule_state import allocation_pb
-        cache.extend(_ld(6, allocation_pb(row).SerializeToString(deterministic=True))
+        cache.extend(_ld(6, allocation_pb(row, with_round=False).SerializeToString(
+            deterministic=True))
                      for row in st.allocations[len(cache):])
     parts.extend(cache)
     tail = pb.ScheduleSnapshot(clock_s=st.clock_s)

@@ -103,6 +103,8 @@ class ScheduleState:
         self.pref = site_preference(cluster)
         self.cluster_digest = hashlib.sha256(
             cluster_to_proto(cluster).SerializeToString(deterministic=True)).digest()
+        self._fits_cache: dict[tuple[Demand, int], bool] = {}
+        """(demand, site) -> whether some node of the site could ever hold it"""
         self.listeners: list[Callable[[int, list[AllocationRow], list[ChangeRow]], None]] = []
         """called after each command that allocated or finished instances (not state)"""
         self._reset()
@@ -315,8 +317,11 @@ class ScheduleState:
                            f"{b.job_id}/{b.task_id} in round {self.round}; expected one bid "
                            f"per task per round")
         d = ts.task.demand
-        sl = self.capacity.site_slice[site]
-        if not self.capacity.static_mask(d)[sl].any():
+        fits = self._fits_cache.get((d, site))
+        if fits is None:   # static: depends only on the nodes' totals
+            sl = self.capacity.site_slice[site]
+            fits = self._fits_cache[(d, site)] = bool(self.capacity.static_mask(d)[sl].any())
+        if not fits:
             raise Rejected("bid.never_fits", at, f"no node of site {site_name!r} can hold "
                            f"an instance of {b.job_id}/{b.task_id}")
         return d
@@ -349,8 +354,10 @@ class ScheduleState:
                 new.append((key[0], key[1], b, e, site, self.node_names[node], msg.at_s, seq,
                             self.round))
         self.allocations.extend(new)
-        for row in new:
-            res.allocations.append(allocation_pb(row))
+        add = res.allocations.add
+        for job, task, b, e, site, node, start, version, rnd in new:
+            add(job_id=job, task_id=task, instance_begin=b, instance_end=e, site=site,
+                node=node, start_s=start, version=version, round=rnd)
         res.accepted = len(new)
         self.pending.clear()
         self.pending_keys.clear()
@@ -381,6 +388,7 @@ class ScheduleState:
 
     def _release(self, ts: TaskState, begin: int, end: int, state: int) -> None:
         d = ts.task.demand
+        ts.touch()
         for i in range(begin, end):
             node, slots = ts.running.pop(i)
             self.capacity.release(node, d, slots)
@@ -397,6 +405,7 @@ class ScheduleState:
         if ts.n_done == ts.task.instances:
             for child in ts.children:
                 if all(p.n_done == p.task.instances for p in child.parents):
+                    child.touch()
                     for i, s in enumerate(child.states):
                         if s == WAITING:
                             child.states[i] = OPEN
@@ -412,6 +421,7 @@ class ScheduleState:
         ts = self._instances(msg, "command.failure", client_id, "failure")
         self._release(ts, msg.instance_begin, msg.instance_end, OPEN)
         ts.failures += 1
+        ts.touch()
         res.accepted = msg.instance_end - msg.instance_begin
         self._change(seq, msg, "failed")
 
@@ -441,7 +451,11 @@ class ScheduleState:
             assert len(ts.running) == ts.count(RUNNING)
 
 
-def allocation_pb(row: AllocationRow) -> schedule_pb2.Allocation:
-    job, task, b, e, site, node, start, version, _round = row
+def allocation_pb(row: AllocationRow, *, with_round: bool = True) -> schedule_pb2.Allocation:
+    """``row`` as a message. ``with_round=False`` leaves ``round`` unset: the snapshot keeps
+    rounds in ``ScheduleSnapshot.allocation_rounds``, so its bytes (and checkpoint digests)
+    are the same as before ``Allocation.round`` existed."""
+    job, task, b, e, site, node, start, version, rnd = row
     return schedule_pb2.Allocation(job_id=job, task_id=task, instance_begin=b, instance_end=e,
-                                   site=site, node=node, start_s=start, version=version)
+                                   site=site, node=node, start_s=start, version=version,
+                                   round=rnd if with_round else 0)

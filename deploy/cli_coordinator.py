@@ -139,7 +139,8 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
 
 def _allocation_dict(x) -> dict:
     return {"job": x.job_id, "task": x.task_id, "instances": [x.instance_begin, x.instance_end],
-            "site": x.site, "node": x.node, "start_s": x.start_s, "version": x.version}
+            "site": x.site, "node": x.node, "start_s": x.start_s, "version": x.version,
+            "round": x.round}
 
 
 def cmd_schedule_get(a: argparse.Namespace) -> int:

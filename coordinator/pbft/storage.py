@@ -7,10 +7,13 @@ pre-prepares it accepted and the votes it sent (so it never votes differently fo
 (view, seq) it voted on), its prepared certificates, checkpoints, and the committed log above
 its latest checkpoint, which it re-executes to rebuild the application state.
 
-``SqliteStorage`` uses WAL with ``synchronous=FULL``: one fsync of the WAL per flush. NORMAL
-would survive a process crash but could lose the last flushes on power loss, and a replica
-that forgets a vote it sent may then send a conflicting one, which PBFT's safety argument
-does not allow. ``MemoryStorage`` has the same interface, for the simulator and tests.
+``SqliteStorage`` uses WAL with ``synchronous=FULL`` by default: one fsync of the WAL per
+flush. NORMAL survives a process crash but could lose the last flushes on power loss, and a
+replica that forgets a vote it sent may then send a conflicting one: it then counts as one
+of the f faulty replicas PBFT tolerates (the coordinator's default; coordinator/config.py,
+``sqlite_synchronous``, has the reasoning). ``deferred`` mode records the saves instead of
+executing them, for a host that commits them on a writer thread (``take`` / ``write``).
+``MemoryStorage`` has the same interface, for the simulator and tests.
 """
 
 from __future__ import annotations
@@ -142,17 +145,29 @@ class SqliteStorage:
             raise ValueError(f"SqliteStorage.synchronous: got {synchronous!r}; expected FULL, "
                              f"NORMAL or EXTRA")
         self.path = Path(path)
-        self.db = sqlite3.connect(str(self.path), isolation_level=None)
+        self.synchronous = synchronous
+        # check_same_thread=False: a host may hand ``write`` to one writer thread after
+        # ``load`` (coordinator/server.py); the connection is only ever used by one thread
+        # at a time.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None,
+                                  check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
         self.db.executescript(_SCHEMA)
         self._open = False
+        self.deferred = False
+        """When True, saves are recorded (``take``) instead of executed; the host commits
+        them with ``write``, possibly on another thread, before it sends what they justify."""
+        self._buf: list[tuple[str, tuple]] = []
 
     def close(self) -> None:
         self.flush()
         self.db.close()
 
     def _x(self, sql: str, args: tuple) -> None:
+        if self.deferred:
+            self._buf.append((sql, args))
+            return
         if not self._open:
             self.db.execute("BEGIN")
             self._open = True
@@ -222,6 +237,26 @@ class SqliteStorage:
         if self._open:
             self.db.execute("COMMIT")
             self._open = False
+
+    def take(self) -> list[tuple[str, tuple]]:
+        """The saves recorded since the last ``take`` (``deferred`` mode), in order."""
+        out, self._buf = self._buf, []
+        return out
+
+    def write(self, stmts: list[tuple[str, tuple]]) -> None:
+        """Execute ``stmts`` (from ``take``) in one transaction and commit it (durable as
+        ``synchronous`` says when this returns)."""
+        if not stmts:
+            return
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for sql, args in stmts:
+                db.execute(sql, args)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 def _pack(items: list[bytes]) -> bytes:

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Allocation(_message.Message):
-    __slots__ = ("job_id", "task_id", "instance_begin", "instance_end", "site", "node", "start_s", "version")
+    __slots__ = ("job_id", "task_id", "instance_begin", "instance_end", "site", "node", "start_s", "version", "round")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_BEGIN_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class Allocation(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     START_S_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task_id: str
     instance_begin: int
@@ -25,7 +26,8 @@ class Allocation(_message.Message):
     node: str
     start_s: float
     version: int
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance_begin: _Optional[int] = ..., instance_end: _Optional[int] = ..., site: _Optional[str] = ..., node: _Optional[str] = ..., start_s: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+    round: int
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance_begin: _Optional[int] = ..., instance_end: _Optional[int] = ..., site: _Optional[str] = ..., node: _Optional[str] = ..., start_s: _Optional[float] = ..., version: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("version", "allocations")
