@@ -56,7 +56,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
               f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
               f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
               f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
-    r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
+    if a.policy in BASELINES:
+        r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
+    else:
+        from agents.learn.evaluate import run_learned
+        r, _ = run_learned(a.policy, cluster, wl, seed=a.seed, config=cfg, comm=a.comm,
+                           threshold=a.threshold, progress=not a.json)
     out = {"scenario": asdict(sc), "seed": a.seed, "policy": a.policy, "seeds": r.seeds,
            "config": cfg.to_dict(), "metrics": r.metrics,
            "unschedulable": [list(u) for u in r.unschedulable],
@@ -131,13 +136,83 @@ def cmd_bound(a: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_arg(v: str) -> str:
+    if v in BASELINES or Path(v).is_file():
+        return v
+    raise argparse.ArgumentTypeError(
+        f"{v!r} is neither a baseline ({', '.join(sorted(BASELINES))}) nor a checkpoint file")
+
+
+def _agent_config(a: argparse.Namespace):
+    from agents.learn.learned_policy import AgentConfig
+
+    return AgentConfig(k=a.k, hidden=a.hidden, code_dim=a.code_dim, bits=a.bits,
+                       threshold=a.threshold, comm=a.comm)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from agents.learn.ppo import PPOConfig
+    from agents.learn.trainer import TrainConfig, train
+
+    sc = _scenario(a)
+    cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
+                      bc_episodes=a.bc_episodes, agent=_agent_config(a),
+                      ppo=PPOConfig(lr=a.lr))
+    summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
+                    log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from agents.learn.checkpoint import load_agents
+    from agents.learn.evaluate import evaluate
+    from agents.sim.config import load_sim_config
+    from agents.sim.report import comparison_table, summarise
+
+    sc = _scenario(a)
+    cluster, _ = sc.build(0)
+    load_agents(a.checkpoint, cluster=cluster)          # fail early, saying what differs
+    policies = a.policies.split(",") if a.policies else None
+    for p in policies or []:
+        if p not in BASELINES:
+            raise SystemExit(f"agora: unknown policy {p!r}; choose from {', '.join(BASELINES)}")
+    t0 = time.perf_counter()
+    if not a.json:
+        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
+              file=sys.stderr)
+    res = evaluate(a.checkpoint, sc, seeds=list(range(a.seeds)), baselines=policies,
+                   comm=a.comm, threshold=a.threshold, config=load_sim_config(a.config),
+                   on_result=None if a.json else (lambda p, s, r: print(
+                       f"  seed {s} {p}: JCT {r.metrics['jct_mean_s']:.1f} s, "
+                       f"score {r.metrics['score']:.4f}", file=sys.stderr)))
+    if a.json:
+        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
+                          "comm": res["comm"], "wall_s": res["wall_s"],
+                          "policies": summarise(res["runs"])}, indent=1))
+    else:
+        print(comparison_table(res["runs"]))
+        c = res["comm"]
+        print(f"messages ({c['mode']}, threshold {c['threshold']}): {c['msgs_sent_frac']:.3f} of "
+              f"{c['msgs_possible']} possible sent; {c['bytes_per_msg']} bytes per code vs "
+              f"{c['raw_state_bytes']} bytes of raw float32 state")
+        print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agora", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="replay a workload on a cluster under one policy")
     _scenario_args(s)
-    s.add_argument("--policy", default="tetris", choices=sorted(BASELINES))
+    s.add_argument("--policy", default="tetris", type=_policy_arg,
+                   help=f"a baseline ({', '.join(sorted(BASELINES))}) or the path of a "
+                        "checkpoint written by `agora train`")
+    s.add_argument("--comm", default=None, choices=["trigger", "always", "none"],
+                   help="checkpoint policies: override the message mode")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="checkpoint policies: override the send trigger's threshold")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="directory for result.json and Gantt PNGs")
     s.add_argument("--no-gantt", action="store_true", help="skip the Gantt charts")
@@ -160,6 +235,35 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--max-instances", type=int, default=50)
     c.add_argument("--json", action="store_true", help="print machine-readable JSON")
     c.set_defaults(fn=cmd_bound)
+
+    t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO)")
+    _scenario_args(t)
+    t.add_argument("--steps", type=int, default=50_000, help="bidding rounds of PPO experience")
+    t.add_argument("--out", required=True, help="directory for checkpoints, metrics, curve")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-jobs", type=int, default=150, help="jobs per training episode")
+    t.add_argument("--bc-episodes", type=int, default=4,
+                   help="SRPT teacher episodes to imitate first (0: PPO from scratch)")
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--k", type=int, default=16, help="candidate slots per round")
+    t.add_argument("--hidden", type=int, default=64)
+    t.add_argument("--code-dim", type=int, default=8)
+    t.add_argument("--bits", type=int, default=8)
+    t.add_argument("--threshold", type=float, default=0.5, help="send-trigger threshold")
+    t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="a checkpoint side by side with every baseline")
+    _scenario_args(e)
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--seeds", type=int, default=5)
+    e.add_argument("--policies", default=None, help="baselines to compare (default: all)")
+    e.add_argument("--comm", default=None, choices=["trigger", "always", "none"])
+    e.add_argument("--threshold", type=float, default=None)
+    e.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    e.set_defaults(fn=cmd_evaluate)
     return p
 
 

@@ -1,0 +1,99 @@
+"""``agora evaluate``: a checkpoint's greedy policy side by side with every baseline (and the
+job-level SRPT reference heuristic played through the same market), on the same seeds, mean
+± 95% interval (``agents.sim.report``); plus the message statistics of the learned run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from agents.baselines import BASELINES
+from agents.learn import checkpoint
+from agents.learn.codec import code_bytes
+from agents.learn.features import LOCAL_DIM, FeatureBuilder
+from agents.learn.learned_policy import AgentConfig, Agents, LearnedPolicy
+from agents.sim.config import SimConfig
+from agents.sim.engine import SimResult, Simulator
+from agents.sim.runner import Scenario, run_one
+
+SRPT_NAME = "srpt-market (ref.)"
+
+
+def is_checkpoint_path(policy: str) -> bool:
+    return policy not in BASELINES and (policy.endswith(".pt") or "/" in policy)
+
+
+def learned_policy(path: str, cluster, *, comm: str | None = None,
+                   threshold: float | None = None, expect: AgentConfig | None = None,
+                   name: str = "learned") -> LearnedPolicy:
+    agents, _ = checkpoint.load_agents(path, cluster=cluster, expect=expect)
+    agents.model.eval()
+    return LearnedPolicy(agents, name=name, comm=comm, threshold=threshold)
+
+
+def run_learned(path: str, cluster, wl, *, seed: int, config: SimConfig | None = None,
+                comm: str | None = None, threshold: float | None = None,
+                progress: bool = False) -> tuple[SimResult, LearnedPolicy]:
+    import torch
+    torch.set_num_threads(1)
+    pol = learned_policy(path, cluster, comm=comm, threshold=threshold)
+    cfg = replace(config or SimConfig(), seed=seed)
+    return Simulator(cluster, wl, cfg).run(pol, progress=progress), pol
+
+
+def run_srpt(cluster, wl, *, seed: int, config: SimConfig | None = None) -> SimResult:
+    """The job-level SRPT reference: shortest job work left first, every site bidding for all
+    it fits, cleared by the same market (origin-preferred, best-fit)."""
+    cfg = AgentConfig()
+    agents = Agents(cfg, len(cluster.sites), FeatureBuilder(cluster, cfg.k).state_dim)
+    pol = LearnedPolicy(agents, name=SRPT_NAME, teacher="srpt", comm="none")
+    return Simulator(cluster, wl, replace(config or SimConfig(), seed=seed)).run(pol)
+
+
+def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] | None = None,
+             srpt: bool = True, comm: str | None = None, threshold: float | None = None,
+             config: SimConfig | None = None, on_result=None) -> dict:
+    """Returns {"runs": policy -> [metrics per seed], "comm": {...}, "wall": {...}}."""
+    names = list(BASELINES) if baselines is None else baselines
+    runs: dict[str, list[dict]] = {"learned": []}
+    if srpt:
+        runs[SRPT_NAME] = []
+    runs.update({p: [] for p in names})
+    sent = possible = 0
+    wall = {k: 0.0 for k in runs}
+    rounds = 0
+    pol = None
+    for seed in seeds:
+        cluster, wl = sc.build(seed)
+        t0 = time.perf_counter()
+        r, pol = run_learned(path, cluster, wl, seed=seed, config=config, comm=comm,
+                             threshold=threshold)
+        wall["learned"] += time.perf_counter() - t0
+        sent += pol.mailbox.sent
+        possible += pol.mailbox.possible
+        rounds += pol.rounds
+        runs["learned"].append(r.metrics)
+        if on_result:
+            on_result("learned", seed, r)
+        if srpt:
+            t0 = time.perf_counter()
+            r = run_srpt(cluster, wl, seed=seed, config=config)
+            wall[SRPT_NAME] += time.perf_counter() - t0
+            runs[SRPT_NAME].append(r.metrics)
+            if on_result:
+                on_result(SRPT_NAME, seed, r)
+        for p in names:
+            t0 = time.perf_counter()
+            r = run_one(cluster, wl, p, seed=seed, config=config)
+            wall[p] += time.perf_counter() - t0
+            runs[p].append(r.metrics)
+            if on_result:
+                on_result(p, seed, r)
+    cfg = pol.agents.cfg
+    return {"runs": runs, "wall_s": wall,
+            "comm": {"mode": pol.comm, "threshold": pol.threshold,
+                     "msgs_sent_frac": sent / possible if possible else 0.0,
+                     "msgs_sent": sent, "msgs_possible": possible, "rounds": rounds,
+                     "bytes_per_msg": code_bytes(cfg.code_dim, cfg.bits),
+                     "bits_per_msg": 8 * code_bytes(cfg.code_dim, cfg.bits),
+                     "raw_state_bytes": 4 * LOCAL_DIM}}

@@ -1,0 +1,95 @@
+"""The site agent's actor-critic, shared across sites with a learned site embedding.
+
+**Actor** (a pointer network over a variable-size set; Vinyals et al., arXiv 1506.03134):
+every candidate slot is encoded by the same MLP, the agent's context is its own features +
+site embedding + a mean over its valid slots + what it heard from its peers, and a slot's
+score is an additive-attention compatibility ``v · tanh(W e_slot + U ctx)``. A learned
+"pass" score joins the slot scores, so the actor's output is ``k + 1`` logits of which masked
+slots are ``-inf`` (they never get a bid, whatever the weights). ``k`` is a window size, not
+an output width: the same weights score any number of slots.
+
+**Peer attention** (TarMAC, Das et al., ICML 2019, arXiv 1810.11187): each peer's latest
+received code gives a key and a value; the agent's query comes from its own encoding; a
+softmax over the peers that have ever sent (itself excluded) gives the message context.
+
+**Critic** (MAPPO, Yu et al., arXiv 2103.01955): a value from the centralised global state
+(``features.RoundView.state``) together with the agent's own context, one scalar per agent;
+``central_critic=False`` withholds the global state (an independent-PPO critic).
+
+Parameter sharing: one set of weights for all sites, distinguished by the site embedding
+(row ``i`` of ``site_emb``). ``get_weights``/``set_weights`` give every tensor (actor,
+critic, codec) as a list of numpy arrays in a fixed order, for federated averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+NEG = -1e9
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, *, slot_dim: int, own_dim: int, state_dim: int, n_sites: int,
+                 code_dim: int, hidden: int = 64, site_dim: int = 8,
+                 central_critic: bool = True) -> None:
+        super().__init__()
+        h = hidden
+        self.central_critic = central_critic
+        self.n_sites = n_sites
+        self.site_emb = nn.Embedding(n_sites, site_dim)
+        self.slot_enc = nn.Sequential(nn.Linear(slot_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        self.own_enc = nn.Sequential(nn.Linear(own_dim + site_dim, h), nn.ReLU())
+        self.q = nn.Linear(h, h)
+        self.k = nn.Linear(code_dim, h)
+        self.v = nn.Linear(code_dim, h)
+        self.ctx = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU())
+        self.w_slot = nn.Linear(h, h, bias=False)
+        self.w_ctx = nn.Linear(h, h)
+        self.ptr = nn.Linear(h, 1, bias=False)
+        self.pass_head = nn.Linear(h, 1)
+        self.critic = nn.Sequential(nn.Linear(state_dim + h, h), nn.ReLU(), nn.Linear(h, h),
+                                    nn.ReLU(), nn.Linear(h, 1))
+        self.scale = h ** -0.5
+
+    def forward(self, slots: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
+                site: torch.Tensor, peer_codes: torch.Tensor, peer_mask: torch.Tensor,
+                state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """slots (B,k,F), mask (B,k) bool, own (B,G), site (B,) long, peer_codes (B,S,Z),
+        peer_mask (B,S) bool, state (B,D) -> logits (B,k+1) (pass last), value (B,)."""
+        e = self.slot_enc(slots)                                           # (B,k,h)
+        m = mask.unsqueeze(-1).float()
+        pooled = (e * m).sum(1) / m.sum(1).clamp(min=1.0)
+        o = self.own_enc(torch.cat([own, self.site_emb(site)], -1))         # (B,h)
+        att = (self.k(peer_codes) @ self.q(o).unsqueeze(-1)).squeeze(-1) * self.scale
+        att = att.masked_fill(~peer_mask, NEG)
+        w = torch.softmax(att, -1) * peer_mask.float()                      # 0 with no peers
+        heard = (w.unsqueeze(-1) * self.v(peer_codes)).sum(1)
+        c = self.ctx(torch.cat([o, pooled, heard], -1))
+        s = self.ptr(torch.tanh(self.w_slot(e) + self.w_ctx(c).unsqueeze(1))).squeeze(-1)
+        s = s.masked_fill(~mask, NEG)
+        logits = torch.cat([s, self.pass_head(c)], -1)
+        if not self.central_critic:               # decentralised: own context only
+            state = torch.zeros_like(state)
+        value = self.critic(torch.cat([state, c], -1)).squeeze(-1)
+        return logits, value
+
+
+def get_weights(modules: list[nn.Module]) -> list[np.ndarray]:
+    """Every parameter and buffer of ``modules`` (actor-critic, codec), in state_dict order."""
+    return [t.detach().cpu().numpy().copy() for m in modules for t in m.state_dict().values()]
+
+
+def set_weights(modules: list[nn.Module], weights: list[np.ndarray]) -> None:
+    """Inverse of ``get_weights``; the error names the first tensor whose shape differs."""
+    names = [(m, n, t) for m in modules for n, t in m.state_dict().items()]
+    if len(names) != len(weights):
+        raise ValueError(f"set_weights: got {len(weights)} arrays, the model has {len(names)}")
+    for (m, n, t), w in zip(names, weights):
+        if tuple(t.shape) != tuple(np.shape(w)):
+            raise ValueError(f"set_weights: {type(m).__name__}.{n} has shape {tuple(t.shape)}, "
+                             f"got {tuple(np.shape(w))}")
+    it = iter(weights)
+    for m in modules:
+        m.load_state_dict({n: torch.as_tensor(next(it)) for n in m.state_dict()})

@@ -1,0 +1,228 @@
+"""PPO (Schulman et al., arXiv 1707.06347) for the site agents, MAPPO-style (Yu et al.,
+arXiv 2103.01955): clipped surrogate, GAE(λ) (arXiv 1506.02438), value normalisation, a few
+epochs over minibatches, one shared network with a site embedding.
+
+**Per-agent buffers.** A rollout is a sequence of bidding rounds; every round holds one row
+per site (its observation, ranking, log-probability and value). Each site's rows form its own
+trajectory: GAE runs per site along the rounds. Rows where a site had nothing to bid for
+(``active`` false) stay in the value regression but carry no policy gradient.
+
+**Reward** (team, per round), shaped from the multi-objective score's QoS part and mean JCT:
+every job present in the system (arrived, not finished) costs, per simulated second,
+``1 / jct_scale_s + slowdown_w / max(critical_path_j, τ)``. Summed over an episode this is
+``Σ_j JCT_j / jct_scale_s + slowdown_w · Σ_j JCT_j / max(cp_j, τ)`` — total JCT plus total
+bounded slowdown (Feitelson's, as ``agents/sim/metrics.py`` defines it; the QoS term of the
+score is its reciprocal mean). Utilisation, the score's other big term, is what a
+work-conserving market gives anyway (every fitting candidate is bid). Round ``t`` receives
+the cost accrued between its time and the next round's, so the return telescopes to the
+episode's cost exactly (the DeepRM shaping, Mao et al., HotNets 2016).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from agents.learn.codec import dequantise
+from agents.learn.ranking import first_choice_entropy, log_prob
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    lr: float = 3e-4
+    """Adam learning rate; typical 1e-4–1e-3"""
+    gamma: float = 0.99
+    """discount per bidding round (about one decision point; 0.99 ≈ a 100-round horizon)"""
+    lam: float = 0.95
+    """GAE λ"""
+    clip: float = 0.2
+    """PPO ratio clip ε; typical 0.1–0.3"""
+    epochs: int = 4
+    """passes over each rollout batch (MAPPO: few)"""
+    minibatch: int = 1024
+    """site-rows per gradient step"""
+    ent_coef: float = 0.003
+    """entropy bonus on the first-choice distribution"""
+    vf_coef: float = 0.5
+    """weight of the value regression (on normalised returns)"""
+    max_grad_norm: float = 0.5
+    """gradient-norm clip, applied to the actor-critic and to the codec separately"""
+    codec_coef: float = 1.0
+    """weight of the codec's negative ELBO in the joint loss (its gradients touch only the
+    codec: the actor reads detached, quantised codes)"""
+    jct_scale_s: float = 1000.0
+    """reward: seconds of job presence that cost 1"""
+    slowdown_w: float = 0.5
+    """reward: weight of the bounded-slowdown term"""
+    slowdown_tau_s: float = 10.0
+    """τ of the bounded slowdown (``Objective.slowdown_bound_s``)"""
+    sign: float = 1.0
+    """+1: ascend the surrogate. Exists only so a test can flip it and watch learning fail."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def round_rewards(now: np.ndarray, jobs, cfg: PPOConfig, end: float) -> np.ndarray:
+    """Team reward of every round (times ``now``, non-decreasing): minus the cost of the jobs
+    present between the round and the next (the last: until ``end``)."""
+    arr, fin, rate = [], [], []
+    for js in jobs:
+        if js.outcome == "unschedulable":
+            continue
+        arr.append(js.job.arrival)
+        fin.append(js.completion if js.completion is not None else end)
+        rate.append(1.0 / cfg.jct_scale_s + cfg.slowdown_w / max(js.critical_path,
+                                                                  cfg.slowdown_tau_s))
+    arr, fin, rate = map(np.asarray, (arr, fin, rate))
+    bounds = np.append(now, max(end, now[-1] if len(now) else end))
+
+    def integral(times: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Σ_j rate_j · max(0, t − start_j) at each t."""
+        o = np.argsort(starts)
+        s, r = starts[o], rate[o]
+        cr, crs = np.concatenate([[0], np.cumsum(r)]), np.concatenate([[0], np.cumsum(r * s)])
+        i = np.searchsorted(s, times, side="right")
+        return times * cr[i] - crs[i]
+
+    f = integral(bounds, arr) - integral(bounds, fin)
+    return -np.diff(f)
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, gamma: float, lam: float
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """rewards (T,), values (T, S) of one finished episode -> advantages, returns (T, S)."""
+    t_len = len(rewards)
+    adv = np.zeros_like(values)
+    last = np.zeros(values.shape[1])
+    for t in reversed(range(t_len)):
+        nxt = values[t + 1] if t + 1 < t_len else 0.0
+        delta = rewards[t] + gamma * nxt - values[t]
+        last = delta + gamma * lam * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class ValueNorm:
+    """Running mean and variance of the returns; the critic predicts normalised returns."""
+
+    def __init__(self, beta: float = 0.99) -> None:
+        self.beta = beta
+        self.mean, self.sq, self.debias = 0.0, 1.0, 0.0
+
+    def update(self, x: np.ndarray) -> None:
+        b = self.beta
+        self.mean = b * self.mean + (1 - b) * float(x.mean())
+        self.sq = b * self.sq + (1 - b) * float((x ** 2).mean())
+        self.debias = b * self.debias + (1 - b)
+
+    @property
+    def stats(self) -> tuple[float, float]:
+        if self.debias == 0:
+            return 0.0, 1.0
+        m, sq = self.mean / self.debias, self.sq / self.debias
+        return m, max(sq - m * m, 1e-4) ** 0.5
+
+    def normalise(self, x):
+        m, s = self.stats
+        return (x - m) / s
+
+    def denormalise(self, x):
+        m, s = self.stats
+        return x * s + m
+
+    def state(self) -> list[float]:
+        return [self.mean, self.sq, self.debias]
+
+    def load(self, st: list[float]) -> None:
+        self.mean, self.sq, self.debias = st
+
+
+def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
+    """Rounds × sites -> rows, with each row's peer inputs (mailbox codes, others only)."""
+    t_len, s = ep["mask"].shape[:2]
+    codes = dequantise(ep["codes"], bits)                                # (T, S, Z)
+    pc = np.broadcast_to(codes[:, None], (t_len, s, *codes.shape[1:]))
+    pm = ep["has"][:, None, :] & ~np.eye(s, dtype=bool)[None]
+    out = {
+        "slots": ep["slots"], "mask": ep["mask"], "own": ep["own"], "local": ep["local"],
+        "site": np.broadcast_to(np.arange(s), (t_len, s)),
+        "peer_codes": pc, "peer_mask": pm,
+        "state": np.broadcast_to(ep["state"][:, None], (t_len, s, ep["state"].shape[-1])),
+        "order": ep["order"], "plen": ep["plen"], "logp": ep["logp"], "active": ep["active"]}
+    for k in ("adv", "ret"):
+        if k in ep:
+            out[k] = ep[k]
+    return {k: torch.from_numpy(np.ascontiguousarray(v).reshape(t_len * s, *v.shape[2:]))
+            for k, v in out.items()}
+
+
+def _forward(agents, b: dict, idx: torch.Tensor):
+    return agents.model(b["slots"][idx], b["mask"][idx], b["own"][idx], b["site"][idx],
+                        b["peer_codes"][idx], b["peer_mask"][idx], b["state"][idx])
+
+
+def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
+               vnorm: ValueNorm, rng: np.random.Generator) -> dict:
+    """Clipped-surrogate epochs over the flattened batch ``b``; returns mean losses."""
+    n = len(b["site"])
+    act = b["active"].float()
+    adv = b["adv"]
+    a_act = adv[b["active"]]
+    adv = (adv - a_act.mean()) / (a_act.std() + 1e-8)
+    ret_n = torch.as_tensor(vnorm.normalise(b["ret"].numpy()), dtype=torch.float32)
+    logs: dict[str, list[float]] = {}
+    for _ in range(cfg.epochs):
+        perm = torch.from_numpy(rng.permutation(n))
+        for i in range(0, n, cfg.minibatch):
+            idx = perm[i:i + cfg.minibatch]
+            logits, value = _forward(agents, b, idx)
+            lp = log_prob(logits, b["order"][idx], b["plen"][idx])
+            ratio = (lp - b["logp"][idx]).exp()
+            a, m = adv[idx], act[idx]
+            surr = torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a)
+            denom = m.sum().clamp(min=1.0)
+            pg = -cfg.sign * (surr * m).sum() / denom
+            ent = (first_choice_entropy(logits) * m).sum() / denom
+            vloss = ((value - ret_n[idx]) ** 2).mean()
+            closs, clog = agents.codec.loss(b["local"][idx])
+            loss = pg - cfg.ent_coef * ent + cfg.vf_coef * vloss + cfg.codec_coef * closs
+            opt.zero_grad()
+            loss.backward()
+            # the codec's own loss must not eat the actor-critic's gradient budget
+            torch.nn.utils.clip_grad_norm_(agents.model.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(agents.codec.parameters(), cfg.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                kl = ((ratio - 1) - (lp - b["logp"][idx])) * m
+                clipfrac = ((ratio - 1).abs() > cfg.clip).float() * m
+            for key, v in (("losses/policy", pg), ("losses/value", vloss),
+                           ("losses/entropy", ent), ("losses/approx_kl", kl.sum() / denom),
+                           ("losses/clipfrac", clipfrac.sum() / denom), *clog.items()):
+                logs.setdefault(key, []).append(float(v.detach() if hasattr(v, "detach") else v))
+    return {k: float(np.mean(v)) for k, v in logs.items()}
+
+
+def bc_update(agents, opt: torch.optim.Optimizer, b: dict, *, epochs: int, minibatch: int,
+              rng: np.random.Generator, codec_coef: float = 1.0) -> dict:
+    """Behaviour cloning: maximise the Plackett-Luce likelihood of a teacher's rankings
+    (recorded as ``order``/``plen``) on the rows where the site could bid; the codec trains
+    alongside. The critic is left to PPO."""
+    rows = torch.nonzero(b["active"]).squeeze(1)
+    logs: dict[str, list[float]] = {}
+    for _ in range(epochs):
+        perm = rows[torch.from_numpy(rng.permutation(len(rows)))]
+        for i in range(0, len(perm), minibatch):
+            idx = perm[i:i + minibatch]
+            logits, _ = _forward(agents, b, idx)
+            nll = -log_prob(logits, b["order"][idx], b["plen"][idx]).mean()
+            closs, clog = agents.codec.loss(b["local"][idx])
+            opt.zero_grad()
+            (nll + codec_coef * closs).backward()
+            opt.step()
+            logs.setdefault("losses/bc_nll", []).append(float(nll.detach()))
+            for key, v in clog.items():
+                logs.setdefault(key, []).append(v)
+    return {k: float(np.mean(v)) for k, v in logs.items()}
