@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agents.baselines import BASELINES
 from agents.workloads.errors import InputError
+from deploy import cli_coordinator
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -264,7 +265,28 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--threshold", type=float, default=None)
     e.add_argument("--json", action="store_true", help="print machine-readable JSON")
     e.set_defaults(fn=cmd_evaluate)
+
+    cli_coordinator.register(sub)     # keys, coordinator, schedule get|watch, status
+
+    k = sub.add_parser("certs", help="a private CA and a TLS certificate per site and replica")
+    k.add_argument("--sites", default="", help="comma-separated site names")
+    k.add_argument("--replicas", type=int, default=4)
+    k.add_argument("--hosts", default="localhost,127.0.0.1",
+                   help="comma-separated DNS names / IPs the certificates are valid for")
+    k.add_argument("--days", type=int, default=365)
+    k.add_argument("--out", required=True, help="directory for ca.crt and <name>.crt/.key")
+    k.set_defaults(fn=cmd_certs)
     return p
+
+
+def cmd_certs(a: argparse.Namespace) -> int:
+    from deploy.certs import make_all
+    sites = [s for s in a.sites.split(",") if s]
+    if a.replicas < 0 or a.days < 1:
+        raise ValueError("--replicas must be >= 0 and --days >= 1")
+    made = make_all(Path(a.out), sites, a.replicas, [h for h in a.hosts.split(",") if h], a.days)
+    print(f"wrote {len(made)} certificates to {a.out}: {', '.join(m.name for m in made)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

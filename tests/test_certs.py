@@ -76,3 +76,13 @@ def test_a_client_with_another_cas_certificate_is_refused(tls_server, tmp_path):
     with pytest.raises(grpc.RpcError) as e:
         _check(target, creds)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_agora_certs_writes_the_ca_and_one_pair_per_component(tmp_path, capsys):
+    from deploy.cli import main
+    assert main(["certs", "--sites", "a,b", "--replicas", "4", "--out", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["ca.crt", "ca.key"] + [f"{n}.{e}" for n in
+                           ("site-a", "site-b", "replica-0", "replica-1", "replica-2",
+                            "replica-3", "client") for e in ("crt", "key")])
+    assert "wrote 8 certificates" in capsys.readouterr().out
