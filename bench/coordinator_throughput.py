@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +31,7 @@ import yaml
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorClient
-from coordinator.config import load_config
-from coordinator.pbft.keys import generate_keys
+from coordinator.local_group import LocalGroup
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = 4
@@ -43,54 +41,23 @@ TICK_S = 1.0
 VC_TIMEOUT = 0.5
 
 
-def free_ports(n: int) -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "FULL"
+               ) -> LocalGroup:
+    """n replicas over SITES sites of one huge node each (capacity is never the limit)."""
+    sites = [{"name": f"s{k}", "nodes": [{"name": "big", "cpu": 1_000_000,
+                                          "mem": 1_000_000_000, "count": 1}]}
+             for k in range(SITES)]
+    (tmp / "cluster.yaml").write_text(yaml.safe_dump({"sites": sites}))
+    g = LocalGroup(tmp, n=n, clients=clients, key_seed=b"bench", cluster="cluster.yaml",
+                   batch_size=batch, batch_timeout_s=0.001 if batch > 1 else 0.0,
+                   checkpoint_interval=64, watermark_window=256, max_outstanding=8,
+                   view_change_timeout_s=VC_TIMEOUT, request_timeout_s=20.0,
+                   sqlite_synchronous=sync)
+    g.start_all()
+    return g
 
 
-class Group:
-    def __init__(self, tmp: Path, n: int, batch: int, clients: list[str],
-                 sync: str = "FULL") -> None:
-        self.tmp, self.n = tmp, n
-        self.keys = generate_keys(n, clients, seed=b"bench")
-        (tmp / "keys.yaml").write_text(yaml.safe_dump(self.keys.to_dict()))
-        sites = [{"name": f"s{k}", "nodes": [{"name": "big", "cpu": 1_000_000,
-                                              "mem": 1_000_000_000, "count": 1}]}
-                 for k in range(SITES)]
-        (tmp / "cluster.yaml").write_text(yaml.safe_dump({"sites": sites}))
-        cfg = {"replicas": [f"127.0.0.1:{p}" for p in free_ports(n)], "f": (n - 1) // 3,
-               "batch_size": batch, "batch_timeout_s": 0.001 if batch > 1 else 0.0,
-               "checkpoint_interval": 64, "watermark_window": 256, "max_outstanding": 8,
-               "view_change_timeout_s": VC_TIMEOUT, "request_timeout_s": 20.0,
-               "data_dir": "data", "keys_file": "keys.yaml", "cluster": "cluster.yaml",
-               "sqlite_synchronous": sync}
-        (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
-        self.config = load_config(tmp / "coordinator.yaml")
-        self.procs = [subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
-             str(tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING"],
-            cwd=ROOT, stdout=open(tmp / f"replica-{i}.log", "wb"), stderr=subprocess.STDOUT)
-            for i in range(n)]
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-async def wait_ready(g: Group, op: CoordinatorClient) -> None:
+async def wait_ready(g: LocalGroup, op: CoordinatorClient) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if all(not isinstance(s, str) for s in await op.status()):
@@ -118,7 +85,7 @@ class Load:
     passed, but only after every client's in-flight bid batch has committed, so no bid is
     ever rejected as stale. Throughput counts the whole wall time, pauses included."""
 
-    def __init__(self, g: Group, clients: list[str], per_request: int, jobs_per_site: int):
+    def __init__(self, g: LocalGroup, clients: list[str], per_request: int, jobs_per_site: int):
         self.g, self.per_request = g, per_request
         self.clients = [CoordinatorClient(g.config, g.keys, c, timeout_s=30.0) for c in clients]
         self.jobs_per_site = jobs_per_site
@@ -231,7 +198,7 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
                    mode: str = "normal", sync: str = "FULL") -> dict:
     clients = [f"site:s{k}/{m}" for k in range(SITES) for m in range(n_clients // SITES)]
     with tempfile.TemporaryDirectory(prefix="agora-bench-") as tmp:
-        g = Group(Path(tmp), n, batch, clients + ["operator"], sync)
+        g = make_group(Path(tmp), n, batch, clients + ["operator"], sync)
         try:
             async with CoordinatorClient(g.config, g.keys, "operator", timeout_s=30.0) as op:
                 await wait_ready(g, op)

@@ -6,23 +6,18 @@ its SQLite database when restarted."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.domain import Demand, Job, Task
-from coordinator.client import CoordinatorClient, CoordinatorError
-from coordinator.config import load_config
+from coordinator.client import CoordinatorError
+from coordinator.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -33,80 +28,18 @@ CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
 pytestmark = pytest.mark.timeout(180)
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class Group:
+def make_group(tmp: Path) -> LocalGroup:
     """Four `agora coordinator` processes on loopback, and their config and keys."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.keys = generate_keys(4, CLIENTS, seed=b"test-grpc")
-        (tmp / "keys.yaml").write_text(yaml.safe_dump(self.keys.to_dict()))
-        cfg = {"replicas": [f"127.0.0.1:{p}" for p in free_ports(4)], "f": 1,
-               "batch_size": 8, "batch_timeout_s": 0.001, "checkpoint_interval": 4,
-               "watermark_window": 16, "view_change_timeout_s": 0.5,
-               "request_timeout_s": 8.0, "data_dir": "data", "keys_file": "keys.yaml",
-               "cluster": str(CLUSTER)}
-        (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
-        self.config = load_config(tmp / "coordinator.yaml")
-        self.procs: dict[int, subprocess.Popen] = {}
-
-    def start(self, i: int) -> None:
-        log = open(self.tmp / f"replica-{i}.log", "ab")
-        self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
-             str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self, i: int) -> None:
-        self.procs[i].send_signal(signal.SIGKILL)
-        self.procs[i].wait(timeout=10)
-
-    def stop(self) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
-
-    def client(self, cid: str, keys=None) -> CoordinatorClient:
-        return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=15.0)
-
-    def wait_serving(self, i: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.procs[i].poll() is None, (self.tmp / f"replica-{i}.log").read_text()
-            with grpc.insecure_channel(self.config.replicas[i]) as ch:
-                try:
-                    r = health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service="agora.v1.Coordinator"),
-                        timeout=1.0)
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-            time.sleep(0.2)
-        raise AssertionError(f"replica {i} did not start serving")
+    return LocalGroup(tmp, n=4, clients=CLIENTS, key_seed=b"test-grpc", cluster=str(CLUSTER),
+                      batch_size=8, batch_timeout_s=0.001, checkpoint_interval=4,
+                      watermark_window=16, view_change_timeout_s=0.5, request_timeout_s=8.0)
 
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
-    g = Group(tmp_path_factory.mktemp("coordinator"))
+    g = make_group(tmp_path_factory.mktemp("coordinator"))
     try:
-        for i in range(4):
-            g.start(i)
+        g.start_all()
         for i in range(4):
             g.wait_serving(i)
         yield g
@@ -124,12 +57,12 @@ def job(jid: str, origin: str = "east", n: int = 4) -> Job:
         Task("reduce", 5.0, Demand(1000, 512), instances=1, after=("map",))))
 
 
-async def statuses(g: Group) -> list:
+async def statuses(g: LocalGroup) -> list:
     async with g.client("operator") as c:
         return await c.status()
 
 
-async def current_round(g: Group) -> int:
+async def current_round(g: LocalGroup) -> int:
     s = [x for x in await statuses(g) if not isinstance(x, str)]
     return max(x.round for x in s)
 
