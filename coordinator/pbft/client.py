@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.config import PbftConfig
 from coordinator.pbft.keys import KeySet
-from coordinator.pbft.messages import Action, Broadcast, Completed, Send
+from coordinator.pbft.messages import Action, Broadcast, Completed, Send, as_envelope
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 
 
@@ -69,13 +69,9 @@ class Client:
         return [Send(self.view % self.config.n, env)]
 
     def receive(self, msg: PbftEnvelope | bytes, now: float) -> list[Action]:
-        env = msg
-        if not isinstance(msg, PbftEnvelope):
-            env = PbftEnvelope()
-            try:
-                env.ParseFromString(bytes(msg))
-            except (DecodeError, TypeError, ValueError):
-                return self._reject("malformed")
+        env = as_envelope(msg)
+        if env is None:
+            return self._reject("malformed")
         if not self.auth.reply_ok(env):
             return self._reject("bad_mac")
         m = PbftMessage()

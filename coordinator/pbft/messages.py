@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest
 
 REQUEST_DOMAIN = b"agora.pbft.v1.request\0"
@@ -68,3 +70,16 @@ def batch_digest_of(request_digests: list[bytes]) -> bytes:
 
 def batch_digest(requests) -> bytes:
     return batch_digest_of([request_digest(r) for r in requests])
+
+
+def as_envelope(msg: PbftEnvelope | bytes) -> PbftEnvelope | None:
+    """``msg`` itself if it is an envelope, else parsed from its bytes; None if they do not
+    parse (the caller counts it as malformed)."""
+    if isinstance(msg, PbftEnvelope):
+        return msg
+    env = PbftEnvelope()
+    try:
+        env.ParseFromString(bytes(msg))
+    except (DecodeError, TypeError, ValueError):
+        return None
+    return env

@@ -29,7 +29,7 @@ from coordinator.pbft.checkpoint import CheckpointMixin
 from coordinator.pbft.config import PbftConfig
 from coordinator.pbft.keys import KeySet
 from coordinator.pbft.log import Slot
-from coordinator.pbft.messages import Action, Broadcast, Send
+from coordinator.pbft.messages import Action, Broadcast, Send, as_envelope
 from coordinator.pbft.normalcase import NormalCaseMixin
 from coordinator.pbft.recovery import recover
 from coordinator.pbft.storage import Storage
@@ -95,14 +95,10 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
     def receive(self, msg: PbftEnvelope | bytes, now: float) -> list[Action]:
         """Handle one message (an envelope, or its serialized bytes) received at ``now``."""
         self.now = now
-        env = msg
-        if not isinstance(msg, PbftEnvelope):
-            env = PbftEnvelope()
-            try:
-                env.ParseFromString(bytes(msg))
-            except (DecodeError, TypeError, ValueError):
-                self._reject("malformed")
-                return self._finish()
+        env = as_envelope(msg)
+        if env is None:
+            self._reject("malformed")
+            return self._finish()
         self._dispatch(env)
         return self._finish()
 
