@@ -16,6 +16,12 @@ restarted client never reuses one.
 
     async with CoordinatorClient(config, keys, "site:dc-east") as c:
         result = await c.submit_bids("dc-east", round=0, bids=[("j1", "map", 4, 100)])
+
+TLS: with ``tls.enabled`` in the config the client connects with mutual TLS, presenting
+``tls.client_cert``/``client_key`` (by default ``<certs_dir>/client.crt|key``), or the
+certificate ``<certs_dir>/<tls_identity>.crt|key`` (e.g. ``tls_identity="site-dc-east"``).
+``credentials=`` (``grpc.ChannelCredentials``) overrides both, and also works with a config
+without TLS; ``credentials=INSECURE`` forces plaintext.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from agents.domain import Job
 from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
-from coordinator.transport import CHANNEL_OPTIONS
+from coordinator.transport import channel_options, client_channel_credentials, open_channel
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
@@ -46,6 +52,8 @@ HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
 RAW_METHODS = ("SubmitJobs", "SubmitBids", "ReportCompletion", "ReportFailure", "Tick",
                "GetSchedule")
+INSECURE = "insecure"
+"""``credentials=INSECURE``: plaintext channels whatever the config says."""
 
 
 class CoordinatorError(Exception):
@@ -62,8 +70,15 @@ class CoordinatorClient:
     """Client ``client_id`` of the coordinator group ``config`` (see module doc)."""
 
     def __init__(self, config: CoordinatorConfig, keys: KeySet, client_id: str, *,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None,
+                 credentials: grpc.ChannelCredentials | str | None = None,
+                 tls_identity: str | None = None) -> None:
         self.config = config
+        if credentials is None:
+            credentials = client_channel_credentials(config, tls_identity)
+        elif credentials == INSECURE:
+            credentials = None
+        self.credentials: grpc.ChannelCredentials | None = credentials
         self.client_id = client_id
         self.auth = ClientAuth(keys, client_id)
         self.f = config.f
@@ -88,7 +103,8 @@ class CoordinatorClient:
     def open(self) -> None:
         if not self._channels:
             self._lock = asyncio.Lock()
-            self._channels = [grpc.aio.insecure_channel(a, options=CHANNEL_OPTIONS)
+            options = channel_options(self.config)
+            self._channels = [open_channel(a, self.credentials, options)
                               for a in self.config.replicas]
             self._stubs = [rpc.CoordinatorStub(c) for c in self._channels]
             # The same methods taking the ClientRequest's bytes as they are (no parse and

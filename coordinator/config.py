@@ -2,6 +2,10 @@
 parameters, and the files they read. One YAML file serves every replica and every client
 (``deploy/configs/coordinator-local.yaml``); ``load_config`` reads it and says which file,
 which field, and what was expected when something is wrong.
+
+Optional sections: ``metrics_port`` (and ``metrics_host``) turn on each replica's Prometheus
+endpoint (``agents/metrics.py``); ``tls`` turns on mutual TLS for the replicas' gRPC server,
+their peer links and the clients (``TlsConfig``; certificates from ``agora certs``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,57 @@ import yaml
 
 from agents.workloads.errors import InputError
 from coordinator.pbft.config import PbftConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    """Mutual TLS of a coordinator group (the ``tls`` section of the YAML).
+
+    With ``enabled``, replica i serves gRPC with ``cert``/``key`` and requires every caller
+    (clients and the other replicas) to present a certificate signed by ``ca``; it presents
+    the same certificate on its links to the other replicas, and checks theirs against
+    ``ca``. Clients (``CoordinatorClient``, ``agora status``/``schedule``) present
+    ``client_cert``/``client_key``. Paths are relative to the config file's folder; ``cert``
+    and ``key`` may contain ``{replica}`` (the replica's index). Each path left out defaults
+    to the layout ``agora certs --out CERTS_DIR`` writes (``deploy/certs.py``):
+    ``CERTS_DIR/ca.crt``, ``CERTS_DIR/replica-{replica}.crt|key``, ``CERTS_DIR/client.crt|key``.
+    Without ``enabled`` (or without the section) every link is plaintext, as before."""
+
+    enabled: bool = False
+    certs_dir: str | None = None
+    """Folder written by ``agora certs``: the default of every path below."""
+    ca: str | None = None
+    """The CA certificate every peer's certificate must be signed by."""
+    cert: str | None = None
+    """Replica certificate (PEM); ``{replica}`` is replaced by the replica's index."""
+    key: str | None = None
+    """Replica private key (PEM); ``{replica}`` as in ``cert``."""
+    client_cert: str | None = None
+    """Certificate clients of the group present."""
+    client_key: str | None = None
+    server_name: str | None = None
+    """Name checked against the replicas' certificates instead of the host of their address
+    (gRPC's ``ssl_target_name_override``); None: the address's host."""
+
+    _DEFAULTS = {"ca": "ca.crt", "cert": "replica-{replica}.crt",
+                 "key": "replica-{replica}.key", "client_cert": "client.crt",
+                 "client_key": "client.key"}
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        for name in self._DEFAULTS:
+            if getattr(self, name) is None and self.certs_dir is None:
+                raise ValueError(f"tls.{name}: missing; expected a path, or tls.certs_dir "
+                                 f"(the folder `agora certs --out` wrote)")
+
+    def file(self, name: str, replica: int | None = None) -> str:
+        """The configured path of ``name`` (ca, cert, key, client_cert, client_key), with
+        ``{replica}`` filled in, not yet relative to the config file."""
+        value = getattr(self, name)
+        if value is None:
+            value = str(Path(self.certs_dir) / self._DEFAULTS[name])
+        return value.replace("{replica}", str(replica)) if replica is not None else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +125,16 @@ class CoordinatorConfig:
     """Key set written by ``agora keys`` (replica and client keys, MAC keys)."""
     cluster: str = "default"
     """The fixed cluster the schedule covers: 'default' or a cluster YAML (load_cluster)."""
+    metrics_port: int | tuple[int | None, ...] | None = None
+    """Prometheus endpoint of each replica (``agents/metrics.py``; plain HTTP, ``/metrics``).
+    None (the default): no endpoint and no counting. An integer p: replica i listens on
+    p + i, except p = 0, which gives every replica an ephemeral port. A list of n entries
+    (port, 0 or null): replica i's own. The port actually bound is logged and written to
+    ``<data_dir>/replica-<i>.metrics-port`` (``metrics_port_file``) while the replica runs."""
+    metrics_host: str | None = None
+    """Interface of the metrics endpoint; None: the host of the replica's own address."""
+    tls: TlsConfig | None = None
+    """Mutual TLS (``TlsConfig``); None or ``enabled: false``: plaintext gRPC."""
     source: str = "<memory>"
     """The file this was read from; relative paths above are relative to its folder."""
 
@@ -82,6 +147,9 @@ class CoordinatorConfig:
             raise ValueError(f"sqlite_synchronous: got {self.sqlite_synchronous!r}; expected "
                              f"FULL, NORMAL or EXTRA")
         self.pbft()  # its own checks
+        if isinstance(self.metrics_port, tuple) and len(self.metrics_port) != n:
+            raise ValueError(f"metrics_port: {len(self.metrics_port)} ports for {n} replicas; "
+                             f"expected one per replica (or a single base port)")
 
     @property
     def n(self) -> int:
@@ -104,9 +172,37 @@ class CoordinatorConfig:
     def database(self, replica: int) -> Path:
         return self.path(self.data_dir) / f"replica-{replica}.sqlite"
 
+    def metrics_port_of(self, replica: int) -> int | None:
+        """Replica ``replica``'s metrics port: None (off), 0 (ephemeral) or a port."""
+        p = self.metrics_port
+        if p is None:
+            return None
+        if isinstance(p, tuple):
+            return p[replica]
+        return 0 if p == 0 else p + replica
+
+    def metrics_host_of(self, replica: int) -> str:
+        if self.metrics_host is not None:
+            return self.metrics_host
+        return self.replicas[replica].rsplit(":", 1)[0].strip("[]")
+
+    def metrics_port_file(self, replica: int) -> Path:
+        """Where a running replica writes the metrics port it bound."""
+        return self.path(self.data_dir) / f"replica-{replica}.metrics-port"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls is not None and self.tls.enabled
+
+    def tls_path(self, name: str, replica: int | None = None) -> Path:
+        """A TLS file (``TlsConfig.file``) relative to the config file's folder."""
+        return self.path(self.tls.file(name, replica))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["replicas"] = list(self.replicas)
+        if isinstance(self.metrics_port, tuple):
+            d["metrics_port"] = list(self.metrics_port)
         return d
 
 
@@ -140,6 +236,17 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     for k, v in data.items():
         if k == "replicas":
             continue
+        if k == "metrics_port":
+            kw[k] = _metrics_port(v, len(reps), bad)
+            continue
+        if k == "metrics_host":
+            if v is not None and (not isinstance(v, str) or not v):
+                raise bad(k, f"got {v!r}", "a host name or address, or null")
+            kw[k] = v
+            continue
+        if k == "tls":
+            kw[k] = _tls(v, bad)
+            continue
         if k in _POSITIVE_INT or k == "f":
             low = 0 if k == "f" else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
@@ -158,6 +265,50 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     except ValueError as e:
         field, _, problem = str(e).partition(": ")
         raise bad(field.removeprefix("PbftConfig."), problem or str(e)) from None
+
+
+def _port(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+
+
+def _metrics_port(v: Any, n: int, bad) -> int | tuple[int | None, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, list):
+        if len(v) != n:
+            raise bad("metrics_port", f"{len(v)} entries for {n} replicas",
+                      "one port (or null) per replica")
+        for i, p in enumerate(v):
+            if p is not None and not _port(p):
+                raise bad(f"metrics_port[{i}]", f"got {p!r}", "a port 0..65535 or null")
+        return tuple(v)
+    if not _port(v) or (v and v + n - 1 > 65535):
+        raise bad("metrics_port", f"got {v!r}",
+                  "null (off), 0 (ephemeral), a base port (replica i: base + i) or a list")
+    return v
+
+
+def _tls(v: Any, bad) -> TlsConfig | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise bad("tls", f"got {v!r}", "a mapping with enabled, certs_dir, ca, cert, key, ...")
+    known = {f.name for f in fields(TlsConfig)}
+    kw: dict[str, Any] = {}
+    for k, x in v.items():
+        if k not in known:
+            raise bad(f"tls.{k}", "unknown field", f"one of {sorted(known)}")
+        if k == "enabled":
+            if not isinstance(x, bool):
+                raise bad("tls.enabled", f"got {x!r}", "true or false")
+        elif x is not None and (not isinstance(x, str) or not x):
+            raise bad(f"tls.{k}", f"got {x!r}", "a non-empty path string, or null")
+        kw[k] = x
+    try:
+        return TlsConfig(**kw)
+    except ValueError as e:
+        field, _, problem = str(e).partition(": ")
+        raise bad(field, problem or str(e)) from None
 
 
 def load_config(path: str | Path) -> CoordinatorConfig:

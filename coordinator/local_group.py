@@ -10,6 +10,14 @@ throughput benchmark both start their replicas this way.
 
 ``config`` keywords are the coordinator YAML's fields (``coordinator/config.py``); the
 replica addresses, ``f`` (= (n − 1) // 3), ``data_dir`` and ``keys_file`` are filled in.
+
+``metrics=True`` gives every replica a Prometheus endpoint on an ephemeral port
+(``metrics_port: 0``): ``g.metrics_port(i)`` waits for the port the replica wrote,
+``g.scrape(i)`` reads its metrics (``agents/metrics.scrape``). ``tls_dir=DIR`` writes a CA
+and certificates with ``deploy/certs.make_all`` into DIR (``replica-<i>``, ``client``, and
+``site-<s>`` for every client ``site:<s>`` or ``site:<s>/<k>``) and turns on mutual TLS
+(``tls: {enabled: true, certs_dir: DIR}``): the replicas, ``g.client(...)`` and
+``g.channel(i)`` all use it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from coordinator.client import CoordinatorClient
 from coordinator.config import load_config
 from coordinator.pbft.keys import generate_keys
+from coordinator.transport import channel_options, client_channel_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,12 +54,24 @@ def free_ports(n: int) -> list[int]:
 
 class LocalGroup:
     def __init__(self, tmp: Path, *, n: int, clients: list[str], key_seed: bytes,
-                 cluster: str, **config) -> None:
+                 cluster: str, tls_dir: Path | str | None = None, metrics: bool = False,
+                 **config) -> None:
         self.tmp, self.n = tmp, n
         self.keys = generate_keys(n, clients, seed=key_seed)
         (tmp / "keys.yaml").write_text(yaml.safe_dump(self.keys.to_dict()))
         cfg = {"replicas": [f"127.0.0.1:{p}" for p in free_ports(n)], "f": (n - 1) // 3,
-               "data_dir": "data", "keys_file": "keys.yaml", "cluster": cluster, **config}
+               "data_dir": "data", "keys_file": "keys.yaml", "cluster": cluster}
+        if metrics:
+            cfg["metrics_port"] = 0
+        self.tls_dir = None
+        if tls_dir is not None:
+            from deploy.certs import make_all
+            self.tls_dir = Path(tls_dir).resolve()
+            sites = list(dict.fromkeys(c.split(":", 1)[1].split("/")[0] for c in clients
+                                       if c.startswith("site:")))
+            make_all(self.tls_dir, sites, replicas=n)
+            cfg["tls"] = {"enabled": True, "certs_dir": str(self.tls_dir)}
+        cfg.update(config)
         (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
         self.config = load_config(tmp / "coordinator.yaml")
         self.procs: dict[int, subprocess.Popen] = {}
@@ -58,15 +79,19 @@ class LocalGroup:
     def log(self, i: int) -> Path:
         return self.tmp / f"replica-{i}.log"
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, byzantine: str | None = None) -> None:
+        """Start replica ``i``; ``byzantine``: a fault-harness behaviour (fault tests)."""
+        self.config.metrics_port_file(i).unlink(missing_ok=True)   # a killed run's
+        extra = ["--byzantine", byzantine] if byzantine else []
         self.procs[i] = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
-             str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING"],
+             str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING",
+             *extra],
             cwd=ROOT, stdout=open(self.log(i), "ab"), stderr=subprocess.STDOUT)
 
-    def start_all(self) -> None:
+    def start_all(self, byzantine: dict[int, str] | None = None) -> None:
         for i in range(self.n):
-            self.start(i)
+            self.start(i, (byzantine or {}).get(i))
 
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
@@ -86,8 +111,45 @@ class LocalGroup:
                 p.kill()
                 p.wait(timeout=10)
 
-    def client(self, cid: str, keys=None, timeout_s: float = 15.0) -> CoordinatorClient:
-        return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=timeout_s)
+    def client(self, cid: str, keys=None, timeout_s: float = 15.0,
+               **kw) -> CoordinatorClient:
+        """A client of the group (TLS as configured); ``kw``: CoordinatorClient's
+        ``credentials`` / ``tls_identity``."""
+        return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=timeout_s,
+                                 **kw)
+
+    def channel(self, i: int) -> grpc.Channel:
+        """A blocking channel to replica ``i``: mutual TLS with the ``client`` certificate
+        when the group has TLS, plaintext otherwise."""
+        creds = client_channel_credentials(self.config)
+        if creds is None:
+            return grpc.insecure_channel(self.config.replicas[i])
+        return grpc.secure_channel(self.config.replicas[i], creds,
+                                   options=channel_options(self.config))
+
+    def metrics_port(self, i: int, timeout: float = 30.0) -> int:
+        """The metrics port replica ``i`` bound (it writes it once listening)."""
+        path = self.config.metrics_port_file(i)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+                if text:
+                    return int(text)
+            except FileNotFoundError:
+                pass
+            if i in self.procs and self.procs[i].poll() is not None:
+                raise AssertionError(self.log(i).read_text())
+            time.sleep(0.1)
+        raise AssertionError(f"replica {i} wrote no metrics port to {path}")
+
+    def metrics_url(self, i: int) -> str:
+        return f"http://{self.config.metrics_host_of(i)}:{self.metrics_port(i)}/metrics"
+
+    def scrape(self, i: int) -> dict[str, float]:
+        """Replica ``i``'s metrics (``agents.metrics.scrape``)."""
+        from agents.metrics import scrape
+        return scrape(self.metrics_url(i))
 
     def wait_serving(self, i: int, timeout: float = 60.0) -> None:
         """Until replica ``i``'s health service says SERVING; fails with its log if the
@@ -96,7 +158,7 @@ class LocalGroup:
         while time.monotonic() < deadline:
             if self.procs[i].poll() is not None:
                 raise AssertionError(self.log(i).read_text())
-            with grpc.insecure_channel(self.config.replicas[i]) as ch:
+            with self.channel(i) as ch:
                 try:
                     r = health_pb2_grpc.HealthStub(ch).Check(
                         health_pb2.HealthCheckRequest(service="agora.v1.Coordinator"),

@@ -19,6 +19,20 @@ Timers: one asyncio task sleeps until ``replica.next_deadline()`` (``time.monoto
 calls ``replica.tick``; every input that may move the deadline wakes it. Everything runs on
 one event loop, so the replica is never entered concurrently.
 
+Metrics (``metrics_port`` in the config; ``agents/metrics.py``): the replica serves
+Prometheus text at ``http://<metrics host>:<port>/metrics`` and writes the port it bound to
+``<data_dir>/replica-<i>.metrics-port`` (removed on a clean stop). Counted in this layer from
+what the PBFT core already exposes, after every pump round (``ReplicaMetrics``):
+``agora_commits_total`` (sequence numbers executed: growth of ``last_executed``, state
+transfer included), ``agora_view_changes_total`` (new views installed: the replica becomes
+active in a higher view), ``agora_view``, ``agora_wire_bytes_total`` (serialized PeerBatch
+bytes in and out on the peer links) and ``agora_requests_total`` (client requests by RPC and
+outcome). The counters are updated before the replies of the same round are sent.
+
+TLS (``tls`` in the config): the server requires a client certificate signed by the
+configured CA (mutual TLS), and the peer links present the replica's own certificate
+(``transport.py``). Without it, everything is plaintext as before.
+
 Storage: group commit (``GroupCommit``): the pump hands every queued input to the replica,
 then commits their writes once and delivers their actions after the commit. Under
 ``sqlite_synchronous`` FULL/EXTRA the commit (an fsync) runs on a writer thread while the
@@ -47,7 +61,8 @@ from coordinator.pbft.messages import Broadcast, Reply, Send
 from coordinator.pbft.replica import Replica
 from coordinator.pbft.storage import SqliteStorage
 from coordinator.schedule_state import AllocationRow, ChangeRow, ScheduleState, allocation_pb
-from coordinator.transport import CHANNEL_OPTIONS, PeerLinks
+from coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
+                                   replica_channel_credentials, server_credentials)
 from coordinator.validate import Refusal, parse_request
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -182,20 +197,70 @@ class GroupCommit:
         self.commit()
 
 
+class ReplicaMetrics:
+    """One replica's Prometheus counters (``agents/metrics.py``), updated from the core's
+    state after each pump round: no change to the protocol, a few attribute reads a round."""
+
+    def __init__(self, index: int, replica: Replica) -> None:
+        from agents import metrics
+        label = str(index)
+        self._m = metrics
+        self.label = label
+        self.commits = metrics.COMMITS.labels(replica=label)
+        self.view_changes = metrics.VIEW_CHANGES.labels(replica=label)
+        self.view = metrics.VIEW.labels(replica=label)
+        self.bytes_in = metrics.wire_bytes("in", replica=index)
+        self.bytes_out = metrics.wire_bytes("out", replica=index)
+        self._requests: dict[tuple[str, str], object] = {}
+        # Baselines after recovery: what the database replayed is not counted again.
+        self.executed = replica.last_executed
+        self.installed = replica.view if replica.active else replica.view - 1
+        self.shown = replica.view
+        self.view.set(replica.view)
+
+    def observe(self, replica: Replica) -> None:
+        executed = replica.last_executed
+        if executed > self.executed:
+            self.commits.inc(executed - self.executed)
+            self.executed = executed
+        view = replica.view
+        if view != self.shown:
+            self.shown = view
+            self.view.set(view)
+        if replica.active and view > self.installed:
+            self.installed = view
+            self.view_changes.inc()
+
+    def request(self, rpc_name: str, outcome: str) -> None:
+        child = self._requests.get((rpc_name, outcome))
+        if child is None:
+            child = self._m.REQUESTS.labels(replica=self.label, rpc=rpc_name, outcome=outcome)
+            self._requests[(rpc_name, outcome)] = child
+        child.inc()
+
+
 class ReplicaHost:
     """Feeds one Replica its inputs, fires its timers and delivers its actions."""
 
     def __init__(self, *, config: CoordinatorConfig, index: int, keys: KeySet,
-                 app: ScheduleState, storage) -> None:
+                 app: ScheduleState, storage, byzantine=None) -> None:
         self.config = config
+        self.byzantine = byzantine
+        """fault harness only: a ``coordinator.pbft.byzantine`` behaviour that rewrites
+        everything this replica sends (``agora coordinator --byzantine NAME``)"""
         self.index = index
         self.app = app
         self.storage = GroupCommit(storage)
         self.replica = Replica(config.pbft(), index, keys.for_replica(index), app,
                                self.storage)
         self.storage.commit()
+        self.metrics = (ReplicaMetrics(index, self.replica)
+                        if config.metrics_port_of(index) is not None else None)
         self.links = PeerLinks(index=index, addresses=config.replicas,
-                               batch_max=config.peer_batch_max, on_count=self.count)
+                               batch_max=config.peer_batch_max, on_count=self.count,
+                               credentials=replica_channel_credentials(config, index),
+                               options=channel_options(config),
+                               on_bytes=self.metrics.bytes_out.inc if self.metrics else None)
         self.refused: Counter[str] = Counter()
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
@@ -245,7 +310,7 @@ class ReplicaHost:
         """The one task that enters the replica: every queued input and due timer, then one
         storage commit for all of them (group commit: one fsync instead of one per message),
         then their actions. Nothing is sent before what it depends on is durable."""
-        inbox, replica = self.inbox, self.replica
+        inbox, replica, metrics = self.inbox, self.replica, self.metrics
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -257,6 +322,10 @@ class ReplicaHost:
             deadline = replica.next_deadline()
             if deadline is not None and deadline <= now:
                 actions.extend(replica.tick(now))
+            if metrics is not None:
+                metrics.observe(replica)
+            if self.byzantine is not None:
+                actions = self.byzantine.outgoing(self, actions, now)
             self.storage.submit(actions, self._deliver)
             if inbox:
                 await asyncio.sleep(0)   # let the transport run, then drain the rest
@@ -344,7 +413,10 @@ class PeerService(rpc.PeerServicer):
         self.host = host
 
     async def Stream(self, request_iterator, context):
+        metrics = self.host.metrics
         async for batch in request_iterator:
+            if metrics is not None:
+                metrics.bytes_in.inc(batch.ByteSize())
             for data in batch.envelopes:
                 self.host.feed(data, batch.sender)
         return pb.PeerAck()
@@ -375,6 +447,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
                               f"expected a larger timestamp")
         except Refusal as r:
             host.count(r.kind)
+            if host.metrics is not None:
+                host.metrics.request(rpc_name, "refused")
             await context.abort(r.code, r.message)
         fut = host.waiter(req.client_id, req.timestamp)
         try:
@@ -382,6 +456,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
             reply = await asyncio.wait_for(fut, host.config.request_timeout_s)
         except asyncio.TimeoutError:
             host.count("timeout")
+            if host.metrics is not None:
+                host.metrics.request(rpc_name, "timeout")
             s = host.replica.status()
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"not executed within {host.config.request_timeout_s} s at "
@@ -389,6 +465,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
                                 f"{s['view_active']}); retry")
         finally:
             host.forget(req.client_id, req.timestamp, fut)
+        if host.metrics is not None:
+            host.metrics.request(rpc_name, "ok")
         return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
 
     async def SubmitJobs(self, request, context):
@@ -445,8 +523,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
 
 async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = None, *,
                 storage=None, app: ScheduleState | None = None,
-                grace_s: float = 0.5) -> Server:
-    """Start replica ``index`` of ``config`` on its address; returns the running Server."""
+                grace_s: float = 0.5, byzantine: str | None = None) -> Server:
+    """Start replica ``index`` of ``config`` on its address; returns the running Server.
+    ``byzantine``: the fault harness's behaviour name (``coordinator.pbft.byzantine``), for
+    fault tests only: the replica then misbehaves in everything it sends."""
     if not 0 <= index < config.n:
         raise ValueError(f"--replica: got {index}; expected 0..{config.n - 1}")
     if keys is None:
@@ -458,35 +538,72 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
         db = config.database(index)
         db.parent.mkdir(parents=True, exist_ok=True)
         storage = SqliteStorage(db, synchronous=config.sqlite_synchronous)
-    host = ReplicaHost(config=config, index=index, keys=keys, app=app, storage=storage)
+    behaviour = None
+    if byzantine is not None:
+        from coordinator.pbft.byzantine import BEHAVIOURS
+        usable = sorted(set(BEHAVIOURS) - {"replay"})
+        if byzantine not in usable:
+            raise ValueError(f"--byzantine: {byzantine!r}; expected one of {usable} (replay "
+                             f"rewrites incoming traffic, which the server does not hook)")
+        behaviour = BEHAVIOURS[byzantine](seed=index)
+    host = ReplicaHost(config=config, index=index, keys=keys, app=app, storage=storage,
+                       byzantine=behaviour)
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     rpc.add_PeerServicer_to_server(PeerService(host), server)
     rpc.add_CoordinatorServicer_to_server(CoordinatorService(host), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = config.replicas[index]
-    if server.add_insecure_port(address) == 0:
+    creds = server_credentials(config, index)
+    bound = (server.add_insecure_port(address) if creds is None
+             else server.add_secure_port(address, creds))
+    if bound == 0:
         raise OSError(f"replica {index}: cannot listen on {address}")
+    metrics_port = None
+    if host.metrics is not None:
+        from agents.metrics import start_metrics_server
+        metrics_port = start_metrics_server(config.metrics_host_of(index),
+                                            config.metrics_port_of(index))
+        write_metrics_port(config.metrics_port_file(index), metrics_port)
+        log.info("replica %d: metrics on http://%s:%d/metrics", index,
+                 config.metrics_host_of(index), metrics_port)
     await server.start()
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host.start()
-    log.info("replica %d of %d serving on %s", index, config.n, address)
-    return Server(server=server, host=host, health=health_servicer, grace_s=grace_s)
+    log.info("replica %d of %d serving on %s%s", index, config.n, address,
+             " (mutual TLS)" if creds is not None else "")
+    return Server(server=server, host=host, health=health_servicer, grace_s=grace_s,
+                  metrics_port=metrics_port)
+
+
+def write_metrics_port(path: Path, port: int) -> None:
+    """Write ``port`` to ``path`` atomically (a reader sees the old file or the whole new
+    one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 class Server:
-    """A running replica: ``await stop()`` shuts it down gracefully."""
+    """A running replica: ``await stop()`` shuts it down gracefully. ``metrics_port``: the
+    port of its metrics endpoint, or None."""
 
     def __init__(self, *, server: grpc.aio.Server, host: ReplicaHost, health,
-                 grace_s: float) -> None:
+                 grace_s: float, metrics_port: int | None = None) -> None:
         self.server, self.host, self.health, self.grace_s = server, host, health, grace_s
+        self.metrics_port = metrics_port
 
     async def stop(self) -> None:
         for name in ("", *SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.host.close()
         await self.server.stop(self.grace_s)
+        if self.metrics_port is not None:
+            from agents.metrics import stop_metrics_server
+            stop_metrics_server(self.metrics_port)
+            self.host.config.metrics_port_file(self.host.index).unlink(missing_ok=True)
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()

@@ -6,7 +6,12 @@ Packing many small PBFT votes into one gRPC message is what keeps the per-messag
 HTTP/2 framing and Python's gRPC layer off each vote. The link never blocks the replica: a
 full queue drops its oldest envelopes and a broken stream is reopened with back-off; PBFT
 itself retransmits what matters (status messages, view changes), so loss costs time, not
-safety. Envelopes carry their own MACs; the link adds no authentication.
+safety. Envelopes carry their own MACs; the link adds no authentication of its own.
+
+With TLS on (``CoordinatorConfig.tls``) each link is a mutual-TLS channel presenting the
+replica's certificate (``replica_channel_credentials``); ``server_credentials`` are the
+replica server's side, which requires a client certificate from the same CA.
+``open_channel`` opens a plaintext or TLS channel to one address, as the config says.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import grpc
 
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+if TYPE_CHECKING:
+    from coordinator.config import CoordinatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +42,84 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
+def _read(path: Path, field: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"tls.{field}: cannot read {path} ({e.strerror or e}); expected a PEM "
+                         f"file, e.g. written by `agora certs`") from None
+
+
+def server_credentials(config: CoordinatorConfig, replica: int) -> grpc.ServerCredentials | None:
+    """Replica ``replica``'s mutual-TLS server credentials (None with TLS off): its
+    certificate, and callers must present one signed by the CA."""
+    if not config.tls_enabled:
+        return None
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls_path("key", replica), "key"),
+          _read(config.tls_path("cert", replica), "cert"))],
+        root_certificates=_read(config.tls_path("ca"), "ca"), require_client_auth=True)
+
+
+def channel_credentials(config: CoordinatorConfig, cert: Path, key: Path
+                        ) -> grpc.ChannelCredentials:
+    """Channel credentials trusting the config's CA and presenting ``cert``/``key``."""
+    return grpc.ssl_channel_credentials(root_certificates=_read(config.tls_path("ca"), "ca"),
+                                        private_key=_read(key, "key"),
+                                        certificate_chain=_read(cert, "cert"))
+
+
+def replica_channel_credentials(config: CoordinatorConfig, replica: int
+                                ) -> grpc.ChannelCredentials | None:
+    """What replica ``replica`` presents on its links to the others (None with TLS off)."""
+    if not config.tls_enabled:
+        return None
+    return channel_credentials(config, config.tls_path("cert", replica),
+                               config.tls_path("key", replica))
+
+
+def client_channel_credentials(config: CoordinatorConfig, identity: str | None = None
+                               ) -> grpc.ChannelCredentials | None:
+    """What a client presents (None with TLS off): ``tls.client_cert``/``client_key``, or,
+    with ``identity`` (e.g. ``site-dc-east``), ``<certs_dir>/<identity>.crt|key``."""
+    if not config.tls_enabled:
+        return None
+    if identity is None:
+        return channel_credentials(config, config.tls_path("client_cert"),
+                                   config.tls_path("client_key"))
+    if config.tls.certs_dir is None:
+        raise ValueError(f"tls.certs_dir: needed for the client identity {identity!r}")
+    folder = config.path(config.tls.certs_dir)
+    return channel_credentials(config, folder / f"{identity}.crt", folder / f"{identity}.key")
+
+
+def channel_options(config: CoordinatorConfig | None) -> list[tuple[str, object]]:
+    """CHANNEL_OPTIONS, plus the TLS name override the config asks for."""
+    if config is not None and config.tls_enabled and config.tls.server_name:
+        return CHANNEL_OPTIONS + [("grpc.ssl_target_name_override", config.tls.server_name)]
+    return CHANNEL_OPTIONS
+
+
+def open_channel(address: str, credentials: grpc.ChannelCredentials | None,
+                 options=None) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``address``: TLS with ``credentials``, plaintext without."""
+    options = CHANNEL_OPTIONS if options is None else options
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
 class PeerLinks:
-    """Outbound links of replica ``index`` to every other address of ``addresses``."""
+    """Outbound links of replica ``index`` to every other address of ``addresses``.
+
+    ``credentials``: TLS channel credentials for every link (None: plaintext);
+    ``options``: channel options (default CHANNEL_OPTIONS); ``on_bytes(n)``: called with the
+    serialized size of every batch written (wire metrics)."""
 
     def __init__(self, *, index: int, addresses: tuple[str, ...], batch_max: int = 256,
-                 on_count: Callable[[str], None] | None = None) -> None:
+                 on_count: Callable[[str], None] | None = None,
+                 credentials: grpc.ChannelCredentials | None = None, options=None,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
         self.index = index
         self.addresses = addresses
         self.batch_max = batch_max
@@ -47,6 +129,9 @@ class PeerLinks:
         self.sent_batches = 0
         self.sent_envelopes = 0
         self._count = on_count or (lambda _: None)
+        self._on_bytes = on_bytes
+        self.credentials = credentials
+        self.options = CHANNEL_OPTIONS if options is None else options
         self._tasks: list[asyncio.Task] = []
         self._channels: list[grpc.aio.Channel | None] = [None] * len(addresses)
         self._closed = False
@@ -86,12 +171,14 @@ class PeerLinks:
             batch = pb.PeerBatch(sender=self.index, envelopes=[q.popleft() for _ in range(n)])
             self.sent_batches += 1
             self.sent_envelopes += n
+            if self._on_bytes is not None:
+                self._on_bytes(batch.ByteSize())
             yield batch
 
     async def _link(self, j: int) -> None:
         backoff = 0.05
         while not self._closed:
-            channel = grpc.aio.insecure_channel(self.addresses[j], options=CHANNEL_OPTIONS)
+            channel = open_channel(self.addresses[j], self.credentials, self.options)
             self._channels[j] = channel
             try:
                 await asyncio.wait_for(channel.channel_ready(), timeout=2.0)

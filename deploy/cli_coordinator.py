@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", default=DEFAULT_CONFIG, help="coordinator YAML")
     c.add_argument("--replica", type=int, required=True, help="this replica's index, 0..n-1")
     c.add_argument("--log-level", default="INFO")
+    c.add_argument("--byzantine", metavar="BEHAVIOUR", default=None,
+                   help="fault harness only: this replica misbehaves (silent, equivocate, "
+                   "double_vote, forge, wrong_digest, censor, ...)")
     c.set_defaults(fn=cmd_coordinator)
 
     s = sub.add_parser("schedule", help="read the committed global schedule")
@@ -117,7 +120,7 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
     print(f"coordinator config: {json.dumps(cfg.to_dict())}", file=sys.stderr)
 
     async def main() -> None:
-        server = await serve(cfg, a.replica)
+        server = await serve(cfg, a.replica, byzantine=a.byzantine)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,164 @@
+"""Prometheus metrics of an Agora process (site agents, coordinator replicas), on one
+per-process registry, served over HTTP in the Prometheus text format.
+
+    from agents import metrics
+    port = metrics.start_metrics_server("127.0.0.1", 0)     # 0: an ephemeral port
+    metrics.COMMITS.labels(replica="0").inc()
+    s = metrics.scrape(f"http://127.0.0.1:{port}/metrics")
+    s['agora_commits_total{replica="0"}']                     # 1.0
+    metrics.total(s, "agora_commits_total", replica=0)       # the sum over matching samples
+
+Metrics (all on ``REGISTRY``; counters are exposed with the ``_total`` suffix):
+
+- ``agora_decisions_total`` (counter; site): decisions a site agent took;
+- ``agora_decision_latency_seconds`` (histogram; site; buckets 1 ms .. 5 s,
+  ``LATENCY_BUCKETS``): time to take one decision;
+- ``agora_commits_total`` (counter; replica): PBFT sequence numbers a replica executed;
+- ``agora_view_changes_total`` (counter; replica): new views a replica installed;
+- ``agora_messages_sent_total`` (counter; site): messages a site agent sent to its peers;
+- ``agora_messages_suppressed_total`` (counter; site): messages its trigger held back;
+- ``agora_wire_bytes_total`` (counter; site, replica, direction): bytes on the wire,
+  direction "in" or "out"; one of site / replica names the process, the other is ""
+  (``wire_bytes`` binds one);
+- ``agora_federated_rounds_total`` (counter): federated rounds completed;
+- ``agora_requests_total`` (counter; replica, rpc, outcome): client requests a replica
+  handled, outcome ok, refused or timeout;
+- ``agora_view`` (gauge; replica): the replica's current view.
+
+The registry is separate from ``prometheus_client``'s global one, so nothing else a library
+registers there (process and platform collectors) is served. The HTTP endpoint is plain HTTP
+without authentication: bind it to loopback or a management network.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.request
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""The one registry of this process; ``start_metrics_server`` serves it."""
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Histogram buckets in seconds: 1 ms to 5 s, about 2.5x apart (+Inf is added)."""
+
+DECISIONS = Counter("agora_decisions", "Decisions taken by a site agent.", ["site"],
+                    registry=REGISTRY)
+DECISION_LATENCY = Histogram("agora_decision_latency_seconds",
+                             "Seconds a site agent took for one decision.", ["site"],
+                             buckets=LATENCY_BUCKETS, registry=REGISTRY)
+COMMITS = Counter("agora_commits", "PBFT sequence numbers executed by a coordinator replica "
+                  "(state transfer included).", ["replica"], registry=REGISTRY)
+VIEW_CHANGES = Counter("agora_view_changes", "New views installed by a coordinator replica.",
+                       ["replica"], registry=REGISTRY)
+MESSAGES_SENT = Counter("agora_messages_sent", "Messages a site agent sent to its peers.",
+                        ["site"], registry=REGISTRY)
+MESSAGES_SUPPRESSED = Counter("agora_messages_suppressed",
+                              "Messages a site agent's trigger decided not to send.", ["site"],
+                              registry=REGISTRY)
+WIRE_BYTES = Counter("agora_wire_bytes", "Bytes sent (direction=out) or received (in) on the "
+                     "wire; site or replica names the process, the other is empty.",
+                     ["site", "replica", "direction"], registry=REGISTRY)
+FEDERATED_ROUNDS = Counter("agora_federated_rounds", "Federated learning rounds completed.",
+                           registry=REGISTRY)
+REQUESTS = Counter("agora_requests", "Client requests handled by a coordinator replica, by "
+                   "RPC and outcome (ok, refused, timeout).", ["replica", "rpc", "outcome"],
+                   registry=REGISTRY)
+VIEW = Gauge("agora_view", "The current PBFT view of a coordinator replica.", ["replica"],
+             registry=REGISTRY)
+
+
+def wire_bytes(direction: str, *, site: str | None = None, replica: int | str | None = None):
+    """The ``agora_wire_bytes_total`` child for ``direction`` ('in' or 'out') of one site or
+    one replica (bind it once, then ``.inc(n)``)."""
+    if direction not in ("in", "out"):
+        raise ValueError(f"direction: got {direction!r}; expected 'in' or 'out'")
+    if (site is None) == (replica is None):
+        raise ValueError("wire_bytes: give exactly one of site= and replica=")
+    return WIRE_BYTES.labels(site="" if site is None else str(site),
+                             replica="" if replica is None else str(replica),
+                             direction=direction)
+
+
+_servers: dict[int, object] = {}
+_servers_lock = threading.Lock()
+
+
+def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> int:
+    """Serve ``REGISTRY`` at ``http://host:port/metrics`` (any path answers) from a daemon
+    thread; ``port`` 0 picks a free port. Returns the port actually bound."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"metrics port: got {port!r}; expected 0..65535 (0: any free port)")
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as e:
+        raise OSError(f"metrics: cannot listen on {host}:{port} ({e.strerror or e})") from None
+    bound = server.server_address[1]
+    with _servers_lock:
+        _servers[bound] = server
+    return bound
+
+
+def stop_metrics_server(port: int | None = None) -> None:
+    """Shut down the server ``start_metrics_server`` started on ``port`` (None: every one
+    this process started). The metrics themselves keep counting."""
+    with _servers_lock:
+        if port is None:
+            servers = list(_servers.values())
+            _servers.clear()
+        else:
+            one = _servers.pop(port, None)
+            servers = [one] if one is not None else []
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def sample_key(name: str, labels: dict[str, str]) -> str:
+    """``name{a="x",b="y"}`` with labels sorted by name, or ``name`` without labels: the keys
+    of ``scrape``'s dictionary."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def parse(text: str) -> dict[str, float]:
+    """Every sample of a Prometheus text exposition, keyed as ``sample_key`` writes them
+    (``prometheus_client`` also exposes a ``<name>_created`` timestamp per counter)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[sample_key(s.name, s.labels)] = float(s.value)
+    return out
+
+
+def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
+    """GET ``url`` (e.g. ``http://127.0.0.1:9100/metrics``) and parse it (``parse``)."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return parse(r.read().decode("utf-8"))
+
+
+_KEY = re.compile(r"^([^{]+)(?:\{(.*)\})?$")
+
+
+def total(samples: dict[str, float], name: str, **labels: str | int) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels`` (0.0 if none), e.g.
+    ``total(s, "agora_commits_total", replica=2)``."""
+    want = {k: str(v) for k, v in labels.items()}
+    out = 0.0
+    for key, value in samples.items():
+        m = _KEY.match(key)
+        if m is None or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(have.get(k) == _escape(v) for k, v in want.items()):
+            out += value
+    return out
