@@ -1,0 +1,538 @@
+"""The configuration of ``agora up --config FILE``: one YAML file says what to run (cluster,
+workload, policy checkpoint), how (simulated or live clock, episodes, federation rounds),
+and where (a local Ray or a Ray cluster, the coordinator group, TLS, metrics, the output
+folder). ``deploy/configs/local.yaml`` is the embedded default and documents every field;
+``deploy/configs/cluster.yaml`` is the same for a running Ray cluster (``ray.address: auto``).
+
+:func:`load_up_config` reads and checks the whole file before anything starts. A problem is
+an :class:`UpConfigError` naming the file, the line (from PyYAML's node marks) and the field,
+and saying what would be right::
+
+    local.yaml:21: field 'replicas': found 3, not 3f+1 for any f >= 1; expected 4, 7, 10, ...
+
+Relative paths in the file are relative to the file's folder. A field the file leaves out
+takes the default of ``local.yaml``, whose relative paths are relative to ``deploy/configs/``
+(so the default ``policy`` is always this repository's ``bench/results/learned-synE.pt``).
+
+Every site agent runs as a Ray actor that needs one unit of its site's custom resource,
+:func:`site_resource` (``agora-site-<name>``): only nodes started with that resource (one
+node type / worker group per site in ``deploy/ray/`` and ``deploy/kuberay/``) can host it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from agents.workloads.alibaba import SPLITS  # how a node list is split into sites
+from agents.workloads.errors import InputError
+from agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
+                                        get_number, get_str, load_yaml)
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+"""``deploy/configs/``: the folder the defaults' relative paths are relative to."""
+DEFAULT_CONFIG = CONFIGS_DIR / "local.yaml"
+"""The embedded default of ``agora up``."""
+
+SITE_RESOURCE_PREFIX = "agora-site-"
+_SITE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+MODES = ("simulated", "live")
+"""simulated: the clock jumps from event to event; live: it follows the wall clock, sped up
+by ``live_speed``."""
+STRATEGIES = ("fedavg", "median", "trimmed")
+"""Flower strategies by name (``federation.server.STRATEGIES``; a test keeps both equal)."""
+
+_CLUSTER_SUFFIXES = (".yaml", ".yml", ".csv")
+_WORKLOAD_SUFFIXES = (".jsonl", ".swf", ".csv")
+_COORDINATOR_SET_BY_UP = {
+    "replicas": "the replica count is the top-level 'replicas' and their addresses are "
+                "chosen by agora up",
+    "f": "f follows from the top-level 'replicas' (n = 3f+1)",
+    "cluster": "the coordinator schedules the top-level 'cluster'",
+    "source": "it is not a configuration field",
+    "tls": "the top-level 'tls' section sets mutual TLS for agents and replicas alike",
+    "metrics_host": "the top-level 'metrics.host' sets it",
+}
+_COORDINATOR_PATHS = ("data_dir", "keys_file")
+
+
+def site_resource(site_name: str) -> str:
+    """The Ray custom resource that marks a node as one of site ``site_name``'s:
+    ``agora-site-<name>``. A site agent actor asks for one unit of it."""
+    if not isinstance(site_name, str) or not _SITE_NAME.fullmatch(site_name):
+        raise ValueError(f"site name {site_name!r} cannot name a Ray resource "
+                         f"({SITE_RESOURCE_PREFIX}<name>); expected only letters, digits, "
+                         f"'.', '_' and '-'")
+    return SITE_RESOURCE_PREFIX + site_name
+
+
+def site_of_resource(resource: str) -> str | None:
+    """The site a resource name marks (inverse of :func:`site_resource`), or None when
+    ``resource`` is no site resource."""
+    if isinstance(resource, str) and resource.startswith(SITE_RESOURCE_PREFIX):
+        name = resource[len(SITE_RESOURCE_PREFIX):]
+        if _SITE_NAME.fullmatch(name):
+            return name
+    return None
+
+
+class UpConfigError(InputError):
+    """A bad ``agora up`` configuration: names the file, the line, the field, what was found
+    and what would be right. An :class:`InputError` (so a ``ValueError``): ``agora`` prints
+    it on one line and exits with status 2."""
+
+    def __reduce__(self):
+        return (_rebuild, (self.path, self.line, self.field, self.problem, self.expected))
+
+
+def _rebuild(path, line, field_, problem, expected) -> UpConfigError:
+    return UpConfigError(path=path, line=line, field=field_, problem=problem,
+                         expected=expected)
+
+
+def _default_path(rel: str) -> Path:
+    return (CONFIGS_DIR / rel).resolve()
+
+
+@dataclass(frozen=True)
+class FederationSection:
+    """Flower rounds between episodes: every site trains ``local_steps`` on its own
+    experience, then ``strategy`` aggregates the weights."""
+
+    enabled: bool = False
+    rounds: int = 1
+    """rounds after each episode but the last, >= 1"""
+    local_steps: int = 500
+    """environment steps each site trains before a round, >= 1"""
+    strategy: str = "fedavg"
+    """fedavg | median | trimmed"""
+
+
+@dataclass(frozen=True)
+class RaySection:
+    address: str | None = None
+    """None: start a local Ray; 'auto': the Ray cluster this process runs in; or an address
+    (host:6379, ray://host:10001)"""
+    num_cpus: int | None = None
+    """CPUs of the local Ray (None: all of the machine's); only with address None"""
+    agent_num_cpus: float = 0.0
+    """CPUs each site agent actor reserves, >= 0 (0: agents never wait for a free CPU)"""
+    agent_max_restarts: int = -1
+    """Ray restarts of a dead agent actor, >= -1 (-1: without limit)"""
+    agent_max_task_retries: int = -1
+    """retries of an agent call interrupted by a restart, >= -1 (-1: without limit)"""
+    multi_node: bool = False
+    """true: a local multi-node cluster (ray.cluster_utils.Cluster), one node per site
+    carrying that site's resource; only with address None"""
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    enabled: bool = True
+    """each agent and replica serves Prometheus metrics"""
+    host: str = "127.0.0.1"
+    """interface the metrics servers listen on (0.0.0.0: every interface)"""
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    enabled: bool = False
+    """mutual TLS on every gRPC server (agents, coordinator replicas)"""
+    certs_dir: Path = field(default_factory=lambda: _default_path("../../out/certs"))
+    """folder written by ``agora certs`` (ca.crt, site-<name>.crt/.key, replica-<i>.crt/.key,
+    client.crt/.key)"""
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    """What ``agora up`` runs; fields as in ``deploy/configs/local.yaml``. Paths are
+    absolute once loaded."""
+
+    seed: int = 0
+    """seed of the workload draw, the policy's draws and the faults, >= 0"""
+    cluster: str = "default"
+    """'default' (deploy/configs/cluster-default.yaml), a cluster YAML, or an Alibaba node
+    list CSV (as ``Scenario.cluster``)"""
+    sites: int = 8
+    """sites an Alibaba node list is split into, >= 1"""
+    split: str = "stratified"
+    """how a node list is split: stratified | by-model | contiguous"""
+    workload: str = "synthetic:jobs=200"
+    """'synthetic[:key=value,...]', a jobs .jsonl, an .swf trace or an Alibaba pod list CSV
+    (as ``Scenario.workload``)"""
+    load: float | None = None
+    """scale arrivals to this offered load (> 0); None keeps the workload's clock"""
+    policy: Path = field(default_factory=lambda: _default_path(
+        "../../bench/results/learned-synE.pt"))
+    """checkpoint of the site agents (written by ``agora train``)"""
+    replicas: int = 4
+    """coordinator replicas, n = 3f+1 with f >= 1"""
+    coordinator: dict[str, Any] = field(default_factory=dict)
+    """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
+    checked; data_dir and keys_file absolute"""
+    mode: str = "simulated"
+    """simulated | live"""
+    live_speed: float = 60.0
+    """live mode: simulated seconds per wall-clock second, > 0"""
+    episodes: int = 1
+    """runs of the workload, >= 1"""
+    federation: FederationSection = field(default_factory=FederationSection)
+    ray: RaySection = field(default_factory=RaySection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    out: Path = field(default_factory=lambda: _default_path("../../out/up"))
+    """output folder"""
+    round_timeout_s: float = 10.0
+    """seconds a scheduling round waits for the agents' bids, > 0"""
+    source: str = "<defaults>"
+    """the file this was read from"""
+
+    @property
+    def f(self) -> int:
+        """Byzantine replicas tolerated: n = 3f+1."""
+        return (self.replicas - 1) // 3
+
+    def scenario(self):
+        """The run's input as ``agents.sim.runner.Scenario`` (same meaning of cluster,
+        workload, sites, split and load as ``agora simulate``)."""
+        from agents.sim.runner import Scenario
+
+        return Scenario(cluster=self.cluster, workload=self.workload, sites=self.sites,
+                        split=self.split, load=self.load)
+
+    def load_cluster(self):
+        """The cluster (``agents.domain.Cluster``) the config names."""
+        from agents.workloads.loader import load_cluster
+
+        return load_cluster(self.cluster, sites=self.sites, split=self.split)
+
+    def site_resources(self) -> dict[str, str]:
+        """site name -> its Ray resource (``agora-site-<name>``), in the cluster's order."""
+        return {s: site_resource(s) for s in self.load_cluster().site_names}
+
+    def coordinator_config(self, addresses: Sequence[str]):
+        """The coordinator group's ``CoordinatorConfig`` for replicas listening at
+        ``addresses`` (n of them): f from ``replicas``, the cluster, the overrides, and the
+        databases and key file under ``out/coordinator`` unless overridden; with
+        ``metrics.enabled`` every replica serves metrics on ``metrics.host`` at an ephemeral
+        port (unless ``coordinator.metrics_port`` says otherwise); with ``tls.enabled``,
+        mutual TLS from ``tls.certs_dir``."""
+        from coordinator.config import CoordinatorConfig
+
+        if len(addresses) != self.replicas:
+            raise ValueError(f"{len(addresses)} replica addresses for replicas: "
+                             f"{self.replicas}")
+        kw: dict[str, Any] = {"data_dir": str(self.out / "coordinator"),
+                              "keys_file": str(self.out / "coordinator" / "keys.yaml")}
+        known = {f.name for f in fields(CoordinatorConfig)}
+        if self.metrics.enabled and {"metrics_port", "metrics_host"} <= known:
+            kw.update(metrics_port=0, metrics_host=self.metrics.host)  # ephemeral ports
+        if self.tls.enabled and "tls" in known:
+            from coordinator.config import TlsConfig
+
+            kw["tls"] = TlsConfig(enabled=True, certs_dir=str(self.tls.certs_dir))
+        kw.update(self.coordinator)
+        return CoordinatorConfig(replicas=tuple(addresses), f=self.f, cluster=self.cluster,
+                                 **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (paths as strings), e.g. to record with results."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+        return plain(asdict(self))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+def _names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name != "source")
+
+
+def _bool(where: Where, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise where.error(f"found {describe(v)}", "true or false")
+    return v
+
+
+def _choice(where: Where, v: Any, choices: Sequence[str]) -> str:
+    if not isinstance(v, str) or v not in choices:
+        raise where.error(f"found {describe(v)}", " | ".join(choices))
+    return v
+
+
+def _int(where: Where, v: Any, ge: int) -> int:
+    if isinstance(v, float):  # get_int would take 2.0; a count written 2.0 is a slip
+        raise where.error(f"found {describe(v)}", f"a whole number >= {ge}")
+    return get_int(where, v, ge=ge)
+
+
+class _Reader:
+    """Checks one mapping of the file: ``get(name, check)`` reads key ``name`` (when
+    present) with its own line; absent keys keep the dataclass default."""
+
+    def __init__(self, where: Where, data: Any, allowed: Sequence[str]) -> None:
+        self.where = where
+        self.data = {} if data is None else get_mapping(where, data, optional=allowed)
+        self.values: dict[str, Any] = {}
+
+    def at(self, name: str) -> Where:
+        return at_key(self.where, self.data, name)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, check: Callable[[Where, Any], Any]) -> None:
+        if name in self.data:
+            self.values[name] = check(self.at(name), self.data[name])
+
+
+def _resolve(where: Where, base: Path, s: str) -> Path:
+    try:
+        return (base / Path(s).expanduser()).resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # e.g. a NUL byte, a symlink loop
+        raise where.error(f"found {describe(s)}, not a usable path ({e})",
+                          "a path (relative to the config file's folder)") from None
+
+
+def _path(base: Path) -> Callable[[Where, Any], Path]:
+    def check(where: Where, v: Any) -> Path:
+        s = get_str(where, v, "a path (relative to the config file's folder)")
+        return _resolve(where, base, s)
+    return check
+
+
+def _replicas(where: Where, v: Any) -> int:
+    n = _int(where, v, 1)
+    if n < 4 or (n - 1) % 3:
+        lo = max(4, 3 * ((n - 1) // 3) + 1)
+        near = f"; the nearest are {lo} (f = {(lo - 1) // 3}) and {lo + 3}" if n > 4 else ""
+        raise where.error(f"found {n}, not 3f+1 for any f >= 1",
+                          f"4, 7, 10, ... (n = 3f+1 replicas tolerate f Byzantine ones){near}")
+    return n
+
+
+def _synthetic_check(where: Where, spec: str) -> None:
+    from agents.workloads import synthetic
+    from agents.workloads.loader import parse_synthetic
+
+    try:
+        params = parse_synthetic(spec)
+    except InputError as e:
+        raise where.error(f"found {spec!r}: {e.problem}", e.expected) from None
+    accepted = [p for p in inspect.signature(synthetic.generate).parameters if p != "cluster"]
+    for k in params:
+        if k not in accepted:
+            raise where.error(f"unknown synthetic parameter {k!r}",
+                              f"synthetic:key=value,... with keys among {', '.join(accepted)}")
+    check = getattr(synthetic, "_validate", None)
+    if check is not None:
+        try:
+            check(params)
+        except ValueError as e:
+            raise where.error(f"found {spec!r}: {e}", "parameters in range") from None
+
+
+def _workload(base: Path) -> Callable[[Where, Any], str]:
+    def check(where: Where, v: Any) -> str:
+        s = get_str(where, v, "synthetic[:key=value,...], a .jsonl, .swf or pod-list .csv")
+        if s == "synthetic" or s.startswith("synthetic:"):
+            _synthetic_check(where, s)
+            return s
+        p = _resolve(where, base, s)
+        if p.suffix.lower() not in _WORKLOAD_SUFFIXES:
+            raise where.error(f"found {s!r}, an unknown kind of workload",
+                              "synthetic[:key=value,...], a jobs .jsonl, an .swf trace or an "
+                              "Alibaba pod list .csv")
+        if not p.is_file():
+            raise where.error(f"{p} is not a file", "an existing workload file (relative "
+                              "paths are relative to the config file's folder)")
+        return str(p)
+    return check
+
+
+def _cluster(base: Path) -> Callable[[Where, Any], str]:
+    def check(where: Where, v: Any) -> str:
+        s = get_str(where, v, "'default', a cluster .yaml or an Alibaba node list .csv")
+        if s == "default":
+            return s
+        p = _resolve(where, base, s)
+        if p.suffix.lower() not in _CLUSTER_SUFFIXES:
+            raise where.error(f"found {s!r}, an unknown kind of cluster",
+                              "'default', a cluster .yaml/.yml or an Alibaba node list .csv")
+        if not p.is_file():
+            raise where.error(f"{p} is not a file", "an existing cluster file (relative "
+                              "paths are relative to the config file's folder)")
+        return str(p)
+    return check
+
+
+def _policy(base: Path) -> Callable[[Where, Any], Path]:
+    resolve = _path(base)
+
+    def check(where: Where, v: Any) -> Path:
+        p = resolve(where, v)
+        if not p.is_file():
+            raise where.error(f"checkpoint {p} does not exist",
+                              "a checkpoint written by agora train, e.g. "
+                              "bench/results/learned-synE.pt (relative paths are relative to "
+                              "the config file's folder)")
+        return p
+    return check
+
+
+def _section(where: Where, data: Any, cls, checks: dict[str, Callable]) -> Any:
+    r = _Reader(where, data, _names(cls))
+    for name, check in checks.items():
+        r.get(name, check)
+    return cls(**r.values), r
+
+
+def _coordinator(base: Path, n: int, where: Where, data: Any) -> dict[str, Any]:
+    from coordinator.config import CoordinatorConfig, config_from_dict
+
+    allowed = tuple(f.name for f in fields(CoordinatorConfig)
+                    if f.name not in _COORDINATOR_SET_BY_UP)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise where.error(f"found {describe(data)}",
+                          f"a mapping of coordinator fields among {', '.join(allowed)}")
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        w = at_key(where, data, k)
+        if k in _COORDINATOR_SET_BY_UP:
+            raise w.error(f"{k!r} cannot be overridden: {_COORDINATOR_SET_BY_UP[k]}",
+                          f"only {', '.join(allowed)}")
+        if k not in allowed:
+            raise w.error(f"unknown key {describe(k)}", f"only {', '.join(allowed)}")
+        if k in _COORDINATOR_PATHS:
+            v = str(_path(base)(w, v))
+        out[k] = v
+    try:  # the coordinator's own checks, on a group of n placeholder replicas
+        checked = config_from_dict({"replicas": [f"127.0.0.1:{i + 1}" for i in range(n)],
+                                    "f": (n - 1) // 3, **out}, where.path)
+    except InputError as e:
+        k = (e.field or "").split("[")[0].split(".")[0]
+        w = at_key(where, data, k) if k in data else where.key(k) if k else where
+        raise w.error(e.problem, e.expected) from None
+    return {k: getattr(checked, k) for k in out}  # as the coordinator reads them
+
+
+def _read(where: Where, data: Any, base: Path) -> UpConfig:
+    top = _Reader(where, data, _names(UpConfig))
+    top.get("seed", lambda w, v: _int(w, v, 0))
+    top.get("cluster", _cluster(base))
+    top.get("sites", lambda w, v: _int(w, v, 1))
+    top.get("split", lambda w, v: _choice(w, v, SPLITS))
+    top.get("workload", _workload(base))
+    top.get("load", lambda w, v: None if v is None else get_number(w, v, gt=0))
+    top.get("policy", _policy(base))
+    top.get("replicas", _replicas)
+    top.get("mode", lambda w, v: _choice(w, v, MODES))
+    top.get("live_speed", lambda w, v: get_number(
+        w, v, gt=0, unit="simulated seconds per wall-clock second"))
+    top.get("episodes", lambda w, v: _int(w, v, 1))
+    top.get("out", _path(base))
+    top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
+    n = top.values.get("replicas", UpConfig.replicas)
+    if top.has("coordinator"):
+        top.values["coordinator"] = _coordinator(base, n, top.at("coordinator"),
+                                                 top.data["coordinator"])
+
+    fed, fed_r = _section(top.at("federation"), top.data.get("federation"), FederationSection, {
+        "enabled": _bool, "rounds": lambda w, v: _int(w, v, 1),
+        "local_steps": lambda w, v: _int(w, v, 1),
+        "strategy": lambda w, v: _choice(w, v, STRATEGIES)})
+    ray, ray_r = _section(top.at("ray"), top.data.get("ray"), RaySection, {
+        "address": lambda w, v: None if v is None else get_str(
+            w, v, "null (start a local Ray), 'auto', or host:port / ray://host:port"),
+        "num_cpus": lambda w, v: None if v is None else _int(w, v, 1),
+        "agent_num_cpus": lambda w, v: get_number(w, v, ge=0, unit="CPUs"),
+        "agent_max_restarts": lambda w, v: _int(w, v, -1),
+        "agent_max_task_retries": lambda w, v: _int(w, v, -1),
+        "multi_node": _bool})
+    metrics, _ = _section(top.at("metrics"), top.data.get("metrics"), MetricsSection, {
+        "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
+    tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {
+        "enabled": _bool, "certs_dir": _path(base)})
+    top.values.update(federation=fed, ray=ray, metrics=metrics, tls=tls)
+
+    if ray.address is not None:
+        for name, bad in (("multi_node", ray.multi_node), ("num_cpus", ray.num_cpus)):
+            if bad:
+                raise ray_r.at(name).error(
+                    f"{name} is set with address {ray.address!r}",
+                    f"{name} only with address null (a local Ray that agora up starts)")
+    episodes = top.values.get("episodes", UpConfig.episodes)
+    if fed.enabled and episodes < 2:
+        raise fed_r.at("enabled").error(
+            f"federation is enabled with episodes: {episodes}, so no round would run "
+            f"(rounds run between episodes)", "episodes >= 2, or enabled: false")
+
+    cfg = UpConfig(**top.values, source=where.path)
+    if "policy" not in top.values and not cfg.policy.is_file():
+        raise top.at("policy").error(f"the default checkpoint {cfg.policy} does not exist",
+                                     "a checkpoint written by agora train (set 'policy')")
+    _check_cluster(top, cfg)
+    return cfg
+
+
+def _check_cluster(top: _Reader, cfg: UpConfig) -> None:
+    """Load the cluster now, so a bad one, or a site that cannot name a Ray resource, is
+    reported before anything starts."""
+    w = top.at("cluster")
+    try:
+        names = cfg.load_cluster().site_names
+    except InputError as e:
+        raise w.error(f"{cfg.cluster} cannot be used: {e}") from None
+    except (OSError, ValueError) as e:
+        raise w.error(f"{cfg.cluster} cannot be used ({type(e).__name__}: {e})") from None
+    for s in names:
+        try:
+            site_resource(s)
+        except ValueError as e:
+            raise w.error(str(e)) from None
+
+
+def up_config_from_dict(data: Any, source: str = "<memory>",
+                        base_dir: str | Path | None = None) -> UpConfig:
+    """Check plain values (or the marked values of :func:`load_yaml`, which carry lines) as
+    an ``agora up`` configuration; relative paths are relative to ``base_dir`` (default: the
+    current folder)."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        return _read(Where(source, getattr(data, "line", None)), data, base.resolve())
+    except UpConfigError:
+        raise
+    except InputError as e:
+        raise UpConfigError(path=e.path, line=e.line, field=e.field, problem=e.problem,
+                            expected=e.expected) from None
+
+
+def load_up_config(path: str | Path = DEFAULT_CONFIG) -> UpConfig:
+    """Read and check an ``agora up`` YAML file (see ``deploy/configs/local.yaml``).
+    Raises :class:`UpConfigError` (file, line, field, what would be right)."""
+    path = str(path)
+    try:
+        data = load_yaml(path)
+    except InputError as e:
+        if e.problem == "the file is empty":  # nothing but comments: every default
+            data = None
+        else:
+            raise UpConfigError(path=e.path, line=e.line, field=e.field, problem=e.problem,
+                                expected=e.expected) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UpConfigError(path=path, line=getattr(data, "line", 1), field=None,
+                            problem=f"found {describe(data)}",
+                            expected="a mapping of agora up fields (deploy/configs/local.yaml)")
+    return up_config_from_dict(data, path, Path(path).parent)
