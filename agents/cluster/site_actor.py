@@ -1,0 +1,215 @@
+"""The site agent of the cluster engine: a Ray actor hosting the learned policy of one site,
+its peer-message gRPC server, and its signed coordinator clients.
+
+A round has two phases, each one actor call from the driver (``agents.cluster.driver``):
+
+1. ``prepare(obs)``: report the site's ended instances to the coordinator (each a PBFT
+   request signed with the site's key; ordered before any bid of the round), then run the
+   trigger and, if the agent is uncertain, send its code to every peer over gRPC and wait
+   for their acknowledgements.
+2. ``bid(round)``: score the window attending over the codes received, and submit the
+   site's bid batch to the coordinator.
+
+The actor is restartable (Ray ``max_restarts``): ``__init__`` only loads weights; the first
+call after a (re)start opens the gRPC server on a fresh port, registers it under a new
+epoch, and reads the site's running allocations back from the coordinator's committed
+schedule -- the agent keeps no scheduling state of its own that a restart could lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+
+import grpc
+import ray
+
+from agents import metrics as M
+from agents.cluster.brain import Mailbox, SiteBrain, SiteObs
+from agents.cluster.peers import PeerLinks, PeerService
+from agents.cluster.registry import REGISTRY_NAME
+from agents.learn.codec import code_bytes
+from protos.agora.v1 import agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class SiteAgent:
+    """Wrapped by ``ray.remote`` in ``actor_class`` (options are the launcher's)."""
+
+    def __init__(self, spec: dict) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        from agents.learn.checkpoint import load_agents
+
+        self.spec = spec
+        self.site: str = spec["site"]
+        self.sites: list[str] = spec["sites"]
+        self.index = self.sites.index(self.site)
+        agents, _ = load_agents(spec["checkpoint"])
+        if agents.n_sites != len(self.sites):
+            raise ValueError(f"checkpoint {spec['checkpoint']} has {agents.n_sites} sites; "
+                             f"the run has {len(self.sites)}")
+        self.agents = agents
+        self.brain = SiteBrain(agents, self.index)
+        self.mailbox = Mailbox(len(self.sites), agents.cfg.code_dim)
+        self.code_bytes = code_bytes(agents.cfg.code_dim, agents.cfg.bits)
+        self.epoch = time.time_ns()
+        self._started = False
+        self._obs: SiteObs | None = None
+        self._t_obs = time.perf_counter()
+        self.counts = {"rounds": 0, "codes_sent": 0, "codes_suppressed": 0, "bids": 0,
+                       "bids_accepted": 0, "bids_rejected": 0, "completions": 0,
+                       "failures": 0, "report_rejected": 0, "decisions": 0}
+        self.recovered: int | None = None
+
+    # ---- start-up (also after every restart) -------------------------------------------
+    async def _ensure_started(self) -> None:
+        if self._started:
+            return
+        from coordinator.client import CoordinatorClient
+        from coordinator.config import load_config
+        from coordinator.server import load_keys
+
+        spec = self.spec
+        self.server = grpc.aio.server()
+        self.peer_service = PeerService(self.site, self.sites, self.mailbox, self.code_bytes)
+        agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.peer_service, self.server)
+        creds = None
+        host = spec.get("host", "127.0.0.1")
+        if spec.get("certs"):
+            from deploy.certs import channel_credentials, server_credentials
+            certs = Path(spec["certs"])
+            port = self.server.add_secure_port(f"{host}:0",
+                                               server_credentials(certs, f"site-{self.site}"))
+            creds = channel_credentials(certs, f"site-{self.site}")
+        else:
+            port = self.server.add_insecure_port(f"{host}:0")
+        await self.server.start()
+        self.address = f"{host}:{port}"
+        self.registry = ray.get_actor(REGISTRY_NAME, namespace=spec.get("namespace"))
+        self.links = PeerLinks(self.site, [s for s in self.sites if s != self.site],
+                               self._resolve, credentials=creds)
+        config = load_config(spec["coordinator_config"])
+        keys = load_keys(Path(spec["keys"]))
+        ids = [f"site:{self.site}"] + [f"site:{self.site}/{i}"
+                                       for i in range(1, spec.get("clients", 4))]
+        tls_id = f"site-{self.site}" if config.tls_enabled else None
+        self.clients = [CoordinatorClient(config, keys, cid, tls_identity=tls_id)
+                        for cid in ids]
+        self.metrics_port = None
+        if spec.get("metrics_host"):
+            from agents.metrics import start_metrics_server
+            self.metrics_port = start_metrics_server(spec["metrics_host"], 0)
+        await self.registry.register.remote(self.site, self.address, self.epoch,
+                                            {"pid": os.getpid(), "node_id":
+                                             ray.get_runtime_context().get_node_id(),
+                                             "metrics_port": self.metrics_port})
+        # what is in flight here, from the committed schedule (nothing kept locally)
+        sched = await self.clients[0].schedule(site=self.site)
+        self.recovered = len(sched.schedule.allocations)
+        self._started = True
+        log.info("site %s serving peers at %s (epoch %d); %d allocations committed here",
+                 self.site, self.address, self.epoch, self.recovered)
+
+    async def _resolve(self, peer: str) -> str | None:
+        return await self.registry.lookup.remote(peer)
+
+    # ---- the two phases of a round ------------------------------------------------------
+    async def prepare(self, obs: SiteObs) -> dict:
+        await self._ensure_started()
+        t0 = self._t_obs = time.perf_counter()
+        await self._report(obs.completions)
+        self._obs = obs
+        code = self.brain.trigger(obs, self.mailbox)
+        acked = 0
+        if obs.mask.any():
+            if code is None:
+                self.counts["codes_suppressed"] += 1
+                M.MESSAGES_SUPPRESSED.labels(site=self.site).inc()
+            else:
+                acked = await self.links.broadcast(obs.round, code, self.epoch)
+                self.counts["codes_sent"] += 1
+                M.MESSAGES_SENT.labels(site=self.site).inc()
+                M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
+        return {"site": self.site, "sent": code is not None, "acked": acked,
+                "active": bool(obs.mask.any()), "wire_bytes": self.code_bytes if code is not
+                None else 0, "prepare_s": time.perf_counter() - t0}
+
+    async def bid(self, round: int) -> dict:
+        await self._ensure_started()
+        obs = self._obs
+        if obs is None or obs.round != round:
+            # a restart lost the observation between the phases: bid nothing this round
+            return {"site": self.site, "bids": 0, "accepted": 0, "lost_observation": True}
+        bids = self.brain.bids(obs, self.mailbox)
+        self.counts["rounds"] += 1
+        if not bids:
+            return {"site": self.site, "bids": 0, "accepted": 0}
+        res = await self.clients[0].submit_bids(self.site, round, bids)
+        M.DECISIONS.labels(site=self.site).inc()
+        M.DECISION_LATENCY.labels(site=self.site).observe(time.perf_counter() - self._t_obs)
+        self.counts["bids"] += len(bids)
+        self.counts["bids_accepted"] += res.accepted
+        self.counts["bids_rejected"] += len(res.rejections)
+        return {"site": self.site, "bids": len(bids), "accepted": res.accepted,
+                "rejections": [f"{r.field}: {r.reason}" for r in res.rejections[:3]]}
+
+    async def _report(self, ended: list[tuple[str, str, int, int, str]]) -> None:
+        if not ended:
+            return
+        queue: asyncio.Queue = asyncio.Queue()
+        for e in ended:
+            queue.put_nowait(e)
+
+        async def worker(client) -> None:
+            while not queue.empty():
+                job, task, b, e, outcome = queue.get_nowait()
+                if outcome == "completed":
+                    res = await client.report_completion(job, task, b, e, self.site)
+                    self.counts["completions"] += e - b
+                else:
+                    res = await client.report_failure(job, task, b, e, self.site,
+                                                      "instance failed at the site")
+                    self.counts["failures"] += e - b
+                if res.rejections:
+                    self.counts["report_rejected"] += 1
+                    log.warning("site %s: report of %s/%s[%d:%d] rejected: %s", self.site,
+                                job, task, b, e, res.rejections[0].reason)
+
+        await asyncio.gather(*(worker(c) for c in self.clients))
+
+    # ---- introspection -------------------------------------------------------------------
+    async def info(self) -> dict:
+        await self._ensure_started()
+        return {"site": self.site, "address": self.address, "epoch": self.epoch,
+                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "resources": ray.get_runtime_context().get_assigned_resources(),
+                "recovered_allocations": self.recovered,
+                "metrics_port": self.metrics_port,
+                "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peer": {"received": self.peer_service.received,
+                         "refused": self.peer_service.refused,
+                         "bytes_in": self.peer_service.bytes_in,
+                         "bytes_out": self.links.bytes_out,
+                         "unreachable": self.links.unreachable,
+                         "reconnects": self.links.reconnects},
+                **self.counts}
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.links.close()
+            for c in self.clients:
+                await c.close()
+            await self.server.stop(grace=None)
+            self._started = False
+
+
+RaySiteAgent = ray.remote(SiteAgent)
+"""``SiteAgent`` as a Ray actor class; the launcher sets its options (resources, restarts,
+cpus) with ``.options(...)``."""
