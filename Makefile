@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)            ## the main job on its embedded default
-	$(VENV)/bin/agora simulate --out out/default
+	$(VENV)/bin/agora up --config deploy/configs/local.yaml
 
 test: $(STAMP)           ## the test suite (slow tests excluded; exit 5 "no tests" fails)
 	$(VENV)/bin/pytest -m "not slow"

@@ -157,7 +157,9 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
         spec = {"site": s, "sites": sites, "checkpoint": ckpt,
                 "coordinator_config": str(cdir / "coordinator.yaml"),
                 "keys": str(cdir / "keys.yaml"), "clients": clients_per_site,
-                "namespace": "agora", "host": "127.0.0.1",
+                "namespace": "agora",
+                # on one machine loopback; on a real cluster the node's address
+                "host": None if cfg.ray.address else "127.0.0.1",
                 "metrics_host": cfg.metrics.host if cfg.metrics.enabled else None,
                 "certs": str(tls_dir) if tls_dir is not None else None}
         actors.append(RaySiteAgent.options(
@@ -212,6 +214,9 @@ def system_figures(system: System, pol, wall_s: float) -> dict:
         "wall_s": round(wall_s, 2),
         "decision_latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
         "decision_latency_ms_p99": round(float(np.percentile(lat, 99)), 2),
+        "phase_ms_p50": dict(zip(("prepare", "bid", "tick"), (
+            round(float(x), 1) for x in np.percentile(np.array(pol.phases) * 1000, 50, axis=0)
+        ))) if pol.phases else {},
         "allocations_committed": pol.stats["allocations"],
         "allocations_per_s": round(pol.stats["allocations"] / max(wall_s, 1e-9), 1),
         "rounds": pol.stats["rounds"],
@@ -237,6 +242,10 @@ def up(cfg, *, live: bool = False, progress: bool = True, echo=print) -> dict:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.federation.enabled:
+        raise ValueError(f"{cfg.source}: federation.enabled: true is not run by agora up yet; "
+                         f"train federated with `agora train --federated` and point policy "
+                         f"at its checkpoint (set federation.enabled: false)")
     cluster, wl = cfg.scenario().build(cfg.seed)
     if cluster.faults.outages:
         raise ValueError(f"{cfg.source}: cluster {cfg.cluster}: faults.outages is not supported "

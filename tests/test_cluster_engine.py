@@ -244,3 +244,33 @@ def test_multi_node_ray_pins_each_agent_to_its_sites_node(tmp_path, ckpt):
     for key in QUALITY:
         assert res.metrics[key] == pytest.approx(ref[key], rel=0.02), key
     assert figs["allocations_committed"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_with_tls_the_run_completes_and_a_peer_without_a_certificate_is_refused(tmp_path,
+                                                                                ckpt):
+    import ray
+
+    from deploy.up import bring_up, run_episode
+
+    cfg = up_config(tmp_path, ckpt, tls={"enabled": True, "certs_dir": str(tmp_path / "certs")})
+    cluster, wl = cfg.scenario().build(cfg.seed)
+    system = bring_up(cfg, cluster, cfg.cluster, Path(cfg.out))
+    try:
+        res, pol, _, _ = run_episode(system, cluster, wl, seed=0, k=16, live_speed=None,
+                                     call_timeout_s=120)
+        addr = ray.get(system.actors[0].info.remote())["address"]
+
+        async def plaintext_peer():
+            async with grpc.aio.insecure_channel(addr) as ch:
+                call = rpc.PeerExchangeStub(ch).Exchange()
+                await call.write(pb.SiteCode(site="west", round=0, code=bytes(8)))
+                return await asyncio.wait_for(call.read(), 10)
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            asyncio.run(plaintext_peer())
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        system.close()
+    assert res.metrics["jobs_completed"] == res.metrics["jobs"]
+    assert pol.stats["code_bytes"] > 0, "codes travelled (acknowledged) over the TLS streams"

@@ -78,6 +78,8 @@ class ClusterPolicy:
         self.latencies: list[float] = []
         """seconds, one per committed allocation row"""
         self.round_s: list[float] = []
+        self.phases: list[tuple[float, float, float]] = []
+        """per committed round: seconds in prepare (reports, codes), bid, tick"""
         self.stats = defaultdict(int)
 
     def reset(self, sim: ClusterWorld) -> None:
@@ -111,6 +113,7 @@ class ClusterPolicy:
             obs = [self._obs(rv, i, ended.get(i, [])) for i in range(n_sites)]
             ended = {}
             prep = self._get([a.prepare.remote(o) for a, o in zip(self.actors, obs)])
+            t_prep = time.perf_counter()
             active = [p["active"] for p in prep]
             self.stats["codes_sent"] += sum(p["sent"] for p in prep)
             self.stats["codes_suppressed"] += sum(a and not p["sent"] for a, p in
@@ -124,6 +127,7 @@ class ClusterPolicy:
             self.stats["bids_accepted"] += sum(b["accepted"] for b in bids)
             if not any(b["accepted"] for b in bids):
                 return
+            t_bid = time.perf_counter()
             res = self.loop.run(self.operator.client.tick(self.round, at_s=ctx.now))
             if res.rejections and res.kind == "tick" and res.round == self.round:
                 raise WorldMismatch(f"tick refused: {res.rejections[0].reason}")
@@ -136,6 +140,7 @@ class ClusterPolicy:
                                          self.sim.cluster.site_names.index(a.site))
                 self.latencies.append(t_commit - t_round)
             self.round_s.append(t_commit - t_round)
+            self.phases.append((t_prep - t_round, t_bid - t_prep, t_commit - t_bid))
             self.stats["allocations"] += len(res.allocations)
             if self.on_round is not None:
                 self.on_round(self)

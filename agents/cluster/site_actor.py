@@ -81,7 +81,7 @@ class SiteAgent:
         self.peer_service = PeerService(self.site, self.sites, self.mailbox, self.code_bytes)
         agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.peer_service, self.server)
         creds = None
-        host = spec.get("host", "127.0.0.1")
+        host = spec.get("host") or ray.util.get_node_ip_address()
         if spec.get("certs"):
             from deploy.certs import channel_credentials, server_credentials
             certs = Path(spec["certs"])
