@@ -54,12 +54,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     by.add_argument("--task", metavar="JOB/TASK")
     by.add_argument("--since-version", type=int, metavar="V",
                     help="allocations committed at or after version V")
+    by.add_argument("--version", type=int, metavar="V", dest="at_version",
+                    help="the schedule as of version V: allocations committed at or before V")
     g.add_argument("--json", action="store_true", help="print machine-readable JSON")
     g.set_defaults(fn=cmd_schedule_get)
     w = ssub.add_parser("watch", help="stream committed changes (each confirmed by f+1)")
     _client_args(w)
     w.add_argument("--since-version", type=int, default=0)
     w.add_argument("--count", type=int, default=None, help="stop after this many updates")
+    w.add_argument("--json", action="store_true",
+                   help="one JSON object per line (default: one readable line per change)")
     w.set_defaults(fn=cmd_schedule_watch)
 
     t = sub.add_parser("status", help="each replica's view, progress and counters")
@@ -159,6 +163,10 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
         by = {"task": (job, task)}
     elif a.since_version is not None:
         by = {"since_version": a.since_version}
+    elif a.at_version is not None:
+        if a.at_version < 0:
+            raise ValueError(f"--version: got {a.at_version}; expected a version >= 0")
+        by = {"all": True}
     else:
         by = {"all": True}
 
@@ -169,7 +177,8 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
     out = asyncio.run(main())
     if out.HasField("error"):
         raise ValueError(f"{out.error.field}: {out.error.reason}")
-    rows = [_allocation_dict(x) for x in out.schedule.allocations]
+    rows = [_allocation_dict(x) for x in out.schedule.allocations
+            if a.at_version is None or x.version <= a.at_version]
     if a.json:
         print(json.dumps({"version": out.version, "allocations": rows}, indent=1))
         return 0
@@ -190,12 +199,22 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
         async with client:
             async for u in client.watch(a.since_version):
                 for x in u.allocations:
-                    print(json.dumps({"version": u.version, "allocated": _allocation_dict(x)}),
-                          flush=True)
+                    if a.json:
+                        print(json.dumps({"version": u.version,
+                                          "allocated": _allocation_dict(x)}), flush=True)
+                    else:
+                        print(f"{u.version:>8}  allocated {x.job_id}/{x.task_id} "
+                              f"[{x.instance_begin}..{x.instance_end - 1}] at {x.site} "
+                              f"({x.node})", flush=True)
                 for c in u.changes:
-                    print(json.dumps({"version": u.version, c.kind: {
-                        "job": c.job_id, "task": c.task_id, "site": c.site,
-                        "instances": [c.instance_begin, c.instance_end]}}), flush=True)
+                    if a.json:
+                        print(json.dumps({"version": u.version, c.kind: {
+                            "job": c.job_id, "task": c.task_id, "site": c.site,
+                            "instances": [c.instance_begin, c.instance_end]}}), flush=True)
+                    else:
+                        print(f"{u.version:>8}  {c.kind} {c.job_id}/{c.task_id} "
+                              f"[{c.instance_begin}..{c.instance_end - 1}] at {c.site}",
+                              flush=True)
                 n += 1
                 if a.count is not None and n >= a.count:
                     return

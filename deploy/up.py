@@ -145,11 +145,15 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     group = LocalGroup(cdir, n=cfg.replicas, clients=ids, key_seed=f"agora-up-{cfg.seed}".encode(),
                        cluster=cluster_spec, **extra, **dict(cfg.coordinator))
     group.start_all(byzantine)
-    for i in range(cfg.replicas):
-        group.wait_serving(i)
+    try:
+        for i in range(cfg.replicas):
+            group.wait_serving(i)
+        ray_cluster = start_ray(cfg, sites)
+    except BaseException:
+        group.stop()
+        raise
     loop = LoopThread()
     operator = Operator(group.client("operator", timeout_s=60.0))
-    ray_cluster = start_ray(cfg, sites)
     reg = registry.get_or_create(namespace="agora")
     ckpt = str(Path(cfg.policy).resolve())
     actors = []
@@ -169,7 +173,11 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg)
     system.supervisor = threading.Thread(target=_supervise, args=(system,), daemon=True)
     system.supervisor.start()
-    ray.get([a.info.remote() for a in actors], timeout=300)
+    try:
+        ray.get([a.info.remote() for a in actors], timeout=300)
+    except BaseException:
+        system.close()
+        raise
     return system
 
 

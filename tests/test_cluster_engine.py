@@ -215,8 +215,37 @@ def test_agora_up_on_one_node_gives_the_simulation_engines_schedule(tmp_path, ck
     assert (Path(res["config"]["out"]) / "result.json").exists()
 
 
+def query_the_running_system(system, cluster, capsys) -> None:
+    """``agora status`` / ``agora schedule get`` with --json against the running replicas,
+    and the Prometheus endpoints of an agent and a replica."""
+    import json
+
+    import ray
+
+    from agents.metrics import scrape, total
+    from deploy.cli import main
+
+    conf = str(system.group.tmp / "coordinator.yaml")
+    capsys.readouterr()
+    assert main(["status", "--config", conf, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status, "status answered"
+    site = cluster.site_names[0]
+    assert main(["schedule", "get", "--config", conf, "--site", site, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["allocations"] and {a["site"] for a in got["allocations"]} == {site}
+    assert main(["schedule", "get", "--config", conf, "--version", "3", "--json"]) == 0
+    assert all(a["version"] <= 3 for a in json.loads(capsys.readouterr().out)["allocations"])
+    agent = ray.get(system.actors[0].info.remote())
+    m = scrape(f"http://127.0.0.1:{agent['metrics_port']}/metrics")
+    assert total(m, "agora_decisions_total", site=agent["site"]) == agent["batches"] > 0
+    assert total(m, "agora_messages_sent_total") + total(
+        m, "agora_messages_suppressed_total") > 0
+    assert total(system.group.scrape(0), "agora_commits_total") > 0
+
+
 @pytest.mark.timeout(300)
-def test_multi_node_ray_pins_each_agent_to_its_sites_node(tmp_path, ckpt):
+def test_multi_node_ray_pins_each_agent_to_its_sites_node(tmp_path, ckpt, capsys):
     import ray
 
     from deploy.up import bring_up, run_episode, system_figures
@@ -238,6 +267,7 @@ def test_multi_node_ray_pins_each_agent_to_its_sites_node(tmp_path, ckpt):
         infos = ray.get([a.info.remote() for a in system.actors])
         for info in infos:
             assert info["node_id"] == holder[site_resource(info["site"])], info["site"]
+        query_the_running_system(system, cluster, capsys)
     finally:
         system.close()
     ref = sim_engine_metrics(ckpt)

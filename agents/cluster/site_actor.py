@@ -63,7 +63,7 @@ class SiteAgent:
         self._started = False
         self._obs: SiteObs | None = None
         self._t_obs = time.perf_counter()
-        self.counts = {"rounds": 0, "codes_sent": 0, "codes_suppressed": 0, "bids": 0,
+        self.counts = {"rounds": 0, "batches": 0, "codes_sent": 0, "codes_suppressed": 0, "bids": 0,
                        "bids_accepted": 0, "bids_rejected": 0, "completions": 0,
                        "failures": 0, "report_rejected": 0, "decisions": 0}
         self.recovered: int | None = None
@@ -154,6 +154,7 @@ class SiteAgent:
         res = await self.clients[0].submit_bids(self.site, round, bids)
         M.DECISIONS.labels(site=self.site).inc()
         M.DECISION_LATENCY.labels(site=self.site).observe(time.perf_counter() - self._t_obs)
+        self.counts["batches"] += 1
         self.counts["bids"] += len(bids)
         self.counts["bids_accepted"] += res.accepted
         self.counts["bids_rejected"] += len(res.rejections)
