@@ -22,6 +22,7 @@ and certificates with ``deploy/certs.make_all`` into DIR (``replica-<i>``, ``cli
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -92,6 +93,18 @@ class LocalGroup:
     def start_all(self, byzantine: dict[int, str] | None = None) -> None:
         for i in range(self.n):
             self.start(i, (byzantine or {}).get(i))
+
+    @contextlib.contextmanager
+    def serving(self, byzantine: dict[int, str] | None = None):
+        """Every replica started and serving for the ``with`` block; all stopped after it
+        (also when starting failed)."""
+        try:
+            self.start_all(byzantine)
+            for i in range(self.n):
+                self.wait_serving(i)
+            yield self
+        finally:
+            self.stop()
 
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)

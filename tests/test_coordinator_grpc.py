@@ -38,13 +38,8 @@ def make_group(tmp: Path) -> LocalGroup:
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
     g = make_group(tmp_path_factory.mktemp("coordinator"))
-    try:
-        g.start_all()
-        for i in range(4):
-            g.wait_serving(i)
+    with g.serving():
         yield g
-    finally:
-        g.stop()
 
 
 def run(coro):

@@ -108,13 +108,8 @@ def group(tmp_path_factory):
                    key_seed=b"test-metrics", cluster=str(CLUSTER), metrics=True,
                    batch_size=8, batch_timeout_s=0.001, checkpoint_interval=4,
                    watermark_window=16, view_change_timeout_s=0.5, request_timeout_s=8.0)
-    try:
-        g.start_all()
-        for i in range(4):
-            g.wait_serving(i)
+    with g.serving():
         yield g
-    finally:
-        g.stop()
 
 
 def _until(pred, timeout: float = 20.0, what: str = "condition"):
