@@ -124,19 +124,25 @@ class SiteAgent:
     async def prepare(self, obs: SiteObs) -> dict:
         await self._ensure_started()
         t0 = self._t_obs = time.perf_counter()
-        await self._report(obs.completions)
         self._obs = obs
         code = self.brain.trigger(obs, self.mailbox)
-        acked = 0
+        send = None
         if obs.mask.any():
             if code is None:
                 self.counts["codes_suppressed"] += 1
                 M.MESSAGES_SUPPRESSED.labels(site=self.site).inc()
             else:
-                acked = await self.links.broadcast(obs.round, code, self.epoch)
-                self.counts["codes_sent"] += 1
-                M.MESSAGES_SENT.labels(site=self.site).inc()
-                M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
+                send = self.links.broadcast(obs.round, code, self.epoch)
+        # the reports (PBFT) and the codes (peer streams) go out together; both are done
+        # before this phase returns, so before any site's bid of the round
+        if send is not None:
+            _, acked = await asyncio.gather(self._report(obs.completions), send)
+            self.counts["codes_sent"] += 1
+            M.MESSAGES_SENT.labels(site=self.site).inc()
+            M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
+        else:
+            acked = 0
+            await self._report(obs.completions)
         return {"site": self.site, "sent": code is not None, "acked": acked,
                 "active": bool(obs.mask.any()), "wire_bytes": self.code_bytes if code is not
                 None else 0, "prepare_s": time.perf_counter() - t0}
