@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agents.baselines import BASELINES
 from agents.workloads.errors import InputError
-from deploy import cli_coordinator
+from deploy import cli_coordinator, cli_up
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -157,10 +157,32 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     sc = _scenario(a)
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
-                      bc_episodes=a.bc_episodes, agent=_agent_config(a),
-                      ppo=PPOConfig(lr=a.lr))
+                      bc_episodes=a.bc_episodes, val_episodes=a.val_episodes,
+                      agent=_agent_config(a), ppo=PPOConfig(lr=a.lr))
+    if a.federated:
+        return _train_federated(a, cfg)
     summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
                     log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _train_federated(a: argparse.Namespace, site_cfg) -> int:
+    from agents.sim.runner import Scenario
+    from federation.domains import load_setup
+    from federation.train import FedTrainConfig, train_federated
+
+    default = asdict(Scenario())
+    given = [f"--{k.replace('_', '-')}" for k, v in site_cfg.scenario.items() if v != default[k]]
+    if given:
+        raise ValueError(f"{', '.join(given)}: with --federated every organisation's cluster "
+                         f"and workload come from --setup")
+    kw = {k: v for k, v in (("max_nodes", a.max_nodes), ("load", a.setup_load)) if v is not None}
+    setup = load_setup(a.setup, traces=a.traces, cache=Path(a.out) / "setup", **kw)
+    cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,
+                         secagg=a.secagg, trim_beta=a.trim_beta, seed=a.seed, site=site_cfg)
+    summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,
+                              log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -237,7 +259,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print machine-readable JSON")
     c.set_defaults(fn=cmd_bound)
 
-    t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO)")
+    t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO); "
+                                     "--federated: over several organisations with Flower")
     _scenario_args(t)
     t.add_argument("--steps", type=int, default=50_000, help="bidding rounds of PPO experience")
     t.add_argument("--out", required=True, help="directory for checkpoints, metrics, curve")
@@ -253,7 +276,33 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--bits", type=int, default=8)
     t.add_argument("--threshold", type=float, default=0.5, help="send-trigger threshold")
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
+    t.add_argument("--val-episodes", type=int, default=4,
+                   help="held-back validation episodes per evaluation (per site)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    f = t.add_argument_group("federated (--federated: Flower rounds over organisations, "
+                             "each training on its own scenario; see federation/train.py)")
+    f.add_argument("--federated", action="store_true",
+                   help="federated training over the organisations of --setup (the budget is "
+                        "--rounds x --local-steps per organisation; --steps is not used)")
+    f.add_argument("--setup", default="synthetic-noniid",
+                   help="synthetic-noniid, alibaba-by-type, or a setup YAML "
+                        "(deploy/configs/federation/synthetic-noniid.yaml shows the form)")
+    f.add_argument("--rounds", type=int, default=10, help="federated rounds")
+    f.add_argument("--local-steps", type=int, default=2000,
+                   help="environment steps of local PPO per site per round")
+    f.add_argument("--strategy", default="fedavg", choices=["fedavg", "median", "trimmed"],
+                   help="Flower's FedAvg, FedMedian or FedTrimmedAvg")
+    f.add_argument("--trim-beta", type=float, default=0.2,
+                   help="trimmed: fraction cut from each end")
+    f.add_argument("--secagg", action="store_true",
+                   help="aggregate with Flower's SecAgg+ (fedavg only)")
+    f.add_argument("--traces", default=None,
+                   help="alibaba-by-type: the folder holding alibaba-openb-2023/ "
+                        "(default ../shared/workloads)")
+    f.add_argument("--max-nodes", type=int, default=None,
+                   help="alibaba-by-type: most nodes per organisation (default 8)")
+    f.add_argument("--setup-load", type=float, default=None,
+                   help="alibaba-by-type: offered load of each organisation's pods (default 10)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="a checkpoint side by side with every baseline")
@@ -267,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     cli_coordinator.register(sub)     # keys, coordinator, schedule get|watch, status
+    cli_up.register(sub)              # up
 
     k = sub.add_parser("certs", help="a private CA and a TLS certificate per site and replica")
     k.add_argument("--sites", default="", help="comma-separated site names")

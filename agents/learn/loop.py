@@ -1,0 +1,277 @@
+"""The PPO learner as a reusable object: ``PPOLoop`` holds one learner's agents, optimiser,
+value normaliser, random generators and episode stream, and runs the body of the training
+loop a step budget at a time. ``agora train`` (``trainer.train``) drives one loop to its
+budget; a federation site (``federation/ppo_learner.py``) drives one per site, a round's
+``local-steps`` at a time, with the global weights loaded in between.
+
+**Episodes.** Training never sees the benchmark's evaluation draws. A synthetic workload is
+regenerated per episode with ``jobs = train_jobs`` at the scenario's load, from seeds
+``TRAIN_SEED_BASE + i`` (evaluation uses seeds 0–4, validation ``VAL_SEED_BASE + i``). A file
+trace (e.g. the Alibaba pod list) is built with seeds ``TRAIN_SEED_BASE + i`` (fresh clone
+draws) and cut into windows of ``train_jobs`` consecutive jobs from its first
+``train_fraction`` of arrivals.
+
+A *step* is one bidding round (every agent acts once), as a ``ParallelEnv`` step. An update
+consumes one whole episode (GAE runs to the episode's end, never bootstrapped from a cut),
+so a budget of ``steps`` is met by whole episodes: the last one may overshoot it, and
+``run_updates`` carries the overshoot into the next call's budget so that a run split into
+chunks uses the same steps as one run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+
+from agents.learn import checkpoint
+from agents.learn.codec import code_bytes
+from agents.learn.features import LOCAL_DIM, FeatureBuilder
+from agents.learn.learned_policy import AgentConfig, Agents, LearnedPolicy, Recorder
+from agents.learn.ppo import PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update, round_rewards
+from agents.sim.config import SimConfig
+from agents.sim.engine import Simulator
+from agents.sim.runner import Scenario
+
+TRAIN_SEED_BASE = 10_000
+VAL_SEED_BASE = 5_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    scenario: dict = field(default_factory=lambda: asdict(Scenario()))
+    """the ``agents.sim.runner.Scenario`` fields (cluster, workload, sites, ...)"""
+    steps: int = 50_000
+    """bidding rounds of PPO experience to collect"""
+    seed: int = 0
+    """seeds torch, numpy and the episode stream"""
+    train_jobs: int = 150
+    """jobs per training episode"""
+    train_fraction: float = 0.5
+    """file traces: windows are cut from this first fraction of arrivals"""
+    bc_episodes: int = 4
+    """episodes of the SRPT teacher to imitate before PPO (0: none)"""
+    bc_epochs: int = 15
+    """passes over the teacher's rounds"""
+    eval_every: int = 5
+    """updates between greedy validation runs (the best one is kept as best.pt)"""
+    val_episodes: int = 4
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> TrainConfig:
+        d = dict(d)
+        d["agent"] = AgentConfig(**d["agent"])
+        d["ppo"] = PPOConfig(**d["ppo"])
+        return TrainConfig(**d)
+
+
+class EpisodeSource:
+    """(cluster, workload) of training and validation episodes (module docstring)."""
+
+    def __init__(self, sc: Scenario, train_jobs: int, train_fraction: float) -> None:
+        self.sc = sc
+        self.train_jobs = train_jobs
+        self.frac = train_fraction
+        self.synthetic = sc.workload.split(":")[0] == "synthetic"
+        self.cluster, _ = self._build(TRAIN_SEED_BASE)
+        self._cache: dict[int, object] = {}
+
+    def _build(self, seed: int):
+        sc = self.sc
+        if self.synthetic:
+            spec = sc.workload
+            parts = dict(p.split("=") for p in spec.split(":", 1)[1].split(",")) if ":" in spec else {}
+            parts["jobs"] = str(self.train_jobs)
+            spec = "synthetic:" + ",".join(f"{k}={v}" for k, v in parts.items())
+            sc = replace(sc, workload=spec)
+        return sc.build(seed)
+
+    def episode(self, i: int, validation: bool = False):
+        seed = (VAL_SEED_BASE if validation else TRAIN_SEED_BASE) + i
+        if self.synthetic:
+            return self._build(seed)
+        base = seed % 4 + (VAL_SEED_BASE if validation else TRAIN_SEED_BASE)
+        if base not in self._cache:
+            self._cache[base] = self._build(base)[1]
+        wl = self._cache[base]
+        n = len(wl.jobs)
+        hi = max(int(n * self.frac) - self.train_jobs, 1)
+        lo = int(np.random.default_rng(seed).integers(hi))
+        if validation:                          # validation windows: after the training part
+            lo = min(int(n * self.frac) + lo % max(n - int(n * self.frac) - self.train_jobs, 1),
+                     max(n - self.train_jobs, 0))
+        return self.cluster, replace(wl, jobs=wl.jobs[lo:lo + self.train_jobs],
+                                     source=f"{wl.source} jobs[{lo}:{lo + self.train_jobs}]")
+
+
+class MixedSource:
+    """Episodes drawn from several scenarios in turn (episode ``i`` is episode ``i // n`` of
+    source ``i % n``): one learner trained on every source's data (the federation
+    benchmark's central reference). The sources' clusters must give the agents the same
+    shapes (sites and state size)."""
+
+    def __init__(self, sources: list[EpisodeSource]) -> None:
+        if not sources:
+            raise ValueError("MixedSource needs at least one episode source")
+        self.sources = list(sources)
+        self.cluster = self.sources[0].cluster
+
+    def episode(self, i: int, validation: bool = False):
+        n = len(self.sources)
+        return self.sources[i % n].episode(i // n, validation=validation)
+
+
+def run_episode(agents: Agents, cluster, wl, *, seed: int, rng=None, teacher=None,
+                record: bool = True, comm: str | None = None):
+    rec = Recorder() if record else None
+    pol = LearnedPolicy(agents, rng=rng, recorder=rec, teacher=teacher, comm=comm)
+    sim = Simulator(cluster, wl, SimConfig(seed=seed, record_attempts=False))
+    res = sim.run(pol)
+    return res, rec, pol
+
+
+def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm) -> tuple[dict, float]:
+    end = res.metrics["makespan_s"] + (res.jobs[0].job.arrival if res.jobs else 0.0)
+    r = round_rewards(ep["now"], res.jobs, cfg.ppo, end)
+    values = vnorm.denormalise(ep["value"].astype(np.float64))
+    adv, ret = gae(r, values, cfg.ppo.gamma, cfg.ppo.lam)
+    ep["adv"], ep["ret"] = adv.astype(np.float32), ret.astype(np.float32)
+    return ep, float(r.sum())
+
+
+def validate(agents: Agents, src, n: int, *, first: int = 0) -> dict:
+    """Greedy runs on validation episodes ``first .. first + n - 1``: mean JCT and score."""
+    jct, score = [], []
+    for i in range(first, first + n):
+        cl, wl = src.episode(i, validation=True)
+        res, _, _ = run_episode(agents, cl, wl, seed=VAL_SEED_BASE + i, record=False)
+        jct.append(res.metrics["jct_mean_s"])
+        score.append(res.metrics["score"])
+    return {"eval/jct_mean_s": float(np.mean(jct)), "eval/score": float(np.mean(score))}
+
+
+def new_progress() -> dict:
+    return {"step": 0, "episode": 0, "update": 0, "best": None, "wall_s": 0.0, "bc_done": False}
+
+
+class PPOLoop:
+    """One learner: agents, Adam, value normaliser, numpy generator, episode stream and its
+    progress counters. Construction seeds torch with ``cfg.seed`` and builds the agents from
+    it (so two loops of one seed start from the same weights). ``source``: episodes other
+    than ``cfg.scenario``'s (e.g. a ``MixedSource``)."""
+
+    def __init__(self, cfg: TrainConfig, *, source: EpisodeSource | MixedSource | None = None
+                 ) -> None:
+        self.cfg = cfg
+        self.src = source if source is not None else EpisodeSource(
+            Scenario(**cfg.scenario), cfg.train_jobs, cfg.train_fraction)
+        n_sites = len(self.src.cluster.sites)
+        state_dim = FeatureBuilder(self.src.cluster, cfg.agent.k).state_dim
+        torch.manual_seed(cfg.seed)
+        self.agents = Agents(cfg.agent, n_sites, state_dim)
+        params = [p for m in self.agents.modules for p in m.parameters()]
+        self.opt = torch.optim.Adam(params, lr=cfg.ppo.lr, eps=1e-5)
+        self.vnorm = ValueNorm()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.progress = new_progress()
+        self.budget = 0
+        """steps asked of ``run_updates`` so far (overshoot carries over)"""
+        self.msg_bytes = code_bytes(cfg.agent.code_dim, cfg.agent.bits)
+
+    # -- the loop's body ---------------------------------------------------------------------
+    def bc_warm_start(self) -> dict:
+        """Imitate ``cfg.bc_episodes`` episodes of the SRPT teacher (once); returns the
+        behaviour-cloning losses ({} when there is nothing to do)."""
+        cfg, st = self.cfg, self.progress
+        if not cfg.bc_episodes or st["bc_done"]:
+            return {}
+        eps = []
+        for _ in range(cfg.bc_episodes):
+            cl, wl = self.src.episode(st["episode"])
+            st["episode"] += 1
+            _, rec, _ = run_episode(self.agents, cl, wl, seed=st["episode"], teacher="srpt")
+            eps.append(flatten(rec.arrays(), cfg.agent.bits))
+        b = {k: torch.cat([e[k] for e in eps]) for k in eps[0]}
+        logs = bc_update(self.agents, self.opt, b, epochs=cfg.bc_epochs,
+                         minibatch=cfg.ppo.minibatch, rng=self.rng)
+        st["bc_done"] = True
+        return logs
+
+    def update(self) -> tuple[dict, object]:
+        """One PPO update on one fresh sampled episode; returns (metrics row, the rollout's
+        policy). Counts the episode's rounds into ``progress['step']``."""
+        cfg, st = self.cfg, self.progress
+        t0 = time.perf_counter()
+        cl, wl = self.src.episode(st["episode"])
+        st["episode"] += 1
+        res, rec, pol = run_episode(self.agents, cl, wl, seed=st["episode"], rng=self.rng)
+        ep, ret = _prepare(rec.arrays(), res, cfg, self.vnorm)
+        self.vnorm.update(ep["ret"])
+        t1 = time.perf_counter()
+        logs = ppo_update(self.agents, self.opt, flatten(ep, cfg.agent.bits), cfg.ppo,
+                          self.vnorm, self.rng)
+        n = len(rec)
+        st["step"] += n
+        st["update"] += 1
+        m = res.metrics
+        row = {"charts/episodic_return": ret, "charts/jct_mean_s": m["jct_mean_s"],
+               "charts/score": m["score"], "charts/rounds": n,
+               "charts/steps_per_s": n / max(t1 - t0, 1e-9),
+               "comm/msgs_sent_frac": pol.mailbox.sent_frac,
+               "comm/bits_per_msg": 8 * self.msg_bytes, "comm/bytes_per_msg": self.msg_bytes,
+               "comm/raw_state_bytes": LOCAL_DIM * 4, **logs}
+        return row, pol
+
+    def run_updates(self, steps: int) -> tuple[int, dict[str, float]]:
+        """PPO updates until ``steps`` more steps are used (whole episodes; an overshoot is
+        taken off the next call's budget). Returns (steps used by this call, the mean of
+        every metric over its updates plus ``charts/updates``)."""
+        if steps < 0:
+            raise ValueError(f"steps: {steps}; expected >= 0")
+        self.budget += steps
+        start = self.progress["step"]
+        rows = []
+        while self.progress["step"] < self.budget:
+            rows.append(self.update()[0])
+        out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+        out["charts/updates"] = float(len(rows))
+        return self.progress["step"] - start, out
+
+    def validate(self, n: int | None = None, *, first: int = 0) -> dict:
+        return validate(self.agents, self.src, self.cfg.val_episodes if n is None else n,
+                        first=first)
+
+    # -- checkpointing -----------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything a resumed loop needs besides the weights (the ``extra`` of a
+        checkpoint): configuration, optimiser, value normaliser, progress, generators."""
+        return {"train_config": self.cfg.to_dict(), "optimizer": self.opt.state_dict(),
+                "vnorm": self.vnorm.state(), "progress": dict(self.progress),
+                "budget": self.budget, "rng_state": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "seeds": {"train": self.cfg.seed, "episode_seed_base": TRAIN_SEED_BASE,
+                          "validation_seed_base": VAL_SEED_BASE}}
+
+    def load_state(self, blob: dict, *, weights: bool = True) -> None:
+        """Inverse of ``state`` (a checkpoint read with ``checkpoint.read``); ``weights``:
+        also load its actor-critic and codec. Sets torch's global generator."""
+        if weights:
+            self.agents.model.load_state_dict(blob["model"])
+            self.agents.codec.load_state_dict(blob["codec"])
+        self.opt.load_state_dict(blob["optimizer"])
+        self.vnorm.load(blob["vnorm"])
+        self.progress = dict(blob["progress"])
+        self.budget = int(blob.get("budget", self.progress["step"]))
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = blob["rng_state"]
+        torch.set_rng_state(blob["torch_rng"])
+
+    def save(self, path, extra: dict | None = None) -> None:
+        checkpoint.save(path, agents=self.agents, extra={**self.state(), **(extra or {})})
