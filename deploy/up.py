@@ -119,7 +119,7 @@ def start_ray(cfg, sites: list[str]):
 
 
 def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
-             byzantine: dict[int, str] | None = None) -> System:
+             byzantine: dict[int, str] | None = None, agent_cfg=None) -> System:
     """Start the replicas, Ray, the registry and the site agents. ``byzantine`` (fault
     tests): replica index -> a ``coordinator.pbft.byzantine`` behaviour it runs."""
     import ray
@@ -157,7 +157,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     reg = registry.get_or_create(namespace="agora")
     ckpt = str(Path(cfg.policy).resolve())
     actors = []
-    for s in sites:
+    for i, s in enumerate(sites):
         spec = {"site": s, "sites": sites, "checkpoint": ckpt,
                 "coordinator_config": str(cdir / "coordinator.yaml"),
                 "keys": str(cdir / "keys.yaml"), "clients": clients_per_site,
@@ -166,6 +166,9 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
                 "host": None if cfg.ray.address else "127.0.0.1",
                 "metrics_host": cfg.metrics.host if cfg.metrics.enabled else None,
                 "certs": str(tls_dir) if tls_dir is not None else None}
+        if cfg.federation.enabled:
+            from federation.actor_grid import learner_config
+            spec["learner"] = learner_config(cfg.scenario(), agent_cfg, cfg.seed, i)
         actors.append(RaySiteAgent.options(
             name=f"agent-{s}", resources={site_resource(s): 0.01},
             num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
@@ -205,7 +208,23 @@ def run_episode(system: System, cluster, wl, *, seed: int, k: int, live_speed: f
                         call_timeout_s=call_timeout_s, on_round=hook)
     t0 = time.perf_counter()
     res = world.run(pol)
+    pol.finish()
     return res, pol, time.perf_counter() - t0, world
+
+
+def episode_workload(wl, ep: int, start_s: float):
+    """Episode ``ep``'s copy of ``wl`` for a coordinator that already holds the earlier
+    episodes: job ids prefixed ``e<ep>/`` (ids are unique per coordinator) and arrivals
+    (and deadlines) moved to start at ``start_s`` (its clock never goes back)."""
+    from dataclasses import replace
+
+    if ep == 0 or not wl.jobs:
+        return wl
+    shift = start_s - wl.jobs[0].arrival
+    jobs = tuple(replace(j, id=f"e{ep}/{j.id}", arrival=j.arrival + shift,
+                         deadline=None if j.deadline is None else j.deadline + shift)
+                 for j in wl.jobs)
+    return replace(wl, jobs=jobs, source=f"{wl.source} (episode {ep}, +{shift:.0f} s)")
 
 
 def system_figures(system: System, pol, wall_s: float) -> dict:
@@ -250,10 +269,6 @@ def up(cfg, *, live: bool = False, progress: bool = True, echo=print) -> dict:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.federation.enabled:
-        raise ValueError(f"{cfg.source}: federation.enabled: true is not run by agora up yet; "
-                         f"train federated with `agora train --federated` and point policy "
-                         f"at its checkpoint (set federation.enabled: false)")
     cluster, wl = cfg.scenario().build(cfg.seed)
     if cluster.faults.outages:
         raise ValueError(f"{cfg.source}: cluster {cfg.cluster}: faults.outages is not supported "
@@ -264,21 +279,26 @@ def up(cfg, *, live: bool = False, progress: bool = True, echo=print) -> dict:
     echo(f"agora up: {len(cluster.sites)} sites, {cfg.replicas} replicas, "
          f"{len(wl.jobs)} jobs ({cfg.workload}), policy {cfg.policy}, seed {cfg.seed}")
     t_up = time.perf_counter()
-    system = bring_up(cfg, cluster, cluster_spec, out)
+    system = bring_up(cfg, cluster, cluster_spec, out, agent_cfg=agents.cfg)
     echo(f"up in {time.perf_counter() - t_up:.1f} s; coordinator config "
          f"{out / 'coordinator' / 'coordinator.yaml'} (agora status --config ...)")
     results = []
     try:
+        clock = 0.0
         for ep in range(cfg.episodes):
             speed = cfg.live_speed if (live or cfg.mode == "live") else None
-            res, pol, wall, _ = run_episode(system, cluster, wl, seed=cfg.seed + ep,
+            wl_ep = episode_workload(wl, ep, clock + 1.0)
+            res, pol, wall, world = run_episode(system, cluster, wl_ep, seed=cfg.seed + ep,
                                          k=agents.cfg.k, live_speed=speed,
                                          call_timeout_s=max(cfg.round_timeout_s, 60.0))
+            clock = world.now
             figs = system_figures(system, pol, wall)
             results.append({"episode": ep, "metrics": res.metrics, "system": figs})
             echo(metrics_table(res.metrics))
             echo(markdown_table(["system", "value"], [[k, str(v)] for k, v in figs.items()
                                                        if k != "agents"]))
+            if cfg.federation.enabled and ep < cfg.episodes - 1:
+                results[-1]["federation"] = federate_between(system, agents, cfg, ep, echo)
     finally:
         system.close()
     result = {"config": _plain(cfg), "episodes": results,
@@ -286,6 +306,26 @@ def up(cfg, *, live: bool = False, progress: bool = True, echo=print) -> dict:
     (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
     echo(f"wrote {out / 'result.json'} ({result['total_wall_s']} s in all)")
     return result
+
+
+def federate_between(system: System, agents, cfg, ep: int, echo) -> dict:
+    """Flower rounds over the site actors after episode ``ep``; the aggregated weights
+    become every site's acting policy (and ``agents``', the driver's copy)."""
+    from agents.learn.networks import get_weights, set_weights
+    from federation.actor_grid import federate
+
+    fc = cfg.federation
+    names = [f"{type(m).__name__}.{n}" for m in agents.modules for n in m.state_dict()]
+    t0 = time.perf_counter()
+    final, info = federate(system.actors, system.sites, get_weights(agents.modules), names,
+                           rounds=fc.rounds, local_steps=fc.local_steps,
+                           strategy=fc.strategy, seed=cfg.seed + ep)
+    set_weights(agents.modules, final)
+    info["wall_s"] = round(time.perf_counter() - t0, 2)
+    echo(f"federation after episode {ep}: {fc.rounds} {fc.strategy} round(s) of "
+         f"{fc.local_steps} local steps per site in {info['wall_s']} s; "
+         f"errors: {len(info['errors'])}")
+    return info
 
 
 def _plain(cfg) -> dict:

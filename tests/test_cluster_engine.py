@@ -304,3 +304,20 @@ def test_with_tls_the_run_completes_and_a_peer_without_a_certificate_is_refused(
         system.close()
     assert res.metrics["jobs_completed"] == res.metrics["jobs"]
     assert pol.stats["code_bytes"] > 0, "codes travelled (acknowledged) over the TLS streams"
+
+
+@pytest.mark.timeout(400)
+def test_flower_rounds_between_episodes_run_on_the_site_actors(tmp_path, ckpt):
+    from deploy.up import up
+
+    cfg = up_config(tmp_path, ckpt, episodes=2, federation={
+        "enabled": True, "rounds": 1, "local_steps": 20, "strategy": "fedavg"})
+    res = up(cfg, echo=lambda *a, **k: None)
+    assert len(res["episodes"]) == 2
+    fed = res["episodes"][0]["federation"]
+    assert fed["errors"] == []
+    assert len(set(fed["policy_digests"])) == 1, "every site acts with the aggregate"
+    sent = {int(k): v for k, v in fed["train"].items()}
+    assert sent and all(m["charts/steps"] >= 20 for m in sent.values())
+    first = res["episodes"][0]["metrics"]
+    assert res["episodes"][1]["metrics"]["jobs_completed"] == first["jobs"]

@@ -147,6 +147,15 @@ class ClusterPolicy:
             if not res.allocations:
                 return
 
+    def finish(self) -> None:
+        """After the world's last event: the sites report the instances that ended since
+        the last decision (no decision follows them), so the coordinator ends the episode
+        holding no stale reservation."""
+        ended = merge_runs(self.sim.take_ended())
+        if ended:
+            obs = [self._obs(None, i, ended.get(i, [])) for i in range(len(self.actors))]
+            self._get([a.prepare.remote(o) for a, o in zip(self.actors, obs)])
+
     def _obs(self, rv, i: int, completions: list) -> SiteObs:
         cap = self.sim.cap
         sl = cap.site_slice[i]

@@ -67,6 +67,8 @@ class SiteAgent:
                        "bids_accepted": 0, "bids_rejected": 0, "completions": 0,
                        "failures": 0, "report_rejected": 0, "decisions": 0}
         self.recovered: int | None = None
+        self._fl = None
+        """(learner, ClientApp, Context), built at the first Flower message"""
 
     # ---- start-up (also after every restart) -------------------------------------------
     async def _ensure_started(self) -> None:
@@ -190,6 +192,41 @@ class SiteAgent:
                                 job, task, b, e, res.rejections[0].reason)
 
         await asyncio.gather(*(worker(c) for c in self.clients))
+
+    # ---- federation (Flower rounds between episodes) ------------------------------------
+    def fl_handle(self, data: bytes) -> bytes | None:
+        """One Flower message (train / evaluate, Flower's protobuf bytes) to this site's
+        ``ClientApp`` over its own PPO learner; the reply as bytes. Blocks the actor while
+        it trains: rounds run between episodes, when no round is in flight."""
+        from flwr.app import Context, RecordDict
+
+        from federation.actor_grid import from_bytes, to_bytes
+        from federation.client_app import make_client_app
+
+        if self._fl is None:
+            from agents.learn.loop import TrainConfig
+            from federation.ppo_learner import PPOSiteLearner
+
+            learner = PPOSiteLearner(self.site, TrainConfig.from_dict(self.spec["learner"]))
+            ctx = Context(run_id=1, node_id=0, node_config={"site": self.site},
+                          state=RecordDict(), run_config={})
+            self._fl = (learner, make_client_app(learner), ctx)
+        msg = from_bytes(data)
+        reply = self._fl[1](msg, self._fl[2])
+        if msg.metadata.message_type.startswith("train"):
+            M.FEDERATED_ROUNDS.inc()
+        return to_bytes(reply)
+
+    def set_policy(self, weights: list) -> str:
+        """Load the federation's aggregated weights into the acting policy; returns their
+        digest (sites compare it to see they act with the same model)."""
+        import hashlib
+
+        from agents.learn.networks import get_weights, set_weights
+
+        set_weights(self.agents.modules, weights)
+        return hashlib.sha256(b"".join(w.tobytes() for w in get_weights(
+            self.agents.modules))).hexdigest()[:16]
 
     # ---- introspection -------------------------------------------------------------------
     async def info(self) -> dict:
