@@ -27,7 +27,8 @@ LAUNCHER = REPO / "deploy" / "ray" / "cluster-launcher.yaml"
 RAYCLUSTER = REPO / "deploy" / "kuberay" / "raycluster.yaml"
 JOB_SUBMIT = REPO / "deploy" / "ray" / "job-submit.sh"
 CLUSTER_CONFIG = REPO / "deploy" / "configs" / "cluster.yaml"
-DEPLOY_MD = REPO / "deploy" / "DEPLOY.md"
+README = REPO / "README.md"
+"""its section "Deploying on a Ray cluster" documents the manifests"""
 
 
 def _pyproject() -> dict:
@@ -270,11 +271,13 @@ def test_the_cluster_config_matches_the_manifests():
     assert cfg.metrics.host == "0.0.0.0"  # scraped from other nodes
 
 
-def test_deploy_md_links_and_commands_point_at_real_files():
-    text = DEPLOY_MD.read_text()
+def test_readme_deploy_section_links_and_commands_point_at_real_files():
+    text = README.read_text()
+    text = text[text.index("### Deploying on a Ray cluster"):]
+    text = text[:text.index("\n## ")]
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         if "://" not in link:
-            assert (DEPLOY_MD.parent / link).exists(), link
+            assert (REPO / link).exists(), link
     for path in ("deploy/ray/cluster-launcher.yaml", "deploy/kuberay/raycluster.yaml",
                  "deploy/ray/job-submit.sh", "deploy/configs/cluster.yaml"):
         assert path in text and (REPO / path).exists()
