@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+TRAINED = "bench/results/learned-synE.pt"
 
 
 def cluster_yaml(n: int, path: Path) -> Path:
@@ -61,14 +62,20 @@ def random_checkpoint(cluster_path: Path, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def one(n_sites: int, jobs: int, work: Path, *, load: float, seed: int = 0) -> dict:
+def one(n_sites: int, jobs: int, work: Path, *, load: float, seed: int = 0,
+        trained: bool = False) -> dict:
+    """One run; ``trained``: the committed 8-site benchmark policy on the default cluster
+    (a trained policy sends far fewer codes than random weights)."""
     from deploy.up import bring_up, run_episode, system_figures
     from deploy.up_config import up_config_from_dict
 
-    d = work / f"s{n_sites}"
+    d = work / (f"s{n_sites}" + ("-trained" if trained else ""))
     d.mkdir(parents=True, exist_ok=True)
-    cpath = cluster_yaml(n_sites, d / "cluster.yaml")
-    ck = random_checkpoint(cpath, d / "random.pt", seed)
+    if trained:
+        cpath, ck = ROOT / "deploy/configs/cluster-default.yaml", ROOT / TRAINED
+    else:
+        cpath = cluster_yaml(n_sites, d / "cluster.yaml")
+        ck = random_checkpoint(cpath, d / "random.pt", seed)
     cfg = up_config_from_dict({"cluster": str(cpath), "workload": f"synthetic:jobs={jobs}",
                                "load": load, "policy": str(ck), "out": str(d / "out"),
                                "seed": seed, "ray": {"num_cpus": os.cpu_count()}},
@@ -84,7 +91,8 @@ def one(n_sites: int, jobs: int, work: Path, *, load: float, seed: int = 0) -> d
     finally:
         system.close()
     tasks = sum(len(j.tasks) for j in wl.jobs)
-    return {"sites": n_sites, "jobs": len(wl.jobs), "tasks": tasks,
+    return {"sites": n_sites, "policy": "trained" if trained else "random",
+            "jobs": len(wl.jobs), "tasks": tasks,
             "instances": res.metrics["instances_completed"],
             "completed": res.metrics["jobs_completed"] == res.metrics["jobs"],
             "startup_s": round(up_s, 1), "score": res.metrics["score"],
@@ -95,10 +103,10 @@ def one(n_sites: int, jobs: int, work: Path, *, load: float, seed: int = 0) -> d
 def table(rows: list[dict]) -> str:
     from agents.sim.report import markdown_table
 
-    head = ["sites", "jobs / tasks", "rounds", "allocations", "latency p50 ms",
+    head = ["sites", "policy", "jobs / tasks", "rounds", "allocations", "latency p50 ms",
             "latency p99 ms", "allocations / s", "codes sent / suppressed",
             "agent RSS MiB (max)", "run wall s", "start-up s", "completed", "load avg"]
-    body = [[str(r["sites"]), f"{r['jobs']} / {r['tasks']}", str(r["rounds"]),
+    body = [[str(r["sites"]), r.get("policy", "random"), f"{r['jobs']} / {r['tasks']}", str(r["rounds"]),
              str(r["allocations_committed"]), f"{r['decision_latency_ms_p50']:.1f}",
              f"{r['decision_latency_ms_p99']:.1f}", f"{r['allocations_per_s']:.1f}",
              f"{r['codes_sent']} / {r['codes_suppressed']}", f"{r['agent_max_rss_mib']:.0f}",
@@ -112,6 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--sites", default="4,8,16,32")
     p.add_argument("--jobs", type=int, default=120, help="synthetic jobs per run")
     p.add_argument("--load", type=float, default=0.9)
+    p.add_argument("--trained", action="store_true",
+                   help="also 8 sites with the committed trained policy (default cluster)")
     p.add_argument("--scale", default="", help="site counts for the 10,000-task runs")
     p.add_argument("--tasks", type=int, default=10_000)
     p.add_argument("--work", default="out/bench-cluster")
@@ -121,6 +131,10 @@ def main(argv=None) -> int:
     rows = []
     for n in [int(x) for x in a.sites.split(",") if x]:
         r = one(n, a.jobs, work, load=a.load)
+        rows.append(r)
+        print(table([r]).splitlines()[-1], flush=True)
+    if a.trained:
+        r = one(8, a.jobs, work, load=a.load, trained=True)
         rows.append(r)
         print(table([r]).splitlines()[-1], flush=True)
     scale = []
@@ -134,7 +148,7 @@ def main(argv=None) -> int:
         print(json.dumps({k: r.get(k) for k in ("sites", "tasks", "completed", "wall_s",
                                                 "agent_max_rss_mib", "error")}), flush=True)
     text = [f"Cluster engine, 4 replicas, {os.cpu_count()} cores; synthetic:jobs={a.jobs} "
-            f"at load {a.load}, seed 0; random-weight checkpoints", "", table(rows)] if rows \
+            f"at load {a.load}, seed 0; random-weight checkpoints unless the policy column says trained", "", table(rows)] if rows \
         else []
     if scale:
         ok = [r for r in scale if "error" not in r]
