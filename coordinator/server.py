@@ -44,11 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import yaml
@@ -56,10 +54,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agents.workloads.loader import load_cluster
 from coordinator.config import CoordinatorConfig
+from coordinator.group_commit import GroupCommit
 from coordinator.pbft.keys import KeySet
 from coordinator.pbft.messages import Broadcast, Reply, Send
 from coordinator.pbft.replica import Replica
 from coordinator.pbft.storage import SqliteStorage
+from coordinator.replica_metrics import ReplicaMetrics
 from coordinator.schedule_state import AllocationRow, ChangeRow, ScheduleState, allocation_pb
 from coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
                                    replica_channel_credentials, server_credentials)
@@ -87,156 +87,6 @@ def load_keys(path: Path) -> KeySet:
         return KeySet.from_dict(data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-
-
-class GroupCommit:
-    """The replica's storage with ``flush`` deferred to the host: the replica flushes after
-    every input; the host commits once per group of inputs and only then delivers the
-    group's actions, which keeps the replica's rule (durable before sent).
-
-    With a storage that can record its writes (``SqliteStorage``: ``deferred``, ``take``,
-    ``write``), the commit runs on one writer thread off the event loop: ``submit(actions,
-    deliver)`` queues the group's writes, and ``deliver(actions)`` is called on the event loop
-    once they are committed. While the writer waits for its fsync the pump goes on with the
-    next inputs, and the writer commits every group queued meanwhile in one transaction
-    (adaptive group commit). Groups are delivered in the order they were submitted; a group
-    that wrote nothing still waits for the groups before it."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        # The writer thread pays off where a commit waits for the disk (an fsync: FULL,
-        # EXTRA); with NORMAL a commit is a write into the OS page cache, cheaper than
-        # handing it to a thread, so it is done inline.
-        self.threaded = (all(hasattr(inner, a) for a in ("deferred", "take", "write"))
-                         and getattr(inner, "synchronous", "FULL") != "NORMAL")
-        self._lock = threading.Condition()
-        self._queue: list[tuple[list, list, Callable]] = []
-        self._undelivered = 0
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self.commits = 0
-        self.groups = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def flush(self) -> None:
-        pass
-
-    def commit(self) -> None:
-        """Commit synchronously (start-up, shutdown, hosts without a writer thread)."""
-        if self.threaded and self.inner.deferred:
-            self.inner.write(self.inner.take())
-        else:
-            self.inner.flush()
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self.threaded:
-            return
-        self.commit()
-        self.inner.deferred = True
-        self._loop = loop
-        self._thread = threading.Thread(target=self._writer, name="storage-writer",
-                                        daemon=True)
-        self._thread.start()
-
-    def submit(self, actions: list, deliver: Callable[[list], None]) -> None:
-        """Deliver ``actions`` once everything saved so far is durable."""
-        if self._thread is None:
-            self.commit()
-            deliver(actions)
-            return
-        stmts = self.inner.take()
-        if not stmts and not self._undelivered:
-            deliver(actions)     # nothing written, nothing earlier waiting: send now
-            return
-        self._undelivered += 1   # only touched on the event loop's thread
-        with self._lock:
-            self._queue.append((stmts, actions, deliver))
-            self._lock.notify()
-
-    def _writer(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._closed:
-                    self._lock.wait()
-                if not self._queue and self._closed:
-                    return
-                groups, self._queue = self._queue, []
-            stmts = [x for g in groups for x in g[0]]
-            try:
-                self.inner.write(stmts)
-            except Exception:   # the disk failed: deliver nothing, stop the replica's output
-                log.exception("storage commit failed; the replica sends nothing more")
-                with self._lock:
-                    self._closed = True
-                return
-            self.commits += 1
-            self.groups += len(groups)
-            try:
-                self._loop.call_soon_threadsafe(self._delivered, groups)
-            except RuntimeError:    # the loop is closed
-                return
-
-    def _delivered(self, groups) -> None:
-        self._undelivered -= len(groups)
-        for _stmts, actions, deliver in groups:
-            deliver(actions)
-
-    def stop(self) -> None:
-        """Finish the queued commits (their actions are dropped) and stop the writer."""
-        if self._thread is None:
-            self.commit()
-            return
-        with self._lock:
-            self._closed = True
-            self._lock.notify()
-        self._thread.join(timeout=30)
-        self._thread = None
-        self.commit()
-
-
-class ReplicaMetrics:
-    """One replica's Prometheus counters (``agents/metrics.py``), updated from the core's
-    state after each pump round: no change to the protocol, a few attribute reads a round."""
-
-    def __init__(self, index: int, replica: Replica) -> None:
-        from agents import metrics
-        label = str(index)
-        self._m = metrics
-        self.label = label
-        self.commits = metrics.COMMITS.labels(replica=label)
-        self.view_changes = metrics.VIEW_CHANGES.labels(replica=label)
-        self.view = metrics.VIEW.labels(replica=label)
-        self.bytes_in = metrics.wire_bytes("in", replica=index)
-        self.bytes_out = metrics.wire_bytes("out", replica=index)
-        self._requests: dict[tuple[str, str], object] = {}
-        # Baselines after recovery: what the database replayed is not counted again.
-        self.executed = replica.last_executed
-        self.installed = replica.view if replica.active else replica.view - 1
-        self.shown = replica.view
-        self.view.set(replica.view)
-
-    def observe(self, replica: Replica) -> None:
-        executed = replica.last_executed
-        if executed > self.executed:
-            self.commits.inc(executed - self.executed)
-            self.executed = executed
-        view = replica.view
-        if view != self.shown:
-            self.shown = view
-            self.view.set(view)
-        if replica.active and view > self.installed:
-            self.installed = view
-            self.view_changes.inc()
-
-    def request(self, rpc_name: str, outcome: str) -> None:
-        child = self._requests.get((rpc_name, outcome))
-        if child is None:
-            child = self._m.REQUESTS.labels(replica=self.label, rpc=rpc_name, outcome=outcome)
-            self._requests[(rpc_name, outcome)] = child
-        child.inc()
 
 
 class ReplicaHost:
