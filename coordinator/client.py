@@ -51,7 +51,7 @@ HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
 RAW_METHODS = ("SubmitJobs", "SubmitBids", "ReportCompletion", "ReportFailure", "Tick",
-               "GetSchedule")
+               "ClearRound", "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
@@ -149,6 +149,13 @@ class CoordinatorClient:
     async def tick(self, round: int, at_s: float = 0.0) -> pb.Result:
         cmd = pb.Command(tick=pb.Tick(round=round, at_s=at_s))
         return pb.Result.FromString(await self.call("Tick", cmd))
+
+    async def clear_round(self, round: int, at_s: float,
+                          sites: Iterable[pb.SignedSiteRound]) -> pb.Result:
+        """Round ``round`` in one ordered command: the sites' signed reports
+        (``coordinator.site_round.sign``), then the clearing at ``at_s``."""
+        cmd = pb.Command(round=pb.Round(round=round, at_s=at_s, sites=list(sites)))
+        return pb.Result.FromString(await self.call("ClearRound", cmd))
 
     async def schedule(self, **by) -> pb.QueryResult:
         """``by``: one of all=True, site=, job_id=, task=(job, task), since_version=."""

@@ -96,8 +96,12 @@ def site_of_client(client_id: str) -> str | None:
 class ScheduleState:
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc)."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster,
+                 verify: Callable[[str, bytes, bytes], bool] | None = None) -> None:
         self.cluster = cluster
+        self.verify = verify
+        """checks a site's signed round report (``coordinator.site_round.verifier``); None:
+        ``round`` commands are refused"""
         self.site_index = {s.name: i for i, s in enumerate(cluster.sites)}
         self.node_names = [n.name for n in cluster.nodes]
         self.pref = site_preference(cluster)
@@ -138,7 +142,8 @@ class ScheduleState:
             kind = cmd.WhichOneof("kind")
             if kind is None:
                 raise ProtoError("command", "no command set",
-                                 "one of submit_jobs, bid_batch, completion, failure, tick, query")
+                                 "one of submit_jobs, bid_batch, completion, failure, tick, "
+                                 "round, query")
         except ProtoError as e:
             self._count(res, Rejected("command.malformed", e.field, str(e)))
             res.round = self.round
@@ -366,6 +371,62 @@ class ScheduleState:
         self.clock_s = msg.at_s
         self.version = seq
         self._notify(seq, new, [])
+
+    def _do_round(self, client_id: str, msg: pb.Round, seq: int, res: pb.Result) -> None:
+        """Every site's signed report (all ended instances first, then all bids), then the
+        clearing: one ordered command per round. A site part that fails its checks is
+        rejected alone (named by index), as a bid is within a batch."""
+        where = "command.round"
+        if self.verify is None:
+            raise Rejected("round.unsupported", where, "this replica holds no client keys to "
+                           "check site signatures; send BidBatch and Tick instead")
+        if msg.round != self.round:
+            raise Rejected("round.wrong_round", f"{where}.round",
+                           f"round {msg.round} is not the current round; expected {self.round}")
+        if not math.isfinite(msg.at_s) or msg.at_s < self.clock_s:
+            raise Rejected("round.bad_time", f"{where}.at_s",
+                           f"{msg.at_s!r}; expected a finite number >= {self.clock_s!r}")
+        reports: list[tuple[str, pb.SiteRound]] = []
+        seen: set[str] = set()
+        for i, part in enumerate(msg.sites):
+            at = f"{where}.sites[{i}]"
+            try:
+                if not self.verify(part.client_id, part.report, part.signature):
+                    raise Rejected("round.bad_signature", f"{at}.signature",
+                                   f"not a valid signature of client {part.client_id!r} over "
+                                   f"the report; expected the client's Ed25519 signature")
+                try:
+                    rep = decode(pb.SiteRound, part.report, f"{at}.report")
+                except ProtoError as e:
+                    raise Rejected("round.malformed", e.field, str(e)) from None
+                self._sender_is(part.client_id, rep.site, f"{at}.report.site", "round")
+                if rep.round != msg.round:
+                    raise Rejected("round.wrong_round", f"{at}.report.round",
+                                   f"{rep.round}; expected the round's {msg.round}")
+                if rep.site in seen:
+                    raise Rejected("round.duplicate_site", f"{at}.report.site",
+                                   f"site {rep.site!r} already reported in this round")
+                seen.add(rep.site)
+                reports.append((part.client_id, rep))
+            except Rejected as r:
+                self._count(res, r)
+        scratch = pb.Result()
+        for cid, rep in reports:
+            for kind, items in (("completion", rep.completions), ("failure", rep.failures)):
+                for m in items:
+                    try:
+                        getattr(self, f"_do_{kind}")(cid, m, seq, scratch)
+                    except Rejected as r:
+                        self._count(res, r)
+        for cid, rep in reports:
+            if rep.bids:
+                try:
+                    self._do_bid_batch(cid, pb.BidBatch(site=rep.site, round=msg.round,
+                                                        bids=rep.bids), seq, scratch)
+                except Rejected as r:
+                    self._count(res, r)
+        res.rejections.extend(scratch.rejections)
+        self._do_tick(client_id, pb.Tick(round=msg.round, at_s=msg.at_s), seq, res)
 
     def _instances(self, msg, where: str, client_id: str, kind: str) -> TaskState:
         self._sender_is(client_id, msg.site, f"{where}.site", kind)

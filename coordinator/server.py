@@ -334,6 +334,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def Tick(self, request, context):
         return await self._request(request, context, "Tick")
 
+    async def ClearRound(self, request, context):
+        return await self._request(request, context, "ClearRound")
+
     async def GetSchedule(self, request, context):
         return await self._request(request, context, "GetSchedule")
 
@@ -382,8 +385,10 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     if keys is None:
         keys = load_keys(config.path(config.keys_file))
     if app is None:
+        from coordinator.site_round import verifier
         app = ScheduleState(load_cluster(str(config.path(config.cluster))
-                                         if config.cluster != "default" else "default"))
+                                         if config.cluster != "default" else "default"),
+                            verify=verifier(keys.client_verify))
     if storage is None:
         db = config.database(index)
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ RPC_KINDS = {
     "ReportCompletion": "completion",
     "ReportFailure": "failure",
     "Tick": "tick",
+    "ClearRound": "round",
     "GetSchedule": "query",
 }
 """Each request RPC and the Command kind its op must hold."""
@@ -137,6 +138,19 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
         if not math.isfinite(m.at_s) or m.at_s < 0:
             raise invalid(f"{at}.at_s", f"{m.at_s!r}", "a finite number of seconds >= 0")
+    elif kind == "round":
+        if m.round < 0:
+            raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
+        if not math.isfinite(m.at_s) or m.at_s < 0:
+            raise invalid(f"{at}.at_s", f"{m.at_s!r}", "a finite number of seconds >= 0")
+        for i, part in enumerate(m.sites):
+            if not part.client_id:
+                raise invalid(f"{at}.sites[{i}].client_id", "empty", "the signing site client")
+            if len(part.signature) != 64:
+                raise invalid(f"{at}.sites[{i}].signature", f"{len(part.signature)} bytes",
+                              "an Ed25519 signature (64 bytes)")
+            if not part.report:
+                raise invalid(f"{at}.sites[{i}].report", "empty", "a serialised SiteRound")
     elif kind == "query":
         q = m.WhichOneof("kind")
         if q is None:

@@ -131,9 +131,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     from deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
-    clients_per_site = 4
-    ids = ["operator"] + [f"site:{s}" for s in sites] + [
-        f"site:{s}/{i}" for s in sites for i in range(1, clients_per_site)]
+    ids = ["operator"] + [f"site:{s}" for s in sites]
     cdir = out / "coordinator"
     cdir.mkdir(parents=True, exist_ok=True)
     tls_dir = Path(cfg.tls.certs_dir) if cfg.tls.enabled else None
@@ -142,12 +140,24 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
         extra["tls_dir"] = tls_dir
     if cfg.metrics.enabled:
         extra["metrics"] = True
-    group = LocalGroup(cdir, n=cfg.replicas, clients=ids, key_seed=f"agora-up-{cfg.seed}".encode(),
-                       cluster=cluster_spec, **extra, **dict(cfg.coordinator))
-    group.start_all(byzantine)
+    for attempt in range(2):
+        group = LocalGroup(cdir, n=cfg.replicas, clients=ids,
+                           key_seed=f"agora-up-{cfg.seed}".encode(), cluster=cluster_spec,
+                           **extra, **dict(cfg.coordinator))
+        group.start_all(byzantine)
+        try:
+            for i in range(cfg.replicas):
+                group.wait_serving(i)
+            break
+        except AssertionError as e:
+            group.stop()
+            # e.g. a port picked free was taken before the replica bound it (Ray starts many
+            # processes): try once more with fresh ports, then give up with the replica's log
+            if attempt:
+                raise
+            log.warning("a replica did not start (%s); once more on fresh ports",
+                        str(e).strip().splitlines()[-1:] or "")
     try:
-        for i in range(cfg.replicas):
-            group.wait_serving(i)
         ray_cluster = start_ray(cfg, sites)
     except BaseException:
         group.stop()
@@ -160,7 +170,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     for i, s in enumerate(sites):
         spec = {"site": s, "sites": sites, "checkpoint": ckpt,
                 "coordinator_config": str(cdir / "coordinator.yaml"),
-                "keys": str(cdir / "keys.yaml"), "clients": clients_per_site,
+                "keys": str(cdir / "keys.yaml"),
                 "namespace": "agora",
                 # on one machine loopback; on a real cluster the node's address
                 "host": None if cfg.ray.address else "127.0.0.1",
@@ -250,7 +260,7 @@ def system_figures(system: System, pol, wall_s: float) -> dict:
         "codes_sent": pol.stats["codes_sent"],
         "codes_suppressed": pol.stats["codes_suppressed"],
         "code_bytes_on_wire": pol.stats["code_bytes"],
-        "bids": pol.stats["bids"], "bids_accepted": pol.stats["bids_accepted"],
+        "bids": pol.stats["bids"], "round_rejections": pol.stats["round_rejections"],
         "view": agreed.get("view", max(views, default=0)),
         "view_changes": agreed.get("view", max(views, default=0)),
         "replica_restarts": system.replica_restarts,

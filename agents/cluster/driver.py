@@ -5,15 +5,21 @@ At each decision point of the world (``agents.cluster.world.ClusterWorld``):
 
 1. jobs that arrived are submitted to the coordinator (the operator's client);
 2. rounds, as in the simulation engine's ``LearnedPolicy.schedule``, until a round places
-   nothing: each site actor gets its own row of the round's observation (plus, in the
-   first round, its instances that ended, which it reports itself) -- phase ``prepare``
-   (reports, trigger, peer codes over gRPC) for every site, then phase ``bid`` (bid batch
-   to the coordinator) -- and the operator's ``Tick`` clears the round;
+   nothing: each site actor gets its own row of the round's observation (plus the
+   instances of its site that ended, which it reports itself) -- phase ``prepare``
+   (trigger, peer codes over gRPC) for every site, then phase ``bid``, which returns the
+   site's *signed* part of the round (its ended instances and its bids) -- and the round
+   goes to the coordinator as one ordered command (``Round``: every replica checks every
+   site's signature, applies all ended instances, then all bids, then clears);
 3. the world starts the committed allocations on the nodes the coordinator chose.
 
+One PBFT request per round instead of one per site plus a tick: the sites' parts are
+carried, not re-signed, so the driver can drop a part (the site could send its own
+``BidBatch``) but cannot forge or alter one.
+
 **Decision latency** of an allocation: wall time from the start of the round that placed
-it (its task was open and in the agents' window) to the commit of the tick that allocated
-it, answered by f+1 replicas -- at which point it is also queryable.
+it (its task was open and in the agents' window) to the commit of the round, answered by
+f+1 replicas -- at which point it is also queryable.
 """
 
 from __future__ import annotations
@@ -29,6 +35,15 @@ import ray
 from agents.cluster.brain import SiteObs
 from agents.cluster.world import ClusterWorld, WorldMismatch
 from agents.learn.features import FeatureBuilder, candidates
+from protos.agora.v1 import coordinator_pb2 as pb
+
+
+class _NoDecision:
+    """A decision point with nothing open (``finish``): only reports go out."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.pool = ()
 
 
 class LoopThread:
@@ -81,6 +96,8 @@ class ClusterPolicy:
         self.phases: list[tuple[float, float, float]] = []
         """per committed round: seconds in prepare (reports, codes), bid, tick"""
         self.stats = defaultdict(int)
+        self.unreported: dict[int, list] = {}
+        """site -> ended instances (merged runs) its next signed part must report"""
 
     def reset(self, sim: ClusterWorld) -> None:
         self.sim = sim
@@ -102,16 +119,16 @@ class ClusterPolicy:
 
     def schedule(self, ctx) -> None:
         self._submit_arrivals()
-        ended = merge_runs(self.sim.take_ended())
+        self._add_ended()
         n_sites = len(self.actors)
         while True:
             window = candidates(ctx, self.k)
-            if not window and not ended:
+            if not window and not self.unreported:
                 return
             rv = self.builder.view(self.sim, window, self.t0) if window else None
             t_round = time.perf_counter()
-            obs = [self._obs(rv, i, ended.get(i, [])) for i in range(n_sites)]
-            ended = {}
+            reports, self.unreported = self.unreported, {}
+            obs = [self._obs(rv, i, reports.get(i, [])) for i in range(n_sites)]
             prep = self._get([a.prepare.remote(o) for a, o in zip(self.actors, obs)])
             t_prep = time.perf_counter()
             active = [p["active"] for p in prep]
@@ -119,21 +136,25 @@ class ClusterPolicy:
             self.stats["codes_suppressed"] += sum(a and not p["sent"] for a, p in
                                                   zip(active, prep))
             self.stats["code_bytes"] += sum(p["wire_bytes"] * p["acked"] for p in prep)
-            if not any(active):
-                return
-            bids = self._get([a.bid.remote(self.round) for a, on in zip(self.actors, active)
-                              if on])
-            self.stats["bids"] += sum(b["bids"] for b in bids)
-            self.stats["bids_accepted"] += sum(b["accepted"] for b in bids)
-            if not any(b["accepted"] for b in bids):
+            asked = [i for i in range(n_sites) if active[i] or reports.get(i)]
+            parts = self._get([self.actors[i].bid.remote(self.round) for i in asked])
+            for i, part in zip(asked, parts):
+                if part.get("lost_observation") and reports.get(i):
+                    self.unreported.setdefault(i, []).extend(reports[i])  # next round
+            signed = [pb.SignedSiteRound.FromString(p["signed"]) for p in parts
+                      if p["signed"] is not None]
+            self.stats["bids"] += sum(p["bids"] for p in parts)
+            if not signed:
                 return
             t_bid = time.perf_counter()
-            res = self.loop.run(self.operator.client.tick(self.round, at_s=ctx.now))
-            if res.rejections and res.kind == "tick" and res.round == self.round:
-                raise WorldMismatch(f"tick refused: {res.rejections[0].reason}")
+            res = self.loop.run(self.operator.client.clear_round(self.round, ctx.now, signed))
+            if res.kind != "round" or res.round != self.round + 1:
+                raise WorldMismatch(f"round {self.round} was not cleared: "
+                                    f"{[r.reason for r in res.rejections[:3]]}")
             t_commit = time.perf_counter()
             self.round = int(res.round)
             self.stats["rounds"] += 1
+            self.stats["round_rejections"] += len(res.rejections)
             for a in res.allocations:
                 self.sim.start_allocated(a.job_id, a.task_id, a.instance_begin,
                                          a.instance_end, a.node,
@@ -147,14 +168,21 @@ class ClusterPolicy:
             if not res.allocations:
                 return
 
+    def _add_ended(self) -> None:
+        for site, runs in merge_runs(self.sim.take_ended()).items():
+            self.unreported.setdefault(site, []).extend(runs)
+
     def finish(self) -> None:
         """After the world's last event: the sites report the instances that ended since
         the last decision (no decision follows them), so the coordinator ends the episode
         holding no stale reservation."""
-        ended = merge_runs(self.sim.take_ended())
-        if ended:
-            obs = [self._obs(None, i, ended.get(i, [])) for i in range(len(self.actors))]
-            self._get([a.prepare.remote(o) for a, o in zip(self.actors, obs)])
+        self._add_ended()
+        for _ in range(3):          # a site restarted mid-report reports again
+            if not self.unreported:
+                return
+            self.schedule(_NoDecision(self.sim.now))
+        if self.unreported:
+            raise WorldMismatch(f"ended instances never reported: {self.unreported}")
 
     def _obs(self, rv, i: int, completions: list) -> SiteObs:
         cap = self.sim.cap

@@ -1,14 +1,15 @@
 """The site agent of the cluster engine: a Ray actor hosting the learned policy of one site,
-its peer-message gRPC server, and its signed coordinator clients.
+its peer-message gRPC server, and its signing key.
 
 A round has two phases, each one actor call from the driver (``agents.cluster.driver``):
 
-1. ``prepare(obs)``: report the site's ended instances to the coordinator (each a PBFT
-   request signed with the site's key; ordered before any bid of the round), then run the
-   trigger and, if the agent is uncertain, send its code to every peer over gRPC and wait
-   for their acknowledgements.
-2. ``bid(round)``: score the window attending over the codes received, and submit the
-   site's bid batch to the coordinator.
+1. ``prepare(obs)``: run the trigger and, if the agent is uncertain, send its code to every
+   peer over gRPC and wait for their acknowledgements.
+2. ``bid(round)``: score the window attending over the codes received, and return the
+   site's part of the round -- its ended instances and its bids -- signed with the site's
+   Ed25519 key (``coordinator.site_round``). The driver carries every site's signed part to
+   the coordinator in the round's one ordered command (``Round``); each replica checks each
+   signature, so the driver can drop a part but not forge or alter one.
 
 The actor is restartable (Ray ``max_restarts``): ``__init__`` only loads weights; the first
 call after a (re)start opens the gRPC server on a fresh port, registers it under a new
@@ -64,8 +65,7 @@ class SiteAgent:
         self._obs: SiteObs | None = None
         self._t_obs = time.perf_counter()
         self.counts = {"rounds": 0, "batches": 0, "codes_sent": 0, "codes_suppressed": 0, "bids": 0,
-                       "bids_accepted": 0, "bids_rejected": 0, "completions": 0,
-                       "failures": 0, "report_rejected": 0, "decisions": 0}
+                       "completions": 0, "failures": 0}
         self.recovered: int | None = None
         self._fl = None
         """(learner, ClientApp, Context), built at the first Flower message"""
@@ -99,8 +99,9 @@ class SiteAgent:
                                self._resolve, credentials=creds)
         config = load_config(spec["coordinator_config"])
         keys = load_keys(Path(spec["keys"]))
-        ids = [f"site:{self.site}"] + [f"site:{self.site}/{i}"
-                                       for i in range(1, spec.get("clients", 4))]
+        ids = [f"site:{self.site}"]
+        self.client_id = f"site:{self.site}"
+        self.seed = keys.client_signing[self.client_id]
         tls_id = f"site-{self.site}" if config.tls_enabled else None
         self.clients = [CoordinatorClient(config, keys, cid, tls_identity=tls_id)
                         for cid in ids]
@@ -128,70 +129,56 @@ class SiteAgent:
         t0 = self._t_obs = time.perf_counter()
         self._obs = obs
         code = self.brain.trigger(obs, self.mailbox)
-        send = None
+        acked = 0
         if obs.mask.any():
             if code is None:
                 self.counts["codes_suppressed"] += 1
                 M.MESSAGES_SUPPRESSED.labels(site=self.site).inc()
             else:
-                send = self.links.broadcast(obs.round, code, self.epoch)
-        # the reports (PBFT) and the codes (peer streams) go out together; both are done
-        # before this phase returns, so before any site's bid of the round
-        if send is not None:
-            _, acked = await asyncio.gather(self._report(obs.completions), send)
-            self.counts["codes_sent"] += 1
-            M.MESSAGES_SENT.labels(site=self.site).inc()
-            M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
-        else:
-            acked = 0
-            await self._report(obs.completions)
+                acked = await self.links.broadcast(obs.round, code, self.epoch)
+                self.counts["codes_sent"] += 1
+                M.MESSAGES_SENT.labels(site=self.site).inc()
+                M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
         return {"site": self.site, "sent": code is not None, "acked": acked,
                 "active": bool(obs.mask.any()), "wire_bytes": self.code_bytes if code is not
                 None else 0, "prepare_s": time.perf_counter() - t0}
 
     async def bid(self, round: int) -> dict:
+        """This site's signed part of the round (``coordinator.site_round``): its ended
+        instances and its bids, for the driver to carry to the coordinator in the round's
+        one ordered command. The driver cannot alter it; every replica checks the
+        signature."""
+        from coordinator.site_round import sign
+        from protos.agora.v1 import coordinator_pb2 as pb
+
         await self._ensure_started()
         obs = self._obs
         if obs is None or obs.round != round:
-            # a restart lost the observation between the phases: bid nothing this round
-            return {"site": self.site, "bids": 0, "accepted": 0, "lost_observation": True}
+            # a restart lost the observation between the phases: nothing this round (its
+            # ended instances come back: the driver reports what it has not seen committed)
+            return {"site": self.site, "bids": 0, "signed": None, "lost_observation": True}
         bids = self.brain.bids(obs, self.mailbox)
         self.counts["rounds"] += 1
-        if not bids:
-            return {"site": self.site, "bids": 0, "accepted": 0}
-        res = await self.clients[0].submit_bids(self.site, round, bids)
-        M.DECISIONS.labels(site=self.site).inc()
-        M.DECISION_LATENCY.labels(site=self.site).observe(time.perf_counter() - self._t_obs)
-        self.counts["batches"] += 1
-        self.counts["bids"] += len(bids)
-        self.counts["bids_accepted"] += res.accepted
-        self.counts["bids_rejected"] += len(res.rejections)
-        return {"site": self.site, "bids": len(bids), "accepted": res.accepted,
-                "rejections": [f"{r.field}: {r.reason}" for r in res.rejections[:3]]}
-
-    async def _report(self, ended: list[tuple[str, str, int, int, str]]) -> None:
-        if not ended:
-            return
-        queue: asyncio.Queue = asyncio.Queue()
-        for e in ended:
-            queue.put_nowait(e)
-
-        async def worker(client) -> None:
-            while not queue.empty():
-                job, task, b, e, outcome = queue.get_nowait()
-                if outcome == "completed":
-                    res = await client.report_completion(job, task, b, e, self.site)
-                    self.counts["completions"] += e - b
-                else:
-                    res = await client.report_failure(job, task, b, e, self.site,
-                                                      "instance failed at the site")
-                    self.counts["failures"] += e - b
-                if res.rejections:
-                    self.counts["report_rejected"] += 1
-                    log.warning("site %s: report of %s/%s[%d:%d] rejected: %s", self.site,
-                                job, task, b, e, res.rejections[0].reason)
-
-        await asyncio.gather(*(worker(c) for c in self.clients))
+        rep = pb.SiteRound(site=self.site, round=round, bids=[
+            pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids])
+        for job, task, b, e, outcome in obs.completions:
+            if outcome == "completed":
+                rep.completions.add(job_id=job, task_id=task, instance_begin=b,
+                                    instance_end=e, site=self.site)
+                self.counts["completions"] += e - b
+            else:
+                rep.failures.add(job_id=job, task_id=task, instance_begin=b, instance_end=e,
+                                 site=self.site, reason="instance failed at the site")
+                self.counts["failures"] += e - b
+        if not bids and not obs.completions:
+            return {"site": self.site, "bids": 0, "signed": None}
+        if bids:
+            self.counts["batches"] += 1
+            self.counts["bids"] += len(bids)
+            M.DECISIONS.labels(site=self.site).inc()
+            M.DECISION_LATENCY.labels(site=self.site).observe(time.perf_counter() - self._t_obs)
+        signed = sign(self.seed, self.client_id, rep)
+        return {"site": self.site, "bids": len(bids), "signed": signed.SerializeToString()}
 
     # ---- federation (Flower rounds between episodes) ------------------------------------
     def fl_handle(self, data: bytes) -> bytes | None:

@@ -75,6 +75,40 @@ class Tick(_message.Message):
     at_s: float
     def __init__(self, round: _Optional[int] = ..., at_s: _Optional[float] = ...) -> None: ...
 
+class SiteRound(_message.Message):
+    __slots__ = ("site", "round", "completions", "failures", "bids")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BIDS_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    round: int
+    completions: _containers.RepeatedCompositeFieldContainer[Completion]
+    failures: _containers.RepeatedCompositeFieldContainer[Failure]
+    bids: _containers.RepeatedCompositeFieldContainer[Bid]
+    def __init__(self, site: _Optional[str] = ..., round: _Optional[int] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., failures: _Optional[_Iterable[_Union[Failure, _Mapping]]] = ..., bids: _Optional[_Iterable[_Union[Bid, _Mapping]]] = ...) -> None: ...
+
+class SignedSiteRound(_message.Message):
+    __slots__ = ("client_id", "report", "signature")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    report: bytes
+    signature: bytes
+    def __init__(self, client_id: _Optional[str] = ..., report: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class Round(_message.Message):
+    __slots__ = ("round", "at_s", "sites")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    AT_S_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    at_s: float
+    sites: _containers.RepeatedCompositeFieldContainer[SignedSiteRound]
+    def __init__(self, round: _Optional[int] = ..., at_s: _Optional[float] = ..., sites: _Optional[_Iterable[_Union[SignedSiteRound, _Mapping]]] = ...) -> None: ...
+
 class TaskRef(_message.Message):
     __slots__ = ("job_id", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -112,20 +146,22 @@ class Query(_message.Message):
     def __init__(self, schedule: _Optional[_Union[ScheduleQuery, _Mapping]] = ..., job_status: _Optional[_Union[JobStatusQuery, _Mapping]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("submit_jobs", "bid_batch", "completion", "failure", "tick", "query")
+    __slots__ = ("submit_jobs", "bid_batch", "completion", "failure", "tick", "query", "round")
     SUBMIT_JOBS_FIELD_NUMBER: _ClassVar[int]
     BID_BATCH_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     TICK_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
     submit_jobs: SubmitJobs
     bid_batch: BidBatch
     completion: Completion
     failure: Failure
     tick: Tick
     query: Query
-    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., bid_batch: _Optional[_Union[BidBatch, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., tick: _Optional[_Union[Tick, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ...) -> None: ...
+    round: Round
+    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., bid_batch: _Optional[_Union[BidBatch, _Mapping]] = ..., completion: _Optional[_Union[Completion, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., tick: _Optional[_Union[Tick, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., round: _Optional[_Union[Round, _Mapping]] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("field", "reason")

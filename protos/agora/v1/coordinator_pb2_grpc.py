@@ -60,6 +60,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
+        self.ClearRound = channel.unary_unary(
+                '/agora.v1.Coordinator/ClearRound',
+                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/agora.v1.Coordinator/GetSchedule',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
@@ -110,6 +115,13 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearRound(self, request, context):
+        """A Round: the sites' signed reports and the clearing in one ordered request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSchedule(self, request, context):
         """Read-only: the envelope's op is a Command holding a Query.
         """
@@ -154,6 +166,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'Tick': grpc.unary_unary_rpc_method_handler(
                     servicer.Tick,
+                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+            ),
+            'ClearRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearRound,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
@@ -306,6 +323,33 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/Tick',
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.v1.Coordinator/ClearRound',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
