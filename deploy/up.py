@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -133,6 +134,11 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *,
     sites = list(cluster.site_names)
     ids = ["operator"] + [f"site:{s}" for s in sites]
     cdir = out / "coordinator"
+    if cdir.exists():
+        # a run starts its own coordinator group: a previous run's logs would be replayed
+        # by the new replicas and its jobs clash with this run's ids
+        log.warning("removing the previous run's coordinator state in %s", cdir)
+        shutil.rmtree(cdir)
     cdir.mkdir(parents=True, exist_ok=True)
     tls_dir = Path(cfg.tls.certs_dir) if cfg.tls.enabled else None
     extra = {}

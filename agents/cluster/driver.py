@@ -96,6 +96,9 @@ class ClusterPolicy:
         self.phases: list[tuple[float, float, float]] = []
         """per committed round: seconds in prepare (reports, codes), bid, tick"""
         self.stats = defaultdict(int)
+        self.actor_prepare_s: list[float] = []
+        """per round: the slowest site's own time in ``prepare`` (the rest of the phase is
+        Ray's call and return)"""
         self.unreported: dict[int, list] = {}
         """site -> ended instances (merged runs) its next signed part must report"""
 
@@ -131,6 +134,7 @@ class ClusterPolicy:
             obs = [self._obs(rv, i, reports.get(i, [])) for i in range(n_sites)]
             prep = self._get([a.prepare.remote(o) for a, o in zip(self.actors, obs)])
             t_prep = time.perf_counter()
+            self.actor_prepare_s.append(max(p["prepare_s"] for p in prep))
             active = [p["active"] for p in prep]
             self.stats["codes_sent"] += sum(p["sent"] for p in prep)
             self.stats["codes_suppressed"] += sum(a and not p["sent"] for a, p in
