@@ -9,25 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coordinator.pbft.keys import generate_keys
-from coordinator.schedule_state import ScheduleState
 from coordinator.site_round import sign, verifier
 from protos.agora.v1 import coordinator_pb2 as pb
-from tests.test_coordinator_state import SETTINGS, cluster, job, submit
+from tests.test_coordinator_state import SETTINGS, job, submit
+from tests.test_coordinator_state import Run as StateRun
 
 KEYS = generate_keys(4, ["site:a", "site:b", "site:c", "operator"], seed=b"round-tests")
 
 
-class Run:
-    def __init__(self, verify=True) -> None:
-        self.state = ScheduleState(cluster(), verify=verifier(KEYS.client_verify)
-                                   if verify else None)
-        self.seq = 0
-
-    def __call__(self, client: str, data: bytes) -> pb.Result:
-        self.seq += 1
-        out = pb.Result.FromString(self.state.execute(client, data, self.seq))
-        self.state.check_invariants()
-        return out
+def Run(verify: bool = True) -> StateRun:
+    """The state tests' runner, with the clients' public keys (or none)."""
+    return StateRun(verifier(KEYS.client_verify) if verify else None)
 
 
 def part(client: str, site: str, rnd: int, *, bids=(), completions=(),

@@ -69,8 +69,8 @@ def done(j, t, b, e, site, failed: str | None = None) -> bytes:
 class Run:
     """A state and its sequence numbers: ``run("site:a", op)`` -> Result."""
 
-    def __init__(self) -> None:
-        self.state = ScheduleState(cluster())
+    def __init__(self, verify=None) -> None:
+        self.state = ScheduleState(cluster(), verify=verify)
         self.seq = 0
 
     def __call__(self, client: str, data: bytes) -> pb.Result:
