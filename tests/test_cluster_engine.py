@@ -321,3 +321,13 @@ def test_flower_rounds_between_episodes_run_on_the_site_actors(tmp_path, ckpt):
     assert sent and all(m["charts/steps"] >= 20 for m in sent.values())
     first = res["episodes"][0]["metrics"]
     assert res["episodes"][1]["metrics"]["jobs_completed"] == first["jobs"]
+
+
+def test_agora_up_with_a_bad_config_exits_2_naming_file_line_and_field(tmp_path, capsys):
+    from deploy.cli import main
+
+    bad = tmp_path / "up.yaml"
+    bad.write_text("seed: 0\nreplicas: 3\n")
+    assert main(["up", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "up.yaml:2" in err and "replicas" in err and "3f+1" in err
