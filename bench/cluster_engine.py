@@ -39,9 +39,8 @@ def cluster_yaml(n: int, path: Path) -> Path:
         if i >= len(kinds):
             s["name"] = f"{s['name']}-{i // len(kinds)}"
         sites.append(s)
-    doc = {"sites": sites, "links": base.get("links", {})}
-    doc["links"] = {"default": base.get("links", {}).get("default",
-                                                         {"latency_ms": 20, "bandwidth_mbps": 10000})}
+    default = base.get("links", {}).get("default", {"latency_ms": 20, "bandwidth_mbps": 10000})
+    doc = {"sites": sites, "links": {"default": default}}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

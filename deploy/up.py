@@ -267,7 +267,6 @@ def system_figures(system: System, pol, wall_s: float) -> dict:
         "codes_suppressed": pol.stats["codes_suppressed"],
         "code_bytes_on_wire": pol.stats["code_bytes"],
         "bids": pol.stats["bids"], "round_rejections": pol.stats["round_rejections"],
-        "view": agreed.get("view", max(views, default=0)),
         "view_changes": agreed.get("view", max(views, default=0)),
         "replica_restarts": system.replica_restarts,
         "agent_restarts": ray.get(system.registry.restarts.remote(), timeout=30),
@@ -317,7 +316,7 @@ def up(cfg, *, live: bool = False, progress: bool = True, echo=print) -> dict:
                 results[-1]["federation"] = federate_between(system, agents, cfg, ep, echo)
     finally:
         system.close()
-    result = {"config": _plain(cfg), "episodes": results,
+    result = {"config": cfg.to_dict(), "episodes": results,
               "total_wall_s": round(time.perf_counter() - t_up, 2)}
     (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
     echo(f"wrote {out / 'result.json'} ({result['total_wall_s']} s in all)")
@@ -342,7 +341,3 @@ def federate_between(system: System, agents, cfg, ep: int, echo) -> dict:
          f"{fc.local_steps} local steps per site in {info['wall_s']} s; "
          f"errors: {len(info['errors'])}")
     return info
-
-
-def _plain(cfg) -> dict:
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)

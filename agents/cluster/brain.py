@@ -23,9 +23,8 @@ import torch
 
 from agents.learn.codec import dequantise
 from agents.learn.learned_policy import Agents
-from agents.learn.ranking import sample_orders
+from agents.learn.ranking import bid_price, sample_orders
 from agents.learn.trigger import normalised_entropy
-from agents.market import price_of
 
 
 @dataclass
@@ -91,11 +90,11 @@ class SiteBrain:
         None."""
         if not obs.mask.any() or self.comm == "none":
             return None
-        code = self.agents.codec.wire(obs.local[None])[0]
-        if self.comm == "always":
-            return code
-        h = normalised_entropy(self.logits(obs, mailbox)[None], self.valid(obs)[None])[0]
-        return code if h >= self.threshold else None
+        if self.comm != "always":
+            h = normalised_entropy(self.logits(obs, mailbox)[None], self.valid(obs)[None])[0]
+            if h < self.threshold:
+                return None               # suppressed: nothing to encode
+        return self.agents.codec.wire(obs.local[None])[0]
 
     def bids(self, obs: SiteObs, mailbox: Mailbox) -> list[tuple[str, str, int, int]]:
         """(job, task, instances, price) in ranking order; empty when the agent passes."""
@@ -119,6 +118,5 @@ class SiteBrain:
                 continue
             for r in range(3):
                 left[r] -= n * demand[r]
-            price = price_of(2 * (k + 1) - pos if pos < plen else k + 1 - pos)
-            out.append((job, task, int(n), int(price)))
+            out.append((job, task, int(n), int(bid_price(pos, plen, k))))
         return out

@@ -92,7 +92,6 @@ class ClusterPolicy:
         self.round = 0
         self.latencies: list[float] = []
         """seconds, one per committed allocation row"""
-        self.round_s: list[float] = []
         self.phases: list[tuple[float, float, float]] = []
         """per committed round: seconds in prepare (reports, codes), bid, tick"""
         self.stats = defaultdict(int)
@@ -164,7 +163,6 @@ class ClusterPolicy:
                                          a.instance_end, a.node,
                                          self.sim.cluster.site_names.index(a.site))
                 self.latencies.append(t_commit - t_round)
-            self.round_s.append(t_commit - t_round)
             self.phases.append((t_prep - t_round, t_bid - t_prep, t_commit - t_bid))
             self.stats["allocations"] += len(res.allocations)
             if self.on_round is not None:

@@ -23,8 +23,6 @@ from protos.agora.v1 import agent_pb2_grpc as rpc
 
 log = logging.getLogger(__name__)
 
-MAX_CODE_BYTES = 64
-
 
 class PeerService(rpc.PeerExchangeServicer):
     """The receiving side: every acknowledged code is the sender's latest in ``mailbox``."""

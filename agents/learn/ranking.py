@@ -69,6 +69,12 @@ def first_choice_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def bid_price(pos: int, plen: int, k: int) -> int:
+    """The price of the slot at position ``pos`` of a ranking whose "pass" is at ``plen - 1``
+    (module docstring: the preferred tier above every reluctant one)."""
+    return price_of(2 * (k + 1) - pos if pos < plen else k + 1 - pos)
+
+
 def bids_of(window: list, order: np.ndarray, plen: np.ndarray, valid: np.ndarray,
             k: int) -> list[Bid]:
     """Bids of every site for one round (see the module docstring for prices)."""
@@ -77,7 +83,6 @@ def bids_of(window: list, order: np.ndarray, plen: np.ndarray, valid: np.ndarray
         for pos, item in enumerate(order[site]):
             if item == k or not valid[site, item]:
                 continue
-            price = price_of(2 * (k + 1) - pos if pos < plen[site] else k + 1 - pos)
             t = window[item]
-            out.append(Bid(site, t, t.open, price))
+            out.append(Bid(site, t, t.open, bid_price(pos, plen[site], k)))
     return out
