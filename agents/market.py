@@ -38,14 +38,14 @@ is the priority arbitration between competing claims.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Hashable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
     from agents.domain import Cluster
-    from agents.sim.engine import Decision
-    from agents.sim.state import TaskState
+    from agents.ledger import Ledger, TaskEntry
+    from agents.sim.capacity import Capacity
 
 PRICE_MAX = 2**31 - 1
 PRICE_SCALE = 2**20
@@ -170,28 +170,136 @@ def site_preference(cluster: Cluster) -> np.ndarray:
     return pref
 
 
-class SimBook:
-    """The market's view of one simulator decision point. Tasks are ``TaskState`` objects
-    (the simulator's own; compared by their FIFO rank), placement is the site's best fit."""
+class LedgerBook:
+    """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
+    the book of the simulation engine's in-memory clearinghouse and of every coordinator
+    replica alike. Tasks are ``TaskEntry`` objects; priority = (-job weight, FIFO rank);
+    rank = the origin's preference for the site; place = the lowest open instances, each on
+    the site's best-fit node (``Capacity.best_fit``), recorded in ``placed`` as (task,
+    instance, node) in placement order. ``on_place(task, instance, node, slots)`` is told of
+    each (the simulator starts the run there)."""
 
-    def __init__(self, ctx: Decision, pref: np.ndarray) -> None:
-        self.ctx = ctx
+    def __init__(self, ledger: Ledger, capacity: Capacity, pref: np.ndarray, *,
+                 on_place: Callable | None = None) -> None:
+        self.ledger = ledger
+        self.capacity = capacity
         self.pref = pref
-        self.n_sites = pref.shape[0]
+        self.n_sites = capacity.n_sites
+        self.on_place = on_place
+        self.placed: list[tuple[TaskEntry, int, int]] = []
 
-    def open_instances(self, task: TaskState) -> int:
-        return task.open if task in self.ctx.pool else 0
+    def open_instances(self, task: TaskEntry) -> int:
+        return task.open if task in self.ledger.pool else 0
 
-    def priority(self, task: TaskState) -> tuple:
+    def priority(self, task: TaskEntry) -> tuple:
         return (-task.job.job.weight, task.rank)
 
-    def rank(self, task: TaskState, site: int) -> int:
+    def rank(self, task: TaskEntry, site: int) -> int:
         return int(self.pref[task.job.origin, site])
 
-    def place(self, task: TaskState, site: int, n: int) -> int:
-        return self.ctx.assign(task, site, n)
+    def place(self, task: TaskEntry, site: int, n: int) -> int:
+        cap, demand = self.capacity, task.demand
+        got = 0
+        for inst in task.open_indices(n):
+            node = cap.best_fit(demand, site)
+            if node is None:
+                break
+            slots = cap.place(node, demand)
+            self.ledger.start(task, inst, node, slots)
+            self.placed.append((task, inst, node))
+            if self.on_place is not None:
+                self.on_place(task, inst, node, slots)
+            got += 1
+        return got
 
 
-def clear_sim(ctx: Decision, bids: Sequence[Bid], pref: np.ndarray) -> Clearing:
-    """Clear ``bids`` (tasks are ``TaskState``) at the simulator's decision point ``ctx``."""
-    return clear(bids, SimBook(ctx, pref))
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A site's bid as an agent makes it and a clearinghouse receives it (tasks by id)."""
+
+    job_id: str
+    task_id: str
+    instances: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why item ``index`` of a site's offers was refused: ``kind`` (a counter name),
+    ``field`` (the offer's field) and a reason that says what would be right."""
+
+    index: int
+    kind: str
+    field: str
+    reason: str
+
+
+def site_free(capacity: Capacity, site: int) -> tuple[int, int, int]:
+    """The site's free (milli-cpu, MiB, milli-gpu) summed over its *alive* nodes: what its
+    bids of one round may ask for together."""
+    sl = capacity.site_slice[site]
+    alive = capacity.alive[sl]
+    return (int(capacity.free_cpu[sl][alive].sum()), int(capacity.free_mem[sl][alive].sum()),
+            int(capacity.free_gpu[sl][alive].sum()))
+
+
+def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
+                 offers: Sequence[Offer]) -> tuple[list[Bid], list[Refused]]:
+    """Check one site's offers for a round, once, in one place (the coordinator and the
+    in-memory clearinghouse both call this): the task exists and is open, ``instances`` is in
+    1..open, the price is in range, one offer per task, some node of the site could ever
+    hold it, and all of them together fit the site's free resources (no site is asked for
+    more than it has). Returns the market's bids for the accepted offers and a ``Refused``
+    per other one."""
+    bids: list[Bid] = []
+    refused: list[Refused] = []
+    left = list(site_free(capacity, site))
+    seen: set[int] = set()
+    sl = capacity.site_slice[site]
+    for i, o in enumerate(offers):
+        ts = ledger.tasks.get((o.job_id, o.task_id))
+        why = _offer_problem(ts, o, site_name, seen, capacity, sl)
+        if why is not None:
+            refused.append(Refused(i, *why))
+            continue
+        d = ts.demand
+        need = (d.cpu * o.instances, d.mem * o.instances, d.gpu * o.instances)
+        over = [name for name, n, f in zip(("cpu", "mem", "gpu"), need, left) if n > f]
+        if over:
+            r = ("cpu", "mem", "gpu").index(over[0])
+            refused.append(Refused(i, "bid.over_allocation", "instances",
+                                   f"would over-allocate site {site_name!r}: its bids ask "
+                                   f"{need[r] + (site_free(capacity, site)[r] - left[r])} "
+                                   f"{over[0]} and it has {site_free(capacity, site)[r]} free; "
+                                   f"expected at most what fits"))
+            continue
+        for r in range(3):
+            left[r] -= need[r]
+        seen.add(ts.rank)
+        bids.append(Bid(site, ts, o.instances, o.price))
+    return bids, refused
+
+
+def _offer_problem(ts: TaskEntry | None, o: Offer, site_name: str, seen: set[int],
+                   capacity: Capacity, sl: slice) -> tuple[str, str, str] | None:
+    if ts is None:
+        return ("bid.unknown_task", "task_id",
+                f"no task {o.job_id!r}/{o.task_id!r}; expected a submitted task")
+    if ts.open == 0:
+        return ("bid.not_open", "task_id",
+                f"task {o.job_id}/{o.task_id} has no open instance (waiting "
+                f"{ts.count(0)}, running {ts.running}, done {ts.done}); expected a task "
+                f"whose dependencies are done")
+    if not isinstance(o.instances, (int, np.integer)) or not 1 <= o.instances <= ts.open:
+        return ("bid.bad_instances", "instances",
+                f"{o.instances}; task {o.job_id}/{o.task_id} has {ts.open} open instances; "
+                f"expected 1..{ts.open}")
+    if not isinstance(o.price, (int, np.integer)) or not 0 <= o.price <= PRICE_MAX:
+        return ("bid.bad_price", "price", f"{o.price}; expected an integer in [0, {PRICE_MAX}]")
+    if ts.rank in seen:
+        return ("bid.duplicate", "task_id", f"site {site_name!r} already bid for "
+                f"{o.job_id}/{o.task_id} in this message; expected one bid per task")
+    if not capacity.static_mask(ts.demand)[sl].any():
+        return ("bid.never_fits", "task_id", f"no node of site {site_name!r} can hold an "
+                f"instance of {o.job_id}/{o.task_id}")
+    return None

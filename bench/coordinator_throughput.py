@@ -32,6 +32,7 @@ import yaml
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorClient
 from coordinator.local_group import LocalGroup
+from protos.agora.v1 import coordinator_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = 4
@@ -52,7 +53,7 @@ def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "F
                    batch_size=batch, batch_timeout_s=0.001 if batch > 1 else 0.0,
                    checkpoint_interval=64, watermark_window=256, max_outstanding=8,
                    view_change_timeout_s=VC_TIMEOUT, request_timeout_s=20.0,
-                   sqlite_synchronous=sync)
+                   sqlite_synchronous=sync, round_timeout_s=3600.0, site_timeout_s=3600.0)
     g.start_all()
     return g
 
@@ -88,6 +89,8 @@ class Load:
     def __init__(self, g: LocalGroup, clients: list[str], per_request: int, jobs_per_site: int):
         self.g, self.per_request = g, per_request
         self.clients = [CoordinatorClient(g.config, g.keys, c, timeout_s=30.0) for c in clients]
+        self.voters = [CoordinatorClient(g.config, g.keys, f"replica:{i}", timeout_s=30.0)
+                       for i in range(g.config.f + 1)]
         self.jobs_per_site = jobs_per_site
         self.round = 0
         self.log: list[tuple[float, float, int]] = []   # (done at, latency, accepted bids)
@@ -129,7 +132,8 @@ class Load:
             self.busy += 1
             t0 = time.perf_counter()
             try:
-                r = await c.submit_bids(site, rnd, bids)
+                r = await c.submit_round(pb.SiteRound(site=site, round=rnd, bidding=True, bids=[
+                    pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids]))
             except Exception as e:  # a view change in progress: keep going
                 print(f"  client {c.client_id}: {e}", file=sys.stderr)
                 await asyncio.sleep(0.05)
@@ -157,9 +161,15 @@ class Load:
                 except asyncio.TimeoutError:
                     pass
             try:
-                r = await op.tick(self.round, 0.0)
-                self.ticks.append((time.perf_counter(), self.round, r.accepted))
-                self.round = max(self.round + 1, r.round)
+                # the replicas' own votes close the round (f+1 of them), as their round
+                # timers would
+                for v in self.voters:
+                    r = await v.call("CloseRound", pb.Command(
+                        close_round=pb.CloseRound(round=self.round)))
+                    if r and pb.Result.FromString(r).round > self.round:
+                        break
+                self.ticks.append((time.perf_counter(), self.round, 0))
+                self.round += 1
             except Exception as e:
                 print(f"  ticker: {e}", file=sys.stderr)
                 await asyncio.sleep(0.05)
@@ -182,7 +192,7 @@ class Load:
         self.next_round.set()
         self.idle.set()
         await asyncio.wait(tasks, timeout=30)
-        for c in self.clients:
+        for c in self.clients + self.voters:
             await c.close()
 
 

@@ -83,7 +83,7 @@ def references(src, n: int) -> dict[str, dict[str, list[float]]]:
 
 
 def with_weights(template: Agents, w: list[np.ndarray]) -> Agents:
-    a = Agents(template.cfg, template.n_sites, template.state_dim)
+    a = Agents(template.cfg)
     set_weights(a.modules, w)
     return a
 

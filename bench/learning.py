@@ -36,6 +36,8 @@ from agents.learn.evaluate import SRPT_NAME, evaluate, run_learned, run_srpt
 from agents.sim.report import markdown_table, mean_ci
 from agents.sim.runner import run_one
 from agents.workloads.loader import load_cluster
+from agents.step.codes import code_bytes
+from agents.step.observe import LOCAL_DIM
 from agents.workloads.synthetic import generate
 from bench.scenarios import DEFAULT_TRACES, REPO, alibaba, synthetic_dag
 
@@ -173,12 +175,10 @@ def ablation(ck: str, sc, seeds: int, thresholds: list[float], log) -> tuple[str
             wall += time.perf_counter() - t0
             jct.append(r.metrics["jct_mean_s"])
             score.append(r.metrics["score"])
-            sent += pol.mailbox.sent
-            poss += pol.mailbox.possible
+            sent += sum(a.sent for a in pol.agents)
+            poss += sum(a.sent + a.suppressed for a in pol.agents)
             rounds += pol.rounds
-        cfg = pol.agents.cfg
-        from agents.learn.codec import code_bytes
-        from agents.learn.features import LOCAL_DIM
+        cfg = pol.policy
         out.append({"mode": mode, "threshold": thr, "jct": jct, "score": score,
                     "sent_frac": sent / poss if poss else 0.0, "possible": poss,
                     "bytes_per_msg": 0 if mode == "none" else code_bytes(cfg.code_dim, cfg.bits),
@@ -206,15 +206,16 @@ def ablation(ck: str, sc, seeds: int, thresholds: list[float], log) -> tuple[str
 def codec_error(ck: str, sc) -> dict:
     """Reconstruction error of the codec on local states of a held-out run (seed 0)."""
     import torch
+
     from agents.learn import checkpoint
-    from agents.learn.learned_policy import LearnedPolicy, Recorder
     from agents.sim.config import SimConfig
     from agents.sim.engine import Simulator
+    from agents.step.simulation import AgentsPolicy, Recorder
 
     agents, _ = checkpoint.load_agents(ck)
     cluster, wl = sc.build(0)
     rec = Recorder()
-    Simulator(cluster, wl, SimConfig(seed=0)).run(LearnedPolicy(agents, recorder=rec))
+    Simulator(cluster, wl, SimConfig(seed=0)).run(AgentsPolicy(agents.policy(), recorder=rec))
     x = np.concatenate(rec.rows["local"])
     with torch.no_grad():
         mu, _ = agents.codec.encode(torch.from_numpy(x))

@@ -1,7 +1,7 @@
 """A client of the coordinator: signs PBFT requests, sends them to every replica, and accepts
 an answer once enough replicas gave the same one (Castro & Liskov, section 4.1).
 
-- Ordered requests (submit jobs, bids, completions, failures, ticks): f+1 matching replies,
+- Ordered requests (submit jobs, a site's round messages, a replica's votes): f+1 matching replies,
   so at least one comes from a correct replica. The request goes first to the f+1 replicas
   that answered last time, and to all once one of them is slow, fails or disagrees.
 - Queries: the read-only fast path needs 2f+1 matching replies; short of that (replicas
@@ -15,7 +15,9 @@ concurrency. Timestamps come from the wall clock in microseconds and only ever g
 restarted client never reuses one.
 
     async with CoordinatorClient(config, keys, "site:dc-east") as c:
-        result = await c.submit_bids("dc-east", round=0, bids=[("j1", "map", 4, 100)])
+        result = await c.submit_round(pb.SiteRound(site="dc-east", round=0, bidding=True,
+                                                   bids=[pb.Bid(job_id="j1", task_id="map",
+                                                                instances=4, price=100)]))
 
 TLS: with ``tls.enabled`` in the config the client connects with mutual TLS, presenting
 ``tls.client_cert``/``client_key`` (by default ``<certs_dir>/client.crt|key``), or the
@@ -37,6 +39,7 @@ from agents.domain import Job
 from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
+from coordinator.round_keeper import sign_heartbeat
 from coordinator.transport import channel_options, client_channel_credentials, open_channel
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -44,14 +47,14 @@ from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 from protos.convert import job_to_proto
 
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.FAILED_PRECONDITION)
 
 
 HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
-RAW_METHODS = ("SubmitJobs", "SubmitBids", "ReportCompletion", "ReportFailure", "Tick",
-               "ClearRound", "GetSchedule")
+RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
@@ -92,6 +95,7 @@ class CoordinatorClient:
         """the replicas that formed the last quorum: asked first (see send_raw)"""
         self._latency: float | None = None
         """moving average of the latency of ordered requests, seconds"""
+        self._hb_ts = 0
 
     async def __aenter__(self) -> CoordinatorClient:
         self.open()
@@ -125,37 +129,26 @@ class CoordinatorClient:
         cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(j) for j in jobs]))
         return pb.Result.FromString(await self.call("SubmitJobs", cmd))
 
-    async def submit_bids(self, site: str, round: int,
-                          bids: Iterable[tuple[str, str, int, int]]) -> pb.Result:
-        """``bids``: (job id, task id, instances, price)."""
-        cmd = pb.Command(bid_batch=pb.BidBatch(site=site, round=round, bids=[
-            pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids]))
-        return pb.Result.FromString(await self.call("SubmitBids", cmd))
+    async def submit_round(self, msg: pb.SiteRound) -> pb.Result:
+        """A site's own message: its ends, its nodes, its decision for a round."""
+        return pb.Result.FromString(await self.call("SubmitRound",
+                                                    pb.Command(site_round=msg)))
 
-    async def report_completion(self, job_id: str, task_id: str, begin: int, end: int,
-                                site: str) -> pb.Result:
-        cmd = pb.Command(completion=pb.Completion(job_id=job_id, task_id=task_id,
-                                                  instance_begin=begin, instance_end=end,
-                                                  site=site))
-        return pb.Result.FromString(await self.call("ReportCompletion", cmd))
+    async def heartbeat(self) -> int:
+        """Tell every replica this client (a site) is alive (not ordered); returns how many
+        took it."""
+        self.open()
+        ts = max(self._hb_ts + 1, time.time_ns() // 1000)
+        self._hb_ts = ts
+        msg = sign_heartbeat(self.auth.signer, self.client_id, ts)
 
-    async def report_failure(self, job_id: str, task_id: str, begin: int, end: int, site: str,
-                             reason: str = "") -> pb.Result:
-        cmd = pb.Command(failure=pb.Failure(job_id=job_id, task_id=task_id,
-                                            instance_begin=begin, instance_end=end, site=site,
-                                            reason=reason))
-        return pb.Result.FromString(await self.call("ReportFailure", cmd))
-
-    async def tick(self, round: int, at_s: float = 0.0) -> pb.Result:
-        cmd = pb.Command(tick=pb.Tick(round=round, at_s=at_s))
-        return pb.Result.FromString(await self.call("Tick", cmd))
-
-    async def clear_round(self, round: int, at_s: float,
-                          sites: Iterable[pb.SignedSiteRound]) -> pb.Result:
-        """Round ``round`` in one ordered command: the sites' signed reports
-        (``coordinator.site_round.sign``), then the clearing at ``at_s``."""
-        cmd = pb.Command(round=pb.Round(round=round, at_s=at_s, sites=list(sites)))
-        return pb.Result.FromString(await self.call("ClearRound", cmd))
+        async def one(stub) -> bool:
+            try:
+                await stub.Heartbeat(msg, timeout=self.timeout_s)
+                return True
+            except grpc.aio.AioRpcError:
+                return False
+        return sum(await asyncio.gather(*(one(s) for s in self._stubs)))
 
     async def schedule(self, **by) -> pb.QueryResult:
         """``by``: one of all=True, site=, job_id=, task=(job, task), since_version=."""
@@ -165,6 +158,10 @@ class CoordinatorClient:
 
     async def job_status(self, job_id: str) -> pb.QueryResult:
         return await self.query(pb.Query(job_status=pb.JobStatusQuery(job_id=job_id)))
+
+    async def ledger(self) -> pb.LedgerView:
+        """The whole ledger as f+1 (or 2f+1 on the fast path) replicas agree on it."""
+        return (await self.query(pb.Query(ledger=pb.LedgerQuery()))).ledger
 
     async def query(self, q: pb.Query) -> pb.QueryResult:
         cmd = pb.Command(query=q)

@@ -96,6 +96,14 @@ class CoordinatorConfig:
     """Most PBFT envelopes the transport packs into one gRPC message to a peer, >= 1."""
     request_timeout_s: float = 10.0
     """Seconds a replica's request handler waits for the request to execute, > 0."""
+    round_timeout_s: float = 2.0
+    """Seconds a round may wait, after its first decision, for the other expected sites;
+    then this replica votes to close it (f+1 votes close it), > 0. Typical 0.5-5 s: above a
+    site agent's reaction time under load, well below a task's duration."""
+    site_timeout_s: float = 10.0
+    """Seconds without a heartbeat after which this replica votes a site lapsed (when the
+    site runs instances or a round waits for it), > 0. Site agents heartbeat every second or
+    so; a restarted agent is back well within this."""
     sqlite_synchronous: str = "NORMAL"
     """SQLite ``synchronous`` of the replicas' WAL: NORMAL (the default) or FULL (or EXTRA).
 
@@ -209,7 +217,8 @@ class CoordinatorConfig:
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max")
 _NONNEG_FLOAT = ("batch_timeout_s",)
-_POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s")
+_POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
+                   "site_timeout_s")
 _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 
 

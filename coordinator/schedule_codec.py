@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from coordinator.schedule_book import DONE, OPEN, RUNNING, WAITING, JobState, apply_slots
+from agents.ledger import WAITING
+from agents.ledger_codec import job_record_bytes, length_delimited, restore_job
+from agents.market import Offer, admit_offers
+from coordinator.schedule_records import SitePart, allocation_pb, change_pb
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import schedule_pb2
-from protos.convert import ProtoError, job_from_proto
+from protos.convert import ProtoError
 
 if TYPE_CHECKING:
     from coordinator.schedule_state import ScheduleState
@@ -58,63 +61,36 @@ def _check_known_walk(msg: Message, where: str) -> None:
 
 # ---- snapshot ----
 
-def _ld(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field: tag, length, payload."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v > 0x7F:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
-    """The state as a serialised ``ScheduleSnapshot``, fields in number order. Jobs and
-    allocations never change once written, so their bytes are encoded once and cached:
-    a checkpoint then costs a join, not a re-encoding of the whole history."""
+    """The state as a serialised ``ScheduleSnapshot``, fields in number order. A job's
+    record is cached until the job changes and allocations never change once written, so a
+    checkpoint re-encodes what changed since the last one, not the whole history."""
     parts = [pb.ScheduleSnapshot(cluster_digest=st.cluster_digest, version=st.version,
                                  round=st.round).SerializeToString(deterministic=True)]
-    for js in st.jobs.values():
-        # A job's and a task's encodings are cached until they change (TaskState.touch):
-        # a checkpoint re-encodes only what changed since the last one.
-        if js.rec is None:
-            rec = [_ld(1, js.job_bytes)]
-            for t in js.job.tasks:
-                ts = js.tasks[t.id]
-                if ts.rec is None:
-                    tr = pb.TaskRecord(states=bytes(ts.states), failures=ts.failures)
-                    for i in sorted(ts.running):
-                        node, slots = ts.running[i]
-                        tr.running.add(instance=i, node=node,
-                                       gpu_index=[x[0] for x in slots],
-                                       gpu_milli=[x[1] for x in slots])
-                    ts.rec = _ld(2, tr.SerializeToString(deterministic=True))
-                rec.append(ts.rec)
-            js.rec = _ld(4, b"".join(rec))
-        parts.append(js.rec)
-    tail = pb.ScheduleSnapshot()
-    for site, job, task, n, price in st.pending:
-        tail.pending.add(site=site, job_id=job, task_id=task, instances=n, price=price)
-    parts.append(tail.SerializeToString(deterministic=True))
+    for js in st.ledger.jobs.values():
+        parts.append(length_delimited(4, job_record_bytes(js, st.job_versions[js.job.id])))
     cache = st.allocation_bytes
     if len(cache) < len(st.allocations):
-        from coordinator.schedule_state import allocation_pb
-        cache.extend(_ld(6, allocation_pb(row, with_round=False).SerializeToString(
-            deterministic=True))
+        cache.extend(length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True))
                      for row in st.allocations[len(cache):])
     parts.extend(cache)
-    tail = pb.ScheduleSnapshot(clock_s=st.clock_s)
+    tail = pb.ScheduleSnapshot(armed=st.armed, armed_version=st.armed_version,
+                               close_votes=sorted(st.close_votes),
+                               nodes_down=sorted(st.nodes_down))
     if counters:
         for name, count in sorted(st.rejected.items()):
             tail.rejected.add(name=name, count=count)
-    for version, job, task, b, e, site, kind in st.changes:
-        tail.changes.add(version=version, job_id=job, task_id=task, instance_begin=b,
-                         instance_end=e, site=site, kind=kind)
-    tail.allocation_rounds.extend(row[8] for row in st.allocations)
+    tail.changes.extend(change_pb(row) for row in st.changes)
+    tail.allocation_rounds.extend(row[7] for row in st.allocations)
+    for site in st.site_names:
+        part = st.parts.get(site)
+        if part is not None:
+            tail.parts.add(site=site, seen_version=part.seen_version, counts=part.counts, bids=[
+                pb.Bid(job_id=o.job_id, task_id=o.task_id, instances=o.instances,
+                       price=o.price) for o in part.offers])
+        info = st.sites[site]
+        tail.sites.add(site=site, last_heard=info.last_heard, lapsed=info.lapsed,
+                       lapse_votes=sorted(info.lapse_votes))
     parts.append(tail.SerializeToString(deterministic=True))
     return b"".join(parts)
 
@@ -122,60 +98,59 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
 def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
     """Fill the freshly reset ``st`` from ``snap``; ProtoError on an inconsistent one."""
     check_known(snap, "snapshot")
-    st.version, st.round, st.clock_s = snap.version, snap.round, snap.clock_s
+    st.version, st.round = snap.version, snap.round
+    st.armed, st.armed_version = snap.armed, snap.armed_version
+    n_nodes = st.capacity.n_nodes
     for j, rec in enumerate(snap.jobs):
-        at = f"snapshot.jobs[{j}]"
-        job = job_from_proto(rec.job, f"{at}.job")
-        if job.origin not in st.site_index or job.id in st.jobs:
-            raise ProtoError(f"{at}.job", "unknown origin or repeated job", "a valid snapshot")
-        js = JobState(job, j, st.site_index[job.origin])
-        if len(rec.tasks) != len(job.tasks):
-            raise ProtoError(f"{at}.tasks", "not one record per task", "a valid snapshot")
-        for k, (t, tr) in enumerate(zip(job.tasks, rec.tasks)):
-            ts = js.tasks[t.id]
-            if len(tr.states) != t.instances or any(s > DONE for s in tr.states):
-                raise ProtoError(f"{at}.tasks[{k}].states", "bad instance states",
-                                 "one byte 0..3 per instance")
-            ts.states = bytearray(tr.states)
-            ts.failures = tr.failures
-            ts.n_open = ts.states.count(OPEN)
-            ts.n_done = ts.states.count(DONE)
-            for p in tr.running:
-                if not (0 <= p.instance < t.instances and ts.states[p.instance] == RUNNING
-                        and 0 <= p.node < st.capacity.n_nodes
-                        and len(p.gpu_index) == len(p.gpu_milli)):
-                    raise ProtoError(f"{at}.tasks[{k}].running", "bad placement",
-                                     "a valid snapshot")
-                slots = tuple(zip(p.gpu_index, p.gpu_milli))
-                ts.running[p.instance] = (p.node, slots)
-                apply_slots(st.capacity, p.node, t.demand, slots)
-            if len(ts.running) != ts.states.count(RUNNING):
-                raise ProtoError(f"{at}.tasks[{k}].running", "running instances without a "
-                                 "placement", "a valid snapshot")
-            assert WAITING == 0
-        st.jobs[job.id] = js
-        for ts in js.tasks.values():
-            st.tasks[ts.key] = ts
-    for p in snap.pending:
-        ts = st.tasks.get((p.job_id, p.task_id))
-        if ts is None or p.site not in st.site_index:
-            raise ProtoError("snapshot.pending", "bid for an unknown task", "a valid snapshot")
-        st.pending.append((p.site, p.job_id, p.task_id, p.instances, p.price))
-        st.pending_keys.add((p.site, ts.key))
-        d = ts.task.demand
-        asked = st.pending_demand.setdefault(p.site, [0, 0, 0])
-        asked[0] += d.cpu * p.instances
-        asked[1] += d.mem * p.instances
-        asked[2] += d.gpu * p.instances
+        js = restore_job(st.ledger, rec, st.site_index, n_nodes, f"snapshot.jobs[{j}]")
+        st.job_versions[js.job.id] = rec.version
+        for ts in js.tasks:
+            for node, slots in ts.placements.values():
+                apply_slots(st.capacity, node, ts.demand, slots)
+    for node in snap.nodes_down:
+        if not 0 <= node < n_nodes:
+            raise ProtoError("snapshot.nodes_down", f"node {node}", "a node index")
+        st.nodes_down.add(node)
+        st.capacity.alive[node] = False
+    st.close_votes = set(snap.close_votes)
+    if [s.site for s in snap.sites] != st.site_names:
+        raise ProtoError("snapshot.sites", "not one record per site in cluster order",
+                         "a valid snapshot")
+    for rec in snap.sites:
+        info = st.sites[rec.site]
+        info.last_heard, info.lapsed = rec.last_heard, rec.lapsed
+        info.lapse_votes = set(rec.lapse_votes)
+    for part in snap.parts:
+        if part.site not in st.site_index:
+            raise ProtoError("snapshot.parts", f"unknown site {part.site!r}", "a valid snapshot")
+        offers = [Offer(b.job_id, b.task_id, b.instances, b.price) for b in part.bids]
+        bids, refused = admit_offers(st.ledger, st.capacity, st.site_index[part.site],
+                                     part.site, offers)
+        if refused:
+            raise ProtoError("snapshot.parts", f"{part.site}: {refused[0].reason}",
+                             "a valid snapshot")
+        st.parts[part.site] = SitePart(part.seen_version, offers, bids, part.counts)
     if len(snap.allocation_rounds) != len(snap.allocations):
         raise ProtoError("snapshot.allocation_rounds", "not one per allocation",
                          "a valid snapshot")
     for a, r in zip(snap.allocations, snap.allocation_rounds):
         st.allocations.append((a.job_id, a.task_id, a.instance_begin, a.instance_end, a.site,
-                               a.node, a.start_s, a.version, r))
+                               a.node, a.version, r))
     st.rejected = Counter({c.name: c.count for c in snap.rejected})
     st.changes = [(c.version, c.job_id, c.task_id, c.instance_begin, c.instance_end, c.site,
-                   c.kind) for c in snap.changes]
+                   c.kind, c.start_s, c.end_s, c.exit_code, c.reason) for c in snap.changes]
+
+
+def apply_slots(capacity, node: int, demand, slots) -> None:
+    """Take exactly ``slots`` (as recorded) for ``demand`` on ``node``: restoring a snapshot
+    must hold the very gpus the instance held, not whatever ``take_gpus`` would pick now."""
+    capacity.free_cpu[node] -= demand.cpu
+    capacity.free_mem[node] -= demand.mem
+    if slots:
+        gf = capacity.gpu_free[node]
+        for i, g in slots:
+            gf[i] -= g
+        capacity._refresh_gpu(node)
 
 
 # ---- queries ----
@@ -186,25 +161,38 @@ def _error(st: ScheduleState, field: str, reason: str) -> pb.QueryResult:
 
 def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
     """The answer to ``q`` from ``st`` (read-only)."""
-    from coordinator.schedule_state import allocation_pb
-
     kind = q.WhichOneof("kind")
     if kind == "job_status":
-        js = st.jobs.get(q.job_status.job_id)
+        js = st.ledger.jobs.get(q.job_status.job_id)
         if js is None:
             return _error(st, f"{where}.job_status.job_id",
                           f"no job {q.job_status.job_id!r}; expected a submitted job id")
         out = pb.QueryResult(version=st.version)
         status = out.job_status
         status.job_id, status.origin, status.complete = js.job.id, js.job.origin, js.complete
+        status.outcome, status.reason = js.outcome, js.reason
         for t in js.job.tasks:
-            ts = js.tasks[t.id]
+            ts = js.by_id[t.id]
             status.tasks.add(task_id=t.id, instances=t.instances, waiting=ts.count(WAITING),
-                             open=ts.n_open, running=len(ts.running), done=ts.n_done,
-                             failures=ts.failures)
+                             open=ts.open, running=ts.running, done=ts.done,
+                             failures=ts.total_failures, gave_up=ts.failed,
+                             outcome=ts.outcome, reason=ts.reason)
+        return out
+    if kind == "ledger":
+        out = pb.QueryResult(version=st.version)
+        view = out.ledger
+        view.version = st.version
+        for js in st.ledger.jobs.values():
+            view.jobs.append(pb.JobRecord.FromString(
+                job_record_bytes(js, st.job_versions[js.job.id])))
+        view.round.round, view.round.armed = st.round, st.armed
+        view.round.armed_version = st.armed_version
+        for s in st.site_names:
+            view.sites.add(site=s, lapsed=st.sites[s].lapsed)
+        view.nodes_down.extend(st.node_names[i] for i in sorted(st.nodes_down))
         return out
     if kind != "schedule":
-        return _error(st, where, "no query set; expected schedule or job_status")
+        return _error(st, where, "no query set; expected schedule, job_status or ledger")
     sq = q.schedule
     by = sq.WhichOneof("by")
     rows = st.allocations
@@ -217,18 +205,18 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
                           f"{sorted(st.site_index)}")
         rows = [r for r in rows if r[4] == sq.site]
     elif by == "job_id":
-        if sq.job_id not in st.jobs:
+        if sq.job_id not in st.ledger.jobs:
             return _error(st, f"{at}.job_id", f"no job {sq.job_id!r}")
         rows = [r for r in rows if r[0] == sq.job_id]
     elif by == "task":
-        if (sq.task.job_id, sq.task.task_id) not in st.tasks:
+        if (sq.task.job_id, sq.task.task_id) not in st.ledger.tasks:
             return _error(st, f"{at}.task", f"no task {sq.task.job_id!r}/{sq.task.task_id!r}")
         rows = [r for r in rows if r[0] == sq.task.job_id and r[1] == sq.task.task_id]
     elif by == "since_version":
         if sq.since_version < 0:
             return _error(st, f"{at}.since_version", f"{sq.since_version}; expected >= 0")
         # versions only grow along the list
-        rows = rows[bisect.bisect_left(rows, sq.since_version, key=lambda r: r[7]):]
+        rows = rows[bisect.bisect_left(rows, sq.since_version, key=lambda r: r[6]):]
     else:
         return _error(st, at, "no selector set; expected all, site, job_id, task or "
                       "since_version")

@@ -2,36 +2,41 @@
 
 PBFT (Castro & Liskov, OSDI 1999) orders client requests; every correct replica then calls
 ``execute(client_id, op, seq)`` with the same requests in the same order, so every replica
-must end in the same state and answer the same bytes. This class is that state machine (the
-core's ``App`` protocol: ``execute``, ``query``, ``snapshot``, ``restore``).
+ends in the same state and answers the same bytes. This class is that state machine (the
+core's ``App`` protocol: ``execute``, ``query``, ``snapshot``, ``restore``). Task-instance
+state is the one ledger (``agents.ledger``), the clearing the one market
+(``agents.market.clear`` over a ``LedgerBook``), the same code the simulation engine runs.
 
 **Commands** (``op`` = a serialised ``agora.v1.Command``; coordinator.proto documents each):
 
-- ``submit_jobs``: admit jobs (the workload proto; checked by ``protos.convert``). A task that
-  fits no node of the cluster rejects its job with the reason.
-- ``bid_batch``: a site's bids for the current round, kept pending until the round's tick.
-- ``tick``: clear the round: ``agents.market.clear`` over every pending bid of the round
-  together, with :class:`~coordinator.schedule_book.ScheduleBook` (priority = -weight,
-  arrival order, DAG order; rank = the origin's site preference; place = best-fit node
-  reservation on ``agents.sim.capacity.Capacity``). Each award becomes allocations (job, task,
-  instance range, site, node, round, version = the sequence number).
-- ``completion`` / ``failure``: running instances finish (releasing their reservation and,
-  when a task is done, opening the tasks that waited on it) or fail (their instances open
-  again for re-bidding: never lost).
+- ``submit_jobs``: admit jobs. A task that fits no node of the cluster rejects its job.
+- ``site_round`` (a site's own message, only from its own clients ``site:<name>``): the
+  instances that stopped there (completed, failed, lost) and its nodes' state, applied first;
+  then, when bidding, its decision for the current round (its bids replace any it sent
+  earlier in the round). No site can act for another: every end must be an instance running
+  at that site, every node one of its own, every bid is checked against its own free
+  resources.
+- ``close_round`` / ``site_lapsed``: votes of the replicas themselves (clients
+  ``replica:<i>``), never of a site. f+1 distinct votes act.
 - ``query``: read-only, also answered by ``query()``.
 
-**Mediation.** Client ids ``site:<name>`` belong to sites. A bid batch, completion or failure
-naming a site other than the sender's is rejected; so is a job a site submits for another
-origin. A bid is rejected when its task is unknown or not open, when it asks for more than
-is open, when the site bid for the task already this round, when the site has no node that
-could ever hold it, or when the site's bids of the round would together exceed the site's
-free cpu, memory or gpu (over-allocation). Every rejection names the field, says why, is
-counted by kind, and changes nothing else; commands are checked whole before any change.
+**Rounds.** Bids target a round. Round r is *armed* while something may be allocated (work
+opened, capacity was released, a node came back; a round that allocated nothing disarms
+until one of those happens). It closes -- all its decisions cleared together -- as soon as
+every *expected* site has decided for it: a live (not lapsed) site that can hold some open
+task now. Work that opens while a round is armed waits for the sites' next decisions (the
+next round), so new arrivals never invalidate decisions already made and a busy stream of
+submissions cannot keep a round from closing. A site that stays silent cannot hold rounds
+back for long: each replica
+votes ``close_round`` when its round timeout passes with a decision in (f+1 votes close the
+round), and ``site_lapsed`` when the site's heartbeats stop (f+1 votes lapse it: its running
+instances are lost and reopened, and no round waits for it until it sends again). No client
+moves a clock: the state machine reads none, and nothing a site sends changes what another
+site may do.
 
 **Determinism.** No clock, no randomness, no iteration over unordered sets: jobs are kept in
-admission order, pending bids in commit order, instances lowest index first. ``snapshot()``
-is a deterministic protobuf serialisation, so equal states give equal bytes, and
-``restore(snapshot())`` rebuilds the very same state (gpu slots included).
+admission order, sites in cluster order, instances lowest index first. ``snapshot()`` is a
+deterministic serialisation, and ``restore(snapshot())`` rebuilds the very same state.
 """
 
 from __future__ import annotations
@@ -42,39 +47,29 @@ import math
 from collections import Counter
 from typing import Callable
 
-from agents.domain import Cluster, Demand, why_unschedulable
-from agents.market import PRICE_MAX, Bid, clear, site_preference
+from agents.domain import Cluster, why_unschedulable
+from agents.ledger import RUNNING, Ledger, TaskEntry
+from agents.market import LedgerBook, Offer, admit_offers, clear, site_preference
 from agents.sim.capacity import Capacity
-from coordinator.schedule_book import (
-    DONE,
-    OPEN,
-    RUNNING,
-    WAITING,
-    JobState,
-    ScheduleBook,
-    TaskKey,
-    TaskState,
-    runs,
-)
 from coordinator.schedule_codec import check_known, query_answer, restore_into, snapshot_bytes
+from coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
+                                          allocation_pb, change_pb, runs)
 from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import schedule_pb2
 from protos.convert import ProtoError, cluster_to_proto, decode, job_from_proto
 
 log = logging.getLogger(__name__)
 
 SITE_PREFIX = "site:"
 """Client ids of site agents: ``site:<site name>`` (or ``site:<site name>/<k>``)."""
+REPLICA_PREFIX = "replica:"
+"""Client ids the replicas vote with: ``replica:<index>``."""
 
 MAX_JOBS_PER_COMMAND = 10_000
 MAX_TASKS_PER_JOB = 1_000
 MAX_INSTANCES_PER_TASK = 1_000_000
 MAX_REASON_BYTES = 1024
+END_KINDS = {pb.END_COMPLETED: "completed", pb.END_FAILED: "failed", pb.END_LOST: "lost"}
 
-AllocationRow = tuple[str, str, int, int, str, str, float, int, int]
-"""(job, task, instance begin, end, site, node, start_s, version, round)"""
-ChangeRow = tuple[int, str, str, int, int, str, str]
-"""(version, job, task, begin, end, site, "completed" | "failed")"""
 
 
 class Rejected(Exception):
@@ -93,57 +88,79 @@ def site_of_client(client_id: str) -> str | None:
     return client_id[len(SITE_PREFIX):].split("/", 1)[0]
 
 
-class ScheduleState:
-    """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc)."""
+def replica_of_client(client_id: str, n: int) -> int | None:
+    """The replica index of a client ``replica:<i>`` (0 <= i < n); None for others."""
+    if not client_id.startswith(REPLICA_PREFIX):
+        return None
+    tail = client_id[len(REPLICA_PREFIX):]
+    if not tail.isdigit() or not 0 <= int(tail) < n:
+        return None
+    return int(tail)
 
-    def __init__(self, cluster: Cluster,
-                 verify: Callable[[str, bytes, bytes], bool] | None = None) -> None:
+
+class ScheduleState:
+    """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
+    ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act)."""
+
+    def __init__(self, cluster: Cluster, *, n_replicas: int = 4) -> None:
         self.cluster = cluster
-        self.verify = verify
-        """checks a site's signed round report (``coordinator.site_round.verifier``); None:
-        ``round`` commands are refused"""
-        self.site_index = {s.name: i for i, s in enumerate(cluster.sites)}
+        self.n_replicas = n_replicas
+        self.votes_needed = (n_replicas - 1) // 3 + 1
+        self.site_names = list(cluster.site_names)
+        self.site_index = {s: i for i, s in enumerate(self.site_names)}
         self.node_names = [n.name for n in cluster.nodes]
+        self.node_index = {n: i for i, n in enumerate(self.node_names)}
         self.pref = site_preference(cluster)
         self.cluster_digest = hashlib.sha256(
             cluster_to_proto(cluster).SerializeToString(deterministic=True)).digest()
-        self._fits_cache: dict[tuple[Demand, int], bool] = {}
-        """(demand, site) -> whether some node of the site could ever hold it"""
-        self.listeners: list[Callable[[int, list[AllocationRow], list[ChangeRow]], None]] = []
-        """called after each command that allocated or finished instances (not state)"""
+        self.listeners: list[Callable[[pb.ScheduleUpdate], None]] = []
+        """called with the update of every command that changed what watchers see"""
         self._reset()
 
     def _reset(self) -> None:
         self.capacity = Capacity(self.cluster)
-        self.jobs: dict[str, JobState] = {}
-        self.tasks: dict[TaskKey, TaskState] = {}
+        self.ledger = Ledger(max_attempts=self.cluster.faults.max_attempts)
+        self.ledger.on_open = self._opened
+        self.job_versions: dict[str, int] = {}
         self.version = 0
         """sequence number of the last command that changed the schedule"""
         self.round = 0
-        self.clock_s = 0.0
-        self.pending: list[tuple[str, str, str, int, int]] = []
-        """this round's bids in commit order: (site, job, task, instances, price)"""
-        self.pending_keys: set[tuple[str, TaskKey]] = set()
-        self.pending_demand: dict[str, list[int]] = {}
-        """site -> [cpu, mem, gpu] asked by its pending bids"""
+        self.armed = False
+        self.armed_version = 0
+        """the version that armed the current round"""
+        self.parts: dict[str, SitePart] = {}
+        self.close_votes: set[int] = set()
+        self.sites = {s: SiteInfo() for s in self.site_names}
+        self.nodes_down: set[int] = set()
         self.allocations: list[AllocationRow] = []
         self.allocation_bytes: list[bytes] = []
         """encoded snapshot fields of ``allocations`` (a cache: rows never change)"""
         self.changes: list[ChangeRow] = []
         self.rejected: Counter[str] = Counter()
+        # transient, never in a snapshot (it does not change any answer): for the replica's
+        # decision-latency measurement
+        self.opened_seq: dict[tuple[str, str], int] = {}
+        self.closed_round_armed_seq = 0
+        self._opened_count = 0
+        self._seq = 0
+        self._sub = (0, 0)
+        """(version, updates published at it so far): a batch of requests shares a version"""
+        self._update: pb.ScheduleUpdate | None = None
 
     # ---- the App protocol ------------------------------------------------------------
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
         """Apply one ordered command; returns the serialised ``Result`` (never raises)."""
         res = pb.Result(version=seq)
+        self._seq = seq
+        self._update = pb.ScheduleUpdate(version=seq)
+        before = (self.round, self.armed, self.armed_version)
         try:
             cmd = decode(pb.Command, op, "command")
             check_known(cmd, "command")
             kind = cmd.WhichOneof("kind")
             if kind is None:
-                raise ProtoError("command", "no command set",
-                                 "one of submit_jobs, bid_batch, completion, failure, tick, "
-                                 "round, query")
+                raise ProtoError("command", "no command set", "one of submit_jobs, "
+                                 "site_round, close_round, site_lapsed, query")
         except ProtoError as e:
             self._count(res, Rejected("command.malformed", e.field, str(e)))
             res.round = self.round
@@ -157,6 +174,7 @@ class ScheduleState:
         except Rejected as r:
             self._count(res, r)
         res.round = self.round
+        self._publish(before)
         return res.SerializeToString(deterministic=True)
 
     def query(self, client_id: str, op: bytes) -> bytes:
@@ -190,6 +208,7 @@ class ScheduleState:
         restore_into(fresh, snap)
         listeners = self.listeners
         self.__dict__.update(fresh.__dict__)
+        self.ledger.on_open = self._opened
         self.listeners = listeners
 
     def schedule_bytes(self) -> bytes:
@@ -197,20 +216,40 @@ class ScheduleState:
         unchanged."""
         return snapshot_bytes(self, counters=False)
 
-    # ---- commands ----------------------------------------------------------------------
+    # ---- bookkeeping -------------------------------------------------------------------
     def _count(self, res: pb.Result, r: Rejected) -> None:
         self.rejected[r.kind] += 1
         res.rejections.add(field=r.field, reason=r.reason)
 
-    def _sender_is(self, client_id: str, site: str, where: str, kind: str) -> None:
-        if site not in self.site_index:
-            raise Rejected(f"{kind}.unknown_site", where,
-                           f"unknown site {site!r}; expected one of {sorted(self.site_index)}")
-        if site_of_client(client_id) != site:
-            raise Rejected(f"{kind}.wrong_site", where,
-                           f"client {client_id!r} may not act for site {site!r}; expected "
-                           f"the client id {SITE_PREFIX}{site}")
+    def _opened(self, ts: TaskEntry) -> None:
+        self.opened_seq[ts.key] = self._seq
+        self._opened_count += 1
+        self._arm()
 
+    def _arm(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self.armed_version = self._seq
+
+    def _publish(self, before: tuple) -> None:
+        u = self._update
+        self._update = None
+        changed = (self.round, self.armed, self.armed_version) != before
+        if not (changed or u.jobs or u.allocations or u.changes or u.nodes or u.sites):
+            return
+        self.version = self._seq
+        n = self._sub[1] if self._sub[0] == self._seq else 0
+        u.sub = n
+        self._sub = (self._seq, n + 1)
+        u.round.round, u.round.armed, u.round.armed_version = (self.round, self.armed,
+                                                               self.armed_version)
+        for fn in self.listeners:
+            try:
+                fn(u)
+            except Exception:  # a watcher's bug must not break the replica
+                log.exception("schedule listener failed")
+
+    # ---- commands ----------------------------------------------------------------------
     def _do_submit_jobs(self, client_id: str, msg: pb.SubmitJobs, seq: int,
                         res: pb.Result) -> None:
         where = "command.submit_jobs.jobs"
@@ -218,16 +257,17 @@ class ScheduleState:
             raise Rejected("submit.too_many", where, f"{len(msg.jobs)} jobs; expected at most "
                            f"{MAX_JOBS_PER_COMMAND} per command")
         own = site_of_client(client_id)
-        batch: set[str] = set()
+        if client_id.startswith(REPLICA_PREFIX):
+            raise Rejected("submit.not_allowed", where, f"client {client_id!r} is a replica; "
+                           f"expected an operator's or a site's client")
         for i, jm in enumerate(msg.jobs):
-            at = f"{where}[{i}]"
             try:
-                self._admit(jm, at, own, batch, seq)
+                self._admit(jm, f"{where}[{i}]", own, seq)
                 res.accepted += 1
             except Rejected as r:
                 self._count(res, r)
 
-    def _admit(self, jm, at: str, own: str | None, batch: set[str], seq: int) -> None:
+    def _admit(self, jm, at: str, own: str | None, seq: int) -> None:
         if len(jm.tasks) > MAX_TASKS_PER_JOB:
             raise Rejected("submit.too_big", f"{at}.tasks",
                            f"{len(jm.tasks)} tasks; expected at most {MAX_TASKS_PER_JOB}")
@@ -245,260 +285,246 @@ class ScheduleState:
         if own is not None and own != job.origin:
             raise Rejected("submit.wrong_site", f"{at}.origin", f"site {own!r} may only "
                            f"submit jobs with origin {own!r}, not {job.origin!r}")
-        if job.id in self.jobs or job.id in batch:
+        if job.id in self.ledger.jobs:
             raise Rejected("submit.duplicate_job", f"{at}.id", f"job {job.id!r} exists")
         for k, t in enumerate(job.tasks):
             why = why_unschedulable(t.demand, self.cluster)
             if why:
                 raise Rejected("submit.unschedulable", f"{at}.tasks[{k}]",
                                f"task {t.id!r} fits no node: {why}")
-        js = JobState(job, len(self.jobs), self.site_index[job.origin])
-        batch.add(job.id)
-        self.jobs[job.id] = js
-        for ts in js.tasks.values():
-            self.tasks[ts.key] = ts
-        self.version = seq
+        self.ledger.admit(job, self.site_index[job.origin], job.arrival)
+        self.job_versions[job.id] = seq
+        self._update.jobs.append(jm)
 
-    def _do_bid_batch(self, client_id: str, msg: pb.BidBatch, seq: int,
-                      res: pb.Result) -> None:
-        where = "command.bid_batch"
-        self._sender_is(client_id, msg.site, f"{where}.site", "bid_batch")
-        if msg.round != self.round:
-            raise Rejected("bid_batch.wrong_round", f"{where}.round",
-                           f"round {msg.round} is not the current round; expected {self.round}")
-        site = self.site_index[msg.site]
-        asked = self.pending_demand.get(msg.site, [0, 0, 0])
-        asked = list(asked)
-        sl = self.capacity.site_slice[site]
-        free = (int(self.capacity.free_cpu[sl].sum()), int(self.capacity.free_mem[sl].sum()),
-                int(self.capacity.free_gpu[sl].sum()))
-        accepted: list[tuple[str, str, str, int, int]] = []
-        keys: set[tuple[str, TaskKey]] = set()
-        for i, b in enumerate(msg.bids):
-            at = f"{where}.bids[{i}]"
+    def _do_site_round(self, client_id: str, msg: pb.SiteRound, seq: int,
+                       res: pb.Result) -> None:
+        where = "command.site_round"
+        site = self._sender_is(client_id, msg.site, f"{where}.site")
+        info = self.sites[msg.site]
+        info.last_heard = seq
+        info.lapse_votes.clear()
+        if info.lapsed:
+            info.lapsed = False
+            self._update.sites.add(site=msg.site, lapsed=False)
+            self._arm()
+        opened = self._opened_count
+        for i, e in enumerate(msg.ends):
             try:
-                d = self._check_bid(b, at, msg.site, site, keys)
-                need = (d.cpu * b.instances, d.mem * b.instances, d.gpu * b.instances)
-                for r, (name, n) in enumerate(zip(("cpu", "mem", "gpu"), need)):
-                    if asked[r] + n > free[r]:
-                        raise Rejected("bid.over_allocation", f"{at}.instances",
-                                       f"would over-allocate site {msg.site!r}: its bids of "
-                                       f"round {self.round} ask {asked[r] + n} {name} and it "
-                                       f"has {free[r]} free; expected at most what fits")
-                for r in range(3):
-                    asked[r] += need[r]
-                keys.add((msg.site, (b.job_id, b.task_id)))
-                accepted.append((msg.site, b.job_id, b.task_id, b.instances, b.price))
+                self._end(site, msg.site, e, f"{where}.ends[{i}]")
+                res.accepted += 1
             except Rejected as r:
                 self._count(res, r)
-        if accepted:
-            self.pending.extend(accepted)
-            self.pending_keys |= keys
-            self.pending_demand[msg.site] = asked
-            self.version = seq
-        res.accepted = len(accepted)
+        for i, ns in enumerate(msg.nodes):
+            try:
+                self._node(site, msg.site, ns, f"{where}.nodes[{i}]")
+            except Rejected as r:
+                self._count(res, r)
+        if msg.bidding:
+            self._decide(site, msg, res, where, counts=self._opened_count == opened)
+        self._maybe_close(res)
 
-    def _check_bid(self, b: pb.Bid, at: str, site_name: str, site: int,
-                   keys: set[tuple[str, TaskKey]]) -> Demand:
-        ts = self.tasks.get((b.job_id, b.task_id))
+    def _sender_is(self, client_id: str, site: str, where: str) -> int:
+        if site not in self.site_index:
+            raise Rejected("site_round.unknown_site", where,
+                           f"unknown site {site!r}; expected one of {sorted(self.site_index)}")
+        if site_of_client(client_id) != site:
+            raise Rejected("site_round.wrong_site", where,
+                           f"client {client_id!r} may not act for site {site!r}; expected "
+                           f"the client id {SITE_PREFIX}{site}")
+        return self.site_index[site]
+
+    def _end(self, site: int, site_name: str, e: pb.End, at: str) -> None:
+        ts = self.ledger.tasks.get((e.job_id, e.task_id))
         if ts is None:
-            raise Rejected("bid.unknown_task", f"{at}.task_id",
-                           f"no task {b.job_id!r}/{b.task_id!r}; expected a submitted task")
-        if ts.n_open == 0:
-            raise Rejected("bid.not_open", f"{at}.task_id",
-                           f"task {b.job_id}/{b.task_id} has no open instance (waiting "
-                           f"{ts.count(WAITING)}, running {len(ts.running)}, done "
-                           f"{ts.n_done}); expected a task whose dependencies are done")
-        if not 1 <= b.instances <= ts.n_open:
-            raise Rejected("bid.bad_instances", f"{at}.instances",
-                           f"{b.instances}; task {b.job_id}/{b.task_id} has {ts.n_open} open "
-                           f"instances; expected 1..{ts.n_open}")
-        if not 0 <= b.price <= PRICE_MAX:
-            raise Rejected("bid.bad_price", f"{at}.price",
-                           f"{b.price}; expected an integer in [0, {PRICE_MAX}]")
-        key = (site_name, ts.key)
-        if key in self.pending_keys or key in keys:
-            raise Rejected("bid.duplicate", at, f"site {site_name!r} already bid for "
-                           f"{b.job_id}/{b.task_id} in round {self.round}; expected one bid "
-                           f"per task per round")
-        d = ts.task.demand
-        fits = self._fits_cache.get((d, site))
-        if fits is None:   # static: depends only on the nodes' totals
-            sl = self.capacity.site_slice[site]
-            fits = self._fits_cache[(d, site)] = bool(self.capacity.static_mask(d)[sl].any())
-        if not fits:
-            raise Rejected("bid.never_fits", at, f"no node of site {site_name!r} can hold "
-                           f"an instance of {b.job_id}/{b.task_id}")
-        return d
+            raise Rejected("end.unknown_task", f"{at}.task_id",
+                           f"no task {e.job_id!r}/{e.task_id!r}")
+        if not 0 <= e.instance < ts.task.instances:
+            raise Rejected("end.bad_instance", f"{at}.instance",
+                           f"{e.instance}; expected 0..{ts.task.instances - 1}")
+        placed = ts.placements.get(e.instance)
+        if placed is None or self.capacity.node_site[placed[0]] != site:
+            raise Rejected("end.not_running", f"{at}.instance",
+                           f"instance {e.instance} of {e.job_id}/{e.task_id} is not running "
+                           f"at site {site_name!r}; expected an instance it runs")
+        kind = END_KINDS.get(e.kind)
+        if kind is None:
+            raise Rejected("end.bad_kind", f"{at}.kind", f"{e.kind}; expected END_COMPLETED, "
+                           f"END_FAILED or END_LOST")
+        if not (math.isfinite(e.start_s) and math.isfinite(e.end_s)
+                and 0 <= e.start_s <= e.end_s):
+            raise Rejected("end.bad_time", f"{at}.end_s", f"start {e.start_s!r}, end "
+                           f"{e.end_s!r}; expected finite 0 <= start_s <= end_s")
+        if len(e.reason.encode("utf-8", "surrogatepass")) > MAX_REASON_BYTES:
+            raise Rejected("end.bad_reason", f"{at}.reason",
+                           f"expected at most {MAX_REASON_BYTES} bytes")
+        self._stop(ts, e.instance, kind, e.start_s, e.end_s, e.exit_code, e.reason)
 
-    def _do_tick(self, client_id: str, msg: pb.Tick, seq: int, res: pb.Result) -> None:
+    def _stop(self, ts: TaskEntry, inst: int, kind: str, start_s: float, end_s: float,
+              exit_code: int, reason: str) -> None:
+        """Instance ``inst`` of ``ts`` stopped as ``kind``: release its node, move the ledger
+        on, record the change."""
+        if kind == "completed":
+            node, slots = self.ledger.complete(ts, inst, end_s)
+        else:
+            (node, slots), reopened = self.ledger.fail(ts, inst, end_s,
+                                                      count=kind == "failed", reason=reason)
+            if reopened:
+                self.opened_seq[ts.key] = self._seq
+                self._opened_count += 1
+        self.capacity.release(node, ts.demand, slots)
+        self._arm()
+        site = self.cluster.nodes[node].site
+        row = (self._seq, ts.job.job.id, ts.task.id, inst, inst + 1, site, kind, start_s, end_s,
+               exit_code, reason)
+        self.changes.append(row)
+        self._update.changes.append(change_pb(row))
+
+    def _node(self, site: int, site_name: str, ns: pb.NodeState, at: str) -> None:
+        node = self.node_index.get(ns.node)
+        if node is None or self.capacity.node_site[node] != site:
+            raise Rejected("node.not_own", f"{at}.node", f"{ns.node!r} is not a node of site "
+                           f"{site_name!r}; expected one of its own")
+        if ns.up == (node not in self.nodes_down):
+            return                        # no change
+        if ns.up:
+            self.nodes_down.discard(node)
+            self.capacity.alive[node] = True
+            self._arm()
+        else:
+            self.nodes_down.add(node)
+            self.capacity.alive[node] = False
+            for ts, inst in self._running_on(lambda n: n == node):
+                self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"node {ns.node} went down")
+        self._update.nodes.add(node=ns.node, up=ns.up)
+
+    def _running_on(self, pick: Callable[[int], bool]) -> list[tuple[TaskEntry, int]]:
+        """(task, instance) of every running instance whose node ``pick`` accepts, in
+        admission and instance order."""
+        out = []
+        for js in self.ledger.jobs.values():
+            for ts in js.tasks:
+                if ts.running:
+                    out.extend((ts, i) for i in sorted(ts.placements)
+                               if pick(ts.placements[i][0]))
+        return out
+
+    def _decide(self, site: int, msg: pb.SiteRound, res: pb.Result, where: str, *,
+                counts: bool) -> None:
         if msg.round != self.round:
-            raise Rejected("tick.wrong_round", "command.tick.round",
+            raise Rejected("site_round.wrong_round", f"{where}.round",
                            f"round {msg.round} is not the current round; expected {self.round}")
-        if not math.isfinite(msg.at_s) or msg.at_s < self.clock_s:
-            raise Rejected("tick.bad_time", "command.tick.at_s",
-                           f"{msg.at_s!r}; expected a finite number >= {self.clock_s!r} "
-                           f"(the previous clearing's)")
-        book = ScheduleBook(self.tasks, self.capacity, self.pref)
-        bids = [Bid(self.site_index[s], (j, t), n, p) for s, j, t, n, p in self.pending]
+        if msg.seen_version < 0:
+            raise Rejected("site_round.bad_version", f"{where}.seen_version",
+                           f"{msg.seen_version}; expected >= 0")
+        offers = [Offer(b.job_id, b.task_id, b.instances, b.price) for b in msg.bids]
+        bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers)
+        for r in refused:
+            self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
+        kept = [o for i, o in enumerate(offers) if i not in {r.index for r in refused}]
+        self.parts[msg.site] = SitePart(min(msg.seen_version, self._seq), kept, bids, counts)
+        res.accepted += len(bids)
+        res.decided = counts
+
+    def _do_close_round(self, client_id: str, msg: pb.CloseRound, seq: int,
+                        res: pb.Result) -> None:
+        voter = self._voter(client_id, "close_round")
+        if msg.round != self.round:
+            raise Rejected("close_round.wrong_round", "command.close_round.round",
+                           f"round {msg.round} is not the current round {self.round}")
+        if not self.armed:
+            raise Rejected("close_round.idle", "command.close_round.round",
+                           f"round {msg.round} is not armed: nothing to close")
+        self.close_votes.add(voter)
+        res.accepted = 1
+        if len(self.close_votes) >= self.votes_needed:
+            self._close(res)
+
+    def _do_site_lapsed(self, client_id: str, msg: pb.SiteLapsed, seq: int,
+                        res: pb.Result) -> None:
+        voter = self._voter(client_id, "site_lapsed")
+        info = self.sites.get(msg.site)
+        if info is None:
+            raise Rejected("site_lapsed.unknown_site", "command.site_lapsed.site",
+                           f"unknown site {msg.site!r}")
+        if msg.last_heard != info.last_heard:
+            raise Rejected("site_lapsed.stale", "command.site_lapsed.last_heard",
+                           f"{msg.last_heard}; the site was last heard at {info.last_heard}")
+        if info.lapsed:
+            return
+        info.lapse_votes.add(voter)
+        res.accepted = 1
+        if len(info.lapse_votes) < self.votes_needed:
+            return
+        info.lapsed, info.lapse_votes = True, set()
+        sl = self.capacity.site_slice[self.site_index[msg.site]]
+        for ts, inst in self._running_on(lambda n: sl.start <= n < sl.stop):
+            self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"site {msg.site} lapsed")
+        self.parts.pop(msg.site, None)
+        self._update.sites.add(site=msg.site, lapsed=True)
+        self._maybe_close(res)
+
+    def _voter(self, client_id: str, kind: str) -> int:
+        i = replica_of_client(client_id, self.n_replicas)
+        if i is None:
+            raise Rejected(f"{kind}.not_a_replica", f"command.{kind}",
+                           f"client {client_id!r} may not vote; only the replicas "
+                           f"({REPLICA_PREFIX}0..{self.n_replicas - 1}) close rounds and "
+                           f"lapse sites")
+        return i
+
+    # ---- rounds -----------------------------------------------------------------------
+    def expected_sites(self) -> list[str]:
+        """Live sites that can hold some open task now (each must decide before the round
+        closes on its own)."""
+        cap, found = self.capacity, set()
+        live = [i for i, s in enumerate(self.site_names) if not self.sites[s].lapsed]
+        shapes = {}
+        for ts in self.ledger.pool.tasks():
+            shapes.setdefault(ts.shape, ts.demand)
+        for d in shapes.values():
+            found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
+            if all(i in found for i in live):
+                break
+        return [self.site_names[i] for i in live if i in found]
+
+    def decided(self) -> list[str]:
+        """Sites whose decision counts for the current round."""
+        return [s for s in self.site_names if s in self.parts and self.parts[s].counts]
+
+    def _maybe_close(self, res: pb.Result) -> None:
+        if not self.armed or not self.parts:
+            return
+        decided = set(self.decided())
+        if all(s in decided for s in self.expected_sites()):
+            self._close(res)
+
+    def _close(self, res: pb.Result) -> None:
+        """Clear every decision of the round together, and open the next round."""
+        book = LedgerBook(self.ledger, self.capacity, self.pref)
+        bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
         cleared = clear(bids, book)
-        names = self.cluster.site_names
-        for b, why in cleared.rejected:
-            kind = "clearing." + why.split(":")[0].replace(" ", "_")
-            self._count(res, Rejected(kind, "command.tick", f"bid of site {names[b.site]!r} "
-                                      f"for {b.task[0]}/{b.task[1]}: {why}"))
-        by_task: dict[TaskKey, list[tuple[int, int]]] = {}
-        task_of: dict[TaskKey, TaskState] = {}
+        for _, why in cleared.rejected:
+            self.rejected["clearing." + why.split(":")[0].replace(" ", "_")] += 1
+        by_task: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for ts, i, node in book.placed:
             by_task.setdefault(ts.key, []).append((i, node))
-            task_of[ts.key] = ts
         new: list[AllocationRow] = []
-        for key, placed in by_task.items():  # insertion order = clearing order
+        for key, placed in by_task.items():      # insertion order = clearing order
             for b, e, node in runs(placed):
-                site = self.cluster.nodes[node].site
-                new.append((key[0], key[1], b, e, site, self.node_names[node], msg.at_s, seq,
-                            self.round))
+                new.append((key[0], key[1], b, e, self.cluster.nodes[node].site,
+                            self.node_names[node], self._seq, self.round))
         self.allocations.extend(new)
-        add = res.allocations.add
-        for job, task, b, e, site, node, start, version, rnd in new:
-            add(job_id=job, task_id=task, instance_begin=b, instance_end=e, site=site,
-                node=node, start_s=start, version=version, round=rnd)
-        res.accepted = len(new)
-        self.pending.clear()
-        self.pending_keys.clear()
-        self.pending_demand.clear()
+        for row in new:
+            a = allocation_pb(row)
+            res.allocations.append(a)
+            self._update.allocations.append(a)
+        self.closed_round_armed_seq = self.armed_version
         self.round += 1
-        self.clock_s = msg.at_s
-        self.version = seq
-        self._notify(seq, new, [])
-
-    def _do_round(self, client_id: str, msg: pb.Round, seq: int, res: pb.Result) -> None:
-        """Every site's signed report (all ended instances first, then all bids), then the
-        clearing: one ordered command per round. A site part that fails its checks is
-        rejected alone (named by index), as a bid is within a batch."""
-        where = "command.round"
-        if self.verify is None:
-            raise Rejected("round.unsupported", where, "this replica holds no client keys to "
-                           "check site signatures; send BidBatch and Tick instead")
-        if msg.round != self.round:
-            raise Rejected("round.wrong_round", f"{where}.round",
-                           f"round {msg.round} is not the current round; expected {self.round}")
-        if not math.isfinite(msg.at_s) or msg.at_s < self.clock_s:
-            raise Rejected("round.bad_time", f"{where}.at_s",
-                           f"{msg.at_s!r}; expected a finite number >= {self.clock_s!r}")
-        reports: list[tuple[str, pb.SiteRound]] = []
-        seen: set[str] = set()
-        for i, part in enumerate(msg.sites):
-            at = f"{where}.sites[{i}]"
-            try:
-                if not self.verify(part.client_id, part.report, part.signature):
-                    raise Rejected("round.bad_signature", f"{at}.signature",
-                                   f"not a valid signature of client {part.client_id!r} over "
-                                   f"the report; expected the client's Ed25519 signature")
-                try:
-                    rep = decode(pb.SiteRound, part.report, f"{at}.report")
-                except ProtoError as e:
-                    raise Rejected("round.malformed", e.field, str(e)) from None
-                self._sender_is(part.client_id, rep.site, f"{at}.report.site", "round")
-                if rep.round != msg.round:
-                    raise Rejected("round.wrong_round", f"{at}.report.round",
-                                   f"{rep.round}; expected the round's {msg.round}")
-                if rep.site in seen:
-                    raise Rejected("round.duplicate_site", f"{at}.report.site",
-                                   f"site {rep.site!r} already reported in this round")
-                seen.add(rep.site)
-                reports.append((part.client_id, rep))
-            except Rejected as r:
-                self._count(res, r)
-        scratch = pb.Result()
-        for cid, rep in reports:
-            for kind, items in (("completion", rep.completions), ("failure", rep.failures)):
-                for m in items:
-                    try:
-                        getattr(self, f"_do_{kind}")(cid, m, seq, scratch)
-                    except Rejected as r:
-                        self._count(res, r)
-        for cid, rep in reports:
-            if rep.bids:
-                try:
-                    self._do_bid_batch(cid, pb.BidBatch(site=rep.site, round=msg.round,
-                                                        bids=rep.bids), seq, scratch)
-                except Rejected as r:
-                    self._count(res, r)
-        res.rejections.extend(scratch.rejections)
-        self._do_tick(client_id, pb.Tick(round=msg.round, at_s=msg.at_s), seq, res)
-
-    def _instances(self, msg, where: str, client_id: str, kind: str) -> TaskState:
-        self._sender_is(client_id, msg.site, f"{where}.site", kind)
-        ts = self.tasks.get((msg.job_id, msg.task_id))
-        if ts is None:
-            raise Rejected(f"{kind}.unknown_task", f"{where}.task_id",
-                           f"no task {msg.job_id!r}/{msg.task_id!r}")
-        n = ts.task.instances
-        if not 0 <= msg.instance_begin < msg.instance_end <= n:
-            raise Rejected(f"{kind}.bad_range", f"{where}.instance_end",
-                           f"[{msg.instance_begin}, {msg.instance_end}); expected "
-                           f"0 <= begin < end <= {n}")
-        for i in range(msg.instance_begin, msg.instance_end):
-            run = ts.running.get(i)
-            if run is None or self.cluster.nodes[run[0]].site != msg.site:
-                raise Rejected(f"{kind}.not_running", f"{where}.instance_begin",
-                               f"instance {i} of {msg.job_id}/{msg.task_id} is not running at "
-                               f"site {msg.site!r}; expected instances it runs")
-        return ts
-
-    def _release(self, ts: TaskState, begin: int, end: int, state: int) -> None:
-        d = ts.task.demand
-        ts.touch()
-        for i in range(begin, end):
-            node, slots = ts.running.pop(i)
-            self.capacity.release(node, d, slots)
-            ts.states[i] = state
-        if state == OPEN:
-            ts.n_open += end - begin
-        else:
-            ts.n_done += end - begin
-
-    def _do_completion(self, client_id: str, msg: pb.Completion, seq: int,
-                       res: pb.Result) -> None:
-        ts = self._instances(msg, "command.completion", client_id, "completion")
-        self._release(ts, msg.instance_begin, msg.instance_end, DONE)
-        if ts.n_done == ts.task.instances:
-            for child in ts.children:
-                if all(p.n_done == p.task.instances for p in child.parents):
-                    child.touch()
-                    for i, s in enumerate(child.states):
-                        if s == WAITING:
-                            child.states[i] = OPEN
-                            child.n_open += 1
-        res.accepted = msg.instance_end - msg.instance_begin
-        self._change(seq, msg, "completed")
-
-    def _do_failure(self, client_id: str, msg: pb.Failure, seq: int, res: pb.Result) -> None:
-        if len(msg.reason.encode()) > MAX_REASON_BYTES:
-            raise Rejected("failure.bad_reason", "command.failure.reason",
-                           f"{len(msg.reason.encode())} bytes; expected at most "
-                           f"{MAX_REASON_BYTES}")
-        ts = self._instances(msg, "command.failure", client_id, "failure")
-        self._release(ts, msg.instance_begin, msg.instance_end, OPEN)
-        ts.failures += 1
-        ts.touch()
-        res.accepted = msg.instance_end - msg.instance_begin
-        self._change(seq, msg, "failed")
-
-    def _change(self, seq: int, msg, kind: str) -> None:
-        row = (seq, msg.job_id, msg.task_id, msg.instance_begin, msg.instance_end, msg.site,
-               kind)
-        self.changes.append(row)
-        self.version = seq
-        self._notify(seq, [], [row])
-
-    def _notify(self, seq: int, new: list[AllocationRow], changes: list[ChangeRow]) -> None:
-        for fn in self.listeners:
-            try:
-                fn(seq, new, changes)
-            except Exception:  # a watcher's bug must not break the replica
-                log.exception("schedule listener failed")
+        self.parts.clear()
+        self.close_votes.clear()
+        self.armed = bool(new)
+        if self.armed:
+            self.armed_version = self._seq
 
     # ---- read-only views ------------------------------------------------------------------
     def counters(self) -> list[tuple[str, int]]:
@@ -507,16 +533,6 @@ class ScheduleState:
     def check_invariants(self) -> None:
         """Raise AssertionError if a node is over-allocated or an instance count is off."""
         self.capacity.check_invariants()
-        for ts in self.tasks.values():
-            assert ts.n_open == ts.count(OPEN) and ts.n_done == ts.count(DONE)
-            assert len(ts.running) == ts.count(RUNNING)
-
-
-def allocation_pb(row: AllocationRow, *, with_round: bool = True) -> schedule_pb2.Allocation:
-    """``row`` as a message. ``with_round=False`` leaves ``round`` unset: the snapshot keeps
-    rounds in ``ScheduleSnapshot.allocation_rounds``, so its bytes (and checkpoint digests)
-    are the same as before ``Allocation.round`` existed."""
-    job, task, b, e, site, node, start, version, rnd = row
-    return schedule_pb2.Allocation(job_id=job, task_id=task, instance_begin=b, instance_end=e,
-                                   site=site, node=node, start_s=start, version=version,
-                                   round=rnd if with_round else 0)
+        for ts in self.ledger.tasks.values():
+            assert ts.open == ts.count(1) and ts.done == ts.count(3)
+            assert len(ts.placements) == ts.count(RUNNING) == ts.running

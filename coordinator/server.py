@@ -4,16 +4,12 @@ server, with the replicated schedule (``ScheduleState``) as its application.
     host = await serve(config, index, keys)      # starts listening on config.replicas[index]
     await host.stop()
 
-Served on the replica's address:
-
-- ``agora.v1.Peer``: the other replicas' streams of PBFT envelopes (``transport.py``);
-- ``agora.v1.Coordinator``: each request RPC carries one client-signed PBFT request; the
-  handler checks it (``validate.py``; INVALID_ARGUMENT, UNAUTHENTICATED, FAILED_PRECONDITION
-  answer at once and are counted), hands it to the replica, waits until this replica has
-  executed it, and returns this replica's authenticated reply. The client collects f+1
-  matching replies from any replicas (``client.py``). WatchSchedule streams this replica's
-  committed changes; GetStatus reports its view, progress and counters;
-- ``grpc.health.v1.Health``: SERVING for "" and every service above while the replica runs.
+Served on the replica's address: the services of ``coordinator/service.py`` (the peer
+stream, the coordinator's client RPCs, the watch stream, status, heartbeats) and
+``grpc.health.v1.Health`` (SERVING for "" and every service while the replica runs). Beside
+the PBFT core the host runs the replica's ``RoundKeeper`` (``round_keeper.py``): its votes to
+close a round that waits too long or lapse a site whose heartbeats stopped, sent as the
+replica's own client ``replica:<i>``.
 
 Timers: one asyncio task sleeps until ``replica.next_deadline()`` (``time.monotonic``) and
 calls ``replica.tick``; every input that may move the deadline wakes it. Everything runs on
@@ -52,18 +48,21 @@ import grpc
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from agents.aio import cancel_and_wait
 from agents.workloads.loader import load_cluster
 from coordinator.config import CoordinatorConfig
 from coordinator.group_commit import GroupCommit
 from coordinator.pbft.keys import KeySet
 from coordinator.pbft.messages import Broadcast, Reply, Send
 from coordinator.pbft.replica import Replica
+from coordinator.client import CoordinatorClient
 from coordinator.pbft.storage import SqliteStorage
 from coordinator.replica_metrics import ReplicaMetrics
-from coordinator.schedule_state import AllocationRow, ChangeRow, ScheduleState, allocation_pb
+from coordinator.round_keeper import RoundKeeper
+from coordinator.schedule_state import ScheduleState
+from coordinator.service import WATCH_QUEUE, CoordinatorService, PeerService
 from coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
                                    replica_channel_credentials, server_credentials)
-from coordinator.validate import Refusal, parse_request
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
@@ -73,8 +72,8 @@ log = logging.getLogger(__name__)
 SERVICES = ("agora.v1.Coordinator", "agora.v1.Peer")
 PUMP_MAX = 512
 """Inputs handed to the replica between two storage commits."""
-WATCH_QUEUE = 4096
-"""Updates buffered per watcher; a watcher that falls further behind is cut off."""
+RECENT_UPDATES = 20_000
+"""Updates kept in memory for watchers that (re)connect from a recent version."""
 
 
 def load_keys(path: Path) -> KeySet:
@@ -115,9 +114,17 @@ class ReplicaHost:
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.watchers: list[asyncio.Queue] = []
+        self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
         self.inbox: deque[PbftEnvelope | bytes] = deque()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None
+        self.closing = False
+        voter_id = f"replica:{index}"
+        self.voter = (CoordinatorClient(config, keys.for_client(voter_id), voter_id)
+                      if voter_id in keys.client_signing else None)
+        self.keeper = RoundKeeper(app=app, index=index, client_verify=keys.client_verify,
+                                  round_timeout_s=config.round_timeout_s,
+                                  site_timeout_s=config.site_timeout_s, vote=self._vote)
         app.listeners.append(self._on_commit)
 
     def count(self, kind: str) -> None:
@@ -127,14 +134,19 @@ class ReplicaHost:
         self.storage.start(asyncio.get_running_loop())
         self.links.start()
         self._timer = asyncio.create_task(self._pump(), name=f"replica-{self.index}")
+        if self.voter is not None:
+            self.keeper.start()
+
+    async def _vote(self, kind: str, msg) -> None:
+        method = {"close_round": "CloseRound", "site_lapsed": "SiteLapsed"}[kind]
+        await self.voter.call(method, pb.Command(**{kind: msg}))
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            try:
-                await self._timer
-            except (asyncio.CancelledError, Exception):
-                pass
+        self.closing = True
+        await cancel_and_wait([self._timer])
+        await self.keeper.close()
+        if self.voter is not None:
+            await self.voter.close()
         await self.links.close()
         for q in self.watchers:
             q.put_nowait(None)
@@ -220,16 +232,20 @@ class ReplicaHost:
 
     # ---- watchers ----
 
-    def _on_commit(self, seq: int, new: list[AllocationRow], changes: list[ChangeRow]) -> None:
-        if not self.watchers:
-            return
-        update = update_message(seq, new, changes, self.index)
+    def _on_commit(self, update: pb.ScheduleUpdate) -> None:
+        update.replica = self.index
+        self.keeper.executed(update)
+        self.recent.append(update)
         for q in list(self.watchers):
             try:
                 q.put_nowait(update)
             except asyncio.QueueFull:
+                # Cut it off: drop what it has not read and end its stream; it watches
+                # again from its last version.
                 self.watchers.remove(q)
-                q.put_nowait(None) if not q.full() else None
+                while not q.empty():
+                    q.get_nowait()
+                q.put_nowait(None)
 
     def status(self) -> pb.ReplicaStatus:
         s = self.replica.status()
@@ -238,7 +254,13 @@ class ReplicaHost:
         seen = sorted({self.index} | {j for j, t in self.seen.items() if now - t <= horizon})
         rejected = Counter({f"replica.{k}": v for k, v in s["rejected"].items()})
         rejected.update({f"service.{k}": v for k, v in self.refused.items()})
+        p50, p99, samples = self.keeper.latency_ms()
+        app = self.app
         return pb.ReplicaStatus(
+            armed=app.armed, decided_sites=app.decided(),
+            lapsed_sites=[x for x in app.site_names if app.sites[x].lapsed],
+            decision_latency_ms_p50=p50, decision_latency_ms_p99=p99,
+            decision_latency_samples=samples,
             replica=self.index, n=self.config.n, f=self.config.f, view=s["view"],
             primary=s["primary"], last_executed=s["last_executed"],
             last_committed=s["last_committed"], stable_checkpoint=s["stable_checkpoint"],
@@ -247,131 +269,6 @@ class ReplicaHost:
             rejected=[pb.Counter(name=k, count=v) for k, v in sorted(rejected.items())],
             round=self.app.round, allocations=len(self.app.allocations),
             schedule_rejected=[pb.Counter(name=k, count=v) for k, v in self.app.counters()])
-
-
-def update_message(seq: int, new: list[AllocationRow], changes: list[ChangeRow],
-                   replica: int) -> pb.ScheduleUpdate:
-    return pb.ScheduleUpdate(
-        version=seq, replica=replica, allocations=[allocation_pb(r) for r in new],
-        changes=[pb.InstanceChange(version=v, job_id=j, task_id=t, instance_begin=b,
-                                   instance_end=e, site=s, kind=k)
-                 for v, j, t, b, e, s, k in changes])
-
-
-class PeerService(rpc.PeerServicer):
-    def __init__(self, host: ReplicaHost) -> None:
-        self.host = host
-
-    async def Stream(self, request_iterator, context):
-        metrics = self.host.metrics
-        async for batch in request_iterator:
-            if metrics is not None:
-                metrics.bytes_in.inc(batch.ByteSize())
-            for data in batch.envelopes:
-                self.host.feed(data, batch.sender)
-        return pb.PeerAck()
-
-
-class CoordinatorService(rpc.CoordinatorServicer):
-    def __init__(self, host: ReplicaHost) -> None:
-        self.host = host
-
-    async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
-        host = self.host
-        try:
-            env, req, _cmd = parse_request(request.envelope, rpc_name)
-            auth = host.replica.auth
-            if req.client_id not in auth.client_verify:
-                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
-                              f"envelope.payload.request.client_id: no key for client "
-                              f"{req.client_id!r}; expected a client of the key file")
-            if not auth.request_ok(req):
-                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
-                              "envelope.payload.request.signature: does not verify with the "
-                              f"key of client {req.client_id!r}")
-            last = host.replica.clients.get(req.client_id)
-            if not req.read_only and last is not None and req.timestamp < last[0]:
-                raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
-                              f"envelope.payload.request.timestamp: {req.timestamp} is older "
-                              f"than the client's last executed request ({last[0]}); "
-                              f"expected a larger timestamp")
-        except Refusal as r:
-            host.count(r.kind)
-            if host.metrics is not None:
-                host.metrics.request(rpc_name, "refused")
-            await context.abort(r.code, r.message)
-        fut = host.waiter(req.client_id, req.timestamp)
-        try:
-            host.feed(env)
-            reply = await asyncio.wait_for(fut, host.config.request_timeout_s)
-        except asyncio.TimeoutError:
-            host.count("timeout")
-            if host.metrics is not None:
-                host.metrics.request(rpc_name, "timeout")
-            s = host.replica.status()
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"not executed within {host.config.request_timeout_s} s at "
-                                f"replica {host.index} (view {s['view']}, active "
-                                f"{s['view_active']}); retry")
-        finally:
-            host.forget(req.client_id, req.timestamp, fut)
-        if host.metrics is not None:
-            host.metrics.request(rpc_name, "ok")
-        return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
-
-    async def SubmitJobs(self, request, context):
-        return await self._request(request, context, "SubmitJobs")
-
-    async def SubmitBids(self, request, context):
-        return await self._request(request, context, "SubmitBids")
-
-    async def ReportCompletion(self, request, context):
-        return await self._request(request, context, "ReportCompletion")
-
-    async def ReportFailure(self, request, context):
-        return await self._request(request, context, "ReportFailure")
-
-    async def Tick(self, request, context):
-        return await self._request(request, context, "Tick")
-
-    async def ClearRound(self, request, context):
-        return await self._request(request, context, "ClearRound")
-
-    async def GetSchedule(self, request, context):
-        return await self._request(request, context, "GetSchedule")
-
-    async def GetStatus(self, request, context):
-        return self.host.status()
-
-    async def WatchSchedule(self, request, context):
-        if request.since_version < 0:
-            self.host.count("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"since_version: {request.since_version}; expected >= 0")
-        app, q = self.host.app, asyncio.Queue(WATCH_QUEUE)
-        self.host.watchers.append(q)
-        try:
-            # What is committed already, grouped by version, then live updates.
-            past: dict[int, tuple[list, list]] = {}
-            for row in app.allocations:
-                if row[7] >= request.since_version:
-                    past.setdefault(row[7], ([], []))[0].append(row)
-            for row in app.changes:
-                if row[0] >= request.since_version:
-                    past.setdefault(row[0], ([], []))[1].append(row)
-            last = 0
-            for v in sorted(past):
-                yield update_message(v, *past[v], self.host.index)
-                last = v
-            while True:
-                update = await q.get()
-                if update is None:
-                    return
-                if update.version > last or update.version == 0:
-                    yield update
-        finally:
-            if q in self.host.watchers:
-                self.host.watchers.remove(q)
 
 
 async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = None, *,
@@ -385,10 +282,9 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     if keys is None:
         keys = load_keys(config.path(config.keys_file))
     if app is None:
-        from coordinator.site_round import verifier
         app = ScheduleState(load_cluster(str(config.path(config.cluster))
                                          if config.cluster != "default" else "default"),
-                            verify=verifier(keys.client_verify))
+                            n_replicas=config.n)
     if storage is None:
         db = config.database(index)
         db.parent.mkdir(parents=True, exist_ok=True)

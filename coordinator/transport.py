@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import grpc
 
+from agents.aio import cancel_and_wait
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -203,10 +204,4 @@ class PeerLinks:
         self._closed = True
         for ev in self.ready:
             ev.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)

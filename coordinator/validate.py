@@ -17,18 +17,17 @@ import grpc
 
 from agents.market import PRICE_MAX
 from coordinator.schedule_codec import check_known
-from coordinator.schedule_state import MAX_REASON_BYTES, site_of_client
+from coordinator.schedule_state import (END_KINDS, MAX_REASON_BYTES, REPLICA_PREFIX,
+                                         site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from protos.convert import ProtoError, decode, job_from_proto
 
 RPC_KINDS = {
     "SubmitJobs": "submit_jobs",
-    "SubmitBids": "bid_batch",
-    "ReportCompletion": "completion",
-    "ReportFailure": "failure",
-    "Tick": "tick",
-    "ClearRound": "round",
+    "SubmitRound": "site_round",
+    "CloseRound": "close_round",
+    "SiteLapsed": "site_lapsed",
     "GetSchedule": "query",
 }
 """Each request RPC and the Command kind its op must hold."""
@@ -107,54 +106,53 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                 raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "wrong_site",
                               f"{at}.jobs[{i}].origin: client {client_id!r} may only submit "
                               f"jobs whose origin is {site!r}, not {job.origin!r}")
-    elif kind == "bid_batch":
+    elif kind == "site_round":
         _own_site(m.site, site, client_id, f"{at}.site")
         if m.round < 0:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
-        if not m.bids:
-            raise invalid(f"{at}.bids", "empty", "at least one bid")
+        if m.seen_version < 0:
+            raise invalid(f"{at}.seen_version", f"{m.seen_version}", "a version >= 0")
+        if m.bids and not m.bidding:
+            raise invalid(f"{at}.bidding", "false with bids", "true when bids are sent")
         for i, b in enumerate(m.bids):
-            for name in ("job_id", "task_id"):
-                if not getattr(b, name):
-                    raise invalid(f"{at}.bids[{i}].{name}", "empty", "an id")
+            _ids(b, f"{at}.bids[{i}]")
             if b.instances < 1:
                 raise invalid(f"{at}.bids[{i}].instances", f"{b.instances}", "an integer >= 1")
             if not 0 <= b.price <= PRICE_MAX:
                 raise invalid(f"{at}.bids[{i}].price", f"{b.price}",
                               f"an integer in [0, {PRICE_MAX}]")
-    elif kind in ("completion", "failure"):
-        _own_site(m.site, site, client_id, f"{at}.site")
-        for name in ("job_id", "task_id"):
-            if not getattr(m, name):
-                raise invalid(f"{at}.{name}", "empty", "an id")
-        if not 0 <= m.instance_begin < m.instance_end:
-            raise invalid(f"{at}.instance_end", f"[{m.instance_begin}, {m.instance_end})",
-                          "0 <= instance_begin < instance_end")
-        if kind == "failure" and len(m.reason.encode()) > MAX_REASON_BYTES:
-            raise invalid(f"{at}.reason", f"{len(m.reason.encode())} bytes",
-                          f"at most {MAX_REASON_BYTES}")
-    elif kind == "tick":
-        if m.round < 0:
+        for i, e in enumerate(m.ends):
+            _ids(e, f"{at}.ends[{i}]")
+            if e.instance < 0:
+                raise invalid(f"{at}.ends[{i}].instance", f"{e.instance}", "an index >= 0")
+            if e.kind not in END_KINDS:
+                raise invalid(f"{at}.ends[{i}].kind", f"{e.kind}",
+                              "END_COMPLETED, END_FAILED or END_LOST")
+            if not (math.isfinite(e.start_s) and math.isfinite(e.end_s)
+                    and 0 <= e.start_s <= e.end_s):
+                raise invalid(f"{at}.ends[{i}].end_s", f"start {e.start_s!r}, end {e.end_s!r}",
+                              "finite 0 <= start_s <= end_s")
+            if len(e.reason.encode("utf-8", "surrogatepass")) > MAX_REASON_BYTES:
+                raise invalid(f"{at}.ends[{i}].reason",
+                              f"{len(e.reason.encode('utf-8', 'surrogatepass'))} bytes",
+                              f"at most {MAX_REASON_BYTES}")
+        for i, ns in enumerate(m.nodes):
+            if not ns.node.startswith(f"{m.site}/"):
+                raise invalid(f"{at}.nodes[{i}].node", f"{ns.node!r}",
+                              f"a node of site {m.site!r} ({m.site}/<node>)")
+    elif kind in ("close_round", "site_lapsed"):
+        if not client_id.startswith(REPLICA_PREFIX):
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_a_replica",
+                          f"{at}: client {client_id!r} may not vote; only the replicas "
+                          f"({REPLICA_PREFIX}<i>) close rounds and lapse sites")
+        if kind == "close_round" and m.round < 0:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
-        if not math.isfinite(m.at_s) or m.at_s < 0:
-            raise invalid(f"{at}.at_s", f"{m.at_s!r}", "a finite number of seconds >= 0")
-    elif kind == "round":
-        if m.round < 0:
-            raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
-        if not math.isfinite(m.at_s) or m.at_s < 0:
-            raise invalid(f"{at}.at_s", f"{m.at_s!r}", "a finite number of seconds >= 0")
-        for i, part in enumerate(m.sites):
-            if not part.client_id:
-                raise invalid(f"{at}.sites[{i}].client_id", "empty", "the signing site client")
-            if len(part.signature) != 64:
-                raise invalid(f"{at}.sites[{i}].signature", f"{len(part.signature)} bytes",
-                              "an Ed25519 signature (64 bytes)")
-            if not part.report:
-                raise invalid(f"{at}.sites[{i}].report", "empty", "a serialised SiteRound")
+        if kind == "site_lapsed" and not m.site:
+            raise invalid(f"{at}.site", "empty", "a site name")
     elif kind == "query":
         q = m.WhichOneof("kind")
         if q is None:
-            raise invalid(at, "no query set", "schedule or job_status")
+            raise invalid(at, "no query set", "schedule, job_status or ledger")
         if q == "schedule" and m.schedule.WhichOneof("by") is None:
             raise invalid(f"{at}.schedule", "no selector set",
                           "all, site, job_id, task or since_version")
@@ -162,6 +160,12 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                 and m.schedule.since_version < 0:
             raise invalid(f"{at}.schedule.since_version", f"{m.schedule.since_version}",
                           "a version >= 0")
+
+
+def _ids(m, at: str) -> None:
+    for name in ("job_id", "task_id"):
+        if not getattr(m, name):
+            raise invalid(f"{at}.{name}", "empty", "an id")
 
 
 def _own_site(named: str, own: str | None, client_id: str, field: str) -> None:

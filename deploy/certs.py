@@ -131,3 +131,25 @@ def channel_credentials(certs: Path, name: str):
     return grpc.ssl_channel_credentials(root_certificates=(certs / "ca.crt").read_bytes(),
                                         private_key=(certs / f"{name}.key").read_bytes(),
                                         certificate_chain=(certs / f"{name}.crt").read_bytes())
+
+
+class PeerCredentials:
+    """A site agent's TLS material for its peer links, as bytes read here and handed to the
+    agent through Ray (its node need not have this folder): ``build(site)`` gives the
+    (server, channel) credentials of certificate ``site-<site>``."""
+
+    def __init__(self, certs_dir: str, sites: Iterable[str]) -> None:
+        certs = Path(certs_dir)
+        self.ca = (certs / "ca.crt").read_bytes()
+        self.pairs = {s: ((certs / f"site-{s}.crt").read_bytes(),
+                          (certs / f"site-{s}.key").read_bytes()) for s in sites}
+
+    def build(self, site: str):
+        import grpc
+
+        cert, key = self.pairs[site]
+        server = grpc.ssl_server_credentials([(key, cert)], root_certificates=self.ca,
+                                             require_client_auth=True)
+        channel = grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=key,
+                                               certificate_chain=cert)
+        return server, channel

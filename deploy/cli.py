@@ -195,7 +195,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     sc = _scenario(a)
     cluster, _ = sc.build(0)
-    load_agents(a.checkpoint, cluster=cluster)          # fail early, saying what differs
+    load_agents(a.checkpoint)                           # fail early, saying what differs
     policies = a.policies.split(",") if a.policies else None
     for p in policies or []:
         if p not in BASELINES:

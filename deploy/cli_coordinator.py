@@ -146,7 +146,7 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
 
 def _allocation_dict(x) -> dict:
     return {"job": x.job_id, "task": x.task_id, "instances": [x.instance_begin, x.instance_end],
-            "site": x.site, "node": x.node, "start_s": x.start_s, "version": x.version,
+            "site": x.site, "node": x.node, "version": x.version,
             "round": x.round}
 
 

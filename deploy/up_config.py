@@ -40,9 +40,6 @@ DEFAULT_CONFIG = CONFIGS_DIR / "local.yaml"
 SITE_RESOURCE_PREFIX = "agora-site-"
 _SITE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
-MODES = ("simulated", "live")
-"""simulated: the clock jumps from event to event; live: it follows the wall clock, sped up
-by ``live_speed``."""
 STRATEGIES = ("fedavg", "median", "trimmed")
 """Flower strategies by name (``federation.server.STRATEGIES``; a test keeps both equal)."""
 
@@ -56,6 +53,7 @@ _COORDINATOR_SET_BY_UP = {
     "source": "it is not a configuration field",
     "tls": "the top-level 'tls' section sets mutual TLS for agents and replicas alike",
     "metrics_host": "the top-level 'metrics.host' sets it",
+    "round_timeout_s": "the top-level 'round_timeout_s' sets it",
 }
 _COORDINATOR_PATHS = ("data_dir", "keys_file")
 
@@ -155,7 +153,7 @@ class UpConfig:
     seed: int = 0
     """seed of the workload draw, the policy's draws and the faults, >= 0"""
     cluster: str = "default"
-    """'default' (deploy/configs/cluster-default.yaml), a cluster YAML, or an Alibaba node
+    """'default' (agents/workloads/cluster-default.yaml), a cluster YAML, or an Alibaba node
     list CSV (as ``Scenario.cluster``)"""
     sites: int = 8
     """sites an Alibaba node list is split into, >= 1"""
@@ -174,10 +172,9 @@ class UpConfig:
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""
-    mode: str = "simulated"
-    """simulated | live"""
-    live_speed: float = 60.0
-    """live mode: simulated seconds per wall-clock second, > 0"""
+    speed: float = 500.0
+    """replay: workload seconds per wall-clock second, > 0 (the simulated executors run on
+    the wall clock sped up this much; 1 = real time)"""
     episodes: int = 1
     """runs of the workload, >= 1"""
     federation: FederationSection = field(default_factory=FederationSection)
@@ -186,8 +183,9 @@ class UpConfig:
     tls: TlsSection = field(default_factory=TlsSection)
     out: Path = field(default_factory=lambda: _default_path("../../out/up"))
     """output folder"""
-    round_timeout_s: float = 10.0
-    """seconds a scheduling round waits for the agents' bids, > 0"""
+    round_timeout_s: float = 2.0
+    """seconds a round may wait for the sites after the first decision before the replicas
+    vote to close it (the coordinator's ``round_timeout_s``), > 0"""
     source: str = "<defaults>"
     """the file this was read from"""
 
@@ -436,9 +434,8 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("load", lambda w, v: None if v is None else get_number(w, v, gt=0))
     top.get("policy", _policy(base))
     top.get("replicas", _replicas)
-    top.get("mode", lambda w, v: _choice(w, v, MODES))
-    top.get("live_speed", lambda w, v: get_number(
-        w, v, gt=0, unit="simulated seconds per wall-clock second"))
+    top.get("speed", lambda w, v: get_number(
+        w, v, gt=0, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
     top.get("out", _path(base))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))

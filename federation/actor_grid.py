@@ -16,7 +16,7 @@ non-identical-sites benchmark, with workloads and node mixes that differ per sit
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import ray
@@ -48,6 +48,32 @@ def actor_grid(actors: list, sites: list[str], weight_names: list[str],
                      enumerate(zip(sites, actors))})
 
 
+@dataclass(frozen=True)
+class ActorTrainer:
+    """A site actor's Flower client (``SiteAgentActor.fl_handle``): a real ``ClientApp``
+    over the site's own ``PPOSiteLearner``, built in the actor's process on the first Flower
+    message (torch comes in there, for training, never for acting). ``learner``: the
+    ``TrainConfig`` as a dict (``learner_config``)."""
+
+    learner: dict
+
+    def build(self, site: str):
+        from flwr.app import Context, RecordDict
+
+        from agents.learn.loop import TrainConfig
+        from federation.client_app import make_client_app
+        from federation.ppo_learner import PPOSiteLearner
+
+        app = make_client_app(PPOSiteLearner(site, TrainConfig.from_dict(self.learner)))
+        ctx = Context(run_id=1, node_id=0, node_config={"site": site}, state=RecordDict(),
+                      run_config={})
+
+        def handle(data: bytes) -> tuple[bytes, bool]:
+            msg = from_bytes(data)
+            return to_bytes(app(msg, ctx)), msg.metadata.message_type.startswith("train")
+        return handle
+
+
 def learner_config(scenario, agent_cfg, seed: int, site_index: int) -> dict:
     """The ``agents.learn.loop.TrainConfig`` (as a dict) of one site's learner: the run's
     scenario, the checkpoint's agent shapes, no imitation warm start (the global model
@@ -61,16 +87,20 @@ def learner_config(scenario, agent_cfg, seed: int, site_index: int) -> dict:
 
 
 def federate(actors: list, sites: list[str], weights: list[np.ndarray],
-             weight_names: list[str], *, rounds: int, local_steps: int, strategy: str,
-             seed: int, timeout_s: float = 3600.0) -> tuple[list[np.ndarray], dict]:
-    """``rounds`` Flower rounds over the actors from ``weights``; returns the aggregated
-    weights (also pushed into every actor's acting policy) and the per-round metrics."""
+             weight_names: list[str], *, policy_config: dict, rounds: int, local_steps: int,
+             strategy: str, seed: int, timeout_s: float = 3600.0
+             ) -> tuple[list[np.ndarray], dict]:
+    """``rounds`` Flower rounds over the actors from ``weights`` (named ``weight_names``, as
+    ``Agents.policy_weights`` names them); returns the aggregated weights (also pushed into
+    every actor's acting policy) and the per-round metrics."""
     grid = actor_grid(actors, sites, weight_names, timeout_s)
     cfg = FederationConfig(rounds=rounds, local_steps=local_steps, strategy=strategy,
                            seed=seed, timeout_s=timeout_s)
     result = run_federation(grid, weights, cfg)
     final = result.arrays.to_numpy_ndarrays()
-    digests = ray.get([a.set_policy.remote(final) for a in actors], timeout=timeout_s)
+    acting = dict(zip(weight_names, final))
+    digests = ray.get([a.set_policy.remote(acting, policy_config) for a in actors],
+                      timeout=timeout_s)
     train = {r: dict(m) for r, m in result.train_metrics_clientapp.items()}
     return final, {"rounds": rounds, "strategy": strategy, "train": train,
                    "errors": list(grid.errors), "policy_digests": digests}

@@ -3,10 +3,8 @@
 A federation site here is an *organisation* (a data-centre operator, a lab, a factory
 network) that runs Agora's site agents on its own multi-site cluster and its own workload,
 and shares only network weights. Each organisation is one ``agents.sim.runner.Scenario``.
-One network serves all of them (``agents.learn.networks``: a site embedding with one row per
-agent site, a critic over a state whose size grows with the number of agent sites), so every
-organisation's cluster must have **the same number of agent sites**; ``check_shapes`` builds
-every cluster and refuses a setup naming the organisation that differs.
+One network serves all of them (``agents.learn.networks`` has no per-site parameters and a
+fixed-size critic input), so organisations may run clusters of any number of sites.
 
 Setups:
 
@@ -78,32 +76,6 @@ class Setup:
         return {"name": self.name, "source": self.source,
                 "sites": [{"name": s.name, "note": s.note, "scenario": asdict(s.scenario)}
                           for s in self.sites]}
-
-
-class SetupError(ValueError):
-    """A setup whose organisations cannot share one network; the message names the one."""
-
-
-def check_shapes(setup: Setup, k: int) -> tuple[int, int]:
-    """Build every organisation's cluster; return the shared (agent sites, state size), or
-    raise ``SetupError`` naming the first organisation whose shapes differ from the first's."""
-    from agents.learn.features import FeatureBuilder
-    from agents.workloads.loader import load_cluster
-
-    first = None
-    for s in setup.sites:
-        cl = load_cluster(s.scenario.cluster, sites=s.scenario.sites, split=s.scenario.split)
-        shape = (len(cl.sites), FeatureBuilder(cl, k).state_dim)
-        if first is None:
-            first = (s.name, shape)
-        elif shape != first[1]:
-            raise SetupError(
-                f"federation setup {setup.name!r}: site {s.name!r} has {shape[0]} agent sites "
-                f"(state size {shape[1]}) but site {first[0]!r} has {first[1][0]} (state size "
-                f"{first[1][1]}); one shared network needs the same number of agent sites in "
-                f"every organisation's cluster")
-    assert first is not None
-    return first[1]
 
 
 # -- YAML setups ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from agents.learn.learned_policy import Agents
 from agents.learn.loop import TRAIN_SEED_BASE, VAL_SEED_BASE, TrainConfig
 from agents.learn.networks import get_weights, set_weights
 from federation.client_app import make_client_app
-from federation.domains import Setup, check_shapes
+from federation.domains import Setup
 from federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
 from federation.ppo_learner import PPOSiteLearner
 from federation.server import FederationConfig, run_federation
@@ -95,8 +95,7 @@ def round_seed(seed: int, r: int) -> int:
 
 def build_learners(setup: Setup, cfg: FedTrainConfig, *, eval_first: int = 0
                    ) -> list[PPOSiteLearner]:
-    """One PPO learner per organisation of ``setup`` (shapes checked first)."""
-    check_shapes(setup, cfg.site.agent.k)
+    """One PPO learner per organisation of ``setup``."""
     return [PPOSiteLearner(s.name, replace(cfg.site, scenario=asdict(s.scenario),
                                            seed=site_seed(cfg.seed, i)), eval_first=eval_first)
             for i, s in enumerate(setup.sites)]
@@ -107,7 +106,7 @@ def initial_weights(learner: PPOSiteLearner, seed: int) -> list[np.ndarray]:
     a = learner.loop.agents
     saved = torch.get_rng_state()
     torch.manual_seed(seed)
-    fresh = Agents(a.cfg, a.n_sites, a.state_dim)
+    fresh = Agents(a.cfg)
     torch.set_rng_state(saved)
     return get_weights(fresh.modules)
 
@@ -115,7 +114,7 @@ def initial_weights(learner: PPOSiteLearner, seed: int) -> list[np.ndarray]:
 def save_global(path: Path, weights: list[np.ndarray], learner: PPOSiteLearner,
                 extra: dict) -> None:
     a = learner.loop.agents
-    agents = Agents(a.cfg, a.n_sites, a.state_dim)
+    agents = Agents(a.cfg)
     set_weights(agents.modules, weights)
     checkpoint.save(path, agents=agents, extra=extra)
 

@@ -17,7 +17,7 @@ from agents.baselines.common import place_nearest
 from agents.domain import MILLI, Demand
 from agents.sim.capacity import take_gpus
 from agents.sim.engine import Decision, Simulator
-from agents.sim.state import TaskState
+from agents.ledger import TaskEntry
 
 
 class Reservation:
@@ -38,7 +38,7 @@ def _fits(d: Demand, cpu: int, mem: int, gpu: list[int]) -> bool:
     return any(f >= d.gpu for f in gpu)
 
 
-def reserve(ctx: Decision, head: TaskState) -> Reservation | None:
+def reserve(ctx: Decision, head: TaskEntry) -> Reservation | None:
     """Earliest node and time at which one instance of ``head`` could start."""
     cap, d = ctx.cap, head.demand
     best: Reservation | None = None
@@ -99,7 +99,7 @@ class EasyBackfill:
                     break
 
 
-def _transfer(ctx: Decision, t: TaskState, node: int) -> float:
+def _transfer(ctx: Decision, t: TaskEntry, node: int) -> float:
     site = ctx.sim.cluster.sites[int(ctx.cap.node_site[node])].name
     link = ctx.sim.cluster.link(t.job.job.origin, site)
     return 0.0 if link is None else link.transfer_s(t.task.data_mb)

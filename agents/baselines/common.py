@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from agents.sim.engine import Decision
-from agents.sim.state import TaskState
+from agents.ledger import TaskEntry
 
 
-def place_nearest(ctx: Decision, t: TaskState, n: int,
+def place_nearest(ctx: Decision, t: TaskEntry, n: int,
                   allowed: np.ndarray | None = None) -> int:
     """Start up to ``n`` instances of ``t``, origin site first, then nearest sites."""
     fit = ctx.fit_nodes(t)

@@ -18,12 +18,12 @@ import numpy as np
 
 from agents.sim.capacity import Capacity
 from agents.sim.engine import Decision, Simulator
-from agents.sim.state import TaskState
+from agents.ledger import TaskEntry
 
 REMOTE_PENALTY = 0.9
 
 
-def _after_fractions(cap: Capacity, t: TaskState) -> list[np.ndarray]:
+def _after_fractions(cap: Capacity, t: TaskEntry) -> list[np.ndarray]:
     """Used fraction of each resource the task asks for, on every node, after placing it."""
     d = t.demand
     out = [1 - (cap.free_cpu - d.cpu) / np.maximum(cap.cap_cpu, 1),

@@ -1,11 +1,15 @@
-"""Agent-to-agent messages over gRPC (``protos/agora/v1/agent.proto``).
+"""The cluster engine's ``Exchange``: agent-to-agent codes over gRPC
+(``protos/agora/v1/agent.proto``).
 
-Every site agent serves ``PeerExchange``; for each peer it keeps one long-lived
-bidirectional stream, on which it writes a ``SiteCode`` when its trigger fires and reads
-the peer's ``CodeAck`` (so a sent code is known to be in the peer's mailbox). A stream that
-breaks (the peer restarted: new process, new port) is reopened once at the address the
-registry now gives for that peer; a peer that still cannot be reached is skipped for the
-round and counted, never waited on forever.
+Every site agent serves ``PeerExchange``; for each peer it keeps one long-lived client
+stream, opened when the agent starts (so the first round pays no connection set-up), and
+writes a ``SiteCode`` on it when its trigger fires. A stream is reliable and ordered, so no
+code is acknowledged: a send is a queue append, and the agent never waits on its peers. A
+stream that breaks (the peer restarted: new process, new port) is reopened at the address the
+registry now gives for that peer; codes queued meanwhile are sent then, only the latest one
+counting. The receiving side keeps each peer's codes in a ``CodeBook`` (a code of round r
+counts from round r + 1) and refuses -- counting, never raising -- a code from an unknown
+sender, from itself, or of the wrong size.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Awaitable, Callable
 import grpc
 import numpy as np
 
-from agents.cluster.brain import Mailbox
+from agents.aio import cancel_and_wait
+from agents.step.codes import CodeBook
 from protos.agora.v1 import agent_pb2 as pb
 from protos.agora.v1 import agent_pb2_grpc as rpc
 
@@ -25,13 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class PeerService(rpc.PeerExchangeServicer):
-    """The receiving side: every acknowledged code is the sender's latest in ``mailbox``."""
+    """The receiving side: every accepted code goes into ``book``; ``on_code`` is told."""
 
-    def __init__(self, site: str, sites: list[str], mailbox: Mailbox, code_bytes: int) -> None:
+    def __init__(self, site: str, sites: list[str], book: CodeBook, code_bytes: int,
+                 on_code: Callable[[int, int], None] | None = None) -> None:
         self.site = site
         self.index = {s: i for i, s in enumerate(sites)}
-        self.mailbox = mailbox
+        self.book = book
         self.code_bytes = code_bytes
+        self.on_code = on_code
         self.received = 0
         self.refused = 0
         self.bytes_in = 0
@@ -48,85 +55,156 @@ class PeerService(rpc.PeerExchangeServicer):
             return f"round: {m.round}; expected >= 0"
         return ""
 
-    async def Exchange(self, request_iterator, context):
+    async def Send(self, request_iterator, context):
+        receipt = pb.CodeReceipt()
         async for m in request_iterator:
             self.bytes_in += m.ByteSize()
             why = self.check(m)
             if why:
                 self.refused += 1
-                yield pb.CodeAck(site=self.site, round=m.round, ok=False, reason=why)
+                receipt.refused += 1
+                if not receipt.reason:
+                    receipt.reason = why
                 continue
-            self.mailbox.put(self.index[m.site], np.frombuffer(m.code, dtype=np.int8))
+            sender = self.index[m.site]
+            self.book.put(sender, m.round, np.frombuffer(m.code, dtype=np.int8))
             self.received += 1
-            yield pb.CodeAck(site=self.site, round=m.round, ok=True)
+            receipt.accepted += 1
+            if self.on_code is not None:
+                self.on_code(sender, m.round)
+        return receipt
+
+
+class _Link:
+    """One stream to one peer, fed from a queue by its own task."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[pb.SiteCode] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+        self.channel: grpc.aio.Channel | None = None
+        self.call = None
+
+
+async def _ended(call) -> None:
+    try:
+        await call
+    except (grpc.aio.AioRpcError, asyncio.CancelledError):
+        pass
 
 
 class PeerLinks:
-    """The sending side: one stream per peer, reopened through ``resolve`` when it breaks."""
+    """The sending side: one stream per peer, (re)opened through ``resolve``."""
 
     def __init__(self, site: str, peers: list[str],
                  resolve: Callable[[str], Awaitable[str | None]],
                  credentials: grpc.ChannelCredentials | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 retry_s: float = 0.5) -> None:
         self.site = site
         self.peers = peers
         self.resolve = resolve
         self.credentials = credentials
-        self.timeout_s = timeout_s
-        self._links: dict[str, tuple[str, grpc.aio.Channel, object]] = {}
+        self.retry_s = retry_s
+        self._links: dict[str, _Link] = {}
         self.sent = 0
-        self.unreachable = 0
+        self.dropped = 0
         self.reconnects = 0
         self.bytes_out = 0
+        self.connected: set[str] = set()
 
-    async def _open(self, peer: str, fresh: bool) -> object | None:
-        if peer in self._links and not fresh:
-            return self._links[peer][2]
-        await self._drop(peer)
-        addr = await self.resolve(peer)
-        if addr is None:
-            return None
-        ch = (grpc.aio.secure_channel(addr, self.credentials) if self.credentials
-              else grpc.aio.insecure_channel(addr))
-        call = rpc.PeerExchangeStub(ch).Exchange()
-        self._links[peer] = (addr, ch, call)
-        return call
+    def start(self) -> None:
+        """Open a stream to every peer now (before the first round)."""
+        for p in self.peers:
+            link = self._links[p] = _Link()
+            link.task = asyncio.create_task(self._pump(p, link), name=f"peer-{p}")
 
-    async def _drop(self, peer: str) -> None:
-        link = self._links.pop(peer, None)
-        if link is not None:
-            await link[1].close(grace=None)
+    async def wait_connected(self, timeout_s: float) -> int:
+        """Until every peer's stream is open or ``timeout_s`` passes; how many are open."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while len(self.connected) < len(self.peers) and loop.time() < end:
+            await asyncio.sleep(0.05)
+        return len(self.connected)
 
-    async def _send_one(self, peer: str, msg: pb.SiteCode) -> bool:
-        for attempt in range(2):
-            call = await self._open(peer, fresh=attempt > 0)
-            if call is None:
-                break
-            try:
-                await asyncio.wait_for(call.write(msg), self.timeout_s)
-                ack = await asyncio.wait_for(call.read(), self.timeout_s)
-                if ack is grpc.aio.EOF:
-                    raise ConnectionError("stream closed")
-                if not ack.ok:
-                    log.warning("%s refused our code: %s", peer, ack.reason)
-                    return False
-                self.bytes_out += msg.ByteSize()
-                return True
-            except (grpc.aio.AioRpcError, ConnectionError, asyncio.TimeoutError,
-                    asyncio.InvalidStateError) as e:
-                log.info("%s -> %s: stream broke (%s); reopening", self.site, peer, e)
-                self.reconnects += 1
-        self.unreachable += 1
-        return False
-
-    async def broadcast(self, round: int, code: np.ndarray, epoch: int) -> int:
-        """Send ``code`` to every peer; returns how many acknowledged it."""
+    def broadcast(self, round: int, code: np.ndarray, epoch: int) -> None:
+        """Queue ``code`` for every peer (never blocks)."""
         msg = pb.SiteCode(site=self.site, round=round, code=code.astype(np.int8).tobytes(),
                           epoch=epoch)
-        ok = await asyncio.gather(*(self._send_one(p, msg) for p in self.peers))
+        for link in self._links.values():
+            if link.queue.qsize() > 64:          # a peer that is away: keep only the latest
+                self.dropped += link.queue.qsize()
+                while not link.queue.empty():
+                    link.queue.get_nowait()
+            link.queue.put_nowait(msg)
         self.sent += 1
-        return sum(ok)
+
+    async def _pump(self, peer: str, link: _Link) -> None:
+        first = True
+        while True:
+            try:
+                addr = await self.resolve(peer)
+                if addr is None:
+                    await asyncio.sleep(self.retry_s)
+                    continue
+                link.channel = (grpc.aio.secure_channel(addr, self.credentials)
+                                if self.credentials else grpc.aio.insecure_channel(addr))
+                await asyncio.wait_for(link.channel.channel_ready(), 10.0)
+                link.call = rpc.PeerExchangeStub(link.channel).Send()
+                if not first:
+                    self.reconnects += 1
+                first = False
+                self.connected.add(peer)
+                # the call's own end (the peer went away) is watched beside the queue, so a
+                # broken stream is reopened at once, not at the next code
+                ended = asyncio.ensure_future(_ended(link.call))
+                try:
+                    while True:
+                        get = asyncio.ensure_future(link.queue.get())
+                        done, _ = await asyncio.wait({get, ended},
+                                                     return_when=asyncio.FIRST_COMPLETED)
+                        if ended in done:
+                            get.cancel()
+                            raise ConnectionError("the peer closed the stream")
+                        msg = get.result()
+                        await link.call.write(msg)
+                        self.bytes_out += msg.ByteSize()
+                finally:
+                    ended.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a broken stream is reopened
+                log.info("%s -> %s: stream broke (%s); reopening", self.site, peer,
+                         type(e).__name__)
+            finally:
+                self.connected.discard(peer)
+                if link.channel is not None:
+                    await link.channel.close(grace=None)
+                    link.channel = None
+            await asyncio.sleep(self.retry_s)
 
     async def close(self) -> None:
-        for p in list(self._links):
-            await self._drop(p)
+        await cancel_and_wait(link.task for link in self._links.values())
+        self._links.clear()
+
+
+class GrpcExchange:
+    """The cluster engine's ``Exchange`` of one site: ``PeerService`` (its server side) and
+    ``PeerLinks`` (its streams to every peer) around one ``CodeBook``."""
+
+    def __init__(self, *, site: str, sites: list[str], code_dim: int, code_bytes: int,
+                 resolve: Callable[[str], Awaitable[str | None]], epoch: int,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 on_code: Callable[[int, int], None] | None = None) -> None:
+        self.book = CodeBook(len(sites), code_dim)
+        self.service = PeerService(site, sites, self.book, code_bytes, on_code=on_code)
+        self.links = PeerLinks(site, [s for s in sites if s != site], resolve,
+                               credentials=credentials)
+        self.epoch = epoch
+        self.sent = 0
+
+    def publish(self, site: int, round: int, code: np.ndarray) -> None:
+        self.book.put(site, round, code)          # its own (never attended: masked out)
+        self.links.broadcast(round, code, self.epoch)
+        self.sent += 1
+
+    def codes(self, round: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.book.codes(round)

@@ -1,9 +1,9 @@
 """Where every site agent can be reached now: a Ray named actor.
 
-A site agent registers ``(address, epoch)`` when it starts and again after every restart
-(a new process listens on a new port); peers and the launcher look addresses up here when a
-stream breaks. The registry holds no scheduling state: losing it loses nothing that the
-agents do not re-register at their next round.
+A site agent registers ``(address, epoch)`` when it starts, again after every restart (a new
+process listens on a new port, under a new epoch), and every few seconds besides -- so a
+restarted registry, which starts empty, has every peer back within that period. Peers look
+addresses up here when a stream breaks. The registry holds no scheduling state.
 """
 
 from __future__ import annotations
@@ -17,20 +17,22 @@ REGISTRY_NAME = "agora-registry"
 class Registry:
     def __init__(self) -> None:
         self.entries: dict[str, tuple[str, int, dict]] = {}
-        self.registrations = 0
+        self.epochs: dict[str, set[int]] = {}
 
     def register(self, site: str, address: str, epoch: int, info: dict | None = None) -> int:
+        """Record (or refresh) a site's address; returns how many incarnations of the site
+        this registry has seen."""
         self.entries[site] = (address, epoch, dict(info or {}))
-        self.registrations += 1
-        return self.registrations
+        self.epochs.setdefault(site, set()).add(epoch)
+        return len(self.epochs[site])
 
     def lookup(self, site: str) -> str | None:
         e = self.entries.get(site)
         return e[0] if e else None
 
     def restarts(self) -> int:
-        """Registrations beyond each site's first: agent restarts seen."""
-        return self.registrations - len(self.entries)
+        """Incarnations beyond each site's first: agent restarts seen."""
+        return sum(len(e) - 1 for e in self.epochs.values())
 
     def all(self) -> dict[str, dict]:
         return {s: {"address": a, "epoch": ep, **info}

@@ -1,20 +1,18 @@
-"""The site agent of the cluster engine: a Ray actor hosting the learned policy of one site,
-its peer-message gRPC server, and its signing key.
+"""One site's agent as a Ray actor, pinned to its site's nodes: the autonomous loop
+(``runtime.AgentRuntime``) with its three seams -- peer codes over gRPC (``peers``), the
+coordinator as its clearinghouse, and its executor.
 
-A round has two phases, each one actor call from the driver (``agents.cluster.driver``):
+The actor starts itself (it calls its own ``start`` from its constructor), so a restarted
+actor (Ray's ``max_restarts``) comes back on its own: it opens its peer server on a fresh
+port, registers it under a new epoch, rebuilds its view from the committed schedule, and
+reconciles it with its executor. Nothing outside it calls it in the course of a run; the
+launcher only asks for ``info`` and, at the end, ``stop``.
 
-1. ``prepare(obs)``: run the trigger and, if the agent is uncertain, send its code to every
-   peer over gRPC and wait for their acknowledgements.
-2. ``bid(round)``: score the window attending over the codes received, and return the
-   site's part of the round -- its ended instances and its bids -- signed with the site's
-   Ed25519 key (``coordinator.site_round``). The driver carries every site's signed part to
-   the coordinator in the round's one ordered command (``Round``); each replica checks each
-   signature, so the driver can drop a part but not forge or alter one.
-
-The actor is restartable (Ray ``max_restarts``): ``__init__`` only loads weights; the first
-call after a (re)start opens the gRPC server on a fresh port, registers it under a new
-epoch, and reads the site's running allocations back from the coordinator's committed
-schedule -- the agent keeps no scheduling state of its own that a restart could lose.
+What it is given is plain data handed over by the launcher through Ray (``AgentSpec``): the
+cluster, the acting policy's arrays, and two factories -- the clearinghouse's
+(``build(cluster)``, e.g. ``coordinator.clearinghouse.ClearinghouseSpec``, built here in the
+agent's own process) and the executor's (``build(cluster, site, wake)``). It imports no torch:
+a site agent needs inference only (``agents.step.policy.NumpyPolicy``).
 """
 
 from __future__ import annotations
@@ -23,224 +21,216 @@ import asyncio
 import logging
 import os
 import resource
+import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import ray
 
 from agents import metrics as M
-from agents.cluster.brain import Mailbox, SiteBrain, SiteObs
-from agents.cluster.peers import PeerLinks, PeerService
+from agents.cluster.peers import GrpcExchange
 from agents.cluster.registry import REGISTRY_NAME
-from agents.learn.codec import code_bytes
+from agents.cluster.runtime import AgentRuntime
+from agents.domain import Cluster
+from agents.step.codes import code_bytes
+from agents.step.policy import NumpyPolicy
 from protos.agora.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
-class SiteAgent:
-    """Wrapped by ``ray.remote`` in ``actor_class`` (options are the launcher's)."""
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything one site agent is given (picklable; Ray carries it to the agent's node)."""
 
-    def __init__(self, spec: dict) -> None:
-        import torch
+    site: str
+    cluster: Cluster
+    weights: dict
+    """the acting policy's arrays (``NumpyPolicy``)"""
+    policy_config: dict
+    clearinghouse: Any
+    """a factory: ``build(cluster)`` -> the site's clearinghouse"""
+    executor: Any
+    """a factory: ``build(cluster, site index, wake)`` -> the site's executor"""
+    namespace: str = "agora"
+    host: str | None = None
+    """address the peer server binds; None: the node's IP address (Ray's)"""
+    metrics_host: str | None = None
+    """serve Prometheus metrics on this interface (None: no endpoint)"""
+    credentials: Any = None
+    """(server credentials factory, channel credentials factory) for peer TLS, or None"""
+    register_s: float = 2.0
+    """seconds between re-registrations with the registry (a restarted registry recovers)"""
+    trainer: Any = None
+    """a factory: ``build(site)`` -> a Flower client ``handle(message bytes) -> (reply bytes,
+    was it a training round)`` over the site's own learner (federation); None: no training
+    here"""
 
-        torch.set_num_threads(1)
-        from agents.learn.checkpoint import load_agents
 
+class SiteAgentActor:
+    """Wrapped by ``ray.remote`` as ``RaySiteAgent`` (the launcher sets its options)."""
+
+    def __init__(self, spec: AgentSpec) -> None:
         self.spec = spec
-        self.site: str = spec["site"]
-        self.sites: list[str] = spec["sites"]
-        self.index = self.sites.index(self.site)
-        agents, _ = load_agents(spec["checkpoint"])
-        if agents.n_sites != len(self.sites):
-            raise ValueError(f"checkpoint {spec['checkpoint']} has {agents.n_sites} sites; "
-                             f"the run has {len(self.sites)}")
-        self.agents = agents
-        self.brain = SiteBrain(agents, self.index)
-        self.mailbox = Mailbox(len(self.sites), agents.cfg.code_dim)
-        self.code_bytes = code_bytes(agents.cfg.code_dim, agents.cfg.bits)
+        self.sites = list(spec.cluster.site_names)
+        self.index = self.sites.index(spec.site)
+        self.policy = NumpyPolicy(spec.weights, spec.policy_config)
         self.epoch = time.time_ns()
-        self._started = False
-        self._obs: SiteObs | None = None
-        self._t_obs = time.perf_counter()
-        self.counts = {"rounds": 0, "batches": 0, "codes_sent": 0, "codes_suppressed": 0, "bids": 0,
-                       "completions": 0, "failures": 0}
-        self.recovered: int | None = None
+        self.runtime: AgentRuntime | None = None
+        self._starting: asyncio.Task | None = None
+        self.address = ""
+        self.metrics_port = None
         self._fl = None
-        """(learner, ClientApp, Context), built at the first Flower message"""
+        ray.get_runtime_context().current_actor.start.remote()
 
-    # ---- start-up (also after every restart) -------------------------------------------
-    async def _ensure_started(self) -> None:
-        if self._started:
-            return
-        from coordinator.client import CoordinatorClient
-        from coordinator.config import load_config
-        from coordinator.server import load_keys
+    # ---- start-up (also after every restart) ------------------------------------------
+    async def start(self) -> dict:
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+        return {"site": self.spec.site, "address": self.address, "epoch": self.epoch}
 
+    async def _start(self) -> None:
         spec = self.spec
+        self.registry = ray.get_actor(REGISTRY_NAME, namespace=spec.namespace)
+        server_creds = channel_creds = None
+        if spec.credentials is not None:
+            server_creds, channel_creds = spec.credentials.build(spec.site)
+        self.exchange = GrpcExchange(
+            site=spec.site, sites=self.sites, code_dim=self.policy.code_dim,
+            code_bytes=code_bytes(self.policy.code_dim, self.policy.bits),
+            resolve=self._resolve, epoch=self.epoch, credentials=channel_creds,
+            on_code=lambda sender, rnd: self.runtime and self.runtime.wake())
         self.server = grpc.aio.server()
-        self.peer_service = PeerService(self.site, self.sites, self.mailbox, self.code_bytes)
-        agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.peer_service, self.server)
-        creds = None
-        host = spec.get("host") or ray.util.get_node_ip_address()
-        if spec.get("certs"):
-            from deploy.certs import channel_credentials, server_credentials
-            certs = Path(spec["certs"])
-            port = self.server.add_secure_port(f"{host}:0",
-                                               server_credentials(certs, f"site-{self.site}"))
-            creds = channel_credentials(certs, f"site-{self.site}")
-        else:
-            port = self.server.add_insecure_port(f"{host}:0")
+        agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.exchange.service, self.server)
+        host = spec.host or ray.util.get_node_ip_address()
+        port = (self.server.add_secure_port(f"{host}:0", server_creds) if server_creds
+                else self.server.add_insecure_port(f"{host}:0"))
         await self.server.start()
         self.address = f"{host}:{port}"
-        self.registry = ray.get_actor(REGISTRY_NAME, namespace=spec.get("namespace"))
-        self.links = PeerLinks(self.site, [s for s in self.sites if s != self.site],
-                               self._resolve, credentials=creds)
-        config = load_config(spec["coordinator_config"])
-        keys = load_keys(Path(spec["keys"]))
-        ids = [f"site:{self.site}"]
-        self.client_id = f"site:{self.site}"
-        self.seed = keys.client_signing[self.client_id]
-        tls_id = f"site-{self.site}" if config.tls_enabled else None
-        self.clients = [CoordinatorClient(config, keys, cid, tls_identity=tls_id)
-                        for cid in ids]
-        self.metrics_port = None
-        if spec.get("metrics_host"):
-            from agents.metrics import start_metrics_server
-            self.metrics_port = start_metrics_server(spec["metrics_host"], 0)
-        await self.registry.register.remote(self.site, self.address, self.epoch,
-                                            {"pid": os.getpid(), "node_id":
-                                             ray.get_runtime_context().get_node_id(),
-                                             "metrics_port": self.metrics_port})
-        # what is in flight here, from the committed schedule (nothing kept locally)
-        sched = await self.clients[0].schedule(site=self.site)
-        self.recovered = len(sched.schedule.allocations)
-        self._started = True
-        log.info("site %s serving peers at %s (epoch %d); %d allocations committed here",
-                 self.site, self.address, self.epoch, self.recovered)
+        if spec.metrics_host:
+            self.metrics_port = M.start_metrics_server(spec.metrics_host, 0)
+        await self._register()
+        self.exchange.links.start()
+        executor = spec.executor.build(spec.cluster, self.index,
+                                       lambda: self.runtime and self.runtime.wake())
+        self.runtime = AgentRuntime(site=self.index, name=spec.site, cluster=spec.cluster,
+                                    policy=self.policy, exchange=self.exchange,
+                                    clearinghouse=spec.clearinghouse.build(spec.cluster),
+                                    executor=executor, metrics=_Metrics())
+        await self.runtime.start()
+        self._reregister = asyncio.ensure_future(self._keep_registered())
+        log.info("site %s serving peers at %s (epoch %d)", spec.site, self.address, self.epoch)
+
+    async def _register(self) -> None:
+        await self.registry.register.remote(self.spec.site, self.address, self.epoch, {
+            "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+            "metrics_port": self.metrics_port})
+
+    async def _keep_registered(self) -> None:
+        while True:
+            await asyncio.sleep(self.spec.register_s)
+            try:
+                await self._register()
+            except Exception as e:  # noqa: BLE001 - the registry may be restarting
+                log.info("site %s: registry unreachable (%s)", self.spec.site, e)
 
     async def _resolve(self, peer: str) -> str | None:
         return await self.registry.lookup.remote(peer)
 
-    # ---- the two phases of a round ------------------------------------------------------
-    async def prepare(self, obs: SiteObs) -> dict:
-        await self._ensure_started()
-        t0 = self._t_obs = time.perf_counter()
-        self._obs = obs
-        code = self.brain.trigger(obs, self.mailbox)
-        acked = 0
-        if obs.mask.any():
-            if code is None:
-                self.counts["codes_suppressed"] += 1
-                M.MESSAGES_SUPPRESSED.labels(site=self.site).inc()
-            else:
-                acked = await self.links.broadcast(obs.round, code, self.epoch)
-                self.counts["codes_sent"] += 1
-                M.MESSAGES_SENT.labels(site=self.site).inc()
-                M.wire_bytes("out", site=self.site).inc(self.code_bytes * acked)
-        return {"site": self.site, "sent": code is not None, "acked": acked,
-                "active": bool(obs.mask.any()), "wire_bytes": self.code_bytes if code is not
-                None else 0, "prepare_s": time.perf_counter() - t0}
+    # ---- introspection -------------------------------------------------------------------
+    async def wait_connected(self, timeout_s: float = 30.0) -> int:
+        """Until the streams to every peer are open; how many are."""
+        await self.start()
+        return await self.exchange.links.wait_connected(timeout_s)
 
-    async def bid(self, round: int) -> dict:
-        """This site's signed part of the round (``coordinator.site_round``): its ended
-        instances and its bids, for the driver to carry to the coordinator in the round's
-        one ordered command. The driver cannot alter it; every replica checks the
-        signature."""
-        from coordinator.site_round import sign
-        from protos.agora.v1 import coordinator_pb2 as pb
+    async def info(self) -> dict:
+        await self.start()
+        rt, ch = self.runtime, self.runtime.agent.clearinghouse
+        lat = sorted(rt.latencies)
+        return {"site": self.spec.site, "address": self.address, "epoch": self.epoch,
+                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "resources": ray.get_runtime_context().get_assigned_resources(),
+                "metrics_port": self.metrics_port,
+                "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "torch_loaded": "torch" in sys.modules,
+                "version": ch.version, "round": ch.round.round, "updates": ch.updates,
+                "messages_sent": ch.sent,
+                "codes_sent": rt.agent.sent, "codes_suppressed": rt.agent.suppressed,
+                "peer": {"received": self.exchange.service.received,
+                         "refused": self.exchange.service.refused,
+                         "connected": len(self.exchange.links.connected),
+                         "reconnects": self.exchange.links.reconnects,
+                         "bytes_out": self.exchange.links.bytes_out},
+                "think_ms_p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
+                **rt.counts}
 
-        await self._ensure_started()
-        obs = self._obs
-        if obs is None or obs.round != round:
-            # a restart lost the observation between the phases: nothing this round (its
-            # ended instances come back: the driver reports what it has not seen committed)
-            return {"site": self.site, "bids": 0, "signed": None, "lost_observation": True}
-        bids = self.brain.bids(obs, self.mailbox)
-        self.counts["rounds"] += 1
-        rep = pb.SiteRound(site=self.site, round=round, bids=[
-            pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids])
-        for job, task, b, e, outcome in obs.completions:
-            if outcome == "completed":
-                rep.completions.add(job_id=job, task_id=task, instance_begin=b,
-                                    instance_end=e, site=self.site)
-                self.counts["completions"] += e - b
-            else:
-                rep.failures.add(job_id=job, task_id=task, instance_begin=b, instance_end=e,
-                                 site=self.site, reason="instance failed at the site")
-                self.counts["failures"] += e - b
-        if not bids and not obs.completions:
-            return {"site": self.site, "bids": 0, "signed": None}
-        if bids:
-            self.counts["batches"] += 1
-            self.counts["bids"] += len(bids)
-            M.DECISIONS.labels(site=self.site).inc()
-            M.DECISION_LATENCY.labels(site=self.site).observe(time.perf_counter() - self._t_obs)
-        signed = sign(self.seed, self.client_id, rep)
-        return {"site": self.site, "bids": len(bids), "signed": signed.SerializeToString()}
+    async def ledger_states(self) -> dict:
+        """Every task's instance states as this agent's view holds them (for checking that
+        it equals the coordinator's ledger)."""
+        await self.start()
+        ch = self.runtime.agent.clearinghouse
+        return {"version": ch.version,
+                "tasks": {f"{k[0]}/{k[1]}": bytes(ts.states).hex()
+                          for k, ts in ch.ledger.tasks.items()}}
+
+    async def records(self) -> list:
+        """The executor's record of every run (replay's simulated executor)."""
+        await self.start()
+        return list(getattr(self.runtime.agent.executor, "record", []))
+
+    async def stop(self) -> None:
+        if self._starting is None:
+            return
+        await self._starting
+        self._reregister.cancel()
+        executor = self.runtime.agent.executor
+        await self.runtime.close()
+        if hasattr(executor, "close"):
+            executor.close()
+        await self.exchange.links.close()
+        await self.server.stop(grace=None)
+        if self.metrics_port is not None:
+            M.stop_metrics_server(self.metrics_port)
 
     # ---- federation (Flower rounds between episodes) ------------------------------------
     def fl_handle(self, data: bytes) -> bytes | None:
         """One Flower message (train / evaluate, Flower's protobuf bytes) to this site's
-        ``ClientApp`` over its own PPO learner; the reply as bytes. Blocks the actor while
-        it trains: rounds run between episodes, when no round is in flight."""
-        from flwr.app import Context, RecordDict
-
-        from federation.actor_grid import from_bytes, to_bytes
-        from federation.client_app import make_client_app
-
+        Flower client over its own learner (``spec.trainer``); the reply as bytes. Training
+        is where torch comes in: the client is built on the first Flower message, never for
+        acting."""
+        if self.spec.trainer is None:
+            raise RuntimeError(f"site {self.spec.site}: this agent was started without a "
+                               f"trainer (federation.enabled: false)")
         if self._fl is None:
-            from agents.learn.loop import TrainConfig
-            from federation.ppo_learner import PPOSiteLearner
-
-            learner = PPOSiteLearner(self.site, TrainConfig.from_dict(self.spec["learner"]))
-            ctx = Context(run_id=1, node_id=0, node_config={"site": self.site},
-                          state=RecordDict(), run_config={})
-            self._fl = (learner, make_client_app(learner), ctx)
-        msg = from_bytes(data)
-        reply = self._fl[1](msg, self._fl[2])
-        if msg.metadata.message_type.startswith("train"):
+            self._fl = self.spec.trainer.build(self.spec.site)
+        reply, trained = self._fl(data)
+        if trained:
             M.FEDERATED_ROUNDS.inc()
-        return to_bytes(reply)
+        return reply
 
-    def set_policy(self, weights: list) -> str:
-        """Load the federation's aggregated weights into the acting policy; returns their
-        digest (sites compare it to see they act with the same model)."""
+    def set_policy(self, weights: dict, config: dict) -> str:
+        """Act with new weights (the federation's aggregate); returns their digest."""
         import hashlib
 
-        from agents.learn.networks import get_weights, set_weights
-
-        set_weights(self.agents.modules, weights)
-        return hashlib.sha256(b"".join(w.tobytes() for w in get_weights(
-            self.agents.modules))).hexdigest()[:16]
-
-    # ---- introspection -------------------------------------------------------------------
-    async def info(self) -> dict:
-        await self._ensure_started()
-        return {"site": self.site, "address": self.address, "epoch": self.epoch,
-                "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
-                "resources": ray.get_runtime_context().get_assigned_resources(),
-                "recovered_allocations": self.recovered,
-                "metrics_port": self.metrics_port,
-                "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "peer": {"received": self.peer_service.received,
-                         "refused": self.peer_service.refused,
-                         "bytes_in": self.peer_service.bytes_in,
-                         "bytes_out": self.links.bytes_out,
-                         "unreachable": self.links.unreachable,
-                         "reconnects": self.links.reconnects},
-                **self.counts}
-
-    async def stop(self) -> None:
-        if self._started:
-            await self.links.close()
-            for c in self.clients:
-                await c.close()
-            await self.server.stop(grace=None)
-            self._started = False
+        self.policy = NumpyPolicy(weights, config)
+        if self.runtime is not None:
+            self.runtime.agent.policy = self.policy
+        return hashlib.sha256(b"".join(weights[k].tobytes() for k in sorted(weights))
+                              ).hexdigest()[:16]
 
 
-RaySiteAgent = ray.remote(SiteAgent)
-"""``SiteAgent`` as a Ray actor class; the launcher sets its options (resources, restarts,
-cpus) with ``.options(...)``."""
+class _Metrics:
+    """The agent's Prometheus series (``agents.metrics``)."""
+
+    def decided(self, site: str, offers: int, latency: list[float]) -> None:
+        M.DECISIONS.labels(site=site).inc()
+        for x in latency:
+            M.DECISION_LATENCY.labels(site=site).observe(x)
+
+
+RaySiteAgent = ray.remote(SiteAgentActor)
+"""``SiteAgentActor`` as a Ray actor class; the launcher sets its options (resources,
+restarts, cpus) with ``.options(...)``."""

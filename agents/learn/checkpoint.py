@@ -1,17 +1,26 @@
 """Checkpoints: weights, optimiser, value normaliser, every configuration and seed, in one
-``torch.save`` file. Loading checks the checkpoint against the cluster and configuration it
-is asked to run on and says exactly what differs."""
+``torch.save`` file of tensors and plain data -- read back with ``weights_only=True``, so
+loading a checkpoint never runs code from it. Loading checks the checkpoint against the
+configuration it is asked to run with and says exactly what differs.
+
+``load_policy`` gives the acting policy (``agents.step.policy.NumpyPolicy``): what a site agent
+needs, without torch in the agent's process (the launcher reads the file and hands the
+arrays over).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from agents.learn.features import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES, FeatureBuilder
 from agents.learn.learned_policy import AgentConfig, Agents
+from agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
+from agents.step.policy import NumpyPolicy
+from agents.step.simulation import STATE_DIM
 
-FORMAT = "agora-learn-v1"
+FORMAT = "agora-learn-v2"
 
 
 class CheckpointMismatch(ValueError):
@@ -21,7 +30,7 @@ class CheckpointMismatch(ValueError):
 def save(path: str | Path, *, agents: Agents, extra: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"format": FORMAT, "agent_config": agents.cfg.to_dict(), "n_sites": agents.n_sites,
+    blob = {"format": FORMAT, "agent_config": agents.cfg.to_dict(),
             "state_dim": agents.state_dim, "slot_features": list(SLOT_FEATURES),
             "own_features": list(OWN_FEATURES), "local_dim": LOCAL_DIM,
             "model": agents.model.state_dict(), "codec": agents.codec.state_dict(), **extra}
@@ -35,46 +44,60 @@ def read(path: str | Path) -> dict:
     if not p.is_file():
         raise CheckpointMismatch(f"{path}: no such checkpoint file")
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=False)
+        blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — any unreadable file is the same user error
-        raise CheckpointMismatch(f"{path}: not a readable checkpoint ({e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointMismatch(f"{path}: not a readable checkpoint ({first}); expected a "
+                                 f"file written by `agora train`") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointMismatch(f"{path}: not an {FORMAT} checkpoint")
+        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointMismatch(f"{path}: format {found!r}; expected an {FORMAT} checkpoint "
+                                 f"(train a new one with `agora train`)")
     return blob
 
 
-def load_agents(path: str | Path, *, cluster=None, expect: AgentConfig | None = None,
+def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
                 ) -> tuple[Agents, dict]:
-    """Rebuild the agents of a checkpoint. ``cluster`` given: it must have the checkpoint's
-    number of sites and state size; ``expect`` given: its shape fields (k, hidden, code_dim,
-    bits, site_dim) must equal the checkpoint's."""
+    """Rebuild the agents of a checkpoint; ``expect`` given: its shape fields (k, hidden,
+    code_dim, bits) must equal the checkpoint's."""
     blob = read(path)
-    cfg = AgentConfig(**blob["agent_config"])
+    try:
+        cfg = AgentConfig(**blob["agent_config"])
+    except TypeError as e:
+        raise CheckpointMismatch(f"{path}: agent_config: {e}") from None
     diffs = []
     if list(blob["slot_features"]) != list(SLOT_FEATURES):
         diffs.append(f"slot features {blob['slot_features']} != this code's {list(SLOT_FEATURES)}")
     if list(blob["own_features"]) != list(OWN_FEATURES) or blob["local_dim"] != LOCAL_DIM:
         diffs.append("own-site feature layout (resources / histogram) differs from this code's")
+    if blob["state_dim"] != STATE_DIM:
+        diffs.append(f"state size: checkpoint {blob['state_dim']}, this code {STATE_DIM}")
     if expect is not None:
-        for f in ("k", "hidden", "code_dim", "bits", "site_dim"):
+        for f in ("k", "hidden", "code_dim", "bits"):
             if getattr(expect, f) != getattr(cfg, f):
                 diffs.append(f"{f}: checkpoint {getattr(cfg, f)}, configuration "
                              f"{getattr(expect, f)}")
-    if cluster is not None:
-        n = len(cluster.sites)
-        if n != blob["n_sites"]:
-            diffs.append(f"sites: checkpoint trained on {blob['n_sites']}, cluster has {n}")
-        else:
-            sd = FeatureBuilder(cluster, cfg.k).state_dim
-            if sd != blob["state_dim"]:
-                diffs.append(f"state size: checkpoint {blob['state_dim']}, cluster gives {sd}")
     if diffs:
         raise CheckpointMismatch(f"{path}: checkpoint does not match the configuration: "
                                  + "; ".join(diffs))
-    agents = Agents(cfg, blob["n_sites"], blob["state_dim"])
+    agents = Agents(cfg)
     try:
         agents.model.load_state_dict(blob["model"])
         agents.codec.load_state_dict(blob["codec"])
     except RuntimeError as e:
         raise CheckpointMismatch(f"{path}: weights do not fit the configuration: {e}") from None
     return agents, blob
+
+
+def load_policy(path: str | Path, *, comm: str | None = None,
+                threshold: float | None = None) -> NumpyPolicy:
+    """The acting policy of a checkpoint (numpy arrays and its configuration)."""
+    agents, _ = load_agents(path)
+    return agents.policy(comm=comm, threshold=threshold)
+
+
+def policy_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(weights, agent config) of a checkpoint, plain numpy and dict: what a launcher hands
+    a site agent (``NumpyPolicy(weights, config)``)."""
+    pol = load_policy(path)
+    return pol.w, pol.config

@@ -3,10 +3,8 @@
 latent mean quantised to signed integers of ``bits`` bits (int8 by default), so a message
 costs ``code_dim · bits / 8`` bytes against ``LOCAL_DIM · 4`` for the raw float32 state.
 
-Quantisation is uniform and symmetric over ``[-CODE_RANGE, CODE_RANGE]``: ``q =
-round(clip(mu) / step)``, ``step = CODE_RANGE / (2^(bits-1) - 1)``; dequantising gives
-``q · step``, so the round-trip error of an in-range value is at most ``step / 2``. The
-decoder exists for training (the reconstruction term of the ELBO) and for measuring how
+Quantisation is ``agents.step.codes`` (numpy: a site agent sends and reads codes without
+torch). The decoder exists for training (the reconstruction term of the ELBO) and for measuring how
 much of the state a code carries; receivers only ever use dequantised codes.
 """
 
@@ -16,33 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-CODE_RANGE = 4.0
-"""latent means are clipped to ±CODE_RANGE before quantising (the KL term keeps them near
-N(0, 1), so clipping at 4σ loses almost nothing)"""
-
-
-def quant_step(bits: int) -> float:
-    return CODE_RANGE / (2 ** (bits - 1) - 1)
-
-
-def quantise(z: np.ndarray | torch.Tensor, bits: int = 8) -> np.ndarray:
-    """Latent means -> int8 array of values in [-(2^(bits-1) - 1), 2^(bits-1) - 1]."""
-    if not 2 <= bits <= 8:
-        raise ValueError(f"bits must be in [2, 8] (an int8 or narrower wire code), got {bits}")
-    z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
-    lim = 2 ** (bits - 1) - 1
-    q = np.rint(np.clip(z, -CODE_RANGE, CODE_RANGE) / quant_step(bits))
-    return np.clip(q, -lim, lim).astype(np.int8)
-
-
-def dequantise(q: np.ndarray, bits: int = 8) -> np.ndarray:
-    return q.astype(np.float32) * np.float32(quant_step(bits))
-
-
-def code_bytes(code_dim: int, bits: int) -> int:
-    """Bytes of one message on the wire (bit-packed codes round up to whole bytes)."""
-    return (code_dim * bits + 7) // 8
-
+from agents.step.codes import dequantise, quantise
 
 class Codec(nn.Module):
     """VAE over one site's local state; shared by all sites (they see the same layout)."""
@@ -67,7 +39,7 @@ class Codec(nn.Module):
     def wire(self, x: np.ndarray) -> np.ndarray:
         """Local states (..., local_dim) -> quantised codes (..., code_dim) int8."""
         mu, _ = self.encode(torch.as_tensor(x, dtype=torch.float32))
-        return quantise(mu, self.bits)
+        return quantise(mu.numpy(), self.bits)
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Negative ELBO with a β-weighted KL (β-VAE, Higgins et al. 2017): reconstruction

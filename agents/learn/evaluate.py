@@ -9,12 +9,13 @@ from dataclasses import replace
 
 from agents.baselines import BASELINES
 from agents.learn import checkpoint
-from agents.learn.codec import code_bytes
-from agents.learn.features import LOCAL_DIM, FeatureBuilder
-from agents.learn.learned_policy import AgentConfig, Agents, LearnedPolicy
+from agents.learn.learned_policy import AgentConfig, Agents
 from agents.sim.config import SimConfig
 from agents.sim.engine import SimResult, Simulator
 from agents.sim.runner import Scenario, run_one
+from agents.step.codes import code_bytes
+from agents.step.observe import LOCAL_DIM
+from agents.step.simulation import AgentsPolicy
 
 SRPT_NAME = "srpt-market (ref.)"
 
@@ -23,20 +24,16 @@ def is_checkpoint_path(policy: str) -> bool:
     return policy not in BASELINES and (policy.endswith(".pt") or "/" in policy)
 
 
-def learned_policy(path: str, cluster, *, comm: str | None = None,
-                   threshold: float | None = None, expect: AgentConfig | None = None,
-                   name: str = "learned") -> LearnedPolicy:
-    agents, _ = checkpoint.load_agents(path, cluster=cluster, expect=expect)
-    agents.model.eval()
-    return LearnedPolicy(agents, name=name, comm=comm, threshold=threshold)
+def learned_policy(path: str, *, comm: str | None = None, threshold: float | None = None,
+                   expect: AgentConfig | None = None, name: str = "learned") -> AgentsPolicy:
+    agents, _ = checkpoint.load_agents(path, expect=expect)
+    return AgentsPolicy(agents.policy(comm=comm, threshold=threshold), name=name)
 
 
 def run_learned(path: str, cluster, wl, *, seed: int, config: SimConfig | None = None,
                 comm: str | None = None, threshold: float | None = None,
-                progress: bool = False) -> tuple[SimResult, LearnedPolicy]:
-    import torch
-    torch.set_num_threads(1)
-    pol = learned_policy(path, cluster, comm=comm, threshold=threshold)
+                progress: bool = False) -> tuple[SimResult, AgentsPolicy]:
+    pol = learned_policy(path, comm=comm, threshold=threshold)
     cfg = replace(config or SimConfig(), seed=seed)
     return Simulator(cluster, wl, cfg).run(pol, progress=progress), pol
 
@@ -44,9 +41,8 @@ def run_learned(path: str, cluster, wl, *, seed: int, config: SimConfig | None =
 def run_srpt(cluster, wl, *, seed: int, config: SimConfig | None = None) -> SimResult:
     """The job-level SRPT reference: shortest job work left first, every site bidding for all
     it fits, cleared by the same market (origin-preferred, best-fit)."""
-    cfg = AgentConfig()
-    agents = Agents(cfg, len(cluster.sites), FeatureBuilder(cluster, cfg.k).state_dim)
-    pol = LearnedPolicy(agents, name=SRPT_NAME, teacher="srpt", comm="none")
+    pol = AgentsPolicy(Agents(AgentConfig()).policy(comm="none"), name=SRPT_NAME,
+                       teacher="srpt")
     return Simulator(cluster, wl, replace(config or SimConfig(), seed=seed)).run(pol)
 
 
@@ -69,8 +65,8 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
         r, pol = run_learned(path, cluster, wl, seed=seed, config=config, comm=comm,
                              threshold=threshold)
         wall["learned"] += time.perf_counter() - t0
-        sent += pol.mailbox.sent
-        possible += pol.mailbox.possible
+        sent += sum(a.sent for a in pol.agents)
+        possible += sum(a.sent + a.suppressed for a in pol.agents)
         rounds += pol.rounds
         runs["learned"].append(r.metrics)
         if on_result:
@@ -89,9 +85,10 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
             runs[p].append(r.metrics)
             if on_result:
                 on_result(p, seed, r)
-    cfg = pol.agents.cfg
+    cfg = pol.policy
     return {"runs": runs, "wall_s": wall,
-            "comm": {"mode": pol.comm, "threshold": pol.threshold,
+            "comm": {"mode": cfg.comm if comm is None else comm,
+                     "threshold": cfg.threshold if threshold is None else threshold,
                      "msgs_sent_frac": sent / possible if possible else 0.0,
                      "msgs_sent": sent, "msgs_possible": possible, "rounds": rounds,
                      "bytes_per_msg": code_bytes(cfg.code_dim, cfg.bits),

@@ -27,13 +27,15 @@ import numpy as np
 import torch
 
 from agents.learn import checkpoint
-from agents.learn.codec import code_bytes
-from agents.learn.features import LOCAL_DIM, FeatureBuilder
-from agents.learn.learned_policy import AgentConfig, Agents, LearnedPolicy, Recorder
-from agents.learn.ppo import PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update, round_rewards
+from agents.learn.learned_policy import AgentConfig, Agents
+from agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
+                              round_rewards, values_of)
 from agents.sim.config import SimConfig
 from agents.sim.engine import Simulator
 from agents.sim.runner import Scenario
+from agents.step.codes import code_bytes
+from agents.step.observe import LOCAL_DIM
+from agents.step.simulation import AgentsPolicy, Recorder
 
 TRAIN_SEED_BASE = 10_000
 VAL_SEED_BASE = 5_000
@@ -130,16 +132,20 @@ class MixedSource:
 
 def run_episode(agents: Agents, cluster, wl, *, seed: int, rng=None, teacher=None,
                 record: bool = True, comm: str | None = None):
+    """One episode of the simulation engine with the agents' current weights (acting in
+    numpy, as a site agent does); returns (result, recorder, policy)."""
     rec = Recorder() if record else None
-    pol = LearnedPolicy(agents, rng=rng, recorder=rec, teacher=teacher, comm=comm)
+    pol = AgentsPolicy(agents.policy(comm=comm), rng=rng, recorder=rec, teacher=teacher)
     sim = Simulator(cluster, wl, SimConfig(seed=seed, record_attempts=False))
     res = sim.run(pol)
     return res, rec, pol
 
 
-def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm) -> tuple[dict, float]:
+def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
+             agents: Agents) -> tuple[dict, float]:
     end = res.metrics["makespan_s"] + (res.jobs[0].job.arrival if res.jobs else 0.0)
     r = round_rewards(ep["now"], res.jobs, cfg.ppo, end)
+    ep["value"] = values_of(agents, ep, cfg.agent.bits)
     values = vnorm.denormalise(ep["value"].astype(np.float64))
     adv, ret = gae(r, values, cfg.ppo.gamma, cfg.ppo.lam)
     ep["adv"], ep["ret"] = adv.astype(np.float32), ret.astype(np.float32)
@@ -172,10 +178,8 @@ class PPOLoop:
         self.cfg = cfg
         self.src = source if source is not None else EpisodeSource(
             Scenario(**cfg.scenario), cfg.train_jobs, cfg.train_fraction)
-        n_sites = len(self.src.cluster.sites)
-        state_dim = FeatureBuilder(self.src.cluster, cfg.agent.k).state_dim
         torch.manual_seed(cfg.seed)
-        self.agents = Agents(cfg.agent, n_sites, state_dim)
+        self.agents = Agents(cfg.agent)
         params = [p for m in self.agents.modules for p in m.parameters()]
         self.opt = torch.optim.Adam(params, lr=cfg.ppo.lr, eps=1e-5)
         self.vnorm = ValueNorm()
@@ -212,7 +216,7 @@ class PPOLoop:
         cl, wl = self.src.episode(st["episode"])
         st["episode"] += 1
         res, rec, pol = run_episode(self.agents, cl, wl, seed=st["episode"], rng=self.rng)
-        ep, ret = _prepare(rec.arrays(), res, cfg, self.vnorm)
+        ep, ret = _prepare(rec.arrays(), res, cfg, self.vnorm, self.agents)
         self.vnorm.update(ep["ret"])
         t1 = time.perf_counter()
         logs = ppo_update(self.agents, self.opt, flatten(ep, cfg.agent.bits), cfg.ppo,
@@ -224,7 +228,7 @@ class PPOLoop:
         row = {"charts/episodic_return": ret, "charts/jct_mean_s": m["jct_mean_s"],
                "charts/score": m["score"], "charts/rounds": n,
                "charts/steps_per_s": n / max(t1 - t0, 1e-9),
-               "comm/msgs_sent_frac": pol.mailbox.sent_frac,
+               "comm/msgs_sent_frac": pol.sent_frac,
                "comm/bits_per_msg": 8 * self.msg_bytes, "comm/bytes_per_msg": self.msg_bytes,
                "comm/raw_state_bytes": LOCAL_DIM * 4, **logs}
         return row, pol

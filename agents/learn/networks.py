@@ -2,7 +2,7 @@
 
 **Actor** (a pointer network over a variable-size set; Vinyals et al., arXiv 1506.03134):
 every candidate slot is encoded by the same MLP, the agent's context is its own features +
-site embedding + a mean over its valid slots + what it heard from its peers, and a slot's
+a mean over its valid slots + what it heard from its peers, and a slot's
 score is an additive-attention compatibility ``v · tanh(W e_slot + U ctx)``. A learned
 "pass" score joins the slot scores, so the actor's output is ``k + 1`` logits of which masked
 slots are ``-inf`` (they never get a bid, whatever the weights). ``k`` is a window size, not
@@ -12,13 +12,16 @@ an output width: the same weights score any number of slots.
 received code gives a key and a value; the agent's query comes from its own encoding; a
 softmax over the peers that have ever sent (itself excluded) gives the message context.
 
-**Critic** (MAPPO, Yu et al., arXiv 2103.01955): a value from the centralised global state
-(``features.RoundView.state``) together with the agent's own context, one scalar per agent;
-``central_critic=False`` withholds the global state (an independent-PPO critic).
+**Critic** (MAPPO, Yu et al., arXiv 2103.01955): a value from a centralised summary of the
+whole system (``agents.engine.simulation.STATE_FEATURES``, known only in training: the
+simulation engine computes it) together with the agent's own context, one scalar per agent;
+``central_critic=False`` withholds the summary (an independent-PPO critic). Acting needs
+only the actor: ``agents.step.policy.NumpyPolicy`` runs it without torch.
 
-Parameter sharing: one set of weights for all sites, distinguished by the site embedding
-(row ``i`` of ``site_emb``). ``get_weights``/``set_weights`` give every tensor (actor,
-critic, codec) as a list of numpy arrays in a fixed order, for federated averaging.
+Parameter sharing: one set of weights for all sites, which tell themselves apart by their
+own features only -- no per-site parameters -- so a policy runs on any number of sites.
+``get_weights``/``set_weights`` give every tensor (actor, critic, codec) as a list of numpy
+arrays in a fixed order, for federated averaging.
 """
 
 from __future__ import annotations
@@ -31,16 +34,13 @@ NEG = -1e9
 
 
 class ActorCritic(nn.Module):
-    def __init__(self, *, slot_dim: int, own_dim: int, state_dim: int, n_sites: int,
-                 code_dim: int, hidden: int = 64, site_dim: int = 8,
-                 central_critic: bool = True) -> None:
+    def __init__(self, *, slot_dim: int, own_dim: int, state_dim: int, code_dim: int,
+                 hidden: int = 64, central_critic: bool = True) -> None:
         super().__init__()
         h = hidden
         self.central_critic = central_critic
-        self.n_sites = n_sites
-        self.site_emb = nn.Embedding(n_sites, site_dim)
         self.slot_enc = nn.Sequential(nn.Linear(slot_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
-        self.own_enc = nn.Sequential(nn.Linear(own_dim + site_dim, h), nn.ReLU())
+        self.own_enc = nn.Sequential(nn.Linear(own_dim, h), nn.ReLU())
         self.q = nn.Linear(h, h)
         self.k = nn.Linear(code_dim, h)
         self.v = nn.Linear(code_dim, h)
@@ -54,14 +54,14 @@ class ActorCritic(nn.Module):
         self.scale = h ** -0.5
 
     def forward(self, slots: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
-                site: torch.Tensor, peer_codes: torch.Tensor, peer_mask: torch.Tensor,
+                peer_codes: torch.Tensor, peer_mask: torch.Tensor,
                 state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """slots (B,k,F), mask (B,k) bool, own (B,G), site (B,) long, peer_codes (B,S,Z),
-        peer_mask (B,S) bool, state (B,D) -> logits (B,k+1) (pass last), value (B,)."""
+        """slots (B,k,F), mask (B,k) bool, own (B,G), peer_codes (B,S,Z), peer_mask (B,S)
+        bool, state (B,D) -> logits (B,k+1) (pass last), value (B,)."""
         e = self.slot_enc(slots)                                           # (B,k,h)
         m = mask.unsqueeze(-1).float()
         pooled = (e * m).sum(1) / m.sum(1).clamp(min=1.0)
-        o = self.own_enc(torch.cat([own, self.site_emb(site)], -1))         # (B,h)
+        o = self.own_enc(own)                                               # (B,h)
         att = (self.k(peer_codes) @ self.q(o).unsqueeze(-1)).squeeze(-1) * self.scale
         att = att.masked_fill(~peer_mask, NEG)
         w = torch.softmax(att, -1) * peer_mask.float()                      # 0 with no peers

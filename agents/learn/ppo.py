@@ -1,6 +1,6 @@
 """PPO (Schulman et al., arXiv 1707.06347) for the site agents, MAPPO-style (Yu et al.,
 arXiv 2103.01955): clipped surrogate, GAE(λ) (arXiv 1506.02438), value normalisation, a few
-epochs over minibatches, one shared network with a site embedding.
+epochs over minibatches, one network shared by every site.
 
 **Per-agent buffers.** A rollout is a sequence of bidding rounds; every round holds one row
 per site (its observation, ranking, log-probability and value). Each site's rows form its own
@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from agents.learn.codec import dequantise
 from agents.learn.ranking import first_choice_entropy, log_prob
+from agents.sim.config import Reward
+from agents.step.codes import dequantise
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,23 @@ class PPOConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def reward(self) -> Reward:
+        return Reward(jct_scale_s=self.jct_scale_s, slowdown_w=self.slowdown_w,
+                      slowdown_tau_s=self.slowdown_tau_s)
+
 
 def round_rewards(now: np.ndarray, jobs, cfg: PPOConfig, end: float) -> np.ndarray:
     """Team reward of every round (times ``now``, non-decreasing): minus the cost of the jobs
     present between the round and the next (the last: until ``end``)."""
     arr, fin, rate = [], [], []
+    reward = cfg.reward
     for js in jobs:
         if js.outcome == "unschedulable":
             continue
         arr.append(js.job.arrival)
         fin.append(js.completion if js.completion is not None else end)
-        rate.append(1.0 / cfg.jct_scale_s + cfg.slowdown_w / max(js.critical_path,
-                                                                  cfg.slowdown_tau_s))
+        rate.append(reward.rate(js.critical_path))
     arr, fin, rate = map(np.asarray, (arr, fin, rate))
     bounds = np.append(now, max(end, now[-1] if len(now) else end))
 
@@ -148,7 +154,6 @@ def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
     pm = ep["has"][:, None, :] & ~np.eye(s, dtype=bool)[None]
     out = {
         "slots": ep["slots"], "mask": ep["mask"], "own": ep["own"], "local": ep["local"],
-        "site": np.broadcast_to(np.arange(s), (t_len, s)),
         "peer_codes": pc, "peer_mask": pm,
         "state": np.broadcast_to(ep["state"][:, None], (t_len, s, ep["state"].shape[-1])),
         "order": ep["order"], "plen": ep["plen"], "logp": ep["logp"], "active": ep["active"]}
@@ -160,14 +165,27 @@ def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
 
 
 def _forward(agents, b: dict, idx: torch.Tensor):
-    return agents.model(b["slots"][idx], b["mask"][idx], b["own"][idx], b["site"][idx],
+    return agents.model(b["slots"][idx], b["mask"][idx], b["own"][idx],
                         b["peer_codes"][idx], b["peer_mask"][idx], b["state"][idx])
+
+
+@torch.no_grad()
+def values_of(agents, ep: dict[str, np.ndarray], bits: int) -> np.ndarray:
+    """The critic's value of every (round, site) row of a recorded episode, (T, S): the
+    rollout acts in numpy (no critic there), so values are computed once, afterwards."""
+    t_len, s = ep["mask"].shape[:2]
+    b = flatten(ep, bits)
+    out = []
+    for i in range(0, t_len * s, 4096):
+        idx = torch.arange(i, min(i + 4096, t_len * s))
+        out.append(_forward(agents, b, idx)[1])
+    return torch.cat(out).numpy().reshape(t_len, s) if out else np.zeros((t_len, s))
 
 
 def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
                vnorm: ValueNorm, rng: np.random.Generator) -> dict:
     """Clipped-surrogate epochs over the flattened batch ``b``; returns mean losses."""
-    n = len(b["site"])
+    n = len(b["active"])
     act = b["active"].float()
     adv = b["adv"]
     a_act = adv[b["active"]]

@@ -49,7 +49,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
         if replace(saved, steps=cfg.steps) != cfg:
             raise checkpoint.CheckpointMismatch(
                 f"{ck}: --resume with a different configuration; saved: {saved.to_dict()}")
-        checkpoint.load_agents(ck, cluster=src.cluster, expect=cfg.agent)  # says what differs
+        checkpoint.load_agents(ck, expect=cfg.agent)  # says what differs
         loop.load_state(blob)
         st = loop.progress
         log(f"resumed from {ck} at step {st['step']}")
@@ -96,7 +96,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             bar.set_postfix(ret=f"{row['charts/episodic_return']:.1f}",
                             jct=f"{row['charts/jct_mean_s']:.0f}",
                             loss=f"{row['losses/policy']:+.3f}/{row['losses/value']:.3f}",
-                            sent=f"{pol.mailbox.sent_frac:.2f}")
+                            sent=f"{pol.sent_frac:.2f}")
     if bar is not None:
         bar.close()
     if not (out / "best.pt").exists():

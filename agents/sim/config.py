@@ -27,6 +27,26 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Reward:
+    """The cost the learned agents minimise (the DeepRM shaping, Mao et al., HotNets 2016):
+    every job present in the system costs, per simulated second, ``1 / jct_scale_s +
+    slowdown_w / max(critical_path, slowdown_tau_s)`` -- summed over an episode, total JCT
+    plus weighted total bounded slowdown."""
+
+    jct_scale_s: float = 1000.0
+    """seconds of job presence that cost 1"""
+    slowdown_w: float = 0.5
+    """weight of the bounded-slowdown term"""
+    slowdown_tau_s: float = 10.0
+    """τ of the bounded slowdown (``Objective.slowdown_bound_s``)"""
+
+    def rate(self, critical_path: float) -> float:
+        """Cost per second of a job with this critical path while it is present."""
+        return 1.0 / self.jct_scale_s + self.slowdown_w / max(critical_path,
+                                                               self.slowdown_tau_s)
+
+
+@dataclass(frozen=True)
 class SimConfig:
     objective: Objective = field(default_factory=Objective)
     seed: int = 0

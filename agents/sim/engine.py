@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.domain import Cluster, Workload, topological_order, why_unschedulable
+from agents.domain import Cluster, Job, Workload, why_unschedulable
+from agents.ledger import JobEntry, Ledger, TaskEntry
 from agents.policy import Policy
 from agents.sim.capacity import Capacity
 from agents.sim.config import SimConfig
-from agents.sim.draws import uniform
+from agents.sim.draws import task_key, uniform
 from agents.sim.metrics import Accounting, compute_metrics
-from agents.sim.state import Attempt, JobState, OpenPool, TaskState
+from agents.sim.state import Attempt
 
 ARRIVE, END, DOWN, UP = 0, 1, 2, 3
 
@@ -36,7 +37,7 @@ class SimulationError(RuntimeError):
 @dataclass
 class SimResult:
     metrics: dict
-    jobs: list[JobState]
+    jobs: list[JobEntry]
     attempts: list[Attempt]
     unschedulable: list[tuple[str, str, str]]
     """(job id, task id, reason) for every task reported unschedulable"""
@@ -65,7 +66,7 @@ class Decision:
         self._fits.clear()
 
     # -- looking ---------------------------------------------------------------------------
-    def fit_nodes(self, t: TaskState) -> np.ndarray | None:
+    def fit_nodes(self, t: TaskEntry) -> np.ndarray | None:
         """Mask of nodes where one instance of ``t`` fits now, or None if none does (do not
         modify it). Answers are remembered per demand shape: misses until the next event
         (capacity only shrinks within a decision), hits until the next allocation, so a
@@ -83,12 +84,12 @@ class Decision:
         self._fits[k] = m
         return m
 
-    def feasible_sites(self, t: TaskState) -> np.ndarray | None:
+    def feasible_sites(self, t: TaskEntry) -> np.ndarray | None:
         m = self.fit_nodes(t)
         return None if m is None else self.cap.sites_of(m)
 
     # -- acting ----------------------------------------------------------------------------
-    def assign(self, t: TaskState, site: int, n: int = 1, node: int | None = None,
+    def assign(self, t: TaskEntry, site: int, n: int = 1, node: int | None = None,
                allowed: np.ndarray | None = None) -> int:
         """Allocate up to ``n`` open instances of ``t`` to ``site`` (on ``node`` if given,
         else the site's best fit among ``allowed`` nodes). Returns how many started; stops
@@ -117,7 +118,9 @@ class Simulator:
         self.n_sites = len(cluster.sites)
         self.rng = np.random.default_rng(self.config.seed)
         self.cap = Capacity(cluster)
-        self.pool = OpenPool()
+        self.ledger = Ledger(max_attempts=cluster.faults.max_attempts)
+        self.ledger.on_open = self._on_open
+        self.pool = self.ledger.pool
         self.acct = Accounting(cluster, self.cap, self.config.objective)
         self.node_running: list[set[Attempt]] = [set() for _ in range(self.cap.n_nodes)]
         self.perm_dead = np.zeros(self.cap.n_nodes, dtype=bool)
@@ -127,32 +130,18 @@ class Simulator:
         self.nearest: list[list[int]] = [sorted(range(self.n_sites), key=lambda j: (row[j], j))
                                          for row in lat]
         """sites by link latency from each site, itself first"""
-        self.jobs: list[JobState] = []
-        rank = 0
-        for i, job in enumerate(workload.jobs):
-            js = JobState(i, job, self.site_index[job.origin])
-            by_id = {}
-            for task in topological_order(job):
-                ts = TaskState(js, task, rank)
-                rank += 1
-                by_id[task.id] = ts
-                js.tasks.append(ts)
-            for ts in js.tasks:
-                for p in ts.task.after:
-                    by_id[p].children.append(ts)
-            self.jobs.append(js)
+        self.jobs: list[JobEntry] = []
+        """admitted jobs, in arrival order (every job once the run is over)"""
         self._heap: list[tuple] = []
         self._seq = 0
         self.now = workload.jobs[0].arrival if workload.jobs else 0.0
         self.ctx = Decision(self)
         self.attempts: list[Attempt] = []
-        self.unschedulable: list[tuple[str, str, str]] = []
-        self.failed: list[tuple[str, str, str]] = []
         self.events = 0
         self.decisions = 0
         self._reasons: dict[tuple, str | None] = {}
-        for js in self.jobs:
-            self._push(js.job.arrival, ARRIVE, js)
+        for job in workload.jobs:
+            self._push(job.arrival, ARRIVE, job)
         for o in cluster.faults.outages:
             nodes = [self.cap.node_names.index(o.node)] if o.node else \
                 list(range(*self.cap.site_slice[self.site_index[o.site]].indices(self.cap.n_nodes)))
@@ -238,8 +227,11 @@ class Simulator:
 
     def result(self, policy_name: str, wall_s: float = 0.0) -> SimResult:
         metrics = compute_metrics(self, wall_s)
+        gave_up = self.ledger.gave_up
         return SimResult(metrics=metrics, jobs=self.jobs, attempts=self.attempts,
-                         unschedulable=self.unschedulable, failed=self.failed,
+                         unschedulable=[(j, t, why) for j, t, o, why in gave_up
+                                        if o == "unschedulable"],
+                         failed=[(j, t, why) for j, t, o, why in gave_up if o == "failed"],
                          cluster=self.cluster, policy=policy_name,
                          seeds={"policy": self.config.seed, "faults": self.cluster.faults.seed,
                                 "workload": self.workload.seed})
@@ -249,71 +241,49 @@ class Simulator:
         heapq.heappush(self._heap, (t, self._seq, kind, payload))
         self._seq += 1
 
-    def _why_unschedulable(self, ts: TaskState) -> str | None:
+    def _why_unschedulable(self, ts: TaskEntry) -> str | None:
         k = ts.shape
         if k not in self._reasons:
             self._reasons[k] = why_unschedulable(ts.demand, self.cluster)
         return self._reasons[k]
 
-    def _arrive(self, js: JobState) -> None:
+    def _arrive(self, job: Job) -> None:
+        js = self.ledger.admit(job, self.site_index[job.origin], self.now)
+        self.jobs.append(js)
         for ts in js.tasks:
             reason = self._why_unschedulable(ts)
             if reason is not None:
-                self._reject_job(js, ts, reason)
+                self.ledger.reject(js, ts, reason)
                 return
-        for ts in js.tasks:
-            js.work_left += ts.duration * ts.task.instances
-        for ts in js.tasks:
-            if ts.pending_parents == 0:
-                self._make_ready(ts)
 
-    def _reject_job(self, js: JobState, bad: TaskState, reason: str) -> None:
-        js.outcome, js.reason = "unschedulable", f"task {bad.task.id}: {reason}"
-        for ts in js.tasks:
-            why = reason if ts is bad else f"job rejected: task {bad.task.id} is unschedulable"
-            self._give_up(ts, "unschedulable", why, ts.task.instances)
-
-    def _make_ready(self, ts: TaskState) -> None:
-        ts.ready_at = self.now
-        if self.perm_dead.any() and not self._survives(ts):
-            return
-        ts.outcome = "open"
-        self.pool.add(ts)
-
-    def _survives(self, ts: TaskState) -> bool:
+    def _on_open(self, ts: TaskEntry) -> None:
         """After permanent outages, can some remaining node still hold ``ts``? If not, the
         task (and what depends on it) is reported unschedulable."""
-        if (self.cap.static_mask(ts.demand) & ~self.perm_dead).any():
-            return True
-        self.pool.discard(ts)
-        self._give_up(ts, "unschedulable",
-                      "no node that fits it remains after permanent outages", ts.open)
-        self._fail_job(ts.job, ts, "unschedulable")
-        return False
+        if not self.perm_dead.any() or (self.cap.static_mask(ts.demand) & ~self.perm_dead).any():
+            return
+        self.ledger.unschedulable(ts, "no node that fits it remains after permanent outages")
 
-    def _start(self, ts: TaskState, node: int, now: float) -> None:
-        inst = ts.take_instance()
-        site = int(self.cap.node_site[node])
+    def _start(self, ts: TaskEntry, node: int, now: float) -> None:
+        inst = ts.open_indices(1)[0]
         slots = self.cap.place(node, ts.demand)
+        self.ledger.start(ts, inst, node, slots)
+        self.launch(ts, inst, node, slots)
+
+    def launch(self, ts: TaskEntry, inst: int, node: int, slots: tuple) -> None:
+        """Run instance ``inst`` of ``ts`` on ``node`` from now (the ledger and capacity
+        already hold it there): its end is drawn and scheduled."""
+        now = self.now
+        site = int(self.cap.node_site[node])
         transfer = 0.0
         if site != ts.job.origin:
             link = self.cluster.link(ts.job.job.origin, self.cluster.sites[site].name)
             transfer = link.transfer_s(ts.task.data_mb)
-        run = ts.duration
-        f = self.cluster.faults
-        attempt = ts.failures.get(inst, 0)
-        key = (f.seed, ts.rank, inst, attempt)
-        if f.overrun_prob and uniform(*key, 0) < f.overrun_prob:
-            run *= f.overrun_factor
-        fails = bool(f.task_failure_prob) and uniform(*key, 1) < f.task_failure_prob
-        end = now + transfer + (run * uniform(*key, 2) if fails else run)
+        run, fails, fail_at = fault_draws(self.cluster.faults, ts, inst)
+        end = now + transfer + (run * fail_at if fails else run)
         a = Attempt(ts, inst, node, site, now, end, slots, transfer, fails)
         self.node_running[node].add(a)
         if self.config.record_attempts:
             self.attempts.append(a)
-        ts.running += 1
-        if ts.open == 0:
-            self.pool.discard(ts)
         self._push(end, END, a)
 
     def _stop(self, a: Attempt, end: float, outcome: str) -> None:
@@ -322,76 +292,17 @@ class Simulator:
         a.end = end
         self.node_running[a.node].discard(a)
         self.cap.release(a.node, a.task.demand, a.slots)
-        a.task.running -= 1
         self.acct.run(a)
 
     def _end(self, a: Attempt) -> None:
         if not a.live:
             return                        # killed earlier by an outage
         self._stop(a, self.now, "failed" if a.fails else "completed")
-        ts = a.task
-        if not a.fails:
-            ts.job.work_left -= ts.duration
         if a.fails:
-            n = ts.failures[a.instance] = ts.failures.get(a.instance, 0) + 1
-            if n < self.cluster.faults.max_attempts:
-                self._requeue(ts, a.instance)
-                return
-            if ts.outcome in ("failed", "unschedulable"):
-                self._give_up(ts, ts.outcome, f"instance {a.instance} failed {n} times", 1)
-                return
-            self.pool.discard(ts)
-            self._give_up(ts, "failed", f"instance {a.instance} failed {n} times; "
-                          f"{ts.open} open instances abandoned", 1 + ts.open)
-            self._fail_job(ts.job, ts, "failed")
-            return
-        ts.done += 1
-        self.acct.completed(ts)
-        if ts.done + ts.failed == ts.task.instances and ts.outcome != "failed":
-            ts.outcome = "completed"
-            js = ts.job
-            js.done_tasks += 1
-            for c in ts.children:
-                c.pending_parents -= 1
-                if c.pending_parents == 0 and c.outcome == "waiting":
-                    self._make_ready(c)
-            if js.done_tasks == len(js.tasks) and js.outcome == "pending":
-                js.outcome, js.completion = "completed", self.now
-
-    def _requeue(self, ts: TaskState, inst: int) -> None:
-        if ts.outcome in ("failed", "unschedulable"):
-            # The task was given up on while this instance ran: report it with the task.
-            self._give_up(ts, ts.outcome, f"instance {inst} interrupted after: {ts.reason}", 1)
-            return
-        ts.requeued.append(inst)
-        self.pool.add(ts)
-
-    def _give_up(self, ts: TaskState, outcome: str, reason: str, count: int) -> None:
-        """Report ``count`` instances of ``ts`` (its open ones, and any named by the caller)
-        as ``outcome`` with ``reason``; the task will start nothing more."""
-        ts.failed += count
-        ts.next_fresh = ts.task.instances
-        ts.requeued.clear()
-        ts.outcome, ts.reason = outcome, reason
-        if count:
-            self.acct.gave_up(outcome, count)
-            (self.unschedulable if outcome == "unschedulable" else self.failed).append(
-                (ts.job.job.id, ts.task.id, reason))
-
-    def _fail_job(self, js: JobState, cause: TaskState, outcome: str) -> None:
-        """``cause`` can never complete: nothing downstream of it can either."""
-        js.outcome, js.reason = outcome, f"task {cause.task.id}: {cause.reason}"
-        stack = list(cause.children)
-        seen = set()
-        while stack:
-            c = stack.pop()
-            if c.rank in seen or c.outcome in ("unschedulable", "failed"):
-                continue
-            seen.add(c.rank)
-            self.pool.discard(c)
-            self._give_up(c, outcome, f"depends on task {cause.task.id} ({outcome})",
-                          c.task.instances - c.done - c.running)
-            stack.extend(c.children)
+            self.ledger.fail(a.task, a.instance, self.now, count=True)
+        else:
+            self.ledger.complete(a.task, a.instance, self.now)
+            self.acct.completed(a.task)
 
     def _down(self, nodes: list[int], permanent: bool) -> None:
         for node in nodes:
@@ -404,11 +315,11 @@ class Simulator:
             self.cap.alive[node] = False
             for a in list(self.node_running[node]):
                 self._stop(a, self.now, "killed")
-                self._requeue(a.task, a.instance)
+                self.ledger.fail(a.task, a.instance, self.now, count=False)
                 self.acct.preempted += 1
         if permanent:
             for ts in self.pool.fifo():
-                self._survives(ts)
+                self._on_open(ts)
 
     def _up(self, nodes: list[int]) -> None:
         for node in nodes:
@@ -416,6 +327,20 @@ class Simulator:
             if self.down_count[node] == 0 and not self.perm_dead[node]:
                 self.acct.node_up(node, self.now)
                 self.cap.alive[node] = True
+
+
+def fault_draws(f, ts: TaskEntry, inst: int) -> tuple[float, bool, float]:
+    """(run seconds, fails, the fraction of the run at which it fails) of the next attempt
+    of instance ``inst`` of ``ts`` under the faults ``f``: keyed draws on (fault seed, job
+    id, task id, instance, attempt), so every policy and every engine (the simulator, a site's
+    simulated executor in replay) meets the same faults."""
+    run = ts.duration
+    attempt = ts.failures.get(inst, 0)
+    key = (f.seed, task_key(ts.job.job.id, ts.task.id), inst, attempt)
+    if f.overrun_prob and uniform(*key, 0) < f.overrun_prob:
+        run *= f.overrun_factor
+    fails = bool(f.task_failure_prob) and uniform(*key, 1) < f.task_failure_prob
+    return run, fails, uniform(*key, 2)
 
 
 def _progress(total: int, enabled: bool):

@@ -32,7 +32,8 @@ from agents.sim.config import Objective
 
 if TYPE_CHECKING:
     from agents.sim.engine import Simulator
-    from agents.sim.state import Attempt, TaskState
+    from agents.ledger import TaskEntry
+    from agents.sim.state import Attempt
 
 J_PER_KWH = 3.6e6
 
@@ -59,8 +60,6 @@ class Accounting:
         self.downtime = np.zeros(cap.n_nodes)
         self._down_since: dict[int, float] = {}
         self.instances_done = 0
-        self.instances_failed = 0
-        self.instances_unschedulable = 0
         self.preempted = 0
         self.retries = 0
         self.transfers = 0
@@ -78,7 +77,7 @@ class Accounting:
             self.retries += 1
         self.last_end = a.end if self.last_end is None else max(self.last_end, a.end)
 
-    def completed(self, ts: TaskState) -> None:
+    def completed(self, ts: TaskEntry) -> None:
         self.instances_done += 1
         d = ts.demand
         rate = self._ideal_rate.get(d.key)
@@ -87,12 +86,6 @@ class Accounting:
             rate = float(np.min((d.cpu * self.w_per_mcpu + d.gpu * self.w_per_mgpu)[m]))
             self._ideal_rate[d.key] = rate
         self.ideal_j += ts.duration * rate
-
-    def gave_up(self, outcome: str, count: int) -> None:
-        if outcome == "failed":
-            self.instances_failed += count
-        else:
-            self.instances_unschedulable += count
 
     def node_down(self, node: int, now: float) -> None:
         self._down_since[node] = now
@@ -106,8 +99,19 @@ def _pct(x: list[float], q: float) -> float:
 
 
 def compute_metrics(sim: Simulator, wall_s: float) -> dict:
-    acct, cap, obj = sim.acct, sim.cap, sim.config.objective
-    jobs = sim.jobs
+    """The metrics of a finished simulation."""
+    return metrics_of(cluster_cap=sim.cap, objective=sim.config.objective, jobs=sim.jobs,
+                      acct=sim.acct, gave_up=sim.ledger.instances_gave_up,
+                      instances=sim.workload.instance_count, events=sim.events,
+                      decisions=sim.decisions, wall_s=wall_s)
+
+
+def metrics_of(*, cluster_cap: Capacity, objective: Objective, jobs: list, acct: Accounting,
+               gave_up: dict[str, int], instances: int, events: int, decisions: int,
+               wall_s: float) -> dict:
+    """Every metric from what any engine records: the jobs' outcomes and completions
+    (``JobEntry``), the runs accounted in ``acct``, the instances given up by outcome."""
+    cap, obj = cluster_cap, objective
     t0 = jobs[0].job.arrival if jobs else 0.0
     t_end = acct.last_end if acct.last_end is not None else t0
     span = max(t_end - t0, 0.0)
@@ -141,8 +145,9 @@ def compute_metrics(sim: Simulator, wall_s: float) -> dict:
         qos = 0.5 * qos + 0.5 * (1.0 - miss_rate)
     score = obj.w_util * u_mean + obj.w_qos * qos + obj.w_energy * efficiency
 
-    total = sim.workload.instance_count
-    accounted = acct.instances_done + acct.instances_failed + acct.instances_unschedulable
+    total = instances
+    failed, unsched = gave_up.get("failed", 0), gave_up.get("unschedulable", 0)
+    accounted = acct.instances_done + failed + unsched
     return {
         "jobs": len(jobs),
         "jobs_completed": len(done),
@@ -150,8 +155,8 @@ def compute_metrics(sim: Simulator, wall_s: float) -> dict:
         "jobs_failed": sum(1 for j in jobs if j.outcome == "failed"),
         "instances": total,
         "instances_completed": acct.instances_done,
-        "instances_failed": acct.instances_failed,
-        "instances_unschedulable": acct.instances_unschedulable,
+        "instances_failed": failed,
+        "instances_unschedulable": unsched,
         "tasks_lost": total - accounted,
         "jct_mean_s": float(np.mean(jct)) if jct else 0.0,
         "jct_p95_s": _pct(jct, 95),
@@ -170,8 +175,8 @@ def compute_metrics(sim: Simulator, wall_s: float) -> dict:
         "retries": acct.retries,
         "preemptions": acct.preempted,
         "remote_runs": acct.transfers,
-        "events": sim.events,
-        "decisions": sim.decisions,
+        "events": events,
+        "decisions": decisions,
         "wall_s": wall_s,
-        "events_per_s": sim.events / wall_s if wall_s > 0 else 0.0,
+        "events_per_s": events / wall_s if wall_s > 0 else 0.0,
     }

@@ -1,7 +1,7 @@
 """One entry point for clusters and workloads, picking the reader from the spec.
 
 Clusters (:func:`load_cluster`): ``default`` (Agora's embedded
-``deploy/configs/cluster-default.yaml``), a native ``.yaml``/``.yml`` file, or an Alibaba
+``agents/workloads/cluster-default.yaml``), a native ``.yaml``/``.yml`` file, or an Alibaba
 node list ``.csv`` (recognised by its header), split into ``sites`` sites by ``split``.
 
 Workloads (:func:`load_workload`): a native ``.jsonl`` file, an ``.swf`` file (options
@@ -21,14 +21,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import deploy
 from agents.domain import Cluster, Workload
 from agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
 from agents.workloads.errors import InputError
 from agents.workloads.native import read_cluster, read_jobs
 from agents.workloads.swf import read_swf
 
-DEFAULT_CLUSTER = Path(deploy.__file__).parent / "configs" / "cluster-default.yaml"
+DEFAULT_CLUSTER = Path(__file__).parent / "cluster-default.yaml"
 
 CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba node list .csv "
                  f"(header {','.join(NODE_HEADER)})")

@@ -128,12 +128,16 @@ def _hex(value: Any, size: int, where: str) -> bytes:
 
 def generate_keys(n: int, client_ids: list[str] | tuple[str, ...], *,
                   seed: bytes | None = None) -> KeySet:
-    """A complete key set for replicas 0..n-1 and ``client_ids``.
+    """A complete key set for replicas 0..n-1 and ``client_ids``, plus one client per
+    replica, ``replica:<i>``, whose requests are the replica's own votes (closing a round,
+    lapsing a silent site; ``coordinator/round_keeper.py``).
 
     Without ``seed`` every key comes from ``os.urandom``; with it, keys are derived from
     SHA-256(seed, label), reproducible (tests, the simulator)."""
     if len(set(client_ids)) != len(client_ids):
         raise ValueError("generate_keys: client ids must be distinct")
+    client_ids = list(client_ids) + [f"replica:{i}" for i in range(n)
+                                     if f"replica:{i}" not in client_ids]
 
     def secret(label: str) -> bytes:
         if seed is None:

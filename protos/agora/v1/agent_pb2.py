@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/agora/v1/agent.proto\x12\x08\x61gora.v1\"D\n\x08SiteCode\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x0c\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\"B\n\x07\x43odeAck\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x03\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t2E\n\x0cPeerExchange\x12\x35\n\x08\x45xchange\x12\x12.agora.v1.SiteCode\x1a\x11.agora.v1.CodeAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/agora/v1/agent.proto\x12\x08\x61gora.v1\"D\n\x08SiteCode\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x03\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x0c\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\"@\n\x0b\x43odeReceipt\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x0f\n\x07refused\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t2C\n\x0cPeerExchange\x12\x33\n\x04Send\x12\x12.agora.v1.SiteCode\x1a\x15.agora.v1.CodeReceipt(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SITECODE']._serialized_start=41
   _globals['_SITECODE']._serialized_end=109
-  _globals['_CODEACK']._serialized_start=111
-  _globals['_CODEACK']._serialized_end=177
-  _globals['_PEEREXCHANGE']._serialized_start=179
-  _globals['_PEEREXCHANGE']._serialized_end=248
+  _globals['_CODERECEIPT']._serialized_start=111
+  _globals['_CODERECEIPT']._serialized_end=175
+  _globals['_PEEREXCHANGE']._serialized_start=177
+  _globals['_PEEREXCHANGE']._serialized_end=244
 # @@protoc_insertion_point(module_scope)

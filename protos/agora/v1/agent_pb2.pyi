@@ -17,14 +17,12 @@ class SiteCode(_message.Message):
     epoch: int
     def __init__(self, site: _Optional[str] = ..., round: _Optional[int] = ..., code: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
 
-class CodeAck(_message.Message):
-    __slots__ = ("site", "round", "ok", "reason")
-    SITE_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    OK_FIELD_NUMBER: _ClassVar[int]
+class CodeReceipt(_message.Message):
+    __slots__ = ("accepted", "refused", "reason")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    site: str
-    round: int
-    ok: bool
+    accepted: int
+    refused: int
     reason: str
-    def __init__(self, site: _Optional[str] = ..., round: _Optional[int] = ..., ok: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, accepted: _Optional[int] = ..., refused: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

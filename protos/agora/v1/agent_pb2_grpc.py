@@ -35,17 +35,17 @@ class PeerExchangeStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Exchange = channel.stream_stream(
-                '/agora.v1.PeerExchange/Exchange',
+        self.Send = channel.stream_unary(
+                '/agora.v1.PeerExchange/Send',
                 request_serializer=protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeAck.FromString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
                 _registered_method=True)
 
 
 class PeerExchangeServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Exchange(self, request_iterator, context):
+    def Send(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -54,10 +54,10 @@ class PeerExchangeServicer:
 
 def add_PeerExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Exchange': grpc.stream_stream_rpc_method_handler(
-                    servicer.Exchange,
+            'Send': grpc.stream_unary_rpc_method_handler(
+                    servicer.Send,
                     request_deserializer=protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeAck.SerializeToString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -71,7 +71,7 @@ class PeerExchange:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Exchange(request_iterator,
+    def Send(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -81,12 +81,12 @@ class PeerExchange:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_stream(
+        return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/agora.v1.PeerExchange/Exchange',
+            '/agora.v1.PeerExchange/Send',
             protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
-            protos_dot_agora_dot_v1_dot_agent__pb2.CodeAck.FromString,
+            protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,28 +40,18 @@ class CoordinatorStub:
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
-        self.SubmitBids = channel.unary_unary(
-                '/agora.v1.Coordinator/SubmitBids',
+        self.SubmitRound = channel.unary_unary(
+                '/agora.v1.Coordinator/SubmitRound',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
-        self.ReportCompletion = channel.unary_unary(
-                '/agora.v1.Coordinator/ReportCompletion',
+        self.CloseRound = channel.unary_unary(
+                '/agora.v1.Coordinator/CloseRound',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
-        self.ReportFailure = channel.unary_unary(
-                '/agora.v1.Coordinator/ReportFailure',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
-                _registered_method=True)
-        self.Tick = channel.unary_unary(
-                '/agora.v1.Coordinator/Tick',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
-                _registered_method=True)
-        self.ClearRound = channel.unary_unary(
-                '/agora.v1.Coordinator/ClearRound',
+        self.SiteLapsed = channel.unary_unary(
+                '/agora.v1.Coordinator/SiteLapsed',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
@@ -80,6 +70,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/agora.v1.Coordinator/Heartbeat',
+                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -91,33 +86,22 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SubmitBids(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportCompletion(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportFailure(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Tick(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ClearRound(self, request, context):
-        """A Round: the sites' signed reports and the clearing in one ordered request.
+    def SubmitRound(self, request, context):
+        """A site's own SiteRound: its ends, its nodes, and its decision for a round.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseRound(self, request, context):
+        """A replica's votes (clients replica:<i> only): CloseRound and SiteLapsed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SiteLapsed(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -141,6 +125,12 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,28 +139,18 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
-            'SubmitBids': grpc.unary_unary_rpc_method_handler(
-                    servicer.SubmitBids,
+            'SubmitRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRound,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
-            'ReportCompletion': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportCompletion,
+            'CloseRound': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseRound,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
-            'ReportFailure': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportFailure,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
-            ),
-            'Tick': grpc.unary_unary_rpc_method_handler(
-                    servicer.Tick,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
-            ),
-            'ClearRound': grpc.unary_unary_rpc_method_handler(
-                    servicer.ClearRound,
+            'SiteLapsed': grpc.unary_unary_rpc_method_handler(
+                    servicer.SiteLapsed,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
@@ -188,6 +168,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.FromString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,7 +213,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def SubmitBids(request,
+    def SubmitRound(request,
             target,
             options=(),
             channel_credentials=None,
@@ -241,7 +226,7 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/agora.v1.Coordinator/SubmitBids',
+            '/agora.v1.Coordinator/SubmitRound',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
@@ -255,7 +240,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def ReportCompletion(request,
+    def CloseRound(request,
             target,
             options=(),
             channel_credentials=None,
@@ -268,7 +253,7 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/agora.v1.Coordinator/ReportCompletion',
+            '/agora.v1.Coordinator/CloseRound',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
@@ -282,7 +267,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def ReportFailure(request,
+    def SiteLapsed(request,
             target,
             options=(),
             channel_credentials=None,
@@ -295,61 +280,7 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/agora.v1.Coordinator/ReportFailure',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Tick(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/agora.v1.Coordinator/Tick',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ClearRound(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/agora.v1.Coordinator/ClearRound',
+            '/agora.v1.Coordinator/SiteLapsed',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
@@ -433,6 +364,33 @@ class Coordinator:
             '/agora.v1.Coordinator/GetStatus',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.v1.Coordinator/Heartbeat',
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/agora/v1/schedule.proto\x12\x08\x61gora.v1\"\xa8\x01\n\nAllocation\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0einstance_begin\x18\x03 \x01(\x05\x12\x14\n\x0cinstance_end\x18\x04 \x01(\x05\x12\x0c\n\x04site\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0f\n\x07start_s\x18\x07 \x01(\x01\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\r\n\x05round\x18\t \x01(\x03\"F\n\x08Schedule\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12)\n\x0b\x61llocations\x18\x02 \x03(\x0b\x32\x14.agora.v1.Allocationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/agora/v1/schedule.proto\x12\x08\x61gora.v1\"\xa6\x01\n\nAllocation\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0einstance_begin\x18\x03 \x01(\x05\x12\x14\n\x0cinstance_end\x18\x04 \x01(\x05\x12\x0c\n\x04site\x18\x05 \x01(\t\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x03\x12\r\n\x05round\x18\t \x01(\x03J\x04\x08\x07\x10\x08R\x07start_s\"F\n\x08Schedule\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12)\n\x0b\x61llocations\x18\x02 \x03(\x0b\x32\x14.agora.v1.Allocationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.agora.v1.schedule_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALLOCATION']._serialized_start=45
-  _globals['_ALLOCATION']._serialized_end=213
-  _globals['_SCHEDULE']._serialized_start=215
-  _globals['_SCHEDULE']._serialized_end=285
+  _globals['_ALLOCATION']._serialized_end=211
+  _globals['_SCHEDULE']._serialized_start=213
+  _globals['_SCHEDULE']._serialized_end=283
 # @@protoc_insertion_point(module_scope)

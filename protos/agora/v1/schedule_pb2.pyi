@@ -8,14 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Allocation(_message.Message):
-    __slots__ = ("job_id", "task_id", "instance_begin", "instance_end", "site", "node", "start_s", "version", "round")
+    __slots__ = ("job_id", "task_id", "instance_begin", "instance_end", "site", "node", "version", "round")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_BEGIN_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_END_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
-    START_S_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     job_id: str
@@ -24,10 +23,9 @@ class Allocation(_message.Message):
     instance_end: int
     site: str
     node: str
-    start_s: float
     version: int
     round: int
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance_begin: _Optional[int] = ..., instance_end: _Optional[int] = ..., site: _Optional[str] = ..., node: _Optional[str] = ..., start_s: _Optional[float] = ..., version: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance_begin: _Optional[int] = ..., instance_end: _Optional[int] = ..., site: _Optional[str] = ..., node: _Optional[str] = ..., version: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("version", "allocations")

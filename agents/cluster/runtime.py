@@ -1,0 +1,152 @@
+"""A site agent on its own: the cluster engine's loop around the one agent step.
+
+Nothing drives it. It follows the committed schedule (its ``Clearinghouse``: a ledger rebuilt
+from the coordinator and kept current by its update stream), its own site (its
+``Executor``) and its peers (its ``Exchange``), and it wakes when
+
+- the committed schedule changes (new open work, a round armed or closed, an allocation of
+  its own to start),
+- its executor reports an instance that stopped or a node that went down or came back,
+- a peer's code arrives that would change the codes it decided with,
+- a timer fires (every ``tick_s``, a safety net).
+
+Awake, it acts when it owes a message: a decision for the current round, armed, that it has
+not made yet (only if it can take some open work), or ends and node changes to report. Each message goes out through the clearinghouse, signed with the site's own key.
+Committed allocations of its site go to its executor; whatever its executor runs that the
+committed schedule no longer places here (a lapse, a restart) is stopped, and whatever the
+schedule says runs here but the executor does not hold (a run lost with a restarted agent)
+is reported lost, so it is placed again: nothing lost, nothing running twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from agents.aio import cancel_and_wait
+from agents.ledger import TaskEntry
+from agents.step.observe import Observer
+from agents.step.policy import NumpyPolicy
+from agents.step.step import SiteAgent, act, submit_decision
+
+log = logging.getLogger(__name__)
+
+
+class AgentRuntime:
+    """One site's autonomous loop (module docstring). ``exchange`` must offer ``publish`` /
+    ``codes`` (the seam) and ``changed_since(round)`` (for the peer-code trigger)."""
+
+    def __init__(self, *, site: int, name: str, cluster, policy: NumpyPolicy, exchange,
+                 clearinghouse, executor, tick_s: float = 0.5, metrics=None) -> None:
+        self.cluster = cluster
+        self.agent = SiteAgent(site=site, name=name, policy=policy,
+                               observer=Observer(cluster, policy.k), exchange=exchange,
+                               clearinghouse=clearinghouse, executor=executor)
+        self.site, self.name = site, name
+        self.tick_s = tick_s
+        self.metrics = metrics
+        sl = executor.capacity.site_slice[site]
+        self.own_nodes = range(sl.start, sl.stop)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._decided: int | None = None
+        self._decided_codes: bytes = b""
+        self._decided_offers: list = []
+        self.counts = {"decisions": 0, "messages": 0, "ends": 0, "started": 0,
+                       "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0}
+        self.latencies: list[float] = []
+        """seconds from waking to a decision sent, per decision"""
+        self._woke_at: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        ch, ex = self.agent.clearinghouse, self.agent.executor
+        running = await ch.start(self._on_update)
+        here = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in running
+                if node in self.own_nodes}
+        lost = [k for k in here if k not in ex.running()]
+        for k in lost:
+            ex.lose(k, "the site agent restarted; the run was lost")
+        self.counts["reconciled_lost"] += len(lost)
+        self._reconcile()
+        self._task = asyncio.create_task(self._loop(), name=f"agent-{self.name}")
+        self.wake()
+
+    async def close(self) -> None:
+        await cancel_and_wait([self._task])
+        await self.agent.clearinghouse.close()
+
+    def wake(self) -> None:
+        if self._woke_at is None:
+            self._woke_at = time.perf_counter()
+        self._wake.set()
+
+    # ---- reacting ----------------------------------------------------------------------------
+    def _on_update(self, started: list[tuple[TaskEntry, int, int]]) -> None:
+        ex = self.agent.executor
+        for ts, inst, node in started:
+            if node in self.own_nodes:
+                ex.start(ts, inst, node)
+                self.counts["started"] += 1
+        self._reconcile()
+        self.wake()
+
+    def _reconcile(self) -> None:
+        """Stop what the executor runs that the committed schedule does not place here."""
+        ex, ledger = self.agent.executor, self.agent.clearinghouse.ledger
+        for key in ex.running():
+            ts = ledger.tasks.get(key[:2])
+            placed = ts.placements.get(key[2]) if ts is not None else None
+            if placed is None or placed[0] not in self.own_nodes:
+                ex.kill(key, "the committed schedule no longer places it here", report=False)
+                self.counts["reconciled_killed"] += 1
+
+    async def _loop(self) -> None:
+        await self.agent.executor.ready()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self.act_if_owed()
+            except Exception:  # noqa: BLE001 - a bad step must not kill the agent
+                log.exception("site %s: step failed", self.name)
+            self._woke_at = None
+
+    def act_if_owed(self) -> None:
+        a = self.agent
+        ch, ex = a.clearinghouse, a.executor
+        info = ch.round_info()
+        key = info.round
+        reports = ex.has_reports()
+        again = ch.redecide_at is not None and ch.version >= ch.redecide_at
+        owed = info.armed and (key != self._decided or again)
+        codes_moved = (key == self._decided and
+                       a.exchange.codes(info.round)[0].tobytes() != self._decided_codes)
+        if not (owed or reports or codes_moved):
+            return
+        d = act([a], info, submit=False)[0]
+        if codes_moved and not (owed or reports):
+            self._decided_codes = d.codes.tobytes()
+            if d.offers == self._decided_offers:
+                return                          # the new code changes nothing
+            self.counts["redecided"] += 1
+        if again:
+            ch.redecide_at = None
+        part = submit_decision(a, d, info)
+        if part is None:
+            return
+        self.counts["messages"] += 1
+        self.counts["ends"] += len(part.ends)
+        if d.obs.active:
+            self._decided = key
+            self._decided_codes = d.codes.tobytes()
+            self._decided_offers = d.offers
+            self.counts["decisions"] += 1
+            if self._woke_at is not None:
+                self.latencies.append(time.perf_counter() - self._woke_at)
+            if self.metrics is not None:
+                self.metrics.decided(self.name, len(d.offers), self.latencies[-1:])

@@ -1,0 +1,451 @@
+"""The one ledger of task instances: jobs, their tasks, the state of every instance, and the
+pool of open work.
+
+Three places keep task-instance state, and all three use this class: the simulator (its
+world), every coordinator replica (the replicated schedule), and every site agent (its view of
+the committed schedule, rebuilt from the coordinator's update stream). Each applies the same
+transitions in the same order, so all three agree by construction rather than by a test
+that keeps two copies equal.
+
+**An instance** is ``WAITING`` (a parent task is not done), ``OPEN`` (may be allocated),
+``RUNNING`` (allocated to a node), ``DONE``, or ``GAVE_UP`` (failed ``max_attempts`` times,
+unschedulable, cancelled, or depending on a task that gave up: reported, never lost). A task's
+instances are interchangeable: allocations take the lowest open indices first, and the pool
+holds *tasks* with a count of open instances, so a stage of 256 copies is one entry.
+
+**Transitions** (each takes ``now``, seconds on the workload clock, given by the caller: the
+simulator's clock, or a time carried by the ordered command, never a local clock — the
+coordinator's ledger must be a pure function of its log):
+
+- ``admit(job)``: tasks without parents open;
+- ``start(task, instance, node, slots)``: open → running on a node;
+- ``complete(task, instance)``: running → done; a task whose instances are all done opens the
+  children whose every parent is done; a job whose tasks are all done completes;
+- ``fail(task, instance, count=...)``: running → open again (``count``: one more failed
+  attempt of that instance; at ``max_attempts`` the task gives up, and so does everything
+  downstream of it) — a node outage or a lost agent requeues without counting;
+- ``give_up(task, outcome, reason)`` / ``cancel(job)``: what has not started never will.
+
+Ranks: every task gets a global FIFO rank at admission (jobs in admission order, tasks in
+topological order), the total order heuristics and the market break ties with.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sortedcontainers import SortedList
+
+from agents.domain import Demand, Job, Task, topological_order
+
+WAITING, OPEN, RUNNING, DONE, GAVE_UP = 0, 1, 2, 3, 4
+"""An instance's state, one byte each in ``TaskEntry.states``."""
+
+TaskKey = tuple[str, str]
+"""(job id, task id)"""
+
+Placement = tuple[int, tuple[tuple[int, int], ...]]
+"""(node index, gpu slots) of a running instance (``agents.sim.capacity.GpuSlots``)"""
+
+
+class JobEntry:
+    __slots__ = ("job", "seq", "origin", "tasks", "by_id", "done_tasks", "completion",
+                 "outcome", "reason", "work_left", "critical_path", "rec")
+
+    def __init__(self, job: Job, seq: int, origin: int) -> None:
+        self.job = job
+        self.seq = seq
+        """admission order: the number of jobs admitted before this one"""
+        self.origin = origin
+        """site index of the job's origin"""
+        self.tasks: list[TaskEntry] = []
+        """in topological order"""
+        self.by_id: dict[str, TaskEntry] = {}
+        self.done_tasks = 0
+        self.completion: float | None = None
+        self.outcome = "pending"          # pending | completed | failed | unschedulable | cancelled
+        self.reason = ""
+        self.work_left = 0.0
+        """Σ instance-seconds not yet completed (the job-level SRPT key)"""
+        self.critical_path = job.critical_path()
+        self.rec: bytes | None = None
+        """cached encoding (the coordinator's snapshot); reset by every change"""
+
+    @property
+    def idx(self) -> int:
+        return self.seq
+
+    @property
+    def complete(self) -> bool:
+        return self.outcome == "completed"
+
+    @property
+    def finished(self) -> bool:
+        """Nothing of the job will run again (completed, or given up)."""
+        return self.outcome != "pending" and not any(t.running for t in self.tasks)
+
+    def __repr__(self) -> str:
+        return f"JobEntry({self.job.id}, {self.outcome})"
+
+
+class TaskEntry:
+    __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
+                 "failures", "placements", "open", "running", "done", "failed",
+                 "pending_parents", "children", "parents", "outcome", "reason", "ready_at",
+                 "rec")
+
+    def __init__(self, job: JobEntry, task: Task, topo: int, rank: int) -> None:
+        self.job = job
+        self.task = task
+        self.topo = topo
+        """position in the job's topological order"""
+        self.rank = rank
+        """global FIFO position: job admission, then DAG order"""
+        self.demand: Demand = task.demand
+        self.shape = task.demand.key      # cached: hashed at every fit check
+        self.duration = task.duration
+        self.states = bytearray([WAITING]) * task.instances
+        self.failures: dict[int, int] = {}
+        """instance -> failed attempts so far"""
+        self.placements: dict[int, Placement] = {}
+        """running instance -> (node, gpu slots)"""
+        self.open = 0
+        self.running = 0
+        self.done = 0
+        self.failed = 0
+        """instances given up on (reported with a reason, never lost)"""
+        self.pending_parents = len(task.after)
+        self.children: list[TaskEntry] = []
+        self.parents: list[TaskEntry] = []
+        self.outcome = "waiting"          # waiting | open | completed | failed | unschedulable | cancelled
+        self.reason = ""
+        self.ready_at: float | None = None
+        self.rec: bytes | None = None
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.job.job.id, self.task.id)
+
+    @property
+    def total_failures(self) -> int:
+        return sum(self.failures.values())
+
+    def count(self, state: int) -> int:
+        return self.states.count(state)
+
+    def open_indices(self, n: int) -> list[int]:
+        """The ``n`` lowest open instances (fewer when fewer are open)."""
+        out, i, states = [], -1, self.states
+        while len(out) < n:
+            i = states.find(OPEN, i + 1)
+            if i < 0:
+                break
+            out.append(i)
+        return out
+
+    def touch(self) -> None:
+        self.rec = None
+        self.job.rec = None
+
+    def __repr__(self) -> str:
+        return f"TaskEntry({self.job.job.id}/{self.task.id}, open={self.open})"
+
+
+class OpenPool:
+    """Tasks with open instances, iterable in FIFO order or any registered order.
+
+    Views are kept sorted incrementally (O(log n) per change), so a policy never re-sorts a
+    backlog of thousands of tasks at every event."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, TaskEntry] = {}
+        self._fifo = SortedList()
+        self._views: dict[str, tuple[Callable[[TaskEntry], tuple], SortedList]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, t: TaskEntry) -> bool:
+        return t.rank in self._tasks
+
+    def add(self, t: TaskEntry) -> None:
+        if t.rank in self._tasks:
+            return
+        self._tasks[t.rank] = t
+        self._fifo.add(t.rank)
+        for key, sl in self._views.values():
+            sl.add((key(t), t.rank))
+
+    def discard(self, t: TaskEntry) -> None:
+        if self._tasks.pop(t.rank, None) is None:
+            return
+        self._fifo.remove(t.rank)
+        for key, sl in self._views.values():
+            sl.remove((key(t), t.rank))
+
+    def tasks(self) -> list[TaskEntry]:
+        """Every open task, in no particular order."""
+        return list(self._tasks.values())
+
+    def fifo(self) -> list[TaskEntry]:
+        """Open tasks by job admission, then DAG order (a snapshot: safe to allocate while
+        iterating)."""
+        return [self._tasks[r] for r in self._fifo]
+
+    def head(self, k: int) -> list[TaskEntry]:
+        """The first ``k`` open tasks in FIFO order, in O(k log n)."""
+        return [self._tasks[r] for r in self._fifo.islice(0, k)]
+
+    def ordered(self, name: str, key: Callable[[TaskEntry], tuple]) -> list[TaskEntry]:
+        """Open tasks sorted by ``key`` (ties by FIFO rank). ``key`` must depend only on
+        fields that do not change while the task is open; the view is registered on first
+        use and kept sorted from then on."""
+        return [self._tasks[r] for _, r in self._view(name, key)]
+
+    def ordered_head(self, name: str, key: Callable[[TaskEntry], tuple],
+                     n: int) -> list[TaskEntry]:
+        """The first ``n`` tasks of ``ordered(name, key)`` without materialising the rest."""
+        return [self._tasks[r] for _, r in self._view(name, key).islice(0, n)]
+
+    def _view(self, name: str, key: Callable[[TaskEntry], tuple]) -> SortedList:
+        if name not in self._views:
+            self._views[name] = (key, SortedList((key(t), r) for r, t in self._tasks.items()))
+        return self._views[name][1]
+
+
+class Ledger:
+    """Jobs and the state of every task instance (module docstring). ``max_attempts``: failed
+    attempts of one instance before its task gives up."""
+
+    def __init__(self, *, max_attempts: int = 5) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.max_attempts = max_attempts
+        self.jobs: dict[str, JobEntry] = {}
+        self.tasks: dict[TaskKey, TaskEntry] = {}
+        self.pool = OpenPool()
+        self._next_rank = 0
+        self.gave_up: list[tuple[str, str, str, str]] = []
+        """(job id, task id, outcome, reason) for every task that gave up instances"""
+        self.instances_done = 0
+        self.instances_gave_up: dict[str, int] = {}
+        """outcome -> instances given up with it"""
+        self.on_open: Callable[[TaskEntry], None] | None = None
+        """called when a task gets open instances (the simulator vetoes tasks no surviving
+        node can hold)"""
+
+    # ---- reading -------------------------------------------------------------------------
+    def task(self, job_id: str, task_id: str) -> TaskEntry | None:
+        return self.tasks.get((job_id, task_id))
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    # ---- transitions ---------------------------------------------------------------------
+    def admit(self, job: Job, origin: int, now: float) -> JobEntry:
+        """Add ``job`` (its id must be new); tasks without parents open at ``now``."""
+        js = self.admit_record(job, origin)
+        for ts in js.tasks:
+            if ts.pending_parents == 0 and ts.task.instances:
+                self._open_task(ts, now)
+        if not any(ts.task.instances for ts in js.tasks):
+            js.outcome, js.completion = "completed", now
+        return js
+
+    def _open_task(self, ts: TaskEntry, now: float) -> None:
+        ts.touch()
+        ts.ready_at = now
+        ts.outcome = "open"
+        n = 0
+        for i, s in enumerate(ts.states):
+            if s == WAITING:
+                ts.states[i] = OPEN
+                n += 1
+        ts.open += n
+        if ts.open:
+            self.pool.add(ts)
+        if self.on_open is not None:
+            self.on_open(ts)
+
+    def start(self, ts: TaskEntry, inst: int, node: int,
+              slots: tuple[tuple[int, int], ...] = ()) -> None:
+        if ts.states[inst] != OPEN:
+            raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not open")
+        ts.touch()
+        ts.states[inst] = RUNNING
+        ts.open -= 1
+        ts.running += 1
+        ts.placements[inst] = (node, slots)
+        if ts.open == 0:
+            self.pool.discard(ts)
+
+    def _stop(self, ts: TaskEntry, inst: int) -> Placement:
+        if ts.states[inst] != RUNNING:
+            raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not running")
+        ts.touch()
+        ts.running -= 1
+        return ts.placements.pop(inst)
+
+    def complete(self, ts: TaskEntry, inst: int, now: float) -> Placement:
+        """Instance ``inst`` finished; returns where it ran (to release its resources)."""
+        placement = self._stop(ts, inst)
+        ts.states[inst] = DONE
+        ts.done += 1
+        self.instances_done += 1
+        js = ts.job
+        js.work_left -= ts.duration
+        if ts.done + ts.failed == ts.task.instances and ts.outcome == "open":
+            ts.outcome = "completed"
+            js.done_tasks += 1
+            for c in ts.children:
+                c.pending_parents -= 1
+                if c.pending_parents == 0 and c.outcome == "waiting":
+                    self._open_task(c, now)
+            if js.done_tasks == len(js.tasks) and js.outcome == "pending":
+                js.outcome, js.completion = "completed", now
+        return placement
+
+    def fail(self, ts: TaskEntry, inst: int, now: float, *, count: bool = True,
+             reason: str = "") -> tuple[Placement, bool]:
+        """Instance ``inst`` stopped without completing: it opens again, unless its task
+        gave up (then it is reported with the task) or this was its last attempt
+        (``count``: a failed attempt; False for a node outage or a lost agent, which are no
+        fault of the task). Returns (where it ran, whether it reopened)."""
+        placement = self._stop(ts, inst)
+        if count:
+            n = ts.failures[inst] = ts.failures.get(inst, 0) + 1
+            if n >= self.max_attempts and ts.outcome == "open":
+                why = f"instance {inst} failed {n} times" + (f": {reason}" if reason else "")
+                ts.states[inst] = GAVE_UP
+                self._count_gave_up(ts, "failed", why, 1)
+                self._fail_task(ts, "failed", why)
+                return placement, False
+        if ts.outcome != "open":
+            # the task gave up while this instance ran: report it with the task
+            ts.states[inst] = GAVE_UP
+            self._count_gave_up(ts, ts.outcome,
+                                f"instance {inst} stopped after: {ts.reason}", 1)
+            return placement, False
+        ts.states[inst] = OPEN
+        ts.open += 1
+        self.pool.add(ts)
+        return placement, True
+
+    def give_up(self, ts: TaskEntry, outcome: str, reason: str) -> int:
+        """Instances of ``ts`` that have not started never will (``outcome``: failed,
+        unschedulable or cancelled); running ones are reported when they stop. Returns how
+        many were given up now."""
+        ts.touch()
+        n = 0
+        for i, s in enumerate(ts.states):
+            if s in (WAITING, OPEN):
+                ts.states[i] = GAVE_UP
+                n += 1
+        ts.open = 0
+        ts.outcome, ts.reason = outcome, reason
+        self.pool.discard(ts)
+        self._count_gave_up(ts, outcome, reason, n)
+        return n
+
+    def _count_gave_up(self, ts: TaskEntry, outcome: str, reason: str, n: int) -> None:
+        ts.failed += n
+        if n:
+            self.instances_gave_up[outcome] = self.instances_gave_up.get(outcome, 0) + n
+            self.gave_up.append((ts.job.job.id, ts.task.id, outcome, reason))
+
+    def _fail_task(self, cause: TaskEntry, outcome: str, reason: str) -> None:
+        """``cause`` can never complete: give it up, and everything downstream of it; the
+        job ends with ``outcome``."""
+        self.give_up(cause, outcome, reason)
+        js = cause.job
+        if js.outcome == "pending":
+            js.outcome, js.reason = outcome, f"task {cause.task.id}: {reason}"
+        stack = list(cause.children)
+        seen: set[int] = set()
+        while stack:
+            c = stack.pop()
+            if c.rank in seen or c.outcome in ("failed", "unschedulable", "cancelled"):
+                continue
+            seen.add(c.rank)
+            self.give_up(c, outcome, f"depends on task {cause.task.id} ({outcome})")
+            stack.extend(c.children)
+
+    def unschedulable(self, ts: TaskEntry, reason: str) -> None:
+        """Nothing can ever hold ``ts`` (at admission, or after permanent outages)."""
+        self._fail_task(ts, "unschedulable", reason)
+
+    def reject(self, js: JobEntry, bad: TaskEntry, reason: str) -> None:
+        """Refuse the whole of ``js`` at admission: ``bad`` fits no node."""
+        js.outcome, js.reason = "unschedulable", f"task {bad.task.id}: {reason}"
+        for ts in js.tasks:
+            why = reason if ts is bad else f"job rejected: task {bad.task.id} is unschedulable"
+            self.give_up(ts, "unschedulable", why)
+
+    def cancel(self, js: JobEntry, reason: str) -> list[tuple[TaskEntry, int]]:
+        """Cancel ``js``: nothing more of it starts; returns its running instances (to be
+        killed and reported, which gives them up)."""
+        if js.outcome != "pending":
+            return []
+        js.outcome, js.reason = "cancelled", reason
+        running = []
+        for ts in js.tasks:
+            if ts.outcome in ("waiting", "open"):
+                self.give_up(ts, "cancelled", reason)
+            running.extend((ts, i) for i in sorted(ts.placements))
+        return running
+
+    # ---- restoring (a snapshot, or an agent's view from the coordinator) -------------------
+    def restore_job(self, job: Job, origin: int, *, outcome: str, reason: str,
+                    completion: float | None, tasks: list[dict]) -> JobEntry:
+        """Add ``job`` with its recorded state (``tasks``: per task in ``job.tasks`` order, a
+        dict of ``states`` (bytes), ``failures`` {instance: n}, ``placements`` {instance:
+        (node, slots)}, ``outcome``, ``reason``, ``ready_at``). Counters, ``work_left`` and
+        pool membership are recomputed; raises ValueError on an inconsistent record."""
+        js = self.admit_record(job, origin)
+        js.outcome, js.reason, js.completion = outcome, reason, completion
+        for t, rec in zip(job.tasks, tasks):
+            ts = js.by_id[t.id]
+            states = bytearray(rec["states"])
+            if len(states) != t.instances or any(s > GAVE_UP for s in states):
+                raise ValueError(f"task {t.id}: bad instance states")
+            running = {i for i, s in enumerate(states) if s == RUNNING}
+            if set(rec["placements"]) != running:
+                raise ValueError(f"task {t.id}: running instances without a placement")
+            ts.states = states
+            ts.failures = dict(rec["failures"])
+            ts.placements = dict(rec["placements"])
+            ts.open, ts.running = states.count(OPEN), len(running)
+            ts.done, ts.failed = states.count(DONE), states.count(GAVE_UP)
+            ts.outcome, ts.reason, ts.ready_at = rec["outcome"], rec["reason"], rec["ready_at"]
+            js.work_left -= ts.duration * ts.done
+            if ts.open:
+                self.pool.add(ts)
+        for ts in js.tasks:
+            ts.pending_parents = sum(1 for p in ts.parents if p.outcome != "completed")
+        js.done_tasks = sum(1 for ts in js.tasks if ts.outcome == "completed")
+        self.instances_done += sum(ts.done for ts in js.tasks)
+        for ts in js.tasks:
+            if ts.failed:
+                self.instances_gave_up[ts.outcome] = \
+                    self.instances_gave_up.get(ts.outcome, 0) + ts.failed
+        return js
+
+    def admit_record(self, job: Job, origin: int) -> JobEntry:
+        """``job``'s entries with every instance waiting (``restore_job`` fills them in)."""
+        if job.id in self.jobs:
+            raise ValueError(f"job {job.id!r} is already in the ledger")
+        js = JobEntry(job, len(self.jobs), origin)
+        for topo, task in enumerate(topological_order(job)):
+            ts = TaskEntry(js, task, topo, self._next_rank)
+            self._next_rank += 1
+            js.tasks.append(ts)
+            js.by_id[task.id] = ts
+            js.work_left += task.duration * task.instances
+        for ts in js.tasks:
+            for p in ts.task.after:
+                ts.parents.append(js.by_id[p])
+                js.by_id[p].children.append(ts)
+        self.jobs[job.id] = js
+        for ts in js.tasks:
+            self.tasks[ts.key] = ts
+        return js

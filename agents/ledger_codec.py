@@ -1,0 +1,137 @@
+"""The ledger to and from ``JobRecord`` messages: the coordinator's snapshot writes them, and a
+site agent rebuilds its view from the coordinator's ``LedgerView`` with the very same reader.
+
+Encodings are canonical (tasks in the job's order, running instances and failure counts by
+instance, deterministic serialisation), so equal ledgers give equal bytes; a job's record is
+cached on its ``JobEntry`` until the job changes (``TaskEntry.touch``), so a checkpoint
+re-encodes only the jobs that changed.
+"""
+
+from __future__ import annotations
+
+from agents.ledger import JobEntry, Ledger, TaskEntry
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.convert import ProtoError, job_from_proto, job_to_proto
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field: tag, length, payload."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v > 0x7F:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def job_record_bytes(js: JobEntry, version: int) -> bytes:
+    """``js`` as a serialised ``JobRecord`` (cached in ``js.rec`` until it changes)."""
+    if js.rec is not None:
+        return js.rec
+    head = pb.JobRecord(outcome=js.outcome, reason=js.reason, version=version)
+    if js.completion is not None:
+        head.completion = js.completion
+    parts = [length_delimited(1, job_to_proto(js.job).SerializeToString(deterministic=True))]
+    by_id = js.by_id
+    for t in js.job.tasks:
+        ts = by_id[t.id]
+        if ts.rec is None:
+            tr = pb.TaskRecord(states=bytes(ts.states), outcome=ts.outcome, reason=ts.reason)
+            if ts.ready_at is not None:
+                tr.ready_at = ts.ready_at
+            for i in sorted(ts.placements):
+                node, slots = ts.placements[i]
+                tr.running.add(instance=i, node=node, gpu_index=[x[0] for x in slots],
+                               gpu_milli=[x[1] for x in slots])
+            for i in sorted(ts.failures):
+                tr.failed_instance.append(i)
+                tr.failed_attempts.append(ts.failures[i])
+            ts.rec = length_delimited(2, tr.SerializeToString(deterministic=True))
+        parts.append(ts.rec)
+    js.rec = b"".join(parts) + head.SerializeToString(deterministic=True)
+    return js.rec
+
+
+def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
+                n_nodes: int, at: str) -> JobEntry:
+    """Add the job of ``rec`` to ``ledger`` with its recorded state; ProtoError naming the
+    field on an inconsistent record (nothing is added then)."""
+    job = job_from_proto(rec.job, f"{at}.job")
+    if job.origin not in origin_index:
+        raise ProtoError(f"{at}.job.origin", f"unknown site {job.origin!r}",
+                         "a site of the cluster")
+    if job.id in ledger.jobs:
+        raise ProtoError(f"{at}.job.id", f"job {job.id!r} appears twice", "a valid ledger")
+    if len(rec.tasks) != len(job.tasks):
+        raise ProtoError(f"{at}.tasks", "not one record per task", "a valid ledger")
+    tasks = []
+    for k, (t, tr) in enumerate(zip(job.tasks, rec.tasks)):
+        placements = {}
+        for p in tr.running:
+            if not (0 <= p.instance < t.instances and 0 <= p.node < n_nodes
+                    and len(p.gpu_index) == len(p.gpu_milli)):
+                raise ProtoError(f"{at}.tasks[{k}].running", "bad placement", "a valid ledger")
+            placements[p.instance] = (p.node, tuple(zip(p.gpu_index, p.gpu_milli)))
+        if len(tr.failed_instance) != len(tr.failed_attempts):
+            raise ProtoError(f"{at}.tasks[{k}].failed_attempts", "not parallel to "
+                             "failed_instance", "a valid ledger")
+        tasks.append({"states": tr.states, "placements": placements,
+                      "failures": dict(zip(tr.failed_instance, tr.failed_attempts)),
+                      "outcome": tr.outcome, "reason": tr.reason,
+                      "ready_at": tr.ready_at if tr.HasField("ready_at") else None})
+    try:
+        return ledger.restore_job(job, origin_index[job.origin], outcome=rec.outcome,
+                                  reason=rec.reason,
+                                  completion=rec.completion if rec.HasField("completion")
+                                  else None, tasks=tasks)
+    except ValueError as e:
+        _forget(ledger, job.id)
+        raise ProtoError(f"{at}.tasks", str(e), "a valid ledger") from None
+
+
+def _forget(ledger: Ledger, job_id: str) -> None:
+    js = ledger.jobs.pop(job_id, None)
+    if js is None:
+        return
+    for ts in js.tasks:
+        ledger.tasks.pop(ts.key, None)
+        ledger.pool.discard(ts)
+
+
+def restore_ledger(view: pb.LedgerView, site_index: dict[str, int], n_nodes: int,
+                   max_attempts: int) -> Ledger:
+    """A ledger from the coordinator's ``LedgerView`` (what a site agent starts from)."""
+    ledger = Ledger(max_attempts=max_attempts)
+    for j, rec in enumerate(view.jobs):
+        restore_job(ledger, rec, site_index, n_nodes, f"ledger.jobs[{j}]")
+    return ledger
+
+
+def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int],
+                 node_index: dict[str, int]) -> list[tuple[TaskEntry, int, int]]:
+    """Apply one committed ``ScheduleUpdate`` to ``ledger`` in the order the coordinator
+    executed it (admissions, then instance ends, then the allocations of a round it
+    closed), with the very transitions the coordinator's own ledger made. Returns the
+    (task, instance, node) of every allocation in it."""
+    for jm in u.jobs:
+        job = job_from_proto(jm, "update.jobs")
+        ledger.admit(job, site_index[job.origin], job.arrival)
+    for c in u.changes:
+        ts = ledger.tasks[(c.job_id, c.task_id)]
+        for inst in range(c.instance_begin, c.instance_end):
+            if c.kind == "completed":
+                ledger.complete(ts, inst, c.end_s)
+            else:
+                ledger.fail(ts, inst, c.end_s, count=c.kind == "failed", reason=c.reason)
+    started = []
+    for a in u.allocations:
+        ts = ledger.tasks[(a.job_id, a.task_id)]
+        node = node_index[a.node]
+        for inst in range(a.instance_begin, a.instance_end):
+            ledger.start(ts, inst, node)
+            started.append((ts, inst, node))
+    return started

@@ -1,0 +1,148 @@
+"""The acting half of a site agent's policy in numpy: the actor (a pointer network with
+TarMAC attention over peers' codes; ``agents.learn.networks.ActorCritic`` is its training
+twin in torch), the message encoder (the codec's VAE encoder), and the turn of a ranking
+into bids. A site agent runs this with no torch in its process (a fraction of the memory);
+``agents/learn`` exports it from a checkpoint (``export_policy``), and a test holds the two
+forwards equal.
+
+**The multi-bid action.** An agent's logits are ``k + 1`` scores (slot scores, then "pass";
+masked slots score -1e9). Sorting them, after i.i.d. Gumbel noise when sampling, gives a
+Plackett-Luce ranking (Kool et al., ICML 2019, arXiv 1903.06059); ``plen`` is the position of
+"pass" + 1. Every valid slot bids for its open instances -- as many as the site's free
+resources hold together with the bids ranked before it -- at a price that falls with its
+position p: ``price_of(2(k + 1) − p)`` before "pass" (the *preferred* tier), ``price_of(k +
+1 − p)`` after it (the *reluctant* tier, below every preferred bid of any site). So the
+ranking orders the whole round (the clearing serves higher prices first), and "pass" says
+*I'd rather another site took what follows* without ever stalling work only this site can
+run: the round stays work-conserving.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.market import Offer, price_of
+from agents.step.codes import dequantise, quantise
+
+NEG = -1e9
+
+
+def sample_orders(logits: np.ndarray, valid: np.ndarray, rng: np.random.Generator | None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """logits (S, k+1), valid (S, k+1) bool (pass always valid) -> order (S, k+1) item
+    indices, valid ones first by descending perturbed score; plen (S,) = position of pass + 1.
+    ``rng=None`` is the greedy ranking (no noise)."""
+    x = np.where(valid, logits, -np.inf)
+    if rng is not None:
+        x = x + rng.gumbel(size=x.shape)
+        x = np.where(valid, x, -np.inf)
+    order = np.argsort(-x, axis=1, kind="stable")
+    plen = np.argmax(order == logits.shape[1] - 1, axis=1) + 1
+    return order.astype(np.int64), plen.astype(np.int64)
+
+
+def teacher_orders(keys: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A heuristic's ranking: valid slots by ascending ``keys`` (S, k), then pass."""
+    s, k = keys.shape
+    x = np.where(valid[:, :k], keys, np.inf)
+    slot_order = np.argsort(x, axis=1, kind="stable")
+    nv = valid[:, :k].sum(axis=1)
+    order = np.empty((s, k + 1), dtype=np.int64)
+    for i in range(s):
+        order[i, :nv[i]] = slot_order[i, :nv[i]]
+        order[i, nv[i]] = k
+        order[i, nv[i] + 1:] = slot_order[i, nv[i]:]
+    return order, nv + 1
+
+
+def log_prob_np(logits: np.ndarray, order: np.ndarray, plen: np.ndarray) -> np.ndarray:
+    """Plackett-Luce log-probability of the prefix ``order[:, :plen]`` (S,)."""
+    s = np.take_along_axis(logits.astype(np.float64), order, axis=1)
+    suffix = np.logaddexp.accumulate(s[:, ::-1], axis=1)[:, ::-1]
+    keep = np.arange(order.shape[1])[None, :] < plen[:, None]
+    return ((s - suffix) * keep).sum(axis=1)
+
+
+def bid_price(pos: int, plen: int, k: int) -> int:
+    """The price of the slot at position ``pos`` of a ranking whose "pass" is at ``plen - 1``
+    (module docstring: the preferred tier above every reluctant one)."""
+    return price_of(2 * (k + 1) - pos if pos < plen else k + 1 - pos)
+
+
+def offers_of(window: list, order: np.ndarray, plen: int, mask: np.ndarray, k: int,
+              free: tuple[int, int, int]) -> list[Offer]:
+    """One site's bids from its ranking: every valid slot, in ranking order, for as many of
+    its open instances as the site's free resources still hold (``free``: milli-cpu, MiB,
+    milli-gpu over its alive nodes), so no bid asks for more than the site has."""
+    left = list(free)
+    out = []
+    for pos, item in enumerate(order):
+        if item == k or not mask[item]:
+            continue
+        t = window[item]
+        d = t.demand
+        n = t.open
+        for r, need in enumerate((d.cpu, d.mem, d.gpu)):
+            if need > 0:
+                n = min(n, left[r] // need)
+        if n <= 0:
+            continue
+        left[0] -= n * d.cpu
+        left[1] -= n * d.mem
+        left[2] -= n * d.gpu
+        out.append(Offer(t.job.job.id, t.task.id, int(n), bid_price(pos, int(plen), k)))
+    return out
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+class NumpyPolicy:
+    """The actor and the message encoder from exported weights (``weights``: the torch
+    state_dict arrays, keys ``model.<name>`` and ``codec.<name>``; ``config``: the
+    ``AgentConfig`` fields)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict) -> None:
+        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.config = dict(config)
+        self.k = int(config["k"])
+        self.bits = int(config["bits"])
+        self.code_dim = int(config["code_dim"])
+        self.threshold = float(config["threshold"])
+        self.comm = str(config["comm"])
+        self.scale = np.float32(int(config["hidden"]) ** -0.5)
+
+    def _lin(self, x: np.ndarray, name: str, bias: bool = True) -> np.ndarray:
+        y = x @ self.w[f"model.{name}.weight"].T
+        return y + self.w[f"model.{name}.bias"] if bias else y
+
+    def logits(self, slots: np.ndarray, mask: np.ndarray, own: np.ndarray,
+               peer_codes: np.ndarray, peer_mask: np.ndarray) -> np.ndarray:
+        """slots (B,k,F), mask (B,k) bool, own (B,G), peer_codes (B,S,Z) int8, peer_mask
+        (B,S) bool -> logits (B, k+1), pass last."""
+        pc = dequantise(peer_codes, self.bits)
+        e = _relu(self._lin(_relu(self._lin(slots, "slot_enc.0")), "slot_enc.2"))
+        m = mask[..., None].astype(np.float32)
+        pooled = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
+        o = _relu(self._lin(own, "own_enc.0"))
+        q = self._lin(o, "q")
+        keys, vals = self._lin(pc, "k"), self._lin(pc, "v")
+        att = np.einsum("bsh,bh->bs", keys, q) * self.scale
+        att = np.where(peer_mask, att, NEG)
+        att = att - att.max(axis=1, keepdims=True)
+        w = np.exp(att)
+        w = w / w.sum(axis=1, keepdims=True) * peer_mask
+        heard = np.einsum("bs,bsh->bh", w, vals)
+        c = _relu(self._lin(np.concatenate([o, pooled, heard], -1), "ctx.0"))
+        h = np.tanh(self._lin(e, "w_slot", bias=False) + self._lin(c, "w_ctx")[:, None, :])
+        s = (h @ self.w["model.ptr.weight"].T)[..., 0]
+        s = np.where(mask, s, NEG)
+        return np.concatenate([s, self._lin(c, "pass_head")], -1).astype(np.float32)
+
+    def encode(self, local: np.ndarray) -> np.ndarray:
+        """Local states (B, LOCAL_DIM) -> wire codes (B, code_dim) int8."""
+        w = self.w
+        h = _relu(local @ w["codec.enc.0.weight"].T + w["codec.enc.0.bias"])
+        out = h @ w["codec.enc.2.weight"].T + w["codec.enc.2.bias"]
+        return quantise(out[:, :self.code_dim], self.bits)

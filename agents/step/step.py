@@ -1,0 +1,141 @@
+"""The one agent step, written once: observe the own site and the open work, encode, send the
+code when uncertain, attend over the peers' codes, rank, bid.
+
+    decisions = act(agents, round_info)     # the simulation engine: every site at once
+    decisions = act([me], round_info)       # a site agent in the cluster: itself
+
+``act`` takes the agents that decide for the same round; in the simulation engine they share
+one ledger, one capacity and one exchange, so their policy runs as one batch. A site agent in
+the cluster calls it with itself alone: the same observation, the same forward, the same
+trigger and the same bids, which is why a policy trained in simulation acts the same in the
+cluster (``tests`` compare the schedules).
+
+What each step reads and writes goes through the agent's three seams (``seams.py``): its
+``Executor`` (own site: free resources, clock), its ``Clearinghouse`` (the committed open
+work, and where its decision goes) and its ``Exchange`` (codes in and out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.step.codes import normalised_entropy
+from agents.step.observe import Observer, SiteObs
+from agents.step.policy import NumpyPolicy, log_prob_np, offers_of, sample_orders, teacher_orders
+from agents.step.seams import Clearinghouse, Exchange, Executor, RoundInfo, SitePart
+from agents.market import Offer
+
+
+@dataclass
+class Decision:
+    """One site's decision at one round (also what training records of it)."""
+
+    obs: SiteObs
+    offers: list[Offer]
+    code: np.ndarray | None
+    """the code sent this round (None: suppressed, or nothing to decide)"""
+    order: np.ndarray
+    plen: int
+    logp: float
+    codes: np.ndarray
+    """the peer codes it attended over (S, Z) int8, and which it had"""
+    has: np.ndarray
+
+
+class SiteAgent:
+    """One site's agent: its index and name, its policy and its three seams. ``teacher``
+    ('srpt'): rank by the job-level SRPT key instead of the policy (imitation data, and the
+    reference heuristic); ``rng``: sample rankings (training) instead of greedy ones."""
+
+    def __init__(self, *, site: int, name: str, policy: NumpyPolicy, observer: Observer,
+                 exchange: Exchange, clearinghouse: Clearinghouse, executor: Executor,
+                 comm: str | None = None, threshold: float | None = None) -> None:
+        self.site, self.name = site, name
+        self.policy, self.observer = policy, observer
+        self.exchange, self.clearinghouse, self.executor = exchange, clearinghouse, executor
+        self.comm = comm or policy.comm
+        if self.comm not in ("trigger", "always", "none"):
+            raise ValueError(f"comm: {self.comm!r}; expected trigger, always or none")
+        self.threshold = policy.threshold if threshold is None else threshold
+        self.sent = 0
+        self.suppressed = 0
+
+
+def srpt_keys(window: list, k: int) -> np.ndarray:
+    """The job-level SRPT teacher's keys (job work left, then instance duration)."""
+    keys = np.full(k, np.inf)
+    for i, t in enumerate(window):
+        keys[i] = t.job.work_left + 1e-3 * t.duration
+    return keys
+
+
+def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | None = None,
+        teacher: str | None = None, submit: bool = True) -> list[Decision]:
+    """The step of ``agents`` (deciding for the same round, sharing ledger, capacity and
+    exchange): each observes, may send its code, ranks and bids; with ``submit`` each
+    decision goes to its clearinghouse. Returns the decisions in the order of ``agents``."""
+    a0 = agents[0]
+    policy, k = a0.policy, a0.policy.k
+    ledger = a0.clearinghouse.ledger
+    obs = a0.observer.observe(ledger, a0.executor.capacity, [a.site for a in agents],
+                              a0.executor.now())
+    codes, has = a0.exchange.codes(info.round)
+    sites = np.array([a.site for a in agents])
+    slots = np.stack([o.slots for o in obs])
+    mask = np.stack([o.mask for o in obs])
+    own = np.stack([o.own for o in obs])
+    pm = np.broadcast_to(has, (len(agents), len(has))).copy()
+    pm[np.arange(len(agents)), sites] = False
+    pc = np.broadcast_to(codes, (len(agents), *codes.shape))
+    logits = policy.logits(slots, mask, own, pc, pm)
+    valid = np.concatenate([mask, np.ones((len(agents), 1), bool)], axis=1)
+    active = mask.any(axis=1)
+    if teacher == "srpt":
+        order, plen = teacher_orders(np.stack([srpt_keys(o.window, k) for o in obs]), valid)
+    else:
+        order, plen = sample_orders(logits, valid, rng)
+    logp = log_prob_np(logits, order, plen)
+    send = _trigger(agents, logits, valid, active)
+    fresh = policy.encode(np.stack([o.local for o in obs])[send]) if send.any() else None
+    out, j = [], 0
+    for i, a in enumerate(agents):
+        code = None
+        if send[i]:
+            code = fresh[j]
+            j += 1
+            a.exchange.publish(a.site, info.round, code)
+            a.sent += 1
+        elif active[i]:
+            a.suppressed += 1
+        o = obs[i]
+        offers = offers_of(o.window, order[i], plen[i], o.mask, k, o.free) if active[i] else []
+        d = Decision(obs=o, offers=offers, code=code, order=order[i], plen=int(plen[i]),
+                     logp=float(logp[i]), codes=codes, has=has)
+        out.append(d)
+        if submit:
+            submit_decision(a, d, info)
+    return out
+
+
+def submit_decision(agent: SiteAgent, d: Decision, info: RoundInfo) -> SitePart | None:
+    """Send ``agent``'s decision for the round, with what its executor reports (ends, node
+    changes); nothing when it has neither a candidate nor a report."""
+    ends, nodes = agent.executor.take_ended(), agent.executor.take_node_changes()
+    if not (d.obs.active or ends or nodes):
+        return None
+    part = SitePart(site=agent.name, round=info.round, seen_version=info.version,
+                    offers=d.offers, ends=ends, nodes=nodes, bidding=True)
+    agent.clearinghouse.submit(part)
+    return part
+
+
+def _trigger(agents: list[SiteAgent], logits: np.ndarray, valid: np.ndarray,
+             active: np.ndarray) -> np.ndarray:
+    """Which agents send their fresh code this round (``agents.step.codes``: uncertain
+    enough, or always, or never; only an agent with something to decide speaks)."""
+    comm = np.array([a.comm for a in agents])
+    thr = np.array([a.threshold for a in agents])
+    h = normalised_entropy(logits, valid)
+    return active & ((comm == "always") | ((comm == "trigger") & (h >= thr)))

@@ -1,0 +1,221 @@
+"""The cluster engine's ``Clearinghouse`` for one site agent: the PBFT coordinator, through
+the site's own client.
+
+- **The committed schedule, as this site sees it**: the agent's ``Ledger``, rebuilt from a
+  ledger query (f+1 matching answers) when it starts and kept up to date from the watch
+  stream (each update once f+1 replicas sent it identically), with the very transitions the
+  coordinator's ledger makes (``agents.ledger_codec.apply_update``). A restarted agent
+  rebuilds it the same way: nothing the agent keeps can be lost.
+- **Its messages**: the site's ``SiteRound`` (its ends, its nodes, its decision), signed with
+  the site's own key by the client and ordered by PBFT. One request is in flight at a time
+  (PBFT's client model); a newer decision replaces a queued one, and the ends and node
+  changes of both are sent together.
+- **Liveness**: a signed heartbeat to every replica every ``heartbeat_s`` (never ordered).
+
+Built in the agent's own process from ``ClearinghouseSpec`` -- plain data handed over by the
+launcher (through Ray): the coordinator's configuration and the site's own keys, never a path
+on another node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from agents.aio import cancel_and_wait
+from agents.domain import Cluster
+from agents.ledger import Ledger, TaskEntry
+from agents.ledger_codec import apply_update, restore_ledger
+from agents.step.seams import RoundInfo, SitePart
+from coordinator.client import CoordinatorClient, CoordinatorError
+from coordinator.config import config_from_dict
+from coordinator.pbft.keys import KeySet
+from protos.agora.v1 import coordinator_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+END_KINDS = {"completed": pb.END_COMPLETED, "failed": pb.END_FAILED, "lost": pb.END_LOST}
+
+
+@dataclass(frozen=True)
+class ClearinghouseSpec:
+    """What a site agent needs to reach the coordinator: plain data, picklable."""
+
+    config: dict
+    """the coordinator configuration (``CoordinatorConfig.to_dict()``)"""
+    keys: dict
+    """the site client's key set (``KeySet.for_client(...).to_dict()``): its own secret only"""
+    client_id: str
+    tls_identity: str | None = None
+    heartbeat_s: float = 1.0
+
+    def build(self, cluster: Cluster) -> PbftClearinghouse:
+        cfg = dict(self.config)
+        cfg.pop("source", None)
+        config = config_from_dict(cfg)
+        return PbftClearinghouse(cluster=cluster, client=CoordinatorClient(
+            config, KeySet.from_dict(self.keys), self.client_id,
+            tls_identity=self.tls_identity), heartbeat_s=self.heartbeat_s)
+
+
+class PbftClearinghouse:
+    """See the module docstring. ``on_update(started)`` is called after every update is
+    applied, with the allocations it carried ((task, instance, node) triples)."""
+
+    def __init__(self, *, cluster: Cluster, client: CoordinatorClient,
+                 heartbeat_s: float = 1.0) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.heartbeat_s = heartbeat_s
+        self.site_index = {s: i for i, s in enumerate(cluster.site_names)}
+        self.node_index = {n.name: i for i, n in enumerate(cluster.nodes)}
+        self.ledger = Ledger(max_attempts=cluster.faults.max_attempts)
+        self.version = 0
+        self._position = (0, -1)
+        """(version, sub) of the last update applied"""
+        self.round = RoundInfo(round=0, armed=False, armed_version=0, version=0)
+        self.lapsed: set[str] = set()
+        self.nodes_down: set[str] = set()
+        self.on_update: Callable[[list[tuple[TaskEntry, int, int]]], None] = lambda s: None
+        self._pending: SitePart | None = None
+        self.redecide_at: int | None = None
+        """a version at which this site must decide again for the round (see ``Result``)"""
+        self._has_pending = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.results: list[pb.Result] = []
+        """the last few results of this site's messages (rejections are logged)"""
+        self.sent = 0
+        self.updates = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    async def start(self, on_update: Callable[[list[tuple[TaskEntry, int, int]]], None]
+                    ) -> list[tuple[TaskEntry, int, int]]:
+        """Rebuild the ledger from the coordinator, then follow its updates; returns every
+        instance the ledger says is running (for the agent to reconcile with its executor)."""
+        self.on_update = on_update
+        view = await self.client.ledger()
+        self.ledger = restore_ledger(view, self.site_index, len(self.node_index),
+                                     self.cluster.faults.max_attempts)
+        self.version = view.version
+        self._position = (view.version, 1 << 30)     # every update of its version is in it
+        r = view.round
+        self.round = RoundInfo(round=r.round, armed=r.armed, armed_version=r.armed_version,
+                               version=view.version)
+        self.lapsed = {s.site for s in view.sites if s.lapsed}
+        self.nodes_down = set(view.nodes_down)
+        self._tasks = [asyncio.create_task(self._follow(), name="watch"),
+                       asyncio.create_task(self._send_loop(), name="send"),
+                       asyncio.create_task(self._heartbeats(), name="heartbeat")]
+        return [(ts, i, node) for ts in self.ledger.tasks.values()
+                for i, (node, _) in ts.placements.items()]
+
+    async def close(self) -> None:
+        await cancel_and_wait(self._tasks)
+        await self.client.close()
+
+    # ---- the seam --------------------------------------------------------------------------
+    def round_info(self) -> RoundInfo:
+        return self.round
+
+    def submit(self, part: SitePart) -> None:
+        self._pending = merge(self._pending, part)
+        self._has_pending.set()
+
+    @property
+    def busy(self) -> bool:
+        """A message is queued or in flight."""
+        return self._pending is not None or self._in_flight
+
+    _in_flight = False
+
+    # ---- background ------------------------------------------------------------------------
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for u in self.client.watch(since_version=self._position[0]):
+                    if (u.version, u.sub) <= self._position:
+                        continue
+                    self._position = (u.version, u.sub)
+                    started = apply_update(self.ledger, u, self.site_index, self.node_index)
+                    self.version = u.version
+                    r = u.round
+                    self.round = RoundInfo(round=r.round, armed=r.armed,
+                                           armed_version=r.armed_version,
+                                           version=u.version)
+                    for s in u.sites:
+                        (self.lapsed.add if s.lapsed else self.lapsed.discard)(s.site)
+                    for n in u.nodes:
+                        (self.nodes_down.discard if n.up else self.nodes_down.add)(n.node)
+                    self.updates += 1
+                    self.on_update(started)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the watch is reopened from where it stopped
+                log.exception("watch of the committed schedule failed; reopening")
+            await asyncio.sleep(0.2)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            part, self._pending = self._pending, None
+            if part is None:
+                continue
+            self._in_flight = True
+            try:
+                res = await self.client.submit_round(to_message(part))
+                self.sent += 1
+                self.results = (self.results + [res])[-16:]
+                if part.bidding and not res.decided and res.round == part.round:
+                    # its own ends opened work it did not see: decide again once it does
+                    self.redecide_at = res.version
+                    self.on_update([])
+                for r in res.rejections:
+                    log.info("site %s: %s: %s", part.site, r.field, r.reason)
+            except CoordinatorError as e:
+                # maybe executed, maybe not: send its reports again (a second copy of an end
+                # is refused, harmlessly); its decision only if nothing newer replaced it
+                log.warning("site %s: message not confirmed (%s); sending it again",
+                            part.site, e)
+                self._pending = merge(part, self._pending) if self._pending else part
+                self._has_pending.set()
+                await asyncio.sleep(0.5)
+            finally:
+                self._in_flight = False
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self.client.heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the next beat may get through
+                log.debug("heartbeat failed: %s", e)
+            await asyncio.sleep(self.heartbeat_s)
+
+
+def merge(old: SitePart | None, new: SitePart) -> SitePart:
+    """One message carrying both: every end and node change of ``old`` then ``new``, and the
+    newer decision (``new``'s when it is bidding, else ``old``'s)."""
+    if old is None:
+        return new
+    decision = new if new.bidding or not old.bidding else old
+    return SitePart(site=new.site, round=decision.round, seen_version=decision.seen_version,
+                    offers=decision.offers, ends=old.ends + new.ends,
+                    nodes=old.nodes + new.nodes, bidding=decision.bidding)
+
+
+def to_message(part: SitePart) -> pb.SiteRound:
+    msg = pb.SiteRound(site=part.site, round=part.round, seen_version=part.seen_version,
+                       bidding=part.bidding)
+    for o in part.offers:
+        msg.bids.add(job_id=o.job_id, task_id=o.task_id, instances=o.instances, price=o.price)
+    for e in part.ends:
+        msg.ends.add(job_id=e.job_id, task_id=e.task_id, instance=e.instance,
+                     kind=END_KINDS[e.kind], start_s=e.start_s, end_s=e.end_s,
+                     exit_code=e.exit_code, reason=e.reason[:1024])
+    for node, up in part.nodes:
+        msg.nodes.add(node=node, up=up)
+    return msg

@@ -1,0 +1,193 @@
+"""What one replica watches with its own clock, outside the ordered log: site heartbeats,
+rounds that wait too long, and how long decisions take. It acts only by *voting* -- an
+ordered request of its own client ``replica:<i>`` -- so the state machine stays a pure
+function of the log, and no single replica (nor any site) can close a round or lapse a
+site: the state machine acts on f+1 distinct votes.
+
+- **Round timeout.** Round r is armed and at least one site has decided for it, but it has
+  not closed within ``round_timeout_s`` of the first decision this replica executed: vote
+  ``CloseRound(r)``. A primary that withholds the votes (or any request) is replaced by a
+  view change: the votes go to every replica, whose request timers then run.
+- **Silent sites.** A site that owes the system something (it runs instances, or it is
+  expected to decide in an armed round) and whose heartbeats (``Heartbeat``, unordered,
+  signed by the site) have not reached this replica for ``site_timeout_s``: vote
+  ``SiteLapsed(site, last_heard)``.
+- **Decision latency**: for each allocation this replica executes, the wall time from the
+  later of (its task opening, its round arming) to the execution of the command that
+  allocated it -- "work open -> allocation committed and queryable", as this replica saw it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections import deque
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from agents.aio import cancel_and_wait
+from coordinator.schedule_state import ScheduleState, site_of_client
+from protos.agora.v1 import coordinator_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_DOMAIN = b"agora.v1.Heartbeat"
+LATENCY_SAMPLES = 20_000
+"""decision latencies kept (the most recent) for the status percentiles"""
+
+
+def heartbeat_bytes(client_id: str, timestamp_us: int) -> bytes:
+    return (HEARTBEAT_DOMAIN + b"\x00" + client_id.encode("utf-8", "surrogatepass") + b"\x00"
+            + struct.pack("<q", timestamp_us))
+
+
+def sign_heartbeat(signer: SigningKey, client_id: str,
+                   timestamp_us: int) -> pb.HeartbeatRequest:
+    sig = signer.sign(heartbeat_bytes(client_id, timestamp_us)).signature
+    return pb.HeartbeatRequest(client_id=client_id, timestamp_us=timestamp_us, signature=sig)
+
+
+class RoundKeeper:
+    """Replica ``index``'s clock-driven duties over ``app`` (see the module docstring).
+    ``vote(kind, message)`` sends one vote as this replica's client (async)."""
+
+    def __init__(self, *, app: ScheduleState, index: int, client_verify: dict[str, bytes],
+                 round_timeout_s: float, site_timeout_s: float, vote) -> None:
+        self.app = app
+        self.index = index
+        self.round_timeout_s = round_timeout_s
+        self.site_timeout_s = site_timeout_s
+        self.vote = vote
+        self._verify = {c: VerifyKey(k) for c, k in client_verify.items()
+                        if site_of_client(c) is not None}
+        self._last_ts: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.heard: dict[str, float] = {}
+        """site -> monotonic time of its last heartbeat here"""
+        self._first_part: tuple[int, float] | None = None
+        self._voted_round = -1
+        self._voted_lapse: dict[str, tuple[int, float]] = {}
+        self.exec_time: dict[int, float] = {}
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.votes_sent = 0
+        self._task: asyncio.Task | None = None
+        self._in_flight: set[asyncio.Task] = set()
+
+    # ---- heartbeats (not ordered) ----------------------------------------------------
+    def heartbeat(self, hb: pb.HeartbeatRequest) -> str | None:
+        """Record a site's heartbeat; returns why it was refused, or None."""
+        vk = self._verify.get(hb.client_id)
+        if vk is None:
+            return f"client_id: {hb.client_id!r} is not a site client of the key file"
+        if len(hb.signature) != 64:
+            return "signature: expected 64 bytes (Ed25519)"
+        try:
+            vk.verify(heartbeat_bytes(hb.client_id, hb.timestamp_us), hb.signature)
+        except (BadSignatureError, ValueError):
+            return f"signature: does not verify with the key of {hb.client_id!r}"
+        if hb.timestamp_us <= self._last_ts.get(hb.client_id, 0):
+            return "timestamp_us: not newer than the last heartbeat (a replay)"
+        self._last_ts[hb.client_id] = hb.timestamp_us
+        self.heard[site_of_client(hb.client_id)] = time.monotonic()
+        return None
+
+    # ---- executed commands -------------------------------------------------------------
+    def executed(self, update: pb.ScheduleUpdate) -> None:
+        """Called with every update the state machine publishes (on the replica's loop)."""
+        now = time.monotonic()
+        seq = update.version
+        self.exec_time[seq] = now
+        if len(self.exec_time) > 4 * LATENCY_SAMPLES:
+            for v in sorted(self.exec_time)[:LATENCY_SAMPLES]:
+                del self.exec_time[v]
+        app = self.app
+        for a in update.allocations:
+            opened = app.opened_seq.get((a.job_id, a.task_id), 0)
+            since = max(opened, app.closed_round_armed_seq)
+            t0 = self.exec_time.get(since)
+            if t0 is not None:
+                self.latencies.append(now - t0)
+
+    def latency_ms(self) -> tuple[float, float, int]:
+        """(p50, p99, samples) of the decision latencies kept, in milliseconds."""
+        if not self.latencies:
+            return 0.0, 0.0, 0
+        xs = sorted(self.latencies)
+        pick = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000.0  # noqa: E731
+        return pick(0.5), pick(0.99), len(xs)
+
+    # ---- the periodic check ------------------------------------------------------------
+    def start(self, period_s: float = 0.1) -> None:
+        self._task = asyncio.create_task(self._run(period_s), name=f"keeper-{self.index}")
+
+    async def close(self) -> None:
+        await cancel_and_wait([self._task, *self._in_flight])
+
+    async def _run(self, period_s: float) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await self.check(time.monotonic())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed vote is retried at the next check
+                log.exception("replica %d: round keeper check failed", self.index)
+
+    async def check(self, now: float) -> None:
+        app = self.app
+        if app.armed and app.parts:
+            if self._first_part is None or self._first_part[0] != app.round:
+                self._first_part = (app.round, now)
+            elif (now - self._first_part[1] >= self.round_timeout_s
+                  and self._voted_round != app.round):
+                self._voted_round = app.round
+                log.info("replica %d: round %d waited %.1f s; voting to close it",
+                         self.index, app.round, now - self._first_part[1])
+                await self._send("close_round", pb.CloseRound(round=app.round))
+        owes = self._owing()
+        for site in owes:
+            info = app.sites[site]
+            last = self.heard.get(site, self.started)
+            if now - last < self.site_timeout_s:
+                continue
+            prev = self._voted_lapse.get(site)
+            if prev is not None and prev[0] == info.last_heard and \
+                    now - prev[1] < self.site_timeout_s:
+                continue
+            self._voted_lapse[site] = (info.last_heard, now)
+            log.warning("replica %d: no heartbeat from site %s for %.1f s; voting it lapsed",
+                        self.index, site, now - last)
+            await self._send("site_lapsed", pb.SiteLapsed(site=site,
+                                                          last_heard=info.last_heard))
+
+    def _owing(self) -> list[str]:
+        """Live sites that hold running work or are expected to decide now."""
+        app, cap = self.app, self.app.capacity
+        expected = set(app.expected_sites()) if app.armed else set()
+        out = []
+        for i, site in enumerate(app.site_names):
+            if app.sites[site].lapsed:
+                continue
+            sl = cap.site_slice[i]
+            busy = bool((cap.free_cpu[sl] < cap.cap_cpu[sl]).any()
+                        or (cap.free_mem[sl] < cap.cap_mem[sl]).any()
+                        or (cap.free_gpu[sl] < cap.cap_gpu[sl]).any())
+            if busy or site in expected:
+                out.append(site)
+        return out
+
+    async def _send(self, kind: str, msg) -> None:
+        """Send a vote without holding up the checks (it is ordered like any request)."""
+        self.votes_sent += 1
+        task = asyncio.create_task(self._deliver(kind, msg))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _deliver(self, kind: str, msg) -> None:
+        try:
+            await self.vote(kind, msg)
+        except Exception as e:  # noqa: BLE001 - a vote that did not get through is retried
+            log.info("replica %d: %s vote not confirmed: %s", self.index, kind, e)

@@ -1,0 +1,172 @@
+"""The gRPC services of one replica (``coordinator/server.py`` hosts them):
+
+- ``agora.v1.Peer``: the other replicas' streams of PBFT envelopes (``transport.py``);
+- ``agora.v1.Coordinator``: each request RPC carries one client-signed PBFT request; the
+  handler checks it (``validate.py``; INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
+  FAILED_PRECONDITION answer at once and are counted), hands it to the replica, waits until
+  this replica has executed it, and returns this replica's authenticated reply. The client
+  collects f+1 matching replies from any replicas (``client.py``). ``WatchSchedule`` streams
+  this replica's committed updates (from a past version: what is still in memory, else the
+  allocations and instance changes the state keeps); ``GetStatus`` reports its view,
+  progress, round and counters; ``Heartbeat`` records a site's liveness (never ordered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from coordinator.schedule_records import allocation_pb, change_pb
+from coordinator.schedule_state import ScheduleState
+from coordinator.validate import Refusal, parse_request
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+WATCH_QUEUE = 4096
+"""Updates buffered per watcher; a watcher that falls further behind is cut off (its
+stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
+
+
+def history(app: ScheduleState, since: int, until: int, replica: int):
+    """Updates of versions [since, until) rebuilt from what the state keeps for good
+    (allocations and instance changes; job admissions and round states are not kept: a
+    site agent starts from a ledger query instead)."""
+    past: dict[int, pb.ScheduleUpdate] = {}
+
+    def at(v: int) -> pb.ScheduleUpdate:
+        if v not in past:
+            past[v] = pb.ScheduleUpdate(version=v, replica=replica)
+        return past[v]
+
+    for row in app.allocations:
+        if since <= row[6] < until:
+            at(row[6]).allocations.append(allocation_pb(row))
+    for row in app.changes:
+        if since <= row[0] < until:
+            at(row[0]).changes.append(change_pb(row))
+    return [past[v] for v in sorted(past)]
+
+
+class PeerService(rpc.PeerServicer):
+    def __init__(self, host: ReplicaHost) -> None:
+        self.host = host
+
+    async def Stream(self, request_iterator, context):
+        metrics = self.host.metrics
+        async for batch in request_iterator:
+            if metrics is not None:
+                metrics.bytes_in.inc(batch.ByteSize())
+            for data in batch.envelopes:
+                self.host.feed(data, batch.sender)
+        return pb.PeerAck()
+
+
+class CoordinatorService(rpc.CoordinatorServicer):
+    def __init__(self, host: ReplicaHost) -> None:
+        self.host = host
+
+    async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
+        host = self.host
+        try:
+            env, req, _cmd = parse_request(request.envelope, rpc_name)
+            auth = host.replica.auth
+            if req.client_id not in auth.client_verify:
+                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
+                              f"envelope.payload.request.client_id: no key for client "
+                              f"{req.client_id!r}; expected a client of the key file")
+            if not auth.request_ok(req):
+                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
+                              "envelope.payload.request.signature: does not verify with the "
+                              f"key of client {req.client_id!r}")
+            last = host.replica.clients.get(req.client_id)
+            if not req.read_only and last is not None and req.timestamp < last[0]:
+                raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
+                              f"envelope.payload.request.timestamp: {req.timestamp} is older "
+                              f"than the client's last executed request ({last[0]}); "
+                              f"expected a larger timestamp")
+        except Refusal as r:
+            host.count(r.kind)
+            if host.metrics is not None:
+                host.metrics.request(rpc_name, "refused")
+            await context.abort(r.code, r.message)
+        fut = host.waiter(req.client_id, req.timestamp)
+        try:
+            host.feed(env)
+            reply = await asyncio.wait_for(fut, host.config.request_timeout_s)
+        except asyncio.TimeoutError:
+            host.count("timeout")
+            if host.metrics is not None:
+                host.metrics.request(rpc_name, "timeout")
+            s = host.replica.status()
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"not executed within {host.config.request_timeout_s} s at "
+                                f"replica {host.index} (view {s['view']}, active "
+                                f"{s['view_active']}); retry")
+        finally:
+            host.forget(req.client_id, req.timestamp, fut)
+        if host.metrics is not None:
+            host.metrics.request(rpc_name, "ok")
+        return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
+
+    async def SubmitJobs(self, request, context):
+        return await self._request(request, context, "SubmitJobs")
+
+    async def SubmitRound(self, request, context):
+        return await self._request(request, context, "SubmitRound")
+
+    async def CloseRound(self, request, context):
+        return await self._request(request, context, "CloseRound")
+
+    async def SiteLapsed(self, request, context):
+        return await self._request(request, context, "SiteLapsed")
+
+    async def Heartbeat(self, request, context):
+        why = self.host.keeper.heartbeat(request)
+        if why is not None:
+            self.host.count("bad_heartbeat")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        return pb.HeartbeatReply(version=self.host.app.version)
+
+    async def GetSchedule(self, request, context):
+        return await self._request(request, context, "GetSchedule")
+
+    async def GetStatus(self, request, context):
+        return self.host.status()
+
+    async def WatchSchedule(self, request, context):
+        if request.since_version < 0:
+            self.host.count("invalid_argument")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"since_version: {request.since_version}; expected >= 0")
+        host = self.host
+        app, q = host.app, asyncio.Queue(WATCH_QUEUE)
+        host.watchers.append(q)
+        try:
+            # What is committed already, then live updates (queued from now on).
+            recent = list(host.recent)
+            start = recent[0].version if recent else app.version + 1
+            last = (0, -1)                  # (version, sub) of the last update sent
+            if request.since_version < start:
+                for u in history(app, request.since_version, start, host.index):
+                    yield u
+                    last = (u.version, u.sub)
+            for u in recent:
+                if u.version >= request.since_version and (u.version, u.sub) > last:
+                    yield u
+                    last = (u.version, u.sub)
+            while True:
+                update = await q.get()
+                if update is None:
+                    if host.closing:
+                        return
+                    host.count("watcher_cut_off")
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"this watcher fell {WATCH_QUEUE} updates behind; "
+                                        f"watch again from version {last[0]}")
+                if (update.version, update.sub) > last:
+                    yield update
+                    last = (update.version, update.sub)
+        finally:
+            if q in host.watchers:
+                host.watchers.remove(q)

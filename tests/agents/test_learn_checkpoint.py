@@ -1,0 +1,139 @@
+"""Checkpoints and the commands around them: `agora train` (files, metric names, resume),
+`agora evaluate`, `agora simulate --policy CHECKPOINT`, weights for federated averaging, and
+a checkpoint that does not match its configuration failing with what differs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.learn import checkpoint
+from agents.learn.learned_policy import AgentConfig, Agents
+from agents.learn.networks import get_weights, set_weights
+from deploy.cli import main
+
+torch.set_num_threads(1)   # tests share a 2-core machine
+
+FIX = Path(__file__).parents[1] / "fixtures"
+WL = "synthetic:jobs=30,load=0.9,dag=0.5"
+TRAIN = ["--workload", WL, "--steps", "150", "--train-jobs", "20", "--bc-episodes", "1",
+         "--k", "6", "--hidden", "32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    assert main(["train", *TRAIN, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_checkpoints_metrics_and_curve(trained):
+    for f in ("last.pt", "best.pt", "metrics.jsonl", "learning_curve.png", "config.json",
+              "summary.json"):
+        assert (trained / f).is_file(), f
+    rows = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    ppo = [r for r in rows if "losses/policy" in r]
+    assert ppo and {"losses/value", "losses/entropy", "comm/msgs_sent_frac",
+                    "comm/bits_per_msg", "charts/episodic_return", "seed"} <= set(ppo[0])
+    assert any("eval/jct_mean_s" in r for r in rows)
+    blob = checkpoint.read(trained / "last.pt")
+    assert blob["seeds"]["train"] == 0 and blob["train_config"]["agent"]["k"] == 6
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
+    import shutil
+    out = tmp_path / "r"
+    shutil.copytree(trained, out)
+    before = checkpoint.read(out / "last.pt")["progress"]["step"]
+    assert main(["train", *TRAIN[:2], "--steps", str(before + 60), *TRAIN[4:], "--out",
+                 str(out), "--resume"]) == 0
+    after = checkpoint.read(out / "last.pt")["progress"]
+    assert after["step"] > before and after["bc_done"]
+    n_bc = sum(1 for x in (out / "metrics.jsonl").read_text().splitlines() if '"bc"' in x)
+    assert n_bc == 1                                     # resuming does not imitate again
+
+
+def test_evaluate_lists_learned_and_every_baseline(trained, capsys):
+    assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), "--workload", WL,
+                 "--seeds", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    from agents.baselines import BASELINES
+    assert {"learned", *BASELINES} <= set(out["policies"])
+    assert len(out["policies"]["learned"]["jct_mean_s"]["values"]) == 2
+    assert out["comm"]["bytes_per_msg"] * 16 <= out["comm"]["raw_state_bytes"]
+
+
+def test_simulate_accepts_a_checkpoint_path(trained, capsys):
+    assert main(["simulate", "--policy", str(trained / "best.pt"), "--workload", WL, "--json",
+                 "--check"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["tasks_lost"] == 0 and out["metrics"]["jobs_completed"] > 0
+
+
+def test_a_checkpoint_runs_on_a_cluster_with_another_number_of_sites(trained, capsys):
+    """No per-site parameters: trained on 8 sites, it acts on 3."""
+    assert main(["simulate", "--policy", str(trained / "best.pt"), "--cluster",
+                 str(FIX / "cluster_small.yaml"), "--workload", str(FIX / "jobs_small.jsonl"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["tasks_lost"] == 0 and out["metrics"]["jobs_completed"] > 0
+
+
+def test_a_checkpoint_of_another_feature_layout_fails_saying_what_differs(trained, tmp_path):
+    blob = checkpoint.read(trained / "best.pt")
+    blob["slot_features"] = blob["slot_features"][:-1]
+    torch.save(blob, tmp_path / "old.pt")
+    with pytest.raises(checkpoint.CheckpointMismatch, match="slot features"):
+        checkpoint.load_agents(tmp_path / "old.pt")
+
+
+def test_loading_a_checkpoint_never_runs_code_from_it(tmp_path):
+    """``torch.load(weights_only=True)``: a pickle that would run code is refused."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open('%s', 'w').write('ran')" % (tmp_path / "pwned"),))
+
+    p = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "x": Evil()}, p, pickle_module=pickle)
+    with pytest.raises(checkpoint.CheckpointMismatch, match="not a readable checkpoint"):
+        checkpoint.read(p)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_with_another_k_fails_saying_what_differs(trained):
+    with pytest.raises(checkpoint.CheckpointMismatch, match="k: checkpoint 6, configuration 16"):
+        checkpoint.load_agents(trained / "best.pt", expect=AgentConfig(k=16, hidden=32))
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "x.pt"
+    p.write_text("hello")
+    with pytest.raises(checkpoint.CheckpointMismatch, match="not a readable checkpoint"):
+        checkpoint.read(p)
+
+
+def test_weights_round_trip_for_federated_averaging():
+    torch.manual_seed(0)
+    a = Agents(AgentConfig(k=4, hidden=32))
+    torch.manual_seed(1)
+    b = Agents(AgentConfig(k=4, hidden=32))
+    wa = get_weights(a.modules)
+    assert all(isinstance(w, np.ndarray) for w in wa)
+    avg = [(x + y) / 2 for x, y in zip(wa, get_weights(b.modules))]   # what FedAvg does
+    set_weights(b.modules, avg)
+    assert all(np.allclose(x, y) for x, y in zip(get_weights(b.modules), avg))
+    with pytest.raises(ValueError, match="has shape"):
+        set_weights(b.modules, [w[..., :1] if w.ndim else w for w in wa])
+
+
+@pytest.mark.parametrize("cmd", ["train", "evaluate"])
+def test_new_commands_have_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "usage: agora" in capsys.readouterr().out

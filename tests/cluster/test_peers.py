@@ -1,0 +1,91 @@
+"""Codes between site agents over gRPC (agents/cluster/peers.py): what the receiving side
+accepts, streams opened before the first round, no acknowledgement waited on, a restarted
+peer found again through the resolver, and a code of round r counting from round r + 1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.cluster.peers import GrpcExchange, PeerService
+from agents.step.codes import CodeBook
+from protos.agora.v1 import agent_pb2 as pb
+from protos.agora.v1 import agent_pb2_grpc as rpc
+
+SITES = ["east", "west", "edge"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(site=st.text(max_size=8), rnd=st.integers(-5, 2**40), code=st.binary(max_size=80))
+def test_peer_service_accepts_exactly_well_formed_codes(site, rnd, code):
+    svc = PeerService("east", SITES, CodeBook(3, 8), 8)
+    why = svc.check(pb.SiteCode(site=site, round=rnd, code=code))
+    ok = site in ("west", "edge") and len(code) == 8 and rnd >= 0
+    assert (why == "") == ok
+    if not ok:
+        assert why.split(":")[0] in ("site", "code", "round")
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < end, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.timeout(60)
+def test_codes_travel_over_streams_and_a_restarted_peer_is_found_again():
+    async def main():
+        addr: dict[str, str | None] = {}
+        ex: dict[str, GrpcExchange] = {}
+        servers: dict[str, grpc.aio.Server] = {}
+
+        async def resolve(peer):
+            return addr.get(peer)
+
+        async def serve(s):
+            srv = grpc.aio.server()
+            rpc.add_PeerExchangeServicer_to_server(ex[s].service, srv)
+            addr[s] = f"127.0.0.1:{srv.add_insecure_port('127.0.0.1:0')}"
+            await srv.start()
+            servers[s] = srv
+
+        for s in SITES:
+            ex[s] = GrpcExchange(site=s, sites=SITES, code_dim=8, code_bytes=8,
+                                 resolve=resolve, epoch=1)
+            await serve(s)
+        for s in SITES:
+            ex[s].links.start()
+        assert await ex["east"].links.wait_connected(10) == 2     # open before any round
+        code = np.arange(8, dtype=np.int8)
+        ex["east"].publish(0, 4, code)                              # never blocks
+        await until(lambda: ex["west"].book.latest_round[0] == 4)
+        codes, has = ex["west"].codes(4)
+        assert not has[0]                                           # not in its own round
+        codes, has = ex["west"].codes(5)
+        assert has[0] and (codes[0] == code).all()
+        # west restarts on a new port: east's broken stream reopens at the new address
+        await servers["west"].stop(grace=None)
+        ex["west"] = GrpcExchange(site="west", sites=SITES, code_dim=8, code_bytes=8,
+                                  resolve=resolve, epoch=2)
+        await serve("west")
+        await until(lambda: "west" in ex["east"].links.connected and
+                    ex["east"].links.reconnects >= 1)
+        ex["east"].publish(0, 6, -code)
+        await until(lambda: ex["west"].book.latest_round[0] == 6)
+        assert (ex["west"].codes(7)[0][0] == -code).all()
+        # a peer that is gone costs nothing: publishing still returns at once
+        await servers["edge"].stop(grace=None)
+        addr["edge"] = None
+        ex["east"].publish(0, 7, code)
+        for e in ex.values():
+            await e.links.close()
+        for srv in servers.values():
+            await srv.stop(grace=None)
+
+    asyncio.run(main())

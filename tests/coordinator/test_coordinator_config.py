@@ -1,0 +1,53 @@
+"""The coordinator's YAML configuration and `agora keys`: clear errors with file and field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from agents.workloads.errors import InputError
+from coordinator.config import load_config
+from coordinator.pbft.keys import KeySet
+from deploy.cli_coordinator import DEFAULT_CONFIG, main
+
+
+def write(tmp_path, data) -> str:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def test_the_shipped_local_config_loads():
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.n == 4 and cfg.f == 1 and cfg.pbft().n == 4
+    assert all(r.startswith("127.0.0.1:") for r in cfg.replicas)
+
+
+@pytest.mark.parametrize("data, field, expected", [
+    ({"f": 1}, "replicas", "host:port"),
+    ({"replicas": ["a:1", "b:2", "c:3"], "f": 1}, "replicas", "3f+1"),
+    ({"replicas": ["a:1", "b"], "f": 1}, "replicas[1]", "host:port"),
+    ({"replicas": ["a:1"], "f": 0, "batch_size": 0}, "batch_size", "integer >= 1"),
+    ({"replicas": ["a:1"], "f": 0, "view_change_timeout_s": 0}, "view_change_timeout_s", "> 0"),
+    ({"replicas": ["a:1"], "f": 0, "bogus": 1}, "bogus", "one of"),
+    ({"replicas": ["a:1"], "f": 0, "checkpoint_interval": 10, "watermark_window": 15},
+     "watermark_window", None),
+])
+def test_bad_configs_name_the_file_and_field(tmp_path, data, field, expected):
+    path = write(tmp_path, data)
+    with pytest.raises(InputError) as e:
+        load_config(path)
+    assert e.value.path == path and e.value.field == field
+    if expected:
+        assert expected in str(e.value)
+
+
+def test_agora_keys_writes_a_private_key_file(tmp_path, capsys):
+    out = tmp_path / "keys.yaml"
+    assert main(["keys", "--replicas", "4", "--clients", "site:a,site:b", "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o077 == 0
+    keys = KeySet.from_dict(yaml.safe_load(out.read_text()))
+    assert keys.n == 4 and sorted(keys.client_verify) == [
+        "operator", *(f"replica:{i}" for i in range(4)), "site:a", "site:b"]
+    assert main(["keys", "--replicas", "5", "--out", str(out)]) == 2
+    assert "3f+1" in capsys.readouterr().err

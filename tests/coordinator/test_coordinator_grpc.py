@@ -1,0 +1,395 @@
+"""The coordinator over real gRPC on loopback: four replica processes (`agora coordinator`),
+signed requests, f+1 matching answers, refusals with the right status, rounds closed by the
+sites' decisions or by the replicas' own votes (never a site's), heartbeats, the health
+service, and a replica killed with SIGKILL that the others carry on without and that catches
+up from its SQLite database when restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.domain import Demand, Job, Task
+from coordinator.client import CoordinatorError
+from coordinator.local_group import LocalGroup
+from coordinator.pbft.keys import generate_keys
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
+CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
+pytestmark = pytest.mark.timeout(180)
+
+
+def make_group(tmp: Path) -> LocalGroup:
+    """Four `agora coordinator` processes on loopback, and their config and keys."""
+    return LocalGroup(tmp, n=4, clients=CLIENTS, key_seed=b"test-grpc", cluster=str(CLUSTER),
+                      batch_size=8, batch_timeout_s=0.001, checkpoint_interval=4,
+                      watermark_window=16, view_change_timeout_s=0.5, request_timeout_s=8.0,
+                      round_timeout_s=1.0, site_timeout_s=3600.0)
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    g = make_group(tmp_path_factory.mktemp("coordinator"))
+    with g.serving():
+        yield g
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def job(jid: str, origin: str = "east", n: int = 4) -> Job:
+    return Job(id=jid, arrival=0.0, origin=origin, tasks=(
+        Task("map", 10.0, Demand(2000, 1024), instances=n),
+        Task("reduce", 5.0, Demand(1000, 512), instances=1, after=("map",))))
+
+
+async def statuses(g: LocalGroup) -> list:
+    async with g.client("operator") as c:
+        return await c.status()
+
+
+async def current_round(g: LocalGroup) -> int:
+    s = [x for x in await statuses(g) if not isinstance(x, str)]
+    return max(x.round for x in s)
+
+
+def decision(site: str, rnd: int, *bids: tuple[str, str, int, int], ends=()) -> pb.SiteRound:
+    return pb.SiteRound(site=site, round=rnd, bidding=True, ends=list(ends), bids=[
+        pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids])
+
+
+def completed(j: str, t: str, *instances: int) -> list[pb.End]:
+    return [pb.End(job_id=j, task_id=t, instance=i, kind=pb.END_COMPLETED, start_s=1.0,
+                   end_s=2.0) for i in instances]
+
+
+async def close_round(g: LocalGroup, rnd: int, decided: dict[str, pb.SiteRound]) -> pb.Result:
+    """Every site decides for round ``rnd`` (those not in ``decided`` pass); returns the
+    result of the decision that closed it."""
+    last = None
+    for s in ("east", "west", "edge"):
+        async with g.client(f"site:{s}") as c:
+            last = await c.submit_round(decided.get(s, decision(s, rnd)))
+    assert last.round == rnd + 1, "every site decided: the round must have closed"
+    return last
+
+
+def test_health_service_reports_serving_on_every_replica(group):
+    for addr in group.config.replicas:
+        with grpc.insecure_channel(addr) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            for svc in ("", "agora.v1.Coordinator", "agora.v1.Peer"):
+                r = stub.Check(health_pb2.HealthCheckRequest(service=svc), timeout=5)
+                assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_submit_decide_and_read_the_schedule_with_f_plus_1_answers(group):
+    async def go():
+        async with group.client("site:east") as east, group.client("operator") as op:
+            r = await east.submit_jobs([job("g1")])
+            assert r.accepted == 1 and not r.rejections
+            rnd = r.round
+            t = await close_round(group, rnd, {
+                "east": decision("east", rnd, ("g1", "map", 2, 5)),
+                "west": decision("west", rnd, ("g1", "map", 4, 9))})
+            assert [(a.site, a.instance_begin, a.instance_end, a.round) for a in
+                    t.allocations] == [("west", 0, 4, rnd)]
+            q = await east.schedule(job_id="g1")
+            assert [a.version for a in q.schedule.allocations] == [t.version]
+            by_site = await op.schedule(site="west")
+            assert any(a.job_id == "g1" for a in by_site.schedule.allocations)
+            since = await op.schedule(since_version=t.version)
+            assert [a.job_id for a in since.schedule.allocations] == ["g1"]
+            task = await op.schedule(task=("g1", "map"))
+            assert len(task.schedule.allocations) == 1
+            async with group.client("site:west") as west:
+                done = await west.submit_round(pb.SiteRound(
+                    site="west", ends=completed("g1", "map", 0, 1, 2, 3)))
+            assert done.accepted == 4
+            st = await op.job_status("g1")
+            assert [(x.task_id, x.done, x.open) for x in st.job_status.tasks] == \
+                [("map", 4, 0), ("reduce", 0, 1)]
+            led = await op.ledger()
+            assert [tr.states for tr in next(j for j in led.jobs if j.job.id == "g1").tasks] \
+                == [bytes([3, 3, 3, 3]), bytes([1])]
+            # every replica holds the same schedule
+            ss = await op.status()
+            assert len({(s.allocations, s.round) for s in ss}) == 1
+    run(go())
+
+
+def test_a_round_a_site_stays_silent_in_is_closed_by_the_replicas_votes(group):
+    """Only edge can hold the job; west also decides (it can too), east decides nothing.
+    The replicas' round timers fire and f+1 of their CloseRound votes close the round."""
+    async def go():
+        async with group.client("site:edge") as edge, group.client("operator") as op:
+            r = await edge.submit_jobs([job("quiet", "edge", n=1)])
+            rnd = r.round
+            await edge.submit_round(decision("edge", rnd, ("quiet", "map", 1, 3)))
+            t0 = time.monotonic()
+            while await current_round(group) == rnd and time.monotonic() - t0 < 20:
+                await asyncio.sleep(0.1)
+            waited = time.monotonic() - t0
+            assert await current_round(group) == rnd + 1, "the replicas did not close it"
+            assert 0.9 <= waited < 10, waited           # round_timeout_s is 1 s
+            rows = (await op.schedule(job_id="quiet")).schedule.allocations
+            assert [(a.site, a.round) for a in rows] == [("edge", rnd)]
+    run(go())
+
+
+def test_a_site_cannot_vote_and_forged_heartbeats_are_refused(group):
+    async def go():
+        async with group.client("site:east") as east, group.client("operator") as op:
+            before = [s.last_executed for s in await op.status()]
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("CloseRound", pb.Command(close_round=pb.CloseRound(round=0)))
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert "may not vote" in e.value.message
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SiteLapsed", pb.Command(site_lapsed=pb.SiteLapsed(site="west")))
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert [s.last_executed for s in await op.status()] == before
+            assert await east.heartbeat() == 4
+            forged = generate_keys(4, CLIENTS, seed=b"another group")
+            async with group.client("site:east", keys=forged) as bad:
+                assert await bad.heartbeat() == 0
+    run(go())
+
+
+def test_a_decision_with_a_wrong_key_or_for_another_site_is_refused_and_changes_nothing(group):
+    async def go():
+        async with group.client("operator") as op:
+            before = [s.last_executed for s in await op.status()]
+            rnd = await current_round(group)
+            # another group's key for site:east: the signature does not verify.
+            forged = generate_keys(4, CLIENTS, seed=b"another group")
+            async with group.client("site:east", keys=forged) as bad:
+                with pytest.raises(CoordinatorError) as e:
+                    await bad.submit_round(decision("east", rnd, ("g1", "reduce", 1, 1)))
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "signature" in e.value.message
+            # A genuine key acting for another site.
+            async with group.client("site:west") as west:
+                with pytest.raises(CoordinatorError) as e:
+                    await west.submit_round(decision("east", rnd, ("g1", "reduce", 1, 1)))
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "may not act for site 'east'" in e.value.message
+            after = await op.status()
+            assert [s.last_executed for s in after] == before
+            # the client asks f+1 replicas first (client.py); each of them counted it
+            assert sum(any(c.name == "service.bad_signature" for c in s.rejected)
+                       for s in after) >= group.config.f + 1
+    run(go())
+
+
+def test_malformed_requests_get_invalid_argument_naming_the_field(group):
+    async def go():
+        async with group.client("site:east") as east:
+            with pytest.raises(CoordinatorError) as e:
+                await east.submit_round(decision("east", 0, ("g1", "map", 0, 1)))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "site_round.bids[0].instances" in e.value.message
+            bad = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[pb.Command().submit_jobs.jobs.add()]))
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SubmitJobs", bad)
+            assert "submit_jobs.jobs[0]" in e.value.message
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SubmitRound", pb.Command(submit_jobs=pb.SubmitJobs()))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "op.site_round" in e.value.message
+        with grpc.insecure_channel(group.config.replicas[0]) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                rpc.CoordinatorStub(ch).SubmitRound(pb.ClientRequest(envelope=b"\xff\xfe"),
+                                                    timeout=5)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert e.value.details().startswith("envelope")
+    run(go())
+
+
+def test_a_decision_that_over_allocates_a_site_is_rejected_end_to_end(group):
+    async def go():
+        async with group.client("site:edge") as edge, group.client("operator") as op:
+            # edge has one 16-core node; 9 instances of 2 cores would need 18.
+            await edge.submit_jobs([job("big", "edge", n=9)])
+            rnd = await current_round(group)
+            before = (await op.schedule(site="edge")).schedule.allocations
+            r = await edge.submit_round(decision("edge", rnd, ("big", "map", 9, 7)))
+            assert r.accepted == 0
+            assert r.rejections[0].field == "command.site_round.bids[0].instances"
+            assert "over-allocate site 'edge'" in r.rejections[0].reason
+            assert (await op.schedule(site="edge")).schedule.allocations == before
+            ss = await op.status()
+            assert all(any(c.name == "bid.over_allocation" for c in s.schedule_rejected)
+                       for s in ss)
+    run(go())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=120), method=st.sampled_from(
+    ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "GetSchedule"]))
+def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(group, data,
+                                                                                method):
+    with grpc.insecure_channel(group.config.replicas[1]) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        before = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(stub, method)(pb.ClientRequest(envelope=data), timeout=5)
+        assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+        assert e.value.details().startswith("envelope")
+        after = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        assert after.last_executed == before.last_executed
+        assert sum(c.count for c in after.rejected) > sum(c.count for c in before.rejected)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(op=st.binary(max_size=80))
+def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
+    c = group.client("site:east")
+    ts, data = c.envelope(op)
+    with grpc.insecure_channel(group.config.replicas[2]) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            rpc.CoordinatorStub(ch).SubmitRound(pb.ClientRequest.FromString(data), timeout=5)
+    assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+    assert "envelope.payload.request.op" in e.value.details() or \
+        e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(group):
+    async def go():
+        s = await statuses(group)
+        primary = s[0].primary
+        victim = (primary + 1) % 4
+        group.kill(victim)
+        async with group.client("site:east") as east, group.client("operator") as op:
+            for k in range(6):       # more than a checkpoint interval (4)
+                r = await east.submit_jobs([job(f"k{k}")])
+                assert r.accepted == 1
+                await close_round(group, r.round, {
+                    "east": decision("east", r.round, (f"k{k}", "map", 1, 1))})
+            live = [x for x in await op.status() if not isinstance(x, str)]
+            assert len(live) == 3
+            target = max(x.last_executed for x in live)
+        group.start(victim)
+        group.wait_serving(victim)
+        async with group.client("site:east") as east:
+            # one more commit gives the restarted replica something to catch up to
+            await east.submit_jobs([job("after-restart")])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with grpc.insecure_channel(group.config.replicas[victim]) as ch:
+                st_ = rpc.CoordinatorStub(ch).GetStatus(pb.StatusRequest(), timeout=5)
+            if st_.last_executed > target:
+                break
+            await asyncio.sleep(0.3)
+        assert st_.last_executed > target, f"replica {victim} stuck at {st_.last_executed}"
+        ss = [x for x in await statuses(group) if not isinstance(x, str)]
+        assert len(ss) == 4
+        assert len({x.allocations for x in ss}) == 1
+    asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def test_cli_schedule_get_and_status_answer_from_the_running_group(group, capsys):
+    from deploy.cli_coordinator import main
+    cfg = str(group.tmp / "coordinator.yaml")
+    assert main(["schedule", "get", "--config", cfg, "--job", "g1", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["allocations"][0]["job"] == "g1"
+    assert main(["status", "--config", cfg]) == 0
+    text = capsys.readouterr().out
+    assert "agreed by f+1: view=" in text
+    assert main(["schedule", "get", "--config", cfg, "--task", "nojob"]) == 2
+    assert "JOB/TASK" in capsys.readouterr().err
+
+
+def test_watch_streams_committed_changes_confirmed_by_f_plus_1(group):
+    async def go():
+        async with group.client("operator") as op:
+            got = []
+            async for u in op.watch(0):
+                got.append(u)
+                if any(a.job_id == "g1" for x in got for a in x.allocations) and \
+                        any(c.job_id == "g1" and c.kind == "completed" for x in got
+                            for c in x.changes):
+                    break
+            versions = [(u.version, u.sub) for u in got]
+            assert versions == sorted(versions)
+    run(go())
+
+
+@pytest.mark.timeout(150)
+def test_a_killed_primary_gives_a_view_change_and_loses_no_committed_allocation(group):
+    """SIGKILL of the primary while a client is committing: the backups change view, commits
+    resume, and the schedule agreed by f+1 replicas afterwards holds every allocation agreed
+    before (same rows, same versions and rounds)."""
+    async def go():
+        s = [x for x in await statuses(group) if not isinstance(x, str)]
+        primary, view0 = s[0].primary, max(x.view for x in s)
+        async with group.client("site:east") as east, group.client("site:west") as west, \
+                group.client("operator") as op:
+            for k in range(3):
+                r = await east.submit_jobs([job(f"pk{k}")])
+                assert r.accepted == 1
+                t = await close_round(group, r.round, {
+                    "west": decision("west", r.round, (f"pk{k}", "map", 2, 3))})
+                assert [a.round for a in t.allocations] == [r.round]
+            before = (await op.schedule(all=True)).schedule.allocations
+            assert {a.job_id for a in before} >= {"pk0", "pk1", "pk2"}
+            assert all(a.round >= 0 for a in before)
+
+            commits: list[float] = []
+            stop = asyncio.Event()
+
+            async def load():   # keeps committing through the kill
+                k = 0
+                while not stop.is_set():
+                    try:
+                        r = await east.submit_jobs([job(f"pl{k}")])
+                        assert r.accepted == 1
+                        commits.append(time.monotonic())
+                        k += 1
+                    except CoordinatorError:
+                        await asyncio.sleep(0.05)
+
+            task = asyncio.ensure_future(load())
+            while len(commits) < 3:
+                await asyncio.sleep(0.05)
+            group.kill(primary)
+            t_kill = time.monotonic()
+            while not any(t > t_kill for t in commits) and time.monotonic() - t_kill < 60:
+                await asyncio.sleep(0.05)
+            resumed = [t for t in commits if t > t_kill]
+            assert resumed, "no commit within 60 s of killing the primary"
+            while len([t for t in commits if t > t_kill]) < 3:
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+
+            live = [x for x in await op.status() if not isinstance(x, str)]
+            assert len(live) == 3
+            assert all(x.view > view0 and x.primary != primary for x in live)
+            rnd = await current_round(group)   # the new primary orders rounds too
+            t = await close_round(group, rnd, {
+                "west": decision("west", rnd, ("pl0", "map", 2, 3))})
+            after = (await op.schedule(all=True)).schedule.allocations
+            ser = lambda rows: [a.SerializeToString(deterministic=True) for a in rows]
+            assert ser(after)[:len(before)] == ser(before)
+            assert len(after) == len(before) + len(t.allocations)
+        group.start(primary)       # leave the module's group whole
+        group.wait_serving(primary)
+    asyncio.run(asyncio.wait_for(go(), 140))

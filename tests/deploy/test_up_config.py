@@ -1,0 +1,413 @@
+"""`agora up --config FILE` (deploy/up_config.py): the embedded default loads, every bad value
+is an UpConfigError naming the file, the line and the field, relative paths are relative to
+the config file, and no YAML mapping makes the loader fail any other way."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.workloads.errors import InputError
+from agents.workloads.loader import DEFAULT_CLUSTER
+from deploy.up_config import (CONFIGS_DIR, DEFAULT_CONFIG, SPLITS, STRATEGIES,
+                              FederationSection, MetricsSection, RaySection, TlsSection,
+                              UpConfig, UpConfigError, load_up_config, site_of_resource,
+                              site_resource, up_config_from_dict)
+from tests.errorcheck import check
+
+REPO = Path(__file__).resolve().parents[2]
+CHECKPOINT = REPO / "bench" / "results" / "learned-synE.pt"
+DEFAULT_SITES = ("dc-east", "dc-west", "dc-north", "dc-south", "edge-1", "edge-2",
+                 "factory-a", "factory-b")
+
+
+def write(tmp_path: Path, text: str, name: str = "up.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+# --- the embedded default -----------------------------------------------------------------------
+
+def test_the_embedded_default_is_local_yaml_and_has_the_documented_values():
+    cfg = load_up_config()  # no argument: deploy/configs/local.yaml
+    assert cfg.source == str(DEFAULT_CONFIG)
+    # local.yaml is the default: a config that says nothing means the same
+    assert dataclasses.replace(cfg, source="<defaults>") == UpConfig()
+    assert (cfg.seed, cfg.cluster, cfg.sites, cfg.split) == (0, "default", 8, "stratified")
+    assert (cfg.workload, cfg.load) == ("synthetic:jobs=200", None)
+    assert cfg.policy == CHECKPOINT and cfg.policy.is_file()
+    assert (cfg.replicas, cfg.f, cfg.coordinator) == (4, 1, {})
+    assert (cfg.speed, cfg.episodes, cfg.round_timeout_s) == (500.0, 1, 2.0)
+    assert cfg.federation == FederationSection(enabled=False, rounds=1, local_steps=500,
+                                               strategy="fedavg")
+    assert cfg.ray == RaySection(address=None, num_cpus=None, agent_num_cpus=0.0,
+                                 agent_max_restarts=-1, agent_max_task_retries=-1,
+                                 multi_node=False)
+    assert cfg.metrics == MetricsSection(enabled=True, host="127.0.0.1")
+    assert cfg.tls == TlsSection(enabled=False, certs_dir=REPO / "out" / "certs")
+    assert cfg.out == REPO / "out" / "up"
+    assert tuple(cfg.site_resources()) == DEFAULT_SITES
+    assert cfg.site_resources()["dc-east"] == "agora-site-dc-east"
+    assert cfg.scenario().cluster == "default" and cfg.scenario().workload == cfg.workload
+
+
+def test_every_top_level_field_of_local_yaml_is_commented():
+    lines = DEFAULT_CONFIG.read_text().splitlines()
+    keys = {ln.split(":")[0] for ln in lines if ln and ln[0].isalpha()}
+    names = {f.name for f in dataclasses.fields(UpConfig)} - {"source"}
+    assert keys == names
+    for ln in lines:
+        if ln and ln[0] != "#" and ":" in ln and ln.split(":")[0].strip() in (
+                "seed", "cluster", "sites", "split", "workload", "load", "policy", "replicas",
+                "speed", "episodes", "round_timeout_s", "out", "enabled",
+                "rounds", "local_steps", "strategy", "address", "num_cpus", "agent_num_cpus",
+                "agent_max_restarts", "agent_max_task_retries", "multi_node", "host",
+                "certs_dir"):
+            assert "#" in ln, f"local.yaml: {ln!r} has no comment"
+
+
+def test_local_tls_is_local_with_tls_on():
+    cfg = load_up_config(CONFIGS_DIR / "local-tls.yaml")
+    assert cfg.tls.enabled and cfg.tls.certs_dir == REPO / "out" / "certs"
+    base = load_up_config()
+    assert dataclasses.replace(cfg, tls=base.tls, out=base.out, source=base.source) == base
+    assert cfg.out != base.out
+
+
+def test_a_file_of_comments_only_means_every_default(tmp_path):
+    cfg = load_up_config(write(tmp_path, "# nothing to change\n"))
+    assert dataclasses.replace(cfg, source="<defaults>") == UpConfig()
+
+
+def test_defaults_resolve_from_deploy_configs_and_given_paths_from_the_file(tmp_path,
+                                                                         monkeypatch):
+    (tmp_path / "sub").mkdir()
+    shutil.copy(DEFAULT_CLUSTER, tmp_path / "c.yaml")
+    (tmp_path / "ck.pt").write_bytes(b"not read at load time")
+    (tmp_path / "sub" / "jobs.jsonl").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative to the file, never to the current folder
+    p = write(tmp_path / "sub", "policy: ../ck.pt\ncluster: ../c.yaml\nworkload: jobs.jsonl\n"
+              "out: results\ntls: {certs_dir: ../certs}\ncoordinator: {data_dir: db}\n")
+    cfg = load_up_config(p)
+    assert cfg.policy == tmp_path / "ck.pt"
+    assert cfg.cluster == str(tmp_path / "c.yaml")
+    assert cfg.workload == str(tmp_path / "sub" / "jobs.jsonl")
+    assert cfg.out == tmp_path / "sub" / "results"
+    assert cfg.tls.certs_dir == tmp_path / "certs"
+    assert cfg.coordinator == {"data_dir": str(tmp_path / "sub" / "db")}
+    # what the file leaves out keeps local.yaml's meaning (relative to deploy/configs)
+    other = load_up_config(write(tmp_path, "seed: 3\n"))
+    assert other.seed == 3 and other.policy == CHECKPOINT and other.out == REPO / "out" / "up"
+
+
+def test_values_are_read_with_their_types(tmp_path):
+    p = write(tmp_path, "seed: 7\nload: 1\nreplicas: 7\nspeed: 2\n"
+              "episodes: 3\nround_timeout_s: 1\n"
+              "federation: {enabled: true, rounds: 2, local_steps: 10, strategy: trimmed}\n"
+              "ray: {address: auto, agent_num_cpus: 1, agent_max_restarts: 0}\n"
+              "metrics: {enabled: false, host: 0.0.0.0}\n"
+              "coordinator: {batch_timeout_s: 0, checkpoint_interval: 32}\n")
+    cfg = load_up_config(p)
+    assert (cfg.seed, cfg.replicas, cfg.f, cfg.speed, cfg.episodes) == (7, 7, 2, 2.0, 3)
+    assert type(cfg.load) is float and type(cfg.speed) is float
+    assert type(cfg.round_timeout_s) is float and type(cfg.ray.agent_num_cpus) is float
+    assert cfg.federation == FederationSection(True, 2, 10, "trimmed")
+    assert cfg.ray.address == "auto" and cfg.ray.agent_max_restarts == 0
+    assert cfg.metrics == MetricsSection(False, "0.0.0.0")
+    assert cfg.coordinator == {"batch_timeout_s": 0.0, "checkpoint_interval": 32}
+    assert type(cfg.coordinator["batch_timeout_s"]) is float
+
+
+def test_the_config_is_frozen_and_survives_pickling():
+    cfg = load_up_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    e = UpConfigError(path="a.yaml", line=3, field="seed", problem="found -1",
+                      expected="a whole number >= 0")
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is UpConfigError and str(back) == str(e)
+    assert isinstance(e, InputError) and isinstance(e, ValueError)
+    assert cfg.to_dict()["policy"] == str(CHECKPOINT)
+    assert cfg.to_dict()["ray"]["address"] is None
+
+
+def test_coordinator_config_carries_f_the_overrides_and_out(tmp_path):
+    cfg = load_up_config(write(tmp_path, "replicas: 7\nout: o\n"
+                               "coordinator: {batch_size: 4, view_change_timeout_s: 2}\n"))
+    addrs = [f"127.0.0.1:{5000 + i}" for i in range(7)]
+    cc = cfg.coordinator_config(addrs)
+    assert cc.n == 7 and cc.f == 2 and cc.replicas == tuple(addrs)
+    assert cc.batch_size == 4 and cc.view_change_timeout_s == 2.0 and cc.cluster == "default"
+    assert Path(cc.data_dir) == tmp_path / "o" / "coordinator"
+    assert Path(cc.keys_file) == tmp_path / "o" / "coordinator" / "keys.yaml"
+    with pytest.raises(ValueError, match="7"):
+        cfg.coordinator_config(addrs[:4])
+    names = {f.name for f in dataclasses.fields(type(cc))}
+    tls_on = dataclasses.replace(cfg, tls=TlsSection(enabled=True, certs_dir=tmp_path / "c"))
+    if "tls" in names:
+        cc = tls_on.coordinator_config(addrs)
+        assert cc.tls.enabled and Path(cc.tls.certs_dir) == tmp_path / "c"
+    if "metrics_host" in names:
+        assert cfg.coordinator_config(addrs).metrics_host == "127.0.0.1"
+        off = dataclasses.replace(cfg, metrics=MetricsSection(enabled=False))
+        assert off.coordinator_config(addrs).metrics_port is None
+
+
+# --- errors: file, line, field, what would be right ----------------------------------------------
+
+HEAD = "# agora up\nseed: 0\n"  # the case's own text starts on line 3
+
+ERRORS = [
+    # (case text, line within it, field, words the message must say)
+    ("replicas: 3\n", 1, "replicas", ["found 3", "3f+1", "4, 7, 10"]),
+    ("replicas: 5\n", 1, "replicas", ["3f+1", "4 (f = 1) and 7"]),
+    ("replicas: 1\n", 1, "replicas", ["3f+1 for any f >= 1"]),
+    ("replicas: 4.0\n", 1, "replicas", ["whole number"]),
+    ("sites: 0\n", 1, "sites", [">= 1"]),
+    ("seed: -1\n", 1, "seed", ["found -1", ">= 0"]),
+    ("seed: 1.5\n", 1, "seed", ["whole number"]),
+    ("seed: true\n", 1, "seed", ["found true"]),
+    ("split: random\n", 1, "split", ["stratified | by-model | contiguous"]),
+    ("bogus: 1\n", 1, "bogus", ["unknown key 'bogus'", "seed", "round_timeout_s", "tls"]),
+    ("load: 0\n", 1, "load", ["> 0"]),
+    ("load: -2.5\n", 1, "load", ["negative"]),
+    ("load: fast\n", 1, "load", ["'fast'", "finite number"]),
+    ("speed: 0\n", 1, "speed", ["> 0", "workload seconds per wall-clock second"]),
+    ("speed: .nan\n", 1, "speed", ["NaN", "finite"]),
+    ("episodes: 0\n", 1, "episodes", [">= 1"]),
+    ("round_timeout_s: 0\n", 1, "round_timeout_s", ["> 0", "seconds"]),
+    ("out: 5\n", 1, "out", ["path"]),
+    ("out: \"a\\0b\"\n", 1, "out", ["not a usable path"]),
+    ("policy: missing.pt\n", 1, "policy", ["missing.pt does not exist", "agora train"]),
+    ("policy: ''\n", 1, "policy", ["path"]),
+    ("cluster: nothere.yaml\n", 1, "cluster", ["nothere.yaml is not a file"]),
+    ("cluster: cluster.txt\n", 1, "cluster", ["unknown kind of cluster", ".csv"]),
+    ("cluster: 8\n", 1, "cluster", ["'default'"]),
+    ("workload: 'synthetic:jobs=0'\n", 1, "workload", ["jobs must be an integer in [1"]),
+    ("workload: 'synthetic:colour=red'\n", 1, "workload",
+     ["unknown synthetic parameter 'colour'", "jobs"]),
+    ("workload: 'synthetic:jobs'\n", 1, "workload", ["key=value"]),
+    ("workload: jobs.jsonl\n", 1, "workload", ["jobs.jsonl is not a file"]),
+    ("workload: jobs.txt\n", 1, "workload", ["unknown kind of workload"]),
+    ("federation:\n  enabled: false\n  strategy: mean\n", 3, "federation.strategy",
+     ["'mean'", "fedavg | median | trimmed"]),
+    ("federation:\n  rounds: 0\n", 2, "federation.rounds", [">= 1"]),
+    ("federation:\n  local_steps: -5\n", 2, "federation.local_steps", [">= 1"]),
+    ("federation:\n  enabled: false\n  every: 2\n", 3, "federation.every",
+     ["unknown key 'every'", "enabled, rounds, local_steps, strategy"]),
+    ("federation:\n  enabled: yes please\n", 2, "federation.enabled", ["true or false"]),
+    ("episodes: 1\nfederation:\n  enabled: true\n", 3, "federation.enabled",
+     ["no round would run", "episodes >= 2"]),
+    ("federation: 5\n", 1, "federation", ["found 5", "a mapping"]),
+    ("ray:\n  agent_max_restarts: -2\n", 2, "ray.agent_max_restarts", [">= -1"]),
+    ("ray:\n  agent_max_task_retries: x\n", 2, "ray.agent_max_task_retries", [">= -1"]),
+    ("ray:\n  agent_num_cpus: -0.5\n", 2, "ray.agent_num_cpus", [">= 0", "CPUs"]),
+    ("ray:\n  num_cpus: 0\n", 2, "ray.num_cpus", [">= 1"]),
+    ("ray:\n  address: ''\n", 2, "ray.address", ["'auto'"]),
+    ("ray:\n  address: auto\n  multi_node: true\n", 3, "ray.multi_node",
+     ["with address 'auto'", "only with address null"]),
+    ("ray:\n  address: auto\n  num_cpus: 2\n", 3, "ray.num_cpus", ["only with address null"]),
+    ("ray:\n  multi_node: 1\n", 2, "ray.multi_node", ["true or false"]),
+    ("ray:\n  nodes: 3\n", 2, "ray.nodes", ["unknown key 'nodes'", "address", "multi_node"]),
+    ("metrics:\n  host: ''\n", 2, "metrics.host", ["host name"]),
+    ("metrics:\n  enabled: 1\n", 2, "metrics.enabled", ["true or false"]),
+    ("tls:\n  enabled: maybe\n", 2, "tls.enabled", ["'maybe'", "true or false"]),
+    ("tls:\n  certs_dir: [a]\n", 2, "tls.certs_dir", ["path"]),
+    ("coordinator:\n  batch_size: 0\n", 2, "coordinator.batch_size", ["integer >= 1"]),
+    ("coordinator:\n  view_change_timeout_s: 0\n", 2, "coordinator.view_change_timeout_s",
+     ["> 0"]),
+    ("coordinator:\n  sqlite_synchronous: WAL\n", 2, "coordinator.sqlite_synchronous",
+     ["FULL, NORMAL or EXTRA"]),
+    ("coordinator:\n  bogus: 1\n", 2, "coordinator.bogus",
+     ["unknown key 'bogus'", "batch_size", "view_change_timeout_s"]),
+    ("coordinator:\n  replicas: [a:1, b:2, c:3, d:4]\n", 2, "coordinator.replicas",
+     ["cannot be overridden", "top-level 'replicas'"]),
+    ("coordinator:\n  f: 2\n", 2, "coordinator.f", ["cannot be overridden", "3f+1"]),
+    ("coordinator:\n  cluster: default\n", 2, "coordinator.cluster", ["cannot be overridden"]),
+    ("coordinator:\n  batch_size: 4\n  checkpoint_interval: 100\n", 1,
+     "coordinator.watermark_window", ["checkpoint_interval"]),
+    ("coordinator: [1]\n", 1, "coordinator", ["a list", "batch_size"]),
+    ("seed: 1\nsites: 2\nseed: 2\n", 3, "seed", ["appears twice", "first on line"]),
+]
+
+
+@pytest.mark.parametrize("text, line, field, words", ERRORS,
+                         ids=[f"{f}-{i}" for i, (_, _, f, _) in enumerate(ERRORS)])
+def test_each_bad_value_names_the_file_line_and_field(tmp_path, text, line, field, words):
+    (tmp_path / "cluster.txt").write_text("")
+    (tmp_path / "jobs.txt").write_text("")
+    body = HEAD + text if not text.startswith("seed:") else "# agora up\n\n" + text
+    p = write(tmp_path, body)
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(p)
+    check(e.value, p, line + 2, field, *words)
+
+
+def test_yaml_syntax_errors_and_non_mappings_name_the_file_and_line(tmp_path):
+    p = write(tmp_path, "seed: 0\nsites: [1, 2\nspeed: 3\n")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(p)
+    assert e.value.path == str(p) and e.value.line in (2, 3, 4) and "not valid YAML" in str(e.value)
+    p = write(tmp_path, "\n- seed\n- 1\n")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(p)
+    check(e.value, p, 2, None, "found a list", "a mapping of agora up fields")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(tmp_path / "missing.yaml")
+    assert "cannot read the file" in str(e.value) and e.value.path == str(tmp_path / "missing.yaml")
+
+
+def test_the_default_policy_must_exist_too(tmp_path, monkeypatch):
+    import deploy.up_config as uc
+
+    monkeypatch.setattr(uc, "CONFIGS_DIR", tmp_path / "nowhere")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(write(tmp_path, "seed: 1\n"))
+    assert e.value.field == "policy" and "does not exist" in str(e.value)
+
+
+def test_a_cluster_that_does_not_load_is_named_at_the_cluster_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("sites: []\n")
+    p = write(tmp_path, "seed: 0\ncluster: bad.yaml\n")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(p)
+    check(e.value, p, 2, "cluster", "bad.yaml", "cannot be used")
+
+
+def test_a_site_name_that_cannot_name_a_ray_resource_is_refused(tmp_path):
+    text = DEFAULT_CLUSTER.read_text().replace("name: edge-1", "name: edge 1")
+    text = text.replace("a: edge-1", "a: edge 1")
+    (tmp_path / "c.yaml").write_text(text)
+    p = write(tmp_path, "# sites\n\ncluster: c.yaml\n")
+    with pytest.raises(UpConfigError) as e:
+        load_up_config(p)
+    check(e.value, p, 3, "cluster", "'edge 1'", "letters, digits")
+
+
+def test_plain_dicts_check_the_same_without_lines(tmp_path):
+    cfg = up_config_from_dict({"replicas": 10, "out": "x"}, base_dir=tmp_path)
+    assert cfg.f == 3 and cfg.out == tmp_path / "x"
+    with pytest.raises(UpConfigError) as e:
+        up_config_from_dict({"replicas": 6}, source="flags")
+    check(e.value, "flags", None, "replicas", "3f+1")
+
+
+# --- site resources -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", DEFAULT_SITES + ("site-0", "a", "A.b_c-9"))
+def test_site_resource_names_the_site(name):
+    r = site_resource(name)
+    assert r == "agora-site-" + name and site_of_resource(r) == name
+
+
+@pytest.mark.parametrize("name", ["", "dc east", "dc/east", "dc:east", "east\n", "été", "a,b",
+                                  None, 3])
+def test_site_resource_refuses_names_ray_cannot_carry(name):
+    with pytest.raises(ValueError, match="letters, digits"):
+        site_resource(name)
+
+
+def test_site_of_resource_ignores_other_resources():
+    assert site_of_resource("CPU") is None and site_of_resource("agora-site-") is None
+    assert site_of_resource("agora-site-a b") is None
+
+
+def test_choices_match_the_code_that_uses_them():
+    from federation.server import STRATEGIES as FLOWER
+
+    assert set(STRATEGIES) == set(FLOWER)
+    assert "stratified" in SPLITS
+
+
+# --- property: anything YAML either loads or is an UpConfigError --------------------------------
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                     st.sampled_from(["default", "auto", "synthetic", "synthetic:jobs=3",
+                                      "fedavg", "live", "simulated", "stratified", "~", ".",
+                                      "/", "x.yaml", "x.csv", "x.jsonl", "ck.pt", "0.0.0.0"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.one_of(st.text(max_size=8), st.integers(), st.booleans()), inner,
+                    max_size=3)), max_leaves=8)
+def _mixed(valid: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly a valid value, sometimes anything."""
+    return st.one_of(valid, valid, valid, _VALUES)
+
+
+def _section(**valid: st.SearchStrategy) -> st.SearchStrategy:
+    keys = {k: _mixed(v) for k, v in valid.items()}
+    return _mixed(st.fixed_dictionaries({}, optional=keys))
+
+
+_NEAR_VALID = {
+    "seed": st.integers(0, 10**6), "cluster": st.just("default"), "sites": st.integers(1, 16),
+    "split": st.sampled_from(SPLITS),
+    "workload": st.sampled_from(["synthetic", "synthetic:jobs=5", "synthetic:jobs=5,dag=0.5"]),
+    "load": st.one_of(st.none(), st.floats(0.1, 2)), "policy": st.just("ck.pt"),
+    "replicas": st.sampled_from([4, 7, 10]),
+    "coordinator": _section(batch_size=st.integers(1, 64),
+                            checkpoint_interval=st.sampled_from([16, 32, 64]),
+                            view_change_timeout_s=st.floats(0.1, 5),
+                            sqlite_synchronous=st.sampled_from(["NORMAL", "FULL"]),
+                            data_dir=st.just("db")),
+    "speed": st.floats(0.5, 100),
+    "episodes": st.integers(1, 5),
+    "federation": _section(enabled=st.booleans(), rounds=st.integers(1, 3),
+                           local_steps=st.integers(1, 1000),
+                           strategy=st.sampled_from(STRATEGIES)),
+    "ray": _section(address=st.sampled_from([None, "auto", "127.0.0.1:6379"]),
+                    num_cpus=st.one_of(st.none(), st.integers(1, 8)),
+                    agent_num_cpus=st.floats(0, 2), agent_max_restarts=st.integers(-1, 3),
+                    agent_max_task_retries=st.integers(-1, 3), multi_node=st.booleans()),
+    "metrics": _section(enabled=st.booleans(), host=st.sampled_from(["127.0.0.1", "0.0.0.0"])),
+    "tls": _section(enabled=st.booleans(), certs_dir=st.sampled_from(["certs", "/tmp/c"])),
+    "out": st.sampled_from(["o", "a/b", "/tmp/agora-out"]),
+    "round_timeout_s": st.floats(0.01, 60),
+}
+_EXTRA = st.dictionaries(st.one_of(st.text(max_size=8), st.integers(), st.booleans()),
+                         _VALUES, max_size=2)
+_MAPPINGS = st.one_of(
+    st.fixed_dictionaries({}, optional={k: _mixed(v) for k, v in _NEAR_VALID.items()}),
+    st.tuples(st.fixed_dictionaries({}, optional={k: _mixed(v) for k, v in _NEAR_VALID.items()}),
+              _EXTRA).map(lambda t: {**t[1], **t[0]}),
+)
+
+
+def _loads_or_refuses(text: str, folder: Path) -> None:
+    p = folder / "up.yaml"
+    p.write_text(text)
+    try:
+        cfg = load_up_config(p)
+    except UpConfigError as e:
+        assert e.path == str(p) and str(e).startswith(str(p))
+    else:
+        assert isinstance(cfg, UpConfig) and cfg.replicas % 3 == 1 and cfg.f >= 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_MAPPINGS)
+def test_any_yaml_mapping_loads_or_raises_up_config_error(data):
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "ck.pt").write_bytes(b"")
+        _loads_or_refuses(yaml.safe_dump(data, allow_unicode=True), Path(d))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(alphabet=st.sampled_from(list("seed:replicas 4\n-[]{},&*!|>'\"#%@`?~\t.0")),
+                    max_size=60))
+def test_any_text_loads_or_raises_up_config_error(text):
+    with tempfile.TemporaryDirectory() as d:
+        _loads_or_refuses(text, Path(d))
