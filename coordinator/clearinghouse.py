@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,7 +51,7 @@ class ClearinghouseSpec:
     """the site client's key set (``KeySet.for_client(...).to_dict()``): its own secret only"""
     client_id: str
     tls_identity: str | None = None
-    heartbeat_s: float = 1.0
+    heartbeat_s: float = 3.0
 
     def build(self, cluster: Cluster) -> PbftClearinghouse:
         cfg = dict(self.config)
@@ -65,7 +67,7 @@ class PbftClearinghouse:
     applied, with the allocations it carried ((task, instance, node) triples)."""
 
     def __init__(self, *, cluster: Cluster, client: CoordinatorClient,
-                 heartbeat_s: float = 1.0) -> None:
+                 heartbeat_s: float = 3.0) -> None:
         self.cluster = cluster
         self.client = client
         self.heartbeat_s = heartbeat_s
@@ -84,6 +86,8 @@ class PbftClearinghouse:
         """a version at which this site must decide again for the round (see ``Result``)"""
         self._has_pending = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
+            "AGORA_TRACE") else None
         self.results: list[pb.Result] = []
         """the last few results of this site's messages (rejections are logged)"""
         self.sent = 0
@@ -138,6 +142,8 @@ class PbftClearinghouse:
                     if (u.version, u.sub) <= self._position:
                         continue
                     self._position = (u.version, u.sub)
+                    if self.trace is not None:
+                        self.trace.append(("update", time.time(), u.round.round))
                     started = apply_update(self.ledger, u, self.site_index, self.node_index)
                     self.version = u.version
                     r = u.round
@@ -165,7 +171,11 @@ class PbftClearinghouse:
                 continue
             self._in_flight = True
             try:
+                if self.trace is not None:
+                    self.trace.append(("send", time.time(), part.round))
                 res = await self.client.submit_round(to_message(part))
+                if self.trace is not None:
+                    self.trace.append(("reply", time.time(), part.round))
                 self.sent += 1
                 self.results = (self.results + [res])[-16:]
                 if part.bidding and not res.decided and res.round == part.round:

@@ -41,6 +41,7 @@ from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
 from coordinator.round_keeper import sign_heartbeat
 from coordinator.transport import channel_options, client_channel_credentials, open_channel
+from coordinator.watch_merge import WatchMerger
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
@@ -319,40 +320,66 @@ class CoordinatorClient:
                 return f"{e.code().name}: {e.details()}"
         return list(await asyncio.gather(*(one(s) for s in self._stubs)))
 
-    async def watch(self, since_version: int = 0) -> AsyncIterator[pb.ScheduleUpdate]:
-        """Committed schedule changes, each once f+1 replicas streamed it identically, in
-        the order they were confirmed (versions grow)."""
+    async def watch(self, since_version: int = 0, *, hedge_s: float = 0.25,
+                    patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
+        """Committed schedule changes from ``since_version`` on, each once f+1 replicas
+        streamed it identically, strictly in (version, sub) order (``WatchMerger``: a
+        confirmed update waits for a smaller one that can still be confirmed). Updates are
+        matched as the bytes each replica sent and parsed once.
+
+        It listens to f+1 replicas first (the ones that formed the last quorum, when known):
+        with all of them correct that is enough, at half the cost of all n streams. When an
+        update has waited ``hedge_s`` unconfirmed (a replica is slow, down, restarted or
+        lying), it listens to every replica from then on. A stream that ends reconnects
+        from the last version released."""
         self.open()
         queue: asyncio.Queue = asyncio.Queue()
+        n = len(self._channels)
+        merger = WatchMerger(n, self.f, since_version, patience_s)
 
-        async def pump(i: int, stub) -> None:
+        async def pump(i: int) -> None:
+            method = self._channels[i].unary_stream("/agora.v1.Coordinator/WatchSchedule",
+                                                    request_serializer=None,
+                                                    response_deserializer=None)
             while True:
+                since = max(since_version, merger.last[0])
+                await queue.put((i, None))
                 try:
-                    async for u in stub.WatchSchedule(pb.WatchRequest(
-                            since_version=since_version)):
-                        await queue.put((i, u))
+                    async for data in method(pb.WatchRequest(
+                            since_version=since).SerializeToString()):
+                        await queue.put((i, data))
                 except grpc.aio.AioRpcError:
                     pass
                 await asyncio.sleep(0.5)
 
-        tasks = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(self._stubs)]
-        seen: dict[bytes, set[int]] = {}
-        done: set[bytes] = set()
+        order = self._preferred + [i for i in range(n) if i not in self._preferred]
+        tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:self.f + 1]}
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                i, u = await queue.get()
-                u.replica = 0
-                key = u.SerializeToString(deterministic=True)
-                if key in done:
-                    continue
-                who = seen.setdefault(key, set())
-                who.add(i)
-                if len(who) >= self.f + 1:
-                    done.add(key)
-                    del seen[key]
-                    yield u
+                timeout, waiting = None, merger.head_waiting_since()
+                if waiting is not None:
+                    wait = hedge_s if len(tasks) < n else patience_s
+                    timeout = waiting + wait - loop.time() + 0.001
+                    if timeout <= 0 and len(tasks) == n:
+                        timeout = None         # past patience: wait for news
+                    timeout = None if timeout is None else max(0.0, timeout)
+                try:
+                    i, data = await asyncio.wait_for(queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    for j in order:            # f+1 streams did not agree in time: all n
+                        if j not in tasks:
+                            tasks[j] = asyncio.ensure_future(pump(j))
+                    released = merger.release(loop.time())
+                else:
+                    if data is None:
+                        merger.opened(i)
+                        continue
+                    released = merger.receive(i, data, loop.time())
+                for data in released:
+                    yield pb.ScheduleUpdate.FromString(data)
         finally:
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
 
 

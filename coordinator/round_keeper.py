@@ -120,7 +120,7 @@ class RoundKeeper:
         return pick(0.5), pick(0.99), len(xs)
 
     # ---- the periodic check ------------------------------------------------------------
-    def start(self, period_s: float = 0.1) -> None:
+    def start(self, period_s: float = 0.25) -> None:
         self._task = asyncio.create_task(self._run(period_s), name=f"keeper-{self.index}")
 
     async def close(self) -> None:

@@ -100,6 +100,10 @@ class ReplicaHost:
         self.index = index
         self.app = app
         self.storage = GroupCommit(storage)
+        # Filled before the replica recovers: what it re-executes from its log is in the
+        # ring, so a restarted replica streams those versions as the others do.
+        self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
+        app.listeners.append(self.recent.append)
         self.replica = Replica(config.pbft(), index, keys.for_replica(index), app,
                                self.storage)
         self.storage.commit()
@@ -114,7 +118,6 @@ class ReplicaHost:
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.watchers: list[asyncio.Queue] = []
-        self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
         self.inbox: deque[PbftEnvelope | bytes] = deque()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None
@@ -233,9 +236,9 @@ class ReplicaHost:
     # ---- watchers ----
 
     def _on_commit(self, update: pb.ScheduleUpdate) -> None:
-        update.replica = self.index
+        # ``replica`` stays unset on the stream: every correct replica then sends the same
+        # bytes, and a client matches f+1 of them without parsing (client.watch)
         self.keeper.executed(update)
-        self.recent.append(update)
         for q in list(self.watchers):
             try:
                 q.put_nowait(update)

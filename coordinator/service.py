@@ -28,7 +28,7 @@ WATCH_QUEUE = 4096
 stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
 
 
-def history(app: ScheduleState, since: int, until: int, replica: int):
+def history(app: ScheduleState, since: int, until: int):
     """Updates of versions [since, until) rebuilt from what the state keeps for good
     (allocations and instance changes; job admissions and round states are not kept: a
     site agent starts from a ledger query instead)."""
@@ -36,7 +36,7 @@ def history(app: ScheduleState, since: int, until: int, replica: int):
 
     def at(v: int) -> pb.ScheduleUpdate:
         if v not in past:
-            past[v] = pb.ScheduleUpdate(version=v, replica=replica)
+            past[v] = pb.ScheduleUpdate(version=v)
         return past[v]
 
     for row in app.allocations:
@@ -148,7 +148,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
             start = recent[0].version if recent else app.version + 1
             last = (0, -1)                  # (version, sub) of the last update sent
             if request.since_version < start:
-                for u in history(app, request.since_version, start, host.index):
+                for u in history(app, request.since_version, start):
                     yield u
                     last = (u.version, u.sub)
             for u in recent:

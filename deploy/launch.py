@@ -116,6 +116,9 @@ def start_ray(cfg, sites: list[str]):
 
     env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                         "OMP_NUM_THREADS": "1"}}
+    for var in ("AGORA_PROFILE_DIR", "AGORA_TRACE"):
+        if os.environ.get(var):
+            env["env_vars"][var] = os.environ[var]
     rc = cfg.ray
     if rc.address:
         ray.init(address=rc.address, namespace="agora", runtime_env=env,

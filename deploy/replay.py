@@ -174,6 +174,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
     weights, pconf = policy_arrays(cfg.policy)
+    if cfg.comm is not None:
+        pconf = {**pconf, "comm": cfg.comm}
     trainers = None
     if cfg.federation.enabled:
         from agents.learn.learned_policy import AgentConfig

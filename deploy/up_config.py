@@ -41,6 +41,8 @@ SITE_RESOURCE_PREFIX = "agora-site-"
 _SITE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 STRATEGIES = ("fedavg", "median", "trimmed")
+COMMS = ("trigger", "always", "none")
+"""The agents' message modes (``agents.learn.learned_policy.AgentConfig.comm``)."""
 """Flower strategies by name (``federation.server.STRATEGIES``; a test keeps both equal)."""
 
 _CLUSTER_SUFFIXES = (".yaml", ".yml", ".csv")
@@ -183,6 +185,9 @@ class UpConfig:
     tls: TlsSection = field(default_factory=TlsSection)
     out: Path = field(default_factory=lambda: _default_path("../../out/up"))
     """output folder"""
+    comm: str | None = None
+    """the agents' messages: trigger | always | none; None: as the checkpoint says (its
+    ``AgentConfig.comm``)"""
     round_timeout_s: float = 2.0
     """seconds a round may wait for the sites after the first decision before the replicas
     vote to close it (the coordinator's ``round_timeout_s``), > 0"""
@@ -439,6 +444,7 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("episodes", lambda w, v: _int(w, v, 1))
     top.get("out", _path(base))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
+    top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))
     n = top.values.get("replicas", UpConfig.replicas)
     if top.has("coordinator"):
         top.values["coordinator"] = _coordinator(base, n, top.at("coordinator"),

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from agents.aio import cancel_and_wait
 from agents.ledger import TaskEntry
 from agents.step.observe import Observer
 from agents.step.policy import NumpyPolicy
-from agents.step.step import SiteAgent, act, submit_decision
+from agents.step.step import SiteAgent, act, speak, submit_decision
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class AgentRuntime:
     ``codes`` (the seam) and ``changed_since(round)`` (for the peer-code trigger)."""
 
     def __init__(self, *, site: int, name: str, cluster, policy: NumpyPolicy, exchange,
-                 clearinghouse, executor, tick_s: float = 0.5, metrics=None) -> None:
+                 clearinghouse, executor, tick_s: float = 1.0, metrics=None) -> None:
         self.cluster = cluster
         self.agent = SiteAgent(site=site, name=name, policy=policy,
                                observer=Observer(cluster, policy.k), exchange=exchange,
@@ -51,10 +52,15 @@ class AgentRuntime:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._decided: int | None = None
+        self._decided_active = False
+        self._decided_version = 0
         self._decided_codes: bytes = b""
         self._decided_offers: list = []
         self.counts = {"decisions": 0, "messages": 0, "ends": 0, "started": 0,
                        "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0}
+        self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
+            "AGORA_TRACE") else None
+        """(event, wall time, round) when AGORA_TRACE is set: where a round's time goes"""
         self.latencies: list[float] = []
         """seconds from waking to a decision sent, per decision"""
         self._woke_at: float | None = None
@@ -78,6 +84,8 @@ class AgentRuntime:
         await self.agent.clearinghouse.close()
 
     def wake(self) -> None:
+        if self.trace is not None:
+            self.trace.append(("wake", time.time(), self.agent.clearinghouse.round.round))
         if self._woke_at is None:
             self._woke_at = time.perf_counter()
         self._wake.set()
@@ -123,26 +131,40 @@ class AgentRuntime:
         key = info.round
         reports = ex.has_reports()
         again = ch.redecide_at is not None and ch.version >= ch.redecide_at
-        owed = info.armed and (key != self._decided or again)
-        codes_moved = (key == self._decided and
+        # owed: not yet decided this round -- or decided that nothing fits, and the open work
+        # has changed since
+        idle_again = key == self._decided and not self._decided_active and \
+            ch.version > self._decided_version
+        owed = info.armed and (key != self._decided or again or idle_again)
+        codes_moved = (key == self._decided and self._decided_active and
                        a.exchange.codes(info.round)[0].tobytes() != self._decided_codes)
         if not (owed or reports or codes_moved):
             return
+        if self.trace is not None:
+            self.trace.append(("act", time.time(), info.round))
         d = act([a], info, submit=False)[0]
-        if codes_moved and not (owed or reports):
+        redecision = codes_moved and not (owed or reports)
+        if redecision:
             self._decided_codes = d.codes.tobytes()
             if d.offers == self._decided_offers:
                 return                          # the new code changes nothing
             self.counts["redecided"] += 1
+            d.code = None                       # it spoke this round already
         if again:
             ch.redecide_at = None
+        if owed:
+            self._decided, self._decided_active = key, d.obs.active
+            self._decided_version = ch.version
         part = submit_decision(a, d, info)
+        if not redecision:
+            speak(a, d, info)
         if part is None:
             return
         self.counts["messages"] += 1
         self.counts["ends"] += len(part.ends)
+        if self.trace is not None:
+            self.trace.append(("submit", time.time(), info.round))
         if d.obs.active:
-            self._decided = key
             self._decided_codes = d.codes.tobytes()
             self._decided_offers = d.offers
             self.counts["decisions"] += 1

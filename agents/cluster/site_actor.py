@@ -61,7 +61,7 @@ class AgentSpec:
     """serve Prometheus metrics on this interface (None: no endpoint)"""
     credentials: Any = None
     """(server credentials factory, channel credentials factory) for peer TLS, or None"""
-    register_s: float = 2.0
+    register_s: float = 15.0
     """seconds between re-registrations with the registry (a restarted registry recovers)"""
     trainer: Any = None
     """a factory: ``build(site)`` -> a Flower client ``handle(message bytes) -> (reply bytes,
@@ -83,6 +83,11 @@ class SiteAgentActor:
         self.address = ""
         self.metrics_port = None
         self._fl = None
+        self._profile = None
+        if os.environ.get("AGORA_PROFILE_DIR"):     # where an agent's time goes (bench)
+            import cProfile
+            self._profile = cProfile.Profile(time.process_time)
+            self._profile.enable()
         ray.get_runtime_context().current_actor.start.remote()
 
     # ---- start-up (also after every restart) ------------------------------------------
@@ -176,6 +181,12 @@ class SiteAgentActor:
                 "tasks": {f"{k[0]}/{k[1]}": bytes(ts.states).hex()
                           for k, ts in ch.ledger.tasks.items()}}
 
+    async def trace(self) -> list:
+        """The runtime's trace (AGORA_TRACE set), and the clearinghouse's replies."""
+        await self.start()
+        return list(self.runtime.trace or []) + list(
+            self.runtime.agent.clearinghouse.trace or [])
+
     async def records(self) -> list:
         """The executor's record of every run (replay's simulated executor)."""
         await self.start()
@@ -194,6 +205,10 @@ class SiteAgentActor:
         await self.server.stop(grace=None)
         if self.metrics_port is not None:
             M.stop_metrics_server(self.metrics_port)
+        if self._profile is not None:
+            self._profile.disable()
+            self._profile.dump_stats(os.path.join(os.environ["AGORA_PROFILE_DIR"],
+                                                  f"agent-{self.spec.site}.prof"))
 
     # ---- federation (Flower rounds between episodes) ------------------------------------
     def fl_handle(self, data: bytes) -> bytes | None:

@@ -105,10 +105,6 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
         if send[i]:
             code = fresh[j]
             j += 1
-            a.exchange.publish(a.site, info.round, code)
-            a.sent += 1
-        elif active[i]:
-            a.suppressed += 1
         o = obs[i]
         offers = offers_of(o.window, order[i], plen[i], o.mask, k, o.free) if active[i] else []
         d = Decision(obs=o, offers=offers, code=code, order=order[i], plen=int(plen[i]),
@@ -116,7 +112,18 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
         out.append(d)
         if submit:
             submit_decision(a, d, info)
+            speak(a, d, info)
     return out
+
+
+def speak(agent: SiteAgent, d: Decision, info: RoundInfo) -> None:
+    """Send the decision's code to the peers (after the decision itself went out: a code of
+    round r only counts from round r + 1, so it never holds the round up)."""
+    if d.code is not None:
+        agent.exchange.publish(agent.site, info.round, d.code)
+        agent.sent += 1
+    elif d.obs.active:
+        agent.suppressed += 1
 
 
 def submit_decision(agent: SiteAgent, d: Decision, info: RoundInfo) -> SitePart | None:

@@ -447,6 +447,14 @@ class ScheduleUpdate(_message.Message):
     sub: int
     def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ...) -> None: ...
 
+class UpdateKey(_message.Message):
+    __slots__ = ("version", "sub")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SUB_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    sub: int
+    def __init__(self, version: _Optional[int] = ..., sub: _Optional[int] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -1,0 +1,95 @@
+"""Merging the watch streams of n replicas into one ordered stream of confirmed updates.
+
+Every correct replica streams the committed updates in (version, sub) order, and for a given
+(version, sub) every correct replica whose ring buffer holds it sends the same bytes. A
+replica that restarted lacks the older part of its ring and sends those versions rebuilt from
+its state (allocations and instance changes only, and only versions that have some): other
+bytes, or nothing, for the same key. So a key is *confirmed* by f+1 streams sending identical
+bytes, and different keys can be confirmed in any order.
+
+``WatchMerger`` releases confirmed updates strictly in key order: a confirmed key waits while
+a smaller key can still be confirmed. A smaller key is given up when it cannot be confirmed
+any more (each variant's senders plus the streams that may still send it are short of f+1:
+a correct stream sends a key once, in order) or, as a last resort against streams that stay
+silent, when it has waited ``patience_s`` with every stream open while a larger key is
+confirmed. Given-up keys are counted (``skipped``); with at most f faulty replicas and 2f+1
+correct ones sending one of two forms, f+1 of them agree, so this happens only when streams
+are silent or restarted replicas skip a version.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from protos.agora.v1 import coordinator_pb2 as pb
+
+Key = tuple[int, int]
+
+
+def update_key(data: bytes) -> Key:
+    """(version, sub) of a serialized ScheduleUpdate, without parsing its body."""
+    k = pb.UpdateKey.FromString(data)
+    return k.version, k.sub
+
+
+class WatchMerger:
+    def __init__(self, n: int, f: int, since_version: int = 0,
+                 patience_s: float = 5.0) -> None:
+        self.n, self.need, self.patience_s = n, f + 1, patience_s
+        self.last: Key = (since_version - 1, 1 << 31)   # keys <= last are done
+        self.pos: dict[int, Key] = {}                     # last key each stream sent
+        self.open: set[int] = set()
+        self.pending: dict[Key, dict[bytes, set[int]]] = {}
+        self.first: dict[Key, float] = {}
+        self._heap: list[Key] = []
+        self.skipped = 0
+
+    def opened(self, i: int) -> None:
+        """Stream ``i`` (re)connected: it may send any key again, from ``last`` on."""
+        self.open.add(i)
+        self.pos.pop(i, None)
+
+    def receive(self, i: int, data: bytes, now: float) -> list[bytes]:
+        """Stream ``i`` sent ``data``; returns the updates now released, in order."""
+        key = update_key(data)
+        self.pos[i] = key
+        if key > self.last:
+            if key not in self.pending:
+                self.pending[key] = {}
+                self.first[key] = now
+                heapq.heappush(self._heap, key)
+            self.pending[key].setdefault(data, set()).add(i)
+        return self.release(now)
+
+    def release(self, now: float) -> list[bytes]:
+        out = []
+        while self._heap:
+            key = self._heap[0]
+            variants = self.pending[key]
+            data, who = max(variants.items(), key=lambda kv: len(kv[1]))
+            if len(who) >= self.need:
+                out.append(data)
+            elif self._alive(key, variants) and not self._timed_out(key, now):
+                break
+            else:
+                self.skipped += 1
+            heapq.heappop(self._heap)
+            del self.pending[key], self.first[key]
+            self.last = key
+        return out
+
+    def head_waiting_since(self) -> float | None:
+        """When the oldest unreleased key was first seen (None: nothing waits)."""
+        return self.first[self._heap[0]] if self._heap else None
+
+    def _alive(self, key: Key, variants: dict[bytes, set[int]]) -> bool:
+        sent = set().union(*variants.values())
+        may_still = sum(1 for j in range(self.n)
+                        if j not in sent and self.pos.get(j, (-1, -1)) < key)
+        return max(len(w) for w in variants.values()) + may_still >= self.need
+
+    def _timed_out(self, key: Key, now: float) -> bool:
+        if len(self.open) < self.n or now - self.first[key] < self.patience_s:
+            return False
+        return any(k > key and max(len(w) for w in v.values()) >= self.need
+                   for k, v in self.pending.items())
