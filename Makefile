@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: run test test-slow bench protos clean
+.PHONY: run replay test test-slow bench protos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Agora needs Python 3.11, found {sys.version.split()[0]}"'
@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)            ## the main job on its embedded default
-	$(VENV)/bin/agora up --config deploy/configs/local.yaml
+run: $(STAMP)            ## the main job on its embedded default: the demo DAG jobs, really run
+	$(PY) -m deploy.demo
+
+replay: $(STAMP)         ## the cluster engine replaying a synthetic workload (simulated sites)
+	$(VENV)/bin/agora replay --config deploy/configs/local.yaml
 
 test: $(STAMP)           ## the test suite (slow tests excluded; exit 5 "no tests" fails)
 	$(VENV)/bin/pytest -m "not slow"

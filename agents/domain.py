@@ -19,6 +19,7 @@ Everything here is immutable; the simulator keeps its mutable state elsewhere.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -168,6 +169,67 @@ class Cluster:
         return (sum(n.cpu for n in ns), sum(n.mem for n in ns), sum(n.gpus * MILLI for n in ns))
 
 
+RESERVED_ENV = ("AGORA_JOB", "AGORA_TASK", "AGORA_INSTANCE", "AGORA_SITE", "AGORA_NODE",
+                "AGORA_ATTEMPT", "AGORA_RAY_NODE")
+"""environment variables Agora sets for each instance; a task's ``run.env`` may not set them"""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What an instance of a task executes: ``argv`` (no shell; ``["sh", "-c", "..."]`` for
+    one), ``env`` added to the runner's environment (with ``RESERVED_ENV`` set by Agora),
+    ``cwd`` (default: the instance's log folder), and ``timeout_s`` after which the run is
+    killed and counts as a failed attempt (None: no limit)."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    timeout_s: float | None = None
+
+
+MAX_RUN_ARGS, MAX_RUN_ENV, MAX_RUN_BYTES = 256, 256, 32_768
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def run_problem(run: Run) -> tuple[str, str, str] | None:
+    """What is wrong with ``run``, as (field under ``run``, what was found, what would be
+    right), or None. One check for every reader (JSON Lines, protobuf)."""
+    if not run.argv:
+        return "argv", "an empty list", "the program and its arguments, at least one string"
+    if len(run.argv) > MAX_RUN_ARGS:
+        return "argv", f"{len(run.argv)} arguments", f"at most {MAX_RUN_ARGS}"
+    for i, a in enumerate(run.argv):
+        if "\0" in a:
+            return f"argv[{i}]", "a NUL character", "text without NUL"
+    if not run.argv[0]:
+        return "argv[0]", "an empty program name", "a program name or path"
+    if len(run.env) > MAX_RUN_ENV:
+        return "env", f"{len(run.env)} variables", f"at most {MAX_RUN_ENV}"
+    seen: set[str] = set()
+    for name, value in run.env:
+        if not _ENV_NAME.fullmatch(name):
+            return f"env.{name}", "an invalid variable name", "[A-Za-z_][A-Za-z0-9_]*"
+        if name in RESERVED_ENV:
+            return f"env.{name}", "a variable Agora sets", f"a name other than " \
+                f"{', '.join(RESERVED_ENV)}"
+        if name in seen:
+            return f"env.{name}", "the name twice", "each name once"
+        seen.add(name)
+        if "\0" in value:
+            return f"env.{name}", "a NUL character", "text without NUL"
+    if run.cwd is not None and ("\0" in run.cwd or not run.cwd):
+        return "cwd", repr(run.cwd), "a folder path without NUL (or no cwd)"
+    if run.timeout_s is not None and not (0 < run.timeout_s <= 1e7 and
+                                          math.isfinite(run.timeout_s)):
+        return "timeout_s", f"{run.timeout_s!r}", "seconds, > 0 and <= 1e7 (or no timeout)"
+    size = sum(len(a.encode()) for a in run.argv) + sum(
+        len(n) + len(v.encode()) for n, v in run.env) + len((run.cwd or "").encode())
+    if size > MAX_RUN_BYTES:
+        return "argv", f"{size} bytes of argv, env and cwd", f"at most {MAX_RUN_BYTES} " \
+            f"(put large inputs in files)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     id: str
@@ -180,6 +242,9 @@ class Task:
     """ids of tasks of the same job that must all finish (every instance) first"""
     data_mb: float = 0.0
     """input fetched from the origin site when an instance runs elsewhere"""
+    run: Run | None = None
+    """the command each instance runs (None: simulation and replay only; ``duration`` stays
+    the estimate the policy sees, the real run takes what it takes)"""
 
 
 @dataclass(frozen=True, slots=True)

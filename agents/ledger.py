@@ -92,7 +92,7 @@ class TaskEntry:
     __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
                  "failures", "placements", "open", "running", "done", "failed",
                  "pending_parents", "children", "parents", "outcome", "reason", "ready_at",
-                 "rec")
+                 "rec", "placed_at")
 
     def __init__(self, job: JobEntry, task: Task, topo: int, rank: int) -> None:
         self.job = job
@@ -109,6 +109,9 @@ class TaskEntry:
         """instance -> failed attempts so far"""
         self.placements: dict[int, Placement] = {}
         """running instance -> (node, gpu slots)"""
+        self.placed_at: dict[int, int] = {}
+        """running instance -> the ledger's ``version`` when it was placed: the run's
+        identity (an instance placed again, even on the same node, is another run)"""
         self.open = 0
         self.running = 0
         self.done = 0
@@ -230,6 +233,9 @@ class Ledger:
         self.instances_done = 0
         self.instances_gave_up: dict[str, int] = {}
         """outcome -> instances given up with it"""
+        self.version = 0
+        """the committed version being applied (the coordinator's sequence number; 0 in the
+        simulator): ``start`` records it as the run's identity (``TaskEntry.placed_at``)"""
         self.on_open: Callable[[TaskEntry], None] | None = None
         """called when a task gets open instances (the simulator vetoes tasks no surviving
         node can hold)"""
@@ -276,6 +282,7 @@ class Ledger:
         ts.open -= 1
         ts.running += 1
         ts.placements[inst] = (node, slots)
+        ts.placed_at[inst] = self.version
         if ts.open == 0:
             self.pool.discard(ts)
 
@@ -284,6 +291,7 @@ class Ledger:
             raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not running")
         ts.touch()
         ts.running -= 1
+        ts.placed_at.pop(inst, None)
         return ts.placements.pop(inst)
 
     def complete(self, ts: TaskEntry, inst: int, now: float) -> Placement:
@@ -381,12 +389,20 @@ class Ledger:
             why = reason if ts is bad else f"job rejected: task {bad.task.id} is unschedulable"
             self.give_up(ts, "unschedulable", why)
 
+    @staticmethod
+    def cancellable(js: JobEntry) -> bool:
+        """Pending, or failed with tasks that do not depend on the failure still to run."""
+        return js.outcome == "pending" or js.outcome == "failed" and any(
+            ts.outcome in ("waiting", "open") or ts.placements for ts in js.tasks)
+
     def cancel(self, js: JobEntry, reason: str) -> list[tuple[TaskEntry, int]]:
         """Cancel ``js``: nothing more of it starts; returns its running instances (to be
-        killed and reported, which gives them up)."""
-        if js.outcome != "pending":
+        killed and reported, which gives them up). A job that failed already keeps that
+        outcome (its other tasks are cancelled)."""
+        if not self.cancellable(js):
             return []
-        js.outcome, js.reason = "cancelled", reason
+        if js.outcome == "pending":
+            js.outcome, js.reason = "cancelled", reason
         running = []
         for ts in js.tasks:
             if ts.outcome in ("waiting", "open"):
@@ -399,7 +415,8 @@ class Ledger:
                     completion: float | None, tasks: list[dict]) -> JobEntry:
         """Add ``job`` with its recorded state (``tasks``: per task in ``job.tasks`` order, a
         dict of ``states`` (bytes), ``failures`` {instance: n}, ``placements`` {instance:
-        (node, slots)}, ``outcome``, ``reason``, ``ready_at``). Counters, ``work_left`` and
+        (node, slots)}, ``placed_at`` {instance: version}, ``outcome``, ``reason``,
+        ``ready_at``). Counters, ``work_left`` and
         pool membership are recomputed; raises ValueError on an inconsistent record."""
         js = self.admit_record(job, origin)
         js.outcome, js.reason, js.completion = outcome, reason, completion
@@ -414,6 +431,7 @@ class Ledger:
             ts.states = states
             ts.failures = dict(rec["failures"])
             ts.placements = dict(rec["placements"])
+            ts.placed_at = {i: v for i, v in rec.get("placed_at", {}).items() if i in running}
             ts.open, ts.running = states.count(OPEN), len(running)
             ts.done, ts.failed = states.count(DONE), states.count(GAVE_UP)
             ts.outcome, ts.reason, ts.ready_at = rec["outcome"], rec["reason"], rec["ready_at"]

@@ -46,7 +46,8 @@ def job_record_bytes(js: JobEntry, version: int) -> bytes:
             for i in sorted(ts.placements):
                 node, slots = ts.placements[i]
                 tr.running.add(instance=i, node=node, gpu_index=[x[0] for x in slots],
-                               gpu_milli=[x[1] for x in slots])
+                               gpu_milli=[x[1] for x in slots],
+                               version=ts.placed_at.get(i, 0))
             for i in sorted(ts.failures):
                 tr.failed_instance.append(i)
                 tr.failed_attempts.append(ts.failures[i])
@@ -70,16 +71,17 @@ def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
         raise ProtoError(f"{at}.tasks", "not one record per task", "a valid ledger")
     tasks = []
     for k, (t, tr) in enumerate(zip(job.tasks, rec.tasks)):
-        placements = {}
+        placements, placed_at = {}, {}
         for p in tr.running:
             if not (0 <= p.instance < t.instances and 0 <= p.node < n_nodes
                     and len(p.gpu_index) == len(p.gpu_milli)):
                 raise ProtoError(f"{at}.tasks[{k}].running", "bad placement", "a valid ledger")
             placements[p.instance] = (p.node, tuple(zip(p.gpu_index, p.gpu_milli)))
+            placed_at[p.instance] = p.version
         if len(tr.failed_instance) != len(tr.failed_attempts):
             raise ProtoError(f"{at}.tasks[{k}].failed_attempts", "not parallel to "
                              "failed_instance", "a valid ledger")
-        tasks.append({"states": tr.states, "placements": placements,
+        tasks.append({"states": tr.states, "placements": placements, "placed_at": placed_at,
                       "failures": dict(zip(tr.failed_instance, tr.failed_attempts)),
                       "outcome": tr.outcome, "reason": tr.reason,
                       "ready_at": tr.ready_at if tr.HasField("ready_at") else None})
@@ -114,20 +116,25 @@ def restore_ledger(view: pb.LedgerView, site_index: dict[str, int], n_nodes: int
 def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int],
                  node_index: dict[str, int]) -> list[tuple[TaskEntry, int, int]]:
     """Apply one committed ``ScheduleUpdate`` to ``ledger`` in the order the coordinator
-    executed it (admissions, then instance ends, then the allocations of a round it
-    closed), with the very transitions the coordinator's own ledger made. Returns the
-    (task, instance, node) of every allocation in it."""
+    executed it (admissions, then cancellations, then instance ends, then the allocations
+    of a round it closed), with the very transitions the coordinator's own ledger made.
+    Returns the (task, instance, node) of every allocation in it."""
     for jm in u.jobs:
         job = job_from_proto(jm, "update.jobs")
         ledger.admit(job, site_index[job.origin], job.arrival)
+    for cj in u.cancelled:
+        ledger.cancel(ledger.jobs[cj.job_id], cj.reason)
     for c in u.changes:
         ts = ledger.tasks[(c.job_id, c.task_id)]
         for inst in range(c.instance_begin, c.instance_end):
             if c.kind == "completed":
                 ledger.complete(ts, inst, c.end_s)
             else:
+                # "failed" counts an attempt; "lost" and "cancelled" stop without counting
+                # (a cancelled job's instance is given up, not reopened: ``Ledger.fail``)
                 ledger.fail(ts, inst, c.end_s, count=c.kind == "failed", reason=c.reason)
     started = []
+    ledger.version = u.version
     for a in u.allocations:
         ts = ledger.tasks[(a.job_id, a.task_id)]
         node = node_index[a.node]

@@ -1,13 +1,16 @@
 """A client of the coordinator: signs PBFT requests, sends them to every replica, and accepts
 an answer once enough replicas gave the same one (Castro & Liskov, section 4.1).
 
-- Ordered requests (submit jobs, a site's round messages, a replica's votes): f+1 matching replies,
-  so at least one comes from a correct replica. The request goes first to the f+1 replicas
-  that answered last time, and to all once one of them is slow, fails or disagrees.
+- Ordered requests (submit jobs, cancel a job, a site's round messages, a replica's votes):
+  f+1 matching replies, so at least one comes from a correct replica. The request goes
+  first to the f+1 replicas that answered last time, and to all once one of them is slow,
+  fails or disagrees.
 - Queries: the read-only fast path needs 2f+1 matching replies; short of that (replicas
   lagging or down) the query is ordered like a command and f+1 matching replies suffice.
 - Refusals: a request f+1 replicas refuse with the same gRPC status is refused
-  (``CoordinatorError`` with that code and the first message).
+  (``CoordinatorError`` with that code and the first message). ``cancel_job`` also raises
+  when the ordered cancel was refused by the schedule (f+1 matching results with a
+  rejection): FAILED_PRECONDITION, the rejection's field and reason.
 
 One request is outstanding per client id at a time (PBFT's model: a replica remembers each
 client's last request); run several clients (``site:a/0``, ``site:a/1``, ...) for
@@ -55,19 +58,23 @@ REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
 HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
-RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "GetSchedule")
+RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
+               "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
 
 class CoordinatorError(Exception):
     """No f+1 matching answers: ``code`` is the refusal f+1 replicas agreed on, or UNAVAILABLE
-    when too few replicas answered; ``errors`` holds each replica's error."""
+    when too few replicas answered; ``errors`` holds each replica's error. For a command
+    the schedule refused once ordered (``cancel_job``): FAILED_PRECONDITION, and ``result``
+    is the ``Result`` f+1 replicas returned."""
 
     def __init__(self, code: grpc.StatusCode, message: str,
-                 errors: dict[int, str] | None = None) -> None:
+                 errors: dict[int, str] | None = None, result: pb.Result | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code, self.message, self.errors = code, message, errors or {}
+        self.result = result
 
 
 class CoordinatorClient:
@@ -130,6 +137,21 @@ class CoordinatorClient:
         cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(j) for j in jobs]))
         return pb.Result.FromString(await self.call("SubmitJobs", cmd))
 
+    async def cancel_job(self, job_id: str, reason: str = "") -> pb.Result:
+        """Cancel job ``job_id`` (the operator's client, or a client of the job's origin
+        site): nothing more of it starts and its running instances are stopped. ``reason``
+        (at most 200 characters; empty: "cancelled by <client id>") is kept as the job's.
+        Returns the ordered ``Result``; raises ``CoordinatorError`` when the schedule
+        refused the cancel (FAILED_PRECONDITION: unknown job, another site's job, already
+        finished) or a replica refused the request (a status, as for every command)."""
+        cmd = pb.Command(cancel_job=pb.CancelJob(job_id=job_id, reason=reason))
+        res = pb.Result.FromString(await self.call("CancelJob", cmd))
+        if res.rejections:
+            r = res.rejections[0]
+            raise CoordinatorError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"{r.field}: {r.reason}", result=res)
+        return res
+
     async def submit_round(self, msg: pb.SiteRound) -> pb.Result:
         """A site's own message: its ends, its nodes, its decision for a round."""
         return pb.Result.FromString(await self.call("SubmitRound",
@@ -153,16 +175,14 @@ class CoordinatorClient:
 
     async def schedule(self, **by) -> pb.QueryResult:
         """``by``: one of all=True, site=, job_id=, task=(job, task), since_version=."""
-        if "task" in by and isinstance(by["task"], tuple):
-            by["task"] = pb.TaskRef(job_id=by["task"][0], task_id=by["task"][1])
-        return await self.query(pb.Query(schedule=pb.ScheduleQuery(**(by or {"all": True}))))
+        return await self.query(schedule_query(**by))
 
     async def job_status(self, job_id: str) -> pb.QueryResult:
-        return await self.query(pb.Query(job_status=pb.JobStatusQuery(job_id=job_id)))
+        return await self.query(job_status_query(job_id))
 
     async def ledger(self) -> pb.LedgerView:
         """The whole ledger as f+1 (or 2f+1 on the fast path) replicas agree on it."""
-        return (await self.query(pb.Query(ledger=pb.LedgerQuery()))).ledger
+        return (await self.query(ledger_query())).ledger
 
     async def query(self, q: pb.Query) -> pb.QueryResult:
         cmd = pb.Command(query=q)
@@ -381,6 +401,21 @@ class CoordinatorClient:
         finally:
             for t in tasks.values():
                 t.cancel()
+
+
+def schedule_query(**by) -> pb.Query:
+    """The query ``CoordinatorClient.schedule(**by)`` sends (offline reads answer the same)."""
+    if "task" in by and isinstance(by["task"], tuple):
+        by["task"] = pb.TaskRef(job_id=by["task"][0], task_id=by["task"][1])
+    return pb.Query(schedule=pb.ScheduleQuery(**(by or {"all": True})))
+
+
+def job_status_query(job_id: str) -> pb.Query:
+    return pb.Query(job_status=pb.JobStatusQuery(job_id=job_id))
+
+
+def ledger_query() -> pb.Query:
+    return pb.Query(ledger=pb.LedgerQuery())
 
 
 def agreed_status(statuses: list[pb.ReplicaStatus | str], f: int) -> dict[str, int]:

@@ -3,6 +3,10 @@ parameters, and the files they read. One YAML file serves every replica and ever
 (``deploy/configs/coordinator-local.yaml``); ``load_config`` reads it and says which file,
 which field, and what was expected when something is wrong.
 
+``require_run`` (default false) makes the replicas refuse every job with a task that has no
+``run`` (the command its instances execute): set it for a live deployment whose sites run
+real processes; leave it off for simulation and replay, whose tasks only have durations.
+
 Optional sections: ``metrics_port`` (and ``metrics_host``) turn on each replica's Prometheus
 endpoint (``agents/metrics.py``); ``tls`` turns on mutual TLS for the replicas' gRPC server,
 their peer links and the clients (``TlsConfig``; certificates from ``agora certs``).
@@ -133,6 +137,11 @@ class CoordinatorConfig:
     """Key set written by ``agora keys`` (replica and client keys, MAC keys)."""
     cluster: str = "default"
     """The fixed cluster the schedule covers: 'default' or a cluster YAML (load_cluster)."""
+    require_run: bool = False
+    """Refuse a job any of whose tasks has no ``run`` (``submit.no_run``, naming
+    ``jobs[i].tasks[k].run``): true for a live Agora, where each instance executes a
+    command; false (the default) also admits tasks without one (simulation and replay).
+    Part of the replicated state machine's rules: every replica must have the same."""
     metrics_port: int | tuple[int | None, ...] | None = None
     """Prometheus endpoint of each replica (``agents/metrics.py``; plain HTTP, ``/metrics``).
     None (the default): no endpoint and no counting. An integer p: replica i listens on
@@ -169,6 +178,13 @@ class CoordinatorConfig:
                           batch_timeout=self.batch_timeout_s,
                           max_outstanding=self.max_outstanding,
                           view_change_timeout=self.view_change_timeout_s)
+
+    def load_cluster(self):
+        """The cluster the replicas schedule (``agents.domain.Cluster``)."""
+        from agents.workloads.loader import load_cluster
+
+        spec = self.cluster
+        return load_cluster(str(self.path(spec)) if spec != "default" else "default")
 
     def path(self, value: str) -> Path:
         """A configured path, relative to the config file's folder."""
@@ -220,6 +236,7 @@ _NONNEG_FLOAT = ("batch_timeout_s",)
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
                    "site_timeout_s")
 _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
+_BOOL = ("require_run",)
 
 
 def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
@@ -268,6 +285,8 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
             v = float(v)
         elif k in _STR and (not isinstance(v, str) or not v):
             raise bad(k, f"got {v!r}", "a non-empty string")
+        elif k in _BOOL and not isinstance(v, bool):
+            raise bad(k, f"got {v!r}", "true or false")
         kw[k] = v
     try:
         return CoordinatorConfig(**kw)

@@ -34,6 +34,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agents.process import die_with_parent
 from coordinator.client import CoordinatorClient
 from coordinator.config import load_config
 from coordinator.pbft.keys import generate_keys
@@ -88,7 +89,8 @@ class LocalGroup:
             [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
              str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING",
              *extra],
-            cwd=ROOT, stdout=open(self.log(i), "ab"), stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=open(self.log(i), "ab"), stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent())     # a killed parent leaves no replica behind
 
     def start_all(self, byzantine: dict[int, str] | None = None) -> None:
         for i in range(self.n):

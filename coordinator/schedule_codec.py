@@ -17,7 +17,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agents.ledger import WAITING
 from agents.ledger_codec import job_record_bytes, length_delimited, restore_job
-from agents.market import Offer, admit_offers
+from agents.market import Bid, Offer
 from coordinator.schedule_records import SitePart, allocation_pb, change_pb
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import schedule_pb2
@@ -123,12 +123,18 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
     for part in snap.parts:
         if part.site not in st.site_index:
             raise ProtoError("snapshot.parts", f"unknown site {part.site!r}", "a valid snapshot")
-        offers = [Offer(b.job_id, b.task_id, b.instances, b.price) for b in part.bids]
-        bids, refused = admit_offers(st.ledger, st.capacity, st.site_index[part.site],
-                                     part.site, offers)
-        if refused:
-            raise ProtoError("snapshot.parts", f"{part.site}: {refused[0].reason}",
-                             "a valid snapshot")
+        # The standing bids as they were admitted, not admitted again: what happened since
+        # (an end, a node down, a task giving up) may have made one stale, which the
+        # clearing skips ("no open instance left") -- a restore must give the same state.
+        offers, bids = [], []
+        site = st.site_index[part.site]
+        for k, b in enumerate(part.bids):
+            ts = st.ledger.tasks.get((b.job_id, b.task_id))
+            if ts is None or b.instances < 1:
+                raise ProtoError(f"snapshot.parts.bids[{k}]", f"{b.job_id}/{b.task_id} x "
+                                 f"{b.instances}", "a bid for a task of the ledger")
+            offers.append(Offer(b.job_id, b.task_id, b.instances, b.price))
+            bids.append(Bid(site, ts, b.instances, b.price))
         st.parts[part.site] = SitePart(part.seen_version, offers, bids, part.counts)
     if len(snap.allocation_rounds) != len(snap.allocations):
         raise ProtoError("snapshot.allocation_rounds", "not one per allocation",

@@ -18,7 +18,16 @@ state is the one ledger (``agents.ledger``), the clearing the one market
   resources.
 - ``close_round`` / ``site_lapsed``: votes of the replicas themselves (clients
   ``replica:<i>``), never of a site. f+1 distinct votes act.
+- ``cancel_job`` (the operator, client ``operator``, or a client of the job's origin site;
+  never a replica): nothing more of a pending job starts, its standing bids are dropped, and
+  its running instances stop at once (instance changes of kind ``cancelled``; their sites
+  kill them when they see the update, whose ``cancelled`` names the job).
 - ``query``: read-only, also answered by ``query()``.
+
+**Runs.** With ``require_run`` (the coordinator config's field of that name) a job is
+admitted only when every task says what its instances execute (``Task.run``): a live
+deployment cannot start a task without a command. Off (the default), tasks without one are
+admitted too (simulation and replay).
 
 **Rounds.** Bids target a round. Round r is *armed* while something may be allocated (work
 opened, capacity was released, a node came back; a round that allocated nothing disarms
@@ -63,13 +72,16 @@ SITE_PREFIX = "site:"
 """Client ids of site agents: ``site:<site name>`` (or ``site:<site name>/<k>``)."""
 REPLICA_PREFIX = "replica:"
 """Client ids the replicas vote with: ``replica:<index>``."""
+OPERATOR = "operator"
+"""The operator's client id: may cancel any job (a site's clients only their own jobs)."""
 
 MAX_JOBS_PER_COMMAND = 10_000
 MAX_TASKS_PER_JOB = 1_000
 MAX_INSTANCES_PER_TASK = 1_000_000
 MAX_REASON_BYTES = 1024
+MAX_CANCEL_REASON = 200
+"""characters of a CancelJob's reason"""
 END_KINDS = {pb.END_COMPLETED: "completed", pb.END_FAILED: "failed", pb.END_LOST: "lost"}
-
 
 
 class Rejected(Exception):
@@ -100,11 +112,22 @@ def replica_of_client(client_id: str, n: int) -> int | None:
 
 class ScheduleState:
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
-    ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act)."""
+    ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
+    refuse jobs with a task that has no ``run`` (configuration, like the cluster: every
+    replica of a group must be given the same)."""
 
-    def __init__(self, cluster: Cluster, *, n_replicas: int = 4) -> None:
+    @classmethod
+    def for_config(cls, config, cluster: Cluster | None = None) -> "ScheduleState":
+        """A replica's state for ``config`` (a ``CoordinatorConfig``): its cluster, n and
+        require_run -- what ``agora coordinator`` serves and offline reads rebuild."""
+        return cls(cluster if cluster is not None else config.load_cluster(),
+                   n_replicas=config.n, require_run=config.require_run)
+
+    def __init__(self, cluster: Cluster, *, n_replicas: int = 4,
+                 require_run: bool = False) -> None:
         self.cluster = cluster
         self.n_replicas = n_replicas
+        self.require_run = require_run
         self.votes_needed = (n_replicas - 1) // 3 + 1
         self.site_names = list(cluster.site_names)
         self.site_index = {s: i for i, s in enumerate(self.site_names)}
@@ -151,7 +174,7 @@ class ScheduleState:
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
         """Apply one ordered command; returns the serialised ``Result`` (never raises)."""
         res = pb.Result(version=seq)
-        self._seq = seq
+        self._seq = self.ledger.version = seq
         self._update = pb.ScheduleUpdate(version=seq)
         before = (self.round, self.armed, self.armed_version)
         try:
@@ -160,7 +183,8 @@ class ScheduleState:
             kind = cmd.WhichOneof("kind")
             if kind is None:
                 raise ProtoError("command", "no command set", "one of submit_jobs, "
-                                 "site_round, close_round, site_lapsed, query")
+                                 "site_round, close_round, site_lapsed, cancel_job, "
+                                 "query")
         except ProtoError as e:
             self._count(res, Rejected("command.malformed", e.field, str(e)))
             res.round = self.round
@@ -235,7 +259,8 @@ class ScheduleState:
         u = self._update
         self._update = None
         changed = (self.round, self.armed, self.armed_version) != before
-        if not (changed or u.jobs or u.allocations or u.changes or u.nodes or u.sites):
+        if not (changed or u.jobs or u.cancelled or u.allocations or u.changes or u.nodes
+                or u.sites):
             return
         self.version = self._seq
         n = self._sub[1] if self._sub[0] == self._seq else 0
@@ -287,6 +312,13 @@ class ScheduleState:
                            f"submit jobs with origin {own!r}, not {job.origin!r}")
         if job.id in self.ledger.jobs:
             raise Rejected("submit.duplicate_job", f"{at}.id", f"job {job.id!r} exists")
+        if self.require_run:
+            for k, t in enumerate(job.tasks):
+                if t.run is None:
+                    raise Rejected("submit.no_run", f"{at}.tasks[{k}].run",
+                                   f"task {t.id!r} has no run; this coordinator runs jobs "
+                                   f"(require_run) and needs the command each instance "
+                                   f"executes: run: {{argv: [...]}}")
         for k, t in enumerate(job.tasks):
             why = why_unschedulable(t.demand, self.cluster)
             if why:
@@ -462,6 +494,49 @@ class ScheduleState:
         self.parts.pop(msg.site, None)
         self._update.sites.add(site=msg.site, lapsed=True)
         self._maybe_close(res)
+
+    def _do_cancel_job(self, client_id: str, msg: pb.CancelJob, seq: int,
+                       res: pb.Result) -> None:
+        where = "command.cancel_job"
+        if client_id.startswith(REPLICA_PREFIX):
+            raise Rejected("cancel.not_allowed", where, f"client {client_id!r} is a replica; "
+                           f"expected the operator's client ({OPERATOR!r}) or a client of "
+                           f"the job's origin site")
+        if len(msg.reason) > MAX_CANCEL_REASON:
+            raise Rejected("cancel.bad_reason", f"{where}.reason",
+                           f"{len(msg.reason)} characters; expected at most "
+                           f"{MAX_CANCEL_REASON}")
+        js = self.ledger.jobs.get(msg.job_id)
+        if js is None:
+            raise Rejected("cancel.unknown_job", f"{where}.job_id",
+                           f"no job {msg.job_id!r}; expected a submitted job id")
+        origin = js.job.origin
+        if client_id != OPERATOR and site_of_client(client_id) != origin:
+            raise Rejected("cancel.wrong_site", f"{where}.job_id",
+                           f"client {client_id!r} may not cancel job {msg.job_id!r} (origin "
+                           f"{origin!r}); expected the operator's client ({OPERATOR!r}) or "
+                           f"a client of site {origin!r} ({SITE_PREFIX}{origin})")
+        if not self.ledger.cancellable(js):
+            raise Rejected("cancel.finished", f"{where}.job_id",
+                           f"job {msg.job_id!r} is already {js.outcome} and has nothing left "
+                           f"to run; expected a job with work pending or running")
+        reason = msg.reason or f"cancelled by {client_id}"
+        running = self.ledger.cancel(js, reason)
+        self._update.cancelled.add(job_id=msg.job_id, reason=reason)
+        for ts, inst in running:
+            self._stop(ts, inst, "cancelled", 0.0, 0.0, 0, reason)
+        self._drop_offers(msg.job_id)
+        res.accepted = 1
+        self._maybe_close(res)       # the sites that could hold only this job's work
+
+    def _drop_offers(self, job_id: str) -> None:
+        """Forget the round's standing offers for ``job_id``'s tasks (cancelled: none of them
+        can be placed, and a snapshot must hold only offers its restore admits again)."""
+        for part in self.parts.values():
+            keep = [k for k, o in enumerate(part.offers) if o.job_id != job_id]
+            if len(keep) < len(part.offers):
+                part.offers = [part.offers[k] for k in keep]
+                part.bids = [part.bids[k] for k in keep]
 
     def _voter(self, client_id: str, kind: str) -> int:
         i = replica_of_client(client_id, self.n_replicas)

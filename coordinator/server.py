@@ -49,7 +49,6 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agents.aio import cancel_and_wait
-from agents.workloads.loader import load_cluster
 from coordinator.config import CoordinatorConfig
 from coordinator.group_commit import GroupCommit
 from coordinator.pbft.keys import KeySet
@@ -285,9 +284,7 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     if keys is None:
         keys = load_keys(config.path(config.keys_file))
     if app is None:
-        app = ScheduleState(load_cluster(str(config.path(config.cluster))
-                                         if config.cluster != "default" else "default"),
-                            n_replicas=config.n)
+        app = ScheduleState.for_config(config)
     if storage is None:
         db = config.database(index)
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def SiteLapsed(self, request, context):
         return await self._request(request, context, "SiteLapsed")
 
+    async def CancelJob(self, request, context):
+        return await self._request(request, context, "CancelJob")
+
     async def Heartbeat(self, request, context):
         why = self.host.keeper.heartbeat(request)
         if why is not None:

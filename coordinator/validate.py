@@ -4,8 +4,10 @@ These are the checks that need no state: the envelope parses, holds a signed req
 is the Command the RPC expects with every field in range, and a site client acts only for
 its own site. A request that fails them is answered at once with a gRPC status (never
 ordered): INVALID_ARGUMENT naming the field, UNAUTHENTICATED for a bad signature or a key
-acting for another site. Checks that need the schedule's state (is the task open? does the
-site have room?) stay in the state machine, which reports them in its result.
+acting for another site, PERMISSION_DENIED for a client that may never send the command
+(a site's vote, a replica's cancel). Checks that need the schedule's state (is the task
+open? does the site have room? is the job the cancelling site's own?) stay in the state
+machine, which reports them in its result.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import grpc
 
 from agents.market import PRICE_MAX
 from coordinator.schedule_codec import check_known
-from coordinator.schedule_state import (END_KINDS, MAX_REASON_BYTES, REPLICA_PREFIX,
-                                         site_of_client)
+from coordinator.schedule_state import (END_KINDS, MAX_CANCEL_REASON, MAX_REASON_BYTES,
+                                         OPERATOR, REPLICA_PREFIX, site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from protos.convert import ProtoError, decode, job_from_proto
@@ -28,6 +30,7 @@ RPC_KINDS = {
     "SubmitRound": "site_round",
     "CloseRound": "close_round",
     "SiteLapsed": "site_lapsed",
+    "CancelJob": "cancel_job",
     "GetSchedule": "query",
 }
 """Each request RPC and the Command kind its op must hold."""
@@ -149,6 +152,17 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
         if kind == "site_lapsed" and not m.site:
             raise invalid(f"{at}.site", "empty", "a site name")
+    elif kind == "cancel_job":
+        if client_id != OPERATOR and site is None:
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_allowed",
+                          f"{at}: client {client_id!r} may not cancel jobs; only the operator "
+                          f"({OPERATOR!r}) or a client of the job's origin site "
+                          f"('site:<origin>') may")
+        if not m.job_id:
+            raise invalid(f"{at}.job_id", "empty", "the id of the job to cancel")
+        if len(m.reason) > MAX_CANCEL_REASON:
+            raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
+                          f"at most {MAX_CANCEL_REASON}")
     elif kind == "query":
         q = m.WhichOneof("kind")
         if q is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agents.baselines import BASELINES
 from agents.workloads.errors import InputError
-from deploy import cli_coordinator, cli_up
+from deploy import cli_coordinator, cli_jobs, cli_up
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -316,7 +316,8 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_evaluate)
 
     cli_coordinator.register(sub)     # keys, coordinator, schedule get|watch, status
-    cli_up.register(sub)              # up
+    cli_up.register(sub)              # replay, up, down
+    cli_jobs.register(sub)            # submit, jobs, logs, cancel
 
     k = sub.add_parser("certs", help="a private CA and a TLS certificate per site and replica")
     k.add_argument("--sites", default="", help="comma-separated site names")
@@ -340,15 +341,27 @@ def cmd_certs(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. A user sees one line, never a traceback: bad input exits 2, a
+    system that is not running or refuses exits 1, Ctrl-C 130."""
+    from coordinator.client import CoordinatorError
+    from deploy.service_client import NotRunning
+
     a = parser().parse_args(argv)
+    name = f"agora {a.command}" if getattr(a, "command", None) else "agora"
     try:
         return a.fn(a)
-    except InputError as e:
-        print(f"agora: {e}", file=sys.stderr)
+    except (InputError, ValueError, FileNotFoundError) as e:
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:
-        print(f"agora: {e}", file=sys.stderr)
-        return 2
+    except NotRunning as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except CoordinatorError as e:
+        print(f"{name}: the coordinator refused: {e.code.name}: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -73,19 +73,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="coordinator YAML")
+    from deploy.service_client import DEFAULT_UP_CONFIG
+
+    p.add_argument("--config", default=DEFAULT_UP_CONFIG,
+                   help="an agora up config (default: %(default)s) or a coordinator YAML")
     p.add_argument("--keys", default=None, help="key file (default: the config's keys_file)")
     p.add_argument("--client", default=OPERATOR, help="client id to sign as")
 
 
 def _client(a: argparse.Namespace):
-    from coordinator.client import CoordinatorClient
-    from coordinator.config import load_config
-    from coordinator.server import load_keys
+    """(coordinator config, client) of a serving system; ``NotRunning`` otherwise."""
+    from deploy.service_client import target
 
-    cfg = load_config(a.config)
-    keys = load_keys(Path(a.keys) if a.keys else cfg.path(cfg.keys_file))
-    return cfg, CoordinatorClient(cfg, keys, a.client)
+    t = target(a.config)
+    if not t.serving():
+        raise t.not_running()
+    return t.coordinator, t.client(a.client, a.keys)
+
+
+async def _check_answering(client) -> None:
+    """``NotRunning`` unless f+1 replicas answer (a watch would otherwise wait forever)."""
+    from deploy.service_client import NotRunning
+
+    statuses = await client.status()
+    if sum(1 for s in statuses if not isinstance(s, str)) < client.f + 1:
+        raise NotRunning(f"nothing answers at {', '.join(client.config.replicas)} (fewer "
+                         f"than f+1 = {client.f + 1} replicas); start it with agora up")
 
 
 def cmd_keys(a: argparse.Namespace) -> int:
@@ -154,8 +167,25 @@ def _allocation_dict(x) -> dict:
             "round": x.round}
 
 
+def _schedule_answer(a: argparse.Namespace, by: dict):
+    """(QueryResult, 'live' | 'offline (...)'): from the running replicas, or after a stop
+    from their logs on disk."""
+    from deploy.service_client import run_live, target
+
+    t = target(a.config)
+    if t.serving():
+        async def go(client):
+            return await client.schedule(**by)
+        return run_live(t, go, a.client, a.keys), "live"
+    if t.coordinator is None:
+        raise t.not_running()
+    from coordinator.offline import offline_schedule
+
+    out, how = offline_schedule(t.coordinator, **by)
+    return out, f"offline ({how})"
+
+
 def cmd_schedule_get(a: argparse.Namespace) -> int:
-    cfg, client = _client(a)
     if a.site:
         by = {"site": a.site}
     elif a.job:
@@ -174,19 +204,16 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
     else:
         by = {"all": True}
 
-    async def main():
-        async with client:
-            return await client.schedule(**by)
-
-    out = asyncio.run(main())
+    out, label = _schedule_answer(a, by)
     if out.HasField("error"):
         raise ValueError(f"{out.error.field}: {out.error.reason}")
     rows = [_allocation_dict(x) for x in out.schedule.allocations
             if a.at_version is None or x.version <= a.at_version]
     if a.json:
-        print(json.dumps({"version": out.version, "allocations": rows}, indent=1))
+        print(json.dumps({"version": out.version, "source": label, "allocations": rows},
+                         indent=1))
         return 0
-    print(f"schedule version {out.version}: {len(rows)} allocations")
+    print(f"schedule version {out.version} ({label}): {len(rows)} allocations")
     print(f"{'version':>8}  {'job':<16} {'task':<12} {'instances':>11}  {'site':<12} node")
     for r in rows:
         b, e = r["instances"]
@@ -201,6 +228,7 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
     async def main():
         n = 0
         async with client:
+            await _check_answering(client)
             async for u in client.watch(a.since_version):
                 for x in u.allocations:
                     if a.json:

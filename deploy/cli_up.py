@@ -1,5 +1,5 @@
-"""``agora replay`` (and, until the live service lands, ``agora up``): the cluster engine with
-simulated executors on a scaled wall clock (``deploy/replay.py``)."""
+"""``agora up`` / ``agora down`` (the live service, ``deploy/live.py``) and ``agora replay``
+(the cluster engine with simulated executors on a scaled wall clock, ``deploy/replay.py``)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,30 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from deploy.service_client import DEFAULT_UP_CONFIG
+
+DEFAULT_REPLAY_CONFIG = "deploy/configs/local.yaml"
+
+
+def _load(a: argparse.Namespace):
+    from deploy.up_config import load_up_config
+
+    cfg = load_up_config(a.config)
+    if getattr(a, "out", None):
+        cfg = replace(cfg, out=Path(a.out).resolve())
+    return cfg
+
 
 def cmd_replay(a: argparse.Namespace) -> int:
     from deploy.replay import replay
-    from deploy.up_config import UpConfigError, load_up_config
 
-    try:
-        cfg = load_up_config(a.config)
-    except UpConfigError as e:
-        print(f"agora {a.cmd}: {e}", file=sys.stderr)
-        return 2
-    if a.out:
-        cfg = replace(cfg, out=Path(a.out).resolve())
+    cfg = _load(a)
     if a.workload:
         cfg = replace(cfg, workload=a.workload)
     if a.speed is not None:
         if not a.speed > 0:
-            print(f"agora {a.cmd}: --speed: {a.speed}; expected a number > 0 (workload "
-                  f"seconds per wall-clock second)", file=sys.stderr)
-            return 2
+            raise ValueError(f"--speed: {a.speed}; expected a number > 0 (workload seconds "
+                             f"per wall-clock second)")
         cfg = replace(cfg, speed=a.speed)
     echo = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
     try:
@@ -40,17 +45,43 @@ def cmd_replay(a: argparse.Namespace) -> int:
     return 0 if result["metrics"]["tasks_lost"] == 0 else 1
 
 
+def cmd_up(a: argparse.Namespace) -> int:
+    from deploy import live
+
+    cfg = _load(a)
+    if a.detach:
+        return live.detach(cfg, a.config)
+    return live.serve(cfg)
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    from deploy import live
+
+    return live.down(_load(a), a.config)
+
+
 def register(sub) -> None:
-    for name, what in (("replay", "replay a workload through the cluster engine: autonomous "
-                        "site agents on Ray, the PBFT coordinator, simulated executors on a "
-                        "scaled wall clock"),
-                       ("up", "for now the same as replay (the live service is next)")):
-        u = sub.add_parser(name, help=what)
-        u.add_argument("--config", default="deploy/configs/local.yaml",
-                       help="the run's YAML (default: the embedded deploy/configs/local.yaml)")
-        u.add_argument("--workload", help="the workload (overrides the config's workload)")
-        u.add_argument("--speed", type=float, default=None,
-                       help="workload seconds per wall-clock second (overrides the config's)")
-        u.add_argument("--out", help="output folder (overrides the config's out)")
-        u.add_argument("--json", action="store_true", help="print the result as JSON")
-        u.set_defaults(fn=cmd_replay, cmd=name)
+    r = sub.add_parser("replay", help="replay a workload through the cluster engine: "
+                       "autonomous site agents on Ray, the PBFT coordinator, simulated "
+                       "executors on a scaled wall clock")
+    r.add_argument("--config", default=DEFAULT_REPLAY_CONFIG,
+                   help="the run's YAML (default: the embedded %(default)s)")
+    r.add_argument("--workload", help="the workload (overrides the config's workload)")
+    r.add_argument("--speed", type=float, default=None,
+                   help="workload seconds per wall-clock second (overrides the config's)")
+    r.add_argument("--out", help="output folder (overrides the config's out)")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(fn=cmd_replay, cmd="replay")
+
+    u = sub.add_parser("up", help="run Agora: coordinator replicas, a runner per node and an "
+                       "agent per site on Ray, until Ctrl-C or agora down")
+    u.add_argument("--config", default=DEFAULT_UP_CONFIG,
+                   help="the system's YAML (default: the embedded %(default)s)")
+    u.add_argument("--detach", action="store_true",
+                   help="run in the background; return once it serves")
+    u.set_defaults(fn=cmd_up, cmd="up")
+
+    d = sub.add_parser("down", help="stop the Agora that agora up --config runs")
+    d.add_argument("--config", default=DEFAULT_UP_CONFIG,
+                   help="the system's YAML (default: %(default)s)")
+    d.set_defaults(fn=cmd_down, cmd="down")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import threading
@@ -61,6 +62,8 @@ class System:
     clock: object | None = None
     specs: list = field(default_factory=list)
     """the agents' specs in Ray's object store (kept alive for restarts)"""
+    runners: dict = field(default_factory=dict)
+    """node name -> its runner (live); stopped with the system, killing what they run"""
     supervisor: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     replica_restarts: int = 0
@@ -75,6 +78,10 @@ class System:
                     ray.get([a.stop.remote() for a in self.actors], timeout=20)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     pass
+                if self.runners:
+                    from agents.cluster.node_runner import stop_runners
+
+                    stop_runners(list(self.runners), "agora")
         finally:
             try:
                 self.loop.run(self.operator.close(), timeout=10)
@@ -107,12 +114,33 @@ def _supervise(system: System, period_s: float = 0.5, backoff_s: float = 5.0) ->
                 system.replica_restarts += 1
 
 
-def start_ray(cfg, sites: list[str]):
-    """A Ray runtime with one custom resource per site; returns a local multi-node Cluster
-    object (to shut down) or None."""
+def node_resources(cluster, site: str | None = None) -> dict:
+    """Ray resources of a local Ray node carrying ``site``'s nodes (every site's when None):
+    the site resource, one ``agora-node-<node>`` per Agora node, and its CPUs, memory and
+    gpus (logical: what the cluster file says the nodes have)."""
+    from agents.cluster.node_runner import node_resource
+    from deploy.up_config import site_resource
+
+    sites = [s for s in cluster.sites if site is None or s.name == site]
+    nodes = [n for s in sites for n in s.nodes]
+    custom = {site_resource(s.name): 1 for s in sites}
+    custom.update({node_resource(n.name): 1 for n in nodes})
+    return {"resources": custom,
+            "num_cpus": max(1, math.ceil(sum(n.cpu for n in nodes) / 1000)),
+            "num_gpus": sum(n.gpus for n in nodes),
+            "memory": max(1, sum(n.mem for n in nodes)) * 2 ** 20}
+
+
+def start_ray(cfg, cluster, *, live: bool = False):
+    """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
+    CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
+    multi-node Cluster object (to shut down) or None."""
     import ray
 
+    from agents.cluster.node_runner import node_resource
     from deploy.up_config import site_resource
+
+    sites = list(cluster.site_names)
 
     env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
                         "OMP_NUM_THREADS": "1"}}
@@ -123,11 +151,15 @@ def start_ray(cfg, sites: list[str]):
     if rc.address:
         ray.init(address=rc.address, namespace="agora", runtime_env=env,
                  log_to_driver=False)
-        missing = [s for s in sites if site_resource(s) not in ray.cluster_resources()]
+        have = ray.cluster_resources()
+        missing = [site_resource(s) for s in sites if site_resource(s) not in have]
+        if live:
+            missing += [node_resource(n.name) for n in cluster.nodes
+                        if node_resource(n.name) not in have]
         if missing:
-            raise RuntimeError(f"the Ray cluster at {rc.address} has no resource for sites "
-                               f"{missing}; start each site's nodes with --resources "
-                               f"'{{\"{site_resource(missing[0])}\": 1}}' (README, "
+            raise RuntimeError(f"the Ray cluster at {rc.address} has no resource "
+                               f"{missing[0]!r} ({len(missing)} missing); start each site's "
+                               f"nodes with --resources '{{\"{missing[0]}\": 1}}' (README, "
                                f"'Deploying on a Ray cluster')")
         return None
     if rc.multi_node:
@@ -135,30 +167,39 @@ def start_ray(cfg, sites: list[str]):
 
         c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
         for s in sites:
-            c.add_node(num_cpus=0, resources={site_resource(s): 1})
+            res = node_resources(cluster, s)
+            if live:
+                c.add_node(**res)
+            else:
+                c.add_node(num_cpus=0, resources=res["resources"])
         c.wait_for_nodes()
         ray.init(address=c.address, namespace="agora", runtime_env=env, log_to_driver=False)
         return c
-    ray.init(num_cpus=rc.num_cpus or os.cpu_count(), namespace="agora", runtime_env=env,
-             resources={site_resource(s): 1 for s in sites}, include_dashboard=False,
+    res = node_resources(cluster)
+    ncpu = rc.num_cpus or (max(res["num_cpus"], os.cpu_count() or 1) if live
+                           else os.cpu_count())
+    ray.init(address="local", num_cpus=ncpu,
+             num_gpus=res["num_gpus"] if live else None, namespace="agora",
+             runtime_env=env, resources=res["resources"], include_dashboard=False,
              log_to_driver=False)
     return None
 
 
 def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
-                byzantine: dict[int, str] | None = None):
-    """The coordinator group (a fresh state under ``out/coordinator``), serving."""
+                byzantine: dict[int, str] | None = None, keep: bool = False):
+    """The coordinator group under ``out/coordinator``, serving. ``keep`` (the live service):
+    the state there is resumed (the replicas replay their logs); else a fresh state."""
     from coordinator.local_group import LocalGroup
 
     ids = ["operator"] + [f"site:{s}" for s in cluster.site_names]
     cdir = out / "coordinator"
-    if cdir.exists():
+    if cdir.exists() and not keep:
         # a replay starts its own coordinator group: a previous run's logs would be
         # replayed by the new replicas and its jobs clash with this run's ids
         log.warning("removing the previous run's coordinator state in %s", cdir)
         shutil.rmtree(cdir)
     cdir.mkdir(parents=True, exist_ok=True)
-    extra: dict = {}
+    extra: dict = {"require_run": True} if keep else {}
     if cfg.tls.enabled:
         extra["tls_dir"] = Path(cfg.tls.certs_dir)
     if cfg.metrics.enabled:
@@ -186,11 +227,13 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
 
 def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
              policy_config: dict, executor_spec, byzantine: dict[int, str] | None = None,
-             trainers: dict | None = None) -> System:
+             trainers: dict | None = None, live: bool = False) -> System:
     """Start the replicas, Ray, the registry and the site agents; returns once every agent
     has its ledger and a stream open to every peer. ``byzantine`` (fault tests): replica
     index -> a ``coordinator.pbft.byzantine`` behaviour it runs; ``trainers``: site -> its
-    Flower client factory (federation)."""
+    Flower client factory (federation). ``live``: the coordinator state under ``out`` is
+    resumed, jobs must say what to run, and every node gets its runner (work runs under
+    ``out/runs``)."""
     import ray
 
     from agents.cluster import registry
@@ -200,12 +243,17 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     from deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
-    group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine)
+    group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine, keep=live)
     try:
-        ray_cluster = start_ray(cfg, sites)
+        ray_cluster = start_ray(cfg, cluster, live=live)
     except BaseException:
         group.stop()
         raise
+    runners = {}
+    if live:
+        from agents.cluster.node_runner import start_runners
+
+        runners = start_runners([n.name for n in cluster.nodes], str(out / "runs"), "agora")
     loop = LoopThread()
     operator = group.client("operator", timeout_s=60.0)
     reg = registry.get_or_create(namespace="agora")
@@ -231,7 +279,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
             num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
             max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg,
-                    clock=clock, specs=refs)
+                    clock=clock, specs=refs, runners=runners)
     system.supervisor = threading.Thread(target=_supervise, args=(system,), daemon=True)
     system.supervisor.start()
     try:

@@ -39,9 +39,11 @@ from agents.domain import (
     Node,
     NodeOutage,
     PowerModel,
+    Run,
     Site,
     Task,
     Workload,
+    run_problem,
     topological_order,
 )
 from protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
@@ -302,8 +304,29 @@ def job_to_proto(j: Job, where: str = "job") -> workload_pb2.Job:
         id=j.id, arrival_s=j.arrival, origin=j.origin, weight=j.weight, deadline_s=j.deadline,
         tasks=[workload_pb2.Task(id=t.id, duration_s=t.duration, instances=t.instances,
                                  demand=demand_to_proto(t.demand, f"{where}.tasks[{i}].demand"),
-                                 after=t.after, data_mb=t.data_mb)
+                                 after=t.after, data_mb=t.data_mb,
+                                 run=run_to_proto(t.run) if t.run is not None else None)
                for i, t in enumerate(j.tasks)])
+
+
+def run_to_proto(r: Run) -> workload_pb2.TaskRun:
+    return workload_pb2.TaskRun(
+        argv=r.argv, env=[workload_pb2.EnvVar(name=n, value=v) for n, v in r.env],
+        cwd=r.cwd or "", timeout_s=r.timeout_s)
+
+
+def _run_from_proto(msg: workload_pb2.TaskRun, where: str) -> Run:
+    _known(msg, where)
+    for i, e in enumerate(msg.env):
+        _known(e, f"{where}.env[{i}]")
+    run = Run(argv=tuple(msg.argv), env=tuple((e.name, e.value) for e in msg.env),
+              cwd=msg.cwd or None,
+              timeout_s=msg.timeout_s if msg.HasField("timeout_s") else None)
+    bad = run_problem(run)
+    if bad:
+        field, found, expected = bad
+        raise ProtoError(f"{where}.{field}", f"found {found}", expected)
+    return run
 
 
 def _task_from_proto(msg: workload_pb2.Task, where: str) -> Task:
@@ -318,7 +341,9 @@ def _task_from_proto(msg: workload_pb2.Task, where: str) -> Task:
                 demand=demand_from_proto(_child(msg, "demand", where, required=True),
                                          f"{where}.demand"),
                 instances=_at_least(msg.instances, 1, f"{where}.instances"), after=after,
-                data_mb=_number(msg.data_mb, f"{where}.data_mb"))
+                data_mb=_number(msg.data_mb, f"{where}.data_mb"),
+                run=(_run_from_proto(msg.run, f"{where}.run") if msg.HasField("run")
+                     else None))
 
 
 def job_from_proto(msg: workload_pb2.Job, where: str = "job") -> Job:

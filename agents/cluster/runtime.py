@@ -71,6 +71,7 @@ class AgentRuntime:
         running = await ch.start(self._on_update)
         here = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in running
                 if node in self.own_nodes}
+        await ex.recover(list(here.values()), ch.ledger)
         lost = [k for k in here if k not in ex.running()]
         for k in lost:
             ex.lose(k, "the site agent restarted; the run was lost")

@@ -23,6 +23,7 @@ from agents.domain import Cluster
 from agents.ledger import TaskEntry
 from agents.sim.capacity import Capacity
 from agents.sim.engine import fault_draws
+from agents.step.reports import ReportQueue
 from agents.step.seams import Ended
 
 
@@ -52,22 +53,20 @@ class _Run:
     handle: asyncio.TimerHandle | None
 
 
-class ReplayExecutor:
+class ReplayExecutor(ReportQueue):
     """Site ``site`` of ``cluster`` simulated on ``clock``; ``wake()`` is called whenever an
     instance ends or a node changes (the agent then reports it). ``clock`` may come later
     (``set_clock``): nothing runs before the replay's clock starts."""
 
     def __init__(self, *, cluster: Cluster, site: int, clock: ReplayClock | None = None,
                  wake: Callable[[], None] = lambda: None) -> None:
+        super().__init__(wake)
         self.cluster = cluster
         self.site = site
         self.clock = clock
-        self.wake = wake
         self.capacity = Capacity(cluster)
         self.site_name = cluster.sites[site].name
         self._runs: dict[tuple[str, str, int], _Run] = {}
-        self._ended: list[Ended] = []
-        self._nodes: list[tuple[str, bool]] = []
         self.record: list[tuple[str, str, int, str, float, float, str]] = []
         """every run: (job, task, instance, node, start, end, outcome)"""
         self._down_count: dict[int, int] = {}
@@ -112,9 +111,8 @@ class ReplayExecutor:
         if not cap.alive[node] or not cap.fit_mask(task.demand, slice(node, node + 1))[0]:
             # the coordinator placed it where this site has no room (a node that just went
             # down): it ends at once as lost and is placed again
-            self._ended.append(Ended(*key, kind="lost", start_s=now, end_s=now,
-                                     reason=f"node {cap.node_names[node]} cannot hold it now"))
-            self.wake()
+            self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
+                                  reason=f"node {cap.node_names[node]} cannot hold it now"))
             return
         slots = cap.place(node, task.demand)
         transfer = 0.0
@@ -127,16 +125,9 @@ class ReplayExecutor:
             self.clock.wall_delay(end), self._finish, key, "failed" if fails else "completed")
         self._runs[key] = _Run(task, instance, node, slots, now, handle)
 
-    def take_ended(self) -> list[Ended]:
-        out, self._ended = self._ended, []
-        return out
-
-    def take_node_changes(self) -> list[tuple[str, bool]]:
-        out, self._nodes = self._nodes, []
-        return out
-
-    def has_reports(self) -> bool:
-        return bool(self._ended or self._nodes)
+    async def recover(self, placed, ledger) -> None:
+        """Nothing to recover: simulated runs live in the agent's process and died with a
+        restarted agent (the agent reports them lost)."""
 
     def running(self) -> set[tuple[str, str, int]]:
         return set(self._runs)
@@ -178,9 +169,8 @@ class ReplayExecutor:
                             now, outcome))
         if report:
             kind = outcome if outcome in ("completed", "failed") else "lost"
-            self._ended.append(Ended(r.task.job.job.id, r.task.task.id, r.instance, kind,
-                                     start_s=r.start, end_s=now, reason=reason))
-            self.wake()
+            self.report_end(Ended(r.task.job.job.id, r.task.task.id, r.instance, kind,
+                                  start_s=r.start, end_s=now, reason=reason))
 
     def _down(self, nodes: list[int]) -> None:
         for node in nodes:
@@ -192,7 +182,7 @@ class ReplayExecutor:
             for key, r in list(self._runs.items()):
                 if r.node == node:
                     self.kill(key, f"node {name} went down", report=True)
-            self._nodes.append((name, False))
+            self.report_node(name, False)
         self.wake()
 
     def _up(self, nodes: list[int]) -> None:
@@ -200,5 +190,5 @@ class ReplayExecutor:
             self._down_count[node] -= 1
             if self._down_count[node] == 0:
                 self.capacity.alive[node] = True
-                self._nodes.append((self.capacity.node_names[node], True))
+                self.report_node(self.capacity.node_names[node], True)
         self.wake()

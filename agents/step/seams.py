@@ -7,7 +7,7 @@ own side of them:
 | --- | --- | --- |
 | ``Exchange``: peer codes | ``MemoryExchange``: one ``CodeBook`` for all | gRPC streams between agents (``agents/cluster/peers.py``) |
 | ``Clearinghouse``: decisions in, committed allocations out | the market in memory over the simulator's ledger | the PBFT coordinator, through its client (``coordinator/clearinghouse.py``) |
-| ``Executor``: where allocated instances run, whence ends come | the simulator | a simulated site on a scaled clock (replay), or Ray (real work) |
+| ``Executor``: where allocated instances run, whence ends come | the simulator | a simulated site on a scaled clock (replay, ``agents/sim/site_executor.py``), or Ray (real work, ``agents/cluster/ray_executor.py``) |
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ class Executor(Protocol):
 
     async def ready(self) -> None:
         """Returns once the executor can run work (its clock runs, its runners are up)."""
+
+    async def recover(self, placed: list[tuple[TaskEntry, int, int]], ledger: Ledger) -> None:
+        """At the agent's (re)start: ``placed`` is what the committed schedule runs on this
+        site's nodes ((task, instance, node)); take over what still runs, start what never
+        started. What it then does not hold (``running``) the agent reports lost."""
 
     def start(self, task: TaskEntry, instance: int, node: int) -> None:
         """Run ``instance`` of ``task`` on ``node`` (an index of the cluster's nodes)."""

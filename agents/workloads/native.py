@@ -16,7 +16,9 @@ Cluster YAML (:func:`read_cluster`, :func:`write_cluster`); units as written in 
 Jobs JSON Lines (:func:`read_jobs`, :func:`write_jobs`): one job object a line, blank lines
 and ``#`` comments skipped: ``{id, arrival (s), origin (site), weight?, deadline? (s,
 absolute), tasks: [{id, duration (s), demand: {cpu (cores), mem (MiB), gpu (gpus: < 1 a
-share of one, else whole), gpu_models?}, instances?, after?, data_mb? (MB)}]}``. A demand
+share of one, else whole), gpu_models?}, instances?, after?, data_mb? (MB), run?: {argv:
+[str, ...], env?: {NAME: str}, cwd?, timeout_s?}}]}`` (``run``: what each instance executes;
+without it a task serves simulation and replay only). A demand
 that fits no node is *not* an error here (the simulator reports it with
 ``why_unschedulable``); only malformed input is.
 """
@@ -30,7 +32,7 @@ from typing import Any
 import yaml
 
 from agents.domain import (MILLI, Cluster, Demand, Faults, Job, Link, Node, NodeOutage,
-                           PowerModel, Site, Task, Workload)
+                           PowerModel, Run, Site, Task, Workload, run_problem)
 from agents.workloads.errors import InputError
 from agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
                                         get_mapping, get_number, get_str, load_yaml, parse_json,
@@ -261,9 +263,10 @@ def _same_hw(a: Node, b: Node) -> bool:
 
 # ----------------------------------------------------------------------------- jobs
 
-def read_jobs(path: str | Path, cluster: Cluster) -> Workload:
+def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) -> Workload:
     """Read native JSON Lines jobs; origins and gpu models are checked against ``cluster``.
-    Jobs come back sorted by (arrival, id); ``Workload.source`` is ``path``."""
+    Jobs come back sorted by (arrival, id); ``Workload.source`` is ``path``. With
+    ``require_run`` (jobs for a live Agora) every task must say what it runs."""
     path = str(path)
     lines = split_lines(read_text(path, "JSON Lines, one job object a line"))
     sites, models = set(cluster.site_names), cluster.gpu_models
@@ -276,6 +279,12 @@ def read_jobs(path: str | Path, cluster: Cluster) -> Workload:
         w = Where(path, no)
         rec = parse_json(w, s, "one JSON object a line")
         job = _job(w, rec, sites, models)
+        if require_run:
+            for k, t in enumerate(job.tasks):
+                if t.run is None:
+                    raise w.key(f"tasks[{k}].run").error(
+                        f"task {t.id!r} has no run", 'the command each instance executes, '
+                        'e.g. "run": {"argv": ["python", "step.py"]} (a live Agora runs it)')
         if job.id in seen:
             raise w.key("id").error(f"job id {job.id!r} already used on line {seen[job.id]}",
                                     "unique job ids")
@@ -326,7 +335,7 @@ def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:
 
 def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
     get_mapping(w, rt, required=("id", "duration", "demand"),
-                optional=("instances", "after", "data_mb"))
+                optional=("instances", "after", "data_mb", "run"))
     tid = get_str(w.key("id"), rt["id"])
     duration = get_number(w.key("duration"), rt["duration"], ge=0, unit="seconds")
     wd = w.key("demand")
@@ -364,8 +373,49 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
     data_mb = get_number(w.key("data_mb"), rt.get("data_mb", 0.0), ge=0, unit="MB")
     demand = Demand(cpu=round(cpu * MILLI), mem=mem, gpu=round(gpu * MILLI),
                     gpu_models=gpu_models)
+    run = _run(w.key("run"), rt["run"]) if "run" in rt else None
     return Task(id=tid, duration=duration, demand=demand, instances=instances,
-                after=tuple(after), data_mb=data_mb)
+                after=tuple(after), data_mb=data_mb, run=run)
+
+
+def _run(w: Where, raw: Any) -> Run:
+    r = get_mapping(w, raw, required=("argv",), optional=("env", "cwd", "timeout_s"))
+    argv = get_list(w.key("argv"), r["argv"], nonempty=True, what="strings (the program "
+                    "and its arguments)")
+    for i, a in enumerate(argv):
+        if not isinstance(a, str):
+            raise w.key("argv").item(i).error(f"found {describe(a)}", "a string")
+    env = r.get("env", {})
+    if not isinstance(env, dict):
+        raise w.key("env").error(f"found {describe(env)}", "a mapping of NAME: value")
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise w.key("env").key(name).error(f"found {describe(value)}",
+                                               "a string (quote numbers)")
+    cwd = get_str(w.key("cwd"), r["cwd"], "a folder path") if "cwd" in r else None
+    timeout = (get_number(w.key("timeout_s"), r["timeout_s"], gt=0, le=1e7, unit="seconds")
+               if r.get("timeout_s") is not None else None)
+    run = Run(argv=tuple(argv), env=tuple(env.items()), cwd=cwd, timeout_s=timeout)
+    bad = run_problem(run)
+    if bad:
+        field, found, expected = bad
+        where = w
+        for part in field.replace("[", ".[").split("."):
+            where = where.item(int(part[1:-1])) if part.startswith("[") else where.key(part)
+        raise where.error(f"found {found}", expected)
+    return run
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    """The native JSON object of ``run`` (fields at their default left out)."""
+    out: dict[str, Any] = {"argv": list(run.argv)}
+    if run.env:
+        out["env"] = dict(run.env)
+    if run.cwd is not None:
+        out["cwd"] = run.cwd
+    if run.timeout_s is not None:
+        out["timeout_s"] = _num(run.timeout_s)
+    return out
 
 
 def _find_cycle(tasks: list[Task]) -> list[str]:
@@ -410,9 +460,11 @@ def job_record(job: Job) -> dict[str, Any]:
                   "gpu_models": sorted(d.gpu_models) if d.gpu and d.gpu_models else None}
         rec = {"id": t.id, "duration": _num(t.duration),
                "demand": {k: v for k, v in demand.items() if v or k in ("cpu", "mem")},
-               "instances": t.instances, "after": list(t.after), "data_mb": _num(t.data_mb)}
+               "instances": t.instances, "after": list(t.after), "data_mb": _num(t.data_mb),
+               "run": run_record(t.run) if t.run is not None else None}
         tasks.append({k: v for k, v in rec.items()
-                      if not (k == "instances" and v == 1 or k in ("after", "data_mb") and not v)})
+                      if not (k == "instances" and v == 1 or
+                              k in ("after", "data_mb", "run") and not v)})
     out = {"id": job.id, "arrival": _num(job.arrival), "origin": job.origin,
            "weight": _num(job.weight), "deadline": _num(job.deadline), "tasks": tasks}
     return {k: v for k, v in out.items()

@@ -5,11 +5,17 @@ sequence number, then the committed batches above it are re-executed (silently: 
 no storage writes) from the stored pre-prepares. The votes it sent are reloaded so it never
 votes differently for a (view, seq) it already voted on, and the slots above the last executed
 one come back with their pre-prepares, prepared certificates and commit state.
+
+``replay`` (the application part of ``recover``) and ``rebuild_app`` also serve offline
+reads (``coordinator/offline.py``): an App rebuilt from a stored log at a chosen sequence
+number, with no replica, keys or network.
 """
 
 from __future__ import annotations
 
+from coordinator.pbft.app import App
 from coordinator.pbft.log import Slot
+from coordinator.pbft.normalcase import NormalCaseMixin
 from coordinator.pbft.storage import StoredState
 from protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
 
@@ -22,20 +28,7 @@ def recover(replica, st: StoredState) -> None:
     r.h, r.stable_digest, proof = st.stable
     r.stable_proof = list(proof)
     r.own_checkpoints = {s: v for s, v in st.checkpoints.items() if s >= r.h}
-    base = max((s for s in st.checkpoints if s <= st.executed), default=0)
-    if base:
-        state = CheckpointState.FromString(st.checkpoints[base][1])
-        r.app.restore(state.app_snapshot)
-        r.clients = {c.client_id: (c.timestamp, c.result) for c in state.clients}
-    r.last_executed = base
-    for seq in range(base + 1, st.executed + 1):
-        view, digest = st.committed[seq]
-        pp = st.pre_prepares[(view, seq)]
-        slot = Slot()
-        slot.accept(view, digest, list(pp.requests), None)
-        slot.committed = True
-        r._execute(seq, slot, replay=True)
-    r.last_executed = st.executed
+    replay(r, st, st.executed)
     r.sent_votes = dict(st.votes)
     latest: dict[int, int] = {}
     for (view, seq), pp in st.pre_prepares.items():
@@ -69,3 +62,58 @@ def recover(replica, st: StoredState) -> None:
     r.clients.update({c: v for c, v in st.clients.items()
                       if v[0] > r.clients.get(c, (0, b""))[0]})
     r.announce = True
+
+
+def replay_plan(st: StoredState, upto: int) -> tuple[int, bytes | None, list[tuple[int, Slot]]]:
+    """What ``replay`` does to reach sequence number ``upto`` from ``st``: the latest own
+    checkpoint at or below it (its seq, 0 for none, and its serialized CheckpointState) and
+    the committed batches above it, in order, as executable slots. Raises KeyError when a
+    batch in that range is not in ``st`` (``upto`` above what was executed, or below the
+    stable checkpoint, whose log was truncated)."""
+    base = max((s for s in st.checkpoints if s <= upto), default=0)
+    batches = []
+    for seq in range(base + 1, upto + 1):
+        view, digest = st.committed[seq]
+        pp = st.pre_prepares[(view, seq)]
+        slot = Slot()
+        slot.accept(view, digest, list(pp.requests), None)
+        slot.committed = True
+        batches.append((seq, slot))
+    return base, (st.checkpoints[base][1] if base else None), batches
+
+
+def replay(r, st: StoredState, upto: int) -> None:
+    """Bring ``r.app`` and ``r.clients`` (the reply table) to sequence number ``upto`` from
+    ``st``: restore the latest own checkpoint at or below ``upto``, then re-execute the
+    committed batches above it in order (``r._execute(..., replay=True)``: no replies, no
+    storage writes); ``replay_plan`` says which. ``r``: a Replica, or anything with its
+    execution (``_Replayer``). KeyError as ``replay_plan``."""
+    base, checkpoint, batches = replay_plan(st, upto)
+    if checkpoint is not None:
+        state = CheckpointState.FromString(checkpoint)
+        r.app.restore(state.app_snapshot)
+        r.clients = {c.client_id: (c.timestamp, c.result) for c in state.clients}
+    r.last_executed = base
+    for seq, slot in batches:
+        r._execute(seq, slot, replay=True)
+    r.last_executed = upto
+
+
+class _Replayer(NormalCaseMixin):
+    """What ``replay`` needs of a Replica: its execution, over an app and a reply table."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.clients: dict[str, tuple[int, bytes]] = {}
+        self.last_executed = 0
+        self.observer = None
+
+
+def rebuild_app(app: App, st: StoredState, upto: int) -> dict[str, tuple[int, bytes]]:
+    """Bring the fresh ``app`` to sequence number ``upto`` of the stored log ``st`` exactly as
+    a restarting replica does (``replay``); returns the reply table at ``upto`` (client id ->
+    (timestamp, result)). Raises KeyError when ``st`` cannot give that state (see
+    ``replay``), or what ``app.restore`` raises for a checkpoint it refuses."""
+    r = _Replayer(app)
+    replay(r, st, upto)
+    return r.clients

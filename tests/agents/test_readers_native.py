@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.domain import Link, NodeOutage, PowerModel, topological_order, why_unschedulable
+from agents.domain import (Link, NodeOutage, PowerModel, Run, topological_order,
+                           why_unschedulable)
 from agents.workloads.errors import InputError
 from agents.workloads.native import read_cluster, read_jobs, write_cluster, write_jobs
 from agents.workloads.yamlmarks import load_yaml
@@ -22,13 +23,13 @@ def cluster():
     return read_cluster(FIX / "cluster_small.yaml")
 
 
-def fails(reader, path: Path, text: str | bytes, *args) -> InputError:
+def fails(reader, path: Path, text: str | bytes, *args, **kw) -> InputError:
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
         path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError) as ei:
-        reader(str(path), *args)
+        reader(str(path), *args, **kw)
     return ei.value
 
 
@@ -193,6 +194,9 @@ def test_jobs_fixture(cluster):
     assert j0.tasks[0].demand.cpu == 1_000_000  # fits no node: not a reader error
     assert why_unschedulable(j0.tasks[0].demand, cluster) is not None
     assert j1.tasks[0].demand.cpu == 500 and j1.tasks[0].duration == 0
+    assert j1.tasks[0].run == Run(argv=("python3", "-c", "print('hi')"),
+                                  env=(("MODE", "fast"), ("N", "3")), cwd="/tmp", timeout_s=30)
+    assert j2.tasks[0].run is None
     assert (j2.arrival, j2.origin, j2.weight, j2.deadline) == (10, "west", 2.5, 500)
     prep, train, ev = j2.tasks
     assert (prep.data_mb, prep.demand.cpu, prep.demand.mem, prep.demand.gpu) == (100, 2000, 4096, 0)
@@ -282,6 +286,20 @@ def drop(key: str) -> str:
     (json.dumps(job(weight=0)), "weight", ["> 0"]),
     (json.dumps(job(deadline=1)), "deadline", ["> 1"]),
     ('{"id": "a", "id": "b"}', "id", ["twice"]),
+    (bad_task(0, run={"argv": []}), "tasks[0].run.argv", ["empty list"]),
+    (bad_task(0, run={"argv": "ls"}), "tasks[0].run.argv", ["'ls'", "list"]),
+    (bad_task(0, run={"argv": ["ls", 3]}), "tasks[0].run.argv[1]", ["3", "a string"]),
+    (bad_task(0, run={"argv": ["a\u0000b"]}), "tasks[0].run.argv[0]", ["NUL"]),
+    (bad_task(0, run={"cmd": "ls"}), "tasks[0].run.cmd", ["unknown key", "argv"]),
+    (bad_task(0, run={}), "tasks[0].run.argv", ["missing"]),
+    (bad_task(0, run={"argv": ["ls"], "env": {"AGORA_JOB": "x"}}), "tasks[0].run.env.AGORA_JOB",
+     ["Agora sets"]),
+    (bad_task(0, run={"argv": ["ls"], "env": {"1X": "x"}}), "tasks[0].run.env.1X",
+     ["invalid variable name"]),
+    (bad_task(0, run={"argv": ["ls"], "env": {"N": 3}}), "tasks[0].run.env.N", ["quote"]),
+    (bad_task(0, run={"argv": ["ls"], "timeout_s": 0}), "tasks[0].run.timeout_s", ["> 0"]),
+    (bad_task(0, run={"argv": ["ls"], "cwd": ""}), "tasks[0].run.cwd", ["folder path"]),
+    (bad_task(0, run={"argv": ["x" * 40000]}), "tasks[0].run.argv", ["bytes", "files"]),
 ])
 def test_jobs_errors(cluster, tmp_path, bad, field, words):
     p = tmp_path / "bad.jsonl"
@@ -295,6 +313,18 @@ def test_jobs_bad_bytes_and_file(cluster, tmp_path):
     with pytest.raises(InputError) as ei:
         read_jobs(tmp_path / "missing.jsonl", cluster)
     check(ei.value, tmp_path / "missing.jsonl", None, None, "cannot read")
+
+
+def test_a_live_agora_needs_a_run_for_every_task(cluster, tmp_path):
+    p = tmp_path / "j.jsonl"
+    p.write_text(jobs_text(bad_task(1, run={"argv": ["true"]})))
+    check(fails(read_jobs, p, p.read_text(), cluster, require_run=True), p, 3,
+          "tasks[0].run", "has no run", "argv")  # line 3 holds the first job (no run)
+    j = job()
+    for t in j["tasks"]:
+        t["run"] = {"argv": ["true"]}
+    p.write_text(json.dumps(j) + "\n")
+    assert read_jobs(p, cluster, require_run=True).jobs[0].tasks[1].run.argv == ("true",)
 
 
 def test_jobs_empty_file_is_empty_workload(cluster, tmp_path):

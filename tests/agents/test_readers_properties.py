@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import MILLI, Cluster, Workload, topological_order
+from agents.domain import MILLI, Cluster, Workload, run_problem, topological_order
 from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pods
 from agents.workloads.errors import InputError
 from agents.workloads.native import read_cluster, read_jobs
@@ -57,6 +57,7 @@ def valid_workload(w: Workload, cluster: Cluster) -> None:
             assert d.gpu < MILLI or d.gpu % MILLI == 0
             assert _finite(t.duration) and _finite(t.data_mb)
             assert isinstance(t.instances, int) and t.instances >= 1
+            assert t.run is None or run_problem(t.run) is None
         assert len(topological_order(j)) == len(j.tasks)
 
 

@@ -236,4 +236,7 @@ def test_a_bad_config_exits_2_naming_file_line_and_field(tmp_path, capsys, cmd):
     assert main([cmd, "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "replay.yaml:2" in err and "replicas" in err and "3f+1" in err
-    assert main([cmd, "--config", str(bad), "--speed", "-1"]) == 2
+    if cmd == "replay":
+        bad.write_text("seed: 0\n")
+        assert main([cmd, "--config", str(bad), "--speed", "-1"]) == 2
+        assert "--speed" in capsys.readouterr().err

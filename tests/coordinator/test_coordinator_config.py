@@ -21,6 +21,7 @@ def test_the_shipped_local_config_loads():
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg.n == 4 and cfg.f == 1 and cfg.pbft().n == 4
     assert all(r.startswith("127.0.0.1:") for r in cfg.replicas)
+    assert cfg.require_run is False
 
 
 @pytest.mark.parametrize("data, field, expected", [
@@ -30,6 +31,7 @@ def test_the_shipped_local_config_loads():
     ({"replicas": ["a:1"], "f": 0, "batch_size": 0}, "batch_size", "integer >= 1"),
     ({"replicas": ["a:1"], "f": 0, "view_change_timeout_s": 0}, "view_change_timeout_s", "> 0"),
     ({"replicas": ["a:1"], "f": 0, "bogus": 1}, "bogus", "one of"),
+    ({"replicas": ["a:1"], "f": 0, "require_run": "yes"}, "require_run", "true or false"),
     ({"replicas": ["a:1"], "f": 0, "checkpoint_interval": 10, "watermark_window": 15},
      "watermark_window", None),
 ])

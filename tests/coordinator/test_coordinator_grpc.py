@@ -235,10 +235,55 @@ def test_a_decision_that_over_allocates_a_site_is_rejected_end_to_end(group):
     run(go())
 
 
+@pytest.mark.timeout(90)
+def test_cancel_job_stops_running_instances_and_another_sites_cancel_is_refused(group):
+    async def go():
+        async with group.client("site:east") as east, group.client("site:west") as west, \
+                group.client("operator") as op:
+            r = await east.submit_jobs([job("cx"), job("cy", n=1)])
+            assert r.accepted == 2
+            await close_round(group, r.round, {
+                "east": decision("east", r.round, ("cx", "map", 2, 5))})
+            rows = (await op.schedule(job_id="cx")).schedule.allocations
+            assert sum(a.instance_end - a.instance_begin for a in rows) == 2
+            with pytest.raises(CoordinatorError) as e:
+                await west.cancel_job("cx")
+            assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert e.value.message.startswith("command.cancel_job.job_id: ")
+            assert "may not cancel job 'cx'" in e.value.message
+            assert (await op.job_status("cx")).job_status.outcome == "pending"
+            res = await east.cancel_job("cx", "not needed")
+            assert res.accepted == 1 and not res.rejections
+            await op.cancel_job("cy")
+            async for u in op.watch(res.version):      # what the sites see
+                if u.cancelled:
+                    break
+            assert [(c.job_id, c.reason) for c in u.cancelled] == [("cx", "not needed")]
+            assert [(c.kind, c.site, c.instance_end - c.instance_begin) for c in u.changes] \
+                == [("cancelled", "east", 1), ("cancelled", "east", 1)]
+            st_ = (await op.job_status("cx")).job_status
+            assert (st_.outcome, st_.reason) == ("cancelled", "not needed")
+            assert all(x.running == 0 and x.open == 0 for x in st_.tasks)
+            assert (await op.job_status("cy")).job_status.reason == "cancelled by operator"
+            with pytest.raises(CoordinatorError) as e:
+                await op.cancel_job("cy")
+            assert "job 'cy' is already cancelled" in e.value.message
+            with pytest.raises(CoordinatorError) as e:     # refused before ordering
+                await op.cancel_job("cy", "x" * 201)
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "cancel_job.reason" in e.value.message
+            async with group.client("replica:0") as rep:
+                with pytest.raises(CoordinatorError) as e:
+                    await rep.cancel_job("cy")
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    run(go())
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=120), method=st.sampled_from(
-    ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "GetSchedule"]))
+    ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
+     "GetSchedule"]))
 def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(group, data,
                                                                                 method):
     with grpc.insecure_channel(group.config.replicas[1]) as ch:

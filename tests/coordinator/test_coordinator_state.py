@@ -482,7 +482,7 @@ def _check_never_raises(data: bytes, client: str) -> None:
         out = pb.Result.FromString(r.state.execute(client, data, 10_000))
         q = pb.QueryResult.FromString(r.state.query(client, data))
         r.state.check_invariants()
-        if out.kind == "" or (out.accepted == 0 and out.kind == "submit_jobs"):
+        if out.kind == "" or (out.accepted == 0 and out.kind in ("submit_jobs", "cancel_job")):
             assert r.state.schedule_bytes() == before
             assert out.rejections and out.rejections[0].field.startswith("command")
         assert q.version >= 0
@@ -498,7 +498,8 @@ def test_arbitrary_bytes_never_raise(data, client):
 
 VALID = [submit(job("new")), decide("a", 3, ("j0", "map", 1, 1)), vote(3),
          report("c", end("j2", "map", 0)), report("c", end("j2", "map", 0, "failed", "x")),
-         lapse("b", 2), op(query=pb.Query(schedule=pb.ScheduleQuery(all=True)))]
+         lapse("b", 2), op(cancel_job=pb.CancelJob(job_id="j1", reason="r")),
+         op(query=pb.Query(schedule=pb.ScheduleQuery(all=True)))]
 
 
 @SETTINGS

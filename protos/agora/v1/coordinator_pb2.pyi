@@ -99,6 +99,14 @@ class SiteLapsed(_message.Message):
     last_heard: int
     def __init__(self, site: _Optional[str] = ..., last_heard: _Optional[int] = ...) -> None: ...
 
+class CancelJob(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class TaskRef(_message.Message):
     __slots__ = ("job_id", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -142,18 +150,20 @@ class Query(_message.Message):
     def __init__(self, schedule: _Optional[_Union[ScheduleQuery, _Mapping]] = ..., job_status: _Optional[_Union[JobStatusQuery, _Mapping]] = ..., ledger: _Optional[_Union[LedgerQuery, _Mapping]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("submit_jobs", "query", "site_round", "close_round", "site_lapsed")
+    __slots__ = ("submit_jobs", "query", "site_round", "close_round", "site_lapsed", "cancel_job")
     SUBMIT_JOBS_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     SITE_ROUND_FIELD_NUMBER: _ClassVar[int]
     CLOSE_ROUND_FIELD_NUMBER: _ClassVar[int]
     SITE_LAPSED_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
     submit_jobs: SubmitJobs
     query: Query
     site_round: SiteRound
     close_round: CloseRound
     site_lapsed: SiteLapsed
-    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., site_round: _Optional[_Union[SiteRound, _Mapping]] = ..., close_round: _Optional[_Union[CloseRound, _Mapping]] = ..., site_lapsed: _Optional[_Union[SiteLapsed, _Mapping]] = ...) -> None: ...
+    cancel_job: CancelJob
+    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., site_round: _Optional[_Union[SiteRound, _Mapping]] = ..., close_round: _Optional[_Union[CloseRound, _Mapping]] = ..., site_lapsed: _Optional[_Union[SiteLapsed, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJob, _Mapping]] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("field", "reason")
@@ -252,16 +262,18 @@ class Result(_message.Message):
     def __init__(self, version: _Optional[int] = ..., kind: _Optional[str] = ..., accepted: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., round: _Optional[int] = ..., query: _Optional[_Union[QueryResult, _Mapping]] = ..., decided: _Optional[bool] = ...) -> None: ...
 
 class Placement(_message.Message):
-    __slots__ = ("instance", "node", "gpu_index", "gpu_milli")
+    __slots__ = ("instance", "node", "gpu_index", "gpu_milli", "version")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
     GPU_MILLI_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     instance: int
     node: int
     gpu_index: _containers.RepeatedScalarFieldContainer[int]
     gpu_milli: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, instance: _Optional[int] = ..., node: _Optional[int] = ..., gpu_index: _Optional[_Iterable[int]] = ..., gpu_milli: _Optional[_Iterable[int]] = ...) -> None: ...
+    version: int
+    def __init__(self, instance: _Optional[int] = ..., node: _Optional[int] = ..., gpu_index: _Optional[_Iterable[int]] = ..., gpu_milli: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
     __slots__ = ("states", "running", "failed_instance", "failed_attempts", "outcome", "reason", "ready_at")
@@ -426,7 +438,7 @@ class WatchRequest(_message.Message):
     def __init__(self, since_version: _Optional[int] = ...) -> None: ...
 
 class ScheduleUpdate(_message.Message):
-    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub")
+    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
@@ -436,6 +448,7 @@ class ScheduleUpdate(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     SUB_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     version: int
     allocations: _containers.RepeatedCompositeFieldContainer[_schedule_pb2.Allocation]
     changes: _containers.RepeatedCompositeFieldContainer[InstanceChange]
@@ -445,7 +458,8 @@ class ScheduleUpdate(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeState]
     sites: _containers.RepeatedCompositeFieldContainer[SiteStatus]
     sub: int
-    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ...) -> None: ...
+    cancelled: _containers.RepeatedCompositeFieldContainer[CancelJob]
+    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ..., cancelled: _Optional[_Iterable[_Union[CancelJob, _Mapping]]] = ...) -> None: ...
 
 class UpdateKey(_message.Message):
     __slots__ = ("version", "sub")

@@ -55,6 +55,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/agora.v1.Coordinator/CancelJob',
+                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/agora.v1.Coordinator/GetSchedule',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
@@ -106,6 +111,12 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetSchedule(self, request, context):
         """Read-only: the envelope's op is a Command holding a Query.
         """
@@ -151,6 +162,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'SiteLapsed': grpc.unary_unary_rpc_method_handler(
                     servicer.SiteLapsed,
+                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
@@ -281,6 +297,33 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/SiteLapsed',
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.v1.Coordinator/CancelJob',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,

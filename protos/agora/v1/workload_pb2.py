@@ -26,17 +26,21 @@ _sym_db = _symbol_database.Default()
 from protos.agora.v1 import resources_pb2 as protos_dot_agora_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/agora/v1/workload.proto\x12\x08\x61gora.v1\x1a\x1fprotos/agora/v1/resources.proto\"{\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\x01\x12 \n\x06\x64\x65mand\x18\x03 \x01(\x0b\x32\x10.agora.v1.Demand\x12\x11\n\tinstances\x18\x04 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x05 \x03(\t\x12\x0f\n\x07\x64\x61ta_mb\x18\x06 \x01(\x01\"\x8b\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tarrival_s\x18\x02 \x01(\x01\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x1d\n\x05tasks\x18\x04 \x03(\x0b\x32\x0e.agora.v1.Task\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x12\x17\n\ndeadline_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_deadline_s\"S\n\x08Workload\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.agora.v1.Job\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seedb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/agora/v1/workload.proto\x12\x08\x61gora.v1\x1a\x1fprotos/agora/v1/resources.proto\"\x9b\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\x01\x12 \n\x06\x64\x65mand\x18\x03 \x01(\x0b\x32\x10.agora.v1.Demand\x12\x11\n\tinstances\x18\x04 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x05 \x03(\t\x12\x0f\n\x07\x64\x61ta_mb\x18\x06 \x01(\x01\x12\x1e\n\x03run\x18\x07 \x01(\x0b\x32\x11.agora.v1.TaskRun\"i\n\x07TaskRun\x12\x0c\n\x04\x61rgv\x18\x01 \x03(\t\x12\x1d\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x10.agora.v1.EnvVar\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x16\n\ttimeout_s\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x0c\n\n_timeout_s\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x8b\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tarrival_s\x18\x02 \x01(\x01\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x1d\n\x05tasks\x18\x04 \x03(\x0b\x32\x0e.agora.v1.Task\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x12\x17\n\ndeadline_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_deadline_s\"S\n\x08Workload\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.agora.v1.Job\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.agora.v1.workload_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=77
-  _globals['_TASK']._serialized_end=200
-  _globals['_JOB']._serialized_start=203
-  _globals['_JOB']._serialized_end=342
-  _globals['_WORKLOAD']._serialized_start=344
-  _globals['_WORKLOAD']._serialized_end=427
+  _globals['_TASK']._serialized_start=78
+  _globals['_TASK']._serialized_end=233
+  _globals['_TASKRUN']._serialized_start=235
+  _globals['_TASKRUN']._serialized_end=340
+  _globals['_ENVVAR']._serialized_start=342
+  _globals['_ENVVAR']._serialized_end=379
+  _globals['_JOB']._serialized_start=382
+  _globals['_JOB']._serialized_end=521
+  _globals['_WORKLOAD']._serialized_start=523
+  _globals['_WORKLOAD']._serialized_end=606
 # @@protoc_insertion_point(module_scope)

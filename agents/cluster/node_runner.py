@@ -1,0 +1,428 @@
+"""The per-node runner: where a site's allocated instances really run.
+
+One detached Ray actor per Agora node (``agora-runner:<node>``), placed on the Ray node that
+carries that Agora node (the custom resource ``agora-node-<node>``). It runs each instance as
+a Ray task pinned to its own Ray node (hard node affinity) with Ray resources from the
+instance's demand (``num_cpus``, ``memory``, ``num_gpus``, shares included); the task starts
+the instance's command as a process in its own session, its stdout and stderr going to files
+in the run's folder, and kills it at ``timeout_s``.
+
+Why a runner and not the site agent itself: Ray ties what an actor submits to that actor
+(its owner), so work the agent submitted would die with a restarted agent. The runner is
+detached and owns the work; the agent only asks it to start, kill and report, and a restarted
+agent finds its work still running (``snapshot``).
+
+Every run has an identity, ``(job, task, instance, run_id)`` where ``run_id`` is the committed
+version that placed it: a start is idempotent, and an end is kept (``ends``) until the agent
+acknowledges it (``ack``) once the committed schedule has it, so an agent that dies between an
+end and its report finds the end again. A run's folder holds ``run.json`` (the request),
+``pid`` (its process group), ``stdout``, ``stderr`` and ``end.json``; a runner that restarts
+(its process died) kills what its predecessor left running and reports it ``lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from urllib.parse import quote
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from agents.process import die_with_parent
+
+log = logging.getLogger(__name__)
+
+RUNNER_PREFIX = "agora-runner:"
+NODE_RESOURCE_PREFIX = "agora-node-"
+KILL_GRACE_S = 3.0
+"""seconds between SIGTERM and SIGKILL to a run's process group"""
+
+
+def node_resource(node: str) -> str:
+    """The Ray custom resource that marks the Ray node carrying Agora node ``node``."""
+    return NODE_RESOURCE_PREFIX + node
+
+
+def runner_name(node: str) -> str:
+    return RUNNER_PREFIX + node
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One instance to run (picklable; crosses from the agent to the runner)."""
+
+    job: str
+    task: str
+    instance: int
+    run_id: int
+    """the committed version that placed it"""
+    attempt: int
+    """1 + the instance's failed attempts so far"""
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str | None
+    timeout_s: float | None
+    cpu: float
+    """cores (Ray ``num_cpus``)"""
+    mem_mib: int
+    gpus: float
+    site: str
+    node: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.job, self.task, self.instance)
+
+
+@dataclass
+class RunEnd:
+    """How a run ended, as the runner saw it."""
+
+    job: str
+    task: str
+    instance: int
+    run_id: int
+    kind: str
+    """completed | failed (exit code != 0, a timeout, a crash) | killed (asked to) | lost
+    (the runner or its node went away under it)"""
+    exit_code: int
+    start: float
+    end: float
+    reason: str = ""
+    ray_node: str = ""
+    seq: int = 0
+    """the runner's sequence number of this end (for ``ack``)"""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.job, self.task, self.instance)
+
+
+def run_folder(root: str | Path, node: str, job: str, task: str, instance: int,
+               run_id: int) -> Path:
+    """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted."""
+    return (Path(root) / quote(node, safe="") / quote(job, safe="") / quote(task, safe="")
+            / f"{instance}-{run_id}")
+
+
+def _execute(req: RunRequest, folder: str) -> dict:
+    """The body of one run (a Ray task on the runner's node): start the command in its own
+    session, wait for it (killing it at the timeout), and record its end in ``end.json``."""
+    d = Path(folder)
+    env = dict(os.environ)
+    env.update(dict(req.env))
+    env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
+               AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
+               AGORA_RAY_NODE=ray.get_runtime_context().get_node_id())
+    start = time.time()
+    kind, reason = "completed", ""
+    with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
+        try:
+            p = subprocess.Popen(list(req.argv), env=env, cwd=req.cwd or str(d), stdout=out,
+                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=die_with_parent())
+        except OSError as e:
+            code = 127 if isinstance(e, FileNotFoundError) else 126
+            end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),
+                   "reason": f"cannot start {req.argv[0]!r}: {e.strerror or e}"}
+            _write_json(d / "end.json", end)
+            return end
+        (d / "pid").write_text(str(p.pid))
+        try:
+            code = p.wait(timeout=req.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(p.pid)
+            code = p.wait()
+            kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+    if kind == "completed" and code != 0:
+        kind = "failed"
+        reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
+                  else f"exit code {code}")
+    end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
+           "reason": reason}
+    _write_json(d / "end.json", end)
+    return end
+
+
+def _kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+execute_instance = ray.remote(max_retries=0)(_execute)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _warm_up(seconds: float) -> None:
+    """Holds a Ray worker for a moment: started together, they leave the node with warm
+    workers (a cold one takes seconds to start on a busy machine)."""
+    time.sleep(seconds)
+
+
+@dataclass
+class _Live:
+    req: RunRequest
+    folder: Path
+    start: float
+    ref: object = None
+    killed: str | None = None
+    waiter: asyncio.Task | None = field(default=None, repr=False)
+
+
+class NodeRunner:
+    """Wrapped by ``ray.remote`` as ``RayNodeRunner`` (detached, restarted by Ray; see the
+    module docstring). ``log_root``: where run folders go on this node."""
+
+    def __init__(self, node: str, log_root: str) -> None:
+        self.node = node
+        self.root = Path(log_root)
+        self.ray_node = ray.get_runtime_context().get_node_id()
+        self.incarnation = uuid.uuid4().hex
+        """changes when the runner restarts (its end sequence numbers start again)"""
+        self.live: dict[tuple[str, str, int, int], _Live] = {}
+        self.ended: dict[int, RunEnd] = {}
+        """unacknowledged ends by seq"""
+        self.finished: set[tuple[str, str, int, int]] = set()
+        """every run that ended in this incarnation (a start of it again does nothing)"""
+        self.seq = 0
+        self._news = asyncio.Event()
+        self.totals = next((n["Resources"] for n in ray.nodes()
+                            if n["NodeID"] == self.ray_node), {})
+        """the Ray node's resources: a demand beyond them is clamped (else Ray would hold
+        the run forever), and said so in ``run.json``"""
+        self._recover()
+        pin = NodeAffinitySchedulingStrategy(node_id=self.ray_node, soft=False)
+        self._warm = [_warm_up.options(scheduling_strategy=pin).remote(1.0)
+                      for _ in range(max(1, min(8, int(self.totals.get("CPU", 1)))))]
+
+    # ---- the agent's calls ---------------------------------------------------------------
+    async def start(self, req: RunRequest) -> str:
+        """Run ``req`` unless it runs or ran here: returns started | running | ended."""
+        ident = (*req.key, req.run_id)
+        if ident in self.live:
+            return "running"
+        if ident in self.finished:
+            return "ended"
+        for other in [k for k in self.live if k[:3] == req.key]:
+            await self.kill(*other, reason="placed again")     # an older run of it
+        folder = run_folder(self.root, self.node, req.job, req.task, req.instance, req.run_id)
+        if (folder / "end.json").exists():
+            self.finished.add(ident)
+            return "ended"
+        folder.mkdir(parents=True, exist_ok=True)
+        opts, clamped = self._resources(req)
+        _write_json(folder / "run.json", {**asdict(req), "ray_resources": opts,
+                                          "clamped": clamped})
+        live = _Live(req, folder, time.time())
+        self.live[ident] = live
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self.ray_node,
+                                                                     soft=False)
+        live.ref = execute_instance.options(**opts).remote(req, str(folder))
+        live.waiter = asyncio.ensure_future(self._wait(ident, live))
+        return "started"
+
+    def _resources(self, req: RunRequest) -> tuple[dict, list[str]]:
+        """Ray resources of ``req``'s task: its demand, clamped to the Ray node's totals."""
+        want = {"num_cpus": req.cpu, "num_gpus": req.gpus,
+                "memory": req.mem_mib * 2 ** 20}
+        have = {"num_cpus": self.totals.get("CPU", 0.0), "num_gpus": self.totals.get("GPU", 0.0),
+                "memory": self.totals.get("memory", 0.0)}
+        opts, clamped = {}, []
+        for k, v in want.items():
+            if v > have[k]:
+                clamped.append(f"{k} {v:g} > the Ray node's {have[k]:g}")
+                v = have[k]
+            if v or k != "memory":
+                opts[k] = v
+        return opts, clamped
+
+    async def kill(self, job: str, task: str, instance: int, run_id: int,
+                   reason: str = "") -> bool:
+        """Kill a run (its end is ``killed`` with ``reason``); False if it does not run."""
+        live = self.live.get((job, task, instance, run_id))
+        if live is None:
+            return False
+        live.killed = reason or "killed"
+        loop = asyncio.get_running_loop()
+        pid = _read_pid(live.folder)
+        if pid is None:
+            ray.cancel(live.ref, force=True)      # not started yet: drop the task
+            await asyncio.sleep(0.5)              # (or it was just starting its process)
+            pid = _read_pid(live.folder)
+        if pid is not None:
+            await loop.run_in_executor(None, _kill_group, pid)
+        return True
+
+    async def snapshot(self) -> dict:
+        """What runs here and the ends not yet acknowledged."""
+        return {"running": [(live.req, live.start) for live in self.live.values()],
+                "ended": sorted(self.ended.values(), key=lambda e: e.seq),
+                "ray_node": self.ray_node, "incarnation": self.incarnation}
+
+    async def ends(self, after: int, timeout_s: float = 5.0) -> tuple[str, list[RunEnd]]:
+        """(incarnation, ends with seq > ``after`` not yet acknowledged); waits up to
+        ``timeout_s`` for one. A caller that sees another incarnation asks again from 0."""
+        if not any(s > after for s in self.ended):
+            self._news.clear()
+            try:
+                await asyncio.wait_for(self._news.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        return self.incarnation, sorted((e for s, e in self.ended.items() if s > after),
+                                        key=lambda e: e.seq)
+
+    async def ack(self, seqs: list[int]) -> None:
+        """The committed schedule has these ends: forget them (on disk too)."""
+        for s in seqs:
+            end = self.ended.pop(s, None)
+            if end is not None:
+                folder = run_folder(self.root, self.node, end.job, end.task, end.instance,
+                                    end.run_id)
+                (folder / "acked").touch()
+
+    async def ping(self) -> str:
+        return self.ray_node
+
+    async def read_log(self, job: str, task: str, instance: int, run_id: int,
+                       stream: str = "stdout", offset: int = 0,
+                       limit: int = 1 << 20) -> tuple[bytes, bool]:
+        """(bytes of the run's ``stream`` from ``offset``, has the run ended)."""
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"stream {stream!r}; expected stdout or stderr")
+        folder = run_folder(self.root, self.node, job, task, instance, run_id)
+        try:
+            with open(folder / stream, "rb") as f:
+                f.seek(offset)
+                data = f.read(limit)
+        except FileNotFoundError:
+            data = b""
+        return data, (folder / "end.json").exists()
+
+    # ---- inside -----------------------------------------------------------------------------
+    async def _wait(self, ident, live: _Live) -> None:
+        req = live.req
+        try:
+            end = await live.ref
+            kind, code, reason = end["kind"], end["exit_code"], end["reason"]
+            start, stop = end["start"], end["end"]
+        except Exception as e:  # noqa: BLE001 - a crashed worker, a cancelled task
+            kind, code, start, stop = "failed", -1, live.start, time.time()
+            reason = f"the run's Ray worker failed: {type(e).__name__}: {str(e)[:300]}"
+            _write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
+                                                   "start": start, "end": stop,
+                                                   "reason": reason})
+        if live.killed is not None:
+            kind, reason = "killed", live.killed
+        self.live.pop(ident, None)
+        self.finished.add(ident)
+        self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, kind, code, start,
+                           stop, reason, self.ray_node))
+
+    def _ended(self, end: RunEnd) -> None:
+        self.seq += 1
+        end.seq = self.seq
+        self.ended[end.seq] = end
+        self._news.set()
+
+    def _recover(self) -> None:
+        """What a previous incarnation left: ends not acknowledged are reported again; runs
+        without an end are killed if they still run and reported lost (their Ray tasks died
+        with the runner that owned them)."""
+        top = self.root / quote(self.node, safe="")
+        if not top.is_dir():
+            return
+        for run_json in sorted(top.glob("*/*/*/run.json")):
+            folder = run_json.parent
+            if (folder / "acked").exists():
+                continue
+            try:
+                req = _request_of(json.loads(run_json.read_text()))
+            except (ValueError, TypeError, KeyError):
+                continue
+            self.finished.add((*req.key, req.run_id))
+            try:
+                end = json.loads((folder / "end.json").read_text())
+                self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, end["kind"],
+                                   end["exit_code"], end["start"], end["end"], end["reason"],
+                                   self.ray_node))
+                continue
+            except (FileNotFoundError, ValueError, KeyError):
+                pass
+            pid = _read_pid(folder)
+            if pid is not None:
+                _kill_group(pid, grace_s=1.0)
+            now = time.time()
+            reason = "the node's runner restarted under it"
+            _write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": now,
+                                              "end": now, "reason": reason})
+            self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1, now,
+                               now, reason, self.ray_node))
+
+
+def _request_of(rec: dict) -> RunRequest:
+    """The ``RunRequest`` recorded in a ``run.json``."""
+    names = {f.name for f in fields(RunRequest)}
+    kw = {k: v for k, v in rec.items() if k in names}
+    kw["argv"] = tuple(kw["argv"])
+    kw["env"] = tuple(tuple(x) for x in kw["env"])
+    return RunRequest(**kw)
+
+
+def _read_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / "pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+RayNodeRunner = ray.remote(NodeRunner)
+"""``NodeRunner`` as a Ray actor class; ``start_runners`` sets its options."""
+
+
+def start_runners(nodes: list[str], log_root: str, namespace: str) -> dict[str, object]:
+    """A detached runner per Agora node in ``nodes`` (an existing one is reused), each on the
+    Ray node carrying its ``node_resource``; returns their handles."""
+    out = {}
+    for node in nodes:
+        out[node] = RayNodeRunner.options(
+            name=runner_name(node), namespace=namespace, lifetime="detached",
+            get_if_exists=True, num_cpus=0, resources={node_resource(node): 0.001},
+            max_restarts=-1, max_concurrency=1000).remote(node, log_root)
+    return out
+
+
+def stop_runners(nodes: list[str], namespace: str) -> None:
+    """Kill the runners of ``nodes`` (what they run dies with them)."""
+    for node in nodes:
+        try:
+            ray.kill(ray.get_actor(runner_name(node), namespace=namespace), no_restart=True)
+        except ValueError:
+            pass

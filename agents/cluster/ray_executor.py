@@ -1,0 +1,299 @@
+"""The Ray executor: a site agent's ``Executor`` for real work.
+
+The instances the committed schedule places on this site's nodes run under the nodes'
+runners (``node_runner``: one detached Ray actor per Agora node, which runs each instance as
+a Ray task pinned to its node). This side, in the agent's process, asks the runners to start
+and kill runs, long-polls each runner for ends, and keeps the site's free resources (what the
+policy observes) as the runs start and end.
+
+- An end is reported to the agent (completed, failed with its exit code, or lost), then
+  acknowledged to the runner once the committed schedule has it (the instance's placement is
+  no longer that run): a restarted agent finds ends it had not reported yet.
+- A runner that does not answer (its Ray node died) takes its node down: what ran there is
+  reported lost (placed again elsewhere) and the node down; when a runner answers again (Ray
+  restarted it on the node's replacement) the node is reported up.
+- At a (re)start (``recover``) it takes over what the runners still run, and starts what
+  the committed schedule placed here but no runner ever started (an agent that died between
+  a commit and the start).
+
+Times are wall-clock seconds (``time.time()``): the live system's workload clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from agents.cluster.node_runner import RunEnd, RunRequest, runner_name
+from agents.domain import MILLI, Cluster
+from agents.ledger import Ledger, TaskEntry
+from agents.sim.capacity import Capacity
+from agents.step.reports import ReportQueue
+from agents.step.seams import Ended
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, int]
+
+
+@dataclass
+class _Run:
+    task: TaskEntry
+    instance: int
+    node: int
+    run_id: int
+    slots: tuple | None
+    """gpu slots taken in ``capacity`` (None: not counted, it did not fit this view)"""
+    report_kill: bool | None = None
+    """None: not being killed; else whether its killed end is reported (lost)"""
+
+
+@dataclass(frozen=True)
+class RayExecutorSpec:
+    """The factory a site agent builds its executor from (``AgentSpec.executor``)."""
+
+    namespace: str = "agora"
+    poll_s: float = 5.0
+    call_timeout_s: float = 20.0
+
+    def build(self, cluster: Cluster, site: int, wake) -> "RayExecutor":
+        return RayExecutor(cluster=cluster, site=site, namespace=self.namespace, wake=wake,
+                           poll_s=self.poll_s, call_timeout_s=self.call_timeout_s)
+
+
+class RayExecutor(ReportQueue):
+    def __init__(self, *, cluster: Cluster, site: int, namespace: str, wake=lambda: None,
+                 poll_s: float = 5.0, call_timeout_s: float = 20.0) -> None:
+        super().__init__(wake)
+        self.cluster, self.site, self.namespace = cluster, site, namespace
+        self.site_name = cluster.sites[site].name
+        self.capacity = Capacity(cluster)
+        sl = self.capacity.site_slice[site]
+        self.own = {i: self.capacity.node_names[i] for i in range(sl.start, sl.stop)}
+        self.poll_s, self.call_timeout_s = poll_s, call_timeout_s
+        self.runners: dict[int, object] = {}
+        self._runs: dict[Key, _Run] = {}
+        self._cursor: dict[int, tuple[str, int]] = {}
+        """node -> (runner incarnation, last end seq seen)"""
+        self._to_ack: dict[int, dict[int, tuple[Key, int]]] = {}
+        """node -> {end seq: (key, run_id)} reported, acknowledged once committed"""
+        self.down: set[int] = set()
+        self.ledger: Ledger | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.counts = {"started": 0, "ended": 0, "killed": 0, "adopted": 0,
+                       "restarted_unstarted": 0, "node_down": 0}
+
+    # ---- the seam ------------------------------------------------------------------------
+    def now(self) -> float:
+        return time.time()
+
+    async def ready(self) -> None:
+        """The runners were found in ``recover``."""
+
+    async def recover(self, placed: list[tuple[TaskEntry, int, int]], ledger: Ledger) -> None:
+        self.ledger = ledger
+        want = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in placed}
+        snaps = await asyncio.gather(*(self._snapshot(n) for n in self.own))
+        for node, snap in zip(self.own, snaps):
+            if snap is None:
+                continue
+            for req, _start in snap["running"]:
+                w = want.get(req.key)
+                if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == req.run_id:
+                    self._adopt(w[0], w[1], node, req.run_id)
+                else:       # not (or no longer) this run's place: stop it, unreported
+                    self._call(node, "kill", *req.key, req.run_id, "not placed here")
+            for end in snap["ended"]:
+                w = want.get(end.key)
+                if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == end.run_id:
+                    self._adopt(w[0], w[1], node, end.run_id)   # its end comes by ``ends``
+        for key, (ts, i, node) in want.items():
+            if key not in self._runs and node not in self.down:
+                self.start(ts, i, node)
+                self.counts["restarted_unstarted"] += 1
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._poll(n), name=f"runner-{self.own[n]}")
+                       for n in self.own]
+
+    def start(self, task: TaskEntry, instance: int, node: int) -> None:
+        key = (task.job.job.id, task.task.id, instance)
+        run_id = task.placed_at.get(instance, 0)
+        old = self._runs.get(key)
+        if old is not None:
+            if old.run_id == run_id:
+                return                                  # already running here
+            self.kill(key, "placed again", report=False)
+        if node in self.down or node not in self.runners:
+            now = self.now()
+            self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
+                                  reason=f"node {self.capacity.node_names[node]} is down"))
+            return
+        run = task.task.run
+        if run is None:
+            now = self.now()
+            self.report_end(Ended(*key, kind="failed", start_s=now, end_s=now, exit_code=-1,
+                                  reason="the task has no run (nothing to execute)"))
+            return
+        d = task.demand
+        req = RunRequest(job=key[0], task=key[1], instance=instance, run_id=run_id,
+                         attempt=task.failures.get(instance, 0) + 1, argv=run.argv,
+                         env=run.env, cwd=run.cwd, timeout_s=run.timeout_s,
+                         cpu=d.cpu / MILLI, mem_mib=d.mem, gpus=d.gpu / MILLI,
+                         site=self.site_name, node=self.own[node])
+        self._adopt(task, instance, node, run_id)
+        self.counts["started"] += 1
+        self._call(node, "start", req)
+
+    def running(self) -> set[Key]:
+        return set(self._runs)
+
+    def kill(self, key: Key, reason: str, *, report: bool) -> None:
+        r = self._runs.get(key)
+        if r is None or r.report_kill is not None:
+            return
+        r.report_kill = report
+        self.counts["killed"] += 1
+        self._call(r.node, "kill", *key, r.run_id, reason)
+
+    def lose(self, key: Key, reason: str) -> None:
+        now = self.now()
+        self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now, reason=reason))
+
+    def close(self) -> None:
+        """Stop following the runners; what they run goes on (they are detached)."""
+        for t in self._tasks:
+            t.cancel()
+
+    # ---- inside ---------------------------------------------------------------------------
+    def _adopt(self, task: TaskEntry, instance: int, node: int, run_id: int) -> None:
+        key = (task.job.job.id, task.task.id, instance)
+        if key in self._runs:
+            return
+        cap, d = self.capacity, task.demand
+        slots = cap.place(node, d) if cap.fit_mask(d, slice(node, node + 1))[0] else None
+        self._runs[key] = _Run(task, instance, node, run_id, slots)
+        self.counts["adopted"] += 1
+
+    def _call(self, node: int, method: str, *args) -> None:
+        """A runner call whose answer nothing waits for (its failure is logged; a dead
+        runner is noticed by the poll)."""
+        runner = self.runners.get(node)
+        if runner is None:
+            return
+
+        async def go():
+            try:
+                await asyncio.wait_for(getattr(runner, method).remote(*args),
+                                       self.call_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the poll takes the node down if dead
+                log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
+                            self.own[node], method, e)
+        self._tasks.append(asyncio.ensure_future(go()))
+        self._tasks = [t for t in self._tasks if not t.done()]
+
+    async def _snapshot(self, node: int) -> dict | None:
+        try:
+            runner = self.runners.get(node) or ray.get_actor(runner_name(self.own[node]),
+                                                             namespace=self.namespace)
+            self.runners[node] = runner
+            snap = await asyncio.wait_for(runner.snapshot.remote(), self.call_timeout_s)
+            self._cursor[node] = (snap["incarnation"], 0)
+            return snap
+        except (ValueError, RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+            log.warning("site %s: no runner for node %s (%s): node down", self.site_name,
+                        self.own[node], e)
+            self._node_down(node, "its runner does not answer")
+            return None
+
+    async def _poll(self, node: int) -> None:
+        name = self.own[node]
+        while True:
+            try:
+                runner = self.runners.get(node) or ray.get_actor(runner_name(name),
+                                                                 namespace=self.namespace)
+                self.runners[node] = runner
+                inc, after = self._cursor.get(node, ("", 0))
+                got_inc, ends = await asyncio.wait_for(
+                    runner.ends.remote(after, self.poll_s), self.poll_s + self.call_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a dead node, a restarting runner
+                if node not in self.down:
+                    log.warning("site %s: runner of %s does not answer (%s): node down",
+                                self.site_name, name, type(e).__name__)
+                self._node_down(node, f"node {name}'s runner does not answer")
+                await asyncio.sleep(1.0)
+                continue
+            if got_inc != inc:                  # a new runner: its ends start again at 1
+                self._cursor[node] = (got_inc, 0)
+                self._to_ack[node] = {}
+                if inc:
+                    continue
+            if node in self.down:
+                self.down.discard(node)
+                self.capacity.alive[node] = True
+                self.report_node(name, True)
+            for e in ends:
+                self._cursor[node] = (got_inc, max(self._cursor[node][1], e.seq))
+                self._on_end(node, e)
+            self._ack_committed(node)
+
+    def _on_end(self, node: int, e: RunEnd) -> None:
+        acks = self._to_ack.setdefault(node, {})
+        r = self._runs.get(e.key)
+        if r is None or r.run_id != e.run_id or r.node != node:
+            acks[e.seq] = (e.key, -1)                 # not ours (any more): just forget it
+            return
+        del self._runs[e.key]
+        self._release(r)
+        self.counts["ended"] += 1
+        acks[e.seq] = (e.key, e.run_id)
+        if e.kind == "killed" and not r.report_kill:
+            return
+        kind = e.kind if e.kind in ("completed", "failed") else "lost"
+        if r.report_kill:
+            kind = "lost"
+        self.report_end(Ended(*e.key, kind=kind, start_s=e.start, end_s=e.end,
+                              exit_code=e.exit_code, reason=e.reason))
+
+    def _ack_committed(self, node: int) -> None:
+        """Acknowledge the ends the committed schedule has (the run is no longer placed)."""
+        acks = self._to_ack.get(node)
+        if not acks or self.ledger is None:
+            return
+        done = []
+        for seq, (key, run_id) in acks.items():
+            ts = self.ledger.tasks.get(key[:2])
+            if run_id < 0 or ts is None or ts.placed_at.get(key[2]) != run_id:
+                done.append(seq)
+        for seq in done:
+            del acks[seq]
+        if done:
+            self._call(node, "ack", done)
+
+    def _release(self, r: _Run) -> None:
+        if r.slots is not None:
+            self.capacity.release(r.node, r.task.demand, r.slots)
+
+    def _node_down(self, node: int, reason: str) -> None:
+        if node in self.down:
+            return
+        self.down.add(node)
+        self.counts["node_down"] += 1
+        self.capacity.alive[node] = False
+        name = self.own[node]
+        for key, r in list(self._runs.items()):
+            if r.node == node:
+                del self._runs[key]
+                self._release(r)
+                now = self.now()
+                self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
+                                      reason=f"node {name}: {reason}"))
+        self.report_node(name, False)

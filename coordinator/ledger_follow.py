@@ -1,0 +1,63 @@
+"""Following the committed ledger as a client: a ledger query (the state at one version),
+then the update stream from the next version, applied with the very transitions the
+coordinator made (``agents.ledger_codec``). What ``agora up``'s progress line and
+``agora submit --follow`` read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from agents.ledger_codec import apply_update, restore_ledger
+
+log = logging.getLogger(__name__)
+
+
+async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
+    """Keep ``state['ledger']``, ``['version']`` and ``['round']`` current (forever; cancel
+    to stop). ``on_update(update)`` after each applied update. A stream that fails is
+    reopened from a fresh ledger query."""
+    cluster = config.load_cluster()
+    site_index = {s: i for i, s in enumerate(cluster.site_names)}
+    node_index = {n.name: i for i, n in enumerate(cluster.nodes)}
+    while True:
+        try:
+            view = await client.ledger()
+            state["ledger"] = restore_ledger(view, site_index, len(node_index),
+                                             cluster.faults.max_attempts)
+            state["version"], state["round"] = view.version, view.round.round
+            position = (view.version, 1 << 30)
+            async for u in client.watch(since_version=view.version):
+                if (u.version, u.sub) <= position:
+                    continue
+                position = (u.version, u.sub)
+                apply_update(state["ledger"], u, site_index, node_index)
+                state["version"], state["round"] = u.version, u.round.round
+                if on_update is not None:
+                    on_update(u)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the coordinator restarting, a view change
+            log.info("following the ledger: %s; again in 1 s", e)
+            await asyncio.sleep(1.0)
+
+
+def ledger_summary(state: dict) -> dict:
+    """Jobs by outcome, running instances, round and version ({} before the first query)."""
+    ledger = state.get("ledger")
+    if ledger is None:
+        return {}
+    by = {"pending": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
+    for js in ledger.jobs.values():
+        if js.outcome == "pending":
+            busy = any(ts.running for ts in js.tasks)
+            by["running" if busy else "pending"] += 1
+        elif js.outcome == "completed":
+            by["done"] += 1
+        elif js.outcome == "cancelled":
+            by["cancelled"] += 1
+        else:
+            by["failed"] += 1
+    by["instances_running"] = sum(ts.running for ts in ledger.tasks.values())
+    by["round"], by["version"] = state["round"], state["version"]
+    return by

@@ -1,0 +1,371 @@
+"""The commands people run against a live Agora (wired in by ``deploy/cli.py``):
+
+    agora submit JOBS.jsonl [--follow]      # prints the job ids; --follow waits for their end
+    agora jobs [--job J]                    # per job and task (per instance with --job)
+    agora logs JOB/TASK[/INSTANCE] [--follow] [--stderr]
+    agora cancel JOB [--reason TEXT]
+
+Each takes ``--config`` (an ``agora up`` config, default ``deploy/configs/up.yaml``, or a
+coordinator YAML) and ``--json``. Submissions and cancels are ordered by the coordinator and
+signed with the ``--client``'s key (default the operator's). ``agora jobs`` after
+``agora down`` reads the replicas' logs on disk (and says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
+
+STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
+
+
+def _common(p: argparse.ArgumentParser, *, client: bool = True) -> None:
+    p.add_argument("--config", default=DEFAULT_UP_CONFIG,
+                   help="an agora up config (default: %(default)s) or a coordinator YAML")
+    if client:
+        p.add_argument("--client", default=OPERATOR, help="client id to sign as")
+        p.add_argument("--keys", default=None, help="key file (default: the coordinator's)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def register(sub) -> None:
+    s = sub.add_parser("submit", help="submit jobs (JSON Lines, each task with a run) to a "
+                       "running Agora")
+    s.add_argument("jobs", help="jobs .jsonl (agents/workloads/native.py)")
+    s.add_argument("--follow", action="store_true", help="wait until they end, printing "
+                   "each end")
+    s.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="with --follow: give up after S seconds (exit 1)")
+    _common(s)
+    s.set_defaults(fn=cmd_submit)
+    j = sub.add_parser("jobs", help="jobs and their task instances (pending, running where, "
+                       "completed, failed, cancelled)")
+    j.add_argument("--job", help="one job, per instance")
+    _common(j)
+    j.set_defaults(fn=cmd_jobs)
+    lg = sub.add_parser("logs", help="the output of a task's instances")
+    lg.add_argument("what", metavar="JOB/TASK[/INSTANCE]")
+    lg.add_argument("--stderr", action="store_true", help="standard error instead of output")
+    lg.add_argument("--follow", action="store_true", help="go on printing until it ends")
+    _common(lg)
+    lg.set_defaults(fn=cmd_logs)
+    c = sub.add_parser("cancel", help="cancel a job: nothing more of it starts, running "
+                       "instances are killed")
+    c.add_argument("job")
+    c.add_argument("--reason", default="", help="kept with the job's outcome")
+    _common(c)
+    c.set_defaults(fn=cmd_cancel)
+
+
+# ---- submit --------------------------------------------------------------------------------
+def cmd_submit(a: argparse.Namespace) -> int:
+    from agents.workloads.native import read_jobs
+    t = target(a.config)
+    if not t.serving() or t.coordinator is None:
+        raise t.not_running()
+    wl = read_jobs(a.jobs, t.coordinator.load_cluster(), require_run=True)
+    now = time.time()
+    base = Path(a.jobs).resolve().parent
+    jobs = [replace(j, arrival=now, tasks=tuple(_absolute_cwd(x, base) for x in j.tasks),
+                    deadline=None if j.deadline is None else now + (j.deadline - j.arrival))
+            for j in wl.jobs]
+
+    async def go(client):
+        accepted, rejected = [], []
+        for k in range(0, len(jobs), 1000):
+            chunk = jobs[k:k + 1000]
+            res = await client.submit_jobs(chunk)
+            bad = _rejected_indices(res)
+            for i, job in enumerate(chunk):
+                (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))
+        ends = await _follow(client, t.coordinator, accepted, a) if a.follow and accepted \
+            else None
+        return accepted, rejected, ends
+
+    accepted, rejected, ends = run_live(t, go, a.client, a.keys)
+    if a.json:
+        print(json.dumps({"submitted": accepted, "rejected": [
+            {"job": j, "reason": r} for j, r in rejected], "ends": ends}, indent=1))
+    else:
+        for job_id, reason in rejected:
+            print(f"agora submit: job {job_id} refused: {reason}", file=sys.stderr)
+        if not a.follow:
+            for job_id in accepted:
+                print(job_id)
+    if rejected:
+        return 1
+    return 0 if ends is None or all(e["outcome"] == "completed" for e in ends.values()) else 1
+
+
+def _absolute_cwd(task, base: Path):
+    """A relative ``run.cwd`` is relative to the jobs file's folder (the nodes see the same
+    path when they share the file system; give absolute paths otherwise)."""
+    run = task.run
+    if run is None or run.cwd is None or Path(run.cwd).is_absolute():
+        return task
+    return replace(task, run=replace(run, cwd=str((base / run.cwd).resolve())))
+
+
+def _rejected_indices(res) -> dict[int, str]:
+    import re
+
+    out = {}
+    for r in res.rejections:
+        m = re.search(r"jobs\[(\d+)\]", r.field)
+        if m is not None:
+            out.setdefault(int(m.group(1)), f"{r.field}: {r.reason}")
+    return out
+
+
+async def _follow(client, config, job_ids: list[str], a) -> dict:
+    """Until every job of ``job_ids`` ended; prints each end; {job: {outcome, ...}}."""
+    from coordinator.ledger_follow import follow_ledger
+
+    state: dict = {"ledger": None}
+    ends: dict[str, dict] = {}
+    t0 = time.time()
+    task = asyncio.ensure_future(follow_ledger(client, config, state))
+    try:
+        while len(ends) < len(job_ids):
+            ledger = state["ledger"]
+            if ledger is not None:
+                for j in job_ids:
+                    js = ledger.jobs.get(j)
+                    if j in ends or js is None or js.outcome == "pending":
+                        continue
+                    ends[j] = {"outcome": js.outcome, "reason": js.reason,
+                               "seconds": round(time.time() - t0, 1)}
+                    if not a.json:
+                        why = f": {js.reason}" if js.reason else ""
+                        print(f"{j}: {js.outcome} after {ends[j]['seconds']:.1f} s{why}",
+                              flush=True)
+            if a.timeout is not None and time.time() - t0 > a.timeout:
+                if not a.json:
+                    print(f"agora submit: {len(job_ids) - len(ends)} job(s) still running "
+                          f"after {a.timeout:g} s", file=sys.stderr)
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+    return ends
+
+
+# ---- jobs ----------------------------------------------------------------------------------
+def cmd_jobs(a: argparse.Namespace) -> int:
+    t = target(a.config)
+    view, label = _ledger_view(t, a)
+    nodes = [n.name for n in t.coordinator.load_cluster().nodes]
+    rows = job_rows(view, nodes, t.out, only=a.job)
+    if a.job and not rows:
+        raise ValueError(f"--job: no job {a.job!r} at version {view.version}")
+    if a.json:
+        print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
+        return 0
+    print(f"{label}: schedule version {view.version}, {len(view.jobs)} jobs")
+    print_jobs(rows, per_instance=a.job is not None)
+    return 0
+
+
+def _ledger_view(t, a):
+    """(LedgerView, where it came from): live when serving, else from the logs on disk."""
+    if t.serving():
+        async def go(client):
+            return await client.ledger()
+        return run_live(t, go, a.client, a.keys), "live"
+    if t.coordinator is None:
+        raise t.not_running()
+    from coordinator.offline import offline_ledger
+
+    view, how = offline_ledger(t.coordinator)
+    return view, f"offline ({how})"
+
+
+def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None) -> list[dict]:
+    """Per job, per task: outcome, instance states, where they run; per instance too."""
+    from protos.convert import job_from_proto
+
+    rows = []
+    for rec in view.jobs:
+        if only is not None and rec.job.id != only:
+            continue
+        job = job_from_proto(rec.job, "job")
+        tasks = []
+        for t, tr in zip(job.tasks, rec.tasks):
+            place = {p.instance: p for p in tr.running}
+            fails = dict(zip(tr.failed_instance, tr.failed_attempts))
+            inst = []
+            for i, s in enumerate(tr.states):
+                row = {"instance": i, "state": STATE_NAMES.get(s, str(s)),
+                       "failed_attempts": fails.get(i, 0)}
+                if i in place:
+                    p = place[i]
+                    row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
+                               run=p.version)
+                    started = _run_started(out, nodes[p.node], job.id, t.id, i, p.version)
+                    if started is not None:
+                        row["since"] = started
+                if s == 4 or fails.get(i):
+                    row.update(_last_end(out, job.id, t.id, i))
+                inst.append(row)
+            tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
+                          "instances": inst})
+        rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
+                     "reason": rec.reason, "tasks": tasks})
+    return rows
+
+
+def _run_started(out: Path | None, node: str, job: str, task: str, inst: int,
+                 run: int) -> float | None:
+    """When the run started, from its folder (local runs only)."""
+    if out is None:
+        return None
+    from agents.cluster.node_runner import run_folder
+
+    try:
+        return (run_folder(out / "runs", node, job, task, inst, run) / "pid").stat().st_mtime
+    except OSError:
+        return None
+
+
+def _last_end(out: Path | None, job: str, task: str, inst: int) -> dict:
+    """Exit code and reason of the instance's last ended run (local runs only)."""
+    if out is None:
+        return {}
+    ends = []
+    for end in (out / "runs").glob(f"*/{_q(job)}/{_q(task)}/{inst}-*/end.json"):
+        try:
+            e = json.loads(end.read_text())
+            ends.append((int(end.parent.name.split("-")[-1]), e))
+        except (OSError, ValueError):
+            continue
+    if not ends:
+        return {}
+    _, e = max(ends, key=lambda x: x[0])
+    return {"exit_code": e.get("exit_code"), "last_reason": e.get("reason", "")}
+
+
+def _q(s: str) -> str:
+    from glob import escape
+    from urllib.parse import quote
+
+    return escape(quote(s, safe=""))
+
+
+def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
+    print(f"{'JOB':<20} {'TASK':<14} {'STATE':<13} {'INSTANCES':<30} WHERE")
+    for r in rows:
+        for t in r["tasks"]:
+            counts: dict[str, int] = {}
+            where: dict[str, int] = {}
+            for i in t["instances"]:
+                counts[i["state"]] = counts.get(i["state"], 0) + 1
+                if i["state"] == "running":
+                    where[i["node"]] = where.get(i["node"], 0) + 1
+            summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+            place = ", ".join(f"{n} x{k}" if k > 1 else n for n, k in where.items())
+            state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not where \
+                else "running"
+            print(f"{r['job']:<20} {t['task']:<14} {state:<13} {summary:<30} {place}")
+            if per_instance:
+                for i in t["instances"]:
+                    extra = ""
+                    if i["state"] == "running":
+                        since = (time.strftime("%H:%M:%S", time.localtime(i["since"]))
+                                 if "since" in i else f"run {i['run']}")
+                        extra = f"on {i['node']} since {since}"
+                    if "exit_code" in i:
+                        extra += f" exit code {i['exit_code']} ({i.get('last_reason', '')})"
+                    if i["failed_attempts"]:
+                        extra += f" failed attempts {i['failed_attempts']}"
+                    print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")
+        if r["outcome"] not in ("pending", "completed") and r["reason"]:
+            print(f"{'':<20} -> {r['outcome']}: {r['reason']}")
+
+
+# ---- logs ----------------------------------------------------------------------------------
+def cmd_logs(a: argparse.Namespace) -> int:
+    parts = a.what.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"{a.what!r}; expected JOB/TASK or JOB/TASK/INSTANCE")
+    job, task = parts[0], parts[1]
+    inst = None
+    if len(parts) == 3:
+        if not parts[2].isdigit():
+            raise ValueError(f"instance {parts[2]!r}; expected a number (0, 1, ...)")
+        inst = int(parts[2])
+    t = target(a.config)
+    if t.out is None:
+        raise ValueError("agora logs reads the runs' folders of an agora up: pass its config "
+                         "(--config), not a coordinator YAML")
+    stream = "stderr" if a.stderr else "stdout"
+    runs = latest_runs(t.out / "runs", job, task, inst)
+    if not runs:
+        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, or "
+                         f"another job/task name)")
+    offsets = {k: 0 for k in runs}
+    while True:
+        for (i, run), folder in sorted(runs.items()):
+            path = folder / stream
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offsets[(i, run)])
+                    data = f.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                if len(runs) > 1 and not a.json:
+                    sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
+                offsets[(i, run)] += len(data)
+                if a.json:
+                    print(json.dumps({"instance": i, "run": run,
+                                      "text": data.decode(errors="replace")}))
+                else:
+                    sys.stdout.write(data.decode(errors="replace"))
+                sys.stdout.flush()
+        if not a.follow or all((f / "end.json").exists() for f in runs.values()):
+            return 0
+        time.sleep(0.5)
+        runs = latest_runs(t.out / "runs", job, task, inst) or runs
+        for k in runs:
+            offsets.setdefault(k, 0)
+
+
+def latest_runs(root: Path, job: str, task: str, inst: int | None) -> dict:
+    """(instance, run) -> folder of each instance's latest run, on any node."""
+    best: dict[int, tuple[int, Path]] = {}
+    pattern = f"*/{_q(job)}/{_q(task)}/{inst if inst is not None else '*'}-*"
+    for folder in root.glob(pattern):
+        try:
+            i, run = (int(x) for x in folder.name.split("-"))
+        except ValueError:
+            continue
+        if i not in best or run > best[i][0]:
+            best[i] = (run, folder)
+    return {(i, run): folder for i, (run, folder) in best.items()}
+
+
+# ---- cancel --------------------------------------------------------------------------------
+def cmd_cancel(a: argparse.Namespace) -> int:
+    t = target(a.config)
+
+    async def go(client):
+        return await client.cancel_job(a.job, a.reason)
+
+    res = run_live(t, go, a.client, a.keys)
+    if res.rejections:
+        r = res.rejections[0]
+        raise ValueError(f"{r.field}: {r.reason}")
+    if a.json:
+        print(json.dumps({"cancelled": a.job, "version": res.version}))
+    else:
+        print(f"cancelled {a.job} at version {res.version}; its running instances are "
+              f"being killed")
+    return 0
+

@@ -1,0 +1,265 @@
+"""``agora up`` / ``agora down``: Agora as a long-running service.
+
+``agora up --config FILE`` starts the coordinator replicas (resuming the state under
+``out/coordinator`` when there is one: their logs are the system's state), Ray (a local Ray,
+a local multi-node Ray, or the cluster at ``ray.address``), a runner on every node and an
+autonomous agent per site, then keeps running -- printing a progress line -- until Ctrl-C,
+SIGTERM or ``agora down --config FILE``, and stops cleanly. ``--detach`` starts it in the
+background and returns once it is ready.
+
+Files under ``out``: ``agora.pid`` (the serving process), ``ready.json`` (written once it
+serves: pid, config, coordinator config), ``agora.log`` (a detached service's output),
+``coordinator/`` (replica databases, keys, the coordinator config clients use), ``runs/``
+(each instance's folder: its command's stdout and stderr, its end).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("agora.live")
+
+READY, PID, LOG = "ready.json", "agora.pid", "agora.log"
+
+
+def pid_alive(pid: int) -> bool:
+    """Does ``pid`` run (a zombie nobody reaped does not)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+def running_service(out: Path) -> dict | None:
+    """The service serving from ``out`` ({pid, config, coordinator, ...}), or None when none
+    is (no ready file, or its process is gone)."""
+    try:
+        info = json.loads((out / READY).read_text())
+        return info if pid_alive(int(info["pid"])) else None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def starting_pid(out: Path) -> int | None:
+    """The pid of a service starting or serving from ``out``, if its process lives."""
+    try:
+        pid = int((out / PID).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+class _Stop:
+    """SIGINT and SIGTERM set the event (the main thread then stops the system)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on)
+
+    def _on(self, signum, _frame) -> None:
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+
+
+def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
+    """Run the live service of ``cfg`` (an ``UpConfig``) until stopped; the exit status."""
+    from agents.cluster.ray_executor import RayExecutorSpec
+    from deploy.launch import bring_up
+    from deploy.replay import policy_arrays
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    other = starting_pid(out)
+    if other is not None and other != os.getpid():
+        echo(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
+             f"agora down --config {cfg.source}", file=sys.stderr)
+        return 1
+    (out / PID).write_text(str(os.getpid()))
+    (out / READY).unlink(missing_ok=True)
+    stop = _Stop()
+    stop.install()
+    system = None
+    try:
+        cluster = cfg.load_cluster()
+        weights, pconf = policy_arrays(cfg.policy)
+        if cfg.comm is not None:
+            pconf = {**pconf, "comm": cfg.comm}
+        spec = cfg.cluster if cfg.cluster == "default" else str(Path(cfg.cluster).resolve())
+        resumed = (out / "coordinator" / "data").is_dir()
+        echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "
+             f"{cfg.replicas} replicas; state {out}{' (resumed)' if resumed else ''}")
+        t0 = time.perf_counter()
+        system = bring_up(cfg, cluster, spec, out, weights=weights, policy_config=pconf,
+                          executor_spec=RayExecutorSpec(namespace="agora"), live=True)
+        if stop.event.is_set():
+            return _stopped(system, out, echo, stop)
+        info = {"pid": os.getpid(), "config": str(cfg.source), "out": str(out),
+                "coordinator": str(out / "coordinator" / "coordinator.yaml"),
+                "sites": list(cluster.site_names), "started": time.time()}
+        (out / READY).write_text(json.dumps(info))
+        echo(f"Agora is up in {time.perf_counter() - t0:.0f} s. Submit jobs with: agora "
+             f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
+             f"--config {cfg.source}")
+        follower = Follower(system)
+        line = ProgressLine(echo)
+        while not stop.event.wait(progress_s):
+            line.show(follower.summary())
+        line.close()
+        follower.close()
+        return _stopped(system, out, echo, stop)
+    except KeyboardInterrupt:
+        return _stopped(system, out, echo, stop)
+    except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
+        log.debug("agora up failed", exc_info=True)
+        echo(f"agora up: could not start: {type(e).__name__}: {e}", file=sys.stderr)
+        _close(system, out)
+        return 1
+
+
+def _stopped(system, out: Path, echo, stop: _Stop) -> int:
+    echo(f"agora up: stopping ({stop.signal or 'interrupted'}) ...", file=sys.stderr)
+    _close(system, out)
+    echo(f"agora up: stopped; the state stays in {out} (agora up resumes it, agora jobs "
+         f"reads it)", file=sys.stderr)
+    return 0
+
+
+def _close(system, out: Path) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)        # a second Ctrl-C must not cut the stop
+    try:
+        if system is not None:
+            system.close()
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        log.debug("closing the system failed", exc_info=True)
+    finally:
+        (out / READY).unlink(missing_ok=True)
+        try:
+            if int((out / PID).read_text()) == os.getpid():
+                (out / PID).unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                          else signal.SIG_DFL)
+
+
+class Follower:
+    """The committed ledger, followed by the operator's client: a ledger query, then the
+    update stream (what the progress line counts)."""
+
+    def __init__(self, system) -> None:
+        from coordinator.ledger_follow import follow_ledger
+
+        self.system = system
+        self.state = {"ledger": None, "version": 0, "round": 0}
+        self.future = system.loop.spawn(follow_ledger(system.operator, system.group.config,
+                                                      self.state))
+
+    def summary(self) -> dict:
+        from coordinator.ledger_follow import ledger_summary
+
+        return ledger_summary(self.state)
+
+    def close(self) -> None:
+        self.future.cancel()
+
+
+class ProgressLine:
+    """A line rewritten in place on a terminal; a line every ``every_s`` in a log."""
+
+    def __init__(self, echo, every_s: float = 15.0) -> None:
+        self.tty = sys.stderr.isatty()
+        self.every_s, self.t = every_s, 0.0
+
+    def show(self, s: dict) -> None:
+        if not s:
+            return
+        line = (f"jobs: {s['pending']} pending, {s['running']} running, {s['done']} done, "
+                f"{s['failed']} failed, {s['cancelled']} cancelled | instances running "
+                f"{s['instances_running']} | round {s['round']} | version {s['version']}")
+        if self.tty:
+            print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - self.t >= self.every_s:
+            self.t = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
+    """Start ``agora up --config`` in the background (its output in ``out/agora.log``) and
+    return once it serves."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    other = starting_pid(out)
+    if other is not None:
+        print(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
+              f"agora down --config {config_arg}", file=sys.stderr)
+        return 1
+    logf = open(out / LOG, "ab")
+    p = subprocess.Popen([sys.executable, "-m", "deploy.cli", "up", "--config", config_arg],
+                         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                         start_new_session=True, cwd=os.getcwd())
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = running_service(out)
+        if info is not None and info["pid"] == p.pid:
+            print(f"Agora is up (pid {p.pid}, log {out / LOG}); agora down --config "
+                  f"{config_arg} stops it")
+            return 0
+        if p.poll() is not None:
+            tail = (out / LOG).read_text(errors="replace").strip().splitlines()[-5:]
+            print(f"agora up: the service exited ({p.returncode}) before it was ready; "
+                  f"the end of {out / LOG}:", file=sys.stderr)
+            for line in tail:
+                print("  " + line, file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"agora up: not ready after {timeout_s:.0f} s (pid {p.pid} goes on starting; "
+          f"see {out / LOG})", file=sys.stderr)
+    return 1
+
+
+def down(cfg, config_arg: str, *, timeout_s: float = 90.0) -> int:
+    """Stop the service serving from ``cfg.out`` (SIGTERM, then SIGKILL after
+    ``timeout_s``)."""
+    out = Path(cfg.out)
+    pid = starting_pid(out)
+    if pid is None:
+        print(f"agora down: nothing is running from {out} (agora up --config {config_arg} "
+              f"starts it)")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.3)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        print(f"agora down: pid {pid} did not stop in {timeout_s:.0f} s; killed it",
+              file=sys.stderr)
+        return 1
+    print(f"agora down: stopped pid {pid}; the state stays in {out}")
+    return 0

@@ -1,0 +1,105 @@
+"""How the user commands (``agora submit``, ``jobs``, ``logs``, ``cancel``, ``schedule``,
+``status``) reach Agora: ``--config`` names either an ``agora up`` configuration (the
+coordinator's config and keys are then under its ``out/coordinator``) or a coordinator
+YAML. When nothing serves, a command that writes says so in one line (``NotRunning``), and a
+command that reads answers from the replicas' logs on disk instead (labelled offline)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_UP_CONFIG = str(Path(__file__).parent / "configs" / "up.yaml")
+OPERATOR = "operator"
+
+
+class NotRunning(Exception):
+    """Nothing answers: the message says where it looked and how to start it."""
+
+
+@dataclass
+class Target:
+    config_arg: str
+    coordinator: object
+    """its ``CoordinatorConfig`` (None: no coordinator was ever set up there)"""
+    out: Path | None
+    """the ``agora up`` output folder (None: a bare coordinator YAML)"""
+    up: object | None = None
+    """the ``UpConfig`` (None for a coordinator YAML)"""
+
+    @property
+    def addresses(self) -> str:
+        return ", ".join(self.coordinator.replicas) if self.coordinator else "-"
+
+    def not_running(self) -> NotRunning:
+        where = f"at {self.addresses}" if self.coordinator else f"from {self.out}"
+        return NotRunning(f"nothing is running {where}; start it with agora up --config "
+                          f"{self.config_arg}")
+
+    def serving(self) -> bool:
+        """Is an ``agora up`` serving it (always assumed for a bare coordinator YAML)?"""
+        if self.out is None:
+            return True
+        from deploy.live import running_service
+
+        return running_service(self.out) is not None
+
+    def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
+        from coordinator.client import CoordinatorClient
+        from coordinator.server import load_keys
+
+        if self.coordinator is None:
+            raise self.not_running()
+        c = self.coordinator
+        keys = load_keys(Path(keys_file) if keys_file else c.path(c.keys_file))
+        return CoordinatorClient(c, keys, client_id, timeout_s=15.0)
+
+
+def target(config_arg: str) -> Target:
+    """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``)."""
+    import yaml
+
+    from coordinator.config import load_config
+
+    p = Path(config_arg)
+    if not p.is_file():
+        raise FileNotFoundError(f"--config: {config_arg} is not a file; expected an agora up "
+                                f"config (e.g. {DEFAULT_UP_CONFIG}) or a coordinator YAML")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("replicas"), list):
+        return Target(config_arg, load_config(p), None)
+    from deploy.up_config import load_up_config
+
+    up = load_up_config(p)
+    out = Path(up.out)
+    cpath = out / "coordinator" / "coordinator.yaml"
+    coordinator = load_config(cpath) if cpath.is_file() else None
+    return Target(config_arg, coordinator, out, up)
+
+
+def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):
+    """``coro_fn(client)`` against the running coordinator; ``NotRunning`` when nothing
+    serves or no replica answers."""
+    from coordinator.client import CoordinatorError
+
+    if not t.serving():
+        raise t.not_running()
+    client = t.client(client_id, keys_file)
+
+    async def main():
+        async with client:
+            return await coro_fn(client)
+
+    try:
+        return asyncio.run(main())
+    except CoordinatorError as e:
+        import grpc
+
+        if e.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise NotRunning(f"nothing answers at {t.addresses} ({e.code.name}); start it "
+                             f"with agora up --config {t.config_arg}") from None
+        raise

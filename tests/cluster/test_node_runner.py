@@ -1,0 +1,139 @@
+"""The per-node runner on a real local Ray: commands run as Ray tasks pinned to the runner's
+node with their environment and logs, exit codes and timeouts are reported, kills stop the
+process group, starts are idempotent, ends wait for acknowledgement, and a restarted runner
+reports what its predecessor left."""
+
+import json
+import os
+import sys
+import time
+
+import pytest
+import ray
+
+from agents.cluster.node_runner import (RayNodeRunner, RunRequest, node_resource, run_folder,
+                                        runner_name)
+
+NODE = "site-a/n0"
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    ray.init(num_cpus=2, resources={node_resource(NODE): 1}, include_dashboard=False,
+             log_to_driver=False, namespace="agora-test-runner")
+    h = RayNodeRunner.options(name=runner_name(NODE), num_cpus=0,
+                              resources={node_resource(NODE): 0.001}, max_restarts=-1,
+                              max_concurrency=100).remote(NODE, str(root))
+    yield h, root
+    ray.shutdown()
+
+
+def req(job, argv, *, instance=0, run_id=1, timeout_s=None, attempt=1, env=()):
+    return RunRequest(job=job, task="t", instance=instance, run_id=run_id, attempt=attempt,
+                      argv=tuple(argv), env=tuple(env), cwd=None, timeout_s=timeout_s,
+                      cpu=0.5, mem_mib=16, gpus=0.0, site="site-a", node=NODE)
+
+
+def wait_end(h, job, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        _inc, ends = ray.get(h.ends.remote(0, 1.0))
+        for e in ends:
+            if e.job == job:
+                return e
+    raise AssertionError(f"no end of {job}")
+
+
+PY = sys.executable
+
+
+@pytest.mark.timeout(120)
+def test_a_run_gets_its_identity_runs_on_the_node_and_keeps_its_output(runner):
+    h, root = runner
+    script = ("import os, ray; print(os.environ['AGORA_JOB'], os.environ['AGORA_INSTANCE'], "
+              "os.environ['AGORA_NODE'], os.environ['AGORA_ATTEMPT'], os.environ['X'])")
+    assert ray.get(h.start.remote(req("j1", [PY, "-c", script], instance=2, attempt=3,
+                                      env=[("X", "hello")]))) == "started"
+    e = wait_end(h, "j1")
+    assert (e.kind, e.exit_code) == ("completed", 0)
+    assert e.ray_node == ray.get(h.ping.remote())
+    folder = run_folder(root, NODE, "j1", "t", 2, 1)
+    assert (folder / "stdout").read_text().split() == ["j1", "2", NODE, "3", "hello"]
+    assert json.loads((folder / "end.json").read_text())["kind"] == "completed"
+    out, done = ray.get(h.read_log.remote("j1", "t", 2, 1))
+    assert out.split() == [b"j1", b"2", NODE.encode(), b"3", b"hello"] and done
+
+
+@pytest.mark.timeout(120)
+def test_exit_codes_timeouts_and_missing_programs_are_failed_attempts(runner):
+    h, _ = runner
+    ray.get(h.start.remote(req("j2", [PY, "-c", "import sys; sys.exit(7)"])))
+    e = wait_end(h, "j2")
+    assert (e.kind, e.exit_code, e.reason) == ("failed", 7, "exit code 7")
+    ray.get(h.start.remote(req("j3", [PY, "-c", "import time; time.sleep(60)"],
+                               timeout_s=1.0)))
+    e = wait_end(h, "j3")
+    assert e.kind == "failed" and "timed out after 1 s" in e.reason and e.end - e.start < 30
+    ray.get(h.start.remote(req("j4", ["/no/such/program"])))
+    e = wait_end(h, "j4")
+    assert (e.kind, e.exit_code) == ("failed", 127) and "cannot start" in e.reason
+
+
+@pytest.mark.timeout(120)
+def test_a_kill_stops_the_process_group_and_a_start_is_idempotent(runner, tmp_path):
+    h, root = runner
+    marker = tmp_path / "child.pid"
+    script = (f"import os, subprocess, time; p = subprocess.Popen(['sleep', '60']); "
+              f"open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    r = req("j5", [PY, "-c", script])
+    assert ray.get(h.start.remote(r)) == "started"
+    assert ray.get(h.start.remote(r)) == "running"
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ray.get(h.kill.remote("j5", "t", 0, 1, "cancelled"))
+    e = wait_end(h, "j5")
+    assert (e.kind, e.reason) == ("killed", "cancelled")
+    child = int(marker.read_text())
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):      # the grandchild died with the group
+        os.kill(child, 0)
+    assert ray.get(h.start.remote(r)) == "ended"  # the same run never starts twice
+
+
+@pytest.mark.timeout(120)
+def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_left(runner):
+    h, root = runner
+    ray.get(h.start.remote(req("j6", [PY, "-c", "pass"])))
+    e = wait_end(h, "j6")
+    _inc, again = ray.get(h.ends.remote(0, 0.1))
+    assert any(x.seq == e.seq for x in again)
+    ray.get(h.ack.remote([e.seq]))
+    _inc, after = ray.get(h.ends.remote(0, 0.1))
+    assert all(x.job != "j6" for x in after)
+    # a run in flight and an unacknowledged end survive the runner's death
+    ray.get(h.start.remote(req("j7", [PY, "-c", "pass"])))
+    wait_end(h, "j7")
+    ray.get(h.start.remote(req("j8", [PY, "-c", "import time; time.sleep(60)"])))
+    folder = run_folder(root, NODE, "j8", "t", 0, 1)
+    deadline = time.time() + 30
+    while not (folder / "pid").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    inc0 = ray.get(h.snapshot.remote())["incarnation"]
+    ray.kill(h, no_restart=False)
+    deadline = time.time() + 60
+    while True:
+        try:
+            snap = ray.get(h.snapshot.remote(), timeout=5)
+            if snap["incarnation"] != inc0:
+                break
+        except Exception:  # noqa: BLE001 - restarting
+            pass
+        assert time.time() < deadline, "the runner did not come back"
+        time.sleep(0.5)
+    ended = {x.job: x for x in snap["ended"]}
+    assert ended["j7"].kind == "completed"             # reported again: never acknowledged
+    assert ended["j8"].kind == "lost"                  # it died with its owner
+    assert "j6" not in ended                           # acknowledged: gone for good
+    assert snap["running"] == []

@@ -1,0 +1,335 @@
+"""Offline reads (coordinator/offline.py): after the group stopped, the schedule rebuilt from
+the replicas' SQLite logs answers as the live group did, byte for byte; a replica stopped
+early is reported behind; logs of f+1 replicas missing, corrupt or tampered with never yield
+a wrong answer (an OfflineError with one clear line instead, or the good majority's state).
+
+Two groups of four real replica processes, each run once per module and then stopped:
+``full`` keeps its whole log (no checkpoint is taken), ``lagging`` checkpoints every 4
+sequence numbers (its logs are truncated) and has replica 3 killed halfway. Each test
+reads (a copy of) what they left on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import load_config
+from coordinator.local_group import LocalGroup
+from coordinator.offline import OfflineError, read_offline
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1.pbft_pb2 import PrePrepare
+from tests.coordinator.test_coordinator_grpc import close_round, completed, decision, job
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
+CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
+
+
+# ---- helpers (and test_coordinator_grpc.py's job, decision, completed, close_round) ----
+
+def make_group(tmp: Path, **config) -> LocalGroup:
+    # No round or site timers: nothing is ordered once the test's clients are done.
+    return LocalGroup(tmp, n=4, clients=CLIENTS, key_seed=b"test-offline",
+                      cluster=str(CLUSTER), batch_size=8, batch_timeout_s=0.001,
+                      view_change_timeout_s=0.5, request_timeout_s=8.0,
+                      round_timeout_s=3600.0, site_timeout_s=3600.0, **config)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+async def settled(g: LocalGroup, live: list[int]) -> int:
+    """Wait until the replicas ``live`` executed the same sequence number; it."""
+    async with g.client("operator") as op:
+        deadline = time.monotonic() + 30
+        while True:
+            ss = await op.status()
+            done = [s.last_executed for i, s in enumerate(ss)
+                    if i in live and not isinstance(s, str)]
+            if len(done) == len(live) and len(set(done)) == 1:
+                return done[0]
+            assert time.monotonic() < deadline, f"replicas never settled: {ss}"
+            await asyncio.sleep(0.2)
+
+
+QUERIES = {
+    "all": pb.Query(schedule=pb.ScheduleQuery(all=True)),
+    "site": pb.Query(schedule=pb.ScheduleQuery(site="west")),
+    "job": pb.Query(schedule=pb.ScheduleQuery(job_id="j1")),
+    "since": pb.Query(schedule=pb.ScheduleQuery(since_version=3)),
+    "ledger": pb.Query(ledger=pb.LedgerQuery()),
+    "status": pb.Query(job_status=pb.JobStatusQuery(job_id="j1")),
+    "no_job": pb.Query(job_status=pb.JobStatusQuery(job_id="nope")),
+}
+
+
+async def live_answers(op) -> dict[str, bytes]:
+    return {k: (await op.query(q)).SerializeToString(deterministic=True)
+            for k, q in QUERIES.items()}
+
+
+def offline_answers(view) -> dict[str, bytes]:
+    return {k: view.query(q).SerializeToString(deterministic=True) for k, q in QUERIES.items()}
+
+
+@dataclass
+class Run:
+    """What a group left: its folder (config, keys, data) and what the live group said."""
+    dir: Path
+    executed: int
+    answers: dict[str, bytes]
+    allocations: list[pb.Allocation]
+    behind_at: int = 0
+
+    def copy(self, dest: Path):
+        shutil.copytree(self.dir, dest)
+        return load_config(dest / "coordinator.yaml")
+
+
+def db(config, i: int) -> Path:
+    return config.database(i)
+
+
+def files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes (``-shm``: only present)."""
+    return {str(p.relative_to(folder)): ("shm" if p.name.endswith("-shm") else
+                                         hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tamper(path: Path, job_id: str, new_id: str) -> int:
+    """Rename job ``job_id`` in the committed request that submitted it, in replica database
+    ``path`` (the pre-prepare keeps its old digest); the sequence number changed."""
+    con = sqlite3.connect(path)
+    try:
+        for view, seq, msg in con.execute("SELECT view, seq, msg FROM pre_prepare "
+                                          "ORDER BY seq").fetchall():
+            pp = PrePrepare.FromString(msg)
+            for req in pp.requests:
+                cmd = pb.Command.FromString(req.op)
+                if cmd.WhichOneof("kind") != "submit_jobs":
+                    continue
+                hit = [j for j in cmd.submit_jobs.jobs if j.id == job_id]
+                if hit:
+                    hit[0].id = new_id
+                    req.op = cmd.SerializeToString()
+                    con.execute("UPDATE pre_prepare SET msg = ? WHERE view = ? AND seq = ?",
+                                (pp.SerializeToString(), view, seq))
+                    con.commit()
+                    return seq
+    finally:
+        con.close()
+    raise AssertionError(f"no committed submit of {job_id} in {path}")
+
+
+def meta(path: Path, key: str) -> int:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if key == "stable":
+            row = con.execute("SELECT seq FROM stable").fetchone()
+        else:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else 0
+    finally:
+        con.close()
+
+
+# ---- the two runs ----
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> Run:
+    """Four replicas, every one to the end; no checkpoint (interval 64), whole logs."""
+    g = make_group(tmp_path_factory.mktemp("full"), checkpoint_interval=64,
+                   watermark_window=256)
+
+    async def go():
+        async with g.client("site:east") as east, g.client("site:west") as west, \
+                g.client("operator") as op:
+            r = await op.submit_jobs([job("j1"), job("j2", "west", n=2)])
+            assert r.accepted == 2
+            t = await close_round(g, r.round, {
+                "east": decision("east", r.round, ("j1", "map", 2, 5)),
+                "west": decision("west", r.round, ("j1", "map", 4, 9), ("j2", "map", 2, 4))})
+            assert {a.job_id for a in t.allocations} == {"j1", "j2"}
+            done = await west.submit_round(pb.SiteRound(site="west",
+                                                        ends=completed("j1", "map", 0, 1)))
+            assert done.accepted == 2
+            r = await east.submit_jobs([job("j3")])     # the last command
+            assert r.accepted == 1
+            await settled(g, [0, 1, 2, 3])
+            answers = await live_answers(op)
+            allocations = list((await op.schedule(all=True)).schedule.allocations)
+            return await settled(g, [0, 1, 2, 3]), answers, allocations
+
+    with g.serving():
+        executed, answers, allocations = run(go())
+    return Run(g.tmp, executed, answers, allocations)
+
+
+@pytest.fixture(scope="module")
+def lagging(tmp_path_factory) -> Run:
+    """Checkpoints every 4 sequence numbers; replica 3 killed (SIGKILL) after the first
+    round, the others go on for several checkpoints more."""
+    g = make_group(tmp_path_factory.mktemp("lagging"), checkpoint_interval=4,
+                   watermark_window=16)
+
+    async def go():
+        async with g.client("site:east") as east, g.client("site:west") as west, \
+                g.client("operator") as op:
+            r = await east.submit_jobs([job("j1")])
+            await close_round(g, r.round, {
+                "west": decision("west", r.round, ("j1", "map", 4, 9))})
+            behind_at = await settled(g, [0, 1, 2, 3])
+            g.kill(3)
+            await west.submit_round(pb.SiteRound(site="west",
+                                                 ends=completed("j1", "map", 0, 1, 2, 3)))
+            for k in range(3):
+                r = await east.submit_jobs([job(f"k{k}", n=2)])
+                await close_round(g, r.round, {
+                    "west": decision("west", r.round, (f"k{k}", "map", 2, 3))})
+            await settled(g, [0, 1, 2])
+            answers = await live_answers(op)
+            allocations = list((await op.schedule(all=True)).schedule.allocations)
+            return await settled(g, [0, 1, 2]), answers, allocations, behind_at
+
+    with g.serving():
+        executed, answers, allocations, behind_at = run(go())
+    return Run(g.tmp, executed, answers, allocations, behind_at)
+
+
+# ---- the tests ----
+
+@pytest.mark.timeout(240)
+def test_offline_answers_are_the_live_answers_and_nothing_on_disk_changes(full):
+    cfg = load_config(full.dir / "coordinator.yaml")
+    data = cfg.path(cfg.data_dir)
+    before = files(data)
+    t0 = time.perf_counter()
+    view = read_offline(cfg)
+    took = time.perf_counter() - t0
+    assert files(data) == before, "reading must create or change no file"
+    assert view.agreed == [0, 1, 2, 3] and not (view.missing or view.behind
+                                                 or view.disagreeing or view.ahead)
+    assert view.executed == full.executed
+    assert offline_answers(view) == full.answers
+    assert list(view.schedule(all=True).schedule.allocations) == full.allocations
+    assert view.version == view.schedule().version == view.ledger().version
+    assert view.job_status("j3").job_status.job_id == "j3"
+    assert view.schedule(task=("j1", "map")).schedule.allocations
+    assert "agreed by replicas 0, 1, 2, 3 of 4" in view.describe()
+    print(f"rebuilt 4 logs of {full.executed} sequence numbers in {took * 1000:.0f} ms")
+
+
+@pytest.mark.timeout(240)
+def test_a_replica_stopped_early_is_reported_behind_and_the_answer_is_the_live_one(lagging):
+    cfg = load_config(lagging.dir / "coordinator.yaml")
+    data = cfg.path(cfg.data_dir)
+    assert Path(f"{db(cfg, 3)}-wal").exists(), "replica 3 was killed: its WAL is left"
+    before = files(data)
+    view = read_offline(cfg)
+    assert files(data) == before, "reading must create or change no file"
+    assert view.agreed == [0, 1, 2]
+    assert view.behind == [3] and not view.missing and not view.disagreeing
+    assert view.replicas[3].executed == lagging.behind_at < view.executed
+    assert view.executed == lagging.executed
+    # the logs were truncated at checkpoints: rebuilt from a checkpoint, then the log
+    assert all(view.replicas[i].stable > 0 for i in (0, 1, 2))
+    assert offline_answers(view) == lagging.answers
+    assert list(view.schedule(all=True).schedule.allocations) == lagging.allocations
+    assert "replica 3: behind" in view.describe()
+
+
+@pytest.mark.timeout(240)
+def test_a_tampered_log_is_outvoted(full, tmp_path):
+    cfg = full.copy(tmp_path / "g")
+    tamper(db(cfg, 0), "j1", "jX")
+    view = read_offline(cfg)
+    assert view.agreed == [1, 2, 3] and view.disagreeing == [0]
+    assert view.replicas[0].status in ("disagreeing", "failed")
+    assert offline_answers(view) == full.answers
+    assert "replica 0: disagreeing" in view.describe()
+
+
+@pytest.mark.timeout(240)
+def test_too_few_readable_logs_is_a_one_line_error(full, tmp_path):
+    cfg = full.copy(tmp_path / "g")
+    db(cfg, 0).unlink()
+    db(cfg, 1).unlink()
+    db(cfg, 2).write_bytes(b"not an sqlite database " * 200)
+    with pytest.raises(OfflineError) as e:
+        read_offline(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"only 1 of 4 replica logs readable under {cfg.path(cfg.data_dir)}; "
+                          f"need f+1 = 2")
+    assert "replica 0: missing" in msg and "replica 2: unreadable" in msg
+
+
+@pytest.mark.timeout(240)
+def test_f_plus_1_bad_logs_give_an_error_not_a_wrong_answer(full, lagging, tmp_path):
+    # full: replica 0 tampered, 1 and 2 gone: the good one left (3) has no partner
+    cfg = full.copy(tmp_path / "a")
+    tamper(db(cfg, 0), "j1", "jX")
+    db(cfg, 1).unlink()
+    db(cfg, 2).write_bytes(b"\0" * 4096)
+    with pytest.raises(OfflineError) as e:
+        read_offline(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("no f+1 = 2 of the 4 replica logs")
+    assert f"at sequence {full.executed}: replica 0 alone, replica 3 alone" in msg
+    # lagging: f+1 = 2 logs gone; of the two left, replica 2 executed further but its log
+    # starts after its stable checkpoint, above where replica 3 stopped: they cannot be
+    # compared anywhere, and replica 2 alone does not count.
+    cfg = lagging.copy(tmp_path / "b")
+    assert meta(db(cfg, 2), "stable") > lagging.behind_at
+    db(cfg, 0).unlink()
+    db(cfg, 1).write_bytes(b"garbage" * 1000)
+    with pytest.raises(OfflineError) as e:
+        read_offline(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("no f+1 = 2 of the 4 replica logs")
+    assert f"replica 2 executed {lagging.executed}, replica 3 executed " \
+           f"{lagging.behind_at}" in msg
+    assert "replica 2 failed (its log starts after its stable checkpoint" in msg
+
+
+@pytest.mark.timeout(240)
+def test_without_agreement_at_the_top_an_older_agreed_state_is_taken(full, tmp_path):
+    """Replica 3 stopped just before j3 was submitted, 0 has j3 tampered with, 2 is gone:
+    at the last sequence number only 0 and 1 executed, and they differ; one step back (where
+    3 stopped) 0, 1 and 3 agree: the state before j3, rebuilt exactly there."""
+    cfg = full.copy(tmp_path / "g")
+    seq = tamper(db(cfg, 0), "j3", "jY")
+    con = sqlite3.connect(db(cfg, 3))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'executed'", (seq - 1,))
+    con.commit()
+    con.close()
+    db(cfg, 2).unlink()
+    view = read_offline(cfg)
+    assert view.tried == (full.executed, seq - 1)
+    assert view.executed == seq - 1 and view.agreed == [0, 1, 3]
+    assert view.missing == [2] and view.ahead == [0, 1]
+    assert view.job_status("j3").HasField("error")
+    assert list(view.schedule().schedule.allocations) == full.allocations
+    assert view.job_status("j1").job_status == \
+        pb.QueryResult.FromString(full.answers["status"]).job_status
+
+
+@pytest.mark.timeout(240)
+def test_a_wal_without_its_shm_is_read_from_a_copy(lagging, tmp_path):
+    """SQLite would create the -shm beside the database to read its WAL: read a copy."""
+    cfg = lagging.copy(tmp_path / "g")
+    Path(f"{db(cfg, 3)}-shm").unlink()
+    data = cfg.path(cfg.data_dir)
+    before = files(data)
+    view = read_offline(cfg)
+    assert files(data) == before
+    assert view.behind == [3] and view.replicas[3].executed == lagging.behind_at

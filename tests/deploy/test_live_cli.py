@@ -1,0 +1,132 @@
+"""The commands people use, as they use them: ``agora up --detach``, ``submit``, ``jobs``,
+``logs``, ``cancel``, ``down``; reads after the stop (offline, from the replicas' logs); a
+restart on the same state directory that resumes it; and one line, never a traceback, when
+nothing runs or the input is bad. Real processes throughout (the CLI in subprocesses, Ray,
+four replicas)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.test_replay import random_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = """
+sites:
+  - name: east
+    nodes: [{name: n0, cpu: 2, mem: 2048}]
+  - name: west
+    nodes: [{name: n0, cpu: 2, mem: 2048}]
+"""
+
+
+def agora(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(p: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = [x for x in p.stderr.strip().splitlines() if x and "WARNING" not in x]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def job_line(job_id: str, argv: list[str], **task) -> str:
+    t = {"id": "t", "duration": 1, "demand": {"cpu": 0.5, "mem": 64}, **task}
+    if argv:
+        t["run"] = {"argv": argv}
+    return json.dumps({"id": job_id, "arrival": 0, "origin": "east", "tasks": [t]})
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    (tmp_path / "cluster.yaml").write_text(CLUSTER)
+    cfg = {"cluster": "cluster.yaml", "policy": str(random_checkpoint(tmp_path / "r.pt")),
+           "out": "out", "round_timeout_s": 1.0, "metrics": {"enabled": False},
+           "ray": {"num_cpus": 2}}
+    (tmp_path / "up.yaml").write_text(yaml.safe_dump(cfg))
+    yield tmp_path
+    agora("down", "--config", str(tmp_path / "up.yaml"))
+
+
+@pytest.mark.timeout(420)
+def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
+    d = setup
+    cfg = str(d / "up.yaml")
+    p = agora("submit", str(d / "none.jsonl"), "--config", cfg)
+    assert p.returncode == 1 and "nothing is running from" in one_line_error(p)
+    assert "agora up --config" in p.stderr
+
+    p = agora("up", "--detach", "--config", cfg)
+    assert p.returncode == 0, p.stderr + p.stdout
+    assert "Agora is up" in p.stdout
+
+    (d / "norun.jsonl").write_text(job_line("x", []) + "\n")
+    p = agora("submit", str(d / "norun.jsonl"), "--config", cfg)
+    err = one_line_error(p)
+    assert p.returncode == 2 and "norun.jsonl:1" in err and "tasks[0].run" in err, err
+
+    (d / "jobs.jsonl").write_text("\n".join([
+        job_line("hello", [sys.executable, "-c", "print('hello from', __import__('os')"
+                           ".environ['AGORA_NODE'])"]),
+        job_line("sleepy", ["sleep", "120"])]) + "\n")
+    p = agora("submit", str(d / "jobs.jsonl"), "--config", cfg)
+    assert p.returncode == 0, p.stderr
+    assert sorted(p.stdout.split()) == ["hello", "sleepy"]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = json.loads(agora("jobs", "--json", "--config", cfg).stdout)["jobs"]
+        by = {j["job"]: j for j in jobs}
+        if by["hello"]["outcome"] == "completed" and \
+                by["sleepy"]["tasks"][0]["instances"][0]["state"] == "running":
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"jobs did not get there: {jobs}")
+    running = by["sleepy"]["tasks"][0]["instances"][0]
+    assert running["node"] in ("east/n0", "west/n0") and running["since"] > 0
+
+    p = agora("logs", "hello/t", "--config", cfg)
+    assert p.returncode == 0 and p.stdout.startswith("hello from ") and "/n0" in p.stdout
+
+    p = agora("cancel", "sleepy", "--reason", "test", "--config", cfg)
+    assert p.returncode == 0, p.stderr
+    p = agora("cancel", "sleepy", "--config", cfg)
+    assert p.returncode == 1 and "already cancelled" in one_line_error(p)
+
+    p = agora("down", "--config", cfg)
+    assert p.returncode == 0 and "stopped" in p.stdout
+
+    # after the stop: reads come from the replicas' logs, labelled; writes say nothing runs
+    p = agora("jobs", "--json", "--config", cfg)
+    assert p.returncode == 0, p.stderr
+    off = json.loads(p.stdout)
+    assert off["source"].startswith("offline") and "agreed by replicas" in off["source"]
+    by = {j["job"]: j["outcome"] for j in off["jobs"]}
+    assert by == {"hello": "completed", "sleepy": "cancelled"}
+    p = agora("schedule", "get", "--config", cfg)
+    assert p.returncode == 0 and "(offline" in p.stdout and "hello" in p.stdout
+    p = agora("cancel", "hello", "--config", cfg)
+    assert p.returncode == 1 and "nothing is running" in one_line_error(p)
+
+    # up again on the same state: it resumes, and new work runs
+    p = agora("up", "--detach", "--config", cfg)
+    assert p.returncode == 0, p.stderr
+    (d / "more.jsonl").write_text(job_line("after", ["true"]) + "\n")
+    p = agora("submit", str(d / "more.jsonl"), "--follow", "--timeout", "120", "--config", cfg)
+    assert p.returncode == 0 and "after: completed" in p.stdout, p.stdout + p.stderr
+    jobs = json.loads(agora("jobs", "--json", "--config", cfg).stdout)
+    assert jobs["source"] == "live"
+    assert {j["job"]: j["outcome"] for j in jobs["jobs"]} == {
+        "hello": "completed", "sleepy": "cancelled", "after": "completed"}
+    p = agora("down", "--config", cfg)
+    assert p.returncode == 0
