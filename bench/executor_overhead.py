@@ -31,7 +31,7 @@ POLICY = REPO / "bench" / "results" / "learned-synE.pt"
 
 def cluster_yaml(n_sites: int, path: Path) -> Path:
     path.write_text(yaml.safe_dump({"sites": [
-        {"name": f"s{i:02d}", "nodes": [{"name": "n0", "cpu": 4, "mem": 8192}]}
+        {"name": f"s{i:02d}", "nodes": [{"name": "n0", "cpu": 1, "mem": 8192}]}
         for i in range(n_sites)], "links": {"default": {"latency_ms": 5,
                                                         "bandwidth_mbps": 10000}}}))
     return path
@@ -53,11 +53,11 @@ def plain_ray(n: int, nodes: list[str], folder: Path) -> dict:
         d = folder / f"plain-{i}"
         d.mkdir(parents=True)
         req = RunRequest(job="plain", task="t", instance=i, run_id=0, attempt=1,
-                         argv=("true",), env=(), cwd=None, timeout_s=None, cpu=0.25,
+                         argv=("true",), env=(), cwd=None, timeout_s=None, cpu=1.0,
                          mem_mib=0, gpus=0.0, site=node.split("/")[0], node=node)
         submitted.append(time.time())
         refs.append(execute_instance.options(
-            num_cpus=0.25, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            num_cpus=1.0, scheduling_strategy=NodeAffinitySchedulingStrategy(
                 node_id=carrier[node_resource(node)], soft=False)).remote(req, str(d)))
     ends = ray.get(refs)
     wall = max(e["end"] for e in ends) - t0
@@ -77,7 +77,7 @@ def agora(system, n: int, sites: list[str], per_job: int) -> dict:
     t0 = time.time()
     for k in range(0, n, per_job):
         jobs.append(Job(id=f"b{k}", arrival=t0, origin=sites[(k // per_job) % len(sites)],
-                        tasks=(Task(id="t", duration=0.1, demand=Demand(cpu=250, mem=0),
+                        tasks=(Task(id="t", duration=0.1, demand=Demand(cpu=1000, mem=0),
                                     instances=min(per_job, n - k),
                                     run=Run(argv=("true",))),)))
     for k in range(0, len(jobs), 500):
@@ -157,8 +157,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     Path(a.work).mkdir(parents=True, exist_ok=True)
     rows = [one(int(s), a) for s in a.sites.split(",")]
-    md = (f"Agora vs plain Ray, {a.n} instances of `true` (0.25 CPU each), "
-          f"{os.cpu_count()} cores, one local Ray node carrying every site\n\n" + table(rows))
+    md = (f"Agora vs plain Ray, {a.n} instances of `true` (1 CPU each; every site one node of "
+          f"1 CPU, so as many run at once as there are sites), {os.cpu_count()} cores, one "
+          f"local Ray node carrying every site\n\n" + table(rows))
     print(md)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,16 +50,26 @@ class ClearinghouseSpec:
     keys: dict
     """the site client's key set (``KeySet.for_client(...).to_dict()``): its own secret only"""
     client_id: str
-    tls_identity: str | None = None
+    tls_pem: tuple[bytes, bytes, bytes] | None = None
+    """with mutual TLS: (CA certificate, the site's certificate, its private key) as bytes,
+    handed over through Ray (the agent's node need not have the head's certificate folder;
+    it gets its own site's pair only)"""
     heartbeat_s: float = 3.0
 
     def build(self, cluster: Cluster) -> PbftClearinghouse:
         cfg = dict(self.config)
         cfg.pop("source", None)
         config = config_from_dict(cfg)
+        creds = None
+        if self.tls_pem is not None:
+            import grpc
+
+            ca, cert, key = self.tls_pem
+            creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                 certificate_chain=cert)
         return PbftClearinghouse(cluster=cluster, client=CoordinatorClient(
-            config, KeySet.from_dict(self.keys), self.client_id,
-            tls_identity=self.tls_identity), heartbeat_s=self.heartbeat_s)
+            config, KeySet.from_dict(self.keys), self.client_id, credentials=creds),
+            heartbeat_s=self.heartbeat_s)
 
 
 class PbftClearinghouse:

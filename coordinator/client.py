@@ -42,6 +42,7 @@ from agents.domain import Job
 from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
+from coordinator.read_auth import sign_read
 from coordinator.round_keeper import sign_heartbeat
 from coordinator.transport import channel_options, client_channel_credentials, open_channel
 from coordinator.watch_merge import WatchMerger
@@ -327,15 +328,19 @@ class CoordinatorClient:
             return None
         return r.result
 
-    # ---- status and watching (no signature needed) ----
+    # ---- status and watching (signed reads: coordinator/read_auth.py) ----
+
+    def read_auth(self, method: str, since: int = 0) -> pb.ReadAuth:
+        return sign_read(self.auth.signer, self.client_id, method, since)
 
     async def status(self) -> list[pb.ReplicaStatus | str]:
         """Each replica's own status, or the error reaching it."""
         self.open()
+        request = pb.StatusRequest(auth=self.read_auth("GetStatus"))
 
         async def one(stub):
             try:
-                return await stub.GetStatus(pb.StatusRequest(), timeout=self.timeout_s)
+                return await stub.GetStatus(request, timeout=self.timeout_s)
             except grpc.aio.AioRpcError as e:
                 return f"{e.code().name}: {e.details()}"
         return list(await asyncio.gather(*(one(s) for s in self._stubs)))
@@ -366,7 +371,8 @@ class CoordinatorClient:
                 await queue.put((i, None))
                 try:
                     async for data in method(pb.WatchRequest(
-                            since_version=since).SerializeToString()):
+                            since_version=since, auth=self.read_auth("WatchSchedule", since))
+                            .SerializeToString()):
                         await queue.put((i, data))
                 except grpc.aio.AioRpcError:
                     pass

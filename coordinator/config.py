@@ -104,6 +104,14 @@ class CoordinatorConfig:
     """Seconds a round may wait, after its first decision, for the other expected sites;
     then this replica votes to close it (f+1 votes close it), > 0. Typical 0.5-5 s: above a
     site agent's reaction time under load, well below a task's duration."""
+    max_request_bytes: int = 4 * 1024 * 1024
+    """Largest client request (its signed envelope's bytes) a replica takes; a larger one is
+    refused with RESOURCE_EXHAUSTED before it is parsed, >= 1. 4 MiB holds 1,000 jobs
+    (what ``agora submit`` sends per request) many times over."""
+    client_requests_per_s: float = 1000.0
+    """Requests a second one client may send to one replica (a token bucket holding one
+    second's worth); more are refused with RESOURCE_EXHAUSTED after the signature check and
+    never ordered, > 0. A site agent sends a few a second."""
     site_timeout_s: float = 10.0
     """Seconds without a heartbeat after which this replica votes a site lapsed (when the
     site runs instances or a round waits for it), > 0. Site agents heartbeat every second or
@@ -231,10 +239,10 @@ class CoordinatorConfig:
 
 
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
-                 "max_outstanding", "peer_batch_max")
+                 "max_outstanding", "peer_batch_max", "max_request_bytes")
 _NONNEG_FLOAT = ("batch_timeout_s",)
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
-                   "site_timeout_s")
+                   "site_timeout_s", "client_requests_per_s")
 _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 _BOOL = ("require_run",)
 

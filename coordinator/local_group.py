@@ -2,20 +2,26 @@
 with their key file and configuration written to one folder. The gRPC tests and the
 throughput benchmark both start their replicas this way.
 
-    g = LocalGroup(tmp, n=4, clients=["site:a", "operator"], key_seed=b"bench",
-                   cluster="cluster.yaml", batch_size=16)
+    g = LocalGroup(tmp, n=4, clients=["site:a", "operator"], cluster="cluster.yaml",
+                   batch_size=16)
     g.start_all(); g.wait_serving_all()
     ...
     g.stop()
 
+Keys are random and the key file is private (0600); ``key_seed`` derives them from a seed
+instead (tests and benchmarks only: anyone with the seed has the keys); ``keep_keys`` reuses
+the key file already in the folder (a resumed service).
+
 ``config`` keywords are the coordinator YAML's fields (``coordinator/config.py``); the
 replica addresses, ``f`` (= (n − 1) // 3), ``data_dir`` and ``keys_file`` are filled in.
 
-``metrics=True`` gives every replica a Prometheus endpoint on an ephemeral port
+``host`` is the address the replicas bind and are dialled at (default loopback; a
+non-loopback address lets agents on other nodes reach them). ``metrics=True`` gives every replica a Prometheus endpoint on an ephemeral port
 (``metrics_port: 0``): ``g.metrics_port(i)`` waits for the port the replica wrote,
 ``g.scrape(i)`` reads its metrics (``agents/metrics.scrape``). ``tls_dir=DIR`` writes a CA
-and certificates with ``deploy/certs.make_all`` into DIR (``replica-<i>``, ``client``, and
-``site-<s>`` for every client ``site:<s>`` or ``site:<s>/<k>``) and turns on mutual TLS
+and certificates with ``deploy/certs.ensure_all`` into DIR where missing (``replica-<i>``,
+``client``, and ``site-<s>`` for every client ``site:<s>`` or ``site:<s>/<k>``) and turns
+on mutual TLS
 (``tls: {enabled: true, certs_dir: DIR}``): the replicas, ``g.client(...)`` and
 ``g.channel(i)`` all use it.
 """
@@ -38,16 +44,22 @@ from agents.process import die_with_parent
 from coordinator.client import CoordinatorClient
 from coordinator.config import load_config
 from coordinator.pbft.keys import generate_keys
+from coordinator.private_file import write_private
 from coordinator.transport import channel_options, client_channel_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now (all bound at once, then released)."""
-    socks = [socket.socket() for _ in range(n)]
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports of ``host`` free right now (all bound at once, then released)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks = [socket.socket(family) for _ in range(n)]
     for s in socks:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
     ports = [s.getsockname()[1] for s in socks]
     for s in socks:
         s.close()
@@ -55,28 +67,45 @@ def free_ports(n: int) -> list[int]:
 
 
 class LocalGroup:
-    def __init__(self, tmp: Path, *, n: int, clients: list[str], key_seed: bytes,
-                 cluster: str, tls_dir: Path | str | None = None, metrics: bool = False,
-                 **config) -> None:
+    def __init__(self, tmp: Path, *, n: int, clients: list[str], cluster: str,
+                 key_seed: bytes | None = None, keep_keys: bool = False,
+                 tls_dir: Path | str | None = None, metrics: bool = False,
+                 host: str = "127.0.0.1", **config) -> None:
         self.tmp, self.n = tmp, n
-        self.keys = generate_keys(n, clients, seed=key_seed)
-        (tmp / "keys.yaml").write_text(yaml.safe_dump(self.keys.to_dict()))
-        cfg = {"replicas": [f"127.0.0.1:{p}" for p in free_ports(n)], "f": (n - 1) // 3,
+        self.keys = self._keys(tmp / "keys.yaml", n, clients, key_seed, keep_keys)
+        write_private(tmp / "keys.yaml", yaml.safe_dump(self.keys.to_dict()))
+        cfg = {"replicas": [f"{_bracket(host)}:{p}" for p in free_ports(n, host)],
+               "f": (n - 1) // 3,
                "data_dir": "data", "keys_file": "keys.yaml", "cluster": cluster}
         if metrics:
             cfg["metrics_port"] = 0
         self.tls_dir = None
         if tls_dir is not None:
-            from deploy.certs import make_all
+            from deploy.certs import ensure_all
             self.tls_dir = Path(tls_dir).resolve()
             sites = list(dict.fromkeys(c.split(":", 1)[1].split("/")[0] for c in clients
                                        if c.startswith("site:")))
-            make_all(self.tls_dir, sites, replicas=n)
+            ensure_all(self.tls_dir, sites, replicas=n,
+                       hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", host))))
             cfg["tls"] = {"enabled": True, "certs_dir": str(self.tls_dir)}
         cfg.update(config)
         (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
         self.config = load_config(tmp / "coordinator.yaml")
         self.procs: dict[int, subprocess.Popen] = {}
+
+    @staticmethod
+    def _keys(path: Path, n: int, clients: list[str], seed: bytes | None, keep: bool):
+        """Random keys (``seed``: derived from it, for tests and benchmarks only); with
+        ``keep``, the key file already at ``path`` when it holds this group and these clients
+        (a resumed service keeps its keys: the replicas' logs are signed with them)."""
+        if keep and path.is_file():
+            from coordinator.server import load_keys
+
+            old = load_keys(path)
+            want = set(clients) | {f"replica:{i}" for i in range(n)}
+            if old.n == n and set(old.client_signing) == want:
+                return old
+        return generate_keys(n, clients, seed=seed)
 
     def log(self, i: int) -> Path:
         return self.tmp / f"replica-{i}.log"
@@ -132,6 +161,15 @@ class LocalGroup:
         ``credentials`` / ``tls_identity``."""
         return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=timeout_s,
                                  **kw)
+
+    def status_request(self, client_id: str = "operator"):
+        """A GetStatus request signed by ``client_id`` (``coordinator/read_auth.py``)."""
+        from coordinator.read_auth import sign_read
+        from nacl.signing import SigningKey
+        from protos.agora.v1 import coordinator_pb2 as pb
+
+        return pb.StatusRequest(auth=sign_read(SigningKey(self.keys.client_signing[client_id]),
+                                               client_id, "GetStatus"))
 
     def channel(self, i: int) -> grpc.Channel:
         """A blocking channel to replica ``i``: mutual TLS with the ``client`` certificate

@@ -79,6 +79,15 @@ MAX_JOBS_PER_COMMAND = 10_000
 MAX_TASKS_PER_JOB = 1_000
 MAX_INSTANCES_PER_TASK = 1_000_000
 MAX_REASON_BYTES = 1024
+MAX_BIDS_PER_PART = 4096
+"""Bids in one site's part of a round. A site holds one part per round (a newer one replaces
+the older), so this also bounds what a site bids in a round. Agents bid on a window of a
+few dozen candidates; the bound only stops a flood (a site's 200,000 bids in one request
+held every other client up to 8.5 s)."""
+MAX_ENDS_PER_PART = 65_536
+"""End reports in one site part."""
+MAX_NODES_PER_PART = 4096
+"""Node states in one site part."""
 MAX_CANCEL_REASON = 200
 """characters of a CancelJob's reason"""
 END_KINDS = {pb.END_COMPLETED: "completed", pb.END_FAILED: "failed", pb.END_LOST: "lost"}
@@ -332,6 +341,12 @@ class ScheduleState:
                        res: pb.Result) -> None:
         where = "command.site_round"
         site = self._sender_is(client_id, msg.site, f"{where}.site")
+        for name, items, most in (("bids", msg.bids, MAX_BIDS_PER_PART),
+                                  ("ends", msg.ends, MAX_ENDS_PER_PART),
+                                  ("nodes", msg.nodes, MAX_NODES_PER_PART)):
+            if len(items) > most:
+                raise Rejected(f"site_round.too_many_{name}", f"{where}.{name}",
+                               f"{len(items)} {name}; the limit is {most} per part")
         info = self.sites[msg.site]
         info.last_heard = seq
         info.lapse_votes.clear()

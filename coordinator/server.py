@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -56,6 +57,7 @@ from coordinator.pbft.messages import Broadcast, Reply, Send
 from coordinator.pbft.replica import Replica
 from coordinator.client import CoordinatorClient
 from coordinator.pbft.storage import SqliteStorage
+from coordinator.rate_limit import ClientRate
 from coordinator.replica_metrics import ReplicaMetrics
 from coordinator.round_keeper import RoundKeeper
 from coordinator.schedule_state import ScheduleState
@@ -114,6 +116,7 @@ class ReplicaHost:
                                options=channel_options(config),
                                on_bytes=self.metrics.bytes_out.inc if self.metrics else None)
         self.refused: Counter[str] = Counter()
+        self.rate = ClientRate(config.client_requests_per_s)
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.watchers: list[asyncio.Queue] = []
@@ -288,7 +291,10 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     if storage is None:
         db = config.database(index)
         db.parent.mkdir(parents=True, exist_ok=True)
-        storage = SqliteStorage(db, synchronous=config.sqlite_synchronous)
+        try:
+            storage = SqliteStorage(db, synchronous=config.sqlite_synchronous)
+        except sqlite3.DatabaseError as e:
+            raise ValueError(_unreadable_log(db, e)) from None
     behaviour = None
     if byzantine is not None:
         from coordinator.pbft.byzantine import BEHAVIOURS
@@ -297,8 +303,11 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
             raise ValueError(f"--byzantine: {byzantine!r}; expected one of {usable} (replay "
                              f"rewrites incoming traffic, which the server does not hook)")
         behaviour = BEHAVIOURS[byzantine](seed=index)
-    host = ReplicaHost(config=config, index=index, keys=keys, app=app, storage=storage,
-                       byzantine=behaviour)
+    try:
+        host = ReplicaHost(config=config, index=index, keys=keys, app=app, storage=storage,
+                           byzantine=behaviour)
+    except sqlite3.DatabaseError as e:      # a page deeper in the file is damaged
+        raise ValueError(_unreadable_log(config.database(index), e)) from None
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     rpc.add_PeerServicer_to_server(PeerService(host), server)
     rpc.add_CoordinatorServicer_to_server(CoordinatorService(host), server)
@@ -326,6 +335,12 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
              " (mutual TLS)" if creds is not None else "")
     return Server(server=server, host=host, health=health_servicer, grace_s=grace_s,
                   metrics_port=metrics_port)
+
+
+def _unreadable_log(db: Path, e: Exception) -> str:
+    return (f"{db}: the replica's log is not a readable SQLite database ({e}); move it aside "
+            f"(mv {db} {db}.damaged) and start this replica again: it starts empty and "
+            f"catches up from its peers (state transfer), as long as 2f+1 others run")
 
 
 def write_metrics_port(path: Path, port: int) -> None:

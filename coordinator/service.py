@@ -17,6 +17,7 @@ import asyncio
 
 import grpc
 
+from coordinator.read_auth import read_refusal
 from coordinator.schedule_records import allocation_pb, change_pb
 from coordinator.schedule_state import ScheduleState
 from coordinator.validate import Refusal, parse_request
@@ -54,12 +55,27 @@ class PeerService(rpc.PeerServicer):
 
     async def Stream(self, request_iterator, context):
         metrics = self.host.metrics
+        tls, checked = self.host.config.tls_enabled, None
         async for batch in request_iterator:
+            if tls and batch.sender != checked:
+                if not _peer_is_replica(context, batch.sender):
+                    # a client's certificate is from the same CA: refused before any parsing
+                    self.host.count("peer_not_a_replica")
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                        f"sender: {batch.sender}; this stream takes only the "
+                                        f"certificate of replica-{batch.sender}")
+                checked = batch.sender
             if metrics is not None:
                 metrics.bytes_in.inc(batch.ByteSize())
             for data in batch.envelopes:
                 self.host.feed(data, batch.sender)
         return pb.PeerAck()
+
+
+def _peer_is_replica(context, sender: int) -> bool:
+    """The TLS peer presented the certificate of replica ``sender``."""
+    names = context.auth_context().get("x509_common_name", [])
+    return any(n == f"replica-{sender}".encode() for n in names)
 
 
 class CoordinatorService(rpc.CoordinatorServicer):
@@ -69,6 +85,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
         host = self.host
         try:
+            if len(request.envelope) > host.config.max_request_bytes:
+                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
+                              f"envelope: {len(request.envelope)} bytes; the limit is "
+                              f"{host.config.max_request_bytes} (max_request_bytes); send "
+                              f"fewer jobs or bids per request")
             env, req, _cmd = parse_request(request.envelope, rpc_name)
             auth = host.replica.auth
             if req.client_id not in auth.client_verify:
@@ -79,6 +100,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
                               "envelope.payload.request.signature: does not verify with the "
                               f"key of client {req.client_id!r}")
+            if not host.rate.take(req.client_id):
+                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
+                              f"envelope.payload.request.client_id: client {req.client_id!r} "
+                              f"sent more than {host.config.client_requests_per_s:g} requests "
+                              f"a second (client_requests_per_s); retry later")
             last = host.replica.clients.get(req.client_id)
             if not req.read_only and last is not None and req.timestamp < last[0]:
                 raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
@@ -134,10 +160,18 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def GetSchedule(self, request, context):
         return await self._request(request, context, "GetSchedule")
 
+    async def _reader(self, context, auth, method: str, since: int = 0) -> None:
+        why = read_refusal(self.host.replica.auth.client_verify, auth, method, since)
+        if why is not None:
+            self.host.count("unauthenticated_read")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+
     async def GetStatus(self, request, context):
+        await self._reader(context, request.auth, "GetStatus")
         return self.host.status()
 
     async def WatchSchedule(self, request, context):
+        await self._reader(context, request.auth, "WatchSchedule", request.since_version)
         if request.since_version < 0:
             self.host.count("invalid_argument")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,

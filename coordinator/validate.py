@@ -19,11 +19,16 @@ import grpc
 
 from agents.market import PRICE_MAX
 from coordinator.schedule_codec import check_known
-from coordinator.schedule_state import (END_KINDS, MAX_CANCEL_REASON, MAX_REASON_BYTES,
-                                         OPERATOR, REPLICA_PREFIX, site_of_client)
+from coordinator.schedule_state import (END_KINDS, MAX_BIDS_PER_PART, MAX_CANCEL_REASON,
+                                         MAX_ENDS_PER_PART, MAX_JOBS_PER_COMMAND,
+                                         MAX_NODES_PER_PART, MAX_REASON_BYTES, OPERATOR,
+                                         REPLICA_PREFIX, site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from protos.convert import ProtoError, decode, job_from_proto
+
+AUDITOR_PREFIX = "auditor:"
+"""Clients ``auditor:<name>`` read everything and may change nothing."""
 
 RPC_KINDS = {
     "SubmitJobs": "submit_jobs",
@@ -44,6 +49,11 @@ class Refusal(Exception):
     code: grpc.StatusCode
     kind: str
     message: str
+
+
+def over_limit(field: str, count: int, limit: int, what: str) -> Refusal:
+    return Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
+                   f"{field}: {count} {what}; the limit is {limit} per request")
 
 
 def invalid(field: str, problem: str, expected: str) -> Refusal:
@@ -75,6 +85,10 @@ def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.
                       f"envelope.payload.request.signature: {len(req.signature)} bytes; "
                       f"expected a 64-byte Ed25519 signature by the client's key")
     want = RPC_KINDS[rpc]
+    if req.client_id.startswith(AUDITOR_PREFIX) and want != "query":
+        raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "auditor_write",
+                      f"envelope.payload.request.client_id: {req.client_id!r} is an auditor; "
+                      f"auditors read (GetSchedule, GetStatus, WatchSchedule) and never {rpc}")
     if req.read_only and want != "query":
         raise invalid("envelope.payload.request.read_only", "true",
                       f"false: {rpc} changes the schedule and must be ordered")
@@ -100,6 +114,8 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
     if kind == "submit_jobs":
         if not m.jobs:
             raise invalid(f"{at}.jobs", "empty", "at least one job")
+        if len(m.jobs) > MAX_JOBS_PER_COMMAND:
+            raise over_limit(f"{at}.jobs", len(m.jobs), MAX_JOBS_PER_COMMAND, "jobs")
         for i, j in enumerate(m.jobs):
             try:
                 job = job_from_proto(j, f"{at}.jobs[{i}]")
@@ -111,6 +127,10 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                               f"jobs whose origin is {site!r}, not {job.origin!r}")
     elif kind == "site_round":
         _own_site(m.site, site, client_id, f"{at}.site")
+        for name, most in (("bids", MAX_BIDS_PER_PART), ("ends", MAX_ENDS_PER_PART),
+                           ("nodes", MAX_NODES_PER_PART)):
+            if len(getattr(m, name)) > most:
+                raise over_limit(f"{at}.{name}", len(getattr(m, name)), most, name)
         if m.round < 0:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
         if m.seen_version < 0:

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from coordinator.private_file import write_private
+
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 
 
@@ -54,10 +56,9 @@ def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def _validity(days: int):
@@ -113,6 +114,28 @@ def make_all(out: Path, sites: Iterable[str], replicas: int, hosts: Iterable[str
     made = [make_ca(out, days)]
     names = [f"site-{s}" for s in sites] + [f"replica-{i}" for i in range(replicas)] + ["client"]
     made += [issue(out, n, hosts, days) for n in names]
+    return made
+
+
+def ensure_all(out: Path, sites: Iterable[str], replicas: int,
+               hosts: Iterable[str] = DEFAULT_HOSTS, days: int = 365) -> list[Issued]:
+    """What ``make_all`` makes, but only what is missing: an existing CA and existing
+    certificates are kept (certificates copied to other nodes stay valid); returns what it
+    made. A folder with certificates but no CA key cannot issue new ones: it says which are
+    missing."""
+    out = Path(out)
+    names = [f"site-{s}" for s in sites] + [f"replica-{i}" for i in range(replicas)] + ["client"]
+    missing = [n for n in names
+               if not ((out / f"{n}.crt").is_file() and (out / f"{n}.key").is_file())]
+    made: list[Issued] = []
+    if not (out / "ca.crt").is_file():
+        made.append(make_ca(out, days))
+        missing = names                  # a new CA: every certificate is issued again
+    elif missing and not (out / "ca.key").is_file():
+        raise ValueError(f"tls.certs_dir: {out} has ca.crt but no ca.key to issue "
+                         f"{', '.join(missing)}; expected the folder written by agora certs "
+                         f"(or copy those certificates there)")
+    made += [issue(out, n, tuple(hosts), days) for n in missing]
     return made
 
 

@@ -114,13 +114,12 @@ def cmd_keys(a: argparse.Namespace) -> int:
     if len(set(clients)) != len(clients):
         raise ValueError(f"--clients: {a.clients!r} names a client twice; expected distinct ids")
     keys = generate_keys(a.replicas, clients)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("# Agora coordinator keys: every secret of the group. Give each process only "
-                "its own\n# (KeySet.for_replica / for_client) outside a single machine.\n")
-        yaml.safe_dump(keys.to_dict(), f, sort_keys=True)
+    from coordinator.private_file import write_private
+
+    out = write_private(a.out, "# Agora coordinator keys: every secret of the group. Give "
+                        "each process only its own\n# (KeySet.for_replica / for_client) "
+                        "outside a single machine.\n"
+                        + yaml.safe_dump(keys.to_dict(), sort_keys=True))
     print(f"wrote {out}: {a.replicas} replicas, clients {', '.join(clients)}")
     return 0
 

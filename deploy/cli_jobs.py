@@ -211,7 +211,7 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None) 
                     started = _run_started(out, nodes[p.node], job.id, t.id, i, p.version)
                     if started is not None:
                         row["since"] = started
-                if s == 4 or fails.get(i):
+                if s in (3, 4) or fails.get(i):
                     row.update(_last_end(out, job.id, t.id, i))
                 inst.append(row)
             tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
@@ -235,20 +235,29 @@ def _run_started(out: Path | None, node: str, job: str, task: str, inst: int,
 
 
 def _last_end(out: Path | None, job: str, task: str, inst: int) -> dict:
-    """Exit code and reason of the instance's last ended run (local runs only)."""
+    """Where the instance's last ended run ran, its exit code, reason, start and end (runs
+    on this machine only: a remote node's run folders stay on that node)."""
     if out is None:
         return {}
+    from urllib.parse import unquote
+
     ends = []
     for end in (out / "runs").glob(f"*/{_q(job)}/{_q(task)}/{inst}-*/end.json"):
         try:
             e = json.loads(end.read_text())
-            ends.append((int(end.parent.name.split("-")[-1]), e))
+            ends.append((int(end.parent.name.split("-")[-1]), end, e))
         except (OSError, ValueError):
             continue
     if not ends:
         return {}
-    _, e = max(ends, key=lambda x: x[0])
-    return {"exit_code": e.get("exit_code"), "last_reason": e.get("reason", "")}
+    run, end, e = max(ends, key=lambda x: x[0])
+    node = unquote(end.parents[3].name)
+    out_row = {"ran_on": node, "last_run": run, "exit_code": e.get("exit_code"),
+               "last_reason": e.get("reason", "")}
+    for k in ("start", "end"):
+        if isinstance(e.get(k), (int, float)):
+            out_row[f"last_{k}"] = e[k]
+    return out_row
 
 
 def _q(s: str) -> str:
@@ -266,11 +275,13 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
             where: dict[str, int] = {}
             for i in t["instances"]:
                 counts[i["state"]] = counts.get(i["state"], 0) + 1
-                if i["state"] == "running":
-                    where[i["node"]] = where.get(i["node"], 0) + 1
+                node = i["node"] if i["state"] == "running" else i.get("ran_on")
+                if node:
+                    where[node] = where.get(node, 0) + 1
             summary = ", ".join(f"{n} {s}" for s, n in counts.items())
             place = ", ".join(f"{n} x{k}" if k > 1 else n for n, k in where.items())
-            state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not where \
+            running = any(i["state"] == "running" for i in t["instances"])
+            state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not running \
                 else "running"
             print(f"{r['job']:<20} {t['task']:<14} {state:<13} {summary:<30} {place}")
             if per_instance:
@@ -280,8 +291,12 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                         since = (time.strftime("%H:%M:%S", time.localtime(i["since"]))
                                  if "since" in i else f"run {i['run']}")
                         extra = f"on {i['node']} since {since}"
-                    if "exit_code" in i:
-                        extra += f" exit code {i['exit_code']} ({i.get('last_reason', '')})"
+                    elif "ran_on" in i:
+                        took = (f", {i['last_end'] - i['last_start']:.1f} s"
+                                if "last_start" in i and "last_end" in i else "")
+                        extra = f"on {i['ran_on']}, exit code {i['exit_code']}{took}"
+                        if i.get("last_reason"):
+                            extra += f" ({i['last_reason']})"
                     if i["failed_attempts"]:
                         extra += f" failed attempts {i['failed_attempts']}"
                     print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")

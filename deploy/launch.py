@@ -185,6 +185,17 @@ def start_ray(cfg, cluster, *, live: bool = False):
     return None
 
 
+def replica_host(cfg) -> str:
+    """Where the replicas listen (``UpConfig.replica_host``)."""
+    if cfg.replica_host is not None:
+        return cfg.replica_host
+    if cfg.ray.address is None:
+        return "127.0.0.1"
+    from ray.util import get_node_ip_address
+
+    return get_node_ip_address()
+
+
 def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
                 byzantine: dict[int, str] | None = None, keep: bool = False):
     """The coordinator group under ``out/coordinator``, serving. ``keep`` (the live service):
@@ -206,9 +217,9 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
         extra["metrics"] = True
     overrides = {"round_timeout_s": cfg.round_timeout_s, **dict(cfg.coordinator)}
     for attempt in range(2):
-        group = LocalGroup(cdir, n=cfg.replicas, clients=ids,
-                           key_seed=f"agora-up-{cfg.seed}".encode(), cluster=cluster_spec,
-                           **extra, **overrides)
+        # random keys, private to this folder; a resumed service keeps its own
+        group = LocalGroup(cdir, n=cfg.replicas, clients=ids, keep_keys=keep,
+                           cluster=cluster_spec, host=replica_host(cfg), **extra, **overrides)
         group.start_all(byzantine)
         try:
             for i in range(cfg.replicas):
@@ -253,7 +264,9 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     if live:
         from agents.cluster.node_runner import start_runners
 
-        runners = start_runners([n.name for n in cluster.nodes], str(out / "runs"), "agora")
+        # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
+        runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000)) for n in cluster.nodes},
+                                str(out / "runs"), "agora")
     loop = LoopThread()
     operator = group.client("operator", timeout_s=60.0)
     reg = registry.get_or_create(namespace="agora")
@@ -266,11 +279,11 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
             site=s, cluster=cluster, weights=weights, policy_config=policy_config,
             clearinghouse=ClearinghouseSpec(
                 config=config, keys=group.keys.for_client(cid).to_dict(), client_id=cid,
-                tls_identity=f"site-{s}" if cfg.tls.enabled else None),
+                tls_pem=_site_pem(cfg, s)),
             executor=executor_spec, namespace="agora",
             host=None if cfg.ray.address else "127.0.0.1",
             metrics_host=cfg.metrics.host if cfg.metrics.enabled else None,
-            credentials=_peer_credentials(cfg, sites), trainer=(trainers or {}).get(s))
+            credentials=_peer_credentials(cfg, [s]), trainer=(trainers or {}).get(s))
         # held for the run: a restarted actor is built again from this object (Ray frees an
         # argument nobody holds, and the restart would then fail)
         refs.append(ray.put(spec))
@@ -290,6 +303,15 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         system.close()
         raise
     return system
+
+
+def _site_pem(cfg, site: str) -> tuple[bytes, bytes, bytes] | None:
+    """The CA certificate and site ``site``'s own certificate and key (mutual TLS on)."""
+    if not cfg.tls.enabled:
+        return None
+    d = Path(cfg.tls.certs_dir)
+    return ((d / "ca.crt").read_bytes(), (d / f"site-{site}.crt").read_bytes(),
+            (d / f"site-{site}.key").read_bytes())
 
 
 def _peer_credentials(cfg, sites: list[str]):

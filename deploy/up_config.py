@@ -140,10 +140,11 @@ class MetricsSection:
 
 @dataclass(frozen=True)
 class TlsSection:
-    enabled: bool = False
-    """mutual TLS on every gRPC server (agents, coordinator replicas)"""
-    certs_dir: Path = field(default_factory=lambda: _default_path("../../out/certs"))
-    """folder written by ``agora certs`` (ca.crt, site-<name>.crt/.key, replica-<i>.crt/.key,
+    enabled: bool = True
+    """mutual TLS on every gRPC server (agents, coordinator replicas); on by default, and
+    ``agora up`` writes the certificates that are missing in ``certs_dir``"""
+    certs_dir: Path = field(default_factory=lambda: _default_path("../../out/up/certs"))
+    """(default: ``<out>/certs``) folder written by ``agora certs`` (ca.crt, site-<name>.crt/.key, replica-<i>.crt/.key,
     client.crt/.key)"""
 
 
@@ -171,6 +172,11 @@ class UpConfig:
     """checkpoint of the site agents (written by ``agora train``)"""
     replicas: int = 4
     """coordinator replicas, n = 3f+1 with f >= 1"""
+    replica_host: str | None = None
+    """the address the replicas bind and everyone dials: None -- 127.0.0.1 with a local Ray,
+    this machine's address (as Ray sees it) with ``ray.address`` (agents on other nodes
+    reach it). The replicas run on the machine of ``agora up``; mutual TLS certificates
+    written by it name this address too"""
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""
@@ -439,6 +445,8 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("load", lambda w, v: None if v is None else get_number(w, v, gt=0))
     top.get("policy", _policy(base))
     top.get("replicas", _replicas)
+    top.get("replica_host", lambda w, v: None if v is None else get_str(
+        w, v, "null, or the host name or IP address the replicas bind and are dialled at"))
     top.get("speed", lambda w, v: get_number(
         w, v, gt=0, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
@@ -466,6 +474,10 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
     tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {
         "enabled": _bool, "certs_dir": _path(base)})
+    if "certs_dir" not in (top.data.get("tls") or {}):
+        # each state folder has its own CA and certificates, unless told where they are
+        out = top.values.get("out") or UpConfig.__dataclass_fields__["out"].default_factory()
+        tls = TlsSection(enabled=tls.enabled, certs_dir=Path(out) / "certs")
     top.values.update(federation=fed, ray=ray, metrics=metrics, tls=tls)
 
     if ray.address is not None:

@@ -46,6 +46,8 @@ from agents.domain import (
     run_problem,
     topological_order,
 )
+from agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
+                           MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, id_problem)
 from protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
 
 M = TypeVar("M", bound=Message)
@@ -118,6 +120,20 @@ def _name(value: str, where: str) -> str:
     return value
 
 
+def _id(value: str, where: str) -> str:
+    """A job or task id (``agents/limits.py``: no '/', white space or lone surrogates)."""
+    bad = id_problem(value)
+    if bad:
+        raise ProtoError(where, bad, ID_TEXT)
+    return value
+
+
+def _at_most(value: int, highest: int, where: str) -> int:
+    if value > highest:
+        raise ProtoError(where, f"{value} is too large", f"an integer <= {highest}")
+    return value
+
+
 def _unique(names: Iterable[str], where: str, what: str) -> None:
     seen: set[str] = set()
     for i, n in enumerate(names):
@@ -154,8 +170,11 @@ def demand_from_proto(msg: resources_pb2.Demand, where: str = "demand") -> Deman
                          f"a share below {MILLI} or a multiple of {MILLI}")
     models = [_name(m, f"{where}.gpu_models[{i}]") for i, m in enumerate(msg.gpu_models)]
     _unique(models, f"{where}.gpu_models", "gpu model")
-    return Demand(cpu=_at_least(r.cpu_milli, 0, f"{at}.cpu_milli"),
-                  mem=_at_least(r.mem_mib, 0, f"{at}.mem_mib"), gpu=gpu,
+    _at_most(gpu, MAX_GPUS * MILLI, f"{at}.gpu_milli")
+    return Demand(cpu=_at_most(_at_least(r.cpu_milli, 0, f"{at}.cpu_milli"),
+                               int(MAX_CORES * MILLI), f"{at}.cpu_milli"),
+                  mem=_at_most(_at_least(r.mem_mib, 0, f"{at}.mem_mib"), MAX_MEM_MIB,
+                               f"{at}.mem_mib"), gpu=gpu,
                   gpu_models=frozenset(models) if models else None)
 
 
@@ -331,17 +350,19 @@ def _run_from_proto(msg: workload_pb2.TaskRun, where: str) -> Run:
 
 def _task_from_proto(msg: workload_pb2.Task, where: str) -> Task:
     _known(msg, where)
-    tid = _name(msg.id, f"{where}.id")
+    tid = _id(msg.id, f"{where}.id")
     after = tuple(msg.after)
     _unique(after, f"{where}.after", "task id")
     if tid in after:
         raise ProtoError(f"{where}.after[{after.index(tid)}]", f"task {tid!r} waits for itself",
                          "ids of other tasks of the job")
-    return Task(id=tid, duration=_number(msg.duration_s, f"{where}.duration_s"),
+    return Task(id=tid, duration=_number(msg.duration_s, f"{where}.duration_s",
+                                         highest=MAX_SECONDS),
                 demand=demand_from_proto(_child(msg, "demand", where, required=True),
                                          f"{where}.demand"),
-                instances=_at_least(msg.instances, 1, f"{where}.instances"), after=after,
-                data_mb=_number(msg.data_mb, f"{where}.data_mb"),
+                instances=_at_most(_at_least(msg.instances, 1, f"{where}.instances"),
+                                   MAX_INSTANCES, f"{where}.instances"), after=after,
+                data_mb=_number(msg.data_mb, f"{where}.data_mb", highest=MAX_DATA_MB),
                 run=(_run_from_proto(msg.run, f"{where}.run") if msg.HasField("run")
                      else None))
 
@@ -358,11 +379,12 @@ def job_from_proto(msg: workload_pb2.Job, where: str = "job") -> Job:
             if p not in ids:
                 raise ProtoError(f"{where}.tasks[{i}].after[{k}]", f"unknown task {p!r}",
                                  f"one of {ids}")
-    arrival = _number(msg.arrival_s, f"{where}.arrival_s")
-    job = Job(id=_name(msg.id, f"{where}.id"), arrival=arrival,
+    arrival = _number(msg.arrival_s, f"{where}.arrival_s", highest=MAX_TIME)
+    job = Job(id=_id(msg.id, f"{where}.id"), arrival=arrival,
               origin=_name(msg.origin, f"{where}.origin"), tasks=tasks,
-              weight=_number(msg.weight, f"{where}.weight", above=True),
-              deadline=(_number(msg.deadline_s, f"{where}.deadline_s", lowest=arrival)
+              weight=_number(msg.weight, f"{where}.weight", above=True, highest=MAX_WEIGHT),
+              deadline=(_number(msg.deadline_s, f"{where}.deadline_s", lowest=arrival,
+                                highest=MAX_TIME)
                         if msg.HasField("deadline_s") else None))
     try:
         topological_order(job)

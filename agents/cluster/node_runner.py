@@ -201,7 +201,7 @@ class NodeRunner:
     """Wrapped by ``ray.remote`` as ``RayNodeRunner`` (detached, restarted by Ray; see the
     module docstring). ``log_root``: where run folders go on this node."""
 
-    def __init__(self, node: str, log_root: str) -> None:
+    def __init__(self, node: str, log_root: str, warm: int = 1) -> None:
         self.node = node
         self.root = Path(log_root)
         self.ray_node = ray.get_runtime_context().get_node_id()
@@ -221,7 +221,7 @@ class NodeRunner:
         self._recover()
         pin = NodeAffinitySchedulingStrategy(node_id=self.ray_node, soft=False)
         self._warm = [_warm_up.options(scheduling_strategy=pin).remote(1.0)
-                      for _ in range(max(1, min(8, int(self.totals.get("CPU", 1)))))]
+                      for _ in range(max(0, warm))]
 
     # ---- the agent's calls ---------------------------------------------------------------
     async def start(self, req: RunRequest) -> str:
@@ -407,15 +407,16 @@ RayNodeRunner = ray.remote(NodeRunner)
 """``NodeRunner`` as a Ray actor class; ``start_runners`` sets its options."""
 
 
-def start_runners(nodes: list[str], log_root: str, namespace: str) -> dict[str, object]:
-    """A detached runner per Agora node in ``nodes`` (an existing one is reused), each on the
-    Ray node carrying its ``node_resource``; returns their handles."""
+def start_runners(nodes: dict[str, int], log_root: str, namespace: str) -> dict[str, object]:
+    """A detached runner per Agora node of ``nodes`` (name -> Ray workers to warm up for it,
+    e.g. its cores; an existing runner is reused), each on the Ray node carrying its
+    ``node_resource``; returns their handles."""
     out = {}
-    for node in nodes:
+    for node, warm in nodes.items():
         out[node] = RayNodeRunner.options(
             name=runner_name(node), namespace=namespace, lifetime="detached",
             get_if_exists=True, num_cpus=0, resources={node_resource(node): 0.001},
-            max_restarts=-1, max_concurrency=1000).remote(node, log_root)
+            max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm)
     return out
 
 

@@ -33,6 +33,9 @@ import yaml
 
 from agents.domain import (MILLI, Cluster, Demand, Faults, Job, Link, Node, NodeOutage,
                            PowerModel, Run, Site, Task, Workload, run_problem)
+from agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
+                           MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, SITE_NAME_TEXT,
+                           id_problem, site_name_problem)
 from agents.workloads.errors import InputError
 from agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
                                         get_mapping, get_number, get_str, load_yaml, parse_json,
@@ -77,9 +80,26 @@ def read_cluster(path: str | Path) -> Cluster:
 _POWER = ("node_idle_w", "node_peak_w", "gpu_idle_w", "gpu_peak_w", "pue")
 
 
+def _named(w: Where, v: Any, problem, alphabet: str) -> str:
+    """A string ``problem`` (``agents/limits.py``) finds nothing wrong with."""
+    name = get_str(w, v)
+    bad = problem(name)
+    if bad:
+        raise w.error(bad, alphabet)
+    return name
+
+
+def _site_name(w: Where, v: Any) -> str:
+    return _named(w, v, site_name_problem, SITE_NAME_TEXT)
+
+
+def _id(w: Where, v: Any) -> str:
+    return _named(w, v, id_problem, ID_TEXT)
+
+
 def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
     get_mapping(w, raw, required=("name", "nodes"), optional=("power",))
-    name = get_str(at_key(w, raw, "name"), raw["name"])
+    name = _site_name(at_key(w, raw, "name"), raw["name"])
     power = PowerModel()
     if "power" in raw:
         wp = at_key(w, raw, "power")
@@ -101,10 +121,11 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
         wn = at_item(w_nodes, raw_nodes, i)
         get_mapping(wn, rn, required=("name", "cpu", "mem"),
                     optional=("gpus", "gpu_model", "count"))
-        base = get_str(at_key(wn, rn, "name"), rn["name"])
-        cpu = get_number(at_key(wn, rn, "cpu"), rn["cpu"], gt=0, le=1e12, unit="cores")
-        mem = get_int(at_key(wn, rn, "mem"), rn["mem"], ge=1, unit="MiB")
-        gpus = get_int(at_key(wn, rn, "gpus"), rn.get("gpus", 0), ge=0, unit="gpus")
+        base = _site_name(at_key(wn, rn, "name"), rn["name"])
+        cpu = get_number(at_key(wn, rn, "cpu"), rn["cpu"], gt=0, le=MAX_CORES, unit="cores")
+        mem = get_int(at_key(wn, rn, "mem"), rn["mem"], ge=1, le=MAX_MEM_MIB, unit="MiB")
+        gpus = get_int(at_key(wn, rn, "gpus"), rn.get("gpus", 0), ge=0, le=MAX_GPUS,
+                       unit="gpus")
         model = rn.get("gpu_model")
         if gpus > 0:
             model = get_str(at_key(wn, rn, "gpu_model"), model,
@@ -297,16 +318,16 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
 def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:
     get_mapping(w, rec, required=("id", "arrival", "origin", "tasks"),
                 optional=("weight", "deadline"))
-    jid = get_str(w.key("id"), rec["id"])
-    arrival = get_number(w.key("arrival"), rec["arrival"], ge=0, unit="seconds")
+    jid = _id(w.key("id"), rec["id"])
+    arrival = get_number(w.key("arrival"), rec["arrival"], ge=0, le=MAX_TIME, unit="seconds")
     origin = get_str(w.key("origin"), rec["origin"])
     if origin not in sites:
         raise w.key("origin").error(f"unknown site {origin!r}",
                                     f"a site of the cluster: {', '.join(sorted(sites))}")
-    weight = get_number(w.key("weight"), rec.get("weight", 1.0), gt=0)
+    weight = get_number(w.key("weight"), rec.get("weight", 1.0), gt=0, le=MAX_WEIGHT)
     deadline = rec.get("deadline")
     if deadline is not None:
-        deadline = get_number(w.key("deadline"), deadline, gt=arrival,
+        deadline = get_number(w.key("deadline"), deadline, gt=arrival, le=MAX_TIME,
                               unit="seconds, absolute, after arrival")
     raw_tasks = get_list(w.key("tasks"), rec["tasks"], nonempty=True, what="task objects")
     tasks: list[Task] = []
@@ -336,13 +357,14 @@ def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:
 def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
     get_mapping(w, rt, required=("id", "duration", "demand"),
                 optional=("instances", "after", "data_mb", "run"))
-    tid = get_str(w.key("id"), rt["id"])
-    duration = get_number(w.key("duration"), rt["duration"], ge=0, unit="seconds")
+    tid = _id(w.key("id"), rt["id"])
+    duration = get_number(w.key("duration"), rt["duration"], ge=0, le=MAX_SECONDS,
+                          unit="seconds")
     wd = w.key("demand")
     d = get_mapping(wd, rt["demand"], required=("cpu", "mem"), optional=("gpu", "gpu_models"))
-    cpu = get_number(wd.key("cpu"), d["cpu"], ge=0, le=1e12, unit="cores")
-    mem = get_int(wd.key("mem"), d["mem"], ge=0, unit="MiB")
-    gpu = get_number(wd.key("gpu"), d.get("gpu", 0), ge=0, le=1e9, unit="gpus")
+    cpu = get_number(wd.key("cpu"), d["cpu"], ge=0, le=MAX_CORES, unit="cores")
+    mem = get_int(wd.key("mem"), d["mem"], ge=0, le=MAX_MEM_MIB, unit="MiB")
+    gpu = get_number(wd.key("gpu"), d.get("gpu", 0), ge=0, le=MAX_GPUS, unit="gpus")
     if gpu >= 1 and gpu != int(gpu):
         raise wd.key("gpu").error(f"found {gpu:g}",
                                   "a share of one gpu below 1, or a whole number of gpus")
@@ -362,7 +384,7 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
                                        f"a model of the cluster: "
                                        f"{', '.join(sorted(models)) or 'none (no gpus)'}")
         gpu_models = frozenset(raw)
-    instances = get_int(w.key("instances"), rt.get("instances", 1), ge=1)
+    instances = get_int(w.key("instances"), rt.get("instances", 1), ge=1, le=MAX_INSTANCES)
     after_raw = get_list(w.key("after"), rt.get("after", []), what="task ids")
     after: list[str] = []
     for j, p in enumerate(after_raw):
@@ -370,7 +392,8 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
         if p in after:
             raise w.key("after").item(j).error(f"task {p!r} listed twice", "each id once")
         after.append(p)
-    data_mb = get_number(w.key("data_mb"), rt.get("data_mb", 0.0), ge=0, unit="MB")
+    data_mb = get_number(w.key("data_mb"), rt.get("data_mb", 0.0), ge=0, le=MAX_DATA_MB,
+                         unit="MB")
     demand = Demand(cpu=round(cpu * MILLI), mem=mem, gpu=round(gpu * MILLI),
                     gpu_models=gpu_models)
     run = _run(w.key("run"), rt["run"]) if "run" in rt else None

@@ -85,6 +85,12 @@ def load_yaml(path: str) -> Any:
         if node is None:
             raise InputError(path=path, line=None, field=None, problem="the file is empty",
                              expected=expected)
+        size = _expanded_size(node, {}, set())
+        if size > MAX_YAML_VALUES:
+            raise InputError(path=path, line=None, field=None,
+                             problem=f"its anchors and aliases expand to more than "
+                                     f"{MAX_YAML_VALUES:,} values",
+                             expected=f"at most {MAX_YAML_VALUES:,} values once expanded")
         return _build(loader, node, path, {})
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -102,6 +108,32 @@ def load_yaml(path: str) -> Any:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+MAX_YAML_VALUES = 5_000_000
+"""values a YAML document may hold once its aliases are expanded (a 6 KB file of nested
+aliases otherwise expands to tens of millions)"""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many values ``node`` holds with every alias expanded (an alias to a node being
+    counted -- a recursive anchor -- counts once)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_ or isinstance(node, yaml.ScalarNode):
+        return 1
+    open_.add(key)
+    children = node.value if isinstance(node, yaml.SequenceNode) else \
+        [x for pair in node.value for x in pair]
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_)
+        if total > MAX_YAML_VALUES:
+            break
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, Any]) -> Any:
@@ -270,8 +302,11 @@ def get_str(where: Where, v: Any, what: str = "a non-empty string") -> str:
 
 
 def _bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
-    parts = [f">= {ge:g}" if ge is not None else "", f"> {gt:g}" if gt is not None else "",
-             f"<= {le:g}" if le is not None else "", f"< {lt:g}" if lt is not None else ""]
+    def n(x: float) -> str:
+        return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+    parts = [f">= {n(ge)}" if ge is not None else "", f"> {n(gt)}" if gt is not None else "",
+             f"<= {n(le)}" if le is not None else "", f"< {n(lt)}" if lt is not None else ""]
     return " and ".join(p for p in parts if p)
 
 

@@ -18,12 +18,36 @@ executing them, for a host that commits them on a writer thread (``take`` / ``wr
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PrePrepare, PreparedCert
+
+log = logging.getLogger("agora.storage")
+
+
+def wal_cut_short(db: Path) -> int:
+    """Bytes at the end of ``db``'s write-ahead log that are not a whole frame (0 when the
+    WAL is absent or whole). SQLite ignores a partial last frame on open -- and every frame
+    after it -- so a WAL cut short (a full disk, a copy interrupted) silently rolls the
+    database back to its last whole commit."""
+    wal = Path(f"{db}-wal")
+    try:
+        size = wal.stat().st_size
+        if size < 32:
+            return size
+        with open(wal, "rb") as f:
+            header = f.read(32)
+    except OSError:
+        return 0
+    page_size = struct.unpack(">I", header[8:12])[0]
+    if page_size < 512:
+        return size - 32
+    return (size - 32) % (page_size + 24)
 
 
 @dataclass
@@ -146,6 +170,12 @@ class SqliteStorage:
                              f"NORMAL or EXTRA")
         self.path = Path(path)
         self.synchronous = synchronous
+        cut = wal_cut_short(self.path)
+        if cut:
+            log.warning("%s-wal ends with %d bytes of a partial frame: the last commits in it "
+                        "are ignored, so this replica may restart behind what it had "
+                        "acknowledged; it catches up from its peers (state transfer)",
+                        self.path, cut)
         # check_same_thread=False: a host may hand ``write`` to one writer thread after
         # ``load`` (coordinator/server.py); the connection is only ever used by one thread
         # at a time.

@@ -288,13 +288,13 @@ def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(gr
                                                                                 method):
     with grpc.insecure_channel(group.config.replicas[1]) as ch:
         stub = rpc.CoordinatorStub(ch)
-        before = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        before = stub.GetStatus(group.status_request(), timeout=5)
         with pytest.raises(grpc.RpcError) as e:
             getattr(stub, method)(pb.ClientRequest(envelope=data), timeout=5)
         assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                   grpc.StatusCode.UNAUTHENTICATED), e.value.details()
         assert e.value.details().startswith("envelope")
-        after = stub.GetStatus(pb.StatusRequest(), timeout=5)
+        after = stub.GetStatus(group.status_request(), timeout=5)
         assert after.last_executed == before.last_executed
         assert sum(c.count for c in after.rejected) > sum(c.count for c in before.rejected)
 
@@ -337,7 +337,7 @@ def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(grou
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with grpc.insecure_channel(group.config.replicas[victim]) as ch:
-                st_ = rpc.CoordinatorStub(ch).GetStatus(pb.StatusRequest(), timeout=5)
+                st_ = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
             if st_.last_executed > target:
                 break
             await asyncio.sleep(0.3)

@@ -96,7 +96,7 @@ def _executed(g: LocalGroup) -> list[int]:
     out = []
     for i in range(4):
         with g.channel(i) as ch:
-            out.append(rpc.CoordinatorStub(ch).GetStatus(pb.StatusRequest(),
+            out.append(rpc.CoordinatorStub(ch).GetStatus(g.status_request(),
                                                          timeout=5).last_executed)
     return out
 
@@ -172,7 +172,7 @@ def test_a_client_without_a_certificate_from_the_ca_is_refused(group, tmp_path, 
     with (grpc.insecure_channel(address) if creds == INSECURE
           else grpc.secure_channel(address, creds)) as ch:
         with pytest.raises(grpc.RpcError) as e:
-            rpc.CoordinatorStub(ch).GetStatus(pb.StatusRequest(), timeout=5)
+            rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert _executed(group) == before
 

@@ -27,8 +27,8 @@ LAUNCHER = REPO / "deploy" / "ray" / "cluster-launcher.yaml"
 RAYCLUSTER = REPO / "deploy" / "kuberay" / "raycluster.yaml"
 JOB_SUBMIT = REPO / "deploy" / "ray" / "job-submit.sh"
 CLUSTER_CONFIG = REPO / "deploy" / "configs" / "cluster.yaml"
-README = REPO / "README.md"
-"""its section "Deploying on a Ray cluster" documents the manifests"""
+DEPLOY_DOC = REPO / "docs" / "deploying.md"
+"""documents the manifests"""
 
 
 def _pyproject() -> dict:
@@ -188,7 +188,33 @@ def test_kuberay_resource_strings_are_in_kuberays_quoted_json_form():
     rc = _raycluster()
     raw = rc["spec"]["workerGroupSpecs"][0]["rayStartParams"]["resources"]
     assert raw.startswith('"{') and raw.endswith('}"')
-    assert _ray_start_resources({"resources": raw}) == {site_resource(SITES[0]): 1}
+    assert _ray_start_resources({"resources": raw})[site_resource(SITES[0])] == 1
+
+
+def _node_resources(resources: dict) -> set[str]:
+    return {k[len("agora-node-"):] for k in (resources or {}) if k.startswith("agora-node-")}
+
+
+def test_each_sites_node_carries_one_resource_per_agora_node_of_the_site():
+    """The live service pins each node's runner to the Ray node carrying `agora-node-<node>`;
+    the head carries none, each site's node every node of its site and no other."""
+    cluster = load_cluster("default")
+    want = {s.name: {n.name for n in s.nodes} for s in cluster.sites}
+    cfg = _launcher()
+    got = {}
+    for name, nt in cfg["available_node_types"].items():
+        res = nt.get("resources") or {}
+        for site in _site_resources(res):
+            got[site] = _node_resources(res)
+        if name == cfg["head_node_type"]:
+            assert not _node_resources(res)
+    assert got == want
+    got = {}
+    for g in _raycluster()["spec"]["workerGroupSpecs"]:
+        res = _ray_start_resources(g["rayStartParams"])
+        for site in _site_resources(res):
+            got[site] = _node_resources(res)
+    assert got == want
 
 
 # --- ray job submit -----------------------------------------------------------------------------
@@ -271,13 +297,11 @@ def test_the_cluster_config_matches_the_manifests():
     assert cfg.metrics.host == "0.0.0.0"  # scraped from other nodes
 
 
-def test_readme_deploy_section_links_and_commands_point_at_real_files():
-    text = README.read_text()
-    text = text[text.index("### Deploying on a Ray cluster"):]
-    text = text[:text.index("\n## ")]
+def test_the_deploy_page_links_and_commands_point_at_real_files():
+    text = DEPLOY_DOC.read_text()
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         if "://" not in link:
-            assert (REPO / link).exists(), link
+            assert (DEPLOY_DOC.parent / link).resolve().exists(), link
     for path in ("deploy/ray/cluster-launcher.yaml", "deploy/kuberay/raycluster.yaml",
                  "deploy/ray/job-submit.sh", "deploy/configs/cluster.yaml"):
         assert path in text and (REPO / path).exists()

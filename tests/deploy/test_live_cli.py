@@ -7,6 +7,7 @@ four replicas)."""
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coordinator.pbft.keys import generate_keys
+from coordinator.server import load_keys
 from tests.cluster.test_replay import random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +71,14 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     p = agora("up", "--detach", "--config", cfg)
     assert p.returncode == 0, p.stderr + p.stdout
     assert "Agora is up" in p.stdout
+    # issue 16: random keys in a private file, and mutual TLS by default (certs written)
+    keys = d / "out" / "coordinator" / "keys.yaml"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert load_keys(keys).client_signing["operator"] != generate_keys(
+        4, ["operator"], seed=b"agora-up-0").client_signing["operator"]
+    assert yaml.safe_load((d / "out" / "coordinator" / "coordinator.yaml").read_text())[
+        "tls"]["enabled"] is True
+    assert stat.S_IMODE((d / "out" / "certs" / "site-east.key").stat().st_mode) == 0o600
 
     (d / "norun.jsonl").write_text(job_line("x", []) + "\n")
     p = agora("submit", str(d / "norun.jsonl"), "--config", cfg)
@@ -113,6 +124,9 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert off["source"].startswith("offline") and "agreed by replicas" in off["source"]
     by = {j["job"]: j["outcome"] for j in off["jobs"]}
     assert by == {"hello": "completed", "sleepy": "cancelled"}
+    done = next(j for j in off["jobs"] if j["job"] == "hello")["tasks"][0]["instances"][0]
+    assert done["ran_on"] in ("east/n0", "west/n0") and done["exit_code"] == 0, done
+    assert done["last_end"] >= done["last_start"] > 0, done
     p = agora("schedule", "get", "--config", cfg)
     assert p.returncode == 0 and "(offline" in p.stdout and "hello" in p.stdout
     p = agora("cancel", "hello", "--config", cfg)

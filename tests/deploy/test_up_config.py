@@ -53,7 +53,7 @@ def test_the_embedded_default_is_local_yaml_and_has_the_documented_values():
                                  agent_max_restarts=-1, agent_max_task_retries=-1,
                                  multi_node=False)
     assert cfg.metrics == MetricsSection(enabled=True, host="127.0.0.1")
-    assert cfg.tls == TlsSection(enabled=False, certs_dir=REPO / "out" / "certs")
+    assert cfg.tls == TlsSection(enabled=True, certs_dir=REPO / "out" / "up" / "certs")
     assert cfg.out == REPO / "out" / "up"
     assert tuple(cfg.site_resources()) == DEFAULT_SITES
     assert cfg.site_resources()["dc-east"] == "agora-site-dc-east"
@@ -73,14 +73,6 @@ def test_every_top_level_field_of_local_yaml_is_commented():
                 "agent_max_restarts", "agent_max_task_retries", "multi_node", "host",
                 "certs_dir"):
             assert "#" in ln, f"local.yaml: {ln!r} has no comment"
-
-
-def test_local_tls_is_local_with_tls_on():
-    cfg = load_up_config(CONFIGS_DIR / "local-tls.yaml")
-    assert cfg.tls.enabled and cfg.tls.certs_dir == REPO / "out" / "certs"
-    base = load_up_config()
-    assert dataclasses.replace(cfg, tls=base.tls, out=base.out, source=base.source) == base
-    assert cfg.out != base.out
 
 
 def test_a_file_of_comments_only_means_every_default(tmp_path):

@@ -28,6 +28,7 @@ from agents.domain import (
     Task,
     Workload,
 )
+from agents.limits import MAX_CORES, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB, id_problem
 from protos import convert, generate
 from protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
 
@@ -271,8 +272,10 @@ AMOUNTS = st.integers(0, 2**63 - 1)
 SECONDS = st.floats(0.0, 1e9)
 SEEDS = st.integers(-(2**63), 2**63 - 1)
 PROB = st.floats(0.0, 1.0)
-DEMANDS = st.builds(Demand, cpu=AMOUNTS, mem=AMOUNTS,
-                    gpu=st.integers(0, 999) | st.integers(1, 2**40).map(lambda k: k * 1000),
+# within agents/limits.py's bounds (test_bounds_are_refused_naming_the_field: past them)
+DEMANDS = st.builds(Demand, cpu=st.integers(0, int(MAX_CORES * 1000)),
+                    mem=st.integers(0, MAX_MEM_MIB),
+                    gpu=st.integers(0, 999) | st.integers(1, MAX_GPUS).map(lambda k: k * 1000),
                     gpu_models=st.none() | st.frozensets(NAMES, min_size=1, max_size=3))
 
 
@@ -317,16 +320,19 @@ def clusters(draw) -> Cluster:
                    source=draw(st.text(max_size=10, alphabet=st.characters(codec="utf-8"))))
 
 
+IDS = NAMES.filter(lambda x: id_problem(x) is None)
+
+
 @st.composite
 def jobs(draw) -> Job:
-    ids = draw(st.lists(NAMES, min_size=1, max_size=5, unique=True))
+    ids = draw(st.lists(IDS, min_size=1, max_size=5, unique=True))
     tasks = [Task(id=t, duration=draw(SECONDS), demand=draw(DEMANDS),
-                  instances=draw(st.integers(1, 2**31 - 1)),
+                  instances=draw(st.integers(1, MAX_INSTANCES)),
                   after=tuple(draw(st.lists(st.sampled_from(ids[:i]), unique=True)))
                   if i else (), data_mb=draw(st.floats(0, 1e9)))
              for i, t in enumerate(ids)]
     arrival = draw(SECONDS)
-    return Job(id=draw(NAMES), arrival=arrival, origin=draw(NAMES),
+    return Job(id=draw(IDS), arrival=arrival, origin=draw(NAMES),
                tasks=tuple(draw(st.permutations(tasks))),
                weight=draw(st.floats(0, 1e6, exclude_min=True)),
                deadline=draw(st.none() | st.floats(0, 1e9).map(lambda d: arrival + d)))

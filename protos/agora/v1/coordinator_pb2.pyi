@@ -432,10 +432,22 @@ class SiteStatus(_message.Message):
     def __init__(self, site: _Optional[str] = ..., lapsed: _Optional[bool] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("since_version",)
+    __slots__ = ("since_version", "auth")
     SINCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
     since_version: int
-    def __init__(self, since_version: _Optional[int] = ...) -> None: ...
+    auth: ReadAuth
+    def __init__(self, since_version: _Optional[int] = ..., auth: _Optional[_Union[ReadAuth, _Mapping]] = ...) -> None: ...
+
+class ReadAuth(_message.Message):
+    __slots__ = ("client_id", "timestamp_ms", "signature")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    timestamp_ms: int
+    signature: bytes
+    def __init__(self, client_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ScheduleUpdate(_message.Message):
     __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled")
@@ -470,8 +482,10 @@ class UpdateKey(_message.Message):
     def __init__(self, version: _Optional[int] = ..., sub: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("auth",)
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    auth: ReadAuth
+    def __init__(self, auth: _Optional[_Union[ReadAuth, _Mapping]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("replica", "n", "f", "view", "primary", "last_executed", "last_committed", "stable_checkpoint", "low_water_mark", "high_water_mark", "replicas_seen", "rejected", "round", "allocations", "schedule_rejected", "armed", "decided_sites", "lapsed_sites", "decision_latency_ms_p50", "decision_latency_ms_p99", "decision_latency_samples")

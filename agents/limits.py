@@ -1,0 +1,58 @@
+"""The documented upper bounds and name alphabets of every input Agora reads: cluster YAML,
+jobs JSON Lines, traces, and jobs arriving over gRPC (``protos/convert.py``). A value past a
+bound is refused naming the field (file and line, or the proto field), never read as
+something else: a huge ``arrival`` gave JCT 0 s or inf/nan, a site name with ``/`` was read
+by the coordinator as another site, a lone surrogate in an id failed later, far from the
+input. docs/inputs.md lists them.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_SECONDS = 1e9
+"""a duration: at most 10^9 s (about 31 years)"""
+MAX_TIME = 1e10
+"""an instant (arrival, deadline): at most 10^10 s -- relative to a trace's start, or a
+live system's Unix time (until the year 2286); float seconds there still resolve 2 us"""
+MAX_CORES = 100_000.0
+"""cores of one node or one task's demand"""
+MAX_MEM_MIB = 2 ** 24
+"""MiB of one node or one task's demand (16 TiB)"""
+MAX_GPUS = 1024
+"""gpus of one node or one task's demand"""
+MAX_INSTANCES = 1_000_000
+"""instances of one task"""
+MAX_DATA_MB = 1e9
+"""a task's input data, MB (1 PB)"""
+MAX_WEIGHT = 1e6
+"""a job's weight"""
+MAX_NAME = 128
+"""characters of a name or id"""
+
+SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""site and node names: letters, digits, '.', '_', '-'; 1-64 characters, starting with a
+letter or digit (a node is named ``<site>/<node>``, so '/' cannot be part of either)"""
+SITE_NAME_TEXT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+ID_TEXT = (f"1-{MAX_NAME} printable characters without '/' or white space (job and task "
+           f"ids name folders and agora logs JOB/TASK)")
+
+
+def site_name_problem(value: str) -> str | None:
+    """Why ``value`` is no site or node name (None when it is one)."""
+    if SITE_NAME.fullmatch(value) is None:
+        return f"name {value!r} has characters or a length outside the alphabet"
+    return None
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` is no job or task id (None when it is one)."""
+    if not value:
+        return "empty"
+    if len(value) > MAX_NAME:
+        return f"{len(value)} characters"
+    if "/" in value:
+        return f"id {value!r} contains '/'"
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return f"id {value!r} has white space, control characters or lone surrogates"
+    return None

@@ -1,0 +1,69 @@
+"""Finding 1 (issue 16): keys anyone could recompute. ``agora up`` derived every key from
+``agora-up-<seed>`` and wrote them all world-readable. Now keys are random, key files are
+private (0600) also when they replace a file of other permissions, and a resumed service
+keeps the keys its replicas' logs are signed with."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from coordinator.local_group import LocalGroup
+from coordinator.pbft.keys import generate_keys
+from coordinator.server import load_keys
+from deploy.certs import ensure_all
+
+CLIENTS = ["operator", "site:a", "site:b"]
+
+
+def mode(p) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def test_agora_up_keys_are_random_not_derived_from_the_seed(tmp_path):
+    a = LocalGroup(tmp_path / "a", n=4, clients=CLIENTS, cluster="default")
+    b = LocalGroup(tmp_path / "b", n=4, clients=CLIENTS, cluster="default")
+    derived = generate_keys(4, CLIENTS, seed=b"agora-up-0")   # what agora up used to do
+    for cid in ("operator", "site:a", "replica:0"):
+        assert a.keys.client_signing[cid] != b.keys.client_signing[cid]
+        assert a.keys.client_signing[cid] != derived.client_signing[cid]
+    assert a.keys.replica_signing[0] != b.keys.replica_signing[0]
+    assert a.keys.mac_key(0, 1) != b.keys.mac_key(0, 1)
+
+
+def test_key_files_are_private_also_when_they_replace_a_readable_file(tmp_path, capsys):
+    d = tmp_path / "g"
+    d.mkdir()
+    (d / "keys.yaml").write_text("old")
+    os.chmod(d / "keys.yaml", 0o644)
+    LocalGroup(d, n=4, clients=CLIENTS, cluster="default")
+    assert mode(d / "keys.yaml") == 0o600
+
+    from deploy.cli_coordinator import main
+    out = tmp_path / "keys.yaml"
+    out.write_text("old")
+    os.chmod(out, 0o644)
+    assert main(["keys", "--replicas", "4", "--clients", "site:a", "--out", str(out)]) == 0
+    assert mode(out) == 0o600
+    assert "site:a" in load_keys(out).client_signing
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "site-a.key").write_text("old")
+    os.chmod(certs / "site-a.key", 0o644)
+    ensure_all(certs, ["a"], replicas=4)
+    keys = sorted(certs.glob("*.key"))
+    assert len(keys) == 1 + 1 + 4 + 1            # ca, site-a, replica-0..3, client
+    assert all(mode(k) == 0o600 for k in keys), {k.name: oct(mode(k)) for k in keys}
+
+
+def test_a_resumed_service_keeps_its_keys_and_a_new_membership_gets_new_ones(tmp_path):
+    first = LocalGroup(tmp_path, n=4, clients=CLIENTS, cluster="default")
+    again = LocalGroup(tmp_path, n=4, clients=CLIENTS, cluster="default", keep_keys=True)
+    assert again.keys == first.keys
+    fresh = LocalGroup(tmp_path, n=4, clients=CLIENTS, cluster="default")   # no keep
+    assert fresh.keys.client_signing["operator"] != first.keys.client_signing["operator"]
+    other = LocalGroup(tmp_path, n=4, clients=CLIENTS + ["site:c"], cluster="default",
+                       keep_keys=True)
+    assert "site:c" in other.keys.client_signing
+    assert other.keys.client_signing["operator"] != fresh.keys.client_signing["operator"]

@@ -1,0 +1,130 @@
+"""Finding 4 (issue 16): no limits. One site sent 200,000 bids in one 3 MB request: 13 s to
+execute while every other client waited. Now a part holds at most MAX_BIDS_PER_PART bids
+(and bounded ends and node states), a request at most ``max_request_bytes``, and a client at
+most ``client_requests_per_s`` requests a second at each replica: over a limit is refused
+with RESOURCE_EXHAUSTED naming the limit, before it is ordered. The state machine refuses an
+oversized part too (a faulty primary could order one), deterministically."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from agents.workloads.loader import load_cluster
+from coordinator.local_group import LocalGroup
+from coordinator.pbft.keys import generate_keys
+from coordinator.rate_limit import ClientRate
+from coordinator.schedule_state import MAX_BIDS_PER_PART, ScheduleState
+from coordinator.validate import Refusal, parse_request
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from tests.coordinator.test_coordinator_grpc import CLUSTER, current_round, job
+
+CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
+
+
+def flood(site: str, rnd: int, n: int) -> pb.Command:
+    return pb.Command(site_round=pb.SiteRound(site=site, round=rnd, bidding=True, bids=[
+        pb.Bid(job_id=f"j{i}", task_id="t", instances=1, price=1) for i in range(n)]))
+
+
+def signed(client_id: str, cmd: pb.Command) -> bytes:
+    from coordinator.client import CoordinatorClient
+    from coordinator.config import config_from_dict
+
+    cfg = config_from_dict({"replicas": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3",
+                                         "127.0.0.1:4"]})
+    keys = generate_keys(4, CLIENTS, seed=b"limits")
+    c = CoordinatorClient(cfg, keys.for_client(client_id), client_id)
+    return pb.ClientRequest.FromString(c.envelope(cmd.SerializeToString())[1]).envelope
+
+
+def test_a_200000_bid_part_is_refused_before_ordering_naming_the_limit():
+    data = signed("site:east", flood("east", 0, 200_000))
+    assert len(data) > 2_000_000
+    with pytest.raises(Refusal) as e:
+        parse_request(data, "SubmitRound")
+    assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "site_round.bids: 200000 bids; the limit is 4096" in e.value.message
+    # a part at the limit is fine
+    parse_request(signed("site:east", flood("east", 0, MAX_BIDS_PER_PART)), "SubmitRound")
+
+
+def test_the_state_machine_refuses_an_oversized_part_a_faulty_primary_ordered():
+    state = ScheduleState(load_cluster(str(CLUSTER)))
+    op = flood("east", 0, MAX_BIDS_PER_PART + 1).SerializeToString()
+    res = pb.Result.FromString(state.execute("site:east", op, 1))
+    assert [r.field for r in res.rejections] == ["command.site_round.bids"]
+    assert "limit is 4096" in res.rejections[0].reason
+    assert state.parts == {} and res.accepted == 0
+    again = ScheduleState(load_cluster(str(CLUSTER)))       # the same on every replica
+    assert again.execute("site:east", op, 1) == res.SerializeToString(deterministic=True)
+
+
+def test_client_rate_is_a_token_bucket_per_client():
+    now = [0.0]
+    r = ClientRate(10.0, clock=lambda: now[0])
+    assert sum(r.take("a") for _ in range(50)) == 10        # a burst of one second's worth
+    assert r.take("b")                                       # another client is not affected
+    now[0] += 0.5
+    assert sum(r.take("a") for _ in range(50)) == 5          # refilled at 10 a second
+    with pytest.raises(ValueError):
+        ClientRate(0)
+
+
+# ---- end to end: real replicas ----
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    g = LocalGroup(tmp_path_factory.mktemp("limits"), n=4, clients=CLIENTS, cluster=str(CLUSTER),
+                   key_seed=b"limits", max_request_bytes=256 * 1024, client_requests_per_s=20,
+                   round_timeout_s=1.0, site_timeout_s=3600.0)
+    with g.serving():
+        yield g
+
+
+@pytest.mark.timeout(180)
+def test_oversized_and_too_frequent_requests_are_refused_and_others_are_served(group):
+    async def go():
+        async with group.client("operator") as op:
+            await op.submit_jobs([job("limits-1", origin="east")])
+            rnd = await current_round(group)
+            before = [s.last_executed for s in await op.status()]
+        with group.channel(0) as ch:
+            stub = rpc.CoordinatorStub(ch)
+            big = signed("site:east", flood("east", rnd, 20_000))     # ~400 KB > 256 KiB
+            t0 = time.perf_counter()
+            with pytest.raises(grpc.RpcError) as e:
+                stub.SubmitRound(pb.ClientRequest(envelope=big), timeout=10)
+            refused_s = time.perf_counter() - t0
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_request_bytes" in e.value.details()
+        west = group.client("site:west")
+        query = pb.Command(query=pb.Query(schedule=pb.ScheduleQuery(all=True)))
+        codes = []
+        with group.channel(0) as ch:
+            stub = rpc.CoordinatorStub(ch)
+            for _ in range(60):     # as fast as one client can: far above 20 a second
+                _, data = west.envelope(query.SerializeToString(), read_only=True)
+                try:
+                    stub.GetSchedule(pb.ClientRequest.FromString(data), timeout=10)
+                    codes.append("ok")
+                except grpc.RpcError as e:
+                    codes.append(e.code())
+                    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        assert "client_requests_per_s" in e.details()
+        assert "ok" in codes and grpc.StatusCode.RESOURCE_EXHAUSTED in codes, codes
+        async with group.client("operator") as op:   # another client is served meanwhile
+            await op.submit_jobs([job("limits-2", origin="east")])
+            after = await op.status()
+        assert all(a.last_executed >= b + 1 for a, b in zip(after, before) if not
+                   isinstance(a, str))
+        assert sum(c.count for s in after for c in s.rejected
+                   if c.name in ("service.over_limit", "service.rate_limited")) >= 2
+        return refused_s
+
+    refused_s = asyncio.run(asyncio.wait_for(go(), 120))
+    assert refused_s < 5.0     # refused at once, not executed (the flood took 13 s)

@@ -1,0 +1,99 @@
+"""Finding 3 (issue 16): reading was not authorised -- ``GetStatus`` and ``WatchSchedule``
+needed no credentials. Now both need a ``ReadAuth`` signed by a client of the key file (within
+300 s of the replica's clock, bound to the method and the watched version); schedule queries
+were signed PBFT requests already. Auditors (``auditor:<name>``) read everything and can
+change nothing. What every reader sees is the whole schedule (docs/security.md says why)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from nacl.signing import SigningKey, VerifyKey
+
+from coordinator.client import CoordinatorError
+from coordinator.local_group import LocalGroup
+from coordinator.pbft.keys import generate_keys
+from coordinator.read_auth import WINDOW_MS, read_refusal, sign_read
+from protos.agora.v1 import coordinator_pb2 as pb
+from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from tests.coordinator.test_coordinator_grpc import CLUSTER, job
+
+CLIENTS = ["site:east", "site:west", "site:edge", "operator", "auditor:alice"]
+
+
+def test_a_read_signature_is_bound_to_its_client_method_version_and_time():
+    keys = generate_keys(4, CLIENTS, seed=b"reads")
+    verify = {c: VerifyKey(k)
+              for c, k in keys.client_verify.items()}
+    signer = SigningKey(keys.client_signing["site:west"])
+    now = 1_800_000_000_000
+    good = sign_read(signer, "site:west", "WatchSchedule", 5, now_ms=now)
+    assert read_refusal(verify, good, "WatchSchedule", 5, now_ms=now + 1000) is None
+    assert "signature" in read_refusal(verify, good, "GetStatus", 5, now_ms=now)
+    assert "signature" in read_refusal(verify, good, "WatchSchedule", 0, now_ms=now)
+    assert "timestamp_ms" in read_refusal(verify, good, "WatchSchedule", 5,
+                                          now_ms=now + WINDOW_MS + 1)
+    claimed = pb.ReadAuth(client_id="operator", timestamp_ms=now, signature=good.signature)
+    assert "signature" in read_refusal(verify, claimed, "WatchSchedule", 5, now_ms=now)
+    assert "missing" in read_refusal(verify, pb.ReadAuth(), "GetStatus", now_ms=now)
+    assert "no key" in read_refusal(verify, pb.ReadAuth(client_id="site:mars"), "GetStatus",
+                                    now_ms=now)
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    g = LocalGroup(tmp_path_factory.mktemp("reads"), n=4, clients=CLIENTS, cluster=str(CLUSTER),
+                   key_seed=b"reads", round_timeout_s=1.0, site_timeout_s=3600.0)
+    with g.serving():
+        yield g
+
+
+@pytest.mark.timeout(120)
+def test_status_and_watch_without_valid_credentials_are_refused(group):
+    other = generate_keys(4, CLIENTS, seed=b"someone else")
+    forged = sign_read(SigningKey(other.client_signing["operator"]), "operator", "GetStatus")
+    stale = sign_read(SigningKey(group.keys.client_signing["operator"]), "operator",
+                      "GetStatus", now_ms=int(time.time() * 1000) - 2 * WINDOW_MS)
+    with group.channel(0) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        for req in (pb.StatusRequest(), pb.StatusRequest(auth=forged),
+                    pb.StatusRequest(auth=stale)):
+            with pytest.raises(grpc.RpcError) as e:
+                stub.GetStatus(req, timeout=5)
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert e.value.details().startswith("auth")
+        with pytest.raises(grpc.RpcError) as e:
+            next(iter(stub.WatchSchedule(pb.WatchRequest(since_version=0), timeout=5)))
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert stub.GetStatus(group.status_request("site:edge"), timeout=5).n == 4
+
+
+@pytest.mark.timeout(120)
+def test_an_auditor_reads_everything_and_changes_nothing(group):
+    async def go():
+        async with group.client("operator") as op:
+            await op.submit_jobs([job("audited", origin="east")])
+        async with group.client("auditor:alice") as alice:
+            statuses = await alice.status()
+            assert all(not isinstance(s, str) for s in statuses)
+            ledger = await alice.ledger()
+            assert [r.job.id for r in ledger.jobs] == ["audited"]
+            updates = []
+
+            async def first():
+                async for u in alice.watch(0):
+                    updates.append(u)
+                    return
+            await asyncio.wait_for(first(), 30)
+            assert updates
+            for attempt in (alice.submit_jobs([job("by-auditor", origin="east")]),
+                            alice.cancel_job("audited")):
+                with pytest.raises(CoordinatorError) as e:
+                    await attempt
+                assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+                assert "auditor" in e.value.message
+            assert [r.job.id for r in (await alice.ledger()).jobs] == ["audited"]
+    asyncio.run(asyncio.wait_for(go(), 90))
