@@ -17,16 +17,17 @@ Metrics (all on ``REGISTRY``; counters are exposed with the ``_total`` suffix):
 - ``agora_view_changes_total`` (counter; replica): new views a replica installed;
 - ``agora_messages_sent_total`` (counter; site): messages a site agent sent to its peers;
 - ``agora_messages_suppressed_total`` (counter; site): messages its trigger held back;
-- ``agora_wire_bytes_total`` (counter; site, replica, direction): bytes on the wire,
-  direction "in" or "out"; one of site / replica names the process, the other is ""
-  (``wire_bytes`` binds one);
+- ``agora_agent_wire_bytes_total`` (counter; site, direction) and
+  ``agora_replica_wire_bytes_total`` (counter; replica, direction): bytes on the wire of a
+  site agent or a replica, direction "in" or "out" (``wire_bytes`` binds one);
 - ``agora_federated_rounds_total`` (counter): federated rounds completed;
 - ``agora_requests_total`` (counter; replica, rpc, outcome): client requests a replica
   handled, outcome ok, refused or timeout;
 - ``agora_view`` (gauge; replica): the replica's current view.
 
 The registry is separate from ``prometheus_client``'s global one, so nothing else a library
-registers there (process and platform collectors) is served. The HTTP endpoint is plain HTTP
+registers there (process and platform collectors) is served; counters carry no
+``_created`` series and no label is ever empty. The HTTP endpoint is plain HTTP
 without authentication: bind it to loopback or a management network.
 """
 
@@ -36,9 +37,11 @@ import re
 import threading
 import urllib.request
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
+                               disable_created_metrics, start_http_server)
 from prometheus_client.parser import text_string_to_metric_families
 
+disable_created_metrics()      # no <name>_created timestamp series beside every counter
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The one registry of this process; ``start_metrics_server`` serves it."""
 
@@ -59,9 +62,12 @@ MESSAGES_SENT = Counter("agora_messages_sent", "Messages a site agent sent to it
 MESSAGES_SUPPRESSED = Counter("agora_messages_suppressed",
                               "Messages a site agent's trigger decided not to send.", ["site"],
                               registry=REGISTRY)
-WIRE_BYTES = Counter("agora_wire_bytes", "Bytes sent (direction=out) or received (in) on the "
-                     "wire; site or replica names the process, the other is empty.",
-                     ["site", "replica", "direction"], registry=REGISTRY)
+AGENT_WIRE_BYTES = Counter("agora_agent_wire_bytes", "Bytes a site agent sent (direction=out) "
+                           "or received (in) on the wire.", ["site", "direction"],
+                           registry=REGISTRY)
+REPLICA_WIRE_BYTES = Counter("agora_replica_wire_bytes", "Bytes a coordinator replica sent "
+                             "(direction=out) or received (in) on the wire.",
+                             ["replica", "direction"], registry=REGISTRY)
 FEDERATED_ROUNDS = Counter("agora_federated_rounds", "Federated learning rounds completed.",
                            registry=REGISTRY)
 REQUESTS = Counter("agora_requests", "Client requests handled by a coordinator replica, by "
@@ -72,15 +78,16 @@ VIEW = Gauge("agora_view", "The current PBFT view of a coordinator replica.", ["
 
 
 def wire_bytes(direction: str, *, site: str | None = None, replica: int | str | None = None):
-    """The ``agora_wire_bytes_total`` child for ``direction`` ('in' or 'out') of one site or
-    one replica (bind it once, then ``.inc(n)``)."""
+    """The wire-bytes child for ``direction`` ('in' or 'out') of one site agent
+    (``agora_agent_wire_bytes_total``) or one replica (``agora_replica_wire_bytes_total``);
+    bind it once, then ``.inc(n)``."""
     if direction not in ("in", "out"):
         raise ValueError(f"direction: got {direction!r}; expected 'in' or 'out'")
     if (site is None) == (replica is None):
         raise ValueError("wire_bytes: give exactly one of site= and replica=")
-    return WIRE_BYTES.labels(site="" if site is None else str(site),
-                             replica="" if replica is None else str(replica),
-                             direction=direction)
+    if site is not None:
+        return AGENT_WIRE_BYTES.labels(site=str(site), direction=direction)
+    return REPLICA_WIRE_BYTES.labels(replica=str(replica), direction=direction)
 
 
 _servers: dict[int, object] = {}
@@ -132,7 +139,7 @@ def _escape(v: str) -> str:
 
 def parse(text: str) -> dict[str, float]:
     """Every sample of a Prometheus text exposition, keyed as ``sample_key`` writes them
-    (``prometheus_client`` also exposes a ``<name>_created`` timestamp per counter)."""
+    (other exporters may add ``<name>_created`` series; Agora's do not)."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:

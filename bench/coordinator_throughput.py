@@ -31,7 +31,7 @@ import yaml
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorClient
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from protos.agora.v1 import coordinator_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,12 @@ table: scenarios, safety and liveness violations, median commits and view change
 fault kind and overall. Failing seeds are printed for replay.
 
     python -m bench.pbft_explore --scenarios 20000 --seed 0 [--f 1]
-    python -m bench.pbft_explore --replay SEED [--f 1]
+    python -m bench.pbft_explore --long --scenarios 200 [--f 2]   # deep water (see below)
+    python -m bench.pbft_explore --replay SEED [--f 1] [--long]
+
+``--long``: hundreds of requests per scenario, checkpoints every 2 sequence numbers, several
+view changes, crashes in the middle of a state transfer; a second table says in how many
+scenarios each deep path was crossed, and how often.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import statistics
 import sys
 import time
 
-from coordinator.pbft.explorer import explore, run_scenario, summary
+from coordinator.pbft.explorer import (coverage, explore, explore_long, run_long_scenario,
+                                       run_scenario, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,14 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--f", type=int, default=1)
     p.add_argument("--replay", type=int, default=None, help="run one scenario seed and print it")
+    p.add_argument("--long", action="store_true", help="long scenarios (module doc)")
     a = p.parse_args(argv)
     if a.replay is not None:
-        r = run_scenario(a.replay, f=a.f)
+        r = (run_long_scenario if a.long else run_scenario)(a.replay, f=a.f)
         print(r)
         return 0 if r.ok else 1
-    print(f"pbft explorer: {a.scenarios} scenarios, seed {a.seed}, f={a.f}")
+    print(f"pbft explorer: {a.scenarios} {'long ' if a.long else ''}scenarios, seed {a.seed}, "
+          f"f={a.f}")
     t0 = time.perf_counter()
-    results = explore(a.scenarios, a.seed, f=a.f)
+    results = (explore_long if a.long else explore)(a.scenarios, a.seed, f=a.f)
     wall = time.perf_counter() - t0
     rows = []
     kinds = sorted({r.fault for r in results})
@@ -43,17 +51,27 @@ def main(argv: list[str] | None = None) -> int:
                      f"{statistics.median(r.messages for r in rs):.0f}"])
     head = ["fault", "scenarios", "safety violations", "liveness violations", "median commits",
             "median view changes", "max view changes", "median messages"]
+    _table(head, rows)
+    if a.long:
+        cov = coverage(results)
+        print()
+        _table(["deep path", "scenarios crossing it", "median count", "max count"],
+               [[k, f"{v['scenarios']} of {len(results)}", f"{v['median']:g}", f"{v['max']:g}"]
+                for k, v in cov.items()])
+    s = summary(results)
+    print(f"\n{wall:.1f} s wall, {len(results) / wall:.1f} scenarios/s")
+    if s["failing_seeds"]:
+        print(f"failing seeds (replay with --replay SEED): {s['failing_seeds']}")
+        return 1
+    return 0
+
+
+def _table(head: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-    s = summary(results)
-    print(f"\n{wall:.1f} s wall, {len(results) / wall:.0f} scenarios/s")
-    if s["failing_seeds"]:
-        print(f"failing seeds (replay with --replay SEED): {s['failing_seeds']}")
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -40,11 +40,12 @@ def site_cluster(n: int, path: Path) -> Path:
 
 
 def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: Path,
-           round_timeout_s: float) -> Path:
+           round_timeout_s: float, tls: bool = True) -> Path:
     data = {"cluster": str(site_cluster(n, d / "cluster.yaml")), "workload": workload,
             "policy": str(policy), "out": str(d / "out"), "seed": seed, "speed": speed,
-            "round_timeout_s": round_timeout_s, "ray": {"num_cpus": os.cpu_count()},
-            "metrics": {"enabled": False}}
+            "round_timeout_s": round_timeout_s,
+            "metrics": {"enabled": False}, "tls": {"enabled": tls},
+            "ray": {"num_cpus": os.cpu_count(), "dashboard": False}}
     (d / "replay.yaml").write_text(yaml.safe_dump(data))
     return d / "replay.yaml"
 
@@ -56,7 +57,8 @@ def one(n: int, a, seed: int = 0) -> dict:
     d = Path(a.work) / f"s{n}-{seed}"
     d.mkdir(parents=True, exist_ok=True)
     cfg = load_up_config(config(d, n, workload=a.workload, speed=a.speed, seed=seed,
-                                policy=Path(a.policy), round_timeout_s=a.round_timeout_s))
+                                policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
+                                tls=a.tls == "on"))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     res = replay(cfg, echo=lambda *x, **k: None, progress=False)
@@ -129,13 +131,15 @@ def main(argv=None) -> int:
     p.add_argument("--quality", action="store_true",
                    help="replay vs the simulation engine, --seeds seeds, at --sites's first N")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--tls", default="on", choices=["on", "off"],
+                   help="mutual TLS on every link (the default of every configuration)")
     p.add_argument("--work", default=str(REPO / "out" / "bench-replay"))
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "replay"),
                    help="writes OUT.md and OUT.json (default: %(default)s)")
     a = p.parse_args(argv)
     sites = [int(x) for x in a.sites.split(",")]
     text = [f"Cluster engine in replay mode: 4 replicas, {os.cpu_count()} cores, workload "
-            f"{a.workload}, speed {a.speed:g}x, policy {Path(a.policy).name}\n"]
+            f"{a.workload}, speed {a.speed:g}x, policy {Path(a.policy).name}, TLS {a.tls}\n"]
     result: dict = {"args": vars(a)}
     if a.quality:
         pairs = []

@@ -21,7 +21,7 @@ Prometheus text at ``http://<metrics host>:<port>/metrics`` and writes the port 
 what the PBFT core already exposes, after every pump round (``ReplicaMetrics``):
 ``agora_commits_total`` (sequence numbers executed: growth of ``last_executed``, state
 transfer included), ``agora_view_changes_total`` (new views installed: the replica becomes
-active in a higher view), ``agora_view``, ``agora_wire_bytes_total`` (serialized PeerBatch
+active in a higher view), ``agora_view``, ``agora_replica_wire_bytes_total`` (serialized PeerBatch
 bytes in and out on the peer links) and ``agora_requests_total`` (client requests by RPC and
 outcome). The counters are updated before the replies of the same round are sent.
 

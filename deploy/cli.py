@@ -128,13 +128,30 @@ def cmd_bound(a: argparse.Namespace) -> int:
     if wl.instance_count <= a.max_instances:
         for objective in ("makespan", "weighted_completion"):
             r = cpsat_schedule(wl, cluster, objective=objective, time_limit_s=a.time_limit)
-            out[objective] = {"status": r.status, "value": r.value,
+            out[objective] = {"model_status": r.status, "value": r.value,
                               "best_bound": r.best_bound, "proven_optimal": r.proven_optimal,
-                              "solve_s": r.solve_time_s}
+                              "resolution_s": r.resolution_s, "solve_s": r.solve_time_s}
     else:
         out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"
-    print(json.dumps(out, indent=1, default=str) if a.json else
-          "\n".join(f"{k}: {v}" for k, v in out.items()))
+    if a.json:
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    print("analytic lower bounds (seconds unless named otherwise):")
+    for k, v in out["analytic"].items():
+        print(f"  {k:<28} {v:,.3f}" if isinstance(v, float) else f"  {k:<28} {v}")
+    for objective in ("makespan", "weighted_completion"):
+        r = out.get(objective)
+        if r is None:
+            continue
+        verdict = ("optimal for this instance" if r["proven_optimal"] else
+                   f"model status {r['model_status']}: optimal for the model rounded up to "
+                   f"{r['resolution_s']:g} s steps, not proven for this instance"
+                   if r["model_status"] == "OPTIMAL" else f"model status {r['model_status']}")
+        val = "-" if r["value"] is None else f"{r['value']:,.3f}"
+        bnd = "-" if r["best_bound"] is None else f"{r['best_bound']:,.3f}"
+        print(f"CP-SAT {objective}: {val} (lower bound {bnd}; {verdict}; {r['solve_s']:.1f} s)")
+    if "cpsat" in out:
+        print(f"CP-SAT: {out['cpsat']}")
     return 0
 
 
@@ -163,9 +180,23 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.federated:
         return _train_federated(a, cfg)
     summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
-                    log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps(summary, indent=1))
+                    log=lambda m: print(m, file=sys.stderr), track=a.track)
+    _print_summary(summary, a.json)
     return 0
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    """``--json``: the summary as JSON; else one ``name: value`` line per entry."""
+    if as_json:
+        print(json.dumps(summary, indent=1))
+        return
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}"
+                          for kk, vv in v.items())
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        print(f"{k}: {v}")
 
 
 def _train_federated(a: argparse.Namespace, site_cfg) -> int:
@@ -183,8 +214,8 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
     cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,
                          secagg=a.secagg, trim_beta=a.trim_beta, seed=a.seed, site=site_cfg)
     summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,
-                              log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps(summary, indent=1))
+                              log=lambda m: print(m, file=sys.stderr), track=a.track)
+    _print_summary(summary, a.json)
     return 0
 
 
@@ -224,8 +255,46 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+class AgoraParser(argparse.ArgumentParser):
+    """Every ``agora`` parser, sub-commands included (argparse builds those with the type of
+    their parent): no abbreviated options (``--seed`` is never read as ``--seeds``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def show_defaults(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every option of ``p`` and its sub-commands says its default in ``--help`` (where it
+    has one: not None, not a switch that is off)."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                show_defaults(sub)
+            continue
+        if not action.option_strings or action.help == argparse.SUPPRESS or \
+                action.default is None or action.default is False or \
+                action.default == argparse.SUPPRESS:
+            continue
+        if "%(default)" not in (action.help or ""):
+            action.help = f"{action.help} (default: %(default)s)" if action.help \
+                else "default: %(default)s"
+    return p
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("agora")
+    except PackageNotFoundError:       # run from a checkout that was not pip-installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agora", description=__doc__.split("\n")[0])
+    p = AgoraParser(prog="agora", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"agora {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="replay a workload on a cluster under one policy")
@@ -280,6 +349,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--val-episodes", type=int, default=4,
                    help="held-back validation episodes per evaluation (per site)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    t.add_argument("--track", default="none", choices=["none", "tensorboard"],
+                   help="also write the curves to TensorBoard (OUT/tensorboard), under the "
+                        "names of metrics.jsonl")
     f = t.add_argument_group("federated (--federated: Flower rounds over organisations, "
                              "each training on its own scenario; see federation/train.py)")
     f.add_argument("--federated", action="store_true",
@@ -327,8 +400,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated DNS names / IPs the certificates are valid for")
     k.add_argument("--days", type=int, default=365)
     k.add_argument("--out", required=True, help="directory for ca.crt and <name>.crt/.key")
+    k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(fn=cmd_certs)
-    return p
+    return show_defaults(p)
 
 
 def cmd_certs(a: argparse.Namespace) -> int:
@@ -337,6 +411,10 @@ def cmd_certs(a: argparse.Namespace) -> int:
     if a.replicas < 0 or a.days < 1:
         raise ValueError("--replicas must be >= 0 and --days >= 1")
     made = make_all(Path(a.out), sites, a.replicas, [h for h in a.hosts.split(",") if h], a.days)
+    if a.json:
+        print(json.dumps({"out": str(a.out), "certificates": [
+            {"name": m.name, "cert": str(m.cert), "key": str(m.key)} for m in made]}, indent=1))
+        return 0
     print(f"wrote {len(made)} certificates to {a.out}: {', '.join(m.name for m in made)}")
     return 0
 

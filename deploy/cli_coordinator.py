@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated client ids, e.g. site:dc-east,site:dc-west "
                         f"('{OPERATOR}' is always added)")
     k.add_argument("--out", required=True, help="YAML file to write (mode 0600)")
+    k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(fn=cmd_keys)
 
     c = sub.add_parser("coordinator", help="run one coordinator replica (PBFT over gRPC)")
@@ -120,6 +121,10 @@ def cmd_keys(a: argparse.Namespace) -> int:
                         "each process only its own\n# (KeySet.for_replica / for_client) "
                         "outside a single machine.\n"
                         + yaml.safe_dump(keys.to_dict(), sort_keys=True))
+    if getattr(a, "json", False):
+        print(json.dumps({"out": str(out), "replicas": a.replicas, "clients": clients,
+                          "mode": "0600"}))
+        return 0
     print(f"wrote {out}: {a.replicas} replicas, clients {', '.join(clients)}")
     return 0
 
@@ -258,9 +263,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
-
     from coordinator.client import agreed_status
+    from protos.plain import plain
 
     cfg, client = _client(a)
 
@@ -272,8 +276,8 @@ def cmd_status(a: argparse.Namespace) -> int:
     agreed = agreed_status(statuses, cfg.f)
     if a.json:
         print(json.dumps({"agreed": agreed, "replicas": [
-            MessageToDict(s, always_print_fields_with_no_presence=True)
-            if not isinstance(s, str) else {"error": s} for s in statuses]}, indent=1))
+            plain(s) if not isinstance(s, str) else {"error": s} for s in statuses]},
+            indent=1))
         return 0 if agreed else 1
     print(f"coordinator: n={cfg.n} f={cfg.f}; agreed by f+1: " +
           (", ".join(f"{k}={v}" for k, v in agreed.items()) or "nothing (too few replicas)"))

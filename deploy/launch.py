@@ -165,7 +165,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
     if rc.multi_node:
         from ray.cluster_utils import Cluster
 
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                          "include_dashboard": rc.dashboard})
         for s in sites:
             res = node_resources(cluster, s)
             if live:
@@ -173,16 +174,30 @@ def start_ray(cfg, cluster, *, live: bool = False):
             else:
                 c.add_node(num_cpus=0, resources=res["resources"])
         c.wait_for_nodes()
-        ray.init(address=c.address, namespace="agora", runtime_env=env, log_to_driver=False)
+        _note_dashboard(ray.init(address=c.address, namespace="agora", runtime_env=env,
+                                 log_to_driver=False))
         return c
     res = node_resources(cluster)
     ncpu = rc.num_cpus or (max(res["num_cpus"], os.cpu_count() or 1) if live
                            else os.cpu_count())
-    ray.init(address="local", num_cpus=ncpu,
-             num_gpus=res["num_gpus"] if live else None, namespace="agora",
-             runtime_env=env, resources=res["resources"], include_dashboard=False,
-             log_to_driver=False)
+    _note_dashboard(ray.init(address="local", num_cpus=ncpu,
+                             num_gpus=res["num_gpus"] if live else None, namespace="agora",
+                             runtime_env=env, resources=res["resources"],
+                             include_dashboard=rc.dashboard, log_to_driver=False))
     return None
+
+
+_dashboard: dict[str, str | None] = {"url": None}
+
+
+def _note_dashboard(context) -> None:
+    url = getattr(context, "dashboard_url", None)
+    _dashboard["url"] = (url if not url or url.startswith("http") else f"http://{url}")
+
+
+def dashboard_url() -> str | None:
+    """The Ray dashboard of the Ray this process started (None: off or not known)."""
+    return _dashboard["url"]
 
 
 def replica_host(cfg) -> str:
@@ -200,7 +215,7 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
                 byzantine: dict[int, str] | None = None, keep: bool = False):
     """The coordinator group under ``out/coordinator``, serving. ``keep`` (the live service):
     the state there is resumed (the replicas replay their logs); else a fresh state."""
-    from coordinator.local_group import LocalGroup
+    from deploy.local_group import LocalGroup
 
     ids = ["operator"] + [f"site:{s}" for s in cluster.site_names]
     cdir = out / "coordinator"

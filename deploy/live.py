@@ -116,7 +116,11 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         info = {"pid": os.getpid(), "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
                 "sites": list(cluster.site_names), "started": time.time()}
+        info.update(_observability(system, cfg, out))
         (out / READY).write_text(json.dumps(info))
+        for what in ("dashboard", "prometheus"):
+            if info.get(what):
+                echo(f"  {what}: {info[what]}")
         echo(f"Agora is up in {time.perf_counter() - t0:.0f} s. Submit jobs with: agora "
              f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
              f"--config {cfg.source}")
@@ -134,6 +138,22 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         echo(f"agora up: could not start: {type(e).__name__}: {e}", file=sys.stderr)
         _close(system, out)
         return 1
+
+
+def _observability(system, cfg, out: Path) -> dict:
+    """Ray's dashboard address and, with metrics on, the Prometheus files (logged, never
+    fatal: the scheduler runs without them)."""
+    from deploy.launch import dashboard_url
+
+    found: dict = {"dashboard": dashboard_url()}
+    if cfg.metrics.enabled:
+        from deploy.observability import system_targets, write_prometheus_files
+        try:
+            folder = write_prometheus_files(out, *system_targets(system, cfg.metrics.host))
+            found["prometheus"] = str(folder / "prometheus.yml")
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not write the Prometheus scrape targets: %s", e)
+    return found
 
 
 def _stopped(system, out: Path, echo, stop: _Stop) -> int:

@@ -234,7 +234,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
 
 def episode_workload(wl, ep: int, start_s: float):
     """Episode ``ep``'s copy of ``wl`` for a coordinator that already holds the earlier
-    episodes: job ids prefixed ``e<ep>/`` (ids are unique per coordinator) and arrivals
+    episodes: job ids prefixed ``e<ep>:`` (ids are unique per coordinator) and arrivals
     (and deadlines) moved to start at ``start_s`` on the replay clock."""
     from dataclasses import replace
 
@@ -243,7 +243,7 @@ def episode_workload(wl, ep: int, start_s: float):
     shift = start_s - wl.jobs[0].arrival
     if ep == 0 and shift <= 0:
         return wl
-    jobs = tuple(replace(j, id=j.id if ep == 0 else f"e{ep}/{j.id}", arrival=j.arrival + shift,
+    jobs = tuple(replace(j, id=j.id if ep == 0 else f"e{ep}:{j.id}", arrival=j.arrival + shift,
                          deadline=None if j.deadline is None else j.deadline + shift)
                  for j in wl.jobs)
     return replace(wl, jobs=jobs, source=f"{wl.source} (episode {ep}, +{shift:.0f} s)")

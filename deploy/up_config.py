@@ -128,6 +128,8 @@ class RaySection:
     multi_node: bool = False
     """true: a local multi-node cluster (ray.cluster_utils.Cluster), one node per site
     carrying that site's resource; only with address None"""
+    dashboard: bool = True
+    """the local Ray's dashboard (``agora up`` prints its address); only with address None"""
 
 
 @dataclass(frozen=True)
@@ -469,7 +471,7 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
         "agent_num_cpus": lambda w, v: get_number(w, v, ge=0, unit="CPUs"),
         "agent_max_restarts": lambda w, v: _int(w, v, -1),
         "agent_max_task_retries": lambda w, v: _int(w, v, -1),
-        "multi_node": _bool})
+        "multi_node": _bool, "dashboard": _bool})
     metrics, _ = _section(top.at("metrics"), top.data.get("metrics"), MetricsSection, {
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
     tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {

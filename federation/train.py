@@ -40,6 +40,7 @@ from agents.learn import checkpoint
 from agents.learn.learned_policy import Agents
 from agents.learn.loop import TRAIN_SEED_BASE, VAL_SEED_BASE, TrainConfig
 from agents.learn.networks import get_weights, set_weights
+from agents.learn.tracking import make_tracker
 from federation.client_app import make_client_app
 from federation.domains import Setup
 from federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
@@ -121,11 +122,13 @@ def save_global(path: Path, weights: list[np.ndarray], learner: PPOSiteLearner,
 
 def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                     resume: bool = False, progress: bool = True, log=print,
-                    learners: list | None = None) -> dict:
+                    learners: list | None = None, track: str | None = None) -> dict:
     """Run ``cfg.rounds`` federated rounds over ``setup`` (module docstring); returns the
     summary. ``learners``: the sites' learners when not ``build_learners``' (the benchmark's
-    Byzantine site)."""
+    Byzantine site). ``track``: also write each round's rows to TensorBoard, one run per
+    site and one for the federation (``agents/learn/tracking.py``)."""
     torch.set_num_threads(1)
+    tracker = make_tracker(track, out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     learners = learners if learners is not None else build_learners(setup, cfg)
@@ -178,18 +181,27 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
             marks = [len(l.history) for l in learners]
             weights, fed = _one_round(grid, weights, cfg, r)
             rows = _round_rows(r, learners, marks, fed, cfg)
+            ran = {x["site"]: int(x.get("charts/steps", 0)) for x in rows[:-1]}
+            if any(n != cfg.local_steps for n in ran.values()):
+                log(f"round {r}: environment steps per organisation {ran} for a budget of "
+                    f"{cfg.local_steps} (training runs whole episodes: an overshoot is "
+                    f"carried into the next round, where that organisation then runs less, "
+                    f"or 0)")
             rows[-1].update({"wall_s": round(time.perf_counter() - t0, 3),
                              # SecAgg+'s legacy messages carry no "arrays" record to count
                              "bytes": None if cfg.secagg else grid.bytes_in + grid.bytes_out - b0,
                              "errors": [e for e in grid.errors]})
             grid.errors.clear()
             _commit(out, r, weights, learners, record, rows)
+            for row in rows:
+                tracker.log(row, r, run=row["site"])
             if bar is not None:
                 bar.update(1)
                 f = rows[-1]
                 bar.set_postfix(jct=f"{f.get('eval/jct_mean_s', math.nan):.0f}",
                                 score=f"{f.get('eval/score', math.nan):.4f}")
     finally:
+        tracker.close()
         flwr_log.setLevel(flwr_level)
         grid.close()
         if bar is not None:
@@ -197,6 +209,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     curves = plot_federation(mpath, out)
     summary = {"rounds": cfg.rounds, "wall_s": round(time.perf_counter() - t_start, 2),
                "steps": {l.site: l.loop.progress["step"] for l in learners},
+               "step_budget": cfg.rounds * cfg.local_steps,
+               "overshoot": {l.site: l.loop.progress["step"] - cfg.rounds * cfg.local_steps
+                             for l in learners},
                "checkpoint": str(out / "last.pt"), "curves": [str(c) for c in curves],
                "seeds": seeds, "final": _last_rows(mpath)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

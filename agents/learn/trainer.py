@@ -28,6 +28,7 @@ import torch
 from agents.learn import checkpoint
 from agents.learn.loop import (TRAIN_SEED_BASE, VAL_SEED_BASE, EpisodeSource, MixedSource,
                                PPOLoop, TrainConfig, run_episode, validate)
+from agents.learn.tracking import make_tracker
 
 __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "PPOLoop",
            "TrainConfig", "run_episode", "validate", "train", "validation_references",
@@ -35,11 +36,13 @@ __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-          log=print) -> dict:
-    """Train; returns the final summary (also the last line of ``metrics.jsonl``)."""
+          log=print, track: str | None = None) -> dict:
+    """Train; returns the final summary (also the last line of ``metrics.jsonl``).
+    ``track``: also write the rows to TensorBoard (``agents/learn/tracking.py``)."""
     torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    tracker = make_tracker(track, out)
     loop = PPOLoop(cfg)
     src, st = loop.src, loop.progress
     ck = out / "last.pt"
@@ -63,6 +66,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                "seed": cfg.seed, **rec}
         mlog.write(json.dumps(rec) + "\n")
         mlog.flush()
+        tracker.log(rec, rec["step"])
 
     t_start = time.perf_counter() - st["wall_s"]
     if not resume:
@@ -102,6 +106,7 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     if not (out / "best.pt").exists():
         loop.save(out / "best.pt")
     mlog.close()
+    tracker.close()
     png = plot_curve(out / "metrics.jsonl", out / "learning_curve.png")
     summary = {"steps": st["step"], "updates": st["update"], "wall_s": st["wall_s"],
                "best_val_jct_mean_s": st["best"], "curve": str(png),

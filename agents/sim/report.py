@@ -74,7 +74,12 @@ def comparison_table(runs: dict[str, list[dict]], columns: list[str] | None = No
             mean, half = mean_ci(vals)
             row.append(fmt.format(mean) + (f" ± {fmt.format(half)}" if len(vals) > 1 else ""))
         rows.append(row)
-    return markdown_table(header, rows)
+    seeds = max((len(r) for r in runs.values()), default=0)
+    note = ("\n\n± is the half-width of a 95% Student-t interval over "
+            f"{seeds} seeds" + ("; with fewer than 3 seeds it is too wide to tell policies "
+                                "apart: run more (--seeds)" if seeds < 3 else "")
+            if seeds > 1 else "\n\none seed: no interval (--seeds N for one)")
+    return markdown_table(header, rows) + note
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:

@@ -8,6 +8,13 @@ client op completes) too, since at most f replicas are faulty and the network he
 
     results = explore(1000, seed=0)          # list of ScenarioResult
     run_scenario(seed)                       # replay one (the seed printed on a failure)
+
+Short scenarios commit a handful of requests. ``run_long_scenario`` / ``explore_long`` go into
+deep water: hundreds of requests from four clients, checkpoints every 2 sequence numbers in a
+window of 4 (water marks advance and the log is truncated many times), 4-8 rounds of
+partitions (several view changes), and faults that include a replica crashed *while it
+fetches state* from its peers and restarted from its storage. ``coverage`` says how often
+each of those paths was crossed.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ class ScenarioResult:
     commits: int = 0
     view_changes: int = 0
     messages: int = 0
+    paths: dict[str, int] = field(default_factory=dict)
+    """long scenarios: how often each deep path was crossed (stable checkpoints, log
+    truncations, state transfers, view changes, crashes during a state transfer)"""
 
     @property
     def ok(self) -> bool:
@@ -74,18 +84,8 @@ def run_scenario(seed: int, *, f: int = 1, heal_time: float = 30.0,
         net.faulty.add(target) if fault == "crash" else None
         crash_at = rng.uniform(0, 0.5)
         net.at(crash_at, lambda: net.crash(target))
-    nodes = sorted(net.nodes)
     for _ in range(rng.randint(1, 3)):
-        length = rng.uniform(0.2, 0.6)
-        if rng.random() < 0.3:
-            net.at(t, net.heal)
-        else:
-            side = {x: rng.random() < 0.5 for x in nodes}
-            if fault == "twins":
-                side[n] = not side[target]
-            groups = [{x for x in nodes if side[x]}, {x for x in nodes if not side[x]}]
-            net.at(t, lambda g=groups: net.partition(*g))
-        t += length
+        t += _partition_round(net, rng, t, fault, target, heal_p=0.3)
     if fault == "restart":
         restart_at = max(t, crash_at + 0.01)
         net.at(restart_at, lambda: net.restart(target))
@@ -93,6 +93,28 @@ def run_scenario(seed: int, *, f: int = 1, heal_time: float = 30.0,
     net.run_until(t)
     net.run_until(t + heal_time, stop=net.clients_done)
     net.run_until(net.now + 0.3)
+    return _checked(net, seed, fault, target)
+
+
+def _partition_round(net: SimNet, rng: random.Random, t: float, fault: str, target: int, *,
+                     heal_p: float) -> float:
+    """At ``t``: heal (probability ``heal_p``) or split the nodes in two at random (a twin
+    and its original on different sides); returns how long the round lasts."""
+    length = rng.uniform(0.2, 0.6)
+    if rng.random() < heal_p:
+        net.at(t, net.heal)
+    else:
+        nodes = sorted(net.nodes)
+        side = {x: rng.random() < 0.5 for x in nodes}
+        if fault == "twins":
+            side[net.config.n] = not side[target]
+        groups = [{x for x in nodes if side[x]}, {x for x in nodes if not side[x]}]
+        net.at(t, lambda g=groups: net.partition(*g))
+    return length
+
+
+def _checked(net: SimNet, seed: int, fault: str, target: int) -> ScenarioResult:
+    """The scenario's result: safety and liveness checked, commits and views counted."""
     checker = Checker(net)
     res = ScenarioResult(seed, fault, target, safety=checker.safety_violations(),
                          liveness=checker.liveness_violations(), messages=net.messages,
@@ -100,6 +122,101 @@ def run_scenario(seed: int, *, f: int = 1, heal_time: float = 30.0,
     res.view_changes = max((nd.replica.view for nd in net.correct_nodes()
                             if nd.replica is not None), default=0)
     return res
+
+
+LONG_FAULTS = ("none", "crash", "restart", "crash-in-transfer", "crash-in-transfer", "twins",
+               *sorted(BEHAVIOURS))
+
+
+def run_long_scenario(seed: int, *, f: int = 1, requests: int = 200,
+                      heal_time: float = 120.0) -> ScenarioResult:
+    """One long scenario (module doc): ``requests`` ops from four clients."""
+    rng = random.Random(seed)
+    n = 3 * f + 1
+    cfg = PbftConfig(n=n, checkpoint_interval=2, watermark_window=4,
+                     batch_size=rng.choice((1, 2, 4)), max_outstanding=rng.choice((2, 4)),
+                     batch_timeout=0.002, view_change_timeout=0.3, retransmit_interval=0.1,
+                     client_retransmit=0.4)
+    fault = rng.choice(LONG_FAULTS)
+    target = rng.randrange(n)
+    paths = {"stable_checkpoints": 0, "log_truncations": 0, "state_transfers": 0,
+             "view_changes": 0, "crashes_in_transfer": 0}
+
+    def count(replica) -> None:
+        make_stable = replica._make_stable
+
+        def counted(seq, digest, proof):
+            paths["stable_checkpoints"] += 1
+            paths["log_truncations"] += 1 if seq > replica.h else 0
+            make_stable(seq, digest, proof)
+        replica._make_stable = counted
+
+    faults = LinkFaults(drop=rng.choice((0.0, 0.02, 0.1)), duplicate=rng.choice((0.0, 0.05)),
+                        min_delay=0.001, max_delay=rng.choice((0.005, 0.02)))
+    clients = ("c0", "c1", "c2", "c3")
+    net = SimNet(cfg, seed=seed, clients=clients,
+                 twins=(target,) if fault == "twins" else (), faults=faults,
+                 replica_hook=count)
+    if fault in BEHAVIOURS:
+        cls = BEHAVIOURS[fault]
+        net.set_behaviour(target, cls(seed, client_id="c0") if cls is Censor else cls(seed))
+    for cid in clients:
+        ops: list = [f"add {cid} {k}".encode() for k in range(requests // len(clients))]
+        ops.insert(rng.randrange(len(ops) + 1), (f"get {cid}".encode(),))
+        net.submit(cid, ops, at=rng.uniform(0, 0.1))
+    if fault == "crash":
+        net.faulty.add(target)
+        net.at(rng.uniform(0, 1.0), lambda: net.crash(target))
+    elif fault == "restart":
+        down = rng.uniform(0, 1.0)
+        net.at(down, lambda: net.crash(target))
+        net.at(down + rng.uniform(0.5, 2.0), lambda: net.restart(target))
+    elif fault == "crash-in-transfer":
+        # down long enough to fall behind the others' stable checkpoint; back, it fetches
+        # state -- and is crashed again in the middle of that, then restarted
+        net.at(0.05, lambda: net.crash(target))
+        back = rng.uniform(1.0, 2.5)
+        net.at(back, lambda: net.restart(target))
+
+        def watch(t: float) -> None:
+            r = net.replica(target)
+            if r is not None and r.fetch is not None:
+                paths["crashes_in_transfer"] += 1
+                net.crash(target)
+                net.at(t + rng.uniform(0.05, 0.3), lambda: net.restart(target))
+            elif t < back + 10:
+                net.at(t + 0.005, lambda: watch(t + 0.005))
+        net.at(back + 0.001, lambda: watch(back + 0.001))
+    t = rng.uniform(0.2, 0.5)
+    for _ in range(rng.randint(4, 8)):
+        t += _partition_round(net, rng, t, fault, target, heal_p=0.25)
+        net.at(t, net.heal)
+        t += rng.uniform(0.1, 0.5)
+    net.run_until(t)
+    net.run_until(t + heal_time, stop=net.clients_done)
+    net.run_until(net.now + 0.5)
+    res = _checked(net, seed, fault, target)
+    live = [nd.replica for nd in net.correct_nodes() if nd.replica is not None]
+    paths["view_changes"] = res.view_changes
+    paths["state_transfers"] = sum(r.counters["state_transfers"] for r in live)
+    res.paths = paths
+    return res
+
+
+def explore_long(count: int, seed: int = 0, *, f: int = 1,
+                 requests: int = 200) -> list[ScenarioResult]:
+    return [run_long_scenario(scenario_seed(seed, i), f=f, requests=requests)
+            for i in range(count)]
+
+
+def coverage(results: list[ScenarioResult]) -> dict[str, dict[str, float]]:
+    """Per deep path: in how many scenarios it was crossed, and the median count."""
+    out: dict[str, dict[str, float]] = {}
+    for name in (results[0].paths if results else {}):
+        counts = [r.paths[name] for r in results]
+        out[name] = {"scenarios": sum(1 for c in counts if c > 0),
+                     "median": statistics.median(counts), "max": max(counts)}
+    return out
 
 
 def explore(count: int, seed: int = 0, *, f: int = 1, replica_hook=None) -> list[ScenarioResult]:

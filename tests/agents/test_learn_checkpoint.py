@@ -27,7 +27,7 @@ TRAIN = ["--workload", WL, "--steps", "150", "--train-jobs", "20", "--bc-episode
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    assert main(["train", *TRAIN, "--out", str(out)]) == 0
+    assert main(["train", *TRAIN, "--out", str(out), "--track", "tensorboard"]) == 0
     return out
 
 
@@ -40,6 +40,11 @@ def test_train_writes_checkpoints_metrics_and_curve(trained):
     assert ppo and {"losses/value", "losses/entropy", "comm/msgs_sent_frac",
                     "comm/bits_per_msg", "charts/episodic_return", "seed"} <= set(ppo[0])
     assert any("eval/jct_mean_s" in r for r in rows)
+    # --track tensorboard: the same rows under the same names
+    from tests.agents.test_learn_tracking import scalars
+    tb = scalars(trained / "tensorboard")
+    assert [v for _, v in tb["losses/policy"]] == pytest.approx([r["losses/policy"] for r in ppo])
+    assert "eval/jct_mean_s" in tb and "charts/episodic_return" in tb
     blob = checkpoint.read(trained / "last.pt")
     assert blob["seeds"]["train"] == 0 and blob["train_config"]["agent"]["k"] == 6
 

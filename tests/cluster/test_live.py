@@ -61,7 +61,7 @@ def live(tmp_path_factory):
     (d / "records").mkdir()
     data = {"cluster": str(d / "cluster.yaml"), "policy": str(random_checkpoint(d / "r.pt")),
             "out": str(d / "out"), "replicas": 4, "round_timeout_s": 1.0,
-            "ray": {"multi_node": True}, "metrics": {"enabled": False},
+            "ray": {"multi_node": True, "dashboard": False}, "metrics": {"enabled": False},
             "coordinator": {"view_change_timeout_s": 1.0, "site_timeout_s": 4.0}}
     (d / "up.yaml").write_text(yaml.safe_dump(data))
     cfg = load_up_config(d / "up.yaml")

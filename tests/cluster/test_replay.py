@@ -75,7 +75,8 @@ def write_config(d: Path, *, cluster: str = CLUSTER, jobs: str | None = None, **
     (d / "jobs.jsonl").write_text(jobs or jobs_jsonl(6, gap=90.0))
     data = {"cluster": str(d / "cluster.yaml"), "workload": str(d / "jobs.jsonl"),
             "policy": str(random_checkpoint(d / "random.pt")), "out": str(d / "out"),
-            "ray": {"num_cpus": 2}, "seed": 0, "speed": SPEED, "round_timeout_s": 2.0,
+            "ray": {"num_cpus": 2, "dashboard": False}, "seed": 0, "speed": SPEED,
+            "round_timeout_s": 2.0,
             "coordinator": {"view_change_timeout_s": 1.0}}
     for k, v in over.items():
         if isinstance(v, dict):
@@ -164,6 +165,7 @@ def res_runs(d: Path) -> list[dict]:
     return json.loads((d / "out" / "runs.json").read_text())
 
 
+@pytest.mark.slow        # ~60 s: `make test-slow` (the live tests kill an agent mid-run too)
 @pytest.mark.timeout(400)
 def test_outage_killed_agent_and_killed_primary_lose_nothing_and_run_nothing_twice(tmp_path):
     """With mutual TLS everywhere: a node outage in the cluster file, an agent SIGKILLed and

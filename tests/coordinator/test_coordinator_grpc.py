@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorError
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -358,6 +358,10 @@ def test_cli_schedule_get_and_status_answer_from_the_running_group(group, capsys
     assert main(["status", "--config", cfg]) == 0
     text = capsys.readouterr().out
     assert "agreed by f+1: view=" in text
+    assert main(["status", "--config", cfg, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    r0 = st["replicas"][0]
+    assert isinstance(r0["last_executed"], int) and "last_executed" in r0 and "n" in r0
     assert main(["schedule", "get", "--config", cfg, "--task", "nojob"]) == 2
     assert "JOB/TASK" in capsys.readouterr().err
 

@@ -15,7 +15,7 @@ import yaml
 from agents import metrics
 from agents.workloads.errors import InputError
 from coordinator.config import load_config
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
@@ -34,8 +34,13 @@ def test_the_endpoint_serves_the_registry_and_scrape_parses_it():
         metrics.DECISION_LATENCY.labels(site="t9").observe(0.003)
         s = metrics.scrape(f"http://127.0.0.1:{port}/metrics")
         assert s['agora_commits_total{replica="t9"}'] == 3.0
-        assert metrics.total(s, "agora_wire_bytes_total", replica="t9", direction="out") == 100
-        assert metrics.total(s, "agora_wire_bytes_total", replica="t9", direction="in") == 0
+        assert s['agora_replica_wire_bytes_total{direction="out",replica="t9"}'] == 100
+        metrics.wire_bytes("in", site="t9").inc(7)
+        s = metrics.scrape(f"http://127.0.0.1:{port}/metrics")
+        assert s['agora_agent_wire_bytes_total{direction="in",site="t9"}'] == 7
+        # no _created series, no empty label value anywhere
+        assert not [k for k in s if "_created" in k.split("{")[0]], s
+        assert not [k for k in s if '=""' in k], [k for k in s if '=""' in k]
         # 3 ms falls in the 5 ms bucket, not the 2.5 ms one (buckets from 1 ms to 5 s)
         assert s['agora_decision_latency_seconds_bucket{le="0.0025",site="t9"}'] == 0
         assert s['agora_decision_latency_seconds_bucket{le="0.005",site="t9"}'] == 1
@@ -49,14 +54,16 @@ def test_every_metric_of_the_issue_is_defined_with_its_labels():
     names = {m.name: m for m in metrics.REGISTRY.collect()}
     for name in ("agora_decisions", "agora_decision_latency_seconds", "agora_commits",
                  "agora_view_changes", "agora_messages_sent", "agora_messages_suppressed",
-                 "agora_wire_bytes", "agora_federated_rounds"):
+                 "agora_agent_wire_bytes", "agora_replica_wire_bytes",
+                 "agora_federated_rounds"):
         assert name in names, name
     assert metrics.COMMITS._labelnames == ("replica",)
     assert metrics.VIEW_CHANGES._labelnames == ("replica",)
     assert metrics.DECISIONS._labelnames == ("site",)
     assert metrics.MESSAGES_SENT._labelnames == ("site",)
     assert metrics.MESSAGES_SUPPRESSED._labelnames == ("site",)
-    assert metrics.WIRE_BYTES._labelnames == ("site", "replica", "direction")
+    assert metrics.AGENT_WIRE_BYTES._labelnames == ("site", "direction")
+    assert metrics.REPLICA_WIRE_BYTES._labelnames == ("replica", "direction")
     with pytest.raises(ValueError, match="exactly one"):
         metrics.wire_bytes("in", site="a", replica=0)
     with pytest.raises(ValueError, match="direction"):
@@ -169,8 +176,8 @@ def test_commits_count_every_executed_sequence_number_on_every_replica(group):
              for s in scraped)
     assert ok - ok_before >= n * (group.config.f + 1)
     for i, s in enumerate(scraped):
-        assert metrics.total(s, "agora_wire_bytes_total", replica=i, direction="out") > 0
-        assert metrics.total(s, "agora_wire_bytes_total", replica=i, direction="in") > 0
+        assert metrics.total(s, "agora_replica_wire_bytes_total", replica=i, direction="out") > 0
+        assert metrics.total(s, "agora_replica_wire_bytes_total", replica=i, direction="in") > 0
         assert metrics.total(s, "agora_view_changes_total", replica=i) == 0
 
 
@@ -230,7 +237,7 @@ def test_an_in_process_replica_serves_metrics_only_when_configured(tmp_path, por
     metrics_port null it does none of that."""
     from coordinator.client import CoordinatorClient
     from coordinator.config import config_from_dict
-    from coordinator.local_group import free_ports
+    from deploy.local_group import free_ports
     from coordinator.pbft.keys import generate_keys
     from coordinator.server import serve
 

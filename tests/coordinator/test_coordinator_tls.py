@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agents.workloads.errors import InputError
 from coordinator.client import INSECURE, CoordinatorError
 from coordinator.config import load_config
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.transport import client_channel_credentials, server_credentials
 from deploy.certs import make_all
 from protos.agora.v1 import coordinator_pb2 as pb

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import load_config
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.offline import OfflineError, read_offline
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PrePrepare

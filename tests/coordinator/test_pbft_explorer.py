@@ -58,3 +58,22 @@ def test_explorer_catches_a_broken_prepare_quorum():
     print(f"broken prepare quorum: {len(caught)} of 800 scenarios violate safety, e.g. seed "
           f"{caught[0].seed if caught else None}")
     assert caught, "the explorer no longer notices a broken prepare quorum"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("f,count", [(1, 16), (2, 6)])
+def test_long_scenarios_cross_checkpoints_transfers_and_view_changes(f, count):
+    """Deep water (issue 16): hundreds of requests, water marks advancing and the log
+    truncated hundreds of times, several view changes, replicas fetching state -- and one
+    crashed in the middle of a fetch -- with no safety or liveness violation."""
+    from coordinator.pbft.explorer import coverage, explore_long
+
+    results = explore_long(count, seed=11, f=f)
+    s, cov = summary(results), coverage(results)
+    print(f"long explorer f={f}: {s}\ncoverage: {cov}")
+    assert s["safety_violations"] == 0 and s["liveness_violations"] == 0, _report(results)
+    assert s["median_commits"] >= 100
+    assert cov["stable_checkpoints"]["median"] >= 50 and cov["log_truncations"]["median"] >= 50
+    assert cov["state_transfers"]["scenarios"] >= count // 2
+    assert cov["view_changes"]["scenarios"] >= count // 2 and s["max_view_changes"] >= 3
+    assert cov["crashes_in_transfer"]["scenarios"] >= 1

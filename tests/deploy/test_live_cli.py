@@ -53,8 +53,8 @@ def job_line(job_id: str, argv: list[str], **task) -> str:
 def setup(tmp_path):
     (tmp_path / "cluster.yaml").write_text(CLUSTER)
     cfg = {"cluster": "cluster.yaml", "policy": str(random_checkpoint(tmp_path / "r.pt")),
-           "out": "out", "round_timeout_s": 1.0, "metrics": {"enabled": False},
-           "ray": {"num_cpus": 2}}
+           "out": "out", "round_timeout_s": 1.0, "metrics": {"enabled": True},
+           "ray": {"num_cpus": 2, "dashboard": False}}
     (tmp_path / "up.yaml").write_text(yaml.safe_dump(cfg))
     yield tmp_path
     agora("down", "--config", str(tmp_path / "up.yaml"))
@@ -79,6 +79,19 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert yaml.safe_load((d / "out" / "coordinator" / "coordinator.yaml").read_text())[
         "tls"]["enabled"] is True
     assert stat.S_IMODE((d / "out" / "certs" / "site-east.key").stat().st_mode) == 0o600
+    # issue 15: the scrape targets of every replica and agent, each serving clean series
+    groups = json.loads((d / "out" / "prometheus" / "targets.json").read_text())
+    jobs = {g["labels"]["job"]: g["targets"] for g in groups}
+    assert len(jobs["agora-replicas"]) == 4
+    agents = {g["labels"]["site"]: g["targets"][0] for g in groups
+              if g["labels"]["job"] == "agora-agents"}
+    assert set(agents) == {"east", "west"}
+    assert "prometheus.yml" in json.loads((d / "out" / "ready.json").read_text())["prometheus"]
+    from agents.metrics import scrape
+    for target in (jobs["agora-replicas"][0], agents["east"]):
+        series = scrape(f"http://{target}/metrics")
+        assert series and not [k for k in series if "_created" in k.split("{")[0]]
+        assert not [k for k in series if '=""' in k]
 
     (d / "norun.jsonl").write_text(job_line("x", []) + "\n")
     p = agora("submit", str(d / "norun.jsonl"), "--config", cfg)

@@ -51,7 +51,7 @@ def test_the_embedded_default_is_local_yaml_and_has_the_documented_values():
                                                strategy="fedavg")
     assert cfg.ray == RaySection(address=None, num_cpus=None, agent_num_cpus=0.0,
                                  agent_max_restarts=-1, agent_max_task_retries=-1,
-                                 multi_node=False)
+                                 multi_node=False, dashboard=True)
     assert cfg.metrics == MetricsSection(enabled=True, host="127.0.0.1")
     assert cfg.tls == TlsSection(enabled=True, certs_dir=REPO / "out" / "up" / "certs")
     assert cfg.out == REPO / "out" / "up"

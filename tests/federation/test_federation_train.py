@@ -63,8 +63,12 @@ def test_agora_train_federated_on_the_alibaba_fixture(tmp_path, capsys, extra, r
     out = tmp_path / "fed"
     assert main(["train", "--federated", "--setup", "alibaba-by-type", "--traces",
                  str(FIX / "federation"), "--rounds", str(rounds), *TINY, *extra,
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--json", "--track", "tensorboard"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    # issue 15: the step budget and what each organisation overshot it by are reported
+    assert summary["step_budget"] > 0 and set(summary["overshoot"]) == set(ORGS)
+    from tests.agents.test_learn_tracking import scalars
+    assert "eval/score" in scalars(out / "tensorboard" / "federation")
     assert set(summary["final"]) == {*ORGS, "federation"}
     for f in ["metrics.jsonl", "learning_curve.png", "last.pt", "state.json", "summary.json",
               f"rounds/round-{rounds:04d}.pt",

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from deploy.launch import _peer_credentials, _site_pem, replica_host
 from deploy.up_config import load_up_config
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job

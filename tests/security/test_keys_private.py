@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from coordinator.server import load_keys
 from deploy.certs import ensure_all

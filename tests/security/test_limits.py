@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from agents.workloads.loader import load_cluster
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from coordinator.rate_limit import ClientRate
 from coordinator.schedule_state import MAX_BIDS_PER_PART, ScheduleState

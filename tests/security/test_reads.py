@@ -14,7 +14,7 @@ import pytest
 from nacl.signing import SigningKey, VerifyKey
 
 from coordinator.client import CoordinatorError
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from coordinator.read_auth import WINDOW_MS, read_refusal, sign_read
 from protos.agora.v1 import coordinator_pb2 as pb

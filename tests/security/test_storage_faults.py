@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.pbft.storage import SqliteStorage, wal_cut_short
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.local_group import LocalGroup
+from deploy.local_group import LocalGroup
 from coordinator.transport import channel_options, client_channel_credentials
 from deploy.certs import ensure_all
 from deploy.up_config import TlsSection, load_up_config
