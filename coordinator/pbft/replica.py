@@ -139,6 +139,11 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
     # ---- plumbing ----
 
     def _finish(self) -> list[Action]:
+        if self.fetch is not None and self.fetch.seq <= self.last_executed:
+            # caught up by executing (not by the transfer): the fetch is over -- a primary
+            # with a stale one would never propose again, and every view change after it
+            # would meet the same (found by the long explorer scenarios)
+            self.fetch = None
         self._maybe_propose()
         self._arm_timers()
         self.storage.flush()
