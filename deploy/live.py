@@ -249,6 +249,9 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
         if info is not None and info["pid"] == p.pid:
             print(f"Agora is up (pid {p.pid}, log {out / LOG}); agora down --config "
                   f"{config_arg} stops it")
+            for what in ("dashboard", "prometheus"):
+                if info.get(what):
+                    print(f"  {what}: {info[what]}")
             return 0
         if p.poll() is not None:
             tail = (out / LOG).read_text(errors="replace").strip().splitlines()[-5:]

@@ -95,6 +95,56 @@ def test_a_fuzzed_peer_stream_from_a_replica_certificate_crashes_nothing(tls_gro
         stub.Stream(iter([pb.PeerBatch(sender=3, envelopes=envelopes)]), timeout=10)
 
 
+REQUEST_RPCS = ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
+                "GetSchedule"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(rpc_name=st.sampled_from(REQUEST_RPCS), op=st.binary(max_size=200),
+       client=st.sampled_from(CLIENTS), read_only=st.booleans())
+def test_signed_random_requests_on_every_rpc_are_refused_with_a_status(tls_group, rpc_name,
+                                                                        op, client,
+                                                                        read_only):
+    """Signed by a real client of the group, carrying random bytes as the command."""
+    c = tls_group.client(client)
+    _, data = c.envelope(op, read_only=read_only)
+    with tls_group.channel(3) as ch:
+        try:
+            getattr(rpc.CoordinatorStub(ch), rpc_name)(pb.ClientRequest.FromString(data),
+                                                       timeout=10)
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                grpc.StatusCode.UNAUTHENTICATED,
+                                grpc.StatusCode.PERMISSION_DENIED), e.details()
+            assert e.details().startswith("envelope")
+        else:     # random bytes that happen to be a well-formed query are answered
+            assert rpc_name == "GetSchedule", (rpc_name, op)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(client_id=st.text(max_size=20) | st.sampled_from(CLIENTS),
+       ts=st.integers(-(2 ** 63), 2 ** 63 - 1), sig=st.binary(max_size=80),
+       since=st.integers(-(2 ** 63), 2 ** 63 - 1), which=st.sampled_from(
+           ["GetStatus", "WatchSchedule", "Heartbeat"]))
+def test_random_reads_and_heartbeats_are_refused_unauthenticated(tls_group, client_id, ts, sig,
+                                                                 since, which):
+    auth = pb.ReadAuth(client_id=client_id, timestamp_ms=ts, signature=sig)
+    with tls_group.channel(2) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            if which == "GetStatus":
+                stub.GetStatus(pb.StatusRequest(auth=auth), timeout=10)
+            elif which == "WatchSchedule":
+                next(iter(stub.WatchSchedule(pb.WatchRequest(since_version=since, auth=auth),
+                                             timeout=10)))
+            else:
+                stub.Heartbeat(pb.HeartbeatRequest(client_id=client_id, timestamp_us=ts,
+                                                   signature=sig), timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED, (which, e.value.details())
+
+
 @pytest.mark.timeout(120)
 def test_after_the_fuzzing_the_replicas_agree_and_answer_health(tls_group):
     async def go():
