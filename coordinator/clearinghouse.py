@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import grpc
+
 from agents.aio import cancel_and_wait
 from agents.domain import Cluster
 from agents.ledger import Ledger, TaskEntry
@@ -62,8 +64,6 @@ class ClearinghouseSpec:
         config = config_from_dict(cfg)
         creds = None
         if self.tls_pem is not None:
-            import grpc
-
             ca, cert, key = self.tls_pem
             creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                  certificate_chain=cert)
@@ -104,12 +104,27 @@ class PbftClearinghouse:
         self.updates = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
+    async def _first_ledger(self, patience_s: float = 180.0):
+        """The ledger, asked again while no f+1 replicas answer (UNAVAILABLE: the group is
+        still starting, or busy with many agents starting at once), for up to
+        ``patience_s``; any other refusal at once."""
+        deadline = time.monotonic() + patience_s
+        delay = 0.5
+        while True:
+            try:
+                return await self.client.ledger()
+            except CoordinatorError as e:
+                if e.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                log.info("ledger query unavailable (%s); again in %.1f s", e.message, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
     async def start(self, on_update: Callable[[list[tuple[TaskEntry, int, int]]], None]
                     ) -> list[tuple[TaskEntry, int, int]]:
         """Rebuild the ledger from the coordinator, then follow its updates; returns every
         instance the ledger says is running (for the agent to reconcile with its executor)."""
         self.on_update = on_update
-        view = await self.client.ledger()
+        view = await self._first_ledger()
         self.ledger = restore_ledger(view, self.site_index, len(self.node_index),
                                      self.cluster.faults.max_attempts)
         self.version = view.version
