@@ -101,6 +101,18 @@ class Rejected(Exception):
         self.kind, self.field, self.reason = kind, field, reason
 
 
+def part_over_limit(msg: pb.SiteRound) -> tuple[str, int, int] | None:
+    """(field, count, limit) of the first list of a site part over its limit, else None:
+    checked before ordering (``coordinator/validate.py``) and again by the state machine,
+    for what a faulty primary orders anyway."""
+    for name, most in (("bids", MAX_BIDS_PER_PART), ("ends", MAX_ENDS_PER_PART),
+                       ("nodes", MAX_NODES_PER_PART)):
+        count = len(getattr(msg, name))
+        if count > most:
+            return name, count, most
+    return None
+
+
 def site_of_client(client_id: str) -> str | None:
     """The site a client acts for: ``site:<name>`` or ``site:<name>/<k>`` (one site may run
     several clients, each with its own key, for concurrent requests); None for others."""
@@ -341,12 +353,11 @@ class ScheduleState:
                        res: pb.Result) -> None:
         where = "command.site_round"
         site = self._sender_is(client_id, msg.site, f"{where}.site")
-        for name, items, most in (("bids", msg.bids, MAX_BIDS_PER_PART),
-                                  ("ends", msg.ends, MAX_ENDS_PER_PART),
-                                  ("nodes", msg.nodes, MAX_NODES_PER_PART)):
-            if len(items) > most:
-                raise Rejected(f"site_round.too_many_{name}", f"{where}.{name}",
-                               f"{len(items)} {name}; the limit is {most} per part")
+        over = part_over_limit(msg)
+        if over is not None:
+            name, count, most = over
+            raise Rejected(f"site_round.too_many_{name}", f"{where}.{name}",
+                           f"{count} {name}; the limit is {most} per part")
         info = self.sites[msg.site]
         info.last_heard = seq
         info.lapse_votes.clear()

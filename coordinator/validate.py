@@ -19,10 +19,9 @@ import grpc
 
 from agents.market import PRICE_MAX
 from coordinator.schedule_codec import check_known
-from coordinator.schedule_state import (END_KINDS, MAX_BIDS_PER_PART, MAX_CANCEL_REASON,
-                                         MAX_ENDS_PER_PART, MAX_JOBS_PER_COMMAND,
-                                         MAX_NODES_PER_PART, MAX_REASON_BYTES, OPERATOR,
-                                         REPLICA_PREFIX, site_of_client)
+from coordinator.schedule_state import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
+                                         MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
+                                         part_over_limit, site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from protos.convert import ProtoError, decode, job_from_proto
@@ -127,10 +126,10 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                               f"jobs whose origin is {site!r}, not {job.origin!r}")
     elif kind == "site_round":
         _own_site(m.site, site, client_id, f"{at}.site")
-        for name, most in (("bids", MAX_BIDS_PER_PART), ("ends", MAX_ENDS_PER_PART),
-                           ("nodes", MAX_NODES_PER_PART)):
-            if len(getattr(m, name)) > most:
-                raise over_limit(f"{at}.{name}", len(getattr(m, name)), most, name)
+        over = part_over_limit(m)
+        if over is not None:
+            name, count, most = over
+            raise over_limit(f"{at}.{name}", count, most, name)
         if m.round < 0:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
         if m.seen_version < 0:

@@ -143,13 +143,19 @@ def run_long_scenario(seed: int, *, f: int = 1, requests: int = 200,
              "view_changes": 0, "crashes_in_transfer": 0}
 
     def count(replica) -> None:
-        make_stable = replica._make_stable
+        make_stable, truncate = replica._make_stable, replica.storage.truncate
 
-        def counted(seq, digest, proof):
+        def stable(seq, digest, proof):
             paths["stable_checkpoints"] += 1
-            paths["log_truncations"] += 1 if seq > replica.h else 0
             make_stable(seq, digest, proof)
-        replica._make_stable = counted
+
+        def truncated(seq):
+            paths["log_truncations"] += 1
+            truncate(seq)
+        truncated.counted = True
+        replica._make_stable = stable
+        if not getattr(truncate, "counted", False):    # a restart keeps its storage
+            replica.storage.truncate = truncated
 
     faults = LinkFaults(drop=rng.choice((0.0, 0.02, 0.1)), duplicate=rng.choice((0.0, 0.05)),
                         min_delay=0.001, max_delay=rng.choice((0.005, 0.02)))
