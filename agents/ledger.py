@@ -50,7 +50,7 @@ Placement = tuple[int, tuple[tuple[int, int], ...]]
 
 class JobEntry:
     __slots__ = ("job", "seq", "origin", "tasks", "by_id", "done_tasks", "completion",
-                 "outcome", "reason", "work_left", "critical_path", "rec")
+                 "outcome", "reason", "work_left", "critical_path", "rec", "spec")
 
     def __init__(self, job: Job, seq: int, origin: int) -> None:
         self.job = job
@@ -70,6 +70,8 @@ class JobEntry:
         self.critical_path = job.critical_path()
         self.rec: bytes | None = None
         """cached encoding (the coordinator's snapshot); reset by every change"""
+        self.spec: bytes | None = None
+        """cached encoding of the job itself (never changes once admitted)"""
 
     @property
     def idx(self) -> int:
@@ -164,6 +166,8 @@ class OpenPool:
         self._tasks: dict[int, TaskEntry] = {}
         self._fifo = SortedList()
         self._views: dict[str, tuple[Callable[[TaskEntry], tuple], SortedList]] = {}
+        self._shapes: dict[tuple, list] = {}
+        """demand shape -> [open tasks of that shape, their Demand] (``shapes()``)"""
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -178,6 +182,11 @@ class OpenPool:
         self._fifo.add(t.rank)
         for key, sl in self._views.values():
             sl.add((key(t), t.rank))
+        entry = self._shapes.get(t.shape)
+        if entry is None:
+            self._shapes[t.shape] = [1, t.demand]
+        else:
+            entry[0] += 1
 
     def discard(self, t: TaskEntry) -> None:
         if self._tasks.pop(t.rank, None) is None:
@@ -185,10 +194,19 @@ class OpenPool:
         self._fifo.remove(t.rank)
         for key, sl in self._views.values():
             sl.remove((key(t), t.rank))
+        entry = self._shapes[t.shape]
+        entry[0] -= 1
+        if entry[0] == 0:
+            del self._shapes[t.shape]
 
     def tasks(self) -> list[TaskEntry]:
         """Every open task, in no particular order."""
         return list(self._tasks.values())
+
+    def shapes(self) -> list:
+        """One Demand per distinct demand shape among the open tasks (kept by ``add`` and
+        ``discard``: O(shapes), not O(open tasks)), in the order the shapes first opened."""
+        return [d for _, d in self._shapes.values()]
 
     def fifo(self) -> list[TaskEntry]:
         """Open tasks by job admission, then DAG order (a snapshot: safe to allocate while

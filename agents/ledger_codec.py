@@ -4,7 +4,8 @@ site agent rebuilds its view from the coordinator's ``LedgerView`` with the very
 Encodings are canonical (tasks in the job's order, running instances and failure counts by
 instance, deterministic serialisation), so equal ledgers give equal bytes; a job's record is
 cached on its ``JobEntry`` until the job changes (``TaskEntry.touch``), so a checkpoint
-re-encodes only the jobs that changed.
+re-encodes only the jobs that changed, and then only their state: the job itself is encoded
+once (``JobEntry.spec``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from protos.convert import ProtoError, job_from_proto, job_to_proto
 def length_delimited(number: int, payload: bytes) -> bytes:
     """One length-delimited protobuf field: tag, length, payload."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def varint(v: int) -> bytes:
+    """``v`` (>= 0) as a protobuf varint."""
+    return _varint(v)
 
 
 def _varint(v: int) -> bytes:
@@ -35,7 +41,9 @@ def job_record_bytes(js: JobEntry, version: int) -> bytes:
     head = pb.JobRecord(outcome=js.outcome, reason=js.reason, version=version)
     if js.completion is not None:
         head.completion = js.completion
-    parts = [length_delimited(1, job_to_proto(js.job).SerializeToString(deterministic=True))]
+    if js.spec is None:
+        js.spec = length_delimited(1, job_to_proto(js.job).SerializeToString(deterministic=True))
+    parts = [js.spec]
     by_id = js.by_id
     for t in js.job.tasks:
         ts = by_id[t.id]
@@ -86,13 +94,17 @@ def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
                       "outcome": tr.outcome, "reason": tr.reason,
                       "ready_at": tr.ready_at if tr.HasField("ready_at") else None})
     try:
-        return ledger.restore_job(job, origin_index[job.origin], outcome=rec.outcome,
-                                  reason=rec.reason,
-                                  completion=rec.completion if rec.HasField("completion")
-                                  else None, tasks=tasks)
+        js = ledger.restore_job(job, origin_index[job.origin], outcome=rec.outcome,
+                                reason=rec.reason,
+                                completion=rec.completion if rec.HasField("completion")
+                                else None, tasks=tasks)
     except ValueError as e:
         _forget(ledger, job.id)
         raise ProtoError(f"{at}.tasks", str(e), "a valid ledger") from None
+    # the job's encoding as recorded (a coordinator keeps a job's bytes as submitted), so
+    # that a restored state encodes to the very same snapshot
+    js.spec = length_delimited(1, rec.job.SerializeToString(deterministic=True))
+    return js
 
 
 def _forget(ledger: Ledger, job_id: str) -> None:

@@ -38,7 +38,8 @@ is the priority arbitration between competing claims.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Protocol, Sequence
+from typing import (TYPE_CHECKING, Callable, Hashable, Iterable, NamedTuple, Protocol,
+                    Sequence)
 
 import numpy as np
 
@@ -60,8 +61,9 @@ def price_of(score: float) -> int:
     return int(min(max(round(score * PRICE_SCALE), 0), PRICE_MAX))
 
 
-@dataclass(frozen=True, slots=True)
-class Bid:
+class Bid(NamedTuple):
+    """(immutable; a NamedTuple, cheap to make: a coordinator replica makes one per bid)"""
+
     site: int
     task: Hashable
     instances: int = 1
@@ -213,8 +215,7 @@ class LedgerBook:
         return got
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(NamedTuple):
     """A site's bid as an agent makes it and a clearinghouse receives it (tasks by id)."""
 
     job_id: str
@@ -253,35 +254,42 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     per other one."""
     bids: list[Bid] = []
     refused: list[Refused] = []
-    left = list(site_free(capacity, site))
+    free = site_free(capacity, site)
+    left_cpu, left_mem, left_gpu = free
     seen: set[int] = set()
-    sl = capacity.site_slice[site]
+    tasks, static = ledger.tasks, capacity.static_sites
     for i, o in enumerate(offers):
-        ts = ledger.tasks.get((o.job_id, o.task_id))
-        why = _offer_problem(ts, o, site_name, seen, capacity, sl)
-        if why is not None:
-            refused.append(Refused(i, *why))
-            continue
+        ts = tasks.get((o.job_id, o.task_id))
+        n = o.instances
+        # the common case in a few comparisons; anything else gets its reason below
+        if (ts is None or not ts.open or type(n) is not int or not 1 <= n <= ts.open
+                or type(o.price) is not int or not 0 <= o.price <= PRICE_MAX
+                or ts.rank in seen or not static(ts.demand)[site]):
+            why = _offer_problem(ts, o, site_name, seen, capacity, site)
+            if why is not None:
+                refused.append(Refused(i, *why))
+                continue
         d = ts.demand
-        need = (d.cpu * o.instances, d.mem * o.instances, d.gpu * o.instances)
-        over = [name for name, n, f in zip(("cpu", "mem", "gpu"), need, left) if n > f]
-        if over:
-            r = ("cpu", "mem", "gpu").index(over[0])
+        cpu, mem, gpu = d.cpu * n, d.mem * n, d.gpu * n
+        if cpu > left_cpu or mem > left_mem or gpu > left_gpu:
+            left = (left_cpu, left_mem, left_gpu)
+            r = next(k for k, (x, y) in enumerate(zip((cpu, mem, gpu), left)) if x > y)
+            name = ("cpu", "mem", "gpu")[r]
             refused.append(Refused(i, "bid.over_allocation", "instances",
                                    f"would over-allocate site {site_name!r}: its bids ask "
-                                   f"{need[r] + (site_free(capacity, site)[r] - left[r])} "
-                                   f"{over[0]} and it has {site_free(capacity, site)[r]} free; "
-                                   f"expected at most what fits"))
+                                   f"{(cpu, mem, gpu)[r] + free[r] - left[r]} {name} and it "
+                                   f"has {free[r]} free; expected at most what fits"))
             continue
-        for r in range(3):
-            left[r] -= need[r]
+        left_cpu -= cpu
+        left_mem -= mem
+        left_gpu -= gpu
         seen.add(ts.rank)
-        bids.append(Bid(site, ts, o.instances, o.price))
+        bids.append(Bid(site, ts, n, o.price))
     return bids, refused
 
 
 def _offer_problem(ts: TaskEntry | None, o: Offer, site_name: str, seen: set[int],
-                   capacity: Capacity, sl: slice) -> tuple[str, str, str] | None:
+                   capacity: Capacity, site: int) -> tuple[str, str, str] | None:
     if ts is None:
         return ("bid.unknown_task", "task_id",
                 f"no task {o.job_id!r}/{o.task_id!r}; expected a submitted task")
@@ -299,7 +307,7 @@ def _offer_problem(ts: TaskEntry | None, o: Offer, site_name: str, seen: set[int
     if ts.rank in seen:
         return ("bid.duplicate", "task_id", f"site {site_name!r} already bid for "
                 f"{o.job_id}/{o.task_id} in this message; expected one bid per task")
-    if not capacity.static_mask(ts.demand)[sl].any():
+    if not capacity.static_sites(ts.demand)[site]:
         return ("bid.never_fits", "task_id", f"no node of site {site_name!r} can hold an "
                 f"instance of {o.job_id}/{o.task_id}")
     return None

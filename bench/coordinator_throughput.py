@@ -42,16 +42,18 @@ TICK_S = 1.0
 VC_TIMEOUT = 0.5
 
 
-def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "FULL"
-               ) -> LocalGroup:
-    """n replicas over SITES sites of one huge node each (capacity is never the limit)."""
-    sites = [{"name": f"s{k}", "nodes": [{"name": "big", "cpu": 1_000_000,
-                                          "mem": 1_000_000_000, "count": 1}]}
-             for k in range(SITES)]
+def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "FULL",
+               window: int = 8, quiet_site: bool = False) -> LocalGroup:
+    """n replicas over SITES sites of one huge node each (capacity is never the limit);
+    ``quiet_site``: one more site that never sends (rounds then close on the replicas'
+    votes, as when a site is slow, not as soon as the SITES sites decided)."""
+    sites = [{"name": f"s{k}", "nodes": [{"name": "big", "cpu": 100_000,
+                                          "mem": 16_000_000, "count": 1}]}
+             for k in range(SITES + quiet_site)]
     (tmp / "cluster.yaml").write_text(yaml.safe_dump({"sites": sites}))
     g = LocalGroup(tmp, n=n, clients=clients, key_seed=b"bench", cluster="cluster.yaml",
                    batch_size=batch, batch_timeout_s=0.001 if batch > 1 else 0.0,
-                   checkpoint_interval=64, watermark_window=256, max_outstanding=8,
+                   checkpoint_interval=64, watermark_window=256, max_outstanding=window,
                    view_change_timeout_s=VC_TIMEOUT, request_timeout_s=20.0,
                    sqlite_synchronous=sync, round_timeout_s=3600.0, site_timeout_s=3600.0)
     g.start_all()
@@ -78,13 +80,16 @@ async def setup(op: CoordinatorClient, jobs_per_site: int) -> None:
 
 
 class Load:
-    """Closed-loop clients: each keeps one request outstanding, and every bid is valid for the
-    round it targets. Round barrier: each client owns a slice of its site's tasks and bids for
-    each task of its slice at most once per round (one bid per task per site per round is the
-    state machine's rule); a client whose slice is used up waits for the next round. The
-    ticker clears the round (``Tick``) once every client has used up its slice or TICK_S has
-    passed, but only after every client's in-flight bid batch has committed, so no bid is
-    ever rejected as stale. Throughput counts the whole wall time, pauses included."""
+    """Closed-loop clients: each keeps one request outstanding. A request is one site's part
+    of the current round (``SiteRound``, bidding) with ``per_request`` bids, each for one
+    instance of an open task of the site's own jobs; each client cycles through its own slice
+    of its site's tasks, so no two of its requests in a row bid for the same task. The state
+    machine closes a round as soon as every site has decided (a site's later part in the same
+    round replaces its earlier one); each client follows the round from its results
+    (``Result.round``), and a part sent for a round that closed meanwhile is refused
+    (``wrong_round``; counted, as the protocol's cost). A watchdog votes ``CloseRound`` (the
+    replicas' own voters) if no round has closed for TICK_S, as the replicas' round timers
+    would. Throughput counts the whole window."""
 
     def __init__(self, g: LocalGroup, clients: list[str], per_request: int, jobs_per_site: int):
         self.g, self.per_request = g, per_request
@@ -93,107 +98,92 @@ class Load:
                        for i in range(g.config.f + 1)]
         self.jobs_per_site = jobs_per_site
         self.round = 0
+        self.round_at = time.perf_counter()
         self.log: list[tuple[float, float, int]] = []   # (done at, latency, accepted bids)
-        self.ticks: list[tuple[float, int, int]] = []   # (done at, round, allocations)
+        self.ticks: list[tuple[float, int, int]] = []   # (done at, round, instances allocated)
         self.stop = False
-        self.pausing = False
-        self.busy = 0                                   # clients with a request in flight
-        self.exhausted = 0                              # clients done with this round
-        self.next_round = asyncio.Event()               # set when the round is cleared
-        self.idle = asyncio.Event()
         self.rejected = 0
+        self.stale = 0                                  # parts for a round already closed
+
+    def _saw(self, r: pb.Result) -> None:
+        alloc = sum(a.instance_end - a.instance_begin for a in r.allocations)
+        if alloc:
+            self.ticks.append((time.perf_counter(), r.round - 1, alloc))
+        if r.round > self.round:
+            self.round, self.round_at = r.round, time.perf_counter()
 
     async def client_loop(self, idx: int, c: CoordinatorClient) -> None:
         site = c.client_id.split(":")[1].split("/")[0]
         sub = int(c.client_id.split("/")[1])
-        subs = len(self.clients) // SITES
+        subs = max(1, sum(1 for x in self.clients if x.client_id.startswith(f"site:{site}/")))
         tasks_total = self.jobs_per_site * TASKS_PER_JOB
         mine = list(range(sub, tasks_total, subs))       # this client's slice of tasks
-        per = self.per_request
-        k, rnd_seen, counted = 0, -1, False
+        per = min(self.per_request, len(mine))
+        k = 0
         while not self.stop:
-            rnd, next_round = self.round, self.next_round
-            if self.pausing:
-                await next_round.wait()
-                continue
-            if rnd != rnd_seen:
-                k, rnd_seen, counted = 0, rnd, False
-            if k + per > len(mine):
-                if not counted:
-                    counted = True
-                    self.exhausted += 1
-                    if self.exhausted == len(self.clients):
-                        self.idle.set()
-                await next_round.wait()
-                continue
-            bids = [(f"{site}-j{t // TASKS_PER_JOB}", f"t{t % TASKS_PER_JOB}", 1, 1)
-                    for t in mine[k:k + per]]
-            k += per
-            self.busy += 1
+            pick = [mine[(k + j) % len(mine)] for j in range(per)]
+            k = (k + per) % len(mine)
             t0 = time.perf_counter()
             try:
-                r = await c.submit_round(pb.SiteRound(site=site, round=rnd, bidding=True, bids=[
-                    pb.Bid(job_id=j, task_id=t, instances=n, price=p) for j, t, n, p in bids]))
+                r = await c.submit_round(pb.SiteRound(
+                    site=site, round=self.round, bidding=True, bids=[
+                        pb.Bid(job_id=f"{site}-j{t // TASKS_PER_JOB}",
+                               task_id=f"t{t % TASKS_PER_JOB}", instances=1, price=1)
+                        for t in pick]))
             except Exception as e:  # a view change in progress: keep going
                 print(f"  client {c.client_id}: {e}", file=sys.stderr)
                 await asyncio.sleep(0.05)
                 continue
-            finally:
-                self.busy -= 1
-                if self.pausing and self.busy == 0:
-                    self.idle.set()
             t1 = time.perf_counter()
+            self._saw(r)
             self.log.append((t1, t1 - t0, r.accepted))
-            self.rejected += len(bids) - r.accepted
+            self.rejected += per - r.accepted
+            self.stale += any(x.field.endswith(".round") for x in r.rejections)
 
-    async def ticker(self, op: CoordinatorClient) -> None:
+    async def watchdog(self) -> None:
         while not self.stop:
-            self.idle.clear()
+            await asyncio.sleep(TICK_S / 4)
+            if time.perf_counter() - self.round_at < TICK_S:
+                continue
+            rnd = self.round
             try:
-                await asyncio.wait_for(self.idle.wait(), TICK_S)
-            except asyncio.TimeoutError:
-                pass
-            self.pausing = True
-            while self.busy and not self.stop:        # every bid of the round committed
-                self.idle.clear()
-                try:
-                    await asyncio.wait_for(self.idle.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    pass
-            try:
-                # the replicas' own votes close the round (f+1 of them), as their round
-                # timers would
                 for v in self.voters:
-                    r = await v.call("CloseRound", pb.Command(
-                        close_round=pb.CloseRound(round=self.round)))
-                    if r and pb.Result.FromString(r).round > self.round:
-                        break
-                self.ticks.append((time.perf_counter(), self.round, 0))
-                self.round += 1
+                    raw = await v.call("CloseRound", pb.Command(
+                        close_round=pb.CloseRound(round=rnd)))
+                    if raw:
+                        self._saw(pb.Result.FromString(raw))
             except Exception as e:
-                print(f"  ticker: {e}", file=sys.stderr)
-                await asyncio.sleep(0.05)
-            self.exhausted = 0
-            self.pausing = False
-            done, self.next_round = self.next_round, asyncio.Event()
-            done.set()
+                print(f"  watchdog: {e}", file=sys.stderr)
+            self.round_at = time.perf_counter()
 
     async def run(self, op: CoordinatorClient, seconds: float, during=None) -> None:
         for c in self.clients:
             c.open()
         tasks = [asyncio.ensure_future(self.client_loop(i, c))
                  for i, c in enumerate(self.clients)]
-        tasks.append(asyncio.ensure_future(self.ticker(op)))
+        tasks.append(asyncio.ensure_future(self.watchdog()))
         if during is not None:
             await during(self)
         else:
             await asyncio.sleep(seconds)
         self.stop = True
-        self.next_round.set()
-        self.idle.set()
         await asyncio.wait(tasks, timeout=30)
         for c in self.clients + self.voters:
             await c.close()
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc); 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(g: LocalGroup) -> float:
+    """CPU seconds used so far by the group's replica processes and this process."""
+    return time.process_time() + sum(proc_cpu_s(p.pid) for p in g.procs.values())
 
 
 def summary(log, t_from: float, t_to: float) -> tuple[float, float, float, float]:
@@ -205,10 +195,16 @@ def summary(log, t_from: float, t_to: float) -> tuple[float, float, float, float
 
 
 async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds: float,
-                   mode: str = "normal", sync: str = "FULL") -> dict:
-    clients = [f"site:s{k}/{m}" for k in range(SITES) for m in range(n_clients // SITES)]
+                   mode: str = "normal", sync: str = "FULL", window: int = 8,
+                   quiet_site: bool = False) -> dict:
+    """One row's run. ``n_clients`` clients spread over the SITES sites (one client: site
+    s0 only); ``window``: the primary's max_outstanding batches. Besides rates, ``cpu_s``:
+    CPU seconds of the replicas and of this process (the clients) in the measured window.
+    ``quiet_site``: see ``make_group``."""
+    clients = ([f"site:s{k}/{m}" for k in range(SITES) for m in range(n_clients // SITES)]
+               if n_clients >= SITES else [f"site:s0/{m}" for m in range(n_clients)])
     with tempfile.TemporaryDirectory(prefix="agora-bench-") as tmp:
-        g = make_group(Path(tmp), n, batch, clients + ["operator"], sync)
+        g = make_group(Path(tmp), n, batch, clients + ["operator"], sync, window, quiet_site)
         try:
             async with CoordinatorClient(g.config, g.keys, "operator", timeout_s=30.0) as op:
                 await wait_ready(g, op)
@@ -223,11 +219,18 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
                 if mode == "normal":
                     t0 = time.perf_counter()
                     la0 = os.getloadavg()[0]
-                    await load.run(op, warm + seconds)
+
+                    async def during(ld):
+                        await asyncio.sleep(warm)
+                        c0 = cpu_seconds(g)
+                        await asyncio.sleep(seconds)
+                        out["cpu_s"] = cpu_seconds(g) - c0
+                    await load.run(op, 0, during)
                     out["rate"] = summary(load.log, t0 + warm, t0 + warm + seconds)
                     out["load"] = (la0, os.getloadavg()[0])
                     out["rejected_bids"] = load.rejected
-                    out["rounds"] = len(load.ticks)
+                    out["stale_parts"] = load.stale
+                    out["rounds"] = load.round
                     out["allocated"] = sum(x[2] for x in load.ticks)
                 elif mode == "silent":
                     async def during(ld):
@@ -298,8 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"({clients} clients, {per} bids/request) | {sync} | {rate:.0f}"
                          f"{f' (runs: {allr})' if len(runs) > 1 else ''} | {inst:.0f} | "
                          f"{p50:.1f} | {p99:.1f} | {r['load'][0]:.1f} → {r['load'][1]:.1f} |")
-            print(lines[-1], f"[rounds {r['rounds']}, bids rejected {r['rejected_bids']}, "
-                  f"allocation ranges {r['allocated']}]", flush=True)
+            print(lines[-1], f"[rounds {r['rounds']}, bids refused {r['rejected_bids']} "
+                  f"(stale parts {r['stale_parts']}), "
+                  f"instances allocated {r['allocated']}]", flush=True)
     extra = []
     if not only or "primary" in only:
         r = asyncio.run(scenario(4, 1, 1, 8, a.seconds, "primary", sync=syncs[0]))

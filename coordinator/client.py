@@ -43,6 +43,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
 from coordinator.read_auth import sign_read
+from coordinator.request_stream import RequestStream, StreamError
 from coordinator.round_keeper import sign_heartbeat
 from coordinator.transport import channel_options, client_channel_credentials, open_channel
 from coordinator.watch_merge import WatchMerger
@@ -84,8 +85,11 @@ class CoordinatorClient:
     def __init__(self, config: CoordinatorConfig, keys: KeySet, client_id: str, *,
                  timeout_s: float | None = None,
                  credentials: grpc.ChannelCredentials | str | None = None,
-                 tls_identity: str | None = None) -> None:
+                 tls_identity: str | None = None, streams: bool = True) -> None:
         self.config = config
+        self.streams = streams
+        """send requests over one ``Requests`` stream per replica (``request_stream.py``);
+        False: one unary call per request and replica"""
         if credentials is None:
             credentials = client_channel_credentials(config, tls_identity)
         elif credentials == INSECURE:
@@ -100,6 +104,7 @@ class CoordinatorClient:
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[rpc.CoordinatorStub] = []
         self._raw: list[dict] = []
+        self._streams: list[RequestStream] = []
         self._preferred: list[int] = []
         """the replicas that formed the last quorum: asked first (see send_raw)"""
         self._latency: float | None = None
@@ -126,11 +131,14 @@ class CoordinatorClient:
                                               request_serializer=None,
                                               response_deserializer=pb.ClientReply.FromString)
                           for name in RAW_METHODS} for c in self._channels]
+            self._streams = [RequestStream(c) for c in self._channels]
 
     async def close(self) -> None:
+        for st in self._streams:
+            await st.close()
         for c in self._channels:
             await c.close(grace=None)
-        self._channels, self._stubs, self._raw = [], [], []
+        self._channels, self._stubs, self._raw, self._streams = [], [], [], []
 
     # ---- the commands ----
 
@@ -230,6 +238,8 @@ class CoordinatorClient:
         need = 2 * self.f + 1 if read_only else self.f + 1
         order = self._preferred + [i for i in range(n) if i not in self._preferred]
         first = order if read_only else order[:need]
+        if self.streams and rpc_name in RAW_METHODS:
+            data = pb.ClientRequest.FromString(data).envelope   # what a stream carries
         calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i for i in first}
         pending = set(calls)
         hedged = len(first) == n
@@ -264,7 +274,7 @@ class CoordinatorClient:
                 for fut in done:
                     pending.discard(fut)
                     i, reply = fut.result()
-                    if isinstance(reply, grpc.aio.AioRpcError):
+                    if isinstance(reply, (grpc.aio.AioRpcError, StreamError)):
                         errors[i] = f"{reply.code().name}: {reply.details()}"
                         if reply.code() in REFUSALS:
                             refusals[(reply.code(), reply.details())] += 1
@@ -306,6 +316,10 @@ class CoordinatorClient:
         return min(HEDGE_MAX_S, max(HEDGE_MIN_S, HEDGE_FACTOR * self._latency))
 
     async def _one(self, i: int, rpc_name: str, data: bytes):
+        """Replica ``i``'s answer to ``data`` (the envelope on a stream, else the
+        ClientRequest bytes): (i, ClientReply | AioRpcError | StreamError)."""
+        if self.streams and rpc_name in RAW_METHODS:
+            return i, await self._streams[i].request(rpc_name, data)
         method = self._raw[i].get(rpc_name)
         if method is None:
             method = getattr(self._stubs[i], rpc_name)

@@ -8,6 +8,20 @@ import asyncio
 import threading
 from typing import Callable
 
+HEAVY_BYTES = 64 * 1024
+"""A group writing more than this many bytes of data commits on the writer thread even under
+NORMAL."""
+
+
+def _heavy(stmts: list) -> bool:
+    size = 0
+    for _sql, args in stmts:
+        for a in args:
+            if isinstance(a, bytes):
+                size += len(a)
+    return size > HEAVY_BYTES
+
+
 class GroupCommit:
     """The replica's storage with ``flush`` deferred to the host: the replica flushes after
     every input; the host commits once per group of inputs and only then delivers the
@@ -19,15 +33,23 @@ class GroupCommit:
     once they are committed. While the writer waits for its fsync the pump goes on with the
     next inputs, and the writer commits every group queued meanwhile in one transaction
     (adaptive group commit). Groups are delivered in the order they were submitted; a group
-    that wrote nothing still waits for the groups before it."""
+    that wrote nothing still waits for the groups before it.
+
+    Under NORMAL (no fsync) a commit is a write into the OS page cache, cheaper inline than
+    handed to a thread, so groups commit inline -- except a *heavy* group (over
+    ``HEAVY_BYTES`` of data: a checkpoint's state, a state transfer), which goes to the
+    writer thread so that the event loop does not stall on it (SQLite releases the GIL while
+    it writes); groups after it queue behind it until it is committed, keeping the order."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         # The writer thread pays off where a commit waits for the disk (an fsync: FULL,
         # EXTRA); with NORMAL a commit is a write into the OS page cache, cheaper than
         # handing it to a thread, so it is done inline.
-        self.threaded = (all(hasattr(inner, a) for a in ("deferred", "take", "write"))
+        self.deferrable = all(hasattr(inner, a) for a in ("deferred", "take", "write"))
+        self.threaded = (self.deferrable
                          and getattr(inner, "synchronous", "FULL") != "NORMAL")
+        """every group commits on the writer thread (else only heavy ones)"""
         self._lock = threading.Condition()
         self._queue: list[tuple[list, list, Callable]] = []
         self._undelivered = 0
@@ -45,13 +67,13 @@ class GroupCommit:
 
     def commit(self) -> None:
         """Commit synchronously (start-up, shutdown, hosts without a writer thread)."""
-        if self.threaded and self.inner.deferred:
+        if self.deferrable and self.inner.deferred:
             self.inner.write(self.inner.take())
         else:
             self.inner.flush()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self.threaded:
+        if not self.deferrable:
             return
         self.commit()
         self.inner.deferred = True
@@ -69,6 +91,10 @@ class GroupCommit:
         stmts = self.inner.take()
         if not stmts and not self._undelivered:
             deliver(actions)     # nothing written, nothing earlier waiting: send now
+            return
+        if not self.threaded and not self._undelivered and not _heavy(stmts):
+            self.inner.write(stmts)   # the writer is idle: the connection is free
+            deliver(actions)
             return
         self._undelivered += 1   # only touched on the event loop's thread
         with self._lock:

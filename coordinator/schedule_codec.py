@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agents.ledger import WAITING
-from agents.ledger_codec import job_record_bytes, length_delimited, restore_job
+from agents.ledger_codec import job_record_bytes, length_delimited, restore_job, varint
 from agents.market import Bid, Offer
 from coordinator.schedule_records import SitePart, allocation_pb, change_pb
 from protos.agora.v1 import coordinator_pb2 as pb
@@ -62,26 +62,29 @@ def _check_known_walk(msg: Message, where: str) -> None:
 # ---- snapshot ----
 
 def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
-    """The state as a serialised ``ScheduleSnapshot``, fields in number order. A job's
-    record is cached until the job changes and allocations never change once written, so a
-    checkpoint re-encodes what changed since the last one, not the whole history."""
+    """The state as a serialised ``ScheduleSnapshot``, fields in number order (the bytes
+    protobuf's deterministic serialisation gives). A job's record is cached until the job
+    changes, and allocations, instance changes and allocation rounds never change once
+    written (``HistoryBytes``), so a checkpoint re-encodes what changed since the last one,
+    not the whole history."""
     parts = [pb.ScheduleSnapshot(cluster_digest=st.cluster_digest, version=st.version,
                                  round=st.round).SerializeToString(deterministic=True)]
     for js in st.ledger.jobs.values():
         parts.append(length_delimited(4, job_record_bytes(js, st.job_versions[js.job.id])))
-    cache = st.allocation_bytes
-    if len(cache) < len(st.allocations):
-        cache.extend(length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True))
-                     for row in st.allocations[len(cache):])
-    parts.extend(cache)
+    hist = st.history_bytes
+    hist.catch_up(st)
+    parts.extend(hist.allocations)
+    if counters and st.rejected:
+        mid = pb.ScheduleSnapshot()
+        for name, count in sorted(st.rejected.items()):
+            mid.rejected.add(name=name, count=count)
+        parts.append(mid.SerializeToString(deterministic=True))
+    parts.extend(hist.changes)
+    if hist.rounds:
+        parts.append(length_delimited(9, bytes(hist.rounds)))
     tail = pb.ScheduleSnapshot(armed=st.armed, armed_version=st.armed_version,
                                close_votes=sorted(st.close_votes),
                                nodes_down=sorted(st.nodes_down))
-    if counters:
-        for name, count in sorted(st.rejected.items()):
-            tail.rejected.add(name=name, count=count)
-    tail.changes.extend(change_pb(row) for row in st.changes)
-    tail.allocation_rounds.extend(row[7] for row in st.allocations)
     for site in st.site_names:
         part = st.parts.get(site)
         if part is not None:
@@ -93,6 +96,32 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
                        lapse_votes=sorted(info.lapse_votes))
     parts.append(tail.SerializeToString(deterministic=True))
     return b"".join(parts)
+
+
+class HistoryBytes:
+    """The encoded snapshot fields of the append-only history (allocations: field 6, one
+    entry per row; instance changes: field 8; allocation rounds: field 9's packed varints),
+    extended with the rows written since the last snapshot. Rows never change once written;
+    a restore starts a fresh one."""
+
+    def __init__(self) -> None:
+        self.allocations: list[bytes] = []
+        self.changes: list[bytes] = []
+        self.rounds = bytearray()
+        self._rounds = 0
+
+    def catch_up(self, st: ScheduleState) -> None:
+        if len(self.allocations) < len(st.allocations):
+            self.allocations.extend(
+                length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True))
+                for row in st.allocations[len(self.allocations):])
+        if len(self.changes) < len(st.changes):
+            self.changes.extend(
+                length_delimited(8, change_pb(row).SerializeToString(deterministic=True))
+                for row in st.changes[len(self.changes):])
+        for row in st.allocations[self._rounds:]:
+            self.rounds += varint(row[7])
+        self._rounds = len(st.allocations)
 
 
 def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:

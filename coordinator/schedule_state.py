@@ -60,11 +60,14 @@ from agents.domain import Cluster, why_unschedulable
 from agents.ledger import RUNNING, Ledger, TaskEntry
 from agents.market import LedgerBook, Offer, admit_offers, clear, site_preference
 from agents.sim.capacity import Capacity
-from coordinator.schedule_codec import check_known, query_answer, restore_into, snapshot_bytes
+from agents.ledger_codec import length_delimited
+from coordinator.parsed_jobs import JOBS
+from coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
+                                        snapshot_bytes)
 from coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
                                           allocation_pb, change_pb, runs)
 from protos.agora.v1 import coordinator_pb2 as pb
-from protos.convert import ProtoError, cluster_to_proto, decode, job_from_proto
+from protos.convert import ProtoError, cluster_to_proto, decode
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +180,9 @@ class ScheduleState:
         self.sites = {s: SiteInfo() for s in self.site_names}
         self.nodes_down: set[int] = set()
         self.allocations: list[AllocationRow] = []
-        self.allocation_bytes: list[bytes] = []
-        """encoded snapshot fields of ``allocations`` (a cache: rows never change)"""
+        self.history_bytes = HistoryBytes()
+        """encoded snapshot fields of ``allocations`` and ``changes`` (a cache: rows never
+        change)"""
         self.changes: list[ChangeRow] = []
         self.rejected: Counter[str] = Counter()
         # transient, never in a snapshot (it does not change any answer): for the replica's
@@ -322,7 +326,7 @@ class ScheduleState:
                 raise Rejected("submit.too_big", f"{at}.tasks[{k}].instances",
                                f"{t.instances}; expected at most {MAX_INSTANCES_PER_TASK}")
         try:
-            job = job_from_proto(jm, at)
+            job, data = JOBS.take(jm, at)     # as the receiving replica parsed it
         except ProtoError as e:
             raise Rejected("submit.malformed", e.field, str(e)) from None
         if job.origin not in self.site_index:
@@ -345,7 +349,8 @@ class ScheduleState:
             if why:
                 raise Rejected("submit.unschedulable", f"{at}.tasks[{k}]",
                                f"task {t.id!r} fits no node: {why}")
-        self.ledger.admit(job, self.site_index[job.origin], job.arrival)
+        js = self.ledger.admit(job, self.site_index[job.origin], job.arrival)
+        js.spec = length_delimited(1, data)    # the job as submitted is its snapshot record
         self.job_versions[job.id] = seq
         self._update.jobs.append(jm)
 
@@ -478,7 +483,8 @@ class ScheduleState:
         bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers)
         for r in refused:
             self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
-        kept = [o for i, o in enumerate(offers) if i not in {r.index for r in refused}]
+        gone = {r.index for r in refused}
+        kept = [o for i, o in enumerate(offers) if i not in gone] if gone else offers
         self.parts[msg.site] = SitePart(min(msg.seen_version, self._seq), kept, bids, counts)
         res.accepted += len(bids)
         res.decided = counts
@@ -579,10 +585,7 @@ class ScheduleState:
         closes on its own)."""
         cap, found = self.capacity, set()
         live = [i for i, s in enumerate(self.site_names) if not self.sites[s].lapsed]
-        shapes = {}
-        for ts in self.ledger.pool.tasks():
-            shapes.setdefault(ts.shape, ts.demand)
-        for d in shapes.values():
+        for d in self.ledger.pool.shapes():
             found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
             if all(i in found for i in live):
                 break

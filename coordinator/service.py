@@ -5,7 +5,10 @@
   handler checks it (``validate.py``; INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED,
   FAILED_PRECONDITION answer at once and are counted), hands it to the replica, waits until
   this replica has executed it, and returns this replica's authenticated reply. The client
-  collects f+1 matching replies from any replicas (``client.py``). ``WatchSchedule`` streams
+  collects f+1 matching replies from any replicas (``client.py``). ``Requests`` carries the
+  same requests over one long-lived stream per client (each answered by its id, refusals
+  as the status the unary RPC would give; ``request_stream.py`` is the client's end): what
+  the client uses by default. ``WatchSchedule`` streams
   this replica's committed updates (from a past version: what is still in memory, else the
   allocations and instance changes the state keeps); ``GetStatus`` reports its view,
   progress, round and counters; ``Heartbeat`` records a site's liveness (never ordered).
@@ -20,7 +23,7 @@ import grpc
 from coordinator.read_auth import read_refusal
 from coordinator.schedule_records import allocation_pb, change_pb
 from coordinator.schedule_state import ScheduleState
-from coordinator.validate import Refusal, parse_request
+from coordinator.validate import RPC_KINDS, Refusal, parse_request
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -82,58 +85,142 @@ class CoordinatorService(rpc.CoordinatorServicer):
     def __init__(self, host: ReplicaHost) -> None:
         self.host = host
 
+    def _admit(self, envelope: bytes, rpc_name: str):
+        """The checks before ordering (size, ``validate.parse_request``, client key,
+        signature, rate, staleness): the request's envelope and PbftRequest, or Refusal."""
+        host = self.host
+        if len(envelope) > host.config.max_request_bytes:
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
+                          f"envelope: {len(envelope)} bytes; the limit is "
+                          f"{host.config.max_request_bytes} (max_request_bytes); send "
+                          f"fewer jobs or bids per request")
+        env, req, _cmd = parse_request(envelope, rpc_name)
+        auth = host.replica.auth
+        if req.client_id not in auth.client_verify:
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
+                          f"envelope.payload.request.client_id: no key for client "
+                          f"{req.client_id!r}; expected a client of the key file")
+        if not auth.request_ok(req):
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
+                          "envelope.payload.request.signature: does not verify with the "
+                          f"key of client {req.client_id!r}")
+        if not host.rate.take(req.client_id):
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
+                          f"envelope.payload.request.client_id: client {req.client_id!r} "
+                          f"sent more than {host.config.client_requests_per_s:g} requests "
+                          f"a second (client_requests_per_s); retry later")
+        last = host.replica.clients.get(req.client_id)
+        if not req.read_only and last is not None and req.timestamp < last[0]:
+            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
+                          f"envelope.payload.request.timestamp: {req.timestamp} is older "
+                          f"than the client's last executed request ({last[0]}); "
+                          f"expected a larger timestamp")
+        return env, req
+
+    def _refused(self, r: Refusal, rpc_name: str) -> None:
+        self.host.count(r.kind)
+        if self.host.metrics is not None:
+            self.host.metrics.request(rpc_name, "refused")
+
+    def _timed_out(self, rpc_name: str) -> str:
+        host = self.host
+        host.count("timeout")
+        if host.metrics is not None:
+            host.metrics.request(rpc_name, "timeout")
+        s = host.replica.status()
+        return (f"not executed within {host.config.request_timeout_s} s at replica "
+                f"{host.index} (view {s['view']}, active {s['view_active']}); retry")
+
     async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
         host = self.host
         try:
-            if len(request.envelope) > host.config.max_request_bytes:
-                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
-                              f"envelope: {len(request.envelope)} bytes; the limit is "
-                              f"{host.config.max_request_bytes} (max_request_bytes); send "
-                              f"fewer jobs or bids per request")
-            env, req, _cmd = parse_request(request.envelope, rpc_name)
-            auth = host.replica.auth
-            if req.client_id not in auth.client_verify:
-                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
-                              f"envelope.payload.request.client_id: no key for client "
-                              f"{req.client_id!r}; expected a client of the key file")
-            if not auth.request_ok(req):
-                raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
-                              "envelope.payload.request.signature: does not verify with the "
-                              f"key of client {req.client_id!r}")
-            if not host.rate.take(req.client_id):
-                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
-                              f"envelope.payload.request.client_id: client {req.client_id!r} "
-                              f"sent more than {host.config.client_requests_per_s:g} requests "
-                              f"a second (client_requests_per_s); retry later")
-            last = host.replica.clients.get(req.client_id)
-            if not req.read_only and last is not None and req.timestamp < last[0]:
-                raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
-                              f"envelope.payload.request.timestamp: {req.timestamp} is older "
-                              f"than the client's last executed request ({last[0]}); "
-                              f"expected a larger timestamp")
+            env, req = self._admit(request.envelope, rpc_name)
         except Refusal as r:
-            host.count(r.kind)
-            if host.metrics is not None:
-                host.metrics.request(rpc_name, "refused")
+            self._refused(r, rpc_name)
             await context.abort(r.code, r.message)
         fut = host.waiter(req.client_id, req.timestamp)
         try:
             host.feed(env)
             reply = await asyncio.wait_for(fut, host.config.request_timeout_s)
         except asyncio.TimeoutError:
-            host.count("timeout")
-            if host.metrics is not None:
-                host.metrics.request(rpc_name, "timeout")
-            s = host.replica.status()
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"not executed within {host.config.request_timeout_s} s at "
-                                f"replica {host.index} (view {s['view']}, active "
-                                f"{s['view_active']}); retry")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self._timed_out(rpc_name))
         finally:
             host.forget(req.client_id, req.timestamp, fut)
         if host.metrics is not None:
             host.metrics.request(rpc_name, "ok")
         return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
+
+    async def Requests(self, request_iterator, context):
+        """The request stream: each StreamRequest is admitted as its unary RPC would be and
+        answered (in completion order) with its id; a refusal answers that request only."""
+        host = self.host
+        out: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        timers: dict[int, tuple[asyncio.TimerHandle, asyncio.Future]] = {}
+
+        def answer(sr: pb.StreamRequest, req, fut: asyncio.Future) -> None:
+            timer = timers.pop(sr.id, None)
+            if timer is not None:
+                timer[0].cancel()
+            host.forget(req.client_id, req.timestamp, fut)
+            if fut.cancelled():       # timed out, or the replica is closing
+                out.put_nowait(pb.StreamReply(id=sr.id, code="UNAVAILABLE",
+                                              details=self._timed_out(sr.rpc)))
+            else:
+                if host.metrics is not None:
+                    host.metrics.request(sr.rpc, "ok")
+                out.put_nowait(pb.StreamReply(id=sr.id, reply=pb.ClientReply(
+                    envelope=fut.result().SerializeToString(), replica=host.index)))
+            if ended and not timers:
+                out.put_nowait(None)
+
+        def admit(sr: pb.StreamRequest):
+            if sr.rpc not in RPC_KINDS:
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                              f"rpc: {sr.rpc[:64]!r}; expected one of {sorted(RPC_KINDS)}")
+            if sr.id in timers:
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                              f"id: {sr.id} is already open on this stream; expected a "
+                              f"fresh id")
+            return self._admit(sr.envelope, sr.rpc)
+
+        ended = False
+        """the client finished sending: the stream ends once its open requests are
+        answered"""
+
+        async def read() -> None:
+            nonlocal ended
+            try:
+                async for sr in request_iterator:
+                    try:
+                        env, req = admit(sr)
+                    except Refusal as r:
+                        self._refused(r, sr.rpc if sr.rpc in RPC_KINDS else "Requests")
+                        out.put_nowait(pb.StreamReply(id=sr.id, code=r.code.name,
+                                                      details=r.message))
+                        continue
+                    fut = host.waiter(req.client_id, req.timestamp)
+                    timers[sr.id] = (loop.call_later(host.config.request_timeout_s,
+                                                     fut.cancel), fut)
+                    fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
+                    host.feed(env)
+            finally:
+                ended = True
+                if not timers:
+                    out.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while True:
+                item = await out.get()
+                if item is None:
+                    break
+                yield item
+        finally:
+            reader.cancel()
+            for timer, fut in list(timers.values()):   # the client left: forget its waits
+                timer.cancel()
+                fut.cancel()
 
     async def SubmitJobs(self, request, context):
         return await self._request(request, context, "SubmitJobs")

@@ -24,7 +24,8 @@ from coordinator.schedule_state import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_P
                                          part_over_limit, site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
-from protos.convert import ProtoError, decode, job_from_proto
+from coordinator.parsed_jobs import JOBS
+from protos.convert import ProtoError, decode
 
 AUDITOR_PREFIX = "auditor:"
 """Clients ``auditor:<name>`` read everything and may change nothing."""
@@ -117,7 +118,7 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise over_limit(f"{at}.jobs", len(m.jobs), MAX_JOBS_PER_COMMAND, "jobs")
         for i, j in enumerate(m.jobs):
             try:
-                job = job_from_proto(j, f"{at}.jobs[{i}]")
+                job = JOBS.check(j, f"{at}.jobs[{i}]")   # parsed once: kept
             except ProtoError as e:
                 raise invalid(e.field, e.problem, e.expected or "a valid job") from None
             if site is not None and job.origin != site:

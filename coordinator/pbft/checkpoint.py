@@ -32,6 +32,27 @@ from protos.agora.v1.pbft_pb2 import (
 )
 
 
+def checkpoint_bytes(seq: int, app_snapshot: bytes,
+                     clients: dict[str, tuple[int, bytes]]) -> bytes:
+    """The serialised ``CheckpointState`` (deterministic: clients by id), assembled without
+    copying the application's snapshot into a message first (it is most of the bytes)."""
+    head = CheckpointState(seq=seq).SerializeToString(deterministic=True)
+    tail = CheckpointState(clients=[ClientRecord(client_id=c, timestamp=t, result=r)
+                                    for c, (t, r) in sorted(clients.items())])
+    return b"".join((head, _field_tag_2(len(app_snapshot)) if app_snapshot else b"",
+                     app_snapshot, tail.SerializeToString(deterministic=True)))
+
+
+def _field_tag_2(size: int) -> bytes:
+    """Tag and length of a length-delimited field 2 of ``size`` bytes."""
+    out = bytearray([2 << 3 | 2])
+    while size > 0x7F:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out)
+
+
 @dataclass
 class Fetch:
     seq: int
@@ -44,10 +65,7 @@ class CheckpointMixin:
     """Checkpoint and state-transfer half of Replica (shares its attributes)."""
 
     def _take_checkpoint(self, seq: int) -> None:
-        state = CheckpointState(seq=seq, app_snapshot=self.app.snapshot(), clients=[
-            ClientRecord(client_id=c, timestamp=t, result=r)
-            for c, (t, r) in sorted(self.clients.items())])
-        data = state.SerializeToString(deterministic=True)
+        data = checkpoint_bytes(seq, self.app.snapshot(), self.clients)
         digest = hashlib.sha256(data).digest()
         self.own_checkpoints[seq] = (digest, data)
         self.storage.save_checkpoint(seq, digest, data)

@@ -65,6 +65,9 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
                                          "state_transfers": 0, "equivocations": 0}
         self.view, self.active = 0, True
         self.log: dict[int, Slot] = {}
+        self.top_seq = 0
+        """the highest sequence number a slot was ever made for (``_live_slots`` scans up to
+        it, not the whole log)"""
         self.h, self.stable_digest = 0, b""
         self.stable_proof: list[PbftEnvelope] = []
         self.last_executed, self.next_seq = 0, 1
@@ -170,7 +173,19 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         slot = self.log.get(seq)
         if slot is None:
             slot = self.log[seq] = Slot()
+            if seq > self.top_seq:
+                self.top_seq = seq
         return slot
+
+    def _live_slots(self):
+        """The log's slots above ``last_executed`` (what has not executed yet): in steady
+        state a handful (the primary's outstanding batches), so the per-input timer checks
+        do not walk the executed slots kept until the next stable checkpoint."""
+        log = self.log
+        for s in range(self.last_executed + 1, self.top_seq + 1):
+            slot = log.get(s)
+            if slot is not None:
+                yield slot
 
     def _seal(self, **kind) -> PbftEnvelope:
         return self.auth.seal(PbftMessage(**kind))
@@ -232,12 +247,12 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         """Whether this replica holds a request that has not executed (PBFT's timer rule)."""
         if self.pending:
             return True
-        return any(s > self.last_executed and slot.view == self.view and slot.requests
-                   for s, slot in self.log.items())
+        view = self.view
+        return any(slot.view == view and slot.requests for slot in self._live_slots())
 
     def _unsettled(self) -> bool:
         return bool(self.pending or self.queue or not self.active or self.fetch or self.announce
-                    or any(s > self.last_executed and slot.view >= 0 for s, slot in self.log.items())
+                    or any(slot.view >= 0 for slot in self._live_slots())
                     or (self.own_cp_env is not None and max(self.own_checkpoints, default=0) > self.h))
 
     # ---- retransmission ----

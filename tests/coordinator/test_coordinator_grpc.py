@@ -314,6 +314,68 @@ def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
         e.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def _stream(group, i: int, requests: list[pb.StreamRequest]) -> dict[int, pb.StreamReply]:
+    """Send ``requests`` on one Requests stream to replica ``i``; its answers by id."""
+    with group.channel(i) as ch:
+        answers = rpc.CoordinatorStub(ch).Requests(iter(requests), timeout=20)
+        return {a.id: a for a in answers}
+
+
+def test_the_request_stream_answers_each_request_by_id_and_stays_open_after_refusals(group):
+    """One stream carries a garbage envelope, an unknown method, a duplicate id and a valid
+    signed query: the first three are refused with the status their unary call would get,
+    naming the field, and the query on the same stream still gets this replica's reply."""
+    c = group.client("operator")
+    ts, data = c.envelope(pb.Command(query=pb.Query(schedule=pb.ScheduleQuery(all=True)))
+                          .SerializeToString(), read_only=True)
+    env = pb.ClientRequest.FromString(data).envelope
+    got = _stream(group, 1, [
+        pb.StreamRequest(id=7, rpc="SubmitRound", envelope=b"\xff\xfe"),
+        pb.StreamRequest(id=8, rpc="DropTables", envelope=env),
+        pb.StreamRequest(id=9, rpc="GetSchedule", envelope=env),
+    ])
+    assert got[7].code == "INVALID_ARGUMENT" and got[7].details.startswith("envelope")
+    assert got[8].code == "INVALID_ARGUMENT" and got[8].details.startswith("rpc: 'DropTables'")
+    assert got[9].code == "" and got[9].reply.replica == 1
+    assert c._check(1, got[9].reply, ts, True) is not None   # authentic, for this request
+
+
+def test_the_unary_and_the_stream_path_give_the_same_answers(group):
+    async def go():
+        async with group.client("operator", streams=False) as unary, \
+                group.client("operator") as streamed:
+            assert streamed.streams and not unary.streams
+            a = await unary.schedule(site="east")
+            b = await streamed.schedule(site="east")
+            assert a == b
+            with pytest.raises(CoordinatorError) as e:
+                await unary.cancel_job("no-such-job-" + "x" * 300)
+            with pytest.raises(CoordinatorError) as f:
+                await streamed.cancel_job("no-such-job-" + "x" * 300)
+            assert (e.value.code, e.value.message) == (f.value.code, f.value.message)
+    run(go())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(items=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.one_of(
+    st.sampled_from(["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
+                     "GetSchedule"]), st.text(max_size=20)), st.binary(max_size=120)),
+    min_size=1, max_size=6, unique_by=lambda x: x[0]))
+def test_arbitrary_stream_requests_are_each_refused_with_a_status_and_change_nothing(
+        group, items):
+    with group.channel(3) as ch:
+        before = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
+    got = _stream(group, 3, [pb.StreamRequest(id=i, rpc=m, envelope=e) for i, m, e in items])
+    assert sorted(got) == sorted(i for i, _, _ in items)
+    for a in got.values():
+        assert a.code in ("INVALID_ARGUMENT", "UNAUTHENTICATED"), a
+        assert a.details.startswith(("envelope", "rpc: ")), a.details
+    with group.channel(3) as ch:
+        after = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
+    assert after.last_executed == before.last_executed
+
+
 def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(group):
     async def go():
         s = await statuses(group)

@@ -387,6 +387,28 @@ class ClientReply(_message.Message):
     replica: int
     def __init__(self, envelope: _Optional[bytes] = ..., replica: _Optional[int] = ...) -> None: ...
 
+class StreamRequest(_message.Message):
+    __slots__ = ("id", "rpc", "envelope")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    rpc: str
+    envelope: bytes
+    def __init__(self, id: _Optional[int] = ..., rpc: _Optional[str] = ..., envelope: _Optional[bytes] = ...) -> None: ...
+
+class StreamReply(_message.Message):
+    __slots__ = ("id", "reply", "code", "details")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reply: ClientReply
+    code: str
+    details: str
+    def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[ClientReply, _Mapping]] = ..., code: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
+
 class InstanceChange(_message.Message):
     __slots__ = ("version", "job_id", "task_id", "instance_begin", "instance_end", "site", "kind", "start_s", "end_s", "exit_code", "reason")
     VERSION_FIELD_NUMBER: _ClassVar[int]

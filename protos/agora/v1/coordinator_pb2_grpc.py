@@ -65,6 +65,11 @@ class CoordinatorStub:
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
+        self.Requests = channel.stream_stream(
+                '/agora.v1.Coordinator/Requests',
+                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.SerializeToString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.FromString,
+                _registered_method=True)
         self.WatchSchedule = channel.unary_stream(
                 '/agora.v1.Coordinator/WatchSchedule',
                 request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.SerializeToString,
@@ -124,6 +129,16 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Requests(self, request_iterator, context):
+        """The same requests over one long-lived stream per client and replica: a busy client pays
+        a stream write per request, not a call. Each StreamRequest is checked and answered as
+        its unary RPC would be (the answer carries the request's id); the stream stays open
+        after a refusal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -174,6 +189,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetSchedule,
                     request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+            ),
+            'Requests': grpc.stream_stream_rpc_method_handler(
+                    servicer.Requests,
+                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.FromString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.SerializeToString,
             ),
             'WatchSchedule': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchSchedule,
@@ -353,6 +373,33 @@ class Coordinator:
             '/agora.v1.Coordinator/GetSchedule',
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Requests(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agora.v1.Coordinator/Requests',
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.SerializeToString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.FromString,
             options,
             channel_credentials,
             insecure,

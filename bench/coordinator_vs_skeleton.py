@@ -1,0 +1,197 @@
+"""Agora's coordinator against a bare PBFT on the same machine, interleaved in one run.
+
+    python -m bench.coordinator_vs_skeleton [--pairs 3] [--seconds 8]
+        [--skeleton ../shared/anchors/pbft_skel.py] [--only 4-8c,4-1c,4-16,7-16,10-16]
+        [--out bench/results/coordinator-vs-skeleton.md]
+
+The reference is ``pbft_skel.py`` (``../shared/anchors``): PBFT's normal case over the same
+stack (grpc.aio streams, per-link HMAC, Ed25519 client signatures) with no view change,
+checkpoints, persistence or application -- the floor of what Python and gRPC cost here. For
+each row the two run alternately (skeleton, Agora, skeleton, Agora, ...; ``--pairs`` pairs)
+and the table gives the medians, their ratios and the 1-minute load average beside each run
+(this machine is shared: an absolute figure means little, the ratio within a pair more).
+
+Rows (the skeleton's configurations from its docstring; Agora's from
+``bench/coordinator_throughput.py``, SQLite synchronous NORMAL, checkpoints every 64):
+
+- ``4-8c``: n=4, 8 closed-loop signed clients, one request per PBFT batch; Agora's requests
+  are one-bid site parts;
+- ``4-1c``: n=4, one client, one request at a time;
+- ``4-16``, ``7-16``, ``10-16``: batches of up to 16 requests, each 50 assignments (Agora: a
+  site part of 50 bids, of which "assignments/s" counts the bids the state machine
+  admitted), 32 clients.
+
+Agora's cluster has a fifth site with no client, so a round closes on the replicas' votes
+(the watchdog's, once a second, as a round timeout would) rather than as soon as the four
+busy sites decided: every part is ordered, executed and its bids admitted against the
+ledger, and a site's later part of a round replaces its earlier one (only the last is
+cleared; the allocations made are in the JSON). Without the quiet site most parts of 8
+clients per site arrive after their round closed (refused as stale): that measures the
+round protocol with many clients per site, not the coordinator.
+
+CPU per request: CPU seconds of every process of the run (replicas and clients) in the
+measured window, over the requests committed in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.coordinator_throughput import proc_cpu_s, scenario
+from deploy.local_group import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SKELETON = ROOT.parent / "shared" / "anchors" / "pbft_skel.py"
+
+ROWS = {
+    # name: (n, PBFT batch, assignments per request, clients, window)
+    "4-8c": (4, 1, 1, 8, 8),
+    "4-1c": (4, 1, 1, 1, 1),
+    "4-16": (4, 16, 50, 32, 8),
+    "7-16": (7, 16, 50, 32, 8),
+    "10-16": (10, 16, 50, 32, 8),
+}
+LINE = re.compile(r"([\d,.]+) req/s committed.*p50=([\d.]+)ms p99=([\d.]+)ms")
+
+
+def run_skeleton(path: Path, n: int, batch: int, per: int, clients: int, window: int,
+                 seconds: float) -> dict:
+    """One skeleton run; its rates and the CPU seconds of all its processes."""
+    base = _port_base(n + 1)
+    cmd = [sys.executable, str(path), "--n", str(n), "--batch", str(batch), "--window",
+           str(window), "--conc", str(clients), "--sig", "1", "--assign", str(per),
+           "--secs", str(seconds + 2), "--base", str(base)]
+    la = os.getloadavg()[0]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rate = _tree_cpu_rate(p, seconds + 2)
+    out, _ = p.communicate(timeout=seconds + 120)
+    m = LINE.search(out)
+    if p.returncode != 0 or m is None:
+        raise RuntimeError(f"skeleton failed ({p.returncode}): {out[-2000:]}")
+    tput = float(m.group(1).replace(",", ""))
+    return {"req_s": tput, "assign_s": tput * per, "p50": float(m.group(2)),
+            "p99": float(m.group(3)), "cpu_per_req_ms": 1000 * rate / max(tput, 1e-9),
+            "load": la}
+
+
+def _port_base(k: int) -> int:
+    """A first port p with p..p+k-1 and p+100 free now (the skeleton's client is base+100)."""
+    for _ in range(50):
+        p = free_ports(1)[0]
+        if p + 101 < 65535:
+            return p
+    raise RuntimeError("no free port range")
+
+
+def _tree_cpu_rate(p: subprocess.Popen, seconds: float) -> float:
+    """CPU seconds per second the process tree of ``p`` uses in the skeleton's measured
+    window (after its start-up and 2 s warm-up, before its end): sampled every 0.25 s."""
+    t0, samples = time.monotonic(), []
+    while p.poll() is None:
+        samples.append((time.monotonic() - t0, _cpu_of_tree(p.pid)))
+        time.sleep(0.25)
+    inside = [x for x in samples if 4.0 <= x[0] <= samples[-1][0] - 0.5] if samples else []
+    if len(inside) < 2:
+        raise RuntimeError("the skeleton ended before its measured window; raise --seconds")
+    (ta, ca), (tb, cb) = inside[0], inside[-1]
+    return (cb - ca) / (tb - ta)
+
+
+def _cpu_of_tree(pid: int) -> float:
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            total += proc_cpu_s(int(d.name))
+    return total + proc_cpu_s(pid)
+
+
+def run_agora(n: int, batch: int, per: int, clients: int, window: int, seconds: float) -> dict:
+    la = os.getloadavg()[0]
+    r = asyncio.run(scenario(n, batch, per, clients, seconds, sync="NORMAL", window=window,
+                             quiet_site=True))
+    req_s, assign_s, p50, p99 = r["rate"]
+    return {"req_s": req_s, "assign_s": assign_s, "p50": p50, "p99": p99,
+            "cpu_per_req_ms": 1000 * r["cpu_s"] / max(req_s * seconds, 1), "load": la,
+            "stale": r["stale_parts"], "rounds": r["rounds"], "allocated": r["allocated"]}
+
+
+def med(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pairs", type=int, default=3, help="skeleton/Agora pairs per row (>= 1)")
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    p.add_argument("--skeleton", type=Path, default=DEFAULT_SKELETON,
+                   help="path of pbft_skel.py (default: ../shared/anchors/pbft_skel.py)")
+    p.add_argument("--only", default="", help=f"comma-separated rows of {sorted(ROWS)}")
+    p.add_argument("--out", type=Path,
+                   default=ROOT / "bench" / "results" / "coordinator-vs-skeleton.md")
+    a = p.parse_args(argv)
+    if not a.skeleton.is_file():
+        p.error(f"--skeleton: {a.skeleton} is not a file; expected the path of pbft_skel.py")
+    if a.pairs < 1:
+        p.error(f"--pairs: {a.pairs}; expected >= 1")
+    names = a.only.split(",") if a.only else list(ROWS)
+    bad = [x for x in names if x not in ROWS]
+    if bad:
+        p.error(f"--only: unknown rows {bad}; expected some of {sorted(ROWS)}")
+    lines = ["| row | skeleton req/s | Agora req/s | ratio | skeleton assignments/s | Agora "
+             "assignments/s | ratio | skeleton p50 / p99 ms | Agora p50 / p99 ms | p50 ratio "
+             "| p99 ratio | CPU ms/request skeleton / Agora | load avg (per run) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | --- "
+             "| --- |"]
+    raw = {}
+    for name in names:
+        n, batch, per, clients, window = ROWS[name]
+        sk, ag = [], []
+        for i in range(a.pairs):
+            sk.append(run_skeleton(a.skeleton, n, batch, per, clients, window, a.seconds))
+            ag.append(run_agora(n, batch, per, clients, window, a.seconds))
+            print(f"  {name} pair {i + 1}: skeleton {sk[-1]}\n  {'':>{len(name)}} "
+                  f"agora {ag[-1]}", flush=True)
+        raw[name] = {"skeleton": sk, "agora": ag}
+        rs, ra = med(sk, "req_s"), med(ag, "req_s")
+        xs, xa = med(sk, "assign_s"), med(ag, "assign_s")
+        s50, a50, s99, a99 = med(sk, "p50"), med(ag, "p50"), med(sk, "p99"), med(ag, "p99")
+        loads = ", ".join(f"{s['load']:.1f}/{g['load']:.1f}" for s, g in zip(sk, ag))
+        lines.append(
+            f"| {name} (n={n}, {clients} client{'s' if clients > 1 else ''}, "
+            f"{per} per request) | {rs:,.0f} | {ra:,.0f} | **{ra / rs:.2f}** | {xs:,.0f} | "
+            f"{xa:,.0f} | **{xa / xs:.2f}** | {s50:.1f} / {s99:.1f} | {a50:.1f} / {a99:.1f} | "
+            f"{a50 / s50:.1f}× | {a99 / s99:.1f}× | {med(sk, 'cpu_per_req_ms'):.2f} / "
+            f"{med(ag, 'cpu_per_req_ms'):.2f} | {loads} |")
+        print(lines[-1], flush=True)
+    cmd = " ".join(["python -m bench.coordinator_vs_skeleton"] + (argv or sys.argv[1:]))
+    text = ("# Coordinator against the bare PBFT skeleton (written by "
+            "bench/coordinator_vs_skeleton.py)\n\n"
+            f"Command: `{cmd}`\n\n"
+            f"Machine: {os.cpu_count()} cores (shared); every replica and client of a run on "
+            f"it, loopback gRPC, plaintext (the skeleton has no TLS). {a.pairs} interleaved "
+            f"pairs per row, {a.seconds:g} s measured per run; medians. Load average: "
+            "skeleton/Agora at the start of each pair's runs.\n\n" + "\n".join(lines) + "\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(text)
+    import json
+    a.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
