@@ -51,7 +51,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agents.aio import cancel_and_wait
 from coordinator.config import CoordinatorConfig
-from coordinator.gc_pacer import GcPacer
 from coordinator.group_commit import GroupCommit
 from coordinator.pbft.keys import KeySet
 from coordinator.pbft.messages import Broadcast, Reply, Send
@@ -117,7 +116,6 @@ class ReplicaHost:
                                options=channel_options(config),
                                on_bytes=self.metrics.bytes_out.inc if self.metrics else None)
         self.refused: Counter[str] = Counter()
-        self.gc = GcPacer()
         self.rate = ClientRate(config.client_requests_per_s)
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
@@ -193,7 +191,6 @@ class ReplicaHost:
                 actions.extend(replica.tick(now))
             if metrics is not None:
                 metrics.observe(replica)
-            self.gc.stable(replica.h)
             if self.byzantine is not None:
                 actions = self.byzantine.outgoing(self, actions, now)
             self.storage.submit(actions, self._deliver)
