@@ -31,6 +31,8 @@ import yaml
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorClient
+from coordinator.request_stream import RequestStreams
+from coordinator.transport import channel_options, client_channel_credentials
 from deploy.local_group import LocalGroup
 from protos.agora.v1 import coordinator_pb2 as pb
 
@@ -93,7 +95,12 @@ class Load:
 
     def __init__(self, g: LocalGroup, clients: list[str], per_request: int, jobs_per_site: int):
         self.g, self.per_request = g, per_request
-        self.clients = [CoordinatorClient(g.config, g.keys, c, timeout_s=30.0) for c in clients]
+        # the clients of this process share one connection and request stream per replica,
+        # as the skeleton's one client process does (request_stream.RequestStreams)
+        self.shared = RequestStreams(g.config.replicas, client_channel_credentials(g.config),
+                                     channel_options(g.config))
+        self.clients = [CoordinatorClient(g.config, g.keys, c, timeout_s=30.0,
+                                          streams=self.shared) for c in clients]
         self.voters = [CoordinatorClient(g.config, g.keys, f"replica:{i}", timeout_s=30.0)
                        for i in range(g.config.f + 1)]
         self.jobs_per_site = jobs_per_site
@@ -170,6 +177,7 @@ class Load:
         await asyncio.wait(tasks, timeout=30)
         for c in self.clients + self.voters:
             await c.close()
+        await self.shared.close()
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -222,9 +230,10 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
 
                     async def during(ld):
                         await asyncio.sleep(warm)
-                        c0 = cpu_seconds(g)
+                        c0, k0 = cpu_seconds(g), time.process_time()
                         await asyncio.sleep(seconds)
                         out["cpu_s"] = cpu_seconds(g) - c0
+                        out["client_cpu_s"] = time.process_time() - k0
                     await load.run(op, 0, during)
                     out["rate"] = summary(load.log, t0 + warm, t0 + warm + seconds)
                     out["load"] = (la0, os.getloadavg()[0])

@@ -27,6 +27,11 @@ TLS: with ``tls.enabled`` in the config the client connects with mutual TLS, pre
 certificate ``<certs_dir>/<tls_identity>.crt|key`` (e.g. ``tls_identity="site-dc-east"``).
 ``credentials=`` (``grpc.ChannelCredentials``) overrides both, and also works with a config
 without TLS; ``credentials=INSECURE`` forces plaintext.
+
+Transport: requests go over one long-lived ``Requests`` stream per replica
+(``request_stream.py``); ``streams=False`` makes one unary call per request and replica
+instead, and ``streams=RequestStreams(...)`` shares one process-wide set of streams among
+clients with the same credentials.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
 from coordinator.pbft.keys import KeySet
 from coordinator.read_auth import sign_read
-from coordinator.request_stream import RequestStream, StreamError
+from coordinator.request_stream import RequestStream, RequestStreams, StreamError
 from coordinator.round_keeper import sign_heartbeat
 from coordinator.transport import channel_options, client_channel_credentials, open_channel
 from coordinator.watch_merge import WatchMerger
@@ -85,11 +90,15 @@ class CoordinatorClient:
     def __init__(self, config: CoordinatorConfig, keys: KeySet, client_id: str, *,
                  timeout_s: float | None = None,
                  credentials: grpc.ChannelCredentials | str | None = None,
-                 tls_identity: str | None = None, streams: bool = True) -> None:
+                 tls_identity: str | None = None,
+                 streams: bool | RequestStreams = True) -> None:
         self.config = config
-        self.streams = streams
+        self.streams = bool(streams)
         """send requests over one ``Requests`` stream per replica (``request_stream.py``);
         False: one unary call per request and replica"""
+        self._shared = streams if isinstance(streams, RequestStreams) else None
+        """streams shared with the process's other clients (same credentials): not ours
+        to close"""
         if credentials is None:
             credentials = client_channel_credentials(config, tls_identity)
         elif credentials == INSECURE:
@@ -131,11 +140,13 @@ class CoordinatorClient:
                                               request_serializer=None,
                                               response_deserializer=pb.ClientReply.FromString)
                           for name in RAW_METHODS} for c in self._channels]
-            self._streams = [RequestStream(c) for c in self._channels]
+            self._streams = (self._shared.open() if self._shared is not None
+                             else [RequestStream(c) for c in self._channels])
 
     async def close(self) -> None:
-        for st in self._streams:
-            await st.close()
+        if self._shared is None:
+            for st in self._streams:
+                await st.close()
         for c in self._channels:
             await c.close(grace=None)
         self._channels, self._stubs, self._raw, self._streams = [], [], [], []

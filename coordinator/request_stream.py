@@ -1,10 +1,17 @@
-"""A client's long-lived request stream to one replica (``Coordinator.Requests``).
+"""A client process's long-lived request stream to one replica (``Coordinator.Requests``).
 
-A busy client pays one stream write per request instead of a unary call (call set-up, its
-own deadline and completion on both sides). Each request on the stream carries an id the
-replica echoes in its answer; answers come in completion order. The stream opens on first
-use and again after it breaks; a break answers every request still open on it with
-UNAVAILABLE, as a failed unary call would.
+A busy client pays a share of one stream write per request instead of a unary call (call
+set-up, its own deadline and completion on both sides): requests queued in the same turn of
+the event loop go out in one ``StreamRequests``, and the replica answers what it has ready
+in one ``StreamReplies``. Each request carries an id, unique on the stream, that its answer
+echoes. The stream opens on first use and again after it breaks; a break answers every
+request still open on it with UNAVAILABLE, as a failed unary call would.
+
+Several clients of one process may share the streams (``RequestStreams``, passed to
+``CoordinatorClient(streams=...)``): each request is signed by its own client, so sharing
+changes nothing a replica checks -- only how many connections and writes carry them (as the
+bare PBFT skeleton's one client process carries its 32 logical clients). Share only among
+clients that present the same TLS identity: the streams use one channel per replica.
 
     stream = RequestStream(channel)
     answer = await stream.request("SubmitRound", envelope_bytes)  # ClientReply | StreamError
@@ -14,9 +21,11 @@ UNAVAILABLE, as a failed unary call would.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 import grpc
 
+from coordinator.transport import open_channel
 from protos.agora.v1 import coordinator_pb2 as pb
 
 METHOD = "/agora.v1.Coordinator/Requests"
@@ -48,12 +57,15 @@ def _status(name: str) -> grpc.StatusCode:
 class RequestStream:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._method = channel.stream_stream(
-            METHOD, request_serializer=pb.StreamRequest.SerializeToString,
-            response_deserializer=pb.StreamReply.FromString)
-        self._outbox: asyncio.Queue | None = None
+            METHOD, request_serializer=pb.StreamRequests.SerializeToString,
+            response_deserializer=pb.StreamReplies.FromString)
+        self._outbox: deque[pb.StreamRequest] = deque()
+        self._ready: asyncio.Event | None = None
         self._reader: asyncio.Task | None = None
         self._open: dict[int, asyncio.Future] = {}
         self._next_id = 0
+        self.writes = 0
+        """StreamRequests written so far (each carries one or more requests)"""
 
     async def request(self, rpc_name: str, envelope: bytes) -> pb.ClientReply | StreamError:
         """Send one request (its envelope bytes, for the unary RPC ``rpc_name``) and wait for
@@ -64,7 +76,8 @@ class RequestStream:
         rid = self._next_id
         fut = asyncio.get_running_loop().create_future()
         self._open[rid] = fut
-        self._outbox.put_nowait(pb.StreamRequest(id=rid, rpc=rpc_name, envelope=envelope))
+        self._outbox.append(pb.StreamRequest(id=rid, rpc=rpc_name, envelope=envelope))
+        self._ready.set()
         try:
             answer = await fut
         finally:
@@ -76,26 +89,37 @@ class RequestStream:
         return answer.reply
 
     def _start(self) -> None:
-        outbox: asyncio.Queue = asyncio.Queue()
-        self._outbox = outbox
+        ready = self._ready = asyncio.Event()
+        outbox = self._outbox
 
-        async def requests():
+        async def batches():
             while True:
-                item = await outbox.get()
-                if item is None:
+                if not outbox:
+                    ready.clear()
+                    await ready.wait()
+                    # one more turn of the loop: what other clients queue meanwhile goes
+                    # into the same write
+                    await asyncio.sleep(0)
+                    continue
+                if outbox[0] is None:
                     return
-                yield item
+                items = []
+                while outbox and outbox[0] is not None:
+                    items.append(outbox.popleft())
+                self.writes += 1
+                yield pb.StreamRequests(requests=items)
 
-        call = self._method(requests())
+        call = self._method(batches())
         self._reader = asyncio.ensure_future(self._read(call))
 
     async def _read(self, call) -> None:
         why = StreamError(grpc.StatusCode.UNAVAILABLE, "the request stream ended")
         try:
-            async for answer in call:
-                fut = self._open.get(answer.id)
-                if fut is not None and not fut.done():
-                    fut.set_result(answer)
+            async for batch in call:
+                for answer in batch.replies:
+                    fut = self._open.get(answer.id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(answer)
         except grpc.aio.AioRpcError as e:
             why = StreamError(e.code(), e.details() or "the request stream broke")
         except asyncio.CancelledError:
@@ -107,10 +131,12 @@ class RequestStream:
             for fut in self._open.values():
                 if not fut.done():
                     fut.set_result(why)
+            self._outbox.clear()
 
     async def close(self) -> None:
-        if self._outbox is not None:
-            self._outbox.put_nowait(None)
+        if self._ready is not None:
+            self._outbox.append(None)
+            self._ready.set()
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
             try:
@@ -118,3 +144,29 @@ class RequestStream:
             except (asyncio.CancelledError, Exception):
                 pass
         self._reader = None
+
+
+class RequestStreams:
+    """One channel and one ``RequestStream`` per replica address, for the clients of one
+    process that share them (same credentials). ``close()`` once every client is done."""
+
+    def __init__(self, addresses: tuple[str, ...] | list[str],
+                 credentials: grpc.ChannelCredentials | None = None, options=None) -> None:
+        self.addresses = tuple(addresses)
+        self.credentials, self.options = credentials, options
+        self.channels: list[grpc.aio.Channel] = []
+        self.streams: list[RequestStream] = []
+
+    def open(self) -> list[RequestStream]:
+        if not self.streams:
+            self.channels = [open_channel(a, self.credentials, self.options)
+                             for a in self.addresses]
+            self.streams = [RequestStream(c) for c in self.channels]
+        return self.streams
+
+    async def close(self) -> None:
+        for s in self.streams:
+            await s.close()
+        for c in self.channels:
+            await c.close(grace=None)
+        self.channels, self.streams = [], []

@@ -151,8 +151,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
         return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
 
     async def Requests(self, request_iterator, context):
-        """The request stream: each StreamRequest is admitted as its unary RPC would be and
-        answered (in completion order) with its id; a refusal answers that request only."""
+        """The request stream: each StreamRequest (of every StreamRequests batch) is admitted
+        as its unary RPC would be and answered with its id, in completion order, what is
+        ready together in one StreamReplies; a refusal answers that request only."""
         host = self.host
         out: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -191,19 +192,20 @@ class CoordinatorService(rpc.CoordinatorServicer):
         async def read() -> None:
             nonlocal ended
             try:
-                async for sr in request_iterator:
-                    try:
-                        env, req = admit(sr)
-                    except Refusal as r:
-                        self._refused(r, sr.rpc if sr.rpc in RPC_KINDS else "Requests")
-                        out.put_nowait(pb.StreamReply(id=sr.id, code=r.code.name,
-                                                      details=r.message))
-                        continue
-                    fut = host.waiter(req.client_id, req.timestamp)
-                    timers[sr.id] = (loop.call_later(host.config.request_timeout_s,
-                                                     fut.cancel), fut)
-                    fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
-                    host.feed(env)
+                async for batch in request_iterator:
+                    for sr in batch.requests:
+                        try:
+                            env, req = admit(sr)
+                        except Refusal as r:
+                            self._refused(r, sr.rpc if sr.rpc in RPC_KINDS else "Requests")
+                            out.put_nowait(pb.StreamReply(id=sr.id, code=r.code.name,
+                                                          details=r.message))
+                            continue
+                        fut = host.waiter(req.client_id, req.timestamp)
+                        timers[sr.id] = (loop.call_later(host.config.request_timeout_s,
+                                                         fut.cancel), fut)
+                        fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
+                        host.feed(env)
             finally:
                 ended = True
                 if not timers:
@@ -211,11 +213,17 @@ class CoordinatorService(rpc.CoordinatorServicer):
 
         reader = asyncio.ensure_future(read())
         try:
-            while True:
-                item = await out.get()
-                if item is None:
-                    break
-                yield item
+            done = False
+            while not done:
+                # everything answered by now goes in one write (a batch's replies resolve
+                # together)
+                items = [await out.get()]
+                while not out.empty():
+                    items.append(out.get_nowait())
+                done = items[-1] is None
+                replies = [x for x in items if x is not None]
+                if replies:
+                    yield pb.StreamReplies(replies=replies)
         finally:
             reader.cancel()
             for timer, fut in list(timers.values()):   # the client left: forget its waits

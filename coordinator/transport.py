@@ -161,12 +161,10 @@ class PeerLinks:
         q, ev = self.queues[j], self.ready[j]
         while not self._closed:
             if not q:
+                # the replica's pump hands over a whole round's actions at once, so what it
+                # sends this peer in a round is queued by the time this runs: one write
                 ev.clear()
                 await ev.wait()
-                # Let the loop run once more before writing: whatever else the replica and
-                # the other handlers queue for this peer meanwhile goes into the same write
-                # (a stream write costs about the same for one envelope as for a hundred).
-                await asyncio.sleep(0)
                 continue
             n = min(len(q), self.batch_max)
             batch = pb.PeerBatch(sender=self.index, envelopes=[q.popleft() for _ in range(n)])

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorError
+from coordinator.request_stream import RequestStreams
 from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
 from protos.agora.v1 import coordinator_pb2 as pb
@@ -315,10 +316,12 @@ def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
 
 
 def _stream(group, i: int, requests: list[pb.StreamRequest]) -> dict[int, pb.StreamReply]:
-    """Send ``requests`` on one Requests stream to replica ``i``; its answers by id."""
+    """Send ``requests`` on one Requests stream to replica ``i`` (two to a write); its
+    answers by id."""
+    writes = [pb.StreamRequests(requests=requests[k:k + 2]) for k in range(0, len(requests), 2)]
     with group.channel(i) as ch:
-        answers = rpc.CoordinatorStub(ch).Requests(iter(requests), timeout=20)
-        return {a.id: a for a in answers}
+        batches = rpc.CoordinatorStub(ch).Requests(iter(writes), timeout=20)
+        return {a.id: a for b in batches for a in b.replies}
 
 
 def test_the_request_stream_answers_each_request_by_id_and_stays_open_after_refusals(group):
@@ -348,6 +351,19 @@ def test_the_unary_and_the_stream_path_give_the_same_answers(group):
             a = await unary.schedule(site="east")
             b = await streamed.schedule(site="east")
             assert a == b
+            # clients of one process sharing the streams: each request still its own
+            shared = RequestStreams(group.config.replicas)
+            clients = [group.client(c, streams=shared) for c in ("site:east", "site:west",
+                                                                  "operator")]
+            try:
+                got = await asyncio.gather(*(c.schedule(site="east") for c in clients))
+                assert all(x == a for x in got)
+                writes = sum(st.writes for st in shared.streams)
+                assert 0 < writes < 4 * len(clients), writes   # shared, several to a write
+            finally:
+                for c in clients:
+                    await c.close()
+                await shared.close()
             with pytest.raises(CoordinatorError) as e:
                 await unary.cancel_job("no-such-job-" + "x" * 300)
             with pytest.raises(CoordinatorError) as f:

@@ -409,6 +409,18 @@ class StreamReply(_message.Message):
     details: str
     def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[ClientReply, _Mapping]] = ..., code: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
 
+class StreamRequests(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[StreamRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[StreamRequest, _Mapping]]] = ...) -> None: ...
+
+class StreamReplies(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[StreamReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[StreamReply, _Mapping]]] = ...) -> None: ...
+
 class InstanceChange(_message.Message):
     __slots__ = ("version", "job_id", "task_id", "instance_begin", "instance_end", "site", "kind", "start_s", "end_s", "exit_code", "reason")
     VERSION_FIELD_NUMBER: _ClassVar[int]

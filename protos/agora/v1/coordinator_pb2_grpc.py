@@ -67,8 +67,8 @@ class CoordinatorStub:
                 _registered_method=True)
         self.Requests = channel.stream_stream(
                 '/agora.v1.Coordinator/Requests',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.FromString,
+                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
+                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
                 _registered_method=True)
         self.WatchSchedule = channel.unary_stream(
                 '/agora.v1.Coordinator/WatchSchedule',
@@ -130,10 +130,10 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Requests(self, request_iterator, context):
-        """The same requests over one long-lived stream per client and replica: a busy client pays
-        a stream write per request, not a call. Each StreamRequest is checked and answered as
-        its unary RPC would be (the answer carries the request's id); the stream stays open
-        after a refusal.
+        """The same requests over one long-lived stream per client process and replica: a busy
+        client pays a share of a stream write per request, not a call, and the replica answers
+        what is ready in one write. Each StreamRequest is checked and answered as its unary RPC
+        would be (the answer carries the request's id); the stream stays open after a refusal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,8 +192,8 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'Requests': grpc.stream_stream_rpc_method_handler(
                     servicer.Requests,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.SerializeToString,
+                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.FromString,
+                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.SerializeToString,
             ),
             'WatchSchedule': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchSchedule,
@@ -398,8 +398,8 @@ class Coordinator:
             request_iterator,
             target,
             '/agora.v1.Coordinator/Requests',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReply.FromString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
+            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
             options,
             channel_credentials,
             insecure,
