@@ -200,18 +200,28 @@ class LedgerBook:
         return int(self.pref[task.job.origin, site])
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:
-        cap, demand = self.capacity, task.demand
+        """Instance by instance, each on the site's best-fit node -- computed once per node
+        used, not per instance: for a demand without gpus the node best fit chose stays
+        the best fit for the next instance of the same demand as long as it has room (its
+        score only drops, the others' do not change, ties go to the lower index), so it
+        takes as many as fit (``Capacity.room``) before best fit is asked again. Gpu
+        demands change the devices' shares and are placed one by one."""
+        cap, demand, ledger, placed, on_place = (self.capacity, task.demand, self.ledger,
+                                                 self.placed, self.on_place)
+        insts = task.open_indices(n)
         got = 0
-        for inst in task.open_indices(n):
+        while got < len(insts):
             node = cap.best_fit(demand, site)
             if node is None:
                 break
-            slots = cap.place(node, demand)
-            self.ledger.start(task, inst, node, slots)
-            self.placed.append((task, inst, node))
-            if self.on_place is not None:
-                self.on_place(task, inst, node, slots)
-            got += 1
+            k = 1 if demand.gpu else min(len(insts) - got, cap.room(node, demand))
+            for inst in insts[got:got + k]:
+                slots = cap.place(node, demand)
+                ledger.start(task, inst, node, slots)
+                placed.append((task, inst, node))
+                if on_place is not None:
+                    on_place(task, inst, node, slots)
+            got += k
         return got
 
 

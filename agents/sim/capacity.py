@@ -106,6 +106,15 @@ class Capacity:
                 m &= self.model_mask(d.gpu_models)[sl]
         return m
 
+    def room(self, node: int, d: Demand) -> int:
+        """How many instances of the gpu-less demand ``d`` fit on ``node`` now (cpu and
+        memory; at least 1 when ``d`` fits; a demand of nothing fits without limit)."""
+        k = None
+        for free, need in ((self.free_cpu[node], d.cpu), (self.free_mem[node], d.mem)):
+            if need > 0:
+                k = int(free) // need if k is None else min(k, int(free) // need)
+        return 1 << 62 if k is None else k
+
     def sites_of(self, mask: np.ndarray) -> np.ndarray:
         """Per-site booleans: does any node of the site have ``mask`` set?"""
         return np.bincount(self.node_site[mask], minlength=self.n_sites) > 0
@@ -119,16 +128,17 @@ class Capacity:
         fit = self.fit_mask(d, sl)
         if allowed is not None:
             fit &= allowed[sl]
-        if not fit.any():
-            return None
-        score = (self.free_cpu[sl] - d.cpu) * self._inv_cpu[sl] \
-            + (self.free_mem[sl] - d.mem) * self._inv_mem[sl]
+        score = (self.free_cpu[sl] - d.cpu) * self._inv_cpu[sl]
+        score += (self.free_mem[sl] - d.mem) * self._inv_mem[sl]
         if d.gpu:
-            score = score + (self.free_gpu[sl] - d.gpu) * self._inv_gpu[sl]
+            score += (self.free_gpu[sl] - d.gpu) * self._inv_gpu[sl]
         else:
-            score = score + self.has_gpu[sl]
-        score = np.where(fit, score, np.inf)
-        return sl.start + int(np.argmin(score))
+            score += self.has_gpu[sl]
+        score[~fit] = np.inf                  # scores are finite: inf marks "does not fit"
+        best = int(score.argmin())
+        if score[best] == np.inf:
+            return None
+        return sl.start + best
 
     def utilisation_of(self, sl: slice = slice(None)) -> tuple[float, float, float]:
         """Allocated fraction of (cpu, mem, gpu) over the alive nodes of ``sl``."""
