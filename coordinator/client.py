@@ -1,5 +1,8 @@
 """A client of the coordinator: signs PBFT requests, sends them to every replica, and accepts
-an answer once enough replicas gave the same one (Castro & Liskov, section 4.1).
+an answer once enough replicas gave the same one (Castro & Liskov, section 4.1). Which reply
+counts and when enough match is decided by the PBFT client's own rule
+(``coordinator.pbft.client.ReplyTally``, shared with the sans-IO client the protocol tests
+and the explorer drive); this module is its transport: gRPC, hedging, refusals.
 
 - Ordered requests (submit jobs, cancel a job, a site's round messages, a replica's votes):
   f+1 matching replies, so at least one comes from a correct replica. The request goes
@@ -46,6 +49,7 @@ import grpc
 from agents.domain import Job
 from coordinator.config import CoordinatorConfig
 from coordinator.pbft.auth import ClientAuth
+from coordinator.pbft.client import ReplyTally
 from coordinator.pbft.keys import KeySet
 from coordinator.read_auth import sign_read
 from coordinator.request_stream import RequestStream, RequestStreams, StreamError
@@ -254,7 +258,7 @@ class CoordinatorClient:
         calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i for i in first}
         pending = set(calls)
         hedged = len(first) == n
-        votes: dict[bytes, set[int]] = {}
+        tally = ReplyTally(self.auth, ts, read_only, self.f, n)
         refusals: Counter[tuple[grpc.StatusCode, str]] = Counter()
         errors: dict[int, str] = {}
         loop = asyncio.get_running_loop()
@@ -295,21 +299,20 @@ class CoordinatorClient:
                         if not hedged:
                             hedge()
                         continue
-                    result = self._check(i, reply, ts, read_only)
-                    if result is None:
-                        errors[i] = "reply failed authentication or does not match the request"
+                    why = tally.add(reply.envelope, i)
+                    if why is not None:
+                        errors[i] = (f"reply does not count ({why}): failed authentication "
+                                     f"or does not match the request")
                         if not hedged:
                             hedge()
                         continue
-                    who = votes.setdefault(result, set())
-                    who.add(i)
-                    if len(who) >= need:
+                    if tally.result is not None:
                         if not read_only:
-                            self._preferred = sorted(who)[:need]
+                            self._preferred = tally.agreeing[:need]
                             lat = loop.time() - t0
                             self._latency = lat if self._latency is None else \
                                 0.8 * self._latency + 0.2 * lat
-                        return result
+                        return tally.result
                     if not hedged and not pending:
                         hedge()     # the first f+1 disagree
         finally:
@@ -340,18 +343,6 @@ class CoordinatorClient:
         except grpc.aio.AioRpcError as e:
             return i, e
         return i, reply
-
-    def _check(self, i: int, reply: pb.ClientReply, ts: int, read_only: bool) -> bytes | None:
-        try:
-            env = PbftEnvelope.FromString(reply.envelope)
-            if env.sender != i or not self.auth.reply_ok(env):
-                return None
-            r = PbftMessage.FromString(env.payload).reply
-        except Exception:
-            return None
-        if r.client_id != self.client_id or r.timestamp != ts or r.read_only != read_only:
-            return None
-        return r.result
 
     # ---- status and watching (signed reads: coordinator/read_auth.py) ----
 

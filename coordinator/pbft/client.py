@@ -1,5 +1,11 @@
 """A PBFT client (Castro & Liskov, section 4.1), sans-IO like the replica.
 
+``ReplyTally`` is the client's rule for one request's replies -- which reply counts (the
+replica's MAC, this client, this timestamp, the same read-only flag, from the replica it
+names) and when enough match -- written once: the sans-IO ``Client`` below (the protocol's
+tests, simulation and explorer) and the gRPC client that ships (``coordinator/client.py``)
+both decide with it.
+
     client = Client(config, "site-a", keys)
     actions = client.submit(b"add x 1", now)            # Send to the primary it believes in
     actions = client.receive(reply_envelope, now)       # Completed(...) once enough match
@@ -28,6 +34,68 @@ from coordinator.pbft.messages import Action, Broadcast, Completed, Send, as_env
 from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 
 
+class ReplyTally:
+    """The replies to one request (``timestamp``, ``read_only``) of client ``auth``: each
+    replica's last authentic answer, and the result once ``need`` of them match (f+1
+    ordered, 2f+1 read-only)."""
+
+    def __init__(self, auth: ClientAuth, timestamp: int, read_only: bool, f: int,
+                 n: int) -> None:
+        self.auth, self.timestamp, self.read_only, self.n = auth, timestamp, read_only, n
+        self.need = 2 * f + 1 if read_only else f + 1
+        self.replies: dict[int, bytes] = {}
+        self.views: dict[int, int] = {}
+        self.result: bytes | None = None
+        self.agreeing: list[int] = []
+        """the replicas whose matching replies gave ``result``"""
+
+    def add(self, msg: PbftEnvelope | bytes, replica: int | None = None) -> str | None:
+        """Count one reply envelope (``replica``: the replica it came from, when the
+        transport knows); None, or why it does not count."""
+        env = as_envelope(msg)
+        if env is None:
+            return "malformed"
+        if replica is not None and env.sender != replica:
+            return "unexpected_reply"
+        if not self.auth.reply_ok(env):
+            return "bad_mac"
+        m = PbftMessage()
+        try:
+            m.ParseFromString(env.payload)
+        except DecodeError:
+            return "malformed"
+        if m.WhichOneof("kind") != "reply":
+            return "unexpected_kind"
+        r = m.reply
+        if (r.client_id != self.auth.client_id or r.replica != env.sender
+                or r.timestamp != self.timestamp or r.read_only != self.read_only):
+            return "unexpected_reply"
+        self.replies[env.sender] = r.result
+        self.views[env.sender] = r.view
+        if self.result is None:
+            tally: dict[bytes, list[int]] = {}
+            for rep, result in sorted(self.replies.items()):
+                tally.setdefault(result, []).append(rep)
+            best = max(tally.values(), key=len)
+            if len(best) >= self.need:
+                self.agreeing, self.result = best, self.replies[best[0]]
+        return None
+
+    def view(self) -> int:
+        """The view the agreeing replicas vouch for (the need-th highest of theirs)."""
+        return sorted(self.views[x] for x in self.agreeing)[-self.need]
+
+    def hopeless(self) -> bool:
+        """No ``need`` matching replies can come any more (the replicas that have not
+        answered could not tip any result over)."""
+        if self.result is not None or not self.replies:
+            return False
+        counts: dict[bytes, int] = {}
+        for result in self.replies.values():
+            counts[result] = counts.get(result, 0) + 1
+        return max(counts.values()) + self.n - len(self.replies) < self.need
+
+
 class Client:
     """Client ``client_id``; ``first_timestamp``: its first request number (use something
     that grows across restarts, e.g. microseconds since the epoch, in production)."""
@@ -41,8 +109,7 @@ class Client:
         self.next_timestamp = first_timestamp
         self.rejected: dict[str, int] = {}
         self.current: tuple[int, bytes, bool, PbftEnvelope] | None = None
-        self.replies: dict[int, bytes] = {}
-        self.views: dict[int, int] = {}
+        self.tally: ReplyTally | None = None
         self.deadline: float | None = None
         self.timeout = config.client_retransmit
 
@@ -61,7 +128,7 @@ class Client:
         req = self.auth.sign_request(ts, op, read_only)
         env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
         self.current = (ts, op, read_only, env)
-        self.replies, self.views = {}, {}
+        self.tally = ReplyTally(self.auth, ts, read_only, self.config.f, self.config.n)
         self.timeout = self.config.client_retransmit
         self.deadline = now + self.timeout
         if read_only:
@@ -69,37 +136,17 @@ class Client:
         return [Send(self.view % self.config.n, env)]
 
     def receive(self, msg: PbftEnvelope | bytes, now: float) -> list[Action]:
-        env = as_envelope(msg)
-        if env is None:
-            return self._reject("malformed")
-        if not self.auth.reply_ok(env):
-            return self._reject("bad_mac")
-        m = PbftMessage()
-        try:
-            m.ParseFromString(env.payload)
-        except DecodeError:
-            return self._reject("malformed")
-        if m.WhichOneof("kind") != "reply":
-            return self._reject("unexpected_kind")
-        r = m.reply
-        if self.current is None or r.client_id != self.client_id or r.replica != env.sender:
+        if self.current is None:
             return self._reject("unexpected_reply")
+        why = self.tally.add(msg)
+        if why is not None:
+            return self._reject(why)
         ts, op, read_only, _ = self.current
-        if r.timestamp != ts or r.read_only != read_only:
-            return self._reject("unexpected_reply")
-        self.replies[env.sender] = r.result
-        self.views[env.sender] = r.view
-        need = 2 * self.config.f + 1 if read_only else self.config.f + 1
-        tally: dict[bytes, list[int]] = {}
-        for rep, result in sorted(self.replies.items()):
-            tally.setdefault(result, []).append(rep)
-        best = max(tally.values(), key=len)
-        if len(best) >= need:
-            self.view = max(self.view, sorted(self.views[x] for x in best)[-need])
-            result = self.replies[best[0]]
+        if self.tally.result is not None:
+            self.view = max(self.view, self.tally.view())
             self.current, self.deadline = None, None
-            return [Completed(self.client_id, ts, result, read_only)]
-        if read_only and len(best) + self.config.n - len(self.replies) < need:
+            return [Completed(self.client_id, ts, self.tally.result, read_only)]
+        if read_only and self.tally.hopeless():
             self.current = None
             return self._send(op, False, now)
         return []

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agents.domain import Demand, Job, Task
 from coordinator.client import CoordinatorError
+from coordinator.pbft.client import ReplyTally
 from coordinator.request_stream import RequestStreams
 from deploy.local_group import LocalGroup
 from coordinator.pbft.keys import generate_keys
@@ -340,7 +341,9 @@ def test_the_request_stream_answers_each_request_by_id_and_stays_open_after_refu
     assert got[7].code == "INVALID_ARGUMENT" and got[7].details.startswith("envelope")
     assert got[8].code == "INVALID_ARGUMENT" and got[8].details.startswith("rpc: 'DropTables'")
     assert got[9].code == "" and got[9].reply.replica == 1
-    assert c._check(1, got[9].reply, ts, True) is not None   # authentic, for this request
+    tally = ReplyTally(c.auth, ts, True, f=1, n=4)
+    assert tally.add(got[9].reply.envelope, 1) is None         # authentic, for this request
+    assert tally.add(got[9].reply.envelope, 2) == "unexpected_reply"   # not from replica 2
 
 
 def test_the_unary_and_the_stream_path_give_the_same_answers(group):
