@@ -8,10 +8,11 @@ authentication (Ed25519 client signatures, per-link MACs) all on.
 Rows: n (f) | batching | sync | committed bid batches/s | accepted assignments/s | p50 | p99.
 - "none": PBFT batch size 1, each request one signed bid batch holding one assignment;
 - "up to 16": batch size 16, each request a bid batch of 50 assignments.
-Latency is from signing a request to holding f+1 matching replies. Every bid is for a distinct
-open task of the client's own site and for the current round (see ``Load``: the operator
-clears a round only after its bid batches committed); "accepted assignments" counts the bids
-the state machine accepted.
+Latency is from signing a request to holding f+1 matching replies. Every bid is for an open
+task of the client's own site and for the current round as the client last saw it (see
+``Load``: rounds close on their own once every site decided); "accepted assignments" counts
+the bids the state machine admitted. The clients of the load generator share one request
+stream per replica (``RequestStreams``).
 Then, for n=4: time until commits resume after SIGKILL of the primary (against 2x the
 view-change timeout), and throughput with one backup silent (SIGSTOP) against normal.
 """
@@ -336,8 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: `{cmd}`\n\n"
             f"Machine: {os.cpu_count()} cores (shared), all replicas and the load generator "
             "on it; loopback gRPC; SQLite WAL; checkpoint every 64; Ed25519 client "
-            "signatures, HMAC link MACs. Bids are valid for the round they target (round "
-            "barrier, see `Load`); throughput counts the whole window, barriers included.\n\n"
+            "signatures, HMAC link MACs. A request is one site's part of the current round; "
+            "rounds close as soon as every site decided (see `Load`), a part for a round that "
+            "closed meanwhile is refused as stale; throughput counts every committed "
+            "request.\n\n"
             + "\n".join(lines) + "\n\n" + "\n".join(extra) + "\n")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text)
