@@ -94,7 +94,7 @@ class TaskEntry:
     __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
                  "failures", "placements", "open", "running", "done", "failed",
                  "pending_parents", "children", "parents", "outcome", "reason", "ready_at",
-                 "rec", "placed_at")
+                 "rec", "placed_at", "run_recs")
 
     def __init__(self, job: JobEntry, task: Task, topo: int, rank: int) -> None:
         self.job = job
@@ -126,6 +126,8 @@ class TaskEntry:
         self.reason = ""
         self.ready_at: float | None = None
         self.rec: bytes | None = None
+        self.run_recs: dict | None = None
+        """running instance -> (its run, its encoded Placement): ``ledger_codec``'s cache"""
 
     @property
     def key(self) -> TaskKey:

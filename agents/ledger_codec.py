@@ -48,21 +48,41 @@ def job_record_bytes(js: JobEntry, version: int) -> bytes:
     for t in js.job.tasks:
         ts = by_id[t.id]
         if ts.rec is None:
-            tr = pb.TaskRecord(states=bytes(ts.states), outcome=ts.outcome, reason=ts.reason)
-            if ts.ready_at is not None:
-                tr.ready_at = ts.ready_at
-            for i in sorted(ts.placements):
-                node, slots = ts.placements[i]
-                tr.running.add(instance=i, node=node, gpu_index=[x[0] for x in slots],
-                               gpu_milli=[x[1] for x in slots],
-                               version=ts.placed_at.get(i, 0))
-            for i in sorted(ts.failures):
-                tr.failed_instance.append(i)
-                tr.failed_attempts.append(ts.failures[i])
-            ts.rec = length_delimited(2, tr.SerializeToString(deterministic=True))
+            ts.rec = length_delimited(2, task_record_bytes(ts))
         parts.append(ts.rec)
     js.rec = b"".join(parts) + head.SerializeToString(deterministic=True)
     return js.rec
+
+
+def task_record_bytes(ts: TaskEntry) -> bytes:
+    """``ts`` as a serialised ``TaskRecord``, fields in number order: states (1), then the
+    running placements (3) -- each encoded once per run and kept (``TaskEntry.run_recs``):
+    a busy task re-encodes only the runs that started since -- then the rest (4-8)."""
+    head = pb.TaskRecord(states=bytes(ts.states)).SerializeToString(deterministic=True)
+    tail = pb.TaskRecord(outcome=ts.outcome, reason=ts.reason)
+    if ts.ready_at is not None:
+        tail.ready_at = ts.ready_at
+    for i in sorted(ts.failures):
+        tail.failed_instance.append(i)
+        tail.failed_attempts.append(ts.failures[i])
+    cache = ts.run_recs
+    if cache is None:
+        cache = ts.run_recs = {}
+    runs = []
+    for i in sorted(ts.placements):
+        node, slots = ts.placements[i]
+        key = (node, slots, ts.placed_at.get(i, 0))
+        hit = cache.get(i)
+        if hit is None or hit[0] != key:
+            hit = cache[i] = (key, length_delimited(3, pb.Placement(
+                instance=i, node=node, gpu_index=[x[0] for x in slots],
+                gpu_milli=[x[1] for x in slots], version=key[2]).SerializeToString(
+                    deterministic=True)))
+        runs.append(hit[1])
+    if len(cache) > len(runs):            # runs that ended
+        for i in [i for i in cache if i not in ts.placements]:
+            del cache[i]
+    return b"".join((head, *runs, tail.SerializeToString(deterministic=True)))
 
 
 def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],

@@ -261,7 +261,8 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     1..open, the price is in range, one offer per task, some node of the site could ever
     hold it, and all of them together fit the site's free resources (no site is asked for
     more than it has). Returns the market's bids for the accepted offers and a ``Refused``
-    per other one."""
+    per other one. ``offers``: ``Offer``s, or anything with their four fields (the
+    coordinator passes the request's own ``pb.Bid`` messages)."""
     bids: list[Bid] = []
     refused: list[Refused] = []
     free = site_free(capacity, site)

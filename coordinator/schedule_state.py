@@ -60,7 +60,7 @@ from agents.domain import Cluster, why_unschedulable
 from agents.ledger import RUNNING, Ledger, TaskEntry
 from agents.market import LedgerBook, Offer, admit_offers, clear, site_preference
 from agents.sim.capacity import Capacity
-from agents.ledger_codec import length_delimited
+from agents.ledger_codec import job_record_bytes, length_delimited
 from coordinator.parsed_jobs import JOBS
 from coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
                                         snapshot_bytes)
@@ -194,6 +194,8 @@ class ScheduleState:
         self._sub = (0, 0)
         """(version, updates published at it so far): a batch of requests shares a version"""
         self._update: pb.ScheduleUpdate | None = None
+        self._warm_order: list = []
+        self._warm_next = 0
 
     # ---- the App protocol ------------------------------------------------------------
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
@@ -259,6 +261,27 @@ class ScheduleState:
         self.__dict__.update(fresh.__dict__)
         self.ledger.on_open = self._opened
         self.listeners = listeners
+
+    def warm(self, most: int) -> int:
+        """Encode up to ``most`` job records that changed since they were last encoded (the
+        host calls this while it has nothing else to do), so that the next checkpoint's
+        snapshot finds them ready instead of stalling the replica on them. Changes nothing
+        a snapshot says: the cache holds the bytes a snapshot would encode now, and a later
+        change clears it again. Returns how many it encoded (0: none left)."""
+        jobs = self.ledger.jobs
+        order = self._warm_order
+        if len(order) != len(jobs):       # jobs are only ever added (a restore resets)
+            order = self._warm_order = list(jobs.values())
+        done = 0
+        for _ in range(len(order)):
+            self._warm_next = (self._warm_next + 1) % len(order)
+            js = order[self._warm_next]
+            if js.rec is None:
+                job_record_bytes(js, self.job_versions[js.job.id])
+                done += 1
+                if done >= most:
+                    break
+        return done
 
     def schedule_bytes(self) -> bytes:
         """The snapshot without the rejection counters: what a rejected command must leave
@@ -479,12 +502,12 @@ class ScheduleState:
         if msg.seen_version < 0:
             raise Rejected("site_round.bad_version", f"{where}.seen_version",
                            f"{msg.seen_version}; expected >= 0")
-        offers = [Offer(b.job_id, b.task_id, b.instances, b.price) for b in msg.bids]
+        offers = msg.bids      # pb.Bid has Offer's fields: no copy per bid
         bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers)
         for r in refused:
             self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
         gone = {r.index for r in refused}
-        kept = [o for i, o in enumerate(offers) if i not in gone] if gone else offers
+        kept = [o for i, o in enumerate(offers) if i not in gone] if gone else list(offers)
         self.parts[msg.site] = SitePart(min(msg.seen_version, self._seq), kept, bids, counts)
         res.accepted += len(bids)
         res.decided = counts

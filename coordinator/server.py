@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 SERVICES = ("agora.v1.Coordinator", "agora.v1.Peer")
 PUMP_MAX = 512
 """Inputs handed to the replica between two storage commits."""
+WARM_SLICE_S = 0.002
+"""When idle, the replica pre-encodes changed job records in slices of about this long
+(``ScheduleState.warm``), so that a checkpoint does not stall on them."""
 RECENT_UPDATES = 20_000
 """Updates kept in memory for watchers that (re)connect from a recent version."""
 
@@ -170,6 +173,7 @@ class ReplicaHost:
         """Queue one input; the pump hands it to the replica with whatever else is queued."""
         if sender is not None and 0 <= sender < self.config.n:
             self.seen[sender] = time.monotonic()
+            self.links.peer_alive(sender)
         self.inbox.append(env)
         self._wake.set()
 
@@ -202,6 +206,10 @@ class ReplicaHost:
             now = time.monotonic()
             if deadline is not None and deadline <= now:
                 continue
+            if self._warm():
+                await asyncio.sleep(0)       # anything that arrived meanwhile goes first
+                if inbox:
+                    continue
             # sleep until an input or the deadline (a timer handle on the loop: waking
             # takes one turn of the loop, where wait_for's task would take two or three)
             timer = (None if deadline is None
@@ -209,6 +217,18 @@ class ReplicaHost:
             await self._wake.wait()
             if timer is not None:
                 timer.cancel()
+
+    def _warm(self) -> bool:
+        """Idle: pre-encode changed job records for about WARM_SLICE_S (see
+        ``ScheduleState.warm``); whether there may be more."""
+        warm = getattr(self.app, "warm", None)
+        if warm is None:
+            return False
+        end = time.perf_counter() + WARM_SLICE_S
+        while time.perf_counter() < end:
+            if not warm(4):
+                return False
+        return True
 
     def _deliver(self, actions) -> None:
         for a in actions:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -110,6 +111,10 @@ def open_channel(address: str, credentials: grpc.ChannelCredentials | None,
     return grpc.aio.secure_channel(address, credentials, options=options)
 
 
+KICK_S = 0.1
+"""``PeerLinks.peer_alive`` retries a down link at most this often."""
+
+
 class PeerLinks:
     """Outbound links of replica ``index`` to every other address of ``addresses``.
 
@@ -136,6 +141,8 @@ class PeerLinks:
         self._tasks: list[asyncio.Task] = []
         self._channels: list[grpc.aio.Channel | None] = [None] * len(addresses)
         self._closed = False
+        self._kick = [asyncio.Event() for _ in addresses]
+        self._kicked = [0.0] * len(addresses)
 
     def start(self) -> None:
         for j in range(len(self.addresses)):
@@ -174,13 +181,34 @@ class PeerLinks:
                 self._on_bytes(batch.ByteSize())
             yield batch
 
+    def peer_alive(self, j: int) -> None:
+        """Something from replica ``j`` just arrived: if the link to it is down (it was
+        restarted), try again now instead of after the back-off -- a restarted replica
+        catches up only once its peers can answer it. At most one retry per KICK_S."""
+        if 0 <= j < len(self.addresses) and j != self.index and not self.connected[j]:
+            now = time.monotonic()
+            if now - self._kicked[j] >= KICK_S:
+                self._kicked[j] = now
+                self._kick[j].set()
+
     async def _link(self, j: int) -> None:
         backoff = 0.05
+        kick = self._kick[j]
         while not self._closed:
             channel = open_channel(self.addresses[j], self.credentials, self.options)
             self._channels[j] = channel
             try:
-                await asyncio.wait_for(channel.channel_ready(), timeout=2.0)
+                kick.clear()
+                ready = asyncio.ensure_future(channel.channel_ready())
+                kicked = asyncio.ensure_future(kick.wait())
+                try:
+                    await asyncio.wait({ready, kicked}, timeout=2.0,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    kicked.cancel()
+                    ready.cancel()
+                if not ready.done() or ready.cancelled():
+                    raise asyncio.TimeoutError     # a fresh channel connects at once
                 self.connected[j] = True
                 backoff = 0.05
                 await rpc.PeerStub(channel).Stream(self._batches(j))
@@ -195,7 +223,10 @@ class PeerLinks:
             await channel.close(grace=None)
             if self._closed:
                 return
-            await asyncio.sleep(backoff)
+            try:
+                await asyncio.wait_for(kick.wait(), backoff)
+            except asyncio.TimeoutError:
+                pass
             backoff = min(backoff * 2, 1.0)
 
     async def close(self) -> None:

@@ -66,7 +66,7 @@ class Capacity:
         self._inv_mem = 1.0 / np.maximum(self.cap_mem, 1)
         self._inv_gpu = 1.0 / np.maximum(self.cap_gpu, 1)
         self._model_masks: dict[frozenset[str], np.ndarray] = {}
-        self._static_sites: dict[tuple, np.ndarray] = {}
+        self._static_sites: dict[tuple, tuple[bool, ...]] = {}
 
     # ---- queries -------------------------------------------------------------------------
     def model_mask(self, models: frozenset[str]) -> np.ndarray:
@@ -86,12 +86,13 @@ class Capacity:
                 m &= self.model_mask(d.gpu_models)
         return m
 
-    def static_sites(self, d: Demand) -> np.ndarray:
-        """Per-site booleans: could some node of the site hold ``d`` when empty? Cached by
-        demand shape (capacities never change)."""
+    def static_sites(self, d: Demand) -> tuple[bool, ...]:
+        """Per site: could some node of the site hold ``d`` when empty? Cached by demand
+        shape (capacities never change); a tuple, cheap to index once per bid."""
         m = self._static_sites.get(d.key)
         if m is None:
-            m = self._static_sites[d.key] = self.sites_of(self.static_mask(d))
+            m = self._static_sites[d.key] = tuple(
+                bool(x) for x in self.sites_of(self.static_mask(d)))
         return m
 
     def fit_mask(self, d: Demand, sl: slice = slice(None)) -> np.ndarray:

@@ -167,22 +167,29 @@ def test_snapshot_restore_round_trips_and_continues_identically():
 
 
 def test_incremental_snapshot_bytes_are_protobufs_canonical_encoding_at_every_step():
-    """The snapshot is assembled from cached pieces (job records, history rows); at every
-    step it must be exactly the deterministic serialisation of the message it encodes, and
-    of a snapshot re-encoded from scratch (no cache) of the same state."""
+    """The snapshot is assembled from cached pieces (job records, each run's placement,
+    history rows), some encoded ahead while idle (``warm``); at every step it must be
+    exactly the deterministic serialisation of the message it encodes, and of a snapshot
+    re-encoded from scratch (no cache) of the same state."""
     cmds = script(random.Random(11), 250)
-    r = Run()
+    r, twin = Run(), Run()            # the twin is never warmed
+    warmed = 0
     for k, (c, mk) in enumerate(cmds):
         r(c, mk(r.state))
+        twin(c, mk(twin.state))
+        if k % 3 == 1:
+            warmed += r.state.warm(2)     # idle pre-encoding must not change a snapshot
         if k % 5:
             continue
         snap = r.state.snapshot()
         assert pb.ScheduleSnapshot.FromString(snap).SerializeToString(
             deterministic=True) == snap, f"step {k}"
+        assert twin.state.snapshot() == snap, f"step {k}"
         fresh = ScheduleState(cluster(), n_replicas=4)
         fresh.restore(snap)
         assert fresh.snapshot() == snap, f"step {k}"
     assert r.state.changes and r.state.allocations and r.state.rejected
+    assert warmed > 0
 
 
 def test_restore_refuses_another_cluster_and_garbage():
