@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -183,21 +184,31 @@ class SqliteStorage:
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={synchronous}")
+        # No automatic WAL checkpoints inside a commit: one copies the whole WAL into the
+        # database (tens of ms once checkpoint states of ~1 MB pass through it) and stalled
+        # whichever commit crossed the threshold. ``_WalCheckpointer`` runs them on its own
+        # connection and thread after each checkpoint state or truncation is written.
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(_SCHEMA)
+        self.wal = _WalCheckpointer(self.path)
         self._open = False
         self.deferred = False
         """When True, saves are recorded (``take``) instead of executed; the host commits
         them with ``write``, possibly on another thread, before it sends what they justify."""
         self._buf: list[tuple[str, tuple]] = []
+        self._big = False
 
     def close(self) -> None:
         self.flush()
+        self.wal.close()
         self.db.close()
 
     def _x(self, sql: str, args: tuple) -> None:
         if self.deferred:
             self._buf.append((sql, args))
             return
+        if sql.startswith(_BIG_WRITES):
+            self._big = True
         if not self._open:
             self.db.execute("BEGIN")
             self._open = True
@@ -267,6 +278,9 @@ class SqliteStorage:
         if self._open:
             self.db.execute("COMMIT")
             self._open = False
+            if self._big:
+                self._big = False
+                self.wal.soon()
 
     def take(self) -> list[tuple[str, tuple]]:
         """The saves recorded since the last ``take`` (``deferred`` mode), in order."""
@@ -287,6 +301,56 @@ class SqliteStorage:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if any(sql.startswith(_BIG_WRITES) for sql, _ in stmts):
+            self.wal.soon()
+
+
+_BIG_WRITES = ("INSERT OR REPLACE INTO checkpoint", "DELETE FROM")
+"""Statements after which the WAL is worth folding into the database."""
+
+
+class _WalCheckpointer:
+    """Folds the WAL into the database (``PRAGMA wal_checkpoint(PASSIVE)``: never blocks
+    the writer) on its own connection and daemon thread, when ``soon()`` asks -- after a
+    checkpoint state or a log truncation was committed, i.e. once per checkpoint
+    interval. SQLite releases the GIL while it copies, so the replica's event loop runs on."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def soon(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wal-checkpoint",
+                                            daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._closed:
+                    return
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
+                except sqlite3.Error as e:     # busy or gone: the next one catches up
+                    log.debug("%s: WAL checkpoint skipped (%s)", self.path, e)
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
 
 def _pack(items: list[bytes]) -> bytes:

@@ -66,3 +66,27 @@ def test_actions_follow_their_durable_writes_in_order_and_heavy_groups_leave_the
         "FULL) commits on the writer thread"
     if sync == "NORMAL":
         assert threading.main_thread().name in writer_threads, "light groups commit inline"
+
+
+def test_wal_is_folded_by_its_own_thread_after_a_checkpoint_state_not_inside_commits(tmp_path):
+    st = SqliteStorage(tmp_path / "w.db", synchronous="NORMAL")
+    try:
+        assert st.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        st.save_committed(1, 0, b"d" * 32)
+        st.flush()
+        assert st.wal.runs == 0 and st.wal._thread is None     # small commits: nothing
+        st.save_checkpoint(4, b"c" * 32, b"x" * 500_000)
+        st.flush()
+        for _ in range(200):
+            if st.wal.runs:
+                break
+            threading.Event().wait(0.01)
+        assert st.wal.runs >= 1
+        assert st.wal._thread.name == "wal-checkpoint"
+        wal = tmp_path / "w.db-wal"
+        with sqlite3.connect(str(tmp_path / "w.db")) as db:     # folded: readable as is
+            assert db.execute("SELECT COUNT(*) FROM checkpoint").fetchone()[0] == 1
+        assert wal.exists()
+    finally:
+        st.close()
+    assert st.wal._thread is None
