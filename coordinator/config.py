@@ -112,6 +112,12 @@ class CoordinatorConfig:
     """Requests a second one client may send to one replica (a token bucket holding one
     second's worth); more are refused with RESOURCE_EXHAUSTED after the signature check and
     never ordered, > 0. A site agent sends a few a second."""
+    peer_envelopes_per_s: float = 20_000.0
+    """PBFT messages a second one peer replica may send this one (a token bucket holding one
+    second's worth); the rest of a flood is dropped before parsing and counted
+    (``service.peer_rate_limited``), > 0. Correct replicas send a few hundred to a few
+    thousand a second, and at most ~5,000 at once when a lagging peer catches up; what a
+    correct peer loses to the bound it sends again (retransmission)."""
     site_timeout_s: float = 10.0
     """Seconds without a heartbeat after which this replica votes a site lapsed (when the
     site runs instances or a round waits for it), > 0. Site agents heartbeat every second or
@@ -242,7 +248,7 @@ _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
 _NONNEG_FLOAT = ("batch_timeout_s",)
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
-                   "site_timeout_s", "client_requests_per_s")
+                   "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s")
 _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 _BOOL = ("require_run",)
 

@@ -1,4 +1,5 @@
-"""Per-client admission rate at one replica: a token bucket per client id.
+"""Per-client admission rate at one replica: a token bucket per client id (and, with the
+same class, per peer replica: ``peer_envelopes_per_s``).
 
 Checked after a request's signature verifies (so nobody can spend another client's budget
 with forged requests) and before it is ordered; a refusal costs the replica a dictionary
@@ -27,14 +28,19 @@ class ClientRate:
 
     def take(self, client_id: str) -> bool:
         """True, and one token spent, when ``client_id`` may send a request now."""
+        return self.take_many(client_id, 1) == 1
+
+    def take_many(self, client_id: str, n: int) -> int:
+        """How many of ``n`` items ``client_id`` may send now (their tokens spent)."""
         now = self.clock()
         tokens, at = self._buckets.get(client_id, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.per_s)
-        if tokens < 1.0:
+        k = min(n, int(tokens + 1e-9))      # (refills are floats: 9.999... is 10)
+        if k <= 0:
             self._buckets[client_id] = (tokens, now)
-            return False
+            return 0
         if client_id not in self._buckets and len(self._buckets) >= self.max_clients:
             # only clients of the key file get here; bound the table anyway
             self._buckets.clear()
-        self._buckets[client_id] = (tokens - 1.0, now)
-        return True
+        self._buckets[client_id] = (tokens - k, now)
+        return k

@@ -120,6 +120,7 @@ class ReplicaHost:
                                on_bytes=self.metrics.bytes_out.inc if self.metrics else None)
         self.refused: Counter[str] = Counter()
         self.rate = ClientRate(config.client_requests_per_s)
+        self.peer_rate = ClientRate(config.peer_envelopes_per_s)
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.watchers: list[asyncio.Queue] = []

@@ -70,7 +70,13 @@ class PeerService(rpc.PeerServicer):
                 checked = batch.sender
             if metrics is not None:
                 metrics.bytes_in.inc(batch.ByteSize())
-            for data in batch.envelopes:
+            envelopes = batch.envelopes
+            allowed = self.host.peer_rate.take_many(str(batch.sender), len(envelopes))
+            if allowed < len(envelopes):
+                # a flood (a faulty replica): the rest is dropped unparsed, and counted
+                self.host.count("peer_rate_limited")
+                envelopes = envelopes[:allowed]
+            for data in envelopes:
                 self.host.feed(data, batch.sender)
         return pb.PeerAck()
 

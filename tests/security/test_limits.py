@@ -73,6 +73,11 @@ def test_client_rate_is_a_token_bucket_per_client():
     assert sum(r.take("a") for _ in range(50)) == 5          # refilled at 10 a second
     with pytest.raises(ValueError):
         ClientRate(0)
+    peers = ClientRate(100.0, clock=lambda: now[0])     # per peer replica, many at once
+    assert peers.take_many("3", 250) == 100
+    assert peers.take_many("3", 5) == 0 and peers.take_many("2", 5) == 5
+    now[0] += 0.1
+    assert peers.take_many("3", 250) == 10
 
 
 # ---- end to end: real replicas ----

@@ -60,7 +60,7 @@ def tls_group(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls-peers")
     g = LocalGroup(tmp, n=4, clients=CLIENTS, cluster=str(CLUSTER), key_seed=b"tls-peers",
                    tls_dir=tmp / "certs", round_timeout_s=1.0, site_timeout_s=3600.0,
-                   view_change_timeout_s=1.0)
+                   view_change_timeout_s=1.0, peer_envelopes_per_s=3000.0)
     with g.serving():
         yield g
 
@@ -93,6 +93,29 @@ def test_a_fuzzed_peer_stream_from_a_replica_certificate_crashes_nothing(tls_gro
     ch, stub = peer_stub(tls_group, "replica-3", target)
     with ch:
         stub.Stream(iter([pb.PeerBatch(sender=3, envelopes=envelopes)]), timeout=10)
+
+
+@pytest.mark.timeout(120)
+def test_a_flooding_peer_is_cut_to_its_rate_and_the_group_goes_on(tls_group):
+    """A Byzantine replica (replica-3's own certificate) sends 40,000 envelopes at once:
+    the target drops what is over ``peer_envelopes_per_s`` unparsed and counts it, and
+    the group still orders a submission (every replica agrees)."""
+    ch, stub = peer_stub(tls_group, "replica-3", 0)
+    with ch:
+        stub.Stream(iter([pb.PeerBatch(sender=3, envelopes=[b"\x01" * 40] * 1000)
+                          for _ in range(40)]), timeout=60)
+
+    async def go():
+        async with tls_group.client("site:east") as east, \
+                tls_group.client("operator") as op:
+            r = await east.submit_jobs([job("after-flood")])
+            assert r.accepted == 1
+            ss = await op.status()
+            target = next(s for s in ss if not isinstance(s, str) and s.replica == 0)
+            limited = {c.name: c.count for c in target.rejected}
+            assert limited.get("service.peer_rate_limited", 0) >= 1, limited
+            assert (await op.job_status("after-flood")).job_status.outcome == "pending"
+    asyncio.run(asyncio.wait_for(go(), 60))
 
 
 REQUEST_RPCS = ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
