@@ -23,6 +23,7 @@ import sqlite3
 import struct
 import threading
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
@@ -295,8 +296,13 @@ class SqliteStorage:
         db = self.db
         db.execute("BEGIN")
         try:
-            for sql, args in stmts:
-                db.execute(sql, args)
+            # runs of the same statement (a batch's client replies, votes) in one call each
+            for sql, run in groupby(stmts, key=lambda x: x[0]):
+                rows = [args for _, args in run]
+                if len(rows) == 1:
+                    db.execute(sql, rows[0])
+                else:
+                    db.executemany(sql, rows)
         except BaseException:
             db.execute("ROLLBACK")
             raise

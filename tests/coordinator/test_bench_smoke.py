@@ -1,0 +1,28 @@
+"""The coordinator benchmarks still run against the current code (one broke silently when
+the cluster reader gained input bounds): a one-second run of each benchmark's Agora side
+commits requests and admits bids, and the interleaved benchmark parses the bare PBFT
+skeleton's output when ``../shared/anchors`` is there."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.coordinator_throughput import scenario
+from bench.coordinator_vs_skeleton import DEFAULT_SKELETON, run_skeleton
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_the_throughput_benchmark_commits_and_admits_in_a_short_run():
+    r = asyncio.run(scenario(4, 16, 10, 8, 1.0, sync="NORMAL", window=4, quiet_site=True))
+    requests_s, assignments_s, p50, _ = r["rate"]
+    assert requests_s > 0 and assignments_s > 0 and p50 > 0
+    assert r["cpu_s"] > 0
+
+
+@pytest.mark.skipif(not DEFAULT_SKELETON.is_file(), reason="../shared/anchors is not here")
+def test_the_skeleton_side_of_the_interleaved_benchmark_runs():
+    r = run_skeleton(DEFAULT_SKELETON, 4, 1, 1, 2, 2, 3.0)
+    assert r["req_s"] > 0 and r["p50"] > 0 and r["cpu_per_req_ms"] > 0
