@@ -10,8 +10,9 @@ state is the one ledger (``agents.ledger``), the clearing the one market
 **Commands** (``op`` = a serialised ``agora.v1.Command``; coordinator.proto documents each):
 
 - ``submit_jobs``: admit jobs. A task that fits no node of the cluster rejects its job.
-- ``site_round`` (a site's own message, only from its own clients ``site:<name>``): the
-  instances that stopped there (completed, failed, lost) and its nodes' state, applied first;
+- ``site_round`` (a site's own message, only from its own clients ``site:<name>``;
+  ``site_commands.py``): the instances that stopped there (completed, failed, lost) and its
+  nodes' state, applied first;
   then, when bidding, its decision for the current round (its bids replace any it sent
   earlier in the round). No site can act for another: every end must be an instance running
   at that site, every node one of its own, every bid is checked against its own free
@@ -52,89 +53,38 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import Counter
 from typing import Callable
 
 from agents.domain import Cluster, why_unschedulable
 from agents.ledger import RUNNING, Ledger, TaskEntry
-from agents.market import LedgerBook, Offer, admit_offers, clear, site_preference
+from agents.market import LedgerBook, clear, site_preference
 from agents.sim.capacity import Capacity
 from agents.ledger_codec import job_record_bytes, length_delimited
 from coordinator.parsed_jobs import JOBS
 from coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
                                         snapshot_bytes)
 from coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
-                                          allocation_pb, change_pb, runs)
+                                          allocation_pb, runs)
+from coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
+                                        MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
+                                        MAX_INSTANCES_PER_TASK, MAX_JOBS_PER_COMMAND,
+                                        MAX_NODES_PER_PART, MAX_REASON_BYTES,
+                                        MAX_TASKS_PER_JOB, OPERATOR, REPLICA_PREFIX,
+                                        SITE_PREFIX, Rejected, part_over_limit,
+                                        replica_of_client, site_of_client)
+from coordinator.site_commands import SiteCommands
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.convert import ProtoError, cluster_to_proto, decode
 
 log = logging.getLogger(__name__)
 
-SITE_PREFIX = "site:"
-"""Client ids of site agents: ``site:<site name>`` (or ``site:<site name>/<k>``)."""
-REPLICA_PREFIX = "replica:"
-"""Client ids the replicas vote with: ``replica:<index>``."""
-OPERATOR = "operator"
-"""The operator's client id: may cancel any job (a site's clients only their own jobs)."""
-
-MAX_JOBS_PER_COMMAND = 10_000
-MAX_TASKS_PER_JOB = 1_000
-MAX_INSTANCES_PER_TASK = 1_000_000
-MAX_REASON_BYTES = 1024
-MAX_BIDS_PER_PART = 4096
-"""Bids in one site's part of a round. A site holds one part per round (a newer one replaces
-the older), so this also bounds what a site bids in a round. Agents bid on a window of a
-few dozen candidates; the bound only stops a flood (a site's 200,000 bids in one request
-held every other client up to 8.5 s)."""
-MAX_ENDS_PER_PART = 65_536
-"""End reports in one site part."""
-MAX_NODES_PER_PART = 4096
-"""Node states in one site part."""
-MAX_CANCEL_REASON = 200
-"""characters of a CancelJob's reason"""
-END_KINDS = {pb.END_COMPLETED: "completed", pb.END_FAILED: "failed", pb.END_LOST: "lost"}
-
-
-class Rejected(Exception):
-    """A command (or part of one) refused: counted under ``kind``, reported as field+reason."""
-
-    def __init__(self, kind: str, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.kind, self.field, self.reason = kind, field, reason
-
-
-def part_over_limit(msg: pb.SiteRound) -> tuple[str, int, int] | None:
-    """(field, count, limit) of the first list of a site part over its limit, else None:
-    checked before ordering (``coordinator/validate.py``) and again by the state machine,
-    for what a faulty primary orders anyway."""
-    for name, most in (("bids", MAX_BIDS_PER_PART), ("ends", MAX_ENDS_PER_PART),
-                       ("nodes", MAX_NODES_PER_PART)):
-        count = len(getattr(msg, name))
-        if count > most:
-            return name, count, most
-    return None
-
-
-def site_of_client(client_id: str) -> str | None:
-    """The site a client acts for: ``site:<name>`` or ``site:<name>/<k>`` (one site may run
-    several clients, each with its own key, for concurrent requests); None for others."""
-    if not client_id.startswith(SITE_PREFIX):
-        return None
-    return client_id[len(SITE_PREFIX):].split("/", 1)[0]
-
-
-def replica_of_client(client_id: str, n: int) -> int | None:
-    """The replica index of a client ``replica:<i>`` (0 <= i < n); None for others."""
-    if not client_id.startswith(REPLICA_PREFIX):
-        return None
-    tail = client_id[len(REPLICA_PREFIX):]
-    if not tail.isdigit() or not 0 <= int(tail) < n:
-        return None
-    return int(tail)
-
-
-class ScheduleState:
+__all__ = ["ScheduleState", "Rejected", "part_over_limit", "site_of_client",
+           "replica_of_client", "SITE_PREFIX", "REPLICA_PREFIX", "OPERATOR", "END_KINDS",
+           "MAX_JOBS_PER_COMMAND", "MAX_TASKS_PER_JOB", "MAX_INSTANCES_PER_TASK",
+           "MAX_REASON_BYTES", "MAX_BIDS_PER_PART", "MAX_ENDS_PER_PART", "MAX_NODES_PER_PART",
+           "MAX_CANCEL_REASON"]
+class ScheduleState(SiteCommands):
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
     ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
     refuse jobs with a task that has no ``run`` (configuration, like the cluster: every
@@ -376,141 +326,6 @@ class ScheduleState:
         js.spec = length_delimited(1, data)    # the job as submitted is its snapshot record
         self.job_versions[job.id] = seq
         self._update.jobs.append(jm)
-
-    def _do_site_round(self, client_id: str, msg: pb.SiteRound, seq: int,
-                       res: pb.Result) -> None:
-        where = "command.site_round"
-        site = self._sender_is(client_id, msg.site, f"{where}.site")
-        over = part_over_limit(msg)
-        if over is not None:
-            name, count, most = over
-            raise Rejected(f"site_round.too_many_{name}", f"{where}.{name}",
-                           f"{count} {name}; the limit is {most} per part")
-        info = self.sites[msg.site]
-        info.last_heard = seq
-        info.lapse_votes.clear()
-        if info.lapsed:
-            info.lapsed = False
-            self._update.sites.add(site=msg.site, lapsed=False)
-            self._arm()
-        opened = self._opened_count
-        for i, e in enumerate(msg.ends):
-            try:
-                self._end(site, msg.site, e, f"{where}.ends[{i}]")
-                res.accepted += 1
-            except Rejected as r:
-                self._count(res, r)
-        for i, ns in enumerate(msg.nodes):
-            try:
-                self._node(site, msg.site, ns, f"{where}.nodes[{i}]")
-            except Rejected as r:
-                self._count(res, r)
-        if msg.bidding:
-            self._decide(site, msg, res, where, counts=self._opened_count == opened)
-        self._maybe_close(res)
-
-    def _sender_is(self, client_id: str, site: str, where: str) -> int:
-        if site not in self.site_index:
-            raise Rejected("site_round.unknown_site", where,
-                           f"unknown site {site!r}; expected one of {sorted(self.site_index)}")
-        if site_of_client(client_id) != site:
-            raise Rejected("site_round.wrong_site", where,
-                           f"client {client_id!r} may not act for site {site!r}; expected "
-                           f"the client id {SITE_PREFIX}{site}")
-        return self.site_index[site]
-
-    def _end(self, site: int, site_name: str, e: pb.End, at: str) -> None:
-        ts = self.ledger.tasks.get((e.job_id, e.task_id))
-        if ts is None:
-            raise Rejected("end.unknown_task", f"{at}.task_id",
-                           f"no task {e.job_id!r}/{e.task_id!r}")
-        if not 0 <= e.instance < ts.task.instances:
-            raise Rejected("end.bad_instance", f"{at}.instance",
-                           f"{e.instance}; expected 0..{ts.task.instances - 1}")
-        placed = ts.placements.get(e.instance)
-        if placed is None or self.capacity.node_site[placed[0]] != site:
-            raise Rejected("end.not_running", f"{at}.instance",
-                           f"instance {e.instance} of {e.job_id}/{e.task_id} is not running "
-                           f"at site {site_name!r}; expected an instance it runs")
-        kind = END_KINDS.get(e.kind)
-        if kind is None:
-            raise Rejected("end.bad_kind", f"{at}.kind", f"{e.kind}; expected END_COMPLETED, "
-                           f"END_FAILED or END_LOST")
-        if not (math.isfinite(e.start_s) and math.isfinite(e.end_s)
-                and 0 <= e.start_s <= e.end_s):
-            raise Rejected("end.bad_time", f"{at}.end_s", f"start {e.start_s!r}, end "
-                           f"{e.end_s!r}; expected finite 0 <= start_s <= end_s")
-        if len(e.reason.encode("utf-8", "surrogatepass")) > MAX_REASON_BYTES:
-            raise Rejected("end.bad_reason", f"{at}.reason",
-                           f"expected at most {MAX_REASON_BYTES} bytes")
-        self._stop(ts, e.instance, kind, e.start_s, e.end_s, e.exit_code, e.reason)
-
-    def _stop(self, ts: TaskEntry, inst: int, kind: str, start_s: float, end_s: float,
-              exit_code: int, reason: str) -> None:
-        """Instance ``inst`` of ``ts`` stopped as ``kind``: release its node, move the ledger
-        on, record the change."""
-        if kind == "completed":
-            node, slots = self.ledger.complete(ts, inst, end_s)
-        else:
-            (node, slots), reopened = self.ledger.fail(ts, inst, end_s,
-                                                      count=kind == "failed", reason=reason)
-            if reopened:
-                self.opened_seq[ts.key] = self._seq
-                self._opened_count += 1
-        self.capacity.release(node, ts.demand, slots)
-        self._arm()
-        site = self.cluster.nodes[node].site
-        row = (self._seq, ts.job.job.id, ts.task.id, inst, inst + 1, site, kind, start_s, end_s,
-               exit_code, reason)
-        self.changes.append(row)
-        self._update.changes.append(change_pb(row))
-
-    def _node(self, site: int, site_name: str, ns: pb.NodeState, at: str) -> None:
-        node = self.node_index.get(ns.node)
-        if node is None or self.capacity.node_site[node] != site:
-            raise Rejected("node.not_own", f"{at}.node", f"{ns.node!r} is not a node of site "
-                           f"{site_name!r}; expected one of its own")
-        if ns.up == (node not in self.nodes_down):
-            return                        # no change
-        if ns.up:
-            self.nodes_down.discard(node)
-            self.capacity.alive[node] = True
-            self._arm()
-        else:
-            self.nodes_down.add(node)
-            self.capacity.alive[node] = False
-            for ts, inst in self._running_on(lambda n: n == node):
-                self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"node {ns.node} went down")
-        self._update.nodes.add(node=ns.node, up=ns.up)
-
-    def _running_on(self, pick: Callable[[int], bool]) -> list[tuple[TaskEntry, int]]:
-        """(task, instance) of every running instance whose node ``pick`` accepts, in
-        admission and instance order."""
-        out = []
-        for js in self.ledger.jobs.values():
-            for ts in js.tasks:
-                if ts.running:
-                    out.extend((ts, i) for i in sorted(ts.placements)
-                               if pick(ts.placements[i][0]))
-        return out
-
-    def _decide(self, site: int, msg: pb.SiteRound, res: pb.Result, where: str, *,
-                counts: bool) -> None:
-        if msg.round != self.round:
-            raise Rejected("site_round.wrong_round", f"{where}.round",
-                           f"round {msg.round} is not the current round; expected {self.round}")
-        if msg.seen_version < 0:
-            raise Rejected("site_round.bad_version", f"{where}.seen_version",
-                           f"{msg.seen_version}; expected >= 0")
-        offers = msg.bids      # pb.Bid has Offer's fields: no copy per bid
-        bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers)
-        for r in refused:
-            self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
-        gone = {r.index for r in refused}
-        kept = [o for i, o in enumerate(offers) if i not in gone] if gone else list(offers)
-        self.parts[msg.site] = SitePart(min(msg.seen_version, self._seq), kept, bids, counts)
-        res.accepted += len(bids)
-        res.decided = counts
 
     def _do_close_round(self, client_id: str, msg: pb.CloseRound, seq: int,
                         res: pb.Result) -> None:

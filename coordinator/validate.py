@@ -19,7 +19,7 @@ import grpc
 
 from agents.market import PRICE_MAX
 from coordinator.schedule_codec import check_known
-from coordinator.schedule_state import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
+from coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
                                          part_over_limit, site_of_client)
 from protos.agora.v1 import coordinator_pb2 as pb

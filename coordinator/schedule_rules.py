@@ -1,0 +1,69 @@
+"""The replicated schedule's rules that both the pre-ordering checks (``validate.py``) and the
+state machine (``schedule_state.py``) apply: who a client acts for, the limits on a command,
+and the ``Rejected`` a refused command (or part of one) is reported with."""
+
+from __future__ import annotations
+
+from protos.agora.v1 import coordinator_pb2 as pb
+
+SITE_PREFIX = "site:"
+"""Client ids of site agents: ``site:<site name>`` (or ``site:<site name>/<k>``)."""
+REPLICA_PREFIX = "replica:"
+"""Client ids the replicas vote with: ``replica:<index>``."""
+OPERATOR = "operator"
+"""The operator's client id: may cancel any job (a site's clients only their own jobs)."""
+
+MAX_JOBS_PER_COMMAND = 10_000
+MAX_TASKS_PER_JOB = 1_000
+MAX_INSTANCES_PER_TASK = 1_000_000
+MAX_REASON_BYTES = 1024
+MAX_BIDS_PER_PART = 4096
+"""Bids in one site's part of a round. A site holds one part per round (a newer one replaces
+the older), so this also bounds what a site bids in a round. Agents bid on a window of a
+few dozen candidates; the bound only stops a flood (a site's 200,000 bids in one request
+held every other client up to 8.5 s)."""
+MAX_ENDS_PER_PART = 65_536
+"""End reports in one site part."""
+MAX_NODES_PER_PART = 4096
+"""Node states in one site part."""
+MAX_CANCEL_REASON = 200
+"""characters of a CancelJob's reason"""
+END_KINDS = {pb.END_COMPLETED: "completed", pb.END_FAILED: "failed", pb.END_LOST: "lost"}
+
+
+class Rejected(Exception):
+    """A command (or part of one) refused: counted under ``kind``, reported as field+reason."""
+
+    def __init__(self, kind: str, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.kind, self.field, self.reason = kind, field, reason
+
+
+def part_over_limit(msg: pb.SiteRound) -> tuple[str, int, int] | None:
+    """(field, count, limit) of the first list of a site part over its limit, else None:
+    checked before ordering (``coordinator/validate.py``) and again by the state machine,
+    for what a faulty primary orders anyway."""
+    for name, most in (("bids", MAX_BIDS_PER_PART), ("ends", MAX_ENDS_PER_PART),
+                       ("nodes", MAX_NODES_PER_PART)):
+        count = len(getattr(msg, name))
+        if count > most:
+            return name, count, most
+    return None
+
+
+def site_of_client(client_id: str) -> str | None:
+    """The site a client acts for: ``site:<name>`` or ``site:<name>/<k>`` (one site may run
+    several clients, each with its own key, for concurrent requests); None for others."""
+    if not client_id.startswith(SITE_PREFIX):
+        return None
+    return client_id[len(SITE_PREFIX):].split("/", 1)[0]
+
+
+def replica_of_client(client_id: str, n: int) -> int | None:
+    """The replica index of a client ``replica:<i>`` (0 <= i < n); None for others."""
+    if not client_id.startswith(REPLICA_PREFIX):
+        return None
+    tail = client_id[len(REPLICA_PREFIX):]
+    if not tail.isdigit() or not 0 <= int(tail) < n:
+        return None
+    return int(tail)
