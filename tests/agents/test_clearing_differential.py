@@ -80,7 +80,7 @@ def world(seed: int):
     return cluster, ledger
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**9), dead=st.floats(0, 0.3), rounds=st.integers(1, 3))
 def test_placement_equals_the_per_instance_reference_on_random_rounds(seed, dead, rounds):
     out = []
