@@ -256,6 +256,9 @@ class Ledger:
         self.version = 0
         """the committed version being applied (the coordinator's sequence number; 0 in the
         simulator): ``start`` records it as the run's identity (``TaskEntry.placed_at``)"""
+        self.unencoded: dict[str, JobEntry] = {}
+        """jobs whose cached encoding (``JobEntry.rec``) was cleared (or never made), by id:
+        what the coordinator may encode ahead while idle (``ScheduleState.warm``)"""
         self.on_open: Callable[[TaskEntry], None] | None = None
         """called when a task gets open instances (the simulator vetoes tasks no surviving
         node can hold)"""
@@ -268,6 +271,10 @@ class Ledger:
         return len(self.jobs)
 
     # ---- transitions ---------------------------------------------------------------------
+    def _touch(self, ts: TaskEntry) -> None:
+        ts.touch()
+        self.unencoded[ts.job.job.id] = ts.job
+
     def admit(self, job: Job, origin: int, now: float) -> JobEntry:
         """Add ``job`` (its id must be new); tasks without parents open at ``now``."""
         js = self.admit_record(job, origin)
@@ -279,7 +286,7 @@ class Ledger:
         return js
 
     def _open_task(self, ts: TaskEntry, now: float) -> None:
-        ts.touch()
+        self._touch(ts)
         ts.ready_at = now
         ts.outcome = "open"
         n = 0
@@ -297,7 +304,7 @@ class Ledger:
               slots: tuple[tuple[int, int], ...] = ()) -> None:
         if ts.states[inst] != OPEN:
             raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not open")
-        ts.touch()
+        self._touch(ts)
         ts.states[inst] = RUNNING
         ts.open -= 1
         ts.running += 1
@@ -309,7 +316,7 @@ class Ledger:
     def _stop(self, ts: TaskEntry, inst: int) -> Placement:
         if ts.states[inst] != RUNNING:
             raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not running")
-        ts.touch()
+        self._touch(ts)
         ts.running -= 1
         ts.placed_at.pop(inst, None)
         return ts.placements.pop(inst)
@@ -363,7 +370,7 @@ class Ledger:
         """Instances of ``ts`` that have not started never will (``outcome``: failed,
         unschedulable or cancelled); running ones are reported when they stop. Returns how
         many were given up now."""
-        ts.touch()
+        self._touch(ts)
         n = 0
         for i, s in enumerate(ts.states):
             if s in (WAITING, OPEN):
@@ -484,6 +491,7 @@ class Ledger:
                 ts.parents.append(js.by_id[p])
                 js.by_id[p].children.append(ts)
         self.jobs[job.id] = js
+        self.unencoded[job.id] = js
         for ts in js.tasks:
             self.tasks[ts.key] = ts
         return js

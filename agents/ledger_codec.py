@@ -13,25 +13,7 @@ from __future__ import annotations
 from agents.ledger import JobEntry, Ledger, TaskEntry
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.convert import ProtoError, job_from_proto, job_to_proto
-
-
-def length_delimited(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field: tag, length, payload."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def varint(v: int) -> bytes:
-    """``v`` (>= 0) as a protobuf varint."""
-    return _varint(v)
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v > 0x7F:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+from protos.wire import length_delimited
 
 
 def job_record_bytes(js: JobEntry, version: int) -> bytes:

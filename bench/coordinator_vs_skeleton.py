@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -65,7 +66,7 @@ LINE = re.compile(r"([\d,.]+) req/s committed.*p50=([\d.]+)ms p99=([\d.]+)ms")
 def run_skeleton(path: Path, n: int, batch: int, per: int, clients: int, window: int,
                  seconds: float) -> dict:
     """One skeleton run; its rates and the CPU seconds of all its processes."""
-    base = _port_base(n + 1)
+    base = _port_base(n)
     cmd = [sys.executable, str(path), "--n", str(n), "--batch", str(batch), "--window",
            str(window), "--conc", str(clients), "--sig", "1", "--assign", str(per),
            "--secs", str(seconds + 2), "--base", str(base)]
@@ -82,13 +83,24 @@ def run_skeleton(path: Path, n: int, batch: int, per: int, clients: int, window:
             "load": la}
 
 
-def _port_base(k: int) -> int:
-    """A first port p with p..p+k-1 and p+100 free now (the skeleton's client is base+100)."""
+def _port_base(n: int) -> int:
+    """A first port p with p..p+n-1 (the skeleton's replicas) and p+100 (its client) all
+    free now."""
     for _ in range(50):
         p = free_ports(1)[0]
-        if p + 101 < 65535:
+        wanted = [*range(p, p + n), p + 100]
+        if wanted[-1] < 65535 and all(_free(q) for q in wanted):
             return p
-    raise RuntimeError("no free port range")
+    raise RuntimeError("no free port range for the skeleton")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _tree_cpu_rate(p: subprocess.Popen, seconds: float) -> float:

@@ -43,13 +43,11 @@ class GroupCommit:
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        # The writer thread pays off where a commit waits for the disk (an fsync: FULL,
-        # EXTRA); with NORMAL a commit is a write into the OS page cache, cheaper than
-        # handing it to a thread, so it is done inline.
         self.deferrable = all(hasattr(inner, a) for a in ("deferred", "take", "write"))
         self.threaded = (self.deferrable
                          and getattr(inner, "synchronous", "FULL") != "NORMAL")
-        """every group commits on the writer thread (else only heavy ones)"""
+        """every group commits on the writer thread: a commit waits for the disk (an fsync:
+        FULL, EXTRA); under NORMAL only heavy groups do (see the class doc)"""
         self._lock = threading.Condition()
         self._queue: list[tuple[list, list, Callable]] = []
         self._undelivered = 0

@@ -16,12 +16,13 @@ from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agents.ledger import WAITING
-from agents.ledger_codec import job_record_bytes, length_delimited, restore_job, varint
+from agents.ledger_codec import job_record_bytes, restore_job
 from agents.market import Bid, Offer
 from coordinator.schedule_records import SitePart, allocation_pb, change_pb
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.agora.v1 import schedule_pb2
 from protos.convert import ProtoError
+from protos.wire import length_delimited, varint
 
 if TYPE_CHECKING:
     from coordinator.schedule_state import ScheduleState
@@ -108,20 +109,16 @@ class HistoryBytes:
         self.allocations: list[bytes] = []
         self.changes: list[bytes] = []
         self.rounds = bytearray()
-        self._rounds = 0
 
     def catch_up(self, st: ScheduleState) -> None:
-        if len(self.allocations) < len(st.allocations):
-            self.allocations.extend(
-                length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True))
-                for row in st.allocations[len(self.allocations):])
+        for row in st.allocations[len(self.allocations):]:
+            self.allocations.append(
+                length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True)))
+            self.rounds += varint(row[7])
         if len(self.changes) < len(st.changes):
             self.changes.extend(
                 length_delimited(8, change_pb(row).SerializeToString(deterministic=True))
                 for row in st.changes[len(self.changes):])
-        for row in st.allocations[self._rounds:]:
-            self.rounds += varint(row[7])
-        self._rounds = len(st.allocations)
 
 
 def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:

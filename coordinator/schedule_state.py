@@ -60,7 +60,7 @@ from agents.domain import Cluster, why_unschedulable
 from agents.ledger import RUNNING, Ledger, TaskEntry
 from agents.market import LedgerBook, clear, site_preference
 from agents.sim.capacity import Capacity
-from agents.ledger_codec import job_record_bytes, length_delimited
+from agents.ledger_codec import job_record_bytes
 from coordinator.parsed_jobs import JOBS
 from coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
                                         snapshot_bytes)
@@ -76,6 +76,7 @@ from coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F
 from coordinator.site_commands import SiteCommands
 from protos.agora.v1 import coordinator_pb2 as pb
 from protos.convert import ProtoError, cluster_to_proto, decode
+from protos.wire import length_delimited
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,6 @@ class ScheduleState(SiteCommands):
         self._sub = (0, 0)
         """(version, updates published at it so far): a batch of requests shares a version"""
         self._update: pb.ScheduleUpdate | None = None
-        self._warm_order: list = []
-        self._warm_next = 0
 
     # ---- the App protocol ------------------------------------------------------------
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
@@ -213,24 +212,19 @@ class ScheduleState(SiteCommands):
         self.listeners = listeners
 
     def warm(self, most: int) -> int:
-        """Encode up to ``most`` job records that changed since they were last encoded (the
-        host calls this while it has nothing else to do), so that the next checkpoint's
-        snapshot finds them ready instead of stalling the replica on them. Changes nothing
-        a snapshot says: the cache holds the bytes a snapshot would encode now, and a later
-        change clears it again. Returns how many it encoded (0: none left)."""
-        jobs = self.ledger.jobs
-        order = self._warm_order
-        if len(order) != len(jobs):       # jobs are only ever added (a restore resets)
-            order = self._warm_order = list(jobs.values())
+        """Encode up to ``most`` job records that changed since they were last encoded
+        (``Ledger.unencoded``; the host calls this while it has nothing else to do), so that
+        the next checkpoint's snapshot finds them ready instead of stalling the replica on
+        them. Changes nothing a snapshot says: the cache holds the bytes a snapshot would
+        encode now, and a later change clears it again. Returns how many it encoded (0: none
+        left)."""
+        pending, jobs = self.ledger.unencoded, self.ledger.jobs
         done = 0
-        for _ in range(len(order)):
-            self._warm_next = (self._warm_next + 1) % len(order)
-            js = order[self._warm_next]
-            if js.rec is None:
-                job_record_bytes(js, self.job_versions[js.job.id])
+        while pending and done < most:
+            job_id, js = pending.popitem()            # any order: only a cache is filled
+            if js.rec is None and jobs.get(job_id) is js:   # not encoded meanwhile, not gone
+                job_record_bytes(js, self.job_versions[job_id])
                 done += 1
-                if done >= most:
-                    break
         return done
 
     def schedule_bytes(self) -> bytes:

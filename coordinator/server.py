@@ -203,14 +203,14 @@ class ReplicaHost:
             if inbox:
                 await asyncio.sleep(0)   # let the transport run, then drain the rest
                 continue
-            deadline = replica.next_deadline()
-            now = time.monotonic()
-            if deadline is not None and deadline <= now:
-                continue
             if self._warm():
                 await asyncio.sleep(0)       # anything that arrived meanwhile goes first
                 if inbox:
                     continue
+            deadline = replica.next_deadline()    # read after warming, which took time
+            now = time.monotonic()
+            if deadline is not None and deadline <= now:
+                continue
             # sleep until an input or the deadline (a timer handle on the loop: waking
             # takes one turn of the loop, where wait_for's task would take two or three)
             timer = (None if deadline is None
@@ -222,9 +222,7 @@ class ReplicaHost:
     def _warm(self) -> bool:
         """Idle: pre-encode changed job records for about WARM_SLICE_S (see
         ``ScheduleState.warm``); whether there may be more."""
-        warm = getattr(self.app, "warm", None)
-        if warm is None:
-            return False
+        warm = self.app.warm
         end = time.perf_counter() + WARM_SLICE_S
         while time.perf_counter() < end:
             if not warm(4):

@@ -137,6 +137,12 @@ class CoordinatorService(rpc.CoordinatorServicer):
         return (f"not executed within {host.config.request_timeout_s} s at replica "
                 f"{host.index} (view {s['view']}, active {s['view_active']}); retry")
 
+    def _replied(self, reply, rpc_name: str) -> pb.ClientReply:
+        """This replica's authenticated reply envelope as the answer to a request (counted)."""
+        if self.host.metrics is not None:
+            self.host.metrics.request(rpc_name, "ok")
+        return pb.ClientReply(envelope=reply.SerializeToString(), replica=self.host.index)
+
     async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
         host = self.host
         try:
@@ -152,9 +158,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, self._timed_out(rpc_name))
         finally:
             host.forget(req.client_id, req.timestamp, fut)
-        if host.metrics is not None:
-            host.metrics.request(rpc_name, "ok")
-        return pb.ClientReply(envelope=reply.SerializeToString(), replica=host.index)
+        return self._replied(reply, rpc_name)
 
     async def Requests(self, request_iterator, context):
         """The request stream: each StreamRequest (of every StreamRequests batch) is admitted
@@ -174,10 +178,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 out.put_nowait(pb.StreamReply(id=sr.id, code="UNAVAILABLE",
                                               details=self._timed_out(sr.rpc)))
             else:
-                if host.metrics is not None:
-                    host.metrics.request(sr.rpc, "ok")
-                out.put_nowait(pb.StreamReply(id=sr.id, reply=pb.ClientReply(
-                    envelope=fut.result().SerializeToString(), replica=host.index)))
+                out.put_nowait(pb.StreamReply(id=sr.id,
+                                              reply=self._replied(fut.result(), sr.rpc)))
             if ended and not timers:
                 out.put_nowait(None)
 

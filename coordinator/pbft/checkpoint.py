@@ -30,6 +30,7 @@ from protos.agora.v1.pbft_pb2 import (
     PbftStatus,
     StateTransfer,
 )
+from protos.wire import field_header
 
 
 def checkpoint_bytes(seq: int, app_snapshot: bytes,
@@ -39,18 +40,8 @@ def checkpoint_bytes(seq: int, app_snapshot: bytes,
     head = CheckpointState(seq=seq).SerializeToString(deterministic=True)
     tail = CheckpointState(clients=[ClientRecord(client_id=c, timestamp=t, result=r)
                                     for c, (t, r) in sorted(clients.items())])
-    return b"".join((head, _field_tag_2(len(app_snapshot)) if app_snapshot else b"",
+    return b"".join((head, field_header(2, len(app_snapshot)) if app_snapshot else b"",
                      app_snapshot, tail.SerializeToString(deterministic=True)))
-
-
-def _field_tag_2(size: int) -> bytes:
-    """Tag and length of a length-delimited field 2 of ``size`` bytes."""
-    out = bytearray([2 << 3 | 2])
-    while size > 0x7F:
-        out.append(size & 0x7F | 0x80)
-        size >>= 7
-    out.append(size)
-    return bytes(out)
 
 
 @dataclass
