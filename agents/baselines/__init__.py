@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from agents.baselines.backfill import EasyBackfill
 from agents.baselines.fairness import DominantResourceFairness
-from agents.baselines.ordering import Fifo, ShortestJobFirst
+from agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
 from agents.baselines.packing import LeastLoaded, Tetris
 from agents.baselines.spread import RandomSite, RoundRobin
 from agents.policy import Policy
 
 BASELINES: dict[str, type] = {p.name: p for p in (
-    RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, Tetris,
+    RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, JobSrpt, Tetris,
     DominantResourceFairness, EasyBackfill)}
 
 

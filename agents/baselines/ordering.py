@@ -4,7 +4,12 @@ origin-first, nearest-site, best-fit (``common.place_nearest``).
 - **FIFO**: job arrival order, strictly: when the head does not fit, nothing behind it starts
   (head-of-line blocking, as a plain batch queue).
 - **SJF**: shortest stated duration first, nothing blocks (starvation of long work is the
-  price, and the reason users still run FIFO).
+  price, and the reason users still run FIFO). It orders by each *task's* duration, which on
+  wide DAG jobs starts the short tasks of huge jobs ahead of small jobs.
+- **SRPT** (job level; Schrage's shortest remaining processing time, the mean-JCT-optimal rule
+  on one machine): the job with the least work left (Σ duration × instances not yet
+  completed) first, then its tasks in DAG order; nothing blocks. Work left changes as
+  instances end, so the order is recomputed at every decision.
 """
 
 from __future__ import annotations
@@ -34,4 +39,17 @@ class ShortestJobFirst:
 
     def schedule(self, ctx: Decision) -> None:
         for t in ctx.pool.ordered("duration", lambda t: (t.duration,)):
+            place_nearest(ctx, t, t.open)
+
+
+class JobSrpt:
+    name = "srpt"
+
+    def reset(self, sim: Simulator) -> None:
+        pass
+
+    def schedule(self, ctx: Decision) -> None:
+        open_tasks = ctx.pool.fifo()
+        open_tasks.sort(key=lambda t: (t.job.work_left, t.rank))
+        for t in open_tasks:
             place_nearest(ctx, t, t.open)

@@ -16,8 +16,8 @@ class Objective:
     w_util: float = 0.25
     """weight of utilisation U (mean allocated fraction of cpu, mem and, if any, gpu)"""
     w_qos: float = 0.5
-    """weight of QoS Q (1 / mean bounded slowdown, averaged with 1 − deadline-miss rate
-    when the workload has deadlines)"""
+    """weight of QoS Q (mean over jobs of 1 / (1 + ln bounded slowdown), averaged with
+    1 − deadline-miss rate when the workload has deadlines; ``metrics.qos_of``)"""
     w_energy: float = 0.25
     """weight of energy efficiency E (least possible dynamic energy of the work / energy
     actually drawn, idle included)"""

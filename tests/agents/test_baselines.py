@@ -42,6 +42,18 @@ def test_fifo_blocks_behind_the_head_sjf_does_not():
     assert starts(run(ONE_NODE, BLOCKING, "sjf"))["small"] == 2       # jumps ahead
 
 
+def test_srpt_orders_by_the_jobs_work_left_not_the_tasks_duration():
+    # "wide": 3 one-cpu tasks of 4 s each (12 s of work) in a chain-free job, arriving with
+    # "small" (one 6 s task). One cpu. SJF takes the 4 s tasks first (small waits 12 s);
+    # job-level SRPT runs small (6 s of work) first.
+    cl = cluster(site("s", node("s", "n", 1)))
+    wl = workload(job("wide", 0, "s", task("t", 4, 1, instances=3)),
+                  job("small", 0, "s", task("t", 6, 1)))
+    assert starts(run(cl, wl, "sjf"))["small"] == 12
+    s = starts(run(cl, wl, "srpt"))
+    assert s["small"] == 0 and s["wide"] == 14          # wide's last instance: 6, 10, 14
+
+
 def test_easy_backfills_only_what_does_not_delay_the_head():
     # Head reserved at t=10 on the node; 'small' (2 s) ends before 10, so it backfills;
     # 'late' (1 cpu, 20 s) would still hold a cpu at 10, and the head needs all 4: it waits.
@@ -70,7 +82,7 @@ def test_round_robin_cycles_through_sites():
 
 
 def test_order_only_baselines_stay_at_the_origin():
-    for p in ("fifo", "sjf", "drf", "easy-backfill"):
+    for p in ("fifo", "sjf", "srpt", "drf", "easy-backfill"):
         assert set(sites(run(TWO_SITES, SPREAD, p)).values()) == {0}, p
 
 

@@ -157,6 +157,16 @@ def test_deadline_misses_and_score_are_bounded():
     assert 0 < m["qos"] <= 1 and 0 < m["score"] <= 1
 
 
+def test_qos_is_bounded_and_still_ranks_under_heavy_queueing():
+    from agents.sim.metrics import qos_of
+    assert qos_of([1.0, 1.0]) == 1.0 and qos_of([]) == 0.0
+    # 1 / mean slowdown gave 0.005 and 0.001 here (both ~0); the log form keeps them apart.
+    heavy, heavier = qos_of([200.0] * 4), qos_of([1000.0] * 4)
+    assert 0.15 < heavy < 0.17 and heavier < heavy - 0.02
+    # a mean of per-job terms: one job waiting long does not erase the others
+    assert qos_of([1.0, 1.0, 1.0, 10_000.0]) > 0.75
+
+
 class Stubborn:
     """A policy that never allocates anything (a fake for the stall check)."""
 
