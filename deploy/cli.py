@@ -223,7 +223,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from agents.learn.checkpoint import load_agents
     from agents.learn.evaluate import evaluate
     from agents.sim.config import load_sim_config
-    from agents.sim.report import comparison_table, summarise
+    from agents.sim.report import comparison_table, paired_differences, paired_table, summarise
 
     sc = _scenario(a)
     cluster, _ = sc.build(0)
@@ -244,9 +244,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
                           "comm": res["comm"], "wall_s": res["wall_s"],
-                          "policies": summarise(res["runs"])}, indent=1))
+                          "policies": summarise(res["runs"]),
+                          "paired_jct": paired_differences(res["runs"], "learned")}, indent=1))
     else:
         print(comparison_table(res["runs"]))
+        print()
+        print(paired_table(res["runs"], "learned"))
         c = res["comm"]
         print(f"messages ({c['mode']}, threshold {c['threshold']}): {c['msgs_sent_frac']:.3f} of "
               f"{c['msgs_possible']} possible sent; {c['bytes_per_msg']} bytes per code vs "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agents.baselines.backfill import EasyBackfill
 from agents.baselines.fairness import DominantResourceFairness
+from agents.baselines.fgd import FragmentationGradientDescent
 from agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
 from agents.baselines.packing import LeastLoaded, Tetris
 from agents.baselines.spread import RandomSite, RoundRobin
@@ -11,7 +12,7 @@ from agents.policy import Policy
 
 BASELINES: dict[str, type] = {p.name: p for p in (
     RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, JobSrpt, Tetris,
-    DominantResourceFairness, EasyBackfill)}
+    DominantResourceFairness, EasyBackfill, FragmentationGradientDescent)}
 
 
 def make_policy(name: str) -> Policy:

@@ -17,16 +17,19 @@ GpuSlots = tuple[tuple[int, int], ...]
 """(gpu index on the node, milli-gpus taken) for one placed instance"""
 
 
-def take_gpus(gpu_free: list[int], d: Demand) -> GpuSlots:
+def take_gpus(gpu_free: list[int], d: Demand, device: int | None = None) -> GpuSlots:
     """Take ``d``'s gpus from one node's per-device free list (modified in place; the caller
     checked it fits): whole gpus are the first entirely free devices, a share goes best-fit
-    onto the fullest device that still holds it. The one rule for placing on gpus, used by
-    the simulator and by policies that plan ahead on copies (EASY's reservations)."""
+    onto the fullest device that still holds it, or onto ``device`` when a policy chose one
+    (FGD) and it holds the share. The one rule for placing on gpus, used by the simulator
+    and by policies that plan ahead on copies (EASY's reservations)."""
     if not d.gpu:
         return ()
     if d.gpu >= MILLI:
         idx = [i for i, f in enumerate(gpu_free) if f == MILLI][: d.gpu // MILLI]
         slots = tuple((i, MILLI) for i in idx)
+    elif device is not None and 0 <= device < len(gpu_free) and gpu_free[device] >= d.gpu:
+        slots = ((device, d.gpu),)
     else:
         best = min((f, i) for i, f in enumerate(gpu_free) if f >= d.gpu)[1]
         slots = ((best, d.gpu),)
@@ -152,11 +155,12 @@ class Capacity:
         return out[0], out[1], out[2]
 
     # ---- changes -------------------------------------------------------------------------
-    def place(self, node: int, d: Demand) -> GpuSlots:
-        """Take ``d`` on ``node`` (the caller checked it fits) and say which gpus it holds."""
+    def place(self, node: int, d: Demand, device: int | None = None) -> GpuSlots:
+        """Take ``d`` on ``node`` (the caller checked it fits) and say which gpus it holds
+        (``device``: the gpu a share should go on, see ``take_gpus``)."""
         self.free_cpu[node] -= d.cpu
         self.free_mem[node] -= d.mem
-        slots = take_gpus(self.gpu_free[node], d)
+        slots = take_gpus(self.gpu_free[node], d, device)
         if slots:
             self._refresh_gpu(node)
         return slots

@@ -90,10 +90,11 @@ class Decision:
 
     # -- acting ----------------------------------------------------------------------------
     def assign(self, t: TaskEntry, site: int, n: int = 1, node: int | None = None,
-               allowed: np.ndarray | None = None) -> int:
+               allowed: np.ndarray | None = None, device: int | None = None) -> int:
         """Allocate up to ``n`` open instances of ``t`` to ``site`` (on ``node`` if given,
-        else the site's best fit among ``allowed`` nodes). Returns how many started; stops
-        at the first that does not fit."""
+        else the site's best fit among ``allowed`` nodes; a share on gpu ``device`` of the
+        node if given and it holds it). Returns how many started; stops at the first that
+        does not fit."""
         placed = 0
         while placed < n and t.open > 0:
             target = node if node is not None else self.cap.best_fit(t.demand, site, allowed)
@@ -101,7 +102,7 @@ class Decision:
                 break
             if node is not None and not self.cap.fit_mask(t.demand, slice(node, node + 1))[0]:
                 break
-            self.sim._start(t, target, self.now)
+            self.sim._start(t, target, self.now, device)
             self._fits.clear()
             self.last_node = target
             placed += 1
@@ -263,9 +264,9 @@ class Simulator:
             return
         self.ledger.unschedulable(ts, "no node that fits it remains after permanent outages")
 
-    def _start(self, ts: TaskEntry, node: int, now: float) -> None:
+    def _start(self, ts: TaskEntry, node: int, now: float, device: int | None = None) -> None:
         inst = ts.open_indices(1)[0]
-        slots = self.cap.place(node, ts.demand)
+        slots = self.cap.place(node, ts.demand, device)
         self.ledger.start(ts, inst, node, slots)
         self.launch(ts, inst, node, slots)
 

@@ -93,3 +93,54 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
                 mean, half = mean_ci(vals)
                 out[policy][key] = {"mean": mean, "ci95": half, "values": vals}
     return out
+
+
+BOOTSTRAP_SEED = 20231
+"""seed of the paired bootstrap's resampling (recorded in every paired table)"""
+
+
+def paired_bootstrap(values: list[float], *, resamples: int = 10_000,
+                     seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """Mean of ``values`` (paired differences, one per seed) and the 2.5% and 97.5%
+    percentiles of the means of ``resamples`` seeded bootstrap resamples (percentile
+    bootstrap; a single value has the interval [v, v])."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def paired_differences(runs: dict[str, list[dict]], reference: str,
+                       metric: str = "jct_mean_s") -> dict[str, dict]:
+    """For every policy but ``reference``: the relative difference (policy − reference) /
+    policy of ``metric`` seed by seed (positive: the reference is lower, so better for a
+    cost like JCT), its mean and bootstrap 95% interval, and the seeds it covers."""
+    ref = runs[reference]
+    out = {}
+    for policy, results in runs.items():
+        if policy == reference:
+            continue
+        diffs = [(r[metric] - q[metric]) / r[metric] for r, q in zip(results, ref)
+                 if r.get(metric) and q.get(metric) is not None]
+        mean, lo, hi = paired_bootstrap(diffs)
+        out[policy] = {"mean": mean, "lo": lo, "hi": hi, "seeds": len(diffs), "values": diffs}
+    return out
+
+
+def paired_table(runs: dict[str, list[dict]], reference: str,
+                 metric: str = "jct_mean_s") -> str:
+    """``paired_differences`` as a table: per policy, how much lower ``reference``'s metric
+    is, paired by seed, with the bootstrap interval and whether it excludes zero."""
+    rows = []
+    for policy, d in paired_differences(runs, reference, metric).items():
+        verdict = ("lower" if d["lo"] > 0 else "higher" if d["hi"] < 0 else "no difference") \
+            if d["seeds"] > 1 else "one seed"
+        rows.append([policy, f"{100 * d['mean']:+.1f}%",
+                     f"[{100 * d['lo']:+.1f}%, {100 * d['hi']:+.1f}%]", str(d["seeds"]), verdict])
+    return markdown_table(
+        ["baseline", f"{reference} {metric} lower by", "95% bootstrap interval", "seeds",
+         f"{reference} is"], rows) + \
+        f"\n\npaired by seed; percentile bootstrap, 10,000 resamples, seed {BOOTSTRAP_SEED}"

@@ -216,22 +216,7 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                              problem=f"pod {name!r} already listed on line {seen[name]}",
                              expected="unique pod names")
         seen[name] = line
-        cpu = _int(path, line, "cpu_milli", c[1])
-        mem = _int(path, line, "memory_mib", c[2])
-        num_gpu = _int(path, line, "num_gpu", c[3])
-        gpu_milli = _int(path, line, "gpu_milli", c[4])
-        if num_gpu == 0 and gpu_milli != 0 or num_gpu > 0 and not 0 < gpu_milli <= MILLI \
-                or num_gpu > 1 and gpu_milli != MILLI:
-            raise InputError(path=path, line=line, field="gpu_milli",
-                             problem=f"found {gpu_milli} with num_gpu {num_gpu}",
-                             expected="0 when num_gpu is 0, 1..1000 when it is 1, "
-                                      "1000 when it is more")
-        gpu = gpu_milli if num_gpu == 1 and gpu_milli < MILLI else num_gpu * MILLI
-        spec = c[5].strip()
-        models = frozenset(m.strip() for m in spec.split("|")) if spec and gpu else None
-        if models is not None and "" in models:
-            raise InputError(path=path, line=line, field="gpu_spec", problem=f"found {spec!r}",
-                             expected="gpu model names separated by '|'")
+        cpu, mem, gpu, models = _demand_cells(path, line, c, spec=True)
         created = _time(path, line, "creation_time", c[8])
         deleted = _time(path, line, "deletion_time", c[9])
         start_col = "scheduled_time" if c[10].strip() else "creation_time"
@@ -251,3 +236,51 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                         weight=float(weights.get(c[6].strip(), 1.0))))
     jobs.sort(key=lambda j: (j.arrival, j.id))
     return Workload(jobs=tuple(jobs), source=path)
+
+
+def _demand_cells(path: str, line: int, c: list[str], spec: bool) -> tuple:
+    """(cpu, mem, gpu, models) of one pod row (columns 1..4, and gpu_spec in 5 if ``spec``)."""
+    cpu = _int(path, line, "cpu_milli", c[1])
+    mem = _int(path, line, "memory_mib", c[2])
+    num_gpu = _int(path, line, "num_gpu", c[3])
+    gpu_milli = _int(path, line, "gpu_milli", c[4])
+    if num_gpu == 0 and gpu_milli != 0 or num_gpu > 0 and not 0 < gpu_milli <= MILLI \
+            or num_gpu > 1 and gpu_milli != MILLI:
+        raise InputError(path=path, line=line, field="gpu_milli",
+                         problem=f"found {gpu_milli} with num_gpu {num_gpu}",
+                         expected="0 when num_gpu is 0, 1..1000 when it is 1, "
+                                  "1000 when it is more")
+    gpu = gpu_milli if num_gpu == 1 and gpu_milli < MILLI else num_gpu * MILLI
+    spec_s = c[5].strip() if spec else ""
+    models = frozenset(m.strip() for m in spec_s.split("|")) if spec_s and gpu else None
+    if models is not None and "" in models:
+        raise InputError(path=path, line=line, field="gpu_spec", problem=f"found {spec_s!r}",
+                         expected="gpu model names separated by '|'")
+    return cpu, mem, gpu, models
+
+
+PLACEMENT_HEADER = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+"""the columns of the authors' placement-only variants (``openb_pod_list_multigpu50.csv``)"""
+
+
+def read_alibaba_pod_demands(path: str | Path) -> list[tuple[str, Demand]]:
+    """(pod name, demand) of every pod of an Alibaba pod list, in file order, for placement
+    experiments: the full header (``POD_HEADER``; times are not read) or the five columns
+    ``PLACEMENT_HEADER`` of the placement-only variants."""
+    path = str(path)
+    lines = split_lines(read_text(path, "an Alibaba pod list CSV"))
+    first = next(csv.reader(lines[:1]), []) if lines else []
+    header = PLACEMENT_HEADER if len(first) == len(PLACEMENT_HEADER) else POD_HEADER
+    out: list[tuple[str, Demand]] = []
+    seen: dict[str, int] = {}
+    for line, c in _rows(path, header, "an Alibaba pod list CSV"):
+        name = c[0].strip()
+        if not name or name in seen:
+            raise InputError(path=path, line=line, field="name",
+                             problem="empty" if not name else
+                             f"pod {name!r} already listed on line {seen[name]}",
+                             expected="a unique pod name")
+        seen[name] = line
+        cpu, mem, gpu, models = _demand_cells(path, line, c, spec=header is POD_HEADER)
+        out.append((name, Demand(cpu=cpu, mem=mem, gpu=gpu, gpu_models=models)))
+    return out

@@ -70,6 +70,11 @@ def test_evaluate_lists_learned_and_every_baseline(trained, capsys):
     assert {"learned", *BASELINES} <= set(out["policies"])
     assert len(out["policies"]["learned"]["jct_mean_s"]["values"]) == 2
     assert out["comm"]["bytes_per_msg"] * 16 <= out["comm"]["raw_state_bytes"]
+    # the paired difference per baseline, seed by seed, equals the runs it came from
+    sjf = out["paired_jct"]["sjf"]
+    learned, base = (out["policies"][p]["jct_mean_s"]["values"] for p in ("learned", "sjf"))
+    assert sjf["values"] == pytest.approx([(b - x) / b for b, x in zip(base, learned)])
+    assert sjf["lo"] <= sjf["mean"] <= sjf["hi"] and sjf["seeds"] == 2
 
 
 def test_simulate_accepts_a_checkpoint_path(trained, capsys):

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import MILLI, Cluster, Workload, run_problem, topological_order
-from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pods
+from agents.domain import MILLI, Cluster, Demand, Workload, run_problem, topological_order
+from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands, read_alibaba_pods
 from agents.workloads.errors import InputError
 from agents.workloads.native import read_cluster, read_jobs
 from agents.workloads.swf import read_swf
@@ -86,6 +86,13 @@ def valid_cluster(c: Cluster) -> None:
         assert o.until is None or o.until > o.at >= 0
 
 
+def valid_demands(ds: list) -> None:
+    names = [n for n, _ in ds]
+    assert len(set(names)) == len(names) and all(names)
+    for _, d in ds:
+        assert isinstance(d, Demand) and (d.gpu < MILLI or d.gpu % MILLI == 0)
+
+
 def outcome(path: Path, data: bytes, read: Callable[[str], Any],
             valid: Callable[[Any], None]) -> None:
     path.write_bytes(data)
@@ -104,10 +111,11 @@ READERS: dict[str, tuple[Callable[[str], Any], Callable[[Any], None]]] = {
     "pods.csv": (lambda p: read_alibaba_pods(p, CLUSTER), lambda w: valid_workload(w, CLUSTER)),
     "nodes.csv": (lambda p: read_alibaba_nodes(p, 2), valid_cluster),
     "trace.swf": (lambda p: read_swf(p, CLUSTER), lambda w: valid_workload(w, CLUSTER)),
+    "demands.csv": (read_alibaba_pod_demands, lambda ds: valid_demands(ds)),
 }
 FIXTURES = {"jobs.jsonl": "jobs_small.jsonl", "cluster.yaml": "cluster_small.yaml",
             "pods.csv": "alibaba_pods.csv", "nodes.csv": "alibaba_nodes.csv",
-            "trace.swf": "small.swf"}
+            "trace.swf": "small.swf", "demands.csv": "alibaba_pods.csv"}
 
 
 def run(tmp_path: Path, name: str, data: bytes) -> None:
@@ -188,7 +196,8 @@ def test_garbage_bytes(tmp_path, name, data):
 HEADERS = {"pods.csv": b"name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
                        b"creation_time,deletion_time,scheduled_time\n",
            "nodes.csv": b"sn,cpu_milli,memory_mib,gpu,model\n", "trace.swf": b"; x\n",
-           "jobs.jsonl": b"# x\n", "cluster.yaml": b"sites:\n"}
+           "jobs.jsonl": b"# x\n", "cluster.yaml": b"sites:\n",
+           "demands.csv": b"name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"}
 
 
 @SET
@@ -235,7 +244,7 @@ def test_cluster_doc_mutations(tmp_path, data):
 
 
 @SET
-@given(name=st.sampled_from(["pods.csv", "nodes.csv", "trace.swf"]), data=st.data())
+@given(name=st.sampled_from(["pods.csv", "nodes.csv", "trace.swf", "demands.csv"]), data=st.data())
 def test_cell_mutations(tmp_path, name, data):
     raw = (FIX / FIXTURES[name]).read_bytes()
     for _ in range(data.draw(st.integers(1, 2))):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.workloads.alibaba import QOS_WEIGHTS, read_alibaba_nodes, read_alibaba_pods
+from agents.workloads.alibaba import (QOS_WEIGHTS, read_alibaba_nodes, read_alibaba_pod_demands,
+                                      read_alibaba_pods)
 from agents.workloads.errors import InputError
 from agents.workloads.loader import load_cluster, load_workload, parse_synthetic
 from agents.workloads.native import read_cluster
@@ -160,6 +161,23 @@ def test_pods_errors(tmp_path, cluster3):
     check(fails(read_alibaba_pods, p, text.replace("pod-b,", "pod-a,"), cluster3),
           p, 3, "name", "already listed on line 2")
     check(fails(read_alibaba_pods, p, "", cluster3), p, None, None, "empty")
+
+
+def test_pod_demands_read_both_headers(tmp_path, cluster3):
+    full = read_alibaba_pod_demands(PODS)
+    jobs = read_alibaba_pods(PODS, cluster3).jobs
+    assert sorted(full, key=lambda x: x[0]) == sorted(
+        ((j.id, j.tasks[0].demand) for j in jobs), key=lambda x: x[0])
+    p = tmp_path / "m.csv"
+    p.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli\na,12000,16384,2,1000\n"
+                 "b,6000,1024,1,460\n")
+    (_, a), (_, b) = read_alibaba_pod_demands(p)
+    assert (a.cpu, a.gpu, a.gpu_models) == (12000, 2000, None) and b.gpu == 460
+    check(fails(read_alibaba_pod_demands, p, "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
+                                             "a,1,1,2,460\n"),
+          p, 2, "gpu_milli", "num_gpu 2")
+    check(fails(read_alibaba_pod_demands, p, "name,cpu,memory_mib,num_gpu,gpu_milli\n"),
+          p, 1, None, "wrong header", "missing cpu_milli")
 
 
 # ----------------------------------------------------------------------------- swf

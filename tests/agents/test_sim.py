@@ -231,3 +231,16 @@ def test_verifier_catches_an_overfull_node():
     assert verify(r) == []
     r.attempts[1].start = 0.0       # pretend the second ran alongside the first
     assert any("over capacity" in v for v in verify(r))
+
+
+def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
+    from agents.sim.report import paired_bootstrap, paired_table
+    assert paired_bootstrap([0.1] * 5) == pytest.approx((0.1, 0.1, 0.1))
+    m, lo, hi = paired_bootstrap([0.10, 0.12, 0.08, 0.11, 0.09])
+    assert 0 < lo < m < hi and paired_bootstrap([0.10, 0.12, 0.08, 0.11, 0.09]) == (m, lo, hi)
+    m, lo, hi = paired_bootstrap([0.2, -0.2, 0.1, -0.1])
+    assert lo < 0 < hi
+    runs = {"learned": [{"jct_mean_s": 90.0}, {"jct_mean_s": 80.0}],
+            "sjf": [{"jct_mean_s": 100.0}, {"jct_mean_s": 100.0}]}
+    t = paired_table(runs, "learned")
+    assert "+15.0%" in t and "[+10.0%, +20.0%]" in t and "| lower" in t

@@ -53,7 +53,7 @@ def test_baselines_compares_every_policy_over_seeds(capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["policies"]) == {"random", "round-robin", "least-loaded", "fifo", "sjf",
-                                    "srpt", "tetris", "drf", "easy-backfill"}
+                                    "srpt", "tetris", "drf", "easy-backfill", "fgd"}
     jct = out["policies"]["fifo"]["jct_mean_s"]
     assert len(jct["values"]) == 2 and jct["ci95"] >= 0
 

@@ -1,0 +1,105 @@
+"""FGD (Weng et al., ATC 2023): the fragmentation measure by hand, and the placement it
+makes where best-fit strands gpu shares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.baselines.fgd import FragModel, Shape, fgd_choice, typical_shapes
+from agents.domain import Demand
+from agents.sim.capacity import Capacity
+from agents.sim.config import SimConfig
+from agents.sim.engine import Simulator
+from agents.sim.verify import verify
+from agents.baselines import make_policy
+from tests.simkit import cluster, job, node, site, task, workload
+
+
+def test_typical_shapes_cover_the_threshold_most_frequent_first():
+    d = [Demand(1000, 0, 500)] * 6 + [Demand(2000, 0, 1000)] * 3 + [Demand(1000, 0)]
+    assert typical_shapes(d, 0.5) == [(Shape(1000, 500, 1, None), 1.0)]
+    shapes = typical_shapes(d, 0.9)          # 6 + 3 of 10 tasks: the cpu task is left out
+    assert [s for s, _ in shapes] == [Shape(1000, 500, 1, None), Shape(2000, 1000, 1, None)]
+    assert [p for _, p in shapes] == pytest.approx([6 / 9, 3 / 9])
+    with pytest.raises(ValueError, match="threshold"):
+        typical_shapes(d, 0)
+
+
+def test_node_fragmentation_by_hand():
+    # Shapes: half 0.6-gpu shares, half 2 whole gpus (any model); a node of 4 gpus, 8 cores.
+    m = FragModel([(Shape(1000, 600, 1, None), 0.5), (Shape(1000, 1000, 2, None), 0.5)],
+                  models=["A100"])
+    # gpus free 1000, 1000, 400, 0: the 0.6 share fits (fragment: the 400 it cannot use);
+    # two whole gpus fit (fragment: the 400 of the partly used gpu).
+    assert m.frag_of([(8000, (1000, 1000, 400, 0), 0)])[0] == pytest.approx(400)
+    # one whole gpu left: 2-gpu tasks cannot run, so all 1,400 free milli-gpus are fragment
+    assert m.frag_of([(8000, (1000, 0, 400, 0), 0)])[0] == pytest.approx(0.5 * 400 + 0.5 * 1400)
+    # cpu short: every task is blocked, every free milli-gpu is fragment
+    assert m.frag_of([(500, (1000, 1000, 400, 0), 0)])[0] == pytest.approx(2400)
+    # a model the shapes do not allow: no access, all fragment
+    pinned = FragModel([(Shape(1000, 600, 1, frozenset({"V100"})), 1.0)], models=["A100"])
+    assert pinned.frag_of([(8000, (1000,), 0)])[0] == pytest.approx(1000)
+
+
+def test_fgd_keeps_shares_usable_where_best_fit_strands_them():
+    # Two 1-gpu nodes; the workload is half 0.3 and half 0.6 shares. Node 0's gpu has 0.7
+    # left. A 0.3 share: best-fit takes node 0 (tightest; 0.4 left, useless to a 0.6 task);
+    # FGD takes node 1 (both keep >= 0.6).
+    cl = cluster(site("s", node("s", "a", 8, gpus=1, model="T4"),
+                     node("s", "b", 8, gpus=1, model="T4")))
+    cap = Capacity(cl)
+    cap.place(0, Demand(1000, 0, 300))
+    m = FragModel([(Shape(1000, 300, 1, None), 0.5), (Shape(1000, 600, 1, None), 0.5)],
+                  cap.models)
+    d = Demand(1000, 0, 300)
+    fit = cap.fit_mask(d)
+    assert cap.best_fit(d, 0) == 0
+    assert fgd_choice(m, cap, d, fit) == (1, 0)
+    assert fgd_choice(m, cap, d, np.zeros_like(fit)) is None
+
+
+def _share_workload():
+    # 0.3 at t=0 and t=1 (long), then two 0.6 at t=2. Best-fit stacks both 0.3 on node a
+    # (0.4 left), so one 0.6 waits for the other (t=12); FGD spreads them and both start.
+    return workload(job("a", 0, "s", task("t", 100, 1, gpu=0.3)),
+                    job("b", 1, "s", task("t", 100, 1, gpu=0.3)),
+                    job("c", 2, "s", task("t", 10, 1, gpu=0.6)),
+                    job("d", 2, "s", task("t", 10, 1, gpu=0.6)))
+
+
+@pytest.mark.parametrize("policy, d_start", [("fgd", 2.0), ("fifo", 12.0)])
+def test_in_the_simulator_fgd_runs_both_large_shares_at_once(policy, d_start):
+    cl = cluster(site("s", node("s", "a", 8, gpus=1, model="T4"),
+                     node("s", "b", 8, gpus=1, model="T4")))
+    r = Simulator(cl, _share_workload(), SimConfig(seed=0, check_invariants=True)).run(
+        make_policy(policy))
+    assert verify(r) == [] and r.metrics["tasks_lost"] == 0
+    starts = {a.task.job.job.id: a.start for a in r.attempts}
+    assert starts["c"] == 2.0 and starts["d"] == d_start
+
+
+def test_the_learned_placer_starts_as_fgd_and_cem_never_returns_worse():
+    from agents.learn.placement import LinearPlacer, cem, fgd_weights, replay, cost
+    cl = cluster(site("s", *[node("s", f"n{i}", 16, gpus=2, model="T4") for i in range(4)]))
+    shares = [Demand(1000, 0, g) for g in (300, 600, 250, 1000, 500, 700, 2000, 400)] * 3
+    m = FragModel(typical_shapes(shares), Capacity(cl).models)
+
+    def run_with(choose):
+        return replay(Capacity(cl), shares, choose)
+
+    fgd = run_with(lambda cap, d, fit: fgd_choice(m, cap, d, fit))
+    as_fgd = LinearPlacer(fgd_weights())
+    assert run_with(lambda cap, d, fit: as_fgd.choose(m, cap, d, fit)) == fgd
+    seen = []
+
+    def objective(w):
+        p = LinearPlacer(w)
+        c = cost(run_with(lambda cap, d, fit: p.choose(m, cap, d, fit)))
+        seen.append(c)
+        return c
+
+    found = cem(objective, fgd_weights(), iters=2, population=4, seed=3)
+    assert found.history[0] == pytest.approx(cost(fgd)) and len(seen) == 1 + 2 * 4 - 1
+    assert found.history == sorted(found.history, reverse=True)
+    assert objective(found.weights) == min(seen[:-1])
