@@ -12,8 +12,9 @@ over seeds; the seed draws the order.
 Policies (node choice; a share goes best-fit onto a gpu of the node unless the policy says):
 random (seeded), best-fit (Agora's rule, ``Capacity.best_fit`` over the whole cluster),
 dot-product (Tetris' alignment of demand and free resources), fgd (``agents.baselines.fgd``,
-the typical shapes of the list being replayed), learned (``agents.learn.placement``, the
-weights ``bench.placement_learning`` searched, trained on the default list only), and a
+the typical shapes of the list being replayed), learned (``agents.learn.placement``: for each list the
+weights ``bench.placement_learning --per-list`` searched on that list alone, on one sixteenth
+of the nodes and other arrival orders; else its all-list weights), and a
 clairvoyant reference, offline-ffd:
 every pod of the run known in advance, placed largest gpu request first (first-fit
 decreasing, best-fit node): only its value once all pods arrived (130%) compares, as a
@@ -68,6 +69,16 @@ def choose(policy: str, cap: Capacity, d: Demand, fit: np.ndarray,
     raise ValueError(f"unknown policy {policy!r}")
 
 
+def learned_weights(a: argparse.Namespace, name: str) -> list[float]:
+    """The weights searched on list ``name`` alone if the report has them, else the
+    all-list weights."""
+    if a.per_list_weights.is_file():
+        alone = json.loads(a.per_list_weights.read_text()).get(f"alone {name}")
+        if alone:
+            return alone["weights"]
+    return json.loads(a.weights.read_text())["weights"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--weights", type=Path, default=WEIGHTS,
                    help="the learned placer's weights (bench.placement_learning writes them)")
+    p.add_argument("--per-list-weights", type=Path, default=WEIGHTS.with_name(
+        "placement-learning.json"), help="per-list weights (placement_learning --per-list)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu-fragmentation")
     a = p.parse_args(argv)
@@ -100,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     seq = sorted(seq, key=lambda x: (-x.gpu, -x.cpu))
                 cap = Capacity(cluster)
                 frag = FragModel(frag_shapes, cap.models) if pol in ("fgd", "learned") else None
-                learned = LinearPlacer(json.loads(a.weights.read_text())["weights"]) \
-                    if pol == "learned" else None
+                learned = LinearPlacer(learned_weights(a, name)) if pol == "learned" else None
                 t0 = time.perf_counter()
                 r = replay(cap, seq, chooser(pol, np.random.default_rng(1000 + seed), frag,
                                              learned), MARKS)

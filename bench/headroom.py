@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         scenarios[name] = replace(synthetic_dag(),
                                   workload=f"synthetic:jobs=1000,load={float(load):g},dag=0.8")
         a.only += f",{name}"
-    unknown = [n for n in a.only.split(",") if n not in scenarios]
+    unknown = [n for n in filter(None, a.only.split(",")) if n not in scenarios]
     if unknown:
         p.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(scenarios)}")
     results = {}
-    for name in a.only.split(","):
+    for name in filter(None, a.only.split(",")):
         runs = []
         for seed in range(a.seeds):
             r = one_seed(scenarios[name], seed, a.epochs, a.top)
