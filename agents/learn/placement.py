@@ -1,6 +1,7 @@
 """The gpu placement lever, learned: which node (and gpu) of a site takes a task, scored by
 a linear function of features of the place, with weights searched by the cross-entropy
-method (CEM; Rubinstein 1999) on placement replays, starting from FGD.
+method (CEM; Rubinstein 1999) on placement replays, starting from FGD, and adopted by a site
+only where it beats FGD on replays of the site's own recent tasks (``adopt``).
 
 A replay is the FGD evaluation (Weng et al., ATC 2023): tasks arrive one by one in a seeded
 order until their gpu requests reach 1.3× the cluster's gpus, each is placed once with no
@@ -142,3 +143,18 @@ def cem(objective, w0: np.ndarray, *, iters: int = 10, population: int = 12,
                 f"{np.mean([costs[i] for i in order[:elite]]):.4f}")
     out.weights = best_w
     return out
+
+
+def adopt(candidate: np.ndarray, evaluate, orders: list[int]) -> tuple[np.ndarray, dict]:
+    """Adopt learned weights only where they beat FGD on the site's own workload: replay
+    ``orders`` (seeds of arrival orders of the site's recent tasks) with FGD's weights and with
+    ``candidate`` through ``evaluate(weights, order) -> cost``; keep ``candidate`` only if it
+    is cheaper on average and on no order dearer, else FGD's weights. A learned placer moved
+    to a workload unlike its training data can be far worse than FGD (measured: 3.5×); this
+    check costs a few replays and needs no labels."""
+    base = [evaluate(fgd_weights(), o) for o in orders]
+    cand = [evaluate(candidate, o) for o in orders]
+    ok = bool(orders) and bool(np.mean(cand) < np.mean(base)) \
+        and all(c <= b for c, b in zip(cand, base))
+    return (np.asarray(candidate, dtype=float) if ok else fgd_weights()), {
+        "adopted": ok, "fgd": [float(x) for x in base], "candidate": [float(x) for x in cand]}

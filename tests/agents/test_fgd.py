@@ -103,3 +103,19 @@ def test_the_learned_placer_starts_as_fgd_and_cem_never_returns_worse():
     assert found.history[0] == pytest.approx(cost(fgd)) and len(seen) == 1 + 2 * 4 - 1
     assert found.history == sorted(found.history, reverse=True)
     assert objective(found.weights) == min(seen[:-1])
+
+
+def test_learned_weights_are_adopted_only_where_they_beat_fgd_on_every_order():
+    from agents.learn.placement import adopt, fgd_weights
+    better = np.arange(7, dtype=float)
+    costs = {0: (1.0, 0.8), 1: (1.0, 0.9), 2: (1.0, 1.1)}      # order: (fgd, candidate)
+
+    def evaluate(w, order):
+        return costs[order][0 if np.array_equal(w, fgd_weights()) else 1]
+
+    kept, check = adopt(better, evaluate, [0, 1])
+    assert check["adopted"] and np.array_equal(kept, better)
+    kept, check = adopt(better, evaluate, [0, 1, 2])          # cheaper on average, dearer once
+    assert not check["adopted"] and np.array_equal(kept, fgd_weights())
+    kept, check = adopt(better, evaluate, [])
+    assert not check["adopted"]

@@ -36,7 +36,7 @@ def test_placement_learning_then_fragmentation_table(traces, tmp_path, capsys):
     saved = json.loads((out / "placement-weights.json").read_text())
     assert len(saved["weights"]) == len(saved["features"]) and saved["history"]
     md = (out / "placement-learning.md").read_text()
-    assert "zero-shot" in md and "alone" in md
+    assert "zero-shot" in md and "alone" in md and "adopted only if better" in md
     assert saved["train"]["lists"] == ["default", "gpushare40", "gpuspec33", "multigpu50"]
     assert gpu_fragmentation.main(["--traces", str(traces), "--seeds", "1", "--lists",
                                    "default,multigpu50", "--weights",
