@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from agents.sim.report import comparison_table, summarise
-from agents.sim.runner import run_baselines
+from agents.sim.runner import Scenario, run_baselines
 from bench.scenarios import DEFAULT_TRACES, REPO, all_scenarios
 
 
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                                  f"  {name} seed {seed} {pol}: {r.metrics['wall_s']:.1f} s",
                                  file=sys.stderr, flush=True))
         wall = time.perf_counter() - t0
-        print(f"\n### {name} — {a.seeds} seeds ({sc.__doc__.splitlines()[0] if sc.__doc__ else ''})")
+        # a Scenario subclass says what it is; a plain Scenario's docstring is the class's own
+        doc = type(sc).__doc__ if type(sc) is not Scenario and type(sc).__doc__ else ""
+        print(f"\n### {name} — {a.seeds} seeds" + (f" ({doc.splitlines()[0]})" if doc else ""))
         print(f"scenario: {asdict(sc)}\n")
         print(comparison_table(runs))
         print(f"\n{wall:.0f} s wall for {a.seeds * len(runs)} runs", flush=True)
