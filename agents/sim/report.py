@@ -72,12 +72,14 @@ def comparison_table(runs: dict[str, list[dict]], columns: list[str] | None = No
                 row.append("-")
                 continue
             mean, half = mean_ci(vals)
-            row.append(fmt.format(mean) + (f" ± {fmt.format(half)}" if len(vals) > 1 else ""))
+            row.append(fmt.format(mean) + (f" ± {fmt.format(half)}" if len(vals) >= 3
+                                           else " ± n/a" if len(vals) == 2 else ""))
         rows.append(row)
     seeds = max((len(r) for r in runs.values()), default=0)
     note = ("\n\n± is the half-width of a 95% Student-t interval over "
             f"{seeds} seeds" + ("; with fewer than 3 seeds it is too wide to tell policies "
-                                "apart: run more (--seeds)" if seeds < 3 else "")
+                                "apart, so it is shown as n/a: run more (--seeds)"
+                                if seeds < 3 else "")
             if seeds > 1 else "\n\none seed: no interval (--seeds N for one)")
     return markdown_table(header, rows) + note
 
@@ -136,10 +138,12 @@ def paired_table(runs: dict[str, list[dict]], reference: str,
     is, paired by seed, with the bootstrap interval and whether it excludes zero."""
     rows = []
     for policy, d in paired_differences(runs, reference, metric).items():
-        verdict = ("lower" if d["lo"] > 0 else "higher" if d["hi"] < 0 else "no difference") \
-            if d["seeds"] > 1 else "one seed"
+        few = d["seeds"] < 3
+        verdict = "n/a (fewer than 3 seeds)" if few else \
+            "lower" if d["lo"] > 0 else "higher" if d["hi"] < 0 else "no difference"
         rows.append([policy, f"{100 * d['mean']:+.1f}%",
-                     f"[{100 * d['lo']:+.1f}%, {100 * d['hi']:+.1f}%]", str(d["seeds"]), verdict])
+                     "n/a" if few else f"[{100 * d['lo']:+.1f}%, {100 * d['hi']:+.1f}%]",
+                     str(d["seeds"]), verdict])
     return markdown_table(
         ["baseline", f"{reference} {metric} lower by", "95% bootstrap interval", "seeds",
          f"{reference} is"], rows) + \

@@ -240,7 +240,9 @@ def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
     assert 0 < lo < m < hi and paired_bootstrap([0.10, 0.12, 0.08, 0.11, 0.09]) == (m, lo, hi)
     m, lo, hi = paired_bootstrap([0.2, -0.2, 0.1, -0.1])
     assert lo < 0 < hi
-    runs = {"learned": [{"jct_mean_s": 90.0}, {"jct_mean_s": 80.0}],
-            "sjf": [{"jct_mean_s": 100.0}, {"jct_mean_s": 100.0}]}
+    runs = {"learned": [{"jct_mean_s": 90.0}, {"jct_mean_s": 80.0}, {"jct_mean_s": 85.0}],
+            "sjf": [{"jct_mean_s": 100.0}, {"jct_mean_s": 100.0}, {"jct_mean_s": 100.0}]}
     t = paired_table(runs, "learned")
     assert "+15.0%" in t and "[+10.0%, +20.0%]" in t and "| lower" in t
+    two = paired_table({k: v[:2] for k, v in runs.items()}, "learned")
+    assert "n/a (fewer than 3 seeds)" in two and "[+" not in two
