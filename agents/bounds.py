@@ -26,7 +26,7 @@ from agents.domain import Cluster, Job, Workload
 __all__ = ["MAX_INSTANCES", "CpSatResult", "Placement", "analytic_lower_bounds",
            "cpsat_schedule", "gap_to_bound"]
 
-def _work(job: Job) -> tuple[float, float, float]:
+def job_work(job: Job) -> tuple[float, float, float]:
     """Resource-seconds of one job: sum over instances of demand x duration, per resource
     (millicore-s, MiB-s, milli-gpu-s)."""
     cpu = mem = gpu = 0.0
@@ -71,7 +71,7 @@ def analytic_lower_bounds(workload: Workload, cluster: Cluster) -> dict[str, flo
         return out
     a0 = float(min(j.arrival for j in jobs))
     caps = cluster.capacity()  # (millicores, MiB, milli-gpus), gpus counted as gpus * MILLI
-    works = [_work(j) for j in jobs]
+    works = [job_work(j) for j in jobs]
     paths = [j.critical_path() for j in jobs]
 
     live = [(r, cap) for r, cap in enumerate(caps) if cap > 0]

@@ -26,7 +26,8 @@ import math
 import numpy as np
 
 from agents.baselines import make_policy
-from agents.domain import Cluster, Workload, fits_node
+from agents.bounds import job_work
+from agents.domain import Cluster, Workload, why_unschedulable
 from agents.sim.config import SimConfig
 from agents.sim.engine import Simulator
 
@@ -58,9 +59,14 @@ def pooled_srpt_bound(workload: Workload, cluster: Cluster) -> dict[str, float]:
     """Lower bounds on the mean JCT of the jobs that can complete (module docstring):
     ``critical_path``, ``pooled_srpt`` (the largest over resources) and ``mean_jct`` (the
     larger); ``jobs``: how many jobs the bound covers."""
-    nodes = cluster.nodes
-    jobs = [j for j in workload.jobs
-            if all(any(fits_node(t.demand, n) for n in nodes) for t in j.tasks)]
+    fits: dict[tuple, bool] = {}                 # per demand shape: does some node hold it?
+
+    def placeable(d) -> bool:
+        if d.key not in fits:
+            fits[d.key] = why_unschedulable(d, cluster) is None
+        return fits[d.key]
+
+    jobs = [j for j in workload.jobs if all(placeable(t.demand) for t in j.tasks)]
     out = {"jobs": float(len(jobs)), "critical_path": 0.0, "pooled_srpt": 0.0, "mean_jct": 0.0}
     if not jobs:
         return out
@@ -68,25 +74,14 @@ def pooled_srpt_bound(workload: Workload, cluster: Cluster) -> dict[str, float]:
     caps = cluster.capacity()
     releases = [j.arrival for j in jobs]
     pooled = 0.0
+    works = [job_work(j) for j in jobs]
     for r, cap in enumerate(caps):
         if cap <= 0:
             continue
-        vol = [sum(t.instances * (t.demand.cpu, t.demand.mem, t.demand.gpu)[r] * t.duration
-                   for t in j.tasks) / cap for j in jobs]
+        vol = [w[r] / cap for w in works]
         pooled = max(pooled, _srpt_total_completion(releases, vol) / len(jobs))
     out.update(critical_path=cp, pooled_srpt=pooled, mean_jct=max(cp, pooled))
     return out
-
-
-def _advance(sim: Simulator, policy, until: float) -> None:
-    """Run ``sim`` under ``policy`` through every event at or before ``until``."""
-    while True:
-        if sim.pool and sim._dirty:
-            sim.decide(policy)
-        t = sim.next_event_time
-        if t is None or t > until:
-            return
-        sim.step_events()
 
 
 def _fresh(name: str, sim: Simulator):
@@ -125,12 +120,12 @@ def rollout_oracle(cluster: Cluster, workload: Workload, *, candidates: list[str
         best, best_cost = base, math.inf
         for name in candidates:
             trial = _clone(sim, shared)
-            _advance(trial, _fresh(name, trial), until)
-            _advance(trial, _fresh(base, trial), math.inf)
+            trial.advance(_fresh(name, trial), until)
+            trial.advance(_fresh(base, trial))
             cost = _total_jct(trial)
             if cost < best_cost - 1e-9 or (name == base and cost <= best_cost + 1e-9):
                 best, best_cost = name, cost
-        _advance(sim, _fresh(best, sim), until)
+        sim.advance(_fresh(best, sim), until)
         chosen.append(best)
     if len(sim.pool):
         raise RuntimeError("the oracle's run left tasks open")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
+from agents.baselines.packing import alignment
 from agents.domain import Demand
 from agents.learn.placement import LinearPlacer, arrivals, replay
 from agents.sim.capacity import Capacity
@@ -62,10 +63,7 @@ def choose(policy: str, cap: Capacity, d: Demand, fit: np.ndarray,
     if policy in ("best-fit", "offline-ffd"):
         return cap.best_fit(d, 0, fit), None
     if policy == "dot-product":
-        align = d.cpu * cap.free_cpu / np.maximum(cap.cap_cpu, 1) ** 2 \
-            + d.mem * cap.free_mem / np.maximum(cap.cap_mem, 1) ** 2 \
-            + d.gpu * cap.free_gpu / np.maximum(cap.cap_gpu, 1) ** 2
-        return int(np.argmax(np.where(fit, align, -np.inf))), None
+        return int(np.argmax(np.where(fit, alignment(cap, d), -np.inf))), None
     raise ValueError(f"unknown policy {policy!r}")
 
 

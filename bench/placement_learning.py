@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
+from agents.baselines.fgd import FragModel, typical_shapes
 from agents.domain import Cluster
 from agents.learn.placement import (FEATURES, LinearPlacer, adopt, arrivals, cem, cost,
                                     fgd_weights, replay)
 from agents.sim.capacity import Capacity
 from agents.sim.report import markdown_table, paired_bootstrap
 from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
-from bench.gpu_fragmentation import choose
+from bench.gpu_fragmentation import chooser
 from bench.scenarios import DEFAULT_TRACES, REPO
 
 LISTS = ("default", "gpushare40", "gpuspec33", "multigpu50")
@@ -48,15 +48,8 @@ def one_site(cluster: Cluster, k: int) -> Cluster:
 def run(cluster: Cluster, pods, shapes, seed: int, policy: str, weights=None) -> float:
     cap = Capacity(cluster)
     seq = arrivals(pods, int(cap.cap_gpu.sum()), np.random.default_rng(seed))
-    frag = FragModel(shapes, cap.models)
-    if policy == "fgd":
-        pick = lambda c, d, fit: fgd_choice(frag, c, d, fit)
-    elif policy == "learned":
-        placer = LinearPlacer(weights)
-        pick = lambda c, d, fit: placer.choose(frag, c, d, fit)
-    else:
-        rng = np.random.default_rng(1000 + seed)
-        pick = lambda c, d, fit: choose(policy, c, d, fit, rng)
+    pick = chooser(policy, np.random.default_rng(1000 + seed), FragModel(shapes, cap.models),
+                   LinearPlacer(weights) if policy == "learned" else None)
     return cost(replay(cap, seq, pick))
 
 

@@ -34,7 +34,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from agents.domain import MILLI, Demand
-from agents.sim.capacity import Capacity
+from agents.sim.capacity import Capacity, take_gpus
 
 DEFAULT_THRESHOLD = 0.95
 """share of tasks the typical shapes cover (the authors' experiment configuration)"""
@@ -152,24 +152,17 @@ def candidates(model: FragModel, cap: Capacity, d: Demand, fit: np.ndarray) -> C
         n = int(n)
         gf = cap.gpu_free[n]
         cpu = int(cap.free_cpu[n]) - d.cpu
-        if 0 < d.gpu < MILLI:
-            seen = set()
+        devices: list[int | None] = [None]
+        if 0 < d.gpu < MILLI:               # the first gpu of each free amount that holds it
+            first: dict[int, int] = {}
             for g, f in enumerate(gf):
-                if f >= d.gpu and f not in seen:
-                    seen.add(f)
-                    new = list(gf)
-                    new[g] -= d.gpu
-                    places.append((n, g))
-                    owner.append(i)
-                    after.append(node_state(cap, n, new, cpu))
-        else:
+                if f >= d.gpu:
+                    first.setdefault(f, g)
+            devices = sorted(first.values())
+        for g in devices:
             new = list(gf)
-            if d.gpu:
-                k = d.gpu // MILLI
-                for g, f in enumerate(new):
-                    if k and f == MILLI:
-                        new[g], k = 0, k - 1
-            places.append((n, None))
+            take_gpus(new, d, g)                      # the simulator's own rule
+            places.append((n, g))
             owner.append(i)
             after.append(node_state(cap, n, new, cpu))
     growth = model.frag_of(after) - before[owner] if after else np.empty(0)

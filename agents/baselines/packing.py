@@ -33,6 +33,16 @@ def _after_fractions(cap: Capacity, t: TaskEntry) -> list[np.ndarray]:
     return out
 
 
+def alignment(cap: Capacity, d) -> np.ndarray:
+    """Tetris' alignment of demand ``d`` with every node's free resources: the dot product,
+    both normalised by the node's capacity."""
+    align = d.cpu * cap.free_cpu / np.maximum(cap.cap_cpu, 1) ** 2 \
+        + d.mem * cap.free_mem / np.maximum(cap.cap_mem, 1) ** 2
+    if d.gpu:
+        align = align + d.gpu * cap.free_gpu / np.maximum(cap.cap_gpu, 1) ** 2
+    return align
+
+
 class LeastLoaded:
     name = "least-loaded"
 
@@ -68,10 +78,7 @@ class Tetris:
                 fit = ctx.fit_nodes(t)
                 if fit is None:
                     break
-                align = d.cpu * cap.free_cpu / np.maximum(cap.cap_cpu, 1) ** 2 \
-                    + d.mem * cap.free_mem / np.maximum(cap.cap_mem, 1) ** 2
-                if d.gpu:
-                    align = align + d.gpu * cap.free_gpu / np.maximum(cap.cap_gpu, 1) ** 2
+                align = alignment(cap, d)
                 align = np.where(cap.node_site == t.job.origin, align, align * REMOTE_PENALTY)
                 node = int(np.argmax(np.where(fit, align, -np.inf)))
                 ctx.assign(t, int(cap.node_site[node]), 1, node=node)

@@ -13,6 +13,7 @@ work goes back to the open pool. Every instance ends completed, failed (after
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -156,14 +157,7 @@ class Simulator:
         policy.reset(self)
         bar = _progress(len(self._heap), progress)
         t0 = time.perf_counter()
-        while True:
-            if self.pool and self._dirty:
-                self.decide(policy)
-            if not self._heap:
-                break
-            n = self.step_events()
-            if bar is not None:
-                bar.update(n)
+        self.advance(policy, on_step=None if bar is None else bar.update)
         if bar is not None:
             bar.close()
         wall = time.perf_counter() - t0
@@ -174,6 +168,21 @@ class Simulator:
                 f"or arriving, though they fit (first: {stuck}); a policy must eventually "
                 f"allocate work that fits")
         return self.result(policy.name, wall)
+
+    def advance(self, policy: Policy, until: float = math.inf, on_step=None) -> None:
+        """Decide under ``policy`` and process every event at or before ``until`` (all of
+        them by default), then decide once more if anything changed; ``on_step(n)`` after
+        each batch of ``n`` simultaneous events. ``run`` is this to the end; the headroom
+        oracle runs epochs of it with different policies."""
+        while True:
+            if self.pool and self._dirty:
+                self.decide(policy)
+            t = self.next_event_time
+            if t is None or t > until:
+                return
+            n = self.step_events()
+            if on_step is not None:
+                on_step(n)
 
     _dirty = True
 

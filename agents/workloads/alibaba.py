@@ -207,15 +207,7 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
     seen: dict[str, int] = {}
     demands: dict[tuple, Demand] = {}
     for line, c in _rows(path, POD_HEADER, "an Alibaba pod list CSV"):
-        name = c[0].strip()
-        if not name:
-            raise InputError(path=path, line=line, field="name", problem="empty",
-                             expected="a pod name")
-        if name in seen:
-            raise InputError(path=path, line=line, field="name",
-                             problem=f"pod {name!r} already listed on line {seen[name]}",
-                             expected="unique pod names")
-        seen[name] = line
+        name = _pod_name(path, line, c, seen)
         cpu, mem, gpu, models = _demand_cells(path, line, c, spec=True)
         created = _time(path, line, "creation_time", c[8])
         deleted = _time(path, line, "deletion_time", c[9])
@@ -236,6 +228,20 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                         weight=float(weights.get(c[6].strip(), 1.0))))
     jobs.sort(key=lambda j: (j.arrival, j.id))
     return Workload(jobs=tuple(jobs), source=path)
+
+
+def _pod_name(path: str, line: int, c: list[str], seen: dict[str, int]) -> str:
+    """The pod name of a row: non-empty and not seen before (``seen``: name -> line)."""
+    name = c[0].strip()
+    if not name:
+        raise InputError(path=path, line=line, field="name", problem="empty",
+                         expected="a pod name")
+    if name in seen:
+        raise InputError(path=path, line=line, field="name",
+                         problem=f"pod {name!r} already listed on line {seen[name]}",
+                         expected="unique pod names")
+    seen[name] = line
+    return name
 
 
 def _demand_cells(path: str, line: int, c: list[str], spec: bool) -> tuple:
@@ -274,13 +280,7 @@ def read_alibaba_pod_demands(path: str | Path) -> list[tuple[str, Demand]]:
     out: list[tuple[str, Demand]] = []
     seen: dict[str, int] = {}
     for line, c in _rows(path, header, "an Alibaba pod list CSV"):
-        name = c[0].strip()
-        if not name or name in seen:
-            raise InputError(path=path, line=line, field="name",
-                             problem="empty" if not name else
-                             f"pod {name!r} already listed on line {seen[name]}",
-                             expected="a unique pod name")
-        seen[name] = line
+        name = _pod_name(path, line, c, seen)
         cpu, mem, gpu, models = _demand_cells(path, line, c, spec=header is POD_HEADER)
         out.append((name, Demand(cpu=cpu, mem=mem, gpu=gpu, gpu_models=models)))
     return out
