@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)            ## the main job on its embedded default: the demo DAG jobs, really run
-	$(PY) -m deploy.demo
+	$(PY) -m agora.deploy.demo
 
 replay: $(STAMP)         ## the cluster engine replaying a synthetic workload (simulated sites)
 	$(VENV)/bin/agora replay --config deploy/configs/local.yaml
@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) -m bench.baselines
 
 protos: $(STAMP)
-	$(PY) -m protos.generate
+	$(PY) -m agora.protos.generate
 
 clean:
 	rm -rf $(VENV) out

@@ -20,8 +20,8 @@ the simulator's makespan with ``makespan_span``, as does ``CpSatResult.value``.
 
 from __future__ import annotations
 
-from agents.bounds_cpsat import MAX_INSTANCES, CpSatResult, Placement, cpsat_schedule
-from agents.domain import Cluster, Job, Workload
+from agora.agents.bounds_cpsat import MAX_INSTANCES, CpSatResult, Placement, cpsat_schedule
+from agora.agents.domain import Cluster, Job, Workload
 
 __all__ = ["MAX_INSTANCES", "CpSatResult", "Placement", "analytic_lower_bounds",
            "cpsat_schedule", "gap_to_bound"]

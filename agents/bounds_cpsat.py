@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple
 
 from ortools.sat.python import cp_model
 
-from agents.domain import (MILLI, Cluster, Job, Node, Task, Workload, fits_node,
+from agora.agents.domain import (MILLI, Cluster, Job, Node, Task, Workload, fits_node,
                            topological_order)
 
 MAX_INSTANCES = 200
@@ -339,7 +339,7 @@ def cpsat_schedule(workload: Workload, cluster: Cluster, *,
     horizon = max(release.values()) + sum(max(i.lengths.values()) for i in insts)
     if objective == "makespan":  # some optimal schedule ends no later than the hint
         horizon = min(horizon, max(hint_end))
-    from agents.bounds import analytic_lower_bounds  # lazy: agents.bounds imports this module
+    from agora.agents.bounds import analytic_lower_bounds  # lazy: agents.bounds imports this module
     analytic = analytic_lower_bounds(workload, cluster)
     weights = {j.id: round(j.weight * WEIGHT_SCALE) for j in jobs}
 

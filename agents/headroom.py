@@ -25,11 +25,11 @@ import math
 
 import numpy as np
 
-from agents.baselines import make_policy
-from agents.bounds import job_work
-from agents.domain import Cluster, Workload, why_unschedulable
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
+from agora.agents.baselines import make_policy
+from agora.agents.bounds import job_work
+from agora.agents.domain import Cluster, Workload, why_unschedulable
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
 
 
 def _srpt_total_completion(releases: list[float], volumes: list[float]) -> float:

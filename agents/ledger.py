@@ -36,7 +36,7 @@ from typing import Callable
 
 from sortedcontainers import SortedList
 
-from agents.domain import Demand, Job, Task, topological_order
+from agora.agents.domain import Demand, Job, Task, topological_order
 
 WAITING, OPEN, RUNNING, DONE, GAVE_UP = 0, 1, 2, 3, 4
 """An instance's state, one byte each in ``TaskEntry.states``."""

@@ -10,10 +10,10 @@ once (``JobEntry.spec``).
 
 from __future__ import annotations
 
-from agents.ledger import JobEntry, Ledger, TaskEntry
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.convert import ProtoError, job_from_proto, job_to_proto
-from protos.wire import length_delimited
+from agora.agents.ledger import JobEntry, Ledger, TaskEntry
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import ProtoError, job_from_proto, job_to_proto
+from agora.protos.wire import length_delimited
 
 
 def job_record_bytes(js: JobEntry, version: int) -> bytes:

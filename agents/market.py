@@ -44,9 +44,9 @@ from typing import (TYPE_CHECKING, Callable, Hashable, Iterable, NamedTuple, Pro
 import numpy as np
 
 if TYPE_CHECKING:
-    from agents.domain import Cluster
-    from agents.ledger import Ledger, TaskEntry
-    from agents.sim.capacity import Capacity
+    from agora.agents.domain import Cluster
+    from agora.agents.ledger import Ledger, TaskEntry
+    from agora.agents.sim.capacity import Capacity
 
 PRICE_MAX = 2**31 - 1
 PRICE_SCALE = 2**20

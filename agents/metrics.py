@@ -1,7 +1,7 @@
 """Prometheus metrics of an Agora process (site agents, coordinator replicas), on one
 per-process registry, served over HTTP in the Prometheus text format.
 
-    from agents import metrics
+    from agora.agents import metrics
     port = metrics.start_metrics_server("127.0.0.1", 0)     # 0: an ephemeral port
     metrics.COMMITS.labels(replica="0").inc()
     s = metrics.scrape(f"http://127.0.0.1:{port}/metrics")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from agents.sim.engine import Decision, Simulator
+    from agora.agents.sim.engine import Decision, Simulator
 
 
 class Policy(Protocol):

@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agents.sim.report import comparison_table, summarise
-from agents.sim.runner import Scenario, run_baselines
+from agora.agents.sim.report import comparison_table, summarise
+from agora.agents.sim.runner import Scenario, run_baselines
 from bench.scenarios import DEFAULT_TRACES, REPO, all_scenarios
 
 

@@ -16,12 +16,12 @@ import math
 import sys
 from dataclasses import replace
 
-from agents.baselines import BASELINES
-from agents.bounds import analytic_lower_bounds, cpsat_schedule, gap_to_bound
-from agents.domain import Cluster, Link, Node, Site, Workload
-from agents.sim.report import markdown_table, mean_ci
-from agents.sim.runner import run_one
-from agents.workloads.synthetic import generate
+from agora.agents.baselines import BASELINES
+from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule, gap_to_bound
+from agora.agents.domain import Cluster, Link, Node, Site, Workload
+from agora.agents.sim.report import markdown_table, mean_ci
+from agora.agents.sim.runner import run_one
+from agora.agents.workloads.synthetic import generate
 from bench.scenarios import synthetic_dag
 
 SMALL = Cluster(sites=(

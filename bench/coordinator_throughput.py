@@ -30,12 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from agents.domain import Demand, Job, Task
-from coordinator.client import CoordinatorClient
-from coordinator.request_stream import RequestStreams
-from coordinator.transport import channel_options, client_channel_credentials
-from deploy.local_group import LocalGroup
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.domain import Demand, Job, Task
+from agora.coordinator.client import CoordinatorClient
+from agora.coordinator.request_stream import RequestStreams
+from agora.coordinator.transport import channel_options, client_channel_credentials
+from agora.deploy.local_group import LocalGroup
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = 4

@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 from bench.coordinator_throughput import proc_cpu_s, scenario
-from deploy.local_group import free_ports
+from agora.deploy.local_group import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SKELETON = ROOT.parent / "shared" / "anchors" / "pbft_skel.py"

@@ -43,7 +43,7 @@ def plain_ray(n: int, nodes: list[str], folder: Path) -> dict:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from agents.cluster.node_runner import RunRequest, execute_instance, node_resource
+    from agora.agents.cluster.node_runner import RunRequest, execute_instance, node_resource
 
     carrier = {r: nd["NodeID"] for nd in ray.nodes() for r in nd["Resources"]}
     refs, submitted = [], []
@@ -70,8 +70,8 @@ def plain_ray(n: int, nodes: list[str], folder: Path) -> dict:
 def agora(system, n: int, sites: list[str], per_job: int) -> dict:
     """N instances as jobs of ``per_job`` instances each, submitted at once by the operator;
     starts and ends from the runs' folders."""
-    from agents.domain import Demand, Job, Run, Task
-    from deploy.run_report import runs_from_folders
+    from agora.agents.domain import Demand, Job, Run, Task
+    from agora.deploy.run_report import runs_from_folders
 
     jobs = []
     t0 = time.time()
@@ -102,10 +102,10 @@ def agora(system, n: int, sites: list[str], per_job: int) -> dict:
 
 
 def one(n_sites: int, a) -> dict:
-    from agents.cluster.ray_executor import RayExecutorSpec
-    from deploy.launch import bring_up
-    from deploy.replay import policy_arrays
-    from deploy.up_config import load_up_config
+    from agora.agents.cluster.ray_executor import RayExecutorSpec
+    from agora.deploy.launch import bring_up
+    from agora.deploy.replay import policy_arrays
+    from agora.deploy.up_config import load_up_config
 
     d = Path(tempfile.mkdtemp(prefix=f"overhead-{n_sites}-", dir=a.work))
     cfg_path = d / "up.yaml"
@@ -133,7 +133,7 @@ def one(n_sites: int, a) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    from agents.sim.report import markdown_table
+    from agora.agents.sim.report import markdown_table
 
     return markdown_table(
         ["sites", "N", "plain Ray / s", "Agora / s", "Agora / plain", "plain submit->start "

@@ -40,15 +40,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learn.evaluate import run_srpt
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.learn.loop import VAL_SEED_BASE, MixedSource, TrainConfig, run_episode, validate
-from agents.learn.networks import get_weights, set_weights
-from agents.sim.report import markdown_table, mean_ci
-from agents.sim.runner import run_one
-from federation.domains import DEFAULT_TRACES, load_setup
-from federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
-from federation.train import (FedTrainConfig, build_learners, initial_weights, site_seed,
+from agora.agents.learn.evaluate import run_srpt
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.loop import VAL_SEED_BASE, MixedSource, TrainConfig, run_episode, validate
+from agora.agents.learn.networks import get_weights, set_weights
+from agora.agents.sim.report import markdown_table, mean_ci
+from agora.agents.sim.runner import run_one
+from agora.federation.domains import DEFAULT_TRACES, load_setup
+from agora.federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
+from agora.federation.train import (FedTrainConfig, build_learners, initial_weights, site_seed,
                               train_federated)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def compare(setup, cfg: FedTrainConfig, out: Path, n_test: int, log) -> dict:
     summ = train_federated(setup, cfg, out / "federated", progress=True, log=lambda *_: None)
     res["wall_s"]["federated"] = time.perf_counter() - t0
     res["steps"]["federated"] = summ["steps"]
-    from agents.learn import checkpoint
+    from agora.agents.learn import checkpoint
     fed_w = get_weights(checkpoint.load_agents(out / "federated" / "last.pt")[0].modules)
     res["test"]["federated"] = {s: evaluate_test(with_weights(template, fed_w), sources[s], n_test)
                                 for s in sources}
@@ -254,10 +254,10 @@ class _Holder:
 
 
 def overhead(n_sites: int, rounds: int, log) -> list[dict]:
-    from federation.client_app import make_client_app
-    from federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
-    from federation.secagg import SecAggConfig, make_secagg_client_app, run_secagg_federation
-    from federation.server import FederationConfig, run_federation
+    from agora.federation.client_app import make_client_app
+    from agora.federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
+    from agora.federation.secagg import SecAggConfig, make_secagg_client_app, run_secagg_federation
+    from agora.federation.server import FederationConfig, run_federation
 
     torch.manual_seed(0)
     a = Agents(AgentConfig(), 4, 212)          # the setups' shapes, default network
@@ -326,8 +326,8 @@ class Byzantine(PPOSiteLearner):
 
 def byzantine(setup, cfg: FedTrainConfig, out: Path, n_test: int, attacks: list[tuple[str, float]],
               log) -> list[dict]:
-    from agents.learn import checkpoint
-    from federation.domains import FederationSite, Setup
+    from agora.agents.learn import checkpoint
+    from agora.federation.domains import FederationSite, Setup
 
     mal = FederationSite("mallory", setup.sites[-1].scenario, "Byzantine")
     bad = Setup(setup.name + "+byzantine", setup.sites + (mal,), setup.source)

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
-from agents.baselines.packing import alignment
-from agents.domain import Demand
-from agents.learn.placement import LinearPlacer, arrivals, replay
-from agents.sim.capacity import Capacity
-from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
+from agora.agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
+from agora.agents.baselines.packing import alignment
+from agora.agents.domain import Demand
+from agora.agents.learn.placement import LinearPlacer, arrivals, replay
+from agora.agents.sim.capacity import Capacity
+from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
 from bench.scenarios import DEFAULT_TRACES, REPO
 
 MARKS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3)

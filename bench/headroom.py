@@ -23,10 +23,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agents.baselines import BASELINES
-from agents.headroom import pooled_srpt_bound, rollout_oracle
-from agents.sim.config import SimConfig
-from agents.sim.runner import run_one
+from agora.agents.baselines import BASELINES
+from agora.agents.headroom import pooled_srpt_bound, rollout_oracle
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.runner import run_one
 from bench.scenarios import DEFAULT_TRACES, REPO, all_scenarios, synthetic_dag
 
 SKIP = ("random", "round-robin")

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines import BASELINES
-from agents.bounds import analytic_lower_bounds, cpsat_schedule, gap_to_bound
-from agents.learn.evaluate import SRPT_NAME, evaluate, run_learned, run_srpt
-from agents.sim.report import markdown_table, mean_ci
-from agents.sim.runner import run_one
-from agents.workloads.loader import load_cluster
-from agents.step.codes import code_bytes
-from agents.step.observe import LOCAL_DIM
-from agents.workloads.synthetic import generate
+from agora.agents.baselines import BASELINES
+from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule, gap_to_bound
+from agora.agents.learn.evaluate import SRPT_NAME, evaluate, run_learned, run_srpt
+from agora.agents.sim.report import markdown_table, mean_ci
+from agora.agents.sim.runner import run_one
+from agora.agents.workloads.loader import load_cluster
+from agora.agents.step.codes import code_bytes
+from agora.agents.step.observe import LOCAL_DIM
+from agora.agents.workloads.synthetic import generate
 from bench.scenarios import DEFAULT_TRACES, REPO, alibaba, synthetic_dag
 
 RESULTS = REPO / "bench" / "results"
@@ -207,10 +207,10 @@ def codec_error(ck: str, sc) -> dict:
     """Reconstruction error of the codec on local states of a held-out run (seed 0)."""
     import torch
 
-    from agents.learn import checkpoint
-    from agents.sim.config import SimConfig
-    from agents.sim.engine import Simulator
-    from agents.step.simulation import AgentsPolicy, Recorder
+    from agora.agents.learn import checkpoint
+    from agora.agents.sim.config import SimConfig
+    from agora.agents.sim.engine import Simulator
+    from agora.agents.step.simulation import AgentsPolicy, Recorder
 
     agents, _ = checkpoint.load_agents(ck)
     cluster, wl = sc.build(0)

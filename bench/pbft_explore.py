@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from coordinator.pbft.explorer import (coverage, explore, explore_long, run_long_scenario,
+from agora.coordinator.pbft.explorer import (coverage, explore, explore_long, run_long_scenario,
                                        run_scenario, summary)
 
 

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.baselines.fgd import FragModel, typical_shapes
-from agents.domain import Cluster
-from agents.learn.placement import (FEATURES, LinearPlacer, adopt, arrivals, cem, cost,
+from agora.agents.baselines.fgd import FragModel, typical_shapes
+from agora.agents.domain import Cluster
+from agora.agents.learn.placement import (FEATURES, LinearPlacer, adopt, arrivals, cem, cost,
                                     fgd_weights, replay)
-from agents.sim.capacity import Capacity
-from agents.sim.report import markdown_table, paired_bootstrap
-from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.report import markdown_table, paired_bootstrap
+from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
 from bench.gpu_fragmentation import chooser
 from bench.scenarios import DEFAULT_TRACES, REPO
 

@@ -51,8 +51,8 @@ def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: P
 
 
 def one(n: int, a, seed: int = 0) -> dict:
-    from deploy.replay import replay
-    from deploy.up_config import load_up_config
+    from agora.deploy.replay import replay
+    from agora.deploy.up_config import load_up_config
 
     d = Path(a.work) / f"s{n}-{seed}"
     d.mkdir(parents=True, exist_ok=True)
@@ -67,8 +67,8 @@ def one(n: int, a, seed: int = 0) -> dict:
 
 
 def sim_engine(n: int, a, seed: int) -> dict:
-    from agents.learn.evaluate import run_learned
-    from agents.sim.runner import Scenario
+    from agora.agents.learn.evaluate import run_learned
+    from agora.agents.sim.runner import Scenario
 
     d = Path(a.work) / f"sim{n}"
     d.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def sim_engine(n: int, a, seed: int) -> dict:
 
 
 def latency_table(rows: list[dict]) -> str:
-    from agents.sim.report import markdown_table
+    from agora.agents.sim.report import markdown_table
 
     out = []
     for r in rows:
@@ -100,7 +100,7 @@ def latency_table(rows: list[dict]) -> str:
 
 
 def quality_table(pairs: list[tuple[dict, dict]]) -> str:
-    from agents.sim.report import markdown_table, mean_ci
+    from agora.agents.sim.report import markdown_table, mean_ci
 
     def cell(xs, fmt="{:.1f}"):
         m, h = mean_ci(xs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from agents.domain import Cluster, Workload
-from agents.sim.runner import Scenario
+from agora.agents.domain import Cluster, Workload
+from agora.agents.sim.runner import Scenario
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACES = REPO.parent / "shared" / "workloads"
@@ -39,7 +39,7 @@ class SwfWindows(Scenario):
     wider than 64 processors are reported unschedulable."""
 
     def build(self, seed: int) -> tuple[Cluster, Workload]:
-        from agents.workloads.loader import load_cluster, load_workload
+        from agora.agents.workloads.loader import load_cluster, load_workload
 
         cluster = load_cluster(self.cluster)
         wl = load_workload(self.workload, cluster, rigid=True)

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from agents.baselines import BASELINES
-from agents.sim.report import markdown_table
-from agents.sim.runner import run_one
+from agora.agents.baselines import BASELINES
+from agora.agents.sim.report import markdown_table
+from agora.agents.sim.runner import run_one
 from bench.scenarios import DEFAULT_TRACES, alibaba_asis
 
 

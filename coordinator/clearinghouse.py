@@ -28,15 +28,15 @@ from typing import Callable
 
 import grpc
 
-from agents.aio import cancel_and_wait
-from agents.domain import Cluster
-from agents.ledger import Ledger, TaskEntry
-from agents.ledger_codec import apply_update, restore_ledger
-from agents.step.seams import RoundInfo, SitePart
-from coordinator.client import CoordinatorClient, CoordinatorError
-from coordinator.config import config_from_dict
-from coordinator.pbft.keys import KeySet
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.aio import cancel_and_wait
+from agora.agents.domain import Cluster
+from agora.agents.ledger import Ledger, TaskEntry
+from agora.agents.ledger_codec import apply_update, restore_ledger
+from agora.agents.step.seams import RoundInfo, SitePart
+from agora.coordinator.client import CoordinatorClient, CoordinatorError
+from agora.coordinator.config import config_from_dict
+from agora.coordinator.pbft.keys import KeySet
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
 

@@ -46,20 +46,20 @@ from typing import AsyncIterator, Iterable
 
 import grpc
 
-from agents.domain import Job
-from coordinator.config import CoordinatorConfig
-from coordinator.pbft.auth import ClientAuth
-from coordinator.pbft.client import ReplyTally
-from coordinator.pbft.keys import KeySet
-from coordinator.read_auth import sign_read
-from coordinator.request_stream import RequestStream, RequestStreams, StreamError
-from coordinator.round_keeper import sign_heartbeat
-from coordinator.transport import channel_options, client_channel_credentials, open_channel
-from coordinator.watch_merge import WatchMerger
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
-from protos.convert import job_to_proto
+from agora.agents.domain import Job
+from agora.coordinator.config import CoordinatorConfig
+from agora.coordinator.pbft.auth import ClientAuth
+from agora.coordinator.pbft.client import ReplyTally
+from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.read_auth import sign_read
+from agora.coordinator.request_stream import RequestStream, RequestStreams, StreamError
+from agora.coordinator.round_keeper import sign_heartbeat
+from agora.coordinator.transport import channel_options, client_channel_credentials, open_channel
+from agora.coordinator.watch_merge import WatchMerger
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from agora.protos.convert import job_to_proto
 
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.PERMISSION_DENIED,

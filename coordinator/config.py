@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from agents.workloads.errors import InputError
-from coordinator.pbft.config import PbftConfig
+from agora.agents.workloads.errors import InputError
+from agora.coordinator.pbft.config import PbftConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,7 +195,7 @@ class CoordinatorConfig:
 
     def load_cluster(self):
         """The cluster the replicas schedule (``agents.domain.Cluster``)."""
-        from agents.workloads.loader import load_cluster
+        from agora.agents.workloads.loader import load_cluster
 
         spec = self.cluster
         return load_cluster(str(self.path(spec)) if spec != "default" else "default")

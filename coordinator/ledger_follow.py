@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agents.ledger_codec import apply_update, restore_ledger
+from agora.agents.ledger_codec import apply_update, restore_ledger
 
 log = logging.getLogger(__name__)
 

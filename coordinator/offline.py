@@ -53,13 +53,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.domain import Cluster
-from coordinator.client import job_status_query, ledger_query, schedule_query
-from coordinator.config import CoordinatorConfig
-from coordinator.pbft.recovery import rebuild_app, replay_plan
-from coordinator.pbft.storage import SqliteStorage, StoredState
-from coordinator.schedule_state import OPERATOR, ScheduleState
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.domain import Cluster
+from agora.coordinator.client import job_status_query, ledger_query, schedule_query
+from agora.coordinator.config import CoordinatorConfig
+from agora.coordinator.pbft.recovery import rebuild_app, replay_plan
+from agora.coordinator.pbft.storage import SqliteStorage, StoredState
+from agora.coordinator.schedule_state import OPERATOR, ScheduleState
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 AGREED, MISSING, UNREADABLE = "agreed", "missing", "unreadable"
 BEHIND, DISAGREEING, FAILED = "behind", "disagreeing", "failed"

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from agents.domain import Job
-from protos.agora.v1 import workload_pb2
-from protos.convert import job_from_proto
+from agora.agents.domain import Job
+from agora.protos.agora.v1 import workload_pb2
+from agora.protos.convert import job_from_proto
 
 MAX_ENTRIES = 20_000
 MAX_BYTES = 32 * 1024 * 1024

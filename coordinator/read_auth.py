@@ -18,8 +18,8 @@ import time
 
 from nacl.signing import SigningKey, VerifyKey
 
-from coordinator.pbft.auth import _verify
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.coordinator.pbft.auth import _verify
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 READ_DOMAIN = b"agora.read.v1\0"
 WINDOW_MS = 300_000

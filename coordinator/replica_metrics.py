@@ -3,7 +3,7 @@ after each pump round of the replica host (``coordinator/server.py``)."""
 
 from __future__ import annotations
 
-from coordinator.pbft.replica import Replica
+from agora.coordinator.pbft.replica import Replica
 
 
 class ReplicaMetrics:
@@ -11,7 +11,7 @@ class ReplicaMetrics:
     state after each pump round: no change to the protocol, a few attribute reads a round."""
 
     def __init__(self, index: int, replica: Replica) -> None:
-        from agents import metrics
+        from agora.agents import metrics
         label = str(index)
         self._m = metrics
         self.label = label

@@ -25,8 +25,8 @@ from collections import deque
 
 import grpc
 
-from coordinator.transport import open_channel
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.coordinator.transport import open_channel
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 METHOD = "/agora.v1.Coordinator/Requests"
 

@@ -28,9 +28,9 @@ from collections import deque
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from agents.aio import cancel_and_wait
-from coordinator.schedule_state import ScheduleState, site_of_client
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.aio import cancel_and_wait
+from agora.coordinator.schedule_state import ScheduleState, site_of_client
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from agents.ledger import WAITING
-from agents.ledger_codec import job_record_bytes, restore_job
-from agents.market import Bid, Offer
-from coordinator.schedule_records import SitePart, allocation_pb, change_pb
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import schedule_pb2
-from protos.convert import ProtoError
-from protos.wire import length_delimited, varint
+from agora.agents.ledger import WAITING
+from agora.agents.ledger_codec import job_record_bytes, restore_job
+from agora.agents.market import Bid, Offer
+from agora.coordinator.schedule_records import SitePart, allocation_pb, change_pb
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import schedule_pb2
+from agora.protos.convert import ProtoError
+from agora.protos.wire import length_delimited, varint
 
 if TYPE_CHECKING:
-    from coordinator.schedule_state import ScheduleState
+    from agora.coordinator.schedule_state import ScheduleState
 
 
 def check_known(msg: Message, where: str) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents.market import Bid, Offer
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import schedule_pb2
+from agora.agents.market import Bid, Offer
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import schedule_pb2
 
 AllocationRow = tuple[str, str, int, int, str, str, int, int]
 """(job, task, instance begin, end, site, node, version, round)"""

@@ -4,7 +4,7 @@ and the ``Rejected`` a refused command (or part of one) is reported with."""
 
 from __future__ import annotations
 
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 SITE_PREFIX = "site:"
 """Client ids of site agents: ``site:<site name>`` (or ``site:<site name>/<k>``)."""

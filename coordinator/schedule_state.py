@@ -56,27 +56,27 @@ import logging
 from collections import Counter
 from typing import Callable
 
-from agents.domain import Cluster, why_unschedulable
-from agents.ledger import RUNNING, Ledger, TaskEntry
-from agents.market import LedgerBook, clear, site_preference
-from agents.sim.capacity import Capacity
-from agents.ledger_codec import job_record_bytes
-from coordinator.parsed_jobs import JOBS
-from coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
+from agora.agents.domain import Cluster, why_unschedulable
+from agora.agents.ledger import RUNNING, Ledger, TaskEntry
+from agora.agents.market import LedgerBook, clear, site_preference
+from agora.agents.sim.capacity import Capacity
+from agora.agents.ledger_codec import job_record_bytes
+from agora.coordinator.parsed_jobs import JOBS
+from agora.coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
                                         snapshot_bytes)
-from coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
+from agora.coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
                                           allocation_pb, runs)
-from coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
+from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
                                         MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
                                         MAX_INSTANCES_PER_TASK, MAX_JOBS_PER_COMMAND,
                                         MAX_NODES_PER_PART, MAX_REASON_BYTES,
                                         MAX_TASKS_PER_JOB, OPERATOR, REPLICA_PREFIX,
                                         SITE_PREFIX, Rejected, part_over_limit,
                                         replica_of_client, site_of_client)
-from coordinator.site_commands import SiteCommands
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.convert import ProtoError, cluster_to_proto, decode
-from protos.wire import length_delimited
+from agora.coordinator.site_commands import SiteCommands
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import ProtoError, cluster_to_proto, decode
+from agora.protos.wire import length_delimited
 
 log = logging.getLogger(__name__)
 

@@ -49,24 +49,24 @@ import grpc
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from agents.aio import cancel_and_wait
-from coordinator.config import CoordinatorConfig
-from coordinator.group_commit import GroupCommit
-from coordinator.pbft.keys import KeySet
-from coordinator.pbft.messages import Broadcast, Reply, Send
-from coordinator.pbft.replica import Replica
-from coordinator.client import CoordinatorClient
-from coordinator.pbft.storage import SqliteStorage
-from coordinator.rate_limit import ClientRate
-from coordinator.replica_metrics import ReplicaMetrics
-from coordinator.round_keeper import RoundKeeper
-from coordinator.schedule_state import ScheduleState
-from coordinator.service import WATCH_QUEUE, CoordinatorService, PeerService
-from coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
+from agora.agents.aio import cancel_and_wait
+from agora.coordinator.config import CoordinatorConfig
+from agora.coordinator.group_commit import GroupCommit
+from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.pbft.messages import Broadcast, Reply, Send
+from agora.coordinator.pbft.replica import Replica
+from agora.coordinator.client import CoordinatorClient
+from agora.coordinator.pbft.storage import SqliteStorage
+from agora.coordinator.rate_limit import ClientRate
+from agora.coordinator.replica_metrics import ReplicaMetrics
+from agora.coordinator.round_keeper import RoundKeeper
+from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.service import WATCH_QUEUE, CoordinatorService, PeerService
+from agora.coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
                                    replica_channel_credentials, server_credentials)
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
             raise ValueError(_unreadable_log(db, e)) from None
     behaviour = None
     if byzantine is not None:
-        from coordinator.pbft.byzantine import BEHAVIOURS
+        from agora.coordinator.pbft.byzantine import BEHAVIOURS
         usable = sorted(set(BEHAVIOURS) - {"replay"})
         if byzantine not in usable:
             raise ValueError(f"--byzantine: {byzantine!r}; expected one of {usable} (replay "
@@ -343,7 +343,7 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
         raise OSError(f"replica {index}: cannot listen on {address}")
     metrics_port = None
     if host.metrics is not None:
-        from agents.metrics import start_metrics_server
+        from agora.agents.metrics import start_metrics_server
         metrics_port = start_metrics_server(config.metrics_host_of(index),
                                             config.metrics_port_of(index))
         write_metrics_port(config.metrics_port_file(index), metrics_port)
@@ -389,7 +389,7 @@ class Server:
         await self.host.close()
         await self.server.stop(self.grace_s)
         if self.metrics_port is not None:
-            from agents.metrics import stop_metrics_server
+            from agora.agents.metrics import stop_metrics_server
             stop_metrics_server(self.metrics_port)
             self.host.config.metrics_port_file(self.host.index).unlink(missing_ok=True)
 

@@ -20,12 +20,12 @@ import asyncio
 
 import grpc
 
-from coordinator.read_auth import read_refusal
-from coordinator.schedule_records import allocation_pb, change_pb
-from coordinator.schedule_state import ScheduleState
-from coordinator.validate import RPC_KINDS, Refusal, parse_request
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.coordinator.read_auth import read_refusal
+from agora.coordinator.schedule_records import allocation_pb, change_pb
+from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.validate import RPC_KINDS, Refusal, parse_request
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
 WATCH_QUEUE = 4096
 """Updates buffered per watcher; a watcher that falls further behind is cut off (its

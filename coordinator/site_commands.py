@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from agents.ledger import TaskEntry
-from agents.market import admit_offers
-from coordinator.schedule_records import SitePart, change_pb
-from coordinator.schedule_rules import (END_KINDS, MAX_REASON_BYTES, SITE_PREFIX, Rejected,
+from agora.agents.ledger import TaskEntry
+from agora.agents.market import admit_offers
+from agora.coordinator.schedule_records import SitePart, change_pb
+from agora.coordinator.schedule_rules import (END_KINDS, MAX_REASON_BYTES, SITE_PREFIX, Rejected,
                                         part_over_limit, site_of_client)
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 
 class SiteCommands:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Callable
 
 import grpc
 
-from agents.aio import cancel_and_wait
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.agents.aio import cancel_and_wait
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
 if TYPE_CHECKING:
-    from coordinator.config import CoordinatorConfig
+    from agora.coordinator.config import CoordinatorConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from agents.market import PRICE_MAX
-from coordinator.schedule_codec import check_known
-from coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
+from agora.agents.market import PRICE_MAX
+from agora.coordinator.schedule_codec import check_known
+from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
                                          part_over_limit, site_of_client)
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
-from coordinator.parsed_jobs import JOBS
-from protos.convert import ProtoError, decode
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
+from agora.coordinator.parsed_jobs import JOBS
+from agora.protos.convert import ProtoError, decode
 
 AUDITOR_PREFIX = "auditor:"
 """Clients ``auditor:<name>`` read everything and may change nothing."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 Key = tuple[int, int]
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from coordinator.private_file import write_private
+from agora.coordinator.private_file import write_private
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 

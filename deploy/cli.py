@@ -14,9 +14,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agents.baselines import BASELINES
-from agents.workloads.errors import InputError
-from deploy import cli_coordinator, cli_jobs, cli_up
+from agora.agents.baselines import BASELINES
+from agora.agents.workloads.errors import InputError
+from agora.deploy import cli_coordinator, cli_jobs, cli_up
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -39,16 +39,16 @@ def _scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scenario(a: argparse.Namespace):
-    from agents.sim.runner import Scenario
+    from agora.agents.sim.runner import Scenario
 
     return Scenario(cluster=a.cluster, workload=a.workload, sites=a.sites, split=a.split,
                     arrival_window=a.arrival_window, load=a.load, inflate=a.inflate)
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from agents.sim.config import load_sim_config
-    from agents.sim.report import metrics_table
-    from agents.sim.runner import run_one
+    from agora.agents.sim.config import load_sim_config
+    from agora.agents.sim.report import metrics_table
+    from agora.agents.sim.runner import run_one
 
     sc = _scenario(a)
     cfg = load_sim_config(a.config, check_invariants=a.check)
@@ -61,7 +61,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if a.policy in BASELINES:
         r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
     else:
-        from agents.learn.evaluate import run_learned
+        from agora.agents.learn.evaluate import run_learned
         r, _ = run_learned(a.policy, cluster, wl, seed=a.seed, config=cfg, comm=a.comm,
                            threshold=a.threshold, progress=not a.json)
     out = {"scenario": asdict(sc), "seed": a.seed, "policy": a.policy, "seeds": r.seeds,
@@ -73,7 +73,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         d.mkdir(parents=True, exist_ok=True)
         (d / "result.json").write_text(json.dumps(out, indent=1))
         if not a.no_gantt:
-            from agents.sim.gantt import write_gantt
+            from agora.agents.sim.gantt import write_gantt
             out["gantt"] = [str(p) for p in write_gantt(r, d)]
     if a.json:
         print(json.dumps(out, indent=1))
@@ -91,9 +91,9 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def cmd_baselines(a: argparse.Namespace) -> int:
-    from agents.sim.config import load_sim_config
-    from agents.sim.report import comparison_table, summarise
-    from agents.sim.runner import run_baselines
+    from agora.agents.sim.config import load_sim_config
+    from agora.agents.sim.report import comparison_table, summarise
+    from agora.agents.sim.runner import run_baselines
 
     sc = _scenario(a)
     policies = a.policies.split(",") if a.policies else None
@@ -121,7 +121,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
 
 
 def cmd_bound(a: argparse.Namespace) -> int:
-    from agents.bounds import analytic_lower_bounds, cpsat_schedule
+    from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule
 
     cluster, wl = _scenario(a).build(a.seed)
     out = {"analytic": analytic_lower_bounds(wl, cluster)}
@@ -163,15 +163,15 @@ def _policy_arg(v: str) -> str:
 
 
 def _agent_config(a: argparse.Namespace):
-    from agents.learn.learned_policy import AgentConfig
+    from agora.agents.learn.learned_policy import AgentConfig
 
     return AgentConfig(k=a.k, hidden=a.hidden, code_dim=a.code_dim, bits=a.bits,
                        threshold=a.threshold, comm=a.comm)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from agents.learn.ppo import PPOConfig
-    from agents.learn.trainer import TrainConfig, train
+    from agora.agents.learn.ppo import PPOConfig
+    from agora.agents.learn.trainer import TrainConfig, train
 
     sc = _scenario(a)
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
@@ -200,9 +200,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _train_federated(a: argparse.Namespace, site_cfg) -> int:
-    from agents.sim.runner import Scenario
-    from federation.domains import load_setup
-    from federation.train import FedTrainConfig, train_federated
+    from agora.agents.sim.runner import Scenario
+    from agora.federation.domains import load_setup
+    from agora.federation.train import FedTrainConfig, train_federated
 
     default = asdict(Scenario())
     given = [f"--{k.replace('_', '-')}" for k, v in site_cfg.scenario.items() if v != default[k]]
@@ -220,10 +220,10 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from agents.learn.checkpoint import load_agents
-    from agents.learn.evaluate import evaluate
-    from agents.sim.config import load_sim_config
-    from agents.sim.report import comparison_table, paired_differences, paired_table, summarise
+    from agora.agents.learn.checkpoint import load_agents
+    from agora.agents.learn.evaluate import evaluate
+    from agora.agents.sim.config import load_sim_config
+    from agora.agents.sim.report import comparison_table, paired_differences, paired_table, summarise
 
     sc = _scenario(a)
     cluster, _ = sc.build(0)
@@ -409,7 +409,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_certs(a: argparse.Namespace) -> int:
-    from deploy.certs import make_all
+    from agora.deploy.certs import make_all
     sites = [s for s in a.sites.split(",") if s]
     if a.replicas < 0 or a.days < 1:
         raise ValueError("--replicas must be >= 0 and --days >= 1")
@@ -425,8 +425,8 @@ def cmd_certs(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. A user sees one line, never a traceback: bad input exits 2, a
     system that is not running or refuses exits 1, Ctrl-C 130."""
-    from coordinator.client import CoordinatorError
-    from deploy.service_client import NotRunning
+    from agora.coordinator.client import CoordinatorError
+    from agora.deploy.service_client import NotRunning
 
     a = parser().parse_args(argv)
     name = f"agora {a.command}" if getattr(a, "command", None) else "agora"

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
-    from deploy.service_client import DEFAULT_UP_CONFIG
+    from agora.deploy.service_client import DEFAULT_UP_CONFIG
 
     p.add_argument("--config", default=DEFAULT_UP_CONFIG,
                    help="an agora up config (default: %(default)s) or a coordinator YAML")
@@ -84,7 +84,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 def _client(a: argparse.Namespace):
     """(coordinator config, client) of a serving system; ``NotRunning`` otherwise."""
-    from deploy.service_client import target
+    from agora.deploy.service_client import target
 
     t = target(a.config)
     if not t.serving():
@@ -94,7 +94,7 @@ def _client(a: argparse.Namespace):
 
 async def _check_answering(client) -> None:
     """``NotRunning`` unless f+1 replicas answer (a watch would otherwise wait forever)."""
-    from deploy.service_client import NotRunning
+    from agora.deploy.service_client import NotRunning
 
     statuses = await client.status()
     if sum(1 for s in statuses if not isinstance(s, str)) < client.f + 1:
@@ -105,7 +105,7 @@ async def _check_answering(client) -> None:
 def cmd_keys(a: argparse.Namespace) -> int:
     import yaml
 
-    from coordinator.pbft.keys import generate_keys
+    from agora.coordinator.pbft.keys import generate_keys
 
     if a.replicas < 1 or (a.replicas - 1) % 3:
         raise ValueError(f"--replicas: got {a.replicas}; expected 3f+1 (1, 4, 7, 10, ...)")
@@ -115,7 +115,7 @@ def cmd_keys(a: argparse.Namespace) -> int:
     if len(set(clients)) != len(clients):
         raise ValueError(f"--clients: {a.clients!r} names a client twice; expected distinct ids")
     keys = generate_keys(a.replicas, clients)
-    from coordinator.private_file import write_private
+    from agora.coordinator.private_file import write_private
 
     out = write_private(a.out, "# Agora coordinator keys: every secret of the group. Give "
                         "each process only its own\n# (KeySet.for_replica / for_client) "
@@ -132,8 +132,8 @@ def cmd_keys(a: argparse.Namespace) -> int:
 def cmd_coordinator(a: argparse.Namespace) -> int:
     import logging
 
-    from coordinator.config import load_config
-    from coordinator.server import serve
+    from agora.coordinator.config import load_config
+    from agora.coordinator.server import serve
 
     logging.basicConfig(level=a.log_level.upper(),
                         format="%(asctime)s replica %(name)s %(levelname)s %(message)s")
@@ -165,30 +165,6 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
     return 0
 
 
-def _allocation_dict(x) -> dict:
-    return {"job": x.job_id, "task": x.task_id, "instances": [x.instance_begin, x.instance_end],
-            "site": x.site, "node": x.node, "version": x.version,
-            "round": x.round}
-
-
-def _schedule_answer(a: argparse.Namespace, by: dict):
-    """(QueryResult, 'live' | 'offline (...)'): from the running replicas, or after a stop
-    from their logs on disk."""
-    from deploy.service_client import run_live, target
-
-    t = target(a.config)
-    if t.serving():
-        async def go(client):
-            return await client.schedule(**by)
-        return run_live(t, go, a.client, a.keys), "live"
-    if t.coordinator is None:
-        raise t.not_running()
-    from coordinator.offline import offline_schedule
-
-    out, how = offline_schedule(t.coordinator, **by)
-    return out, f"offline ({how})"
-
-
 def cmd_schedule_get(a: argparse.Namespace) -> int:
     if a.site:
         by = {"site": a.site}
@@ -208,10 +184,12 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
     else:
         by = {"all": True}
 
-    out, label = _schedule_answer(a, by)
+    from agora.deploy.api import allocation_dict, schedule_answer
+
+    out, label = schedule_answer(a.config, by, a.client, a.keys)
     if out.HasField("error"):
         raise ValueError(f"{out.error.field}: {out.error.reason}")
-    rows = [_allocation_dict(x) for x in out.schedule.allocations
+    rows = [allocation_dict(x) for x in out.schedule.allocations
             if a.at_version is None or x.version <= a.at_version]
     if a.json:
         print(json.dumps({"version": out.version, "source": label, "allocations": rows},
@@ -227,6 +205,8 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
 
 
 def cmd_schedule_watch(a: argparse.Namespace) -> int:
+    from agora.deploy.api import allocation_dict
+
     _cfg, client = _client(a)
 
     async def main():
@@ -237,7 +217,7 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
                 for x in u.allocations:
                     if a.json:
                         print(json.dumps({"version": u.version,
-                                          "allocated": _allocation_dict(x)}), flush=True)
+                                          "allocated": allocation_dict(x)}), flush=True)
                     else:
                         print(f"{u.version:>8}  allocated {x.job_id}/{x.task_id} "
                               f"[{x.instance_begin}..{x.instance_end - 1}] at {x.site} "
@@ -263,8 +243,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from coordinator.client import agreed_status
-    from protos.plain import plain
+    from agora.coordinator.client import agreed_status
+    from agora.protos.plain import plain
 
     cfg, client = _client(a)
 
@@ -295,9 +275,9 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run these sub-commands alone (``python -m deploy.cli_coordinator ...``), as ``agora``
+    """Run these sub-commands alone (``python -m agora.deploy.cli_coordinator ...``), as ``agora``
     does once it registers them."""
-    from agents.workloads.errors import InputError
+    from agora.agents.workloads.errors import InputError
 
     p = argparse.ArgumentParser(prog="agora", description="coordinator commands")
     register(p.add_subparsers(dest="command", required=True))

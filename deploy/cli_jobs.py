@@ -18,10 +18,9 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
+from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
 
 STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
 
@@ -66,25 +65,15 @@ def register(sub) -> None:
 
 # ---- submit --------------------------------------------------------------------------------
 def cmd_submit(a: argparse.Namespace) -> int:
-    from agents.workloads.native import read_jobs
+    from agora.deploy.api import prepare_jobs, submit_chunks
+
     t = target(a.config)
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
-    wl = read_jobs(a.jobs, t.coordinator.load_cluster(), require_run=True)
-    now = time.time()
-    base = Path(a.jobs).resolve().parent
-    jobs = [replace(j, arrival=now, tasks=tuple(_absolute_cwd(x, base) for x in j.tasks),
-                    deadline=None if j.deadline is None else now + (j.deadline - j.arrival))
-            for j in wl.jobs]
+    jobs = prepare_jobs(a.jobs, t.coordinator.load_cluster())
 
     async def go(client):
-        accepted, rejected = [], []
-        for k in range(0, len(jobs), 1000):
-            chunk = jobs[k:k + 1000]
-            res = await client.submit_jobs(chunk)
-            bad = _rejected_indices(res)
-            for i, job in enumerate(chunk):
-                (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))
+        accepted, rejected = await submit_chunks(client, jobs)
         ends = await _follow(client, t.coordinator, accepted, a) if a.follow and accepted \
             else None
         return accepted, rejected, ends
@@ -104,29 +93,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0 if ends is None or all(e["outcome"] == "completed" for e in ends.values()) else 1
 
 
-def _absolute_cwd(task, base: Path):
-    """A relative ``run.cwd`` is relative to the jobs file's folder (the nodes see the same
-    path when they share the file system; give absolute paths otherwise)."""
-    run = task.run
-    if run is None or run.cwd is None or Path(run.cwd).is_absolute():
-        return task
-    return replace(task, run=replace(run, cwd=str((base / run.cwd).resolve())))
-
-
-def _rejected_indices(res) -> dict[int, str]:
-    import re
-
-    out = {}
-    for r in res.rejections:
-        m = re.search(r"jobs\[(\d+)\]", r.field)
-        if m is not None:
-            out.setdefault(int(m.group(1)), f"{r.field}: {r.reason}")
-    return out
-
-
 async def _follow(client, config, job_ids: list[str], a) -> dict:
     """Until every job of ``job_ids`` ended; prints each end; {job: {outcome, ...}}."""
-    from coordinator.ledger_follow import follow_ledger
+    from agora.coordinator.ledger_follow import follow_ledger
 
     state: dict = {"ledger": None}
     ends: dict[str, dict] = {}
@@ -158,13 +127,19 @@ async def _follow(client, config, job_ids: list[str], a) -> dict:
 
 
 # ---- jobs ----------------------------------------------------------------------------------
-def cmd_jobs(a: argparse.Namespace) -> int:
-    t = target(a.config)
-    view, label = _ledger_view(t, a)
+def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
+    """(rows, LedgerView, source label) of ``agora jobs`` (``job``: that one, per instance)."""
+    t = target(config)
+    view, label = _ledger_view(t, client, keys)
     nodes = [n.name for n in t.coordinator.load_cluster().nodes]
-    rows = job_rows(view, nodes, t.out, only=a.job)
-    if a.job and not rows:
-        raise ValueError(f"--job: no job {a.job!r} at version {view.version}")
+    rows = job_rows(view, nodes, t.out, only=job)
+    if job and not rows:
+        raise ValueError(f"--job: no job {job!r} at version {view.version}")
+    return rows, view, label
+
+
+def cmd_jobs(a: argparse.Namespace) -> int:
+    rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
     if a.json:
         print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
         return 0
@@ -173,15 +148,15 @@ def cmd_jobs(a: argparse.Namespace) -> int:
     return 0
 
 
-def _ledger_view(t, a):
+def _ledger_view(t, client_id: str, keys: str | None):
     """(LedgerView, where it came from): live when serving, else from the logs on disk."""
     if t.serving():
         async def go(client):
             return await client.ledger()
-        return run_live(t, go, a.client, a.keys), "live"
+        return run_live(t, go, client_id, keys), "live"
     if t.coordinator is None:
         raise t.not_running()
-    from coordinator.offline import offline_ledger
+    from agora.coordinator.offline import offline_ledger
 
     view, how = offline_ledger(t.coordinator)
     return view, f"offline ({how})"
@@ -189,7 +164,7 @@ def _ledger_view(t, a):
 
 def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None) -> list[dict]:
     """Per job, per task: outcome, instance states, where they run; per instance too."""
-    from protos.convert import job_from_proto
+    from agora.protos.convert import job_from_proto
 
     rows = []
     for rec in view.jobs:
@@ -226,7 +201,7 @@ def _run_started(out: Path | None, node: str, job: str, task: str, inst: int,
     """When the run started, from its folder (local runs only)."""
     if out is None:
         return None
-    from agents.cluster.node_runner import run_folder
+    from agora.agents.cluster.node_runner import run_folder
 
     try:
         return (run_folder(out / "runs", node, job, task, inst, run) / "pid").stat().st_mtime

@@ -9,13 +9,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from deploy.service_client import DEFAULT_UP_CONFIG
+from agora.deploy.service_client import DEFAULT_UP_CONFIG
 
 DEFAULT_REPLAY_CONFIG = "deploy/configs/local.yaml"
 
 
 def _load(a: argparse.Namespace):
-    from deploy.up_config import load_up_config
+    from agora.deploy.up_config import load_up_config
 
     cfg = load_up_config(a.config)
     if getattr(a, "out", None):
@@ -24,7 +24,7 @@ def _load(a: argparse.Namespace):
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from deploy.replay import replay
+    from agora.deploy.replay import replay
 
     cfg = _load(a)
     if a.workload:
@@ -46,7 +46,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    from deploy import live
+    from agora.deploy import live
 
     cfg = _load(a)
     if a.detach:
@@ -55,7 +55,7 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 
 def cmd_down(a: argparse.Namespace) -> int:
-    from deploy import live
+    from agora.deploy import live
 
     return live.down(_load(a), a.config)
 

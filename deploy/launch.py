@@ -79,7 +79,7 @@ class System:
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     pass
                 if self.runners:
-                    from agents.cluster.node_runner import stop_runners
+                    from agora.agents.cluster.node_runner import stop_runners
 
                     stop_runners(list(self.runners), "agora")
         finally:
@@ -118,8 +118,8 @@ def node_resources(cluster, site: str | None = None) -> dict:
     """Ray resources of a local Ray node carrying ``site``'s nodes (every site's when None):
     the site resource, one ``agora-node-<node>`` per Agora node, and its CPUs, memory and
     gpus (logical: what the cluster file says the nodes have)."""
-    from agents.cluster.node_runner import node_resource
-    from deploy.up_config import site_resource
+    from agora.agents.cluster.node_runner import node_resource
+    from agora.deploy.up_config import site_resource
 
     sites = [s for s in cluster.sites if site is None or s.name == site]
     nodes = [n for s in sites for n in s.nodes]
@@ -137,8 +137,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
     multi-node Cluster object (to shut down) or None."""
     import ray
 
-    from agents.cluster.node_runner import node_resource
-    from deploy.up_config import site_resource
+    from agora.agents.cluster.node_runner import node_resource
+    from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
 
@@ -215,7 +215,7 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
                 byzantine: dict[int, str] | None = None, keep: bool = False):
     """The coordinator group under ``out/coordinator``, serving. ``keep`` (the live service):
     the state there is resumed (the replicas replay their logs); else a fresh state."""
-    from deploy.local_group import LocalGroup
+    from agora.deploy.local_group import LocalGroup
 
     ids = ["operator"] + [f"site:{s}" for s in cluster.site_names]
     cdir = out / "coordinator"
@@ -262,11 +262,11 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     ``out/runs``)."""
     import ray
 
-    from agents.cluster import registry
-    from agents.cluster.replay_clock import clock_keeper
-    from agents.cluster.site_actor import AgentSpec, RaySiteAgent
-    from coordinator.clearinghouse import ClearinghouseSpec
-    from deploy.up_config import site_resource
+    from agora.agents.cluster import registry
+    from agora.agents.cluster.replay_clock import clock_keeper
+    from agora.agents.cluster.site_actor import AgentSpec, RaySiteAgent
+    from agora.coordinator.clearinghouse import ClearinghouseSpec
+    from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
     group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine, keep=live)
@@ -277,7 +277,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         raise
     runners = {}
     if live:
-        from agents.cluster.node_runner import start_runners
+        from agora.agents.cluster.node_runner import start_runners
 
         # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
         runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000)) for n in cluster.nodes},
@@ -332,6 +332,6 @@ def _site_pem(cfg, site: str) -> tuple[bytes, bytes, bytes] | None:
 def _peer_credentials(cfg, sites: list[str]):
     if not cfg.tls.enabled:
         return None
-    from deploy.certs import PeerCredentials
+    from agora.deploy.certs import PeerCredentials
 
     return PeerCredentials(str(cfg.tls.certs_dir), sites)

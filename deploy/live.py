@@ -82,9 +82,9 @@ class _Stop:
 
 def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     """Run the live service of ``cfg`` (an ``UpConfig``) until stopped; the exit status."""
-    from agents.cluster.ray_executor import RayExecutorSpec
-    from deploy.launch import bring_up
-    from deploy.replay import policy_arrays
+    from agora.agents.cluster.ray_executor import RayExecutorSpec
+    from agora.deploy.launch import bring_up
+    from agora.deploy.replay import policy_arrays
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
@@ -143,11 +143,11 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
 def _observability(system, cfg, out: Path) -> dict:
     """Ray's dashboard address and, with metrics on, the Prometheus files (logged, never
     fatal: the scheduler runs without them)."""
-    from deploy.launch import dashboard_url
+    from agora.deploy.launch import dashboard_url
 
     found: dict = {"dashboard": dashboard_url()}
     if cfg.metrics.enabled:
-        from deploy.observability import system_targets, write_prometheus_files
+        from agora.deploy.observability import system_targets, write_prometheus_files
         try:
             folder = write_prometheus_files(out, *system_targets(system, cfg.metrics.host))
             found["prometheus"] = str(folder / "prometheus.yml")
@@ -189,7 +189,7 @@ class Follower:
     update stream (what the progress line counts)."""
 
     def __init__(self, system) -> None:
-        from coordinator.ledger_follow import follow_ledger
+        from agora.coordinator.ledger_follow import follow_ledger
 
         self.system = system
         self.state = {"ledger": None, "version": 0, "round": 0}
@@ -197,7 +197,7 @@ class Follower:
                                                       self.state))
 
     def summary(self) -> dict:
-        from coordinator.ledger_follow import ledger_summary
+        from agora.coordinator.ledger_follow import ledger_summary
 
         return ledger_summary(self.state)
 
@@ -240,7 +240,7 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
               f"agora down --config {config_arg}", file=sys.stderr)
         return 1
     logf = open(out / LOG, "ab")
-    p = subprocess.Popen([sys.executable, "-m", "deploy.cli", "up", "--config", config_arg],
+    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", "up", "--config", config_arg],
                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd=os.getcwd())
     deadline = time.monotonic() + timeout_s

@@ -40,12 +40,12 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agents.process import die_with_parent
-from coordinator.client import CoordinatorClient
-from coordinator.config import load_config
-from coordinator.pbft.keys import generate_keys
-from coordinator.private_file import write_private
-from coordinator.transport import channel_options, client_channel_credentials
+from agora.agents.process import die_with_parent
+from agora.coordinator.client import CoordinatorClient
+from agora.coordinator.config import load_config
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.private_file import write_private
+from agora.coordinator.transport import channel_options, client_channel_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ class LocalGroup:
             cfg["metrics_port"] = 0
         self.tls_dir = None
         if tls_dir is not None:
-            from deploy.certs import ensure_all
+            from agora.deploy.certs import ensure_all
             self.tls_dir = Path(tls_dir).resolve()
             sites = list(dict.fromkeys(c.split(":", 1)[1].split("/")[0] for c in clients
                                        if c.startswith("site:")))
@@ -99,7 +99,7 @@ class LocalGroup:
         ``keep``, the key file already at ``path`` when it holds this group and these clients
         (a resumed service keeps its keys: the replicas' logs are signed with them)."""
         if keep and path.is_file():
-            from coordinator.server import load_keys
+            from agora.coordinator.server import load_keys
 
             old = load_keys(path)
             want = set(clients) | {f"replica:{i}" for i in range(n)}
@@ -115,7 +115,7 @@ class LocalGroup:
         self.config.metrics_port_file(i).unlink(missing_ok=True)   # a killed run's
         extra = ["--byzantine", byzantine] if byzantine else []
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli_coordinator", "coordinator", "--config",
+            [sys.executable, "-m", "agora.deploy.cli_coordinator", "coordinator", "--config",
              str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING",
              *extra],
             cwd=ROOT, stdout=open(self.log(i), "ab"), stderr=subprocess.STDOUT,
@@ -164,9 +164,9 @@ class LocalGroup:
 
     def status_request(self, client_id: str = "operator"):
         """A GetStatus request signed by ``client_id`` (``coordinator/read_auth.py``)."""
-        from coordinator.read_auth import sign_read
+        from agora.coordinator.read_auth import sign_read
         from nacl.signing import SigningKey
-        from protos.agora.v1 import coordinator_pb2 as pb
+        from agora.protos.agora.v1 import coordinator_pb2 as pb
 
         return pb.StatusRequest(auth=sign_read(SigningKey(self.keys.client_signing[client_id]),
                                                client_id, "GetStatus"))
@@ -201,7 +201,7 @@ class LocalGroup:
 
     def scrape(self, i: int) -> dict[str, float]:
         """Replica ``i``'s metrics (``agents.metrics.scrape``)."""
-        from agents.metrics import scrape
+        from agora.agents.metrics import scrape
         return scrape(self.metrics_url(i))
 
     def wait_serving(self, i: int, timeout: float = 60.0) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coordinator.private_file import write_private
+from agora.coordinator.private_file import write_private
 
 GRAFANA_DASHBOARD = Path(__file__).resolve().parent / "grafana" / "agora-dashboard.json"
 

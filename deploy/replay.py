@@ -26,7 +26,7 @@ log = logging.getLogger("agora.replay")
 
 def policy_arrays(path) -> tuple[dict, dict]:
     """The acting policy of a checkpoint (read here, with torch; the agents get arrays)."""
-    from agents.learn.checkpoint import policy_arrays as read
+    from agora.agents.learn.checkpoint import policy_arrays as read
 
     return read(path)
 
@@ -35,7 +35,7 @@ def start_clock(system, t0_sim: float, speed: float):
     """Start the replay clock (once per replay: every agent's executor reads it)."""
     import ray
 
-    from agents.sim.site_executor import ReplayClock
+    from agora.agents.sim.site_executor import ReplayClock
 
     clock = ReplayClock(t0_wall=time.time() + 0.1, t0_sim=t0_sim, speed=speed)
     ray.get(system.clock.set.remote(clock.t0_wall, clock.t0_sim, clock.speed), timeout=30)
@@ -45,7 +45,7 @@ def start_clock(system, t0_sim: float, speed: float):
 def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None) -> dict:
     """Submit ``wl`` on the replay clock and follow the schedule until every job finished;
     returns {"metrics", "submitted", "rejected", "wall_s", "account"}."""
-    from agents.sim.log_metrics import LogAccount
+    from agora.agents.sim.log_metrics import LogAccount
 
     account = LogAccount(cluster)
     client = system.operator
@@ -96,7 +96,7 @@ def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None) 
 
 
 async def _version(client) -> int:
-    from coordinator.client import agreed_status
+    from agora.coordinator.client import agreed_status
 
     st = agreed_status(await client.status(), client.f)
     return int(st.get("last_executed", 0))
@@ -127,7 +127,7 @@ def system_figures(system, episode: dict) -> dict:
     view changes, restarts, memory per agent."""
     import ray
 
-    from coordinator.client import agreed_status
+    from agora.coordinator.client import agreed_status
 
     st = system.loop.run(system.operator.status(), timeout=30)
     good = [s for s in st if not isinstance(s, str)]
@@ -165,9 +165,9 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     """Run ``cfg`` (an ``UpConfig``) in replay mode; returns the result written to
     ``out/result.json``. ``on_system(system)`` (fault tests) runs once the system is up,
     in a thread of its own."""
-    from agents.cluster.replay_clock import ReplayExecutorSpec
-    from agents.sim.report import markdown_table, metrics_table
-    from deploy.launch import bring_up
+    from agora.agents.cluster.replay_clock import ReplayExecutorSpec
+    from agora.agents.sim.report import markdown_table, metrics_table
+    from agora.deploy.launch import bring_up
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
@@ -178,8 +178,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
         pconf = {**pconf, "comm": cfg.comm}
     trainers = None
     if cfg.federation.enabled:
-        from agents.learn.learned_policy import AgentConfig
-        from federation.actor_grid import ActorTrainer, learner_config
+        from agora.agents.learn.learned_policy import AgentConfig
+        from agora.federation.actor_grid import ActorTrainer, learner_config
 
         agent_cfg = AgentConfig(**pconf)
         trainers = {s: ActorTrainer(learner_config(cfg.scenario(), agent_cfg, cfg.seed, i))
@@ -252,7 +252,7 @@ def episode_workload(wl, ep: int, start_s: float):
 def federate_between(system, cfg, pconf: dict, weights: dict, ep: int, echo) -> dict:
     """Flower rounds over the site actors after episode ``ep``; the aggregate becomes every
     site's acting policy."""
-    from federation.actor_grid import federate
+    from agora.federation.actor_grid import federate
 
     fc = cfg.federation
     names = list(weights)

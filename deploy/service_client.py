@@ -41,13 +41,13 @@ class Target:
         """Is an ``agora up`` serving it (always assumed for a bare coordinator YAML)?"""
         if self.out is None:
             return True
-        from deploy.live import running_service
+        from agora.deploy.live import running_service
 
         return running_service(self.out) is not None
 
     def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
-        from coordinator.client import CoordinatorClient
-        from coordinator.server import load_keys
+        from agora.coordinator.client import CoordinatorClient
+        from agora.coordinator.server import load_keys
 
         if self.coordinator is None:
             raise self.not_running()
@@ -60,7 +60,7 @@ def target(config_arg: str) -> Target:
     """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``)."""
     import yaml
 
-    from coordinator.config import load_config
+    from agora.coordinator.config import load_config
 
     p = Path(config_arg)
     if not p.is_file():
@@ -72,7 +72,7 @@ def target(config_arg: str) -> Target:
         data = None
     if isinstance(data, dict) and isinstance(data.get("replicas"), list):
         return Target(config_arg, load_config(p), None)
-    from deploy.up_config import load_up_config
+    from agora.deploy.up_config import load_up_config
 
     up = load_up_config(p)
     out = Path(up.out)
@@ -84,7 +84,7 @@ def target(config_arg: str) -> Target:
 def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):
     """``coro_fn(client)`` against the running coordinator; ``NotRunning`` when nothing
     serves or no replica answers."""
-    from coordinator.client import CoordinatorError
+    from agora.coordinator.client import CoordinatorError
 
     if not t.serving():
         raise t.not_running()

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agents.workloads.alibaba import SPLITS  # how a node list is split into sites
-from agents.workloads.errors import InputError
-from agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
+from agora.agents.workloads.alibaba import SPLITS  # how a node list is split into sites
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
                                         get_number, get_str, load_yaml)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -210,14 +210,14 @@ class UpConfig:
     def scenario(self):
         """The run's input as ``agents.sim.runner.Scenario`` (same meaning of cluster,
         workload, sites, split and load as ``agora simulate``)."""
-        from agents.sim.runner import Scenario
+        from agora.agents.sim.runner import Scenario
 
         return Scenario(cluster=self.cluster, workload=self.workload, sites=self.sites,
                         split=self.split, load=self.load)
 
     def load_cluster(self):
         """The cluster (``agents.domain.Cluster``) the config names."""
-        from agents.workloads.loader import load_cluster
+        from agora.agents.workloads.loader import load_cluster
 
         return load_cluster(self.cluster, sites=self.sites, split=self.split)
 
@@ -232,7 +232,7 @@ class UpConfig:
         ``metrics.enabled`` every replica serves metrics on ``metrics.host`` at an ephemeral
         port (unless ``coordinator.metrics_port`` says otherwise); with ``tls.enabled``,
         mutual TLS from ``tls.certs_dir``."""
-        from coordinator.config import CoordinatorConfig
+        from agora.coordinator.config import CoordinatorConfig
 
         if len(addresses) != self.replicas:
             raise ValueError(f"{len(addresses)} replica addresses for replicas: "
@@ -243,7 +243,7 @@ class UpConfig:
         if self.metrics.enabled and {"metrics_port", "metrics_host"} <= known:
             kw.update(metrics_port=0, metrics_host=self.metrics.host)  # ephemeral ports
         if self.tls.enabled and "tls" in known:
-            from coordinator.config import TlsConfig
+            from agora.coordinator.config import TlsConfig
 
             kw["tls"] = TlsConfig(enabled=True, certs_dir=str(self.tls.certs_dir))
         kw.update(self.coordinator)
@@ -331,8 +331,8 @@ def _replicas(where: Where, v: Any) -> int:
 
 
 def _synthetic_check(where: Where, spec: str) -> None:
-    from agents.workloads import synthetic
-    from agents.workloads.loader import parse_synthetic
+    from agora.agents.workloads import synthetic
+    from agora.agents.workloads.loader import parse_synthetic
 
     try:
         params = parse_synthetic(spec)
@@ -407,7 +407,7 @@ def _section(where: Where, data: Any, cls, checks: dict[str, Callable]) -> Any:
 
 
 def _coordinator(base: Path, n: int, where: Where, data: Any) -> dict[str, Any]:
-    from coordinator.config import CoordinatorConfig, config_from_dict
+    from agora.coordinator.config import CoordinatorConfig, config_from_dict
 
     allowed = tuple(f.name for f in fields(CoordinatorConfig)
                     if f.name not in _COORDINATOR_SET_BY_UP)

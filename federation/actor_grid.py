@@ -24,8 +24,8 @@ from flwr.app import Message
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
 
-from federation.grid import FIRST_NODE_ID, SiteGrid, SiteNode
-from federation.server import FederationConfig, run_federation
+from agora.federation.grid import FIRST_NODE_ID, SiteGrid, SiteNode
+from agora.federation.server import FederationConfig, run_federation
 
 
 def to_bytes(msg: Message) -> bytes:
@@ -60,9 +60,9 @@ class ActorTrainer:
     def build(self, site: str):
         from flwr.app import Context, RecordDict
 
-        from agents.learn.loop import TrainConfig
-        from federation.client_app import make_client_app
-        from federation.ppo_learner import PPOSiteLearner
+        from agora.agents.learn.loop import TrainConfig
+        from agora.federation.client_app import make_client_app
+        from agora.federation.ppo_learner import PPOSiteLearner
 
         app = make_client_app(PPOSiteLearner(site, TrainConfig.from_dict(self.learner)))
         ctx = Context(run_id=1, node_id=0, node_config={"site": site}, state=RecordDict(),
@@ -78,8 +78,8 @@ def learner_config(scenario, agent_cfg, seed: int, site_index: int) -> dict:
     """The ``agents.learn.loop.TrainConfig`` (as a dict) of one site's learner: the run's
     scenario, the checkpoint's agent shapes, no imitation warm start (the global model
     arrives with every round), the site's own seed."""
-    from agents.learn.loop import TrainConfig
-    from federation.train import site_seed
+    from agora.agents.learn.loop import TrainConfig
+    from agora.federation.train import site_seed
 
     return TrainConfig(scenario=asdict(scenario), seed=site_seed(seed, site_index),
                        bc_episodes=0, train_jobs=50, val_episodes=1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federation.learner import SiteLearner, check_weights
+from agora.federation.learner import SiteLearner, check_weights
 
 ARRAYS = "arrays"
 CONFIG = "config"

@@ -21,8 +21,8 @@ import importlib
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from federation.client_app import make_client_app
-from federation.learner import SiteLearner
+from agora.federation.client_app import make_client_app
+from agora.federation.learner import SiteLearner
 
 _apps: dict[tuple, ClientApp] = {}
 

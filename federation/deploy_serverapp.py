@@ -24,7 +24,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from federation.server import FederationConfig, make_strategy
+from agora.federation.server import FederationConfig, make_strategy
 
 app = ServerApp()
 

@@ -33,11 +33,11 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agents.sim.runner import Scenario
-from agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
-from agents.workloads.errors import InputError
-from agents.workloads.loader import parse_synthetic
-from agents.workloads.yamlmarks import (Where, at_item, at_key, get_int, get_list,
+from agora.agents.sim.runner import Scenario
+from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import parse_synthetic
+from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, get_int, get_list,
                                         get_mapping, get_number, get_str, load_yaml)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "deploy" / "configs" / "federation"
@@ -197,8 +197,8 @@ def alibaba_by_type(traces: str | Path, *, cache: str | Path, agent_sites: int =
             mixed-gpu groups queue (SJF vs random: -16% / -0.1% mean JCT, score 0.51 vs
             0.33 / 0.47 vs 0.39), cpu a little, g2 still not.
     """
-    from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pods
-    from agents.workloads.loader import load_cluster
+    from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pods
+    from agora.agents.workloads.loader import load_cluster
 
     traces, cache = Path(traces), Path(cache)
     nodes_csv, pods_csv = traces / ALIBABA_NODES, traces / ALIBABA_PODS

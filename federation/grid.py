@@ -33,8 +33,8 @@ from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
-from federation.client_app import ARRAYS
-from federation.learner import WeightError, check_weights
+from agora.federation.client_app import ARRAYS
+from agora.federation.learner import WeightError, check_weights
 
 FIRST_NODE_ID = 1000
 """site i is node FIRST_NODE_ID + i (Flower reserves node id 1 for the server)"""

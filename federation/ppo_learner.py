@@ -36,9 +36,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.loop import MixedSource, PPOLoop, TrainConfig
-from agents.learn.networks import get_weights, set_weights
+from agora.agents.learn import checkpoint
+from agora.agents.learn.loop import MixedSource, PPOLoop, TrainConfig
+from agora.agents.learn.networks import get_weights, set_weights
 
 TRAIN_KEYS = ("charts/steps", "charts/total_steps", "charts/updates", "charts/episodic_return",
               "charts/jct_mean_s", "charts/score", "losses/policy", "losses/value",

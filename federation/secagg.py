@@ -73,9 +73,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy.result import Result
 from flwr.supercore.run import Run
 
-from federation.grid import SiteGrid
-from federation.learner import SiteLearner, check_weights
-from federation.server import FederationConfig
+from agora.federation.grid import SiteGrid
+from agora.federation.learner import SiteLearner, check_weights
+from agora.federation.server import FederationConfig
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 from flwr.serverapp.strategy.result import Result
 
-from federation.grid import SiteGrid
+from agora.federation.grid import SiteGrid
 
 STRATEGIES = {"fedavg": FedAvg, "median": FedMedian, "trimmed": FedTrimmedAvg}
 

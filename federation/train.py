@@ -36,16 +36,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import Agents
-from agents.learn.loop import TRAIN_SEED_BASE, VAL_SEED_BASE, TrainConfig
-from agents.learn.networks import get_weights, set_weights
-from agents.learn.tracking import make_tracker
-from federation.client_app import make_client_app
-from federation.domains import Setup
-from federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
-from federation.ppo_learner import PPOSiteLearner
-from federation.server import FederationConfig, run_federation
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import Agents
+from agora.agents.learn.loop import TRAIN_SEED_BASE, VAL_SEED_BASE, TrainConfig
+from agora.agents.learn.networks import get_weights, set_weights
+from agora.agents.learn.tracking import make_tracker
+from agora.federation.client_app import make_client_app
+from agora.federation.domains import Setup
+from agora.federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.ppo_learner import PPOSiteLearner
+from agora.federation.server import FederationConfig, run_federation
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     log(f"federated train config: {json.dumps(record)}")
 
     if cfg.secagg:
-        from federation.secagg import make_secagg_client_app as make_app
+        from agora.federation.secagg import make_secagg_client_app as make_app
     else:
         make_app = make_client_app
     grid = SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i, make_app(l),
@@ -225,7 +225,7 @@ def _one_round(grid: SiteGrid, weights: list[np.ndarray], cfg: FedTrainConfig, r
                             trim_beta=cfg.trim_beta, seed=round_seed(cfg.seed, r))
     tc = {"round": r}
     if cfg.secagg:
-        from federation.secagg import SecAggConfig, run_secagg_federation
+        from agora.federation.secagg import SecAggConfig, run_secagg_federation
         # counts up to an episode past the budget; a larger max_weight only coarsens the
         # rounding of the counts (bound in federation/secagg.py)
         sa = SecAggConfig(max_weight=float(10 * cfg.local_steps + 10_000))

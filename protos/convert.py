@@ -29,7 +29,7 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from agents.domain import (
+from agora.agents.domain import (
     MILLI,
     Cluster,
     Demand,
@@ -46,9 +46,9 @@ from agents.domain import (
     run_problem,
     topological_order,
 )
-from agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
+from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
                            MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, id_problem)
-from protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
+from agora.protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
 
 M = TypeVar("M", bound=Message)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.workloads.errors import InputError
+from agora.agents.workloads.errors import InputError
 
 
 def check(e: InputError, path: Path | str, line: int | None, field: str | None,

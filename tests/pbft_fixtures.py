@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from coordinator.pbft.app import KVApp
-from coordinator.pbft.auth import ClientAuth, ReplicaAuth
-from coordinator.pbft.checker import Checker
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet, generate_keys
-from coordinator.pbft.messages import batch_digest
-from coordinator.pbft.replica import Replica
-from coordinator.pbft.simnet import LinkFaults, SimNet
-from coordinator.pbft.storage import MemoryStorage
-from protos.agora.v1.pbft_pb2 import Commit, PbftEnvelope, PbftMessage, PrePrepare, Prepare
+from agora.coordinator.pbft.app import KVApp
+from agora.coordinator.pbft.auth import ClientAuth, ReplicaAuth
+from agora.coordinator.pbft.checker import Checker
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet, generate_keys
+from agora.coordinator.pbft.messages import batch_digest
+from agora.coordinator.pbft.replica import Replica
+from agora.coordinator.pbft.simnet import LinkFaults, SimNet
+from agora.coordinator.pbft.storage import MemoryStorage
+from agora.protos.agora.v1.pbft_pb2 import Commit, PbftEnvelope, PbftMessage, PrePrepare, Prepare
 
 CLIENTS = ("c0", "c1")
 

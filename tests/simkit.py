@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.domain import Cluster, Demand, Faults, Job, Link, Node, PowerModel, Site, Task, Workload
+from agora.agents.domain import Cluster, Demand, Faults, Job, Link, Node, PowerModel, Site, Task, Workload
 
 
 def node(site: str, name: str, cpu: float, mem: int = 1 << 20, gpus: int = 0,

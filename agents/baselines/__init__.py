@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from agents.baselines.backfill import EasyBackfill
-from agents.baselines.fairness import DominantResourceFairness
-from agents.baselines.fgd import FragmentationGradientDescent
-from agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
-from agents.baselines.packing import LeastLoaded, Tetris
-from agents.baselines.spread import RandomSite, RoundRobin
-from agents.policy import Policy
+from agora.agents.baselines.backfill import EasyBackfill
+from agora.agents.baselines.fairness import DominantResourceFairness
+from agora.agents.baselines.fgd import FragmentationGradientDescent
+from agora.agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
+from agora.agents.baselines.packing import LeastLoaded, Tetris
+from agora.agents.baselines.spread import RandomSite, RoundRobin
+from agora.agents.policy import Policy
 
 BASELINES: dict[str, type] = {p.name: p for p in (
     RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, JobSrpt, Tetris,

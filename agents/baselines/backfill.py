@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.baselines.common import place_nearest
-from agents.domain import MILLI, Demand
-from agents.sim.capacity import take_gpus
-from agents.sim.engine import Decision, Simulator
-from agents.ledger import TaskEntry
+from agora.agents.baselines.common import place_nearest
+from agora.agents.domain import MILLI, Demand
+from agora.agents.sim.capacity import take_gpus
+from agora.agents.sim.engine import Decision, Simulator
+from agora.agents.ledger import TaskEntry
 
 
 class Reservation:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.sim.engine import Decision
-from agents.ledger import TaskEntry
+from agora.agents.sim.engine import Decision
+from agora.agents.ledger import TaskEntry
 
 
 def place_nearest(ctx: Decision, t: TaskEntry, n: int,

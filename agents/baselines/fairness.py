@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import heapq
 
-from agents.baselines.common import place_nearest
-from agents.sim.engine import Decision, Simulator
+from agora.agents.baselines.common import place_nearest
+from agora.agents.sim.engine import Decision, Simulator
 
 
 class DominantResourceFairness:

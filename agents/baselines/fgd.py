@@ -33,8 +33,8 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from agents.domain import MILLI, Demand
-from agents.sim.capacity import Capacity, take_gpus
+from agora.agents.domain import MILLI, Demand
+from agora.agents.sim.capacity import Capacity, take_gpus
 
 DEFAULT_THRESHOLD = 0.95
 """share of tasks the typical shapes cover (the authors' experiment configuration)"""

@@ -14,8 +14,8 @@ origin-first, nearest-site, best-fit (``common.place_nearest``).
 
 from __future__ import annotations
 
-from agents.baselines.common import place_nearest
-from agents.sim.engine import Decision, Simulator
+from agora.agents.baselines.common import place_nearest
+from agora.agents.sim.engine import Decision, Simulator
 
 
 class Fifo:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.sim.capacity import Capacity
-from agents.sim.engine import Decision, Simulator
-from agents.ledger import TaskEntry
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.engine import Decision, Simulator
+from agora.agents.ledger import TaskEntry
 
 REMOTE_PENALTY = 0.9
 

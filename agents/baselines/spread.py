@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.sim.engine import Decision, Simulator
+from agora.agents.sim.engine import Decision, Simulator
 
 
 class RandomSite:

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agents.process import die_with_parent
+from agora.agents.process import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Awaitable, Callable
 import grpc
 import numpy as np
 
-from agents.aio import cancel_and_wait
-from agents.step.codes import CodeBook
-from protos.agora.v1 import agent_pb2 as pb
-from protos.agora.v1 import agent_pb2_grpc as rpc
+from agora.agents.aio import cancel_and_wait
+from agora.agents.step.codes import CodeBook
+from agora.protos.agora.v1 import agent_pb2 as pb
+from agora.protos.agora.v1 import agent_pb2_grpc as rpc
 
 log = logging.getLogger(__name__)
 

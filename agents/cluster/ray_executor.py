@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from agents.cluster.node_runner import RunEnd, RunRequest, runner_name
-from agents.domain import MILLI, Cluster
-from agents.ledger import Ledger, TaskEntry
-from agents.sim.capacity import Capacity
-from agents.step.reports import ReportQueue
-from agents.step.seams import Ended
+from agora.agents.cluster.node_runner import RunEnd, RunRequest, runner_name
+from agora.agents.domain import MILLI, Cluster
+from agora.agents.ledger import Ledger, TaskEntry
+from agora.agents.sim.capacity import Capacity
+from agora.agents.step.reports import ReportQueue
+from agora.agents.step.seams import Ended
 
 log = logging.getLogger(__name__)
 

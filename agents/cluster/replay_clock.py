@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import ray
 
-from agents.sim.site_executor import ReplayClock, ReplayExecutor
+from agora.agents.sim.site_executor import ReplayClock, ReplayExecutor
 
 CLOCK_NAME = "agora-replay-clock"
 

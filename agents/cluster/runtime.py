@@ -25,11 +25,11 @@ import logging
 import os
 import time
 
-from agents.aio import cancel_and_wait
-from agents.ledger import TaskEntry
-from agents.step.observe import Observer
-from agents.step.policy import NumpyPolicy
-from agents.step.step import SiteAgent, act, speak, submit_decision
+from agora.agents.aio import cancel_and_wait
+from agora.agents.ledger import TaskEntry
+from agora.agents.step.observe import Observer
+from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.step import SiteAgent, act, speak, submit_decision
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from typing import Any
 import grpc
 import ray
 
-from agents import metrics as M
-from agents.cluster.peers import GrpcExchange
-from agents.cluster.registry import REGISTRY_NAME
-from agents.cluster.runtime import AgentRuntime
-from agents.domain import Cluster
-from agents.step.codes import code_bytes
-from agents.step.policy import NumpyPolicy
-from protos.agora.v1 import agent_pb2_grpc
+from agora.agents import metrics as M
+from agora.agents.cluster.peers import GrpcExchange
+from agora.agents.cluster.registry import REGISTRY_NAME
+from agora.agents.cluster.runtime import AgentRuntime
+from agora.agents.domain import Cluster
+from agora.agents.step.codes import code_bytes
+from agora.agents.step.policy import NumpyPolicy
+from agora.protos.agora.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

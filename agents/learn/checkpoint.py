@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
-from agents.step.policy import NumpyPolicy
-from agents.step.simulation import STATE_DIM
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
+from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.simulation import STATE_DIM
 
 FORMAT = "agora-learn-v2"
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.step.codes import dequantise, quantise
+from agora.agents.step.codes import dequantise, quantise
 
 class Codec(nn.Module):
     """VAE over one site's local state; shared by all sites (they see the same layout)."""

@@ -7,15 +7,15 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from agents.baselines import BASELINES
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.sim.config import SimConfig
-from agents.sim.engine import SimResult, Simulator
-from agents.sim.runner import Scenario, run_one
-from agents.step.codes import code_bytes
-from agents.step.observe import LOCAL_DIM
-from agents.step.simulation import AgentsPolicy
+from agora.agents.baselines import BASELINES
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import SimResult, Simulator
+from agora.agents.sim.runner import Scenario, run_one
+from agora.agents.step.codes import code_bytes
+from agora.agents.step.observe import LOCAL_DIM
+from agora.agents.step.simulation import AgentsPolicy
 
 SRPT_NAME = "srpt-market (ref.)"
 

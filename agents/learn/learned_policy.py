@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from agents.learn.codec import Codec
-from agents.learn.networks import ActorCritic
-from agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
-from agents.step.policy import NumpyPolicy
-from agents.step.simulation import STATE_DIM
+from agora.agents.learn.codec import Codec
+from agora.agents.learn.networks import ActorCritic
+from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
+from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.simulation import STATE_DIM
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,16 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
                               round_rewards, values_of)
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
-from agents.sim.runner import Scenario
-from agents.step.codes import code_bytes
-from agents.step.observe import LOCAL_DIM
-from agents.step.simulation import AgentsPolicy, Recorder
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.sim.runner import Scenario
+from agora.agents.step.codes import code_bytes
+from agora.agents.step.observe import LOCAL_DIM
+from agora.agents.step.simulation import AgentsPolicy, Recorder
 
 TRAIN_SEED_BASE = 10_000
 VAL_SEED_BASE = 5_000

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.baselines.fgd import FragModel, candidates
-from agents.domain import MILLI, Demand
-from agents.sim.capacity import Capacity
+from agora.agents.baselines.fgd import FragModel, candidates
+from agora.agents.domain import MILLI, Demand
+from agora.agents.sim.capacity import Capacity
 
 FEATURES = ("neg_frag_growth", "frag_after", "gpu_left", "whole_left", "cpu_left",
             "tightness", "cpu_task_on_gpu_node")

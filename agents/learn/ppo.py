@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from agents.learn.ranking import first_choice_entropy, log_prob
-from agents.sim.config import Reward
-from agents.step.codes import dequantise
+from agora.agents.learn.ranking import first_choice_entropy, log_prob
+from agora.agents.sim.config import Reward
+from agora.agents.step.codes import dequantise
 
 
 @dataclass(frozen=True)

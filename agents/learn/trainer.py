@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.loop import (TRAIN_SEED_BASE, VAL_SEED_BASE, EpisodeSource, MixedSource,
+from agora.agents.learn import checkpoint
+from agora.agents.learn.loop import (TRAIN_SEED_BASE, VAL_SEED_BASE, EpisodeSource, MixedSource,
                                PPOLoop, TrainConfig, run_episode, validate)
-from agents.learn.tracking import make_tracker
+from agora.agents.learn.tracking import make_tracker
 
 __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "PPOLoop",
            "TrainConfig", "run_episode", "validate", "train", "validation_references",
@@ -118,8 +118,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
 def validation_references(src: EpisodeSource, n: int) -> dict:
     """SJF and the SRPT-market reference on the validation episodes (logged once, so the
     curve can be read against them)."""
-    from agents.learn.evaluate import run_srpt
-    from agents.sim.runner import run_one
+    from agora.agents.learn.evaluate import run_srpt
+    from agora.agents.sim.runner import run_one
 
     out: dict[str, list[float]] = {}
     for i in range(n):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.domain import MILLI, Cluster, Demand
+from agora.agents.domain import MILLI, Cluster, Demand
 
 GpuSlots = tuple[tuple[int, int], ...]
 """(gpu index on the node, milli-gpus taken) for one placed instance"""

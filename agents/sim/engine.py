@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.domain import Cluster, Job, Workload, why_unschedulable
-from agents.ledger import JobEntry, Ledger, TaskEntry
-from agents.policy import Policy
-from agents.sim.capacity import Capacity
-from agents.sim.config import SimConfig
-from agents.sim.draws import task_key, uniform
-from agents.sim.metrics import Accounting, compute_metrics
-from agents.sim.state import Attempt
+from agora.agents.domain import Cluster, Job, Workload, why_unschedulable
+from agora.agents.ledger import JobEntry, Ledger, TaskEntry
+from agora.agents.policy import Policy
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.draws import task_key, uniform
+from agora.agents.sim.metrics import Accounting, compute_metrics
+from agora.agents.sim.state import Attempt
 
 ARRIVE, END, DOWN, UP = 0, 1, 2, 3
 

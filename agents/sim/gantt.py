@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from agents.sim.engine import SimResult
+from agora.agents.sim.engine import SimResult
 
 MAX_BARS = 20_000
 """per site; beyond this the chart shows the first MAX_BARS runs (and says so)"""

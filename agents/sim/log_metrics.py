@@ -11,13 +11,13 @@ ledger says so, at the time of their last instance's end.
 
 from __future__ import annotations
 
-from agents.domain import Cluster
-from agents.ledger import Ledger
-from agents.ledger_codec import apply_update
-from agents.sim.capacity import Capacity
-from agents.sim.config import Objective
-from agents.sim.metrics import Accounting, metrics_of
-from agents.sim.state import Attempt
+from agora.agents.domain import Cluster
+from agora.agents.ledger import Ledger
+from agora.agents.ledger_codec import apply_update
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.config import Objective
+from agora.agents.sim.metrics import Accounting, metrics_of
+from agora.agents.sim.state import Attempt
 
 
 class LogAccount:

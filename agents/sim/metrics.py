@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agents.domain import MILLI, Cluster
-from agents.sim.capacity import Capacity
-from agents.sim.config import Objective
+from agora.agents.domain import MILLI, Cluster
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.config import Objective
 
 if TYPE_CHECKING:
-    from agents.sim.engine import Simulator
-    from agents.ledger import TaskEntry
-    from agents.sim.state import Attempt
+    from agora.agents.sim.engine import Simulator
+    from agora.agents.ledger import TaskEntry
+    from agora.agents.sim.state import Attempt
 
 J_PER_KWH = 3.6e6
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from agents.baselines import BASELINES, make_policy
-from agents.domain import Cluster, Workload
-from agents.sim.config import SimConfig
-from agents.sim.engine import SimResult, Simulator
-from agents.workloads.loader import load_cluster, load_workload
-from agents.workloads.transform import at_load, inflate, scale_arrivals
+from agora.agents.baselines import BASELINES, make_policy
+from agora.agents.domain import Cluster, Workload
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import SimResult, Simulator
+from agora.agents.workloads.loader import load_cluster, load_workload
+from agora.agents.workloads.transform import at_load, inflate, scale_arrivals
 
 
 @dataclass(frozen=True)

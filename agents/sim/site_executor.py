@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agents.domain import Cluster
-from agents.ledger import TaskEntry
-from agents.sim.capacity import Capacity
-from agents.sim.engine import fault_draws
-from agents.step.reports import ReportQueue
-from agents.step.seams import Ended
+from agora.agents.domain import Cluster
+from agora.agents.ledger import TaskEntry
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.engine import fault_draws
+from agora.agents.step.reports import ReportQueue
+from agora.agents.step.seams import Ended
 
 
 @dataclass(frozen=True)

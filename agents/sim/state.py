@@ -7,7 +7,7 @@ when it ends, which gpus it holds, and how it ended.
 
 from __future__ import annotations
 
-from agents.ledger import TaskEntry
+from agora.agents.ledger import TaskEntry
 
 
 class Attempt:

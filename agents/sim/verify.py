@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from agents.domain import MILLI
-from agents.sim.engine import SimResult
+from agora.agents.domain import MILLI
+from agora.agents.sim.engine import SimResult
 
 
 def verify(result: SimResult) -> list[str]:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.domain import Cluster
-from agents.ledger import Ledger, TaskEntry
-from agents.sim.capacity import Capacity
+from agora.agents.domain import Cluster
+from agora.agents.ledger import Ledger, TaskEntry
+from agora.agents.sim.capacity import Capacity
 
 LOG_DIV = 10.0
 """log-scaled quantities are log1p(x) / LOG_DIV: 1 s -> 0.07, 1 min -> 0.41, 1 h -> 0.82"""

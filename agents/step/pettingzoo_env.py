@@ -33,13 +33,13 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from agents.domain import Cluster, Workload
-from agents.sim.config import Reward, SimConfig
-from agents.sim.engine import Simulator
-from agents.step.observe import OBS_BOUND, OWN_FEATURES, SLOT_FEATURES, Observer, SiteObs
-from agents.step.policy import offers_of
-from agents.step.seams import SitePart
-from agents.step.simulation import (STATE_DIM, MemoryClearinghouse, SimExecutor,
+from agora.agents.domain import Cluster, Workload
+from agora.agents.sim.config import Reward, SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.step.observe import OBS_BOUND, OWN_FEATURES, SLOT_FEATURES, Observer, SiteObs
+from agora.agents.step.policy import offers_of
+from agora.agents.step.seams import SitePart
+from agora.agents.step.simulation import (STATE_DIM, MemoryClearinghouse, SimExecutor,
                                     system_state)
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.market import Offer, price_of
-from agents.step.codes import dequantise, quantise
+from agora.agents.market import Offer, price_of
+from agora.agents.step.codes import dequantise, quantise
 
 NEG = -1e9
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from agents.step.seams import Ended
+from agora.agents.step.seams import Ended
 
 
 class ReportQueue:

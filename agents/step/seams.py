@@ -17,10 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from agents.ledger import Ledger, TaskEntry
-from agents.market import Offer
-from agents.sim.capacity import Capacity
-from agents.step.codes import CodeBook
+from agora.agents.ledger import Ledger, TaskEntry
+from agora.agents.market import Offer
+from agora.agents.sim.capacity import Capacity
+from agora.agents.step.codes import CodeBook
 
 
 @dataclass(frozen=True, slots=True)

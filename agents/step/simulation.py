@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.market import LedgerBook, admit_offers, clear, site_preference
-from agents.sim.engine import Decision as SimDecision
-from agents.sim.engine import Simulator
-from agents.step.observe import Observer, SiteObs, _log
-from agents.step.policy import NumpyPolicy
-from agents.step.seams import Ended, MemoryExchange, RoundInfo, SitePart
-from agents.step.step import Decision, SiteAgent, act
+from agora.agents.market import LedgerBook, admit_offers, clear, site_preference
+from agora.agents.sim.engine import Decision as SimDecision
+from agora.agents.sim.engine import Simulator
+from agora.agents.step.observe import Observer, SiteObs, _log
+from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.seams import Ended, MemoryExchange, RoundInfo, SitePart
+from agora.agents.step.step import Decision, SiteAgent, act
 
 STATE_FEATURES = ("log_open_tasks", "jobs_to_arrive_frac", "instances_done_frac",
                   "free_cpu_mean", "free_cpu_min", "free_cpu_max", "free_mem_mean",

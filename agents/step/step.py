@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.step.codes import normalised_entropy
-from agents.step.observe import Observer, SiteObs
-from agents.step.policy import NumpyPolicy, log_prob_np, offers_of, sample_orders, teacher_orders
-from agents.step.seams import Clearinghouse, Exchange, Executor, RoundInfo, SitePart
-from agents.market import Offer
+from agora.agents.step.codes import normalised_entropy
+from agora.agents.step.observe import Observer, SiteObs
+from agora.agents.step.policy import NumpyPolicy, log_prob_np, offers_of, sample_orders, teacher_orders
+from agora.agents.step.seams import Clearinghouse, Exchange, Executor, RoundInfo, SitePart
+from agora.agents.market import Offer
 
 
 @dataclass

@@ -35,9 +35,9 @@ import zlib
 from pathlib import Path
 from typing import Mapping
 
-from agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
-from agents.workloads.errors import InputError
-from agents.workloads.yamlmarks import read_text, split_lines
+from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import read_text, split_lines
 
 NODE_HEADER = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_HEADER = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",

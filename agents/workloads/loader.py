@@ -21,11 +21,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agents.domain import Cluster, Workload
-from agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
-from agents.workloads.errors import InputError
-from agents.workloads.native import read_cluster, read_jobs
-from agents.workloads.swf import read_swf
+from agora.agents.domain import Cluster, Workload
+from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.native import read_cluster, read_jobs
+from agora.agents.workloads.swf import read_swf
 
 DEFAULT_CLUSTER = Path(__file__).parent / "cluster-default.yaml"
 
@@ -139,9 +139,9 @@ def _synthetic(spec: str, cluster: Cluster, options: dict[str, Any]) -> Workload
     for k, v in options.items():
         params.setdefault(k, v)
     try:
-        synthetic = importlib.import_module("agents.workloads.synthetic")
+        synthetic = importlib.import_module("agora.agents.workloads.synthetic")
     except ModuleNotFoundError as e:
-        if e.name != "agents.workloads.synthetic":
+        if e.name != "agora.agents.workloads.synthetic":
             raise
         raise InputError(path=spec, line=None, field=None,
                          problem=f"the synthetic generator is not available ({e})",

@@ -32,9 +32,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
-from agents.workloads.errors import InputError
-from agents.workloads.yamlmarks import read_text, split_lines
+from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import read_text, split_lines
 
 FIELDS = ("job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
           "average_cpu_time", "used_memory", "requested_processors", "requested_time",

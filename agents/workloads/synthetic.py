@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, fits_node
+from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, fits_node
 
 # Demand mix. Smaller requests are the common case in production traces (Alibaba, Borg).
 _CPU_CORES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)

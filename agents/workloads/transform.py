@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agents.domain import Cluster, Workload
+from agora.agents.domain import Cluster, Workload
 
 RESOURCES = ("cpu", "mem", "gpu")
 

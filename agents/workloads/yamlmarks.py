@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from agents.workloads.errors import InputError
+from agora.agents.workloads.errors import InputError
 
 
 class MarkedDict(dict):

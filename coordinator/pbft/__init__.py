@@ -4,7 +4,7 @@ TOCS 2002). n = 3f+1 replicas order client requests; sans-IO: no threads, socket
 
 The API a transport is written against:
 
-    from coordinator.pbft import (PbftConfig, generate_keys, KeySet, Replica, Client,
+    from agora.coordinator.pbft import (PbftConfig, generate_keys, KeySet, Replica, Client,
                                   SqliteStorage, MemoryStorage, Send, Broadcast, Reply,
                                   Completed)
 
@@ -36,13 +36,13 @@ state transfer, catch-up), recovery (restart), client; for testing: simnet (dete
 network), byzantine (faulty behaviours), checker (safety/liveness), explorer (Twins-style).
 """
 
-from coordinator.pbft.app import App, KVApp
-from coordinator.pbft.client import Client
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet, generate_keys
-from coordinator.pbft.messages import Action, Broadcast, Completed, Reply, Send
-from coordinator.pbft.replica import Replica
-from coordinator.pbft.storage import MemoryStorage, SqliteStorage, Storage
+from agora.coordinator.pbft.app import App, KVApp
+from agora.coordinator.pbft.client import Client
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet, generate_keys
+from agora.coordinator.pbft.messages import Action, Broadcast, Completed, Reply, Send
+from agora.coordinator.pbft.replica import Replica
+from agora.coordinator.pbft.storage import MemoryStorage, SqliteStorage, Storage
 
 __all__ = [
     "Action", "App", "Broadcast", "Client", "Completed", "KVApp", "KeySet", "MemoryStorage",

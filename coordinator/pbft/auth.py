@@ -16,9 +16,9 @@ import hmac
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from coordinator.pbft.keys import KeySet
-from coordinator.pbft.messages import request_digest, request_signing_bytes
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
+from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.pbft.messages import request_digest, request_signing_bytes
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 
 SIGN_DOMAIN = b"agora.pbft.v1\0"
 MAC_LEN = 16

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import random
 
-from coordinator.pbft.checkpoint import _parse
-from coordinator.pbft.messages import Broadcast, Send, batch_digest
-from protos.agora.v1.pbft_pb2 import NewView, PbftEnvelope, PbftMessage, PrePrepare, ViewChange
+from agora.coordinator.pbft.checkpoint import _parse
+from agora.coordinator.pbft.messages import Broadcast, Send, batch_digest
+from agora.protos.agora.v1.pbft_pb2 import NewView, PbftEnvelope, PbftMessage, PrePrepare, ViewChange
 
 
 class Behaviour:

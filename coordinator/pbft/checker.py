@@ -12,7 +12,7 @@ replies), i.e. progress resumed after the network healed.
 
 from __future__ import annotations
 
-from coordinator.pbft.simnet import SimNet
+from agora.coordinator.pbft.simnet import SimNet
 
 
 class Checker:

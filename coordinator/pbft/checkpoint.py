@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from coordinator.pbft.messages import Broadcast, Send
-from protos.agora.v1.pbft_pb2 import (
+from agora.coordinator.pbft.messages import Broadcast, Send
+from agora.protos.agora.v1.pbft_pb2 import (
     Checkpoint,
     CheckpointState,
     ClientRecord,
@@ -30,7 +30,7 @@ from protos.agora.v1.pbft_pb2 import (
     PbftStatus,
     StateTransfer,
 )
-from protos.wire import field_header
+from agora.protos.wire import field_header
 
 
 def checkpoint_bytes(seq: int, app_snapshot: bytes,

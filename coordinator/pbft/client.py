@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-from coordinator.pbft.auth import ClientAuth
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet
-from coordinator.pbft.messages import Action, Broadcast, Completed, Send, as_envelope
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from agora.coordinator.pbft.auth import ClientAuth
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.pbft.messages import Action, Broadcast, Completed, Send, as_envelope
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 
 
 class ReplyTally:

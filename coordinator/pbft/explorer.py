@@ -23,10 +23,10 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from coordinator.pbft.byzantine import BEHAVIOURS, Censor
-from coordinator.pbft.checker import Checker
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.simnet import LinkFaults, SimNet
+from agora.coordinator.pbft.byzantine import BEHAVIOURS, Censor
+from agora.coordinator.pbft.checker import Checker
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.simnet import LinkFaults, SimNet
 
 FAULTS = ("none", "crash", "restart", "twins", "twins", *sorted(BEHAVIOURS))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest, PreparedCert
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest, PreparedCert
 
 
 class Slot:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftRequest
 
 REQUEST_DOMAIN = b"agora.pbft.v1.request\0"
 NULL_DIGEST = hashlib.sha256(b"batch").digest()

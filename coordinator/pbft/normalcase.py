@@ -11,9 +11,9 @@ view-change timer runs while it holds one that has not executed.
 
 from __future__ import annotations
 
-from coordinator.pbft.log import Slot
-from coordinator.pbft.messages import Broadcast, Reply, Send, batch_digest_of, request_digest
-from protos.agora.v1.pbft_pb2 import (
+from agora.coordinator.pbft.log import Slot
+from agora.coordinator.pbft.messages import Broadcast, Reply, Send, batch_digest_of, request_digest
+from agora.protos.agora.v1.pbft_pb2 import (
     Commit,
     PbftEnvelope,
     PbftMessage,

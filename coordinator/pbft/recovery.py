@@ -13,11 +13,11 @@ number, with no replica, keys or network.
 
 from __future__ import annotations
 
-from coordinator.pbft.app import App
-from coordinator.pbft.log import Slot
-from coordinator.pbft.normalcase import NormalCaseMixin
-from coordinator.pbft.storage import StoredState
-from protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
+from agora.coordinator.pbft.app import App
+from agora.coordinator.pbft.log import Slot
+from agora.coordinator.pbft.normalcase import NormalCaseMixin
+from agora.coordinator.pbft.storage import StoredState
+from agora.protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
 
 
 def recover(replica, st: StoredState) -> None:

@@ -23,18 +23,18 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-from coordinator.pbft.app import App
-from coordinator.pbft.auth import ReplicaAuth
-from coordinator.pbft.checkpoint import CheckpointMixin
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet
-from coordinator.pbft.log import Slot
-from coordinator.pbft.messages import Action, Broadcast, Send, as_envelope
-from coordinator.pbft.normalcase import NormalCaseMixin
-from coordinator.pbft.recovery import recover
-from coordinator.pbft.storage import Storage
-from coordinator.pbft.viewchange import ViewChangeMixin
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
+from agora.coordinator.pbft.app import App
+from agora.coordinator.pbft.auth import ReplicaAuth
+from agora.coordinator.pbft.checkpoint import CheckpointMixin
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.pbft.log import Slot
+from agora.coordinator.pbft.messages import Action, Broadcast, Send, as_envelope
+from agora.coordinator.pbft.normalcase import NormalCaseMixin
+from agora.coordinator.pbft.recovery import recover
+from agora.coordinator.pbft.storage import Storage
+from agora.coordinator.pbft.viewchange import ViewChangeMixin
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 
 _MAC_KINDS = ("pre_prepare", "prepare", "commit", "checkpoint", "fetch_state", "state", "status")
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from coordinator.pbft.app import KVApp
-from coordinator.pbft.client import Client
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet, generate_keys
-from coordinator.pbft.messages import Broadcast, Completed, Reply, Send
-from coordinator.pbft.replica import Replica
-from coordinator.pbft.storage import MemoryStorage
+from agora.coordinator.pbft.app import KVApp
+from agora.coordinator.pbft.client import Client
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet, generate_keys
+from agora.coordinator.pbft.messages import Broadcast, Completed, Reply, Send
+from agora.coordinator.pbft.replica import Replica
+from agora.coordinator.pbft.storage import MemoryStorage
 
 
 @dataclass

@@ -27,7 +27,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
-from protos.agora.v1.pbft_pb2 import PbftEnvelope, PrePrepare, PreparedCert
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PrePrepare, PreparedCert
 
 log = logging.getLogger("agora.storage")
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.pbft.checkpoint import _parse
-from coordinator.pbft.messages import NULL_DIGEST, Broadcast, Send, batch_digest_of, request_digest
-from protos.agora.v1.pbft_pb2 import (
+from agora.coordinator.pbft.checkpoint import _parse
+from agora.coordinator.pbft.messages import NULL_DIGEST, Broadcast, Send, batch_digest_of, request_digest
+from agora.protos.agora.v1.pbft_pb2 import (
     NewView,
     PbftEnvelope,
     PbftMessage,

@@ -1,4 +1,4 @@
-"""``make run`` (``python -m deploy.demo``): Agora's main job on its embedded default.
+"""``make run`` (``python -m agora.deploy.demo``): Agora's main job on its embedded default.
 
 It brings the system up (``agora up --detach`` on ``deploy/demo/up.yaml``: 3 sites of one
 node each on a local multi-node Ray, 4 replicas), submits the bundled demo workload
@@ -24,8 +24,8 @@ OUT = HERE.parent.parent / "out" / "demo"
 
 
 def main() -> int:
-    from deploy.cli import main as agora
-    from deploy.run_report import run_figures, runs_from_folders, write_runs_gantt
+    from agora.deploy.cli import main as agora
+    from agora.deploy.run_report import run_figures, runs_from_folders, write_runs_gantt
 
     if OUT.exists():
         print(f"removing the previous demo's outputs and state in {OUT}")

@@ -39,4 +39,4 @@ PY
 )"
 fi
 
-exec ray job submit --address "$ADDRESS" --working-dir . --runtime-env-json "$RUNTIME_ENV" -- python -m deploy.cli up --config "$CONFIG" "$@"
+exec ray job submit --address "$ADDRESS" --working-dir . --runtime-env-json "$RUNTIME_ENV" -- python -m agora.deploy.cli up --config "$CONFIG" "$@"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents.baselines import BASELINES, make_policy
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
-from agents.sim.verify import verify
+from agora.agents.baselines import BASELINES, make_policy
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.sim.verify import verify
 from tests.simkit import cluster, job, node, site, task, workload
 
 

@@ -13,10 +13,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import Cluster, Demand, Job, Node, Site, Task
-from agents.ledger import Ledger
-from agents.market import Bid, LedgerBook, clear, site_preference
-from agents.sim.capacity import Capacity
+from agora.agents.domain import Cluster, Demand, Job, Node, Site, Task
+from agora.agents.ledger import Ledger
+from agora.agents.market import Bid, LedgerBook, clear, site_preference
+from agora.agents.sim.capacity import Capacity
 
 
 def reference_best_fit(cap: Capacity, d: Demand, site: int) -> int | None:

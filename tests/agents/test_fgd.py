@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.baselines.fgd import FragModel, Shape, fgd_choice, typical_shapes
-from agents.domain import Demand
-from agents.sim.capacity import Capacity
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
-from agents.sim.verify import verify
-from agents.baselines import make_policy
+from agora.agents.baselines.fgd import FragModel, Shape, fgd_choice, typical_shapes
+from agora.agents.domain import Demand
+from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.sim.verify import verify
+from agora.agents.baselines import make_policy
 from tests.simkit import cluster, job, node, site, task, workload
 
 
@@ -80,7 +80,7 @@ def test_in_the_simulator_fgd_runs_both_large_shares_at_once(policy, d_start):
 
 
 def test_the_learned_placer_starts_as_fgd_and_cem_never_returns_worse():
-    from agents.learn.placement import LinearPlacer, cem, fgd_weights, replay, cost
+    from agora.agents.learn.placement import LinearPlacer, cem, fgd_weights, replay, cost
     cl = cluster(site("s", *[node("s", f"n{i}", 16, gpus=2, model="T4") for i in range(4)]))
     shares = [Demand(1000, 0, g) for g in (300, 600, 250, 1000, 500, 700, 2000, 400)] * 3
     m = FragModel(typical_shapes(shares), Capacity(cl).models)
@@ -106,7 +106,7 @@ def test_the_learned_placer_starts_as_fgd_and_cem_never_returns_worse():
 
 
 def test_learned_weights_are_adopted_only_where_they_beat_fgd_on_every_order():
-    from agents.learn.placement import adopt, fgd_weights
+    from agora.agents.learn.placement import adopt, fgd_weights
     better = np.arange(7, dtype=float)
     costs = {0: (1.0, 0.8), 1: (1.0, 0.9), 2: (1.0, 1.1)}      # order: (fgd, candidate)
 

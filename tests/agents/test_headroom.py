@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agents.headroom import _srpt_total_completion, pooled_srpt_bound, rollout_oracle
-from agents.sim.config import SimConfig
-from agents.sim.runner import run_one
-from agents.workloads.synthetic import generate
+from agora.agents.headroom import _srpt_total_completion, pooled_srpt_bound, rollout_oracle
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.runner import run_one
+from agora.agents.workloads.synthetic import generate
 from tests.simkit import cluster, job, node, site, task, workload
 
 

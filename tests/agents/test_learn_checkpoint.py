@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.learn.networks import get_weights, set_weights
-from deploy.cli import main
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.networks import get_weights, set_weights
+from agora.deploy.cli import main
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 
@@ -66,7 +66,7 @@ def test_evaluate_lists_learned_and_every_baseline(trained, capsys):
     assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), "--workload", WL,
                  "--seeds", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    from agents.baselines import BASELINES
+    from agora.agents.baselines import BASELINES
     assert {"learned", *BASELINES} <= set(out["policies"])
     assert len(out["policies"]["learned"]["jct_mean_s"]["values"]) == 2
     assert out["comm"]["bytes_per_msg"] * 16 <= out["comm"]["raw_state_bytes"]

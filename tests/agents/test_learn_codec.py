@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn.codec import Codec
-from agents.step.codes import CODE_RANGE, code_bytes, dequantise, quant_step, quantise
-from agents.step.observe import LOCAL_DIM
+from agora.agents.learn.codec import Codec
+from agora.agents.step.codes import CODE_RANGE, code_bytes, dequantise, quant_step, quantise
+from agora.agents.step.observe import LOCAL_DIM
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 

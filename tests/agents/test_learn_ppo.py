@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn.networks import NEG
-from agents.learn.ppo import PPOConfig, ValueNorm, gae, round_rewards
-from agents.learn.ranking import log_prob
-from agents.step.policy import log_prob_np, sample_orders
+from agora.agents.learn.networks import NEG
+from agora.agents.learn.ppo import PPOConfig, ValueNorm, gae, round_rewards
+from agora.agents.learn.ranking import log_prob
+from agora.agents.step.policy import log_prob_np, sample_orders
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 

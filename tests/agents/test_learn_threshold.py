@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.learn.ppo import PPOConfig
-from agents.learn.trainer import EpisodeSource, TrainConfig, run_episode, train
-from agents.sim.runner import Scenario
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.ppo import PPOConfig
+from agora.agents.learn.trainer import EpisodeSource, TrainConfig, run_episode, train
+from agora.agents.sim.runner import Scenario
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.learn.tracking import Tracker, make_tracker
+from agora.agents.learn.tracking import Tracker, make_tracker
 
 
 def scalars(folder):

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.ledger import DONE, GAVE_UP, OPEN, RUNNING, WAITING, Ledger
-from agents.ledger_codec import job_record_bytes, restore_job
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.ledger import DONE, GAVE_UP, OPEN, RUNNING, WAITING, Ledger
+from agora.agents.ledger_codec import job_record_bytes, restore_job
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.simkit import job, task
 
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.market import (PRICE_MAX, PRICE_SCALE, Bid, LedgerBook, Offer, admit_offers, clear,
+from agora.agents.market import (PRICE_MAX, PRICE_SCALE, Bid, LedgerBook, Offer, admit_offers, clear,
                            price_of, site_preference)
-from agents.sim.engine import Simulator
+from agora.agents.sim.engine import Simulator
 from tests.simkit import cluster, job, node, site, task, workload
 
 

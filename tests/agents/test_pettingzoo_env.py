@@ -9,11 +9,11 @@ import pytest
 import torch
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-from agents.sim.config import Reward, SimConfig
-from agents.sim.engine import Simulator
-from agents.step.pettingzoo_env import MarketEnv, split
-from agents.step.simulation import AgentsPolicy
-from agents.workloads.synthetic import generate
+from agora.agents.sim.config import Reward, SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.step.pettingzoo_env import MarketEnv, split
+from agora.agents.step.simulation import AgentsPolicy
+from agora.agents.workloads.synthetic import generate
 from tests.agents.test_step import CL, agents
 
 torch.set_num_threads(1)   # tests share a 2-core machine
@@ -55,7 +55,7 @@ def test_same_agents_same_schedule_in_env_and_simulation_engine():
     ref = Simulator(CL, wl, SimConfig(seed=0)).run(AgentsPolicy(pol)).metrics
     env = MarketEnv(cluster=CL, workload=wl, k=K, config=SimConfig(seed=0))
     obs, infos = env.reset(seed=0)
-    from agents.step.codes import CodeBook
+    from agora.agents.step.codes import CodeBook
     book = CodeBook(len(CL.sites), 8)
     while env.agents:
         rows = np.stack([obs[a] for a in env.possible_agents])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.domain import (Link, NodeOutage, PowerModel, Run, topological_order,
+from agora.agents.domain import (Link, NodeOutage, PowerModel, Run, topological_order,
                            why_unschedulable)
-from agents.workloads.errors import InputError
-from agents.workloads.native import read_cluster, read_jobs, write_cluster, write_jobs
-from agents.workloads.yamlmarks import load_yaml
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.native import read_cluster, read_jobs, write_cluster, write_jobs
+from agora.agents.workloads.yamlmarks import load_yaml
 from tests.errorcheck import check
 
 FIX = Path(__file__).parents[1] / "fixtures"

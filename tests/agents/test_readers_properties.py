@@ -13,11 +13,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import MILLI, Cluster, Demand, Workload, run_problem, topological_order
-from agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands, read_alibaba_pods
-from agents.workloads.errors import InputError
-from agents.workloads.native import read_cluster, read_jobs
-from agents.workloads.swf import read_swf
+from agora.agents.domain import MILLI, Cluster, Demand, Workload, run_problem, topological_order
+from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands, read_alibaba_pods
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.native import read_cluster, read_jobs
+from agora.agents.workloads.swf import read_swf
 
 FIX = Path(__file__).parents[1] / "fixtures"
 CLUSTER = read_cluster(FIX / "cluster_small.yaml")

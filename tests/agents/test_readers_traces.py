@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.workloads.alibaba import (QOS_WEIGHTS, read_alibaba_nodes, read_alibaba_pod_demands,
+from agora.agents.workloads.alibaba import (QOS_WEIGHTS, read_alibaba_nodes, read_alibaba_pod_demands,
                                       read_alibaba_pods)
-from agents.workloads.errors import InputError
-from agents.workloads.loader import load_cluster, load_workload, parse_synthetic
-from agents.workloads.native import read_cluster
-from agents.workloads.swf import read_swf, read_swf_report
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import load_cluster, load_workload, parse_synthetic
+from agora.agents.workloads.native import read_cluster
+from agora.agents.workloads.swf import read_swf, read_swf_report
 from tests.errorcheck import check
 
 FIX = Path(__file__).parents[1] / "fixtures"
@@ -270,9 +270,9 @@ def test_load_workload_kinds():
 def test_load_synthetic(monkeypatch):
     c = read_cluster(FIX / "cluster_small.yaml")
     calls = []
-    fake = types.ModuleType("agents.workloads.synthetic")
+    fake = types.ModuleType("agora.agents.workloads.synthetic")
     fake.generate = lambda cluster, seed, **kw: calls.append((cluster, seed, kw)) or "W"
-    monkeypatch.setitem(sys.modules, "agents.workloads.synthetic", fake)
+    monkeypatch.setitem(sys.modules, "agora.agents.workloads.synthetic", fake)
     assert load_workload("synthetic", c) == "W"
     assert load_workload("synthetic:jobs=20,rate=0.5,seed=3,kind=dag,dags=true", c) == "W"
     assert load_workload("synthetic:jobs=5", c, seed=9) == "W"
@@ -292,7 +292,7 @@ def test_load_synthetic(monkeypatch):
           "synthetic:jobz=4", None, "jobz", "unknown synthetic parameter", "seed, jobs")
     check(pytest.raises(InputError, load_workload, "synthetic:jobs=0", c).value,
           "synthetic:jobs=0", None, None, "jobs must be >= 1")
-    monkeypatch.setitem(sys.modules, "agents.workloads.synthetic", None)
+    monkeypatch.setitem(sys.modules, "agora.agents.workloads.synthetic", None)
     check(pytest.raises(InputError, load_workload, "synthetic", c).value, "synthetic", None,
           None, "not available")
 

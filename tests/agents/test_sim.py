@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from agents.baselines import BASELINES, make_policy
-from agents.baselines.ordering import Fifo
-from agents.domain import Faults, Link, NodeOutage, PowerModel
-from agents.sim.config import SimConfig
-from agents.sim.engine import SimulationError, Simulator
-from agents.sim.verify import verify
-from agents.workloads.synthetic import generate
+from agora.agents.baselines import BASELINES, make_policy
+from agora.agents.baselines.ordering import Fifo
+from agora.agents.domain import Faults, Link, NodeOutage, PowerModel
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import SimulationError, Simulator
+from agora.agents.sim.verify import verify
+from agora.agents.workloads.synthetic import generate
 from tests.simkit import cluster, job, node, site, task, workload
 
 CHECKED = SimConfig(check_invariants=True)
@@ -158,7 +158,7 @@ def test_deadline_misses_and_score_are_bounded():
 
 
 def test_qos_is_bounded_and_still_ranks_under_heavy_queueing():
-    from agents.sim.metrics import qos_of
+    from agora.agents.sim.metrics import qos_of
     assert qos_of([1.0, 1.0]) == 1.0 and qos_of([]) == 0.0
     # 1 / mean slowdown gave 0.005 and 0.001 here (both ~0); the log form keeps them apart.
     heavy, heavier = qos_of([200.0] * 4), qos_of([1000.0] * 4)
@@ -234,7 +234,7 @@ def test_verifier_catches_an_overfull_node():
 
 
 def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
-    from agents.sim.report import paired_bootstrap, paired_table
+    from agora.agents.sim.report import paired_bootstrap, paired_table
     assert paired_bootstrap([0.1] * 5) == pytest.approx((0.1, 0.1, 0.1))
     m, lo, hi = paired_bootstrap([0.10, 0.12, 0.08, 0.11, 0.09])
     assert 0 < lo < m < hi and paired_bootstrap([0.10, 0.12, 0.08, 0.11, 0.09]) == (m, lo, hi)

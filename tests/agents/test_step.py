@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.learn.networks import ActorCritic
-from agents.market import price_of
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
-from agents.step.codes import CodeBook, normalised_entropy
-from agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES, Observer
-from agents.step.policy import NEG, NumpyPolicy, offers_of, sample_orders
-from agents.step.simulation import AgentsPolicy
-from agents.step.step import act
-from agents.workloads.synthetic import generate
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.networks import ActorCritic
+from agora.agents.market import price_of
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.step.codes import CodeBook, normalised_entropy
+from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES, Observer
+from agora.agents.step.policy import NEG, NumpyPolicy, offers_of, sample_orders
+from agora.agents.step.simulation import AgentsPolicy
+from agora.agents.step.step import act
+from agora.agents.workloads.synthetic import generate
 from tests.simkit import cluster, job, node, site, task, workload
 
 torch.set_num_threads(1)   # tests share a 2-core machine
@@ -54,7 +54,7 @@ def test_numpy_policy_computes_the_torch_actors_logits_and_codes(k, b, s):
     codes = rng.integers(-100, 100, size=(b, s, 8)).astype(np.int8)
     pm = rng.random((b, s)) < 0.5
     got = pol.logits(slots, mask, own, codes, pm)
-    from agents.step.codes import dequantise
+    from agora.agents.step.codes import dequantise
     want, _ = ag.model(torch.from_numpy(slots), torch.from_numpy(mask), torch.from_numpy(own),
                        torch.from_numpy(dequantise(codes)), torch.from_numpy(pm),
                        torch.zeros(b, ag.state_dim))

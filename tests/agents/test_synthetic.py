@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from agents.domain import (MILLI, Cluster, Node, Site, Workload, fits_node, topological_order,
+from agora.agents.domain import (MILLI, Cluster, Node, Site, Workload, fits_node, topological_order,
                            why_unschedulable)
-from agents.workloads.synthetic import generate, params_from_source
+from agora.agents.workloads.synthetic import generate, params_from_source
 
 
 def _site(name: str, *specs: tuple[str, float, int, int, str | None, int]) -> Site:

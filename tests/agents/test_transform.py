@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.workloads.transform import at_load, inflate, offered_load, scale_arrivals, window
+from agora.agents.workloads.transform import at_load, inflate, offered_load, scale_arrivals, window
 from tests.simkit import cluster, job, node, site, task, workload
 
 CL = cluster(site("s", node("s", "n", 10, mem=1000)))

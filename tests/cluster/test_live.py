@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.domain import Demand, Job, Run, Task
+from agora.agents.domain import Demand, Job, Run, Task
 from tests.cluster.test_replay import random_checkpoint
 
 CLUSTER = """
@@ -50,10 +50,10 @@ sys.exit(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
 def live(tmp_path_factory):
     import ray
 
-    from agents.cluster.ray_executor import RayExecutorSpec
-    from deploy.launch import bring_up
-    from deploy.replay import policy_arrays
-    from deploy.up_config import load_up_config
+    from agora.agents.cluster.ray_executor import RayExecutorSpec
+    from agora.deploy.launch import bring_up
+    from agora.deploy.replay import policy_arrays
+    from agora.deploy.up_config import load_up_config
 
     d = tmp_path_factory.mktemp("live")
     (d / "cluster.yaml").write_text(CLUSTER)
@@ -123,7 +123,7 @@ def ray_node_of() -> dict[str, str]:
     """Agora node -> the Ray node carrying its resource."""
     import ray
 
-    from agents.cluster.node_runner import NODE_RESOURCE_PREFIX
+    from agora.agents.cluster.node_runner import NODE_RESOURCE_PREFIX
     return {r[len(NODE_RESOURCE_PREFIX):]: n["NodeID"] for n in ray.nodes() if n["Alive"]
             for r in n["Resources"] if r.startswith(NODE_RESOURCE_PREFIX)}
 
@@ -154,7 +154,7 @@ def test_a_dag_runs_each_instance_once_on_its_committed_node_after_its_parents(l
 
 @pytest.mark.timeout(240)
 def test_a_failing_command_is_retried_then_reported_failed_with_its_exit_code(live):
-    from deploy.cli_jobs import job_rows
+    from agora.deploy.cli_jobs import job_rows
 
     d = live.dir
     submit(live, Job(id="bad", arrival=time.time(), origin="west",

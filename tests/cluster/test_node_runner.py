@@ -11,7 +11,7 @@ import time
 import pytest
 import ray
 
-from agents.cluster.node_runner import (RayNodeRunner, RunRequest, node_resource, run_folder,
+from agora.agents.cluster.node_runner import (RayNodeRunner, RunRequest, node_resource, run_folder,
                                         runner_name)
 
 NODE = "site-a/n0"

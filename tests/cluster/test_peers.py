@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.cluster.peers import GrpcExchange, PeerService
-from agents.step.codes import CodeBook
-from protos.agora.v1 import agent_pb2 as pb
-from protos.agora.v1 import agent_pb2_grpc as rpc
+from agora.agents.cluster.peers import GrpcExchange, PeerService
+from agora.agents.step.codes import CodeBook
+from agora.protos.agora.v1 import agent_pb2 as pb
+from agora.protos.agora.v1 import agent_pb2_grpc as rpc
 
 SITES = ["east", "west", "edge"]
 

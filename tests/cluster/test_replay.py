@@ -25,12 +25,12 @@ import pytest
 import torch
 import yaml
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig, Agents
-from agents.sim.config import SimConfig
-from agents.sim.engine import Simulator
-from agents.step.simulation import AgentsPolicy
-from agents.workloads.loader import load_cluster, load_workload
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.sim.config import SimConfig
+from agora.agents.sim.engine import Simulator
+from agora.agents.step.simulation import AgentsPolicy
+from agora.agents.workloads.loader import load_cluster, load_workload
 
 SPEED = 10.0
 CLUSTER = """
@@ -104,10 +104,10 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
         tmp_path, monkeypatch, capsys):
     import ray
 
-    import agents.step.observe as observe
-    import agents.step.step as step
-    from deploy import replay as replay_mod
-    from deploy.up_config import load_up_config, site_resource
+    import agora.agents.step.observe as observe
+    import agora.agents.step.step as step
+    from agora.deploy import replay as replay_mod
+    from agora.deploy.up_config import load_up_config, site_resource
 
     def no_driver(*a, **k):
         raise AssertionError("the launcher computed an observation or a decision")
@@ -132,7 +132,7 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
                                 for i in infos)
         checked["torch"] = any(i["torch_loaded"] for i in infos)
         checked["rss"] = max(i["max_rss_mib"] for i in infos)
-        from agents.metrics import scrape, total
+        from agora.agents.metrics import scrape, total
         m = scrape(f"http://127.0.0.1:{infos[0]['metrics_port']}/metrics")
         checked["decisions_metric"] = total(m, "agora_decisions_total")
         checked["commits_metric"] = total(system.group.scrape(0), "agora_commits_total")
@@ -172,9 +172,9 @@ def test_outage_killed_agent_and_killed_primary_lose_nothing_and_run_nothing_twi
     restarted by Ray, and the primary replica SIGKILLed, all mid-run."""
     import ray
 
-    from deploy.certs import make_all
-    from deploy.replay import replay
-    from deploy.up_config import load_up_config
+    from agora.deploy.certs import make_all
+    from agora.deploy.replay import replay
+    from agora.deploy.up_config import load_up_config
 
     outage = CLUSTER + "faults:\n  outages:\n    - {node: east/cpu-0, at: 150, until: 400}\n"
     jobs = jobs_jsonl(9, gap=40.0)
@@ -213,8 +213,8 @@ def test_outage_killed_agent_and_killed_primary_lose_nothing_and_run_nothing_twi
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_flower_rounds_between_episodes_run_on_the_site_actors(tmp_path):
-    from deploy.replay import replay
-    from deploy.up_config import load_up_config
+    from agora.deploy.replay import replay
+    from agora.deploy.up_config import load_up_config
 
     cfg = load_up_config(write_config(tmp_path, jobs=jobs_jsonl(3, gap=60.0), episodes=2,
                                       federation={"enabled": True, "rounds": 1,
@@ -231,7 +231,7 @@ def test_flower_rounds_between_episodes_run_on_the_site_actors(tmp_path):
 
 @pytest.mark.parametrize("cmd", ["replay", "up"])
 def test_a_bad_config_exits_2_naming_file_line_and_field(tmp_path, capsys, cmd):
-    from deploy.cli import main
+    from agora.deploy.cli import main
 
     bad = tmp_path / "replay.yaml"
     bad.write_text("seed: 0\nreplicas: 3\n")

@@ -15,12 +15,12 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.domain import Demand, Job, Task
-from agents.domain import Run as TaskRun
-from agents.ledger import GAVE_UP, Ledger
-from agents.ledger_codec import apply_update
-from coordinator.schedule_state import MAX_CANCEL_REASON, ScheduleState
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents.domain import Demand, Job, Task
+from agora.agents.domain import Run as TaskRun
+from agora.agents.ledger import GAVE_UP, Ledger
+from agora.agents.ledger_codec import apply_update
+from agora.coordinator.schedule_state import MAX_CANCEL_REASON, ScheduleState
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.test_coordinator_state import (CLIENTS, SETTINGS, Run, _check_never_raises,
                                                       allocate, cluster, decide, end, job, op,
                                                       report, script, submit)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.pbft.checkpoint import checkpoint_bytes
-from protos.agora.v1.pbft_pb2 import CheckpointState, ClientRecord
+from agora.coordinator.pbft.checkpoint import checkpoint_bytes
+from agora.protos.agora.v1.pbft_pb2 import CheckpointState, ClientRecord
 
 
 @settings(max_examples=200, deadline=None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agents.workloads.errors import InputError
-from coordinator.config import load_config
-from coordinator.pbft.keys import KeySet
-from deploy.cli_coordinator import DEFAULT_CONFIG, main
+from agora.agents.workloads.errors import InputError
+from agora.coordinator.config import load_config
+from agora.coordinator.pbft.keys import KeySet
+from agora.deploy.cli_coordinator import DEFAULT_CONFIG, main
 
 
 def write(tmp_path, data) -> str:

@@ -16,14 +16,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import Demand, Job, Task
-from coordinator.client import CoordinatorError
-from coordinator.pbft.client import ReplyTally
-from coordinator.request_stream import RequestStreams
-from deploy.local_group import LocalGroup
-from coordinator.pbft.keys import generate_keys
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.agents.domain import Demand, Job, Task
+from agora.coordinator.client import CoordinatorError
+from agora.coordinator.pbft.client import ReplyTally
+from agora.coordinator.request_stream import RequestStreams
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.pbft.keys import generate_keys
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
@@ -430,7 +430,7 @@ def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(grou
 
 
 def test_cli_schedule_get_and_status_answer_from_the_running_group(group, capsys):
-    from deploy.cli_coordinator import main
+    from agora.deploy.cli_coordinator import main
     cfg = str(group.tmp / "coordinator.yaml")
     assert main(["schedule", "get", "--config", cfg, "--job", "g1", "--json"]) == 0
     import json

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents import metrics
-from agents.workloads.errors import InputError
-from coordinator.config import load_config
-from deploy.local_group import LocalGroup
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.agents import metrics
+from agora.agents.workloads.errors import InputError
+from agora.coordinator.config import load_config
+from agora.deploy.local_group import LocalGroup
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
 CLIENTS = ["site:east", "operator"]
@@ -187,7 +187,7 @@ def test_refused_requests_are_counted_as_refused(group):
     with group.channel(0) as ch:
         import grpc
 
-        from protos.agora.v1 import coordinator_pb2_grpc as rpc
+        from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
         with pytest.raises(grpc.RpcError) as e:
             rpc.CoordinatorStub(ch).SubmitRound(pb.ClientRequest(envelope=b"\xff"), timeout=5)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -235,11 +235,11 @@ def test_an_in_process_replica_serves_metrics_only_when_configured(tmp_path, por
     """serve() in this process (n = 1, f = 0): with metrics_port 0 it reports the bound port,
     writes it next to its database, counts its commits and removes the file on stop; with
     metrics_port null it does none of that."""
-    from coordinator.client import CoordinatorClient
-    from coordinator.config import config_from_dict
-    from deploy.local_group import free_ports
-    from coordinator.pbft.keys import generate_keys
-    from coordinator.server import serve
+    from agora.coordinator.client import CoordinatorClient
+    from agora.coordinator.config import config_from_dict
+    from agora.deploy.local_group import free_ports
+    from agora.coordinator.pbft.keys import generate_keys
+    from agora.coordinator.server import serve
 
     keys = generate_keys(1, ["site:east"], seed=b"in-process")
     cfg = config_from_dict({"replicas": [f"127.0.0.1:{free_ports(1)[0]}"], "f": 0,
@@ -268,7 +268,7 @@ def test_an_in_process_replica_serves_metrics_only_when_configured(tmp_path, por
 
 
 def test_the_shipped_local_config_documents_metrics_and_tls():
-    from deploy.cli_coordinator import DEFAULT_CONFIG
+    from agora.deploy.cli_coordinator import DEFAULT_CONFIG
     text = Path(DEFAULT_CONFIG).read_text()
     assert "metrics_port" in text and "tls" in text
     cfg = load_config(DEFAULT_CONFIG)

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import agents.market
-from agents.domain import Cluster, Demand, Faults, Job, Node, Site, Task
-from coordinator import schedule_state
-from coordinator.schedule_state import ScheduleState
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.convert import job_to_proto
+from agora.agents import market
+from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Site, Task
+from agora.coordinator import schedule_state
+from agora.coordinator.schedule_state import ScheduleState
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import job_to_proto
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -290,12 +290,12 @@ def test_no_site_can_move_the_clock_or_close_rounds_for_the_others():
 # ---- clearing ----
 
 def test_clearing_is_agents_market_clear_over_the_ledger(monkeypatch):
-    assert schedule_state.clear is agents.market.clear
+    assert schedule_state.clear is market.clear
     seen = []
 
     def spy(bids, book):
         seen.append((len(bids), type(book).__name__))
-        return agents.market.clear(bids, book)
+        return market.clear(bids, book)
 
     monkeypatch.setattr(schedule_state, "clear", spy)
     r = Run()
@@ -565,7 +565,7 @@ def test_arbitrary_ends_and_node_states_are_checked(inst, kind, site, reason, t0
        weight=st.floats(allow_nan=True), n=st.integers(-3, 5), cpu=st.integers(-5, 10**6),
        after=st.lists(st.sampled_from(["map", "reduce", "x"]), max_size=2))
 def test_arbitrary_jobs_are_checked(jid, origin, weight, n, cpu, after):
-    from protos.agora.v1 import resources_pb2, workload_pb2
+    from agora.protos.agora.v1 import resources_pb2, workload_pb2
     t = workload_pb2.Task(id="map", duration_s=1.0, instances=n, after=after,
                           demand=resources_pb2.Demand(resources=resources_pb2.Resources(
                               cpu_milli=cpu, mem_mib=1)))

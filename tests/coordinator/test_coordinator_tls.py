@@ -15,14 +15,14 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agents.workloads.errors import InputError
-from coordinator.client import INSECURE, CoordinatorError
-from coordinator.config import load_config
-from deploy.local_group import LocalGroup
-from coordinator.transport import client_channel_credentials, server_credentials
-from deploy.certs import make_all
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.agents.workloads.errors import InputError
+from agora.coordinator.client import INSECURE, CoordinatorError
+from agora.coordinator.config import load_config
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.transport import client_channel_credentials, server_credentials
+from agora.deploy.certs import make_all
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from tests.coordinator.test_coordinator_grpc import CLUSTER, decision, job
 
 CLIENTS = ["site:east", "site:west", "operator"]
@@ -178,7 +178,7 @@ def test_a_client_without_a_certificate_from_the_ca_is_refused(group, tmp_path, 
 
 
 def test_agora_status_connects_with_the_configs_client_certificate(group, capsys):
-    from deploy.cli_coordinator import main
+    from agora.deploy.cli_coordinator import main
     assert main(["status", "--config", str(group.tmp / "coordinator.yaml")]) == 0
     out = capsys.readouterr().out
     assert "agreed by f+1: view=" in out and "unreachable" not in out

@@ -12,9 +12,9 @@ import threading
 
 import pytest
 
-from coordinator import group_commit
-from coordinator.group_commit import GroupCommit
-from coordinator.pbft.storage import SqliteStorage
+from agora.coordinator import group_commit
+from agora.coordinator.group_commit import GroupCommit
+from agora.coordinator.pbft.storage import SqliteStorage
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.config import load_config
-from deploy.local_group import LocalGroup
-from coordinator.offline import OfflineError, read_offline
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1.pbft_pb2 import PrePrepare
+from agora.coordinator.config import load_config
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.offline import OfflineError, read_offline
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1.pbft_pb2 import PrePrepare
 from tests.coordinator.test_coordinator_grpc import close_round, completed, decision, job
 
 ROOT = Path(__file__).resolve().parents[2]

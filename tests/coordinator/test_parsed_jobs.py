@@ -4,13 +4,13 @@ parses it itself and ends in the same state, byte for byte; the cache stays boun
 
 from __future__ import annotations
 
-from agents.domain import Demand, Job, Task
-from coordinator import parsed_jobs
-from coordinator.parsed_jobs import ParsedJobs
-from coordinator.schedule_state import ScheduleState
-from coordinator.validate import check_command
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.convert import job_to_proto
+from agora.agents.domain import Demand, Job, Task
+from agora.coordinator import parsed_jobs
+from agora.coordinator.parsed_jobs import ParsedJobs
+from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.validate import check_command
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import job_to_proto
 from tests.coordinator.test_coordinator_state import cluster
 
 
@@ -24,8 +24,8 @@ def submission(n: int) -> pb.Command:
 def test_execution_takes_the_checked_parse_and_an_unchecked_replica_agrees(monkeypatch):
     cache = ParsedJobs()
     monkeypatch.setattr(parsed_jobs, "JOBS", cache)
-    monkeypatch.setattr("coordinator.validate.JOBS", cache)
-    monkeypatch.setattr("coordinator.schedule_state.JOBS", cache)
+    monkeypatch.setattr("agora.coordinator.validate.JOBS", cache)
+    monkeypatch.setattr("agora.coordinator.schedule_state.JOBS", cache)
     cmd = submission(5)
     check_command(cmd, "site:a", "op.submit_jobs")        # the receiving replica's check
     assert len(cache) == 5 and cache.hits == 0

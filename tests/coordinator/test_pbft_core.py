@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.pbft.client import Client
-from coordinator.pbft.config import PbftConfig
-from coordinator.pbft.keys import KeySet, generate_keys
-from coordinator.pbft.messages import Broadcast, Completed, Reply, Send, batch_digest
-from coordinator.pbft.storage import MemoryStorage, SqliteStorage
-from protos.agora.v1.pbft_pb2 import (
+from agora.coordinator.pbft.client import Client
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import KeySet, generate_keys
+from agora.coordinator.pbft.messages import Broadcast, Completed, Reply, Send, batch_digest
+from agora.coordinator.pbft.storage import MemoryStorage, SqliteStorage
+from agora.protos.agora.v1.pbft_pb2 import (
     PbftEnvelope,
     PbftMessage,
     PbftReply,

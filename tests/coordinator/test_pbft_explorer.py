@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from coordinator.pbft.explorer import explore, run_scenario, scenario_seed, summary
+from agora.coordinator.pbft.explorer import explore, run_scenario, scenario_seed, summary
 
 
 def _report(results) -> str:
@@ -66,7 +66,7 @@ def test_long_scenarios_cross_checkpoints_transfers_and_view_changes(f, count):
     """Deep water (issue 16): hundreds of requests, water marks advancing and the log
     truncated hundreds of times, several view changes, replicas fetching state -- and one
     crashed in the middle of a fetch -- with no safety or liveness violation."""
-    from coordinator.pbft.explorer import coverage, explore_long
+    from agora.coordinator.pbft.explorer import coverage, explore_long
 
     results = explore_long(count, seed=11, f=f)
     s, cov = summary(results), coverage(results)
@@ -87,7 +87,7 @@ def test_a_replica_caught_up_by_executing_ends_its_state_fetch(seed):
     primary with a fetch never proposes, so after a crash of replica 0 (seed 1000065) or
     with a double-voting backup (1000049) the three correct replicas changed views 30-381
     times and completed almost nothing."""
-    from coordinator.pbft.explorer import run_long_scenario
+    from agora.coordinator.pbft.explorer import run_long_scenario
 
     r = run_long_scenario(seed)
     assert r.ok, (r.fault, r.view_changes, r.liveness[:2])

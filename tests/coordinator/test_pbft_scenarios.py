@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.pbft import byzantine as byz
-from coordinator.pbft.simnet import LinkFaults
-from coordinator.pbft.storage import SqliteStorage
+from agora.coordinator.pbft import byzantine as byz
+from agora.coordinator.pbft.simnet import LinkFaults
+from agora.coordinator.pbft.storage import SqliteStorage
 from tests.pbft_fixtures import config, finish, net, ops, rejected
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,8 +4,8 @@ lists of serialized updates fed in a chosen interleaving)."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.watch_merge import WatchMerger
-from protos.agora.v1 import coordinator_pb2 as pb
+from agora.coordinator.watch_merge import WatchMerger
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 
 def full(v: int, sub: int = 0) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from deploy.certs import channel_credentials, issue, make_all, make_ca, server_credentials
+from agora.deploy.certs import channel_credentials, issue, make_all, make_ca, server_credentials
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,7 +79,7 @@ def test_a_client_with_another_cas_certificate_is_refused(tls_server, tmp_path):
 
 
 def test_agora_certs_writes_the_ca_and_one_pair_per_component(tmp_path, capsys):
-    from deploy.cli import main
+    from agora.deploy.cli import main
     assert main(["certs", "--sites", "a,b", "--replicas", "4", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(["ca.crt", "ca.key"] + [f"{n}.{e}" for n in

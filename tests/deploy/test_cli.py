@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cli import main
+from agora.deploy.cli import main
 
 FIX = Path(__file__).parents[1] / "fixtures"
 CLUSTER = str(FIX / "cluster_small.yaml")

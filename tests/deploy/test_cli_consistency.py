@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cli import main, parser
+from agora.deploy.cli import main, parser
 
 FIX = Path(__file__).parents[1] / "fixtures"
 
@@ -100,8 +100,8 @@ def test_few_seeds_say_the_interval_is_too_wide(capsys):
 
 
 def test_status_json_is_snake_case_with_numbers():
-    from protos.agora.v1 import coordinator_pb2 as pb
-    from protos.plain import plain
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+    from agora.protos.plain import plain
 
     s = pb.ReplicaStatus(replica=2, n=4, f=1, view=3, last_executed=2 ** 40)
     s.rejected.add(name="service.bad_signature", count=5)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.workloads.loader import load_cluster
-from deploy.up_config import load_up_config, site_of_resource, site_resource
+from agora.agents.workloads.loader import load_cluster
+from agora.deploy.up_config import load_up_config, site_of_resource, site_resource
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO / "deploy" / "ray" / "cluster-launcher.yaml"
@@ -254,7 +254,7 @@ def test_job_submit_runs_agora_up_with_the_cluster_config(tmp_path):
     RuntimeEnv(**env)  # Ray accepts it
     assert {".venv", "out", ".git"} <= set(env["excludes"])
     cmd = argv[argv.index("--") + 1:]
-    assert cmd[:4] == ["python", "-m", "deploy.cli", "up"]
+    assert cmd[:4] == ["python", "-m", "agora.deploy.cli", "up"]
     config = _option(cmd, "--config")
     assert config == "deploy/configs/cluster.yaml"
     cfg = load_up_config(REPO / config)

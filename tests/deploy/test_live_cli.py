@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coordinator.pbft.keys import generate_keys
-from coordinator.server import load_keys
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.server import load_keys
 from tests.cluster.test_replay import random_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ sites:
 
 
 def agora(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploy.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "agora.deploy.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -87,7 +87,7 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
               if g["labels"]["job"] == "agora-agents"}
     assert set(agents) == {"east", "west"}
     assert "prometheus.yml" in json.loads((d / "out" / "ready.json").read_text())["prometheus"]
-    from agents.metrics import scrape
+    from agora.agents.metrics import scrape
     for target in (jobs["agora-replicas"][0], agents["east"]):
         series = scrape(f"http://{target}/metrics")
         assert series and not [k for k in series if "_created" in k.split("{")[0]]
@@ -155,5 +155,22 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert jobs["source"] == "live"
     assert {j["job"]: j["outcome"] for j in jobs["jobs"]} == {
         "hello": "completed", "sleepy": "cancelled", "after": "completed"}
+
+    # issue 15: the Python API (docs/python-api.md) against the same live service
+    import agora as api
+    (d / "api.jsonl").write_text(job_line("from-api", ["true"]) + "\n")
+    assert api.submit(d / "api.jsonl", config=cfg) == ["from-api"]
+    with pytest.raises(ValueError, match="from-api"):       # a duplicate id is refused, named
+        api.submit(d / "api.jsonl", config=cfg)
+    deadline = time.monotonic() + 60
+    while not (sched := api.schedule(config=cfg, job="from-api"))["allocations"]:
+        assert time.monotonic() < deadline, sched
+        time.sleep(0.5)
+    assert sched["source"] == "live"
+    assert {a["site"] for a in sched["allocations"]} <= {"east", "west"}
+    assert "from-api" in {r["job"] for r in api.jobs(config=cfg)}
     p = agora("down", "--config", cfg)
     assert p.returncode == 0
+    off = api.schedule(config=cfg)
+    assert off["source"].startswith("offline") and "from-api" in {
+        a["job"] for a in off["allocations"]}

@@ -9,8 +9,8 @@ import re
 
 import yaml
 
-from agents import metrics
-from deploy.observability import GRAFANA_DASHBOARD, scrape_targets, write_prometheus_files
+from agora.agents import metrics
+from agora.deploy.observability import GRAFANA_DASHBOARD, scrape_targets, write_prometheus_files
 
 
 def test_targets_file_is_file_sd_with_a_job_per_kind_and_a_site_label(tmp_path):

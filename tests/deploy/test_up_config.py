@@ -15,9 +15,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.workloads.errors import InputError
-from agents.workloads.loader import DEFAULT_CLUSTER
-from deploy.up_config import (CONFIGS_DIR, DEFAULT_CONFIG, SPLITS, STRATEGIES,
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import DEFAULT_CLUSTER
+from agora.deploy.up_config import (CONFIGS_DIR, DEFAULT_CONFIG, SPLITS, STRATEGIES,
                               FederationSection, MetricsSection, RaySection, TlsSection,
                               UpConfig, UpConfigError, load_up_config, site_of_resource,
                               site_resource, up_config_from_dict)
@@ -262,7 +262,7 @@ def test_yaml_syntax_errors_and_non_mappings_name_the_file_and_line(tmp_path):
 
 
 def test_the_default_policy_must_exist_too(tmp_path, monkeypatch):
-    import deploy.up_config as uc
+    import agora.deploy.up_config as uc
 
     monkeypatch.setattr(uc, "CONFIGS_DIR", tmp_path / "nowhere")
     with pytest.raises(UpConfigError) as e:
@@ -317,7 +317,7 @@ def test_site_of_resource_ignores_other_resources():
 
 
 def test_choices_match_the_code_that_uses_them():
-    from federation.server import STRATEGIES as FLOWER
+    from agora.federation.server import STRATEGIES as FLOWER
 
     assert set(STRATEGIES) == set(FLOWER)
     assert "stratified" in SPLITS

@@ -14,10 +14,10 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from federation.client_app import make_client_app
-from federation.grid import ERR_WEIGHTS, FIRST_NODE_ID, SiteGrid, client_app_node
-from federation.learner import WeightError, check_weights
-from federation.server import FederationConfig, run_federation
+from agora.federation.client_app import make_client_app
+from agora.federation.grid import ERR_WEIGHTS, FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.learner import WeightError, check_weights
+from agora.federation.server import FederationConfig, run_federation
 from tests.fakes import LinearSite
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,14 +17,14 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agents.learn.learned_policy import AgentConfig
-from agents.learn.loop import TrainConfig
-from agents.workloads.alibaba import NODE_HEADER, POD_HEADER
-from agents.workloads.errors import InputError
-from federation.domains import (ALIBABA_NODES, ALIBABA_PODS, CONFIG_DIR,
+from agora.agents.learn.learned_policy import AgentConfig
+from agora.agents.learn.loop import TrainConfig
+from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER
+from agora.agents.workloads.errors import InputError
+from agora.federation.domains import (ALIBABA_NODES, ALIBABA_PODS, CONFIG_DIR,
                                 alibaba_by_type, load_setup, read_setup)
-from federation.learner import check_weights
-from federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
+from agora.federation.learner import check_weights
+from agora.federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 pytestmark = pytest.mark.timeout(120)

@@ -21,10 +21,10 @@ from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import (RECORD_KEY_CONFIGS, Key,
                                                                   Stage)
 
-from federation.client_app import make_client_app
-from federation.grid import FIRST_NODE_ID, SiteGrid, SiteNode, client_app_node
-from federation.secagg import SecAggConfig, make_secagg_client_app, run_secagg_federation
-from federation.server import FederationConfig, run_federation
+from agora.federation.client_app import make_client_app
+from agora.federation.grid import FIRST_NODE_ID, SiteGrid, SiteNode, client_app_node
+from agora.federation.secagg import SecAggConfig, make_secagg_client_app, run_secagg_federation
+from agora.federation.server import FederationConfig, run_federation
 from tests.fakes import W_TRUE, LinearSite
 
 pytestmark = pytest.mark.timeout(120)

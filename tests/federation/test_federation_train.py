@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learn import checkpoint
-from agents.learn.learned_policy import AgentConfig
-from agents.learn.loop import TrainConfig
-from agents.learn.networks import get_weights
-from deploy.cli import main
-from federation.domains import load_setup
-from federation.train import FedTrainConfig, train_federated
+from agora.agents.learn import checkpoint
+from agora.agents.learn.learned_policy import AgentConfig
+from agora.agents.learn.loop import TrainConfig
+from agora.agents.learn.networks import get_weights
+from agora.deploy.cli import main
+from agora.federation.domains import load_setup
+from agora.federation.train import FedTrainConfig, train_federated
 
 torch.set_num_threads(1)   # tests share a 2-core machine
 pytestmark = pytest.mark.timeout(120)

@@ -15,7 +15,7 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.domain import (
+from agora.agents.domain import (
     Cluster,
     Demand,
     Faults,
@@ -28,9 +28,9 @@ from agents.domain import (
     Task,
     Workload,
 )
-from agents.limits import MAX_CORES, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB, id_problem
-from protos import convert, generate
-from protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
+from agora.agents.limits import MAX_CORES, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB, id_problem
+from agora.protos import convert, generate
+from agora.protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
 
 ROOT = generate.ROOT
 SETTINGS = settings(max_examples=100, deadline=None,
@@ -48,7 +48,7 @@ CONVERTERS = [
 # ---- (a) generated code is what the one script generates ----
 
 def test_committed_generated_code_is_what_generate_writes(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "protos.generate", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "agora.protos.generate", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     fresh, committed = generate.generated_files(tmp_path), generate.generated_files(ROOT)
@@ -56,9 +56,9 @@ def test_committed_generated_code_is_what_generate_writes(tmp_path):
     assert protos and fresh == sorted(p.removesuffix(".proto") + s for p in protos
                                       for s in generate.GENERATED_SUFFIXES)
     assert committed == fresh, ("generated files missing or extra in the repository; run "
-                                "`python -m protos.generate`")
+                                "`python -m agora.protos.generate`")
     stale = [rel for rel in fresh if (tmp_path / rel).read_bytes() != (ROOT / rel).read_bytes()]
-    assert not stale, f"{stale} differ from the .proto files; run `python -m protos.generate`"
+    assert not stale, f"{stale} differ from the .proto files; run `python -m agora.protos.generate`"
 
 
 def test_generate_refuses_another_grpcio_tools(monkeypatch):

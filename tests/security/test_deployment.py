@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import pytest
 
-from deploy.local_group import LocalGroup
-from deploy.launch import _peer_credentials, _site_pem, replica_host
-from deploy.up_config import load_up_config
+from agora.deploy.local_group import LocalGroup
+from agora.deploy.launch import _peer_credentials, _site_pem, replica_host
+from agora.deploy.up_config import load_up_config
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
@@ -49,7 +49,7 @@ def test_replica_host_is_configuration(tmp_path):
 def test_each_agent_gets_its_own_sites_key_only(tmp_path):
     (tmp_path / "u.yaml").write_text("out: o\n")
     cfg = load_up_config(tmp_path / "u.yaml")
-    from deploy.certs import ensure_all
+    from agora.deploy.certs import ensure_all
     ensure_all(cfg.tls.certs_dir, ["east", "west"], replicas=4)
     ca, cert, key = _site_pem(cfg, "east")
     assert key == (cfg.tls.certs_dir / "site-east.key").read_bytes()

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.domain import Demand, Job, Task
-from agents.workloads.errors import InputError
-from agents.workloads.loader import load_cluster
-from agents.workloads.native import read_jobs
-from protos.convert import ProtoError, job_from_proto, job_to_proto
+from agora.agents.domain import Demand, Job, Task
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import load_cluster
+from agora.agents.workloads.native import read_jobs
+from agora.protos.convert import ProtoError, job_from_proto, job_to_proto
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "sites:\n  - name: {site}\n    nodes: [{{name: n0, cpu: 4, mem: {mem}{extra}}}]\n"
@@ -93,7 +93,7 @@ def test_job_values_past_their_bounds_are_refused_naming_file_line_and_field(tmp
 
 def test_agora_simulate_exits_2_with_one_line_on_a_bounded_field(tmp_path):
     (tmp_path / "c.yaml").write_text(NODE.format(site="a", mem=2 ** 63, extra=""))
-    p = subprocess.run([sys.executable, "-m", "deploy.cli", "simulate", "--cluster",
+    p = subprocess.run([sys.executable, "-m", "agora.deploy.cli", "simulate", "--cluster",
                         str(tmp_path / "c.yaml")], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 2, p.stderr

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 import stat
 
-from deploy.local_group import LocalGroup
-from coordinator.pbft.keys import generate_keys
-from coordinator.server import load_keys
-from deploy.certs import ensure_all
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.server import load_keys
+from agora.deploy.certs import ensure_all
 
 CLIENTS = ["operator", "site:a", "site:b"]
 
@@ -39,7 +39,7 @@ def test_key_files_are_private_also_when_they_replace_a_readable_file(tmp_path, 
     LocalGroup(d, n=4, clients=CLIENTS, cluster="default")
     assert mode(d / "keys.yaml") == 0o600
 
-    from deploy.cli_coordinator import main
+    from agora.deploy.cli_coordinator import main
     out = tmp_path / "keys.yaml"
     out.write_text("old")
     os.chmod(out, 0o644)

@@ -13,14 +13,14 @@ import time
 import grpc
 import pytest
 
-from agents.workloads.loader import load_cluster
-from deploy.local_group import LocalGroup
-from coordinator.pbft.keys import generate_keys
-from coordinator.rate_limit import ClientRate
-from coordinator.schedule_state import MAX_BIDS_PER_PART, ScheduleState
-from coordinator.validate import Refusal, parse_request
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.agents.workloads.loader import load_cluster
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.rate_limit import ClientRate
+from agora.coordinator.schedule_state import MAX_BIDS_PER_PART, ScheduleState
+from agora.coordinator.validate import Refusal, parse_request
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from tests.coordinator.test_coordinator_grpc import CLUSTER, current_round, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
@@ -32,8 +32,8 @@ def flood(site: str, rnd: int, n: int) -> pb.Command:
 
 
 def signed(client_id: str, cmd: pb.Command) -> bytes:
-    from coordinator.client import CoordinatorClient
-    from coordinator.config import config_from_dict
+    from agora.coordinator.client import CoordinatorClient
+    from agora.coordinator.config import config_from_dict
 
     cfg = config_from_dict({"replicas": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3",
                                          "127.0.0.1:4"]})

@@ -13,12 +13,12 @@ import grpc
 import pytest
 from nacl.signing import SigningKey, VerifyKey
 
-from coordinator.client import CoordinatorError
-from deploy.local_group import LocalGroup
-from coordinator.pbft.keys import generate_keys
-from coordinator.read_auth import WINDOW_MS, read_refusal, sign_read
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.coordinator.client import CoordinatorError
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.read_auth import WINDOW_MS, read_refusal, sign_read
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator", "auditor:alice"]

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.local_group import LocalGroup
-from coordinator.pbft.storage import SqliteStorage, wal_cut_short
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.pbft.storage import SqliteStorage, wal_cut_short
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def test_a_corrupt_database_is_one_line_naming_the_file_and_the_remedy(tmp_path)
     db = g.config.database(0)
     db.parent.mkdir(parents=True, exist_ok=True)
     db.write_bytes(b"not a database " * 200)
-    p = subprocess.run([sys.executable, "-m", "deploy.cli_coordinator", "coordinator",
+    p = subprocess.run([sys.executable, "-m", "agora.deploy.cli_coordinator", "coordinator",
                         "--config", str(tmp_path / "coordinator.yaml"), "--replica", "0",
                         "--log-level", "ERROR"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -17,12 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploy.local_group import LocalGroup
-from coordinator.transport import channel_options, client_channel_credentials
-from deploy.certs import ensure_all
-from deploy.up_config import TlsSection, load_up_config
-from protos.agora.v1 import coordinator_pb2 as pb
-from protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.deploy.local_group import LocalGroup
+from agora.coordinator.transport import channel_options, client_channel_credentials
+from agora.deploy.certs import ensure_all
+from agora.deploy.up_config import TlsSection, load_up_config
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
 ROOT = Path(__file__).resolve().parents[2]

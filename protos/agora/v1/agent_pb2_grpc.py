@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from protos.agora.v1 import agent_pb2 as protos_dot_agora_dot_v1_dot_agent__pb2
+from agora.protos.agora.v1 import agent_pb2 as agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/agora/v1/agent_pb2_grpc.py depends on'
+        + ' but the generated code in agora/protos/agora/v1/agent_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,8 +37,8 @@ class PeerExchangeStub:
         """
         self.Send = channel.stream_unary(
                 '/agora.v1.PeerExchange/Send',
-                request_serializer=protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
                 _registered_method=True)
 
 
@@ -56,8 +56,8 @@ def add_PeerExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Send': grpc.stream_unary_rpc_method_handler(
                     servicer.Send,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -85,8 +85,8 @@ class PeerExchange:
             request_iterator,
             target,
             '/agora.v1.PeerExchange/Send',
-            protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
-            protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.SiteCode.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_agent__pb2.CodeReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,6 @@
 # ruff: noqa
-from protos.agora.v1 import schedule_pb2 as _schedule_pb2
-from protos.agora.v1 import workload_pb2 as _workload_pb2
+from agora.protos.agora.v1 import schedule_pb2 as _schedule_pb2
+from agora.protos.agora.v1 import workload_pb2 as _workload_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from protos.agora.v1 import coordinator_pb2 as protos_dot_agora_dot_v1_dot_coordinator__pb2
+from agora.protos.agora.v1 import coordinator_pb2 as agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -19,7 +19,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/agora/v1/coordinator_pb2_grpc.py depends on'
+        + ' but the generated code in agora/protos/agora/v1/coordinator_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,53 +37,53 @@ class CoordinatorStub:
         """
         self.SubmitJobs = channel.unary_unary(
                 '/agora.v1.Coordinator/SubmitJobs',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.SubmitRound = channel.unary_unary(
                 '/agora.v1.Coordinator/SubmitRound',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.CloseRound = channel.unary_unary(
                 '/agora.v1.Coordinator/CloseRound',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.SiteLapsed = channel.unary_unary(
                 '/agora.v1.Coordinator/SiteLapsed',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/agora.v1.Coordinator/CancelJob',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/agora.v1.Coordinator/GetSchedule',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
         self.Requests = channel.stream_stream(
                 '/agora.v1.Coordinator/Requests',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
                 _registered_method=True)
         self.WatchSchedule = channel.unary_stream(
                 '/agora.v1.Coordinator/WatchSchedule',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.FromString,
                 _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/agora.v1.Coordinator/GetStatus',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
                 _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/agora.v1.Coordinator/Heartbeat',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
                 _registered_method=True)
 
 
@@ -162,53 +162,53 @@ def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SubmitJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitJobs,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'SubmitRound': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitRound,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'CloseRound': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseRound,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'SiteLapsed': grpc.unary_unary_rpc_method_handler(
                     servicer.SiteLapsed,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'GetSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSchedule,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
             'Requests': grpc.stream_stream_rpc_method_handler(
                     servicer.Requests,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.SerializeToString,
             ),
             'WatchSchedule': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchSchedule,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -236,8 +236,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/SubmitJobs',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -263,8 +263,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/SubmitRound',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -290,8 +290,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/CloseRound',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,8 +317,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/SiteLapsed',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,8 +344,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/CancelJob',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -371,8 +371,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/GetSchedule',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -398,8 +398,8 @@ class Coordinator:
             request_iterator,
             target,
             '/agora.v1.Coordinator/Requests',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamRequests.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StreamReplies.FromString,
             options,
             channel_credentials,
             insecure,
@@ -425,8 +425,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/WatchSchedule',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.WatchRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ScheduleUpdate.FromString,
             options,
             channel_credentials,
             insecure,
@@ -452,8 +452,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/GetStatus',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ReplicaStatus.FromString,
             options,
             channel_credentials,
             insecure,
@@ -479,8 +479,8 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/Heartbeat',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -505,8 +505,8 @@ class PeerStub:
         """
         self.Stream = channel.stream_unary(
                 '/agora.v1.Peer/Stream',
-                request_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.SerializeToString,
-                response_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.FromString,
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.FromString,
                 _registered_method=True)
 
 
@@ -526,8 +526,8 @@ def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Stream': grpc.stream_unary_rpc_method_handler(
                     servicer.Stream,
-                    request_deserializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.FromString,
-                    response_serializer=protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.SerializeToString,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -557,8 +557,8 @@ class Peer:
             request_iterator,
             target,
             '/agora.v1.Peer/Stream',
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.SerializeToString,
-            protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.FromString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerBatch.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.PeerAck.FromString,
             options,
             channel_credentials,
             insecure,

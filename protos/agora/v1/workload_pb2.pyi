@@ -1,5 +1,5 @@
 # ruff: noqa
-from protos.agora.v1 import resources_pb2 as _resources_pb2
+from agora.protos.agora.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

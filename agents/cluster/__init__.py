@@ -1,0 +1,1 @@
+"""The cluster engine: site agents as Ray actors, their peer links, and the Ray executor."""

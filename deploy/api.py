@@ -1,0 +1,154 @@
+"""Agora's Python API (re-exported by the ``agora`` package: ``from agora import simulate,
+submit, schedule``). The same paths as the ``agora`` commands, returning Python values
+instead of printing:
+
+    simulate(...)  ->  SimResult            # agora simulate
+    submit(jobs)   ->  list of job ids      # agora submit   (a running ``agora up``)
+    schedule()     ->  {"version", "source", "allocations"}   # agora schedule get
+    jobs()         ->  rows per job and task                  # agora jobs
+
+``config`` is what ``--config`` is to the commands: an ``agora up`` configuration (default:
+the one ``agora up`` runs with no argument) or a coordinator YAML. Bad input raises
+``ValueError`` (or ``agora.agents.workloads.errors.InputError``, a ValueError, naming the file,
+line and field); nothing running raises ``NotRunning``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
+
+__all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "DEFAULT_UP_CONFIG"]
+
+
+def simulate(cluster: str = "default", workload: str = "synthetic", policy: str = "sjf", *,
+             seed: int = 0, sites: int = 8, split: str = "stratified", load: float | None = None,
+             arrival_window: float | None = None, inflate: float = 1.0, config=None):
+    """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
+    ``fgd``, ...) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
+    (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.records`` per instance, ``.seeds``."""
+    from agora.agents.baselines import BASELINES
+    from agora.agents.sim.config import SimConfig
+    from agora.agents.sim.runner import Scenario, run_one
+
+    sc = Scenario(cluster=cluster, workload=workload, sites=sites, split=split,
+                  arrival_window=arrival_window, load=load, inflate=inflate)
+    c, wl = sc.build(seed)
+    cfg = config or SimConfig()
+    if policy in BASELINES:
+        return run_one(c, wl, policy, seed=seed, config=cfg)
+    from agora.agents.learn.evaluate import run_learned
+
+    return run_learned(policy, c, wl, seed=seed, config=cfg)[0]
+
+
+def prepare_jobs(path: str | Path, cluster) -> list:
+    """Jobs read from a JSON Lines file for submission: arriving now, each relative
+    ``run.cwd`` made absolute against the file's folder, deadlines kept relative."""
+    from agora.agents.workloads.native import read_jobs
+
+    wl = read_jobs(str(path), cluster, require_run=True)
+    now = time.time()
+    base = Path(path).resolve().parent
+    return [replace(j, arrival=now, tasks=tuple(_absolute_cwd(x, base) for x in j.tasks),
+                    deadline=None if j.deadline is None else now + (j.deadline - j.arrival))
+            for j in wl.jobs]
+
+
+def _absolute_cwd(task, base: Path):
+    """A relative ``run.cwd`` is relative to the jobs file's folder (the nodes see the same
+    path when they share the file system; give absolute paths otherwise)."""
+    run = task.run
+    if run is None or run.cwd is None or Path(run.cwd).is_absolute():
+        return task
+    return replace(task, run=replace(run, cwd=str((base / run.cwd).resolve())))
+
+
+def rejected_indices(res) -> dict[int, str]:
+    """{index in the submitted chunk: 'field: reason'} of a submission's refusals."""
+    import re
+
+    out = {}
+    for r in res.rejections:
+        m = re.search(r"jobs\[(\d+)\]", r.field)
+        if m is not None:
+            out.setdefault(int(m.group(1)), f"{r.field}: {r.reason}")
+    return out
+
+
+async def submit_chunks(client, jobs: list) -> tuple[list[str], list[tuple[str, str]]]:
+    """Submit in chunks of 1,000; (accepted ids, [(refused id, reason)])."""
+    accepted, rejected = [], []
+    for k in range(0, len(jobs), 1000):
+        chunk = jobs[k:k + 1000]
+        bad = rejected_indices(await client.submit_jobs(chunk))
+        for i, job in enumerate(chunk):
+            (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))
+    return accepted, rejected
+
+
+def submit(jobs: str | Path, *, config: str = DEFAULT_UP_CONFIG, client: str = OPERATOR,
+           keys: str | None = None) -> list[str]:
+    """Submit the jobs of a JSON Lines file (each task with a ``run``) to a running Agora;
+    returns their ids. Raises ``ValueError`` naming every refused job and why (the others
+    were accepted and run), ``NotRunning`` when nothing serves."""
+    t = target(config)
+    if not t.serving() or t.coordinator is None:
+        raise t.not_running()
+    prepared = prepare_jobs(jobs, t.coordinator.load_cluster())
+
+    async def go(c):
+        return await submit_chunks(c, prepared)
+
+    accepted, rejected = run_live(t, go, client, keys)
+    if rejected:
+        raise ValueError(f"{len(rejected)} job(s) refused ({len(accepted)} accepted: "
+                         f"{accepted}): " + "; ".join(f"{j}: {r}" for j, r in rejected))
+    return accepted
+
+
+def allocation_dict(x) -> dict:
+    return {"job": x.job_id, "task": x.task_id, "instances": [x.instance_begin, x.instance_end],
+            "site": x.site, "node": x.node, "version": x.version, "round": x.round}
+
+
+def schedule_answer(config: str, by: dict, client: str = OPERATOR, keys: str | None = None):
+    """(QueryResult, 'live' | 'offline (...)'): from the running replicas, or after a stop
+    from their logs on disk."""
+    t = target(config)
+    if t.serving():
+        async def go(c):
+            return await c.schedule(**by)
+        return run_live(t, go, client, keys), "live"
+    if t.coordinator is None:
+        raise t.not_running()
+    from agora.coordinator.offline import offline_schedule
+
+    out, how = offline_schedule(t.coordinator, **by)
+    return out, f"offline ({how})"
+
+
+def schedule(*, config: str = DEFAULT_UP_CONFIG, site: str | None = None,
+             job: str | None = None, client: str = OPERATOR, keys: str | None = None) -> dict:
+    """The global schedule the replicas agreed on (all of it, or one site's or one job's):
+    ``{"version", "source": "live" | "offline (...)", "allocations": [{"job", "task",
+    "instances": [begin, end), "site", "node", "version", "round"}]}``. Works while Agora
+    runs (f+1 matching answers) and after it stops (from the replicas' logs)."""
+    by = {"site": site} if site else {"job_id": job} if job else {"all": True}
+    out, source = schedule_answer(config, by, client, keys)
+    if out.HasField("error"):
+        raise ValueError(f"{out.error.field}: {out.error.reason}")
+    return {"version": out.version, "source": source,
+            "allocations": [allocation_dict(x) for x in out.schedule.allocations]}
+
+
+def jobs(*, config: str = DEFAULT_UP_CONFIG, job: str | None = None,
+         client: str = OPERATOR, keys: str | None = None) -> list[dict]:
+    """Per job and task (per instance with ``job``): state, where it runs, outcome — the rows
+    ``agora jobs --json`` prints."""
+    from agora.deploy.cli_jobs import job_rows_for
+
+    return job_rows_for(config, job, client, keys)[0]

@@ -1,0 +1,17 @@
+"""Install the repository's top-level folders as one namespace, ``agora``.
+
+The repository keeps ``agents/``, ``coordinator/``, ``protos/``, ``federation/`` and
+``deploy/`` at its top level (the product's design card); installed, they are
+``agora.agents``, ``agora.coordinator``, ... beside the Python API in ``agora/``, and nothing
+generic lands at the top level of site-packages (tests/test_packaging.py builds the wheel and
+checks). Everything else about the distribution is in pyproject.toml.
+"""
+
+from setuptools import find_packages, setup
+
+PARTS = ("agents", "coordinator", "protos", "federation", "deploy")
+
+packages = ["agora"] + [f"agora.{top}{'.' + sub if sub else ''}"
+                        for top in PARTS for sub in ["", *find_packages(top)]]
+setup(packages=packages,
+      package_dir={"agora": "agora", **{f"agora.{top}": top for top in PARTS}})
