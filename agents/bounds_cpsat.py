@@ -31,7 +31,7 @@ from typing import Literal, NamedTuple
 from ortools.sat.python import cp_model
 
 from agora.agents.domain import (MILLI, Cluster, Job, Node, Task, Workload, fits_node,
-                           topological_order)
+                                 topological_order)
 
 MAX_INSTANCES = 200
 """largest number of task instances :func:`cpsat_schedule` accepts"""

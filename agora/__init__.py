@@ -17,13 +17,34 @@ The functions are documented in ``agora.deploy.api`` and docs/python-api.md.
 
 from __future__ import annotations
 
+import sys
+from importlib.abc import MetaPathFinder
+from importlib.machinery import PathFinder
 from pathlib import Path
 
-# In a source checkout that is not installed (a Ray job's uploaded working directory, say),
-# the sub-packages are the folders beside this one; installed, setup.py puts them inside it.
-_checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "setup.py").is_file() and (_checkout / "agents" / "__init__.py").is_file():
-    __path__.append(str(_checkout))  # noqa: F821 (a package's own __path__)
+PARTS = ("agents", "coordinator", "protos", "federation", "deploy")
+"""The repository's top-level folders, installed as ``agora.<part>`` (setup.py)."""
+
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
+"""The folder ``agora`` is imported from: what a child process (a replica, a Ray worker) puts
+on its path -- the checkout, or site-packages -- so that it imports this same Agora."""
+
+
+class _Checkout(MetaPathFinder):
+    """In a source checkout that is not installed (a Ray job's uploaded working directory,
+    say), ``agora.<part>`` is the folder ``<part>/`` beside ``agora/`` -- those five only;
+    installed, setup.py puts them inside ``agora/`` and this finder is not added."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        head, _, part = fullname.partition(".")
+        if head == "agora" and part in PARTS:
+            return PathFinder.find_spec(fullname, [str(IMPORT_ROOT)])
+        return None
+
+
+if (IMPORT_ROOT / "setup.py").is_file() and (IMPORT_ROOT / "agents" / "__init__.py").is_file() \
+        and not any(isinstance(f, _Checkout) for f in sys.meta_path):
+    sys.meta_path.append(_Checkout())
 
 __all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "__version__"]
 

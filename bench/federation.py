@@ -49,7 +49,7 @@ from agora.agents.sim.runner import run_one
 from agora.federation.domains import DEFAULT_TRACES, load_setup
 from agora.federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
 from agora.federation.train import (FedTrainConfig, build_learners, initial_weights, site_seed,
-                              train_federated)
+                                    train_federated)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"

@@ -19,7 +19,7 @@ import sys
 import time
 
 from agora.coordinator.pbft.explorer import (coverage, explore, explore_long, run_long_scenario,
-                                       run_scenario, summary)
+                                             run_scenario, summary)
 
 
 def main(argv: list[str] | None = None) -> int:

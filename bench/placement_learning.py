@@ -31,7 +31,7 @@ import numpy as np
 from agora.agents.baselines.fgd import FragModel, typical_shapes
 from agora.agents.domain import Cluster
 from agora.agents.learn.placement import (FEATURES, LinearPlacer, adopt, arrivals, cem, cost,
-                                    fgd_weights, replay)
+                                          fgd_weights, replay)
 from agora.agents.sim.capacity import Capacity
 from agora.agents.sim.report import markdown_table, paired_bootstrap
 from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands

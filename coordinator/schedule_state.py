@@ -63,9 +63,9 @@ from agora.agents.sim.capacity import Capacity
 from agora.agents.ledger_codec import job_record_bytes
 from agora.coordinator.parsed_jobs import JOBS
 from agora.coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
-                                        snapshot_bytes)
+                                              snapshot_bytes)
 from agora.coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
-                                          allocation_pb, runs)
+                                                allocation_pb, runs)
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
                                         MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
                                         MAX_INSTANCES_PER_TASK, MAX_JOBS_PER_COMMAND,

@@ -63,7 +63,7 @@ from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.service import WATCH_QUEUE, CoordinatorService, PeerService
 from agora.coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
-                                   replica_channel_credentials, server_credentials)
+                                         replica_channel_credentials, server_credentials)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage

@@ -13,7 +13,7 @@ from agora.agents.ledger import TaskEntry
 from agora.agents.market import admit_offers
 from agora.coordinator.schedule_records import SitePart, change_pb
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_REASON_BYTES, SITE_PREFIX, Rejected,
-                                        part_over_limit, site_of_client)
+                                              part_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 

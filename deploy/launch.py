@@ -142,7 +142,9 @@ def start_ray(cfg, cluster, *, live: bool = False):
 
     sites = list(cluster.site_names)
 
-    env = {"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    from agora import IMPORT_ROOT
+
+    env = {"env_vars": {"PYTHONPATH": str(IMPORT_ROOT),
                         "OMP_NUM_THREADS": "1"}}
     for var in ("AGORA_PROFILE_DIR", "AGORA_TRACE"):
         if os.environ.get(var):

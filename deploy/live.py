@@ -98,7 +98,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     (out / READY).unlink(missing_ok=True)
     stop = _Stop()
     stop.install()
-    system = None
+    system = view = None
     try:
         cluster = cfg.load_cluster()
         weights, pconf = policy_arrays(cfg.policy)
@@ -116,58 +116,84 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         info = {"pid": os.getpid(), "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
                 "sites": list(cluster.site_names), "started": time.time()}
-        info.update(_observability(system, cfg, out))
+        follower = Follower(system)
+        found, view = _observability(system, cluster, cfg, out, follower.state)
+        info.update(found)
         (out / READY).write_text(json.dumps(info))
-        for what in ("dashboard", "prometheus"):
-            if info.get(what):
-                echo(f"  {what}: {info[what]}")
+        show_addresses(info, echo)
         echo(f"Agora is up in {time.perf_counter() - t0:.0f} s. Submit jobs with: agora "
              f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
              f"--config {cfg.source}")
-        follower = Follower(system)
         line = ProgressLine(echo)
         while not stop.event.wait(progress_s):
             line.show(follower.summary())
         line.close()
         follower.close()
-        return _stopped(system, out, echo, stop)
+        return _stopped(system, out, echo, stop, view)
     except KeyboardInterrupt:
-        return _stopped(system, out, echo, stop)
+        return _stopped(system, out, echo, stop, view)
     except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
         log.debug("agora up failed", exc_info=True)
         echo(f"agora up: could not start: {type(e).__name__}: {e}", file=sys.stderr)
-        _close(system, out)
+        _close(system, out, view)
         return 1
 
 
-def _observability(system, cfg, out: Path) -> dict:
-    """Ray's dashboard address and, with metrics on, the Prometheus files (logged, never
-    fatal: the scheduler runs without them)."""
+def show_addresses(info: dict, echo) -> None:
+    """The addresses a running service serves people at (``ready.json``), a line each."""
+    for what, label in (("web", "web view"), ("dashboard", "Ray dashboard"),
+                        ("prometheus", "prometheus")):
+        if info.get(what):
+            echo(f"  {label}: {info[what]}")
+
+
+def _observability(system, cluster, cfg, out: Path, followed: dict):
+    """({dashboard, prometheus, web}: addresses, the web view or None): Ray's dashboard
+    address, with metrics on the Prometheus files, with web on the live web view (each
+    logged when it fails, never fatal: the scheduler runs without them)."""
     from agora.deploy.launch import dashboard_url
 
     found: dict = {"dashboard": dashboard_url()}
+    replicas: list[str] = []
+    agents: dict[str, str] = {}
     if cfg.metrics.enabled:
         from agora.deploy.observability import system_targets, write_prometheus_files
         try:
-            folder = write_prometheus_files(out, *system_targets(system, cfg.metrics.host))
+            replicas, agents = system_targets(system, cfg.metrics.host)
+            folder = write_prometheus_files(out, replicas, agents)
             found["prometheus"] = str(folder / "prometheus.yml")
         except Exception as e:  # noqa: BLE001
             log.warning("could not write the Prometheus scrape targets: %s", e)
-    return found
+    view = None
+    if cfg.web.enabled:
+        from agora.deploy.webview import WebView
+        try:
+            view = WebView(system, cluster, followed, out, replicas, agents)
+            found["web"] = system.loop.run(view.start(cfg.web.host, cfg.web.port), 30)
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not serve the web view on %s:%s: %s", cfg.web.host,
+                        cfg.web.port, e)
+            view = None
+    return found, view
 
 
-def _stopped(system, out: Path, echo, stop: _Stop) -> int:
+def _stopped(system, out: Path, echo, stop: _Stop, view=None) -> int:
     echo(f"agora up: stopping ({stop.signal or 'interrupted'}) ...", file=sys.stderr)
-    _close(system, out)
+    _close(system, out, view)
     echo(f"agora up: stopped; the state stays in {out} (agora up resumes it, agora jobs "
          f"reads it)", file=sys.stderr)
     return 0
 
 
-def _close(system, out: Path) -> None:
+def _close(system, out: Path, view=None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)        # a second Ctrl-C must not cut the stop
     try:
+        if view is not None:
+            try:
+                system.loop.run(view.stop(), 10)
+            except Exception:  # noqa: BLE001 - the system must close all the same
+                log.debug("stopping the web view failed", exc_info=True)
         if system is not None:
             system.close()
     except Exception:  # noqa: BLE001 - best effort on the way out
@@ -240,8 +266,8 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
               f"agora down --config {config_arg}", file=sys.stderr)
         return 1
     logf = open(out / LOG, "ab")
-    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", "up", "--config", config_arg],
-                         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", "up", "--config",
+                          config_arg], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd=os.getcwd())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -249,9 +275,7 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
         if info is not None and info["pid"] == p.pid:
             print(f"Agora is up (pid {p.pid}, log {out / LOG}); agora down --config "
                   f"{config_arg} stops it")
-            for what in ("dashboard", "prometheus"):
-                if info.get(what):
-                    print(f"  {what}: {info[what]}")
+            show_addresses(info, print)
             return 0
         if p.poll() is not None:
             tail = (out / LOG).read_text(errors="replace").strip().splitlines()[-5:]

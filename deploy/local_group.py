@@ -40,14 +40,13 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agora import IMPORT_ROOT as ROOT  # the replicas run in it: they import this same Agora
 from agora.agents.process import die_with_parent
 from agora.coordinator.client import CoordinatorClient
 from agora.coordinator.config import load_config
 from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.private_file import write_private
 from agora.coordinator.transport import channel_options, client_channel_credentials
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bracket(host: str) -> str:

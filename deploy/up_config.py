@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from agora.agents.workloads.alibaba import SPLITS  # how a node list is split into sites
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
-                                        get_number, get_str, load_yaml)
+                                              get_number, get_str, load_yaml)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """``deploy/configs/``: the folder the defaults' relative paths are relative to."""
@@ -141,6 +141,17 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    enabled: bool = True
+    """``agora up`` serves the live web view (deploy/webview.py) and prints its address"""
+    host: str = "127.0.0.1"
+    """interface it listens on (whoever reaches it sees the whole schedule: keep it on
+    loopback, or behind a proxy of yours)"""
+    port: int = 0
+    """its port, 0..65535 (0: a free one, printed and kept in ready.json)"""
+
+
+@dataclass(frozen=True)
 class TlsSection:
     enabled: bool = True
     """mutual TLS on every gRPC server (agents, coordinator replicas); on by default, and
@@ -190,6 +201,7 @@ class UpConfig:
     federation: FederationSection = field(default_factory=FederationSection)
     ray: RaySection = field(default_factory=RaySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    web: WebSection = field(default_factory=WebSection)
     tls: TlsSection = field(default_factory=TlsSection)
     out: Path = field(default_factory=lambda: _default_path("../../out/up"))
     """output folder"""
@@ -474,13 +486,16 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
         "multi_node": _bool, "dashboard": _bool})
     metrics, _ = _section(top.at("metrics"), top.data.get("metrics"), MetricsSection, {
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
+    web, _ = _section(top.at("web"), top.data.get("web"), WebSection, {
+        "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address"),
+        "port": lambda w, v: get_int(w, v, ge=0, le=65535)})
     tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {
         "enabled": _bool, "certs_dir": _path(base)})
     if "certs_dir" not in (top.data.get("tls") or {}):
         # each state folder has its own CA and certificates, unless told where they are
         out = top.values.get("out") or UpConfig.__dataclass_fields__["out"].default_factory()
         tls = TlsSection(enabled=tls.enabled, certs_dir=Path(out) / "certs")
-    top.values.update(federation=fed, ray=ray, metrics=metrics, tls=tls)
+    top.values.update(federation=fed, ray=ray, metrics=metrics, web=web, tls=tls)
 
     if ray.address is not None:
         for name, bad in (("multi_node", ray.multi_node), ("num_cpus", ray.num_cpus)):

@@ -38,7 +38,7 @@ from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import parse_synthetic
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, get_int, get_list,
-                                        get_mapping, get_number, get_str, load_yaml)
+                                              get_mapping, get_number, get_str, load_yaml)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "deploy" / "configs" / "federation"
 DEFAULT_TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "workloads"

@@ -47,7 +47,7 @@ from agora.agents.domain import (
     topological_order,
 )
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
-                           MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, id_problem)
+                                 MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, id_problem)
 from agora.protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
 
 M = TypeVar("M", bound=Message)

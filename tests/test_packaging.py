@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,9 +23,14 @@ PARTS = ("agents", "coordinator", "protos", "federation", "deploy")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                        "--no-build-isolation", "-w", str(out), str(ROOT)],
-                       capture_output=True, text=True, timeout=300)
+    leftover = not (ROOT / "build").exists()      # setuptools builds in the checkout's build/
+    try:
+        p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", str(out), str(ROOT)],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        if leftover:
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     assert p.returncode == 0, p.stderr
     (whl,) = out.glob("agora-*.whl")
     site = out / "site"
@@ -70,6 +76,7 @@ def test_every_first_party_import_is_in_the_namespace_and_resolves(wheel):
 def test_package_data_the_commands_read_is_installed(wheel):
     for rel in ("agents/workloads/cluster-default.yaml", "deploy/configs/up.yaml",
                 "deploy/demo/jobs.jsonl", "deploy/grafana/agora-dashboard.json",
+                "deploy/web/index.html", "deploy/web/view.js", "deploy/web/view.css",
                 "protos/agora/v1/coordinator.proto"):
         assert (wheel / "agora" / rel).is_file(), rel
 

@@ -29,7 +29,7 @@ import torch
 from agora.agents.learn import checkpoint
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
-                              round_rewards, values_of)
+                                    round_rewards, values_of)
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import Simulator
 from agora.agents.sim.runner import Scenario

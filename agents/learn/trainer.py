@@ -27,7 +27,7 @@ import torch
 
 from agora.agents.learn import checkpoint
 from agora.agents.learn.loop import (TRAIN_SEED_BASE, VAL_SEED_BASE, EpisodeSource, MixedSource,
-                               PPOLoop, TrainConfig, run_episode, validate)
+                                     PPOLoop, TrainConfig, run_episode, validate)
 from agora.agents.learn.tracking import make_tracker
 
 __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "PPOLoop",

@@ -40,7 +40,7 @@ from agora.agents.step.observe import OBS_BOUND, OWN_FEATURES, SLOT_FEATURES, Ob
 from agora.agents.step.policy import offers_of
 from agora.agents.step.seams import SitePart
 from agora.agents.step.simulation import (STATE_DIM, MemoryClearinghouse, SimExecutor,
-                                    system_state)
+                                          system_state)
 
 
 def split(obs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,14 +32,14 @@ from typing import Any
 import yaml
 
 from agora.agents.domain import (MILLI, Cluster, Demand, Faults, Job, Link, Node, NodeOutage,
-                           PowerModel, Run, Site, Task, Workload, run_problem)
+                                 PowerModel, Run, Site, Task, Workload, run_problem)
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
-                           MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, SITE_NAME_TEXT,
-                           id_problem, site_name_problem)
+                                 MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, SITE_NAME_TEXT,
+                                 id_problem, site_name_problem)
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
-                                        get_mapping, get_number, get_str, load_yaml, parse_json,
-                                        read_text, split_lines)
+                                              get_mapping, get_number, get_str, load_yaml, parse_json,
+                                              read_text, split_lines)
 
 MAX_COUNT = 100_000
 """largest ``count`` of one node entry (guards against a typo building millions of nodes)"""

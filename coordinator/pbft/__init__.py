@@ -5,8 +5,8 @@ TOCS 2002). n = 3f+1 replicas order client requests; sans-IO: no threads, socket
 The API a transport is written against:
 
     from agora.coordinator.pbft import (PbftConfig, generate_keys, KeySet, Replica, Client,
-                                  SqliteStorage, MemoryStorage, Send, Broadcast, Reply,
-                                  Completed)
+                                        SqliteStorage, MemoryStorage, Send, Broadcast, Reply,
+                                        Completed)
 
     config = PbftConfig(n=4)                           # frozen dataclass, see config.py
     keys = generate_keys(4, ["site-a", "site-b"])      # KeySet; .to_dict() / .from_dict()

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from agora.agents.bounds import (MAX_INSTANCES, CpSatResult, analytic_lower_bounds, cpsat_schedule,
-                           gap_to_bound)
+                                 gap_to_bound)
 from agora.agents.domain import (MILLI, Cluster, Demand, Job, Link, Node, Site, Task, Workload,
-                           fits_node)
+                                 fits_node)
 
 LIMIT_S = 5.0  # every instance here solves to optimality in well under a second
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agora.agents.market import (PRICE_MAX, PRICE_SCALE, Bid, LedgerBook, Offer, admit_offers, clear,
-                           price_of, site_preference)
+                                 price_of, site_preference)
 from agora.agents.sim.engine import Simulator
 from tests.simkit import cluster, job, node, site, task, workload
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agora.agents.domain import (Link, NodeOutage, PowerModel, Run, topological_order,
-                           why_unschedulable)
+                                 why_unschedulable)
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.native import read_cluster, read_jobs, write_cluster, write_jobs
 from agora.agents.workloads.yamlmarks import load_yaml

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agora.agents.workloads.alibaba import (QOS_WEIGHTS, read_alibaba_nodes, read_alibaba_pod_demands,
-                                      read_alibaba_pods)
+                                            read_alibaba_pods)
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import load_cluster, load_workload, parse_synthetic
 from agora.agents.workloads.native import read_cluster

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from agora.agents.domain import (MILLI, Cluster, Node, Site, Workload, fits_node, topological_order,
-                           why_unschedulable)
+                                 why_unschedulable)
 from agora.agents.workloads.synthetic import generate, params_from_source
 
 

@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from agora.agents.cluster.node_runner import (RayNodeRunner, RunRequest, node_resource, run_folder,
-                                        runner_name)
+                                              runner_name)
 
 NODE = "site-a/n0"
 

@@ -19,6 +19,7 @@ import yaml
 from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.server import load_keys
 from tests.cluster.test_replay import random_checkpoint
+from tests.deploy.web_view_check import CHROMIUM, HOSTILE, check_web_view
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = """
@@ -33,6 +34,12 @@ sites:
 def agora(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "agora.deploy.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def jobs_json(cfg: str) -> dict:
+    p = agora("jobs", "--json", "--config", cfg)
+    assert p.returncode == 0 and p.stdout, f"agora jobs failed ({p.returncode}): {p.stderr}"
+    return json.loads(p.stdout)
 
 
 def one_line_error(p: subprocess.CompletedProcess) -> str:
@@ -71,6 +78,7 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     p = agora("up", "--detach", "--config", cfg)
     assert p.returncode == 0, p.stderr + p.stdout
     assert "Agora is up" in p.stdout
+    up_printed = p.stdout
     # issue 16: random keys in a private file, and mutual TLS by default (certs written)
     keys = d / "out" / "coordinator" / "keys.yaml"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
@@ -101,16 +109,16 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     (d / "jobs.jsonl").write_text("\n".join([
         job_line("hello", [sys.executable, "-c", "print('hello from', __import__('os')"
                            ".environ['AGORA_NODE'])"]),
-        job_line("sleepy", ["sleep", "120"])]) + "\n")
+        job_line("sleepy", ["sleep", "120"]), job_line(HOSTILE, ["true"], id=HOSTILE)]) + "\n")
     p = agora("submit", str(d / "jobs.jsonl"), "--config", cfg)
     assert p.returncode == 0, p.stderr
-    assert sorted(p.stdout.split()) == ["hello", "sleepy"]
+    assert sorted(p.stdout.split()) == sorted(["hello", "sleepy", HOSTILE])
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        jobs = json.loads(agora("jobs", "--json", "--config", cfg).stdout)["jobs"]
+        jobs = jobs_json(cfg)["jobs"]
         by = {j["job"]: j for j in jobs}
-        if by["hello"]["outcome"] == "completed" and \
+        if by["hello"]["outcome"] == by[HOSTILE]["outcome"] == "completed" and \
                 by["sleepy"]["tasks"][0]["instances"][0]["state"] == "running":
             break
         time.sleep(1)
@@ -118,6 +126,11 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
         raise AssertionError(f"jobs did not get there: {jobs}")
     running = by["sleepy"]["tasks"][0]["instances"][0]
     assert running["node"] in ("east/n0", "west/n0") and running["since"] > 0
+    # issue 15: the live web view, in a real headless browser (tests/deploy/web_view_check.py)
+    web = json.loads((d / "out" / "ready.json").read_text())["web"]
+    assert f"web view: {web}" in up_printed
+    if CHROMIUM is not None:        # test_web_view.py reports it when it cannot run
+        check_web_view(web, "sleepy", running["node"], running["site"], 4, 2)
 
     p = agora("logs", "hello/t", "--config", cfg)
     assert p.returncode == 0 and p.stdout.startswith("hello from ") and "/n0" in p.stdout
@@ -136,7 +149,7 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     off = json.loads(p.stdout)
     assert off["source"].startswith("offline") and "agreed by replicas" in off["source"]
     by = {j["job"]: j["outcome"] for j in off["jobs"]}
-    assert by == {"hello": "completed", "sleepy": "cancelled"}
+    assert by == {"hello": "completed", "sleepy": "cancelled", HOSTILE: "completed"}
     done = next(j for j in off["jobs"] if j["job"] == "hello")["tasks"][0]["instances"][0]
     assert done["ran_on"] in ("east/n0", "west/n0") and done["exit_code"] == 0, done
     assert done["last_end"] >= done["last_start"] > 0, done
@@ -151,10 +164,10 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     (d / "more.jsonl").write_text(job_line("after", ["true"]) + "\n")
     p = agora("submit", str(d / "more.jsonl"), "--follow", "--timeout", "120", "--config", cfg)
     assert p.returncode == 0 and "after: completed" in p.stdout, p.stdout + p.stderr
-    jobs = json.loads(agora("jobs", "--json", "--config", cfg).stdout)
+    jobs = jobs_json(cfg)
     assert jobs["source"] == "live"
     assert {j["job"]: j["outcome"] for j in jobs["jobs"]} == {
-        "hello": "completed", "sleepy": "cancelled", "after": "completed"}
+        "hello": "completed", "sleepy": "cancelled", "after": "completed", HOSTILE: "completed"}
 
     # issue 15: the Python API (docs/python-api.md) against the same live service
     import agora as api

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import DEFAULT_CLUSTER
 from agora.deploy.up_config import (CONFIGS_DIR, DEFAULT_CONFIG, SPLITS, STRATEGIES,
-                              FederationSection, MetricsSection, RaySection, TlsSection,
-                              UpConfig, UpConfigError, load_up_config, site_of_resource,
-                              site_resource, up_config_from_dict)
+                                    FederationSection, MetricsSection, RaySection, TlsSection,
+                                    UpConfig, UpConfigError, load_up_config, site_of_resource,
+                                    site_resource, up_config_from_dict)
 from tests.errorcheck import check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,6 +218,9 @@ ERRORS = [
     ("tls:\n  enabled: maybe\n", 2, "tls.enabled", ["'maybe'", "true or false"]),
     ("tls:\n  certs_dir: [a]\n", 2, "tls.certs_dir", ["path"]),
     ("coordinator:\n  batch_size: 0\n", 2, "coordinator.batch_size", ["integer >= 1"]),
+    ("web:\n  port: 70000\n", 2, "web.port", ["<= 65,535"]),
+    ("web:\n  enabled: sometimes\n", 2, "web.enabled", ["true or false"]),
+    ("web:\n  colour: red\n", 2, "web.colour", ["enabled, host, port"]),
     ("coordinator:\n  view_change_timeout_s: 0\n", 2, "coordinator.view_change_timeout_s",
      ["> 0"]),
     ("coordinator:\n  sqlite_synchronous: WAL\n", 2, "coordinator.sqlite_synchronous",

@@ -22,7 +22,7 @@ from agora.agents.learn.loop import TrainConfig
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER
 from agora.agents.workloads.errors import InputError
 from agora.federation.domains import (ALIBABA_NODES, ALIBABA_PODS, CONFIG_DIR,
-                                alibaba_by_type, load_setup, read_setup)
+                                      alibaba_by_type, load_setup, read_setup)
 from agora.federation.learner import check_weights
 from agora.federation.ppo_learner import TRAIN_KEYS, PPOSiteLearner
 

@@ -1,0 +1,155 @@
+"""The web view's state (deploy/webview.py), from ``agora jobs`` rows and metrics: what the
+page draws. The page itself is checked in a real browser by test_web_view.py."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+from concurrent.futures import ThreadPoolExecutor
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agora.deploy.webview import (
+    agent_rows,
+    chart_rows,
+    gantt_bars,
+    job_summaries,
+    replica_of,
+    replica_rows,
+    with_rows,
+)
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+
+def _job(job, *instances):
+    return {"job": job, "origin": "east", "outcome": "pending", "reason": "",
+            "tasks": [{"task": "t", "outcome": "pending", "reason": "",
+                       "instances": [dict(instance=k, **i) for k, i in enumerate(instances)]}]}
+
+
+def test_bars_are_runs_that_really_started_running_ones_until_now():
+    rows = [_job("a", {"state": "running", "node": "east/n0", "site": "east", "since": 10.0},
+                 {"state": "open"},
+                 {"state": "done", "ran_on": "west/n1", "last_start": 2.0, "last_end": 5.0,
+                  "exit_code": 0},
+                 {"state": "gave up", "ran_on": "west/n1", "last_start": 5.0, "last_end": 6.0,
+                  "exit_code": 3},
+                 {"state": "running", "node": "east/n0", "site": "east"})]   # no start yet
+    bars = gantt_bars(rows, now=20.0)
+    got = {b["instance"]: (b["node"], b["site"], b["start"], b["end"], b["state"]) for b in bars}
+    assert got == {0: ("east/n0", "east", 10.0, 20.0, "running"),
+                   2: ("west/n1", "west", 2.0, 5.0, "done"),
+                   3: ("west/n1", "west", 5.0, 6.0, "failed")}
+    assert job_summaries(rows)[0]["instances"] == {"running": 2, "open": 1, "done": 1,
+                                                  "gave up": 1}
+    assert job_summaries(rows)[0]["running_on"] == ["east"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a/n0", "a/n1", "b/n0"]),
+                          st.floats(0, 100), st.floats(0.1, 50)), max_size=40))
+def test_rows_never_draw_two_overlapping_runs_in_one_place(spans):
+    bars = with_rows([{"job": f"j{k}", "task": "t", "instance": 0, "node": n, "start": s,
+                       "end": s + d} for k, (n, s, d) in enumerate(spans)])
+    by_row: dict[str, list] = {}
+    for b in bars:
+        assert b["row"].split(" (")[0] == b["node"]
+        by_row.setdefault(b["row"], []).append((b["start"], b["end"]))
+    for spans_in_row in by_row.values():
+        spans_in_row.sort()
+        assert all(e1 <= s2 for (_, e1), (s2, _) in zip(spans_in_row, spans_in_row[1:]))
+    rows = chart_rows(["a/n0", "a/n1", "b/n0"], bars)
+    assert set(rows) >= set(by_row) and rows[0] == "a/n0"
+    # as few rows per node as the most runs at one instant there
+    for node in ("a/n0", "a/n1", "b/n0"):
+        mine = [(b["start"], b["end"]) for b in bars if b["node"] == node]
+        most = max((sum(s <= t < e for s, e in mine) for t, _ in mine), default=0)
+        assert sum(r.split(" (")[0] == node for r in rows) == max(1, most)
+
+
+def test_agent_rows_from_metrics_and_a_missing_endpoint():
+    m = {'agora_messages_sent_total{site="east"}': 4.0,
+         'agora_messages_suppressed_total{site="east"}': 6.0,
+         'agora_decisions_total{site="east"}': 10.0,
+         'agora_decision_latency_seconds_sum{site="east"}': 0.05,
+         'agora_decision_latency_seconds_count{site="east"}': 10.0}
+    assert agent_rows({"east": m, "west": None}) == [
+        {"site": "east", "messages_sent": 4, "messages_suppressed": 6, "decisions": 10,
+         "decision_ms_mean": 5.0},
+        {"site": "west", "error": "metrics not reachable"}]
+
+
+def test_replica_rows_count_each_replicas_own_view_changes_or_say_unknown():
+    statuses = [pb.ReplicaStatus(replica=0, view=2, primary=2, last_committed=9),
+                "UNAVAILABLE: replica 1 does not answer",
+                pb.ReplicaStatus(replica=2, view=2, primary=2, last_committed=9)]
+    mine = {'agora_view{replica="0"}': 2.0, 'agora_view_changes_total{replica="0"}': 2.0}
+    assert replica_of(mine) == 0
+    rows = replica_rows(statuses, {0: mine})     # replica 2's metrics did not come
+    assert rows[0]["view_changes"] == 2 and rows[0]["primary"] == 2
+    assert rows[1] == {"replica": 1, "error": "UNAVAILABLE: replica 1 does not answer"}
+    assert rows[2]["view_changes"] is None           # unknown, not 0
+    assert [r["view_changes"] for r in replica_rows(statuses, None) if "view" in r] == [None,
+                                                                                      None]
+
+
+class _FakeOperator:
+    """A stand-in for the operator's coordinator client (this unit test has no replicas)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def status(self):
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return [pb.ReplicaStatus(replica=0, view=1, primary=1)]
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, dict, bytes]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers={"Host": host} if host else {})
+    r = c.getresponse()
+    return r.status, dict(r.getheaders()), r.read()
+
+
+@pytest.mark.timeout(60)
+def test_the_server_serves_the_page_shares_reads_and_answers_loopback_names_only(tmp_path):
+    from agora.deploy.webview import WebView
+
+    cluster = SimpleNamespace(site_names=["east"], nodes=[SimpleNamespace(name="east/n0")])
+    operator = _FakeOperator()
+    view = WebView(SimpleNamespace(operator=operator), cluster, {}, Path(tmp_path), [], {})
+
+    async def main():
+        url = await view.start("127.0.0.1", 0)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        loop = asyncio.get_running_loop()
+        try:
+            status, headers, body = await loop.run_in_executor(None, _get, port, "/")
+            assert status == 200 and b"gantt" in body
+            assert "script-src 'self'" in headers["Content-Security-Policy"]
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            for path in ("/static/view.js", "/static/plotly.min.js"):
+                assert (await loop.run_in_executor(None, _get, port, path))[0] == 200
+            # ten pages at once: one status read, the same answer
+            with ThreadPoolExecutor(10) as pages:
+                got = await asyncio.gather(*(loop.run_in_executor(pages, _get, port,
+                                                                  "/api/state")
+                                             for _ in range(10)))
+            states = [json.loads(b) for _, _, b in got]
+            assert all(s == states[0] for s in states) and operator.calls == 1
+            assert states[0]["replicas"][0]["primary"] == 1 and states[0]["jobs"] == []
+            # a page that reached it under another name (DNS rebinding) is refused
+            status, _, _ = await loop.run_in_executor(None, _get, port, "/api/state",
+                                                      "evil.example:80")
+            assert status == 421
+            assert (await loop.run_in_executor(None, _get, port, "/", f"localhost:{port}"))[
+                0] == 200
+        finally:
+            await view.stop()
+
+    asyncio.run(main())
