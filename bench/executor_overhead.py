@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-POLICY = REPO / "bench" / "results" / "learned-synE.pt"
+POLICY = REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
 
 
 def cluster_yaml(n_sites: int, path: Path) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-POLICY = REPO / "bench" / "results" / "learned-synE.pt"
+POLICY = REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
 
 
 def site_cluster(n: int, path: Path) -> Path:

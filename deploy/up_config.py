@@ -12,7 +12,11 @@ and saying what would be right::
 
 Relative paths in the file are relative to the file's folder. A field the file leaves out
 takes the default of ``local.yaml``, whose relative paths are relative to ``deploy/configs/``
-(so the default ``policy`` is always this repository's ``bench/results/learned-synE.pt``).
+(so the default ``policy`` is always the shipped ``agents/learn/checkpoints/learned-synE.pt``).
+One exception keeps state out of an installed package: for the configurations shipped inside
+an installed Agora (no checkout), ``out`` and ``certs_dir`` are relative to the current
+folder as if it were the checkout (``agora up`` with no ``--config`` keeps its state in
+``./out/agora``, as it does in a checkout) -- :func:`state_folder`.
 
 Every site agent runs as a Ray actor that needs one unit of its site's custom resource,
 :func:`site_resource` (``agora-site-<name>``): only nodes started with that resource (one
@@ -98,6 +102,27 @@ def _default_path(rel: str) -> Path:
     return (CONFIGS_DIR / rel).resolve()
 
 
+def _default_state_path(rel: str) -> Path:
+    return (state_folder(CONFIGS_DIR) / rel).resolve()
+
+
+def state_folder(folder: Path, *, installed: bool | None = None) -> Path:
+    """What the relative state paths (``out``, ``certs_dir``) of a config in ``folder`` are
+    relative to: ``folder`` itself -- except for a folder inside an installed Agora (not a
+    checkout: ``installed``, by default found out), where it is the same folder under the
+    current one, as if the current folder were the checkout (so state never lands in
+    site-packages)."""
+    from agora import IMPORT_ROOT
+
+    if installed is None:
+        installed = not (IMPORT_ROOT / "setup.py").is_file()
+    package = (IMPORT_ROOT / "agora").resolve()
+    folder = folder.resolve()
+    if installed and folder.is_relative_to(package):
+        return Path.cwd().resolve() / folder.relative_to(package)
+    return folder
+
+
 @dataclass(frozen=True)
 class FederationSection:
     """Flower rounds between episodes: every site trains ``local_steps`` on its own
@@ -156,7 +181,7 @@ class TlsSection:
     enabled: bool = True
     """mutual TLS on every gRPC server (agents, coordinator replicas); on by default, and
     ``agora up`` writes the certificates that are missing in ``certs_dir``"""
-    certs_dir: Path = field(default_factory=lambda: _default_path("../../out/up/certs"))
+    certs_dir: Path = field(default_factory=lambda: _default_state_path("../../out/up/certs"))
     """(default: ``<out>/certs``) folder written by ``agora certs`` (ca.crt, site-<name>.crt/.key, replica-<i>.crt/.key,
     client.crt/.key)"""
 
@@ -181,7 +206,7 @@ class UpConfig:
     load: float | None = None
     """scale arrivals to this offered load (> 0); None keeps the workload's clock"""
     policy: Path = field(default_factory=lambda: _default_path(
-        "../../bench/results/learned-synE.pt"))
+        "../../agents/learn/checkpoints/learned-synE.pt"))
     """checkpoint of the site agents (written by ``agora train``)"""
     replicas: int = 4
     """coordinator replicas, n = 3f+1 with f >= 1"""
@@ -203,7 +228,7 @@ class UpConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     web: WebSection = field(default_factory=WebSection)
     tls: TlsSection = field(default_factory=TlsSection)
-    out: Path = field(default_factory=lambda: _default_path("../../out/up"))
+    out: Path = field(default_factory=lambda: _default_state_path("../../out/up"))
     """output folder"""
     comm: str | None = None
     """the agents' messages: trigger | always | none; None: as the checkpoint says (its
@@ -405,7 +430,8 @@ def _policy(base: Path) -> Callable[[Where, Any], Path]:
         if not p.is_file():
             raise where.error(f"checkpoint {p} does not exist",
                               "a checkpoint written by agora train, e.g. "
-                              "bench/results/learned-synE.pt (relative paths are relative to "
+                              "agents/learn/checkpoints/learned-synE.pt (relative paths are "
+                              "relative to "
                               "the config file's folder)")
         return p
     return check
@@ -464,7 +490,7 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("speed", lambda w, v: get_number(
         w, v, gt=0, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
-    top.get("out", _path(base))
+    top.get("out", _path(state_folder(base)))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
     top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))
     n = top.values.get("replicas", UpConfig.replicas)
@@ -490,7 +516,7 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address"),
         "port": lambda w, v: get_int(w, v, ge=0, le=65535)})
     tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {
-        "enabled": _bool, "certs_dir": _path(base)})
+        "enabled": _bool, "certs_dir": _path(state_folder(base))})
     if "certs_dir" not in (top.data.get("tls") or {}):
         # each state folder has its own CA and certificates, unless told where they are
         out = top.values.get("out") or UpConfig.__dataclass_fields__["out"].default_factory()

@@ -81,21 +81,39 @@ def test_package_data_the_commands_read_is_installed(wheel):
         assert (wheel / "agora" / rel).is_file(), rel
 
 
+def run_installed(wheel: Path, cwd: Path, *argv: str) -> list[str]:
+    """``python *argv`` with the unpacked wheel first on the path, in ``cwd`` (not the
+    checkout); its output lines."""
+    p = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(wheel)}, timeout=100)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split("\n")
+
+
 @pytest.mark.timeout(120)
 def test_the_installed_package_imports_without_the_checkout(wheel, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(wheel)}
     code = ("import agora, agora.deploy.cli as cli, agora.coordinator.server, "
             "agora.agents.step.step, agora.protos.agora.v1.coordinator_pb2 as pb;"
             "import importlib.util as u;"
             "print(agora.__file__); print(cli.__file__); print(pb.Command.DESCRIPTOR.full_name);"
             "print([m for m in ('agents', 'coordinator', 'protos', 'federation', 'deploy')"
             " if u.find_spec(m)])")
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=100)
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.split("\n")
-    assert lines[0].startswith(str(wheel)) and lines[1].startswith(str(wheel)), p.stdout
-    assert lines[2] == "agora.v1.Command" and lines[3] == "[]", p.stdout
-    p = subprocess.run([sys.executable, "-m", "agora.deploy.cli", "--version"], cwd=tmp_path,
-                       env=env, capture_output=True, text=True, timeout=100)
-    assert p.returncode == 0 and "agora" in p.stdout, p.stderr
+    lines = run_installed(wheel, tmp_path, "-c", code)
+    assert lines[0].startswith(str(wheel)) and lines[1].startswith(str(wheel)), lines
+    assert lines[2] == "agora.v1.Command" and lines[3] == "[]", lines
+    assert "agora" in run_installed(wheel, tmp_path, "-m", "agora.deploy.cli", "--version")[0]
+
+
+@pytest.mark.timeout(120)
+def test_installed_the_default_config_keeps_state_under_the_current_folder(wheel, tmp_path):
+    """The shipped configs' state (out, certs) never lands in site-packages; their policy is
+    the checkpoint shipped in the package."""
+    code = ("from agora.deploy.up_config import load_up_config as l; import agora.deploy.demo"
+            ".__main__ as d; from agora.deploy.service_client import DEFAULT_UP_CONFIG as u;"
+            " c = l(u); print(c.out); print(c.tls.certs_dir); print(c.policy);"
+            " print(c.policy.is_file()); print(d.OUT)")
+    out, certs, policy, exists, demo = run_installed(wheel, tmp_path, "-c", code)[:5]
+    here = tmp_path.resolve()
+    assert out == str(here / "out" / "agora") and certs == str(here / "out" / "agora" / "certs")
+    assert policy.startswith(str(wheel)) and exists == "True"
+    assert demo == str(here / "out" / "demo")

@@ -20,7 +20,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CONFIG = str(HERE / "up.yaml")
 JOBS = str(HERE / "jobs.jsonl")
-OUT = HERE.parent.parent / "out" / "demo"
+
+
+def _out() -> Path:
+    """out/demo beside the state folder of up.yaml (``../../out/demo/state``): in the
+    checkout, or under the current folder when Agora is installed (``state_folder``)."""
+    from agora.deploy.up_config import state_folder
+
+    return (state_folder(HERE) / ".." / ".." / "out" / "demo").resolve()
+
+
+OUT = _out()
 
 
 def main() -> int:

@@ -287,7 +287,7 @@ def test_the_uploaded_working_directory_stays_small():
                 lambda p: files.append(p) if p.is_file() else None, include_gitignore=False)
     total = sum(p.stat().st_size for p in files)
     assert total < 64 * 2**20, f"{total / 2**20:.0f} MiB"
-    assert REPO / "bench" / "results" / "learned-synE.pt" in files
+    assert REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt" in files
     assert not any(".venv" in p.parts for p in files)
 
 

@@ -24,7 +24,7 @@ from agora.deploy.up_config import (CONFIGS_DIR, DEFAULT_CONFIG, SPLITS, STRATEG
 from tests.errorcheck import check
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKPOINT = REPO / "bench" / "results" / "learned-synE.pt"
+CHECKPOINT = REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
 DEFAULT_SITES = ("dc-east", "dc-west", "dc-north", "dc-south", "edge-1", "edge-2",
                  "factory-a", "factory-b")
 
@@ -406,3 +406,16 @@ def test_any_yaml_mapping_loads_or_raises_up_config_error(data):
 def test_any_text_loads_or_raises_up_config_error(text):
     with tempfile.TemporaryDirectory() as d:
         _loads_or_refuses(text, Path(d))
+
+
+def test_state_of_a_config_shipped_inside_an_installed_agora_goes_under_the_current_folder(
+        tmp_path, monkeypatch):
+    import agora
+    from agora.deploy.up_config import state_folder
+
+    monkeypatch.chdir(tmp_path)
+    shipped = agora.IMPORT_ROOT / "agora" / "deploy" / "configs"
+    assert state_folder(shipped, installed=True) == tmp_path.resolve() / "deploy" / "configs"
+    assert state_folder(shipped, installed=False) == shipped.resolve()
+    mine = tmp_path / "elsewhere"                  # a config of the user's own: its folder
+    assert state_folder(mine, installed=True) == mine.resolve()
