@@ -162,9 +162,25 @@ def _ledger_view(t, client_id: str, keys: str | None):
     return view, f"offline ({how})"
 
 
-def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None) -> list[dict]:
-    """Per job, per task: outcome, instance states, where they run; per instance too."""
+def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
+             files: dict | None = None) -> list[dict]:
+    """Per job, per task: outcome, instance states, where they run; per instance too.
+    ``files``: a cache, kept by the caller between calls (the web view), of what was read
+    from run folders that will not change -- a run's start, and the last end of an instance
+    with a given state and count of failed attempts."""
     from agora.protos.convert import job_from_proto
+
+    def cached(key, read):
+        if files is None:
+            return read()
+        if key not in files:
+            found = read()
+            if not found:
+                return found                   # not written yet: look again next time
+            if len(files) > 200_000:
+                files.clear()
+            files[key] = found
+        return files[key]
 
     rows = []
     for rec in view.jobs:
@@ -183,11 +199,14 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None) 
                     p = place[i]
                     row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
                                run=p.version)
-                    started = _run_started(out, nodes[p.node], job.id, t.id, i, p.version)
+                    started = cached(("start", p.node, job.id, t.id, i, p.version),
+                                     lambda: _run_started(out, nodes[p.node], job.id, t.id,
+                                                          i, p.version))
                     if started is not None:
                         row["since"] = started
                 if s in (3, 4) or fails.get(i):
-                    row.update(_last_end(out, job.id, t.id, i))
+                    row.update(cached(("end", job.id, t.id, i, s, fails.get(i, 0)),
+                                      lambda: _last_end(out, job.id, t.id, i)))
                 inst.append(row)
             tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
                           "instances": inst})

@@ -184,6 +184,7 @@ class WebView:
         # its own threads for the run folders and the scrapes: the loop's default pool is
         # shared with everything else on the service's loop
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agora-web")
+        self._files: dict = {}       # what finished runs' folders said (cli_jobs.job_rows)
 
     # ---- serving -------------------------------------------------------------------------
     def app(self):
@@ -292,7 +293,8 @@ class WebView:
             view.jobs.extend(pb.JobRecord.FromString(job_record_bytes(js, 0)) for js in jobs)
         loop = asyncio.get_running_loop()
         rows, statuses, replicas, agents = await asyncio.gather(
-            loop.run_in_executor(self._pool, job_rows, view, self.nodes, self.out),
+            loop.run_in_executor(self._pool, job_rows, view, self.nodes, self.out, None,
+                                 self._files),
             self.system.operator.status(), self._scrape_all(self.replica_targets),
             self._scrape_all(self.agent_targets))
         samples = None

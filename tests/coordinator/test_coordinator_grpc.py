@@ -96,6 +96,18 @@ def test_health_service_reports_serving_on_every_replica(group):
                 assert r.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def settled(op, holds, timeout_s: float = 10.0):
+    """The replicas' statuses once ``holds(statuses)`` (a backup may still be executing what
+    f+1 others already answered from: it catches up); fails with them after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ss = await op.status()
+        if holds(ss):
+            return ss
+        assert time.monotonic() < deadline, ss
+        await asyncio.sleep(0.1)
+
+
 def test_submit_decide_and_read_the_schedule_with_f_plus_1_answers(group):
     async def go():
         async with group.client("site:east") as east, group.client("operator") as op:
@@ -126,8 +138,8 @@ def test_submit_decide_and_read_the_schedule_with_f_plus_1_answers(group):
             assert [tr.states for tr in next(j for j in led.jobs if j.job.id == "g1").tasks] \
                 == [bytes([3, 3, 3, 3]), bytes([1])]
             # every replica holds the same schedule
-            ss = await op.status()
-            assert len({(s.allocations, s.round) for s in ss}) == 1
+            ss = await settled(op, lambda ss: len({(s.allocations, s.round) for s in ss}) == 1)
+            assert ss[0].allocations == 1
     run(go())
 
 
@@ -231,9 +243,8 @@ def test_a_decision_that_over_allocates_a_site_is_rejected_end_to_end(group):
             assert r.rejections[0].field == "command.site_round.bids[0].instances"
             assert "over-allocate site 'edge'" in r.rejections[0].reason
             assert (await op.schedule(site="edge")).schedule.allocations == before
-            ss = await op.status()
-            assert all(any(c.name == "bid.over_allocation" for c in s.schedule_rejected)
-                       for s in ss)
+            await settled(op, lambda ss: all(any(
+                c.name == "bid.over_allocation" for c in s.schedule_rejected) for s in ss))
     run(go())
 
 

@@ -153,3 +153,26 @@ def test_the_server_serves_the_page_shares_reads_and_answers_loopback_names_only
             await view.stop()
 
     asyncio.run(main())
+
+
+def test_finished_runs_are_read_from_disk_once_and_unwritten_ones_again(tmp_path):
+    from bench.web_view import ledger_with_runs
+
+    from agora.deploy.cli_jobs import job_rows
+
+    nodes = ["a/n0", "b/n0"]
+    view = ledger_with_runs(tmp_path, jobs=2, instances=2, nodes=nodes)
+    files: dict = {}
+    first = job_rows(view, nodes, tmp_path, None, files)
+    assert first[0]["tasks"][0]["instances"][0]["ran_on"] == "a/n0"
+    ends = sorted(tmp_path.glob("runs/*/*/*/*/end.json"))
+    for e in ends:
+        e.unlink()                                  # finished: the cache answers
+    assert job_rows(view, nodes, tmp_path, None, files) == first
+    assert "ran_on" not in job_rows(view, nodes, tmp_path)[0]["tasks"][0]["instances"][0]
+    files.clear()                                   # nothing on disk: nothing cached ...
+    job_rows(view, nodes, tmp_path, None, files)
+    assert not files
+    ends[0].write_text('{"exit_code": 0, "start": 1.0, "end": 2.0}')   # ... until written
+    again = job_rows(view, nodes, tmp_path, None, files)
+    assert sum("ran_on" in i for j in again for t in j["tasks"] for i in t["instances"]) == 1
