@@ -4,8 +4,10 @@ configuration (``replica_host``; with ``ray.address`` the head's address as Ray 
 certificates ``agora up`` writes name it, and each agent gets what it needs through Ray as
 bytes -- its own site's key and certificate only, never another site's.
 
-What this machine allows: replicas bound to its non-loopback address (no second host and no
-network namespace here), served over mutual TLS whose certificates name that address."""
+What this machine allows: replicas bound to its non-loopback address, served over mutual TLS
+whose certificates name that address; and (test_network_namespace.py, slow) a whole ``agora
+up`` whose replicas are bound to a veth address, used by a client in another network
+namespace. Worker nodes with their own working and temp directories are not tested."""
 
 from __future__ import annotations
 
