@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.web_view_check import CHROMIUM, FLAGS, REQUIRED
+from tests.deploy.web_view_check import CHROMIUM, REQUIRED, launch
 
 
 @pytest.mark.timeout(120)
@@ -18,7 +18,7 @@ def test_a_headless_browser_is_there_to_check_the_web_view():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(pw)
         try:
             page = browser.new_page()
             page.set_content("<p id=x>ok</p>")

@@ -22,6 +22,11 @@ HOSTILE = "<b>bold&amp;<i>%{meta}x"
 character but '/' and white space)."""
 
 
+def launch(pw):
+    """Debian's Chromium, headless, with the flags this machine's closed network needs."""
+    return pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+
+
 def check_web_view(url: str, job: str, node: str, site: str, n_replicas: int,
                    n_sites: int) -> Path:
     """Load the view at ``url``: ``job`` (running) is drawn in ``node``'s row on ``site``, the
@@ -31,7 +36,7 @@ def check_web_view(url: str, job: str, node: str, site: str, n_replicas: int,
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             said: list[str] = []          # what the page said, to show when it fails
