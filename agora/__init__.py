@@ -46,12 +46,14 @@ if (IMPORT_ROOT / "setup.py").is_file() and (IMPORT_ROOT / "agents" / "__init__.
         and not any(isinstance(f, _Checkout) for f in sys.meta_path):
     sys.meta_path.append(_Checkout())
 
-__all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "__version__"]
+API = ("simulate", "submit", "schedule", "jobs", "NotRunning")
+"""The functions (and the error) of ``agora.deploy.api`` that ``agora`` itself offers."""
+__all__ = [*API, "__version__"]
 
 
 def __getattr__(name: str):
     # Lazy: `import agora` stays light (no Ray, torch or gRPC until a function is used).
-    if name in ("simulate", "submit", "schedule", "jobs", "NotRunning"):
+    if name in API:
         from agora.deploy import api
 
         return getattr(api, name)

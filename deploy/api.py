@@ -131,13 +131,33 @@ def schedule_answer(config: str, by: dict, client: str = OPERATOR, keys: str | N
     return out, f"offline ({how})"
 
 
+def schedule_selector(*, site: str | None = None, job: str | None = None,
+                      task: str | None = None, since_version: int | None = None) -> dict:
+    """The schedule query's selector for the first of ``site``, ``job``, ``task``
+    (``JOB/TASK``) and ``since_version`` given; all of the schedule when none is."""
+    if site:
+        return {"site": site}
+    if job:
+        return {"job_id": job}
+    if task:
+        job_id, _, task_id = task.partition("/")
+        if not job_id or not task_id:
+            raise ValueError(f"--task: got {task!r}; expected JOB/TASK")
+        return {"task": (job_id, task_id)}
+    if since_version is not None:
+        return {"since_version": since_version}
+    return {"all": True}
+
+
 def schedule(*, config: str = DEFAULT_UP_CONFIG, site: str | None = None,
-             job: str | None = None, client: str = OPERATOR, keys: str | None = None) -> dict:
-    """The global schedule the replicas agreed on (all of it, or one site's or one job's):
-    ``{"version", "source": "live" | "offline (...)", "allocations": [{"job", "task",
-    "instances": [begin, end), "site", "node", "version", "round"}]}``. Works while Agora
-    runs (f+1 matching answers) and after it stops (from the replicas' logs)."""
-    by = {"site": site} if site else {"job_id": job} if job else {"all": True}
+             job: str | None = None, task: str | None = None, since_version: int | None = None,
+             client: str = OPERATOR, keys: str | None = None) -> dict:
+    """The global schedule the replicas agreed on (all of it, or one site's, job's or task's,
+    or what was allocated since a version): ``{"version", "source": "live" | "offline
+    (...)", "allocations": [{"job", "task", "instances": [begin, end), "site", "node",
+    "version", "round"}]}``. Works while Agora runs (f+1 matching answers) and after it stops
+    (from the replicas' logs)."""
+    by = schedule_selector(site=site, job=job, task=task, since_version=since_version)
     out, source = schedule_answer(config, by, client, keys)
     if out.HasField("error"):
         raise ValueError(f"{out.error.field}: {out.error.reason}")

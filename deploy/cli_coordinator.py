@@ -166,36 +166,21 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
 
 
 def cmd_schedule_get(a: argparse.Namespace) -> int:
-    if a.site:
-        by = {"site": a.site}
-    elif a.job:
-        by = {"job_id": a.job}
-    elif a.task:
-        job, _, task = a.task.partition("/")
-        if not job or not task:
-            raise ValueError(f"--task: got {a.task!r}; expected JOB/TASK")
-        by = {"task": (job, task)}
-    elif a.since_version is not None:
-        by = {"since_version": a.since_version}
-    elif a.at_version is not None:
-        if a.at_version < 0:
-            raise ValueError(f"--version: got {a.at_version}; expected a version >= 0")
-        by = {"all": True}
-    else:
-        by = {"all": True}
+    from agora.deploy.api import schedule
 
-    from agora.deploy.api import allocation_dict, schedule_answer
-
-    out, label = schedule_answer(a.config, by, a.client, a.keys)
-    if out.HasField("error"):
-        raise ValueError(f"{out.error.field}: {out.error.reason}")
-    rows = [allocation_dict(x) for x in out.schedule.allocations
-            if a.at_version is None or x.version <= a.at_version]
+    selected = a.site or a.job or a.task or a.since_version is not None
+    if not selected and a.at_version is not None and a.at_version < 0:
+        raise ValueError(f"--version: got {a.at_version}; expected a version >= 0")
+    answer = schedule(config=a.config, site=a.site, job=a.job, task=a.task,
+                      since_version=a.since_version, client=a.client, keys=a.keys)
+    rows = [r for r in answer["allocations"]
+            if a.at_version is None or r["version"] <= a.at_version]
     if a.json:
-        print(json.dumps({"version": out.version, "source": label, "allocations": rows},
-                         indent=1))
+        print(json.dumps({"version": answer["version"], "source": answer["source"],
+                          "allocations": rows}, indent=1))
         return 0
-    print(f"schedule version {out.version} ({label}): {len(rows)} allocations")
+    print(f"schedule version {answer['version']} ({answer['source']}): {len(rows)} "
+          f"allocations")
     print(f"{'version':>8}  {'job':<16} {'task':<12} {'instances':>11}  {'site':<12} node")
     for r in rows:
         b, e = r["instances"]
