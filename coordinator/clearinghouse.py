@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import grpc
 
@@ -50,13 +50,24 @@ class ClearinghouseSpec:
     config: dict
     """the coordinator configuration (``CoordinatorConfig.to_dict()``)"""
     keys: dict
-    """the site client's key set (``KeySet.for_client(...).to_dict()``): its own secret only"""
+    """the group's public keys (``KeySet.public().to_dict()``) when ``identity`` is set;
+    else the site client's key set holding its own secret (``KeySet.for_client``)"""
     client_id: str
     tls_pem: tuple[bytes, bytes, bytes] | None = None
     """with mutual TLS: (CA certificate, the site's certificate, its private key) as bytes,
     handed over through Ray (the agent's node need not have the head's certificate folder;
     it gets its own site's pair only)"""
     heartbeat_s: float = 3.0
+    identity: Any = None
+    """the site's own keys, made and kept on the agent's node
+    (``coordinator.site_key.NodeIdentity``): the operator admits its public key
+    (``public_key``) by an ordered command, and no secret leaves the node; None: ``keys``
+    holds the site's secret"""
+
+    def public_key(self) -> bytes | None:
+        """The site's public key, its key made on this node first when missing (None: the
+        key set given holds the secret)."""
+        return None if self.identity is None else self.identity.public_key()
 
     def build(self, cluster: Cluster) -> PbftClearinghouse:
         cfg = dict(self.config)
@@ -67,8 +78,11 @@ class ClearinghouseSpec:
             ca, cert, key = self.tls_pem
             creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                  certificate_chain=cert)
+        keys = KeySet.from_dict(self.keys)
+        if self.identity is not None:
+            keys = keys.with_own_key(self.client_id, bytes(self.identity.signing_key()))
         return PbftClearinghouse(cluster=cluster, client=CoordinatorClient(
-            config, KeySet.from_dict(self.keys), self.client_id, credentials=creds),
+            config, keys, self.client_id, credentials=creds),
             heartbeat_s=self.heartbeat_s)
 
 
@@ -107,16 +121,23 @@ class PbftClearinghouse:
     async def _first_ledger(self, patience_s: float = 180.0):
         """The ledger, asked again while no f+1 replicas answer (UNAVAILABLE: the group is
         still starting, or busy with many agents starting at once), for up to
-        ``patience_s``; any other refusal at once."""
+        ``patience_s``; also while its key is not admitted yet (UNAUTHENTICATED: the
+        operator admits a site's key once its agent made it); any other refusal at once."""
         deadline = time.monotonic() + patience_s
         delay = 0.5
         while True:
             try:
                 return await self.client.ledger()
             except CoordinatorError as e:
-                if e.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                waiting = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+                if e.code not in waiting or time.monotonic() > deadline:
+                    if e.code == grpc.StatusCode.UNAUTHENTICATED:
+                        raise CoordinatorError(e.code, f"{e.message} -- client "
+                                               f"{self.client.client_id!r} was not admitted "
+                                               f"within {patience_s:g} s (agora site admit)",
+                                               e.errors) from None
                     raise
-                log.info("ledger query unavailable (%s); again in %.1f s", e.message, delay)
+                log.info("ledger query refused for now (%s); again in %.1f s", e.message, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
     async def start(self, on_update: Callable[[list[tuple[TaskEntry, int, int]]], None]

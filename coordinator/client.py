@@ -70,7 +70,7 @@ HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
 RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
-               "GetSchedule")
+               "AdmitSite", "RemoveSite", "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
@@ -168,8 +168,24 @@ class CoordinatorClient:
         Returns the ordered ``Result``; raises ``CoordinatorError`` when the schedule
         refused the cancel (FAILED_PRECONDITION: unknown job, another site's job, already
         finished) or a replica refused the request (a status, as for every command)."""
-        cmd = pb.Command(cancel_job=pb.CancelJob(job_id=job_id, reason=reason))
-        res = pb.Result.FromString(await self.call("CancelJob", cmd))
+        return await self._ordered("CancelJob", pb.Command(
+            cancel_job=pb.CancelJob(job_id=job_id, reason=reason)))
+
+    async def admit_site(self, site: str, verify_key: bytes) -> pb.Result:
+        """Admit site ``site`` by the public key it made on its own node (the operator's
+        client only); a second admission replaces the key. Raises ``CoordinatorError``
+        (FAILED_PRECONDITION with the ordered ``Result``) when the schedule refused it."""
+        return await self._ordered("AdmitSite", pb.Command(admit_site=pb.AdmitSite(
+            site=site, verify_key=verify_key)))
+
+    async def remove_site(self, site: str, reason: str = "") -> pb.Result:
+        """Remove site ``site``: its key is revoked and its running instances are lost
+        (the operator's client only; errors as ``admit_site``)."""
+        return await self._ordered("RemoveSite", pb.Command(remove_site=pb.RemoveSite(
+            site=site, reason=reason)))
+
+    async def _ordered(self, rpc_name: str, cmd: pb.Command) -> pb.Result:
+        res = pb.Result.FromString(await self.call(rpc_name, cmd))
         if res.rejections:
             r = res.rejections[0]
             raise CoordinatorError(grpc.StatusCode.FAILED_PRECONDITION,

@@ -26,7 +26,7 @@ import time
 from collections import deque
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from agora.agents.aio import cancel_and_wait
 from agora.coordinator.schedule_state import ScheduleState, site_of_client
@@ -54,15 +54,15 @@ class RoundKeeper:
     """Replica ``index``'s clock-driven duties over ``app`` (see the module docstring).
     ``vote(kind, message)`` sends one vote as this replica's client (async)."""
 
-    def __init__(self, *, app: ScheduleState, index: int, client_verify: dict[str, bytes],
+    def __init__(self, *, app: ScheduleState, index: int, client_verify,
                  round_timeout_s: float, site_timeout_s: float, vote) -> None:
         self.app = app
         self.index = index
         self.round_timeout_s = round_timeout_s
         self.site_timeout_s = site_timeout_s
         self.vote = vote
-        self._verify = {c: VerifyKey(k) for c, k in client_verify.items()
-                        if site_of_client(c) is not None}
+        self._verify = client_verify
+        """the replica's ``pbft.auth.ClientKeys``: a site's key as the executed log gives it"""
         self._last_ts: dict[str, int] = {}
         self.started = time.monotonic()
         self.heard: dict[str, float] = {}
@@ -79,9 +79,11 @@ class RoundKeeper:
     # ---- heartbeats (not ordered) ----------------------------------------------------
     def heartbeat(self, hb: pb.HeartbeatRequest) -> str | None:
         """Record a site's heartbeat; returns why it was refused, or None."""
-        vk = self._verify.get(hb.client_id)
+        vk = (self._verify.get(hb.client_id) if site_of_client(hb.client_id) is not None
+              else None)
         if vk is None:
-            return f"client_id: {hb.client_id!r} is not a site client of the key file"
+            return (f"client_id: {hb.client_id!r} is not a site client of the key file nor an "
+                    f"admitted site")
         if len(hb.signature) != 64:
             return "signature: expected 64 bytes (Ed25519)"
         try:

@@ -95,6 +95,8 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
         info = st.sites[site]
         tail.sites.add(site=site, last_heard=info.last_heard, lapsed=info.lapsed,
                        lapse_votes=sorted(info.lapse_votes))
+    for site in sorted(st.members):
+        tail.members.add(site=site, verify_key=st.members[site])
     parts.append(tail.SerializeToString(deterministic=True))
     return b"".join(parts)
 
@@ -146,6 +148,11 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
         info = st.sites[rec.site]
         info.last_heard, info.lapsed = rec.last_heard, rec.lapsed
         info.lapse_votes = set(rec.lapse_votes)
+    for m in snap.members:
+        if m.site not in st.site_index or len(m.verify_key) not in (0, 32):
+            raise ProtoError("snapshot.members", f"site {m.site!r}, {len(m.verify_key)}-byte "
+                             f"key", "a valid snapshot")
+        st.members[m.site] = bytes(m.verify_key)
     for part in snap.parts:
         if part.site not in st.site_index:
             raise ProtoError("snapshot.parts", f"unknown site {part.site!r}", "a valid snapshot")
@@ -220,7 +227,9 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
         view.round.round, view.round.armed = st.round, st.armed
         view.round.armed_version = st.armed_version
         for s in st.site_names:
-            view.sites.add(site=s, lapsed=st.sites[s].lapsed)
+            key = st.members.get(s)
+            view.sites.add(site=s, lapsed=st.sites[s].lapsed, key=key or b"",
+                           removed=key == b"")
         view.nodes_down.extend(st.node_names[i] for i in sorted(st.nodes_down))
         return out
     if kind != "schedule":

@@ -23,6 +23,9 @@ state is the one ledger (``agents.ledger``), the clearing the one market
   never a replica): nothing more of a pending job starts, its standing bids are dropped, and
   its running instances stop at once (instance changes of kind ``cancelled``; their sites
   kill them when they see the update, whose ``cancelled`` names the job).
+- ``admit_site`` / ``remove_site`` (the operator only; ``membership.py``): give client
+  ``site:<name>`` the public key the site made on its own node, or revoke it (and lapse the
+  site).
 - ``query``: read-only, also answered by ``query()``.
 
 **Runs.** With ``require_run`` (the coordinator config's field of that name) a job is
@@ -73,6 +76,7 @@ from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # n
                                         MAX_TASKS_PER_JOB, OPERATOR, REPLICA_PREFIX,
                                         SITE_PREFIX, Rejected, part_over_limit,
                                         replica_of_client, site_of_client)
+from agora.coordinator.membership import MembershipCommands
 from agora.coordinator.site_commands import SiteCommands
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError, cluster_to_proto, decode
@@ -85,7 +89,7 @@ __all__ = ["ScheduleState", "Rejected", "part_over_limit", "site_of_client",
            "MAX_JOBS_PER_COMMAND", "MAX_TASKS_PER_JOB", "MAX_INSTANCES_PER_TASK",
            "MAX_REASON_BYTES", "MAX_BIDS_PER_PART", "MAX_ENDS_PER_PART", "MAX_NODES_PER_PART",
            "MAX_CANCEL_REASON"]
-class ScheduleState(SiteCommands):
+class ScheduleState(SiteCommands, MembershipCommands):
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
     ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
     refuse jobs with a task that has no ``run`` (configuration, like the cluster: every
@@ -130,6 +134,8 @@ class ScheduleState(SiteCommands):
         self.close_votes: set[int] = set()
         self.sites = {s: SiteInfo() for s in self.site_names}
         self.nodes_down: set[int] = set()
+        self.members: dict[str, bytes] = {}
+        """site -> its admitted public key, b"" once removed (``membership.py``)"""
         self.allocations: list[AllocationRow] = []
         self.history_bytes = HistoryBytes()
         """encoded snapshot fields of ``allocations`` and ``changes`` (a cache: rows never
@@ -140,6 +146,9 @@ class ScheduleState(SiteCommands):
         # decision-latency measurement
         self.opened_seq: dict[tuple[str, str], int] = {}
         self.closed_round_armed_seq = 0
+        self.member_changes = 0
+        """admissions and removals executed here (the PBFT core drops held requests that can
+        no longer execute when it changes)"""
         self._opened_count = 0
         self._seq = 0
         self._sub = (0, 0)
@@ -160,7 +169,7 @@ class ScheduleState(SiteCommands):
             if kind is None:
                 raise ProtoError("command", "no command set", "one of submit_jobs, "
                                  "site_round, close_round, site_lapsed, cancel_job, "
-                                 "query")
+                                 "admit_site, remove_site, query")
         except ProtoError as e:
             self._count(res, Rejected("command.malformed", e.field, str(e)))
             res.round = self.round
@@ -351,13 +360,21 @@ class ScheduleState(SiteCommands):
         res.accepted = 1
         if len(info.lapse_votes) < self.votes_needed:
             return
-        info.lapsed, info.lapse_votes = True, set()
-        sl = self.capacity.site_slice[self.site_index[msg.site]]
-        for ts, inst in self._running_on(lambda n: sl.start <= n < sl.stop):
-            self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"site {msg.site} lapsed")
-        self.parts.pop(msg.site, None)
-        self._update.sites.add(site=msg.site, lapsed=True)
+        self._lapse(msg.site, f"site {msg.site} lapsed")
         self._maybe_close(res)
+
+    def _lapse(self, site: str, reason: str) -> None:
+        """Site ``site`` is gone: its running instances are lost (and reopened), its part of
+        the round dropped, and no round waits for it until it sends again."""
+        info = self.sites[site]
+        if info.lapsed:
+            return
+        info.lapsed, info.lapse_votes = True, set()
+        sl = self.capacity.site_slice[self.site_index[site]]
+        for ts, inst in self._running_on(lambda n: sl.start <= n < sl.stop):
+            self._stop(ts, inst, "lost", 0.0, 0.0, 0, reason)
+        self.parts.pop(site, None)
+        self._update.sites.add(site=site, lapsed=True)
 
     def _do_cancel_job(self, client_id: str, msg: pb.CancelJob, seq: int,
                        res: pb.Result) -> None:

@@ -131,7 +131,8 @@ class ReplicaHost:
         voter_id = f"replica:{index}"
         self.voter = (CoordinatorClient(config, keys.for_client(voter_id), voter_id)
                       if voter_id in keys.client_signing else None)
-        self.keeper = RoundKeeper(app=app, index=index, client_verify=keys.client_verify,
+        self.keeper = RoundKeeper(app=app, index=index,
+                                  client_verify=self.replica.auth.client_verify,
                                   round_timeout_s=config.round_timeout_s,
                                   site_timeout_s=config.site_timeout_s, vote=self._vote)
         app.listeners.append(self._on_commit)

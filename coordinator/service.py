@@ -105,7 +105,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         if req.client_id not in auth.client_verify:
             raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
                           f"envelope.payload.request.client_id: no key for client "
-                          f"{req.client_id!r}; expected a client of the key file")
+                          f"{req.client_id!r}; expected a client of the key file or a "
+                          f"site the operator admitted (and did not remove)")
         if not auth.request_ok(req):
             raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
                           "envelope.payload.request.signature: does not verify with the "
@@ -253,6 +254,12 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def CancelJob(self, request, context):
         return await self._request(request, context, "CancelJob")
 
+    async def AdmitSite(self, request, context):
+        return await self._request(request, context, "AdmitSite")
+
+    async def RemoveSite(self, request, context):
+        return await self._request(request, context, "RemoveSite")
+
     async def Heartbeat(self, request, context):
         why = self.host.keeper.heartbeat(request)
         if why is not None:
@@ -280,6 +287,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"since_version: {request.since_version}; expected >= 0")
         host = self.host
+        reader = request.auth.client_id
+        keys = host.replica.auth.client_verify
+        reader_key = bytes(keys.get(reader) or b"")
         app, q = host.app, asyncio.Queue(WATCH_QUEUE)
         host.watchers.append(q)
         try:
@@ -304,6 +314,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"this watcher fell {WATCH_QUEUE} updates behind; "
                                         f"watch again from version {last[0]}")
+                if bytes(keys.get(reader) or b"") != reader_key:
+                    host.count("watcher_revoked")   # the operator removed (or re-keyed) it
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                        f"auth.client_id: {reader!r} no longer has the key "
+                                        f"it watched with (removed by the operator)")
                 if (update.version, update.sub) > last:
                     yield update
                     last = (update.version, update.sub)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import grpc
 
 from agora.agents.market import PRICE_MAX
+from agora.coordinator.pbft.auth import usable_public_key
 from agora.coordinator.schedule_codec import check_known
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
@@ -36,6 +37,8 @@ RPC_KINDS = {
     "CloseRound": "close_round",
     "SiteLapsed": "site_lapsed",
     "CancelJob": "cancel_job",
+    "AdmitSite": "admit_site",
+    "RemoveSite": "remove_site",
     "GetSchedule": "query",
 }
 """Each request RPC and the Command kind its op must hold."""
@@ -181,6 +184,19 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         if not m.job_id:
             raise invalid(f"{at}.job_id", "empty", "the id of the job to cancel")
         if len(m.reason) > MAX_CANCEL_REASON:
+            raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
+                          f"at most {MAX_CANCEL_REASON}")
+    elif kind in ("admit_site", "remove_site"):
+        if client_id != OPERATOR:
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_allowed",
+                          f"{at}: client {client_id!r} may not change who is a member; only "
+                          f"the operator ({OPERATOR!r}) admits and removes sites")
+        if not m.site:
+            raise invalid(f"{at}.site", "empty", "a site name")
+        if kind == "admit_site" and not usable_public_key(m.verify_key):
+            raise invalid(f"{at}.verify_key", f"{len(m.verify_key)} bytes that are not a "
+                          f"usable key", "the site's 32-byte Ed25519 public key")
+        if kind == "remove_site" and len(m.reason) > MAX_CANCEL_REASON:
             raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
                           f"at most {MAX_CANCEL_REASON}")
     elif kind == "query":

@@ -88,12 +88,33 @@ def issue(out: Path, name: str, hosts: Iterable[str] = DEFAULT_HOSTS, days: int 
     """A certificate for ``name`` signed by the CA in ``out`` (usable as server and client)."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name: {name!r}; expected a plain file name such as 'site-a'")
+    key = ec.generate_private_key(ec.SECP256R1())
+    (out / f"{name}.crt").write_bytes(_signed(out, name, key.public_key(), hosts, days))
+    _write_key(out / f"{name}.key", key)
+    return Issued(name, out / f"{name}.crt", out / f"{name}.key")
+
+
+def sign_request(out: Path, name: str, csr_pem: bytes, hosts: Iterable[str] = DEFAULT_HOSTS,
+                 days: int = 365) -> bytes:
+    """A certificate (PEM) for ``name`` over the public key of the certificate request
+    ``csr_pem`` (made on a site's node, whose key stays there), signed by the CA in ``out``.
+    The name and hosts are the CA's to give, whatever the request asks; a request whose
+    signature does not verify is refused (ValueError)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as e:
+        raise ValueError(f"{name}: not a PEM certificate request ({e})") from None
+    if not csr.is_signature_valid:
+        raise ValueError(f"{name}: the certificate request's signature does not verify")
+    return _signed(Path(out), name, csr.public_key(), hosts, days)
+
+
+def _signed(out: Path, name: str, public_key, hosts: Iterable[str], days: int) -> bytes:
     ca_cert = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
     start, end = _validity(days)
     cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_san(hosts), critical=False)
@@ -101,9 +122,7 @@ def issue(out: Path, name: str, hosts: Iterable[str] = DEFAULT_HOSTS, days: int 
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
-    (out / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(out / f"{name}.key", key)
-    return Issued(name, out / f"{name}.crt", out / f"{name}.key")
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def make_all(out: Path, sites: Iterable[str], replicas: int, hosts: Iterable[str] = DEFAULT_HOSTS,
@@ -154,25 +173,3 @@ def channel_credentials(certs: Path, name: str):
     return grpc.ssl_channel_credentials(root_certificates=(certs / "ca.crt").read_bytes(),
                                         private_key=(certs / f"{name}.key").read_bytes(),
                                         certificate_chain=(certs / f"{name}.crt").read_bytes())
-
-
-class PeerCredentials:
-    """A site agent's TLS material for its peer links, as bytes read here and handed to the
-    agent through Ray (its node need not have this folder): ``build(site)`` gives the
-    (server, channel) credentials of certificate ``site-<site>``."""
-
-    def __init__(self, certs_dir: str, sites: Iterable[str]) -> None:
-        certs = Path(certs_dir)
-        self.ca = (certs / "ca.crt").read_bytes()
-        self.pairs = {s: ((certs / f"site-{s}.crt").read_bytes(),
-                          (certs / f"site-{s}.key").read_bytes()) for s in sites}
-
-    def build(self, site: str):
-        import grpc
-
-        cert, key = self.pairs[site]
-        server = grpc.ssl_server_credentials([(key, cert)], root_certificates=self.ca,
-                                             require_client_auth=True)
-        channel = grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=key,
-                                               certificate_chain=cert)
-        return server, channel

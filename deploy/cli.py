@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agora.agents.baselines import BASELINES
 from agora.agents.workloads.errors import InputError
-from agora.deploy import cli_coordinator, cli_jobs, cli_up
+from agora.deploy import cli_coordinator, cli_jobs, cli_sites, cli_up
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -395,6 +395,7 @@ def parser() -> argparse.ArgumentParser:
     cli_coordinator.register(sub)     # keys, coordinator, schedule get|watch, status
     cli_up.register(sub)              # replay, up, down
     cli_jobs.register(sub)            # submit, jobs, logs, cancel
+    cli_sites.register(sub)           # site key|admit|remove|list
 
     k = sub.add_parser("certs", help="a private CA and a TLS certificate per site and replica")
     k.add_argument("--sites", default="", help="comma-separated site names")

@@ -67,6 +67,10 @@ class System:
     supervisor: threading.Thread | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     replica_restarts: int = 0
+    admitted: dict = field(default_factory=dict)
+    """site -> the public key this process admitted for it (``admit_sites``)"""
+    agent_host: str | None = None
+    """the address the agents' peer servers bind (None: their Ray node's)"""
 
     def close(self) -> None:
         import ray
@@ -95,13 +99,23 @@ class System:
                 self.ray_cluster.shutdown()
 
 
-def _supervise(system: System, period_s: float = 0.5, backoff_s: float = 5.0) -> None:
+def _supervise(system: System, period_s: float = 0.5, backoff_s: float = 5.0,
+               admit_every_s: float = 5.0) -> None:
     """Start again any replica process that exited while the system runs, ``backoff_s``
     after it was seen dead (a crash loop is not restarted in a tight loop; meanwhile the
-    other 2f+1 replicas go on, changing view if it was the primary)."""
+    other 2f+1 replicas go on, changing view if it was the primary); every
+    ``admit_every_s``, admit the key of an agent that came back with a new one
+    (``admit_sites``)."""
     g = system.group
     dead_since: dict[int, float] = {}
+    next_admit = time.monotonic() + admit_every_s
     while not system.stopping.wait(period_s):
+        if time.monotonic() >= next_admit:
+            try:
+                admit_sites(system, timeout_s=2.0)
+            except Exception as e:  # noqa: BLE001 - the group may be changing view: next time
+                log.warning("admitting agents' keys: %s", e)
+            next_admit = time.monotonic() + admit_every_s
         for i, p in list(g.procs.items()):
             if p.poll() is None or system.stopping.is_set():
                 dead_since.pop(i, None)
@@ -219,7 +233,8 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
     the state there is resumed (the replicas replay their logs); else a fresh state."""
     from agora.deploy.local_group import LocalGroup
 
-    ids = ["operator"] + [f"site:{s}" for s in cluster.site_names]
+    # the sites make their own keys on their nodes; the operator admits them (bring_up)
+    ids = ["operator"]
     cdir = out / "coordinator"
     if cdir.exists() and not keep:
         # a replay starts its own coordinator group: a previous run's logs would be
@@ -236,7 +251,8 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
     for attempt in range(2):
         # random keys, private to this folder; a resumed service keeps its own
         group = LocalGroup(cdir, n=cfg.replicas, clients=ids, keep_keys=keep,
-                           cluster=cluster_spec, host=replica_host(cfg), **extra, **overrides)
+                           cluster=cluster_spec, host=replica_host(cfg),
+                           tls_sites=[], **extra, **overrides)   # sites certify their own
         group.start_all(byzantine)
         try:
             for i in range(cfg.replicas):
@@ -268,6 +284,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     from agora.agents.cluster.replay_clock import clock_keeper
     from agora.agents.cluster.site_actor import AgentSpec, RaySiteAgent
     from agora.coordinator.clearinghouse import ClearinghouseSpec
+    from agora.coordinator.site_key import NodeIdentity
     from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
@@ -289,18 +306,20 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     reg = registry.get_or_create(namespace="agora")
     clock = clock_keeper("agora")
     config = group.config.to_dict()
+    public = group.keys.public().to_dict()
+    ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None
     actors, refs = [], []
     for i, s in enumerate(sites):
         cid = f"site:{s}"
         spec = AgentSpec(
             site=s, cluster=cluster, weights=weights, policy_config=policy_config,
             clearinghouse=ClearinghouseSpec(
-                config=config, keys=group.keys.for_client(cid).to_dict(), client_id=cid,
-                tls_pem=_site_pem(cfg, s)),
+                config=config, keys=public, client_id=cid, identity=NodeIdentity(
+                    site=s, key_dir=str(site_key_dir(cfg, out)), ca=ca)),
             executor=executor_spec, namespace="agora",
             host=None if cfg.ray.address else "127.0.0.1",
             metrics_host=cfg.metrics.host if cfg.metrics.enabled else None,
-            credentials=_peer_credentials(cfg, [s]), trainer=(trainers or {}).get(s))
+            trainer=(trainers or {}).get(s))
         # held for the run: a restarted actor is built again from this object (Ray frees an
         # argument nobody holds, and the restart would then fail)
         refs.append(ray.put(spec))
@@ -309,7 +328,13 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
             num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
             max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg,
-                    clock=clock, specs=refs, runners=runners)
+                    clock=clock, specs=refs, runners=runners,
+                    agent_host=None if cfg.ray.address else "127.0.0.1")
+    try:
+        admit_sites(system, timeout_s=120, initial=True)
+    except BaseException:
+        system.close()
+        raise
     system.supervisor = threading.Thread(target=_supervise, args=(system,), daemon=True)
     system.supervisor.start()
     try:
@@ -322,18 +347,65 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     return system
 
 
-def _site_pem(cfg, site: str) -> tuple[bytes, bytes, bytes] | None:
-    """The CA certificate and site ``site``'s own certificate and key (mutual TLS on)."""
-    if not cfg.tls.enabled:
-        return None
-    d = Path(cfg.tls.certs_dir)
-    return ((d / "ca.crt").read_bytes(), (d / f"site-{site}.crt").read_bytes(),
-            (d / f"site-{site}.key").read_bytes())
+def site_key_dir(cfg, out: Path) -> Path:
+    """The folder, on each site's node, where its agent keeps its own key
+    (``UpConfig.site_key_dir``; default ``<out>/site-keys``)."""
+    return Path(cfg.site_key_dir) if cfg.site_key_dir is not None else out / "site-keys"
 
 
-def _peer_credentials(cfg, sites: list[str]):
-    if not cfg.tls.enabled:
-        return None
-    from agora.deploy.certs import PeerCredentials
+def admit_sites(system: System, timeout_s: float = 30.0, *, initial: bool = False) -> int:
+    """The operator admits every agent's own public key that the schedule does not hold yet
+    (an ordered ``admit_site``) and, with mutual TLS, certifies the TLS key the agent made
+    on its node (the CA signs its certificate request for ``site-<s>``, valid for the
+    address of the Ray node the agent runs on): at start (``initial``), and again when a
+    restarted agent came back on another node with new keys. Only a key this process
+    admitted is replaced so (a site the operator removed, or admitted by hand with another
+    key, stays as the operator left it: ``agora site admit`` decides then), and an agent
+    is taken for the site it was started for, never for the one it names. Agents that do
+    not answer within ``timeout_s`` are asked again next time. Returns how many keys were
+    admitted."""
+    import ray
 
-    return PeerCredentials(str(cfg.tls.certs_dir), sites)
+    from agora.deploy.certs import DEFAULT_HOSTS, sign_request
+
+    refs = {a.identity_request.remote(): (a, s) for a, s in zip(system.actors, system.sites)}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    admitted, ledger = 0, None
+    for ref in ready:
+        actor, site = refs[ref]
+        try:
+            req = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - a dead actor: its restart is asked next time
+            log.warning("agent %s gave no identity (%s)", site, e)
+            continue
+        if req is None:
+            continue
+        if req["site"] != site:
+            log.warning("agent %s claims to be site %s: not admitted", site, req["site"])
+            continue
+        key = req["key"]
+        if system.admitted.get(site) != key:
+            if ledger is None:
+                ledger = {s.site: s for s in system.loop.run(
+                    system.operator.ledger(), timeout=timeout_s).sites}
+            now = ledger.get(site)
+            if now is not None and now.key != key and (now.removed or not (
+                    initial or not now.key or now.key == system.admitted.get(site))):
+                log.warning("site %s: its agent has a new key, but the operator %s it; "
+                            "admit it with agora site admit", site,
+                            "removed" if now.removed else "admitted another key for")
+                continue
+            if now is None or now.key != key:
+                system.loop.run(system.operator.admit_site(site, key), timeout=timeout_s)
+                admitted += 1
+                log.info("admitted site %s by the key its agent made (%s...)", site,
+                         key.hex()[:16])
+            system.admitted[site] = key
+        if req["csr"] is not None:
+            host = system.agent_host or next(
+                (n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == req["node_id"]),
+                None)
+            cert = sign_request(Path(system.group.tls_dir), f"site-{site}", req["csr"],
+                                tuple(dict.fromkeys((*DEFAULT_HOSTS, *([host] if host else [])))))
+            ray.get(actor.install_certificate.remote(cert), timeout=timeout_s)
+    return admitted

@@ -69,7 +69,8 @@ class LocalGroup:
     def __init__(self, tmp: Path, *, n: int, clients: list[str], cluster: str,
                  key_seed: bytes | None = None, keep_keys: bool = False,
                  tls_dir: Path | str | None = None, metrics: bool = False,
-                 host: str = "127.0.0.1", **config) -> None:
+                 host: str = "127.0.0.1", tls_sites: list[str] | None = None,
+                 **config) -> None:
         self.tmp, self.n = tmp, n
         self.keys = self._keys(tmp / "keys.yaml", n, clients, key_seed, keep_keys)
         write_private(tmp / "keys.yaml", yaml.safe_dump(self.keys.to_dict()))
@@ -82,8 +83,8 @@ class LocalGroup:
         if tls_dir is not None:
             from agora.deploy.certs import ensure_all
             self.tls_dir = Path(tls_dir).resolve()
-            sites = list(dict.fromkeys(c.split(":", 1)[1].split("/")[0] for c in clients
-                                       if c.startswith("site:")))
+            sites = tls_sites if tls_sites is not None else list(dict.fromkeys(
+                c.split(":", 1)[1].split("/")[0] for c in clients if c.startswith("site:")))
             ensure_all(self.tls_dir, sites, replicas=n,
                        hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", host))))
             cfg["tls"] = {"enabled": True, "certs_dir": str(self.tls_dir)}

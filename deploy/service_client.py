@@ -46,13 +46,29 @@ class Target:
         return running_service(self.out) is not None
 
     def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
+        """A client signing as ``client_id`` with its key from ``keys_file``: a key file
+        (``agora keys``), or a site's own key (``agora site key``; the group's public keys
+        then come from the coordinator's key file). Without ``keys_file``: the coordinator's
+        key file, and for a site client it holds no secret of, the key its agent made under
+        this ``agora up``'s ``site_key_dir`` when this machine has it."""
         from agora.coordinator.client import CoordinatorClient
         from agora.coordinator.server import load_keys
+        from agora.coordinator.site_key import is_site_key, load_or_create
 
         if self.coordinator is None:
             raise self.not_running()
         c = self.coordinator
-        keys = load_keys(Path(keys_file) if keys_file else c.path(c.keys_file))
+        own = Path(keys_file) if keys_file and is_site_key(Path(keys_file)) else None
+        keys = load_keys(Path(keys_file) if keys_file and own is None
+                         else c.path(c.keys_file))
+        if own is None and not keys_file and client_id.startswith("site:") \
+                and client_id not in keys.client_signing and self.up is not None:
+            from agora.deploy.launch import site_key_dir
+
+            mine = site_key_dir(self.up, self.out) / f"site-{client_id[5:]}.key"
+            own = mine if mine.is_file() else None
+        if own is not None:
+            keys = keys.public().with_own_key(client_id, bytes(load_or_create(own)))
         return CoordinatorClient(c, keys, client_id, timeout_s=15.0)
 
 

@@ -215,6 +215,10 @@ class UpConfig:
     this machine's address (as Ray sees it) with ``ray.address`` (agents on other nodes
     reach it). The replicas run on the machine of ``agora up``; mutual TLS certificates
     written by it name this address too"""
+    site_key_dir: Path | None = None
+    """where each site's agent keeps the signing key it makes on its own node (a folder on
+    that node, made 0700 when missing; the key file 0600): None -- ``<out>/site-keys``. The
+    secret never leaves the node; ``agora up`` admits its public key by an ordered command"""
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""
@@ -487,6 +491,7 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("replicas", _replicas)
     top.get("replica_host", lambda w, v: None if v is None else get_str(
         w, v, "null, or the host name or IP address the replicas bind and are dialled at"))
+    top.get("site_key_dir", lambda w, v: None if v is None else _path(state_folder(base))(w, v))
     top.get("speed", lambda w, v: get_number(
         w, v, gt=0, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))

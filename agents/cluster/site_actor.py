@@ -18,6 +18,7 @@ a site agent needs inference only (``agents.step.policy.NumpyPolicy``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import resource
@@ -77,6 +78,11 @@ class SiteAgentActor:
         self.sites = list(spec.cluster.site_names)
         self.index = self.sites.index(spec.site)
         self.policy = NumpyPolicy(spec.weights, spec.policy_config)
+        self.identity = getattr(spec.clearinghouse, "identity", None)
+        """the site's own keys, made and kept on this node (None: handed over through the
+        spec); its public key is made here, at once, for the operator to admit"""
+        self._public_key = self.identity.public_key() if self.identity is not None else None
+        self._certified = asyncio.Event()
         self.epoch = time.time_ns()
         self.runtime: AgentRuntime | None = None
         self._starting: asyncio.Task | None = None
@@ -101,7 +107,16 @@ class SiteAgentActor:
         spec = self.spec
         self.registry = ray.get_actor(REGISTRY_NAME, namespace=spec.namespace)
         server_creds = channel_creds = None
-        if spec.credentials is not None:
+        clearinghouse = spec.clearinghouse
+        if self.identity is not None and self.identity.ca is not None:
+            # mutual TLS with a key made here: wait for the operator's CA to certify it
+            while self.identity.certificate() is None:
+                self._certified.clear()
+                await self._certified.wait()
+            server_creds, channel_creds = self.identity.build(spec.site)
+            clearinghouse = dataclasses.replace(clearinghouse,
+                                                tls_pem=self.identity.tls_pem())
+        elif spec.credentials is not None:
             server_creds, channel_creds = spec.credentials.build(spec.site)
         self.exchange = GrpcExchange(
             site=spec.site, sites=self.sites, code_dim=self.policy.code_dim,
@@ -123,7 +138,7 @@ class SiteAgentActor:
                                        lambda: self.runtime and self.runtime.wake())
         self.runtime = AgentRuntime(site=self.index, name=spec.site, cluster=spec.cluster,
                                     policy=self.policy, exchange=self.exchange,
-                                    clearinghouse=spec.clearinghouse.build(spec.cluster),
+                                    clearinghouse=clearinghouse.build(spec.cluster),
                                     executor=executor, metrics=_Metrics())
         await self.runtime.start()
         self._reregister = asyncio.ensure_future(self._keep_registered())
@@ -150,6 +165,23 @@ class SiteAgentActor:
         """Until the streams to every peer are open; how many are."""
         await self.start()
         return await self.exchange.links.wait_connected(timeout_s)
+
+    async def identity_request(self) -> dict | None:
+        """What the operator needs to admit this site and certify its TLS key, all public:
+        the site's public key, and (mutual TLS, no certificate yet) a certificate request
+        and the Ray node it runs on. None: keys were handed over."""
+        if self.identity is None:
+            return None
+        csr = (self.identity.tls_request() if self.identity.ca is not None
+               and self.identity.certificate() is None else None)
+        return {"site": self.spec.site, "key": self._public_key, "csr": csr,
+                "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def install_certificate(self, cert_pem: bytes) -> None:
+        """Keep the certificate the operator's CA issued for this node's TLS key (checked:
+        for this key, by the group's CA), and go on starting."""
+        self.identity.install(cert_pem)
+        self._certified.set()
 
     async def info(self) -> dict:
         await self.start()

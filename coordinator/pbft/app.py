@@ -24,6 +24,10 @@ class App(Protocol):
     def restore(self, snapshot: bytes) -> None:
         """Replace the state with one ``snapshot`` returned."""
 
+    # Optional (``auth.ClientKeys.attach``): an app may govern some clients' keys by its
+    # ordered commands. ``governs(client_id)``: whether it may; ``member_key(client_id)``:
+    # the key its state gives the client now (b"": removed; None: the key file decides).
+
 
 class KVApp:
     """A tiny deterministic key-value store with counters, for tests and the simulator.

@@ -202,6 +202,7 @@ class CheckpointMixin:
             if held is not None and held.timestamp <= ts:
                 del self.pending[cid]
         self.last_executed = st.seq
+        self._forget_unexecutable()
         self.own_checkpoints[st.seq] = (digest, st.state)
         self.storage.save_checkpoint(st.seq, digest, st.state)
         self.storage.save_executed(st.seq)

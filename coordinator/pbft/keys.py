@@ -60,6 +60,27 @@ class KeySet:
             replica_macs={},
             client_macs={k: v for k, v in self.client_macs.items() if k[1] == client_id})
 
+    def public(self) -> KeySet:
+        """Every public key and no secret: what the operator hands a site that makes its own
+        key (``with_own_key``)."""
+        return KeySet(n=self.n, replica_verify=self.replica_verify,
+                      replica_signing=(None,) * self.n, client_verify=dict(self.client_verify),
+                      client_signing={}, replica_macs={}, client_macs={})
+
+    def with_own_key(self, client_id: str, seed: bytes) -> KeySet:
+        """What client ``client_id`` holds when it made its own Ed25519 key (``seed``, 32
+        bytes) and the operator admitted its public key by an ordered command: the group's
+        public keys and its own secret; replies are checked with keys derived from it
+        (``auth.reply_mac_key``), so no link key is handed over."""
+        if len(seed) != 32:
+            raise ValueError(f"seed: {len(seed)} bytes; expected a 32-byte Ed25519 seed")
+        pub = self.public()
+        return KeySet(n=self.n, replica_verify=self.replica_verify,
+                      replica_signing=pub.replica_signing,
+                      client_verify={**pub.client_verify,
+                                     client_id: bytes(SigningKey(seed).verify_key)},
+                      client_signing={client_id: seed}, replica_macs={}, client_macs={})
+
     def to_dict(self) -> dict[str, Any]:
         """A dict of lists, strings and ints (keys as hex) that YAML and JSON carry as is."""
         replicas = []

@@ -140,7 +140,7 @@ class NormalCaseMixin:
         digests = []
         for r in pp.requests:
             d = request_digest(r)
-            if r.read_only or not self.auth.request_ok(r, d):
+            if r.read_only or not self.auth.request_ok(r, d, ordering=True):
                 self._reject("bad_request_in_batch")
                 return
             digests.append(d)
@@ -248,6 +248,31 @@ class NormalCaseMixin:
         self.storage.save_committed(seq, slot.view, slot.digest)
         self._execute_ready()
 
+    # ---- requests that can no longer execute ----
+
+    def _drop_held(self, cid: str, ts: int) -> None:
+        held = self.pending.get(cid)
+        if held is not None and held.timestamp <= ts:
+            del self.pending[cid]
+        self.in_flight.discard((cid, ts))
+
+    def _forget_unexecutable(self) -> None:
+        """After the log changed some client's key (an admission, a removal): drop the held
+        and queued requests that no longer verify with their client's key, which would
+        never execute and would keep a backup asking for view changes."""
+        changes = self.auth.client_verify.changes()
+        if changes == getattr(self, "_key_changes_seen", 0):
+            return
+        self._key_changes_seen = changes
+        for cid, req in list(self.pending.items()):
+            if not self.auth.executable(req):
+                del self.pending[cid]
+        for key, req in list(self.queue.items()):
+            if not self.auth.executable(req):
+                del self.queue[key]
+        if not self.queue:
+            self.queue_since = None
+
     # ---- execution ----
 
     def _execute_ready(self) -> None:
@@ -262,6 +287,12 @@ class NormalCaseMixin:
         done = []
         for req in slot.requests:
             cid, ts = req.client_id, req.timestamp
+            if not self.auth.executable(req):    # signed with a key the log does not give it
+                self.counters["refused_at_execution"] = (
+                    self.counters.get("refused_at_execution", 0) + 1)
+                if not replay:
+                    self._drop_held(cid, ts)
+                continue
             last = self.clients.get(cid)
             if last is not None and ts <= last[0]:
                 continue
@@ -281,6 +312,7 @@ class NormalCaseMixin:
             self.observer.executed(self.index, seq, slot.digest, done)
         if replay:
             return
+        self._forget_unexecutable()
         self.storage.save_executed(seq)
         self.counters["executed_requests"] += len(done)
         if done and self.active:

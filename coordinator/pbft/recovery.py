@@ -13,6 +13,7 @@ number, with no replica, keys or network.
 
 from __future__ import annotations
 
+from agora.coordinator.pbft.auth import ClientKeys, RequestAuth
 from agora.coordinator.pbft.app import App
 from agora.coordinator.pbft.log import Slot
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
@@ -104,6 +105,9 @@ class _Replayer(NormalCaseMixin):
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.auth = RequestAuth(ClientKeys({}))    # keys the log gave: all it needs
+        self.auth.client_verify.attach(app)
+        self.counters: dict[str, int] = {}
         self.clients: dict[str, tuple[int, bytes]] = {}
         self.last_executed = 0
         self.observer = None

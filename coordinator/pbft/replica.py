@@ -55,6 +55,7 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             raise ValueError(f"Replica.index: got {index}; expected 0..{config.n - 1}")
         self.config, self.index, self.n, self.f = config, index, config.n, config.f
         self.auth = ReplicaAuth(keys, index)
+        self.auth.client_verify.attach(app)
         self.prepare_quorum = 2 * self.f
         """PREPAREs from distinct backups that, with the pre-prepare, make a prepared batch."""
         self.commit_quorum = config.quorum

@@ -225,7 +225,8 @@ class ViewChangeMixin:
             ds = [request_digest(r) for r in pp.requests]
             if batch_digest_of(ds) != digest:
                 return None
-            if any(r.read_only or not self.auth.request_ok(r, d) for r, d in zip(pp.requests, ds)):
+            if any(r.read_only or not self.auth.request_ok(r, d, ordering=True)
+                   for r, d in zip(pp.requests, ds)):
                 return None
         return plan
 
@@ -253,6 +254,7 @@ class ViewChangeMixin:
             slot.votes_for(nv.view)
         for pp in nv.pre_prepares:
             self._accept_pre_prepare(pp, None)
+        self._forget_unexecutable()
         if self.index == self.config.primary(nv.view):
             self.next_seq = max(max_s, self.h, self.last_executed) + 1
             self.in_flight = {(r.client_id, r.timestamp) for s, slot in self.log.items()

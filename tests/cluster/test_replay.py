@@ -136,6 +136,12 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
         m = scrape(f"http://127.0.0.1:{infos[0]['metrics_port']}/metrics")
         checked["decisions_metric"] = total(m, "agora_decisions_total")
         checked["commits_metric"] = total(system.group.scrape(0), "agora_commits_total")
+        # each site's key was made by its agent, on its node, and admitted by its public key
+        ledger = system.loop.run(system.operator.ledger())
+        own = [r["key"] for r in ray.get([a.identity_request.remote()
+                                          for a in system.actors])]
+        checked["admitted"] = {s.site: s.key for s in ledger.sites} == dict(zip(system.sites,
+                                                                               own))
 
     res = replay_mod.replay(cfg, echo=lambda *a, **k: None, progress=False, on_system=query)
     monkeypatch.undo()                                 # the reference below may decide
@@ -147,6 +153,14 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     assert checked["pinned"], "every agent runs on the node carrying its site's resource"
     assert checked["torch"] is False and checked["rss"] < 200, checked
     assert checked["decisions_metric"] > 0 and checked["commits_metric"] > 0
+    assert checked["admitted"], "every site admitted by the key its agent made"
+    from agora.coordinator.server import load_keys
+    held = load_keys(tmp_path / "out" / "coordinator" / "keys.yaml")
+    assert not [c for c in held.client_verify if c.startswith("site:")], \
+        "the key file holds no site's key: each site made its own"
+    for s in ("east", "west", "edge"):
+        f = tmp_path / "out" / "site-keys" / f"site-{s}.key"
+        assert f.stat().st_mode & 0o777 == 0o600
 
     got = {}
     for a in res_runs(tmp_path):

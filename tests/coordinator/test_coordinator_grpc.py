@@ -22,6 +22,7 @@ from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.request_stream import RequestStreams
 from agora.deploy.local_group import LocalGroup
 from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -295,8 +296,7 @@ def test_cancel_job_stops_running_instances_and_another_sites_cancel_is_refused(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=120), method=st.sampled_from(
-    ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
-     "GetSchedule"]))
+    sorted(RPC_KINDS)))
 def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(group, data,
                                                                                 method):
     with grpc.insecure_channel(group.config.replicas[1]) as ch:
@@ -389,8 +389,7 @@ def test_the_unary_and_the_stream_path_give_the_same_answers(group):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(items=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.one_of(
-    st.sampled_from(["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
-                     "GetSchedule"]), st.text(max_size=20)), st.binary(max_size=120)),
+    st.sampled_from(sorted(RPC_KINDS)), st.text(max_size=20)), st.binary(max_size=120)),
     min_size=1, max_size=6, unique_by=lambda x: x[0]))
 def test_arbitrary_stream_requests_are_each_refused_with_a_status_and_change_nothing(
         group, items):

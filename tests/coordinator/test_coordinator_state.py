@@ -12,6 +12,7 @@ import random
 import struct
 
 import pytest
+from nacl.signing import SigningKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,6 +120,12 @@ def script(rng: random.Random, steps: int) -> list[tuple[str, object]]:
         elif k < 0.6:
             out.append((f"replica:{rng.randint(0, 3)}",
                         lambda st, site=site, d=d: lapse(site, st.sites[site].last_heard + d)))
+        elif k < 0.62:                 # membership: admissions, rotations, removals
+            key = bytes(SigningKey(rng.randbytes(32)).verify_key)
+            cmd = (op(admit_site=pb.AdmitSite(site=site, verify_key=key)) if k < 0.615
+                   else op(remove_site=pb.RemoveSite(site=site)))
+            out.append((rng.choice(["operator", "operator", f"site:{site}"]),
+                        lambda st, cmd=cmd: cmd))
         else:
             kind = rng.choice(["completed", "completed", "failed", "lost"])
             pick = rng.random()

@@ -86,7 +86,12 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
         4, ["operator"], seed=b"agora-up-0").client_signing["operator"]
     assert yaml.safe_load((d / "out" / "coordinator" / "coordinator.yaml").read_text())[
         "tls"]["enabled"] is True
-    assert stat.S_IMODE((d / "out" / "certs" / "site-east.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((d / "out" / "certs" / "replica-0.key").stat().st_mode) == 0o600
+    # each site's TLS and signing keys were made by its agent, where it runs (0600); the
+    # head's certificate folder holds no site key, only the certificate its CA issued
+    assert not (d / "out" / "certs" / "site-east.key").exists()
+    for f in ("site-east.key", "site-east.tls.key"):
+        assert stat.S_IMODE((d / "out" / "site-keys" / f).stat().st_mode) == 0o600
     # issue 15: the scrape targets of every replica and agent, each serving clean series
     groups = json.loads((d / "out" / "prometheus" / "targets.json").read_text())
     jobs = {g["labels"]["job"]: g["targets"] for g in groups}
@@ -140,6 +145,16 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     p = agora("cancel", "sleepy", "--config", cfg)
     assert p.returncode == 1 and "already cancelled" in one_line_error(p)
 
+    # issue 16: each site was admitted by the key its agent made on its node
+    p = agora("site", "list", "--json", "--config", cfg)
+    assert p.returncode == 0, p.stderr
+    admitted = {s["site"]: s["key"] for s in json.loads(p.stdout)["sites"]}
+    assert set(admitted) == {"east", "west"} and all(admitted.values()), admitted
+    p = agora("site", "admit", "east", "--key", "zz", "--config", cfg)
+    assert p.returncode == 2 and "--key" in one_line_error(p)
+    p = agora("jobs", "--json", "--client", "site:west", "--config", cfg)  # its own key
+    assert p.returncode == 0 and json.loads(p.stdout)["source"] == "live", p.stderr
+
     p = agora("down", "--config", cfg)
     assert p.returncode == 0 and "stopped" in p.stdout
 
@@ -166,6 +181,8 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert p.returncode == 0 and "after: completed" in p.stdout, p.stdout + p.stderr
     jobs = jobs_json(cfg)
     assert jobs["source"] == "live"
+    p = agora("site", "list", "--json", "--config", cfg)   # resumed: the same keys
+    assert {s["site"]: s["key"] for s in json.loads(p.stdout)["sites"]} == admitted
     assert {j["job"]: j["outcome"] for j in jobs["jobs"]} == {
         "hello": "completed", "sleepy": "cancelled", "after": "completed", HOSTILE: "completed"}
 

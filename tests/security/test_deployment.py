@@ -1,8 +1,10 @@
 """Finding 2 (issue 16): a real multi-node deployment failed at start. Replicas were bound to
 127.0.0.1, and agents were handed head-node paths. Now the replicas' address is
 configuration (``replica_host``; with ``ray.address`` the head's address as Ray sees it), the
-certificates ``agora up`` writes name it, and each agent gets what it needs through Ray as
-bytes -- its own site's key and certificate only, never another site's.
+certificates ``agora up`` writes name it, and each agent makes its own keys on its node
+(item 1: the operator admits the public key and certifies the TLS key from a certificate
+request; nothing secret crosses), with everything else it needs handed over through Ray as
+bytes.
 
 What this machine allows: replicas bound to its non-loopback address, served over mutual TLS
 whose certificates name that address; and (test_network_namespace.py, slow) a whole ``agora
@@ -12,13 +14,14 @@ namespace. Worker nodes with their own working and temp directories are not test
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from dataclasses import replace
 
 import pytest
 
 from agora.deploy.local_group import LocalGroup
-from agora.deploy.launch import _peer_credentials, _site_pem, replica_host
+from agora.deploy.launch import replica_host
 from agora.deploy.up_config import load_up_config
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
 
@@ -48,17 +51,50 @@ def test_replica_host_is_configuration(tmp_path):
         load_up_config(tmp_path / "bad.yaml")
 
 
-def test_each_agent_gets_its_own_sites_key_only(tmp_path):
-    (tmp_path / "u.yaml").write_text("out: o\n")
-    cfg = load_up_config(tmp_path / "u.yaml")
-    from agora.deploy.certs import ensure_all
-    ensure_all(cfg.tls.certs_dir, ["east", "west"], replicas=4)
-    ca, cert, key = _site_pem(cfg, "east")
-    assert key == (cfg.tls.certs_dir / "site-east.key").read_bytes()
-    assert key != (cfg.tls.certs_dir / "site-west.key").read_bytes()
-    assert set(_peer_credentials(cfg, ["east"]).pairs) == {"east"}
-    off = replace(cfg, tls=replace(cfg.tls, enabled=False))
-    assert _site_pem(off, "east") is None and _peer_credentials(off, ["east"]) is None
+def test_a_sites_tls_key_is_made_on_its_node_and_only_a_request_leaves_it(tmp_path):
+    """The agent's half (``NodeIdentity``, on the site's node) and the operator's half
+    (``certs.sign_request``, where the CA is): what crosses is a public key, a certificate
+    request and the certificate; the TLS and signing keys stay in 0600 files on the node."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from agora.coordinator.site_key import NodeIdentity
+    from agora.deploy.certs import make_ca, sign_request
+
+    ca_dir, other_ca = tmp_path / "ca", tmp_path / "other-ca"
+    make_ca(ca_dir)
+    make_ca(other_ca)
+    node = NodeIdentity(site="east", key_dir=str(tmp_path / "node"),
+                        ca=(ca_dir / "ca.crt").read_bytes())
+    assert node.certificate() is None and node.tls_pem() is None
+    csr = node.tls_request()
+    assert b"PRIVATE" not in csr
+    files = sorted(p.name for p in (tmp_path / "node").iterdir())
+    assert files == ["site-east.tls.key"]
+    assert (tmp_path / "node" / "site-east.tls.key").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="not for this node"):   # another CA's certificate
+        node.install(sign_request(other_ca, "site-east", csr))
+    cert = sign_request(ca_dir, "site-east", csr, ("localhost", "10.9.8.7"))
+    node.install(cert)
+    assert node.certificate() == cert
+    c = x509.load_pem_x509_certificate(cert)
+    assert "CN=site-east" in c.subject.rfc4514_string()
+    sans = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "10.9.8.7" in [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    ca, got, key = node.tls_pem()
+    assert got == cert and key == (tmp_path / "node" / "site-east.tls.key").read_bytes()
+    server, channel = node.build("east")
+    assert server is not None and channel is not None
+    der = bytearray(x509.load_pem_x509_csr(csr).public_bytes(Encoding.DER))
+    der[-1] ^= 1                                      # the request's signature, tampered
+    forged = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der)) + \
+        b"-----END CERTIFICATE REQUEST-----\n"
+    with pytest.raises(ValueError, match="signature"):
+        sign_request(ca_dir, "site-east", forged)
+    # the signing key beside it: made there, 0600, its public half is what is admitted
+    pub = node.public_key()
+    assert len(pub) == 32 and (tmp_path / "node" / "site-east.key").stat().st_mode \
+        & 0o777 == 0o600
 
 
 @pytest.mark.timeout(120)

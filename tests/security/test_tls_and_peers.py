@@ -21,6 +21,7 @@ from agora.deploy.local_group import LocalGroup
 from agora.coordinator.transport import channel_options, client_channel_credentials
 from agora.deploy.certs import ensure_all
 from agora.deploy.up_config import TlsSection, load_up_config
+from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from tests.coordinator.test_coordinator_grpc import CLUSTER, job
@@ -118,8 +119,7 @@ def test_a_flooding_peer_is_cut_to_its_rate_and_the_group_goes_on(tls_group):
     asyncio.run(asyncio.wait_for(go(), 60))
 
 
-REQUEST_RPCS = ["SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJob",
-                "GetSchedule"]
+REQUEST_RPCS = sorted(RPC_KINDS)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[

@@ -107,6 +107,22 @@ class CancelJob(_message.Message):
     reason: str
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class AdmitSite(_message.Message):
+    __slots__ = ("site", "verify_key")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_KEY_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    verify_key: bytes
+    def __init__(self, site: _Optional[str] = ..., verify_key: _Optional[bytes] = ...) -> None: ...
+
+class RemoveSite(_message.Message):
+    __slots__ = ("site", "reason")
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    site: str
+    reason: str
+    def __init__(self, site: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class TaskRef(_message.Message):
     __slots__ = ("job_id", "task_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -150,20 +166,24 @@ class Query(_message.Message):
     def __init__(self, schedule: _Optional[_Union[ScheduleQuery, _Mapping]] = ..., job_status: _Optional[_Union[JobStatusQuery, _Mapping]] = ..., ledger: _Optional[_Union[LedgerQuery, _Mapping]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("submit_jobs", "query", "site_round", "close_round", "site_lapsed", "cancel_job")
+    __slots__ = ("submit_jobs", "query", "site_round", "close_round", "site_lapsed", "cancel_job", "admit_site", "remove_site")
     SUBMIT_JOBS_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     SITE_ROUND_FIELD_NUMBER: _ClassVar[int]
     CLOSE_ROUND_FIELD_NUMBER: _ClassVar[int]
     SITE_LAPSED_FIELD_NUMBER: _ClassVar[int]
     CANCEL_JOB_FIELD_NUMBER: _ClassVar[int]
+    ADMIT_SITE_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_SITE_FIELD_NUMBER: _ClassVar[int]
     submit_jobs: SubmitJobs
     query: Query
     site_round: SiteRound
     close_round: CloseRound
     site_lapsed: SiteLapsed
     cancel_job: CancelJob
-    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., site_round: _Optional[_Union[SiteRound, _Mapping]] = ..., close_round: _Optional[_Union[CloseRound, _Mapping]] = ..., site_lapsed: _Optional[_Union[SiteLapsed, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJob, _Mapping]] = ...) -> None: ...
+    admit_site: AdmitSite
+    remove_site: RemoveSite
+    def __init__(self, submit_jobs: _Optional[_Union[SubmitJobs, _Mapping]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., site_round: _Optional[_Union[SiteRound, _Mapping]] = ..., close_round: _Optional[_Union[CloseRound, _Mapping]] = ..., site_lapsed: _Optional[_Union[SiteLapsed, _Mapping]] = ..., cancel_job: _Optional[_Union[CancelJob, _Mapping]] = ..., admit_site: _Optional[_Union[AdmitSite, _Mapping]] = ..., remove_site: _Optional[_Union[RemoveSite, _Mapping]] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("field", "reason")
@@ -342,7 +362,7 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ScheduleSnapshot(_message.Message):
-    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down")
+    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members")
     CLUSTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +377,7 @@ class ScheduleSnapshot(_message.Message):
     CLOSE_VOTES_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     cluster_digest: bytes
     version: int
     round: int
@@ -371,7 +392,8 @@ class ScheduleSnapshot(_message.Message):
     close_votes: _containers.RepeatedScalarFieldContainer[int]
     sites: _containers.RepeatedCompositeFieldContainer[SiteState]
     nodes_down: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ...) -> None: ...
+    members: _containers.RepeatedCompositeFieldContainer[AdmitSite]
+    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ...) -> None: ...
 
 class ClientRequest(_message.Message):
     __slots__ = ("envelope",)
@@ -458,12 +480,16 @@ class RoundInfo(_message.Message):
     def __init__(self, round: _Optional[int] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ...) -> None: ...
 
 class SiteStatus(_message.Message):
-    __slots__ = ("site", "lapsed")
+    __slots__ = ("site", "lapsed", "key", "removed")
     SITE_FIELD_NUMBER: _ClassVar[int]
     LAPSED_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     site: str
     lapsed: bool
-    def __init__(self, site: _Optional[str] = ..., lapsed: _Optional[bool] = ...) -> None: ...
+    key: bytes
+    removed: bool
+    def __init__(self, site: _Optional[str] = ..., lapsed: _Optional[bool] = ..., key: _Optional[bytes] = ..., removed: _Optional[bool] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("since_version", "auth")

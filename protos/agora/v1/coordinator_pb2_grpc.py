@@ -60,6 +60,16 @@ class CoordinatorStub:
                 request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
                 response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
                 _registered_method=True)
+        self.AdmitSite = channel.unary_unary(
+                '/agora.v1.Coordinator/AdmitSite',
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                _registered_method=True)
+        self.RemoveSite = channel.unary_unary(
+                '/agora.v1.Coordinator/RemoveSite',
+                request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+                response_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+                _registered_method=True)
         self.GetSchedule = channel.unary_unary(
                 '/agora.v1.Coordinator/GetSchedule',
                 request_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
@@ -117,6 +127,19 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdmitSite(self, request, context):
+        """The operator's membership commands: AdmitSite and RemoveSite.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSite(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +205,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+            ),
+            'AdmitSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitSite,
+                    request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
+                    response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
+            ),
+            'RemoveSite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSite,
                     request_deserializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.FromString,
                     response_serializer=agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.SerializeToString,
             ),
@@ -344,6 +377,60 @@ class Coordinator:
             request,
             target,
             '/agora.v1.Coordinator/CancelJob',
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.v1.Coordinator/AdmitSite',
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
+            agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agora.v1.Coordinator/RemoveSite',
             agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientRequest.SerializeToString,
             agora_dot_protos_dot_agora_dot_v1_dot_coordinator__pb2.ClientReply.FromString,
             options,

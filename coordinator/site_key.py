@@ -1,0 +1,181 @@
+"""A site's own keys: made on the site's node, kept there in private files (mode 0600), never
+sent anywhere. Only public halves travel: the signing key's public key to the operator, who
+admits the site by it with an ordered command (``agora site admit``;
+``coordinator/membership.py``), and, with mutual TLS, a certificate request for the node's
+TLS key, which the operator's CA signs (``NodeIdentity``).
+
+    key = load_or_create(Path("/var/lib/agora/site-east.key"))    # SigningKey
+    key.verify_key.encode().hex()                                  # what the operator admits
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from agora.coordinator.private_file import write_private
+
+HEADER = b"agora site key v1\n"
+
+
+def is_site_key(path: str | Path) -> bool:
+    """Whether ``path`` is a site key file (as ``load_or_create`` writes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(HEADER)) == HEADER
+    except OSError:
+        return False
+
+
+def load_or_create(path: str | Path) -> SigningKey:
+    """The key in ``path``, or a new random one written there (0600, the folder made 0700
+    when missing). Raises ValueError naming the file when it holds something else, or when
+    others may read it (a key that may have leaked is not used: make a new one)."""
+    path = Path(path)
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ValueError(f"{path}: mode {mode:03o}; a site key must be readable by its "
+                             f"owner only (0600). It may have leaked: remove it, start the "
+                             f"agent again (it makes a new key) and admit the new key")
+        raw = path.read_bytes()
+        if not raw.startswith(HEADER) or len(raw) != len(HEADER) + 64:
+            raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
+                             f"-byte file load_or_create writes); move it aside to make a "
+                             f"new one")
+        try:
+            return SigningKey(bytes.fromhex(raw[len(HEADER):].decode("ascii")))
+        except ValueError:
+            raise ValueError(f"{path}: the key is not hex; move the file aside to make a "
+                             f"new one") from None
+    _private_folder(path.parent)
+    key = SigningKey.generate()
+    tmp = write_private(path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new"),
+                        HEADER + bytes(key).hex().encode())
+    try:
+        os.link(tmp, path)          # only if none exists: a concurrent maker's key wins, once
+    except FileExistsError:
+        return load_or_create(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key
+
+
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (0700) when missing; refuse one that others may write to (they could
+    replace a key file)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = folder.stat().st_mode & 0o777
+    if mode & 0o022:
+        raise ValueError(f"{folder}: mode {mode:03o}; a folder of site keys must not be "
+                         f"writable by others (chmod 700 it)")
+
+
+# ---- the site's whole identity on its node: signing key and TLS key ----------------------
+
+TLS_KEY, TLS_CERT = "site-{site}.tls.key", "site-{site}.tls.crt"
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Site ``site``'s keys, made and kept in ``key_dir`` on its own node: its Ed25519
+    signing key (``site-<site>.key``) and, with mutual TLS (``ca``: the group's CA
+    certificate), its TLS key (``site-<site>.tls.key``, 0600) whose certificate the
+    operator's CA signs from a certificate request (``tls_request`` / ``install``): only
+    public keys and the request leave the node. Plain data: Ray carries it to the node."""
+
+    site: str
+    key_dir: str
+    ca: bytes | None = None
+
+    def _path(self, pattern: str) -> Path:
+        return Path(self.key_dir) / pattern.format(site=self.site)
+
+    def signing_key(self) -> SigningKey:
+        return load_or_create(self._path("site-{site}.key"))
+
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key().verify_key)
+
+    def _tls_key(self):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        path = self._path(TLS_KEY)
+        if path.exists():
+            if path.stat().st_mode & 0o077:
+                raise ValueError(f"{path}: readable by others; a TLS key must be 0600. "
+                                 f"Remove it: the agent makes a new one")
+            return serialization.load_pem_private_key(path.read_bytes(), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        _private_folder(path.parent)
+        write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        return key
+
+    def certificate(self) -> bytes | None:
+        """The stored certificate, when it is for this node's TLS key and signed by ``ca``
+        (None: TLS off, none yet, or it no longer fits: ask for one)."""
+        path = self._path(TLS_CERT)
+        if self.ca is None or not path.is_file():
+            return None
+        pem = path.read_bytes()
+        return pem if self._fits(pem) else None
+
+    def _fits(self, pem: bytes) -> bool:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(self.ca))
+        except Exception:  # noqa: BLE001 - unreadable, wrong issuer, bad signature: not ours
+            return False
+        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+        if cert.not_valid_after_utc < soon:     # expiring: ask for a new one
+            return False
+        spki = (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        return (cert.public_key().public_bytes(*spki)
+                == self._tls_key().public_key().public_bytes(*spki))
+
+    def tls_request(self) -> bytes:
+        """A certificate signing request (PEM) for this node's TLS key."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.serialization import Encoding
+        from cryptography.x509.oid import NameOID
+
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"site-{self.site}")])
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
+            self._tls_key(), hashes.SHA256())
+        return csr.public_bytes(Encoding.PEM)
+
+    def install(self, cert_pem: bytes) -> None:
+        """Keep the certificate the operator's CA issued for ``tls_request``; ValueError
+        when it is not for this node's key or not signed by ``ca``."""
+        if not self._fits(cert_pem):
+            raise ValueError(f"site {self.site}: the certificate is not for this node's TLS "
+                             f"key or not signed by the group's CA")
+        self._path(TLS_CERT).write_bytes(cert_pem)
+
+    def tls_pem(self) -> tuple[bytes, bytes, bytes] | None:
+        """(CA, certificate, key) PEMs for gRPC, once a certificate is installed."""
+        cert = self.certificate()
+        if cert is None:
+            return None
+        return self.ca, cert, self._path(TLS_KEY).read_bytes()
+
+    def build(self, site: str):
+        """(server, channel) gRPC credentials of the site's peer links (mutual TLS)."""
+        import grpc
+
+        ca, cert, key = self.tls_pem()
+        return (grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                            require_client_auth=True),
+                grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                             certificate_chain=cert))
