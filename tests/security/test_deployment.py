@@ -9,7 +9,8 @@ bytes.
 What this machine allows: replicas bound to its non-loopback address, served over mutual TLS
 whose certificates name that address; and (test_network_namespace.py, slow) a whole ``agora
 up`` whose replicas are bound to a veth address, used by a client in another network
-namespace. Worker nodes with their own working and temp directories are not tested."""
+namespace; and (test_worker_nodes.py, slow) ``agora up`` on a Ray cluster whose worker
+nodes run with their own working, temp and home directories."""
 
 from __future__ import annotations
 
