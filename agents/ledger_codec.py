@@ -67,10 +67,16 @@ def task_record_bytes(ts: TaskEntry) -> bytes:
     return b"".join((head, *runs, tail.SerializeToString(deterministic=True)))
 
 
+FOREIGN_NODE = -1
+"""The node of an instance that runs at another site, as a site's redacted view of the
+schedule gives it (``coordinator/read_scope.py``): running, but not where."""
+
+
 def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
-                n_nodes: int, at: str) -> JobEntry:
+                n_nodes: int, at: str, *, foreign: bool = False) -> JobEntry:
     """Add the job of ``rec`` to ``ledger`` with its recorded state; ProtoError naming the
-    field on an inconsistent record (nothing is added then)."""
+    field on an inconsistent record (nothing is added then). ``foreign``: a site's redacted
+    view, whose placements at other sites say ``FOREIGN_NODE``."""
     job = job_from_proto(rec.job, f"{at}.job")
     if job.origin not in origin_index:
         raise ProtoError(f"{at}.job.origin", f"unknown site {job.origin!r}",
@@ -83,7 +89,8 @@ def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
     for k, (t, tr) in enumerate(zip(job.tasks, rec.tasks)):
         placements, placed_at = {}, {}
         for p in tr.running:
-            if not (0 <= p.instance < t.instances and 0 <= p.node < n_nodes
+            if not (0 <= p.instance < t.instances
+                    and (0 <= p.node < n_nodes or (foreign and p.node == FOREIGN_NODE))
                     and len(p.gpu_index) == len(p.gpu_milli)):
                 raise ProtoError(f"{at}.tasks[{k}].running", "bad placement", "a valid ledger")
             placements[p.instance] = (p.node, tuple(zip(p.gpu_index, p.gpu_milli)))
@@ -120,10 +127,11 @@ def _forget(ledger: Ledger, job_id: str) -> None:
 
 def restore_ledger(view: pb.LedgerView, site_index: dict[str, int], n_nodes: int,
                    max_attempts: int) -> Ledger:
-    """A ledger from the coordinator's ``LedgerView`` (what a site agent starts from)."""
+    """A ledger from the coordinator's ``LedgerView`` (what a site agent starts from; a
+    site's view: where other sites' work runs is ``FOREIGN_NODE``)."""
     ledger = Ledger(max_attempts=max_attempts)
     for j, rec in enumerate(view.jobs):
-        restore_job(ledger, rec, site_index, n_nodes, f"ledger.jobs[{j}]")
+        restore_job(ledger, rec, site_index, n_nodes, f"ledger.jobs[{j}]", foreign=True)
     return ledger
 
 
@@ -132,7 +140,8 @@ def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int
     """Apply one committed ``ScheduleUpdate`` to ``ledger`` in the order the coordinator
     executed it (admissions, then cancellations, then instance ends, then the allocations
     of a round it closed), with the very transitions the coordinator's own ledger made.
-    Returns the (task, instance, node) of every allocation in it."""
+    Returns the (task, instance, node) of every allocation in it (``FOREIGN_NODE`` for one
+    at another site in a site's redacted view)."""
     for jm in u.jobs:
         job = job_from_proto(jm, "update.jobs")
         ledger.admit(job, site_index[job.origin], job.arrival)
@@ -151,7 +160,7 @@ def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int
     ledger.version = u.version
     for a in u.allocations:
         ts = ledger.tasks[(a.job_id, a.task_id)]
-        node = node_index[a.node]
+        node = node_index[a.node] if a.node else FOREIGN_NODE    # "": at another site
         for inst in range(a.instance_begin, a.instance_end):
             ledger.start(ts, inst, node)
             started.append((ts, inst, node))

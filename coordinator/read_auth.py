@@ -6,9 +6,9 @@ much). The gRPC health service stays open: it says SERVING and nothing else, and
 TLS (the default) it too needs a certificate of the group's CA.
 
 Schedule reads that are PBFT requests (``GetSchedule``: schedule, job status, ledger) are
-signed requests already (``coordinator/validate.py``). Every client of the key file -- the
-operator, the sites, the replicas, and auditors (``auditor:<name>``, who may only read) --
-reads the whole schedule: a market needs the open work visible to every bidder.
+signed requests already (``coordinator/validate.py``). Who reads how much --
+the operator, replicas and auditors (``auditor:<name>``, who may only read) everything, a
+site what concerns it and the open market -- is ``coordinator/read_scope.py``.
 """
 
 from __future__ import annotations

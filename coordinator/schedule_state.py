@@ -77,6 +77,7 @@ from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # n
                                         SITE_PREFIX, Rejected, part_over_limit,
                                         replica_of_client, site_of_client)
 from agora.coordinator.membership import MembershipCommands
+from agora.coordinator.read_scope import scope_for
 from agora.coordinator.site_commands import SiteCommands
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError, cluster_to_proto, decode
@@ -117,6 +118,8 @@ class ScheduleState(SiteCommands, MembershipCommands):
             cluster_to_proto(cluster).SerializeToString(deterministic=True)).digest()
         self.listeners: list[Callable[[pb.ScheduleUpdate], None]] = []
         """called with the update of every command that changed what watchers see"""
+        self.scopes: dict = {}
+        """site -> its ``read_scope.Scope`` over this state (what its clients read)"""
         self._reset()
 
     def _reset(self) -> None:
@@ -184,6 +187,12 @@ class ScheduleState(SiteCommands, MembershipCommands):
             self._count(res, r)
         res.round = self.round
         self._publish(before)
+        scope = scope_for(self, client_id)        # a site reads what concerns it
+        if scope is not None:
+            for a in res.allocations:
+                scope.allocation(a)
+            if res.HasField("query"):
+                scope.answer(res.query)
         return res.SerializeToString(deterministic=True)
 
     def query(self, client_id: str, op: bytes) -> bytes:
@@ -198,8 +207,11 @@ class ScheduleState(SiteCommands, MembershipCommands):
             out = pb.QueryResult(version=self.version,
                                  error=pb.Rejection(field=e.field, reason=str(e)))
             return out.SerializeToString(deterministic=True)
-        return query_answer(self, cmd.query, "command.query").SerializeToString(
-            deterministic=True)
+        out = query_answer(self, cmd.query, "command.query")
+        scope = scope_for(self, client_id)        # a site reads what concerns it
+        if scope is not None:
+            scope.answer(out)
+        return out.SerializeToString(deterministic=True)
 
     def snapshot(self) -> bytes:
         return snapshot_bytes(self)

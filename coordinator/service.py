@@ -21,6 +21,7 @@ import asyncio
 import grpc
 
 from agora.coordinator.read_auth import read_refusal
+from agora.coordinator.read_scope import scope_for
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.validate import RPC_KINDS, Refusal, parse_request
@@ -297,13 +298,15 @@ class CoordinatorService(rpc.CoordinatorServicer):
             recent = list(host.recent)
             start = recent[0].version if recent else app.version + 1
             last = (0, -1)                  # (version, sub) of the last update sent
+            scope = scope_for(app, reader)    # a site reads what concerns it
+            seen = scope.update if scope is not None else (lambda u: u)
             if request.since_version < start:
                 for u in history(app, request.since_version, start):
-                    yield u
+                    yield seen(u)
                     last = (u.version, u.sub)
             for u in recent:
                 if u.version >= request.since_version and (u.version, u.sub) > last:
-                    yield u
+                    yield seen(u)
                     last = (u.version, u.sub)
             while True:
                 update = await q.get()
@@ -320,7 +323,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
                                         f"auth.client_id: {reader!r} no longer has the key "
                                         f"it watched with (removed by the operator)")
                 if (update.version, update.sub) > last:
-                    yield update
+                    yield seen(update)
                     last = (update.version, update.sub)
         finally:
             if q in host.watchers:

@@ -168,6 +168,7 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
     ``files``: a cache, kept by the caller between calls (the web view), of what was read
     from run folders that will not change -- a run's start, and the last end of an instance
     with a given state and count of failed attempts."""
+    from agora.agents.ledger_codec import FOREIGN_NODE
     from agora.protos.convert import job_from_proto
 
     def cached(key, read):
@@ -195,7 +196,9 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
             for i, s in enumerate(tr.states):
                 row = {"instance": i, "state": STATE_NAMES.get(s, str(s)),
                        "failed_attempts": fails.get(i, 0)}
-                if i in place:
+                if i in place and place[i].node == FOREIGN_NODE:   # a site's view
+                    row.update(node="(another site)", site="", run=place[i].version)
+                elif i in place:
                     p = place[i]
                     row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
                                run=p.version)

@@ -2,7 +2,8 @@
 needed no credentials. Now both need a ``ReadAuth`` signed by a client of the key file (within
 300 s of the replica's clock, bound to the method and the watched version); schedule queries
 were signed PBFT requests already. Auditors (``auditor:<name>``) read everything and can
-change nothing. What every reader sees is the whole schedule (docs/security.md says why)."""
+change nothing. A site reads its own in full and of others only what the market needs
+(``coordinator/read_scope.py``)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,65 @@ def test_an_auditor_reads_everything_and_changes_nothing(group):
                 assert "auditor" in e.value.message
             assert [r.job.id for r in (await alice.ledger()).jobs] == ["audited"]
     asyncio.run(asyncio.wait_for(go(), 90))
+
+
+@pytest.mark.timeout(120)
+def test_a_site_reads_its_own_in_full_and_of_others_only_what_the_market_needs(group):
+    """Finding 3's second half (``coordinator/read_scope.py``): east's job placed at east is
+    not west's business. West still sees the job and its instances' states (it bids on open
+    work, and its ledger must move as the coordinator's), but not where they run nor why
+    they ended; east, the operator and auditors see all of it."""
+    from agora.agents.ledger_codec import FOREIGN_NODE
+    from tests.coordinator.test_coordinator_grpc import close_round, decision
+
+    async def go():
+        async with group.client("site:east") as east, group.client("site:west") as west, \
+                group.client("operator") as op, group.client("auditor:alice") as alice:
+            r = await east.submit_jobs([job("scoped", origin="east", n=2)])
+            rnd = r.round
+            closed = await close_round(group, rnd, {
+                "east": decision("east", rnd, ("scoped", "map", 2, 5))})
+            assert all(a.site == "" for a in closed.allocations)   # edge closed it: redacted
+            await east.submit_round(pb.SiteRound(site="east", ends=[
+                pb.End(job_id="scoped", task_id="map", instance=0, kind=pb.END_FAILED,
+                       start_s=1.0, end_s=2.0, exit_code=3, reason="disk full at east/n1")]))
+            full = await op.schedule(job_id="scoped")
+            assert full.schedule.allocations and all(
+                a.site == "east" for a in full.schedule.allocations)
+            assert (await alice.schedule(job_id="scoped")) == full
+            assert (await east.schedule(job_id="scoped")) == full
+            assert not (await west.schedule(job_id="scoped")).schedule.allocations
+            assert not (await west.schedule(site="east")).schedule.allocations
+
+            def placements(view):
+                rec = next(j for j in view.jobs if j.job.id == "scoped")
+                return [p.node for t in rec.tasks for p in t.running], rec
+            nodes, rec = placements(await east.ledger())
+            assert nodes and FOREIGN_NODE not in nodes
+            west_nodes, west_rec = placements(await west.ledger())
+            assert west_nodes == [FOREIGN_NODE] * len(nodes)      # running, but not where
+            assert [t.states for t in west_rec.tasks] == [t.states for t in rec.tasks]
+            assert rec.tasks[0].failed_attempts == west_rec.tasks[0].failed_attempts
+            status = await west.job_status("scoped")
+            assert status.job_status.tasks[0].failures == 1
+            assert "disk full" not in str(status) and "disk full" not in str(west_rec)
+
+            async def stream(c):
+                out = []
+
+                async def read():
+                    async for u in c.watch(0):
+                        out.append(u)
+                        if any(ch.kind == "failed" for ch in u.changes):
+                            return
+                await asyncio.wait_for(read(), 30)
+                return out
+            mine, theirs = await stream(east), await stream(west)
+            seen = [(a.site, a.node) for u in theirs for a in u.allocations
+                    if a.job_id == "scoped"]
+            assert seen and all(x == ("", "") for x in seen)
+            assert [(a.site, a.node) for u in mine for a in u.allocations
+                    if a.job_id == "scoped"][0][0] == "east"
+            fails = [c for u in theirs for c in u.changes if c.job_id == "scoped"]
+            assert fails and all((c.site, c.reason, c.exit_code) == ("", "", 0) for c in fails)
+    asyncio.run(asyncio.wait_for(go(), 100))
