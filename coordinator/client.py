@@ -173,19 +173,23 @@ class CoordinatorClient:
 
     async def admit_site(self, site: str, verify_key: bytes) -> pb.Result:
         """Admit site ``site`` by the public key it made on its own node (the operator's
-        client only); a second admission replaces the key. Raises ``CoordinatorError``
+        client only); a second admission replaces the key. Returns once 2f+1 replicas
+        executed it: then at most f can still refuse the site's next request for want of
+        its key, too few to outvote the others. Raises ``CoordinatorError``
         (FAILED_PRECONDITION with the ordered ``Result``) when the schedule refused it."""
         return await self._ordered("AdmitSite", pb.Command(admit_site=pb.AdmitSite(
-            site=site, verify_key=verify_key)))
+            site=site, verify_key=verify_key)), need=2 * self.f + 1)
 
     async def remove_site(self, site: str, reason: str = "") -> pb.Result:
         """Remove site ``site``: its key is revoked and its running instances are lost
-        (the operator's client only; errors as ``admit_site``)."""
+        (the operator's client only; returns once 2f+1 executed it; errors as
+        ``admit_site``)."""
         return await self._ordered("RemoveSite", pb.Command(remove_site=pb.RemoveSite(
-            site=site, reason=reason)))
+            site=site, reason=reason)), need=2 * self.f + 1)
 
-    async def _ordered(self, rpc_name: str, cmd: pb.Command) -> pb.Result:
-        res = pb.Result.FromString(await self.call(rpc_name, cmd))
+    async def _ordered(self, rpc_name: str, cmd: pb.Command,
+                       need: int | None = None) -> pb.Result:
+        res = pb.Result.FromString(await self.call(rpc_name, cmd, need=need))
         if res.rejections:
             r = res.rejections[0]
             raise CoordinatorError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -244,16 +248,17 @@ class CoordinatorClient:
         env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
         return self._ts, pb.ClientRequest(envelope=env.SerializeToString()).SerializeToString()
 
-    async def call(self, rpc_name: str, cmd: pb.Command, *, read_only: bool = False) -> bytes:
+    async def call(self, rpc_name: str, cmd: pb.Command, *, read_only: bool = False,
+                   need: int | None = None) -> bytes:
         """Send ``cmd`` through ``rpc_name`` to every replica; the result f+1 (read-only:
-        2f+1) replicas returned identically."""
+        2f+1; or ``need``) replicas returned identically."""
         self.open()
         async with self._lock:
             ts, data = self.envelope(cmd.SerializeToString(), read_only=read_only)
-            return await self.send_raw(rpc_name, data, ts, read_only=read_only)
+            return await self.send_raw(rpc_name, data, ts, read_only=read_only, need=need)
 
     async def send_raw(self, rpc_name: str, data: bytes, ts: int, *,
-                       read_only: bool = False) -> bytes:
+                       read_only: bool = False, need: int | None = None) -> bytes:
         """Send ClientRequest bytes to replicas and collect matching replies.
 
         An ordered request goes first to f+1 replicas only: the ones that formed the last
@@ -266,7 +271,7 @@ class CoordinatorClient:
         Read-only requests need 2f+1 and go to every replica at once."""
         self.open()
         n = len(self._stubs)
-        need = 2 * self.f + 1 if read_only else self.f + 1
+        need = need or (2 * self.f + 1 if read_only else self.f + 1)
         order = self._preferred + [i for i in range(n) if i not in self._preferred]
         first = order if read_only else order[:need]
         if self.streams and rpc_name in RAW_METHODS:
@@ -274,7 +279,7 @@ class CoordinatorClient:
         calls = {asyncio.ensure_future(self._one(i, rpc_name, data)): i for i in first}
         pending = set(calls)
         hedged = len(first) == n
-        tally = ReplyTally(self.auth, ts, read_only, self.f, n)
+        tally = ReplyTally(self.auth, ts, read_only, self.f, n, need)
         refusals: Counter[tuple[grpc.StatusCode, str]] = Counter()
         errors: dict[int, str] = {}
         loop = asyncio.get_running_loop()

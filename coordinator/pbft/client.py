@@ -37,12 +37,12 @@ from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 class ReplyTally:
     """The replies to one request (``timestamp``, ``read_only``) of client ``auth``: each
     replica's last authentic answer, and the result once ``need`` of them match (f+1
-    ordered, 2f+1 read-only)."""
+    ordered, 2f+1 read-only, or ``need``)."""
 
     def __init__(self, auth: ClientAuth, timestamp: int, read_only: bool, f: int,
-                 n: int) -> None:
+                 n: int, need: int | None = None) -> None:
         self.auth, self.timestamp, self.read_only, self.n = auth, timestamp, read_only, n
-        self.need = 2 * f + 1 if read_only else f + 1
+        self.need = need or (2 * f + 1 if read_only else f + 1)
         self.replies: dict[int, bytes] = {}
         self.views: dict[int, int] = {}
         self.result: bytes | None = None

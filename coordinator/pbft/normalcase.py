@@ -2,9 +2,10 @@
 batching at the primary, PRE-PREPARE / PREPARE / COMMIT, and execution in sequence order
 with the exactly-once reply table.
 
-Batching: the primary queues valid requests and sends a pre-prepare when ``batch_size`` are
-queued or the oldest has waited ``batch_timeout``, as long as fewer than ``max_outstanding``
-batches are assigned but not executed and the sequence number is within the high water mark.
+Batching: the primary queues valid requests and sends a pre-prepare at once when no batch is
+in flight (a lone request waits for nobody), else when ``batch_size`` are queued or the
+oldest has waited ``batch_timeout``, as long as fewer than ``max_outstanding`` batches are
+assigned but not executed and the sequence number is within the high water mark.
 A backup forwards requests it receives from a client to the primary and holds them: its
 view-change timer runs while it holds one that has not executed.
 """
@@ -83,7 +84,11 @@ class NormalCaseMixin:
     def _maybe_propose(self) -> None:
         cfg = self.config
         while self.queue and self._can_propose():
-            if (len(self.queue) < cfg.batch_size
+            # an idle pipeline proposes at once (a lone request waits for nobody); while
+            # batches are in flight, requests gather until a batch is full or the oldest
+            # has waited batch_timeout (Castro & Liskov's batching under load)
+            idle = self.next_seq - 1 == self.last_executed
+            if (not idle and len(self.queue) < cfg.batch_size
                     and self.now < self.queue_since + cfg.batch_timeout):
                 return
             batch = []

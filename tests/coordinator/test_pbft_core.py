@@ -402,3 +402,19 @@ def test_structurally_odd_but_authentic_messages_never_raise(kind, a, b, blob):
     r.receive(env, 1.0)
     r.tick(50.0)
     assert r.app.data == {"x": "5"} or r.last_executed > 1
+
+
+def test_a_lone_request_is_proposed_at_once_and_requests_batch_while_one_is_in_flight():
+    """Castro & Liskov's batching: the primary with nothing in flight pre-prepares a request
+    at once (it waits for no batch_timeout); while that batch is in flight, new requests
+    gather until batch_size or batch_timeout."""
+    fx = Forge()
+    primary = replica(0, cfg=config(batch_size=4, batch_timeout=0.5))
+    out = primary.receive(fx.request_env("c0", 1), now=0.0)
+    assert kinds(out).count("pre_prepare") == 1                  # idle: at once
+    out = primary.receive(fx.request_env("c1", 1), now=0.01)
+    assert "pre_prepare" not in kinds(out)                        # one in flight: it waits
+    out = primary.tick(0.6)                                       # ... for batch_timeout
+    seqs = [PbftMessage.FromString(a.msg.payload).pre_prepare.seq for a in out
+            if PbftMessage.FromString(a.msg.payload).WhichOneof("kind") == "pre_prepare"]
+    assert 2 in seqs                   # (the first one's may be retransmitted beside it)

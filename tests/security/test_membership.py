@@ -212,7 +212,7 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                 res = await site.submit_jobs([job("e1", origin="east")])
                 assert res.accepted == 1
                 assert [r.job.id for r in (await site.ledger()).jobs] == ["e1"]
-                assert await site.heartbeat() == 4
+                assert await site.heartbeat() >= 3    # 2f+1 executed the admission
                 rnd = res.round
                 dec = await site.submit_round(pb.SiteRound(site="east", round=rnd,
                                                            bidding=True))
@@ -233,7 +233,7 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                     with pytest.raises(CoordinatorError) as e:
                         await rotated.submit_jobs([job("e4", origin="east")])
                     assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
-                    assert await rotated.heartbeat() == 0
+                    assert await rotated.heartbeat() <= 1    # at most f still behind
                 ledger = await operator.ledger()
                 assert [r.job.id for r in ledger.jobs] == ["e1", "e3"]
                 assert [s.site for s in ledger.sites if s.lapsed] == ["east"]
