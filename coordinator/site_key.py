@@ -37,12 +37,7 @@ def load_or_create(path: str | Path) -> SigningKey:
     others may read it (a key that may have leaked is not used: make a new one)."""
     path = Path(path)
     if path.exists():
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ValueError(f"{path}: mode {mode:03o}; a site key must be readable by its "
-                             f"owner only (0600). It may have leaked: remove it, start the "
-                             f"agent again (it makes a new key) and admit the new key")
-        raw = path.read_bytes()
+        raw = _read_private(path, "a site key")
         if not raw.startswith(HEADER) or len(raw) != len(HEADER) + 64:
             raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
                              f"-byte file load_or_create writes); move it aside to make a "
@@ -63,6 +58,17 @@ def load_or_create(path: str | Path) -> SigningKey:
     finally:
         tmp.unlink(missing_ok=True)
     return key
+
+
+def _read_private(path: Path, what: str) -> bytes:
+    """The bytes of private file ``path``; ValueError when others may read it (a key that
+    may have leaked is not used: make a new one)."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ValueError(f"{path}: mode {mode:03o}; {what} must be readable by its owner only "
+                         f"(0600). It may have leaked: remove it, start the agent again (it "
+                         f"makes a new key) and admit the new key")
+    return path.read_bytes()
 
 
 def _private_folder(folder: Path) -> None:
@@ -107,10 +113,12 @@ class NodeIdentity:
 
         path = self._path(TLS_KEY)
         if path.exists():
-            if path.stat().st_mode & 0o077:
-                raise ValueError(f"{path}: readable by others; a TLS key must be 0600. "
-                                 f"Remove it: the agent makes a new one")
-            return serialization.load_pem_private_key(path.read_bytes(), None)
+            raw = _read_private(path, "a TLS key")
+            try:
+                return serialization.load_pem_private_key(raw, None)
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: not a PEM private key without a password; move "
+                                 f"it aside, the agent makes a new one") from None
         key = ec.generate_private_key(ec.SECP256R1())
         _private_folder(path.parent)
         write_private(path, key.private_bytes(serialization.Encoding.PEM,

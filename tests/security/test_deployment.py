@@ -115,3 +115,18 @@ def test_replicas_on_a_non_loopback_address_serve_over_tls_naming_it(tmp_path):
             return [r.job.id for r in (await op.ledger()).jobs]
     with g.serving():
         assert asyncio.run(asyncio.wait_for(go(), 60)) == ["far"]
+
+
+def test_a_damaged_or_readable_tls_key_on_the_node_is_refused_naming_the_file(tmp_path):
+    from agora.coordinator.site_key import NodeIdentity
+
+    node = NodeIdentity(site="east", key_dir=str(tmp_path / "node"), ca=None)
+    node.tls_request()
+    key = tmp_path / "node" / "site-east.tls.key"
+    key.chmod(0o644)
+    with pytest.raises(ValueError, match="0600"):
+        node.tls_request()
+    key.chmod(0o600)
+    key.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="site-east.tls.key: not a PEM private key"):
+        node.tls_request()
