@@ -40,10 +40,12 @@ def site_cluster(n: int, path: Path) -> Path:
 
 
 def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: Path,
-           round_timeout_s: float, tls: bool = True) -> Path:
+           round_timeout_s: float, tls: bool = True,
+           round_grace_s: float | None = None) -> Path:
     data = {"cluster": str(site_cluster(n, d / "cluster.yaml")), "workload": workload,
             "policy": str(policy), "out": str(d / "out"), "seed": seed, "speed": speed,
             "round_timeout_s": round_timeout_s,
+            "coordinator": {} if round_grace_s is None else {"round_grace_s": round_grace_s},
             "metrics": {"enabled": False}, "tls": {"enabled": tls},
             "ray": {"num_cpus": os.cpu_count(), "dashboard": False}}
     (d / "replay.yaml").write_text(yaml.safe_dump(data))
@@ -58,6 +60,7 @@ def one(n: int, a, seed: int = 0) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     cfg = load_up_config(config(d, n, workload=a.workload, speed=a.speed, seed=seed,
                                 policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
+                                round_grace_s=a.round_grace_s,
                                 tls=a.tls == "on"))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -127,6 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--speed", type=float, default=100.0,
                    help="workload seconds per wall second (default: %(default)s)")
     p.add_argument("--round-timeout-s", type=float, default=2.0)
+    p.add_argument("--round-grace-s", type=float, default=None,
+                   help="the coordinator's round_grace_s (default: its own default)")
     p.add_argument("--policy", default=str(POLICY))
     p.add_argument("--quality", action="store_true",
                    help="replay vs the simulation engine, --seeds seeds, at --sites's first N")

@@ -189,7 +189,7 @@ class PbftClearinghouse:
                         continue
                     self._position = (u.version, u.sub)
                     if self.trace is not None:
-                        self.trace.append(("update", time.time(), u.round.round))
+                        self.trace.append(("update", time.time(), u.round.round, u.version))
                     started = apply_update(self.ledger, u, self.site_index, self.node_index)
                     self.version = u.version
                     r = u.round

@@ -8,6 +8,12 @@ site: the state machine acts on f+1 distinct votes.
   not closed within ``round_timeout_s`` of the first decision this replica executed: vote
   ``CloseRound(r)``. A primary that withholds the votes (or any request) is replaced by a
   view change: the votes go to every replica, whose request timers then run.
+- **Round grace** (``round_grace_s``, off by default). A round waits for every expected
+  site, so it lasts as long as its slowest agent (a stall, a busy node, a far link). Once more than half of the expected sites have decided, the rest get
+  ``round_grace_s`` more; then this replica votes ``CloseRound(r)`` too. A late site loses
+  nothing: its decision is refused as stale and it decides again for the next round, where
+  the work that was not allocated is still open. A site that is steadily slower than the
+  others by less than the grace is never left out.
 - **Silent sites.** A site that owes the system something (it runs instances, or it is
   expected to decide in an armed round) and whose heartbeats (``Heartbeat``, unordered,
   signed by the site) have not reached this replica for ``site_timeout_s``: vote
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import time
 from collections import deque
@@ -55,10 +62,12 @@ class RoundKeeper:
     ``vote(kind, message)`` sends one vote as this replica's client (async)."""
 
     def __init__(self, *, app: ScheduleState, index: int, client_verify,
-                 round_timeout_s: float, site_timeout_s: float, vote) -> None:
+                 round_timeout_s: float, site_timeout_s: float, vote,
+                 round_grace_s: float = 0.0) -> None:
         self.app = app
         self.index = index
         self.round_timeout_s = round_timeout_s
+        self.round_grace_s = round_grace_s
         self.site_timeout_s = site_timeout_s
         self.vote = vote
         self._verify = client_verify
@@ -68,13 +77,24 @@ class RoundKeeper:
         self.heard: dict[str, float] = {}
         """site -> monotonic time of its last heartbeat here"""
         self._first_part: tuple[int, float] | None = None
+        self._quorum: tuple[int, float] | None = None
+        """(round, when more than half of its expected sites had decided, here)"""
+        self._decided_seen = (-1, -1)
+        self._due = asyncio.Event()
+        app.after_command.append(self.command_executed)
         self._voted_round = -1
         self._voted_lapse: dict[str, tuple[int, float]] = {}
         self.exec_time: dict[int, float] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.votes_sent = 0
+        self.grace_votes = 0
+        """close votes sent because a round's grace ran out (before its timeout)"""
         self._task: asyncio.Task | None = None
         self._in_flight: set[asyncio.Task] = set()
+        self.trace: list[tuple[int, float, int, int]] | None = [] if os.environ.get(
+            "AGORA_TRACE") else None
+        """(version, wall time, round, allocations) of each executed update when AGORA_TRACE
+        is set (written beside the replica's log on a clean stop)"""
 
     # ---- heartbeats (not ordered) ----------------------------------------------------
     def heartbeat(self, hb: pb.HeartbeatRequest) -> str | None:
@@ -102,6 +122,8 @@ class RoundKeeper:
         now = time.monotonic()
         seq = update.version
         self.exec_time[seq] = now
+        if self.trace is not None:
+            self.trace.append((seq, time.time(), update.round.round, len(update.allocations)))
         if len(self.exec_time) > 4 * LATENCY_SAMPLES:
             for v in sorted(self.exec_time)[:LATENCY_SAMPLES]:
                 del self.exec_time[v]
@@ -112,6 +134,45 @@ class RoundKeeper:
             t0 = self.exec_time.get(since)
             if t0 is not None:
                 self.latencies.append(now - t0)
+
+    def command_executed(self) -> None:
+        """After every executed command: when the current round got its first decision, and
+        when more than half of its expected sites had decided (``round_grace_s``)."""
+        app = self.app
+        if not (app.armed and app.parts):
+            return
+        now = time.monotonic()
+        if self._first_part is None or self._first_part[0] != app.round:
+            self._first_part = (app.round, now)
+        if self.round_grace_s > 0:
+            self._note_quorum(now)
+
+    def _note_quorum(self, now: float) -> None:
+        """Record when more than half of the current round's expected sites had decided
+        (counted again only when the number of decided sites changed); wake the check."""
+        app = self.app
+        if self._quorum is not None and self._quorum[0] == app.round:
+            return
+        decided = len(app.decided())
+        if (app.round, decided) == self._decided_seen:
+            return
+        self._decided_seen = (app.round, decided)
+        if decided * 2 > len(app.expected_sites()):
+            self._quorum = (app.round, now)
+            self._due.set()
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until this replica's next round vote falls due (None: none pending)."""
+        app = self.app
+        if not (app.armed and app.parts) or self._voted_round == app.round:
+            return None
+        due = []
+        if self._first_part is not None and self._first_part[0] == app.round:
+            due.append(self._first_part[1] + self.round_timeout_s)
+        if self.round_grace_s > 0 and self._quorum is not None and \
+                self._quorum[0] == app.round:
+            due.append(self._quorum[1] + self.round_grace_s)
+        return max(0.0, min(due) - now) if due else None
 
     def latency_ms(self) -> tuple[float, float, int]:
         """(p50, p99, samples) of the decision latencies kept, in milliseconds."""
@@ -129,8 +190,15 @@ class RoundKeeper:
         await cancel_and_wait([self._task, *self._in_flight])
 
     async def _run(self, period_s: float) -> None:
+        """Check every ``period_s``, and at once when a round vote falls due sooner."""
         while True:
-            await asyncio.sleep(period_s)
+            self._due.clear()
+            due = self.next_due(time.monotonic())
+            wait = period_s if due is None else min(period_s, due)
+            try:
+                await asyncio.wait_for(self._due.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
             try:
                 await self.check(time.monotonic())
             except asyncio.CancelledError:
@@ -143,11 +211,13 @@ class RoundKeeper:
         if app.armed and app.parts:
             if self._first_part is None or self._first_part[0] != app.round:
                 self._first_part = (app.round, now)
-            elif (now - self._first_part[1] >= self.round_timeout_s
-                  and self._voted_round != app.round):
+            due = self.next_due(now)
+            if due is not None and due <= 0:
                 self._voted_round = app.round
-                log.info("replica %d: round %d waited %.1f s; voting to close it",
-                         self.index, app.round, now - self._first_part[1])
+                log.info("replica %d: round %d waited %.2f s since its first decision; "
+                         "voting to close it", self.index, app.round,
+                         now - self._first_part[1])
+                self.grace_votes += (now - self._first_part[1] < self.round_timeout_s)
                 await self._send("close_round", pb.CloseRound(round=app.round))
         owes = self._owing()
         for site in owes:

@@ -41,7 +41,8 @@ task now. Work that opens while a round is armed waits for the sites' next decis
 next round), so new arrivals never invalidate decisions already made and a busy stream of
 submissions cannot keep a round from closing. A site that stays silent cannot hold rounds
 back for long: each replica
-votes ``close_round`` when its round timeout passes with a decision in (f+1 votes close the
+votes ``close_round`` when its round timeout passes with a decision in, or its round grace
+once more than half of the expected sites decided (``round_keeper.py``; f+1 votes close the
 round), and ``site_lapsed`` when the site's heartbeats stop (f+1 votes lapse it: its running
 instances are lost and reopened, and no round waits for it until it sends again). No client
 moves a clock: the state machine reads none, and nothing a site sends changes what another
@@ -118,6 +119,9 @@ class ScheduleState(SiteCommands, MembershipCommands):
             cluster_to_proto(cluster).SerializeToString(deterministic=True)).digest()
         self.listeners: list[Callable[[pb.ScheduleUpdate], None]] = []
         """called with the update of every command that changed what watchers see"""
+        self.after_command: list[Callable[[], None]] = []
+        """called after every executed command, whether it changed what watchers see or not
+        (a replica's round keeper counts the decisions in)"""
         self.scopes: dict = {}
         """site -> its ``read_scope.Scope`` over this state (what its clients read)"""
         self._reset()
@@ -187,6 +191,11 @@ class ScheduleState(SiteCommands, MembershipCommands):
             self._count(res, r)
         res.round = self.round
         self._publish(before)
+        for fn in self.after_command:
+            try:
+                fn()
+            except Exception:  # an observer's bug must not break the replica
+                log.exception("after-command observer failed")
         scope = scope_for(self, client_id)        # a site reads what concerns it
         if scope is not None:
             for a in res.allocations:

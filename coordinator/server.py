@@ -39,6 +39,7 @@ it commits inline (no fsync).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -134,6 +135,7 @@ class ReplicaHost:
         self.keeper = RoundKeeper(app=app, index=index,
                                   client_verify=self.replica.auth.client_verify,
                                   round_timeout_s=config.round_timeout_s,
+                                  round_grace_s=config.round_grace_s,
                                   site_timeout_s=config.site_timeout_s, vote=self._vote)
         app.listeners.append(self._on_commit)
 
@@ -155,6 +157,9 @@ class ReplicaHost:
         self.closing = True
         await cancel_and_wait([self._timer])
         await self.keeper.close()
+        if self.keeper.trace is not None:
+            trace = self.config.path(self.config.data_dir) / f"replica-{self.index}.trace.json"
+            trace.write_text(json.dumps(self.keeper.trace))
         if self.voter is not None:
             await self.voter.close()
         await self.links.close()

@@ -449,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (agora jobs | head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        # a file or folder it was given cannot be read or written (permissions, a file
+        # where a folder should be, a full disk): name it, without a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{name}: {where}{e.strerror or e}; expected a path this user can read and "
+              f"write", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

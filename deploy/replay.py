@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -161,6 +162,15 @@ def system_figures(system, episode: dict) -> dict:
     }
 
 
+def write_traces(system, path: Path) -> None:
+    """Each agent's trace of this episode (``AGORA_TRACE`` set: wake, act, submit, send,
+    reply, update, with wall times and rounds): where a round's time goes."""
+    import ray
+
+    traces = ray.get([a.trace.remote() for a in system.actors], timeout=120)
+    path.write_text(json.dumps(dict(zip(system.sites, traces))))
+
+
 def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=None) -> dict:
     """Run ``cfg`` (an ``UpConfig``) in replay mode; returns the result written to
     ``out/result.json``. ``on_system(system)`` (fault tests) runs once the system is up,
@@ -212,6 +222,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
             if bar is not None:
                 bar.close()
             figs = system_figures(system, ep)
+            if os.environ.get("AGORA_TRACE"):
+                write_traces(system, out / f"traces-{k}.json")
             figs["start_up_s"] = round(up_s, 2)
             echo(metrics_table(ep["metrics"]))
             echo(markdown_table(["system", "value"], [[k, str(v)] for k, v in figs.items()

@@ -109,3 +109,12 @@ def test_status_json_is_snake_case_with_numbers():
     assert d["last_executed"] == 2 ** 40 and d["view"] == 3
     assert d["rejected"] == [{"name": "service.bad_signature", "count": 5}]
     assert all(k == k.lower() for k in d) and not math.isnan(d["decision_latency_ms_p50"])
+
+
+def test_a_path_that_cannot_be_written_is_one_line_naming_it_not_a_traceback(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["site", "key", "--out", str(a_file / "keys" / "site.key")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert str(a_file / "keys") in err and "Not a directory" in err

@@ -1,0 +1,90 @@
+"""A replica's round keeper (coordinator/round_keeper.py) over the real replicated schedule:
+when it votes to close a round. Its clock is the test's (``check(now)``), its votes are
+recorded instead of sent (a fake of the replica's client, in this unit test only)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agora.coordinator.round_keeper import RoundKeeper
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from tests.coordinator.test_coordinator_state import Run, decide, job, submit
+
+
+def keeper(run: Run, *, grace: float, timeout: float = 10.0) -> tuple[RoundKeeper, list]:
+    votes: list[tuple[str, object]] = []
+
+    async def vote(kind, msg):
+        votes.append((kind, msg))
+
+    k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=timeout,
+                    site_timeout_s=1e9, vote=vote, round_grace_s=grace)
+    run.state.listeners.append(k.executed)
+    return k, votes
+
+
+async def check(k: RoundKeeper, at: float) -> None:
+    await k.check(at)
+    await asyncio.sleep(0)              # let the vote's task run
+
+
+def three_sites_expected(run: Run) -> None:
+    run("site:a", submit(job("j", n=2, dag=False)))
+    assert run.state.armed and sorted(run.state.expected_sites()) == ["a", "b", "c"]
+
+
+def test_once_more_than_half_decided_the_rest_get_the_grace_then_a_close_vote():
+    async def main():
+        run = Run()
+        k, votes = keeper(run, grace=0.5)
+        three_sites_expected(run)
+        run("site:a", decide("a", 0, ("j", "map", 2, 5)))
+        now = time.monotonic()
+        assert k.next_due(now) > 5.0            # 1 of 3: only the round timeout runs
+        await check(k, now + 1.0)
+        assert votes == []
+        run("site:b", decide("b", 0, ("j", "map", 1, 3)))   # 2 of 3: the grace starts
+        now = time.monotonic()
+        assert 0.4 < k.next_due(now) <= 0.5
+        await check(k, now + 0.3)
+        assert votes == []
+        await check(k, now + 0.6)
+        assert votes == [("close_round", pb.CloseRound(round=0))]
+        await check(k, now + 0.9)               # one vote per round
+        assert len(votes) == 1 and k.grace_votes == 1
+        assert run.state.round == 0             # a vote is a request: f+1 of them close it
+
+    asyncio.run(main())
+
+
+def test_without_grace_a_round_waits_for_every_expected_site_up_to_its_timeout():
+    async def main():
+        run = Run()
+        k, votes = keeper(run, grace=0.0, timeout=2.0)
+        three_sites_expected(run)
+        run("site:a", decide("a", 0, ("j", "map", 2, 5)))
+        run("site:b", decide("b", 0, ("j", "map", 1, 3)))
+        now = time.monotonic()
+        await check(k, now + 1.0)
+        assert votes == []
+        await check(k, now + 2.1)
+        assert votes == [("close_round", pb.CloseRound(round=0))] and k.grace_votes == 0
+
+    asyncio.run(main())
+
+
+def test_a_round_every_expected_site_decided_closes_by_itself_and_no_vote_is_due():
+    async def main():
+        run = Run()
+        k, votes = keeper(run, grace=0.5)
+        three_sites_expected(run)
+        for s in "abc":
+            run(f"site:{s}", decide(s, 0, ("j", "map", 1, 3)))
+        assert run.state.round == 1
+        now = time.monotonic()
+        assert k.next_due(now) is None
+        await check(k, now + 5.0)
+        assert votes == []
+
+    asyncio.run(main())
