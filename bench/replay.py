@@ -4,8 +4,12 @@ throughput, messages, and memory per agent actor; and, with ``--quality``, sched
 replay against the simulation engine (same workload, same policy, several seeds).
 
     python -m bench.replay                         # 4, 8, 16, 32 sites
-    python -m bench.replay --sites 64 --jobs 4300  # the 10,000-task run
+    python -m bench.replay --sites 64 --workload synthetic:jobs=960,load=0.9  # ~10,000 instances
     python -m bench.replay --quality --seeds 5
+    AGORA_TRACE=1 python -m bench.replay --sites 16 # + where the time goes: each agent's
+        # trace (out/traces-<episode>.json) and each replica's execution times
+        # (out/coordinator/data/replica-<i>.trace.json), wall clock, beside the run
+    python -m bench.replay --sites 16 --speed 25 --round-grace-s 0.25
 
 Each row is one ``agora replay`` of a synthetic workload on a cluster of N copies of a small
 site (``site_cluster``), 4 replicas, the committed policy (it has no per-site parameters, so
