@@ -62,14 +62,13 @@ from typing import Callable
 
 from agora.agents.domain import Cluster, why_unschedulable
 from agora.agents.ledger import RUNNING, Ledger, TaskEntry
-from agora.agents.market import LedgerBook, clear, site_preference
+from agora.agents.market import site_preference
 from agora.agents.sim.capacity import Capacity
 from agora.agents.ledger_codec import job_record_bytes
 from agora.coordinator.parsed_jobs import JOBS
 from agora.coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
                                               snapshot_bytes)
-from agora.coordinator.schedule_records import (AllocationRow, ChangeRow, SiteInfo, SitePart,
-                                                allocation_pb, runs)
+from agora.coordinator.schedule_records import AllocationRow, ChangeRow, SiteInfo, SitePart
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
                                         MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
                                         MAX_INSTANCES_PER_TASK, MAX_JOBS_PER_COMMAND,
@@ -79,6 +78,7 @@ from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # n
                                         replica_of_client, site_of_client)
 from agora.coordinator.membership import MembershipCommands
 from agora.coordinator.read_scope import scope_for
+from agora.coordinator.round_commands import RoundCommands
 from agora.coordinator.site_commands import SiteCommands
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError, cluster_to_proto, decode
@@ -91,7 +91,7 @@ __all__ = ["ScheduleState", "Rejected", "part_over_limit", "site_of_client",
            "MAX_JOBS_PER_COMMAND", "MAX_TASKS_PER_JOB", "MAX_INSTANCES_PER_TASK",
            "MAX_REASON_BYTES", "MAX_BIDS_PER_PART", "MAX_ENDS_PER_PART", "MAX_NODES_PER_PART",
            "MAX_CANCEL_REASON"]
-class ScheduleState(SiteCommands, MembershipCommands):
+class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
     ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
     refuse jobs with a task that has no ``run`` (configuration, like the cluster: every
@@ -351,52 +351,6 @@ class ScheduleState(SiteCommands, MembershipCommands):
         self.job_versions[job.id] = seq
         self._update.jobs.append(jm)
 
-    def _do_close_round(self, client_id: str, msg: pb.CloseRound, seq: int,
-                        res: pb.Result) -> None:
-        voter = self._voter(client_id, "close_round")
-        if msg.round != self.round:
-            raise Rejected("close_round.wrong_round", "command.close_round.round",
-                           f"round {msg.round} is not the current round {self.round}")
-        if not self.armed:
-            raise Rejected("close_round.idle", "command.close_round.round",
-                           f"round {msg.round} is not armed: nothing to close")
-        self.close_votes.add(voter)
-        res.accepted = 1
-        if len(self.close_votes) >= self.votes_needed:
-            self._close(res)
-
-    def _do_site_lapsed(self, client_id: str, msg: pb.SiteLapsed, seq: int,
-                        res: pb.Result) -> None:
-        voter = self._voter(client_id, "site_lapsed")
-        info = self.sites.get(msg.site)
-        if info is None:
-            raise Rejected("site_lapsed.unknown_site", "command.site_lapsed.site",
-                           f"unknown site {msg.site!r}")
-        if msg.last_heard != info.last_heard:
-            raise Rejected("site_lapsed.stale", "command.site_lapsed.last_heard",
-                           f"{msg.last_heard}; the site was last heard at {info.last_heard}")
-        if info.lapsed:
-            return
-        info.lapse_votes.add(voter)
-        res.accepted = 1
-        if len(info.lapse_votes) < self.votes_needed:
-            return
-        self._lapse(msg.site, f"site {msg.site} lapsed")
-        self._maybe_close(res)
-
-    def _lapse(self, site: str, reason: str) -> None:
-        """Site ``site`` is gone: its running instances are lost (and reopened), its part of
-        the round dropped, and no round waits for it until it sends again."""
-        info = self.sites[site]
-        if info.lapsed:
-            return
-        info.lapsed, info.lapse_votes = True, set()
-        sl = self.capacity.site_slice[self.site_index[site]]
-        for ts, inst in self._running_on(lambda n: sl.start <= n < sl.stop):
-            self._stop(ts, inst, "lost", 0.0, 0.0, 0, reason)
-        self.parts.pop(site, None)
-        self._update.sites.add(site=site, lapsed=True)
-
     def _do_cancel_job(self, client_id: str, msg: pb.CancelJob, seq: int,
                        res: pb.Result) -> None:
         where = "command.cancel_job"
@@ -439,66 +393,6 @@ class ScheduleState(SiteCommands, MembershipCommands):
             if len(keep) < len(part.offers):
                 part.offers = [part.offers[k] for k in keep]
                 part.bids = [part.bids[k] for k in keep]
-
-    def _voter(self, client_id: str, kind: str) -> int:
-        i = replica_of_client(client_id, self.n_replicas)
-        if i is None:
-            raise Rejected(f"{kind}.not_a_replica", f"command.{kind}",
-                           f"client {client_id!r} may not vote; only the replicas "
-                           f"({REPLICA_PREFIX}0..{self.n_replicas - 1}) close rounds and "
-                           f"lapse sites")
-        return i
-
-    # ---- rounds -----------------------------------------------------------------------
-    def expected_sites(self) -> list[str]:
-        """Live sites that can hold some open task now (each must decide before the round
-        closes on its own)."""
-        cap, found = self.capacity, set()
-        live = [i for i, s in enumerate(self.site_names) if not self.sites[s].lapsed]
-        for d in self.ledger.pool.shapes():
-            found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
-            if all(i in found for i in live):
-                break
-        return [self.site_names[i] for i in live if i in found]
-
-    def decided(self) -> list[str]:
-        """Sites whose decision counts for the current round."""
-        return [s for s in self.site_names if s in self.parts and self.parts[s].counts]
-
-    def _maybe_close(self, res: pb.Result) -> None:
-        if not self.armed or not self.parts:
-            return
-        decided = set(self.decided())
-        if all(s in decided for s in self.expected_sites()):
-            self._close(res)
-
-    def _close(self, res: pb.Result) -> None:
-        """Clear every decision of the round together, and open the next round."""
-        book = LedgerBook(self.ledger, self.capacity, self.pref)
-        bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
-        cleared = clear(bids, book)
-        for _, why in cleared.rejected:
-            self.rejected["clearing." + why.split(":")[0].replace(" ", "_")] += 1
-        by_task: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for ts, i, node in book.placed:
-            by_task.setdefault(ts.key, []).append((i, node))
-        new: list[AllocationRow] = []
-        for key, placed in by_task.items():      # insertion order = clearing order
-            for b, e, node in runs(placed):
-                new.append((key[0], key[1], b, e, self.cluster.nodes[node].site,
-                            self.node_names[node], self._seq, self.round))
-        self.allocations.extend(new)
-        for row in new:
-            a = allocation_pb(row)
-            res.allocations.append(a)
-            self._update.allocations.append(a)
-        self.closed_round_armed_seq = self.armed_version
-        self.round += 1
-        self.parts.clear()
-        self.close_votes.clear()
-        self.armed = bool(new)
-        if self.armed:
-            self.armed_version = self._seq
 
     # ---- read-only views ------------------------------------------------------------------
     def counters(self) -> list[tuple[str, int]]:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agora.agents import market
 from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Site, Task
-from agora.coordinator import schedule_state
+from agora.coordinator import round_commands
 from agora.coordinator.schedule_state import ScheduleState
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import job_to_proto
@@ -297,14 +297,14 @@ def test_no_site_can_move_the_clock_or_close_rounds_for_the_others():
 # ---- clearing ----
 
 def test_clearing_is_agents_market_clear_over_the_ledger(monkeypatch):
-    assert schedule_state.clear is market.clear
+    assert round_commands.clear is market.clear
     seen = []
 
     def spy(bids, book):
         seen.append((len(bids), type(book).__name__))
         return market.clear(bids, book)
 
-    monkeypatch.setattr(schedule_state, "clear", spy)
+    monkeypatch.setattr(round_commands, "clear", spy)
     r = Run()
     r("site:a", submit(job("j0", n=2, dag=False)))
     r("site:a", decide("a", 0, ("j0", "map", 2, 5)))
