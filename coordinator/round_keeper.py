@@ -9,8 +9,9 @@ site: the state machine acts on f+1 distinct votes.
   ``CloseRound(r)``. A primary that withholds the votes (or any request) is replaced by a
   view change: the votes go to every replica, whose request timers then run.
 - **Round grace** (``round_grace_s``, off by default). A round waits for every expected
-  site, so it lasts as long as its slowest agent (a stall, a busy node, a far link). Once more than half of the expected sites have decided, the rest get
-  ``round_grace_s`` more; then this replica votes ``CloseRound(r)`` too. A late site loses
+  site, so it lasts as long as its slowest agent (a stall, a busy node, a far link). Once
+  more than half of the expected sites have decided, the rest get ``round_grace_s`` more;
+  then this replica votes ``CloseRound(r)`` too. A late site loses
   nothing: its decision is refused as stale and it decides again for the next round, where
   the work that was not allocated is still open. A site that is steadily slower than the
   others by less than the grace is never left out.
@@ -210,7 +211,7 @@ class RoundKeeper:
         app = self.app
         if app.armed and app.parts:
             if self._first_part is None or self._first_part[0] != app.round:
-                self._first_part = (app.round, now)
+                self._first_part = (app.round, now)   # a state transfer ran no command
             due = self.next_due(now)
             if due is not None and due <= 0:
                 self._voted_round = app.round

@@ -91,6 +91,16 @@ __all__ = ["ScheduleState", "Rejected", "part_over_limit", "site_of_client",
            "MAX_JOBS_PER_COMMAND", "MAX_TASKS_PER_JOB", "MAX_INSTANCES_PER_TASK",
            "MAX_REASON_BYTES", "MAX_BIDS_PER_PART", "MAX_ENDS_PER_PART", "MAX_NODES_PER_PART",
            "MAX_CANCEL_REASON"]
+def _notify(observers: list[Callable], *args) -> None:
+    """Call each observer of the state (watchers, a replica's round keeper); one that fails
+    is logged and must not break the replica."""
+    for fn in observers:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("schedule observer %r failed", fn)
+
+
 class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
     ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
@@ -191,11 +201,7 @@ class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
             self._count(res, r)
         res.round = self.round
         self._publish(before)
-        for fn in self.after_command:
-            try:
-                fn()
-            except Exception:  # an observer's bug must not break the replica
-                log.exception("after-command observer failed")
+        _notify(self.after_command)
         scope = scope_for(self, client_id)        # a site reads what concerns it
         if scope is not None:
             for a in res.allocations:
@@ -290,11 +296,7 @@ class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
         self._sub = (self._seq, n + 1)
         u.round.round, u.round.armed, u.round.armed_version = (self.round, self.armed,
                                                                self.armed_version)
-        for fn in self.listeners:
-            try:
-                fn(u)
-            except Exception:  # a watcher's bug must not break the replica
-                log.exception("schedule listener failed")
+        _notify(self.listeners, u)
 
     # ---- commands ----------------------------------------------------------------------
     def _do_submit_jobs(self, client_id: str, msg: pb.SubmitJobs, seq: int,

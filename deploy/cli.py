@@ -452,9 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # a file or folder it was given cannot be read or written (permissions, a file
         # where a folder should be, a full disk): name it, without a traceback
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"{name}: {where}{e.strerror or e}; expected a path this user can read and "
-              f"write", file=sys.stderr)
+        if e.filename:
+            print(f"{name}: {e.filename}: {e.strerror or e}; expected a path this user can "
+                  f"read and write", file=sys.stderr)
+        else:
+            print(f"{name}: {e.strerror or e}", file=sys.stderr)
         return 2
 
 
