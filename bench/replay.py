@@ -4,7 +4,8 @@ throughput, messages, and memory per agent actor; and, with ``--quality``, sched
 replay against the simulation engine (same workload, same policy, several seeds).
 
     python -m bench.replay                         # 4, 8, 16, 32 sites
-    python -m bench.replay --sites 64 --workload synthetic:jobs=960,load=0.9  # ~10,000 instances
+    python -m bench.replay --sites 64 --workload synthetic:jobs=960,load=0.9 \
+        --episode-timeout-s 10800                  # ~10,000 instances (over an hour here)
     python -m bench.replay --quality --seeds 5
     AGORA_TRACE=1 python -m bench.replay --sites 16 # + where the time goes: each agent's
         # trace (out/traces-<episode>.json) and each replica's execution times
@@ -45,10 +46,11 @@ def site_cluster(n: int, path: Path) -> Path:
 
 def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: Path,
            round_timeout_s: float, tls: bool = True,
-           round_grace_s: float | None = None) -> Path:
+           round_grace_s: float | None = None, episode_timeout_s: float | None = None
+           ) -> Path:
     data = {"cluster": str(site_cluster(n, d / "cluster.yaml")), "workload": workload,
             "policy": str(policy), "out": str(d / "out"), "seed": seed, "speed": speed,
-            "round_timeout_s": round_timeout_s,
+            "round_timeout_s": round_timeout_s, "episode_timeout_s": episode_timeout_s,
             "coordinator": {} if round_grace_s is None else {"round_grace_s": round_grace_s},
             "metrics": {"enabled": False}, "tls": {"enabled": tls},
             "ray": {"num_cpus": os.cpu_count(), "dashboard": False}}
@@ -65,6 +67,7 @@ def one(n: int, a, seed: int = 0) -> dict:
     cfg = load_up_config(config(d, n, workload=a.workload, speed=a.speed, seed=seed,
                                 policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
                                 round_grace_s=a.round_grace_s,
+                                episode_timeout_s=a.episode_timeout_s,
                                 tls=a.tls == "on"))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -136,6 +139,9 @@ def main(argv=None) -> int:
     p.add_argument("--round-timeout-s", type=float, default=2.0)
     p.add_argument("--round-grace-s", type=float, default=None,
                    help="the coordinator's round_grace_s (default: its own default)")
+    p.add_argument("--episode-timeout-s", type=float, default=None,
+                   help="wall seconds a run may take (default: the replay's own, 20 x the "
+                        "arrival span / speed, at least 600)")
     p.add_argument("--policy", default=str(POLICY))
     p.add_argument("--quality", action="store_true",
                    help="replay vs the simulation engine, --seeds seeds, at --sites's first N")

@@ -216,8 +216,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
         for k in range(cfg.episodes):
             wl_k = episode_workload(wl, k, clock.now() + 1.0)
             span = (wl_k.jobs[-1].arrival - clock.now()) if wl_k.jobs else 0.0
-            ep = run_episode(system, cluster, wl_k, clock=clock,
-                             timeout_s=max(600.0, 20 * span / cfg.speed),
+            timeout_s = cfg.episode_timeout_s or max(600.0, 20 * span / cfg.speed)
+            ep = run_episode(system, cluster, wl_k, clock=clock, timeout_s=timeout_s,
                              progress=bar.update if bar else None)
             if bar is not None:
                 bar.close()

@@ -227,6 +227,10 @@ class UpConfig:
     the wall clock sped up this much; 1 = real time)"""
     episodes: int = 1
     """runs of the workload, >= 1"""
+    episode_timeout_s: float | None = None
+    """replay: wall-clock seconds an episode may take before the run stops with an error
+    saying how much is still pending, > 0; None: 20 × the workload's arrival span / speed,
+    at least 600 (a backlog larger than that, e.g. 64 sites on 2 cores, needs more)"""
     federation: FederationSection = field(default_factory=FederationSection)
     ray: RaySection = field(default_factory=RaySection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
@@ -495,6 +499,8 @@ def _read(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("speed", lambda w, v: get_number(
         w, v, gt=0, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
+    top.get("episode_timeout_s", lambda w, v: None if v is None else get_number(
+        w, v, gt=0, unit="seconds"))
     top.get("out", _path(state_folder(base)))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
     top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))

@@ -68,7 +68,7 @@ def test_every_top_level_field_of_local_yaml_is_commented():
     for ln in lines:
         if ln and ln[0] != "#" and ":" in ln and ln.split(":")[0].strip() in (
                 "seed", "cluster", "sites", "split", "workload", "load", "policy", "replicas",
-                "speed", "episodes", "round_timeout_s", "out", "enabled",
+                "speed", "episodes", "episode_timeout_s", "round_timeout_s", "out", "enabled",
                 "rounds", "local_steps", "strategy", "address", "num_cpus", "agent_num_cpus",
                 "agent_max_restarts", "agent_max_task_retries", "multi_node", "host",
                 "certs_dir"):
@@ -105,13 +105,14 @@ def test_defaults_resolve_from_deploy_configs_and_given_paths_from_the_file(tmp_
 
 def test_values_are_read_with_their_types(tmp_path):
     p = write(tmp_path, "seed: 7\nload: 1\nreplicas: 7\nspeed: 2\n"
-              "episodes: 3\nround_timeout_s: 1\n"
+              "episodes: 3\nround_timeout_s: 1\nepisode_timeout_s: 7200\n"
               "federation: {enabled: true, rounds: 2, local_steps: 10, strategy: trimmed}\n"
               "ray: {address: auto, agent_num_cpus: 1, agent_max_restarts: 0}\n"
               "metrics: {enabled: false, host: 0.0.0.0}\n"
               "coordinator: {batch_timeout_s: 0, checkpoint_interval: 32}\n")
     cfg = load_up_config(p)
     assert (cfg.seed, cfg.replicas, cfg.f, cfg.speed, cfg.episodes) == (7, 7, 2, 2.0, 3)
+    assert cfg.episode_timeout_s == 7200.0
     assert type(cfg.load) is float and type(cfg.speed) is float
     assert type(cfg.round_timeout_s) is float and type(cfg.ray.agent_num_cpus) is float
     assert cfg.federation == FederationSection(True, 2, 10, "trimmed")
