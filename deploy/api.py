@@ -30,7 +30,7 @@ def simulate(cluster: str = "default", workload: str = "synthetic", policy: str 
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
     ``fgd``, ...) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
     (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.records`` per instance, ``.seeds``."""
-    from agora.agents.baselines import BASELINES
+    from agora.agents.baselines import is_baseline
     from agora.agents.sim.config import SimConfig
     from agora.agents.sim.runner import Scenario, run_one
 
@@ -38,7 +38,7 @@ def simulate(cluster: str = "default", workload: str = "synthetic", policy: str 
                   arrival_window=arrival_window, load=load, inflate=inflate)
     c, wl = sc.build(seed)
     cfg = config or SimConfig()
-    if policy in BASELINES:
+    if is_baseline(policy):
         return run_one(c, wl, policy, seed=seed, config=cfg)
     from agora.agents.learn.evaluate import run_learned
 

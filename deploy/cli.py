@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agora.agents.baselines import BASELINES
+from agora.agents.baselines import BASELINES, choices, is_baseline, make_policy
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sites, cli_up
 
@@ -58,7 +58,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
               f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
               f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
               f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
-    if a.policy in BASELINES:
+    if is_baseline(a.policy):
         r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
     else:
         from agora.agents.learn.evaluate import run_learned
@@ -98,8 +98,8 @@ def cmd_baselines(a: argparse.Namespace) -> int:
     sc = _scenario(a)
     policies = a.policies.split(",") if a.policies else None
     for p in policies or []:
-        if p not in BASELINES:
-            raise SystemExit(f"agora: unknown policy {p!r}; choose from {', '.join(BASELINES)}")
+        if not is_baseline(p):
+            raise SystemExit(f"agora: unknown policy {p!r}; choose from {choices()}")
     t0 = time.perf_counter()
     progress = None
     if not a.json:
@@ -156,10 +156,15 @@ def cmd_bound(a: argparse.Namespace) -> int:
 
 
 def _policy_arg(v: str) -> str:
-    if v in BASELINES or Path(v).is_file():
+    if is_baseline(v) or Path(v).is_file():
         return v
+    if ":" in v and is_baseline(v.partition(":")[0] + ":1"):
+        try:
+            make_policy(v)                    # a known family with a bad value: say why
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     raise argparse.ArgumentTypeError(
-        f"{v!r} is neither a baseline ({', '.join(sorted(BASELINES))}) nor a checkpoint file")
+        f"{v!r} is neither a baseline ({choices()}) nor a checkpoint file")
 
 
 def _agent_config(a: argparse.Namespace):
@@ -230,8 +235,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     load_agents(a.checkpoint)                           # fail early, saying what differs
     policies = a.policies.split(",") if a.policies else None
     for p in policies or []:
-        if p not in BASELINES:
-            raise SystemExit(f"agora: unknown policy {p!r}; choose from {', '.join(BASELINES)}")
+        if not is_baseline(p):
+            raise SystemExit(f"agora: unknown policy {p!r}; choose from {choices()}")
     t0 = time.perf_counter()
     if not a.json:
         print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
@@ -303,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="replay a workload on a cluster under one policy")
     _scenario_args(s)
     s.add_argument("--policy", default="tetris", type=_policy_arg,
-                   help=f"a baseline ({', '.join(sorted(BASELINES))}) or the path of a "
+                   help=f"a baseline ({choices()}) or the path of a "
                         "checkpoint written by `agora train`")
     s.add_argument("--comm", default=None, choices=["trigger", "always", "none"],
                    help="checkpoint policies: override the message mode")

@@ -42,6 +42,13 @@ class ShortestJobFirst:
             place_nearest(ctx, t, t.open)
 
 
+def srpt_order(ctx: Decision) -> list:
+    """The open tasks, the job with the least work left first, then DAG order."""
+    open_tasks = ctx.pool.fifo()
+    open_tasks.sort(key=lambda t: (t.job.work_left, t.rank))
+    return open_tasks
+
+
 class JobSrpt:
     name = "srpt"
 
@@ -49,7 +56,5 @@ class JobSrpt:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        open_tasks = ctx.pool.fifo()
-        open_tasks.sort(key=lambda t: (t.job.work_left, t.rank))
-        for t in open_tasks:
+        for t in srpt_order(ctx):
             place_nearest(ctx, t, t.open)

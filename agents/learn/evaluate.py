@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from agora.agents.baselines import BASELINES
+from agora.agents.baselines import BASELINES, is_baseline
 from agora.agents.learn import checkpoint
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.sim.config import SimConfig
@@ -21,7 +21,7 @@ SRPT_NAME = "srpt-market (ref.)"
 
 
 def is_checkpoint_path(policy: str) -> bool:
-    return policy not in BASELINES and (policy.endswith(".pt") or "/" in policy)
+    return not is_baseline(policy) and (policy.endswith(".pt") or "/" in policy)
 
 
 def learned_policy(path: str, *, comm: str | None = None, threshold: float | None = None,

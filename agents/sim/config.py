@@ -47,6 +47,44 @@ class Reward:
 
 
 @dataclass(frozen=True)
+class Malleability:
+    """How the number of instances a job runs at once changes what each one costs (the
+    simulation engine's model of malleable stages; off by default: every instance runs for
+    its task's ``duration``). Decima's Spark model (Mao et al., SIGCOMM 2019, §6.2) has both
+    effects: speedup that is sub-linear in the executors a job holds, and a delay to move an
+    executor to a job it has not run on.
+
+    - ``contention`` c: an instance that starts while k - 1 other instances of its *job* run
+      takes ``duration × (1 + c·(k - 1))``: the job's shared inputs, shuffle and driver slow
+      each of its instances down as it widens. k instances started together do k units of
+      work in about (1 + c·(k - 1)/2) units of time, a speedup that flattens towards 2/c.
+    - ``warmup_s`` w: the first instance of a job on a node first spends w seconds holding
+      its resources (fetching the job's code and inputs, warming an executor); later
+      instances of the job on that node start warm.
+
+    Both only lengthen runs, so the lower bounds of ``agents.headroom`` stay valid. The
+    lever a scheduler gains is how many instances of each job it runs at once
+    (``agents.baselines.parallelism``). The replay and Ray executors do not apply it: there
+    the real runs take what they take."""
+
+    contention: float = 0.0
+    """c >= 0; typical 0.02..0.2 (0: linear speedup)"""
+    warmup_s: float = 0.0
+    """w >= 0 seconds; typical 0..30 (0: every node is warm for every job)"""
+
+    def __post_init__(self) -> None:
+        for name in ("contention", "warmup_s"):
+            v = getattr(self, name)
+            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0
+                    or v == float("inf")):
+                raise ValueError(f"malleable.{name} must be a finite number >= 0, got {v!r}")
+
+    @property
+    def on(self) -> bool:
+        return bool(self.contention or self.warmup_s)
+
+
+@dataclass(frozen=True)
 class SimConfig:
     objective: Objective = field(default_factory=Objective)
     seed: int = 0
@@ -55,6 +93,8 @@ class SimConfig:
     """verify after every decision that no node is over-allocated (slower; tests use it)"""
     record_attempts: bool = True
     """keep every run of every instance (needed for Gantt charts and schedule checks)"""
+    malleable: Malleability = field(default_factory=Malleability)
+    """the model of malleable stages (``Malleability``; off by default)"""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,5 +120,14 @@ def load_sim_config(path: str | Path | None, **overrides) -> SimConfig:
     for k, v in obj.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{path}: objective.{k} must be a number >= 0, got {v!r}")
+    mal = raw.pop("malleable", None) or {}
+    allowed_mal = {f.name for f in fields(Malleability)}
+    if not isinstance(mal, dict) or set(mal) - allowed_mal:
+        raise ValueError(f"{path}: malleable: expected a mapping with keys among "
+                         f"{sorted(allowed_mal)}, got {mal!r}")
+    try:
+        malleable = Malleability(**mal)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     raw.update(overrides)
-    return SimConfig(objective=Objective(**obj), **raw)
+    return SimConfig(objective=Objective(**obj), malleable=malleable, **raw)

@@ -4,7 +4,9 @@ Events (job arrivals, instance ends, node outages and recoveries) are processed 
 order; after each batch of simultaneous events the policy gets one decision. An instance
 allocated to a site runs on one node (the site's best-fit unless the policy chose), for
 ``transfer + duration`` seconds, holding its resources throughout; a transfer applies when
-the site is not the job's origin. Failures and overruns are keyed draws on the fault
+the site is not the job's origin. With ``SimConfig.malleable`` on, a run is also lengthened
+by how many instances its job runs at once and by a warm-up on a node new to the job
+(``Malleability``). Failures and overruns are keyed draws on the fault
 seed (``draws.uniform``), so every policy meets the same faults; node and site outages kill what runs there and the
 work goes back to the open pool. Every instance ends completed, failed (after
 ``max_attempts``) or unschedulable, with a reason — never silently lost.
@@ -142,6 +144,11 @@ class Simulator:
         self.events = 0
         self.decisions = 0
         self._reasons: dict[tuple, str | None] = {}
+        self.malleable = self.config.malleable if self.config.malleable.on else None
+        self.job_running: dict[int, int] = {}
+        """running instances per job (JobEntry.seq), kept with ``malleable`` on"""
+        self.warm: set[tuple[int, int]] = set()
+        """(node, JobEntry.seq) pairs that ran the job (``Malleability.warmup_s``)"""
         for job in workload.jobs:
             self._push(job.arrival, ARRIVE, job)
         for o in cluster.faults.outages:
@@ -289,14 +296,31 @@ class Simulator:
             link = self.cluster.link(ts.job.job.origin, self.cluster.sites[site].name)
             transfer = link.transfer_s(ts.task.data_mb)
         run, fails, fail_at = fault_draws(self.cluster.faults, ts, inst)
-        end = now + transfer + (run * fail_at if fails else run)
+        warmup = 0.0
+        if self.malleable is not None:
+            run, warmup = self._malleable(ts, node, run)
+        end = now + transfer + warmup + (run * fail_at if fails else run)
         a = Attempt(ts, inst, node, site, now, end, slots, transfer, fails)
         self.node_running[node].add(a)
         if self.config.record_attempts:
             self.attempts.append(a)
         self._push(end, END, a)
 
+    def _malleable(self, ts: TaskEntry, node: int, run: float) -> tuple[float, float]:
+        """(run seconds, warm-up seconds) of an instance of ``ts`` starting on ``node`` now,
+        under ``SimConfig.malleable`` (see ``Malleability``)."""
+        m, seq = self.malleable, ts.job.seq
+        k = self.job_running.get(seq, 0) + 1
+        self.job_running[seq] = k
+        warmup = 0.0
+        if (node, seq) not in self.warm:
+            self.warm.add((node, seq))
+            warmup = m.warmup_s
+        return run * (1.0 + m.contention * (k - 1)), warmup
+
     def _stop(self, a: Attempt, end: float, outcome: str) -> None:
+        if self.malleable is not None:
+            self.job_running[a.task.job.seq] -= 1
         a.live = False
         a.outcome = outcome
         a.end = end

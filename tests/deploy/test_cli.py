@@ -84,3 +84,17 @@ def test_console_entry_point_runs_the_default(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["metrics"]["tasks_lost"] == 0
+
+
+def test_a_parameterised_baseline_runs_with_the_malleable_model(tmp_path, capsys):
+    sim = tmp_path / "sim.yaml"
+    sim.write_text("malleable: {contention: 0.2, warmup_s: 3}\n")
+    assert main(["simulate", "--cluster", CLUSTER, "--workload", JOBS, "--policy",
+                 "srpt-cap:2", "--config", str(sim), "--json", "--check"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "srpt-cap:2" and out["metrics"]["tasks_lost"] == 0
+    assert out["config"]["malleable"] == {"contention": 0.2, "warmup_s": 3.0}
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--cluster", CLUSTER, "--workload", JOBS, "--policy", "srpt-cap:0"])
+    assert e.value.code == 2
+    assert "srpt-cap: the cap must be >= 1 (or inf), got 0.0" in capsys.readouterr().err
