@@ -32,6 +32,11 @@ class PbftConfig:
     view; doubles with each consecutive view change (see max_backoff_exponent), > 0."""
     max_backoff_exponent: int = 5
     """The view-change timeout grows to at most view_change_timeout * 2**this."""
+    calm_timeouts: float = 60.0
+    """Each view change installed doubles the view-change timeout for this many (doubled)
+    timeouts without another one, so a group on a slow machine stops changing views over and
+    over (``Replica._timeout``); >= 0, 0: the timeout is back to its base at the first
+    execution in a new view."""
     retransmit_interval: float = 0.2
     """Seconds between status/retransmission rounds while a replica waits on something, > 0."""
     max_view_ahead: int = 1024
@@ -56,8 +61,9 @@ class PbftConfig:
         for name in ("view_change_timeout", "retransmit_interval", "client_retransmit"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PbftConfig.{name}: got {getattr(self, name)}; expected > 0")
-        if self.batch_timeout < 0 or self.max_backoff_exponent < 0:
-            raise ValueError("PbftConfig: batch_timeout and max_backoff_exponent must be >= 0")
+        if self.batch_timeout < 0 or self.max_backoff_exponent < 0 or not self.calm_timeouts >= 0:
+            raise ValueError("PbftConfig: batch_timeout, max_backoff_exponent and calm_timeouts "
+                             "must be >= 0")
 
     @property
     def f(self) -> int:

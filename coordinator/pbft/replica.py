@@ -86,6 +86,10 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         self.fetch = None
         self.vc_deadline: float | None = None
         self.vc_attempt = 0
+        self.vc_recent = 0
+        """view changes installed recently: each doubles the view-change timeout until a calm
+        spell undoes it (``_timeout``)"""
+        self.vc_recent_at = 0.0
         self.retransmit_deadline: float | None = None
         self.announce = False
         self._vc_cache: dict[bytes, object] = {}
@@ -167,8 +171,31 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         return self.h < seq
 
     def _timeout(self) -> float:
-        exp = min(self.vc_attempt, self.config.max_backoff_exponent)
+        """The view-change timeout: doubled for each new view that failed to come
+        (``vc_attempt``, Castro & Liskov) and for each view change installed recently
+        (``vc_recent``). The second keeps a slow group -- a loaded machine where requests
+        often take longer than the base timeout -- from changing views over and over: the
+        first execution in a new view resets ``vc_attempt``, but ``vc_recent`` only goes down
+        one step per ``calm_timeouts`` (doubled) timeouts without a view change: with the
+        defaults (1 s, 60), a group that changed view once waits 2 s for the next 120 s."""
+        self._calm_down()
+        exp = min(self.vc_attempt + self.vc_recent, self.config.max_backoff_exponent)
         return self.config.view_change_timeout * (2 ** exp)
+
+    def _calm_down(self) -> None:
+        while self.vc_recent:
+            spell = (self.config.calm_timeouts * self.config.view_change_timeout
+                     * (2 ** self.vc_recent))
+            if self.now - self.vc_recent_at < spell:
+                return
+            self.vc_recent -= 1
+            self.vc_recent_at += spell
+
+    def _view_installed(self) -> None:
+        """A new view is in: one more recent view change (see ``_timeout``)."""
+        self._calm_down()
+        self.vc_recent = min(self.vc_recent + 1, self.config.max_backoff_exponent)
+        self.vc_recent_at = self.now
 
     def _slot(self, seq: int) -> Slot:
         slot = self.log.get(seq)

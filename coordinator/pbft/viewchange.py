@@ -237,6 +237,7 @@ class ViewChangeMixin:
         self.storage.save_view(nv.view, True)
         self.new_view_env = env
         self.vc_deadline = None
+        self._view_installed()
         if plan.min_s > self.h:
             own = self.own_checkpoints.get(plan.min_s)
             if own is not None and own[0] == plan.min_digest:

@@ -244,3 +244,45 @@ def test_config_with_larger_batches_and_f2_under_drops():
             faults=LinkFaults(drop=0.05))
     load(n, 10)
     finish(n)
+
+
+def test_a_slow_network_does_not_change_views_over_and_over():
+    """Messages that often take longer than the view-change timeout (0.02-0.35 s hops,
+    0.25 s timeout): each view change installed keeps the timeout doubled for a while
+    (PbftConfig.calm_timeouts), so the group settles in a view; with the old rule (back to
+    the base timeout at the first execution, calm_timeouts=0) it changes views dozens of
+    times and takes twice as long for the same requests."""
+    runs = {}
+    for calm in (0.0, 60.0):
+        n = net(1, seed=1, cfg=config(1, calm_timeouts=calm, view_change_timeout=0.25),
+                faults=LinkFaults(min_delay=0.02, max_delay=0.35))
+        for c in ("c0", "c1"):
+            n.submit(c, ops(c, 30))
+        finish(n, until=300.0)
+        runs[calm] = (max(views(n)), n.now)
+    (old_views, old_time), (new_views, new_time) = runs[0.0], runs[60.0]
+    assert new_views <= 3 < 20 <= old_views
+    assert new_time < 0.7 * old_time
+
+
+def test_a_recent_view_change_doubles_the_timeout_until_a_calm_spell():
+    from tests.pbft_fixtures import replica
+
+    r = replica(cfg=config(1, view_change_timeout=1.0, calm_timeouts=10))
+    assert r._timeout() == 1.0
+    r.now = 5.0
+    r._view_installed()
+    assert r._timeout() == 2.0
+    r.now = 7.0
+    r._view_installed()                  # a second one soon after: 4 s
+    assert r._timeout() == 4.0
+    r.now = 7.0 + 10 * 4.0 - 0.1         # 10 timeouts of 4 s not yet over
+    assert r._timeout() == 4.0
+    r.now = 7.0 + 10 * 4.0 + 0.1         # one step down, then 10 timeouts of 2 s more
+    assert r._timeout() == 2.0
+    r.now = 7.0 + 40.0 + 20.0 + 0.1
+    assert r._timeout() == 1.0
+    r.now = 100.0
+    r.vc_attempt = 1                     # a new view that failed to come doubles on top
+    r._view_installed()
+    assert r._timeout() == 4.0
