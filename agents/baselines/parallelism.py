@@ -46,6 +46,13 @@ def slots_of(ctx: Decision, open_tasks: list) -> tuple[float, float]:
     return slots, free
 
 
+def fair_shares(jobs: dict[int, JobEntry], slots: float, alpha: float) -> dict[int, int]:
+    """Each job's share of ``slots`` ∝ (work left) ** alpha, at least 1 (weighted fair)."""
+    weights = {s: max(js.work_left, 1e-9) ** alpha for s, js in jobs.items()}
+    norm = sum(weights.values())
+    return {s: max(1, math.floor(slots * w / norm)) for s, w in weights.items()}
+
+
 def serve_capped(ctx: Decision, open_tasks: list, cap_of: Callable[[JobEntry], float]) -> None:
     """Start open instances in the order of ``open_tasks``, no job beyond ``cap_of(job)``
     instances running at once."""
@@ -95,9 +102,7 @@ class WeightedFair:
             return
         jobs = {t.job.seq: t.job for t in open_tasks}
         slots, _ = slots_of(ctx, open_tasks)
-        weights = {s: max(js.work_left, 1e-9) ** self.alpha for s, js in jobs.items()}
-        norm = sum(weights.values())
-        share = {s: max(1, math.floor(slots * w / norm)) for s, w in weights.items()}
+        share = fair_shares(jobs, slots, self.alpha)
         serve_capped(ctx, open_tasks, lambda js: share[js.seq])
 
 

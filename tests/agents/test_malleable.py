@@ -147,7 +147,7 @@ def test_runs_never_get_shorter_and_every_instance_completes(c, w, cap, widths):
     assert all(a.end - a.start >= 7.0 - 1e-9 for a in r.attempts)
 
 
-def test_the_learned_width_starts_as_the_tuned_cap_and_its_features_move_it():
+def test_the_learned_width_starts_as_a_tuned_heuristic_and_its_features_move_it():
     from agora.agents.learn.width import FEATURES, LearnedWidth, start_weights
     from agora.agents.sim.engine import Simulator
 
@@ -161,9 +161,12 @@ def test_the_learned_width_starts_as_the_tuned_cap_and_its_features_move_it():
 
     for cap in (1, 3, 4):
         assert runs(LearnedWidth(start_weights(cap))) == runs(make_policy(f"srpt-cap:{cap}"))
+    for alpha in (-1.0, 0.0, 1.0):
+        assert runs(LearnedWidth(start_weights(), alpha)) == \
+            runs(make_policy(f"weighted-fair:{alpha:g}"))
     # a weight on the job's rank in the SRPT order narrows the later jobs: not srpt-cap
     w = start_weights(4)
     w[FEATURES.index("rank")] = -3.0
     assert runs(LearnedWidth(w)) != runs(make_policy("srpt-cap:4"))
-    with pytest.raises(ValueError, match="expected 6 finite weights"):
-        LearnedWidth([1.0, float("nan"), 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="expected 7 finite weights"):
+        LearnedWidth([1.0, float("nan"), 0, 0, 0, 0, 0])
