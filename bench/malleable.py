@@ -46,11 +46,17 @@ def policies(caps: list[str], alphas: list[str]) -> list[str]:
     return [*PLAIN, *(f"srpt-cap:{c}" for c in caps), *(f"weighted-fair:{x}" for x in alphas)]
 
 
+def episode(sc: Scenario, model: tuple[float, float], seed: int):
+    """(cluster, workload, SimConfig) of one seed's run under the contention/warm-up model."""
+    cluster, wl = sc.build(seed)
+    return cluster, wl, SimConfig(seed=seed, malleable=Malleability(*model),
+                                  record_attempts=False)
+
+
 def run_cell(args) -> dict:
     """One (model, seed, policy) run's mean JCT."""
     sc, model, seed, policy = args
-    cluster, wl = sc.build(seed)
-    cfg = SimConfig(seed=seed, malleable=Malleability(*model), record_attempts=False)
+    cluster, wl, cfg = episode(sc, model, seed)
     t0 = time.perf_counter()
     m = run_one(cluster, wl, policy, seed=seed, config=cfg).metrics
     return {"model": model, "seed": seed, "policy": policy, "jct": m["jct_mean_s"],
@@ -59,8 +65,7 @@ def run_cell(args) -> dict:
 
 def run_oracle(args) -> dict:
     sc, model, seed, candidates, base, epochs = args
-    cluster, wl = sc.build(seed)
-    cfg = SimConfig(seed=seed, malleable=Malleability(*model), record_attempts=False)
+    cluster, wl, cfg = episode(sc, model, seed)
     t0 = time.perf_counter()
     orc = rollout_oracle(cluster, wl, candidates=candidates, base=base, epochs=epochs,
                          config=cfg)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         models = [tuple(float(x) for x in m.split("/")) for m in a.models.split(",")]
         if any(len(m) != 2 for m in models):
-            raise ValueError
+            raise ValueError("each model is two numbers")
         for m in models:
             Malleability(*m)
     except (ValueError, TypeError) as e:

@@ -14,8 +14,9 @@ heuristics, on held-out seeds.
    over episodes of the rule's mean JCT over the start's (CEM never returns worse than its
    start on this cost).
 3. Evaluate on the test seeds (fresh workloads, never seen in 1 or 2): the plain heuristics
-   (``bench.malleable.PLAIN``), the tuned cap, the tuned weighted fair, and the learned rule; paired differences (other − learned) /
-   other per seed, mean and seeded bootstrap 95% interval (``report.paired_bootstrap``).
+   (``bench.malleable.PLAIN``), the tuned cap, the tuned weighted fair, and the learned rule;
+   paired differences (other − learned) / other per seed, mean and seeded bootstrap 95%
+   interval (``report.paired_bootstrap``).
 
 The workload is ``bench.malleable``'s (synthetic DAG jobs, stages up to 32 instances, default
 8-site cluster); ``--model`` is contention/warm-up seconds (``Malleability``). Writes ``--out``
@@ -36,11 +37,11 @@ import numpy as np
 
 from agora.agents.learn.placement import cem
 from agora.agents.learn.width import FEATURES, LearnedWidth, start_weights
-from agora.agents.sim.config import Malleability, SimConfig
+from agora.agents.sim.config import Malleability
 from agora.agents.sim.engine import Simulator
 from agora.agents.sim.report import paired_bootstrap
 from agora.agents.sim.runner import run_one
-from bench.malleable import PLAIN, REPO, scenario
+from bench.malleable import PLAIN, REPO, episode, scenario
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -52,11 +53,10 @@ def seeds_arg(text: str) -> list[int]:
     return out
 
 
-def episode(args) -> float:
-    """Mean JCT of one policy (a name, or learned weights) on one seed's episode."""
+def mean_jct(args) -> float:
+    """Mean JCT of one policy (a name, or learned weights and exponent) on one seed's run."""
     jobs, load, model, seed, policy = args
-    cluster, wl = scenario(jobs, load).build(seed)
-    cfg = SimConfig(seed=seed, malleable=Malleability(*model), record_attempts=False)
+    cluster, wl, cfg = episode(scenario(jobs, load), model, seed)
     if isinstance(policy, str):
         return run_one(cluster, wl, policy, seed=seed, config=cfg).metrics["jct_mean_s"]
     weights, alpha = policy
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
     with ProcessPoolExecutor(a.workers) as pool:
         def jcts(policy, seeds):
-            return list(pool.map(episode, [(a.jobs, a.load, model, s, policy) for s in seeds]))
+            return list(pool.map(mean_jct, [(a.jobs, a.load, model, s, policy) for s in seeds]))
 
         caps = [f"srpt-cap:{c}" for c in a.caps.split(",")]
         alphas = [f"weighted-fair:{x}" for x in a.alphas.split(",")]
@@ -140,8 +140,9 @@ def render(a, model, train, test, rows, learned_jct, search, start) -> str:
              f"{model[0]:g}, warm-up {model[1]:g} s; synthetic DAG, {a.jobs} jobs, stages up "
              f"to 32 instances, nominal load {a.load:g}, default 8-site cluster. Tuned and "
              f"trained on seeds {train}; tested on seeds {test[0]}..{test[-1]} "
-             f"({len(test)}). CEM {a.iters} × {a.population}, σ {a.sigma:g}, seed 0; training cost "
-             f"{search.history[0]:.4f} → {search.history[-1]:.4f} (learned / its start, {start}).",
+             f"({len(test)}). CEM {a.iters} × {a.population}, σ {a.sigma:g}, seed 0; "
+             f"training cost {search.history[0]:.4f} → {search.history[-1]:.4f} (learned / "
+             f"its start, {start}).",
              "", f"Learned rule, test mean JCT {learned_jct:.1f} s; weights "
              + ", ".join(f"{f} {w:+.2f}" for f, w in zip(FEATURES, search.weights)) + ".", "",
              "| policy | test mean JCT s | learned's gain, paired (policy − learned) / policy, "

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from agora.agents.baselines import BASELINES, choices, is_baseline, make_policy
+from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sites, cli_up
 
@@ -158,7 +158,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
 def _policy_arg(v: str) -> str:
     if is_baseline(v) or Path(v).is_file():
         return v
-    if ":" in v and is_baseline(v.partition(":")[0] + ":1"):
+    if v.partition(":")[0] in FAMILIES:
         try:
             make_policy(v)                    # a known family with a bad value: say why
         except ValueError as e:

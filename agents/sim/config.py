@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from agora.agents.domain import is_finite_nonneg
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -75,8 +77,7 @@ class Malleability:
     def __post_init__(self) -> None:
         for name in ("contention", "warmup_s"):
             v = getattr(self, name)
-            if (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0
-                    or v == float("inf")):
+            if not is_finite_nonneg(v):
                 raise ValueError(f"malleable.{name} must be a finite number >= 0, got {v!r}")
 
     @property
