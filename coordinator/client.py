@@ -261,8 +261,8 @@ class CoordinatorClient:
                        read_only: bool = False, need: int | None = None) -> bytes:
         """Send ClientRequest bytes to replicas and collect matching replies.
 
-        An ordered request goes first to f+1 replicas only: the ones that formed the last
-        quorum (responsive, and usually the primary among them). Each correct replica
+        An ordered request goes first to f+1 replicas only: the primary the last replies
+        vouched for and replicas of the last quorum (``_targets``). Each correct replica
         executes it anyway (the pre-prepare carries it) and f+1 matching replies are all
         the client needs, so the other n-f-1 RPCs would only cost CPU. When an answer is
         missing after ``hedge`` (a few times the recent latency), fails or disagrees, the
@@ -329,7 +329,7 @@ class CoordinatorClient:
                         continue
                     if tally.result is not None:
                         if not read_only:
-                            self._preferred = tally.agreeing[:need]
+                            self._preferred = self._targets(tally, n, need)
                             lat = loop.time() - t0
                             self._latency = lat if self._latency is None else \
                                 0.8 * self._latency + 0.2 * lat
@@ -343,6 +343,16 @@ class CoordinatorClient:
         raise CoordinatorError(grpc.StatusCode.UNAVAILABLE,
                                f"{rpc_name}: no {need} matching replies from "
                                f"{n} replicas (errors: {dict(codes)})", errors)
+
+    @staticmethod
+    def _targets(tally: ReplyTally, n: int, need: int) -> list[int]:
+        """Where the next ordered request goes first: the primary of the view the agreeing
+        replicas vouch for (``ReplyTally.view``: a faulty replica cannot move it alone), then
+        the replicas that agreed. Backups do not forward a client's request to the primary at
+        once (only at their retransmission timer), so a request that missed the primary
+        would wait for that."""
+        primary = tally.view() % n
+        return ([primary] + [i for i in tally.agreeing if i != primary])[:need]
 
     def _hedge_s(self) -> float:
         """How long to wait for the first f+1 replicas before asking the others."""

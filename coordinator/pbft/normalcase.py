@@ -6,14 +6,17 @@ Batching: the primary queues valid requests and sends a pre-prepare at once when
 in flight (a lone request waits for nobody), else when ``batch_size`` are queued or the
 oldest has waited ``batch_timeout``, as long as fewer than ``max_outstanding`` batches are
 assigned but not executed and the sequence number is within the high water mark.
-A backup forwards requests it receives from a client to the primary and holds them: its
-view-change timer runs while it holds one that has not executed.
+A backup holds the requests it receives from a client (its view-change timer runs while it
+holds one that has not executed) and forwards them to the primary at each retransmission
+(``retransmit_interval``) until they execute -- not at once: a client sends each request to
+the primary it believes in as well, so an immediate forward would only make the primary
+receive and check every request twice.
 """
 
 from __future__ import annotations
 
 from agora.coordinator.pbft.log import Slot
-from agora.coordinator.pbft.messages import Broadcast, Reply, Send, batch_digest_of, request_digest
+from agora.coordinator.pbft.messages import Broadcast, Reply, batch_digest_of, request_digest
 from agora.protos.agora.v1.pbft_pb2 import (
     Commit,
     PbftEnvelope,
@@ -65,9 +68,9 @@ class NormalCaseMixin:
         held = self.pending.get(cid)
         if held is None or held.timestamp < ts:
             self.pending[cid] = req
-        if env.sender == -1 and self.active:
-            self._out.append(Send(self._primary(),
-                                  PbftEnvelope(sender=self.index, payload=env.payload)))
+        # not forwarded now: the client sent it to the primary too (clients send to the
+        # primary they believe in and f others); the retransmission timer forwards what is
+        # still held (``_retransmit``), which covers a client that cannot reach the primary
 
     def _reply(self, client_id: str, ts: int, result: bytes, *, read_only: bool = False) -> None:
         env = self.auth.to_client(PbftMessage(reply=PbftReply(

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agora.agents.domain import Demand, Job, Task
-from agora.coordinator.client import CoordinatorError
+from agora.coordinator.client import CoordinatorClient, CoordinatorError
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.request_stream import RequestStreams
 from agora.deploy.local_group import LocalGroup
@@ -479,6 +479,16 @@ def test_watch_streams_committed_changes_confirmed_by_f_plus_1(group):
 
 
 @pytest.mark.timeout(150)
+def test_the_client_sends_first_to_the_primary_the_agreeing_replies_vouch_for():
+    t = ReplyTally(None, 1, False, 1, 4)
+    t.agreeing, t.views = [1, 3], {1: 6, 3: 6}
+    assert CoordinatorClient._targets(t, 4, 2) == [2, 1]
+    t.views = {1: 6, 3: 99}          # one replica claims a far view: f+1 vouch only for 6
+    assert CoordinatorClient._targets(t, 4, 2) == [2, 1]
+    t.views = {1: 5, 3: 5}           # the primary agreed: it stays first, no duplicate
+    assert CoordinatorClient._targets(t, 4, 2) == [1, 3]
+
+
 def test_a_killed_primary_gives_a_view_change_and_loses_no_committed_allocation(group):
     """SIGKILL of the primary while a client is committing: the backups change view, commits
     resume, and the schedule agreed by f+1 replicas afterwards holds every allocation agreed
@@ -529,6 +539,8 @@ def test_a_killed_primary_gives_a_view_change_and_loses_no_committed_allocation(
             live = [x for x in await op.status() if not isinstance(x, str)]
             assert len(live) == 3
             assert all(x.view > view0 and x.primary != primary for x in live)
+            # the client follows the new primary: its next requests go there first
+            assert east._preferred[0] == live[0].primary
             rnd = await current_round(group)   # the new primary orders rounds too
             t = await close_round(group, rnd, {
                 "west": decision("west", rnd, ("pl0", "map", 2, 3))})

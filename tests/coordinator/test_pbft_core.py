@@ -144,12 +144,15 @@ def test_exactly_once_duplicates_get_the_cached_reply_and_are_not_re_executed():
     assert r.rejected["stale_request"] == 1
 
 
-def test_backup_forwards_requests_to_the_primary_and_arms_its_view_change_timer():
+def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_change_timer():
     fx, r = Forge(), replica(3)
     out = r.receive(fx.request_env("c0", 1), 0.0)
-    assert [type(a) for a in out] == [Send] and out[0].to == 0
+    assert out == []              # not at once: the client sent it to the primary as well
     assert r.next_deadline() == pytest.approx(0.1)       # retransmission first
     assert r.vc_deadline == pytest.approx(0.5)
+    forwarded = [a for a in r.tick(0.1) if isinstance(a, Send) and a.to == 0
+                 and PbftMessage.FromString(a.msg.payload).WhichOneof("kind") == "request"]
+    assert len(forwarded) == 1 and forwarded[0].msg.sender == 3
     r.tick(0.5)
     assert r.view == 1 and r.counters["view_changes"] == 1
     assert r.vc_deadline is None, "no timer for view 1 before 2f+1 replicas ask for it"
