@@ -148,6 +148,8 @@ def system_figures(system, episode: dict) -> dict:
         "rounds": int(agreed.get("round", 0)),
         "agent_decisions": sum(i["decisions"] for i in infos),
         "agent_messages": sum(i["messages_sent"] for i in infos),
+        "agent_redecisions": sum(i.get("redecided", 0) for i in infos),
+        "agent_reranked": sum(i.get("reranked", 0) for i in infos),
         "codes_sent": sum(i["codes_sent"] for i in infos),
         "codes_suppressed": sum(i["codes_suppressed"] for i in infos),
         "agent_think_ms_p50": round(float(np.median([i["think_ms_p50"] for i in infos])), 2),

@@ -11,7 +11,13 @@ from the coordinator and kept current by its update stream), its own site (its
 - a timer fires (every ``tick_s``, a safety net).
 
 Awake, it acts when it owes a message: a decision for the current round, armed, that it has
-not made yet (only if it can take some open work), or ends and node changes to report. Each message goes out through the clearinghouse, signed with the site's own key.
+not made yet (only if it can take some open work), or ends and node changes to report; and it
+re-decides when peers' codes moved, sending the new decision only if its bids changed. Such
+a re-decision, when the committed schedule has not moved and nothing was reported since the
+last step, re-ranks that step's observation with the new codes instead of observing again
+(in a profiled 16-site replay 2,475 of 4,613 steps were such re-decisions, 62% of them
+changing no bid; observing was 65% of a step's time). Each
+message goes out through the clearinghouse, signed with the site's own key.
 Committed allocations of its site go to its executor; whatever its executor runs that the
 committed schedule no longer places here (a lapse, a restart) is stopped, and whatever the
 schedule says runs here but the executor does not hold (a run lost with a restarted agent)
@@ -56,8 +62,12 @@ class AgentRuntime:
         self._decided_version = 0
         self._decided_codes: bytes = b""
         self._decided_offers: list = []
+        self._seen: tuple[int, object] | None = None
+        """(ledger version, observation) of the last step: what a re-decision on new peer
+        codes alone re-ranks while the committed schedule and the site are unchanged"""
         self.counts = {"decisions": 0, "messages": 0, "ends": 0, "started": 0,
-                       "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0}
+                       "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0,
+                       "reranked": 0}
         self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
             "AGORA_TRACE") else None
         """(event, wall time, round) when AGORA_TRACE is set: where a round's time goes"""
@@ -143,8 +153,16 @@ class AgentRuntime:
             return
         if self.trace is not None:
             self.trace.append(("act", time.time(), info.round))
-        d = act([a], info, submit=False)[0]
         redecision = codes_moved and not (owed or reports)
+        # new peer codes alone: nothing this site sees has changed since its last step (the
+        # same committed version, no report: its executor's state moves only with those), so
+        # the step re-ranks that observation with the new codes instead of observing again
+        seen = self._seen if redecision and self._seen is not None \
+            and self._seen[0] == ch.version else None
+        d = act([a], info, submit=False, obs=None if seen is None else [seen[1]])[0]
+        if seen is not None:
+            self.counts["reranked"] += 1
+        self._seen = (ch.version, d.obs)
         if redecision:
             self._decided_codes = d.codes.tobytes()
             if d.offers == self._decided_offers:

@@ -72,15 +72,18 @@ def srpt_keys(window: list, k: int) -> np.ndarray:
 
 
 def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | None = None,
-        teacher: str | None = None, submit: bool = True) -> list[Decision]:
+        teacher: str | None = None, submit: bool = True,
+        obs: list[SiteObs] | None = None) -> list[Decision]:
     """The step of ``agents`` (deciding for the same round, sharing ledger, capacity and
     exchange): each observes, may send its code, ranks and bids; with ``submit`` each
-    decision goes to its clearinghouse. Returns the decisions in the order of ``agents``."""
+    decision goes to its clearinghouse. Returns the decisions in the order of ``agents``.
+    ``obs``: the agents' observations, when the caller knows nothing they see has changed
+    since it took them (a re-decision on new peer codes alone); default: observe now."""
     a0 = agents[0]
     policy, k = a0.policy, a0.policy.k
-    ledger = a0.clearinghouse.ledger
-    obs = a0.observer.observe(ledger, a0.executor.capacity, [a.site for a in agents],
-                              a0.executor.now())
+    if obs is None:
+        obs = a0.observer.observe(a0.clearinghouse.ledger, a0.executor.capacity,
+                                  [a.site for a in agents], a0.executor.now())
     codes, has = a0.exchange.codes(info.round)
     sites = np.array([a.site for a in agents])
     slots = np.stack([o.slots for o in obs])

@@ -185,3 +185,19 @@ def test_the_agents_only_bid_where_the_task_fits_and_lose_nothing():
     assert pol.clearinghouse.refused == 0, "an agent asked for more than its site has"
     assert r.metrics["tasks_lost"] == 0
     assert r.metrics["jobs_completed"] + r.metrics["jobs_unschedulable"] == 25
+
+
+def test_a_step_re_ranks_a_given_observation_as_it_would_a_fresh_one():
+    # the cluster agent's re-decision on new peer codes alone passes the observation of its
+    # last step (nothing it sees has changed): the step must use it, and decide the same
+    wl = generate(CL, seed=2, jobs=25, load=0.95)
+    sim = midway(wl, 8)
+    pol = AgentsPolicy(agents().policy(comm="always"))
+    pol.reset(sim)
+    info = pol.clearinghouse.round_info()
+    fresh = act(pol.agents, info, submit=False)
+    assert any(d.offers for d in fresh)
+    again = act(pol.agents, info, submit=False, obs=[d.obs for d in fresh])
+    assert all(a.obs is f.obs for a, f in zip(again, fresh))
+    assert [a.offers for a in again] == [f.offers for f in fresh]
+    assert [a.order.tolist() for a in again] == [f.order.tolist() for f in fresh]

@@ -47,3 +47,37 @@ def test_placement_learning_then_fragmentation_table(traces, tmp_path, capsys):
     for pol in gpu_fragmentation.POLICIES:
         assert f"| {pol} |" in table
     assert "**multigpu50**" in table
+
+
+def test_federation_placement_runs_flower_rounds_and_times_each_start(traces, tmp_path, capsys):
+    from bench import federation_placement
+    out = tmp_path / "fed"
+    assert federation_placement.main(["--traces", str(traces), "--sites", "2", "--lists",
+                                      "default,multigpu50", "--rounds", "1", "--local-replays",
+                                      "4", "--iters", "1", "--population", "2", "--seeds", "1",
+                                      "--test-orders", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "federation-placement.json").read_text())
+    for held in ("default", "multigpu50"):
+        e = report[held]
+        assert set(e["starts"]) == {"scratch", "alone", "federated", "federated, checked"}
+        assert e["starts"]["alone"]["start_ratio"] == pytest.approx(1.0)   # FGD itself
+        assert len(e["federation_rounds"]) == 1 and len(e["federated_weights"]) == 7
+        # a search's best-so-far curve never rises and ends at its best ratio
+        for v in e["starts"].values():
+            for curve in v["curves"]:
+                best = [b for _, b in curve]
+                assert best == sorted(best, reverse=True)
+                assert best[-1] in v["final_ratio"]
+    md = (out / "federation-placement.md").read_text()
+    assert "| default " in md and "federated, checked" in md and "Threshold 0.9" in md
+    # the tables render again from the saved report alone
+    capsys.readouterr()
+    assert federation_placement.main(["--render", str(out / "federation-placement.json")]) == 0
+    assert capsys.readouterr().out.count("| multigpu50 ") == 2
+
+
+def test_federation_placement_refuses_a_single_list(traces, capsys):
+    from bench import federation_placement
+    with pytest.raises(SystemExit):
+        federation_placement.main(["--traces", str(traces), "--lists", "default"])
+    assert "--lists" in capsys.readouterr().err
