@@ -48,10 +48,11 @@ from agora.agents.learn.placement import FEATURES, fgd_weights
 from agora.agents.sim.report import markdown_table, paired_bootstrap
 from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
 from agora.federation.client_app import make_client_app
-from agora.federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.grid import grid_of
 from agora.federation.placement_learner import (PlacementSiteLearner, SearchTrace,
                                                 SiteReplays, replays_to, search)
-from agora.federation.server import FederationConfig, run_federation
+from agora.federation.server import (FederationConfig, round_metrics, round_seed,
+                                     run_federation, site_seed)
 from bench.scenarios import DEFAULT_TRACES, REPO
 
 LISTS = ("default", "gpushare40", "gpuspec33", "multigpu50")
@@ -124,24 +125,19 @@ def federate(orgs: dict[str, SiteReplays], rounds: int, local_replays: int, popu
     """FedAvg rounds over the organisations' placer learners; the aggregate and per-round
     metrics (Flower's aggregates of the sites' reports)."""
     learners = [PlacementSiteLearner(name, r, train_orders=TRAIN_ORDERS, population=population,
-                                     seed=int(np.random.SeedSequence([seed, 1, i])
-                                              .generate_state(1)[0]))
+                                     seed=site_seed(seed, i))
                 for i, (name, r) in enumerate(orgs.items())]
-    grid = SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i,
-                                                        make_client_app(l), 1, l.weight_names())
-                     for i, l in enumerate(learners)})
+    grid = grid_of(learners, make_client_app)
     weights, rows = [fgd_weights()], []
     try:
         for r in range(1, rounds + 1):
             res = run_federation(grid, weights, FederationConfig(
                 rounds=1, local_steps=local_replays, strategy="fedavg", min_fraction=1.0,
-                seed=int(np.random.SeedSequence([seed, 2, r]).generate_state(1)[0])))
+                seed=round_seed(seed, r)))
             if len(res.arrays):
                 weights = res.arrays.to_numpy_ndarrays()
-            row = {"round": r, "weights": [round(float(x), 4) for x in weights[0]]}
-            for rec in (res.train_metrics_clientapp, res.evaluate_metrics_clientapp):
-                row.update({k: float(v) for k, v in (rec.get(1) or {}).items()})
-            rows.append(row)
+            rows.append({"round": r, "weights": [round(float(x), 4) for x in weights[0]],
+                         **round_metrics(res)})
     finally:
         grid.close()
     return np.asarray(weights[0], dtype=float), rows
@@ -149,8 +145,6 @@ def federate(orgs: dict[str, SiteReplays], rounds: int, local_replays: int, popu
 
 def newcomer(rep: SiteReplays, fed: np.ndarray, a: argparse.Namespace) -> dict:
     """The three starts' searches on the newcomer's replays, each with ``a.seeds`` seeds."""
-    fed_ratio = rep.ratio(fed, TRAIN_ORDERS)
-
     def runs_from(w0: np.ndarray) -> list[dict]:
         out = []
         for s in range(a.seeds):
@@ -160,7 +154,8 @@ def newcomer(rep: SiteReplays, fed: np.ndarray, a: argparse.Namespace) -> dict:
         return out
 
     out = {"scratch": runs_from(np.zeros(len(FEATURES))), "alone": runs_from(fgd_weights()),
-           "federated": runs_from(fed), "federated ratio": fed_ratio}
+           "federated": runs_from(fed)}
+    fed_ratio = out["federated ratio"] = out["federated"][0]["trace"].ratios[0]  # its start
     if fed_ratio < 1.0:
         out["federated, checked"] = out["federated"]
     else:

@@ -59,6 +59,14 @@ def client_app_node(site: str, node_id: int, app: ClientApp, run_id: int,
     return SiteNode(site, lambda msg: app(msg, context), weight_names)
 
 
+def grid_of(learners, make_app: Callable) -> "SiteGrid":
+    """A grid of one ``make_app(learner)`` ClientApp per learner, site i as node
+    FIRST_NODE_ID + i."""
+    return SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i, make_app(l),
+                                                        1, l.weight_names())
+                     for i, l in enumerate(learners)})
+
+
 class SiteGrid(Grid):
     def __init__(self, nodes: dict[int, SiteNode], *, run_id: int = 1) -> None:
         if not nodes:

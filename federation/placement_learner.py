@@ -93,10 +93,6 @@ class SearchTrace:
             out.append((spent, best))
         return out
 
-    def replays_to(self, threshold: float) -> float:
-        """Replays spent when the best ratio first reached ``threshold`` (inf: never)."""
-        return replays_to(self.best_curve(), threshold)
-
 
 def replays_to(curve: Sequence[tuple[int, float]], threshold: float) -> float:
     """Replays spent when a best-so-far ``curve`` [(replays, ratio), ...] first reached
@@ -174,14 +170,13 @@ class PlacementSiteLearner:
         k = self.calls
         self.calls += 1
         seed = int(np.random.SeedSequence([self.seed, 3, k]).generate_state(1)[0])
-        start = self.replays.ratio(self.weights, self.train_orders)
         w, trace = search(self.replays, self.weights, self.train_orders,
                           iters=self.iterations_for(steps), population=self.population,
                           sigma=self.sigma, seed=seed)
         self.traces.append(trace)
         self.weights = w
         used = sum(trace.replays)
-        return used, {"train/ratio_start": start, "train/ratio": min(trace.ratios),
+        return used, {"train/ratio_start": trace.ratios[0], "train/ratio": min(trace.ratios),
                       "train/replays": float(used)}
 
     def evaluate(self, config: dict) -> tuple[int, dict[str, float]]:

@@ -25,6 +25,24 @@ from agora.federation.grid import SiteGrid
 STRATEGIES = {"fedavg": FedAvg, "median": FedMedian, "trimmed": FedTrimmedAvg}
 
 
+def site_seed(seed: int, i: int) -> int:
+    """Site ``i``'s own seed, drawn from a run's ``seed``."""
+    return int(np.random.SeedSequence([seed, 1, i]).generate_state(1)[0])
+
+
+def round_seed(seed: int, r: int) -> int:
+    """Round ``r``'s server seed (Flower's node sampling), drawn from a run's ``seed``."""
+    return int(np.random.SeedSequence([seed, 2, r]).generate_state(1)[0])
+
+
+def round_metrics(res: Result, rnd: int = 1) -> dict[str, float]:
+    """Flower's aggregates of the sites' train and evaluate reports for round ``rnd``."""
+    out: dict[str, float] = {}
+    for rec in (res.train_metrics_clientapp, res.evaluate_metrics_clientapp):
+        out.update({k: float(v) for k, v in (rec.get(rnd) or {}).items()})
+    return out
+
+
 @dataclass(frozen=True)
 class FederationConfig:
     rounds: int = 5

@@ -43,9 +43,10 @@ from agora.agents.learn.networks import get_weights, set_weights
 from agora.agents.learn.tracking import make_tracker
 from agora.federation.client_app import make_client_app
 from agora.federation.domains import Setup
-from agora.federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.grid import SiteGrid, grid_of
 from agora.federation.ppo_learner import PPOSiteLearner
-from agora.federation.server import FederationConfig, run_federation
+from agora.federation.server import (FederationConfig, round_metrics, round_seed,
+                                     run_federation, site_seed)
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,6 @@ class FedTrainConfig:
     @staticmethod
     def from_dict(d: dict) -> FedTrainConfig:
         return FedTrainConfig(**{**d, "site": TrainConfig.from_dict(d["site"])})
-
-
-def site_seed(seed: int, i: int) -> int:
-    return int(np.random.SeedSequence([seed, 1, i]).generate_state(1)[0])
-
-
-def round_seed(seed: int, r: int) -> int:
-    return int(np.random.SeedSequence([seed, 2, r]).generate_state(1)[0])
 
 
 def build_learners(setup: Setup, cfg: FedTrainConfig, *, eval_first: int = 0
@@ -163,9 +156,7 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         from agora.federation.secagg import make_secagg_client_app as make_app
     else:
         make_app = make_client_app
-    grid = SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i, make_app(l),
-                                                        1, l.weight_names())
-                     for i, l in enumerate(learners)})
+    grid = grid_of(learners, make_app)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -233,9 +224,7 @@ def _one_round(grid: SiteGrid, weights: list[np.ndarray], cfg: FedTrainConfig, r
     else:
         res = run_federation(grid, weights, fcfg, train_config=tc)
     agg = res.arrays.to_numpy_ndarrays() if len(res.arrays) else None
-    fed = {}                       # Flower's aggregates of the sites' reported metrics
-    for rec in (res.train_metrics_clientapp, res.evaluate_metrics_clientapp):
-        fed.update({k: float(v) for k, v in (rec.get(1) or {}).items()})
+    fed = round_metrics(res)       # Flower's aggregates of the sites' reported metrics
     fed["aggregated"] = agg is not None
     return (agg if agg is not None else weights), fed
 

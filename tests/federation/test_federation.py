@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from agora.federation.client_app import make_client_app
-from agora.federation.grid import ERR_WEIGHTS, FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.grid import ERR_WEIGHTS, SiteGrid
+from agora.federation.grid import grid_of as federation_grid_of
 from agora.federation.learner import WeightError, check_weights
 from agora.federation.server import FederationConfig, run_federation
 from tests.fakes import LinearSite
@@ -49,9 +50,7 @@ W = np.array([1.0, -2.0, 3.0])
 
 
 def grid_of(learners) -> SiteGrid:
-    return SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i,
-                                                        make_client_app(l), 1, l.weight_names())
-                     for i, l in enumerate(learners)})
+    return federation_grid_of(learners, make_client_app)
 
 
 def run(learners, **kw):

@@ -14,9 +14,9 @@ from agora.agents.domain import Demand
 from agora.agents.learn.placement import FEATURES, arrivals, cost, fgd_weights, replay
 from agora.agents.sim.capacity import Capacity
 from agora.federation.client_app import make_client_app
-from agora.federation.grid import FIRST_NODE_ID, SiteGrid, client_app_node
+from agora.federation.grid import grid_of
 from agora.federation.placement_learner import (PlacementSiteLearner, SearchTrace,
-                                                SiteReplays, search)
+                                                SiteReplays, replays_to, search)
 from agora.federation.server import FederationConfig, run_federation
 from tests.simkit import cluster, node, site
 
@@ -69,15 +69,14 @@ def test_train_spends_the_replays_it_reports_and_never_returns_worse_weights():
 def test_a_trace_counts_replays_to_a_threshold():
     t = SearchTrace(replays=[2, 2, 2, 2], ratios=[1.0, 0.97, 0.99, 0.9])
     assert t.best_curve() == [(2, 1.0), (4, 0.97), (6, 0.97), (8, 0.9)]
-    assert t.replays_to(1.0) == 2 and t.replays_to(0.95) == 8 and t.replays_to(0.5) == float("inf")
+    c = t.best_curve()
+    assert replays_to(c, 1.0) == 2 and replays_to(c, 0.95) == 8 and replays_to(c, 0.5) == float("inf")
 
 
 def test_flower_fedavg_over_placer_sites_averages_what_each_site_found():
     learners = [PlacementSiteLearner("a", replays("a", A), population=4, seed=3),
                 PlacementSiteLearner("b", replays("b", B), population=4, seed=1)]
-    grid = SiteGrid({FIRST_NODE_ID + i: client_app_node(l.site, FIRST_NODE_ID + i,
-                                                        make_client_app(l), 1, l.weight_names())
-                     for i, l in enumerate(learners)})
+    grid = grid_of(learners, make_client_app)
     try:
         res = run_federation(grid, [fgd_weights()], FederationConfig(
             rounds=1, local_steps=8, strategy="fedavg", min_fraction=1.0, seed=0))
