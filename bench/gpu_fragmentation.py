@@ -11,8 +11,11 @@ over seeds; the seed draws the order.
 
 Policies (node choice; a share goes best-fit onto a gpu of the node unless the policy says):
 random (seeded), best-fit (Agora's rule, ``Capacity.best_fit`` over the whole cluster),
-dot-product (Tetris' alignment of demand and free resources), fgd (``agents.baselines.fgd``,
-the typical shapes of the list being replayed), learned (``agents.learn.placement``: for each list the
+dot-product (Tetris' alignment of demand and free resources), first-fit (the lowest node and
+gpu that fit), fgd (``agents.baselines.fgd``, the typical shapes of the list being replayed,
+scored and tie-broken as the authors' simulator does), fgd-exact (the same fragmentation
+growth compared exactly, ties to the lowest node: this module's FGD until 2026-12-01, kept
+to show what the authors' quantised score is worth), learned (``agents.learn.placement``: for each list the
 weights ``bench.placement_learning --per-list`` searched on that list alone, on one sixteenth
 of the nodes and other arrival orders; else its all-list weights), and a
 clairvoyant reference, offline-ffd:
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agora.agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
+from agora.agents.baselines.fgd import FragModel, candidates, fgd_choice, typical_shapes
 from agora.agents.baselines.packing import alignment
 from agora.agents.domain import Demand
 from agora.agents.learn.placement import LinearPlacer, arrivals, replay
@@ -42,7 +45,9 @@ from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_
 from bench.scenarios import DEFAULT_TRACES, REPO
 
 MARKS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
-POLICIES = ("random", "best-fit", "dot-product", "fgd", "learned", "offline-ffd")
+POLICIES = ("random", "best-fit", "dot-product", "first-fit", "fgd-exact", "fgd", "learned",
+            "offline-ffd")
+FRAG_POLICIES = ("first-fit", "fgd-exact", "fgd", "learned")
 WEIGHTS = REPO / "bench" / "results" / "placement-weights.json"
 
 
@@ -51,9 +56,20 @@ def chooser(policy: str, rng: np.random.Generator, frag: FragModel | None,
     """``choose(cap, d, fit) -> (node, gpu)`` of one policy."""
     if policy == "fgd":
         return lambda cap, d, fit: fgd_choice(frag, cap, d, fit)
+    if policy == "fgd-exact":
+        return lambda cap, d, fit: least_growth(frag, cap, d, fit)
+    if policy == "first-fit":
+        return lambda cap, d, fit: candidates(frag, cap, d, fit).places[0]
     if policy == "learned":
         return lambda cap, d, fit: learned.choose(frag, cap, d, fit)
     return lambda cap, d, fit: choose(policy, cap, d, fit, rng)
+
+
+def least_growth(frag: FragModel, cap: Capacity, d: Demand,
+                 fit: np.ndarray) -> tuple[int, int | None]:
+    """The place whose fragmentation grows least, compared exactly (first on ties)."""
+    c = candidates(frag, cap, d, fit)
+    return c.places[int(np.argmin(c.growth))]
 
 
 def choose(policy: str, cap: Capacity, d: Demand, fit: np.ndarray,
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 if pol == "offline-ffd":
                     seq = sorted(seq, key=lambda x: (-x.gpu, -x.cpu))
                 cap = Capacity(cluster)
-                frag = FragModel(frag_shapes, cap.models) if pol in ("fgd", "learned") else None
+                frag = FragModel(frag_shapes, cap.models) if pol in FRAG_POLICIES else None
                 learned = LinearPlacer(learned_weights(a, name)) if pol == "learned" else None
                 t0 = time.perf_counter()
                 r = replay(cap, seq, chooser(pol, np.random.default_rng(1000 + seed), frag,

@@ -29,10 +29,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from agora.agents.baselines.fgd import FragModel, fgd_choice, typical_shapes
+from agora.agents.baselines.fgd import fgd_choice, typical_shapes
 from agora.agents.domain import Cluster, Demand
-from agora.agents.learn.placement import FEATURES, LinearPlacer, arrivals, cem, cost, replay
-from agora.agents.sim.capacity import Capacity
+from agora.agents.learn.placement import FEATURES, LinearPlacer, cem, replay_cost
 
 WEIGHTS = "placer.weights"
 
@@ -56,15 +55,15 @@ class SiteReplays:
     def run(self, order: int, weights: np.ndarray | None) -> float:
         """The cost of one replay of arrival order ``order`` with the linear placer of
         ``weights`` (None: FGD itself)."""
-        cap = Capacity(self.cluster)
-        seq = arrivals(self.pods, int(cap.cap_gpu.sum()), np.random.default_rng(order))
-        model = FragModel(self.shapes, cap.models)
         if weights is None:
-            pick = lambda c, d, fit: fgd_choice(model, c, d, fit)      # noqa: E731
+            def chooser(model):
+                return lambda c, d, fit: fgd_choice(model, c, d, fit)
         else:
             placer = LinearPlacer(weights)
-            pick = lambda c, d, fit: placer.choose(model, c, d, fit)   # noqa: E731
-        return cost(replay(cap, seq, pick))
+
+            def chooser(model):
+                return lambda c, d, fit: placer.choose(model, c, d, fit)
+        return replay_cost(self.cluster, self.pods, self.shapes, order, chooser)
 
     def fgd(self, order: int) -> float:
         if order not in self._fgd:

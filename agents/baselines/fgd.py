@@ -16,10 +16,20 @@ The model, as the authors' simulator computes it (``pkg/utils/frag.go``,
 - **Fragmentation of a node** F_n = Σ_m p_m · F_n(m), the expected fragment for the next
   task drawn from M.
 - **Placement**: among the nodes where the task fits, the node (and, for a share, the gpu)
-  whose F_n grows least (the paper's "gradient"). Whole gpus go to the first entirely free
-  devices. The authors' k8s plugin quantises sigmoid(ΔF / 1000) to 0..100 and the k8s
-  framework breaks ties at random; here the exact ΔF is compared and ties go to the lowest
-  node index (deterministic).
+  whose F_n grows least (the paper's "gradient"), scored as the authors' k8s plugin scores
+  it: ``int(sigmoid(−ΔF / 1000) × 100)``, truncated to a whole point (``fgd_score``), the
+  highest score winning and ties going to the lowest node (their vendored k8s
+  ``selectHost`` is patched to take the lexicographically smallest node name, and the openb
+  node names sort as the nodes are listed), then the lowest gpu. Whole gpus go to the first
+  entirely free devices.
+
+The quantisation matters: one point is ~40 milli-gpus of growth near zero, so every node
+whose fragmentation grows by less than that ties at 50 and the lowest one takes the task
+-- FGD packs like first-fit among the places it deems harmless. Comparing the exact ΔF
+instead (what this module did until 2026-12-01) leaves 6.9% of the openb default cluster's
+gpus unallocated at 100% arrived against 4.8% for this rule, which is what the authors'
+published results give (``experiments/analysis/expected_results/analysis_allo_discrete.csv``
+of their repository: 4.77%, median of 10 seeds); see docs/benchmarks.md.
 
 The fragmentation of node states is memoised by (free cpu, free milli-gpus of each gpu in
 order, model): a cluster has few distinct node states, so scoring a task against a
@@ -169,14 +179,22 @@ def candidates(model: FragModel, cap: Capacity, d: Demand, fit: np.ndarray) -> C
     return Candidates(places, after, growth)
 
 
+def fgd_score(growth: np.ndarray) -> np.ndarray:
+    """The authors' plugin score of places whose fragmentation grows by ``growth``
+    milli-gpus: ``int64(sigmoid((before − after) / 1000) × 100)``, a whole number 0..100
+    (``fgd_score.go``; Go's conversion truncates)."""
+    return np.trunc(100.0 / (1.0 + np.exp(np.asarray(growth, dtype=float) / MILLI)))
+
+
 def fgd_choice(model: FragModel, cap: Capacity, d: Demand,
                fit: np.ndarray) -> tuple[int, int | None] | None:
-    """The node among ``fit`` (a mask over all nodes) whose fragmentation grows least when
-    it takes ``d``, and for a share the gpu it goes on (None for whole gpus or no gpu)."""
+    """The place among ``fit`` (a mask over all nodes) with the highest FGD score, ties to
+    the lowest node, then the lowest gpu: the node and, for a share, the gpu it goes on
+    (None for whole gpus or no gpu)."""
     c = candidates(model, cap, d, fit)
     if not c.places:
         return None
-    return c.places[int(np.argmin(c.growth))]          # first minimum: lowest node, gpu
+    return c.places[int(np.argmax(fgd_score(c.growth)))]   # first maximum: lowest node, gpu
 
 
 class FragmentationGradientDescent:

@@ -10,8 +10,10 @@ arrivals pass 100, 110, 120 and 130% of capacity (mean of the four; lower is bet
 
 Features of a candidate place (all known to the site when it places the task):
 
-- ``neg_frag_growth``: −(growth of the node's FGD fragmentation) / 1000 — FGD alone is
-  weight 1 here and 0 elsewhere, which is where the search starts;
+- ``fgd_score``: FGD's score of the place (``agents.baselines.fgd.fgd_score``, whole
+  points 0..100, centred on 50 and divided by 25, so ≈ −growth of the node's fragmentation /
+  1000 in steps of ~40 milli-gpus) — FGD alone is weight 1 here and 0 elsewhere (its ties
+  go to the first candidate, the lowest node, as FGD's do), which is where the search starts;
 - ``frag_after``: the node's fragmentation after the placement / 1000;
 - ``gpu_left``: free milli-gpus left on the node / 1000;
 - ``whole_left``: entirely free gpus left on the node;
@@ -23,14 +25,15 @@ Features of a candidate place (all known to the site when it places the task):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from agora.agents.baselines.fgd import FragModel, candidates
-from agora.agents.domain import MILLI, Demand
+from agora.agents.baselines.fgd import FragModel, candidates, fgd_score
+from agora.agents.domain import MILLI, Cluster, Demand
 from agora.agents.sim.capacity import Capacity
 
-FEATURES = ("neg_frag_growth", "frag_after", "gpu_left", "whole_left", "cpu_left",
+FEATURES = ("fgd_score", "frag_after", "gpu_left", "whole_left", "cpu_left",
             "tightness", "cpu_task_on_gpu_node")
 MARKS = (1.0, 1.1, 1.2, 1.3)
 
@@ -45,7 +48,7 @@ def place_features(model: FragModel, cap: Capacity, d: Demand, c) -> np.ndarray:
     """(candidates, features) for the candidates ``c`` of ``agents.baselines.fgd``."""
     n = len(c.places)
     x = np.empty((n, len(FEATURES)))
-    x[:, 0] = -c.growth / MILLI
+    x[:, 0] = (fgd_score(c.growth) - 50.0) / 25.0
     x[:, 1] = model.frag_of(c.after) / MILLI
     nodes = np.fromiter((p[0] for p in c.places), dtype=np.int64, count=n)
     x[:, 2] = [sum(s[1]) / MILLI for s in c.after]
@@ -103,6 +106,16 @@ def replay(cap: Capacity, seq: list[Demand], choose, marks=MARKS) -> dict:
         while todo and asked >= todo[0] * total:
             unalloc[f"{todo.pop(0):.0%}"] = float(cap.free_gpu.sum()) / total
     return {"unallocated": unalloc, "failed_gpu_share": failed / max(asked, 1)}
+
+
+def replay_cost(cluster: Cluster, pods: list[Demand], shapes: list, order: int,
+                chooser: Callable[[FragModel], Callable]) -> float:
+    """The cost of one replay of arrival order ``order`` (a ``numpy.random.default_rng``
+    seed) of ``pods`` on a fresh ``cluster``, placing with ``chooser(model)`` — the
+    ``choose(cap, d, fit)`` of a policy, given the cluster's FragModel of ``shapes``."""
+    cap = Capacity(cluster)
+    seq = arrivals(pods, int(cap.cap_gpu.sum()), np.random.default_rng(order))
+    return cost(replay(cap, seq, chooser(FragModel(shapes, cap.models))))
 
 
 def cost(result: dict) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agora.agents.baselines.fgd import FragModel, Shape, fgd_choice, typical_shapes
+from agora.agents.baselines.fgd import FragModel, Shape, fgd_choice, fgd_score, typical_shapes
 from agora.agents.domain import Demand
 from agora.agents.sim.capacity import Capacity
 from agora.agents.sim.config import SimConfig
@@ -57,6 +57,33 @@ def test_fgd_keeps_shares_usable_where_best_fit_strands_them():
     assert cap.best_fit(d, 0) == 0
     assert fgd_choice(m, cap, d, fit) == (1, 0)
     assert fgd_choice(m, cap, d, np.zeros_like(fit)) is None
+
+
+def test_fgd_scores_as_the_authors_plugin_and_ties_go_to_the_lowest_node():
+    from agora.agents.baselines.fgd import candidates
+    # int64(sigmoid((before - after) / 1000) * 100): growth 0 scores 50, any growth up to
+    # ~40 milli-gpus 49, a shrink of up to ~40 milli-gpus still 50.
+    assert list(fgd_score(np.array([0.0, 1.0, 40.0, 41.0, -1.0, -41.0, 1000.0]))) == \
+        [50, 49, 49, 48, 50, 51, 26]
+    # A 0.5 share on node a (3 cores) leaves 2 cores: the 2.5-core shape (5%) is blocked and
+    # the 0.6 shape (2%) too, growth 25 + 10 milli-gpus; on node b (8 cores) only the 0.6
+    # shape, growth 10. The exact growth prefers b; both score 49, so FGD takes a, the lower.
+    cl = cluster(site("s", node("s", "a", 3, gpus=1, model="T4"),
+                     node("s", "b", 8, gpus=1, model="T4")))
+    cap = Capacity(cl)
+    m = FragModel([(Shape(1000, 500, 1, None), 0.93), (Shape(2500, 500, 1, None), 0.05),
+                   (Shape(1000, 600, 1, None), 0.02)], cap.models)
+    d = Demand(1000, 0, 500)
+    fit = cap.fit_mask(d)
+    c = candidates(m, cap, d, fit)
+    assert c.places == [(0, 0), (1, 0)] and list(c.growth) == pytest.approx([35.0, 10.0])
+    assert list(fgd_score(c.growth)) == [49, 49]
+    assert fgd_choice(m, cap, d, fit) == (0, 0)
+    # one point apart, the higher score wins whatever the order
+    m2 = FragModel([(Shape(1000, 500, 1, None), 0.85), (Shape(2500, 500, 1, None), 0.13),
+                    (Shape(1000, 600, 1, None), 0.02)], cap.models)
+    assert list(fgd_score(candidates(m2, cap, d, fit).growth)) == [48, 49]
+    assert fgd_choice(m2, cap, d, fit) == (1, 0)
 
 
 def _share_workload():
