@@ -98,14 +98,17 @@ def latency_table(rows: list[dict]) -> str:
                     f"{s['decision_latency_ms_p50']:.1f}", f"{s['decision_latency_ms_p99']:.1f}",
                     str(s["decision_latency_samples"]), str(s["rounds"]),
                     f"{s['allocations_per_s']:.1f}", f"{s['codes_sent']} / {s['codes_suppressed']}",
-                    f"{s['agent_max_rss_mib']:.0f}", "no" if not s["torch_in_agents"] else "yes",
+                    f"{s['agent_max_rss_mib']:.0f}",
+                    "–" if s.get("agent_max_pss_mib") is None else f"{s['agent_max_pss_mib']:.0f}",
+                    "no" if not s["torch_in_agents"] else "yes",
                     f"{r['wall_s']:.0f}", f"{s['start_up_s']:.0f}",
                     "yes" if m["jobs_completed"] + m["jobs_unschedulable"] == m["jobs"]
                     and m["tasks_lost"] == 0 else "NO",
                     " / ".join(f"{x[0]:.1f}" for x in r["load"])])
     return markdown_table(["sites", "jobs / instances", "latency p50 ms", "latency p99 ms",
                            "allocations", "rounds", "allocations / s", "codes sent / suppressed",
-                           "agent RSS MiB (max)", "torch in agents", "run wall s",
+                           "agent RSS MiB (max)", "agent PSS MiB (max, at the end)",
+                           "torch in agents", "run wall s",
                            "start-up s", "completed", "load avg (start / end)"], out)
 
 

@@ -157,6 +157,8 @@ def system_figures(system, episode: dict) -> dict:
         "replica_restarts": system.replica_restarts,
         "agent_restarts": ray.get(system.registry.restarts.remote(), timeout=30),
         "agent_max_rss_mib": round(max(i["max_rss_mib"] for i in infos), 1),
+        "agent_max_pss_mib": (round(max(pss), 1) if (pss := [
+            i["pss_mib"] for i in infos if i.get("pss_mib") is not None]) else None),
         "torch_in_agents": any(i["torch_loaded"] for i in infos),
         "jobs_rejected_at_submission": episode["rejected"],
         "agents": {i["site"]: {"node_id": i["node_id"][:12], "pid": i["pid"],

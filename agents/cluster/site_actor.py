@@ -42,6 +42,21 @@ from agora.protos.agora.v1 import agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 
+def pss_mib() -> float | None:
+    """This process's proportional set size now (MiB; Linux ``/proc/self/smaps_rollup``, else
+    None): its private pages plus its share of pages it shares with other processes (the
+    libraries every agent on a node maps), so the PSS of a node's agents sums to what they
+    cost it, where their RSS counts each shared library once per agent."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """Everything one site agent is given (picklable; Ray carries it to the agent's node)."""
@@ -192,6 +207,7 @@ class SiteAgentActor:
                 "resources": ray.get_runtime_context().get_assigned_resources(),
                 "metrics_port": self.metrics_port,
                 "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "pss_mib": pss_mib(),
                 "torch_loaded": "torch" in sys.modules,
                 "version": ch.version, "round": ch.round.round, "updates": ch.updates,
                 "messages_sent": ch.sent,
