@@ -62,7 +62,7 @@ def one(n: int, a, seed: int = 0) -> dict:
     from agora.deploy.replay import replay
     from agora.deploy.up_config import load_up_config
 
-    d = Path(a.work) / f"s{n}-{seed}"
+    d = Path(a.work).resolve() / f"s{n}-{seed}"   # the written config names absolute paths
     d.mkdir(parents=True, exist_ok=True)
     cfg = load_up_config(config(d, n, workload=a.workload, speed=a.speed, seed=seed,
                                 policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
@@ -80,7 +80,7 @@ def sim_engine(n: int, a, seed: int) -> dict:
     from agora.agents.learn.evaluate import run_learned
     from agora.agents.sim.runner import Scenario
 
-    d = Path(a.work) / f"sim{n}"
+    d = Path(a.work).resolve() / f"sim{n}"
     d.mkdir(parents=True, exist_ok=True)
     cluster, wl = Scenario(cluster=str(site_cluster(n, d / "cluster.yaml")),
                            workload=a.workload).build(seed)
