@@ -38,7 +38,7 @@ import numpy as np
 
 from agora.agents.baselines.fgd import FragModel, candidates, fgd_choice, typical_shapes
 from agora.agents.baselines.packing import alignment
-from agora.agents.domain import Demand
+from agora.agents.domain import MILLI, Demand
 from agora.agents.learn.placement import LinearPlacer, arrivals, replay
 from agora.agents.sim.capacity import Capacity
 from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
@@ -47,7 +47,7 @@ from bench.scenarios import DEFAULT_TRACES, REPO
 MARKS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3)
 POLICIES = ("random", "best-fit", "dot-product", "first-fit", "fgd-exact", "fgd", "learned",
             "offline-ffd")
-FRAG_POLICIES = ("first-fit", "fgd-exact", "fgd", "learned")
+FRAG_POLICIES = ("fgd-exact", "fgd", "learned")
 WEIGHTS = REPO / "bench" / "results" / "placement-weights.json"
 
 
@@ -59,10 +59,20 @@ def chooser(policy: str, rng: np.random.Generator, frag: FragModel | None,
     if policy == "fgd-exact":
         return lambda cap, d, fit: least_growth(frag, cap, d, fit)
     if policy == "first-fit":
-        return lambda cap, d, fit: candidates(frag, cap, d, fit).places[0]
+        return lambda cap, d, fit: first_fit(cap, d, fit)
     if policy == "learned":
         return lambda cap, d, fit: learned.choose(frag, cap, d, fit)
     return lambda cap, d, fit: choose(policy, cap, d, fit, rng)
+
+
+def first_fit(cap: Capacity, d: Demand, fit: np.ndarray) -> tuple[int, int | None]:
+    """The lowest node of ``fit`` and, for a share, its lowest gpu that holds it: the first
+    of ``agents.baselines.fgd.candidates`` (what a zero-weight placer takes), without
+    scoring the others."""
+    node = int(np.flatnonzero(fit)[0])
+    if 0 < d.gpu < MILLI:
+        return node, next(g for g, f in enumerate(cap.gpu_free[node]) if f >= d.gpu)
+    return node, None
 
 
 def least_growth(frag: FragModel, cap: Capacity, d: Demand,

@@ -81,3 +81,29 @@ def test_federation_placement_refuses_a_single_list(traces, capsys):
     with pytest.raises(SystemExit):
         federation_placement.main(["--traces", str(traces), "--lists", "default"])
     assert "--lists" in capsys.readouterr().err
+
+
+def test_first_fit_takes_the_first_candidate_place():
+    """bench.gpu_fragmentation.first_fit picks the place a zero-weight placer picks (the first
+    of fgd.candidates) on every arrival of a replay."""
+    import numpy as np
+
+    from agora.agents.baselines.fgd import FragModel, candidates, typical_shapes
+    from agora.agents.learn.placement import arrivals, replay
+    from agora.agents.sim.capacity import Capacity
+    from agora.agents.workloads.alibaba import read_alibaba_nodes, read_alibaba_pod_demands
+
+    cluster = read_alibaba_nodes(FIX / "alibaba_nodes.csv", sites=1)
+    pods = [x for _, x in read_alibaba_pod_demands(FIX / "alibaba_pods.csv")]
+    cap = Capacity(cluster)
+    model = FragModel(typical_shapes(pods), cap.models)
+    picks = []
+
+    def check(c, d, fit):
+        got = gpu_fragmentation.first_fit(c, d, fit)
+        assert got == candidates(model, c, d, fit).places[0]
+        picks.append(got)
+        return got
+
+    replay(cap, arrivals(pods, int(cap.cap_gpu.sum()), np.random.default_rng(0)), check)
+    assert picks and any(g is not None for _, g in picks)
