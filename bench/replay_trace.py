@@ -5,7 +5,9 @@ version it executed, and each agent's time of every update it applied.
     AGORA_TRACE=1 python -m bench.replay --sites 16
     python -m bench.replay_trace out/bench-replay/s16-0/out [--episode 0] [--every 10]
 
-Prints how far each replica's execution trails the fastest replica's, how long after the
+Prints how far each replica's execution trails the fastest replica's; each round that closed
+with allocations split into its steps (``STEPS``), for every site that acted and for the one
+the round waited for (the last to send); how long after the
 second replica executed a version an agent applied it (an agent needs f+1 = 2 identical
 streams), and that lag per stretch of the run (``--every`` seconds), beside the versions
 executed in the stretch: a lag that follows the offered load is a machine that is short of
@@ -23,15 +25,84 @@ from pathlib import Path
 import numpy as np
 
 
-def load(out: Path, episode: int) -> tuple[dict[int, dict[int, float]], dict[str, list]]:
-    """({version: {replica: wall time executed}}, {site: its trace events})."""
+def load(out: Path, episode: int) -> tuple[dict[int, dict[int, float]], dict[str, list],
+                                         dict[int, tuple[int, int]]]:
+    """({version: {replica: wall time executed}}, {site: its trace events},
+    {version: (its round, allocations it made)})."""
     executed: dict[int, dict[int, float]] = defaultdict(dict)
+    state: dict[int, tuple[int, int]] = {}
     for f in sorted((out / "coordinator" / "data").glob("replica-*.trace.json")):
         i = int(f.name.split("-")[1].split(".")[0])
-        for version, t, *_ in json.loads(f.read_text()):
+        for version, t, *rest in json.loads(f.read_text()):
             executed[version].setdefault(i, t)
+            if len(rest) >= 2:
+                state.setdefault(version, (int(rest[0]), int(rest[1])))
     agents = json.loads((out / f"traces-{episode}.json").read_text())
-    return executed, agents
+    return executed, agents, state
+
+
+def second(times: dict[int, float]) -> float:
+    """When the second replica executed a version: an agent needs f+1 = 2 matching streams."""
+    ts = sorted(times.values())
+    return ts[1] if len(ts) > 1 else ts[0]
+
+
+STEPS = ("to act", "think", "think (CPU)", "queue", "order", "close")
+"""a round's steps for one site: from the version the site acted on (executed at the second
+replica) to its act (delivery on the watch streams, waking), act to part signed (think; and
+the agent thread's CPU time in it, where the trace has it), part
+signed to sent (the previous part still in flight), sent to reply (PBFT ordering), and from
+the round's last send to the round's close executed (at the second replica)"""
+
+
+def round_steps(executed, agents, state) -> tuple[dict[str, list[float]], dict[str, list[float]],
+                                                   list[float]]:
+    """Each round that closed with allocations, step by step (``STEPS``): (every acting site's
+    steps, the steps of the site that sent last -- the one the round waited for --, round
+    spans from its first acted-on version to its close)."""
+    first_in: dict[int, int] = {}
+    for v in sorted(state):
+        first_in.setdefault(state[v][0], v)   # the first version in round r closed r - 1
+    every: dict[str, list[float]] = defaultdict(list)
+    last: dict[str, list[float]] = defaultdict(list)
+    spans: list[float] = []
+    for r in sorted(first_in):
+        vc = first_in.get(r + 1)
+        if vc is None or state[vc][1] == 0 or vc not in executed:
+            continue
+        t_close = second(executed[vc])
+        sites = []
+        for evs in agents.values():
+            acts = [e[1] for e in evs if e[0] == "act" and e[2] == r]
+            sends = [(e[1], k) for k, e in enumerate(evs) if e[0] == "send" and e[2] == r]
+            if not acts or not sends:
+                continue
+            t_send, k = sends[0]
+            signed = [e for e in evs[:k] if e[0] == "submit" and e[2] == r]
+            submit = signed[-1][1] if signed else t_send
+            if signed and len(signed[-1]) > 3:
+                every["think (CPU)"].append(signed[-1][3])
+            act = max((t for t in acts if t <= submit), default=acts[0])
+            seen = [e[3] for e in evs if e[0] == "update" and len(e) > 3 and e[1] <= act
+                    and e[3] in executed]
+            reply = next((e[1] for e in evs[k:] if e[0] == "reply" and e[2] == r), None)
+            if not seen or reply is None:
+                continue
+            t_seen = second(executed[max(seen)])
+            sites.append({"to act": act - t_seen, "think": submit - act,
+                          "queue": t_send - submit, "order": reply - t_send,
+                          "send": t_send, "seen": t_seen})
+        if not sites:
+            continue
+        final = max(sites, key=lambda s: s["send"])
+        final["close"] = t_close - final["send"]
+        for s in sites:
+            for step in ("to act", "think", "queue", "order"):
+                every[step].append(s[step])
+        for step in ("to act", "think", "queue", "order", "close"):
+            last[step].append(final[step])
+        spans.append(t_close - min(s["seen"] for s in sites))
+    return every, last, spans
 
 
 def pct(xs, qs=(50, 90, 99)) -> str:
@@ -48,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=float, default=10.0, help="seconds per stretch")
     a = p.parse_args(argv)
     try:
-        executed, agents = load(a.out, a.episode)
+        executed, agents, state = load(a.out, a.episode)
     except (OSError, ValueError) as e:
         print(f"bench.replay_trace: {e}; expected the output folder of an AGORA_TRACE=1 run",
               file=sys.stderr)
@@ -62,6 +133,12 @@ def main(argv=None) -> int:
     print("replica execution behind the fastest replica:")
     for i in sorted(behind):
         print(f"  replica {i}: {pct(behind[i])}")
+    every, last, spans = round_steps(executed, agents, state)
+    print(f"\n{len(spans)} rounds closed with allocations; round span (first acted-on version "
+          f"to close): {pct(spans)}")
+    print("\n| step | every acting site | the site that sent last |\n|---|---|---|")
+    for step in STEPS:
+        print(f"| {step} | {pct(every.get(step, []))} | {pct(last.get(step, []))} |")
     lag, by_stretch = [], defaultdict(list)
     t0 = min(min(ts.values()) for ts in executed.values())
     for events in agents.values():
@@ -75,7 +152,7 @@ def main(argv=None) -> int:
     per = defaultdict(int)
     for ts in executed.values():
         per[int((min(ts.values()) - t0) // a.every)] += 1
-    print(f"\n| from s | versions executed | agent lag p50 ms | agent lag max ms |\n|---|---|---|---|")
+    print("\n| from s | versions executed | agent lag p50 ms | agent lag max ms |\n|---|---|---|---|")
     for k in sorted(set(per) | set(by_stretch)):
         xs = np.asarray(by_stretch.get(k, [np.nan])) * 1000.0
         print(f"| {k * a.every:.0f} | {per.get(k, 0)} | {np.nanmedian(xs):.0f} | "

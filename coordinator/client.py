@@ -51,11 +51,12 @@ from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.auth import ClientAuth
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.queries import job_status_query, ledger_query, schedule_query
 from agora.coordinator.read_auth import sign_read
 from agora.coordinator.request_stream import RequestStream, RequestStreams, StreamError
 from agora.coordinator.round_keeper import sign_heartbeat
 from agora.coordinator.transport import channel_options, client_channel_credentials, open_channel
-from agora.coordinator.watch_merge import WatchMerger
+from agora.coordinator.watch_merge import merged_watch
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
@@ -405,80 +406,7 @@ class CoordinatorClient:
         lying), it listens to every replica from then on. A stream that ends reconnects
         from the last version released."""
         self.open()
-        queue: asyncio.Queue = asyncio.Queue()
-        n = len(self._channels)
-        merger = WatchMerger(n, self.f, since_version, patience_s)
+        async for u in merged_watch(self._channels, self.f, self._preferred, self.read_auth,
+                                    since_version, hedge_s=hedge_s, patience_s=patience_s):
+            yield u
 
-        async def pump(i: int) -> None:
-            method = self._channels[i].unary_stream("/agora.v1.Coordinator/WatchSchedule",
-                                                    request_serializer=None,
-                                                    response_deserializer=None)
-            while True:
-                since = max(since_version, merger.last[0])
-                await queue.put((i, None))
-                try:
-                    async for data in method(pb.WatchRequest(
-                            since_version=since, auth=self.read_auth("WatchSchedule", since))
-                            .SerializeToString()):
-                        await queue.put((i, data))
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.5)
-
-        order = self._preferred + [i for i in range(n) if i not in self._preferred]
-        tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:self.f + 1]}
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                timeout, waiting = None, merger.head_waiting_since()
-                if waiting is not None:
-                    wait = hedge_s if len(tasks) < n else patience_s
-                    timeout = waiting + wait - loop.time() + 0.001
-                    if timeout <= 0 and len(tasks) == n:
-                        timeout = None         # past patience: wait for news
-                    timeout = None if timeout is None else max(0.0, timeout)
-                try:
-                    i, data = await asyncio.wait_for(queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    for j in order:            # f+1 streams did not agree in time: all n
-                        if j not in tasks:
-                            tasks[j] = asyncio.ensure_future(pump(j))
-                    released = merger.release(loop.time())
-                else:
-                    if data is None:
-                        merger.opened(i)
-                        continue
-                    released = merger.receive(i, data, loop.time())
-                for data in released:
-                    yield pb.ScheduleUpdate.FromString(data)
-        finally:
-            for t in tasks.values():
-                t.cancel()
-
-
-def schedule_query(**by) -> pb.Query:
-    """The query ``CoordinatorClient.schedule(**by)`` sends (offline reads answer the same)."""
-    if "task" in by and isinstance(by["task"], tuple):
-        by["task"] = pb.TaskRef(job_id=by["task"][0], task_id=by["task"][1])
-    return pb.Query(schedule=pb.ScheduleQuery(**(by or {"all": True})))
-
-
-def job_status_query(job_id: str) -> pb.Query:
-    return pb.Query(job_status=pb.JobStatusQuery(job_id=job_id))
-
-
-def ledger_query() -> pb.Query:
-    return pb.Query(ledger=pb.LedgerQuery())
-
-
-def agreed_status(statuses: list[pb.ReplicaStatus | str], f: int) -> dict[str, int]:
-    """Fields of ReplicaStatus that f+1 replicas report identically (view, primary, ...)."""
-    out = {}
-    good = [s for s in statuses if isinstance(s, pb.ReplicaStatus)]
-    for name in ("view", "primary", "last_executed", "last_committed", "stable_checkpoint",
-                 "round", "allocations"):
-        value, k = Counter(getattr(s, name) for s in good).most_common(1)[0] if good \
-            else (None, 0)
-        if k >= f + 1:
-            out[name] = value
-    return out

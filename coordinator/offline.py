@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agora.agents.domain import Cluster
-from agora.coordinator.client import job_status_query, ledger_query, schedule_query
+from agora.coordinator.queries import job_status_query, ledger_query, schedule_query
 from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.recovery import rebuild_app, replay_plan
 from agora.coordinator.pbft.storage import SqliteStorage, StoredState

@@ -19,7 +19,11 @@ are silent or restarted replicas skip a version.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+from typing import AsyncIterator
+
+import grpc
 
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -93,3 +97,60 @@ class WatchMerger:
             return False
         return any(k > key and max(len(w) for w in v.values()) >= self.need
                    for k, v in self.pending.items())
+
+
+async def merged_watch(channels, f: int, preferred: list[int], read_auth,
+                       since_version: int = 0, *, hedge_s: float = 0.25,
+                       patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
+    """``CoordinatorClient.watch`` over ``channels`` (one per replica): f+1 streams first
+    (``preferred`` first), all n once an update waited ``hedge_s`` unconfirmed, merged by a
+    ``WatchMerger``; ``read_auth(method, since)`` signs each stream's request."""
+    queue: asyncio.Queue = asyncio.Queue()
+    n = len(channels)
+    merger = WatchMerger(n, f, since_version, patience_s)
+
+    async def pump(i: int) -> None:
+        method = channels[i].unary_stream("/agora.v1.Coordinator/WatchSchedule",
+                                          request_serializer=None,
+                                          response_deserializer=None)
+        while True:
+            since = max(since_version, merger.last[0])
+            await queue.put((i, None))
+            try:
+                async for data in method(pb.WatchRequest(
+                        since_version=since, auth=read_auth("WatchSchedule", since))
+                        .SerializeToString()):
+                    await queue.put((i, data))
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.5)
+
+    order = preferred + [i for i in range(n) if i not in preferred]
+    tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:f + 1]}
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            timeout, waiting = None, merger.head_waiting_since()
+            if waiting is not None:
+                wait = hedge_s if len(tasks) < n else patience_s
+                timeout = waiting + wait - loop.time() + 0.001
+                if timeout <= 0 and len(tasks) == n:
+                    timeout = None         # past patience: wait for news
+                timeout = None if timeout is None else max(0.0, timeout)
+            try:
+                i, data = await asyncio.wait_for(queue.get(), timeout)
+            except asyncio.TimeoutError:
+                for j in order:            # f+1 streams did not agree in time: all n
+                    if j not in tasks:
+                        tasks[j] = asyncio.ensure_future(pump(j))
+                released = merger.release(loop.time())
+            else:
+                if data is None:
+                    merger.opened(i)
+                    continue
+                released = merger.receive(i, data, loop.time())
+            for data in released:
+                yield pb.ScheduleUpdate.FromString(data)
+    finally:
+        for t in tasks.values():
+            t.cancel()

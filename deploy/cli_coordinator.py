@@ -228,7 +228,7 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from agora.coordinator.client import agreed_status
+    from agora.coordinator.queries import agreed_status
     from agora.protos.plain import plain
 
     cfg, client = _client(a)

@@ -97,7 +97,7 @@ def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None) 
 
 
 async def _version(client) -> int:
-    from agora.coordinator.client import agreed_status
+    from agora.coordinator.queries import agreed_status
 
     st = agreed_status(await client.status(), client.f)
     return int(st.get("last_executed", 0))
@@ -128,7 +128,7 @@ def system_figures(system, episode: dict) -> dict:
     view changes, restarts, memory per agent."""
     import ray
 
-    from agora.coordinator.client import agreed_status
+    from agora.coordinator.queries import agreed_status
 
     st = system.loop.run(system.operator.status(), timeout=30)
     good = [s for s in st if not isinstance(s, str)]

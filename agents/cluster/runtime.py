@@ -153,6 +153,7 @@ class AgentRuntime:
             return
         if self.trace is not None:
             self.trace.append(("act", time.time(), info.round))
+        cpu0 = time.thread_time()
         redecision = codes_moved and not (owed or reports)
         # new peer codes alone: nothing this site sees has changed since its last step (the
         # same committed version, no report: its executor's state moves only with those), so
@@ -182,7 +183,8 @@ class AgentRuntime:
         self.counts["messages"] += 1
         self.counts["ends"] += len(part.ends)
         if self.trace is not None:
-            self.trace.append(("submit", time.time(), info.round))
+            # the step's own CPU time beside its wall time: what of "think" is waiting for a core
+            self.trace.append(("submit", time.time(), info.round, time.thread_time() - cpu0))
         if d.obs.active:
             self._decided_codes = d.codes.tobytes()
             self._decided_offers = d.offers
