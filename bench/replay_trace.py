@@ -80,8 +80,7 @@ def round_steps(executed, agents, state) -> tuple[dict[str, list[float]], dict[s
             t_send, k = sends[0]
             signed = [e for e in evs[:k] if e[0] == "submit" and e[2] == r]
             submit = signed[-1][1] if signed else t_send
-            if signed and len(signed[-1]) > 3:
-                every["think (CPU)"].append(signed[-1][3])
+            cpu = signed[-1][3] if signed and len(signed[-1]) > 3 else None
             act = max((t for t in acts if t <= submit), default=acts[0])
             seen = [e[3] for e in evs if e[0] == "update" and len(e) > 3 and e[1] <= act
                     and e[3] in executed]
@@ -91,16 +90,18 @@ def round_steps(executed, agents, state) -> tuple[dict[str, list[float]], dict[s
             t_seen = second(executed[max(seen)])
             sites.append({"to act": act - t_seen, "think": submit - act,
                           "queue": t_send - submit, "order": reply - t_send,
-                          "send": t_send, "seen": t_seen})
+                          "think (CPU)": cpu, "send": t_send, "seen": t_seen})
         if not sites:
             continue
         final = max(sites, key=lambda s: s["send"])
         final["close"] = t_close - final["send"]
         for s in sites:
-            for step in ("to act", "think", "queue", "order"):
-                every[step].append(s[step])
-        for step in ("to act", "think", "queue", "order", "close"):
-            last[step].append(final[step])
+            for step in STEPS[:-1]:
+                if s[step] is not None:
+                    every[step].append(s[step])
+        for step in STEPS:
+            if final[step] is not None:
+                last[step].append(final[step])
         spans.append(t_close - min(s["seen"] for s in sites))
     return every, last, spans
 

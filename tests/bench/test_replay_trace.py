@@ -54,8 +54,9 @@ def test_a_round_is_split_into_its_steps_and_the_last_sender_is_the_critical_one
     ms = {k: [round(x * 1000) for x in v] for k, v in every.items()}
     assert ms["to act"] == [50, 100] and ms["think"] == [20, 200]
     assert ms["think (CPU)"] == [5, 2] and ms["queue"] == [0, 40] and ms["order"] == [150, 100]
-    assert [round(last[k][0] * 1000) for k in ("to act", "think", "queue", "order", "close")] \
-        == [100, 200, 40, 100, 160]
+    assert [round(last[k][0] * 1000) for k in ("to act", "think", "think (CPU)", "queue",
+                                                 "order", "close")] \
+        == [100, 200, 2, 40, 100, 160]
     assert [round(x * 1000) for x in spans] == [500]
 
 
