@@ -17,6 +17,7 @@ CPU, not a round waiting for one late site.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 from collections import defaultdict
@@ -66,28 +67,29 @@ def round_steps(executed, agents, state) -> tuple[dict[str, list[float]], dict[s
     every: dict[str, list[float]] = defaultdict(list)
     last: dict[str, list[float]] = defaultdict(list)
     spans: list[float] = []
+    indexed = [_index(evs, executed) for evs in agents.values()]
     for r in sorted(first_in):
         vc = first_in.get(r + 1)
         if vc is None or state[vc][1] == 0 or vc not in executed:
             continue
         t_close = second(executed[vc])
         sites = []
-        for evs in agents.values():
-            acts = [e[1] for e in evs if e[0] == "act" and e[2] == r]
-            sends = [(e[1], k) for k, e in enumerate(evs) if e[0] == "send" and e[2] == r]
+        for by_round, up_t, up_max in indexed:
+            evs = by_round.get(r, [])
+            acts = [e[1] for _, e in evs if e[0] == "act"]
+            sends = [(e[1], k) for k, e in evs if e[0] == "send"]
             if not acts or not sends:
                 continue
             t_send, k = sends[0]
-            signed = [e for e in evs[:k] if e[0] == "submit" and e[2] == r]
+            signed = [e for j, e in evs if e[0] == "submit" and j < k]
             submit = signed[-1][1] if signed else t_send
             cpu = signed[-1][3] if signed and len(signed[-1]) > 3 else None
             act = max((t for t in acts if t <= submit), default=acts[0])
-            seen = [e[3] for e in evs if e[0] == "update" and len(e) > 3 and e[1] <= act
-                    and e[3] in executed]
-            reply = next((e[1] for e in evs[k:] if e[0] == "reply" and e[2] == r), None)
-            if not seen or reply is None:
+            n_seen = bisect.bisect_right(up_t, act)     # updates applied by the act
+            reply = next((e[1] for j, e in evs if e[0] == "reply" and j >= k), None)
+            if not n_seen or reply is None:
                 continue
-            t_seen = second(executed[max(seen)])
+            t_seen = second(executed[up_max[n_seen - 1]])
             sites.append({"to act": act - t_seen, "think": submit - act,
                           "queue": t_send - submit, "order": reply - t_send,
                           "think (CPU)": cpu, "send": t_send, "seen": t_seen})
@@ -104,6 +106,23 @@ def round_steps(executed, agents, state) -> tuple[dict[str, list[float]], dict[s
                 last[step].append(final[step])
         spans.append(t_close - min(s["seen"] for s in sites))
     return every, last, spans
+
+
+def _index(evs: list, executed) -> tuple[dict[int, list], list[float], list[int]]:
+    """One agent's trace, read once: ({round: [(position, event)] of its act, submit, send and
+    reply events}, the times of its updates of executed versions, and the highest such version
+    applied by each of them). The trace is appended in time order, so the updates applied by
+    a time are a prefix."""
+    by_round: dict[int, list] = defaultdict(list)
+    up_t: list[float] = []
+    up_max: list[int] = []
+    for k, e in enumerate(evs):
+        if e[0] in ("act", "submit", "send", "reply"):
+            by_round[e[2]].append((k, e))
+        elif e[0] == "update" and len(e) > 3 and e[3] in executed:
+            up_t.append(e[1])
+            up_max.append(max(e[3], up_max[-1]) if up_max else e[3])
+    return by_round, up_t, up_max
 
 
 def pct(xs, qs=(50, 90, 99)) -> str:
@@ -146,9 +165,9 @@ def main(argv=None) -> int:
         for e in events:
             if e[0] != "update" or len(e) < 4 or len(executed.get(e[3], {})) < 2:
                 continue
-            second = sorted(executed[e[3]].values())[1]
-            lag.append(e[1] - second)
-            by_stretch[int((second - t0) // a.every)].append(e[1] - second)
+            t2 = second(executed[e[3]])
+            lag.append(e[1] - t2)
+            by_stretch[int((t2 - t0) // a.every)].append(e[1] - t2)
     print(f"\nagent applied an update after the second replica executed it: {pct(lag)}")
     per = defaultdict(int)
     for ts in executed.values():

@@ -153,7 +153,7 @@ class AgentRuntime:
             return
         if self.trace is not None:
             self.trace.append(("act", time.time(), info.round))
-        cpu0 = time.thread_time()
+            cpu0 = time.thread_time()
         redecision = codes_moved and not (owed or reports)
         # new peer codes alone: nothing this site sees has changed since its last step (the
         # same committed version, no report: its executor's state moves only with those), so
