@@ -139,11 +139,16 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=float, default=10.0, help="seconds per stretch")
     a = p.parse_args(argv)
     try:
-        executed, agents, state = load(a.out, a.episode)
-    except (OSError, ValueError) as e:
-        print(f"bench.replay_trace: {e}; expected the output folder of an AGORA_TRACE=1 run",
-              file=sys.stderr)
+        report(a, *load(a.out, a.episode))
+    except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+        # a missing folder, or traces of another shape than AGORA_TRACE=1 writes
+        print(f"bench.replay_trace: {type(e).__name__}: {e}; expected the output folder of an "
+              f"AGORA_TRACE=1 run", file=sys.stderr)
         return 2
+    return 0
+
+
+def report(a, executed, agents, state) -> None:
     behind: dict[int, list[float]] = defaultdict(list)
     for times in executed.values():
         first = min(times.values())
@@ -177,7 +182,6 @@ def main(argv=None) -> int:
         xs = np.asarray(by_stretch.get(k, [np.nan])) * 1000.0
         print(f"| {k * a.every:.0f} | {per.get(k, 0)} | {np.nanmedian(xs):.0f} | "
               f"{np.nanmax(xs):.0f} |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -70,3 +70,14 @@ def test_a_round_closed_without_allocations_is_not_counted(tmp_path):
         ["update", 10.1, 0, 1], ["act", 10.2, 0], ["submit", 10.3, 0, 0.001],
         ["send", 10.3, 0], ["reply", 10.4, 0]]}))
     assert round_steps(*load(tmp_path, 0))[2] == []
+
+
+def test_a_trace_of_another_shape_is_one_line_and_exit_2(tmp_path, capsys):
+    data = tmp_path / "coordinator" / "data"
+    data.mkdir(parents=True)
+    (data / "replica-0.trace.json").write_text(json.dumps([[1, 10.0, 0, 1]]))
+    # an agent event without its round
+    (tmp_path / "traces-0.json").write_text(json.dumps({"east": [["act", 10.2]]}))
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "IndexError" in err and "AGORA_TRACE=1" in err and "Traceback" not in err
