@@ -268,14 +268,16 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     free = site_free(capacity, site)
     left_cpu, left_mem, left_gpu = free
     seen: set[int] = set()
-    tasks, static = ledger.tasks, capacity.static_sites
+    tasks, statics = ledger.tasks, capacity.static_by_shape
+    new = tuple.__new__                        # a Bid without its __new__'s call
     for i, o in enumerate(offers):
         ts = tasks.get((o.job_id, o.task_id))
-        n = o.instances
+        n, price = o.instances, o.price
         # the common case in a few comparisons; anything else gets its reason below
-        if (ts is None or not ts.open or type(n) is not int or not 1 <= n <= ts.open
-                or type(o.price) is not int or not 0 <= o.price <= PRICE_MAX
-                or ts.rank in seen or not static(ts.demand)[site]):
+        if (ts is None or type(n) is not int or not 0 < n <= ts.open
+                or type(price) is not int or not 0 <= price <= PRICE_MAX
+                or ts.rank in seen
+                or not (statics.get(ts.shape) or capacity.static_sites(ts.demand))[site]):
             why = _offer_problem(ts, o, site_name, seen, capacity, site)
             if why is not None:
                 refused.append(Refused(i, *why))
@@ -295,7 +297,7 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
         left_mem -= mem
         left_gpu -= gpu
         seen.add(ts.rank)
-        bids.append(Bid(site, ts, n, o.price))
+        bids.append(new(Bid, (site, ts, n, price)))
     return bids, refused
 
 

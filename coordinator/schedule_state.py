@@ -66,8 +66,8 @@ from agora.agents.market import site_preference
 from agora.agents.sim.capacity import Capacity
 from agora.agents.ledger_codec import job_record_bytes
 from agora.coordinator.parsed_jobs import JOBS
-from agora.coordinator.schedule_codec import (HistoryBytes, check_known, query_answer, restore_into,
-                                              snapshot_bytes)
+from agora.coordinator.schedule_codec import (HistoryBytes, decode_known, query_answer,
+                                              restore_into, snapshot_bytes)
 from agora.coordinator.schedule_records import AllocationRow, ChangeRow, SiteInfo, SitePart
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
                                         MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
@@ -180,8 +180,7 @@ class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
         self._update = pb.ScheduleUpdate(version=seq)
         before = (self.round, self.armed, self.armed_version)
         try:
-            cmd = decode(pb.Command, op, "command")
-            check_known(cmd, "command")
+            cmd = decode_known(pb.Command, op, "command")
             kind = cmd.WhichOneof("kind")
             if kind is None:
                 raise ProtoError("command", "no command set", "one of submit_jobs, "
@@ -214,8 +213,7 @@ class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
         """Answer a read-only ``Command`` holding a ``Query``: a serialised ``QueryResult``.
         Changes nothing (not even the rejection counters)."""
         try:
-            cmd = decode(pb.Command, op, "command")
-            check_known(cmd, "command")
+            cmd = decode_known(pb.Command, op, "command")
             if cmd.WhichOneof("kind") != "query":
                 raise ProtoError("command.query", "not set", "a Command holding a query")
         except ProtoError as e:

@@ -19,14 +19,14 @@ import grpc
 
 from agora.agents.market import PRICE_MAX
 from agora.coordinator.pbft.auth import usable_public_key
-from agora.coordinator.schedule_codec import check_known
+from agora.coordinator.schedule_codec import decode_known
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
                                          part_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from agora.coordinator.parsed_jobs import JOBS
-from agora.protos.convert import ProtoError, decode
+from agora.protos.convert import ProtoError
 
 AUDITOR_PREFIX = "auditor:"
 """Clients ``auditor:<name>`` read everything and may change nothing."""
@@ -67,10 +67,8 @@ def invalid(field: str, problem: str, expected: str) -> Refusal:
 def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.Command]:
     """The envelope, request and command of a ClientRequest's bytes for ``rpc``."""
     try:
-        env = decode(PbftEnvelope, data, "envelope")
-        check_known(env, "envelope")
-        msg = decode(PbftMessage, env.payload, "envelope.payload")
-        check_known(msg, "envelope.payload")
+        env = decode_known(PbftEnvelope, data, "envelope")
+        msg = decode_known(PbftMessage, env.payload, "envelope.payload")
     except ProtoError as e:
         raise invalid(e.field, e.problem, e.expected or "a valid message") from None
     if msg.WhichOneof("kind") != "request":
@@ -97,8 +95,7 @@ def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.
                       f"false: {rpc} changes the schedule and must be ordered")
     at = "envelope.payload.request.op"
     try:
-        cmd = decode(pb.Command, req.op, at)
-        check_known(cmd, at)
+        cmd = decode_known(pb.Command, req.op, at)
     except ProtoError as e:
         raise invalid(e.field, e.problem, e.expected or "a Command") from None
     kind = cmd.WhichOneof("kind")
@@ -140,13 +137,9 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise invalid(f"{at}.seen_version", f"{m.seen_version}", "a version >= 0")
         if m.bids and not m.bidding:
             raise invalid(f"{at}.bidding", "false with bids", "true when bids are sent")
-        for i, b in enumerate(m.bids):
-            _ids(b, f"{at}.bids[{i}]")
-            if b.instances < 1:
-                raise invalid(f"{at}.bids[{i}].instances", f"{b.instances}", "an integer >= 1")
-            if not 0 <= b.price <= PRICE_MAX:
-                raise invalid(f"{at}.bids[{i}].price", f"{b.price}",
-                              f"an integer in [0, {PRICE_MAX}]")
+        for i, b in enumerate(m.bids):    # field names are formatted only for a refusal
+            if not (b.job_id and b.task_id and b.instances >= 1 and 0 <= b.price <= PRICE_MAX):
+                _bid_problem(b, f"{at}.bids[{i}]")
         for i, e in enumerate(m.ends):
             _ids(e, f"{at}.ends[{i}]")
             if e.instance < 0:
@@ -210,6 +203,13 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                 and m.schedule.since_version < 0:
             raise invalid(f"{at}.schedule.since_version", f"{m.schedule.since_version}",
                           "a version >= 0")
+
+
+def _bid_problem(b: pb.Bid, at: str) -> None:
+    _ids(b, at)
+    if b.instances < 1:
+        raise invalid(f"{at}.instances", f"{b.instances}", "an integer >= 1")
+    raise invalid(f"{at}.price", f"{b.price}", f"an integer in [0, {PRICE_MAX}]")
 
 
 def _ids(m, at: str) -> None:

@@ -69,7 +69,8 @@ class Capacity:
         self._inv_mem = 1.0 / np.maximum(self.cap_mem, 1)
         self._inv_gpu = 1.0 / np.maximum(self.cap_gpu, 1)
         self._model_masks: dict[frozenset[str], np.ndarray] = {}
-        self._static_sites: dict[tuple, tuple[bool, ...]] = {}
+        self.static_by_shape: dict[tuple, tuple[bool, ...]] = {}
+        """``static_sites`` by demand shape (``Demand.key``), filled as demands are seen"""
 
     # ---- queries -------------------------------------------------------------------------
     def model_mask(self, models: frozenset[str]) -> np.ndarray:
@@ -92,9 +93,9 @@ class Capacity:
     def static_sites(self, d: Demand) -> tuple[bool, ...]:
         """Per site: could some node of the site hold ``d`` when empty? Cached by demand
         shape (capacities never change); a tuple, cheap to index once per bid."""
-        m = self._static_sites.get(d.key)
+        m = self.static_by_shape.get(d.key)
         if m is None:
-            m = self._static_sites[d.key] = tuple(
+            m = self.static_by_shape[d.key] = tuple(
                 bool(x) for x in self.sites_of(self.static_mask(d)))
         return m
 
