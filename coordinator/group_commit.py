@@ -5,8 +5,11 @@ Used by the replica host in ``coordinator/server.py``."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 HEAVY_BYTES = 64 * 1024
 """A group writing more than this many bytes of data commits on the writer thread even under
@@ -56,6 +59,8 @@ class GroupCommit:
         self._closed = False
         self.commits = 0
         self.groups = 0
+        self.on_failure: Callable[[], None] | None = None
+        """called on the event loop once a commit failed (nothing is delivered after it)"""
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -114,6 +119,11 @@ class GroupCommit:
                 log.exception("storage commit failed; the replica sends nothing more")
                 with self._lock:
                     self._closed = True
+                if self.on_failure is not None:
+                    try:
+                        self._loop.call_soon_threadsafe(self.on_failure)
+                    except RuntimeError:    # the loop is closed
+                        pass
                 return
             self.commits += 1
             self.groups += len(groups)

@@ -37,6 +37,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
 from agora.agents.aio import cancel_and_wait
+from agora.coordinator.read_auth import WINDOW_MS
 from agora.coordinator.schedule_state import ScheduleState, site_of_client
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -107,6 +108,11 @@ class RoundKeeper:
                     f"admitted site")
         if len(hb.signature) != 64:
             return "signature: expected 64 bytes (Ed25519)"
+        now_us = time.time_ns() // 1000
+        if abs(hb.timestamp_us - now_us) > WINDOW_MS * 1000:
+            return (f"timestamp_us: {hb.timestamp_us} is {abs(hb.timestamp_us - now_us) // 1000} "
+                    f"ms from this replica's clock; expected the sender's current time in "
+                    f"microseconds, within {WINDOW_MS} ms (check the clock)")
         try:
             vk.verify(heartbeat_bytes(hb.client_id, hb.timestamp_us), hb.signature)
         except (BadSignatureError, ValueError):

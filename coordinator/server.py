@@ -63,6 +63,7 @@ from agora.coordinator.replica_metrics import ReplicaMetrics
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.service import WATCH_QUEUE, CoordinatorService, PeerService
+from agora.protos.undecodable import RefuseUndecodable
 from agora.coordinator.transport import (CHANNEL_OPTIONS, PeerLinks, channel_options,
                                          replica_channel_credentials, server_credentials)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -129,6 +130,11 @@ class ReplicaHost:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None
         self.closing = False
+        self.failed = asyncio.Event()
+        """set when the replica can go on no longer (its pump raised, or its storage failed
+        a commit): ``agora coordinator`` then stops the process with a non-zero exit, so
+        that it is seen and restarted (it recovers from its log) instead of serving health
+        checks while ordering nothing"""
         voter_id = f"replica:{index}"
         self.voter = (CoordinatorClient(config, keys.for_client(voter_id), voter_id)
                       if voter_id in keys.client_signing else None)
@@ -146,8 +152,17 @@ class ReplicaHost:
         self.storage.start(asyncio.get_running_loop())
         self.links.start()
         self._timer = asyncio.create_task(self._pump(), name=f"replica-{self.index}")
+        self._timer.add_done_callback(self._pump_ended)
+        self.storage.on_failure = self.failed.set
         if self.voter is not None:
             self.keeper.start()
+
+    def _pump_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self.closing:
+            return
+        log.critical("replica %d: its pump failed; the replica stops", self.index,
+                     exc_info=task.exception())
+        self.failed.set()
 
     async def _vote(self, kind: str, msg) -> None:
         method = {"close_round": "CloseRound", "site_lapsed": "SiteLapsed"}[kind]
@@ -336,7 +351,7 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
                            byzantine=behaviour)
     except sqlite3.DatabaseError as e:      # a page deeper in the file is damaged
         raise ValueError(_unreadable_log(config.database(index), e)) from None
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[RefuseUndecodable()])
     rpc.add_PeerServicer_to_server(PeerService(host), server)
     rpc.add_CoordinatorServicer_to_server(CoordinatorService(host), server)
     health_servicer = health.aio.HealthServicer()

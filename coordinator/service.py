@@ -24,7 +24,7 @@ from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_state import ScheduleState
-from agora.coordinator.validate import RPC_KINDS, Refusal, parse_request
+from agora.coordinator.validate import RPC_KINDS, Refusal, parse_command, parse_envelope
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -93,15 +93,18 @@ class CoordinatorService(rpc.CoordinatorServicer):
         self.host = host
 
     def _admit(self, envelope: bytes, rpc_name: str):
-        """The checks before ordering (size, ``validate.parse_request``, client key,
-        signature, rate, staleness): the request's envelope and PbftRequest, or Refusal."""
+        """The checks before ordering, cheapest and keyless first: size, the envelope
+        (``validate.parse_envelope``), client key, signature, rate, staleness, and only then
+        the command (``validate.parse_command``: a request's jobs are parsed for a client
+        whose signature verified, never for a sender without a key). Returns the request's
+        envelope and PbftRequest, or raises Refusal."""
         host = self.host
         if len(envelope) > host.config.max_request_bytes:
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
                           f"envelope: {len(envelope)} bytes; the limit is "
                           f"{host.config.max_request_bytes} (max_request_bytes); send "
                           f"fewer jobs or bids per request")
-        env, req, _cmd = parse_request(envelope, rpc_name)
+        env, req = parse_envelope(envelope, rpc_name)
         auth = host.replica.auth
         if req.client_id not in auth.client_verify:
             raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown_client",
@@ -123,6 +126,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"envelope.payload.request.timestamp: {req.timestamp} is older "
                           f"than the client's last executed request ({last[0]}); "
                           f"expected a larger timestamp")
+        parse_command(req, rpc_name)
         return env, req
 
     def _refused(self, r: Refusal, rpc_name: str) -> None:

@@ -19,6 +19,7 @@ import grpc
 
 from agora.agents.market import PRICE_MAX
 from agora.coordinator.pbft.auth import usable_public_key
+from agora.coordinator.pbft.messages import MAX_TIMESTAMP
 from agora.coordinator.schedule_codec import decode_known
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
@@ -65,7 +66,17 @@ def invalid(field: str, problem: str, expected: str) -> Refusal:
 
 
 def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.Command]:
-    """The envelope, request and command of a ClientRequest's bytes for ``rpc``."""
+    """The envelope, request and command of a ClientRequest's bytes for ``rpc``, every
+    stateless check made (``parse_envelope`` then ``parse_command``; a replica checks the
+    client's key and signature between the two, see ``service.CoordinatorService._admit``)."""
+    env, req = parse_envelope(data, rpc)
+    return env, req, parse_command(req, rpc)
+
+
+def parse_envelope(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest]:
+    """The envelope and request of a ClientRequest's bytes for ``rpc``: what the client's
+    key and signature are checked on, before anything of its command is decoded (a sender
+    without a key must not make a replica parse thousands of jobs)."""
     try:
         env = decode_known(PbftEnvelope, data, "envelope")
         msg = decode_known(PbftMessage, env.payload, "envelope.payload")
@@ -79,12 +90,19 @@ def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.
     req = msg.request
     if not req.client_id:
         raise invalid("envelope.payload.request.client_id", "empty", "the client's id")
-    if req.timestamp < 1:
-        raise invalid("envelope.payload.request.timestamp", f"{req.timestamp}", "an integer >= 1")
+    if not 1 <= req.timestamp <= MAX_TIMESTAMP:
+        raise invalid("envelope.payload.request.timestamp", f"{req.timestamp}",
+                      f"an integer in [1, {MAX_TIMESTAMP}] (2^63-1), larger than the client's "
+                      f"last request's")
     if len(req.signature) != 64:
         raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated",
                       f"envelope.payload.request.signature: {len(req.signature)} bytes; "
                       f"expected a 64-byte Ed25519 signature by the client's key")
+    return env, req
+
+
+def parse_command(req: PbftRequest, rpc: str) -> pb.Command:
+    """The command of an (authenticated) request for ``rpc``, its stateless checks made."""
     want = RPC_KINDS[rpc]
     if req.client_id.startswith(AUDITOR_PREFIX) and want != "query":
         raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "auditor_write",
@@ -103,7 +121,7 @@ def parse_request(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest, pb.
         raise invalid(f"{at}.{want}", f"the op holds {kind or 'no command'}",
                       f"a Command holding {want} for {rpc}")
     check_command(cmd, req.client_id, f"{at}.{kind}")
-    return env, req, cmd
+    return cmd
 
 
 def check_command(cmd: pb.Command, client_id: str, at: str) -> None:

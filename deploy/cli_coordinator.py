@@ -140,7 +140,7 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
     cfg = load_config(a.config)
     print(f"coordinator config: {json.dumps(cfg.to_dict())}", file=sys.stderr)
 
-    async def main() -> None:
+    async def main() -> int:
         server = await serve(cfg, a.replica, byzantine=a.byzantine)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -148,8 +148,17 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(f"replica {a.replica} serving on {cfg.replicas[a.replica]}", file=sys.stderr,
               flush=True)
-        await stop.wait()
+        ends = [asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(server.host.failed.wait())]
+        await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        for e in ends:
+            e.cancel()
         await server.stop()
+        if server.host.failed.is_set():
+            print(f"replica {a.replica} stopped: it could not go on (the log above says why); "
+                  f"start it again: it recovers from its log", file=sys.stderr, flush=True)
+            return 1
+        return 0
 
     profile = os.environ.get("AGORA_PROFILE_DIR")
     if profile:  # where a replica's time goes (bench/coordinator_throughput.py --profile)
@@ -157,12 +166,10 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
         import time
         prof = cProfile.Profile(time.process_time)      # CPU time, not time waited
         try:
-            prof.runcall(asyncio.run, main())
+            return prof.runcall(asyncio.run, main())
         finally:
             prof.dump_stats(str(Path(profile) / f"replica-{a.replica}.prof"))
-    else:
-        asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def cmd_schedule_get(a: argparse.Namespace) -> int:

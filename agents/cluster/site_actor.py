@@ -38,6 +38,7 @@ from agora.agents.domain import Cluster
 from agora.agents.step.codes import code_bytes
 from agora.agents.step.policy import NumpyPolicy
 from agora.protos.agora.v1 import agent_pb2_grpc
+from agora.protos.undecodable import RefuseUndecodable
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class SiteAgentActor:
             code_bytes=code_bytes(self.policy.code_dim, self.policy.bits),
             resolve=self._resolve, epoch=self.epoch, credentials=channel_creds,
             on_code=lambda sender, rnd: self.runtime and self.runtime.wake())
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(interceptors=[RefuseUndecodable()])
         agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.exchange.service, self.server)
         host = spec.host or ray.util.get_node_ip_address()
         port = (self.server.add_secure_port(f"{host}:0", server_creds) if server_creds

@@ -41,7 +41,8 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
 from agora.coordinator.pbft.keys import KeySet
-from agora.coordinator.pbft.messages import request_digest, request_signing_bytes
+from agora.coordinator.pbft.messages import (MAX_TIMESTAMP, request_digest,
+                                             request_signing_bytes)
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 
 SIGN_DOMAIN = b"agora.pbft.v1\0"
@@ -152,7 +153,7 @@ class RequestAuth:
         lets through a request of a client whose key the log has given or revoked (an
         admission or removal may be ahead of this replica's execution; execution judges
         it, see ``executable``)."""
-        if req.timestamp < 1:
+        if not 1 <= req.timestamp <= MAX_TIMESTAMP:
             return False
         keys = self.client_verify
         vk = keys.get(req.client_id)

@@ -52,6 +52,12 @@ class Completed:
 Action = Send | Broadcast | Reply | Completed
 
 
+MAX_TIMESTAMP = 2**63 - 1
+"""The largest request timestamp a replica accepts: the protocol's field is a uint64, the
+replicas' durable log (SQLite INTEGER) holds signed 64-bit integers. A request past it is
+refused before ordering and refused in a pre-prepare (so a faulty primary cannot order it)."""
+
+
 def request_signing_bytes(client_id: str, timestamp: int, op: bytes, read_only: bool) -> bytes:
     """The bytes a client signs: canonical, independent of protobuf encoding."""
     cid = client_id.encode()

@@ -89,3 +89,31 @@ def test_codes_travel_over_streams_and_a_restarted_peer_is_found_again():
             await srv.stop(grace=None)
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_bytes_that_are_no_code_are_refused_naming_the_type():
+    """An agent's server (built as SiteAgent builds it, with RefuseUndecodable): a stream
+    message that is not a SiteCode ends the stream with INVALID_ARGUMENT naming the type,
+    not UNKNOWN and a traceback in the agent's log; a well-formed code still counts."""
+    from agora.protos.undecodable import RefuseUndecodable
+
+    async def main():
+        svc = PeerService("east", SITES, CodeBook(3, 8), 8)
+        srv = grpc.aio.server(interceptors=[RefuseUndecodable()])
+        rpc.add_PeerExchangeServicer_to_server(svc, srv)
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                send = ch.stream_unary("/agora.v1.PeerExchange/Send")
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await send(iter([b"\xff\xff\xff\xff\x0f"]), timeout=10)
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "cannot be parsed as agora.v1.SiteCode" in e.value.details()
+                ok = pb.SiteCode(site="west", round=1, code=bytes(8)).SerializeToString()
+                await send(iter([ok]), timeout=10)
+            assert svc.received == 1
+        finally:
+            await srv.stop(None)
+    asyncio.run(main())

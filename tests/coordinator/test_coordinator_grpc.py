@@ -23,6 +23,8 @@ from agora.coordinator.request_stream import RequestStreams
 from agora.deploy.local_group import LocalGroup
 from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.validate import RPC_KINDS
+from agora.coordinator.round_keeper import sign_heartbeat
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -183,6 +185,88 @@ def test_a_site_cannot_vote_and_forged_heartbeats_are_refused(group):
             forged = generate_keys(4, CLIENTS, seed=b"another group")
             async with group.client("site:east", keys=forged) as bad:
                 assert await bad.heartbeat() == 0
+    run(go())
+
+
+def test_a_timestamp_past_the_logs_integers_is_refused_and_the_group_goes_on(group):
+    """One signed request with timestamp 2^63 once stopped every replica for good (SQLite's
+    integers are signed 64-bit): it is refused before ordering, naming the field."""
+    async def go():
+        async with group.client("site:edge") as edge, group.client("operator") as op:
+            op_bytes = pb.Command(site_round=pb.SiteRound(site="edge", round=0))
+            for ts in (2**63, 2**64 - 1):
+                req = edge.auth.sign_request(ts, op_bytes.SerializeToString(), False)
+                env = PbftEnvelope(sender=-1, payload=PbftMessage(
+                    request=req).SerializeToString())
+                with pytest.raises(CoordinatorError) as e:
+                    await edge.send_raw("SubmitRound", pb.ClientRequest(
+                        envelope=env.SerializeToString()).SerializeToString(), ts)
+                assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                assert "envelope.payload.request.timestamp" in e.value.message
+            assert (await op.submit_jobs([job("after-huge-timestamp")])).accepted == 1
+    run(go())
+
+
+def test_a_sender_without_a_key_is_refused_before_its_jobs_are_read(group):
+    """A keyless sender once made each replica parse every job of its request (9,000 jobs:
+    ~2 s of a replica's loop) before its key was looked up: its request is now refused on
+    its client id (its jobs, of another site's origin, would have been refused on that)."""
+    stranger = generate_keys(4, ["site:nobody"], seed=b"a stranger")
+
+    async def go():
+        async with group.client("site:nobody", keys=stranger) as c:
+            jobs = [job(f"stranger-{k}", origin="east") for k in range(50)]
+            with pytest.raises(CoordinatorError) as e:
+                await c.submit_jobs(jobs)
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "client_id: no key for client 'site:nobody'" in e.value.message, e.value
+    run(go())
+
+
+UNPARSEABLE = b"\xff\xff\xff\xff\x0f"        # field 0 / a truncated varint: no message
+
+
+@pytest.mark.parametrize("service,method,shape", [
+    *[("agora.v1.Coordinator", m, "unary") for m in (*RPC_KINDS, "Heartbeat", "GetStatus")],
+    ("agora.v1.Coordinator", "WatchSchedule", "unary_stream"),
+    ("agora.v1.Coordinator", "Requests", "stream_stream"),
+    ("agora.v1.Peer", "Stream", "stream_unary"),
+])
+def test_bytes_that_are_no_message_are_refused_naming_the_type_and_log_nothing(
+        group, service, method, shape):
+    """Once: UNKNOWN "Unexpected <class 'DecodeError'>" and a traceback in the replica's log
+    per call (coordinator/undecodable.py)."""
+    before = group.log(1).read_text().count("Traceback")
+    path = f"/{service}/{method}"
+    with group.channel(1) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            if shape == "unary":
+                ch.unary_unary(path)(UNPARSEABLE, timeout=10)
+            elif shape == "unary_stream":
+                list(ch.unary_stream(path)(UNPARSEABLE, timeout=10))
+            elif shape == "stream_stream":
+                list(ch.stream_stream(path)(iter([UNPARSEABLE]), timeout=10))
+            else:
+                ch.stream_unary(path)(iter([UNPARSEABLE]), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+    assert "request: cannot be parsed as agora.v1." in e.value.details(), e.value.details()
+    time.sleep(0.2)
+    assert group.log(1).read_text().count("Traceback") == before
+
+
+def test_a_heartbeat_far_from_the_replicas_clock_is_refused(group):
+    """A heartbeat stamped far in the future once locked its site's later heartbeats out
+    (each must be newer than the last): it is refused, and the site's next one counts."""
+    async def go():
+        async with group.client("site:west") as west:
+            far = sign_heartbeat(west.auth.signer, "site:west", 2**63 - 1)
+            west.open()
+            stub = west._stubs[0]
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.Heartbeat(far, timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "timestamp_us" in e.value.details()
+            assert await west.heartbeat() == 4
     run(go())
 
 

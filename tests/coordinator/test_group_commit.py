@@ -90,3 +90,24 @@ def test_wal_is_folded_by_its_own_thread_after_a_checkpoint_state_not_inside_com
     finally:
         st.close()
     assert st.wal._thread is None
+
+
+def test_a_commit_that_fails_delivers_nothing_and_tells_the_host(tmp_path):
+    """A disk that fails a commit (here: a write that raises on the writer thread, as FULL
+    commits run there) stops the replica's output, and the host hears of it (it then stops
+    the replica, which recovers from its log when started again)."""
+    gc = GroupCommit(SqliteStorage(tmp_path / "r.db", synchronous="FULL"))
+    failed, delivered = asyncio.Event(), []
+
+    def broken(stmts):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def go():
+        gc.start(asyncio.get_running_loop())
+        gc.on_failure = failed.set
+        gc.inner.write = broken
+        gc.save_committed(1, 0, b"d" * 32)
+        gc.submit(["a"], delivered.append)
+        await asyncio.wait_for(failed.wait(), 10)
+    asyncio.run(go())
+    assert delivered == []

@@ -118,6 +118,19 @@ def test_bad_mac_bad_signature_wrong_digest_and_foreign_key_are_rejected_and_cou
     assert r.last_executed == 0 and r.view == 0
 
 
+def test_a_request_timestamp_past_the_logs_integers_is_refused_in_a_pre_prepare():
+    """A signed request with a timestamp of 2^63 or more (the field is a uint64; the durable
+    log's integers are signed 64-bit) once killed every replica that executed it: a primary
+    that orders one now has its pre-prepare refused, and the largest timestamp still orders."""
+    fx = Forge()
+    for ts in (2**63, 2**64 - 1):
+        r = replica(1)
+        assert r.receive(fx.pre_prepare([fx.request("c0", ts)]), 0.0) == []
+        assert r.rejected == {"bad_request_in_batch": 1}
+    r = replica(1)
+    assert kinds(r.receive(fx.pre_prepare([fx.request("c0", 2**63 - 1)]), 0.0)) == ["prepare"]
+
+
 def test_conflicting_pre_prepare_is_equivocation_and_starts_a_view_change():
     fx, r = Forge(), replica(1)
     a, b = fx.request("c0", 1), fx.request("c1", 1)

@@ -199,11 +199,12 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                 await site.submit_jobs([job("early", origin="east")])
             assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
             async with group.client("operator") as operator:
+                # a site not admitted has no key: refused before its command is read
                 for attempt in (site.admit_site("east", bytes(east.verify_key)),
                                 site.remove_site("west")):
                     with pytest.raises(CoordinatorError) as e:
                         await attempt
-                    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+                    assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
                 with pytest.raises(CoordinatorError) as e:
                     await operator.admit_site("east", b"\x00" * 32)
                 assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -217,6 +218,11 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                 dec = await site.submit_round(pb.SiteRound(site="east", round=rnd,
                                                            bidding=True))
                 assert not dec.rejections
+                for attempt in (site.admit_site("west", bytes(east.verify_key)),
+                                site.remove_site("west")):    # admitted, still no operator
+                    with pytest.raises(CoordinatorError) as e:
+                        await attempt
+                    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
                 with pytest.raises(CoordinatorError) as e:   # never another site's origin
                     await site.submit_jobs([job("w1", origin="west")])
                 assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
