@@ -34,8 +34,8 @@ SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """site and node names: letters, digits, '.', '_', '-'; 1-64 characters, starting with a
 letter or digit (a node is named ``<site>/<node>``, so '/' cannot be part of either)"""
 SITE_NAME_TEXT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-ID_TEXT = (f"1-{MAX_NAME} printable characters without '/' or white space (job and task "
-           f"ids name folders and agora logs JOB/TASK)")
+ID_TEXT = (f"1-{MAX_NAME} printable characters without '/' or white space, and not '.' or "
+           f"'..' (job and task ids name folders and agora logs JOB/TASK)")
 
 
 def site_name_problem(value: str) -> str | None:
@@ -53,6 +53,8 @@ def id_problem(value: str) -> str | None:
         return f"{len(value)} characters"
     if "/" in value:
         return f"id {value!r} contains '/'"
+    if value in (".", ".."):
+        return f"id {value!r} names a folder's own or parent folder"
     if not value.isprintable() or any(c.isspace() for c in value):
         return f"id {value!r} has white space, control characters or lone surrogates"
     return None

@@ -109,9 +109,18 @@ class RunEnd:
 
 def run_folder(root: str | Path, node: str, job: str, task: str, instance: int,
                run_id: int) -> Path:
-    """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted."""
-    return (Path(root) / quote(node, safe="") / quote(job, safe="") / quote(task, safe="")
+    """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted (and
+    '', '.' and '..', which no name or id may be, made folder names too: no name leaves its
+    level)."""
+    return (Path(root) / _folder_name(node) / _folder_name(job) / _folder_name(task)
             / f"{instance}-{run_id}")
+
+
+def _folder_name(name: str) -> str:
+    q = quote(name, safe="")
+    if q in ("", ".", ".."):
+        return "%" + q.replace(".", "%2E")    # '%' alone is no quoted text: no collision
+    return q
 
 
 def _execute(req: RunRequest, folder: str) -> dict:

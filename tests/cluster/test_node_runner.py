@@ -7,9 +7,12 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import ray
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agora.agents.cluster.node_runner import (RayNodeRunner, RunRequest, node_resource, run_folder,
                                               runner_name)
@@ -137,3 +140,16 @@ def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_le
     assert ended["j8"].kind == "lost"                  # it died with its owner
     assert "j6" not in ended                           # acknowledged: gone for good
     assert snap["running"] == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.text(max_size=6) | st.sampled_from([".", "..", "%2E", "a/..", "/"]),
+                      min_size=3, max_size=3))
+def test_a_run_folder_stays_inside_its_root_whatever_the_names(names):
+    """Ids may not be '.' or '..' (agents/limits.py), and run_folder quotes them anyway: no
+    node, job or task name makes a run's folder leave ``<root>`` or land on another level."""
+    root = Path("/srv/out/runs")
+    folder = run_folder(root, *names, 3, 7)
+    assert folder.parent.parent.parent.parent == root
+    assert all(part not in (".", "..") for part in folder.relative_to(root).parts)
+    assert folder.name == "3-7"

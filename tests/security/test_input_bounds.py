@@ -75,6 +75,9 @@ JOBS = {
     "job id with /": ({"id": "a/b"}, "id"),
     "lone surrogate": ({"id": "j\ud800"}, "id"),
     "task id with a newline": ({"tasks": [{**GOOD_TASK, "id": "t\n"}]}, "tasks[0].id"),
+    # ids name folders (a run's output: <node>/<job>/<task>/...): '..' would leave them
+    "job id ..": ({"id": ".."}, "id"),
+    "task id .": ({"tasks": [{**GOOD_TASK, "id": "."}]}, "tasks[0].id"),
 }
 
 
