@@ -68,9 +68,17 @@ def cmd_submit(a: argparse.Namespace) -> int:
     from agora.deploy.api import prepare_jobs, submit_chunks
 
     t = target(a.config)
+    # the file is read and checked first (syntax, ids, DAG, bounds, runs, against the
+    # cluster), so a bad file is told before -- and without -- a running Agora
+    if t.coordinator is not None:
+        cluster = t.coordinator.load_cluster()
+    elif t.up is not None:
+        cluster = t.up.load_cluster()
+    else:
+        raise t.not_running()
+    jobs = prepare_jobs(a.jobs, cluster)
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
-    jobs = prepare_jobs(a.jobs, t.coordinator.load_cluster())
 
     async def go(client):
         accepted, rejected = await submit_chunks(client, jobs)

@@ -1,0 +1,46 @@
+"""``agora submit`` reads and checks its jobs file before it looks for a running Agora: a bad
+file is told at once (exit 2, file, line and field) even when nothing runs -- once, a user
+started the service (minutes) only to learn then that the file was bad. A good file with
+nothing running is exit 1, "nothing is running"."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agora.deploy.cli import main
+
+RUN = {"argv": ["true"]}
+GOOD = {"id": "j1", "arrival": 0, "origin": "dc-east",
+        "tasks": [{"id": "t", "duration": 1, "demand": {"cpu": 0.5, "mem": 64}, "run": RUN}]}
+
+
+@pytest.fixture
+def up(tmp_path):
+    p = tmp_path / "up.yaml"
+    p.write_text(f"out: {tmp_path / 'out'}\n")      # the embedded cluster; nothing running
+    return p
+
+
+@pytest.mark.parametrize("job,field", [
+    ({**GOOD, "id": ".."}, "field 'id'"),
+    ({**GOOD, "origin": "nowhere"}, "field 'origin'"),
+    ({**GOOD, "tasks": [{**GOOD["tasks"][0], "run": None}]}, "run"),
+])
+def test_a_bad_file_is_refused_naming_its_line_and_field_with_nothing_running(
+        tmp_path, up, capsys, job, field):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps(job) + "\n")
+    assert main(["submit", str(jobs), "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert f"{jobs}:2:" in err and field in err and "nothing is running" not in err, err
+
+
+def test_a_missing_file_is_named_and_a_good_one_waits_for_agora(tmp_path, up, capsys):
+    assert main(["submit", str(tmp_path / "none.jsonl"), "--config", str(up)]) == 2
+    assert "none.jsonl: cannot read the file" in capsys.readouterr().err
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n")
+    assert main(["submit", str(jobs), "--config", str(up)]) == 1
+    assert "nothing is running" in capsys.readouterr().err
