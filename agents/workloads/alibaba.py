@@ -25,6 +25,12 @@ gpu_milli < 1000 (a shared gpu), else num_gpu * 1000; gpu_models = gpu_spec spli
 pods unschedulable). origin = ``site_names[zlib.crc32(name) % N]``. Weight is 1 unless
 ``qos_weights`` maps the pod's qos class (e.g. :data:`QOS_WEIGHTS`: LS and Guaranteed 2).
 ``pod_phase`` is not used.
+
+Bounds and names (``agents/limits.py``, as for the native files), each refused naming file,
+line and column: ``sn`` a site/node name (``SITE_NAME``: the node is ``<site>/<sn>``), pod
+``name`` a job id (``id_problem``); cpu_milli <= ``MAX_CORES`` * 1000, memory_mib <=
+``MAX_MEM_MIB``, gpu / num_gpu <= ``MAX_GPUS``, the three times <= ``MAX_TIME`` and the
+duration <= ``MAX_SECONDS``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from pathlib import Path
 from typing import Mapping
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
+from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
+                                 SITE_NAME_TEXT, id_problem, site_name_problem)
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.yamlmarks import read_text, split_lines
 
@@ -47,6 +55,8 @@ QOS_WEIGHTS: Mapping[str, float] = {"LS": 2.0, "Guaranteed": 2.0}
 """an optional weighting: latency-sensitive and guaranteed pods count twice"""
 
 _DIGITS = frozenset("0123456789")
+MAX_MILLI = round(MAX_CORES * MILLI)
+"""largest cpu_milli of a node or a pod"""
 
 
 def _rows(path: str, header: tuple[str, ...], what: str):
@@ -80,17 +90,23 @@ def _rows(path: str, header: tuple[str, ...], what: str):
                          problem=f"not valid CSV ({e})", expected=expected) from None
 
 
-def _int(path: str, line: int, col: str, s: str, lo: int = 0) -> int:
+def _shown(s: str) -> str:
+    """A cell as the user wrote it, cut short when long."""
+    return repr(s if len(s) <= 40 else s[:37] + "...")
+
+
+def _int(path: str, line: int, col: str, s: str, lo: int, hi: int, unit: str) -> int:
     s = s.strip()
     t = s[1:] if s[:1] == "-" else s
+    expected = f"a whole number >= {lo:,} and <= {hi:,} ({unit})"
     if not t or not _DIGITS.issuperset(t) or len(t) > 18:
-        raise InputError(path=path, line=line, field=col, problem=f"found {s!r}",
-                         expected=f"a whole number >= {lo}")
+        raise InputError(path=path, line=line, field=col, problem=f"found {_shown(s)}",
+                         expected=expected)
     v = int(s)
-    if v < lo:
+    if not lo <= v <= hi:
         raise InputError(path=path, line=line, field=col,
                          problem=f"found {v}" + (" (negative)" if v < 0 else ""),
-                         expected=f"a whole number >= {lo}")
+                         expected=expected)
     return v
 
 
@@ -102,10 +118,10 @@ def _time(path: str, line: int, col: str, s: str) -> float:
         v = float(s)
     except ValueError:
         v = math.nan
-    if not math.isfinite(v) or v < 0:
+    if not math.isfinite(v) or not 0 <= v <= MAX_TIME:
         raise InputError(path=path, line=line, field=col,
-                         problem=f"found {s!r}" + (" (negative)" if v < 0 else ""),
-                         expected="a finite number of seconds >= 0")
+                         problem=f"found {_shown(s)}" + (" (negative)" if v < 0 else ""),
+                         expected=f"a finite number >= 0 and <= {MAX_TIME:,.0f} (seconds)")
     return v
 
 
@@ -122,17 +138,19 @@ def read_alibaba_nodes(path: str | Path, sites: int, split: str = "stratified") 
     seen: dict[str, int] = {}
     for line, c in _rows(path, NODE_HEADER, "an Alibaba node list CSV"):
         sn = c[0].strip()
-        if not sn or "/" in sn:
-            raise InputError(path=path, line=line, field="sn", problem=f"found {sn!r}",
-                             expected="a non-empty node serial without '/'")
+        bad = f"{len(sn)} characters" if len(sn) > 64 else site_name_problem(sn)
+        if bad:
+            raise InputError(path=path, line=line, field="sn", problem=bad,
+                             expected=f"a node serial of {SITE_NAME_TEXT} (the node is named "
+                                      f"<site>/<sn>)")
         if sn in seen:
             raise InputError(path=path, line=line, field="sn",
                              problem=f"node {sn!r} already listed on line {seen[sn]}",
                              expected="unique serials")
         seen[sn] = line
-        cpu = _int(path, line, "cpu_milli", c[1], 1)
-        mem = _int(path, line, "memory_mib", c[2], 1)
-        gpus = _int(path, line, "gpu", c[3], 0)
+        cpu = _int(path, line, "cpu_milli", c[1], 1, MAX_MILLI, "millicores")
+        mem = _int(path, line, "memory_mib", c[2], 1, MAX_MEM_MIB, "MiB")
+        gpus = _int(path, line, "gpu", c[3], 0, MAX_GPUS, "gpus")
         model = c[4].strip() or None
         if (gpus > 0) != (model is not None):
             raise InputError(path=path, line=line, field="model",
@@ -218,6 +236,11 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                              problem=f"deletion_time {deleted:g} is before {start_col} "
                                      f"{start:g} (negative duration)",
                              expected=f"deletion_time >= {start_col}")
+        if deleted - start > MAX_SECONDS:
+            raise InputError(path=path, line=line, field="deletion_time",
+                             problem=f"deletion_time {deleted:g} - {start_col} {start:g} = "
+                                     f"{deleted - start:g} s",
+                             expected=f"a duration <= {MAX_SECONDS:,.0f} s")
         key = (cpu, mem, gpu, models)
         demand = demands.get(key)
         if demand is None:
@@ -233,9 +256,10 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
 def _pod_name(path: str, line: int, c: list[str], seen: dict[str, int]) -> str:
     """The pod name of a row: non-empty and not seen before (``seen``: name -> line)."""
     name = c[0].strip()
-    if not name:
-        raise InputError(path=path, line=line, field="name", problem="empty",
-                         expected="a pod name")
+    bad = id_problem(name)
+    if bad:
+        raise InputError(path=path, line=line, field="name", problem=bad,
+                         expected=f"a pod name of {ID_TEXT}")
     if name in seen:
         raise InputError(path=path, line=line, field="name",
                          problem=f"pod {name!r} already listed on line {seen[name]}",
@@ -246,10 +270,10 @@ def _pod_name(path: str, line: int, c: list[str], seen: dict[str, int]) -> str:
 
 def _demand_cells(path: str, line: int, c: list[str], spec: bool) -> tuple:
     """(cpu, mem, gpu, models) of one pod row (columns 1..4, and gpu_spec in 5 if ``spec``)."""
-    cpu = _int(path, line, "cpu_milli", c[1])
-    mem = _int(path, line, "memory_mib", c[2])
-    num_gpu = _int(path, line, "num_gpu", c[3])
-    gpu_milli = _int(path, line, "gpu_milli", c[4])
+    cpu = _int(path, line, "cpu_milli", c[1], 0, MAX_MILLI, "millicores")
+    mem = _int(path, line, "memory_mib", c[2], 0, MAX_MEM_MIB, "MiB")
+    num_gpu = _int(path, line, "num_gpu", c[3], 0, MAX_GPUS, "gpus")
+    gpu_milli = _int(path, line, "gpu_milli", c[4], 0, MILLI, "thousandths of a gpu")
     if num_gpu == 0 and gpu_milli != 0 or num_gpu > 0 and not 0 < gpu_milli <= MILLI \
             or num_gpu > 1 and gpu_milli != MILLI:
         raise InputError(path=path, line=line, field="gpu_milli",

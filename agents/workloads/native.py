@@ -363,6 +363,9 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
     wd = w.key("demand")
     d = get_mapping(wd, rt["demand"], required=("cpu", "mem"), optional=("gpu", "gpu_models"))
     cpu = get_number(wd.key("cpu"), d["cpu"], ge=0, le=MAX_CORES, unit="cores")
+    if 0 < cpu < 0.001:
+        raise wd.key("cpu").error(f"found {cpu:g}, under one millicore",
+                                  "0, or at least 0.001 cores")
     mem = get_int(wd.key("mem"), d["mem"], ge=0, le=MAX_MEM_MIB, unit="MiB")
     gpu = get_number(wd.key("gpu"), d.get("gpu", 0), ge=0, le=MAX_GPUS, unit="gpus")
     if gpu >= 1 and gpu != int(gpu):
