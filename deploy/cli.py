@@ -11,66 +11,58 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sites, cli_up
-
-
-def _scenario_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scenario")
-    g.add_argument("--cluster", default="default",
-                   help="'default' (8 mixed sites), a cluster YAML, or an Alibaba node-list CSV")
-    g.add_argument("--workload", default="synthetic",
-                   help="'synthetic[:jobs=400,load=0.85,...]', a jobs .jsonl, a .swf trace, "
-                        "or an Alibaba pod-list CSV")
-    g.add_argument("--sites", type=int, default=8, help="sites to split a node-list CSV into")
-    g.add_argument("--split", default="stratified", choices=["stratified", "by-model", "contiguous"],
-                   help="how to split a node-list CSV into sites")
-    g.add_argument("--arrival-window", type=float, default=None, metavar="SECONDS",
-                   help="compress the trace's arrivals into this many seconds")
-    g.add_argument("--load", type=float, default=None,
-                   help="scale arrivals to this offered load on the dominant resource")
-    g.add_argument("--inflate", type=float, default=1.0,
-                   help="clone jobs to this multiple, arrivals seeded (default 1: none)")
-    g.add_argument("--config", default=None, help="simulation YAML (objective weights, ...)")
-
-
-def _scenario(a: argparse.Namespace):
-    from agora.agents.sim.runner import Scenario
-
-    return Scenario(cluster=a.cluster, workload=a.workload, sites=a.sites, split=a.split,
-                    arrival_window=a.arrival_window, load=a.load, inflate=a.inflate)
+from agora.deploy.cli_args import (_build, _check_out, _number, _policies_arg, _scenario,
+                                   _scenario_args, _seed, _sim_config, _threshold,
+                                   _transforms, _whole)
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from agora.agents.sim.config import load_sim_config
     from agora.agents.sim.report import metrics_table
     from agora.agents.sim.runner import run_one
 
+    if is_baseline(a.policy):
+        for opt, v in (("--comm", a.comm), ("--threshold", a.threshold)):
+            if v is not None:
+                raise ValueError(f"{opt} {v}: applies to a checkpoint policy only, and "
+                                 f"--policy {a.policy} is a baseline; expected no {opt} "
+                                 f"with it")
     sc = _scenario(a)
-    cfg = load_sim_config(a.config, check_invariants=a.check)
-    cluster, wl = sc.build(a.seed)
+    cfg, given = _sim_config(a)
+    # A value the file sets is used unless its option is given: the option then wins, and
+    # the result's config says the value that ran.
+    seed = cfg.seed if a.seed is None else a.seed
+    check = cfg.check_invariants if a.check is None else a.check
+    cfg = replace(cfg, seed=seed, check_invariants=check)
+    if a.out and not a.no_gantt and not cfg.record_attempts:
+        raise InputError(path=a.config, line=given.get("record_attempts"),
+                         field="record_attempts",
+                         problem="false, so the Gantt charts that --out writes would be empty",
+                         expected="record_attempts: true, or --no-gantt")
+    cluster, wl = _build(a, sc, seed)
+    d = _check_out(a.out) if a.out else None
     if not a.json:
-        print(f"scenario: {asdict(sc)}\nseed: {a.seed}  policy: {a.policy}\n"
+        src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
+        print(f"scenario: {asdict(sc)}\nseed: {seed} (from {src})  policy: {a.policy}\n"
               f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
               f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
               f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
     if is_baseline(a.policy):
-        r = run_one(cluster, wl, a.policy, seed=a.seed, config=cfg, progress=not a.json)
+        r = run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json)
     else:
         from agora.agents.learn.evaluate import run_learned
-        r, _ = run_learned(a.policy, cluster, wl, seed=a.seed, config=cfg, comm=a.comm,
+        r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
                            threshold=a.threshold, progress=not a.json)
-    out = {"scenario": asdict(sc), "seed": a.seed, "policy": a.policy, "seeds": r.seeds,
+    out = {"scenario": asdict(sc), "seed": seed, "policy": a.policy, "seeds": r.seeds,
            "config": cfg.to_dict(), "metrics": r.metrics,
            "unschedulable": [list(u) for u in r.unschedulable],
            "failed": [list(f) for f in r.failed]}
-    if a.out:
-        d = Path(a.out)
-        d.mkdir(parents=True, exist_ok=True)
+    if d is not None:
         (d / "result.json").write_text(json.dumps(out, indent=1))
         if not a.no_gantt:
             from agora.agents.sim.gantt import write_gantt
@@ -91,24 +83,22 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def cmd_baselines(a: argparse.Namespace) -> int:
-    from agora.agents.sim.config import load_sim_config
     from agora.agents.sim.report import comparison_table, summarise
     from agora.agents.sim.runner import run_baselines
 
     sc = _scenario(a)
-    policies = a.policies.split(",") if a.policies else None
-    for p in policies or []:
-        if not is_baseline(p):
-            raise SystemExit(f"agora: unknown policy {p!r}; choose from {choices()}")
+    policies = a.policies
+    cfg, _ = _sim_config(a, fixed_seed=f"agora baselines runs seeds 0..{a.seeds - 1} "
+                                       f"(--seeds {a.seeds})")
     t0 = time.perf_counter()
     progress = None
     if not a.json:
         print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}", file=sys.stderr)
         from tqdm import tqdm
         progress = tqdm(total=a.seeds * len(policies or BASELINES), unit="run", leave=False)
-    runs = run_baselines(sc, seeds=a.seeds, policies=policies,
-                         config=load_sim_config(a.config),
-                         on_result=(lambda *_: progress.update(1)) if progress else None)
+    with _transforms(a):
+        runs = run_baselines(sc, seeds=a.seeds, policies=policies, config=cfg,
+                             on_result=(lambda *_: progress.update(1)) if progress else None)
     if progress:
         progress.close()
     if a.json:
@@ -123,7 +113,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
 def cmd_bound(a: argparse.Namespace) -> int:
     from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule
 
-    cluster, wl = _scenario(a).build(a.seed)
+    cluster, wl = _build(a, _scenario(a), a.seed)
     out = {"analytic": analytic_lower_bounds(wl, cluster)}
     if wl.instance_count <= a.max_instances:
         for objective in ("makespan", "weighted_completion"):
@@ -227,25 +217,24 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from agora.agents.learn.checkpoint import load_agents
     from agora.agents.learn.evaluate import evaluate
-    from agora.agents.sim.config import load_sim_config
     from agora.agents.sim.report import comparison_table, paired_differences, paired_table, summarise
 
     sc = _scenario(a)
-    cluster, _ = sc.build(0)
+    cfg, _ = _sim_config(a, fixed_seed=f"agora evaluate runs seeds 0..{a.seeds - 1} "
+                                       f"(--seeds {a.seeds})")
+    _build(a, sc, 0)                                    # bad input: fail before any run
     load_agents(a.checkpoint)                           # fail early, saying what differs
-    policies = a.policies.split(",") if a.policies else None
-    for p in policies or []:
-        if not is_baseline(p):
-            raise SystemExit(f"agora: unknown policy {p!r}; choose from {choices()}")
+    policies = a.policies
     t0 = time.perf_counter()
     if not a.json:
         print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
               file=sys.stderr)
-    res = evaluate(a.checkpoint, sc, seeds=list(range(a.seeds)), baselines=policies,
-                   comm=a.comm, threshold=a.threshold, config=load_sim_config(a.config),
-                   on_result=None if a.json else (lambda p, s, r: print(
-                       f"  seed {s} {p}: JCT {r.metrics['jct_mean_s']:.1f} s, "
-                       f"score {r.metrics['score']:.4f}", file=sys.stderr)))
+    with _transforms(a):
+        res = evaluate(a.checkpoint, sc, seeds=list(range(a.seeds)), baselines=policies,
+                       comm=a.comm, threshold=a.threshold, config=cfg,
+                       on_result=None if a.json else (lambda p, s, r: print(
+                           f"  seed {s} {p}: JCT {r.metrics['jct_mean_s']:.1f} s, "
+                           f"score {r.metrics['score']:.4f}", file=sys.stderr)))
     if a.json:
         print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
                           "comm": res["comm"], "wall_s": res["wall_s"],
@@ -312,38 +301,43 @@ def parser() -> argparse.ArgumentParser:
                         "checkpoint written by `agora train`")
     s.add_argument("--comm", default=None, choices=["trigger", "always", "none"],
                    help="checkpoint policies: override the message mode")
-    s.add_argument("--threshold", type=float, default=None,
-                   help="checkpoint policies: override the send trigger's threshold")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threshold", type=_threshold, default=None,
+                   help="checkpoint policies: override the send trigger's threshold (>= 0)")
+    s.add_argument("--seed", type=_seed, default=None,
+                   help="default: 0, or the seed of the --config file")
     s.add_argument("--out", default=None, help="directory for result.json and Gantt PNGs")
     s.add_argument("--no-gantt", action="store_true", help="skip the Gantt charts")
-    s.add_argument("--check", action="store_true",
-                   help="verify capacity invariants after every decision (slower)")
+    s.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
+                   help="verify capacity invariants after every decision (slower; default: "
+                        "the --config file's check_invariants, else off)")
     s.add_argument("--json", action="store_true", help="print machine-readable JSON")
     s.set_defaults(fn=cmd_simulate)
 
     b = sub.add_parser("baselines", help="every baseline side by side over seeds")
     _scenario_args(b)
-    b.add_argument("--seeds", type=int, default=5)
-    b.add_argument("--policies", default=None, help="comma-separated subset (default: all)")
+    b.add_argument("--seeds", type=_whole(ge=1), default=5, help="seeds 0..N-1")
+    b.add_argument("--policies", type=_policies_arg, default=None,
+                   help="comma-separated subset, each once (default: all)")
     b.add_argument("--json", action="store_true", help="print machine-readable JSON")
     b.set_defaults(fn=cmd_baselines)
 
     c = sub.add_parser("bound", help="lower bounds and, for small instances, the CP-SAT optimum")
-    _scenario_args(c)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--time-limit", type=float, default=10.0, help="CP-SAT seconds per objective")
-    c.add_argument("--max-instances", type=int, default=50)
+    _scenario_args(c, config=False)   # a bound does not depend on the simulation settings
+    c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument("--time-limit", type=_number(gt=0, le=1e6, unit="seconds"), default=10.0,
+                   help="CP-SAT seconds per objective")
+    c.add_argument("--max-instances", type=_whole(ge=0), default=50,
+                   help="run CP-SAT only up to this many instances")
     c.add_argument("--json", action="store_true", help="print machine-readable JSON")
     c.set_defaults(fn=cmd_bound)
 
     t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO); "
                                      "--federated: over several organisations with Flower")
-    _scenario_args(t)
+    _scenario_args(t, config=False)   # training builds its own simulations
     t.add_argument("--steps", type=int, default=50_000, help="bidding rounds of PPO experience")
     t.add_argument("--out", required=True, help="directory for checkpoints, metrics, curve")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--train-jobs", type=int, default=150, help="jobs per training episode")
     t.add_argument("--bc-episodes", type=int, default=4,
                    help="SRPT teacher episodes to imitate first (0: PPO from scratch)")
@@ -352,7 +346,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=int, default=64)
     t.add_argument("--code-dim", type=int, default=8)
     t.add_argument("--bits", type=int, default=8)
-    t.add_argument("--threshold", type=float, default=0.5, help="send-trigger threshold")
+    t.add_argument("--threshold", type=_threshold, default=0.5,
+                   help="send-trigger threshold (>= 0)")
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
     t.add_argument("--val-episodes", type=int, default=4,
                    help="held-back validation episodes per evaluation (per site)")
@@ -390,10 +385,12 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="a checkpoint side by side with every baseline")
     _scenario_args(e)
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--seeds", type=int, default=5)
-    e.add_argument("--policies", default=None, help="baselines to compare (default: all)")
+    e.add_argument("--seeds", type=_whole(ge=1), default=5, help="seeds 0..N-1")
+    e.add_argument("--policies", type=_policies_arg, default=None,
+                   help="baselines to compare, comma-separated, each once (default: all)")
     e.add_argument("--comm", default=None, choices=["trigger", "always", "none"])
-    e.add_argument("--threshold", type=float, default=None)
+    e.add_argument("--threshold", type=_threshold, default=None,
+                   help="override the send trigger's threshold (>= 0)")
     e.add_argument("--json", action="store_true", help="print machine-readable JSON")
     e.set_defaults(fn=cmd_evaluate)
 

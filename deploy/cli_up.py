@@ -11,7 +11,9 @@ from pathlib import Path
 
 from agora.deploy.service_client import DEFAULT_UP_CONFIG
 
-DEFAULT_REPLAY_CONFIG = "deploy/configs/local.yaml"
+DEFAULT_REPLAY_CONFIG = str(Path(__file__).parent / "configs" / "local.yaml")
+"""the embedded ``deploy/configs/local.yaml``, found from the installed package (not the
+current folder), as ``agora up``'s default is"""
 
 
 def _load(a: argparse.Namespace):

@@ -49,7 +49,11 @@ def run_srpt(cluster, wl, *, seed: int, config: SimConfig | None = None) -> SimR
 def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] | None = None,
              srpt: bool = True, comm: str | None = None, threshold: float | None = None,
              config: SimConfig | None = None, on_result=None) -> dict:
-    """Returns {"runs": policy -> [metrics per seed], "comm": {...}, "wall": {...}}."""
+    """Returns {"runs": policy -> [metrics per seed], "comm": {...}, "wall": {...}}.
+    ``seeds``: at least one (ValueError otherwise)."""
+    if not seeds:
+        raise ValueError("evaluate: no seeds; expected at least one seed (agora evaluate "
+                         "--seeds N with N >= 1)")
     names = list(BASELINES) if baselines is None else baselines
     runs: dict[str, list[dict]] = {"learned": []}
     if srpt:

@@ -1,13 +1,18 @@
-"""Simulation configuration: frozen dataclasses, one docstring per field, loadable from YAML."""
+"""Simulation configuration: frozen dataclasses, one docstring per field, loadable from YAML
+(``load_sim_config``: the line-aware reader of ``agents.workloads.yamlmarks``, every field
+checked, a bad one named by file, line and field as an ``InputError``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from agora.agents.domain import is_finite_nonneg
+from agora.agents.limits import MAX_SECONDS, MAX_WEIGHT
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
+                                              get_number, load_yaml)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,21 @@ class Objective:
     slowdown_bound_s: float = 10.0
     """τ of the bounded slowdown max(JCT, τ) / max(ideal, τ) (Feitelson's convention keeps
     seconds-long jobs from dominating); typical 10 s"""
+
+    def __post_init__(self) -> None:
+        for name in WEIGHTS:
+            v = getattr(self, name)
+            if not (is_finite_nonneg(v) and v <= MAX_WEIGHT):
+                raise ValueError(f"objective.{name} must be a finite number in [0, "
+                                 f"{MAX_WEIGHT:g}], got {v!r}")
+        v = self.slowdown_bound_s
+        if not (is_finite_nonneg(v) and 0 < v <= MAX_SECONDS):
+            raise ValueError(f"objective.slowdown_bound_s must be a finite number in "
+                             f"(0, {MAX_SECONDS:g}] seconds, got {v!r}")
+
+
+WEIGHTS = ("w_util", "w_qos", "w_energy")
+"""the weights of ``Objective``"""
 
 
 @dataclass(frozen=True)
@@ -101,34 +121,95 @@ class SimConfig:
         return asdict(self)
 
 
-def load_sim_config(path: str | Path | None, **overrides) -> SimConfig:
-    """Read a YAML file with optional ``objective:`` and top-level fields of SimConfig; any
-    unknown key is an error naming the allowed ones."""
-    raw: dict = {}
-    if path is not None:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of SimConfig fields at top level")
-    allowed = {f.name for f in fields(SimConfig)}
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    obj = raw.pop("objective", None) or {}
-    allowed_obj = {f.name for f in fields(Objective)}
-    if set(obj) - allowed_obj:
-        raise ValueError(f"{path}: unknown objective keys {sorted(set(obj) - allowed_obj)}; "
-                         f"allowed: {sorted(allowed_obj)}")
-    for k, v in obj.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"{path}: objective.{k} must be a number >= 0, got {v!r}")
-    mal = raw.pop("malleable", None) or {}
-    allowed_mal = {f.name for f in fields(Malleability)}
-    if not isinstance(mal, dict) or set(mal) - allowed_mal:
-        raise ValueError(f"{path}: malleable: expected a mapping with keys among "
-                         f"{sorted(allowed_mal)}, got {mal!r}")
+MAX_SEED = 2 ** 63 - 1
+"""the largest ``seed`` (numpy's generators take any int >= 0; the synthetic spec's bound)"""
+SEED_TEXT = "a whole number >= 0 and < 2^63"
+MAX_CONTENTION = 1000.0
+"""the largest ``malleable.contention`` (at 1000 a second instance already runs 1001x
+longer; typical values are 0.02..0.2)"""
+SIM_KEYS = tuple(f.name for f in fields(SimConfig))
+OBJECTIVE_KEYS = tuple(f.name for f in fields(Objective))
+MALLEABLE_KEYS = tuple(f.name for f in fields(Malleability))
+
+
+def load_sim_config(path: str | Path | None, **overrides: Any) -> SimConfig:
+    """The simulation settings of a YAML file (``None``: the defaults), with ``overrides``
+    (fields of SimConfig) put over them. See ``read_sim_config``."""
+    cfg = SimConfig() if path is None else read_sim_config(path)[0]
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+def read_sim_config(path: str | Path) -> tuple[SimConfig, dict[str, int | None]]:
+    """Read a simulation YAML: a mapping with any of ``objective:`` (``w_util``, ``w_qos``,
+    ``w_energy``: finite numbers in [0, 10^6], not all 0; ``slowdown_bound_s``: > 0 seconds),
+    ``seed`` (a whole number >= 0), ``check_invariants`` and ``record_attempts`` (true or
+    false) and ``malleable:`` (``contention`` in [0, 1000], ``warmup_s`` in [0, 10^9] s).
+
+    Returns the config and, for each top-level key the file sets, its line (so a caller can
+    name it, e.g. when a command-line option would decide the same thing). A file that is
+    empty (or only comments) or holds ``null`` gives the defaults; so does ``objective:`` or
+    ``malleable:`` left empty. Anything else that is not right -- YAML syntax, several
+    documents, anchors and aliases that expand past the reader's bound, a key given twice,
+    an unknown key, a value of the wrong type or range -- is an ``InputError`` naming the
+    file, the line and the field."""
+    path = str(path)
     try:
-        malleable = Malleability(**mal)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    raw.update(overrides)
-    return SimConfig(objective=Objective(**obj), malleable=malleable, **raw)
+        doc = load_yaml(path)
+    except InputError as e:
+        if e.line is None and e.problem == "the file is empty":
+            return SimConfig(), {}
+        raise
+    if doc is None:
+        return SimConfig(), {}
+    top = Where(path, getattr(doc, "line", 1))
+    get_mapping(top, doc, optional=SIM_KEYS)
+    lines = {k: getattr(doc, "key_lines", {}).get(k) for k in doc}
+    kw: dict[str, Any] = {}
+    if doc.get("objective") is not None:
+        kw["objective"] = _objective(at_key(top, doc, "objective"), doc["objective"])
+    if doc.get("malleable") is not None:
+        kw["malleable"] = _malleable(at_key(top, doc, "malleable"), doc["malleable"])
+    if "seed" in doc:
+        w, v = at_key(top, doc, "seed"), doc["seed"]
+        if isinstance(v, float) or (type(v) is int and v > MAX_SEED):  # 7.0 is a slip
+            raise w.error(f"found {describe(v)}", SEED_TEXT)
+        kw["seed"] = get_int(w, v, ge=0)
+    for name in ("check_invariants", "record_attempts"):
+        if name in doc:
+            kw[name] = _bool(at_key(top, doc, name), doc[name])
+    return SimConfig(**kw), lines
+
+
+def _objective(where: Where, v: Any) -> Objective:
+    get_mapping(where, v, optional=OBJECTIVE_KEYS)
+    kw = {}
+    for name in WEIGHTS:
+        if name in v:
+            kw[name] = get_number(at_key(where, v, name), v[name], ge=0, le=MAX_WEIGHT)
+    if "slowdown_bound_s" in v:
+        kw["slowdown_bound_s"] = get_number(at_key(where, v, "slowdown_bound_s"),
+                                            v["slowdown_bound_s"], gt=0, le=MAX_SECONDS,
+                                            unit="seconds")
+    obj = Objective(**kw)
+    if not any(getattr(obj, name) for name in WEIGHTS):
+        raise where.error("every weight is 0 (the score would be 0 for every schedule)",
+                          "at least one of " + ", ".join(WEIGHTS) + " > 0")
+    return obj
+
+
+def _malleable(where: Where, v: Any) -> Malleability:
+    get_mapping(where, v, optional=MALLEABLE_KEYS)
+    kw = {}
+    if "contention" in v:
+        kw["contention"] = get_number(at_key(where, v, "contention"), v["contention"], ge=0,
+                                      le=MAX_CONTENTION)
+    if "warmup_s" in v:
+        kw["warmup_s"] = get_number(at_key(where, v, "warmup_s"), v["warmup_s"], ge=0,
+                                    le=MAX_SECONDS, unit="seconds")
+    return Malleability(**kw)
+
+
+def _bool(where: Where, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise where.error(f"found {describe(v)}", "true or false")
+    return v

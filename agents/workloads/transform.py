@@ -9,11 +9,36 @@ dominant resource is the target; it draws nothing at random.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from agora.agents.domain import Cluster, Workload
+from agora.agents.limits import MAX_TIME
 
 RESOURCES = ("cpu", "mem", "gpu")
+
+MAX_JOBS = 10_000_000
+"""jobs a transform may make (``inflate``): the synthetic generator's bound on ``jobs``"""
+
+
+class TransformError(ValueError):
+    """A transform that cannot be applied, or whose result would leave the documented bounds
+    (``agents/limits.py``: an arrival or deadline past ``MAX_TIME`` gave JCT 0 s, a billion
+    clones ran out of memory). ``step`` is ``"arrivals"`` (``scale_arrivals``, ``at_load``)
+    or ``"inflate"``, so a caller can name the option that asked for it."""
+
+    def __init__(self, step: str, message: str) -> None:
+        self.step = step
+        super().__init__(message)
+
+
+def _check_times(workload: Workload, step: str, what: str) -> None:
+    """TransformError unless every arrival and deadline of ``workload`` is within MAX_TIME."""
+    for j in workload.jobs:
+        for name, t in (("arrival", j.arrival), ("deadline", j.deadline)):
+            if t is not None and not (math.isfinite(t) and t <= MAX_TIME):
+                raise TransformError(step, f"{what} puts job {j.id!r}'s {name} at {t:g} s, "
+                                           f"past the bound of {MAX_TIME:,.0f} s")
 
 
 def offered_load(workload: Workload, cluster: Cluster) -> dict[str, float]:
@@ -42,8 +67,9 @@ def offered_load(workload: Workload, cluster: Cluster) -> dict[str, float]:
 def scale_arrivals(workload: Workload, factor: float) -> Workload:
     """Multiply every gap between arrivals by ``factor`` (> 0); deadlines move with their
     job's arrival."""
-    if not factor > 0:
-        raise ValueError(f"arrival scale factor must be > 0, got {factor}")
+    if not (factor > 0 and math.isfinite(factor)):
+        raise TransformError("arrivals", f"arrival scale factor must be > 0 and finite, "
+                                         f"got {factor}")
     if not workload.jobs:
         return workload
     t0 = workload.jobs[0].arrival
@@ -52,8 +78,10 @@ def scale_arrivals(workload: Workload, factor: float) -> Workload:
         a = t0 + (j.arrival - t0) * factor
         d = None if j.deadline is None else a + (j.deadline - j.arrival)
         jobs.append(replace(j, arrival=round(a, 3), deadline=None if d is None else round(d, 3)))
-    return replace(workload, jobs=tuple(jobs),
-                   source=f"{workload.source} | arrivals x{factor:.6g}")
+    out = replace(workload, jobs=tuple(jobs),
+                  source=f"{workload.source} | arrivals x{factor:.6g}")
+    _check_times(out, "arrivals", f"scaling the gaps between arrivals by {factor:.6g}")
+    return out
 
 
 def at_load(workload: Workload, cluster: Cluster, load: float) -> Workload:
@@ -63,7 +91,8 @@ def at_load(workload: Workload, cluster: Cluster, load: float) -> Workload:
         raise ValueError(f"target load must be in (0, 10], got {load}")
     current = max(offered_load(workload, cluster).values(), default=0.0)
     if current <= 0:
-        raise ValueError("the workload asks for no resources; its load cannot be scaled")
+        raise TransformError("arrivals", "the workload asks for no resources; its load "
+                                         "cannot be scaled")
     return scale_arrivals(workload, current / load)
 
 
@@ -73,7 +102,8 @@ def window(workload: Workload, start: float, end: float) -> Workload:
     return replace(workload, jobs=jobs, source=f"{workload.source} | window [{start:g}, {end:g})")
 
 
-__all__ = ["offered_load", "scale_arrivals", "at_load", "window", "inflate"]
+__all__ = ["offered_load", "scale_arrivals", "at_load", "window", "inflate", "TransformError",
+           "MAX_JOBS"]
 
 
 def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:
@@ -83,14 +113,18 @@ def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:
     in the source). ``factor`` 1 returns the workload unchanged."""
     import numpy as np
 
-    if not factor >= 1:
-        raise ValueError(f"inflation factor must be >= 1, got {factor}")
+    if not (factor >= 1 and math.isfinite(factor)):
+        raise TransformError("inflate", f"inflation factor must be >= 1 and finite, got "
+                                        f"{factor}")
     if factor == 1 or not workload.jobs:
         return workload
-    rng = np.random.default_rng(seed)
-    t0, t1 = workload.jobs[0].arrival, workload.jobs[-1].arrival
     n = len(workload.jobs)
     extra = int(round((factor - 1) * n))
+    if n + extra > MAX_JOBS:
+        raise TransformError("inflate", f"inflating {n:,} jobs x{factor:g} makes "
+                                        f"{n + extra:,} jobs, more than {MAX_JOBS:,}")
+    rng = np.random.default_rng(seed)
+    t0, t1 = workload.jobs[0].arrival, workload.jobs[-1].arrival
     picks = rng.integers(0, n, size=extra)
     arrivals = rng.uniform(t0, max(t1, t0 + 1e-3), size=extra)
     jobs = list(workload.jobs)
@@ -99,5 +133,7 @@ def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:
         d = None if j.deadline is None else round(a + (j.deadline - j.arrival), 3)
         jobs.append(replace(j, id=f"{j.id}~{k}", arrival=round(float(a), 3), deadline=d))
     jobs.sort(key=lambda j: (j.arrival, j.id))
-    return replace(workload, jobs=tuple(jobs),
-                   source=f"{workload.source} | inflate x{factor:g} seed={seed}")
+    out = replace(workload, jobs=tuple(jobs),
+                  source=f"{workload.source} | inflate x{factor:g} seed={seed}")
+    _check_times(out, "inflate", f"inflating x{factor:g}")
+    return out

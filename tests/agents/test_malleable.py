@@ -127,10 +127,12 @@ def test_the_model_is_read_from_the_simulation_yaml(tmp_path):
     p.write_text("malleable: {contention: 0.1, warmup_s: 4}\n")
     assert load_sim_config(p).malleable == Malleability(contention=0.1, warmup_s=4.0)
     p.write_text("malleable: {contention: -1}\n")
-    with pytest.raises(ValueError, match=r"malleable.contention must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"sim.yaml:1: field 'malleable.contention': found -1 "
+                                         r"\(negative\); expected a finite number >= 0"):
         load_sim_config(p)
     p.write_text("malleable: {speedup: 2}\n")
-    with pytest.raises(ValueError, match=r"malleable: expected a mapping with keys among"):
+    with pytest.raises(ValueError, match=r"sim.yaml:1: field 'malleable.speedup': unknown key "
+                                         r"'speedup'; expected only contention, warmup_s"):
         load_sim_config(p)
 
 

@@ -71,7 +71,10 @@ def setup(tmp_path):
 def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     d = setup
     cfg = str(d / "up.yaml")
-    p = agora("submit", str(d / "none.jsonl"), "--config", cfg)
+    p = agora("submit", str(d / "none.jsonl"), "--config", cfg)     # the file comes first
+    assert p.returncode == 2 and "none.jsonl: cannot read the file" in one_line_error(p)
+    (d / "early.jsonl").write_text(job_line("early", ["true"]) + "\n")
+    p = agora("submit", str(d / "early.jsonl"), "--config", cfg)
     assert p.returncode == 1 and "nothing is running from" in one_line_error(p)
     assert "agora up --config" in p.stderr
 

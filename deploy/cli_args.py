@@ -1,0 +1,198 @@
+"""What the ``agora`` commands of the simulation engine share about their options: each
+value checked when the command line is parsed (exit 2 naming the option: ``_number``,
+``_whole``, ``_policies_arg``), the scenario options and their ``Scenario``, a transform that
+cannot apply named by its options, the ``--config`` file's settings, and ``--out`` made before
+a run."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+from pathlib import Path
+
+from agora.agents.baselines import FAMILIES, choices, is_baseline, make_policy
+from agora.agents.limits import MAX_TIME
+from agora.agents.workloads.errors import InputError
+
+MAX_INFLATE = 1000.0
+"""the largest ``--inflate`` (the federation setup's bound; the jobs it makes are also
+bounded, ``agents.workloads.transform.MAX_JOBS``)"""
+MAX_SEED = 2 ** 63 - 1
+"""the largest ``--seed`` (the synthetic spec's and the simulation YAML's bound)"""
+DEFAULT_SITES, DEFAULT_SPLIT = 8, "stratified"
+SPLITS = ("stratified", "by-model", "contiguous")
+
+
+# -- option values, checked when the command line is parsed (exit 2 naming the option) ----
+
+def _number(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            unit: str = ""):
+    """An argparse ``type``: a finite number within the bounds."""
+    parts = [f">= {ge:g}" if ge is not None else "", f"> {gt:g}" if gt is not None else "",
+             f"<= {le:,.0f}" if le is not None and le >= 1e4 else
+             f"<= {le:g}" if le is not None else ""]
+    expected = "a finite number " + " and ".join(p for p in parts if p) + \
+        (f" ({unit})" if unit else "")
+
+    def number(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"found {text!r}; expected {expected}") from None
+        if not (math.isfinite(x) and (ge is None or x >= ge) and (gt is None or x > gt)
+                and (le is None or x <= le)):
+            raise argparse.ArgumentTypeError(f"found {text}; expected {expected}")
+        return x
+
+    return number
+
+
+def _whole(*, ge: int, le: int | None = None, text: str = ""):
+    """An argparse ``type``: a whole number within the bounds."""
+    expected = text or (f"a whole number >= {ge}" + (f" and <= {le:,}" if le is not None
+                                                     else ""))
+
+    def whole(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"found {value!r}; expected {expected}") from None
+        if n < ge or (le is not None and n > le):
+            raise argparse.ArgumentTypeError(f"found {value}; expected {expected}")
+        return n
+
+    return whole
+
+
+_seed = _whole(ge=0, le=MAX_SEED, text="a whole number >= 0 and < 2^63")
+_threshold = _number(ge=0, unit="0 sends every code; above 1 none")
+
+
+def _policies_arg(text: str) -> list[str]:
+    """``--policies``: comma-separated baselines, each once."""
+    names = [p.strip() for p in text.split(",")]
+    seen: set[str] = set()
+    for p in names:
+        if not p:
+            raise argparse.ArgumentTypeError(
+                f"an empty name in {text!r}; expected comma-separated baselines "
+                f"({choices()})")
+        if not is_baseline(p):
+            if p.partition(":")[0] in FAMILIES:
+                try:
+                    make_policy(p)            # a known family with a bad value: say why
+                except ValueError as e:
+                    raise argparse.ArgumentTypeError(str(e)) from None
+            raise argparse.ArgumentTypeError(f"unknown policy {p!r}; expected comma-separated "
+                                             f"baselines ({choices()})")
+        if p in seen:
+            raise argparse.ArgumentTypeError(
+                f"{p!r} is named twice; expected each policy once (a second run of a policy "
+                f"on the same seed would count as another sample)")
+        seen.add(p)
+    return names
+
+
+def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    g = p.add_argument_group("scenario")
+    g.add_argument("--cluster", default="default",
+                   help="'default' (8 mixed sites), a cluster YAML, or an Alibaba node-list CSV")
+    g.add_argument("--workload", default="synthetic",
+                   help="'synthetic[:jobs=400,load=0.85,...]', a jobs .jsonl, a .swf trace, "
+                        "or an Alibaba pod-list CSV")
+    g.add_argument("--sites", type=int, default=None,
+                   help=f"sites to split a node-list CSV into (default: {DEFAULT_SITES}; "
+                        f"a node-list CSV only)")
+    g.add_argument("--split", default=None, choices=SPLITS,
+                   help=f"how to split a node-list CSV into sites (default: {DEFAULT_SPLIT}; "
+                        f"a node-list CSV only)")
+    g.add_argument("--arrival-window", type=_number(gt=0, le=MAX_TIME, unit="seconds"),
+                   default=None, metavar="SECONDS",
+                   help="compress the trace's arrivals into this many seconds")
+    g.add_argument("--load", type=_number(gt=0, le=10), default=None,
+                   help="scale arrivals to this offered load on the dominant resource")
+    g.add_argument("--inflate", type=_number(ge=1, le=MAX_INFLATE), default=1.0,
+                   help="clone jobs to this multiple, arrivals seeded (default 1: none)")
+    if config:
+        g.add_argument("--config", default=None,
+                       help="simulation YAML (objective weights, seed, malleable model, ...)")
+
+
+def _scenario(a: argparse.Namespace):
+    from agora.agents.sim.runner import Scenario
+
+    if Path(a.cluster).suffix.lower() != ".csv":
+        for opt, v in (("--sites", a.sites), ("--split", a.split)):
+            if v is not None:
+                raise ValueError(f"{opt} {v}: applies to an Alibaba node-list .csv cluster "
+                                 f"only, and --cluster {a.cluster} has its sites in it; "
+                                 f"expected no {opt} with this cluster")
+    return Scenario(cluster=a.cluster, workload=a.workload,
+                    sites=DEFAULT_SITES if a.sites is None else a.sites,
+                    split=a.split or DEFAULT_SPLIT, arrival_window=a.arrival_window,
+                    load=a.load, inflate=a.inflate)
+
+
+def _build(a: argparse.Namespace, sc, seed: int):
+    """``sc.build(seed)``, a failed transform named by its options (``_transforms``)."""
+    with _transforms(a):
+        return sc.build(seed)
+
+
+@contextlib.contextmanager
+def _transforms(a: argparse.Namespace):
+    """A transform the options asked for that cannot be applied (arrivals or deadlines past
+    the bound of agents/limits.py, too many clones) is a ValueError naming those options."""
+    from agora.agents.workloads.transform import MAX_JOBS, TransformError
+
+    try:
+        yield
+    except TransformError as e:
+        if e.step == "inflate":
+            opts, expected = [f"--inflate {a.inflate:g}"], \
+                f"a factor that makes at most {MAX_JOBS:,} jobs"
+        else:
+            opts = [f"--{k.replace('_', '-')} {v:g}"
+                    for k, v in (("arrival_window", a.arrival_window), ("load", a.load))
+                    if v is not None] or ["the arrival scaling"]
+            expected = f"values that keep every arrival and deadline within {MAX_TIME:,.0f} s"
+        raise ValueError(f"{', '.join(opts)}: {e}; expected {expected}") from None
+
+
+def _sim_config(a: argparse.Namespace, *, fixed_seed: str | None = None):
+    """The ``--config`` file's settings. ``fixed_seed``: the command sets every run's seed
+    itself (``--seeds``), so a ``seed`` in the file would not be used: refused, naming it."""
+    from agora.agents.sim.config import SimConfig, read_sim_config
+
+    if a.config is None:
+        return SimConfig(), {}
+    cfg, given = read_sim_config(a.config)
+    if fixed_seed is not None and "seed" in given:
+        raise InputError(path=a.config, line=given["seed"], field="seed",
+                         problem=f"{fixed_seed} and would not use this seed",
+                         expected="no 'seed' in the file for this command (agora simulate "
+                                  "takes it)")
+    return cfg, given
+
+
+def _check_out(path: str) -> Path:
+    """``--out``: made (a folder this user can write) before anything runs, so a run's
+    results are never lost to a bad path after the run."""
+    d = Path(path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"--out {path}: a file, not a folder; expected a folder for "
+                         f"result.json and the Gantt charts") from None
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot make the folder ({e.strerror or e}); expected "
+                         f"a folder this user can write") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: this user cannot write there; expected a folder "
+                         f"this user can write")
+    if (d / "result.json").is_dir():
+        raise ValueError(f"--out {path}: {d / 'result.json'} is a folder; expected a file "
+                         f"there or nothing")
+    return d
