@@ -77,6 +77,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
             print(f"... {len(r.unschedulable) - 10} more unschedulable tasks (see --json)")
         for job, task, why in r.failed[:10]:
             print(f"failed: job {job} task {task}: {why}")
+        if len(r.failed) > 10:
+            print(f"... {len(r.failed) - 10} more failed tasks (see --json)")
         if a.out:
             print(f"wrote {a.out}/result.json" + ("" if a.no_gantt else " and Gantt charts"))
     return 0 if r.metrics["tasks_lost"] == 0 else 1

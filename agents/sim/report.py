@@ -38,8 +38,34 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
+JOB_TIMES = ("jct_mean_s", "jct_p95_s", "slowdown_mean")
+"""metrics over completed jobs: no value (shown '-') for a run in which no job completed"""
+JOB_COUNTS = ("jobs", "jobs_completed", "jobs_unschedulable", "jobs_failed")
+
+
+def _value(m: dict, key: str):
+    """``m[key]``, or None where it means nothing (a job time of a run that completed no
+    job: its 0.0 would read as a perfect result)."""
+    if key in JOB_TIMES and m.get("jobs_completed") == 0:
+        return None
+    return m.get(key)
+
+
 def _fmt(fmt: str, v) -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def _jobs_cell(results: list[dict]) -> str:
+    """'done of all' over a policy's seeds (a range when the seeds differ), '+N unschedulable'
+    / '+N failed' when any job was: no table leaves out work that never ran."""
+    def span(key: str) -> str:
+        vals = sorted({r.get(key, 0) for r in results})
+        return f"{vals[0]}" if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+    cell = f"{span('jobs_completed')} of {span('jobs')}"
+    for key, word in (("jobs_unschedulable", "unschedulable"), ("jobs_failed", "failed")):
+        if any(r.get(key, 0) for r in results):
+            cell += f", {span(key)} {word}"
+    return cell
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -51,7 +77,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def metrics_table(m: dict) -> str:
     """One run: a metric per row."""
-    rows = [[label, _fmt(fmt, m.get(key))] for key, label, fmt in COLUMNS]
+    rows = [[label, _fmt(fmt, _value(m, key))] for key, label, fmt in COLUMNS]
     rows += [["instances (done/failed/unschedulable)",
               f"{m['instances_completed']}/{m['instances_failed']}/{m['instances_unschedulable']}"],
              ["jobs completed", f"{m['jobs_completed']} of {m['jobs']}"],
@@ -62,19 +88,19 @@ def metrics_table(m: dict) -> str:
 def comparison_table(runs: dict[str, list[dict]], columns: list[str] | None = None) -> str:
     """Policies (rows) × metrics (columns), each cell ``mean ± 95% half-width`` over seeds."""
     cols = [c for c in COLUMNS if columns is None or c[0] in columns]
-    header = ["policy"] + [label for _, label, _ in cols]
+    header = ["policy"] + [label for _, label, _ in cols] + ["jobs completed"]
     rows = []
     for policy, results in runs.items():
         row = [policy]
         for key, _, fmt in cols:
-            vals = [r[key] for r in results if r.get(key) is not None]
+            vals = [v for r in results if (v := _value(r, key)) is not None]
             if not vals:
                 row.append("-")
                 continue
             mean, half = mean_ci(vals)
             row.append(fmt.format(mean) + (f" ± {fmt.format(half)}" if len(vals) >= 3
                                            else " ± n/a" if len(vals) == 2 else ""))
-        rows.append(row)
+        rows.append(row + [_jobs_cell(results)])
     seeds = max((len(r) for r in runs.values()), default=0)
     note = ("\n\n± is the half-width of a 95% Student-t interval over "
             f"{seeds} seeds" + ("; with fewer than 3 seeds it is too wide to tell policies "
@@ -85,12 +111,15 @@ def comparison_table(runs: dict[str, list[dict]], columns: list[str] | None = No
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
-    """Machine-readable form of ``comparison_table``: mean, ci95 and values per metric."""
+    """Machine-readable form of ``comparison_table``: mean, ci95 and values per metric, and
+    the job counts of every seed (``jobs``, ``jobs_completed``, ``jobs_unschedulable``,
+    ``jobs_failed``: values only)."""
     out = {}
     for policy, results in runs.items():
-        out[policy] = {}
+        out[policy] = {key: {"values": [r.get(key, 0) for r in results]}
+                       for key in JOB_COUNTS}
         for key, _, _ in COLUMNS:
-            vals = [r[key] for r in results if r.get(key) is not None]
+            vals = [v for r in results if (v := _value(r, key)) is not None]
             if vals:
                 mean, half = mean_ci(vals)
                 out[policy][key] = {"mean": mean, "ci95": half, "values": vals}

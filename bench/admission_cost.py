@@ -1,0 +1,106 @@
+"""What one site part of 50 bids costs a replica's CPU before and when it executes, in
+process (no gRPC, no PBFT): the part's command decoded and checked for unknown fields,
+its stateless checks before ordering, and its admission against the ledger.
+
+    python -m bench.admission_cost [--repeat 7] [--parts 40]
+
+The command's decode is timed two ways in the same process: ``decode_known`` (what the
+replicas run) against ``decode`` + ``check_known`` (what they ran before: check_known
+copies the message). Times are CPU time (``time.process_time``: this machine is shared),
+the best of ``--repeat`` rounds, per part and per bid. The state: 4 busy sites and a quiet
+one of one huge node each, 60 jobs of 50 tasks of 40 instances per site, as in
+``bench/coordinator_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import timeit
+
+from agora.agents.domain import Cluster, Demand, Job, Node, Site, Task
+from agora.agents.market import admit_offers
+from agora.coordinator.schedule_codec import check_known, decode_known
+from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.validate import check_command
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import decode, job_to_proto
+
+SITES, TASKS_PER_JOB, INSTANCES, JOBS_PER_SITE, BIDS = 4, 50, 40, 60, 50
+
+
+def state() -> ScheduleState:
+    sites = tuple(Site(name=f"s{k}", nodes=(Node(f"s{k}/big", f"s{k}", cpu=100_000,
+                                                 mem=16_000_000),))
+                  for k in range(SITES + 1))
+    st = ScheduleState(Cluster(sites=sites))
+    seq = 0
+    for k in range(SITES):
+        jobs = [Job(f"s{k}-j{j}", 0.0, f"s{k}", tuple(
+            Task(f"t{t}", 1.0, Demand(1, 1), instances=INSTANCES)
+            for t in range(TASKS_PER_JOB))) for j in range(JOBS_PER_SITE)]
+        for i in range(0, len(jobs), 20):
+            seq += 1
+            cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(j)
+                                                              for j in jobs[i:i + 20]]))
+            res = pb.Result.FromString(st.execute("operator", cmd.SerializeToString(), seq))
+            assert res.accepted == 20, res
+    return st
+
+
+def part(site: int, k: int, rnd: int) -> pb.Command:
+    tasks = range(k * BIDS, k * BIDS + BIDS)
+    return pb.Command(site_round=pb.SiteRound(site=f"s{site}", round=rnd, bidding=True, bids=[
+        pb.Bid(job_id=f"s{site}-j{t // TASKS_PER_JOB}", task_id=f"t{t % TASKS_PER_JOB}",
+               instances=1, price=1) for t in tasks]))
+
+
+def best(f, repeat: int) -> float:
+    return min(timeit.Timer(f, timer=time.process_time).repeat(number=1, repeat=repeat))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeat", type=int, default=7, help="rounds; the best is shown (>= 1)")
+    p.add_argument("--parts", type=int, default=40, help="parts per round (1..60)")
+    a = p.parse_args(argv)
+    if a.repeat < 1 or not 1 <= a.parts <= JOBS_PER_SITE:
+        p.error("--repeat: expected >= 1; --parts: expected 1..60")
+    st = state()
+    cmds = [part(k % SITES, k % JOBS_PER_SITE, st.round) for k in range(a.parts)]
+    ops = [c.SerializeToString() for c in cmds]
+
+    def old_decode():
+        for op in ops:
+            check_known(decode(pb.Command, op, "command"), "command")
+
+    def new_decode():
+        for op in ops:
+            decode_known(pb.Command, op, "command")
+
+    def checks():
+        for c in cmds:
+            check_command(c, f"site:{c.site_round.site}/0", "op.site_round")
+
+    def admission():
+        for c in cmds:
+            m = c.site_round
+            bids, refused = admit_offers(st.ledger, st.capacity, st.site_index[m.site],
+                                         m.site, m.bids)
+            assert len(bids) == BIDS and not refused
+
+    rows = [("decode + check_known (before)", best(old_decode, a.repeat)),
+            ("decode_known (now)", best(new_decode, a.repeat)),
+            ("check_command (checks before ordering)", best(checks, a.repeat)),
+            ("admit_offers (admission at execution)", best(admission, a.repeat))]
+    print(f"| step, a part of {BIDS} bids | µs a part | µs a bid |\n| --- | ---: | ---: |")
+    for name, s in rows:
+        print(f"| {name} | {1e6 * s / a.parts:.1f} | {1e6 * s / a.parts / BIDS:.2f} |")
+    print(f"\ndecode_known ÷ decode + check_known: {rows[1][1] / rows[0][1]:.2f} "
+          f"(best of {a.repeat}, CPU time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
