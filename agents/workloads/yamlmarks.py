@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -141,6 +142,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, 
         return memo[id(node)]
     line = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
+        _plain_number(node, path, line)
         try:
             return loader.construct_object(node, deep=True)
         except yaml.YAMLError:
@@ -158,8 +160,11 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, 
         return seq
     mapping = MarkedDict(line)
     memo[id(node)] = mapping
-    loader.flatten_mapping(node)  # YAML merge keys (<<)
-    for key_node, value_node in node.value:
+    own = sum(1 for k, _ in node.value if k.tag != MERGE_TAG)
+    loader.flatten_mapping(node)  # YAML merge keys (<<): merged pairs first, then its own
+    merged = len(node.value) - own
+    explicit: set = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = _build(loader, key_node, path, memo)
         kline = key_node.start_mark.line + 1
         try:
@@ -168,14 +173,41 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, 
             raise InputError(path=path, line=kline, field=None,
                              problem="a mapping key is a list or mapping",
                              expected="a plain name as key") from None
-        if key in mapping:
-            raise InputError(path=path, line=kline, field=str(key),
-                             problem=f"key {key!r} appears twice in one mapping "
-                                     f"(first on line {mapping.key_lines[key]})",
-                             expected="each key once")
+        if i >= merged:                # written in this mapping: each key once
+            if key in explicit:
+                raise InputError(path=path, line=kline, field=str(key),
+                                 problem=f"key {key!r} appears twice in one mapping "
+                                         f"(first on line {mapping.key_lines[key]})",
+                                 expected="each key once")
+            explicit.add(key)
+        # a merged key is overridden by the mapping's own (and an earlier merged mapping's
+        # by a later one's, as PyYAML orders them): the later pair wins
         mapping[key] = _build(loader, value_node, path, memo)
         mapping.key_lines[key] = kline
     return mapping
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
+
+
+def _plain_number(node: yaml.ScalarNode, path: str, line: int) -> None:
+    """YAML 1.1 reads ``010`` as 8 (octal), ``1:30`` as 90 (base 60) and ``0b11`` / ``0x1f`` in
+    base 2 / 16: a number in a file is written in decimal, or refused -- never misread."""
+    if node.style is not None:            # quoted: a string, as written
+        return
+    text = node.value
+    if node.tag == "tag:yaml.org,2002:int" and PLAIN_INT.fullmatch(text) is None:
+        kind = ("base 60" if ":" in text else "binary" if "0b" in text.lower()
+                else "hexadecimal" if "0x" in text.lower() else "octal")
+        raise InputError(path=path, line=line, field=None,
+                         problem=f"found {text} (YAML 1.1 reads it as a {kind} number)",
+                         expected="a number written in decimal (without leading zeros), "
+                                  "or quoted if it is text")
+    if node.tag == "tag:yaml.org,2002:float" and ":" in text:
+        raise InputError(path=path, line=line, field=None,
+                         problem=f"found {text} (YAML 1.1 reads it as a base 60 number)",
+                         expected="a number written in decimal, or quoted if it is text")
 
 
 class _DuplicateKey(Exception):
@@ -324,7 +356,7 @@ def get_number(where: Where, v: Any, *, ge: float | None = None, gt: float | Non
     b = _bounds(ge, gt, le, lt)
     expected = f"a finite number{' ' + b if b else ''}{' (' + unit + ')' if unit else ''}"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise where.error(f"found {describe(v)}", expected)
+        raise where.error(f"found {describe(v)}{_exponent_hint(v)}", expected)
     try:
         x = float(v)
     except OverflowError:
@@ -335,6 +367,13 @@ def get_number(where: Where, v: Any, *, ge: float | None = None, gt: float | Non
     raise where.error(f"found {describe(v)}{neg}", expected)
 
 
+def _exponent_hint(v: Any) -> str:
+    """Why an unquoted ``1e3`` arrives as text: YAML 1.1 wants a dot in a float."""
+    if isinstance(v, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", v):
+        return " (YAML 1.1 reads a number with an exponent but no '.' as text: write 1.0e3)"
+    return ""
+
+
 def get_int(where: Where, v: Any, *, ge: int | None = None, le: int | None = None,
             unit: str = "") -> int:
     """A whole number (an int, or a float with no fraction) within the bounds."""
@@ -343,7 +382,7 @@ def get_int(where: Where, v: Any, *, ge: int | None = None, le: int | None = Non
     b = _bounds(ge, None, le, None)
     expected = f"a whole number{' ' + b if b else ''}{' (' + unit + ')' if unit else ''}"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise where.error(f"found {describe(v)}", expected)
+        raise where.error(f"found {describe(v)}{_exponent_hint(v)}", expected)
     if isinstance(v, float):
         if not math.isfinite(v) or v != int(v):
             raise where.error(f"found {describe(v)}", expected)
