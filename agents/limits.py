@@ -40,6 +40,8 @@ ID_TEXT = (f"1-{MAX_NAME} printable characters without '/' or white space, and n
 
 def site_name_problem(value: str) -> str | None:
     """Why ``value`` is no site or node name (None when it is one)."""
+    if len(value) > 64:
+        return f"{len(value)} characters"
     if SITE_NAME.fullmatch(value) is None:
         return f"name {value!r} has characters or a length outside the alphabet"
     return None

@@ -14,15 +14,12 @@ from pathlib import Path
 
 from agora.agents.baselines import FAMILIES, choices, is_baseline, make_policy
 from agora.agents.limits import MAX_TIME
+from agora.agents.sim.config import MAX_SEED, SEED_TEXT
+from agora.agents.workloads.alibaba import SPLITS
+from agora.agents.workloads.transform import MAX_INFLATE
 from agora.agents.workloads.errors import InputError
 
-MAX_INFLATE = 1000.0
-"""the largest ``--inflate`` (the federation setup's bound; the jobs it makes are also
-bounded, ``agents.workloads.transform.MAX_JOBS``)"""
-MAX_SEED = 2 ** 63 - 1
-"""the largest ``--seed`` (the synthetic spec's and the simulation YAML's bound)"""
 DEFAULT_SITES, DEFAULT_SPLIT = 8, "stratified"
-SPLITS = ("stratified", "by-model", "contiguous")
 
 
 # -- option values, checked when the command line is parsed (exit 2 naming the option) ----
@@ -66,7 +63,7 @@ def _whole(*, ge: int, le: int | None = None, text: str = ""):
     return whole
 
 
-_seed = _whole(ge=0, le=MAX_SEED, text="a whole number >= 0 and < 2^63")
+_seed = _whole(ge=0, le=MAX_SEED, text=SEED_TEXT)
 _threshold = _number(ge=0, unit="0 sends every code; above 1 none")
 
 

@@ -37,6 +37,7 @@ from agora.agents.sim.runner import Scenario
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import parse_synthetic
+from agora.agents.workloads.transform import MAX_INFLATE
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, get_int, get_list,
                                               get_mapping, get_number, get_str, load_yaml)
 
@@ -133,7 +134,7 @@ def read_setup(path: str | Path) -> Setup:
                 kw[key] = get_number(at_key(w, r, key), r[key], gt=lo,
                                      le=10.0 if key == "load" else None)
         if "inflate" in r:
-            kw["inflate"] = get_number(at_key(w, r, "inflate"), r["inflate"], ge=1.0, le=1000.0)
+            kw["inflate"] = get_number(at_key(w, r, "inflate"), r["inflate"], ge=1.0, le=MAX_INFLATE)
         note = get_str(at_key(w, r, "note"), r["note"]) if "note" in r else ""
         sites.append(FederationSite(sname, Scenario(**kw), note))
     return Setup(name, tuple(sites), source=path)

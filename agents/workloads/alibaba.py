@@ -45,7 +45,7 @@ from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, W
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
                                  SITE_NAME_TEXT, id_problem, site_name_problem)
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.yamlmarks import read_text, split_lines
+from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
 
 NODE_HEADER = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_HEADER = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",
@@ -90,17 +90,12 @@ def _rows(path: str, header: tuple[str, ...], what: str):
                          problem=f"not valid CSV ({e})", expected=expected) from None
 
 
-def _shown(s: str) -> str:
-    """A cell as the user wrote it, cut short when long."""
-    return repr(s if len(s) <= 40 else s[:37] + "...")
-
-
 def _int(path: str, line: int, col: str, s: str, lo: int, hi: int, unit: str) -> int:
     s = s.strip()
     t = s[1:] if s[:1] == "-" else s
     expected = f"a whole number >= {lo:,} and <= {hi:,} ({unit})"
     if not t or not _DIGITS.issuperset(t) or len(t) > 18:
-        raise InputError(path=path, line=line, field=col, problem=f"found {_shown(s)}",
+        raise InputError(path=path, line=line, field=col, problem=f"found {repr(shorten(s))}",
                          expected=expected)
     v = int(s)
     if not lo <= v <= hi:
@@ -120,7 +115,7 @@ def _time(path: str, line: int, col: str, s: str) -> float:
         v = math.nan
     if not math.isfinite(v) or not 0 <= v <= MAX_TIME:
         raise InputError(path=path, line=line, field=col,
-                         problem=f"found {_shown(s)}" + (" (negative)" if v < 0 else ""),
+                         problem=f"found {repr(shorten(s))}" + (" (negative)" if v < 0 else ""),
                          expected=f"a finite number >= 0 and <= {MAX_TIME:,.0f} (seconds)")
     return v
 
@@ -138,7 +133,7 @@ def read_alibaba_nodes(path: str | Path, sites: int, split: str = "stratified") 
     seen: dict[str, int] = {}
     for line, c in _rows(path, NODE_HEADER, "an Alibaba node list CSV"):
         sn = c[0].strip()
-        bad = f"{len(sn)} characters" if len(sn) > 64 else site_name_problem(sn)
+        bad = site_name_problem(sn)
         if bad:
             raise InputError(path=path, line=line, field="sn", problem=bad,
                              expected=f"a node serial of {SITE_NAME_TEXT} (the node is named "

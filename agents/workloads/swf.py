@@ -43,7 +43,7 @@ from pathlib import Path
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
 from agora.agents.limits import MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.yamlmarks import read_text, split_lines
+from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
 
 FIELDS = ("job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
           "average_cpu_time", "used_memory", "requested_processors", "requested_time",
@@ -93,11 +93,6 @@ def read_swf(path: str | Path, cluster: Cluster, *, rigid: bool = False,
     return report.workload
 
 
-def _shown(tok: str) -> str:
-    """A token as the user wrote it, cut short when long."""
-    return tok if len(tok) <= 40 else tok[:37] + "..."
-
-
 def _bound_text(lo: float, hi: float) -> str:
     return f">= {lo:,.0f} and <= {hi:,.0f}"
 
@@ -120,7 +115,7 @@ def _whole(path: str, line: int, k: int, v: float, tok: str, lo: int, hi: float,
     """``v`` (read from ``tok``) as a whole number in lo..hi, or -1 when ``unknown`` allows it."""
     if v != int(v) or not (lo <= v <= hi or unknown and v == -1):
         raise InputError(path=path, line=line, field=FIELDS[k],
-                         problem=f"found {_shown(tok)}" + (" (negative)" if v < 0 else ""),
+                         problem=f"found {shorten(tok)}" + (" (negative)" if v < 0 else ""),
                          expected=expected or "a whole number " + _bound_text(lo, hi) +
                          (", or -1 when unknown" if unknown else ""))
     return int(v)
@@ -131,7 +126,7 @@ def _seconds(path: str, line: int, k: int, v: float, tok: str, hi: float, what: 
     """``v`` as seconds in 0..hi, or -1 when ``unknown`` (what -1 means) is given."""
     if not (0 <= v <= hi or unknown and v == -1):
         raise InputError(path=path, line=line, field=FIELDS[k],
-                         problem=f"found {_shown(tok)}" + (" (negative)" if v < 0 else ""),
+                         problem=f"found {shorten(tok)}" + (" (negative)" if v < 0 else ""),
                          expected=f"a finite number >= 0 and <= {hi:,.0f} ({what})" +
                          (f", or -1 {unknown}" if unknown else ""))
     return v
@@ -187,7 +182,7 @@ def read_swf_report(path: str | Path, cluster: Cluster, *, rigid: bool = False,
             mem = mem_per_proc_mib
         elif not 0 <= v[6] <= MAX_MEM_MIB * 1024:
             raise InputError(path=path, line=line, field="used_memory",
-                             problem=f"found {_shown(toks[6])}" +
+                             problem=f"found {shorten(toks[6])}" +
                                      (" (negative)" if v[6] < 0 else ""),
                              expected=f"KB per processor >= 0 and <= {MAX_MEM_MIB * 1024:,} "
                                       f"({MAX_MEM_MIB:,} MiB), or -1 when unknown")

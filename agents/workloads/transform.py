@@ -19,6 +19,9 @@ RESOURCES = ("cpu", "mem", "gpu")
 
 MAX_JOBS = 10_000_000
 """jobs a transform may make (``inflate``): the synthetic generator's bound on ``jobs``"""
+MAX_INFLATE = 1000.0
+"""the largest inflation factor an input may ask for (``agora --inflate``, a federation
+setup's ``inflate``)"""
 
 
 class TransformError(ValueError):
@@ -103,7 +106,7 @@ def window(workload: Workload, start: float, end: float) -> Workload:
 
 
 __all__ = ["offered_load", "scale_arrivals", "at_load", "window", "inflate", "TransformError",
-           "MAX_JOBS"]
+           "MAX_JOBS", "MAX_INFLATE"]
 
 
 def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:

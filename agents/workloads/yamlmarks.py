@@ -242,6 +242,11 @@ def parse_json(where: Where, text: str, expected: str) -> Any:
         raise where.error(f"not valid JSON ({type(e).__name__}: {e})"[:200], expected) from None
 
 
+def shorten(text: str, most: int = 40) -> str:
+    """``text`` as the user wrote it, cut to ``most`` characters (with '...') when longer."""
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 def describe(v: Any) -> str:
     """A short human rendering of a found value."""
     if v is None:
