@@ -213,6 +213,9 @@ class CheckpointMixin:
         self.in_flight = {k for k in self.in_flight
                           if k[1] > self.clients.get(k[0], (0, b""))[0]}
         self.counters["state_transfers"] += 1
+        if self.active:      # progress, as an execution is: the request timer runs afresh
+            self.vc_attempt = 0
+            self.vc_deadline = None
         self.announce = True     # peers then resend what was ordered after the checkpoint
         self._execute_ready()
 

@@ -250,7 +250,12 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
 
     def _arm_timers(self) -> None:
         if self.active:
-            waiting = self.index != self._primary() and self._waiting()
+            # A replica fetching state (it restarted, or lagged past its window) is behind,
+            # not stalled by the primary: its timer waits until the fetch is over, then runs
+            # afresh -- else a restarted backup changes view alone, and stays in a view of its
+            # own, executing only at stable checkpoints, until the group changes view.
+            waiting = (self.index != self._primary() and self.fetch is None
+                       and self._waiting())
             if not waiting:
                 self.vc_deadline = None
             elif self.vc_deadline is None:

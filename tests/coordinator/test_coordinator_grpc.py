@@ -32,6 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
 pytestmark = pytest.mark.timeout(180)
+ROUND_TIMEOUT_S = 4.0
+"""long enough that ``close_round``'s three sites, each with a fresh client, decide before the
+replicas' round timers close the round on a loaded machine (at 1 s, CI once closed it between
+two sites' decisions and a bid was refused as for a wrong round)"""
 
 
 def make_group(tmp: Path) -> LocalGroup:
@@ -39,7 +43,7 @@ def make_group(tmp: Path) -> LocalGroup:
     return LocalGroup(tmp, n=4, clients=CLIENTS, key_seed=b"test-grpc", cluster=str(CLUSTER),
                       batch_size=8, batch_timeout_s=0.001, checkpoint_interval=4,
                       watermark_window=16, view_change_timeout_s=0.5, request_timeout_s=8.0,
-                      round_timeout_s=1.0, site_timeout_s=3600.0)
+                      round_timeout_s=ROUND_TIMEOUT_S, site_timeout_s=3600.0)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +163,11 @@ def test_a_round_a_site_stays_silent_in_is_closed_by_the_replicas_votes(group):
             rnd = r.round
             await edge.submit_round(decision("edge", rnd, ("quiet", "map", 1, 3)))
             t0 = time.monotonic()
-            while await current_round(group) == rnd and time.monotonic() - t0 < 20:
+            while await current_round(group) == rnd and time.monotonic() - t0 < 30:
                 await asyncio.sleep(0.1)
             waited = time.monotonic() - t0
             assert await current_round(group) == rnd + 1, "the replicas did not close it"
-            assert 0.9 <= waited < 10, waited           # round_timeout_s is 1 s
+            assert ROUND_TIMEOUT_S - 0.1 <= waited < ROUND_TIMEOUT_S + 10, waited
             rows = (await op.schedule(job_id="quiet")).schedule.allocations
             assert [(a.site, a.round) for a in rows] == [("edge", rnd)]
     run(go())

@@ -186,6 +186,34 @@ def test_replica_lagging_beyond_high_water_mark_catches_up_by_state_transfer(f):
     assert r.h == n.replica(0).h and r.app.data == n.replica(0).app.data
 
 
+@pytest.mark.parametrize("how", ["partitioned", "restarted"])
+def test_a_backup_behind_that_holds_a_request_catches_up_without_a_view_change_of_its_own(how):
+    """A backup that comes back behind the low water mark and is handed a client request
+    (the client's first pick was unreachable) fetches state instead of timing the primary
+    out: with the request timer running through the fetch, it changed view alone and stayed
+    in a view of its own, executing only at stable checkpoints (CI, 2026-12-01)."""
+    n = net(1)
+    lag = 3
+    if how == "partitioned":
+        n.partition({0, 1, 2}, {lag})
+    else:
+        n.crash(lag)
+    load(n, 12)                                  # 24 requests >> L = 8
+    n.run_until(30.0, stop=n.clients_done)
+    assert n.replica(0).h > n.config.watermark_window
+    n.heal() if how == "partitioned" else n.restart(lag)
+    for i in range(3):                           # catching up takes longer than the timer
+        n.set_link(i, lag, LinkFaults(min_delay=0.15, max_delay=0.15))
+    n.set_link("c0", 0, LinkFaults(drop=1.0))   # the client retransmits to all, lag too
+    n.submit("c0", [b"add c0 100"])
+    finish(n)
+    n.run_until(n.now + 3.0)
+    r = n.replica(lag)
+    assert r.counters["state_transfers"] >= 1
+    assert (r.view, r.active) == (0, True) and views(n) == {0}
+    assert r.last_executed == n.replica(0).last_executed
+
+
 @pytest.mark.parametrize("f", FS)
 def test_crash_and_restart_with_the_local_database_intact(tmp_path, f):
     n = net(f, storage_factory=lambda i: SqliteStorage(tmp_path / f"replica-{i}.db"))
