@@ -1,22 +1,57 @@
-"""Child processes that do not outlive their parent."""
+"""Child processes that do not outlive their parent.
+
+An instance whose Ray worker or node went away, a replica whose ``agora up`` (or test) was
+killed, must not run on unwatched: the child asks Linux for SIGKILL when the thread that
+started it ends (``prctl(PR_SET_PDEATHSIG)``). It asks from a tiny Python launcher that then
+``exec``s the command, not from a ``preexec_fn``: a ``preexec_fn`` makes ``subprocess`` use a
+plain ``fork()`` and run Python in the child before ``exec``, which in a process with gRPC
+threads runs gRPC's fork handlers in the child -- CI saw a restarted replica die there, before
+its ``exec``, with "epoll_wait error: Bad file descriptor" (2026-12-01). Without a
+``preexec_fn``, ``subprocess`` spawns with ``vfork``/``exec`` and runs no Python in between.
+"""
 
 from __future__ import annotations
 
-import signal
-from typing import Callable
+import errno
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+
+_LAUNCHER = """\
+import ctypes, os, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != int(sys.argv[1]):
+    os._exit(137)                                     # the parent is already gone
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as e:
+    sys.stderr.write(f"cannot start {sys.argv[2]!r}: {e.strerror or e}\\n")
+    os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+"""
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` for ``subprocess.Popen``: the child gets SIGKILL when the thread that
-    started it dies (``prctl(PR_SET_PDEATHSIG)``) -- an instance whose Ray worker or node went
-    away, a replica whose ``agora up`` was killed, must not run on unwatched. Linux only;
-    None (no preexec) elsewhere."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
+def bound_to_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` wrapped so that the command, once started, gets SIGKILL when the thread that
+    started it ends (its pid is the command's: the launcher ``exec``s it). A launcher that
+    cannot start the command exits 127 (not found) or 126 with a line on stderr. Linux only:
+    elsewhere ``argv`` as it is."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+
+
+def cannot_start(program: str, env: Mapping[str, str], cwd: str) -> OSError | None:
+    """Why ``program`` (``argv[0]``) could not be ``exec``'d from ``cwd`` with ``env``'s
+    PATH, as the OSError ``subprocess.Popen`` would raise; None when it looks startable. Checked
+    before a bound start, whose launcher can only exit non-zero."""
+    if os.sep in program:
+        path = os.path.join(cwd, program)
+        if not os.path.exists(path):
+            return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
         return None
-
-    def set_pdeathsig() -> None:
-        libc.prctl(1, signal.SIGKILL)              # PR_SET_PDEATHSIG = 1
-    return set_pdeathsig
+    if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return None

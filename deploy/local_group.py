@@ -41,7 +41,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agora import IMPORT_ROOT as ROOT  # the replicas run in it: they import this same Agora
-from agora.agents.process import die_with_parent
+from agora.agents.process import bound_to_parent
 from agora.coordinator.client import CoordinatorClient
 from agora.coordinator.config import load_config
 from agora.coordinator.pbft.keys import generate_keys
@@ -114,12 +114,12 @@ class LocalGroup:
         """Start replica ``i``; ``byzantine``: a fault-harness behaviour (fault tests)."""
         self.config.metrics_port_file(i).unlink(missing_ok=True)   # a killed run's
         extra = ["--byzantine", byzantine] if byzantine else []
-        self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "agora.deploy.cli_coordinator", "coordinator", "--config",
-             str(self.tmp / "coordinator.yaml"), "--replica", str(i), "--log-level", "WARNING",
-             *extra],
-            cwd=ROOT, stdout=open(self.log(i), "ab"), stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent())     # a killed parent leaves no replica behind
+        with open(self.log(i), "ab") as log:  # bound: a killed parent leaves no replica
+            self.procs[i] = subprocess.Popen(bound_to_parent(
+                [sys.executable, "-m", "agora.deploy.cli_coordinator", "coordinator",
+                 "--config", str(self.tmp / "coordinator.yaml"), "--replica", str(i),
+                 "--log-level", "WARNING", *extra]),
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def start_all(self, byzantine: dict[int, str] | None = None) -> None:
         for i in range(self.n):

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agora.agents.process import die_with_parent
+from agora.agents.process import bound_to_parent, cannot_start
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,13 @@ def _execute(req: RunRequest, folder: str) -> dict:
     start = time.time()
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
+        cwd = req.cwd or str(d)
         try:
-            p = subprocess.Popen(list(req.argv), env=env, cwd=req.cwd or str(d), stdout=out,
-                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                 preexec_fn=die_with_parent())
+            problem = cannot_start(req.argv[0], env, cwd)
+            if problem is not None:
+                raise problem
+            p = subprocess.Popen(bound_to_parent(req.argv), env=env, cwd=cwd, stdout=out,
+                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126
             end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),

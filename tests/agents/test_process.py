@@ -1,0 +1,70 @@
+"""Children bound to their parent (``agents/process.py``): real processes, Linux only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agora.agents.process import bound_to_parent, cannot_start
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl: Linux")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:          # a zombie has ended too
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_the_launcher_execs_in_place_and_passes_argv_and_exit_code():
+    p = subprocess.run(bound_to_parent(["sh", "-c", 'echo $$ "$1"; exit 3', "sh", "a b"]),
+                       capture_output=True, text=True)
+    pid, arg = p.stdout.split(" ", 1)
+    assert p.returncode == 3 and arg == "a b\n"
+    q = subprocess.Popen(bound_to_parent(["sh", "-c", "echo $$"]), stdout=subprocess.PIPE,
+                         text=True)
+    assert int(q.communicate()[0]) == q.pid        # the command is the process Popen started
+
+
+def test_a_bound_child_is_killed_when_its_parent_is(tmp_path):
+    """A middle process starts ``sleep 60`` bound to itself and is SIGKILLed: the sleep goes
+    too. Unbound, it would outlive the middle by a minute."""
+    out = tmp_path / "pid"
+    middle = (f"import subprocess, sys, time; sys.path[:0] = {sys.path!r}; "
+              "from agora.agents.process import bound_to_parent; "
+              "p = subprocess.Popen(bound_to_parent(['sleep', '60'])); "
+              f"open({str(out)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    m = subprocess.Popen([sys.executable, "-c", middle])
+    deadline = time.monotonic() + 20
+    while not (out.exists() and out.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(out.read_text())
+    time.sleep(0.3)                                 # the launcher has exec'd sleep
+    assert _alive(child)
+    m.send_signal(signal.SIGKILL)
+    m.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_a_program_that_cannot_start_is_named_before_and_by_the_launcher(tmp_path):
+    env = {"PATH": str(tmp_path)}
+    assert isinstance(cannot_start("no-such-program", env, str(tmp_path)), FileNotFoundError)
+    assert isinstance(cannot_start("./nothing", env, str(tmp_path)), FileNotFoundError)
+    (tmp_path / "plain").write_text("not executable")
+    assert isinstance(cannot_start("./plain", env, str(tmp_path)), PermissionError)
+    assert isinstance(cannot_start(str(tmp_path), env, "/"), PermissionError)   # a folder
+    assert cannot_start("sh", {"PATH": os.defpath}, str(tmp_path)) is None
+    p = subprocess.run(bound_to_parent(["/no/such/program"]), capture_output=True, text=True)
+    assert p.returncode == 127 and "cannot start '/no/such/program'" in p.stderr
