@@ -47,7 +47,7 @@ def test_a_read_signature_is_bound_to_its_client_method_version_and_time():
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
     g = LocalGroup(tmp_path_factory.mktemp("reads"), n=4, clients=CLIENTS, cluster=str(CLUSTER),
-                   key_seed=b"reads", round_timeout_s=1.0, site_timeout_s=3600.0)
+                   key_seed=b"reads", round_timeout_s=4.0, site_timeout_s=3600.0)  # close_round
     with g.serving():
         yield g
 
