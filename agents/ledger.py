@@ -34,9 +34,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sortedcontainers import SortedList
-
 from agora.agents.domain import Demand, Job, Task, topological_order
+from agora.agents.open_pool import OpenPool
 
 WAITING, OPEN, RUNNING, DONE, GAVE_UP = 0, 1, 2, 3, 4
 """An instance's state, one byte each in ``TaskEntry.states``."""
@@ -156,84 +155,6 @@ class TaskEntry:
 
     def __repr__(self) -> str:
         return f"TaskEntry({self.job.job.id}/{self.task.id}, open={self.open})"
-
-
-class OpenPool:
-    """Tasks with open instances, iterable in FIFO order or any registered order.
-
-    Views are kept sorted incrementally (O(log n) per change), so a policy never re-sorts a
-    backlog of thousands of tasks at every event."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[int, TaskEntry] = {}
-        self._fifo = SortedList()
-        self._views: dict[str, tuple[Callable[[TaskEntry], tuple], SortedList]] = {}
-        self._shapes: dict[tuple, list] = {}
-        """demand shape -> [open tasks of that shape, their Demand] (``shapes()``)"""
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    def __contains__(self, t: TaskEntry) -> bool:
-        return t.rank in self._tasks
-
-    def add(self, t: TaskEntry) -> None:
-        if t.rank in self._tasks:
-            return
-        self._tasks[t.rank] = t
-        self._fifo.add(t.rank)
-        for key, sl in self._views.values():
-            sl.add((key(t), t.rank))
-        entry = self._shapes.get(t.shape)
-        if entry is None:
-            self._shapes[t.shape] = [1, t.demand]
-        else:
-            entry[0] += 1
-
-    def discard(self, t: TaskEntry) -> None:
-        if self._tasks.pop(t.rank, None) is None:
-            return
-        self._fifo.remove(t.rank)
-        for key, sl in self._views.values():
-            sl.remove((key(t), t.rank))
-        entry = self._shapes[t.shape]
-        entry[0] -= 1
-        if entry[0] == 0:
-            del self._shapes[t.shape]
-
-    def tasks(self) -> list[TaskEntry]:
-        """Every open task, in no particular order."""
-        return list(self._tasks.values())
-
-    def shapes(self) -> list:
-        """One Demand per distinct demand shape among the open tasks (kept by ``add`` and
-        ``discard``: O(shapes), not O(open tasks)), in the order the shapes first opened."""
-        return [d for _, d in self._shapes.values()]
-
-    def fifo(self) -> list[TaskEntry]:
-        """Open tasks by job admission, then DAG order (a snapshot: safe to allocate while
-        iterating)."""
-        return [self._tasks[r] for r in self._fifo]
-
-    def head(self, k: int) -> list[TaskEntry]:
-        """The first ``k`` open tasks in FIFO order, in O(k log n)."""
-        return [self._tasks[r] for r in self._fifo.islice(0, k)]
-
-    def ordered(self, name: str, key: Callable[[TaskEntry], tuple]) -> list[TaskEntry]:
-        """Open tasks sorted by ``key`` (ties by FIFO rank). ``key`` must depend only on
-        fields that do not change while the task is open; the view is registered on first
-        use and kept sorted from then on."""
-        return [self._tasks[r] for _, r in self._view(name, key)]
-
-    def ordered_head(self, name: str, key: Callable[[TaskEntry], tuple],
-                     n: int) -> list[TaskEntry]:
-        """The first ``n`` tasks of ``ordered(name, key)`` without materialising the rest."""
-        return [self._tasks[r] for _, r in self._view(name, key).islice(0, n)]
-
-    def _view(self, name: str, key: Callable[[TaskEntry], tuple]) -> SortedList:
-        if name not in self._views:
-            self._views[name] = (key, SortedList((key(t), r) for r, t in self._tasks.items()))
-        return self._views[name][1]
 
 
 class Ledger:

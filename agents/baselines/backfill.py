@@ -72,7 +72,7 @@ class EasyBackfill:
     def schedule(self, ctx: Decision) -> None:
         res: Reservation | None = None
         not_reserved: np.ndarray | None = None
-        for t in ctx.pool.fifo():
+        for t in ctx.pool.scan():
             if res is None:
                 place_nearest(ctx, t, t.open)
                 if t.open:
@@ -82,6 +82,8 @@ class EasyBackfill:
                     not_reserved = np.ones(ctx.cap.n_nodes, dtype=bool)
                     not_reserved[res.node] = False
                 continue
+            if not ctx.fits_any():
+                return                    # behind the head: nothing more can start now
             if ctx.fit_nodes(t) is None:
                 continue
             ends_in_time = ctx.now + _transfer(ctx, t, res.node) + t.duration <= res.shadow

@@ -216,7 +216,7 @@ class FragmentationGradientDescent:
 
     def schedule(self, ctx) -> None:
         cap = ctx.cap
-        for t in ctx.pool.fifo():
+        for t in ctx.fitting(ctx.pool.scan()):
             for s in ctx.sim.nearest[t.job.origin]:
                 while t.open:
                     fit = ctx.fit_nodes(t)

@@ -14,7 +14,11 @@ origin-first, nearest-site, best-fit (``common.place_nearest``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from agora.agents.baselines.common import place_nearest
+from agora.agents.ledger import TaskEntry
+from agora.agents.open_pool import job_ranks
 from agora.agents.sim.engine import Decision, Simulator
 
 
@@ -25,7 +29,7 @@ class Fifo:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        for t in ctx.pool.fifo():
+        for t in ctx.pool.scan():
             place_nearest(ctx, t, t.open)
             if t.open:
                 return
@@ -44,9 +48,15 @@ class ShortestJobFirst:
 
 def srpt_order(ctx: Decision) -> list:
     """The open tasks, the job with the least work left first, then DAG order."""
-    open_tasks = ctx.pool.fifo()
-    open_tasks.sort(key=lambda t: (t.job.work_left, t.rank))
-    return open_tasks
+    return list(srpt_scan(ctx))
+
+
+def srpt_scan(ctx: Decision) -> Iterator[TaskEntry]:
+    """``srpt_order``, lazily: the open jobs are sorted (O(jobs log jobs)), their open tasks
+    walked only as far as the caller goes."""
+    pool = ctx.pool
+    for js in sorted(pool.jobs(), key=lambda js: (js.work_left, js.seq)):
+        yield from pool.scan(*job_ranks(js))
 
 
 class JobSrpt:
@@ -56,5 +66,5 @@ class JobSrpt:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        for t in srpt_order(ctx):
+        for t in ctx.fitting(srpt_scan(ctx)):
             place_nearest(ctx, t, t.open)

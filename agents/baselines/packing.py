@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agora.agents.baselines.ordering import srpt_scan
 from agora.agents.sim.capacity import Capacity
 from agora.agents.sim.engine import Decision, Simulator
 from agora.agents.ledger import TaskEntry
@@ -51,7 +52,7 @@ class LeastLoaded:
 
     def schedule(self, ctx: Decision) -> None:
         cap = ctx.cap
-        for t in ctx.pool.fifo():
+        for t in ctx.fitting(ctx.pool.scan()):
             while t.open:
                 fit = ctx.fit_nodes(t)
                 if fit is None:
@@ -70,9 +71,7 @@ class Tetris:
 
     def schedule(self, ctx: Decision) -> None:
         cap = ctx.cap
-        ready = [t for t in ctx.pool.fifo() if ctx.fit_nodes(t) is not None]
-        ready.sort(key=lambda t: (t.job.work_left, t.rank))
-        for t in ready:
+        for t in ctx.fitting(srpt_scan(ctx)):
             d = t.demand
             while t.open:
                 fit = ctx.fit_nodes(t)

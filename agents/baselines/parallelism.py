@@ -20,10 +20,11 @@ Placement is the ordering baselines' (``common.place_nearest``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Callable
 
 from agora.agents.baselines.common import place_nearest
-from agora.agents.baselines.ordering import srpt_order
+from agora.agents.baselines.ordering import srpt_order, srpt_scan
 from agora.agents.ledger import JobEntry
 from agora.agents.sim.engine import Decision, Simulator
 
@@ -53,7 +54,7 @@ def fair_shares(jobs: dict[int, JobEntry], slots: float, alpha: float) -> dict[i
     return {s: max(1, math.floor(slots * w / norm)) for s, w in weights.items()}
 
 
-def serve_capped(ctx: Decision, open_tasks: list, cap_of: Callable[[JobEntry], float]) -> None:
+def serve_capped(ctx: Decision, open_tasks: Iterable, cap_of: Callable[[JobEntry], float]) -> None:
     """Start open instances in the order of ``open_tasks``, no job beyond ``cap_of(job)``
     instances running at once."""
     width: dict[int, int] = {}
@@ -81,7 +82,7 @@ class SrptCap:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        serve_capped(ctx, srpt_order(ctx), lambda js: self.cap)
+        serve_capped(ctx, ctx.fitting(srpt_scan(ctx)), lambda js: self.cap)
 
 
 class WeightedFair:

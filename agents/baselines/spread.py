@@ -16,7 +16,7 @@ class RandomSite:
         self.rng: np.random.Generator = sim.rng
 
     def schedule(self, ctx: Decision) -> None:
-        for t in ctx.pool.fifo():
+        for t in ctx.fitting(ctx.pool.scan()):
             while t.open:
                 sites = ctx.feasible_sites(t)
                 if sites is None:
@@ -32,7 +32,7 @@ class RoundRobin:
         self.n = sim.n_sites
 
     def schedule(self, ctx: Decision) -> None:
-        for t in ctx.pool.fifo():
+        for t in ctx.fitting(ctx.pool.scan()):
             while t.open:
                 sites = ctx.feasible_sites(t)
                 if sites is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,18 +75,37 @@ class Decision:
         modify it). Answers are remembered per demand shape: misses until the next event
         (capacity only shrinks within a decision), hits until the next allocation, so a
         backlog of thousands of tasks of a few shapes costs a few vectorised checks."""
-        k = t.shape
+        return self._fit_shape(t.shape, t.demand)
+
+    def _fit_shape(self, k: tuple, demand) -> np.ndarray | None:
         m = self._fits.get(k)
         if m is not None:
             return m
         if k in self._blocked:
             return None
-        m = self.cap.fit_mask(t.demand)
+        m = self.cap.fit_mask(demand)
         if not m.any():
             self._blocked.add(k)
             return None
         self._fits[k] = m
         return m
+
+    def fits_any(self) -> bool:
+        """Whether one instance of some open task fits somewhere now: O(open shapes) once per
+        allocation (a shape found blocked stays blocked until the next event)."""
+        if self._fits:
+            return True
+        return any(self._fit_shape(d.key, d) is not None for d in self.pool.shapes())
+
+    def fitting(self, tasks: Iterable[TaskEntry]) -> Iterator[TaskEntry]:
+        """Those of ``tasks`` (in their order) one instance of which fits now, until nothing
+        open fits anywhere: a policy that walks a backlog through it pays for the tasks it
+        could start, not for a backlog of thousands blocked behind a full cluster."""
+        for t in tasks:
+            if not self.fits_any():
+                return
+            if self.fit_nodes(t) is not None:
+                yield t
 
     def feasible_sites(self, t: TaskEntry) -> np.ndarray | None:
         m = self.fit_nodes(t)
@@ -126,7 +146,10 @@ class Simulator:
         self.ledger.on_open = self._on_open
         self.pool = self.ledger.pool
         self.acct = Accounting(cluster, self.cap, self.config.objective)
-        self.node_running: list[set[Attempt]] = [set() for _ in range(self.cap.n_nodes)]
+        self.node_running: list[dict[Attempt, None]] = [{} for _ in range(self.cap.n_nodes)]
+        """each node's live attempts, in the order they started (a dict, not a set: a set of
+        objects iterates in memory-address order, which made EASY backfilling's reservation
+        -- ties among equal end times -- differ from run to run)"""
         self.perm_dead = np.zeros(self.cap.n_nodes, dtype=bool)
         self.down_count = np.zeros(self.cap.n_nodes, dtype=np.int64)  # overlapping outages
         lat = [[0.0 if a == b else cluster.link(a.name, b.name).latency_ms
@@ -301,7 +324,7 @@ class Simulator:
             run, warmup = self._malleable(ts, node, run)
         end = now + transfer + warmup + (run * fail_at if fails else run)
         a = Attempt(ts, inst, node, site, now, end, slots, transfer, fails)
-        self.node_running[node].add(a)
+        self.node_running[node][a] = None
         if self.config.record_attempts:
             self.attempts.append(a)
         self._push(end, END, a)
@@ -324,7 +347,7 @@ class Simulator:
         a.live = False
         a.outcome = outcome
         a.end = end
-        self.node_running[a.node].discard(a)
+        self.node_running[a.node].pop(a, None)
         self.cap.release(a.node, a.task.demand, a.slots)
         self.acct.run(a)
 
