@@ -49,7 +49,8 @@ Placement = tuple[int, tuple[tuple[int, int], ...]]
 
 class JobEntry:
     __slots__ = ("job", "seq", "origin", "tasks", "by_id", "done_tasks", "completion",
-                 "outcome", "reason", "work_left", "critical_path", "rec", "spec")
+                 "outcome", "reason", "work_left", "critical_path", "rec", "spec", "running",
+                 "held")
 
     def __init__(self, job: Job, seq: int, origin: int) -> None:
         self.job = job
@@ -66,6 +67,10 @@ class JobEntry:
         self.reason = ""
         self.work_left = 0.0
         """Σ instance-seconds not yet completed (the job-level SRPT key)"""
+        self.running = 0
+        """instances running now (kept by the ledger: O(1) for a policy that caps widths)"""
+        self.held = [0, 0, 0]
+        """cpu, mem and gpu the running instances hold (kept likewise: DRF's shares)"""
         self.critical_path = job.critical_path()
         self.rec: bytes | None = None
         """cached encoding (the coordinator's snapshot); reset by every change"""
@@ -83,7 +88,7 @@ class JobEntry:
     @property
     def finished(self) -> bool:
         """Nothing of the job will run again (completed, or given up)."""
-        return self.outcome != "pending" and not any(t.running for t in self.tasks)
+        return self.outcome != "pending" and not self.running
 
     def __repr__(self) -> str:
         return f"JobEntry({self.job.id}, {self.outcome})"
@@ -229,6 +234,7 @@ class Ledger:
         ts.states[inst] = RUNNING
         ts.open -= 1
         ts.running += 1
+        _hold(ts, 1)
         ts.placements[inst] = (node, slots)
         ts.placed_at[inst] = self.version
         if ts.open == 0:
@@ -239,6 +245,7 @@ class Ledger:
             raise ValueError(f"{ts.job.job.id}/{ts.task.id}[{inst}] is not running")
         self._touch(ts)
         ts.running -= 1
+        _hold(ts, -1)
         ts.placed_at.pop(inst, None)
         return ts.placements.pop(inst)
 
@@ -387,6 +394,7 @@ class Ledger:
             if ts.open:
                 self.pool.add(ts)
         for ts in js.tasks:
+            _hold(ts, ts.running)
             ts.pending_parents = sum(1 for p in ts.parents if p.outcome != "completed")
         js.done_tasks = sum(1 for ts in js.tasks if ts.outcome == "completed")
         self.instances_done += sum(ts.done for ts in js.tasks)
@@ -416,3 +424,13 @@ class Ledger:
         for ts in js.tasks:
             self.tasks[ts.key] = ts
         return js
+
+
+def _hold(ts: TaskEntry, n: int) -> None:
+    """``n`` more (or fewer) instances of ``ts`` running: its job's ``running`` and ``held``."""
+    js, d = ts.job, ts.demand
+    js.running += n
+    h = js.held
+    h[0] += n * d.cpu
+    h[1] += n * d.mem
+    h[2] += n * d.gpu

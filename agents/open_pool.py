@@ -78,6 +78,10 @@ class OpenPool:
         ``discard``: O(shapes), not O(open tasks)), in the order the shapes first opened."""
         return [d for _, d in self._shapes.values()]
 
+    def shape_counts(self) -> list[tuple[int, object]]:
+        """(open tasks of the shape, its Demand) per open demand shape: O(shapes)."""
+        return [(n, d) for n, d in self._shapes.values()]
+
     def jobs(self) -> list[JobEntry]:
         """The jobs with open tasks (O(jobs), kept like ``shapes()``), in no particular order."""
         return [js for _, js in self._jobs.values()]
@@ -86,19 +90,11 @@ class OpenPool:
         """Open tasks of FIFO rank ``lo``..``hi`` (a job's: ``job_ranks``) in FIFO order,
         lazily: a policy that stops once nothing fits pays for what it looked at, not for the
         whole backlog. Safe to allocate while iterating (a task closed meanwhile is skipped)."""
-        sl, tasks = self._fifo, self._tasks
-        i = sl.bisect_left(lo)
-        while True:
-            chunk = list(sl.islice(i, i + _SCAN_CHUNK))
-            if not chunk:
-                return
-            for r in chunk:
-                if hi is not None and r > hi:
-                    return
-                t = tasks.get(r)
-                if t is not None:
-                    yield t
-            i = sl.bisect_right(chunk[-1])
+        return _walk(self._fifo, self._tasks, lo, hi, lambda r: r)
+
+    def ordered_scan(self, name: str, key: Callable[[TaskEntry], tuple]) -> Iterator[TaskEntry]:
+        """``ordered(name, key)``, lazily, as ``scan``."""
+        return _walk(self._view(name, key), self._tasks, (), None, lambda item: item[1])
 
     def fifo(self) -> list[TaskEntry]:
         """Open tasks by job admission, then DAG order (a snapshot: safe to allocate while
@@ -124,3 +120,20 @@ class OpenPool:
         if name not in self._views:
             self._views[name] = (key, SortedList((key(t), r) for r, t in self._tasks.items()))
         return self._views[name][1]
+
+
+def _walk(sl: SortedList, tasks: dict, lo, hi, rank_of) -> Iterator[TaskEntry]:
+    """The open tasks of ``sl``'s items from ``lo`` to ``hi`` (None: the end), copying
+    ``_SCAN_CHUNK`` items at a time; a task closed since its chunk was copied is skipped."""
+    i = sl.bisect_left(lo)
+    while True:
+        chunk = list(sl.islice(i, i + _SCAN_CHUNK))
+        if not chunk:
+            return
+        for item in chunk:
+            if hi is not None and item > hi:
+                return
+            t = tasks.get(rank_of(item))
+            if t is not None:
+                yield t
+        i = sl.bisect_right(chunk[-1])

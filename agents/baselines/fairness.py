@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 
 from agora.agents.baselines.common import place_nearest
+from agora.agents.open_pool import job_ranks
 from agora.agents.sim.engine import Decision, Simulator
 
 
@@ -25,29 +26,27 @@ class DominantResourceFairness:
         return (n * d.cpu * self.inv[0], n * d.mem * self.inv[1], n * d.gpu * self.inv[2])
 
     def schedule(self, ctx: Decision) -> None:
-        by_job: dict[int, list] = {}
-        for t in ctx.pool.fifo():
-            if ctx.fit_nodes(t) is not None:
-                by_job.setdefault(t.job.idx, []).append(t)
-        heap, held = [], {}
-        for jidx, tasks in by_job.items():
-            job = tasks[0].job
-            h = [0.0, 0.0, 0.0]
-            for t in job.tasks:
-                if t.running:
-                    for r, v in enumerate(self._scaled(t, t.running)):
-                        h[r] += v
-            held[jidx] = h
-            heap.append((max(h) / job.job.weight, jidx))
+        if not ctx.fits_any():
+            return
+        pool = ctx.pool
+        jobs = {js.seq: js for js in pool.jobs()}
+        held = {s: [h * i for h, i in zip(js.held, self.inv)] for s, js in jobs.items()}
+        heap = [(max(held[s]) / js.job.weight, s) for s, js in jobs.items()]
         heapq.heapify(heap)
-        while heap:
+        walks: dict[int, tuple] = {}           # job -> (its fitting tasks, lazily; the current)
+        while heap and ctx.fits_any():
             _, jidx = heapq.heappop(heap)
-            tasks = by_job[jidx]
-            while tasks and (tasks[0].open == 0 or place_nearest(ctx, tasks[0], 1) == 0):
-                tasks.pop(0)              # drained, or no longer fits this decision
-            if not tasks:
+            walk = walks.get(jidx)
+            if walk is None:
+                it = ctx.fitting(pool.scan(*job_ranks(jobs[jidx])))
+                walk = (it, next(it, None))
+            it, t = walk
+            while t is not None and (t.open == 0 or place_nearest(ctx, t, 1) == 0):
+                t = next(it, None)            # drained, or no longer fits this decision
+            walks[jidx] = (it, t)
+            if t is None:
                 continue
-            t, h = tasks[0], held[jidx]
+            h = held[jidx]
             for r, v in enumerate(self._scaled(t, 1)):
                 h[r] += v
             heapq.heappush(heap, (max(h) / t.job.job.weight, jidx))

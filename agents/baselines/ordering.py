@@ -42,7 +42,7 @@ class ShortestJobFirst:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        for t in ctx.pool.ordered("duration", lambda t: (t.duration,)):
+        for t in ctx.fitting(ctx.pool.ordered_scan("duration", lambda t: (t.duration,))):
             place_nearest(ctx, t, t.open)
 
 

@@ -24,24 +24,23 @@ from collections.abc import Iterable
 from typing import Callable
 
 from agora.agents.baselines.common import place_nearest
-from agora.agents.baselines.ordering import srpt_order, srpt_scan
+from agora.agents.baselines.ordering import srpt_scan
 from agora.agents.ledger import JobEntry
 from agora.agents.sim.engine import Decision, Simulator
 
 
-def running_of(js: JobEntry) -> int:
-    """Instances of the job running now."""
-    return sum(t.running for t in js.tasks)
-
-
-def slots_of(ctx: Decision, open_tasks: list) -> tuple[float, float]:
+def slots_of(ctx: Decision, open_tasks: list | None = None) -> tuple[float, float]:
     """(about how many instances the cluster can hold: its alive cpu over the mean cpu an
-    open instance asks, or its alive nodes when they ask none; the share of alive cpu free
-    now)."""
+    open task asks -- of ``open_tasks``, or of the whole open pool in O(shapes) --, or its
+    alive nodes when they ask none; the share of alive cpu free now)."""
     alive = ctx.cap.alive
     total = float(ctx.cap.cap_cpu[alive].sum())
-    asks = [t.demand.cpu for t in open_tasks]
-    mean_cpu = sum(asks) / len(asks) if asks else 0.0
+    if open_tasks is None:
+        counts = ctx.pool.shape_counts()
+        n, asked = sum(c for c, _ in counts), sum(c * d.cpu for c, d in counts)
+    else:
+        n, asked = len(open_tasks), sum(t.demand.cpu for t in open_tasks)
+    mean_cpu = asked / n if n else 0.0
     slots = total / mean_cpu if mean_cpu > 0 else float(alive.sum())
     free = float(ctx.cap.free_cpu[alive].sum()) / total if total > 0 else 0.0
     return slots, free
@@ -62,7 +61,7 @@ def serve_capped(ctx: Decision, open_tasks: Iterable, cap_of: Callable[[JobEntry
         js = t.job
         w = width.get(js.seq)
         if w is None:
-            w = running_of(js)
+            w = js.running
         room = cap_of(js) - w
         if room >= 1:
             w += place_nearest(ctx, t, int(min(t.open, room)))
@@ -98,13 +97,13 @@ class WeightedFair:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        open_tasks = srpt_order(ctx)
-        if not open_tasks:
+        jobs = {js.seq: js for js in sorted(ctx.pool.jobs(),     # SRPT order, as served
+                                            key=lambda js: (js.work_left, js.seq))}
+        if not jobs or not ctx.fits_any():
             return
-        jobs = {t.job.seq: t.job for t in open_tasks}
-        slots, _ = slots_of(ctx, open_tasks)
+        slots, _ = slots_of(ctx)
         share = fair_shares(jobs, slots, self.alpha)
-        serve_capped(ctx, open_tasks, lambda js: share[js.seq])
+        serve_capped(ctx, ctx.fitting(srpt_scan(ctx)), lambda js: share[js.seq])
 
 
 FAMILIES = {SrptCap.family: SrptCap, WeightedFair.family: WeightedFair}

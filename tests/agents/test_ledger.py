@@ -123,6 +123,7 @@ def test_a_recorded_ledger_restores_to_the_same_states_and_pool(script):
         other = again.jobs[js.job.id]
         assert (other.outcome, other.completion, other.work_left) == \
             (js.outcome, js.completion, pytest.approx(js.work_left))
+        assert (other.running, other.held) == (js.running, js.held)   # kept, not summed
         for a, b in zip(js.tasks, other.tasks):
             assert bytes(a.states) == bytes(b.states) and a.placements == b.placements
             assert (a.open, a.running, a.done, a.failed, a.failures, a.outcome, a.ready_at) == \

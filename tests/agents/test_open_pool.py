@@ -32,6 +32,13 @@ def test_scan_walks_the_open_tasks_in_fifo_order_while_they_close_and_jobs_are_k
         t = tasks[k % len(tasks)]
         if t.open:
             led.start(t, 0, node=0)
+    by_duration = led.pool.ordered("duration", lambda t: (t.duration,))
+    seen = []
+    for t in led.pool.ordered_scan("duration", lambda t: (t.duration,)):
+        seen.append(t)
+        if t.rank % 5 == 0:
+            led.start(t, 0, node=0)
+    assert seen == by_duration
     expected = led.pool.fifo()
     seen = []
     for t in led.pool.scan():
@@ -90,3 +97,30 @@ def test_a_nodes_running_attempts_iterate_in_the_order_they_started():
     running = list(sim.node_running[0])
     assert len(running) == 64
     assert [a.task.rank for a in running] == sorted(a.task.rank for a in running)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["start", "complete", "fail"]),
+                              st.integers(0, 500)), max_size=80))
+def test_a_jobs_running_count_and_held_resources_follow_its_instances(ops):
+    """What width-capping and DRF read in O(1) (``JobEntry.running``, ``held``) equals the
+    sum over the job's tasks, whatever starts, ends and failures came before (restored from a
+    record: ``test_ledger``)."""
+    led = Ledger(max_attempts=3)
+    entries = [led.admit(wide(f"j{k}", 6, cpus=(1, 2, 3)), 0, 0.0) for k in range(3)]
+    tasks = [t for js in entries for t in js.tasks]
+    for op, k in ops:
+        t = tasks[k % len(tasks)]
+        if op == "start" and t.open:
+            led.start(t, t.open_indices(1)[0], node=0)
+        elif op != "start" and t.placements:
+            inst = sorted(t.placements)[0]
+            if op == "complete":
+                led.complete(t, inst, 1.0)
+            else:
+                led.fail(t, inst, 1.0)
+    for js in entries:
+        assert js.running == sum(t.running for t in js.tasks)
+        assert js.held == [sum(t.running * t.demand.cpu for t in js.tasks),
+                           sum(t.running * t.demand.mem for t in js.tasks),
+                           sum(t.running * t.demand.gpu for t in js.tasks)]
