@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, fits_node
+from agora.agents.limits import MAX_TIME
 
 # Demand mix. Smaller requests are the common case in production traces (Alibaba, Borg).
 _CPU_CORES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -148,6 +149,11 @@ def generate(cluster: Cluster, *, seed: int = 0, jobs: int = 400, load: float = 
     rate = load / per_job  # jobs per second
     gaps = rng.exponential(1.0 / rate, size=jobs - 1)
     arrivals = np.concatenate(([0.0], np.cumsum(gaps)))
+    if arrivals[-1] > MAX_TIME:
+        least = 2 * (jobs - 1) * per_job / MAX_TIME
+        raise ValueError(f"load must offer the {jobs} jobs within {MAX_TIME:g} s (the longest a "
+                         f"workload may span), got {load!r}: its arrivals would reach "
+                         f"{arrivals[-1]:.3g} s; use load >= {least:.2g} (or fewer jobs)")
 
     # 3. Origins and deadlines.
     sites = cluster.site_names

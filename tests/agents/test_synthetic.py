@@ -230,3 +230,14 @@ def test_cluster_without_nodes_is_rejected():
 def test_params_from_source_rejects_foreign_strings():
     with pytest.raises(ValueError, match="not a synthetic"):
         params_from_source("trace:foo.csv")
+
+
+def test_a_load_so_low_that_arrivals_pass_the_time_limit_is_refused_with_the_least_that_works(
+        cpu_cluster):
+    """``load=1e-300`` drew arrivals near 1e304 s: the run's makespan and energy printed as
+    300-digit numbers. Refused, naming ``load`` and the least load that fits the span."""
+    with pytest.raises(ValueError, match=r"load must offer the 50 jobs within 1e\+10 s") as err:
+        generate(cpu_cluster, jobs=50, load=1e-300)
+    least = float(str(err.value).rsplit("load >= ", 1)[1].split(" ")[0])
+    wl = generate(cpu_cluster, jobs=50, load=least)
+    assert wl.jobs[-1].arrival <= 1e10
