@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 _SCAN_CHUNK = 256
 """ranks ``OpenPool.scan`` copies at a time"""
+_SMALL_JOB = 64
+"""tasks of a job up to which ``OpenPool.of_job`` reads its task list instead of the index"""
 
 
 def job_ranks(js: JobEntry) -> tuple[int, int]:
@@ -91,6 +93,14 @@ class OpenPool:
         lazily: a policy that stops once nothing fits pays for what it looked at, not for the
         whole backlog. Safe to allocate while iterating (a task closed meanwhile is skipped)."""
         return _walk(self._fifo, self._tasks, lo, hi, lambda r: r)
+
+    def of_job(self, js: JobEntry) -> Iterator[TaskEntry]:
+        """A job's open tasks in FIFO order, lazily: a small job's straight from its task list
+        (no index lookups: thousands of one-task jobs are walked as fast as a list), a large
+        one's through the pool's index (``scan``: its closed tasks are not walked again)."""
+        if len(js.tasks) <= _SMALL_JOB:
+            return (t for t in js.tasks if t.open)
+        return self.scan(*job_ranks(js))
 
     def ordered_scan(self, name: str, key: Callable[[TaskEntry], tuple]) -> Iterator[TaskEntry]:
         """``ordered(name, key)``, lazily, as ``scan``."""

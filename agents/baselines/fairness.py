@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 
 from agora.agents.baselines.common import place_nearest
-from agora.agents.open_pool import job_ranks
 from agora.agents.sim.engine import Decision, Simulator
 
 
@@ -38,7 +37,7 @@ class DominantResourceFairness:
             _, jidx = heapq.heappop(heap)
             walk = walks.get(jidx)
             if walk is None:
-                it = ctx.fitting(pool.scan(*job_ranks(jobs[jidx])))
+                it = ctx.fitting(pool.of_job(jobs[jidx]))
                 walk = (it, next(it, None))
             it, t = walk
             while t is not None and (t.open == 0 or place_nearest(ctx, t, 1) == 0):

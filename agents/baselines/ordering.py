@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 from agora.agents.baselines.common import place_nearest
 from agora.agents.ledger import TaskEntry
-from agora.agents.open_pool import job_ranks
 from agora.agents.sim.engine import Decision, Simulator
 
 
@@ -56,7 +55,7 @@ def srpt_scan(ctx: Decision) -> Iterator[TaskEntry]:
     walked only as far as the caller goes."""
     pool = ctx.pool
     for js in sorted(pool.jobs(), key=lambda js: (js.work_left, js.seq)):
-        yield from pool.scan(*job_ranks(js))
+        yield from pool.of_job(js)
 
 
 class JobSrpt:
