@@ -294,7 +294,9 @@ def read_alibaba_pod_demands(path: str | Path) -> list[tuple[str, Demand]]:
     ``PLACEMENT_HEADER`` of the placement-only variants."""
     path = str(path)
     lines = split_lines(read_text(path, "an Alibaba pod list CSV"))
-    first = next(csv.reader(lines[:1]), []) if lines else []
+    # The header's column count picks the variant; split by hand, not csv: a header that is not
+    # valid CSV (a stray carriage return) must reach _rows, which names its line and problem.
+    first = lines[0].split(",") if lines else []
     header = PLACEMENT_HEADER if len(first) == len(PLACEMENT_HEADER) else POD_HEADER
     out: list[tuple[str, Demand]] = []
     seen: dict[str, int] = {}

@@ -253,3 +253,18 @@ def test_nodes_any_numbers_give_bounded_nodes_or_input_error(tmp_path, rows):
         assert site == n.site and site_name_problem(sn) is None
         assert 1 <= n.cpu <= MAX_MILLI and 1 <= n.mem <= MAX_MEM_MIB
         assert 0 <= n.gpus <= MAX_GPUS and (n.gpus > 0) == (n.gpu_model is not None)
+
+
+@pytest.mark.parametrize("header", [b"na\rme,cpu_milli,memory_mib,num_gpu,gpu_milli\n",
+                                    b"name,cpu_milli,memory_mib,num_gpu,gpu_mi\rlli\n"])
+def test_a_pod_demand_list_whose_header_is_not_csv_names_the_line(tmp_path, header):
+    """A carriage return inside the header made csv raise its own error before the reader
+    looked at the file (hypothesis, CI 2026-12-01): now the file, line 1 and the expected
+    columns of the variant are named."""
+    from agora.agents.workloads.alibaba import read_alibaba_pod_demands
+    p = tmp_path / "pods.csv"
+    p.write_bytes(header + b"pod1,1000,100,0,0\n")
+    with pytest.raises(InputError) as e:
+        read_alibaba_pod_demands(p)
+    assert (e.value.path, e.value.line) == (str(p), 1)
+    assert "not valid CSV" in str(e.value) and "5 comma-separated columns" in str(e.value)
