@@ -20,9 +20,13 @@ from collections.abc import Mapping, Sequence
 
 _LAUNCHER = """\
 import ctypes, os, sys
-ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
-if os.getppid() != int(sys.argv[1]):
-    os._exit(137)                                     # the parent is already gone
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
+except (OSError, AttributeError):
+    pass                                              # no glibc: run unbound, as before
+else:
+    if os.getppid() != int(sys.argv[1]):
+        os._exit(137)                                 # the parent is already gone
 try:
     os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as e:
