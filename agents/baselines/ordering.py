@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agora.agents.baselines.common import place_nearest
-from agora.agents.ledger import TaskEntry
+from agora.agents.ledger import JobEntry, TaskEntry
 from agora.agents.sim.engine import Decision, Simulator
 
 
@@ -50,11 +50,16 @@ def srpt_order(ctx: Decision) -> list:
     return list(srpt_scan(ctx))
 
 
-def srpt_scan(ctx: Decision) -> Iterator[TaskEntry]:
-    """``srpt_order``, lazily: the open jobs are sorted (O(jobs log jobs)), their open tasks
-    walked only as far as the caller goes."""
+def srpt_jobs(ctx: Decision) -> list[JobEntry]:
+    """The jobs with open tasks, the least work left first (ties: admission order)."""
+    return sorted(ctx.pool.jobs(), key=lambda js: (js.work_left, js.seq))
+
+
+def srpt_scan(ctx: Decision, jobs: list[JobEntry] | None = None) -> Iterator[TaskEntry]:
+    """``srpt_order``, lazily: the open jobs are sorted (O(jobs log jobs); or given, as
+    ``srpt_jobs`` gave them), their open tasks walked only as far as the caller goes."""
     pool = ctx.pool
-    for js in sorted(pool.jobs(), key=lambda js: (js.work_left, js.seq)):
+    for js in srpt_jobs(ctx) if jobs is None else jobs:
         yield from pool.of_job(js)
 
 

@@ -24,22 +24,19 @@ from collections.abc import Iterable
 from typing import Callable
 
 from agora.agents.baselines.common import place_nearest
-from agora.agents.baselines.ordering import srpt_scan
+from agora.agents.baselines.ordering import srpt_jobs, srpt_scan
 from agora.agents.ledger import JobEntry
 from agora.agents.sim.engine import Decision, Simulator
 
 
-def slots_of(ctx: Decision, open_tasks: list | None = None) -> tuple[float, float]:
+def slots_of(ctx: Decision) -> tuple[float, float]:
     """(about how many instances the cluster can hold: its alive cpu over the mean cpu an
-    open task asks -- of ``open_tasks``, or of the whole open pool in O(shapes) --, or its
-    alive nodes when they ask none; the share of alive cpu free now)."""
+    open task asks -- from the open pool's shape counts, O(shapes) --, or its alive nodes
+    when they ask none; the share of alive cpu free now)."""
     alive = ctx.cap.alive
     total = float(ctx.cap.cap_cpu[alive].sum())
-    if open_tasks is None:
-        counts = ctx.pool.shape_counts()
-        n, asked = sum(c for c, _ in counts), sum(c * d.cpu for c, d in counts)
-    else:
-        n, asked = len(open_tasks), sum(t.demand.cpu for t in open_tasks)
+    counts = ctx.pool.shape_counts()
+    n, asked = sum(c for c, _ in counts), sum(c * d.cpu for c, d in counts)
     mean_cpu = asked / n if n else 0.0
     slots = total / mean_cpu if mean_cpu > 0 else float(alive.sum())
     free = float(ctx.cap.free_cpu[alive].sum()) / total if total > 0 else 0.0
@@ -97,13 +94,12 @@ class WeightedFair:
         pass
 
     def schedule(self, ctx: Decision) -> None:
-        jobs = {js.seq: js for js in sorted(ctx.pool.jobs(),     # SRPT order, as served
-                                            key=lambda js: (js.work_left, js.seq))}
-        if not jobs or not ctx.fits_any():
+        order = srpt_jobs(ctx)
+        if not order or not ctx.fits_any():
             return
         slots, _ = slots_of(ctx)
-        share = fair_shares(jobs, slots, self.alpha)
-        serve_capped(ctx, ctx.fitting(srpt_scan(ctx)), lambda js: share[js.seq])
+        share = fair_shares({js.seq: js for js in order}, slots, self.alpha)
+        serve_capped(ctx, ctx.fitting(srpt_scan(ctx, order)), lambda js: share[js.seq])
 
 
 FAMILIES = {SrptCap.family: SrptCap, WeightedFair.family: WeightedFair}

@@ -70,7 +70,7 @@ class LearnedWidth:
             entry = jobs.setdefault(t.job.seq, [t.job, 0])
             entry[1] += t.open
         total_open = sum(n for _, n in jobs.values())
-        slots, free = slots_of(ctx, open_tasks)
+        slots, free = slots_of(ctx)            # open_tasks: the whole open pool
         pressure = math.log1p(total_open / max(slots, 1.0))
         share = fair_shares({s: js for s, (js, _) in jobs.items()}, slots, self.alpha)
         phi = np.empty((len(jobs), len(FEATURES)))
