@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agora.agents.cluster.node_runner import run_folder
+from agora.agents.cluster.instance_run import run_folder
 from agora.agents.domain import Demand, Job, Task
 from agora.deploy.cli_jobs import job_rows
 from agora.protos.agora.v1 import coordinator_pb2 as pb

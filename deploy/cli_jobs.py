@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
+from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
 
 STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
 
@@ -231,7 +231,7 @@ def _run_started(out: Path | None, node: str, job: str, task: str, inst: int,
     """When the run started, from its folder (local runs only)."""
     if out is None:
         return None
-    from agora.agents.cluster.node_runner import run_folder
+    from agora.agents.cluster.instance_run import run_folder
 
     try:
         return (run_folder(out / "runs", node, job, task, inst, run) / "pid").stat().st_mtime

@@ -25,26 +25,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agora.agents.process import bound_to_parent, cannot_start
+from agora.agents.cluster.instance_run import (RunEnd, RunRequest, execute_run, kill_group,
+                                              read_pid, request_of, run_folder, write_json)
 
 log = logging.getLogger(__name__)
 
 RUNNER_PREFIX = "agora-runner:"
 NODE_RESOURCE_PREFIX = "agora-node-"
-KILL_GRACE_S = 3.0
-"""seconds between SIGTERM and SIGKILL to a run's process group"""
 
 
 def node_resource(node: str) -> str:
@@ -56,140 +52,7 @@ def runner_name(node: str) -> str:
     return RUNNER_PREFIX + node
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """One instance to run (picklable; crosses from the agent to the runner)."""
-
-    job: str
-    task: str
-    instance: int
-    run_id: int
-    """the committed version that placed it"""
-    attempt: int
-    """1 + the instance's failed attempts so far"""
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    cwd: str | None
-    timeout_s: float | None
-    cpu: float
-    """cores (Ray ``num_cpus``)"""
-    mem_mib: int
-    gpus: float
-    site: str
-    node: str
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.job, self.task, self.instance)
-
-
-@dataclass
-class RunEnd:
-    """How a run ended, as the runner saw it."""
-
-    job: str
-    task: str
-    instance: int
-    run_id: int
-    kind: str
-    """completed | failed (exit code != 0, a timeout, a crash) | killed (asked to) | lost
-    (the runner or its node went away under it)"""
-    exit_code: int
-    start: float
-    end: float
-    reason: str = ""
-    ray_node: str = ""
-    seq: int = 0
-    """the runner's sequence number of this end (for ``ack``)"""
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.job, self.task, self.instance)
-
-
-def run_folder(root: str | Path, node: str, job: str, task: str, instance: int,
-               run_id: int) -> Path:
-    """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted (and
-    '', '.' and '..', which no name or id may be, made folder names too: no name leaves its
-    level)."""
-    return (Path(root) / _folder_name(node) / _folder_name(job) / _folder_name(task)
-            / f"{instance}-{run_id}")
-
-
-def _folder_name(name: str) -> str:
-    q = quote(name, safe="")
-    if q in ("", ".", ".."):
-        return "%" + q.replace(".", "%2E")    # '%' alone is no quoted text: no collision
-    return q
-
-
-def _execute(req: RunRequest, folder: str) -> dict:
-    """The body of one run (a Ray task on the runner's node): start the command in its own
-    session, wait for it (killing it at the timeout), and record its end in ``end.json``."""
-    d = Path(folder)
-    env = dict(os.environ)
-    env.update(dict(req.env))
-    env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
-               AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
-               AGORA_RAY_NODE=ray.get_runtime_context().get_node_id())
-    start = time.time()
-    kind, reason = "completed", ""
-    with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
-        cwd = req.cwd or str(d)
-        try:
-            problem = cannot_start(req.argv[0], env, cwd)
-            if problem is not None:
-                raise problem
-            p = subprocess.Popen(bound_to_parent(req.argv), env=env, cwd=cwd, stdout=out,
-                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as e:
-            code = 127 if isinstance(e, FileNotFoundError) else 126
-            end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),
-                   "reason": f"cannot start {req.argv[0]!r}: {e.strerror or e}"}
-            _write_json(d / "end.json", end)
-            return end
-        (d / "pid").write_text(str(p.pid))
-        try:
-            code = p.wait(timeout=req.timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(p.pid)
-            code = p.wait()
-            kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
-    if kind == "completed" and code != 0:
-        kind = "failed"
-        reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
-                  else f"exit code {code}")
-    end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
-           "reason": reason}
-    _write_json(d / "end.json", end)
-    return end
-
-
-def _kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-execute_instance = ray.remote(max_retries=0)(_execute)
+execute_instance = ray.remote(max_retries=0)(execute_run)
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -251,7 +114,7 @@ class NodeRunner:
             return "ended"
         folder.mkdir(parents=True, exist_ok=True)
         opts, clamped = self._resources(req)
-        _write_json(folder / "run.json", {**asdict(req), "ray_resources": opts,
+        write_json(folder / "run.json", {**asdict(req), "ray_resources": opts,
                                           "clamped": clamped})
         live = _Live(req, folder, time.time())
         self.live[ident] = live
@@ -284,13 +147,13 @@ class NodeRunner:
             return False
         live.killed = reason or "killed"
         loop = asyncio.get_running_loop()
-        pid = _read_pid(live.folder)
+        pid = read_pid(live.folder)
         if pid is None:
             ray.cancel(live.ref, force=True)      # not started yet: drop the task
             await asyncio.sleep(0.5)              # (or it was just starting its process)
-            pid = _read_pid(live.folder)
+            pid = read_pid(live.folder)
         if pid is not None:
-            await loop.run_in_executor(None, _kill_group, pid)
+            await loop.run_in_executor(None, kill_group, pid)
         return True
 
     async def snapshot(self) -> dict:
@@ -348,7 +211,7 @@ class NodeRunner:
         except Exception as e:  # noqa: BLE001 - a crashed worker, a cancelled task
             kind, code, start, stop = "failed", -1, live.start, time.time()
             reason = f"the run's Ray worker failed: {type(e).__name__}: {str(e)[:300]}"
-            _write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
+            write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
                                                    "start": start, "end": stop,
                                                    "reason": reason})
         if live.killed is not None:
@@ -376,7 +239,7 @@ class NodeRunner:
             if (folder / "acked").exists():
                 continue
             try:
-                req = _request_of(json.loads(run_json.read_text()))
+                req = request_of(json.loads(run_json.read_text()))
             except (ValueError, TypeError, KeyError):
                 continue
             self.finished.add((*req.key, req.run_id))
@@ -388,31 +251,15 @@ class NodeRunner:
                 continue
             except (FileNotFoundError, ValueError, KeyError):
                 pass
-            pid = _read_pid(folder)
+            pid = read_pid(folder)
             if pid is not None:
-                _kill_group(pid, grace_s=1.0)
+                kill_group(pid, grace_s=1.0)
             now = time.time()
             reason = "the node's runner restarted under it"
-            _write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": now,
+            write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": now,
                                               "end": now, "reason": reason})
             self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1, now,
                                now, reason, self.ray_node))
-
-
-def _request_of(rec: dict) -> RunRequest:
-    """The ``RunRequest`` recorded in a ``run.json``."""
-    names = {f.name for f in fields(RunRequest)}
-    kw = {k: v for k, v in rec.items() if k in names}
-    kw["argv"] = tuple(kw["argv"])
-    kw["env"] = tuple(tuple(x) for x in kw["env"])
-    return RunRequest(**kw)
-
-
-def _read_pid(folder: Path) -> int | None:
-    try:
-        return int((folder / "pid").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 RayNodeRunner = ray.remote(NodeRunner)

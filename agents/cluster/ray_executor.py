@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from agora.agents.cluster.node_runner import RunEnd, RunRequest, runner_name
+from agora.agents.cluster.instance_run import RunEnd, RunRequest
+from agora.agents.cluster.node_runner import runner_name
 from agora.agents.domain import MILLI, Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity

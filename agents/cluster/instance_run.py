@@ -1,0 +1,172 @@
+"""One run of an instance on a node: what to run (``RunRequest``, from the agent to the
+node's runner), how it ended (``RunEnd``), its folder (``run_folder``: ``run.json``, ``pid``,
+``stdout``, ``stderr``, ``end.json``), and the body of the Ray task that starts the command in
+its own session, kills it at its timeout and records its end (``execute_run``). The runner
+actor that schedules these is ``node_runner``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import quote
+
+import ray
+
+from agora.agents.process import bound_to_parent, cannot_start
+
+KILL_GRACE_S = 3.0
+"""seconds between SIGTERM and SIGKILL to a run's process group"""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One instance to run (picklable; crosses from the agent to the runner)."""
+
+    job: str
+    task: str
+    instance: int
+    run_id: int
+    """the committed version that placed it"""
+    attempt: int
+    """1 + the instance's failed attempts so far"""
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    cwd: str | None
+    timeout_s: float | None
+    cpu: float
+    """cores (Ray ``num_cpus``)"""
+    mem_mib: int
+    gpus: float
+    site: str
+    node: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.job, self.task, self.instance)
+
+
+@dataclass
+class RunEnd:
+    """How a run ended, as the runner saw it."""
+
+    job: str
+    task: str
+    instance: int
+    run_id: int
+    kind: str
+    """completed | failed (exit code != 0, a timeout, a crash) | killed (asked to) | lost
+    (the runner or its node went away under it)"""
+    exit_code: int
+    start: float
+    end: float
+    reason: str = ""
+    ray_node: str = ""
+    seq: int = 0
+    """the runner's sequence number of this end (for ``ack``)"""
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.job, self.task, self.instance)
+
+
+def run_folder(root: str | Path, node: str, job: str, task: str, instance: int,
+               run_id: int) -> Path:
+    """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted (and
+    '', '.' and '..', which no name or id may be, made folder names too: no name leaves its
+    level)."""
+    return (Path(root) / _folder_name(node) / _folder_name(job) / _folder_name(task)
+            / f"{instance}-{run_id}")
+
+
+def _folder_name(name: str) -> str:
+    q = quote(name, safe="")
+    if q in ("", ".", ".."):
+        return "%" + q.replace(".", "%2E")    # '%' alone is no quoted text: no collision
+    return q
+
+
+def execute_run(req: RunRequest, folder: str) -> dict:
+    """The body of one run (a Ray task on the runner's node): start the command in its own
+    session, wait for it (killing it at the timeout), and record its end in ``end.json``."""
+    d = Path(folder)
+    env = dict(os.environ)
+    env.update(dict(req.env))
+    env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
+               AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
+               AGORA_RAY_NODE=ray.get_runtime_context().get_node_id())
+    start = time.time()
+    kind, reason = "completed", ""
+    with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
+        cwd = req.cwd or str(d)
+        try:
+            problem = cannot_start(req.argv[0], env, cwd)
+            if problem is not None:
+                raise problem
+            p = subprocess.Popen(bound_to_parent(req.argv), env=env, cwd=cwd, stdout=out,
+                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:
+            code = 127 if isinstance(e, FileNotFoundError) else 126
+            end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),
+                   "reason": f"cannot start {req.argv[0]!r}: {e.strerror or e}"}
+            write_json(d / "end.json", end)
+            return end
+        (d / "pid").write_text(str(p.pid))
+        try:
+            code = p.wait(timeout=req.timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(p.pid)
+            code = p.wait()
+            kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+    if kind == "completed" and code != 0:
+        kind = "failed"
+        reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
+                  else f"exit code {code}")
+    end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
+           "reason": reason}
+    write_json(d / "end.json", end)
+    return end
+
+
+def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def request_of(rec: dict) -> RunRequest:
+    """The ``RunRequest`` recorded in a ``run.json``."""
+    names = {f.name for f in fields(RunRequest)}
+    kw = {k: v for k, v in rec.items() if k in names}
+    kw["argv"] = tuple(kw["argv"])
+    kw["env"] = tuple(tuple(x) for x in kw["env"])
+    return RunRequest(**kw)
+
+
+def read_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / "pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None

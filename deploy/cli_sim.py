@@ -1,0 +1,247 @@
+"""The ``agora`` sub-commands of the one-process simulator: ``simulate``, ``baselines``,
+``bound``, ``train`` (alone or ``--federated``) and ``evaluate``. ``cli.parser`` wires them;
+each takes the parsed arguments and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
+from agora.agents.workloads.errors import InputError
+from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    from agora.agents.sim.report import metrics_table
+    from agora.agents.sim.runner import run_one
+
+    if is_baseline(a.policy):
+        for opt, v in (("--comm", a.comm), ("--threshold", a.threshold)):
+            if v is not None:
+                raise ValueError(f"{opt} {v}: applies to a checkpoint policy only, and "
+                                 f"--policy {a.policy} is a baseline; expected no {opt} "
+                                 f"with it")
+    sc = _scenario(a)
+    cfg, given = _sim_config(a)
+    # A value the file sets is used unless its option is given: the option then wins, and
+    # the result's config says the value that ran.
+    seed = cfg.seed if a.seed is None else a.seed
+    check = cfg.check_invariants if a.check is None else a.check
+    cfg = replace(cfg, seed=seed, check_invariants=check)
+    if a.out and not a.no_gantt and not cfg.record_attempts:
+        raise InputError(path=a.config, line=given.get("record_attempts"),
+                         field="record_attempts",
+                         problem="false, so the Gantt charts that --out writes would be empty",
+                         expected="record_attempts: true, or --no-gantt")
+    cluster, wl = _build(a, sc, seed)
+    d = _check_out(a.out) if a.out else None
+    if not a.json:
+        src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
+        print(f"scenario: {asdict(sc)}\nseed: {seed} (from {src})  policy: {a.policy}\n"
+              f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
+              f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
+              f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
+    if is_baseline(a.policy):
+        r = run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json)
+    else:
+        from agora.agents.learn.evaluate import run_learned
+        r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
+                           threshold=a.threshold, progress=not a.json)
+    out = {"scenario": asdict(sc), "seed": seed, "policy": a.policy, "seeds": r.seeds,
+           "config": cfg.to_dict(), "metrics": r.metrics,
+           "unschedulable": [list(u) for u in r.unschedulable],
+           "failed": [list(f) for f in r.failed]}
+    if d is not None:
+        (d / "result.json").write_text(json.dumps(out, indent=1))
+        if not a.no_gantt:
+            from agora.agents.sim.gantt import write_gantt
+            out["gantt"] = [str(p) for p in write_gantt(r, d)]
+    if a.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(metrics_table(r.metrics))
+        for job, task, why in r.unschedulable[:10]:
+            print(f"unschedulable: job {job} task {task}: {why}")
+        if len(r.unschedulable) > 10:
+            print(f"... {len(r.unschedulable) - 10} more unschedulable tasks (see --json)")
+        for job, task, why in r.failed[:10]:
+            print(f"failed: job {job} task {task}: {why}")
+        if len(r.failed) > 10:
+            print(f"... {len(r.failed) - 10} more failed tasks (see --json)")
+        if a.out:
+            print(f"wrote {a.out}/result.json" + ("" if a.no_gantt else " and Gantt charts"))
+    return 0 if r.metrics["tasks_lost"] == 0 else 1
+
+
+def cmd_baselines(a: argparse.Namespace) -> int:
+    from agora.agents.sim.report import comparison_table, summarise
+    from agora.agents.sim.runner import run_baselines
+
+    sc = _scenario(a)
+    policies = a.policies
+    cfg, _ = _sim_config(a, fixed_seed=f"agora baselines runs seeds 0..{a.seeds - 1} "
+                                       f"(--seeds {a.seeds})")
+    t0 = time.perf_counter()
+    progress = None
+    if not a.json:
+        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}", file=sys.stderr)
+        from tqdm import tqdm
+        progress = tqdm(total=a.seeds * len(policies or BASELINES), unit="run", leave=False)
+    with _transforms(a):
+        runs = run_baselines(sc, seeds=a.seeds, policies=policies, config=cfg,
+                             on_result=(lambda *_: progress.update(1)) if progress else None)
+    if progress:
+        progress.close()
+    if a.json:
+        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds,
+                          "policies": summarise(runs)}, indent=1))
+    else:
+        print(comparison_table(runs))
+        print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")
+    return 0 if all(m["tasks_lost"] == 0 for ms in runs.values() for m in ms) else 1
+
+
+def cmd_bound(a: argparse.Namespace) -> int:
+    from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule
+
+    cluster, wl = _build(a, _scenario(a), a.seed)
+    out = {"analytic": analytic_lower_bounds(wl, cluster)}
+    if wl.instance_count <= a.max_instances:
+        for objective in ("makespan", "weighted_completion"):
+            r = cpsat_schedule(wl, cluster, objective=objective, time_limit_s=a.time_limit)
+            out[objective] = {"model_status": r.status, "value": r.value,
+                              "best_bound": r.best_bound, "proven_optimal": r.proven_optimal,
+                              "resolution_s": r.resolution_s, "solve_s": r.solve_time_s}
+    else:
+        out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"
+    if a.json:
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    print("analytic lower bounds (seconds unless named otherwise):")
+    for k, v in out["analytic"].items():
+        print(f"  {k:<28} {v:,.3f}" if isinstance(v, float) else f"  {k:<28} {v}")
+    for objective in ("makespan", "weighted_completion"):
+        r = out.get(objective)
+        if r is None:
+            continue
+        verdict = ("optimal for this instance" if r["proven_optimal"] else
+                   f"model status {r['model_status']}: optimal for the model rounded up to "
+                   f"{r['resolution_s']:g} s steps, not proven for this instance"
+                   if r["model_status"] == "OPTIMAL" else f"model status {r['model_status']}")
+        val = "-" if r["value"] is None else f"{r['value']:,.3f}"
+        bnd = "-" if r["best_bound"] is None else f"{r['best_bound']:,.3f}"
+        print(f"CP-SAT {objective}: {val} (lower bound {bnd}; {verdict}; {r['solve_s']:.1f} s)")
+    if "cpsat" in out:
+        print(f"CP-SAT: {out['cpsat']}")
+    return 0
+
+
+def policy_arg(v: str) -> str:
+    if is_baseline(v) or Path(v).is_file():
+        return v
+    if v.partition(":")[0] in FAMILIES:
+        try:
+            make_policy(v)                    # a known family with a bad value: say why
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    raise argparse.ArgumentTypeError(
+        f"{v!r} is neither a baseline ({choices()}) nor a checkpoint file")
+
+
+def _agent_config(a: argparse.Namespace):
+    from agora.agents.learn.learned_policy import AgentConfig
+
+    return AgentConfig(k=a.k, hidden=a.hidden, code_dim=a.code_dim, bits=a.bits,
+                       threshold=a.threshold, comm=a.comm)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from agora.agents.learn.ppo import PPOConfig
+    from agora.agents.learn.trainer import TrainConfig, train
+
+    sc = _scenario(a)
+    cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
+                      bc_episodes=a.bc_episodes, val_episodes=a.val_episodes,
+                      agent=_agent_config(a), ppo=PPOConfig(lr=a.lr))
+    if a.federated:
+        return _train_federated(a, cfg)
+    summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
+                    log=lambda m: print(m, file=sys.stderr), track=a.track)
+    _print_summary(summary, a.json)
+    return 0
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    """``--json``: the summary as JSON; else one ``name: value`` line per entry."""
+    if as_json:
+        print(json.dumps(summary, indent=1))
+        return
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{kk}={vv:.4g}" if isinstance(vv, float) else f"{kk}={vv}"
+                          for kk, vv in v.items())
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        print(f"{k}: {v}")
+
+
+def _train_federated(a: argparse.Namespace, site_cfg) -> int:
+    from agora.agents.sim.runner import Scenario
+    from agora.federation.domains import load_setup
+    from agora.federation.train import FedTrainConfig, train_federated
+
+    default = asdict(Scenario())
+    given = [f"--{k.replace('_', '-')}" for k, v in site_cfg.scenario.items() if v != default[k]]
+    if given:
+        raise ValueError(f"{', '.join(given)}: with --federated every organisation's cluster "
+                         f"and workload come from --setup")
+    kw = {k: v for k, v in (("max_nodes", a.max_nodes), ("load", a.setup_load)) if v is not None}
+    setup = load_setup(a.setup, traces=a.traces, cache=Path(a.out) / "setup", **kw)
+    cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,
+                         secagg=a.secagg, trim_beta=a.trim_beta, seed=a.seed, site=site_cfg)
+    summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,
+                              log=lambda m: print(m, file=sys.stderr), track=a.track)
+    _print_summary(summary, a.json)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from agora.agents.learn.checkpoint import load_agents
+    from agora.agents.learn.evaluate import evaluate
+    from agora.agents.sim.report import comparison_table, paired_differences, paired_table, summarise
+
+    sc = _scenario(a)
+    cfg, _ = _sim_config(a, fixed_seed=f"agora evaluate runs seeds 0..{a.seeds - 1} "
+                                       f"(--seeds {a.seeds})")
+    _build(a, sc, 0)                                    # bad input: fail before any run
+    load_agents(a.checkpoint)                           # fail early, saying what differs
+    policies = a.policies
+    t0 = time.perf_counter()
+    if not a.json:
+        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
+              file=sys.stderr)
+    with _transforms(a):
+        res = evaluate(a.checkpoint, sc, seeds=list(range(a.seeds)), baselines=policies,
+                       comm=a.comm, threshold=a.threshold, config=cfg,
+                       on_result=None if a.json else (lambda p, s, r: print(
+                           f"  seed {s} {p}: JCT {r.metrics['jct_mean_s']:.1f} s, "
+                           f"score {r.metrics['score']:.4f}", file=sys.stderr)))
+    if a.json:
+        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
+                          "comm": res["comm"], "wall_s": res["wall_s"],
+                          "policies": summarise(res["runs"]),
+                          "paired_jct": paired_differences(res["runs"], "learned")}, indent=1))
+    else:
+        print(comparison_table(res["runs"]))
+        print()
+        print(paired_table(res["runs"], "learned"))
+        c = res["comm"]
+        print(f"messages ({c['mode']}, threshold {c['threshold']}): {c['msgs_sent_frac']:.3f} of "
+              f"{c['msgs_possible']} possible sent; {c['bytes_per_msg']} bytes per code vs "
+              f"{c['raw_state_bytes']} bytes of raw float32 state")
+        print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")
+    return 0
