@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 
 from agora.agents.baselines.backfill import EasyBackfill
+from agora.agents.baselines.energy import EnergyFirst
 from agora.agents.baselines.fairness import DominantResourceFairness
 from agora.agents.baselines.fgd import FragmentationGradientDescent
 from agora.agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
 from agora.agents.baselines.packing import LeastLoaded, Tetris
-from agora.agents.baselines.parallelism import FAMILIES
+from agora.agents.baselines.parallelism import SrptCap, WeightedFair
 from agora.agents.baselines.spread import RandomSite, RoundRobin
 from agora.agents.policy import Policy
 
 BASELINES: dict[str, type] = {p.name: p for p in (
     RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, JobSrpt, Tetris,
     DominantResourceFairness, EasyBackfill, FragmentationGradientDescent)}
+
+FAMILIES: dict[str, type] = {p.family: p for p in (SrptCap, WeightedFair, EnergyFirst)}
+"""parameterised baselines by family: ``make_policy("srpt-cap:8")``"""
 
 
 def is_baseline(name: str) -> bool:
@@ -38,7 +42,7 @@ def choices() -> str:
 
 def make_policy(name: str) -> Policy:
     """A fresh baseline by name, or a parameterised one as ``family:value`` (``srpt-cap:8``,
-    ``weighted-fair:-0.5``: ``parallelism.FAMILIES``); the error lists what exists."""
+    ``weighted-fair:-0.5``, ``energy-first:0.2``: ``FAMILIES``); the error lists what exists."""
     family, sep, value = name.partition(":")
     if sep and family in FAMILIES:
         try:

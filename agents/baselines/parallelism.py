@@ -101,6 +101,3 @@ class WeightedFair:
         share = fair_shares({js.seq: js for js in order}, slots, self.alpha)
         serve_capped(ctx, ctx.fitting(srpt_scan(ctx, order)), lambda js: share[js.seq])
 
-
-FAMILIES = {SrptCap.family: SrptCap, WeightedFair.family: WeightedFair}
-"""parameterised baselines by family: ``make_policy("srpt-cap:8")``"""

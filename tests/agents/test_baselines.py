@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agora.agents.baselines import BASELINES, make_policy
+from agora.agents.domain import PowerModel
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import Simulator
 from agora.agents.sim.verify import verify
@@ -136,3 +137,45 @@ def test_every_baseline_finishes_a_dag_workload(policy):
                         task("x", 3, 2, instances=3), task("y", 2, 1, after=["x"]),
                         task("z", 1, 1, gpu=0.5, after=["x"])) for i in range(8)])
     assert run(cl, wl, policy).metrics["jobs_completed"] == 8
+
+
+# Site "dear" draws 25 W a busy core (200 W over 8), "cheap" 6.25 W (50 W over 8).
+DEAR, CHEAP = PowerModel(node_idle_w=100, node_peak_w=300), PowerModel(node_idle_w=100,
+                                                                        node_peak_w=150)
+TWO_POWERS = cluster(site("dear", node("dear", "n", 8), power=DEAR),
+                     site("cheap", node("cheap", "n", 8), power=CHEAP))
+DEAR_SITE, CHEAP_SITE = 0, 1
+
+
+def test_energy_first_places_on_the_node_that_draws_least_and_saves_energy():
+    wl = workload(*[job(f"j{i}", i, "dear", task("t", 100, 2)) for i in range(3)])
+    green, srpt = run(TWO_POWERS, wl, "energy-first:inf"), run(TWO_POWERS, wl, "srpt")
+    assert set(sites(green).values()) == {CHEAP_SITE}
+    assert set(sites(srpt).values()) == {DEAR_SITE}      # the origin first
+    assert green.metrics["energy_kwh"] < srpt.metrics["energy_kwh"]
+    # the same completion times, but for the link's latency off the origin (data_mb 0)
+    assert green.metrics["jct_mean_s"] == pytest.approx(srpt.metrics["jct_mean_s"] + 0.02)
+
+
+def test_energy_first_with_a_threshold_waits_for_an_efficient_node():
+    # "cheap" is full until t=50; a node 4x dearer is free at once.
+    wl = workload(job("filler", 0, "cheap", task("t", 50, 8)),
+                  job("p", 1, "dear", task("t", 10, 2)))
+    never = run(TWO_POWERS, wl, "energy-first:inf")
+    hold = run(TWO_POWERS, wl, "energy-first:0.5")
+    loose = run(TWO_POWERS, wl, "energy-first:4")     # 25 <= 6.25 * 5: dear is close enough
+    assert (sites(never)["p"], starts(never)["p"]) == (DEAR_SITE, 1)
+    assert (sites(hold)["p"], starts(hold)["p"]) == (CHEAP_SITE, 50)
+    assert (sites(loose)["p"], starts(loose)["p"]) == (DEAR_SITE, 1)
+
+
+@pytest.mark.parametrize("bad", ["energy-first:-1", "energy-first:x"])
+def test_energy_first_refuses_a_bad_threshold_naming_it(bad):
+    with pytest.raises(ValueError, match="energy-first"):
+        make_policy(bad)
+
+
+@pytest.mark.parametrize("policy", ["energy-first:inf", "energy-first:0.2", "srpt-cap:2",
+                                    "weighted-fair:0.5"])
+def test_every_family_finishes_a_dag_workload(policy):
+    test_every_baseline_finishes_a_dag_workload(policy)
