@@ -26,7 +26,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,14 +45,14 @@ def site_cluster(n: int, path: Path) -> Path:
 
 def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: Path,
            round_timeout_s: float, tls: bool = True,
-           round_grace_s: float | None = None, episode_timeout_s: float | None = None
-           ) -> Path:
+           round_grace_s: float | None = None, episode_timeout_s: float | None = None,
+           peers: int | None = None) -> Path:
     data = {"cluster": str(site_cluster(n, d / "cluster.yaml")), "workload": workload,
             "policy": str(policy), "out": str(d / "out"), "seed": seed, "speed": speed,
             "round_timeout_s": round_timeout_s, "episode_timeout_s": episode_timeout_s,
             "coordinator": {} if round_grace_s is None else {"round_grace_s": round_grace_s},
             "metrics": {"enabled": False}, "tls": {"enabled": tls},
-            "ray": {"num_cpus": os.cpu_count(), "dashboard": False}}
+            "ray": {"num_cpus": os.cpu_count(), "dashboard": False}, "peers": peers}
     (d / "replay.yaml").write_text(yaml.safe_dump(data))
     return d / "replay.yaml"
 
@@ -68,7 +67,7 @@ def one(n: int, a, seed: int = 0) -> dict:
                                 policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
                                 round_grace_s=a.round_grace_s,
                                 episode_timeout_s=a.episode_timeout_s,
-                                tls=a.tls == "on"))
+                                tls=a.tls == "on", peers=a.peers))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     res = replay(cfg, echo=lambda *x, **k: None, progress=False)
@@ -146,6 +145,9 @@ def main(argv=None) -> int:
                    help="wall seconds a run may take (default: the replay's own, 20 x the "
                         "arrival span / speed, at least 600)")
     p.add_argument("--policy", default=str(POLICY))
+    p.add_argument("--peers", type=int, default=None,
+                   help="sites each agent listens to (default: the checkpoint's, 16); "
+                        "N-1 for all-to-all")
     p.add_argument("--quality", action="store_true",
                    help="replay vs the simulation engine, --seeds seeds, at --sites's first N")
     p.add_argument("--seeds", type=int, default=5)
@@ -156,8 +158,10 @@ def main(argv=None) -> int:
                    help="writes OUT.md and OUT.json (default: %(default)s)")
     a = p.parse_args(argv)
     sites = [int(x) for x in a.sites.split(",")]
+    peers = "the checkpoint's" if a.peers is None else a.peers
     text = [f"Cluster engine in replay mode: 4 replicas, {os.cpu_count()} cores, workload "
-            f"{a.workload}, speed {a.speed:g}x, policy {Path(a.policy).name}, TLS {a.tls}\n"]
+            f"{a.workload}, speed {a.speed:g}x, policy {Path(a.policy).name}, TLS {a.tls}, "
+            f"peers {peers}\n"]
     result: dict = {"args": vars(a)}
     if a.quality:
         pairs = []

@@ -116,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=_threshold, default=0.5,
                    help="send-trigger threshold (>= 0)")
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
+    t.add_argument("--peers", type=_whole(ge=1), default=16,
+                   help="sites each agent listens to, its nearest by link (>= 1)")
     t.add_argument("--val-episodes", type=int, default=4,
                    help="held-back validation episodes per evaluation (per site)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -156,7 +156,7 @@ def _agent_config(a: argparse.Namespace):
     from agora.agents.learn.learned_policy import AgentConfig
 
     return AgentConfig(k=a.k, hidden=a.hidden, code_dim=a.code_dim, bits=a.bits,
-                       threshold=a.threshold, comm=a.comm)
+                       threshold=a.threshold, comm=a.comm, peers=a.peers)
 
 
 def cmd_train(a: argparse.Namespace) -> int:

@@ -338,9 +338,10 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     system.supervisor = threading.Thread(target=_supervise, args=(system,), daemon=True)
     system.supervisor.start()
     try:
-        connected = ray.get([a.wait_connected.remote() for a in actors], timeout=300)
-        if min(connected, default=0) < len(sites) - 1:
-            log.warning("some agents opened fewer peer streams than peers: %s", connected)
+        links = ray.get([a.wait_connected.remote() for a in actors], timeout=300)
+        if any(n < want for n, want in links):
+            log.warning("some agents opened fewer peer streams than sites listen to them "
+                        "(open/wanted): %s", [f"{n}/{want}" for n, want in links])
     except BaseException:
         system.close()
         raise

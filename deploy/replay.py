@@ -190,6 +190,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     weights, pconf = policy_arrays(cfg.policy)
     if cfg.comm is not None:
         pconf = {**pconf, "comm": cfg.comm}
+    if cfg.peers is not None:
+        pconf = {**pconf, "peers": cfg.peers}
     trainers = None
     if cfg.federation.enabled:
         from agora.agents.learn.learned_policy import AgentConfig

@@ -240,6 +240,9 @@ class UpConfig:
     comm: str | None = None
     """the agents' messages: trigger | always | none; None: as the checkpoint says (its
     ``AgentConfig.comm``)"""
+    peers: int | None = None
+    """sites each agent listens to at most, its nearest by link, >= 1; None: as the
+    checkpoint says (``AgentConfig.peers``, 16 for checkpoints made before it existed)"""
     round_timeout_s: float = 2.0
     """seconds a round may wait for the sites after the first decision before the replicas
     vote to close it (the coordinator's ``round_timeout_s``), > 0"""

@@ -215,6 +215,7 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("out", _path(state_folder(base)))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
     top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))
+    top.get("peers", lambda w, v: None if v is None else _int(w, v, 1))
     n = top.values.get("replicas", UpConfig.replicas)
     if top.has("coordinator"):
         top.values["coordinator"] = _coordinator(base, n, top.at("coordinator"),

@@ -23,6 +23,7 @@ import numpy as np
 
 from agora.agents.aio import cancel_and_wait
 from agora.agents.step.codes import CodeBook
+from agora.agents.step.neighbours import listeners_of
 from agora.protos.agora.v1 import agent_pb2 as pb
 from agora.protos.agora.v1 import agent_pb2_grpc as rpc
 
@@ -33,9 +34,12 @@ class PeerService(rpc.PeerExchangeServicer):
     """The receiving side: every accepted code goes into ``book``; ``on_code`` is told."""
 
     def __init__(self, site: str, sites: list[str], book: CodeBook, code_bytes: int,
-                 on_code: Callable[[int, int], None] | None = None) -> None:
+                 on_code: Callable[[int, int], None] | None = None,
+                 hears: list[str] | None = None) -> None:
         self.site = site
         self.index = {s: i for i, s in enumerate(sites)}
+        self.hears = None if hears is None else set(hears)
+        """the sites this agent listens to (``step.neighbours``; None: every other)"""
         self.book = book
         self.code_bytes = code_bytes
         self.on_code = on_code
@@ -48,6 +52,9 @@ class PeerService(rpc.PeerExchangeServicer):
             return f"site: unknown sender {m.site!r}; expected one of {sorted(self.index)}"
         if m.site == self.site:
             return f"site: {m.site!r} is this agent itself"
+        if self.hears is not None and m.site not in self.hears:
+            return (f"site: {m.site!r} is not among the {len(self.hears)} sites this agent "
+                    f"listens to (its nearest); expected one of {sorted(self.hears)}")
         if len(m.code) != self.code_bytes:
             return (f"code: {len(m.code)} bytes; expected {self.code_bytes} (one int8 per "
                     f"latent dimension)")
@@ -193,11 +200,21 @@ class GrpcExchange:
     def __init__(self, *, site: str, sites: list[str], code_dim: int, code_bytes: int,
                  resolve: Callable[[str], Awaitable[str | None]], epoch: int,
                  credentials: grpc.ChannelCredentials | None = None,
-                 on_code: Callable[[int, int], None] | None = None) -> None:
+                 on_code: Callable[[int, int], None] | None = None,
+                 listen: np.ndarray | None = None) -> None:
+        """``listen``: ``step.neighbours.listening`` of the cluster -- codes go only to the
+        sites that listen to this one and come only from those it listens to (None: every
+        site listens to every other)."""
         self.book = CodeBook(len(sites), code_dim)
-        self.service = PeerService(site, sites, self.book, code_bytes, on_code=on_code)
-        self.links = PeerLinks(site, [s for s in sites if s != site], resolve,
-                               credentials=credentials)
+        me = sites.index(site)
+        if listen is None:
+            send_to, hears = [s for s in sites if s != site], None
+        else:
+            send_to = [sites[r] for r in listeners_of(listen, me)]
+            hears = [sites[s] for s in np.flatnonzero(listen[me])]
+        self.service = PeerService(site, sites, self.book, code_bytes, on_code=on_code,
+                                   hears=hears)
+        self.links = PeerLinks(site, send_to, resolve, credentials=credentials)
         self.epoch = epoch
         self.sent = 0
 

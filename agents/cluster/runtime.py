@@ -48,7 +48,8 @@ class AgentRuntime:
                  clearinghouse, executor, tick_s: float = 1.0, metrics=None) -> None:
         self.cluster = cluster
         self.agent = SiteAgent(site=site, name=name, policy=policy,
-                               observer=Observer(cluster, policy.k), exchange=exchange,
+                               observer=Observer(cluster, policy.k, policy.peers),
+                               exchange=exchange,
                                clearinghouse=clearinghouse, executor=executor)
         self.site, self.name = site, name
         self.tick_s = tick_s

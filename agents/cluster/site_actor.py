@@ -36,6 +36,7 @@ from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster
 from agora.agents.step.codes import code_bytes
+from agora.agents.step.neighbours import link_matrices, listening
 from agora.agents.step.policy import NumpyPolicy
 from agora.protos.agora.v1 import agent_pb2_grpc
 from agora.protos.undecodable import RefuseUndecodable
@@ -138,7 +139,8 @@ class SiteAgentActor:
             site=spec.site, sites=self.sites, code_dim=self.policy.code_dim,
             code_bytes=code_bytes(self.policy.code_dim, self.policy.bits),
             resolve=self._resolve, epoch=self.epoch, credentials=channel_creds,
-            on_code=lambda sender, rnd: self.runtime and self.runtime.wake())
+            on_code=lambda sender, rnd: self.runtime and self.runtime.wake(),
+            listen=listening(*link_matrices(spec.cluster), self.policy.peers))
         self.server = grpc.aio.server(interceptors=[RefuseUndecodable()])
         agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.exchange.service, self.server)
         host = spec.host or ray.util.get_node_ip_address()
@@ -177,10 +179,12 @@ class SiteAgentActor:
         return await self.registry.lookup.remote(peer)
 
     # ---- introspection -------------------------------------------------------------------
-    async def wait_connected(self, timeout_s: float = 30.0) -> int:
-        """Until the streams to every peer are open; how many are."""
+    async def wait_connected(self, timeout_s: float = 30.0) -> tuple[int, int]:
+        """Until the streams to every site that listens to this one are open: (how many
+        are, how many there are)."""
         await self.start()
-        return await self.exchange.links.wait_connected(timeout_s)
+        links = self.exchange.links
+        return await links.wait_connected(timeout_s), len(links.peers)
 
     async def identity_request(self) -> dict | None:
         """What the operator needs to admit this site and certify its TLS key, all public:

@@ -16,6 +16,7 @@ import torch
 
 from agora.agents.learn.codec import Codec
 from agora.agents.learn.networks import ActorCritic
+from agora.agents.step.neighbours import DEFAULT_PEERS
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
 from agora.agents.step.policy import NumpyPolicy
 from agora.agents.step.simulation import STATE_DIM
@@ -39,6 +40,9 @@ class AgentConfig:
     """send a code when the normalised first-choice entropy exceeds this (0 = always)"""
     comm: str = "trigger"
     """trigger | always | none"""
+    peers: int = DEFAULT_PEERS
+    """sites each agent listens to at most, its nearest by link (``step.neighbours``); the
+    weights do not depend on it: any value runs any checkpoint"""
     central_critic: bool = True
     """the critic reads the system summary (MAPPO) or only the agent's own context"""
 

@@ -147,11 +147,12 @@ class ValueNorm:
 
 
 def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
-    """Rounds × sites -> rows, with each row's peer inputs (mailbox codes, others only)."""
+    """Rounds × sites -> rows, with each row's peer inputs (mailbox codes of the sites it
+    listens to: ``listen``, as the agents acted)."""
     t_len, s = ep["mask"].shape[:2]
     codes = dequantise(ep["codes"], bits)                                # (T, S, Z)
     pc = np.broadcast_to(codes[:, None], (t_len, s, *codes.shape[1:]))
-    pm = ep["has"][:, None, :] & ~np.eye(s, dtype=bool)[None]
+    pm = ep["has"][:, None, :] & ep["listen"]
     out = {
         "slots": ep["slots"], "mask": ep["mask"], "own": ep["own"], "local": ep["local"],
         "peer_codes": pc, "peer_mask": pm,

@@ -36,6 +36,7 @@ import numpy as np
 from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
+from agora.agents.step.neighbours import DEFAULT_PEERS, link_matrices, listening
 
 LOG_DIV = 10.0
 """log-scaled quantities are log1p(x) / LOG_DIV: 1 s -> 0.07, 1 min -> 0.41, 1 h -> 0.82"""
@@ -108,7 +109,7 @@ class SiteObs:
 class Observer:
     """Static arrays of a cluster, and ``observe`` of some of its sites at one round."""
 
-    def __init__(self, cluster: Cluster, k: int) -> None:
+    def __init__(self, cluster: Cluster, k: int, peers: int = DEFAULT_PEERS) -> None:
         cap = Capacity(cluster)
         self.k = k
         self.n_sites = cap.n_sites
@@ -122,16 +123,9 @@ class Observer:
                                for arr in (cap.cap_cpu, cap.cap_mem, cap.cap_gpu)], float)
         self.has_gpu = (self.total[2] > 0).astype(np.float64)
         self.n_nodes = np.array([sl.stop - sl.start for sl in cap.site_slice], float)
-        lat = np.zeros((s, s))
-        s_per_mb = np.zeros((s, s))
-        names = cluster.site_names
-        for a in range(s):
-            for b in range(s):
-                link = cluster.link(names[a], names[b])
-                if link is not None:
-                    lat[a, b] = link.latency_ms / 1000.0
-                    s_per_mb[a, b] = 8.0 / link.bandwidth_mbps
-        self.lat_s, self.s_per_mb = lat, s_per_mb
+        self.lat_s, self.s_per_mb = link_matrices(cluster)
+        self.listening = listening(self.lat_s, self.s_per_mb, peers)
+        """(S, S) bool: whose codes each site attends over (``neighbours``)"""
 
     # ---- the window -------------------------------------------------------------------
     def scan(self, ledger: Ledger) -> list[list[TaskEntry]]:

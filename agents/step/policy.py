@@ -23,6 +23,7 @@ import numpy as np
 
 from agora.agents.market import Offer, price_of
 from agora.agents.step.codes import dequantise, quantise
+from agora.agents.step.neighbours import DEFAULT_PEERS
 
 NEG = -1e9
 
@@ -111,6 +112,9 @@ class NumpyPolicy:
         self.code_dim = int(config["code_dim"])
         self.threshold = float(config["threshold"])
         self.comm = str(config["comm"])
+        self.peers = int(config.get("peers", DEFAULT_PEERS))
+        """sites each agent listens to at most (``neighbours``; checkpoints from before it
+        existed listen to DEFAULT_PEERS)"""
         self.scale = np.float32(int(config["hidden"]) ** -0.5)
 
     def _lin(self, x: np.ndarray, name: str, bias: bool = True) -> np.ndarray:

@@ -117,8 +117,8 @@ class MemoryClearinghouse:
 class Recorder:
     """Per-round arrays of a rollout (one row per round, every site in it)."""
 
-    KEYS = ("slots", "mask", "own", "local", "codes", "has", "state", "order", "plen", "logp",
-            "active", "now")
+    KEYS = ("slots", "mask", "own", "local", "codes", "has", "listen", "state", "order", "plen",
+            "logp", "active", "now")
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {k: [] for k in self.KEYS}
@@ -163,7 +163,7 @@ class AgentsPolicy:
 
     def reset(self, sim: Simulator) -> None:
         self.sim = sim
-        self.observer = Observer(sim.cluster, self.policy.k)
+        self.observer = Observer(sim.cluster, self.policy.k, self.policy.peers)
         executors = [SimExecutor(sim, i) for i in range(len(sim.cluster.sites))]
         self.clearinghouse = MemoryClearinghouse(sim, executors)
         self.exchange = MemoryExchange(len(sim.cluster.sites), self.policy.code_dim)
@@ -205,7 +205,8 @@ class AgentsPolicy:
                           mask=np.stack([d.obs.mask for d in decisions]),
                           own=np.stack([d.obs.own for d in decisions]),
                           local=np.stack([d.obs.local for d in decisions]),
-                          codes=d0.codes, has=d0.has, state=self.state(decisions),
+                          codes=d0.codes, has=d0.has, listen=self.observer.listening,
+                          state=self.state(decisions),
                           order=np.stack([d.order for d in decisions]),
                           plen=np.array([d.plen for d in decisions]),
                           logp=np.array([d.logp for d in decisions], np.float32),

@@ -89,8 +89,7 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
     slots = np.stack([o.slots for o in obs])
     mask = np.stack([o.mask for o in obs])
     own = np.stack([o.own for o in obs])
-    pm = np.broadcast_to(has, (len(agents), len(has))).copy()
-    pm[np.arange(len(agents)), sites] = False
+    pm = has[None, :] & a0.observer.listening[sites]     # its neighbours' codes, never its own
     pc = np.broadcast_to(codes, (len(agents), *codes.shape))
     logits = policy.logits(slots, mask, own, pc, pm)
     valid = np.concatenate([mask, np.ones((len(agents), 1), bool)], axis=1)

@@ -117,3 +117,27 @@ def test_bytes_that_are_no_code_are_refused_naming_the_type():
         finally:
             await srv.stop(None)
     asyncio.run(main())
+
+
+def test_a_bounded_neighbourhood_streams_only_to_listeners_and_hears_only_neighbours():
+    # east listens to west only; west and edge listen to east
+    listen = np.array([[False, True, False], [True, False, False], [True, False, False]])
+
+    async def resolve(peer):
+        return None
+
+    async def main():
+        ex = {s: GrpcExchange(site=s, sites=SITES, code_dim=8, code_bytes=8, resolve=resolve,
+                              epoch=1, listen=listen) for s in SITES}
+        assert ex["east"].links.peers == ["west", "edge"]     # both listen to east
+        assert ex["west"].links.peers == ["east"]
+        assert ex["edge"].links.peers == []                   # nobody listens to edge
+        svc = ex["east"].service
+        code = bytes(8)
+        assert svc.check(pb.SiteCode(site="west", round=1, code=code)) == ""
+        why = svc.check(pb.SiteCode(site="edge", round=1, code=code))
+        assert why.startswith("site: 'edge' is not among the 1 sites this agent listens to")
+        for e in ex.values():
+            await e.links.close()
+
+    asyncio.run(main())

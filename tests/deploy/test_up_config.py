@@ -47,6 +47,7 @@ def test_the_embedded_default_is_local_yaml_and_has_the_documented_values():
     assert cfg.policy == CHECKPOINT and cfg.policy.is_file()
     assert (cfg.replicas, cfg.f, cfg.coordinator) == (4, 1, {})
     assert (cfg.speed, cfg.episodes, cfg.round_timeout_s) == (500.0, 1, 2.0)
+    assert (cfg.comm, cfg.peers) == (None, None)        # as the checkpoint says
     assert cfg.federation == FederationSection(enabled=False, rounds=1, local_steps=500,
                                                strategy="fedavg")
     assert cfg.ray == RaySection(address=None, num_cpus=None, agent_num_cpus=0.0,
@@ -169,6 +170,8 @@ ERRORS = [
     ("replicas: 1\n", 1, "replicas", ["3f+1 for any f >= 1"]),
     ("replicas: 4.0\n", 1, "replicas", ["whole number"]),
     ("sites: 0\n", 1, "sites", [">= 1"]),
+    ("peers: 0\n", 1, "peers", [">= 1"]),
+    ("peers: 2.5\n", 1, "peers", ["whole number"]),
     ("seed: -1\n", 1, "seed", ["found -1", ">= 0"]),
     ("seed: 1.5\n", 1, "seed", ["whole number"]),
     ("seed: true\n", 1, "seed", ["found true"]),
@@ -420,3 +423,9 @@ def test_state_of_a_config_shipped_inside_an_installed_agora_goes_under_the_curr
     assert state_folder(shipped, installed=False) == shipped.resolve()
     mine = tmp_path / "elsewhere"                  # a config of the user's own: its folder
     assert state_folder(mine, installed=True) == mine.resolve()
+
+
+def test_peers_overrides_the_checkpoints_neighbourhood(tmp_path):
+    (tmp_path / "cluster.txt").write_text("")
+    (tmp_path / "jobs.txt").write_text("")
+    assert load_up_config(write(tmp_path, HEAD + "peers: 4\n")).peers == 4
