@@ -135,19 +135,24 @@ def search(a: argparse.Namespace) -> tuple[list[dict], int]:
     return list(seen.values()), len({names[t.number] for t in study.best_trials})
 
 
+COLUMNS = ("| policy | mean JCT s | energy kWh | utilisation | QoS | energy eff. "
+           "| R (default weights) |")
+ALIGN = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+
+
+def row(p: dict, *extra: str) -> str:
+    """A point's table row; ``extra``: cells after the policy's name."""
+    cells = [p["policy"], *extra, f"{p['jct_mean_s']:,.1f}", f"{p['energy_kwh']:,.2f}",
+             f"{p['util_mean']:.4f}", f"{p['qos']:.3f}", f"{p['energy_efficiency']:.3f}",
+             f"{score(p, WEIGHTINGS[0]):.4f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def render(a: argparse.Namespace, points: list[dict], learned: dict | None,
-           optuna_front: int, wall_s: float) -> str:
+           front: list[dict], optuna_front: int, wall_s: float) -> str:
+    """``points``: the searched policies; ``front``: ``pareto_front`` of them and ``learned``."""
     every = points + ([learned] if learned else [])
-    front = pareto_front(every)
     on_front = {p["policy"] for p in front}
-
-    def row(p: dict) -> str:
-        return (f"| {p['policy']} | {p['jct_mean_s']:,.1f} | {p['energy_kwh']:,.2f} | "
-                f"{p['util_mean']:.4f} | {p['qos']:.3f} | {p['energy_efficiency']:.3f} | "
-                f"{score(p, WEIGHTINGS[0]):.4f} |")
-
-    head = ("| policy | mean JCT s | energy kWh | utilisation | QoS | energy eff. | R "
-            "(default weights) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     lines = [f"# Pareto front: {a.scenario}", "",
              f"`python -m bench.pareto --scenario {a.scenario} --seeds {a.seeds} --trials "
              f"{a.trials} --population {a.population} --search-seed {a.search_seed}`: "
@@ -156,15 +161,14 @@ def render(a: argparse.Namespace, points: list[dict], learned: dict | None,
              f"{a.workers} processes. Objectives: mean JCT and energy minimised, mean "
              f"utilisation maximised.", "",
              f"## The front ({len(front)} points; optuna's own front of the searched "
-             f"trials holds {optuna_front} distinct policies)", "", head]
+             f"trials holds {optuna_front} distinct policies)", "", COLUMNS, ALIGN]
     lines += [row(p) for p in sorted(front, key=lambda p: p["jct_mean_s"])]
     lines += ["", "## Every plain baseline, and the learned policy", "",
-              head.replace("| policy |", "| policy | on the front |", 1)
-              .replace("| --- |", "| --- | --- |", 1)]
+              COLUMNS.replace("| policy |", "| policy | on the front |", 1),
+              ALIGN.replace("| --- |", "| --- | --- |", 1)]
     named = [p for p in every if p["policy"] in BASELINES or p is learned]
-    for p in sorted(named, key=lambda p: p["jct_mean_s"]):
-        mark = "yes" if p["policy"] in on_front else "no"
-        lines.append(row(p).replace(f"| {p['policy']} |", f"| {p['policy']} | {mark} |", 1))
+    lines += [row(p, "yes" if p["policy"] in on_front else "no")
+              for p in sorted(named, key=lambda p: p["jct_mean_s"])]
     lines += ["", "## What the configured score ranks first", "",
               "| w_util, w_qos, w_energy | first by R (among every point) | R | its mean JCT s "
               "| its energy kWh |", "| --- | --- | ---: | ---: | ---: |"]
@@ -176,13 +180,13 @@ def render(a: argparse.Namespace, points: list[dict], learned: dict | None,
     return "\n".join(lines) + "\n"
 
 
-def plot(points: list[dict], learned: dict | None, title: str, png: Path) -> None:
+def plot(every: list[dict], front: list[dict], learned: dict | None, title: str,
+         png: Path) -> None:
+    """``every``: the searched policies and ``learned``; ``front``: ``pareto_front`` of them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    every = points + ([learned] if learned else [])
-    front = pareto_front(every)
     # the chart shows the front's neighbourhood; dominated points far off it are counted
     fj, fe = [p["jct_mean_s"] for p in front], [p["energy_kwh"] for p in front]
     xlim = (min(fj) * 0.97, max(fj) * 1.25)
@@ -241,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         learned = evaluate((a.scenario, str(a.traces), a.checkpoint, a.seeds))
         learned["policy"] = f"learned ({Path(a.checkpoint).name})"
     wall = time.perf_counter() - t0
-    md = render(a, points, learned, optuna_front, wall)
+    every = points + ([learned] if learned else [])
+    front = pareto_front(every)
+    md = render(a, points, learned, front, optuna_front, wall)
     print(md)
     a.out.mkdir(parents=True, exist_ok=True)
     stem = a.out / f"pareto-{a.scenario}"
@@ -249,9 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps({
         "scenario": a.scenario, "seeds": list(range(a.seeds)), "search_seed": a.search_seed,
         "trials": a.trials, "population": a.population, "points": points,
-        "learned": learned, "front": [q["policy"] for q in pareto_front(
-            points + ([learned] if learned else []))]}, indent=1))
-    plot(points, learned, f"{a.scenario}: NSGA-II over the heuristics ({a.seeds} seeds)",
+        "learned": learned, "front": [q["policy"] for q in front]}, indent=1))
+    plot(every, front, learned, f"{a.scenario}: NSGA-II over the heuristics ({a.seeds} seeds)",
          stem.with_suffix(".png"))
     print(f"wrote {stem}.md, .json, .png", file=sys.stderr)
     return 0

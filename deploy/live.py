@@ -102,10 +102,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     try:
         cluster = cfg.load_cluster()
         weights, pconf = policy_arrays(cfg.policy)
-        if cfg.comm is not None:
-            pconf = {**pconf, "comm": cfg.comm}
-        if cfg.peers is not None:
-            pconf = {**pconf, "peers": cfg.peers}
+        pconf = cfg.agent_config(pconf)
         spec = cfg.cluster if cfg.cluster == "default" else str(Path(cfg.cluster).resolve())
         resumed = (out / "coordinator" / "data").is_dir()
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "

@@ -188,10 +188,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
     weights, pconf = policy_arrays(cfg.policy)
-    if cfg.comm is not None:
-        pconf = {**pconf, "comm": cfg.comm}
-    if cfg.peers is not None:
-        pconf = {**pconf, "peers": cfg.peers}
+    pconf = cfg.agent_config(pconf)
     trainers = None
     if cfg.federation.enabled:
         from agora.agents.learn.learned_policy import AgentConfig

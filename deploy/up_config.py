@@ -254,6 +254,12 @@ class UpConfig:
         """Byzantine replicas tolerated: n = 3f+1."""
         return (self.replicas - 1) // 3
 
+    def agent_config(self, checkpoint: dict) -> dict:
+        """The agents' configuration: the checkpoint's (``policy_arrays``), with ``comm`` and
+        ``peers`` where this file sets them."""
+        over = {k: v for k, v in (("comm", self.comm), ("peers", self.peers)) if v is not None}
+        return {**checkpoint, **over}
+
     def scenario(self):
         """The run's input as ``agents.sim.runner.Scenario`` (same meaning of cluster,
         workload, sites, split and load as ``agora simulate``)."""

@@ -428,4 +428,7 @@ def test_state_of_a_config_shipped_inside_an_installed_agora_goes_under_the_curr
 def test_peers_overrides_the_checkpoints_neighbourhood(tmp_path):
     (tmp_path / "cluster.txt").write_text("")
     (tmp_path / "jobs.txt").write_text("")
-    assert load_up_config(write(tmp_path, HEAD + "peers: 4\n")).peers == 4
+    cfg = load_up_config(write(tmp_path, HEAD + "peers: 4\ncomm: none\n"))
+    checkpoint = {"k": 16, "comm": "trigger", "peers": 16}
+    assert cfg.agent_config(checkpoint) == {"k": 16, "comm": "none", "peers": 4}
+    assert UpConfig().agent_config(checkpoint) == checkpoint      # null: as the checkpoint says
