@@ -45,10 +45,11 @@ class AgentRuntime:
     ``codes`` (the seam) and ``changed_since(round)`` (for the peer-code trigger)."""
 
     def __init__(self, *, site: int, name: str, cluster, policy: NumpyPolicy, exchange,
-                 clearinghouse, executor, tick_s: float = 1.0, metrics=None) -> None:
+                 clearinghouse, executor, tick_s: float = 1.0, metrics=None,
+                 observer: Observer | None = None) -> None:
         self.cluster = cluster
         self.agent = SiteAgent(site=site, name=name, policy=policy,
-                               observer=Observer(cluster, policy.k, policy.peers),
+                               observer=observer or Observer(cluster, policy.k, policy.peers),
                                exchange=exchange,
                                clearinghouse=clearinghouse, executor=executor)
         self.site, self.name = site, name

@@ -36,7 +36,7 @@ from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster
 from agora.agents.step.codes import code_bytes
-from agora.agents.step.neighbours import link_matrices, listening
+from agora.agents.step.observe import Observer
 from agora.agents.step.policy import NumpyPolicy
 from agora.protos.agora.v1 import agent_pb2_grpc
 from agora.protos.undecodable import RefuseUndecodable
@@ -135,12 +135,13 @@ class SiteAgentActor:
                                                 tls_pem=self.identity.tls_pem())
         elif spec.credentials is not None:
             server_creds, channel_creds = spec.credentials.build(spec.site)
+        observer = Observer(spec.cluster, self.policy.k, self.policy.peers)
         self.exchange = GrpcExchange(
             site=spec.site, sites=self.sites, code_dim=self.policy.code_dim,
             code_bytes=code_bytes(self.policy.code_dim, self.policy.bits),
             resolve=self._resolve, epoch=self.epoch, credentials=channel_creds,
             on_code=lambda sender, rnd: self.runtime and self.runtime.wake(),
-            listen=listening(*link_matrices(spec.cluster), self.policy.peers))
+            listen=observer.listening)   # the sites whose codes the step attends over
         self.server = grpc.aio.server(interceptors=[RefuseUndecodable()])
         agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.exchange.service, self.server)
         host = spec.host or ray.util.get_node_ip_address()
@@ -157,7 +158,7 @@ class SiteAgentActor:
         self.runtime = AgentRuntime(site=self.index, name=spec.site, cluster=spec.cluster,
                                     policy=self.policy, exchange=self.exchange,
                                     clearinghouse=clearinghouse.build(spec.cluster),
-                                    executor=executor, metrics=_Metrics())
+                                    executor=executor, metrics=_Metrics(), observer=observer)
         await self.runtime.start()
         self._reregister = asyncio.ensure_future(self._keep_registered())
         log.info("site %s serving peers at %s (epoch %d)", spec.site, self.address, self.epoch)
