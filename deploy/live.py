@@ -150,7 +150,7 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
     """({dashboard, prometheus, web}: addresses, the web view or None): Ray's dashboard
     address, with metrics on the Prometheus files, with web on the live web view (each
     logged when it fails, never fatal: the scheduler runs without them)."""
-    from agora.deploy.launch import dashboard_url
+    from agora.deploy.ray_runtime import dashboard_url
 
     found: dict = {"dashboard": dashboard_url()}
     replicas: list[str] = []

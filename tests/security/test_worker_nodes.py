@@ -39,7 +39,7 @@ def free_port() -> int:
 @pytest.mark.timeout(480)
 def test_agents_and_work_run_on_worker_nodes_with_their_own_folders(tmp_path):
     from agora.agents.workloads.native import read_cluster
-    from agora.deploy.launch import node_resources
+    from agora.deploy.ray_runtime import node_resources
 
     (tmp_path / "cluster.yaml").write_text(CLUSTER)
     cluster = read_cluster(tmp_path / "cluster.yaml")

@@ -1,0 +1,100 @@
+"""The Ray runtime Agora runs on: a local one, a local multi-node one (one Ray node per site,
+``ray.cluster_utils.Cluster``, as tests and demos use) or an existing cluster -- each with the
+sites' and nodes' custom resources that pin agents and work (``deploy.up_config.site_resource``,
+``agents.cluster.node_runner.node_resource``). Used by ``deploy.launch.bring_up``."""
+
+from __future__ import annotations
+
+import math
+import os
+
+ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "MALLOC_ARENA_MAX")
+"""variables of the launcher's environment that Ray's workers inherit when set"""
+
+
+def node_resources(cluster, site: str | None = None) -> dict:
+    """Ray resources of a local Ray node carrying ``site``'s nodes (every site's when None):
+    the site resource, one ``agora-node-<node>`` per Agora node, and its CPUs, memory and
+    gpus (logical: what the cluster file says the nodes have)."""
+    from agora.agents.cluster.node_runner import node_resource
+    from agora.deploy.up_config import site_resource
+
+    sites = [s for s in cluster.sites if site is None or s.name == site]
+    nodes = [n for s in sites for n in s.nodes]
+    custom = {site_resource(s.name): 1 for s in sites}
+    custom.update({node_resource(n.name): 1 for n in nodes})
+    return {"resources": custom,
+            "num_cpus": max(1, math.ceil(sum(n.cpu for n in nodes) / 1000)),
+            "num_gpus": sum(n.gpus for n in nodes),
+            "memory": max(1, sum(n.mem for n in nodes)) * 2 ** 20}
+
+
+def start_ray(cfg, cluster, *, live: bool = False):
+    """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
+    CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
+    multi-node Cluster object (to shut down) or None."""
+    import ray
+
+    from agora.agents.cluster.node_runner import node_resource
+    from agora.deploy.up_config import site_resource
+
+    sites = list(cluster.site_names)
+
+    from agora import IMPORT_ROOT
+
+    env = {"env_vars": {"PYTHONPATH": str(IMPORT_ROOT),
+                        "OMP_NUM_THREADS": "1"}}
+    for var in ENV_PASSED:
+        if os.environ.get(var):
+            env["env_vars"][var] = os.environ[var]
+    rc = cfg.ray
+    if rc.address:
+        ray.init(address=rc.address, namespace="agora", runtime_env=env,
+                 log_to_driver=False)
+        have = ray.cluster_resources()
+        missing = [site_resource(s) for s in sites if site_resource(s) not in have]
+        if live:
+            missing += [node_resource(n.name) for n in cluster.nodes
+                        if node_resource(n.name) not in have]
+        if missing:
+            raise RuntimeError(f"the Ray cluster at {rc.address} has no resource "
+                               f"{missing[0]!r} ({len(missing)} missing); start each site's "
+                               f"nodes with --resources '{{\"{missing[0]}\": 1}}' (README, "
+                               f"'Deploying on a Ray cluster')")
+        return None
+    if rc.multi_node:
+        from ray.cluster_utils import Cluster
+
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                          "include_dashboard": rc.dashboard})
+        for s in sites:
+            res = node_resources(cluster, s)
+            if live:
+                c.add_node(**res)
+            else:
+                c.add_node(num_cpus=0, resources=res["resources"])
+        c.wait_for_nodes()
+        _note_dashboard(ray.init(address=c.address, namespace="agora", runtime_env=env,
+                                 log_to_driver=False))
+        return c
+    res = node_resources(cluster)
+    ncpu = rc.num_cpus or (max(res["num_cpus"], os.cpu_count() or 1) if live
+                           else os.cpu_count())
+    _note_dashboard(ray.init(address="local", num_cpus=ncpu,
+                             num_gpus=res["num_gpus"] if live else None, namespace="agora",
+                             runtime_env=env, resources=res["resources"],
+                             include_dashboard=rc.dashboard, log_to_driver=False))
+    return None
+
+
+_dashboard: dict[str, str | None] = {"url": None}
+
+
+def _note_dashboard(context) -> None:
+    url = getattr(context, "dashboard_url", None)
+    _dashboard["url"] = (url if not url or url.startswith("http") else f"http://{url}")
+
+
+def dashboard_url() -> str | None:
+    """The Ray dashboard of the Ray this process started (None: off or not known)."""
+    return _dashboard["url"]
