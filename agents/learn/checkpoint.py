@@ -33,6 +33,7 @@ def save(path: str | Path, *, agents: Agents, extra: dict) -> None:
     blob = {"format": FORMAT, "agent_config": agents.cfg.to_dict(),
             "state_dim": agents.state_dim, "slot_features": list(SLOT_FEATURES),
             "own_features": list(OWN_FEATURES), "local_dim": LOCAL_DIM,
+            "peer_dim": agents.peer_dim,
             "model": agents.model.state_dict(), "codec": agents.codec.state_dict(), **extra}
     tmp = path.with_suffix(".tmp")
     torch.save(blob, tmp)
@@ -72,6 +73,10 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
         diffs.append("own-site feature layout (resources / histogram) differs from this code's")
     if blob["state_dim"] != STATE_DIM:
         diffs.append(f"state size: checkpoint {blob['state_dim']}, this code {STATE_DIM}")
+    peer_dim = LOCAL_DIM if cfg.comm == "global" else cfg.code_dim
+    saved = blob.get("peer_dim", cfg.code_dim)               # older checkpoints: codes
+    if saved != peer_dim:
+        diffs.append(f"peer input width: checkpoint {saved}, comm {cfg.comm!r} reads {peer_dim}")
     if expect is not None:
         for f in ("k", "hidden", "code_dim", "bits"):
             if getattr(expect, f) != getattr(cfg, f):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from agora.agents.learn.codec import Codec
+from agora.agents.learn.global_state import GlobalStatePolicy
 from agora.agents.learn.networks import ActorCritic
 from agora.agents.step.neighbours import DEFAULT_PEERS
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
@@ -39,7 +40,8 @@ class AgentConfig:
     threshold: float = 0.5
     """send a code when the normalised first-choice entropy exceeds this (0 = always)"""
     comm: str = "trigger"
-    """trigger | always | none"""
+    """trigger | always | none | global (every peer's exact state each round: a
+    simulation-only upper bound, ``global_state``; its weights run no other mode)"""
     peers: int = DEFAULT_PEERS
     """sites each agent listens to at most, its nearest by link (``step.neighbours``); the
     weights do not depend on it: any value runs any checkpoint"""
@@ -56,8 +58,10 @@ class Agents:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.state_dim = STATE_DIM
+        self.peer_dim = LOCAL_DIM if cfg.comm == "global" else cfg.code_dim
+        """what attention reads of a peer: its code, or its exact state (comm 'global')"""
         self.model = ActorCritic(slot_dim=len(SLOT_FEATURES), own_dim=len(OWN_FEATURES),
-                                 state_dim=STATE_DIM, code_dim=cfg.code_dim,
+                                 state_dim=STATE_DIM, code_dim=self.peer_dim,
                                  hidden=cfg.hidden, central_critic=cfg.central_critic)
         self.codec = Codec(local_dim=LOCAL_DIM, code_dim=cfg.code_dim, hidden=cfg.hidden,
                            bits=cfg.bits, beta=cfg.beta)
@@ -77,10 +81,16 @@ class Agents:
 
     def policy(self, *, comm: str | None = None, threshold: float | None = None
                ) -> NumpyPolicy:
-        """The acting policy (numpy) with the current weights."""
+        """The acting policy (numpy) with the current weights; ``comm`` may switch among the
+        modes that read codes, never into or out of 'global' (another input width)."""
         cfg = self.cfg.to_dict()
         if comm is not None:
             cfg["comm"] = comm
         if threshold is not None:
             cfg["threshold"] = threshold
-        return NumpyPolicy(self.policy_weights(), cfg)
+        glob = self.cfg.comm == "global"
+        if (cfg["comm"] == "global") != glob:
+            raise ValueError(f"comm {cfg['comm']!r}: these weights were trained with comm "
+                             f"{self.cfg.comm!r}; 'global' reads exact peer states, the other "
+                             f"modes codes, so neither runs the other's weights")
+        return (GlobalStatePolicy if glob else NumpyPolicy)(self.policy_weights(), cfg)

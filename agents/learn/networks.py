@@ -11,6 +11,8 @@ an output width: the same weights score any number of slots.
 **Peer attention** (TarMAC, Das et al., ICML 2019, arXiv 1810.11187): each peer's latest
 received code gives a key and a value; the agent's query comes from its own encoding; a
 softmax over the peers that have ever sent (itself excluded) gives the message context.
+Under ``comm: "global"`` (``global_state``, simulation only) a peer's "code" is its exact
+local state: the caller builds the model with ``code_dim = LOCAL_DIM``.
 
 **Critic** (MAPPO, Yu et al., arXiv 2103.01955): a value from a centralised summary of the
 whole system (``agents.engine.simulation.STATE_FEATURES``, known only in training: the

@@ -148,9 +148,12 @@ class ValueNorm:
 
 def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
     """Rounds × sites -> rows, with each row's peer inputs (mailbox codes of the sites it
-    listens to: ``listen``, as the agents acted)."""
+    listens to: ``listen``, as the agents acted). Integer codes are wire codes; float ones
+    are exact peer states (comm 'global', ``global_state``), read as they are."""
     t_len, s = ep["mask"].shape[:2]
-    codes = dequantise(ep["codes"], bits)                                # (T, S, Z)
+    codes = ep["codes"]
+    if codes.dtype.kind != "f":
+        codes = dequantise(codes, bits)                                  # (T, S, Z)
     pc = np.broadcast_to(codes[:, None], (t_len, s, *codes.shape[1:]))
     pm = ep["has"][:, None, :] & ep["listen"]
     out = {

@@ -102,9 +102,16 @@ def _relu(x: np.ndarray) -> np.ndarray:
 class NumpyPolicy:
     """The actor and the message encoder from exported weights (``weights``: the torch
     state_dict arrays, keys ``model.<name>`` and ``codec.<name>``; ``config``: the
-    ``AgentConfig`` fields)."""
+    ``AgentConfig`` fields). It runs the modes a site can run, ``COMMS``: never
+    ``global`` (every peer's exact state, a simulation-only experiment:
+    ``agents.learn.global_state``)."""
+
+    COMMS = ("trigger", "always", "none")
 
     def __init__(self, weights: dict[str, np.ndarray], config: dict) -> None:
+        if str(config["comm"]) not in self.COMMS:
+            raise ValueError(f"comm {config['comm']!r}: this policy runs {', '.join(self.COMMS)}"
+                             f" (comm 'global' is a simulation-only experiment, no site runs it)")
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self.config = dict(config)
         self.k = int(config["k"])
@@ -125,7 +132,7 @@ class NumpyPolicy:
                peer_codes: np.ndarray, peer_mask: np.ndarray) -> np.ndarray:
         """slots (B,k,F), mask (B,k) bool, own (B,G), peer_codes (B,S,Z) int8, peer_mask
         (B,S) bool -> logits (B, k+1), pass last."""
-        pc = dequantise(peer_codes, self.bits)
+        pc = self.peer_inputs(peer_codes)
         e = _relu(self._lin(_relu(self._lin(slots, "slot_enc.0")), "slot_enc.2"))
         m = mask[..., None].astype(np.float32)
         pooled = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
@@ -143,6 +150,10 @@ class NumpyPolicy:
         s = (h @ self.w["model.ptr.weight"].T)[..., 0]
         s = np.where(mask, s, NEG)
         return np.concatenate([s, self._lin(c, "pass_head")], -1).astype(np.float32)
+
+    def peer_inputs(self, peer_codes: np.ndarray) -> np.ndarray:
+        """What attention reads of the peers' messages: the dequantised wire codes."""
+        return dequantise(peer_codes, self.bits)
 
     def encode(self, local: np.ndarray) -> np.ndarray:
         """Local states (B, LOCAL_DIM) -> wire codes (B, code_dim) int8."""

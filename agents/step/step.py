@@ -56,8 +56,11 @@ class SiteAgent:
         self.policy, self.observer = policy, observer
         self.exchange, self.clearinghouse, self.executor = exchange, clearinghouse, executor
         self.comm = comm or policy.comm
-        if self.comm not in ("trigger", "always", "none"):
+        if self.comm not in ("trigger", "always", "none", "global"):
             raise ValueError(f"comm: {self.comm!r}; expected trigger, always or none")
+        if (self.comm == "global") != (policy.comm == "global"):
+            raise ValueError(f"comm {self.comm!r} with a policy of comm {policy.comm!r}: only "
+                             f"a comm 'global' policy reads exact peer states")
         self.threshold = policy.threshold if threshold is None else threshold
         self.sent = 0
         self.suppressed = 0
@@ -84,8 +87,11 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
     if obs is None:
         obs = a0.observer.observe(a0.clearinghouse.ledger, a0.executor.capacity,
                                   [a.site for a in agents], a0.executor.now())
-    codes, has = a0.exchange.codes(info.round)
     sites = np.array([a.site for a in agents])
+    if a0.comm == "global":               # simulation only: every peer's exact state, now
+        codes, has = exact_states(sites, obs, len(a0.observer.listening))
+    else:
+        codes, has = a0.exchange.codes(info.round)
     slots = np.stack([o.slots for o in obs])
     mask = np.stack([o.mask for o in obs])
     own = np.stack([o.own for o in obs])
@@ -118,12 +124,25 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
     return out
 
 
+def exact_states(sites: np.ndarray, obs: list[SiteObs], n_sites: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """comm 'global' (``agents.learn.global_state``): the deciding sites' local states of
+    this round in place of codes, (n_sites, LOCAL_DIM) float32, and which sites they cover."""
+    codes = np.zeros((n_sites, len(obs[0].local)), np.float32)
+    codes[sites] = np.stack([o.local for o in obs])
+    has = np.zeros(n_sites, bool)
+    has[sites] = True
+    return codes, has
+
+
 def speak(agent: SiteAgent, d: Decision, info: RoundInfo) -> None:
     """Send the decision's code to the peers (after the decision itself went out: a code of
     round r only counts from round r + 1, so it never holds the round up)."""
     if d.code is not None:
         agent.exchange.publish(agent.site, info.round, d.code)
         agent.sent += 1
+    elif d.obs.active and agent.comm == "global":
+        agent.sent += 1                    # its exact state reached every peer, for free
     elif d.obs.active:
         agent.suppressed += 1
 
