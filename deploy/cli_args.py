@@ -98,7 +98,7 @@ def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                    help="'default' (8 mixed sites), a cluster YAML, or an Alibaba node-list CSV")
     g.add_argument("--workload", default="synthetic",
                    help="'synthetic[:jobs=400,load=0.85,...]', a jobs .jsonl, a .swf trace, "
-                        "or an Alibaba pod-list CSV")
+                        "an Alibaba pod-list CSV, or an Alibaba v2018 batch_task.csv (DAG jobs)")
     g.add_argument("--sites", type=int, default=None,
                    help=f"sites to split a node-list CSV into (default: {DEFAULT_SITES}; "
                         f"a node-list CSV only)")

@@ -59,26 +59,26 @@ MAX_MILLI = round(MAX_CORES * MILLI)
 """largest cpu_milli of a node or a pod"""
 
 
-def _rows(path: str, header: tuple[str, ...], what: str):
-    """Yield (line number, cells) of the data rows after checking the header exactly."""
+def csv_rows(path: str, header: tuple[str, ...], what: str, *, header_optional: bool = False):
+    """Yield (line number, cells) of the data rows after checking the header exactly;
+    ``header_optional``: a file without a header is read from its first line (a first line
+    equal to ``header`` is still skipped)."""
     lines = split_lines(read_text(path, what))
     expected = f"{len(header)} comma-separated columns {','.join(header)}"
-    if not lines:
+    if not lines and not header_optional:
         raise InputError(path=path, line=None, field=None, problem="the file is empty",
                          expected=f"a header line {','.join(header)}")
     reader = csv.reader(lines)
+    first = True
     try:
-        got = tuple(c.strip() for c in next(reader))
-        if got != header:
-            missing = [c for c in header if c not in got]
-            extra = [c for c in got if c not in header]
-            detail = (f"missing {', '.join(missing)}" if missing else "") + \
-                     ("; " if missing and extra else "") + \
-                     (f"unexpected {', '.join(extra)}" if extra else "") or "columns out of order"
-            raise InputError(path=path, line=1, field=None,
-                             problem=f"wrong header {','.join(got)!r} ({detail})",
-                             expected=f"the header {','.join(header)}")
         for cells in reader:
+            if first:
+                first = False
+                got = tuple(c.strip() for c in cells)
+                if got == header:
+                    continue
+                if not header_optional:
+                    raise _wrong_header(path, got, header)
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             if len(cells) != len(header):
@@ -88,6 +88,17 @@ def _rows(path: str, header: tuple[str, ...], what: str):
     except csv.Error as e:
         raise InputError(path=path, line=reader.line_num or None, field=None,
                          problem=f"not valid CSV ({e})", expected=expected) from None
+
+
+def _wrong_header(path: str, got: tuple[str, ...], header: tuple[str, ...]) -> InputError:
+    missing = [c for c in header if c not in got]
+    extra = [c for c in got if c not in header]
+    detail = (f"missing {', '.join(missing)}" if missing else "") + \
+             ("; " if missing and extra else "") + \
+             (f"unexpected {', '.join(extra)}" if extra else "") or "columns out of order"
+    return InputError(path=path, line=1, field=None,
+                      problem=f"wrong header {','.join(got)!r} ({detail})",
+                      expected=f"the header {','.join(header)}")
 
 
 def _int(path: str, line: int, col: str, s: str, lo: int, hi: int, unit: str) -> int:
@@ -105,14 +116,20 @@ def _int(path: str, line: int, col: str, s: str, lo: int, hi: int, unit: str) ->
     return v
 
 
-def _time(path: str, line: int, col: str, s: str) -> float:
-    s = s.strip()
+def plain_float(s: str) -> float:
+    """``s`` (stripped) as a plain decimal number, NaN for anything else (words, ``nan``,
+    ``inf``, digits with underscores, non-ASCII digits)."""
     try:
         if not s.isascii() or "_" in s or s.lower().lstrip("+-")[:1] in ("n", "i"):
             raise ValueError
-        v = float(s)
+        return float(s)
     except ValueError:
-        v = math.nan
+        return math.nan
+
+
+def _time(path: str, line: int, col: str, s: str) -> float:
+    s = s.strip()
+    v = plain_float(s)
     if not math.isfinite(v) or not 0 <= v <= MAX_TIME:
         raise InputError(path=path, line=line, field=col,
                          problem=f"found {repr(shorten(s))}" + (" (negative)" if v < 0 else ""),
@@ -131,7 +148,7 @@ def read_alibaba_nodes(path: str | Path, sites: int, split: str = "stratified") 
                          expected="a whole number of sites >= 1")
     rows: list[tuple[str, int, int, int, str | None]] = []
     seen: dict[str, int] = {}
-    for line, c in _rows(path, NODE_HEADER, "an Alibaba node list CSV"):
+    for line, c in csv_rows(path, NODE_HEADER, "an Alibaba node list CSV"):
         sn = c[0].strip()
         bad = site_name_problem(sn)
         if bad:
@@ -219,7 +236,7 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     demands: dict[tuple, Demand] = {}
-    for line, c in _rows(path, POD_HEADER, "an Alibaba pod list CSV"):
+    for line, c in csv_rows(path, POD_HEADER, "an Alibaba pod list CSV"):
         name = _pod_name(path, line, c, seen)
         cpu, mem, gpu, models = _demand_cells(path, line, c, spec=True)
         created = _time(path, line, "creation_time", c[8])
@@ -295,12 +312,12 @@ def read_alibaba_pod_demands(path: str | Path) -> list[tuple[str, Demand]]:
     path = str(path)
     lines = split_lines(read_text(path, "an Alibaba pod list CSV"))
     # The header's column count picks the variant; split by hand, not csv: a header that is not
-    # valid CSV (a stray carriage return) must reach _rows, which names its line and problem.
+    # valid CSV (a stray carriage return) must reach csv_rows, which names its line and problem.
     first = lines[0].split(",") if lines else []
     header = PLACEMENT_HEADER if len(first) == len(PLACEMENT_HEADER) else POD_HEADER
     out: list[tuple[str, Demand]] = []
     seen: dict[str, int] = {}
-    for line, c in _rows(path, header, "an Alibaba pod list CSV"):
+    for line, c in csv_rows(path, header, "an Alibaba pod list CSV"):
         name = _pod_name(path, line, c, seen)
         cpu, mem, gpu, models = _demand_cells(path, line, c, spec=header is POD_HEADER)
         out.append((name, Demand(cpu=cpu, mem=mem, gpu=gpu, gpu_models=models)))

@@ -5,7 +5,9 @@ Clusters (:func:`load_cluster`): ``default`` (Agora's embedded
 node list ``.csv`` (recognised by its header), split into ``sites`` sites by ``split``.
 
 Workloads (:func:`load_workload`): a native ``.jsonl`` file, an ``.swf`` file (options
-``rigid``, ``mem_per_proc_mib``), an Alibaba pod list ``.csv`` (option ``qos_weights``), or
+``rigid``, ``mem_per_proc_mib``), an Alibaba pod list ``.csv`` (recognised by its header;
+option ``qos_weights``), an Alibaba v2018 ``batch_task.csv`` of DAG jobs (recognised by its
+rows; options ``machine_mem_mib``, ``max_jobs``), or
 ``synthetic`` / ``synthetic:key=value,...`` which calls
 ``agents.workloads.synthetic.generate(cluster, seed=..., **params)`` (values are read as
 int, float, true/false or else string; ``seed`` comes from the spec, else the ``seed``
@@ -23,6 +25,8 @@ from typing import Any
 
 from agora.agents.domain import Cluster, Workload
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
+from agora.agents.workloads.alibaba_dag import FIELDS as BATCH_FIELDS
+from agora.agents.workloads.alibaba_dag import looks_like_batch_tasks, read_batch_tasks
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.native import read_cluster, read_jobs
 from agora.agents.workloads.swf import read_swf
@@ -32,7 +36,8 @@ DEFAULT_CLUSTER = Path(__file__).parent / "cluster-default.yaml"
 CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba node list .csv "
                  f"(header {','.join(NODE_HEADER)})")
 WORKLOAD_KINDS = ("a native .jsonl jobs file, an .swf file, an Alibaba pod list .csv "
-                  f"(header {','.join(POD_HEADER)}), or synthetic[:key=value,...]")
+                  f"(header {','.join(POD_HEADER)}), an Alibaba v2018 batch_task.csv (rows "
+                  f"{','.join(BATCH_FIELDS)}), or synthetic[:key=value,...]")
 
 
 def _first_line(path: str) -> str:
@@ -73,7 +78,8 @@ def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Clu
     return read_alibaba_nodes(spec, sites, split)
 
 
-_OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_weights",)}
+_OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_weights",),
+            "batch_task.csv": ("machine_mem_mib", "max_jobs")}
 
 
 def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
@@ -86,21 +92,28 @@ def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
     if suffix not in _OPTIONS:
         raise InputError(path=spec, line=None, field=None, problem="unknown kind of workload",
                          expected=WORKLOAD_KINDS)
-    for k in options:
-        if k not in _OPTIONS[suffix]:
-            raise InputError(path=spec, line=None, field=k,
-                             problem=f"option {k!r} does not apply to {suffix} files",
-                             expected=f"only {', '.join(_OPTIONS[suffix]) or 'no options'}")
     _exists(spec, WORKLOAD_KINDS)
-    if suffix == ".jsonl":
+    kind = suffix
+    if suffix == ".csv":
+        first = _first_line(spec)
+        if tuple(c.strip() for c in first.split(",")) != POD_HEADER:
+            if not looks_like_batch_tasks(first):
+                raise InputError(path=spec, line=1, field=None,
+                                 problem="a .csv with neither the Alibaba pod list header "
+                                         "nor the 9 columns of a v2018 batch_task.csv",
+                                 expected=WORKLOAD_KINDS)
+            kind = "batch_task.csv"
+    for k in options:
+        if k not in _OPTIONS[kind]:
+            raise InputError(path=spec, line=None, field=k,
+                             problem=f"option {k!r} does not apply to {kind} files",
+                             expected=f"only {', '.join(_OPTIONS[kind]) or 'no options'}")
+    if kind == ".jsonl":
         return read_jobs(spec, cluster)
-    if suffix == ".swf":
+    if kind == ".swf":
         return read_swf(spec, cluster, **options)
-    header = tuple(c.strip() for c in _first_line(spec).split(","))
-    if header != POD_HEADER:
-        raise InputError(path=spec, line=1, field=None,
-                         problem="a .csv without the Alibaba pod list header",
-                         expected=WORKLOAD_KINDS)
+    if kind == "batch_task.csv":
+        return read_batch_tasks(spec, cluster, **options)
     return read_alibaba_pods(spec, cluster, **options)
 
 

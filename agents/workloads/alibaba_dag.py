@@ -1,0 +1,280 @@
+"""Reader for the batch jobs of the Alibaba cluster trace v2018 (``cluster-trace-v2018``,
+``batch_task.csv``): real production DAG jobs.
+
+The file has no header as shipped (a first line naming the columns is accepted too); each
+line has 9 comma-separated columns, in the order of the trace's ``schema.md``:
+``task_name,instance_num,job_name,task_type,status,start_time,end_time,plan_cpu,plan_mem``.
+The DAG is in the task names (the trace's ``trace_2018.md``, section 2.3): ``M1`` is task 1
+with no parent, ``R2_1`` task 2 after task 1, ``M5_3_4`` task 5 after tasks 3 and 4; the
+letters do not matter. Names without that form (``task_Nzg3...``, ``MergeTask``) are
+independent tasks.
+
+Mapping: one ``job_name`` -> one :class:`Job` (id = job_name, arrival = the earliest
+start_time of its tasks -- the trace records no submission time -- origin =
+``site_names[zlib.crc32(job_name) % N]``, weight 1); one row -> one :class:`Task` (id =
+task_name, ``instances`` = instance_num identical copies, duration = end_time - start_time:
+the task's span, the trace's best per-task estimate without ``batch_instance.csv``; after =
+its parents' names); cpu = plan_cpu / 100 cores; mem = plan_mem percent of the largest
+machine's memory (the trace normalises it so), that machine being the largest node of the
+cluster the jobs run on unless ``machine_mem_mib`` says otherwise.
+
+A production trace holds jobs it cannot replay faithfully; they are skipped whole (never
+half a DAG) and counted by reason -- a task not ``Terminated``; a time of 0 (outside the
+trace's 8 days) or an end before the start; no plan_cpu or plan_mem, or the trace's
+invalid markers (-1, 101); a parent not in the trace; two tasks with one number; a
+dependency cycle -- :func:`read_batch_tasks_report` returns them (:class:`BatchReport`) and
+:func:`read_batch_tasks` logs one line naming them at WARNING (the ``agora`` command shows it
+on stderr). What is not the trace's doing is an error naming file, line and column: a wrong
+number of columns, a number that is not one, a value past the bounds of ``agents/limits.py``,
+a job or task name that cannot be an id, a task listed twice in its job.
+
+``max_jobs``: keep only the first N jobs by arrival (the whole trace holds about 4 million).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
+from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS,
+                                 MAX_TIME, id_problem)
+from agora.agents.workloads.alibaba import csv_rows, plain_float
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import shorten
+
+FIELDS = ("task_name", "instance_num", "job_name", "task_type", "status", "start_time",
+          "end_time", "plan_cpu", "plan_mem")
+DAG_NAME = re.compile(r"[A-Za-z]+([0-9]+)((?:_[0-9]+)*)")
+INVALID = (-1.0, 101.0)
+"""the trace's markers of an invalid value (101 only where values are normalised to 100)"""
+REASONS = {
+    "status": "a task not Terminated",
+    "times": "a time outside the trace's span or an end before the start",
+    "plan": "no plan_cpu / plan_mem, or an invalid one (-1, 101)",
+    "instances": "a task of no instances",
+    "parent": "a parent task not in the trace",
+    "number": "two tasks with one number",
+    "cycle": "a dependency cycle",
+}
+
+log = logging.getLogger(__name__)
+
+
+def looks_like_batch_tasks(first_line: str) -> bool:
+    """Whether a CSV's first line is this format's header or could be one of its rows (9
+    columns: the reader then names any bad field)."""
+    try:
+        cells = [c.strip() for c in next(csv.reader([first_line]), [])]
+    except csv.Error:        # e.g. a NUL: the reader then names the line and its problem
+        cells = first_line.split(",")
+    if tuple(cells) == FIELDS:
+        return True
+    return len(cells) == len(FIELDS) and any(cells)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What :func:`read_batch_tasks_report` read: the workload and the jobs it skipped,
+    reason (a key of ``REASONS``) -> job names in file order."""
+
+    workload: Workload
+    skipped: dict[str, tuple[str, ...]]
+
+    def note(self, shown: int = 3) -> str | None:
+        """One line naming the skipped jobs by reason, or None when none was skipped."""
+        n = sum(len(v) for v in self.skipped.values())
+        if not n:
+            return None
+        parts = []
+        for why, jobs in self.skipped.items():
+            more = f" and {len(jobs) - shown} more" if len(jobs) > shown else ""
+            parts.append(f"{len(jobs)} with {REASONS[why]} ({', '.join(jobs[:shown])}{more})")
+        return (f"{self.workload.source}: skipped {n} job{'s' if n > 1 else ''} the trace "
+                f"cannot replay whole: {'; '.join(parts)}")
+
+
+def read_batch_tasks(path: str | Path, cluster: Cluster, *, machine_mem_mib: int | None = None,
+                     max_jobs: int | None = None) -> Workload:
+    """Read a ``batch_task.csv`` (see module doc); the skipped jobs are logged at WARNING."""
+    report = read_batch_tasks_report(path, cluster, machine_mem_mib=machine_mem_mib,
+                                     max_jobs=max_jobs)
+    note = report.note()
+    if note:
+        log.warning("%s", note)
+    return report.workload
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    name: str
+    instances: int
+    status: str
+    start: float
+    end: float
+    cpu: float | None
+    mem: float | None
+
+
+def _number(path: str, line: int, col: str, s: str, lo: float, hi: float, unit: str,
+            whole: bool = False, empty_ok: bool = False,
+            expected: str | None = None) -> float | None:
+    s = s.strip()
+    if not s and empty_ok:
+        return None
+    v = plain_float(s)
+    kind = "a whole number" if whole else "a finite number"
+    if not math.isfinite(v) or (whole and v != int(v)) or not lo <= v <= hi:
+        raise InputError(path=path, line=line, field=col,
+                         problem=f"found {shorten(s)!r}" + (" (negative)" if v < 0 else ""),
+                         expected=expected or f"{kind} >= {lo:,.0f} and <= {hi:,.0f} "
+                                              f"({unit})" + (", or empty" if empty_ok else ""))
+    return v
+
+
+def _marked(path: str, line: int, col: str, s: str, hi: float, unit: str,
+            markers: tuple[float, ...]) -> float | None:
+    """A plan value: 0..hi, or empty or one of the trace's invalid ``markers`` (None: its
+    job is skipped, not refused)."""
+    expected = (f"a finite number >= 0 and <= {hi:,.0f} ({unit}), empty, or the trace's "
+                f"invalid marker{'s' if len(markers) > 1 else ''} "
+                f"{' and '.join(f'{m:g}' for m in markers)}")
+    v = _number(path, line, col, s, -1, max(hi, *markers), unit, empty_ok=True,
+                expected=expected)
+    if v is None or v in markers:
+        return None
+    if 0 <= v <= hi:
+        return v
+    raise InputError(path=path, line=line, field=col, problem=f"found {shorten(s.strip())!r}",
+                     expected=expected)
+
+
+def _read(path: str) -> dict[str, list[_Row]]:
+    jobs: dict[str, list[_Row]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for line, c in csv_rows(path, FIELDS, "an Alibaba batch_task.csv", header_optional=True):
+        job, name = c[2].strip(), c[0].strip()
+        for col, v in (("job_name", job), ("task_name", name)):
+            if id_problem(v):
+                raise InputError(path=path, line=line, field=col,
+                                 problem=f"{shorten(v)!r}: {id_problem(v)}", expected=ID_TEXT)
+        if (job, name) in seen:
+            raise InputError(path=path, line=line, field="task_name",
+                             problem=f"task {name!r} of job {job!r} is already on line "
+                                     f"{seen[job, name]}",
+                             expected="each task of a job once")
+        seen[job, name] = line
+        inst = _number(path, line, "instance_num", c[1], 0, MAX_INSTANCES, "instances", True)
+        start = _number(path, line, "start_time", c[5], 0, MAX_TIME, "seconds", True)
+        end = _number(path, line, "end_time", c[6], 0, MAX_TIME, "seconds", True)
+        cpu = _marked(path, line, "plan_cpu", c[7], MAX_CORES * 100, "100 is one core",
+                      INVALID[:1])
+        mem = _marked(path, line, "plan_mem", c[8], 100, "percent of the largest machine's "
+                      "memory", INVALID)
+        jobs.setdefault(job, []).append(_Row(line, name, int(inst), c[4].strip(), start, end,
+                                             cpu, mem))
+    return jobs
+
+
+def _parents(rows: list[_Row]) -> tuple[dict[str, tuple[str, ...]], str | None]:
+    """Each task's parents by name, or the reason the job cannot be replayed whole."""
+    by_number: dict[str, str] = {}
+    wanted: dict[str, list[str]] = {}
+    for r in rows:
+        m = DAG_NAME.fullmatch(r.name)
+        if m is None:
+            continue
+        number = str(int(m.group(1)))
+        if number in by_number:
+            return {}, "number"
+        by_number[number] = r.name
+        wanted[r.name] = [str(int(x)) for x in m.group(2).split("_") if x]
+    parents = {}
+    for name, numbers in wanted.items():
+        if any(x not in by_number for x in numbers):
+            return {}, "parent"
+        parents[name] = tuple(dict.fromkeys(by_number[x] for x in numbers))
+    return parents, ("cycle" if _cyclic(parents) else None)
+
+
+def _cyclic(parents: dict[str, tuple[str, ...]]) -> bool:
+    """Kahn's algorithm, iterative (a chain of any length is fine)."""
+    children: dict[str, list[str]] = {}
+    left = {t: len(ps) for t, ps in parents.items()}
+    for t, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, []).append(t)
+    ready = [t for t, k in left.items() if k == 0]
+    done = 0
+    while ready:
+        t = ready.pop()
+        done += 1
+        for c in children.get(t, ()):
+            left[c] -= 1
+            if left[c] == 0:
+                ready.append(c)
+    return done < len(parents)
+
+
+def read_batch_tasks_report(path: str | Path, cluster: Cluster, *,
+                            machine_mem_mib: int | None = None,
+                            max_jobs: int | None = None) -> BatchReport:
+    """Read a ``batch_task.csv`` into a workload plus the jobs it skipped (module doc)."""
+    path = str(path)
+    sites = cluster.site_names
+    if not sites:
+        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
+                         expected="a cluster with at least one site")
+    for name, v, lo, hi in (("machine_mem_mib", machine_mem_mib, 1, MAX_MEM_MIB),
+                            ("max_jobs", max_jobs, 1, 10 ** 9)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                              or not lo <= v <= hi):
+            raise InputError(path=path, line=None, field=name, problem=f"found {v!r}",
+                             expected=f"a whole number >= {lo} and <= {hi:,}")
+    unit = machine_mem_mib or max((n.mem for n in cluster.nodes), default=1)
+    skipped: dict[str, list[str]] = {}
+    jobs: list[Job] = []
+    demands: dict[tuple[int, int], Demand] = {}
+    for job, rows in _read(path).items():
+        why = _unusable(rows)
+        parents: dict[str, tuple[str, ...]] = {}
+        if why is None:
+            parents, why = _parents(rows)
+        if why is not None:
+            skipped.setdefault(why, []).append(job)
+            continue
+        tasks = []
+        for r in rows:
+            key = (round(r.cpu * MILLI / 100), math.ceil(r.mem / 100 * unit))
+            demand = demands.get(key)
+            if demand is None:
+                demand = demands[key] = Demand(cpu=key[0], mem=min(key[1], MAX_MEM_MIB))
+            tasks.append(Task(id=r.name, duration=r.end - r.start, demand=demand,
+                              instances=r.instances, after=parents.get(r.name, ())))
+        jobs.append(Job(id=job, arrival=min(r.start for r in rows),
+                        origin=sites[zlib.crc32(job.encode("utf-8")) % len(sites)],
+                        tasks=tuple(tasks)))
+    jobs.sort(key=lambda j: (j.arrival, j.id))
+    if max_jobs is not None:
+        jobs = jobs[:max_jobs]
+    return BatchReport(Workload(jobs=tuple(jobs), source=path),
+                       {k: tuple(v) for k, v in skipped.items()})
+
+
+def _unusable(rows: list[_Row]) -> str | None:
+    if any(r.status != "Terminated" for r in rows):
+        return "status"
+    if any(r.start == 0 or r.end == 0 or r.end < r.start or r.end - r.start > MAX_SECONDS
+           for r in rows):
+        return "times"
+    if any(r.cpu is None or r.mem is None for r in rows):
+        return "plan"
+    if any(r.instances == 0 for r in rows):
+        return "instances"
+    return None
