@@ -15,8 +15,8 @@ from pathlib import Path
 from agora.agents.baselines import choices
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_up
-from agora.deploy.cli_args import (_number, _policies_arg, _scenario_args, _seed, _threshold,
-                                   _whole)
+from agora.deploy.cli_args import (MAX_SEEDS, _number, _policies_arg, _scenario_args, _seed,
+                                   _seeds, _threshold, _whole)
 
 
 class AgoraParser(argparse.ArgumentParser):
@@ -82,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("baselines", help="every baseline side by side over seeds")
     _scenario_args(b)
-    b.add_argument("--seeds", type=_whole(ge=1), default=5, help="seeds 0..N-1")
+    b.add_argument("--seeds", type=_seeds, default=5,
+                   help=f"seeds 0..N-1 (N <= {MAX_SEEDS:,})")
     b.add_argument("--policies", type=_policies_arg, default=None,
                    help="comma-separated subset, each once (default: all)")
     b.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -154,7 +155,8 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="a checkpoint side by side with every baseline")
     _scenario_args(e)
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--seeds", type=_whole(ge=1), default=5, help="seeds 0..N-1")
+    e.add_argument("--seeds", type=_seeds, default=5,
+                   help=f"seeds 0..N-1 (N <= {MAX_SEEDS:,})")
     e.add_argument("--policies", type=_policies_arg, default=None,
                    help="baselines to compare, comma-separated, each once (default: all)")
     e.add_argument("--comm", default=None, choices=["trigger", "always", "none"])

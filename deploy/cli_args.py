@@ -64,6 +64,11 @@ def _whole(*, ge: int, le: int | None = None, text: str = ""):
 
 
 _seed = _whole(ge=0, le=MAX_SEED, text=SEED_TEXT)
+
+MAX_SEEDS = 10_000
+"""most seeds ``--seeds`` runs (0..N-1, one run of every policy each): a bound that keeps a
+typo from asking for years of simulation or a list of seeds no memory holds"""
+_seeds = _whole(ge=1, le=MAX_SEEDS)
 _threshold = _number(ge=0, unit="0 sends every code; above 1 none")
 
 

@@ -190,6 +190,19 @@ def test_seeds_must_be_at_least_one(capsys, cmd, value):
     assert "argument --seeds: found" in err and "a whole number >= 1" in err
 
 
+@pytest.mark.parametrize("cmd", [
+    ["evaluate", "--checkpoint", "no-such.pt"], ["baselines"]])
+@pytest.mark.parametrize("value", ["10001", "99999999999999999999"])
+def test_seeds_has_an_upper_bound(monkeypatch, capsys, cmd, value):
+    # a huge N made evaluate fail in list(range(N)) with an OverflowError traceback and
+    # baselines run for ever: refused when the command line is parsed, naming the bound
+    from agora.agents.sim import runner
+
+    monkeypatch.setattr(runner, "run_baselines", lambda *a, **k: pytest.fail("ran"))
+    err = usage_error(cmd + ["--cluster", CLUSTER, "--workload", JOBS, "--seeds", value], capsys)
+    assert f"argument --seeds: found {value}" in err and "<= 10,000" in err
+
+
 def test_evaluate_without_seeds_is_a_value_error_not_an_attribute_error():
     from agora.agents.learn.evaluate import evaluate
     from agora.agents.sim.runner import Scenario
