@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
 from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import file_problem
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
 def cmd_simulate(a: argparse.Namespace) -> int:
@@ -141,7 +142,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
 
 
 def policy_arg(v: str) -> str:
-    if is_baseline(v) or Path(v).is_file():
+    if is_baseline(v) or file_problem(v) is None:
         return v
     if v.partition(":")[0] in FAMILIES:
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import file_problem
 from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
                                               get_number, get_str)
 from agora.deploy.up_config import (_CLUSTER_SUFFIXES, _COORDINATOR_PATHS,
@@ -107,6 +108,15 @@ def _synthetic_check(where: Where, spec: str) -> None:
             raise where.error(f"found {spec!r}: {e}", "parameters in range") from None
 
 
+def _must_be_file(where: Where, p: Path, missing: str, expected: str) -> None:
+    """``missing`` at ``where`` unless ``p`` is a file; a path that cannot even be looked at
+    (a name too long, a folder this user may not enter) is named with the reason."""
+    problem = file_problem(p)
+    if problem is not None:
+        raise where.error(missing if problem in ("no such file", "not a file")
+                          else f"{p}: {problem}", expected)
+
+
 def _workload(base: Path) -> Callable[[Where, Any], str]:
     def check(where: Where, v: Any) -> str:
         s = get_str(where, v, "synthetic[:key=value,...], a .jsonl, .swf or pod-list .csv")
@@ -118,9 +128,8 @@ def _workload(base: Path) -> Callable[[Where, Any], str]:
             raise where.error(f"found {s!r}, an unknown kind of workload",
                               "synthetic[:key=value,...], a jobs .jsonl, an .swf trace or an "
                               "Alibaba pod list .csv")
-        if not p.is_file():
-            raise where.error(f"{p} is not a file", "an existing workload file (relative "
-                              "paths are relative to the config file's folder)")
+        _must_be_file(where, p, f"{p} is not a file", "an existing workload file (relative "
+                      "paths are relative to the config file's folder)")
         return str(p)
     return check
 
@@ -134,9 +143,8 @@ def _cluster(base: Path) -> Callable[[Where, Any], str]:
         if p.suffix.lower() not in _CLUSTER_SUFFIXES:
             raise where.error(f"found {s!r}, an unknown kind of cluster",
                               "'default', a cluster .yaml/.yml or an Alibaba node list .csv")
-        if not p.is_file():
-            raise where.error(f"{p} is not a file", "an existing cluster file (relative "
-                              "paths are relative to the config file's folder)")
+        _must_be_file(where, p, f"{p} is not a file", "an existing cluster file (relative "
+                      "paths are relative to the config file's folder)")
         return str(p)
     return check
 
@@ -146,12 +154,10 @@ def _policy(base: Path) -> Callable[[Where, Any], Path]:
 
     def check(where: Where, v: Any) -> Path:
         p = resolve(where, v)
-        if not p.is_file():
-            raise where.error(f"checkpoint {p} does not exist",
-                              "a checkpoint written by agora train, e.g. "
-                              "agents/learn/checkpoints/learned-synE.pt (relative paths are "
-                              "relative to "
-                              "the config file's folder)")
+        _must_be_file(where, p, f"checkpoint {p} does not exist",
+                      "a checkpoint written by agora train, e.g. "
+                      "agents/learn/checkpoints/learned-synE.pt (relative paths are relative "
+                      "to the config file's folder)")
         return p
     return check
 
@@ -259,9 +265,10 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
             f"(rounds run between episodes)", "episodes >= 2, or enabled: false")
 
     cfg = UpConfig(**top.values, source=where.path)
-    if "policy" not in top.values and not cfg.policy.is_file():
-        raise top.at("policy").error(f"the default checkpoint {cfg.policy} does not exist",
-                                     "a checkpoint written by agora train (set 'policy')")
+    if "policy" not in top.values:
+        _must_be_file(top.at("policy"), cfg.policy,
+                      f"the default checkpoint {cfg.policy} does not exist",
+                      "a checkpoint written by agora train (set 'policy')")
     _check_cluster(top, cfg)
     return cfg
 

@@ -50,11 +50,21 @@ def _first_line(path: str) -> str:
     return head.decode("utf-8-sig", errors="replace").strip()
 
 
+def file_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a file one can open (None when it is one): ``no such file``, ``not
+    a file``, or, when even looking fails (a name too long, a folder this user may not
+    enter), ``cannot read the file (...)`` -- where ``Path.is_file`` would raise OSError."""
+    p = Path(path)
+    try:
+        return None if p.is_file() else "no such file" if not p.exists() else "not a file"
+    except OSError as e:
+        return f"cannot read the file ({e.strerror or e})"
+
+
 def _exists(spec: str, expected: str) -> None:
-    if not Path(spec).is_file():
-        raise InputError(path=spec, line=None, field=None,
-                         problem="no such file" if not Path(spec).exists() else "not a file",
-                         expected=expected)
+    problem = file_problem(spec)
+    if problem:
+        raise InputError(path=spec, line=None, field=None, problem=problem, expected=expected)
 
 
 def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Cluster:

@@ -250,6 +250,16 @@ def test_load_cluster_errors(tmp_path):
           "node list header")
 
 
+@pytest.mark.parametrize("kind, suffix", [("cluster", ".yaml"), ("cluster", ".csv"),
+                                          ("workload", ".jsonl"), ("workload", ".swf")])
+def test_a_path_that_cannot_be_looked_at_is_an_input_error(tmp_path, cluster3, kind, suffix):
+    # a name too long for the file system: Path.is_file raised OSError past the loader
+    spec = str(tmp_path / ("x" * 300 + suffix))
+    load = load_cluster if kind == "cluster" else lambda s: load_workload(s, cluster3)
+    check(pytest.raises(InputError, load, spec).value, spec, None, None,
+          "cannot read the file", "File name too long")
+
+
 def test_load_workload_kinds():
     c = read_cluster(FIX / "cluster_small.yaml")
     assert len(load_workload(str(FIX / "jobs_small.jsonl"), c).jobs) == 3

@@ -267,6 +267,12 @@ def test_threshold_must_be_a_finite_number_at_least_zero(capsys, cmd, value):
     assert "argument --threshold: found" in usage_error(cmd + ["--threshold", value], capsys)
 
 
+def test_a_policy_path_too_long_to_look_at_is_a_usage_error(capsys):
+    # Path.is_file raised OSError inside argparse's type check: a traceback, exit 1
+    err = usage_error(SIM + ["--policy", "p" * 300 + ".pt"], capsys)
+    assert "argument --policy" in err and "nor a checkpoint file" in err
+
+
 @pytest.mark.parametrize("opt, value", [("--threshold", "0.5"), ("--comm", "none")])
 def test_checkpoint_options_with_a_baseline_policy_are_refused(capsys, opt, value):
     err = input_error(SIM + ["--policy", "tetris", opt, value], capsys)

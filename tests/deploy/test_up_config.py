@@ -194,6 +194,10 @@ ERRORS = [
     ("workload: 'synthetic:jobs'\n", 1, "workload", ["key=value"]),
     ("workload: jobs.jsonl\n", 1, "workload", ["jobs.jsonl is not a file"]),
     ("workload: jobs.txt\n", 1, "workload", ["unknown kind of workload"]),
+    # a name no file system holds: Path.is_file raised OSError past the reader (CLI probe)
+    (f"policy: {'p' * 300}.pt\n", 1, "policy", ["File name too long", "agora train"]),
+    (f"cluster: {'c' * 300}.yaml\n", 1, "cluster", ["File name too long"]),
+    (f"workload: {'w' * 300}.jsonl\n", 1, "workload", ["File name too long"]),
     ("federation:\n  enabled: false\n  strategy: mean\n", 3, "federation.strategy",
      ["'mean'", "fedavg | median | trimmed"]),
     ("federation:\n  rounds: 0\n", 2, "federation.rounds", [">= 1"]),
