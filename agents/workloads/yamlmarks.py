@@ -372,11 +372,20 @@ def get_number(where: Where, v: Any, *, ge: float | None = None, gt: float | Non
     raise where.error(f"found {describe(v)}{neg}", expected)
 
 
+_RESOLVER, _NUMBER = yaml.resolver.Resolver(), re.compile(
+    r"([-+]?)([0-9]*)(\.?)([0-9]*)(?:[eE]([-+]?)([0-9]+))?")
+
+
 def _exponent_hint(v: Any) -> str:
-    """Why an unquoted ``1e3`` arrives as text: YAML 1.1 wants a dot in a float."""
-    if isinstance(v, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", v):
-        return " (YAML 1.1 reads a number with an exponent but no '.' as text: write 1.0e3)"
-    return ""
+    """Why an unquoted ``1e3``, ``1.0e3`` or ``-.5`` arrives as text (a YAML 1.1 float needs a
+    digit before a '.', a '.' before an exponent and a signed exponent), and how to write it."""
+    m = _NUMBER.fullmatch(v) if isinstance(v, str) else None
+    if m is None or not (m[2] or m[4]) or \
+            _RESOLVER.resolve(yaml.ScalarNode, v, (True, False)) != "tag:yaml.org,2002:str":
+        return ""                  # not a number, or one YAML reads (so it was quoted)
+    sign, whole, _, frac, esign, exp = m.groups()
+    fixed = f"{sign}{whole or '0'}.{frac or '0'}" + (f"e{esign or '+'}{exp}" if exp else "")
+    return f" (YAML 1.1 reads it as text, not a number: write {fixed})"
 
 
 def get_int(where: Where, v: Any, *, ge: int | None = None, le: int | None = None,

@@ -1,8 +1,9 @@
 """YAML files are read as written (agents/workloads/yamlmarks.py): YAML 1.1 once turned
 ``cpu: 010`` into 8 cores (octal), ``mem: 1:30`` into 90 MiB (base 60) and ``count: 0b11``
-into 3 nodes, silently; those are now refused naming file and line, and ``1e3`` (text to
-YAML 1.1) is explained. A merge key (``<<``) whose mapping overrides a merged key is read as
-YAML means it (it was refused as a key given twice); a key written twice is still refused."""
+into 3 nodes, silently; those are now refused naming file and line, and ``1e3``, ``1.0e3``
+and ``-.5`` (text to YAML 1.1) are explained with a form it reads. A merge key (``<<``) whose
+mapping overrides a merged key is read as YAML means it (it was refused as a key given twice);
+a key written twice is still refused."""
 
 from __future__ import annotations
 
@@ -39,12 +40,30 @@ def test_decimal_numbers_quoted_text_and_underscores_read_as_before(tmp_path):
     assert doc["sites"][0]["nodes"][0]["mem"] == 4096 and doc["x"] == "010" and doc["y"] == -7
 
 
-def test_an_exponent_without_a_dot_is_explained(tmp_path):
+@pytest.mark.parametrize("text, fixed", [
+    ("1e3", "1.0e+3"), ("1.0e3", "1.0e+3"), ("1.e3", "1.0e+3"), (".5e3", "0.5e+3"),
+    ("2E-1", "2.0e-1"), ("-.5", "-0.5")])
+def test_a_number_yaml_11_reads_as_text_is_explained_with_a_form_it_reads(tmp_path, text,
+                                                                          fixed):
+    # the hint said "write 1.0e3", which YAML 1.1 reads as text too (no sign in the
+    # exponent), and said nothing for 1.0e3 or -.5 (CLI probe)
     p = tmp_path / "c.yaml"
-    p.write_text(NODE.format(cpu="1e3", mem="4096", extra=""))
-    with pytest.raises(InputError, match=r"found '1e3' \(YAML 1.1 reads a number with an "
-                                         r"exponent but no '.' as text: write 1.0e3\)"):
+    p.write_text(NODE.format(cpu=text, mem="4096", extra=""))
+    with pytest.raises(InputError) as e:
         load_cluster(str(p))
+    assert f"found '{text}' (YAML 1.1 reads it as text, not a number: write {fixed})" in \
+        str(e.value)
+    p.write_text(NODE.format(cpu=f"{fixed}", mem="4096", extra=""))
+    assert isinstance(load_yaml(str(p))["sites"][0]["nodes"][0]["cpu"], float)
+
+
+def test_quoted_numbers_and_words_get_no_hint(tmp_path):
+    p = tmp_path / "c.yaml"
+    for cpu in ("'4'", "'1.5'", "four", "e3"):
+        p.write_text(NODE.format(cpu=cpu, mem="4096", extra=""))
+        with pytest.raises(InputError) as e:
+            load_cluster(str(p))
+        assert "YAML 1.1" not in str(e.value)
 
 
 def test_a_merge_key_overridden_by_the_mapping_is_read_as_yaml_means_it(tmp_path):
