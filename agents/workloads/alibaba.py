@@ -69,9 +69,12 @@ def csv_rows(path: str, header: tuple[str, ...], what: str, *, header_optional: 
         raise InputError(path=path, line=None, field=None, problem="the file is empty",
                          expected=f"a header line {','.join(header)}")
     reader = csv.reader(lines)
-    first = True
+    first, last = True, 0
     try:
         for cells in reader:
+            start, last = last + 1, reader.line_num
+            if last > start:                 # a quoted cell ran on: its line break was lost
+                raise _cell_runs_on(path, lines[start - 1], start, last, header)
             if first:
                 first = False
                 got = tuple(c.strip() for c in cells)
@@ -88,6 +91,16 @@ def csv_rows(path: str, header: tuple[str, ...], what: str, *, header_optional: 
     except csv.Error as e:
         raise InputError(path=path, line=reader.line_num or None, field=None,
                          problem=f"not valid CSV ({e})", expected=expected) from None
+
+
+def _cell_runs_on(path: str, text: str, start: int, end: int,
+                  header: tuple[str, ...]) -> InputError:
+    """A quoted cell opened on line ``start`` and closed on ``end``: named, never read as one
+    cell with the line break dropped (``"pod\\nx"`` became pod ``podx``)."""
+    col = len(next(csv.reader([text]), [""])) - 1
+    return InputError(path=path, line=start, field=header[col] if col < len(header) else None,
+                      problem=f"a quoted cell runs on to line {end}",
+                      expected="one row a line, without line breaks inside a cell")
 
 
 def _wrong_header(path: str, got: tuple[str, ...], header: tuple[str, ...]) -> InputError:

@@ -112,6 +112,19 @@ def test_nodes_errors(tmp_path):
           p, 2, None, "UTF-8")
 
 
+def test_a_quoted_cell_over_two_lines_is_named_not_joined(tmp_path, cluster3):
+    # csv joined "pod<newline>x" into the pod name 'podx' (and a model "V1<newline>00" into
+    # 'V100'), the line break silently dropped (CLI probe)
+    p = tmp_path / "x.csv"
+    nodes = NODES.read_text().replace("n-01,32000,262144,0,", 'n-01,32000,262144,0,"T\n4"')
+    check(fails(read_alibaba_nodes, p, nodes, 2), p, 3, "model", "runs on to line 4",
+          "one row a line")
+    pods = PODS.read_text().replace("pod-b,", '"pod\nb",')
+    check(fails(read_alibaba_pods, p, pods, cluster3), p, 3, "name", "runs on to line 4")
+    check(fails(read_alibaba_pods, p, pods.replace(",LS,", ',"L\n\nS",', 1), cluster3), p, 2,
+          "qos", "runs on to line 4")
+
+
 # ----------------------------------------------------------------------------- pods
 
 def test_pods_values(cluster3):
