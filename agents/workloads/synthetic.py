@@ -147,7 +147,9 @@ def generate(cluster: Cluster, *, seed: int = 0, jobs: int = 400, load: float = 
     if per_job <= 0:
         raise ValueError("the drawn jobs need no resource the cluster has; cannot set a rate")
     rate = load / per_job  # jobs per second
-    gaps = rng.exponential(1.0 / rate, size=jobs - 1)
+    # a load so small that the rate underflows to 0 (3e-324) spaces arrivals infinitely far
+    # apart: refused below by the span check, as any load too small for MAX_TIME is
+    gaps = rng.exponential(1.0 / rate if rate > 0 else math.inf, size=jobs - 1)
     arrivals = np.concatenate(([0.0], np.cumsum(gaps)))
     if arrivals[-1] > MAX_TIME:
         least = 2 * (jobs - 1) * per_job / MAX_TIME

@@ -7,10 +7,14 @@ import math
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from agora.agents.domain import (MILLI, Cluster, Node, Site, Workload, fits_node, topological_order,
                                  why_unschedulable)
-from agora.agents.workloads.synthetic import generate, params_from_source
+from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import load_workload
+from agora.agents.workloads.synthetic import _PARAMS, generate, params_from_source
 
 
 def _site(name: str, *specs: tuple[str, float, int, int, str | None, int]) -> Site:
@@ -241,3 +245,39 @@ def test_a_load_so_low_that_arrivals_pass_the_time_limit_is_refused_with_the_lea
     least = float(str(err.value).rsplit("load >= ", 1)[1].split(" ")[0])
     wl = generate(cpu_cluster, jobs=50, load=least)
     assert wl.jobs[-1].arrival <= 1e10
+
+
+@pytest.mark.parametrize("load", [5e-324, 1e-320])
+def test_a_load_whose_rate_underflows_is_refused_like_any_load_too_low(cpu_cluster, load):
+    # load=3e-324 (subnormal) made the arrival rate 0.0: 1.0 / rate raised ZeroDivisionError,
+    # a traceback out of agora simulate (found by a hypothesis probe of synthetic specs)
+    with pytest.raises(ValueError, match=r"load must offer the 50 jobs .* use load >= "):
+        generate(cpu_cluster, jobs=50, load=load)
+    assert generate(cpu_cluster, jobs=1, load=load).jobs[0].arrival == 0.0
+
+
+_SPEC_VALUES = st.one_of(
+    st.sampled_from(["0", "-0", "1", "-1", "0.5", "2", "10", "64", "4096", "1e3", "1e308",
+                     "1e-308", "5e-324", "3e-324", "nan", "inf", "-inf", "true", "", "9" * 30]),
+    st.floats().map(repr), st.integers(-10**20, 10**20).map(str),
+    st.text(st.characters(blacklist_characters=","), max_size=6))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kv=st.lists(st.tuples(st.sampled_from(sorted(set(_PARAMS) - {"jobs", "max_instances"})),
+                             _SPEC_VALUES), max_size=4, unique_by=lambda t: t[0]))
+@example(kv=[("load", "3e-324")])
+def test_any_synthetic_spec_gives_jobs_within_the_bounds_or_an_input_error(gpu_cluster, kv):
+    """``--workload synthetic:...`` with any values: a workload every reader bound holds, or
+    an InputError naming the spec -- never another exception (load=3e-324 raised
+    ZeroDivisionError). jobs stays small so each example is quick."""
+    spec = "synthetic:jobs=5," + ",".join(f"{k}={v}" for k, v in kv)
+    try:
+        wl = load_workload(spec, gpu_cluster)
+    except InputError as e:
+        assert e.path == spec
+        return
+    for j in wl.jobs:
+        assert 0 <= j.arrival <= 1e10 and (j.deadline is None or j.arrival < j.deadline <= 1e10)
+        assert all(0 <= t.duration <= 1e9 and 0 <= t.data_mb <= 1e9 for t in j.tasks)
