@@ -23,7 +23,7 @@ import yaml
 
 from agora.agents.domain import (MILLI, Cluster, Faults, Link, Node, NodeOutage, PowerModel,
                                  Site)
-from agora.agents.limits import MAX_CORES, MAX_GPUS, MAX_MEM_MIB
+from agora.agents.limits import MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_NODES
 from agora.agents.workloads.native_fields import site_name, units
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
                                               get_mapping, get_number, get_str, load_yaml)
@@ -105,6 +105,10 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
                 f"found {describe(model)} on a node with no gpus",
                 "gpu_model only when gpus > 0")
         count = get_int(at_key(wn, rn, "count"), rn.get("count", 1), ge=1, le=MAX_COUNT)
+        if len(node_names) + count > MAX_NODES:
+            raise at_key(wn, rn, "count").error(
+                f"{count:,} more nodes make {len(node_names) + count:,} in the cluster",
+                f"at most {MAX_NODES:,} nodes in all sites together")
         millicores = round(cpu * MILLI)
         if millicores < 1:
             raise at_key(wn, rn, "cpu").error(f"found {cpu:g}, under one millicore",

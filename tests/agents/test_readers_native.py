@@ -183,6 +183,22 @@ def test_duplicate_node_names(tmp_path):
     check(fails(read_cluster, p, text), p, 5, "sites[0].nodes[1].name", "'s1/n-1' already used")
 
 
+def test_a_cluster_has_at_most_max_nodes_in_all(tmp_path, monkeypatch):
+    # each count <= 100,000, but a 2 KB file of 20 such entries built 2,000,000 nodes (11 s,
+    # 370 MiB to read; 200 entries would not fit in memory): the total is bounded too
+    from agora.agents.limits import MAX_NODES
+    from agora.agents.workloads import native_cluster
+
+    assert MAX_NODES == 1_000_000
+    monkeypatch.setattr(native_cluster, "MAX_NODES", 4)
+    p = tmp_path / "bad.yaml"
+    text = GOOD.replace("{name: n, cpu: 4, mem: 1024}", "{name: n, cpu: 4, mem: 1024, count: 4}")
+    check(fails(read_cluster, p, text), p, 7, "sites[1].nodes[0].count",
+          "1 more nodes make 5 in the cluster", "at most 4 nodes in all sites together")
+    p.write_text(GOOD)
+    assert len(read_cluster(p).nodes) == 2
+
+
 # ----------------------------------------------------------------------------- jobs
 
 def test_jobs_fixture(cluster):
