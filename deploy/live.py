@@ -133,7 +133,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         return _stopped(system, out, echo, stop, view)
     except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
         log.debug("agora up failed", exc_info=True)
-        echo(f"agora up: could not start: {type(e).__name__}: {e}", file=sys.stderr)
+        what = "stopped on an error" if (out / READY).is_file() else "could not start"
+        echo(f"agora up: {what}: {type(e).__name__}: {e}", file=sys.stderr)
         _close(system, out, view)
         return 1
 
@@ -221,10 +222,22 @@ class Follower:
         self.future = system.loop.spawn(follow_ledger(system.operator, system.group.config,
                                                       self.state))
 
-    def summary(self) -> dict:
+    def summary(self, timeout_s: float = 10.0) -> dict:
+        """The progress line's counts, read on the loop that applies the updates: read from
+        another thread, a ledger that grows (thousands of jobs submitted at once) changes
+        size under the count and the read raised -- which stopped the whole service. {}
+        when the loop is too busy to answer within ``timeout_s`` (the line waits)."""
+        import concurrent.futures
+
         from agora.coordinator.ledger_follow import ledger_summary
 
-        return ledger_summary(self.state)
+        async def on_loop() -> dict:
+            return ledger_summary(self.state)
+
+        try:
+            return self.system.loop.run(on_loop(), timeout_s)
+        except concurrent.futures.TimeoutError:
+            return {}
 
     def close(self) -> None:
         self.future.cancel()

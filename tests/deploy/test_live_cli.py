@@ -207,3 +207,34 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     off = api.schedule(config=cfg)
     assert off["source"].startswith("offline") and "from-api" in {
         a["job"] for a in off["allocations"]}
+
+
+def test_the_progress_line_reads_the_ledger_on_the_loop_that_applies_its_updates():
+    """Thousands of jobs submitted at once: the progress line counted the ledger from the
+    main thread while the loop thread added jobs to it, and 'dictionary changed size during
+    iteration' stopped the whole service (agora up with 20,000 jobs in two submissions)."""
+    import threading
+    from types import SimpleNamespace
+
+    from agora.deploy.launch import LoopThread
+    from agora.deploy.live import Follower
+
+    seen: set = set()
+
+    class Ledger:
+        @property
+        def jobs(self):
+            seen.add(threading.current_thread())
+            return {}
+
+        tasks: dict = {}
+
+    loop = LoopThread()
+    try:
+        follower = Follower.__new__(Follower)
+        follower.system = SimpleNamespace(loop=loop)
+        follower.state = {"ledger": Ledger(), "version": 3, "round": 1}
+        assert follower.summary()["version"] == 3
+        assert seen == {loop.thread}
+    finally:
+        loop.close()
