@@ -191,6 +191,18 @@ MAX_RUN_ARGS, MAX_RUN_ENV, MAX_RUN_BYTES = 256, 256, 32_768
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _text_problem(s: str) -> str | None:
+    """Why ``s`` cannot be an argument, a variable's value or a path of a process: a NUL
+    ends it early, a lone surrogate (JSON's "\\ud800") has no bytes to pass."""
+    if "\0" in s:
+        return "a NUL character"
+    try:
+        s.encode()
+    except UnicodeEncodeError as e:
+        return f"a lone surrogate {s[e.start]!r} at character {e.start}"
+    return None
+
+
 def run_problem(run: Run) -> tuple[str, str, str] | None:
     """What is wrong with ``run``, as (field under ``run``, what was found, what would be
     right), or None. One check for every reader (JSON Lines, protobuf)."""
@@ -199,8 +211,8 @@ def run_problem(run: Run) -> tuple[str, str, str] | None:
     if len(run.argv) > MAX_RUN_ARGS:
         return "argv", f"{len(run.argv)} arguments", f"at most {MAX_RUN_ARGS}"
     for i, a in enumerate(run.argv):
-        if "\0" in a:
-            return f"argv[{i}]", "a NUL character", "text without NUL"
+        if _text_problem(a):
+            return f"argv[{i}]", _text_problem(a), "text without NUL or lone surrogates"
     if not run.argv[0]:
         return "argv[0]", "an empty program name", "a program name or path"
     if len(run.env) > MAX_RUN_ENV:
@@ -215,10 +227,10 @@ def run_problem(run: Run) -> tuple[str, str, str] | None:
         if name in seen:
             return f"env.{name}", "the name twice", "each name once"
         seen.add(name)
-        if "\0" in value:
-            return f"env.{name}", "a NUL character", "text without NUL"
-    if run.cwd is not None and ("\0" in run.cwd or not run.cwd):
-        return "cwd", repr(run.cwd), "a folder path without NUL (or no cwd)"
+        if _text_problem(value):
+            return f"env.{name}", _text_problem(value), "text without NUL or lone surrogates"
+    if run.cwd is not None and (_text_problem(run.cwd) or not run.cwd):
+        return "cwd", repr(run.cwd), "a folder path without NUL or lone surrogates (or no cwd)"
     if run.timeout_s is not None and not (0 < run.timeout_s <= 1e7 and
                                           math.isfinite(run.timeout_s)):
         return "timeout_s", f"{run.timeout_s!r}", "seconds, > 0 and <= 1e7 (or no timeout)"
