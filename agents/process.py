@@ -47,8 +47,13 @@ def bound_to_parent(argv: Sequence[str]) -> list[str]:
 
 def cannot_start(program: str, env: Mapping[str, str], cwd: str) -> OSError | None:
     """Why ``program`` (``argv[0]``) could not be ``exec``'d from ``cwd`` with ``env``'s
-    PATH, as the OSError ``subprocess.Popen`` would raise; None when it looks startable. Checked
-    before a bound start, whose launcher can only exit non-zero."""
+    PATH, as the OSError ``subprocess.Popen`` would raise (a ``cwd`` that is no folder: its
+    ``filename`` is ``cwd``); None when it looks startable. Checked before a bound start,
+    whose launcher can only exit non-zero."""
+    if not os.path.isdir(cwd):
+        no = errno.ENOTDIR if os.path.exists(cwd) else errno.ENOENT
+        return (NotADirectoryError if no == errno.ENOTDIR else FileNotFoundError)(
+            no, os.strerror(no), cwd)
     if os.sep in program:
         path = os.path.join(cwd, program)
         if not os.path.exists(path):
@@ -59,3 +64,10 @@ def cannot_start(program: str, env: Mapping[str, str], cwd: str) -> OSError | No
     if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
         return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
     return None
+
+
+def start_failure(program: str, cwd: str, e: OSError) -> str:
+    """The reason a run that could not start reports: the program, or the folder it was to
+    start in when that is what is missing (not the program it never looked for)."""
+    where = f"its cwd {cwd!r}: " if e.filename == cwd and program != cwd else ""
+    return f"cannot start {program!r}: {where}{e.strerror or e}"

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import ray
 
-from agora.agents.process import bound_to_parent, cannot_start
+from agora.agents.process import bound_to_parent, cannot_start, start_failure
 
 KILL_GRACE_S = 3.0
 """seconds between SIGTERM and SIGKILL to a run's process group"""
@@ -112,7 +112,7 @@ def execute_run(req: RunRequest, folder: str) -> dict:
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126
             end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),
-                   "reason": f"cannot start {req.argv[0]!r}: {e.strerror or e}"}
+                   "reason": start_failure(req.argv[0], cwd, e)}
             write_json(d / "end.json", end)
             return end
         (d / "pid").write_text(str(p.pid))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from agora.agents.process import bound_to_parent, cannot_start
+from agora.agents.process import bound_to_parent, cannot_start, start_failure
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl: Linux")]
@@ -68,3 +68,19 @@ def test_a_program_that_cannot_start_is_named_before_and_by_the_launcher(tmp_pat
     assert cannot_start("sh", {"PATH": os.defpath}, str(tmp_path)) is None
     p = subprocess.run(bound_to_parent(["/no/such/program"]), capture_output=True, text=True)
     assert p.returncode == 127 and "cannot start '/no/such/program'" in p.stderr
+
+
+def test_a_run_whose_cwd_is_no_folder_names_the_folder_not_the_program(tmp_path):
+    """A run with "cwd": "/nonexistent/dir" failed three times as "cannot start 'true': No
+    such file or directory": the program was there, its folder was not."""
+    env = {"PATH": os.defpath}
+    missing, plain = str(tmp_path / "gone"), tmp_path / "file"
+    plain.write_text("")
+    e = cannot_start("true", env, missing)
+    assert isinstance(e, FileNotFoundError) and e.filename == missing
+    assert isinstance(cannot_start("true", env, str(plain)), NotADirectoryError)
+    assert start_failure("true", missing, e) == \
+        f"cannot start 'true': its cwd {missing!r}: No such file or directory"
+    nope = cannot_start("no-such-program", env, str(tmp_path))
+    assert start_failure("no-such-program", str(tmp_path), nope) == \
+        "cannot start 'no-such-program': No such file or directory"
