@@ -19,6 +19,7 @@ import time
 from nacl.signing import SigningKey, VerifyKey
 
 from agora.coordinator.pbft.auth import _verify
+from agora.coordinator.schedule_rules import client_id_problem
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 READ_DOMAIN = b"agora.read.v1\0"
@@ -43,6 +44,9 @@ def read_refusal(verify: dict[str, VerifyKey], auth: pb.ReadAuth, method: str, s
     if not auth.client_id:
         return ("auth: missing; expected a ReadAuth signed by a client of the key file "
                 "(CoordinatorClient signs it)")
+    bad = client_id_problem(auth.client_id)
+    if bad is not None:
+        return f"auth.client_id: {bad}"
     vk = verify.get(auth.client_id)
     if vk is None:
         return f"auth.client_id: no key for client {auth.client_id!r}; expected a client of " \

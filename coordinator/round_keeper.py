@@ -38,6 +38,7 @@ from nacl.signing import SigningKey
 
 from agora.agents.aio import cancel_and_wait
 from agora.coordinator.read_auth import WINDOW_MS
+from agora.coordinator.schedule_rules import client_id_problem
 from agora.coordinator.schedule_state import ScheduleState, site_of_client
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -101,6 +102,9 @@ class RoundKeeper:
     # ---- heartbeats (not ordered) ----------------------------------------------------
     def heartbeat(self, hb: pb.HeartbeatRequest) -> str | None:
         """Record a site's heartbeat; returns why it was refused, or None."""
+        bad = client_id_problem(hb.client_id)
+        if bad is not None:
+            return f"client_id: {bad}"
         vk = (self._verify.get(hb.client_id) if site_of_client(hb.client_id) is not None
               else None)
         if vk is None:

@@ -13,6 +13,22 @@ REPLICA_PREFIX = "replica:"
 OPERATOR = "operator"
 """The operator's client id: may cancel any job (a site's clients only their own jobs)."""
 
+MAX_CLIENT_ID = 256
+"""Characters of a client id (``site:<64-character name>/<k>`` fits many times over)."""
+
+
+def client_id_problem(client_id: str) -> str | None:
+    """Why ``client_id`` cannot be any client's id, checked before it is looked up or
+    echoed: an id of 100,000 characters echoed in a refusal's details passed gRPC's 16 KiB
+    limit on them, and the sender saw only "Stream removed" (None: it may be one)."""
+    if not client_id:
+        return "empty; expected the client's id"
+    if len(client_id) > MAX_CLIENT_ID:
+        return (f"{len(client_id)} characters; expected at most {MAX_CLIENT_ID} (operator, "
+                f"site:<name>, replica:<i> or auditor:<name>)")
+    return None
+
+
 MAX_JOBS_PER_COMMAND = 10_000
 MAX_TASKS_PER_JOB = 1_000
 MAX_INSTANCES_PER_TASK = 1_000_000

@@ -21,9 +21,10 @@ from agora.agents.market import PRICE_MAX
 from agora.coordinator.pbft.auth import usable_public_key
 from agora.coordinator.pbft.messages import MAX_TIMESTAMP
 from agora.coordinator.schedule_codec import decode_known
+from agora.agents.limits import ID_TEXT, MAX_NAME, SITE_NAME_TEXT, id_problem, site_name_problem
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
-                                         part_over_limit, site_of_client)
+                                         client_id_problem, part_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from agora.coordinator.parsed_jobs import JOBS
@@ -88,8 +89,10 @@ def parse_envelope(data: bytes, rpc: str) -> tuple[PbftEnvelope, PbftRequest]:
     if env.sender != -1:
         raise invalid("envelope.sender", f"{env.sender}", "-1 (a client)")
     req = msg.request
-    if not req.client_id:
-        raise invalid("envelope.payload.request.client_id", "empty", "the client's id")
+    bad = client_id_problem(req.client_id)
+    if bad is not None:
+        raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                      f"envelope.payload.request.client_id: {bad}")
     if not 1 <= req.timestamp <= MAX_TIMESTAMP:
         raise invalid("envelope.payload.request.timestamp", f"{req.timestamp}",
                       f"an integer in [1, {MAX_TIMESTAMP}] (2^63-1), larger than the client's "
@@ -144,6 +147,7 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                               f"{at}.jobs[{i}].origin: client {client_id!r} may only submit "
                               f"jobs whose origin is {site!r}, not {job.origin!r}")
     elif kind == "site_round":
+        _site_name(m.site, f"{at}.site")
         _own_site(m.site, site, client_id, f"{at}.site")
         over = part_over_limit(m)
         if over is not None:
@@ -156,7 +160,8 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         if m.bids and not m.bidding:
             raise invalid(f"{at}.bidding", "false with bids", "true when bids are sent")
         for i, b in enumerate(m.bids):    # field names are formatted only for a refusal
-            if not (b.job_id and b.task_id and b.instances >= 1 and 0 <= b.price <= PRICE_MAX):
+            if not (0 < len(b.job_id) <= MAX_NAME and 0 < len(b.task_id) <= MAX_NAME
+                    and b.instances >= 1 and 0 <= b.price <= PRICE_MAX):
                 _bid_problem(b, f"{at}.bids[{i}]")
         for i, e in enumerate(m.ends):
             _ids(e, f"{at}.ends[{i}]")
@@ -184,16 +189,17 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                           f"({REPLICA_PREFIX}<i>) close rounds and lapse sites")
         if kind == "close_round" and m.round < 0:
             raise invalid(f"{at}.round", f"{m.round}", "the current round, >= 0")
-        if kind == "site_lapsed" and not m.site:
-            raise invalid(f"{at}.site", "empty", "a site name")
+        if kind == "site_lapsed":
+            _site_name(m.site, f"{at}.site")
     elif kind == "cancel_job":
         if client_id != OPERATOR and site is None:
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_allowed",
                           f"{at}: client {client_id!r} may not cancel jobs; only the operator "
                           f"({OPERATOR!r}) or a client of the job's origin site "
                           f"('site:<origin>') may")
-        if not m.job_id:
-            raise invalid(f"{at}.job_id", "empty", "the id of the job to cancel")
+        if id_problem(m.job_id):
+            raise invalid(f"{at}.job_id", id_problem(m.job_id), f"the id of the job to "
+                          f"cancel: {ID_TEXT}")
         if len(m.reason) > MAX_CANCEL_REASON:
             raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
                           f"at most {MAX_CANCEL_REASON}")
@@ -202,8 +208,7 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_allowed",
                           f"{at}: client {client_id!r} may not change who is a member; only "
                           f"the operator ({OPERATOR!r}) admits and removes sites")
-        if not m.site:
-            raise invalid(f"{at}.site", "empty", "a site name")
+        _site_name(m.site, f"{at}.site")
         if kind == "admit_site" and not usable_public_key(m.verify_key):
             raise invalid(f"{at}.verify_key", f"{len(m.verify_key)} bytes that are not a "
                           f"usable key", "the site's 32-byte Ed25519 public key")
@@ -232,8 +237,21 @@ def _bid_problem(b: pb.Bid, at: str) -> None:
 
 def _ids(m, at: str) -> None:
     for name in ("job_id", "task_id"):
-        if not getattr(m, name):
+        value = getattr(m, name)
+        if not value:
             raise invalid(f"{at}.{name}", "empty", "an id")
+        if len(value) > MAX_NAME:      # never echoed whole: no job or task has such an id
+            raise invalid(f"{at}.{name}", f"{len(value)} characters", ID_TEXT)
+
+
+def _site_name(name: str, field: str) -> None:
+    """A site name's form (its length first: a name is echoed in refusals only once it is
+    short)."""
+    if not name:
+        raise invalid(field, "empty", "a site name")
+    bad = site_name_problem(name)
+    if bad is not None:
+        raise invalid(field, bad, SITE_NAME_TEXT)
 
 
 def _own_site(named: str, own: str | None, client_id: str, field: str) -> None:

@@ -88,3 +88,12 @@ def test_a_round_every_expected_site_decided_closes_by_itself_and_no_vote_is_due
         assert votes == []
 
     asyncio.run(main())
+
+
+def test_a_heartbeat_from_an_id_no_client_can_have_is_refused_by_its_length():
+    """Its id was echoed whole: 100,000 characters passed gRPC's 16 KiB limit on status
+    details, and the sender saw "Stream removed" instead of the field."""
+    k, _ = keeper(Run(), grace=0.0)
+    why = k.heartbeat(pb.HeartbeatRequest(client_id="site:" + "x" * 100_000, timestamp_us=1))
+    assert why.startswith("client_id: 100005 characters; expected at most 256") and \
+        len(why) < 200

@@ -133,3 +133,49 @@ def test_oversized_and_too_frequent_requests_are_refused_and_others_are_served(g
 
     refused_s = asyncio.run(asyncio.wait_for(go(), 120))
     assert refused_s < 5.0     # refused at once, not executed (the flood took 13 s)
+
+
+def test_an_overlong_client_id_site_name_or_id_is_refused_by_its_length_never_echoed():
+    """A request claiming a client id of 100,000 characters was refused with the id in the
+    status details, past gRPC's 16 KiB limit on them: the sender saw RESOURCE_EXHAUSTED
+    "Stream removed (received metadata size exceeds hard limit)" and no field. Every id a
+    refusal may echo is bounded first (client ids, site names, job and task ids)."""
+    from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+
+    def claimed(client_id: str) -> bytes:
+        env = PbftEnvelope.FromString(signed("operator", pb.Command(
+            cancel_job=pb.CancelJob(job_id="j"))))
+        msg = PbftMessage.FromString(env.payload)
+        msg.request.client_id = client_id
+        env.payload = msg.SerializeToString()
+        return env.SerializeToString()
+
+    def refusal(data: bytes, rpc_name: str) -> Refusal:
+        with pytest.raises(Refusal) as e:
+            parse_request(data, rpc_name)
+        assert len(e.value.message) < 1000, e.value.message[:200]
+        return e.value
+
+    r = refusal(claimed("x" * 100_000), "CancelJob")
+    assert r.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert r.message.startswith("envelope.payload.request.client_id: 100000 characters; "
+                                "expected at most 256")
+    long = "y" * 100_000
+    for client, rpc_name, cmd, field in [
+            ("operator", "CancelJob", pb.Command(cancel_job=pb.CancelJob(job_id=long)),
+             "cancel_job.job_id: 100000 characters"),
+            ("operator", "CancelJob", pb.Command(cancel_job=pb.CancelJob(job_id="..")),
+             "cancel_job.job_id: id '..' names"),
+            ("site:east", "SubmitRound", pb.Command(site_round=pb.SiteRound(site=long)),
+             "site_round.site: 100000 characters"),
+            ("site:east", "SubmitRound", pb.Command(site_round=pb.SiteRound(
+                site="east", bidding=True, bids=[pb.Bid(job_id=long, task_id="t",
+                                                        instances=1, price=1)])),
+             "site_round.bids[0].job_id: 100000 characters"),
+            ("site:east", "SubmitRound", pb.Command(site_round=pb.SiteRound(
+                site="east", ends=[pb.End(job_id="j", task_id=long, kind=pb.END_LOST)])),
+             "site_round.ends[0].task_id: 100000 characters"),
+            ("operator", "RemoveSite", pb.Command(remove_site=pb.RemoveSite(site=long)),
+             "remove_site.site: 100000 characters")]:
+        r = refusal(signed(client, cmd), rpc_name)
+        assert r.code == grpc.StatusCode.INVALID_ARGUMENT and field in r.message, r.message

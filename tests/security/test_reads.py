@@ -42,6 +42,11 @@ def test_a_read_signature_is_bound_to_its_client_method_version_and_time():
     assert "missing" in read_refusal(verify, pb.ReadAuth(), "GetStatus", now_ms=now)
     assert "no key" in read_refusal(verify, pb.ReadAuth(client_id="site:mars"), "GetStatus",
                                     now_ms=now)
+    # an id no client can have is refused by its length, not echoed (100,000 characters in
+    # the status details passed gRPC's 16 KiB limit and the reader saw "Stream removed")
+    assert read_refusal(verify, pb.ReadAuth(client_id="x" * 100_000), "GetStatus",
+                        now_ms=now) == "auth.client_id: 100000 characters; expected at most " \
+        "256 (operator, site:<name>, replica:<i> or auditor:<name>)"
 
 
 @pytest.fixture(scope="module")
