@@ -47,9 +47,18 @@ class PeerService(rpc.PeerExchangeServicer):
         self.refused = 0
         self.bytes_in = 0
 
-    def check(self, m: pb.SiteCode) -> str:
+    def check(self, m: pb.SiteCode, certified: list[bytes] | None = None) -> str:
+        """Why code ``m`` is refused ("" when it is taken). ``certified``: the common names
+        of the certificate the stream came with (mutual TLS; None without TLS): a code must
+        name the site of that certificate, ``site-<name>`` -- a site's certificate (or the
+        commands' ``client``) can speak for no other site."""
         if m.site not in self.index:
-            return f"site: unknown sender {m.site!r}; expected one of {sorted(self.index)}"
+            shown = repr(m.site) if len(m.site) <= 64 else f"of {len(m.site)} characters"
+            return f"site: unknown sender {shown}; expected one of {sorted(self.index)}"
+        if certified is not None and f"site-{m.site}".encode() not in certified:
+            names = ", ".join(n.decode(errors="replace") for n in certified) or "none"
+            return (f"site: {m.site!r} is not the site of this stream's certificate "
+                    f"(common name {names}); expected the sender's own site, site-<name>")
         if m.site == self.site:
             return f"site: {m.site!r} is this agent itself"
         if self.hears is not None and m.site not in self.hears:
@@ -64,9 +73,12 @@ class PeerService(rpc.PeerExchangeServicer):
 
     async def Send(self, request_iterator, context):
         receipt = pb.CodeReceipt()
+        auth = context.auth_context()
+        certified = auth.get("x509_common_name", []) \
+            if auth.get("transport_security_type") == [b"ssl"] else None
         async for m in request_iterator:
             self.bytes_in += m.ByteSize()
-            why = self.check(m)
+            why = self.check(m, certified)
             if why:
                 self.refused += 1
                 receipt.refused += 1

@@ -141,3 +141,44 @@ def test_a_bounded_neighbourhood_streams_only_to_listeners_and_hears_only_neighb
             await e.links.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_over_mutual_tls_a_code_must_name_the_site_of_its_certificate(tmp_path):
+    """Any certificate of the CA could speak for any site: site west's certificate (or the
+    commands' client certificate) sent codes as edge and east's agent took them (and a
+    code of round 2^62 would have kept edge's real codes out of its book for good)."""
+    from agora.deploy.certs import make_all
+
+    make_all(tmp_path, SITES, 0)
+
+    def pem(name: str) -> tuple[bytes, bytes]:
+        return (tmp_path / f"{name}.key").read_bytes(), (tmp_path / f"{name}.crt").read_bytes()
+
+    ca = (tmp_path / "ca.crt").read_bytes()
+
+    async def main():
+        svc = PeerService("east", SITES, CodeBook(3, 8), 8)
+        srv = grpc.aio.server()
+        rpc.add_PeerExchangeServicer_to_server(svc, srv)
+        port = srv.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+            [pem("site-east")], root_certificates=ca, require_client_auth=True))
+        await srv.start()
+        try:
+            async def send(cert: str, site: str) -> pb.CodeReceipt:
+                key, chain = pem(cert)
+                creds = grpc.ssl_channel_credentials(ca, key, chain)
+                async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as ch:
+                    return await rpc.PeerExchangeStub(ch).Send(
+                        iter([pb.SiteCode(site=site, round=1, code=bytes(8))]), timeout=10)
+
+            assert (await send("site-west", "west")).accepted == 1
+            for cert, site in (("site-west", "edge"), ("client", "west")):
+                r = await send(cert, site)
+                assert (r.accepted, r.refused) == (0, 1)
+                assert r.reason.startswith(f"site: {site!r} is not the site of this "
+                                           f"stream's certificate"), r.reason
+            assert svc.received == 1
+        finally:
+            await srv.stop(None)
+    asyncio.run(main())
