@@ -315,10 +315,16 @@ def cmd_logs(a: argparse.Namespace) -> int:
     if len(parts) not in (2, 3) or not all(parts):
         raise ValueError(f"{a.what!r}; expected JOB/TASK or JOB/TASK/INSTANCE")
     job, task = parts[0], parts[1]
+    from agora.agents.limits import ID_TEXT, id_problem
+
+    for what, value in (("job", job), ("task", task)):
+        if id_problem(value):      # '..' and the like would name other folders of runs/
+            raise ValueError(f"{a.what!r}: {what} {id_problem(value)}; expected {ID_TEXT}")
     inst = None
     if len(parts) == 3:
-        if not parts[2].isdigit():
-            raise ValueError(f"instance {parts[2]!r}; expected a number (0, 1, ...)")
+        if not (parts[2].isascii() and parts[2].isdigit()):
+            raise ValueError(f"{a.what!r}: instance {parts[2]!r}; expected a number (0, 1, "
+                             f"...)")
         inst = int(parts[2])
     t = target(a.config)
     if t.out is None:

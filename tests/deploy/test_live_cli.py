@@ -238,3 +238,17 @@ def test_the_progress_line_reads_the_ledger_on_the_loop_that_applies_its_updates
         assert seen == {loop.thread}
     finally:
         loop.close()
+
+
+def test_logs_names_an_id_that_is_no_job_or_task_and_a_digit_that_is_no_number(capsys):
+    """`agora logs ../x` globbed runs/*/../x/ (another folder of runs/) and said 'no run';
+    `agora logs j/t/²` said "invalid literal for int() with base 10: '²'"."""
+    from agora.deploy.cli import main
+
+    for what, words in (("../x", "job id '..' names a folder's own or parent folder"),
+                        ("j/.", "task id '.' names"),
+                        ("j/t/²", "instance '²'; expected a number"),
+                        ("j/t/٣", "instance '٣'; expected a number")):
+        assert main(["logs", what, "--config", "/nonexistent.yaml"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"agora logs: {what!r}: ") and words in err, err
