@@ -76,6 +76,16 @@ INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
 
+STALE_RETRIES = 3
+"""Times a request refused as stale (f+1 replicas executed a later timestamp of its client,
+``service.CoordinatorService._admit``) is stamped again (``CoordinatorClient.call``)."""
+
+
+def _stale(e: CoordinatorError) -> bool:
+    return e.code == grpc.StatusCode.FAILED_PRECONDITION and \
+        e.message.startswith("envelope.payload.request.timestamp:")
+
+
 class CoordinatorError(Exception):
     """No f+1 matching answers: ``code`` is the refusal f+1 replicas agreed on, or UNAVAILABLE
     when too few replicas answered; ``errors`` holds each replica's error. For a command
@@ -254,9 +264,19 @@ class CoordinatorClient:
         """Send ``cmd`` through ``rpc_name`` to every replica; the result f+1 (read-only:
         2f+1; or ``need``) replicas returned identically."""
         self.open()
+        op, tries = cmd.SerializeToString(), 0
         async with self._lock:
-            ts, data = self.envelope(cmd.SerializeToString(), read_only=read_only)
-            return await self.send_raw(rpc_name, data, ts, read_only=read_only, need=need)
+            while True:
+                ts, data = self.envelope(op, read_only=read_only)
+                try:
+                    return await self.send_raw(rpc_name, data, ts, read_only=read_only,
+                                               need=need)
+                except CoordinatorError as e:
+                    # another process signing as this client (a site's agent) executed a
+                    # later timestamp first: this one can never execute; stamp it again
+                    tries += 1
+                    if tries > STALE_RETRIES or not _stale(e):
+                        raise
 
     async def send_raw(self, rpc_name: str, data: bytes, ts: int, *,
                        read_only: bool = False, need: int | None = None) -> bytes:

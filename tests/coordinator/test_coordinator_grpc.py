@@ -639,3 +639,48 @@ def test_a_killed_primary_gives_a_view_change_and_loses_no_committed_allocation(
         group.start(primary)       # leave the module's group whole
         group.wait_serving(primary)
     asyncio.run(asyncio.wait_for(go(), 140))
+
+
+def test_a_request_refused_as_stale_is_stamped_again_and_other_refusals_are_not():
+    """`agora cancel J --client site:dc-b` while dc-b's agent ran (it signs as the same
+    client): the agent's later timestamp executed first and the cancel failed with
+    "FAILED_PRECONDITION: ...timestamp: ... is older than the client's last executed
+    request". Such a request can never execute; the client stamps it again."""
+    from agora.coordinator.config import config_from_dict
+
+    cfg = config_from_dict({"replicas": ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3",
+                                         "127.0.0.1:4"]})
+    keys = generate_keys(4, ["site:east"], seed=b"stale")
+    stale = CoordinatorError(grpc.StatusCode.FAILED_PRECONDITION,
+                             "envelope.payload.request.timestamp: 5 is older than the "
+                             "client's last executed request (9); expected a larger timestamp")
+    other = CoordinatorError(grpc.StatusCode.FAILED_PRECONDITION, "command.cancel_job.job_id: "
+                             "no job 'x'; expected a submitted job id")
+
+    async def main(answers: list) -> list[int]:
+        c = CoordinatorClient(cfg, keys.for_client("site:east"), "site:east")
+        stamps: list[int] = []
+
+        async def send_raw(rpc_name, data, ts, **kw):
+            stamps.append(ts)
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        c.send_raw = send_raw
+        try:
+            assert await c.call("CancelJob", pb.Command(cancel_job=pb.CancelJob(
+                job_id="x"))) == b"ok"
+        finally:
+            await c.close()
+        return stamps
+
+    stamps = asyncio.run(main([stale, stale, b"ok"]))
+    assert len(stamps) == 3 and stamps == sorted(set(stamps))
+    with pytest.raises(CoordinatorError) as e:
+        asyncio.run(main([other, b"ok"]))
+    assert e.value is other
+    with pytest.raises(CoordinatorError) as e:                 # bounded: never a loop
+        asyncio.run(main([stale] * 5 + [b"ok"]))
+    assert e.value is stale
