@@ -37,6 +37,18 @@ class Target:
         return NotRunning(f"nothing is running {where}; start it with agora up --config "
                           f"{self.config_arg}")
 
+    def unanswered(self, e) -> NotRunning:
+        """No f+1 replicas answered (``CoordinatorError`` ``e``): started anew when nothing
+        runs, else -- an ``agora up`` whose process lives, overloaded or restarting its
+        replicas -- the first replica's error and where its log is, never 'start it'."""
+        if self.out is not None and self.serving():
+            first = next(iter(e.errors.values()), e.message)
+            return NotRunning(f"Agora runs from {self.out} but too few replicas answered at "
+                              f"{self.addresses} ({first}); it may be overloaded or "
+                              f"restarting replicas: retry, or see {self.out}/agora.log")
+        return NotRunning(f"nothing answers at {self.addresses} ({e.code.name}); start it "
+                          f"with agora up --config {self.config_arg}")
+
     def serving(self) -> bool:
         """Is an ``agora up`` serving it (always assumed for a bare coordinator YAML)?"""
         if self.out is None:
@@ -116,6 +128,5 @@ def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | Non
         import grpc
 
         if e.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise NotRunning(f"nothing answers at {t.addresses} ({e.code.name}); start it "
-                             f"with agora up --config {t.config_arg}") from None
+            raise t.unanswered(e) from None
         raise

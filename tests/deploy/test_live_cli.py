@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 
@@ -252,3 +253,24 @@ def test_logs_names_an_id_that_is_no_job_or_task_and_a_digit_that_is_no_number(c
         assert main(["logs", what, "--config", "/nonexistent.yaml"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"agora logs: {what!r}: ") and words in err, err
+
+
+def test_a_running_service_whose_replicas_do_not_answer_is_not_told_to_start(tmp_path):
+    """Under load (20,000 jobs on 2 cores) TLS handshakes to the replicas failed and
+    `agora cancel` said "nothing answers at ...; start it with agora up" to a service that
+    was running: it now says so, with the first replica's error and where the log is."""
+    import os
+    from types import SimpleNamespace
+
+    from agora.coordinator.client import CoordinatorError
+    from agora.deploy.service_client import Target
+
+    e = CoordinatorError(grpc.StatusCode.UNAVAILABLE, "CancelJob: no 2 matching replies",
+                         {0: "UNAVAILABLE: ipv4:127.0.0.1:1: Handshake read failed"})
+    t = Target("up.yaml", SimpleNamespace(replicas=["127.0.0.1:1"]), tmp_path)
+    assert "start it with agora up --config up.yaml" in str(t.unanswered(e))   # none runs
+    (tmp_path / "ready.json").write_text(json.dumps({"pid": os.getpid()}))
+    said = str(t.unanswered(e))
+    assert said.startswith(f"Agora runs from {tmp_path} but too few replicas answered")
+    assert "Handshake read failed" in said and "agora.log" in said
+    assert "start it" not in said
