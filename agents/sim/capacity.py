@@ -111,6 +111,14 @@ class Capacity:
                 m &= self.model_mask(d.gpu_models)[sl]
         return m
 
+    def plain_fits(self, demands: list[Demand]) -> np.ndarray:
+        """Per demand of no gpu: does it fit some alive node now? One numpy comparison of
+        every demand against every node (``fit_mask`` asks for one demand)."""
+        cpu = np.fromiter((d.cpu for d in demands), np.int64, len(demands))
+        mem = np.fromiter((d.mem for d in demands), np.int64, len(demands))
+        fc, fm = self.free_cpu[self.alive], self.free_mem[self.alive]
+        return ((fc[None, :] >= cpu[:, None]) & (fm[None, :] >= mem[:, None])).any(axis=1)
+
     def room(self, node: int, d: Demand) -> int:
         """How many instances of the gpu-less demand ``d`` fit on ``node`` now (cpu and
         memory; at least 1 when ``d`` fits; a demand of nothing fits without limit)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +26,7 @@ from agora.agents.ledger import JobEntry, Ledger, TaskEntry
 from agora.agents.policy import Policy
 from agora.agents.sim.capacity import Capacity
 from agora.agents.sim.config import SimConfig
+from agora.agents.sim.decision import Decision
 from agora.agents.sim.draws import task_key, uniform
 from agora.agents.sim.metrics import Accounting, compute_metrics
 from agora.agents.sim.state import Attempt
@@ -49,87 +49,6 @@ class SimResult:
     cluster: Cluster
     policy: str
     seeds: dict = field(default_factory=dict)
-
-
-class Decision:
-    """What a policy may look at and do at one decision point."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.cap = sim.cap
-        self.pool = sim.pool
-        self.now = 0.0
-        self.last_node: int | None = None
-        """node of the most recent instance ``assign`` started"""
-        self._blocked: set[tuple] = set()
-        self._fits: dict[tuple, np.ndarray] = {}
-
-    def _begin(self, now: float) -> None:
-        self.now = now
-        self._blocked.clear()
-        self._fits.clear()
-
-    # -- looking ---------------------------------------------------------------------------
-    def fit_nodes(self, t: TaskEntry) -> np.ndarray | None:
-        """Mask of nodes where one instance of ``t`` fits now, or None if none does (do not
-        modify it). Answers are remembered per demand shape: misses until the next event
-        (capacity only shrinks within a decision), hits until the next allocation, so a
-        backlog of thousands of tasks of a few shapes costs a few vectorised checks."""
-        return self._fit_shape(t.shape, t.demand)
-
-    def _fit_shape(self, k: tuple, demand) -> np.ndarray | None:
-        m = self._fits.get(k)
-        if m is not None:
-            return m
-        if k in self._blocked:
-            return None
-        m = self.cap.fit_mask(demand)
-        if not m.any():
-            self._blocked.add(k)
-            return None
-        self._fits[k] = m
-        return m
-
-    def fits_any(self) -> bool:
-        """Whether one instance of some open task fits somewhere now: O(open shapes) once per
-        allocation (a shape found blocked stays blocked until the next event)."""
-        if self._fits:
-            return True
-        return any(self._fit_shape(d.key, d) is not None for d in self.pool.shapes())
-
-    def fitting(self, tasks: Iterable[TaskEntry]) -> Iterator[TaskEntry]:
-        """Those of ``tasks`` (in their order) one instance of which fits now, until nothing
-        open fits anywhere: a policy that walks a backlog through it pays for the tasks it
-        could start, not for a backlog of thousands blocked behind a full cluster."""
-        for t in tasks:
-            if not self.fits_any():
-                return
-            if self.fit_nodes(t) is not None:
-                yield t
-
-    def feasible_sites(self, t: TaskEntry) -> np.ndarray | None:
-        m = self.fit_nodes(t)
-        return None if m is None else self.cap.sites_of(m)
-
-    # -- acting ----------------------------------------------------------------------------
-    def assign(self, t: TaskEntry, site: int, n: int = 1, node: int | None = None,
-               allowed: np.ndarray | None = None, device: int | None = None) -> int:
-        """Allocate up to ``n`` open instances of ``t`` to ``site`` (on ``node`` if given,
-        else the site's best fit among ``allowed`` nodes; a share on gpu ``device`` of the
-        node if given and it holds it). Returns how many started; stops at the first that
-        does not fit."""
-        placed = 0
-        while placed < n and t.open > 0:
-            target = node if node is not None else self.cap.best_fit(t.demand, site, allowed)
-            if target is None or self.cap.node_site[target] != site:
-                break
-            if node is not None and not self.cap.fit_mask(t.demand, slice(node, node + 1))[0]:
-                break
-            self.sim._start(t, target, self.now, device)
-            self._fits.clear()
-            self.last_node = target
-            placed += 1
-        return placed
 
 
 class Simulator:

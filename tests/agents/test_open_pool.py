@@ -4,7 +4,7 @@ thousands behind a full cluster (tetris took 12.8 s for one job of 10,000 tasks)
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agora.agents.baselines import make_policy
@@ -124,3 +124,38 @@ def test_a_jobs_running_count_and_held_resources_follow_its_instances(ops):
         assert js.held == [sum(t.running * t.demand.cpu for t in js.tasks),
                            sum(t.running * t.demand.mem for t in js.tasks),
                            sum(t.running * t.demand.gpu for t in js.tasks)]
+
+
+_BIG = [(6, 2048, 0), (6, 1024, 0), (5, 2048, 0), (5, 1024, 0)]   # only n0 holds them
+_SHAPE = st.tuples(st.integers(0, 6), st.sampled_from([0, 512, 1024, 2048]),
+                   st.sampled_from([0, 0, 0, 500, 1000])).map(
+    lambda s: (min(s[0], 2), s[1], s[2]) if s[2] else s)   # every shape fits an empty node
+
+
+@settings(max_examples=200, deadline=None)
+@given(shapes=st.lists(_SHAPE, min_size=1, max_size=10),
+       used=st.lists(st.integers(0, 6), min_size=3, max_size=3),
+       down=st.lists(st.booleans(), min_size=3, max_size=3))
+@example(shapes=_BIG + [(5, 0, 0), (1, 0, 0)], used=[0, 0, 0], down=[True, False, False])
+@example(shapes=_BIG + [(2, 2048, 0), (4, 1024, 0)], used=[4, 0, 1], down=[False] * 3)
+def test_fits_any_checks_every_shape_at_once_as_one_by_one_would(shapes, used, down):
+    """``fits_any`` answers for the cpu+memory shapes past its first few in one numpy check:
+    it agrees with a fit_mask per open shape, whatever the free capacity, dead nodes and gpu
+    shapes, and so does what it remembers per shape."""
+    cl = cluster(site("a", node("a", "n0", 6, mem=2048), node("a", "n1", 4, mem=1024)),
+                 site("b", node("b", "g0", 2, mem=4096, gpus=1, model="V100")))
+    tasks = [task(f"t{i}", 5.0, cpu, mem=mem, gpu=gpu / 1000)
+             for i, (cpu, mem, gpu) in enumerate(shapes)]
+    sim = Simulator(cl, workload(job("j", 0.0, "a", *tasks)), SimConfig(seed=0))
+    sim.step_events()
+    ctx = sim.begin_decision()
+    assert len(ctx.pool.fifo()) == len(tasks)    # admitted: every shape fits an empty node
+    cap = ctx.cap
+    cap.free_cpu[:] = [max(0, c - u * 1000) for c, u in zip(cap.free_cpu.tolist(), used)]
+    cap.alive[:] = [not d for d in down]
+    expected = any(cap.fit_mask(d).any() for d in ctx.pool.shapes())
+    assert ctx.fits_any() == expected
+    assert ctx.fits_any() == expected            # the remembered answer too
+    for t in ctx.pool.fifo():                    # and what it remembered per shape
+        assert (ctx.fit_nodes(t) is not None) == bool(cap.fit_mask(t.demand).any())
+    sim.end_decision()
