@@ -42,21 +42,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import AsyncIterator, Iterable
+from typing import Iterable
 
 import grpc
 
 from agora.agents.domain import Job
+from agora.coordinator.client_reads import ClientReads
 from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.auth import ClientAuth
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.queries import job_status_query, ledger_query, schedule_query
-from agora.coordinator.read_auth import sign_read
 from agora.coordinator.request_stream import RequestStream, RequestStreams, StreamError
-from agora.coordinator.round_keeper import sign_heartbeat
 from agora.coordinator.transport import channel_options, client_channel_credentials, open_channel
-from agora.coordinator.watch_merge import merged_watch
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
@@ -99,7 +97,7 @@ class CoordinatorError(Exception):
         self.result = result
 
 
-class CoordinatorClient:
+class CoordinatorClient(ClientReads):
     """Client ``client_id`` of the coordinator group ``config`` (see module doc)."""
 
     def __init__(self, config: CoordinatorConfig, keys: KeySet, client_id: str, *,
@@ -211,22 +209,6 @@ class CoordinatorClient:
         """A site's own message: its ends, its nodes, its decision for a round."""
         return pb.Result.FromString(await self.call("SubmitRound",
                                                     pb.Command(site_round=msg)))
-
-    async def heartbeat(self) -> int:
-        """Tell every replica this client (a site) is alive (not ordered); returns how many
-        took it."""
-        self.open()
-        ts = max(self._hb_ts + 1, time.time_ns() // 1000)
-        self._hb_ts = ts
-        msg = sign_heartbeat(self.auth.signer, self.client_id, ts)
-
-        async def one(stub) -> bool:
-            try:
-                await stub.Heartbeat(msg, timeout=self.timeout_s)
-                return True
-            except grpc.aio.AioRpcError:
-                return False
-        return sum(await asyncio.gather(*(one(s) for s in self._stubs)))
 
     async def schedule(self, **by) -> pb.QueryResult:
         """``by``: one of all=True, site=, job_id=, task=(job, task), since_version=."""
@@ -395,38 +377,3 @@ class CoordinatorClient:
         except grpc.aio.AioRpcError as e:
             return i, e
         return i, reply
-
-    # ---- status and watching (signed reads: coordinator/read_auth.py) ----
-
-    def read_auth(self, method: str, since: int = 0) -> pb.ReadAuth:
-        return sign_read(self.auth.signer, self.client_id, method, since)
-
-    async def status(self) -> list[pb.ReplicaStatus | str]:
-        """Each replica's own status, or the error reaching it."""
-        self.open()
-        request = pb.StatusRequest(auth=self.read_auth("GetStatus"))
-
-        async def one(stub):
-            try:
-                return await stub.GetStatus(request, timeout=self.timeout_s)
-            except grpc.aio.AioRpcError as e:
-                return f"{e.code().name}: {e.details()}"
-        return list(await asyncio.gather(*(one(s) for s in self._stubs)))
-
-    async def watch(self, since_version: int = 0, *, hedge_s: float = 0.25,
-                    patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
-        """Committed schedule changes from ``since_version`` on, each once f+1 replicas
-        streamed it identically, strictly in (version, sub) order (``WatchMerger``: a
-        confirmed update waits for a smaller one that can still be confirmed). Updates are
-        matched as the bytes each replica sent and parsed once.
-
-        It listens to f+1 replicas first (the ones that formed the last quorum, when known):
-        with all of them correct that is enough, at half the cost of all n streams. When an
-        update has waited ``hedge_s`` unconfirmed (a replica is slow, down, restarted or
-        lying), it listens to every replica from then on. A stream that ends reconnects
-        from the last version released."""
-        self.open()
-        async for u in merged_watch(self._channels, self.f, self._preferred, self.read_auth,
-                                    since_version, hedge_s=hedge_s, patience_s=patience_s):
-            yield u
-

@@ -1,0 +1,71 @@
+"""What a coordinator client says and reads outside the ordered protocol: its heartbeat (a
+site alive, to every replica, not ordered), each replica's status, and the watch of committed
+schedule changes (signed reads: ``coordinator/read_auth.py``; f+1 identical streams:
+``watch_merge.py``). A mixin of ``coordinator.client.CoordinatorClient``, whose channels,
+stubs, keys and quorum it uses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+import grpc
+
+from agora.coordinator.read_auth import sign_read
+from agora.coordinator.round_keeper import sign_heartbeat
+from agora.coordinator.watch_merge import merged_watch
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+
+class ClientReads:
+    """Heartbeat, status and watch of ``CoordinatorClient`` (module doc)."""
+
+    async def heartbeat(self) -> int:
+        """Tell every replica this client (a site) is alive (not ordered); returns how many
+        took it."""
+        self.open()
+        ts = max(self._hb_ts + 1, time.time_ns() // 1000)
+        self._hb_ts = ts
+        msg = sign_heartbeat(self.auth.signer, self.client_id, ts)
+
+        async def one(stub) -> bool:
+            try:
+                await stub.Heartbeat(msg, timeout=self.timeout_s)
+                return True
+            except grpc.aio.AioRpcError:
+                return False
+        return sum(await asyncio.gather(*(one(s) for s in self._stubs)))
+
+    def read_auth(self, method: str, since: int = 0) -> pb.ReadAuth:
+        return sign_read(self.auth.signer, self.client_id, method, since)
+
+    async def status(self) -> list[pb.ReplicaStatus | str]:
+        """Each replica's own status, or the error reaching it."""
+        self.open()
+        request = pb.StatusRequest(auth=self.read_auth("GetStatus"))
+
+        async def one(stub):
+            try:
+                return await stub.GetStatus(request, timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as e:
+                return f"{e.code().name}: {e.details()}"
+        return list(await asyncio.gather(*(one(s) for s in self._stubs)))
+
+    async def watch(self, since_version: int = 0, *, hedge_s: float = 0.25,
+                    patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
+        """Committed schedule changes from ``since_version`` on, each once f+1 replicas
+        streamed it identically, strictly in (version, sub) order (``WatchMerger``: a
+        confirmed update waits for a smaller one that can still be confirmed). Updates are
+        matched as the bytes each replica sent and parsed once.
+
+        It listens to f+1 replicas first (the ones that formed the last quorum, when known):
+        with all of them correct that is enough, at half the cost of all n streams. When an
+        update has waited ``hedge_s`` unconfirmed (a replica is slow, down, restarted or
+        lying), it listens to every replica from then on. A stream that ends reconnects
+        from the last version released."""
+        self.open()
+        async for u in merged_watch(self._channels, self.f, self._preferred, self.read_auth,
+                                    since_version, hedge_s=hedge_s, patience_s=patience_s):
+            yield u
+
