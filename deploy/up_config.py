@@ -200,8 +200,8 @@ class UpConfig:
     split: str = "stratified"
     """how a node list is split: stratified | by-model | contiguous"""
     workload: str = "synthetic:jobs=200"
-    """'synthetic[:key=value,...]', a jobs .jsonl, an .swf trace or an Alibaba pod list CSV
-    (as ``Scenario.workload``)"""
+    """'synthetic[:key=value,...]', a jobs .jsonl, an .swf trace, an Alibaba pod list CSV or
+    an Alibaba v2018 batch_task.csv of DAG jobs (as ``Scenario.workload``)"""
     load: float | None = None
     """scale arrivals to this offered load (> 0); None keeps the workload's clock"""
     policy: Path = field(default_factory=lambda: _default_path(

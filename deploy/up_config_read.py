@@ -119,15 +119,16 @@ def _must_be_file(where: Where, p: Path, missing: str, expected: str) -> None:
 
 def _workload(base: Path) -> Callable[[Where, Any], str]:
     def check(where: Where, v: Any) -> str:
-        s = get_str(where, v, "synthetic[:key=value,...], a .jsonl, .swf or pod-list .csv")
+        s = get_str(where, v, "synthetic[:key=value,...], a .jsonl, .swf, pod-list or "
+                              "batch_task .csv")
         if s == "synthetic" or s.startswith("synthetic:"):
             _synthetic_check(where, s)
             return s
         p = _resolve(where, base, s)
         if p.suffix.lower() not in _WORKLOAD_SUFFIXES:
             raise where.error(f"found {s!r}, an unknown kind of workload",
-                              "synthetic[:key=value,...], a jobs .jsonl, an .swf trace or an "
-                              "Alibaba pod list .csv")
+                              "synthetic[:key=value,...], a jobs .jsonl, an .swf trace, an "
+                              "Alibaba pod list .csv or an Alibaba v2018 batch_task .csv")
         _must_be_file(where, p, f"{p} is not a file", "an existing workload file (relative "
                       "paths are relative to the config file's folder)")
         return str(p)
