@@ -257,8 +257,19 @@ class UpConfig:
     def agent_config(self, checkpoint: dict) -> dict:
         """The agents' configuration: the checkpoint's (``policy_arrays``), with ``comm`` and
         ``peers`` where this file sets them."""
+        from agora.agents.step.policy import NumpyPolicy
+
         over = {k: v for k, v in (("comm", self.comm), ("peers", self.peers)) if v is not None}
-        return {**checkpoint, **over}
+        config = {**checkpoint, **over}
+        bad = next((c for c in (checkpoint.get("comm"), config.get("comm"))
+                    if str(c) not in NumpyPolicy.COMMS), None)
+        if bad is not None:       # a global-state checkpoint's weights read states, not codes
+            raise UpConfigError(path=self.source, line=None, field="policy",
+                                problem=f"{self.policy} acts with comm {bad!r}, which no site "
+                                        f"agent runs (a simulation-only experiment)",
+                                expected=f"a checkpoint whose comm is one of "
+                                         f"{', '.join(NumpyPolicy.COMMS)}")
+        return config
 
     def scenario(self):
         """The run's input as ``agents.sim.runner.Scenario`` (same meaning of cluster,

@@ -23,6 +23,11 @@ class GlobalStatePolicy(NumpyPolicy):
 
     COMMS = ("global",)
 
+    def peer_width(self, config: dict) -> int:
+        from agora.agents.step.observe import LOCAL_DIM
+
+        return LOCAL_DIM
+
     def peer_inputs(self, peer_codes: np.ndarray) -> np.ndarray:
         return np.asarray(peer_codes, dtype=np.float32)
 

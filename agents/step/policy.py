@@ -108,11 +108,20 @@ class NumpyPolicy:
 
     COMMS = ("trigger", "always", "none")
 
+    def peer_width(self, config: dict) -> int:
+        """The width of what the peer attention reads: a code of ``code_dim`` values."""
+        return int(config["code_dim"])
+
     def __init__(self, weights: dict[str, np.ndarray], config: dict) -> None:
         if str(config["comm"]) not in self.COMMS:
             raise ValueError(f"comm {config['comm']!r}: this policy runs {', '.join(self.COMMS)}"
                              f" (comm 'global' is a simulation-only experiment, no site runs it)")
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        heard = self.w.get("model.k.weight")
+        if heard is not None and heard.shape[1] != self.peer_width(config):
+            raise ValueError(f"the weights attend over peer inputs of width {heard.shape[1]}, "
+                             f"not {self.peer_width(config)} (codes of code_dim): a checkpoint "
+                             f"trained with comm 'global' runs in the simulator only")
         self.config = dict(config)
         self.k = int(config["k"])
         self.bits = int(config["bits"])

@@ -110,6 +110,9 @@ def test_the_cluster_policy_refuses_the_mode(tmp_path):
     weights, config = checkpoint.policy_arrays(path)       # what a launcher hands a site
     with pytest.raises(ValueError, match="comm 'global'"):
         NumpyPolicy(weights, config)
+    # nor do its weights run under another comm (an up/replay config's comm: override)
+    with pytest.raises(ValueError, match="peer inputs of width"):
+        NumpyPolicy(weights, {**config, "comm": "trigger"})
     from agora.deploy.up_config import COMMS
     assert "global" not in COMMS
 

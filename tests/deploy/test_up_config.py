@@ -351,3 +351,16 @@ def test_peers_overrides_the_checkpoints_neighbourhood(tmp_path):
     checkpoint = {"k": 16, "comm": "trigger", "peers": 16}
     assert cfg.agent_config(checkpoint) == {"k": 16, "comm": "none", "peers": 4}
     assert UpConfig().agent_config(checkpoint) == checkpoint      # null: as the checkpoint says
+
+
+def test_a_checkpoint_no_site_agent_runs_is_refused_naming_the_policy(tmp_path):
+    """comm 'global' (every peer's exact state, agents.learn.global_state) is a simulation-only
+    experiment: agora up / replay refuse it before starting anything, not in each agent."""
+    cfg = load_up_config(write(tmp_path, HEAD))
+    with pytest.raises(UpConfigError) as e:
+        cfg.agent_config({"k": 16, "comm": "global", "peers": 16})
+    check(e.value, cfg.source, None, "policy", "comm 'global'", "trigger, always, none")
+    over = load_up_config(write(tmp_path, HEAD + "comm: trigger\n", "over.yaml"))
+    with pytest.raises(UpConfigError) as e:        # a comm: override does not make it run
+        over.agent_config({"k": 16, "comm": "global", "peers": 16})
+    check(e.value, over.source, None, "policy", "comm 'global'")
