@@ -84,6 +84,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     """Run the live service of ``cfg`` (an ``UpConfig``) until stopped; the exit status."""
     from agora.agents.cluster.ray_executor import RayExecutorSpec
     from agora.deploy.launch import bring_up
+    from agora.deploy.observability import StepFailureWatch
     from agora.deploy.replay import policy_arrays
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -124,8 +125,11 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
              f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
              f"--config {cfg.source}")
         line = ProgressLine(echo)
+        watch = StepFailureWatch(system.actors, every_s=30.0)
         while not stop.event.wait(progress_s):
             line.show(follower.summary())
+            for warning in watch.poll():
+                echo(f"agora up: {warning}")
         line.close()
         follower.close()
         return _stopped(system, out, echo, stop, view)

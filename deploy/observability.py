@@ -5,11 +5,14 @@ them under ``<out>/prometheus/`` once the system is up; the Grafana dashboard ov
 metrics is ``deploy/grafana/agora-dashboard.json``.
 
     prometheus --config.file=out/agora/prometheus/prometheus.yml
+
+And what it tells the operator directly: ``StepFailureWatch``, a site agent whose steps fail.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from agora.coordinator.private_file import write_private
@@ -63,3 +66,38 @@ def system_targets(system, metrics_host: str) -> tuple[list[str], dict[str, str]
                     else metrics_host)
             agents[info["site"]] = f"{host}:{info['metrics_port']}"
     return replicas, agents
+
+
+class StepFailureWatch:
+    """Tells the operator when a site agent's steps fail (an agent keeps running through a
+    failed step, so without this a site that cannot act is silent and the run only stalls):
+    ``poll()``, at most every ``every_s``, asks every agent for its ``step_failures`` and
+    ``last_step_failure`` and returns one line per agent whose count grew since the last
+    poll. A poll that cannot reach the agents in ``timeout_s`` returns nothing."""
+
+    def __init__(self, actors, every_s: float = 10.0, timeout_s: float = 10.0) -> None:
+        self.actors = list(actors)
+        self.every_s, self.timeout_s = every_s, timeout_s
+        self.seen: dict[str, int] = {}
+        self._next = time.monotonic() + every_s
+
+    def poll(self) -> list[str]:
+        import ray
+
+        if time.monotonic() < self._next:
+            return []
+        self._next = time.monotonic() + self.every_s
+        try:
+            infos = ray.get([a.info.remote() for a in self.actors], timeout=self.timeout_s)
+        except Exception:  # noqa: BLE001 - busy or restarting agents: ask again later
+            return []
+        lines = []
+        for i in infos:
+            n = int(i.get("step_failures", 0))
+            if n > self.seen.get(i["site"], 0):
+                lines.append(f"site {i['site']}: its agent's step failed {n} time"
+                             f"{'s' if n > 1 else ''} (last: {i.get('last_step_failure')}); "
+                             f"it keeps running but may not act -- the agent's log is in "
+                             f"Ray's worker logs (pid {i.get('pid')})")
+            self.seen[i["site"]] = n
+        return lines

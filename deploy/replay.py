@@ -43,9 +43,11 @@ def start_clock(system, t0_sim: float, speed: float):
     return clock
 
 
-def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None) -> dict:
+def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None,
+                check=None) -> dict:
     """Submit ``wl`` on the replay clock and follow the schedule until every job finished;
-    returns {"metrics", "submitted", "rejected", "wall_s", "account"}."""
+    returns {"metrics", "submitted", "rejected", "wall_s", "account"}. ``check()`` is
+    called on every turn of the wait (e.g. ``StepFailureWatch``'s warnings)."""
     from agora.agents.sim.log_metrics import LogAccount
 
     account = LogAccount(cluster)
@@ -80,6 +82,8 @@ def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None) 
                                    f"{_summary(account)}")
             if progress is not None:
                 progress(account, clock.now(), i, len(jobs))
+            if check is not None:
+                check()
             nxt = jobs[i].arrival if i < len(jobs) else None
             wait = 0.2 if nxt is None else min(0.2, clock.wall_delay(nxt))
             time.sleep(max(wait, 0.005))
@@ -150,6 +154,7 @@ def system_figures(system, episode: dict) -> dict:
         "agent_messages": sum(i["messages_sent"] for i in infos),
         "agent_redecisions": sum(i.get("redecided", 0) for i in infos),
         "agent_reranked": sum(i.get("reranked", 0) for i in infos),
+        "agent_step_failures": sum(i.get("step_failures", 0) for i in infos),
         "codes_sent": sum(i["codes_sent"] for i in infos),
         "codes_suppressed": sum(i["codes_suppressed"] for i in infos),
         "agent_think_ms_p50": round(float(np.median([i["think_ms_p50"] for i in infos])), 2),
@@ -182,6 +187,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     from agora.agents.cluster.replay_clock import ReplayExecutorSpec
     from agora.agents.sim.report import markdown_table, metrics_table
     from agora.deploy.launch import bring_up
+    from agora.deploy.observability import StepFailureWatch
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
@@ -212,6 +218,11 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
         import threading
         threading.Thread(target=on_system, args=(system,), daemon=True).start()
     bar = _Progress(echo) if progress else None
+    watch = StepFailureWatch(system.actors)
+
+    def check() -> None:
+        for line in watch.poll():
+            print(f"agora replay: {line}", file=sys.stderr, flush=True)
     episodes: list[dict] = []
     runs: list[dict] = []
     try:
@@ -221,7 +232,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
             span = (wl_k.jobs[-1].arrival - clock.now()) if wl_k.jobs else 0.0
             timeout_s = cfg.episode_timeout_s or max(600.0, 20 * span / cfg.speed)
             ep = run_episode(system, cluster, wl_k, clock=clock, timeout_s=timeout_s,
-                             progress=bar.update if bar else None)
+                             progress=bar.update if bar else None, check=check)
             if bar is not None:
                 bar.close()
             figs = system_figures(system, ep)

@@ -67,7 +67,10 @@ class AgentRuntime:
         self._seen: tuple[int, object] | None = None
         """(ledger version, observation) of the last step: what a re-decision on new peer
         codes alone re-ranks while the committed schedule and the site are unchanged"""
+        self.last_failure = ""
+        """the last failed step's error (``counts["step_failures"]`` counts them)"""
         self.counts = {"decisions": 0, "messages": 0, "ends": 0, "started": 0,
+                       "step_failures": 0,
                        "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0,
                        "reranked": 0}
         self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
@@ -133,8 +136,10 @@ class AgentRuntime:
             self._wake.clear()
             try:
                 self.act_if_owed()
-            except Exception:  # noqa: BLE001 - a bad step must not kill the agent
+            except Exception as e:  # noqa: BLE001 - a bad step must not kill the agent
                 log.exception("site %s: step failed", self.name)
+                self.counts["step_failures"] += 1
+                self.last_failure = f"{type(e).__name__}: {e}"[:400]
             self._woke_at = None
 
     def act_if_owed(self) -> None:

@@ -224,6 +224,7 @@ class SiteAgentActor:
                          "reconnects": self.exchange.links.reconnects,
                          "bytes_out": self.exchange.links.bytes_out},
                 "think_ms_p50": 1000 * lat[len(lat) // 2] if lat else 0.0,
+                "last_step_failure": rt.last_failure,
                 **rt.counts}
 
     async def ledger_states(self) -> dict:
