@@ -11,6 +11,8 @@ holds a reservation (that is what distinguishes EASY from conservative backfilli
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from agora.agents.baselines.common import place_nearest
@@ -43,19 +45,27 @@ def reserve(ctx: Decision, head: TaskEntry) -> Reservation | None:
     cap, d = ctx.cap, head.demand
     best: Reservation | None = None
     candidates = np.flatnonzero(cap.static_mask(d) & cap.alive)
+    now = ctx.now
     for node in candidates:
+        if best is not None and now >= best.shadow:
+            break                     # no node can start it sooner than the one found
         cpu, mem = int(cap.free_cpu[node]), int(cap.free_mem[node])
         gpu = list(cap.gpu_free[node])
-        ends = sorted(ctx.sim.node_running[node],
-                      key=lambda a: max(a.start + a.transfer + a.task.duration, ctx.now))
-        t = ctx.now
-        for a in ends:
-            if _fits(d, cpu, mem, gpu) or (best is not None and t >= best.shadow):
-                break
-            t = max(a.start + a.transfer + a.task.duration, ctx.now)
-            cpu, mem = cpu + a.task.demand.cpu, mem + a.task.demand.mem
-            for i, g in a.slots:
-                gpu[i] += g
+        t = now
+        if not _fits(d, cpu, mem, gpu):
+            # the node's running instances by stated end (ties in start order), taken lazily
+            # until the head fits: a heap, not a sort of every instance on the node
+            run = ctx.sim.node_running[node]
+            ends = [(e if (e := a.start + a.transfer + a.task.duration) > now else now, i, a)
+                    for i, a in enumerate(run)]
+            heapq.heapify(ends)
+            while ends:
+                t, _, a = heapq.heappop(ends)
+                cpu, mem = cpu + a.task.demand.cpu, mem + a.task.demand.mem
+                for i, g in a.slots:
+                    gpu[i] += g
+                if _fits(d, cpu, mem, gpu) or (best is not None and t >= best.shadow):
+                    break
         if not _fits(d, cpu, mem, gpu) or (best is not None and t >= best.shadow):
             continue
         take_gpus(gpu, d)
