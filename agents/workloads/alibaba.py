@@ -44,7 +44,7 @@ from typing import Mapping
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
                                  SITE_NAME_TEXT, id_problem, site_name_problem)
-from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.errors import InputError, origin_sites
 from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
 
 NODE_HEADER = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
@@ -237,10 +237,7 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                       qos_weights: Mapping[str, float] | None = None) -> Workload:
     """Read an Alibaba pod list into one single-task job per pod (see module doc)."""
     path = str(path)
-    sites = cluster.site_names
-    if not sites:
-        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
-                         expected="a cluster with at least one site")
+    sites = origin_sites(cluster, path)
     weights = dict(qos_weights or {})
     for q, wt in weights.items():
         if isinstance(wt, bool) or not isinstance(wt, (int, float)) or not 0 < wt < math.inf:

@@ -41,11 +41,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
+from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, topological_order
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS,
                                  MAX_TIME, id_problem)
 from agora.agents.workloads.alibaba import csv_rows, plain_float
-from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.errors import InputError, origin_sites
 from agora.agents.workloads.yamlmarks import shorten
 
 FIELDS = ("task_name", "instance_num", "job_name", "task_type", "status", "start_time",
@@ -112,7 +112,6 @@ def read_batch_tasks(path: str | Path, cluster: Cluster, *, machine_mem_mib: int
 
 @dataclass(slots=True)
 class _Row:
-    line: int
     name: str
     instances: int
     status: str
@@ -177,13 +176,14 @@ def _read(path: str) -> dict[str, list[_Row]]:
                       INVALID[:1])
         mem = _marked(path, line, "plan_mem", c[8], 100, "percent of the largest machine's "
                       "memory", INVALID)
-        jobs.setdefault(job, []).append(_Row(line, name, int(inst), c[4].strip(), start, end,
+        jobs.setdefault(job, []).append(_Row(name, int(inst), c[4].strip(), start, end,
                                              cpu, mem))
     return jobs
 
 
 def _parents(rows: list[_Row]) -> tuple[dict[str, tuple[str, ...]], str | None]:
-    """Each task's parents by name, or the reason the job cannot be replayed whole."""
+    """Each task's parents by name, or the reason the job cannot be replayed whole (a cycle
+    is found once the job is built, by ``topological_order``)."""
     by_number: dict[str, str] = {}
     wanted: dict[str, list[str]] = {}
     for r in rows:
@@ -200,26 +200,7 @@ def _parents(rows: list[_Row]) -> tuple[dict[str, tuple[str, ...]], str | None]:
         if any(x not in by_number for x in numbers):
             return {}, "parent"
         parents[name] = tuple(dict.fromkeys(by_number[x] for x in numbers))
-    return parents, ("cycle" if _cyclic(parents) else None)
-
-
-def _cyclic(parents: dict[str, tuple[str, ...]]) -> bool:
-    """Kahn's algorithm, iterative (a chain of any length is fine)."""
-    children: dict[str, list[str]] = {}
-    left = {t: len(ps) for t, ps in parents.items()}
-    for t, ps in parents.items():
-        for p in ps:
-            children.setdefault(p, []).append(t)
-    ready = [t for t, k in left.items() if k == 0]
-    done = 0
-    while ready:
-        t = ready.pop()
-        done += 1
-        for c in children.get(t, ()):
-            left[c] -= 1
-            if left[c] == 0:
-                ready.append(c)
-    return done < len(parents)
+    return parents, None
 
 
 def read_batch_tasks_report(path: str | Path, cluster: Cluster, *,
@@ -227,10 +208,7 @@ def read_batch_tasks_report(path: str | Path, cluster: Cluster, *,
                             max_jobs: int | None = None) -> BatchReport:
     """Read a ``batch_task.csv`` into a workload plus the jobs it skipped (module doc)."""
     path = str(path)
-    sites = cluster.site_names
-    if not sites:
-        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
-                         expected="a cluster with at least one site")
+    sites = origin_sites(cluster, path)
     for name, v, lo, hi in (("machine_mem_mib", machine_mem_mib, 1, MAX_MEM_MIB),
                             ("max_jobs", max_jobs, 1, 10 ** 9)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)
@@ -257,9 +235,15 @@ def read_batch_tasks_report(path: str | Path, cluster: Cluster, *,
                 demand = demands[key] = Demand(cpu=key[0], mem=min(key[1], MAX_MEM_MIB))
             tasks.append(Task(id=r.name, duration=r.end - r.start, demand=demand,
                               instances=r.instances, after=parents.get(r.name, ())))
-        jobs.append(Job(id=job, arrival=min(r.start for r in rows),
-                        origin=sites[zlib.crc32(job.encode("utf-8")) % len(sites)],
-                        tasks=tuple(tasks)))
+        built = Job(id=job, arrival=min(r.start for r in rows),
+                    origin=sites[zlib.crc32(job.encode("utf-8")) % len(sites)],
+                    tasks=tuple(tasks))
+        try:
+            topological_order(built)     # every parent is in the job: only a cycle fails
+        except ValueError:
+            skipped.setdefault("cycle", []).append(job)
+            continue
+        jobs.append(built)
     jobs.sort(key=lambda j: (j.arrival, j.id))
     if max_jobs is not None:
         jobs = jobs[:max_jobs]

@@ -30,5 +30,15 @@ class InputError(ValueError):
         return f"{where}: {what}{tail}"
 
 
+def origin_sites(cluster, path: str) -> tuple[str, ...]:
+    """The site names a trace's jobs are given origins among: refused, naming ``path``, when
+    the cluster has none (the trace readers hash or number jobs onto them)."""
+    sites = cluster.site_names
+    if not sites:
+        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
+                         expected="a cluster with at least one site")
+    return sites
+
+
 def _rebuild(path, line, field, problem, expected) -> InputError:
     return InputError(path=path, line=line, field=field, problem=problem, expected=expected)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
 from agora.agents.limits import MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME
-from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.errors import InputError, origin_sites
 from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
 
 FIELDS = ("job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
@@ -136,10 +136,7 @@ def read_swf_report(path: str | Path, cluster: Cluster, *, rigid: bool = False,
                     mem_per_proc_mib: int = 1024) -> SwfReport:
     """Read an SWF file into a workload plus the list of skipped jobs."""
     path = str(path)
-    sites = cluster.site_names
-    if not sites:
-        raise InputError(path=path, line=None, field=None, problem="the cluster has no sites",
-                         expected="a cluster with at least one site")
+    sites = origin_sites(cluster, path)
     if isinstance(mem_per_proc_mib, bool) or not isinstance(mem_per_proc_mib, int) \
             or not 0 <= mem_per_proc_mib <= MAX_MEM_MIB:
         raise InputError(path=path, line=None, field="mem_per_proc_mib",
