@@ -103,7 +103,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     try:
         cluster = cfg.load_cluster()
         weights, pconf = policy_arrays(cfg.policy)
-        pconf = cfg.agent_config(pconf)
+        pconf = cfg.site_policy_config(weights, pconf)
         spec = cfg.cluster if cfg.cluster == "default" else str(Path(cfg.cluster).resolve())
         resumed = (out / "coordinator" / "data").is_dir()
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "

@@ -194,7 +194,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
     weights, pconf = policy_arrays(cfg.policy)
-    pconf = cfg.agent_config(pconf)
+    pconf = cfg.site_policy_config(weights, pconf)
     trainers = None
     if cfg.federation.enabled:
         from agora.agents.learn.learned_policy import AgentConfig

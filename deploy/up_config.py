@@ -257,18 +257,23 @@ class UpConfig:
     def agent_config(self, checkpoint: dict) -> dict:
         """The agents' configuration: the checkpoint's (``policy_arrays``), with ``comm`` and
         ``peers`` where this file sets them."""
+        over = {k: v for k, v in (("comm", self.comm), ("peers", self.peers)) if v is not None}
+        return {**checkpoint, **over}
+
+    def site_policy_config(self, weights: dict, checkpoint: dict) -> dict:
+        """``agent_config``, checked by building once here the acting policy every site agent
+        builds (``NumpyPolicy``): a checkpoint no site runs (comm 'global', or its weights
+        under a ``comm`` override) is refused naming ``policy`` before anything starts."""
         from agora.agents.step.policy import NumpyPolicy
 
-        over = {k: v for k, v in (("comm", self.comm), ("peers", self.peers)) if v is not None}
-        config = {**checkpoint, **over}
-        bad = next((c for c in (checkpoint.get("comm"), config.get("comm"))
-                    if str(c) not in NumpyPolicy.COMMS), None)
-        if bad is not None:       # a global-state checkpoint's weights read states, not codes
+        config = self.agent_config(checkpoint)
+        try:
+            NumpyPolicy(weights, config)
+        except ValueError as e:
             raise UpConfigError(path=self.source, line=None, field="policy",
-                                problem=f"{self.policy} acts with comm {bad!r}, which no site "
-                                        f"agent runs (a simulation-only experiment)",
-                                expected=f"a checkpoint whose comm is one of "
-                                         f"{', '.join(NumpyPolicy.COMMS)}")
+                                problem=f"{self.policy}: {e}",
+                                expected=f"a checkpoint a site agent runs (comm one of "
+                                         f"{', '.join(NumpyPolicy.COMMS)})") from None
         return config
 
     def scenario(self):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.learned_policy import AgentConfig, Agents, peer_dim
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
 from agora.agents.step.policy import NumpyPolicy
 from agora.agents.step.simulation import STATE_DIM
@@ -73,10 +73,10 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
         diffs.append("own-site feature layout (resources / histogram) differs from this code's")
     if blob["state_dim"] != STATE_DIM:
         diffs.append(f"state size: checkpoint {blob['state_dim']}, this code {STATE_DIM}")
-    peer_dim = LOCAL_DIM if cfg.comm == "global" else cfg.code_dim
+    reads = peer_dim(cfg)
     saved = blob.get("peer_dim", cfg.code_dim)               # older checkpoints: codes
-    if saved != peer_dim:
-        diffs.append(f"peer input width: checkpoint {saved}, comm {cfg.comm!r} reads {peer_dim}")
+    if saved != reads:
+        diffs.append(f"peer input width: checkpoint {saved}, comm {cfg.comm!r} reads {reads}")
     if expect is not None:
         for f in ("k", "hidden", "code_dim", "bits"):
             if getattr(expect, f) != getattr(cfg, f):

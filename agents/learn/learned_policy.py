@@ -52,14 +52,19 @@ class AgentConfig:
         return asdict(self)
 
 
+def peer_dim(cfg: AgentConfig) -> int:
+    """What attention reads of a peer: its code (``code_dim``), or its exact state
+    (``LOCAL_DIM``, comm 'global')."""
+    return LOCAL_DIM if cfg.comm == "global" else cfg.code_dim
+
+
 class Agents:
     """The networks of the site agents (any number of sites: no per-site parameters)."""
 
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.state_dim = STATE_DIM
-        self.peer_dim = LOCAL_DIM if cfg.comm == "global" else cfg.code_dim
-        """what attention reads of a peer: its code, or its exact state (comm 'global')"""
+        self.peer_dim = peer_dim(cfg)
         self.model = ActorCritic(slot_dim=len(SLOT_FEATURES), own_dim=len(OWN_FEATURES),
                                  state_dim=STATE_DIM, code_dim=self.peer_dim,
                                  hidden=cfg.hidden, central_critic=cfg.central_critic)

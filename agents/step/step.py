@@ -57,7 +57,7 @@ class SiteAgent:
         self.exchange, self.clearinghouse, self.executor = exchange, clearinghouse, executor
         self.comm = comm or policy.comm
         if self.comm not in ("trigger", "always", "none", "global"):
-            raise ValueError(f"comm: {self.comm!r}; expected trigger, always or none")
+            raise ValueError(f"comm: {self.comm!r}; expected trigger, always, none or global")
         if (self.comm == "global") != (policy.comm == "global"):
             raise ValueError(f"comm {self.comm!r} with a policy of comm {policy.comm!r}: only "
                              f"a comm 'global' policy reads exact peer states")

@@ -356,11 +356,22 @@ def test_peers_overrides_the_checkpoints_neighbourhood(tmp_path):
 def test_a_checkpoint_no_site_agent_runs_is_refused_naming_the_policy(tmp_path):
     """comm 'global' (every peer's exact state, agents.learn.global_state) is a simulation-only
     experiment: agora up / replay refuse it before starting anything, not in each agent."""
+    import torch
+
+    from agora.agents.learn.learned_policy import AgentConfig, Agents
+
+    torch.manual_seed(0)
+    agents = Agents(AgentConfig(k=4, hidden=32, comm="global"))
+    weights, checkpoint = agents.policy_weights(), agents.cfg.to_dict()
     cfg = load_up_config(write(tmp_path, HEAD))
     with pytest.raises(UpConfigError) as e:
-        cfg.agent_config({"k": 16, "comm": "global", "peers": 16})
+        cfg.site_policy_config(weights, checkpoint)
     check(e.value, cfg.source, None, "policy", "comm 'global'", "trigger, always, none")
     over = load_up_config(write(tmp_path, HEAD + "comm: trigger\n", "over.yaml"))
     with pytest.raises(UpConfigError) as e:        # a comm: override does not make it run
-        over.agent_config({"k": 16, "comm": "global", "peers": 16})
+        over.site_policy_config(weights, checkpoint)
     check(e.value, over.source, None, "policy", "comm 'global'")
+    torch.manual_seed(0)
+    plain = Agents(AgentConfig(k=4, hidden=32))
+    assert cfg.site_policy_config(plain.policy_weights(), plain.cfg.to_dict())["comm"] == \
+        "trigger"
