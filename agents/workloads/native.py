@@ -23,7 +23,7 @@ from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES
 from agora.agents.workloads.native_cluster import read_cluster, write_cluster
 from agora.agents.workloads.native_fields import ident, num, units
 from agora.agents.workloads.yamlmarks import (Where, describe, get_int, get_list, get_mapping,
-                                              get_number, get_str, parse_json, read_text,
+                                              get_number, get_str, read_text,
                                               split_lines)
 
 __all__ = ["read_jobs", "write_jobs", "job_record", "run_record", "read_cluster", "write_cluster"]
@@ -59,6 +59,38 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
         jobs.append(job)
     jobs.sort(key=lambda j: (j.arrival, j.id))
     return Workload(jobs=tuple(jobs), source=path)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(items)
+    if len(d) != len(items):
+        seen: set[str] = set()
+        for k, _ in items:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
+def parse_json(where: Where, text: str, expected: str) -> Any:
+    """One JSON value from ``text``; InputError (at ``where``) if it is not valid JSON or an
+    object repeats a key. NaN and Infinity are let through for the checks to name."""
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKey as e:
+        raise where.key(str(e.args[0])).error("key appears twice in one object",
+                                              "each key once") from None
+    except json.JSONDecodeError as e:
+        raise where.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of 5000 digits
+        raise where.error(f"not valid JSON ({type(e).__name__}: {e})"[:200], expected) from None
 
 
 def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:

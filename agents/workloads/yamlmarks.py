@@ -7,14 +7,14 @@ problems as :class:`InputError` naming file, line and field.
   that knows the line of itself and of each item). It uses PyYAML's ``compose`` so lines
   come from ``start_mark.line`` (0-based there, 1-based here).
 - :func:`read_text` reads a UTF-8 file, reporting unreadable files and bad bytes with a line.
-- :class:`Where` plus the ``get_*`` checks validate values read from YAML, JSON or CSV.
+- :class:`Where` plus the ``get_*`` checks validate values read from YAML, JSON or CSV (JSON
+  Lines are parsed by ``native.parse_json``).
 
 The checks know no units; callers state them in ``expected``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -208,38 +208,6 @@ def _plain_number(node: yaml.ScalarNode, path: str, line: int) -> None:
         raise InputError(path=path, line=line, field=None,
                          problem=f"found {text} (YAML 1.1 reads it as a base 60 number)",
                          expected="a number written in decimal, or quoted if it is text")
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(items)
-    if len(d) != len(items):
-        seen: set[str] = set()
-        for k, _ in items:
-            if k in seen:
-                raise _DuplicateKey(k)
-            seen.add(k)
-    return d
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
-
-
-def parse_json(where: Where, text: str, expected: str) -> Any:
-    """One JSON value from ``text``; InputError (at ``where``) if it is not valid JSON or an
-    object repeats a key. NaN and Infinity are let through for the checks to name."""
-    try:
-        return _DECODER.decode(text)
-    except _DuplicateKey as e:
-        raise where.key(str(e.args[0])).error("key appears twice in one object",
-                                              "each key once") from None
-    except json.JSONDecodeError as e:
-        raise where.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
-    except (ValueError, RecursionError) as e:  # e.g. an integer of 5000 digits
-        raise where.error(f"not valid JSON ({type(e).__name__}: {e})"[:200], expected) from None
 
 
 def shorten(text: str, most: int = 40) -> str:
