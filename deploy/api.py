@@ -51,6 +51,12 @@ def prepare_jobs(path: str | Path, cluster) -> list:
     from agora.agents.workloads.native import read_jobs
 
     wl = read_jobs(str(path), cluster, require_run=True)
+    if not wl.jobs:     # a submission of nothing is a mistake (a wrong or truncated file)
+        from agora.agents.workloads.errors import InputError
+
+        raise InputError(path=str(path), line=None, field=None,
+                         problem="no jobs: the file is empty or holds only blank and # lines",
+                         expected="one job a line (docs/inputs.md)")
     now = time.time()
     base = Path(path).resolve().parent
     return [replace(j, arrival=now, tasks=tuple(_absolute_cwd(x, base) for x in j.tasks),

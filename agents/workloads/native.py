@@ -14,6 +14,7 @@ that fits no node is *not* an error here (the simulator reports it with
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,15 @@ def parse_json(where: Where, text: str, expected: str) -> Any:
                                               "each key once") from None
     except json.JSONDecodeError as e:
         raise where.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
-    except (ValueError, RecursionError) as e:  # e.g. an integer of 5000 digits
-        raise where.error(f"not valid JSON ({type(e).__name__}: {e})"[:200], expected) from None
+    except RecursionError:
+        raise where.error(f"nested too deeply (more than about "
+                          f"{sys.getrecursionlimit()} levels of arrays and objects)",
+                          expected) from None
+    except ValueError as e:
+        if "int_max_str_digits" in str(e):     # Python's own advice is not the user's
+            raise where.error(f"a number of more than {sys.get_int_max_str_digits()} digits",
+                              expected) from None
+        raise where.error(f"not valid JSON ({e})"[:200], expected) from None
 
 
 def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:

@@ -353,3 +353,18 @@ def test_jobs_empty_file_is_empty_workload(cluster, tmp_path):
     p = tmp_path / "e.jsonl"
     p.write_text("# nothing\n\n")
     assert read_jobs(p, cluster).jobs == ()
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[" * 100_000 + "]" * 100_000, ("nested too deeply",)),
+    ('{"id": ' + "7" * 5000 + "}", ("a number of more than", "digits")),
+])
+def test_json_too_deep_or_too_long_is_said_in_the_users_words(cluster, tmp_path, text, words):
+    # these once printed Python's own exception (RecursionError; "use
+    # sys.set_int_max_str_digits() to increase the limit"), advice for a programmer
+    p = tmp_path / "j.jsonl"
+    p.write_text(text + "\n")
+    with pytest.raises(InputError) as ei:
+        read_jobs(p, cluster)
+    check(ei.value, p, 1, None, *words)
+    assert "Error" not in str(ei.value) and "sys." not in str(ei.value), str(ei.value)

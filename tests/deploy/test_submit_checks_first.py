@@ -44,3 +44,13 @@ def test_a_missing_file_is_named_and_a_good_one_waits_for_agora(tmp_path, up, ca
     jobs.write_text(json.dumps(GOOD) + "\n")
     assert main(["submit", str(jobs), "--config", str(up)]) == 1
     assert "nothing is running" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_a_file_of_no_jobs_is_refused_not_submitted_as_nothing(tmp_path, up, capsys, text):
+    # once, an empty (truncated) jobs file exited 0 having submitted nothing, silently
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(text)
+    assert main(["submit", str(jobs), "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert f"{jobs}: no jobs" in err and "nothing is running" not in err, err
