@@ -49,7 +49,7 @@ COMMS = ("trigger", "always", "none")
 """Flower strategies by name (``federation.server.STRATEGIES``; a test keeps both equal)."""
 
 _CLUSTER_SUFFIXES = (".yaml", ".yml", ".csv")
-_WORKLOAD_SUFFIXES = (".jsonl", ".swf", ".csv")
+_WORKLOAD_SUFFIXES = (".jsonl", ".swf", ".csv", ".json")
 _COORDINATOR_SET_BY_UP = {
     "replicas": "the replica count is the top-level 'replicas' and their addresses are "
                 "chosen by agora up",
@@ -200,8 +200,9 @@ class UpConfig:
     split: str = "stratified"
     """how a node list is split: stratified | by-model | contiguous"""
     workload: str = "synthetic:jobs=200"
-    """'synthetic[:key=value,...]', a jobs .jsonl, an .swf trace, an Alibaba pod list CSV or
-    an Alibaba v2018 batch_task.csv of DAG jobs (as ``Scenario.workload``)"""
+    """'synthetic[:key=value,...]', a jobs .jsonl, an .swf trace, an Alibaba pod list CSV,
+    an Alibaba v2018 batch_task.csv of DAG jobs, or a WfCommons workflow instance .json or a
+    folder of them (as ``Scenario.workload``)"""
     load: float | None = None
     """scale arrivals to this offered load (> 0); None keeps the workload's clock"""
     policy: Path = field(default_factory=lambda: _default_path(

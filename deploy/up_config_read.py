@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.loader import file_problem
+from agora.agents.workloads.loader import file_problem, is_folder
 from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
                                               get_number, get_str)
 from agora.deploy.up_config import (_CLUSTER_SUFFIXES, _COORDINATOR_PATHS,
@@ -108,10 +108,12 @@ def _synthetic_check(where: Where, spec: str) -> None:
             raise where.error(f"found {spec!r}: {e}", "parameters in range") from None
 
 
-def _must_be_file(where: Where, p: Path, missing: str, expected: str) -> None:
-    """``missing`` at ``where`` unless ``p`` is a file; a path that cannot even be looked at
-    (a name too long, a folder this user may not enter) is named with the reason."""
-    problem = file_problem(p)
+def _must_be_file(where: Where, p: Path, missing: str, expected: str,
+                  folder_ok: bool = False) -> None:
+    """``missing`` at ``where`` unless ``p`` is a file (or with ``folder_ok`` a folder); a path
+    that cannot even be looked at (a name too long, a folder this user may not enter) is
+    named with the reason."""
+    problem = file_problem(p, folder_ok=folder_ok)
     if problem is not None:
         raise where.error(missing if problem in ("no such file", "not a file")
                           else f"{p}: {problem}", expected)
@@ -120,17 +122,19 @@ def _must_be_file(where: Where, p: Path, missing: str, expected: str) -> None:
 def _workload(base: Path) -> Callable[[Where, Any], str]:
     def check(where: Where, v: Any) -> str:
         s = get_str(where, v, "synthetic[:key=value,...], a .jsonl, .swf, pod-list or "
-                              "batch_task .csv")
+                              "batch_task .csv, or a WfCommons .json or folder of them")
         if s == "synthetic" or s.startswith("synthetic:"):
             _synthetic_check(where, s)
             return s
         p = _resolve(where, base, s)
-        if p.suffix.lower() not in _WORKLOAD_SUFFIXES:
+        folder = is_folder(p)            # a folder of WfCommons instances
+        if p.suffix.lower() not in _WORKLOAD_SUFFIXES and not folder:
             raise where.error(f"found {s!r}, an unknown kind of workload",
                               "synthetic[:key=value,...], a jobs .jsonl, an .swf trace, an "
-                              "Alibaba pod list .csv or an Alibaba v2018 batch_task .csv")
+                              "Alibaba pod list .csv, an Alibaba v2018 batch_task .csv, or a "
+                              "WfCommons instance .json or a folder of them")
         _must_be_file(where, p, f"{p} is not a file", "an existing workload file (relative "
-                      "paths are relative to the config file's folder)")
+                      "paths are relative to the config file's folder)", folder_ok=folder)
         return str(p)
     return check
 

@@ -7,8 +7,9 @@ node list ``.csv`` (recognised by its header), split into ``sites`` sites by ``s
 Workloads (:func:`load_workload`): a native ``.jsonl`` file, an ``.swf`` file (options
 ``rigid``, ``mem_per_proc_mib``), an Alibaba pod list ``.csv`` (recognised by its header;
 option ``qos_weights``), an Alibaba v2018 ``batch_task.csv`` of DAG jobs (recognised by its
-rows; options ``machine_mem_mib``, ``max_jobs``), or
-``synthetic`` / ``synthetic:key=value,...`` which calls
+rows; options ``machine_mem_mib``, ``max_jobs``), a WfCommons workflow instance ``.json`` or a
+folder of them (recognised by the top-level ``workflow`` and ``schemaVersion``; option
+``arrival_gap_s``), or ``synthetic`` / ``synthetic:key=value,...`` which calls
 ``agents.workloads.synthetic.generate(cluster, seed=..., **params)`` (values are read as
 int, float, true/false or else string; ``seed`` comes from the spec, else the ``seed``
 option, else 0). Options whose value is None are ignored; any other option a reader does
@@ -30,6 +31,7 @@ from agora.agents.workloads.alibaba_dag import looks_like_batch_tasks, read_batc
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.native import read_cluster, read_jobs
 from agora.agents.workloads.swf import read_swf
+from agora.agents.workloads.wfcommons import NOT_INSTANCE, read_wfcommons
 
 DEFAULT_CLUSTER = Path(__file__).parent / "cluster-default.yaml"
 
@@ -37,7 +39,8 @@ CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba nod
                  f"(header {','.join(NODE_HEADER)})")
 WORKLOAD_KINDS = ("a native .jsonl jobs file, an .swf file, an Alibaba pod list .csv "
                   f"(header {','.join(POD_HEADER)}), an Alibaba v2018 batch_task.csv (rows "
-                  f"{','.join(BATCH_FIELDS)}), or synthetic[:key=value,...]")
+                  f"{','.join(BATCH_FIELDS)}), a WfCommons workflow instance .json (WfFormat "
+                  f"1.0-1.6) or a folder of them, or synthetic[:key=value,...]")
 
 
 def _first_line(path: str) -> str:
@@ -50,19 +53,30 @@ def _first_line(path: str) -> str:
     return head.decode("utf-8-sig", errors="replace").strip()
 
 
-def file_problem(path: str | Path) -> str | None:
-    """Why ``path`` is not a file one can open (None when it is one): ``no such file``, ``not
-    a file``, or, when even looking fails (a name too long, a folder this user may not
-    enter), ``cannot read the file (...)`` -- where ``Path.is_file`` would raise OSError."""
+def file_problem(path: str | Path, *, folder_ok: bool = False) -> str | None:
+    """Why ``path`` is not a file one can open (None when it is one, or with ``folder_ok`` a
+    folder): ``no such file``, ``not a file``, or, when even looking fails (a name too long, a
+    folder this user may not enter), ``cannot read the file (...)`` -- where ``Path.is_file``
+    would raise OSError."""
     p = Path(path)
     try:
-        return None if p.is_file() else "no such file" if not p.exists() else "not a file"
+        if p.is_file() or (folder_ok and p.is_dir()):
+            return None
+        return "no such file" if not p.exists() else "not a file"
     except OSError as e:
         return f"cannot read the file ({e.strerror or e})"
 
 
-def _exists(spec: str, expected: str) -> None:
-    problem = file_problem(spec)
+def is_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder one can look at (False when even looking fails)."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
+def _exists(spec: str, expected: str, folder_ok: bool = False) -> None:
+    problem = file_problem(spec, folder_ok=folder_ok)
     if problem:
         raise InputError(path=spec, line=None, field=None, problem=problem, expected=expected)
 
@@ -89,7 +103,7 @@ def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Clu
 
 
 _OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_weights",),
-            "batch_task.csv": ("machine_mem_mib", "max_jobs")}
+            "batch_task.csv": ("machine_mem_mib", "max_jobs"), ".json": ("arrival_gap_s",)}
 
 
 def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
@@ -98,11 +112,12 @@ def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
     options = {k: v for k, v in options.items() if v is not None}
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec, cluster, options)
-    suffix = Path(spec).suffix.lower()
+    folder = is_folder(spec)                 # a folder of WfCommons instances
+    suffix = ".json" if folder else Path(spec).suffix.lower()
     if suffix not in _OPTIONS:
         raise InputError(path=spec, line=None, field=None, problem="unknown kind of workload",
                          expected=WORKLOAD_KINDS)
-    _exists(spec, WORKLOAD_KINDS)
+    _exists(spec, WORKLOAD_KINDS, folder_ok=folder)
     kind = suffix
     if suffix == ".csv":
         first = _first_line(spec)
@@ -124,6 +139,14 @@ def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
         return read_swf(spec, cluster, **options)
     if kind == "batch_task.csv":
         return read_batch_tasks(spec, cluster, **options)
+    if kind == ".json":
+        try:
+            return read_wfcommons(spec, cluster, **options)
+        except InputError as e:
+            if e.problem != NOT_INSTANCE:
+                raise
+            raise InputError(path=e.path, line=None, field=None, problem=e.problem,
+                             expected=WORKLOAD_KINDS) from None
     return read_alibaba_pods(spec, cluster, **options)
 
 
