@@ -17,7 +17,7 @@ from agora.agents.workloads.errors import InputError
 from agora.coordinator.config import load_config
 from agora.deploy.local_group import LocalGroup
 from agora.protos.agora.v1 import coordinator_pb2 as pb
-from tests.coordinator.test_coordinator_grpc import CLUSTER, job
+from tests.coordinator.grpc_helpers import CLUSTER, job
 
 CLIENTS = ["site:east", "operator"]
 pytestmark = pytest.mark.timeout(180)

@@ -21,9 +21,8 @@ from agora.coordinator.config import load_config
 from agora.deploy.local_group import LocalGroup
 from agora.coordinator.transport import client_channel_credentials, server_credentials
 from agora.deploy.certs import make_all
-from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
-from tests.coordinator.test_coordinator_grpc import CLUSTER, decision, job
+from tests.coordinator.grpc_helpers import CLUSTER, decision, job
 
 CLIENTS = ["site:east", "site:west", "operator"]
 pytestmark = pytest.mark.timeout(180)

@@ -25,14 +25,14 @@ from agora.deploy.local_group import LocalGroup
 from agora.coordinator.offline import OfflineError, read_offline
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1.pbft_pb2 import PrePrepare
-from tests.coordinator.test_coordinator_grpc import close_round, completed, decision, job
+from tests.coordinator.grpc_helpers import close_round, completed, decision, job
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "tests" / "fixtures" / "cluster_small.yaml"
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
 
 
-# ---- helpers (and test_coordinator_grpc.py's job, decision, completed, close_round) ----
+# ---- helpers (and grpc_helpers.py's job, decision, completed, close_round) ----
 
 def make_group(tmp: Path, **config) -> LocalGroup:
     # No round or site timers: nothing is ordered once the test's clients are done.

@@ -12,7 +12,7 @@ import pytest
 
 from agora.coordinator.server import serve
 from agora.deploy.local_group import LocalGroup
-from tests.coordinator.test_coordinator_grpc import CLUSTER
+from tests.coordinator.grpc_helpers import CLUSTER
 
 pytestmark = pytest.mark.timeout(60)
 

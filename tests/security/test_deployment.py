@@ -24,7 +24,7 @@ import pytest
 from agora.deploy.local_group import LocalGroup
 from agora.deploy.launch import replica_host
 from agora.deploy.up_config import load_up_config
-from tests.coordinator.test_coordinator_grpc import CLUSTER, job
+from tests.coordinator.grpc_helpers import CLUSTER, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
 

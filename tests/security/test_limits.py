@@ -21,7 +21,7 @@ from agora.coordinator.schedule_state import MAX_BIDS_PER_PART, ScheduleState
 from agora.coordinator.validate import Refusal, parse_request
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
-from tests.coordinator.test_coordinator_grpc import CLUSTER, current_round, job
+from tests.coordinator.grpc_helpers import CLUSTER, current_round, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]
 

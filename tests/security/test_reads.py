@@ -20,7 +20,7 @@ from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.read_auth import WINDOW_MS, read_refusal, sign_read
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
-from tests.coordinator.test_coordinator_grpc import CLUSTER, job
+from tests.coordinator.grpc_helpers import CLUSTER, job
 
 CLIENTS = ["site:east", "site:west", "site:edge", "operator", "auditor:alice"]
 
@@ -112,7 +112,7 @@ def test_a_site_reads_its_own_in_full_and_of_others_only_what_the_market_needs(g
     work, and its ledger must move as the coordinator's), but not where they run nor why
     they ended; east, the operator and auditors see all of it."""
     from agora.agents.ledger_codec import FOREIGN_NODE
-    from tests.coordinator.test_coordinator_grpc import close_round, decision
+    from tests.coordinator.grpc_helpers import close_round, decision
 
     async def go():
         async with group.client("site:east") as east, group.client("site:west") as west, \

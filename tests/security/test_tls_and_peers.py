@@ -24,7 +24,7 @@ from agora.deploy.up_config import TlsSection, load_up_config
 from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
-from tests.coordinator.test_coordinator_grpc import CLUSTER, job
+from tests.coordinator.grpc_helpers import CLUSTER, job
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ["site:east", "site:west", "site:edge", "operator"]

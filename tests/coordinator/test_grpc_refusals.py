@@ -1,0 +1,210 @@
+"""Requests the replicas refuse over real gRPC, each with the status its fault calls for and
+a message naming the field, changing nothing: a site's votes, forged heartbeats and heartbeats
+far from the replicas' clock, a timestamp past the log's integers, a sender without a key,
+bytes that are no message on any method, decisions signed with a wrong key or for another
+site, malformed requests, and arbitrary request bytes and signed ops (fuzzed)."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agora.coordinator.client import CoordinatorError
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.round_keeper import sign_heartbeat
+from agora.coordinator.validate import RPC_KINDS
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from tests.coordinator.grpc_helpers import CLIENTS, current_round, decision, job, run
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_a_site_cannot_vote_and_forged_heartbeats_are_refused(group):
+    async def go():
+        async with group.client("site:east") as east, group.client("operator") as op:
+            before = [s.last_executed for s in await op.status()]
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("CloseRound", pb.Command(close_round=pb.CloseRound(round=0)))
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert "may not vote" in e.value.message
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SiteLapsed", pb.Command(site_lapsed=pb.SiteLapsed(site="west")))
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert [s.last_executed for s in await op.status()] == before
+            assert await east.heartbeat() == 4
+            forged = generate_keys(4, CLIENTS, seed=b"another group")
+            async with group.client("site:east", keys=forged) as bad:
+                assert await bad.heartbeat() == 0
+    run(go())
+
+
+def test_a_timestamp_past_the_logs_integers_is_refused_and_the_group_goes_on(group):
+    """One signed request with timestamp 2^63 once stopped every replica for good (SQLite's
+    integers are signed 64-bit): it is refused before ordering, naming the field."""
+    async def go():
+        async with group.client("site:edge") as edge, group.client("operator") as op:
+            op_bytes = pb.Command(site_round=pb.SiteRound(site="edge", round=0))
+            for ts in (2**63, 2**64 - 1):
+                req = edge.auth.sign_request(ts, op_bytes.SerializeToString(), False)
+                env = PbftEnvelope(sender=-1, payload=PbftMessage(
+                    request=req).SerializeToString())
+                with pytest.raises(CoordinatorError) as e:
+                    await edge.send_raw("SubmitRound", pb.ClientRequest(
+                        envelope=env.SerializeToString()).SerializeToString(), ts)
+                assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                assert "envelope.payload.request.timestamp" in e.value.message
+            assert (await op.submit_jobs([job("after-huge-timestamp")])).accepted == 1
+    run(go())
+
+
+def test_a_sender_without_a_key_is_refused_before_its_jobs_are_read(group):
+    """A keyless sender once made each replica parse every job of its request (9,000 jobs:
+    ~2 s of a replica's loop) before its key was looked up: its request is now refused on
+    its client id (its jobs, of another site's origin, would have been refused on that)."""
+    stranger = generate_keys(4, ["site:nobody"], seed=b"a stranger")
+
+    async def go():
+        async with group.client("site:nobody", keys=stranger) as c:
+            jobs = [job(f"stranger-{k}", origin="east") for k in range(50)]
+            with pytest.raises(CoordinatorError) as e:
+                await c.submit_jobs(jobs)
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "client_id: no key for client 'site:nobody'" in e.value.message, e.value
+    run(go())
+
+
+UNPARSEABLE = b"\xff\xff\xff\xff\x0f"        # field 0 / a truncated varint: no message
+
+
+@pytest.mark.parametrize("service,method,shape", [
+    *[("agora.v1.Coordinator", m, "unary") for m in (*RPC_KINDS, "Heartbeat", "GetStatus")],
+    ("agora.v1.Coordinator", "WatchSchedule", "unary_stream"),
+    ("agora.v1.Coordinator", "Requests", "stream_stream"),
+    ("agora.v1.Peer", "Stream", "stream_unary"),
+])
+def test_bytes_that_are_no_message_are_refused_naming_the_type_and_log_nothing(
+        group, service, method, shape):
+    """Once: UNKNOWN "Unexpected <class 'DecodeError'>" and a traceback in the replica's log
+    per call (coordinator/undecodable.py)."""
+    before = group.log(1).read_text().count("Traceback")
+    path = f"/{service}/{method}"
+    with group.channel(1) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            if shape == "unary":
+                ch.unary_unary(path)(UNPARSEABLE, timeout=10)
+            elif shape == "unary_stream":
+                list(ch.unary_stream(path)(UNPARSEABLE, timeout=10))
+            elif shape == "stream_stream":
+                list(ch.stream_stream(path)(iter([UNPARSEABLE]), timeout=10))
+            else:
+                ch.stream_unary(path)(iter([UNPARSEABLE]), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+    assert "request: cannot be parsed as agora.v1." in e.value.details(), e.value.details()
+    time.sleep(0.2)
+    assert group.log(1).read_text().count("Traceback") == before
+
+
+def test_a_heartbeat_far_from_the_replicas_clock_is_refused(group):
+    """A heartbeat stamped far in the future once locked its site's later heartbeats out
+    (each must be newer than the last): it is refused, and the site's next one counts."""
+    async def go():
+        async with group.client("site:west") as west:
+            far = sign_heartbeat(west.auth.signer, "site:west", 2**63 - 1)
+            west.open()
+            stub = west._stubs[0]
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.Heartbeat(far, timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "timestamp_us" in e.value.details()
+            assert await west.heartbeat() == 4
+    run(go())
+
+
+def test_a_decision_with_a_wrong_key_or_for_another_site_is_refused_and_changes_nothing(group):
+    async def go():
+        async with group.client("operator") as op:
+            before = [s.last_executed for s in await op.status()]
+            rnd = await current_round(group)
+            # another group's key for site:east: the signature does not verify.
+            forged = generate_keys(4, CLIENTS, seed=b"another group")
+            async with group.client("site:east", keys=forged) as bad:
+                with pytest.raises(CoordinatorError) as e:
+                    await bad.submit_round(decision("east", rnd, ("g1", "reduce", 1, 1)))
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "signature" in e.value.message
+            # A genuine key acting for another site.
+            async with group.client("site:west") as west:
+                with pytest.raises(CoordinatorError) as e:
+                    await west.submit_round(decision("east", rnd, ("g1", "reduce", 1, 1)))
+            assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "may not act for site 'east'" in e.value.message
+            after = await op.status()
+            assert [s.last_executed for s in after] == before
+            # the client asks f+1 replicas first (client.py); each of them counted it
+            assert sum(any(c.name == "service.bad_signature" for c in s.rejected)
+                       for s in after) >= group.config.f + 1
+    run(go())
+
+
+def test_malformed_requests_get_invalid_argument_naming_the_field(group):
+    async def go():
+        async with group.client("site:east") as east:
+            with pytest.raises(CoordinatorError) as e:
+                await east.submit_round(decision("east", 0, ("g1", "map", 0, 1)))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "site_round.bids[0].instances" in e.value.message
+            bad = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[pb.Command().submit_jobs.jobs.add()]))
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SubmitJobs", bad)
+            assert "submit_jobs.jobs[0]" in e.value.message
+            with pytest.raises(CoordinatorError) as e:
+                await east.call("SubmitRound", pb.Command(submit_jobs=pb.SubmitJobs()))
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "op.site_round" in e.value.message
+        with grpc.insecure_channel(group.config.replicas[0]) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                rpc.CoordinatorStub(ch).SubmitRound(pb.ClientRequest(envelope=b"\xff\xfe"),
+                                                    timeout=5)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert e.value.details().startswith("envelope")
+    run(go())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=120), method=st.sampled_from(
+    sorted(RPC_KINDS)))
+def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(group, data,
+                                                                                method):
+    with grpc.insecure_channel(group.config.replicas[1]) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        before = stub.GetStatus(group.status_request(), timeout=5)
+        with pytest.raises(grpc.RpcError) as e:
+            getattr(stub, method)(pb.ClientRequest(envelope=data), timeout=5)
+        assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+        assert e.value.details().startswith("envelope")
+        after = stub.GetStatus(group.status_request(), timeout=5)
+        assert after.last_executed == before.last_executed
+        assert sum(c.count for c in after.rejected) > sum(c.count for c in before.rejected)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(op=st.binary(max_size=80))
+def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
+    c = group.client("site:east")
+    ts, data = c.envelope(op)
+    with grpc.insecure_channel(group.config.replicas[2]) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            rpc.CoordinatorStub(ch).SubmitRound(pb.ClientRequest.FromString(data), timeout=5)
+    assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.UNAUTHENTICATED), e.value.details()
+    assert "envelope.payload.request.op" in e.value.details() or \
+        e.value.code() == grpc.StatusCode.UNAUTHENTICATED
