@@ -21,9 +21,9 @@ from agora.agents.ledger import GAVE_UP, Ledger
 from agora.agents.ledger_codec import apply_update
 from agora.coordinator.schedule_state import MAX_CANCEL_REASON, ScheduleState
 from agora.protos.agora.v1 import coordinator_pb2 as pb
-from tests.coordinator.test_coordinator_state import (CLIENTS, SETTINGS, Run, _check_never_raises,
-                                                      allocate, cluster, decide, end, job, op,
-                                                      report, script, submit)
+from tests.coordinator.state_helpers import (CLIENTS, SETTINGS, Run, _check_never_raises,
+                                             allocate, cluster, decide, end, job, op, report,
+                                             script, submit)
 
 
 def cancel(job_id: str, reason: str = "") -> bytes:

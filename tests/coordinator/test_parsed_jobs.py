@@ -11,7 +11,7 @@ from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.validate import check_command
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import job_to_proto
-from tests.coordinator.test_coordinator_state import cluster
+from tests.coordinator.state_helpers import cluster
 
 
 def submission(n: int) -> pb.Command:

@@ -9,7 +9,7 @@ import time
 
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.protos.agora.v1 import coordinator_pb2 as pb
-from tests.coordinator.test_coordinator_state import Run, decide, job, submit
+from tests.coordinator.state_helpers import Run, decide, job, submit
 
 
 def keeper(run: Run, *, grace: float, timeout: float = 10.0) -> tuple[RoundKeeper, list]:

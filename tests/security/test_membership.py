@@ -31,8 +31,8 @@ from agora.deploy.local_group import LocalGroup
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1.pbft_pb2 import PbftRequest
 from tests.coordinator.grpc_helpers import CLUSTER, job
-from tests.coordinator.test_coordinator_state import Run, allocate, cluster, op, submit
-from tests.coordinator.test_coordinator_state import job as small_job
+from tests.coordinator.state_helpers import Run, allocate, cluster, op, submit
+from tests.coordinator.state_helpers import job as small_job
 
 pytestmark = pytest.mark.timeout(180)
 
