@@ -11,7 +11,7 @@ installed package ``agora.protos`` (pyproject.toml maps the top-level folders in
 never change shape), and generated code imports ``from agora.protos.agora.v1 import
 cluster_pb2``. A ``.proto`` imports another by that virtual path too. The output is a pure function of the
 ``.proto`` files and the pinned grpcio-tools, so CI can regenerate and demand no difference
-(tests/test_protos.py does).
+(tests/protos/test_generated_code.py does).
 """
 
 from __future__ import annotations
