@@ -205,6 +205,14 @@ class ReplicaHost:
         then their actions. Nothing is sent before what it depends on is durable."""
         inbox, replica, metrics = self.inbox, self.replica, self.metrics
         loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+        timer_at: float | None = None      # the replica's deadline the timer is set for
+        fired = [False]
+
+        def ring() -> None:
+            fired[0] = True
+            self._wake.set()
+
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -233,12 +241,16 @@ class ReplicaHost:
             if deadline is not None and deadline <= now:
                 continue
             # sleep until an input or the deadline (a timer handle on the loop: waking
-            # takes one turn of the loop, where wait_for's task would take two or three)
-            timer = (None if deadline is None
-                     else loop.call_later(deadline - now, self._wake.set))
-            await self._wake.wait()
-            if timer is not None:
+            # takes one turn of the loop, where wait_for's task would take two or three).
+            # The handle is kept while the deadline stays the same -- most wakes are inputs,
+            # and a fresh handle per sleep filled the loop's timer heap with cancelled ones
+            if timer is not None and (timer_at != deadline or fired[0]):
                 timer.cancel()
+                timer = None
+            if timer is None and deadline is not None:
+                fired[0] = False
+                timer, timer_at = loop.call_later(deadline - now, ring), deadline
+            await self._wake.wait()
 
     def _warm(self) -> bool:
         """Idle: pre-encode changed job records for about WARM_SLICE_S (see

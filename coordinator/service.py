@@ -88,6 +88,10 @@ def _peer_is_replica(context, sender: int) -> bool:
     return any(n == f"replica-{sender}".encode() for n in names)
 
 
+SWEEP_S = 0.25
+"""How often a request stream cancels its requests past ``request_timeout_s``."""
+
+
 class CoordinatorService(rpc.CoordinatorServicer):
     def __init__(self, host: ReplicaHost) -> None:
         self.host = host
@@ -173,12 +177,12 @@ class CoordinatorService(rpc.CoordinatorServicer):
         host = self.host
         out: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        timers: dict[int, tuple[asyncio.TimerHandle, asyncio.Future]] = {}
+        timers: dict[int, tuple[float, asyncio.Future]] = {}
+        """open requests: id -> (when it times out, its waiter); one sweep a stream cancels
+        the late ones (a timer handle per request filled the loop's timer heap)"""
 
         def answer(sr: pb.StreamRequest, req, fut: asyncio.Future) -> None:
-            timer = timers.pop(sr.id, None)
-            if timer is not None:
-                timer[0].cancel()
+            timers.pop(sr.id, None)
             host.forget(req.client_id, req.timestamp, fut)
             if fut.cancelled():       # timed out, or the replica is closing
                 out.put_nowait(pb.StreamReply(id=sr.id, code="UNAVAILABLE",
@@ -216,8 +220,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
                                                           details=r.message))
                             continue
                         fut = host.waiter(req.client_id, req.timestamp)
-                        timers[sr.id] = (loop.call_later(host.config.request_timeout_s,
-                                                         fut.cancel), fut)
+                        timers[sr.id] = (loop.time() + host.config.request_timeout_s, fut)
                         fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
                         host.feed(env)
             finally:
@@ -225,7 +228,16 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 if not timers:
                     out.put_nowait(None)
 
+        async def sweep() -> None:
+            every = min(SWEEP_S, host.config.request_timeout_s / 4)
+            while True:
+                await asyncio.sleep(every)
+                now = loop.time()
+                for _when, fut in [t for t in timers.values() if t[0] <= now]:
+                    fut.cancel()            # answered as timed out (``answer``)
+
         reader = asyncio.ensure_future(read())
+        sweeper = asyncio.ensure_future(sweep())
         try:
             done = False
             while not done:
@@ -240,8 +252,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
                     yield pb.StreamReplies(replies=replies)
         finally:
             reader.cancel()
-            for timer, fut in list(timers.values()):   # the client left: forget its waits
-                timer.cancel()
+            sweeper.cancel()
+            for _when, fut in list(timers.values()):   # the client left: forget its waits
                 fut.cancel()
 
     async def SubmitJobs(self, request, context):

@@ -100,3 +100,35 @@ def test_arbitrary_stream_requests_are_each_refused_with_a_status_and_change_not
     with group.channel(3) as ch:
         after = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
     assert after.last_executed == before.last_executed
+
+
+def test_a_stream_request_that_cannot_execute_is_answered_unavailable_after_its_timeout(
+        tmp_path):
+    """Two of four replicas stopped (no quorum): a signed request on the primary's stream is
+    answered UNAVAILABLE, by its id, once request_timeout_s passed -- not before, and not
+    never (the stream's one sweep cancels late requests: no timer per request)."""
+    import signal
+    import time
+
+    from agora.deploy.local_group import LocalGroup
+    from tests.coordinator.grpc_helpers import CLIENTS, CLUSTER
+
+    g = LocalGroup(tmp_path, n=4, clients=CLIENTS, key_seed=b"test-stream-timeout",
+                   cluster=str(CLUSTER), request_timeout_s=1.0, view_change_timeout_s=30.0)
+    with g.serving():
+        c = g.client("operator")
+        _ts, data = c.envelope(pb.Command(cancel_job=pb.CancelJob(job_id="nope"))
+                               .SerializeToString())
+        env = pb.ClientRequest.FromString(data).envelope
+        for i in (2, 3):
+            g.procs[i].send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            got = _stream(g, 0, [pb.StreamRequest(id=5, rpc="CancelJob", envelope=env)])
+            waited = time.monotonic() - t0
+        finally:
+            for i in (2, 3):
+                g.procs[i].send_signal(signal.SIGCONT)
+    assert got[5].code == "UNAVAILABLE", got
+    assert "not executed within 1.0 s at replica 0" in got[5].details, got[5].details
+    assert 1.0 <= waited < 6.0, waited
