@@ -147,7 +147,7 @@ def overhead(n_sites: int, rounds: int, log) -> list[dict]:
     from agora.federation.server import FederationConfig, run_federation
 
     torch.manual_seed(0)
-    a = Agents(AgentConfig(), 4, 212)          # the setups' shapes, default network
+    a = Agents(AgentConfig())                  # the default network
     names = [f"{type(m).__name__}.{n}" for m in a.modules for n in m.state_dict()]
     w = get_weights(a.modules)
     out = []
