@@ -2,7 +2,7 @@
 
     python -m bench.coordinator_vs_skeleton [--pairs 3] [--seconds 8]
         [--skeleton ../shared/anchors/pbft_skel.py] [--only 4-8c,4-1c,4-16,7-16,10-16]
-        [--out bench/results/coordinator-vs-skeleton.md]
+        [--out bench/results/coordinator-vs-skeleton.md] [--also-env NAME=VALUE]
 
 The reference is ``pbft_skel.py`` (``../shared/anchors``): PBFT's normal case over the same
 stack (grpc.aio streams, per-link HMAC, Ed25519 client signatures) with no view change,
@@ -10,6 +10,8 @@ checkpoints, persistence or application -- the floor of what Python and gRPC cos
 each row the two run alternately (skeleton, Agora, skeleton, Agora, ...; ``--pairs`` pairs)
 and the table gives the medians, their ratios and the 1-minute load average beside each run
 (this machine is shared: an absolute figure means little, the ratio within a pair more).
+``--also-env AGORA_EVENT_LOOP=asyncio`` adds a third run to each pair, Agora with that
+variable set, and a row for it against the same skeleton runs (an A/B of a setting).
 
 Rows (the skeleton's configurations from its docstring; Agora's from
 ``bench/coordinator_throughput.py``, SQLite synchronous NORMAL, checkpoints every 64):
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -145,6 +148,33 @@ def med(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def _line(label: str, sk: list[dict], ag: list[dict]) -> str:
+    """One table row: medians of the skeleton's and Agora's runs, and their ratios."""
+    rs, ra = med(sk, "req_s"), med(ag, "req_s")
+    xs, xa = med(sk, "assign_s"), med(ag, "assign_s")
+    s50, a50, s99, a99 = med(sk, "p50"), med(ag, "p50"), med(sk, "p99"), med(ag, "p99")
+    loads = ", ".join(f"{s['load']:.1f}/{g['load']:.1f}" for s, g in zip(sk, ag))
+    return (f"| {label} | {rs:,.0f} | {ra:,.0f} | **{ra / rs:.2f}** | {xs:,.0f} | "
+            f"{xa:,.0f} | **{xa / xs:.2f}** | {s50:.1f} / {s99:.1f} | {a50:.1f} / {a99:.1f} | "
+            f"{a50 / s50:.1f}× | {a99 / s99:.1f}× | {med(sk, 'cpu_per_req_ms'):.2f} / "
+            f"{med(ag, 'cpu_per_req_ms'):.2f} | {loads} |")
+
+
+@contextlib.contextmanager
+def _env(var: tuple[str, str]):
+    """The environment variable ``var`` set (the replicas a run starts inherit it)."""
+    name, value = var
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pairs", type=int, default=3, help="skeleton/Agora pairs per row (>= 1)")
@@ -154,7 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help=f"comma-separated rows of {sorted(ROWS)}")
     p.add_argument("--out", type=Path,
                    default=ROOT / "bench" / "results" / "coordinator-vs-skeleton.md")
+    p.add_argument("--also-env", default="", metavar="NAME=VALUE",
+                   help="run Agora a second time in each pair with this environment variable "
+                        "set (e.g. AGORA_EVENT_LOOP=asyncio): a row of its own, against the "
+                        "same skeleton runs")
     a = p.parse_args(argv)
+    also = None
+    if a.also_env:
+        k, eq, v = a.also_env.partition("=")
+        if not eq or not k.isidentifier():
+            p.error(f"--also-env: {a.also_env!r}; expected NAME=VALUE")
+        also = (k, v)
     if not a.skeleton.is_file():
         p.error(f"--skeleton: {a.skeleton} is not a file; expected the path of pbft_skel.py")
     if a.pairs < 1:
@@ -171,24 +211,23 @@ def main(argv: list[str] | None = None) -> int:
     raw = {}
     for name in names:
         n, batch, per, clients, window = ROWS[name]
-        sk, ag = [], []
+        sk, ag, alt = [], [], []
         for i in range(a.pairs):
             sk.append(run_skeleton(a.skeleton, n, batch, per, clients, window, a.seconds))
             ag.append(run_agora(n, batch, per, clients, window, a.seconds))
             print(f"  {name} pair {i + 1}: skeleton {sk[-1]}\n  {'':>{len(name)}} "
                   f"agora {ag[-1]}", flush=True)
-        raw[name] = {"skeleton": sk, "agora": ag}
-        rs, ra = med(sk, "req_s"), med(ag, "req_s")
-        xs, xa = med(sk, "assign_s"), med(ag, "assign_s")
-        s50, a50, s99, a99 = med(sk, "p50"), med(ag, "p50"), med(sk, "p99"), med(ag, "p99")
-        loads = ", ".join(f"{s['load']:.1f}/{g['load']:.1f}" for s, g in zip(sk, ag))
-        lines.append(
-            f"| {name} (n={n}, {clients} client{'s' if clients > 1 else ''}, "
-            f"{per} per request) | {rs:,.0f} | {ra:,.0f} | **{ra / rs:.2f}** | {xs:,.0f} | "
-            f"{xa:,.0f} | **{xa / xs:.2f}** | {s50:.1f} / {s99:.1f} | {a50:.1f} / {a99:.1f} | "
-            f"{a50 / s50:.1f}× | {a99 / s99:.1f}× | {med(sk, 'cpu_per_req_ms'):.2f} / "
-            f"{med(ag, 'cpu_per_req_ms'):.2f} | {loads} |")
+            if also:
+                with _env(also):
+                    alt.append(run_agora(n, batch, per, clients, window, a.seconds))
+                print(f"  {'':>{len(name)}} agora {a.also_env} {alt[-1]}", flush=True)
+        raw[name] = {"skeleton": sk, "agora": ag, **({a.also_env: alt} if also else {})}
+        lines.append(_line(f"{name} (n={n}, {clients} client{'s' if clients > 1 else ''}, "
+                           f"{per} per request)", sk, ag))
         print(lines[-1], flush=True)
+        if also:
+            lines.append(_line(f"{name}, Agora with {a.also_env}", sk, alt))
+            print(lines[-1], flush=True)
     cmd = " ".join(["python -m bench.coordinator_vs_skeleton"] + (argv or sys.argv[1:]))
     text = ("# Coordinator against the bare PBFT skeleton (written by "
             "bench/coordinator_vs_skeleton.py)\n\n"

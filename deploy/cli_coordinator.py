@@ -146,8 +146,8 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"replica {a.replica} serving on {cfg.replicas[a.replica]}", file=sys.stderr,
-              flush=True)
+        print(f"replica {a.replica} serving on {cfg.replicas[a.replica]} (event loop: "
+              f"{type(loop).__module__.split('.')[0]})", file=sys.stderr, flush=True)
         ends = [asyncio.ensure_future(stop.wait()),
                 asyncio.ensure_future(server.host.failed.wait())]
         await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
@@ -166,10 +166,26 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
         import time
         prof = cProfile.Profile(time.process_time)      # CPU time, not time waited
         try:
-            return prof.runcall(asyncio.run, main())
+            return prof.runcall(run_event_loop, main())
         finally:
             prof.dump_stats(str(Path(profile) / f"replica-{a.replica}.prof"))
-    return asyncio.run(main())
+    return run_event_loop(main())
+
+
+def run_event_loop(coro) -> int:
+    """Run a replica's ``coro`` on uvloop (libuv's event loop: its handles, timers and
+    futures in C) when it is installed, else on asyncio's own loop; ``AGORA_EVENT_LOOP=asyncio``
+    picks asyncio's. A replica's CPU per request is a third asyncio's bookkeeping -- a dozen
+    callbacks and futures per message -- and on uvloop one client waits ~20% less
+    (docs/benchmarks.md, "The replicas' event loop")."""
+    if os.environ.get("AGORA_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None
+        if uvloop is not None:
+            return uvloop.run(coro)
+    return asyncio.run(coro)
 
 
 def cmd_schedule_get(a: argparse.Namespace) -> int:

@@ -26,3 +26,17 @@ def test_the_throughput_benchmark_commits_and_admits_in_a_short_run():
 def test_the_skeleton_side_of_the_interleaved_benchmark_runs():
     r = run_skeleton(DEFAULT_SKELETON, 4, 1, 1, 2, 2, 3.0)
     assert r["req_s"] > 0 and r["p50"] > 0 and r["cpu_per_req_ms"] > 0
+
+
+def test_also_env_sets_the_variable_for_its_runs_only(monkeypatch):
+    import os
+
+    from bench.coordinator_vs_skeleton import _env, main
+
+    monkeypatch.delenv("AGORA_EVENT_LOOP", raising=False)
+    with _env(("AGORA_EVENT_LOOP", "asyncio")):
+        assert os.environ["AGORA_EVENT_LOOP"] == "asyncio"
+    assert "AGORA_EVENT_LOOP" not in os.environ
+    with pytest.raises(SystemExit) as e:
+        main(["--also-env", "no-equals-sign"])
+    assert e.value.code == 2

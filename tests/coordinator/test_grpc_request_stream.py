@@ -132,3 +132,17 @@ def test_a_stream_request_that_cannot_execute_is_answered_unavailable_after_its_
     assert got[5].code == "UNAVAILABLE", got
     assert "not executed within 1.0 s at replica 0" in got[5].details, got[5].details
     assert 1.0 <= waited < 6.0, waited
+
+
+def test_replicas_run_on_uvloop_unless_told_otherwise(group, monkeypatch):
+    # uvloop is a dependency (pyproject); asyncio's loop stays one variable away
+    from agora.deploy.cli_coordinator import run_event_loop
+
+    assert "(event loop: uvloop)" in group.log(0).read_text()
+
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert run_event_loop(which()) == "uvloop"
+    monkeypatch.setenv("AGORA_EVENT_LOOP", "asyncio")
+    assert run_event_loop(which()) == "asyncio"
