@@ -34,11 +34,16 @@ class NoQuorum(Exception):
 class BareClient:
     """The page's steps 1-6, one function each."""
 
-    def __init__(self, group, client_id: str) -> None:
+    def __init__(self, group, client_id: str, own_key: SigningKey | None = None) -> None:
+        """``own_key``: a key the client made itself (a site the operator admitted), not in
+        the key file: its reply keys are derived (step 5)."""
         keys = yaml.safe_load((group.tmp / "keys.yaml").read_text())
-        me = next(c for c in keys["clients"] if c["id"] == client_id)
         self.client_id = client_id
-        self.signer = SigningKey(bytes.fromhex(me["signing_key"]))
+        if own_key is None:
+            me = next(c for c in keys["clients"] if c["id"] == client_id)
+            self.signer = SigningKey(bytes.fromhex(me["signing_key"]))
+        else:
+            self.signer, keys = own_key, {**keys, "client_mac_keys": {}}
         self.replicas = list(group.config.replicas)
         self.f = (len(self.replicas) - 1) // 3
         self.reply_keys = [self._reply_key(keys, r["index"], bytes.fromhex(r["verify_key"]))
@@ -127,3 +132,19 @@ def test_a_forged_signature_is_refused_by_every_replica_naming_the_field(group):
     for code, details in e.value.errors:
         assert code == grpc.StatusCode.UNAUTHENTICATED, e.value
         assert details.startswith("envelope.payload.request.signature:"), details
+
+
+def test_a_site_with_its_own_key_checks_replies_with_derived_keys(group):
+    """The operator admits a key made by the site (2f+1 agree, as for any membership change);
+    the site's requests then verify with it and its replies with keys derived by X25519."""
+    own = SigningKey.generate()
+    op = BareClient(group, "operator")
+    ts, data = op.request(pb.Command(admit_site=pb.AdmitSite(
+        site="edge", verify_key=bytes(own.verify_key))))
+    assert pb.Result.FromString(op.call("AdmitSite", ts, data)).accepted == 1
+    site = BareClient(group, "site:edge", own_key=own)
+    job = _job("bare-edge")
+    job.origin = "edge"
+    ts, data = site.request(pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job])))
+    res = pb.Result.FromString(site.call("SubmitJobs", ts, data))
+    assert (res.accepted, list(res.rejections)) == (1, [])
