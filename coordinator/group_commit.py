@@ -1,6 +1,6 @@
 """Group commit for a replica's durable log: one storage commit (one fsync under FULL) per
 group of inputs, with the group's actions delivered only after it (durable before sent).
-Used by the replica host in ``coordinator/server.py``."""
+Used by the replica host in ``coordinator/replica_host.py``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A replica's Prometheus counters (``agents/metrics.py``), read from the PBFT core's state
-after each pump round of the replica host (``coordinator/server.py``)."""
+after each pump round of the replica host (``coordinator/replica_host.py``)."""
 
 from __future__ import annotations
 

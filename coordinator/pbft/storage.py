@@ -179,7 +179,7 @@ class SqliteStorage:
                         "acknowledged; it catches up from its peers (state transfer)",
                         self.path, cut)
         # check_same_thread=False: a host may hand ``write`` to one writer thread after
-        # ``load`` (coordinator/server.py); the connection is only ever used by one thread
+        # ``load`` (coordinator/replica_host.py); the connection is only ever used by one thread
         # at a time.
         self.db = sqlite3.connect(str(self.path), isolation_level=None,
                                   check_same_thread=False)

@@ -1,4 +1,4 @@
-"""A replica that can go on no longer says so and stops (coordinator/server.py): its pump
+"""A replica that can go on no longer says so and stops (coordinator/replica_host.py): its pump
 raising once left a process that answered health checks and ordered nothing, with nothing
 in its log. Now the failure is logged with its cause, ``ReplicaHost.failed`` is set, and
 ``agora coordinator`` exits non-zero on it (so that it is seen and restarted)."""
@@ -33,6 +33,6 @@ def test_a_pump_that_raises_is_logged_with_its_cause_and_fails_the_replica(tmp_p
         finally:
             await server.stop()
 
-    with caplog.at_level(logging.CRITICAL, logger="agora.coordinator.server"):
+    with caplog.at_level(logging.CRITICAL, logger="agora.coordinator.replica_host"):
         asyncio.run(go())
     assert "pump failed" in caplog.text and "injected fault" in caplog.text
