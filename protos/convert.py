@@ -6,6 +6,10 @@ ValueError) naming the field path, what was found and what would be right; a ser
 it as INVALID_ARGUMENT. A valid domain object comes back equal: ``x_from_proto(x_to_proto(o))
 == o``. Units are the domain's, unchanged.
 
+This module holds the per-message converters; ProtoError, :func:`decode` and the per-field
+checks every reader shares are in ``convert_checks.py`` (ProtoError and decode are
+re-exported here).
+
 Conventions, the same in every message:
 
 - a message field whose domain field has a default (``Site.power``, ``Cluster.default_link``,
@@ -21,13 +25,6 @@ Conventions, the same in every message:
 """
 
 from __future__ import annotations
-
-import math
-from collections.abc import Iterable
-from typing import TypeVar
-
-from google.protobuf.message import DecodeError, Message
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agora.agents.domain import (
     MILLI,
@@ -46,107 +43,19 @@ from agora.agents.domain import (
     run_problem,
     topological_order,
 )
-from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
-                                 MAX_MEM_MIB, MAX_SECONDS, MAX_TIME, MAX_WEIGHT, id_problem)
+from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB,
+                                 MAX_SECONDS, MAX_TIME, MAX_WEIGHT)
 from agora.protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
+# ProtoError, decode and the per-field checks live in convert_checks.py; ProtoError and decode
+# are re-exported here, where callers import them.
+from agora.protos.convert_checks import (ProtoError, _at_least, _at_most, _child, _id, _known,
+                                         _name, _no_empty, _number, _unique, decode)
 
-M = TypeVar("M", bound=Message)
-
-
-class ProtoError(ValueError):
-    """A message that cannot be used as it is. ``field`` is the dotted path to the culprit
-    (``workload.jobs[2].tasks[0].demand.resources.cpu_milli``)."""
-
-    def __init__(self, field: str, problem: str, expected: str | None = None) -> None:
-        self.field = field
-        self.problem = problem
-        self.expected = expected
-        tail = f"; expected {expected}" if expected else ""
-        super().__init__(f"{field}: {problem}{tail}")
-
-    def __reduce__(self):  # pickle (Ray ships errors between processes) rebuilds from these
-        return type(self), (self.field, self.problem, self.expected)
-
-
-def decode(message_type: type[M], data: bytes, where: str = "message") -> M:
-    """Parse ``data`` as ``message_type``, raising ProtoError on bytes that are not one."""
-    try:
-        return message_type.FromString(data)
-    except DecodeError as e:
-        raise ProtoError(where, f"cannot be parsed ({e})",
-                         f"the bytes of an {message_type.DESCRIPTOR.full_name}") from None
-
-
-# ---- checks shared by every reader ----
-
-def _known(msg: Message, where: str) -> None:
-    unknown = sorted({f.field_number for f in UnknownFieldSet(msg)})
-    if unknown:
-        raise ProtoError(where, f"unknown field number(s) {unknown}",
-                         f"only the fields of {msg.DESCRIPTOR.full_name} this reader knows "
-                         f"(upgrade the reader before writers use newer fields)")
-
-
-def _child(msg: Message, name: str, where: str, *, required: bool) -> Message | None:
-    if not msg.HasField(name):
-        if required:
-            raise ProtoError(f"{where}.{name}", "missing", "a value (this field is required)")
-        return None
-    child = getattr(msg, name)
-    _known(child, f"{where}.{name}")
-    return child
-
-
-def _at_least(value: int, lowest: int, where: str) -> int:
-    if value < lowest:
-        raise ProtoError(where, f"{value} is too small", f"an integer >= {lowest}")
-    return value
-
-
-def _number(value: float, where: str, *, lowest: float = 0.0, above: bool = False,
-            highest: float = math.inf) -> float:
-    """A finite float in [lowest, highest] (or (lowest, highest] with ``above``)."""
-    if not math.isfinite(value) or value < lowest or (above and value == lowest) \
-            or value > highest:
-        top = f" and <= {highest!r}" if highest < math.inf else ""
-        raise ProtoError(where, f"{value!r} is out of range",
-                         f"a finite number {'>' if above else '>='} {lowest!r}{top}")
-    return value
-
-
-def _name(value: str, where: str) -> str:
-    if not value:
-        raise ProtoError(where, "empty", "a name")
-    return value
-
-
-def _id(value: str, where: str) -> str:
-    """A job or task id (``agents/limits.py``: no '/', white space or lone surrogates)."""
-    bad = id_problem(value)
-    if bad:
-        raise ProtoError(where, bad, ID_TEXT)
-    return value
-
-
-def _at_most(value: int, highest: int, where: str) -> int:
-    if value > highest:
-        raise ProtoError(where, f"{value} is too large", f"an integer <= {highest}")
-    return value
-
-
-def _unique(names: Iterable[str], where: str, what: str) -> None:
-    seen: set[str] = set()
-    for i, n in enumerate(names):
-        if n in seen:
-            raise ProtoError(f"{where}[{i}]", f"{what} {n!r} appears twice", f"unique {what}s")
-        seen.add(n)
-
-
-def _no_empty(value: str | None, where: str, meaning: str) -> str:
-    if value == "":
-        raise ProtoError(where, "empty string cannot be sent (an empty field means "
-                         f"{meaning})", f"None for {meaning}, or a non-empty name")
-    return value or ""
+__all__ = [
+    "ProtoError", "decode",
+    "demand_to_proto", "demand_from_proto", "cluster_to_proto", "cluster_from_proto",
+    "job_to_proto", "run_to_proto", "job_from_proto", "workload_to_proto", "workload_from_proto",
+]
 
 
 # ---- Demand ----
