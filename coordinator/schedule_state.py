@@ -9,7 +9,8 @@ state is the one ledger (``agents.ledger``), the clearing the one market
 
 **Commands** (``op`` = a serialised ``agora.v1.Command``; coordinator.proto documents each):
 
-- ``submit_jobs``: admit jobs. A task that fits no node of the cluster rejects its job.
+- ``submit_jobs`` (``job_commands.py``): admit jobs. A task that fits no node of the
+  cluster rejects its job.
 - ``site_round`` (a site's own message, only from its own clients ``site:<name>``;
   ``site_commands.py``): the instances that stopped there (completed, failed, lost) and its
   nodes' state, applied first;
@@ -19,10 +20,11 @@ state is the one ledger (``agents.ledger``), the clearing the one market
   resources.
 - ``close_round`` / ``site_lapsed``: votes of the replicas themselves (clients
   ``replica:<i>``), never of a site. f+1 distinct votes act.
-- ``cancel_job`` (the operator, client ``operator``, or a client of the job's origin site;
-  never a replica): nothing more of a pending job starts, its standing bids are dropped, and
-  its running instances stop at once (instance changes of kind ``cancelled``; their sites
-  kill them when they see the update, whose ``cancelled`` names the job).
+- ``cancel_job`` (``job_commands.py``; the operator, client ``operator``, or a client of the
+  job's origin site; never a replica): nothing more of a pending job starts, its standing
+  bids are dropped, and its running instances stop at once (instance changes of kind
+  ``cancelled``; their sites kill them when they see the update, whose ``cancelled`` names
+  the job).
 - ``admit_site`` / ``remove_site`` (the operator only; ``membership.py``): give client
   ``site:<name>`` the public key the site made on its own node, or revoke it (and lapse the
   site).
@@ -60,12 +62,11 @@ import logging
 from collections import Counter
 from typing import Callable
 
-from agora.agents.domain import Cluster, why_unschedulable
+from agora.agents.domain import Cluster
 from agora.agents.ledger import RUNNING, Ledger, TaskEntry
 from agora.agents.market import site_preference
 from agora.agents.sim.capacity import Capacity
 from agora.agents.ledger_codec import job_record_bytes
-from agora.coordinator.parsed_jobs import JOBS
 from agora.coordinator.schedule_codec import (HistoryBytes, decode_known, query_answer,
                                               restore_into, snapshot_bytes)
 from agora.coordinator.schedule_records import AllocationRow, ChangeRow, SiteInfo, SitePart
@@ -76,13 +77,13 @@ from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # n
                                         MAX_TASKS_PER_JOB, OPERATOR, REPLICA_PREFIX,
                                         SITE_PREFIX, Rejected, part_over_limit,
                                         replica_of_client, site_of_client)
+from agora.coordinator.job_commands import JobCommands
 from agora.coordinator.membership import MembershipCommands
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.round_commands import RoundCommands
 from agora.coordinator.site_commands import SiteCommands
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError, cluster_to_proto, decode
-from agora.protos.wire import length_delimited
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _notify(observers: list[Callable], *args) -> None:
             log.exception("schedule observer %r failed", fn)
 
 
-class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
+class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands):
     """The coordinator's replicated schedule over a fixed ``cluster`` (see module doc).
     ``n_replicas``: the group's size (f+1 = (n - 1) // 3 + 1 votes act). ``require_run``:
     refuse jobs with a task that has no ``run`` (configuration, like the cluster: every
@@ -295,104 +296,6 @@ class ScheduleState(SiteCommands, RoundCommands, MembershipCommands):
         u.round.round, u.round.armed, u.round.armed_version = (self.round, self.armed,
                                                                self.armed_version)
         _notify(self.listeners, u)
-
-    # ---- commands ----------------------------------------------------------------------
-    def _do_submit_jobs(self, client_id: str, msg: pb.SubmitJobs, seq: int,
-                        res: pb.Result) -> None:
-        where = "command.submit_jobs.jobs"
-        if len(msg.jobs) > MAX_JOBS_PER_COMMAND:
-            raise Rejected("submit.too_many", where, f"{len(msg.jobs)} jobs; expected at most "
-                           f"{MAX_JOBS_PER_COMMAND} per command")
-        own = site_of_client(client_id)
-        if client_id.startswith(REPLICA_PREFIX):
-            raise Rejected("submit.not_allowed", where, f"client {client_id!r} is a replica; "
-                           f"expected an operator's or a site's client")
-        for i, jm in enumerate(msg.jobs):
-            try:
-                self._admit(jm, f"{where}[{i}]", own, seq)
-                res.accepted += 1
-            except Rejected as r:
-                self._count(res, r)
-
-    def _admit(self, jm, at: str, own: str | None, seq: int) -> None:
-        if len(jm.tasks) > MAX_TASKS_PER_JOB:
-            raise Rejected("submit.too_big", f"{at}.tasks",
-                           f"{len(jm.tasks)} tasks; expected at most {MAX_TASKS_PER_JOB}")
-        for k, t in enumerate(jm.tasks):
-            if t.instances > MAX_INSTANCES_PER_TASK:
-                raise Rejected("submit.too_big", f"{at}.tasks[{k}].instances",
-                               f"{t.instances}; expected at most {MAX_INSTANCES_PER_TASK}")
-        try:
-            job, data = JOBS.take(jm, at)     # as the receiving replica parsed it
-        except ProtoError as e:
-            raise Rejected("submit.malformed", e.field, str(e)) from None
-        if job.origin not in self.site_index:
-            raise Rejected("submit.unknown_origin", f"{at}.origin", f"unknown site "
-                           f"{job.origin!r}; expected one of {sorted(self.site_index)}")
-        if own is not None and own != job.origin:
-            raise Rejected("submit.wrong_site", f"{at}.origin", f"site {own!r} may only "
-                           f"submit jobs with origin {own!r}, not {job.origin!r}")
-        if job.id in self.ledger.jobs:
-            raise Rejected("submit.duplicate_job", f"{at}.id", f"job {job.id!r} exists")
-        if self.require_run:
-            for k, t in enumerate(job.tasks):
-                if t.run is None:
-                    raise Rejected("submit.no_run", f"{at}.tasks[{k}].run",
-                                   f"task {t.id!r} has no run; this coordinator runs jobs "
-                                   f"(require_run) and needs the command each instance "
-                                   f"executes: run: {{argv: [...]}}")
-        for k, t in enumerate(job.tasks):
-            why = why_unschedulable(t.demand, self.cluster)
-            if why:
-                raise Rejected("submit.unschedulable", f"{at}.tasks[{k}]",
-                               f"task {t.id!r} fits no node: {why}")
-        js = self.ledger.admit(job, self.site_index[job.origin], job.arrival)
-        js.spec = length_delimited(1, data)    # the job as submitted is its snapshot record
-        self.job_versions[job.id] = seq
-        self._update.jobs.append(jm)
-
-    def _do_cancel_job(self, client_id: str, msg: pb.CancelJob, seq: int,
-                       res: pb.Result) -> None:
-        where = "command.cancel_job"
-        if client_id.startswith(REPLICA_PREFIX):
-            raise Rejected("cancel.not_allowed", where, f"client {client_id!r} is a replica; "
-                           f"expected the operator's client ({OPERATOR!r}) or a client of "
-                           f"the job's origin site")
-        if len(msg.reason) > MAX_CANCEL_REASON:
-            raise Rejected("cancel.bad_reason", f"{where}.reason",
-                           f"{len(msg.reason)} characters; expected at most "
-                           f"{MAX_CANCEL_REASON}")
-        js = self.ledger.jobs.get(msg.job_id)
-        if js is None:
-            raise Rejected("cancel.unknown_job", f"{where}.job_id",
-                           f"no job {msg.job_id!r}; expected a submitted job id")
-        origin = js.job.origin
-        if client_id != OPERATOR and site_of_client(client_id) != origin:
-            raise Rejected("cancel.wrong_site", f"{where}.job_id",
-                           f"client {client_id!r} may not cancel job {msg.job_id!r} (origin "
-                           f"{origin!r}); expected the operator's client ({OPERATOR!r}) or "
-                           f"a client of site {origin!r} ({SITE_PREFIX}{origin})")
-        if not self.ledger.cancellable(js):
-            raise Rejected("cancel.finished", f"{where}.job_id",
-                           f"job {msg.job_id!r} is already {js.outcome} and has nothing left "
-                           f"to run; expected a job with work pending or running")
-        reason = msg.reason or f"cancelled by {client_id}"
-        running = self.ledger.cancel(js, reason)
-        self._update.cancelled.add(job_id=msg.job_id, reason=reason)
-        for ts, inst in running:
-            self._stop(ts, inst, "cancelled", 0.0, 0.0, 0, reason)
-        self._drop_offers(msg.job_id)
-        res.accepted = 1
-        self._maybe_close(res)       # the sites that could hold only this job's work
-
-    def _drop_offers(self, job_id: str) -> None:
-        """Forget the round's standing offers for ``job_id``'s tasks (cancelled: none of them
-        can be placed, and a snapshot must hold only offers its restore admits again)."""
-        for part in self.parts.values():
-            keep = [k for k, o in enumerate(part.offers) if o.job_id != job_id]
-            if len(keep) < len(part.offers):
-                part.offers = [part.offers[k] for k in keep]
-                part.bids = [part.bids[k] for k in keep]
 
     # ---- read-only views ------------------------------------------------------------------
     def counters(self) -> list[tuple[str, int]]:

@@ -25,7 +25,7 @@ def test_execution_takes_the_checked_parse_and_an_unchecked_replica_agrees(monke
     cache = ParsedJobs()
     monkeypatch.setattr(parsed_jobs, "JOBS", cache)
     monkeypatch.setattr("agora.coordinator.validate.JOBS", cache)
-    monkeypatch.setattr("agora.coordinator.schedule_state.JOBS", cache)
+    monkeypatch.setattr("agora.coordinator.job_commands.JOBS", cache)
     cmd = submission(5)
     check_command(cmd, "site:a", "op.submit_jobs")        # the receiving replica's check
     assert len(cache) == 5 and cache.hits == 0
