@@ -18,7 +18,7 @@ def _field(fd: FieldDescriptor, value: Any) -> Any:
     if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
         vfd = fd.message_type.fields_by_name["value"]
         return {str(k): _one(vfd, v) for k, v in value.items()}
-    if fd.label == FieldDescriptor.LABEL_REPEATED:
+    if fd.is_repeated:
         return [_one(fd, v) for v in value]
     return _one(fd, value)
 
