@@ -103,8 +103,9 @@ def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                    help="'default' (8 mixed sites), a cluster YAML, or an Alibaba node-list CSV")
     g.add_argument("--workload", default="synthetic",
                    help="'synthetic[:jobs=400,load=0.85,...]', a jobs .jsonl, a .swf trace, "
-                        "an Alibaba pod-list CSV, an Alibaba v2018 batch_task.csv (DAG jobs), "
-                        "or a WfCommons workflow .json or a folder of them (DAG jobs)")
+                        "an Alibaba pod-list CSV, an Alibaba batch_task.csv (v2018: DAG "
+                        "jobs; or v2017), or a WfCommons workflow .json or a folder of them "
+                        "(DAG jobs)")
     g.add_argument("--sites", type=int, default=None,
                    help=f"sites to split a node-list CSV into (default: {DEFAULT_SITES}; "
                         f"a node-list CSV only)")

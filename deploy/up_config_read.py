@@ -131,8 +131,8 @@ def _workload(base: Path) -> Callable[[Where, Any], str]:
         if p.suffix.lower() not in _WORKLOAD_SUFFIXES and not folder:
             raise where.error(f"found {s!r}, an unknown kind of workload",
                               "synthetic[:key=value,...], a jobs .jsonl, an .swf trace, an "
-                              "Alibaba pod list .csv, an Alibaba v2018 batch_task .csv, or a "
-                              "WfCommons instance .json or a folder of them")
+                              "Alibaba pod list .csv, an Alibaba batch_task .csv (v2018 or "
+                              "v2017), or a WfCommons instance .json or a folder of them")
         _must_be_file(where, p, f"{p} is not a file", "an existing workload file (relative "
                       "paths are relative to the config file's folder)", folder_ok=folder)
         return str(p)

@@ -29,6 +29,11 @@ number of columns, a number that is not one, a value past the bounds of ``agents
 a job or task name that cannot be an id, a task listed twice in its job.
 
 ``max_jobs``: keep only the first N jobs by arrival (the whole trace holds about 4 million).
+
+The older cluster-trace-v2017 ``batch_task.csv`` (8 columns, ``FIELDS_2017``) is read by the
+same rules: no DAG, plan_mem a fraction (not a percentage) of the largest machine, a header
+line of any spelling skipped, and a job with a task dated before the trace's window (a
+negative time) skipped for its times.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ from agora.agents.workloads.yamlmarks import shorten
 
 FIELDS = ("task_name", "instance_num", "job_name", "task_type", "status", "start_time",
           "end_time", "plan_cpu", "plan_mem")
+FIELDS_2017 = ("task_create_time", "task_end_time", "job_id", "task_id", "number_of_instances",
+               "status", "plan_cpu", "plan_mem")
+"""The older cluster-trace-v2017 ``batch_task.csv``: 8 columns, no DAG (its task ids are
+numbers), plan_cpu as in v2018 (100 is one core), plan_mem normalised to 1 (the largest
+machine's memory), times from its own start. Read with the same rules; a first line that is
+not data (its own header, under these or the schema's longer names) is skipped."""
 DAG_NAME = re.compile(r"[A-Za-z]+([0-9]+)((?:_[0-9]+)*)")
 INVALID = (-1.0, 101.0)
 """the trace's markers of an invalid value (101 only where values are normalised to 100)"""
@@ -73,9 +84,9 @@ def looks_like_batch_tasks(first_line: str) -> bool:
         cells = [c.strip() for c in next(csv.reader([first_line]), [])]
     except csv.Error:        # e.g. a NUL: the reader then names the line and its problem
         cells = first_line.split(",")
-    if tuple(cells) == FIELDS:
+    if tuple(cells) in (FIELDS, FIELDS_2017):
         return True
-    return len(cells) == len(FIELDS) and any(cells)
+    return len(cells) in (len(FIELDS), len(FIELDS_2017)) and any(cells)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,30 +165,63 @@ def _marked(path: str, line: int, col: str, s: str, hi: float, unit: str,
                      expected=expected)
 
 
+def _layout(path: str) -> tuple[tuple[str, ...], bool]:
+    """The header line to skip (the v2018 or v2017 columns, or the first line when it is a
+    v2017 header by other names: the schema's) and whether the file is v2017 (8 columns)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            first = f.readline()
+    except OSError:
+        return FIELDS, False                # csv_rows names the problem
+    try:
+        cells = tuple(c.strip() for c in next(csv.reader([first]), []))
+    except csv.Error:
+        return FIELDS, False
+    if len(cells) != len(FIELDS_2017):
+        return FIELDS, False
+    return (cells if math.isnan(plain_float(cells[0])) else FIELDS_2017), True
+
+
+V2018 = dict(name=0, instances=1, job=2, status=4, start=5, end=6, cpu=7, mem=8)
+V2017 = dict(name=3, instances=4, job=2, status=5, start=0, end=1, cpu=6, mem=7)
+"""Where each value is in a row of either version"""
+
+
 def _read(path: str) -> dict[str, list[_Row]]:
     jobs: dict[str, list[_Row]] = {}
     seen: dict[tuple[str, str], int] = {}
-    for line, c in csv_rows(path, FIELDS, "an Alibaba batch_task.csv", header_optional=True):
-        job, name = c[2].strip(), c[0].strip()
-        for col, v in (("job_name", job), ("task_name", name)):
+    header, v2017 = _layout(path)
+    at, names = (V2017, FIELDS_2017) if v2017 else (V2018, FIELDS)
+    col = {k: names[i] for k, i in at.items()}
+    # plan_mem: percent of the largest machine (v2018), a fraction of it (v2017)
+    mem_hi, mem_unit = ((1, "a fraction of the largest machine's memory") if v2017 else
+                        (100, "percent of the largest machine's memory"))
+    for line, c in csv_rows(path, header, "an Alibaba batch_task.csv", header_optional=True):
+        job, name = c[at["job"]].strip(), c[at["name"]].strip()
+        for field, v in ((col["job"], job), (col["name"], name)):
             if id_problem(v):
-                raise InputError(path=path, line=line, field=col,
+                raise InputError(path=path, line=line, field=field,
                                  problem=f"{shorten(v)!r}: {id_problem(v)}", expected=ID_TEXT)
         if (job, name) in seen:
-            raise InputError(path=path, line=line, field="task_name",
+            raise InputError(path=path, line=line, field=col["name"],
                              problem=f"task {name!r} of job {job!r} is already on line "
                                      f"{seen[job, name]}",
                              expected="each task of a job once")
         seen[job, name] = line
-        inst = _number(path, line, "instance_num", c[1], 0, MAX_INSTANCES, "instances", True)
-        start = _number(path, line, "start_time", c[5], 0, MAX_TIME, "seconds", True)
-        end = _number(path, line, "end_time", c[6], 0, MAX_TIME, "seconds", True)
-        cpu = _marked(path, line, "plan_cpu", c[7], MAX_CORES * 100, "100 is one core",
-                      INVALID[:1])
-        mem = _marked(path, line, "plan_mem", c[8], 100, "percent of the largest machine's "
-                      "memory", INVALID)
-        jobs.setdefault(job, []).append(_Row(name, int(inst), c[4].strip(), start, end,
-                                             cpu, mem))
+        inst = _number(path, line, col["instances"], c[at["instances"]], 0, MAX_INSTANCES,
+                       "instances", True)
+        # v2017 dates tasks made before its window negative: their jobs are skipped (times)
+        lo = -MAX_TIME if v2017 else 0
+        start = _number(path, line, col["start"], c[at["start"]], lo, MAX_TIME, "seconds", True)
+        end = _number(path, line, col["end"], c[at["end"]], lo, MAX_TIME, "seconds", True)
+        cpu = _marked(path, line, col["cpu"], c[at["cpu"]], MAX_CORES * 100,
+                      "100 is one core", INVALID[:1])
+        mem = _marked(path, line, col["mem"], c[at["mem"]], mem_hi, mem_unit,
+                      INVALID if not v2017 else INVALID[:1])
+        if mem is not None:
+            mem = mem * 100 / mem_hi      # percent from here on
+        jobs.setdefault(job, []).append(_Row(name, int(inst), c[at["status"]].strip(), start,
+                                             end, cpu, mem))
     return jobs
 
 
@@ -254,7 +298,7 @@ def read_batch_tasks_report(path: str | Path, cluster: Cluster, *,
 def _unusable(rows: list[_Row]) -> str | None:
     if any(r.status != "Terminated" for r in rows):
         return "status"
-    if any(r.start == 0 or r.end == 0 or r.end < r.start or r.end - r.start > MAX_SECONDS
+    if any(r.start <= 0 or r.end <= 0 or r.end < r.start or r.end - r.start > MAX_SECONDS
            for r in rows):
         return "times"
     if any(r.cpu is None or r.mem is None for r in rows):

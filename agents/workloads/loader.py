@@ -39,7 +39,7 @@ CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba nod
                  f"(header {','.join(NODE_HEADER)})")
 WORKLOAD_KINDS = ("a native .jsonl jobs file, an .swf file, an Alibaba pod list .csv "
                   f"(header {','.join(POD_HEADER)}), an Alibaba v2018 batch_task.csv (rows "
-                  f"{','.join(BATCH_FIELDS)}), a WfCommons workflow instance .json (WfFormat "
+                  f"{','.join(BATCH_FIELDS)}) or v2017 one (8 columns), a WfCommons workflow instance .json (WfFormat "
                   f"1.0-1.6) or a folder of them, or synthetic[:key=value,...]")
 
 
@@ -125,7 +125,8 @@ def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
             if not looks_like_batch_tasks(first):
                 raise InputError(path=spec, line=1, field=None,
                                  problem="a .csv with neither the Alibaba pod list header "
-                                         "nor the 9 columns of a v2018 batch_task.csv",
+                                         "nor the columns of a batch_task.csv (9 of the "
+                                         "v2018 trace, 8 of v2017)",
                                  expected=WORKLOAD_KINDS)
             kind = "batch_task.csv"
     for k in options:
