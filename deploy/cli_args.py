@@ -119,6 +119,10 @@ def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
                    help="scale arrivals to this offered load on the dominant resource")
     g.add_argument("--inflate", type=_number(ge=1, le=MAX_INFLATE), default=1.0,
                    help="clone jobs to this multiple, arrivals seeded (default 1: none)")
+    g.add_argument("--workload-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an option of the workload's reader, repeatable: e.g. max_jobs=1000 "
+                        "or machine_mem_mib=131072 (batch_task.csv), arrival_gap_s=60 "
+                        "(WfCommons), rigid=false (SWF); see docs/inputs.md")
     if config:
         g.add_argument("--config", default=None,
                        help="simulation YAML (objective weights, seed, malleable model, ...)")
@@ -126,6 +130,7 @@ def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
 
 def _scenario(a: argparse.Namespace):
     from agora.agents.sim.runner import Scenario
+    from agora.agents.workloads.loader import parse_option
 
     if Path(a.cluster).suffix.lower() != ".csv":
         for opt, v in (("--sites", a.sites), ("--split", a.split)):
@@ -133,10 +138,20 @@ def _scenario(a: argparse.Namespace):
                 raise ValueError(f"{opt} {v}: applies to an Alibaba node-list .csv cluster "
                                  f"only, and --cluster {a.cluster} has its sites in it; "
                                  f"expected no {opt} with this cluster")
+    options: dict = {}
+    for text in getattr(a, "workload_option", []) or []:
+        try:
+            name, value = parse_option(text)
+        except ValueError as e:
+            raise ValueError(f"--workload-option: {e}") from None
+        if name in options:
+            raise ValueError(f"--workload-option: {name} given twice; expected each once")
+        options[name] = value
     return Scenario(cluster=a.cluster, workload=a.workload,
                     sites=DEFAULT_SITES if a.sites is None else a.sites,
                     split=a.split or DEFAULT_SPLIT, arrival_window=a.arrival_window,
-                    load=a.load, inflate=a.inflate)
+                    load=a.load, inflate=a.inflate,
+                    workload_options=tuple(sorted(options.items())))
 
 
 def _build(a: argparse.Namespace, sc, seed: int):

@@ -38,6 +38,9 @@ class Scenario:
     """alternatively: scale arrivals to this offered load on the dominant resource"""
     inflate: float = 1.0
     """clone jobs to this multiple (>= 1) with seeded arrivals (Weng et al. 2023)"""
+    workload_options: tuple[tuple[str, object], ...] = ()
+    """(name, value) pairs for the workload's reader, e.g. (('max_jobs', 1000),) for a
+    batch_task.csv; the reader refuses an option that does not apply to its kind"""
 
     def build(self, seed: int) -> tuple[Cluster, Workload]:
         cluster = load_cluster(self.cluster, sites=self.sites, split=self.split)
@@ -45,7 +48,10 @@ class Scenario:
         if seed and (f.task_failure_prob or f.overrun_prob or f.outages):
             cluster = replace(cluster, faults=replace(f, seed=f.seed + seed))
         is_synth = self.workload.split(":")[0] == "synthetic"
-        wl = load_workload(self.workload, cluster, **({"seed": seed} if is_synth else {}))
+        options = dict(self.workload_options)
+        if is_synth:
+            options["seed"] = seed
+        wl = load_workload(self.workload, cluster, **options)
         if self.arrival_window is not None and wl.jobs:
             span = wl.jobs[-1].arrival - wl.jobs[0].arrival
             if span > 0:

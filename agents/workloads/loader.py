@@ -155,6 +155,17 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
+def parse_option(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` (a reader's option: ``max_jobs=1000``) -> (name, value as int, float,
+    bool or text); ValueError saying what is wrong."""
+    name, eq, value = text.partition("=")
+    name = name.strip()
+    if not eq or not name.isidentifier() or not value.strip():
+        raise ValueError(f"{text[:80]!r}; expected NAME=VALUE, e.g. max_jobs=1000 (the "
+                         f"options of each kind: docs/inputs.md)")
+    return name, _value(value.strip())
+
+
 def _value(s: str) -> Any:
     if _INT.fullmatch(s):
         return int(s)

@@ -318,3 +318,36 @@ def test_gantt_charts_without_recorded_runs_are_refused_not_drawn_empty(tmp_path
     assert not out.exists()
     assert main(SIM + ["--config", str(cfg), "--out", str(out)]) == 0
     assert (out / "result.json").is_file()
+
+
+BATCH = ("7000,7100,30,301,2,Terminated,50,0.25\n"      # v2017 rows: three one-task jobs
+         "7010,7300,31,310,1,Terminated,100,0.5\n"
+         "7020,7400,32,320,1,Terminated,100,0.5\n")
+
+
+def test_a_workload_option_reaches_the_trace_reader(tmp_path, capsys):
+    # max_jobs, machine_mem_mib, arrival_gap_s, rigid ... were Python API only
+    p = tmp_path / "batch_task.csv"
+    p.write_text(BATCH)
+    args = ["simulate", "--cluster", CLUSTER, "--workload", str(p), "--no-gantt", "--json",
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["jobs"] == 3
+    assert main(args + ["--workload-option", "max_jobs=2"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["jobs"] == 2
+
+
+@pytest.mark.parametrize("opts,words", [
+    (["nope=1"], "option 'nope' does not apply to batch_task.csv files"),
+    (["max_jobs"], "--workload-option: 'max_jobs'; expected NAME=VALUE"),
+    (["max_jobs=1", "max_jobs=2"], "--workload-option: max_jobs given twice"),
+    (["max_jobs=0"], "field 'max_jobs'"),
+])
+def test_a_bad_workload_option_is_one_line_naming_it(tmp_path, capsys, opts, words):
+    p = tmp_path / "batch_task.csv"
+    p.write_text(BATCH)
+    args = ["simulate", "--cluster", CLUSTER, "--workload", str(p), "--no-gantt",
+            "--out", str(tmp_path / "out")]
+    for o in opts:
+        args += ["--workload-option", o]
+    assert words in input_error(args, capsys)
