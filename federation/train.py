@@ -129,7 +129,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     seeds = {"global_init": cfg.seed, "sites": {l.site: l.loop.cfg.seed for l in learners},
              "rounds": "round_seed(seed, r)", "episode_seed_base": TRAIN_SEED_BASE,
              "validation_seed_base": VAL_SEED_BASE}
-    record = {"config": cfg.to_dict(), "setup": setup.to_dict(), "seeds": seeds}
+    # in JSON's types (lists, not tuples), as the saved state is read back for --resume
+    record = json.loads(json.dumps({"config": cfg.to_dict(), "setup": setup.to_dict(),
+                                    "seeds": seeds}))
     weights, done = initial_weights(learners[0], cfg.seed), 0
     state_file = out / "state.json"
     if resume and state_file.exists():

@@ -69,6 +69,9 @@ class TrainConfig:
     @staticmethod
     def from_dict(d: dict) -> TrainConfig:
         d = dict(d)
+        # through Scenario and back: a saved run's scenario (JSON: lists, a field added since
+        # missing) equals the same scenario made now
+        d["scenario"] = asdict(Scenario(**d["scenario"]))
         d["agent"] = AgentConfig(**d["agent"])
         d["ppo"] = PPOConfig(**d["ppo"])
         return TrainConfig(**d)

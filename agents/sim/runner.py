@@ -42,6 +42,12 @@ class Scenario:
     """(name, value) pairs for the workload's reader, e.g. (('max_jobs', 1000),) for a
     batch_task.csv; the reader refuses an option that does not apply to its kind"""
 
+    def __post_init__(self) -> None:
+        # pairs as tuples whatever they came as (JSON gives lists): a scenario read back from
+        # a saved run equals the one saved
+        object.__setattr__(self, "workload_options",
+                           tuple((str(k), v) for k, v in self.workload_options))
+
     def build(self, seed: int) -> tuple[Cluster, Workload]:
         cluster = load_cluster(self.cluster, sites=self.sites, split=self.split)
         f = cluster.faults
