@@ -81,15 +81,18 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
 
 
 def parse_json(where: Where, text: str, expected: str) -> Any:
-    """One JSON value from ``text``; InputError (at ``where``) if it is not valid JSON or an
-    object repeats a key. NaN and Infinity are let through for the checks to name."""
+    """One JSON value from ``text`` (a JSON Lines record, or a whole file at a ``where``
+    without a line); InputError (at ``where``) if it is not valid JSON or an object repeats a
+    key. NaN and Infinity are let through for the checks to name."""
     try:
         return _DECODER.decode(text)
     except _DuplicateKey as e:
         raise where.key(str(e.args[0])).error("key appears twice in one object",
                                               "each key once") from None
     except json.JSONDecodeError as e:
-        raise where.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
+        # a record of one line (JSON Lines) keeps its line; a whole file gets the error's
+        at = where if where.line is not None else Where(where.path, e.lineno, where.field)
+        raise at.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
     except RecursionError:
         raise where.error(f"nested too deeply (more than about "
                           f"{sys.getrecursionlimit()} levels of arrays and objects)",

@@ -39,7 +39,6 @@ file over ``MAX_FILE_BYTES``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -53,7 +52,7 @@ from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, top
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_SECONDS,
                                  MAX_TIME, id_problem)
 from agora.agents.workloads.errors import InputError, origin_sites
-from agora.agents.workloads.native import _find_cycle
+from agora.agents.workloads.native import _find_cycle, parse_json
 from agora.agents.workloads.native_fields import ident
 from agora.agents.workloads.yamlmarks import (Where, describe, get_list, get_number, get_str,
                                               read_text, shorten)
@@ -198,18 +197,6 @@ def read_instance(path: str) -> tuple[str, tuple[Task, ...], str | None]:
     return jid, (() if why else tasks), why
 
 
-class _Repeated(Exception):
-    """A key twice in one JSON object."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        keys = [k for k, _ in pairs]
-        raise _Repeated(next(k for i, k in enumerate(keys) if k in keys[:i]))
-    return obj
-
-
 def parse(path: str) -> Any:
     """The file's JSON value; InputError for a file too large, unreadable, not UTF-8, not JSON
     (with line and column) or with a key twice in one object."""
@@ -221,18 +208,7 @@ def parse(path: str) -> Any:
     if size > MAX_FILE_BYTES:
         raise where.error(f"{size:,} bytes, over the limit of {MAX_FILE_BYTES // MIB} MiB",
                           f"{EXPECTED} of at most {MAX_FILE_BYTES:,} bytes")
-    text = read_text(path, EXPECTED)
-    try:
-        return json.JSONDecoder(object_pairs_hook=_unique_keys).decode(text)
-    except _Repeated as e:
-        raise where.error(f"key {shorten(str(e.args[0]))!r} appears twice in one object",
-                          "each key once") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path=path, line=e.lineno, field=None, expected=EXPECTED,
-                         problem=f"not valid JSON at column {e.colno}: {e.msg}") from None
-    except (ValueError, RecursionError) as e:      # 5000 digits, or nested too deeply
-        raise where.error(f"not valid JSON ({type(e).__name__}: {shorten(str(e), 120)})",
-                          EXPECTED) from None
+    return parse_json(where, read_text(path, EXPECTED), EXPECTED)
 
 
 def _object(w: Where, v: Any, required: tuple[str, ...] = ()) -> dict:

@@ -118,15 +118,15 @@ def test_what_is_not_json_names_line_and_column(tmp_path, two_sites, monkeypatch
     check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, 4, None,
           "not valid JSON at column 16")
     p = write(tmp_path, '{"name": "x", "name": "y", "schemaVersion": "1.5", "workflow": {}}')
-    check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, None, None,
-          "key 'name' appears twice")
+    check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, None, "name",
+          "key appears twice")
     p = tmp_path / "bytes.json"
     p.write_bytes(b'{"name": "\xff"}')
     check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, 1, None,
           "not UTF-8")
     p = write(tmp_path, "[" * 100_000 + "]" * 100_000)
     check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, None, None,
-          "not valid JSON (RecursionError")
+          "nested too deeply")
     p = write(tmp_path, "")
     check(pytest.raises(InputError, read_wfcommons, p, two_sites).value, p, 1, None,
           "not valid JSON")
