@@ -50,7 +50,7 @@ from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, top
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS,
                                  MAX_TIME, id_problem)
 from agora.agents.workloads.alibaba import csv_rows, plain_float
-from agora.agents.workloads.errors import InputError, origin_sites
+from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
 from agora.agents.workloads.yamlmarks import shorten
 
 FIELDS = ("task_name", "instance_num", "job_name", "task_type", "status", "start_time",
@@ -99,15 +99,8 @@ class BatchReport:
 
     def note(self, shown: int = 3) -> str | None:
         """One line naming the skipped jobs by reason, or None when none was skipped."""
-        n = sum(len(v) for v in self.skipped.values())
-        if not n:
-            return None
-        parts = []
-        for why, jobs in self.skipped.items():
-            more = f" and {len(jobs) - shown} more" if len(jobs) > shown else ""
-            parts.append(f"{len(jobs)} with {REASONS[why]} ({', '.join(jobs[:shown])}{more})")
-        return (f"{self.workload.source}: skipped {n} job{'s' if n > 1 else ''} the trace "
-                f"cannot replay whole: {'; '.join(parts)}")
+        return skipped_line(self.workload.source, self.skipped, REASONS, "job",
+                            "the trace cannot replay whole", shown)
 
 
 def read_batch_tasks(path: str | Path, cluster: Cluster, *, machine_mem_mib: int | None = None,

@@ -40,5 +40,21 @@ def origin_sites(cluster, path: str) -> tuple[str, ...]:
     return sites
 
 
+def skipped_line(source: str, skipped: dict[str, tuple[str, ...]], reasons: dict[str, str],
+                 noun: str, why: str, shown: int = 3) -> str | None:
+    """One line naming what a trace reader skipped, by reason (a key of ``reasons``) -> names
+    in reading order, e.g. ``x.csv: skipped 2 jobs the trace cannot replay whole: 2 with a
+    task not Terminated (j_3, j_4)``; None when nothing was skipped. ``noun``: what was
+    skipped (pluralised with an s); ``why``: the words after it."""
+    n = sum(len(v) for v in skipped.values())
+    if not n:
+        return None
+    parts = []
+    for reason, names in skipped.items():
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        parts.append(f"{len(names)} with {reasons[reason]} ({', '.join(names[:shown])}{more})")
+    return f"{source}: skipped {n} {noun}{'s' if n > 1 else ''} {why}: {'; '.join(parts)}"
+
+
 def _rebuild(path, line, field, problem, expected) -> InputError:
     return InputError(path=path, line=line, field=field, problem=problem, expected=expected)

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, topological_order
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_SECONDS,
                                  MAX_TIME, id_problem)
-from agora.agents.workloads.errors import InputError, origin_sites
+from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
 from agora.agents.workloads.native import _find_cycle, parse_json
 from agora.agents.workloads.native_fields import ident
 from agora.agents.workloads.yamlmarks import (Where, describe, get_list, get_number, get_str,
@@ -82,14 +82,8 @@ class WfReport(NamedTuple):
 
 def skipped_note(report: WfReport, shown: int = 3) -> str | None:
     """One line naming the skipped workflows by reason, or None when none was skipped."""
-    parts = []
-    for why, names in report.skipped.items():
-        more = f" and {len(names) - shown} more" if len(names) > shown else ""
-        parts.append(f"{len(names)} with {REASONS[why]} ({', '.join(names[:shown])}{more})")
-    n = sum(len(names) for names in report.skipped.values())
-    return None if n == 0 else (f"{report.workload.source}: skipped {n} workflow"
-                                f"{'s' * (n > 1)} that cannot be replayed whole: "
-                                + "; ".join(parts))
+    return skipped_line(report.workload.source, report.skipped, REASONS, "workflow",
+                        "that cannot be replayed whole", shown)
 
 
 def read_wfcommons(spec: str | Path, cluster: Cluster, *, arrival_gap_s: float = 0.0) -> Workload:
