@@ -6,8 +6,8 @@ node list ``.csv`` (recognised by its header), split into ``sites`` sites by ``s
 
 Workloads (:func:`load_workload`): a native ``.jsonl`` file, an ``.swf`` file (options
 ``rigid``, ``mem_per_proc_mib``), an Alibaba pod list ``.csv`` (recognised by its header;
-option ``qos_weights``), an Alibaba v2018 ``batch_task.csv`` of DAG jobs (recognised by its
-rows; options ``machine_mem_mib``, ``max_jobs``), a WfCommons workflow instance ``.json`` or a
+option ``qos_weights``), an Alibaba v2018 ``batch_task.csv`` of DAG jobs or the older v2017
+one (recognised by its rows; options ``machine_mem_mib``, ``max_jobs``), a WfCommons workflow instance ``.json`` or a
 folder of them (recognised by the top-level ``workflow`` and ``schemaVersion``; option
 ``arrival_gap_s``), or ``synthetic`` / ``synthetic:key=value,...`` which calls
 ``agents.workloads.synthetic.generate(cluster, seed=..., **params)`` (values are read as
@@ -39,8 +39,9 @@ CLUSTER_KINDS = ("'default', a native cluster .yaml/.yml file, or an Alibaba nod
                  f"(header {','.join(NODE_HEADER)})")
 WORKLOAD_KINDS = ("a native .jsonl jobs file, an .swf file, an Alibaba pod list .csv "
                   f"(header {','.join(POD_HEADER)}), an Alibaba v2018 batch_task.csv (rows "
-                  f"{','.join(BATCH_FIELDS)}) or v2017 one (8 columns), a WfCommons workflow instance .json (WfFormat "
-                  f"1.0-1.6) or a folder of them, or synthetic[:key=value,...]")
+                  f"{','.join(BATCH_FIELDS)}) or v2017 one (8 columns), a WfCommons "
+                  f"workflow instance .json (WfFormat 1.0-1.6) or a folder of them, or "
+                  f"synthetic[:key=value,...]")
 
 
 def _first_line(path: str) -> str:
