@@ -233,7 +233,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                            f"score {r.metrics['score']:.4f}", file=sys.stderr)))
     if a.json:
         print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
-                          "comm": res["comm"], "wall_s": res["wall_s"],
+                          "comm": res["comm"], "competence": res["competence"],
+                          "wall_s": res["wall_s"],
                           "policies": summarise(res["runs"]),
                           "paired_jct": paired_differences(res["runs"], "learned")}, indent=1))
     else:
@@ -244,5 +245,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"messages ({c['mode']}, threshold {c['threshold']}): {c['msgs_sent_frac']:.3f} of "
               f"{c['msgs_possible']} possible sent; {c['bytes_per_msg']} bytes per code vs "
               f"{c['raw_state_bytes']} bytes of raw float32 state")
+        g = res["competence"]
+        if g["max_choices"] is not None:
+            print(f"competence: windows of up to {g['max_choices']} candidates ranked by the "
+                  f"policy; {g['by_teacher']} of {g['decisions']} decisions wider, ranked by "
+                  f"its SRPT teacher (python -m agora.agents.learn.competence)")
         print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")
     return 0

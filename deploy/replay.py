@@ -200,7 +200,8 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
         from agora.agents.learn.learned_policy import AgentConfig
         from agora.federation.actor_grid import ActorTrainer, learner_config
 
-        agent_cfg = AgentConfig(**pconf)
+        agent_cfg = AgentConfig(**{k: v for k, v in pconf.items()
+                                   if k in AgentConfig.__dataclass_fields__})
         trainers = {s: ActorTrainer(learner_config(cfg.scenario(), agent_cfg, cfg.seed, i))
                     for i, s in enumerate(cluster.site_names)}
     cluster_spec = cfg.cluster if cfg.cluster == "default" else str(Path(cfg.cluster).resolve())

@@ -91,6 +91,14 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
         agents.codec.load_state_dict(blob["codec"])
     except RuntimeError as e:
         raise CheckpointMismatch(f"{path}: weights do not fit the configuration: {e}") from None
+    competence = blob.get("competence")
+    if competence is not None:
+        mc = competence.get("max_choices") if isinstance(competence, dict) else None
+        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+            raise CheckpointMismatch(f"{path}: competence.max_choices: {mc!r}; expected a "
+                                     f"whole number >= 1 (python -m agora.agents.learn."
+                                     f"competence {path} measures it again)")
+        agents.max_choices = mc
     return agents, blob
 
 

@@ -59,7 +59,7 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
     if srpt:
         runs[SRPT_NAME] = []
     runs.update({p: [] for p in names})
-    sent = possible = 0
+    sent = possible = by_teacher = 0
     wall = {k: 0.0 for k in runs}
     rounds = 0
     pol = None
@@ -70,6 +70,7 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
                              threshold=threshold)
         wall["learned"] += time.perf_counter() - t0
         sent += sum(a.sent for a in pol.agents)
+        by_teacher += sum(a.by_teacher for a in pol.agents)
         possible += sum(a.sent + a.suppressed for a in pol.agents)
         rounds += pol.rounds
         runs["learned"].append(r.metrics)
@@ -97,4 +98,6 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
                      "msgs_sent": sent, "msgs_possible": possible, "rounds": rounds,
                      "bytes_per_msg": code_bytes(cfg.code_dim, cfg.bits),
                      "bits_per_msg": 8 * code_bytes(cfg.code_dim, cfg.bits),
-                     "raw_state_bytes": 4 * LOCAL_DIM}}
+                     "raw_state_bytes": 4 * LOCAL_DIM},
+            "competence": {"max_choices": cfg.max_choices, "by_teacher": by_teacher,
+                           "decisions": possible}}

@@ -70,6 +70,9 @@ class Agents:
                                  hidden=cfg.hidden, central_critic=cfg.central_critic)
         self.codec = Codec(local_dim=LOCAL_DIM, code_dim=cfg.code_dim, hidden=cfg.hidden,
                            bits=cfg.bits, beta=cfg.beta)
+        self.max_choices: int | None = None
+        """the acting policy's competence (``agents.learn.competence``): set from a
+        checkpoint that measured it; None while training"""
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -89,6 +92,8 @@ class Agents:
         """The acting policy (numpy) with the current weights; ``comm`` may switch among the
         modes that read codes, never into or out of 'global' (another input width)."""
         cfg = self.cfg.to_dict()
+        if self.max_choices is not None:
+            cfg["max_choices"] = self.max_choices
         if comm is not None:
             cfg["comm"] = comm
         if threshold is not None:

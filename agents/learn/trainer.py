@@ -105,12 +105,18 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
         bar.close()
     if not (out / "best.pt").exists():
         loop.save(out / "best.pt")
+    from agora.agents.learn import competence
+    comp = competence.measure_checkpoint(out / "best.pt")
+    competence.stamp(out / "best.pt", comp)
+    log(f"competence of best.pt: windows of up to {comp['max_choices']} candidates "
+        f"({comp['quantile']:.0%} of {comp['decisions']} decisions); wider ones are ranked by "
+        f"the SRPT teacher when acting")
     mlog.close()
     tracker.close()
     png = plot_curve(out / "metrics.jsonl", out / "learning_curve.png")
     summary = {"steps": st["step"], "updates": st["update"], "wall_s": st["wall_s"],
                "best_val_jct_mean_s": st["best"], "curve": str(png),
-               "checkpoint": str(out / "best.pt")}
+               "checkpoint": str(out / "best.pt"), "max_choices": comp["max_choices"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -132,6 +132,13 @@ class NumpyPolicy:
         """sites each agent listens to at most (``neighbours``; checkpoints from before it
         existed listen to DEFAULT_PEERS)"""
         self.scale = np.float32(int(config["hidden"]) ** -0.5)
+        mc = config.get("max_choices")
+        if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
+            raise ValueError(f"max_choices: got {mc!r}; expected a whole number >= 1 or None")
+        self.max_choices: int | None = mc
+        """the most candidates a window may hold for this policy to rank it when acting
+        greedily; a wider window is ranked by its teacher (``agents.learn.competence``).
+        None: always the policy's own ranking (training, checkpoints without a measure)"""
 
     def _lin(self, x: np.ndarray, name: str, bias: bool = True) -> np.ndarray:
         y = x @ self.w[f"model.{name}.weight"].T

@@ -64,6 +64,8 @@ class SiteAgent:
         self.threshold = policy.threshold if threshold is None else threshold
         self.sent = 0
         self.suppressed = 0
+        self.by_teacher = 0
+        """greedy decisions ranked by the teacher: windows wider than the policy's competence"""
 
 
 def srpt_keys(window: list, k: int) -> np.ndarray:
@@ -104,6 +106,8 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
         order, plen = teacher_orders(np.stack([srpt_keys(o.window, k) for o in obs]), valid)
     else:
         order, plen = sample_orders(logits, valid, rng)
+        if rng is None and policy.max_choices is not None:
+            _within_competence(agents, obs, mask, valid, order, plen, policy.max_choices)
     logp = log_prob_np(logits, order, plen)
     send = _trigger(agents, logits, valid, active)
     fresh = policy.encode(np.stack([o.local for o in obs])[send]) if send.any() else None
@@ -122,6 +126,21 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
             submit_decision(a, d, info)
             speak(a, d, info)
     return out
+
+
+def _within_competence(agents: list[SiteAgent], obs: list, mask: np.ndarray, valid: np.ndarray,
+                       order: np.ndarray, plen: np.ndarray, max_choices: int) -> None:
+    """Acting greedily, a site whose window holds more candidates than the policy's training
+    showed it (``max_choices``, ``agents.learn.competence``) ranks by the job-level SRPT
+    teacher instead (in place); each such decision is counted on its agent."""
+    wide = np.flatnonzero(mask.sum(axis=1) > max_choices)
+    if not len(wide):
+        return
+    k = mask.shape[1]
+    to, tp = teacher_orders(np.stack([srpt_keys(obs[i].window, k) for i in wide]), valid[wide])
+    order[wide], plen[wide] = to, tp
+    for i in wide:
+        agents[i].by_teacher += 1
 
 
 def exact_states(sites: np.ndarray, obs: list[SiteObs], n_sites: int

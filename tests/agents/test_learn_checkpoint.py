@@ -47,6 +47,11 @@ def test_train_writes_checkpoints_metrics_and_curve(trained):
     assert "eval/jct_mean_s" in tb and "charts/episodic_return" in tb
     blob = checkpoint.read(trained / "last.pt")
     assert blob["seeds"]["train"] == 0 and blob["train_config"]["agent"]["k"] == 6
+    # best.pt carries its competence, measured on its training scenario, to acting policies
+    comp = checkpoint.read(trained / "best.pt")["competence"]
+    assert comp["max_choices"] >= 1 and comp["decisions"] == sum(comp["counts"].values())
+    assert comp["scenario"]["workload"] == WL
+    assert checkpoint.load_policy(trained / "best.pt").max_choices == comp["max_choices"]
 
 
 def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
@@ -70,6 +75,8 @@ def test_evaluate_lists_learned_and_every_baseline(trained, capsys):
     assert {"learned", *BASELINES} <= set(out["policies"])
     assert len(out["policies"]["learned"]["jct_mean_s"]["values"]) == 2
     assert out["comm"]["bytes_per_msg"] * 16 <= out["comm"]["raw_state_bytes"]
+    g = out["competence"]
+    assert g["max_choices"] >= 1 and 0 <= g["by_teacher"] <= g["decisions"]
     # the paired difference per baseline, seed by seed, equals the runs it came from
     sjf = out["paired_jct"]["sjf"]
     learned, base = (out["policies"][p]["jct_mean_s"]["values"] for p in ("learned", "sjf"))
