@@ -113,6 +113,19 @@ def save_global(path: Path, weights: list[np.ndarray], learner: PPOSiteLearner,
     checkpoint.save(path, agents=agents, extra=extra)
 
 
+def stamp_competence(path: Path, learners: list[PPOSiteLearner]) -> int:
+    """The aggregate's competence (``agents.learn.competence``): the widest of the windows
+    it ranks on every organisation's own training episodes, stored in ``path``."""
+    from agora.agents.learn import competence
+
+    agents, _ = checkpoint.load_agents(path)
+    measures = [competence.measure(agents, l.loop.src) for l in learners]
+    out = max(measures, key=lambda m: m["max_choices"])
+    out = {**out, "per_site": {l.site: m["max_choices"] for l, m in zip(learners, measures)}}
+    competence.stamp(path, out)
+    return out["max_choices"]
+
+
 def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                     resume: bool = False, progress: bool = True, log=print,
                     learners: list | None = None, track: str | None = None) -> dict:
@@ -200,13 +213,14 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         if bar is not None:
             bar.close()
     curves = plot_federation(mpath, out)
+    max_choices = stamp_competence(out / "last.pt", learners)
     summary = {"rounds": cfg.rounds, "wall_s": round(time.perf_counter() - t_start, 2),
                "steps": {l.site: l.loop.progress["step"] for l in learners},
                "step_budget": cfg.rounds * cfg.local_steps,
                "overshoot": {l.site: l.loop.progress["step"] - cfg.rounds * cfg.local_steps
                              for l in learners},
                "checkpoint": str(out / "last.pt"), "curves": [str(c) for c in curves],
-               "seeds": seeds, "final": _last_rows(mpath)}
+               "seeds": seeds, "final": _last_rows(mpath), "max_choices": max_choices}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

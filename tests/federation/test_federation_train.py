@@ -70,6 +70,11 @@ def test_agora_train_federated_on_the_alibaba_fixture(tmp_path, capsys, extra, r
     from tests.agents.test_learn_tracking import scalars
     assert "eval/score" in scalars(out / "tensorboard" / "federation")
     assert set(summary["final"]) == {*ORGS, "federation"}
+    # the aggregate's competence: the widest window it ranks on any organisation's episodes
+    from agora.agents.learn import checkpoint
+    comp = checkpoint.read(out / "last.pt")["competence"]
+    assert set(comp["per_site"]) == set(ORGS)
+    assert summary["max_choices"] == comp["max_choices"] == max(comp["per_site"].values())
     for f in ["metrics.jsonl", "learning_curve.png", "last.pt", "state.json", "summary.json",
               f"rounds/round-{rounds:04d}.pt",
               *[f"sites/{o}/{n}" for o in ORGS
