@@ -61,6 +61,12 @@ def read_text(path: str, expected: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise InputError(path=path, line=1, field=None,
+                             problem="the file is UTF-16 text (it starts with a UTF-16 "
+                                     "byte-order mark)",
+                             expected=f"UTF-8 text: {expected} (convert it, e.g. iconv -f "
+                                      f"UTF-16 -t UTF-8)") from None
         line = data[:e.start].count(b"\n") + 1
         raise InputError(path=path, line=line, field=None,
                          problem=f"byte 0x{data[e.start]:02x} is not UTF-8 text",

@@ -332,6 +332,9 @@ def test_jobs_bad_bytes_and_file(cluster, tmp_path):
     p = tmp_path / "bad.jsonl"
     raw = ("# x\n" + json.dumps(job()) + "\n").encode() + b'{"id": "\xff\xfe"}\n'
     check(fails(read_jobs, p, raw, cluster), p, 3, None, "UTF-8")
+    # a file saved as UTF-16 (a Windows editor's "Unicode") is named as such, with the fix
+    u16 = (json.dumps(job()) + "\n").encode("utf-16")
+    check(fails(read_jobs, p, u16, cluster), p, 1, None, "UTF-16", "iconv")
     with pytest.raises(InputError) as ei:
         read_jobs(tmp_path / "missing.jsonl", cluster)
     check(ei.value, tmp_path / "missing.jsonl", None, None, "cannot read")

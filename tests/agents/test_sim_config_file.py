@@ -104,7 +104,8 @@ def test_each_bad_field_names_file_line_and_field(tmp_path, text, line, field, f
     ("just text\n", 1, "found 'just text'"),
     ("seed: 2001-13-45\n", 1, "cannot read value '2001-13-45'"),
     (b"seed: 1\n\xf1\n", 2, "byte 0xf1 is not UTF-8 text"),
-    ("\ufeff\ufeffseed: 1\n".encode("utf-16"), 1, "not UTF-8 text"),
+    ("\ufeff\ufeffseed: 1\n".encode("utf-16"), 1, "the file is UTF-16 text"),
+    (b"seed: 1\n\xff\xfe", 2, "byte 0xff is not UTF-8 text"),   # no BOM at the start
 ])
 def test_a_file_that_is_no_mapping_is_named_with_its_line(tmp_path, text, line, problem):
     p = write(tmp_path, text)
