@@ -10,6 +10,8 @@ arrays over).
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +46,17 @@ def read(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise CheckpointMismatch(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(p):
+        raise CheckpointMismatch(f"{path}: not a checkpoint (not a torch.save archive); "
+                                 f"expected a file written by `agora train`")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointMismatch(f"{path}: holds objects other than tensors and plain data, "
+                                 f"which are never loaded (they could run code); expected a "
+                                 f"file written by `agora train`") from None
     except Exception as e:  # noqa: BLE001 — any unreadable file is the same user error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointMismatch(f"{path}: not a readable checkpoint ({first}); expected a "
                                  f"file written by `agora train`") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:

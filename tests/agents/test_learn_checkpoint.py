@@ -118,7 +118,7 @@ def test_loading_a_checkpoint_never_runs_code_from_it(tmp_path):
 
     p = tmp_path / "evil.pt"
     torch.save({"format": checkpoint.FORMAT, "x": Evil()}, p, pickle_module=pickle)
-    with pytest.raises(checkpoint.CheckpointMismatch, match="not a readable checkpoint"):
+    with pytest.raises(checkpoint.CheckpointMismatch, match="objects other than tensors"):
         checkpoint.read(p)
     assert not (tmp_path / "pwned").exists()
 
@@ -131,6 +131,11 @@ def test_a_checkpoint_with_another_k_fails_saying_what_differs(trained):
 def test_not_a_checkpoint(tmp_path):
     p = tmp_path / "x.pt"
     p.write_text("hello")
+    with pytest.raises(checkpoint.CheckpointMismatch, match="not a torch.save archive"):
+        checkpoint.read(p)
+    import zipfile
+    with zipfile.ZipFile(p, "w") as z:         # an archive, but not torch.save's
+        z.writestr("a.txt", "hello")
     with pytest.raises(checkpoint.CheckpointMismatch, match="not a readable checkpoint"):
         checkpoint.read(p)
 
