@@ -11,7 +11,8 @@ Scenarios:
   load 0.95 on the default 8 sites); seeds 0..N-1 (training draws seeds >= 10,000);
 - ``wf``: WfCommons workflow instances (real Pegasus / Makeflow / Nextflow runs; ``--wf-dir``:
   a folder of WfInstances ``.json`` files, e.g. every file of github.com/wfcommons/WfInstances)
-  on 4 sites of one 8-core node each, one workflow arriving every 60 s: seed s is 20 files
+  on 4 sites of one 8-core node each (``deploy/configs/cluster-4x8.yaml``), one workflow
+  arriving every 60 s: seed s is 20 files
   drawn with ``numpy.random.default_rng(s)`` (the names are in the JSON), so each seed is
   another set of workflows. Contention makes a site's window hold ~16 candidates of ~4 jobs,
   where the policy's training held 1.2.
@@ -32,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from agora.agents.baselines import BASELINES
 from agora.agents.learn import checkpoint
@@ -42,9 +42,7 @@ from agora.agents.sim.runner import Scenario
 from bench.scenarios import REPO, synthetic_dag
 
 CHECKPOINT = REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
-WF_CLUSTER = {"sites": [{"name": f"site-{i}", "nodes": [{"name": "n", "cpu": 8,
-                                                           "mem": 65536}]} for i in range(4)],
-              "links": {"default": {"latency_ms": 20, "bandwidth_mbps": 1000}}}
+WF_CLUSTER = REPO / "deploy" / "configs" / "cluster-4x8.yaml"
 WF_PER_SEED = 20
 WF_GAP_S = 60.0
 
@@ -134,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "synthetic":
             sc = synthetic_dag()
         elif name == "wf":
-            cl = work / "cluster-4x8.yaml"
-            cl.write_text(yaml.safe_dump(WF_CLUSTER))
-            sc = WfSets(cluster=str(cl), workload=str(a.wf_dir.resolve()),
+            sc = WfSets(cluster=str(WF_CLUSTER), workload=str(a.wf_dir.resolve()),
                         workload_options=(("arrival_gap_s", WF_GAP_S),))
         else:
             p.error(f"--only: unknown scenario {name!r}; expected synthetic, wf")
