@@ -1,0 +1,48 @@
+"""bench/competence.py end to end on a folder of the WfCommons test fixtures (no WfInstances
+checkout): every arm has a row against the best baseline, the unguarded copy really is
+unguarded, and a folder that is missing is refused naming the flag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from agora.agents.learn import checkpoint, competence
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from bench import competence as bench_competence
+from tests.agents.wfcommons_fixtures import FLAT, SPEC, write
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_the_table_has_every_arm_and_the_unguarded_arm_is_unguarded(tmp_path):
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    for i in range(3):
+        write(wf, SPEC, f"spec-{i}.json")
+        write(wf, FLAT, f"flat-{i}.json")
+    torch.manual_seed(0)
+    ck = tmp_path / "c.pt"
+    checkpoint.save(ck, agents=Agents(AgentConfig(k=4, hidden=16)), extra={})
+    competence.stamp(ck, {"max_choices": 1})
+    out = tmp_path / "res"
+    assert bench_competence.main(["--checkpoint", str(ck), "--wf-dir", str(wf), "--only", "wf",
+                                  "--seeds", "2", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())["wf"]
+    assert set(res["arms"]) == {"learned", "learned, unguarded", "srpt-market (ref.)"}
+    assert res["competence"]["max_choices"] == 1
+    assert res["best_baseline"] in res["jct"] and len(res["jct"]["learned"]) == 2
+    for arm in res["arms"].values():
+        assert arm["lo"] <= arm["diff"] <= arm["hi"]
+    table = out.with_suffix(".md").read_text()
+    assert "learned, unguarded" in table and "srpt-market" in table
+    assert "competence" not in checkpoint.read(bench_competence.unguarded_copy(ck, tmp_path))
+
+
+def test_the_wf_scenario_needs_its_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        bench_competence.main(["--only", "wf", "--wf-dir", str(tmp_path / "missing")])
+    assert "--wf-dir" in capsys.readouterr().err
