@@ -5,7 +5,6 @@ unguarded, and a folder that is missing is refused naming the flag."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
