@@ -69,7 +69,7 @@ def unguarded_copy(path: Path, work: Path) -> Path:
     blob = checkpoint.read(path)
     blob.pop("competence", None)
     out = work / "unguarded.pt"
-    torch.save(blob, out)
+    checkpoint.write(out, blob)
     return out
 
 
@@ -78,12 +78,12 @@ def run_scenario(name: str, sc: Scenario, seeds: list[int], guarded: Path, ungua
     res = evaluate(str(guarded), sc, seeds=seeds, baselines=list(BASELINES))
     runs = res["runs"]
     runs["learned, unguarded"] = []
-    for s in seeds:
+    for s, guarded_run in zip(seeds, runs["learned"]):
         cluster, wl = sc.build(s)
         r, _ = run_learned(str(unguarded), cluster, wl, seed=s)
         runs["learned, unguarded"].append(r.metrics)
-        print(f"  {name} seed {s}: guarded {runs['learned'][len(runs['learned, unguarded']) - 1]['jct_mean_s']:.1f}"
-              f" unguarded {r.metrics['jct_mean_s']:.1f}", flush=True)
+        print(f"  {name} seed {s}: guarded {guarded_run['jct_mean_s']:.1f} unguarded "
+              f"{r.metrics['jct_mean_s']:.1f}", flush=True)
     jct = {p: [m["jct_mean_s"] for m in ms] for p, ms in runs.items()}
     best = min(BASELINES, key=lambda p: float(np.mean(jct[p])))
     rows = {}

@@ -19,7 +19,7 @@ import torch
 
 from agora.agents.learn.learned_policy import AgentConfig, Agents, peer_dim
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
-from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.policy import NumpyPolicy, is_max_choices
 from agora.agents.step.simulation import STATE_DIM
 
 FORMAT = "agora-learn-v2"
@@ -37,6 +37,12 @@ def save(path: str | Path, *, agents: Agents, extra: dict) -> None:
             "own_features": list(OWN_FEATURES), "local_dim": LOCAL_DIM,
             "peer_dim": agents.peer_dim,
             "model": agents.model.state_dict(), "codec": agents.codec.state_dict(), **extra}
+    write(path, blob)
+
+
+def write(path: str | Path, blob: dict) -> None:
+    """``blob`` (a checkpoint's dict, as ``read`` gives it) into ``path``, atomically."""
+    path = Path(path)
     tmp = path.with_suffix(".tmp")
     torch.save(blob, tmp)
     tmp.replace(path)
@@ -103,7 +109,7 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
     competence = blob.get("competence")
     if competence is not None:
         mc = competence.get("max_choices") if isinstance(competence, dict) else None
-        if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+        if not is_max_choices(mc):
             raise CheckpointMismatch(f"{path}: competence.max_choices: {mc!r}; expected a "
                                      f"whole number >= 1 (python -m agora.agents.learn."
                                      f"competence {path} measures it again)")

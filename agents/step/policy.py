@@ -95,6 +95,11 @@ def offers_of(window: list, order: np.ndarray, plen: int, mask: np.ndarray, k: i
     return out
 
 
+def is_max_choices(v) -> bool:
+    """A policy's competence (``NumpyPolicy.max_choices``): a whole number >= 1."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
 def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0)
 
@@ -133,7 +138,7 @@ class NumpyPolicy:
         existed listen to DEFAULT_PEERS)"""
         self.scale = np.float32(int(config["hidden"]) ** -0.5)
         mc = config.get("max_choices")
-        if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
+        if mc is not None and not is_max_choices(mc):
             raise ValueError(f"max_choices: got {mc!r}; expected a whole number >= 1 or None")
         self.max_choices: int | None = mc
         """the most candidates a window may hold for this policy to rank it when acting

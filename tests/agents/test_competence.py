@@ -89,10 +89,11 @@ class _Source:
 
 def test_measure_counts_every_active_decisions_window():
     ag = _agents(0)
+    ag.max_choices = 2
     m = competence.measure(ag, _Source(), episodes=2, quantile=1.0)
     assert m["decisions"] == sum(m["counts"].values()) > 0
-    assert m["max_choices"] == max(m["counts"])               # quantile 1: the widest
-    assert ag.max_choices is None                             # measuring left it unguarded
+    assert m["max_choices"] == max(m["counts"]) > 2           # quantile 1: the widest
+    assert ag.max_choices == 2                                # measured unguarded, then restored
     with pytest.raises(ValueError, match="quantile"):
         competence.measure(ag, _Source(), quantile=0.0)
 
