@@ -102,24 +102,27 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO); "
                                      "--federated: over several organisations with Flower")
     _scenario_args(t, config=False)   # training builds its own simulations
-    t.add_argument("--steps", type=int, default=50_000, help="bidding rounds of PPO experience")
+    t.add_argument("--steps", type=_whole(ge=0, le=10**9), default=50_000,
+                   help="bidding rounds of PPO experience (0: the imitation warm start only)")
     t.add_argument("--out", required=True, help="directory for checkpoints, metrics, curve")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--seed", type=_seed, default=0)
-    t.add_argument("--train-jobs", type=int, default=150, help="jobs per training episode")
-    t.add_argument("--bc-episodes", type=int, default=4,
+    t.add_argument("--train-jobs", type=_whole(ge=1, le=1_000_000), default=150, help="jobs per training episode")
+    t.add_argument("--bc-episodes", type=_whole(ge=0, le=10_000), default=4,
                    help="SRPT teacher episodes to imitate first (0: PPO from scratch)")
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--k", type=int, default=16, help="candidate slots per round")
-    t.add_argument("--hidden", type=int, default=64)
-    t.add_argument("--code-dim", type=int, default=8)
-    t.add_argument("--bits", type=int, default=8)
+    t.add_argument("--lr", type=_number(gt=0, le=1, unit="the optimiser's step size"),
+                   default=3e-4)
+    t.add_argument("--k", type=_whole(ge=1, le=1024), default=16,
+                   help="candidate slots per round")
+    t.add_argument("--hidden", type=_whole(ge=1, le=4096), default=64)
+    t.add_argument("--code-dim", type=_whole(ge=1, le=256), default=8)
+    t.add_argument("--bits", type=_whole(ge=2, le=8), default=8)
     t.add_argument("--threshold", type=_threshold, default=0.5,
                    help="send-trigger threshold (>= 0)")
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
     t.add_argument("--peers", type=_whole(ge=1), default=16,
                    help="sites each agent listens to, its nearest by link (>= 1)")
-    t.add_argument("--val-episodes", type=int, default=4,
+    t.add_argument("--val-episodes", type=_whole(ge=1, le=10_000), default=4,
                    help="held-back validation episodes per evaluation (per site)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -134,21 +137,22 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--setup", default="synthetic-noniid",
                    help="synthetic-noniid, alibaba-by-type, or a setup YAML "
                         "(deploy/configs/federation/synthetic-noniid.yaml shows the form)")
-    f.add_argument("--rounds", type=int, default=10, help="federated rounds")
-    f.add_argument("--local-steps", type=int, default=2000,
+    f.add_argument("--rounds", type=_whole(ge=1, le=100_000), default=10,
+                   help="federated rounds")
+    f.add_argument("--local-steps", type=_whole(ge=1, le=10**9), default=2000,
                    help="environment steps of local PPO per site per round")
     f.add_argument("--strategy", default="fedavg", choices=["fedavg", "median", "trimmed"],
                    help="Flower's FedAvg, FedMedian or FedTrimmedAvg")
-    f.add_argument("--trim-beta", type=float, default=0.2,
+    f.add_argument("--trim-beta", type=_number(ge=0, le=0.49), default=0.2,
                    help="trimmed: fraction cut from each end")
     f.add_argument("--secagg", action="store_true",
                    help="aggregate with Flower's SecAgg+ (fedavg only)")
     f.add_argument("--traces", default=None,
                    help="alibaba-by-type: the folder holding alibaba-openb-2023/ "
                         "(default ../shared/workloads)")
-    f.add_argument("--max-nodes", type=int, default=None,
+    f.add_argument("--max-nodes", type=_whole(ge=1, le=100_000), default=None,
                    help="alibaba-by-type: most nodes per organisation (default 8)")
-    f.add_argument("--setup-load", type=float, default=None,
+    f.add_argument("--setup-load", type=_number(gt=0, le=1e6), default=None,
                    help="alibaba-by-type: offered load of each organisation's pods (default 10)")
     t.set_defaults(fn=cli_sim.cmd_train)
 

@@ -155,9 +155,16 @@ def _scenario(a: argparse.Namespace):
 
 
 def _build(a: argparse.Namespace, sc, seed: int):
-    """``sc.build(seed)``, a failed transform named by its options (``_transforms``)."""
+    """``sc.build(seed)``, a failed transform named by its options (``_transforms``); a
+    workload without jobs refused (an empty .jsonl is a valid workload for ``agora up``, which
+    takes jobs as they are submitted, but a run over it would measure nothing)."""
     with _transforms(a):
-        return sc.build(seed)
+        cluster, wl = sc.build(seed)
+    if not wl.jobs:
+        raise InputError(path=sc.workload, line=None, field=None,
+                         problem="has no jobs, so there is nothing to run",
+                         expected="a workload with at least one job (docs/inputs.md)")
+    return cluster, wl
 
 
 @contextlib.contextmanager

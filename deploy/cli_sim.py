@@ -83,6 +83,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
     from agora.agents.sim.runner import run_baselines
 
     sc = _scenario(a)
+    _build(a, sc, 0)                                    # bad input: fail before any run
     policies = a.policies
     cfg, _ = _sim_config(a, fixed_seed=f"agora baselines runs seeds 0..{a.seeds - 1} "
                                        f"(--seeds {a.seeds})")
@@ -164,7 +165,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     from agora.agents.learn.ppo import PPOConfig
     from agora.agents.learn.trainer import TrainConfig, train
 
+    if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
+        raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
+                         "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
     sc = _scenario(a)
+    _build(a, sc, 0)                                    # bad input: fail before any run
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
                       bc_episodes=a.bc_episodes, val_episodes=a.val_episodes,
                       agent=_agent_config(a), ppo=PPOConfig(lr=a.lr))

@@ -9,6 +9,7 @@ compute log-probabilities, values and the codec's loss.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -48,8 +49,29 @@ class AgentConfig:
     central_critic: bool = True
     """the critic reads the system summary (MAPPO) or only the agent's own context"""
 
+    def __post_init__(self) -> None:
+        for name, lo, hi in _WHOLE_BOUNDS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name}: found {v!r}; expected a whole number in "
+                                 f"[{lo}, {hi:,}]")
+        for name in ("beta", "threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+                raise ValueError(f"{name}: found {v!r}; expected a finite number >= 0")
+        if self.comm not in _COMMS:
+            raise ValueError(f"comm: found {self.comm!r}; expected one of {', '.join(_COMMS)}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_WHOLE_BOUNDS = (("k", 1, 1024), ("hidden", 1, 4096), ("code_dim", 1, 256),
+                 ("peers", 1, 1_000_000))
+"""(field, least, most) of AgentConfig's whole-number shapes (``bits`` is the codec's own
+check, [2, 8]): generous, so that a typo (0, a negative, a million) is named here rather
+than as a division by zero or a tensor of negative size deep in training"""
+_COMMS = ("trigger", "always", "none", "global")
 
 
 def peer_dim(cfg: AgentConfig) -> int:

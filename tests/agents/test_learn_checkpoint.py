@@ -159,3 +159,15 @@ def test_new_commands_have_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0 and "usage: agora" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("k", 0, "whole number in [1, 1,024]"), ("hidden", -3, "whole number"),
+    ("code_dim", 0, "whole number"), ("peers", 0, "whole number"), ("k", True, "found True"),
+    ("hidden", 64.5, "whole number"), ("beta", float("nan"), "finite number >= 0"),
+    ("threshold", -0.1, "finite number >= 0"), ("comm", "sometimes", "one of trigger")])
+def test_agent_config_refuses_a_bad_shape_naming_the_field(field, value, words):
+    # a config from a file or a federation setup reaches AgentConfig without the CLI's checks
+    with pytest.raises(ValueError) as e:
+        AgentConfig(**{field: value})
+    assert str(e.value).startswith(f"{field}: found") and words in str(e.value)
