@@ -54,10 +54,11 @@ class WfSets(Scenario):
         files = sorted(Path(self.workload).glob("*.json"))
         pick = np.random.default_rng(seed).choice(len(files), min(WF_PER_SEED, len(files)),
                                                   replace=False)
-        d = Path(tempfile.mkdtemp(prefix=f"wf-seed{seed}-"))
-        for i in sorted(pick):
-            (d / files[i].name).symlink_to(files[i].resolve())
-        return replace(self, workload=str(d)).plain().build(seed)
+        with tempfile.TemporaryDirectory(prefix=f"wf-seed{seed}-") as tmp:
+            d = Path(tmp)                    # read whole by build: removed once it returns
+            for i in sorted(pick):
+                (d / files[i].name).symlink_to(files[i].resolve())
+            return replace(self, workload=str(d)).plain().build(seed)
 
     def plain(self) -> Scenario:
         return Scenario(cluster=self.cluster, workload=self.workload, sites=self.sites,
@@ -121,23 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     names = a.only.split(",")
+    for name in names:
+        if name not in ("synthetic", "wf"):
+            p.error(f"--only: unknown scenario {name!r}; expected synthetic, wf")
     if "wf" in names and (a.wf_dir is None or not a.wf_dir.is_dir()):
         p.error(f"--wf-dir: {a.wf_dir}; expected a folder of WfInstances .json files for "
                 f"the 'wf' scenario (or --only synthetic)")
-    work = Path(tempfile.mkdtemp(prefix="competence-"))
-    unguarded = unguarded_copy(a.checkpoint, work)
-    seeds = list(range(a.seeds))
-    results = {}
-    for name in names:
-        if name == "synthetic":
-            sc = synthetic_dag()
-        elif name == "wf":
-            sc = WfSets(cluster=str(WF_CLUSTER), workload=str(a.wf_dir.resolve()),
-                        workload_options=(("arrival_gap_s", WF_GAP_S),))
-        else:
-            p.error(f"--only: unknown scenario {name!r}; expected synthetic, wf")
-        results[name] = run_scenario(name, sc, seeds, a.checkpoint, unguarded)
-        print(table({name: results[name]}), flush=True)
+    with tempfile.TemporaryDirectory(prefix="competence-") as work:
+        results = run_all(a, names, unguarded_copy(a.checkpoint, Path(work)))
     text = ("# The learned policy inside and outside what it learned (bench/competence.py)\n\n"
             f"Command: `python -m bench.competence {' '.join(argv or sys.argv[1:])}`; "
             f"checkpoint {a.checkpoint.name}; seeds 0..{a.seeds - 1}; 'vs best baseline': "
@@ -148,6 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     a.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     print(f"wrote {a.out.with_suffix('.md')}")
     return 0
+
+
+def run_all(a, names: list[str], unguarded: Path) -> dict:
+    """Every scenario of ``--only``: its arms, a table printed as each finishes."""
+    seeds = list(range(a.seeds))
+    results = {}
+    for name in names:
+        if name == "synthetic":
+            sc = synthetic_dag()
+        else:
+            sc = WfSets(cluster=str(WF_CLUSTER), workload=str(a.wf_dir.resolve()),
+                        workload_options=(("arrival_gap_s", WF_GAP_S),))
+        results[name] = run_scenario(name, sc, seeds, a.checkpoint, unguarded)
+        print(table({name: results[name]}), flush=True)
+    return results
 
 
 if __name__ == "__main__":

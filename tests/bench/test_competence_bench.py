@@ -45,3 +45,10 @@ def test_the_wf_scenario_needs_its_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench_competence.main(["--only", "wf", "--wf-dir", str(tmp_path / "missing")])
     assert "--wf-dir" in capsys.readouterr().err
+
+
+def test_an_unknown_scenario_is_refused_before_any_run(tmp_path, capsys):
+    out = tmp_path / "res"
+    with pytest.raises(SystemExit):
+        bench_competence.main(["--only", "synthetic,wff", "--out", str(out)])
+    assert "unknown scenario 'wff'" in capsys.readouterr().err and not out.with_suffix(".md").exists()
