@@ -129,15 +129,22 @@ class HistoryBytes:
         self.changes: list[bytes] = []
         self.rounds = bytearray()
 
-    def catch_up(self, st: ScheduleState) -> None:
-        for row in st.allocations[len(self.allocations):]:
+    def catch_up(self, st: ScheduleState, most: int | None = None) -> int:
+        """Encode the rows written since the last call, at most ``most`` of them (None: all,
+        as a snapshot needs); returns how many it encoded."""
+        a, c = len(self.allocations), len(self.changes)
+        take_a = len(st.allocations) - a if most is None else min(most, len(st.allocations) - a)
+        for row in st.allocations[a:a + take_a]:
             self.allocations.append(
                 length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True)))
             self.rounds += varint(row[7])
-        if len(self.changes) < len(st.changes):
+        left = None if most is None else most - take_a
+        take_c = len(st.changes) - c if left is None else min(left, len(st.changes) - c)
+        if take_c > 0:
             self.changes.extend(
                 length_delimited(8, change_pb(row).SerializeToString(deterministic=True))
-                for row in st.changes[len(self.changes):])
+                for row in st.changes[c:c + take_c])
+        return take_a + max(take_c, 0)
 
 
 def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:

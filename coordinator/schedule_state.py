@@ -85,6 +85,9 @@ from agora.coordinator.site_commands import SiteCommands
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError, cluster_to_proto, decode
 
+HISTORY_ROWS_PER_JOB = 16
+"""``warm``'s budget: a job record costs about as much to encode as this many history rows"""
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ScheduleState", "Rejected", "part_over_limit", "site_of_client",
@@ -250,8 +253,11 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         """Encode up to ``most`` job records that changed since they were last encoded
         (``Ledger.unencoded``; the host calls this while it has nothing else to do), so that
         the next checkpoint's snapshot finds them ready instead of stalling the replica on
-        them. Changes nothing a snapshot says: the cache holds the bytes a snapshot would
-        encode now, and a later change clears it again. Returns how many it encoded (0: none
+        them; then, within the same budget (``HISTORY_ROWS_PER_JOB`` rows for a job), the
+        allocation and instance-change rows written since (``HistoryBytes``; encoding them
+        was most of a checkpoint's stall once job records were warmed). Changes nothing a
+        snapshot says: the cache holds the bytes a snapshot would encode now, and a later
+        change clears it again. Returns how many records and rows it encoded (0: none
         left)."""
         pending, jobs = self.ledger.unencoded, self.ledger.jobs
         done = 0
@@ -260,6 +266,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             if js.rec is None and jobs.get(job_id) is js:   # not encoded meanwhile, not gone
                 job_record_bytes(js, self.job_versions[job_id])
                 done += 1
+        if done < most:           # then the history rows written since (append-only)
+            done += self.history_bytes.catch_up(self, (most - done) * HISTORY_ROWS_PER_JOB)
         return done
 
     def schedule_bytes(self) -> bytes:

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from agora.agents.domain import Cluster, Node, Site
-from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.schedule_state import HISTORY_ROWS_PER_JOB, ScheduleState
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, cluster, job, script, submit
 
@@ -67,6 +67,28 @@ def test_incremental_snapshot_bytes_are_protobufs_canonical_encoding_at_every_st
         assert fresh.snapshot() == snap, f"step {k}"
     assert r.state.changes and r.state.allocations and r.state.rejected
     assert warmed > 0
+
+
+def test_idle_warming_encodes_the_history_rows_ahead_within_its_budget():
+    # a checkpoint's stall was mostly encoding the allocation and change rows written since
+    # the last one: warm encodes them ahead, a bounded number per call, in row order
+    cmds = script(random.Random(5), 200)
+    r, twin = Run(), Run()
+    for c, mk in cmds:
+        r(c, mk(r.state))
+        twin(c, mk(twin.state))
+    st, hist = r.state, r.state.history_bytes
+    assert st.allocations and st.changes and not hist.allocations and not hist.changes
+    while st.ledger.unencoded:                     # job records first
+        st.warm(1)
+    n = st.warm(1)                                 # then up to HISTORY_ROWS_PER_JOB rows
+    assert 0 < n <= HISTORY_ROWS_PER_JOB
+    assert len(hist.allocations) + len(hist.changes) == n
+    while st.warm(3):
+        pass
+    assert len(hist.allocations) == len(st.allocations)
+    assert len(hist.changes) == len(st.changes)
+    assert st.snapshot() == twin.state.snapshot()   # the same bytes as encoding them late
 
 
 def test_restore_refuses_another_cluster_and_garbage():
