@@ -122,6 +122,23 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
     t.add_argument("--peers", type=_whole(ge=1), default=16,
                    help="sites each agent listens to, its nearest by link (>= 1)")
+    b = t.add_argument_group("moving past the teacher (docs/training.md; agents/learn/schedules.py)")
+    b.add_argument("--rollouts", type=_whole(ge=1, le=64), default=1,
+                   help="rollouts of each arrival sequence per update; >= 2: the "
+                        "input-dependent baseline instead of the critic's")
+    b.add_argument("--bc-target-prob", type=_number(gt=0, le=0.99), default=None,
+                   help="stop imitating once the teacher's first choice has this mean "
+                        "probability (a softened warm start, e.g. 0.6)")
+    b.add_argument("--imitation-coef", type=_number(ge=0, le=100), default=0.0,
+                   help="imitation penalty at the first PPO update, decaying to 0")
+    b.add_argument("--imitation-steps", type=_whole(ge=0, le=10**9), default=0,
+                   help="PPO steps over which the imitation penalty decays to 0")
+    b.add_argument("--ent-final", type=_number(ge=0, le=10), default=None,
+                   help="entropy bonus at the end of the run (linear from 0.003)")
+    b.add_argument("--curriculum-jobs", type=_whole(ge=1, le=1_000_000), default=None,
+                   help="jobs of the first episodes, growing to --train-jobs")
+    b.add_argument("--curriculum-steps", type=_whole(ge=0, le=10**9), default=0,
+                   help="steps over which episodes grow to --train-jobs")
     t.add_argument("--val-episodes", type=_whole(ge=1, le=10_000), default=4,
                    help="held-back validation episodes per evaluation (per site)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

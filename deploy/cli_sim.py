@@ -172,7 +172,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     _build(a, sc, 0)                                    # bad input: fail before any run
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
                       bc_episodes=a.bc_episodes, val_episodes=a.val_episodes,
-                      agent=_agent_config(a), ppo=PPOConfig(lr=a.lr))
+                      rollouts=a.rollouts, curriculum_jobs=a.curriculum_jobs,
+                      curriculum_steps=a.curriculum_steps, bc_target_prob=a.bc_target_prob,
+                      agent=_agent_config(a),
+                      ppo=PPOConfig(lr=a.lr, ent_final=a.ent_final,
+                                    imitation_coef=a.imitation_coef,
+                                    imitation_steps=a.imitation_steps))
     if a.federated:
         return _train_federated(a, cfg)
     summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,

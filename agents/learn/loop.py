@@ -20,13 +20,14 @@ chunks uses the same steps as one run.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from agora.agents.learn import checkpoint
+from agora.agents.learn import checkpoint, input_baseline, schedules
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
                                     round_rewards, values_of)
@@ -60,8 +61,30 @@ class TrainConfig:
     eval_every: int = 5
     """updates between greedy validation runs (the best one is kept as best.pt)"""
     val_episodes: int = 4
+    rollouts: int = 1
+    """rollouts of each arrival sequence per update; >= 2: advantages from the
+    input-dependent baseline (``input_baseline``) instead of GAE over the critic"""
+    curriculum_jobs: int | None = None
+    """jobs in the first training episodes, growing to ``train_jobs`` over
+    ``curriculum_steps`` (``schedules``); None: every episode has ``train_jobs``"""
+    curriculum_steps: int = 0
+    bc_target_prob: float | None = None
+    """stop imitating once the teacher's first choice has this mean probability (a softened
+    warm start, e.g. 0.6; ``schedules``); None: every one of ``bc_epochs``"""
     agent: AgentConfig = field(default_factory=AgentConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rollouts <= 64:
+            raise ValueError(f"rollouts: found {self.rollouts}; expected 1..64")
+        if self.curriculum_jobs is not None and self.curriculum_jobs < 1:
+            raise ValueError(f"curriculum_jobs: found {self.curriculum_jobs}; expected >= 1 "
+                             f"or none")
+        if self.curriculum_steps < 0:
+            raise ValueError(f"curriculum_steps: found {self.curriculum_steps}; expected >= 0")
+        if self.bc_target_prob is not None and not 0 < self.bc_target_prob < 1:
+            raise ValueError(f"bc_target_prob: found {self.bc_target_prob}; expected a "
+                             f"probability in (0, 1) or none")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,7 +121,13 @@ class EpisodeSource:
             sc = replace(sc, workload=spec)
         return sc.build(seed)
 
-    def episode(self, i: int, validation: bool = False):
+    def episode(self, i: int, validation: bool = False, jobs: int | None = None):
+        """Episode ``i`` (``jobs``: its length in jobs instead of ``train_jobs``, a
+        curriculum's)."""
+        if jobs is not None and jobs != self.train_jobs:
+            other = copy.copy(self)               # shares the cache of whole traces
+            other.train_jobs = jobs
+            return other.episode(i, validation)
         seed = (VAL_SEED_BASE if validation else TRAIN_SEED_BASE) + i
         if self.synthetic:
             return self._build(seed)
@@ -128,9 +157,9 @@ class MixedSource:
         self.sources = list(sources)
         self.cluster = self.sources[0].cluster
 
-    def episode(self, i: int, validation: bool = False):
+    def episode(self, i: int, validation: bool = False, jobs: int | None = None):
         n = len(self.sources)
-        return self.sources[i % n].episode(i // n, validation=validation)
+        return self.sources[i % n].episode(i // n, validation=validation, jobs=jobs)
 
 
 def run_episode(agents: Agents, cluster, wl, *, seed: int, rng=None, teacher=None,
@@ -152,6 +181,7 @@ def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
     values = vnorm.denormalise(ep["value"].astype(np.float64))
     adv, ret = gae(r, values, cfg.ppo.gamma, cfg.ppo.lam)
     ep["adv"], ep["ret"] = adv.astype(np.float32), ret.astype(np.float32)
+    ep["reward"] = r
     return ep, float(r.sum())
 
 
@@ -207,34 +237,49 @@ class PPOLoop:
             eps.append(flatten(rec.arrays(), cfg.agent.bits))
         b = {k: torch.cat([e[k] for e in eps]) for k in eps[0]}
         logs = bc_update(self.agents, self.opt, b, epochs=cfg.bc_epochs,
-                         minibatch=cfg.ppo.minibatch, rng=self.rng)
+                         minibatch=cfg.ppo.minibatch, rng=self.rng,
+                         target_prob=cfg.bc_target_prob)
         st["bc_done"] = True
         return logs
 
     def update(self) -> tuple[dict, object]:
-        """One PPO update on one fresh sampled episode; returns (metrics row, the rollout's
-        policy). Counts the episode's rounds into ``progress['step']``."""
+        """One PPO update on a fresh sampled episode (``cfg.rollouts`` rollouts of it);
+        returns (metrics row, the last rollout's policy). Counts the rounds into
+        ``progress['step']``."""
         cfg, st = self.cfg, self.progress
         t0 = time.perf_counter()
-        cl, wl = self.src.episode(st["episode"])
+        cl, wl = self.src.episode(st["episode"], jobs=schedules.episode_jobs(cfg, st["step"]))
         st["episode"] += 1
-        res, rec, pol = run_episode(self.agents, cl, wl, seed=st["episode"], rng=self.rng)
-        ep, ret = _prepare(rec.arrays(), res, cfg, self.vnorm, self.agents)
-        self.vnorm.update(ep["ret"])
+        runs = [run_episode(self.agents, cl, wl, seed=st["episode"], rng=self.rng)
+                for _ in range(cfg.rollouts)]        # same arrivals and faults, own samples
+        eps = [_prepare(rec.arrays(), res, cfg, self.vnorm, self.agents) for res, rec, _ in runs]
+        if cfg.rollouts > 1:
+            adv = input_baseline.advantages([e["now"] for e, _ in eps],
+                                            [e["reward"] for e, _ in eps],
+                                            eps[0][0]["mask"].shape[1], cfg.ppo.gamma)
+            for (e, _), a in zip(eps, adv):
+                e["adv"] = a.astype(np.float32)
+        for e, _ in eps:
+            self.vnorm.update(e["ret"])
         t1 = time.perf_counter()
-        logs = ppo_update(self.agents, self.opt, flatten(ep, cfg.agent.bits), cfg.ppo,
-                          self.vnorm, self.rng)
-        n = len(rec)
+        bs = [flatten(e, cfg.agent.bits) for e, _ in eps]
+        batch = {k: torch.cat([b[k] for b in bs]) for k in bs[0]}
+        logs = ppo_update(self.agents, self.opt, batch, cfg.ppo, self.vnorm, self.rng,
+                          ent_coef=schedules.ent_coef(cfg.ppo, st["step"], cfg.steps),
+                          imitation=schedules.imitation_coef(cfg.ppo, st["step"]))
+        n = sum(len(rec) for _, rec, _ in runs)
         st["step"] += n
         st["update"] += 1
-        m = res.metrics
-        row = {"charts/episodic_return": ret, "charts/jct_mean_s": m["jct_mean_s"],
-               "charts/score": m["score"], "charts/rounds": n,
+        m = [res.metrics for res, _, _ in runs]
+        row = {"charts/episodic_return": float(np.mean([r for _, r in eps])),
+               "charts/jct_mean_s": float(np.mean([x["jct_mean_s"] for x in m])),
+               "charts/score": float(np.mean([x["score"] for x in m])), "charts/rounds": n,
                "charts/steps_per_s": n / max(t1 - t0, 1e-9),
-               "comm/msgs_sent_frac": pol.sent_frac,
+               "charts/episode_jobs": len(wl.jobs),
+               "comm/msgs_sent_frac": runs[-1][2].sent_frac,
                "comm/bits_per_msg": 8 * self.msg_bytes, "comm/bytes_per_msg": self.msg_bytes,
                "comm/raw_state_bytes": LOCAL_DIM * 4, **logs}
-        return row, pol
+        return row, runs[-1][2]
 
     def run_updates(self, steps: int) -> tuple[int, dict[str, float]]:
         """PPO updates until ``steps`` more steps are used (whole episodes; an overshoot is

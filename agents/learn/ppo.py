@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from agora.agents.learn.ranking import first_choice_entropy, log_prob
+from agora.agents.learn.schedules import imitation_loss, teacher_prob
 from agora.agents.sim.config import Reward
 from agora.agents.step.codes import dequantise
 
@@ -45,7 +46,14 @@ class PPOConfig:
     minibatch: int = 1024
     """site-rows per gradient step"""
     ent_coef: float = 0.003
-    """entropy bonus on the first-choice distribution"""
+    """entropy bonus on the first-choice distribution (at the start, with ``ent_final``)"""
+    ent_final: float | None = None
+    """entropy bonus at the end of the run, reached linearly (``schedules``); None: constant"""
+    imitation_coef: float = 0.0
+    """weight of the imitation penalty (cross-entropy of the first choice against the SRPT
+    teacher's) at the first PPO update, decaying linearly to 0 (``schedules``); 0: none"""
+    imitation_steps: int = 0
+    """PPO steps over which the imitation penalty decays to 0"""
     vf_coef: float = 0.5
     """weight of the value regression (on normalised returns)"""
     max_grad_norm: float = 0.5
@@ -61,6 +69,14 @@ class PPOConfig:
     """τ of the bounded slowdown (``Objective.slowdown_bound_s``)"""
     sign: float = 1.0
     """+1: ascend the surrogate. Exists only so a test can flip it and watch learning fail."""
+
+    def __post_init__(self) -> None:
+        for name in ("ent_coef", "ent_final", "imitation_coef"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v < float("inf"):
+                raise ValueError(f"{name}: found {v}; expected a finite number >= 0")
+        if self.imitation_steps < 0:
+            raise ValueError(f"imitation_steps: found {self.imitation_steps}; expected >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +177,7 @@ def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
         "peer_codes": pc, "peer_mask": pm,
         "state": np.broadcast_to(ep["state"][:, None], (t_len, s, ep["state"].shape[-1])),
         "order": ep["order"], "plen": ep["plen"], "logp": ep["logp"], "active": ep["active"]}
-    for k in ("adv", "ret"):
+    for k in ("adv", "ret", "teacher_first"):
         if k in ep:
             out[k] = ep[k]
     return {k: torch.from_numpy(np.ascontiguousarray(v).reshape(t_len * s, *v.shape[2:]))
@@ -187,8 +203,12 @@ def values_of(agents, ep: dict[str, np.ndarray], bits: int) -> np.ndarray:
 
 
 def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
-               vnorm: ValueNorm, rng: np.random.Generator) -> dict:
-    """Clipped-surrogate epochs over the flattened batch ``b``; returns mean losses."""
+               vnorm: ValueNorm, rng: np.random.Generator, *, ent_coef: float | None = None,
+               imitation: float = 0.0) -> dict:
+    """Clipped-surrogate epochs over the flattened batch ``b``; returns mean losses.
+    ``ent_coef``: the entropy bonus now (default ``cfg.ent_coef``); ``imitation``: the
+    imitation penalty's weight now (needs ``b['teacher_first']``)."""
+    ent_w = cfg.ent_coef if ent_coef is None else ent_coef
     n = len(b["active"])
     act = b["active"].float()
     adv = b["adv"]
@@ -210,7 +230,11 @@ def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
             ent = (first_choice_entropy(logits) * m).sum() / denom
             vloss = ((value - ret_n[idx]) ** 2).mean()
             closs, clog = agents.codec.loss(b["local"][idx])
-            loss = pg - cfg.ent_coef * ent + cfg.vf_coef * vloss + cfg.codec_coef * closs
+            loss = pg - ent_w * ent + cfg.vf_coef * vloss + cfg.codec_coef * closs
+            if imitation > 0:
+                imit = imitation_loss(logits, b["teacher_first"][idx], b["active"][idx])
+                loss = loss + imitation * imit
+                logs.setdefault("losses/imitation", []).append(float(imit.detach()))
             opt.zero_grad()
             loss.backward()
             # the codec's own loss must not eat the actor-critic's gradient budget
@@ -228,13 +252,22 @@ def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
 
 
 def bc_update(agents, opt: torch.optim.Optimizer, b: dict, *, epochs: int, minibatch: int,
-              rng: np.random.Generator, codec_coef: float = 1.0) -> dict:
+              rng: np.random.Generator, codec_coef: float = 1.0,
+              target_prob: float | None = None) -> dict:
     """Behaviour cloning: maximise the Plackett-Luce likelihood of a teacher's rankings
     (recorded as ``order``/``plen``) on the rows where the site could bid; the codec trains
-    alongside. The critic is left to PPO."""
+    alongside. The critic is left to PPO. ``target_prob``: stop after the first epoch at
+    whose end the policy gives the teacher's first choice at least this mean probability
+    (a softened warm start, ``schedules``)."""
     rows = torch.nonzero(b["active"]).squeeze(1)
     logs: dict[str, list[float]] = {}
+    first = b["order"][:, 0]
+    ran = 0
     for _ in range(epochs):
+        if (target_prob is not None and ran
+                and _teacher_prob(agents, b, rows, first) >= target_prob):
+            break
+        ran += 1
         perm = rows[torch.from_numpy(rng.permutation(len(rows)))]
         for i in range(0, len(perm), minibatch):
             idx = perm[i:i + minibatch]
@@ -247,4 +280,16 @@ def bc_update(agents, opt: torch.optim.Optimizer, b: dict, *, epochs: int, minib
             logs.setdefault("losses/bc_nll", []).append(float(nll.detach()))
             for key, v in clog.items():
                 logs.setdefault(key, []).append(v)
-    return {k: float(np.mean(v)) for k, v in logs.items()}
+    out = {k: float(np.mean(v)) for k, v in logs.items()}
+    out["losses/bc_epochs"] = float(ran)
+    out["losses/bc_teacher_prob"] = _teacher_prob(agents, b, rows, first)
+    return out
+
+
+def _teacher_prob(agents, b: dict, rows: torch.Tensor, first: torch.Tensor) -> float:
+    """Mean probability of the teacher's first choice over ``rows`` (``schedules``)."""
+    if not len(rows):
+        return 0.0
+    with torch.no_grad():
+        logits, _ = _forward(agents, b, rows)
+    return teacher_prob(logits, first[rows], torch.ones(len(rows), dtype=torch.bool))

@@ -27,7 +27,7 @@ from agora.agents.sim.engine import Simulator
 from agora.agents.step.observe import Observer, SiteObs, _log
 from agora.agents.step.policy import NumpyPolicy
 from agora.agents.step.seams import Ended, MemoryExchange, RoundInfo, SitePart
-from agora.agents.step.step import Decision, SiteAgent, act
+from agora.agents.step.step import Decision, SiteAgent, act, srpt_first
 
 STATE_FEATURES = ("log_open_tasks", "jobs_to_arrive_frac", "instances_done_frac",
                   "free_cpu_mean", "free_cpu_min", "free_cpu_max", "free_mem_mean",
@@ -118,7 +118,7 @@ class Recorder:
     """Per-round arrays of a rollout (one row per round, every site in it)."""
 
     KEYS = ("slots", "mask", "own", "local", "codes", "has", "listen", "state", "order", "plen",
-            "logp", "active", "now")
+            "logp", "active", "now", "teacher_first")
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {k: [] for k in self.KEYS}
@@ -210,4 +210,6 @@ class AgentsPolicy:
                           order=np.stack([d.order for d in decisions]),
                           plen=np.array([d.plen for d in decisions]),
                           logp=np.array([d.logp for d in decisions], np.float32),
-                          active=active, now=self.sim.now)
+                          active=active, now=self.sim.now,
+                          teacher_first=srpt_first([d.obs for d in decisions],
+                                                   self.policy.k))
