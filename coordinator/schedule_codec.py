@@ -133,6 +133,8 @@ class HistoryBytes:
         """Encode the rows written since the last call, at most ``most`` of them (None: all,
         as a snapshot needs); returns how many it encoded."""
         a, c = len(self.allocations), len(self.changes)
+        if a == len(st.allocations) and c == len(st.changes):
+            return 0                                  # (every idle turn of the pump asks)
         take_a = len(st.allocations) - a if most is None else min(most, len(st.allocations) - a)
         for row in st.allocations[a:a + take_a]:
             self.allocations.append(
