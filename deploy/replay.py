@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agora.agents.workloads.errors import InputError
+
 log = logging.getLogger("agora.replay")
 
 
@@ -193,6 +195,10 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
+    if not wl.jobs:               # refused before anything starts (agora up takes them later)
+        raise InputError(path=cfg.workload, line=None, field=None,
+                         problem="has no jobs, so there is nothing to replay",
+                         expected="a workload with at least one job (docs/inputs.md)")
     weights, pconf = policy_arrays(cfg.policy)
     pconf = cfg.site_policy_config(weights, pconf)
     trainers = None

@@ -222,6 +222,13 @@ def test_replay_finds_its_default_config_from_any_folder(tmp_path, monkeypatch, 
     assert "--speed" in err and "cannot read" not in err
 
 
+def test_replay_of_a_workload_without_jobs_is_refused_before_anything_starts(tmp_path, capsys):
+    p = tmp_path / "none.jsonl"
+    p.write_text("# no jobs yet\n")
+    err = input_error(["replay", "--workload", str(p), "--out", str(tmp_path / "out")], capsys)
+    assert f"{p}: has no jobs, so there is nothing to replay" in err
+
+
 # -- F13: agora bound ------------------------------------------------------------------------
 
 BOUND = ["bound", "--cluster", CLUSTER, "--workload", "synthetic:jobs=2"]
