@@ -15,12 +15,15 @@ one of one huge node each, 60 jobs of 50 tasks of 40 instances per site, as in
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 import timeit
 
 from agora.agents.domain import Cluster, Demand, Job, Node, Site, Task
-from agora.agents.market import admit_offers
+from agora.agents.market import LedgerBook, admit_offers, clear
+from agora.agents.sim import capacity as capacity_mod
+from agora.agents.sim.capacity import SMALL_SITE
 from agora.coordinator.schedule_codec import check_known, decode_known
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.validate import check_command
@@ -54,6 +57,33 @@ def part(site: int, k: int, rnd: int) -> pb.Command:
     return pb.Command(site_round=pb.SiteRound(site=f"s{site}", round=rnd, bidding=True, bids=[
         pb.Bid(job_id=f"s{site}-j{t // TASKS_PER_JOB}", task_id=f"t{t % TASKS_PER_JOB}",
                instances=1, price=1) for t in tasks]))
+
+
+def clearing(st: ScheduleState, repeat: int, small: int) -> float:
+    """CPU seconds (best of ``repeat``) of clearing one round of a part from every busy site
+    (every bid placed) on a fresh copy of ``st``, with ``Capacity.best_fit``'s plain-Python
+    path for sites of at most ``small`` nodes (-1: numpy's path always)."""
+    times = []
+    before = capacity_mod.SMALL_SITE
+    try:
+        capacity_mod.SMALL_SITE = small
+        for _ in range(repeat):
+            s = copy.deepcopy(st)
+            bids = []
+            for site in range(SITES):
+                m = part(site, 0, s.round).site_round
+                got, refused = admit_offers(s.ledger, s.capacity, s.site_index[m.site],
+                                            m.site, m.bids)
+                assert not refused
+                bids.extend(got)
+            book = LedgerBook(s.ledger, s.capacity, s.pref)
+            t0 = time.process_time()
+            c = clear(bids, book)
+            times.append(time.process_time() - t0)
+            assert len(c.awards) == SITES * BIDS
+    finally:
+        capacity_mod.SMALL_SITE = before
+    return min(times)
 
 
 def best(f, repeat: int) -> float:
@@ -94,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             ("decode_known (now)", best(new_decode, a.repeat)),
             ("check_command (checks before ordering)", best(checks, a.repeat)),
             ("admit_offers (admission at execution)", best(admission, a.repeat))]
+    for small, name in ((-1, "numpy best fit (before)"), (SMALL_SITE, "plain-Python best fit")):
+        rows.append((f"clearing a round of {SITES} parts, {name}",
+                     clearing(st, a.repeat, small) * a.parts / SITES))
     print(f"| step, a part of {BIDS} bids | µs a part | µs a bid |\n| --- | ---: | ---: |")
     for name, s in rows:
         print(f"| {name} | {1e6 * s / a.parts:.1f} | {1e6 * s / a.parts / BIDS:.2f} |")

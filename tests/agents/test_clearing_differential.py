@@ -106,3 +106,39 @@ def test_placement_equals_the_per_instance_reference_on_random_rounds(seed, dead
         cap.check_invariants()
     half = len(out) // 2
     assert out[:half] == out[half:]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**9), fill=st.floats(0, 1), use_allowed=st.booleans())
+def test_best_fit_in_plain_python_equals_numpys_on_small_sites(seed, fill, use_allowed):
+    """``Capacity.best_fit`` runs in plain Python on sites of at most ``SMALL_SITE`` nodes:
+    the same node as the numpy path (and the reference) for every demand, partly used and
+    dead nodes, whole and shared gpus, gpu models, and an ``allowed`` mask."""
+    import agora.agents.sim.capacity as capacity_mod
+
+    cluster, ledger = world(seed)
+    cap = Capacity(cluster)
+    r = random.Random(seed + 5)
+    for i in range(cap.n_nodes):              # used capacity, and some nodes down
+        for free in (cap.free_cpu, cap.free_mem):
+            free[i] = int(free[i] * (1 - fill * r.random()))
+        cap.alive[i] = r.random() > 0.15
+    demands = [ts.demand for ts in ledger.tasks.values()]
+    for d in [d for d in demands if d.gpu] * 2:  # gpus partly taken: whole ones and shares
+        fits = np.flatnonzero(cap.fit_mask(d))
+        if len(fits) and r.random() < fill:
+            cap.place(int(r.choice(fits)), d)
+    allowed = np.array([r.random() < 0.7 for _ in range(cap.n_nodes)]) if use_allowed else None
+    small = capacity_mod.SMALL_SITE
+    try:
+        for d in demands:
+            for site in range(cap.n_sites):
+                capacity_mod.SMALL_SITE = 10**6
+                python = cap.best_fit(d, site, allowed)
+                capacity_mod.SMALL_SITE = -1
+                numpy_ = cap.best_fit(d, site, allowed)
+                assert python == numpy_, (d, site)
+                if allowed is None:
+                    assert python == reference_best_fit(cap, d, site)
+    finally:
+        capacity_mod.SMALL_SITE = small
