@@ -212,6 +212,8 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
                          f"and workload come from --setup")
     kw = {k: v for k, v in (("max_nodes", a.max_nodes), ("load", a.setup_load)) if v is not None}
     setup = load_setup(a.setup, traces=a.traces, cache=Path(a.out) / "setup", **kw)
+    # an organisation's run is rounds x local steps: what the schedules span (--ent-final)
+    site_cfg = replace(site_cfg, steps=a.rounds * a.local_steps)
     cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,
                          secagg=a.secagg, trim_beta=a.trim_beta, seed=a.seed, site=site_cfg)
     summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,

@@ -150,7 +150,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     if resume and state_file.exists():
         st = json.loads(state_file.read_text())
         saved = FedTrainConfig.from_dict(st["config"])
-        if replace(saved, rounds=cfg.rounds) != cfg or st["setup"] != record["setup"]:
+        # more rounds may be asked; the organisations' step budget follows them
+        same = replace(saved, rounds=cfg.rounds, site=replace(saved.site, steps=cfg.site.steps))
+        if same != cfg or st["setup"] != record["setup"]:
             raise checkpoint.CheckpointMismatch(
                 f"{state_file}: --resume with a different configuration or setup; saved: "
                 f"{st['config']}")
