@@ -121,7 +121,8 @@ def stamp_competence(path: Path, learners: list[PPOSiteLearner]) -> int:
     agents, _ = checkpoint.load_agents(path)
     measures = [competence.measure(agents, l.loop.src) for l in learners]
     out = max(measures, key=lambda m: m["max_choices"])
-    out = {**out, "per_site": {l.site: m["max_choices"] for l, m in zip(learners, measures)}}
+    out = {**out, "max_open": max(m["max_open"] for m in measures),
+           "per_site": {l.site: m["max_choices"] for l, m in zip(learners, measures)}}
     competence.stamp(path, out)
     return out["max_choices"]
 
@@ -138,7 +139,6 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     learners = learners if learners is not None else build_learners(setup, cfg)
-    names = [l.site for l in learners]
     seeds = {"global_init": cfg.seed, "sites": {l.site: l.loop.cfg.seed for l in learners},
              "rounds": "round_seed(seed, r)", "episode_seed_base": TRAIN_SEED_BASE,
              "validation_seed_base": VAL_SEED_BASE}

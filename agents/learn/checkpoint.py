@@ -114,6 +114,12 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
                                      f"whole number >= 1 (python -m agora.agents.learn."
                                      f"competence {path} measures it again)")
         agents.max_choices = mc
+        mo = competence.get("max_open")      # absent in checkpoints measured before it
+        if mo is not None and not is_max_choices(mo):
+            raise CheckpointMismatch(f"{path}: competence.max_open: {mo!r}; expected a whole "
+                                     f"number >= 1 (python -m agora.agents.learn.competence "
+                                     f"{path} measures it again)")
+        agents.max_open = mo
     return agents, blob
 
 

@@ -12,9 +12,15 @@ policy outside what it learned"). A policy acting greedily therefore ranks a win
 (shortest job work left first): the heuristic it was warm-started from, not a rule tuned to
 any workload. Training (sampled rankings) is never guarded.
 
+The same holds for load: a policy trained on short episodes never saw a deep backlog (one
+trained on windows of 4 workflows was 13% worse than its teacher on windows of 20, though
+the window widths were the same), so when the pool holds more open tasks than its training's
+pools did (``max_open``), every site ranks by the teacher.
+
 How. ``measure`` runs the policy greedily (unguarded) on episodes of its own training
 scenario and takes the ``quantile`` (0.99) of the number of valid candidates over every
-decision of a site with work to rank; ``stamp`` writes it into the checkpoint as
+decision of a site with work to rank, and of the open tasks in the pool at those decisions;
+``stamp`` writes them into the checkpoint as
 ``competence`` (with the scenario, episodes, quantile and the counts it came from), which
 ``checkpoint.load_agents`` gives every acting policy (simulation, replay, cluster).
 
@@ -36,18 +42,21 @@ from agora.agents.learn import checkpoint
 from agora.agents.learn.learned_policy import Agents
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import Simulator
+from agora.agents.step.observe import LOG_DIV
 from agora.agents.step.simulation import AgentsPolicy, Recorder
 
 QUANTILE = 0.99
 EPISODES = 4
 
 
-def window_sizes(agents: Agents, episodes) -> np.ndarray:
-    """Valid candidates of every active site decision over ``episodes`` ((cluster,
-    workload, seed) triples), the policy acting greedily without the guard."""
-    saved, agents.max_choices = agents.max_choices, None
+def window_sizes(agents: Agents, episodes) -> tuple[np.ndarray, np.ndarray]:
+    """Valid candidates, and open tasks in the pool, at every active site decision over
+    ``episodes`` ((cluster, workload, seed) triples), the policy acting greedily without
+    the guard."""
+    saved = agents.max_choices, agents.max_open
+    agents.max_choices = agents.max_open = None
     try:
-        sizes = []
+        sizes, opens = [], []
         for cluster, wl, seed in episodes:
             rec = Recorder()
             pol = AgentsPolicy(agents.policy(), recorder=rec)
@@ -55,9 +64,14 @@ def window_sizes(agents: Agents, episodes) -> np.ndarray:
             if len(rec):
                 a = rec.arrays()
                 sizes.append(a["mask"][a["active"]].sum(axis=1))
-        return np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+                # the critic's state holds log1p(open tasks) / LOG_DIV (system_state)
+                n_open = np.rint(np.expm1(a["state"][:, 0].astype(np.float64) * LOG_DIV))
+                opens.append(np.repeat(n_open, a["active"].sum(axis=1)).astype(np.int64))
+        empty = np.zeros(0, np.int64)
+        return (np.concatenate(sizes) if sizes else empty,
+                np.concatenate(opens) if opens else empty)
     finally:
-        agents.max_choices = saved
+        agents.max_choices, agents.max_open = saved
 
 
 def measure(agents: Agents, source, *, episodes: int = EPISODES,
@@ -71,12 +85,14 @@ def measure(agents: Agents, source, *, episodes: int = EPISODES,
     for i in range(episodes):
         cluster, wl = source.episode(i)
         eps.append((cluster, wl, i))
-    sizes = window_sizes(agents, eps)
+    sizes, opens = window_sizes(agents, eps)
     q = int(math.ceil(float(np.quantile(sizes, quantile)))) if len(sizes) else 1
+    qo = int(math.ceil(float(np.quantile(opens, quantile)))) if len(opens) else 1
     counts = np.bincount(sizes.astype(np.int64)) if len(sizes) else np.zeros(0, np.int64)
-    return {"max_choices": max(q, 1), "quantile": quantile, "episodes": episodes,
-            "decisions": int(len(sizes)),
+    return {"max_choices": max(q, 1), "max_open": max(qo, 1), "quantile": quantile,
+            "episodes": episodes, "decisions": int(len(sizes)),
             "mean_choices": round(float(sizes.mean()), 3) if len(sizes) else 0.0,
+            "mean_open": round(float(opens.mean()), 1) if len(opens) else 0.0,
             "counts": {int(n): int(c) for n, c in enumerate(counts) if c}}
 
 

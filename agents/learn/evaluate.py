@@ -99,5 +99,6 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
                      "bytes_per_msg": code_bytes(cfg.code_dim, cfg.bits),
                      "bits_per_msg": 8 * code_bytes(cfg.code_dim, cfg.bits),
                      "raw_state_bytes": 4 * LOCAL_DIM},
-            "competence": {"max_choices": cfg.max_choices, "by_teacher": by_teacher,
+            "competence": {"max_choices": cfg.max_choices,
+                           "max_open": cfg.max_open, "by_teacher": by_teacher,
                            "decisions": possible}}

@@ -95,6 +95,8 @@ class Agents:
         self.max_choices: int | None = None
         """the acting policy's competence (``agents.learn.competence``): set from a
         checkpoint that measured it; None while training"""
+        self.max_open: int | None = None
+        """the other half of its competence: the most open tasks of its training's pools"""
 
     @property
     def modules(self) -> list[torch.nn.Module]:
@@ -116,6 +118,8 @@ class Agents:
         cfg = self.cfg.to_dict()
         if self.max_choices is not None:
             cfg["max_choices"] = self.max_choices
+        if self.max_open is not None:
+            cfg["max_open"] = self.max_open
         if comm is not None:
             cfg["comm"] = comm
         if threshold is not None:

@@ -108,9 +108,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     from agora.agents.learn import competence
     comp = competence.measure_checkpoint(out / "best.pt")
     competence.stamp(out / "best.pt", comp)
-    log(f"competence of best.pt: windows of up to {comp['max_choices']} candidates "
-        f"({comp['quantile']:.0%} of {comp['decisions']} decisions); wider ones are ranked by "
-        f"the SRPT teacher when acting")
+    log(f"competence of best.pt: windows of up to {comp['max_choices']} candidates and pools "
+        f"of up to {comp['max_open']} open tasks ({comp['quantile']:.0%} of "
+        f"{comp['decisions']} decisions); beyond, the SRPT teacher ranks when acting")
     mlog.close()
     tracker.close()
     png = plot_curve(out / "metrics.jsonl", out / "learning_curve.png")

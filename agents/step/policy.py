@@ -144,6 +144,13 @@ class NumpyPolicy:
         """the most candidates a window may hold for this policy to rank it when acting
         greedily; a wider window is ranked by its teacher (``agents.learn.competence``).
         None: always the policy's own ranking (training, checkpoints without a measure)"""
+        mo = config.get("max_open")
+        if mo is not None and not is_max_choices(mo):
+            raise ValueError(f"max_open: got {mo!r}; expected a whole number >= 1 or None")
+        self.max_open: int | None = mo
+        """the most open tasks the pool may hold for this policy to rank when acting greedily;
+        with more, every site ranks by its teacher (``agents.learn.competence``). None: no
+        bound (training, checkpoints measured before it existed)"""
 
     def _lin(self, x: np.ndarray, name: str, bias: bool = True) -> np.ndarray:
         y = x @ self.w[f"model.{name}.weight"].T

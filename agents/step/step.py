@@ -117,8 +117,9 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
         order, plen = teacher_orders(np.stack([srpt_keys(o.window, k) for o in obs]), valid)
     else:
         order, plen = sample_orders(logits, valid, rng)
-        if rng is None and policy.max_choices is not None:
-            _within_competence(agents, obs, mask, valid, order, plen, policy.max_choices)
+        if rng is None and (policy.max_choices is not None or policy.max_open is not None):
+            _within_competence(agents, obs, mask, valid, order, plen, policy.max_choices,
+                               policy.max_open, len(a0.clearinghouse.ledger.pool))
     logp = log_prob_np(logits, order, plen)
     send = _trigger(agents, logits, valid, active)
     fresh = policy.encode(np.stack([o.local for o in obs])[send]) if send.any() else None
@@ -140,11 +141,19 @@ def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | 
 
 
 def _within_competence(agents: list[SiteAgent], obs: list, mask: np.ndarray, valid: np.ndarray,
-                       order: np.ndarray, plen: np.ndarray, max_choices: int) -> None:
+                       order: np.ndarray, plen: np.ndarray, max_choices: int | None,
+                       max_open: int | None, n_open: int) -> None:
     """Acting greedily, a site whose window holds more candidates than the policy's training
-    showed it (``max_choices``, ``agents.learn.competence``) ranks by the job-level SRPT
-    teacher instead (in place); each such decision is counted on its agent."""
-    wide = np.flatnonzero(mask.sum(axis=1) > max_choices)
+    showed it (``max_choices``, ``agents.learn.competence``) -- or every site, when the pool
+    holds more open tasks (``n_open``) than its training's pools did (``max_open``) -- ranks
+    by the job-level SRPT teacher instead (in place); each such decision is counted on its
+    agent."""
+    if max_open is not None and n_open > max_open:
+        wide = np.flatnonzero(mask.any(axis=1))
+    elif max_choices is not None:
+        wide = np.flatnonzero(mask.sum(axis=1) > max_choices)
+    else:
+        return
     if not len(wide):
         return
     k = mask.shape[1]

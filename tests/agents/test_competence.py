@@ -117,3 +117,50 @@ def test_the_acting_policy_refuses_a_bad_max_choices(bad):
     cfg = {**ag.cfg.to_dict(), "max_choices": bad}
     with pytest.raises(ValueError, match="max_choices"):
         NumpyPolicy(ag.policy_weights(), cfg)
+
+
+def test_a_pool_deeper_than_the_competence_makes_every_site_rank_by_the_teacher():
+    # the window is narrow enough (max_choices not exceeded), but the pool holds more open
+    # tasks than the policy's training pools did: every site with work ranks by the teacher
+    ag = _differs_from_teacher()
+    pol, ds = _round(ag)
+    n_open = len(pol.clearinghouse.ledger.pool)
+    ag.max_choices = int(ds[0].obs.mask.sum())
+    ag.max_open = n_open - 1
+    pol, ds = _round(ag)
+    assert ds[0].order.tolist() == _teacher(ds[0])
+    assert pol.agents[0].by_teacher == 1
+    ag.max_open = n_open                                      # as deep as its training saw
+    pol, ds = _round(ag)
+    assert ds[0].order.tolist() != _teacher(ds[0]) and pol.agents[0].by_teacher == 0
+    ag.max_choices = None                                     # the pool bound alone
+    ag.max_open = n_open - 1
+    pol, ds = _round(ag)
+    assert ds[0].order.tolist() == _teacher(ds[0])
+    pol, ds = _round(ag, rng=np.random.default_rng(0))        # never while training
+    assert pol.agents[0].by_teacher == 0
+
+
+def test_measure_gives_the_deepest_pool_of_its_decisions():
+    ag = _agents(0)
+    ag.max_open = 1
+    m = competence.measure(ag, _Source(), episodes=1, quantile=1.0)
+    # WL's fifteen tasks arrive at once: the first decisions see all of them open
+    assert m["max_open"] == 15 and 0 < m["mean_open"] <= 15
+    assert ag.max_open == 1                                   # measured unguarded, then restored
+
+
+def test_a_stamped_pool_bound_reaches_the_acting_policy(tmp_path):
+    path = tmp_path / "ck.pt"
+    checkpoint.save(path, agents=_agents(0), extra={})
+    competence.stamp(path, {"max_choices": 3})               # measured before the bound: none
+    assert checkpoint.load_policy(path).max_open is None
+    competence.stamp(path, {"max_choices": 3, "max_open": 40})
+    assert checkpoint.load_policy(path).max_open == 40
+    assert checkpoint.policy_arrays(path)[1]["max_open"] == 40   # what a site agent gets
+    competence.stamp(path, {"max_choices": 3, "max_open": -2})
+    with pytest.raises(checkpoint.CheckpointMismatch, match="competence.max_open"):
+        checkpoint.load_policy(path)
+    ag = _agents(0)
+    with pytest.raises(ValueError, match="max_open"):
+        NumpyPolicy(ag.policy_weights(), {**ag.cfg.to_dict(), "max_open": 0})
