@@ -82,6 +82,10 @@ class TrainConfig:
                              f"or none")
         if self.curriculum_steps < 0:
             raise ValueError(f"curriculum_steps: found {self.curriculum_steps}; expected >= 0")
+        if self.curriculum_jobs is not None and not self.curriculum_steps:
+            raise ValueError(f"curriculum_steps: found 0 with curriculum_jobs "
+                             f"{self.curriculum_jobs}; expected the steps over which episodes "
+                             f"grow (> 0), or no curriculum_jobs")
         if self.bc_target_prob is not None and not 0 < self.bc_target_prob < 1:
             raise ValueError(f"bc_target_prob: found {self.bc_target_prob}; expected a "
                              f"probability in (0, 1) or none")

@@ -77,6 +77,10 @@ class PPOConfig:
                 raise ValueError(f"{name}: found {v}; expected a finite number >= 0")
         if self.imitation_steps < 0:
             raise ValueError(f"imitation_steps: found {self.imitation_steps}; expected >= 0")
+        if self.imitation_coef and not self.imitation_steps:
+            raise ValueError(f"imitation_steps: found 0 with imitation_coef "
+                             f"{self.imitation_coef}; expected the steps over which it decays "
+                             f"(> 0), or no imitation_coef")
 
     def to_dict(self) -> dict:
         return asdict(self)

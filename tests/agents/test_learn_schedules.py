@@ -176,7 +176,8 @@ def test_ppo_with_the_input_baseline_learns_the_better_site(tmp_path):
 
 @pytest.mark.parametrize("kw, field", [
     (dict(rollouts=0), "rollouts"), (dict(curriculum_jobs=0), "curriculum_jobs"),
-    (dict(curriculum_steps=-1), "curriculum_steps"), (dict(bc_target_prob=1.0), "bc_target_prob")])
+    (dict(curriculum_steps=-1), "curriculum_steps"), (dict(bc_target_prob=1.0), "bc_target_prob"),
+    (dict(curriculum_jobs=5), "curriculum_steps")])
 def test_train_config_refuses_bad_values_naming_the_field(kw, field):
     with pytest.raises(ValueError, match=f"^{field}: found"):
         TrainConfig(**kw)
@@ -184,7 +185,8 @@ def test_train_config_refuses_bad_values_naming_the_field(kw, field):
 
 @pytest.mark.parametrize("kw, field", [
     (dict(ent_final=-1.0), "ent_final"), (dict(imitation_coef=float("nan")), "imitation_coef"),
-    (dict(imitation_steps=-5), "imitation_steps")])
+    (dict(imitation_steps=-5), "imitation_steps"),
+    (dict(imitation_coef=0.5), "imitation_steps")])   # a penalty that would never apply
 def test_ppo_config_refuses_bad_values_naming_the_field(kw, field):
     with pytest.raises(ValueError, match=f"^{field}: found"):
         PPOConfig(**kw)
