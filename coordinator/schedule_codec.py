@@ -140,13 +140,11 @@ class HistoryBytes:
             self.allocations.append(
                 length_delimited(6, allocation_pb(row).SerializeToString(deterministic=True)))
             self.rounds += varint(row[7])
-        left = None if most is None else most - take_a
-        take_c = len(st.changes) - c if left is None else min(left, len(st.changes) - c)
-        if take_c > 0:
-            self.changes.extend(
-                length_delimited(8, change_pb(row).SerializeToString(deterministic=True))
-                for row in st.changes[c:c + take_c])
-        return take_a + max(take_c, 0)
+        take_c = len(st.changes) - c if most is None else min(most - take_a, len(st.changes) - c)
+        self.changes.extend(
+            length_delimited(8, change_pb(row).SerializeToString(deterministic=True))
+            for row in st.changes[c:c + take_c])
+        return take_a + take_c
 
 
 def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:

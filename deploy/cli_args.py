@@ -18,6 +18,7 @@ from agora.agents.sim.config import MAX_SEED, SEED_TEXT
 from agora.agents.workloads.alibaba import SPLITS
 from agora.agents.workloads.transform import MAX_INFLATE
 from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import require_jobs
 
 DEFAULT_SITES, DEFAULT_SPLIT = 8, "stratified"
 
@@ -156,14 +157,10 @@ def _scenario(a: argparse.Namespace):
 
 def _build(a: argparse.Namespace, sc, seed: int):
     """``sc.build(seed)``, a failed transform named by its options (``_transforms``); a
-    workload without jobs refused (an empty .jsonl is a valid workload for ``agora up``, which
-    takes jobs as they are submitted, but a run over it would measure nothing)."""
+    workload without jobs refused (``require_jobs``)."""
     with _transforms(a):
         cluster, wl = sc.build(seed)
-    if not wl.jobs:
-        raise InputError(path=sc.workload, line=None, field=None,
-                         problem="has no jobs, so there is nothing to run",
-                         expected="a workload with at least one job (docs/inputs.md)")
+    require_jobs(wl, sc.workload, "run")
     return cluster, wl
 
 

@@ -261,7 +261,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if g["max_choices"] is not None:
             print(f"competence: windows of up to {g['max_choices']} candidates"
                   + (f" and pools of up to {g['max_open']} open tasks"
-                     if g.get("max_open") is not None else "")
+                     if g["max_open"] is not None else "")
                   + f" ranked by the policy; {g['by_teacher']} of {g['decisions']} decisions "
                   f"beyond, ranked by its SRPT teacher (python -m agora.agents.learn.competence)")
         print(f"{a.seeds} seeds, mean ± 95% interval; {time.perf_counter() - t0:.1f} s wall")

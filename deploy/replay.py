@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.loader import require_jobs
 
 log = logging.getLogger("agora.replay")
 
@@ -195,10 +195,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
-    if not wl.jobs:               # refused before anything starts (agora up takes them later)
-        raise InputError(path=cfg.workload, line=None, field=None,
-                         problem="has no jobs, so there is nothing to replay",
-                         expected="a workload with at least one job (docs/inputs.md)")
+    require_jobs(wl, cfg.workload, "replay")      # refused before anything starts
     weights, pconf = policy_arrays(cfg.policy)
     pconf = cfg.site_policy_config(weights, pconf)
     trainers = None

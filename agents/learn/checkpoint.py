@@ -19,7 +19,7 @@ import torch
 
 from agora.agents.learn.learned_policy import AgentConfig, Agents, peer_dim
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
-from agora.agents.step.policy import NumpyPolicy, is_max_choices
+from agora.agents.step.policy import COMPETENCE_BOUNDS, NumpyPolicy, is_competence_bound
 from agora.agents.step.simulation import STATE_DIM
 
 FORMAT = "agora-learn-v2"
@@ -108,18 +108,15 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
         raise CheckpointMismatch(f"{path}: weights do not fit the configuration: {e}") from None
     competence = blob.get("competence")
     if competence is not None:
-        mc = competence.get("max_choices") if isinstance(competence, dict) else None
-        if not is_max_choices(mc):
-            raise CheckpointMismatch(f"{path}: competence.max_choices: {mc!r}; expected a "
-                                     f"whole number >= 1 (python -m agora.agents.learn."
-                                     f"competence {path} measures it again)")
-        agents.max_choices = mc
-        mo = competence.get("max_open")      # absent in checkpoints measured before it
-        if mo is not None and not is_max_choices(mo):
-            raise CheckpointMismatch(f"{path}: competence.max_open: {mo!r}; expected a whole "
-                                     f"number >= 1 (python -m agora.agents.learn.competence "
-                                     f"{path} measures it again)")
-        agents.max_open = mo
+        got = competence if isinstance(competence, dict) else {}
+        for name in COMPETENCE_BOUNDS:
+            v = got.get(name)
+            # max_choices is in every measure; max_open is absent in those made before it
+            if not is_competence_bound(v) and (v is not None or name == "max_choices"):
+                raise CheckpointMismatch(f"{path}: competence.{name}: {v!r}; expected a "
+                                         f"whole number >= 1 (python -m agora.agents.learn."
+                                         f"competence {path} measures it again)")
+            setattr(agents, name, v)
     return agents, blob
 
 

@@ -20,7 +20,7 @@ from agora.agents.learn.global_state import GlobalStatePolicy
 from agora.agents.learn.networks import ActorCritic
 from agora.agents.step.neighbours import DEFAULT_PEERS
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
-from agora.agents.step.policy import NumpyPolicy
+from agora.agents.step.policy import COMPETENCE_BOUNDS, NumpyPolicy
 from agora.agents.step.simulation import STATE_DIM
 
 
@@ -116,10 +116,9 @@ class Agents:
         """The acting policy (numpy) with the current weights; ``comm`` may switch among the
         modes that read codes, never into or out of 'global' (another input width)."""
         cfg = self.cfg.to_dict()
-        if self.max_choices is not None:
-            cfg["max_choices"] = self.max_choices
-        if self.max_open is not None:
-            cfg["max_open"] = self.max_open
+        for name in COMPETENCE_BOUNDS:
+            if getattr(self, name) is not None:
+                cfg[name] = getattr(self, name)
         if comm is not None:
             cfg["comm"] = comm
         if threshold is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import torch
 
 
-
 def linear(start: float, end: float, done: float, span: float) -> float:
     """``start`` at ``done`` = 0, ``end`` from ``done`` >= ``span`` on, linear between (``span``
     <= 0: ``end`` at once)."""

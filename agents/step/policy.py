@@ -95,8 +95,12 @@ def offers_of(window: list, order: np.ndarray, plen: int, mask: np.ndarray, k: i
     return out
 
 
-def is_max_choices(v) -> bool:
-    """A policy's competence (``NumpyPolicy.max_choices``): a whole number >= 1."""
+COMPETENCE_BOUNDS = ("max_choices", "max_open")
+"""the bounds of a policy's competence (``agents.learn.competence``), each optional"""
+
+
+def is_competence_bound(v) -> bool:
+    """A bound of a policy's competence (``COMPETENCE_BOUNDS``): a whole number >= 1."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
@@ -137,17 +141,15 @@ class NumpyPolicy:
         """sites each agent listens to at most (``neighbours``; checkpoints from before it
         existed listen to DEFAULT_PEERS)"""
         self.scale = np.float32(int(config["hidden"]) ** -0.5)
-        mc = config.get("max_choices")
-        if mc is not None and not is_max_choices(mc):
-            raise ValueError(f"max_choices: got {mc!r}; expected a whole number >= 1 or None")
-        self.max_choices: int | None = mc
+        for name in COMPETENCE_BOUNDS:
+            v = config.get(name)
+            if v is not None and not is_competence_bound(v):
+                raise ValueError(f"{name}: got {v!r}; expected a whole number >= 1 or None")
+        self.max_choices: int | None = config.get("max_choices")
         """the most candidates a window may hold for this policy to rank it when acting
         greedily; a wider window is ranked by its teacher (``agents.learn.competence``).
         None: always the policy's own ranking (training, checkpoints without a measure)"""
-        mo = config.get("max_open")
-        if mo is not None and not is_max_choices(mo):
-            raise ValueError(f"max_open: got {mo!r}; expected a whole number >= 1 or None")
-        self.max_open: int | None = mo
+        self.max_open: int | None = config.get("max_open")
         """the most open tasks the pool may hold for this policy to rank when acting greedily;
         with more, every site ranks by its teacher (``agents.learn.competence``). None: no
         bound (training, checkpoints measured before it existed)"""

@@ -79,12 +79,10 @@ def srpt_keys(window: list, k: int) -> np.ndarray:
 def srpt_first(obs: list[SiteObs], k: int) -> np.ndarray:
     """The SRPT teacher's first choice at each site (S,): the valid slot whose job has the
     least work left (then the shorter instance), or ``k`` (pass) where none is valid -- what
-    training's imitation penalty compares the policy's first choice with."""
-    out = np.full(len(obs), k, dtype=np.int64)
-    for i, o in enumerate(obs):
-        if o.mask.any():
-            out[i] = int(np.argmin(np.where(o.mask, srpt_keys(o.window, k), np.inf)))
-    return out
+    training's imitation penalty compares the policy's first choice with: the first of
+    ``teacher_orders``."""
+    valid = np.stack([np.concatenate([o.mask, [True]]) for o in obs])
+    return teacher_orders(np.stack([srpt_keys(o.window, k) for o in obs]), valid)[0][:, 0]
 
 
 def act(agents: list[SiteAgent], info: RoundInfo, *, rng: np.random.Generator | None = None,

@@ -156,6 +156,16 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
+def require_jobs(wl: Workload, spec: str, doing: str) -> None:
+    """``wl`` (read from ``spec``) must hold a job for a command that will ``doing`` it: an
+    empty workload is valid for ``agora up``, which takes jobs as they are submitted, but a
+    run over it would measure nothing."""
+    if not wl.jobs:
+        raise InputError(path=str(spec), line=None, field=None,
+                         problem=f"has no jobs, so there is nothing to {doing}",
+                         expected="a workload with at least one job (docs/inputs.md)")
+
+
 def parse_option(text: str) -> tuple[str, Any]:
     """``NAME=VALUE`` (a reader's option: ``max_jobs=1000``) -> (name, value as int, float,
     bool or text); ValueError saying what is wrong."""
