@@ -77,10 +77,7 @@ class System:
         self.stopping.set()
         try:
             if ray.is_initialized():
-                try:
-                    ray.get([a.stop.remote() for a in self.actors], timeout=20)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
+                stop_agents(self.actors)
                 if self.runners:
                     from agora.agents.cluster.node_runner import stop_runners
 
@@ -96,6 +93,34 @@ class System:
                 ray.shutdown()
             if self.ray_cluster is not None:
                 self.ray_cluster.shutdown()
+
+
+def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0) -> int:
+    """Ask every agent to stop (best effort on the way out) and wait ``timeout_s`` at most;
+    once one has answered, the others get ``straggler_s`` more. All stop at once, so an agent
+    that stays silent that long after its peers is one that cannot answer (its node is gone
+    and Ray holds it pending) -- before, ``down`` after a lost node waited the full timeout
+    for it. Returns how many answered."""
+    import ray
+
+    pending = [a.stop.remote() for a in actors]
+    deadline = time.monotonic() + timeout_s
+    answered = 0
+    while pending:
+        now = time.monotonic()
+        wait = deadline - now if not answered else min(deadline - now, straggler_s)
+        if wait <= 0:
+            break
+        ready, pending = ray.wait(pending, num_returns=1, timeout=wait)
+        if not ready:
+            break
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception:  # noqa: BLE001 - an agent that failed to stop still stopped trying
+                pass
+        answered += len(ready)
+    return answered
 
 
 def _supervise(system: System, period_s: float = 0.5, backoff_s: float = 5.0,

@@ -238,6 +238,31 @@ def test_an_agent_killed_while_its_work_runs_loses_nothing_and_runs_nothing_twic
     assert again["pid"] != info["pid"]
 
 
+def test_stopping_waits_a_few_seconds_for_an_agent_that_cannot_answer(live):
+    """``System.close`` asks every agent to stop; one that cannot answer (its node gone, Ray
+    holding it pending) must not hold the stop for the whole timeout once the others have
+    answered. Fakes stand in for the agents here (real Ray actors, a stop that never ends)."""
+    import ray
+
+    from agora.deploy.launch import stop_agents
+
+    @ray.remote(num_cpus=0)
+    class Agent:
+        def __init__(self, hang: bool) -> None:
+            self.hang = hang
+
+        def stop(self) -> None:
+            time.sleep(60 if self.hang else 0.05)
+
+    actors = [Agent.remote(False), Agent.remote(True), Agent.remote(False)]
+    ray.get([a.__ray_ready__.remote() for a in actors])
+    t0 = time.monotonic()
+    assert stop_agents(actors, timeout_s=30, straggler_s=1.0) == 2
+    assert time.monotonic() - t0 < 10, "the silent agent held the stop for its whole timeout"
+    for a in actors:
+        ray.kill(a)
+
+
 @pytest.mark.timeout(300)
 def test_a_ray_node_removed_mid_run_has_its_instances_run_again_elsewhere(live):
     """Last in the module: the site's Ray node is gone for good."""

@@ -72,7 +72,7 @@ def random_checkpoint(path: Path) -> Path:
 
 def write_config(d: Path, *, cluster: str = CLUSTER, jobs: str | None = None, **over) -> Path:
     (d / "cluster.yaml").write_text(cluster)
-    (d / "jobs.jsonl").write_text(jobs or jobs_jsonl(6, gap=90.0))
+    (d / "jobs.jsonl").write_text(jobs or jobs_jsonl(6, gap=70.0))
     data = {"cluster": str(d / "cluster.yaml"), "workload": str(d / "jobs.jsonl"),
             "policy": str(random_checkpoint(d / "random.pt")), "out": str(d / "out"),
             "ray": {"num_cpus": 2, "dashboard": False}, "seed": 0, "speed": SPEED,
