@@ -141,6 +141,10 @@ def parser() -> argparse.ArgumentParser:
                    help="steps over which episodes grow to --train-jobs")
     t.add_argument("--val-episodes", type=_whole(ge=1, le=10_000), default=4,
                    help="held-back validation episodes per evaluation (per site)")
+    t.add_argument("--workers", type=_whole(ge=1, le=64), default=1,
+                   help="processes playing episodes in parallel (the teacher's, an update's "
+                        "--rollouts, validation); 2 uses both cores of a 2-core machine. "
+                        "The results do not depend on it")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     t.add_argument("--track", default="none", choices=["none", "tensorboard"],

@@ -168,6 +168,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
         raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
                          "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
+    if a.federated and a.workers != 1:
+        raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
+                         f"learner; a federated run's organisations each train in their own "
+                         f"process. Expected --workers 1 (the default) with --federated")
     sc = _scenario(a)
     _build(a, sc, 0)                                    # bad input: fail before any run
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
@@ -181,7 +185,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.federated:
         return _train_federated(a, cfg)
     summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
-                    log=lambda m: print(m, file=sys.stderr), track=a.track)
+                    log=lambda m: print(m, file=sys.stderr), track=a.track, workers=a.workers)
     _print_summary(summary, a.json)
     return 0
 

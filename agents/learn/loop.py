@@ -28,15 +28,13 @@ import numpy as np
 import torch
 
 from agora.agents.learn import checkpoint, input_baseline, schedules
+from agora.agents.learn.rollouts import Episode, EpisodeRunner, Played, play
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
                                     round_rewards, values_of)
-from agora.agents.sim.config import SimConfig
-from agora.agents.sim.engine import Simulator
 from agora.agents.sim.runner import Scenario
 from agora.agents.step.codes import code_bytes
 from agora.agents.step.observe import LOCAL_DIM
-from agora.agents.step.simulation import AgentsPolicy, Recorder
 
 TRAIN_SEED_BASE = 10_000
 VAL_SEED_BASE = 5_000
@@ -169,12 +167,9 @@ class MixedSource:
 def run_episode(agents: Agents, cluster, wl, *, seed: int, rng=None, teacher=None,
                 record: bool = True, comm: str | None = None):
     """One episode of the simulation engine with the agents' current weights (acting in
-    numpy, as a site agent does); returns (result, recorder, policy)."""
-    rec = Recorder() if record else None
-    pol = AgentsPolicy(agents.policy(comm=comm), rng=rng, recorder=rec, teacher=teacher)
-    sim = Simulator(cluster, wl, SimConfig(seed=seed, record_attempts=False))
-    res = sim.run(pol)
-    return res, rec, pol
+    numpy, as a site agent does), in this process; returns (result, recorder, policy)."""
+    return play(agents.policy(comm=comm), Episode(cluster, wl, seed, teacher=teacher,
+                                                  record=record), rng=rng)
 
 
 def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
@@ -189,15 +184,15 @@ def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
     return ep, float(r.sum())
 
 
-def validate(agents: Agents, src, n: int, *, first: int = 0) -> dict:
-    """Greedy runs on validation episodes ``first .. first + n - 1``: mean JCT and score."""
-    jct, score = [], []
-    for i in range(first, first + n):
-        cl, wl = src.episode(i, validation=True)
-        res, _, _ = run_episode(agents, cl, wl, seed=VAL_SEED_BASE + i, record=False)
-        jct.append(res.metrics["jct_mean_s"])
-        score.append(res.metrics["score"])
-    return {"eval/jct_mean_s": float(np.mean(jct)), "eval/score": float(np.mean(score))}
+def validate(agents: Agents, src, n: int, *, first: int = 0,
+             runner: EpisodeRunner | None = None) -> dict:
+    """Greedy runs on validation episodes ``first .. first + n - 1``: mean JCT and score
+    (played by ``runner``'s workers; None: in this process)."""
+    eps = [Episode(*src.episode(i, validation=True), VAL_SEED_BASE + i, record=False)
+           for i in range(first, first + n)]
+    played = (runner or EpisodeRunner()).run(agents.policy(), eps)
+    return {"eval/jct_mean_s": float(np.mean([p.result.metrics["jct_mean_s"] for p in played])),
+            "eval/score": float(np.mean([p.result.metrics["score"] for p in played]))}
 
 
 def new_progress() -> dict:
@@ -208,11 +203,14 @@ class PPOLoop:
     """One learner: agents, Adam, value normaliser, numpy generator, episode stream and its
     progress counters. Construction seeds torch with ``cfg.seed`` and builds the agents from
     it (so two loops of one seed start from the same weights). ``source``: episodes other
-    than ``cfg.scenario``'s (e.g. a ``MixedSource``)."""
+    than ``cfg.scenario``'s (e.g. a ``MixedSource``). ``workers``: processes that play the
+    episodes (``rollouts.EpisodeRunner``; the results do not depend on it); ``close()``
+    stops them."""
 
-    def __init__(self, cfg: TrainConfig, *, source: EpisodeSource | MixedSource | None = None
-                 ) -> None:
+    def __init__(self, cfg: TrainConfig, *, source: EpisodeSource | MixedSource | None = None,
+                 workers: int = 1) -> None:
         self.cfg = cfg
+        self.runner = EpisodeRunner(workers)
         self.src = source if source is not None else EpisodeSource(
             Scenario(**cfg.scenario), cfg.train_jobs, cfg.train_fraction)
         torch.manual_seed(cfg.seed)
@@ -233,12 +231,13 @@ class PPOLoop:
         cfg, st = self.cfg, self.progress
         if not cfg.bc_episodes or st["bc_done"]:
             return {}
-        eps = []
+        todo = []
         for _ in range(cfg.bc_episodes):
             cl, wl = self.src.episode(st["episode"])
             st["episode"] += 1
-            _, rec, _ = run_episode(self.agents, cl, wl, seed=st["episode"], teacher="srpt")
-            eps.append(flatten(rec.arrays(), cfg.agent.bits))
+            todo.append(Episode(cl, wl, st["episode"], teacher="srpt"))
+        eps = [flatten(p.arrays, cfg.agent.bits)
+               for p in self.runner.run(self.agents.policy(), todo) if p.arrays is not None]
         b = {k: torch.cat([e[k] for e in eps]) for k in eps[0]}
         logs = bc_update(self.agents, self.opt, b, epochs=cfg.bc_epochs,
                          minibatch=cfg.ppo.minibatch, rng=self.rng,
@@ -254,9 +253,8 @@ class PPOLoop:
         t0 = time.perf_counter()
         cl, wl = self.src.episode(st["episode"], jobs=schedules.episode_jobs(cfg, st["step"]))
         st["episode"] += 1
-        runs = [run_episode(self.agents, cl, wl, seed=st["episode"], rng=self.rng)
-                for _ in range(cfg.rollouts)]        # same arrivals and faults, own samples
-        eps = [_prepare(rec.arrays(), res, cfg, self.vnorm, self.agents) for res, rec, _ in runs]
+        runs = self._rollouts(cl, wl, st["episode"])    # same arrivals and faults, own samples
+        eps = [_prepare(p.arrays, p.result, cfg, self.vnorm, self.agents) for p in runs]
         if cfg.rollouts > 1:
             adv = input_baseline.advantages([e["now"] for e, _ in eps],
                                             [e["reward"] for e, _ in eps],
@@ -271,19 +269,31 @@ class PPOLoop:
         logs = ppo_update(self.agents, self.opt, batch, cfg.ppo, self.vnorm, self.rng,
                           ent_coef=schedules.ent_coef(cfg.ppo, st["step"], cfg.steps),
                           imitation=schedules.imitation_coef(cfg.ppo, st["step"]))
-        n = sum(len(rec) for _, rec, _ in runs)
+        n = sum(p.rounds for p in runs)
         st["step"] += n
         st["update"] += 1
-        m = [res.metrics for res, _, _ in runs]
+        m = [p.result.metrics for p in runs]
         row = {"charts/episodic_return": float(np.mean([r for _, r in eps])),
                "charts/jct_mean_s": float(np.mean([x["jct_mean_s"] for x in m])),
                "charts/score": float(np.mean([x["score"] for x in m])), "charts/rounds": n,
                "charts/steps_per_s": n / max(t1 - t0, 1e-9),
                "charts/episode_jobs": len(wl.jobs),
-               "comm/msgs_sent_frac": runs[-1][2].sent_frac,
+               "comm/msgs_sent_frac": runs[-1].sent_frac,
                "comm/bits_per_msg": 8 * self.msg_bytes, "comm/bytes_per_msg": self.msg_bytes,
                "comm/raw_state_bytes": LOCAL_DIM * 4, **logs}
-        return row, runs[-1][2]
+        return row, runs[-1]
+
+    def _rollouts(self, cl, wl, seed: int) -> list[Played]:
+        """The update's ``cfg.rollouts`` rollouts of one episode. One rollout samples from
+        the loop's generator (as it always has); K >= 2 each from a generator of its own,
+        seeded from the loop's, so they can be played in parallel and give the same result
+        whatever the number of workers."""
+        pol = self.agents.policy()
+        if self.cfg.rollouts == 1:
+            res, rec, p = play(pol, Episode(cl, wl, seed), rng=self.rng)
+            return [Played(res, rec.arrays() if len(rec) else None, len(rec), p.sent_frac)]
+        seeds = self.rng.integers(0, 2**63, size=self.cfg.rollouts)
+        return self.runner.run(pol, [Episode(cl, wl, seed, sample_seed=int(s)) for s in seeds])
 
     def run_updates(self, steps: int) -> tuple[int, dict[str, float]]:
         """PPO updates until ``steps`` more steps are used (whole episodes; an overshoot is
@@ -302,7 +312,11 @@ class PPOLoop:
 
     def validate(self, n: int | None = None, *, first: int = 0) -> dict:
         return validate(self.agents, self.src, self.cfg.val_episodes if n is None else n,
-                        first=first)
+                        first=first, runner=self.runner)
+
+    def close(self) -> None:
+        """Stop the episode workers (a loop stays usable: they start again when needed)."""
+        self.runner.close()
 
     # -- checkpointing -----------------------------------------------------------------------
     def state(self) -> dict:

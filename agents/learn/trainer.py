@@ -36,14 +36,24 @@ __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-          log=print, track: str | None = None) -> dict:
+          log=print, track: str | None = None, workers: int = 1) -> dict:
     """Train; returns the final summary (also the last line of ``metrics.jsonl``).
-    ``track``: also write the rows to TensorBoard (``agents/learn/tracking.py``)."""
+    ``track``: also write the rows to TensorBoard (``agents/learn/tracking.py``);
+    ``workers``: processes that play the episodes (``rollouts.EpisodeRunner``: the teacher's,
+    the K rollouts of an update, the validation runs); the results do not depend on it."""
     torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    loop = PPOLoop(cfg, workers=workers)
+    try:
+        return _train(loop, cfg, out, resume=resume, progress=progress, log=log, track=track)
+    finally:
+        loop.close()
+
+
+def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress: bool, log,
+           track: str | None) -> dict:
     tracker = make_tracker(track, out)
-    loop = PPOLoop(cfg)
     src, st = loop.src, loop.progress
     ck = out / "last.pt"
     if resume and ck.exists():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from agora.agents.learn import checkpoint, input_baseline, schedules
-from agora.agents.learn import loop as loop_mod
+from agora.agents.learn import rollouts as rollouts_mod
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.loop import EpisodeSource, PPOLoop, TrainConfig, run_episode
 from agora.agents.learn.ppo import PPOConfig, ValueNorm, bc_update, flatten, ppo_update
@@ -141,16 +141,17 @@ def test_rollouts_of_one_update_share_the_arrivals_and_a_curriculum_starts_short
                       rollouts=3, curriculum_jobs=8, curriculum_steps=1000,
                       agent=AgentConfig(k=4, hidden=16))
     seen = []
-    real = loop_mod.run_episode
+    real = rollouts_mod._played
 
-    def spy(agents, cl, wl, **kw):
-        seen.append(([j.id for j in wl.jobs], kw["seed"]))
-        return real(agents, cl, wl, **kw)
+    def spy(policy, ep):
+        seen.append(([j.id for j in ep.workload.jobs], ep.seed, ep.sample_seed))
+        return real(policy, ep)
 
-    monkeypatch.setattr(loop_mod, "run_episode", spy)
+    monkeypatch.setattr(rollouts_mod, "_played", spy)
     lp = PPOLoop(cfg)
     row, _ = lp.update()
-    assert len(seen) == 3 and seen[0] == seen[1] == seen[2]      # the same input, 3 times
+    assert len(seen) == 3 and [s[:2] for s in seen] == [seen[0][:2]] * 3  # one input, 3 times
+    assert len({s[2] for s in seen}) == 3 and None not in {s[2] for s in seen}  # own samples
     assert len(seen[0][0]) == 8 == row["charts/episode_jobs"]    # the curriculum's first
     assert lp.progress["step"] == row["charts/rounds"] > 0
 

@@ -38,7 +38,8 @@ def test_a_workload_without_jobs_is_refused_by_every_run(command, name, text, tm
     ("--steps", "-5"), ("--train-jobs", "0"), ("--bc-episodes", "-2"), ("--lr", "nan"),
     ("--lr", "-1"), ("--k", "0"), ("--hidden", "-3"), ("--code-dim", "0"), ("--bits", "99"),
     ("--val-episodes", "0"), ("--rounds", "0"), ("--local-steps", "0"),
-    ("--trim-beta", "0.7"), ("--max-nodes", "0"), ("--setup-load", "-1")])
+    ("--trim-beta", "0.7"), ("--max-nodes", "0"), ("--setup-load", "-1"), ("--workers", "0"),
+    ("--workers", "65")])
 def test_train_refuses_a_bad_number_naming_the_option(option, value, tmp_path, capsys):
     # these once ran into a ZeroDivisionError (--k 0), a negative tensor size (--hidden -3),
     # an IndexError (--bc-episodes -2) or trained silently on nothing (--steps -5)
@@ -53,6 +54,12 @@ def test_train_with_nothing_to_train_is_refused(tmp_path, capsys):
     err = input_error(["train", "--out", str(out), "--steps", "0", "--bc-episodes", "0"],
                       capsys)
     assert "nothing to train" in err and not out.exists()
+
+
+def test_episode_workers_with_federated_training_are_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    err = input_error(["train", "--out", str(out), "--federated", "--workers", "2"], capsys)
+    assert "--workers 2 with --federated" in err and "--workers 1" in err and not out.exists()
 
 
 def test_replay_of_a_workload_without_jobs_is_refused_before_anything_starts(tmp_path, capsys):
