@@ -25,43 +25,30 @@ import threading
 import time
 from pathlib import Path
 
+from agora.deploy import pid_file
+
 log = logging.getLogger("agora.live")
 
 READY, PID, LOG = "ready.json", "agora.pid", "agora.log"
 
 
-def pid_alive(pid: int) -> bool:
-    """Does ``pid`` run (a zombie nobody reaped does not)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except (OSError, ValueError, IndexError):
-        return True
-
-
 def running_service(out: Path) -> dict | None:
     """The service serving from ``out`` ({pid, config, coordinator, ...}), or None when none
-    is (no ready file, or its process is gone)."""
+    is (no ready file, or its process is gone or is another process: ``pid_file``)."""
     try:
         info = json.loads((out / READY).read_text())
-        return info if pid_alive(int(info["pid"])) else None
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pid, start = info["pid"], info.get("pid_start")
+        if not isinstance(pid, int) or not (start is None or isinstance(start, int)):
+            return None
+        return info if pid_file.same_process(pid, start) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def starting_pid(out: Path) -> int | None:
-    """The pid of a service starting or serving from ``out``, if its process lives."""
-    try:
-        pid = int((out / PID).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if pid_alive(pid) else None
+    """The pid of a service starting or serving from ``out``, if that process still runs
+    (never a pid the file names that is not a valid one, or is another process)."""
+    return pid_file.running(out / PID)
 
 
 class _Stop:
@@ -95,7 +82,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         echo(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
              f"agora down --config {cfg.source}", file=sys.stderr)
         return 1
-    (out / PID).write_text(str(os.getpid()))
+    pid_file.write(out / PID)
     (out / READY).unlink(missing_ok=True)
     stop = _Stop()
     stop.install()
@@ -113,7 +100,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
                           executor_spec=RayExecutorSpec(namespace="agora"), live=True)
         if stop.event.is_set():
             return _stopped(system, out, echo, stop)
-        info = {"pid": os.getpid(), "config": str(cfg.source), "out": str(out),
+        info = {"pid": os.getpid(), "pid_start": pid_file.start_ticks(os.getpid()),
+                "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
                 "sites": list(cluster.site_names), "started": time.time()}
         follower = Follower(system)
@@ -204,11 +192,8 @@ def _close(system, out: Path, view=None) -> None:
         log.debug("closing the system failed", exc_info=True)
     finally:
         (out / READY).unlink(missing_ok=True)
-        try:
-            if int((out / PID).read_text()) == os.getpid():
-                (out / PID).unlink()
-        except (FileNotFoundError, ValueError):
-            pass
+        if pid_file.mine(out / PID):
+            (out / PID).unlink(missing_ok=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
                           else signal.SIG_DFL)
@@ -310,16 +295,17 @@ def down(cfg, config_arg: str, *, timeout_s: float = 90.0) -> int:
     """Stop the service serving from ``cfg.out`` (SIGTERM, then SIGKILL after
     ``timeout_s``)."""
     out = Path(cfg.out)
-    pid = starting_pid(out)
-    if pid is None:
+    got = pid_file.read(out / PID)
+    if got is None or not pid_file.same_process(*got):
         print(f"agora down: nothing is running from {out} (agora up --config {config_arg} "
               f"starts it)")
         return 0
+    pid = got[0]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and pid_alive(pid):
+    while time.monotonic() < deadline and pid_file.same_process(*got):
         time.sleep(0.3)
-    if pid_alive(pid):
+    if pid_file.same_process(*got):
         os.kill(pid, signal.SIGKILL)
         print(f"agora down: pid {pid} did not stop in {timeout_s:.0f} s; killed it",
               file=sys.stderr)

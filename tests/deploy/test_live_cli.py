@@ -269,7 +269,9 @@ def test_a_running_service_whose_replicas_do_not_answer_is_not_told_to_start(tmp
                          {0: "UNAVAILABLE: ipv4:127.0.0.1:1: Handshake read failed"})
     t = Target("up.yaml", SimpleNamespace(replicas=["127.0.0.1:1"]), tmp_path)
     assert "start it with agora up --config up.yaml" in str(t.unanswered(e))   # none runs
-    (tmp_path / "ready.json").write_text(json.dumps({"pid": os.getpid()}))
+    from agora.deploy.pid_file import start_ticks
+    (tmp_path / "ready.json").write_text(json.dumps({"pid": os.getpid(),
+                                                     "pid_start": start_ticks(os.getpid())}))
     said = str(t.unanswered(e))
     assert said.startswith(f"Agora runs from {tmp_path} but too few replicas answered")
     assert "Handshake read failed" in said and "agora.log" in said
