@@ -30,6 +30,22 @@ MAX_DATA_MB = 1e9
 """a task's input data, MB (1 PB)"""
 MAX_WEIGHT = 1e6
 """a job's weight"""
+MAX_LATENCY_MS = 1e6
+"""one-way latency of a link between sites, milliseconds (1,000 s)"""
+MIN_BANDWIDTH_MBPS, MAX_BANDWIDTH_MBPS = 1e-3, 1e9
+"""bandwidth of a link, megabits per second (1 kbit/s to 1 Pbit/s)"""
+MAX_WATTS = 1e7
+"""a node's or a gpu's power draw, watts (10 MW)"""
+MAX_PUE = 10.0
+"""a site's power usage effectiveness (>= 1)"""
+MAX_OVERRUN_FACTOR = 1000.0
+"""how many times its duration an overrunning task may run"""
+MAX_ATTEMPTS = 1000
+"""attempts of one instance (a retry loop of millions never ends in practice)"""
+MAX_REPLICAS = 100
+"""coordinator replicas (n = 3f+1, so f <= 33): every replica talks to every other"""
+MAX_CERT_DAYS = 36_500
+"""days a certificate of ``agora certs`` is valid (100 years)"""
 MAX_NAME = 128
 """characters of a name or id"""
 

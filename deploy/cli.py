@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from agora.agents.baselines import choices
+from agora.agents.limits import MAX_CERT_DAYS, MAX_REPLICAS
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_up
 from agora.deploy.cli_args import (MAX_SEEDS, _number, _policies_arg, _scenario_args, _seed,
@@ -197,10 +198,10 @@ def parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("certs", help="a private CA and a TLS certificate per site and replica")
     k.add_argument("--sites", default="", help="comma-separated site names")
-    k.add_argument("--replicas", type=int, default=4)
+    k.add_argument("--replicas", type=_whole(ge=0, le=MAX_REPLICAS), default=4)
     k.add_argument("--hosts", default="localhost,127.0.0.1",
                    help="comma-separated DNS names / IPs the certificates are valid for")
-    k.add_argument("--days", type=int, default=365)
+    k.add_argument("--days", type=_whole(ge=1, le=MAX_CERT_DAYS), default=365)
     k.add_argument("--out", required=True, help="directory for ca.crt and <name>.crt/.key")
     k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(fn=cmd_certs)

@@ -147,6 +147,10 @@ def _scenario(a: argparse.Namespace):
             raise ValueError(f"--workload-option: {e}") from None
         if name in options:
             raise ValueError(f"--workload-option: {name} given twice; expected each once")
+        if name == "seed" and a.workload.split(":")[0] == "synthetic":
+            raise ValueError(f"--workload-option seed={value}: a synthetic workload is drawn "
+                             f"with the run's seed; expected --workload synthetic:seed=N to "
+                             f"fix it, or the run's --seed / --seeds")
         options[name] = value
     return Scenario(cluster=a.cluster, workload=a.workload,
                     sites=DEFAULT_SITES if a.sites is None else a.sites,

@@ -22,13 +22,29 @@ import signal
 import sys
 from pathlib import Path
 
+from agora.agents.limits import MAX_REPLICAS
+
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
 OPERATOR = "operator"
 
 
+def _replica_count(text: str) -> int:
+    """``--replicas``: a whole number 4..MAX_REPLICAS (3f+1 is checked by the key writer);
+    kept here so that a replica process does not import the simulator's argument helpers."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not 4 <= n <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"found {text[:40]}; expected a whole number >= 4 "
+                                         f"and <= {MAX_REPLICAS}")
+    return n
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("keys", help="generate the coordinator's replica and client keys")
-    k.add_argument("--replicas", type=int, required=True, help="number of replicas, 3f+1")
+    k.add_argument("--replicas", type=_replica_count, required=True,
+                   help="number of replicas, 3f+1")
     k.add_argument("--clients", default="",
                    help="comma-separated client ids, e.g. site:dc-east,site:dc-west "
                         f"('{OPERATOR}' is always added)")

@@ -32,9 +32,10 @@ def cmd_replay(a: argparse.Namespace) -> int:
     if a.workload:
         cfg = replace(cfg, workload=a.workload)
     if a.speed is not None:
-        if not a.speed > 0:
-            raise ValueError(f"--speed: {a.speed}; expected a number > 0 (workload seconds "
-                             f"per wall-clock second)")
+        if not 1e-3 <= a.speed <= 1e6:           # also nan and inf
+            raise ValueError(f"--speed: {a.speed}; expected a number >= 0.001 and <= "
+                             f"1,000,000 (workload seconds per wall-clock second), as the "
+                             f"config's speed")
         cfg = replace(cfg, speed=a.speed)
     echo = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
     try:

@@ -86,18 +86,14 @@ class Target:
 
 def target(config_arg: str) -> Target:
     """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``)."""
-    import yaml
-
+    from agora.agents.workloads.yamlmarks import load_yaml
     from agora.coordinator.config import load_config
 
     p = Path(config_arg)
     if not p.is_file():
         raise FileNotFoundError(f"--config: {config_arg} is not a file; expected an agora up "
                                 f"config (e.g. {DEFAULT_UP_CONFIG}) or a coordinator YAML")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        data = None
+    data = load_yaml(str(p))           # one guarded reader: size, nesting, aliases, UTF-8
     if isinstance(data, dict) and isinstance(data.get("replicas"), list):
         return Target(config_arg, load_config(p), None)
     from agora.deploy.up_config import load_up_config

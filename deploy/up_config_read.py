@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from agora.agents.limits import MAX_REPLICAS, MAX_SECONDS
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import file_problem, is_folder
 from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
@@ -36,10 +37,10 @@ def _choice(where: Where, v: Any, choices: Sequence[str]) -> str:
     return v
 
 
-def _int(where: Where, v: Any, ge: int) -> int:
+def _int(where: Where, v: Any, ge: int, le: int = 10 ** 6) -> int:
     if isinstance(v, float):  # get_int would take 2.0; a count written 2.0 is a slip
-        raise where.error(f"found {describe(v)}", f"a whole number >= {ge}")
-    return get_int(where, v, ge=ge)
+        raise where.error(f"found {describe(v)}", f"a whole number >= {ge} and <= {le:,}")
+    return get_int(where, v, ge=ge, le=le)
 
 
 class _Reader:
@@ -78,7 +79,7 @@ def _path(base: Path) -> Callable[[Where, Any], Path]:
 
 
 def _replicas(where: Where, v: Any) -> int:
-    n = _int(where, v, 1)
+    n = _int(where, v, 1, MAX_REPLICAS)
     if n < 4 or (n - 1) % 3:
         lo = max(4, 3 * ((n - 1) // 3) + 1)
         near = f"; the nearest are {lo} (f = {(lo - 1) // 3}) and {lo + 3}" if n > 4 else ""
@@ -207,24 +208,25 @@ def _coordinator(base: Path, n: int, where: Where, data: Any) -> dict[str, Any]:
 
 def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
     top = _Reader(where, data, _names(UpConfig))
-    top.get("seed", lambda w, v: _int(w, v, 0))
+    top.get("seed", lambda w, v: _int(w, v, 0, 2 ** 63 - 1))
     top.get("cluster", _cluster(base))
     top.get("sites", lambda w, v: _int(w, v, 1))
     top.get("split", lambda w, v: _choice(w, v, SPLITS))
     top.get("workload", _workload(base))
-    top.get("load", lambda w, v: None if v is None else get_number(w, v, gt=0))
+    top.get("load", lambda w, v: None if v is None else get_number(w, v, gt=0, le=1e6))
     top.get("policy", _policy(base))
     top.get("replicas", _replicas)
     top.get("replica_host", lambda w, v: None if v is None else get_str(
         w, v, "null, or the host name or IP address the replicas bind and are dialled at"))
     top.get("site_key_dir", lambda w, v: None if v is None else _path(state_folder(base))(w, v))
     top.get("speed", lambda w, v: get_number(
-        w, v, gt=0, unit="workload seconds per wall-clock second"))
+        w, v, ge=1e-3, le=1e6, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
     top.get("episode_timeout_s", lambda w, v: None if v is None else get_number(
-        w, v, gt=0, unit="seconds"))
+        w, v, ge=1e-3, le=MAX_SECONDS, unit="seconds"))
     top.get("out", _path(state_folder(base)))
-    top.get("round_timeout_s", lambda w, v: get_number(w, v, gt=0, unit="seconds"))
+    top.get("round_timeout_s", lambda w, v: get_number(w, v, ge=1e-3, le=MAX_SECONDS,
+                                                       unit="seconds"))
     top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))
     top.get("peers", lambda w, v: None if v is None else _int(w, v, 1))
     n = top.values.get("replicas", UpConfig.replicas)
@@ -234,13 +236,13 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
 
     fed, fed_r = _section(top.at("federation"), top.data.get("federation"), FederationSection, {
         "enabled": _bool, "rounds": lambda w, v: _int(w, v, 1),
-        "local_steps": lambda w, v: _int(w, v, 1),
+        "local_steps": lambda w, v: _int(w, v, 1, 10 ** 9),
         "strategy": lambda w, v: _choice(w, v, STRATEGIES)})
     ray, ray_r = _section(top.at("ray"), top.data.get("ray"), RaySection, {
         "address": lambda w, v: None if v is None else get_str(
             w, v, "null (start a local Ray), 'auto', or host:port / ray://host:port"),
         "num_cpus": lambda w, v: None if v is None else _int(w, v, 1),
-        "agent_num_cpus": lambda w, v: get_number(w, v, ge=0, unit="CPUs"),
+        "agent_num_cpus": lambda w, v: get_number(w, v, ge=0, le=1024, unit="CPUs"),
         "agent_max_restarts": lambda w, v: _int(w, v, -1),
         "agent_max_task_retries": lambda w, v: _int(w, v, -1),
         "multi_node": _bool, "dashboard": _bool})

@@ -39,7 +39,7 @@ import csv
 import math
 import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
@@ -233,12 +233,39 @@ def _split(rows: list[tuple[str, int, int, int, str | None]], n: int, rule: str)
     return sites
 
 
+def _qos_weights(path: str, given: Any) -> dict:
+    """``qos_weights`` as a mapping, or as text ``CLASS:WEIGHT,...`` (the form a command
+    line's ``--workload-option qos_weights=LS:2,BE:1`` gives)."""
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        return dict(given)
+    expected = "qos class:weight pairs, e.g. qos_weights=LS:2,BE:1 (each weight > 0)"
+    if not isinstance(given, str):
+        raise InputError(path=path, line=None, field="qos_weights",
+                         problem=f"found {given!r}", expected=expected)
+    out: dict[str, float] = {}
+    for part in given.split(","):
+        q, colon, w = part.partition(":")
+        try:
+            wt = float(w)
+        except ValueError:
+            wt = None
+        if not colon or not q.strip() or wt is None or q.strip() in out:
+            raise InputError(path=path, line=None, field="qos_weights",
+                             problem=f"found {part[:60]!r}"
+                                     + (" (repeated)" if q.strip() in out else ""),
+                             expected=expected)
+        out[q.strip()] = wt
+    return out
+
+
 def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                       qos_weights: Mapping[str, float] | None = None) -> Workload:
     """Read an Alibaba pod list into one single-task job per pod (see module doc)."""
     path = str(path)
     sites = origin_sites(cluster, path)
-    weights = dict(qos_weights or {})
+    weights = _qos_weights(path, qos_weights)
     for q, wt in weights.items():
         if isinstance(wt, bool) or not isinstance(wt, (int, float)) or not 0 < wt < math.inf:
             raise InputError(path=path, line=None, field=f"qos_weights[{q!r}]",

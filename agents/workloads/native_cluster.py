@@ -23,7 +23,9 @@ import yaml
 
 from agora.agents.domain import (MILLI, Cluster, Faults, Link, Node, NodeOutage, PowerModel,
                                  Site)
-from agora.agents.limits import MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_NODES
+from agora.agents.limits import (MAX_ATTEMPTS, MAX_BANDWIDTH_MBPS, MAX_CORES, MAX_GPUS,
+                                 MAX_LATENCY_MS, MAX_MEM_MIB, MAX_NODES, MAX_OVERRUN_FACTOR,
+                                 MAX_PUE, MAX_TIME, MAX_WATTS, MIN_BANDWIDTH_MBPS)
 from agora.agents.workloads.native_fields import site_name, units
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
                                               get_mapping, get_number, get_str, load_yaml)
@@ -75,6 +77,7 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
         wp = at_key(w, raw, "power")
         p = get_mapping(wp, raw["power"], optional=_POWER)
         vals = {k: get_number(at_key(wp, p, k), p[k], ge=1.0 if k == "pue" else 0.0,
+                              le=MAX_PUE if k == "pue" else MAX_WATTS,
                               unit="PUE" if k == "pue" else "watts") for k in p}
         power = PowerModel(**vals)
         for kind in ("node", "gpu"):
@@ -126,9 +129,10 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
 
 def _link(w: Where, raw: dict) -> Link:
     return Link(latency_ms=get_number(at_key(w, raw, "latency_ms"), raw["latency_ms"], ge=0,
-                                      unit="milliseconds"),
+                                      le=MAX_LATENCY_MS, unit="milliseconds"),
                 bandwidth_mbps=get_number(at_key(w, raw, "bandwidth_mbps"),
-                                          raw["bandwidth_mbps"], gt=0, unit="megabits/s"))
+                                          raw["bandwidth_mbps"], ge=MIN_BANDWIDTH_MBPS,
+                                          le=MAX_BANDWIDTH_MBPS, unit="megabits/s"))
 
 
 def _links(w: Where, raw: Any, sites: set[str]) -> tuple[dict[frozenset[str], Link], Link]:
@@ -166,8 +170,9 @@ _FAULTS = ("seed", "task_failure_prob", "overrun_prob", "overrun_factor", "max_a
            "outages")
 _FAULT_SCALARS: tuple[tuple[str, Any, dict[str, float]], ...] = (
     ("seed", get_int, {}), ("task_failure_prob", get_number, {"ge": 0, "lt": 1}),
-    ("overrun_prob", get_number, {"ge": 0, "le": 1}), ("overrun_factor", get_number, {"ge": 1}),
-    ("max_attempts", get_int, {"ge": 1}))
+    ("overrun_prob", get_number, {"ge": 0, "le": 1}),
+    ("overrun_factor", get_number, {"ge": 1, "le": MAX_OVERRUN_FACTOR}),
+    ("max_attempts", get_int, {"ge": 1, "le": MAX_ATTEMPTS}))
 
 
 def _faults(w: Where, raw: Any, sites: set[str], nodes: set[str]) -> Faults:
@@ -195,10 +200,10 @@ def _faults(w: Where, raw: Any, sites: set[str], nodes: set[str]) -> Faults:
                     f"unknown {kind} {name!r}",
                     f"a {kind} of this cluster" + ("" if kind == "node" else
                                                    f" ({', '.join(sorted(sites))})"))
-            at = get_number(at_key(wi, ro, "at"), ro["at"], ge=0, unit="seconds")
+            at = get_number(at_key(wi, ro, "at"), ro["at"], ge=0, le=MAX_TIME, unit="seconds")
             until = ro.get("until")
             if until is not None:
-                until = get_number(at_key(wi, ro, "until"), until, gt=at,
+                until = get_number(at_key(wi, ro, "until"), until, gt=at, le=MAX_TIME,
                                    unit="seconds, after 'at'; absent when permanent")
             outages.append(NodeOutage(at=at, until=until, node=name if kind == "node" else None,
                                       site=name if kind == "site" else None))

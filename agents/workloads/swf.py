@@ -137,6 +137,9 @@ def read_swf_report(path: str | Path, cluster: Cluster, *, rigid: bool = False,
     """Read an SWF file into a workload plus the list of skipped jobs."""
     path = str(path)
     sites = origin_sites(cluster, path)
+    if not isinstance(rigid, bool):          # 'no', 2, 0.5 once all read as rigid
+        raise InputError(path=path, line=None, field="rigid", problem=f"found {rigid!r}",
+                         expected="true or false")
     if isinstance(mem_per_proc_mib, bool) or not isinstance(mem_per_proc_mib, int) \
             or not 0 <= mem_per_proc_mib <= MAX_MEM_MIB:
         raise InputError(path=path, line=None, field="mem_per_proc_mib",

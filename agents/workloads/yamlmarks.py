@@ -16,8 +16,9 @@ The checks know no units; callers state them in ``expected``.
 from __future__ import annotations
 
 import math
+import os
 import re
-from pathlib import Path
+import stat
 from typing import Any, Iterable
 
 import yaml
@@ -49,15 +50,40 @@ class MarkedList(list):
         self.item_lines: list[int] = []
 
 
+MAX_TEXT_BYTES = 2 ** 30
+"""the largest file read whole (a bigger one is refused before it is read: its parsed form
+would not fit a machine's memory anyway)"""
+
+
 def read_text(path: str, expected: str) -> str:
     """The whole file as text (UTF-8, an optional BOM dropped); InputError if it cannot be
-    read or is not UTF-8 (naming the line of the first bad byte)."""
+    read, is not a regular file (a FIFO would block the reader, a device never end), is over
+    ``MAX_TEXT_BYTES`` or is not UTF-8 (naming the line of the first bad byte)."""
     try:
-        data = Path(path).read_bytes()
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(path=path, line=None, field=None,
+                             problem="not a regular file (a folder, pipe or device)",
+                             expected=expected)
+        if st.st_size > MAX_TEXT_BYTES:
+            raise InputError(path=path, line=None, field=None,
+                             problem=f"{st.st_size:,} bytes, over the limit of "
+                                     f"{MAX_TEXT_BYTES // 2 ** 20:,} MiB",
+                             expected=f"{expected}, at most {MAX_TEXT_BYTES:,} bytes")
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
     except OSError as e:
         raise InputError(path=path, line=None, field=None,
                          problem=f"cannot read the file ({e.strerror or e})",
                          expected=expected) from None
+    except MemoryError:
+        raise InputError(path=path, line=None, field=None,
+                         problem="not enough memory to read the file",
+                         expected=f"{expected} that fits in memory") from None
+    if len(data) > MAX_TEXT_BYTES:                     # it grew while we read it
+        raise InputError(path=path, line=None, field=None,
+                         problem=f"over the limit of {MAX_TEXT_BYTES // 2 ** 20:,} MiB",
+                         expected=f"{expected}, at most {MAX_TEXT_BYTES:,} bytes")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -151,8 +151,20 @@ faults:
 @pytest.mark.parametrize("old,new,line,field,words", [
     ("b: s2,", "b: s3,", 15, "links.pairs[0].b", ["unknown site 's3'", "s1, s2"]),
     ("b: s2,", "b: s1,", 15, "links.pairs[0].b", ["distinct"]),
-    ("bandwidth_mbps: 100", "bandwidth_mbps: 0", 15, "links.pairs[0].bandwidth_mbps", ["> 0"]),
+    ("bandwidth_mbps: 100", "bandwidth_mbps: 0", 15, "links.pairs[0].bandwidth_mbps",
+     [">= 0.001"]),
+    ("bandwidth_mbps: 100", "bandwidth_mbps: 5.0e-324", 15, "links.pairs[0].bandwidth_mbps",
+     [">= 0.001"]),
     ("latency_ms: 40", "latency_ms: -1", 13, "links.default.latency_ms", ["negative"]),
+    # past these bounds a run gave JCTs of 1e297 s, or inf and nan in --json
+    ("latency_ms: 40", "latency_ms: 1.0e+300", 13, "links.default.latency_ms", ["<= 1,000,000"]),
+    ("bandwidth_mbps: 100", "bandwidth_mbps: 1.0e+12", 15, "links.pairs[0].bandwidth_mbps",
+     ["<= 1,000,000,000"]),
+    ("until: 10", "until: 1.0e+300", 18, "faults.outages[0].until", ["<= 10,000,000,000"]),
+    ("  outages:", "  overrun_factor: 1.0e+308\n  outages:", 17, "faults.overrun_factor",
+     ["<= 1,000"]),
+    ("  outages:", "  max_attempts: 1000000000\n  outages:", 17, "faults.max_attempts",
+     ["<= 1,000"]),
     ("node: s2/g", "node: s2/h", 18, "faults.outages[0].node", ["unknown node 's2/h'"]),
     ("node: s2/g", "site: s9", 18, "faults.outages[0].site", ["unknown site 's9'"]),
     ("node: s2/g", "node: s2/g, site: s2", 18, "faults.outages[0]", ["both node and site"]),
@@ -173,6 +185,8 @@ def test_power_errors(tmp_path):
     check(fails(read_cluster, p, text), p, 6, "sites[1].power.node_idle_w", "above")
     text = GOOD.replace("  - name: s2\n", "  - name: s2\n    power: {pue: 0.9}\n")
     check(fails(read_cluster, p, text), p, 6, "sites[1].power.pue", ">= 1")
+    text = GOOD.replace("  - name: s2\n", "  - name: s2\n    power: {node_peak_w: 1.0e+308}\n")
+    check(fails(read_cluster, p, text), p, 6, "sites[1].power.node_peak_w", "<= 10,000,000")
 
 
 def test_duplicate_node_names(tmp_path):

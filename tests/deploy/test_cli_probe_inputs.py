@@ -1,0 +1,103 @@
+"""Inputs an outside probe found mishandled (2026-12-02), each now refused with one line that
+names the file or the option: a FIFO or a terabyte file where a file is read (they blocked
+forever or ran out of memory), a deeply nested --config of the service commands (a
+RecursionError), reader options read loosely (``rigid=no`` was rigid, ``qos_weights`` could
+not be given at all, ``seed`` was ignored for a synthetic workload), and numbers without an
+upper bound (certificates for 99,999,999 days, a billion replicas, replay at speed inf)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.test_cli_inputs import input_error, usage_error
+
+CHECKPOINT = Path(__file__).parents[2] / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
+
+ONE_JOB = ('{"id":"j","arrival":0,"origin":"a","tasks":[{"id":"t","duration":10,'
+           '"demand":{"cpu":1,"mem":1}}]}\n')
+SWF = "1 0 0 100 4 -1 2048 4 -1 -1 1 1 1 1 1 1 -1 -1\n"
+PODS = ("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
+        "deletion_time,scheduled_time\np1,1000,100,0,0,,LS,Succeeded,0,100,10\n"
+        "p2,1000,100,0,0,,BE,Succeeded,0,100,10\n")
+
+
+@pytest.mark.timeout(60)         # a reader that opened the FIFO would block until this
+@pytest.mark.parametrize("command", [["simulate", "--no-gantt", "--workload"],
+                                     ["simulate", "--no-gantt", "--config"],
+                                     ["submit"], ["jobs", "--config"]])
+def test_a_fifo_is_refused_without_being_opened(command, tmp_path, capsys):
+    fifo = tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+    extra = []
+    if command == ["submit"]:
+        (tmp_path / "up.yaml").write_text(f"policy: {CHECKPOINT}\nout: {tmp_path / 'out'}\n")
+        extra = ["--config", str(tmp_path / "up.yaml")]
+    err = input_error(command + [str(fifo)] + extra, capsys)
+    assert str(fifo) in err and ("not a file" in err or "not a regular file" in err), err
+
+
+@pytest.mark.timeout(60)
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, capsys):
+    from agora.agents.workloads.yamlmarks import MAX_TEXT_BYTES
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.truncate(MAX_TEXT_BYTES + 1)                      # sparse: no disk used
+    err = input_error(["simulate", "--no-gantt", "--workload", str(big)], capsys)
+    assert f"{big}: {MAX_TEXT_BYTES + 1:,} bytes, over the limit of 1,024 MiB" in err
+
+
+def test_a_deeply_nested_service_config_is_refused_naming_it(tmp_path, capsys):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 20000 + "]" * 20000 + "\n")
+    err = input_error(["jobs", "--config", str(deep)], capsys)
+    assert f"{deep}: nested too deeply" in err
+
+
+@pytest.mark.parametrize("value", ["no", "2", "0.5", "off"])
+def test_rigid_takes_true_or_false_only(value, tmp_path, capsys):
+    (tmp_path / "t.swf").write_text(SWF)
+    err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "t.swf"),
+                       "--workload-option", f"rigid={value}"], capsys)
+    assert "field 'rigid'" in err and "true or false" in err
+
+
+def test_qos_weights_are_given_as_class_weight_pairs(tmp_path, capsys):
+    from agora.agents.domain import Cluster
+    from agora.agents.workloads.alibaba import read_alibaba_pods
+    from agora.agents.workloads.loader import load_cluster
+
+    (tmp_path / "pods.csv").write_text(PODS)
+    cl: Cluster = load_cluster("default")
+    wl = read_alibaba_pods(tmp_path / "pods.csv", cl, qos_weights="LS:3,BE:0.5")
+    assert [j.weight for j in wl.jobs] == [3.0, 0.5]
+    for bad in ("2", "LS", "LS:x", "LS:1,LS:2", "true"):
+        err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "pods.csv"),
+                           "--workload-option", f"qos_weights={bad}"], capsys)
+        assert "field 'qos_weights'" in err and "LS:2,BE:1" in err, err
+
+
+def test_a_seed_option_for_a_synthetic_workload_is_refused(capsys):
+    err = input_error(["simulate", "--no-gantt", "--workload", "synthetic",
+                       "--workload-option", "seed=7"], capsys)
+    assert "synthetic:seed=N" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["certs", "--days", "99999999", "--out", "X"], "argument --days: found 99999999"),
+    (["certs", "--replicas", "100000000", "--out", "X"], "argument --replicas"),
+    (["keys", "--replicas", "1000000000", "--out", "X"], "argument --replicas: found"),
+    (["keys", "--replicas", "3", "--out", "X"], ">= 4"),
+])
+def test_key_and_certificate_counts_are_bounded(argv, words, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    assert words in usage_error(argv, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("speed", ["inf", "nan", "1e-320", "0"])
+def test_replay_speed_is_bounded(speed, tmp_path, capsys):
+    err = input_error(["replay", "--speed", speed, "--out", str(tmp_path / "o")], capsys)
+    assert "--speed" in err and "<= 1,000,000" in err
