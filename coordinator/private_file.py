@@ -3,6 +3,7 @@ it exists, also when it replaces an older file of other permissions."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ def write_private(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` (mode 0600) atomically: a temporary file beside it, made
     0600 before anything is written, then renamed over ``path``."""
     path = Path(path)
+    if path.is_dir():          # else the rename fails naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

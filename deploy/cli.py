@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -208,12 +209,35 @@ def parser() -> argparse.ArgumentParser:
     return show_defaults(p)
 
 
+HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+"""a DNS name (a leading ``*.`` wildcard allowed); IP addresses are checked by ``ipaddress``"""
+
+
+def _is_host(h: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        return len(h) <= 253 and HOST.fullmatch(h) is not None
+
+
 def cmd_certs(a: argparse.Namespace) -> int:
     from agora.deploy.certs import make_all
-    sites = [s for s in a.sites.split(",") if s]
-    if a.replicas < 0 or a.days < 1:
-        raise ValueError("--replicas must be >= 0 and --days >= 1")
-    made = make_all(Path(a.out), sites, a.replicas, [h for h in a.hosts.split(",") if h], a.days)
+    from agora.agents.limits import site_name_problem
+
+    sites = [s.strip() for s in a.sites.split(",") if s.strip()]
+    hosts = [h.strip() for h in a.hosts.split(",") if h.strip()]
+    for s in sites:            # a site's name names its files (site-<name>.key)
+        if (why := site_name_problem(s)) is not None:
+            raise ValueError(f"--sites: {why}; expected site names of 1-64 letters, digits, "
+                             f"'.', '_' or '-', starting with a letter or digit")
+    if len(set(sites)) != len(sites):
+        raise ValueError(f"--sites: {a.sites!r} names a site twice; expected distinct names")
+    for h in hosts:
+        if not _is_host(h):
+            raise ValueError(f"--hosts: {h[:80]!r} is neither a DNS name nor an IP address")
+    made = make_all(Path(a.out), sites, a.replicas, hosts, a.days)
     if a.json:
         print(json.dumps({"out": str(a.out), "certificates": [
             {"name": m.name, "cert": str(m.cert), "key": str(m.key)} for m in made]}, indent=1))

@@ -18,12 +18,15 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 from agora.agents.limits import MAX_REPLICAS
 
+CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*(/[0-9]+)?)?")
+"""client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``)"""
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
 OPERATOR = "operator"
 
@@ -130,6 +133,11 @@ def cmd_keys(a: argparse.Namespace) -> int:
         clients.append(OPERATOR)
     if len(set(clients)) != len(clients):
         raise ValueError(f"--clients: {a.clients!r} names a client twice; expected distinct ids")
+    for c in clients:
+        if len(c) > 256 or not CLIENT_ID.fullmatch(c):
+            raise ValueError(f"--clients: {c[:80]!r} is no client id; expected operator, "
+                             f"site:<site name> or auditor:<name> (names: letters, digits, "
+                             f"'.', '_', '-', starting with a letter or digit)")
     keys = generate_keys(a.replicas, clients)
     from agora.coordinator.private_file import write_private
 

@@ -168,6 +168,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
         raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
                          "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
+    if not a.federated:
+        given = [f for f, v in (("--max-nodes", a.max_nodes), ("--setup-load", a.setup_load),
+                                ("--traces", a.traces), ("--secagg", a.secagg or None))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} without --federated: "
+                             f"{'they apply' if len(given) > 1 else 'it applies'} to federated "
+                             f"training only; expected --federated, or no {given[0]}")
     if a.federated and a.workers != 1:
         raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
                          f"learner; a federated run's organisations each train in their own "

@@ -63,6 +63,7 @@ class Target:
         then come from the coordinator's key file). Without ``keys_file``: the coordinator's
         key file, and for a site client it holds no secret of, the key its agent made under
         this ``agora up``'s ``site_key_dir`` when this machine has it."""
+        from agora.agents.limits import site_name_problem
         from agora.coordinator.client import CoordinatorClient
         from agora.coordinator.server import load_keys
         from agora.coordinator.site_key import is_site_key, load_or_create
@@ -74,6 +75,7 @@ class Target:
         keys = load_keys(Path(keys_file) if keys_file and own is None
                          else c.path(c.keys_file))
         if own is None and not keys_file and client_id.startswith("site:") \
+                and site_name_problem(client_id[5:]) is None \
                 and client_id not in keys.client_signing and self.up is not None:
             from agora.deploy.launch import site_key_dir
 

@@ -104,8 +104,18 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
     try:
         agents.model.load_state_dict(blob["model"])
         agents.codec.load_state_dict(blob["codec"])
-    except RuntimeError as e:
-        raise CheckpointMismatch(f"{path}: weights do not fit the configuration: {e}") from None
+    except (RuntimeError, TypeError, AttributeError) as e:
+        # torch lists every missing and unexpected key over many lines: one line of it
+        first = " ".join(str(e).split())[:240] or type(e).__name__
+        first += "..." if len(" ".join(str(e).split())) > 240 else ""
+        raise CheckpointMismatch(f"{path}: weights do not fit the configuration ({first}); "
+                                 f"expected a checkpoint written by `agora train`") from None
+    for part, module in (("model", agents.model), ("codec", agents.codec)):
+        for name, t in module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise CheckpointMismatch(f"{path}: {part}.{name} holds NaN or infinite "
+                                         f"weights; expected finite weights (a diverged run: "
+                                         f"use an earlier checkpoint, e.g. best.pt)")
     competence = blob.get("competence")
     if competence is not None:
         got = competence if isinstance(competence, dict) else {}

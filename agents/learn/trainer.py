@@ -56,6 +56,8 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     tracker = make_tracker(track, out)
     src, st = loop.src, loop.progress
     ck = out / "last.pt"
+    if resume and not ck.exists():
+        log(f"--resume: {ck} does not exist, so this is a new run")
     if resume and ck.exists():
         blob = checkpoint.read(ck)
         saved = TrainConfig.from_dict(blob["train_config"])

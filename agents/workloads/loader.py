@@ -110,6 +110,9 @@ _OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_w
 def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
     """The workload named by ``spec`` (see module doc), checked against ``cluster``."""
     spec = str(spec)
+    if not spec.strip():                     # Path("") is "." -- the current folder
+        raise InputError(path=repr(spec), line=None, field=None, problem="an empty name",
+                         expected=WORKLOAD_KINDS)
     options = {k: v for k, v in options.items() if v is not None}
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec, cluster, options)

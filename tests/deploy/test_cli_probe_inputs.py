@@ -101,3 +101,48 @@ def test_key_and_certificate_counts_are_bounded(argv, words, tmp_path, capsys):
 def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     err = input_error(["replay", "--speed", speed, "--out", str(tmp_path / "o")], capsys)
     assert "--speed" in err and "<= 1,000,000" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["keys", "--replicas", "4", "--clients", "site:../x", "--out", "X"],
+     "'site:../x' is no client id"),
+    (["certs", "--sites", "a,a", "--out", "X"], "names a site twice"),
+    (["certs", "--sites", "../x", "--out", "X"], "--sites: name '../x'"),
+    (["certs", "--hosts", "a b", "--out", "X"], "'a b' is neither a DNS name nor an IP"),
+    (["train", "--max-nodes", "4", "--out", "X"], "--max-nodes without --federated"),
+    (["train", "--secagg", "--out", "X"], "--secagg without --federated"),
+    (["simulate", "--no-gantt", "--workload", ""], "'': an empty name"),
+])
+def test_names_and_flags_that_cannot_apply_are_refused(argv, words, tmp_path, capsys):
+    # a site or client name becomes a file name (site-<name>.key): '../x' wrote outside
+    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    assert words in input_error(argv, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_keys_into_a_folder_name_the_folder(tmp_path, capsys):
+    err = input_error(["keys", "--replicas", "4", "--out", str(tmp_path)], capsys)
+    assert f"{tmp_path}: a folder, not a file" in err
+
+
+def test_certificates_take_ip_addresses_and_wildcard_names(tmp_path, capsys):
+    from agora.deploy.cli import main
+    assert main(["certs", "--sites", "east", "--replicas", "1", "--hosts",
+                 "localhost,127.0.0.1,::1,*.example.org", "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "site-east.crt").is_file()
+
+
+@pytest.mark.parametrize("damage, words", [("nan", "holds NaN or infinite weights"),
+                                           ("empty", "weights do not fit the configuration")])
+def test_a_damaged_checkpoint_is_refused_in_one_line(damage, words, tmp_path, capsys):
+    import torch
+    blob = torch.load(CHECKPOINT, weights_only=True)
+    if damage == "nan":
+        k = next(iter(blob["model"]))
+        blob["model"][k] = blob["model"][k] * float("nan")
+    else:
+        blob["model"] = {}
+    torch.save(blob, tmp_path / "bad.pt")
+    err = input_error(["evaluate", "--checkpoint", str(tmp_path / "bad.pt"), "--seeds", "1"],
+                      capsys)
+    assert words in err
