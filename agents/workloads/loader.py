@@ -182,6 +182,8 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 def _value(s: str) -> Any:
     if _INT.fullmatch(s):
+        if len(s) > 100:
+            raise ValueError(f"a number of {len(s):,} digits; expected at most 100 digits")
         return int(s)
     if _FLOAT.fullmatch(s):
         return float(s)
@@ -201,7 +203,12 @@ def parse_synthetic(spec: str) -> dict[str, Any]:
             raise InputError(path=spec, line=None, field=f"synthetic[{i}]",
                              problem=f"found {part!r}" + (" (repeated)" if key in params else ""),
                              expected="synthetic:key=value,key=value with distinct names")
-        params[key] = _value(val.strip())
+        try:
+            params[key] = _value(val.strip())
+        except ValueError as e:
+            problem, _, expected = str(e).partition("; expected ")
+            raise InputError(path=spec[:80], line=None, field=key, problem=problem,
+                             expected=expected or "synthetic:key=value,key=value") from None
     return params
 
 

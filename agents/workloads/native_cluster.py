@@ -103,6 +103,9 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
         if gpus > 0:
             model = get_str(at_key(wn, rn, "gpu_model"), model,
                             "a gpu model name (required when gpus > 0)")
+            if not model.isprintable() or len(model) > 64:
+                raise at_key(wn, rn, "gpu_model").error(
+                    f"found {describe(model)}", "a gpu model name of 1-64 printable characters")
         elif model is not None:
             raise at_key(wn, rn, "gpu_model").error(
                 f"found {describe(model)} on a node with no gpus",

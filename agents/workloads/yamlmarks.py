@@ -180,8 +180,13 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: str, memo: dict[int, 
         except yaml.YAMLError:
             raise
         except Exception as e:  # e.g. a timestamp-looking value that is no date
+            if isinstance(e, ValueError) and "digits" in str(e):   # Python's int limit
+                raise InputError(path=path, line=line, field=None,
+                                 problem=f"a number of {len(node.value):,} digits",
+                                 expected="a number of at most 4,300 digits") from None
+            shown = node.value if len(node.value) <= 60 else node.value[:57] + "..."
             raise InputError(path=path, line=line, field=None,
-                             problem=f"cannot read value {node.value!r} ({e})",
+                             problem=f"cannot read value {shown!r} ({e})",
                              expected="a plain YAML value") from None
     if isinstance(node, yaml.SequenceNode):
         seq = MarkedList(line)
@@ -262,6 +267,8 @@ def describe(v: Any) -> str:
         return "a mapping"
     if isinstance(v, (list, tuple)):
         return "a list"
+    if isinstance(v, int) and v.bit_length() > 200:   # repr() refuses past 4,300 digits
+        return f"a whole number of about {int(v.bit_length() * 0.30103) + 1:,} digits"
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
 

@@ -146,3 +146,21 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(damage, words, tmp_path, ca
     err = input_error(["evaluate", "--checkpoint", str(tmp_path / "bad.pt"), "--seeds", "1"],
                       capsys)
     assert words in err
+
+
+def test_numbers_of_thousands_of_digits_are_named_not_printed(tmp_path, capsys):
+    # Python refuses to print an int past 4,300 digits: the message was its own advice
+    big = "9" * 5000
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: a\n    nodes:\n"
+                                     f"      - {{name: n, cpu: {big}, mem: 4096}}\n")
+    err = input_error(["simulate", "--no-gantt", "--cluster", str(tmp_path / "c.yaml")], capsys)
+    assert "c.yaml:4: a number of 5,000 digits" in err and "set_int_max_str_digits" not in err
+    err = input_error(["simulate", "--no-gantt", "--workload", f"synthetic:seed={big}"], capsys)
+    assert "field 'seed': a number of 5,000 digits" in err and len(err) < 400
+
+
+def test_a_gpu_model_is_printable(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text('sites:\n  - name: a\n    nodes:\n      - {name: n, cpu: 4, '
+                                     'mem: 4096, gpus: 1, gpu_model: "T4\\n"}\n')
+    err = input_error(["simulate", "--no-gantt", "--cluster", str(tmp_path / "c.yaml")], capsys)
+    assert "gpu_model" in err and "printable" in err
