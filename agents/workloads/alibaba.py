@@ -63,7 +63,7 @@ def csv_rows(path: str, header: tuple[str, ...], what: str, *, header_optional: 
     """Yield (line number, cells) of the data rows after checking the header exactly;
     ``header_optional``: a file without a header is read from its first line (a first line
     equal to ``header`` is still skipped)."""
-    lines = split_lines(read_text(path, what))
+    lines = split_lines(read_text(path, what), path)
     expected = f"{len(header)} comma-separated columns {','.join(header)}"
     if not lines and not header_optional:
         raise InputError(path=path, line=None, field=None, problem="the file is empty",
@@ -347,7 +347,7 @@ def read_alibaba_pod_demands(path: str | Path) -> list[tuple[str, Demand]]:
     experiments: the full header (``POD_HEADER``; times are not read) or the five columns
     ``PLACEMENT_HEADER`` of the placement-only variants."""
     path = str(path)
-    lines = split_lines(read_text(path, "an Alibaba pod list CSV"))
+    lines = split_lines(read_text(path, "an Alibaba pod list CSV"), path)
     # The header's column count picks the variant; split by hand, not csv: a header that is not
     # valid CSV (a stray carriage return) must reach csv_rows, which names its line and problem.
     first = lines[0].split(",") if lines else []

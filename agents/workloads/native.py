@@ -36,7 +36,7 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
     Jobs come back sorted by (arrival, id); ``Workload.source`` is ``path``. With
     ``require_run`` (jobs for a live Agora) every task must say what it runs."""
     path = str(path)
-    lines = split_lines(read_text(path, "JSON Lines, one job object a line"))
+    lines = split_lines(read_text(path, "JSON Lines, one job object a line"), path)
     sites, models = set(cluster.site_names), cluster.gpu_models
     jobs: list[Job] = []
     seen: dict[str, int] = {}

@@ -112,7 +112,11 @@ def _number(path: str, line: int, k: int, tok: str) -> float:
 
 def _whole(path: str, line: int, k: int, v: float, tok: str, lo: int, hi: float,
            expected: str | None = None, unknown: bool = False) -> int:
-    """``v`` (read from ``tok``) as a whole number in lo..hi, or -1 when ``unknown`` allows it."""
+    """``v`` (read from ``tok``) as a whole number in lo..hi, or -1 when ``unknown`` allows it.
+    A token written as an integer is compared as one (a float loses digits past 2^53:
+    9007199254740993 read as ...992)."""
+    if tok.lstrip("+-").isdigit() and len(tok) <= 30:
+        v = int(tok)
     if v != int(v) or not (lo <= v <= hi or unknown and v == -1):
         raise InputError(path=path, line=line, field=FIELDS[k],
                          problem=f"found {shorten(tok)}" + (" (negative)" if v < 0 else ""),
@@ -150,7 +154,7 @@ def read_swf_report(path: str | Path, cluster: Cluster, *, rigid: bool = False,
     seen: dict[int, int] = {}
     demands: dict[tuple[int, int], Demand] = {}
     n = len(FIELDS)
-    for line, text in enumerate(split_lines(read_text(path, "an SWF file")), 1):
+    for line, text in enumerate(split_lines(read_text(path, "an SWF file"), path), 1):
         s = text.strip()
         if not s or s.startswith(";"):
             continue

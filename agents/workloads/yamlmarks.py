@@ -99,8 +99,16 @@ def read_text(path: str, expected: str) -> str:
                          expected=expected) from None
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines split on '\\n' only (so numbers match editors), a trailing '\\r' dropped."""
+def split_lines(text: str, path: str | None = None) -> list[str]:
+    """Lines split on '\\n' only (so numbers match editors), a trailing '\\r' dropped. With
+    ``path``: a file whose lines end in a lone '\\r' (classic Mac) is refused, naming it,
+    instead of read as one long line."""
+    if path is not None and "\n" not in text and "\r" in text.rstrip("\r"):
+        raise InputError(path=path, line=1, field=None,
+                         problem="its lines end in a carriage return alone (CR, classic Mac "
+                                 "line endings), so it reads as one line",
+                         expected="lines ending in LF or CRLF (convert it, e.g. "
+                                  "tr '\\r' '\\n' < FILE)")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -164,3 +164,16 @@ def test_a_gpu_model_is_printable(tmp_path, capsys):
                                      'mem: 4096, gpus: 1, gpu_model: "T4\\n"}\n')
     err = input_error(["simulate", "--no-gantt", "--cluster", str(tmp_path / "c.yaml")], capsys)
     assert "gpu_model" in err and "printable" in err
+
+
+def test_lines_ending_in_cr_alone_are_named(tmp_path, capsys):
+    (tmp_path / "cr.jsonl").write_bytes((ONE_JOB.strip() + "\r").encode() * 2)
+    err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "cr.jsonl")],
+                      capsys)
+    assert "cr.jsonl:1: its lines end in a carriage return alone" in err
+
+
+def test_an_swf_job_number_past_2_to_the_53_is_not_rounded(tmp_path, capsys):
+    (tmp_path / "t.swf").write_text("9007199254740993" + SWF[1:])
+    err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "t.swf")], capsys)
+    assert "found 9007199254740993" in err      # once read as 9007199254740992, a valid one
