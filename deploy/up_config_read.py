@@ -78,6 +78,16 @@ def _path(base: Path) -> Callable[[Where, Any], Path]:
     return check
 
 
+def _folder(base: Path) -> Callable[[Where, Any], Path]:
+    """A folder Agora writes into: a path that is not an existing file."""
+    def check(where: Where, v: Any) -> Path:
+        p = _path(base)(where, v)
+        if p.exists() and not p.is_dir():
+            raise where.error(f"{p} is a file", "a folder (it is made when missing)")
+        return p
+    return check
+
+
 def _replicas(where: Where, v: Any) -> int:
     n = _int(where, v, 1, MAX_REPLICAS)
     if n < 4 or (n - 1) % 3:
@@ -218,13 +228,14 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("replicas", _replicas)
     top.get("replica_host", lambda w, v: None if v is None else get_str(
         w, v, "null, or the host name or IP address the replicas bind and are dialled at"))
-    top.get("site_key_dir", lambda w, v: None if v is None else _path(state_folder(base))(w, v))
+    top.get("site_key_dir",
+            lambda w, v: None if v is None else _folder(state_folder(base))(w, v))
     top.get("speed", lambda w, v: get_number(
         w, v, ge=1e-3, le=1e6, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
     top.get("episode_timeout_s", lambda w, v: None if v is None else get_number(
         w, v, ge=1e-3, le=MAX_SECONDS, unit="seconds"))
-    top.get("out", _path(state_folder(base)))
+    top.get("out", _folder(state_folder(base)))
     top.get("round_timeout_s", lambda w, v: get_number(w, v, ge=1e-3, le=MAX_SECONDS,
                                                        unit="seconds"))
     top.get("comm", lambda w, v: None if v is None else _choice(w, v, COMMS))
@@ -252,7 +263,7 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address"),
         "port": lambda w, v: get_int(w, v, ge=0, le=65535)})
     tls, _ = _section(top.at("tls"), top.data.get("tls"), TlsSection, {
-        "enabled": _bool, "certs_dir": _path(state_folder(base))})
+        "enabled": _bool, "certs_dir": _folder(state_folder(base))})
     if "certs_dir" not in (top.data.get("tls") or {}):
         # each state folder has its own CA and certificates, unless told where they are
         out = top.values.get("out") or UpConfig.__dataclass_fields__["out"].default_factory()

@@ -379,3 +379,12 @@ def test_a_checkpoint_no_site_agent_runs_is_refused_naming_the_policy(tmp_path):
     plain = Agents(AgentConfig(k=4, hidden=32))
     assert cfg.site_policy_config(plain.policy_weights(), plain.cfg.to_dict())["comm"] == \
         "trigger"
+
+
+@pytest.mark.parametrize("key, text", [("out", "out: afile\n"),
+                                       ("tls.certs_dir", "tls: {certs_dir: afile}\n")])
+def test_a_folder_agora_writes_into_may_not_be_a_file(key, text, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    p = write(tmp_path, text)
+    with pytest.raises(UpConfigError, match=f"field '{key}': .*afile is a file"):
+        load_up_config(p)
