@@ -209,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     return show_defaults(p)
 
 
-HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 """a DNS name (a leading ``*.`` wildcard allowed); IP addresses are checked by ``ipaddress``"""
 
 

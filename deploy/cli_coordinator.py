@@ -32,15 +32,15 @@ OPERATOR = "operator"
 
 
 def _replica_count(text: str) -> int:
-    """``--replicas``: a whole number 4..MAX_REPLICAS (3f+1 is checked by the key writer);
+    """``--replicas``: a whole number 1..MAX_REPLICAS (3f+1 is checked by ``cmd_keys``);
     kept here so that a replica process does not import the simulator's argument helpers."""
     try:
         n = int(text)
     except ValueError:
         n = None
-    if n is None or not 4 <= n <= MAX_REPLICAS:
-        raise argparse.ArgumentTypeError(f"found {text[:40]}; expected a whole number >= 4 "
-                                         f"and <= {MAX_REPLICAS}")
+    if n is None or not 1 <= n <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"found {text[:40]}; expected a whole number >= 1 "
+                                         f"and <= {MAX_REPLICAS} (3f+1: 1, 4, 7, 10, ...)")
     return n
 
 

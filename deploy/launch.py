@@ -77,7 +77,10 @@ class System:
         self.stopping.set()
         try:
             if ray.is_initialized():
-                stop_agents(self.actors)
+                try:
+                    stop_agents(self.actors)
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    log.debug("stopping the agents failed", exc_info=True)
                 if self.runners:
                     from agora.agents.cluster.node_runner import stop_runners
 
@@ -107,13 +110,14 @@ def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0)
     deadline = time.monotonic() + timeout_s
     answered = 0
     while pending:
-        now = time.monotonic()
-        wait = deadline - now if not answered else min(deadline - now, straggler_s)
+        wait = deadline - time.monotonic()
         if wait <= 0:
             break
         ready, pending = ray.wait(pending, num_returns=1, timeout=wait)
         if not ready:
             break
+        if not answered:                    # the first answer: the others get straggler_s
+            deadline = min(deadline, time.monotonic() + straggler_s)
         for ref in ready:
             try:
                 ray.get(ref)

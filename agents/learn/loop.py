@@ -247,7 +247,7 @@ class PPOLoop:
 
     def update(self) -> tuple[dict, object]:
         """One PPO update on a fresh sampled episode (``cfg.rollouts`` rollouts of it);
-        returns (metrics row, the last rollout's policy). Counts the rounds into
+        returns (metrics row, the last rollout as ``rollouts.Played``). Counts the rounds into
         ``progress['step']``."""
         cfg, st = self.cfg, self.progress
         t0 = time.perf_counter()

@@ -21,6 +21,9 @@ per-job outcomes), the recorder's arrays and the share of codes sent (``Played``
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -75,6 +78,18 @@ def _played(policy: NumpyPolicy, ep: Episode) -> Played:
                   sent_frac=pol.sent_frac)
 
 
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    """A worker's initializer: exit when the learner that started it is gone. A learner
+    killed by a signal (``kill``, ``timeout``, a batch scheduler) runs no ``finally``, and a
+    worker waiting on the pool's queue would otherwise live on, adopted by init."""
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            if os.getppid() != parent:
+                os._exit(0)
+    threading.Thread(target=watch, name="watch-learner", daemon=True).start()
+
+
 class EpisodeRunner:
     """Plays lists of episodes with ``workers`` processes (1: in this process). The pool
     starts at the first parallel call and lives until ``close`` (or the end of a ``with``)."""
@@ -91,7 +106,8 @@ class EpisodeRunner:
             return [_played(policy, ep) for ep in episodes]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent, initargs=(os.getpid(),))
         futures = [self._pool.submit(_played, policy, ep) for ep in episodes]
         return [f.result() for f in futures]
 

@@ -58,6 +58,7 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     ck = out / "last.pt"
     if resume and not ck.exists():
         log(f"--resume: {ck} does not exist, so this is a new run")
+        resume = False
     if resume and ck.exists():
         blob = checkpoint.read(ck)
         saved = TrainConfig.from_dict(blob["train_config"])

@@ -245,7 +245,7 @@ def _qos_weights(path: str, given: Any) -> dict:
         raise InputError(path=path, line=None, field="qos_weights",
                          problem=f"found {given!r}", expected=expected)
     out: dict[str, float] = {}
-    for part in given.split(","):
+    for part in (p for p in given.split(",") if p.strip()):
         q, colon, w = part.partition(":")
         try:
             wt = float(w)

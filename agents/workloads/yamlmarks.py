@@ -355,6 +355,8 @@ def get_str(where: Where, v: Any, what: str = "a non-empty string") -> str:
 
 def _bounds(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
     def n(x: float) -> str:
+        if isinstance(x, int):              # whole-number bounds exactly (2^63 - 1, ...)
+            return f"{x:,}"
         return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
     parts = [f">= {n(ge)}" if ge is not None else "", f"> {n(gt)}" if gt is not None else "",

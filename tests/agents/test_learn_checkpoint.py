@@ -171,3 +171,13 @@ def test_agent_config_refuses_a_bad_shape_naming_the_field(field, value, words):
     with pytest.raises(ValueError) as e:
         AgentConfig(**{field: value})
     assert str(e.value).startswith(f"{field}: found") and words in str(e.value)
+
+
+def test_resume_with_nothing_to_resume_is_a_new_run(tmp_path, capsys):
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"old": "row of an earlier run"}\n')
+    assert main(["train", *TRAIN, "--out", str(out), "--resume"]) == 0
+    assert "does not exist, so this is a new run" in capsys.readouterr().err
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "old" not in rows[0] and rows[0]["phase"] == "references"

@@ -45,7 +45,6 @@ def test_two_workers_give_what_one_process_gives(tmp_path):
     assert [[r[k] for k in keys] for r in rows1] == [[r[k] for k in keys] for r in rows2]
     assert val1 == val2
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
-    # the three rollouts sampled differently (own generators), from one input
     assert rows1[0]["charts/rounds"] > 0
 
 
@@ -80,3 +79,57 @@ def test_the_runner_returns_episodes_in_order_and_stops_its_workers(tmp_path):
 def test_a_bad_worker_count_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="workers"):
         EpisodeRunner(bad)
+
+
+LEARNER = """
+import sys, time
+from dataclasses import asdict
+from pathlib import Path
+import torch
+from agora.agents.learn.learned_policy import AgentConfig, Agents
+from agora.agents.learn.rollouts import Episode, EpisodeRunner
+from agora.agents.sim.runner import Scenario
+from tests.agents.test_learn_threshold import write_instance
+sc = write_instance(Path(sys.argv[1]), n_jobs=8)
+cluster, wl = Scenario(**asdict(sc)).build(0)
+pol = Agents(AgentConfig(k=4, hidden=16)).policy()
+runner = EpisodeRunner(2)
+runner.run(pol, [Episode(cluster, wl, seed=i) for i in range(2)])
+print(*runner._pool._processes, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_workers_exit_when_their_learner_is_killed(tmp_path):
+    """A learner killed by a signal runs no ``finally``: its workers must not live on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen([sys.executable, "-c", LEARNER, str(tmp_path)], cwd=root,
+                         stdout=subprocess.PIPE, text=True)
+    workers = [int(x) for x in p.stdout.readline().split()]
+    assert len(workers) == 2
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    left = [w for w in workers if alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "the workers outlived their learner"

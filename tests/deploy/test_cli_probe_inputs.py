@@ -89,7 +89,7 @@ def test_a_seed_option_for_a_synthetic_workload_is_refused(capsys):
     (["certs", "--days", "99999999", "--out", "X"], "argument --days: found 99999999"),
     (["certs", "--replicas", "100000000", "--out", "X"], "argument --replicas"),
     (["keys", "--replicas", "1000000000", "--out", "X"], "argument --replicas: found"),
-    (["keys", "--replicas", "3", "--out", "X"], ">= 4"),
+    (["keys", "--replicas", "0", "--out", "X"], ">= 1 and <= 100"),
 ])
 def test_key_and_certificate_counts_are_bounded(argv, words, tmp_path, capsys):
     argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
@@ -118,6 +118,13 @@ def test_names_and_flags_that_cannot_apply_are_refused(argv, words, tmp_path, ca
     argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
     assert words in input_error(argv, capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_keys_take_any_3f_plus_1_replicas_up_to_the_bound(tmp_path, capsys):
+    from agora.deploy.cli import main
+    assert main(["keys", "--replicas", "1", "--out", str(tmp_path / "one.yaml")]) == 0
+    assert "expected 3f+1" in input_error(["keys", "--replicas", "3", "--out",
+                                           str(tmp_path / "three.yaml")], capsys)
 
 
 def test_keys_into_a_folder_name_the_folder(tmp_path, capsys):

@@ -179,7 +179,7 @@ ERRORS = [
     ("load: fast\n", 1, "load", ["'fast'", "finite number"]),
     ("speed: 0\n", 1, "speed", [">= 0.001", "workload seconds per wall-clock second"]),
     ("speed: 1.0e+300\n", 1, "speed", ["<= 1,000,000"]),
-    ("seed: 100000000000000000000000000000\n", 1, "seed", ["<= 9.22337e+18"]),
+    ("seed: 100000000000000000000000000000\n", 1, "seed", ["<= 9,223,372,036,854,775,807"]),
     ("replicas: 1000000000000\n", 1, "replicas", ["<= 100"]),
     ("ray: {agent_num_cpus: 1000000}\n", 1, "ray.agent_num_cpus", ["<= 1,024"]),
     ("speed: .nan\n", 1, "speed", ["NaN", "finite"]),
