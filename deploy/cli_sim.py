@@ -5,7 +5,6 @@ each takes the parsed arguments and returns the exit status."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, replace
@@ -14,6 +13,7 @@ from pathlib import Path
 from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import file_problem
+from agora.deploy import json_out
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
 def cmd_simulate(a: argparse.Namespace) -> int:
@@ -57,12 +57,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
            "unschedulable": [list(u) for u in r.unschedulable],
            "failed": [list(f) for f in r.failed]}
     if d is not None:
-        (d / "result.json").write_text(json.dumps(out, indent=1))
+        (d / "result.json").write_text(json_out.dumps(out, indent=1))
         if not a.no_gantt:
             from agora.agents.sim.gantt import write_gantt
             out["gantt"] = [str(p) for p in write_gantt(r, d)]
     if a.json:
-        print(json.dumps(out, indent=1))
+        print(json_out.dumps(out, indent=1))
     else:
         print(metrics_table(r.metrics))
         for job, task, why in r.unschedulable[:10]:
@@ -99,7 +99,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
     if progress:
         progress.close()
     if a.json:
-        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds,
+        print(json_out.dumps({"scenario": asdict(sc), "seeds": a.seeds,
                           "policies": summarise(runs)}, indent=1))
     else:
         print(comparison_table(runs))
@@ -121,7 +121,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
     else:
         out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"
     if a.json:
-        print(json.dumps(out, indent=1, default=str))
+        print(json_out.dumps(out, indent=1, default=str))
         return 0
     print("analytic lower bounds (seconds unless named otherwise):")
     for k, v in out["analytic"].items():
@@ -201,7 +201,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 def _print_summary(summary: dict, as_json: bool) -> None:
     """``--json``: the summary as JSON; else one ``name: value`` line per entry."""
     if as_json:
-        print(json.dumps(summary, indent=1))
+        print(json_out.dumps(summary, indent=1))
         return
     for k, v in summary.items():
         if isinstance(v, dict):
@@ -256,7 +256,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                            f"  seed {s} {p}: JCT {r.metrics['jct_mean_s']:.1f} s, "
                            f"score {r.metrics['score']:.4f}", file=sys.stderr)))
     if a.json:
-        print(json.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
+        print(json_out.dumps({"scenario": asdict(sc), "seeds": a.seeds, "checkpoint": a.checkpoint,
                           "comm": res["comm"], "competence": res["competence"],
                           "wall_s": res["wall_s"],
                           "policies": summarise(res["runs"]),

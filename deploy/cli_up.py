@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from agora.deploy import json_out
 from agora.deploy.service_client import DEFAULT_UP_CONFIG
 
 DEFAULT_REPLAY_CONFIG = str(Path(__file__).parent / "configs" / "local.yaml")
@@ -44,7 +44,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
         print(f"agora {a.cmd}: interrupted; the system was stopped", file=sys.stderr)
         return 130
     if a.json:
-        print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))
+        print(json_out.dumps({k: v for k, v in result.items()}, indent=1, default=str))
     return 0 if result["metrics"]["tasks_lost"] == 0 else 1
 
 
