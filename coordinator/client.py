@@ -65,6 +65,15 @@ REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.FAILED_PRECONDITION)
 
 
+def is_refusal(code: grpc.StatusCode, details: str | None) -> bool:
+    """Is this answer the request's own fault, so that f+1 alike end the call with it? Also
+    RESOURCE_EXHAUSTED for a request over a limit (it names the limit; sending it again
+    cannot help) -- but not a rate limit's "retry later", which waiting cures."""
+    if code in REFUSALS:
+        return True
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry later" not in (details or "")
+
+
 HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
@@ -227,7 +236,7 @@ class CoordinatorClient(ClientReads):
             return pb.QueryResult.FromString(await self.call("GetSchedule", cmd,
                                                              read_only=True))
         except CoordinatorError as e:
-            if e.code in REFUSALS:
+            if is_refusal(e.code, e.message):
                 raise
         # Fewer than 2f+1 replicas agree right now: order the query (f+1 suffice).
         return pb.Result.FromString(await self.call("GetSchedule", cmd)).query
@@ -315,7 +324,7 @@ class CoordinatorClient(ClientReads):
                     i, reply = fut.result()
                     if isinstance(reply, (grpc.aio.AioRpcError, StreamError)):
                         errors[i] = f"{reply.code().name}: {reply.details()}"
-                        if reply.code() in REFUSALS:
+                        if is_refusal(reply.code(), reply.details()):
                             refusals[(reply.code(), reply.details())] += 1
                             (code, msg), k = refusals.most_common(1)[0]
                             if k >= self.f + 1:

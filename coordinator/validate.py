@@ -179,9 +179,11 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
                               f"{len(e.reason.encode('utf-8', 'surrogatepass'))} bytes",
                               f"at most {MAX_REASON_BYTES}")
         for i, ns in enumerate(m.nodes):
-            if not ns.node.startswith(f"{m.site}/"):
-                raise invalid(f"{at}.nodes[{i}].node", f"{ns.node!r}",
-                              f"a node of site {m.site!r} ({m.site}/<node>)")
+            if not ns.node.startswith(f"{m.site}/") \
+                    or site_name_problem(ns.node[len(m.site) + 1:]) is not None:
+                shown = ns.node if len(ns.node) <= 80 else ns.node[:77] + "..."
+                raise invalid(f"{at}.nodes[{i}].node", f"{shown!r}",
+                              f"a node of site {m.site!r} ({m.site}/<node>, {SITE_NAME_TEXT})")
     elif kind in ("close_round", "site_lapsed"):
         if not client_id.startswith(REPLICA_PREFIX):
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_a_replica",

@@ -81,9 +81,18 @@ def _number(value: float, where: str, *, lowest: float = 0.0, above: bool = Fals
     return value
 
 
+MAX_NAME_FIELD = 200
+"""characters of a name field (a site, ``site/node``, a gpu model): a 100 KB origin was
+echoed whole in the ordered refusal"""
+
+
 def _name(value: str, where: str) -> str:
     if not value:
         raise ProtoError(where, "empty", "a name")
+    if len(value) > MAX_NAME_FIELD or not value.isprintable():
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        raise ProtoError(where, f"{shown} ({len(value):,} characters)",
+                         f"a name of 1-{MAX_NAME_FIELD} printable characters")
     return value
 
 

@@ -30,7 +30,8 @@ CONVERTERS = [
 ]
 
 
-NAMES = st.text(st.characters(codec="utf-8"), min_size=1, max_size=6)
+NAMES = st.text(st.characters(codec="utf-8"), min_size=1, max_size=6).filter(str.isprintable)
+"""a name field: 1-200 printable characters (convert_checks._name)"""
 AMOUNTS = st.integers(0, 2**63 - 1)
 SECONDS = st.floats(0.0, 1e9)
 SEEDS = st.integers(-(2**63), 2**63 - 1)

@@ -176,6 +176,49 @@ def test_an_overlong_client_id_site_name_or_id_is_refused_by_its_length_never_ec
                 site="east", ends=[pb.End(job_id="j", task_id=long, kind=pb.END_LOST)])),
              "site_round.ends[0].task_id: 100000 characters"),
             ("operator", "RemoveSite", pb.Command(remove_site=pb.RemoveSite(site=long)),
-             "remove_site.site: 100000 characters")]:
+             "remove_site.site: 100000 characters"),
+            # a node name was checked by its site prefix only, and 100 KB of it was echoed
+            # whole in the ordered refusal
+            ("site:east", "SubmitRound", pb.Command(site_round=pb.SiteRound(
+                site="east", nodes=[pb.NodeState(node="east/" + long, up=False)])),
+             "site_round.nodes[0].node: 'east/yyy")]:
         r = refusal(signed(client, cmd), rpc_name)
         assert r.code == grpc.StatusCode.INVALID_ARGUMENT and field in r.message, r.message
+    # names in a submitted job: a 100 KB origin, a gpu model holding NUL
+    from dataclasses import replace
+
+    from agora.agents.domain import Demand
+    from agora.protos.convert import job_to_proto
+    base = job("limits-names", origin="east")
+    t = base.tasks[0]
+    for bad, field in [(replace(base, origin=long), "origin"),
+                       (replace(base, tasks=(replace(t, demand=Demand(
+                           cpu=t.demand.cpu, mem=t.demand.mem, gpu=1000,
+                           gpu_models=("T4\x00",))),)), "gpu_models[0]")]:
+        cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(bad)]))
+        r = refusal(signed("operator", cmd), "SubmitJobs")
+        assert r.code == grpc.StatusCode.INVALID_ARGUMENT and field in r.message, r.message
+        assert "printable characters" in r.message, r.message
+
+
+@pytest.mark.timeout(120)
+def test_the_client_reports_a_request_over_a_limit_naming_the_limit(group):
+    """f+1 replicas answering RESOURCE_EXHAUSTED for a request over a limit end the call with
+    that answer: the client used to wait them out and raise UNAVAILABLE ("no 2 matching
+    replies"), which reads as an outage to retry, and lost the limit's name. A rate limit
+    ("retry later") stays retryable."""
+    from agora.coordinator.client import CoordinatorError, is_refusal
+    from agora.coordinator.schedule_rules import MAX_BIDS_PER_PART
+
+    async def go():
+        rnd = await current_round(group)
+        async with group.client("site:east") as east:
+            with pytest.raises(CoordinatorError) as e:
+                await east.submit_round(flood("east", rnd, MAX_BIDS_PER_PART + 1).site_round)
+        return e.value
+
+    err = asyncio.run(asyncio.wait_for(go(), 60))
+    assert err.code == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+    assert f"the limit is {MAX_BIDS_PER_PART}" in err.message
+    assert not is_refusal(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          "client 'x' sent more than 20 requests a second; retry later")
