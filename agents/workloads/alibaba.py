@@ -45,7 +45,8 @@ from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, W
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
                                  SITE_NAME_TEXT, id_problem, site_name_problem)
 from agora.agents.workloads.errors import InputError, origin_sites
-from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
+from agora.agents.workloads.textfile import read_text, split_lines
+from agora.agents.workloads.yamlmarks import shorten
 
 NODE_HEADER = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 POD_HEADER = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",

@@ -23,9 +23,9 @@ from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES
                                  MAX_SECONDS, MAX_TIME, MAX_WEIGHT)
 from agora.agents.workloads.native_cluster import read_cluster, write_cluster
 from agora.agents.workloads.native_fields import ident, num, units
+from agora.agents.workloads.textfile import read_text, split_lines
 from agora.agents.workloads.yamlmarks import (Where, describe, get_int, get_list, get_mapping,
-                                              get_number, get_str, read_text,
-                                              split_lines)
+                                              get_number, get_str)
 
 __all__ = ["read_jobs", "write_jobs", "job_record", "run_record", "read_cluster", "write_cluster"]
 

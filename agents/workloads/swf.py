@@ -43,7 +43,8 @@ from pathlib import Path
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload
 from agora.agents.limits import MAX_CORES, MAX_INSTANCES, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME
 from agora.agents.workloads.errors import InputError, origin_sites
-from agora.agents.workloads.yamlmarks import read_text, shorten, split_lines
+from agora.agents.workloads.textfile import read_text, split_lines
+from agora.agents.workloads.yamlmarks import shorten
 
 FIELDS = ("job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
           "average_cpu_time", "used_memory", "requested_processors", "requested_time",

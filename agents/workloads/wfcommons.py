@@ -54,8 +54,9 @@ from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, M
 from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
 from agora.agents.workloads.native import _find_cycle, parse_json
 from agora.agents.workloads.native_fields import ident
+from agora.agents.workloads.textfile import read_text
 from agora.agents.workloads.yamlmarks import (Where, describe, get_list, get_number, get_str,
-                                              read_text, shorten)
+                                              shorten)
 
 MAX_FILE_BYTES = 512 * 2 ** 20
 """largest instance file read (the biggest WfInstances files are tens of MB)"""

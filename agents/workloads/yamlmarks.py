@@ -6,7 +6,8 @@ problems as :class:`InputError` naming file, line and field.
   1-based line of itself and of each key) and every sequence a :class:`MarkedList` (a list
   that knows the line of itself and of each item). It uses PyYAML's ``compose`` so lines
   come from ``start_mark.line`` (0-based there, 1-based here).
-- :func:`read_text` reads a UTF-8 file, reporting unreadable files and bad bytes with a line.
+- :func:`read_text` (``textfile``) reads a UTF-8 file, reporting unreadable files and bad bytes
+  with a line.
 - :class:`Where` plus the ``get_*`` checks validate values read from YAML, JSON or CSV (JSON
   Lines are parsed by ``native.parse_json``).
 
@@ -16,14 +17,13 @@ The checks know no units; callers state them in ``expected``.
 from __future__ import annotations
 
 import math
-import os
 import re
-import stat
 from typing import Any, Iterable
 
 import yaml
 
 from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.textfile import read_text
 
 
 class MarkedDict(dict):
@@ -48,71 +48,6 @@ class MarkedList(list):
         super().__init__()
         self.line = line
         self.item_lines: list[int] = []
-
-
-MAX_TEXT_BYTES = 2 ** 30
-"""the largest file read whole (a bigger one is refused before it is read: its parsed form
-would not fit a machine's memory anyway)"""
-
-
-def read_text(path: str, expected: str) -> str:
-    """The whole file as text (UTF-8, an optional BOM dropped); InputError if it cannot be
-    read, is not a regular file (a FIFO would block the reader, a device never end), is over
-    ``MAX_TEXT_BYTES`` or is not UTF-8 (naming the line of the first bad byte)."""
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(path=path, line=None, field=None,
-                             problem="not a regular file (a folder, pipe or device)",
-                             expected=expected)
-        if st.st_size > MAX_TEXT_BYTES:
-            raise InputError(path=path, line=None, field=None,
-                             problem=f"{st.st_size:,} bytes, over the limit of "
-                                     f"{MAX_TEXT_BYTES // 2 ** 20:,} MiB",
-                             expected=f"{expected}, at most {MAX_TEXT_BYTES:,} bytes")
-        with open(path, "rb") as f:
-            data = f.read(MAX_TEXT_BYTES + 1)
-    except OSError as e:
-        raise InputError(path=path, line=None, field=None,
-                         problem=f"cannot read the file ({e.strerror or e})",
-                         expected=expected) from None
-    except MemoryError:
-        raise InputError(path=path, line=None, field=None,
-                         problem="not enough memory to read the file",
-                         expected=f"{expected} that fits in memory") from None
-    if len(data) > MAX_TEXT_BYTES:                     # it grew while we read it
-        raise InputError(path=path, line=None, field=None,
-                         problem=f"over the limit of {MAX_TEXT_BYTES // 2 ** 20:,} MiB",
-                         expected=f"{expected}, at most {MAX_TEXT_BYTES:,} bytes")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            raise InputError(path=path, line=1, field=None,
-                             problem="the file is UTF-16 text (it starts with a UTF-16 "
-                                     "byte-order mark)",
-                             expected=f"UTF-8 text: {expected} (convert it, e.g. iconv -f "
-                                      f"UTF-16 -t UTF-8)") from None
-        line = data[:e.start].count(b"\n") + 1
-        raise InputError(path=path, line=line, field=None,
-                         problem=f"byte 0x{data[e.start]:02x} is not UTF-8 text",
-                         expected=expected) from None
-
-
-def split_lines(text: str, path: str | None = None) -> list[str]:
-    """Lines split on '\\n' only (so numbers match editors), a trailing '\\r' dropped. With
-    ``path``: a file whose lines end in a lone '\\r' (classic Mac) is refused, naming it,
-    instead of read as one long line."""
-    if path is not None and "\n" not in text and "\r" in text.rstrip("\r"):
-        raise InputError(path=path, line=1, field=None,
-                         problem="its lines end in a carriage return alone (CR, classic Mac "
-                                 "line endings), so it reads as one line",
-                         expected="lines ending in LF or CRLF (convert it, e.g. "
-                                  "tr '\\r' '\\n' < FILE)")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
 def load_yaml(path: str) -> Any:

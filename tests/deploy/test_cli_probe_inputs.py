@@ -41,7 +41,7 @@ def test_a_fifo_is_refused_without_being_opened(command, tmp_path, capsys):
 
 @pytest.mark.timeout(60)
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path, capsys):
-    from agora.agents.workloads.yamlmarks import MAX_TEXT_BYTES
+    from agora.agents.workloads.textfile import MAX_TEXT_BYTES
     big = tmp_path / "big.jsonl"
     with open(big, "wb") as f:
         f.truncate(MAX_TEXT_BYTES + 1)                      # sparse: no disk used
