@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from agora.agents.limits import MAX_REPLICAS
+from agora.deploy.arg_types import _whole
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*(/[0-9]+)?)?")
 """client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``)"""
@@ -31,22 +32,11 @@ DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml
 OPERATOR = "operator"
 
 
-def _replica_count(text: str) -> int:
-    """``--replicas``: a whole number 1..MAX_REPLICAS (3f+1 is checked by ``cmd_keys``);
-    kept here so that a replica process does not import the simulator's argument helpers."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = None
-    if n is None or not 1 <= n <= MAX_REPLICAS:
-        raise argparse.ArgumentTypeError(f"found {text[:40]}; expected a whole number >= 1 "
-                                         f"and <= {MAX_REPLICAS} (3f+1: 1, 4, 7, 10, ...)")
-    return n
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("keys", help="generate the coordinator's replica and client keys")
-    k.add_argument("--replicas", type=_replica_count, required=True,
+    k.add_argument("--replicas", required=True, type=_whole(
+        ge=1, le=MAX_REPLICAS, text=f"a whole number >= 1 and <= {MAX_REPLICAS} (3f+1: 1, 4, "
+                                    f"7, 10, ...)"),
                    help="number of replicas, 3f+1")
     k.add_argument("--clients", default="",
                    help="comma-separated client ids, e.g. site:dc-east,site:dc-west "
