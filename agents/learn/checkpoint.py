@@ -106,8 +106,8 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
         agents.codec.load_state_dict(blob["codec"])
     except (RuntimeError, TypeError, AttributeError) as e:
         # torch lists every missing and unexpected key over many lines: one line of it
-        first = " ".join(str(e).split())[:240] or type(e).__name__
-        first += "..." if len(" ".join(str(e).split())) > 240 else ""
+        said = " ".join(str(e).split()) or type(e).__name__
+        first = said if len(said) <= 240 else said[:240] + "..."
         raise CheckpointMismatch(f"{path}: weights do not fit the configuration ({first}); "
                                  f"expected a checkpoint written by `agora train`") from None
     for part, module in (("model", agents.model), ("codec", agents.codec)):

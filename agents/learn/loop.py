@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from agora.agents.learn import checkpoint, input_baseline, schedules
-from agora.agents.learn.rollouts import Episode, EpisodeRunner, Played, play
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.ppo import (PPOConfig, ValueNorm, bc_update, flatten, gae, ppo_update,
                                     round_rewards, values_of)
+from agora.agents.learn.rollouts import Episode, EpisodeRunner, Played, play, played
 from agora.agents.sim.runner import Scenario
 from agora.agents.step.codes import code_bytes
 from agora.agents.step.observe import LOCAL_DIM
@@ -190,9 +190,9 @@ def validate(agents: Agents, src, n: int, *, first: int = 0,
     (played by ``runner``'s workers; None: in this process)."""
     eps = [Episode(*src.episode(i, validation=True), VAL_SEED_BASE + i, record=False)
            for i in range(first, first + n)]
-    played = (runner or EpisodeRunner()).run(agents.policy(), eps)
-    return {"eval/jct_mean_s": float(np.mean([p.result.metrics["jct_mean_s"] for p in played])),
-            "eval/score": float(np.mean([p.result.metrics["score"] for p in played]))}
+    runs = (runner or EpisodeRunner()).run(agents.policy(), eps)
+    return {"eval/jct_mean_s": float(np.mean([p.result.metrics["jct_mean_s"] for p in runs])),
+            "eval/score": float(np.mean([p.result.metrics["score"] for p in runs]))}
 
 
 def new_progress() -> dict:
@@ -290,8 +290,7 @@ class PPOLoop:
         whatever the number of workers."""
         pol = self.agents.policy()
         if self.cfg.rollouts == 1:
-            res, rec, p = play(pol, Episode(cl, wl, seed), rng=self.rng)
-            return [Played(res, rec.arrays() if len(rec) else None, len(rec), p.sent_frac)]
+            return [played(pol, Episode(cl, wl, seed), rng=self.rng)]
         seeds = self.rng.integers(0, 2**63, size=self.cfg.rollouts)
         return self.runner.run(pol, [Episode(cl, wl, seed, sample_seed=int(s)) for s in seeds])
 

@@ -71,8 +71,10 @@ def play(policy: NumpyPolicy, ep: Episode, *, rng: np.random.Generator | None = 
     return sim.run(pol), rec, pol
 
 
-def _played(policy: NumpyPolicy, ep: Episode) -> Played:
-    res, rec, pol = play(policy, ep)
+def played(policy: NumpyPolicy, ep: Episode, *, rng: np.random.Generator | None = None
+           ) -> Played:
+    """``play``, kept as what training reads (also what a worker sends back)."""
+    res, rec, pol = play(policy, ep, rng=rng)
     n = len(rec) if rec is not None else 0
     return Played(result=res, arrays=rec.arrays() if n else None, rounds=n,
                   sent_frac=pol.sent_frac)
@@ -103,12 +105,12 @@ class EpisodeRunner:
 
     def run(self, policy: NumpyPolicy, episodes: list[Episode]) -> list[Played]:
         if self.workers == 1 or len(episodes) < 2:
-            return [_played(policy, ep) for ep in episodes]
+            return [played(policy, ep) for ep in episodes]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_watch_parent, initargs=(os.getpid(),))
-        futures = [self._pool.submit(_played, policy, ep) for ep in episodes]
+        futures = [self._pool.submit(played, policy, ep) for ep in episodes]
         return [f.result() for f in futures]
 
     def close(self) -> None:

@@ -59,7 +59,7 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     if resume and not ck.exists():
         log(f"--resume: {ck} does not exist, so this is a new run")
         resume = False
-    if resume and ck.exists():
+    if resume:
         blob = checkpoint.read(ck)
         saved = TrainConfig.from_dict(blob["train_config"])
         if replace(saved, steps=cfg.steps) != cfg:

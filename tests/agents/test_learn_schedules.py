@@ -141,13 +141,13 @@ def test_rollouts_of_one_update_share_the_arrivals_and_a_curriculum_starts_short
                       rollouts=3, curriculum_jobs=8, curriculum_steps=1000,
                       agent=AgentConfig(k=4, hidden=16))
     seen = []
-    real = rollouts_mod._played
+    real = rollouts_mod.played
 
     def spy(policy, ep):
         seen.append(([j.id for j in ep.workload.jobs], ep.seed, ep.sample_seed))
         return real(policy, ep)
 
-    monkeypatch.setattr(rollouts_mod, "_played", spy)
+    monkeypatch.setattr(rollouts_mod, "played", spy)
     lp = PPOLoop(cfg)
     row, _ = lp.update()
     assert len(seen) == 3 and [s[:2] for s in seen] == [seen[0][:2]] * 3  # one input, 3 times
