@@ -110,6 +110,8 @@ def test_workers_exit_when_their_learner_is_killed(tmp_path):
     import time
     from pathlib import Path
 
+    from agora.deploy.pid_file import alive
+
     root = Path(__file__).resolve().parents[2]
     p = subprocess.Popen([sys.executable, "-c", LEARNER, str(tmp_path)], cwd=root,
                          stdout=subprocess.PIPE, text=True)
@@ -117,14 +119,6 @@ def test_workers_exit_when_their_learner_is_killed(tmp_path):
     assert len(workers) == 2
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
 
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(alive(w) for w in workers):
