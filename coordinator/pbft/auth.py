@@ -1,11 +1,17 @@
 """Authentication (Castro & Liskov, TOCS 2002, section 3): MAC vectors for replica votes,
-Ed25519 signatures for client requests and for VIEW-CHANGE / NEW-VIEW.
+Ed25519 signatures for client requests and for what travels inside proofs: PREPARE and
+CHECKPOINT (carried in prepared certificates and checkpoint proofs), VIEW-CHANGE and NEW-VIEW.
 
 Every replica-authored envelope carries a MAC vector (one HMAC-SHA256 entry, truncated to 16
-bytes, per replica, keyed with the pairwise link key) over the payload bytes. A replica checks
-only its own entry, which also works for envelopes forwarded inside certificates. A faulty
-sender can make entries that verify for some replicas and not others; that can cost a view
-change (liveness), never safety, because certificates are judged by each verifier's entries.
+bytes, per replica, keyed with the pairwise link key) over the payload bytes; a replica checks
+only its own entry. A faulty sender can make entries that verify for some replicas and not
+others. For a message used once, at its receiver (PRE-PREPARE, COMMIT, STATUS), that costs
+at most a view change. A message that a replica later forwards as proof to the others must
+verify for every one of them: a PREPARE whose MAC entry was right only for replica 1 made
+replica 1's prepared certificate -- and so its VIEW-CHANGE -- unacceptable to every other
+replica, and with that faulty replica silent no view change could complete (found by review,
+test_pbft_byzantine_proofs.py). So PREPARE and CHECKPOINT are signed too (``SIGNED_KINDS``:
+``seal`` signs them), checked by signature when received and inside certificates and proofs.
 
 **Clients whose key the log decides.** The key file fixes the replicas' keys and some
 clients' (the operator, auditors, the replicas' own voters). An application may govern
@@ -41,7 +47,7 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
 from agora.coordinator.pbft.keys import KeySet
-from agora.coordinator.pbft.messages import (MAX_TIMESTAMP, request_digest,
+from agora.coordinator.pbft.messages import (request_digest, request_shape_ok,
                                              request_signing_bytes)
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 
@@ -49,6 +55,11 @@ SIGN_DOMAIN = b"agora.pbft.v1\0"
 MAC_LEN = 16
 _CACHE_LIMIT = 8192
 REPLY_MAC_DOMAIN = b"agora.reply-mac.v1\0"
+
+
+SIGNED_KINDS = frozenset({"prepare", "checkpoint", "view_change", "new_view"})
+"""Replica messages signed as well as MACed: those a replica forwards inside certificates
+and proofs, whose authenticity every other replica must be able to check."""
 
 
 def mac(key: bytes, payload: bytes) -> bytes:
@@ -153,7 +164,7 @@ class RequestAuth:
         lets through a request of a client whose key the log has given or revoked (an
         admission or removal may be ahead of this replica's execution; execution judges
         it, see ``executable``)."""
-        if not 1 <= req.timestamp <= MAX_TIMESTAMP:
+        if not request_shape_ok(req):
             return False
         keys = self.client_verify
         vk = keys.get(req.client_id)
@@ -197,7 +208,11 @@ class ReplicaAuth(RequestAuth):
         self._derived_macs: dict[tuple[str, bytes], bytes | None] = {}
         self._good_signatures: dict[bytes, None] = {}
 
-    def seal(self, msg: PbftMessage, *, sign: bool = False) -> PbftEnvelope:
+    def seal(self, msg: PbftMessage, *, sign: bool | None = None) -> PbftEnvelope:
+        """``msg`` with this replica's MAC vector, and signed when ``sign`` is true or, by
+        default, when its kind is one of ``SIGNED_KINDS``."""
+        if sign is None:
+            sign = msg.WhichOneof("kind") in SIGNED_KINDS
         payload = msg.SerializeToString()
         env = PbftEnvelope(sender=self.index, payload=payload,
                            macs=[mac(k, payload) for k in self.link])

@@ -88,6 +88,9 @@ class CheckpointMixin:
         if held > self.config.watermark_window // self.config.checkpoint_interval + 2:
             self._reject("checkpoint_flood")
             return
+        if not self.auth.signature_ok(env):
+            self._reject("bad_signature")      # it could not go into a proof
+            return
         self.cp_votes.setdefault(cp.seq, {})[env.sender] = (cp.digest, env)
         self._check_stable(cp.seq)
 
@@ -131,15 +134,15 @@ class CheckpointMixin:
         self.next_seq = max(self.next_seq, seq + 1)
 
     def _proof_ok(self, seq: int, digest: bytes, proof) -> bool:
-        """2f+1 CHECKPOINT envelopes for (seq, digest) from distinct replicas, each with a
-        MAC entry right for this replica."""
+        """2f+1 CHECKPOINT envelopes for (seq, digest) from distinct replicas, each signed by
+        its sender (a MAC entry right for this replica would not do: see ``auth``)."""
         if seq == 0:
             return digest == b""
         if seq < 0 or seq % self.config.checkpoint_interval or len(digest) != 32:
             return False
         seen = set()
         for env in proof:
-            if env.sender in seen or not self.auth.mac_ok(env):
+            if env.sender in seen or not self.auth.signature_ok(env):
                 continue
             msg = _parse(env.payload)
             if msg is None or msg.WhichOneof("kind") != "checkpoint":
@@ -213,9 +216,8 @@ class CheckpointMixin:
         self.in_flight = {k for k in self.in_flight
                           if k[1] > self.clients.get(k[0], (0, b""))[0]}
         self.counters["state_transfers"] += 1
-        if self.active:      # progress, as an execution is: the request timer runs afresh
-            self.vc_attempt = 0
-            self.vc_deadline = None
+        if self.active:      # progress, as an execution is
+            self._progress()
         self.announce = True     # peers then resend what was ordered after the checkpoint
         self._execute_ready()
 

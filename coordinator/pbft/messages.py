@@ -58,9 +58,25 @@ replicas' durable log (SQLite INTEGER) holds signed 64-bit integers. A request p
 refused before ordering and refused in a pre-prepare (so a faulty primary cannot order it)."""
 
 
+MAX_CLIENT_ID_BYTES = 0xFFFF
+"""The longest client id the signing bytes can carry (its length is two bytes there). A
+request with a longer one is refused wherever it appears -- alone, in a pre-prepare, a
+prepared certificate or a new view -- before its digest is taken."""
+
+
+def request_shape_ok(req: PbftRequest) -> bool:
+    """Whether ``req``'s timestamp and client id fit the protocol (checked before its digest
+    or signature: a faulty replica may put any request in what it sends)."""
+    return (1 <= req.timestamp <= MAX_TIMESTAMP
+            and len(req.client_id.encode("utf-8", "surrogatepass")) <= MAX_CLIENT_ID_BYTES)
+
+
 def request_signing_bytes(client_id: str, timestamp: int, op: bytes, read_only: bool) -> bytes:
-    """The bytes a client signs: canonical, independent of protobuf encoding."""
+    """The bytes a client signs: canonical, independent of protobuf encoding. ValueError for a
+    client id over ``MAX_CLIENT_ID_BYTES`` (see ``request_shape_ok``)."""
     cid = client_id.encode()
+    if len(cid) > MAX_CLIENT_ID_BYTES:
+        raise ValueError(f"client_id: {len(cid)} bytes; at most {MAX_CLIENT_ID_BYTES}")
     return b"".join((REQUEST_DOMAIN, len(cid).to_bytes(2, "big"), cid,
                      timestamp.to_bytes(8, "big"), b"\1" if read_only else b"\0", op))
 

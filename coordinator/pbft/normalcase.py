@@ -16,7 +16,8 @@ receive and check every request twice.
 from __future__ import annotations
 
 from agora.coordinator.pbft.log import Slot
-from agora.coordinator.pbft.messages import Broadcast, Reply, batch_digest_of, request_digest
+from agora.coordinator.pbft.messages import (Broadcast, Reply, batch_digest_of, request_digest,
+                                             request_shape_ok)
 from agora.protos.agora.v1.pbft_pb2 import (
     Commit,
     PbftEnvelope,
@@ -147,8 +148,11 @@ class NormalCaseMixin:
             return
         digests = []
         for r in pp.requests:
+            if r.read_only or not request_shape_ok(r):
+                self._reject("bad_request_in_batch")
+                return
             d = request_digest(r)
-            if r.read_only or not self.auth.request_ok(r, d, ordering=True):
+            if not self.auth.request_ok(r, d, ordering=True):
                 self._reject("bad_request_in_batch")
                 return
             digests.append(d)
@@ -181,7 +185,7 @@ class NormalCaseMixin:
             self.sent_votes[key] = slot.digest
         cls = Prepare if kind == "prepare" else Commit
         env = self._seal(**{kind: cls(view=self.view, seq=seq, digest=slot.digest,
-                                      replica=self.index)})
+                                      replica=self.index)})   # a PREPARE is signed too
         if kind == "prepare":
             slot.my_prepare = env
             slot.prepares[self.index] = (slot.digest, env)
@@ -207,6 +211,9 @@ class NormalCaseMixin:
         if prev is not None:
             if prev[0] != vote.digest:
                 self._reject("double_vote")
+            return None
+        if kind == "prepare" and not self.auth.signature_ok(env):
+            self._reject("bad_signature")      # it could not go into a certificate
             return None
         votes[env.sender] = (vote.digest, env)
         return slot
@@ -324,7 +331,6 @@ class NormalCaseMixin:
         self.storage.save_executed(seq)
         self.counters["executed_requests"] += len(done)
         if done and self.active:
-            self.vc_attempt = 0
-            self.vc_deadline = None   # restarted by _arm_timers if still waiting
+            self._progress()
         if seq % self.config.checkpoint_interval == 0:
             self._take_checkpoint(seq)

@@ -85,6 +85,9 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         self.new_view_env: PbftEnvelope | None = None
         self.fetch = None
         self.vc_deadline: float | None = None
+        self.timed: tuple | None = None
+        """what the request timer waits for: ("request", client, timestamp) or ("slot",
+        seq) -- the oldest thing this backup was waiting for when the timer started"""
         self.vc_attempt = 0
         self.vc_recent = 0
         """view changes installed recently: each doubles the view-change timeout until a calm
@@ -257,9 +260,10 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             waiting = (self.index != self._primary() and self.fetch is None
                        and self._waiting())
             if not waiting:
-                self.vc_deadline = None
+                self.vc_deadline = self.timed = None
             elif self.vc_deadline is None:
                 self.vc_deadline = self.now + self._timeout()
+                self.timed = self._oldest_waited()
         elif self.vc_deadline is None and self._vc_quorum():
             # PBFT's liveness rule: the timer for a new view starts once 2f+1 replicas asked
             # for it, so one replica cannot race ahead through views alone.
@@ -282,6 +286,37 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             return True
         view = self.view
         return any(slot.view == view and slot.requests for slot in self._live_slots())
+
+    def _oldest_waited(self) -> tuple | None:
+        """The request this backup has held longest (``pending`` keeps the order in which
+        clients were first held), else the lowest batch of this view not yet executed."""
+        for cid, req in self.pending.items():
+            return ("request", cid, req.timestamp)
+        view = self.view
+        for s in range(self.last_executed + 1, self.top_seq + 1):
+            slot = self.log.get(s)
+            if slot is not None and slot.view == view and slot.requests:
+                return ("slot", s)
+        return None
+
+    def _progress(self) -> None:
+        """A request executed, or a state transfer caught up. The back-off resets; the
+        request timer restarts only when what it was started for is done (Castro & Liskov:
+        the timer follows the request the backup waits for). Restarting it on any
+        execution let a primary that orders other clients' requests and drops one
+        client's stay primary for ever."""
+        self.vc_attempt = 0
+        t = self.timed
+        if t is None:
+            done = True
+        elif t[0] == "request":
+            last = self.clients.get(t[1])
+            done = t[1] not in self.pending or (last is not None and last[0] >= t[2])
+        else:
+            slot = self.log.get(t[1])
+            done = (t[1] <= self.last_executed or slot is None or slot.view != self.view)
+        if done:
+            self.vc_deadline = self.timed = None     # _arm_timers starts it afresh if waiting
 
     def _unsettled(self) -> bool:
         return bool(self.pending or self.queue or not self.active or self.fetch or self.announce

@@ -11,17 +11,21 @@ not lead to a newly executed request (up to ``max_backoff_exponent``); as in PBF
 rule (section 4.5), a replica's timer for view v+1 starts only once it holds 2f+1
 VIEW-CHANGEs for v+1, so one replica cannot run ahead through views on its own.
 
-Prepared certificates carry the PREPARE envelopes themselves: a verifier checks its own MAC
-entry of each, so a certificate needs 2f prepares that this replica can check (at least f+1
-from correct replicas, which is what the safety argument uses).
+Prepared certificates carry the PREPARE envelopes themselves, signed: a certificate needs 2f
+prepares whose signatures verify (at least f of them from correct replicas, which with the
+primary's pre-prepare is what the safety argument uses), and every replica judges a
+certificate alike -- with MAC entries alone, one faulty backup could make a correct
+replica's certificate unverifiable for the others (see ``auth``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from agora.coordinator.pbft.checkpoint import _parse
-from agora.coordinator.pbft.messages import NULL_DIGEST, Broadcast, Send, batch_digest_of, request_digest
+from agora.coordinator.pbft.messages import (NULL_DIGEST, Broadcast, Send, batch_digest_of,
+                                             request_digest, request_shape_ok)
 from agora.protos.agora.v1.pbft_pb2 import (
     NewView,
     PbftEnvelope,
@@ -103,12 +107,17 @@ class ViewChangeMixin:
         self._try_new_view()
 
     def _vc_valid(self, vc: ViewChange, env: PbftEnvelope) -> bool:
-        """Signature, checkpoint proof and every prepared certificate; cached per signature."""
-        key = env.signature
-        if key in self._vc_cache:
-            return True
+        """Sender, signature, checkpoint proof and every prepared certificate. The signature
+        is checked before the cache is asked, and the cache is keyed by sender and payload:
+        a NEW-VIEW may carry VIEW-CHANGEs this replica never received on their own, and one
+        whose signature was lifted from a genuine VIEW-CHANGE onto another payload must not
+        pass for the genuine one (a faulty new primary could otherwise drop a committed
+        request from O)."""
         if vc.replica != env.sender or not self.auth.signature_ok(env):
             return False
+        key = env.sender.to_bytes(2, "big") + hashlib.sha256(env.payload).digest()
+        if key in self._vc_cache:
+            return True
         cfg = self.config
         if not self._proof_ok(vc.stable_seq, vc.stable_digest, vc.checkpoint_proof):
             return False
@@ -124,7 +133,8 @@ class ViewChangeMixin:
         return True
 
     def _cert_ok(self, cert: PreparedCert) -> bool:
-        if len(cert.requests) > self.config.batch_size:
+        if (len(cert.requests) > self.config.batch_size
+                or not all(request_shape_ok(r) for r in cert.requests)):
             return False
         if batch_digest_of([request_digest(r) for r in cert.requests]) != cert.digest:
             return False
@@ -132,7 +142,7 @@ class ViewChangeMixin:
         seen = set()
         for env in cert.prepares:
             s = env.sender
-            if s == primary or s in seen or not self.auth.mac_ok(env):
+            if s == primary or s in seen or not self.auth.signature_ok(env):
                 continue
             msg = _parse(env.payload)
             if msg is None or msg.WhichOneof("kind") != "prepare":
@@ -221,6 +231,8 @@ class ViewChangeMixin:
             return None
         for (seq, digest, _), pp in zip(plan.entries, nv.pre_prepares):
             if pp.view != nv.view or pp.seq != seq or pp.digest != digest:
+                return None
+            if not all(request_shape_ok(r) for r in pp.requests):
                 return None
             ds = [request_digest(r) for r in pp.requests]
             if batch_digest_of(ds) != digest:

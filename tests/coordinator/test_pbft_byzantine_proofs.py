@@ -1,0 +1,228 @@
+"""Faults a review of the PBFT core found, each shown with a faulty replica or primary on a
+hand-driven network of sans-IO replicas (a FIFO of envelopes inside this test, with
+per-message drops; the replicas, keys and messages are the real ones):
+
+- a faulty new primary put VIEW-CHANGEs in its NEW-VIEW whose signatures were lifted from
+  genuine ones onto other payloads (the check cache was keyed by signature alone): backups
+  dropped a committed request -- a safety violation;
+- a client id of 65,536 bytes in any request a replica forwards raised OverflowError in every
+  correct replica that took its digest;
+- a primary that ordered one client's requests and dropped another's was never replaced: any
+  execution restarted the backups' request timers;
+- a PREPARE whose MAC entry was right for one replica only made that replica's prepared
+  certificate, and so its VIEW-CHANGE, unacceptable to the others: no view change could
+  complete. PREPARE and CHECKPOINT are now signed, and checked by signature.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from agora.coordinator.pbft import byzantine as byz
+from agora.coordinator.pbft.app import KVApp
+from agora.coordinator.pbft.auth import ClientAuth
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.pbft.messages import (MAX_CLIENT_ID_BYTES, NULL_DIGEST, Broadcast, Send,
+                                             request_signing_bytes)
+from agora.coordinator.pbft.replica import Replica
+from agora.coordinator.pbft.simnet import SimNet
+from agora.coordinator.pbft.storage import MemoryStorage
+from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, Commit, NewView, PbftEnvelope,
+                                            PbftMessage, PbftRequest, PreparedCert, Prepare,
+                                            PrePrepare, ViewChange)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Executions:
+    """The replicas' observer: what each executed at each sequence number."""
+
+    def __init__(self, n: int):
+        self.log: dict[int, dict[int, list]] = {i: {} for i in range(n)}
+
+    def executed(self, index, seq, digest, requests) -> None:
+        self.log[index][seq] = list(requests)
+
+    def checkpoint(self, *a) -> None:
+        pass
+
+
+class Lockstep:
+    """n replicas and a FIFO of envelopes. ``drop(src, dst, env)`` filters deliveries; what a
+    replica in ``silent`` sends is discarded (it is faulty: the test speaks for it)."""
+
+    def __init__(self, n: int = 4):
+        self.config = PbftConfig(n=n)
+        self.keys = generate_keys(n, ["c0"], seed=b"byzantine-proofs")
+        self.seen = Executions(n)
+        self.reps = [Replica(self.config, i, self.keys.for_replica(i), KVApp(),
+                             MemoryStorage(), observer=self.seen) for i in range(n)]
+        self.q: deque = deque()
+        self.now = 0.0
+        self.drop = lambda src, dst, env: False
+        self.silent: set[int] = set()
+
+    @staticmethod
+    def kind(env: PbftEnvelope) -> str:
+        return PbftMessage.FromString(env.payload).WhichOneof("kind")
+
+    def _out(self, src: int, actions) -> None:
+        if src in self.silent:
+            return
+        for a in actions:
+            if isinstance(a, Send):
+                self.q.append((src, a.to, a.msg))
+            elif isinstance(a, Broadcast):
+                self.q.extend((src, j, a.msg) for j in range(len(self.reps)) if j != src)
+
+    def run(self) -> None:
+        while self.q:
+            src, dst, env = self.q.popleft()
+            if not self.drop(src, dst, env):
+                self._out(dst, self.reps[dst].receive(env, self.now))
+
+    def deliver(self, dst: int, env: PbftEnvelope) -> None:
+        """A faulty replica's hand-made envelope, delivered now."""
+        self._out(dst, self.reps[dst].receive(env, self.now))
+        self.run()
+
+    def tick(self, t: float) -> None:
+        self.now = t
+        for i, r in enumerate(self.reps):
+            self._out(i, r.tick(t))
+        self.run()
+
+    def request(self, ts: int, op: bytes) -> PbftRequest:
+        req = ClientAuth(self.keys.for_client("c0"), "c0").sign_request(ts, op, False)
+        env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
+        self.q.extend((-1, j, env) for j in range(len(self.reps)))
+        return req
+
+
+def test_a_new_view_with_lifted_view_change_signatures_is_refused_and_nothing_is_undone():
+    net = Lockstep()
+    faulty = 1                                   # the primary of view 1
+    # view 0: request R prepares everywhere, but only replica 0 gets the COMMITs
+    net.drop = lambda src, dst, env: net.kind(env) == "commit" and dst in (2, 3)
+    net.request(1, b"set x A")
+    net.run()
+    assert net.seen.log[0] == {1: [("c0", 1)]} and net.seen.log[2] == {}
+    # the backups' timers fire: every correct VIEW-CHANGE for view 1 carries R's certificate
+    net.drop = lambda src, dst, env: False
+    net.silent = {faulty}
+    net.tick(10.0)
+    genuine = {i: net.reps[i].vc_latest[i][1] for i in (0, 2, 3)}
+    assert all(PbftMessage.FromString(genuine[i].payload).view_change.prepared
+               for i in genuine)
+    signer = net.reps[faulty].auth
+
+    def lifted(i: int) -> PbftEnvelope:          # an empty VIEW-CHANGE "from i", i's signature
+        vc = ViewChange(new_view=1, replica=i, stable_seq=0, stable_digest=b"")
+        return PbftEnvelope(sender=i, payload=PbftMessage(view_change=vc).SerializeToString(),
+                            signature=genuine[i].signature)
+
+    own = signer.seal(PbftMessage(view_change=ViewChange(new_view=1, replica=faulty)))
+    for victim in (2, 3):
+        others = [i for i in (0, 2, 3) if i != victim]
+        nv = NewView(view=1, view_changes=[lifted(others[0]), lifted(others[1]), own])
+        net.deliver(victim, signer.seal(PbftMessage(new_view=nv)))
+        assert not (net.reps[victim].view == 1 and net.reps[victim].active), victim
+        assert net.reps[victim].rejected.get("bad_new_view", 0) >= 1
+    # the faulty primary orders a null batch at seq 1 and votes for it: nothing executes it
+    for msg in (PbftMessage(pre_prepare=PrePrepare(view=1, seq=1, digest=NULL_DIGEST)),
+                PbftMessage(commit=Commit(view=1, seq=1, digest=NULL_DIGEST, replica=faulty))):
+        for victim in (2, 3):
+            net.deliver(victim, signer.seal(msg))
+    for i in (2, 3):
+        assert net.seen.log[i].get(1) in (None, [("c0", 1)]), net.seen.log[i]
+
+
+OVERLONG = "x" * (MAX_CLIENT_ID_BYTES + 1)
+
+
+def test_an_overlong_client_id_anywhere_is_refused_without_raising():
+    net = Lockstep()
+    evil = PbftRequest(client_id=OVERLONG, timestamp=1, op=b"noop", signature=b"\0" * 64)
+    sealed = {i: net.reps[i].auth for i in range(4)}
+    # alone, from a client
+    env = PbftEnvelope(sender=-1, payload=PbftMessage(request=evil).SerializeToString())
+    net.reps[1].receive(env, 0.0)
+    # in a pre-prepare from the primary of view 0
+    pp = PrePrepare(view=0, seq=1, digest=b"\0" * 32, requests=[evil])
+    net.reps[1].receive(sealed[0].seal(PbftMessage(pre_prepare=pp)), 0.0)
+    assert net.reps[1].rejected.get("bad_request_in_batch") == 1
+    # in a prepared certificate of any replica's VIEW-CHANGE
+    vc = ViewChange(new_view=1, replica=3, prepared=[PreparedCert(
+        view=0, seq=1, digest=b"\0" * 32, requests=[evil])])
+    for j in (0, 1, 2):
+        net.reps[j].receive(sealed[3].seal(PbftMessage(view_change=vc)), 0.0)
+        assert net.reps[j].rejected.get("bad_view_change") == 1
+    # in the O set of a NEW-VIEW
+    nv = NewView(view=1, view_changes=[], pre_prepares=[pp])
+    net.reps[2].receive(sealed[1].seal(PbftMessage(new_view=nv)), 0.0)
+    assert net.reps[2].rejected.get("bad_new_view") == 1
+    assert all(r.last_executed == 0 for r in net.reps)
+    with pytest.raises(ValueError, match="client_id"):
+        request_signing_bytes(OVERLONG, 1, b"", False)
+
+
+def test_a_primary_that_orders_others_and_drops_one_client_is_replaced():
+    net = SimNet(PbftConfig(n=4), seed=1, clients=["victim", "busy"])
+    net.set_behaviour(0, byz.Censor(client_id="victim"))
+    net.submit("victim", [b"set v 1"])
+    for k in range(40):                     # one request every 0.5 s: under the 1 s timeout
+        net.at(0.5 * k, lambda k=k: net.submit("busy", [f"add n {k}".encode()]))
+    net.run_until(20.0)
+    assert len(net.clients["victim"].done) == 1, "the dropped client's request executed"
+    assert all(net.replica(i).view >= 1 for i in range(1, 4)), "the censor was replaced"
+    assert len(net.clients["busy"].done) == 40
+
+
+def test_a_prepare_whose_mac_fits_one_replica_does_not_stall_the_view_change():
+    net = Lockstep()
+    faulty = 3
+    net.silent = {faulty}
+    slow = {"on": True}          # replica 2 gets only the client's request while slow
+    net.drop = lambda src, dst, env: slow["on"] and dst == 2 and src != -1
+    net.request(1, b"set x A")
+    net.run()
+    slot = net.reps[1].log[1]
+    p = net.reps[faulty].auth.seal(PbftMessage(prepare=Prepare(view=0, seq=1, digest=slot.digest,
+                                                               replica=faulty)))
+    macs = list(p.macs)
+    for j in (0, 2):
+        macs[j] = b"\0" * 16                 # right for replica 1 only
+    bad = PbftEnvelope(sender=faulty, payload=p.payload, macs=macs, signature=p.signature)
+    for j in (0, 1, 2):
+        net.deliver(j, bad)
+    assert net.reps[1].log[1].prepared_view == 0, "replica 1 prepared on the faulty PREPARE"
+    t = 0.0
+    while t < 50.0:
+        t += 0.25
+        slow["on"] = t <= 3.0
+        net.tick(t)
+    views = {(net.reps[i].view, net.reps[i].active) for i in (0, 1, 2)}
+    assert len(views) == 1 and views.pop()[1], [(r.view, r.active) for r in net.reps]
+    assert [net.reps[i].last_executed for i in (0, 1, 2)] == [1, 1, 1]
+
+
+def test_prepares_and_checkpoints_without_their_senders_signature_are_not_counted():
+    net = Lockstep()
+    auth2 = net.reps[2].auth
+    digest = b"\1" * 32
+    for msg, reason in ((PbftMessage(prepare=Prepare(view=0, seq=1, digest=digest, replica=2)),
+                         "bad_signature"),
+                        (PbftMessage(checkpoint=Checkpoint(
+                            seq=net.config.checkpoint_interval, digest=digest, replica=2)),
+                         "bad_signature")):
+        good = auth2.seal(msg)
+        assert good.signature, "prepares and checkpoints are signed"
+        unsigned = PbftEnvelope(sender=2, payload=good.payload, macs=good.macs)
+        before = net.reps[1].rejected.get(reason, 0)
+        net.reps[1].receive(unsigned, 0.0)
+        assert net.reps[1].rejected.get(reason, 0) == before + 1
+    assert 2 not in net.reps[1].log.get(1).prepares
+    assert not any(2 in v for v in net.reps[1].cp_votes.values())
