@@ -89,7 +89,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
     accepted, rejected, ends = run_live(t, go, a.client, a.keys)
     if a.json:
         print(json.dumps({"submitted": accepted, "rejected": [
-            {"job": j, "reason": r} for j, r in rejected], "ends": ends}, indent=1))
+            {"job": j, "reason": r} for j, r in rejected], "ends": ends,
+            "unfinished": [j for j in accepted if ends is not None and j not in ends]},
+            indent=1))
     else:
         for job_id, reason in rejected:
             print(f"agora submit: job {job_id} refused: {reason}", file=sys.stderr)
@@ -98,7 +100,11 @@ def cmd_submit(a: argparse.Namespace) -> int:
                 print(job_id)
     if rejected:
         return 1
-    return 0 if ends is None or all(e["outcome"] == "completed" for e in ends.values()) else 1
+    if ends is None:
+        return 0
+    # given up (--timeout) with jobs still running is not success either
+    finished = len(ends) == len(accepted)
+    return 0 if finished and all(e["outcome"] == "completed" for e in ends.values()) else 1
 
 
 async def _follow(client, config, job_ids: list[str], a) -> dict:
@@ -174,9 +180,9 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
              files: dict | None = None) -> list[dict]:
     """Per job, per task: outcome, instance states, where they run; per instance too.
     ``files``: a cache, kept by the caller between calls (the web view), of what was read
-    from run folders that will not change -- a run's start, and the last end of an instance
-    with a given state and count of failed attempts."""
+    from run folders that will not change -- a run's start, a finished run's end."""
     from agora.agents.ledger_codec import FOREIGN_NODE
+    from agora.deploy.run_folders import TaskEnds, run_started
     from agora.protos.convert import job_from_proto
 
     def cached(key, read):
@@ -200,6 +206,7 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
         for t, tr in zip(job.tasks, rec.tasks):
             place = {p.instance: p for p in tr.running}
             fails = dict(zip(tr.failed_instance, tr.failed_attempts))
+            last_end = TaskEnds(out, job.id, t.id, files)
             inst = []
             for i, s in enumerate(tr.states):
                 row = {"instance": i, "state": STATE_NAMES.get(s, str(s)),
@@ -211,65 +218,18 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
                     row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
                                run=p.version)
                     started = cached(("start", p.node, job.id, t.id, i, p.version),
-                                     lambda: _run_started(out, nodes[p.node], job.id, t.id,
-                                                          i, p.version))
+                                     lambda: run_started(out, nodes[p.node], job.id, t.id,
+                                                         i, p.version))
                     if started is not None:
                         row["since"] = started
                 if s in (3, 4) or fails.get(i):
-                    row.update(cached(("end", job.id, t.id, i, s, fails.get(i, 0)),
-                                      lambda: _last_end(out, job.id, t.id, i)))
+                    row.update(last_end(i))
                 inst.append(row)
             tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
                           "instances": inst})
         rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
                      "reason": rec.reason, "tasks": tasks})
     return rows
-
-
-def _run_started(out: Path | None, node: str, job: str, task: str, inst: int,
-                 run: int) -> float | None:
-    """When the run started, from its folder (local runs only)."""
-    if out is None:
-        return None
-    from agora.agents.cluster.instance_run import run_folder
-
-    try:
-        return (run_folder(out / "runs", node, job, task, inst, run) / "pid").stat().st_mtime
-    except OSError:
-        return None
-
-
-def _last_end(out: Path | None, job: str, task: str, inst: int) -> dict:
-    """Where the instance's last ended run ran, its exit code, reason, start and end (runs
-    on this machine only: a remote node's run folders stay on that node)."""
-    if out is None:
-        return {}
-    from urllib.parse import unquote
-
-    ends = []
-    for end in (out / "runs").glob(f"*/{_q(job)}/{_q(task)}/{inst}-*/end.json"):
-        try:
-            e = json.loads(end.read_text())
-            ends.append((int(end.parent.name.split("-")[-1]), end, e))
-        except (OSError, ValueError):
-            continue
-    if not ends:
-        return {}
-    run, end, e = max(ends, key=lambda x: x[0])
-    node = unquote(end.parents[3].name)
-    out_row = {"ran_on": node, "last_run": run, "exit_code": e.get("exit_code"),
-               "last_reason": e.get("reason", "")}
-    for k in ("start", "end"):
-        if isinstance(e.get(k), (int, float)):
-            out_row[f"last_{k}"] = e[k]
-    return out_row
-
-
-def _q(s: str) -> str:
-    from glob import escape
-    from urllib.parse import quote
-
-    return escape(quote(s, safe=""))
 
 
 def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
@@ -331,6 +291,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
         raise ValueError("agora logs reads the runs' folders of an agora up: pass its config "
                          "(--config), not a coordinator YAML")
     stream = "stderr" if a.stderr else "stdout"
+    from agora.deploy.run_folders import latest_runs
+
     runs = latest_runs(t.out / "runs", job, task, inst)
     if not runs:
         raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, or "
@@ -361,20 +323,6 @@ def cmd_logs(a: argparse.Namespace) -> int:
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k in runs:
             offsets.setdefault(k, 0)
-
-
-def latest_runs(root: Path, job: str, task: str, inst: int | None) -> dict:
-    """(instance, run) -> folder of each instance's latest run, on any node."""
-    best: dict[int, tuple[int, Path]] = {}
-    pattern = f"*/{_q(job)}/{_q(task)}/{inst if inst is not None else '*'}-*"
-    for folder in root.glob(pattern):
-        try:
-            i, run = (int(x) for x in folder.name.split("-"))
-        except ValueError:
-            continue
-        if i not in best or run > best[i][0]:
-            best[i] = (run, folder)
-    return {(i, run): folder for i, (run, folder) in best.items()}
 
 
 # ---- cancel --------------------------------------------------------------------------------

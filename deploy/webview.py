@@ -28,6 +28,39 @@ from pathlib import Path
 
 log = logging.getLogger("agora.webview")
 
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp answers a malformed request (a line or header too long, no Host) with 400 and
+    logs it with its whole traceback: anyone who could reach the port filled the service's
+    log. Instead: one line, at most every ``every_s``, counting those in between."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s, self.last, self.count = every_s, float("-inf"), 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return False
+        record.msg = (f"web view: refused {self.count} malformed request(s) since the last "
+                      f"such line; the latest: {type(exc).__name__}: "
+                      f"{' '.join(str(exc).split())[:160]}")
+        record.args, record.exc_info, record.exc_text = (), None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self.last, self.count = now, 0
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install ``_MalformedRequests`` on aiohttp's server log (once)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in server.filters):
+        server.addFilter(_MalformedRequests())
+
 PAGE_DIR = Path(__file__).parent / "web"
 MAX_JOBS = 200
 """The most recent jobs the view shows (the whole ledger stays readable with agora jobs)."""
@@ -204,6 +237,7 @@ class WebView:
     async def start(self, host: str, port: int) -> str:
         from aiohttp import web
 
+        quiet_malformed_requests()
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
         try:

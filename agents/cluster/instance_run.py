@@ -98,7 +98,8 @@ def execute_run(req: RunRequest, folder: str) -> dict:
     env.update(dict(req.env))
     env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
                AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
-               AGORA_RAY_NODE=ray.get_runtime_context().get_node_id())
+               AGORA_RAY_NODE=ray.get_runtime_context().get_node_id(),
+               AGORA_RUN_DIR=str(d.resolve()))
     start = time.time()
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
@@ -122,14 +123,68 @@ def execute_run(req: RunRequest, folder: str) -> dict:
             kill_group(p.pid)
             code = p.wait()
             kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+        # what the run left behind in another session or process group (``setsid``, a
+        # daemon) holds resources the schedule has given back: it ends with the run
+        strays = kill_strays(run_marker(d))
     if kind == "completed" and code != 0:
         kind = "failed"
         reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
                   else f"exit code {code}")
     end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
            "reason": reason}
+    if strays:
+        end["strays_killed"] = strays
     write_json(d / "end.json", end)
     return end
+
+
+def run_marker(folder: Path) -> bytes:
+    """The ``AGORA_RUN_DIR`` entry every process of a run inherits in its environment."""
+    return b"AGORA_RUN_DIR=" + str(Path(folder).resolve()).encode()
+
+
+def strays(marker: bytes) -> list[int]:
+    """Processes (readable by this user) whose environment holds ``marker``: a run's processes
+    wherever they went -- out of its process group or session, reparented. Linux's /proc; a
+    process that rewrote its environment escapes (a cgroup per run would not let it)."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
+    """SIGTERM every process of ``strays(marker)``, SIGKILL those alive after ``grace_s``;
+    how many there were."""
+    found = pids = strays(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = set(strays(marker))
+        pids = [p for p in pids if p in alive]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(found)
 
 
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:

@@ -209,8 +209,11 @@ class CheckpointMixin:
         self.own_checkpoints[st.seq] = (digest, st.state)
         self.storage.save_checkpoint(st.seq, digest, st.state)
         self.storage.save_executed(st.seq)
-        proof = [e for e in st.proof]
-        self._make_stable(st.seq, digest, proof)
+        if st.seq >= self.h:
+            self._make_stable(st.seq, digest, [e for e in st.proof])
+        # else: a late answer to an older fetch, after a new view moved the water marks past
+        # it (``_enter_view``): the state is certified and taken, the marks stay where they
+        # are -- moving them back would reopen sequence numbers already garbage-collected
         if self.fetch is not None and self.fetch.seq <= st.seq:
             self.fetch = None
         self.in_flight = {k for k in self.in_flight

@@ -266,7 +266,8 @@ class ViewChangeMixin:
         for slot in self.log.values():
             slot.votes_for(nv.view)
         for pp in nv.pre_prepares:
-            self._accept_pre_prepare(pp, None)
+            if pp.seq > self.h:   # O may start below a checkpoint this replica holds stable
+                self._accept_pre_prepare(pp, None)
         self._forget_unexecutable()
         if self.index == self.config.primary(nv.view):
             self.next_seq = max(max_s, self.h, self.last_executed) + 1

@@ -105,6 +105,50 @@ def test_a_kill_stops_the_process_group_and_a_start_is_idempotent(runner, tmp_pa
     assert ray.get(h.start.remote(r)) == "ended"  # the same run never starts twice
 
 
+def _escaped_child(marker: Path) -> str:
+    """A script that starts ``sleep 60`` in a session of its own (out of the run's process
+    group, reparented once the script ends) and writes its pid to ``marker``."""
+    return (f"import subprocess; p = subprocess.Popen(['sleep', '60'], "
+            f"start_new_session=True); open({str(marker)!r}, 'w').write(str(p.pid))")
+
+
+def _gone(pid: int, within_s: float = 5.0) -> bool:
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True                  # dead, waiting for its parent to reap it
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_processes_a_run_moved_out_of_its_group_end_with_it(runner, tmp_path):
+    """A run's child in a session of its own survived the run and a cancel (probe: a
+    cancelled job's ``setsid sleep`` kept running); it carries the run's AGORA_RUN_DIR and
+    ends with the run -- whether the run exits or is killed."""
+    h, root = runner
+    marker = tmp_path / "escaped.pid"
+    ray.get(h.start.remote(req("j9", [PY, "-c", _escaped_child(marker)])))
+    e = wait_end(h, "j9")
+    assert e.kind == "completed"
+    assert _gone(int(marker.read_text())), "the escaped child outlived its completed run"
+    end = json.loads((run_folder(root, NODE, "j9", "t", 0, 1) / "end.json").read_text())
+    assert end["strays_killed"] == 1
+    marker.unlink()
+    script = _escaped_child(marker) + "; import time; time.sleep(60)"
+    ray.get(h.start.remote(req("j10", [PY, "-c", script])))
+    deadline = time.time() + 30
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert ray.get(h.kill.remote("j10", "t", 0, 1, "cancelled"))
+    assert wait_end(h, "j10").kind == "killed"
+    assert _gone(int(marker.read_text())), "the escaped child outlived its cancelled run"
+
+
 @pytest.mark.timeout(120)
 def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_left(runner):
     h, root = runner

@@ -226,3 +226,25 @@ def test_prepares_and_checkpoints_without_their_senders_signature_are_not_counte
         assert net.reps[1].rejected.get(reason, 0) == before + 1
     assert 2 not in net.reps[1].log.get(1).prepares
     assert not any(2 in v for v in net.reps[1].cp_votes.values())
+
+
+def test_a_late_state_transfer_below_the_water_mark_is_taken_without_moving_it_back():
+    """White box: a new view moved this replica's low water mark to 2K while it fetched the
+    state of 2K; the answer to an older fetch (K) arrives. The state is certified, so it is
+    taken, but the mark stays at 2K."""
+    import hashlib
+
+    from agora.coordinator.pbft.checkpoint import checkpoint_bytes
+    from agora.protos.agora.v1.pbft_pb2 import StateTransfer
+
+    net = Lockstep()
+    r, k = net.reps[1], net.config.checkpoint_interval
+    r.h, r.stable_digest = 2 * k, b"\7" * 32            # as _enter_view leaves it
+    data = checkpoint_bytes(k, KVApp().snapshot(), {})
+    digest = hashlib.sha256(data).digest()
+    proof = [net.reps[i].auth.seal(PbftMessage(checkpoint=Checkpoint(
+        seq=k, digest=digest, replica=i))) for i in (0, 2, 3)]
+    st = StateTransfer(seq=k, state=data, proof=proof, replica=2)
+    r.receive(net.reps[2].auth.seal(PbftMessage(state=st)), 0.0)
+    assert r.last_executed == k, r.rejected
+    assert r.h == 2 * k and r.stable_digest == b"\7" * 32

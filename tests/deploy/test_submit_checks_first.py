@@ -54,3 +54,34 @@ def test_a_file_of_no_jobs_is_refused_not_submitted_as_nothing(tmp_path, up, cap
     assert main(["submit", str(jobs), "--config", str(up)]) == 2
     err = capsys.readouterr().err
     assert f"{jobs}: no jobs" in err and "nothing is running" not in err, err
+
+
+@pytest.mark.parametrize("ends,code", [
+    ({"j1": {"outcome": "completed"}, "j2": {"outcome": "completed"}}, 0),
+    ({"j1": {"outcome": "completed"}, "j2": {"outcome": "failed"}}, 1),
+    ({"j1": {"outcome": "completed"}}, 1),           # --timeout gave up with j2 running
+    ({}, 1),
+])
+def test_follow_exits_0_only_when_every_job_completed(tmp_path, up, capsys, monkeypatch,
+                                                      ends, code):
+    """A fake service (this test's): ``run_live`` answers as a follow that ended with
+    ``ends``. Giving up at --timeout with a job still running exited 0 (probe)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs, service_client
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "j2"}) + "\n")
+    def serving_target(config):
+        t = service_client.target(config)
+        return dataclasses.replace(t, coordinator=SimpleNamespace(
+            load_cluster=t.up.load_cluster))
+
+    monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
+    monkeypatch.setattr(cli_jobs, "target", serving_target)
+    monkeypatch.setattr(cli_jobs, "run_live", lambda *a, **k: (["j1", "j2"], [], ends))
+    assert main(["submit", str(jobs), "--follow", "--timeout", "1", "--json",
+                 "--config", str(up)]) == code
+    out = json.loads(capsys.readouterr().out)
+    assert out["unfinished"] == [j for j in ("j1", "j2") if j not in ends]

@@ -176,3 +176,76 @@ def test_finished_runs_are_read_from_disk_once_and_unwritten_ones_again(tmp_path
     ends[0].write_text('{"exit_code": 0, "start": 1.0, "end": 2.0}')   # ... until written
     again = job_rows(view, nodes, tmp_path, None, files)
     assert sum("ran_on" in i for j in again for t in j["tasks"] for i in t["instances"]) == 1
+
+
+def test_a_cancelled_task_of_many_instances_lists_its_folders_once_per_node(tmp_path,
+                                                                             monkeypatch):
+    """200,000 instances cancelled, three of which ran: ``agora jobs`` and the web view
+    globbed the runs tree once per instance (minutes, probe); now each node's folder of the
+    task is listed once, and only the instances that ran have an end."""
+    import os
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.agents.domain import Demand, Job, Task
+    from agora.deploy import run_folders
+    from agora.deploy.cli_jobs import job_rows
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+    from agora.protos.convert import job_to_proto
+
+    nodes, n = ["a/n0", "b/n0"], 200_000
+    view = pb.LedgerView(version=1)
+    job = Job(id="big", arrival=0.0, origin="a", tasks=(Task(
+        id="t", duration=1.0, demand=Demand(cpu=1, mem=64), instances=n),))
+    rec = view.jobs.add(outcome="cancelled")
+    rec.job.CopyFrom(job_to_proto(job))
+    rec.tasks.add(states=bytes([3, 3, 3] + [4] * (n - 3)), outcome="cancelled")
+    for i in range(3):
+        d = run_folder(tmp_path / "runs", nodes[i % 2], "big", "t", i, 1)
+        d.mkdir(parents=True)
+        (d / "end.json").write_text(json.dumps({"exit_code": 0, "start": 1.0, "end": 2.0}))
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(run_folders.os, "scandir", lambda p: listed.append(p) or real(p))
+    rows = job_rows(view, nodes, tmp_path)
+    inst = rows[0]["tasks"][0]["instances"]
+    assert [i.get("ran_on") for i in inst[:3]] == ["a/n0", "b/n0", "a/n0"]
+    assert not any("ran_on" in i for i in inst[3:])
+    assert len(listed) == 1 + len(nodes), listed      # the runs folder, then each node's
+
+
+@pytest.mark.timeout(60)
+def test_malformed_requests_are_refused_with_one_log_line_and_no_traceback(tmp_path, caplog):
+    """A 10,000-character line or no Host header: 400, and aiohttp's traceback of each no
+    longer reaches the service's log (probe) -- one line, then quiet for a while."""
+    import logging
+    import socket
+
+    from agora.deploy.webview import WebView
+
+    cluster = SimpleNamespace(site_names=["east"], nodes=[SimpleNamespace(name="east/n0")])
+    view = WebView(SimpleNamespace(operator=_FakeOperator()), cluster, {}, Path(tmp_path), [],
+                   {})
+
+    def raw(port: int, data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(data)
+            return s.recv(200)
+
+    async def main():
+        url = await view.start("127.0.0.1", 0)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        loop = asyncio.get_running_loop()
+        try:
+            for data in (b"GET /api/state?x=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                         b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"b" * 100_000 + b"\r\n\r\n",
+                         b"GET / HTTP/1.1\r\n\r\n"):
+                answer = await loop.run_in_executor(None, raw, port, data)
+                assert answer.split(b" ")[1].startswith(b"4"), answer
+        finally:
+            await view.stop()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert not any(r.exc_info or "Traceback" in r.getMessage() for r in server), server
+    assert len(server) == 1 and "malformed request" in server[0].getMessage()
