@@ -43,6 +43,15 @@ __all__ = ["DONE", "GAVE_UP", "OPEN", "RUNNING", "WAITING", "JobEntry", "Ledger"
            "TaskEntry", "TaskKey"]
 
 
+def _state_map(changes: dict[int, int]) -> bytes:
+    """A ``bytes.translate`` table of instance states: ``changes`` moved, the rest kept."""
+    return bytes(changes.get(s, s) for s in range(256))
+
+
+_OPEN_WAITING = _state_map({WAITING: OPEN})
+_GIVE_UP_NOT_STARTED = _state_map({WAITING: GAVE_UP, OPEN: GAVE_UP})
+
+
 class Ledger:
     """Jobs and the state of every task instance (module docstring). ``max_attempts``: failed
     attempts of one instance before its task gives up."""
@@ -96,11 +105,9 @@ class Ledger:
         self._touch(ts)
         ts.ready_at = now
         ts.outcome = "open"
-        n = 0
-        for i, s in enumerate(ts.states):
-            if s == WAITING:
-                ts.states[i] = OPEN
-                n += 1
+        n = ts.states.count(WAITING)          # in C: a task may hold a million instances
+        if n:
+            ts.states[:] = ts.states.translate(_OPEN_WAITING)
         ts.open += n
         if ts.open:
             self.pool.add(ts)
@@ -180,11 +187,9 @@ class Ledger:
         unschedulable or cancelled); running ones are reported when they stop. Returns how
         many were given up now."""
         self._touch(ts)
-        n = 0
-        for i, s in enumerate(ts.states):
-            if s in (WAITING, OPEN):
-                ts.states[i] = GAVE_UP
-                n += 1
+        n = ts.states.count(WAITING) + ts.states.count(OPEN)
+        if n:
+            ts.states[:] = ts.states.translate(_GIVE_UP_NOT_STARTED)
         ts.open = 0
         ts.outcome, ts.reason = outcome, reason
         self.pool.discard(ts)

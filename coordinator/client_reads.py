@@ -46,10 +46,15 @@ class ClientReads:
         request = pb.StatusRequest(auth=self.read_auth("GetStatus"))
 
         async def one(stub):
-            try:
-                return await stub.GetStatus(request, timeout=self.timeout_s)
-            except grpc.aio.AioRpcError as e:
-                return f"{e.code().name}: {e.details()}"
+            for attempt in (1, 2):
+                try:
+                    return await stub.GetStatus(request, timeout=self.timeout_s)
+                except grpc.aio.AioRpcError as e:
+                    # a replica busy enough to drop a connection's handshake (seen under
+                    # heavy load) is asked once more before it is reported
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == 2:
+                        return f"{e.code().name}: {e.details()}"
+                    await asyncio.sleep(0.5)
         return list(await asyncio.gather(*(one(s) for s in self._stubs)))
 
     async def watch(self, since_version: int = 0, *, hedge_s: float = 0.25,

@@ -12,7 +12,7 @@ from agora.coordinator.parsed_jobs import JOBS
 from agora.coordinator.schedule_rules import (MAX_CANCEL_REASON, MAX_INSTANCES_PER_TASK,
                                               MAX_JOBS_PER_COMMAND, MAX_TASKS_PER_JOB, OPERATOR,
                                               REPLICA_PREFIX, SITE_PREFIX, Rejected,
-                                              site_of_client)
+                                              instances_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import ProtoError
 from agora.protos.wire import length_delimited
@@ -26,9 +26,16 @@ class JobCommands:
             raise Rejected("submit.too_many", where, f"{len(msg.jobs)} jobs; expected at most "
                            f"{MAX_JOBS_PER_COMMAND} per command")
         own = site_of_client(client_id)
-        if client_id.startswith(REPLICA_PREFIX):
-            raise Rejected("submit.not_allowed", where, f"client {client_id!r} is a replica; "
-                           f"expected an operator's or a site's client")
+        if own is None and client_id != OPERATOR:
+            # judged here too, not only by the replica that received the request: a faulty
+            # primary may order what an auditor (or any other client) signed
+            raise Rejected("submit.not_allowed", where, f"client {client_id!r} may not "
+                           f"submit; expected the operator's client ({OPERATOR!r}) or a "
+                           f"site's ({SITE_PREFIX}<site>)")
+        over = instances_over_limit(msg.jobs)
+        if over is not None and over[0] == "jobs":
+            raise Rejected("submit.too_many", where, f"{over[1]} instances; expected at most "
+                           f"{over[2]} per command")
         for i, jm in enumerate(msg.jobs):
             try:
                 self._admit(jm, f"{where}[{i}]", own, seq)
@@ -44,6 +51,10 @@ class JobCommands:
             if t.instances > MAX_INSTANCES_PER_TASK:
                 raise Rejected("submit.too_big", f"{at}.tasks[{k}].instances",
                                f"{t.instances}; expected at most {MAX_INSTANCES_PER_TASK}")
+        over = instances_over_limit([jm])
+        if over is not None:
+            raise Rejected("submit.too_big", f"{at}.tasks", f"{over[1]} instances over the "
+                           f"job's tasks; expected at most {over[2]} a job")
         try:
             job, data = JOBS.take(jm, at)     # as the receiving replica parsed it
         except ProtoError as e:
@@ -63,6 +74,11 @@ class JobCommands:
                                    f"task {t.id!r} has no run; this coordinator runs jobs "
                                    f"(require_run) and needs the command each instance "
                                    f"executes: run: {{argv: [...]}}")
+                if not (t.demand.cpu or t.demand.mem):
+                    raise Rejected("submit.no_demand", f"{at}.tasks[{k}].demand",
+                                   f"task {t.id!r} asks for no cpu and no memory: every "
+                                   f"instance would fit on one node at once; expected cpu "
+                                   f"> 0 or mem > 0 (a process uses some)")
         for k, t in enumerate(job.tasks):
             why = why_unschedulable(t.demand, self.cluster)
             if why:

@@ -105,7 +105,7 @@ class RoundCommands:
         new: list[AllocationRow] = []
         for key, placed in by_task.items():      # insertion order = clearing order
             for b, e, node in runs(placed):
-                new.append((key[0], key[1], b, e, self.cluster.nodes[node].site,
+                new.append((key[0], key[1], b, e, self.node_site_names[node],
                             self.node_names[node], self._seq, self.round))
         self.allocations.extend(new)
         for row in new:

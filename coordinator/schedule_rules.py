@@ -32,6 +32,12 @@ def client_id_problem(client_id: str) -> str | None:
 MAX_JOBS_PER_COMMAND = 10_000
 MAX_TASKS_PER_JOB = 1_000
 MAX_INSTANCES_PER_TASK = 1_000_000
+MAX_INSTANCES_PER_JOB = 1_000_000
+MAX_INSTANCES_PER_COMMAND = 1_000_000
+"""Instances of a job (over its tasks), and of one ``submit_jobs`` command. Every replica
+keeps a byte per instance and walks them when a task opens or is given up: one job of 1,000
+tasks x 1,000,000 instances (28 KB on the wire) took 42 s and a GB on each replica before
+these bounds (review)."""
 MAX_REASON_BYTES = 1024
 MAX_BIDS_PER_PART = 4096
 """Bids in one site's part of a round. A site holds one part per round (a newer one replaces
@@ -83,3 +89,37 @@ def replica_of_client(client_id: str, n: int) -> int | None:
     if not tail.isdigit() or not 0 <= int(tail) < n:
         return None
     return int(tail)
+
+
+def instances_over_limit(jobs) -> tuple[str, int, int] | None:
+    """(where, count, limit) of the first instance budget that ``jobs`` (messages or domain
+    jobs: each with ``tasks`` that have ``instances``) break -- a job's
+    (``jobs[i].tasks``) or the command's (``jobs``) -- or None."""
+    total = 0
+    for i, j in enumerate(jobs):
+        n = sum(max(int(t.instances), 0) for t in j.tasks)
+        if n > MAX_INSTANCES_PER_JOB:
+            return f"jobs[{i}].tasks", n, MAX_INSTANCES_PER_JOB
+        total += n
+    if total > MAX_INSTANCES_PER_COMMAND:
+        return "jobs", total, MAX_INSTANCES_PER_COMMAND
+    return None
+
+
+def submission_chunks(jobs: list, most_jobs: int = 1000) -> list[list]:
+    """``jobs`` in consecutive chunks that one ``submit_jobs`` command takes: at most
+    ``most_jobs`` jobs and ``MAX_INSTANCES_PER_COMMAND`` instances each (a job over its own
+    budget goes alone, to be refused by name)."""
+    chunks: list[list] = []
+    chunk: list = []
+    count = 0
+    for j in jobs:
+        n = sum(t.instances for t in j.tasks)
+        if chunk and (len(chunk) >= most_jobs or count + n > MAX_INSTANCES_PER_COMMAND):
+            chunks.append(chunk)
+            chunk, count = [], 0
+        chunk.append(j)
+        count += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks

@@ -49,11 +49,19 @@ SERVICES = ("agora.v1.Coordinator", "agora.v1.Peer")
 
 
 def load_keys(path: Path) -> KeySet:
+    """The key file at ``path``; ValueError naming it when it cannot be read or is not one
+    (a regular file of YAML text holding the mapping ``agora keys`` writes)."""
+    from agora.agents.workloads.textfile import read_text
+
+    expected = "the key file `agora keys` writes (YAML: n, replicas, clients, mac_keys)"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the key file ({e.strerror or e}); write one "
-                         f"with `agora keys`") from None
+        data = yaml.safe_load(read_text(str(path), expected))
+    except yaml.YAMLError:
+        data = None
+    except ValueError as e:       # cannot be read, not a regular file, not UTF-8, too big
+        raise ValueError(f"{e}; write one with `agora keys`") from None
+    if not isinstance(data, dict) or "n" not in data or "replicas" not in data:
+        raise ValueError(f"{path}: not a key file; expected {expected}")
     try:
         return KeySet.from_dict(data)
     except ValueError as e:

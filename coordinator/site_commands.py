@@ -41,14 +41,24 @@ class SiteCommands:
                 res.accepted += 1
             except Rejected as r:
                 self._count(res, r)
+        named: set[str] = set()
         for i, ns in enumerate(msg.nodes):
             try:
+                if ns.node in named:       # each flip scans the ledger: once a node a part
+                    raise Rejected("node.repeated", f"{where}.nodes[{i}].node",
+                                   f"{ns.node!r} is already in this part; expected each "
+                                   f"node once, with its state now")
+                named.add(ns.node)
                 self._node(site, msg.site, ns, f"{where}.nodes[{i}]")
             except Rejected as r:
                 self._count(res, r)
-        if msg.bidding:
-            self._decide(site, msg, res, where, counts=self._opened_count == opened)
-        self._maybe_close(res)
+        try:
+            if msg.bidding:
+                self._decide(site, msg, res, where, counts=self._opened_count == opened)
+        finally:
+            # the ends and node states above apply even when the decision is refused (a
+            # stale round): they may have left every expected site decided
+            self._maybe_close(res)
 
     def _sender_is(self, client_id: str, site: str, where: str) -> int:
         if site not in self.site_index:
@@ -100,7 +110,7 @@ class SiteCommands:
                 self._opened_count += 1
         self.capacity.release(node, ts.demand, slots)
         self._arm()
-        site = self.cluster.nodes[node].site
+        site = self.node_site_names[node]
         row = (self._seq, ts.job.job.id, ts.task.id, inst, inst + 1, site, kind, start_s, end_s,
                exit_code, reason)
         self.changes.append(row)

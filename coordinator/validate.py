@@ -24,7 +24,8 @@ from agora.coordinator.schedule_codec import decode_known
 from agora.agents.limits import ID_TEXT, MAX_NAME, SITE_NAME_TEXT, id_problem, site_name_problem
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
                                          MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
-                                         client_id_problem, part_over_limit, site_of_client)
+                                         client_id_problem, instances_over_limit,
+                                         part_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftRequest
 from agora.coordinator.parsed_jobs import JOBS
@@ -137,6 +138,10 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise invalid(f"{at}.jobs", "empty", "at least one job")
         if len(m.jobs) > MAX_JOBS_PER_COMMAND:
             raise over_limit(f"{at}.jobs", len(m.jobs), MAX_JOBS_PER_COMMAND, "jobs")
+        over = instances_over_limit(m.jobs)    # before any job is parsed
+        if over is not None:
+            where, count, most = over
+            raise over_limit(f"{at}.{where}", count, most, "instances")
         for i, j in enumerate(m.jobs):
             try:
                 job = JOBS.check(j, f"{at}.jobs[{i}]")   # parsed once: kept

@@ -86,10 +86,12 @@ def rejected_indices(res) -> dict[int, str]:
 
 
 async def submit_chunks(client, jobs: list) -> tuple[list[str], list[tuple[str, str]]]:
-    """Submit in chunks of 1,000; (accepted ids, [(refused id, reason)])."""
+    """Submit in chunks of at most 1,000 jobs and the instances one command takes
+    (``schedule_rules.submission_chunks``); (accepted ids, [(refused id, reason)])."""
+    from agora.coordinator.schedule_rules import submission_chunks
+
     accepted, rejected = [], []
-    for k in range(0, len(jobs), 1000):
-        chunk = jobs[k:k + 1000]
+    for chunk in submission_chunks(jobs):
         bad = rejected_indices(await client.submit_jobs(chunk))
         for i, job in enumerate(chunk):
             (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))

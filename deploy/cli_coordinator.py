@@ -26,6 +26,8 @@ from pathlib import Path
 from agora.agents.limits import MAX_REPLICAS
 from agora.deploy.arg_types import _whole
 
+VERSION = _whole(ge=0, le=2**63 - 1, text="a committed version, a whole number >= 0")
+
 CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*(/[0-9]+)?)?")
 """client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``)"""
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
@@ -62,16 +64,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     by.add_argument("--site")
     by.add_argument("--job")
     by.add_argument("--task", metavar="JOB/TASK")
-    by.add_argument("--since-version", type=int, metavar="V",
+    by.add_argument("--since-version", type=VERSION, metavar="V",
                     help="allocations committed at or after version V")
-    by.add_argument("--version", type=int, metavar="V", dest="at_version",
+    by.add_argument("--version", type=VERSION, metavar="V", dest="at_version",
                     help="the schedule as of version V: allocations committed at or before V")
     g.add_argument("--json", action="store_true", help="print machine-readable JSON")
     g.set_defaults(fn=cmd_schedule_get)
     w = ssub.add_parser("watch", help="stream committed changes (each confirmed by f+1)")
     _client_args(w)
-    w.add_argument("--since-version", type=int, default=0)
-    w.add_argument("--count", type=int, default=None, help="stop after this many updates")
+    w.add_argument("--since-version", type=VERSION, default=0)
+    w.add_argument("--count", type=_whole(ge=1), default=None,
+                   help="stop after this many updates")
     w.add_argument("--json", action="store_true",
                    help="one JSON object per line (default: one readable line per change)")
     w.set_defaults(fn=cmd_schedule_watch)
@@ -287,7 +290,8 @@ def cmd_status(a: argparse.Namespace) -> int:
           f"{'committed':>9} {'stable':>7} {'round':>6} {'allocs':>7}  seen / rejected")
     for i, s in enumerate(statuses):
         if isinstance(s, str):
-            print(f"{i:>7} {cfg.replicas[i]:<20} unreachable: {s}")
+            print(f"{i:>7} {cfg.replicas[i]:<20} no answer (down, or too busy to answer "
+                  f"in time): {s}")
             continue
         rej = ", ".join(f"{c.name}={c.count}" for c in s.rejected) or "-"
         print(f"{i:>7} {cfg.replicas[i]:<20} {s.view:>5} {s.primary:>7} {s.last_executed:>9} "

@@ -154,6 +154,9 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
+    if a.job is not None and not rows:     # asked for one job: not an empty table
+        raise ValueError(f"--job {a.job!r}: no such job in the schedule (version "
+                         f"{view.version}, {label}); agora jobs lists them all")
     if a.json:
         print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
         return 0
@@ -318,11 +321,27 @@ def cmd_logs(a: argparse.Namespace) -> int:
                     sys.stdout.write(data.decode(errors="replace"))
                 sys.stdout.flush()
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
+            _say_why_silent(runs, offsets, stream, f"{job}/{task}")
             return 0
         time.sleep(0.5)
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k in runs:
             offsets.setdefault(k, 0)
+
+
+def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
+    """A failed run that wrote nothing to ``stream`` (a program that could not start, a bad
+    ``cwd``): its reason, on stderr -- else ``agora logs`` printed nothing and exited 0."""
+    for (i, run), folder in sorted(runs.items()):
+        if offsets.get((i, run)):
+            continue
+        try:
+            end = json.loads((folder / "end.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(end, dict) and end.get("kind") != "completed" and end.get("reason"):
+            print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; it ended: "
+                  f"{end['reason']}", file=sys.stderr)
 
 
 # ---- cancel --------------------------------------------------------------------------------

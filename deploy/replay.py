@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agora.agents.workloads.loader import require_jobs
+from agora.coordinator.schedule_rules import submission_chunks
 
 log = logging.getLogger("agora.replay")
 
@@ -67,8 +68,7 @@ def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None,
             while i < len(jobs) and jobs[i].arrival <= now:
                 batch.append(jobs[i])
                 i += 1
-            for k in range(0, len(batch), 1000):
-                chunk = batch[k:k + 1000]
+            for chunk in submission_chunks(batch):
                 res = system.loop.run(client.submit_jobs(chunk), timeout=120)
                 for r in res.rejections:
                     m = re.search(r"jobs\[(\d+)\]", r.field)

@@ -7,8 +7,9 @@ absolute), tasks: [{id, duration (s), demand: {cpu (cores), mem (MiB), gpu (gpus
 share of one, else whole), gpu_models?}, instances?, after?, data_mb? (MB), run?: {argv:
 [str, ...], env?: {NAME: str}, cwd?, timeout_s?}}]}`` (``run``: what each instance executes;
 without it a task serves simulation and replay only). A demand
-that fits no node is *not* an error here (the simulator reports it with
-``why_unschedulable``); only malformed input is.
+that fits no node is *not* an error here for simulation (the simulator reports it with
+``why_unschedulable``), only malformed input is; jobs for a live Agora (``require_run``)
+are refused naming the line, as the coordinator would refuse them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agora.agents.domain import MILLI, Cluster, Demand, Job, Run, Task, Workload, run_problem
+from agora.agents.domain import (MILLI, Cluster, Demand, Job, Run, Task, Workload, run_problem,
+                                 why_unschedulable)
 from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB,
                                  MAX_SECONDS, MAX_TIME, MAX_WEIGHT)
 from agora.agents.workloads.native_cluster import read_cluster, write_cluster
@@ -47,12 +49,21 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
         w = Where(path, no)
         rec = parse_json(w, s, "one JSON object a line")
         job = _job(w, rec, sites, models)
-        if require_run:
+        if require_run:      # jobs for a live Agora, which refuses these at submission
             for k, t in enumerate(job.tasks):
                 if t.run is None:
                     raise w.key(f"tasks[{k}].run").error(
                         f"task {t.id!r} has no run", 'the command each instance executes, '
                         'e.g. "run": {"argv": ["python", "step.py"]} (a live Agora runs it)')
+                if not (t.demand.cpu or t.demand.mem):
+                    raise w.key(f"tasks[{k}].demand").error(
+                        f"task {t.id!r} asks for no cpu and no memory",
+                        "cpu > 0 or mem > 0: what each running instance uses")
+                why = why_unschedulable(t.demand, cluster)
+                if why:
+                    raise w.key(f"tasks[{k}].demand").error(
+                        f"task {t.id!r} fits no node: {why}",
+                        "a demand that some node of the cluster can hold")
         if job.id in seen:
             raise w.key("id").error(f"job id {job.id!r} already used on line {seen[job.id]}",
                                     "unique job ids")

@@ -180,4 +180,4 @@ def test_agora_status_connects_with_the_configs_client_certificate(group, capsys
     from agora.deploy.cli_coordinator import main
     assert main(["status", "--config", str(group.tmp / "coordinator.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "agreed by f+1: view=" in out and "unreachable" not in out
+    assert "agreed by f+1: view=" in out and "no answer" not in out

@@ -184,3 +184,22 @@ def test_an_swf_job_number_past_2_to_the_53_is_not_rounded(tmp_path, capsys):
     (tmp_path / "t.swf").write_text("9007199254740993" + SWF[1:])
     err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "t.swf")], capsys)
     assert "found 9007199254740993" in err      # once read as 9007199254740992, a valid one
+
+
+@pytest.mark.parametrize("content", [None, "root:x:0:0:root:/root:/bin/bash\n", "[1, 2]\n",
+                                     ": : :\n", "n: 4\n"])
+def test_a_file_that_is_no_key_file_is_named_as_such(tmp_path, content):
+    """``--keys /etc/passwd`` said "keys: missing or malformed field string indices must be
+    integers, not 'str'" (probe); a folder given as the key file, the same."""
+    from agora.coordinator.server import load_keys
+
+    path = tmp_path / "keys.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(ValueError) as e:
+        load_keys(path)
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and "agora keys" in msg, msg
+    assert "string indices" not in msg

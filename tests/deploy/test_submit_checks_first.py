@@ -85,3 +85,16 @@ def test_follow_exits_0_only_when_every_job_completed(tmp_path, up, capsys, monk
                  "--config", str(up)]) == code
     out = json.loads(capsys.readouterr().out)
     assert out["unfinished"] == [j for j in ("j1", "j2") if j not in ends]
+
+
+def test_a_task_no_node_can_hold_is_refused_at_its_line_before_submission(tmp_path, up,
+                                                                         capsys):
+    """Refused by the coordinator, after submitting, as an internal field path and exit 1
+    (probe); now by the file check, line and field, exit 2, nothing submitted."""
+    big = {**GOOD, "id": "big", "tasks": [{**GOOD["tasks"][0],
+                                            "demand": {"cpu": 100000, "mem": 64}}]}
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps(big) + "\n")
+    assert main(["submit", str(jobs), "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert f"{jobs}:2:" in err and "tasks[0].demand" in err and "fits no node" in err, err

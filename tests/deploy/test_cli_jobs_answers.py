@@ -1,0 +1,61 @@
+"""What ``agora jobs``, ``agora logs`` and ``agora schedule`` answer where a probe of the
+running service found them silent or unclear: a ``--job`` that names no job printed an empty
+table and exit 0; ``agora logs`` of a run that could not start printed nothing and exit 0; a
+version past the log's integers was "Value out of range" without the option's name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agora.deploy.cli import main
+
+
+@pytest.fixture
+def up(tmp_path):
+    p = tmp_path / "up.yaml"
+    p.write_text(f"out: {tmp_path / 'out'}\n")
+    return p
+
+
+@pytest.mark.parametrize("job", ["", "nosuch"])
+def test_a_job_that_is_not_there_is_named_not_an_empty_table(up, capsys, monkeypatch, job):
+    """A fake schedule (this test's): ``job_rows_for`` answers no rows."""
+    from agora.deploy import cli_jobs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    monkeypatch.setattr(cli_jobs, "job_rows_for",
+                        lambda *a, **k: ([], pb.LedgerView(version=7), "live"))
+    assert main(["jobs", "--job", job, "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert f"--job {job!r}: no such job" in err and "version 7" in err, err
+
+
+def test_logs_of_a_run_that_wrote_nothing_say_how_it_ended(tmp_path, capsys):
+    from agora.deploy.cli_jobs import _say_why_silent
+
+    failed, done = tmp_path / "0-1", tmp_path / "1-1"
+    for d, end in ((failed, {"kind": "failed", "exit_code": 127,
+                             "reason": "cannot start '/no/such': No such file or directory"}),
+                   (done, {"kind": "completed", "exit_code": 0, "reason": ""})):
+        d.mkdir()
+        (d / "end.json").write_text(json.dumps(end))
+    _say_why_silent({(0, 1): failed, (1, 1): done}, {(0, 1): 0, (1, 1): 0}, "stdout", "j/t")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["agora logs: j/t/0 (run 1) wrote nothing to stdout; it ended: cannot "
+                   "start '/no/such': No such file or directory"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["schedule", "get", "--since-version", "99999999999999999999999"],
+    ["schedule", "get", "--version", "-1"],
+    ["schedule", "watch", "--since-version", "x"],
+    ["schedule", "watch", "--count", "0"],
+])
+def test_versions_and_counts_are_checked_naming_the_option(up, capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--config", str(up)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[2]}" in err and "expected" in err, err
