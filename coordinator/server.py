@@ -35,7 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.keys import KeySet
-from agora.coordinator.pbft.storage import SqliteStorage
+from agora.coordinator.pbft.storage import SqliteStorage, old_format_problem
 from agora.coordinator.replica_host import ReplicaHost
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.service import CoordinatorService, PeerService
@@ -87,6 +87,10 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
             storage = SqliteStorage(db, synchronous=config.sqlite_synchronous)
         except sqlite3.DatabaseError as e:
             raise ValueError(_unreadable_log(db, e)) from None
+        problem = old_format_problem(storage)
+        if problem is not None:
+            storage.close()
+            raise ValueError(problem)
     behaviour = None
     if byzantine is not None:
         from agora.coordinator.pbft.byzantine import BEHAVIOURS

@@ -212,9 +212,6 @@ class NormalCaseMixin:
             if prev[0] != vote.digest:
                 self._reject("double_vote")
             return None
-        if kind == "prepare" and not self.auth.signature_ok(env):
-            self._reject("bad_signature")      # it could not go into a certificate
-            return None
         votes[env.sender] = (vote.digest, env)
         return slot
 
@@ -245,14 +242,37 @@ class NormalCaseMixin:
         primary = self._primary()
         if slot.count(slot.prepares, exclude=primary) < self.prepare_quorum:
             return
+        envs = self._signed_prepares(slot, primary)
+        if envs is None:
+            return
         slot.prepared_view = self.view
-        envs = [e for r, (d, e) in sorted(slot.prepares.items(), key=lambda kv: kv[0])
-                if d == slot.digest and r != primary]
         slot.cert = PreparedCert(view=self.view, seq=seq, digest=slot.digest,
                                  requests=slot.requests, prepares=envs)
         self.storage.save_cert(slot.cert)
         self._send_vote("commit", seq, slot)
         self._check_committed(seq, slot)
+
+    def _signed_prepares(self, slot: Slot, primary: int) -> list[PbftEnvelope] | None:
+        """``prepare_quorum`` matching PREPAREs of backups whose signatures verify -- what a
+        prepared certificate carries, so that every replica can check it (``auth``) -- or
+        None while there are not enough. Signatures are checked here, lazily: only as many
+        as the certificate needs (this replica's own first), not every PREPARE received. One
+        that does not verify is dropped, as if never received, and counted."""
+        good: list = []
+        if self.prepare_quorum == 0:                  # n = 1: no backups to hear from
+            return good
+        for r, (d, e) in sorted(slot.prepares.items(), key=lambda kv: (kv[0] != self.index,
+                                                                        kv[0])):
+            if d != slot.digest or r == primary:
+                continue
+            if r != self.index and not self.auth.signature_ok(e):
+                del slot.prepares[r]
+                self._reject("bad_signature")
+                continue
+            good.append((r, e))
+            if len(good) == self.prepare_quorum:
+                return [e for _, e in sorted(good, key=lambda x: x[0])]
+        return None
 
     def _check_committed(self, seq: int, slot: Slot) -> None:
         if slot.committed or slot.prepared_view != self.view or slot.view != self.view:

@@ -161,10 +161,30 @@ CREATE TABLE IF NOT EXISTS client (client_id TEXT PRIMARY KEY, timestamp INTEGER
 """
 
 
+LOG_FORMAT = 2
+"""The format of what a replica's log holds, in its ``meta`` table (``format``). 2: PREPAREs
+and CHECKPOINTs are signed (see ``auth.SIGNED_KINDS``); a log without the key was written
+before, and its certificates and proofs would be refused by the other replicas."""
+
+
+def old_format_problem(storage: "SqliteStorage") -> str | None:
+    """Why a replica may not serve from ``storage``'s log (None: it may): a log written by an
+    earlier format."""
+    fmt = storage.format()
+    if fmt == LOG_FORMAT:
+        return None
+    return (f"{storage.path}: a replica log of an earlier Agora (log format {fmt or 1}, this "
+            f"one writes {LOG_FORMAT}: PREPAREs and CHECKPOINTs are now signed, and the "
+            f"replicas refuse the unsigned ones this log holds). Start the coordinator on a "
+            f"new folder (agora up with another out:); this folder's schedule stays readable "
+            f"offline (agora jobs, agora schedule get)")
+
+
 class SqliteStorage:
     """Storage in one SQLite file (stdlib sqlite3, WAL, synchronous=FULL by default).
 
-    Writes of one replica step go into one transaction, committed by ``flush()``."""
+    Writes of one replica step go into one transaction, committed by ``flush()``. A new log
+    is stamped with ``LOG_FORMAT``."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -191,6 +211,8 @@ class SqliteStorage:
         # connection and thread after each checkpoint state or truncation is written.
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(_SCHEMA)
+        if self.load().empty and self.format() is None:
+            self.db.execute("INSERT INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
         self.wal = _WalCheckpointer(self.path)
         self._open = False
         self.deferred = False
@@ -203,6 +225,11 @@ class SqliteStorage:
         self.flush()
         self.wal.close()
         self.db.close()
+
+    def format(self) -> int | None:
+        """The log's ``LOG_FORMAT`` stamp (None: a log written before there was one)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        return None if row is None else int(row[0])
 
     def _x(self, sql: str, args: tuple) -> None:
         if self.deferred:
