@@ -17,10 +17,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import grpc
 
 from agora.coordinator.read_auth import read_refusal
+from agora.coordinator.request_stream import MAX_OPEN_PER_STREAM, MAX_STREAM_BATCH
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_state import ScheduleState
@@ -89,6 +91,12 @@ def _peer_is_replica(context, sender: int) -> bool:
 
 
 SWEEP_S = 0.25
+
+
+@dataclass(frozen=True)
+class _Oversized:
+    """A ``StreamRequests`` message over ``MAX_STREAM_BATCH``: the stream is refused."""
+    count: int
 """How often a request stream cancels its requests past ``request_timeout_s``."""
 
 
@@ -201,6 +209,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
                               f"id: {sr.id} is already open on this stream; expected a "
                               f"fresh id")
+            if len(timers) >= MAX_OPEN_PER_STREAM:
+                raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "stream_full",
+                              f"{len(timers)} requests of this stream wait for their "
+                              f"replies (at most {MAX_OPEN_PER_STREAM}); retry later")
             return self._admit(sr.envelope, sr.rpc)
 
         ended = False
@@ -211,6 +223,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
             nonlocal ended
             try:
                 async for batch in request_iterator:
+                    if len(batch.requests) > MAX_STREAM_BATCH:
+                        out.put_nowait(_Oversized(len(batch.requests)))
+                        return
+                    while out.qsize() > 4 * MAX_STREAM_BATCH:    # replies not read yet
+                        await asyncio.sleep(0.01)
                     for sr in batch.requests:
                         try:
                             env, req = admit(sr)
@@ -223,6 +240,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
                         timers[sr.id] = (loop.time() + host.config.request_timeout_s, fut)
                         fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
                         host.feed(env)
+                    await asyncio.sleep(0)       # the loop runs between two messages
             finally:
                 ended = True
                 if not timers:
@@ -246,6 +264,13 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 items = [await out.get()]
                 while not out.empty():
                     items.append(out.get_nowait())
+                big = next((x for x in items if isinstance(x, _Oversized)), None)
+                if big is not None:
+                    self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
+                                          ""), "Requests")
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"requests: {big.count} in one StreamRequests "
+                                        f"message; the limit is {MAX_STREAM_BATCH}")
                 done = items[-1] is None
                 replies = [x for x in items if x is not None]
                 if replies:

@@ -24,6 +24,7 @@ import heapq
 from typing import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -47,6 +48,8 @@ class WatchMerger:
         self.first: dict[Key, float] = {}
         self._heap: list[Key] = []
         self.skipped = 0
+        self.junk = 0
+        """bytes a stream sent that were no update"""
 
     def opened(self, i: int) -> None:
         """Stream ``i`` (re)connected: it may send any key again, from ``last`` on."""
@@ -54,8 +57,15 @@ class WatchMerger:
         self.pos.pop(i, None)
 
     def receive(self, i: int, data: bytes, now: float) -> list[bytes]:
-        """Stream ``i`` sent ``data``; returns the updates now released, in order."""
-        key = update_key(data)
+        """Stream ``i`` sent ``data``; returns the updates now released, in order. Bytes
+        that are no update (only a faulty replica sends them) are counted and dropped: they
+        raised out of the merge and ended the watch of every client listening to that
+        replica (review)."""
+        try:
+            key = update_key(data)
+        except DecodeError:
+            self.junk += 1
+            return self.release(now)
         self.pos[i] = key
         if key > self.last:
             if key not in self.pending:

@@ -178,6 +178,15 @@ class CheckpointMixin:
         if fs.replica != env.sender or own is None or self.h < fs.seq or self.h == 0:
             self._reject("cannot_serve_state")
             return
+        # One state a peer per stable checkpoint and retransmission interval (its fetch
+        # asks again at that pace): a faulty replica's FETCH-STATEs, 82 bytes each, made a
+        # replica queue a copy of its whole state for each -- gigabytes (review).
+        served = self._state_served.get(env.sender)
+        if (served is not None and served[0] == self.h
+                and self.now - served[1] < self.config.retransmit_interval):
+            self._reject("fetch_state_rate_limited")
+            return
+        self._state_served[env.sender] = (self.h, self.now)
         self._out.append(Send(env.sender, self._seal(state=StateTransfer(
             seq=self.h, state=own[1], proof=self.stable_proof, replica=self.index))))
 

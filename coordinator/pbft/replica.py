@@ -97,6 +97,8 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         self.announce = False
         self._vc_cache: dict[bytes, object] = {}
         self._status_answered: dict[int, float] = {}
+        self._state_served: dict[int, tuple[int, float]] = {}
+        """peer -> (stable checkpoint, when) of the last state sent it (``_on_fetch_state``)"""
         self._out: list[Action] = []
         self.now = 0.0
         recover(self, storage.load())

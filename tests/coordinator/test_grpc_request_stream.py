@@ -52,6 +52,25 @@ def test_the_request_stream_answers_each_request_by_id_and_stays_open_after_refu
     assert tally.add(got[9].reply.envelope, 2) == "unexpected_reply"   # not from replica 2
 
 
+def test_a_message_of_too_many_requests_ends_the_stream_and_the_replica_answers_on(group):
+    """One StreamRequests of MAX_STREAM_BATCH + 1 bad requests (anyone with a certificate can
+    send one): refused as a whole, RESOURCE_EXHAUSTED naming the limit, before it is
+    admitted request by request (2,000,000 of them held a replica's loop 20 s and 2 GB)."""
+    import grpc
+
+    from agora.coordinator.request_stream import MAX_STREAM_BATCH
+
+    flood = pb.StreamRequests(requests=[pb.StreamRequest(id=k, rpc="x", envelope=b"")
+                                        for k in range(MAX_STREAM_BATCH + 1)])
+    with group.channel(2) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            list(rpc.CoordinatorStub(ch).Requests(iter([flood]), timeout=20))
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"the limit is {MAX_STREAM_BATCH}" in e.value.details()
+        answered = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=10)
+    assert answered.replica == 2
+
+
 def test_the_unary_and_the_stream_path_give_the_same_answers(group):
     async def go():
         async with group.client("operator", streams=False) as unary, \

@@ -281,3 +281,22 @@ def test_a_replica_will_not_serve_from_a_log_of_the_unsigned_format(tmp_path):
     problem = old_format_problem(again)
     again.close()
     assert problem is not None and "log format 1" in problem and "new folder" in problem
+
+
+def test_a_flood_of_fetch_states_from_one_peer_is_served_one_state_per_interval():
+    """82-byte FETCH-STATEs, each answered with the whole state: one faulty replica made a
+    correct one queue gigabytes (review). White box: a replica with a stable checkpoint."""
+    from agora.coordinator.pbft.messages import Send
+    from agora.protos.agora.v1.pbft_pb2 import FetchState
+
+    net = Lockstep()
+    r, k = net.reps[1], net.config.checkpoint_interval
+    r.h, r.own_checkpoints[k] = k, (b"\1" * 32, b"state" * 1000)
+    ask = net.reps[3].auth.seal(PbftMessage(fetch_state=FetchState(seq=k, replica=3)))
+
+    def states(out) -> int:
+        return sum(isinstance(a, Send) and Lockstep.kind(a.msg) == "state" for a in out)
+
+    assert sum(states(r.receive(ask, 0.0)) for _ in range(1000)) == 1
+    assert r.rejected["fetch_state_rate_limited"] == 999
+    assert states(r.receive(ask, net.config.retransmit_interval + 0.01)) == 1

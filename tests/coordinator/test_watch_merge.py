@@ -40,6 +40,19 @@ def test_two_identical_streams_release_each_update_once_in_order():
     assert keys(out) == [(1, 0), (2, 0), (3, 0)]
 
 
+def test_bytes_that_are_no_update_from_one_stream_are_dropped_and_the_watch_goes_on():
+    """A faulty replica's stream sends garbage: it raised out of the merge and ended the
+    watch of every client listening to that replica (review); now it is counted and the
+    correct streams' updates are released."""
+    m = WatchMerger(n=4, f=1)
+    for i in (0, 1, 2):
+        m.opened(i)
+    out = m.receive(2, b"\xff\xff\xff", 0.0) + m.receive(2, b"\x08", 0.0)
+    for v in (1, 2):
+        out += m.receive(0, full(v), 0.0) + m.receive(1, full(v), 0.0)
+    assert keys(out) == [(1, 0), (2, 0)] and m.junk == 2
+
+
 def test_a_restarted_replicas_other_form_holds_later_updates_until_the_earlier_confirms():
     """Stream 0 restarted: version 1 in the rebuilt form, version 2 from its ring. Version 2
     is confirmed first (streams 0 and 1) but waits for version 1, which stream 2 confirms."""
