@@ -228,8 +228,12 @@ class CheckpointMixin:
         self.in_flight = {k for k in self.in_flight
                           if k[1] > self.clients.get(k[0], (0, b""))[0]}
         self.counters["state_transfers"] += 1
-        if self.active:      # progress, as an execution is
-            self._progress()
+        if self.active:
+            # a state transfer catches up a replica that was behind a stable checkpoint of
+            # the group (never one that keeps up): its request timer starts afresh, as
+            # before the timer followed requests, while it asks for what was ordered since
+            self.vc_attempt = 0
+            self.vc_deadline = self.timed = None
         self.announce = True     # peers then resend what was ordered after the checkpoint
         self._execute_ready()
 
