@@ -113,6 +113,8 @@ def open_channel(address: str, credentials: grpc.ChannelCredentials | None,
 
 KICK_S = 0.1
 """``PeerLinks.peer_alive`` retries a down link at most this often."""
+CONNECT_GRACE_S = 1.0
+"""A connection attempt this young is not replaced by a kick (``PeerLinks._link``)."""
 
 
 class PeerLinks:
@@ -200,12 +202,21 @@ class PeerLinks:
             try:
                 kick.clear()
                 ready = asyncio.ensure_future(channel.channel_ready())
-                kicked = asyncio.ensure_future(kick.wait())
+                kicked = None
                 try:
-                    await asyncio.wait({ready, kicked}, timeout=2.0,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    # a kick (the peer spoke) replaces an attempt that is slow to connect --
+                    # a channel made while the peer was down may sit in gRPC's own back-off
+                    # -- but not one younger than CONNECT_GRACE_S: a kick every 0.1 s cut
+                    # every attempt on a link slower than that to connect (a WAN link, a
+                    # busy peer), which then never connected while the peer kept talking
+                    await asyncio.wait({ready}, timeout=CONNECT_GRACE_S)
+                    if not ready.done():
+                        kicked = asyncio.ensure_future(kick.wait())
+                        await asyncio.wait({ready, kicked}, timeout=2.0 - CONNECT_GRACE_S,
+                                           return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    kicked.cancel()
+                    if kicked is not None:
+                        kicked.cancel()
                     ready.cancel()
                 if not ready.done() or ready.cancelled():
                     raise asyncio.TimeoutError     # a fresh channel connects at once

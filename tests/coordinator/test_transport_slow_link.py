@@ -1,0 +1,78 @@
+"""A peer link whose connection takes longer than the kick interval to set up (a WAN link,
+a busy peer) still connects while the peer keeps talking. Before, every message from the
+peer "kicked" the link at most every 0.1 s and each kick abandoned the attempt in progress:
+with a 0.3 s handshake nothing was ever delivered (review). Real gRPC through a loopback
+proxy that delays every hop (this test's)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from agora.coordinator.transport import PeerLinks
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+pytestmark = pytest.mark.timeout(60)
+DELAY = 0.3
+
+
+class _Peer(rpc.PeerServicer):
+    def __init__(self) -> None:
+        self.got = 0
+
+    async def Stream(self, request_iterator, context):
+        async for b in request_iterator:
+            self.got += len(b.envelopes)
+        return pb.PeerAck()
+
+
+async def _slow_proxy(up_port: int):
+    async def handle(r, w):
+        await asyncio.sleep(DELAY)
+        ur, uw = await asyncio.open_connection("127.0.0.1", up_port)
+
+        async def pipe(a, b):
+            try:
+                while data := await a.read(65536):
+                    await asyncio.sleep(DELAY / 3)
+                    b.write(data)
+                    await b.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                b.close()
+        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_a_slow_link_connects_while_its_peer_keeps_talking():
+    async def go() -> float | None:
+        peer = _Peer()
+        srv = grpc.aio.server()
+        rpc.add_PeerServicer_to_server(peer, srv)
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        proxy, pport = await _slow_proxy(port)
+        links = PeerLinks(index=0, addresses=("127.0.0.1:1", f"127.0.0.1:{pport}"))
+        links.start()
+        t0, first = time.monotonic(), None
+        try:
+            while time.monotonic() - t0 < 12 and first is None:
+                links.send(1, b"x")
+                links.peer_alive(1)          # the peer keeps sending us votes
+                await asyncio.sleep(0.02)
+                if peer.got:
+                    first = time.monotonic() - t0
+        finally:
+            await links.close()
+            await srv.stop(None)
+            proxy.close()
+        return first
+
+    first = asyncio.run(go())
+    assert first is not None, "nothing reached the peer in 12 s"
