@@ -91,13 +91,18 @@ def replica_of_client(client_id: str, n: int) -> int | None:
     return int(tail)
 
 
+def job_instances(job) -> int:
+    """Instances over a job's tasks (a ``workload_pb2.Job`` or a domain ``Job``)."""
+    return sum(max(int(t.instances), 0) for t in job.tasks)
+
+
 def instances_over_limit(jobs) -> tuple[str, int, int] | None:
     """(where, count, limit) of the first instance budget that ``jobs`` (messages or domain
     jobs: each with ``tasks`` that have ``instances``) break -- a job's
     (``jobs[i].tasks``) or the command's (``jobs``) -- or None."""
     total = 0
     for i, j in enumerate(jobs):
-        n = sum(max(int(t.instances), 0) for t in j.tasks)
+        n = job_instances(j)
         if n > MAX_INSTANCES_PER_JOB:
             return f"jobs[{i}].tasks", n, MAX_INSTANCES_PER_JOB
         total += n
@@ -114,7 +119,7 @@ def submission_chunks(jobs: list, most_jobs: int = 1000) -> list[list]:
     chunk: list = []
     count = 0
     for j in jobs:
-        n = sum(t.instances for t in j.tasks)
+        n = job_instances(j)
         if chunk and (len(chunk) >= most_jobs or count + n > MAX_INSTANCES_PER_COMMAND):
             chunks.append(chunk)
             chunk, count = [], 0

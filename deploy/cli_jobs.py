@@ -332,14 +332,13 @@ def cmd_logs(a: argparse.Namespace) -> int:
 def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
     """A failed run that wrote nothing to ``stream`` (a program that could not start, a bad
     ``cwd``): its reason, on stderr -- else ``agora logs`` printed nothing and exited 0."""
+    from agora.deploy.run_folders import read_end
+
     for (i, run), folder in sorted(runs.items()):
         if offsets.get((i, run)):
             continue
-        try:
-            end = json.loads((folder / "end.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(end, dict) and end.get("kind") != "completed" and end.get("reason"):
+        end = read_end(folder)
+        if end is not None and end.get("kind") != "completed" and end.get("reason"):
             print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; it ended: "
                   f"{end['reason']}", file=sys.stderr)
 

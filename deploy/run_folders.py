@@ -59,6 +59,15 @@ def run_started(out: Path | None, node: str, job: str, task: str, inst: int,
         return None
 
 
+def read_end(folder: Path) -> dict | None:
+    """A run's ``end.json`` (None: not ended yet, or unreadable)."""
+    try:
+        e = json.loads((folder / "end.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return e if isinstance(e, dict) else None
+
+
 class TaskEnds:
     """How each instance of one task last ended, read from its run folders when first asked
     (one listing of the task's folders per node, then one ``end.json`` per instance asked
@@ -78,7 +87,7 @@ class TaskEnds:
         if self._runs is None:
             self._runs = task_runs(self.out / "runs", self.job, self.task)
         for run, node, folder in self._runs.get(inst, ()):
-            e = self._end(folder / "end.json")
+            e = self._end(folder)
             if e is None:
                 continue
             row = {"ran_on": node, "last_run": run, "exit_code": e.get("exit_code"),
@@ -89,16 +98,13 @@ class TaskEnds:
             return row
         return {}
 
-    def _end(self, path: Path) -> dict | None:
-        key = ("end.json", str(path))
+    def _end(self, folder: Path) -> dict | None:
+        key = ("end.json", str(folder))
         if key in self.files:
             return self.files[key]
-        try:
-            e = json.loads(path.read_text())
-        except (OSError, ValueError):
+        e = read_end(folder)
+        if e is None:
             return None                        # not ended yet (or unreadable): look again
-        if not isinstance(e, dict):
-            return None
         if len(self.files) > 200_000:
             self.files.clear()
         self.files[key] = e

@@ -11,7 +11,8 @@ verify for every one of them: a PREPARE whose MAC entry was right only for repli
 replica 1's prepared certificate -- and so its VIEW-CHANGE -- unacceptable to every other
 replica, and with that faulty replica silent no view change could complete (found by review,
 test_pbft_byzantine_proofs.py). So PREPARE and CHECKPOINT are signed too (``SIGNED_KINDS``:
-``seal`` signs them), checked by signature when received and inside certificates and proofs.
+``seal`` signs them) and judged by signature: a CHECKPOINT when it arrives, a PREPARE when it
+goes into this replica's certificate, both inside the certificates and proofs of others.
 
 **Clients whose key the log decides.** The key file fixes the replicas' keys and some
 clients' (the operator, auditors, the replicas' own voters). An application may govern

@@ -302,8 +302,8 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         return None
 
     def _progress(self) -> None:
-        """A request executed, or a state transfer caught up. The back-off resets; the
-        request timer restarts only when what it was started for is done (Castro & Liskov:
+        """A request executed. The back-off resets; the request timer restarts only when
+        what it was started for is done (Castro & Liskov:
         the timer follows the request the backup waits for). Restarting it on any
         execution let a primary that orders other clients' requests and drops one
         client's stay primary for ever."""

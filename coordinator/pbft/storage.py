@@ -211,7 +211,7 @@ class SqliteStorage:
         # connection and thread after each checkpoint state or truncation is written.
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(_SCHEMA)
-        if self.load().empty and self.format() is None:
+        if self.format() is None and self._holds_nothing():
             self.db.execute("INSERT INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
         self.wal = _WalCheckpointer(self.path)
         self._open = False
@@ -225,6 +225,16 @@ class SqliteStorage:
         self.flush()
         self.wal.close()
         self.db.close()
+
+    def _holds_nothing(self) -> bool:
+        """``StoredState.empty`` of this log, asked of SQLite instead of loading the whole log
+        (checkpoint states included) once more than the replica's own ``load`` does."""
+        q = self.db.execute
+        meta = dict(q("SELECT key, value FROM meta WHERE key IN ('view', 'executed')")
+                    .fetchall())
+        return (not meta.get("view") and not meta.get("executed")
+                and q("SELECT 1 FROM pre_prepare LIMIT 1").fetchone() is None
+                and q("SELECT 1 FROM checkpoint LIMIT 1").fetchone() is None)
 
     def format(self) -> int | None:
         """The log's ``LOG_FORMAT`` stamp (None: a log written before there was one)."""
