@@ -13,7 +13,8 @@ import random
 
 from agora.coordinator.pbft.checkpoint import _parse
 from agora.coordinator.pbft.messages import Broadcast, Send, batch_digest
-from agora.protos.agora.v1.pbft_pb2 import NewView, PbftEnvelope, PbftMessage, PrePrepare, ViewChange
+from agora.protos.agora.v1.pbft_pb2 import (NewView, PbftEnvelope, PbftMessage, PbftStatus,
+                                            PrePrepare, ViewChange)
 
 
 class Behaviour:
@@ -224,9 +225,30 @@ class Censor(Behaviour):
         return env
 
 
+class InflatedStatus(Behaviour):
+    """Behaves, and its STATUS messages claim it executed a million sequence numbers more
+    than it did (to hold correct backups' request timers back: ``Replica._behind_group``)."""
+
+    def outgoing(self, node, actions, now):
+        out = []
+        for a in actions:
+            msg = _parse(a.msg.payload) if isinstance(a, (Send, Broadcast)) else None
+            if msg is not None and msg.WhichOneof("kind") == "status":
+                msg.status.last_executed += 10**6
+                env = node.replica.auth.seal(msg)
+                a = Broadcast(env) if isinstance(a, Broadcast) else Send(a.to, env)
+            out.append(a)
+        if self.rng.random() < 0.3:      # and unasked, now and then
+            r = node.replica
+            out.append(Broadcast(r.auth.seal(PbftMessage(status=PbftStatus(
+                view=r.view, view_active=r.active, last_executed=r.last_executed + 10**6,
+                stable_seq=r.h, replica=r.index)))))
+        return out
+
+
 BEHAVIOURS = {
     "silent": Silent, "equivocate": Equivocate, "double_vote": DoubleVote,
     "forge": ForgeAuth, "replay": Replay, "wrong_digest": WrongDigest,
     "out_of_watermarks": OutOfWatermarks, "inflated_view": InflatedView,
-    "bogus_new_view": BogusNewView, "censor": Censor,
+    "bogus_new_view": BogusNewView, "censor": Censor, "inflated_status": InflatedStatus,
 }

@@ -84,14 +84,25 @@ class CheckpointMixin:
             if prev[0] != cp.digest:
                 self._reject("double_vote")
             return
-        held = sum(1 for v in self.cp_votes.values() if env.sender in v)
-        if held > self.config.watermark_window // self.config.checkpoint_interval + 2:
-            self._reject("checkpoint_flood")
-            return
         if not self.auth.signature_ok(env):
             self._reject("bad_signature")      # it could not go into a proof
             return
+        # A sender's votes held are bounded (a faulty one could send one for every multiple
+        # of K): past the bound its lowest one goes, not the new one -- a correct replica's
+        # checkpoints only move up, and a backup that lagged (it restarted, or lost messages)
+        # held its peers' old votes, refused every newer one, its stable proofs among them,
+        # and never caught up (found by a simulated restart over a lossy link).
+        held = sorted(s for s, v in self.cp_votes.items() if env.sender in v)
+        if len(held) > self.config.watermark_window // self.config.checkpoint_interval + 2:
+            self.counters["checkpoint_votes_dropped"] = (
+                self.counters.get("checkpoint_votes_dropped", 0) + 1)
+            if held[0] > cp.seq:
+                return
+            del self.cp_votes[held[0]][env.sender]
+            if not self.cp_votes[held[0]]:
+                del self.cp_votes[held[0]]
         self.cp_votes.setdefault(cp.seq, {})[env.sender] = (cp.digest, env)
+        self._note_executed(env.sender, cp.seq)
         self._check_stable(cp.seq)
 
     def _check_stable(self, seq: int) -> None:
@@ -239,16 +250,28 @@ class CheckpointMixin:
 
     # ---- status and catch-up ----
 
-    def _broadcast_status(self) -> None:
-        self._out.append(Broadcast(self._seal(status=PbftStatus(
+    def _note_executed(self, peer: int, seq: int) -> None:
+        if seq > self.peer_executed.get(peer, 0):
+            self.peer_executed[peer] = seq
+
+    def _group_executed(self) -> int:
+        """The (f+1)-th highest sequence number peers said they executed: at least one
+        correct replica executed that far (0 while fewer than f+1 peers said anything)."""
+        claims = sorted(self.peer_executed.values(), reverse=True)
+        return claims[self.f] if len(claims) > self.f else 0
+
+    def _broadcast_status(self, to: int | None = None) -> None:
+        env = self._seal(status=PbftStatus(
             view=self.view, view_active=self.active, last_executed=self.last_executed,
-            stable_seq=self.h, replica=self.index))))
+            stable_seq=self.h, replica=self.index))
+        self._out.append(Broadcast(env) if to is None else Send(to, env))
 
     def _on_status(self, st: PbftStatus, env: PbftEnvelope) -> None:
         j = env.sender
         if st.replica != j:
             self._reject("bad_sender")
             return
+        self._note_executed(j, st.last_executed)
         # Answer each peer at most once per half interval: a replayed or faulty STATUS must
         # not turn this replica into an amplifier.
         last = self._status_answered.get(j)
@@ -256,6 +279,10 @@ class CheckpointMixin:
             self._reject("status_rate_limited")
             return
         self._status_answered[j] = self.now
+        if st.last_executed < self.last_executed:
+            # the peer is behind: it learns how far (it may be deciding whether its
+            # request timer fired because the primary stalled or because it lags)
+            self._broadcast_status(to=j)
         behind_view = st.view < self.view or (st.view == self.view and not st.view_active)
         if behind_view and self.active and self.new_view_env is not None:
             self._out.append(Send(j, self.new_view_env))

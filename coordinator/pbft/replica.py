@@ -89,6 +89,11 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         """what the request timer waits for: ("request", client, timestamp) or ("slot",
         seq) -- the oldest thing this backup was waiting for when the timer started"""
         self.vc_attempt = 0
+        self.peer_executed: dict[int, int] = {}
+        """peer -> the highest sequence number it said it executed (STATUS, CHECKPOINT)"""
+        self.behind: tuple | None = None
+        """(view, timed, mark) while the request timer is held back because this backup is
+        behind the group (``_behind_group``)"""
         self.vc_recent = 0
         """view changes installed recently: each doubles the view-change timeout until a calm
         spell undoes it (``_timeout``)"""
@@ -122,7 +127,9 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             self.vc_deadline = None
             if not self.active:
                 self.vc_attempt += 1    # the new view did not come: wait twice as long
-            self._start_view_change(self.view + 1)
+                self._start_view_change(self.view + 1)
+            elif not self._behind_group():
+                self._start_view_change(self.view + 1)
         if self.retransmit_deadline is not None and now >= self.retransmit_deadline:
             self.retransmit_deadline = None
             self._retransmit()
@@ -275,6 +282,41 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
                 self.retransmit_deadline = self.now + self.config.retransmit_interval
         else:
             self.retransmit_deadline = None
+
+    def _behind_group(self) -> bool:
+        """Called when the request timer expires: whether this backup is behind the group
+        rather than kept waiting by the primary -- then the timer runs again and no view
+        change starts. A restarted backup catching up (a state transfer, then the batches
+        ordered since) held client requests the group had long executed; its timer fired,
+        it changed view alone and took part again only at the group's next view change.
+
+        Evidence is the group's executed point: the (f+1)-th highest sequence number peers
+        said they executed (``peer_executed``), which at least one correct replica reached,
+        so f faulty peers cannot hold a correct backup back with inflated claims. It is at
+        most a retransmission interval old: a backup that waits on a request is unsettled,
+        so it sends STATUS every interval, and peers ahead of it answer with theirs. When it
+        is above this backup's, the timer runs again until the backup has executed that far
+        (the mark, fixed when first seen: a backup that keeps up passes it within one
+        timeout, so a primary censoring one client's requests while ordering others' is still
+        found, one timeout later). A view change, a state transfer or the executed request
+        starts the reckoning afresh (a new ``timed``)."""
+        if self.index == self._primary():
+            return False
+        key = (self.view, self.timed)
+        mark = self.behind[2] if self.behind is not None and self.behind[:2] == key else None
+        if mark is None:
+            group = self._group_executed()
+            if group <= self.last_executed:
+                self.behind = None
+                return False
+            mark = group
+        elif self.last_executed >= mark:
+            self.behind = None
+            return False
+        self.behind = (*key, mark)
+        self.counters["timer_held_behind"] = self.counters.get("timer_held_behind", 0) + 1
+        self.vc_deadline = self.now + self._timeout()
+        return True
 
     def _vc_quorum(self) -> bool:
         """2f+1 replicas asked for this view or a later one (a replica keeps only its latest

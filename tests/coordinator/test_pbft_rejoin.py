@@ -1,0 +1,97 @@
+"""A backup that restarts behind the group takes part again, in the group's view.
+
+Found with ``python -m bench.replica_rejoin`` (a backup SIGKILLed under load and started
+again changed view alone, and followed the group only by state transfers) and made
+deterministic here over the simulated network: the restarted backup's links are slow and
+lossy, so catching up takes longer than the view-change timeout."""
+
+from __future__ import annotations
+
+import pytest
+
+from agora.coordinator.pbft import byzantine as byz
+from agora.coordinator.pbft.checker import Checker
+from agora.coordinator.pbft.config import PbftConfig
+from agora.coordinator.pbft.simnet import LinkFaults, SimNet
+from agora.protos.agora.v1.pbft_pb2 import Checkpoint, PbftMessage
+from tests.pbft_fixtures import Forge, config, replica
+
+pytestmark = pytest.mark.timeout(120)
+CLIENTS = [f"c{i}" for i in range(4)]
+
+
+def restarted_behind(seed: int) -> SimNet:
+    """Four clients keep the group busy; backup 2 crashes at 1 s, restarts at 2 s, and from
+    then on every message to it is delayed 10-500 ms (reordered) and half are lost."""
+    cfg = PbftConfig(n=4, checkpoint_interval=4, watermark_window=8, batch_size=2,
+                     view_change_timeout=0.3, retransmit_interval=0.05, client_retransmit=0.2,
+                     calm_timeouts=0)
+    net = SimNet(cfg, seed=seed, clients=CLIENTS)
+    for c in CLIENTS:
+        net.submit(c, [f"add {c} 1".encode()] * 400)
+    net.at(1.0, lambda: net.crash(2))
+
+    def back() -> None:
+        net.restart(2)
+        for j in (0, 1, 3):
+            net.set_link(j, 2, LinkFaults(drop=0.5, min_delay=0.01, max_delay=0.5))
+    net.at(2.0, back)
+    net.run_until(8.0)
+    return net
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_backup_restarted_behind_a_slow_lossy_link_rejoins_without_a_view_change(seed):
+    net = restarted_behind(seed)
+    Checker(net).assert_ok(liveness=False)
+    reps = [net.replica(i) for i in range(4)]
+    assert [r.view for r in reps] == [0, 0, 0, 0], "the restarted backup changed view alone"
+    assert all(r.counters["view_changes"] == 0 for r in reps)
+    top = max(r.last_executed for r in reps)
+    assert top > 1000 and reps[2].last_executed >= top - net.config.checkpoint_interval, \
+        "the restarted backup did not catch up"
+    assert reps[2].counters["state_transfers"] >= 1
+
+
+def test_the_timer_is_held_back_only_while_the_backup_is_behind():
+    held = [restarted_behind(s).replica(2).counters.get("timer_held_behind", 0)
+            for s in (0, 1, 2)]
+    assert any(held), "the scenario no longer makes the timer fire while catching up"
+
+
+def test_checkpoint_votes_past_the_bound_replace_the_senders_oldest_ones():
+    # Backup 2 holds as many old checkpoint votes of each peer as it keeps (seqs it never
+    # got a quorum for); the peers' stable proof of a far later checkpoint must still get
+    # in and start a state transfer -- refused as a flood, the backup never caught up.
+    cfg = config()
+    r = replica(2, cfg=cfg)
+    forge = Forge()
+    bound = cfg.watermark_window // cfg.checkpoint_interval + 2
+    for peer in (0, 1, 3):
+        for k in range(1, bound + 2):
+            seq = k * cfg.checkpoint_interval
+            r.receive(forge.replicas[peer].seal(PbftMessage(checkpoint=Checkpoint(
+                seq=seq, digest=bytes([peer + 1]) * 32, replica=peer))), 0.0)
+    far = 100 * cfg.checkpoint_interval
+    for peer in (0, 1, 3):
+        r.receive(forge.replicas[peer].seal(PbftMessage(checkpoint=Checkpoint(
+            seq=far, digest=b"\x07" * 32, replica=peer))), 0.0)
+    assert r.fetch is not None and r.fetch.seq == far, "the stable proof was refused"
+    held = {s for s, votes in r.cp_votes.items() for p in votes if p == 0}
+    assert len(held) <= bound + 1 and far in held
+
+
+def test_a_censoring_primary_that_claims_to_be_far_ahead_is_still_replaced():
+    class CensorClaimingAhead(byz.InflatedStatus):
+        incoming = byz.Censor(client_id="victim").incoming
+
+    net = SimNet(PbftConfig(n=4), seed=1, clients=["victim", "busy"])
+    net.set_behaviour(0, CensorClaimingAhead(seed=1))
+    net.submit("victim", [b"set v 1"])
+    for k in range(40):                     # one request every 0.5 s: under the 1 s timeout
+        net.at(0.5 * k, lambda k=k: net.submit("busy", [f"add n {k}".encode()]))
+    net.run_until(20.0)
+    assert any(net.replica(i).peer_executed.get(0, 0) >= 10**6 for i in (1, 2, 3)), \
+        "the primary's inflated claims did not arrive"
+    assert len(net.clients["victim"].done) == 1, "the dropped client's request executed"
+    assert all(net.replica(i).view >= 1 for i in range(1, 4)), "the censor was replaced"
