@@ -113,8 +113,9 @@ class CoordinatorConfig:
     latency (docs/benchmarks.md): there the agents were late together, not one at a time."""
     max_request_bytes: int = 4 * 1024 * 1024
     """Largest client request (its signed envelope's bytes) a replica takes; a larger one is
-    refused with RESOURCE_EXHAUSTED before it is parsed, >= 1. 4 MiB holds 1,000 jobs
-    (what ``agora submit`` sends per request) many times over."""
+    refused with RESOURCE_EXHAUSTED before it is parsed, 1 to 16 MiB (a pre-prepare carries
+    its requests whole, and a message between replicas holds at most 64 MiB). 4 MiB holds
+    1,000 jobs (what ``agora submit`` sends per request) many times over."""
     client_requests_per_s: float = 1000.0
     """Requests a second one client may send to one replica (a token bucket holding one
     second's worth); more are refused with RESOURCE_EXHAUSTED after the signature check and
@@ -198,6 +199,7 @@ class CoordinatorConfig:
                           watermark_window=self.watermark_window, batch_size=self.batch_size,
                           batch_timeout=self.batch_timeout_s,
                           max_outstanding=self.max_outstanding,
+                          batch_bytes=max(BATCH_BYTES, self.max_request_bytes),
                           view_change_timeout=self.view_change_timeout_s)
 
     def load_cluster(self):
@@ -251,6 +253,10 @@ class CoordinatorConfig:
         return d
 
 
+BATCH_BYTES = 8 * 1024 * 1024
+"""Most bytes of requests the primary puts in one pre-prepare (a larger request goes alone)."""
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""The largest ``max_request_bytes`` allowed."""
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
 _NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s")
@@ -298,6 +304,10 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
             low = 0 if k == "f" else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise bad(k, f"got {v!r}", f"an integer >= {low}")
+            if k == "max_request_bytes" and v > MAX_REQUEST_BYTES:
+                raise bad(k, f"got {v!r}", f"at most {MAX_REQUEST_BYTES} (16 MiB): a "
+                          "pre-prepare carries requests whole and a message between "
+                          "replicas holds at most 64 MiB")
         elif k in _NONNEG_FLOAT + _POSITIVE_FLOAT:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or \
                     (k in _POSITIVE_FLOAT and v == 0):

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUE = 65_536
 """Envelopes held for one peer before the oldest are dropped (a peer that is down)."""
+PEER_BATCH_BYTES = 16 * 1024 * 1024
+"""Most envelope bytes packed into one message to a peer (an envelope larger goes alone)."""
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -175,8 +177,16 @@ class PeerLinks:
                 ev.clear()
                 await ev.wait()
                 continue
-            n = min(len(q), self.batch_max)
-            batch = pb.PeerBatch(sender=self.index, envelopes=[q.popleft() for _ in range(n)])
+            # by count and by bytes: packed by count alone, a batch of large envelopes
+            # (pre-prepares of large requests, state transfers) outgrew the 64 MiB a message
+            # may hold, and the whole batch was lost
+            out = [q.popleft()]
+            size = len(out[0])
+            while q and len(out) < self.batch_max and size + len(q[0]) <= PEER_BATCH_BYTES:
+                size += len(q[0])
+                out.append(q.popleft())
+            n = len(out)
+            batch = pb.PeerBatch(sender=self.index, envelopes=out)
             self.sent_batches += 1
             self.sent_envelopes += n
             if self._on_bytes is not None:

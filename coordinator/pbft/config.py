@@ -23,6 +23,10 @@ class PbftConfig:
     of K, >= K (2K is typical: ordering goes on while the next checkpoint stabilises)."""
     batch_size: int = 16
     """Most requests in one pre-prepare, >= 1."""
+    batch_bytes: int = 8 * 1024 * 1024
+    """Most bytes of requests in one pre-prepare, >= 1 (a larger request goes alone): a
+    batch counted by requests alone could outgrow what a peer link carries in one message
+    (batch_size maximum-size requests), and such a pre-prepare never reached anyone."""
     batch_timeout: float = 0.002
     """Seconds the primary waits for a batch to fill before sending a partial one, >= 0."""
     max_outstanding: int = 8
@@ -55,7 +59,7 @@ class PbftConfig:
                 or self.watermark_window % self.checkpoint_interval):
             raise ValueError(f"PbftConfig.watermark_window: got {self.watermark_window}; expected "
                              f"a multiple of checkpoint_interval ({self.checkpoint_interval})")
-        for name in ("batch_size", "max_outstanding", "max_view_ahead"):
+        for name in ("batch_size", "batch_bytes", "max_outstanding", "max_view_ahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PbftConfig.{name}: got {getattr(self, name)}; expected >= 1")
         for name in ("view_change_timeout", "retransmit_interval", "client_retransmit"):

@@ -95,17 +95,24 @@ class NormalCaseMixin:
             if (not idle and len(self.queue) < cfg.batch_size
                     and self.now < self.queue_since + cfg.batch_timeout):
                 return
-            batch = []
+            batch, size, cut = [], 0, False
             for key in list(self.queue):
-                req = self.queue.pop(key)
+                req = self.queue[key]
                 last = self.clients.get(key[0])
                 if (last is not None and key[1] <= last[0]) or key in self.in_flight:
+                    del self.queue[key]
                     continue
+                size += req.ByteSize()
+                if batch and size > cfg.batch_bytes:
+                    cut = True     # full by bytes: what is left has waited as long
+                    break
+                del self.queue[key]
                 batch.append(req)
                 self.in_flight.add(key)
                 if len(batch) == cfg.batch_size:
                     break
-            self.queue_since = self.now if self.queue else None
+            if not cut or not self.queue:
+                self.queue_since = self.now if self.queue else None
             if batch:
                 self._send_pre_prepare(batch)
 
