@@ -85,6 +85,8 @@ class ReplicaHost:
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.watchers: list[asyncio.Queue] = []
+        self.watching: dict[str, int] = {}
+        """reader -> watch streams it holds open here (``service.MAX_WATCHES_PER_READER``)"""
         self.inbox: deque[PbftEnvelope | bytes] = deque()
         self._wake = asyncio.Event()
         self._timer: asyncio.Task | None = None

@@ -30,6 +30,9 @@ from agora.coordinator.validate import RPC_KINDS, Refusal, parse_command, parse_
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
+MAX_WATCHES_PER_READER = 16
+"""Watch streams one reader may hold open at one replica (a site agent holds one; each is a
+queue of up to WATCH_QUEUE updates at the replica); more are refused, RESOURCE_EXHAUSTED."""
 WATCH_QUEUE = 4096
 """Updates buffered per watcher; a watcher that falls further behind is cut off (its
 stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
@@ -330,10 +333,18 @@ class CoordinatorService(rpc.CoordinatorServicer):
                                 f"since_version: {request.since_version}; expected >= 0")
         host = self.host
         reader = request.auth.client_id
+        held = host.watching.get(reader, 0)
+        if held >= MAX_WATCHES_PER_READER:
+            host.count("watch_refused_too_many")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"auth.client_id: {reader!r} has {held} watch streams open at "
+                                f"this replica, the most one reader may hold "
+                                f"({MAX_WATCHES_PER_READER}); close one, or share one")
         keys = host.replica.auth.client_verify
         reader_key = bytes(keys.get(reader) or b"")
         app, q = host.app, asyncio.Queue(WATCH_QUEUE)
         host.watchers.append(q)
+        host.watching[reader] = held + 1
         try:
             # What is committed already, then live updates (queued from now on).
             recent = list(host.recent)
@@ -369,3 +380,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         finally:
             if q in host.watchers:
                 host.watchers.remove(q)
+            left = host.watching.get(reader, 1) - 1
+            if left > 0:
+                host.watching[reader] = left
+            else:
+                host.watching.pop(reader, None)

@@ -208,3 +208,40 @@ def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
                               grpc.StatusCode.UNAUTHENTICATED), e.value.details()
     assert "envelope.payload.request.op" in e.value.details() or \
         e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_reader_holds_at_most_max_watches_per_replica_and_others_are_not_refused(group):
+    from nacl.signing import SigningKey
+
+    from agora.coordinator.read_auth import sign_read
+    from agora.coordinator.service import MAX_WATCHES_PER_READER
+
+    def watch(ch, cid: str):
+        auth = sign_read(SigningKey(group.keys.client_signing[cid]), cid, "WatchSchedule")
+        return rpc.CoordinatorStub(ch).WatchSchedule(
+            pb.WatchRequest(since_version=0, auth=auth), timeout=30)
+
+    def refused(call) -> grpc.RpcError | None:
+        try:
+            next(call)              # the committed history comes first, if any
+        except grpc.RpcError as e:
+            return e
+        return None
+
+    with group.channel(2) as ch:
+        held = [watch(ch, "operator") for _ in range(MAX_WATCHES_PER_READER)]
+        time.sleep(1.0)             # each is open at the replica
+        extra = watch(ch, "operator")
+        e = refused(extra)
+        assert e is not None and e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "auth.client_id: 'operator'" in e.details() and "close one" in e.details()
+        other = watch(ch, "site:east")      # another reader is not charged for them
+        time.sleep(0.5)
+        assert other.running() or other.code() != grpc.StatusCode.RESOURCE_EXHAUSTED
+        held[0].cancel()
+        time.sleep(1.0)             # the replica lets go of the cancelled one
+        again = watch(ch, "operator")
+        time.sleep(0.5)
+        assert again.running(), again.details()
+        for c in held[1:] + [other, again]:
+            c.cancel()
