@@ -15,6 +15,12 @@ silent, when it has waited ``patience_s`` with every stream open while a larger 
 confirmed. Given-up keys are counted (``skipped``); with at most f faulty replicas and 2f+1
 correct ones sending one of two forms, f+1 of them agree, so this happens only when streams
 are silent or restarted replicas skip a version.
+
+Keys waiting are bounded (``MAX_PENDING``): past it, the stream that alone sent the most of
+them is muted until it reconnects, and what only it sent is dropped. A correct stream sends
+keys the others send too, so only one far ahead of every other stream could be muted, and
+f+1 of the others still agree; a faulty stream's made-up future keys filled the client's
+memory (review).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from google.protobuf.message import DecodeError
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 Key = tuple[int, int]
+MAX_PENDING = 8192
+"""Keys a merger holds unconfirmed before it mutes the stream that alone sent most of them."""
 
 
 def update_key(data: bytes) -> Key:
@@ -50,11 +58,14 @@ class WatchMerger:
         self.skipped = 0
         self.junk = 0
         """bytes a stream sent that were no update"""
+        self.muted: set[int] = set()
+        """streams whose updates are ignored until they reconnect (``MAX_PENDING``)"""
 
     def opened(self, i: int) -> None:
         """Stream ``i`` (re)connected: it may send any key again, from ``last`` on."""
         self.open.add(i)
         self.pos.pop(i, None)
+        self.muted.discard(i)
 
     def receive(self, i: int, data: bytes, now: float) -> list[bytes]:
         """Stream ``i`` sent ``data``; returns the updates now released, in order. Bytes
@@ -66,6 +77,8 @@ class WatchMerger:
         except DecodeError:
             self.junk += 1
             return self.release(now)
+        if i in self.muted:
+            return self.release(now)
         self.pos[i] = key
         if key > self.last:
             if key not in self.pending:
@@ -73,7 +86,32 @@ class WatchMerger:
                 self.first[key] = now
                 heapq.heappush(self._heap, key)
             self.pending[key].setdefault(data, set()).add(i)
+            if len(self.pending) > MAX_PENDING:
+                self._mute_the_loudest()
         return self.release(now)
+
+    def _mute_the_loudest(self) -> None:
+        """Mute the stream that alone sent the most waiting keys; drop what only it sent."""
+        alone: dict[int, int] = {}
+        for variants in self.pending.values():
+            senders = set().union(*variants.values())
+            if len(senders) == 1:
+                j = next(iter(senders))
+                alone[j] = alone.get(j, 0) + 1
+        if not alone:
+            return
+        loud = max(sorted(alone), key=alone.get)
+        self.muted.add(loud)
+        for key in list(self.pending):
+            variants = self.pending[key]
+            for data in list(variants):
+                variants[data].discard(loud)
+                if not variants[data]:
+                    del variants[data]
+            if not variants:
+                del self.pending[key], self.first[key]
+        self._heap = list(self.pending)
+        heapq.heapify(self._heap)
 
     def release(self, now: float) -> list[bytes]:
         out = []

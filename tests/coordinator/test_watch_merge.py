@@ -151,3 +151,23 @@ def test_any_interleaving_releases_the_committed_sequence_in_order(data):
         heads[i] += 1
     assert keys(out) == updates
     assert all(u in (full(*k), rebuilt(*k)) for u, k in zip(out, updates))
+
+
+def test_a_stream_that_floods_made_up_future_keys_is_muted_and_memory_stays_bounded():
+    from agora.coordinator.watch_merge import MAX_PENDING
+
+    m = WatchMerger(n=4, f=1)
+    for i in range(4):
+        m.opened(i)
+    out = []
+    for v in range(1, 2 * MAX_PENDING):             # replica 3: a million versions ahead
+        out += m.receive(3, full(10**6 + v), 0.0)
+        assert len(m.pending) <= MAX_PENDING + 1
+    assert 3 in m.muted and not out
+    for v in range(5):                               # the correct streams go on as ever
+        out += m.receive(0, full(v), 1.0)
+        out += m.receive(1, full(v), 1.0)
+    assert keys(out) == [(v, 0) for v in range(5)]
+    assert m.receive(3, full(5), 1.0) == []          # muted: not counted towards f+1
+    m.opened(3)                                      # until it reconnects
+    assert keys(m.receive(3, full(5), 1.0) + m.receive(0, full(5), 1.0)) == [(5, 0)]
