@@ -10,8 +10,10 @@ TLS key, which the operator's CA signs (``NodeIdentity``).
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +94,9 @@ class NodeIdentity:
     signing key (``site-<site>.key``) and, with mutual TLS (``ca``: the group's CA
     certificate), its TLS key (``site-<site>.tls.key``, 0600) whose certificate the
     operator's CA signs from a certificate request (``tls_request`` / ``install``): only
-    public keys and the request leave the node. Plain data: Ray carries it to the node."""
+    public keys and the request leave the node. Plain data: Ray carries it to the node.
+    What needs X.509 (the TLS key, the request, checking a certificate) runs in a short-lived
+    child process (``site_tls``), so the agent's own process never loads ``cryptography``."""
 
     site: str
     key_dir: str
@@ -107,24 +111,26 @@ class NodeIdentity:
     def public_key(self) -> bytes:
         return bytes(self.signing_key().verify_key)
 
-    def _tls_key(self):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
+    def _child(self, op: str, **fields) -> dict:
+        """``coordinator.site_tls`` in a child process on this node: its JSON answer to
+        ``op`` about the TLS key file (ValueError: its refusal). A child, so that the
+        agent's own process never loads ``cryptography``."""
+        from agora import IMPORT_ROOT
 
-        path = self._path(TLS_KEY)
-        if path.exists():
-            raw = _read_private(path, "a TLS key")
-            try:
-                return serialization.load_pem_private_key(raw, None)
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}: not a PEM private key without a password; move "
-                                 f"it aside, the agent makes a new one") from None
-        key = ec.generate_private_key(ec.SECP256R1())
-        _private_folder(path.parent)
-        write_private(path, key.private_bytes(serialization.Encoding.PEM,
-                                              serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
-        return key
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(IMPORT_ROOT), env.get("PYTHONPATH")) if p)
+        req = {"op": op, "key": str(self._path(TLS_KEY)), "site": self.site, **fields}
+        r = subprocess.run([sys.executable, "-m", "agora.coordinator.site_tls"], env=env,
+                           input=json.dumps(req), capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"site {self.site}: the TLS key helper failed "
+                               f"(exit {r.returncode}): {r.stderr.strip()[-2000:]}")
+        out = json.loads(r.stdout)
+        if "error" in out:
+            raise ValueError(out["error"])
+        return out
 
     def certificate(self) -> bytes | None:
         """The stored certificate, when it is for this node's TLS key and signed by ``ca``
@@ -136,32 +142,15 @@ class NodeIdentity:
         return pem if self._fits(pem) else None
 
     def _fits(self, pem: bytes) -> bool:
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-        try:
-            cert = x509.load_pem_x509_certificate(pem)
-            cert.verify_directly_issued_by(x509.load_pem_x509_certificate(self.ca))
-        except Exception:  # noqa: BLE001 - unreadable, wrong issuer, bad signature: not ours
-            return False
-        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
-        if cert.not_valid_after_utc < soon:     # expiring: ask for a new one
-            return False
-        spki = (Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        return (cert.public_key().public_bytes(*spki)
-                == self._tls_key().public_key().public_bytes(*spki))
+        """Whether ``pem`` is a certificate for this node's TLS key, signed by ``ca`` and
+        valid for more than a day yet (``site_tls.fits``)."""
+        return self._child("fits", ca=self.ca.decode("latin-1"),
+                           cert=pem.decode("latin-1"))["fits"]
 
     def tls_request(self) -> bytes:
-        """A certificate signing request (PEM) for this node's TLS key."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.serialization import Encoding
-        from cryptography.x509.oid import NameOID
-
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"site-{self.site}")])
-        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(
-            self._tls_key(), hashes.SHA256())
-        return csr.public_bytes(Encoding.PEM)
+        """A certificate signing request (PEM) for this node's TLS key, the key made first
+        when missing (``site_tls.request``)."""
+        return self._child("request")["csr"].encode("ascii")
 
     def install(self, cert_pem: bytes) -> None:
         """Keep the certificate the operator's CA issued for ``tls_request``; ValueError
@@ -178,11 +167,12 @@ class NodeIdentity:
             return None
         return self.ca, cert, self._path(TLS_KEY).read_bytes()
 
-    def build(self, site: str):
-        """(server, channel) gRPC credentials of the site's peer links (mutual TLS)."""
+    def build(self, site: str, pem: tuple[bytes, bytes, bytes] | None = None):
+        """(server, channel) gRPC credentials of the site's peer links (mutual TLS), from
+        ``pem`` (``tls_pem``'s answer; None: asked for now)."""
         import grpc
 
-        ca, cert, key = self.tls_pem()
+        ca, cert, key = pem or self.tls_pem()
         return (grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                             require_client_auth=True),
                 grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,

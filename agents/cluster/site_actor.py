@@ -127,12 +127,11 @@ class SiteAgentActor:
         clearinghouse = spec.clearinghouse
         if self.identity is not None and self.identity.ca is not None:
             # mutual TLS with a key made here: wait for the operator's CA to certify it
-            while self.identity.certificate() is None:
+            while (pem := self.identity.tls_pem()) is None:
                 self._certified.clear()
                 await self._certified.wait()
-            server_creds, channel_creds = self.identity.build(spec.site)
-            clearinghouse = dataclasses.replace(clearinghouse,
-                                                tls_pem=self.identity.tls_pem())
+            server_creds, channel_creds = self.identity.build(spec.site, pem)
+            clearinghouse = dataclasses.replace(clearinghouse, tls_pem=pem)
         elif spec.credentials is not None:
             server_creds, channel_creds = spec.credentials.build(spec.site)
         observer = Observer(spec.cluster, self.policy.k, self.policy.peers)

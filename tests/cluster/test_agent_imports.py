@@ -1,0 +1,55 @@
+"""What a site agent's process loads (issue 11: an agent's memory at 64 sites). The agent is
+a long-lived Ray actor on every site's node, so a library it loads for a few calls at
+start-up stays resident for the whole run in each one: ``cryptography`` (about 7 MiB) is
+used only to make the node's TLS key, its certificate request, and to check the
+certificate, and that runs in a short-lived child process (``coordinator.site_tls``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+AGENT_MODULES = ("agora.agents.cluster.site_actor", "agora.coordinator.clearinghouse",
+                 "agora.coordinator.site_key", "agora.agents.cluster.ray_executor",
+                 "agora.agents.cluster.replay_clock")
+
+NODE_SIDE = """
+import importlib, sys
+for m in {modules!r}:
+    importlib.import_module(m)
+from agora.coordinator.site_key import NodeIdentity
+node = NodeIdentity(site="east", key_dir={key_dir!r}, ca=open({ca!r}, "rb").read())
+if sys.argv[1] == "request":
+    assert node.certificate() is None
+    sys.stdout.write(node.tls_request().decode())
+else:
+    node.install(open(sys.argv[2], "rb").read())
+    pem = node.tls_pem()
+    assert pem is not None and node.certificate() == pem[1]
+    node.build("east", pem)
+assert "cryptography" not in sys.modules, "the agent's process loaded cryptography"
+"""
+
+
+def _node(tmp_path, *args: str) -> str:
+    code = NODE_SIDE.format(modules=AGENT_MODULES, key_dir=str(tmp_path / "node"),
+                            ca=str(tmp_path / "ca" / "ca.crt"))
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_an_agents_process_makes_and_checks_its_tls_key_without_loading_cryptography(
+        tmp_path):
+    from agora.deploy.certs import make_ca, sign_request
+
+    make_ca(tmp_path / "ca")
+    csr = _node(tmp_path, "request").encode()
+    assert csr.startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+    key = tmp_path / "node" / "site-east.tls.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "east.crt").write_bytes(sign_request(tmp_path / "ca", "site-east", csr))
+    _node(tmp_path, "install", str(tmp_path / "east.crt"))
+    assert (tmp_path / "node" / "site-east.tls.crt").read_bytes() == \
+        (tmp_path / "east.crt").read_bytes()
