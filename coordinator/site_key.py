@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,12 @@ def _private_folder(folder: Path) -> None:
 # ---- the site's whole identity on its node: signing key and TLS key ----------------------
 
 TLS_KEY, TLS_CERT = "site-{site}.tls.key", "site-{site}.tls.crt"
+FITS_TTL_S = 3600.0
+"""How long an answer of ``NodeIdentity._fits`` stands for the same key, CA and certificate
+(each asks a child process; the operator's supervisor asks every agent every 5 s, and 64
+agents' children every 5 s took both cores of a 2-core machine). An hour: a certificate is
+taken only with more than a day of validity left."""
+_fits_seen: dict[tuple, tuple[bool, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,20 @@ class NodeIdentity:
         if self.ca is None or not path.is_file():
             return None
         pem = path.read_bytes()
-        return pem if self._fits(pem) else None
+        return pem if self._fits_cached(pem) else None
+
+    def _fits_cached(self, pem: bytes) -> bool:
+        """``_fits``, its answer kept for ``FITS_TTL_S`` per key, CA and certificate."""
+        key_path = self._path(TLS_KEY)
+        seen = (str(key_path), key_path.read_bytes() if key_path.is_file() else b"",
+                self.ca, pem)
+        now = time.monotonic()
+        hit = _fits_seen.get(seen)
+        if hit is None or now - hit[1] >= FITS_TTL_S:
+            if len(_fits_seen) > 64:
+                _fits_seen.clear()
+            hit = _fits_seen[seen] = (self._fits(pem), now)
+        return hit[0]
 
     def _fits(self, pem: bytes) -> bool:
         """Whether ``pem`` is a certificate for this node's TLS key, signed by ``ca`` and
@@ -155,7 +175,7 @@ class NodeIdentity:
     def install(self, cert_pem: bytes) -> None:
         """Keep the certificate the operator's CA issued for ``tls_request``; ValueError
         when it is not for this node's key or not signed by ``ca``."""
-        if not self._fits(cert_pem):
+        if not self._fits_cached(cert_pem):
             raise ValueError(f"site {self.site}: the certificate is not for this node's TLS "
                              f"key or not signed by the group's CA")
         self._path(TLS_CERT).write_bytes(cert_pem)

@@ -53,3 +53,32 @@ def test_an_agents_process_makes_and_checks_its_tls_key_without_loading_cryptogr
     _node(tmp_path, "install", str(tmp_path / "east.crt"))
     assert (tmp_path / "node" / "site-east.tls.crt").read_bytes() == \
         (tmp_path / "east.crt").read_bytes()
+
+
+def test_a_certificate_is_checked_once_an_hour_not_at_every_question(tmp_path, monkeypatch):
+    """The operator's supervisor asks every agent for its identity every 5 s, and each
+    question checked the certificate in a fresh child process: 64 agents' children took both
+    cores of a 2-core machine and the replay stalled (sites lapsed, unheard)."""
+    from agora.coordinator import site_key
+    from agora.coordinator.site_key import NodeIdentity
+    from agora.deploy.certs import make_ca, sign_request
+
+    make_ca(tmp_path / "ca")
+    node = NodeIdentity(site="east", key_dir=str(tmp_path / "node"),
+                        ca=(tmp_path / "ca" / "ca.crt").read_bytes())
+    calls = []
+    real = NodeIdentity._child
+    monkeypatch.setattr(NodeIdentity, "_child",
+                        lambda self, op, **kw: calls.append(op) or real(self, op, **kw))
+    now = [1000.0]
+    monkeypatch.setattr(site_key.time, "monotonic", lambda: now[0])
+    site_key._fits_seen.clear()
+    node.install(sign_request(tmp_path / "ca", "site-east", node.tls_request()))
+    assert calls == ["request", "fits"]                  # what install checked stands
+    calls.clear()
+    pems = {node.certificate() for _ in range(20)}
+    assert len(pems) == 1 and None not in pems and calls == []
+    now[0] += site_key.FITS_TTL_S                        # an hour on: asked again
+    assert node.certificate() is not None and calls == ["fits"]
+    (tmp_path / "node" / "site-east.tls.crt").write_bytes(b"not a certificate")
+    assert node.certificate() is None and len(calls) == 2   # another file: checked at once
