@@ -120,6 +120,14 @@ class CoordinatorConfig:
     """Requests a second one client may send to one replica (a token bucket holding one
     second's worth); more are refused with RESOURCE_EXHAUSTED after the signature check and
     never ordered, > 0. A site agent sends a few a second."""
+    client_read_seconds_per_s: float = 0.05
+    """Seconds of this replica's time one client's queries (read-only, or ordered) may take
+    a second, on average (a bucket holding one second's worth; the query that empties it is
+    answered); past it the client's queries are refused with RESOURCE_EXHAUSTED until it is
+    back under -- the operator's never, > 0. Charged by what each answer took, not by count:
+    a site's 1,000 whole-ledger queries a second, within its request rate, stalled a group of
+    four on one 2-core machine (review). A site agent reads the ledger once when it starts
+    (tens of milliseconds at 10,000 instances), then watches."""
     peer_envelopes_per_s: float = 20_000.0
     """PBFT messages a second one peer replica may send this one (a token bucket holding one
     second's worth); the rest of a flood is dropped before parsing and counted
@@ -261,7 +269,8 @@ _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
 _NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s")
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
-                   "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s")
+                   "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s",
+                   "client_read_seconds_per_s")
 _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 _BOOL = ("require_run",)
 

@@ -44,3 +44,36 @@ class ClientRate:
             self._buckets.clear()
         self._buckets[client_id] = (tokens - k, now)
         return k
+
+
+class ReadCost:
+    """What each client's read-only queries cost one replica, against a budget: ``per_s``
+    seconds of query time a second, in bursts of up to ``burst_s`` (default: one second's
+    worth). A query is charged after it ran (its cost is known only then), so a client may
+    go into debt by one query; while in debt its queries are refused. ``clock``: seconds,
+    monotonic."""
+
+    def __init__(self, per_s: float, burst_s: float | None = None, clock=time.monotonic,
+                 max_clients: int = 100_000) -> None:
+        if per_s <= 0:
+            raise ValueError(f"per_s: {per_s}; expected > 0")
+        self.per_s, self.clock = per_s, clock
+        self.burst_s = per_s if burst_s is None else burst_s
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}   # client -> (seconds left, at)
+
+    def _left(self, client_id: str) -> float:
+        now = self.clock()
+        left, at = self._buckets.get(client_id, (self.burst_s, now))
+        return min(self.burst_s, left + (now - at) * self.per_s)
+
+    def allowed(self, client_id: str) -> bool:
+        """Whether ``client_id`` may have a query answered now (it is not in debt)."""
+        return self._left(client_id) > 0
+
+    def charge(self, client_id: str, seconds: float) -> None:
+        """``client_id``'s query took ``seconds`` of this replica's time."""
+        left = self._left(client_id) - seconds
+        if client_id not in self._buckets and len(self._buckets) >= self.max_clients:
+            self._buckets.clear()       # only clients of the key file get here
+        self._buckets[client_id] = (left, self.clock())

@@ -34,7 +34,7 @@ from agora.coordinator.group_commit import GroupCommit
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.pbft.messages import Broadcast, Reply, Send
 from agora.coordinator.pbft.replica import Replica
-from agora.coordinator.rate_limit import ClientRate
+from agora.coordinator.rate_limit import ClientRate, ReadCost
 from agora.coordinator.replica_metrics import ReplicaMetrics
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
@@ -53,6 +53,38 @@ RECENT_UPDATES = 20_000
 """Updates kept in memory for watchers that (re)connect from a recent version."""
 
 
+_QUERY_TAG = bytes([pb.Command.DESCRIPTOR.fields_by_name["query"].number << 3 | 2])
+"""How a serialized Command holding a query begins (its one field's tag)."""
+
+
+class _MeteredReads:
+    """The schedule as the replica sees it: each query -- read-only, or ordered (a client's
+    slow path) -- is timed and charged to its client (``ReadCost``; ``service`` refuses the
+    queries of a client in debt). Everything else is the schedule's own."""
+
+    def __init__(self, app: ScheduleState, cost: ReadCost) -> None:
+        self._app, self._cost = app, cost
+
+    def __getattr__(self, name: str):
+        return getattr(self._app, name)
+
+    def query(self, client_id: str, op: bytes) -> bytes:
+        t = time.perf_counter()
+        try:
+            return self._app.query(client_id, op)
+        finally:
+            self._cost.charge(client_id, time.perf_counter() - t)
+
+    def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
+        if not op.startswith(_QUERY_TAG):
+            return self._app.execute(client_id, op, seq)
+        t = time.perf_counter()
+        try:
+            return self._app.execute(client_id, op, seq)
+        finally:
+            self._cost.charge(client_id, time.perf_counter() - t)
+
+
 class ReplicaHost:
     """Feeds one Replica its inputs, fires its timers and delivers its actions."""
 
@@ -69,8 +101,9 @@ class ReplicaHost:
         # ring, so a restarted replica streams those versions as the others do.
         self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
         app.listeners.append(self.recent.append)
-        self.replica = Replica(config.pbft(), index, keys.for_replica(index), app,
-                               self.storage)
+        self.read_cost = ReadCost(config.client_read_seconds_per_s)
+        self.replica = Replica(config.pbft(), index, keys.for_replica(index),
+                               _MeteredReads(app, self.read_cost), self.storage)
         self.storage.commit()
         self.metrics = (ReplicaMetrics(index, self.replica)
                         if config.metrics_port_of(index) is not None else None)

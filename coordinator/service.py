@@ -25,6 +25,7 @@ from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.request_stream import MAX_OPEN_PER_STREAM, MAX_STREAM_BATCH
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.schedule_records import allocation_pb, change_pb
+from agora.coordinator.schedule_rules import OPERATOR
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.validate import RPC_KINDS, Refusal, parse_command, parse_envelope
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -135,6 +136,14 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"envelope.payload.request.client_id: client {req.client_id!r} "
                           f"sent more than {host.config.client_requests_per_s:g} requests "
                           f"a second (client_requests_per_s); retry later")
+        if (rpc_name == "GetSchedule" and req.client_id != OPERATOR
+                and not host.read_cost.allowed(req.client_id)):     # the operator may read
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "read_budget",
+                          f"envelope.payload.request.client_id: client {req.client_id!r}'s "
+                          f"queries took more than {host.config.client_read_seconds_per_s:g} "
+                          f"s of this replica's time a second (client_read_seconds_per_s); "
+                          f"retry later, ask for less (a job rather than the whole ledger), "
+                          f"or watch the schedule")
         last = host.replica.clients.get(req.client_id)
         if not req.read_only and last is not None and req.timestamp < last[0]:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
