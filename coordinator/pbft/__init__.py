@@ -41,8 +41,22 @@ from agora.coordinator.pbft.client import Client
 from agora.coordinator.pbft.config import PbftConfig
 from agora.coordinator.pbft.keys import KeySet, generate_keys
 from agora.coordinator.pbft.messages import Action, Broadcast, Completed, Reply, Send
-from agora.coordinator.pbft.replica import Replica
-from agora.coordinator.pbft.storage import MemoryStorage, SqliteStorage, Storage
+
+_LAZY = {"Replica": "replica", "MemoryStorage": "storage", "SqliteStorage": "storage",
+         "Storage": "storage"}
+"""Imported when first asked for: a client (a site agent) never loads the replica or
+SQLite."""
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Action", "App", "Broadcast", "Client", "Completed", "KVApp", "KeySet", "MemoryStorage",

@@ -2,7 +2,8 @@
 a long-lived Ray actor on every site's node, so a library it loads for a few calls at
 start-up stays resident for the whole run in each one: ``cryptography`` (about 7 MiB) is
 used only to make the node's TLS key, its certificate request, and to check the
-certificate, and that runs in a short-lived child process (``coordinator.site_tls``)."""
+certificate, and that runs in a short-lived child process (``coordinator.site_tls``); the
+replica and its SQLite log (``coordinator.pbft`` exports them lazily) are not loaded."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ else:
     assert pem is not None and node.certificate() == pem[1]
     node.build("east", pem)
 assert "cryptography" not in sys.modules, "the agent's process loaded cryptography"
+assert "sqlite3" not in sys.modules, "the agent's process loaded the replicas' log (SQLite)"
 """
 
 
