@@ -246,9 +246,58 @@ class InflatedStatus(Behaviour):
         return out
 
 
+class GapThenStall(Behaviour):
+    """At sequence number ``s`` its PRE-PREPARE checks out (MACs) at all but the replicas of
+    ``pp_bad`` and its COMMIT at none of ``commit_bad``, so one correct replica may execute
+    ``s`` while others never can; then it proposes nothing more and stays out of view
+    changes. Unset, ``s`` is drawn from 1-3, ``commit_bad`` is every replica but one other,
+    and ``pp_bad`` one of those. (A review's attack on the request timer's hold-back,
+    2026-12-02: ``Replica._behind_group``.)"""
+
+    def __init__(self, seed: int = 0, s: int | None = None, pp_bad: list[int] | None = None,
+                 commit_bad: list[int] | None = None):
+        super().__init__(seed)
+        self.s = self.rng.randint(1, 3) if s is None else s
+        self.pp_bad, self.commit_bad = pp_bad, commit_bad
+
+    @staticmethod
+    def _corrupt(env: PbftEnvelope, bad: list[int]) -> PbftEnvelope:
+        out = PbftEnvelope()
+        out.CopyFrom(env)
+        macs = list(out.macs)
+        for i in bad:
+            if 0 <= i < len(macs):
+                macs[i] = b"\0" * len(macs[i])
+        out.macs[:] = macs
+        return out
+
+    def outgoing(self, node, actions, now):
+        if self.commit_bad is None:
+            r = node.replica
+            others = [i for i in range(r.n) if i != r.index]
+            self.rng.shuffle(others)
+            self.commit_bad = others[1:]
+            self.pp_bad = others[-1:] if self.pp_bad is None else self.pp_bad
+        out = [a for a in actions if not isinstance(a, (Send, Broadcast))]
+        for a, env, msg in self.envelopes(actions):
+            kind = msg.WhichOneof("kind") if msg is not None else None
+            if kind == "pre_prepare":
+                if msg.pre_prepare.seq > self.s:
+                    continue                       # then stalls
+                if msg.pre_prepare.seq == self.s:
+                    env = self._corrupt(env, self.pp_bad or [])
+            elif kind == "commit" and msg.commit.seq == self.s:
+                env = self._corrupt(env, self.commit_bad)
+            elif kind in ("view_change", "new_view"):
+                continue                           # and stays out of view changes
+            out.append(Broadcast(env) if isinstance(a, Broadcast) else Send(a.to, env))
+        return out
+
+
 BEHAVIOURS = {
     "silent": Silent, "equivocate": Equivocate, "double_vote": DoubleVote,
     "forge": ForgeAuth, "replay": Replay, "wrong_digest": WrongDigest,
     "out_of_watermarks": OutOfWatermarks, "inflated_view": InflatedView,
     "bogus_new_view": BogusNewView, "censor": Censor, "inflated_status": InflatedStatus,
+    "gap_then_stall": GapThenStall,
 }

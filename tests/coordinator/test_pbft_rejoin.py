@@ -97,45 +97,6 @@ def test_a_censoring_primary_that_claims_to_be_far_ahead_is_still_replaced():
     assert all(net.replica(i).view >= 1 for i in range(1, 4)), "the censor was replaced"
 
 
-class _GapThenStall(byz.Behaviour):
-    """A faulty replica (review): at sequence number ``s`` its PRE-PREPARE checks out (MACs)
-    at all but ``pp_bad`` and its COMMIT only at the replicas not in ``commit_bad``, so a
-    correct replica or two execute ``s`` and the others never can; then it proposes nothing
-    more and stays out of view changes."""
-
-    def __init__(self, seed: int, s: int, pp_bad: list[int], commit_bad: list[int]):
-        super().__init__(seed)
-        self.s, self.pp_bad, self.commit_bad = s, pp_bad, commit_bad
-
-    @staticmethod
-    def _corrupt(env, bad: list[int]):
-        from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope
-        out = PbftEnvelope()
-        out.CopyFrom(env)
-        macs = list(out.macs)
-        for i in bad:
-            macs[i] = b"\0" * len(macs[i])
-        out.macs[:] = macs
-        return out
-
-    def outgoing(self, node, actions, now):
-        from agora.coordinator.pbft.messages import Broadcast, Send
-        out = [a for a in actions if not isinstance(a, (Send, Broadcast))]
-        for a, env, msg in self.envelopes(actions):
-            kind = msg.WhichOneof("kind") if msg is not None else None
-            if kind == "pre_prepare":
-                if msg.pre_prepare.seq > self.s:
-                    continue
-                if msg.pre_prepare.seq == self.s:
-                    env = self._corrupt(env, self.pp_bad)
-            elif kind == "commit" and msg.commit.seq == self.s:
-                env = self._corrupt(env, self.commit_bad)
-            elif kind in ("view_change", "new_view"):
-                continue
-            out.append(Broadcast(env) if isinstance(a, Broadcast) else Send(a.to, env))
-        return out
-
-
 @pytest.mark.parametrize("f,seed", [(1, 0), (1, 1), (1, 2), (2, 0)])
 def test_a_gap_only_one_correct_replica_could_close_ends_in_a_view_change(f, seed):
     # The group's executed point is past what the other correct backups can ever get: held
@@ -146,11 +107,11 @@ def test_a_gap_only_one_correct_replica_could_close_ends_in_a_view_change(f, see
                      retransmit_interval=0.1, client_retransmit=0.4, calm_timeouts=0)
     net = SimNet(cfg, seed=seed, clients=["c0"])
     if f == 1:
-        net.set_behaviour(0, _GapThenStall(seed, s, pp_bad=[3], commit_bad=[2, 3]))
+        net.set_behaviour(0, byz.GapThenStall(seed, s, pp_bad=[3], commit_bad=[2, 3]))
     else:
         for i in (0, 6):
-            net.set_behaviour(i, _GapThenStall(seed + i, s, pp_bad=[4, 5],
-                                               commit_bad=[2, 3, 4, 5]))
+            net.set_behaviour(i, byz.GapThenStall(seed + i, s, pp_bad=[4, 5],
+                                                  commit_bad=[2, 3, 4, 5]))
     net.submit("c0", [f"add x {k}".encode() for k in range(s + 3)])
     net.run_until(60.0, stop=net.clients_done)
     net.run_until(net.now + 1.0)
