@@ -34,7 +34,7 @@ from agora.coordinator.group_commit import GroupCommit
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.pbft.messages import Broadcast, Reply, Send
 from agora.coordinator.pbft.replica import Replica
-from agora.coordinator.rate_limit import ClientRate, ReadCost
+from agora.coordinator.rate_limit import ClientRate
 from agora.coordinator.replica_metrics import ReplicaMetrics
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
@@ -59,10 +59,10 @@ _QUERY_TAG = bytes([pb.Command.DESCRIPTOR.fields_by_name["query"].number << 3 | 
 
 class _MeteredReads:
     """The schedule as the replica sees it: each query -- read-only, or ordered (a client's
-    slow path) -- is timed and charged to its client (``ReadCost``; ``service`` refuses the
-    queries of a client in debt). Everything else is the schedule's own."""
+    slow path) -- is timed and charged to its client (``ClientRate.charge``; ``service``
+    refuses the queries of a client in debt). Everything else is the schedule's own."""
 
-    def __init__(self, app: ScheduleState, cost: ReadCost) -> None:
+    def __init__(self, app: ScheduleState, cost: ClientRate) -> None:
         self._app, self._cost = app, cost
 
     def __getattr__(self, name: str):
@@ -101,7 +101,8 @@ class ReplicaHost:
         # ring, so a restarted replica streams those versions as the others do.
         self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
         app.listeners.append(self.recent.append)
-        self.read_cost = ReadCost(config.client_read_seconds_per_s)
+        self.read_cost = ClientRate(config.client_read_seconds_per_s,
+                                    burst=config.client_read_seconds_per_s)
         self.replica = Replica(config.pbft(), index, keys.for_replica(index),
                                _MeteredReads(app, self.read_cost), self.storage)
         self.storage.commit()

@@ -12,7 +12,7 @@ import asyncio
 import grpc
 import pytest
 
-from agora.coordinator.rate_limit import ReadCost
+from agora.coordinator.rate_limit import ClientRate
 from agora.deploy.local_group import LocalGroup
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -23,7 +23,7 @@ CLIENTS = ["site:east", "site:west", "operator"]
 
 def test_read_cost_is_a_budget_of_seconds_charged_after_each_query():
     now = [0.0]
-    c = ReadCost(0.05, clock=lambda: now[0])
+    c = ClientRate(0.05, burst=0.05, clock=lambda: now[0])
     assert c.allowed("a")
     c.charge("a", 0.2)                   # one costly query is answered, and puts it in debt
     assert not c.allowed("a") and c.allowed("b")     # another client is not affected
@@ -35,7 +35,7 @@ def test_read_cost_is_a_budget_of_seconds_charged_after_each_query():
     c.charge("a", 0.05)
     assert not c.allowed("a")
     with pytest.raises(ValueError):
-        ReadCost(0)
+        ClientRate(0)
 
 
 @pytest.fixture(scope="module")
