@@ -227,7 +227,7 @@ class Censor(Behaviour):
 
 class InflatedStatus(Behaviour):
     """Behaves, and its STATUS messages claim it executed a million sequence numbers more
-    than it did (to hold correct backups' request timers back: ``Replica._behind_group``)."""
+    than it did (to hold correct backups' request timers back: ``CheckpointMixin._behind_group``)."""
 
     def outgoing(self, node, actions, now):
         out = []
@@ -252,7 +252,7 @@ class GapThenStall(Behaviour):
     ``s`` while others never can; then it proposes nothing more and stays out of view
     changes. Unset, ``s`` is drawn from 1-3, ``commit_bad`` is every replica but one other,
     and ``pp_bad`` one of those. (A review's attack on the request timer's hold-back,
-    2026-12-02: ``Replica._behind_group``.)"""
+    2026-12-02: ``CheckpointMixin._behind_group``.)"""
 
     def __init__(self, seed: int = 0, s: int | None = None, pp_bad: list[int] | None = None,
                  commit_bad: list[int] | None = None):

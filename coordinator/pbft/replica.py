@@ -283,47 +283,6 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         else:
             self.retransmit_deadline = None
 
-    def _behind_group(self) -> bool:
-        """Called when the request timer expires: whether this backup is behind the group
-        and catching up, rather than kept waiting by the primary -- then the timer runs again
-        and no view change starts. A restarted backup catching up (a state transfer, then the
-        batches ordered since) held client requests the group had long executed; its timer
-        fired, it changed view alone and took part again only at the group's next view
-        change.
-
-        Evidence is the group's executed point: the (f+1)-th highest sequence number peers
-        said they executed (``peer_executed``), which at least one correct replica reached,
-        so f faulty peers cannot inflate it. It is at most a retransmission interval old: a
-        backup that waits on a request is unsettled, so it sends STATUS every interval, and
-        peers ahead of it answer with theirs. When it is above this backup's, the timer runs
-        again -- once, and again only while the backup executed something since (the mark,
-        fixed when first seen, is the point it catches up to). A batch a correct replica
-        executed is not always one this backup can get: a faulty primary can make its
-        PRE-PREPARE and COMMITs check out at one correct replica only (MACs) and then stall;
-        held for as long as the mark was ahead, the others never changed view (review,
-        reproduced in ``tests/coordinator/test_pbft_rejoin.py``). A backup that keeps up
-        passes the mark within one timeout, so a primary censoring one client's requests
-        while ordering others' is still found, one timeout later. A view change, a state
-        transfer or the executed request starts the reckoning afresh (a new ``timed``)."""
-        if self.index == self._primary():
-            return False
-        key = (self.view, self.timed)
-        held = self.behind if self.behind is not None and self.behind[:2] == key else None
-        if held is None:
-            mark = self._group_executed()
-            if mark <= self.last_executed:
-                self.behind = None
-                return False
-        else:
-            mark, at = held[2], held[3]
-            if self.last_executed >= mark or self.last_executed <= at:
-                self.behind = None       # caught up, or no progress: the primary's turn
-                return False
-        self.behind = (*key, mark, self.last_executed)
-        self.counters["timer_held_behind"] = self.counters.get("timer_held_behind", 0) + 1
-        self.vc_deadline = self.now + self._timeout()
-        return True
-
     def _vc_quorum(self) -> bool:
         """2f+1 replicas asked for this view or a later one (a replica keeps only its latest
         VIEW-CHANGE; one that moved on to a later view has left this one too)."""
