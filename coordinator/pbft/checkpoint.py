@@ -327,7 +327,9 @@ class CheckpointMixin:
             # request timer fired because the primary stalled or because it lags)
             self._broadcast_status(to=j)
         behind_view = st.view < self.view or (st.view == self.view and not st.view_active)
-        if behind_view and self.active and self.new_view_env is not None:
+        # never a peer's own message back to it: it refuses one naming itself (bad_sender)
+        if behind_view and self.active and self.new_view_env is not None \
+                and self.new_view_env.sender != j:
             self._out.append(Send(j, self.new_view_env))
         elif st.view < self.view and not self.active:
             mine = self.vc_latest.get(self.index)
@@ -335,7 +337,8 @@ class CheckpointMixin:
                 self._out.append(Send(j, mine[1]))
         if st.stable_seq < self.h and self.stable_proof:
             for e in self.stable_proof:
-                self._out.append(Send(j, e))
+                if e.sender != j:
+                    self._out.append(Send(j, e))
         if (st.view != self.view or not self.active or not st.view_active
                 or st.last_executed >= self.last_executed):
             return
@@ -344,7 +347,7 @@ class CheckpointMixin:
             slot = self.log.get(seq)
             if slot is None or slot.view != self.view:
                 continue
-            if slot.pp_env is not None:
+            if slot.pp_env is not None and slot.pp_env.sender != j:
                 self._out.append(Send(j, slot.pp_env))
             # Every matching vote held, not only this replica's: MAC vectors let j check
             # votes forwarded from replicas that have since moved on or crashed.
