@@ -10,6 +10,8 @@ replay against the simulation engine (same workload, same policy, several seeds)
     AGORA_TRACE=1 python -m bench.replay --sites 16 # + where the time goes: each agent's
         # trace (out/traces-<episode>.json) and each replica's execution times
         # (out/coordinator/data/replica-<i>.trace.json), wall clock, beside the run
+    AGORA_MEMTRACE=s00 python -m bench.replay --sites 64 # + what site s00's agent's Python
+        # allocations hold, by line (tracemalloc; 1: every agent, slower)
     python -m bench.replay --sites 16 --speed 25 --round-grace-s 0.25
 
 Each row is one ``agora replay`` of a synthetic workload on a cluster of N copies of a small
@@ -99,6 +101,7 @@ def latency_table(rows: list[dict]) -> str:
                     f"{s['allocations_per_s']:.1f}", f"{s['codes_sent']} / {s['codes_suppressed']}",
                     f"{s['agent_max_rss_mib']:.0f}",
                     "–" if s.get("agent_max_pss_mib") is None else f"{s['agent_max_pss_mib']:.0f}",
+                    "–" if s.get("agent_max_anon_mib") is None else f"{s['agent_max_anon_mib']:.0f}",
                     "no" if not s["torch_in_agents"] else "yes",
                     f"{r['wall_s']:.0f}", f"{s['start_up_s']:.0f}",
                     "yes" if m["jobs_completed"] + m["jobs_unschedulable"] == m["jobs"]
@@ -107,6 +110,7 @@ def latency_table(rows: list[dict]) -> str:
     return markdown_table(["sites", "jobs / instances", "latency p50 ms", "latency p99 ms",
                            "allocations", "rounds", "allocations / s", "codes sent / suppressed",
                            "agent RSS MiB (max)", "agent PSS MiB (max, at the end)",
+                           "agent anonymous MiB (max, at the end)",
                            "torch in agents", "run wall s",
                            "start-up s", "completed", "load avg (start / end)"], out)
 
@@ -180,6 +184,12 @@ def main(argv=None) -> int:
         for n in sites:
             rows.append(one(n, a))
             print(latency_table(rows[-1:]), flush=True)
+            if traced := rows[-1]["system"].get("agent_traced"):
+                print(f"AGORA_MEMTRACE: site {traced['site']}'s agent (RSS "
+                      f"{traced['max_rss_mib']:.0f} MiB at most, anonymous "
+                      f"{traced['anon_mib'] or 0:.0f}): Python's allocations "
+                      f"{traced['mib']:.1f} MiB (peak {traced['peak_mib']:.1f}):\n  "
+                      + "\n  ".join(traced["top"]), flush=True)
         text.append(latency_table(rows))
         result["rows"] = [{k: v for k, v in r.items()} for r in rows]
     md = "\n".join(text)

@@ -21,6 +21,11 @@ them is muted until it reconnects, and what only it sent is dropped. A correct s
 keys the others send too, so only one far ahead of every other stream could be muted, and
 f+1 of the others still agree; a faulty stream's made-up future keys filled the client's
 memory (review).
+
+Messages read but not yet merged are bounded too (``BACKLOG`` a stream): a consumer slower
+than the streams (a site agent on a saturated machine) leaves the rest in gRPC's flow
+control and then in the replicas' per-watcher queues, which cut off a watcher too far
+behind (it watches again from where it stopped), instead of in this process's memory.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from agora.protos.agora.v1 import coordinator_pb2 as pb
 Key = tuple[int, int]
 MAX_PENDING = 8192
 """Keys a merger holds unconfirmed before it mutes the stream that alone sent most of them."""
+BACKLOG = 32
+"""Messages read from the streams and not yet merged, per stream."""
 
 
 def update_key(data: bytes) -> Key:
@@ -153,8 +160,8 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
     """``CoordinatorClient.watch`` over ``channels`` (one per replica): f+1 streams first
     (``preferred`` first), all n once an update waited ``hedge_s`` unconfirmed, merged by a
     ``WatchMerger``; ``read_auth(method, since)`` signs each stream's request."""
-    queue: asyncio.Queue = asyncio.Queue()
     n = len(channels)
+    queue: asyncio.Queue = asyncio.Queue(BACKLOG * n)
     merger = WatchMerger(n, f, since_version, patience_s)
 
     async def pump(i: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 
-ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE")
+ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "AGORA_MEMTRACE")
 """variables of the launcher's environment that Ray's workers inherit when set"""
 
 

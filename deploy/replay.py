@@ -140,6 +140,7 @@ def system_figures(system, episode: dict) -> dict:
     good = [s for s in st if not isinstance(s, str)]
     agreed = agreed_status(st, system.operator.f)
     infos = ray.get([a.info.remote() for a in system.actors], timeout=120)
+    plain = [i for i in infos if not i.get("traced")] or infos
     p50 = float(np.median([s.decision_latency_ms_p50 for s in good])) if good else 0.0
     p99 = float(np.median([s.decision_latency_ms_p99 for s in good])) if good else 0.0
     acc = episode["account"]
@@ -161,11 +162,23 @@ def system_figures(system, episode: dict) -> dict:
         "codes_suppressed": sum(i["codes_suppressed"] for i in infos),
         "agent_think_ms_p50": round(float(np.median([i["think_ms_p50"] for i in infos])), 2),
         "view_changes": int(agreed.get("view", 0)),
+        # watch streams a replica ended because their reader fell too far behind (it
+        # watched again from where it stopped), over every replica
+        "watchers_cut_off": sum(c.count for s in good for c in s.rejected
+                                if c.name == "service.watcher_cut_off"),
         "replica_restarts": system.replica_restarts,
         "agent_restarts": ray.get(system.registry.restarts.remote(), timeout=30),
-        "agent_max_rss_mib": round(max(i["max_rss_mib"] for i in infos), 1),
+        # an agent that AGORA_MEMTRACE traces holds tracemalloc's own records too: the
+        # others' figures, when there are others
+        "agent_max_rss_mib": round(max(i["max_rss_mib"] for i in plain), 1),
         "agent_max_pss_mib": (round(max(pss), 1) if (pss := [
-            i["pss_mib"] for i in infos if i.get("pss_mib") is not None]) else None),
+            i["pss_mib"] for i in plain if i.get("pss_mib") is not None]) else None),
+        "agent_max_anon_mib": (round(max(anon), 1) if (anon := [
+            i["anon_mib"] for i in plain if i.get("anon_mib") is not None]) else None),
+        "agent_traced": next((dict(i["traced"], site=i["site"], max_rss_mib=i["max_rss_mib"],
+                                   anon_mib=i.get("anon_mib"))
+                              for i in sorted(infos, key=lambda i: -i["max_rss_mib"])
+                              if i.get("traced")), None),  # AGORA_MEMTRACE's largest agent
         "torch_in_agents": any(i["torch_loaded"] for i in infos),
         "jobs_rejected_at_submission": episode["rejected"],
         "agents": {i["site"]: {"node_id": i["node_id"][:12], "pid": i["pid"],

@@ -32,6 +32,7 @@ import ray
 
 from agora.agents import metrics as M
 from agora.agents.cluster.peers import GrpcExchange
+from agora.agents.cluster.process_memory import memory_mib, traced_memory
 from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster
@@ -42,21 +43,6 @@ from agora.protos.agora.v1 import agent_pb2_grpc
 from agora.protos.undecodable import RefuseUndecodable
 
 log = logging.getLogger(__name__)
-
-
-def pss_mib() -> float | None:
-    """This process's proportional set size now (MiB; Linux ``/proc/self/smaps_rollup``, else
-    None): its private pages plus its share of pages it shares with other processes (the
-    libraries every agent on a node maps), so the PSS of a node's agents sums to what they
-    cost it, where their RSS counts each shared library once per agent."""
-    try:
-        with open("/proc/self/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 @dataclass(frozen=True)
@@ -107,6 +93,10 @@ class SiteAgentActor:
         self.metrics_port = None
         self._fl = None
         self._profile = None
+        if (mt := os.environ.get("AGORA_MEMTRACE")) and (
+                mt == "1" or spec.site in mt.split(",")):   # what its memory holds (bench)
+            import tracemalloc
+            tracemalloc.start(1)
         if os.environ.get("AGORA_PROFILE_DIR"):     # where an agent's time goes (bench)
             import cProfile
             self._profile = cProfile.Profile(time.process_time)
@@ -212,7 +202,9 @@ class SiteAgentActor:
                 "resources": ray.get_runtime_context().get_assigned_resources(),
                 "metrics_port": self.metrics_port,
                 "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "pss_mib": pss_mib(),
+                "pss_mib": (mem := memory_mib()).get("pss"),
+                "anon_mib": mem.get("anon"), "py_blocks": sys.getallocatedblocks(),
+                "traced": traced_memory(),
                 "torch_loaded": "torch" in sys.modules,
                 "version": ch.version, "round": ch.round.round, "updates": ch.updates,
                 "messages_sent": ch.sent,

@@ -134,6 +134,9 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
         checked["rss"] = max(i["max_rss_mib"] for i in infos)
         # PSS shares the agents' common library pages among them: below their peak RSS
         checked["pss_below_rss"] = all(0 < i["pss_mib"] < i["max_rss_mib"] for i in infos)
+        # anonymous pages (what grows with a run) are a part of it; tracemalloc is off
+        checked["anon_in_rss"] = all(0 < i["anon_mib"] < i["max_rss_mib"]
+                                     and i["traced"] is None for i in infos)
         from agora.agents.metrics import scrape, total
         m = scrape(f"http://127.0.0.1:{infos[0]['metrics_port']}/metrics")
         checked["decisions_metric"] = total(m, "agora_decisions_total")
@@ -155,6 +158,7 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     assert checked["pinned"], "every agent runs on the node carrying its site's resource"
     assert checked["torch"] is False and checked["rss"] < 200, checked
     assert checked["pss_below_rss"] and sysf["agent_max_pss_mib"] < sysf["agent_max_rss_mib"]
+    assert checked["anon_in_rss"] and sysf["agent_max_anon_mib"] < sysf["agent_max_rss_mib"]
     assert checked["decisions_metric"] > 0 and checked["commits_metric"] > 0
     assert checked["admitted"], "every site admitted by the key its agent made"
     from agora.coordinator.server import load_keys
