@@ -17,12 +17,14 @@ def memory_mib() -> dict:
     every agent on a node maps), so the PSS of a node's agents sums to what they cost it,
     where their RSS counts each shared library once per agent; ``anon``, the pages no file
     backs (Python's objects, malloc's arenas, thread stacks: what grows with a run)."""
+    names = {"Pss": "pss", "Anonymous": "anon"}
     got = {}
     try:
         with open("/proc/self/smaps_rollup") as f:
             for line in f:
-                if line.startswith(("Pss:", "Anonymous:")):
-                    got[line.split(":")[0].lower()[:4]] = int(line.split()[1]) / 1024
+                field, _, rest = line.partition(":")
+                if field in names:
+                    got[names[field]] = int(rest.split()[0]) / 1024
     except OSError:
         return {}
     return got

@@ -203,7 +203,7 @@ class SiteAgentActor:
                 "metrics_port": self.metrics_port,
                 "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "pss_mib": (mem := memory_mib()).get("pss"),
-                "anon_mib": mem.get("anon"), "py_blocks": sys.getallocatedblocks(),
+                "anon_mib": mem.get("anon"),
                 "traced": traced_memory(),
                 "torch_loaded": "torch" in sys.modules,
                 "version": ch.version, "round": ch.round.round, "updates": ch.updates,

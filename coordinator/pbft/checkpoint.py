@@ -326,19 +326,22 @@ class CheckpointMixin:
             # the peer is behind: it learns how far (it may be deciding whether its
             # request timer fired because the primary stalled or because it lags)
             self._broadcast_status(to=j)
+        def relay(env: PbftEnvelope) -> None:
+            # never a peer's own message back to it: it refuses one naming itself
+            # (bad_sender), and a PRE-PREPARE carries its whole batch
+            if env.sender != j:
+                self._out.append(Send(j, env))
+
         behind_view = st.view < self.view or (st.view == self.view and not st.view_active)
-        # never a peer's own message back to it: it refuses one naming itself (bad_sender)
-        if behind_view and self.active and self.new_view_env is not None \
-                and self.new_view_env.sender != j:
-            self._out.append(Send(j, self.new_view_env))
+        if behind_view and self.active and self.new_view_env is not None:
+            relay(self.new_view_env)
         elif st.view < self.view and not self.active:
             mine = self.vc_latest.get(self.index)
             if mine is not None:
-                self._out.append(Send(j, mine[1]))
+                relay(mine[1])
         if st.stable_seq < self.h and self.stable_proof:
             for e in self.stable_proof:
-                if e.sender != j:
-                    self._out.append(Send(j, e))
+                relay(e)
         if (st.view != self.view or not self.active or not st.view_active
                 or st.last_executed >= self.last_executed):
             return
@@ -347,15 +350,14 @@ class CheckpointMixin:
             slot = self.log.get(seq)
             if slot is None or slot.view != self.view:
                 continue
-            if slot.pp_env is not None and slot.pp_env.sender != j:
-                self._out.append(Send(j, slot.pp_env))
+            if slot.pp_env is not None:
+                relay(slot.pp_env)
             # Every matching vote held, not only this replica's: MAC vectors let j check
             # votes forwarded from replicas that have since moved on or crashed.
             for votes in (slot.prepares, slot.commits):
                 for r in sorted(votes):
-                    if votes[r][0] == slot.digest and r != j:
-                        self._out.append(Send(j, votes[r][1]))
-
+                    if votes[r][0] == slot.digest:
+                        relay(votes[r][1])
 
 def _parse(payload: bytes) -> PbftMessage | None:
     msg = PbftMessage()
