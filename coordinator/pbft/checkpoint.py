@@ -306,7 +306,7 @@ class CheckpointMixin:
     def _broadcast_status(self, to: int | None = None) -> None:
         env = self._seal(status=PbftStatus(
             view=self.view, view_active=self.active, last_executed=self.last_executed,
-            stable_seq=self.h, replica=self.index))
+            stable_seq=self.h, replica=self.index, suspects=self.suspecting))
         self._out.append(Broadcast(env) if to is None else Send(to, env))
 
     def _on_status(self, st: PbftStatus, env: PbftEnvelope) -> None:
@@ -315,6 +315,7 @@ class CheckpointMixin:
             self._reject("bad_sender")
             return
         self._note_executed(j, st.last_executed)
+        self._note_suspicion(j, st.view, st.suspects and st.view_active)
         # Answer each peer at most once per half interval: a replayed or faulty STATUS must
         # not turn this replica into an amplifier.
         last = self._status_answered.get(j)

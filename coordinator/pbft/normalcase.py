@@ -148,7 +148,7 @@ class NormalCaseMixin:
             if known != pp.digest:
                 self._reject("conflicting_pre_prepare")
                 self.counters["equivocations"] += 1
-                self._start_view_change(self.view + 1)
+                self._suspect()
             return
         if len(pp.requests) > self.config.batch_size:
             self._reject("oversized_batch")
@@ -234,7 +234,7 @@ class NormalCaseMixin:
             others = sum(1 for r, (d, _) in slot.prepares.items() if d != slot.digest)
             if others > self.f:
                 self.counters["equivocations"] += 1
-                self._start_view_change(self.view + 1)
+                self._suspect()
                 return
         self._check_prepared(p.seq, slot)
 

@@ -89,6 +89,10 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         """what the request timer waits for: ("request", client, timestamp) or ("slot",
         seq) -- the oldest thing this backup was waiting for when the timer started"""
         self.vc_attempt = 0
+        self.suspecting = False
+        """whether this replica suspects the primary of its view (``_suspect``)"""
+        self.suspicions: dict[int, tuple[int, float]] = {}
+        """peer -> (view, when) of its latest STATUS saying it suspects that view's primary"""
         self.peer_executed: dict[int, int] = {}
         """peer -> the highest sequence number it said it executed (STATUS, CHECKPOINT)"""
         self.behind: tuple | None = None
@@ -129,7 +133,7 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
                 self.vc_attempt += 1    # the new view did not come: wait twice as long
                 self._start_view_change(self.view + 1)
             elif not self._behind_group():
-                self._start_view_change(self.view + 1)
+                self._suspect()
         if self.retransmit_deadline is not None and now >= self.retransmit_deadline:
             self.retransmit_deadline = None
             self._retransmit()
@@ -326,6 +330,7 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             done = (t[1] <= self.last_executed or slot is None or slot.view != self.view)
         if done:
             self.vc_deadline = self.timed = None     # _arm_timers starts it afresh if waiting
+            self._withdraw_suspicion()
 
     def _unsettled(self) -> bool:
         return bool(self.pending or self.queue or not self.active or self.fetch or self.announce

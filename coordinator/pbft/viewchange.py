@@ -1,9 +1,13 @@
 """View changes (Castro & Liskov, OSDI 1999, section 4.4), with signed messages.
 
-A backup whose timer expires (a request it holds did not execute), that sees the primary
-equivocate, or that sees f+1 VIEW-CHANGE messages for higher views moves to view v+1 (in the
-last case: the lowest view f+1 replicas are at): it stops normal-case work and broadcasts a
-signed VIEW-CHANGE with its stable checkpoint proof and its prepared certificates. The new
+A backup whose timer expires (a request it holds did not execute) or that sees the primary
+equivocate *suspects* the primary: it says so in its STATUS and keeps working in its view. A
+replica moves to view v+1 once f+1 replicas (itself included) suspect view v's primary or have
+left view v (``Replica._check_suspicions``: a pre-vote, so one replica timing out alone on a
+loaded machine does not leave the group's view for one of its own), or when it sees f+1
+VIEW-CHANGE messages for higher views (then to the lowest view f+1 replicas are at): it stops
+normal-case work and broadcasts a signed VIEW-CHANGE with its stable checkpoint proof and its
+prepared certificates. The new
 primary, with 2f+1 valid VIEW-CHANGEs for v+1, computes O (``compute_o``) and broadcasts a
 signed NEW-VIEW; backups check every VIEW-CHANGE inside it, recompute O and refuse the
 NEW-VIEW unless it matches. The timeout doubles with each consecutive view change that does
@@ -72,10 +76,59 @@ def compute_o(view_changes: list[ViewChange], batch_size: int) -> NewViewPlan:
 class ViewChangeMixin:
     """View-change half of Replica (shares its attributes)."""
 
+    # ---- suspicion: a view is left when f+1 replicas suspect its primary ----
+
+    def _suspect(self) -> None:
+        """This replica suspects the primary (its request timer fired; the primary
+        equivocated): it says so in a STATUS and moves to the next view only once f+1
+        replicas suspect the same view (``_check_suspicions``) -- at least one of them
+        correct. A pre-vote, as in Raft's: in PBFT as written, a backup that alone timed out
+        (a loaded machine, a slow link) moved to view v+1 by itself and, since nobody
+        followed, stayed out of the group's view until the group next changed view, so the
+        group ran on 2f+1 of its 3f+1 replicas (seen in a 64-site replay, docs/coordinator.md).
+        A faulty primary is still replaced: every correct backup holding a request it
+        withholds times out, and 2f+1 > f."""
+        if not self.active:
+            return
+        if not self.suspecting:
+            self.counters["suspicions"] = self.counters.get("suspicions", 0) + 1
+        self.suspecting = True
+        self._broadcast_status()
+        self._check_suspicions()
+
+    def _withdraw_suspicion(self) -> None:
+        if self.suspecting:
+            self.suspecting = False
+            self._broadcast_status()
+
+    def _note_suspicion(self, j: int, view: int, suspects: bool) -> None:
+        if suspects:
+            self.suspicions[j] = (view, self.now)
+        else:
+            self.suspicions.pop(j, None)
+        self._check_suspicions()
+
+    def _check_suspicions(self) -> None:
+        """Move to the next view when f+1 replicas (this one included) suspect this view's
+        primary now or have left this view: a peer's suspicion counts for one timeout after its last STATUS saying
+        so (it repeats it every retransmission interval while it holds), so a suspicion whose
+        withdrawal was lost does not add up with another one much later."""
+        if not self.active:
+            return
+        window, view = self._timeout(), self.view
+        out = {j for j, (v, t) in self.suspicions.items() if v == view and self.now - t <= window}
+        # a peer that sent a VIEW-CHANGE for a later view has left this one: it counts too
+        # (one whose timer for the new view expired before the NEW-VIEW reached it is there)
+        out.update(j for j, (vc, _) in self.vc_latest.items()
+                   if j != self.index and vc.new_view > view)
+        if len(out) + self.suspecting > self.f:
+            self._start_view_change(self.view + 1)
+
     def _start_view_change(self, new_view: int) -> None:
         if new_view < self.view or (new_view == self.view and not self.active):
             return
         self.view, self.active = new_view, False
+        self.suspecting = False
         self.counters["view_changes"] += 1
         self.storage.save_view(new_view, False)
         self.vc_deadline = None     # armed once 2f+1 VIEW-CHANGEs for new_view are in
@@ -176,6 +229,8 @@ class ViewChangeMixin:
                          if r != self.index and v.new_view > self.view), reverse=True)
         if len(higher) > self.f:
             self._start_view_change(higher[self.f])
+        else:
+            self._check_suspicions()
         if not self.active and vc.new_view == self.view:
             self._try_new_view()
 
@@ -246,6 +301,7 @@ class ViewChangeMixin:
         """Install view ``nv.view``: move the water marks to O's checkpoint, adopt O."""
         self._unqueue()
         self.view, self.active = nv.view, True
+        self.suspecting = False
         self.storage.save_view(nv.view, True)
         self.new_view_env = env
         self.vc_deadline = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agora.coordinator.pbft.messages import Reply, Send, batch_digest
-from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, ViewChange
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftStatus, ViewChange
 from tests.pbft_fixtures import Forge, config, finish, kinds, net, ops, replica
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,13 +90,21 @@ def test_a_request_timestamp_past_the_logs_integers_is_refused_in_a_pre_prepare(
     assert kinds(r.receive(fx.pre_prepare([fx.request("c0", 2**63 - 1)]), 0.0)) == ["prepare"]
 
 
-def test_conflicting_pre_prepare_is_equivocation_and_starts_a_view_change():
+def suspicion(fx: Forge, sender: int, view: int = 0, *, suspects: bool = True) -> PbftEnvelope:
+    return fx.replicas[sender].seal(PbftMessage(status=PbftStatus(
+        view=view, view_active=True, replica=sender, suspects=suspects)))
+
+
+def test_conflicting_pre_prepare_is_equivocation_and_starts_a_view_change_once_f_plus_1_suspect():
     fx, r = Forge(), replica(1)
     a, b = fx.request("c0", 1), fx.request("c1", 1)
     r.receive(fx.pre_prepare([a]), 0.0)
     out = r.receive(fx.pre_prepare([b]), 0.0)
     assert r.rejected["conflicting_pre_prepare"] == 1 and r.counters["equivocations"] == 1
-    assert r.view == 1 and not r.status()["view_active"] and kinds(out) == ["view_change"]
+    assert r.view == 0 and r.suspecting and kinds(out) == ["status"]
+    assert PbftMessage.FromString(out[0].msg.payload).status.suspects
+    out = r.receive(suspicion(fx, 2), 0.1)                  # f+1 = 2 suspect view 0
+    assert r.view == 1 and not r.status()["view_active"] and "view_change" in kinds(out)
 
 
 def test_exactly_once_duplicates_get_the_cached_reply_and_are_not_re_executed():
@@ -126,6 +134,8 @@ def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_
                  and PbftMessage.FromString(a.msg.payload).WhichOneof("kind") == "request"]
     assert len(forwarded) == 1 and forwarded[0].msg.sender == 3
     r.tick(0.5)
+    assert r.view == 0 and r.suspecting, "alone, a backup suspects and stays"
+    r.receive(suspicion(fx, 2), 0.55)
     assert r.view == 1 and r.counters["view_changes"] == 1
     assert r.vc_deadline is None, "no timer for view 1 before 2f+1 replicas ask for it"
 

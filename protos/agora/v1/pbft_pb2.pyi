@@ -182,18 +182,20 @@ class PbftReply(_message.Message):
     def __init__(self, view: _Optional[int] = ..., timestamp: _Optional[int] = ..., client_id: _Optional[str] = ..., replica: _Optional[int] = ..., result: _Optional[bytes] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class PbftStatus(_message.Message):
-    __slots__ = ("view", "view_active", "last_executed", "stable_seq", "replica")
+    __slots__ = ("view", "view_active", "last_executed", "stable_seq", "replica", "suspects")
     VIEW_FIELD_NUMBER: _ClassVar[int]
     VIEW_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     LAST_EXECUTED_FIELD_NUMBER: _ClassVar[int]
     STABLE_SEQ_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTS_FIELD_NUMBER: _ClassVar[int]
     view: int
     view_active: bool
     last_executed: int
     stable_seq: int
     replica: int
-    def __init__(self, view: _Optional[int] = ..., view_active: _Optional[bool] = ..., last_executed: _Optional[int] = ..., stable_seq: _Optional[int] = ..., replica: _Optional[int] = ...) -> None: ...
+    suspects: bool
+    def __init__(self, view: _Optional[int] = ..., view_active: _Optional[bool] = ..., last_executed: _Optional[int] = ..., stable_seq: _Optional[int] = ..., replica: _Optional[int] = ..., suspects: _Optional[bool] = ...) -> None: ...
 
 class ClientRecord(_message.Message):
     __slots__ = ("client_id", "timestamp", "result")
