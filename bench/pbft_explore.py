@@ -5,6 +5,7 @@ fault kind and overall. Failing seeds are printed for replay.
     python -m bench.pbft_explore --scenarios 20000 --seed 0 [--f 1]
     python -m bench.pbft_explore --long --scenarios 200 [--f 2]   # deep water (see below)
     python -m bench.pbft_explore --replay SEED [--f 1] [--long]
+    python -m bench.pbft_explore --hurried 1 [--long]   # replica 1's timers 10x shorter
 
 ``--long``: hundreds of requests per scenario, checkpoints every 2 sequence numbers, several
 view changes, crashes in the middle of a state transfer; a second table says in how many
@@ -18,8 +19,8 @@ import statistics
 import sys
 import time
 
-from agora.coordinator.pbft.explorer import (coverage, explore, explore_long, run_long_scenario,
-                                             run_scenario, summary)
+from agora.coordinator.pbft.explorer import (coverage, explore, explore_long, hurried,
+                                             run_long_scenario, run_scenario, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--f", type=int, default=1)
     p.add_argument("--replay", type=int, default=None, help="run one scenario seed and print it")
     p.add_argument("--long", action="store_true", help="long scenarios (module doc)")
+    p.add_argument("--hurried", type=int, default=None, metavar="REPLICA",
+                   help="this (correct) replica's timers run 10x shorter than the others', "
+                        "as on a loaded machine: it suspects the primary alone, often")
     a = p.parse_args(argv)
+    if a.hurried is not None and not 0 <= a.hurried < 3 * a.f + 1:
+        p.error(f"--hurried: got {a.hurried}; expected a replica index 0..{3 * a.f}")
+    hook = hurried(a.hurried) if a.hurried is not None else None
     if a.replay is not None:
-        r = (run_long_scenario if a.long else run_scenario)(a.replay, f=a.f)
+        r = (run_long_scenario if a.long else run_scenario)(a.replay, f=a.f, replica_hook=hook)
         print(r)
         return 0 if r.ok else 1
     print(f"pbft explorer: {a.scenarios} {'long ' if a.long else ''}scenarios, seed {a.seed}, "
-          f"f={a.f}")
+          f"f={a.f}" + (f", replica {a.hurried}'s timers 10x shorter" if hook else ""))
     t0 = time.perf_counter()
-    results = (explore_long if a.long else explore)(a.scenarios, a.seed, f=a.f)
+    results = (explore_long if a.long else explore)(a.scenarios, a.seed, f=a.f,
+                                                    replica_hook=hook)
     wall = time.perf_counter() - t0
     rows = []
     kinds = sorted({r.fault for r in results})
@@ -48,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"{statistics.median(r.commits for r in rs):.0f}",
                      f"{statistics.median(r.view_changes for r in rs):.0f}",
                      str(max(r.view_changes for r in rs)),
+                     str(sum(1 for r in rs if r.apart)),
                      f"{statistics.median(r.messages for r in rs):.0f}"])
     head = ["fault", "scenarios", "safety violations", "liveness violations", "median commits",
-            "median view changes", "max view changes", "median messages"]
+            "median view changes", "max view changes", "ending with a replica apart",
+            "median messages"]
     _table(head, rows)
     if a.long:
         cov = coverage(results)

@@ -40,6 +40,9 @@ class ScenarioResult:
     liveness: list[str] = field(default_factory=list)
     commits: int = 0
     view_changes: int = 0
+    apart: int = 0
+    """correct replicas that end the scenario outside the view most correct replicas are in
+    (a replica that left the group's view alone, say)"""
     messages: int = 0
     paths: dict[str, int] = field(default_factory=dict)
     """long scenarios: how often each deep path was crossed (stable checkpoints, log
@@ -119,8 +122,11 @@ def _checked(net: SimNet, seed: int, fault: str, target: int) -> ScenarioResult:
     res = ScenarioResult(seed, fault, target, safety=checker.safety_violations(),
                          liveness=checker.liveness_violations(), messages=net.messages,
                          commits=checker.max_executed())
-    res.view_changes = max((nd.replica.view for nd in net.correct_nodes()
-                            if nd.replica is not None), default=0)
+    views = [nd.replica.view for nd in net.correct_nodes() if nd.replica is not None]
+    res.view_changes = max(views, default=0)
+    if views:
+        common = statistics.mode(views)
+        res.apart = sum(1 for v in views if v != common)
     return res
 
 
@@ -128,8 +134,19 @@ LONG_FAULTS = ("none", "crash", "restart", "crash-in-transfer", "crash-in-transf
                *sorted(BEHAVIOURS))
 
 
+def hurried(index: int, factor: float = 10.0):
+    """A replica hook: replica ``index``'s request and view-change timers run ``factor`` times
+    shorter than the others' -- a correct replica on a loaded machine, whose timer fires
+    while the group is merely slow (the pre-vote's case, ``ViewChangeMixin._suspect``)."""
+    def hook(replica) -> None:
+        if replica.index == index:
+            base = replica._timeout
+            replica._timeout = lambda: base() / factor
+    return hook
+
+
 def run_long_scenario(seed: int, *, f: int = 1, requests: int = 200,
-                      heal_time: float = 120.0) -> ScenarioResult:
+                      heal_time: float = 120.0, replica_hook=None) -> ScenarioResult:
     """One long scenario (module doc): ``requests`` ops from four clients."""
     rng = random.Random(seed)
     n = 3 * f + 1
@@ -160,6 +177,8 @@ def run_long_scenario(seed: int, *, f: int = 1, requests: int = 200,
         replica._make_stable = stable
         if not getattr(truncate, "counted", False):    # a restart keeps its storage
             replica.storage.truncate = truncated
+        if replica_hook is not None:
+            replica_hook(replica)
 
     faults = LinkFaults(drop=rng.choice((0.0, 0.02, 0.1)), duplicate=rng.choice((0.0, 0.05)),
                         min_delay=0.001, max_delay=rng.choice((0.005, 0.02)))
@@ -213,9 +232,10 @@ def run_long_scenario(seed: int, *, f: int = 1, requests: int = 200,
     return res
 
 
-def explore_long(count: int, seed: int = 0, *, f: int = 1,
-                 requests: int = 200) -> list[ScenarioResult]:
-    return [run_long_scenario(scenario_seed(seed, i), f=f, requests=requests)
+def explore_long(count: int, seed: int = 0, *, f: int = 1, requests: int = 200,
+                 replica_hook=None) -> list[ScenarioResult]:
+    return [run_long_scenario(scenario_seed(seed, i), f=f, requests=requests,
+                              replica_hook=replica_hook)
             for i in range(count)]
 
 
