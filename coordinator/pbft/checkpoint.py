@@ -315,7 +315,7 @@ class CheckpointMixin:
             self._reject("bad_sender")
             return
         self._note_executed(j, st.last_executed)
-        self._note_suspicion(j, st.view, st.suspects and st.view_active)
+        self._note_suspicion(j, st.view, st.suspects)
         # Answer each peer at most once per half interval: a replayed or faulty STATUS must
         # not turn this replica into an amplifier.
         last = self._status_answered.get(j)

@@ -131,7 +131,7 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
             self.vc_deadline = None
             if not self.active:
                 self.vc_attempt += 1    # the new view did not come: wait twice as long
-                self._start_view_change(self.view + 1)
+                self._suspect()
             elif not self._behind_group():
                 self._suspect()
         if self.retransmit_deadline is not None and now >= self.retransmit_deadline:

@@ -87,9 +87,10 @@ class ViewChangeMixin:
         followed, stayed out of the group's view until the group next changed view, so the
         group ran on 2f+1 of its 3f+1 replicas (seen in a 64-site replay, docs/coordinator.md).
         A faulty primary is still replaced: every correct backup holding a request it
-        withholds times out, and 2f+1 > f."""
-        if not self.active:
-            return
+        withholds times out, and 2f+1 > f. A replica changing view whose timer for the new
+        view expires suspects that view's primary the same way (it does not deliver the
+        NEW-VIEW) and waits in the view change, where its STATUS brings the NEW-VIEW from
+        peers that installed it, until f+1 replicas suspect it too."""
         if not self.suspecting:
             self.counters["suspicions"] = self.counters.get("suspicions", 0) + 1
         self.suspecting = True
@@ -113,8 +114,6 @@ class ViewChangeMixin:
         primary now or have left this view: a peer's suspicion counts for one timeout after its last STATUS saying
         so (it repeats it every retransmission interval while it holds), so a suspicion whose
         withdrawal was lost does not add up with another one much later."""
-        if not self.active:
-            return
         window, view = self._timeout(), self.view
         out = {j for j, (v, t) in self.suspicions.items() if v == view and self.now - t <= window}
         # a peer that sent a VIEW-CHANGE for a later view has left this one: it counts too
@@ -301,7 +300,7 @@ class ViewChangeMixin:
         """Install view ``nv.view``: move the water marks to O's checkpoint, adopt O."""
         self._unqueue()
         self.view, self.active = nv.view, True
-        self.suspecting = False
+        self._withdraw_suspicion()
         self.storage.save_view(nv.view, True)
         self.new_view_env = env
         self.vc_deadline = None

@@ -147,6 +147,8 @@ def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_
     r.receive(vc(2, 1), 0.6)
     assert r.vc_deadline == pytest.approx(1.1)           # T: NEW-VIEW from 1 never comes
     r.tick(1.1)
+    assert r.view == 1 and r.suspecting, "alone, it waits in the view change for view 1"
+    r.receive(suspicion(fx, 0, view=1), 1.15)
     assert r.view == 2
     r.receive(vc(0, 2), 1.2)
     r.receive(vc(1, 2), 1.2)
