@@ -111,9 +111,10 @@ class ViewChangeMixin:
 
     def _check_suspicions(self) -> None:
         """Move to the next view when f+1 replicas (this one included) suspect this view's
-        primary now or have left this view: a peer's suspicion counts for one timeout after its last STATUS saying
-        so (it repeats it every retransmission interval while it holds), so a suspicion whose
-        withdrawal was lost does not add up with another one much later."""
+        primary now or have left this view. A peer's suspicion counts for one timeout after
+        its last STATUS saying so (it repeats it every retransmission interval while it
+        holds), so a suspicion whose withdrawal was lost does not add up with another one
+        much later."""
         window, view = self._timeout(), self.view
         out = {j for j, (v, t) in self.suspicions.items() if v == view and self.now - t <= window}
         # a peer that sent a VIEW-CHANGE for a later view has left this one: it counts too
