@@ -14,7 +14,8 @@ from agora.coordinator.pbft.messages import batch_digest
 from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.pbft.simnet import LinkFaults, SimNet
 from agora.coordinator.pbft.storage import MemoryStorage
-from agora.protos.agora.v1.pbft_pb2 import Commit, PbftEnvelope, PbftMessage, PrePrepare, Prepare
+from agora.protos.agora.v1.pbft_pb2 import (Commit, PbftEnvelope, PbftMessage, PbftStatus,
+                                             PrePrepare, Prepare)
 
 CLIENTS = ("c0", "c1")
 
@@ -63,6 +64,12 @@ class Forge:
     def commit(self, sender: int, digest: bytes, *, view: int = 0, seq: int = 1) -> PbftEnvelope:
         return self.replicas[sender].seal(PbftMessage(commit=Commit(
             view=view, seq=seq, digest=digest, replica=sender)))
+
+    def suspicion(self, sender: int, view: int = 0, *, suspects: bool = True) -> PbftEnvelope:
+        """A STATUS of replica ``sender``, in ``view`` (active), saying whether it suspects
+        that view's primary."""
+        return self.replicas[sender].seal(PbftMessage(status=PbftStatus(
+            view=view, view_active=True, replica=sender, suspects=suspects)))
 
 
 def replica(index: int = 1, *, cfg: PbftConfig | None = None, storage=None, app=None) -> Replica:

@@ -63,7 +63,8 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         self.app, self.storage, self.observer = app, storage, observer
         self.rejected: dict[str, int] = {}
         self.counters: dict[str, int] = {"view_changes": 0, "executed_requests": 0,
-                                         "state_transfers": 0, "equivocations": 0}
+                                         "state_transfers": 0, "equivocations": 0,
+                                         "suspicions": 0}
         self.view, self.active = 0, True
         self.log: dict[int, Slot] = {}
         self.top_seq = 0

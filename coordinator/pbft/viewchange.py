@@ -92,7 +92,7 @@ class ViewChangeMixin:
         NEW-VIEW) and waits in the view change, where its STATUS brings the NEW-VIEW from
         peers that installed it, until f+1 replicas suspect it too."""
         if not self.suspecting:
-            self.counters["suspicions"] = self.counters.get("suspicions", 0) + 1
+            self.counters["suspicions"] += 1
         self.suspecting = True
         self._broadcast_status()
         self._check_suspicions()
@@ -105,9 +105,9 @@ class ViewChangeMixin:
     def _note_suspicion(self, j: int, view: int, suspects: bool) -> None:
         if suspects:
             self.suspicions[j] = (view, self.now)
-        else:
+            self._check_suspicions()
+        else:                       # a withdrawal only lowers the count: nothing to check
             self.suspicions.pop(j, None)
-        self._check_suspicions()
 
     def _check_suspicions(self) -> None:
         """Move to the next view when f+1 replicas (this one included) suspect this view's

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agora.coordinator.pbft.messages import Reply, Send, batch_digest
-from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PbftStatus, ViewChange
+from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, ViewChange
 from tests.pbft_fixtures import Forge, config, finish, kinds, net, ops, replica
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,11 +90,6 @@ def test_a_request_timestamp_past_the_logs_integers_is_refused_in_a_pre_prepare(
     assert kinds(r.receive(fx.pre_prepare([fx.request("c0", 2**63 - 1)]), 0.0)) == ["prepare"]
 
 
-def suspicion(fx: Forge, sender: int, view: int = 0, *, suspects: bool = True) -> PbftEnvelope:
-    return fx.replicas[sender].seal(PbftMessage(status=PbftStatus(
-        view=view, view_active=True, replica=sender, suspects=suspects)))
-
-
 def test_conflicting_pre_prepare_is_equivocation_and_starts_a_view_change_once_f_plus_1_suspect():
     fx, r = Forge(), replica(1)
     a, b = fx.request("c0", 1), fx.request("c1", 1)
@@ -103,7 +98,7 @@ def test_conflicting_pre_prepare_is_equivocation_and_starts_a_view_change_once_f
     assert r.rejected["conflicting_pre_prepare"] == 1 and r.counters["equivocations"] == 1
     assert r.view == 0 and r.suspecting and kinds(out) == ["status"]
     assert PbftMessage.FromString(out[0].msg.payload).status.suspects
-    out = r.receive(suspicion(fx, 2), 0.1)                  # f+1 = 2 suspect view 0
+    out = r.receive(fx.suspicion(2), 0.1)                  # f+1 = 2 suspect view 0
     assert r.view == 1 and not r.status()["view_active"] and "view_change" in kinds(out)
 
 
@@ -135,7 +130,7 @@ def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_
     assert len(forwarded) == 1 and forwarded[0].msg.sender == 3
     r.tick(0.5)
     assert r.view == 0 and r.suspecting, "alone, a backup suspects and stays"
-    r.receive(suspicion(fx, 2), 0.55)
+    r.receive(fx.suspicion(2), 0.55)
     assert r.view == 1 and r.counters["view_changes"] == 1
     assert r.vc_deadline is None, "no timer for view 1 before 2f+1 replicas ask for it"
 
@@ -148,7 +143,7 @@ def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_
     assert r.vc_deadline == pytest.approx(1.1)           # T: NEW-VIEW from 1 never comes
     r.tick(1.1)
     assert r.view == 1 and r.suspecting, "alone, it waits in the view change for view 1"
-    r.receive(suspicion(fx, 0, view=1), 1.15)
+    r.receive(fx.suspicion(0, view=1), 1.15)
     assert r.view == 2
     r.receive(vc(0, 2), 1.2)
     r.receive(vc(1, 2), 1.2)

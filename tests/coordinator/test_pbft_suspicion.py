@@ -5,15 +5,11 @@ changed view (seen in a 64-site replay, docs/coordinator.md)."""
 
 from __future__ import annotations
 
+from agora.coordinator.pbft.explorer import hurried
 from agora.coordinator.pbft.messages import batch_digest
-from agora.protos.agora.v1.pbft_pb2 import PbftMessage, PbftStatus, ViewChange
 from agora.coordinator.pbft.simnet import LinkFaults
+from agora.protos.agora.v1.pbft_pb2 import PbftMessage, ViewChange
 from tests.pbft_fixtures import Forge, finish, kinds, net, ops, replica
-
-
-def status(fx: Forge, sender: int, view: int = 0, *, suspects: bool = True):
-    return fx.replicas[sender].seal(PbftMessage(status=PbftStatus(
-        view=view, view_active=True, replica=sender, suspects=suspects)))
 
 
 def held_batch(fx: Forge, r, at: float = 0.0):
@@ -43,28 +39,28 @@ def test_a_backup_that_times_out_alone_keeps_its_view_and_executes_when_the_batc
 
 def test_suspicions_of_f_plus_1_replicas_move_even_a_replica_that_does_not_suspect():
     fx, r = Forge(), replica(3)
-    r.receive(status(fx, 1), 0.0)
+    r.receive(fx.suspicion(1), 0.0)
     assert r.view == 0, "one suspicion (f = 1) is not enough"
-    r.receive(status(fx, 2), 0.1)
+    r.receive(fx.suspicion(2), 0.1)
     assert r.view == 1 and not r.active
 
 
 def test_a_withdrawn_or_stale_suspicion_does_not_count():
     fx, r = Forge(), replica(3)
-    r.receive(status(fx, 1), 0.0)
-    r.receive(status(fx, 1, suspects=False), 0.1)            # withdrawn
-    r.receive(status(fx, 2), 0.2)
+    r.receive(fx.suspicion(1), 0.0)
+    r.receive(fx.suspicion(1, suspects=False), 0.1)            # withdrawn
+    r.receive(fx.suspicion(2), 0.2)
     assert r.view == 0
-    r.receive(status(fx, 1), 5.0)                            # 2's is 4.8 s old: stale
+    r.receive(fx.suspicion(1), 5.0)                            # 2's is 4.8 s old: stale
     assert r.view == 0
-    r.receive(status(fx, 2), 5.1)
+    r.receive(fx.suspicion(2), 5.1)
     assert r.view == 1
 
 
 def test_a_suspicion_of_another_view_does_not_count_for_this_one():
     fx, r = Forge(), replica(3)
-    r.receive(status(fx, 1, view=1), 0.0)
-    r.receive(status(fx, 2, view=1), 0.0)
+    r.receive(fx.suspicion(1, view=1), 0.0)
+    r.receive(fx.suspicion(2, view=1), 0.0)
     assert r.view == 0 and r.active
 
 
@@ -81,10 +77,7 @@ def test_a_peer_that_already_left_the_view_counts_as_suspecting_it():
 def test_in_a_group_a_replica_whose_timer_always_fires_first_stays_in_the_view_and_in_step():
     """Replica 3's timer is 50x shorter than the others' (as if its machine were loaded): it
     suspects the primary of nearly every batch, alone, and never leaves view 0."""
-    def hurried(rep) -> None:
-        if rep.index == 3:
-            rep._timeout = lambda: 0.01
-    n = net(replica_hook=hurried, faults=LinkFaults(min_delay=0.005, max_delay=0.02))
+    n = net(replica_hook=hurried(3, factor=50), faults=LinkFaults(min_delay=0.005, max_delay=0.02))
     n.submit("c0", ops("c0", 20))
     n.submit("c1", ops("c1", 20))
     finish(n)
