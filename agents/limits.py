@@ -49,6 +49,8 @@ MAX_CERT_DAYS = 36_500
 MAX_NAME = 128
 """characters of a name or id"""
 
+MAX_SITE_NAME = 64
+"""characters of a site's or a node's name (``SITE_NAME``)"""
 SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """site and node names: letters, digits, '.', '_', '-'; 1-64 characters, starting with a
 letter or digit (a node is named ``<site>/<node>``, so '/' cannot be part of either)"""

@@ -73,15 +73,26 @@ def _absolute_cwd(task, base: Path):
     return replace(task, run=replace(run, cwd=str((base / run.cwd).resolve())))
 
 
-def rejected_indices(res) -> dict[int, str]:
-    """{index in the submitted chunk: 'field: reason'} of a submission's refusals."""
+def rejected_indices(res, n: int) -> dict[int, str]:
+    """{index in the submitted chunk of ``n`` jobs: 'field: reason'} of a submission's
+    refusals. A refusal of the whole command (no ``jobs[i]`` in its field: a client that may
+    not submit, a chunk over a limit) refuses every job; so does a result that admitted fewer
+    jobs than it refused none of (nothing is counted accepted that the replicas did not)."""
     import re
 
-    out = {}
+    out: dict[int, str] = {}
+    whole = []
     for r in res.rejections:
         m = re.search(r"jobs\[(\d+)\]", r.field)
-        if m is not None:
+        if m is not None and int(m.group(1)) < n:
             out.setdefault(int(m.group(1)), f"{r.field}: {r.reason}")
+        else:
+            whole.append(f"{r.field or 'command'}: {r.reason}")
+    if not whole and res.accepted != n - len(out):
+        whole.append(f"the coordinator admitted {res.accepted} of the {n} jobs it was sent "
+                     f"and named {len(out)} refused; none is counted as submitted")
+    if whole:
+        return {i: out.get(i, "; ".join(whole)) for i in range(n)}
     return out
 
 
@@ -92,7 +103,7 @@ async def submit_chunks(client, jobs: list) -> tuple[list[str], list[tuple[str, 
 
     accepted, rejected = [], []
     for chunk in submission_chunks(jobs):
-        bad = rejected_indices(await client.submit_jobs(chunk))
+        bad = rejected_indices(await client.submit_jobs(chunk), len(chunk))
         for i, job in enumerate(chunk):
             (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))
     return accepted, rejected

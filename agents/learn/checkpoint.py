@@ -69,7 +69,34 @@ def read(path: str | Path) -> dict:
         found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointMismatch(f"{path}: format {found!r}; expected an {FORMAT} checkpoint "
                                  f"(train a new one with `agora train`)")
+    require(path, blob, PARTS)
     return blob
+
+
+PARTS = {"agent_config": dict, "state_dim": int, "slot_features": list, "own_features": list,
+         "local_dim": int, "model": dict, "codec": dict}
+"""what every checkpoint holds, and of which type (``read`` checks)"""
+RESUME_PARTS = {"train_config": dict, "optimizer": dict, "vnorm": list, "progress": dict,
+                "rng_state": dict, "torch_rng": torch.Tensor}
+"""what a checkpoint that a run resumes from holds besides ``PARTS`` (``agora train
+--resume``; ``require``)"""
+
+
+_KINDS = {dict: "a mapping", list: "a list", int: "a whole number", torch.Tensor: "a tensor"}
+
+
+def require(path: str | Path, blob: dict, parts: dict) -> None:
+    """Every field of ``parts`` in ``blob``, of its type; else one line naming the first
+    that is missing or wrong."""
+    for name, kind in parts.items():
+        if name not in blob:
+            raise CheckpointMismatch(f"{path}: no field {name!r}; expected a checkpoint "
+                                     f"written by `agora train` (it holds {', '.join(parts)})")
+        v = blob[name]
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise CheckpointMismatch(f"{path}: field {name!r} is a {type(v).__name__}; "
+                                     f"expected {_KINDS[kind]} (a checkpoint written by "
+                                     f"`agora train`)")
 
 
 def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
@@ -79,7 +106,7 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
     blob = read(path)
     try:
         cfg = AgentConfig(**blob["agent_config"])
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointMismatch(f"{path}: agent_config: {e}") from None
     diffs = []
     if list(blob["slot_features"]) != list(SLOT_FEATURES):

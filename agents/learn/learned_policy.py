@@ -67,9 +67,9 @@ class AgentConfig:
 
 
 _WHOLE_BOUNDS = (("k", 1, 1024), ("hidden", 1, 4096), ("code_dim", 1, 256),
-                 ("peers", 1, 1_000_000))
-"""(field, least, most) of AgentConfig's whole-number shapes (``bits`` is the codec's own
-check, [2, 8]): generous, so that a typo (0, a negative, a million) is named here rather
+                 ("bits", 2, 8), ("peers", 1, 1_000_000))
+"""(field, least, most) of AgentConfig's whole-number shapes (``bits``: the codec's range):
+generous, so that a typo (0, a negative, a million) is named here rather
 than as a division by zero or a tensor of negative size deep in training"""
 _COMMS = ("trigger", "always", "none", "global")
 

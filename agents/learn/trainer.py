@@ -61,6 +61,7 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
         resume = False
     if resume:
         blob = checkpoint.read(ck)
+        checkpoint.require(ck, blob, checkpoint.RESUME_PARTS)
         saved = TrainConfig.from_dict(blob["train_config"])
         if replace(saved, steps=cfg.steps) != cfg:
             raise checkpoint.CheckpointMismatch(

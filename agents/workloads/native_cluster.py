@@ -25,7 +25,8 @@ from agora.agents.domain import (MILLI, Cluster, Faults, Link, Node, NodeOutage,
                                  Site)
 from agora.agents.limits import (MAX_ATTEMPTS, MAX_BANDWIDTH_MBPS, MAX_CORES, MAX_GPUS,
                                  MAX_LATENCY_MS, MAX_MEM_MIB, MAX_NODES, MAX_OVERRUN_FACTOR,
-                                 MAX_PUE, MAX_TIME, MAX_WATTS, MIN_BANDWIDTH_MBPS)
+                                 MAX_PUE, MAX_SITE_NAME, MAX_TIME, MAX_WATTS,
+                                 MIN_BANDWIDTH_MBPS)
 from agora.agents.workloads.native_fields import site_name, units
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, describe, get_int, get_list,
                                               get_mapping, get_number, get_str, load_yaml)
@@ -119,6 +120,11 @@ def _site(w: Where, raw: Any, node_names: dict[str, int | None]) -> Site:
         if millicores < 1:
             raise at_key(wn, rn, "cpu").error(f"found {cpu:g}, under one millicore",
                                               "at least 0.001 cores")
+        if count > 1 and len(last := f"{base}-{count - 1}") > MAX_SITE_NAME:
+            raise at_key(wn, rn, "name").error(
+                f"{describe(base)} with count {count:,} names its last node {last!r} "
+                f"({len(last)} characters)", f"a name that leaves room for '-<index>': "
+                f"at most {MAX_SITE_NAME} characters with it")
         full = [f"{name}/{base}"] if count == 1 else [f"{name}/{base}-{k}" for k in range(count)]
         for n in full:
             if n in node_names:

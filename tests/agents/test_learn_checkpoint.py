@@ -123,6 +123,43 @@ def test_loading_a_checkpoint_never_runs_code_from_it(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.parametrize("drop, kind, words", [
+    ("agent_config", None, "no field 'agent_config'"),
+    ("state_dim", None, "no field 'state_dim'"),
+    ("model", None, "no field 'model'"),
+    ("slot_features", "text", "field 'slot_features' is a str; expected a list"),
+    ("local_dim", True, "field 'local_dim' is a bool; expected a whole number"),
+])
+def test_a_checkpoint_missing_a_part_is_named_in_one_line(trained, tmp_path, capsys, drop,
+                                                          kind, words):
+    # a probe: the right format tag without 'agent_config' printed a KeyError traceback
+    blob = checkpoint.read(trained / "best.pt")
+    if kind is None:
+        del blob[drop]
+    else:
+        blob[drop] = kind
+    p = tmp_path / "cut.pt"
+    torch.save(blob, p)
+    with pytest.raises(checkpoint.CheckpointMismatch, match=words.replace("[", r"\[")):
+        checkpoint.read(p)
+    assert main(["evaluate", "--checkpoint", str(p), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: " in err and words in err and "Traceback" not in err, err
+
+
+def test_resuming_from_a_checkpoint_without_its_training_state_is_refused(trained, tmp_path,
+                                                                         capsys):
+    import shutil
+    out = tmp_path / "r"
+    shutil.copytree(trained, out)
+    blob = checkpoint.read(out / "last.pt")
+    del blob["optimizer"]
+    torch.save(blob, out / "last.pt")
+    assert main(["train", *TRAIN, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no field 'optimizer'" in err and "Traceback" not in err, err
+
+
 def test_a_checkpoint_with_another_k_fails_saying_what_differs(trained):
     with pytest.raises(checkpoint.CheckpointMismatch, match="k: checkpoint 6, configuration 16"):
         checkpoint.load_agents(trained / "best.pt", expect=AgentConfig(k=16, hidden=32))
@@ -165,7 +202,8 @@ def test_new_commands_have_help(cmd, capsys):
     ("k", 0, "whole number in [1, 1,024]"), ("hidden", -3, "whole number"),
     ("code_dim", 0, "whole number"), ("peers", 0, "whole number"), ("k", True, "found True"),
     ("hidden", 64.5, "whole number"), ("beta", float("nan"), "finite number >= 0"),
-    ("threshold", -0.1, "finite number >= 0"), ("comm", "sometimes", "one of trigger")])
+    ("threshold", -0.1, "finite number >= 0"), ("comm", "sometimes", "one of trigger"),
+    ("bits", "eight", "whole number in [2, 8]"), ("bits", 9, "whole number in [2, 8]")])
 def test_agent_config_refuses_a_bad_shape_naming_the_field(field, value, words):
     # a config from a file or a federation setup reaches AgentConfig without the CLI's checks
     with pytest.raises(ValueError) as e:

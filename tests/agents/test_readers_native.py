@@ -112,6 +112,10 @@ GOOD = """sites:
     ("name: s2", "name: s1", 5, "sites[1].name", ["already defined"]),
     ("{name: n, cpu: 4, mem: 1024}", "{name: n, cpu: 4, mem: 1024, count: 0}", 4,
      "sites[0].nodes[0].count", [">= 1"]),
+    # a name of 62 characters is valid alone, but with count 20 its last node is
+    # '<name>-19', 65 characters, which the coordinator refuses in every node report
+    ("{name: n, cpu: 4, mem: 1024}", "{name: " + "n" * 62 + ", cpu: 4, mem: 1024, count: 20}",
+     4, "sites[0].nodes[0].name", ["-19", "65 characters", "at most 64"]),
 ])
 def test_cluster_errors(tmp_path, old, new, line, field, words):
     assert old in GOOD
