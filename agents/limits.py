@@ -23,6 +23,11 @@ MAX_GPUS = 1024
 """gpus of one node or one task's demand"""
 MAX_INSTANCES = 1_000_000
 """instances of one task"""
+MAX_LIVE_JOB_INSTANCES = 1_000_000
+"""instances of a job over its tasks, for a live Agora (each replica keeps a byte an instance:
+``coordinator.schedule_rules.MAX_INSTANCES_PER_JOB``)"""
+MAX_LIVE_JOB_TASKS = 1_000
+"""tasks of a job for a live Agora (``coordinator.schedule_rules.MAX_TASKS_PER_JOB``)"""
 MAX_NODES = 1_000_000
 """nodes of one cluster, all sites together (a short cluster YAML of many ``count`` entries
 otherwise builds millions: 2,000,000 took 11 s and 370 MiB to read)"""

@@ -4,6 +4,7 @@ and the ``Rejected`` a refused command (or part of one) is reported with."""
 
 from __future__ import annotations
 
+from agora.agents.limits import MAX_INSTANCES, MAX_LIVE_JOB_INSTANCES, MAX_LIVE_JOB_TASKS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 SITE_PREFIX = "site:"
@@ -30,9 +31,9 @@ def client_id_problem(client_id: str) -> str | None:
 
 
 MAX_JOBS_PER_COMMAND = 10_000
-MAX_TASKS_PER_JOB = 1_000
-MAX_INSTANCES_PER_TASK = 1_000_000
-MAX_INSTANCES_PER_JOB = 1_000_000
+MAX_TASKS_PER_JOB = MAX_LIVE_JOB_TASKS
+MAX_INSTANCES_PER_TASK = MAX_INSTANCES
+MAX_INSTANCES_PER_JOB = MAX_LIVE_JOB_INSTANCES
 MAX_INSTANCES_PER_COMMAND = 1_000_000
 """Instances of a job (over its tasks), and of one ``submit_jobs`` command. Every replica
 keeps a byte per instance and walks them when a task opens or is given up: one job of 1,000

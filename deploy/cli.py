@@ -157,17 +157,18 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--federated", action="store_true",
                    help="federated training over the organisations of --setup (the budget is "
                         "--rounds x --local-steps per organisation; --steps is not used)")
-    f.add_argument("--setup", default="synthetic-noniid",
-                   help="synthetic-noniid, alibaba-by-type, or a setup YAML "
+    # defaults None here, filled in by cli_sim.cmd_train: given without --federated is refused
+    f.add_argument("--setup", default=None,
+                   help="synthetic-noniid (the default), alibaba-by-type, or a setup YAML "
                         "(deploy/configs/federation/synthetic-noniid.yaml shows the form)")
-    f.add_argument("--rounds", type=_whole(ge=1, le=100_000), default=10,
-                   help="federated rounds")
-    f.add_argument("--local-steps", type=_whole(ge=1, le=10**9), default=2000,
-                   help="environment steps of local PPO per site per round")
-    f.add_argument("--strategy", default="fedavg", choices=["fedavg", "median", "trimmed"],
-                   help="Flower's FedAvg, FedMedian or FedTrimmedAvg")
-    f.add_argument("--trim-beta", type=_number(ge=0, le=0.49), default=0.2,
-                   help="trimmed: fraction cut from each end")
+    f.add_argument("--rounds", type=_whole(ge=1, le=100_000), default=None,
+                   help="federated rounds (default 10)")
+    f.add_argument("--local-steps", type=_whole(ge=1, le=10**9), default=None,
+                   help="environment steps of local PPO per site per round (default 2000)")
+    f.add_argument("--strategy", default=None, choices=["fedavg", "median", "trimmed"],
+                   help="Flower's FedAvg (the default), FedMedian or FedTrimmedAvg")
+    f.add_argument("--trim-beta", type=_number(ge=0, le=0.49), default=None,
+                   help="trimmed: fraction cut from each end (default 0.2)")
     f.add_argument("--secagg", action="store_true",
                    help="aggregate with Flower's SecAgg+ (fedavg only)")
     f.add_argument("--traces", default=None,

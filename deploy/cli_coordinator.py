@@ -28,8 +28,11 @@ from agora.deploy.arg_types import _whole
 
 VERSION = _whole(ge=0, le=2**63 - 1, text="a committed version, a whole number >= 0")
 
-CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*(/[0-9]+)?)?")
-"""client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``)"""
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+CLIENT_ID = re.compile(rf"operator|site:{_NAME}(/[0-9]{{1,6}})?|auditor:{_NAME}")
+"""client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``,
+``auditor:alice``): the only kinds the coordinator gives a role (a key for any other id
+could sign nothing the replicas accept; the replicas' own ids come with the group)"""
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
 OPERATOR = "operator"
 
@@ -129,8 +132,9 @@ def cmd_keys(a: argparse.Namespace) -> int:
     for c in clients:
         if len(c) > 256 or not CLIENT_ID.fullmatch(c):
             raise ValueError(f"--clients: {c[:80]!r} is no client id; expected operator, "
-                             f"site:<site name> or auditor:<name> (names: letters, digits, "
-                             f"'.', '_', '-', starting with a letter or digit)")
+                             f"site:<site name>, site:<site name>/<k> or auditor:<name> "
+                             f"(names: 1-64 letters, digits, '.', '_', '-', starting with a "
+                             f"letter or digit)")
     keys = generate_keys(a.replicas, clients)
     from agora.coordinator.private_file import write_private
 

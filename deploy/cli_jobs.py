@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from agora.agents.workloads.yamlmarks import describe
+from agora.deploy.arg_types import _number
 from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
 
 STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
@@ -40,7 +42,7 @@ def register(sub) -> None:
     s.add_argument("jobs", help="jobs .jsonl (agents/workloads/native.py)")
     s.add_argument("--follow", action="store_true", help="wait until they end, printing "
                    "each end")
-    s.add_argument("--timeout", type=float, default=None, metavar="S",
+    s.add_argument("--timeout", type=_number(gt=0, le=1e9), default=None, metavar="S",
                    help="with --follow: give up after S seconds (exit 1)")
     _common(s)
     s.set_defaults(fn=cmd_submit)
@@ -67,6 +69,9 @@ def register(sub) -> None:
 def cmd_submit(a: argparse.Namespace) -> int:
     from agora.deploy.api import prepare_jobs, submit_chunks
 
+    if a.timeout is not None and not a.follow:
+        raise ValueError(f"--timeout {a.timeout:g} without --follow: it is how long --follow "
+                         f"waits; expected --follow --timeout S, or no --timeout")
     t = target(a.config)
     # the file is read and checked first (syntax, ids, DAG, bounds, runs, against the
     # cluster), so a bad file is told before -- and without -- a running Agora
@@ -146,16 +151,17 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
     t = target(config)
     view, label = _ledger_view(t, client, keys)
     nodes = [n.name for n in t.coordinator.load_cluster().nodes]
-    rows = job_rows(view, nodes, t.out, only=job)
+    site = client[len("site:"):].split("/")[0] if client.startswith("site:") else None
+    rows = job_rows(view, nodes, t.out, only=job, reader_site=site)
     if job and not rows:
-        raise ValueError(f"--job: no job {job!r} at version {view.version}")
+        raise ValueError(f"--job: no job {describe(job)} at version {view.version}")
     return rows, view, label
 
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
     if a.job is not None and not rows:     # asked for one job: not an empty table
-        raise ValueError(f"--job {a.job!r}: no such job in the schedule (version "
+        raise ValueError(f"--job {describe(a.job)}: no such job in the schedule (version "
                          f"{view.version}, {label}); agora jobs lists them all")
     if a.json:
         print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
@@ -180,10 +186,13 @@ def _ledger_view(t, client_id: str, keys: str | None):
 
 
 def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
-             files: dict | None = None) -> list[dict]:
+             files: dict | None = None, reader_site: str | None = None) -> list[dict]:
     """Per job, per task: outcome, instance states, where they run; per instance too.
     ``files``: a cache, kept by the caller between calls (the web view), of what was read
-    from run folders that will not change -- a run's start, a finished run's end."""
+    from run folders that will not change -- a run's start, a finished run's end.
+    ``reader_site``: a site's client reads: the run folders on this machine fill in its own
+    jobs only (another site's job shows what the coordinator lets a site see -- never where
+    an instance ran or how it ended; a probe saw them merged in from local folders)."""
     from agora.agents.ledger_codec import FOREIGN_NODE
     from agora.deploy.run_folders import TaskEnds, run_started
     from agora.protos.convert import job_from_proto
@@ -205,11 +214,12 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
         if only is not None and rec.job.id != only:
             continue
         job = job_from_proto(rec.job, "job")
+        folders = out if reader_site is None or job.origin == reader_site else None
         tasks = []
         for t, tr in zip(job.tasks, rec.tasks):
             place = {p.instance: p for p in tr.running}
             fails = dict(zip(tr.failed_instance, tr.failed_attempts))
-            last_end = TaskEnds(out, job.id, t.id, files)
+            last_end = TaskEnds(folders, job.id, t.id, files)
             inst = []
             for i, s in enumerate(tr.states):
                 row = {"instance": i, "state": STATE_NAMES.get(s, str(s)),
@@ -221,8 +231,8 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
                     row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
                                run=p.version)
                     started = cached(("start", p.node, job.id, t.id, i, p.version),
-                                     lambda: run_started(out, nodes[p.node], job.id, t.id,
-                                                         i, p.version))
+                                     lambda: run_started(folders, nodes[p.node], job.id,
+                                                         t.id, i, p.version))
                     if started is not None:
                         row["since"] = started
                 if s in (3, 4) or fails.get(i):

@@ -161,6 +161,12 @@ def _agent_config(a: argparse.Namespace):
                        threshold=a.threshold, comm=a.comm, peers=a.peers)
 
 
+FEDERATED_DEFAULTS = {"setup": "synthetic-noniid", "rounds": 10, "local_steps": 2000,
+                      "strategy": "fedavg", "trim_beta": 0.2}
+"""``agora train --federated``'s options not given (None in the parser, so that one given
+without --federated is refused)"""
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from agora.agents.learn.ppo import PPOConfig
     from agora.agents.learn.trainer import TrainConfig, train
@@ -169,13 +175,19 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
                          "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
     if not a.federated:
-        given = [f for f, v in (("--max-nodes", a.max_nodes), ("--setup-load", a.setup_load),
-                                ("--traces", a.traces), ("--secagg", a.secagg or None))
+        given = [f for f, v in (("--setup", a.setup), ("--rounds", a.rounds),
+                                ("--local-steps", a.local_steps), ("--strategy", a.strategy),
+                                ("--trim-beta", a.trim_beta), ("--max-nodes", a.max_nodes),
+                                ("--setup-load", a.setup_load), ("--traces", a.traces),
+                                ("--secagg", a.secagg or None))
                  if v is not None]
         if given:
             raise ValueError(f"{', '.join(given)} without --federated: "
                              f"{'they apply' if len(given) > 1 else 'it applies'} to federated "
                              f"training only; expected --federated, or no {given[0]}")
+    for name, default in FEDERATED_DEFAULTS.items():
+        if getattr(a, name) is None:
+            setattr(a, name, default)
     if a.federated and a.workers != 1:
         raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
                          f"learner; a federated run's organisations each train in their own "

@@ -50,6 +50,9 @@ def write(path: str | Path, blob: dict) -> None:
 
 def read(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointMismatch(f"{path}: a folder, not a checkpoint file; expected a file "
+                                 f"written by `agora train` (e.g. {p / 'best.pt'})")
     if not p.is_file():
         raise CheckpointMismatch(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(p):

@@ -183,6 +183,9 @@ def read_alibaba_nodes(path: str | Path, sites: int, split: str = "stratified") 
                              problem=f"found {c[4]!r} for a node with {gpus} gpus",
                              expected="a gpu model when gpu > 0, empty when gpu is 0")
         rows.append((sn, cpu, mem, gpus, model))
+    if not rows:
+        raise InputError(path=path, line=None, field=None, problem="no nodes (a header only, "
+                         "or only blank lines)", expected="one node a line after the header")
     if len(rows) < sites:
         raise InputError(path=path, line=None, field="sites",
                          problem=f"{sites} sites but only {len(rows)} nodes",

@@ -21,7 +21,8 @@ from typing import Any
 
 from agora.agents.domain import (MILLI, Cluster, Demand, Job, Run, Task, Workload, run_problem,
                                  why_unschedulable)
-from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB,
+from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
+                                 MAX_LIVE_JOB_INSTANCES, MAX_LIVE_JOB_TASKS, MAX_MEM_MIB,
                                  MAX_SECONDS, MAX_TIME, MAX_WEIGHT)
 from agora.agents.workloads.native_cluster import read_cluster, write_cluster
 from agora.agents.workloads.native_fields import ident, num, units
@@ -50,6 +51,16 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
         rec = parse_json(w, s, "one JSON object a line")
         job = _job(w, rec, sites, models)
         if require_run:      # jobs for a live Agora, which refuses these at submission
+            if len(job.tasks) > MAX_LIVE_JOB_TASKS:
+                raise w.key("tasks").error(f"{len(job.tasks):,} tasks", f"at most "
+                                           f"{MAX_LIVE_JOB_TASKS:,} tasks a job for a live "
+                                           f"Agora")
+            total = sum(t.instances for t in job.tasks)
+            if total > MAX_LIVE_JOB_INSTANCES:
+                raise w.key("tasks").error(
+                    f"{total:,} instances over the job's tasks",
+                    f"at most {MAX_LIVE_JOB_INSTANCES:,} a job for a live Agora (split it "
+                    f"into several jobs)")
             for k, t in enumerate(job.tasks):
                 if t.run is None:
                     raise w.key(f"tasks[{k}].run").error(
@@ -148,7 +159,7 @@ def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:
     cycle = _find_cycle(tasks)
     if cycle:
         raise w.key(f"tasks[{index[cycle[0]]}].after").error(
-            "tasks wait for each other in a cycle: " + " -> ".join(cycle + [cycle[0]]),
+            "tasks wait for each other in a cycle: " + _shown_cycle(cycle),
             "dependencies without cycles")
     return Job(id=jid, arrival=arrival, origin=origin, tasks=tuple(tasks), weight=weight,
                deadline=deadline)
@@ -186,6 +197,8 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
                 raise wm.item(j).error(f"unknown gpu model {m!r}",
                                        f"a model of the cluster: "
                                        f"{', '.join(sorted(models)) or 'none (no gpus)'}")
+            if m in raw[:j]:
+                raise wm.item(j).error(f"gpu model {m!r} listed twice", "each model once")
         gpu_models = frozenset(raw)
     instances = get_int(w.key("instances"), rt.get("instances", 1), ge=1, le=MAX_INSTANCES)
     after_raw = get_list(w.key("after"), rt.get("after", []), what="task ids")
@@ -242,6 +255,17 @@ def run_record(run: Run) -> dict[str, Any]:
     if run.timeout_s is not None:
         out["timeout_s"] = num(run.timeout_s)
     return out
+
+
+SHOWN_CYCLE = 8
+"""tasks of a dependency cycle an error names (a cycle of 20,000 tasks made a 189 KB line)"""
+
+
+def _shown_cycle(cycle: list[str]) -> str:
+    if len(cycle) <= SHOWN_CYCLE:
+        return " -> ".join(cycle + [cycle[0]])
+    return (" -> ".join(cycle[:SHOWN_CYCLE]) + f" -> ... ({len(cycle) - SHOWN_CYCLE:,} more "
+            f"tasks) -> {cycle[0]}")
 
 
 def _find_cycle(tasks: list[Task]) -> list[str]:

@@ -166,6 +166,8 @@ def test_a_checkpoint_with_another_k_fails_saying_what_differs(trained):
 
 
 def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(checkpoint.CheckpointMismatch, match="a folder, not a checkpoint file"):
+        checkpoint.read(tmp_path)                  # a training run's folder, not its best.pt
     p = tmp_path / "x.pt"
     p.write_text("hello")
     with pytest.raises(checkpoint.CheckpointMismatch, match="not a torch.save archive"):

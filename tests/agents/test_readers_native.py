@@ -301,6 +301,8 @@ def drop(key: str) -> str:
     (bad_demand(1, gpu_models=["V100", "H100"]), "tasks[1].demand.gpu_models[1]",
      ["unknown gpu model 'H100'", "A100, V100"]),
     (bad_demand(0, gpu_models=["V100"]), "tasks[0].demand.gpu_models", ["no gpu"]),
+    (bad_demand(1, gpu_models=["V100", "V100"]), "tasks[1].demand.gpu_models[1]",
+     ["'V100' listed twice"]),
     (bad_demand(1, gpu_models=[]), "tasks[1].demand.gpu_models", ["empty list"]),
     (bad_task(1, after=["t9"]), "tasks[1].after[0]", ["'t9' is not a task", "'t0', 't1'"]),
     (bad_task(0, after=["t1"]), "tasks[0].after", ["cycle", "t0 -> t1 -> t0"]),
@@ -368,6 +370,40 @@ def test_a_live_agora_needs_a_run_for_every_task(cluster, tmp_path):
         t["run"] = {"argv": ["true"]}
     p.write_text(json.dumps(j) + "\n")
     assert read_jobs(p, cluster, require_run=True).jobs[0].tasks[1].run.argv == ("true",)
+
+
+def test_a_live_agora_refuses_a_job_over_its_instance_or_task_budget_naming_the_line(
+        cluster, tmp_path):
+    # a probe: 1,000,000 + 1,000 instances passed the reader and were refused only by the
+    # coordinator (RESOURCE_EXHAUSTED, no file or line); a simulation reads them
+    run = {"argv": ["true"]}
+    big = job(id="big", tasks=[
+        {"id": "a", "duration": 1, "demand": {"cpu": 1, "mem": 512}, "instances": 1_000_000,
+         "run": run},
+        {"id": "b", "duration": 1, "demand": {"cpu": 1, "mem": 512}, "instances": 1_000,
+         "run": run}])
+    p = tmp_path / "j.jsonl"
+    p.write_text(json.dumps(big) + "\n")
+    check(fails(read_jobs, p, p.read_text(), cluster, require_run=True), p, 1, "tasks",
+          "1,001,000 instances", "at most 1,000,000")
+    assert read_jobs(p, cluster).jobs[0].tasks[0].instances == 1_000_000
+    wide = job(id="wide", tasks=[{"id": f"t{i}", "duration": 1, "demand": {"cpu": 1,
+                                  "mem": 512}, "run": run} for i in range(1_001)])
+    p.write_text(json.dumps(wide) + "\n")
+    check(fails(read_jobs, p, p.read_text(), cluster, require_run=True), p, 1, "tasks",
+          "1,001 tasks", "at most 1,000")
+
+
+def test_a_long_dependency_cycle_is_named_by_its_first_tasks_in_one_short_line(cluster,
+                                                                                tmp_path):
+    # a probe: 20,000 tasks in one cycle made a 189 KB error line listing every task
+    n = 1_000
+    tasks = [{"id": f"t{i}", "duration": 1, "demand": {"cpu": 1, "mem": 512},
+              "after": [f"t{(i + 1) % n}"]} for i in range(n)]
+    p = tmp_path / "j.jsonl"
+    p.write_text(json.dumps(job(id="loop", tasks=tasks)) + "\n")
+    e = fails(read_jobs, p, p.read_text(), cluster)
+    assert "cycle" in str(e) and "(992 more tasks)" in str(e) and len(str(e)) < 600, str(e)
 
 
 def test_jobs_empty_file_is_empty_workload(cluster, tmp_path):

@@ -107,6 +107,9 @@ def test_nodes_errors(tmp_path):
     check(fails(read_alibaba_nodes, p, text.replace("n-05,64000,", "n-05,"), 2), p, 7, None,
           "found 4 columns")
     check(fails(read_alibaba_nodes, p, text, 13), p, None, "sites", "only 12 nodes")
+    # a header alone blamed --sites ("8 sites but only 0 nodes")
+    check(fails(read_alibaba_nodes, p, text.splitlines()[0] + "\n", 8), p, None, None,
+          "no nodes", "one node a line")
     check(fails(read_alibaba_nodes, p, text, 2, "random"), p, None, "split", "stratified")
     check(fails(read_alibaba_nodes, p, b"sn,cpu_milli,memory_mib,gpu,model\nn,1\xff,1,0,\n", 1),
           p, 2, None, "UTF-8")

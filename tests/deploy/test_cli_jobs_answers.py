@@ -32,6 +32,18 @@ def test_a_job_that_is_not_there_is_named_not_an_empty_table(up, capsys, monkeyp
     assert f"--job {job!r}: no such job" in err and "version 7" in err, err
 
 
+def test_a_huge_job_id_is_not_echoed_whole(up, capsys, monkeypatch):
+    # a probe: --job of 100,000 characters was echoed back whole
+    from agora.deploy import cli_jobs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    monkeypatch.setattr(cli_jobs, "job_rows_for",
+                        lambda *a, **k: ([], pb.LedgerView(version=7), "live"))
+    assert main(["jobs", "--job", "R" * 100_000, "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert "no such job" in err and len(err) < 400, len(err)
+
+
 def test_logs_of_a_run_that_wrote_nothing_say_how_it_ended(tmp_path, capsys):
     from agora.deploy.cli_jobs import _say_why_silent
 

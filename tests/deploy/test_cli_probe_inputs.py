@@ -106,11 +106,20 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["keys", "--replicas", "4", "--clients", "site:../x", "--out", "X"],
      "'site:../x' is no client id"),
+    # a probe: ids of no kind the coordinator knows were written (no role: a dead key)
+    (["keys", "--replicas", "4", "--clients", "bogus", "--out", "X"], "'bogus' is no client id"),
+    (["keys", "--replicas", "4", "--clients", "x:y/2", "--out", "X"], "'x:y/2' is no client id"),
+    (["keys", "--replicas", "4", "--clients", "replica:9", "--out", "X"],
+     "'replica:9' is no client id"),
     (["certs", "--sites", "a,a", "--out", "X"], "names a site twice"),
     (["certs", "--sites", "../x", "--out", "X"], "--sites: name '../x'"),
     (["certs", "--hosts", "a b", "--out", "X"], "'a b' is neither a DNS name nor an IP"),
     (["train", "--max-nodes", "4", "--out", "X"], "--max-nodes without --federated"),
     (["train", "--secagg", "--out", "X"], "--secagg without --federated"),
+    (["train", "--trim-beta", "0.1", "--out", "X"], "--trim-beta without --federated"),
+    (["train", "--rounds", "3", "--strategy", "median", "--out", "X"],
+     "--rounds, --strategy without --federated"),
+    (["submit", "X", "--timeout", "5"], "--timeout 5 without --follow"),
     (["simulate", "--no-gantt", "--workload", ""], "'': an empty name"),
 ])
 def test_names_and_flags_that_cannot_apply_are_refused(argv, words, tmp_path, capsys):

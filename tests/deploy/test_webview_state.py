@@ -178,6 +178,24 @@ def test_finished_runs_are_read_from_disk_once_and_unwritten_ones_again(tmp_path
     assert sum("ran_on" in i for j in again for t in j["tasks"] for i in t["instances"]) == 1
 
 
+def test_a_sites_reader_gets_run_details_from_local_folders_of_its_own_jobs_only(tmp_path):
+    # a probe: `agora jobs --client site:dc-b` showed dc-a's job's node, exit code and
+    # reason, merged in from this machine's run folders, where the coordinator hides them
+    from bench.web_view import ledger_with_runs
+
+    from agora.deploy.cli_jobs import job_rows
+
+    nodes = ["a/n0", "b/n0"]
+    view = ledger_with_runs(tmp_path, jobs=1, instances=2, nodes=nodes)   # origin s0
+
+    def ran_on(rows):
+        return [i.get("ran_on") for j in rows for t in j["tasks"] for i in t["instances"]]
+
+    assert all(ran_on(job_rows(view, nodes, tmp_path)))                   # the operator
+    assert all(ran_on(job_rows(view, nodes, tmp_path, reader_site="s0")))  # its own job
+    assert not any(ran_on(job_rows(view, nodes, tmp_path, reader_site="s1")))
+
+
 def test_a_cancelled_task_of_many_instances_lists_its_folders_once_per_node(tmp_path,
                                                                              monkeypatch):
     """200,000 instances cancelled, three of which ran: ``agora jobs`` and the web view
