@@ -106,7 +106,8 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
         raise ValueError(_unreadable_log(config.database(index), e)) from None
     server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[RefuseUndecodable()])
     rpc.add_PeerServicer_to_server(PeerService(host), server)
-    rpc.add_CoordinatorServicer_to_server(CoordinatorService(host), server)
+    service = CoordinatorService(host)
+    rpc.add_CoordinatorServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = config.replicas[index]
@@ -130,7 +131,7 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     log.info("replica %d of %d serving on %s%s", index, config.n, address,
              " (mutual TLS)" if creds is not None else "")
     return Server(server=server, host=host, health=health_servicer, grace_s=grace_s,
-                  metrics_port=metrics_port)
+                  metrics_port=metrics_port, service=service)
 
 
 def _unreadable_log(db: Path, e: Exception) -> str:
@@ -153,9 +154,12 @@ class Server:
     port of its metrics endpoint, or None."""
 
     def __init__(self, *, server: grpc.aio.Server, host: ReplicaHost, health,
-                 grace_s: float, metrics_port: int | None = None) -> None:
+                 grace_s: float, metrics_port: int | None = None,
+                 service: CoordinatorService | None = None) -> None:
         self.server, self.host, self.health, self.grace_s = server, host, health, grace_s
         self.metrics_port = metrics_port
+        self.service = service
+        """its ``agora.v1.Coordinator`` servicer"""
 
     async def stop(self) -> None:
         for name in ("", *SERVICES):

@@ -95,18 +95,56 @@ def _peer_is_replica(context, sender: int) -> bool:
 
 
 SWEEP_S = 0.25
+"""How often a request stream cancels its requests past ``request_timeout_s``."""
+STREAM_BACKLOG = MAX_STREAM_BATCH
+"""Replies a ``Requests`` stream holds that its client has not read yet; past it the replica
+reads no more of the stream's requests until the client reads."""
+UNREAD_S = 30.0
+"""A client that reads none of its stream's replies for this long while they are held loses
+them: the replica drops them, cancels the stream's open requests and ends it,
+RESOURCE_EXHAUSTED (a probe's abandoned streams held ~2 MB each at a replica, with no key)."""
+MAX_REQUEST_STREAMS = 1024
+"""``Requests`` streams open at one replica at once (a client process holds one); more are
+refused, RESOURCE_EXHAUSTED."""
+MAX_REQUEST_STREAMS_PER_HOST = 256
+"""... and from one network address (a replay of 64 sites runs every agent on one host)."""
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """The stream's replies were not read for ``UNREAD_S``: it ends."""
+    dropped: int
 
 
 @dataclass(frozen=True)
 class _Oversized:
     """A ``StreamRequests`` message over ``MAX_STREAM_BATCH``: the stream is refused."""
     count: int
-"""How often a request stream cancels its requests past ``request_timeout_s``."""
 
 
 class CoordinatorService(rpc.CoordinatorServicer):
     def __init__(self, host: ReplicaHost) -> None:
         self.host = host
+        self.request_streams: dict[str, int] = {}
+        """network address -> ``Requests`` streams open from it"""
+
+    def _stream_slot(self, peer: str) -> str | None:
+        """Take a ``Requests`` stream slot for ``peer`` (gRPC's ``context.peer()``): its
+        address, or None when the replica holds as many streams as it takes."""
+        where = peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
+        held = self.request_streams.get(where, 0)
+        if (sum(self.request_streams.values()) >= MAX_REQUEST_STREAMS
+                or held >= MAX_REQUEST_STREAMS_PER_HOST):
+            return None
+        self.request_streams[where] = held + 1
+        return where
+
+    def _stream_gone(self, where: str) -> None:
+        left = self.request_streams.get(where, 1) - 1
+        if left > 0:
+            self.request_streams[where] = left
+        else:
+            self.request_streams.pop(where, None)
 
     def _admit(self, envelope: bytes, rpc_name: str):
         """The checks before ordering, cheapest and keyless first: size, the envelope
@@ -195,7 +233,16 @@ class CoordinatorService(rpc.CoordinatorServicer):
         as its unary RPC would be and answered with its id, in completion order, what is
         ready together in one StreamReplies; a refusal answers that request only."""
         host = self.host
+        where = self._stream_slot(context.peer() or "")
+        if where is None:
+            self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams", ""),
+                          "Requests")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"this replica holds {MAX_REQUEST_STREAMS} request streams "
+                                f"(at most {MAX_REQUEST_STREAMS_PER_HOST} from one address); "
+                                f"close one, or retry later")
         out: asyncio.Queue = asyncio.Queue()
+        drained = asyncio.Event()     # set each time the client's replies were taken
         loop = asyncio.get_running_loop()
         timers: dict[int, tuple[float, asyncio.Future]] = {}
         """open requests: id -> (when it times out, its waiter); one sweep a stream cancels
@@ -204,6 +251,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         def answer(sr: pb.StreamRequest, req, fut: asyncio.Future) -> None:
             timers.pop(sr.id, None)
             host.forget(req.client_id, req.timestamp, fut)
+            if cut:                   # the stream's replies went unread: it is ending
+                return
             if fut.cancelled():       # timed out, or the replica is closing
                 out.put_nowait(pb.StreamReply(id=sr.id, code="UNAVAILABLE",
                                               details=self._timed_out(sr.rpc)))
@@ -230,16 +279,36 @@ class CoordinatorService(rpc.CoordinatorServicer):
         ended = False
         """the client finished sending: the stream ends once its open requests are
         answered"""
+        cut = False
+        """its replies went unread for UNREAD_S: dropped, and the stream ends"""
+
+        async def unread_backlog_goes() -> bool:
+            """Wait while more than STREAM_BACKLOG replies are unread; False: none was taken
+            for UNREAD_S."""
+            while out.qsize() > STREAM_BACKLOG:
+                drained.clear()
+                try:
+                    await asyncio.wait_for(drained.wait(), UNREAD_S)
+                except asyncio.TimeoutError:
+                    return False
+            return True
 
         async def read() -> None:
-            nonlocal ended
+            nonlocal ended, cut
             try:
                 async for batch in request_iterator:
                     if len(batch.requests) > MAX_STREAM_BATCH:
                         out.put_nowait(_Oversized(len(batch.requests)))
                         return
-                    while out.qsize() > 4 * MAX_STREAM_BATCH:    # replies not read yet
-                        await asyncio.sleep(0.01)
+                    if out.qsize() > STREAM_BACKLOG and not await unread_backlog_goes():
+                        dropped = out.qsize()
+                        while not out.empty():
+                            out.get_nowait()
+                        cut = True
+                        out.put_nowait(_Unread(dropped))
+                        for _when, fut in list(timers.values()):
+                            fut.cancel()
+                        return
                     for sr in batch.requests:
                         try:
                             env, req = admit(sr)
@@ -276,6 +345,16 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 items = [await out.get()]
                 while not out.empty():
                     items.append(out.get_nowait())
+                drained.set()
+                unread = next((x for x in items if isinstance(x, _Unread)), None)
+                if unread is not None:
+                    self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "unread", ""),
+                                  "Requests")
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"this stream's replies were not read for "
+                                        f"{UNREAD_S:g} s; {unread.dropped} were dropped and "
+                                        f"its open requests cancelled (they may still "
+                                        f"execute); open a new stream")
                 big = next((x for x in items if isinstance(x, _Oversized)), None)
                 if big is not None:
                     self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
@@ -292,6 +371,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
             sweeper.cancel()
             for _when, fut in list(timers.values()):   # the client left: forget its waits
                 fut.cancel()
+            self._stream_gone(where)
 
     async def SubmitJobs(self, request, context):
         return await self._request(request, context, "SubmitJobs")

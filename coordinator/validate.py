@@ -229,10 +229,20 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         if q == "schedule" and m.schedule.WhichOneof("by") is None:
             raise invalid(f"{at}.schedule", "no selector set",
                           "all, site, job_id, task or since_version")
-        if q == "schedule" and m.schedule.WhichOneof("by") == "since_version" \
-                and m.schedule.since_version < 0:
+        by = m.schedule.WhichOneof("by") if q == "schedule" else None
+        if by == "since_version" and m.schedule.since_version < 0:
             raise invalid(f"{at}.schedule.since_version", f"{m.schedule.since_version}",
                           "a version >= 0")
+        # ids are bounded here, before ordering: a query for a 4,000,000-character id was
+        # ordered, logged by every replica and echoed whole in each reply (probe)
+        if by == "site":
+            _site_name(m.schedule.site, f"{at}.schedule.site")
+        elif by == "job_id":
+            _id(m.schedule.job_id, f"{at}.schedule.job_id")
+        elif by == "task":
+            _ids(m.schedule.task, f"{at}.schedule.task")
+        elif q == "job_status":
+            _id(m.job_status.job_id, f"{at}.job_status.job_id")
 
 
 def _bid_problem(b: pb.Bid, at: str) -> None:
@@ -244,11 +254,14 @@ def _bid_problem(b: pb.Bid, at: str) -> None:
 
 def _ids(m, at: str) -> None:
     for name in ("job_id", "task_id"):
-        value = getattr(m, name)
-        if not value:
-            raise invalid(f"{at}.{name}", "empty", "an id")
-        if len(value) > MAX_NAME:      # never echoed whole: no job or task has such an id
-            raise invalid(f"{at}.{name}", f"{len(value)} characters", ID_TEXT)
+        _id(getattr(m, name), f"{at}.{name}")
+
+
+def _id(value: str, field: str) -> None:
+    if not value:
+        raise invalid(field, "empty", "an id")
+    if len(value) > MAX_NAME:      # never echoed whole: no job or task has such an id
+        raise invalid(field, f"{len(value)} characters", ID_TEXT)
 
 
 def _site_name(name: str, field: str) -> None:

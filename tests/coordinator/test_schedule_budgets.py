@@ -115,3 +115,21 @@ def test_restoring_a_snapshot_never_takes_the_key_change_count_back():
     st.member_changes = 3                       # as after three admissions
     st.restore(st.snapshot())
     assert st.member_changes == 4
+
+
+@pytest.mark.parametrize("query, field", [
+    (pb.Query(job_status=pb.JobStatusQuery(job_id="y" * 4_000_000)), "job_status.job_id"),
+    (pb.Query(schedule=pb.ScheduleQuery(job_id="y" * 129)), "schedule.job_id"),
+    (pb.Query(schedule=pb.ScheduleQuery(site="s" * 65)), "schedule.site"),
+    (pb.Query(schedule=pb.ScheduleQuery(task=pb.TaskRef(job_id="j", task_id="t" * 200))),
+     "schedule.task.task_id"),
+    (pb.Query(job_status=pb.JobStatusQuery(job_id="")), "job_status.job_id"),
+])
+def test_a_query_for_an_id_no_job_can_have_is_refused_before_ordering_and_not_echoed(
+        query, field):
+    # a probe: a query for a 4,000,000-character job id was ordered, written to every
+    # replica's log and echoed whole in each replica's reply
+    with pytest.raises(Refusal) as e:
+        check_command(pb.Command(query=query), "site:a", "command.query")
+    assert e.value.code.name == "INVALID_ARGUMENT"
+    assert e.value.message.startswith(f"command.query.{field}") and len(e.value.message) < 400

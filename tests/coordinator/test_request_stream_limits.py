@@ -1,0 +1,115 @@
+"""What an abandoned or multiplied ``Requests`` stream may cost a replica (a probe: 600 streams
+of refusals, never read, took a replica from 74 MB to 1.3 GB, with no key at all).
+
+A replica in this process (n = 1, f = 0; ``serve``) and raw gRPC streams: a client that
+reads none of its replies for ``UNREAD_S`` loses them and the stream ends,
+RESOURCE_EXHAUSTED; streams past ``MAX_REQUEST_STREAMS_PER_HOST`` from one address are
+refused, and a closed one frees its slot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agora.coordinator import service
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+
+CLUSTER = Path(__file__).parents[1] / "fixtures" / "cluster_small.yaml"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _with_replica(tmp_path, body) -> None:
+    """Run ``await body(channel, server)`` against one replica served in this process."""
+    from agora.coordinator.config import config_from_dict
+    from agora.coordinator.pbft.keys import generate_keys
+    from agora.coordinator.server import serve
+    from agora.deploy.local_group import free_ports
+
+    keys = generate_keys(1, ["site:east"], seed=b"stream-limits")
+    cfg = config_from_dict({"replicas": [f"127.0.0.1:{free_ports(1)[0]}"], "f": 0,
+                            "data_dir": str(tmp_path / "data"), "cluster": str(CLUSTER)})
+
+    async def go():
+        server = await serve(cfg, 0, keys)
+        try:
+            async with grpc.aio.insecure_channel(cfg.replicas[0]) as ch:
+                await body(ch, server)
+            await asyncio.sleep(0.2)
+            assert sum(server.service.request_streams.values()) == 0   # every slot freed
+        finally:
+            await server.stop()
+    asyncio.run(asyncio.wait_for(go(), 90))
+
+
+def _junk(first: int) -> pb.StreamRequests:
+    """A full message of requests every replica refuses before any key is looked at (an
+    unknown method, named back in each refusal: ~300 bytes of reply each)."""
+    return pb.StreamRequests(requests=[
+        pb.StreamRequest(id=first + k, rpc="x" * 64, envelope=b"")
+        for k in range(service.MAX_STREAM_BATCH)])
+
+
+def test_a_stream_whose_replies_are_never_read_is_cut_and_its_replies_dropped(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(service, "UNREAD_S", 1.0)
+
+    async def body(ch, server):
+        async def flood():
+            for m in range(200):          # ~60 MB of replies, if all were read
+                yield _junk(m * service.MAX_STREAM_BATCH)
+        call = rpc.CoordinatorStub(ch).Requests(flood())
+        await asyncio.sleep(4)            # the client reads nothing meanwhile
+        held = sum(server.service.request_streams.values())
+        replies = 0
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            async for batch in call:
+                replies += len(batch.replies)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "were not read for 1 s" in e.value.details()
+        # what the client got is what fitted in gRPC's buffers before the cut, far from
+        # the 204,800 it sent
+        assert replies < 50 * service.MAX_STREAM_BATCH, replies
+        assert held == 1
+        # a well-behaved stream still works on the same channel
+        ok = rpc.CoordinatorStub(ch).Requests(iter([_junk(0)]))
+        got = [r for b in [x async for x in ok] for r in b.replies]
+        assert len(got) == service.MAX_STREAM_BATCH
+        assert all(r.code == "INVALID_ARGUMENT" for r in got)
+    _with_replica(tmp_path, body)
+
+
+def test_streams_past_the_limit_from_one_address_are_refused_until_one_closes(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setattr(service, "MAX_REQUEST_STREAMS_PER_HOST", 2)
+
+    async def body(ch, _server):
+        stub = rpc.CoordinatorStub(ch)
+        gates = [asyncio.Event() for _ in range(3)]
+
+        def held_open(gate):
+            async def requests():
+                yield _junk(0)
+                await gate.wait()         # the stream stays open until released
+            return requests()
+        first, second = (stub.Requests(held_open(g)) for g in gates[:2])
+        for call in (first, second):
+            assert len((await call.read()).replies) == service.MAX_STREAM_BATCH
+        third = stub.Requests(held_open(gates[2]))
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await third.read()
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 2 from one address" in e.value.details()
+        gates[0].set()                    # the first client finishes: a slot frees
+        assert await first.read() is grpc.aio.EOF
+        fourth = stub.Requests(held_open(gates[2]))
+        assert len((await fourth.read()).replies) == service.MAX_STREAM_BATCH
+        gates[1].set()
+        gates[2].set()
+        await second.read()
+        await fourth.read()
+    _with_replica(tmp_path, body)
