@@ -98,6 +98,10 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         t0 = time.perf_counter()
         system = bring_up(cfg, cluster, spec, out, weights=weights, policy_config=pconf,
                           executor_spec=RayExecutorSpec(namespace="agora"), live=True)
+        # ray.init put Ray's own SIGTERM handler in place of ours: a stack dump, then death,
+        # so `agora down` never reached the stop below (agents, runners, Ray and the local
+        # cluster's address file were left to die with the process or go stale)
+        stop.install()
         if stop.event.is_set():
             return _stopped(system, out, echo, stop)
         info = {"pid": os.getpid(), "pid_start": pid_file.start_ticks(os.getpid()),

@@ -23,8 +23,8 @@ NODE = "site-a/n0"
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    ray.init(num_cpus=2, resources={node_resource(NODE): 1}, include_dashboard=False,
-             log_to_driver=False, namespace="agora-test-runner")
+    ray.init(address="local", num_cpus=2, resources={node_resource(NODE): 1},
+             include_dashboard=False, log_to_driver=False, namespace="agora-test-runner")
     h = RayNodeRunner.options(name=runner_name(NODE), num_cpus=0,
                               resources={node_resource(NODE): 0.001}, max_restarts=-1,
                               max_concurrency=100).remote(NODE, str(root))
@@ -112,14 +112,22 @@ def _escaped_child(marker: Path) -> str:
             f"start_new_session=True); open({str(marker)!r}, 'w').write(str(p.pid))")
 
 
-def _gone(pid: int, within_s: float = 5.0) -> bool:
+def _gone(pid: int, folder: Path, within_s: float = 5.0) -> bool:
+    """No process ``pid`` of the run of ``folder`` is left: none, a zombie, or another
+    process that was given the pid since (a busy machine reuses pids: the suite once saw
+    this fail, most likely on a reused one)."""
+    from agora.agents.cluster.instance_run import run_marker
+
     deadline = time.time() + within_s
     while time.time() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return True                  # dead, waiting for its parent to reap it
-        except FileNotFoundError:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if run_marker(folder) not in f.read().split(b"\0"):
+                    return True                  # not the run's any more
+        except (FileNotFoundError, ProcessLookupError):
             return True
         time.sleep(0.1)
     return False
@@ -135,7 +143,8 @@ def test_processes_a_run_moved_out_of_its_group_end_with_it(runner, tmp_path):
     ray.get(h.start.remote(req("j9", [PY, "-c", _escaped_child(marker)])))
     e = wait_end(h, "j9")
     assert e.kind == "completed"
-    assert _gone(int(marker.read_text())), "the escaped child outlived its completed run"
+    assert _gone(int(marker.read_text()), run_folder(root, NODE, "j9", "t", 0, 1)), \
+        "the escaped child outlived its completed run"
     end = json.loads((run_folder(root, NODE, "j9", "t", 0, 1) / "end.json").read_text())
     assert end["strays_killed"] == 1
     marker.unlink()
@@ -146,7 +155,8 @@ def test_processes_a_run_moved_out_of_its_group_end_with_it(runner, tmp_path):
         time.sleep(0.1)
     assert ray.get(h.kill.remote("j10", "t", 0, 1, "cancelled"))
     assert wait_end(h, "j10").kind == "killed"
-    assert _gone(int(marker.read_text())), "the escaped child outlived its cancelled run"
+    assert _gone(int(marker.read_text()), run_folder(root, NODE, "j10", "t", 0, 1)), \
+        "the escaped child outlived its cancelled run"
 
 
 @pytest.mark.timeout(120)

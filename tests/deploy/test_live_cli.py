@@ -161,6 +161,10 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
 
     p = agora("down", "--config", cfg)
     assert p.returncode == 0 and "stopped" in p.stdout
+    # ... through its own stop, not killed by Ray's SIGTERM handler (a stack dump, and no
+    # stop of agents, runners and Ray: installed by ray.init over agora up's handler)
+    log = (d / "out" / "agora.log").read_text()
+    assert "agora up: stopped;" in log and "SIGTERM received" not in log, log[-2000:]
 
     # after the stop: reads come from the replicas' logs, labelled; writes say nothing runs
     p = agora("jobs", "--json", "--config", cfg)

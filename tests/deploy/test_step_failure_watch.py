@@ -57,7 +57,7 @@ class _FakeAgent:
 
 @pytest.mark.timeout(120)
 def test_the_watch_reports_an_agent_once_per_growth_of_its_failures():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False,
              namespace="agora-test-watch")
     try:
         a, b = _FakeAgent.remote("dc-a"), _FakeAgent.remote("dc-b")
