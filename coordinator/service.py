@@ -20,6 +20,7 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.request_stream import MAX_OPEN_PER_STREAM, MAX_STREAM_BATCH
@@ -214,6 +215,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
         host = self.host
         try:
+            unknown = sorted({f.field_number for f in UnknownFieldSet(request)})
+            if unknown:     # refused everywhere else in a request: here too (probe)
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                              f"request: unknown field number(s) {unknown}; expected only "
+                              f"the fields of {request.DESCRIPTOR.full_name}")
             env, req = self._admit(request.envelope, rpc_name)
         except Refusal as r:
             self._refused(r, rpc_name)
