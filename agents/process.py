@@ -45,6 +45,15 @@ def bound_to_parent(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
+def python_module(module: str, *args: str) -> list[str]:
+    """The command line that runs ``python -m module args`` with this interpreter, without
+    the current folder on ``sys.path`` (``-P``): started from a folder that holds an
+    ``agora`` folder of its own (a checkout's parent, a run's output), ``python -m agora...``
+    imported that folder instead of the package (a probe: ``agora up --detach`` failed with
+    "cannot import name 'IMPORT_ROOT' from 'agora'")."""
+    return [sys.executable, "-P", "-m", module, *args]
+
+
 def cannot_start(program: str, env: Mapping[str, str], cwd: str) -> OSError | None:
     """Why ``program`` (``argv[0]``) could not be ``exec``'d from ``cwd`` with ``env``'s
     PATH, as the OSError ``subprocess.Popen`` would raise (a ``cwd`` that is no folder: its

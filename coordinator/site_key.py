@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from agora.agents.process import python_module
 from agora.coordinator.private_file import write_private
 
 HEADER = b"agora site key v1\n"
@@ -128,7 +128,7 @@ class NodeIdentity:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(IMPORT_ROOT), env.get("PYTHONPATH")) if p)
         req = {"op": op, "key": str(self._path(TLS_KEY)), "site": self.site, **fields}
-        r = subprocess.run([sys.executable, "-m", "agora.coordinator.site_tls"], env=env,
+        r = subprocess.run(python_module("agora.coordinator.site_tls"), env=env,
                            input=json.dumps(req), capture_output=True, text=True,
                            timeout=120)
         if r.returncode != 0:

@@ -29,7 +29,8 @@ def simulate(cluster: str = "default", workload: str = "synthetic", policy: str 
              arrival_window: float | None = None, inflate: float = 1.0, config=None):
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
     ``fgd``, ...) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
-    (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.records`` per instance, ``.seeds``."""
+    (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.jobs``, ``.attempts`` (each
+    run of an instance), ``.unschedulable``, ``.failed``, ``.seeds``."""
     from agora.agents.baselines import is_baseline
     from agora.agents.sim.config import SimConfig
     from agora.agents.sim.runner import Scenario, run_one
@@ -115,9 +116,10 @@ def submit(jobs: str | Path, *, config: str = DEFAULT_UP_CONFIG, client: str = O
     returns their ids. Raises ``ValueError`` naming every refused job and why (the others
     were accepted and run), ``NotRunning`` when nothing serves."""
     t = target(config)
+    # the file first, as agora submit does: a bad file is told without a running Agora
+    prepared = prepare_jobs(jobs, t.load_cluster())
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
-    prepared = prepare_jobs(jobs, t.coordinator.load_cluster())
 
     async def go(c):
         return await submit_chunks(c, prepared)

@@ -75,13 +75,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
     t = target(a.config)
     # the file is read and checked first (syntax, ids, DAG, bounds, runs, against the
     # cluster), so a bad file is told before -- and without -- a running Agora
-    if t.coordinator is not None:
-        cluster = t.coordinator.load_cluster()
-    elif t.up is not None:
-        cluster = t.up.load_cluster()
-    else:
-        raise t.not_running()
-    jobs = prepare_jobs(a.jobs, cluster)
+    jobs = prepare_jobs(a.jobs, t.load_cluster())
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
 

@@ -271,8 +271,10 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
               f"agora down --config {config_arg}", file=sys.stderr)
         return 1
     logf = open(out / LOG, "ab")
-    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", "up", "--config",
-                          config_arg], stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+    from agora.agents.process import python_module
+
+    p = subprocess.Popen(python_module("agora.deploy.cli", "up", "--config", config_arg),
+                         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd=os.getcwd())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -32,6 +32,15 @@ class Target:
     def addresses(self) -> str:
         return ", ".join(self.coordinator.replicas) if self.coordinator else "-"
 
+    def load_cluster(self):
+        """The cluster its jobs are read against (the coordinator's, else the ``agora up``
+        config's), also when nothing runs; ``NotRunning`` when there is neither."""
+        if self.coordinator is not None:
+            return self.coordinator.load_cluster()
+        if self.up is not None:
+            return self.up.load_cluster()
+        raise self.not_running()
+
     def not_running(self) -> NotRunning:
         where = f"at {self.addresses}" if self.coordinator else f"from {self.out}"
         return NotRunning(f"nothing is running {where}; start it with agora up --config "

@@ -136,13 +136,16 @@ class PeerLinks:
             link = self._links[p] = _Link()
             link.task = asyncio.create_task(self._pump(p, link), name=f"peer-{p}")
 
-    async def wait_connected(self, timeout_s: float) -> int:
-        """Until every peer's stream is open or ``timeout_s`` passes; how many are open."""
+    async def wait_connected(self, timeout_s: float, absent=()) -> tuple[int, int]:
+        """Until the stream of every peer but the ``absent`` ones (sites the operator
+        removed: no agent runs for them) is open, or ``timeout_s`` passes: (how many of
+        those are open, how many there are)."""
+        want = set(self.peers) - set(absent)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        while len(self.connected) < len(self.peers) and loop.time() < end:
+        while not want <= self.connected and loop.time() < end:
             await asyncio.sleep(0.05)
-        return len(self.connected)
+        return len(want & self.connected), len(want)
 
     def broadcast(self, round: int, code: np.ndarray, epoch: int) -> None:
         """Queue ``code`` for every peer (never blocks)."""

@@ -169,12 +169,11 @@ class SiteAgentActor:
         return await self.registry.lookup.remote(peer)
 
     # ---- introspection -------------------------------------------------------------------
-    async def wait_connected(self, timeout_s: float = 30.0) -> tuple[int, int]:
-        """Until the streams to every site that listens to this one are open: (how many
-        are, how many there are)."""
+    async def wait_connected(self, timeout_s: float = 30.0, absent=()) -> tuple[int, int]:
+        """Until the streams to every site that listens to this one, but the ``absent``
+        ones (removed: no agent), are open: (how many are, how many there are)."""
         await self.start()
-        links = self.exchange.links
-        return await links.wait_connected(timeout_s), len(links.peers)
+        return await self.exchange.links.wait_connected(timeout_s, absent)
 
     async def identity_request(self) -> dict | None:
         """What the operator needs to admit this site and certify its TLS key, all public:

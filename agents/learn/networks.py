@@ -1,4 +1,5 @@
-"""The site agent's actor-critic, shared across sites with a learned site embedding.
+"""The site agent's actor-critic, one set of weights shared by every site (no per-site
+parameters: a checkpoint runs on any number of sites).
 
 **Actor** (a pointer network over a variable-size set; Vinyals et al., arXiv 1506.03134):
 every candidate slot is encoded by the same MLP, the agent's context is its own features +

@@ -84,3 +84,18 @@ def test_a_run_whose_cwd_is_no_folder_names_the_folder_not_the_program(tmp_path)
     nope = cannot_start("no-such-program", env, str(tmp_path))
     assert start_failure("no-such-program", str(tmp_path), nope) == \
         "cannot start 'no-such-program': No such file or directory"
+
+
+def test_a_module_started_from_a_folder_holding_an_agora_folder_imports_the_package(tmp_path):
+    # a probe: `agora up --detach` run from a folder with an `agora` subfolder imported that
+    # folder as the package ("cannot import name 'IMPORT_ROOT' from 'agora'"); local_group is
+    # a module that reads IMPORT_ROOT when imported
+    from agora.agents.process import python_module
+
+    (tmp_path / "agora").mkdir()
+    r = subprocess.run(python_module("agora.deploy.local_group"), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-800:]
+    bare = subprocess.run([sys.executable, "-m", "agora.deploy.local_group"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "IMPORT_ROOT" in bare.stderr   # what -P avoids

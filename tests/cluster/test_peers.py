@@ -61,7 +61,9 @@ def test_codes_travel_over_streams_and_a_restarted_peer_is_found_again():
             await serve(s)
         for s in SITES:
             ex[s].links.start()
-        assert await ex["east"].links.wait_connected(10) == 2     # open before any round
+        assert await ex["east"].links.wait_connected(10) == (2, 2)  # open before any round
+        other = sorted(ex["east"].links.peers)[0]                   # a removed site's: not
+        assert await ex["east"].links.wait_connected(10, absent=[other]) == (1, 1)  # waited
         code = np.arange(8, dtype=np.int8)
         ex["east"].publish(0, 4, code)                              # never blocks
         await until(lambda: ex["west"].book.latest_round[0] == 4)

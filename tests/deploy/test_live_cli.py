@@ -159,6 +159,11 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     p = agora("jobs", "--json", "--client", "site:west", "--config", cfg)  # its own key
     assert p.returncode == 0 and json.loads(p.stdout)["source"] == "live", p.stderr
 
+    # the operator removes a site (its agent stops bidding); the next start gives it no
+    # agent, where it waited 180 s for an admission and failed the whole start (a probe)
+    p = agora("site", "remove", "west", "--reason", "decommissioned", "--config", cfg)
+    assert p.returncode == 0, p.stderr
+
     p = agora("down", "--config", cfg)
     assert p.returncode == 0 and "stopped" in p.stdout
     # ... through its own stop, not killed by Ray's SIGTERM handler (a stack dump, and no
@@ -184,13 +189,16 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     # up again on the same state: it resumes, and new work runs
     p = agora("up", "--detach", "--config", cfg)
     assert p.returncode == 0, p.stderr
+    log = (d / "out" / "agora.log").read_text()
+    assert "site west was removed by the operator" in log and "its agent is not started" in log
     (d / "more.jsonl").write_text(job_line("after", ["true"]) + "\n")
     p = agora("submit", str(d / "more.jsonl"), "--follow", "--timeout", "120", "--config", cfg)
     assert p.returncode == 0 and "after: completed" in p.stdout, p.stdout + p.stderr
     jobs = jobs_json(cfg)
     assert jobs["source"] == "live"
     p = agora("site", "list", "--json", "--config", cfg)   # resumed: the same keys
-    assert {s["site"]: s["key"] for s in json.loads(p.stdout)["sites"]} == admitted
+    assert {s["site"]: s["key"] for s in json.loads(p.stdout)["sites"]} == {
+        **admitted, "west": None}                           # but west's, revoked
     assert {j["job"]: j["outcome"] for j in jobs["jobs"]} == {
         "hello": "completed", "sleepy": "cancelled", "after": "completed", HOSTILE: "completed"}
 

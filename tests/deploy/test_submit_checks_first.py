@@ -98,3 +98,20 @@ def test_a_task_no_node_can_hold_is_refused_at_its_line_before_submission(tmp_pa
     assert main(["submit", str(jobs), "--config", str(up)]) == 2
     err = capsys.readouterr().err
     assert f"{jobs}:2:" in err and "tasks[0].demand" in err and "fits no node" in err, err
+
+
+def test_the_python_api_checks_the_file_first_too(tmp_path, up):
+    # a probe: agora.submit() said "nothing is running" for a bad file, where the command
+    # names its line and field
+    from agora.agents.workloads.errors import InputError
+    from agora.deploy import api
+    from agora.deploy.service_client import NotRunning
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "origin": "nowhere"}) + "\n")
+    with pytest.raises(InputError) as e:
+        api.submit(jobs, config=str(up))
+    assert e.value.line == 2 and "origin" in str(e.value)
+    jobs.write_text(json.dumps(GOOD) + "\n")
+    with pytest.raises(NotRunning):
+        api.submit(jobs, config=str(up))
