@@ -64,7 +64,11 @@ class _Stop:
 
     def _on(self, signum, _frame) -> None:
         self.signal = signal.Signals(signum).name
-        self.event.set()
+        # not event.set() here: the handler runs on the main thread, which may be inside
+        # event.wait() holding the event's (non-reentrant) lock -- set() then waited for it
+        # for ever (a probe's Ctrl-C, 1 in 5, never stopped agora up). A thread sets it as
+        # soon as the main thread lets go.
+        threading.Thread(target=self.event.set, name="agora-stop", daemon=True).start()
 
 
 def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
