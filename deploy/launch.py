@@ -251,7 +251,13 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None
     gone: list[str] = []
     if live:       # a resumed schedule may hold sites the operator removed: no agent for them
-        removed = {e.site for e in loop.run(operator.ledger(), timeout=120).sites if e.removed}
+        try:
+            removed = {e.site for e in loop.run(operator.ledger(), timeout=120).sites
+                       if e.removed}
+        except Exception as e:  # noqa: BLE001 - as before: an agent for every site
+            log.warning("could not read which sites were removed (%s): starting an agent "
+                        "for every site", e)
+            removed = set()
         sites, gone = agent_sites(sites, removed)
         for s in gone:
             log.warning("site %s was removed by the operator (agora site remove): its agent is "

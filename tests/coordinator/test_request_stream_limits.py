@@ -63,7 +63,7 @@ def test_a_stream_whose_replies_are_never_read_is_cut_and_its_replies_dropped(tm
             for m in range(200):          # ~60 MB of replies, if all were read
                 yield _junk(m * service.MAX_STREAM_BATCH)
         call = rpc.CoordinatorStub(ch).Requests(flood())
-        await asyncio.sleep(4)            # the client reads nothing meanwhile
+        await asyncio.sleep(2.5)          # the client reads nothing meanwhile
         held = sum(server.service.request_streams.values())
         replies = 0
         with pytest.raises(grpc.aio.AioRpcError) as e:
