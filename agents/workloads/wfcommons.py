@@ -317,9 +317,10 @@ def _flat_form(w: Where, wf: dict) -> list[_Raw]:
         for j, f in enumerate(get_list(wi.key("files"), t.get("files", []), what="files")):
             wj = wi.key("files").item(j)
             _object(wj, f, ("link",))
-            if not isinstance(f["link"], str):
+            link = f["link"].lower() if isinstance(f["link"], str) else None
+            if link not in ("input", "output"):     # WfFormat's two (a probe: any passed)
                 raise wj.key("link").error(f"found {describe(f['link'])}", "input or output")
-            if f["link"].lower() != "input":
+            if link != "input":
                 continue
             sk = "sizeInBytes" if "sizeInBytes" in f else "size"
             name = f.get("name")          # each name once; an unnamed file counts apart

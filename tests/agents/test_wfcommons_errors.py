@@ -97,6 +97,8 @@ def test_malformed_1_5_instances_name_the_json_path(tmp_path, two_sites, edit, f
      "workflow.jobs[1].name", ["also workflow.jobs[0]"]),
     (lambda v: v["workflow"]["jobs"][0]["files"][0].update(link=3),
      "workflow.jobs[0].files[0].link", ["found 3", "input or output"]),
+    (lambda v: v["workflow"]["jobs"][0]["files"][0].update(link="sideways"),
+     "workflow.jobs[0].files[0].link", ["found 'sideways'", "input or output"]),
     (lambda v: v["workflow"]["jobs"][0]["files"][0].update(size="big"),
      "workflow.jobs[0].files[0].size", ["found 'big'", "bytes"]),
     (lambda v: v["workflow"]["jobs"][0].update(memory=-1),
