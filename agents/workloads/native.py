@@ -138,6 +138,10 @@ def _job(w: Where, rec: Any, sites: set[str], models: frozenset[str]) -> Job:
     weight = get_number(w.key("weight"), rec.get("weight", 1.0), gt=0, le=MAX_WEIGHT)
     deadline = rec.get("deadline")
     if deadline is not None:
+        if arrival >= MAX_TIME:       # else "expected > 1e10 and <= 1e10" (a probe)
+            raise w.key("deadline").error(
+                f"a deadline for a job arriving at {arrival:g} s, the latest time there is",
+                "an earlier arrival, or no deadline")
         deadline = get_number(w.key("deadline"), deadline, gt=arrival, le=MAX_TIME,
                               unit="seconds, absolute, after arrival")
     raw_tasks = get_list(w.key("tasks"), rec["tasks"], nonempty=True, what="task objects")

@@ -321,6 +321,7 @@ def drop(key: str) -> str:
     (json.dumps(job(tasks=[])), "tasks", ["empty list"]),
     (json.dumps(job(weight=0)), "weight", ["> 0"]),
     (json.dumps(job(deadline=1)), "deadline", ["> 1"]),
+    (json.dumps(job(arrival=1e10, deadline=1e10)), "deadline", ["the latest time there is"]),
     ('{"id": "a", "id": "b"}', "id", ["twice"]),
     (bad_task(0, run={"argv": []}), "tasks[0].run.argv", ["empty list"]),
     (bad_task(0, run={"argv": "ls"}), "tasks[0].run.argv", ["'ls'", "list"]),
