@@ -56,7 +56,7 @@ MAX_NAME = 128
 
 MAX_SITE_NAME = 64
 """characters of a site's or a node's name (``SITE_NAME``)"""
-SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SITE_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_SITE_NAME - 1}}}")
 """site and node names: letters, digits, '.', '_', '-'; 1-64 characters, starting with a
 letter or digit (a node is named ``<site>/<node>``, so '/' cannot be part of either)"""
 SITE_NAME_TEXT = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -66,7 +66,7 @@ ID_TEXT = (f"1-{MAX_NAME} printable characters without '/' or white space, and n
 
 def site_name_problem(value: str) -> str | None:
     """Why ``value`` is no site or node name (None when it is one)."""
-    if len(value) > 64:
+    if len(value) > MAX_SITE_NAME:
         return f"{len(value)} characters"
     if SITE_NAME.fullmatch(value) is None:
         return f"name {value!r} has characters or a length outside the alphabet"

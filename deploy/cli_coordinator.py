@@ -23,13 +23,13 @@ import signal
 import sys
 from pathlib import Path
 
-from agora.agents.limits import MAX_REPLICAS
+from agora.agents.limits import MAX_REPLICAS, SITE_NAME
 from agora.deploy.arg_types import _whole
 
 VERSION = _whole(ge=0, le=2**63 - 1, text="a committed version, a whole number >= 0")
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-CLIENT_ID = re.compile(rf"operator|site:{_NAME}(/[0-9]{{1,6}})?|auditor:{_NAME}")
+CLIENT_ID = re.compile(rf"operator|site:{SITE_NAME.pattern}(/[0-9]{{1,6}})?"
+                       rf"|auditor:{SITE_NAME.pattern}")
 """client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``,
 ``auditor:alice``): the only kinds the coordinator gives a role (a key for any other id
 could sign nothing the replicas accept; the replicas' own ids come with the group)"""

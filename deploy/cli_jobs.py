@@ -145,8 +145,9 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
     t = target(config)
     view, label = _ledger_view(t, client, keys)
     nodes = [n.name for n in t.coordinator.load_cluster().nodes]
-    site = client[len("site:"):].split("/")[0] if client.startswith("site:") else None
-    rows = job_rows(view, nodes, t.out, only=job, reader_site=site)
+    from agora.coordinator.schedule_rules import site_of_client
+
+    rows = job_rows(view, nodes, t.out, only=job, reader_site=site_of_client(client))
     if job and not rows:
         raise ValueError(f"--job: no job {describe(job)} at version {view.version}")
     return rows, view, label
