@@ -118,6 +118,8 @@ class ReplicaHost:
         self.peer_rate = ClientRate(config.peer_envelopes_per_s)
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
+        self.waiting_ops: dict[tuple[str, int], bytes] = {}
+        """(client, timestamp) -> what tells the waiting request apart (``open_op``)"""
         self.watchers: list[asyncio.Queue] = []
         self.watching: dict[str, int] = {}
         """reader -> watch streams it holds open here (``service.MAX_WATCHES_PER_READER``)"""
@@ -269,14 +271,25 @@ class ReplicaHost:
     def _resolve(self, client_id: str, env: PbftEnvelope) -> None:
         msg = PbftMessage.FromString(env.payload)
         futs = self.waiters.pop((client_id, msg.reply.timestamp), ())
+        self.waiting_ops.pop((client_id, msg.reply.timestamp), None)
         for fut in futs:
             if not fut.done():
                 fut.set_result(env)
 
-    def waiter(self, client_id: str, timestamp: int) -> asyncio.Future:
+    def waiter(self, client_id: str, timestamp: int, op: bytes = b"") -> asyncio.Future:
+        """A future for the reply to ``client_id``'s request at ``timestamp``; ``op``: what
+        tells that request apart (``open_op``)."""
         fut = asyncio.get_running_loop().create_future()
         self.waiters.setdefault((client_id, timestamp), []).append(fut)
+        self.waiting_ops.setdefault((client_id, timestamp), op)
         return fut
+
+    def open_op(self, client_id: str, timestamp: int) -> bytes | None:
+        """What the request that waits here for a reply at (client, timestamp) was given as
+        ``op`` (None: none waits). A reply is matched by client and timestamp alone, so a
+        second request of the client at the same timestamp with another op would get the
+        first one's reply: the service refuses it instead."""
+        return self.waiting_ops.get((client_id, timestamp))
 
     def forget(self, client_id: str, timestamp: int, fut: asyncio.Future) -> None:
         futs = self.waiters.get((client_id, timestamp))
@@ -284,6 +297,7 @@ class ReplicaHost:
             futs.remove(fut)
             if not futs:
                 del self.waiters[(client_id, timestamp)]
+                self.waiting_ops.pop((client_id, timestamp), None)
 
     # ---- watchers ----
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from agora.coordinator.pbft.messages import Broadcast, Send
+from agora.coordinator.pbft.messages import Broadcast, ClientEntry, Send, clients_of
 from agora.protos.agora.v1.pbft_pb2 import (
     Checkpoint,
     CheckpointState,
@@ -36,12 +36,12 @@ from agora.protos.wire import field_header
 
 
 def checkpoint_bytes(seq: int, app_snapshot: bytes,
-                     clients: dict[str, tuple[int, bytes]]) -> bytes:
+                     clients: dict[str, ClientEntry]) -> bytes:
     """The serialised ``CheckpointState`` (deterministic: clients by id), assembled without
     copying the application's snapshot into a message first (it is most of the bytes)."""
     head = CheckpointState(seq=seq).SerializeToString(deterministic=True)
-    tail = CheckpointState(clients=[ClientRecord(client_id=c, timestamp=t, result=r)
-                                    for c, (t, r) in sorted(clients.items())])
+    tail = CheckpointState(clients=[ClientRecord(client_id=c, timestamp=t, result=r, op_digest=d)
+                                    for c, (t, r, d) in sorted(clients.items())])
     return b"".join((head, field_header(2, len(app_snapshot)) if app_snapshot else b"",
                      app_snapshot, tail.SerializeToString(deterministic=True)))
 
@@ -220,9 +220,9 @@ class CheckpointMixin:
             self._reject("bad_state")
             return
         self.app.restore(state.app_snapshot)
-        self.clients = {c.client_id: (c.timestamp, c.result) for c in state.clients}
-        for cid, (ts, result) in sorted(self.clients.items()):
-            self.storage.save_client(cid, ts, result)
+        self.clients = clients_of(state)
+        for cid, (ts, result, op) in sorted(self.clients.items()):
+            self.storage.save_client(cid, ts, result, op)
             held = self.pending.get(cid)
             if held is not None and held.timestamp <= ts:
                 del self.pending[cid]

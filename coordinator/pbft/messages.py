@@ -86,6 +86,36 @@ def request_digest(req: PbftRequest) -> bytes:
                                                 req.read_only) + req.signature).digest()
 
 
+ClientEntry = tuple[int, bytes, bytes]
+"""A replica's record of a client's last executed request: (its timestamp, the reply's
+result, ``op_digest`` of its op; b"" where not known -- a log written before it was kept)."""
+
+
+def op_digest(op: bytes) -> bytes:
+    """What tells two requests of one client and one timestamp apart: SHA-256 of the op."""
+    return hashlib.sha256(op).digest()
+
+
+def reuses_timestamp(last: ClientEntry | None, timestamp: int, op: bytes) -> bool:
+    """True if a request at ``timestamp`` with ``op`` reuses the timestamp of the client's
+    last executed request (``last``) for another op: it is refused, not answered with the
+    other request's result (a client must give each request a larger timestamp). False where
+    the executed op's digest is not known (answered with the cached result, as before)."""
+    return (last is not None and timestamp == last[0] and bool(last[2])
+            and last[2] != op_digest(op))
+
+
+def op_key(req) -> bytes:
+    """What tells a request apart from another of its client at its timestamp while it waits
+    for its reply (``ReplicaHost.open_op``): its op, and whether it only reads."""
+    return op_digest((b"r" if req.read_only else b"w") + req.op)
+
+
+def clients_of(state) -> dict[str, ClientEntry]:
+    """The reply table a ``CheckpointState`` carries."""
+    return {c.client_id: (c.timestamp, c.result, c.op_digest) for c in state.clients}
+
+
 def batch_digest_of(request_digests: list[bytes]) -> bytes:
     return hashlib.sha256(b"batch" + b"".join(request_digests)).digest()
 

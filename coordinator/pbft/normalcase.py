@@ -16,8 +16,9 @@ receive and check every request twice.
 from __future__ import annotations
 
 from agora.coordinator.pbft.log import Slot
-from agora.coordinator.pbft.messages import (Broadcast, Reply, batch_digest_of, request_digest,
-                                             request_shape_ok)
+from agora.coordinator.pbft.messages import (Broadcast, Reply, batch_digest_of, op_digest,
+                                             request_digest, request_shape_ok,
+                                             reuses_timestamp)
 from agora.protos.agora.v1.pbft_pb2 import (
     Commit,
     PbftEnvelope,
@@ -52,10 +53,12 @@ class NormalCaseMixin:
             return
         last = self.clients.get(cid)
         if last is not None and ts <= last[0]:
-            if ts == last[0]:
-                self._reply(cid, ts, last[1])
-            else:
+            if ts < last[0]:
                 self._reject("stale_request")
+            elif reuses_timestamp(last, ts, req.op):
+                self._reject("reused_timestamp")    # not the executed request's reply
+            else:
+                self._reply(cid, ts, last[1])
             return
         if self.active and self._primary() == self.index:
             key = (cid, ts)
@@ -339,11 +342,12 @@ class NormalCaseMixin:
             if last is not None and ts <= last[0]:
                 continue
             result = self.app.execute(cid, req.op, seq)
-            self.clients[cid] = (ts, result)
+            digest = op_digest(req.op)
+            self.clients[cid] = (ts, result, digest)
             done.append((cid, ts))
             if replay:
                 continue
-            self.storage.save_client(cid, ts, result)
+            self.storage.save_client(cid, ts, result, digest)
             self._reply(cid, ts, result)
             held = self.pending.get(cid)
             if held is not None and held.timestamp <= ts:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from agora.coordinator.pbft.auth import ClientKeys, RequestAuth
 from agora.coordinator.pbft.app import App
 from agora.coordinator.pbft.log import Slot
+from agora.coordinator.pbft.messages import ClientEntry, clients_of
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
 from agora.coordinator.pbft.storage import StoredState
 from agora.protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
@@ -93,7 +94,7 @@ def replay(r, st: StoredState, upto: int) -> None:
     if checkpoint is not None:
         state = CheckpointState.FromString(checkpoint)
         r.app.restore(state.app_snapshot)
-        r.clients = {c.client_id: (c.timestamp, c.result) for c in state.clients}
+        r.clients = clients_of(state)
     r.last_executed = base
     for seq, slot in batches:
         r._execute(seq, slot, replay=True)
@@ -108,7 +109,7 @@ class _Replayer(NormalCaseMixin):
         self.auth = RequestAuth(ClientKeys({}))    # keys the log gave: all it needs
         self.auth.client_verify.attach(app)
         self.counters: dict[str, int] = {}
-        self.clients: dict[str, tuple[int, bytes]] = {}
+        self.clients: dict[str, ClientEntry] = {}
         self.last_executed = 0
         self.observer = None
 

@@ -29,7 +29,7 @@ from agora.coordinator.pbft.checkpoint import CheckpointMixin
 from agora.coordinator.pbft.config import PbftConfig
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.pbft.log import Slot
-from agora.coordinator.pbft.messages import Action, Broadcast, Send, as_envelope
+from agora.coordinator.pbft.messages import Action, Broadcast, ClientEntry, Send, as_envelope
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
 from agora.coordinator.pbft.recovery import recover
 from agora.coordinator.pbft.storage import Storage
@@ -73,7 +73,7 @@ class Replica(NormalCaseMixin, CheckpointMixin, ViewChangeMixin):
         self.h, self.stable_digest = 0, b""
         self.stable_proof: list[PbftEnvelope] = []
         self.last_executed, self.next_seq = 0, 1
-        self.clients: dict[str, tuple[int, bytes]] = {}
+        self.clients: dict[str, ClientEntry] = {}
         self.queue: dict[tuple[str, int], PbftRequest] = {}
         self.queue_since: float | None = None
         self.in_flight: set[tuple[str, int]] = set()

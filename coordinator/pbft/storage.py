@@ -27,6 +27,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
+from agora.coordinator.pbft.messages import ClientEntry
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PrePrepare, PreparedCert
 
 log = logging.getLogger("agora.storage")
@@ -69,8 +70,8 @@ class StoredState:
     """seq -> (digest, serialized CheckpointState) of the replica's own checkpoints."""
     stable: tuple[int, bytes, list[PbftEnvelope]] = (0, b"", [])
     """(seq, digest, proof) of the last stable checkpoint."""
-    clients: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    """client id -> (last executed timestamp, its reply)."""
+    clients: dict[str, ClientEntry] = field(default_factory=dict)
+    """client id -> (last executed timestamp, its reply, its op's digest)."""
 
     @property
     def empty(self) -> bool:
@@ -86,7 +87,8 @@ class Storage(Protocol):
     def save_cert(self, cert: PreparedCert) -> None: ...
     def save_committed(self, seq: int, view: int, digest: bytes) -> None: ...
     def save_executed(self, seq: int) -> None: ...
-    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None: ...
+    def save_client(self, client_id: str, timestamp: int, result: bytes,
+                    digest: bytes) -> None: ...
     def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None: ...
     def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None: ...
     def truncate(self, seq: int) -> None:
@@ -122,8 +124,9 @@ class MemoryStorage:
     def save_executed(self, seq: int) -> None:
         self.state.executed = seq
 
-    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None:
-        self.state.clients[client_id] = (timestamp, result)
+    def save_client(self, client_id: str, timestamp: int, result: bytes,
+                    digest: bytes) -> None:
+        self.state.clients[client_id] = (timestamp, result, digest)
 
     def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None:
         self.state.checkpoints[seq] = (digest, state)
@@ -157,7 +160,7 @@ CREATE TABLE IF NOT EXISTS checkpoint (seq INTEGER PRIMARY KEY, digest BLOB NOT 
 CREATE TABLE IF NOT EXISTS stable (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL,
                                    digest BLOB NOT NULL, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS client (client_id TEXT PRIMARY KEY, timestamp INTEGER NOT NULL,
-                                   result BLOB NOT NULL);
+                                   result BLOB NOT NULL, op_digest BLOB NOT NULL DEFAULT x'');
 """
 
 
@@ -178,6 +181,10 @@ def old_format_problem(storage: "SqliteStorage") -> str | None:
             f"replicas refuse the unsigned ones this log holds). Start the coordinator on a "
             f"new folder (agora up with another out:); this folder's schedule stays readable "
             f"offline (agora jobs, agora schedule get)")
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 class SqliteStorage:
@@ -211,6 +218,8 @@ class SqliteStorage:
         # connection and thread after each checkpoint state or truncation is written.
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(_SCHEMA)
+        if not _has_column(self.db, "client", "op_digest"):   # a log of before: kept, widened
+            self.db.execute("ALTER TABLE client ADD COLUMN op_digest BLOB NOT NULL DEFAULT x''")
         if self.format() is None and self._holds_nothing():
             self.db.execute("INSERT INTO meta VALUES ('format', ?)", (LOG_FORMAT,))
         self.wal = _WalCheckpointer(self.path)
@@ -273,8 +282,10 @@ class SqliteStorage:
         if row:
             st.stable = (row[0], bytes(row[1]),
                          [PbftEnvelope.FromString(b) for b in _unpack(bytes(row[2]))])
-        for cid, ts, result in q("SELECT client_id, timestamp, result FROM client"):
-            st.clients[cid] = (ts, bytes(result))
+        digests = "op_digest" if _has_column(self.db, "client", "op_digest") else "x''"
+        for cid, ts, result, digest in q(f"SELECT client_id, timestamp, result, {digests} "
+                                         f"FROM client"):
+            st.clients[cid] = (ts, bytes(result), bytes(digest))
         return st
 
     def save_view(self, view: int, active: bool) -> None:
@@ -297,8 +308,10 @@ class SqliteStorage:
     def save_executed(self, seq: int) -> None:
         self._x("INSERT OR REPLACE INTO meta VALUES ('executed', ?)", (seq,))
 
-    def save_client(self, client_id: str, timestamp: int, result: bytes) -> None:
-        self._x("INSERT OR REPLACE INTO client VALUES (?, ?, ?)", (client_id, timestamp, result))
+    def save_client(self, client_id: str, timestamp: int, result: bytes,
+                    digest: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO client VALUES (?, ?, ?, ?)",
+                (client_id, timestamp, result, digest))
 
     def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None:
         self._x("INSERT OR REPLACE INTO checkpoint VALUES (?, ?, ?)", (seq, digest, state))

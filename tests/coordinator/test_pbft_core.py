@@ -119,6 +119,35 @@ def test_exactly_once_duplicates_get_the_cached_reply_and_are_not_re_executed():
     assert r.rejected["stale_request"] == 1
 
 
+def test_a_timestamp_reused_for_another_op_is_refused_not_answered_with_the_first_reply():
+    """A client that gives two requests one timestamp (a clock of one-second resolution, a
+    client in another language) used to get the first one's result for the second: a
+    submission it believed answered, never executed. Now refused and counted; the same
+    request again still gets its cached reply."""
+    fx, r = Forge(), replica(1)
+    req = fx.request("c0", 7, b"add x 1")
+    d = batch_digest([req])
+    r.receive(fx.pre_prepare([req]), 0.0)
+    r.receive(fx.prepare(3, d), 0.0)
+    for s in (0, 2):
+        r.receive(fx.commit(s, d), 0.0)
+    assert r.app.data == {"x": "1"}
+    assert r.receive(fx.request_env("c0", 7, b"add y 2"), 0.0) == []
+    assert r.rejected["reused_timestamp"] == 1 and r.app.data == {"x": "1"}
+    out = r.receive(fx.request_env("c0", 7, b"add x 1"), 0.0)
+    assert [type(a) for a in out] == [Reply]
+    assert PbftMessage.FromString(out[0].msg.payload).reply.result == b"1"
+
+
+def test_a_reply_table_entry_without_an_op_digest_answers_as_before():
+    """Entries restored from a log written before the digest was kept (b"") cannot tell two
+    requests apart: the cached reply, as before, rather than refusing a client's retry."""
+    fx, r = Forge(), replica(1)
+    r.clients["c0"] = (7, b"1", b"")
+    out = r.receive(fx.request_env("c0", 7, b"add y 2"), 0.0)
+    assert [type(a) for a in out] == [Reply] and "reused_timestamp" not in r.rejected
+
+
 def test_backup_holds_a_request_forwards_it_at_retransmission_and_arms_its_view_change_timer():
     fx, r = Forge(), replica(3)
     out = r.receive(fx.request_env("c0", 1), 0.0)

@@ -25,7 +25,7 @@ def test_storage_round_trip(tmp_path, kind):
     s.save_vote("prepare", 0, 1, pp.digest)
     s.save_committed(1, 0, pp.digest)
     s.save_executed(1)
-    s.save_client("c0", 1, b"1")
+    s.save_client("c0", 1, b"1", b"o" * 32)
     s.save_checkpoint(4, b"d" * 32, b"state")
     s.save_stable(4, b"d" * 32, [env, env])
     s.flush()
@@ -37,7 +37,7 @@ def test_storage_round_trip(tmp_path, kind):
     st = s.load()
     assert (st.view, st.view_active, st.executed) == (3, False, 1)
     assert st.pre_prepares[(0, 1)] == pp and st.votes[("prepare", 0, 1)] == pp.digest
-    assert st.committed[1] == (0, pp.digest) and st.clients["c0"] == (1, b"1")
+    assert st.committed[1] == (0, pp.digest) and st.clients["c0"] == (1, b"1", b"o" * 32)
     assert st.checkpoints[4] == (b"d" * 32, b"state")
     assert st.stable[0] == 4 and st.stable[2] == [env, env]
     s.truncate(4)
@@ -79,3 +79,33 @@ def test_restart_rebuilds_the_app_from_checkpoint_and_committed_log(tmp_path):
     after = n.replica(2)
     assert after.app.data == data and after.last_executed == executed
     assert after.clients == clients and after.h == before.h
+
+
+def test_a_log_written_before_op_digests_is_widened_in_place_and_still_read_offline(tmp_path):
+    """A replica log from before the reply table kept its requests' op digests (no
+    ``op_digest`` column): read offline as it is (digest b"", unknown), and a replica that
+    opens it adds the column and goes on, instead of failing on the missing column."""
+    import sqlite3
+
+    from agora.coordinator.offline import load_log
+    from agora.coordinator.pbft.storage import LOG_FORMAT
+
+    path = tmp_path / "old.db"
+    SqliteStorage(path).close()                      # today's tables, then the old client one
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE client;"
+        "CREATE TABLE client (client_id TEXT PRIMARY KEY, timestamp INTEGER NOT NULL,"
+        " result BLOB NOT NULL);")
+    assert db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == (LOG_FORMAT,)
+    db.execute("INSERT INTO meta VALUES ('executed', 3)")
+    db.execute("INSERT INTO client VALUES ('c0', 5, x'01')")
+    db.commit()
+    db.close()
+    assert load_log(path).clients == {"c0": (5, b"\x01", b"")}
+    s = SqliteStorage(path)
+    assert s.load().clients == {"c0": (5, b"\x01", b"")}
+    s.save_client("c1", 2, b"r", b"d" * 32)
+    s.flush()
+    s.close()
+    assert load_log(path).clients == {"c0": (5, b"\x01", b""), "c1": (2, b"r", b"d" * 32)}

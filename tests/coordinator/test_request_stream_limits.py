@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agora.coordinator import service
+from agora.coordinator import stream_serving
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -51,17 +51,17 @@ def _junk(first: int) -> pb.StreamRequests:
     unknown method, named back in each refusal: ~300 bytes of reply each)."""
     return pb.StreamRequests(requests=[
         pb.StreamRequest(id=first + k, rpc="x" * 64, envelope=b"")
-        for k in range(service.MAX_STREAM_BATCH)])
+        for k in range(stream_serving.MAX_STREAM_BATCH)])
 
 
 def test_a_stream_whose_replies_are_never_read_is_cut_and_its_replies_dropped(tmp_path,
                                                                              monkeypatch):
-    monkeypatch.setattr(service, "UNREAD_S", 1.0)
+    monkeypatch.setattr(stream_serving, "UNREAD_S", 1.0)
 
     async def body(ch, server):
         async def flood():
             for m in range(200):          # ~60 MB of replies, if all were read
-                yield _junk(m * service.MAX_STREAM_BATCH)
+                yield _junk(m * stream_serving.MAX_STREAM_BATCH)
         call = rpc.CoordinatorStub(ch).Requests(flood())
         await asyncio.sleep(2.5)          # the client reads nothing meanwhile
         held = sum(server.service.request_streams.values())
@@ -73,19 +73,19 @@ def test_a_stream_whose_replies_are_never_read_is_cut_and_its_replies_dropped(tm
         assert "were not read for 1 s" in e.value.details()
         # what the client got is what fitted in gRPC's buffers before the cut, far from
         # the 204,800 it sent
-        assert replies < 50 * service.MAX_STREAM_BATCH, replies
+        assert replies < 50 * stream_serving.MAX_STREAM_BATCH, replies
         assert held == 1
         # a well-behaved stream still works on the same channel
         ok = rpc.CoordinatorStub(ch).Requests(iter([_junk(0)]))
         got = [r for b in [x async for x in ok] for r in b.replies]
-        assert len(got) == service.MAX_STREAM_BATCH
+        assert len(got) == stream_serving.MAX_STREAM_BATCH
         assert all(r.code == "INVALID_ARGUMENT" for r in got)
     _with_replica(tmp_path, body)
 
 
 def test_streams_past_the_limit_from_one_address_are_refused_until_one_closes(tmp_path,
                                                                             monkeypatch):
-    monkeypatch.setattr(service, "MAX_REQUEST_STREAMS_PER_HOST", 2)
+    monkeypatch.setattr(stream_serving, "MAX_REQUEST_STREAMS_PER_HOST", 2)
 
     async def body(ch, _server):
         stub = rpc.CoordinatorStub(ch)
@@ -98,7 +98,7 @@ def test_streams_past_the_limit_from_one_address_are_refused_until_one_closes(tm
             return requests()
         first, second = (stub.Requests(held_open(g)) for g in gates[:2])
         for call in (first, second):
-            assert len((await call.read()).replies) == service.MAX_STREAM_BATCH
+            assert len((await call.read()).replies) == stream_serving.MAX_STREAM_BATCH
         third = stub.Requests(held_open(gates[2]))
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await third.read()
@@ -107,7 +107,7 @@ def test_streams_past_the_limit_from_one_address_are_refused_until_one_closes(tm
         gates[0].set()                    # the first client finishes: a slot frees
         assert await first.read() is grpc.aio.EOF
         fourth = stub.Requests(held_open(gates[2]))
-        assert len((await fourth.read()).replies) == service.MAX_STREAM_BATCH
+        assert len((await fourth.read()).replies) == stream_serving.MAX_STREAM_BATCH
         gates[1].set()
         gates[2].set()
         await second.read()

@@ -198,14 +198,16 @@ class PbftStatus(_message.Message):
     def __init__(self, view: _Optional[int] = ..., view_active: _Optional[bool] = ..., last_executed: _Optional[int] = ..., stable_seq: _Optional[int] = ..., replica: _Optional[int] = ..., suspects: _Optional[bool] = ...) -> None: ...
 
 class ClientRecord(_message.Message):
-    __slots__ = ("client_id", "timestamp", "result")
+    __slots__ = ("client_id", "timestamp", "result", "op_digest")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    OP_DIGEST_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     timestamp: int
     result: bytes
-    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., result: _Optional[bytes] = ...) -> None: ...
+    op_digest: bytes
+    def __init__(self, client_id: _Optional[str] = ..., timestamp: _Optional[int] = ..., result: _Optional[bytes] = ..., op_digest: _Optional[bytes] = ...) -> None: ...
 
 class CheckpointState(_message.Message):
     __slots__ = ("seq", "app_snapshot", "clients")
