@@ -14,13 +14,13 @@ their peer links and the clients (``TlsConfig``; certificates from ``agora certs
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agora.agents.workloads.errors import InputError
+from agora.agents.workloads.yamlmarks import load_yaml
 from agora.coordinator.pbft.config import PbftConfig
 
 
@@ -275,10 +275,32 @@ _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 _BOOL = ("require_run",)
 
 
+def _line_of(data: Any, field: str | None) -> int | None:
+    """The line ``field`` (``a.b[2]``) was written on, where ``data`` came from a marked YAML
+    load (``yamlmarks.load_yaml``): the deepest part of its path that has one."""
+    line = getattr(data, "line", None)
+    if not field:
+        return line
+    here = data
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        if part.startswith("[") and isinstance(here, list):
+            i = int(part[1:-1])
+            lines = getattr(here, "item_lines", ())
+            if i >= len(here):
+                break
+            line, here = (lines[i] if i < len(lines) else line), here[i]
+        elif isinstance(here, dict) and part in here:
+            line = getattr(here, "key_lines", {}).get(part, line)
+            here = here[part]
+        else:
+            break
+    return line
+
+
 def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     def bad(field: str | None, problem: str, expected: str | None = None) -> InputError:
-        return InputError(path=source, line=None, field=field, problem=problem,
-                          expected=expected)
+        return InputError(path=source, line=_line_of(data, field), field=field,
+                          problem=problem, expected=expected)
 
     if not isinstance(data, dict):
         raise bad(None, f"got {type(data).__name__}", "a mapping of configuration fields")
@@ -382,15 +404,4 @@ def _tls(v: Any, bad) -> TlsConfig | None:
 def load_config(path: str | Path) -> CoordinatorConfig:
     """Read a coordinator YAML file (see deploy/configs/coordinator-local.yaml)."""
     path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(path=path, line=None, field=None,
-                         problem=f"cannot read the file ({e.strerror or e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(path=path, line=mark.line + 1 if mark else None, field=None,
-                         problem=f"not valid YAML ({getattr(e, 'problem', e)})") from None
-    return config_from_dict(data, path)
+    return config_from_dict(load_yaml(path), path)

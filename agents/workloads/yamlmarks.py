@@ -181,7 +181,8 @@ def _plain_number(node: yaml.ScalarNode, path: str, line: int) -> None:
         kind = ("base 60" if ":" in text else "binary" if "0b" in text.lower()
                 else "hexadecimal" if "0x" in text.lower() else "octal")
         raise InputError(path=path, line=line, field=None,
-                         problem=f"found {text} (YAML 1.1 reads it as a {kind} number)",
+                         problem=f"found {text} (YAML 1.1 reads it as a{'n' * (kind == 'octal')} "
+                                 f"{kind} number)",
                          expected="a number written in decimal (without leading zeros), "
                                   "or quoted if it is text")
     if node.tag == "tag:yaml.org,2002:float" and ":" in text:

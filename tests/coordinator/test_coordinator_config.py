@@ -44,6 +44,23 @@ def test_bad_configs_name_the_file_and_field(tmp_path, data, field, expected):
         assert expected in str(e.value)
 
 
+@pytest.mark.parametrize("text, field, line", [
+    ("replicas:\n  - a:1\n  - nope\nf: 0\n", "replicas[1]", 3),
+    ("replicas: [a:1]\nf: 0\n\nbatch_size: -3\n", "batch_size", 4),
+    ("replicas: [a:1]\nf: 0\ntls:\n  enabled: true\n  ca: 3\n", "tls.ca", 5),
+    ("replicas: [a:1]\nf: 0\nbogus: 1\n", "bogus", 3),
+    ("replicas: [a:1]\nf: 0\nbatch_size: 010\n", None, 3),        # YAML 1.1 octal: refused
+    ("replicas: [a:1]\nf: 0\nf: 1\n", "f", 3),                     # a key twice
+])
+def test_a_bad_config_names_the_line_as_the_other_readers_do(tmp_path, text, field, line):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_config(str(p))
+    assert (e.value.field, e.value.line) == (field, line)
+    assert str(e.value).startswith(f"{p}:{line}: ")
+
+
 def test_agora_keys_writes_a_private_key_file(tmp_path, capsys):
     out = tmp_path / "keys.yaml"
     assert main(["keys", "--replicas", "4", "--clients", "site:a,site:b", "--out", str(out)]) == 0
