@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import os
 
-ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "AGORA_MEMTRACE")
+ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "AGORA_MEMTRACE", "AGORA_MALLOC_TRIM_S",
+              "MALLOC_ARENA_MAX")
 """variables of the launcher's environment that Ray's workers inherit when set"""
 
 

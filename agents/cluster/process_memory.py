@@ -30,6 +30,22 @@ def memory_mib() -> dict:
     return got
 
 
+async def trim_every(seconds: float) -> None:
+    """Hand malloc's free pages back to the system every ``seconds`` (glibc's
+    ``malloc_trim(0)``, every arena): with ``AGORA_MALLOC_TRIM_S`` (a benchmark's question:
+    does what grows in a long run sit in freed blocks of the native threads' arenas?)."""
+    import asyncio
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except OSError:
+        return
+    while True:
+        await asyncio.sleep(seconds)
+        trim(0)
+
+
 def traced_memory(top: int = 12) -> dict | None:
     """Python's own allocations by line when ``AGORA_MEMTRACE`` (1: every agent; else a comma-
     separated list of sites) started tracemalloc in this agent (a benchmark's question: what

@@ -32,7 +32,7 @@ import ray
 
 from agora.agents import metrics as M
 from agora.agents.cluster.peers import GrpcExchange
-from agora.agents.cluster.process_memory import memory_mib, traced_memory
+from agora.agents.cluster.process_memory import memory_mib, traced_memory, trim_every
 from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster
@@ -150,6 +150,8 @@ class SiteAgentActor:
                                     executor=executor, metrics=_Metrics(), observer=observer)
         await self.runtime.start()
         self._reregister = asyncio.ensure_future(self._keep_registered())
+        if trim_s := os.environ.get("AGORA_MALLOC_TRIM_S"):     # a memory benchmark's knob
+            self._trim = asyncio.ensure_future(trim_every(float(trim_s)))
         log.info("site %s serving peers at %s (epoch %d)", spec.site, self.address, self.epoch)
 
     async def _register(self) -> None:
