@@ -148,16 +148,14 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
     from agora.coordinator.schedule_rules import site_of_client
 
     rows = job_rows(view, nodes, t.out, only=job, reader_site=site_of_client(client))
-    if job and not rows:
-        raise ValueError(f"--job: no job {describe(job)} at version {view.version}")
+    if job is not None and not rows:     # asked for one job: not an empty table
+        raise ValueError(f"--job {describe(job)}: no such job in the schedule (version "
+                         f"{view.version}, {label}); agora jobs lists them all")
     return rows, view, label
 
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
-    if a.job is not None and not rows:     # asked for one job: not an empty table
-        raise ValueError(f"--job {describe(a.job)}: no such job in the schedule (version "
-                         f"{view.version}, {label}); agora jobs lists them all")
     if a.json:
         print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
         return 0

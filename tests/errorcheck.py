@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agora.agents.workloads.errors import InputError
 
 
@@ -20,3 +22,14 @@ def check(e: InputError, path: Path | str, line: int | None, field: str | None,
         assert f"field '{field}'" in s, s
     for w in words:
         assert w in s, s
+
+
+def fails(reader, path: Path, text: str | bytes, *args, **kw) -> InputError:
+    """Write ``text`` to ``path`` and return the InputError ``reader(path, ...)`` raises."""
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as ei:
+        reader(str(path), *args, **kw)
+    return ei.value

@@ -16,20 +16,10 @@ from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import load_cluster, load_workload, parse_synthetic
 from agora.agents.workloads.native import read_cluster
 from agora.agents.workloads.swf import read_swf, read_swf_report
-from tests.errorcheck import check
+from tests.errorcheck import check, fails
 
 FIX = Path(__file__).parents[1] / "fixtures"
 NODES, PODS, SWF = FIX / "alibaba_nodes.csv", FIX / "alibaba_pods.csv", FIX / "small.swf"
-
-
-def fails(reader, path: Path, text: str | bytes, *args, **kw) -> InputError:
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    with pytest.raises(InputError) as ei:
-        reader(str(path), *args, **kw)
-    return ei.value
 
 
 @pytest.fixture(scope="module")

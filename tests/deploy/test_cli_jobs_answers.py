@@ -19,14 +19,25 @@ def up(tmp_path):
     return p
 
 
-@pytest.mark.parametrize("job", ["", "nosuch"])
-def test_a_job_that_is_not_there_is_named_not_an_empty_table(up, capsys, monkeypatch, job):
-    """A fake schedule (this test's): ``job_rows_for`` answers no rows."""
-    from agora.deploy import cli_jobs
+def _empty_schedule(monkeypatch, cli_jobs, up) -> None:
+    """This test's fake service: a cluster of no nodes and an empty ledger at version 7."""
+    from types import SimpleNamespace
+
     from agora.protos.agora.v1 import coordinator_pb2 as pb
 
-    monkeypatch.setattr(cli_jobs, "job_rows_for",
-                        lambda *a, **k: ([], pb.LedgerView(version=7), "live"))
+    cluster = SimpleNamespace(nodes=[])
+    monkeypatch.setattr(cli_jobs, "target", lambda config: SimpleNamespace(
+        coordinator=SimpleNamespace(load_cluster=lambda: cluster), out=up.parent / "out"))
+    monkeypatch.setattr(cli_jobs, "_ledger_view",
+                        lambda *a, **k: (pb.LedgerView(version=7), "live"))
+
+
+@pytest.mark.parametrize("job", ["", "nosuch"])
+def test_a_job_that_is_not_there_is_named_not_an_empty_table(up, capsys, monkeypatch, job):
+    """A fake schedule (this test's): an empty ledger at version 7."""
+    from agora.deploy import cli_jobs
+
+    _empty_schedule(monkeypatch, cli_jobs, up)
     assert main(["jobs", "--job", job, "--config", str(up)]) == 2
     err = capsys.readouterr().err
     assert f"--job {job!r}: no such job" in err and "version 7" in err, err
@@ -35,10 +46,8 @@ def test_a_job_that_is_not_there_is_named_not_an_empty_table(up, capsys, monkeyp
 def test_a_huge_job_id_is_not_echoed_whole(up, capsys, monkeypatch):
     # a probe: --job of 100,000 characters was echoed back whole
     from agora.deploy import cli_jobs
-    from agora.protos.agora.v1 import coordinator_pb2 as pb
 
-    monkeypatch.setattr(cli_jobs, "job_rows_for",
-                        lambda *a, **k: ([], pb.LedgerView(version=7), "live"))
+    _empty_schedule(monkeypatch, cli_jobs, up)
     assert main(["jobs", "--job", "R" * 100_000, "--config", str(up)]) == 2
     err = capsys.readouterr().err
     assert "no such job" in err and len(err) < 400, len(err)
