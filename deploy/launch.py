@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 log = logging.getLogger("agora.launch")
 
@@ -211,13 +212,15 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
 
 def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
              policy_config: dict, executor_spec, byzantine: dict[int, str] | None = None,
-             trainers: dict | None = None, live: bool = False) -> System:
+             trainers: dict | None = None, live: bool = False,
+             after_ray: Callable[[], None] | None = None) -> System:
     """Start the replicas, Ray, the registry and the site agents; returns once every agent
     has its ledger and a stream open to every peer. ``byzantine`` (fault tests): replica
     index -> a ``coordinator.pbft.byzantine`` behaviour it runs; ``trainers``: site -> its
     Flower client factory (federation). ``live``: the coordinator state under ``out`` is
     resumed, jobs must say what to run, and every node gets its runner (work runs under
-    ``out/runs``)."""
+    ``out/runs``); ``after_ray``: called once Ray is started (``agora up`` puts its signal
+    handlers back in place of Ray's)."""
     import ray
 
     from agora.agents.cluster import registry
@@ -230,59 +233,67 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
 
     sites = list(cluster.site_names)
     group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine, keep=live)
+    ray_cluster = None
     try:
         ray_cluster = start_ray(cfg, cluster, live=live)
+        if after_ray is not None:
+            after_ray()
     except BaseException:
-        group.stop()
+        _abandon(group, ray_cluster, {}, None)
         raise
-    runners = {}
-    if live:
-        from agora.agents.cluster.node_runner import start_runners
+    runners: dict = {}
+    loop = None
+    try:
+        if live:
+            from agora.agents.cluster.node_runner import start_runners
 
-        # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
-        runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000)) for n in cluster.nodes},
-                                str(out / "runs"), "agora")
-    loop = LoopThread()
-    operator = group.client("operator", timeout_s=60.0)
-    reg = registry.get_or_create(namespace="agora")
-    clock = clock_keeper("agora")
-    config = group.config.to_dict()
-    public = group.keys.public().to_dict()
-    ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None
-    gone: list[str] = []
-    if live:       # a resumed schedule may hold sites the operator removed: no agent for them
-        try:
-            removed = {e.site for e in loop.run(operator.ledger(), timeout=120).sites
-                       if e.removed}
-        except Exception as e:  # noqa: BLE001 - as before: an agent for every site
-            log.warning("could not read which sites were removed (%s): starting an agent "
-                        "for every site", e)
-            removed = set()
-        sites, gone = agent_sites(sites, removed)
-        for s in gone:
-            log.warning("site %s was removed by the operator (agora site remove): its agent is "
-                        "not started and its nodes take no work; to bring it back, admit its "
-                        "key again (agora site admit %s --key ...) and restart agora up, or "
-                        "take it out of the cluster file", s, s)
-    actors, refs = [], []
-    for i, s in enumerate(sites):
-        cid = f"site:{s}"
-        spec = AgentSpec(
-            site=s, cluster=cluster, weights=weights, policy_config=policy_config,
-            clearinghouse=ClearinghouseSpec(
-                config=config, keys=public, client_id=cid, identity=NodeIdentity(
-                    site=s, key_dir=str(site_key_dir(cfg, out)), ca=ca)),
-            executor=executor_spec, namespace="agora",
-            host=None if cfg.ray.address else "127.0.0.1",
-            metrics_host=cfg.metrics.host if cfg.metrics.enabled else None,
-            trainer=(trainers or {}).get(s))
-        # held for the run: a restarted actor is built again from this object (Ray frees an
-        # argument nobody holds, and the restart would then fail)
-        refs.append(ray.put(spec))
-        actors.append(RaySiteAgent.options(
-            name=f"agent-{s}", resources={site_resource(s): 0.01},
-            num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
-            max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
+            # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
+            runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000))
+                                     for n in cluster.nodes}, str(out / "runs"), "agora")
+        loop = LoopThread()
+        operator = group.client("operator", timeout_s=60.0)
+        reg = registry.get_or_create(namespace="agora")
+        clock = clock_keeper("agora")
+        config = group.config.to_dict()
+        public = group.keys.public().to_dict()
+        ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None
+        gone: list[str] = []
+        if live:       # a resumed schedule may hold sites the operator removed: no agent for them
+            try:
+                removed = {e.site for e in loop.run(operator.ledger(), timeout=120).sites
+                           if e.removed}
+            except Exception as e:  # noqa: BLE001 - as before: an agent for every site
+                log.warning("could not read which sites were removed (%s): starting an agent "
+                            "for every site", e)
+                removed = set()
+            sites, gone = agent_sites(sites, removed)
+            for s in gone:
+                log.warning("site %s was removed by the operator (agora site remove): its "
+                            "agent is not started and its nodes take no work; to bring it "
+                            "back, admit its key again (agora site admit %s --key ...) and "
+                            "restart agora up, or take it out of the cluster file", s, s)
+        actors, refs = [], []
+        for i, s in enumerate(sites):
+            cid = f"site:{s}"
+            spec = AgentSpec(
+                site=s, cluster=cluster, weights=weights, policy_config=policy_config,
+                clearinghouse=ClearinghouseSpec(
+                    config=config, keys=public, client_id=cid, identity=NodeIdentity(
+                        site=s, key_dir=str(site_key_dir(cfg, out)), ca=ca)),
+                executor=executor_spec, namespace="agora",
+                host=None if cfg.ray.address else "127.0.0.1",
+                metrics_host=cfg.metrics.host if cfg.metrics.enabled else None,
+                trainer=(trainers or {}).get(s))
+            # held for the run: a restarted actor is built again from this object (Ray frees
+            # an argument nobody holds, and the restart would then fail)
+            refs.append(ray.put(spec))
+            actors.append(RaySiteAgent.options(
+                name=f"agent-{s}", resources={site_resource(s): 0.01},
+                num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
+                max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
+    except BaseException:      # e.g. Ctrl-C while agents start: leave nothing behind
+        _abandon(group, ray_cluster, runners, loop)
+        raise
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg,
                     clock=clock, specs=refs, runners=runners,
                     agent_host=None if cfg.ray.address else "127.0.0.1")
@@ -303,6 +314,27 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         system.close()
         raise
     return system
+
+
+def _abandon(group, ray_cluster, runners: dict, loop) -> None:
+    """Stop what ``bring_up`` started before its ``System`` existed (best effort)."""
+    import ray
+
+    try:
+        if runners:
+            from agora.agents.cluster.node_runner import stop_runners
+
+            stop_runners(list(runners), "agora")
+    except Exception:  # noqa: BLE001 - on the way out
+        log.debug("stopping the runners failed", exc_info=True)
+    finally:
+        if loop is not None:
+            loop.close()
+        group.stop()
+        if ray.is_initialized():
+            ray.shutdown()
+        if ray_cluster is not None:
+            ray_cluster.shutdown()
 
 
 def agent_sites(sites: list[str], removed: set[str]) -> tuple[list[str], list[str]]:

@@ -52,18 +52,26 @@ def starting_pid(out: Path) -> int | None:
 
 
 class _Stop:
-    """SIGINT and SIGTERM set the event (the main thread then stops the system)."""
+    """SIGINT and SIGTERM set the event (the main thread then stops the system); while the
+    system starts (``install(starting=True)``) they raise KeyboardInterrupt instead, so that a
+    start-up blocked in Ray (workers being spawned, agents being admitted: minutes on a busy
+    machine) stops at once -- an event nobody looked at until the start-up ended left a
+    Ctrl-C there unanswered (a probe: 1 in 3 stops hung past 60 s)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: str | None = None
+        self.starting = False
 
-    def install(self) -> None:
+    def install(self, *, starting: bool = False) -> None:
+        self.starting = starting
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on)
 
     def _on(self, signum, _frame) -> None:
         self.signal = signal.Signals(signum).name
+        if self.starting:
+            raise KeyboardInterrupt(self.signal)   # bring_up closes what it started
         # not event.set() here: the handler runs on the main thread, which may be inside
         # event.wait() holding the event's (non-reentrant) lock -- set() then waited for it
         # for ever (a probe's Ctrl-C, 1 in 5, never stopped agora up). A thread sets it as
@@ -89,7 +97,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     pid_file.write(out / PID)
     (out / READY).unlink(missing_ok=True)
     stop = _Stop()
-    stop.install()
+    stop.install(starting=True)
     system = view = None
     try:
         cluster = cfg.load_cluster()
@@ -100,11 +108,13 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "
              f"{cfg.replicas} replicas; state {out}{' (resumed)' if resumed else ''}")
         t0 = time.perf_counter()
+        # ray.init puts Ray's own SIGTERM handler in place of ours (a stack dump, then death:
+        # `agora down` never reached the stop below, and agents, runners, Ray and the local
+        # cluster's address file were left to die with the process or go stale): ours again
+        # as soon as Ray is up, and once more when the system serves
         system = bring_up(cfg, cluster, spec, out, weights=weights, policy_config=pconf,
-                          executor_spec=RayExecutorSpec(namespace="agora"), live=True)
-        # ray.init put Ray's own SIGTERM handler in place of ours: a stack dump, then death,
-        # so `agora down` never reached the stop below (agents, runners, Ray and the local
-        # cluster's address file were left to die with the process or go stale)
+                          executor_spec=RayExecutorSpec(namespace="agora"), live=True,
+                          after_ray=lambda: stop.install(starting=True))
         stop.install()
         if stop.event.is_set():
             return _stopped(system, out, echo, stop)

@@ -27,3 +27,31 @@ def test_the_stop_handler_returns_while_its_thread_holds_the_events_lock():
     t.start()
     assert returned.wait(5), "the handler blocked on the lock its own thread held"
     assert stop.event.wait(5) and stop.signal == "SIGINT"
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_while_the_system_starts_interrupts_the_start_up_at_once():
+    """While ``bring_up`` waits (Ray spawning workers, agents being admitted: minutes on a
+    busy machine) nobody looks at the event: a Ctrl-C there went unanswered until the start
+    ended (a probe: a stop hung past 60 s). In starting mode the handler raises
+    KeyboardInterrupt where the main thread waits, and ``serve`` closes what started."""
+    import time
+
+    from agora.deploy.live import _Stop
+
+    stop = _Stop()
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        stop.install(starting=True)
+        threading.Timer(0.2, signal.pthread_kill,
+                        (threading.main_thread().ident, signal.SIGINT)).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            threading.Event().wait(30)            # a start-up step blocked on something
+        assert time.monotonic() - t0 < 5 and stop.signal == "SIGINT"
+        stop.install()                            # serving: the event again, no exception
+        signal.raise_signal(signal.SIGINT)
+        assert stop.event.wait(5)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
