@@ -14,13 +14,12 @@ their peer links and the clients (``TlsConfig``; certificates from ``agora certs
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.yamlmarks import load_yaml
+from agora.agents.workloads.yamlmarks import field_line, load_yaml
 from agora.coordinator.pbft.config import PbftConfig
 
 
@@ -275,31 +274,9 @@ _STR = ("data_dir", "keys_file", "cluster", "sqlite_synchronous")
 _BOOL = ("require_run",)
 
 
-def _line_of(data: Any, field: str | None) -> int | None:
-    """The line ``field`` (``a.b[2]``) was written on, where ``data`` came from a marked YAML
-    load (``yamlmarks.load_yaml``): the deepest part of its path that has one."""
-    line = getattr(data, "line", None)
-    if not field:
-        return line
-    here = data
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-        if part.startswith("[") and isinstance(here, list):
-            i = int(part[1:-1])
-            lines = getattr(here, "item_lines", ())
-            if i >= len(here):
-                break
-            line, here = (lines[i] if i < len(lines) else line), here[i]
-        elif isinstance(here, dict) and part in here:
-            line = getattr(here, "key_lines", {}).get(part, line)
-            here = here[part]
-        else:
-            break
-    return line
-
-
 def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     def bad(field: str | None, problem: str, expected: str | None = None) -> InputError:
-        return InputError(path=source, line=_line_of(data, field), field=field,
+        return InputError(path=source, line=field_line(data, field), field=field,
                           problem=problem, expected=expected)
 
     if not isinstance(data, dict):

@@ -255,6 +255,29 @@ def at_item(where: Where, seq: list, i: int) -> Where:
     return where.item(i, lines[i] if lines and i < len(lines) else None)
 
 
+def field_line(data: Any, field: str | None) -> int | None:
+    """The line ``field`` (a path ``a.b[2]``, as ``Where`` writes it) was written on, where
+    ``data`` came from ``load_yaml``: the deepest part of the path that has one (as ``at_key``
+    and ``at_item`` give one step's), for checks made on plain values after the load."""
+    line = getattr(data, "line", None)
+    if not field:
+        return line
+    here = data
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        if part.startswith("[") and isinstance(here, list):
+            i = int(part[1:-1])
+            lines = getattr(here, "item_lines", ())
+            if i >= len(here):
+                break
+            line, here = (lines[i] if i < len(lines) else line), here[i]
+        elif isinstance(here, dict) and part in here:
+            line = getattr(here, "key_lines", {}).get(part, line)
+            here = here[part]
+        else:
+            break
+    return line
+
+
 def get_mapping(where: Where, v: Any, *, required: Iterable[str] = (),
                 optional: Iterable[str] = ()) -> dict:
     """``v`` as a dict with only the allowed string keys and every required one."""
