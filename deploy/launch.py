@@ -82,21 +82,8 @@ class System:
                     stop_agents(self.actors)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.debug("stopping the agents failed", exc_info=True)
-                if self.runners:
-                    from agora.agents.cluster.node_runner import stop_runners
-
-                    stop_runners(list(self.runners), "agora")
         finally:
-            try:
-                self.loop.run(self.operator.close(), timeout=10)
-            except Exception:  # noqa: BLE001
-                pass
-            self.loop.close()
-            self.group.stop()
-            if ray.is_initialized():
-                ray.shutdown()
-            if self.ray_cluster is not None:
-                self.ray_cluster.shutdown()
+            stop_started(self.group, self.ray_cluster, self.runners, self.loop, self.operator)
 
 
 def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0) -> int:
@@ -239,10 +226,10 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         if after_ray is not None:
             after_ray()
     except BaseException:
-        _abandon(group, ray_cluster, {}, None)
+        stop_started(group, ray_cluster, {}, None)
         raise
     runners: dict = {}
-    loop = None
+    loop = operator = None
     try:
         if live:
             from agora.agents.cluster.node_runner import start_runners
@@ -292,7 +279,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
                 num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
                 max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
     except BaseException:      # e.g. Ctrl-C while agents start: leave nothing behind
-        _abandon(group, ray_cluster, runners, loop)
+        stop_started(group, ray_cluster, runners, loop, operator)
         raise
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg,
                     clock=clock, specs=refs, runners=runners,
@@ -316,19 +303,28 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     return system
 
 
-def _abandon(group, ray_cluster, runners: dict, loop) -> None:
-    """Stop what ``bring_up`` started before its ``System`` existed (best effort)."""
+def stop_started(group, ray_cluster, runners: dict, loop: LoopThread | None,
+                 operator=None) -> None:
+    """Stop what ``bring_up`` starts but the agents, in order (``System.close``, and
+    ``bring_up`` itself when it is cut short before its ``System`` exists): the runners
+    (killing what they run), the operator's client and its loop, the replicas, Ray."""
     import ray
 
     try:
-        if runners:
+        if runners and ray.is_initialized():
             from agora.agents.cluster.node_runner import stop_runners
 
             stop_runners(list(runners), "agora")
-    except Exception:  # noqa: BLE001 - on the way out
-        log.debug("stopping the runners failed", exc_info=True)
+    except Exception:  # noqa: BLE001 - the rest must stop all the same, and whatever cut
+        # bring_up short (a Ctrl-C) must not be hidden behind this
+        log.warning("stopping the node runners failed", exc_info=True)
     finally:
         if loop is not None:
+            if operator is not None:
+                try:
+                    loop.run(operator.close(), timeout=10)
+                except Exception:  # noqa: BLE001
+                    pass
             loop.close()
         group.stop()
         if ray.is_initialized():
