@@ -1,10 +1,10 @@
 """The market: bids from the site agents cleared into allocations by one deterministic rule.
 
 This module is the bottom and middle layers of a scheduling round (ARCHITECTURE.md, "One
-scheduling round"). The same ``clear`` runs in the simulator (through ``SimBook``) and in
-every coordinator replica (through the replicated schedule's own book), so it must be a pure
-function of its inputs: it never reads a clock, never draws a random number, and never
-depends on the order the bids arrived in or on dict/set iteration order.
+scheduling round"). The same ``clear`` runs in the simulator and in every coordinator replica
+(both through ``ledger_book.LedgerBook``), so it must be a pure function of its inputs: it
+never reads a clock, never draws a random number, and never depends on the order the bids
+arrived in or on dict/set iteration order.
 
 **A bid** is ``(site, task, instances, price)``: site ``site`` offers to run up to
 ``instances`` instances of open task ``task`` now, and ``price`` (an integer in
@@ -38,8 +38,7 @@ is the priority arbitration between competing claims.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import (TYPE_CHECKING, Callable, Hashable, Iterable, NamedTuple, Protocol,
-                    Sequence)
+from typing import TYPE_CHECKING, Hashable, Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -70,8 +69,9 @@ class Bid(NamedTuple):
     price: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Award:
+class Award(NamedTuple):
+    """(immutable; a NamedTuple, cheap to make: one per award of a round)"""
+
     site: int
     task: Hashable
     instances: int
@@ -113,33 +113,46 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     """Clear one round of bids against ``book`` (see the module docstring for the rule)."""
     rejected: list[tuple[Bid, str]] = []
     valid: list[tuple[tuple, Bid]] = []
+    n_sites, open_instances = book.n_sites, book.open_instances
+    priority, rank = book.priority, book.rank
     for b in bids:
-        why = _invalid(b, book)
-        if why:
-            rejected.append((b, why))
-            continue
-        key = (-b.price, book.priority(b.task), book.rank(b.task, b.site), b.site, -b.instances)
-        valid.append((key, b))
-    valid.sort(key=lambda kb: kb[0])
+        site, task, n, price = b
+        # the common case in a few comparisons; anything else gets its reason below
+        if not (type(site) is int and 0 <= site < n_sites and type(n) is int and n >= 1
+                and type(price) is int and 0 <= price <= PRICE_MAX
+                and open_instances(task) > 0):
+            why = _invalid(b, book)
+            if why:
+                rejected.append((b, why))
+                continue
+        valid.append(((-price, priority(task), rank(task, site), site, -n), b))
+    valid.sort(key=_first)
     seen: set[tuple[int, Hashable]] = set()
     awards: list[Award] = []
+    place = book.place
     for _, b in valid:
-        if (b.site, b.task) in seen:
+        site, task, n, price = b
+        claim = (site, task)
+        if claim in seen:
             rejected.append((b, "duplicate claim: this site already bid for this task"))
             continue
-        seen.add((b.site, b.task))
-        want = min(b.instances, book.open_instances(b.task))
+        seen.add(claim)
+        want = min(n, open_instances(task))
         if want <= 0:
             rejected.append((b, "outbid: no open instance left"))
             continue
-        got = book.place(b.task, b.site, want)
+        got = place(task, site, want)
         if got:
-            awards.append(Award(b.site, b.task, got, b.price))
+            awards.append(Award(site, task, got, price))
         else:
             rejected.append((b, "no room: no node of the site fits an instance now"))
     rejected.sort(key=lambda br: (br[0].site, repr(br[0].task), br[0].price, br[0].instances,
                                  br[1]))
     return Clearing(awards, rejected)
+
+
+def _first(pair: tuple) -> tuple:
+    return pair[0]
 
 
 def _invalid(b: Bid, book: Book) -> str:
@@ -170,59 +183,6 @@ def site_preference(cluster: Cluster) -> np.ndarray:
     for o in range(s):
         pref[o, np.lexsort((idx, lat[o], idx != o))] = idx
     return pref
-
-
-class LedgerBook:
-    """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
-    the book of the simulation engine's in-memory clearinghouse and of every coordinator
-    replica alike. Tasks are ``TaskEntry`` objects; priority = (-job weight, FIFO rank);
-    rank = the origin's preference for the site; place = the lowest open instances, each on
-    the site's best-fit node (``Capacity.best_fit``), recorded in ``placed`` as (task,
-    instance, node) in placement order. ``on_place(task, instance, node, slots)`` is told of
-    each (the simulator starts the run there)."""
-
-    def __init__(self, ledger: Ledger, capacity: Capacity, pref: np.ndarray, *,
-                 on_place: Callable | None = None) -> None:
-        self.ledger = ledger
-        self.capacity = capacity
-        self.pref = pref
-        self.n_sites = capacity.n_sites
-        self.on_place = on_place
-        self.placed: list[tuple[TaskEntry, int, int]] = []
-
-    def open_instances(self, task: TaskEntry) -> int:
-        return task.open if task in self.ledger.pool else 0
-
-    def priority(self, task: TaskEntry) -> tuple:
-        return (-task.job.job.weight, task.rank)
-
-    def rank(self, task: TaskEntry, site: int) -> int:
-        return int(self.pref[task.job.origin, site])
-
-    def place(self, task: TaskEntry, site: int, n: int) -> int:
-        """Instance by instance, each on the site's best-fit node -- computed once per node
-        used, not per instance: for a demand without gpus the node best fit chose stays
-        the best fit for the next instance of the same demand as long as it has room (its
-        score only drops, the others' do not change, ties go to the lower index), so it
-        takes as many as fit (``Capacity.room``) before best fit is asked again. Gpu
-        demands change the devices' shares and are placed one by one."""
-        cap, demand, ledger, placed, on_place = (self.capacity, task.demand, self.ledger,
-                                                 self.placed, self.on_place)
-        insts = task.open_indices(n)
-        got = 0
-        while got < len(insts):
-            node = cap.best_fit(demand, site)
-            if node is None:
-                break
-            k = 1 if demand.gpu else min(len(insts) - got, cap.room(node, demand))
-            for inst in insts[got:got + k]:
-                slots = cap.place(node, demand)
-                ledger.start(task, inst, node, slots)
-                placed.append((task, inst, node))
-                if on_place is not None:
-                    on_place(task, inst, node, slots)
-            got += k
-        return got
 
 
 class Offer(NamedTuple):

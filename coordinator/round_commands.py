@@ -7,8 +7,9 @@ on f+1 votes that name the moment it was last heard."""
 
 from __future__ import annotations
 
-from agora.agents.market import LedgerBook, clear
-from agora.coordinator.schedule_records import AllocationRow, allocation_pb, runs
+from agora.agents.ledger_book import LedgerBook
+from agora.agents.market import clear
+from agora.coordinator.schedule_records import AllocationRow, runs
 from agora.coordinator.schedule_rules import REPLICA_PREFIX, Rejected, replica_of_client
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -103,15 +104,18 @@ class RoundCommands:
         for ts, i, node in book.placed:
             by_task.setdefault(ts.key, []).append((i, node))
         new: list[AllocationRow] = []
-        for key, placed in by_task.items():      # insertion order = clearing order
-            for b, e, node in runs(placed):
-                new.append((key[0], key[1], b, e, self.node_site_names[node],
-                            self.node_names[node], self._seq, self.round))
+        site_names, node_names, seq, rnd = (self.node_site_names, self.node_names, self._seq,
+                                            self.round)
+        first, add = len(res.allocations), res.allocations.add
+        for (job, task), placed in by_task.items():   # insertion order = clearing order
+            for b, e, node in (runs(placed) if len(placed) > 1 else
+                               ((placed[0][0], placed[0][0] + 1, placed[0][1]),)):
+                site, name = site_names[node], node_names[node]
+                new.append((job, task, b, e, site, name, seq, rnd))
+                add(job_id=job, task_id=task, instance_begin=b, instance_end=e, site=site,
+                    node=name, version=seq, round=rnd)
         self.allocations.extend(new)
-        for row in new:
-            a = allocation_pb(row)
-            res.allocations.append(a)
-            self._update.allocations.append(a)
+        self._update.allocations.extend(res.allocations[first:])
         self.closed_round_armed_seq = self.armed_version
         self.round += 1
         self.parts.clear()

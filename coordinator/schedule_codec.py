@@ -163,7 +163,7 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
         if not 0 <= node < n_nodes:
             raise ProtoError("snapshot.nodes_down", f"node {node}", "a node index")
         st.nodes_down.add(node)
-        st.capacity.alive[node] = False
+        st.capacity.set_alive(node, False)
     st.close_votes = set(snap.close_votes)
     if [s.site for s in snap.sites] != st.site_names:
         raise ProtoError("snapshot.sites", "not one record per site in cluster order",

@@ -125,11 +125,11 @@ class SiteCommands:
             return                        # no change
         if ns.up:
             self.nodes_down.discard(node)
-            self.capacity.alive[node] = True
+            self.capacity.set_alive(node, True)
             self._arm()
         else:
             self.nodes_down.add(node)
-            self.capacity.alive[node] = False
+            self.capacity.set_alive(node, False)
             for ts, inst in self._running_on(lambda n: n == node):
                 self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"node {ns.node} went down")
         self._update.nodes.add(node=ns.node, up=ns.up)

@@ -239,7 +239,7 @@ class RayExecutor(ReportQueue):
                     continue
             if node in self.down:
                 self.down.discard(node)
-                self.capacity.alive[node] = True
+                self.capacity.set_alive(node, True)
                 self.report_node(name, True)
             for e in ends:
                 self._cursor[node] = (got_inc, max(self._cursor[node][1], e.seq))
@@ -288,7 +288,7 @@ class RayExecutor(ReportQueue):
             return
         self.down.add(node)
         self.counts["node_down"] += 1
-        self.capacity.alive[node] = False
+        self.capacity.set_alive(node, False)
         name = self.own[node]
         for key, r in list(self._runs.items()):
             if r.node == node:

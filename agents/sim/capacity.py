@@ -74,6 +74,9 @@ class Capacity:
         self._model_masks: dict[frozenset[str], np.ndarray] = {}
         self.static_by_shape: dict[tuple, tuple[bool, ...]] = {}
         """``static_sites`` by demand shape (``Demand.key``), filled as demands are seen"""
+        self.version = 0
+        """counts the changes made through ``place``, ``release`` and ``set_alive``: a view
+        that mirrors the free resources (``ledger_book.LedgerBook``'s) knows when it is stale"""
 
     # ---- queries -------------------------------------------------------------------------
     def model_mask(self, models: frozenset[str]) -> np.ndarray:
@@ -206,9 +209,15 @@ class Capacity:
         return out[0], out[1], out[2]
 
     # ---- changes -------------------------------------------------------------------------
+    def set_alive(self, node: int, up: bool) -> None:
+        """Node ``node`` is up (it may take work) or down."""
+        self.alive[node] = up
+        self.version += 1
+
     def place(self, node: int, d: Demand, device: int | None = None) -> GpuSlots:
         """Take ``d`` on ``node`` (the caller checked it fits) and say which gpus it holds
         (``device``: the gpu a share should go on, see ``take_gpus``)."""
+        self.version += 1
         self.free_cpu[node] -= d.cpu
         self.free_mem[node] -= d.mem
         slots = take_gpus(self.gpu_free[node], d, device)
@@ -217,6 +226,7 @@ class Capacity:
         return slots
 
     def release(self, node: int, d: Demand, slots: GpuSlots) -> None:
+        self.version += 1
         self.free_cpu[node] += d.cpu
         self.free_mem[node] += d.mem
         if slots:

@@ -288,7 +288,7 @@ class Simulator:
             if self.down_count[node] > 1:
                 continue                  # already down (overlapping node and site outage)
             self.acct.node_down(node, self.now)
-            self.cap.alive[node] = False
+            self.cap.set_alive(node, False)
             for a in list(self.node_running[node]):
                 self._stop(a, self.now, "killed")
                 self.ledger.fail(a.task, a.instance, self.now, count=False)
@@ -302,7 +302,7 @@ class Simulator:
             self.down_count[node] -= 1
             if self.down_count[node] == 0 and not self.perm_dead[node]:
                 self.acct.node_up(node, self.now)
-                self.cap.alive[node] = True
+                self.cap.set_alive(node, True)
 
 
 def fault_draws(f, ts: TaskEntry, inst: int) -> tuple[float, bool, float]:

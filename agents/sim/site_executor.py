@@ -177,7 +177,7 @@ class ReplayExecutor(ReportQueue):
             self._down_count[node] = self._down_count.get(node, 0) + 1
             if self._down_count[node] > 1:
                 continue
-            self.capacity.alive[node] = False
+            self.capacity.set_alive(node, False)
             name = self.capacity.node_names[node]
             for key, r in list(self._runs.items()):
                 if r.node == node:
@@ -189,6 +189,6 @@ class ReplayExecutor(ReportQueue):
         for node in nodes:
             self._down_count[node] -= 1
             if self._down_count[node] == 0:
-                self.capacity.alive[node] = True
+                self.capacity.set_alive(node, True)
                 self.report_node(self.capacity.node_names[node], True)
         self.wake()

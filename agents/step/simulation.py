@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agora.agents.market import LedgerBook, admit_offers, clear, site_preference
+from agora.agents.ledger_book import LedgerBook
+from agora.agents.market import admit_offers, clear, site_preference
 from agora.agents.sim.engine import Decision as SimDecision
 from agora.agents.sim.engine import Simulator
 from agora.agents.step.observe import Observer, SiteObs, _log

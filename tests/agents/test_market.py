@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agora.agents.market import (PRICE_MAX, PRICE_SCALE, Bid, LedgerBook, Offer, admit_offers, clear,
+from agora.agents.ledger_book import LedgerBook
+from agora.agents.market import (PRICE_MAX, PRICE_SCALE, Bid, Offer, admit_offers, clear,
                                  price_of, site_preference)
 from agora.agents.sim.engine import Simulator
 from tests.simkit import cluster, job, node, site, task, workload

@@ -1,0 +1,155 @@
+"""The market's book over the one ledger (``agents.ledger``) and the nodes' free capacity:
+what ``market.clear`` asks while it clears a round -- is a task open, its priority, a site's
+rank for it -- and where an award's instances go (``place``: the site's best-fit node,
+``Capacity.best_fit``'s rule). The simulation engine's in-memory clearinghouse and every
+coordinator replica clear through it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from agora.agents.sim import capacity as capacity_rules
+
+if TYPE_CHECKING:
+    from agora.agents.ledger import Ledger, TaskEntry
+    from agora.agents.sim.capacity import Capacity
+
+_INF = float("inf")
+
+
+class LedgerBook:
+    """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
+    the book of the simulation engine's in-memory clearinghouse and of every coordinator
+    replica alike. Tasks are ``TaskEntry`` objects; priority = (-job weight, FIFO rank);
+    rank = the origin's preference for the site; place = the lowest open instances, each on
+    the site's best-fit node (``Capacity.best_fit``), recorded in ``placed`` as (task,
+    instance, node) in placement order. ``on_place(task, instance, node, slots)`` is told of
+    each (the simulator starts the run there)."""
+
+    def __init__(self, ledger: Ledger, capacity: Capacity, pref: np.ndarray, *,
+                 on_place: Callable | None = None) -> None:
+        self.ledger = ledger
+        self.capacity = capacity
+        self.pref = pref
+        self.n_sites = capacity.n_sites
+        self.on_place = on_place
+        self.placed: list[tuple[TaskEntry, int, int]] = []
+        self._views: dict[int, list] = {}
+        self._last_fit: dict[int, tuple[int, int, int]] = {}
+        """site -> (cpu, mem, node in the site) of the book's last placement there"""
+        self._seen = capacity.version
+        self._pref_rows: list[list[int]] | None = None
+
+    def open_instances(self, task: TaskEntry) -> int:
+        return task.open if task in self.ledger.pool else 0
+
+    def priority(self, task: TaskEntry) -> tuple:
+        return (-task.job.job.weight, task.rank)
+
+    def rank(self, task: TaskEntry, site: int) -> int:
+        rows = self._pref_rows
+        if rows is None:                      # a list: numpy's per-element cost is higher
+            rows = self._pref_rows = self.pref.tolist()
+        return rows[task.job.origin][site]
+
+    def place(self, task: TaskEntry, site: int, n: int) -> int:
+        """Instance by instance, each on the site's best-fit node -- computed once per node
+        used, not per instance: for a demand without gpus the node best fit chose stays
+        the best fit for the next instance of the same demand as long as it has room (its
+        score only drops, the others' do not change, ties go to the lower index), so it
+        takes as many as fit before best fit is asked again -- and, while nothing else
+        changed at the site since, for the next bid of the same demand too. Gpu demands
+        change the devices' shares and are placed one by one (``Capacity.best_fit``)."""
+        if task.demand.gpu:
+            return self._place_gpu(task, site, n)
+        view = self._view(site)
+        fc, fm, alive, inv_c, inv_m, has_gpu, base = view
+        cap, ledger, placed, on_place = self.capacity, self.ledger, self.placed, self.on_place
+        free_cpu, free_mem, start = cap.free_cpu, cap.free_mem, ledger.start
+        demand = task.demand
+        cpu, mem = demand.cpu, demand.mem
+        insts = task.open_indices(n)
+        got, want = 0, len(insts)
+        last = self._last_fit.get(site)
+        while got < want:
+            if last is not None and last[0] == cpu and last[1] == mem \
+                    and fc[last[2]] >= cpu and fm[last[2]] >= mem:
+                best = last[2]                # still the best fit (see above)
+            elif len(fc) > capacity_rules.SMALL_SITE:  # numpy's search (the same rule)
+                found = cap.best_fit(demand, site)
+                if found is None:
+                    break
+                best = found - base
+            else:
+                best, best_score = -1, _INF   # Capacity._best_fit_small's rule and arithmetic
+                for i in range(len(fc)):
+                    if not (fc[i] >= cpu and fm[i] >= mem and alive[i]):
+                        continue
+                    score = (fc[i] - cpu) * inv_c[i]
+                    score += (fm[i] - mem) * inv_m[i]
+                    score += 1.0 if has_gpu[i] else 0.0
+                    if score < best_score:
+                        best, best_score = i, score
+                if best < 0:
+                    break
+            k = want - got
+            if cpu > 0:
+                k = min(k, fc[best] // cpu)
+            if mem > 0:
+                k = min(k, fm[best] // mem)
+            node = base + best
+            for inst in insts[got:got + k]:
+                fc[best] -= cpu
+                fm[best] -= mem
+                free_cpu[node] = fc[best]     # the capacity itself, as Capacity.place does
+                free_mem[node] = fm[best]
+                cap.version += 1
+                self._seen = cap.version
+                start(task, inst, node, ())
+                placed.append((task, inst, node))
+                if on_place is not None:
+                    on_place(task, inst, node, ())
+                    if cap.version != self._seen:  # the callback changed the capacity
+                        view = self._view(site)
+                        fc, fm, alive, inv_c, inv_m, has_gpu, base = view
+            got += k
+            last = self._last_fit[site] = (cpu, mem, best)
+        return got
+
+    def _place_gpu(self, task: TaskEntry, site: int, n: int) -> int:
+        cap, demand, ledger, placed, on_place = (self.capacity, task.demand, self.ledger,
+                                                 self.placed, self.on_place)
+        self._last_fit.pop(site, None)
+        got = 0
+        for inst in task.open_indices(n):
+            node = cap.best_fit(demand, site)
+            if node is None:
+                break
+            slots = cap.place(node, demand)
+            ledger.start(task, inst, node, slots)
+            placed.append((task, inst, node))
+            if on_place is not None:
+                on_place(task, inst, node, slots)
+            got += 1
+        self._views.pop(site, None)
+        return got
+
+    def _view(self, site: int) -> list:
+        """The site's free cpu and memory and what best fit reads, as Python lists (numpy's
+        per-element cost is most of the time on a site's few nodes), kept equal to the
+        capacity by ``place``; made again when the capacity changed by other hands."""
+        cap = self.capacity
+        if cap.version != self._seen:
+            self._views.clear()
+            self._last_fit.clear()
+            self._seen = cap.version
+        view = self._views.get(site)
+        if view is None:
+            sl = cap.site_slice[site]
+            view = self._views[site] = [
+                cap.free_cpu[sl].tolist(), cap.free_mem[sl].tolist(), cap.alive[sl].tolist(),
+                cap._inv_cpu[sl].tolist(), cap._inv_mem[sl].tolist(),
+                cap.has_gpu[sl].tolist(), sl.start]
+        return view
