@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from agora.deploy.local_group import LocalGroup
-from agora.coordinator.pbft.storage import SqliteStorage, wal_cut_short
+from agora.coordinator.pbft.storage import SqliteStorage
+from agora.coordinator.pbft.wal import wal_cut_short
 
 ROOT = Path(__file__).resolve().parents[2]
 
