@@ -27,12 +27,25 @@ except (OSError, AttributeError):
 else:
     if os.getppid() != int(sys.argv[1]):
         os._exit(137)                                 # the parent is already gone
+report = os.environ.pop("AGORA_START_REPORT", None)     # not the command's
 try:
     os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as e:
-    sys.stderr.write(f"cannot start {sys.argv[2]!r}: {e.strerror or e}\\n")
+    why = f"cannot start {sys.argv[2]!r}: {e.strerror or e}"
+    sys.stderr.write(why + "\\n")
+    if report:
+        try:
+            with open(report, "w") as f:
+                f.write(why)
+        except OSError:
+            pass
     os._exit(127 if isinstance(e, FileNotFoundError) else 126)
 """
+
+START_REPORT = "AGORA_START_REPORT"
+"""Environment variable naming a file where the launcher (``bound_to_parent``) writes why
+the command could not be ``exec``'d (an exec format error, ...); removed from the command's
+own environment."""
 
 
 def bound_to_parent(argv: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 import ray
 
-from agora.agents.process import bound_to_parent, cannot_start, start_failure
+from agora.agents.process import START_REPORT, bound_to_parent, cannot_start, start_failure
 
 KILL_GRACE_S = 3.0
 """seconds between SIGTERM and SIGKILL to a run's process group"""
@@ -100,6 +101,8 @@ def execute_run(req: RunRequest, folder: str) -> dict:
                AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
                AGORA_RAY_NODE=ray.get_runtime_context().get_node_id(),
                AGORA_RUN_DIR=str(d.resolve()))
+    if sys.platform.startswith("linux"):      # where the command starts from the launcher
+        env[START_REPORT] = str(d / "start-failure")
     start = time.time()
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
@@ -120,9 +123,12 @@ def execute_run(req: RunRequest, folder: str) -> dict:
         try:
             code = p.wait(timeout=req.timeout_s)
         except subprocess.TimeoutExpired:
-            kill_group(p.pid)
+            kill_group(p.pid, leader=p)
             code = p.wait()
             kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+        if (d / "stopping").exists():         # the service stops (NodeRunner.shutdown):
+            return {"kind": "lost", "exit_code": code, "start": start,   # no end: the
+                    "end": time.time(), "reason": "the service stopped"}  # next start's
         # what the run left behind in another session or process group (``setsid``, a
         # daemon) holds resources the schedule has given back: it ends with the run
         strays = kill_strays(run_marker(d))
@@ -130,6 +136,11 @@ def execute_run(req: RunRequest, folder: str) -> dict:
         kind = "failed"
         reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
                   else f"exit code {code}")
+        if code in (126, 127):                # the launcher could not exec it: say why
+            try:
+                reason = (d / "start-failure").read_text()[:500] or reason
+            except OSError:
+                pass
     end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
            "reason": reason}
     if strays:
@@ -187,13 +198,19 @@ def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
     return len(found)
 
 
-def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
+def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
+               leader: subprocess.Popen | None = None) -> None:
+    """SIGTERM process group ``pgid``, SIGKILL it if any of it is alive after ``grace_s``.
+    ``leader``: the group's leader when this process started it -- reaped as it ends, or
+    its zombie would keep the group "alive" for the whole grace."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -203,6 +220,15 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def stop_run(folder: Path, grace_s: float = KILL_GRACE_S) -> None:
+    """Kill a run that lives in ``folder``: its process group, then every process that
+    still carries its ``AGORA_RUN_DIR``."""
+    pid = read_pid(folder)
+    if pid is not None:
+        kill_group(pid, grace_s)
+    kill_strays(run_marker(folder), grace_s)
 
 
 def write_json(path: Path, data: dict) -> None:

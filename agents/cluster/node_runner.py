@@ -35,7 +35,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agora.agents.cluster.instance_run import (RunEnd, RunRequest, execute_run, kill_group,
-                                              read_pid, request_of, run_folder, write_json)
+                                              read_pid, request_of, run_folder, stop_run,
+                                              write_json)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class NodeRunner:
         self.finished: set[tuple[str, str, int, int]] = set()
         """every run that ended in this incarnation (a start of it again does nothing)"""
         self.seq = 0
+        self.stopping = False
+        """the service is stopping (``shutdown``): runs that end now are left without an end"""
         self._news = asyncio.Event()
         self.totals = next((n["Resources"] for n in ray.nodes()
                             if n["NodeID"] == self.ray_node), {})
@@ -186,6 +189,22 @@ class NodeRunner:
     async def ping(self) -> str:
         return self.ray_node
 
+    async def shutdown(self, grace_s: float = 2.0) -> int:
+        """The service stops (``agora down``): every live run's processes are killed -- its
+        process group, and whatever else carries its ``AGORA_RUN_DIR`` (a run's grandchildren
+        outlived their Ray worker before: only its direct child gets ``PDEATHSIG``) -- and its
+        run is left without an end, so the next start's runner reports it lost and it is
+        placed again, as when a node goes away (no failed attempt is counted). Returns how
+        many runs there were."""
+        self.stopping = True
+        lives = list(self.live.values())
+        for live in lives:
+            (live.folder / "stopping").touch()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, stop_run, live.folder, grace_s)
+                               for live in lives))
+        return len(lives)
+
     async def read_log(self, job: str, task: str, instance: int, run_id: int,
                        stream: str = "stdout", offset: int = 0,
                        limit: int = 1 << 20) -> tuple[bytes, bool]:
@@ -206,9 +225,13 @@ class NodeRunner:
         req = live.req
         try:
             end = await live.ref
+            if self.stopping:
+                return
             kind, code, reason = end["kind"], end["exit_code"], end["reason"]
             start, stop = end["start"], end["end"]
         except Exception as e:  # noqa: BLE001 - a crashed worker, a cancelled task
+            if self.stopping:
+                return
             kind, code, start, stop = "failed", -1, live.start, time.time()
             reason = f"the run's Ray worker failed: {type(e).__name__}: {str(e)[:300]}"
             write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
@@ -279,10 +302,17 @@ def start_runners(nodes: dict[str, int], log_root: str, namespace: str) -> dict[
     return out
 
 
-def stop_runners(nodes: list[str], namespace: str) -> None:
-    """Kill the runners of ``nodes`` (what they run dies with them)."""
+def stop_runners(nodes: list[str], namespace: str, timeout_s: float = 15.0) -> None:
+    """Stop the runners of ``nodes``: each kills what it runs (``NodeRunner.shutdown``,
+    ``timeout_s`` at most for all), then the runner itself is killed."""
+    handles = []
     for node in nodes:
         try:
-            ray.kill(ray.get_actor(runner_name(node), namespace=namespace), no_restart=True)
+            handles.append(ray.get_actor(runner_name(node), namespace=namespace))
         except ValueError:
             pass
+    if handles:
+        ray.wait([h.shutdown.remote() for h in handles], num_returns=len(handles),
+                 timeout=timeout_s)
+    for h in handles:
+        ray.kill(h, no_restart=True)

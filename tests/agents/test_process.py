@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from agora.agents.process import bound_to_parent, cannot_start, start_failure
+from agora.agents.process import START_REPORT, bound_to_parent, cannot_start, start_failure
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl: Linux")]
@@ -33,6 +33,20 @@ def test_the_launcher_execs_in_place_and_passes_argv_and_exit_code():
     q = subprocess.Popen(bound_to_parent(["sh", "-c", "echo $$"]), stdout=subprocess.PIPE,
                          text=True)
     assert int(q.communicate()[0]) == q.pid        # the command is the process Popen started
+
+
+def test_why_the_launcher_could_not_exec_goes_to_the_report_file_not_the_commands_env(tmp_path):
+    report = tmp_path / "why"
+    env = dict(os.environ, **{START_REPORT: str(report)})
+    p = subprocess.run(bound_to_parent(["sh", "-c", f"echo ${{{START_REPORT}-unset}}"]),
+                       capture_output=True, text=True, env=env)
+    assert (p.returncode, p.stdout) == (0, "unset\n") and not report.exists()
+    script = tmp_path / "no-shebang"
+    script.write_bytes(b"\x00\x01 not a program\n")
+    script.chmod(0o755)
+    p = subprocess.run(bound_to_parent([str(script)]), capture_output=True, text=True, env=env)
+    assert p.returncode == 126
+    assert report.read_text() == f"cannot start {str(script)!r}: Exec format error"
 
 
 def test_a_bound_child_is_killed_when_its_parent_is(tmp_path):

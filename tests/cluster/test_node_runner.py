@@ -69,7 +69,7 @@ def test_a_run_gets_its_identity_runs_on_the_node_and_keeps_its_output(runner):
 
 
 @pytest.mark.timeout(120)
-def test_exit_codes_timeouts_and_missing_programs_are_failed_attempts(runner):
+def test_exit_codes_timeouts_and_missing_programs_are_failed_attempts(runner, tmp_path):
     h, _ = runner
     ray.get(h.start.remote(req("j2", [PY, "-c", "import sys; sys.exit(7)"])))
     e = wait_end(h, "j2")
@@ -77,10 +77,20 @@ def test_exit_codes_timeouts_and_missing_programs_are_failed_attempts(runner):
     ray.get(h.start.remote(req("j3", [PY, "-c", "import time; time.sleep(60)"],
                                timeout_s=1.0)))
     e = wait_end(h, "j3")
-    assert e.kind == "failed" and "timed out after 1 s" in e.reason and e.end - e.start < 30
+    # killed at its timeout, not a kill grace (3 s) later: the zombie leader once kept the
+    # group "alive" until the grace ran out
+    assert e.kind == "failed" and "timed out after 1 s" in e.reason and e.end - e.start < 3.5
     ray.get(h.start.remote(req("j4", ["/no/such/program"])))
     e = wait_end(h, "j4")
     assert (e.kind, e.exit_code) == ("failed", 127) and "cannot start" in e.reason
+    # an executable file the kernel cannot exec (a script without "#!"): the reason says why
+    script = tmp_path / "no-shebang.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    ray.get(h.start.remote(req("j4-noexec", [str(script)])))
+    e = wait_end(h, "j4-noexec")
+    assert (e.kind, e.exit_code) == ("failed", 126), e
+    assert "cannot start" in e.reason and "format" in e.reason.lower(), e.reason
 
 
 @pytest.mark.timeout(120)
@@ -207,3 +217,50 @@ def test_a_run_folder_stays_inside_its_root_whatever_the_names(names):
     assert folder.parent.parent.parent.parent == root
     assert all(part not in (".", "..") for part in folder.relative_to(root).parts)
     assert folder.name == "3-7"
+
+
+@pytest.mark.timeout(30)
+def test_a_group_whose_leader_ends_at_sigterm_is_not_waited_on_for_the_grace():
+    import subprocess
+
+    from agora.agents.cluster.instance_run import kill_group
+
+    p = subprocess.Popen(["sh", "-c", "sleep 30"], start_new_session=True)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    kill_group(p.pid, grace_s=10.0, leader=p)
+    assert time.monotonic() - t0 < 5.0
+    assert p.wait(timeout=5) == -15
+
+
+@pytest.mark.timeout(120)
+def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_failed(
+        runner):
+    # a probe: after `agora down` a run's grandchildren (the `sleep` of `sh -c "sleep 61;
+    # ..."`) ran on, reparented to init: only the run's direct child got PDEATHSIG
+    from agora.agents.cluster.instance_run import run_marker, strays
+    from agora.agents.cluster.node_runner import stop_runners
+
+    _, root = runner
+    node = "site-a/n9"                      # a runner of its own (on the fixture's Ray node)
+    opts = dict(name=runner_name(node), num_cpus=0, resources={node_resource(NODE): 0.001},
+                max_restarts=-1, max_concurrency=100)
+    h = RayNodeRunner.options(**opts).remote(node, str(root))
+    r = RunRequest(job="orphan", task="t", instance=0, run_id=5, attempt=1,
+                   argv=("sh", "-c", "sleep 61; echo end"), env=(), cwd=None, timeout_s=None,
+                   cpu=0.5, mem_mib=16, gpus=0.0, site="site-a", node=node)
+    ray.get(h.start.remote(r))
+    folder = run_folder(root, node, "orphan", "t", 0, 5)
+    marker = run_marker(folder)
+    deadline = time.time() + 30
+    while len(strays(marker)) < 2 and time.time() < deadline:     # sh and its sleep
+        time.sleep(0.2)
+    assert len(strays(marker)) >= 2
+    stop_runners([node], "agora-test-runner")
+    assert strays(marker) == []                                    # nothing of it runs
+    assert not (folder / "end.json").exists()
+    h = RayNodeRunner.options(**opts).remote(node, str(root))     # the next start
+    e = wait_end(h, "orphan")
+    assert (e.kind, e.reason) == ("lost", "the node's runner restarted under it")
+    ray.kill(h, no_restart=True)
+
