@@ -204,7 +204,9 @@ class Ledger:
 
     def _fail_task(self, cause: TaskEntry, outcome: str, reason: str) -> None:
         """``cause`` can never complete: give it up, and everything downstream of it; the
-        job ends with ``outcome``."""
+        job ends with ``outcome``, and nothing more of it starts (its other tasks' instances
+        not started are given up as cancelled; those running finish and are reported): a
+        job reported failed does not go on starting work (Argo's "fail fast")."""
         self.give_up(cause, outcome, reason)
         js = cause.job
         if js.outcome == "pending":
@@ -218,6 +220,10 @@ class Ledger:
             seen.add(c.rank)
             self.give_up(c, outcome, f"depends on task {cause.task.id} ({outcome})")
             stack.extend(c.children)
+        why = f"the job {outcome}: task {cause.task.id}: {reason}"
+        for ts in js.tasks:
+            if ts.outcome in ("waiting", "open"):
+                self.give_up(ts, "cancelled", why)
 
     def unschedulable(self, ts: TaskEntry, reason: str) -> None:
         """Nothing can ever hold ``ts`` (at admission, or after permanent outages)."""
@@ -232,7 +238,8 @@ class Ledger:
 
     @staticmethod
     def cancellable(js: JobEntry) -> bool:
-        """Pending, or failed with tasks that do not depend on the failure still to run."""
+        """Pending, or failed with instances still running (a failed job starts nothing
+        more, see ``_fail_task``; a record from before that rule may hold open work too)."""
         return js.outcome == "pending" or js.outcome == "failed" and any(
             ts.outcome in ("waiting", "open") or ts.placements for ts in js.tasks)
 

@@ -76,18 +76,23 @@ def test_cancel_gives_up_what_has_not_started_and_returns_what_runs():
     assert not reopened and m.states[2] == GAVE_UP
 
 
-def test_a_failed_job_with_independent_work_still_running_can_be_cancelled():
+def test_a_failed_job_starts_nothing_more_and_what_still_runs_can_be_cancelled():
+    # a probe: a job reported failed went on starting instances of its other tasks (and of
+    # their children) for seconds after `agora submit --follow` had said "failed"
     led = Ledger(max_attempts=1)
-    js = led.admit(job("j", 0.0, "a", task("x", 1.0, 1), task("y", 1.0, 1, instances=2)),
-                   0, 0.0)
-    x, y = js.by_id["x"], js.by_id["y"]
+    js = led.admit(job("j", 0.0, "a", task("x", 1.0, 1), task("y", 1.0, 1, instances=3),
+                       task("z", 1.0, 1, after=("y",))), 0, 0.0)
+    x, y, z = js.by_id["x"], js.by_id["y"], js.by_id["z"]
     led.start(x, 0, node=0)
     led.start(y, 0, node=0)
     led.fail(x, 0, 1.0, count=True, reason="exit 3")
-    assert js.outcome == "failed" and y.outcome == "open" and Ledger.cancellable(js)
+    assert js.outcome == "failed" and "exit 3" in js.reason
+    # y's instances not started and its child z never start; y[0] runs on
+    assert (y.outcome, z.outcome) == ("cancelled", "cancelled") and not led.pool
+    assert list(y.states) == [RUNNING, GAVE_UP, GAVE_UP] and "the job failed: task x" in y.reason
+    assert Ledger.cancellable(js)
     running = led.cancel(js, "stop it")
     assert [(t.task.id, i) for t, i in running] == [("y", 0)]
-    assert y.outcome == "cancelled" and y.states[1] == GAVE_UP and not led.pool
     assert js.outcome == "failed" and "exit 3" in js.reason     # the first outcome stays
     led.fail(y, 0, 2.0, count=False, reason="cancelled")
     assert not Ledger.cancellable(js) and led.cancel(js, "again") == []
