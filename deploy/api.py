@@ -10,11 +10,13 @@ instead of printing:
 ``config`` is what ``--config`` is to the commands: an ``agora up`` configuration (default:
 the one ``agora up`` runs with no argument) or a coordinator YAML. Bad input raises
 ``ValueError`` (or ``agora.agents.workloads.errors.InputError``, a ValueError, naming the file,
-line and field); nothing running raises ``NotRunning``.
+line and field); nothing running raises ``NotRunning`` (``SubmissionCut``, a ``NotRunning``,
+when the replicas stopped answering during a submission: it says which jobs were admitted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -97,14 +99,72 @@ def rejected_indices(res, n: int) -> dict[int, str]:
     return out
 
 
+class SubmissionCut(NotRunning):
+    """The coordinator stopped answering while jobs were submitted: which of them are
+    admitted (they run), which are not (to submit again), which could not be told."""
+
+    def __init__(self, accepted: list[str], missing: list[str], unknown: list[str],
+                 rejected: list[tuple[str, str]], cause: str) -> None:
+        self.accepted, self.missing, self.unknown = accepted, missing, unknown
+        self.rejected, self.cause = rejected, cause
+        parts = [f"too few replicas answered while the jobs were submitted ({cause}); "
+                 f"admitted (they run): {_some(accepted)}; not admitted (submit them again): "
+                 f"{_some(missing)}"]
+        if unknown:
+            parts.append(f"not known (check with agora jobs --job ID before submitting "
+                         f"again): {_some(unknown)}")
+        super().__init__("; ".join(parts))
+
+
+def _some(ids: list[str], k: int = 10) -> str:
+    if not ids:
+        return "none"
+    more = f" and {len(ids) - k} more" if len(ids) > k else ""
+    return ", ".join(ids[:k]) + more
+
+
+async def _exist(client, ids: list[str], at_once: int = 16) -> dict[str, bool | None]:
+    """Does each job of ``ids`` exist (as f+1 replicas answer; None: no answer)?"""
+    from agora.coordinator.client import CoordinatorError
+
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(j: str) -> tuple[str, bool | None]:
+        async with gate:
+            try:
+                return j, (await client.job_status(j)).HasField("job_status")
+            except CoordinatorError:
+                return j, None
+    return dict(await asyncio.gather(*(one(j) for j in ids)))
+
+
 async def submit_chunks(client, jobs: list) -> tuple[list[str], list[tuple[str, str]]]:
     """Submit in chunks of at most 1,000 jobs and the instances one command takes
-    (``schedule_rules.submission_chunks``); (accepted ids, [(refused id, reason)])."""
+    (``schedule_rules.submission_chunks``); (accepted ids, [(refused id, reason)]). When
+    too few replicas answer a chunk -- it may have been ordered all the same -- the
+    replicas are asked which of its jobs exist, and ``SubmissionCut`` says which are
+    admitted and which are to be submitted again (a probe: under load, a submission that
+    had been admitted said only "retry", and a retry was refused as "job exists")."""
+    import grpc
+
+    from agora.coordinator.client import CoordinatorError
     from agora.coordinator.schedule_rules import submission_chunks
 
     accepted, rejected = [], []
-    for chunk in submission_chunks(jobs):
-        bad = rejected_indices(await client.submit_jobs(chunk), len(chunk))
+    chunks = list(submission_chunks(jobs))
+    for k, chunk in enumerate(chunks):
+        try:
+            res = await client.submit_jobs(chunk)
+        except CoordinatorError as e:
+            if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            found = await _exist(client, [j.id for j in chunk])
+            later = [j.id for c in chunks[k + 1:] for j in c]
+            raise SubmissionCut(accepted + [j for j, f in found.items() if f],
+                                [j for j, f in found.items() if f is False] + later,
+                                [j for j, f in found.items() if f is None], rejected,
+                                next(iter(e.errors.values()), e.message)) from None
+        bad = rejected_indices(res, len(chunk))
         for i, job in enumerate(chunk):
             (rejected.append((job.id, bad[i])) if i in bad else accepted.append(job.id))
     return accepted, rejected

@@ -67,7 +67,7 @@ def register(sub) -> None:
 
 # ---- submit --------------------------------------------------------------------------------
 def cmd_submit(a: argparse.Namespace) -> int:
-    from agora.deploy.api import prepare_jobs, submit_chunks
+    from agora.deploy.api import SubmissionCut, prepare_jobs, submit_chunks
 
     if a.timeout is not None and not a.follow:
         raise ValueError(f"--timeout {a.timeout:g} without --follow: it is how long --follow "
@@ -85,7 +85,15 @@ def cmd_submit(a: argparse.Namespace) -> int:
             else None
         return accepted, rejected, ends
 
-    accepted, rejected, ends = run_live(t, go, a.client, a.keys)
+    try:
+        accepted, rejected, ends = run_live(t, go, a.client, a.keys)
+    except SubmissionCut as e:
+        if not a.json:
+            raise
+        print(json.dumps({"submitted": e.accepted, "rejected": [
+            {"job": j, "reason": r} for j, r in e.rejected], "not_submitted": e.missing,
+            "not_known": e.unknown, "error": str(e)}, indent=1))
+        return 1
     if a.json:
         print(json.dumps({"submitted": accepted, "rejected": [
             {"job": j, "reason": r} for j, r in rejected], "ends": ends,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,16 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
                     raise w.key(f"tasks[{k}].demand").error(
                         f"task {t.id!r} fits no node: {why}",
                         "a demand that some node of the cluster can hold")
+            # a live Agora makes the job arrive now and keeps its deadline's distance
+            room = MAX_TIME - time.time()
+            if job.deadline is not None and job.deadline - job.arrival > room:
+                raise w.key("deadline").error(
+                    f"{job.deadline:g} is {job.deadline - job.arrival:g} s after the job's "
+                    f"arrival ({job.arrival:g}); submitted, the job arrives now and its "
+                    f"deadline keeps that distance, past the latest time there is "
+                    f"({MAX_TIME:g} s of Unix time)",
+                    f"a deadline at most {room:.4g} s after the arrival (on the file's "
+                    f"clock: arrival 0, deadline 900 is due 900 s after submission)")
         if job.id in seen:
             raise w.key("id").error(f"job id {job.id!r} already used on line {seen[job.id]}",
                                     "unique job ids")

@@ -197,6 +197,23 @@ def test_a_live_agora_refuses_a_job_over_its_instance_or_task_budget_naming_the_
           "1,001 tasks", "at most 1,000")
 
 
+def test_a_live_agora_refuses_a_deadline_that_moved_to_now_passes_the_end_of_time(cluster,
+                                                                                 tmp_path):
+    # a probe: "deadline": 10^10 on a job arriving at 0 passed the reader, then agora submit
+    # moved it to now + 10^10 and the coordinator refused it (exit 1, no line)
+    j = job(deadline=10**10)
+    for t in j["tasks"]:
+        t["run"] = {"argv": ["true"]}
+    p = tmp_path / "j.jsonl"
+    p.write_text(json.dumps(j) + "\n")
+    check(fails(read_jobs, p, p.read_text(), cluster, require_run=True), p, 1, "deadline",
+          "arrives now", "after the arrival")
+    assert read_jobs(p, cluster).jobs[0].deadline == 10**10    # a simulation reads it
+    j["deadline"] = 900
+    p.write_text(json.dumps(j) + "\n")
+    assert read_jobs(p, cluster, require_run=True).jobs[0].deadline == 900
+
+
 def test_a_long_dependency_cycle_is_named_by_its_first_tasks_in_one_short_line(cluster,
                                                                                 tmp_path):
     # a probe: 20,000 tasks in one cycle made a 189 KB error line listing every task
