@@ -132,6 +132,10 @@ def execute_run(req: RunRequest, folder: str) -> dict:
         # what the run left behind in another session or process group (``setsid``, a
         # daemon) holds resources the schedule has given back: it ends with the run
         strays = kill_strays(run_marker(d))
+    try:                                      # the runner killed it (NodeRunner.kill)
+        kind, reason = "killed", (d / "killed").read_text()
+    except OSError:
+        pass
     if kind == "completed" and code != 0:
         kind = "failed"
         reason = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0

@@ -149,6 +149,7 @@ class NodeRunner:
         if live is None:
             return False
         live.killed = reason or "killed"
+        (live.folder / "killed").write_text(live.killed)  # end.json says so (execute_run)
         loop = asyncio.get_running_loop()
         pid = read_pid(live.folder)
         if pid is None:

@@ -108,6 +108,9 @@ def test_a_kill_stops_the_process_group_and_a_start_is_idempotent(runner, tmp_pa
     assert ray.get(h.kill.remote("j5", "t", 0, 1, "cancelled"))
     e = wait_end(h, "j5")
     assert (e.kind, e.reason) == ("killed", "cancelled")
+    # and on disk, where a restarted runner reads it (it said "failed", "killed by signal 15")
+    end = json.loads((run_folder(root, NODE, "j5", "t", 0, 1) / "end.json").read_text())
+    assert (end["kind"], end["reason"]) == ("killed", "cancelled")
     child = int(marker.read_text())
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):      # the grandchild died with the group
