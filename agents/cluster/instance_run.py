@@ -205,8 +205,9 @@ def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
                leader: subprocess.Popen | None = None) -> None:
     """SIGTERM process group ``pgid``, SIGKILL it if any of it is alive after ``grace_s``.
-    ``leader``: the group's leader when this process started it -- reaped as it ends, or
-    its zombie would keep the group "alive" for the whole grace."""
+    ``leader``: the group's leader when this process started it (reaped as it ends). A
+    member that ended but is not reaped yet -- the leader's zombie, or an orphan waiting for
+    init, which a container's init may leave for seconds -- counts as gone."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
@@ -215,15 +216,39 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
     while time.monotonic() < deadline:
         if leader is not None:
             leader.poll()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not _group_alive(pgid):
             return
         time.sleep(0.05)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does process group ``pgid`` hold a process that has not ended (not a zombie)?
+    Linux's /proc; elsewhere whether the group exists at all."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        names = None
+    if not names or not os.path.exists("/proc/self/stat"):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
 
 
 def stop_run(folder: Path, grace_s: float = KILL_GRACE_S) -> None:
