@@ -158,26 +158,28 @@ def run_marker(folder: Path) -> bytes:
     return b"AGORA_RUN_DIR=" + str(Path(folder).resolve()).encode()
 
 
+def _proc_files(name: str):
+    """(pid, bytes of /proc/<pid>/``name``) of every process this user can read (Linux);
+    None when there is no /proc."""
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return None
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as f:
+                out.append((pid, f.read()))
+        except OSError:
+            continue
+    return out
+
+
 def strays(marker: bytes) -> list[int]:
     """Processes (readable by this user) whose environment holds ``marker``: a run's processes
     wherever they went -- out of its process group or session, reparented. Linux's /proc; a
     process that rewrote its environment escapes (a cgroup per run would not let it)."""
-    found = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
-            found.append(int(name))
-    return found
+    return [pid for pid, env in _proc_files("environ") or () if marker in env.split(b"\0")]
 
 
 def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
@@ -228,25 +230,16 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
 def _group_alive(pgid: int) -> bool:
     """Does process group ``pgid`` hold a process that has not ended (not a zombie)?
     Linux's /proc; elsewhere whether the group exists at all."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        names = None
-    if not names or not os.path.exists("/proc/self/stat"):
+    stats = _proc_files("stat")
+    if not stats:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         return True
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+    for _, stat in stats:
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 2 and fields[2] == b"%d" % pgid and fields[0] != b"Z":
             return True
     return False
 
