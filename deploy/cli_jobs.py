@@ -263,6 +263,10 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
             state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not running \
                 else "running"
             print(f"{r['job']:<20} {t['task']:<14} {state:<13} {summary:<30} {place}")
+            why = t.get("reason") or ""
+            if t["outcome"] in ("failed", "unschedulable", "cancelled") and why \
+                    and why not in (r["reason"] or ""):
+                print(f"{'':<20} {'':<14} -> {t['outcome']}: {why}")   # e.g. the job failed
             if per_instance:
                 for i in t["instances"]:
                     extra = ""

@@ -80,3 +80,23 @@ def test_versions_and_counts_are_checked_naming_the_option(up, capsys, argv):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {argv[2]}" in err and "expected" in err, err
+
+
+def test_the_jobs_table_says_why_a_task_of_a_failed_job_was_cancelled(capsys):
+    # a probe: the instances a failed job never started showed as "gave up", the reason
+    # ("the job failed: task bad: ...") only in --json
+    from agora.deploy.cli_jobs import print_jobs
+
+    inst = {"instance": 0, "state": "gave up", "failed_attempts": 0}
+    cause = "instance 0 failed 3 times: exit code 4"
+    print_jobs([{"job": "j", "origin": "a", "outcome": "failed", "reason": f"task bad: {cause}",
+                 "tasks": [
+                     {"task": "bad", "outcome": "failed", "reason": cause, "instances": [inst]},
+                     {"task": "sib", "outcome": "cancelled",
+                      "reason": f"the job failed: task bad: {cause}", "instances": [inst]}]}],
+               per_instance=False)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in out if line.startswith("j ")] == ["bad", "sib"]
+    assert sum("-> cancelled: the job failed: task bad" in line for line in out) == 1
+    assert sum("-> failed: task bad: " + cause in line for line in out) == 1    # the job's
+    assert not any("-> failed: " + cause == line.strip() for line in out)      # not twice
