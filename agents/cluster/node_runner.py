@@ -279,11 +279,15 @@ class NodeRunner:
             if pid is not None:
                 kill_group(pid, grace_s=1.0)
             now = time.time()
+            try:                          # when its command started (the pid file's write)
+                began = min((folder / "pid").stat().st_mtime, now)
+            except OSError:               # it never started: when it was asked for
+                began = min(run_json.stat().st_mtime, now)
             reason = "the node's runner restarted under it"
-            write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": now,
+            write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": began,
                                               "end": now, "reason": reason})
-            self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1, now,
-                               now, reason, self.ray_node))
+            self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1,
+                               began, now, reason, self.ray_node))
 
 
 RayNodeRunner = ray.remote(NodeRunner)

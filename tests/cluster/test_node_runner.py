@@ -272,10 +272,13 @@ def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_
         time.sleep(0.2)
     assert len(strays(marker)) >= 2
     stop_runners([node], "agora-test-runner")
+    stopped = time.time()
     assert strays(marker) == []                                    # nothing of it runs
     assert not (folder / "end.json").exists()
+    time.sleep(1.0)
     h = RayNodeRunner.options(**opts).remote(node, str(root))     # the next start
     e = wait_end(h, "orphan")
     assert (e.kind, e.reason) == ("lost", "the node's runner restarted under it")
+    assert e.start < stopped < e.end        # from when it started, not when the loss was seen
     ray.kill(h, no_restart=True)
 
