@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from agora.agents.sim import capacity as capacity_rules
+from agora.agents.sim.capacity import best_plain_fit
 
 if TYPE_CHECKING:
     from agora.agents.ledger import Ledger, TaskEntry
     from agora.agents.sim.capacity import Capacity
-
-_INF = float("inf")
-
 
 class LedgerBook:
     """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
@@ -64,8 +62,7 @@ class LedgerBook:
         change the devices' shares and are placed one by one (``Capacity.best_fit``)."""
         if task.demand.gpu:
             return self._place_gpu(task, site, n)
-        view = self._view(site)
-        fc, fm, alive, inv_c, inv_m, has_gpu, base = view
+        fc, fm, alive, inv_c, inv_m, has_gpu, base = self._view(site)
         cap, ledger, placed, on_place = self.capacity, self.ledger, self.placed, self.on_place
         free_cpu, free_mem, start = cap.free_cpu, cap.free_mem, ledger.start
         demand = task.demand
@@ -83,15 +80,7 @@ class LedgerBook:
                     break
                 best = found - base
             else:
-                best, best_score = -1, _INF   # Capacity._best_fit_small's rule and arithmetic
-                for i in range(len(fc)):
-                    if not (fc[i] >= cpu and fm[i] >= mem and alive[i]):
-                        continue
-                    score = (fc[i] - cpu) * inv_c[i]
-                    score += (fm[i] - mem) * inv_m[i]
-                    score += 1.0 if has_gpu[i] else 0.0
-                    if score < best_score:
-                        best, best_score = i, score
+                best = best_plain_fit(fc, fm, alive, inv_c, inv_m, has_gpu, cpu, mem)
                 if best < 0:
                     break
             k = want - got
@@ -112,8 +101,7 @@ class LedgerBook:
                 if on_place is not None:
                     on_place(task, inst, node, ())
                     if cap.version != self._seen:  # the callback changed the capacity
-                        view = self._view(site)
-                        fc, fm, alive, inv_c, inv_m, has_gpu, base = view
+                        fc, fm, alive, inv_c, inv_m, has_gpu, base = self._view(site)
             got += k
             last = self._last_fit[site] = (cpu, mem, best)
         return got
@@ -121,7 +109,6 @@ class LedgerBook:
     def _place_gpu(self, task: TaskEntry, site: int, n: int) -> int:
         cap, demand, ledger, placed, on_place = (self.capacity, task.demand, self.ledger,
                                                  self.placed, self.on_place)
-        self._last_fit.pop(site, None)
         got = 0
         for inst in task.open_indices(n):
             node = cap.best_fit(demand, site)
@@ -132,8 +119,7 @@ class LedgerBook:
             placed.append((task, inst, node))
             if on_place is not None:
                 on_place(task, inst, node, slots)
-            got += 1
-        self._views.pop(site, None)
+            got += 1                          # (cap.place's version makes the views again)
         return got
 
     def _view(self, site: int) -> list:
@@ -148,8 +134,5 @@ class LedgerBook:
         view = self._views.get(site)
         if view is None:
             sl = cap.site_slice[site]
-            view = self._views[site] = [
-                cap.free_cpu[sl].tolist(), cap.free_mem[sl].tolist(), cap.alive[sl].tolist(),
-                cap._inv_cpu[sl].tolist(), cap._inv_mem[sl].tolist(),
-                cap.has_gpu[sl].tolist(), sl.start]
+            view = self._views[site] = [*cap.plain_lists(sl), sl.start]
         return view

@@ -108,8 +108,7 @@ class RoundCommands:
                                             self.round)
         first, add = len(res.allocations), res.allocations.add
         for (job, task), placed in by_task.items():   # insertion order = clearing order
-            for b, e, node in (runs(placed) if len(placed) > 1 else
-                               ((placed[0][0], placed[0][0] + 1, placed[0][1]),)):
+            for b, e, node in runs(placed):
                 site, name = site_names[node], node_names[node]
                 new.append((job, task, b, e, site, name, seq, rnd))
                 add(job_id=job, task_id=task, instance_begin=b, instance_end=e, site=site,

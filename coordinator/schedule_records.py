@@ -39,6 +39,9 @@ class SiteInfo:
 def runs(placed: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
     """(instance, node) pairs -> maximal runs (begin, end, node) of consecutive instances on
     one node, in instance order."""
+    if len(placed) == 1:                      # most tasks of a round: one instance
+        (i, node), = placed
+        return [(i, i + 1, node)]
     out: list[tuple[int, int, int]] = []
     for i, node in sorted(placed):
         if out and out[-1][1] == i and out[-1][2] == node:

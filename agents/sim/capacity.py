@@ -41,6 +41,26 @@ def take_gpus(gpu_free: list[int], d: Demand, device: int | None = None) -> GpuS
     return slots
 
 
+def best_plain_fit(free_cpu: list, free_mem: list, alive: list, inv_cpu: list, inv_mem: list,
+                   has_gpu: list, cpu: int, mem: int, ok: list | None = None) -> int:
+    """``Capacity.best_fit``'s rule for a demand of no gpus over ``Capacity.plain_lists``
+    (``ok``: an allowed mask): the index of the node left with the least normalised free
+    cpu and memory (gpu nodes last), the lowest on ties; -1 when none fits. numpy's
+    arithmetic in the same order, so the same node."""
+    best, best_score = -1, np.inf
+    for i in range(len(free_cpu)):
+        if not (free_cpu[i] >= cpu and free_mem[i] >= mem and alive[i]):
+            continue
+        if ok is not None and not ok[i]:
+            continue
+        score = (free_cpu[i] - cpu) * inv_cpu[i]
+        score += (free_mem[i] - mem) * inv_mem[i]
+        score += 1.0 if has_gpu[i] else 0.0
+        if score < best_score:
+            best, best_score = i, score
+    return best
+
+
 class Capacity:
     def __init__(self, cluster: Cluster) -> None:
         nodes = cluster.nodes
@@ -166,20 +186,20 @@ class Capacity:
         most of the time on a handful of nodes. The same rule and the same float arithmetic
         in the same order (int difference times the float inverse, summed left to right), so
         the same node (differential test)."""
+        ok = allowed[sl].tolist() if allowed is not None else None
+        cpu, mem, gpu = d.cpu, d.mem, d.gpu
+        if not gpu:
+            i = best_plain_fit(*self.plain_lists(sl), cpu, mem, ok)
+            return None if i < 0 else sl.start + i
         free_cpu, free_mem = self.free_cpu[sl].tolist(), self.free_mem[sl].tolist()
         alive = self.alive[sl].tolist()
         inv_cpu, inv_mem = self._inv_cpu[sl].tolist(), self._inv_mem[sl].tolist()
-        ok = allowed[sl].tolist() if allowed is not None else None
-        cpu, mem, gpu = d.cpu, d.mem, d.gpu
-        if gpu:
-            whole = gpu >= MILLI
-            avail = (self.whole_free if whole else self.max_share)[sl].tolist()
-            need = gpu // MILLI if whole else gpu
-            models = (self.model_mask(d.gpu_models)[sl].tolist()
-                      if d.gpu_models is not None else None)
-            free_gpu, inv_gpu = self.free_gpu[sl].tolist(), self._inv_gpu[sl].tolist()
-        else:
-            has_gpu = self.has_gpu[sl].tolist()
+        whole = gpu >= MILLI
+        avail = (self.whole_free if whole else self.max_share)[sl].tolist()
+        need = gpu // MILLI if whole else gpu
+        models = (self.model_mask(d.gpu_models)[sl].tolist()
+                  if d.gpu_models is not None else None)
+        free_gpu, inv_gpu = self.free_gpu[sl].tolist(), self._inv_gpu[sl].tolist()
         best, best_score = None, np.inf
         for i in range(len(free_cpu)):
             if not (free_cpu[i] >= cpu and free_mem[i] >= mem and alive[i]):
@@ -188,15 +208,19 @@ class Capacity:
                 continue
             score = (free_cpu[i] - cpu) * inv_cpu[i]
             score += (free_mem[i] - mem) * inv_mem[i]
-            if gpu:
-                if avail[i] < need or (models is not None and not models[i]):
-                    continue
-                score += (free_gpu[i] - gpu) * inv_gpu[i]
-            else:
-                score += 1.0 if has_gpu[i] else 0.0
+            if avail[i] < need or (models is not None and not models[i]):
+                continue
+            score += (free_gpu[i] - gpu) * inv_gpu[i]
             if score < best_score:
                 best, best_score = i, score
         return None if best is None else sl.start + best
+
+    def plain_lists(self, sl: slice) -> tuple[list, list, list, list, list, list]:
+        """What a gpu-less best fit reads of the nodes of ``sl`` (``best_plain_fit``), as
+        Python lists: free cpu, free memory, alive, 1 / cpu, 1 / memory, has gpus."""
+        return (self.free_cpu[sl].tolist(), self.free_mem[sl].tolist(),
+                self.alive[sl].tolist(), self._inv_cpu[sl].tolist(),
+                self._inv_mem[sl].tolist(), self.has_gpu[sl].tolist())
 
     def utilisation_of(self, sl: slice = slice(None)) -> tuple[float, float, float]:
         """Allocated fraction of (cpu, mem, gpu) over the alive nodes of ``sl``."""
