@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from agora.agents.sim import capacity as capacity_rules
-from agora.agents.sim.capacity import best_plain_fit
+from agora.agents.sim.capacity import best_fit_in
 
 if TYPE_CHECKING:
     from agora.agents.ledger import Ledger, TaskEntry
@@ -80,7 +80,7 @@ class LedgerBook:
                     break
                 best = found - base
             else:
-                best = best_plain_fit(fc, fm, alive, inv_c, inv_m, has_gpu, cpu, mem)
+                best = best_fit_in(fc, fm, alive, inv_c, inv_m, has_gpu, cpu, mem)
                 if best < 0:
                     break
             k = want - got

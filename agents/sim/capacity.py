@@ -41,21 +41,22 @@ def take_gpus(gpu_free: list[int], d: Demand, device: int | None = None) -> GpuS
     return slots
 
 
-def best_plain_fit(free_cpu: list, free_mem: list, alive: list, inv_cpu: list, inv_mem: list,
-                   has_gpu: list, cpu: int, mem: int, ok: list | None = None) -> int:
-    """``Capacity.best_fit``'s rule for a demand of no gpus over ``Capacity.plain_lists``
-    (``ok``: an allowed mask): the index of the node left with the least normalised free
-    cpu and memory (gpu nodes last), the lowest on ties; -1 when none fits. numpy's
-    arithmetic in the same order, so the same node."""
+def best_fit_in(free_cpu: list, free_mem: list, alive: list, inv_cpu: list, inv_mem: list,
+                extra: list, cpu: int, mem: int, ok: list | None = None) -> int:
+    """``Capacity.best_fit``'s rule over lists of a site's nodes (``Capacity.plain_lists``;
+    ``ok``: an allowed mask): the index of the node left with the least normalised free
+    resources, the lowest on ties; -1 when none fits. ``extra[i]`` is added last to a node's
+    score (its gpu term, or whether it has gpus for a gpu-less demand), None when the node
+    cannot hold the demand's gpus. numpy's arithmetic in the same order, so the same node."""
     best, best_score = -1, np.inf
     for i in range(len(free_cpu)):
         if not (free_cpu[i] >= cpu and free_mem[i] >= mem and alive[i]):
             continue
-        if ok is not None and not ok[i]:
+        if (ok is not None and not ok[i]) or extra[i] is None:
             continue
         score = (free_cpu[i] - cpu) * inv_cpu[i]
         score += (free_mem[i] - mem) * inv_mem[i]
-        score += 1.0 if has_gpu[i] else 0.0
+        score += extra[i]
         if score < best_score:
             best, best_score = i, score
     return best
@@ -182,42 +183,28 @@ class Capacity:
         return sl.start + best
 
     def _best_fit_small(self, d: Demand, sl: slice, allowed: np.ndarray | None) -> int | None:
-        """``best_fit`` on a site of few nodes, in plain Python: numpy's per-call cost is
-        most of the time on a handful of nodes. The same rule and the same float arithmetic
-        in the same order (int difference times the float inverse, summed left to right), so
-        the same node (differential test)."""
+        """``best_fit`` on a site of few nodes, in plain Python (``best_fit_in``): numpy's
+        per-call cost is most of the time on a handful of nodes. The same rule and the same
+        float arithmetic in the same order, so the same node (differential test)."""
         ok = allowed[sl].tolist() if allowed is not None else None
-        cpu, mem, gpu = d.cpu, d.mem, d.gpu
-        if not gpu:
-            i = best_plain_fit(*self.plain_lists(sl), cpu, mem, ok)
-            return None if i < 0 else sl.start + i
-        free_cpu, free_mem = self.free_cpu[sl].tolist(), self.free_mem[sl].tolist()
-        alive = self.alive[sl].tolist()
-        inv_cpu, inv_mem = self._inv_cpu[sl].tolist(), self._inv_mem[sl].tolist()
-        whole = gpu >= MILLI
-        avail = (self.whole_free if whole else self.max_share)[sl].tolist()
-        need = gpu // MILLI if whole else gpu
-        models = (self.model_mask(d.gpu_models)[sl].tolist()
-                  if d.gpu_models is not None else None)
-        free_gpu, inv_gpu = self.free_gpu[sl].tolist(), self._inv_gpu[sl].tolist()
-        best, best_score = None, np.inf
-        for i in range(len(free_cpu)):
-            if not (free_cpu[i] >= cpu and free_mem[i] >= mem and alive[i]):
-                continue
-            if ok is not None and not ok[i]:
-                continue
-            score = (free_cpu[i] - cpu) * inv_cpu[i]
-            score += (free_mem[i] - mem) * inv_mem[i]
-            if avail[i] < need or (models is not None and not models[i]):
-                continue
-            score += (free_gpu[i] - gpu) * inv_gpu[i]
-            if score < best_score:
-                best, best_score = i, score
-        return None if best is None else sl.start + best
+        lists = self.plain_lists(sl)
+        gpu = d.gpu
+        if gpu:                               # the gpu term in place of "has gpus"
+            whole = gpu >= MILLI
+            avail = (self.whole_free if whole else self.max_share)[sl].tolist()
+            need = gpu // MILLI if whole else gpu
+            models = (self.model_mask(d.gpu_models)[sl].tolist()
+                      if d.gpu_models is not None else None)
+            free_gpu, inv_gpu = self.free_gpu[sl].tolist(), self._inv_gpu[sl].tolist()
+            extra = [None if avail[i] < need or (models is not None and not models[i])
+                     else (free_gpu[i] - gpu) * inv_gpu[i] for i in range(len(avail))]
+            lists = (*lists[:5], extra)
+        i = best_fit_in(*lists, d.cpu, d.mem, ok)
+        return None if i < 0 else sl.start + i
 
     def plain_lists(self, sl: slice) -> tuple[list, list, list, list, list, list]:
-        """What a gpu-less best fit reads of the nodes of ``sl`` (``best_plain_fit``), as
-        Python lists: free cpu, free memory, alive, 1 / cpu, 1 / memory, has gpus."""
+        """What a gpu-less best fit reads of the nodes of ``sl`` (``best_fit_in``), as Python
+        lists: free cpu, free memory, alive, 1 / cpu, 1 / memory, has gpus."""
         return (self.free_cpu[sl].tolist(), self.free_mem[sl].tolist(),
                 self.alive[sl].tolist(), self._inv_cpu[sl].tolist(),
                 self._inv_mem[sl].tolist(), self.has_gpu[sl].tolist())
