@@ -86,7 +86,7 @@ class Target:
         if own is None and not keys_file and client_id.startswith("site:") \
                 and site_name_problem(client_id[5:]) is None \
                 and client_id not in keys.client_signing and self.up is not None:
-            from agora.deploy.launch import site_key_dir
+            from agora.deploy.site_admission import site_key_dir
 
             mine = site_key_dir(self.up, self.out) / f"site-{client_id[5:]}.key"
             own = mine if mine.is_file() else None
