@@ -253,7 +253,7 @@ class NodeRunner:
 
     def _recover(self) -> None:
         """What a previous incarnation left: ends not acknowledged are reported again; runs
-        without an end are killed if they still run and reported lost (their Ray tasks died
+        without an end are killed if anything of them still runs and reported lost (their Ray tasks died
         with the runner that owned them)."""
         top = self.root / quote(self.node, safe="")
         if not top.is_dir():
@@ -275,9 +275,7 @@ class NodeRunner:
                 continue
             except (FileNotFoundError, ValueError, KeyError):
                 pass
-            pid = read_pid(folder)
-            if pid is not None:
-                kill_group(pid, grace_s=1.0)
+            stop_run(folder, grace_s=1.0)   # its group, and what left it (a setsid child)
             now = time.time()
             try:                          # when its command started (the pid file's write)
                 began = min((folder / "pid").stat().st_mtime, now)

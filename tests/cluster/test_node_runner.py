@@ -169,7 +169,8 @@ def test_processes_a_run_moved_out_of_its_group_end_with_it(runner, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_left(runner):
+def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_left(
+        runner, tmp_path):
     h, root = runner
     ray.get(h.start.remote(req("j6", [PY, "-c", "pass"])))
     e = wait_end(h, "j6")
@@ -181,10 +182,13 @@ def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_le
     # a run in flight and an unacknowledged end survive the runner's death
     ray.get(h.start.remote(req("j7", [PY, "-c", "pass"])))
     wait_end(h, "j7")
-    ray.get(h.start.remote(req("j8", [PY, "-c", "import time; time.sleep(60)"])))
+    # j8 also leaves a child in a session of its own, which outlives the runner's death
+    escaped = tmp_path / "escaped8.pid"
+    script = _escaped_child(escaped) + "; import time; time.sleep(60)"
+    ray.get(h.start.remote(req("j8", [PY, "-c", script])))
     folder = run_folder(root, NODE, "j8", "t", 0, 1)
     deadline = time.time() + 30
-    while not (folder / "pid").exists() and time.time() < deadline:
+    while not ((folder / "pid").exists() and escaped.exists()) and time.time() < deadline:
         time.sleep(0.1)
     inc0 = ray.get(h.snapshot.remote())["incarnation"]
     ray.kill(h, no_restart=False)
@@ -203,6 +207,8 @@ def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_le
     assert ended["j8"].kind == "lost"                  # it died with its owner
     assert "j6" not in ended                           # acknowledged: gone for good
     assert snap["running"] == []
+    assert _gone(int(escaped.read_text()), folder), \
+        "a lost run's escaped child outlived the runner's restart"
 
 
 @settings(max_examples=300, deadline=None)
