@@ -124,16 +124,23 @@ def _some(ids: list[str], k: int = 10) -> str:
 
 
 async def _exist(client, ids: list[str], at_once: int = 16) -> dict[str, bool | None]:
-    """Does each job of ``ids`` exist (as f+1 replicas answer; None: no answer)?"""
+    """Does each job of ``ids`` exist (as f+1 replicas answer; None: no answer)? Once
+    ``at_once`` questions went unanswered the group is taken to be away and the rest are
+    not asked (each would wait out the client's timeout: minutes for a chunk of 1,000)."""
     from agora.coordinator.client import CoordinatorError
 
     gate = asyncio.Semaphore(at_once)
+    unanswered = 0
 
     async def one(j: str) -> tuple[str, bool | None]:
+        nonlocal unanswered
         async with gate:
+            if unanswered >= at_once:
+                return j, None
             try:
                 return j, (await client.job_status(j)).HasField("job_status")
             except CoordinatorError:
+                unanswered += 1
                 return j, None
     return dict(await asyncio.gather(*(one(j) for j in ids)))
 

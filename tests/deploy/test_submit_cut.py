@@ -63,6 +63,24 @@ def test_a_chunk_answered_by_too_few_replicas_is_settled_by_asking_which_jobs_ex
     assert "agora jobs --job" in str(e)
 
 
+def test_a_group_that_stops_answering_is_not_asked_of_every_job():
+    # each unanswered question waits out the client's timeout: asking all 1,000 jobs of a
+    # chunk of a group that went away took minutes
+    g = FakeGroup(admit_first=0, silent={f"j{i}" for i in range(1000)})
+    asked = []
+    status = g.job_status
+
+    async def counted(job_id):
+        asked.append(job_id)
+        return await status(job_id)
+
+    g.job_status = counted
+    with pytest.raises(SubmissionCut) as ei:
+        asyncio.run(submit_chunks(g, jobs(1000)))
+    assert len(asked) <= 32
+    assert ei.value.unknown == [f"j{i}" for i in range(1000)] and ei.value.accepted == []
+
+
 def test_jobs_never_ordered_and_later_chunks_are_to_be_submitted_again():
     g = FakeGroup(admit_first=0, ordered=False)
     with pytest.raises(SubmissionCut) as ei:
