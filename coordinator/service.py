@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 MAX_WATCHES_PER_READER = 16
 """Watch streams one reader may hold open at one replica (a site agent holds one; each is a
 queue of up to WATCH_QUEUE updates at the replica); more are refused, RESOURCE_EXHAUSTED."""
+AGAIN = "\x00again"
+"""Suffix of a client's second request budget: copies of its last executed or waiting
+request (retransmissions, or replays by whoever holds one) are charged there."""
 WATCH_QUEUE = 4096
 """Updates buffered per watcher; a watcher that falls further behind is cut off (its
 stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
@@ -107,7 +110,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
 
     def _admit(self, envelope: bytes, rpc_name: str):
         """The checks before ordering, cheapest and keyless first: size, the envelope
-        (``validate.parse_envelope``), client key, signature, rate, staleness, and only then
+        (``validate.parse_envelope``), client key, signature, staleness, rate, and only then
         the command (``validate.parse_command``: a request's jobs are parsed for a client
         whose signature verified, never for a sender without a key). Returns the request's
         envelope and PbftRequest, or raises Refusal."""
@@ -128,11 +131,6 @@ class CoordinatorService(rpc.CoordinatorServicer):
             raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
                           "envelope.payload.request.signature: does not verify with the "
                           f"key of client {req.client_id!r}")
-        if not host.rate.take(req.client_id):
-            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
-                          f"envelope.payload.request.client_id: client {req.client_id!r} "
-                          f"sent more than {host.config.client_requests_per_s:g} requests "
-                          f"a second (client_requests_per_s); retry later")
         if (rpc_name == "GetSchedule" and req.client_id != OPERATOR
                 and not host.read_cost.allowed(req.client_id)):     # the operator may read
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "read_budget",
@@ -158,6 +156,18 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"timestamp of another request of client {req.client_id!r} "
                           f"({reused}); expected a timestamp of its own, larger than any "
                           f"this client used")
+        # Charged after the cheap checks above, so that replays of a client's old requests
+        # (every replica sees them in pre-prepares) cost it nothing; a copy of its last
+        # executed or still waiting request is charged to a budget of its own, so a flood
+        # of copies cannot refuse the client's new requests (a review's finding).
+        again = waiting is not None or (not req.read_only and last is not None
+                                        and req.timestamp == last[0])
+        if not host.rate.take(req.client_id + AGAIN if again else req.client_id):
+            what = "copies of one request" if again else "requests"
+            raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
+                          f"envelope.payload.request.client_id: client {req.client_id!r} "
+                          f"sent more than {host.config.client_requests_per_s:g} {what} "
+                          f"a second (client_requests_per_s); retry later")
         parse_command(req, rpc_name)
         return env, req
 

@@ -135,6 +135,31 @@ def test_oversized_and_too_frequent_requests_are_refused_and_others_are_served(g
     assert refused_s < 5.0     # refused at once, not executed (the flood took 13 s)
 
 
+@pytest.mark.timeout(120)
+def test_replays_of_a_sites_request_do_not_spend_the_budget_of_its_new_requests(group):
+    """A review: whoever holds a site's signed request (every replica does) replayed it to a
+    replica; each copy spent the site's request budget before being found stale, and the
+    site's next genuine request was refused RESOURCE_EXHAUSTED. Copies now cost a budget of
+    their own (and older requests nothing): the new request is served."""
+    edge = group.client("site:edge")
+    cancel = pb.Command(cancel_job=pb.CancelJob(job_id="no-such-job")).SerializeToString()
+    with group.channel(0) as ch:
+        stub = rpc.CoordinatorStub(ch)
+        _, first = edge.envelope(cancel)
+        stub.CancelJob(pb.ClientRequest.FromString(first), timeout=30)      # executed
+        _, second = edge.envelope(cancel)
+        stub.CancelJob(pb.ClientRequest.FromString(second), timeout=30)
+        refused = 0
+        for data in [first, second] * 40:    # 80 copies at once: the budget is 20 a second
+            try:
+                stub.CancelJob(pb.ClientRequest.FromString(data), timeout=10)
+            except grpc.RpcError as e:
+                refused += e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused > 0                    # the copies are limited too
+        _, fresh = edge.envelope(cancel)
+        stub.CancelJob(pb.ClientRequest.FromString(fresh), timeout=30)      # served
+
+
 def test_an_overlong_client_id_site_name_or_id_is_refused_by_its_length_never_echoed():
     """A request claiming a client id of 100,000 characters was refused with the id in the
     status details, past gRPC's 16 KiB limit on them: the sender saw RESOURCE_EXHAUSTED
