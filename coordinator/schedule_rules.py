@@ -40,6 +40,13 @@ keeps a byte per instance and walks them when a task opens or is given up: one j
 tasks x 1,000,000 instances (28 KB on the wire) took 42 s and a GB on each replica before
 these bounds (review)."""
 MAX_REASON_BYTES = 1024
+LISTED_REJECTIONS = MAX_JOBS_PER_COMMAND + 16
+"""Rejections one result lists: every job of a submission (a client maps them back to its
+jobs) ..."""
+LISTED_PART_REJECTIONS = 256
+"""... and the first of a site's part; the rest are counted in one more rejection (a review:
+a part of 65,536 invalid ends and 4,096 invalid bids, within the limits, drew an 8.5 MB
+reply of 69,631 rejections from every replica, kept in each reply table)."""
 MAX_BIDS_PER_PART = 4096
 """Bids in one site's part of a round. A site holds one part per round (a newer one replaces
 the older), so this also bounds what a site bids in a round. Agents bid on a window of a

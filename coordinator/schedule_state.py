@@ -71,6 +71,7 @@ from agora.coordinator.schedule_codec import (HistoryBytes, decode_known, query_
                                               restore_into, snapshot_bytes)
 from agora.coordinator.schedule_records import AllocationRow, ChangeRow, SiteInfo, SitePart
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_BIDS_PER_PART,  # noqa: F401 (re-exported)
+                                        LISTED_PART_REJECTIONS, LISTED_REJECTIONS,
                                         MAX_CANCEL_REASON, MAX_ENDS_PER_PART,
                                         MAX_INSTANCES_PER_TASK, MAX_JOBS_PER_COMMAND,
                                         MAX_NODES_PER_PART, MAX_REASON_BYTES,
@@ -174,6 +175,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         """admissions and removals executed here (the PBFT core drops held requests that can
         no longer execute when it changes)"""
         self._opened_count = 0
+        self._listed, self._unlisted = LISTED_REJECTIONS, 0
+        """rejections the command being executed may list, and those it did not"""
         self._seq = 0
         self._sub = (0, 0)
         """(version, updates published at it so far): a batch of requests shares a version"""
@@ -198,6 +201,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             res.round = self.round
             return res.SerializeToString(deterministic=True)
         res.kind = kind
+        self._listed = LISTED_PART_REJECTIONS if kind == "site_round" else LISTED_REJECTIONS
+        self._unlisted = 0
         try:
             if kind == "query":
                 res.query.CopyFrom(query_answer(self, cmd.query, "command.query"))
@@ -205,6 +210,9 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
                 getattr(self, f"_do_{kind}")(client_id, getattr(cmd, kind), seq, res)
         except Rejected as r:
             self._count(res, r)
+        if self._unlisted:
+            res.rejections.add(field="command", reason=f"{self._unlisted} more rejections, "
+                               f"not listed (a result lists the first {self._listed})")
         res.round = self.round
         self._publish(before)
         _notify(self.after_command)
@@ -285,7 +293,10 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
     # ---- bookkeeping -------------------------------------------------------------------
     def _count(self, res: pb.Result, r: Rejected) -> None:
         self.rejected[r.kind] += 1
-        res.rejections.add(field=r.field, reason=r.reason)
+        if len(res.rejections) < self._listed:
+            res.rejections.add(field=r.field, reason=r.reason)
+        else:
+            self._unlisted += 1
 
     def _opened(self, ts: TaskEntry) -> None:
         self.opened_seq[ts.key] = self._seq

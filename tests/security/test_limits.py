@@ -64,6 +64,33 @@ def test_the_state_machine_refuses_an_oversized_part_a_faulty_primary_ordered():
     assert again.execute("site:east", op, 1) == res.SerializeToString(deterministic=True)
 
 
+def test_a_part_of_invalid_items_gets_a_bounded_reply_and_every_rejection_counted():
+    """A review: a part within the limits whose every item is invalid drew one rejection per
+    item -- 8.5 MB of reply from every replica, kept in its reply table. A part's result
+    lists the first LISTED_PART_REJECTIONS and counts the rest in one more; the counters
+    (agora status) still count each."""
+    from agora.coordinator.schedule_rules import LISTED_PART_REJECTIONS
+
+    state = ScheduleState(load_cluster(str(CLUSTER)))
+    op = flood("east", 0, MAX_BIDS_PER_PART).SerializeToString()
+    out = state.execute("site:east", op, 1)
+    res = pb.Result.FromString(out)
+    assert len(res.rejections) == LISTED_PART_REJECTIONS + 1
+    assert res.rejections[0].field == "command.site_round.bids[0].task_id"
+    more = MAX_BIDS_PER_PART - LISTED_PART_REJECTIONS
+    assert (res.rejections[-1].field, res.rejections[-1].reason) == (
+        "command", f"{more} more rejections, not listed (a result lists the first 256)")
+    assert sum(state.rejected.values()) == MAX_BIDS_PER_PART
+    assert len(out) < 40_000
+    # a submission still lists every refused job (a client maps them back to its jobs)
+    submit = pb.SubmitJobs()
+    for i in range(300):
+        submit.jobs.add(id=f"x{i}", origin="nowhere")
+    jobs = pb.Command(submit_jobs=submit).SerializeToString()
+    res = pb.Result.FromString(state.execute("operator", jobs, 2))
+    assert len(res.rejections) == 300 and res.accepted == 0
+
+
 def test_client_rate_is_a_token_bucket_per_client():
     now = [0.0]
     r = ClientRate(10.0, clock=lambda: now[0])
