@@ -83,6 +83,17 @@ INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
 
 
+UNARY_AFTER_REFUSAL_S = 30.0
+"""How long requests to a replica that refused this client's stream go by unary calls."""
+
+
+def _stream_refused(answer) -> bool:
+    """The replica refused the request stream itself (it holds as many as it takes)."""
+    return (isinstance(answer, StreamError)
+            and answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and "request streams" in answer.details())
+
+
 STALE_RETRIES = 3
 """Times a request refused as stale (f+1 replicas executed a later timestamp of its client,
 ``service.CoordinatorService._admit``) is stamped again (``CoordinatorClient.call``)."""
@@ -141,6 +152,8 @@ class CoordinatorClient(ClientReads):
         self._latency: float | None = None
         """moving average of the latency of ordered requests, seconds"""
         self._hb_ts = 0
+        self._unary_until: dict[int, float] = {}
+        """replica -> until when requests to it go by unary calls (its streams refused)"""
 
     async def __aenter__(self) -> CoordinatorClient:
         self.open()
@@ -376,7 +389,14 @@ class CoordinatorClient(ClientReads):
         """Replica ``i``'s answer to ``data`` (the envelope on a stream, else the
         ClientRequest bytes): (i, ClientReply | AioRpcError | StreamError)."""
         if self.streams and rpc_name in RAW_METHODS:
-            return i, await self._streams[i].request(rpc_name, data)
+            if time.monotonic() >= self._unary_until.get(i, 0.0):
+                answer = await self._streams[i].request(rpc_name, data)
+                if not _stream_refused(answer):
+                    return i, answer
+                # the replica holds as many streams as it takes: unary calls to it for a
+                # while (a stream's refusal answered every request on it before)
+                self._unary_until[i] = time.monotonic() + UNARY_AFTER_REFUSAL_S
+            data = pb.ClientRequest(envelope=data).SerializeToString()
         method = self._raw[i].get(rpc_name)
         if method is None:
             method = getattr(self._stubs[i], rpc_name)

@@ -106,7 +106,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
     def __init__(self, host: ReplicaHost) -> None:
         self.host = host
         self.request_streams: dict[str, int] = {}
-        """network address -> ``Requests`` streams open from it"""
+        """network address -> ``Requests`` streams open from it that no signed request
+        proved yet (``stream_serving``)"""
+        self.client_streams: dict[str, int] = {}
+        """client id -> ``Requests`` streams proved by a request it signed"""
 
     def _admit(self, envelope: bytes, rpc_name: str):
         """The checks before ordering, cheapest and keyless first: size, the envelope
@@ -114,6 +117,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
         the command (``validate.parse_command``: a request's jobs are parsed for a client
         whose signature verified, never for a sender without a key). Returns the request's
         envelope and PbftRequest, or raises Refusal."""
+        return self._admit_verified(*self._verified(envelope, rpc_name), rpc_name)
+
+    def _verified(self, envelope: bytes, rpc_name: str):
+        """``_admit``'s checks up to the client's signature: (envelope, PbftRequest)."""
         host = self.host
         if len(envelope) > host.config.max_request_bytes:
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
@@ -131,6 +138,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
             raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "bad_signature",
                           "envelope.payload.request.signature: does not verify with the "
                           f"key of client {req.client_id!r}")
+        return env, req
+
+    def _admit_verified(self, env, req, rpc_name: str):
+        """``_admit``'s checks after the signature verified."""
+        host = self.host
         if (rpc_name == "GetSchedule" and req.client_id != OPERATOR
                 and not host.read_cost.allowed(req.client_id)):     # the operator may read
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "read_budget",

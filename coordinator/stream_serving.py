@@ -31,13 +31,27 @@ MAX_REQUEST_STREAMS = 1024
 """``Requests`` streams open at one replica at once (a client process holds one); more are
 refused, RESOURCE_EXHAUSTED."""
 MAX_REQUEST_STREAMS_PER_HOST = 256
-"""... and from one network address (a replay of 64 sites runs every agent on one host)."""
+"""... from one network address while no signed request proved them (a replay of 64 sites
+runs every agent on one host) ..."""
+MAX_REQUEST_STREAMS_PER_CLIENT = 64
+"""... and proved by one client's signed request (a client process holds one per replica).
+A stream counts against its address until a request on it verifies with a client's key,
+then against that client (a review: idle streams with no key held every slot of their
+address for good, and under ``agora up`` every site connects from 127.0.0.1)."""
+PROVE_S = 10.0
+"""A stream on which no request verified with a client's key within this long of its
+opening ends, UNAUTHENTICATED (a client opens its stream to send a request)."""
 
 
 @dataclass(frozen=True)
 class _Unread:
     """The stream's replies were not read for ``UNREAD_S``: it ends."""
     dropped: int
+
+
+@dataclass(frozen=True)
+class _Unproven:
+    """No request on the stream verified within ``PROVE_S``: it ends."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +65,31 @@ def _stream_slot(svc, peer: str) -> str | None:
     address, or None when the replica holds as many streams as it takes."""
     where = peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
     held = svc.request_streams.get(where, 0)
-    if (sum(svc.request_streams.values()) >= MAX_REQUEST_STREAMS
-            or held >= MAX_REQUEST_STREAMS_PER_HOST):
+    total = sum(svc.request_streams.values()) + sum(svc.client_streams.values())
+    if total >= MAX_REQUEST_STREAMS or held >= MAX_REQUEST_STREAMS_PER_HOST:
         return None
     svc.request_streams[where] = held + 1
     return where
 
-def _stream_gone(svc, where: str) -> None:
-    left = svc.request_streams.get(where, 1) - 1
+def _stream_gone(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 1) - 1
     if left > 0:
-        svc.request_streams[where] = left
+        counts[key] = left
     else:
-        svc.request_streams.pop(where, None)
+        counts.pop(key, None)
+
+
+def _prove(svc, where: str, client_id: str) -> None:
+    """A request signed by ``client_id`` verified on a stream from ``where``: the stream
+    counts against the client from now on, not its address; Refusal when the client holds
+    as many streams as it may."""
+    held = svc.client_streams.get(client_id, 0)
+    if held >= MAX_REQUEST_STREAMS_PER_CLIENT:
+        raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams",
+                      f"client {client_id!r} holds {held} request streams at this replica "
+                      f"(at most {MAX_REQUEST_STREAMS_PER_CLIENT}); close one")
+    svc.client_streams[client_id] = held + 1
+    _stream_gone(svc.request_streams, where)
 
 
 async def serve_requests(self, request_iterator, context):
@@ -111,8 +138,16 @@ async def serve_requests(self, request_iterator, context):
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "stream_full",
                           f"{len(timers)} requests of this stream wait for their "
                           f"replies (at most {MAX_OPEN_PER_STREAM}); retry later")
-        return self._admit(sr.envelope, sr.rpc)
+        nonlocal proven
+        env, req = self._verified(sr.envelope, sr.rpc)
+        if proven is None:
+            _prove(self, where, req.client_id)
+            proven = req.client_id
+        return self._admit_verified(env, req, sr.rpc)
 
+    proven: str | None = None
+    """the client whose signed request first verified on this stream"""
+    opened = loop.time()
     ended = False
     """the client finished sending: the stream ends once its open requests are
     answered"""
@@ -171,6 +206,9 @@ async def serve_requests(self, request_iterator, context):
             now = loop.time()
             for _when, fut in [t for t in timers.values() if t[0] <= now]:
                 fut.cancel()            # answered as timed out (``answer``)
+            if proven is None and now - opened > PROVE_S:
+                out.put_nowait(_Unproven())
+                return
 
     reader = asyncio.ensure_future(read())
     sweeper = asyncio.ensure_future(sweep())
@@ -192,6 +230,13 @@ async def serve_requests(self, request_iterator, context):
                                     f"{UNREAD_S:g} s; {unread.dropped} were dropped and "
                                     f"its open requests cancelled (they may still "
                                     f"execute); open a new stream")
+            if any(isinstance(x, _Unproven) for x in items):
+                self._refused(Refusal(grpc.StatusCode.UNAUTHENTICATED, "unproven_stream",
+                                      ""), "Requests")
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    f"no request on this stream verified with a client's "
+                                    f"key within {PROVE_S:g} s of its opening; open a "
+                                    f"stream when there is a signed request to send")
             big = next((x for x in items if isinstance(x, _Oversized)), None)
             if big is not None:
                 self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
@@ -208,4 +253,7 @@ async def serve_requests(self, request_iterator, context):
         sweeper.cancel()
         for _when, fut in list(timers.values()):   # the client left: forget its waits
             fut.cancel()
-        _stream_gone(self, where)
+        if proven is None:
+            _stream_gone(self.request_streams, where)
+        else:
+            _stream_gone(self.client_streams, proven)

@@ -41,6 +41,7 @@ def _with_replica(tmp_path, body) -> None:
                 await body(ch, server)
             await asyncio.sleep(0.2)
             assert sum(server.service.request_streams.values()) == 0   # every slot freed
+            assert sum(server.service.client_streams.values()) == 0
         finally:
             await server.stop()
     asyncio.run(asyncio.wait_for(go(), 90))
@@ -112,4 +113,90 @@ def test_streams_past_the_limit_from_one_address_are_refused_until_one_closes(tm
         gates[2].set()
         await second.read()
         await fourth.read()
+    _with_replica(tmp_path, body)
+
+
+def _signed_query(first: int) -> pb.StreamRequests:
+    """A read of the schedule signed by site:east (the key ``_with_replica`` serves)."""
+    import time
+
+    from agora.coordinator.pbft.auth import ClientAuth
+    from agora.coordinator.pbft.keys import generate_keys
+    from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+
+    east = ClientAuth(generate_keys(1, ["site:east"], seed=b"stream-limits"), "site:east")
+    op = pb.Command(query=pb.Query(schedule=pb.ScheduleQuery(all=True))).SerializeToString()
+    req = east.sign_request(time.time_ns() // 1000 + first, op, True)
+    env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
+    return pb.StreamRequests(requests=[pb.StreamRequest(id=first, rpc="GetSchedule",
+                                                        envelope=env.SerializeToString())])
+
+
+def test_idle_streams_without_a_key_end_and_signed_ones_leave_their_address_free(
+        tmp_path, monkeypatch):
+    """A review: streams that never send a request held their address's slots for good (every
+    site of ``agora up`` connects from 127.0.0.1: one site's idle streams shut out the
+    others). A stream now counts against its address only until a request on it verifies
+    with a client's key, and one with none within PROVE_S ends, UNAUTHENTICATED."""
+    monkeypatch.setattr(stream_serving, "MAX_REQUEST_STREAMS_PER_HOST", 2)
+    monkeypatch.setattr(stream_serving, "PROVE_S", 1.0)
+
+    async def body(ch, server):
+        stub = rpc.CoordinatorStub(ch)
+        release = asyncio.Event()
+
+        def idle():
+            async def requests():
+                await release.wait()
+                yield _junk(0)
+            return requests()
+
+        def signed(first):
+            async def requests():
+                yield _signed_query(first)
+                await release.wait()
+            return requests()
+        idlers = [stub.Requests(idle()) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        refused = stub.Requests(signed(1))              # the address's slots are held ...
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await refused.read()
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for call in idlers:                             # ... until the idle ones end
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await call.read()
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "within 1 s" in e.value.details()
+        assert sum(server.service.request_streams.values()) == 0
+        served = [stub.Requests(signed(k)) for k in range(2, 6)]   # four, past the two
+        for call in served:
+            batch = await call.read()
+            assert batch.replies[0].reply.envelope, batch
+        assert server.service.client_streams == {"site:east": 4}
+        await asyncio.sleep(1.5)                        # proved: they outlive PROVE_S
+        assert server.service.client_streams == {"site:east": 4}
+        release.set()
+        for call in served:
+            assert await call.read() is grpc.aio.EOF
+    _with_replica(tmp_path, body)
+
+
+def test_a_client_whose_stream_is_refused_sends_by_unary_calls(tmp_path, monkeypatch):
+    """A review: a client whose request stream a replica refused (it held as many as it
+    takes) got that refusal as the answer to every request; it now asks by unary calls."""
+    from agora.coordinator.client import INSECURE, CoordinatorClient, CoordinatorError
+    from agora.coordinator.pbft.keys import generate_keys
+
+    monkeypatch.setattr(stream_serving, "MAX_REQUEST_STREAMS_PER_HOST", 0)
+
+    async def body(_ch, server):
+        keys = generate_keys(1, ["site:east"], seed=b"stream-limits")
+        client = CoordinatorClient(server.service.host.config, keys.for_client("site:east"),
+                                   "site:east", credentials=INSECURE)
+        async with client:
+            for _ in range(2):
+                with pytest.raises(CoordinatorError, match="no job 'nothing'"):
+                    await client.cancel_job("nothing")       # ordered, and refused there
+                assert not (await client.schedule(all=True)).HasField("error")  # ... and read
+        assert sum(server.service.request_streams.values()) == 0
     _with_replica(tmp_path, body)
