@@ -172,6 +172,7 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
         log.warning("removing the previous run's coordinator state in %s", cdir)
         shutil.rmtree(cdir)
     cdir.mkdir(parents=True, exist_ok=True)
+    cdir.chmod(0o700)        # the replicas' logs hold the whole schedule: the operator's
     extra: dict = {"require_run": True} if keep else {}
     if cfg.tls.enabled:
         extra["tls_dir"] = Path(cfg.tls.certs_dir)
@@ -238,7 +239,8 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
 
             # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
             runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000))
-                                     for n in cluster.nodes}, str(out / "runs"), "agora")
+                                     for n in cluster.nodes}, str(out / "runs"), "agora",
+                                    run_as=cfg.run_as)
         loop = LoopThread()
         operator = group.client("operator", timeout_s=60.0)
         reg = registry.get_or_create(namespace="agora")

@@ -107,6 +107,9 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         resumed = (out / "coordinator" / "data").is_dir()
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "
              f"{cfg.replicas} replicas; state {out}{' (resumed)' if resumed else ''}")
+        if cfg.run_as is None and os.geteuid() == 0:
+            echo("agora up: jobs run as root, with the runners' rights (a job can read its "
+                 "site's key); set run_as to an unprivileged user (docs/security.md)")
         t0 = time.perf_counter()
         # ray.init puts Ray's own SIGTERM handler in place of ours (a stack dump, then death:
         # `agora down` never reached the stop below, and agents, runners, Ray and the local

@@ -219,6 +219,11 @@ class UpConfig:
     """where each site's agent keeps the signing key it makes on its own node (a folder on
     that node, made 0700 when missing; the key file 0600): None -- ``<out>/site-keys``. The
     secret never leaves the node; ``agora up`` admits its public key by an ordered command"""
+    run_as: str | None = None
+    """the user the runners start every instance as (its uid, gid and home; no other
+    groups): None -- the runners' own user, so a job reads what they read, its site's key
+    among it (under agora up on one machine, every site's). Switching needs agora up (its
+    runners) to run as root; the user must exist on every node (docs/security.md)"""
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""

@@ -230,6 +230,7 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
         w, v, "null, or the host name or IP address the replicas bind and are dialled at"))
     top.get("site_key_dir",
             lambda w, v: None if v is None else _folder(state_folder(base))(w, v))
+    top.get("run_as", lambda w, v: None if v is None else _run_as(w, v))
     top.get("speed", lambda w, v: get_number(
         w, v, ge=1e-3, le=1e6, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))
@@ -289,6 +290,20 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
                       "a checkpoint written by agora train (set 'policy')")
     _check_cluster(top, cfg)
     return cfg
+
+
+def _run_as(w, v) -> str:
+    """A user this machine has and the runners may switch to (with a Ray cluster the user
+    must exist on every node: a runner that lacks it fails each run saying so)."""
+    from agora.agents.cluster.run_account import run_account
+
+    name = get_str(w, v, "null, or the name of an unprivileged user, e.g. nobody")
+    try:
+        run_account(name)
+    except ValueError as e:
+        raise w.error(str(e).replace("the runner runs", "agora up runs"),
+                      "a user of this machine that agora up may switch to, or null")
+    return name
 
 
 def _check_cluster(top: _Reader, cfg: UpConfig) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import ray
 
+from agora.agents.cluster.run_account import as_account, run_account, run_environment, switches
 from agora.agents.process import START_REPORT, bound_to_parent, cannot_start, start_failure
 
 KILL_GRACE_S = 3.0
@@ -91,11 +92,20 @@ def _folder_name(name: str) -> str:
     return q
 
 
-def execute_run(req: RunRequest, folder: str) -> dict:
+def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict:
     """The body of one run (a Ray task on the runner's node): start the command in its own
-    session, wait for it (killing it at the timeout), and record its end in ``end.json``."""
+    session -- as user ``run_as`` when set (``run_account``) --, wait for it (killing it at
+    the timeout), and record its end in ``end.json``."""
     d = Path(folder)
-    env = dict(os.environ)
+    start = time.time()
+    try:
+        account = run_account(run_as)
+    except ValueError as e:
+        end = {"kind": "failed", "exit_code": 126, "start": start, "end": time.time(),
+               "reason": str(e)}
+        write_json(d / "end.json", end)
+        return end
+    env = run_environment(dict(os.environ), account)
     env.update(dict(req.env))
     env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
                AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
@@ -103,16 +113,30 @@ def execute_run(req: RunRequest, folder: str) -> dict:
                AGORA_RUN_DIR=str(d.resolve()))
     if sys.platform.startswith("linux"):      # where the command starts from the launcher
         env[START_REPORT] = str(d / "start-failure")
-    start = time.time()
+    cwd = req.cwd or str(d)
+    command, identity = bound_to_parent(req.argv), {}
+    if switches(account):
+        command, identity = as_account(account, list(req.argv))
+        env.pop(START_REPORT, None)           # (the launcher's; not used here)
+        # the run folder stays the runner's (its pid, end and kill markers are trusted)
+        # and unlisted, its files the runner's alone (other runs run as the same user);
+        # the run writes in a folder of its own
+        d.chmod(0o711)
+        for name in ("run.json", "stdout", "stderr"):
+            (d / name).touch()
+            (d / name).chmod(0o600)
+        work = d / "work"
+        work.mkdir(exist_ok=True)
+        os.chown(work, account.uid, account.gid)
+        cwd = req.cwd or str(work)
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
-        cwd = req.cwd or str(d)
         try:
             problem = cannot_start(req.argv[0], env, cwd)
             if problem is not None:
                 raise problem
-            p = subprocess.Popen(bound_to_parent(req.argv), env=env, cwd=cwd, stdout=out,
-                                 stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+            p = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err,
+                                 stdin=subprocess.DEVNULL, start_new_session=True, **identity)
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126
             end = {"kind": "failed", "exit_code": code, "start": start, "end": time.time(),

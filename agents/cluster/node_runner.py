@@ -77,8 +77,11 @@ class NodeRunner:
     """Wrapped by ``ray.remote`` as ``RayNodeRunner`` (detached, restarted by Ray; see the
     module docstring). ``log_root``: where run folders go on this node."""
 
-    def __init__(self, node: str, log_root: str, warm: int = 1) -> None:
+    def __init__(self, node: str, log_root: str, warm: int = 1,
+                 run_as: str | None = None) -> None:
         self.node = node
+        self.run_as = run_as
+        """the user every run starts as (``run_account``); None: the runner's own"""
         self.root = Path(log_root)
         self.ray_node = ray.get_runtime_context().get_node_id()
         self.incarnation = uuid.uuid4().hex
@@ -123,7 +126,7 @@ class NodeRunner:
         self.live[ident] = live
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self.ray_node,
                                                                      soft=False)
-        live.ref = execute_instance.options(**opts).remote(req, str(folder))
+        live.ref = execute_instance.options(**opts).remote(req, str(folder), self.run_as)
         live.waiter = asyncio.ensure_future(self._wait(ident, live))
         return "started"
 
@@ -233,6 +236,10 @@ class NodeRunner:
         except Exception as e:  # noqa: BLE001 - a crashed worker, a cancelled task
             if self.stopping:
                 return
+            # nothing of it may run on (a run as another user has no launcher whose
+            # parent-death signal would end it with the worker)
+            await asyncio.get_running_loop().run_in_executor(None, stop_run, live.folder,
+                                                             1.0)
             kind, code, start, stop = "failed", -1, live.start, time.time()
             reason = f"the run's Ray worker failed: {type(e).__name__}: {str(e)[:300]}"
             write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
@@ -292,16 +299,18 @@ RayNodeRunner = ray.remote(NodeRunner)
 """``NodeRunner`` as a Ray actor class; ``start_runners`` sets its options."""
 
 
-def start_runners(nodes: dict[str, int], log_root: str, namespace: str) -> dict[str, object]:
+def start_runners(nodes: dict[str, int], log_root: str, namespace: str,
+                  run_as: str | None = None) -> dict[str, object]:
     """A detached runner per Agora node of ``nodes`` (name -> Ray workers to warm up for it,
     e.g. its cores; an existing runner is reused), each on the Ray node carrying its
-    ``node_resource``; returns their handles."""
+    ``node_resource``, starting runs as ``run_as`` (None: as itself); returns their
+    handles."""
     out = {}
     for node, warm in nodes.items():
         out[node] = RayNodeRunner.options(
             name=runner_name(node), namespace=namespace, lifetime="detached",
             get_if_exists=True, num_cpus=0, resources={node_resource(node): 0.001},
-            max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm)
+            max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm, run_as)
     return out
 
 

@@ -4,6 +4,7 @@ process group, starts are idempotent, ends wait for acknowledgement, and a resta
 reports what its predecessor left."""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -288,3 +289,67 @@ def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_
     assert e.start < stopped < e.end        # from when it started, not when the loss was seen
     ray.kill(h, no_restart=True)
 
+
+
+def _shared_root() -> Path:
+    """A runs folder another user can reach (pytest's tmp folders are root's alone)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="agora-runs-", dir="/tmp"))
+    root.chmod(0o755)
+    return root
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_run_as_another_user_cannot_read_the_sites_key_nor_forge_its_runs_files(runner,
+                                                                                 tmp_path):
+    """A review: a job of another site, run on this site's node, read the site's key (a 0600
+    file of the runner's user) and could sign as the site. With ``run_as`` the run has that
+    user's rights only: the key is unreadable, its run folder's markers are not its to
+    write, Ray's variables are not inherited, and it writes in a folder of its own."""
+    import pwd
+    import shutil
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    key = tmp_path / "site-a.key"
+    key.write_text("THE-SITES-SECRET")
+    key.chmod(0o600)
+    root = _shared_root()
+    node = "site-a/n7"
+    h = RayNodeRunner.options(name=runner_name(node), num_cpus=0,
+                              resources={node_resource(NODE): 0.001}, max_restarts=-1,
+                              max_concurrency=100).remote(node, str(root), 1, "nobody")
+    try:
+        script = (f"id -u; cat {key}; echo ray=${{RAY_RAYLET_PID:-none}}; "
+                  f"echo 1 > ../pid && echo forged; echo out > result.txt")
+        r = RunRequest(job="theft", task="t", instance=0, run_id=3, attempt=1,
+                       argv=("sh", "-c", script), env=(), cwd=None, timeout_s=None, cpu=0.5,
+                       mem_mib=16, gpus=0.0, site="site-a", node=node)
+        ray.get(h.start.remote(r))
+        e = wait_end(h, "theft")
+        folder = run_folder(root, node, "theft", "t", 0, 3)
+        out = (folder / "stdout").read_text()
+        assert out.splitlines()[0] == str(nobody.pw_uid), out
+        assert "THE-SITES-SECRET" not in out and "forged" not in out
+        assert "ray=none" in out
+        assert "Permission denied" in (folder / "stderr").read_text()
+        assert (folder / "pid").read_text().strip() != "1"
+        assert e.kind == "completed"                          # its own folder is writable
+        assert (folder / "work" / "result.txt").stat().st_uid == nobody.pw_uid
+        # a user this node lacks fails the run, saying so
+        bad = RayNodeRunner.options(name=runner_name("site-a/n8"), num_cpus=0,
+                                    resources={node_resource(NODE): 0.001},
+                                    max_concurrency=10).remote("site-a/n8", str(root), 0,
+                                                               "no-such-user-x")
+        ray.get(bad.start.remote(RunRequest(**{**r.__dict__, "job": "nouser",
+                                               "node": "site-a/n8"})))
+        e = wait_end(bad, "nouser")
+        assert e.kind == "failed" and "no such user on this node" in e.reason
+        ray.kill(bad, no_restart=True)
+    finally:
+        ray.kill(h, no_restart=True)
+        shutil.rmtree(root, ignore_errors=True)

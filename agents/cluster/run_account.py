@@ -1,0 +1,80 @@
+"""Whose rights a run has, and what it inherits.
+
+A run of another site's job executes on this site's node; by default it runs as the runner's
+own user, and so can read whatever that user reads -- the site's signing key among it (a
+review: a job read its host site's key and signed requests as that site). ``run_as`` names
+an unprivileged user the runner starts every run as instead (the runner must be root to
+switch): the run gets that user's uid, gid and home and no supplementary groups, and its
+folder is made its own. Whatever the user, a run does not inherit Ray's own variables from
+its worker (``RAY_*``, Ray's ``PYTHONBREAKPOINT``): they describe the worker, not the job,
+and would make a job that uses Ray itself act as that worker."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+
+USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+"""what ``run_as`` may be: a POSIX-ish login name (useradd's rules, 32 characters at most)"""
+
+
+@dataclass(frozen=True)
+class RunAccount:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def run_account(name: str | None) -> RunAccount | None:
+    """The account ``name`` on this machine (None: the runner's own, no switch); ValueError
+    saying why a run cannot be started as ``name`` here."""
+    if name is None:
+        return None
+    if not USER_NAME.fullmatch(name):
+        raise ValueError(f"run_as {name!r} is not a user name; expected a login name such as "
+                         f"'nobody' or 'agora-run'")
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"cannot run as {name!r}: no such user on this node "
+                         f"(create it, or change run_as)") from None
+    if pw.pw_uid != os.geteuid() and os.geteuid() != 0:
+        raise ValueError(f"cannot run as {name!r}: the runner runs as uid {os.geteuid()}, "
+                         f"and only root may start a process as another user (run agora "
+                         f"up as root, or leave run_as unset)")
+    return RunAccount(name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+
+
+def run_environment(base: dict[str, str], account: RunAccount | None) -> dict[str, str]:
+    """A run's inherited environment: ``base`` (its worker's) without Ray's own variables;
+    with ``account``, that user's ``HOME``, ``USER`` and ``LOGNAME``."""
+    env = {k: v for k, v in base.items() if not k.startswith("RAY_")}
+    if env.get("PYTHONBREAKPOINT", "").startswith("ray."):
+        del env["PYTHONBREAKPOINT"]
+    if account is not None:
+        env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+    return env
+
+
+def switches(account: RunAccount | None) -> bool:
+    """Does a run as ``account`` start as another user than this process's?"""
+    return account is not None and account.uid != os.geteuid()
+
+
+def as_account(account: RunAccount, argv: list[str]) -> tuple[list[str], dict]:
+    """(argv, ``subprocess.Popen`` keywords) that start ``argv`` as ``account``: through
+    util-linux's ``setpriv``, which also asks for SIGKILL when the starting thread ends (the
+    launcher of ``bound_to_parent`` is this Python, which another user may not be able to
+    execute: it may live in root's home); without ``setpriv``, Popen switches the user and
+    the run has no such signal (a runner that restarts still stops what it left,
+    ``stop_run``)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None and sys.platform.startswith("linux"):
+        return ([setpriv, "--reuid", str(account.uid), "--regid", str(account.gid),
+                 "--clear-groups", "--pdeathsig", "KILL", "--", *argv], {})
+    return list(argv), {"user": account.uid, "group": account.gid, "extra_groups": []}
