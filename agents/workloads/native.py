@@ -195,11 +195,16 @@ def _task(w: Where, rt: Any, models: frozenset[str]) -> Task:
     mem = get_int(wd.key("mem"), d["mem"], ge=0, le=MAX_MEM_MIB, unit="MiB")
     gpu = get_number(wd.key("gpu"), d.get("gpu", 0), ge=0, le=MAX_GPUS, unit="gpus")
     if gpu >= 1 and gpu != int(gpu):
-        raise wd.key("gpu").error(f"found {gpu:g}",
+        raise wd.key("gpu").error(f"found {gpu!r}",
                                   "a share of one gpu below 1, or a whole number of gpus")
     if 0 < gpu < 0.001:
-        raise wd.key("gpu").error(f"found {gpu:g}, under 0.001 of a gpu",
+        raise wd.key("gpu").error(f"found {gpu!r}, under 0.001 of a gpu",
                                   "0, a share of at least 0.001, or whole gpus")
+    if 0 < gpu < 1 and round(gpu * MILLI) >= MILLI:
+        # shares count in thousandths: 0.9999 would be read as a whole gpu
+        raise wd.key("gpu").error(f"found {gpu!r}, a share that rounds to a whole gpu "
+                                  f"(shares count in thousandths)",
+                                  "a share of at most 0.999, or 1 for the whole gpu")
     gpu_models = None
     if "gpu_models" in d:
         wm = wd.key("gpu_models")

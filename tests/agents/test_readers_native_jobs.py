@@ -111,6 +111,9 @@ def drop(key: str) -> str:
     (bad_task(1, after=["t1"]), "tasks[1].after", ["cycle", "t1 -> t1"]),
     (bad_task(1, after=["t0", "t0"]), "tasks[1].after[1]", ["twice"]),
     (bad_demand(1, gpu=1.5), "tasks[1].demand.gpu", ["1.5", "whole number"]),
+    # a probe: 0.9999 was read as a whole gpu, and 1.0000000001 was shown as "found 1"
+    (bad_demand(1, gpu=0.9999), "tasks[1].demand.gpu", ["0.9999", "rounds to a whole gpu"]),
+    (bad_demand(1, gpu=1.0000000001), "tasks[1].demand.gpu", ["1.0000000001"]),
     (bad_demand(1, gpu=-1), "tasks[1].demand.gpu", ["negative"]),
     (bad_demand(0, mem=0.5), "tasks[0].demand.mem", ["whole number"]),
     (bad_demand(0, gpus=1), "tasks[0].demand.gpus", ["unknown key", "cpu, mem, gpu"]),
