@@ -146,7 +146,8 @@ def _transforms(a: argparse.Namespace):
             opts = [f"--{k.replace('_', '-')} {v:g}"
                     for k, v in (("arrival_window", a.arrival_window), ("load", a.load))
                     if v is not None] or ["the arrival scaling"]
-            expected = f"values that keep every arrival and deadline within {MAX_TIME:,.0f} s"
+            expected = e.expected or (f"values that keep every arrival and deadline within "
+                                      f"{MAX_TIME:,.0f} s")
         raise ValueError(f"{', '.join(opts)}: {e}; expected {expected}") from None
 
 

@@ -17,7 +17,7 @@ from agora.agents.domain import Cluster, Workload
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import SimResult, Simulator
 from agora.agents.workloads.loader import load_cluster, load_workload
-from agora.agents.workloads.transform import at_load, inflate, scale_arrivals
+from agora.agents.workloads.transform import arrival_window, at_load, inflate
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,8 @@ class Scenario:
         if is_synth:
             options["seed"] = seed
         wl = load_workload(self.workload, cluster, **options)
-        if self.arrival_window is not None and wl.jobs:
-            span = wl.jobs[-1].arrival - wl.jobs[0].arrival
-            if span > 0:
-                wl = scale_arrivals(wl, self.arrival_window / span)
+        if self.arrival_window is not None:
+            wl = arrival_window(wl, self.arrival_window)
         if self.inflate != 1.0:
             wl = inflate(wl, self.inflate, seed=seed)
         if self.load is not None:

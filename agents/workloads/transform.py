@@ -30,9 +30,22 @@ class TransformError(ValueError):
     clones ran out of memory). ``step`` is ``"arrivals"`` (``scale_arrivals``, ``at_load``)
     or ``"inflate"``, so a caller can name the option that asked for it."""
 
-    def __init__(self, step: str, message: str) -> None:
+    def __init__(self, step: str, message: str, expected: str | None = None) -> None:
         self.step = step
+        self.expected = expected
+        """what would be right, when the bounds are not what is wrong"""
         super().__init__(message)
+
+
+def _need_span(workload: Workload) -> None:
+    """TransformError when ``workload``'s arrivals have no gaps to scale (a probe: --load
+    and --arrival-window on jobs that all arrive at once did nothing, said nothing)."""
+    if workload.jobs and workload.jobs[-1].arrival <= workload.jobs[0].arrival:
+        n = len(workload.jobs)
+        raise TransformError("arrivals", f"the workload's {n} job(s) all arrive at "
+                                         f"{workload.jobs[0].arrival:g} s, so there are no "
+                                         f"gaps between arrivals to scale",
+                             "a workload whose jobs arrive over time, or no arrival scaling")
 
 
 def _check_times(workload: Workload, step: str, what: str) -> None:
@@ -92,10 +105,12 @@ def at_load(workload: Workload, cluster: Cluster, load: float) -> Workload:
     resource is ``load`` (e.g. 0.9)."""
     if not 0 < load <= 10:
         raise ValueError(f"target load must be in (0, 10], got {load}")
+    _need_span(workload)
     current = max(offered_load(workload, cluster).values(), default=0.0)
     if current <= 0:
         raise TransformError("arrivals", "the workload asks for no resources; its load "
-                                         "cannot be scaled")
+                                         "cannot be scaled",
+                             "a workload whose tasks ask for some cpu, memory or gpu")
     return scale_arrivals(workload, current / load)
 
 
@@ -106,12 +121,22 @@ def window(workload: Workload, start: float, end: float) -> Workload:
 
 
 __all__ = ["offered_load", "scale_arrivals", "at_load", "window", "inflate", "TransformError",
-           "MAX_JOBS", "MAX_INFLATE"]
+           "MAX_JOBS", "MAX_INFLATE", "arrival_window"]
+
+
+def arrival_window(workload: Workload, seconds: float) -> Workload:
+    """The workload with its arrivals spread over ``seconds`` (first to last)."""
+    _need_span(workload)
+    if not workload.jobs:
+        return workload
+    return scale_arrivals(workload, seconds / (workload.jobs[-1].arrival
+                                              - workload.jobs[0].arrival))
 
 
 def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:
     """Clone jobs until there are ``factor`` times as many (Weng et al.'s workload inflation,
-    ATC 2023): each clone keeps its original's shape and duration, gets id ``<id>~<k>`` and an
+    ATC 2023): each clone keeps its original's shape and duration, gets id ``<id>~<k>`` (with
+    ``~<k>`` again while the workload has that id already) and an
     arrival drawn uniformly over the workload's arrival window (seeded by ``seed``, recorded
     in the source). ``factor`` 1 returns the workload unchanged."""
     import numpy as np
@@ -131,10 +156,15 @@ def inflate(workload: Workload, factor: float, *, seed: int = 0) -> Workload:
     picks = rng.integers(0, n, size=extra)
     arrivals = rng.uniform(t0, max(t1, t0 + 1e-3), size=extra)
     jobs = list(workload.jobs)
+    used = {j.id for j in jobs}
     for k, (i, a) in enumerate(zip(picks, arrivals)):
         j = workload.jobs[int(i)]
         d = None if j.deadline is None else round(a + (j.deadline - j.arrival), 3)
-        jobs.append(replace(j, id=f"{j.id}~{k}", arrival=round(float(a), 3), deadline=d))
+        cid = f"{j.id}~{k}"
+        while cid in used:              # the input had such an id already (a probe)
+            cid += f"~{k}"
+        used.add(cid)
+        jobs.append(replace(j, id=cid, arrival=round(float(a), 3), deadline=d))
     jobs.sort(key=lambda j: (j.arrival, j.id))
     out = replace(workload, jobs=tuple(jobs),
                   source=f"{workload.source} | inflate x{factor:g} seed={seed}")

@@ -45,3 +45,24 @@ def test_inflate_clones_with_seeded_arrivals_in_the_window():
 
 def test_window_keeps_jobs_arriving_inside():
     assert [j.id for j in window(WL, 50, 150).jobs] == ["b"]
+
+
+def test_clones_never_take_an_id_the_workload_has():
+    # a probe: a job named 'a~0' beside 'a' made a clone 'a~0' twice ("already in the ledger")
+    wl = workload(job("a", 0, "s", task("t", 100, 5)), job("a~0", 10, "s", task("t", 100, 5)),
+                  job("a~0~0", 20, "s", task("t", 100, 5)))
+    for seed in range(20):
+        ids = [j.id for j in inflate(wl, 4, seed=seed).jobs]
+        assert len(ids) == len(set(ids)) == 12
+
+
+def test_scaling_arrivals_that_all_come_at_once_is_refused_not_ignored():
+    # a probe: --load and --arrival-window on jobs that all arrive at 0 did nothing, silently
+    from agora.agents.workloads.transform import TransformError, arrival_window
+
+    burst = workload(job("a", 0, "s", task("t", 100, 5)), job("b", 0, "s", task("t", 100, 5)))
+    for do in (lambda: at_load(burst, CL, 0.5), lambda: arrival_window(burst, 100)):
+        with pytest.raises(TransformError, match="all arrive at 0 s") as e:
+            do()
+        assert "arrive over time" in e.value.expected
+    assert [j.arrival for j in arrival_window(WL, 50).jobs] == [0, 50]
