@@ -10,7 +10,7 @@ instead of printing:
 ``config`` is what ``--config`` is to the commands: an ``agora up`` configuration (default:
 the one ``agora up`` runs with no argument) or a coordinator YAML. Bad input raises
 ``ValueError`` (or ``agora.agents.workloads.errors.InputError``, a ValueError, naming the file,
-line and field); nothing running raises ``NotRunning`` (``SubmissionCut``, a ``NotRunning``,
+line and field), an argument of the wrong type ``TypeError``, each naming the argument; nothing running raises ``NotRunning`` (``SubmissionCut``, a ``NotRunning``,
 when the replicas stopped answering during a submission: it says which jobs were admitted).
 """
 
@@ -34,9 +34,26 @@ def simulate(cluster: str = "default", workload: str = "synthetic", policy: str 
     (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.jobs``, ``.attempts`` (each
     run of an instance), ``.unschedulable``, ``.failed``, ``.seeds``."""
     from agora.agents.baselines import is_baseline
+    from agora.agents.limits import MAX_TIME
     from agora.agents.sim.config import SimConfig
     from agora.agents.sim.runner import Scenario, run_one
+    from agora.agents.workloads.alibaba import SPLITS
+    from agora.agents.workloads.transform import MAX_INFLATE
+    from agora.deploy import api_args as A
 
+    A.text("cluster", cluster, "'default', a cluster YAML or a node-list CSV")
+    A.text("workload", workload, "'synthetic[:key=value,...]' or a workload file")
+    policy = A.policy(policy)
+    seed = A.integer("seed", seed, 0, A.MAX_SEED, " (every draw is seeded from it)")
+    sites = A.integer("sites", sites, 1, 1_000_000)
+    A.choice("split", split, SPLITS)
+    load = A.optional(A.number, "load", load, gt=0, le=10, what=" (offered load)")
+    arrival_window = A.optional(A.number, "arrival_window", arrival_window, gt=0, le=MAX_TIME,
+                                what=" (seconds)")
+    inflate = A.number("inflate", inflate, ge=1, le=MAX_INFLATE)
+    if config is not None and not isinstance(config, SimConfig):
+        raise TypeError(f"config: got {config!r}; expected None or an "
+                        f"agora.agents.sim.config.SimConfig (as read_sim_config returns)")
     sc = Scenario(cluster=cluster, workload=workload, sites=sites, split=split,
                   arrival_window=arrival_window, load=load, inflate=inflate)
     c, wl = sc.build(seed)
@@ -182,6 +199,10 @@ def submit(jobs: str | Path, *, config: str = DEFAULT_UP_CONFIG, client: str = O
     """Submit the jobs of a JSON Lines file (each task with a ``run``) to a running Agora;
     returns their ids. Raises ``ValueError`` naming every refused job and why (the others
     were accepted and run), ``NotRunning`` when nothing serves."""
+    from agora.deploy import api_args as A
+
+    A.path("jobs", jobs, "a JSON Lines file of jobs")
+    _service_args(config, client, keys)
     t = target(config)
     # the file first, as agora submit does: a bad file is told without a running Agora
     prepared = prepare_jobs(jobs, t.load_cluster())
@@ -245,6 +266,12 @@ def schedule(*, config: str = DEFAULT_UP_CONFIG, site: str | None = None,
     (...)", "allocations": [{"job", "task", "instances": [begin, end), "site", "node",
     "version", "round"}]}``. Works while Agora runs (f+1 matching answers) and after it stops
     (from the replicas' logs)."""
+    from agora.deploy import api_args as A
+
+    for name, v in (("site", site), ("job", job), ("task", task)):
+        A.optional(A.text, name, v, "a name")
+    A.optional(A.integer, "since_version", since_version, 0, A.MAX_SEED)
+    _service_args(config, client, keys)
     by = schedule_selector(site=site, job=job, task=task, since_version=since_version)
     out, source = schedule_answer(config, by, client, keys)
     if out.HasField("error"):
@@ -257,6 +284,17 @@ def jobs(*, config: str = DEFAULT_UP_CONFIG, job: str | None = None,
          client: str = OPERATOR, keys: str | None = None) -> list[dict]:
     """Per job and task (per instance with ``job``): state, where it runs, outcome — the rows
     ``agora jobs --json`` prints."""
+    from agora.deploy import api_args as A
     from agora.deploy.cli_jobs import job_rows_for
 
+    A.optional(A.text, "job", job, "a job id")
+    _service_args(config, client, keys)
     return job_rows_for(config, job, client, keys)[0]
+
+
+def _service_args(config, client, keys) -> None:
+    from agora.deploy import api_args as A
+
+    A.path("config", config, "an agora up configuration or a coordinator YAML")
+    A.text("client", client, "'operator', 'site:<name>' or 'auditor:<name>'")
+    A.optional(A.path, "keys", keys, "a keys file")

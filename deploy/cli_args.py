@@ -38,7 +38,7 @@ _threshold = _number(ge=0, unit="0 sends every code; above 1 none")
 def _policies_arg(text: str) -> list[str]:
     """``--policies``: comma-separated baselines, each once."""
     names = [p.strip() for p in text.split(",")]
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for p in names:
         if not p:
             raise argparse.ArgumentTypeError(
@@ -52,12 +52,26 @@ def _policies_arg(text: str) -> list[str]:
                     raise argparse.ArgumentTypeError(str(e)) from None
             raise argparse.ArgumentTypeError(f"unknown policy {p!r}; expected comma-separated "
                                              f"baselines ({choices()})")
-        if p in seen:
+        key = _canonical(p)
+        if key in seen:
             raise argparse.ArgumentTypeError(
-                f"{p!r} is named twice; expected each policy once (a second run of a policy "
-                f"on the same seed would count as another sample)")
-        seen.add(p)
+                f"{p!r} is named twice (as {seen[key]!r} before it); expected each policy "
+                f"once (a second run of a policy on the same seed would count as another "
+                f"sample)")
+        seen[key] = p
     return names
+
+
+def _canonical(name: str) -> str:
+    """One spelling of a policy: a family's value as a number (``srpt-cap:2``,
+    ``srpt-cap:2.0`` and ``srpt-cap:02`` are one policy; a probe ran all three)."""
+    family, _, value = name.partition(":")
+    if family in FAMILIES:
+        try:
+            return f"{family}:{float(value)!r}"
+        except ValueError:
+            pass
+    return name
 
 
 def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:

@@ -246,7 +246,9 @@ def test_bound_numbers_are_checked(capsys, opt, value):
     ["baselines", "--seeds", "1"], ["evaluate", "--checkpoint", "no-such.pt", "--seeds", "1"]])
 @pytest.mark.parametrize("value, why", [
     ("tetris,nope", "unknown policy 'nope'"), (",", "an empty name"),
-    ("tetris,tetris", "'tetris' is named twice"), ("srpt-cap:0", "srpt-cap")])
+    ("tetris,tetris", "'tetris' is named twice"), ("srpt-cap:0", "srpt-cap"),
+    ("srpt-cap:2,srpt-cap:2.0", "'srpt-cap:2.0' is named twice (as 'srpt-cap:2' before it)"),
+    ("weighted-fair:-1,weighted-fair:-1e0", "named twice")])
 def test_policies_are_checked_naming_the_option(capsys, cmd, value, why):
     err = usage_error(cmd + ["--cluster", CLUSTER, "--workload", JOBS, "--policies", value],
                       capsys)

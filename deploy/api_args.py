@@ -1,0 +1,70 @@
+"""The Python API's argument checks: what the ``agora`` commands' flags refuse, refused the
+same way for ``agora.simulate(...)`` and the others -- a ``TypeError`` for a value of the
+wrong type, a ``ValueError`` for one out of range, each naming the argument and what would
+be right (a probe: ``seed=None`` ran unseeded, ``policy=None`` ended in an AttributeError
+deep inside, ``seed=-1`` in numpy's own message)."""
+
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral, Real
+
+MAX_SEED = 2 ** 63 - 1
+
+
+def text(name: str, value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name}: got {value!r}; expected {what} (a non-empty string)")
+    return value
+
+
+def path(name: str, value, what: str) -> str:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise TypeError(f"{name}: got {value!r}; expected {what} (a path)")
+    return str(value)
+
+
+def integer(name: str, value, lo: int, hi: int, what: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name}: got {value!r}; expected a whole number{what}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: got {value}; expected a whole number >= {lo:,} and "
+                         f"<= {hi:,}{what}")
+    return int(value)
+
+
+def number(name: str, value, *, gt: float | None = None, ge: float | None = None,
+           le: float, what: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: got {value!r}; expected a number{what}")
+    v = float(value)
+    low_ok = (gt is None or v > gt) and (ge is None or v >= ge)
+    if not (math.isfinite(v) and low_ok and v <= le):
+        low = f"> {gt:g}" if gt is not None else f">= {ge:g}"
+        raise ValueError(f"{name}: got {value!r}; expected a number {low} and <= {le:g}{what}")
+    return v
+
+
+def optional(check, name: str, value, *args, **kw):
+    return None if value is None else check(name, value, *args, **kw)
+
+
+def choice(name: str, value, options) -> str:
+    if value not in options:
+        raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(options)}")
+    return value
+
+
+def policy(value) -> str:
+    """A baseline's name, or a checkpoint file (as ``agora simulate --policy``)."""
+    from agora.agents.baselines import FAMILIES, choices, is_baseline, make_policy
+    from agora.agents.workloads.loader import file_problem
+
+    name = text("policy", value, f"a baseline ({choices()}) or a checkpoint file")
+    if is_baseline(name) or file_problem(name) is None:
+        return name
+    if name.partition(":")[0] in FAMILIES:
+        make_policy(name)                      # a known family with a bad value: says why
+    raise ValueError(f"policy: {name!r} is neither a baseline ({choices()}) nor a "
+                     f"checkpoint file")

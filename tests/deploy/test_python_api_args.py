@@ -1,0 +1,66 @@
+"""The Python API refuses a bad argument as the commands refuse a bad flag: TypeError for a
+wrong type, ValueError for a value out of range, each naming the argument (a probe:
+``simulate(seed=None)`` ran unseeded and unrepeatable, ``policy=None`` ended in an
+AttributeError deep inside, ``seed=-1`` in numpy's own words, ``schedule(site=123)`` in
+"bad argument type for built-in operation")."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agora import jobs, schedule, simulate, submit
+
+SMALL = "synthetic:jobs=3"
+
+CASES = [
+    (dict(seed=None), TypeError, "seed"), (dict(seed=-1), ValueError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"), (dict(seed="3"), TypeError, "seed"),
+    (dict(seed=True), TypeError, "seed"), (dict(seed=2 ** 70), ValueError, "seed"),
+    (dict(policy=None), TypeError, "policy"), (dict(policy=5), TypeError, "policy"),
+    (dict(policy="srpt-cap:nan"), ValueError, "expected a number"),
+    (dict(policy="nope"), ValueError, "policy"), (dict(workload=None), TypeError, "workload"),
+    (dict(workload=["a"]), TypeError, "workload"), (dict(cluster=3), TypeError, "cluster"),
+    (dict(config="nope"), TypeError, "config"), (dict(config={"seed": 3}), TypeError, "config"),
+    (dict(load="0.5"), TypeError, "load"), (dict(load=math.nan), ValueError, "load"),
+    (dict(load=0), ValueError, "load"), (dict(inflate="2"), TypeError, "inflate"),
+    (dict(inflate=0.5), ValueError, "inflate"), (dict(arrival_window=-1), ValueError,
+                                                  "arrival_window"),
+    (dict(split="x"), ValueError, "split"), (dict(sites=0), ValueError, "sites"),
+]
+
+
+@pytest.mark.parametrize("kw, error, name", CASES, ids=[str(c[0]) for c in CASES])
+def test_simulate_names_the_bad_argument(kw, error, name):
+    kw = {"workload": SMALL, **kw}
+    with pytest.raises(error) as e:
+        simulate(**kw)
+    assert name in str(e.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.text(max_size=3),
+                      st.integers(min_value=-2 ** 70, max_value=2 ** 70)))
+def test_any_seed_runs_seeded_or_is_refused_naming_seed(seed):
+    try:
+        r = simulate(workload=SMALL, policy="fifo", seed=seed)
+    except (TypeError, ValueError) as e:
+        assert str(e).startswith("seed: ")
+    else:
+        assert isinstance(seed, int) and not isinstance(seed, bool) and r.seeds["policy"] == seed
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: schedule(site=123), "site"), (lambda: schedule(job=[1]), "job"),
+    (lambda: schedule(task=1.5), "task"), (lambda: schedule(since_version=-1), "since_version"),
+    (lambda: schedule(config=None), "config"), (lambda: jobs(job=5), "job"),
+    (lambda: jobs(client=None), "client"), (lambda: submit(None), "jobs"),
+    (lambda: submit("x.jsonl", keys=3), "keys"),
+])
+def test_service_calls_name_the_bad_argument_before_reaching_anything(call, name):
+    with pytest.raises((TypeError, ValueError)) as e:
+        call()
+    assert str(e.value).startswith(f"{name}: ")
