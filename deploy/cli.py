@@ -205,6 +205,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated DNS names / IPs the certificates are valid for")
     k.add_argument("--days", type=_whole(ge=1, le=MAX_CERT_DAYS), default=365)
     k.add_argument("--out", required=True, help="directory for ca.crt and <name>.crt/.key")
+    k.add_argument("--force", action="store_true",
+                   help="replace a CA already in --out (every certificate it signed stops "
+                        "being trusted)")
     k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(fn=cmd_certs)
     return show_defaults(p)
@@ -219,8 +222,9 @@ def _is_host(h: str) -> bool:
     try:
         ipaddress.ip_address(h)
         return True
-    except ValueError:
-        return len(h) <= 253 and HOST.fullmatch(h) is not None
+    except ValueError:              # digits and dots only: a malformed IPv4 (999.1.1.1)
+        return (len(h) <= 253 and HOST.fullmatch(h) is not None
+                and re.fullmatch(r"[0-9.]+", h) is None)
 
 
 def cmd_certs(a: argparse.Namespace) -> int:
@@ -235,9 +239,16 @@ def cmd_certs(a: argparse.Namespace) -> int:
                              f"'.', '_' or '-', starting with a letter or digit")
     if len(set(sites)) != len(sites):
         raise ValueError(f"--sites: {a.sites!r} names a site twice; expected distinct names")
+    if not hosts:            # a probe: server certificates valid for no host were written
+        raise ValueError(f"--hosts: {a.hosts!r} names no host; expected comma-separated DNS "
+                         f"names or IP addresses the replicas are reached at")
     for h in hosts:
         if not _is_host(h):
             raise ValueError(f"--hosts: {h[:80]!r} is neither a DNS name nor an IP address")
+    if (Path(a.out) / "ca.crt").exists() and not a.force:
+        raise ValueError(f"--out: {a.out} holds a CA already (ca.crt): a new one would leave "
+                         f"every certificate it signed untrusted; expected a new folder, or "
+                         f"--force to replace it")
     made = make_all(Path(a.out), sites, a.replicas, hosts, a.days)
     if a.json:
         print(json.dumps({"out": str(a.out), "certificates": [

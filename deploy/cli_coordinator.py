@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated client ids, e.g. site:dc-east,site:dc-west "
                         f"('{OPERATOR}' is always added)")
     k.add_argument("--out", required=True, help="YAML file to write (mode 0600)")
+    k.add_argument("--force", action="store_true",
+                   help="replace an existing --out (its keys are lost for good)")
     k.add_argument("--json", action="store_true", help="print machine-readable JSON")
     k.set_defaults(fn=cmd_keys)
 
@@ -135,6 +137,10 @@ def cmd_keys(a: argparse.Namespace) -> int:
                              f"site:<site name>, site:<site name>/<k> or auditor:<name> "
                              f"(names: 1-64 letters, digits, '.', '_', '-', starting with a "
                              f"letter or digit)")
+    if Path(a.out).is_file() and not a.force:    # a probe: a group's keys were replaced
+        raise ValueError(f"--out: {a.out} exists (a group's keys: replacing them locks out "
+                         f"every replica and client that has them); expected a new file, or "
+                         f"--force to replace it")
     keys = generate_keys(a.replicas, clients)
     from agora.coordinator.private_file import write_private
 

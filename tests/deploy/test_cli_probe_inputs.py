@@ -114,6 +114,10 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     (["certs", "--sites", "a,a", "--out", "X"], "names a site twice"),
     (["certs", "--sites", "../x", "--out", "X"], "--sites: name '../x'"),
     (["certs", "--hosts", "a b", "--out", "X"], "'a b' is neither a DNS name nor an IP"),
+    # a probe: --hosts '' wrote server certificates valid for no host; 999.1.1.1 a DNS name
+    (["certs", "--hosts", "", "--out", "X"], "names no host"),
+    (["certs", "--hosts", ",,", "--out", "X"], "names no host"),
+    (["certs", "--hosts", "999.1.1.1", "--out", "X"], "'999.1.1.1' is neither"),
     (["train", "--max-nodes", "4", "--out", "X"], "--max-nodes without --federated"),
     (["train", "--secagg", "--out", "X"], "--secagg without --federated"),
     (["train", "--trim-beta", "0.1", "--out", "X"], "--trim-beta without --federated"),
@@ -212,3 +216,24 @@ def test_a_file_that_is_no_key_file_is_named_as_such(tmp_path, content):
     msg = str(e.value)
     assert msg.startswith(str(path)) and "agora keys" in msg, msg
     assert "string indices" not in msg
+
+
+def test_keys_and_a_ca_already_there_are_not_replaced_without_force(tmp_path, capsys):
+    """A probe: ``agora keys --out`` and ``agora certs --out`` replaced a group's keys and
+    CA without a word (every replica, client and certificate that had them locked out)."""
+    from agora.deploy.cli import main
+
+    keys = tmp_path / "keys.yaml"
+    assert main(["keys", "--replicas", "1", "--out", str(keys)]) == 0
+    before = keys.read_bytes()
+    assert "exists" in input_error(["keys", "--replicas", "1", "--out", str(keys)], capsys)
+    assert keys.read_bytes() == before
+    assert main(["keys", "--replicas", "1", "--out", str(keys), "--force"]) == 0
+    assert keys.read_bytes() != before
+    certs = tmp_path / "certs"
+    assert main(["certs", "--replicas", "1", "--out", str(certs)]) == 0
+    ca = (certs / "ca.crt").read_bytes()
+    assert "holds a CA already" in input_error(["certs", "--replicas", "1", "--out",
+                                                str(certs)], capsys)
+    assert (certs / "ca.crt").read_bytes() == ca
+    assert main(["certs", "--replicas", "1", "--out", str(certs), "--force"]) == 0
