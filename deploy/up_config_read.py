@@ -217,6 +217,13 @@ def _coordinator(base: Path, n: int, where: Where, data: Any) -> dict[str, Any]:
 
 
 def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
+    if isinstance(data, dict) and isinstance(data.get("sites"), list):
+        # a probe: a cluster file given as --config read "field 'sites': found a list;
+        # expected a whole number"
+        raise at_key(where, data, "sites").error(
+            "a list of sites: this is a cluster file, not an agora up configuration",
+            "an agora up configuration (e.g. deploy/configs/up.yaml), whose 'cluster' "
+            "names this file")
     top = _Reader(where, data, _names(UpConfig))
     top.get("seed", lambda w, v: _int(w, v, 0, 2 ** 63 - 1))
     top.get("cluster", _cluster(base))

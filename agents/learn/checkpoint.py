@@ -55,6 +55,12 @@ def read(path: str | Path) -> dict:
                                  f"written by `agora train` (e.g. {p / 'best.pt'})")
     if not p.is_file():
         raise CheckpointMismatch(f"{path}: no such checkpoint file")
+    try:                    # (is_zipfile says False for a file it may not read: a probe)
+        with open(p, "rb"):
+            pass
+    except OSError as e:
+        raise CheckpointMismatch(f"{path}: cannot read the file ({e.strerror or e}); "
+                                 f"expected a checkpoint file this user may read") from None
     if not zipfile.is_zipfile(p):
         raise CheckpointMismatch(f"{path}: not a checkpoint (not a torch.save archive); "
                                  f"expected a file written by `agora train`")

@@ -221,3 +221,22 @@ def test_resume_with_nothing_to_resume_is_a_new_run(tmp_path, capsys):
     assert "does not exist, so this is a new run" in capsys.readouterr().err
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert "old" not in rows[0] and rows[0]["phase"] == "references"
+
+
+def test_a_checkpoint_this_user_may_not_read_is_named_so(tmp_path, monkeypatch):
+    # a probe (a 0600 file of another user): "not a checkpoint (not a torch.save archive)"
+    import builtins
+
+    f = tmp_path / "x.pt"
+    f.write_bytes(b"PK")
+    real = builtins.open
+
+    def denied(path, *a, **k):        # what a file of another user, mode 0600, gives
+        if str(path) == str(f):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    with pytest.raises(checkpoint.CheckpointMismatch,
+                       match=r"cannot read the file \(Permission denied\)"):
+        checkpoint.read(f)

@@ -245,6 +245,7 @@ ERRORS = [
     ("coordinator: [1]\n", 1, "coordinator", ["a list", "batch_size"]),
     ("seed: 1\nsites: 2\nseed: 2\n", 3, "seed", ["appears twice", "first on line"]),
     ("run_as: no-such-user-x\n", 1, "run_as", ["no such user on this node"]),
+    ("sites:\n  - name: a\n", 1, "sites", ["this is a cluster file", "'cluster' names"]),
     ("run_as: 'root; rm -rf /'\n", 1, "run_as", ["is not a user name", "nobody"]),
     ("run_as: [nobody]\n", 1, "run_as", ["a list", "unprivileged user"]),
 ]
