@@ -65,6 +65,15 @@ class JobCommands:
         if own is not None and own != job.origin:
             raise Rejected("submit.wrong_site", f"{at}.origin", f"site {own!r} may only "
                            f"submit jobs with origin {own!r}, not {job.origin!r}")
+        prefix, colon, _ = job.id.partition(":")
+        if colon and prefix in self.site_index and prefix != job.origin:
+            # '<site>:<name>' ids are that site's: no other site can take the ids it will
+            # use (a review: ids are one namespace, and one site squatted another's)
+            raise Rejected("submit.namespace", f"{at}.id",
+                           f"job {job.id!r} is named in site {prefix!r}'s namespace "
+                           f"('{prefix}:...') but its origin is {job.origin!r}; expected "
+                           f"'{job.origin}:<name>', or an id not starting with another "
+                           f"site's name and ':'")
         if job.id in self.ledger.jobs:
             raise Rejected("submit.duplicate_job", f"{at}.id", f"job {job.id!r} exists")
         if self.require_run:

@@ -102,3 +102,19 @@ def test_arbitrary_jobs_are_checked(jid, origin, weight, n, cpu, after):
                               cpu_milli=cpu, mem_mib=1)))
     msg = workload_pb2.Job(id=jid, origin=origin, weight=weight, tasks=[t])
     _check_never_raises(op(submit_jobs=pb.SubmitJobs(jobs=[msg])), f"site:{origin}")
+
+
+def test_an_id_in_another_sites_namespace_is_refused_and_the_site_keeps_its_ids():
+    """A review: job ids are one namespace -- site a submitted the id site b meant to use
+    next, and b's job was refused ("exists"). Ids '<site>:<name>' are that site's: no job of
+    another origin takes one, whoever submits it; b's own are admitted."""
+    r = Run()
+    out = r("site:a", submit(job("b:train", "a")))
+    assert out.accepted == 0 and out.rejections[0].field == "command.submit_jobs.jobs[0].id"
+    assert "site 'b''s namespace" in out.rejections[0].reason
+    assert "'a:<name>'" in out.rejections[0].reason
+    assert r("operator", submit(job("b:train", "a"))).accepted == 0   # by anyone
+    assert r("site:b", submit(job("b:train", "b"))).accepted == 1
+    assert r("site:a", submit(job("a:train", "a"))).accepted == 1
+    assert r("site:a", submit(job("nosite:x", "a"))).accepted == 1   # no site of that name
+    assert r.state.rejected["submit.namespace"] == 2
