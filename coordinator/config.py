@@ -282,9 +282,15 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     if not isinstance(data, dict):
         raise bad(None, f"got {type(data).__name__}", "a mapping of configuration fields")
     known = {f.name for f in fields(CoordinatorConfig)} - {"source"}
+    if "client_mac_keys" in data or "replica_keys" in data:
+        # a probe: the keys file given as --config listed every field as a Python list
+        key = "client_mac_keys" if "client_mac_keys" in data else "replica_keys"
+        raise bad(key, "this is a coordinator keys file, not a configuration",
+                  "an agora up configuration or a coordinator YAML (whose keys_file names "
+                  "this file)")
     for k in data:
         if k not in known:
-            raise bad(str(k), "unknown field", f"one of {sorted(known)}")
+            raise bad(str(k), "unknown field", f"one of {', '.join(sorted(known))}")
     if "replicas" not in data:
         raise bad("replicas", "missing", "a list of host:port addresses, 3f+1 of them")
     reps = data["replicas"]
@@ -364,7 +370,7 @@ def _tls(v: Any, bad) -> TlsConfig | None:
     kw: dict[str, Any] = {}
     for k, x in v.items():
         if k not in known:
-            raise bad(f"tls.{k}", "unknown field", f"one of {sorted(known)}")
+            raise bad(f"tls.{k}", "unknown field", f"one of {', '.join(sorted(known))}")
         if k == "enabled":
             if not isinstance(x, bool):
                 raise bad("tls.enabled", f"got {x!r}", "true or false")

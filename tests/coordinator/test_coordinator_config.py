@@ -70,3 +70,11 @@ def test_agora_keys_writes_a_private_key_file(tmp_path, capsys):
         "operator", *(f"replica:{i}" for i in range(4)), "site:a", "site:b"]
     assert main(["keys", "--replicas", "5", "--out", str(out)]) == 2
     assert "3f+1" in capsys.readouterr().err
+
+
+def test_a_keys_file_given_as_the_configuration_is_named_so(tmp_path):
+    # a probe: it said "unknown field; expected one of ['batch_size', ...]"
+    keys = tmp_path / "keys.yaml"
+    assert main(["keys", "--replicas", "1", "--out", str(keys)]) == 0
+    with pytest.raises(InputError, match="this is a coordinator keys file"):
+        load_config(keys)
