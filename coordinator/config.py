@@ -137,6 +137,12 @@ class CoordinatorConfig:
     """Seconds without a heartbeat after which this replica votes a site lapsed (when the
     site runs instances or a round waits for it), > 0. Site agents heartbeat every second or
     so; a restarted agent is back well within this."""
+    site_start_grace_s: float = 0.0
+    """Seconds after this replica starts during which a site it has not heard from yet is
+    not voted lapsed (then ``site_timeout_s`` applies as usual), >= 0. ``agora up`` sets it:
+    the replicas start before Ray and the agents, and a schedule resumed with work running
+    lapsed every site 10 s later -- before its agent could report what ended while the
+    service stopped, which then ran again (a probe)."""
     sqlite_synchronous: str = "NORMAL"
     """SQLite ``synchronous`` of the replicas' WAL: NORMAL (the default) or FULL (or EXTRA).
 
@@ -266,7 +272,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """The largest ``max_request_bytes`` allowed."""
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
-_NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s")
+_NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s", "site_start_grace_s")
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
                    "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s",
                    "client_read_seconds_per_s")

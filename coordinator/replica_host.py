@@ -139,7 +139,9 @@ class ReplicaHost:
                                   client_verify=self.replica.auth.client_verify,
                                   round_timeout_s=config.round_timeout_s,
                                   round_grace_s=config.round_grace_s,
-                                  site_timeout_s=config.site_timeout_s, vote=self._vote)
+                                  site_timeout_s=config.site_timeout_s,
+                                  site_start_grace_s=config.site_start_grace_s,
+                                  vote=self._vote)
         app.listeners.append(self._on_commit)
 
     def count(self, kind: str) -> None:

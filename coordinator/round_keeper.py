@@ -17,7 +17,8 @@ site: the state machine acts on f+1 distinct votes.
   others by less than the grace is never left out.
 - **Silent sites.** A site that owes the system something (it runs instances, or it is
   expected to decide in an armed round) and whose heartbeats (``Heartbeat``, unordered,
-  signed by the site) have not reached this replica for ``site_timeout_s``: vote
+  signed by the site) have not reached this replica for ``site_timeout_s`` (one never heard
+  since this replica started: for the longer of that and ``site_start_grace_s``): vote
   ``SiteLapsed(site, last_heard)``.
 - **Decision latency**: for each allocation this replica executes, the wall time from the
   later of (its task opening, its round arming) to the execution of the command that
@@ -66,12 +67,13 @@ class RoundKeeper:
 
     def __init__(self, *, app: ScheduleState, index: int, client_verify,
                  round_timeout_s: float, site_timeout_s: float, vote,
-                 round_grace_s: float = 0.0) -> None:
+                 round_grace_s: float = 0.0, site_start_grace_s: float = 0.0) -> None:
         self.app = app
         self.index = index
         self.round_timeout_s = round_timeout_s
         self.round_grace_s = round_grace_s
         self.site_timeout_s = site_timeout_s
+        self.site_start_grace_s = site_start_grace_s
         self.vote = vote
         self._verify = client_verify
         """the replica's ``pbft.auth.ClientKeys``: a site's key as the executed log gives it"""
@@ -233,7 +235,9 @@ class RoundKeeper:
         owes = self._owing()
         for site in owes:
             info = app.sites[site]
-            last = self.heard.get(site, self.started)
+            last = self.heard.get(site)
+            if last is None:          # not heard since this replica started
+                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
             if now - last < self.site_timeout_s:
                 continue
             prev = self._voted_lapse.get(site)

@@ -304,6 +304,11 @@ def cmd_logs(a: argparse.Namespace) -> int:
             raise ValueError(f"{a.what!r}: instance {parts[2]!r}; expected a number (0, 1, "
                              f"...)")
         inst = int(parts[2])
+    if a.client != OPERATOR:      # a probe: --client was accepted and ignored
+        raise ValueError(f"--client {a.client}: agora logs reads the runs' folders on this "
+                         f"machine, as whoever may read them, not through the coordinator; "
+                         f"expected no --client (a site reads its runs' logs on its own "
+                         f"nodes)")
     t = target(a.config)
     if t.out is None:
         raise ValueError("agora logs reads the runs' folders of an agora up: pass its config "
@@ -315,33 +320,57 @@ def cmd_logs(a: argparse.Namespace) -> int:
     if not runs:
         raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, or "
                          f"another job/task name)")
-    offsets = {k: 0 for k in runs}
+    readers = {k: _LogReader(f / stream) for k, f in runs.items()}
     while True:
-        for (i, run), folder in sorted(runs.items()):
-            path = folder / stream
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offsets[(i, run)])
-                    data = f.read()
-            except FileNotFoundError:
-                data = b""
-            if data:
+        for (i, run), reader in sorted(readers.items()):
+            for text in reader.chunks(final=(runs[(i, run)] / "end.json").exists()):
                 if len(runs) > 1 and not a.json:
                     sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
-                offsets[(i, run)] += len(data)
                 if a.json:
-                    print(json.dumps({"instance": i, "run": run,
-                                      "text": data.decode(errors="replace")}))
+                    print(json.dumps({"instance": i, "run": run, "text": text}))
                 else:
-                    sys.stdout.write(data.decode(errors="replace"))
+                    sys.stdout.write(text)
                 sys.stdout.flush()
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
-            _say_why_silent(runs, offsets, stream, f"{job}/{task}")
+            _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
+                            f"{job}/{task}")
             return 0
         time.sleep(0.5)
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
-        for k in runs:
-            offsets.setdefault(k, 0)
+        for k, f in runs.items():
+            readers.setdefault(k, _LogReader(f / stream))
+
+
+class _LogReader:
+    """A run's output read on from where it was, in chunks of at most ``CHUNK`` bytes (a
+    probe: a 50 MB log was read whole, 240 MB of memory), decoded as UTF-8 across chunk
+    ends (a character split between two reads of ``--follow`` printed as two U+FFFD)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path) -> None:
+        import codecs
+
+        self.path, self.offset = path, 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def chunks(self, final: bool):
+        """The text written since the last call; ``final``: the run ended (what is left of
+        a split character is shown as U+FFFD)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                while True:
+                    data = f.read(self.CHUNK)
+                    self.offset += len(data)
+                    end = final and len(data) < self.CHUNK
+                    text = self.decoder.decode(data, final=end)
+                    if text:
+                        yield text
+                    if len(data) < self.CHUNK:
+                        return
+        except FileNotFoundError:
+            return
 
 
 def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:

@@ -48,6 +48,12 @@ class LoopThread:
         self.thread.join(timeout=5)
 
 
+START_GRACE_S = 120.0
+"""``agora up``'s ``site_start_grace_s`` unless its configuration's ``coordinator`` says:
+how long a resumed schedule waits for a site's agent to come back before its work is placed
+elsewhere (``coordinator.config``)."""
+
+
 @dataclass
 class System:
     """The running parts; ``close()`` stops them all."""
@@ -179,6 +185,8 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
     if cfg.metrics.enabled:
         extra["metrics"] = True
     overrides = {"round_timeout_s": cfg.round_timeout_s, **dict(cfg.coordinator)}
+    if keep:     # the agents start well after the replicas (Ray first): see the field
+        overrides.setdefault("site_start_grace_s", START_GRACE_S)
     for attempt in range(2):
         # random keys, private to this folder; a resumed service keeps its own
         group = LocalGroup(cdir, n=cfg.replicas, clients=ids, keep_keys=keep,

@@ -97,3 +97,33 @@ def test_a_heartbeat_from_an_id_no_client_can_have_is_refused_by_its_length():
     why = k.heartbeat(pb.HeartbeatRequest(client_id="site:" + "x" * 100_000, timestamp_us=1))
     assert why.startswith("client_id: 100005 characters; expected at most 256") and \
         len(why) < 200
+
+
+def test_a_site_not_heard_since_the_start_gets_the_start_grace_then_the_timeout():
+    """A probe: ``agora up`` on a schedule resumed with work running lapsed every site 10 s
+    after the replicas started -- before the agents (which start after Ray) could report
+    what had ended while the service stopped, so that work ran again. A site not heard
+    since the replica started is voted lapsed only after ``site_start_grace_s``; one heard
+    since, after ``site_timeout_s`` of silence as before."""
+    async def main():
+        run = Run()
+        votes: list = []
+
+        async def vote(kind, msg):
+            votes.append((kind, msg))
+        run("site:a", submit(job("j", n=2, dag=False)))
+        run("site:a", decide("a", 0, ("j", "map", 2, 5)))      # a runs work: it owes
+        k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
+                        site_timeout_s=10.0, vote=vote, site_start_grace_s=120.0)
+        t0 = k.started
+        await check(k, t0 + 30.0)
+        assert [v for v in votes if v[0] == "site_lapsed"] == []    # 10 s would have
+        await check(k, t0 + 121.0)
+        assert "a" in [v[1].site for v in votes if v[0] == "site_lapsed"]
+        k0 = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
+                         site_timeout_s=10.0, vote=vote)             # no grace: as before
+        votes.clear()
+        await check(k0, k0.started + 11.0)
+        assert "a" in [v[1].site for v in votes if v[0] == "site_lapsed"]
+
+    asyncio.run(main())
