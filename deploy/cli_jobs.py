@@ -391,11 +391,18 @@ def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
 def cmd_cancel(a: argparse.Namespace) -> int:
     t = target(a.config)
 
+    from agora.coordinator.client import CoordinatorError
+
     async def go(client):
-        return await client.cancel_job(a.job, a.reason)
+        try:
+            return await client.cancel_job(a.job, a.reason)
+        except CoordinatorError as e:
+            if e.result is None:
+                raise
+            return e.result      # the schedule refused it: the job's problem, not a fault
 
     res = run_live(t, go, a.client, a.keys)
-    if res.rejections:
+    if res.rejections:           # (exit 2, as agora jobs --job and logs for a bad job)
         r = res.rejections[0]
         raise ValueError(f"{r.field}: {r.reason}")
     if a.json:

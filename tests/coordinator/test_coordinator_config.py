@@ -78,3 +78,31 @@ def test_a_keys_file_given_as_the_configuration_is_named_so(tmp_path):
     assert main(["keys", "--replicas", "1", "--out", str(keys)]) == 0
     with pytest.raises(InputError, match="this is a coordinator keys file"):
         load_config(keys)
+
+
+def test_status_warns_and_fails_when_too_few_replicas_answer_to_commit(monkeypatch, capsys):
+    """A probe: with two of four replicas stopped, ``agora status`` printed "agreed by f+1"
+    and exited 0, though nothing could be committed (2f+1 = 3 are needed). The replicas'
+    answers here are made up (a fake client, in this unit test only)."""
+    import agora.deploy.cli_coordinator as cc
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    cfg = load_config(DEFAULT_CONFIG)
+    answers = [pb.ReplicaStatus(view=2, primary=2, last_executed=9)] * 2 + ["refused"] * 2
+
+    class Fake:
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return None
+
+        async def status(self):
+            return list(answers)
+
+    monkeypatch.setattr(cc, "_client", lambda a: (cfg, Fake()))
+    assert main(["status"]) == 1
+    assert "warning: 2 of 4 replicas answer; ordering needs 2f+1 = 3" in capsys.readouterr().out
+    answers[2] = answers[0]
+    assert main(["status"]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -146,8 +146,10 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
 
     p = agora("cancel", "sleepy", "--reason", "test", "--config", cfg)
     assert p.returncode == 0, p.stderr
-    p = agora("cancel", "sleepy", "--config", cfg)
-    assert p.returncode == 1 and "already cancelled" in one_line_error(p)
+    p = agora("cancel", "sleepy", "--config", cfg)     # refused for what it names: exit 2
+    assert p.returncode == 2 and "already cancelled" in one_line_error(p)
+    p = agora("cancel", "no-such-job", "--config", cfg)  # as jobs --job and logs (a probe)
+    assert p.returncode == 2 and "no job 'no-such-job'" in one_line_error(p)
 
     # issue 16: each site was admitted by the key its agent made on its node
     p = agora("site", "list", "--json", "--config", cfg)
