@@ -81,10 +81,17 @@ class System:
     """the address the agents' peer servers bind (None: their Ray node's)"""
 
     def close(self) -> None:
+        """Stop everything: the replicas, the agents, then the runners (killing what they
+        run) and Ray."""
         import ray
 
         self.stopping.set()
         try:
+            # the replicas first: from now on nothing is committed. An agent that stopped
+            # first went silent while the others ran on, so the replicas lapsed its site
+            # and placed again what it had run -- work that had completed ran twice (a
+            # probe). What ends from here on is reported by the runners at the next start.
+            self.group.stop()
             if ray.is_initialized():
                 try:
                     stop_agents(self.actors)

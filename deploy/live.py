@@ -15,6 +15,7 @@ serves: pid, config, coordinator config), ``agora.log`` (a detached service's ou
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -137,7 +138,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         watch = StepFailureWatch(system.actors, every_s=30.0)
         while not stop.event.wait(progress_s):
             line.show(follower.summary())
-            for warning in watch.poll():
+            for warning in [*follower.drain(), *watch.poll()]:
                 echo(f"agora up: {warning}")
         line.close()
         follower.close()
@@ -229,8 +230,33 @@ class Follower:
 
         self.system = system
         self.state = {"ledger": None, "version": 0, "round": 0}
+        self.notices: collections.deque[str] = collections.deque(maxlen=1000)
+        """what an operator must hear of: nodes down or up, sites lapsed or back (a probe:
+        a node whose Ray node died was placed around in silence)"""
+        self.lapsed: set[str] = set()
         self.future = system.loop.spawn(follow_ledger(system.operator, system.group.config,
-                                                      self.state))
+                                                      self.state, on_update=self._noticed))
+
+    def _noticed(self, u) -> None:
+        for n in u.nodes:
+            self.notices.append(f"node {n.node} is up again (its site says so)" if n.up else
+                                f"node {n.node} is down (its site says so); what ran there "
+                                f"is placed again")
+        lapsed = self.lapsed
+        for st in u.sites:
+            if st.lapsed and not st.removed and st.site not in lapsed:
+                lapsed.add(st.site)
+                self.notices.append(f"site {st.site} lapsed: its agent went silent; its "
+                                    f"running work is placed elsewhere")
+            elif not st.lapsed and st.site in lapsed:
+                lapsed.discard(st.site)
+                self.notices.append(f"site {st.site} is back")
+
+    def drain(self) -> list[str]:
+        out = []
+        while self.notices:
+            out.append(self.notices.popleft())
+        return out
 
     def summary(self, timeout_s: float = 10.0) -> dict:
         """The progress line's counts, read on the loop that applies the updates: read from
