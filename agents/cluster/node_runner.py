@@ -289,6 +289,11 @@ class NodeRunner:
             except OSError:               # it never started: when it was asked for
                 began = min(run_json.stat().st_mtime, now)
             reason = "the node's runner restarted under it"
+            try:                          # agora down stopped it (``shutdown``): say so,
+                now = max(began, min((folder / "stopping").stat().st_mtime, now))
+                reason = "the service was stopped (agora down) while it ran"
+            except OSError:               # ... and when (a probe: "restarted under it",
+                pass                      # ended when the next start saw it)
             write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": began,
                                               "end": now, "reason": reason})
             self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1,
