@@ -346,10 +346,20 @@ def stop_started(group, ray_cluster, runners: dict, loop: LoopThread | None,
                     pass
             loop.close()
         group.stop()
+        from agora.deploy.ray_runtime import kill_leftovers, session_processes, started_session
+
+        session = started_session(ray_cluster) if ray.is_initialized() else None
+        ours = session_processes(session) if session else []
         if ray.is_initialized():
             ray.shutdown()
         if ray_cluster is not None:
             ray_cluster.shutdown()
+        if ours:
+            time.sleep(0.5)               # what Ray stops itself goes first
+            n = kill_leftovers(ours)
+            if n:
+                log.info("killed %d process(es) of the Ray session %s left after its "
+                         "shutdown", n, session)
 
 
 def agent_sites(sites: list[str], removed: set[str]) -> tuple[list[str], list[str]]:

@@ -43,7 +43,8 @@ def test_key_files_are_private_also_when_they_replace_a_readable_file(tmp_path, 
     out = tmp_path / "keys.yaml"
     out.write_text("old")
     os.chmod(out, 0o644)
-    assert main(["keys", "--replicas", "4", "--clients", "site:a", "--out", str(out)]) == 0
+    assert main(["keys", "--replicas", "4", "--clients", "site:a", "--out", str(out),
+                 "--force"]) == 0   # (replacing a file needs --force)
     assert mode(out) == 0o600
     assert "site:a" in load_keys(out).client_signing
 
