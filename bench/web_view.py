@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agora.agents.cluster.instance_run import run_folder
 from agora.agents.domain import Demand, Job, Task
-from agora.deploy.cli_jobs import job_rows
+from agora.deploy.job_table import job_rows
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import job_to_proto
 

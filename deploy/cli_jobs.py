@@ -18,13 +18,11 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 
 from agora.agents.workloads.yamlmarks import describe
 from agora.deploy.arg_types import _number
+from agora.deploy.job_table import job_rows, print_jobs
 from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
-
-STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
 
 
 def _common(p: argparse.ArgumentParser, *, client: bool = True) -> None:
@@ -152,10 +150,12 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
     """(rows, LedgerView, source label) of ``agora jobs`` (``job``: that one, per instance)."""
     t = target(config)
     view, label = _ledger_view(t, client, keys)
-    nodes = [n.name for n in t.coordinator.load_cluster().nodes]
+    cluster = t.coordinator.load_cluster()
+    nodes = [n.name for n in cluster.nodes]
     from agora.coordinator.schedule_rules import site_of_client
 
-    rows = job_rows(view, nodes, t.out, only=job, reader_site=site_of_client(client))
+    rows = job_rows(view, nodes, t.out, only=job, reader_site=site_of_client(client),
+                    cluster=cluster)
     if job is not None and not rows:     # asked for one job: not an empty table
         raise ValueError(f"--job {describe(job)}: no such job in the schedule (version "
                          f"{view.version}, {label}); agora jobs lists them all")
@@ -184,107 +184,6 @@ def _ledger_view(t, client_id: str, keys: str | None):
 
     view, how = offline_ledger(t.coordinator)
     return view, f"offline ({how})"
-
-
-def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
-             files: dict | None = None, reader_site: str | None = None) -> list[dict]:
-    """Per job, per task: outcome, instance states, where they run; per instance too.
-    ``files``: a cache, kept by the caller between calls (the web view), of what was read
-    from run folders that will not change -- a run's start, a finished run's end.
-    ``reader_site``: a site's client reads: the run folders on this machine fill in its own
-    jobs only (another site's job shows what the coordinator lets a site see -- never where
-    an instance ran or how it ended; a probe saw them merged in from local folders)."""
-    from agora.agents.ledger_codec import FOREIGN_NODE
-    from agora.deploy.run_folders import TaskEnds, run_started
-    from agora.protos.convert import job_from_proto
-
-    def cached(key, read):
-        if files is None:
-            return read()
-        if key not in files:
-            found = read()
-            if not found:
-                return found                   # not written yet: look again next time
-            if len(files) > 200_000:
-                files.clear()
-            files[key] = found
-        return files[key]
-
-    rows = []
-    for rec in view.jobs:
-        if only is not None and rec.job.id != only:
-            continue
-        job = job_from_proto(rec.job, "job")
-        folders = out if reader_site is None or job.origin == reader_site else None
-        tasks = []
-        for t, tr in zip(job.tasks, rec.tasks):
-            place = {p.instance: p for p in tr.running}
-            fails = dict(zip(tr.failed_instance, tr.failed_attempts))
-            last_end = TaskEnds(folders, job.id, t.id, files)
-            inst = []
-            for i, s in enumerate(tr.states):
-                row = {"instance": i, "state": STATE_NAMES.get(s, str(s)),
-                       "failed_attempts": fails.get(i, 0)}
-                if i in place and place[i].node == FOREIGN_NODE:   # a site's view
-                    row.update(node="(another site)", site="", run=place[i].version)
-                elif i in place:
-                    p = place[i]
-                    row.update(node=nodes[p.node], site=nodes[p.node].split("/")[0],
-                               run=p.version)
-                    started = cached(("start", p.node, job.id, t.id, i, p.version),
-                                     lambda: run_started(folders, nodes[p.node], job.id,
-                                                         t.id, i, p.version))
-                    if started is not None:
-                        row["since"] = started
-                if s in (3, 4) or fails.get(i):
-                    row.update(last_end(i))
-                inst.append(row)
-            tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
-                          "instances": inst})
-        rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
-                     "reason": rec.reason, "tasks": tasks})
-    return rows
-
-
-def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
-    print(f"{'JOB':<20} {'TASK':<14} {'STATE':<13} {'INSTANCES':<30} WHERE")
-    for r in rows:
-        for t in r["tasks"]:
-            counts: dict[str, int] = {}
-            where: dict[str, int] = {}
-            for i in t["instances"]:
-                counts[i["state"]] = counts.get(i["state"], 0) + 1
-                node = i["node"] if i["state"] == "running" else i.get("ran_on")
-                if node:
-                    where[node] = where.get(node, 0) + 1
-            summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-            place = ", ".join(f"{n} x{k}" if k > 1 else n for n, k in where.items())
-            running = any(i["state"] == "running" for i in t["instances"])
-            state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not running \
-                else "running"
-            print(f"{r['job']:<20} {t['task']:<14} {state:<13} {summary:<30} {place}")
-            why = t.get("reason") or ""
-            if t["outcome"] in ("failed", "unschedulable", "cancelled") and why \
-                    and why not in (r["reason"] or ""):
-                print(f"{'':<20} {'':<14} -> {t['outcome']}: {why}")   # e.g. the job failed
-            if per_instance:
-                for i in t["instances"]:
-                    extra = ""
-                    if i["state"] == "running":
-                        since = (time.strftime("%H:%M:%S", time.localtime(i["since"]))
-                                 if "since" in i else f"run {i['run']}")
-                        extra = f"on {i['node']} since {since}"
-                    elif "ran_on" in i:
-                        took = (f", {i['last_end'] - i['last_start']:.1f} s"
-                                if "last_start" in i and "last_end" in i else "")
-                        extra = f"on {i['ran_on']}, exit code {i['exit_code']}{took}"
-                        if i.get("last_reason"):
-                            extra += f" ({i['last_reason']})"
-                    if i["failed_attempts"]:
-                        extra += f" failed attempts {i['failed_attempts']}"
-                    print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")
-        if r["outcome"] not in ("pending", "completed") and r["reason"]:
-            print(f"{'':<20} -> {r['outcome']}: {r['reason']}")
 
 
 # ---- logs ----------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ class WebView:
         # its own threads for the run folders and the scrapes: the loop's default pool is
         # shared with everything else on the service's loop
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agora-web")
-        self._files: dict = {}       # what finished runs' folders said (cli_jobs.job_rows)
+        self._files: dict = {}       # what finished runs' folders said (job_table.job_rows)
 
     # ---- serving -------------------------------------------------------------------------
     def app(self):
@@ -316,7 +316,7 @@ class WebView:
 
     async def _read(self) -> dict:
         from agora.agents.ledger_codec import job_record_bytes
-        from agora.deploy.cli_jobs import job_rows
+        from agora.deploy.job_table import job_rows
         from agora.protos.agora.v1 import coordinator_pb2 as pb
 
         now = time.time()

@@ -154,7 +154,7 @@ def test_a_dag_runs_each_instance_once_on_its_committed_node_after_its_parents(l
 
 @pytest.mark.timeout(240)
 def test_a_failing_command_is_retried_then_reported_failed_with_its_exit_code(live):
-    from agora.deploy.cli_jobs import job_rows
+    from agora.deploy.job_table import job_rows
 
     d = live.dir
     submit(live, Job(id="bad", arrival=time.time(), origin="west",

@@ -85,7 +85,7 @@ def test_versions_and_counts_are_checked_naming_the_option(up, capsys, argv):
 def test_the_jobs_table_says_why_a_task_of_a_failed_job_was_cancelled(capsys):
     # a probe: the instances a failed job never started showed as "gave up", the reason
     # ("the job failed: task bad: ...") only in --json
-    from agora.deploy.cli_jobs import print_jobs
+    from agora.deploy.job_table import print_jobs
 
     inst = {"instance": 0, "state": "gave up", "failed_attempts": 0}
     cause = "instance 0 failed 3 times: exit code 4"

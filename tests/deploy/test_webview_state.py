@@ -158,7 +158,7 @@ def test_the_server_serves_the_page_shares_reads_and_answers_loopback_names_only
 def test_finished_runs_are_read_from_disk_once_and_unwritten_ones_again(tmp_path):
     from bench.web_view import ledger_with_runs
 
-    from agora.deploy.cli_jobs import job_rows
+    from agora.deploy.job_table import job_rows
 
     nodes = ["a/n0", "b/n0"]
     view = ledger_with_runs(tmp_path, jobs=2, instances=2, nodes=nodes)
@@ -183,7 +183,7 @@ def test_a_sites_reader_gets_run_details_from_local_folders_of_its_own_jobs_only
     # reason, merged in from this machine's run folders, where the coordinator hides them
     from bench.web_view import ledger_with_runs
 
-    from agora.deploy.cli_jobs import job_rows
+    from agora.deploy.job_table import job_rows
 
     nodes = ["a/n0", "b/n0"]
     view = ledger_with_runs(tmp_path, jobs=1, instances=2, nodes=nodes)   # origin s0
@@ -206,7 +206,7 @@ def test_a_cancelled_task_of_many_instances_lists_its_folders_once_per_node(tmp_
     from agora.agents.cluster.instance_run import run_folder
     from agora.agents.domain import Demand, Job, Task
     from agora.deploy import run_folders
-    from agora.deploy.cli_jobs import job_rows
+    from agora.deploy.job_table import job_rows
     from agora.protos.agora.v1 import coordinator_pb2 as pb
     from agora.protos.convert import job_to_proto
 
