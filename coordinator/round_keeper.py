@@ -20,6 +20,10 @@ site: the state machine acts on f+1 distinct votes.
   signed by the site) have not reached this replica for ``site_timeout_s`` (one never heard
   since this replica started: for the longer of that and ``site_start_grace_s``): vote
   ``SiteLapsed(site, last_heard)``.
+- **Overdue instances.** A site holding an instance longer than its task's ``timeout_s``
+  allows (``overdue_s``, from when this replica executed its allocation) is voted lapsed
+  too, heartbeats or not: its node's runner kills a run at ``timeout_s`` and the site
+  reports the end, so one that holds it longer is stuck or faulty.
 - **Decision latency**: for each allocation this replica executes, the wall time from the
   later of (its task opening, its round arming) to the execution of the command that
   allocated it -- "work open -> allocation committed and queryable", as this replica saw it.
@@ -46,6 +50,18 @@ from agora.protos.agora.v1 import coordinator_pb2 as pb
 log = logging.getLogger(__name__)
 
 HEARTBEAT_DOMAIN = b"agora.v1.Heartbeat"
+OVERDUE_EVERY_S = 5.0
+"""How often a replica looks for instances running past their timeout (a walk over the
+running instances of tasks with a ``timeout_s``)."""
+
+
+def overdue_s(timeout_s: float) -> float:
+    """How long an instance of a task with ``timeout_s`` may run, as a replica sees it (from
+    the execution of its allocation), before its site is voted lapsed: the timeout, a tenth
+    more, and a minute for the site to start it and to report its end."""
+    return timeout_s * 1.1 + 60.0
+
+
 LATENCY_SAMPLES = 20_000
 """decision latencies kept (the most recent) for the status percentiles"""
 
@@ -87,6 +103,7 @@ class RoundKeeper:
         self._decided_seen = (-1, -1)
         self._due = asyncio.Event()
         app.after_command.append(self.command_executed)
+        self._next_overdue = 0.0
         self._voted_round = -1
         self._voted_lapse: dict[str, tuple[int, float]] = {}
         self.exec_time: dict[int, float] = {}
@@ -232,23 +249,51 @@ class RoundKeeper:
                          now - self._first_part[1])
                 self.grace_votes += (now - self._first_part[1] < self.round_timeout_s)
                 await self._send("close_round", pb.CloseRound(round=app.round))
-        owes = self._owing()
-        for site in owes:
+        overdue = self._overdue(now)
+        for site in self._owing():
             info = app.sites[site]
             last = self.heard.get(site)
             if last is None:          # not heard since this replica started
                 last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
-            if now - last < self.site_timeout_s:
+            if now - last < self.site_timeout_s and site not in overdue:
                 continue
             prev = self._voted_lapse.get(site)
             if prev is not None and prev[0] == info.last_heard and \
                     now - prev[1] < self.site_timeout_s:
                 continue
             self._voted_lapse[site] = (info.last_heard, now)
-            log.warning("replica %d: no heartbeat from site %s for %.1f s; voting it lapsed",
-                        self.index, site, now - last)
+            if site in overdue:
+                log.warning("replica %d: site %s holds %s past its timeout_s; voting it "
+                            "lapsed", self.index, site, overdue[site])
+            else:
+                log.warning("replica %d: no heartbeat from site %s for %.1f s; voting it "
+                            "lapsed", self.index, site, now - last)
             await self._send("site_lapsed", pb.SiteLapsed(site=site,
                                                           last_heard=info.last_heard))
+
+    def _overdue(self, now: float) -> dict[str, str]:
+        """Sites holding an instance that has run here longer than its task's ``timeout_s``
+        allows (``overdue_s``): site -> the first such instance. Its node's runner kills it
+        at ``timeout_s`` and the site reports the end, so a site that holds it longer is
+        stuck or faulty (a review: a site that won instances and never reported their ends
+        held them, and their job, for good). Checked every ``OVERDUE_EVERY_S``."""
+        if now < self._next_overdue:
+            return {}
+        self._next_overdue = now + OVERDUE_EVERY_S
+        app = self.app
+        nodes = app.cluster.nodes
+        out: dict[str, str] = {}
+        for ts in app.ledger.tasks.values():
+            run = ts.task.run
+            if not ts.running or run is None or run.timeout_s is None:
+                continue
+            limit = overdue_s(run.timeout_s)
+            for inst, version in ts.placed_at.items():
+                began = self.exec_time.get(version, self.started)
+                site = nodes[ts.placements[inst][0]].site
+                if now - began > limit and site not in out:
+                    out[site] = f"{ts.job.job.id}/{ts.task.id}[{inst}] ({now - began:.0f} s)"
+        return out
 
     def _owing(self) -> list[str]:
         """Live sites that hold running work or are expected to decide now."""

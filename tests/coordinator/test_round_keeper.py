@@ -127,3 +127,43 @@ def test_a_site_not_heard_since_the_start_gets_the_start_grace_then_the_timeout(
         assert "a" in [v[1].site for v in votes if v[0] == "site_lapsed"]
 
     asyncio.run(main())
+
+
+def test_a_site_holding_an_instance_past_its_timeout_is_voted_lapsed_though_it_heartbeats():
+    """A review: a site that won instances and kept heartbeating but never reported their
+    ends held them -- and their job -- for good. Its node's runner kills a run at the task's
+    ``timeout_s`` and the site reports the end, so a site still holding one past
+    ``overdue_s(timeout_s)`` is voted lapsed (its work is placed again); a task without a
+    timeout is not judged."""
+    from dataclasses import replace as dc_replace
+
+    from agora.agents.domain import Run as RunSpec
+    from agora.coordinator.round_keeper import overdue_s
+
+    async def main():
+        run = Run()
+        votes: list = []
+
+        async def vote(kind, msg):
+            votes.append((kind, msg))
+        k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
+                        site_timeout_s=10.0, vote=vote)
+        run.state.listeners.append(k.executed)
+        timed = job("timed", "b", n=1, dag=False)
+        timed = dc_replace(timed, tasks=(dc_replace(timed.tasks[0], run=RunSpec(
+            argv=("sleep", "9"), timeout_s=30.0)),))
+        run("site:b", submit(timed, job("untimed", "c", n=1, dag=False)))
+        run("site:a", decide("a", 0))
+        run("site:b", decide("b", 0, ("timed", "map", 1, 1)))
+        run("site:c", decide("c", 0, ("untimed", "map", 1, 1)))
+        assert run.state.ledger.tasks[("timed", "map")].running == 1
+        t0 = time.monotonic()
+        for site in ("a", "b", "c"):
+            k.heard[site] = t0 + 10_000                  # heartbeating all along
+        await check(k, t0 + overdue_s(30.0) - 5)
+        assert [v for v in votes if v[0] == "site_lapsed"] == []
+        await check(k, t0 + overdue_s(30.0) + 5)
+        lapsed = [v[1].site for v in votes if v[0] == "site_lapsed"]
+        assert lapsed == ["b"]                           # not c: its task has no timeout
+
+    asyncio.run(main())
