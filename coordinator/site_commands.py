@@ -42,16 +42,18 @@ class SiteCommands:
             except Rejected as r:
                 self._count(res, r)
         named: set[str] = set()
+        downs: list[tuple[int, str]] = []
         for i, ns in enumerate(msg.nodes):
             try:
-                if ns.node in named:       # each flip scans the ledger: once a node a part
+                if ns.node in named:       # a node once a part, with its state now
                     raise Rejected("node.repeated", f"{where}.nodes[{i}].node",
                                    f"{ns.node!r} is already in this part; expected each "
                                    f"node once, with its state now")
                 named.add(ns.node)
-                self._node(site, msg.site, ns, f"{where}.nodes[{i}]")
+                self._node(site, msg.site, ns, f"{where}.nodes[{i}]", downs)
             except Rejected as r:
                 self._count(res, r)
+        self._stop_on(downs)
         try:
             if msg.bidding:
                 self._decide(site, msg, res, where, counts=self._opened_count == opened)
@@ -116,7 +118,10 @@ class SiteCommands:
         self.changes.append(row)
         self._update.changes.append(change_pb(row))
 
-    def _node(self, site: int, site_name: str, ns: pb.NodeState, at: str) -> None:
+    def _node(self, site: int, site_name: str, ns: pb.NodeState, at: str,
+              downs: list[tuple[int, str]]) -> None:
+        """Apply a node's state; a node that went down is added to ``downs`` (node, name),
+        whose instances ``_stop_on`` stops."""
         node = self.node_index.get(ns.node)
         if node is None or self.capacity.node_site[node] != site:
             raise Rejected("node.not_own", f"{at}.node", f"{ns.node!r} is not a node of site "
@@ -130,9 +135,23 @@ class SiteCommands:
         else:
             self.nodes_down.add(node)
             self.capacity.set_alive(node, False)
-            for ts, inst in self._running_on(lambda n: n == node):
-                self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"node {ns.node} went down")
+            downs.append((node, ns.node))
         self._update.nodes.add(node=ns.node, up=ns.up)
+
+    def _stop_on(self, downs: list[tuple[int, str]]) -> None:
+        """The running instances of the nodes of ``downs`` are lost: node by node in that
+        order, each node's in admission and instance order (as one walk per node did), found
+        in one walk of the ledger (a review: a part of 4,096 nodes going down walked a ledger
+        of 20,000 tasks once per node, ~14 s on every replica, repeatable)."""
+        if not downs:
+            return
+        which = {node for node, _ in downs}
+        by_node: dict[int, list[tuple[TaskEntry, int]]] = {}
+        for ts, inst in self._running_on(lambda n: n in which):
+            by_node.setdefault(ts.placements[inst][0], []).append((ts, inst))
+        for node, name in downs:
+            for ts, inst in by_node.get(node, ()):
+                self._stop(ts, inst, "lost", 0.0, 0.0, 0, f"node {name} went down")
 
     def _running_on(self, pick: Callable[[int], bool]) -> list[tuple[TaskEntry, int]]:
         """(task, instance) of every running instance whose node ``pick`` accepts, in
