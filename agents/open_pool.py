@@ -37,6 +37,9 @@ class OpenPool:
         """demand shape -> [open tasks of that shape, their Demand] (``shapes()``)"""
         self._jobs: dict[int, list] = {}
         """job admission number -> [its open tasks, its JobEntry] (``jobs()``)"""
+        self.shape_version = 0
+        """counts the changes of the set of open demand shapes (a shape first open, or no
+        longer): what is computed from ``shapes()`` can be kept until it moves"""
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -56,6 +59,7 @@ class OpenPool:
             entry = index.get(key)
             if entry is None:
                 index[key] = [1, value]
+                self.shape_version += index is self._shapes
             else:
                 entry[0] += 1
 
@@ -70,6 +74,7 @@ class OpenPool:
             entry[0] -= 1
             if entry[0] == 0:
                 del index[key]
+                self.shape_version += index is self._shapes
 
     def tasks(self) -> list[TaskEntry]:
         """Every open task, in no particular order."""

@@ -123,5 +123,7 @@ def scope_for(st, client_id: str) -> Scope | None:
         return None
     scope = st.scopes.get(site)
     if scope is None:
-        scope = st.scopes[site] = Scope(st, site)
+        scope = Scope(st, site)
+        if site in st.site_index:   # kept for the cluster's sites only (a review: one
+            st.scopes[site] = scope  # kept for every 'site:<name>' a client named)
     return scope

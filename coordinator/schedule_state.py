@@ -171,6 +171,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         # decision-latency measurement
         self.opened_seq: dict[tuple[str, str], int] = {}
         self.closed_round_armed_seq = 0
+        self._expected: tuple | None = None
+        """``expected_sites``' last answer and what it depended on (a cache)"""
         self.member_changes = 0
         """admissions and removals executed here (the PBFT core drops held requests that can
         no longer execute when it changes)"""

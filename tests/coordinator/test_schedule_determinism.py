@@ -101,3 +101,50 @@ def test_restore_refuses_another_cluster_and_garbage():
     with pytest.raises(ValueError, match="snapshot"):
         r.state.restore(b"\xff\xff")
     assert r.state.snapshot() == before
+
+
+def test_the_kept_expected_sites_always_equal_a_fresh_computation():
+    """``expected_sites`` keeps its answer until the open shapes, the free capacity or the
+    lapsed sites change (a review: a site's 20,000 unplaceable shapes made every site part
+    walk them all). After every command of a seeded script, and across a restore, the kept
+    answer is the one computed afresh."""
+    r = Run()
+    for k, (c, mk) in enumerate(script(random.Random(13), 300)):
+        r(c, mk(r.state))
+        kept = r.state.expected_sites()
+        r.state._expected = None
+        assert kept == r.state.expected_sites(), k
+        if k == 150:
+            snap = r.state.snapshot()
+            r.state.expected_sites()
+            r.state.restore(snap)
+            assert r.state._expected is None
+    assert r.state.round > 2
+
+
+def test_a_reader_naming_no_site_of_the_cluster_is_not_kept():
+    from agora.coordinator.read_scope import scope_for
+
+    st = Run().state
+    for i in range(100):
+        assert scope_for(st, f"site:nosuch{i}") is not None
+    assert scope_for(st, "site:a") is scope_for(st, "site:a")
+    assert set(st.scopes) == {"a"}
+
+
+def test_site_parts_that_change_nothing_do_not_walk_the_open_shapes_again():
+    from agora.agents.domain import Demand, Job, Task
+    from tests.coordinator.state_helpers import decide, report
+
+    r = Run()
+    # 2,000 distinct shapes only site c's nodes can hold: nothing places them
+    jobs = [Job(f"c:s{i}", 0.0, "c", (Task("t", 1.0, Demand(9000 + i % 1000, 1 + i // 1000),
+                                           1),)) for i in range(2000)]
+    r("site:c", submit(*jobs))
+    r("site:a", decide("a", r.state.round))
+    cap, checks = r.state.capacity, []
+    fit = cap.fit_mask
+    cap.fit_mask = lambda *a, **k: checks.append(1) or fit(*a, **k)
+    for _ in range(10):
+        r("site:b", report("b"))                      # heartbeats of a site: no change
+    assert len(checks) <= 2000, len(checks)           # once at most, not once a part
