@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import ray
 
-from agora.agents.cluster.run_account import as_account, run_account, run_environment, switches
+from agora.agents.cluster.run_account import (ENTER_FAILED, as_account, cannot_enter,
+                                              run_account, run_environment, switches)
 from agora.agents.process import START_REPORT, bound_to_parent, cannot_start, start_failure
 
 KILL_GRACE_S = 3.0
@@ -114,9 +115,8 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
     if sys.platform.startswith("linux"):      # where the command starts from the launcher
         env[START_REPORT] = str(d / "start-failure")
     cwd = req.cwd or str(d)
-    command, identity = bound_to_parent(req.argv), {}
+    command, identity = bound_to_parent(req.argv), {"cwd": cwd}
     if switches(account):
-        command, identity = as_account(account, list(req.argv))
         env.pop(START_REPORT, None)           # (the launcher's; not used here)
         # the run folder stays the runner's (its pid, end and kill markers are trusted)
         # and unlisted, its files the runner's alone (other runs run as the same user);
@@ -129,13 +129,20 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
         work.mkdir(exist_ok=True)
         os.chown(work, account.uid, account.gid)
         cwd = req.cwd or str(work)
+        command, identity = as_account(account, list(req.argv), cwd)
+        why = cannot_enter(cwd, account)
+        if why is not None:
+            end = {"kind": "failed", "exit_code": ENTER_FAILED, "start": start,
+                   "end": time.time(), "reason": f"cannot start in cwd {cwd!r}: {why}"}
+            write_json(d / "end.json", end)
+            return end
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
         try:
             problem = cannot_start(req.argv[0], env, cwd)
             if problem is not None:
                 raise problem
-            p = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=err,
+            p = subprocess.Popen(command, env=env, stdout=out, stderr=err,
                                  stdin=subprocess.DEVNULL, start_new_session=True, **identity)
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126

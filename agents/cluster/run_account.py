@@ -66,15 +66,48 @@ def switches(account: RunAccount | None) -> bool:
     return account is not None and account.uid != os.geteuid()
 
 
-def as_account(account: RunAccount, argv: list[str]) -> tuple[list[str], dict]:
-    """(argv, ``subprocess.Popen`` keywords) that start ``argv`` as ``account``: through
-    util-linux's ``setpriv``, which also asks for SIGKILL when the starting thread ends (the
-    launcher of ``bound_to_parent`` is this Python, which another user may not be able to
-    execute: it may live in root's home); without ``setpriv``, Popen switches the user and
-    the run has no such signal (a runner that restarts still stops what it left,
-    ``stop_run``)."""
+def cannot_enter(path: str, account: RunAccount) -> str | None:
+    """Why ``account`` may not enter folder ``path`` (search permission on it and on every
+    folder above it, by the mode bits; ACLs are not read), or None."""
+    import stat
+
+    p = os.path.abspath(path)
+    parts = [p] + [os.path.dirname(p)]
+    while parts[-1] != os.path.dirname(parts[-1]):
+        parts.append(os.path.dirname(parts[-1]))
+    for folder in reversed(parts):
+        try:
+            st = os.stat(folder)
+        except OSError as e:
+            return f"{folder}: {e.strerror or e}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{folder} is not a folder"
+        bit = (stat.S_IXUSR if st.st_uid == account.uid else
+               stat.S_IXGRP if st.st_gid == account.gid else stat.S_IXOTH)
+        if not st.st_mode & bit:
+            return f"user {account.name} may not enter {folder}"
+    return None
+
+
+ENTER_FAILED = 125
+"""The exit status of a run as another user that could not enter its ``cwd``."""
+_ENTER = f'cd -- "$0" || exit {ENTER_FAILED}; exec "$@"'
+
+
+def as_account(account: RunAccount, argv: list[str], cwd: str) -> tuple[list[str], dict]:
+    """(argv, ``subprocess.Popen`` keywords) that start ``argv`` in ``cwd`` as ``account``:
+    through util-linux's ``setpriv``, which also asks for SIGKILL when the starting thread
+    ends (the launcher of ``bound_to_parent`` is this Python, which another user may not be
+    able to execute: it may live in root's home); without ``setpriv``, Popen switches the
+    user and the run has no such signal (a runner that restarts still stops what it left,
+    ``stop_run``). Either way the run enters ``cwd`` as ``account`` (``sh``'s ``cd``):
+    Popen's own ``cwd`` is entered before the switch, by root, and a run started in a
+    folder its user may not enter could read what lies below it (``cwd: /root``: root's
+    Ray token)."""
+    enter = ["/bin/sh", "-c", _ENTER, cwd, *argv]
     setpriv = shutil.which("setpriv")
     if setpriv is not None and sys.platform.startswith("linux"):
         return ([setpriv, "--reuid", str(account.uid), "--regid", str(account.gid),
-                 "--clear-groups", "--pdeathsig", "KILL", "--", *argv], {})
-    return list(argv), {"user": account.uid, "group": account.gid, "extra_groups": []}
+                 "--clear-groups", "--pdeathsig", "KILL", "--", *enter], {"cwd": "/"})
+    return enter, {"user": account.uid, "group": account.gid, "extra_groups": [],
+                   "cwd": "/"}

@@ -340,6 +340,18 @@ def test_a_run_as_another_user_cannot_read_the_sites_key_nor_forge_its_runs_file
         assert (folder / "pid").read_text().strip() != "1"
         assert e.kind == "completed"                          # its own folder is writable
         assert (folder / "work" / "result.txt").stat().st_uid == nobody.pw_uid
+        # a cwd its user may not enter: refused, not entered by the runner on its behalf
+        # (Popen entered it as root before the switch: below /root lies Ray's token)
+        secret_dir = tmp_path / "private"
+        secret_dir.mkdir()
+        (secret_dir / "token").write_text("RAY-TOKEN")
+        r2 = RunRequest(**{**r.__dict__, "job": "cwdtheft", "argv": ("cat", "token"),
+                           "cwd": str(secret_dir)})
+        ray.get(h.start.remote(r2))
+        e2 = wait_end(h, "cwdtheft")
+        out2 = (run_folder(root, node, "cwdtheft", "t", 0, 3) / "stdout").read_text()
+        assert e2.kind == "failed" and "may not enter" in e2.reason, e2.reason
+        assert "RAY-TOKEN" not in out2
         # a user this node lacks fails the run, saying so
         bad = RayNodeRunner.options(name=runner_name("site-a/n8"), num_cpus=0,
                                     resources={node_resource(NODE): 0.001},
