@@ -4,8 +4,8 @@ A run of another site's job executes on this site's node; by default it runs as 
 own user, and so can read whatever that user reads -- the site's signing key among it (a
 review: a job read its host site's key and signed requests as that site). ``run_as`` names
 an unprivileged user the runner starts every run as instead (the runner must be root to
-switch): the run gets that user's uid, gid and home and no supplementary groups, and its
-folder is made its own. Whatever the user, a run does not inherit Ray's own variables from
+switch): the run gets that user's uid, gid and home and no supplementary groups, and writes
+in a folder of its own (``work/`` of its run folder, which stays the runner's). Whatever the user, a run does not inherit Ray's own variables from
 its worker (``RAY_*``, Ray's ``PYTHONBREAKPOINT``): they describe the worker, not the job,
 and would make a job that uses Ray itself act as that worker."""
 
@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
-import sys
 from dataclasses import dataclass
 
 USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
@@ -95,19 +93,15 @@ _ENTER = f'cd -- "$0" || exit {ENTER_FAILED}; exec "$@"'
 
 
 def as_account(account: RunAccount, argv: list[str], cwd: str) -> tuple[list[str], dict]:
-    """(argv, ``subprocess.Popen`` keywords) that start ``argv`` in ``cwd`` as ``account``:
-    through util-linux's ``setpriv``, which also asks for SIGKILL when the starting thread
-    ends (the launcher of ``bound_to_parent`` is this Python, which another user may not be
-    able to execute: it may live in root's home); without ``setpriv``, Popen switches the
-    user and the run has no such signal (a runner that restarts still stops what it left,
-    ``stop_run``). Either way the run enters ``cwd`` as ``account`` (``sh``'s ``cd``):
-    Popen's own ``cwd`` is entered before the switch, by root, and a run started in a
-    folder its user may not enter could read what lies below it (``cwd: /root``: root's
-    Ray token)."""
-    enter = ["/bin/sh", "-c", _ENTER, cwd, *argv]
-    setpriv = shutil.which("setpriv")
-    if setpriv is not None and sys.platform.startswith("linux"):
-        return ([setpriv, "--reuid", str(account.uid), "--regid", str(account.gid),
-                 "--clear-groups", "--pdeathsig", "KILL", "--", *enter], {"cwd": "/"})
-    return enter, {"user": account.uid, "group": account.gid, "extra_groups": [],
-                   "cwd": "/"}
+    """(argv, ``subprocess.Popen`` keywords) that start ``argv`` in ``cwd`` as ``account``.
+    The forked child drops to the account (groups, gid, uid) before it executes anything,
+    so nothing runs as root with the job's environment (a launcher run as root with it --
+    util-linux ``setpriv`` -- would load an ``LD_PRELOAD`` the job names, as root). It then
+    enters ``cwd`` as the account (``sh``'s ``cd``): Popen's own ``cwd`` is entered before
+    the switch, by root, and a run started in a folder its user may not enter could read
+    what lies below it (``cwd: /root``: root's Ray token). No parent-death signal here (the
+    launcher of ``bound_to_parent`` is this Python, which another user may not be able to
+    execute: it may live in root's home): a run whose Ray worker dies is stopped by its
+    runner, and a restarted runner stops what it left (``stop_run``)."""
+    return (["/bin/sh", "-c", _ENTER, cwd, *argv],
+            {"user": account.uid, "group": account.gid, "extra_groups": [], "cwd": "/"})

@@ -291,6 +291,28 @@ def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_
 
 
 
+def _euid_logger(tmp_path: Path, shared: Path) -> Path | None:
+    """A shared object that appends its process's effective uid to $EUID_LOG when loaded
+    (None without a C compiler); world-readable, for a run as another user."""
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src = tmp_path / "euid.c"
+    src.write_text('#include <stdio.h>\n#include <stdlib.h>\n#include <unistd.h>\n'
+                   '__attribute__((constructor)) static void log_euid(void) {\n'
+                   '  const char *p = getenv("EUID_LOG"); FILE *f;\n'
+                   '  if (p && (f = fopen(p, "a"))) { fprintf(f, "%d\\n", geteuid()); '
+                   'fclose(f); } }\n')
+    out = shared / "euid.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(src)], check=True,
+                   capture_output=True, timeout=60)
+    out.chmod(0o755)
+    return out
+
+
 def _shared_root() -> Path:
     """A runs folder another user can reach (pytest's tmp folders are root's alone)."""
     import tempfile
@@ -352,6 +374,18 @@ def test_a_run_as_another_user_cannot_read_the_sites_key_nor_forge_its_runs_file
         out2 = (run_folder(root, node, "cwdtheft", "t", 0, 3) / "stdout").read_text()
         assert e2.kind == "failed" and "may not enter" in e2.reason, e2.reason
         assert "RAY-TOKEN" not in out2
+        # nothing runs as root with the job's environment: an LD_PRELOAD the job names is
+        # loaded by its own processes only (setpriv, run as root with it, loaded it)
+        so = _euid_logger(tmp_path, root)
+        if so is not None:
+            log = root / "euids"
+            r3 = RunRequest(**{**r.__dict__, "job": "preload", "argv": ("true",),
+                               "env": (("LD_PRELOAD", str(so)), ("EUID_LOG", str(log)))})
+            log.parent.chmod(0o777)
+            ray.get(h.start.remote(r3))
+            assert wait_end(h, "preload").kind == "completed"
+            euids = set(log.read_text().split())
+            assert euids and "0" not in euids, euids
         # a user this node lacks fails the run, saying so
         bad = RayNodeRunner.options(name=runner_name("site-a/n8"), num_cpus=0,
                                     resources={node_resource(NODE): 0.001},
