@@ -246,8 +246,9 @@ class Follower:
         for st in u.sites:
             if st.lapsed and not st.removed and st.site not in lapsed:
                 lapsed.add(st.site)
-                self.notices.append(f"site {st.site} lapsed: its agent went silent; its "
-                                    f"running work is placed elsewhere")
+                self.notices.append(f"site {st.site} lapsed (its agent went silent, or it "
+                                    f"held an instance past its timeout_s); its running "
+                                    f"work is placed again")
             elif not st.lapsed and st.site in lapsed:
                 lapsed.discard(st.site)
                 self.notices.append(f"site {st.site} is back")

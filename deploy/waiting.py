@@ -58,7 +58,9 @@ class NodeRoom:
         if not live:
             return "no live node: every node is down or its site lapsed"
         best = max(live, key=lambda i: (min(self.free[i][0] / max(d.cpu, 1),
-                                            self.free[i][1] / max(d.mem, 1)), i))
+                                            self.free[i][1] / max(d.mem, 1)),
+                                        self.free[i][0] / max(d.cpu, 1)
+                                        + self.free[i][1] / max(d.mem, 1), -i))
         cpu, mem, gpu = self.free[best]
         return (f"no live node has {_demand(d.cpu, d.mem, d.gpu)} free now; the most free: "
                 f"{self.nodes[best].name} with {_demand(max(cpu, 0), max(mem, 0), max(gpu, 0))}"

@@ -128,7 +128,12 @@ class RayExecutor(ReportQueue):
         if old is not None:
             if old.run_id == run_id:
                 return                                  # already running here
+            # the older run is killed unreported and forgotten: the new one is the run of
+            # this key (a probe: it stayed, the new run was never adopted, and the new
+            # run's end was dropped as "not ours" -- the instance ran on in the ledger)
             self.kill(key, "placed again", report=False)
+            del self._runs[key]
+            self._release(old)
         if node in self.down or node not in self.runners:
             now = self.now()
             self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
@@ -241,10 +246,27 @@ class RayExecutor(ReportQueue):
                 self.down.discard(node)
                 self.capacity.set_alive(node, True)
                 self.report_node(name, True)
+                await self._stop_strangers(node)
             for e in ends:
                 self._cursor[node] = (got_inc, max(self._cursor[node][1], e.seq))
                 self._on_end(node, e)
             self._ack_committed(node)
+
+    async def _stop_strangers(self, node: int) -> None:
+        """A runner answers again after its node was taken down (its work was reported lost
+        and placed again): what it still runs is no longer this site's to run -- kill it,
+        unreported (a probe: a frozen runner's run went on beside its replacement)."""
+        try:
+            snap = await asyncio.wait_for(self.runners[node].snapshot.remote(),
+                                          self.call_timeout_s)
+        except Exception as e:  # noqa: BLE001 - the poll goes on; the next restart recovers
+            log.warning("site %s: runner of %s: snapshot failed: %s", self.site_name,
+                        self.own[node], e)
+            return
+        for req, _start in snap["running"]:
+            r = self._runs.get(req.key)
+            if r is None or r.run_id != req.run_id or r.node != node:
+                self._call(node, "kill", *req.key, req.run_id, "not placed here")
 
     def _on_end(self, node: int, e: RunEnd) -> None:
         acks = self._to_ack.setdefault(node, {})

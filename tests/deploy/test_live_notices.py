@@ -21,7 +21,8 @@ def test_node_and_site_changes_become_one_line_each():
                                         pb.SiteStatus(site="gone", removed=True)]))
     assert f.drain() == [
         "node edge-c/n0 is down (its site says so); what ran there is placed again",
-        "site edge-c lapsed: its agent went silent; its running work is placed elsewhere",
+        "site edge-c lapsed (its agent went silent, or it held an instance past its "
+        "timeout_s); its running work is placed again",
         "node edge-c/n0 is up again (its site says so)",
         "site edge-c is back"]
     assert f.drain() == []

@@ -1,0 +1,88 @@
+"""The Ray executor's bookkeeping of runs (``agents/cluster/ray_executor.py``), over a fake of
+the node runner (an object recording the calls it gets, in this unit test only):
+
+- an instance placed again on the same site: the older run is killed unreported and the new
+  one is the key's run, so its end is reported (a probe: the older run stayed, the new one's
+  end was dropped as "not ours", and the instance ran on in the ledger for good);
+- a runner that answers again after its node was taken down: what it still runs was placed
+  elsewhere meanwhile and is killed (a probe: a frozen runner's run went on beside its
+  replacement)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agora.agents.cluster.instance_run import RunEnd, RunRequest
+from agora.agents.cluster.ray_executor import RayExecutor
+from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Run, Site, Task
+from agora.agents.ledger import Ledger
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.running: list = []
+
+    def __getattr__(self, method):
+        runner = self
+
+        class Method:
+            def remote(self, *args):
+                runner.calls.append((method, *args))
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result({"running": runner.running} if method == "snapshot" else None)
+                return fut
+        return Method()
+
+
+def setup():
+    cl = Cluster(sites=(Site("a", (Node("a/n0", "a", cpu=4000, mem=4096),)),),
+                 faults=Faults(max_attempts=3))
+    ledger = Ledger(max_attempts=3)
+    ledger.admit(Job("j", 0.0, "a", (Task("t", 1.0, Demand(1000, 64), 1,
+                                          run=Run(argv=("true",))),)), 0, 0.0)
+    ex = RayExecutor(cluster=cl, site=0, namespace="test")
+    ex.ledger, runner = ledger, FakeRunner()
+    ex.runners = {0: runner}
+    return ex, ledger.tasks[("j", "t")], runner
+
+
+@pytest.mark.timeout(30)
+def test_an_instance_placed_again_here_reports_the_new_runs_end():
+    async def main():
+        ex, ts, runner = setup()
+        ts.placed_at[0] = 5
+        ex.start(ts, 0, 0)
+        ts.placed_at[0] = 9                       # lost, then placed here again
+        ex.start(ts, 0, 0)
+        await asyncio.sleep(0)
+        assert ("kill", "j", "t", 0, 5, "placed again") in runner.calls
+        assert [c[1].run_id for c in runner.calls if c[0] == "start"] == [5, 9]
+        ex._on_end(0, RunEnd("j", "t", 0, 5, "killed", -15, 1.0, 2.0, "placed again", seq=1))
+        assert ex.take_ended() == []              # the older run: unreported
+        ex._on_end(0, RunEnd("j", "t", 0, 9, "failed", 1, 3.0, 4.0, "exit code 1", seq=2))
+        assert [(e.kind, e.reason) for e in ex.take_ended()] == [("failed", "exit code 1")]
+        assert ex.capacity.free_cpu[0] == 4000    # nothing held twice, all given back
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
+    async def main():
+        ex, ts, runner = setup()
+        ts.placed_at[0] = 5
+        ex.start(ts, 0, 0)
+        ex._node_down(0, "its runner does not answer")
+        assert [e.kind for e in ex.take_ended()] == ["lost"]   # placed again elsewhere
+        runner.running = [(RunRequest(job="j", task="t", instance=0, run_id=5, attempt=1,
+                                      argv=("true",), env=(), cwd=None, timeout_s=None,
+                                      cpu=1.0, mem_mib=64, gpus=0.0, site="a",
+                                      node="a/n0"), 1.0)]
+        await ex._stop_strangers(0)
+        await asyncio.sleep(0)
+        assert ("kill", "j", "t", 0, 5, "not placed here") in runner.calls
+
+    asyncio.run(main())
