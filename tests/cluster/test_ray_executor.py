@@ -37,7 +37,8 @@ class FakeRunner:
         return Method()
 
 
-def setup():
+def started():
+    """An executor whose site's node runs instance 0 of j/t as run 5 (on the fake runner)."""
     cl = Cluster(sites=(Site("a", (Node("a/n0", "a", cpu=4000, mem=4096),)),),
                  faults=Faults(max_attempts=3))
     ledger = Ledger(max_attempts=3)
@@ -46,15 +47,16 @@ def setup():
     ex = RayExecutor(cluster=cl, site=0, namespace="test")
     ex.ledger, runner = ledger, FakeRunner()
     ex.runners = {0: runner}
-    return ex, ledger.tasks[("j", "t")], runner
+    ts = ledger.tasks[("j", "t")]
+    ts.placed_at[0] = 5
+    ex.start(ts, 0, 0)
+    return ex, ts, runner
 
 
 @pytest.mark.timeout(30)
 def test_an_instance_placed_again_here_reports_the_new_runs_end():
     async def main():
-        ex, ts, runner = setup()
-        ts.placed_at[0] = 5
-        ex.start(ts, 0, 0)
+        ex, ts, runner = started()
         ts.placed_at[0] = 9                       # lost, then placed here again
         ex.start(ts, 0, 0)
         await asyncio.sleep(0)
@@ -72,9 +74,7 @@ def test_an_instance_placed_again_here_reports_the_new_runs_end():
 @pytest.mark.timeout(30)
 def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
     async def main():
-        ex, ts, runner = setup()
-        ts.placed_at[0] = 5
-        ex.start(ts, 0, 0)
+        ex, ts, runner = started()
         ex._node_down(0, "its runner does not answer")
         assert [e.kind for e in ex.take_ended()] == ["lost"]   # placed again elsewhere
         runner.running = [(RunRequest(job="j", task="t", instance=0, run_id=5, attempt=1,
