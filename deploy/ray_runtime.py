@@ -106,31 +106,23 @@ def session_processes(marker: str) -> list[tuple[int, bytes]]:
     session's folder: its gcs, raylets, dashboard, log monitor) and of all their
     descendants -- Ray's per-node agents and workers rename themselves (``ray::...``), so
     only their parentage ties them to the session. Linux's /proc; [] elsewhere."""
+    from agora.agents.cluster.instance_run import proc_files, stat_fields
+
     parents: dict[int, int] = {}
     starts: dict[int, bytes] = {}
-    roots = []
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
+    for pid, stat in proc_files("stat") or ():
+        fields = stat_fields(stat)
         parents[pid], starts[pid] = int(fields[1]), fields[19]
-        if marker.encode() in cmd and pid != os.getpid():
-            roots.append(pid)
+    me = os.getpid()
+    roots = [pid for pid, cmd in proc_files("cmdline") or ()
+             if pid in parents and pid != me and marker.encode() in cmd]
     found, todo = set(roots), list(roots)
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
     while todo:
         for c in children.get(todo.pop(), []):
-            if c not in found and c != os.getpid():
+            if c not in found and c != me:
                 found.add(c)
                 todo.append(c)
     return [(p, starts[p]) for p in sorted(found)]
@@ -143,11 +135,13 @@ def kill_leftovers(procs: list[tuple[int, bytes]]) -> int:
     ``agora down`` in 2 of 5 stops, until the next ``agora up``."""
     import signal
 
+    from agora.agents.cluster.instance_run import stat_fields
+
     killed = 0
     for pid, start in procs:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
+                fields = stat_fields(f.read())
             if fields[19] != start or fields[0] == b"Z":
                 continue
             os.kill(pid, signal.SIGKILL)

@@ -189,7 +189,7 @@ def run_marker(folder: Path) -> bytes:
     return b"AGORA_RUN_DIR=" + str(Path(folder).resolve()).encode()
 
 
-def _proc_files(name: str):
+def proc_files(name: str):
     """(pid, bytes of /proc/<pid>/``name``) of every process this user can read (Linux);
     None when there is no /proc."""
     try:
@@ -206,11 +206,17 @@ def _proc_files(name: str):
     return out
 
 
+def stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of a /proc/<pid>/stat after the command's name: [state, ppid, pgrp, ...,
+    start time at index 19]."""
+    return stat.rsplit(b")", 1)[-1].split()
+
+
 def strays(marker: bytes) -> list[int]:
     """Processes (readable by this user) whose environment holds ``marker``: a run's processes
     wherever they went -- out of its process group or session, reparented. Linux's /proc; a
     process that rewrote its environment escapes (a cgroup per run would not let it)."""
-    return [pid for pid, env in _proc_files("environ") or () if marker in env.split(b"\0")]
+    return [pid for pid, env in proc_files("environ") or () if marker in env.split(b"\0")]
 
 
 def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
@@ -261,7 +267,7 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
 def _group_alive(pgid: int) -> bool:
     """Does process group ``pgid`` hold a process that has not ended (not a zombie)?
     Linux's /proc; elsewhere whether the group exists at all."""
-    stats = _proc_files("stat")
+    stats = proc_files("stat")
     if not stats:
         try:
             os.killpg(pgid, 0)
@@ -269,7 +275,7 @@ def _group_alive(pgid: int) -> bool:
             return False
         return True
     for _, stat in stats:
-        fields = stat.rsplit(b")", 1)[-1].split()
+        fields = stat_fields(stat)
         if len(fields) > 2 and fields[2] == b"%d" % pgid and fields[0] != b"Z":
             return True
     return False
