@@ -53,7 +53,8 @@ from agora.coordinator.pbft.auth import ClientAuth
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.queries import job_status_query, ledger_query, schedule_query
-from agora.coordinator.request_stream import RequestStream, RequestStreams, StreamError
+from agora.coordinator.request_stream import (UNARY_AFTER_REFUSAL_S, RequestStream,
+                                              RequestStreams, StreamError, stream_refused)
 from agora.coordinator.transport import channel_options, client_channel_credentials, open_channel
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
@@ -81,17 +82,6 @@ RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJ
                "AdmitSite", "RemoveSite", "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
-
-
-UNARY_AFTER_REFUSAL_S = 30.0
-"""How long requests to a replica that refused this client's stream go by unary calls."""
-
-
-def _stream_refused(answer) -> bool:
-    """The replica refused the request stream itself (it holds as many as it takes)."""
-    return (isinstance(answer, StreamError)
-            and answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            and "request streams" in answer.details())
 
 
 STALE_RETRIES = 3
@@ -391,7 +381,7 @@ class CoordinatorClient(ClientReads):
         if self.streams and rpc_name in RAW_METHODS:
             if time.monotonic() >= self._unary_until.get(i, 0.0):
                 answer = await self._streams[i].request(rpc_name, data)
-                if not _stream_refused(answer):
+                if not stream_refused(answer):
                     return i, answer
                 # the replica holds as many streams as it takes: unary calls to it for a
                 # while (a stream's refusal answered every request on it before)

@@ -55,6 +55,17 @@ class StreamError:
         return f"StreamError({self._code.name}: {self._details})"
 
 
+UNARY_AFTER_REFUSAL_S = 30.0
+"""How long a client's requests to a replica that refused its stream go by unary calls."""
+
+
+def stream_refused(answer) -> bool:
+    """The replica refused the request stream itself (it holds as many as it takes)."""
+    return (isinstance(answer, StreamError)
+            and answer.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and "request streams" in answer.details())
+
+
 def _status(name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, name, grpc.StatusCode.UNKNOWN) \
         if name.isupper() else grpc.StatusCode.UNKNOWN

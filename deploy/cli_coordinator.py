@@ -289,12 +289,13 @@ def cmd_status(a: argparse.Namespace) -> int:
 
     statuses = asyncio.run(main())
     agreed = agreed_status(statuses, cfg.f)
+    answering = sum(not isinstance(s, str) for s in statuses)
+    can_commit = answering >= 2 * cfg.f + 1
     if a.json:
-        answering = sum(not isinstance(s, str) for s in statuses)
-        print(json.dumps({"agreed": agreed, "can_commit": answering >= 2 * cfg.f + 1,
+        print(json.dumps({"agreed": agreed, "can_commit": can_commit,
                           "replicas": [plain(s) if not isinstance(s, str) else {"error": s}
                                        for s in statuses]}, indent=1))
-        return 0 if agreed and answering >= 2 * cfg.f + 1 else 1
+        return 0 if agreed and can_commit else 1
     print(f"coordinator: n={cfg.n} f={cfg.f}; agreed by f+1: " +
           (", ".join(f"{k}={v}" for k, v in agreed.items()) or "nothing (too few replicas)"))
     print(f"{'replica':>7} {'address':<20} {'view':>5} {'primary':>7} {'executed':>9} "
@@ -308,11 +309,10 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"{i:>7} {cfg.replicas[i]:<20} {s.view:>5} {s.primary:>7} {s.last_executed:>9} "
               f"{s.last_committed:>9} {s.stable_checkpoint:>7} {s.round:>6} "
               f"{s.allocations:>7}  {list(s.replicas_seen)} / {rej}")
-    answering = sum(not isinstance(s, str) for s in statuses)
-    if answering < 2 * cfg.f + 1:     # a probe: "agreed by f+1" and exit 0 with two of four
+    if not can_commit:     # a probe: "agreed by f+1" and exit 0 with two of four
         print(f"warning: {answering} of {cfg.n} replicas answer; ordering needs 2f+1 = "
               f"{2 * cfg.f + 1}: nothing new is committed until more answer")
-    return 0 if agreed and answering >= 2 * cfg.f + 1 else 1
+    return 0 if agreed and can_commit else 1
 
 
 def main(argv: list[str] | None = None) -> int:
