@@ -10,9 +10,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from agora.agents.baselines import BASELINES, FAMILIES, choices, is_baseline, make_policy
+from agora.agents.baselines import BASELINES, is_baseline
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.loader import file_problem
 from agora.deploy import json_out
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
@@ -143,15 +142,13 @@ def cmd_bound(a: argparse.Namespace) -> int:
 
 
 def policy_arg(v: str) -> str:
-    if is_baseline(v) or file_problem(v) is None:
-        return v
-    if v.partition(":")[0] in FAMILIES:
-        try:
-            make_policy(v)                    # a known family with a bad value: say why
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    raise argparse.ArgumentTypeError(
-        f"{v!r} is neither a baseline ({choices()}) nor a checkpoint file")
+    """``--policy``: the Python API's check (``api_args.policy``), as an argparse error."""
+    from agora.deploy.api_args import policy
+
+    try:
+        return policy(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("policy: ")) from None
 
 
 def _agent_config(a: argparse.Namespace):
