@@ -306,9 +306,9 @@ def _run_as(w, v) -> str:
 
     name = get_str(w, v, "null, or the name of an unprivileged user, e.g. nobody")
     try:
-        run_account(name)
+        run_account(name, who="agora up")
     except ValueError as e:
-        raise w.error(str(e).replace("the runner runs", "agora up runs"),
+        raise w.error(str(e),
                       "a user of this machine that agora up may switch to, or null")
     return name
 

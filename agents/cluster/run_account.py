@@ -5,9 +5,10 @@ own user, and so can read whatever that user reads -- the site's signing key amo
 review: a job read its host site's key and signed requests as that site). ``run_as`` names
 an unprivileged user the runner starts every run as instead (the runner must be root to
 switch): the run gets that user's uid, gid and home and no supplementary groups, and writes
-in a folder of its own (``work/`` of its run folder, which stays the runner's). Whatever the user, a run does not inherit Ray's own variables from
-its worker (``RAY_*``, Ray's ``PYTHONBREAKPOINT``): they describe the worker, not the job,
-and would make a job that uses Ray itself act as that worker."""
+in a folder of its own (``work/`` of its run folder, which stays the runner's). Whatever the
+user, a run does not inherit Ray's own variables from its worker (``RAY_*``, Ray's
+``PYTHONBREAKPOINT``): they describe the worker, not the job, and would make a job that uses
+Ray itself act as that worker."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ class RunAccount:
     home: str
 
 
-def run_account(name: str | None) -> RunAccount | None:
+def run_account(name: str | None, who: str = "the runner") -> RunAccount | None:
     """The account ``name`` on this machine (None: the runner's own, no switch); ValueError
-    saying why a run cannot be started as ``name`` here."""
+    saying why a run cannot be started as ``name`` here by ``who`` (this process)."""
     if name is None:
         return None
     if not USER_NAME.fullmatch(name):
@@ -42,7 +43,7 @@ def run_account(name: str | None) -> RunAccount | None:
         raise ValueError(f"cannot run as {name!r}: no such user on this node "
                          f"(create it, or change run_as)") from None
     if pw.pw_uid != os.geteuid() and os.geteuid() != 0:
-        raise ValueError(f"cannot run as {name!r}: the runner runs as uid {os.geteuid()}, "
+        raise ValueError(f"cannot run as {name!r}: {who} runs as uid {os.geteuid()}, "
                          f"and only root may start a process as another user (run agora "
                          f"up as root, or leave run_as unset)")
     return RunAccount(name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
@@ -68,12 +69,10 @@ def cannot_enter(path: str, account: RunAccount) -> str | None:
     """Why ``account`` may not enter folder ``path`` (search permission on it and on every
     folder above it, by the mode bits; ACLs are not read), or None."""
     import stat
+    from pathlib import Path
 
-    p = os.path.abspath(path)
-    parts = [p] + [os.path.dirname(p)]
-    while parts[-1] != os.path.dirname(parts[-1]):
-        parts.append(os.path.dirname(parts[-1]))
-    for folder in reversed(parts):
+    p = Path(os.path.abspath(path))
+    for folder in (*reversed(p.parents), p):
         try:
             st = os.stat(folder)
         except OSError as e:
