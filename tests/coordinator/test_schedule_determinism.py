@@ -12,7 +12,7 @@ import pytest
 from agora.agents.domain import Cluster, Node, Site
 from agora.coordinator.schedule_state import HISTORY_ROWS_PER_JOB, ScheduleState
 from agora.protos.agora.v1 import coordinator_pb2 as pb
-from tests.coordinator.state_helpers import Run, cluster, job, script, submit
+from tests.coordinator.state_helpers import Run, cluster, job, lapse, script, submit
 
 
 def test_same_commands_same_results_updates_and_snapshot_bytes():
@@ -120,6 +120,23 @@ def test_the_kept_expected_sites_always_equal_a_fresh_computation():
             r.state.restore(snap)
             assert r.state._expected is None
     assert r.state.round > 2
+
+
+def test_the_kept_expected_sites_move_with_the_open_shapes_and_the_capacity():
+    r = Run()
+    r("operator", submit(job("bigc", "c", n=1, cpu=12000, dag=False)))   # c's nodes only
+    assert r.state.expected_sites() == ["c"]
+    r("operator", submit(job("small", "a", n=1, cpu=1000, dag=False)))   # a new shape only
+    assert r.state.expected_sites() == ["a", "b", "c"]
+    cap = r.state.capacity
+    for i, n in enumerate(r.state.cluster.nodes):                        # capacity only
+        if n.site == "c":
+            cap.set_alive(i, False)
+    assert r.state.expected_sites() == ["a", "b"]
+    heard = r.state.sites["b"].last_heard
+    for voter in ("replica:0", "replica:1"):                              # a lapse only
+        r(voter, lapse("b", heard))
+    assert r.state.sites["b"].lapsed and r.state.expected_sites() == ["a"]
 
 
 def test_a_reader_naming_no_site_of_the_cluster_is_not_kept():
