@@ -193,7 +193,11 @@ class Ledger:
         ts.open = 0
         ts.outcome, ts.reason = outcome, reason
         self.pool.discard(ts)
-        self._count_gave_up(ts, outcome, reason, n)
+        # an instance that ran and failed is reported by itself (``fail``); these never
+        # started, and a task's report says so when some of its instances did run
+        ran = ts.done or ts.running or any(ts.failures.values())
+        self._count_gave_up(ts, outcome, reason if not ran else
+                            f"{n} instance{'s' if n != 1 else ''} not started: {reason}", n)
         return n
 
     def _count_gave_up(self, ts: TaskEntry, outcome: str, reason: str, n: int) -> None:

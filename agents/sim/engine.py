@@ -49,6 +49,9 @@ class SimResult:
     cluster: Cluster
     policy: str
     seeds: dict = field(default_factory=dict)
+    cancelled: list[tuple[str, str, str]] = field(default_factory=list)
+    """(job id, task id, reason) for every task whose instances were given up unstarted
+    because their job failed, was unschedulable or was cancelled"""
 
 
 class Simulator:
@@ -191,6 +194,8 @@ class Simulator:
                          unschedulable=[(j, t, why) for j, t, o, why in gave_up
                                         if o == "unschedulable"],
                          failed=[(j, t, why) for j, t, o, why in gave_up if o == "failed"],
+                         cancelled=[(j, t, why) for j, t, o, why in gave_up
+                                    if o == "cancelled"],
                          cluster=self.cluster, policy=policy_name,
                          seeds={"policy": self.config.seed, "faults": self.cluster.faults.seed,
                                 "workload": self.workload.seed})

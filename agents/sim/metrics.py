@@ -20,8 +20,9 @@
   ranked policies by utilisation alone (on a real trace at high load the policies with 200×
   lower slowdown got the lowest scores); a mean of per-job terms is not ruled by one job. **Score** = w_util·U + w_qos·QoS + w_energy·E (seed paper §3.2),
   with U the mean utilisation over cpu, mem and (if the cluster has any) gpu.
-- **Tasks lost** = instances neither completed, failed nor reported unschedulable: it must
-  always be 0, and a run where it is not is a bug.
+- **Tasks lost** = instances neither completed, failed, reported unschedulable nor
+  cancelled (never started because their job failed, was found unschedulable or was
+  cancelled): it must always be 0, and a run where it is not is a bug.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def metrics_of(*, cluster_cap: Capacity, objective: Objective, jobs: list, acct:
 
     total = instances
     failed, unsched = gave_up.get("failed", 0), gave_up.get("unschedulable", 0)
-    accounted = acct.instances_done + failed + unsched
+    cancelled = gave_up.get("cancelled", 0)
+    accounted = acct.instances_done + failed + unsched + cancelled
     return {
         "jobs": len(jobs),
         "jobs_completed": len(done),
@@ -169,6 +171,7 @@ def metrics_of(*, cluster_cap: Capacity, objective: Objective, jobs: list, acct:
         "instances_completed": acct.instances_done,
         "instances_failed": failed,
         "instances_unschedulable": unsched,
+        "instances_cancelled": cancelled,
         "tasks_lost": total - accounted,
         "jct_mean_s": float(np.mean(jct)) if jct else 0.0,
         "jct_p95_s": _pct(jct, 95),

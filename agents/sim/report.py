@@ -78,8 +78,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def metrics_table(m: dict) -> str:
     """One run: a metric per row."""
     rows = [[label, _fmt(fmt, _value(m, key))] for key, label, fmt in COLUMNS]
-    rows += [["instances (done/failed/unschedulable)",
-              f"{m['instances_completed']}/{m['instances_failed']}/{m['instances_unschedulable']}"],
+    rows += [["instances (done/failed/unschedulable/cancelled)",
+              f"{m['instances_completed']}/{m['instances_failed']}/{m['instances_unschedulable']}"
+              f"/{m.get('instances_cancelled', 0)}"],
              ["jobs completed", f"{m['jobs_completed']} of {m['jobs']}"],
              ["events / s (wall)", f"{m['events_per_s']:.0f} ({m['wall_s']:.2f} s)"]]
     return markdown_table(["metric", "value"], rows)

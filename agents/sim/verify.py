@@ -4,8 +4,9 @@ bookkeeping: if the engine's accounting were wrong, this would still see the sch
 Checks: no node ever holds more cpu, memory or gpu than it has (gpu per device: shares on one
 gpu sum to at most one gpu); gpu models are respected; no instance starts before its job
 arrives or before every instance of every parent task has completed; nothing runs on a node
-while it is down; every instance has exactly one outcome (completed once, or reported failed
-or unschedulable) — none lost, none run to completion twice.
+while it is down; every instance has exactly one outcome (completed once, or reported failed,
+unschedulable or cancelled) — none lost, none run to completion twice; and the metrics
+count none lost.
 """
 
 from __future__ import annotations
@@ -83,4 +84,8 @@ def verify(result: SimResult) -> list[str]:
             if done + ts.failed != ts.task.instances:
                 bad.append(f"{ts}: {done} completed + {ts.failed} reported != "
                            f"{ts.task.instances} instances")
+    lost = result.metrics.get("tasks_lost", 0)
+    if lost:
+        bad.append(f"the metrics count {lost} instances lost: every instance the engine "
+                   f"reported must be counted completed, failed, unschedulable or cancelled")
     return bad

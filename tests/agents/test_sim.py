@@ -205,7 +205,7 @@ def test_every_baseline_keeps_the_invariants_under_faults(policy):
     m = r.metrics
     assert m["tasks_lost"] == 0
     assert m["instances_completed"] + m["instances_failed"] + m["instances_unschedulable"] \
-        == wl.instance_count
+        + m["instances_cancelled"] == wl.instance_count
     assert m["preemptions"] > 0 and m["retries"] > 0
 
 
@@ -246,3 +246,27 @@ def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
     assert "+15.0%" in t and "[+10.0%, +20.0%]" in t and "| lower" in t
     two = paired_table({k: v[:2] for k, v in runs.items()}, "learned")
     assert "n/a (fewer than 3 seeds)" in two and "[+" not in two
+
+
+def test_a_failed_task_cancels_its_jobs_other_tasks_and_none_is_counted_lost():
+    # x fails on its only attempt (failure probability ~1); z, independent of x, has not
+    # started (one 1-cpu node, FIFO puts x first): it is cancelled with the job, counted
+    # cancelled and named, not "lost"; x's line is not repeated for what never started
+    cl = cluster(site("a", node("a", "n", 1)),
+                 faults=Faults(seed=1, task_failure_prob=0.999999, max_attempts=1))
+    wl = workload(job("j", 0.0, "a", task("x", 10, 1, instances=3), task("z", 10, 1)))
+    r = run(cl, wl)
+    m = r.metrics
+    assert m["tasks_lost"] == 0
+    assert (m["instances_failed"], m["instances_cancelled"]) == (3, 1)
+    assert [(j, t) for j, t, _ in r.cancelled] == [("j", "z")]
+    assert "the job failed: task x" in r.cancelled[0][2]
+    assert len(set(r.failed)) == len(r.failed), r.failed
+    assert ("j", "x", "2 instances not started: instance 0 failed 1 times") in r.failed
+
+
+def test_verify_names_instances_the_metrics_lost():
+    cl = cluster(site("a", node("a", "n", 1)))
+    r = run(cl, workload(job("j", 0.0, "a", task("x", 1, 1))))
+    r.metrics["tasks_lost"] = 1
+    assert any("1 instances lost" in v for v in verify(r))
