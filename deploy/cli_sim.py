@@ -54,7 +54,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     out = {"scenario": asdict(sc), "seed": seed, "policy": a.policy, "seeds": r.seeds,
            "config": cfg.to_dict(), "metrics": r.metrics,
            "unschedulable": [list(u) for u in r.unschedulable],
-           "failed": [list(f) for f in r.failed]}
+           "failed": [list(f) for f in r.failed],
+           "cancelled": [list(c) for c in r.cancelled]}
     if d is not None:
         (d / "result.json").write_text(json_out.dumps(out, indent=1))
         if not a.no_gantt:
@@ -64,14 +65,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         print(json_out.dumps(out, indent=1))
     else:
         print(metrics_table(r.metrics))
-        for job, task, why in r.unschedulable[:10]:
-            print(f"unschedulable: job {job} task {task}: {why}")
-        if len(r.unschedulable) > 10:
-            print(f"... {len(r.unschedulable) - 10} more unschedulable tasks (see --json)")
-        for job, task, why in r.failed[:10]:
-            print(f"failed: job {job} task {task}: {why}")
-        if len(r.failed) > 10:
-            print(f"... {len(r.failed) - 10} more failed tasks (see --json)")
+        for outcome, rows in (("unschedulable", r.unschedulable), ("failed", r.failed),
+                              ("cancelled", r.cancelled)):
+            for job, task, why in rows[:10]:
+                print(f"{outcome}: job {job} task {task}: {why}")
+            if len(rows) > 10:
+                print(f"... {len(rows) - 10} more {outcome} tasks (see --json)")
         if a.out:
             print(f"wrote {a.out}/result.json" + ("" if a.no_gantt else " and Gantt charts"))
     return 0 if r.metrics["tasks_lost"] == 0 else 1
@@ -107,22 +106,35 @@ def cmd_baselines(a: argparse.Namespace) -> int:
 
 
 def cmd_bound(a: argparse.Namespace) -> int:
-    from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule
+    from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule, runnable
 
     cluster, wl = _build(a, _scenario(a), a.seed)
-    out = {"analytic": analytic_lower_bounds(wl, cluster)}
-    if wl.instance_count <= a.max_instances:
+    # the bounds are of what can run: a job with a task that fits no node is refused by the
+    # simulator and left out here, named
+    run_wl, left_out = runnable(wl, cluster)
+    out = {"analytic": analytic_lower_bounds(wl, cluster),
+           "left_out": [list(x) for x in left_out]}
+    if not run_wl.jobs:
+        out["cpsat"] = "skipped: no job can run on this cluster"
+    elif run_wl.instance_count <= a.max_instances:
         for objective in ("makespan", "weighted_completion"):
-            r = cpsat_schedule(wl, cluster, objective=objective, time_limit_s=a.time_limit)
+            r = cpsat_schedule(run_wl, cluster, objective=objective, time_limit_s=a.time_limit)
             out[objective] = {"model_status": r.status, "value": r.value,
                               "best_bound": r.best_bound, "proven_optimal": r.proven_optimal,
-                              "resolution_s": r.resolution_s, "solve_s": r.solve_time_s}
+                              "resolution_s": r.resolution_s, "solve_s": r.solve_time_s,
+                              "message": r.message}
     else:
-        out["cpsat"] = f"skipped: {wl.instance_count} instances > --max-instances {a.max_instances}"
+        out["cpsat"] = (f"skipped: {run_wl.instance_count} instances > --max-instances "
+                        f"{a.max_instances}")
     if a.json:
         print(json_out.dumps(out, indent=1, default=str))
         return 0
-    print("analytic lower bounds (seconds unless named otherwise):")
+    for job, task, why in left_out[:10]:
+        print(f"left out (fits no node, the simulator refuses it): job {job} task {task}: {why}")
+    if len(left_out) > 10:
+        print(f"... {len(left_out) - 10} more jobs left out (see --json)")
+    print("analytic lower bounds (seconds unless named otherwise; compare `agora simulate`'s "
+          "makespan with makespan_span, its mean JCT with mean_jct):")
     for k, v in out["analytic"].items():
         print(f"  {k:<28} {v:,.3f}" if isinstance(v, float) else f"  {k:<28} {v}")
     for objective in ("makespan", "weighted_completion"):
@@ -135,7 +147,8 @@ def cmd_bound(a: argparse.Namespace) -> int:
                    if r["model_status"] == "OPTIMAL" else f"model status {r['model_status']}")
         val = "-" if r["value"] is None else f"{r['value']:,.3f}"
         bnd = "-" if r["best_bound"] is None else f"{r['best_bound']:,.3f}"
-        print(f"CP-SAT {objective}: {val} (lower bound {bnd}; {verdict}; {r['solve_s']:.1f} s)")
+        print(f"CP-SAT {objective}: {val} (lower bound {bnd}; {verdict}; {r['solve_s']:.1f} s)"
+              + (f": {r['message']}" if r["message"] else ""))
     if "cpsat" in out:
         print(f"CP-SAT: {out['cpsat']}")
     return 0

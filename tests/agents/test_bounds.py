@@ -8,7 +8,7 @@ import random
 import pytest
 
 from agora.agents.bounds import (MAX_INSTANCES, CpSatResult, analytic_lower_bounds, cpsat_schedule,
-                                 gap_to_bound)
+                                 gap_to_bound, runnable)
 from agora.agents.domain import (MILLI, Cluster, Demand, Job, Link, Node, Site, Task, Workload,
                                  fits_node)
 
@@ -254,6 +254,8 @@ def test_analytic_bounds_hand_values():
     # One node of 2 cpus. x: 1 s x 1 cpu at t=0. y: 3 instances of 4 s x 2 cpus at t=10.
     # work: (1*1000 + 3*4*2000) / 2000 = 12.5 -> 0 + 12.5; with releases: y's work alone
     # after t=10: 10 + 24000/2000 = 22. critical paths 1 and 4 -> max(0+1, 10+4) = 14.
+    # Each job alone: x takes >= 1 s (its path), y >= 24000/2000 = 12 s (its own work on the
+    # whole cluster; its path is 4) -> weighted 1*1 + 0.5*12 = 7, mean (1 + 12) / 2 = 6.5.
     wl = workload(job("x", task("t", 1, cpu=1000)),
                   job("y", task("t", 4, cpu=2000, instances=3), arrival=10.0, weight=0.5))
     cl = cluster(node("n", cpu=2000))
@@ -261,9 +263,10 @@ def test_analytic_bounds_hand_values():
     assert lb == pytest.approx(dict(first_arrival=0.0, makespan_work=12.5,
                                     makespan_work_release=22.0, makespan_critical_path=14.0,
                                     makespan=22.0, makespan_span=22.0,
-                                    sum_weighted_completion=1 * 1 + 0.5 * 4, mean_jct=2.5))
+                                    sum_weighted_completion=1 * 1 + 0.5 * 12, mean_jct=6.5,
+                                    jobs_left_out=0))
     assert solve(wl, cl).value == 22  # tight here: y's instances run back to back from 10
-    # C_x = 1, C_y = 22: 1*1 + 0.5*(22 - 10) = 7
+    # C_x = 1, C_y = 22: 1*1 + 0.5*(22 - 10) = 7 -- the bound is tight here too
     assert solve(wl, cl, objective="weighted_completion").value == pytest.approx(7)
     assert analytic_lower_bounds(workload(), cl)["makespan_span"] == 0.0
 
@@ -355,3 +358,45 @@ def test_gap_to_bound():
     assert gap_to_bound(10.0, 10.0) == 0.0
     with pytest.raises(ValueError, match="bound > 0"):
         gap_to_bound(1.0, 0.0)
+
+
+def test_a_job_with_a_task_that_fits_no_node_is_left_out_of_the_bounds_and_named():
+    # the simulator refuses "g" (a gpu task on a cluster without gpus) at its arrival and
+    # runs "c" alone from t=1: its mean JCT is 10 and its makespan (from t=0) 11. Counting
+    # "g" (path 15) made the bounds 12.5 and 15, above what the simulator achieved.
+    wl = workload(job("g", task("prep", 5, cpu=1000), task("train", 10, cpu=1000, gpu=500,
+                                                           after=["prep"])),
+                  job("c", task("t", 10, cpu=1000), arrival=1.0))
+    cl = cluster(node("n", cpu=8000))
+    kept, out = runnable(wl, cl)
+    assert [j.id for j in kept.jobs] == ["c"]
+    assert out == [("g", "train", "needs a gpu; the cluster has none")]
+    lb = analytic_lower_bounds(wl, cl)
+    assert (lb["mean_jct"], lb["makespan_span"], lb["jobs_left_out"]) == (10.0, 10.0, 1.0)
+    assert runnable(kept, cl) == (kept, [])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_simulator_never_beats_the_analytic_bounds(seed):
+    # every baseline on random DAG workloads (some tasks too big for the cluster, so some
+    # jobs are refused): the mean JCT and makespan it reaches are never below the bounds
+    from agora.agents.baselines import make_policy
+    from agora.agents.sim.engine import Simulator
+    from agora.agents.workloads.synthetic import generate
+    from tests.simkit import cluster as sim_cluster, node as sim_node, site as sim_site
+
+    cl = sim_cluster(sim_site("a", sim_node("a", "n0", 8), sim_node("a", "n1", 4, gpus=1,
+                                                                   model="T4")),
+                     sim_site("b", sim_node("b", "n0", 16)))
+    wl = generate(cl, seed=seed, jobs=25, load=0.9)
+    if seed % 2:      # a job the cluster cannot hold (more cpus than any node) is left out
+        big = Job(id="big", arrival=wl.jobs[0].arrival, origin="a",
+                  tasks=(Task(id="t", duration=5, demand=Demand(cpu=64_000, mem=1)),))
+        wl = Workload(jobs=tuple(sorted(wl.jobs + (big,), key=lambda j: (j.arrival, j.id))))
+    lb = analytic_lower_bounds(wl, cl)
+    assert lb["jobs_left_out"] == seed % 2
+    for policy in ("fifo", "sjf", "tetris", "random"):
+        m = Simulator(cl, wl).run(make_policy(policy)).metrics
+        assert m["jobs_completed"] == len(wl.jobs) - seed % 2
+        assert m["jct_mean_s"] >= lb["mean_jct"] - 1e-6, policy
+        assert m["makespan_s"] >= lb["makespan_span"] - 1e-6, policy
