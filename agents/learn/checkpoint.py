@@ -29,8 +29,21 @@ class CheckpointMismatch(ValueError):
     pass
 
 
+class TrainingDiverged(ValueError):
+    pass
+
+
 def save(path: str | Path, *, agents: Agents, extra: dict) -> None:
+    """Write the agents' weights and ``extra``; weights that are not finite (a diverged
+    run) are refused, naming the first, and ``path`` keeps what it held."""
     path = Path(path)
+    for part, module in (("model", agents.model), ("codec", agents.codec)):
+        for name, t in module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise TrainingDiverged(
+                    f"training diverged: {part}.{name} holds NaN or infinite weights; not "
+                    f"written to {path} (what it held is kept); expected finite weights: "
+                    f"try a smaller learning rate, or a workload with more jobs")
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "agent_config": agents.cfg.to_dict(),
             "state_dim": agents.state_dim, "slot_features": list(SLOT_FEATURES),

@@ -184,8 +184,9 @@ def flatten(ep: dict[str, np.ndarray], bits: int) -> dict[str, torch.Tensor]:
     for k in ("adv", "ret", "teacher_first"):
         if k in ep:
             out[k] = ep[k]
-    return {k: torch.from_numpy(np.ascontiguousarray(v).reshape(t_len * s, *v.shape[2:]))
-            for k, v in out.items()}
+    # writable: a broadcast view of one site is contiguous but read-only, and torch warns
+    return {k: torch.from_numpy(np.require(v, requirements=("C", "W")).reshape(
+        t_len * s, *v.shape[2:])) for k, v in out.items()}
 
 
 def _forward(agents, b: dict, idx: torch.Tensor):
@@ -217,7 +218,10 @@ def ppo_update(agents, opt: torch.optim.Optimizer, b: dict, cfg: PPOConfig,
     act = b["active"].float()
     adv = b["adv"]
     a_act = adv[b["active"]]
-    adv = (adv - a_act.mean()) / (a_act.std() + 1e-8)
+    # normalised over the active steps; one (or none) has no spread to normalise by -- its
+    # std is NaN, which made every weight NaN on a one-job workload: no gradient from it
+    adv = ((adv - a_act.mean()) / (a_act.std() + 1e-8) if a_act.numel() > 1
+           else torch.zeros_like(adv))
     ret_n = torch.as_tensor(vnorm.normalise(b["ret"].numpy()), dtype=torch.float32)
     logs: dict[str, list[float]] = {}
     for _ in range(cfg.epochs):

@@ -240,3 +240,27 @@ def test_a_checkpoint_this_user_may_not_read_is_named_so(tmp_path, monkeypatch):
     with pytest.raises(checkpoint.CheckpointMismatch,
                        match=r"cannot read the file \(Permission denied\)"):
         checkpoint.read(f)
+
+
+def test_training_on_one_job_keeps_finite_weights_and_a_diverged_save_is_refused(tmp_path):
+    # one job on one site: a PPO batch with a single active step, whose advantage std was
+    # NaN and made every weight NaN (written to best.pt and last.pt)
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: solo\n    nodes:\n"
+                                     "      - {name: n, cpu: 4, mem: 8192}\n")
+    (tmp_path / "w.jsonl").write_text(json.dumps(
+        {"id": "single", "arrival": 0, "origin": "solo",
+         "tasks": [{"id": "t", "duration": 10, "demand": {"cpu": 1, "mem": 100}}]}) + "\n")
+    out = tmp_path / "out"
+    assert main(["train", "--cluster", str(tmp_path / "c.yaml"), "--workload",
+                 str(tmp_path / "w.jsonl"), "--out", str(out), "--steps", "20",
+                 "--bc-episodes", "1", "--val-episodes", "1", "--k", "6", "--hidden", "32",
+                 "--quiet"]) == 0
+    for name in ("best.pt", "last.pt"):
+        checkpoint.load_agents(out / name)          # refuses NaN weights
+    agents, _ = checkpoint.load_agents(out / "best.pt")
+    before = (out / "best.pt").read_bytes()
+    with torch.no_grad():
+        next(agents.model.parameters()).fill_(float("nan"))
+    with pytest.raises(checkpoint.TrainingDiverged, match="NaN or infinite"):
+        checkpoint.save(out / "best.pt", agents=agents, extra={})
+    assert (out / "best.pt").read_bytes() == before
