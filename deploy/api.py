@@ -26,9 +26,10 @@ from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning,
 __all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "DEFAULT_UP_CONFIG"]
 
 
-def simulate(cluster: str = "default", workload: str = "synthetic", policy: str = "sjf", *,
-             seed: int = 0, sites: int = 8, split: str = "stratified", load: float | None = None,
-             arrival_window: float | None = None, inflate: float = 1.0, config=None):
+def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic",
+             policy: str = "sjf", *, seed: int = 0, sites: int = 8, split: str = "stratified",
+             load: float | None = None, arrival_window: float | None = None,
+             inflate: float = 1.0, config=None):
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
     ``fgd``, ...) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
     (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.jobs``, ``.attempts`` (each
@@ -41,8 +42,8 @@ def simulate(cluster: str = "default", workload: str = "synthetic", policy: str 
     from agora.agents.workloads.transform import MAX_INFLATE
     from agora.deploy import api_args as A
 
-    A.text("cluster", cluster, "'default', a cluster YAML or a node-list CSV")
-    A.text("workload", workload, "'synthetic[:key=value,...]' or a workload file")
+    cluster = A.path("cluster", cluster, "'default', a cluster YAML or a node-list CSV")
+    workload = A.path("workload", workload, "'synthetic[:key=value,...]' or a workload file")
     policy = A.policy(policy)
     seed = A.integer("seed", seed, 0, A.MAX_SEED, " (every draw is seeded from it)")
     sites = A.integer("sites", sites, 1, 1_000_000)

@@ -3,6 +3,9 @@ what was found, and what would be right, so a person can fix the input without r
 
 from __future__ import annotations
 
+import re
+
+_NEWLINES = re.compile(r"\s*[\r\n]+\s*")
 
 class InputError(ValueError):
     """A workload or cluster file that cannot be used as it is.
@@ -24,10 +27,11 @@ class InputError(ValueError):
         return (_rebuild, (self.path, self.line, self.field, self.problem, self.expected))
 
     def __str__(self) -> str:
+        # one line, whatever a library's message held (a person reads it in a terminal)
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         what = f"field '{self.field}': {self.problem}" if self.field else self.problem
         tail = f"; expected {self.expected}" if self.expected else ""
-        return f"{where}: {what}{tail}"
+        return _NEWLINES.sub(" ", f"{where}: {what}{tail}")
 
 
 def origin_sites(cluster, path: str) -> tuple[str, ...]:

@@ -74,9 +74,14 @@ def load_yaml(path: str) -> Any:
         raise InputError(path=path, line=mark.line + 1 if mark else None, field=None,
                          problem=f"not valid YAML: {what}", expected=expected) from None
     except yaml.YAMLError as e:
+        # a reader error (a character YAML does not allow) says where as a character offset
+        # on a line of its own: the line and column instead
         pos = getattr(e, "position", None)
-        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else None
-        raise InputError(path=path, line=line, field=None, problem=f"not valid YAML: {e}",
+        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else None
+        what = (str(e).splitlines() or ["syntax error"])[0]
+        if isinstance(pos, int):
+            what += f" (column {pos - text.rfind(chr(10), 0, pos)})"
+        raise InputError(path=path, line=line, field=None, problem=f"not valid YAML: {what}",
                          expected=expected) from None
     except RecursionError:
         raise InputError(path=path, line=None, field=None, problem="nested too deeply",

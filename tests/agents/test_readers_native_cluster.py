@@ -112,6 +112,15 @@ def test_cluster_errors(tmp_path, old, new, line, field, words):
 def test_cluster_unparseable(tmp_path):
     p = tmp_path / "bad.yaml"
     check(fails(read_cluster, p, GOOD.replace("cpu: 8", "cpu: [8")), p, 9, None, "not valid YAML")
+
+
+def test_a_character_yaml_refuses_is_named_on_one_line_with_its_line_and_column(tmp_path):
+    # yaml's reader error said where as a character offset, on a second line
+    p = tmp_path / "bad.yaml"
+    e = fails(read_cluster, p, "sites:\n  - {name: a\x0f, nodes: []}\n")
+    check(e, p, 2, None, "not valid YAML", "#x000f", "(column 13)")
+    assert "\n" not in str(e) and "position" not in str(e)
+    assert "\n" not in str(InputError(path="f", line=1, field=None, problem="a\n  b"))
     check(fails(read_cluster, p, ""), p, None, None, "empty")
     check(fails(read_cluster, p, b"sites:\n  - \xff\n"), p, 2, None, "UTF-8")
     check(fails(read_cluster, p, "- 1\n- 2\n"), p, 1, None, "found a list", "mapping")

@@ -64,3 +64,16 @@ def test_service_calls_name_the_bad_argument_before_reaching_anything(call, name
     with pytest.raises((TypeError, ValueError)) as e:
         call()
     assert str(e.value).startswith(f"{name}: ")
+
+
+def test_simulate_takes_paths_as_submit_does(tmp_path):
+    # a probe: simulate(cluster=Path(...)) was refused as "expected a non-empty string"
+    from pathlib import Path
+
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: a\n    nodes: [{name: n, cpu: 2, "
+                                     "mem: 1024}]\n")
+    (tmp_path / "w.jsonl").write_text('{"id": "j", "arrival": 0, "origin": "a", "tasks": '
+                                      '[{"id": "t", "duration": 2, "demand": {"cpu": 1, "mem": 8}}]}\n')
+    r = simulate(cluster=Path(tmp_path / "c.yaml"), workload=Path(tmp_path / "w.jsonl"),
+                 policy="fifo")
+    assert r.metrics["jobs_completed"] == 1 and r.metrics["jct_mean_s"] == 2
