@@ -53,6 +53,7 @@ from agora.coordinator.pbft.auth import ClientAuth
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.queries import job_status_query, ledger_query, schedule_query
+from agora.coordinator.request_clock import STALE_RETRIES, stale_floor
 from agora.coordinator.request_stream import (UNARY_AFTER_REFUSAL_S, RequestStream,
                                               RequestStreams, StreamError, stream_refused)
 from agora.coordinator.transport import channel_options, client_channel_credentials, open_channel
@@ -82,16 +83,6 @@ RAW_METHODS = ("SubmitJobs", "SubmitRound", "CloseRound", "SiteLapsed", "CancelJ
                "AdmitSite", "RemoveSite", "GetSchedule")
 INSECURE = "insecure"
 """``credentials=INSECURE``: plaintext channels whatever the config says."""
-
-
-STALE_RETRIES = 3
-"""Times a request refused as stale (f+1 replicas executed a later timestamp of its client,
-``service.CoordinatorService._admit``) is stamped again (``CoordinatorClient.call``)."""
-
-
-def _stale(e: CoordinatorError) -> bool:
-    return e.code == grpc.StatusCode.FAILED_PRECONDITION and \
-        e.message.startswith("envelope.payload.request.timestamp:")
 
 
 class CoordinatorError(Exception):
@@ -266,11 +257,14 @@ class CoordinatorClient(ClientReads):
                     return await self.send_raw(rpc_name, data, ts, read_only=read_only,
                                                need=need)
                 except CoordinatorError as e:
-                    # another process signing as this client (a site's agent) executed a
-                    # later timestamp first: this one can never execute; stamp it again
-                    tries += 1
-                    if tries > STALE_RETRIES or not _stale(e):
+                    # another process signing as this client (a site's agent, another
+                    # agora submit) executed a later timestamp first: this one can never
+                    # execute; stamp it again past that one, after a pause that grows
+                    tries, last = tries + 1, stale_floor(e)
+                    if tries > STALE_RETRIES or last is None:
                         raise
+                    self._ts = max(self._ts, last)
+                    await asyncio.sleep(0.005 * tries)
 
     async def send_raw(self, rpc_name: str, data: bytes, ts: int, *,
                        read_only: bool = False, need: int | None = None) -> bytes:

@@ -37,15 +37,15 @@ class ClientReads:
                 return False
         return sum(await asyncio.gather(*(one(s) for s in self._stubs)))
 
-    def read_auth(self, method: str, since: int = 0) -> pb.ReadAuth:
-        return sign_read(self.auth.signer, self.client_id, method, since)
+    def read_auth(self, method: str, since: int = 0, replica: int = 0) -> pb.ReadAuth:
+        """A ReadAuth for ``method`` at replica ``replica`` (each is signed for one)."""
+        return sign_read(self.auth.signer, self.client_id, method, since, replica=replica)
 
     async def status(self) -> list[pb.ReplicaStatus | str]:
         """Each replica's own status, or the error reaching it."""
         self.open()
-        request = pb.StatusRequest(auth=self.read_auth("GetStatus"))
-
-        async def one(stub):
+        async def one(i, stub):
+            request = pb.StatusRequest(auth=self.read_auth("GetStatus", replica=i))
             for attempt in (1, 2):
                 try:
                     return await stub.GetStatus(request, timeout=self.timeout_s)
@@ -55,7 +55,7 @@ class ClientReads:
                     if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == 2:
                         return f"{e.code().name}: {e.details()}"
                     await asyncio.sleep(0.5)
-        return list(await asyncio.gather(*(one(s) for s in self._stubs)))
+        return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(self._stubs))))
 
     async def watch(self, since_version: int = 0, *, hedge_s: float = 0.25,
                     patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:

@@ -36,6 +36,7 @@ from agora.coordinator.pbft.messages import Broadcast, Reply, Send
 from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.rate_limit import ClientRate
 from agora.coordinator.replica_metrics import ReplicaMetrics
+from agora.coordinator.request_clock import ReadOnce
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.transport import PeerLinks, channel_options, replica_channel_credentials
@@ -115,6 +116,7 @@ class ReplicaHost:
                                on_bytes=self.metrics.bytes_out.inc if self.metrics else None)
         self.refused: Counter[str] = Counter()
         self.rate = ClientRate(config.client_requests_per_s)
+        self.read_once = ReadOnce()
         self.peer_rate = ClientRate(config.peer_envelopes_per_s)
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}

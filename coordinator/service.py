@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -25,6 +26,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
+from agora.coordinator.request_clock import ahead_refusal
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_rules import OPERATOR
 from agora.coordinator.schedule_state import ScheduleState
@@ -151,6 +153,11 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"s of this replica's time a second (client_read_seconds_per_s); "
                           f"retry later, ask for less (a job rather than the whole ledger), "
                           f"or watch the schedule")
+        now_us = time.time_ns() // 1000
+        why = (host.read_once.refusal(req.client_id, req.timestamp, now_us)
+               if req.read_only else ahead_refusal(req.timestamp, now_us))
+        if why is not None:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_window", why)
         last = host.replica.clients.get(req.client_id)
         if not req.read_only and last is not None and req.timestamp < last[0]:
             raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
@@ -260,7 +267,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         return await self._request(request, context, "GetSchedule")
 
     async def _reader(self, context, auth, method: str, since: int = 0) -> None:
-        why = read_refusal(self.host.replica.auth.client_verify, auth, method, since)
+        why = read_refusal(self.host.replica.auth.client_verify, auth, method, since,
+                           replica=self.host.index)
         if why is not None:
             self.host.count("unauthenticated_read")
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)

@@ -23,7 +23,8 @@ from agora.coordinator.pbft.messages import MAX_TIMESTAMP
 from agora.coordinator.schedule_codec import decode_known
 from agora.agents.limits import ID_TEXT, MAX_NAME, SITE_NAME_TEXT, id_problem, site_name_problem
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
-                                         MAX_REASON_BYTES, OPERATOR, REPLICA_PREFIX,
+                                         MAX_REASON_BYTES, MAX_TASKS_PER_JOB, OPERATOR,
+                                         REPLICA_PREFIX,
                                          client_id_problem, instances_over_limit,
                                          part_over_limit, site_of_client)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -56,10 +57,21 @@ class Refusal(Exception):
     kind: str
     message: str
 
+    def __post_init__(self) -> None:
+        # gRPC carries a status's message in a header of at most 16 KiB: past it the client
+        # got "received metadata size exceeds hard limit" and never the field's name
+        if len(self.message) > MAX_REFUSAL_CHARS:
+            object.__setattr__(self, "message", self.message[:MAX_REFUSAL_CHARS - 40]
+                               + f"... ({len(self.message):,} characters in all)")
 
-def over_limit(field: str, count: int, limit: int, what: str) -> Refusal:
+
+MAX_REFUSAL_CHARS = 2000
+"""the longest refusal message sent (the field's name comes first)"""
+
+
+def over_limit(field: str, count: int, limit: int, what: str, per: str = "request") -> Refusal:
     return Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",
-                   f"{field}: {count} {what}; the limit is {limit} per request")
+                   f"{field}: {count} {what}; the limit is {limit} per {per}")
 
 
 def invalid(field: str, problem: str, expected: str) -> Refusal:
@@ -143,6 +155,9 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             where, count, most = over
             raise over_limit(f"{at}.{where}", count, most, "instances")
         for i, j in enumerate(m.jobs):
+            if len(j.tasks) > MAX_TASKS_PER_JOB:      # before it is parsed, as instances
+                raise over_limit(f"{at}.jobs[{i}].tasks", len(j.tasks), MAX_TASKS_PER_JOB,
+                                 "tasks", "job")
             try:
                 job = JOBS.check(j, f"{at}.jobs[{i}]")   # parsed once: kept
             except ProtoError as e:

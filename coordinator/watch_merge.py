@@ -159,7 +159,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                        patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
     """``CoordinatorClient.watch`` over ``channels`` (one per replica): f+1 streams first
     (``preferred`` first), all n once an update waited ``hedge_s`` unconfirmed, merged by a
-    ``WatchMerger``; ``read_auth(method, since)`` signs each stream's request."""
+    ``WatchMerger``; ``read_auth(method, since, replica)`` signs each stream's request."""
     n = len(channels)
     queue: asyncio.Queue = asyncio.Queue(BACKLOG * n)
     merger = WatchMerger(n, f, since_version, patience_s)
@@ -173,7 +173,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
             await queue.put((i, None))
             try:
                 async for data in method(pb.WatchRequest(
-                        since_version=since, auth=read_auth("WatchSchedule", since))
+                        since_version=since, auth=read_auth("WatchSchedule", since, i))
                         .SerializeToString()):
                     await queue.put((i, data))
             except grpc.aio.AioRpcError:

@@ -162,14 +162,15 @@ class LocalGroup:
         return CoordinatorClient(self.config, keys or self.keys, cid, timeout_s=timeout_s,
                                  **kw)
 
-    def status_request(self, client_id: str = "operator"):
-        """A GetStatus request signed by ``client_id`` (``coordinator/read_auth.py``)."""
+    def status_request(self, client_id: str = "operator", replica: int = 0):
+        """A GetStatus request signed by ``client_id`` for replica ``replica``
+        (``coordinator/read_auth.py``)."""
         from agora.coordinator.read_auth import sign_read
         from nacl.signing import SigningKey
         from agora.protos.agora.v1 import coordinator_pb2 as pb
 
         return pb.StatusRequest(auth=sign_read(SigningKey(self.keys.client_signing[client_id]),
-                                               client_id, "GetStatus"))
+                                               client_id, "GetStatus", replica=replica))
 
     def channel(self, i: int) -> grpc.Channel:
         """A blocking channel to replica ``i``: mutual TLS with the ``client`` certificate

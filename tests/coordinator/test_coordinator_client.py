@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from agora.coordinator.client import CoordinatorClient, CoordinatorError
+from agora.coordinator.request_clock import STALE_RETRIES
 from agora.coordinator.pbft.client import ReplyTally
 from agora.coordinator.pbft.keys import generate_keys
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -69,5 +70,5 @@ def test_a_request_refused_as_stale_is_stamped_again_and_other_refusals_are_not(
         asyncio.run(main([other, b"ok"]))
     assert e.value is other
     with pytest.raises(CoordinatorError) as e:                 # bounded: never a loop
-        asyncio.run(main([stale] * 5 + [b"ok"]))
+        asyncio.run(main([stale] * (STALE_RETRIES + 1) + [b"ok"]))
     assert e.value is stale

@@ -95,7 +95,7 @@ def _executed(g: LocalGroup) -> list[int]:
     out = []
     for i in range(4):
         with g.channel(i) as ch:
-            out.append(rpc.CoordinatorStub(ch).GetStatus(g.status_request(),
+            out.append(rpc.CoordinatorStub(ch).GetStatus(g.status_request(replica=i),
                                                          timeout=5).last_executed)
     return out
 

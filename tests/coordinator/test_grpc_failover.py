@@ -40,7 +40,7 @@ def test_a_killed_backup_does_not_stop_commits_and_catches_up_after_restart(grou
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with grpc.insecure_channel(group.config.replicas[victim]) as ch:
-                st_ = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
+                st_ = rpc.CoordinatorStub(ch).GetStatus(group.status_request(replica=victim), timeout=5)
             if st_.last_executed > target:
                 break
             await asyncio.sleep(0.3)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from agora.coordinator.client import CoordinatorError
 from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.queries import schedule_query
 from agora.coordinator.round_keeper import sign_heartbeat
 from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -46,11 +47,15 @@ def test_a_site_cannot_vote_and_forged_heartbeats_are_refused(group):
 
 def test_a_timestamp_past_the_logs_integers_is_refused_and_the_group_goes_on(group):
     """One signed request with timestamp 2^63 once stopped every replica for good (SQLite's
-    integers are signed 64-bit): it is refused before ordering, naming the field."""
+    integers are signed 64-bit): it is refused before ordering, naming the field. One
+    stamped 2^63-1 (or a day ahead) was ordered, and every later request of its client was
+    refused as older, for good: a timestamp more than the read window ahead of the
+    replica's clock is refused too, and the client goes on."""
     async def go():
         async with group.client("site:edge") as edge, group.client("operator") as op:
             op_bytes = pb.Command(site_round=pb.SiteRound(site="edge", round=0))
-            for ts in (2**63, 2**64 - 1):
+            day_ahead = (int(time.time()) + 86_400) * 1_000_000
+            for ts in (2**63, 2**64 - 1, 2**63 - 1, day_ahead):
                 req = edge.auth.sign_request(ts, op_bytes.SerializeToString(), False)
                 env = PbftEnvelope(sender=-1, payload=PbftMessage(
                     request=req).SerializeToString())
@@ -60,6 +65,34 @@ def test_a_timestamp_past_the_logs_integers_is_refused_and_the_group_goes_on(gro
                 assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
                 assert "envelope.payload.request.timestamp" in e.value.message
             assert (await op.submit_jobs([job("after-huge-timestamp")])).accepted == 1
+            await edge.call("SubmitRound", op_bytes)     # edge is not locked out
+    run(go())
+
+
+def test_a_read_only_request_is_answered_once_and_only_while_fresh(group):
+    """A copy of a site's read-only query (every replica receives one: a faulty replica
+    holds it) replayed at a replica was answered again each time, charged to the site's
+    read budget until the site's own queries were refused: a copy is refused, as is a
+    read-only request stamped outside the read window of the replica's clock."""
+    async def go():
+        async with group.client("site:west") as west:
+            query = pb.Command(query=schedule_query(job_id="nothing-such")).SerializeToString()
+            ts, data = west.envelope(query, read_only=True)
+            await west.send_raw("GetSchedule", data, ts, read_only=True)
+            with pytest.raises(CoordinatorError) as e:
+                await west.send_raw("GetSchedule", data, ts, read_only=True)
+            assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "a copy of a read-only request" in e.value.message
+            old = int(time.time() - 3600) * 1_000_000
+            req = west.auth.sign_request(old, query, True)
+            env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
+            with pytest.raises(CoordinatorError) as e:
+                await west.send_raw("GetSchedule", pb.ClientRequest(
+                    envelope=env.SerializeToString()).SerializeToString(), old, read_only=True)
+            assert "s from the replicas' clocks" in e.value.message
+            assert "read-only" in e.value.message
+            # a fresh query of the same client is answered
+            assert (await west.schedule(job_id="nothing-such")).schedule.allocations == []
     run(go())
 
 
@@ -194,13 +227,13 @@ def test_arbitrary_request_bytes_are_refused_with_a_status_and_change_nothing(gr
                                                                                 method):
     with grpc.insecure_channel(group.config.replicas[1]) as ch:
         stub = rpc.CoordinatorStub(ch)
-        before = stub.GetStatus(group.status_request(), timeout=5)
+        before = stub.GetStatus(group.status_request(replica=1), timeout=5)
         with pytest.raises(grpc.RpcError) as e:
             getattr(stub, method)(pb.ClientRequest(envelope=data), timeout=5)
         assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                   grpc.StatusCode.UNAUTHENTICATED), e.value.details()
         assert e.value.details().startswith("envelope")
-        after = stub.GetStatus(group.status_request(), timeout=5)
+        after = stub.GetStatus(group.status_request(replica=1), timeout=5)
         assert after.last_executed == before.last_executed
         assert sum(c.count for c in after.rejected) > sum(c.count for c in before.rejected)
 
@@ -227,7 +260,8 @@ def test_a_reader_holds_at_most_max_watches_per_replica_and_others_are_not_refus
     from agora.coordinator.service import MAX_WATCHES_PER_READER
 
     def watch(ch, cid: str):
-        auth = sign_read(SigningKey(group.keys.client_signing[cid]), cid, "WatchSchedule")
+        auth = sign_read(SigningKey(group.keys.client_signing[cid]), cid, "WatchSchedule",
+                         replica=2)
         return rpc.CoordinatorStub(ch).WatchSchedule(
             pb.WatchRequest(since_version=0, auth=auth), timeout=30)
 
@@ -255,3 +289,16 @@ def test_a_reader_holds_at_most_max_watches_per_replica_and_others_are_not_refus
         assert again.running(), again.details()
         for c in held[1:] + [other, again]:
             c.cancel()
+
+
+def test_a_client_restamps_past_another_process_signing_as_it(group):
+    """Processes signing as one client (a few agora submit as the operator) were refused
+    as stale when another's later timestamp executed first, and each restamped from its own
+    clock -- still behind one whose clock runs ahead, so it gave up: a stale refusal names
+    the last executed timestamp, and the client restamps past it."""
+    async def go():
+        async with group.client("operator") as a, group.client("operator") as b:
+            a._ts = (int(time.time()) + 60) * 1_000_000       # a clock a minute ahead
+            assert (await a.submit_jobs([job("from-a-clock-ahead")])).accepted == 1
+            assert (await b.submit_jobs([job("from-b-clock-behind")])).accepted == 1
+    run(go())

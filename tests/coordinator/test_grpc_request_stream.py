@@ -67,7 +67,8 @@ def test_a_message_of_too_many_requests_ends_the_stream_and_the_replica_answers_
             list(rpc.CoordinatorStub(ch).Requests(iter([flood]), timeout=20))
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert f"the limit is {MAX_STREAM_BATCH}" in e.value.details()
-        answered = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=10)
+        answered = rpc.CoordinatorStub(ch).GetStatus(group.status_request(replica=2),
+                                                      timeout=10)
     assert answered.replica == 2
 
 
@@ -110,14 +111,14 @@ def test_the_unary_and_the_stream_path_give_the_same_answers(group):
 def test_arbitrary_stream_requests_are_each_refused_with_a_status_and_change_nothing(
         group, items):
     with group.channel(3) as ch:
-        before = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
+        before = rpc.CoordinatorStub(ch).GetStatus(group.status_request(replica=3), timeout=5)
     got = _stream(group, 3, [pb.StreamRequest(id=i, rpc=m, envelope=e) for i, m, e in items])
     assert sorted(got) == sorted(i for i, _, _ in items)
     for a in got.values():
         assert a.code in ("INVALID_ARGUMENT", "UNAUTHENTICATED"), a
         assert a.details.startswith(("envelope", "rpc: ")), a.details
     with group.channel(3) as ch:
-        after = rpc.CoordinatorStub(ch).GetStatus(group.status_request(), timeout=5)
+        after = rpc.CoordinatorStub(ch).GetStatus(group.status_request(replica=3), timeout=5)
     assert after.last_executed == before.last_executed
 
 

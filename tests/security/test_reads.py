@@ -31,21 +31,29 @@ def test_a_read_signature_is_bound_to_its_client_method_version_and_time():
               for c, k in keys.client_verify.items()}
     signer = SigningKey(keys.client_signing["site:west"])
     now = 1_800_000_000_000
-    good = sign_read(signer, "site:west", "WatchSchedule", 5, now_ms=now)
-    assert read_refusal(verify, good, "WatchSchedule", 5, now_ms=now + 1000) is None
-    assert "signature" in read_refusal(verify, good, "GetStatus", 5, now_ms=now)
-    assert "signature" in read_refusal(verify, good, "WatchSchedule", 0, now_ms=now)
-    assert "timestamp_ms" in read_refusal(verify, good, "WatchSchedule", 5,
-                                          now_ms=now + WINDOW_MS + 1)
-    claimed = pb.ReadAuth(client_id="operator", timestamp_ms=now, signature=good.signature)
-    assert "signature" in read_refusal(verify, claimed, "WatchSchedule", 5, now_ms=now)
-    assert "missing" in read_refusal(verify, pb.ReadAuth(), "GetStatus", now_ms=now)
-    assert "no key" in read_refusal(verify, pb.ReadAuth(client_id="site:mars"), "GetStatus",
-                                    now_ms=now)
+    good = sign_read(signer, "site:west", "WatchSchedule", 5, now_ms=now, replica=1)
+
+    def refusal(auth, method="WatchSchedule", since=5, now_ms=now, replica=1):
+        return read_refusal(verify, auth, method, since, now_ms=now_ms, replica=replica)
+    assert refusal(good, now_ms=now + 1000) is None
+    assert "signature" in refusal(good, "GetStatus")
+    assert "signature" in refusal(good, since=0)
+    assert "timestamp_ms" in refusal(good, now_ms=now + WINDOW_MS + 1)
+    claimed = pb.ReadAuth(client_id="operator", timestamp_ms=now, signature=good.signature,
+                          replica=1)
+    assert "signature" in refusal(claimed)
+    # made out to replica 1: another replica refuses it (a faulty replica 1 cannot replay a
+    # site's watch requests at the others), and naming another replica breaks the signature
+    assert refusal(good, replica=2).startswith("auth.replica: 1; expected 2")
+    moved = pb.ReadAuth()
+    moved.CopyFrom(good)
+    moved.replica = 2
+    assert "signature" in refusal(moved, replica=2)
+    assert "missing" in refusal(pb.ReadAuth(), "GetStatus", 0)
+    assert "no key" in refusal(pb.ReadAuth(client_id="site:mars"), "GetStatus", 0)
     # an id no client can have is refused by its length, not echoed (100,000 characters in
     # the status details passed gRPC's 16 KiB limit and the reader saw "Stream removed")
-    assert read_refusal(verify, pb.ReadAuth(client_id="x" * 100_000), "GetStatus",
-                        now_ms=now) == "auth.client_id: 100000 characters; expected at most " \
+    assert refusal(pb.ReadAuth(client_id="x" * 100_000), "GetStatus", 0) == "auth.client_id: 100000 characters; expected at most " \
         "256 (operator, site:<name>, replica:<i> or auditor:<name>)"
 
 
@@ -60,13 +68,16 @@ def group(tmp_path_factory):
 @pytest.mark.timeout(120)
 def test_status_and_watch_without_valid_credentials_are_refused(group):
     other = generate_keys(4, CLIENTS, seed=b"someone else")
-    forged = sign_read(SigningKey(other.client_signing["operator"]), "operator", "GetStatus")
+    forged = sign_read(SigningKey(other.client_signing["operator"]), "operator", "GetStatus",
+                       replica=0)
     stale = sign_read(SigningKey(group.keys.client_signing["operator"]), "operator",
-                      "GetStatus", now_ms=int(time.time() * 1000) - 2 * WINDOW_MS)
+                      "GetStatus", now_ms=int(time.time() * 1000) - 2 * WINDOW_MS, replica=0)
+    for_another = sign_read(SigningKey(group.keys.client_signing["operator"]), "operator",
+                            "GetStatus", replica=1)
     with group.channel(0) as ch:
         stub = rpc.CoordinatorStub(ch)
         for req in (pb.StatusRequest(), pb.StatusRequest(auth=forged),
-                    pb.StatusRequest(auth=stale)):
+                    pb.StatusRequest(auth=stale), pb.StatusRequest(auth=for_another)):
             with pytest.raises(grpc.RpcError) as e:
                 stub.GetStatus(req, timeout=5)
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED

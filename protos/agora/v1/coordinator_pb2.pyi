@@ -500,14 +500,16 @@ class WatchRequest(_message.Message):
     def __init__(self, since_version: _Optional[int] = ..., auth: _Optional[_Union[ReadAuth, _Mapping]] = ...) -> None: ...
 
 class ReadAuth(_message.Message):
-    __slots__ = ("client_id", "timestamp_ms", "signature")
+    __slots__ = ("client_id", "timestamp_ms", "signature", "replica")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     timestamp_ms: int
     signature: bytes
-    def __init__(self, client_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    replica: int
+    def __init__(self, client_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., replica: _Optional[int] = ...) -> None: ...
 
 class ScheduleUpdate(_message.Message):
     __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled")
