@@ -6,13 +6,19 @@ the node runner (an object recording the calls it gets, in this unit test only):
   end was dropped as "not ours", and the instance ran on in the ledger for good);
 - a runner that answers again after its node was taken down: what it still runs was placed
   elsewhere meanwhile and is killed (a probe: a frozen runner's run went on beside its
-  replacement)."""
+  replacement);
+- a runner whose process died is given a grace to come back before its node is taken down:
+  the restarted runner reports the end its predecessor saw (a probe: a runner killed just
+  after an instance completed took the node down, the completion was dropped as "not ours"
+  and the instance ran again); a runner that stays away takes it down."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+
+from ray.exceptions import RayActorError
 
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
 from agora.agents.cluster.ray_executor import RayExecutor
@@ -84,5 +90,55 @@ def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
         await ex._stop_strangers(0)
         await asyncio.sleep(0)
         assert ("kill", "j", "t", 0, 5, "not placed here") in runner.calls
+
+    asyncio.run(main())
+
+
+class RestartingRunner(FakeRunner):
+    """``ends`` fails at once ``dies`` times (its process died), then answers as a new
+    incarnation with the completed end of run 5 its predecessor wrote."""
+
+    def __init__(self, dies: int) -> None:
+        super().__init__()
+        self.dies = dies
+
+    def __getattr__(self, method):
+        if method != "ends":
+            return super().__getattr__(method)
+        runner = self
+
+        class Ends:
+            def remote(self, after, timeout):
+                async def answer():
+                    if runner.dies > 0:
+                        runner.dies -= 1
+                        raise RayActorError()
+                    if after == 0:
+                        return "second", [RunEnd("j", "t", 0, 5, "completed", 0, 1.0, 2.0,
+                                                 "", seq=1)]
+                    await asyncio.sleep(timeout)
+                    return "second", []
+                return answer()
+        return Ends()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("dies, grace_s, kinds, down", [
+    (2, 10.0, ["completed"], False),       # back within the grace: its end, nothing lost
+    (1_000, 1.5, ["lost"], True),          # away past the grace: the node goes down
+])
+def test_a_runner_that_died_is_given_a_grace_to_come_back_with_its_ends(dies, grace_s, kinds,
+                                                                        down):
+    async def main():
+        ex, ts, _ = started()
+        ex.runners = {0: RestartingRunner(dies)}
+        ex.restart_grace_s, ex.poll_s = grace_s, 0.05
+        ex._cursor[0] = ("first", 0)
+        poll = asyncio.ensure_future(ex._poll(0))
+        await asyncio.sleep(3.5)
+        poll.cancel()
+        assert [e.kind for e in ex.take_ended()] == kinds
+        assert (0 in ex.down) == down
+        assert ex.take_node_changes() == ([("a/n0", False)] if down else [])
 
     asyncio.run(main())
