@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 
@@ -64,6 +65,16 @@ def register(sub) -> None:
 
 
 # ---- submit --------------------------------------------------------------------------------
+def refusal_line(path, line: int | None, job_id: str, reason: str) -> str:
+    """A job the coordinator refused, as the file's line and the job's own field: the
+    reason's ``command.submit_jobs.jobs[i]`` counts jobs of the request (sorted by arrival,
+    in chunks), not lines of the file (a probe: the job on line 2 was "jobs[3]")."""
+    m = re.match(r"command\.submit_jobs\.jobs\[\d+\]\.?([^:]*): (.*)", reason, re.S)
+    what = (f"job {job_id!r} refused: field '{m.group(1)}': {m.group(2)}" if m and m.group(1)
+            else f"job {job_id!r} refused: {m.group(2) if m else reason}")
+    return f"{path}:{line}: {what}" if line is not None else f"{path}: {what}"
+
+
 def cmd_submit(a: argparse.Namespace) -> int:
     from agora.deploy.api import SubmissionCut, prepare_jobs, submit_chunks
 
@@ -73,7 +84,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
     t = target(a.config)
     # the file is read and checked first (syntax, ids, DAG, bounds, runs, against the
     # cluster), so a bad file is told before -- and without -- a running Agora
-    jobs = prepare_jobs(a.jobs, t.load_cluster())
+    lines: dict[str, int] = {}
+    jobs = prepare_jobs(a.jobs, t.load_cluster(), lines)
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
 
@@ -99,7 +111,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
             indent=1))
     else:
         for job_id, reason in rejected:
-            print(f"agora submit: job {job_id} refused: {reason}", file=sys.stderr)
+            print(f"agora submit: {refusal_line(a.jobs, lines.get(job_id), job_id, reason)}",
+                  file=sys.stderr)
         if not a.follow:
             for job_id in accepted:
                 print(job_id)
@@ -136,8 +149,11 @@ async def _follow(client, config, job_ids: list[str], a) -> dict:
                               flush=True)
             if a.timeout is not None and time.time() - t0 > a.timeout:
                 if not a.json:
-                    print(f"agora submit: {len(job_ids) - len(ends)} job(s) still running "
-                          f"after {a.timeout:g} s", file=sys.stderr)
+                    left = [j for j in job_ids if j not in ends]
+                    more = f" and {len(left) - 10} more" if len(left) > 10 else ""
+                    print(f"agora submit: {len(left)} job(s) still running after "
+                          f"{a.timeout:g} s: {', '.join(left[:10])}{more} (agora jobs --job "
+                          f"ID follows one; agora cancel ID stops it)", file=sys.stderr)
                 break
             await asyncio.sleep(0.2)
     finally:

@@ -35,10 +35,12 @@ __all__ = ["read_jobs", "write_jobs", "job_record", "run_record", "read_cluster"
 
 # ----------------------------------------------------------------------------- jobs
 
-def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) -> Workload:
+def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False,
+              job_lines: dict[str, int] | None = None) -> Workload:
     """Read native JSON Lines jobs; origins and gpu models are checked against ``cluster``.
     Jobs come back sorted by (arrival, id); ``Workload.source`` is ``path``. With
-    ``require_run`` (jobs for a live Agora) every task must say what it runs."""
+    ``require_run`` (jobs for a live Agora) every task must say what it runs. ``job_lines``,
+    if given, is filled with each job's id -> its line in the file."""
     path = str(path)
     lines = split_lines(read_text(path, "JSON Lines, one job object a line"), path)
     sites, models = set(cluster.site_names), cluster.gpu_models
@@ -92,6 +94,8 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False) 
         seen[job.id] = no
         jobs.append(job)
     jobs.sort(key=lambda j: (j.arrival, j.id))
+    if job_lines is not None:
+        job_lines.update(seen)
     return Workload(jobs=tuple(jobs), source=path)
 
 

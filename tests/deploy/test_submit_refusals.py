@@ -39,3 +39,25 @@ def test_a_result_admitting_fewer_jobs_than_it_refused_none_of_counts_none_as_su
     bad = rejected_indices(res, 2)
     assert sorted(bad) == [0, 1] and "admitted 1 of the 2" in bad[0]
     assert rejected_indices(pb.Result(kind="submit_jobs", accepted=2), 2) == {}
+
+
+def test_a_refused_job_is_named_by_its_line_in_the_file_and_its_own_field(tmp_path):
+    # the refusal's jobs[i] counts the request's jobs (sorted by arrival), not the file's
+    # lines: the job on line 2 was reported as jobs[3] (a probe)
+    from agora.agents.workloads.native import read_jobs
+    from agora.deploy.cli_jobs import refusal_line
+    from tests.simkit import cluster, node, site
+
+    p = tmp_path / "jobs.jsonl"
+    p.write_text("# two jobs\n" + "".join(
+        f'{{"id": "{j}", "arrival": {t}, "origin": "a", "tasks": [{{"id": "t", '
+        f'"duration": 1, "demand": {{"cpu": 1, "mem": 8}}}}]}}\n' for j, t in (("late", 9),
+                                                                              ("early", 0))))
+    lines: dict[str, int] = {}
+    wl = read_jobs(p, cluster(site("a", node("a", "n", 2))), job_lines=lines)
+    assert [j.id for j in wl.jobs] == ["early", "late"] and lines == {"late": 2, "early": 3}
+    assert refusal_line(p, lines["late"], "late", "command.submit_jobs.jobs[1].id: job "
+                        "'late' exists") == f"{p}:2: job 'late' refused: field 'id': job " \
+        "'late' exists"
+    assert refusal_line(p, 3, "early", "command: the client may not submit") == \
+        f"{p}:3: job 'early' refused: command: the client may not submit"
