@@ -245,6 +245,9 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             raise invalid(f"{at}.schedule", "no selector set",
                           "all, site, job_id, task or since_version")
         by = m.schedule.WhichOneof("by") if q == "schedule" else None
+        if by == "all" and not m.schedule.all:     # a probe: {all: false} read everything
+            raise invalid(f"{at}.schedule.all", "false", "true, or another selector (site, "
+                          "job_id, task or since_version)")
         if by == "since_version" and m.schedule.since_version < 0:
             raise invalid(f"{at}.schedule.since_version", f"{m.schedule.since_version}",
                           "a version >= 0")

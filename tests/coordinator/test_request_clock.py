@@ -1,7 +1,8 @@
 """What a replica admits of a request beyond PBFT's order, each found by a probe of a live
 service: timestamps far ahead (coordinator/request_clock.py), copies and stale read-only
 requests, a job of too many tasks refused before it is parsed, refusal messages that fit in
-gRPC's status header, and a client that gets past the other processes signing as it."""
+gRPC's status header, a client that gets past the other processes signing as it, and a
+schedule query for ``all: false`` (it read everything)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,12 @@ def test_a_refusal_message_fits_in_a_status_header_and_keeps_the_field_first():
     assert len(r.message) <= MAX_REFUSAL_CHARS
     assert r.message.startswith("op.submit_jobs.jobs[0].id: xxx")
     assert r.message.endswith("(100,048 characters in all)")
+
+
+def test_a_schedule_query_for_all_false_is_refused_not_read_as_everything():
+    cmd = pb.Command(query=pb.Query(schedule=pb.ScheduleQuery(all=False)))
+    with pytest.raises(Refusal) as e:
+        check_command(cmd, "site:a", "op.query")
+    assert e.value.message.startswith("op.query.schedule.all: false; expected true")
+    check_command(pb.Command(query=pb.Query(schedule=pb.ScheduleQuery(all=True))), "site:a",
+                  "op.query")
