@@ -36,7 +36,7 @@ from agora.coordinator.pbft.messages import Broadcast, Reply, Send
 from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.rate_limit import ClientRate
 from agora.coordinator.replica_metrics import ReplicaMetrics
-from agora.coordinator.request_clock import ReadOnce
+from agora.coordinator.request_clock import ReadOnce, stale
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.transport import PeerLinks, channel_options, replica_channel_credentials
@@ -121,6 +121,8 @@ class ReplicaHost:
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.waiting_ops: dict[tuple[str, int], bytes] = {}
+        self._client_waits: dict[str, set[int]] = {}
+        """client -> the timestamps its requests wait at here"""
         """(client, timestamp) -> what tells the waiting request apart (``open_op``)"""
         self.watchers: list[asyncio.Queue] = []
         self.watching: dict[str, int] = {}
@@ -279,6 +281,15 @@ class ReplicaHost:
         for fut in futs:
             if not fut.done():
                 fut.set_result(env)
+        waits = self._client_waits.get(client_id)
+        if waits and not msg.reply.read_only:
+            # what waits at an older timestamp of this client will never execute now
+            last = self.replica.clients.get(client_id)
+            for t in [t for t in waits if last is not None and t < last[0]]:
+                self.waiting_ops.pop((client_id, t), None)
+                for fut in self.waiters.pop((client_id, t), ()):
+                    if not fut.done():
+                        fut.set_exception(stale(client_id, t, last[0]))
 
     def waiter(self, client_id: str, timestamp: int, op: bytes = b"") -> asyncio.Future:
         """A future for the reply to ``client_id``'s request at ``timestamp``; ``op``: what
@@ -286,6 +297,7 @@ class ReplicaHost:
         fut = asyncio.get_running_loop().create_future()
         self.waiters.setdefault((client_id, timestamp), []).append(fut)
         self.waiting_ops.setdefault((client_id, timestamp), op)
+        self._client_waits.setdefault(client_id, set()).add(timestamp)
         return fut
 
     def open_op(self, client_id: str, timestamp: int) -> bytes | None:
@@ -302,6 +314,12 @@ class ReplicaHost:
             if not futs:
                 del self.waiters[(client_id, timestamp)]
                 self.waiting_ops.pop((client_id, timestamp), None)
+        if (client_id, timestamp) not in self.waiters:
+            waits = self._client_waits.get(client_id)
+            if waits is not None:
+                waits.discard(timestamp)
+                if not waits:
+                    del self._client_waits[client_id]
 
     # ---- watchers ----
 

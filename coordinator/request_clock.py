@@ -18,7 +18,11 @@ reaches a replica (not on the pre-prepares that carry it on):
   most ``MOST_KEPT`` of them: beyond that the oldest is forgotten and the client's floor
   rises to it.
 
-And the client's side: a request refused as stale is stamped again past the timestamp the
+And PBFT's own rule, a request older than its client's last executed one never executes,
+told as soon as it holds (``stale``): at admission, and to a request that waits for its reply
+when a later one of its client executes first (processes signing as one client at once: it
+waited ``request_timeout_s`` for an UNAVAILABLE that a retry of the same bytes could not
+mend). The client's side: a request refused as stale is stamped again past the timestamp the
 refusal names (``stale_floor``).
 """
 
@@ -30,6 +34,7 @@ from collections import deque
 import grpc
 
 from agora.coordinator.read_auth import WINDOW_MS
+from agora.coordinator.validate import Refusal
 
 WINDOW_US = WINDOW_MS * 1000
 MOST_KEPT = 4096
@@ -41,6 +46,14 @@ STALE_RETRIES = 8
 the last executed timestamp the refusal names: processes signing as one client at once (a
 few ``agora submit`` as the operator) each get past the others'."""
 _LAST = re.compile(r"last executed request \((\d+)\)")
+
+
+def stale(client_id: str, timestamp: int, last: int) -> Refusal:
+    """The refusal of ``client_id``'s request at ``timestamp``, older than its last executed
+    one at ``last``: it can never execute (``stale_floor`` reads ``last`` back)."""
+    return Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
+                   f"envelope.payload.request.timestamp: {timestamp} is older than the "
+                   f"client's last executed request ({last}); expected a larger timestamp")
 
 
 def stale_floor(e) -> int | None:

@@ -26,7 +26,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
-from agora.coordinator.request_clock import ahead_refusal
+from agora.coordinator.request_clock import ahead_refusal, stale
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_rules import OPERATOR
 from agora.coordinator.schedule_state import ScheduleState
@@ -160,10 +160,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_window", why)
         last = host.replica.clients.get(req.client_id)
         if not req.read_only and last is not None and req.timestamp < last[0]:
-            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "stale_request",
-                          f"envelope.payload.request.timestamp: {req.timestamp} is older "
-                          f"than the client's last executed request ({last[0]}); "
-                          f"expected a larger timestamp")
+            raise stale(req.client_id, req.timestamp, last[0])
         reused = ("executed" if not req.read_only
                   and reuses_timestamp(last, req.timestamp, req.op) else None)
         waiting = host.open_op(req.client_id, req.timestamp)
@@ -228,6 +225,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
             reply = await asyncio.wait_for(fut, host.config.request_timeout_s)
         except asyncio.TimeoutError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, self._timed_out(rpc_name))
+        except Refusal as r:            # a later request of its client executed first
+            self._refused(r, rpc_name)
+            await context.abort(r.code, r.message)
         finally:
             host.forget(req.client_id, req.timestamp, fut)
         return self._replied(reply, rpc_name)

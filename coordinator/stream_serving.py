@@ -120,6 +120,10 @@ async def serve_requests(self, request_iterator, context):
         if fut.cancelled():       # timed out, or the replica is closing
             out.put_nowait(pb.StreamReply(id=sr.id, code="UNAVAILABLE",
                                           details=self._timed_out(sr.rpc)))
+        elif fut.exception() is not None:       # a later request of its client executed
+            r = fut.exception()
+            self._refused(r, sr.rpc)
+            out.put_nowait(pb.StreamReply(id=sr.id, code=r.code.name, details=r.message))
         else:
             out.put_nowait(pb.StreamReply(id=sr.id,
                                           reply=self._replied(fut.result(), sr.rpc)))

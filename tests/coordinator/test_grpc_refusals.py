@@ -6,6 +6,7 @@ site, malformed requests, and arbitrary request bytes and signed ops (fuzzed).""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -21,6 +22,7 @@ from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage
+from agora.protos.convert import job_to_proto
 from tests.coordinator.grpc_helpers import CLIENTS, current_round, decision, job, run
 
 pytestmark = pytest.mark.timeout(180)
@@ -301,4 +303,36 @@ def test_a_client_restamps_past_another_process_signing_as_it(group):
             a._ts = (int(time.time()) + 60) * 1_000_000       # a clock a minute ahead
             assert (await a.submit_jobs([job("from-a-clock-ahead")])).accepted == 1
             assert (await b.submit_jobs([job("from-b-clock-behind")])).accepted == 1
+    run(go())
+
+
+def test_a_request_overtaken_by_a_later_one_of_its_client_is_refused_as_stale_at_once(group):
+    """Two requests of one client in flight, the later timestamp ordered first: the earlier
+    can never execute, and every replica that held it waited request_timeout_s to answer
+    UNAVAILABLE "retry", which the same bytes could not mend (a probe's pipelined client).
+    It is refused as stale when the later one executes, naming it, so the client stamps it
+    again."""
+    async def go():
+        # not the operator: another test here moved its timestamps a minute ahead
+        async with group.client("site:east") as op:
+            first = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(job("overtaken"))]))
+            later = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(job("overtaking"))]))
+            ts_a, data_a = op.envelope(first.SerializeToString())
+            ts_b, data_b = op.envelope(later.SerializeToString())
+            primary = (await op.status())[0].primary
+
+            async def at(i: int):
+                try:
+                    await op._stubs[i].SubmitJobs(pb.ClientRequest.FromString(data_a),
+                                                  timeout=30)
+                except grpc.aio.AioRpcError as e:
+                    return e.code(), e.details()
+                return "answered", ""
+            # the earlier one to the backups only (a backup holds a request for the primary's
+            # pre-prepare; only its retransmission timer forwards it), the later one as usual
+            got = await asyncio.gather(op.send_raw("SubmitJobs", data_b, ts_b),
+                                       *(at(i) for i in range(group.config.n) if i != primary))
+            for code, details in got[1:]:
+                assert code == grpc.StatusCode.FAILED_PRECONDITION, (code, details)
+                assert f"last executed request ({ts_b})" in details
     run(go())
