@@ -66,16 +66,17 @@ def stale_floor(e) -> int | None:
     return int(m.group(1)) if m else 0
 
 
-def ahead_refusal(timestamp: int, now_us: int) -> str | None:
-    """Why an ordered request stamped ``timestamp`` is refused (None: it is not)."""
+def ahead_refusal(timestamp: int, now_us: int) -> Refusal | None:
+    """The refusal of an ordered request stamped ``timestamp`` (None: it is admitted)."""
     if timestamp <= now_us + WINDOW_US:
         return None
     # the same words at every replica (no clock reading, no index): a client needs f+1
     # matching refusals to be told why
-    return (f"envelope.payload.request.timestamp: {timestamp} is more than "
-            f"{WINDOW_US // 1_000_000} s ahead of the replicas' clocks; expected microseconds "
-            f"since the epoch by the client's clock, within {WINDOW_US // 1_000_000} s of "
-            f"theirs (check the client's clock)")
+    return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_ahead",
+                   f"envelope.payload.request.timestamp: {timestamp} is more than "
+                   f"{WINDOW_US // 1_000_000} s ahead of the replicas' clocks; expected "
+                   f"microseconds since the epoch by the client's clock, within "
+                   f"{WINDOW_US // 1_000_000} s of theirs (check the client's clock)")
 
 
 class ReadOnce:
@@ -86,21 +87,24 @@ class ReadOnce:
         self._kept: dict[str, tuple[deque[int], set[int]]] = {}
         self._floor: dict[str, int] = {}
 
-    def refusal(self, client: str, timestamp: int, now_us: int) -> str | None:
-        """Why a read-only request of ``client`` stamped ``timestamp`` is refused (None: it
+    def refusal(self, client: str, timestamp: int, now_us: int) -> Refusal | None:
+        """The refusal of a read-only request of ``client`` stamped ``timestamp`` (None: it
         is admitted, and remembered)."""
         if abs(timestamp - now_us) > WINDOW_US:
-            return (f"envelope.payload.request.timestamp: {timestamp} is more than "
-                    f"{WINDOW_US // 1_000_000} s from the replicas' clocks; expected "
-                    f"microseconds since the epoch within {WINDOW_US // 1_000_000} s of theirs "
-                    f"for a read-only request (check the client's clock)")
+            return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "read_out_of_window",
+                           f"envelope.payload.request.timestamp: {timestamp} is more than "
+                           f"{WINDOW_US // 1_000_000} s from the replicas' clocks; expected "
+                           f"microseconds since the epoch within {WINDOW_US // 1_000_000} s "
+                           f"of theirs for a read-only request (check the client's clock)")
         order, seen = self._kept.setdefault(client, (deque(), set()))
         while order and order[0] < now_us - WINDOW_US:      # past the window: refused anyway
             seen.discard(order.popleft())
         if timestamp in seen or timestamp <= self._floor.get(client, -1):
-            return (f"envelope.payload.request.timestamp: {timestamp}: a copy of a read-only "
-                    f"request of client {client!r} this replica admitted already; expected "
-                    f"a new timestamp (a read-only request is answered once)")
+            return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "read_copy",
+                           f"envelope.payload.request.timestamp: {timestamp}: a copy of a "
+                           f"read-only request of client {client!r} this replica admitted "
+                           f"already; expected a new timestamp (a read-only request is "
+                           f"answered once)")
         order.append(timestamp)
         seen.add(timestamp)
         if len(order) > self.most:

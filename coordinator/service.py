@@ -154,10 +154,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"retry later, ask for less (a job rather than the whole ledger), "
                           f"or watch the schedule")
         now_us = time.time_ns() // 1000
-        why = (host.read_once.refusal(req.client_id, req.timestamp, now_us)
-               if req.read_only else ahead_refusal(req.timestamp, now_us))
-        if why is not None:
-            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_window", why)
+        refusal = (host.read_once.refusal(req.client_id, req.timestamp, now_us)
+                   if req.read_only else ahead_refusal(req.timestamp, now_us))
+        if refusal is not None:
+            raise refusal
         last = host.replica.clients.get(req.client_id)
         if not req.read_only and last is not None and req.timestamp < last[0]:
             raise stale(req.client_id, req.timestamp, last[0])

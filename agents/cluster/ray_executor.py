@@ -198,22 +198,36 @@ class RayExecutor(ReportQueue):
 
     def _call(self, node: int, method: str, *args) -> None:
         """A runner call whose answer nothing waits for (its failure is logged; a dead
-        runner is noticed by the poll)."""
-        runner = self.runners.get(node)
-        if runner is None:
+        runner is noticed by the poll). A start that fails is sent again, a second apart,
+        while the run is still this site's to run there and the node is up: a start is
+        idempotent at the runner (one run id runs once), and one that failed while the
+        runner restarted was dropped -- the run stayed "running" for good (a re-probe of
+        ``restart_grace_s``, which keeps the node up meanwhile)."""
+        if self.runners.get(node) is None:
             return
 
         async def go():
-            try:
-                await asyncio.wait_for(getattr(runner, method).remote(*args),
-                                       self.call_timeout_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the poll takes the node down if dead
-                log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
-                            self.own[node], method, e)
+            while True:
+                try:
+                    await asyncio.wait_for(getattr(self.runners[node], method).remote(*args),
+                                           self.call_timeout_s)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the poll takes the node down if dead
+                    log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
+                                self.own[node], method, e)
+                if method != "start" or not self._still_runs(node, args[0]):
+                    return
+                await asyncio.sleep(1.0)
         self._tasks.append(asyncio.ensure_future(go()))
         self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _still_runs(self, node: int, req: RunRequest) -> bool:
+        """Is ``req`` still the run of its instance on ``node``, with ``node`` up?"""
+        r = self._runs.get(req.key)
+        return (node not in self.down and r is not None and r.run_id == req.run_id
+                and r.node == node and r.report_kill is None)
 
     async def _snapshot(self, node: int) -> dict | None:
         try:

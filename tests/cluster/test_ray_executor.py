@@ -10,7 +10,9 @@ the node runner (an object recording the calls it gets, in this unit test only):
 - a runner whose process died is given a grace to come back before its node is taken down:
   the restarted runner reports the end its predecessor saw (a probe: a runner killed just
   after an instance completed took the node down, the completion was dropped as "not ours"
-  and the instance ran again); a runner that stays away takes it down."""
+  and the instance ran again); a runner that stays away takes it down;
+- a start that fails (the runner is restarting) is sent again while the run is still this
+  site's and the node up (a re-probe: such starts were dropped, the run "running" for good)."""
 
 from __future__ import annotations
 
@@ -140,5 +142,55 @@ def test_a_runner_that_died_is_given_a_grace_to_come_back_with_its_ends(dies, gr
         assert [e.kind for e in ex.take_ended()] == kinds
         assert (0 in ex.down) == down
         assert ex.take_node_changes() == ([("a/n0", False)] if down else [])
+
+    asyncio.run(main())
+
+
+class FailingStarts(FakeRunner):
+    """``start`` fails at once ``fails`` times (the actor is restarting), then answers."""
+
+    def __init__(self, fails: int) -> None:
+        super().__init__()
+        self.fails = fails
+
+    def __getattr__(self, method):
+        if method != "start":
+            return super().__getattr__(method)
+        runner = self
+
+        class Start:
+            def remote(self, req):
+                runner.calls.append(("start", req))
+
+                async def answer():
+                    if runner.fails > 0:
+                        runner.fails -= 1
+                        raise RayActorError()
+                    return "started"
+                return answer()
+        return Start()
+
+
+@pytest.mark.timeout(30)
+def test_a_start_that_fails_is_sent_again_until_it_lands_or_the_run_is_not_ours():
+    async def main():
+        ex, ts, _ = started()
+        ex.runners = {0: FailingStarts(2)}
+        ts.placed_at[0] = 7                       # placed again here: a fresh start
+        ex.start(ts, 0, 0)
+        await asyncio.sleep(3.0)
+        starts = [c[1].run_id for c in ex.runners[0].calls if c[0] == "start"]
+        # run 5's start (sent by started()) failed and is not sent again: 7 replaced it;
+        # run 7's failed once and landed the second time
+        assert starts == [5, 7, 7]
+        ex.runners = {0: FailingStarts(1_000)}
+        ts.placed_at[0] = 8
+        ex.start(ts, 0, 0)
+        await asyncio.sleep(1.5)
+        ex._node_down(0, "its runner does not answer")      # lost: reported, not retried
+        await asyncio.sleep(2.0)
+        starts = [c[1].run_id for c in ex.runners[0].calls if c[0] == "start"]
+        assert 2 <= len(starts) <= 3 and set(starts) == {8}
+        assert all(t.done() for t in ex._tasks)
 
     asyncio.run(main())

@@ -25,7 +25,8 @@ NOW = 1_800_000_000_000_000
 def test_an_ordered_request_far_ahead_of_the_clock_is_refused_naming_the_field():
     assert ahead_refusal(NOW + WINDOW_US, NOW) is None
     assert ahead_refusal(5, NOW) is None                 # old: PBFT's floor decides
-    why = ahead_refusal(2**63 - 1, NOW)
+    why = ahead_refusal(2**63 - 1, NOW).message
+    assert ahead_refusal(2**63 - 1, NOW).kind == "timestamp_ahead"
     assert why.startswith("envelope.payload.request.timestamp: 9223372036854775807 is ")
     assert "ahead of the replicas' clocks" in why and "check the client's clock" in why
 
@@ -33,11 +34,12 @@ def test_an_ordered_request_far_ahead_of_the_clock_is_refused_naming_the_field()
 def test_a_read_only_request_is_admitted_once_within_the_window():
     once = ReadOnce()
     assert once.refusal("site:a", NOW, NOW) is None
-    assert "a copy of a read-only request" in once.refusal("site:a", NOW, NOW + 5)
+    copy = once.refusal("site:a", NOW, NOW + 5)
+    assert copy.kind == "read_copy" and "a copy of a read-only request" in copy.message
     assert once.refusal("site:b", NOW, NOW) is None      # another client's own
     assert once.refusal("site:a", NOW + 1, NOW + 5) is None
     for far in (NOW - WINDOW_US - 1, NOW + WINDOW_US + 1):
-        assert "s from the replicas' clocks" in once.refusal("site:a", far, NOW)
+        assert "s from the replicas' clocks" in once.refusal("site:a", far, NOW).message
 
 
 def test_read_only_timestamps_kept_are_bounded_and_the_floor_rises():
