@@ -59,7 +59,8 @@ def register(sub) -> None:
     c = sub.add_parser("cancel", help="cancel a job: nothing more of it starts, running "
                        "instances are killed")
     c.add_argument("job")
-    c.add_argument("--reason", default="", help="kept with the job's outcome")
+    c.add_argument("--reason", default="", help="kept with the job's outcome (a job that "
+                   "failed already keeps its failure as its reason)")
     _common(c)
     c.set_defaults(fn=cmd_cancel)
 
