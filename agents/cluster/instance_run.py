@@ -160,9 +160,32 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
         if (d / "stopping").exists():         # the service stops (NodeRunner.shutdown):
             return {"kind": "lost", "exit_code": code, "start": start,   # no end: the
                     "end": time.time(), "reason": "the service stopped"}  # next start's
+        # the exit, at once: this task dies with the runner that owns it, and the sweep
+        # below takes milliseconds -- a runner killed then lost a completed run, which ran
+        # again (a probe); a restarted runner ends the run from this record
+        ended = {"kind": kind, "reason": reason, "exit_code": code, "start": start,
+                 "end": time.time()}
+        write_json(d / EXIT_RECORD, ended)
         # what the run left behind in another session or process group (``setsid``, a
         # daemon) holds resources the schedule has given back: it ends with the run
         strays = kill_strays(run_marker(d))
+    end = end_of(d, ended)
+    if strays:
+        end["strays_killed"] = strays
+    write_json(d / "end.json", end)
+    return end
+
+
+EXIT_RECORD = "exit.json"
+"""a run's exit as soon as its command exited: kind and reason so far (completed, or failed
+at its timeout), exit code, start and end times"""
+
+
+def end_of(d: Path, ended: dict) -> dict:
+    """The end of the run in folder ``d`` from its exit record ``ended``: killed by the
+    runner (its ``killed`` file says why), failed by a non-zero exit code or a signal, or as
+    the record says."""
+    kind, reason, code = ended["kind"], ended["reason"], ended["exit_code"]
     try:                                      # the runner killed it (NodeRunner.kill)
         kind, reason = "killed", (d / "killed").read_text()
     except OSError:
@@ -176,12 +199,8 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
                 reason = (d / "start-failure").read_text()[:500] or reason
             except OSError:
                 pass
-    end = {"kind": kind, "exit_code": code, "start": start, "end": time.time(),
-           "reason": reason}
-    if strays:
-        end["strays_killed"] = strays
-    write_json(d / "end.json", end)
-    return end
+    return {"kind": kind, "exit_code": code, "start": ended["start"], "end": ended["end"],
+            "reason": reason}
 
 
 def run_marker(folder: Path) -> bytes:

@@ -34,9 +34,9 @@ from urllib.parse import quote
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from agora.agents.cluster.instance_run import (RunEnd, RunRequest, execute_run, kill_group,
-                                              read_pid, request_of, run_folder, stop_run,
-                                              write_json)
+from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, end_of,
+                                              execute_run, kill_group, read_pid, request_of,
+                                              run_folder, stop_run, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +258,17 @@ class NodeRunner:
         self.ended[end.seq] = end
         self._news.set()
 
+    def _ended_as(self, req: RunRequest, end: dict) -> None:
+        """``req``'s run ended as ``end`` (an ``end.json``'s fields)."""
+        self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, end["kind"],
+                           end["exit_code"], end["start"], end["end"], end["reason"],
+                           self.ray_node))
+
     def _recover(self) -> None:
         """What a previous incarnation left: ends not acknowledged are reported again; runs
-        without an end are killed if anything of them still runs and reported lost (their Ray tasks died
-        with the runner that owned them)."""
+        without an end are killed if anything of them still runs, and reported as their exit
+        record says (the command had exited) or else lost (their Ray tasks died with the
+        runner that owned them)."""
         top = self.root / quote(self.node, safe="")
         if not top.is_dir():
             return
@@ -275,14 +282,18 @@ class NodeRunner:
                 continue
             self.finished.add((*req.key, req.run_id))
             try:
-                end = json.loads((folder / "end.json").read_text())
-                self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, end["kind"],
-                                   end["exit_code"], end["start"], end["end"], end["reason"],
-                                   self.ray_node))
+                self._ended_as(req, json.loads((folder / "end.json").read_text()))
                 continue
             except (FileNotFoundError, ValueError, KeyError):
                 pass
             stop_run(folder, grace_s=1.0)   # its group, and what left it (a setsid child)
+            try:                            # its command had exited: that is its end
+                end = end_of(folder, json.loads((folder / EXIT_RECORD).read_text()))
+                write_json(folder / "end.json", end)
+                self._ended_as(req, end)
+                continue
+            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                pass
             now = time.time()
             try:                          # when its command started (the pid file's write)
                 began = min((folder / "pid").stat().st_mtime, now)

@@ -1,0 +1,68 @@
+"""A run whose command exited but whose Ray task died before it wrote ``end.json`` (the task
+dies with the node runner that owns it, and the sweep for strays between the exit and the
+end takes milliseconds): the restarted runner ends it from its exit record
+(``instance_run.EXIT_RECORD``) -- completed, failed or killed as it exited -- not "lost"
+(a re-probe: a runner killed within a millisecond of an instance's exit lost the completion
+and the instance ran again). A run with no exit record is lost, as before.
+
+The runner's recovery runs on a ``NodeRunner`` made without Ray (``__new__``: its fields set
+here, in this unit test only); the live path is in ``test_node_runner.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from agora.agents.cluster.instance_run import EXIT_RECORD, RunRequest, run_folder, write_json
+from agora.agents.cluster.node_runner import NodeRunner
+
+NODE = "site-a/n0"
+
+
+def runner(root: Path) -> NodeRunner:
+    r = NodeRunner.__new__(NodeRunner)
+    r.node, r.root, r.ray_node = NODE, root, "ray-node"
+    r.finished, r.ended, r.seq, r._news = set(), {}, 0, asyncio.Event()
+    return r
+
+
+def left(root: Path, job: str, exit_record: dict | None, killed: str | None = None) -> Path:
+    req = RunRequest(job=job, task="t", instance=0, run_id=1, attempt=1, argv=("true",),
+                     env=(), cwd=None, timeout_s=None, cpu=0.5, mem_mib=16, gpus=0.0,
+                     site="site-a", node=NODE)
+    d = run_folder(root, NODE, job, "t", 0, 1)
+    d.mkdir(parents=True)
+    write_json(d / "run.json", asdict(req))
+    if exit_record is not None:
+        write_json(d / EXIT_RECORD, {"kind": "completed", "reason": "", "start": 10.0,
+                                     "end": 12.5, **exit_record})
+    if killed is not None:
+        (d / "killed").write_text(killed)
+    return d
+
+
+def test_a_run_that_exited_before_its_end_was_written_ends_as_it_exited(tmp_path):
+    folders = {"ok": left(tmp_path, "ok", {"exit_code": 0}),
+               "bad": left(tmp_path, "bad", {"exit_code": 3}),
+               "slow": left(tmp_path, "slow", {"exit_code": -9, "kind": "failed",
+                                               "reason": "timed out after 5 s"}),
+               "stopped": left(tmp_path, "stopped", {"exit_code": -15}, killed="cancelled"),
+               "cut": left(tmp_path, "cut", None)}
+    r = runner(tmp_path)
+    r._recover()
+    got = {e.job: (e.kind, e.exit_code, e.reason) for e in r.ended.values()}
+    assert got["ok"] == ("completed", 0, "")
+    assert got["bad"] == ("failed", 3, "exit code 3")
+    assert got["slow"] == ("failed", -9, "timed out after 5 s")
+    assert got["stopped"] == ("killed", -15, "cancelled")
+    assert got["cut"][0] == "lost" and "restarted under it" in got["cut"][2]
+    ok = [e for e in r.ended.values() if e.job == "ok"][0]
+    assert (ok.start, ok.end) == (10.0, 12.5)
+    # each is written down: a later restart reports the same end
+    for job, folder in folders.items():
+        assert json.loads((folder / "end.json").read_text())["kind"] == got[job][0]
+    again = runner(tmp_path)
+    again._recover()
+    assert {e.job: (e.kind, e.exit_code, e.reason) for e in again.ended.values()} == got
