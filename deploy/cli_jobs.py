@@ -186,6 +186,11 @@ def cmd_jobs(a: argparse.Namespace) -> int:
         return 0
     print(f"{label}: schedule version {view.version}, {len(view.jobs)} jobs")
     print_jobs(rows, per_instance=a.job is not None)
+    if label != "live" and any(i["state"] == "running" for r in rows for t in r["tasks"]
+                               for i in t["instances"]):
+        # a probe read "running" after agora down had stopped them
+        print("(offline: \"running\" is what ran when the service stopped; agora up reports "
+              "how each ended, and places again what did not finish)")
     return 0
 
 

@@ -100,3 +100,24 @@ def test_the_jobs_table_says_why_a_task_of_a_failed_job_was_cancelled(capsys):
     assert sum("-> cancelled: the job failed: task bad" in line for line in out) == 1
     assert sum("-> failed: task bad: " + cause in line for line in out) == 1    # the job's
     assert not any("-> failed: " + cause == line.strip() for line in out)      # not twice
+
+
+@pytest.mark.parametrize("label, noted", [("offline (agreed by replicas 0-3)", True),
+                                          ("live", False)])
+def test_running_instances_read_offline_say_they_are_as_the_service_stopped(
+        up, capsys, monkeypatch, label, noted):
+    """A probe read "running" offline after agora down had stopped them (this test's fake
+    rows: one instance running)."""
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs
+
+    rows = [{"job": "j", "origin": "a", "outcome": "pending", "reason": "", "tasks": [
+        {"task": "t", "outcome": "open", "reason": "", "instances": [
+            {"instance": 0, "state": "running", "failed_attempts": 0, "node": "a/n0",
+             "site": "a", "run": 3}]}]}]
+    monkeypatch.setattr(cli_jobs, "job_rows_for", lambda *a, **k: (
+        rows, SimpleNamespace(version=3, jobs=[1]), label))
+    assert main(["jobs", "--config", str(up)]) == 0
+    out = capsys.readouterr().out
+    assert ("what ran when the service stopped" in out) == noted
