@@ -27,13 +27,16 @@ from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.request_clock import ahead_refusal, stale
+from agora.coordinator.schedule_codec import check_known
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_rules import OPERATOR
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.stream_serving import serve_requests
-from agora.coordinator.validate import Refusal, parse_command, parse_envelope
+from agora.coordinator.validate import (MAX_REFUSAL_CHARS, Refusal, parse_command,
+                                        parse_envelope)
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+from agora.protos.convert_checks import ProtoError
 
 if TYPE_CHECKING:
     from agora.coordinator.replica_host import ReplicaHost
@@ -256,7 +259,17 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def RemoveSite(self, request, context):
         return await self._request(request, context, "RemoveSite")
 
+    async def _known(self, request, context) -> None:
+        """Unknown fields anywhere in ``request`` are refused, as in every ordered request (a
+        probe: heartbeats, status and watch requests took them)."""
+        try:
+            check_known(request, "request")
+        except ProtoError as e:
+            self.host.count("invalid_argument")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)[:MAX_REFUSAL_CHARS])
+
     async def Heartbeat(self, request, context):
+        await self._known(request, context)
         why = self.host.keeper.heartbeat(request)
         if why is not None:
             self.host.count("bad_heartbeat")
@@ -274,10 +287,12 @@ class CoordinatorService(rpc.CoordinatorServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
 
     async def GetStatus(self, request, context):
+        await self._known(request, context)
         await self._reader(context, request.auth, "GetStatus")
         return self.host.status()
 
     async def WatchSchedule(self, request, context):
+        await self._known(request, context)
         await self._reader(context, request.auth, "WatchSchedule", request.since_version)
         if request.since_version < 0:
             self.host.count("invalid_argument")

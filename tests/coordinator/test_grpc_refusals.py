@@ -13,6 +13,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
 from agora.coordinator.client import CoordinatorError
 from agora.coordinator.pbft.keys import generate_keys
@@ -256,8 +257,6 @@ def test_signed_requests_with_arbitrary_ops_are_invalid_argument(group, op):
 
 
 def test_a_reader_holds_at_most_max_watches_per_replica_and_others_are_not_refused(group):
-    from nacl.signing import SigningKey
-
     from agora.coordinator.read_auth import sign_read
     from agora.coordinator.service import MAX_WATCHES_PER_READER
 
@@ -336,3 +335,24 @@ def test_a_request_overtaken_by_a_later_one_of_its_client_is_refused_as_stale_at
                 assert code == grpc.StatusCode.FAILED_PRECONDITION, (code, details)
                 assert f"last executed request ({ts_b})" in details
     run(go())
+
+
+@pytest.mark.parametrize("method, shape, message", [
+    ("GetStatus", "unary", lambda g: g.status_request(replica=1)),
+    ("Heartbeat", "unary", lambda g: sign_heartbeat(
+        SigningKey(g.keys.client_signing["site:east"]), "site:east", time.time_ns() // 1000)),
+    ("WatchSchedule", "unary_stream", lambda g: pb.WatchRequest(since_version=0)),
+])
+def test_unknown_fields_are_refused_on_status_heartbeat_and_watch_too(group, method, shape,
+                                                                        message):
+    """Refused in every ordered request, they were taken on these three (a probe)."""
+    data = message(group).SerializeToString() + bytes([0x98, 0x06, 0x01])   # field 99 = 1
+    path = f"/agora.v1.Coordinator/{method}"
+    with group.channel(1) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            if shape == "unary":
+                ch.unary_unary(path)(data, timeout=10)
+            else:
+                list(ch.unary_stream(path)(data, timeout=10))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+    assert "unknown field" in e.value.details(), e.value.details()
