@@ -112,6 +112,10 @@ class PbftClearinghouse:
         self._tasks: list[asyncio.Task] = []
         self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
             "AGORA_TRACE") else None
+        self.removed: str | None = None
+        """why this site's key is no longer the group's (the operator removed the site, or
+        admitted another key for it), once f+1 replicas said so twice: its agent stops what
+        it runs and acts no more (``_heartbeats``)"""
         self.results: list[pb.Result] = []
         """the last few results of this site's messages (rejections are logged)"""
         self.sent = 0
@@ -242,14 +246,45 @@ class PbftClearinghouse:
                 self._in_flight = False
 
     async def _heartbeats(self) -> None:
+        """Beat; after beats no replica took, ask whether this site's key is still the
+        group's: a removed site's agent went on running its work (unreported, the
+        schedule had placed it again elsewhere: it ran twice) and knocking for good (a
+        probe). Refused twice, f+1 replicas agreeing, the agent is told (``on_update``) and
+        the watch and the beats stop."""
+        unheard = refused = 0
         while True:
             try:
-                await self.client.heartbeat()
+                unheard = 0 if await self.client.heartbeat() else unheard + 1
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - the next beat may get through
                 log.debug("heartbeat failed: %s", e)
+            if unheard:
+                why = await self._key_refused()
+                refused = refused + 1 if why else 0
+                if refused >= 2:
+                    self.removed = why
+                    log.warning("site %s: the group no longer has this site's key (%s): "
+                                "stopping its work; restart the agent once it is admitted "
+                                "again", self.client.client_id, why)
+                    for t in self._tasks:
+                        if t is not asyncio.current_task():
+                            t.cancel()
+                    self.on_update([])
+                    return
             await asyncio.sleep(self.heartbeat_s)
+
+    async def _key_refused(self) -> str | None:
+        """The refusal f+1 replicas agree on when this site's key is not the group's
+        (None: it is, or too few answer to tell)."""
+        try:
+            await self.client.ledger()
+        except CoordinatorError as e:
+            if e.code == grpc.StatusCode.UNAUTHENTICATED and "no key for client" in e.message:
+                return e.message
+        except Exception:  # noqa: BLE001 - not an answer: ask again later
+            pass
+        return None
 
 
 def merge(old: SitePart | None, new: SitePart) -> SitePart:

@@ -117,12 +117,17 @@ class AgentRuntime:
         self.wake()
 
     def _reconcile(self) -> None:
-        """Stop what the executor runs that the committed schedule does not place here."""
+        """Stop what the executor runs that the committed schedule does not place here --
+        everything, once the site was removed (its work is placed elsewhere)."""
         ex, ledger = self.agent.executor, self.agent.clearinghouse.ledger
+        removed = getattr(self.agent.clearinghouse, "removed", None)
         for key in ex.running():
             ts = ledger.tasks.get(key[:2])
             placed = ts.placements.get(key[2]) if ts is not None else None
-            if placed is None or placed[0] not in self.own_nodes:
+            if removed:
+                ex.kill(key, f"the site was removed: {removed}", report=False)
+                self.counts["reconciled_killed"] += 1
+            elif placed is None or placed[0] not in self.own_nodes:
                 ex.kill(key, "the committed schedule no longer places it here", report=False)
                 self.counts["reconciled_killed"] += 1
 
@@ -145,6 +150,9 @@ class AgentRuntime:
     def act_if_owed(self) -> None:
         a = self.agent
         ch, ex = a.clearinghouse, a.executor
+        if getattr(ch, "removed", None):
+            return                              # removed: it neither bids nor reports
+
         info = ch.round_info()
         key = info.round
         reports = ex.has_reports()

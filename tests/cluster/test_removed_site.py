@@ -1,0 +1,89 @@
+"""A site the operator removed (or whose key another replaced) while its agent ran: the
+agent went on running its work, unreported, while the schedule placed that work again
+elsewhere -- it ran twice -- and knocked at the replicas for good (a probe of membership
+changes). Its clearinghouse now asks, after heartbeats no replica took, whether the site's
+key is still the group's; refused twice (f+1 replicas agreeing: ``CoordinatorError``), the
+agent kills what it runs and acts no more.
+
+Over fakes of the coordinator client and the agent's parts (objects recording calls, in this
+unit test only); the refusal itself over gRPC is in ``tests/security``."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from agora.agents.cluster.runtime import AgentRuntime
+from agora.coordinator.clearinghouse import PbftClearinghouse
+from agora.coordinator.client import CoordinatorError
+from tests.simkit import cluster, node, site
+
+NO_KEY = ("envelope.payload.request.client_id: no key for client 'site:b'; expected a "
+          "client of the key file or a site the operator admitted (and did not remove)")
+
+
+class FakeClient:
+    client_id = "site:b"
+
+    def __init__(self, refusal: CoordinatorError) -> None:
+        self.refusal = refusal
+        self.asked = 0
+
+    async def heartbeat(self) -> int:
+        return 0                                  # no replica takes its beats
+
+    async def ledger(self):
+        self.asked += 1
+        raise self.refusal
+
+
+def clearinghouse(refusal: CoordinatorError) -> PbftClearinghouse:
+    cl = cluster(site("b", node("b", "n0", 2)))
+    return PbftClearinghouse(cluster=cl, client=FakeClient(refusal), heartbeat_s=0.01)
+
+
+@pytest.mark.timeout(30)
+def test_a_site_whose_key_is_refused_twice_stops_and_tells_its_agent():
+    async def main():
+        ch = clearinghouse(CoordinatorError(grpc.StatusCode.UNAUTHENTICATED, NO_KEY, {}))
+        told = []
+        ch.on_update = told.append
+        other = asyncio.ensure_future(asyncio.sleep(60))     # its watch, say
+        ch._tasks = [other]
+        await asyncio.wait_for(ch._heartbeats(), 10)
+        assert ch.removed == NO_KEY and told == [[]] and ch.client.asked == 2
+        await asyncio.sleep(0)
+        assert other.cancelled()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_replicas_that_do_not_answer_are_no_removal():
+    async def main():
+        ch = clearinghouse(CoordinatorError(grpc.StatusCode.UNAVAILABLE, "no 2 matching", {}))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ch._heartbeats(), 0.5)
+        assert ch.removed is None and ch.client.asked > 2
+
+    asyncio.run(main())
+
+
+def test_a_removed_sites_agent_kills_everything_it_runs_and_acts_no_more():
+    kills = []
+    executor = SimpleNamespace(running=lambda: {("j", "t", 0), ("j", "t", 1)},
+                               kill=lambda key, why, report: kills.append((key, why, report)))
+    ledger = SimpleNamespace(tasks={})
+    rt = AgentRuntime.__new__(AgentRuntime)
+    rt.own_nodes = range(0, 1)
+    rt.counts = {"reconciled_killed": 0}
+    rt.agent = SimpleNamespace(executor=executor, clearinghouse=SimpleNamespace(
+        ledger=ledger, removed=NO_KEY, round_info=lambda: pytest.fail("it acted")))
+    rt._reconcile()
+    assert sorted(k for k, _, _ in kills) == [("j", "t", 0), ("j", "t", 1)]
+    assert all(not report and why.startswith("the site was removed: ") for _, why, report
+               in kills)
+    rt.act_if_owed()                           # returns before it looks at the round
