@@ -69,6 +69,17 @@ class MembershipCommands:
                         res: pb.Result) -> None:
         self._operator_only(client_id, "remove_site")
         self._member_site(msg.site, "remove_site")
+        # a probe: a second removal was accepted (and "lost" its work again), and so was the
+        # removal of the last site, after which nothing could ever run
+        if self.members.get(msg.site) == b"":
+            raise Rejected("remove_site.removed_already", "command.remove_site.site",
+                           f"site {msg.site!r} was removed already; expected a member site "
+                           f"(agora site list; agora site admit brings one back)")
+        if not any(self.members.get(s) != b"" for s in self.site_index if s != msg.site):
+            raise Rejected("remove_site.last_site", "command.remove_site.site",
+                           f"site {msg.site!r} is the last member site: removed, no work "
+                           f"could ever run; expected another member site to remain (admit "
+                           f"one first)")
         if len(msg.reason) > MAX_CANCEL_REASON:
             raise Rejected("remove_site.bad_reason", "command.remove_site.reason",
                            f"{len(msg.reason)} characters; expected at most "

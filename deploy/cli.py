@@ -259,8 +259,11 @@ def cmd_certs(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one sub-command. A user sees one line, never a traceback: bad input exits 2, a
-    system that is not running or refuses exits 1, Ctrl-C 130."""
+    """Run one sub-command. A user sees one line, never a traceback: bad input exits 2 (the
+    coordinator's INVALID_ARGUMENT too), a system that is not running or refuses exits 1,
+    Ctrl-C 130."""
+    import grpc
+
     from agora.coordinator.client import CoordinatorError
     from agora.deploy.service_client import NotRunning
 
@@ -276,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except CoordinatorError as e:
         print(f"{name}: the coordinator refused: {e.code.name}: {e.message}", file=sys.stderr)
-        return 1
+        # bad input exits 2 wherever it is found (a probe: agora site remove '' exited 1)
+        return 2 if e.code == grpc.StatusCode.INVALID_ARGUMENT else 1
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

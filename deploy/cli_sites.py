@@ -83,7 +83,20 @@ def cmd_site_remove(a: argparse.Namespace) -> int:
 
 
 def _ordered(a: argparse.Namespace, call, done: str, then: str) -> int:
-    res = run_live(target(a.config), call, a.client, a.keys)
+    from agora.coordinator.client import CoordinatorError
+
+    async def go(client):
+        try:
+            return await call(client)
+        except CoordinatorError as e:
+            if e.result is None:
+                raise
+            return e.result      # the schedule refused it: the input's problem, not a fault
+
+    res = run_live(target(a.config), go, a.client, a.keys)
+    if res.rejections:           # exit 2 naming the field, as agora cancel (a probe: exit 1)
+        r = res.rejections[0]
+        raise ValueError(f"{r.field}: {r.reason}")
     if a.json:
         print(json.dumps({done: a.site, "version": res.version}))
     else:

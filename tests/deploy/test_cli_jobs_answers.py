@@ -121,3 +121,22 @@ def test_running_instances_read_offline_say_they_are_as_the_service_stopped(
     assert main(["jobs", "--config", str(up)]) == 0
     out = capsys.readouterr().out
     assert ("what ran when the service stopped" in out) == noted
+
+
+@pytest.mark.parametrize("code, rc", [("INVALID_ARGUMENT", 2), ("PERMISSION_DENIED", 1)])
+def test_the_coordinators_invalid_argument_exits_2_as_bad_input(up, capsys, monkeypatch,
+                                                                code, rc):
+    """A probe: agora site remove '' was refused INVALID_ARGUMENT and exited 1 (this test's
+    fake service answers every call with the refusal)."""
+    import grpc
+
+    from agora.coordinator.client import CoordinatorError
+    from agora.deploy import cli_sites
+
+    def refuse(*a, **k):
+        raise CoordinatorError(getattr(grpc.StatusCode, code), "command.remove_site.site: "
+                               "the reason", {})
+    monkeypatch.setattr(cli_sites, "run_live", refuse)
+    monkeypatch.setattr(cli_sites, "target", lambda config: None)
+    assert main(["site", "remove", "x", "--config", str(up)]) == rc
+    assert "command.remove_site.site: the reason" in capsys.readouterr().err

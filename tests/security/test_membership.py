@@ -89,6 +89,25 @@ def test_a_removed_site_is_revoked_lapsed_and_its_running_work_reopened():
     assert again.members == st.members and again.snapshot() == snap
 
 
+def test_a_site_removed_already_and_the_last_member_site_are_not_removed():
+    # a probe: a second removal was accepted ("lost" its work again), and so was removing
+    # every site, after which nothing could ever run
+    r = Run()
+    sites = sorted(r.state.site_index)
+    assert r("operator", remove(sites[0])).accepted == 1
+    again = r("operator", remove(sites[0]))
+    assert not again.accepted and again.rejections[0].field == "command.remove_site.site"
+    assert "removed already" in again.rejections[0].reason
+    for s in sites[1:-1]:
+        assert r("operator", remove(s)).accepted == 1
+    last = r("operator", remove(sites[-1]))
+    assert not last.accepted and "the last member site" in last.rejections[0].reason
+    assert r.state.member_key(f"site:{sites[-1]}") is None      # still the key file's
+    key = SigningKey(b"\x08" * 32)
+    assert r("operator", admit(sites[0], key)).accepted == 1        # back: now it may go
+    assert r("operator", remove(sites[-1])).accepted == 1
+
+
 # ---- the PBFT core: judged at the request's place in the log -----------------------------
 
 def signed(key: SigningKey, client: str, ts: int, data: bytes) -> PbftRequest:
