@@ -1,0 +1,44 @@
+"""A live schedule resumes only on the cluster it began with (``deploy/cluster_record.py``):
+resumed with a site added to the cluster file, every job that had completed went back to
+open and ran again (a probe of membership changes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agora.deploy.cluster_record import RECORD, check_or_record
+from tests.simkit import cluster, node, site
+
+
+def demo(*extra):
+    return cluster(site("a", node("a", "n0", 2)), site("b", node("b", "n0", 2)), *extra)
+
+
+def test_the_first_start_records_the_cluster_and_the_same_one_resumes(tmp_path):
+    check_or_record(tmp_path, demo(), "c.yaml")
+    assert (tmp_path / RECORD).is_file()
+    check_or_record(tmp_path, demo(), "c.yaml")
+
+
+@pytest.mark.parametrize("other, said", [
+    (demo(site("d", node("d", "n0", 1))), "sites added: d"),
+    (cluster(site("a", node("a", "n0", 2))), "sites gone: b"),
+    (cluster(site("b", node("b", "n0", 2)), site("a", node("a", "n0", 2))), "another order"),
+    (cluster(site("a", node("a", "n0", 4)), site("b", node("b", "n0", 2))), "nodes changed"),
+])
+def test_another_cluster_is_refused_saying_how_it_differs(tmp_path, other, said):
+    check_or_record(tmp_path, demo(), "c.yaml")
+    with pytest.raises(ValueError) as e:
+        check_or_record(tmp_path, other, "c.yaml")
+    assert str(e.value).startswith("c.yaml: the cluster is not the one the schedule")
+    assert said in str(e.value) and "would run completed work again" in str(e.value)
+
+
+def test_agora_up_refuses_to_resume_on_another_cluster_before_it_starts_anything(tmp_path):
+    from agora.deploy.launch import start_group
+
+    (tmp_path / "coordinator").mkdir()
+    check_or_record(tmp_path / "coordinator", demo(), "c.yaml")
+    with pytest.raises(ValueError, match="sites added: d"):
+        start_group(None, demo(site("d", node("d", "n0", 1))), "c.yaml", tmp_path, keep=True)
+    assert sorted(p.name for p in (tmp_path / "coordinator").iterdir()) == [RECORD]
