@@ -280,7 +280,11 @@ class PbftClearinghouse:
         try:
             await self.client.ledger()
         except CoordinatorError as e:
-            if e.code == grpc.StatusCode.UNAUTHENTICATED and "no key for client" in e.message:
+            # no key (removed), or another key (the operator admitted a new one: this agent
+            # signs with the old one until it is restarted with the new)
+            if e.code == grpc.StatusCode.UNAUTHENTICATED and (
+                    "no key for client" in e.message
+                    or "does not verify with the key of client" in e.message):
                 return e.message
         except Exception:  # noqa: BLE001 - not an answer: ask again later
             pass

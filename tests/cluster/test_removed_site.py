@@ -45,16 +45,21 @@ def clearinghouse(refusal: CoordinatorError) -> PbftClearinghouse:
     return PbftClearinghouse(cluster=cl, client=FakeClient(refusal), heartbeat_s=0.01)
 
 
+ROTATED = ("envelope.payload.request.signature: does not verify with the key of client "
+           "'site:b'")
+
+
 @pytest.mark.timeout(30)
-def test_a_site_whose_key_is_refused_twice_stops_and_tells_its_agent():
+@pytest.mark.parametrize("why", [NO_KEY, ROTATED])
+def test_a_site_whose_key_is_refused_twice_stops_and_tells_its_agent(why):
     async def main():
-        ch = clearinghouse(CoordinatorError(grpc.StatusCode.UNAUTHENTICATED, NO_KEY, {}))
+        ch = clearinghouse(CoordinatorError(grpc.StatusCode.UNAUTHENTICATED, why, {}))
         told = []
         ch.on_update = told.append
         other = asyncio.ensure_future(asyncio.sleep(60))     # its watch, say
         ch._tasks = [other]
         await asyncio.wait_for(ch._heartbeats(), 10)
-        assert ch.removed == NO_KEY and told == [[]] and ch.client.asked == 2
+        assert ch.removed == why and told == [[]] and ch.client.asked == 2
         await asyncio.sleep(0)
         assert other.cancelled()
 
