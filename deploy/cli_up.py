@@ -52,6 +52,11 @@ def cmd_up(a: argparse.Namespace) -> int:
     from agora.deploy import live
 
     cfg = _load(a)
+    # resumed only on the cluster it began with: refused here, one line and exit 2, before
+    # anything starts or detaches (the service checks again as it starts)
+    from agora.deploy.cluster_record import check
+
+    check(Path(cfg.out) / "coordinator", cfg.load_cluster(), str(cfg.cluster))
     if a.detach:
         return live.detach(cfg, a.config)
     return live.serve(cfg)

@@ -25,17 +25,22 @@ def shape(cluster: Cluster) -> dict:
 def check_or_record(folder: Path, cluster: Cluster, cluster_file: str) -> None:
     """Record ``cluster``'s shape in ``folder`` the first time; after, raise ValueError when
     it differs from the one recorded, saying how and what to do."""
+    if not check(folder, cluster, cluster_file):
+        (folder / RECORD).write_text(json.dumps(shape(cluster)))
+
+
+def check(folder: Path, cluster: Cluster, cluster_file: str) -> bool:
+    """Whether ``folder`` records a cluster (False: none yet, or unreadable -- a state made
+    before the record, whose first resume records it); ValueError when it records another
+    (``agora up`` asks before it detaches, so the operator reads why, exit 2)."""
     path = folder / RECORD
     now = shape(cluster)
     try:
         before = json.loads(path.read_text())
-    except FileNotFoundError:
-        path.write_text(json.dumps(now))
-        return
     except (OSError, ValueError):
-        return                       # unreadable: the replicas' own checks decide
+        return False
     if before == now:
-        return
+        return True
     old = [s["site"] for s in before.get("sites", [])]
     new = [s["site"] for s in now["sites"]]
     added = [s for s in new if s not in old]

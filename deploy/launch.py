@@ -280,7 +280,8 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
                 log.warning("site %s was removed by the operator (agora site remove): its "
                             "agent is not started and its nodes take no work; to bring it "
                             "back, admit its key again (agora site admit %s --key ...) and "
-                            "restart agora up, or take it out of the cluster file", s, s)
+                            "restart agora up (it stays in the cluster file: the schedule "
+                            "resumes only on the cluster it began with)", s, s)
         actors, refs = [], []
         for i, s in enumerate(sites):
             cid = f"site:{s}"

@@ -42,3 +42,26 @@ def test_agora_up_refuses_to_resume_on_another_cluster_before_it_starts_anything
     with pytest.raises(ValueError, match="sites added: d"):
         start_group(None, demo(site("d", node("d", "n0", 1))), "c.yaml", tmp_path, keep=True)
     assert sorted(p.name for p in (tmp_path / "coordinator").iterdir()) == [RECORD]
+
+
+def test_agora_up_says_so_in_one_line_and_exits_2_before_it_detaches(tmp_path, capsys,
+                                                                     monkeypatch):
+    # the re-probe: refused inside the service it exited 1, after a "(resumed)" banner
+    from pathlib import Path
+
+    from agora.deploy import live
+    from agora.deploy.cli import main
+
+    demo_cluster = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "cluster.yaml"
+    (tmp_path / "up.yaml").write_text(f"cluster: {demo_cluster}\nout: {tmp_path / 'out'}\n")
+    (tmp_path / "out" / "coordinator").mkdir(parents=True)
+    check_or_record(tmp_path / "out" / "coordinator", demo(), "c.yaml")
+
+    def started(*a, **k):
+        raise AssertionError("the service started")
+    monkeypatch.setattr(live, "serve", started)
+    monkeypatch.setattr(live, "detach", started)
+    for extra in ([], ["--detach"]):
+        assert main(["up", "--config", str(tmp_path / "up.yaml"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "the cluster is not the one the schedule" in err[0]
