@@ -276,9 +276,12 @@ class PbftClearinghouse:
 
     async def _key_refused(self) -> str | None:
         """The refusal f+1 replicas agree on when this site's key is not the group's
-        (None: it is, or too few answer to tell)."""
+        (None: it is, or too few answer to tell). The question is a query of one job id
+        no job has: its signature is checked like any request's, and its answer (no such
+        job) costs next to nothing -- beats refused for another reason (a clock far off)
+        would otherwise read the whole ledger every few seconds."""
         try:
-            await self.client.ledger()
+            await self.client.schedule(job_id=KEY_CHECK_JOB)
         except CoordinatorError as e:
             # no key (removed), or another key (the operator admitted a new one: this agent
             # signs with the old one until it is restarted with the new)
@@ -289,6 +292,10 @@ class PbftClearinghouse:
         except Exception:  # noqa: BLE001 - not an answer: ask again later
             pass
         return None
+
+
+KEY_CHECK_JOB = "agora-key-check"
+"""the job id a site's key check asks for (``PbftClearinghouse._key_refused``)"""
 
 
 def merge(old: SitePart | None, new: SitePart) -> SitePart:

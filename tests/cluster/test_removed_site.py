@@ -35,7 +35,8 @@ class FakeClient:
     async def heartbeat(self) -> int:
         return 0                                  # no replica takes its beats
 
-    async def ledger(self):
+    async def schedule(self, **by):
+        assert by == {"job_id": "agora-key-check"}      # a cheap question, not the ledger
         self.asked += 1
         raise self.refusal
 

@@ -207,6 +207,15 @@ def test_a_site_key_file_is_private_random_and_refused_when_others_may_read_it(t
         load_or_create(path)
 
 
+async def key_refused(client) -> str | None:
+    """A site's clearinghouse's question, asked through ``client`` (the real group)."""
+    from agora.coordinator.clearinghouse import PbftClearinghouse
+
+    ch = PbftClearinghouse.__new__(PbftClearinghouse)
+    ch.client = client
+    return await ch._key_refused()
+
+
 def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group):
     assert not any(c.startswith("site:") for c in group.keys.client_signing)
     east = SigningKey.generate()
@@ -246,11 +255,15 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                     await site.submit_jobs([job("w1", origin="west")])
                 assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
 
+                # the question a running agent asks when its beats go unheard: its key is
+                # the group's (coordinator/clearinghouse.py, tests/cluster/test_removed_site)
+                assert await key_refused(site) is None
                 east2 = SigningKey.generate()                  # rotation
                 await operator.admit_site("east", bytes(east2.verify_key))
                 with pytest.raises(CoordinatorError) as e:
                     await site.submit_jobs([job("e2", origin="east")])
                 assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+                assert "does not verify with the key of client" in await key_refused(site)
                 async with group.client("site:east", keys=group.keys.public().with_own_key(
                         "site:east", bytes(east2))) as rotated:
                     assert (await rotated.submit_jobs([job("e3", origin="east")])).accepted
@@ -258,6 +271,7 @@ def test_a_site_is_admitted_rotated_and_removed_by_the_operator_over_grpc(group)
                     with pytest.raises(CoordinatorError) as e:
                         await rotated.submit_jobs([job("e4", origin="east")])
                     assert e.value.code == grpc.StatusCode.UNAUTHENTICATED
+                    assert "no key for client" in await key_refused(rotated)
                     assert await rotated.heartbeat() <= 1    # at most f still behind
                 ledger = await operator.ledger()
                 assert [r.job.id for r in ledger.jobs] == ["e1", "e3"]
