@@ -44,6 +44,7 @@ class ClientReads:
     async def status(self) -> list[pb.ReplicaStatus | str]:
         """Each replica's own status, or the error reaching it."""
         self.open()
+
         async def one(i, stub):
             request = pb.StatusRequest(auth=self.read_auth("GetStatus", replica=i))
             for attempt in (1, 2):

@@ -4,8 +4,9 @@ method, its id, a timestamp, (for a watch) the version it starts from and the re
 for. Replicas accept a signature within ``WINDOW_MS`` of their own clock (the clocks of sites
 may differ by that much) and made out to them: every replica receives a reader's request, so
 one that named no replica let a faulty replica replay a site's watch requests at the others
-until the site's watch slots there were full (a probe's finding). The gRPC health service stays open: it says SERVING and nothing else, and with mutual
-TLS (the default) it too needs a certificate of the group's CA.
+until the site's watch slots there were full (a probe's finding). The gRPC health service
+stays open: it says SERVING and nothing else, and with mutual TLS (the default) it too needs
+a certificate of the group's CA.
 
 Schedule reads that are PBFT requests (``GetSchedule``: schedule, job status, ledger) are
 signed requests already (``coordinator/validate.py``). Who reads how much --

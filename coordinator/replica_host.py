@@ -121,9 +121,9 @@ class ReplicaHost:
         self.seen: dict[int, float] = {}
         self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
         self.waiting_ops: dict[tuple[str, int], bytes] = {}
+        """(client, timestamp) -> what tells the waiting request apart (``open_op``)"""
         self._client_waits: dict[str, set[int]] = {}
         """client -> the timestamps its requests wait at here"""
-        """(client, timestamp) -> what tells the waiting request apart (``open_op``)"""
         self.watchers: list[asyncio.Queue] = []
         self.watching: dict[str, int] = {}
         """reader -> watch streams it holds open here (``service.MAX_WATCHES_PER_READER``)"""

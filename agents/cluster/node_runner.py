@@ -305,10 +305,10 @@ class NodeRunner:
                 reason = "the service was stopped (agora down) while it ran"
             except OSError:               # ... and when (a probe: "restarted under it",
                 pass                      # ended when the next start saw it)
-            write_json(folder / "end.json", {"kind": "lost", "exit_code": -1, "start": began,
-                                              "end": now, "reason": reason})
-            self._ended(RunEnd(req.job, req.task, req.instance, req.run_id, "lost", -1,
-                               began, now, reason, self.ray_node))
+            end = {"kind": "lost", "exit_code": -1, "start": began, "end": now,
+                   "reason": reason}
+            write_json(folder / "end.json", end)
+            self._ended_as(req, end)
 
 
 RayNodeRunner = ray.remote(NodeRunner)

@@ -121,14 +121,13 @@ class AgentRuntime:
         everything, once the site was removed (its work is placed elsewhere)."""
         ex, ledger = self.agent.executor, self.agent.clearinghouse.ledger
         removed = getattr(self.agent.clearinghouse, "removed", None)
+        why = (f"the site was removed: {removed}" if removed
+               else "the committed schedule no longer places it here")
         for key in ex.running():
             ts = ledger.tasks.get(key[:2])
             placed = ts.placements.get(key[2]) if ts is not None else None
-            if removed:
-                ex.kill(key, f"the site was removed: {removed}", report=False)
-                self.counts["reconciled_killed"] += 1
-            elif placed is None or placed[0] not in self.own_nodes:
-                ex.kill(key, "the committed schedule no longer places it here", report=False)
+            if removed or placed is None or placed[0] not in self.own_nodes:
+                ex.kill(key, why, report=False)
                 self.counts["reconciled_killed"] += 1
 
     async def _loop(self) -> None:

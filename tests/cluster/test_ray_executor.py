@@ -96,32 +96,42 @@ def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
     asyncio.run(main())
 
 
-class RestartingRunner(FakeRunner):
-    """``ends`` fails at once ``dies`` times (its process died), then answers as a new
-    incarnation with the completed end of run 5 its predecessor wrote."""
+class FailsFirst(FakeRunner):
+    """``method`` fails at once ``fails`` times (the actor's process died, or Ray restarts
+    it), then answers as ``then(*args)`` does."""
 
-    def __init__(self, dies: int) -> None:
+    def __init__(self, method: str, fails: int, then) -> None:
         super().__init__()
-        self.dies = dies
+        self.method, self.fails, self.then = method, fails, then
 
     def __getattr__(self, method):
-        if method != "ends":
+        if method != self.method:
             return super().__getattr__(method)
         runner = self
 
-        class Ends:
-            def remote(self, after, timeout):
+        class Method:
+            def remote(self, *args):
+                runner.calls.append((method, *args))
+
                 async def answer():
-                    if runner.dies > 0:
-                        runner.dies -= 1
+                    if runner.fails > 0:
+                        runner.fails -= 1
                         raise RayActorError()
-                    if after == 0:
-                        return "second", [RunEnd("j", "t", 0, 5, "completed", 0, 1.0, 2.0,
-                                                 "", seq=1)]
-                    await asyncio.sleep(timeout)
-                    return "second", []
+                    return await runner.then(*args)
                 return answer()
-        return Ends()
+        return Method()
+
+
+async def second_incarnation(after, timeout):
+    """A restarted runner's ``ends``: the completed end of run 5 its predecessor wrote."""
+    if after == 0:
+        return "second", [RunEnd("j", "t", 0, 5, "completed", 0, 1.0, 2.0, "", seq=1)]
+    await asyncio.sleep(timeout)
+    return "second", []
+
+
+async def landed(req):
+    return "started"
 
 
 @pytest.mark.timeout(30)
@@ -133,7 +143,7 @@ def test_a_runner_that_died_is_given_a_grace_to_come_back_with_its_ends(dies, gr
                                                                         down):
     async def main():
         ex, ts, _ = started()
-        ex.runners = {0: RestartingRunner(dies)}
+        ex.runners = {0: FailsFirst("ends", dies, second_incarnation)}
         ex.restart_grace_s, ex.poll_s = grace_s, 0.05
         ex._cursor[0] = ("first", 0)
         poll = asyncio.ensure_future(ex._poll(0))
@@ -146,36 +156,11 @@ def test_a_runner_that_died_is_given_a_grace_to_come_back_with_its_ends(dies, gr
     asyncio.run(main())
 
 
-class FailingStarts(FakeRunner):
-    """``start`` fails at once ``fails`` times (the actor is restarting), then answers."""
-
-    def __init__(self, fails: int) -> None:
-        super().__init__()
-        self.fails = fails
-
-    def __getattr__(self, method):
-        if method != "start":
-            return super().__getattr__(method)
-        runner = self
-
-        class Start:
-            def remote(self, req):
-                runner.calls.append(("start", req))
-
-                async def answer():
-                    if runner.fails > 0:
-                        runner.fails -= 1
-                        raise RayActorError()
-                    return "started"
-                return answer()
-        return Start()
-
-
 @pytest.mark.timeout(30)
 def test_a_start_that_fails_is_sent_again_until_it_lands_or_the_run_is_not_ours():
     async def main():
         ex, ts, _ = started()
-        ex.runners = {0: FailingStarts(2)}
+        ex.runners = {0: FailsFirst("start", 2, landed)}
         ts.placed_at[0] = 7                       # placed again here: a fresh start
         ex.start(ts, 0, 0)
         await asyncio.sleep(3.0)
@@ -183,7 +168,7 @@ def test_a_start_that_fails_is_sent_again_until_it_lands_or_the_run_is_not_ours(
         # run 5's start (sent by started()) failed and is not sent again: 7 replaced it;
         # run 7's failed once and landed the second time
         assert starts == [5, 7, 7]
-        ex.runners = {0: FailingStarts(1_000)}
+        ex.runners = {0: FailsFirst("start", 1_000, landed)}
         ts.placed_at[0] = 8
         ex.start(ts, 0, 0)
         await asyncio.sleep(1.5)
