@@ -64,6 +64,9 @@ class Ledger:
         self.tasks: dict[TaskKey, TaskEntry] = {}
         self.pool = OpenPool()
         self._next_rank = 0
+        self._next_seq = 0
+        """admission numbers (``JobEntry.seq``): only their order means anything, and it
+        outlives jobs dropped from the ledger (``forget_jobs``)"""
         self.gave_up: list[tuple[str, str, str, str]] = []
         """(job id, task id, outcome, reason) for every task that gave up instances"""
         self.instances_done = 0
@@ -241,6 +244,36 @@ class Ledger:
             self.give_up(ts, "unschedulable", why)
 
     @staticmethod
+    def compactable(js: JobEntry) -> bool:
+        """Nothing of ``js`` runs, waits or is open, nor will again: dropping it
+        (``forget_jobs``) changes nothing any other job may do."""
+        return js.finished and not any(ts.open or ts.outcome == "waiting" for ts in js.tasks)
+
+    def forget_jobs(self, ids: set[str]) -> list[JobEntry]:
+        """Drop the jobs ``ids`` (each ``compactable``; unknown ids are skipped) and what
+        the ledger keeps of them; returns the entries dropped, in admission order. The
+        instance counters (``instances_done``, ``instances_gave_up``) keep counting them."""
+        gone = []
+        for job_id in ids:
+            js = self.jobs.get(job_id)
+            if js is None:
+                continue
+            if not self.compactable(js):
+                raise ValueError(f"job {job_id!r} is not finished; only finished jobs are "
+                                 f"dropped")
+            gone.append(js)
+        for js in gone:
+            del self.jobs[js.job.id]
+            self.unencoded.pop(js.job.id, None)
+            for ts in js.tasks:
+                del self.tasks[ts.key]
+        if gone and self.gave_up:
+            dropped = {js.job.id for js in gone}
+            self.gave_up = [g for g in self.gave_up if g[0] not in dropped]
+        gone.sort(key=lambda js: js.seq)
+        return gone
+
+    @staticmethod
     def cancellable(js: JobEntry) -> bool:
         """Pending, or failed with instances still running (a failed job starts nothing
         more, see ``_fail_task``; a record from before that rule may hold open work too)."""
@@ -305,7 +338,8 @@ class Ledger:
         """``job``'s entries with every instance waiting (``restore_job`` fills them in)."""
         if job.id in self.jobs:
             raise ValueError(f"job {job.id!r} is already in the ledger")
-        js = JobEntry(job, len(self.jobs), origin)
+        js = JobEntry(job, self._next_seq, origin)
+        self._next_seq += 1
         for topo, task in enumerate(topological_order(job)):
             ts = TaskEntry(js, task, topo, self._next_rank)
             self._next_rank += 1

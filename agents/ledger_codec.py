@@ -136,12 +136,15 @@ def restore_ledger(view: pb.LedgerView, site_index: dict[str, int], n_nodes: int
 
 
 def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int],
-                 node_index: dict[str, int]) -> list[tuple[TaskEntry, int, int]]:
+                 node_index: dict[str, int], *,
+                 compact: bool = True) -> list[tuple[TaskEntry, int, int]]:
     """Apply one committed ``ScheduleUpdate`` to ``ledger`` in the order the coordinator
     executed it (admissions, then cancellations, then instance ends, then the allocations
-    of a round it closed), with the very transitions the coordinator's own ledger made.
+    of a round it closed, then the finished jobs it compacted away), with the very
+    transitions the coordinator's own ledger made.
     Returns the (task, instance, node) of every allocation in it (``FOREIGN_NODE`` for one
-    at another site in a site's redacted view)."""
+    at another site in a site's redacted view). ``compact=False`` keeps the jobs the
+    coordinator compacted away (an account of a whole run)."""
     for jm in u.jobs:
         job = job_from_proto(jm, "update.jobs")
         ledger.admit(job, site_index[job.origin], job.arrival)
@@ -164,4 +167,7 @@ def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int
         for inst in range(a.instance_begin, a.instance_end):
             ledger.start(ts, inst, node)
             started.append((ts, inst, node))
+    if u.compacted and compact:
+        # finished jobs the coordinator no longer keeps (coordinator/compaction.py)
+        ledger.forget_jobs(set(u.compacted))
     return started

@@ -36,6 +36,7 @@ from agora.agents.step.seams import RoundInfo, SitePart
 from agora.coordinator.client import CoordinatorClient, CoordinatorError
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.watch_merge import WatchRefused
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,13 @@ class PbftClearinghouse:
                     self.on_update(started)
             except asyncio.CancelledError:
                 raise
+            except WatchRefused as e:
+                # fell behind the replicas' recent updates past compacted history: only a
+                # fresh ledger read (a restarted agent) can follow again
+                log.error("cannot follow the schedule from version %d (%s); restart this "
+                          "site's agent", self._position[0], e)
+                await asyncio.sleep(10.0)
+                continue
             except Exception:  # noqa: BLE001 - the watch is reopened from where it stopped
                 log.exception("watch of the committed schedule failed; reopening")
             await asyncio.sleep(0.2)

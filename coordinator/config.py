@@ -177,6 +177,13 @@ class CoordinatorConfig:
     ``jobs[i].tasks[k].run``): true for a live Agora, where each instance executes a
     command; false (the default) also admits tasks without one (simulation and replay).
     Part of the replicated state machine's rules: every replica must have the same."""
+    retain_finished_jobs: int = 10_000
+    """Finished jobs (completed, failed, unschedulable, cancelled) the replicated schedule
+    keeps, newest admitted first, with their allocations and instance changes; older ones
+    are compacted away so that a long-running coordinator stays bounded
+    (``coordinator/compaction.py``; a tenth more may wait for the next scan), >= 0. Every
+    unfinished job is kept. 0: keep every job for good. Part of the replicated state
+    machine's rules: every replica must have the same."""
     metrics_port: int | tuple[int | None, ...] | None = None
     """Prometheus endpoint of each replica (``agents/metrics.py``; plain HTTP, ``/metrics``).
     None (the default): no endpoint and no counting. An integer p: replica i listens on
@@ -272,6 +279,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """The largest ``max_request_bytes`` allowed."""
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
+_NONNEG_INT = ("retain_finished_jobs",)
 _NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s", "site_start_grace_s")
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
                    "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s",
@@ -320,8 +328,8 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
         if k == "tls":
             kw[k] = _tls(v, bad)
             continue
-        if k in _POSITIVE_INT or k == "f":
-            low = 0 if k == "f" else 1
+        if k in _POSITIVE_INT + _NONNEG_INT or k == "f":
+            low = 0 if k == "f" or k in _NONNEG_INT else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise bad(k, f"got {v!r}", f"an integer >= {low}")
             if k == "max_request_bytes" and v > MAX_REQUEST_BYTES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 from agora.agents.ledger_codec import apply_update, restore_ledger
 
@@ -26,11 +27,16 @@ async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
             state["ledger"] = restore_ledger(view, site_index, len(node_index),
                                              cluster.faults.max_attempts)
             state["version"], state["round"] = view.version, view.round.round
+            state["compacted"] = Counter({c.name: c.count for c in view.compaction.jobs})
             position = (view.version, 1 << 30)
             async for u in client.watch(since_version=view.version):
                 if (u.version, u.sub) <= position:
                     continue
                 position = (u.version, u.sub)
+                for job_id in u.compacted:      # finished jobs the coordinator let go
+                    js = state["ledger"].jobs.get(job_id)
+                    if js is not None:
+                        state["compacted"][js.outcome] += 1
                 apply_update(state["ledger"], u, site_index, node_index)
                 state["version"], state["round"] = u.version, u.round.round
                 if on_update is not None:
@@ -43,11 +49,15 @@ async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
 
 
 def ledger_summary(state: dict) -> dict:
-    """Jobs by outcome, running instances, round and version ({} before the first query)."""
+    """Jobs by outcome (those compacted away too), running instances, round and version ({}
+    before the first query)."""
     ledger = state.get("ledger")
     if ledger is None:
         return {}
-    by = {"pending": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
+    gone = state.get("compacted") or {}
+    by = {"pending": 0, "running": 0, "done": gone.get("completed", 0), "failed": sum(
+        n for k, n in gone.items() if k not in ("completed", "cancelled")),
+        "cancelled": gone.get("cancelled", 0)}
     for js in ledger.jobs.values():
         if js.outcome == "pending":
             busy = any(ts.running for ts in js.tasks)

@@ -46,7 +46,9 @@ class Scope:
 
     def own_job(self, job_id: str) -> bool:
         js = self.st.ledger.jobs.get(job_id)
-        return js is not None and js.job.origin == self.site
+        if js is None:      # compacted since the update was made (``compaction.py``)
+            return self.st.compacted.origin(job_id) == self.site
+        return js.job.origin == self.site
 
     # ---- rows ----------------------------------------------------------------------------
     def concerns(self, a: pb.Allocation) -> bool:

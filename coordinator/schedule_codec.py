@@ -18,6 +18,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from agora.agents.ledger import WAITING
 from agora.agents.ledger_codec import job_record_bytes, restore_job
 from agora.agents.market import Bid, Offer
+from agora.coordinator.compaction import unknown_job
 from agora.coordinator.schedule_records import SitePart, allocation_pb, change_pb
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import schedule_pb2
@@ -114,6 +115,8 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
                        lapse_votes=sorted(info.lapse_votes))
     for site in sorted(st.members):
         tail.members.add(site=site, verify_key=st.members[site])
+    if st.compacted:
+        st.compacted.to_pb(tail.compaction)
     parts.append(tail.SerializeToString(deterministic=True))
     return b"".join(parts)
 
@@ -177,6 +180,7 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
             raise ProtoError("snapshot.members", f"site {m.site!r}, {len(m.verify_key)}-byte "
                              f"key", "a valid snapshot")
         st.members[m.site] = bytes(m.verify_key)
+    st.compacted.restore(snap.compaction)
     for part in snap.parts:
         if part.site not in st.site_index:
             raise ProtoError("snapshot.parts", f"unknown site {part.site!r}", "a valid snapshot")
@@ -229,7 +233,7 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
         js = st.ledger.jobs.get(q.job_status.job_id)
         if js is None:
             return _error(st, f"{where}.job_status.job_id",
-                          f"no job {q.job_status.job_id!r}; expected a submitted job id")
+                          unknown_job(st, q.job_status.job_id))
         out = pb.QueryResult(version=st.version)
         status = out.job_status
         status.job_id, status.origin, status.complete = js.job.id, js.job.origin, js.complete
@@ -255,6 +259,8 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
             view.sites.add(site=s, lapsed=st.sites[s].lapsed, key=key or b"",
                            removed=key == b"")
         view.nodes_down.extend(st.node_names[i] for i in sorted(st.nodes_down))
+        if st.compacted:
+            st.compacted.to_pb(view.compaction)
         return out
     if kind != "schedule":
         return _error(st, where, "no query set; expected schedule, job_status or ledger")
@@ -271,7 +277,7 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
         rows = [r for r in rows if r[4] == sq.site]
     elif by == "job_id":
         if sq.job_id not in st.ledger.jobs:
-            return _error(st, f"{at}.job_id", f"no job {sq.job_id!r}")
+            return _error(st, f"{at}.job_id", unknown_job(st, sq.job_id))
         rows = [r for r in rows if r[0] == sq.job_id]
     elif by == "task":
         if (sq.task.job_id, sq.task.task_id) not in st.ledger.tasks:
@@ -280,6 +286,11 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
     elif by == "since_version":
         if sq.since_version < 0:
             return _error(st, f"{at}.since_version", f"{sq.since_version}; expected >= 0")
+        floor = st.compacted.history_floor
+        if st.compacted.missing(sq.since_version, st.version + 1):
+            return _error(st, f"{at}.since_version", f"{sq.since_version}: rows up to version "
+                          f"{floor} were compacted away with their finished jobs "
+                          f"(retain_finished_jobs); expected > {floor}, or read the ledger")
         # versions only grow along the list
         rows = rows[bisect.bisect_left(rows, sq.since_version, key=lambda r: r[6]):]
     else:

@@ -67,6 +67,7 @@ from agora.agents.ledger import RUNNING, Ledger, TaskEntry
 from agora.agents.market import site_preference
 from agora.agents.sim.capacity import Capacity
 from agora.agents.ledger_codec import job_record_bytes
+from agora.coordinator.compaction import Compacted, admitted, compact, due
 from agora.coordinator.schedule_codec import (HistoryBytes, decode_known, query_answer,
                                               restore_into, snapshot_bytes)
 from agora.coordinator.schedule_records import AllocationRow, ChangeRow, SiteInfo, SitePart
@@ -117,13 +118,16 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         """A replica's state for ``config`` (a ``CoordinatorConfig``): its cluster, n and
         require_run -- what ``agora coordinator`` serves and offline reads rebuild."""
         return cls(cluster if cluster is not None else config.load_cluster(),
-                   n_replicas=config.n, require_run=config.require_run)
+                   n_replicas=config.n, require_run=config.require_run,
+                   retain_finished_jobs=config.retain_finished_jobs)
 
     def __init__(self, cluster: Cluster, *, n_replicas: int = 4,
-                 require_run: bool = False) -> None:
+                 require_run: bool = False, retain_finished_jobs: int = 0) -> None:
         self.cluster = cluster
         self.n_replicas = n_replicas
         self.require_run = require_run
+        self.retain_finished_jobs = retain_finished_jobs
+        """finished jobs kept (``compaction.py``); 0: every job, for good"""
         self.votes_needed = (n_replicas - 1) // 3 + 1
         self.site_names = list(cluster.site_names)
         self.site_index = {s: i for i, s in enumerate(self.site_names)}
@@ -183,6 +187,10 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self._sub = (0, 0)
         """(version, updates published at it so far): a batch of requests shares a version"""
         self._update: pb.ScheduleUpdate | None = None
+        self.compacted = Compacted()
+        self._scanned = -1
+        """the version of the last compaction scan that dropped nothing (transient: a scan
+        of an unchanged state finds nothing again)"""
 
     # ---- the App protocol ------------------------------------------------------------
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
@@ -191,6 +199,7 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self._seq = self.ledger.version = seq
         self._update = pb.ScheduleUpdate(version=seq)
         before = (self.round, self.armed, self.armed_version)
+        jobs_before = admitted(self) if self.retain_finished_jobs else 0
         try:
             cmd = decode_known(pb.Command, op, "command")
             kind = cmd.WhichOneof("kind")
@@ -216,6 +225,13 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             res.rejections.add(field="command", reason=f"{self._unlisted} more rejections, "
                                f"not listed (a result lists the first {self._listed})")
         res.round = self.round
+        if kind != "query" and due(self, jobs_before) and (
+                self._scanned != self.version or admitted(self) != jobs_before):
+            gone = compact(self)
+            if gone:
+                self._update.compacted.extend(gone)
+            else:
+                self._scanned = self.version
         self._publish(before)
         _notify(self.after_command)
         scope = scope_for(self, client_id)        # a site reads what concerns it
@@ -315,7 +331,7 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self._update = None
         changed = (self.round, self.armed, self.armed_version) != before
         if not (changed or u.jobs or u.cancelled or u.allocations or u.changes or u.nodes
-                or u.sites):
+                or u.sites or u.compacted):
             return
         self.version = self._seq
         n = self._sub[1] if self._sub[0] == self._seq else 0

@@ -154,6 +154,12 @@ class WatchMerger:
                    for k, v in self.pending.items())
 
 
+class WatchRefused(Exception):
+    """f+1 replicas refused the watch for good (OUT_OF_RANGE: the history it starts from
+    was compacted away, ``coordinator/compaction.py``): read the ledger and watch from its
+    version."""
+
+
 async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                        since_version: int = 0, *, hedge_s: float = 0.25,
                        patience_s: float = 5.0) -> AsyncIterator[pb.ScheduleUpdate]:
@@ -176,12 +182,14 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                         since_version=since, auth=read_auth("WatchSchedule", since, i))
                         .SerializeToString()):
                     await queue.put((i, data))
-            except grpc.aio.AioRpcError:
-                pass
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    await queue.put((i, e))
             await asyncio.sleep(0.5)
 
     order = preferred + [i for i in range(n) if i not in preferred]
     tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:f + 1]}
+    refused: dict[int, str] = {}
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -202,6 +210,11 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
             else:
                 if data is None:
                     merger.opened(i)
+                    continue
+                if isinstance(data, grpc.aio.AioRpcError):
+                    refused[i] = data.details()
+                    if len(refused) > f:        # a correct replica among them
+                        raise WatchRefused(data.details())
                     continue
                 released = merger.receive(i, data, loop.time())
             for data in released:

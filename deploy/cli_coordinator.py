@@ -270,10 +270,15 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
                 if a.count is not None and n >= a.count:
                     return
 
+    from agora.coordinator.watch_merge import WatchRefused
+
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except WatchRefused as e:       # the history it asks for was compacted away
+        print(f"agora: --since-version: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -174,17 +174,30 @@ def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
     rows = job_rows(view, nodes, t.out, only=job, reader_site=site_of_client(client),
                     cluster=cluster)
     if job is not None and not rows:     # asked for one job: not an empty table
+        gone = (f", or it finished and was compacted away with "
+                f"{compacted_count(view):,} other older finished jobs (retain_finished_jobs)"
+                if compacted_count(view) else "")
         raise ValueError(f"--job {describe(job)}: no such job in the schedule (version "
-                         f"{view.version}, {label}); agora jobs lists them all")
+                         f"{view.version}, {label}){gone}; agora jobs lists them all")
     return rows, view, label
+
+
+def compacted_count(view) -> int:
+    """Finished jobs the schedule no longer lists (coordinator/compaction.py)."""
+    return sum(c.count for c in view.compaction.jobs)
 
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
+    gone = {c.name: c.count for c in view.compaction.jobs}
     if a.json:
-        print(json.dumps({"version": view.version, "source": label, "jobs": rows}, indent=1))
+        print(json.dumps({"version": view.version, "source": label, "jobs": rows,
+                          "compacted": gone}, indent=1))
         return 0
-    print(f"{label}: schedule version {view.version}, {len(view.jobs)} jobs")
+    print(f"{label}: schedule version {view.version}, {len(view.jobs)} jobs" + (
+        f" ({sum(gone.values()):,} older finished jobs compacted away: "
+        f"{', '.join(f'{n:,} {k}' for k, n in sorted(gone.items()))}; retain_finished_jobs)"
+        if gone else ""))
     print_jobs(rows, per_instance=a.job is not None)
     if label != "live" and any(i["state"] == "running" for r in rows for t in r["tasks"]
                                for i in t["instances"]):

@@ -54,9 +54,10 @@ def cmd_up(a: argparse.Namespace) -> int:
     cfg = _load(a)
     # resumed only on the cluster it began with: refused here, one line and exit 2, before
     # anything starts or detaches (the service checks again as it starts)
-    from agora.deploy.cluster_record import check
+    from agora.deploy.cluster_record import check, rules
 
-    check(Path(cfg.out) / "coordinator", cfg.load_cluster(), str(cfg.cluster))
+    check(Path(cfg.out) / "coordinator", cfg.load_cluster(), str(cfg.cluster),
+          rules(dict(cfg.coordinator)))
     if a.detach:
         return live.detach(cfg, a.config)
     return live.serve(cfg)

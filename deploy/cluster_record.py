@@ -3,6 +3,11 @@
 and nodes. The replicated state numbers sites and nodes by their place in the cluster file
 and holds what runs where; resumed on another cluster (a site added to the file), every job
 that had completed went back to open and ran again (a probe of membership changes).
+
+Beside it, the state machine's rules that come from the configuration (``rules``:
+``retain_finished_jobs``): replicas resume from checkpoints of their own and replay their
+logs after them, so a rule changed between two runs would make them replay the same log to
+different states.
 """
 
 from __future__ import annotations
@@ -22,24 +27,49 @@ def shape(cluster: Cluster) -> dict:
                                                  for n in s.nodes]} for s in cluster.sites]}
 
 
-def check_or_record(folder: Path, cluster: Cluster, cluster_file: str) -> None:
-    """Record ``cluster``'s shape in ``folder`` the first time; after, raise ValueError when
-    it differs from the one recorded, saying how and what to do."""
-    if not check(folder, cluster, cluster_file):
-        (folder / RECORD).write_text(json.dumps(shape(cluster)))
+def rules(coordinator: dict) -> dict:
+    """The state machine's rules an ``agora up`` configuration's ``coordinator:`` overrides
+    give (defaults filled in)."""
+    from agora.coordinator.config import CoordinatorConfig
+
+    default = CoordinatorConfig.__dataclass_fields__["retain_finished_jobs"].default
+    return {"retain_finished_jobs": coordinator.get("retain_finished_jobs", default)}
 
 
-def check(folder: Path, cluster: Cluster, cluster_file: str) -> bool:
-    """Whether ``folder`` records a cluster (False: none yet, or unreadable -- a state made
-    before the record, whose first resume records it); ValueError when it records another
-    (``agora up`` asks before it detaches, so the operator reads why, exit 2)."""
+def check_or_record(folder: Path, cluster: Cluster, cluster_file: str,
+                    state_rules: dict | None = None) -> None:
+    """Record ``cluster``'s shape (and ``state_rules``) in ``folder`` the first time; after,
+    raise ValueError when it differs from the one recorded, saying how and what to do."""
+    if not check(folder, cluster, cluster_file, state_rules):
+        record = shape(cluster)
+        if state_rules is not None:
+            record["rules"] = state_rules
+        (folder / RECORD).write_text(json.dumps(record))
+
+
+def check(folder: Path, cluster: Cluster, cluster_file: str,
+          state_rules: dict | None = None) -> bool:
+    """Whether ``folder`` records a cluster and the rules (False: none yet, or unreadable --
+    a state made before the record, whose first resume records it); ValueError when it
+    records another cluster or other rules (``agora up`` asks before it detaches, so the
+    operator reads why, exit 2)."""
     path = folder / RECORD
     now = shape(cluster)
     try:
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    kept = before.pop("rules", None) if isinstance(before, dict) else None
     if before == now:
+        if state_rules is None or kept is None:
+            return kept is not None or state_rules is None
+        changed = [f"{k}: {kept.get(k)!r} -> {v!r}" for k, v in state_rules.items()
+                   if kept.get(k) != v]
+        if changed:
+            raise ValueError(
+                f"coordinator: {'; '.join(changed)}: the schedule in {folder.parent} was made "
+                f"with the rule as recorded in {path}, and its replicas replay their logs by "
+                f"it; expected the same value, or a fresh state (another `out` folder)")
         return True
     old = [s["site"] for s in before.get("sites", [])]
     new = [s["site"] for s in now["sites"]]

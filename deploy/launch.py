@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agora.deploy.cluster_record import check_or_record
+from agora.deploy.cluster_record import check_or_record, rules
 from agora.deploy.site_admission import admit_sites, site_key_dir
 
 log = logging.getLogger("agora.launch")
@@ -187,8 +187,9 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
         shutil.rmtree(cdir)
     cdir.mkdir(parents=True, exist_ok=True)
     cdir.chmod(0o700)        # the replicas' logs hold the whole schedule: the operator's
-    if keep:                 # resumed only on the cluster it began with
-        check_or_record(cdir, cluster, cluster_spec)
+    if keep:                 # resumed only on the cluster (and rules) it began with
+        check_or_record(cdir, cluster, cluster_spec,
+                        rules(dict(cfg.coordinator)) if cfg is not None else None)
     extra: dict = {"require_run": True} if keep else {}
     if cfg.tls.enabled:
         extra["tls_dir"] = Path(cfg.tls.certs_dir)

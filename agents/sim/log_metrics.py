@@ -57,7 +57,7 @@ class LogAccount:
                     self.acct.run(a)
                 if c.kind == "completed":
                     self.acct.completed(ts)
-        apply_update(self.ledger, u, self.site_index, self.node_index)
+        apply_update(self.ledger, u, self.site_index, self.node_index, compact=False)
         self.allocations += len(u.allocations)
         self.version = u.version
         self.updates += 1

@@ -117,7 +117,7 @@ def test_running_instances_read_offline_say_they_are_as_the_service_stopped(
             {"instance": 0, "state": "running", "failed_attempts": 0, "node": "a/n0",
              "site": "a", "run": 3}]}]}]
     monkeypatch.setattr(cli_jobs, "job_rows_for", lambda *a, **k: (
-        rows, SimpleNamespace(version=3, jobs=[1]), label))
+        rows, SimpleNamespace(version=3, jobs=[1], compaction=SimpleNamespace(jobs=[])), label))
     assert main(["jobs", "--config", str(up)]) == 0
     out = capsys.readouterr().out
     assert ("what ran when the service stopped" in out) == noted
@@ -140,3 +140,26 @@ def test_the_coordinators_invalid_argument_exits_2_as_bad_input(up, capsys, monk
     monkeypatch.setattr(cli_sites, "target", lambda config: None)
     assert main(["site", "remove", "x", "--config", str(up)]) == rc
     assert "command.remove_site.site: the reason" in capsys.readouterr().err
+
+
+def test_jobs_says_how_many_finished_jobs_were_compacted_away(up, capsys, monkeypatch):
+    """A fake schedule (this test's): no job listed, 12 compacted (retain_finished_jobs)."""
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    view = pb.LedgerView(version=9)
+    view.compaction.jobs.add(name="completed", count=10)
+    view.compaction.jobs.add(name="failed", count=2)
+    monkeypatch.setattr(cli_jobs, "target", lambda config: SimpleNamespace(
+        coordinator=SimpleNamespace(load_cluster=lambda: SimpleNamespace(nodes=[])),
+        out=up.parent / "out"))
+    monkeypatch.setattr(cli_jobs, "_ledger_view", lambda *a, **k: (view, "live"))
+    assert main(["jobs", "--config", str(up)]) == 0
+    out = capsys.readouterr().out
+    assert "12 older finished jobs compacted away: 10 completed, 2 failed" in out, out
+    assert main(["jobs", "--json", "--config", str(up)]) == 0
+    assert json.loads(capsys.readouterr().out)["compacted"] == {"completed": 10, "failed": 2}
+    assert main(["jobs", "--job", "old", "--config", str(up)]) == 2
+    assert "compacted away with 12 other older" in capsys.readouterr().err

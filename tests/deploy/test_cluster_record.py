@@ -34,6 +34,32 @@ def test_another_cluster_is_refused_saying_how_it_differs(tmp_path, other, said)
     assert said in str(e.value) and "would run completed work again" in str(e.value)
 
 
+def test_a_changed_rule_of_the_state_machine_is_refused_and_an_older_record_takes_it(
+        tmp_path):
+    """Replicas replay their logs after checkpoints of their own: a retain_finished_jobs
+    changed between two runs would make them replay the same log to different states."""
+    import json
+
+    check_or_record(tmp_path, demo(), "c.yaml")          # a record from before the rules
+    check_or_record(tmp_path, demo(), "c.yaml", {"retain_finished_jobs": 100})
+    assert json.loads((tmp_path / RECORD).read_text())["rules"] == {
+        "retain_finished_jobs": 100}
+    check_or_record(tmp_path, demo(), "c.yaml", {"retain_finished_jobs": 100})
+    with pytest.raises(ValueError) as e:
+        check_or_record(tmp_path, demo(), "c.yaml", {"retain_finished_jobs": 0})
+    assert str(e.value).startswith("coordinator: retain_finished_jobs: 100 -> 0")
+    with pytest.raises(ValueError, match="sites added: d"):     # the cluster is still checked
+        check_or_record(tmp_path, demo(site("d", node("d", "n0", 1))), "c.yaml",
+                        {"retain_finished_jobs": 100})
+
+
+def test_the_rules_of_an_agora_up_configuration_fill_in_the_default():
+    from agora.deploy.cluster_record import rules
+
+    assert rules({"retain_finished_jobs": 7}) == {"retain_finished_jobs": 7}
+    assert rules({"round_timeout_s": 1.0})["retain_finished_jobs"] == 10_000
+
+
 def test_agora_up_refuses_to_resume_on_another_cluster_before_it_starts_anything(tmp_path):
     from agora.deploy.launch import start_group
 

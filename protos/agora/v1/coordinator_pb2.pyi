@@ -248,18 +248,20 @@ class QueryResult(_message.Message):
     def __init__(self, version: _Optional[int] = ..., schedule: _Optional[_Union[_schedule_pb2.Schedule, _Mapping]] = ..., job_status: _Optional[_Union[JobStatus, _Mapping]] = ..., error: _Optional[_Union[Rejection, _Mapping]] = ..., ledger: _Optional[_Union[LedgerView, _Mapping]] = ...) -> None: ...
 
 class LedgerView(_message.Message):
-    __slots__ = ("version", "jobs", "round", "sites", "nodes_down")
+    __slots__ = ("version", "jobs", "round", "sites", "nodes_down", "compaction")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
+    COMPACTION_FIELD_NUMBER: _ClassVar[int]
     version: int
     jobs: _containers.RepeatedCompositeFieldContainer[JobRecord]
     round: RoundInfo
     sites: _containers.RepeatedCompositeFieldContainer[SiteStatus]
     nodes_down: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[str]] = ...) -> None: ...
+    compaction: Compaction
+    def __init__(self, version: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[str]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("version", "kind", "accepted", "rejections", "allocations", "round", "query", "decided")
@@ -362,7 +364,7 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ScheduleSnapshot(_message.Message):
-    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members")
+    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members", "compaction")
     CLUSTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +380,7 @@ class ScheduleSnapshot(_message.Message):
     SITES_FIELD_NUMBER: _ClassVar[int]
     NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    COMPACTION_FIELD_NUMBER: _ClassVar[int]
     cluster_digest: bytes
     version: int
     round: int
@@ -393,7 +396,18 @@ class ScheduleSnapshot(_message.Message):
     sites: _containers.RepeatedCompositeFieldContainer[SiteState]
     nodes_down: _containers.RepeatedScalarFieldContainer[int]
     members: _containers.RepeatedCompositeFieldContainer[AdmitSite]
-    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ...) -> None: ...
+    compaction: Compaction
+    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ...) -> None: ...
+
+class Compaction(_message.Message):
+    __slots__ = ("jobs", "history_floor", "history_oldest")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_OLDEST_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Counter]
+    history_floor: int
+    history_oldest: int
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., history_floor: _Optional[int] = ..., history_oldest: _Optional[int] = ...) -> None: ...
 
 class ClientRequest(_message.Message):
     __slots__ = ("envelope",)
@@ -512,7 +526,7 @@ class ReadAuth(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., replica: _Optional[int] = ...) -> None: ...
 
 class ScheduleUpdate(_message.Message):
-    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled")
+    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled", "compacted")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
@@ -523,6 +537,7 @@ class ScheduleUpdate(_message.Message):
     SITES_FIELD_NUMBER: _ClassVar[int]
     SUB_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    COMPACTED_FIELD_NUMBER: _ClassVar[int]
     version: int
     allocations: _containers.RepeatedCompositeFieldContainer[_schedule_pb2.Allocation]
     changes: _containers.RepeatedCompositeFieldContainer[InstanceChange]
@@ -533,7 +548,8 @@ class ScheduleUpdate(_message.Message):
     sites: _containers.RepeatedCompositeFieldContainer[SiteStatus]
     sub: int
     cancelled: _containers.RepeatedCompositeFieldContainer[CancelJob]
-    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ..., cancelled: _Optional[_Iterable[_Union[CancelJob, _Mapping]]] = ...) -> None: ...
+    compacted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ..., cancelled: _Optional[_Iterable[_Union[CancelJob, _Mapping]]] = ..., compacted: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateKey(_message.Message):
     __slots__ = ("version", "sub")

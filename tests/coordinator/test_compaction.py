@@ -1,0 +1,252 @@
+"""A long-running schedule stays bounded: finished jobs compacted away
+(``coordinator/compaction.py``, ``retain_finished_jobs``).
+
+The schedule keeps every unfinished job and the newest finished ones; older finished jobs go
+with their allocations and instance changes, at the same versions on every replica and on one
+restored from a snapshot mid-way; a follower applying the updates keeps the same jobs; reads
+that would miss dropped rows are refused, naming the rule; 0 keeps everything."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agora.agents.ledger_codec import apply_update, restore_ledger
+from agora.coordinator.compaction import slack
+from agora.coordinator.schedule_state import ScheduleState
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from tests.coordinator.state_helpers import (SETTINGS, Run, cluster, decide, end, job, op,
+                                             report, submit, vote)
+
+
+def with_retain(retain: int) -> Run:
+    r = Run()
+    r.state = ScheduleState(cluster(), n_replicas=4, retain_finished_jobs=retain)
+    r.state.listeners.append(r.updates.append)
+    return r
+
+
+def close(r: Run, rnd: int) -> None:
+    for i in range(2):                   # f + 1 = 2 replicas' votes close a round
+        if r.state.round == rnd:
+            r(f"replica:{i}", vote(rnd))
+
+
+def run_batch(r: Run, ids: list[str], *, finish: bool = True, fail: bool = False) -> None:
+    """Submit one-instance jobs ``ids`` at site a, allocate them in one round, and (``finish``)
+    report each instance ended."""
+    r("operator", submit(*(job(j, "a", n=1, dag=False) for j in ids)))
+    rnd = r.state.round
+    r("site:a", decide("a", rnd, *((j, "map", 1, 1) for j in ids)))
+    close(r, rnd)
+    if not finish:
+        return
+    for j in ids:
+        ts = r.state.ledger.tasks[(j, "map")]
+        assert ts.running == 1, f"{j} did not start"
+        site = r.state.cluster.nodes[ts.placements[0][0]].site
+        for attempt in range(3 if fail else 1):
+            r(f"site:{site}", report(site, end(j, "map", 0, "failed" if fail else "completed")))
+            if fail and attempt < 2:
+                rnd = r.state.round
+                r(f"site:{site}", decide(site, rnd, (j, "map", 1, 1)))
+                close(r, rnd)
+
+
+def batches(r: Run, n: int, size: int = 8, prefix: str = "j") -> list[str]:
+    ids = []
+    for b in range(n):
+        batch = [f"{prefix}{b}-{i}" for i in range(size)]
+        run_batch(r, batch)
+        ids += batch
+    return ids
+
+
+def test_it_keeps_every_unfinished_job_and_the_newest_finished_ones():
+    r = with_retain(10)
+    run_batch(r, ["long"], finish=False)              # admitted first, never ends
+    ids = batches(r, 12)
+    r("operator", submit(job("tail", "a", n=1, dag=False)))   # an admission scans
+    jobs = r.state.ledger.jobs
+    assert "long" in jobs and jobs["long"].outcome == "pending" and "tail" in jobs
+    finished = [j for j in jobs if j not in ("long", "tail")]
+    assert 10 <= len(finished) <= 10 + slack(10)
+    assert finished == ids[-len(finished):], "the newest admitted are kept, in order"
+    gone = set(ids) - set(finished)
+    compacted = [j for u in r.updates for j in u.compacted]
+    assert sorted(compacted) == sorted(gone) and len(compacted) == len(set(compacted))
+    assert r.state.compacted.jobs == {"completed": len(gone)}
+    # their history went with them; the unfinished job's allocation stays
+    assert not {a[0] for a in r.state.allocations} & gone
+    assert not {c[1] for c in r.state.changes} & gone
+    assert any(a[0] == "long" for a in r.state.allocations)
+    # the capacity they held was released long before: nothing is over- or under-counted
+    r.state.check_invariants()
+
+
+def test_work_that_finishes_while_nothing_is_submitted_is_compacted(monkeypatch):
+    """Without admissions, a scan runs at the first change past every SCAN_EVERY versions."""
+    monkeypatch.setattr("agora.coordinator.compaction.SCAN_EVERY", 8)
+    r = with_retain(2)
+    r("operator", submit(*(job(f"q{i}", "a", n=1, dag=False) for i in range(12))))
+    rnd = r.state.round
+    r("site:a", decide("a", rnd, *((f"q{i}", "map", 1, 1) for i in range(12))))
+    close(r, rnd)
+    for i in range(12):                   # one end a command: versions pass 8, 16, ...
+        ts = r.state.ledger.tasks[(f"q{i}", "map")]
+        site = r.state.cluster.nodes[ts.placements[0][0]].site
+        r(f"site:{site}", report(site, end(f"q{i}", "map", 0)))
+    assert len(r.state.ledger.jobs) < 12
+    assert sum(r.state.compacted.jobs.values()) == 12 - len(r.state.ledger.jobs)
+
+
+def test_zero_keeps_every_job():
+    r = with_retain(0)
+    ids = batches(r, 6)
+    assert list(r.state.ledger.jobs) == ids and not r.state.compacted
+    assert not any(u.compacted for u in r.updates)
+
+
+def test_failed_jobs_are_compacted_too_and_counted_by_outcome():
+    r = with_retain(2)
+    for b in range(4):
+        run_batch(r, [f"f{b}"], fail=True)
+    batches(r, 3, size=2)
+    c = r.state.compacted.jobs
+    assert c["failed"] == 4 and c["completed"] >= 1
+    view = pb.QueryResult.FromString(r.state.query(
+        "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger
+    assert {x.name: x.count for x in view.compaction.jobs} == dict(c)
+
+
+def test_a_standing_bid_keeps_its_job():
+    """A job that a standing bid of the open round names is not dropped: a snapshot restores
+    standing bids by task, and must find it (the job failed while another site's bid for
+    its open instance stood, and other open work kept the round open)."""
+    r = with_retain(1)
+    r("operator", submit(job("J", "a", n=2, dag=False), job("K1", "a", n=1, dag=False),
+                         job("K2", "a", n=1, dag=False), job("K3", "a", n=1, dag=False)))
+    r("operator", submit(job("open", "c", n=1, dag=False)))   # keeps rounds from closing
+    rnd = r.state.round
+    r("site:a", decide("a", rnd, ("J", "map", 1, 1), *((k, "map", 1, 1) for k in ("K1", "K2",
+                                                                                 "K3"))))
+    close(r, rnd)
+    for k in ("K1", "K2", "K3"):
+        r("site:a", report("a", end(k, "map", 0)))
+    for attempt in range(3):               # max_attempts = 3: the third failure fails J
+        if attempt:
+            rnd = r.state.round
+            r("site:a", decide("a", rnd, ("J", "map", 1, 1)))
+            close(r, rnd)
+        if attempt == 2:                   # b bids for J's other, open instance; it stands
+            r("site:b", decide("b", r.state.round, ("J", "map", 1, 1)))
+        inst = next(iter(r.state.ledger.tasks[("J", "map")].placements))
+        r("site:a", report("a", end("J", "map", inst, "failed")))
+    assert r.state.ledger.jobs["J"].outcome == "failed" and "b" in r.state.parts
+    r("operator", submit(job("tail", "a", n=1, dag=False)))     # an admission scans
+    assert "J" in r.state.ledger.jobs and "K1" not in r.state.ledger.jobs
+    snap = r.state.snapshot()
+    fresh = ScheduleState(cluster(), n_replicas=4, retain_finished_jobs=1)
+    fresh.restore(snap)
+    assert fresh.snapshot() == snap
+
+
+def test_compaction_is_a_function_of_the_log_across_a_restore():
+    """A replica restored from a snapshot mid-way compacts the very same jobs at the same
+    versions as one that executed everything; a follower of the updates keeps the same jobs."""
+    a, b = with_retain(5), with_retain(5)
+    for r in (a, b):
+        batches(r, 5, size=3)
+    b2 = ScheduleState(cluster(), n_replicas=4, retain_finished_jobs=5)
+    b2.restore(b.state.snapshot())
+    b.state = b2
+    b.state.listeners.append(b.updates.append)
+    follower = restore_ledger(pb.QueryResult.FromString(a.state.query(
+        "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger,
+        a.state.site_index, len(a.state.node_names), 3)
+    seen = len(a.updates)
+    for r in (a, b):
+        batches(r, 9, size=3, prefix="m")
+    for u in a.updates[seen:]:
+        apply_update(follower, u, a.state.site_index, a.state.node_index)
+    assert a.state.snapshot() == b.state.snapshot()
+    assert list(follower.jobs) == list(a.state.ledger.jobs)
+    assert [u.compacted for u in a.updates[seen:]] == [u.compacted for u in b.updates[seen:]]
+
+
+def test_reads_that_would_miss_dropped_rows_are_refused_naming_the_rule():
+    r = with_retain(3)
+    ids = batches(r, 6, size=2)
+    gone = ids[0]
+    assert gone not in r.state.ledger.jobs
+
+    def ask(q: pb.Query) -> pb.QueryResult:
+        return pb.QueryResult.FromString(r.state.query("operator", op(query=q)))
+
+    err = ask(pb.Query(job_status=pb.JobStatusQuery(job_id=gone))).error
+    assert err.field.endswith("job_status.job_id") and "retain_finished_jobs" in err.reason
+    floor = r.state.compacted.history_floor
+    assert floor > 0
+    err = ask(pb.Query(schedule=pb.ScheduleQuery(since_version=0))).error
+    assert err.field.endswith("since_version") and "compacted" in err.reason
+    ok = ask(pb.Query(schedule=pb.ScheduleQuery(since_version=floor + 1)))
+    assert not ok.HasField("error")
+    # a compacted id may be submitted again, as a new job
+    res = r("operator", submit(job(gone, "a", n=1, dag=False)))
+    assert res.accepted == 1 and r.state.ledger.jobs[gone].outcome == "pending"
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(1, 6))
+@SETTINGS
+def test_random_runs_keep_the_bound_and_restore_to_the_same_bytes(seed, retain):
+    rng = random.Random(seed)
+    r = with_retain(retain)
+    n = 0
+    for _ in range(rng.randint(1, 8)):
+        ids = [f"r{n + i}" for i in range(rng.randint(1, 3))]
+        n += len(ids)
+        run_batch(r, ids, finish=rng.random() < 0.8, fail=rng.random() < 0.2)
+    r("operator", submit(job("tail", "a", n=1, dag=False)))   # an admission scans
+    unfinished = sum(1 for js in r.state.ledger.jobs.values() if not js.finished)
+    assert len(r.state.ledger.jobs) - unfinished <= retain + slack(retain)
+    snap = r.state.snapshot()
+    fresh = ScheduleState(cluster(), n_replicas=4, retain_finished_jobs=retain)
+    fresh.restore(snap)
+    assert fresh.snapshot() == snap
+    r.state.check_invariants()
+
+
+def test_a_site_still_reads_its_own_compacted_job_in_full_in_recent_updates():
+    """A watch stream redacts each update as it sends it; one about a job since compacted
+    must read the same at every replica (the origin is remembered), not as a stranger's."""
+    from agora.coordinator.read_scope import scope_for
+
+    r = with_retain(1)
+    r("operator", submit(job("x", "a", n=1, dag=False)))
+    rnd = r.state.round
+    r("site:c", decide("c", rnd, ("x", "map", 1, 1)))
+    close(r, rnd)
+    r("site:c", report("c", end("x", "map", 0, reason="ran at c")))
+    batches(r, 3, size=2)
+    r("operator", submit(job("tail", "a", n=1, dag=False)))
+    assert "x" not in r.state.ledger.jobs
+    u = next(u for u in r.updates if any(c.job_id == "x" for c in u.changes))
+    mine = scope_for(r.state, "site:a").update(u).changes[0]
+    theirs = scope_for(r.state, "site:b").update(u).changes[0]
+    assert (mine.site, mine.reason) == ("c", "ran at c")
+    assert (theirs.site, theirs.reason) == ("", "")
+
+
+def test_the_operators_progress_counts_compacted_jobs_by_outcome():
+    from collections import Counter
+
+    from agora.agents.ledger import Ledger
+    from agora.coordinator.ledger_follow import ledger_summary
+
+    state = {"ledger": Ledger(), "version": 9, "round": 2,
+             "compacted": Counter({"completed": 5, "failed": 2, "unschedulable": 1,
+                                   "cancelled": 3})}
+    by = ledger_summary(state)
+    assert (by["done"], by["failed"], by["cancelled"], by["pending"]) == (5, 3, 3, 0)
