@@ -252,8 +252,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
     runs = latest_runs(t.out / "runs", job, task, inst)
     if not runs:
-        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, or "
-                         f"another job/task name)")
+        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, "
+                         f"another job/task name, or its folders were removed: each node "
+                         f"keeps its last keep_runs ended runs)")
     readers = {k: _LogReader(f / stream) for k, f in runs.items()}
     while True:
         for (i, run), reader in sorted(readers.items()):

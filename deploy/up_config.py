@@ -224,6 +224,11 @@ class UpConfig:
     groups): None -- the runners' own user, so a job reads what they read, its site's key
     among it (under agora up on one machine, every site's). Switching needs agora up (its
     runners) to run as root; the user must exist on every node (docs/security.md)"""
+    keep_runs: int = 10_000
+    """ended runs whose folders (their stdout, stderr and records) each node keeps once the
+    committed schedule has their ends, >= 0; older ones are removed, oldest first, so that a
+    node running for months keeps a bounded disk and a restarted runner reads only these.
+    0: keep every one"""
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""

@@ -17,7 +17,9 @@ version that placed it: a start is idempotent, and an end is kept (``ends``) unt
 acknowledges it (``ack``) once the committed schedule has it, so an agent that dies between an
 end and its report finds the end again. A run's folder holds ``run.json`` (the request),
 ``pid`` (its process group), ``stdout``, ``stderr`` and ``end.json``; a runner that restarts
-(its process died) kills what its predecessor left running and reports it ``lost``.
+(its process died) kills what its predecessor left running and reports it ``lost``. A node
+keeps the folders of its last ``keep_runs`` acknowledged runs (``KEEP_RUNS``, the ``agora up``
+config's ``keep_runs``); older ones are removed with their logs.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +44,8 @@ from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, 
 
 log = logging.getLogger(__name__)
 
+KEEP_RUNS = 10_000
+"""Ended runs' folders a node keeps by default once their ends are committed."""
 RUNNER_PREFIX = "agora-runner:"
 NODE_RESOURCE_PREFIX = "agora-node-"
 
@@ -78,8 +84,14 @@ class NodeRunner:
     module docstring). ``log_root``: where run folders go on this node."""
 
     def __init__(self, node: str, log_root: str, warm: int = 1,
-                 run_as: str | None = None) -> None:
+                 run_as: str | None = None, keep_runs: int = KEEP_RUNS) -> None:
         self.node = node
+        self.keep_runs = keep_runs
+        """ended runs whose folders this node keeps once their ends are committed (oldest
+        acknowledged removed first, ``_trim``); 0: every one"""
+        self._acked: OrderedDict[Path, tuple | None] = OrderedDict()
+        """folders of acknowledged runs, oldest acknowledged first -> the run's identity in
+        ``finished`` (None: acknowledged before this incarnation)"""
         self.run_as = run_as
         """the user every run starts as (``run_account``); None: the runner's own"""
         self.root = Path(log_root)
@@ -182,13 +194,38 @@ class NodeRunner:
                                         key=lambda e: e.seq)
 
     async def ack(self, seqs: list[int]) -> None:
-        """The committed schedule has these ends: forget them (on disk too)."""
+        """The committed schedule has these ends: forget them (on disk too); the oldest
+        acknowledged runs' folders beyond ``keep_runs`` are removed."""
         for s in seqs:
             end = self.ended.pop(s, None)
             if end is not None:
                 folder = run_folder(self.root, self.node, end.job, end.task, end.instance,
                                     end.run_id)
                 (folder / "acked").touch()
+                self._acked[folder] = (end.job, end.task, end.instance, end.run_id)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Remove the folders of the oldest acknowledged runs beyond ``keep_runs`` (their
+        logs go with them), and the task's and job's folders once empty: a node running for
+        months keeps a bounded number of folders, and a restarted runner reads only those
+        (``_recover``). An acknowledged run is in the committed schedule; its agent starts
+        it no more."""
+        if self.keep_runs <= 0:
+            return
+        top = self.root / quote(self.node, safe="")
+        while len(self._acked) > self.keep_runs:
+            folder, ident = self._acked.popitem(last=False)
+            shutil.rmtree(folder, ignore_errors=True)
+            if ident is not None:
+                self.finished.discard(ident)
+            for parent in (folder.parent, folder.parent.parent):    # task, job
+                if parent == top:
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:        # not empty (other runs), or gone
+                    break
 
     async def ping(self) -> str:
         return self.ray_node
@@ -272,10 +309,14 @@ class NodeRunner:
         top = self.root / quote(self.node, safe="")
         if not top.is_dir():
             return
+        acked = []
         for run_json in sorted(top.glob("*/*/*/run.json")):
             folder = run_json.parent
-            if (folder / "acked").exists():
+            try:
+                acked.append(((folder / "acked").stat().st_mtime, str(folder)))
                 continue
+            except OSError:
+                pass
             try:
                 req = request_of(json.loads(run_json.read_text()))
             except (ValueError, TypeError, KeyError):
@@ -309,6 +350,9 @@ class NodeRunner:
                    "reason": reason}
             write_json(folder / "end.json", end)
             self._ended_as(req, end)
+        for _, folder in sorted(acked):
+            self._acked[Path(folder)] = None
+        self._trim()
 
 
 RayNodeRunner = ray.remote(NodeRunner)
@@ -316,17 +360,19 @@ RayNodeRunner = ray.remote(NodeRunner)
 
 
 def start_runners(nodes: dict[str, int], log_root: str, namespace: str,
-                  run_as: str | None = None) -> dict[str, object]:
+                  run_as: str | None = None,
+                  keep_runs: int = KEEP_RUNS) -> dict[str, object]:
     """A detached runner per Agora node of ``nodes`` (name -> Ray workers to warm up for it,
     e.g. its cores; an existing runner is reused), each on the Ray node carrying its
-    ``node_resource``, starting runs as ``run_as`` (None: as itself); returns their
-    handles."""
+    ``node_resource``, starting runs as ``run_as`` (None: as itself) and keeping the folders
+    of ``keep_runs`` ended runs (0: all); returns their handles."""
     out = {}
     for node, warm in nodes.items():
         out[node] = RayNodeRunner.options(
             name=runner_name(node), namespace=namespace, lifetime="detached",
             get_if_exists=True, num_cpus=0, resources={node_resource(node): 0.001},
-            max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm, run_as)
+            max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm, run_as,
+                                                          keep_runs)
     return out
 
 

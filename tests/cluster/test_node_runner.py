@@ -291,6 +291,61 @@ def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_
 
 
 
+@pytest.mark.timeout(120)
+def test_a_node_keeps_the_folders_of_its_last_keep_runs_acknowledged_runs(runner):
+    """A node running for months: only the newest ``keep_runs`` acknowledged runs keep
+    their folders (and logs); an unacknowledged end and a live run keep theirs whatever
+    their age; a restarted runner trims what its predecessor left, oldest acknowledged
+    first."""
+    _, root = runner
+    node = "site-a/n8"                      # a runner of its own (on the fixture's Ray node)
+    opts = dict(name=runner_name(node), num_cpus=0, resources={node_resource(NODE): 0.001},
+                max_restarts=-1, max_concurrency=100)
+    h = RayNodeRunner.options(**opts).remote(node, str(root), 0, None, 2)
+
+    def run(job, argv=(PY, "-c", "print('out')")):
+        r = RunRequest(job=job, task="t", instance=0, run_id=1, attempt=1, argv=tuple(argv),
+                       env=(), cwd=None, timeout_s=None, cpu=0.5, mem_mib=16, gpus=0.0,
+                       site="site-a", node=node)
+        assert ray.get(h.start.remote(r)) == "started"
+
+    def end_of(job):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            _inc, ends = ray.get(h.ends.remote(0, 1.0))
+            for e in ends:
+                if e.job == job:
+                    return e
+        raise AssertionError(f"no end of {job}")
+
+    def folder(job):
+        return run_folder(root, node, job, "t", 0, 1)
+
+    run("unacked")
+    end_of("unacked")                       # ended, never acknowledged: kept
+    run("live", (PY, "-c", "import time; time.sleep(60)"))
+    for k in range(4):
+        run(f"k{k}")
+        ray.get(h.ack.remote([end_of(f"k{k}").seq]))
+        time.sleep(0.05)                    # acknowledged in order, a mtime apart
+    assert [j for j in ("k0", "k1", "k2", "k3") if folder(j).exists()] == ["k2", "k3"]
+    assert not folder("k0").parent.parent.exists(), "the job's empty folders go too"
+    assert (folder("unacked") / "end.json").exists() and (folder("live") / "run.json").exists()
+    out, done = ray.get(h.read_log.remote("k3", "t", 0, 1))
+    assert out == b"out\n" and done
+    # a restart with a smaller bound trims what was left, oldest acknowledged first
+    ray.kill(h, no_restart=True)
+    h = RayNodeRunner.options(**opts).remote(node, str(root), 0, None, 1)
+    ray.get(h.ping.remote())
+    assert [j for j in ("k2", "k3") if folder(j).exists()] == ["k3"]
+    assert folder("unacked").exists()
+    assert ray.get(h.start.remote(RunRequest(
+        job="k3", task="t", instance=0, run_id=1, attempt=1, argv=(PY, "-c", "pass"), env=(),
+        cwd=None, timeout_s=None, cpu=0.5, mem_mib=16, gpus=0.0, site="site-a",
+        node=node))) == "ended"             # a kept run is not run again
+    ray.kill(h, no_restart=True)
+
+
 def _euid_logger(tmp_path: Path, shared: Path) -> Path | None:
     """A shared object that appends its process's effective uid to $EUID_LOG when loaded
     (None without a C compiler); world-readable, for a run as another user."""
