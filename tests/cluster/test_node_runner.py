@@ -309,24 +309,15 @@ def test_a_node_keeps_the_folders_of_its_last_keep_runs_acknowledged_runs(runner
                        site="site-a", node=node)
         assert ray.get(h.start.remote(r)) == "started"
 
-    def end_of(job):
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            _inc, ends = ray.get(h.ends.remote(0, 1.0))
-            for e in ends:
-                if e.job == job:
-                    return e
-        raise AssertionError(f"no end of {job}")
-
     def folder(job):
         return run_folder(root, node, job, "t", 0, 1)
 
     run("unacked")
-    end_of("unacked")                       # ended, never acknowledged: kept
+    wait_end(h, "unacked")                  # ended, never acknowledged: kept
     run("live", (PY, "-c", "import time; time.sleep(60)"))
     for k in range(4):
         run(f"k{k}")
-        ray.get(h.ack.remote([end_of(f"k{k}").seq]))
+        ray.get(h.ack.remote([wait_end(h, f"k{k}").seq]))
         time.sleep(0.05)                    # acknowledged in order, a mtime apart
     assert [j for j in ("k0", "k1", "k2", "k3") if folder(j).exists()] == ["k2", "k3"]
     assert not folder("k0").parent.parent.exists(), "the job's empty folders go too"
