@@ -69,9 +69,9 @@ class ClientReads:
         with all of them correct that is enough, at half the cost of all n streams. When an
         update has waited ``hedge_s`` unconfirmed (a replica is slow, down, restarted or
         lying), it listens to every replica from then on. A stream that ends reconnects
-        from the last version released. ``WatchRefused`` when f+1 replicas refuse it for
-        good: the history it would start from was compacted away (read the ledger, then
-        watch from its version)."""
+        from the last version released. ``WatchRefused`` when more than 2f replicas refuse
+        it: the history it would start from was compacted away (read the ledger, then watch
+        from its version); a refusal from fewer opens every replica's stream."""
         self.open()
         async for u in merged_watch(self._channels, self.f, self._preferred, self.read_auth,
                                     since_version, hedge_s=hedge_s, patience_s=patience_s):

@@ -14,16 +14,19 @@ first to change the schedule at a version past a multiple of ``SCAN_EVERY`` (wor
 finishes while nothing is submitted) -- functions of the ordered log alone, so every correct
 replica, and one restored from a snapshot, compacts the same jobs at the same version. It
 drops, oldest admitted first, the finished jobs beyond the newest ``retain_finished_jobs``,
-once they exceed it by a tenth (``slack``: a scan that compacts does so in bulk). A job is dropped only when nothing of it runs, waits or is open
+once they exceed it by a tenth (``slack``: a scan that compacts does so in bulk), except
+each origin site's newest ``retain_finished_jobs // sites``: nothing a site sends changes
+what another may do, so a site that floods the schedule with jobs pushes out its own history
+and the oldest of others' beyond their share, never a site's newest. A job is dropped only when nothing of it runs, waits or is open
 (``Ledger.compactable``) and no standing bid of the open round names it.
 
 **What followers see.** The update of that version lists the compacted job ids
 (``ScheduleUpdate.compacted``, applied last); a follower of the ledger (a site agent, the
 operator's progress line) drops them too. ``Compaction`` (in the snapshot and the ledger
-view) counts them by outcome and records ``history_floor`` and ``history_oldest``, the
-newest and oldest versions of any row dropped: a schedule query from before the floor, and
-a watch that would need the history of versions a dropped row may have (older than a
-replica's recent updates), are refused (read the ledger, then watch from its version). A
+view) counts them by outcome and records the versions of the rows dropped (``history_floor``,
+the newest; ``dropped``, spans holding them all): a schedule query or a watch that would
+need rows of those versions from the history (a watch: older than the replica's recent
+updates) is refused (read the ledger, then watch from its version). A
 compacted job's id may be submitted again.
 """
 
@@ -40,10 +43,8 @@ if TYPE_CHECKING:
 
 SCAN_EVERY = 256
 """Versions between two scans for finished jobs to compact (a scan walks every job)."""
-ORIGINS_KEPT = 100_000
-"""Compacted jobs whose origin site is still known (``Compacted.origin``): updates that
-name them may still be streamed from a replica's recent updates, and a site's watch stream
-must redact them the same way at every replica."""
+MAX_SPANS = 64
+"""Version spans of dropped rows recorded (``Compacted.dropped``)."""
 
 
 def slack(retain: int) -> int:
@@ -59,12 +60,9 @@ class Compacted:
         """jobs compacted so far, by outcome"""
         self.history_floor = 0
         """the newest version of an allocation or instance change dropped"""
-        self.history_oldest = 0
-        """the oldest version of one (0: none dropped yet)"""
-        self.origins: dict[str, str] = {}
-        """job id -> origin site of the most recently compacted jobs (``ORIGINS_KEPT``); not in
-        a snapshot (see ``ORIGINS_KEPT``: a restored replica streams no update older than its
-        snapshot)"""
+        self.dropped: list[tuple[int, int]] = []
+        """[first, last] version spans holding every dropped row, ascending and disjoint, at
+        most ``MAX_SPANS`` (the closest are merged: a superset, so a check stays safe)"""
 
     def __bool__(self) -> bool:
         return bool(self.jobs)
@@ -72,25 +70,40 @@ class Compacted:
     def total(self) -> int:
         return sum(self.jobs.values())
 
-    def origin(self, job_id: str) -> str | None:
-        return self.origins.get(job_id)
+    def add(self, versions: list[int]) -> None:
+        """Record the versions of the rows one compaction dropped."""
+        if not versions:
+            return
+        self.history_floor = max(self.history_floor, max(versions))
+        spans = sorted(self.dropped + [(v, v) for v in set(versions)])
+        merged: list[tuple[int, int]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        while len(merged) > MAX_SPANS:          # merge the two spans with the least between
+            k = min(range(len(merged) - 1), key=lambda i: (merged[i + 1][0] - merged[i][1], i))
+            merged[k:k + 2] = [(merged[k][0], merged[k + 1][1])]
+        self.dropped = merged
 
     def to_pb(self, msg) -> None:
         """Fill a ``pb.Compaction``."""
         for name, count in sorted(self.jobs.items()):
             msg.jobs.add(name=name, count=count)
         msg.history_floor = self.history_floor
-        msg.history_oldest = self.history_oldest
+        for lo, hi in self.dropped:
+            msg.dropped.extend((lo, hi))
 
     def restore(self, msg) -> None:
         self.jobs = Counter({c.name: c.count for c in msg.jobs})
         self.history_floor = msg.history_floor
-        self.history_oldest = msg.history_oldest
+        d = list(msg.dropped)
+        self.dropped = list(zip(d[0::2], d[1::2]))
 
     def missing(self, since: int, until: int) -> bool:
         """Whether rows of versions [since, until) may have been dropped."""
-        return (self.history_floor >= since and 0 < self.history_oldest < until
-                and since < until)
+        return any(lo < until and hi >= since for lo, hi in self.dropped)
 
 
 def admitted(st: ScheduleState) -> int:
@@ -119,17 +132,22 @@ def compact(st: ScheduleState) -> list[str]:
     extra = len(done) - retain
     if extra <= slack(retain):
         return []
-    gone = st.ledger.forget_jobs({js.job.id for js in done[:extra]})
+    # each origin site keeps its newest ``share`` finished jobs whatever the others send
+    share, kept = retain // max(1, len(st.site_names)), Counter()
+    protected = set()
+    for js in reversed(done):
+        if kept[js.job.origin] < share:
+            kept[js.job.origin] += 1
+            protected.add(js.job.id)
+    drop = [js.job.id for js in done if js.job.id not in protected][:extra]
+    gone = st.ledger.forget_jobs(set(drop))
     ids = {js.job.id for js in gone}
     c = st.compacted
     for js in gone:
         c.jobs[js.outcome] += 1
-        c.origins[js.job.id] = js.job.origin
         del st.job_versions[js.job.id]
         for ts in js.tasks:
             st.opened_seq.pop(ts.key, None)
-    while len(c.origins) > ORIGINS_KEPT:
-        del c.origins[next(iter(c.origins))]
     _drop_history(st, ids)
     return [js.job.id for js in gone]
 
@@ -140,13 +158,8 @@ def _drop_history(st: ScheduleState, ids: set[str]) -> None:
     hist = st.history_bytes
     keep_a = [r[0] not in ids for r in st.allocations]
     keep_c = [r[1] not in ids for r in st.changes]
-    dropped = ([r[6] for r, k in zip(st.allocations, keep_a) if not k]
-               + [r[0] for r, k in zip(st.changes, keep_c) if not k])
-    if dropped:
-        c = st.compacted
-        c.history_floor = max(c.history_floor, max(dropped))
-        low = min(dropped)
-        c.history_oldest = low if not c.history_oldest else min(c.history_oldest, low)
+    st.compacted.add([r[6] for r, k in zip(st.allocations, keep_a) if not k]
+                     + [r[0] for r, k in zip(st.changes, keep_c) if not k])
     cached = len(hist.allocations)
     hist.allocations = [b for b, k in zip(hist.allocations, keep_a) if k]
     hist.rounds = bytearray(b"".join(varint(r[7]) for r, k in

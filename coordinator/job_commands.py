@@ -8,6 +8,7 @@ jobs (a mixin; the state's attributes are its own)."""
 from __future__ import annotations
 
 from agora.agents.domain import why_unschedulable
+from agora.coordinator.compaction import unknown_job
 from agora.coordinator.parsed_jobs import JOBS
 from agora.coordinator.schedule_rules import (MAX_CANCEL_REASON, MAX_INSTANCES_PER_TASK,
                                               MAX_JOBS_PER_COMMAND, MAX_TASKS_PER_JOB, OPERATOR,
@@ -112,7 +113,7 @@ class JobCommands:
         js = self.ledger.jobs.get(msg.job_id)
         if js is None:
             raise Rejected("cancel.unknown_job", f"{where}.job_id",
-                           f"no job {msg.job_id!r}; expected a submitted job id")
+                           unknown_job(self, msg.job_id))
         origin = js.job.origin
         if client_id != OPERATOR and site_of_client(client_id) != origin:
             raise Rejected("cancel.wrong_site", f"{where}.job_id",

@@ -33,11 +33,14 @@ async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
                 if (u.version, u.sub) <= position:
                     continue
                 position = (u.version, u.sub)
-                for job_id in u.compacted:      # finished jobs the coordinator let go
-                    js = state["ledger"].jobs.get(job_id)
-                    if js is not None:
-                        state["compacted"][js.outcome] += 1
-                apply_update(state["ledger"], u, site_index, node_index)
+                ledger = state["ledger"]
+                apply_update(ledger, u, site_index, node_index, compact=False)
+                if u.compacted:      # finished jobs the coordinator let go, by outcome as
+                    for job_id in u.compacted:          # this very update left them
+                        js = ledger.jobs.get(job_id)
+                        if js is not None:
+                            state["compacted"][js.outcome] += 1
+                    ledger.forget_jobs(set(u.compacted))
                 state["version"], state["round"] = u.version, u.round.round
                 if on_update is not None:
                     on_update(u)

@@ -16,7 +16,8 @@ The operator, auditors (``auditor:<name>``) and the replicas read everything. A 
 - **left out**: others' allocations in schedule answers (``GetSchedule``: asked by site,
   a blank row would still say where): there it reads its own rows only.
 
-Every correct replica redacts the same way (a pure function of its state and the reader), so
+Every correct replica redacts the same way (a pure function of its state and the reader; an
+update of the watch stream, of the update and the reader: ``ScheduleUpdate.job_origins``), so
 an answer f+1 replicas agree on is still the answer. Offline reads (``coordinator/offline.py``)
 need the replicas' databases: whoever has them reads everything.
 """
@@ -46,9 +47,7 @@ class Scope:
 
     def own_job(self, job_id: str) -> bool:
         js = self.st.ledger.jobs.get(job_id)
-        if js is None:      # compacted since the update was made (``compaction.py``)
-            return self.st.compacted.origin(job_id) == self.site
-        return js.job.origin == self.site
+        return js is not None and js.job.origin == self.site
 
     # ---- rows ----------------------------------------------------------------------------
     def concerns(self, a: pb.Allocation) -> bool:
@@ -67,22 +66,24 @@ class Scope:
             del rows[:]
             rows.extend(keep)
 
-    def change(self, c: pb.InstanceChange) -> None:
-        if c.site != self.site and not self.own_job(c.job_id):
-            c.site, c.reason, c.exit_code = "", "", 0
-
     def update(self, u: pb.ScheduleUpdate) -> pb.ScheduleUpdate:
-        """A redacted copy of ``u`` (``u`` itself when nothing in it is another's)."""
+        """A redacted copy of ``u`` (``u`` itself when nothing in it is another's). Whose a
+        job is comes from the update itself (``job_origins``, as it was when it was made),
+        not from the state now: a job since compacted, or its id submitted again by another
+        site, reads the same at every replica, whenever the update is sent."""
         if not (u.allocations or u.changes or u.nodes or u.cancelled):
             return u
         out = pb.ScheduleUpdate()
         out.CopyFrom(u)
+        mine = {o.job_id for o in u.job_origins if o.site == self.site}
         for a in out.allocations:
-            self.allocation(a)
+            if a.site != self.site and a.job_id not in mine:
+                a.site, a.node = "", ""
         for c in out.changes:
-            self.change(c)
+            if c.site != self.site and c.job_id not in mine:
+                c.site, c.reason, c.exit_code = "", "", 0
         for c in out.cancelled:
-            if not self.own_job(c.job_id):
+            if c.job_id not in mine:
                 c.reason = ""
         mine = [n for n in out.nodes if n.node in self.own_node_names]
         if len(mine) != len(out.nodes):

@@ -188,9 +188,6 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         """(version, updates published at it so far): a batch of requests shares a version"""
         self._update: pb.ScheduleUpdate | None = None
         self.compacted = Compacted()
-        self._scanned = -1
-        """the version of the last compaction scan that dropped nothing (transient: a scan
-        of an unchanged state finds nothing again)"""
 
     # ---- the App protocol ------------------------------------------------------------
     def execute(self, client_id: str, op: bytes, seq: int) -> bytes:
@@ -225,13 +222,13 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             res.rejections.add(field="command", reason=f"{self._unlisted} more rejections, "
                                f"not listed (a result lists the first {self._listed})")
         res.round = self.round
-        if kind != "query" and due(self, jobs_before) and (
-                self._scanned != self.version or admitted(self) != jobs_before):
-            gone = compact(self)
-            if gone:
+        if self._changes(before, self._update):
+            # who each job named is for, as it is now: a site's watch stream redacts by it
+            # (read_scope), whatever is compacted or submitted again later
+            self.name_origins(self._update)
+            if kind != "query" and due(self, jobs_before):   # only a command that changed
+                gone = compact(self)                          # the schedule scans
                 self._update.compacted.extend(gone)
-            else:
-                self._scanned = self.version
         self._publish(before)
         _notify(self.after_command)
         scope = scope_for(self, client_id)        # a site reads what concerns it
@@ -326,12 +323,26 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             self.armed = True
             self.armed_version = self._seq
 
+    def _changes(self, before: tuple, u: pb.ScheduleUpdate) -> bool:
+        """Whether the command being executed (its update ``u``) changed what watchers see:
+        it publishes."""
+        return bool((self.round, self.armed, self.armed_version) != before or u.jobs
+                    or u.cancelled or u.allocations or u.changes or u.nodes or u.sites)
+
+    def name_origins(self, u: pb.ScheduleUpdate) -> None:
+        """``u.job_origins``: the origin site of every job its allocations, instance changes
+        and cancellations name."""
+        jobs, out = self.ledger.jobs, u.job_origins
+        for job_id in sorted({*(a.job_id for a in u.allocations),
+                              *(c.job_id for c in u.changes), *(c.job_id for c in u.cancelled)}):
+            js = jobs.get(job_id)
+            if js is not None:
+                out.add(job_id=job_id, site=js.job.origin)
+
     def _publish(self, before: tuple) -> None:
         u = self._update
         self._update = None
-        changed = (self.round, self.armed, self.armed_version) != before
-        if not (changed or u.jobs or u.cancelled or u.allocations or u.changes or u.nodes
-                or u.sites or u.compacted):
+        if not self._changes(before, u):
             return
         self.version = self._seq
         n = self._sub[1] if self._sub[0] == self._seq else 0

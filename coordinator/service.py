@@ -69,7 +69,10 @@ def history(app: ScheduleState, since: int, until: int):
     for row in app.changes:
         if since <= row[0] < until:
             at(row[0]).changes.append(change_pb(row))
-    return [past[v] for v in sorted(past)]
+    out = [past[v] for v in sorted(past)]
+    for u in out:          # kept rows are of jobs the state keeps (compaction.py)
+        app.name_origins(u)
+    return out
 
 
 class PeerService(rpc.PeerServicer):

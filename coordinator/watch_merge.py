@@ -155,9 +155,9 @@ class WatchMerger:
 
 
 class WatchRefused(Exception):
-    """f+1 replicas refused the watch for good (OUT_OF_RANGE: the history it starts from
-    was compacted away, ``coordinator/compaction.py``): read the ledger and watch from its
-    version."""
+    """More than 2f replicas refused the watch (OUT_OF_RANGE: the history it starts from was
+    compacted away, ``coordinator/compaction.py``), so no f+1 can stream it: read the ledger
+    and watch from its version."""
 
 
 async def merged_watch(channels, f: int, preferred: list[int], read_auth,
@@ -212,10 +212,17 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                     merger.opened(i)
                     continue
                 if isinstance(data, grpc.aio.AioRpcError):
+                    # a replica whose recent updates do not reach back (one restarted from a
+                    # checkpoint) refuses what others may serve: ask them all; give up once
+                    # no f+1 replicas are left that could agree on the stream
                     refused[i] = data.details()
-                    if len(refused) > f:        # a correct replica among them
+                    if len(refused) > 2 * f:
                         raise WatchRefused(data.details())
+                    for j in order:
+                        if j not in tasks:
+                            tasks[j] = asyncio.ensure_future(pump(j))
                     continue
+                refused.pop(i, None)
                 released = merger.receive(i, data, loop.time())
             for data in released:
                 yield pb.ScheduleUpdate.FromString(data)

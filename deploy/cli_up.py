@@ -56,8 +56,8 @@ def cmd_up(a: argparse.Namespace) -> int:
     # anything starts or detaches (the service checks again as it starts)
     from agora.deploy.cluster_record import check, rules
 
-    check(Path(cfg.out) / "coordinator", cfg.load_cluster(), str(cfg.cluster),
-          rules(dict(cfg.coordinator)))
+    folder = Path(cfg.out) / "coordinator"
+    check(folder, cfg.load_cluster(), str(cfg.cluster), rules(dict(cfg.coordinator), folder))
     if a.detach:
         return live.detach(cfg, a.config)
     return live.serve(cfg)

@@ -27,13 +27,34 @@ def shape(cluster: Cluster) -> dict:
                                                  for n in s.nodes]} for s in cluster.sites]}
 
 
-def rules(coordinator: dict) -> dict:
+LEGACY_RULES = {"retain_finished_jobs": 0}
+"""The rules of a state recorded before rules were: it kept every job."""
+
+
+def rules(coordinator: dict, folder: Path | None = None) -> dict:
     """The state machine's rules an ``agora up`` configuration's ``coordinator:`` overrides
-    give (defaults filled in)."""
+    give: a rule it sets, else the one recorded for the state in ``folder`` (a resumed state
+    goes on by its own rule, ``LEGACY_RULES`` for a record without rules), else the
+    default."""
     from agora.coordinator.config import CoordinatorConfig
 
-    default = CoordinatorConfig.__dataclass_fields__["retain_finished_jobs"].default
-    return {"retain_finished_jobs": coordinator.get("retain_finished_jobs", default)}
+    recorded = recorded_rules(folder) if folder is not None else None
+    out = {}
+    for name in LEGACY_RULES:
+        default = CoordinatorConfig.__dataclass_fields__[name].default
+        out[name] = coordinator.get(name, (recorded or {}).get(name, default))
+    return out
+
+
+def recorded_rules(folder: Path) -> dict | None:
+    """The rules recorded for the state in ``folder``: ``LEGACY_RULES`` for a record without
+    them, or for replicas' databases without a record (a state older than both); None for a
+    fresh state."""
+    try:
+        before = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return LEGACY_RULES if any((folder / "data").glob("replica-*.sqlite")) else None
+    return before.get("rules", LEGACY_RULES) if isinstance(before, dict) else None
 
 
 def check_or_record(folder: Path, cluster: Cluster, cluster_file: str,
@@ -61,8 +82,10 @@ def check(folder: Path, cluster: Cluster, cluster_file: str,
         return False
     kept = before.pop("rules", None) if isinstance(before, dict) else None
     if before == now:
-        if state_rules is None or kept is None:
-            return kept is not None or state_rules is None
+        if state_rules is None:
+            return True
+        legacy = kept is None
+        kept = LEGACY_RULES if legacy else kept
         changed = [f"{k}: {kept.get(k)!r} -> {v!r}" for k, v in state_rules.items()
                    if kept.get(k) != v]
         if changed:
@@ -70,7 +93,7 @@ def check(folder: Path, cluster: Cluster, cluster_file: str,
                 f"coordinator: {'; '.join(changed)}: the schedule in {folder.parent} was made "
                 f"with the rule as recorded in {path}, and its replicas replay their logs by "
                 f"it; expected the same value, or a fresh state (another `out` folder)")
-        return True
+        return not legacy          # a record without rules takes them (the same values)
     old = [s["site"] for s in before.get("sites", [])]
     new = [s["site"] for s in now["sites"]]
     added = [s for s in new if s not in old]

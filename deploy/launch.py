@@ -187,15 +187,17 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
         shutil.rmtree(cdir)
     cdir.mkdir(parents=True, exist_ok=True)
     cdir.chmod(0o700)        # the replicas' logs hold the whole schedule: the operator's
+    state_rules = None
     if keep:                 # resumed only on the cluster (and rules) it began with
-        check_or_record(cdir, cluster, cluster_spec,
-                        rules(dict(cfg.coordinator)) if cfg is not None else None)
+        state_rules = rules(dict(cfg.coordinator), cdir) if cfg is not None else None
+        check_or_record(cdir, cluster, cluster_spec, state_rules)
     extra: dict = {"require_run": True} if keep else {}
     if cfg.tls.enabled:
         extra["tls_dir"] = Path(cfg.tls.certs_dir)
     if cfg.metrics.enabled:
         extra["metrics"] = True
-    overrides = {"round_timeout_s": cfg.round_timeout_s, **dict(cfg.coordinator)}
+    overrides = {"round_timeout_s": cfg.round_timeout_s, **dict(cfg.coordinator),
+                 **(state_rules or {})}      # a resumed state's own rules
     if keep:     # the agents start well after the replicas (Ray first): see the field
         overrides.setdefault("site_start_grace_s", START_GRACE_S)
     for attempt in range(2):

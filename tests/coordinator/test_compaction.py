@@ -34,10 +34,11 @@ def close(r: Run, rnd: int) -> None:
             r(f"replica:{i}", vote(rnd))
 
 
-def run_batch(r: Run, ids: list[str], *, finish: bool = True, fail: bool = False) -> None:
-    """Submit one-instance jobs ``ids`` at site a, allocate them in one round, and (``finish``)
-    report each instance ended."""
-    r("operator", submit(*(job(j, "a", n=1, dag=False) for j in ids)))
+def run_batch(r: Run, ids: list[str], *, finish: bool = True, fail: bool = False,
+              origin: str = "a") -> None:
+    """Submit one-instance jobs ``ids`` of ``origin``, allocate them in one round (site a
+    bids), and (``finish``) report each instance ended."""
+    r("operator", submit(*(job(j, origin, n=1, dag=False) for j in ids)))
     rnd = r.state.round
     r("site:a", decide("a", rnd, *((j, "map", 1, 1) for j in ids)))
     close(r, rnd)
@@ -219,8 +220,9 @@ def test_random_runs_keep_the_bound_and_restore_to_the_same_bytes(seed, retain):
 
 
 def test_a_site_still_reads_its_own_compacted_job_in_full_in_recent_updates():
-    """A watch stream redacts each update as it sends it; one about a job since compacted
-    must read the same at every replica (the origin is remembered), not as a stranger's."""
+    """A watch stream redacts each update as it sends it; one about a job since compacted,
+    or whose id another site has submitted since, must read the same at every replica and as
+    it did: by the origins the update carries (``job_origins``), not the state now."""
     from agora.coordinator.read_scope import scope_for
 
     r = with_retain(1)
@@ -233,10 +235,16 @@ def test_a_site_still_reads_its_own_compacted_job_in_full_in_recent_updates():
     r("operator", submit(job("tail", "a", n=1, dag=False)))
     assert "x" not in r.state.ledger.jobs
     u = next(u for u in r.updates if any(c.job_id == "x" for c in u.changes))
-    mine = scope_for(r.state, "site:a").update(u).changes[0]
-    theirs = scope_for(r.state, "site:b").update(u).changes[0]
-    assert (mine.site, mine.reason) == ("c", "ran at c")
-    assert (theirs.site, theirs.reason) == ("", "")
+
+    def read(site: str) -> tuple[str, str]:
+        c = scope_for(r.state, f"site:{site}").update(u).changes[0]
+        return c.site, c.reason
+    before = (read("a"), read("b"))
+    assert before == (("c", "ran at c"), ("", ""))
+    # another site submits a job of the same id: the old update still reads as a's, not b's
+    # (the review's finding: a lagging and a leading replica sent a different bytes)
+    assert r("site:b", submit(job("x", "b", n=1, dag=False))).accepted == 1
+    assert (read("a"), read("b")) == before
 
 
 def test_the_operators_progress_counts_compacted_jobs_by_outcome():
@@ -250,3 +258,134 @@ def test_the_operators_progress_counts_compacted_jobs_by_outcome():
                                    "cancelled": 3})}
     by = ledger_summary(state)
     assert (by["done"], by["failed"], by["cancelled"], by["pending"]) == (5, 3, 3, 0)
+
+
+def restored(r: Run, retain: int) -> Run:
+    """A replica that restores ``r``'s snapshot (a state transfer, or a restart from its
+    checkpoint) and executes the rest of the log after it."""
+    b = with_retain(retain)
+    b.state.restore(r.state.snapshot())
+    b.seq = r.seq
+    return b
+
+
+def test_a_scan_that_found_nothing_does_not_hide_the_next_command_from_compaction(
+        monkeypatch):
+    """The review's divergence: a due scan that found nothing left a mark outside the
+    snapshot, so the next command, which finished a job, was not scanned at that replica but
+    was at one restored from a checkpoint in between."""
+    monkeypatch.setattr("agora.coordinator.compaction.SCAN_EVERY", 16)
+    a = with_retain(1)
+    a("operator", submit(*(job(k, "a", n=1, dag=False) for k in ("K1", "K2", "K3"))))
+    rnd = a.state.round
+    a("site:a", decide("a", rnd, *((k, "map", 1, 1) for k in ("K1", "K2", "K3"))))
+    close(a, rnd)
+    for k in ("K1", "K2"):
+        a("site:a", report("a", end(k, "map", 0)))
+    while a.seq < 16:
+        a("site:a", report("a"))                 # heartbeats: nothing published
+    b = restored(a, 1)
+    for r in (a, b):
+        r("site:a", report("a", end("K3", "map", 0)))      # K3 completes past the boundary
+    assert a.state.snapshot() == b.state.snapshot()
+    assert list(a.updates[-1].compacted) == list(b.updates[-1].compacted) == ["K1", "K2"]
+
+
+@given(st.integers(0, 2**31 - 1))
+@SETTINGS
+def test_random_logs_compact_alike_with_restores_anywhere_and_followers_keep_up(seed):
+    """Random commands of every kind (submissions, some reusing ids; decisions; votes; ends
+    of every kind; cancels; heartbeats) with a small bound and scans every 8 versions: a
+    replica restored from a snapshot at random points publishes the same updates and ends in
+    the same bytes after every command, and a follower keeps the same jobs."""
+    import unittest.mock
+
+    rng = random.Random(seed)
+    retain = rng.randint(1, 4)
+    with unittest.mock.patch("agora.coordinator.compaction.SCAN_EVERY", 8):
+        a = with_retain(retain)
+        b = restored(a, retain)
+        follower = restore_ledger(pb.QueryResult.FromString(a.state.query(
+            "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger,
+            a.state.site_index, len(a.state.node_names), 3)
+        made = 0
+        for _ in range(rng.randint(20, 90)):
+            client, data = _random_command(a, rng, made)
+            made += 1
+            seen = len(a.updates)
+            ra, rb = a(client, data), b(client, data)
+            assert ra == rb
+            assert a.updates[seen:] == b.updates[len(b.updates) - (len(a.updates) - seen):]
+            for u in a.updates[seen:]:
+                apply_update(follower, u, a.state.site_index, a.state.node_index)
+            assert a.state.snapshot() == b.state.snapshot()
+            if rng.random() < 0.15:
+                b = restored(a, retain)
+        assert list(follower.jobs) == list(a.state.ledger.jobs)
+
+
+def _random_command(r: Run, rng: random.Random, k: int) -> tuple[str, bytes]:
+    st_ = r.state
+    x = rng.random()
+    if x < 0.2:
+        ids = [f"r{k}-{i}" if rng.random() < 0.8 else f"r{rng.randint(0, k)}-0"
+               for i in range(rng.randint(1, 3))]
+        return "operator", submit(*(job(j, rng.choice("abc"), n=rng.randint(1, 2),
+                                        dag=rng.random() < 0.4) for j in dict.fromkeys(ids)))
+    if x < 0.45:
+        site = rng.choice("abc")
+        open_tasks = [ts for ts in st_.ledger.tasks.values() if ts.open]
+        bids = [(ts.job.job.id, ts.task.id, 1, rng.randint(0, 5))
+                for ts in rng.sample(open_tasks, min(len(open_tasks), rng.randint(0, 3)))]
+        return f"site:{site}", decide(site, st_.round, *bids)
+    if x < 0.55:
+        return f"replica:{rng.randint(0, 3)}", vote(st_.round)
+    if x < 0.85:
+        running = [(ts, i) for ts in st_.ledger.tasks.values() for i in ts.placements]
+        if running:
+            ts, i = rng.choice(running)
+            site = st_.cluster.nodes[ts.placements[i][0]].site
+            kind = rng.choice(["completed", "completed", "failed", "lost"])
+            return f"site:{site}", report(site, end(ts.job.job.id, ts.task.id, i, kind))
+        return "site:a", report("a")
+    if x < 0.9 and st_.ledger.jobs:
+        return "operator", op(cancel_job=pb.CancelJob(job_id=rng.choice(list(st_.ledger.jobs))))
+    return f"site:{rng.choice('abc')}", report(rng.choice("abc"))
+
+
+def test_a_site_that_floods_the_schedule_cannot_push_out_another_sites_newest_jobs():
+    """Nothing a site sends changes what another site may do: every origin site keeps its
+    newest retain // sites finished jobs whatever the others submit; beyond that share the
+    bound goes to the newest jobs of any site."""
+    r = with_retain(6)                       # three sites: each keeps at least its newest 2
+    run_batch(r, ["b-old", "b-mid", "b-new"], origin="b")
+    for k in range(6):                       # a floods: 30 jobs after b's
+        run_batch(r, [f"a{k}-{i}" for i in range(5)])
+    r("operator", submit(job("tail", "a", n=1, dag=False)))    # an admission scans
+    jobs = r.state.ledger.jobs
+    assert "b-new" in jobs and "b-mid" in jobs, "b's newest two stay"
+    assert "b-old" not in jobs, "beyond its share, b's older jobs go by age like any other"
+    finished = [j for j, js in jobs.items() if js.finished]
+    assert len(finished) <= 6 + slack(6)
+
+
+def test_the_dropped_versions_are_kept_as_spans_and_only_reads_that_need_them_are_refused():
+    """The review's finding: one [oldest, newest] span refused a watch of versions between
+    two dropped jobs' rows, which held none."""
+    from agora.coordinator.compaction import MAX_SPANS, Compacted
+
+    c = Compacted()
+    c.add([4, 5, 30, 29])
+    c.add([6, 50])
+    assert c.dropped == [(4, 6), (29, 30), (50, 50)] and c.history_floor == 50
+    assert not c.missing(10, 26) and not c.missing(31, 50) and not c.missing(51, 99)
+    assert c.missing(0, 5) and c.missing(26, 30) and c.missing(50, 51) and c.missing(6, 7)
+    many = Compacted()
+    many.add(list(range(0, 10 * (MAX_SPANS + 5), 10)))        # more spans than kept
+    assert len(many.dropped) == MAX_SPANS
+    assert all(many.missing(v, v + 1) for v in range(0, 10 * (MAX_SPANS + 5), 10))
+    back = Compacted()
+    msg = pb.Compaction()
+    c.to_pb(msg)
+    back.restore(msg)
+    assert (back.dropped, back.history_floor) == (c.dropped, c.history_floor)

@@ -3,7 +3,8 @@ ledger a client reads lists the kept jobs and counts the others; a watch from th
 is still served whole from the replicas' recent updates; a replica restarted from its
 checkpoint, whose recent updates no longer reach back, refuses a watch that would need the
 dropped history (OUT_OF_RANGE, naming the rule) instead of streaming a history with holes;
-and a client that f+1 replicas refuse gets ``WatchRefused`` rather than waiting forever."""
+and a client that more than 2f replicas refuse gets ``WatchRefused`` rather than waiting
+forever."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def test_a_running_group_compacts_and_refuses_only_the_watches_it_cannot_serve(t
             async with g.client("operator") as op:
                 op.open()
                 chans = op._channels
-                stand_in = [0, 0, 2, 3]     # replica 0 answers for 0 and 1: f+1 = 2 refuse
+                stand_in = [0, 0, 0, 3]     # replica 0 answers for 3 of 4: more than 2f
                 bad = [chans[k] for k in stand_in]
 
                 def auth(method, since, i):

@@ -171,3 +171,63 @@ def test_a_stream_that_floods_made_up_future_keys_is_muted_and_memory_stays_boun
     assert m.receive(3, full(5), 1.0) == []          # muted: not counted towards f+1
     m.opened(3)                                      # until it reconnects
     assert keys(m.receive(3, full(5), 1.0) + m.receive(0, full(5), 1.0)) == [(5, 0)]
+
+
+# ---- refusals of compacted history (merged_watch over this test's fake channels) ----------
+
+class _Channel:
+    """This test's fake of a replica's channel: its WatchSchedule refuses (OUT_OF_RANGE, as
+    a replica restarted from a checkpoint whose recent updates do not reach back) or streams
+    ``updates`` then waits."""
+
+    def __init__(self, refuse: bool, updates: list[bytes], asked: list[int], i: int) -> None:
+        self.refuse, self.updates, self.asked, self.i = refuse, updates, asked, i
+
+    def unary_stream(self, *a, **k):
+        import asyncio
+
+        import grpc
+
+        async def stream(_request):
+            self.asked.append(self.i)
+            if self.refuse:
+                raise grpc.aio.AioRpcError(grpc.StatusCode.OUT_OF_RANGE, grpc.aio.Metadata(),
+                                           grpc.aio.Metadata(), details="compacted away")
+            for u in self.updates:
+                yield u
+            await asyncio.Event().wait()
+        return stream
+
+
+def _watch(refusing: set[int]) -> tuple[list[int], list[int]]:
+    import asyncio
+
+    from agora.coordinator.watch_merge import merged_watch
+
+    updates = [full(v) for v in range(5, 9)]
+    asked: list[int] = []
+    chans = [_Channel(i in refusing, updates, asked, i) for i in range(4)]
+
+    async def main():
+        got = []
+        async for u in merged_watch(chans, 1, [0, 1], lambda *a: pb.ReadAuth(), 5):
+            got.append(u.version)
+            if len(got) == len(updates):
+                return got
+    return asyncio.run(asyncio.wait_for(main(), 20)), sorted(set(asked))
+
+
+def test_a_watch_two_replicas_refuse_is_served_by_the_other_two():
+    """The preferred f+1 both refuse (restarted replicas); the other two hold the updates:
+    the client asks them instead of giving up (the review's finding)."""
+    got, asked = _watch({0, 1})
+    assert got == [5, 6, 7, 8] and asked == [0, 1, 2, 3]
+
+
+def test_a_watch_more_than_2f_replicas_refuse_is_refused():
+    import pytest
+
+    from agora.coordinator.watch_merge import WatchRefused
+
+    with pytest.raises(WatchRefused, match="compacted away"):
+        _watch({0, 1, 2})

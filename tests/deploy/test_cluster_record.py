@@ -34,13 +34,11 @@ def test_another_cluster_is_refused_saying_how_it_differs(tmp_path, other, said)
     assert said in str(e.value) and "would run completed work again" in str(e.value)
 
 
-def test_a_changed_rule_of_the_state_machine_is_refused_and_an_older_record_takes_it(
-        tmp_path):
+def test_a_changed_rule_of_the_state_machine_is_refused(tmp_path):
     """Replicas replay their logs after checkpoints of their own: a retain_finished_jobs
     changed between two runs would make them replay the same log to different states."""
     import json
 
-    check_or_record(tmp_path, demo(), "c.yaml")          # a record from before the rules
     check_or_record(tmp_path, demo(), "c.yaml", {"retain_finished_jobs": 100})
     assert json.loads((tmp_path / RECORD).read_text())["rules"] == {
         "retain_finished_jobs": 100}
@@ -51,6 +49,26 @@ def test_a_changed_rule_of_the_state_machine_is_refused_and_an_older_record_take
     with pytest.raises(ValueError, match="sites added: d"):     # the cluster is still checked
         check_or_record(tmp_path, demo(site("d", node("d", "n0", 1))), "c.yaml",
                         {"retain_finished_jobs": 100})
+
+
+def test_a_state_older_than_the_rule_goes_on_keeping_every_job(tmp_path):
+    """The review's finding: a record (or replicas' databases) from before compaction was
+    resumed under the default bound, though its logs were executed keeping every job."""
+    from agora.deploy.cluster_record import rules
+
+    old, fresh, bare = tmp_path / "old", tmp_path / "fresh", tmp_path / "bare"
+    for d in (old, fresh, bare):
+        d.mkdir()
+    check_or_record(old, demo(), "c.yaml")                 # a record without rules
+    (bare / "data").mkdir()
+    (bare / "data" / "replica-0.sqlite").write_bytes(b"")  # a state without a record
+    assert rules({}, old) == rules({}, bare) == {"retain_finished_jobs": 0}
+    assert rules({}, fresh) == {"retain_finished_jobs": 10_000}
+    assert rules({"retain_finished_jobs": 7}, old) == {"retain_finished_jobs": 7}
+    check_or_record(old, demo(), "c.yaml", rules({}, old))          # goes on, recorded
+    assert rules({}, old) == {"retain_finished_jobs": 0}
+    with pytest.raises(ValueError, match="retain_finished_jobs: 0 -> 7"):
+        check_or_record(old, demo(), "c.yaml", rules({"retain_finished_jobs": 7}, old))
 
 
 def test_the_rules_of_an_agora_up_configuration_fill_in_the_default():

@@ -400,14 +400,14 @@ class ScheduleSnapshot(_message.Message):
     def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ...) -> None: ...
 
 class Compaction(_message.Message):
-    __slots__ = ("jobs", "history_floor", "history_oldest")
+    __slots__ = ("jobs", "history_floor", "dropped")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FLOOR_FIELD_NUMBER: _ClassVar[int]
-    HISTORY_OLDEST_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Counter]
     history_floor: int
-    history_oldest: int
-    def __init__(self, jobs: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., history_floor: _Optional[int] = ..., history_oldest: _Optional[int] = ...) -> None: ...
+    dropped: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., history_floor: _Optional[int] = ..., dropped: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ClientRequest(_message.Message):
     __slots__ = ("envelope",)
@@ -526,7 +526,7 @@ class ReadAuth(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., replica: _Optional[int] = ...) -> None: ...
 
 class ScheduleUpdate(_message.Message):
-    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled", "compacted")
+    __slots__ = ("version", "allocations", "changes", "replica", "jobs", "round", "nodes", "sites", "sub", "cancelled", "compacted", "job_origins")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
     CHANGES_FIELD_NUMBER: _ClassVar[int]
@@ -538,6 +538,7 @@ class ScheduleUpdate(_message.Message):
     SUB_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
     COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    JOB_ORIGINS_FIELD_NUMBER: _ClassVar[int]
     version: int
     allocations: _containers.RepeatedCompositeFieldContainer[_schedule_pb2.Allocation]
     changes: _containers.RepeatedCompositeFieldContainer[InstanceChange]
@@ -549,7 +550,16 @@ class ScheduleUpdate(_message.Message):
     sub: int
     cancelled: _containers.RepeatedCompositeFieldContainer[CancelJob]
     compacted: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ..., cancelled: _Optional[_Iterable[_Union[CancelJob, _Mapping]]] = ..., compacted: _Optional[_Iterable[str]] = ...) -> None: ...
+    job_origins: _containers.RepeatedCompositeFieldContainer[JobOrigin]
+    def __init__(self, version: _Optional[int] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., replica: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[_workload_pb2.Job, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeState, _Mapping]]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., sub: _Optional[int] = ..., cancelled: _Optional[_Iterable[_Union[CancelJob, _Mapping]]] = ..., compacted: _Optional[_Iterable[str]] = ..., job_origins: _Optional[_Iterable[_Union[JobOrigin, _Mapping]]] = ...) -> None: ...
+
+class JobOrigin(_message.Message):
+    __slots__ = ("job_id", "site")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    site: str
+    def __init__(self, job_id: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
 
 class UpdateKey(_message.Message):
     __slots__ = ("version", "sub")
