@@ -35,6 +35,7 @@ from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.pbft.messages import Broadcast, Reply, Send
 from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.rate_limit import ClientRate
+from agora.coordinator.recent_updates import RecentUpdates
 from agora.coordinator.replica_metrics import ReplicaMetrics
 from agora.coordinator.request_clock import ReadOnce, stale
 from agora.coordinator.round_keeper import RoundKeeper
@@ -50,8 +51,6 @@ PUMP_MAX = 512
 WARM_SLICE_S = 0.002
 """When idle, the replica pre-encodes changed job records in slices of about this long
 (``ScheduleState.warm``), so that a checkpoint does not stall on them."""
-RECENT_UPDATES = 20_000
-"""Updates kept in memory for watchers that (re)connect from a recent version."""
 
 
 _QUERY_TAG = bytes([pb.Command.DESCRIPTOR.fields_by_name["query"].number << 3 | 2])
@@ -100,7 +99,7 @@ class ReplicaHost:
         self.storage = GroupCommit(storage)
         # Filled before the replica recovers: what it re-executes from its log is in the
         # ring, so a restarted replica streams those versions as the others do.
-        self.recent: deque[pb.ScheduleUpdate] = deque(maxlen=RECENT_UPDATES)
+        self.recent = RecentUpdates()
         app.listeners.append(self.recent.append)
         self.read_cost = ClientRate(config.client_read_seconds_per_s,
                                     burst=config.client_read_seconds_per_s)

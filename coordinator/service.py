@@ -26,6 +26,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
+from agora.coordinator.recent_updates import updates_since
 from agora.coordinator.request_clock import ahead_refusal, stale
 from agora.coordinator.schedule_codec import check_known
 from agora.coordinator.schedule_records import allocation_pb, change_pb
@@ -317,8 +318,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         host.watching[reader] = held + 1
         try:
             # What is committed already, then live updates (queued from now on).
-            recent = list(host.recent)
-            start = recent[0].version if recent else app.version + 1
+            recent = host.recent.snapshot()
+            start = recent[0][0] if recent else app.version + 1
             last = (0, -1)                  # (version, sub) of the last update sent
             scope = scope_for(app, reader)    # a site reads what concerns it
             seen = scope.update if scope is not None else (lambda u: u)
@@ -335,10 +336,9 @@ class CoordinatorService(rpc.CoordinatorServicer):
                 for u in history(app, request.since_version, start):
                     yield seen(u)
                     last = (u.version, u.sub)
-            for u in recent:
-                if u.version >= request.since_version and (u.version, u.sub) > last:
-                    yield seen(u)
-                    last = (u.version, u.sub)
+            for u in updates_since(recent, request.since_version, last):
+                yield seen(u)
+                last = (u.version, u.sub)
             while True:
                 update = await q.get()
                 if update is None:
