@@ -108,5 +108,37 @@ def test_agents_and_work_run_on_worker_nodes_with_their_own_folders(tmp_path):
             p = agora("down", "--config", up)
             assert p.returncode == 0, p.stderr
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_own_ray(short)
         shutil.rmtree(short, ignore_errors=True)
+
+
+def _stop_own_ray(temp_root: Path) -> None:
+    """Stop the Ray processes this test started, found by its temp dir on their command
+    lines (their workers end with their raylet). Not ``ray stop --force``: that kills every
+    Ray on the machine -- it killed a long soak of ``agora up`` running beside the suite."""
+    import signal
+    import time
+
+    import psutil
+
+    def ours() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(temp_root) in a for a in p.info["cmdline"] or ()):
+                    found.append(p)
+            except (psutil.Error, TypeError):
+                continue
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        procs = ours()
+        for p in procs:
+            try:
+                p.send_signal(sig)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=15)
+        if not ours():
+            return
+        time.sleep(0.5)
