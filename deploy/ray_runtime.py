@@ -30,6 +30,16 @@ def node_resources(cluster, site: str | None = None) -> dict:
             "memory": max(1, sum(n.mem for n in nodes)) * 2 ** 20}
 
 
+SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
+"""The local Ray's settings. Ray kills a worker idle for 1 s once a node has more than its
+CPUs' worth; short instances of fractional CPUs, a few at a time, then start a fresh worker
+(a Python start, a registration kept by the GCS, a log file) every few runs: 13 workers for
+36 runs of 0.2 s in bursts on a 1-CPU node, 2 with this (measured 2026-12-03; a soak of
+agora up saw a new worker every ~3 runs, the GCS growing ~32 KB a job and a log file a job).
+A Ray cluster agora up joins (``ray.address``) keeps its own: start its nodes with
+``RAY_idle_worker_killing_time_threshold_ms=60000`` (docs/deploying.md)."""
+
+
 def start_ray(cfg, cluster, *, live: bool = False):
     """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
     CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
@@ -66,8 +76,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
     if rc.multi_node:
         from ray.cluster_utils import Cluster
 
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
-                                                          "include_dashboard": rc.dashboard})
+        c = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": rc.dashboard, "_system_config": SYSTEM_CONFIG})
         for s in sites:
             res = node_resources(cluster, s)
             if live:
@@ -84,7 +94,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
     _note_dashboard(ray.init(address="local", num_cpus=ncpu,
                              num_gpus=res["num_gpus"] if live else None, namespace="agora",
                              runtime_env=env, resources=res["resources"],
-                             include_dashboard=rc.dashboard, log_to_driver=False))
+                             include_dashboard=rc.dashboard, log_to_driver=False,
+                             _system_config=SYSTEM_CONFIG))
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def runner(root: Path) -> NodeRunner:
     r = NodeRunner.__new__(NodeRunner)
     r.node, r.root, r.ray_node = NODE, root, "ray-node"
     r.finished, r.ended, r.seq, r._news = set(), {}, 0, asyncio.Event()
+    r.keep_runs, r._acked = 0, OrderedDict()          # every run's folder kept
     return r
 
 
