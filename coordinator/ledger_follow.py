@@ -13,10 +13,15 @@ from agora.agents.ledger_codec import apply_update, restore_ledger
 
 log = logging.getLogger(__name__)
 
+GONE_KEPT = 100_000
+"""Compacted jobs whose outcome a follower remembers (``state['gone']``): one it waits for
+(``agora submit --follow``) may be compacted before it looked."""
+
 
 async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
     """Keep ``state['ledger']``, ``['version']`` and ``['round']`` current (forever; cancel
-    to stop). ``on_update(update)`` after each applied update. A stream that fails is
+    to stop); ``['compacted']`` counts the jobs the coordinator compacted away by outcome,
+    and ``['gone']`` holds the (outcome, reason) of those compacted since it began. ``on_update(update)`` after each applied update. A stream that fails is
     reopened from a fresh ledger query."""
     cluster = config.load_cluster()
     site_index = {s: i for i, s in enumerate(cluster.site_names)}
@@ -36,10 +41,14 @@ async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
                 ledger = state["ledger"]
                 apply_update(ledger, u, site_index, node_index, compact=False)
                 if u.compacted:      # finished jobs the coordinator let go, by outcome as
-                    for job_id in u.compacted:          # this very update left them
+                    gone = state.setdefault("gone", {})  # this very update left them
+                    for job_id in u.compacted:
                         js = ledger.jobs.get(job_id)
                         if js is not None:
                             state["compacted"][js.outcome] += 1
+                            gone[job_id] = (js.outcome, js.reason)
+                    while len(gone) > GONE_KEPT:
+                        del gone[next(iter(gone))]
                     ledger.forget_jobs(set(u.compacted))
                 state["version"], state["round"] = u.version, u.round.round
                 if on_update is not None:

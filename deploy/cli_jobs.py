@@ -92,8 +92,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
 
     async def go(client):
         accepted, rejected = await submit_chunks(client, jobs)
-        ends = await _follow(client, t.coordinator, accepted, a) if a.follow and accepted \
-            else None
+        ends = await _follow(client, t.coordinator, accepted, a, t.serving) \
+            if a.follow and accepted else None
         return accepted, rejected, ends
 
     try:
@@ -126,28 +126,47 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0 if finished and all(e["outcome"] == "completed" for e in ends.values()) else 1
 
 
-async def _follow(client, config, job_ids: list[str], a) -> dict:
-    """Until every job of ``job_ids`` ended; prints each end; {job: {outcome, ...}}."""
+async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -> dict:
+    """Until every job of ``job_ids`` ended (or ``serving()`` says the service stopped);
+    prints each end; {job: {outcome, ...}}."""
     from agora.coordinator.ledger_follow import follow_ledger
 
     state: dict = {"ledger": None}
     ends: dict[str, dict] = {}
-    t0 = time.time()
+    t0 = checked = time.time()
     task = asyncio.ensure_future(follow_ledger(client, config, state))
     try:
         while len(ends) < len(job_ids):
             ledger = state["ledger"]
             if ledger is not None:
+                gone = state.get("gone", {})
                 for j in job_ids:
-                    js = ledger.jobs.get(j)
-                    if j in ends or js is None or js.outcome == "pending":
+                    if j in ends:
                         continue
-                    ends[j] = {"outcome": js.outcome, "reason": js.reason,
+                    js = ledger.jobs.get(j)
+                    if js is not None:
+                        if js.outcome == "pending":
+                            continue
+                        outcome, reason = js.outcome, js.reason
+                    elif j in gone:          # ended, and compacted before it was looked at
+                        outcome, reason = gone[j]
+                    else:
+                        continue
+                    ends[j] = {"outcome": outcome, "reason": reason,
                                "seconds": round(time.time() - t0, 1)}
                     if not a.json:
-                        why = f": {js.reason}" if js.reason else ""
-                        print(f"{j}: {js.outcome} after {ends[j]['seconds']:.1f} s{why}",
+                        why = f": {reason}" if reason else ""
+                        print(f"{j}: {outcome} after {ends[j]['seconds']:.1f} s{why}",
                               flush=True)
+            if len(ends) < len(job_ids) and time.time() >= checked + 5.0:
+                checked = time.time()
+                if not serving():            # a probe: it waited out --timeout, then
+                    left = [j for j in job_ids if j not in ends]   # said "still running"
+                    print(f"agora submit: the service stopped while {len(left)} job(s) had "
+                          f"not ended ({', '.join(left[:10])}"
+                          f"{f' and {len(left) - 10} more' if len(left) > 10 else ''}); "
+                          f"agora up --config ... resumes it and them", file=sys.stderr)
+                    break
             if a.timeout is not None and time.time() - t0 > a.timeout:
                 if not a.json:
                     left = [j for j in job_ids if j not in ends]

@@ -3,8 +3,9 @@
 
 The schedule keeps every unfinished job and the newest finished ones; older finished jobs go
 with their allocations and instance changes, at the same versions on every replica and on one
-restored from a snapshot mid-way; a follower applying the updates keeps the same jobs; reads
-that would miss dropped rows are refused, naming the rule; 0 keeps everything."""
+restored from a snapshot mid-way (random logs, and the review's divergence); each origin site
+keeps its newest share; a standing bid keeps its job; a follower applying the updates keeps
+the same jobs; 0 keeps everything. What readers see: test_compaction_readers.py."""
 
 from __future__ import annotations
 
@@ -177,28 +178,6 @@ def test_compaction_is_a_function_of_the_log_across_a_restore():
     assert [u.compacted for u in a.updates[seen:]] == [u.compacted for u in b.updates[seen:]]
 
 
-def test_reads_that_would_miss_dropped_rows_are_refused_naming_the_rule():
-    r = with_retain(3)
-    ids = batches(r, 6, size=2)
-    gone = ids[0]
-    assert gone not in r.state.ledger.jobs
-
-    def ask(q: pb.Query) -> pb.QueryResult:
-        return pb.QueryResult.FromString(r.state.query("operator", op(query=q)))
-
-    err = ask(pb.Query(job_status=pb.JobStatusQuery(job_id=gone))).error
-    assert err.field.endswith("job_status.job_id") and "retain_finished_jobs" in err.reason
-    floor = r.state.compacted.history_floor
-    assert floor > 0
-    err = ask(pb.Query(schedule=pb.ScheduleQuery(since_version=0))).error
-    assert err.field.endswith("since_version") and "compacted" in err.reason
-    ok = ask(pb.Query(schedule=pb.ScheduleQuery(since_version=floor + 1)))
-    assert not ok.HasField("error")
-    # a compacted id may be submitted again, as a new job
-    res = r("operator", submit(job(gone, "a", n=1, dag=False)))
-    assert res.accepted == 1 and r.state.ledger.jobs[gone].outcome == "pending"
-
-
 @given(st.integers(0, 2**31 - 1), st.integers(1, 6))
 @SETTINGS
 def test_random_runs_keep_the_bound_and_restore_to_the_same_bytes(seed, retain):
@@ -217,47 +196,6 @@ def test_random_runs_keep_the_bound_and_restore_to_the_same_bytes(seed, retain):
     fresh.restore(snap)
     assert fresh.snapshot() == snap
     r.state.check_invariants()
-
-
-def test_a_site_still_reads_its_own_compacted_job_in_full_in_recent_updates():
-    """A watch stream redacts each update as it sends it; one about a job since compacted,
-    or whose id another site has submitted since, must read the same at every replica and as
-    it did: by the origins the update carries (``job_origins``), not the state now."""
-    from agora.coordinator.read_scope import scope_for
-
-    r = with_retain(1)
-    r("operator", submit(job("x", "a", n=1, dag=False)))
-    rnd = r.state.round
-    r("site:c", decide("c", rnd, ("x", "map", 1, 1)))
-    close(r, rnd)
-    r("site:c", report("c", end("x", "map", 0, reason="ran at c")))
-    batches(r, 3, size=2)
-    r("operator", submit(job("tail", "a", n=1, dag=False)))
-    assert "x" not in r.state.ledger.jobs
-    u = next(u for u in r.updates if any(c.job_id == "x" for c in u.changes))
-
-    def read(site: str) -> tuple[str, str]:
-        c = scope_for(r.state, f"site:{site}").update(u).changes[0]
-        return c.site, c.reason
-    before = (read("a"), read("b"))
-    assert before == (("c", "ran at c"), ("", ""))
-    # another site submits a job of the same id: the old update still reads as a's, not b's
-    # (the review's finding: a lagging and a leading replica sent a different bytes)
-    assert r("site:b", submit(job("x", "b", n=1, dag=False))).accepted == 1
-    assert (read("a"), read("b")) == before
-
-
-def test_the_operators_progress_counts_compacted_jobs_by_outcome():
-    from collections import Counter
-
-    from agora.agents.ledger import Ledger
-    from agora.coordinator.ledger_follow import ledger_summary
-
-    state = {"ledger": Ledger(), "version": 9, "round": 2,
-             "compacted": Counter({"completed": 5, "failed": 2, "unschedulable": 1,
-                                   "cancelled": 3})}
-    by = ledger_summary(state)
-    assert (by["done"], by["failed"], by["cancelled"], by["pending"]) == (5, 3, 3, 0)
 
 
 def restored(r: Run, retain: int) -> Run:
@@ -367,25 +305,3 @@ def test_a_site_that_floods_the_schedule_cannot_push_out_another_sites_newest_jo
     assert "b-old" not in jobs, "beyond its share, b's older jobs go by age like any other"
     finished = [j for j, js in jobs.items() if js.finished]
     assert len(finished) <= 6 + slack(6)
-
-
-def test_the_dropped_versions_are_kept_as_spans_and_only_reads_that_need_them_are_refused():
-    """The review's finding: one [oldest, newest] span refused a watch of versions between
-    two dropped jobs' rows, which held none."""
-    from agora.coordinator.compaction import MAX_SPANS, Compacted
-
-    c = Compacted()
-    c.add([4, 5, 30, 29])
-    c.add([6, 50])
-    assert c.dropped == [(4, 6), (29, 30), (50, 50)] and c.history_floor == 50
-    assert not c.missing(10, 26) and not c.missing(31, 50) and not c.missing(51, 99)
-    assert c.missing(0, 5) and c.missing(26, 30) and c.missing(50, 51) and c.missing(6, 7)
-    many = Compacted()
-    many.add(list(range(0, 10 * (MAX_SPANS + 5), 10)))        # more spans than kept
-    assert len(many.dropped) == MAX_SPANS
-    assert all(many.missing(v, v + 1) for v in range(0, 10 * (MAX_SPANS + 5), 10))
-    back = Compacted()
-    msg = pb.Compaction()
-    c.to_pb(msg)
-    back.restore(msg)
-    assert (back.dropped, back.history_floor) == (c.dropped, c.history_floor)
