@@ -198,6 +198,21 @@ def test_random_runs_keep_the_bound_and_restore_to_the_same_bytes(seed, retain):
     r.state.check_invariants()
 
 
+def all_but_one_done(monkeypatch, ids: tuple[str, ...], running: str) -> Run:
+    """Scans every 16 versions, the bound 1: the one-instance jobs ``ids`` of site a run,
+    and all but ``running`` completed."""
+    monkeypatch.setattr("agora.coordinator.compaction.SCAN_EVERY", 16)
+    r = with_retain(1)
+    r("operator", submit(*(job(k, "a", n=1, dag=False) for k in ids)))
+    rnd = r.state.round
+    r("site:a", decide("a", rnd, *((k, "map", 1, 1) for k in ids)))
+    close(r, rnd)
+    for k in ids:
+        if k != running:
+            r("site:a", report("a", end(k, "map", 0)))
+    return r
+
+
 def restored(r: Run, retain: int) -> Run:
     """A replica that restores ``r``'s snapshot (a state transfer, or a restart from its
     checkpoint) and executes the rest of the log after it."""
@@ -212,14 +227,7 @@ def test_a_scan_that_found_nothing_does_not_hide_the_next_command_from_compactio
     """The review's divergence: a due scan that found nothing left a mark outside the
     snapshot, so the next command, which finished a job, was not scanned at that replica but
     was at one restored from a checkpoint in between."""
-    monkeypatch.setattr("agora.coordinator.compaction.SCAN_EVERY", 16)
-    a = with_retain(1)
-    a("operator", submit(*(job(k, "a", n=1, dag=False) for k in ("K1", "K2", "K3"))))
-    rnd = a.state.round
-    a("site:a", decide("a", rnd, *((k, "map", 1, 1) for k in ("K1", "K2", "K3"))))
-    close(a, rnd)
-    for k in ("K1", "K2"):
-        a("site:a", report("a", end(k, "map", 0)))
+    a = all_but_one_done(monkeypatch, ("K1", "K2", "K3"), "K3")
     while a.seq < 16:
         a("site:a", report("a"))                 # heartbeats: nothing published
     b = restored(a, 1)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import cluster, decide, end, job, op, report, submit
-from tests.coordinator.test_compaction import Run, batches, close, with_retain
+from tests.coordinator.test_compaction import (Run, all_but_one_done, batches, close,
+                                              with_retain)
 
 
 def test_reads_that_would_miss_dropped_rows_are_refused_naming_the_rule():
@@ -121,14 +122,7 @@ class _FakeFollowed:
 def _finish_oldest_with_the_scan(monkeypatch) -> tuple[Run, pb.LedgerView, int]:
     """L, K1, K2 run; K1 and K2 complete; then, at the first change past SCAN_EVERY, L
     completes and is compacted in that very update (with K1)."""
-    monkeypatch.setattr("agora.coordinator.compaction.SCAN_EVERY", 16)
-    r = with_retain(1)
-    r("operator", submit(*(job(k, "a", n=1, dag=False) for k in ("L", "K1", "K2"))))
-    rnd = r.state.round
-    r("site:a", decide("a", rnd, *((k, "map", 1, 1) for k in ("L", "K1", "K2"))))
-    close(r, rnd)
-    for k in ("K1", "K2"):
-        r("site:a", report("a", end(k, "map", 0)))
+    r = all_but_one_done(monkeypatch, ("L", "K1", "K2"), "L")
     view = pb.QueryResult.FromString(r.state.query(
         "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger
     seen = len(r.updates)
