@@ -163,3 +163,33 @@ def test_jobs_says_how_many_finished_jobs_were_compacted_away(up, capsys, monkey
     assert json.loads(capsys.readouterr().out)["compacted"] == {"completed": 10, "failed": 2}
     assert main(["jobs", "--job", "old", "--config", str(up)]) == 2
     assert "compacted away with 12 other older" in capsys.readouterr().err
+
+
+def test_a_watch_whose_history_was_compacted_is_one_line_and_exit_2(up, capsys, monkeypatch):
+    """This test's fake client: f+1 replicas answer the status; the watch is refused
+    (``WatchRefused``: its history was compacted away)."""
+    from agora.coordinator.watch_merge import WatchRefused
+    from agora.deploy import cli_coordinator
+
+    class Client:
+        f = 1
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def status(self):
+            return [object(), object(), "UNAVAILABLE: down", object()]
+
+        async def watch(self, since):
+            raise WatchRefused(f"since_version: {since}; updates up to version 90 were "
+                               f"compacted away (retain_finished_jobs)")
+            yield                                      # an async generator
+
+    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, Client()))
+    assert main(["schedule", "watch", "--since-version", "3", "--config", str(up)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["agora: --since-version: since_version: 3; updates up to version 90 were "
+                   "compacted away (retain_finished_jobs)"]
