@@ -117,6 +117,10 @@ class PbftClearinghouse:
         """why this site's key is no longer the group's (the operator removed the site, or
         admitted another key for it), once f+1 replicas said so twice: its agent stops what
         it runs and acts no more (``_heartbeats``)"""
+        self.lost_track: Callable[[str], None] | None = None
+        """called (with why) when the committed schedule can no longer be followed from
+        this view (its history was compacted away): the site agent restarts itself, which
+        reads the ledger afresh (``agents/cluster/site_actor.py``)"""
         self.results: list[pb.Result] = []
         """the last few results of this site's messages (rejections are logged)"""
         self.sent = 0
@@ -212,8 +216,11 @@ class PbftClearinghouse:
             except WatchRefused as e:
                 # fell behind the replicas' recent updates past compacted history: only a
                 # fresh ledger read (a restarted agent) can follow again
-                log.error("cannot follow the schedule from version %d (%s); restart this "
-                          "site's agent", self._position[0], e)
+                why = f"cannot follow the schedule from version {self._position[0]} ({e})"
+                if self.lost_track is not None:
+                    self.lost_track(why)
+                    return
+                log.error("%s; restart this site's agent", why)
                 await asyncio.sleep(10.0)
                 continue
             except Exception:  # noqa: BLE001 - the watch is reopened from where it stopped

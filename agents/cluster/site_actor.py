@@ -149,10 +149,22 @@ class SiteAgentActor:
                                     clearinghouse=clearinghouse.build(spec.cluster),
                                     executor=executor, metrics=_Metrics(), observer=observer)
         await self.runtime.start()
+        if hasattr(self.runtime.agent.clearinghouse, "lost_track"):
+            self.runtime.agent.clearinghouse.lost_track = self._lost_track
         self._reregister = asyncio.ensure_future(self._keep_registered())
         if trim_s := os.environ.get("AGORA_MALLOC_TRIM_S"):     # a memory benchmark's knob
             self._trim = asyncio.ensure_future(trim_every(float(trim_s)))
         log.info("site %s serving peers at %s (epoch %d)", spec.site, self.address, self.epoch)
+
+    def _lost_track(self, why: str) -> None:
+        """The schedule cannot be followed from this agent's view any more (it fell behind
+        past history the coordinator compacted away): exit, and Ray restarts the agent
+        (``max_restarts``), which reads the ledger afresh and finds its work still running
+        at its runners -- the path of any restarted agent."""
+        log.critical("site %s: %s; the agent restarts to read the schedule again",
+                     self.spec.site, why)
+        logging.shutdown()
+        os._exit(75)
 
     async def _register(self) -> None:
         await self.registry.register.remote(self.spec.site, self.address, self.epoch, {

@@ -93,3 +93,31 @@ def test_a_removed_sites_agent_kills_everything_it_runs_and_acts_no_more():
     assert all(not report and why.startswith("the site was removed: ") for _, why, report
                in kills)
     rt.act_if_owed()                           # returns before it looks at the round
+
+
+@pytest.mark.timeout(30)
+def test_an_agent_that_cannot_follow_the_schedule_any_more_restarts_itself():
+    """Its view fell behind past history the coordinator compacted away (more than 2f
+    replicas refuse its watch): the clearinghouse tells its agent, which restarts to read
+    the ledger afresh, instead of asking again every few seconds for good (over this test's
+    fake client)."""
+    from agora.coordinator.watch_merge import WatchRefused
+
+    class Refusing(FakeClient):
+        def watch(self, since_version):
+            async def refused():
+                raise WatchRefused(f"since_version: {since_version}; compacted away")
+                yield                                  # an async generator
+            return refused()
+
+    async def main():
+        ch = PbftClearinghouse(cluster=cluster(site("b", node("b", "n0", 2))),
+                               client=Refusing(CoordinatorError(grpc.StatusCode.OK, "", {})),
+                               heartbeat_s=0.01)
+        told = []
+        ch.lost_track = told.append
+        await asyncio.wait_for(ch._follow(), 5)          # returns once it has told
+        return told
+    told = asyncio.run(main())
+    assert told == ["cannot follow the schedule from version 0 (since_version: 0; "
+                    "compacted away)"]
