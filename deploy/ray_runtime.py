@@ -30,14 +30,23 @@ def node_resources(cluster, site: str | None = None) -> dict:
             "memory": max(1, sum(n.mem for n in nodes)) * 2 ** 20}
 
 
-SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
-"""The local Ray's settings. Ray kills a worker idle for 1 s once a node has more than its
-CPUs' worth; short instances of fractional CPUs, a few at a time, then start a fresh worker
-(a Python start, a registration kept by the GCS, a log file) every few runs: 13 workers for
-36 runs of 0.2 s in bursts on a 1-CPU node, 2 with this (measured 2026-12-03; a soak of
-agora up saw a new worker every ~3 runs, the GCS growing ~32 KB a job and a log file a job).
-A Ray cluster agora up joins (``ray.address``) keeps its own: start its nodes with
-``RAY_idle_worker_killing_time_threshold_ms=60000`` (docs/deploying.md)."""
+TASK_EVENTS_KEPT = 10_000
+"""Ray tasks whose events the local Ray's GCS keeps (Ray's own: 100,000): each run of an
+instance is a Ray task, and the GCS held ~4 KB a task until that bound (+50 MiB at 12,000
+tasks; +19 MiB with 2,000 kept; a soak of agora up: +31 KB a job, ~10 task events a job)."""
+
+
+def system_config(rc) -> dict:
+    """The local Ray's settings for ``rc`` (the config's ``ray`` section). Ray kills a
+    worker idle for 1 s once a node has more than its CPUs' worth; short instances of
+    fractional CPUs, a few at a time, then start a fresh worker (a Python start, a GCS
+    record, a log file) every few runs: 13 workers for 36 runs of 0.2 s in bursts on a 1-CPU
+    node, 2 with 60 s (measured 2026-12-03); a soak of agora up saw a worker start every ~3
+    runs, and 3 over 1,133 jobs with 60 s -- which kept 21 idle workers (~2 GB) where 1 s
+    kept 6 (``ray.idle_worker_s``). A Ray cluster agora up joins keeps its own settings
+    (docs/deploying.md)."""
+    return {"idle_worker_killing_time_threshold_ms": int(rc.idle_worker_s * 1000),
+            "task_events_max_num_task_in_gcs": TASK_EVENTS_KEPT}
 
 
 def start_ray(cfg, cluster, *, live: bool = False):
@@ -77,7 +86,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
         from ray.cluster_utils import Cluster
 
         c = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "include_dashboard": rc.dashboard, "_system_config": SYSTEM_CONFIG})
+            "num_cpus": 1, "include_dashboard": rc.dashboard,
+            "_system_config": system_config(rc)})
         for s in sites:
             res = node_resources(cluster, s)
             if live:
@@ -95,7 +105,7 @@ def start_ray(cfg, cluster, *, live: bool = False):
                              num_gpus=res["num_gpus"] if live else None, namespace="agora",
                              runtime_env=env, resources=res["resources"],
                              include_dashboard=rc.dashboard, log_to_driver=False,
-                             _system_config=SYSTEM_CONFIG))
+                             _system_config=system_config(rc)))
     return None
 
 

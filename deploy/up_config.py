@@ -154,6 +154,10 @@ class RaySection:
     carrying that site's resource; only with address None"""
     dashboard: bool = True
     """the local Ray's dashboard (``agora up`` prints its address); only with address None"""
+    idle_worker_s: float = 60.0
+    """seconds the local Ray keeps an idle worker beyond a node's CPUs (Ray's own: 1), > 0:
+    longer spares short instances a fresh worker every few runs, at ~90 MB of memory an idle
+    worker kept (docs/deploying.md); only with address None"""
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,8 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
         "agent_num_cpus": lambda w, v: get_number(w, v, ge=0, le=1024, unit="CPUs"),
         "agent_max_restarts": lambda w, v: _int(w, v, -1),
         "agent_max_task_retries": lambda w, v: _int(w, v, -1),
-        "multi_node": _bool, "dashboard": _bool})
+        "multi_node": _bool, "dashboard": _bool,
+        "idle_worker_s": lambda w, v: get_number(w, v, ge=0.001, le=86_400, unit="seconds")})
     metrics, _ = _section(top.at("metrics"), top.data.get("metrics"), MetricsSection, {
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
     web, _ = _section(top.at("web"), top.data.get("web"), WebSection, {

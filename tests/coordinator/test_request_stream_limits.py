@@ -168,10 +168,12 @@ def test_idle_streams_without_a_key_end_and_signed_ones_leave_their_address_free
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
             assert "within 1 s" in e.value.details()
         assert sum(server.service.request_streams.values()) == 0
-        served = [stub.Requests(signed(k)) for k in range(2, 6)]   # four, past the two
-        for call in served:
-            batch = await call.read()
-            assert batch.replies[0].reply.envelope, batch
+        served = []
+        for k in range(2, 6):             # four, past the two: each, once its request has
+            call = stub.Requests(signed(k))     # verified, leaves its address's slot (opened
+            batch = await call.read()           # at once, a loaded machine registered the
+            assert batch.replies[0].reply.envelope, batch   # third before the first verified)
+            served.append(call)
         assert server.service.client_streams == {"site:east": 4}
         await asyncio.sleep(1.5)                        # proved: they outlive PROVE_S
         assert server.service.client_streams == {"site:east": 4}

@@ -186,6 +186,7 @@ ERRORS = [
     ("speed: .nan\n", 1, "speed", ["NaN", "finite"]),
     ("episodes: 0\n", 1, "episodes", [">= 1"]),
     ("keep_runs: -1\n", 1, "keep_runs", [">= 0"]),
+    ("ray: {idle_worker_s: 0}\n", 1, "ray.idle_worker_s", [">= 0.001", "seconds"]),
     ("keep_runs: 2.0\n", 1, "keep_runs", ["whole number"]),
     ("coordinator: {retain_finished_jobs: -3}\n", 1, "coordinator.retain_finished_jobs",
      [">= 0"]),
