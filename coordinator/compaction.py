@@ -105,6 +105,16 @@ class Compacted:
         """Whether rows of versions [since, until) may have been dropped."""
         return any(lo < until and hi >= since for lo, hi in self.dropped)
 
+    def refusal(self, since: int, until: int) -> str | None:
+        """Why a read of the history of versions [since, until) is refused (``missing``),
+        or None."""
+        if not self.missing(since, until):
+            return None
+        floor = self.history_floor
+        return (f"since_version: {since}; rows up to version {floor} were compacted away "
+                f"with their finished jobs (retain_finished_jobs); expected > {floor}, or "
+                f"read the ledger and watch from its version")
+
 
 def admitted(st: ScheduleState) -> int:
     """Jobs ever admitted (a resubmitted id counts again): kept plus compacted."""

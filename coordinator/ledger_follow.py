@@ -21,8 +21,9 @@ GONE_KEPT = 100_000
 async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
     """Keep ``state['ledger']``, ``['version']`` and ``['round']`` current (forever; cancel
     to stop); ``['compacted']`` counts the jobs the coordinator compacted away by outcome,
-    and ``['gone']`` holds the (outcome, reason) of those compacted since it began. ``on_update(update)`` after each applied update. A stream that fails is
-    reopened from a fresh ledger query."""
+    and ``['gone']`` holds the (outcome, reason) of those compacted since it began.
+    ``on_update(update)`` after each applied update. A stream that fails is reopened from a
+    fresh ledger query."""
     cluster = config.load_cluster()
     site_index = {s: i for i, s in enumerate(cluster.site_names)}
     node_index = {n.name: i for i, n in enumerate(cluster.nodes)}

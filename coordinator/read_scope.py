@@ -75,15 +75,15 @@ class Scope:
             return u
         out = pb.ScheduleUpdate()
         out.CopyFrom(u)
-        mine = {o.job_id for o in u.job_origins if o.site == self.site}
+        own_jobs = {o.job_id for o in u.job_origins if o.site == self.site}
         for a in out.allocations:
-            if a.site != self.site and a.job_id not in mine:
+            if a.site != self.site and a.job_id not in own_jobs:
                 a.site, a.node = "", ""
         for c in out.changes:
-            if c.site != self.site and c.job_id not in mine:
+            if c.site != self.site and c.job_id not in own_jobs:
                 c.site, c.reason, c.exit_code = "", "", 0
         for c in out.cancelled:
-            if c.job_id not in mine:
+            if c.job_id not in own_jobs:
                 c.reason = ""
         mine = [n for n in out.nodes if n.node in self.own_node_names]
         if len(mine) != len(out.nodes):

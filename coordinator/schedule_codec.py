@@ -286,11 +286,9 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
     elif by == "since_version":
         if sq.since_version < 0:
             return _error(st, f"{at}.since_version", f"{sq.since_version}; expected >= 0")
-        floor = st.compacted.history_floor
-        if st.compacted.missing(sq.since_version, st.version + 1):
-            return _error(st, f"{at}.since_version", f"{sq.since_version}: rows up to version "
-                          f"{floor} were compacted away with their finished jobs "
-                          f"(retain_finished_jobs); expected > {floor}, or read the ledger")
+        why = st.compacted.refusal(sq.since_version, st.version + 1)
+        if why is not None:
+            return _error(st, f"{at}.since_version", why)
         # versions only grow along the list
         rows = rows[bisect.bisect_left(rows, sq.since_version, key=lambda r: r[6]):]
     else:

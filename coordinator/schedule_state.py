@@ -222,14 +222,15 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             res.rejections.add(field="command", reason=f"{self._unlisted} more rejections, "
                                f"not listed (a result lists the first {self._listed})")
         res.round = self.round
-        if self._changes(before, self._update):
+        changed = self._changes(before, self._update)
+        if changed:
             # who each job named is for, as it is now: a site's watch stream redacts by it
             # (read_scope), whatever is compacted or submitted again later
             self.name_origins(self._update)
             if kind != "query" and due(self, jobs_before):   # only a command that changed
                 gone = compact(self)                          # the schedule scans
                 self._update.compacted.extend(gone)
-        self._publish(before)
+        self._publish(changed)
         _notify(self.after_command)
         scope = scope_for(self, client_id)        # a site reads what concerns it
         if scope is not None:
@@ -339,10 +340,11 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
             if js is not None:
                 out.add(job_id=job_id, site=js.job.origin)
 
-    def _publish(self, before: tuple) -> None:
+    def _publish(self, changed: bool) -> None:
+        """Publish the command's update when it ``changed`` what watchers see."""
         u = self._update
         self._update = None
-        if not self._changes(before, u):
+        if not changed:
             return
         self.version = self._seq
         n = self._sub[1] if self._sub[0] == self._seq else 0

@@ -323,15 +323,10 @@ class CoordinatorService(rpc.CoordinatorServicer):
             last = (0, -1)                  # (version, sub) of the last update sent
             scope = scope_for(app, reader)    # a site reads what concerns it
             seen = scope.update if scope is not None else (lambda u: u)
-            floor = app.compacted.history_floor
-            if app.compacted.missing(request.since_version, start):
-                # rows of finished jobs since compacted away (coordinator/compaction.py)
+            why = app.compacted.refusal(request.since_version, start)
+            if why is not None:   # rows of finished jobs compacted away (compaction.py)
                 host.count("watch_refused_compacted")
-                await context.abort(grpc.StatusCode.OUT_OF_RANGE,
-                                    f"since_version: {request.since_version}; updates up to "
-                                    f"version {floor} were compacted away with their finished "
-                                    f"jobs (retain_finished_jobs); read the ledger and watch "
-                                    f"from its version, or from > {floor}")
+                await context.abort(grpc.StatusCode.OUT_OF_RANGE, why)
             if request.since_version < start:
                 for u in history(app, request.since_version, start):
                     yield seen(u)

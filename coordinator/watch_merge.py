@@ -190,6 +190,11 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
     order = preferred + [i for i in range(n) if i not in preferred]
     tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:f + 1]}
     refused: dict[int, str] = {}
+
+    def listen_to_all() -> None:
+        for j in order:
+            if j not in tasks:
+                tasks[j] = asyncio.ensure_future(pump(j))
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -203,9 +208,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
             try:
                 i, data = await asyncio.wait_for(queue.get(), timeout)
             except asyncio.TimeoutError:
-                for j in order:            # f+1 streams did not agree in time: all n
-                    if j not in tasks:
-                        tasks[j] = asyncio.ensure_future(pump(j))
+                listen_to_all()            # f+1 streams did not agree in time: all n
                 released = merger.release(loop.time())
             else:
                 if data is None:
@@ -218,9 +221,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                     refused[i] = data.details()
                     if len(refused) > 2 * f:
                         raise WatchRefused(data.details())
-                    for j in order:
-                        if j not in tasks:
-                            tasks[j] = asyncio.ensure_future(pump(j))
+                    listen_to_all()
                     continue
                 refused.pop(i, None)
                 released = merger.receive(i, data, loop.time())
