@@ -60,7 +60,17 @@ def cmd_up(a: argparse.Namespace) -> int:
     check(folder, cfg.load_cluster(), str(cfg.cluster), rules(dict(cfg.coordinator), folder))
     if a.detach:
         return live.detach(cfg, a.config)
-    return live.serve(cfg)
+    if a.supervised:                    # the child of the keeper below (deploy/supervise.py)
+        import os
+
+        return live.serve(cfg, keeper=os.getppid())
+    if cfg.restarts == 0:
+        return live.serve(cfg)
+    from agora.agents.process import python_module
+    from agora.deploy.supervise import SUPERVISED, supervise
+
+    return supervise(cfg, python_module("agora.deploy.cli", "up", "--config", a.config,
+                                        SUPERVISED))
 
 
 def cmd_down(a: argparse.Namespace) -> int:
@@ -88,6 +98,7 @@ def register(sub) -> None:
                    help="the system's YAML (default: the embedded %(default)s)")
     u.add_argument("--detach", action="store_true",
                    help="run in the background; return once it serves")
+    u.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     u.set_defaults(fn=cmd_up, cmd="up")
 
     d = sub.add_parser("down", help="stop the Agora that agora up --config runs")

@@ -80,8 +80,11 @@ class _Stop:
         threading.Thread(target=self.event.set, name="agora-stop", daemon=True).start()
 
 
-def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
-    """Run the live service of ``cfg`` (an ``UpConfig``) until stopped; the exit status."""
+def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None) -> int:
+    """Run the live service of ``cfg`` (an ``UpConfig``) until stopped; the exit status.
+    ``keeper``: the pid of the ``agora up`` that keeps this process (``deploy/supervise.py``):
+    it owns ``agora.pid``, and ``ready.json`` names it (what ``agora down`` signals) and this
+    process as ``serving_pid``."""
     from agora.agents.cluster.ray_executor import RayExecutorSpec
     from agora.deploy.launch import bring_up
     from agora.deploy.observability import StepFailureWatch
@@ -91,11 +94,12 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     other = starting_pid(out)
-    if other is not None and other != os.getpid():
+    if other is not None and other not in (os.getpid(), keeper):
         echo(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
              f"agora down --config {cfg.source}", file=sys.stderr)
         return 1
-    pid_file.write(out / PID)
+    if keeper is None:
+        pid_file.write(out / PID)
     (out / READY).unlink(missing_ok=True)
     stop = _Stop()
     stop.install(starting=True)
@@ -122,8 +126,9 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0) -> int:
         stop.install()
         if stop.event.is_set():
             return _stopped(system, out, echo, stop)
-        info = {"pid": os.getpid(), "pid_start": pid_file.start_ticks(os.getpid()),
-                "config": str(cfg.source), "out": str(out),
+        owner = os.getpid() if keeper is None else keeper
+        info = {"pid": owner, "pid_start": pid_file.start_ticks(owner),
+                "serving_pid": os.getpid(), "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
                 "sites": list(cluster.site_names), "started": time.time()}
         follower = Follower(system)

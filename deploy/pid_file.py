@@ -19,7 +19,7 @@ PID_MAX = 4_194_304
 """the largest pid Linux hands out (``/proc/sys/kernel/pid_max`` cannot exceed it)"""
 
 
-def _stat(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name (state first, start time at
     index 19), or None when /proc cannot say."""
     try:
@@ -31,7 +31,7 @@ def _stat(pid: int) -> list[str] | None:
 
 def start_ticks(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot), or None when /proc cannot say."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     try:
         return int(fields[19]) if fields is not None else None
     except (ValueError, IndexError):
@@ -48,7 +48,7 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return not fields or fields[0] != "Z"
 
 

@@ -233,6 +233,11 @@ class UpConfig:
     committed schedule has their ends, >= 0; older ones are removed, oldest first, so that a
     node running for months keeps a bounded disk and a restarted runner reads only these.
     0: keep every one"""
+    restarts: int = 5
+    """times ``agora up`` starts its service again, from its state, after the service died
+    without a stop asked (its Ray raylet died, the process was killed), at most this many in
+    any hour, >= 0 (``deploy/supervise.py``). 0: the service runs in ``agora up``'s own
+    process, and a death ends it"""
     coordinator: dict[str, Any] = field(default_factory=dict)
     """overrides of the coordinator's fields (``coordinator.config.CoordinatorConfig``),
     checked; data_dir and keys_file absolute"""

@@ -239,6 +239,7 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
             lambda w, v: None if v is None else _folder(state_folder(base))(w, v))
     top.get("run_as", lambda w, v: None if v is None else _run_as(w, v))
     top.get("keep_runs", lambda w, v: _int(w, v, 0, 10 ** 9))
+    top.get("restarts", lambda w, v: _int(w, v, 0, 1000))
     top.get("speed", lambda w, v: get_number(
         w, v, ge=1e-3, le=1e6, unit="workload seconds per wall-clock second"))
     top.get("episodes", lambda w, v: _int(w, v, 1))

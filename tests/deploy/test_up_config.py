@@ -107,10 +107,12 @@ def test_values_are_read_with_their_types(tmp_path):
               "federation: {enabled: true, rounds: 2, local_steps: 10, strategy: trimmed}\n"
               "ray: {address: auto, agent_num_cpus: 1, agent_max_restarts: 0}\n"
               "metrics: {enabled: false, host: 0.0.0.0}\n"
-              "coordinator: {batch_timeout_s: 0, checkpoint_interval: 32}\nkeep_runs: 0\n")
+              "coordinator: {batch_timeout_s: 0, checkpoint_interval: 32}\nkeep_runs: 0\n"
+              "restarts: 0\n")
     cfg = load_up_config(p)
     assert (cfg.seed, cfg.replicas, cfg.f, cfg.speed, cfg.episodes) == (7, 7, 2, 2.0, 3)
     assert cfg.keep_runs == 0 and load_up_config(write(tmp_path, "seed: 1\n")).keep_runs > 0
+    assert cfg.restarts == 0 and load_up_config(write(tmp_path, "seed: 1\n")).restarts == 5
     assert cfg.episode_timeout_s == 7200.0
     assert type(cfg.load) is float and type(cfg.speed) is float
     assert type(cfg.round_timeout_s) is float and type(cfg.ray.agent_num_cpus) is float
@@ -188,6 +190,8 @@ ERRORS = [
     ("keep_runs: -1\n", 1, "keep_runs", [">= 0"]),
     ("ray: {idle_worker_s: 0}\n", 1, "ray.idle_worker_s", [">= 0.001", "seconds"]),
     ("keep_runs: 2.0\n", 1, "keep_runs", ["whole number"]),
+    ("restarts: -1\n", 1, "restarts", [">= 0"]),
+    ("restarts: yes\n", 1, "restarts", ["whole number"]),
     ("coordinator: {retain_finished_jobs: -3}\n", 1, "coordinator.retain_finished_jobs",
      [">= 0"]),
     ("round_timeout_s: 0\n", 1, "round_timeout_s", [">= 0.001", "seconds"]),

@@ -1,0 +1,217 @@
+"""``agora up``'s keeper: the service runs in a child process, and a child that dies without
+having been asked to stop is started again, from its state, a bounded number of times.
+
+Why: the serving process is a Ray driver, and Ray ends a driver whose raylet died at once,
+with no clean-up (measured: ~35 s after the head raylet was killed). The replicas went with
+it (they are bound to it, ``agents/process.py``), Ray's per-node agents stayed behind
+(~870 MB), ``agora.pid`` and ``ready.json`` stayed, and the scheduler was simply gone, with
+nothing said about it (a soak of ``agora up``, 2026-12-03).
+
+Now the ``agora up`` process (foreground or ``--detach``) is this keeper. It never imports
+Ray. It owns ``agora.pid`` (what ``agora down`` signals) and starts ``agora up --supervised``
+as its child, in a process group of its own, bound to it (a keeper killed takes its service
+with it, as before). SIGTERM and SIGINT are passed on to the child, which stops as
+``agora up`` always did. The keeper is the children's subreaper (Linux): whatever the child
+started and left behind when it died -- Ray's processes, replicas, runners' work -- becomes
+the keeper's, and is killed before the next start. A child that exits without a stop asked:
+
+- after it served (its ``ready.json`` named it): said in one line, ready.json removed, its
+  leftovers killed, started again after a back-off -- its state (the replicas' logs, the
+  runs' folders) is on disk and it resumes it as ``agora up`` does after a crash; at most
+  ``restarts`` times in any hour (``UpConfig.restarts``), then the keeper gives up;
+- before it ever served: not started again (a configuration or environment error would
+  fail again), unless it was itself a restart, which counts against the same budget.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from agora.deploy import pid_file
+
+SUPERVISED = "--supervised"
+"""the hidden flag of ``agora up`` that makes it the keeper's child (``live.serve``)"""
+WINDOW_S = 3600.0
+"""``restarts`` counts the restarts within this many seconds"""
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class _Signals:
+    """SIGINT and SIGTERM: a stop is asked, and the signal is passed on to the child."""
+
+    def __init__(self) -> None:
+        self.asked: str | None = None
+        self.child: subprocess.Popen | None = None
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on)
+
+    def _on(self, signum, _frame) -> None:
+        self.asked = signal.Signals(signum).name
+        child = self.child
+        if child is not None and child.poll() is None:
+            try:
+                os.kill(child.pid, signum)
+            except ProcessLookupError:
+                pass
+        # as live._Stop: set from a thread, never from the handler (the main thread may be
+        # inside event.wait() holding the event's lock)
+        threading.Thread(target=self.event.set, daemon=True).start()
+
+
+def _become_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (Linux's /proc; [] elsewhere)."""
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit():
+            fields = pid_file.stat_fields(int(name))
+            if fields is not None and len(fields) > 1 and fields[1] == str(pid):
+                out.append(int(name))
+    return out
+
+
+def kill_orphans(keep: int | None = None) -> int:
+    """SIGKILL every process this keeper inherited (as subreaper) and everything under them,
+    except ``keep`` (the running child); reap what is dead; how many were killed."""
+    me, killed = os.getpid(), 0
+    todo = [p for p in children_of(me) if p != keep]
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children_of(pid))       # before the kill: then they are re-parented
+        fields = pid_file.stat_fields(pid)
+        if fields is None or fields[0] == "Z":
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    reap(keep)
+    return killed
+
+
+def reap(keep: int | None = None) -> None:
+    """Collect this process's dead children other than ``keep`` (orphans it inherited)."""
+    for pid in children_of(os.getpid()):
+        if pid == keep:
+            continue
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _served_by(out: Path, child_pid: int) -> bool:
+    try:
+        return json.loads((out / "ready.json").read_text()).get("serving_pid") == child_pid
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _how(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit status {rc}"
+
+
+def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
+              poll_s: float = 0.5) -> int:
+    """Keep the service of ``cfg`` (an ``UpConfig``) running as ``argv`` (the child's
+    command line) until a stop is asked (see the module doc); the exit status."""
+    from agora.agents.process import bound_to_parent
+    from agora.deploy.live import PID, READY, starting_pid
+
+    say = echo or (lambda *a, **k: print(*a, **k, flush=True))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    other = starting_pid(out)
+    if other is not None and other != os.getpid():
+        say(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
+            f"agora down --config {cfg.source}", file=sys.stderr)
+        return 1
+    pid_file.write(out / PID)
+    sig = _Signals()
+    sig.install()
+    subreaper = _become_subreaper()
+    recent: deque[float] = deque()
+    restarted = False
+    try:
+        while True:
+            child = subprocess.Popen(bound_to_parent(argv), stdin=subprocess.DEVNULL,
+                                     process_group=0)
+            sig.child = child
+            started = time.monotonic()
+            served = False
+            if sig.asked:                        # a stop asked while it was being started
+                os.kill(child.pid, signal.SIGTERM)
+            while child.poll() is None:
+                sig.event.wait(poll_s)
+                served = served or _served_by(out, child.pid)
+                if subreaper:
+                    reap(child.pid)
+            rc = child.returncode
+            if sig.asked or rc == 0:
+                return rc
+            if _served_by(out, child.pid):
+                (out / READY).unlink(missing_ok=True)
+                served = True
+            killed = kill_orphans() if subreaper else 0
+            left = f"; {killed} process(es) it left were killed" if killed else ""
+            if not served and not restarted:
+                say(f"agora up: the service could not start ({_how(rc)}); the lines above "
+                    f"say why", file=sys.stderr)
+                return rc if rc > 0 else 1
+            now = time.monotonic()
+            while recent and now - recent[0] > WINDOW_S:
+                recent.popleft()
+            what = (f"stopped unexpectedly ({_how(rc)}) after "
+                    f"{now - started:.0f} s" + (" serving" if served else " starting"))
+            if len(recent) >= cfg.restarts:
+                say(f"agora up: the service {what}{left}; not started again: "
+                    f"{len(recent)} restart(s) within the last hour already (restarts: "
+                    f"{cfg.restarts}); its state stays in {out} (agora up resumes it)",
+                    file=sys.stderr)
+                return 1
+            recent.append(now)
+            say(f"agora up: the service {what}{left}; starting it again from its state in "
+                f"{out} (restart {len(recent)} of at most {cfg.restarts} an hour)",
+                file=sys.stderr)
+            restarted = True
+            if sig.event.wait(backoff_s * len(recent)) and sig.asked:
+                return 0
+    finally:
+        if subreaper:
+            kill_orphans(keep=None)
+        if pid_file.mine(out / PID):
+            (out / PID).unlink(missing_ok=True)

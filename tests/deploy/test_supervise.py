@@ -1,0 +1,173 @@
+"""``agora up``'s keeper (``deploy/supervise.py``): a service that dies after it served is
+started again and what it left is killed; one that never served is not; restarts are
+bounded; a stop is passed on. A fake service stands in for ``agora up --supervised`` here (a
+script that writes ``ready.json`` as the real one does and leaves a process behind); the
+keeper runs in a subprocess of its own, as ``agora up`` does (it becomes its children's
+subreaper, which this test process must not). The real service: test_supervise_live.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, prctl")]
+
+FAKE = textwrap.dedent("""
+    import json, os, signal, subprocess, sys, time
+    from pathlib import Path
+    out, plan = Path(sys.argv[1]), sys.argv[2].split(",")
+    n = len(list(out.glob("start-*")))               # this is start n (0, 1, ...)
+    mode = plan[min(n, len(plan) - 1)]
+    (out / f"start-{n}").write_text(str(os.getpid()))
+    if mode == "early":
+        sys.exit(3)                                   # never served
+    # something that outlives this process unless its keeper kills it (own session: no
+    # signal to our group reaches it), as Ray's per-node agents outlived their raylet
+    left = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    (out / f"left-{n}").write_text(str(left.pid))
+    (out / "ready.json").write_text(json.dumps({"pid": os.getppid(), "serving_pid": os.getpid()}))
+    if mode == "die":
+        time.sleep(0.3)
+        os._exit(1)
+    def stop(signum, _frame):
+        (out / f"stopped-{n}").write_text(signal.Signals(signum).name)
+        (out / "ready.json").unlink()
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        time.sleep(0.1)
+""")
+
+KEEPER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+    from agora.deploy.supervise import supervise
+    out, restarts, fake, plan = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    cfg = SimpleNamespace(out=out, restarts=restarts, source="up.yaml")
+    sys.exit(supervise(cfg, [sys.executable, fake, str(out), plan], backoff_s=0.05,
+                       poll_s=0.05))
+""")
+
+
+def keeper(tmp_path: Path, plan: str, restarts: int = 5) -> subprocess.Popen:
+    (tmp_path / "fake.py").write_text(FAKE)
+    out = tmp_path / "out"
+    out.mkdir()
+    return subprocess.Popen([sys.executable, "-c", KEEPER, str(out), str(restarts),
+                             str(tmp_path / "fake.py"), plan],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def served_by(out: Path) -> int | None:
+    try:
+        return json.loads((out / "ready.json").read_text())["serving_pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_a_service_that_died_after_serving_is_started_again_and_what_it_left_is_killed(
+        tmp_path):
+    k = keeper(tmp_path, "die,serve")
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
+                 what="the second start to serve")
+        second = int((out / "start-1").read_text())
+        assert served_by(out) == second
+        first_left = int((out / "left-0").read_text())
+        assert not alive(first_left), "the dead service's leftover still runs"
+        assert alive(int((out / "left-1").read_text())), "the running one's was killed"
+        assert (out / "agora.pid").read_text().split()[0] == str(k.pid)
+        k.send_signal(signal.SIGTERM)
+        assert k.wait(30) == 0
+    finally:
+        if k.poll() is None:
+            k.kill()
+    err = k.stderr.read()
+    assert "stopped unexpectedly (exit status 1)" in err and "restart 1 of at most 5" in err
+    assert "1 process(es) it left were killed" in err, err
+    assert (out / "stopped-1").read_text() == "SIGTERM"     # the stop was passed on
+    assert not (out / "start-2").exists()
+    assert not (out / "agora.pid").exists()
+    # and on the way out, what the stopped service left is killed too
+    assert not alive(int((out / "left-1").read_text()))
+
+
+def test_a_service_that_never_served_is_not_started_again(tmp_path):
+    k = keeper(tmp_path, "early")
+    assert k.wait(30) == 3
+    err = k.stderr.read()
+    assert "could not start (exit status 3)" in err, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("start-*")) == ["start-0"]
+
+
+def test_restarts_are_bounded_within_an_hour(tmp_path):
+    k = keeper(tmp_path, "die", restarts=2)
+    assert k.wait(60) == 1
+    err = k.stderr.read()
+    out = tmp_path / "out"
+    assert len(list(out.glob("start-*"))) == 3, err          # the first and 2 restarts
+    assert "not started again: 2 restart(s) within the last hour" in err, err
+    assert not (out / "ready.json").exists() and not (out / "agora.pid").exists()
+    for f in out.glob("left-*"):
+        assert not alive(int(f.read_text()))
+
+
+def test_a_restart_that_fails_before_serving_counts_against_the_budget(tmp_path):
+    # once the service has served, a start that fails (Ray not back yet) is tried again
+    k = keeper(tmp_path, "die,early,early,serve", restarts=5)
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: served_by(out) is not None and (out / "start-3").exists(),
+                 what="the fourth start to serve")
+        k.send_signal(signal.SIGINT)            # Ctrl-C: passed on as SIGINT
+        assert k.wait(30) == 0
+    finally:
+        if k.poll() is None:
+            k.kill()
+    assert (out / "stopped-3").read_text() == "SIGINT"
+    assert "restart 3 of at most 5" in k.stderr.read()
+
+
+def test_a_second_keeper_on_the_same_state_is_refused(tmp_path):
+    k = keeper(tmp_path, "serve")
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: served_by(out) is not None, what="the service to serve")
+        other = subprocess.run([sys.executable, "-c", KEEPER, str(out), "5",
+                                str(tmp_path / "fake.py"), "serve"],
+                               capture_output=True, text=True, timeout=30)
+        assert other.returncode == 1
+        assert f"already running from {out} (pid {k.pid})" in other.stderr
+        assert len(list(out.glob("start-*"))) == 1
+        os.kill(k.pid, signal.SIGTERM)
+        assert k.wait(30) == 0
+    finally:
+        if k.poll() is None:
+            k.kill()

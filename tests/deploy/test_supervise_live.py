@@ -1,0 +1,113 @@
+"""``agora up``'s keeper with the real service (``deploy/supervise.py``): the serving process
+killed while work runs is started again from its state, nothing of the dead one is left
+running, and the work completes. Real processes throughout (the CLI, Ray, four replicas). The slow variant kills Ray's head raylet
+instead (Ray then ends the serving process itself, ~35 s later)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.test_live_cli import agora, job_line, jobs_json, setup  # noqa: F401
+
+
+def ready(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "ready.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tree(pid: int) -> list[tuple[int, str]]:
+    """(pid, start time) of ``pid``'s descendants."""
+    parents, starts = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            parents[int(name)], starts[int(name)] = int(fields[1]), fields[19]
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        todo += kids
+    return [(p, starts[p]) for p in found]
+
+
+def still_running(procs: list[tuple[int, str]]) -> list[int]:
+    left = []
+    for pid, start in procs:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[19] == start and fields[0] != "Z":
+            left.append(pid)
+    return left
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (got := pred()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+    return got
+
+
+def kill_and_recover(d: Path, victim) -> None:
+    cfg = str(d / "up.yaml")
+    p = agora("up", "--detach", "--config", cfg)
+    assert p.returncode == 0, p.stderr + p.stdout
+    out = d / "out"
+    first = ready(out)
+    keeper, serving = first["pid"], first["serving_pid"]
+    assert keeper != serving and (out / "agora.pid").read_text().split()[0] == str(keeper)
+    (d / "jobs.jsonl").write_text(job_line("through", ["sleep", "4"], instances=2) + "\n")
+    assert agora("submit", str(d / "jobs.jsonl"), "--config", cfg).returncode == 0
+    wait_for(lambda: any(i["state"] == "running" for i in jobs_json(cfg)["jobs"][0]["tasks"][0]
+                         ["instances"]), 120, "an instance to run")
+    old = tree(serving)
+    victim(serving)
+    again = wait_for(lambda: (r := ready(out)) and r["serving_pid"] != serving and r, 240,
+                     "the service to serve again")
+    assert again["pid"] == keeper
+    assert still_running(old) == [], "a process of the dead service still runs"
+    log = (out / "agora.log").read_text()
+    assert "starting it again from its state" in log and "restart 1 of at most 5" in log
+    wait_for(lambda: jobs_json(cfg)["jobs"][0]["outcome"] == "completed", 180,
+             "the job to complete after the restart")
+    p = agora("down", "--config", cfg)
+    assert p.returncode == 0 and f"stopped pid {keeper}" in p.stdout, p.stdout + p.stderr
+    assert not (out / "agora.pid").exists() and ready(out) is None
+    assert still_running(tree(again["serving_pid"])) == []
+
+
+@pytest.mark.timeout(420)
+def test_the_serving_process_killed_is_started_again_and_its_work_completes(setup):
+    kill_and_recover(setup, lambda pid: os.kill(pid, signal.SIGKILL))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_head_raylet_killed_ends_the_serving_process_and_it_is_started_again(setup):
+    def kill_head_raylet(serving: int) -> None:
+        for pid, _ in tree(serving):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"/raylet") and b"--head" in argv:
+                os.kill(pid, signal.SIGKILL)
+                return
+        raise AssertionError("no head raylet under the serving process")
+    kill_and_recover(setup, kill_head_raylet)
