@@ -37,7 +37,7 @@ from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.rate_limit import ClientRate
 from agora.coordinator.recent_updates import RecentUpdates
 from agora.coordinator.replica_metrics import ReplicaMetrics
-from agora.coordinator.request_clock import ReadOnce, stale
+from agora.coordinator.request_clock import ReadOnce, reused, stale
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.transport import PeerLinks, channel_options, replica_channel_credentials
@@ -118,9 +118,9 @@ class ReplicaHost:
         self.read_once = ReadOnce()
         self.peer_rate = ClientRate(config.peer_envelopes_per_s)
         self.seen: dict[int, float] = {}
-        self.waiters: dict[tuple[str, int], list[asyncio.Future]] = {}
-        self.waiting_ops: dict[tuple[str, int], bytes] = {}
-        """(client, timestamp) -> what tells the waiting request apart (``open_op``)"""
+        self.waiters: dict[tuple[str, int], list[tuple[asyncio.Future, bytes]]] = {}
+        """(client, timestamp) -> the requests waiting here for their reply: (future, what
+        tells the request apart, ``op_key``)"""
         self._client_waits: dict[str, set[int]] = {}
         """client -> the timestamps its requests wait at here"""
         self.watchers: list[asyncio.Queue] = []
@@ -182,8 +182,8 @@ class ReplicaHost:
         await self.links.close()
         for q in self.watchers:
             q.put_nowait(None)
-        for futs in self.waiters.values():
-            for fut in futs:
+        for pairs in self.waiters.values():
+            for fut, _op in pairs:
                 if not fut.done():
                     fut.cancel()
         self.storage.stop()
@@ -271,48 +271,66 @@ class ReplicaHost:
             elif isinstance(a, Broadcast):
                 self.links.broadcast(a.msg.SerializeToString())
             elif isinstance(a, Reply):
-                self._resolve(a.client_id, a.msg)
+                self._resolve(a.client_id, a.msg, a.op)
 
-    def _resolve(self, client_id: str, env: PbftEnvelope) -> None:
+    def _resolve(self, client_id: str, env: PbftEnvelope, op: bytes) -> None:
+        """Hand the reply ``env`` to the requests of ``client_id`` at its timestamp whose op it
+        answers (``op``; b"": any). A PBFT reply names its client and timestamp, not its
+        request: a request of the same client and timestamp with another op (processes
+        sharing a client's key and clock) would otherwise get the other's result -- "accepted"
+        for a job that was never submitted, from every replica where it arrived first (a
+        probe: 2 of 12 tries). Once an ordered request executed at the timestamp, the others
+        there are refused as reused; a read-only answer leaves them waiting."""
         msg = PbftMessage.FromString(env.payload)
-        futs = self.waiters.pop((client_id, msg.reply.timestamp), ())
-        self.waiting_ops.pop((client_id, msg.reply.timestamp), None)
-        for fut in futs:
-            if not fut.done():
+        ts = msg.reply.timestamp
+        pairs = self.waiters.pop((client_id, ts), ())
+        kept = []
+        for fut, fop in pairs:
+            if fut.done():
+                continue
+            if not op or fop == op:
                 fut.set_result(env)
+            elif msg.reply.read_only:
+                kept.append((fut, fop))
+            else:
+                fut.set_exception(reused(client_id, ts, "executed"))
+        if kept:
+            self.waiters[(client_id, ts)] = kept
+        else:
+            self._unwait(client_id, ts)
         waits = self._client_waits.get(client_id)
         if waits and not msg.reply.read_only:
             # what waits at an older timestamp of this client will never execute now
             last = self.replica.clients.get(client_id)
             for t in [t for t in waits if last is not None and t < last[0]]:
-                self.waiting_ops.pop((client_id, t), None)
-                for fut in self.waiters.pop((client_id, t), ()):
+                for fut, _op in self.waiters.pop((client_id, t), ()):
                     if not fut.done():
                         fut.set_exception(stale(client_id, t, last[0]))
+                self._unwait(client_id, t)
 
     def waiter(self, client_id: str, timestamp: int, op: bytes = b"") -> asyncio.Future:
         """A future for the reply to ``client_id``'s request at ``timestamp``; ``op``: what
-        tells that request apart (``open_op``)."""
+        tells that request apart (``op_key``): only a reply to that op resolves it."""
         fut = asyncio.get_running_loop().create_future()
-        self.waiters.setdefault((client_id, timestamp), []).append(fut)
-        self.waiting_ops.setdefault((client_id, timestamp), op)
+        self.waiters.setdefault((client_id, timestamp), []).append((fut, op))
         self._client_waits.setdefault(client_id, set()).add(timestamp)
         return fut
 
-    def open_op(self, client_id: str, timestamp: int) -> bytes | None:
-        """What the request that waits here for a reply at (client, timestamp) was given as
-        ``op`` (None: none waits). A reply is matched by client and timestamp alone, so a
-        second request of the client at the same timestamp with another op would get the
-        first one's reply: the service refuses it instead."""
-        return self.waiting_ops.get((client_id, timestamp))
+    def waits(self, client_id: str, timestamp: int, op: bytes) -> bool:
+        """Does a request of ``client_id`` at ``timestamp`` with ``op`` wait here already (a
+        copy: charged to the client's budget for copies)?"""
+        return any(fop == op for _f, fop in self.waiters.get((client_id, timestamp), ()))
 
     def forget(self, client_id: str, timestamp: int, fut: asyncio.Future) -> None:
-        futs = self.waiters.get((client_id, timestamp))
-        if futs and fut in futs:
-            futs.remove(fut)
-            if not futs:
+        pairs = self.waiters.get((client_id, timestamp))
+        if pairs:
+            pairs[:] = [p for p in pairs if p[0] is not fut]
+            if not pairs:
                 del self.waiters[(client_id, timestamp)]
-                self.waiting_ops.pop((client_id, timestamp), None)
+        self._unwait(client_id, timestamp)
+
+    def _unwait(self, client_id: str, timestamp: int) -> None:
+        """No request of the client waits at ``timestamp`` any more: forget the timestamp."""
         if (client_id, timestamp) not in self.waiters:
             waits = self._client_waits.get(client_id)
             if waits is not None:

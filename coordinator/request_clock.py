@@ -56,6 +56,15 @@ def stale(client_id: str, timestamp: int, last: int) -> Refusal:
                    f"client's last executed request ({last}); expected a larger timestamp")
 
 
+def reused(client_id: str, timestamp: int, what: str) -> Refusal:
+    """The refusal of ``client_id``'s request at ``timestamp``, the timestamp of another of
+    its requests (``what``: "executed", ...): never answered with that one's result."""
+    return Refusal(grpc.StatusCode.FAILED_PRECONDITION, "reused_timestamp",
+                   f"envelope.payload.request.timestamp: {timestamp} is the timestamp of "
+                   f"another request of client {client_id!r} ({what}); expected a timestamp "
+                   f"of its own, larger than any this client used")
+
+
 def stale_floor(e) -> int | None:
     """The client's last executed timestamp a stale refusal names (0 if none), or None
     when ``e`` is no stale refusal."""

@@ -27,7 +27,7 @@ from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.recent_updates import updates_since
-from agora.coordinator.request_clock import ahead_refusal, stale
+from agora.coordinator.request_clock import ahead_refusal, reused, stale
 from agora.coordinator.schedule_codec import check_known
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_rules import OPERATOR
@@ -168,23 +168,20 @@ class CoordinatorService(rpc.CoordinatorServicer):
         last = host.replica.clients.get(req.client_id)
         if not req.read_only and last is not None and req.timestamp < last[0]:
             raise stale(req.client_id, req.timestamp, last[0])
-        reused = ("executed" if not req.read_only
-                  and reuses_timestamp(last, req.timestamp, req.op) else None)
-        waiting = host.open_op(req.client_id, req.timestamp)
-        if waiting is not None and waiting != op_key(req):
-            reused = "waiting for its reply"
-        if reused:
-            raise Refusal(grpc.StatusCode.FAILED_PRECONDITION, "reused_timestamp",
-                          f"envelope.payload.request.timestamp: {req.timestamp} is the "
-                          f"timestamp of another request of client {req.client_id!r} "
-                          f"({reused}); expected a timestamp of its own, larger than any "
-                          f"this client used")
+        if not req.read_only and reuses_timestamp(last, req.timestamp, req.op):
+            raise reused(req.client_id, req.timestamp, "executed")
+        # Another request of the client waiting here at the same timestamp is no reason to
+        # refuse this one: each waits for the reply to its own op (ReplicaHost.waiter), and
+        # whichever is ordered first executes; the other is then refused as reused. (Refused
+        # here, a request ordered through the replicas that received it first was told
+        # "reused" by the others and never got f+1 replies: a probe.)
+        waiting = host.waits(req.client_id, req.timestamp, op_key(req))
         # Charged after the cheap checks above, so that replays of a client's old requests
         # (every replica sees them in pre-prepares) cost it nothing; a copy of its last
         # executed or still waiting request is charged to a budget of its own, so a flood
         # of copies cannot refuse the client's new requests (a review's finding).
-        again = waiting is not None or (not req.read_only and last is not None
-                                        and req.timestamp == last[0])
+        again = waiting or (not req.read_only and last is not None
+                            and req.timestamp == last[0])
         if not host.rate.take(req.client_id + AGAIN if again else req.client_id):
             what = "copies of one request" if again else "requests"
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",

@@ -23,7 +23,8 @@ from agora.coordinator.pbft.messages import MAX_TIMESTAMP
 from agora.coordinator.schedule_codec import decode_known
 from agora.agents.limits import ID_TEXT, MAX_NAME, SITE_NAME_TEXT, id_problem, site_name_problem
 from agora.coordinator.schedule_rules import (END_KINDS, MAX_CANCEL_REASON, MAX_JOBS_PER_COMMAND,
-                                         MAX_REASON_BYTES, MAX_TASKS_PER_JOB, OPERATOR,
+                                         MAX_INSTANCES_PER_TASK, MAX_REASON_BYTES,
+                                         MAX_TASKS_PER_JOB, OPERATOR,
                                          REPLICA_PREFIX,
                                          client_id_problem, instances_over_limit,
                                          part_over_limit, site_of_client)
@@ -153,7 +154,17 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         over = instances_over_limit(m.jobs)    # before any job is parsed
         if over is not None:
             where, count, most = over
-            raise over_limit(f"{at}.{where}", count, most, "instances")
+            if where == "jobs":
+                raise over_limit(f"{at}.jobs", count, most, "instances over the jobs")
+            i = int(where[len("jobs["):where.index("]")])
+            big = next((k for k, t in enumerate(m.jobs[i].tasks)
+                        if t.instances > MAX_INSTANCES_PER_TASK), None)
+            if big is not None:        # the task alone (a probe: the field was the job's)
+                raise over_limit(f"{at}.{where}[{big}].instances",
+                                 m.jobs[i].tasks[big].instances, MAX_INSTANCES_PER_TASK,
+                                 "instances", "task")
+            raise over_limit(f"{at}.{where}", count, most, "instances over the job's tasks",
+                             "job")
         for i, j in enumerate(m.jobs):
             if len(j.tasks) > MAX_TASKS_PER_JOB:      # before it is parsed, as instances
                 raise over_limit(f"{at}.jobs[{i}].tasks", len(j.tasks), MAX_TASKS_PER_JOB,

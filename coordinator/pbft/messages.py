@@ -35,9 +35,11 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Deliver ``msg`` (a PBFT REPLY) to client ``client_id``."""
+    """Deliver ``msg`` (a PBFT REPLY) to client ``client_id``'s request whose ``op_key`` is
+    ``op`` (b"": to whichever waits at its timestamp)."""
     client_id: str
     msg: PbftEnvelope
+    op: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ def reuses_timestamp(last: ClientEntry | None, timestamp: int, op: bytes) -> boo
 
 def op_key(req) -> bytes:
     """What tells a request apart from another of its client at its timestamp while it waits
-    for its reply (``ReplicaHost.open_op``): its op, and whether it only reads."""
+    for its reply (``ReplicaHost.waiter``): its op, and whether it only reads."""
     return op_digest((b"r" if req.read_only else b"w") + req.op)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from agora.coordinator.pbft.log import Slot
 from agora.coordinator.pbft.messages import (Broadcast, Reply, batch_digest_of, op_digest,
-                                             request_digest, request_shape_ok,
+                                             op_key, request_digest, request_shape_ok,
                                              reuses_timestamp)
 from agora.protos.agora.v1.pbft_pb2 import (
     Commit,
@@ -49,7 +49,7 @@ class NormalCaseMixin:
         cid, ts = req.client_id, req.timestamp
         if req.read_only:
             if env.sender == -1:
-                self._reply(cid, ts, self.app.query(cid, req.op), read_only=True)
+                self._reply(cid, ts, self.app.query(cid, req.op), req, read_only=True)
             return
         last = self.clients.get(cid)
         if last is not None and ts <= last[0]:
@@ -58,7 +58,7 @@ class NormalCaseMixin:
             elif reuses_timestamp(last, ts, req.op):
                 self._reject("reused_timestamp")    # not the executed request's reply
             else:
-                self._reply(cid, ts, last[1])
+                self._reply(cid, ts, last[1], req)
             return
         if self.active and self._primary() == self.index:
             key = (cid, ts)
@@ -76,12 +76,15 @@ class NormalCaseMixin:
         # primary they believe in and f others); the retransmission timer forwards what is
         # still held (``_retransmit``), which covers a client that cannot reach the primary
 
-    def _reply(self, client_id: str, ts: int, result: bytes, *, read_only: bool = False) -> None:
+    def _reply(self, client_id: str, ts: int, result: bytes, req: PbftRequest, *,
+               read_only: bool = False) -> None:
         env = self.auth.to_client(PbftMessage(reply=PbftReply(
             view=self.view, timestamp=ts, client_id=client_id, replica=self.index,
             result=result, read_only=read_only)), client_id)
         if env is not None:
-            self._out.append(Reply(client_id, env))
+            # the request it answers goes with it: the host hands the reply to that request
+            # only, not to another the client sent at the same timestamp (a probe)
+            self._out.append(Reply(client_id, env, op_key(req)))
 
     def _can_propose(self) -> bool:
         return (self.active and self._primary() == self.index and self.fetch is None
@@ -348,7 +351,7 @@ class NormalCaseMixin:
             if replay:
                 continue
             self.storage.save_client(cid, ts, result, digest)
-            self._reply(cid, ts, result)
+            self._reply(cid, ts, result, req)
             held = self.pending.get(cid)
             if held is not None and held.timestamp <= ts:
                 del self.pending[cid]

@@ -174,3 +174,29 @@ def test_nodes_going_down_in_one_part_cost_one_walk_and_stop_node_by_node():
     t0 = time.process_time()
     st.execute("site:c", op(site_round=down), 2)
     assert time.process_time() - t0 < 0.5           # 4,096 walks of the ledger: ~1.6 s
+
+
+def test_instances_over_a_budget_are_refused_naming_the_task_the_job_or_the_request():
+    """A probe: a task of 1,000,001 instances was refused as ``jobs[0].tasks: ... per
+    request``: the budget broken is named, and the field that breaks it."""
+    import grpc
+
+    from agora.protos.agora.v1 import workload_pb2 as w
+
+    def refusal(*jobs) -> Refusal:
+        cmd = pb.Command(submit_jobs=pb.SubmitJobs(jobs=[
+            w.Job(id=f"j{i}", origin="a", tasks=[w.Task(id=f"t{k}", instances=n)
+                                                 for k, n in enumerate(sizes)])
+            for i, sizes in enumerate(jobs)]))
+        with pytest.raises(Refusal) as e:
+            check_command(cmd, "operator", "op.submit_jobs")
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED   # final: names its limit
+        return e.value.message
+
+    most = MAX_INSTANCES_PER_COMMAND
+    assert refusal([2, most + 1]) == (f"op.submit_jobs.jobs[0].tasks[1].instances: "
+                                      f"{most + 1} instances; the limit is {most} per task")
+    assert refusal([600_000, 600_000]).startswith(
+        "op.submit_jobs.jobs[0].tasks: 1200000 instances over the job's tasks; the limit is")
+    assert refusal([600_000], [600_000]).endswith("per request")
+    assert refusal([600_000], [600_000]).startswith("op.submit_jobs.jobs: 1200000 instances")
