@@ -51,6 +51,9 @@ request (retransmissions, or replays by whoever holds one) are charged there."""
 WATCH_QUEUE = 4096
 """Updates buffered per watcher; a watcher that falls further behind is cut off (its
 stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
+WATCH_AHEAD = 1_000_000
+"""A watch from further past the replica's version than this is refused (a version no
+replica lagging behind the others by a state transfer's worth could be asked for)."""
 
 
 def history(app: ScheduleState, since: int, until: int):
@@ -299,6 +302,15 @@ class CoordinatorService(rpc.CoordinatorServicer):
             self.host.count("invalid_argument")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"since_version: {request.since_version}; expected >= 0")
+        now = self.host.app.version
+        if request.since_version > now + WATCH_AHEAD:
+            # a probe: 10^12 and 2^63-1 were taken, and the stream stayed silent for good
+            self.host.count("invalid_argument")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"since_version: {request.since_version} is more than "
+                                f"{WATCH_AHEAD:,} versions past this replica's schedule "
+                                f"(version {now}); expected a version the schedule reached "
+                                f"(the last one a watch delivered, or 0 for all)")
         host = self.host
         reader = request.auth.client_id
         held = host.watching.get(reader, 0)

@@ -363,3 +363,28 @@ def test_unknown_fields_are_refused_on_status_heartbeat_and_watch_too(group, met
                 list(ch.unary_stream(path)(data, timeout=10))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
     assert "unknown field" in e.value.details(), e.value.details()
+
+
+def test_a_watch_from_far_past_the_schedule_is_refused_not_left_silent(group):
+    """A probe: since_version 10^12 or 2^63-1 was taken, and the stream said nothing for
+    good. Past the replica's version by more than WATCH_AHEAD: INVALID_ARGUMENT naming the
+    version it holds; from a version just ahead, the stream waits for it, as before."""
+    from agora.coordinator.read_auth import sign_read
+    from agora.coordinator.service import WATCH_AHEAD
+
+    def watch(ch, since: int):
+        auth = sign_read(SigningKey(group.keys.client_signing["operator"]), "operator",
+                         "WatchSchedule", since=since, replica=2)
+        return rpc.CoordinatorStub(ch).WatchSchedule(
+            pb.WatchRequest(since_version=since, auth=auth), timeout=3)
+
+    with group.channel(2) as ch:
+        for since in (10**12, 2**63 - 1):
+            with pytest.raises(grpc.RpcError) as e:
+                next(watch(ch, since))
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+            assert e.value.details().startswith(f"since_version: {since} is more than "
+                                                f"{WATCH_AHEAD:,} versions past")
+        with pytest.raises(grpc.RpcError) as e:        # near: it waits (until the deadline)
+            next(watch(ch, WATCH_AHEAD // 2))
+        assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
