@@ -24,7 +24,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from agora.federation.server import FederationConfig, make_strategy
+from agora.federation.server import FederationConfig, kept_model, make_strategy
 
 app = ServerApp()
 
@@ -52,5 +52,8 @@ def main(grid: Grid, context: Context) -> None:
         timeout=cfg.timeout_s,
         train_config=ConfigRecord({"local-steps": cfg.local_steps, "seed": cfg.seed}),
         evaluate_config=ConfigRecord({"seed": cfg.seed}))
+    result = kept_model(result, initial)
+    for rnd, node, why in strategy.refused:
+        print(f"agora federation: round {rnd}: node {node} left out: {why}", flush=True)
     if out := str(rc.get("final-arrays", "")):
         np.savez(out, *result.arrays.to_numpy_ndarrays())

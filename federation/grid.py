@@ -83,6 +83,8 @@ class SiteGrid(Grid):
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._pending: dict[str, Future] = {}
+        self._dst: dict[str, int] = {}
+        """message id -> the node it went to, while it is pending"""
         self.offline: set[int] = set()
         """node ids left out of ``get_node_ids`` (sites known to be down)"""
         self.errors: list[tuple[str, str]] = []
@@ -125,6 +127,7 @@ class SiteGrid(Grid):
                 self.bytes_out += msg.content[ARRAYS].count_bytes()
             with self._lock:
                 self._pending[mid] = self._workers[dst].submit(self._deliver, msg)
+                self._dst[mid] = dst
             ids.append(mid)
         return ids
 
@@ -135,10 +138,17 @@ class SiteGrid(Grid):
                 fut = self._pending.get(mid)
                 if fut is not None and fut.done():
                     del self._pending[mid]
+                    dst = self._dst.pop(mid, None)
                     reply = fut.result()
                     if reply is not None:
                         out.append(reply)
+                    else:
+                        self.errors.append((self.site_of(dst), "no reply (dropped out)"))
         return out
+
+    def site_of(self, node_id: int | None) -> str:
+        node = self.nodes.get(node_id) if node_id is not None else None
+        return node.site if node is not None else f"node {node_id}"
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
@@ -151,6 +161,9 @@ class SiteGrid(Grid):
             for mid in ids:
                 if self._pending.pop(mid, None) is not None:
                     self.late += 1
+                    self.errors.append((self.site_of(self._dst.pop(mid, None)),
+                                        f"no reply within the round's timeout ({timeout:g} "
+                                        f"s): left out of the round"))
         return replies
 
     def close(self) -> None:

@@ -33,6 +33,12 @@ class SiteLearner(Protocol):
         """Evaluate the current weights locally; return (samples, metrics)."""
 
 
+MAX_ABS_WEIGHT = 1e4
+"""the largest magnitude a weight crossing sites may have: far above any trained here (the
+committed policies' largest is 0.5), far below what takes a mean over (a member's 1e30 made
+the average its own, and the others, training from it, diverged)"""
+
+
 class WeightError(ValueError):
     """Weights that cannot be aggregated: the message names the site and the tensor."""
 
@@ -40,7 +46,7 @@ class WeightError(ValueError):
 def check_weights(site: str, names: Sequence[str], expected: Sequence[np.ndarray],
                   got: Sequence[np.ndarray]) -> None:
     """Raise ``WeightError`` unless ``got`` matches ``expected`` array by array in count,
-    shape and dtype kind, with every value finite."""
+    shape and dtype, with every value finite and at most ``MAX_ABS_WEIGHT`` in magnitude."""
     if len(got) != len(expected):
         raise WeightError(f"site {site}: sent {len(got)} tensors, expected {len(expected)} "
                           f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
@@ -49,10 +55,14 @@ def check_weights(site: str, names: Sequence[str], expected: Sequence[np.ndarray
         if arr.shape != ref.shape:
             raise WeightError(f"site {site}: tensor {name!r} has shape {arr.shape}, expected "
                               f"{ref.shape}")
-        if arr.dtype.kind != "f":
+        if arr.dtype != ref.dtype:
             raise WeightError(f"site {site}: tensor {name!r} has dtype {arr.dtype}, expected "
-                              f"a float array ({ref.dtype})")
+                              f"{ref.dtype}, as sent")
         bad = ~np.isfinite(arr)
         if bad.any():
             raise WeightError(f"site {site}: tensor {name!r} has {int(bad.sum())} non-finite "
                               f"values (NaN or inf) of {arr.size}")
+        if arr.size and float(np.abs(arr).max()) > MAX_ABS_WEIGHT:
+            raise WeightError(f"site {site}: tensor {name!r} has values of magnitude up to "
+                              f"{float(np.abs(arr).max()):.3g}; expected at most "
+                              f"{MAX_ABS_WEIGHT:g} (MAX_ABS_WEIGHT)")

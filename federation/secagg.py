@@ -150,8 +150,13 @@ class _SiteClient(NumPyClient):
         self.learner = learner
 
     def _load(self, parameters: list[np.ndarray]) -> None:
+        own = self.learner.get_weights()
+        if len(parameters) == len(own):     # SecAgg+ unmasks to float64: the site's dtypes
+            parameters = [np.asarray(p).astype(o.dtype, copy=False)
+                          if np.asarray(p).dtype.kind == "f" else p
+                          for p, o in zip(parameters, own)]
         check_weights(f"{self.learner.site} (global model received)",
-                      self.learner.weight_names(), self.learner.get_weights(), parameters)
+                      self.learner.weight_names(), own, parameters)
         self.learner.set_weights(parameters)
 
     def get_parameters(self, config: dict[str, Scalar]) -> list[np.ndarray]:

@@ -17,12 +17,14 @@ from typing import Callable
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
-from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 from flwr.serverapp.strategy.result import Result
 
 from agora.federation.grid import SiteGrid
+from agora.federation.guard import GuardedFedAvg, GuardedFedMedian, GuardedFedTrimmedAvg
 
-STRATEGIES = {"fedavg": FedAvg, "median": FedMedian, "trimmed": FedTrimmedAvg}
+STRATEGIES = {"fedavg": GuardedFedAvg, "median": GuardedFedMedian,
+              "trimmed": GuardedFedTrimmedAvg}
+"""Flower's strategies, each checking every reply first (``federation/guard.py``)"""
 
 
 def site_seed(seed: int, i: int) -> int:
@@ -69,10 +71,30 @@ class FederationConfig:
             raise ValueError(f"trim_beta: {self.trim_beta!r}; expected in [0, 0.5)")
 
 
+def check_strategy(cfg: FederationConfig, n_sites: int) -> None:
+    """Refuse a trimmed mean that would trim nothing of ``n_sites`` sites' updates: Flower
+    cuts int(beta x replies) from each end, so 0.2 of 4 sites cut none -- a plain mean under
+    a robust name (a probe)."""
+    if cfg.strategy == "trimmed" and int(cfg.trim_beta * n_sites) < 1:
+        need = ("'median', or at least 3 sites" if n_sites < 3 else
+                f"at least {math.ceil(100 / n_sites) / 100:.2f} for {n_sites} sites")
+        raise ValueError(f"trim_beta: {cfg.trim_beta:g} trims int({cfg.trim_beta:g} x "
+                         f"{n_sites}) = 0 of {n_sites} sites' updates from each end: a plain "
+                         f"mean; expected {need}")
+
+
+def kept_model(res: Result, initial: list[np.ndarray]) -> Result:
+    """``res``, its model ``initial`` when no round changed it (Flower leaves it empty)."""
+    if not len(res.arrays):
+        res.arrays = ArrayRecord(list(initial))
+    return res
+
+
 def make_strategy(cfg: FederationConfig, n_sites: int):
+    check_strategy(cfg, n_sites)
     least = max(1, math.ceil(cfg.min_fraction * n_sites))
     kw = dict(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=least,
-              min_evaluate_nodes=least, min_available_nodes=least)
+              min_evaluate_nodes=least, min_available_nodes=least, min_replies=least)
     if cfg.strategy == "trimmed":
         kw["beta"] = cfg.trim_beta
     return STRATEGIES[cfg.strategy](**kw)
@@ -94,7 +116,14 @@ def run_federation(grid: SiteGrid, initial: list[np.ndarray], cfg: FederationCon
         out = evaluate_fn(rnd, arrays.to_numpy_ndarrays())
         return None if out is None else MetricRecord({k: float(v) for k, v in out.items()})
 
-    return strategy.start(grid=grid, initial_arrays=ArrayRecord(list(initial)),
-                          num_rounds=cfg.rounds, timeout=cfg.timeout_s, train_config=tc,
-                          evaluate_config=ConfigRecord({"seed": int(cfg.seed)}),
-                          evaluate_fn=central if evaluate_fn else None)
+    try:
+        res = strategy.start(grid=grid, initial_arrays=ArrayRecord(list(initial)),
+                             num_rounds=cfg.rounds, timeout=cfg.timeout_s, train_config=tc,
+                             evaluate_config=ConfigRecord({"seed": int(cfg.seed)}),
+                             evaluate_fn=central if evaluate_fn else None)
+        return kept_model(res, initial)
+    finally:   # what the strategy's guard left out, beside what the grid refused
+        grid.errors.extend((grid.site_of(node), f"left out: {why}")
+                           for _rnd, node, why in strategy.refused)
+        grid.errors.extend(("(all)", "too few usable replies for min_fraction: the model was "
+                            "not updated") for _rnd in strategy.skipped_rounds)

@@ -45,8 +45,8 @@ from agora.federation.client_app import make_client_app
 from agora.federation.domains import Setup
 from agora.federation.grid import SiteGrid, grid_of
 from agora.federation.ppo_learner import PPOSiteLearner
-from agora.federation.server import (FederationConfig, round_metrics, round_seed,
-                                     run_federation, site_seed)
+from agora.federation.server import (FederationConfig, check_strategy, round_metrics,
+                                     round_seed, run_federation, site_seed)
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,8 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     tracker = make_tracker(track, out)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_strategy(FederationConfig(strategy=cfg.strategy, trim_beta=cfg.trim_beta),
+                   len(setup.sites) if learners is None else len(learners))
     learners = learners if learners is not None else build_learners(setup, cfg)
     seeds = {"global_init": cfg.seed, "sites": {l.site: l.loop.cfg.seed for l in learners},
              "rounds": "round_seed(seed, r)", "episode_seed_base": TRAIN_SEED_BASE,
@@ -195,6 +197,8 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                     f"{cfg.local_steps} (training runs whole episodes: an overshoot is "
                     f"carried into the next round, where that organisation then runs less, "
                     f"or 0)")
+            for site, why in grid.errors:     # refused, late or missing: said, not only kept
+                log(f"round {r}: {site}: {why}")
             rows[-1].update({"wall_s": round(time.perf_counter() - t0, 3),
                              # SecAgg+'s legacy messages carry no "arrays" record to count
                              "bytes": None if cfg.secagg else grid.bytes_in + grid.bytes_out - b0,

@@ -1,0 +1,135 @@
+"""What a federation's server checks of every train reply before Flower's strategy aggregates
+it, in process (``SiteGrid``) and deployed (the ``Grid`` a SuperLink hands the ServerApp)
+alike: the organisations do not trust each other, and none may take the shared model over.
+A probe (2026-12-04) found the deployed server checked nothing (one member's NaN made the
+final model NaN; a wrong shape crashed the run, which still exited 0) and, in process,
+finite but huge weights (1e30) took FedAvg and the trimmed mean over -- the honest members,
+training from them, were then refused as the culprits.
+
+A reply is refused (logged with its node and why, kept in ``refused``, left out of the
+aggregate) unless
+
+- its arrays are as many as were sent, each of the shape and dtype sent, finite and at most
+  ``MAX_ABS_WEIGHT`` in magnitude (``learner.check_weights``);
+- its sample count (what FedAvg weighs by) is a whole number >= 1 (a negative count
+  extrapolated; one that cancelled the others divided by zero);
+- its metrics are finite numbers.
+
+Sample counts are taken at most at ``COUNT_CAP`` times the round's median count: a member
+claiming 10^12 samples froze the model at its own update; now it weighs at most twice what a
+typical member does, and members within that keep their own weights. A round
+with fewer usable replies than ``min_fraction`` asks keeps the model as it was (Flower's
+``min_train_nodes`` bounds the nodes sampled, not the replies that came back: 2 of 5
+replies were aggregated where 3 were asked for).
+
+Aggregation itself stays Flower's (``FedAvg``, ``FedMedian``, ``FedTrimmedAvg``); FedAvg
+still averages what passes, so a member within the bounds moves it -- ``median`` or
+``trimmed`` bound what f members can do.
+"""
+
+from __future__ import annotations
+
+import math
+from logging import WARNING
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
+
+from agora.federation.learner import WeightError, check_weights
+
+
+def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str) -> str | None:
+    """Why train reply ``msg`` cannot be aggregated against the arrays ``sent`` (None: it
+    can); ``count_key``: the metric FedAvg weighs by."""
+    content = msg.content
+    arrays = list(content.array_records.values())
+    metrics = list(content.metric_records.values())
+    if len(arrays) != 1 or len(metrics) != 1:
+        return (f"{len(arrays)} array records and {len(metrics)} metric records; expected "
+                f"one of each")
+    try:
+        check_weights(f"node {msg.metadata.src_node_id}",
+                      [f"tensor {i}" for i in range(len(sent))], sent,
+                      arrays[0].to_numpy_ndarrays())
+    except WeightError as e:
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - arrays that do not even convert
+        return f"arrays that cannot be read ({type(e).__name__}: {e})"
+    rec = metrics[0]
+    count = rec.get(count_key)
+    if (not isinstance(count, (int, float)) or isinstance(count, bool)
+            or not math.isfinite(count) or count != int(count) or count < 1):
+        return f"metric {count_key!r} is {count!r}; expected a whole number of samples >= 1"
+    for k, v in rec.items():
+        values = v if isinstance(v, list) else [v]
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values):
+            return f"metric {k!r} is {v!r}; expected finite numbers"
+    return None
+
+
+COUNT_CAP = 2.0
+"""a reply's sample count weighs at most this many times the round's median count"""
+
+
+def cap_counts(replies: list[Message], count_key: str) -> None:
+    """Each reply's sample count, at most ``COUNT_CAP`` x the median count (in place)."""
+    recs = [next(iter(m.content.metric_records.values())) for m in replies]
+    cap = COUNT_CAP * float(np.median([float(r[count_key]) for r in recs]))
+    for r in recs:
+        if r[count_key] > cap:
+            r[count_key] = type(r[count_key])(cap)
+
+
+class Guarded:
+    """Checks train replies before the Flower strategy it is mixed into aggregates them
+    (module doc). ``min_replies``: usable replies a round needs to change the model."""
+
+    def __init__(self, *args, min_replies: int = 1, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.min_replies = min_replies
+        self.refused: list[tuple[int, int, str]] = []
+        """(round, node id, why) of every reply left out"""
+        self.skipped_rounds: list[int] = []
+        self._sent: list[np.ndarray] = []
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid):
+        self._sent = arrays.to_numpy_ndarrays()
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord | None,
+                                                                   MetricRecord | None]:
+        usable, failed = [], []
+        for msg in replies:
+            if msg.has_error():
+                failed.append(msg)
+                continue
+            why = reply_problem(msg, self._sent, self.weighted_by_key)
+            if why is None:
+                usable.append(msg)
+            else:
+                self.refused.append((server_round, msg.metadata.src_node_id, why))
+                log(WARNING, "round %s: the reply of node %s is left out: %s", server_round,
+                    msg.metadata.src_node_id, why)
+        if len(usable) < self.min_replies:
+            self.skipped_rounds.append(server_round)
+            log(WARNING, "round %s: %s usable replies, fewer than the %s min_fraction asks; "
+                "the model stays as it was", server_round, len(usable), self.min_replies)
+            return None, None
+        cap_counts(usable, self.weighted_by_key)
+        return super().aggregate_train(server_round, usable + failed)
+
+
+class GuardedFedAvg(Guarded, FedAvg):
+    pass
+
+
+class GuardedFedMedian(Guarded, FedMedian):
+    pass
+
+
+class GuardedFedTrimmedAvg(Guarded, FedTrimmedAvg):
+    pass
