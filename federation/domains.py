@@ -33,6 +33,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agora.agents.limits import SITE_NAME_TEXT, site_name_problem
 from agora.agents.sim.runner import Scenario
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
 from agora.agents.workloads.errors import InputError
@@ -105,6 +106,9 @@ def read_setup(path: str | Path) -> Setup:
         w = at_item(w_sites, raw, i)
         get_mapping(w, r, required=_SITE_KEYS, optional=_SITE_OPTIONAL)
         sname = get_str(at_key(w, r, "name"), r["name"])
+        if site_name_problem(sname) is not None:   # it names files under --out (a probe:
+            raise at_key(w, r, "name").error(     # '../../escape' wrote outside it)
+                site_name_problem(sname), SITE_NAME_TEXT)
         if sname in seen:
             raise at_key(w, r, "name").error(f"site {sname!r} named twice", "distinct names")
         seen.add(sname)

@@ -145,6 +145,12 @@ def test_setup_errors_name_file_line_and_field(tmp_path):
                  "  - {name: a, cluster: default, workload: synthetic}\n")
     with pytest.raises(InputError, match=r":4: field 'sites\[1\].name': site 'a' named twice"):
         read_setup(p)
+    # a site's name names its files under --out (a probe: '../../escape' wrote outside it)
+    p.write_text("name: x\nsites:\n  - {name: a, cluster: default, workload: synthetic}\n"
+                 "  - {name: ../../escape, cluster: default, workload: synthetic}\n")
+    with pytest.raises(InputError, match=r":4: field 'sites\[1\].name': name '../../escape' "
+                       r"has characters.*expected 1-64 letters"):
+        read_setup(p)
     with pytest.raises(ValueError, match="expected one of synthetic-noniid, alibaba-by-type"):
         load_setup("nope")
 
