@@ -202,6 +202,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
                          f"learner; a federated run's organisations each train in their own "
                          f"process. Expected --workers 1 (the default) with --federated")
+    held = [f for f in ("last.pt", "state.json") if (Path(a.out) / f).exists()]
+    if held and not a.resume:   # a probe: a new run overwrote the old one's files, silently
+        raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
+                         f"to continue it, or another --out for a new run")
     sc = _scenario(a)
     _build(a, sc, 0)                                    # bad input: fail before any run
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,

@@ -264,3 +264,16 @@ def test_training_on_one_job_keeps_finite_weights_and_a_diverged_save_is_refused
     with pytest.raises(checkpoint.TrainingDiverged, match="NaN or infinite"):
         checkpoint.save(out / "best.pt", agents=agents, extra={})
     assert (out / "best.pt").read_bytes() == before
+
+
+def test_a_new_run_into_the_folder_of_another_is_refused(trained, tmp_path, capsys):
+    """A probe: `agora train --out DIR` without --resume over a finished run overwrote its
+    checkpoints and left its other files beside the new run's."""
+    import shutil
+    out = tmp_path / "taken"
+    shutil.copytree(trained, out)
+    before = (out / "last.pt").read_bytes()
+    assert main(["train", *TRAIN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: holds a run already (last.pt)" in err and "--resume" in err
+    assert (out / "last.pt").read_bytes() == before
