@@ -86,3 +86,10 @@ def id_problem(value: str) -> str | None:
     if not value.isprintable() or any(c.isspace() for c in value):
         return f"id {value!r} has white space, control characters or lone surrogates"
     return None
+
+
+MAX_ABS_WEIGHT = 1e4
+"""the largest magnitude a policy's weight may have where weights cross sites or load from a
+file: far above any trained here (the committed policies' largest is 0.5), far below what
+takes a federated mean over (a member's 1e30 made the average its own, and the others,
+training from it, diverged; ``federation/guard.py``)"""

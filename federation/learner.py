@@ -12,6 +12,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from agora.agents.limits import MAX_ABS_WEIGHT
+
 
 class SiteLearner(Protocol):
     site: str
@@ -31,12 +33,6 @@ class SiteLearner(Protocol):
 
     def evaluate(self, config: dict) -> tuple[int, dict[str, float]]:
         """Evaluate the current weights locally; return (samples, metrics)."""
-
-
-MAX_ABS_WEIGHT = 1e4
-"""the largest magnitude a weight crossing sites may have: far above any trained here (the
-committed policies' largest is 0.5), far below what takes a mean over (a member's 1e30 made
-the average its own, and the others, training from it, diverged)"""
 
 
 class WeightError(ValueError):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from agora.agents.learn.learned_policy import AgentConfig, Agents, peer_dim
+from agora.agents.limits import MAX_ABS_WEIGHT
 from agora.agents.step.observe import LOCAL_DIM, OWN_FEATURES, SLOT_FEATURES
 from agora.agents.step.policy import COMPETENCE_BOUNDS, NumpyPolicy, is_competence_bound
 from agora.agents.step.simulation import STATE_DIM
@@ -165,6 +166,11 @@ def load_agents(path: str | Path, *, expect: AgentConfig | None = None,
                 raise CheckpointMismatch(f"{path}: {part}.{name} holds NaN or infinite "
                                          f"weights; expected finite weights (a diverged run: "
                                          f"use an earlier checkpoint, e.g. best.pt)")
+            if t.is_floating_point() and t.numel() and float(t.abs().max()) > MAX_ABS_WEIGHT:
+                raise CheckpointMismatch(   # a probe: a poisoned model's 1e30 loaded anywhere
+                    f"{path}: {part}.{name} holds weights of magnitude up to "
+                    f"{float(t.abs().max()):.3g}; expected at most {MAX_ABS_WEIGHT:g} (no "
+                    f"training here comes near it: a diverged or tampered model)")
     competence = blob.get("competence")
     if competence is not None:
         got = competence if isinstance(competence, dict) else {}

@@ -153,13 +153,14 @@ def test_certificates_take_ip_addresses_and_wildcard_names(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("damage, words", [("nan", "holds NaN or infinite weights"),
+                                           ("huge", "expected at most 10000"),
                                            ("empty", "weights do not fit the configuration")])
 def test_a_damaged_checkpoint_is_refused_in_one_line(damage, words, tmp_path, capsys):
     import torch
     blob = torch.load(CHECKPOINT, weights_only=True)
-    if damage == "nan":
+    if damage in ("nan", "huge"):       # huge: a poisoned model's finite 1e30 (a probe)
         k = next(iter(blob["model"]))
-        blob["model"][k] = blob["model"][k] * float("nan")
+        blob["model"][k] = blob["model"][k] * 0 + (float("nan") if damage == "nan" else 1e30)
     else:
         blob["model"] = {}
     torch.save(blob, tmp_path / "bad.pt")
