@@ -159,6 +159,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                 f"{state_file}: --resume with a different configuration or setup; saved: "
                 f"{st['config']}")
         done = st["round"]
+        if done >= cfg.rounds:       # a probe: it trained nothing and reported "rounds: 3"
+            raise ValueError(f"--rounds {cfg.rounds}: {out} has done {done} rounds already; "
+                             f"expected more than {done} to train on")
         agents, _ = checkpoint.load_agents(out / "last.pt")
         weights = get_weights(agents.modules)
         for l in learners:

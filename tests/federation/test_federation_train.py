@@ -56,6 +56,10 @@ def test_resumed_federated_run_equals_an_uninterrupted_one(tmp_path):
     assert summary["seeds"]["global_init"] == 4 and len(set(summary["seeds"]["sites"].values())) == 4
     assert sum(summary["steps"].values()) == rows[0][-1]["step"]
     assert all(v >= 2 * 50 for v in summary["steps"].values())    # each site used its budget
+    # a resume asking for no more rounds than were done trained nothing and said "rounds: 2"
+    with pytest.raises(ValueError, match=r"--rounds 1: .* has done 2 rounds already; "
+                                         r"expected more than 2"):
+        train_federated(setup, first, tmp_path / "b", resume=True, **quiet)
 
 
 @pytest.mark.parametrize("extra, rounds", [([], 2), (["--secagg"], 1), (["--strategy", "median"], 1)])
