@@ -195,6 +195,19 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise ValueError(f"{', '.join(given)} without --federated: "
                              f"{'they apply' if len(given) > 1 else 'it applies'} to federated "
                              f"training only; expected --federated, or no {given[0]}")
+    # flags that would change nothing were taken and ignored (a probe)
+    if a.trim_beta is not None and a.strategy != "trimmed":
+        raise ValueError(f"--trim-beta {a.trim_beta:g} with --strategy {a.strategy or 'fedavg'}"
+                         f": it sets what --strategy trimmed cuts; expected --strategy "
+                         f"trimmed, or no --trim-beta")
+    if a.curriculum_steps and a.curriculum_jobs is None:
+        raise ValueError(f"--curriculum-steps {a.curriculum_steps} without --curriculum-jobs: "
+                         f"it sets how long episodes of --curriculum-jobs jobs last; expected "
+                         f"--curriculum-jobs N too")
+    if a.imitation_steps and not a.imitation_coef:
+        raise ValueError(f"--imitation-steps {a.imitation_steps} with --imitation-coef 0: it "
+                         f"sets how long the imitation penalty decays; expected "
+                         f"--imitation-coef > 0 too")
     for name, default in FEDERATED_DEFAULTS.items():
         if getattr(a, name) is None:
             setattr(a, name, default)

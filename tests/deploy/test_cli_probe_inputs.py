@@ -123,6 +123,13 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     (["train", "--trim-beta", "0.1", "--out", "X"], "--trim-beta without --federated"),
     (["train", "--rounds", "3", "--strategy", "median", "--out", "X"],
      "--rounds, --strategy without --federated"),
+    # a probe: taken and ignored
+    (["train", "--federated", "--trim-beta", "0.3", "--out", "X"],
+     "--trim-beta 0.3 with --strategy fedavg"),
+    (["train", "--curriculum-steps", "100", "--out", "X"],
+     "--curriculum-steps 100 without --curriculum-jobs"),
+    (["train", "--imitation-steps", "100", "--out", "X"],
+     "--imitation-steps 100 with --imitation-coef 0"),
     (["submit", "X", "--timeout", "5"], "--timeout 5 without --follow"),
     (["simulate", "--no-gantt", "--workload", ""], "'': an empty name"),
 ])
