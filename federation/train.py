@@ -155,9 +155,13 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         # more rounds may be asked; the organisations' step budget follows them
         same = replace(saved, rounds=cfg.rounds, site=replace(saved.site, steps=cfg.site.steps))
         if same != cfg or st["setup"] != record["setup"]:
+            diff = checkpoint.config_differences(
+                {"config": same.to_dict(), "setup": st["setup"]},
+                {"config": cfg.to_dict(), "setup": record["setup"]})
             raise checkpoint.CheckpointMismatch(
-                f"{state_file}: --resume with a different configuration or setup; saved: "
-                f"{st['config']}")
+                f"{state_file}: --resume with a different configuration or setup "
+                f"({'; '.join(diff[:5])}{'; ...' if len(diff) > 5 else ''}); expected the "
+                f"run's own settings")
         done = st["round"]
         if done >= cfg.rounds:       # a probe: it trained nothing and reported "rounds: 3"
             raise ValueError(f"--rounds {cfg.rounds}: {out} has done {done} rounds already; "

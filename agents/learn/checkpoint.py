@@ -34,6 +34,20 @@ class TrainingDiverged(ValueError):
     pass
 
 
+def config_differences(saved: dict, now: dict, at: str = "") -> list[str]:
+    """``field: saved X, now Y`` for every leaf where two configurations (nested dicts)
+    differ -- what a refused --resume names, instead of the whole saved configuration (a
+    probe: a changed --lr was told in a 945-character dump)."""
+    out = []
+    for k in sorted(set(saved) | set(now), key=str):
+        a, b = saved.get(k, "(none)"), now.get(k, "(none)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{at}{k}.")
+        elif a != b:
+            out.append(f"{at}{k}: saved {a!r}, now {b!r}")
+    return out
+
+
 def save(path: str | Path, *, agents: Agents, extra: dict) -> None:
     """Write the agents' weights and ``extra``; weights that are not finite (a diverged
     run) are refused, naming the first, and ``path`` keeps what it held."""

@@ -64,8 +64,11 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
         checkpoint.require(ck, blob, checkpoint.RESUME_PARTS)
         saved = TrainConfig.from_dict(blob["train_config"])
         if replace(saved, steps=cfg.steps) != cfg:
+            diff = checkpoint.config_differences(replace(saved, steps=cfg.steps).to_dict(),
+                                                 cfg.to_dict())
             raise checkpoint.CheckpointMismatch(
-                f"{ck}: --resume with a different configuration; saved: {saved.to_dict()}")
+                f"{ck}: --resume with a different configuration ({'; '.join(diff[:5])}"
+                f"{'; ...' if len(diff) > 5 else ''}); expected the run's own settings")
         checkpoint.load_agents(ck, expect=cfg.agent)  # says what differs
         loop.load_state(blob)
         st = loop.progress

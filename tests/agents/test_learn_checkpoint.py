@@ -277,3 +277,15 @@ def test_a_new_run_into_the_folder_of_another_is_refused(trained, tmp_path, caps
     err = capsys.readouterr().err
     assert f"--out {out}: holds a run already (last.pt)" in err and "--resume" in err
     assert (out / "last.pt").read_bytes() == before
+
+
+def test_a_resume_with_other_settings_names_what_differs(trained, tmp_path, capsys):
+    """A probe: a changed --lr was refused with the whole saved configuration (945
+    characters) and no word of which field differed."""
+    import shutil
+    out = tmp_path / "r"
+    shutil.copytree(trained, out)
+    assert main(["train", *TRAIN, "--lr", "0.01", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--resume with a different configuration (ppo.lr: saved 0.0003, now 0.01)" in err
+    assert len(err) < 400, err
