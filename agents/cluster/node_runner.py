@@ -36,6 +36,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import ray
+from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError,
+                            RaySystemError, WorkerCrashedError)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, end_of,
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 KEEP_RUNS = 10_000
 """Ended runs' folders a node keeps by default once their ends are committed."""
+INFRASTRUCTURE_ERRORS = (NodeDiedError, LocalRayletDiedError, WorkerCrashedError,
+                         ObjectLostError, RaySystemError)
+"""a run's Ray task ending so: its node, raylet or worker went away under it -- the run is
+lost, not failed (its command's outcome is unknown; it is placed again)"""
 RUNNER_PREFIX = "agora-runner:"
 NODE_RESOURCE_PREFIX = "agora-node-"
 
@@ -277,7 +283,11 @@ class NodeRunner:
             # parent-death signal would end it with the worker)
             await asyncio.get_running_loop().run_in_executor(None, stop_run, live.folder,
                                                              1.0)
-            kind, code, start, stop = "failed", -1, live.start, time.time()
+            # the machinery failed, not the command: lost (placed again, no attempt counted)
+            # -- a probe: runs cut short when agora up's service died were counted failed
+            # attempts ("NodeDiedError"), and restarts could fail a job that never failed
+            kind = "lost" if isinstance(e, INFRASTRUCTURE_ERRORS) else "failed"
+            code, start, stop = -1, live.start, time.time()
             reason = f"the run's Ray worker failed: {type(e).__name__}: {str(e)[:300]}"
             write_json(live.folder / "end.json", {"kind": kind, "exit_code": code,
                                                    "start": start, "end": stop,

@@ -17,9 +17,9 @@ policy observes) as the runs start and end.
   reports what its predecessor ran -- completed, failed, or lost when it was cut off. Taking
   the node down at once reported an instance that had just completed lost, and it ran again
   (a probe: 3 of 4 kills of a runner within 7 ms of an end).
-- At a (re)start (``recover``) it takes over what the runners still run, and starts what
+- At a (re)start (``recover``) it takes over what the runners still run, starts what
   the committed schedule placed here but no runner ever started (an agent that died between
-  a commit and the start).
+  a commit and the start), and reports up every node whose runner answers.
 
 Times are wall-clock seconds (``time.time()``): the live system's workload clock.
 """
@@ -114,6 +114,10 @@ class RayExecutor(ReportQueue):
         for node, snap in zip(self.own, snaps):
             if snap is None:
                 continue
+            # its runner answers: the node is up, whatever the committed schedule says -- a
+            # node taken down before this agent (re)started stayed down for good, its new
+            # runner idle beside open work (a probe: five restarts of agora up)
+            self.report_node(self.own[node], True)
             for req, _start in snap["running"]:
                 w = want.get(req.key)
                 if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == req.run_id:

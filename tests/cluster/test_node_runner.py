@@ -5,6 +5,7 @@ reports what its predecessor left."""
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,24 @@ def test_a_kill_stops_the_process_group_and_a_start_is_idempotent(runner, tmp_pa
     child = int(marker.read_text())              # the grandchild died with the group
     assert _gone(child, run_folder(root, NODE, "j5", "t", 0, 1))
     assert ray.get(h.start.remote(r)) == "ended"  # the same run never starts twice
+
+
+@pytest.mark.timeout(120)
+def test_a_run_whose_ray_worker_dies_under_it_is_lost_not_a_failed_attempt(runner):
+    """A probe: runs cut short when agora up's service died ended "failed" ("the run's Ray
+    worker failed: NodeDiedError"), each a failed attempt -- restarts could fail a job that
+    never failed. The Ray worker running the instance is killed here: the run is lost."""
+    h, root = runner
+    assert ray.get(h.start.remote(req("j-worker", ["sleep", "60"]))) == "started"
+    pid_file = run_folder(root, NODE, "j-worker", "t", 0, 1) / "pid"
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    stat = Path(f"/proc/{int(pid_file.read_text())}/stat").read_text()
+    worker = int(stat[stat.rindex(")") + 2:].split()[1])      # the command's parent
+    os.kill(worker, signal.SIGKILL)
+    e = wait_end(h, "j-worker")
+    assert e.kind == "lost" and "WorkerCrashedError" in e.reason, (e.kind, e.reason)
 
 
 def _escaped_child(marker: Path) -> str:

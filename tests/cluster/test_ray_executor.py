@@ -40,7 +40,8 @@ class FakeRunner:
             def remote(self, *args):
                 runner.calls.append((method, *args))
                 fut = asyncio.get_running_loop().create_future()
-                fut.set_result({"running": runner.running} if method == "snapshot" else None)
+                fut.set_result({"running": runner.running, "ended": [], "incarnation": "1"}
+                               if method == "snapshot" else None)
                 return fut
         return Method()
 
@@ -177,5 +178,29 @@ def test_a_start_that_fails_is_sent_again_until_it_lands_or_the_run_is_not_ours(
         starts = [c[1].run_id for c in ex.runners[0].calls if c[0] == "start"]
         assert 2 <= len(starts) <= 3 and set(starts) == {8}
         assert all(t.done() for t in ex._tasks)
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_restarted_agent_reports_up_every_node_whose_runner_answers():
+    """A probe: a node taken down (its raylet killed) stayed down in the committed schedule
+    through five restarts of agora up, its new runner idle beside open work: the executor
+    only ever reported "up" for a node it had itself taken down. At (re)start it now reports
+    up every node whose runner answers, down one whose runner does not."""
+    async def main():
+        ex, _ts, runner = started()
+        ex.take_node_changes()
+        await ex.recover([], ex.ledger)
+        for t in ex._tasks:
+            t.cancel()
+        assert ex.take_node_changes() == [("a/n0", True)]
+        gone, _ts, _r = started()
+        gone.runners = {0: FailsFirst("snapshot", 1_000, landed)}    # its node died
+        gone.take_node_changes()
+        await gone.recover([], gone.ledger)
+        for t in gone._tasks:
+            t.cancel()
+        assert gone.take_node_changes() == [("a/n0", False)]
 
     asyncio.run(main())
