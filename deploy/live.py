@@ -134,7 +134,9 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         follower = Follower(system)
         found, view = _observability(system, cluster, cfg, out, follower.state)
         info.update(found)
-        (out / READY).write_text(json.dumps(info))
+        tmp = out / (READY + ".tmp")      # whole or not at all: its keeper reads it
+        tmp.write_text(json.dumps(info))
+        tmp.replace(out / READY)
         show_addresses(info, echo)
         echo(f"Agora is up in {time.perf_counter() - t0:.0f} s. Submit jobs with: agora "
              f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
@@ -361,9 +363,15 @@ def down(cfg, config_arg: str, *, timeout_s: float = 90.0) -> int:
     while time.monotonic() < deadline and pid_file.same_process(*got):
         time.sleep(0.3)
     if pid_file.same_process(*got):
-        os.kill(pid, signal.SIGKILL)
-        print(f"agora down: pid {pid} did not stop in {timeout_s:.0f} s; killed it",
-              file=sys.stderr)
+        # it and everything under it: killed alone, a keeper whose service hung left Ray's
+        # agents (~850 MB), the runs and the pid files behind (a probe)
+        from agora.deploy.supervise import kill_tree
+
+        n = kill_tree([pid])
+        (out / READY).unlink(missing_ok=True)
+        (out / PID).unlink(missing_ok=True)
+        print(f"agora down: pid {pid} did not stop in {timeout_s:.0f} s; killed it and the "
+              f"{n - 1} process(es) under it", file=sys.stderr)
         return 1
     print(f"agora down: stopped pid {pid}; the state stays in {out}")
     return 0

@@ -94,28 +94,50 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def kill_orphans(keep: int | None = None) -> int:
-    """SIGKILL every process this keeper inherited (as subreaper) and everything under them,
-    except ``keep`` (the running child); reap what is dead; how many were killed."""
-    me, killed = os.getpid(), 0
-    todo = [p for p in children_of(me) if p != keep]
-    seen: set[int] = set()
+def tree(roots: list[int]) -> list[int]:
+    """``roots`` and every process under them that still runs (not zombies)."""
+    found, todo, seen = [], list(roots), set()
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        todo.extend(children_of(pid))       # before the kill: then they are re-parented
+        todo.extend(children_of(pid))
         fields = pid_file.stat_fields(pid)
-        if fields is None or fields[0] == "Z":
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-        except OSError:
-            pass
-    reap(keep)
-    return killed
+        if fields is not None and fields[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def kill_tree(roots: list[int]) -> int:
+    """Stop, then kill, ``roots`` and everything under them; how many. Stopped first, all of
+    them: a runner killed after the command it watched would have recorded that command's
+    death as a failed attempt."""
+    pids = tree(roots)
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+    return len(pids)
+
+
+def kill_orphans(keep: int | None = None, settle_s: float = 3.0) -> int:
+    """Kill every process this keeper inherited (as subreaper) and everything under them,
+    except ``keep`` (the running child), looking again until none is left or ``settle_s``
+    passed (a process orphaned after the first look -- its parent killed in it -- was missed
+    and ran on beside the next service: a probe); reap the dead; how many were killed."""
+    killed, deadline = 0, time.monotonic() + settle_s
+    while True:
+        orphans = [p for p in children_of(os.getpid()) if p != keep]
+        alive = tree(orphans)
+        if alive:
+            killed += kill_tree(alive)
+        reap(keep)
+        if not alive or time.monotonic() > deadline:
+            return killed
+        time.sleep(0.05)
 
 
 def reap(keep: int | None = None) -> None:
@@ -181,8 +203,13 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
                 if subreaper:
                     reap(child.pid)
             rc = child.returncode
-            if sig.asked or rc == 0:
-                return rc
+            if sig.asked:                       # its own stop; or killed by the signal
+                return rc if rc > 0 else 0      # before it could catch it
+            if rc == 0:                         # stopped by a signal sent to it directly
+                say(f"agora up: the service (pid {child.pid}) stopped on its own (a signal "
+                    f"sent to it, not to agora up, pid {os.getpid()}); agora up stops too",
+                    file=sys.stderr)
+                return 0
             if _served_by(out, child.pid):
                 (out / READY).unlink(missing_ok=True)
                 served = True

@@ -171,3 +171,48 @@ def test_a_second_keeper_on_the_same_state_is_refused(tmp_path):
     finally:
         if k.poll() is None:
             k.kill()
+
+
+def test_a_service_stopped_by_a_signal_of_its_own_stops_the_keeper_saying_so(tmp_path):
+    k = keeper(tmp_path, "serve")
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: served_by(out) is not None, what="the service to serve")
+        os.kill(served_by(out), signal.SIGTERM)       # to the service, not to agora up
+        assert k.wait(30) == 0
+    finally:
+        if k.poll() is None:
+            k.kill()
+    assert "stopped on its own (a signal sent to it, not to agora up" in k.stderr.read()
+    assert len(list(out.glob("start-*"))) == 1 and not (out / "agora.pid").exists()
+
+
+def test_agora_down_kills_a_service_that_does_not_stop_and_everything_under_it(tmp_path):
+    """A probe: `agora down` on a hung service killed the keeper alone, leaving Ray's agents
+    (~850 MB), the runs and the pid files behind."""
+    from types import SimpleNamespace
+
+    from agora.deploy import live
+
+    out = tmp_path / "out"
+    out.mkdir()
+    hung = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import signal, subprocess, time
+        from agora.deploy import pid_file
+        from pathlib import Path
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)      # it does not stop
+        pid_file.write(Path({str(out)!r}) / "agora.pid")
+        left = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        Path({str(out)!r}, "left").write_text(str(left.pid))
+        time.sleep(300)
+    """)])
+    try:
+        wait_for(lambda: (out / "left").exists(), what="the hung service to start")
+        left = int((out / "left").read_text())
+        assert live.down(SimpleNamespace(out=out), "up.yaml", timeout_s=1.0) == 1
+        hung.wait(10)
+        wait_for(lambda: not alive(left), timeout=10, what="what it started to be killed")
+        assert not (out / "agora.pid").exists()
+    finally:
+        if hung.poll() is None:
+            hung.kill()
