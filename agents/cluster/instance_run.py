@@ -151,12 +151,14 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
             write_json(d / "end.json", end)
             return end
         (d / "pid").write_text(str(p.pid))
-        try:
-            code = p.wait(timeout=req.timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(p.pid, leader=p)
-            code = p.wait()
+        code, why = wait_fenced(p, req.timeout_s)
+        if why == "timeout":
             kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+        elif why == "orphaned":   # its node's raylet died: the run was placed elsewhere
+            end = {"kind": "lost", "exit_code": code, "start": start, "end": time.time(),
+                   "reason": "its node's raylet died under it; stopped here"}
+            write_json(d / "end.json", end)
+            return end
         if (d / "stopping").exists():         # the service stops (NodeRunner.shutdown):
             return {"kind": "lost", "exit_code": code, "start": start,   # no end: the
                     "end": time.time(), "reason": "the service stopped"}  # next start's
@@ -174,6 +176,32 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
         end["strays_killed"] = strays
     write_json(d / "end.json", end)
     return end
+
+
+FENCE_S = 1.0
+"""how often a run's Ray worker looks whether its raylet (its parent) still lives"""
+
+
+def wait_fenced(p: subprocess.Popen, timeout_s: float | None,
+                parent: int | None = None) -> tuple[int, str | None]:
+    """Wait for the run's command ``p``: (exit code, None), or -- its process group killed --
+    (code, "timeout") past ``timeout_s``, or (code, "orphaned") once this process's parent
+    (a Ray worker's: its raylet; ``parent``, default the parent now) is gone. A probe: a
+    node's raylet killed, Ray's workers on it lived on and so did their runs, which ran to
+    the end beside the copies the schedule had placed elsewhere."""
+    parent = os.getppid() if parent is None else parent
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        wait_s = FENCE_S if deadline is None else min(FENCE_S, deadline - time.monotonic())
+        try:
+            return p.wait(timeout=max(wait_s, 0.0)), None
+        except subprocess.TimeoutExpired:
+            pass
+        why = ("timeout" if deadline is not None and time.monotonic() >= deadline else
+               "orphaned" if os.getppid() != parent else None)
+        if why is not None:
+            kill_group(p.pid, leader=p)
+            return p.wait(), why
 
 
 EXIT_RECORD = "exit.json"

@@ -1,0 +1,83 @@
+"""A run whose node's raylet died stops itself (``instance_run.wait_fenced``): a Ray worker is
+the raylet's child, so a worker whose parent is gone runs for a dead node, and the schedule
+has placed its run elsewhere. A probe of ``agora up``: a site node's raylet killed, its Ray
+workers lived on and so did their runs -- two instances ran to completion twice. Here a
+plain process stands in for the raylet (it starts a "worker" that waits for a command as a
+run's Ray task does) and is killed; no Ray is involved."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")]
+
+WORKER = textwrap.dedent("""
+    import json, subprocess, sys
+    from pathlib import Path
+    from agora.agents.cluster.instance_run import wait_fenced
+    out = Path(sys.argv[1])
+    p = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (out / "command").write_text(str(p.pid))
+    code, why = wait_fenced(p, float(sys.argv[2]) if sys.argv[2] != "-" else None)
+    (out / "end").write_text(json.dumps([code, why]))
+""")
+
+RAYLET = textwrap.dedent("""
+    import subprocess, sys, time
+    subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
+    time.sleep(60)
+""")
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def wait_for(pred, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def run(tmp_path: Path, timeout: str) -> subprocess.Popen:
+    raylet = subprocess.Popen([sys.executable, "-c", RAYLET, WORKER, str(tmp_path), timeout])
+    wait_for(lambda: (tmp_path / "command").exists())
+    return raylet
+
+
+def test_a_run_whose_raylet_died_kills_its_command_and_says_orphaned(tmp_path):
+    raylet = run(tmp_path, "-")
+    command = int((tmp_path / "command").read_text())
+    assert alive(command)
+    raylet.send_signal(signal.SIGKILL)
+    raylet.wait()
+    wait_for(lambda: (tmp_path / "end").exists())
+    code, why = json.loads((tmp_path / "end").read_text())
+    assert why == "orphaned" and code != 0
+    assert not alive(command)
+
+
+def test_a_run_past_its_timeout_is_killed_and_one_that_ends_is_waited_for(tmp_path):
+    raylet = run(tmp_path, "0.5")
+    try:
+        wait_for(lambda: (tmp_path / "end").exists())
+        assert json.loads((tmp_path / "end").read_text())[1] == "timeout"
+    finally:
+        raylet.kill()
+    from agora.agents.cluster.instance_run import wait_fenced
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert wait_fenced(p, None) == (3, None)
