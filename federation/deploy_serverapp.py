@@ -19,6 +19,7 @@ federation/app/pyproject.toml, overridable with ``flwr run --run-config``):
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
@@ -43,7 +44,13 @@ def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
     cfg = config_from(rc)
     print(f"agora federation: {cfg}", flush=True)
-    with np.load(str(rc["initial-arrays"])) as f:
+    path = str(rc.get("initial-arrays", ""))
+    if not path or not Path(path).is_file():     # a probe: "" raised FileNotFoundError
+        raise ValueError(f"run config 'initial-arrays': {path!r} is no file; expected the "
+                         f"path of an .npz of the round-0 model on this machine "
+                         f"(federation/RECIPE.md: --run-config \"initial-arrays='/tmp/init.npz'"
+                         f"\")")
+    with np.load(path) as f:
         initial = [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
     strategy = make_strategy(cfg, int(rc["min-nodes"]))
     random.seed(cfg.seed)                  # Flower samples nodes with the global ``random``

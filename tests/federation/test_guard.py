@@ -120,3 +120,21 @@ def test_a_trimmed_mean_that_would_trim_nothing_is_refused():
         make_strategy(FederationConfig(strategy="trimmed", trim_beta=0.3), 3)
     make_strategy(FederationConfig(strategy="trimmed", trim_beta=0.2), 5)
     make_strategy(FederationConfig(strategy="trimmed", trim_beta=0.34), 3)
+
+
+def test_the_deployed_server_app_without_its_initial_model_says_which_setting(tmp_path):
+    """A probe: the app's default run config (initial-arrays = "") failed with a bare
+    FileNotFoundError traceback, and `flwr run` still exited 0."""
+    from flwr.app import Context, RecordDict
+
+    from agora.federation import deploy_serverapp
+
+    rc = {"num-server-rounds": 1, "local-steps": 1, "strategy": "fedavg",
+          "min-fraction": 0.5, "timeout-s": 10.0, "seed": 0, "min-nodes": 2,
+          "initial-arrays": "", "final-arrays": ""}
+    for path in ("", str(tmp_path / "none.npz")):
+        ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
+                      run_config={**rc, "initial-arrays": path})
+        with pytest.raises(ValueError, match=r"run config 'initial-arrays': .* is no file; "
+                                             r"expected the path of an .npz"):
+            deploy_serverapp.main(None, ctx)
