@@ -43,6 +43,8 @@ SUPERVISED = "--supervised"
 WINDOW_S = 3600.0
 """``restarts`` counts the restarts within this many seconds"""
 PR_SET_CHILD_SUBREAPER = 36
+REAP_EVERY = 10
+"""polls between two collections of the orphans that died while the service runs"""
 
 
 class _Signals:
@@ -197,10 +199,12 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
             served = False
             if sig.asked:                        # a stop asked while it was being started
                 os.kill(child.pid, signal.SIGTERM)
+            polls = 0
             while child.poll() is None:
                 sig.event.wait(poll_s)
                 served = served or _served_by(out, child.pid)
-                if subreaper:
+                polls += 1
+                if subreaper and polls % REAP_EVERY == 0:   # a scan of /proc: not each poll
                     reap(child.pid)
             rc = child.returncode
             if sig.asked:                       # its own stop; or killed by the signal
