@@ -155,10 +155,7 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict
         if why == "timeout":
             kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
         elif why == "orphaned":   # its node's raylet died: the run was placed elsewhere
-            end = {"kind": "lost", "exit_code": code, "start": start, "end": time.time(),
-                   "reason": "its node's raylet died under it; stopped here"}
-            write_json(d / "end.json", end)
-            return end
+            return end_orphaned(d, code, start)
         if (d / "stopping").exists():         # the service stops (NodeRunner.shutdown):
             return {"kind": "lost", "exit_code": code, "start": start,   # no end: the
                     "end": time.time(), "reason": "the service stopped"}  # next start's
@@ -202,6 +199,19 @@ def wait_fenced(p: subprocess.Popen, timeout_s: float | None,
         if why is not None:
             kill_group(p.pid, leader=p)
             return p.wait(), why
+
+
+def end_orphaned(d: Path, code: int, start: float) -> dict:
+    """A run stopped because its node's raylet died (``wait_fenced``): what it started
+    outside its process group is killed too (a re-probe: ``setsid`` helpers ran on to the end
+    beside the copy placed elsewhere), and it is recorded lost."""
+    end = {"kind": "lost", "exit_code": code, "start": start, "end": time.time(),
+           "reason": "its node's raylet died under it; stopped here"}
+    strays = kill_strays(run_marker(d))
+    if strays:
+        end["strays_killed"] = strays
+    write_json(d / "end.json", end)
+    return end
 
 
 EXIT_RECORD = "exit.json"

@@ -69,3 +69,23 @@ def test_a_run_past_its_timeout_is_killed_and_one_that_ends_is_waited_for(tmp_pa
     from agora.agents.cluster.instance_run import wait_fenced
     p = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     assert wait_fenced(p, None) == (3, None)
+
+
+def test_a_run_stopped_for_its_dead_raylet_takes_what_it_left_outside_its_group(tmp_path):
+    """A re-probe: `setsid` helpers of runs stopped for their dead raylet ran on to the end,
+    beside the copies placed elsewhere."""
+    from agora.agents.cluster.instance_run import end_orphaned, run_marker
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    env = {"PATH": "/usr/bin:/bin",
+           run_marker(folder).split(b"=", 1)[0].decode(): str(folder.resolve())}
+    stray = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        end = end_orphaned(folder, -9, 1.0)
+        stray.wait(10)
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+    assert end["kind"] == "lost" and end["strays_killed"] == 1
+    assert json.loads((folder / "end.json").read_text())["kind"] == "lost"
