@@ -40,6 +40,7 @@ from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError
                             RaySystemError, WorkerCrashedError)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from agora.agents.process import exit_with_parent, in_ray_worker
 from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, end_of,
                                               execute_run, kill_group, read_pid, request_of,
                                               run_folder, stop_run, write_json)
@@ -91,6 +92,8 @@ class NodeRunner:
 
     def __init__(self, node: str, log_root: str, warm: int = 1,
                  run_as: str | None = None, keep_runs: int = KEEP_RUNS) -> None:
+        if in_ray_worker():
+            exit_with_parent()          # an actor: its raylet gone, it ends (its runs too)
         self.node = node
         self.keep_runs = keep_runs
         """ended runs whose folders this node keeps once their ends are committed (oldest

@@ -36,6 +36,7 @@ from agora.agents.cluster.process_memory import memory_mib, traced_memory, trim_
 from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster
+from agora.agents.process import exit_with_parent, in_ray_worker
 from agora.agents.step.codes import code_bytes
 from agora.agents.step.observe import Observer
 from agora.agents.step.policy import NumpyPolicy
@@ -77,6 +78,8 @@ class SiteAgentActor:
     """Wrapped by ``ray.remote`` as ``RaySiteAgent`` (the launcher sets its options)."""
 
     def __init__(self, spec: AgentSpec) -> None:
+        if in_ray_worker():
+            exit_with_parent()          # its raylet gone, it speaks for a dead node: ends
         self.spec = spec
         self.sites = list(spec.cluster.site_names)
         self.index = self.sites.index(spec.site)

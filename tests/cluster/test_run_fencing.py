@@ -89,3 +89,21 @@ def test_a_run_stopped_for_its_dead_raylet_takes_what_it_left_outside_its_group(
             stray.kill()
     assert end["kind"] == "lost" and end["strays_killed"] == 1
     assert json.loads((folder / "end.json").read_text())["kind"] == "lost"
+
+
+def test_a_process_whose_parent_dies_ends_itself(tmp_path):
+    """``exit_with_parent``, which a site agent and a node runner start in their Ray worker:
+    their raylet gone, they would speak and run for a dead node (a re-probe: a dead node's
+    agent and runner lived on beside the ones started again)."""
+    actor = ("import sys, time; from pathlib import Path; "
+             "from agora.agents.process import exit_with_parent; "
+             "exit_with_parent(every_s=0.1); "
+             "import os; Path(sys.argv[1], 'actor').write_text(str(os.getpid())); "
+             "time.sleep(60)")
+    raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
+    wait_for(lambda: (tmp_path / "actor").exists())
+    pid = int((tmp_path / "actor").read_text())
+    assert alive(pid)
+    raylet.kill()
+    raylet.wait()
+    wait_for(lambda: not alive(pid), timeout=10, what="the orphaned actor to end")
