@@ -31,6 +31,8 @@ from agora.deploy import pid_file
 log = logging.getLogger("agora.live")
 
 READY, PID, LOG = "ready.json", "agora.pid", "agora.log"
+ALIVE = "alive"
+"""touched by a kept service at every progress line: how its keeper tells a hang"""
 
 
 def running_service(out: Path) -> dict | None:
@@ -137,6 +139,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         tmp = out / (READY + ".tmp")      # whole or not at all: its keeper reads it
         tmp.write_text(json.dumps(info))
         tmp.replace(out / READY)
+        if keeper is not None:
+            (out / ALIVE).touch()
         show_addresses(info, echo)
         echo(f"Agora is up in {time.perf_counter() - t0:.0f} s. Submit jobs with: agora "
              f"submit JOBS.jsonl --config {cfg.source}; stop with Ctrl-C or agora down "
@@ -144,6 +148,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         line = ProgressLine(echo)
         watch = StepFailureWatch(system.actors, every_s=30.0)
         while not stop.event.wait(progress_s):
+            if keeper is not None:
+                (out / ALIVE).touch()
             line.show(follower.summary())
             for warning in [*follower.drain(), *watch.poll()]:
                 echo(f"agora up: {warning}")

@@ -21,6 +21,9 @@ the keeper's, and is killed before the next start. A child that exits without a 
   ``restarts`` times in any hour (``UpConfig.restarts``), then the keeper gives up;
 - before it ever served: not started again (a configuration or environment error would
   fail again), unless it was itself a restart, which counts against the same budget.
+
+A serving child that hangs (stopped, deadlocked: it touches ``out/alive`` at every progress
+line) is killed after ``HANG_S`` and then treated as one that died.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ WINDOW_S = 3600.0
 PR_SET_CHILD_SUBREAPER = 36
 REAP_EVERY = 10
 """polls between two collections of the orphans that died while the service runs"""
+HANG_S = 120.0
+"""a serving child that has not touched its ``alive`` file (every progress line, 2 s) for
+this long is hung (stopped, deadlocked) and is killed, then started again"""
 
 
 class _Signals:
@@ -169,12 +175,21 @@ def _how(rc: int) -> str:
     return f"exit status {rc}"
 
 
+def _hung(out: Path, hang_s: float) -> float | None:
+    """Seconds since a serving child last touched its ``alive`` file, when past ``hang_s``."""
+    try:
+        idle = time.time() - (out / "alive").stat().st_mtime
+    except OSError:
+        return None
+    return idle if idle > hang_s else None
+
+
 def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
-              poll_s: float = 0.5) -> int:
+              poll_s: float = 0.5, hang_s: float = HANG_S) -> int:
     """Keep the service of ``cfg`` (an ``UpConfig``) running as ``argv`` (the child's
     command line) until a stop is asked (see the module doc); the exit status."""
     from agora.agents.process import bound_to_parent
-    from agora.deploy.live import PID, READY, starting_pid
+    from agora.deploy.live import ALIVE, PID, READY, starting_pid
 
     say = echo or (lambda *a, **k: print(*a, **k, flush=True))
     out = Path(cfg.out)
@@ -200,9 +215,18 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
             if sig.asked:                        # a stop asked while it was being started
                 os.kill(child.pid, signal.SIGTERM)
             polls = 0
+            (out / ALIVE).unlink(missing_ok=True)
             while child.poll() is None:
                 sig.event.wait(poll_s)
                 served = served or _served_by(out, child.pid)
+                idle = _hung(out, hang_s) if served and not sig.asked else None
+                if idle is not None:
+                    say(f"agora up: the service (pid {child.pid}) has not gone on for "
+                        f"{idle:.0f} s (hung: stopped or deadlocked); killing it",
+                        file=sys.stderr)
+                    kill_tree([child.pid])
+                    child.wait()
+                    break
                 polls += 1
                 if subreaper and polls % REAP_EVERY == 0:   # a scan of /proc: not each poll
                     reap(child.pid)

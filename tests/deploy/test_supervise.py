@@ -39,6 +39,9 @@ FAKE = textwrap.dedent("""
     if mode == "die":
         time.sleep(0.3)
         os._exit(1)
+    if mode == "hang":                                # serves a moment, then stops for good
+        (out / "alive").touch()
+        os.kill(os.getpid(), signal.SIGSTOP)
     def stop(signum, _frame):
         (out / f"stopped-{n}").write_text(signal.Signals(signum).name)
         (out / "ready.json").unlink()
@@ -57,7 +60,7 @@ KEEPER = textwrap.dedent("""
     out, restarts, fake, plan = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     cfg = SimpleNamespace(out=out, restarts=restarts, source="up.yaml")
     sys.exit(supervise(cfg, [sys.executable, fake, str(out), plan], backoff_s=0.05,
-                       poll_s=0.05))
+                       poll_s=0.05, hang_s=1.0))
 """)
 
 
@@ -204,3 +207,24 @@ def test_agora_down_kills_a_service_that_does_not_stop_and_everything_under_it(t
     finally:
         if hung.poll() is None:
             hung.kill()
+
+
+def test_a_service_that_hangs_is_killed_and_started_again(tmp_path):
+    """A probe: a SIGSTOPped service went unnoticed (its progress line stopped; `agora down`
+    then waited 90 s). A serving child that has not touched its ``alive`` file for
+    ``hang_s`` is killed, with what it started, and started again."""
+    k = keeper(tmp_path, "hang,serve")
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
+                 what="the second start")
+        assert not alive(int((out / "start-0").read_text()))
+        assert not alive(int((out / "left-0").read_text()))
+        k.send_signal(signal.SIGTERM)
+        assert k.wait(30) == 0
+    finally:
+        if k.poll() is None:
+            k.kill()
+    err = k.stderr.read()
+    assert "has not gone on for" in err and "(hung: stopped or deadlocked); killing it" in err
+    assert "restart 1 of at most 5" in err
