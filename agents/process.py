@@ -119,3 +119,53 @@ def in_ray_worker() -> bool:
     import ray
 
     return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+
+
+def proc_files(name: str):
+    """(pid, bytes of /proc/<pid>/``name``) of every process this user can read (Linux);
+    None when there is no /proc."""
+    try:
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return None
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as f:
+                out.append((pid, f.read()))
+        except OSError:
+            continue
+    return out
+
+
+def stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of a /proc/<pid>/stat after the command's name: [state, ppid, pgrp, ...,
+    start time at index 19]."""
+    return stat.rsplit(b")", 1)[-1].split()
+
+
+def process_table() -> dict[int, tuple[int, bytes, bytes]]:
+    """pid -> (parent pid, state, start time) of every process /proc shows, read in one scan
+    (a walk that scanned /proc once per process it visited read it ~70 times over to kill
+    one service); {} without /proc."""
+    table = {}
+    for pid, stat in proc_files("stat") or ():
+        fields = stat_fields(stat)
+        table[pid] = (int(fields[1]), fields[0], fields[19])
+    return table
+
+
+def descendants(roots, table: dict[int, tuple[int, bytes, bytes]]) -> list[int]:
+    """``roots`` that ``table`` (``process_table``) holds and every process under them."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _state, _start) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found = [r for r in dict.fromkeys(roots) if r in table]
+    seen, todo = set(found), list(found)
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in seen:
+                seen.add(c)
+                found.append(c)
+                todo.append(c)
+    return found

@@ -127,26 +127,14 @@ def session_processes(marker: str) -> list[tuple[int, bytes]]:
     session's folder: its gcs, raylets, dashboard, log monitor) and of all their
     descendants -- Ray's per-node agents and workers rename themselves (``ray::...``), so
     only their parentage ties them to the session. Linux's /proc; [] elsewhere."""
-    from agora.agents.cluster.instance_run import proc_files, stat_fields
+    from agora.agents.process import descendants, proc_files, process_table
 
-    parents: dict[int, int] = {}
-    starts: dict[int, bytes] = {}
-    for pid, stat in proc_files("stat") or ():
-        fields = stat_fields(stat)
-        parents[pid], starts[pid] = int(fields[1]), fields[19]
+    table = process_table()
     me = os.getpid()
+    table.pop(me, None)                 # never this process, nor what runs under it
     roots = [pid for pid, cmd in proc_files("cmdline") or ()
-             if pid in parents and pid != me and marker.encode() in cmd]
-    found, todo = set(roots), list(roots)
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in found and c != me:
-                found.add(c)
-                todo.append(c)
-    return [(p, starts[p]) for p in sorted(found)]
+             if pid in table and marker.encode() in cmd]
+    return [(p, table[p][2]) for p in sorted(descendants(roots, table))]
 
 
 def kill_leftovers(procs: list[tuple[int, bytes]]) -> int:
@@ -156,7 +144,7 @@ def kill_leftovers(procs: list[tuple[int, bytes]]) -> int:
     ``agora down`` in 2 of 5 stops, until the next ``agora up``."""
     import signal
 
-    from agora.agents.cluster.instance_run import stat_fields
+    from agora.agents.process import stat_fields
 
     killed = 0
     for pid, start in procs:

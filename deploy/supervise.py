@@ -39,6 +39,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from agora.agents.process import descendants, process_table
 from agora.deploy import pid_file
 
 SUPERVISED = "--supervised"
@@ -89,32 +90,13 @@ def _become_subreaper() -> bool:
 
 def children_of(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux's /proc; [] elsewhere)."""
-    out = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for name in names:
-        if name.isdigit():
-            fields = pid_file.stat_fields(int(name))
-            if fields is not None and len(fields) > 1 and fields[1] == str(pid):
-                out.append(int(name))
-    return out
+    return [p for p, (parent, _state, _start) in process_table().items() if parent == pid]
 
 
 def tree(roots: list[int]) -> list[int]:
     """``roots`` and every process under them that still runs (not zombies)."""
-    found, todo, seen = [], list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo.extend(children_of(pid))
-        fields = pid_file.stat_fields(pid)
-        if fields is not None and fields[0] != "Z":
-            found.append(pid)
-    return found
+    table = process_table()
+    return [p for p in descendants(roots, table) if table[p][1] != b"Z"]
 
 
 def kill_tree(roots: list[int]) -> int:

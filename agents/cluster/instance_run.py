@@ -20,7 +20,8 @@ import ray
 
 from agora.agents.cluster.run_account import (ENTER_FAILED, as_account, cannot_enter,
                                               run_account, run_environment, switches)
-from agora.agents.process import START_REPORT, bound_to_parent, cannot_start, start_failure
+from agora.agents.process import (START_REPORT, bound_to_parent, cannot_start, proc_files,
+                                  start_failure, stat_fields)
 
 KILL_GRACE_S = 3.0
 """seconds between SIGTERM and SIGKILL to a run's process group"""
@@ -244,29 +245,6 @@ def end_of(d: Path, ended: dict) -> dict:
 def run_marker(folder: Path) -> bytes:
     """The ``AGORA_RUN_DIR`` entry every process of a run inherits in its environment."""
     return b"AGORA_RUN_DIR=" + str(Path(folder).resolve()).encode()
-
-
-def proc_files(name: str):
-    """(pid, bytes of /proc/<pid>/``name``) of every process this user can read (Linux);
-    None when there is no /proc."""
-    try:
-        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
-    except OSError:
-        return None
-    out = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/{name}", "rb") as f:
-                out.append((pid, f.read()))
-        except OSError:
-            continue
-    return out
-
-
-def stat_fields(stat: bytes) -> list[bytes]:
-    """The fields of a /proc/<pid>/stat after the command's name: [state, ppid, pgrp, ...,
-    start time at index 19]."""
-    return stat.rsplit(b")", 1)[-1].split()
 
 
 def strays(marker: bytes) -> list[int]:
