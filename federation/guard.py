@@ -41,9 +41,11 @@ from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 from agora.federation.learner import WeightError, check_weights
 
 
-def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str) -> str | None:
+def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str,
+                  who: str | None = None, names: list[str] | None = None) -> str | None:
     """Why train reply ``msg`` cannot be aggregated against the arrays ``sent`` (None: it
-    can); ``count_key``: the metric FedAvg weighs by."""
+    can); ``count_key``: the metric FedAvg weighs by; ``who``, ``names``: how the sender
+    and its tensors are named (default: its node id, "tensor i")."""
     content = msg.content
     arrays = list(content.array_records.values())
     metrics = list(content.metric_records.values())
@@ -51,8 +53,8 @@ def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str) -> str |
         return (f"{len(arrays)} array records and {len(metrics)} metric records; expected "
                 f"one of each")
     try:
-        check_weights(f"node {msg.metadata.src_node_id}",
-                      [f"tensor {i}" for i in range(len(sent))], sent,
+        check_weights(who or f"node {msg.metadata.src_node_id}",
+                      names or [f"tensor {i}" for i in range(len(sent))], sent,
                       arrays[0].to_numpy_ndarrays())
     except WeightError as e:
         return str(e)
@@ -87,9 +89,11 @@ class Guarded:
     """Checks train replies before the Flower strategy it is mixed into aggregates them
     (module doc). ``min_replies``: usable replies a round needs to change the model."""
 
-    def __init__(self, *args, min_replies: int = 1, **kw) -> None:
+    def __init__(self, *args, min_replies: int = 1, describe=None, **kw) -> None:
         super().__init__(*args, **kw)
         self.min_replies = min_replies
+        self.describe = describe
+        """node id -> (sender's name, its tensors' names), e.g. ``SiteGrid.describe``"""
         self.refused: list[tuple[int, int, str]] = []
         """(round, node id, why) of every reply left out"""
         self.skipped_rounds: list[int] = []
@@ -107,7 +111,9 @@ class Guarded:
             if msg.has_error():
                 failed.append(msg)
                 continue
-            why = reply_problem(msg, self._sent, self.weighted_by_key)
+            who, names = (self.describe(msg.metadata.src_node_id) if self.describe
+                          else (None, None))
+            why = reply_problem(msg, self._sent, self.weighted_by_key, who, names)
             if why is None:
                 usable.append(msg)
             else:

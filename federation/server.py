@@ -90,11 +90,14 @@ def kept_model(res: Result, initial: list[np.ndarray]) -> Result:
     return res
 
 
-def make_strategy(cfg: FederationConfig, n_sites: int):
+def make_strategy(cfg: FederationConfig, n_sites: int, describe=None):
+    """``describe``: node id -> (site, weight names), how the guard names what it leaves out
+    (``SiteGrid.describe``; None: node ids)."""
     check_strategy(cfg, n_sites)
     least = max(1, math.ceil(cfg.min_fraction * n_sites))
     kw = dict(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=least,
-              min_evaluate_nodes=least, min_available_nodes=least, min_replies=least)
+              min_evaluate_nodes=least, min_available_nodes=least, min_replies=least,
+              describe=describe)
     if cfg.strategy == "trimmed":
         kw["beta"] = cfg.trim_beta
     return STRATEGIES[cfg.strategy](**kw)
@@ -105,7 +108,7 @@ def run_federation(grid: SiteGrid, initial: list[np.ndarray], cfg: FederationCon
                    train_config: dict | None = None) -> Result:
     """``cfg.rounds`` rounds of train + evaluate over every site of ``grid``, starting from
     ``initial``; returns Flower's ``Result`` (final arrays and per-round metrics)."""
-    strategy = make_strategy(cfg, len(grid.nodes))
+    strategy = make_strategy(cfg, len(grid.nodes), grid.describe)
     random.seed(cfg.seed)                  # Flower samples nodes with the global ``random``
     tc = ConfigRecord({"local-steps": int(cfg.local_steps), "seed": int(cfg.seed),
                        **(train_config or {})})
