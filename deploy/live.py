@@ -54,6 +54,16 @@ def starting_pid(out: Path) -> int | None:
     return pid_file.running(out / PID)
 
 
+def already_running(out: Path, config: str, *ours: int | None) -> str | None:
+    """The line refusing a start from ``out`` while another process (none of ``ours``)
+    starts or serves from it; None when none does."""
+    other = starting_pid(out)
+    if other is None or other in ours:
+        return None
+    return (f"agora up: Agora is already running from {out} (pid {other}); stop it with "
+            f"agora down --config {config}")
+
+
 class _Stop:
     """SIGINT and SIGTERM set the event (the main thread then stops the system); while the
     system starts (``install(starting=True)``) they raise KeyboardInterrupt instead, so that a
@@ -95,10 +105,9 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    other = starting_pid(out)
-    if other is not None and other not in (os.getpid(), keeper):
-        echo(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
-             f"agora down --config {cfg.source}", file=sys.stderr)
+    refusal = already_running(out, cfg.source, os.getpid(), keeper)
+    if refusal is not None:
+        echo(refusal, file=sys.stderr)
         return 1
     if keeper is None:
         pid_file.write(out / PID)
@@ -322,10 +331,9 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
     return once it serves."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    other = starting_pid(out)
-    if other is not None:
-        print(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
-              f"agora down --config {config_arg}", file=sys.stderr)
+    refusal = already_running(out, config_arg)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
         return 1
     logf = open(out / LOG, "ab")
     from agora.agents.process import python_module

@@ -141,9 +141,9 @@ def reap(keep: int | None = None) -> None:
             pass
 
 
-def _served_by(out: Path, child_pid: int) -> bool:
+def _served_by(ready: Path, child_pid: int) -> bool:
     try:
-        return json.loads((out / "ready.json").read_text()).get("serving_pid") == child_pid
+        return json.loads(ready.read_text()).get("serving_pid") == child_pid
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -157,10 +157,10 @@ def _how(rc: int) -> str:
     return f"exit status {rc}"
 
 
-def _hung(out: Path, hang_s: float) -> float | None:
-    """Seconds since a serving child last touched its ``alive`` file, when past ``hang_s``."""
+def _hung(alive: Path, hang_s: float) -> float | None:
+    """Seconds since a serving child last touched ``alive``, when past ``hang_s``."""
     try:
-        idle = time.time() - (out / "alive").stat().st_mtime
+        idle = time.time() - alive.stat().st_mtime
     except OSError:
         return None
     return idle if idle > hang_s else None
@@ -171,15 +171,14 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     """Keep the service of ``cfg`` (an ``UpConfig``) running as ``argv`` (the child's
     command line) until a stop is asked (see the module doc); the exit status."""
     from agora.agents.process import bound_to_parent
-    from agora.deploy.live import ALIVE, PID, READY, starting_pid
+    from agora.deploy.live import ALIVE, PID, READY, already_running
 
     say = echo or (lambda *a, **k: print(*a, **k, flush=True))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    other = starting_pid(out)
-    if other is not None and other != os.getpid():
-        say(f"agora up: Agora is already running from {out} (pid {other}); stop it with "
-            f"agora down --config {cfg.source}", file=sys.stderr)
+    refusal = already_running(out, cfg.source, os.getpid())
+    if refusal is not None:
+        say(refusal, file=sys.stderr)
         return 1
     pid_file.write(out / PID)
     sig = _Signals()
@@ -200,8 +199,8 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
             (out / ALIVE).unlink(missing_ok=True)
             while child.poll() is None:
                 sig.event.wait(poll_s)
-                served = served or _served_by(out, child.pid)
-                idle = _hung(out, hang_s) if served and not sig.asked else None
+                served = served or _served_by(out / READY, child.pid)
+                idle = _hung(out / ALIVE, hang_s) if served and not sig.asked else None
                 if idle is not None:
                     say(f"agora up: the service (pid {child.pid}) has not gone on for "
                         f"{idle:.0f} s (hung: stopped or deadlocked); killing it",
@@ -220,7 +219,7 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
                     f"sent to it, not to agora up, pid {os.getpid()}); agora up stops too",
                     file=sys.stderr)
                 return 0
-            if _served_by(out, child.pid):
+            if _served_by(out / READY, child.pid):
                 (out / READY).unlink(missing_ok=True)
                 served = True
             killed = kill_orphans() if subreaper else 0
