@@ -64,15 +64,25 @@ KEEPER = textwrap.dedent("""
 """)
 
 
-def keeper(tmp_path: Path, plan: str, restarts: int = 5) -> subprocess.Popen:
-    (tmp_path / "fake.py").write_text(FAKE)
-    out = tmp_path / "out"
-    out.mkdir()
-    return subprocess.Popen([sys.executable, "-c", KEEPER, str(out), str(restarts),
-                             str(tmp_path / "fake.py"), plan],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture()
+def keeper(tmp_path):
+    """``keeper(plan, restarts=5)``: a keeper over the fake service in a subprocess, as
+    ``agora up`` runs it; any still running at the test's end is killed."""
+    started: list[subprocess.Popen] = []
 
-
+    def start(plan: str, restarts: int = 5) -> subprocess.Popen:
+        (tmp_path / "fake.py").write_text(FAKE)
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        k = subprocess.Popen([sys.executable, "-c", KEEPER, str(out), str(restarts),
+                              str(tmp_path / "fake.py"), plan],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(k)
+        return k
+    yield start
+    for k in started:
+        if k.poll() is None:
+            k.kill()
 
 
 def served_by(out: Path) -> int | None:
@@ -83,23 +93,19 @@ def served_by(out: Path) -> int | None:
 
 
 def test_a_service_that_died_after_serving_is_started_again_and_what_it_left_is_killed(
-        tmp_path):
-    k = keeper(tmp_path, "die,serve")
+        keeper, tmp_path):
+    k = keeper("die,serve")
     out = tmp_path / "out"
-    try:
-        wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
-                 what="the second start to serve")
-        second = int((out / "start-1").read_text())
-        assert served_by(out) == second
-        first_left = int((out / "left-0").read_text())
-        assert not alive(first_left), "the dead service's leftover still runs"
-        assert alive(int((out / "left-1").read_text())), "the running one's was killed"
-        assert (out / "agora.pid").read_text().split()[0] == str(k.pid)
-        k.send_signal(signal.SIGTERM)
-        assert k.wait(30) == 0
-    finally:
-        if k.poll() is None:
-            k.kill()
+    wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
+             what="the second start to serve")
+    second = int((out / "start-1").read_text())
+    assert served_by(out) == second
+    first_left = int((out / "left-0").read_text())
+    assert not alive(first_left), "the dead service's leftover still runs"
+    assert alive(int((out / "left-1").read_text())), "the running one's was killed"
+    assert (out / "agora.pid").read_text().split()[0] == str(k.pid)
+    k.send_signal(signal.SIGTERM)
+    assert k.wait(30) == 0
     err = k.stderr.read()
     assert "stopped unexpectedly (exit status 1)" in err and "restart 1 of at most 5" in err
     assert "1 process(es) it left were killed" in err, err
@@ -110,16 +116,16 @@ def test_a_service_that_died_after_serving_is_started_again_and_what_it_left_is_
     assert not alive(int((out / "left-1").read_text()))
 
 
-def test_a_service_that_never_served_is_not_started_again(tmp_path):
-    k = keeper(tmp_path, "early")
+def test_a_service_that_never_served_is_not_started_again(keeper, tmp_path):
+    k = keeper("early")
     assert k.wait(30) == 3
     err = k.stderr.read()
     assert "could not start (exit status 3)" in err, err
     assert sorted(p.name for p in (tmp_path / "out").glob("start-*")) == ["start-0"]
 
 
-def test_restarts_are_bounded_within_an_hour(tmp_path):
-    k = keeper(tmp_path, "die", restarts=2)
+def test_restarts_are_bounded_within_an_hour(keeper, tmp_path):
+    k = keeper("die", restarts=2)
     assert k.wait(60) == 1
     err = k.stderr.read()
     out = tmp_path / "out"
@@ -130,50 +136,40 @@ def test_restarts_are_bounded_within_an_hour(tmp_path):
         assert not alive(int(f.read_text()))
 
 
-def test_a_restart_that_fails_before_serving_counts_against_the_budget(tmp_path):
+def test_a_restart_that_fails_before_serving_counts_against_the_budget(keeper,
+                                                                        tmp_path):
     # once the service has served, a start that fails (Ray not back yet) is tried again
-    k = keeper(tmp_path, "die,early,early,serve", restarts=5)
+    k = keeper("die,early,early,serve", restarts=5)
     out = tmp_path / "out"
-    try:
-        wait_for(lambda: served_by(out) is not None and (out / "start-3").exists(),
-                 what="the fourth start to serve")
-        k.send_signal(signal.SIGINT)            # Ctrl-C: passed on as SIGINT
-        assert k.wait(30) == 0
-    finally:
-        if k.poll() is None:
-            k.kill()
+    wait_for(lambda: served_by(out) is not None and (out / "start-3").exists(),
+             what="the fourth start to serve")
+    k.send_signal(signal.SIGINT)            # Ctrl-C: passed on as SIGINT
+    assert k.wait(30) == 0
     assert (out / "stopped-3").read_text() == "SIGINT"
     assert "restart 3 of at most 5" in k.stderr.read()
 
 
-def test_a_second_keeper_on_the_same_state_is_refused(tmp_path):
-    k = keeper(tmp_path, "serve")
+def test_a_second_keeper_on_the_same_state_is_refused(keeper, tmp_path):
+    k = keeper("serve")
     out = tmp_path / "out"
-    try:
-        wait_for(lambda: served_by(out) is not None, what="the service to serve")
-        other = subprocess.run([sys.executable, "-c", KEEPER, str(out), "5",
-                                str(tmp_path / "fake.py"), "serve"],
-                               capture_output=True, text=True, timeout=30)
-        assert other.returncode == 1
-        assert f"already running from {out} (pid {k.pid})" in other.stderr
-        assert len(list(out.glob("start-*"))) == 1
-        os.kill(k.pid, signal.SIGTERM)
-        assert k.wait(30) == 0
-    finally:
-        if k.poll() is None:
-            k.kill()
+    wait_for(lambda: served_by(out) is not None, what="the service to serve")
+    other = subprocess.run([sys.executable, "-c", KEEPER, str(out), "5",
+                            str(tmp_path / "fake.py"), "serve"],
+                           capture_output=True, text=True, timeout=30)
+    assert other.returncode == 1
+    assert f"already running from {out} (pid {k.pid})" in other.stderr
+    assert len(list(out.glob("start-*"))) == 1
+    os.kill(k.pid, signal.SIGTERM)
+    assert k.wait(30) == 0
 
 
-def test_a_service_stopped_by_a_signal_of_its_own_stops_the_keeper_saying_so(tmp_path):
-    k = keeper(tmp_path, "serve")
+def test_a_service_stopped_by_a_signal_of_its_own_stops_the_keeper_saying_so(keeper,
+                                                                              tmp_path):
+    k = keeper("serve")
     out = tmp_path / "out"
-    try:
-        wait_for(lambda: served_by(out) is not None, what="the service to serve")
-        os.kill(served_by(out), signal.SIGTERM)       # to the service, not to agora up
-        assert k.wait(30) == 0
-    finally:
-        if k.poll() is None:
-            k.kill()
+    wait_for(lambda: served_by(out) is not None, what="the service to serve")
+    os.kill(served_by(out), signal.SIGTERM)       # to the service, not to agora up
+    assert k.wait(30) == 0
     assert "stopped on its own (a signal sent to it, not to agora up" in k.stderr.read()
     assert len(list(out.glob("start-*"))) == 1 and not (out / "agora.pid").exists()
 
@@ -209,22 +205,18 @@ def test_agora_down_kills_a_service_that_does_not_stop_and_everything_under_it(t
             hung.kill()
 
 
-def test_a_service_that_hangs_is_killed_and_started_again(tmp_path):
+def test_a_service_that_hangs_is_killed_and_started_again(keeper, tmp_path):
     """A probe: a SIGSTOPped service went unnoticed (its progress line stopped; `agora down`
     then waited 90 s). A serving child that has not touched its ``alive`` file for
     ``hang_s`` is killed, with what it started, and started again."""
-    k = keeper(tmp_path, "hang,serve")
+    k = keeper("hang,serve")
     out = tmp_path / "out"
-    try:
-        wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
-                 what="the second start")
-        assert not alive(int((out / "start-0").read_text()))
-        assert not alive(int((out / "left-0").read_text()))
-        k.send_signal(signal.SIGTERM)
-        assert k.wait(30) == 0
-    finally:
-        if k.poll() is None:
-            k.kill()
+    wait_for(lambda: (out / "start-1").exists() and served_by(out) is not None,
+             what="the second start")
+    assert not alive(int((out / "start-0").read_text()))
+    assert not alive(int((out / "left-0").read_text()))
+    k.send_signal(signal.SIGTERM)
+    assert k.wait(30) == 0
     err = k.stderr.read()
     assert "has not gone on for" in err and "(hung: stopped or deadlocked); killing it" in err
     assert "restart 1 of at most 5" in err
