@@ -61,9 +61,9 @@ def cmd_up(a: argparse.Namespace) -> int:
     if a.detach:
         return live.detach(cfg, a.config)
     if a.supervised:                    # the child of the keeper below (deploy/supervise.py)
-        import os
+        from agora.deploy.supervise import keeper_of_this_process
 
-        return live.serve(cfg, keeper=os.getppid())
+        return live.serve(cfg, keeper=keeper_of_this_process())
     if cfg.restarts == 0:
         return live.serve(cfg)
     from agora.agents.process import python_module

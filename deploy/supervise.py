@@ -44,6 +44,8 @@ from agora.deploy import pid_file
 
 SUPERVISED = "--supervised"
 """the hidden flag of ``agora up`` that makes it the keeper's child (``live.serve``)"""
+KEEPER_ENV = "AGORA_KEEPER"
+"""the keeper's pid, in its child's environment (``keeper_of_this_process``)"""
 WINDOW_S = 3600.0
 """``restarts`` counts the restarts within this many seconds"""
 PR_SET_CHILD_SUBREAPER = 36
@@ -77,6 +79,17 @@ class _Signals:
         # as live._Stop: set from a thread, never from the handler (the main thread may be
         # inside event.wait() holding the event's lock)
         threading.Thread(target=self.event.set, daemon=True).start()
+
+
+def keeper_of_this_process() -> int:
+    """The pid of the keeper that started this process (``agora up --supervised``). Started
+    otherwise -- by hand, its parent a shell -- it would name that shell as the service's
+    owner in ready.json: refused (ValueError, one line)."""
+    parent = os.getppid()
+    if os.environ.get(KEEPER_ENV) != str(parent):
+        raise ValueError(f"{SUPERVISED}: agora up's own flag for the service it keeps; "
+                         f"expected agora up --config FILE without it")
+    return parent
 
 
 def _become_subreaper() -> bool:
@@ -189,7 +202,8 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     try:
         while True:
             child = subprocess.Popen(bound_to_parent(argv), stdin=subprocess.DEVNULL,
-                                     process_group=0)
+                                     process_group=0,
+                                     env={**os.environ, KEEPER_ENV: str(os.getpid())})
             sig.child = child
             started = time.monotonic()
             served = False

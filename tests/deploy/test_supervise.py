@@ -220,3 +220,15 @@ def test_a_service_that_hangs_is_killed_and_started_again(keeper, tmp_path):
     err = k.stderr.read()
     assert "has not gone on for" in err and "(hung: stopped or deadlocked); killing it" in err
     assert "restart 1 of at most 5" in err
+
+
+def test_the_keepers_flag_given_by_hand_is_refused(tmp_path):
+    """`agora up --supervised` started by hand would have named its parent, a shell, as the
+    service's owner in ready.json (what readers take for agora up's pid)."""
+    (tmp_path / "up.yaml").write_text(f"out: {tmp_path / 'out'}\n")
+    p = subprocess.run([sys.executable, "-m", "agora.deploy.cli", "up", "--config",
+                        str(tmp_path / "up.yaml"), "--supervised"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--supervised: agora up's own flag" in p.stderr
+    assert not (tmp_path / "out" / "ready.json").exists()
