@@ -41,7 +41,7 @@ NAMES = {"none": "no communication", "global": "global state (exact, free)",
 
 
 def train_config(comm: str, seed: int, steps: int) -> TrainConfig:
-    """docs/benchmarks.md's recipe (``agora train --workload synthetic:jobs=1000,load=0.95,
+    """docs/benchmarks.md's recipe (``agora train --workload synthetic:load=0.95,
     dag=0.8 --steps 40000 --train-jobs 150 --bc-episodes 6 --seed 1``) with ``--comm``."""
     return TrainConfig(scenario=asdict(synthetic_dag()), steps=steps, seed=seed, train_jobs=150,
                        bc_episodes=6, agent=AgentConfig(comm=comm))

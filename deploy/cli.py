@@ -104,8 +104,9 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the site agents (SRPT warm start, then PPO); "
                                      "--federated: over several organisations with Flower")
     _scenario_args(t, config=False)   # training builds its own simulations
-    t.add_argument("--steps", type=_whole(ge=0, le=10**9), default=50_000,
-                   help="bidding rounds of PPO experience (0: the imitation warm start only)")
+    t.add_argument("--steps", type=_whole(ge=0, le=10**9), default=None,
+                   help="bidding rounds of PPO experience (default 50,000; 0: the imitation "
+                        "warm start only; not with --federated)")
     t.add_argument("--out", required=True, help="directory for checkpoints, metrics, curve")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--seed", type=_seed, default=0)
@@ -119,8 +120,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_whole(ge=1, le=4096), default=64)
     t.add_argument("--code-dim", type=_whole(ge=1, le=256), default=8)
     t.add_argument("--bits", type=_whole(ge=2, le=8), default=8)
-    t.add_argument("--threshold", type=_threshold, default=0.5,
-                   help="send-trigger threshold (>= 0)")
+    t.add_argument("--threshold", type=_threshold, default=None,
+                   help="send-trigger threshold (>= 0; default 0.5; --comm trigger only)")
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
     t.add_argument("--peers", type=_whole(ge=1), default=16,
                    help="sites each agent listens to, its nearest by link (>= 1)")

@@ -177,13 +177,43 @@ FEDERATED_DEFAULTS = {"setup": "synthetic-noniid", "rounds": 10, "local_steps": 
 without --federated is refused)"""
 
 
+TRAIN_DEFAULTS = {"steps": 50_000, "threshold": 0.5}
+"""``agora train``'s options that are None in the parser so that one given where it changes
+nothing is refused (``_refuse_ignored_train_flags``)"""
+
+
+def _refuse_ignored_train_flags(a: argparse.Namespace) -> None:
+    """Flags that a training run would take and ignore (a probe), refused in one line; then
+    ``TRAIN_DEFAULTS`` for those not given."""
+    if a.federated and a.steps is not None:
+        raise ValueError(f"--steps {a.steps} with --federated: each organisation trains "
+                         f"--rounds x --local-steps PPO steps; expected --rounds and "
+                         f"--local-steps, or no --steps")
+    if a.threshold is not None and a.comm != "trigger":
+        raise ValueError(f"--threshold {a.threshold:g} with --comm {a.comm}: it sets when the "
+                         f"trigger sends a code; expected --comm trigger (the default), or "
+                         f"no --threshold")
+    kind, _, spec = a.workload.partition(":")
+    if kind == "synthetic" and not a.federated:   # --federated: --setup's workloads
+        given = {p.split("=", 1)[0].strip() for p in spec.split(",") if "=" in p}
+        given |= {t.split("=", 1)[0].strip() for t in a.workload_option or []}
+        if "jobs" in given:
+            raise ValueError(f"--workload {a.workload}: jobs= sets no training episode's "
+                             f"length; expected --train-jobs N (default 150; "
+                             f"--curriculum-jobs for shorter first episodes)")
+        if "seed" in given:
+            raise ValueError(f"--workload {a.workload}: seed= would draw every training and "
+                             f"validation episode alike; training draws each from --seed; "
+                             f"expected no seed= (or --seed N)")
+    for name, default in TRAIN_DEFAULTS.items():
+        if getattr(a, name) is None:
+            setattr(a, name, default)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from agora.agents.learn.ppo import PPOConfig
     from agora.agents.learn.trainer import TrainConfig, train
 
-    if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
-        raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
-                         "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
     if not a.federated:
         given = [f for f, v in (("--setup", a.setup), ("--rounds", a.rounds),
                                 ("--local-steps", a.local_steps), ("--strategy", a.strategy),
@@ -208,9 +238,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--imitation-steps {a.imitation_steps} with --imitation-coef 0: it "
                          f"sets how long the imitation penalty decays; expected "
                          f"--imitation-coef > 0 too")
+    _refuse_ignored_train_flags(a)
     for name, default in FEDERATED_DEFAULTS.items():
         if getattr(a, name) is None:
             setattr(a, name, default)
+    if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
+        raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
+                         "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")
     if a.federated and a.workers != 1:
         raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
                          f"learner; a federated run's organisations each train in their own "

@@ -20,7 +20,8 @@ torch.set_num_threads(1)   # tests share a 2-core machine
 
 FIX = Path(__file__).parents[1] / "fixtures"
 WL = "synthetic:jobs=30,load=0.9,dag=0.5"
-TRAIN = ["--workload", WL, "--steps", "150", "--train-jobs", "20", "--bc-episodes", "1",
+TRAIN_WL = "synthetic:load=0.9,dag=0.5"   # a training episode is --train-jobs long
+TRAIN = ["--workload", TRAIN_WL, "--steps", "150", "--train-jobs", "20", "--bc-episodes", "1",
          "--k", "6", "--hidden", "32", "--quiet"]
 
 
@@ -50,7 +51,7 @@ def test_train_writes_checkpoints_metrics_and_curve(trained):
     # best.pt carries its competence, measured on its training scenario, to acting policies
     comp = checkpoint.read(trained / "best.pt")["competence"]
     assert comp["max_choices"] >= 1 and comp["decisions"] == sum(comp["counts"].values())
-    assert comp["scenario"]["workload"] == WL
+    assert comp["scenario"]["workload"] == TRAIN_WL
     assert checkpoint.load_policy(trained / "best.pt").max_choices == comp["max_choices"]
 
 
