@@ -46,7 +46,17 @@ def system_config(rc) -> dict:
     kept 6 (``ray.idle_worker_s``). A Ray cluster agora up joins keeps its own settings
     (docs/deploying.md)."""
     return {"idle_worker_killing_time_threshold_ms": int(rc.idle_worker_s * 1000),
-            "task_events_max_num_task_in_gcs": TASK_EVENTS_KEPT}
+            "task_events_max_num_task_in_gcs": TASK_EVENTS_KEPT, **NODE_HEALTH_CHECKS}
+
+
+NODE_HEALTH_CHECKS = {"health_check_period_ms": 1000, "health_check_timeout_ms": 3000,
+                      "health_check_failure_threshold": 5}
+"""How the local Ray's GCS checks its raylets: a dead raylet is a dead node after ~8 s
+(Ray's defaults -- every 3 s, 10 s timeout, 5 failures -- took ~16 s; measured 2026-12-04 on a
+local multi-node Ray, a worker node's raylet SIGKILLed), and the site agents stop offering its
+resources then (``agents/cluster/ray_nodes.py``). A live raylet must miss five checks of 3 s
+in a row to be taken for dead. A Ray cluster agora up joins keeps its own settings
+(``RAY_health_check_period_ms`` etc. where its head starts; docs/deploying.md)."""
 
 
 def start_ray(cfg, cluster, *, live: bool = False):

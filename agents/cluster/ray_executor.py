@@ -9,8 +9,9 @@ policy observes) as the runs start and end.
 - An end is reported to the agent (completed, failed with its exit code, or lost), then
   acknowledged to the runner once the committed schedule has it (the instance's placement is
   no longer that run): a restarted agent finds ends it had not reported yet.
-- A runner that does not answer (its Ray node died) takes its node down: what ran there is
-  reported lost (placed again elsewhere) and the node down; when a runner answers again (Ray
+- A runner that does not answer (its Ray node died), or whose Ray node the GCS holds dead
+  (``ray_nodes``: read every ``node_check_s``, it knows sooner), takes its node down: what
+  ran there is reported lost (placed again elsewhere) and the node down; when a runner answers again (Ray
   restarted it on the node's replacement) the node is reported up. A runner whose process
   died (the call fails at once rather than timing out) is given ``restart_grace_s`` to come
   back first: Ray restarts it on a live node within seconds, and the restarted runner
@@ -32,10 +33,11 @@ import time
 from dataclasses import dataclass
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError
 
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
 from agora.agents.cluster.node_runner import runner_name
+from agora.agents.cluster.ray_nodes import dead_ray_nodes, watch_ray_nodes
 from agora.agents.domain import MILLI, Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
@@ -67,17 +69,21 @@ class RayExecutorSpec:
     poll_s: float = 5.0
     call_timeout_s: float = 20.0
     restart_grace_s: float = 10.0
+    node_check_s: float = 1.0
+    """how often the GCS's node table is read for the runners' Ray nodes (``ray_nodes``;
+    0: never, a dead node is noticed by its runner's timeouts alone)"""
 
     def build(self, cluster: Cluster, site: int, wake) -> "RayExecutor":
         return RayExecutor(cluster=cluster, site=site, namespace=self.namespace, wake=wake,
                            poll_s=self.poll_s, call_timeout_s=self.call_timeout_s,
-                           restart_grace_s=self.restart_grace_s)
+                           restart_grace_s=self.restart_grace_s,
+                           node_check_s=self.node_check_s)
 
 
 class RayExecutor(ReportQueue):
     def __init__(self, *, cluster: Cluster, site: int, namespace: str, wake=lambda: None,
                  poll_s: float = 5.0, call_timeout_s: float = 20.0,
-                 restart_grace_s: float = 10.0) -> None:
+                 restart_grace_s: float = 10.0, node_check_s: float = 1.0) -> None:
         super().__init__(wake)
         self.cluster, self.site, self.namespace = cluster, site, namespace
         self.site_name = cluster.sites[site].name
@@ -85,7 +91,14 @@ class RayExecutor(ReportQueue):
         sl = self.capacity.site_slice[site]
         self.own = {i: self.capacity.node_names[i] for i in range(sl.start, sl.stop)}
         self.poll_s, self.call_timeout_s = poll_s, call_timeout_s
-        self.restart_grace_s = restart_grace_s
+        self.restart_grace_s, self.node_check_s = restart_grace_s, node_check_s
+        self.ray_node: dict[int, str] = {}
+        """node -> the Ray node its runner last said it runs on"""
+        self.dead_ray_nodes: set[str] = set()
+        """Ray nodes the GCS said are dead (a runner's answer from one does not bring its
+        node up: a runner outlives its raylet by up to a second)"""
+        self.read_dead = dead_ray_nodes
+        """reads the dead Ray nodes' ids (the GCS's node table; a unit test's fake)"""
         self._failing: dict[int, float] = {}
         """node -> when its runner's calls began to fail at once (it may be restarting)"""
         self.runners: dict[int, object] = {}
@@ -135,6 +148,12 @@ class RayExecutor(ReportQueue):
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._poll(n), name=f"runner-{self.own[n]}")
                        for n in self.own]
+        if self.node_check_s > 0:
+            self._tasks.append(loop.create_task(watch_ray_nodes(
+                self.node_check_s, lambda: {n: r for n, r in self.ray_node.items()
+                                            if n not in self.down}, self._ray_node_dead,
+                self.read_dead),
+                name=f"ray-nodes-{self.site_name}"))
 
     def start(self, task: TaskEntry, instance: int, node: int) -> None:
         key = (task.job.job.id, task.task.id, instance)
@@ -240,8 +259,10 @@ class RayExecutor(ReportQueue):
             self.runners[node] = runner
             snap = await asyncio.wait_for(runner.snapshot.remote(), self.call_timeout_s)
             self._cursor[node] = (snap["incarnation"], 0)
+            self.ray_node[node] = snap["ray_node"]
             return snap
-        except (ValueError, RayActorError, GetTimeoutError, asyncio.TimeoutError) as e:
+        except (ValueError, RayActorError, ActorUnschedulableError, GetTimeoutError,
+                asyncio.TimeoutError) as e:
             log.warning("site %s: no runner for node %s (%s): node down", self.site_name,
                         self.own[node], e)
             self._node_down(node, "its runner does not answer")
@@ -277,19 +298,18 @@ class RayExecutor(ReportQueue):
                 self._to_ack[node] = {}
                 if inc:
                     continue
-            if node in self.down:
-                self.down.discard(node)
-                self.capacity.set_alive(node, True)
-                self.report_node(name, True)
-                await self._stop_strangers(node)
+            if node in self.down and not await self._back_up(node):
+                await asyncio.sleep(1.0)
+                continue
             for e in ends:
                 self._cursor[node] = (got_inc, max(self._cursor[node][1], e.seq))
                 self._on_end(node, e)
             self._ack_committed(node)
 
-    async def _stop_strangers(self, node: int) -> None:
+    async def _back_up(self, node: int) -> bool:
         """A runner answers again after its node was taken down (its work was reported lost
-        and placed again): what it still runs is no longer this site's to run -- kill it,
+        and placed again): unless it answers from a Ray node the GCS holds dead, the node is
+        up again, and what the runner still runs is no longer this site's to run -- killed,
         unreported (a probe: a frozen runner's run went on beside its replacement)."""
         try:
             snap = await asyncio.wait_for(self.runners[node].snapshot.remote(),
@@ -297,11 +317,26 @@ class RayExecutor(ReportQueue):
         except Exception as e:  # noqa: BLE001 - the poll goes on; the next restart recovers
             log.warning("site %s: runner of %s: snapshot failed: %s", self.site_name,
                         self.own[node], e)
-            return
+            return False
+        if snap["ray_node"] in self.dead_ray_nodes:
+            return False
+        self.ray_node[node] = snap["ray_node"]
+        self.down.discard(node)
+        self.capacity.set_alive(node, True)
+        self.report_node(self.own[node], True)
         for req, _start in snap["running"]:
             r = self._runs.get(req.key)
             if r is None or r.run_id != req.run_id or r.node != node:
                 self._call(node, "kill", *req.key, req.run_id, "not placed here")
+        return True
+
+    def _ray_node_dead(self, node: int, ray_node: str) -> None:
+        """The GCS holds the Ray node of ``node``'s runner dead (``ray_nodes``)."""
+        self.dead_ray_nodes.add(ray_node)
+        if node not in self.down:
+            log.warning("site %s: Ray node %s of %s died: node down", self.site_name,
+                        ray_node[:12], self.own[node])
+            self._node_down(node, "its Ray node died")
 
     def _on_end(self, node: int, e: RunEnd) -> None:
         acks = self._to_ack.setdefault(node, {})

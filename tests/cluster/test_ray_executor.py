@@ -32,6 +32,7 @@ class FakeRunner:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.running: list = []
+        self.ray_node = "R1"
 
     def __getattr__(self, method):
         runner = self
@@ -40,7 +41,8 @@ class FakeRunner:
             def remote(self, *args):
                 runner.calls.append((method, *args))
                 fut = asyncio.get_running_loop().create_future()
-                fut.set_result({"running": runner.running, "ended": [], "incarnation": "1"}
+                fut.set_result({"running": runner.running, "ended": [], "incarnation": "1",
+                                "ray_node": runner.ray_node}
                                if method == "snapshot" else None)
                 return fut
         return Method()
@@ -90,9 +92,10 @@ def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
                                       argv=("true",), env=(), cwd=None, timeout_s=None,
                                       cpu=1.0, mem_mib=64, gpus=0.0, site="a",
                                       node="a/n0"), 1.0)]
-        await ex._stop_strangers(0)
+        assert await ex._back_up(0)
         await asyncio.sleep(0)
         assert ("kill", "j", "t", 0, 5, "not placed here") in runner.calls
+        assert 0 not in ex.down and ex.take_node_changes()[-1] == ("a/n0", True)
 
     asyncio.run(main())
 
@@ -202,5 +205,54 @@ def test_a_restarted_agent_reports_up_every_node_whose_runner_answers():
         for t in gone._tasks:
             t.cancel()
         assert gone.take_node_changes() == [("a/n0", False)]
+
+    asyncio.run(main())
+
+
+async def never(*_args):
+    await asyncio.sleep(3600)
+
+
+@pytest.mark.timeout(30)
+def test_a_node_whose_ray_node_the_gcs_holds_dead_goes_down_before_its_runner_times_out():
+    """A probe: for 20-50 s after a raylet died new work was still placed on its node (the
+    runner's calls neither fail nor return until their timeout). The executor reads which Ray
+    nodes the GCS holds dead (here a fake of that read) and takes their nodes down at once."""
+    async def main():
+        ex, _ts, runner = started()
+        ex.runners = {0: FailsFirst("ends", 0, never)}        # a long poll never answered
+        ex.call_timeout_s, ex.node_check_s = 60.0, 0.05
+        dead: set[str] = set()
+        ex.read_dead = lambda: set(dead)
+        await ex.recover([], ex.ledger)
+        assert ex.ray_node == {0: "R1"}
+        await asyncio.sleep(0.3)
+        assert 0 not in ex.down                               # R1 alive: nothing happens
+        dead.add("R1")
+        await asyncio.sleep(0.5)
+        for t in ex._tasks:
+            t.cancel()
+        assert 0 in ex.down
+        assert [(e.kind, e.reason) for e in ex.take_ended()] == [
+            ("lost", "node a/n0: its Ray node died")]
+        assert ex.take_node_changes()[-1] == ("a/n0", False)
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_runner_answering_from_a_dead_ray_node_does_not_bring_its_node_up():
+    """A runner outlives its raylet by up to a second: its answer then must not undo the
+    node's death; one answering from another Ray node (Ray restarted it there) does."""
+    async def main():
+        ex, _ts, runner = started()
+        ex.ray_node = {0: "R1"}
+        ex._ray_node_dead(0, "R1")
+        assert 0 in ex.down
+        assert not await ex._back_up(0)
+        assert 0 in ex.down
+        runner.ray_node = "R2"
+        assert await ex._back_up(0)
+        assert 0 not in ex.down and ex.ray_node == {0: "R2"}
 
     asyncio.run(main())
