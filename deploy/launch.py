@@ -256,7 +256,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     loop = operator = None
     try:
         if live:
-            from agora.agents.cluster.node_runner import start_runners
+            from agora.agents.cluster.runner_fleet import start_runners
 
             # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
             runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000))
@@ -338,7 +338,7 @@ def stop_started(group, ray_cluster, runners: dict, loop: LoopThread | None,
 
     try:
         if runners and ray.is_initialized():
-            from agora.agents.cluster.node_runner import stop_runners
+            from agora.agents.cluster.runner_fleet import stop_runners
 
             stop_runners(list(runners), "agora")
     except Exception:  # noqa: BLE001 - the rest must stop all the same, and whatever cut

@@ -13,7 +13,8 @@ import time
 import pytest
 import ray
 
-from agora.agents.cluster.node_runner import node_resource, start_runners
+from agora.agents.cluster.node_runner import node_resource
+from agora.agents.cluster.runner_fleet import start_runners
 from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.domain import Cluster, Node, Site
 from agora.agents.ledger import Ledger
