@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 _LAUNCHER = """\
 import ctypes, os, sys
 try:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)    # PR_SET_PDEATHSIG, SIGKILL
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sys.argv[2]))   # PR_SET_PDEATHSIG
 except (OSError, AttributeError):
     pass                                              # no glibc: run unbound, as before
 else:
@@ -31,9 +31,9 @@ else:
         os._exit(137)                                 # the parent is already gone
 report = os.environ.pop("AGORA_START_REPORT", None)     # not the command's
 try:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    os.execvp(sys.argv[3], sys.argv[3:])
 except OSError as e:
-    why = f"cannot start {sys.argv[2]!r}: {e.strerror or e}"
+    why = f"cannot start {sys.argv[3]!r}: {e.strerror or e}"
     sys.stderr.write(why + "\\n")
     if report:
         try:
@@ -50,14 +50,16 @@ the command could not be ``exec``'d (an exec format error, ...); removed from th
 own environment."""
 
 
-def bound_to_parent(argv: Sequence[str]) -> list[str]:
-    """``argv`` wrapped so that the command, once started, gets SIGKILL when the thread that
-    started it ends (its pid is the command's: the launcher ``exec``s it). A launcher that
-    cannot start the command exits 127 (not found) or 126 with a line on stderr. Linux only:
-    elsewhere ``argv`` as it is."""
+def bound_to_parent(argv: Sequence[str], death_signal: int = 9) -> list[str]:
+    """``argv`` wrapped so that the command, once started, gets ``death_signal`` (SIGKILL;
+    SIGTERM for one that must stop what it started itself) when the thread that started it
+    ends (its pid is the command's: the launcher ``exec``s it). A launcher that cannot start
+    the command exits 127 (not found) or 126 with a line on stderr. Linux only: elsewhere
+    ``argv`` as it is."""
     if not sys.platform.startswith("linux"):
         return list(argv)
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()),
+            str(int(death_signal)), *argv]
 
 
 def python_module(module: str, *args: str) -> list[str]:

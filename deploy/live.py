@@ -158,7 +158,14 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         watch = StepFailureWatch(system.actors, every_s=30.0)
         while not stop.event.wait(progress_s):
             if keeper is not None:
+                if os.getppid() != keeper:
+                    break
                 (out / ALIVE).touch()
+        if keeper is not None and os.getppid() != keeper:
+            # its keeper was killed (SIGKILL, the OOM killer): its parent-death SIGTERM (or
+            # this look, where there is none) stops the service as agora down would
+            stop.signal = f"its keeper, pid {keeper}, is gone"
+            _forget_keeper(out, keeper)
             line.show(follower.summary())
             for warning in [*follower.drain(), *watch.poll()]:
                 echo(f"agora up: {warning}")
@@ -173,6 +180,13 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         echo(f"agora up: {what}: {type(e).__name__}: {e}", file=sys.stderr)
         _close(system, out, view)
         return 1
+
+
+def _forget_keeper(out: Path, keeper: int) -> None:
+    """Remove ``agora.pid`` when it names ``keeper`` (gone: the file is stale)."""
+    got = pid_file.read(out / PID)
+    if got is not None and got[0] == keeper:
+        (out / PID).unlink(missing_ok=True)
 
 
 def show_addresses(info: dict, echo) -> None:

@@ -201,7 +201,10 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     restarted = False
     try:
         while True:
-            child = subprocess.Popen(bound_to_parent(argv), stdin=subprocess.DEVNULL,
+            # SIGTERM when the keeper dies (SIGKILL, the OOM killer): the service stops as on
+            # agora down, Ray with it (SIGKILLed, it left Ray's processes running: a probe)
+            child = subprocess.Popen(bound_to_parent(argv, signal.SIGTERM),
+                                     stdin=subprocess.DEVNULL,
                                      process_group=0,
                                      env={**os.environ, KEEPER_ENV: str(os.getpid())})
             sig.child = child

@@ -43,7 +43,7 @@ RAYLET = textwrap.dedent("""
 
 def run(tmp_path: Path, timeout: str) -> subprocess.Popen:
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, WORKER, str(tmp_path), timeout])
-    wait_for(lambda: (tmp_path / "command").exists())
+    wait_for(lambda: (tmp_path / "command").exists() and (tmp_path / "command").read_text())
     return raylet
 
 
@@ -101,7 +101,8 @@ def test_a_process_whose_parent_dies_ends_itself(tmp_path):
              "import os; Path(sys.argv[1], 'actor').write_text(str(os.getpid())); "
              "time.sleep(60)")
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
-    wait_for(lambda: (tmp_path / "actor").exists())
+    # its content, not the file alone: read between create and write it was "" (a flake)
+    wait_for(lambda: (tmp_path / "actor").exists() and (tmp_path / "actor").read_text())
     pid = int((tmp_path / "actor").read_text())
     assert alive(pid)
     raylet.kill()

@@ -116,6 +116,18 @@ def test_a_service_that_died_after_serving_is_started_again_and_what_it_left_is_
     assert not alive(int((out / "left-1").read_text()))
 
 
+def test_a_keeper_killed_stops_its_service_with_sigterm_not_sigkill(keeper, tmp_path):
+    # a probe: a keeper SIGKILLed took its service down with SIGKILL (parent-death signal),
+    # which left everything the service had started (Ray's processes) running
+    k = keeper("serve")
+    out = tmp_path / "out"
+    wait_for(lambda: served_by(out) is not None, what="the service to serve")
+    k.kill()
+    k.wait(30)
+    wait_for(lambda: (out / "stopped-0").exists(), what="the service to stop")
+    assert (out / "stopped-0").read_text() == "SIGTERM"
+
+
 def test_a_service_that_never_served_is_not_started_again(keeper, tmp_path):
     k = keeper("early")
     assert k.wait(30) == 3

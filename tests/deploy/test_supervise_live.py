@@ -23,8 +23,8 @@ def ready(out: Path) -> dict | None:
         return None
 
 
-def tree(pid: int) -> list[tuple[int, str]]:
-    """(pid, start time) of ``pid``'s descendants."""
+def tree(pid: int, *, itself: bool = False) -> list[tuple[int, str]]:
+    """(pid, start time) of ``pid``'s descendants (``itself``: and of ``pid``)."""
     parents, starts = {}, {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -34,7 +34,7 @@ def tree(pid: int) -> list[tuple[int, str]]:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
             parents[int(name)], starts[int(name)] = int(fields[1]), fields[19]
-    found, todo = [], [pid]
+    found, todo = [pid] if itself else [], [pid]
     while todo:
         p = todo.pop()
         kids = [c for c, pp in parents.items() if pp == p]
@@ -64,7 +64,9 @@ def wait_for(pred, timeout: float, what: str):
     return got
 
 
-def kill_and_recover(d: Path, victim) -> None:
+def kill_and_recover(d: Path, victim, *, end: str = "down") -> None:
+    """``end``: how the restarted service is stopped at the end: ``down`` (agora down) or
+    ``kill-keeper`` (its keeper SIGKILLed: the service stops by itself)."""
     cfg = str(d / "up.yaml")
     p = agora("up", "--detach", "--config", cfg)
     assert p.returncode == 0, p.stderr + p.stdout
@@ -86,15 +88,25 @@ def kill_and_recover(d: Path, victim) -> None:
     assert "starting it again from its state" in log and "restart 1 of at most 5" in log
     wait_for(lambda: jobs_json(cfg)["jobs"][0]["outcome"] == "completed", 180,
              "the job to complete after the restart")
-    p = agora("down", "--config", cfg)
-    assert p.returncode == 0 and f"stopped pid {keeper}" in p.stdout, p.stdout + p.stderr
-    assert not (out / "agora.pid").exists() and ready(out) is None
-    assert still_running(tree(again["serving_pid"])) == []
+    left = tree(again["serving_pid"], itself=True)
+    if end == "down":
+        p = agora("down", "--config", cfg)
+        assert p.returncode == 0 and f"stopped pid {keeper}" in p.stdout, p.stdout + p.stderr
+    else:
+        # a probe: a keeper killed left its service serving unkept, which agora down then
+        # said was not running
+        os.kill(keeper, signal.SIGKILL)
+        wait_for(lambda: ready(out) is None, 120, "the service to stop without its keeper")
+        log = (out / "agora.log").read_text()
+        assert f"stopping (its keeper, pid {keeper}, is gone)" in log, log[-2000:]
+    wait_for(lambda: not (out / "agora.pid").exists() and ready(out) is None, 60,
+             "the pid files to go")
+    wait_for(lambda: still_running(left) == [], 60, "the service's processes to end")
 
 
 @pytest.mark.timeout(420)
 def test_the_serving_process_killed_is_started_again_and_its_work_completes(setup):
-    kill_and_recover(setup, lambda pid: os.kill(pid, signal.SIGKILL))
+    kill_and_recover(setup, lambda pid: os.kill(pid, signal.SIGKILL), end="kill-keeper")
 
 
 @pytest.mark.slow
