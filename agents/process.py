@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 
 _LAUNCHER = """\
 import ctypes, os, sys
@@ -99,21 +100,49 @@ def start_failure(program: str, cwd: str, e: OSError) -> str:
     return f"cannot start {program!r}: {where}{e.strerror or e}"
 
 
+_held = [0]
+"""runs this process waits on (``holding``): ``exit_with_parent`` lets them end first"""
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def holding():
+    """While inside, ``exit_with_parent`` does not end this process: a run's Ray worker
+    whose raylet died first fences its run itself (``instance_run.wait_fenced``: kills the
+    command's group and records the run lost)."""
+    with _held_lock:
+        _held[0] += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held[0] -= 1
+
+
 def exit_with_parent(every_s: float = 1.0) -> threading.Thread:
-    """End this process (exit status 1) once its parent is gone. In a Ray actor the parent
-    is its node's raylet: an actor outliving it runs for a dead node -- a re-probe: a dead
-    node's site agent and runner lived on (~0.5 GB) beside the ones Ray and ``agora up``
-    started again. Looks every ``every_s`` seconds, from a daemon thread."""
+    """End this process (exit status 1) once its parent is gone and nothing is ``holding``
+    it. In a Ray worker the parent is its node's raylet: an actor outliving it runs for a
+    dead node -- a re-probe: a dead node's site agent and runner lived on (~0.5 GB) beside
+    the ones Ray and ``agora up`` started again. Looks every ``every_s`` seconds, from a
+    daemon thread."""
     parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent or _held[0]:
             time.sleep(every_s)
         os._exit(1)
 
     t = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
     t.start()
     return t
+
+
+def end_with_raylet() -> None:
+    """Every Ray worker's setup (``worker_process_setup_hook`` of the Ray ``agora up`` and
+    ``agora replay`` use, ``deploy/ray_runtime.py``): a worker ends once its raylet is gone.
+    Ray's own idle workers outlived a dead raylet for good (5 of 5 after 8 s, a raylet
+    SIGKILLed on a local two-node Ray, 2026-12-04; ~100 MB each)."""
+    exit_with_parent()
 
 
 def in_ray_worker() -> bool:

@@ -59,6 +59,20 @@ in a row to be taken for dead. A Ray cluster agora up joins keeps its own settin
 (``RAY_health_check_period_ms`` etc. where its head starts; docs/deploying.md)."""
 
 
+def runtime_env() -> dict:
+    """The Ray job's runtime environment: Agora importable in every worker, one math thread,
+    ``ENV_PASSED`` passed on, and every worker ending once its raylet is gone (Ray's idle
+    workers outlived it: ``agents.process.end_with_raylet``)."""
+    from agora import IMPORT_ROOT
+
+    env = {"env_vars": {"PYTHONPATH": str(IMPORT_ROOT), "OMP_NUM_THREADS": "1"},
+           "worker_process_setup_hook": "agora.agents.process.end_with_raylet"}
+    for var in ENV_PASSED:
+        if os.environ.get(var):
+            env["env_vars"][var] = os.environ[var]
+    return env
+
+
 def start_ray(cfg, cluster, *, live: bool = False):
     """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
     CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
@@ -69,14 +83,7 @@ def start_ray(cfg, cluster, *, live: bool = False):
     from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
-
-    from agora import IMPORT_ROOT
-
-    env = {"env_vars": {"PYTHONPATH": str(IMPORT_ROOT),
-                        "OMP_NUM_THREADS": "1"}}
-    for var in ENV_PASSED:
-        if os.environ.get(var):
-            env["env_vars"][var] = os.environ[var]
+    env = runtime_env()
     rc = cfg.ray
     if rc.address:
         ray.init(address=rc.address, namespace="agora", runtime_env=env,

@@ -20,8 +20,8 @@ import ray
 
 from agora.agents.cluster.run_account import (ENTER_FAILED, as_account, cannot_enter,
                                               run_account, run_environment, switches)
-from agora.agents.process import (START_REPORT, bound_to_parent, cannot_start, proc_files,
-                                  start_failure, stat_fields)
+from agora.agents.process import (START_REPORT, bound_to_parent, cannot_start, holding,
+                                  proc_files, start_failure, stat_fields)
 
 KILL_GRACE_S = 3.0
 """seconds between SIGTERM and SIGKILL to a run's process group"""
@@ -97,7 +97,13 @@ def _folder_name(name: str) -> str:
 def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict:
     """The body of one run (a Ray task on the runner's node): start the command in its own
     session -- as user ``run_as`` when set (``run_account``) --, wait for it (killing it at
-    the timeout), and record its end in ``end.json``."""
+    the timeout), and record its end in ``end.json``. The worker does not end with its
+    raylet before the run is fenced (``process.holding``)."""
+    with holding():
+        return _execute_run(req, folder, run_as)
+
+
+def _execute_run(req: RunRequest, folder: str, run_as: str | None) -> dict:
     d = Path(folder)
     start = time.time()
     try:

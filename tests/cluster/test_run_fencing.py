@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,25 @@ def test_a_process_whose_parent_dies_ends_itself(tmp_path):
     raylet.kill()
     raylet.wait()
     wait_for(lambda: not alive(pid), timeout=10, what="the orphaned actor to end")
+
+
+def test_a_worker_holding_a_run_ends_only_once_the_run_is_fenced(tmp_path):
+    """Every Ray worker of agora's Ray ends with its raylet (``end_with_raylet``), but a run's
+    worker first fences its run itself (``wait_fenced`` kills its command's group and
+    records it lost): until the run lets go (``holding``) the worker stays."""
+    actor = ("import sys, time; from pathlib import Path; "
+             "from agora.agents.process import exit_with_parent, holding; "
+             "exit_with_parent(every_s=0.1); d = Path(sys.argv[1]); "
+             "import os; (d / 'actor').write_text(str(os.getpid())); "
+             "cm = holding(); cm.__enter__(); "
+             "[time.sleep(0.05) for _ in iter(lambda: (d / 'release').exists(), True)]; "
+             "cm.__exit__(None, None, None); time.sleep(60)")
+    raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
+    wait_for(lambda: (tmp_path / "actor").exists() and (tmp_path / "actor").read_text())
+    pid = int((tmp_path / "actor").read_text())
+    raylet.kill()
+    raylet.wait()
+    time.sleep(1.0)
+    assert alive(pid), "the worker ended while it held a run"
+    (tmp_path / "release").touch()
+    wait_for(lambda: not alive(pid), timeout=10, what="the worker to end once let go")
