@@ -25,6 +25,7 @@ from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.cluster.runner_fleet import start_runners
 from agora.agents.domain import Cluster, Node, Site
 from agora.agents.ledger import Ledger
+from agora.agents.process import process_table
 from agora.deploy.ray_runtime import NODE_HEALTH_CHECKS, runtime_env
 from tests.processes import alive
 
@@ -32,16 +33,7 @@ NS = "agora-test-node-death"
 
 
 def children(pid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = open(f"/proc/{name}/stat").read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-                out.append(int(name))
-    return out
+    return [p for p, (ppid, _state, _start) in process_table().items() if ppid == pid]
 
 
 def title(pid: int) -> bytes:
