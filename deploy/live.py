@@ -161,17 +161,18 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
                 if os.getppid() != keeper:
                     break
                 (out / ALIVE).touch()
-        if keeper is not None and os.getppid() != keeper:
-            # its keeper was killed (SIGKILL, the OOM killer): its parent-death SIGTERM (or
-            # this look, where there is none) stops the service as agora down would
-            stop.signal = f"its keeper, pid {keeper}, is gone"
-            _forget_keeper(out, keeper)
             line.show(follower.summary())
             for warning in [*follower.drain(), *watch.poll()]:
                 echo(f"agora up: {warning}")
+        why = None
+        if keeper is not None and _keeper_gone(keeper, stop):
+            # its keeper was killed (SIGKILL, the OOM killer): its parent-death SIGTERM (or
+            # this look, where there is none) stops the service as agora down would
+            why = f"its keeper, pid {keeper}, is gone"
+            _forget_keeper(out, keeper)
         line.close()
         follower.close()
-        return _stopped(system, out, echo, stop, view)
+        return _stopped(system, out, echo, stop, view, why=why)
     except KeyboardInterrupt:
         return _stopped(system, out, echo, stop, view)
     except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
@@ -180,6 +181,19 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         echo(f"agora up: {what}: {type(e).__name__}: {e}", file=sys.stderr)
         _close(system, out, view)
         return 1
+
+
+def _keeper_gone(keeper: int, stop: _Stop, wait_s: float = 1.0) -> bool:
+    """Is this process's keeper gone? A SIGTERM may be its parent-death signal, sent when
+    the keeper's thread that started this process ended -- while its other threads still
+    end, this process's parent is still the keeper's pid (a race the live test saw): after
+    a SIGTERM, look again for up to ``wait_s``."""
+    deadline = time.monotonic() + (wait_s if stop.signal == "SIGTERM" else 0.0)
+    while os.getppid() == keeper:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _forget_keeper(out: Path, keeper: int) -> None:
@@ -227,8 +241,8 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
     return found, view
 
 
-def _stopped(system, out: Path, echo, stop: _Stop, view=None) -> int:
-    echo(f"agora up: stopping ({stop.signal or 'interrupted'}) ...", file=sys.stderr)
+def _stopped(system, out: Path, echo, stop: _Stop, view=None, why: str | None = None) -> int:
+    echo(f"agora up: stopping ({why or stop.signal or 'interrupted'}) ...", file=sys.stderr)
     _close(system, out, view)
     echo(f"agora up: stopped; the state stays in {out} (agora up resumes it, agora jobs "
          f"reads it)", file=sys.stderr)

@@ -88,6 +88,8 @@ def kill_and_recover(d: Path, victim, *, end: str = "down") -> None:
     assert "starting it again from its state" in log and "restart 1 of at most 5" in log
     wait_for(lambda: jobs_json(cfg)["jobs"][0]["outcome"] == "completed", 180,
              "the job to complete after the restart")
+    # the progress line goes on (a probe: a change silenced it and every warning)
+    wait_for(lambda: "1 done" in (out / "agora.log").read_text(), 30, "the progress line")
     left = tree(again["serving_pid"], itself=True)
     if end == "down":
         p = agora("down", "--config", cfg)
