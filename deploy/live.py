@@ -178,7 +178,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
         log.debug("agora up failed", exc_info=True)
         what = "stopped on an error" if (out / READY).is_file() else "could not start"
-        echo(f"agora up: {what}: {type(e).__name__}: {e}", file=sys.stderr)
+        kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "  # bad input: its line
+        echo(f"agora up: {what}: {kind}{e}", file=sys.stderr)
         _close(system, out, view)
         return 1
 

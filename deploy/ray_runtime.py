@@ -5,8 +5,11 @@ sites' and nodes' custom resources that pin agents and work (``deploy.up_config.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+
+log = logging.getLogger(__name__)
 
 ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "AGORA_MEMTRACE", "AGORA_MALLOC_TRIM_S",
               "MALLOC_ARENA_MAX")
@@ -73,14 +76,36 @@ def runtime_env() -> dict:
     return env
 
 
+def check_joined(have: dict, address: str, sites: list[str], nodes) -> None:
+    """A Ray cluster agora up joins, whose live nodes carry the resources ``have``: a site
+    no live Ray node carries has nowhere for its agent -- refused (ValueError, one line); an
+    Agora node of ``nodes`` none carries (its Ray node dead or not started yet) is logged and
+    starts down: its runner waits for a Ray node with its resource, and its site's agent takes
+    it down after its runner's call timeout and up once the runner answers. One dead Ray node
+    refused the whole start, and a keeper spent its restarts on it (a probe)."""
+    from agora.agents.cluster.node_runner import node_resource
+    from agora.deploy.up_config import site_resource
+
+    missing = [site_resource(s) for s in sites if site_resource(s) not in have]
+    if missing:
+        more = f" (and {len(missing) - 1} more site(s))" if len(missing) > 1 else ""
+        raise ValueError(f"ray.address {address}: no live Ray node carries the resource "
+                         f"{missing[0]!r}{more}, so its site's agent has nowhere to run; start "
+                         f"a node of that site with --resources '{{\"{missing[0]}\": 1}}' "
+                         f"(docs/deploying.md)")
+    for n in nodes:
+        if node_resource(n.name) not in have:
+            log.warning("ray.address %s: no live Ray node carries node %s (resource %r): it "
+                        "starts down and takes no work until a Ray node started with "
+                        "--resources '{\"%s\": 1}' joins (docs/deploying.md)", address,
+                        n.name, node_resource(n.name), node_resource(n.name))
+
+
 def start_ray(cfg, cluster, *, live: bool = False):
     """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
     CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
     multi-node Cluster object (to shut down) or None."""
     import ray
-
-    from agora.agents.cluster.node_runner import node_resource
-    from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
     env = runtime_env()
@@ -88,16 +113,7 @@ def start_ray(cfg, cluster, *, live: bool = False):
     if rc.address:
         ray.init(address=rc.address, namespace="agora", runtime_env=env,
                  log_to_driver=False)
-        have = ray.cluster_resources()
-        missing = [site_resource(s) for s in sites if site_resource(s) not in have]
-        if live:
-            missing += [node_resource(n.name) for n in cluster.nodes
-                        if node_resource(n.name) not in have]
-        if missing:
-            raise RuntimeError(f"the Ray cluster at {rc.address} has no resource "
-                               f"{missing[0]!r} ({len(missing)} missing); start each site's "
-                               f"nodes with --resources '{{\"{missing[0]}\": 1}}' (README, "
-                               f"'Deploying on a Ray cluster')")
+        check_joined(ray.cluster_resources(), rc.address, sites, cluster.nodes if live else [])
         return None
     if rc.multi_node:
         from ray.cluster_utils import Cluster

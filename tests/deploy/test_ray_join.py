@@ -1,0 +1,47 @@
+"""Joining a Ray cluster (``ray.address``): what its live nodes must carry
+(``deploy.ray_runtime.check_joined``). A site no live Ray node carries is refused in one line
+naming the resource and where to read how; an Agora node none carries (its Ray node dead)
+only starts down -- one dead Ray node refused the whole start, and the keeper spent its
+restarts on it (a probe)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from agora.agents.cluster.node_runner import node_resource
+from agora.agents.domain import Node
+from agora.deploy.ray_runtime import check_joined
+from agora.deploy.up_config import site_resource
+
+NODES = [Node("a/n0", "a", cpu=1000, mem=512), Node("a/n1", "a", cpu=1000, mem=512),
+         Node("b/n0", "b", cpu=1000, mem=512)]
+ALL = {site_resource("a"): 1.0, site_resource("b"): 1.0,
+       **{node_resource(n.name): 1.0 for n in NODES}, "CPU": 4.0}
+
+
+def test_every_resource_carried_joins_quietly(caplog):
+    with caplog.at_level(logging.WARNING):
+        check_joined(ALL, "ray://x:10001", ["a", "b"], NODES)
+    assert caplog.records == []
+
+
+def test_a_site_no_live_node_carries_is_refused_naming_its_resource():
+    have = {k: v for k, v in ALL.items() if k != site_resource("b")}
+    with pytest.raises(ValueError) as e:
+        check_joined(have, "10.0.0.1:6379", ["a", "b"], NODES)
+    msg = str(e.value)
+    assert f"no live Ray node carries the resource {site_resource('b')!r}" in msg
+    assert "docs/deploying.md" in msg and "more" not in msg
+    with pytest.raises(ValueError, match=r"\(and 1 more site\(s\)\)"):
+        check_joined({"CPU": 1.0}, "auto", ["a", "b"], [])
+
+
+def test_a_node_no_live_ray_node_carries_starts_down_with_a_warning(caplog):
+    have = {k: v for k, v in ALL.items() if k != node_resource("a/n1")}
+    with caplog.at_level(logging.WARNING):
+        check_joined(have, "auto", ["a", "b"], NODES)       # not refused
+    [rec] = caplog.records
+    assert "node a/n1" in rec.getMessage() and "starts down" in rec.getMessage()
+    check_joined(have, "auto", ["a", "b"], [])             # agora replay: no runners
