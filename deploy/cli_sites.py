@@ -104,15 +104,24 @@ def _ordered(a: argparse.Namespace, call, done: str, then: str) -> int:
     return 0
 
 
+def site_rows(view) -> list[dict]:
+    """Each site of a ``LedgerView``: its key, lapsed, removed, and its nodes reported down
+    (an operator could see a dead node only in agora up's log: a probe)."""
+    return [{"site": s.site, "key": s.key.hex() or None, "lapsed": s.lapsed,
+             "removed": s.removed,
+             "nodes_down": sorted(n for n in view.nodes_down if n.startswith(s.site + "/"))}
+            for s in view.sites]
+
+
 def cmd_site_list(a: argparse.Namespace) -> int:
     view = run_live(target(a.config), lambda c: c.ledger(), a.client, a.keys)
-    rows = [{"site": s.site, "key": s.key.hex() or None, "lapsed": s.lapsed,
-             "removed": s.removed} for s in view.sites]
+    rows = site_rows(view)
     if a.json:
         print(json.dumps({"version": view.version, "sites": rows}))
         return 0
     for r in rows:
         state = "removed" if r["removed"] else "lapsed" if r["lapsed"] else "live"
         key = r["key"][:16] + "..." if r["key"] else "(the key file's)"
-        print(f"{r['site']:<16} {state:<8} {key}")
+        down = f"  nodes down: {', '.join(r['nodes_down'])}" if r["nodes_down"] else ""
+        print(f"{r['site']:<16} {state:<8} {key}{down}")
     return 0

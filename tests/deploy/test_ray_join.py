@@ -2,7 +2,7 @@
 (``deploy.ray_runtime.check_joined``). A site no live Ray node carries is refused in one line
 naming the resource and where to read how; an Agora node none carries (its Ray node dead)
 only starts down -- one dead Ray node refused the whole start, and the keeper spent its
-restarts on it (a probe)."""
+restarts on it (a probe); and ``agora site list`` names each site's nodes down."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def test_a_node_no_live_ray_node_carries_starts_down_with_a_warning(caplog):
     [rec] = caplog.records
     assert "node a/n1" in rec.getMessage() and "starts down" in rec.getMessage()
     check_joined(have, "auto", ["a", "b"], [])             # agora replay: no runners
+
+
+def test_agora_site_list_names_each_sites_nodes_down():
+    """An Agora node down (its Ray node dead) was visible only in agora up's log (a probe)."""
+    from agora.deploy.cli_sites import site_rows
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    view = pb.LedgerView(version=7, sites=[pb.SiteStatus(site="s2"), pb.SiteStatus(site="s")],
+                         nodes_down=["s2/b", "s/a", "s2/a"])
+    rows = {r["site"]: r["nodes_down"] for r in site_rows(view)}
+    assert rows == {"s2": ["s2/a", "s2/b"], "s": ["s/a"]}
