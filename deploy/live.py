@@ -123,6 +123,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         resumed = (out / "coordinator" / "data").is_dir()
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "
              f"{cfg.replicas} replicas; state {out}{' (resumed)' if resumed else ''}")
+        if cfg.ray.address:     # a probe: which Ray it joined was said nowhere
+            echo(f"agora up: joining the Ray cluster at {cfg.ray.address}")
         if cfg.run_as is None and os.geteuid() == 0:
             echo("agora up: jobs run as root, with the runners' rights (a job can read its "
                  "site's key); set run_as to an unprivileged user (docs/security.md)")

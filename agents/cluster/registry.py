@@ -39,6 +39,16 @@ class Registry:
                 for s, (a, ep, info) in sorted(self.entries.items())}
 
 
+def beside_caller():
+    """Affinity to the caller's Ray node (``agora up``'s driver: the head node), for the small
+    shared actors: left to Ray, one landed on a site's worker node and died with it (a
+    probe). Hard: Ray's soft affinity put them on the other node of a two-node test cluster
+    all the same; the caller does not outlive its node either."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def get_or_create(namespace: str | None = None):
-    return Registry.options(name=REGISTRY_NAME, get_if_exists=True,
-                            lifetime=None, namespace=namespace).remote()
+    return Registry.options(name=REGISTRY_NAME, get_if_exists=True, lifetime=None,
+                            namespace=namespace, scheduling_strategy=beside_caller()).remote()

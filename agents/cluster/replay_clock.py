@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import ray
 
+from agora.agents.cluster.registry import beside_caller
 from agora.agents.sim.site_executor import ReplayClock, ReplayExecutor
 
 CLOCK_NAME = "agora-replay-clock"
@@ -32,8 +33,8 @@ class ClockKeeper:
 
 
 def clock_keeper(namespace: str):
-    return ClockKeeper.options(name=CLOCK_NAME, get_if_exists=True,
-                               namespace=namespace).remote()
+    return ClockKeeper.options(name=CLOCK_NAME, get_if_exists=True, namespace=namespace,
+                               scheduling_strategy=beside_caller()).remote()
 
 
 class KeptClockExecutor(ReplayExecutor):

@@ -22,6 +22,8 @@ import ray
 
 from agora.agents.cluster.node_runner import node_resource
 from agora.agents.cluster.ray_executor import RayExecutor
+from agora.agents.cluster.registry import get_or_create
+from agora.agents.cluster.replay_clock import clock_keeper
 from agora.agents.cluster.runner_fleet import start_runners
 from agora.agents.domain import Cluster, Node, Site
 from agora.agents.ledger import Ledger
@@ -63,6 +65,14 @@ def test_a_dead_raylet_takes_its_node_down_soon_and_its_workers_with_it(tmp_path
         ray.init(address=rc.address, namespace=NS, log_to_driver=False,
                  runtime_env=runtime_env())
         start_runners({"a/n0": 0, "a/n1": 0}, str(tmp_path), NS)
+        # the shared small actors go beside agora up (the head), not on a site's node that
+        # may die under them (a probe: the replay clock's did)
+        reg, clock = get_or_create(NS), clock_keeper(NS)
+        ray.get([reg.all.remote(), clock.get.remote()])
+        here = ray.get_runtime_context().get_node_id()
+        for a in (reg, clock):
+            info = ray._private.state.state.actor_table(a._actor_id.hex())
+            assert info["Address"]["NodeID"] == here, info["Address"]
         used = set(ray.get([where.remote() for _ in range(4)]))   # workers there, idle after
         cluster = Cluster(sites=(Site("a", (Node("a/n0", "a", cpu=1000, mem=512),
                                             Node("a/n1", "a", cpu=1000, mem=512))),))
