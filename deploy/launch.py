@@ -243,10 +243,11 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
+    resumed = live and (Path(out) / "coordinator" / "data").is_dir()
     group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine, keep=live)
     ray_cluster = None
     try:
-        ray_cluster = start_ray(cfg, cluster, live=live)
+        ray_cluster = start_ray(cfg, cluster, live=live, resumed=resumed)
         if after_ray is not None:
             after_ray()
     except BaseException:
@@ -278,8 +279,15 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
                 log.warning("could not read which sites were removed (%s): starting an agent "
                             "for every site", e)
                 removed = set()
-            sites, gone = agent_sites(sites, removed)
+            unplaced: set[str] = set()
+            if cfg.ray.address:   # a joined cluster's site with no live node: no agent now
+                from agora.deploy.ray_runtime import sites_unplaced
+
+                unplaced = set(sites_unplaced(ray.cluster_resources(), sites))
+            sites, gone = agent_sites(sites, removed | unplaced)
             for s in gone:
+                if s in unplaced and s not in removed:
+                    continue                # said once already (ray_runtime.check_joined)
                 log.warning("site %s was removed by the operator (agora site remove): its "
                             "agent is not started and its nodes take no work; to bring it "
                             "back, admit its key again (agora site admit %s --key ...) and "

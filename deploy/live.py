@@ -102,7 +102,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     from agora.deploy.observability import StepFailureWatch
     from agora.deploy.replay import policy_arrays
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:...")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="agora up: %(message)s")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     refusal = already_running(out, cfg.source, os.getpid(), keeper)

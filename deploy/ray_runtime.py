@@ -76,23 +76,41 @@ def runtime_env() -> dict:
     return env
 
 
-def check_joined(have: dict, address: str, sites: list[str], nodes) -> None:
-    """A Ray cluster agora up joins, whose live nodes carry the resources ``have``: a site
-    no live Ray node carries has nowhere for its agent -- refused (ValueError, one line); an
-    Agora node of ``nodes`` none carries (its Ray node dead or not started yet) is logged and
-    starts down: its runner waits for a Ray node with its resource, and its site's agent takes
-    it down after its runner's call timeout and up once the runner answers. One dead Ray node
+def sites_unplaced(have: dict, sites: list[str]) -> list[str]:
+    """The sites of ``sites`` whose resource no live Ray node carries (``have``: the live
+    nodes' resources, ``ray.cluster_resources()``)."""
+    from agora.deploy.up_config import site_resource
+
+    return [s for s in sites if site_resource(s) not in have]
+
+
+def check_joined(have: dict, address: str, sites: list[str], nodes, *,
+                 resumed: bool = False) -> None:
+    """A Ray cluster agora up joins, whose live nodes carry the resources ``have``. A site
+    no live Ray node carries has nowhere for its agent: at a first start (a configuration
+    error, most likely) refused (ValueError, one line); when a schedule is ``resumed`` (a
+    restart after its Ray node died) logged -- its agent is not started this time, the
+    replicas find the site lapsed and place its work elsewhere, and the other sites serve
+    (restarts refused on it left every site without service: a probe). An Agora node of
+    ``nodes`` none carries (its Ray node dead or not started yet) is logged and starts down:
+    its runner waits for a Ray node with its resource, and its site's agent takes it down
+    after its runner's call timeout and up once the runner answers. One dead Ray node
     refused the whole start, and a keeper spent its restarts on it (a probe)."""
     from agora.agents.cluster.node_runner import node_resource
     from agora.deploy.up_config import site_resource
 
-    missing = [site_resource(s) for s in sites if site_resource(s) not in have]
-    if missing:
+    missing = [site_resource(s) for s in sites_unplaced(have, sites)]
+    if missing and not resumed:
         more = f" (and {len(missing) - 1} more site(s))" if len(missing) > 1 else ""
         raise ValueError(f"ray.address {address}: no live Ray node carries the resource "
                          f"{missing[0]!r}{more}, so its site's agent has nowhere to run; start "
                          f"a node of that site with --resources '{{\"{missing[0]}\": 1}}' "
                          f"(docs/deploying.md)")
+    for r in missing:
+        log.warning("ray.address %s: no live Ray node carries %r: that site's agent is not "
+                    "started; the replicas find the site lapsed and place its work "
+                    "elsewhere; agora up again once a Ray node started with --resources "
+                    "'{\"%s\": 1}' is back (docs/deploying.md)", address, r, r)
     for n in nodes:
         if node_resource(n.name) not in have:
             log.warning("ray.address %s: no live Ray node carries node %s (resource %r): it "
@@ -101,10 +119,11 @@ def check_joined(have: dict, address: str, sites: list[str], nodes) -> None:
                         n.name, node_resource(n.name), node_resource(n.name))
 
 
-def start_ray(cfg, cluster, *, live: bool = False):
+def start_ray(cfg, cluster, *, live: bool = False, resumed: bool = False):
     """A Ray runtime with each site's and each node's custom resource (live: and the nodes'
     CPUs, memory and gpus, so that Ray holds what the coordinator placed); returns a local
-    multi-node Cluster object (to shut down) or None."""
+    multi-node Cluster object (to shut down) or None. ``resumed``: a schedule is resumed
+    (``check_joined``)."""
     import ray
 
     sites = list(cluster.site_names)
@@ -113,7 +132,8 @@ def start_ray(cfg, cluster, *, live: bool = False):
     if rc.address:
         ray.init(address=rc.address, namespace="agora", runtime_env=env,
                  log_to_driver=False)
-        check_joined(ray.cluster_resources(), rc.address, sites, cluster.nodes if live else [])
+        check_joined(ray.cluster_resources(), rc.address, sites, cluster.nodes if live else [],
+                     resumed=resumed)
         return None
     if rc.multi_node:
         from ray.cluster_utils import Cluster

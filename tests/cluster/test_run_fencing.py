@@ -120,7 +120,9 @@ def test_a_worker_holding_a_run_ends_only_once_the_run_is_fenced(tmp_path):
              "exit_with_parent(every_s=0.1); d = Path(sys.argv[1]); "
              "import os; (d / 'actor').write_text(str(os.getpid())); "
              "cm = holding(); cm.__enter__(); "
-             "[time.sleep(0.05) for _ in iter(lambda: (d / 'release').exists(), True)]; "
+             "end = time.time() + 60; "    # bounded: a failed test leaves no process
+             "[time.sleep(0.05) for _ in iter(lambda: (d / 'release').exists() "
+             "or time.time() > end, True)]; "
              "cm.__exit__(None, None, None); time.sleep(60)")
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
     wait_for(lambda: (tmp_path / "actor").exists() and (tmp_path / "actor").read_text())

@@ -56,3 +56,20 @@ def test_agora_site_list_names_each_sites_nodes_down():
                          nodes_down=["s2/b", "s/a", "s2/a"])
     rows = {r["site"]: r["nodes_down"] for r in site_rows(view)}
     assert rows == {"s2": ["s2/a", "s2/b"], "s": ["s/a"]}
+
+
+def test_a_resumed_schedule_starts_without_a_site_no_live_node_carries(caplog):
+    """A restart after a site's only Ray node died was refused five times over and left every
+    site without service (a re-probe): resumed, the site's agent is not started, the rest
+    serve."""
+    from agora.deploy.ray_runtime import sites_unplaced
+
+    have = {k: v for k, v in ALL.items() if k not in (site_resource("b"), node_resource("b/n0"))}
+    with caplog.at_level(logging.WARNING):
+        check_joined(have, "auto", ["a", "b"], NODES, resumed=True)
+    text = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"{site_resource('b')!r}: that site's agent is not started" in text
+    assert "node b/n0" in text and "starts down" in text
+    assert sites_unplaced(have, ["a", "b"]) == ["b"]
+    with pytest.raises(ValueError):                           # a first start: refused
+        check_joined(have, "auto", ["a", "b"], NODES)
