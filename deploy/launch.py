@@ -28,6 +28,10 @@ from agora.deploy.site_admission import admit_sites, site_key_dir
 
 log = logging.getLogger("agora.launch")
 
+SERVED = "served"
+"""A file in ``out`` that ``agora up`` writes once its service serves: the schedule has
+begun (``ray_runtime.check_joined``'s ``resumed``)."""
+
 
 class LoopThread:
     """An asyncio loop in a daemon thread; ``run(coro)`` blocks for its result."""
@@ -243,7 +247,9 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     from agora.deploy.up_config import site_resource
 
     sites = list(cluster.site_names)
-    resumed = live and (Path(out) / "coordinator" / "data").is_dir()
+    # begun = served once: a refused first start leaves the replicas' data behind, and the
+    # next start took it for a restart (a re-probe)
+    resumed = live and (Path(out) / SERVED).is_file()
     group = start_group(cfg, cluster, cluster_spec, out, byzantine=byzantine, keep=live)
     ray_cluster = None
     try:

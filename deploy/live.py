@@ -98,7 +98,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     it owns ``agora.pid``, and ``ready.json`` names it (what ``agora down`` signals) and this
     process as ``serving_pid``."""
     from agora.agents.cluster.ray_executor import RayExecutorSpec
-    from agora.deploy.launch import bring_up
+    from agora.deploy.launch import SERVED, bring_up
     from agora.deploy.observability import StepFailureWatch
     from agora.deploy.replay import policy_arrays
 
@@ -151,6 +151,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         tmp = out / (READY + ".tmp")      # whole or not at all: its keeper reads it
         tmp.write_text(json.dumps(info))
         tmp.replace(out / READY)
+        (out / SERVED).touch()
         if keeper is not None:
             (out / ALIVE).touch()
         show_addresses(info, echo)

@@ -74,6 +74,7 @@ def kill_and_recover(d: Path, victim, *, end: str = "down") -> None:
     first = ready(out)
     keeper, serving = first["pid"], first["serving_pid"]
     assert keeper != serving and (out / "agora.pid").read_text().split()[0] == str(keeper)
+    assert (out / "served").is_file()     # the schedule has begun (a restart resumes it)
     (d / "jobs.jsonl").write_text(job_line("through", ["sleep", "4"], instances=2) + "\n")
     assert agora("submit", str(d / "jobs.jsonl"), "--config", cfg).returncode == 0
     wait_for(lambda: any(i["state"] == "running" for i in jobs_json(cfg)["jobs"][0]["tasks"][0]
