@@ -205,7 +205,12 @@ def _refuse_ignored_train_flags(a: argparse.Namespace) -> None:
             raise ValueError(f"--workload {a.workload}: seed= would draw every training and "
                              f"validation episode alike; training draws each from --seed; "
                              f"expected no seed= (or --seed N)")
-    for name, default in TRAIN_DEFAULTS.items():
+    _fill(a, TRAIN_DEFAULTS)
+
+
+def _fill(a: argparse.Namespace, defaults: dict) -> None:
+    """Each option of ``defaults`` not given (None) set to its default."""
+    for name, default in defaults.items():
         if getattr(a, name) is None:
             setattr(a, name, default)
 
@@ -239,9 +244,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                          f"sets how long the imitation penalty decays; expected "
                          f"--imitation-coef > 0 too")
     _refuse_ignored_train_flags(a)
-    for name, default in FEDERATED_DEFAULTS.items():
-        if getattr(a, name) is None:
-            setattr(a, name, default)
+    _fill(a, FEDERATED_DEFAULTS)
     if a.steps == 0 and a.bc_episodes == 0 and not a.federated:
         raise ValueError("--steps 0 --bc-episodes 0: nothing to train; expected --steps > 0 "
                          "(PPO) or --bc-episodes > 0 (imitation of the SRPT teacher)")

@@ -8,14 +8,14 @@ SIGTERM or ``agora down --config FILE``, and stops cleanly. ``--detach`` starts 
 background and returns once it is ready.
 
 Files under ``out``: ``agora.pid`` (the serving process), ``ready.json`` (written once it
-serves: pid, config, coordinator config), ``agora.log`` (a detached service's output),
+serves: pid, config, coordinator config), ``served`` (once it has served: the schedule has
+begun), ``agora.log`` (a detached service's output),
 ``coordinator/`` (replica databases, keys, the coordinator config clients use), ``runs/``
 (each instance's folder: its command's stdout and stderr, its end).
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from agora.deploy import pid_file
+from agora.deploy.live_progress import Follower, ProgressLine
 
 log = logging.getLogger("agora.live")
 
@@ -274,89 +275,6 @@ def _close(system, out: Path, view=None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
                           else signal.SIG_DFL)
-
-
-class Follower:
-    """The committed ledger, followed by the operator's client: a ledger query, then the
-    update stream (what the progress line counts)."""
-
-    def __init__(self, system) -> None:
-        from agora.coordinator.ledger_follow import follow_ledger
-
-        self.system = system
-        self.state = {"ledger": None, "version": 0, "round": 0}
-        self.notices: collections.deque[str] = collections.deque(maxlen=1000)
-        """what an operator must hear of: nodes down or up, sites lapsed or back (a probe:
-        a node whose Ray node died was placed around in silence)"""
-        self.lapsed: set[str] = set()
-        self.future = system.loop.spawn(follow_ledger(system.operator, system.group.config,
-                                                      self.state, on_update=self._noticed))
-
-    def _noticed(self, u) -> None:
-        for n in u.nodes:
-            self.notices.append(f"node {n.node} is up again (its site says so)" if n.up else
-                                f"node {n.node} is down (its site says so); what ran there "
-                                f"is placed again")
-        lapsed = self.lapsed
-        for st in u.sites:
-            if st.lapsed and not st.removed and st.site not in lapsed:
-                lapsed.add(st.site)
-                self.notices.append(f"site {st.site} lapsed (its agent went silent, or it "
-                                    f"held an instance past its timeout_s); its running "
-                                    f"work is placed again")
-            elif not st.lapsed and st.site in lapsed:
-                lapsed.discard(st.site)
-                self.notices.append(f"site {st.site} is back")
-
-    def drain(self) -> list[str]:
-        out = []
-        while self.notices:
-            out.append(self.notices.popleft())
-        return out
-
-    def summary(self, timeout_s: float = 10.0) -> dict:
-        """The progress line's counts, read on the loop that applies the updates: read from
-        another thread, a ledger that grows (thousands of jobs submitted at once) changes
-        size under the count and the read raised -- which stopped the whole service. {}
-        when the loop is too busy to answer within ``timeout_s`` (the line waits)."""
-        import concurrent.futures
-
-        from agora.coordinator.ledger_follow import ledger_summary
-
-        async def on_loop() -> dict:
-            return ledger_summary(self.state)
-
-        try:
-            return self.system.loop.run(on_loop(), timeout_s)
-        except concurrent.futures.TimeoutError:
-            return {}
-
-    def close(self) -> None:
-        self.future.cancel()
-
-
-class ProgressLine:
-    """A line rewritten in place on a terminal; a line every ``every_s`` in a log."""
-
-    def __init__(self, echo, every_s: float = 15.0) -> None:
-        self.tty = sys.stderr.isatty()
-        self.every_s, self.t = every_s, 0.0
-
-    def show(self, s: dict) -> None:
-        if not s:
-            return
-        line = (f"jobs: {s['pending']} pending, {s['running']} running, {s['done']} done, "
-                f"{s['failed']} failed, {s['cancelled']} cancelled | instances running "
-                f"{s['instances_running']} | round {s['round']} | version {s['version']}")
-        if self.tty:
-            print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self.t >= self.every_s:
-            self.t = time.monotonic()
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
 
 
 def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:

@@ -370,4 +370,3 @@ class NodeRunner:
 
 RayNodeRunner = ray.remote(NodeRunner)
 """``NodeRunner`` as a Ray actor class; ``runner_fleet.start_runners`` sets its options."""
-

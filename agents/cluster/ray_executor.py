@@ -11,13 +11,13 @@ policy observes) as the runs start and end.
   no longer that run): a restarted agent finds ends it had not reported yet.
 - A runner that does not answer (its Ray node died), or whose Ray node the GCS holds dead
   (``ray_nodes``: read every ``node_check_s``, it knows sooner), takes its node down: what
-  ran there is reported lost (placed again elsewhere) and the node down; when a runner answers again (Ray
-  restarted it on the node's replacement) the node is reported up. A runner whose process
-  died (the call fails at once rather than timing out) is given ``restart_grace_s`` to come
-  back first: Ray restarts it on a live node within seconds, and the restarted runner
-  reports what its predecessor ran -- completed, failed, or lost when it was cut off. Taking
-  the node down at once reported an instance that had just completed lost, and it ran again
-  (a probe: 3 of 4 kills of a runner within 7 ms of an end).
+  ran there is reported lost (placed again elsewhere) and the node down; when a runner
+  answers again (Ray restarted it on the node's replacement) the node is reported up. A
+  runner whose process died (the call fails at once rather than timing out) is given
+  ``restart_grace_s`` to come back first: Ray restarts it on a live node within seconds, and
+  the restarted runner reports what its predecessor ran -- completed, failed, or lost when
+  it was cut off. Taking the node down at once reported an instance that had just completed
+  lost, and it ran again (a probe: 3 of 4 kills of a runner within 7 ms of an end).
 - At a (re)start (``recover``) it takes over what the runners still run, starts what
   the committed schedule placed here but no runner ever started (an agent that died between
   a commit and the start), and reports up every node whose runner answers.

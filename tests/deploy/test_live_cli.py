@@ -232,7 +232,7 @@ def test_the_progress_line_reads_the_ledger_on_the_loop_that_applies_its_updates
     from types import SimpleNamespace
 
     from agora.deploy.launch import LoopThread
-    from agora.deploy.live import Follower
+    from agora.deploy.live_progress import Follower
 
     seen: set = set()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 
-from agora.deploy.live import Follower
+from agora.deploy.live_progress import Follower
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 
