@@ -25,6 +25,7 @@ from typing import Callable
 
 from agora.deploy.cluster_record import check_or_record, rules
 from agora.deploy.site_admission import admit_sites, site_key_dir
+from agora.deploy.system_watch import watch
 
 log = logging.getLogger("agora.launch")
 
@@ -84,6 +85,14 @@ class System:
     """site -> the public key this process admitted for it (``admit_sites``)"""
     agent_host: str | None = None
     """the address the agents' peer servers bind (None: their Ray node's)"""
+    make_agent: Callable[[str], tuple] | None = None
+    """site -> (its agent's actor, its spec's object ref): starts a site's agent"""
+    waiting: list[str] = field(default_factory=list)
+    """sites of a joined Ray cluster whose agent waits for a live Ray node carrying the
+    site's resource (``system_watch.start_waiting``)"""
+    fresh: set[str] = field(default_factory=set)
+    """sites whose agent this process started after its start and whose key it has not
+    admitted yet: admitted as at start (``admit_sites``)"""
 
     def close(self) -> None:
         """Stop everything: the replicas, the agents, then the runners (killing what they
@@ -133,35 +142,6 @@ def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0)
                 pass
         answered += len(ready)
     return answered
-
-
-def _supervise(system: System, period_s: float = 0.5, backoff_s: float = 5.0,
-               admit_every_s: float = 5.0) -> None:
-    """Start again any replica process that exited while the system runs, ``backoff_s``
-    after it was seen dead (a crash loop is not restarted in a tight loop; meanwhile the
-    other 2f+1 replicas go on, changing view if it was the primary); every
-    ``admit_every_s``, admit the key of an agent that came back with a new one
-    (``admit_sites``)."""
-    g = system.group
-    dead_since: dict[int, float] = {}
-    next_admit = time.monotonic() + admit_every_s
-    while not system.stopping.wait(period_s):
-        if time.monotonic() >= next_admit:
-            try:
-                admit_sites(system, timeout_s=2.0)
-            except Exception as e:  # noqa: BLE001 - the group may be changing view: next time
-                log.warning("admitting agents' keys: %s", e)
-            next_admit = time.monotonic() + admit_every_s
-        for i, p in list(g.procs.items()):
-            if p.poll() is None or system.stopping.is_set():
-                dead_since.pop(i, None)
-                continue
-            t = dead_since.setdefault(i, time.monotonic())
-            if time.monotonic() - t >= backoff_s:
-                log.warning("replica %d exited (%s); starting it again", i, p.returncode)
-                g.start(i)
-                dead_since.pop(i, None)
-                system.replica_restarts += 1
 
 
 def replica_host(cfg) -> str:
@@ -277,6 +257,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         public = group.keys.public().to_dict()
         ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None
         gone: list[str] = []
+        waiting: list[str] = []       # sites whose agent waits for a live Ray node
         if live:       # a resumed schedule may hold sites the operator removed: no agent for them
             try:
                 removed = {e.site for e in loop.run(operator.ledger(), timeout=120).sites
@@ -291,21 +272,21 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
 
                 unplaced = set(sites_unplaced(ray.cluster_resources(), sites))
             sites, gone = agent_sites(sites, removed | unplaced)
+            waiting = [s for s in gone if s in unplaced and s not in removed]
             for s in gone:
-                if s in unplaced and s not in removed:
+                if s in waiting:
                     continue                # said once already (ray_runtime.check_joined)
                 log.warning("site %s was removed by the operator (agora site remove): its "
                             "agent is not started and its nodes take no work; to bring it "
                             "back, admit its key again (agora site admit %s --key ...) and "
                             "restart agora up (it stays in the cluster file: the schedule "
                             "resumes only on the cluster it began with)", s, s)
-        actors, refs = [], []
-        for i, s in enumerate(sites):
-            cid = f"site:{s}"
+
+        def make_agent(s: str) -> tuple:
             spec = AgentSpec(
                 site=s, cluster=cluster, weights=weights, policy_config=policy_config,
                 clearinghouse=ClearinghouseSpec(
-                    config=config, keys=public, client_id=cid, identity=NodeIdentity(
+                    config=config, keys=public, client_id=f"site:{s}", identity=NodeIdentity(
                         site=s, key_dir=str(site_key_dir(cfg, out)), ca=ca)),
                 executor=executor_spec, namespace="agora",
                 host=None if cfg.ray.address else "127.0.0.1",
@@ -313,23 +294,30 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
                 trainer=(trainers or {}).get(s))
             # held for the run: a restarted actor is built again from this object (Ray frees
             # an argument nobody holds, and the restart would then fail)
-            refs.append(ray.put(spec))
-            actors.append(RaySiteAgent.options(
+            ref = ray.put(spec)
+            return RaySiteAgent.options(
                 name=f"agent-{s}", resources={site_resource(s): 0.01},
                 num_cpus=cfg.ray.agent_num_cpus, max_restarts=cfg.ray.agent_max_restarts,
-                max_task_retries=cfg.ray.agent_max_task_retries).remote(refs[-1]))
+                max_task_retries=cfg.ray.agent_max_task_retries).remote(ref), ref
+
+        actors, refs = [], []
+        for s in sites:
+            actor, ref = make_agent(s)
+            actors.append(actor)
+            refs.append(ref)
     except BaseException:      # e.g. Ctrl-C while agents start: leave nothing behind
         stop_started(group, ray_cluster, runners, loop, operator)
         raise
     system = System(group, loop, operator, actors, sites, ray_cluster, registry=reg,
                     clock=clock, specs=refs, runners=runners,
-                    agent_host=None if cfg.ray.address else "127.0.0.1")
+                    agent_host=None if cfg.ray.address else "127.0.0.1",
+                    make_agent=make_agent, waiting=waiting)
     try:
         admit_sites(system, timeout_s=120, initial=True)
     except BaseException:
         system.close()
         raise
-    system.supervisor = threading.Thread(target=_supervise, args=(system,), daemon=True)
+    system.supervisor = threading.Thread(target=watch, args=(system,), daemon=True)
     system.supervisor.start()
     try:
         links = ray.get([a.wait_connected.remote(absent=tuple(gone)) for a in actors],

@@ -89,12 +89,13 @@ def check_joined(have: dict, address: str, sites: list[str], nodes, *,
     """A Ray cluster agora up joins, whose live nodes carry the resources ``have``. A site
     no live Ray node carries has nowhere for its agent: at a first start (a configuration
     error, most likely) refused (ValueError, one line); when a schedule is ``resumed`` (a
-    restart after its Ray node died) logged -- its agent is not started this time, the
-    replicas find the site lapsed and place its work elsewhere, and the other sites serve
-    (restarts refused on it left every site without service: a probe). An Agora node of
-    ``nodes`` none carries (its Ray node dead or not started yet) is logged and starts down:
-    its runner waits for a Ray node with its resource, and its site's agent takes it down
-    after its runner's call timeout and up once the runner answers. One dead Ray node
+    restart after its Ray node died) logged -- its agent starts once a live Ray node
+    carries the site (``system_watch.start_waiting``); meanwhile the replicas find the site
+    lapsed and place its work elsewhere, and the other sites serve (restarts refused on it
+    left every site without service: a probe). An Agora node of ``nodes`` none carries (its
+    Ray node dead or not started yet) is logged and starts down: its runner waits for a Ray
+    node with its resource, and its site's agent reports it down at once and up once the
+    runner answers. One dead Ray node
     refused the whole start, and a keeper spent its restarts on it (a probe)."""
     from agora.agents.cluster.node_runner import node_resource
     from agora.deploy.up_config import site_resource
@@ -108,9 +109,9 @@ def check_joined(have: dict, address: str, sites: list[str], nodes, *,
                          f"(docs/deploying.md)")
     for r in missing:
         log.warning("ray.address %s: no live Ray node carries %r: that site's agent is not "
-                    "started; the replicas find the site lapsed and place its work "
-                    "elsewhere; agora up again once a Ray node started with --resources "
-                    "'{\"%s\": 1}' is back (docs/deploying.md)", address, r, r)
+                    "started yet; the replicas find the site lapsed and place its work "
+                    "elsewhere; its agent starts once a Ray node started with --resources "
+                    "'{\"%s\": 1}' joins (docs/deploying.md)", address, r, r)
     for n in nodes:
         if node_resource(n.name) not in have:
             log.warning("ray.address %s: no live Ray node carries node %s (resource %r): it "

@@ -21,8 +21,9 @@ def admit_sites(system, timeout_s: float = 30.0, *, initial: bool = False) -> in
     """The operator admits every agent's own public key that the schedule does not hold yet
     (an ordered ``admit_site``) and, with mutual TLS, certifies the TLS key the agent made
     on its node (the CA signs its certificate request for ``site-<s>``, valid for the
-    address of the Ray node the agent runs on): at start (``initial``), and again when a
-    restarted agent came back on another node with new keys. Only a key this process
+    address of the Ray node the agent runs on): at start (``initial``; later, for an agent
+    this process started late, ``system.fresh``), and again when a restarted agent came back
+    on another node with new keys. Only a key this process
     admitted is replaced so (a site the operator removed, or admitted by hand with another
     key, stays as the operator left it: ``agora site admit`` decides then), and an agent
     is taken for the site it was started for, never for the one it names. Agents that do
@@ -48,13 +49,14 @@ def admit_sites(system, timeout_s: float = 30.0, *, initial: bool = False) -> in
             log.warning("agent %s claims to be site %s: not admitted", site, req["site"])
             continue
         key = req["key"]
+        first = initial or site in system.fresh    # an agent this process just started
         if system.admitted.get(site) != key:
             if ledger is None:
                 ledger = {s.site: s for s in system.loop.run(
                     system.operator.ledger(), timeout=timeout_s).sites}
             now = ledger.get(site)
             if now is not None and now.key != key and (now.removed or not (
-                    initial or not now.key or now.key == system.admitted.get(site))):
+                    first or not now.key or now.key == system.admitted.get(site))):
                 log.warning("site %s: its agent has a new key, but the operator %s it; "
                             "admit it with agora site admit", site,
                             "removed" if now.removed else "admitted another key for")
@@ -65,6 +67,7 @@ def admit_sites(system, timeout_s: float = 30.0, *, initial: bool = False) -> in
                 log.info("admitted site %s by the key its agent made (%s...)", site,
                          key.hex()[:16])
             system.admitted[site] = key
+        system.fresh.discard(site)
         if req["csr"] is not None:
             host = system.agent_host or next(
                 (n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == req["node_id"]),

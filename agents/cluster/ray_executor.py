@@ -36,8 +36,8 @@ import ray
 from ray.exceptions import ActorUnschedulableError, GetTimeoutError, RayActorError
 
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
-from agora.agents.cluster.node_runner import runner_name
-from agora.agents.cluster.ray_nodes import dead_ray_nodes, watch_ray_nodes
+from agora.agents.cluster.node_runner import node_resource, runner_name
+from agora.agents.cluster.ray_nodes import carried_resources, dead_ray_nodes, watch_ray_nodes
 from agora.agents.domain import MILLI, Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
@@ -99,6 +99,9 @@ class RayExecutor(ReportQueue):
         node up: a runner outlives its raylet by up to a second)"""
         self.read_dead = dead_ray_nodes
         """reads the dead Ray nodes' ids (the GCS's node table; a unit test's fake)"""
+        self.read_carried = carried_resources
+        """reads the resources live Ray nodes carry (the GCS's node table; a unit test's
+        fake)"""
         self._failing: dict[int, float] = {}
         """node -> when its runner's calls began to fail at once (it may be restarting)"""
         self.runners: dict[int, object] = {}
@@ -123,8 +126,15 @@ class RayExecutor(ReportQueue):
     async def recover(self, placed: list[tuple[TaskEntry, int, int]], ledger: Ledger) -> None:
         self.ledger = ledger
         want = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in placed}
-        snaps = await asyncio.gather(*(self._snapshot(n) for n in self.own))
-        for node, snap in zip(self.own, snaps):
+        homeless = await self._homeless()
+        for node in homeless:
+            log.warning("site %s: no live Ray node carries node %s (resource %r): node down "
+                        "until one does", self.site_name, self.own[node],
+                        node_resource(self.own[node]))
+            self._node_down(node, "no live Ray node carries it")
+        asked = [n for n in self.own if n not in homeless]
+        snaps = await asyncio.gather(*(self._snapshot(n) for n in asked))
+        for node, snap in zip(asked, snaps):
             if snap is None:
                 continue
             # its runner answers: the node is up, whatever the committed schedule says -- a
@@ -154,6 +164,19 @@ class RayExecutor(ReportQueue):
                                             if n not in self.down}, self._ray_node_dead,
                 self.read_dead),
                 name=f"ray-nodes-{self.site_name}"))
+
+    async def _homeless(self) -> set[int]:
+        """This site's nodes whose resource no live Ray node carries (their runners wait for
+        one): taken down at once -- asking their runners waited the call timeout, and a
+        start with such a node took 23-28 s instead of 9 (a probe). Their polls bring them
+        up once a runner answers. Empty when the GCS cannot be read (the runners'
+        timeouts decide then)."""
+        try:
+            carried = await asyncio.to_thread(self.read_carried)
+        except Exception as e:  # noqa: BLE001 - the GCS away: ask every runner, as before
+            log.warning("site %s: reading Ray's node table failed: %s", self.site_name, e)
+            return set()
+        return {n for n, name in self.own.items() if node_resource(name) not in carried}
 
     def start(self, task: TaskEntry, instance: int, node: int) -> None:
         key = (task.job.job.id, task.task.id, instance)

@@ -25,6 +25,12 @@ def dead_ray_nodes() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if not n.get("Alive", True)}
 
 
+def carried_resources() -> set[str]:
+    """The names of the resources some live Ray node carries (a blocking GCS call): an
+    Agora node whose ``node_resource`` is not among them has nowhere for its runner."""
+    return {r for n in ray.nodes() if n.get("Alive", False) for r in n.get("Resources", {})}
+
+
 async def watch_ray_nodes(period_s: float, pinned: Callable[[], dict[int, str]],
                           on_dead: Callable[[int, str], None],
                           query: Callable[[], set[str]] = dead_ray_nodes) -> None:

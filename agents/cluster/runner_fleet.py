@@ -7,6 +7,7 @@ from __future__ import annotations
 import ray
 
 from agora.agents.cluster.node_runner import KEEP_RUNS, RayNodeRunner, node_resource, runner_name
+from agora.agents.cluster.ray_nodes import carried_resources
 
 
 def start_runners(nodes: dict[str, int], log_root: str, namespace: str,
@@ -26,17 +27,26 @@ def start_runners(nodes: dict[str, int], log_root: str, namespace: str,
     return out
 
 
-def stop_runners(nodes: list[str], namespace: str, timeout_s: float = 15.0) -> None:
+def stop_runners(nodes: list[str], namespace: str, timeout_s: float = 15.0,
+                 carried=carried_resources) -> None:
     """Stop the runners of ``nodes``: each kills what it runs (``NodeRunner.shutdown``,
-    ``timeout_s`` at most for all), then the runner itself is killed."""
-    handles = []
+    ``timeout_s`` at most for all), then the runner itself is killed. A runner whose node's
+    resource no live Ray node carries (``carried()``: its Ray node died, or never joined)
+    has no process to answer: it is killed without waiting for it -- stopping with one
+    such node took 16.5-20 s instead of 1.6 (a probe)."""
+    handles = {}
     for node in nodes:
         try:
-            handles.append(ray.get_actor(runner_name(node), namespace=namespace))
+            handles[node] = ray.get_actor(runner_name(node), namespace=namespace)
         except ValueError:
             pass
-    if handles:
-        ray.wait([h.shutdown.remote() for h in handles], num_returns=len(handles),
+    try:
+        live = carried()
+    except Exception:  # noqa: BLE001 - the GCS away: wait for every runner, as before
+        live = None
+    asked = [h for node, h in handles.items() if live is None or node_resource(node) in live]
+    if asked:
+        ray.wait([h.shutdown.remote() for h in asked], num_returns=len(asked),
                  timeout=timeout_s)
-    for h in handles:
+    for h in handles.values():
         ray.kill(h, no_restart=True)

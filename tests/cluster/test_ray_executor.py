@@ -23,6 +23,7 @@ import pytest
 from ray.exceptions import RayActorError
 
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
+from agora.agents.cluster.node_runner import node_resource
 from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Run, Site, Task
 from agora.agents.ledger import Ledger
@@ -56,6 +57,7 @@ def started():
     ledger.admit(Job("j", 0.0, "a", (Task("t", 1.0, Demand(1000, 64), 1,
                                           run=Run(argv=("true",))),)), 0, 0.0)
     ex = RayExecutor(cluster=cl, site=0, namespace="test")
+    ex.read_carried = lambda: {node_resource("a/n0")}     # a live Ray node carries a/n0
     ex.ledger, runner = ledger, FakeRunner()
     ex.runners = {0: runner}
     ts = ledger.tasks[("j", "t")]
@@ -236,6 +238,49 @@ def test_a_node_whose_ray_node_the_gcs_holds_dead_goes_down_before_its_runner_ti
         assert [(e.kind, e.reason) for e in ex.take_ended()] == [
             ("lost", "node a/n0: its Ray node died")]
         assert ex.take_node_changes()[-1] == ("a/n0", False)
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_a_node_no_live_ray_node_carries_starts_down_without_waiting_for_its_runner():
+    """A probe: on a joined Ray cluster with one Agora node's Ray node missing, agora up took
+    23-28 s instead of 9 -- the agent's recovery waited its runner's call timeout (the runner
+    waits, unplaced, for a Ray node with its resource). Such a node is now down at once,
+    its runner not asked; once the runner answers (a Ray node with its resource joined), the
+    poll brings it up. A GCS that cannot be read leaves the runner asked, as before."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        ex, _ts, _runner = started()
+        ex.runners = {0: FailsFirst("snapshot", 0, never)}     # unplaced: never answers
+        ex.call_timeout_s, ex.node_check_s = 60.0, 0
+        ex.read_carried = lambda: {"some_other_resource"}
+        ex.take_node_changes()
+        t0 = loop.time()
+        await ex.recover([], ex.ledger)
+        assert loop.time() - t0 < 1.0
+        for t in ex._tasks:
+            t.cancel()
+        assert 0 in ex.down and ex.take_node_changes() == [("a/n0", False)]
+        assert [c for c in ex.runners[0].calls if c[0] == "snapshot"] == []
+
+        up, _ts, _runner = started()           # then a node with its resource joins
+        up.runners = {0: FailsFirst("ends", 0, second_incarnation)}
+        up.read_carried, up.node_check_s, up.poll_s = (lambda: set()), 0, 0.05
+        up.take_node_changes()
+        await up.recover([], up.ledger)
+        await asyncio.sleep(0.3)
+        for t in up._tasks:
+            t.cancel()
+        assert 0 not in up.down
+        assert up.take_node_changes() == [("a/n0", False), ("a/n0", True)]
+
+        unread, _ts, runner = started()
+        unread.read_carried, unread.node_check_s = (lambda: 1 / 0), 0   # the GCS away
+        await unread.recover([], unread.ledger)
+        for t in unread._tasks:
+            t.cancel()
+        assert 0 not in unread.down and ("snapshot",) in runner.calls
 
     asyncio.run(main())
 

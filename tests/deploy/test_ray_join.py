@@ -73,3 +73,77 @@ def test_a_resumed_schedule_starts_without_a_site_no_live_node_carries(caplog):
     assert sites_unplaced(have, ["a", "b"]) == ["b"]
     with pytest.raises(ValueError):                           # a first start: refused
         check_joined(have, "auto", ["a", "b"], NODES)
+
+
+def waiting_system(waiting):
+    """A fake of ``launch.System`` holding what ``start_waiting`` and ``admit_sites`` use
+    (in this unit test only): its agents are strings."""
+    import threading
+    from types import SimpleNamespace
+
+    return SimpleNamespace(waiting=list(waiting), sites=["a"], actors=["agent-a"], specs=[],
+                           fresh=set(), admitted={}, stopping=threading.Event(),
+                           make_agent=lambda s: (f"agent-{s}", f"spec-{s}"))
+
+
+def test_a_waiting_sites_agent_starts_once_a_live_ray_node_carries_it(caplog):
+    """A re-probe: a site restarted without its agent (its only Ray node was dead) stayed
+    without one -- its nodes idle -- until someone ran agora up again. The service now starts
+    the agent once a live Ray node carries the site's resource, and not before."""
+    from agora.deploy.system_watch import start_waiting
+
+    system = waiting_system(["b"])
+    have = {k: v for k, v in ALL.items() if k != site_resource("b")}
+    assert start_waiting(system, have) == []
+    assert system.waiting == ["b"] and system.actors == ["agent-a"]
+    with caplog.at_level(logging.WARNING):
+        assert start_waiting(system, ALL) == ["b"]
+    assert system.waiting == [] and system.fresh == {"b"}
+    assert list(zip(system.actors, system.sites)) == [("agent-a", "a"), ("agent-b", "b")]
+    assert system.specs == ["spec-b"]
+    assert "site b: a live Ray node carries its resource now" in caplog.text
+    system.stopping.set()                              # stopping: nothing more starts
+    late = waiting_system(["b"])
+    late.stopping.set()
+    assert start_waiting(late, ALL) == [] and late.waiting == ["b"]
+
+
+def test_an_agent_started_late_is_admitted_by_its_new_key_as_at_start(monkeypatch):
+    """The late agent made a new key on its (new) node: the key the schedule holds for the
+    site is the one of its last run, which this process never admitted -- a key it would
+    keep (``agora site admit`` decides) for an agent it did not start. One it started is
+    admitted as at start, once."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from agora.deploy import site_admission
+
+    monkeypatch.setattr(ray, "wait", lambda refs, **kw: (list(refs), []))
+    monkeypatch.setattr(ray, "get", lambda ref, **kw: dict(ref))
+    admitted = []
+
+    class Operator:
+        async def ledger(self):
+            return SimpleNamespace(sites=[SimpleNamespace(site="b", key=b"old", removed=False)])
+
+        async def admit_site(self, site, key):
+            admitted.append((site, key))
+
+    class Loop:
+        def run(self, coro, timeout=None):
+            import asyncio
+            return asyncio.run(coro)
+
+    class Agent:
+        def __init__(self, key):
+            self.identity_request = SimpleNamespace(     # a hashable "ref"
+                remote=lambda: (("site", "b"), ("key", key), ("csr", None)))
+
+    system = waiting_system([])
+    system.sites, system.actors = ["b"], [Agent(b"new")]
+    system.operator, system.loop = Operator(), Loop()
+    assert site_admission.admit_sites(system) == 0        # not started here: kept
+    system.fresh.add("b")
+    assert site_admission.admit_sites(system) == 1
+    assert admitted == [("b", b"new")] and system.fresh == set()

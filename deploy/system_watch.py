@@ -1,0 +1,79 @@
+"""What ``agora up``'s running system watches while it serves (``launch.System``; one
+daemon thread): replica processes that exited are started again, agents that came back
+with new keys are admitted, and on a joined Ray cluster the agent of a site that had no
+live Ray node at start is started once one carries the site's resource."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from agora.deploy.site_admission import admit_sites
+
+log = logging.getLogger("agora.launch")
+
+
+def watch(system, period_s: float = 0.5, backoff_s: float = 5.0,
+          admit_every_s: float = 5.0, place_every_s: float = 2.0) -> None:
+    """Until ``system.stopping``: start again any replica process that exited, ``backoff_s``
+    after it was seen dead (a crash loop is not restarted in a tight loop; meanwhile the
+    other 2f+1 replicas go on, changing view if it was the primary); every
+    ``admit_every_s``, admit the key of an agent that came back with a new one
+    (``admit_sites``); every ``place_every_s``, start the waiting agents that can run now
+    (``start_waiting``)."""
+    g = system.group
+    dead_since: dict[int, float] = {}
+    next_admit = time.monotonic() + admit_every_s
+    next_place = time.monotonic() + place_every_s
+    while not system.stopping.wait(period_s):
+        if system.waiting and time.monotonic() >= next_place:
+            try:
+                if start_waiting(system):
+                    next_admit = time.monotonic()        # its key: at once
+            except Exception as e:  # noqa: BLE001 - the GCS may be away: next time
+                log.warning("starting a waiting site's agent: %s", e)
+            next_place = time.monotonic() + place_every_s
+        if time.monotonic() >= next_admit:
+            try:
+                admit_sites(system, timeout_s=2.0)
+            except Exception as e:  # noqa: BLE001 - the group may be changing view: next time
+                log.warning("admitting agents' keys: %s", e)
+            next_admit = time.monotonic() + admit_every_s
+        for i, p in list(g.procs.items()):
+            if p.poll() is None or system.stopping.is_set():
+                dead_since.pop(i, None)
+                continue
+            t = dead_since.setdefault(i, time.monotonic())
+            if time.monotonic() - t >= backoff_s:
+                log.warning("replica %d exited (%s); starting it again", i, p.returncode)
+                g.start(i)
+                dead_since.pop(i, None)
+                system.replica_restarts += 1
+
+
+def start_waiting(system, resources=None) -> list[str]:
+    """Start the agent of each waiting site (``System.waiting``: a restart on a joined Ray
+    cluster found no live Ray node carrying its resource) that a live Ray node now carries;
+    returns those sites. Before, such a site stayed without an agent -- its work placed
+    elsewhere, its nodes idle -- until someone ran ``agora up`` again (a probe).
+    ``resources``: the resources live Ray nodes carry (default: Ray's view)."""
+    import ray
+
+    from agora.deploy.ray_runtime import sites_unplaced
+
+    have = ray.cluster_resources() if resources is None else resources
+    still = set(sites_unplaced(have, system.waiting))
+    started = []
+    for s in [s for s in system.waiting if s not in still]:
+        if system.stopping.is_set():
+            break
+        actor, ref = system.make_agent(s)
+        system.specs.append(ref)
+        system.fresh.add(s)
+        system.sites.append(s)
+        system.actors.append(actor)
+        system.waiting.remove(s)
+        started.append(s)
+        log.warning("site %s: a live Ray node carries its resource now: its agent starts",
+                    s)
+    return started
