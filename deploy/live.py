@@ -105,6 +105,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
 
     # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:...")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="agora up: %(message)s")
+    said = StartWarnings()
+    logging.getLogger().addHandler(said)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     refusal = already_running(out, cfg.source, os.getpid(), keeper)
@@ -145,7 +147,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         info = {"pid": owner, "pid_start": pid_file.start_ticks(owner),
                 "serving_pid": os.getpid(), "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
-                "sites": list(cluster.site_names), "started": time.time()}
+                "sites": list(cluster.site_names), "started": time.time(),
+                "start_warnings": said.close()}
         follower = Follower(system)
         found, view = _observability(system, cluster, cfg, out, follower.state)
         info.update(found)
@@ -187,6 +190,31 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
         echo(f"agora up: {what}: {kind}{e}", file=sys.stderr)
         _close(system, out, view)
         return 1
+    finally:
+        said.close()
+
+
+class StartWarnings(logging.Handler):
+    """The warnings logged while the service starts (the first ``most``), for ``ready.json``:
+    ``agora up --detach`` prints them, since it shows no log. ``close()`` stops collecting
+    and returns them."""
+
+    def __init__(self, most: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.most = most
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.lines) < self.most:
+            try:
+                self.lines.append(record.getMessage())
+            except Exception:  # noqa: BLE001 - a malformed record: not worth the start
+                pass
+
+    def close(self) -> list[str]:
+        logging.getLogger().removeHandler(self)
+        super().close()
+        return list(self.lines)
 
 
 def _keeper_gone(keeper: int, stop: _Stop, wait_s: float = 1.0) -> bool:
@@ -299,6 +327,10 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
             print(f"Agora is up (pid {p.pid}, log {out / LOG}); agora down --config "
                   f"{config_arg} stops it")
             show_addresses(info, print)
+            # what it warned of while starting (a node started down, a site without its
+            # agent) was in the log alone (a probe)
+            for line in info.get("start_warnings") or ():
+                print(f"agora up: {line}", file=sys.stderr)
             return 0
         if p.poll() is not None:
             tail = (out / LOG).read_text(errors="replace").strip().splitlines()[-5:]

@@ -26,3 +26,44 @@ def test_node_and_site_changes_become_one_line_each():
         "node edge-c/n0 is up again (its site says so)",
         "site edge-c is back"]
     assert f.drain() == []
+
+
+def test_agora_up_detach_prints_the_warnings_of_its_start(tmp_path, monkeypatch, capsys):
+    """A probe: ``agora up --detach`` said "Agora is up" and nothing of a node that started
+    down or a site started without its agent -- those warnings were in the log alone. The
+    service keeps the warnings logged while it starts (``StartWarnings``) in ``ready.json``,
+    and ``--detach`` prints them."""
+    import json
+    import logging
+    import os
+    from types import SimpleNamespace
+
+    from agora.deploy import live, pid_file
+
+    said = live.StartWarnings(most=2)
+    logging.getLogger().addHandler(said)
+    try:
+        logging.getLogger("agora.deploy.ray_runtime").warning("no live Ray node carries node "
+                                                              "%s: it starts down", "b/n0")
+        logging.getLogger("agora.launch").info("not a warning")
+        for k in range(3):
+            logging.getLogger("agora.launch").warning("more %d", k)
+    finally:
+        lines = said.close()
+    logging.getLogger("agora.launch").warning("after the start")
+    assert lines == ["no live Ray node carries node b/n0: it starts down", "more 0"]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    me = os.getpid()                          # the "service" started: this process
+    (out / live.READY).write_text(json.dumps({
+        "pid": me, "pid_start": pid_file.start_ticks(me), "config": "up.yaml",
+        "start_warnings": lines}))
+    monkeypatch.setattr(live, "already_running", lambda *a: None)
+    monkeypatch.setattr(live.subprocess, "Popen",
+                        lambda *a, **k: SimpleNamespace(pid=me, poll=lambda: None))
+    assert live.detach(SimpleNamespace(out=str(out)), "up.yaml", timeout_s=5) == 0
+    got = capsys.readouterr()
+    assert "Agora is up" in got.out
+    assert got.err.splitlines() == ["agora up: no live Ray node carries node b/n0: it starts "
+                                    "down", "agora up: more 0"]
