@@ -76,7 +76,8 @@ class StepFailureWatch:
     poll. A poll that cannot reach the agents in ``timeout_s`` returns nothing."""
 
     def __init__(self, actors, every_s: float = 10.0, timeout_s: float = 10.0) -> None:
-        self.actors = list(actors)
+        self.actors = actors
+        """the system's own list: an agent started later (``system_watch``) is asked too"""
         self.every_s, self.timeout_s = every_s, timeout_s
         self.seen: dict[str, int] = {}
         self._next = time.monotonic() + every_s
