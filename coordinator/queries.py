@@ -23,6 +23,17 @@ def ledger_query() -> pb.Query:
     return pb.Query(ledger=pb.LedgerQuery())
 
 
+def silent_sites(statuses: list[pb.ReplicaStatus | str], f: int) -> set[str] | None:
+    """The sites f+1 replicas report silent (``ReplicaStatus.silent_sites``: no heartbeat
+    for ``site_timeout_s`` on their own clocks): no f faulty replicas can make a site look
+    silent, nor hide one that is (with 2f+1 answering). None when fewer than f+1 answer."""
+    good = [s for s in statuses if isinstance(s, pb.ReplicaStatus)]
+    if len(good) < f + 1:
+        return None
+    count = Counter(site for s in good for site in set(s.silent_sites))
+    return {site for site, k in count.items() if k >= f + 1}
+
+
 def agreed_status(statuses: list[pb.ReplicaStatus | str], f: int) -> dict[str, int]:
     """Fields of ReplicaStatus that f+1 replicas report identically (view, primary, ...)."""
     out = {}

@@ -367,6 +367,7 @@ class ReplicaHost:
         return pb.ReplicaStatus(
             armed=app.armed, decided_sites=app.decided(),
             lapsed_sites=[x for x in app.site_names if app.sites[x].lapsed],
+            silent_sites=self.keeper.silent(now),
             decision_latency_ms_p50=p50, decision_latency_ms_p99=p99,
             decision_latency_samples=samples,
             replica=self.index, n=self.config.n, f=self.config.f, view=s["view"],

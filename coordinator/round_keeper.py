@@ -295,6 +295,24 @@ class RoundKeeper:
                     out[site] = f"{ts.job.job.id}/{ts.task.id}[{inst}] ({now - began:.0f} s)"
         return out
 
+    def silent(self, now: float) -> list[str]:
+        """Live sites whose heartbeats have not reached this replica for ``site_timeout_s``
+        (one never heard since this replica started: for the longer of that and
+        ``site_start_grace_s``), whether or not they owe anything -- a site that owes
+        nothing is not voted lapsed, so without this its agent could be gone for good (a
+        site ``agora up`` started without one: its Ray node was dead) while ``agora site
+        list`` called it live (a probe). For the replica's status; never ordered."""
+        out = []
+        for site in self.app.site_names:
+            if self.app.sites[site].lapsed:
+                continue
+            last = self.heard.get(site)
+            if last is None:
+                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
+            if now - last >= self.site_timeout_s:
+                out.append(site)
+        return out
+
     def _owing(self) -> list[str]:
         """Live sites that hold running work or are expected to decide now."""
         app, cap = self.app, self.app.capacity

@@ -4,7 +4,7 @@
                                                          # its key (0600), print the public key
     agora site admit east --key <public key hex>        # the operator: an ordered AdmitSite
     agora site remove east [--reason TEXT]              # the operator: an ordered RemoveSite
-    agora site list                                     # each site: admitted key, lapsed, removed
+    agora site list                                     # each site: key, state, nodes down
 
 ``agora up`` does the first two itself for the agents it deploys (each agent makes its key
 on its node; the operator's process admits its public key). A site run by its own operator
@@ -104,23 +104,37 @@ def _ordered(a: argparse.Namespace, call, done: str, then: str) -> int:
     return 0
 
 
-def site_rows(view) -> list[dict]:
-    """Each site of a ``LedgerView``: its key, lapsed, removed, and its nodes reported down
-    (an operator could see a dead node only in agora up's log: a probe)."""
+def site_rows(view, silent: set[str] | None = None) -> list[dict]:
+    """Each site of a ``LedgerView``: its key, lapsed, removed, its nodes reported down (an
+    operator could see a dead node only in agora up's log: a probe) and, ``silent`` given
+    (``queries.silent_sites``), whether f+1 replicas have heard no heartbeat from it for
+    ``site_timeout_s`` (None: not known)."""
     return [{"site": s.site, "key": s.key.hex() or None, "lapsed": s.lapsed,
              "removed": s.removed,
+             "silent": None if silent is None else s.site in silent,
              "nodes_down": sorted(n for n in view.nodes_down if n.startswith(s.site + "/"))}
             for s in view.sites]
 
 
 def cmd_site_list(a: argparse.Namespace) -> int:
-    view = run_live(target(a.config), lambda c: c.ledger(), a.client, a.keys)
-    rows = site_rows(view)
+    from agora.coordinator.queries import silent_sites
+
+    async def read(c):
+        view = await c.ledger()
+        try:
+            return view, silent_sites(await c.status(), c.f)
+        except Exception:  # noqa: BLE001 - the statuses are extra: the list without them
+            return view, None
+
+    view, silent = run_live(target(a.config), read, a.client, a.keys)
+    rows = site_rows(view, silent)
     if a.json:
         print(json.dumps({"version": view.version, "sites": rows}))
         return 0
     for r in rows:
-        state = "removed" if r["removed"] else "lapsed" if r["lapsed"] else "live"
+        # a site that owes nothing is not voted lapsed: "live" hid an agent gone for good
+        state = ("removed" if r["removed"] else "lapsed" if r["lapsed"] else
+                 "silent" if r["silent"] else "live")
         key = r["key"][:16] + "..." if r["key"] else "(the key file's)"
         down = f"  nodes down: {', '.join(r['nodes_down'])}" if r["nodes_down"] else ""
         print(f"{r['site']:<16} {state:<8} {key}{down}")

@@ -12,14 +12,16 @@ from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, decide, job, submit
 
 
-def keeper(run: Run, *, grace: float, timeout: float = 10.0) -> tuple[RoundKeeper, list]:
+def keeper(run: Run, *, grace: float, timeout: float = 10.0, site_timeout: float = 1e9,
+           start_grace: float = 0.0) -> tuple[RoundKeeper, list]:
     votes: list[tuple[str, object]] = []
 
     async def vote(kind, msg):
         votes.append((kind, msg))
 
     k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=timeout,
-                    site_timeout_s=1e9, vote=vote, round_grace_s=grace)
+                    site_timeout_s=site_timeout, vote=vote, round_grace_s=grace,
+                    site_start_grace_s=start_grace)
     run.state.listeners.append(k.executed)
     return k, votes
 
@@ -165,5 +167,32 @@ def test_a_site_holding_an_instance_past_its_timeout_is_voted_lapsed_though_it_h
         await check(k, t0 + overdue_s(30.0) + 5)
         lapsed = [v[1].site for v in votes if v[0] == "site_lapsed"]
         assert lapsed == ["b"]                           # not c: its task has no timeout
+
+    asyncio.run(main())
+
+
+def test_a_site_silent_past_its_timeout_is_reported_silent_though_it_owes_nothing():
+    """A probe: a site ``agora up`` started without an agent (its Ray node was dead), holding
+    no work, was never voted lapsed -- it owes nothing -- and ``agora site list`` called it
+    live. Each replica now reports the live sites it has not heard for ``site_timeout_s``
+    (past its start grace, for one never heard) in its status, voting nothing."""
+    from tests.coordinator.state_helpers import lapse
+
+    async def main():
+        run = Run()
+        k, votes = keeper(run, grace=0.0, timeout=1e9, site_timeout=10.0, start_grace=30.0)
+        t0 = k.started
+        assert k.silent(t0 + 29.0) == []                       # the start grace
+        sites = list(run.state.site_names)
+        assert k.silent(t0 + 31.0) == sites
+        k.heard[sites[0]] = t0 + 31.0                           # a heartbeat
+        assert k.silent(t0 + 40.0) == sites[1:]
+        assert k.silent(t0 + 41.5) == sites
+        run("replica:0", lapse(sites[1], 0))
+        run("replica:1", lapse(sites[1], 0))                   # f+1 votes: lapsed
+        assert run.state.sites[sites[1]].lapsed
+        assert k.silent(t0 + 50.0) == [sites[0]] + sites[2:]
+        await check(k, t0 + 50.0)
+        assert votes == []                                      # owing nothing: no vote
 
     asyncio.run(main())

@@ -156,6 +156,8 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert p.returncode == 0, p.stderr
     admitted = {s["site"]: s["key"] for s in json.loads(p.stdout)["sites"]}
     assert set(admitted) == {"east", "west"} and all(admitted.values()), admitted
+    # their agents send heartbeats: the replicas' statuses call neither silent
+    assert [s["silent"] for s in json.loads(p.stdout)["sites"]] == [False, False]
     p = agora("site", "admit", "east", "--key", "zz", "--config", cfg)
     assert p.returncode == 2 and "--key" in one_line_error(p)
     p = agora("jobs", "--json", "--client", "site:west", "--config", cfg)  # its own key

@@ -58,6 +58,27 @@ def test_agora_site_list_names_each_sites_nodes_down():
     assert rows == {"s2": ["s2/a", "s2/b"], "s": ["s/a"]}
 
 
+def test_agora_site_list_says_silent_for_a_site_f_plus_1_replicas_have_not_heard():
+    """A site started without its agent and owing nothing was never voted lapsed, and
+    agora site list called it live (a probe): a site f+1 replicas report silent (no
+    heartbeat for site_timeout_s) reads "silent"; f faulty replicas can neither make one
+    silent nor, with 2f+1 answering, hide one."""
+    from agora.coordinator.queries import silent_sites
+    from agora.deploy.cli_sites import site_rows
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    def st(*silent):
+        return pb.ReplicaStatus(silent_sites=list(silent))
+
+    assert silent_sites([st("s2"), st("s2", "s"), "no answer", st()], f=1) == {"s2"}
+    assert silent_sites([st("s2"), st(), st(), st()], f=1) == set()     # one liar
+    assert silent_sites([st("s2"), "no answer", "no answer", "no answer"], f=1) is None
+    view = pb.LedgerView(version=7, sites=[pb.SiteStatus(site="s2"), pb.SiteStatus(site="s")])
+    assert {r["site"]: r["silent"] for r in site_rows(view, {"s2"})} == {"s2": True,
+                                                                         "s": False}
+    assert {r["silent"] for r in site_rows(view)} == {None}           # not known
+
+
 def test_a_resumed_schedule_starts_without_a_site_no_live_node_carries(caplog):
     """A restart after a site's only Ray node died was refused five times over and left every
     site without service (a re-probe): resumed, the site's agent is not started, the rest
