@@ -150,7 +150,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
                 "sites": list(cluster.site_names), "started": time.time(),
                 "start_warnings": said.close()}
         follower = Follower(system)
-        found, view = _observability(system, cluster, cfg, out, follower.state)
+        found, view, targets = _observability(system, cluster, cfg, out, follower.state)
         info.update(found)
         tmp = out / (READY + ".tmp")      # whole or not at all: its keeper reads it
         tmp.write_text(json.dumps(info))
@@ -170,6 +170,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
                     break
                 (out / ALIVE).touch()
             line.show(follower.summary())
+            if targets is not None:
+                targets.poll()
             for warning in [*follower.drain(), *watch.poll()]:
                 echo(f"agora up: {warning}")
         why = None
@@ -246,20 +248,24 @@ def show_addresses(info: dict, echo) -> None:
 
 
 def _observability(system, cluster, cfg, out: Path, followed: dict):
-    """({dashboard, prometheus, web}: addresses, the web view or None): Ray's dashboard
-    address, with metrics on the Prometheus files, with web on the live web view (each
-    logged when it fails, never fatal: the scheduler runs without them)."""
+    """({dashboard, prometheus, web}: addresses, the web view or None, the scrape targets'
+    keeper or None): Ray's dashboard address, with metrics on the Prometheus files (kept
+    current: ``ScrapeTargets``), with web on the live web view (each logged when it fails,
+    never fatal: the scheduler runs without them)."""
     from agora.deploy.ray_runtime import dashboard_url
 
     found: dict = {"dashboard": dashboard_url()}
     replicas: list[str] = []
     agents: dict[str, str] = {}
+    targets = None
     if cfg.metrics.enabled:
-        from agora.deploy.observability import system_targets, write_prometheus_files
+        from agora.deploy.observability import (ScrapeTargets, system_targets,
+                                                write_prometheus_files)
         try:
             replicas, agents = system_targets(system, cfg.metrics.host)
             folder = write_prometheus_files(out, replicas, agents)
             found["prometheus"] = str(folder / "prometheus.yml")
+            targets = ScrapeTargets(system, cfg.metrics.host, out, replicas, agents)
         except Exception as e:  # noqa: BLE001
             log.warning("could not write the Prometheus scrape targets: %s", e)
     view = None
@@ -272,7 +278,7 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
             log.warning("could not serve the web view on %s:%s: %s", cfg.web.host,
                         cfg.web.port, e)
             view = None
-    return found, view
+    return found, view, targets
 
 
 def _stopped(system, out: Path, echo, stop: _Stop, view=None, why: str | None = None) -> int:

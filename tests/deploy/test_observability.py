@@ -42,3 +42,39 @@ def test_every_dashboard_query_names_an_exported_series():
             used.update(re.findall(r"\bagora_[a-z_]+", t["expr"]))
     assert used and used <= exported, used - exported
     assert len(dash["panels"]) >= 8 and dash["uid"] == "agora-overview"
+
+
+def test_the_targets_file_follows_agents_and_replicas_that_moved(tmp_path):
+    """The targets file was written once at start: an agent restarted by Ray, or started
+    late (a site whose Ray node came back), listens on a new port, as a restarted replica
+    does, and Prometheus kept scraping the dead ones. ``ScrapeTargets`` reads them again and
+    rewrites the file when they changed; an agent that did not answer keeps its target.
+    (The read is a fake here; ``system_targets`` asks the running system.)"""
+    from agora.deploy.observability import ScrapeTargets
+
+    replicas, agents = ["h:1", "h:2"], {"a": "n1:10", "b": "n2:20"}
+    write_prometheus_files(tmp_path, replicas, agents)
+    reads = iter([(["h:1", "h:2"], {"a": "n1:10", "b": "n2:20"}),        # nothing moved
+                  (["h:1", "h:7"], {"a": "n1:11", "c": "n3:30"}),        # b did not answer
+                  RuntimeError("Ray away")])
+
+    def read():
+        got = next(reads)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    t = ScrapeTargets(None, "0.0.0.0", tmp_path, replicas, agents, every_s=0.0, read=read)
+    view_agents = agents                      # the web view holds the same objects
+    assert t.poll() is False
+    assert t.poll() is True
+    assert replicas == ["h:1", "h:7"]
+    assert view_agents == {"a": "n1:11", "b": "n2:20", "c": "n3:30"}
+    groups = json.loads((tmp_path / "prometheus" / "targets.json").read_text())
+    assert groups[0]["targets"] == ["h:1", "h:7"]
+    assert {g["labels"]["site"]: g["targets"] for g in groups[1:]} == {
+        "a": ["n1:11"], "b": ["n2:20"], "c": ["n3:30"]}
+    assert t.poll() is False                  # a failed read changes nothing
+    slow = ScrapeTargets(None, "0.0.0.0", tmp_path, replicas, agents, every_s=3600.0,
+                         read=lambda: 1 / 0)
+    assert slow.poll() is False               # not yet time

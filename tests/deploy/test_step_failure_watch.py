@@ -72,5 +72,12 @@ def test_the_watch_reports_an_agent_once_per_growth_of_its_failures():
         assert [x.split(":")[0] for x in watch.poll()] == ["site dc-b"]
         slow = StepFailureWatch([a], every_s=3600.0)
         assert slow.poll() == []                  # not yet time to ask
+        # an agent Ray holds pending (its node is gone: no node has its resource) does not
+        # blind the watch to the others (every poll returned nothing)
+        gone = _FakeAgent.options(resources={"agora-site-gone": 0.01}).remote("gone")
+        watch = StepFailureWatch([a, gone, b], every_s=0.0, timeout_s=1.0)
+        assert [x.split(":")[0] for x in watch.poll()] == ["site dc-a", "site dc-b"]
+        ray.get(b.fail.remote(1))
+        assert [x.split(":")[0] for x in watch.poll()] == ["site dc-b"]
     finally:
         ray.shutdown()
