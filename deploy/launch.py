@@ -108,11 +108,26 @@ class System:
             self.group.stop()
             if ray.is_initialized():
                 try:
-                    stop_agents(self.actors)
+                    stop_agents(placed_agents(self.actors, self.sites))
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     log.debug("stopping the agents failed", exc_info=True)
         finally:
             stop_started(self.group, self.ray_cluster, self.runners, self.loop, self.operator)
+
+
+def placed_agents(actors: list, sites: list[str], carried=None) -> list:
+    """The agents of ``actors`` (of ``sites``, in the same order) whose site's resource a
+    live Ray node carries (``carried()``: the resources live Ray nodes carry; all of them
+    when it cannot be read). The others are held pending by Ray -- asking them to stop waited
+    ``stop_agents``' straggler grace for nothing -- and end with this process, their owner."""
+    from agora.agents.cluster.ray_nodes import carried_resources
+    from agora.deploy.up_config import site_resource
+
+    try:
+        live = (carried or carried_resources)()
+    except Exception:  # noqa: BLE001 - the GCS away: ask them all
+        return list(actors)
+    return [a for a, s in zip(actors, sites) if site_resource(s) in live]
 
 
 def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0) -> int:

@@ -168,3 +168,15 @@ def test_an_agent_started_late_is_admitted_by_its_new_key_as_at_start(monkeypatc
     system.fresh.add("b")
     assert site_admission.admit_sites(system) == 1
     assert admitted == [("b", b"new")] and system.fresh == set()
+
+
+def test_stopping_asks_only_the_agents_a_live_ray_node_can_hold():
+    """agora down with a site's Ray node dead waited 3 s more (the straggler grace) for that
+    site's agent, which Ray holds pending; it is no longer asked (it ends with its owner).
+    A GCS that cannot be read leaves every agent asked."""
+    from agora.deploy.launch import placed_agents
+
+    have = {k for k in ALL if k != site_resource("b")}
+    assert placed_agents(["agent-a", "agent-b"], ["a", "b"], lambda: have) == ["agent-a"]
+    assert placed_agents(["agent-a", "agent-b"], ["a", "b"], lambda: 1 / 0) == [
+        "agent-a", "agent-b"]
