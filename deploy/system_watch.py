@@ -63,10 +63,22 @@ def start_waiting(system, resources=None) -> list[str]:
 
     have = ray.cluster_resources() if resources is None else resources
     still = set(sites_unplaced(have, system.waiting))
+    ready = [s for s in system.waiting if s not in still]
+    if not ready:
+        return []
+    # the operator may have removed a site while it waited: no agent for it (it would act
+    # with a revoked key)
+    removed = {e.site for e in system.loop.run(system.operator.ledger(), timeout=30).sites
+               if e.removed}
     started = []
-    for s in [s for s in system.waiting if s not in still]:
+    for s in ready:
         if system.stopping.is_set():
             break
+        if s in removed:
+            system.waiting.remove(s)
+            log.warning("site %s: a live Ray node carries its resource now, but the operator "
+                        "removed the site: its agent is not started", s)
+            continue
         actor, ref = system.make_agent(s)
         system.specs.append(ref)
         system.fresh.add(s)

@@ -102,9 +102,22 @@ def waiting_system(waiting):
     import threading
     from types import SimpleNamespace
 
+    class Operator:
+        removed: set[str] = set()
+
+        async def ledger(self):
+            return SimpleNamespace(sites=[SimpleNamespace(site=s, removed=True)
+                                          for s in self.removed])
+
+    class Loop:
+        def run(self, coro, timeout=None):
+            import asyncio
+            return asyncio.run(coro)
+
     return SimpleNamespace(waiting=list(waiting), sites=["a"], actors=["agent-a"], specs=[],
                            fresh=set(), admitted={}, stopping=threading.Event(),
-                           make_agent=lambda s: (f"agent-{s}", f"spec-{s}"))
+                           make_agent=lambda s: (f"agent-{s}", f"spec-{s}"),
+                           operator=Operator(), loop=Loop())
 
 
 def test_a_waiting_sites_agent_starts_once_a_live_ray_node_carries_it(caplog):
@@ -127,6 +140,9 @@ def test_a_waiting_sites_agent_starts_once_a_live_ray_node_carries_it(caplog):
     late = waiting_system(["b"])
     late.stopping.set()
     assert start_waiting(late, ALL) == [] and late.waiting == ["b"]
+    gone = waiting_system(["b"])              # the operator removed it while it waited
+    gone.operator.removed = {"b"}
+    assert start_waiting(gone, ALL) == [] and gone.waiting == [] and gone.actors == ["agent-a"]
 
 
 def test_an_agent_started_late_is_admitted_by_its_new_key_as_at_start(monkeypatch):
