@@ -141,6 +141,7 @@ def start_ray(cfg, cluster, *, live: bool = False, resumed: bool = False):
 
         c = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 1, "include_dashboard": rc.dashboard,
+            **({"dashboard_port": dashboard_port()} if rc.dashboard else {}),
             "_system_config": system_config(rc)})
         for s in sites:
             res = node_resources(cluster, s)
@@ -159,8 +160,29 @@ def start_ray(cfg, cluster, *, live: bool = False, resumed: bool = False):
                              num_gpus=res["num_gpus"] if live else None, namespace="agora",
                              runtime_env=env, resources=res["resources"],
                              include_dashboard=rc.dashboard, log_to_driver=False,
+                             **({"dashboard_port": dashboard_port()} if rc.dashboard else {}),
                              _system_config=system_config(rc)))
     return None
+
+
+DASHBOARD_PORT = 8265
+"""Ray's own dashboard port, taken when it is free."""
+
+
+def dashboard_port(preferred: int = DASHBOARD_PORT, host: str = "127.0.0.1") -> int:
+    """``preferred`` when nothing listens there, else a free port: the local Ray's dashboard
+    on Ray's fixed 8265 failed the whole start while another Ray on the machine held it
+    (a second ``agora up`` from another folder, a Ray of one's own)."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError(f"no free port on {host} for Ray's dashboard")
 
 
 _dashboard: dict[str, str | None] = {"url": None}

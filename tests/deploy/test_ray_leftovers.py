@@ -54,3 +54,20 @@ def test_a_sessions_processes_and_their_renamed_children_are_found_and_killed(tm
     finally:
         other.kill()
         root.kill()
+
+
+def test_the_local_rays_dashboard_takes_another_port_when_8265_is_held():
+    """`make run` failed to start ("Failed to bind to 127.0.0.1:8265 because it's already
+    occupied") while another Ray on the machine held Ray's fixed dashboard port: the local
+    Ray's dashboard now takes a free port then (agora up prints its address)."""
+    import socket
+
+    from agora.deploy.ray_runtime import dashboard_port
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        other = dashboard_port(taken)
+        assert other != taken and 0 < other < 65536
+    assert dashboard_port(taken) == taken          # free again: the preferred one
