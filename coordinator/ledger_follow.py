@@ -18,12 +18,13 @@ GONE_KEPT = 100_000
 (``agora submit --follow``) may be compacted before it looked."""
 
 
-async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
+async def follow_ledger(client, config, state: dict, *, on_update=None,
+                        on_view=None) -> None:
     """Keep ``state['ledger']``, ``['version']`` and ``['round']`` current (forever; cancel
     to stop); ``['compacted']`` counts the jobs the coordinator compacted away by outcome,
     and ``['gone']`` holds the (outcome, reason) of those compacted since it began.
-    ``on_update(update)`` after each applied update. A stream that fails is reopened from a
-    fresh ledger query."""
+    ``on_update(update)`` after each applied update, ``on_view(view)`` after each ledger
+    query (``LedgerView``). A stream that fails is reopened from a fresh ledger query."""
     cluster = config.load_cluster()
     site_index = {s: i for i, s in enumerate(cluster.site_names)}
     node_index = {n.name: i for i, n in enumerate(cluster.nodes)}
@@ -34,6 +35,8 @@ async def follow_ledger(client, config, state: dict, *, on_update=None) -> None:
                                              cluster.faults.max_attempts)
             state["version"], state["round"] = view.version, view.round.round
             state["compacted"] = Counter({c.name: c.count for c in view.compaction.jobs})
+            if on_view is not None:
+                on_view(view)
             position = (view.version, 1 << 30)
             async for u in client.watch(since_version=view.version):
                 if (u.version, u.sub) <= position:

@@ -23,7 +23,13 @@ class Follower:
         a node whose Ray node died was placed around in silence)"""
         self.lapsed: set[str] = set()
         self.future = system.loop.spawn(follow_ledger(system.operator, system.group.config,
-                                                      self.state, on_update=self._noticed))
+                                                      self.state, on_update=self._noticed,
+                                                      on_view=self._viewed))
+
+    def _viewed(self, view) -> None:
+        """The lapsed sites as the ledger query found them: a site lapsed in a resumed state
+        that came back got no "is back" line (a probe)."""
+        self.lapsed = {s.site for s in view.sites if s.lapsed and not s.removed}
 
     def _noticed(self, u) -> None:
         for n in u.nodes:

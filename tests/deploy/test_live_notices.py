@@ -28,6 +28,19 @@ def test_node_and_site_changes_become_one_line_each():
     assert f.drain() == []
 
 
+def test_a_site_lapsed_when_the_service_started_is_said_back():
+    """A probe: a site lapsed in the resumed state came back (its node returned) and agora
+    up never said so -- only lapses it had seen happen were known."""
+    f = Follower.__new__(Follower)
+    f.notices, f.lapsed = collections.deque(maxlen=10), set()
+    f._viewed(pb.LedgerView(version=3, sites=[pb.SiteStatus(site="dc-b", lapsed=True),
+                                              pb.SiteStatus(site="gone", lapsed=True,
+                                                            removed=True),
+                                              pb.SiteStatus(site="dc-a")]))
+    f._noticed(pb.ScheduleUpdate(version=4, sites=[pb.SiteStatus(site="dc-b")]))
+    assert f.drain() == ["site dc-b is back"]
+
+
 def test_agora_up_detach_prints_the_warnings_of_its_start(tmp_path, monkeypatch, capsys):
     """A probe: ``agora up --detach`` said "Agora is up" and nothing of a node that started
     down or a site started without its agent -- those warnings were in the log alone. The
