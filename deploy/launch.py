@@ -117,17 +117,19 @@ class System:
 
 def placed_agents(actors: list, sites: list[str], carried=None) -> list:
     """The agents of ``actors`` (of ``sites``, in the same order) whose site's resource a
-    live Ray node carries (``carried()``: the resources live Ray nodes carry; all of them
-    when it cannot be read). The others are held pending by Ray -- asking them to stop waited
-    ``stop_agents``' straggler grace for nothing -- and end with this process, their owner."""
-    from agora.agents.cluster.ray_nodes import carried_resources
-    from agora.deploy.up_config import site_resource
+    live Ray node carries (``carried()``: the live nodes' resources, default
+    ``ray.cluster_resources``; all of them when it cannot be read). The others are held
+    pending by Ray -- asking them to stop waited ``stop_agents``' straggler grace for
+    nothing -- and end with this process, their owner."""
+    import ray
+
+    from agora.deploy.ray_runtime import sites_unplaced
 
     try:
-        live = (carried or carried_resources)()
+        unplaced = set(sites_unplaced((carried or ray.cluster_resources)(), sites))
     except Exception:  # noqa: BLE001 - the GCS away: ask them all
         return list(actors)
-    return [a for a, s in zip(actors, sites) if site_resource(s) in live]
+    return [a for a, s in zip(actors, sites) if s not in unplaced]
 
 
 def stop_agents(actors: list, timeout_s: float = 20.0, straggler_s: float = 3.0) -> int:

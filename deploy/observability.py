@@ -73,8 +73,8 @@ def system_targets(system, metrics_host: str, timeout_s: float = 60.0,
     replica's port is not waited for (one restarting keeps its old target)."""
     group = system.group
     replicas = []
-    for k, i in enumerate(i for i in range(group.n) if group.config.metrics_port_of(i)
-                          is not None):
+    serving = [i for i in range(group.n) if group.config.metrics_port_of(i) is not None]
+    for k, i in enumerate(serving):
         try:
             port = group.metrics_port(i, timeout=30.0 if old is None else 0.0)
         except AssertionError:
