@@ -39,10 +39,15 @@ MAX_QUEUE = 65_536
 PEER_BATCH_BYTES = 16 * 1024 * 1024
 """Most envelope bytes packed into one message to a peer (an envelope larger goes alone)."""
 
+CONNECT_TIMEOUT_MS = 5000
+"""The least time gRPC gives one connection attempt (TCP, TLS and the HTTP/2 handshake).
+gRPC reads it from ``grpc.min_reconnect_backoff_ms``: set to 100 ms with the back-off, it
+made a call to a replica slow to answer the handshake -- a busy machine, a restarted
+service -- fail UNAVAILABLE after 0.1 s instead of waiting within its deadline."""
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
                    ("grpc.initial_reconnect_backoff_ms", 100),
-                   ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
                    ("grpc.max_reconnect_backoff_ms", 1000)]
 
 

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from agora.coordinator.transport import PeerLinks
+from agora.coordinator.transport import PeerLinks, channel_options, open_channel
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -76,3 +76,29 @@ def test_a_slow_link_connects_while_its_peer_keeps_talking():
 
     first = asyncio.run(go())
     assert first is not None, "nothing reached the peer in 12 s"
+
+
+def test_a_call_through_a_link_slow_to_set_up_is_answered():
+    """A client's call to a replica that is slow to finish the HTTP/2 handshake (a busy
+    machine: a restarted service on 2 cores) waits for it within the call's deadline. Before,
+    gRPC gave each connection attempt 0.1 s (``min_reconnect_backoff_ms`` is also its minimum
+    connect timeout) and the call failed UNAVAILABLE at once: CI saw ``agora jobs`` refused
+    ("connection attempt timed out before receiving SETTINGS frame") right after a restart."""
+    async def go():
+        peer = _Peer()
+        srv = grpc.aio.server()
+        rpc.add_PeerServicer_to_server(peer, srv)
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        proxy, pport = await _slow_proxy(port)
+        channel = open_channel(f"127.0.0.1:{pport}", None, channel_options(None))
+        try:
+            batch = pb.PeerBatch(sender=0, envelopes=[b"x"])
+            await rpc.PeerStub(channel).Stream(iter([batch]), timeout=10)
+        finally:
+            await channel.close()
+            await srv.stop(None)
+            proxy.close()
+        return peer.got
+
+    assert asyncio.run(go()) == 1
