@@ -50,14 +50,20 @@ async def _slow_proxy(up_port: int):
     return server, server.sockets[0].getsockname()[1]
 
 
+async def _peer_behind_slow_proxy():
+    """A peer servicer, its server, and the slow proxy in front of it (and its port)."""
+    peer = _Peer()
+    srv = grpc.aio.server()
+    rpc.add_PeerServicer_to_server(peer, srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    await srv.start()
+    proxy, pport = await _slow_proxy(port)
+    return peer, srv, proxy, pport
+
+
 def test_a_slow_link_connects_while_its_peer_keeps_talking():
     async def go() -> float | None:
-        peer = _Peer()
-        srv = grpc.aio.server()
-        rpc.add_PeerServicer_to_server(peer, srv)
-        port = srv.add_insecure_port("127.0.0.1:0")
-        await srv.start()
-        proxy, pport = await _slow_proxy(port)
+        peer, srv, proxy, pport = await _peer_behind_slow_proxy()
         links = PeerLinks(index=0, addresses=("127.0.0.1:1", f"127.0.0.1:{pport}"))
         links.start()
         t0, first = time.monotonic(), None
@@ -85,12 +91,7 @@ def test_a_call_through_a_link_slow_to_set_up_is_answered():
     connect timeout) and the call failed UNAVAILABLE at once: CI saw ``agora jobs`` refused
     ("connection attempt timed out before receiving SETTINGS frame") right after a restart."""
     async def go():
-        peer = _Peer()
-        srv = grpc.aio.server()
-        rpc.add_PeerServicer_to_server(peer, srv)
-        port = srv.add_insecure_port("127.0.0.1:0")
-        await srv.start()
-        proxy, pport = await _slow_proxy(port)
+        peer, srv, proxy, pport = await _peer_behind_slow_proxy()
         channel = open_channel(f"127.0.0.1:{pport}", None, channel_options(None))
         try:
             batch = pb.PeerBatch(sender=0, envelopes=[b"x"])
