@@ -13,15 +13,44 @@ from agora.deploy.site_admission import admit_sites
 log = logging.getLogger("agora.launch")
 
 
+class RepeatedWarnings:
+    """A warning per topic that recurs (a late agent that fails to start, every 2 s) is
+    logged the first time, then at most every ``every_s`` with how often it recurred; a
+    success (``clear``) lets the next failure be logged at once. Before, a late agent's
+    failure filled ``agora.log`` with the same line every 2 s until it started."""
+
+    def __init__(self, every_s: float = 60.0, clock=time.monotonic) -> None:
+        self.every_s, self.clock = every_s, clock
+        self._seen: dict[str, list] = {}
+        """topic -> [when last logged, failures not logged since]"""
+
+    def warn(self, topic: str, text: str) -> None:
+        now, seen = self.clock(), self._seen.get(topic)
+        if seen is None:
+            self._seen[topic] = [now, 0]
+            log.warning("%s", text)
+        elif now - seen[0] >= self.every_s:
+            log.warning("%s (still failing: %d more times in the last %.0f s)", text,
+                        seen[1] + 1, now - seen[0])
+            seen[:] = [now, 0]
+        else:
+            seen[1] += 1
+
+    def clear(self, topic: str) -> None:
+        self._seen.pop(topic, None)
+
+
 def watch(system, period_s: float = 0.5, backoff_s: float = 5.0,
-          admit_every_s: float = 5.0, place_every_s: float = 2.0) -> None:
+          admit_every_s: float = 5.0, place_every_s: float = 2.0,
+          warnings: RepeatedWarnings | None = None) -> None:
     """Until ``system.stopping``: start again any replica process that exited, ``backoff_s``
     after it was seen dead (a crash loop is not restarted in a tight loop; meanwhile the
     other 2f+1 replicas go on, changing view if it was the primary); every
     ``admit_every_s``, admit the key of an agent that came back with a new one
     (``admit_sites``); every ``place_every_s``, start the waiting agents that can run now
-    (``start_waiting``)."""
+    (``start_waiting``). A failure that recurs is logged as ``warnings`` allows."""
     g = system.group
+    warnings = warnings or RepeatedWarnings()
     dead_since: dict[int, float] = {}
     next_admit = time.monotonic() + admit_every_s
     next_place = time.monotonic() + place_every_s
@@ -30,14 +59,16 @@ def watch(system, period_s: float = 0.5, backoff_s: float = 5.0,
             try:
                 if start_waiting(system):
                     next_admit = time.monotonic()        # its key: at once
+                warnings.clear("place")
             except Exception as e:  # noqa: BLE001 - the GCS may be away: next time
-                log.warning("starting a waiting site's agent: %s", e)
+                warnings.warn("place", f"starting a waiting site's agent: {e}")
             next_place = time.monotonic() + place_every_s
         if time.monotonic() >= next_admit:
             try:
                 admit_sites(system, timeout_s=2.0)
+                warnings.clear("admit")
             except Exception as e:  # noqa: BLE001 - the group may be changing view: next time
-                log.warning("admitting agents' keys: %s", e)
+                warnings.warn("admit", f"admitting agents' keys: {e}")
             next_admit = time.monotonic() + admit_every_s
         for i, p in list(g.procs.items()):
             if p.poll() is None or system.stopping.is_set():

@@ -145,6 +145,49 @@ def test_a_waiting_sites_agent_starts_once_a_live_ray_node_carries_it(caplog):
     assert start_waiting(gone, ALL) == [] and gone.waiting == [] and gone.actors == ["agent-a"]
 
 
+def test_a_late_agent_that_keeps_failing_to_start_is_not_logged_every_time(caplog,
+                                                                          monkeypatch):
+    """A probe: a late agent whose start failed was logged every 2 s until it started. The
+    watch now logs the first failure, then once a minute with a count; after a success the
+    next failure is logged at once."""
+    import threading
+    from types import SimpleNamespace
+
+    from agora.deploy import system_watch
+
+    now = [0.0]
+    warnings = system_watch.RepeatedWarnings(every_s=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="agora.launch"):
+        for _ in range(31):                 # 2 s apart, 0 to 60 s: the first, then at 60 s
+            warnings.warn("place", "starting a waiting site's agent: no")
+            now[0] += 2.0
+        assert [r.getMessage() for r in caplog.records] == [
+            "starting a waiting site's agent: no",
+            "starting a waiting site's agent: no (still failing: 30 more times in the last "
+            "60 s)"]
+        warnings.clear("place")
+        warnings.warn("place", "starting a waiting site's agent: again")
+        assert caplog.records[-1].getMessage() == "starting a waiting site's agent: again"
+
+    # the real watch loop, failing to start a waiting agent every round
+    def fail(site):
+        raise RuntimeError("cannot place the actor")
+    system = waiting_system(["b"])
+    system.make_agent, system.group = fail, SimpleNamespace(procs={})
+    monkeypatch.setattr(system_watch, "start_waiting",
+                        lambda s: system.make_agent(s.waiting[0]))
+    caplog.clear()
+    t = threading.Thread(target=system_watch.watch, args=(system,),
+                         kwargs=dict(period_s=0.005, place_every_s=0.005, admit_every_s=1e9))
+    with caplog.at_level(logging.WARNING, logger="agora.launch"):
+        t.start()
+        threading.Event().wait(0.5)
+        system.stopping.set()
+        t.join(5)
+    said = [r.getMessage() for r in caplog.records if "waiting site" in r.getMessage()]
+    assert said == ["starting a waiting site's agent: cannot place the actor"], said
+
+
 def test_an_agent_started_late_is_admitted_by_its_new_key_as_at_start(monkeypatch):
     """The late agent made a new key on its (new) node: the key the schedule holds for the
     site is the one of its last run, which this process never admitted -- a key it would
