@@ -269,7 +269,8 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
         loop = LoopThread()
         operator = group.client("operator", timeout_s=60.0)
         reg = registry.get_or_create(namespace="agora")
-        clock = clock_keeper("agora")
+        # the replay clock is read by simulated executors alone: none in a live service
+        clock = None if live else clock_keeper("agora")
         config = group.config.to_dict()
         public = group.keys.public().to_dict()
         ca = (Path(cfg.tls.certs_dir) / "ca.crt").read_bytes() if cfg.tls.enabled else None

@@ -128,6 +128,19 @@ def ray_node_of() -> dict[str, str]:
             for r in n["Resources"] if r.startswith(NODE_RESOURCE_PREFIX)}
 
 
+@pytest.mark.timeout(60)
+def test_a_live_service_runs_no_replay_clock(live):
+    """The replay clock is for simulated executors: a live service started one anyway, a
+    Ray actor doing nothing for the service's whole life."""
+    import ray
+
+    from agora.agents.cluster.replay_clock import CLOCK_NAME
+
+    assert live.clock is None
+    with pytest.raises(ValueError):
+        ray.get_actor(CLOCK_NAME, namespace="agora")
+
+
 @pytest.mark.timeout(240)
 def test_a_dag_runs_each_instance_once_on_its_committed_node_after_its_parents(live):
     d = live.dir
