@@ -13,21 +13,32 @@ from numbers import Integral, Real
 MAX_SEED = 2 ** 63 - 1
 
 
+class ArgTypeError(TypeError):
+    """A value of the wrong type for the argument ``arg`` (the message names it): a
+    ``TypeError`` to a Python caller, bad input to the ``agora`` commands (one line naming
+    the flag, exit 2 -- a probe: ``agora schedule get --job ''`` ended in a traceback)."""
+
+    def __init__(self, arg: str, message: str) -> None:
+        super().__init__(message)
+        self.arg = arg
+
+
 def text(name: str, value, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise TypeError(f"{name}: got {value!r}; expected {what} (a non-empty string)")
+        raise ArgTypeError(name, f"{name}: got {value!r}; expected {what} (a non-empty "
+                                 f"string)")
     return value
 
 
 def path(name: str, value, what: str) -> str:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise TypeError(f"{name}: got {value!r}; expected {what} (a path)")
+        raise ArgTypeError(name, f"{name}: got {value!r}; expected {what} (a path)")
     return str(value)
 
 
 def integer(name: str, value, lo: int, hi: int, what: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: got {value!r}; expected a whole number{what}")
+        raise ArgTypeError(name, f"{name}: got {value!r}; expected a whole number{what}")
     if not lo <= value <= hi:
         raise ValueError(f"{name}: got {value}; expected a whole number >= {lo:,} and "
                          f"<= {hi:,}{what}")
@@ -37,7 +48,7 @@ def integer(name: str, value, lo: int, hi: int, what: str = "") -> int:
 def number(name: str, value, *, gt: float | None = None, ge: float | None = None,
            le: float, what: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name}: got {value!r}; expected a number{what}")
+        raise ArgTypeError(name, f"{name}: got {value!r}; expected a number{what}")
     v = float(value)
     low_ok = (gt is None or v > gt) and (ge is None or v >= ge)
     if not (math.isfinite(v) and low_ok and v <= le):

@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
 
     from agora.coordinator.client import CoordinatorError
+    from agora.deploy.api_args import ArgTypeError
     from agora.deploy.service_client import NotRunning
 
     a = parser().parse_args(argv)
@@ -274,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (InputError, ValueError, FileNotFoundError) as e:
         print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    except ArgTypeError as e:            # the Python API's check of a flag's value
+        flag = "--" + e.arg.replace("_", "-")
+        print(f"{name}: {flag}: {str(e).removeprefix(e.arg + ': ')}", file=sys.stderr)
         return 2
     except NotRunning as e:
         print(f"{name}: {e}", file=sys.stderr)

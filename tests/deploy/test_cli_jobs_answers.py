@@ -193,3 +193,12 @@ def test_a_watch_whose_history_was_compacted_is_one_line_and_exit_2(up, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["agora: --since-version: since_version: 3; updates up to version 90 were "
                    "compacted away (retain_finished_jobs)"]
+
+
+@pytest.mark.parametrize("flag", ["--job", "--site", "--task", "--client", "--keys"])
+def test_an_empty_schedule_get_flag_is_one_line_naming_it(up, capsys, flag):
+    """A probe: ``agora schedule get --job ''`` (and the other flags) ended in a traceback
+    (the Python API's TypeError); now one line naming the flag, exit 2."""
+    assert main(["schedule", "get", flag, "", "--config", str(up)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"agora schedule: {flag}: got ''; expected "), err
