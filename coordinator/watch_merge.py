@@ -155,9 +155,15 @@ class WatchMerger:
 
 
 class WatchRefused(Exception):
-    """More than 2f replicas refused the watch (OUT_OF_RANGE: the history it starts from was
-    compacted away, ``coordinator/compaction.py``), so no f+1 can stream it: read the ledger
-    and watch from its version."""
+    """More than 2f replicas refused the watch, so no f+1 can stream it: OUT_OF_RANGE (the
+    history it starts from was compacted away, ``coordinator/compaction.py``: read the ledger
+    and watch from its version) or INVALID_ARGUMENT (a ``since_version`` far past the
+    schedule: asking again cannot help -- a probe's ``agora schedule watch`` asked every
+    0.5 s for ever, saying nothing)."""
+
+
+FINAL = (grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INVALID_ARGUMENT)
+"""a replica's refusal of a watch that asking again cannot change"""
 
 
 async def merged_watch(channels, f: int, preferred: list[int], read_auth,
@@ -183,7 +189,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                         .SerializeToString()):
                     await queue.put((i, data))
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                if e.code() in FINAL:
                     await queue.put((i, e))
             await asyncio.sleep(0.5)
 

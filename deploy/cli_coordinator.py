@@ -276,8 +276,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
-    except WatchRefused as e:       # the history it asks for was compacted away
-        print(f"agora: --since-version: {e}", file=sys.stderr)
+    except WatchRefused as e:       # compacted away, or far past the schedule
+        print(f"agora schedule: --since-version: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -388,3 +388,20 @@ def test_a_watch_from_far_past_the_schedule_is_refused_not_left_silent(group):
         with pytest.raises(grpc.RpcError) as e:        # near: it waits (until the deadline)
             next(watch(ch, WATCH_AHEAD // 2))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_client_watch_far_past_the_schedule_ends_refused_not_asking_for_ever(group):
+    """A probe: ``agora schedule watch --since-version 99999999999`` printed nothing and
+    asked again every 0.5 s for ever -- the replicas' INVALID_ARGUMENT was dropped (only
+    OUT_OF_RANGE ended a watch). Now more than 2f refusals end it with their reason."""
+    from agora.coordinator.watch_merge import WatchRefused
+
+    async def go():
+        async with group.client("operator") as op:
+            with pytest.raises(WatchRefused) as e:
+                async for _ in op.watch(99_999_999_999):
+                    pass
+            return str(e.value)
+
+    said = asyncio.run(asyncio.wait_for(go(), 20))
+    assert said.startswith("since_version: 99999999999 is more than"), said
