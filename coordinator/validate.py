@@ -141,6 +141,19 @@ def parse_command(req: PbftRequest, rpc: str) -> pb.Command:
     return cmd
 
 
+def _reason(text: str, at: str) -> None:
+    """A reason an operator or a site writes for others to read (cancel, remove): at most
+    MAX_CANCEL_REASON printable characters. Control characters were taken, and an escape
+    sequence in a site's cancel reason cleared the operator's screen in ``agora jobs`` and
+    printed a made-up line there (a probe; the tables now escape them too)."""
+    if len(text) > MAX_CANCEL_REASON:
+        raise invalid(at, f"{len(text)} characters", f"at most {MAX_CANCEL_REASON}")
+    if not text.isprintable():
+        bad = next(c for c in text if not c.isprintable())
+        raise invalid(at, f"holds the control character {bad!r}",
+                      "printable text on one line")
+
+
 def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
     """Stateless field checks of ``cmd`` (whose kind is known to be set)."""
     kind = cmd.WhichOneof("kind")
@@ -233,9 +246,7 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         if id_problem(m.job_id):
             raise invalid(f"{at}.job_id", id_problem(m.job_id), f"the id of the job to "
                           f"cancel: {ID_TEXT}")
-        if len(m.reason) > MAX_CANCEL_REASON:
-            raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
-                          f"at most {MAX_CANCEL_REASON}")
+        _reason(m.reason, f"{at}.reason")
     elif kind in ("admit_site", "remove_site"):
         if client_id != OPERATOR:
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, "not_allowed",
@@ -245,9 +256,8 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
         if kind == "admit_site" and not usable_public_key(m.verify_key):
             raise invalid(f"{at}.verify_key", f"{len(m.verify_key)} bytes that are not a "
                           f"usable key", "the site's 32-byte Ed25519 public key")
-        if kind == "remove_site" and len(m.reason) > MAX_CANCEL_REASON:
-            raise invalid(f"{at}.reason", f"{len(m.reason)} characters",
-                          f"at most {MAX_CANCEL_REASON}")
+        if kind == "remove_site":
+            _reason(m.reason, f"{at}.reason")
     elif kind == "query":
         q = m.WhichOneof("kind")
         if q is None:

@@ -22,7 +22,7 @@ import time
 
 from agora.agents.workloads.yamlmarks import describe
 from agora.deploy.arg_types import _number
-from agora.deploy.job_table import job_rows, print_jobs
+from agora.deploy.job_table import job_rows, print_jobs, shown
 from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
 
 
@@ -155,7 +155,7 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -
                     ends[j] = {"outcome": outcome, "reason": reason,
                                "seconds": round(time.time() - t0, 1)}
                     if not a.json:
-                        why = f": {reason}" if reason else ""
+                        why = f": {shown(reason)}" if reason else ""
                         print(f"{j}: {outcome} after {ends[j]['seconds']:.1f} s{why}",
                               flush=True)
             if len(ends) < len(job_ids) and time.time() >= checked + 5.0:
@@ -338,7 +338,7 @@ def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
         end = read_end(folder)
         if end is not None and end.get("kind") != "completed" and end.get("reason"):
             print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; it ended: "
-                  f"{end['reason']}", file=sys.stderr)
+                  f"{shown(end['reason'])}", file=sys.stderr)
 
 
 # ---- cancel --------------------------------------------------------------------------------

@@ -10,6 +10,16 @@ from pathlib import Path
 STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
 
 
+def shown(text: str) -> str:
+    """``text`` (a reason a site or a user wrote) as a terminal shows it harmlessly: control
+    characters written as escapes -- a cancel reason holding an escape sequence cleared the
+    operator's screen and printed a made-up line (a probe)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
              files: dict | None = None, reader_site: str | None = None,
              cluster=None) -> list[dict]:
@@ -102,7 +112,7 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
             why = t.get("reason") or ""
             if t["outcome"] in ("failed", "unschedulable", "cancelled") and why \
                     and why not in (r["reason"] or ""):
-                print(f"{'':<20} {'':<14} -> {t['outcome']}: {why}")   # e.g. the job failed
+                print(f"{'':<20} {'':<14} -> {t['outcome']}: {shown(why)}")   # e.g. the job failed
             if t.get("waits"):
                 print(f"{'':<20} {'':<14} -> {t['waits']}")
             if per_instance:
@@ -117,9 +127,9 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                                 if "last_start" in i and "last_end" in i else "")
                         extra = f"on {i['ran_on']}, exit code {i['exit_code']}{took}"
                         if i.get("last_reason"):
-                            extra += f" ({i['last_reason']})"
+                            extra += f" ({shown(i['last_reason'])})"
                     if i["failed_attempts"]:
                         extra += f" failed attempts {i['failed_attempts']}"
                     print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")
         if r["outcome"] not in ("pending", "completed") and r["reason"]:
-            print(f"{'':<20} -> {r['outcome']}: {r['reason']}")
+            print(f"{'':<20} -> {r['outcome']}: {shown(r['reason'])}")
