@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -38,11 +39,24 @@ def cmd_replay(a: argparse.Namespace) -> int:
                              f"config's speed")
         cfg = replace(cfg, speed=a.speed)
     echo = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
+    terminated = []
+
+    def on_sigterm(signum, _frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt("SIGTERM")
+
+    def sigterm_stops():
+        # SIGTERM (timeout, kill, a batch scheduler) stops a replay as Ctrl-C does: Ray's
+        # driver took it with a native stack dump and no word of the stop (a probe); Ray
+        # puts its own handler in place as it starts, so this is put back after it
+        signal.signal(signal.SIGTERM, on_sigterm)
+    sigterm_stops()
     try:
-        result = replay(cfg, echo=echo, progress=not a.json)
+        result = replay(cfg, echo=echo, progress=not a.json, after_ray=sigterm_stops)
     except KeyboardInterrupt:
-        print(f"agora {a.cmd}: interrupted; the system was stopped", file=sys.stderr)
-        return 130
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"agora {a.cmd}: {how}; the system was stopped", file=sys.stderr)
+        return 143 if terminated else 130
     if a.json:
         print(json_out.dumps({k: v for k, v in result.items()}, indent=1, default=str))
     return 0 if result["metrics"]["tasks_lost"] == 0 else 1

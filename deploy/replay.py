@@ -195,10 +195,11 @@ def write_traces(system, path: Path) -> None:
     path.write_text(json.dumps(dict(zip(system.sites, traces))))
 
 
-def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=None) -> dict:
+def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=None,
+           after_ray=None) -> dict:
     """Run ``cfg`` (an ``UpConfig``) in replay mode; returns the result written to
     ``out/result.json``. ``on_system(system)`` (fault tests) runs once the system is up,
-    in a thread of its own."""
+    in a thread of its own; ``after_ray()``: called once Ray is started (``bring_up``)."""
     from agora.agents.cluster.replay_clock import ReplayExecutorSpec
     from agora.agents.sim.report import markdown_table, metrics_table
     from agora.deploy.launch import bring_up
@@ -227,7 +228,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     t_up = time.perf_counter()
     system = bring_up(cfg, cluster, cluster_spec, out, weights=weights, policy_config=pconf,
                       executor_spec=ReplayExecutorSpec(namespace="agora"),
-                      byzantine=byzantine, trainers=trainers)
+                      byzantine=byzantine, trainers=trainers, after_ray=after_ray)
     up_s = time.perf_counter() - t_up
     echo(f"up in {up_s:.1f} s; coordinator config {out / 'coordinator' / 'coordinator.yaml'} "
          f"(agora status --config ...)")

@@ -263,3 +263,32 @@ def test_a_bad_config_exits_2_naming_file_line_and_field(tmp_path, capsys, cmd):
         bad.write_text("seed: 0\n")
         assert main([cmd, "--config", str(bad), "--speed", "-1"]) == 2
         assert "--speed" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_stops_a_replay_as_ctrl_c_does(tmp_path):
+    """A probe: ``timeout 40 agora replay ...`` (SIGTERM) ended in Ray's native stack dump
+    ("*** SIGTERM received ...") and no word of the stop. It now stops as Ctrl-C does: the
+    system is closed, one line says so, exit 143."""
+    import signal
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path, speed=2.0)            # slow: still running when stopped
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", "replay", "--config",
+                          str(cfg)], cwd=root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:                          # up: Ray and the agents started
+            if line.startswith("up in "):
+                break
+        time.sleep(2.0)
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err[-2000:]
+    assert "agora replay: stopped by SIGTERM; the system was stopped" in err, err[-2000:]
+    assert "SIGTERM received" not in err, err[-2000:]
