@@ -242,19 +242,22 @@ def _ledger_view(t, client_id: str, keys: str | None):
 
 # ---- logs ----------------------------------------------------------------------------------
 def cmd_logs(a: argparse.Namespace) -> int:
+    # shown clipped: a probe's 100,000-character argument was echoed back whole
+    said = (repr(a.what) if len(a.what) <= 80
+            else f"{a.what[:60]!r}... ({len(a.what):,} characters)")
     parts = a.what.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f"{a.what!r}; expected JOB/TASK or JOB/TASK/INSTANCE")
+        raise ValueError(f"{said}; expected JOB/TASK or JOB/TASK/INSTANCE")
     job, task = parts[0], parts[1]
     from agora.agents.limits import ID_TEXT, id_problem
 
     for what, value in (("job", job), ("task", task)):
         if id_problem(value):      # '..' and the like would name other folders of runs/
-            raise ValueError(f"{a.what!r}: {what} {id_problem(value)}; expected {ID_TEXT}")
+            raise ValueError(f"{said}: {what} {id_problem(value)}; expected {ID_TEXT}")
     inst = None
     if len(parts) == 3:
         if not (parts[2].isascii() and parts[2].isdigit()):
-            raise ValueError(f"{a.what!r}: instance {parts[2]!r}; expected a number (0, 1, "
+            raise ValueError(f"{said}: instance {parts[2][:20]!r}; expected a number (0, 1, "
                              f"...)")
         inst = int(parts[2])
     if a.client != OPERATOR:      # a probe: --client was accepted and ignored

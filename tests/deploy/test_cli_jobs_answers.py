@@ -202,3 +202,11 @@ def test_an_empty_schedule_get_flag_is_one_line_naming_it(up, capsys, flag):
     assert main(["schedule", "get", flag, "", "--config", str(up)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"agora schedule: {flag}: got ''; expected "), err
+
+
+@pytest.mark.parametrize("what", ["z" * 100_000, "a/" + "z" * 100_000, "a/b/" + "9x" * 50_000])
+def test_a_huge_logs_argument_is_not_echoed_whole(up, capsys, what):
+    """A probe: ``agora logs`` with a 100,000-character argument echoed it back whole."""
+    assert main(["logs", what, "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 400 and f"({len(what):,} characters)" in err, err[:400]
