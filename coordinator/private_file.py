@@ -14,9 +14,12 @@ def write_private(path: str | Path, data: str | bytes) -> Path:
     path = Path(path)
     if path.is_dir():          # else the rename fails naming the temporary file
         raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as e:     # named by ``path``, not the temporary file's (a probe)
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o600)   # O_CREAT's mode does not apply to an existing file

@@ -40,6 +40,15 @@ def load_or_create(path: str | Path) -> SigningKey:
     others may read it (a key that may have leaked is not used: make a new one)."""
     path = Path(path)
     if path.exists():
+        if not path.is_file():      # a probe: a folder was said to be a key that had leaked
+            raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}"
+                             f"; expected the path of a site key file (made there if missing)")
+        with open(path, "rb") as f:     # unreadable: the OSError names it
+            head = f.read(len(HEADER))
+        if head != HEADER:          # a probe: any file was "a key that may have leaked"
+            raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
+                             f"-byte file load_or_create writes); it was left as it is: "
+                             f"choose another path, or move it aside to make a new key there")
         raw = _read_private(path, "a site key")
         if not raw.startswith(HEADER) or len(raw) != len(HEADER) + 64:
             raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
@@ -52,8 +61,12 @@ def load_or_create(path: str | Path) -> SigningKey:
                              f"new one") from None
     _private_folder(path.parent)
     key = SigningKey.generate()
-    tmp = write_private(path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new"),
-                        HEADER + bytes(key).hex().encode())
+    try:
+        tmp = write_private(path.with_name(
+            f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new"),
+            HEADER + bytes(key).hex().encode())
+    except OSError as e:     # named by the user's path, not the temporary file's (a probe)
+        raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         os.link(tmp, path)          # only if none exists: a concurrent maker's key wins, once
     except FileExistsError:

@@ -274,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.fn(a)
     except (InputError, ValueError, FileNotFoundError) as e:
+        if isinstance(e, FileNotFoundError) and e.filename and e.strerror:
+            # the system's own (it names the path): as any file that cannot be written
+            print(f"{name}: {e.filename}: {e.strerror}; expected a path this user can read "
+                  f"and write", file=sys.stderr)
+            return 2
         print(f"{name}: {e}", file=sys.stderr)
         return 2
     except ArgTypeError as e:            # the Python API's check of a flag's value

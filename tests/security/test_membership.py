@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import stat
+from pathlib import Path
 
 import grpc
 import pytest
@@ -205,6 +206,28 @@ def test_a_site_key_file_is_private_random_and_refused_when_others_may_read_it(t
     path.write_bytes(b"junk")
     with pytest.raises(ValueError, match="not an Agora site key"):
         load_or_create(path)
+
+
+def test_agora_site_key_on_what_is_no_key_says_what_it_is_and_leaves_it(tmp_path, capsys):
+    """A probe: a folder, an ordinary readable file and /dev/null were each called a key
+    that "may have leaked: remove it" (nudging the user to delete a file that was never a
+    key), and a path that cannot be made was named by its temporary file."""
+    from agora.deploy.cli import main
+
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    victim.chmod(0o644)
+    for where, said in ((folder, "a folder; expected the path of a site key file"),
+                        (victim, "not an Agora site key"),
+                        (Path("/dev/null"), "not a regular file"),
+                        (Path("/proc/no-such-key"), "/proc/no-such-key: No such file")):
+        assert main(["site", "key", "--out", str(where)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "leaked" not in err and ".tmp" not in err \
+            and ".new" not in err, err
+    assert victim.read_text() == "mine" and stat.S_IMODE(victim.stat().st_mode) == 0o644
 
 
 async def key_refused(client) -> str | None:
