@@ -232,6 +232,8 @@ def cmd_certs(a: argparse.Namespace) -> int:
     from agora.deploy.certs import make_all
     from agora.agents.limits import site_name_problem
 
+    if a.replicas < 1 or (a.replicas - 1) % 3:   # as agora keys (a probe: 0 was taken)
+        raise ValueError(f"--replicas: got {a.replicas}; expected 3f+1 (1, 4, 7, 10, ...)")
     sites = [s.strip() for s in a.sites.split(",") if s.strip()]
     hosts = [h.strip() for h in a.hosts.split(",") if h.strip()]
     for s in sites:            # a site's name names its files (site-<name>.key)
@@ -302,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # a file or folder it was given cannot be read or written (permissions, a file
         # where a folder should be, a full disk): name it, without a traceback
-        if e.filename:
+        if e.filename and isinstance(e, (FileExistsError, NotADirectoryError)):
+            # a folder was to be made where a file is (a probe: "File exists")
+            print(f"{name}: {e.filename}: a file is in the way ({e.strerror}); expected a "
+                  f"folder, or a path where one can be made", file=sys.stderr)
+        elif e.filename:
             print(f"{name}: {e.filename}: {e.strerror or e}; expected a path this user can "
                   f"read and write", file=sys.stderr)
         else:

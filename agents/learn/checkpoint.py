@@ -81,8 +81,10 @@ def read(path: str | Path) -> dict:
     if p.is_dir():
         raise CheckpointMismatch(f"{path}: a folder, not a checkpoint file; expected a file "
                                  f"written by `agora train` (e.g. {p / 'best.pt'})")
-    if not p.is_file():
-        raise CheckpointMismatch(f"{path}: no such checkpoint file")
+    if not p.is_file():         # a device (/dev/zero) exists: "no such file" misled (a probe)
+        raise CheckpointMismatch(f"{path}: " + ("not a regular file; expected a checkpoint "
+                                                "file written by `agora train`" if p.exists()
+                                                else "no such checkpoint file"))
     try:                    # (is_zipfile says False for a file it may not read: a probe)
         with open(p, "rb"):
             pass

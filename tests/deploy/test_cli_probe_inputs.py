@@ -118,6 +118,9 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     (["certs", "--hosts", "", "--out", "X"], "names no host"),
     (["certs", "--hosts", ",,", "--out", "X"], "names no host"),
     (["certs", "--hosts", "999.1.1.1", "--out", "X"], "'999.1.1.1' is neither"),
+    # a probe: 0 replicas wrote a CA and a client certificate (agora keys refuses 0)
+    (["certs", "--replicas", "0", "--out", "X"], "--replicas: got 0; expected 3f+1"),
+    (["certs", "--replicas", "2", "--out", "X"], "--replicas: got 2; expected 3f+1"),
     (["train", "--max-nodes", "4", "--out", "X"], "--max-nodes without --federated"),
     (["train", "--secagg", "--out", "X"], "--secagg without --federated"),
     (["train", "--trim-beta", "0.1", "--out", "X"], "--trim-beta without --federated"),
@@ -256,3 +259,18 @@ def test_keys_and_a_ca_already_there_are_not_replaced_without_force(tmp_path, ca
                                                 str(certs)], capsys)
     assert (certs / "ca.crt").read_bytes() == ca
     assert main(["certs", "--replicas", "1", "--out", str(certs), "--force"]) == 0
+
+
+def test_a_file_where_an_output_folder_goes_and_a_device_checkpoint_are_named(tmp_path,
+                                                                              capsys):
+    """A probe: ``agora train --out FILE`` and ``certs --out FILE`` said "File exists;
+    expected a path this user can read and write", and ``evaluate --checkpoint /dev/zero``
+    "no such checkpoint file" for a path that exists."""
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    for argv in (["train", "--steps", "10", "--out", str(f)], ["certs", "--out", str(f)]):
+        err = input_error(argv, capsys)
+        assert f"{f}: a file is in the way" in err and "expected a folder" in err, err
+    assert f.read_text() == "mine"
+    err = input_error(["evaluate", "--checkpoint", "/dev/zero"], capsys)
+    assert "/dev/zero: not a regular file" in err, err
