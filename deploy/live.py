@@ -101,7 +101,6 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     from agora.agents.cluster.ray_executor import RayExecutorSpec
     from agora.deploy.launch import SERVED, bring_up
     from agora.deploy.observability import StepFailureWatch
-    from agora.deploy.replay import policy_arrays
 
     # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:...")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="agora up: %(message)s")
@@ -121,8 +120,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     system = view = None
     try:
         cluster = cfg.load_cluster()
-        weights, pconf = policy_arrays(cfg.policy)
-        pconf = cfg.site_policy_config(weights, pconf)
+        weights, pconf = cfg.acting_policy()
         spec = cfg.cluster if cfg.cluster == "default" else str(Path(cfg.cluster).resolve())
         resumed = (out / "coordinator" / "data").is_dir()
         echo(f"agora up: {len(cluster.sites)} sites, {len(cluster.nodes)} nodes, "

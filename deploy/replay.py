@@ -210,8 +210,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
     require_jobs(wl, cfg.workload, "replay")      # refused before anything starts
-    weights, pconf = policy_arrays(cfg.policy)
-    pconf = cfg.site_policy_config(weights, pconf)
+    weights, pconf = cfg.acting_policy()
     trainers = None
     if cfg.federation.enabled:
         from agora.agents.learn.learned_policy import AgentConfig

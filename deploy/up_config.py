@@ -280,6 +280,24 @@ class UpConfig:
         over = {k: v for k, v in (("comm", self.comm), ("peers", self.peers)) if v is not None}
         return {**checkpoint, **over}
 
+    def acting_policy(self) -> tuple[dict, dict]:
+        """(weights, agents' configuration) of ``policy``, checked as ``site_policy_config``;
+        a file that is no checkpoint is refused naming ``policy`` (a probe: only the file
+        was named, not the field that set it)."""
+        from agora.agents.learn.checkpoint import CheckpointMismatch
+        from agora.deploy.replay import policy_arrays
+
+        try:
+            weights, checkpoint = policy_arrays(self.policy)
+        except CheckpointMismatch as e:
+            problem, _, expected = str(e).removeprefix(f"{self.policy}: ").partition(
+                "; expected ")
+            raise UpConfigError(path=self.source, line=None, field="policy",
+                                problem=f"{self.policy}: {problem}",
+                                expected=expected or "a checkpoint written by agora train"
+                                ) from None
+        return weights, self.site_policy_config(weights, checkpoint)
+
     def site_policy_config(self, weights: dict, checkpoint: dict) -> dict:
         """``agent_config``, checked by building once here the acting policy every site agent
         builds (``NumpyPolicy``): a checkpoint no site runs (comm 'global', or its weights

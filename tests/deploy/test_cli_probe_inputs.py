@@ -274,3 +274,15 @@ def test_a_file_where_an_output_folder_goes_and_a_device_checkpoint_are_named(tm
     assert f.read_text() == "mine"
     err = input_error(["evaluate", "--checkpoint", "/dev/zero"], capsys)
     assert "/dev/zero: not a regular file" in err, err
+
+
+def test_a_policy_that_is_no_checkpoint_is_refused_naming_the_field(tmp_path, capsys):
+    """A probe: agora replay (and up) named the file alone, not the config field that set
+    it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint")
+    cfg = tmp_path / "replay.yaml"
+    cfg.write_text(f"policy: {notes}\nout: {tmp_path / 'out'}\n")
+    err = input_error(["replay", "--config", str(cfg)], capsys)
+    assert f"{cfg}: field 'policy': {notes}: not a checkpoint" in err, err
+    assert err.count("expected") == 1, err
