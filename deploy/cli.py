@@ -29,6 +29,15 @@ class AgoraParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str):
+        # an id may start with '-' (docs/inputs.md), which argparse takes for an option: say
+        # how to pass it (a probe: agora cancel -x only said "required: job")
+        _, _, missing = message.partition("the following arguments are required: ")
+        if missing and any(not m.startswith("-") for m in missing.split(", ")):
+            message += ("; an id that starts with '-' goes after --, e.g. "
+                        f"{self.prog} -- -x")
+        super().error(message)
+
 
 def show_defaults(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Every option of ``p`` and its sub-commands says its default in ``--help`` (where it

@@ -286,3 +286,12 @@ def test_a_policy_that_is_no_checkpoint_is_refused_naming_the_field(tmp_path, ca
     err = input_error(["replay", "--config", str(cfg)], capsys)
     assert f"{cfg}: field 'policy': {notes}: not a checkpoint" in err, err
     assert err.count("expected") == 1, err
+
+
+def test_an_id_that_starts_with_a_dash_is_told_how_to_pass(capsys):
+    """A probe: '-x' is a valid job id, but ``agora cancel -x`` only said that ``job`` was
+    required. The usage error now says how (after ``--``); a missing option gets no hint."""
+    err = usage_error(["cancel", "-x"], capsys)
+    assert "required: job; an id that starts with '-' goes after --, e.g. agora cancel -- -x" \
+        in err, err
+    assert "goes after --" not in usage_error(["site", "key"], capsys)
