@@ -20,6 +20,15 @@ def shown(text: str) -> str:
                    for c in text)
 
 
+def padded(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` terminal columns: a wide character (CJK) takes two,
+    and ``:<20`` counted it as one (a probe: the jobs table went out of line)."""
+    import unicodedata
+
+    cols = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, width - cols)
+
+
 def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
              files: dict | None = None, reader_site: str | None = None,
              cluster=None) -> list[dict]:
@@ -108,7 +117,8 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
             running = any(i["state"] == "running" for i in t["instances"])
             state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not running \
                 else "running"
-            print(f"{r['job']:<20} {t['task']:<14} {state:<13} {summary:<30} {place}")
+            print(f"{padded(r['job'], 20)} {padded(t['task'], 14)} {state:<13} {summary:<30} "
+                  f"{place}")
             why = t.get("reason") or ""
             if t["outcome"] in ("failed", "unschedulable", "cancelled") and why \
                     and why not in (r["reason"] or ""):

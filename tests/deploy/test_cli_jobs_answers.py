@@ -210,3 +210,29 @@ def test_a_huge_logs_argument_is_not_echoed_whole(up, capsys, what):
     assert main(["logs", what, "--config", str(up)]) == 2
     err = capsys.readouterr().err
     assert len(err) < 400 and f"({len(what):,} characters)" in err, err[:400]
+
+
+def test_the_jobs_table_escapes_control_characters_in_reasons(capsys):
+    """What was ordered before the check (an older log), and the reasons ends carry (a
+    command's own words), are shown escaped: no raw control character reaches the
+    terminal."""
+    from agora.deploy.job_table import print_jobs, shown
+
+    assert shown("ok\x1b[2J\nfake") == "ok\\x1b[2J\\nfake" and shown("plain ü") == "plain ü"
+    inst = {"instance": 0, "state": "failed", "ran_on": "a/n0", "exit_code": 1,
+            "last_reason": "exit \x07", "failed_attempts": 0}
+    print_jobs([{"job": "j", "outcome": "cancelled", "reason": "ok\x1b[2J\x1b[Hfake",
+                 "tasks": [{"task": "t", "outcome": "cancelled", "reason": "x\ry",
+                            "instances": [inst]}]}], per_instance=True)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out, out
+    assert "ok\\x1b[2J\\x1b[Hfake" in out and "x\\ry" in out
+
+
+def test_the_jobs_table_keeps_its_columns_with_wide_characters():
+    """A probe: ids of CJK characters (two terminal columns each) put the table out of
+    line."""
+    from agora.deploy.job_table import padded
+
+    assert padded("日本語", 10) == "日本語    " and padded("abc", 5) == "abc  "
+    assert padded("x" * 30, 20) == "x" * 30
