@@ -154,9 +154,16 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -
                         continue
                     ends[j] = {"outcome": outcome, "reason": reason,
                                "seconds": round(time.time() - t0, 1)}
+                    # a failed job's running instances finish (docs/running-jobs.md): say
+                    # so -- a probe took the end for resources freed while 9 still ran
+                    left = sum(len(ts.placements) for ts in js.tasks) if js is not None else 0
+                    if left:
+                        ends[j]["still_running"] = left
                     if not a.json:
                         why = f": {shown(reason)}" if reason else ""
-                        print(f"{j}: {outcome} after {ends[j]['seconds']:.1f} s{why}",
+                        more = (f"; {left} instance(s) of it still running, to finish "
+                                f"(agora cancel {j} stops them)" if left else "")
+                        print(f"{j}: {outcome} after {ends[j]['seconds']:.1f} s{why}{more}",
                               flush=True)
             if len(ends) < len(job_ids) and time.time() >= checked + 5.0:
                 checked = time.time()

@@ -142,4 +142,7 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                         extra += f" failed attempts {i['failed_attempts']}"
                     print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")
         if r["outcome"] not in ("pending", "completed") and r["reason"]:
-            print(f"{'':<20} -> {r['outcome']}: {shown(r['reason'])}")
+            left = sum(i["state"] == "running" for t in r["tasks"] for i in t["instances"])
+            more = (f" ({left} instance(s) still running, to finish: agora cancel {r['job']} "
+                    f"stops them)" if left and r["outcome"] == "failed" else "")
+            print(f"{'':<20} -> {r['outcome']}: {shown(r['reason'])}{more}")

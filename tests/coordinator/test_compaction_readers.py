@@ -177,3 +177,31 @@ def test_submit_follow_sees_the_end_of_a_job_compacted_before_it_looked_and_a_st
     assert ends == {} and time.time() - t0 < 10
     assert "the service stopped while 1 job(s) had not ended (tail-never)" in \
         capsys.readouterr().err
+
+
+def test_submit_follow_says_a_failed_jobs_instances_still_run(capsys):
+    """A probe: ``agora submit --follow`` said "failed" and returned while 9 instances of
+    the job still ran (they finish, as documented), and the operator took the cluster for
+    free. The end line now says how many still run and how to stop them."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agora.deploy.cli_jobs import _follow
+    from tests.coordinator.state_helpers import Run as StateRun
+    from tests.coordinator.state_helpers import allocate
+
+    r = StateRun()
+    r("site:a", submit(job("j", n=2, dag=False)))
+    allocate(r, "j", "a", 2)                              # both instances run
+    for k in range(3):                                    # instance 0 fails 3 times
+        r("site:a", report("a", end("j", "map", 0, "failed")))
+        if k < 2:
+            allocate(r, "j", "a", 1, rnd=r.state.round)
+    assert r.state.ledger.jobs["j"].outcome == "failed"
+    view = pb.QueryResult.FromString(r.state.query(
+        "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger
+    fake = _FakeFollowed(view, [])
+    ends = asyncio.run(_follow(fake, fake, ["j"], SimpleNamespace(json=False, timeout=20.0)))
+    assert ends["j"]["outcome"] == "failed" and ends["j"]["still_running"] == 1
+    out = capsys.readouterr().out
+    assert "1 instance(s) of it still running, to finish (agora cancel j stops them)" in out

@@ -236,3 +236,17 @@ def test_the_jobs_table_keeps_its_columns_with_wide_characters():
 
     assert padded("日本語", 10) == "日本語    " and padded("abc", 5) == "abc  "
     assert padded("x" * 30, 20) == "x" * 30
+
+
+def test_the_jobs_table_says_a_failed_jobs_instances_still_run(capsys):
+    """A probe: a failed job's running instances (they finish) were not said at the job's
+    line; the operator took its resources for free."""
+    from agora.deploy.job_table import print_jobs
+
+    run = {"instance": 0, "state": "running", "failed_attempts": 0, "node": "a/n0"}
+    print_jobs([{"job": "j", "outcome": "failed", "reason": "task f3: instance 0 failed",
+                 "tasks": [{"task": "side", "outcome": "cancelled", "instances": [run]}]}],
+               per_instance=False)
+    out = capsys.readouterr().out
+    assert "-> failed: task f3: instance 0 failed (1 instance(s) still running, to finish: " \
+           "agora cancel j stops them)" in out, out
