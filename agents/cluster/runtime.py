@@ -127,7 +127,7 @@ class AgentRuntime:
             ts = ledger.tasks.get(key[:2])
             placed = ts.placements.get(key[2]) if ts is not None else None
             if removed or placed is None or placed[0] not in self.own_nodes:
-                ex.kill(key, why, report=False)
+                ex.kill(key, why if removed else _why_not_placed(ts), report=False)
                 self.counts["reconciled_killed"] += 1
 
     async def _loop(self) -> None:
@@ -207,3 +207,15 @@ class AgentRuntime:
                 self.latencies.append(time.perf_counter() - self._woke_at)
             if self.metrics is not None:
                 self.metrics.decided(self.name, len(d.offers), self.latencies[-1:])
+
+
+def _why_not_placed(ts) -> str:
+    """Why a run this site's executor holds is no longer placed here, as its end says: a
+    cancel by its name and reason (a probe read "the committed schedule no longer places it
+    here" for an instance ``agora cancel`` killed), else the placement's end."""
+    job = ts.job if ts is not None else None
+    if job is not None and job.outcome == "cancelled":
+        return f"the job was cancelled: {job.reason}"
+    if ts is not None and ts.outcome == "cancelled" and ts.reason:
+        return f"its task was cancelled: {ts.reason}"
+    return "the committed schedule no longer places it here"

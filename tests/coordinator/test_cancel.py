@@ -270,3 +270,19 @@ def test_a_reason_with_control_characters_is_refused_before_ordering():
     check_command(pb.Command(cancel_job=pb.CancelJob(job_id="j", reason="plain, ünïcode ok")),
                   "operator", "command.cancel_job")
 
+
+
+def test_a_cancelled_run_is_killed_naming_the_cancel():
+    """A probe: an instance ``agora cancel`` killed read "the committed schedule no longer
+    places it here" in ``agora jobs``; the site now kills it naming the cancel and its
+    reason (``runtime._why_not_placed``, what the runner records as the run's end)."""
+    from agora.agents.cluster.runtime import _why_not_placed
+
+    r = Run()
+    r("site:a", submit(job("j", n=2, dag=False), job("k", n=1, dag=False)))
+    allocate(r, "j", "a", 2)
+    ts = r.state.ledger.tasks[("j", "map")]
+    assert _why_not_placed(ts) == "the committed schedule no longer places it here"
+    r("operator", cancel("j", "probe cancel"))
+    assert _why_not_placed(ts) == "the job was cancelled: probe cancel"
+    assert _why_not_placed(None) == "the committed schedule no longer places it here"
