@@ -90,8 +90,24 @@ def cmd_submit(a: argparse.Namespace) -> int:
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
 
+    said = []
+
+    def say_refused(rejected) -> None:
+        for job_id, reason in rejected:
+            print(f"agora submit: {refusal_line(a.jobs, lines.get(job_id), job_id, reason)}",
+                  file=sys.stderr)
+        said.append(True)
+
     async def go(client):
         accepted, rejected = await submit_chunks(client, jobs)
+        if a.follow and not a.json:
+            # what was submitted is said at once: a probe saw nothing until the end
+            say_refused(rejected)
+            if accepted:
+                more = f" and {len(accepted) - 10} more" if len(accepted) > 10 else ""
+                print(f"submitted {len(accepted)} job(s): {', '.join(accepted[:10])}{more}; "
+                      f"following until they end (Ctrl-C stops following, not the jobs)",
+                      flush=True)
         ends = await _follow(client, t.coordinator, accepted, a, t.serving) \
             if a.follow and accepted else None
         return accepted, rejected, ends
@@ -111,9 +127,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
             "unfinished": [j for j in accepted if ends is not None and j not in ends]},
             indent=1))
     else:
-        for job_id, reason in rejected:
-            print(f"agora submit: {refusal_line(a.jobs, lines.get(job_id), job_id, reason)}",
-                  file=sys.stderr)
+        if not said:
+            say_refused(rejected)
         if not a.follow:
             for job_id in accepted:
                 print(job_id)

@@ -115,3 +115,40 @@ def test_the_python_api_checks_the_file_first_too(tmp_path, up):
     jobs.write_text(json.dumps(GOOD) + "\n")
     with pytest.raises(NotRunning):
         api.submit(jobs, config=str(up))
+
+
+def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, monkeypatch):
+    """A probe: ``agora submit --follow`` printed nothing until the jobs ended, and never
+    their ids. Now the submitted ids (and any refusal, once) come first. A fake service (this
+    test's): the submission and the follow are stand-ins."""
+    import asyncio
+    import dataclasses
+    from types import SimpleNamespace
+
+    from agora.deploy import api, cli_jobs, service_client
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "j2"}) + "\n")
+
+    def serving_target(config):
+        t = service_client.target(config)
+        return dataclasses.replace(t, coordinator=SimpleNamespace(
+            load_cluster=t.up.load_cluster))
+
+    async def submitted(client, js):
+        return ["j1"], [("j2", "job 'j2' exists")]
+
+    async def follow(client, config, ids, a, serving):
+        print("FOLLOWING", flush=True)
+        return {"j1": {"outcome": "completed"}}
+
+    monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
+    monkeypatch.setattr(cli_jobs, "target", serving_target)
+    monkeypatch.setattr(api, "submit_chunks", submitted)
+    monkeypatch.setattr(cli_jobs, "_follow", follow)
+    monkeypatch.setattr(cli_jobs, "run_live", lambda t, fn, *a: asyncio.run(fn(None)))
+    assert main(["submit", str(jobs), "--follow", "--config", str(up)]) == 1   # j2 refused
+    got = capsys.readouterr()
+    assert got.out.splitlines() == ["submitted 1 job(s): j1; following until they end "
+                                    "(Ctrl-C stops following, not the jobs)", "FOLLOWING"]
+    assert got.err.count("job 'j2' exists") == 1, got.err
