@@ -295,6 +295,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
     from agora.deploy.run_folders import latest_runs
 
     runs = latest_runs(t.out / "runs", job, task, inst)
+    if not runs and a.follow and t.serving():
+        runs = _wait_for_a_run(t, job, task, inst, a.what)
     if not runs:
         raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, "
                          f"another job/task name, or its folders were removed: each node "
@@ -318,6 +320,33 @@ def cmd_logs(a: argparse.Namespace) -> int:
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k, f in runs.items():
             readers.setdefault(k, _LogReader(f / stream))
+
+
+def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
+                    poll_s: float = 0.5, check_s: float = 3.0) -> dict:
+    """``agora logs --follow`` of a task that has not started: wait for its first run while
+    its job is pending and the service serves (a probe: it exited 2 at once, and following
+    a downstream task meant polling by hand); {} when it will not run (the job ended, no such
+    job or task) or the service stopped."""
+    from agora.deploy.run_folders import latest_runs
+
+    print(f"agora logs: waiting for {what} to start (agora jobs --job {job} says why it "
+          f"waits; Ctrl-C stops)", file=sys.stderr, flush=True)
+    checked = 0.0
+    while True:
+        runs = latest_runs(t.out / "runs", job, task, inst)
+        if runs:
+            return runs
+        if time.monotonic() - checked >= check_s:
+            checked = time.monotonic()
+            if not t.serving():
+                return {}
+            view, _label = _ledger_view(t, OPERATOR, None)
+            rec = next((r for r in view.jobs if r.job.id == job), None)
+            if rec is None or rec.outcome != "pending" or all(
+                    pt.id != task for pt in rec.job.tasks):
+                return latest_runs(t.out / "runs", job, task, inst)   # one last look
+        time.sleep(poll_s)
 
 
 class _LogReader:

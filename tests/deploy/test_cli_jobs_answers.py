@@ -250,3 +250,38 @@ def test_the_jobs_table_says_a_failed_jobs_instances_still_run(capsys):
     out = capsys.readouterr().out
     assert "-> failed: task f3: instance 0 failed (1 instance(s) still running, to finish: " \
            "agora cancel j stops them)" in out, out
+
+
+def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_path,
+                                                                           monkeypatch,
+                                                                           capsys):
+    """A probe: ``agora logs JOB/TASK --follow`` of a task not started yet exited 2 at once,
+    so following a downstream task meant polling by hand. It now waits while the job is
+    pending, and gives up once the job ended without a run of it. A fake service (this
+    test's): the ledger and the serving check are stand-ins; the run folder is real."""
+    import threading
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_jobs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    outcome = ["pending"]
+
+    def view(*_a):
+        rec = pb.JobRecord(outcome=outcome[0])
+        rec.job.id = "j"
+        rec.job.tasks.add(id="tick")
+        return pb.LedgerView(jobs=[rec]), "live"
+
+    monkeypatch.setattr(cli_jobs, "_ledger_view", view)
+    t = SimpleNamespace(out=tmp_path, serving=lambda: True)
+    folder = run_folder(tmp_path / "runs", "a/n0", "j", "tick", 0, 7)
+    threading.Timer(1.0, lambda: folder.mkdir(parents=True)).start()
+    runs = cli_jobs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,
+                                    check_s=0.1)
+    assert runs == {(0, 7): folder}
+    assert "waiting for j/tick to start" in capsys.readouterr().err
+    outcome[0] = "failed"                                   # it will never run: not waited
+    assert cli_jobs._wait_for_a_run(t, "j", "tock", None, "j/tock", poll_s=0.05,
+                                    check_s=0.1) == {}
