@@ -42,8 +42,10 @@ class StreamError:
     reads like ``grpc.aio.AioRpcError`` (``code()``, ``details()``) for the client's quorum
     logic."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, *, broken: bool = False) -> None:
         self._code, self._details = code, details
+        self.broken = broken
+        """the stream itself ended under the request (not the replica's answer to it)"""
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -130,7 +132,7 @@ class RequestStream:
         self._reader = asyncio.ensure_future(self._read(call))
 
     async def _read(self, call) -> None:
-        why = StreamError(grpc.StatusCode.UNAVAILABLE, "the request stream ended")
+        why = StreamError(grpc.StatusCode.UNAVAILABLE, "the request stream ended", broken=True)
         try:
             async for batch in call:
                 for answer in batch.replies:
@@ -138,7 +140,7 @@ class RequestStream:
                     if fut is not None and not fut.done():
                         fut.set_result(answer)
         except grpc.aio.AioRpcError as e:
-            why = StreamError(e.code(), e.details() or "the request stream broke")
+            why = StreamError(e.code(), e.details() or "the request stream broke", broken=True)
         except asyncio.CancelledError:
             call.cancel()
             raise

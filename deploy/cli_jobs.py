@@ -328,7 +328,9 @@ def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
     its job is pending and the service serves (a probe: it exited 2 at once, and following
     a downstream task meant polling by hand); {} when it will not run (the job ended, no such
     job or task) or the service stopped."""
+    from agora.coordinator.client import CoordinatorError
     from agora.deploy.run_folders import latest_runs
+    from agora.deploy.service_client import NotRunning
 
     print(f"agora logs: waiting for {what} to start (agora jobs --job {job} says why it "
           f"waits; Ctrl-C stops)", file=sys.stderr, flush=True)
@@ -341,7 +343,11 @@ def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
             checked = time.monotonic()
             if not t.serving():
                 return {}
-            view, _label = _ledger_view(t, OPERATOR, None)
+            try:
+                view, _label = _ledger_view(t, OPERATOR, None)
+            except (CoordinatorError, NotRunning):   # replicas restarting: look again
+                time.sleep(poll_s)
+                continue
             rec = next((r for r in view.jobs if r.job.id == job), None)
             if rec is None or rec.outcome != "pending" or all(
                     pt.id != task for pt in rec.job.tasks):

@@ -42,6 +42,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
     terminated = []
 
     def on_sigterm(signum, _frame):
+        if terminated:          # stopping already: a second SIGTERM must not cut the close
+            return
         terminated.append(signum)
         raise KeyboardInterrupt("SIGTERM")
 

@@ -202,3 +202,38 @@ def test_a_client_whose_stream_is_refused_sends_by_unary_calls(tmp_path, monkeyp
                 assert not (await client.schedule(all=True)).HasField("error")  # ... and read
         assert sum(server.service.request_streams.values()) == 0
     _with_replica(tmp_path, body)
+
+
+def test_a_request_whose_stream_broke_under_it_is_asked_again_by_a_unary_call(tmp_path,
+                                                                              monkeypatch):
+    """CI: a client's stream ended under a request (INTERNAL, as a replica cut it while it
+    opened) and that was taken for the replica's answer: "no 1 matching replies ... INTERNAL".
+    The request is now asked once more by a unary call (a replica answers a request it has
+    already again). The stream's break is this test's stand-in; the replica is real."""
+    import grpc
+
+    from agora.coordinator import request_stream
+    from agora.coordinator.client import INSECURE, CoordinatorClient, CoordinatorError
+    from agora.coordinator.pbft.keys import generate_keys
+
+    real = request_stream.RequestStream.request
+    broke = []
+
+    async def breaks_once(self, rpc_name, envelope):
+        if not broke:
+            broke.append(rpc_name)
+            return request_stream.StreamError(grpc.StatusCode.INTERNAL,
+                                              "Received RST_STREAM", broken=True)
+        return await real(self, rpc_name, envelope)
+
+    monkeypatch.setattr(request_stream.RequestStream, "request", breaks_once)
+
+    async def body(_ch, server):
+        keys = generate_keys(1, ["site:east"], seed=b"stream-limits")
+        client = CoordinatorClient(server.service.host.config, keys.for_client("site:east"),
+                                   "site:east", credentials=INSECURE)
+        async with client:
+            with pytest.raises(CoordinatorError, match="no job 'nothing'"):
+                await client.cancel_job("nothing")       # ordered, and refused there
+        assert broke == ["CancelJob"]
+    _with_replica(tmp_path, body)
