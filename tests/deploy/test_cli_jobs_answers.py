@@ -191,8 +191,8 @@ def test_a_watch_whose_history_was_compacted_is_one_line_and_exit_2(up, capsys, 
     monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, Client()))
     assert main(["schedule", "watch", "--since-version", "3", "--config", str(up)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["agora schedule: --since-version: since_version: 3; updates up to version 90 were "
-                   "compacted away (retain_finished_jobs)"]
+    assert err == ["agora schedule: --since-version: since_version: 3; updates up to version "
+                   "90 were compacted away (retain_finished_jobs)"]
 
 
 @pytest.mark.parametrize("flag", ["--job", "--site", "--task", "--client", "--keys"])
