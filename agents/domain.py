@@ -170,7 +170,7 @@ class Cluster:
 
 
 RESERVED_ENV = ("AGORA_JOB", "AGORA_TASK", "AGORA_INSTANCE", "AGORA_SITE", "AGORA_NODE",
-                "AGORA_ATTEMPT", "AGORA_RAY_NODE", "AGORA_RUN_DIR")
+                "AGORA_ATTEMPT", "AGORA_RAY_NODE", "AGORA_RUN_DIR", "AGORA_RUN")
 """environment variables Agora sets for each instance; a task's ``run.env`` may not set them"""
 
 

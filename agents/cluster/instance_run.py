@@ -117,6 +117,7 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None) -> dict:
     env.update(dict(req.env))
     env.update(AGORA_JOB=req.job, AGORA_TASK=req.task, AGORA_INSTANCE=str(req.instance),
                AGORA_SITE=req.site, AGORA_NODE=req.node, AGORA_ATTEMPT=str(req.attempt),
+               AGORA_RUN=str(req.run_id),      # tells a run again after a restart (a probe)
                AGORA_RAY_NODE=ray.get_runtime_context().get_node_id(),
                AGORA_RUN_DIR=str(d.resolve()))
     if sys.platform.startswith("linux"):      # where the command starts from the launcher

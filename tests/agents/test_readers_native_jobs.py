@@ -142,6 +142,8 @@ def drop(key: str) -> str:
     (bad_task(0, run={}), "tasks[0].run.argv", ["missing"]),
     (bad_task(0, run={"argv": ["ls"], "env": {"AGORA_JOB": "x"}}), "tasks[0].run.env.AGORA_JOB",
      ["Agora sets"]),
+    (bad_task(0, run={"argv": ["ls"], "env": {"AGORA_RUN": "x"}}), "tasks[0].run.env.AGORA_RUN",
+     ["Agora sets"]),
     (bad_task(0, run={"argv": ["ls"], "env": {"1X": "x"}}), "tasks[0].run.env.1X",
      ["invalid variable name"]),
     (bad_task(0, run={"argv": ["ls"], "env": {"N": 3}}), "tasks[0].run.env.N", ["quote"]),

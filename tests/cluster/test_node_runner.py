@@ -24,17 +24,18 @@ from tests.cluster.runner_support import NODE, PY, req, wait_end
 def test_a_run_gets_its_identity_runs_on_the_node_and_keeps_its_output(runner):
     h, root = runner
     script = ("import os, ray; print(os.environ['AGORA_JOB'], os.environ['AGORA_INSTANCE'], "
-              "os.environ['AGORA_NODE'], os.environ['AGORA_ATTEMPT'], os.environ['X'])")
+              "os.environ['AGORA_NODE'], os.environ['AGORA_ATTEMPT'], os.environ['X'], "
+              "os.environ['AGORA_RUN'])")
     assert ray.get(h.start.remote(req("j1", [PY, "-c", script], instance=2, attempt=3,
                                       env=[("X", "hello")]))) == "started"
     e = wait_end(h, "j1")
     assert (e.kind, e.exit_code) == ("completed", 0)
     assert e.ray_node == ray.get(h.ping.remote())
     folder = run_folder(root, NODE, "j1", "t", 2, 1)
-    assert (folder / "stdout").read_text().split() == ["j1", "2", NODE, "3", "hello"]
+    assert (folder / "stdout").read_text().split() == ["j1", "2", NODE, "3", "hello", "1"]
     assert json.loads((folder / "end.json").read_text())["kind"] == "completed"
     out, done = ray.get(h.read_log.remote("j1", "t", 2, 1))
-    assert out.split() == [b"j1", b"2", NODE.encode(), b"3", b"hello"] and done
+    assert out.split() == [b"j1", b"2", NODE.encode(), b"3", b"hello", b"1"] and done
 
 
 @pytest.mark.timeout(120)
