@@ -43,17 +43,13 @@ def load_or_create(path: str | Path) -> SigningKey:
         if not path.is_file():      # a probe: a folder was said to be a key that had leaked
             raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}"
                              f"; expected the path of a site key file (made there if missing)")
-        with open(path, "rb") as f:     # unreadable: the OSError names it
-            head = f.read(len(HEADER))
-        if head != HEADER:          # a probe: any file was "a key that may have leaked"
+        raw = path.read_bytes()         # unreadable: the OSError names it
+        if not raw.startswith(HEADER) or len(raw) != len(HEADER) + 64:
+            # told before its mode: a probe's ordinary file was "a key that may have leaked"
             raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
                              f"-byte file load_or_create writes); it was left as it is: "
                              f"choose another path, or move it aside to make a new key there")
-        raw = _read_private(path, "a site key")
-        if not raw.startswith(HEADER) or len(raw) != len(HEADER) + 64:
-            raise ValueError(f"{path}: not an Agora site key (expected the {len(HEADER) + 64}"
-                             f"-byte file load_or_create writes); move it aside to make a "
-                             f"new one")
+        _check_private(path, "a site key")
         try:
             return SigningKey(bytes.fromhex(raw[len(HEADER):].decode("ascii")))
         except ValueError:
@@ -79,12 +75,17 @@ def load_or_create(path: str | Path) -> SigningKey:
 def _read_private(path: Path, what: str) -> bytes:
     """The bytes of private file ``path``; ValueError when others may read it (a key that
     may have leaked is not used: make a new one)."""
+    _check_private(path, what)
+    return path.read_bytes()
+
+
+def _check_private(path: Path, what: str) -> None:
+    """ValueError when others may read private file ``path`` (``what``, for the message)."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise ValueError(f"{path}: mode {mode:03o}; {what} must be readable by its owner only "
                          f"(0600). It may have leaked: remove it, start the agent again (it "
                          f"makes a new key) and admit the new key")
-    return path.read_bytes()
 
 
 def _private_folder(folder: Path) -> None:

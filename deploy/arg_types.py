@@ -45,3 +45,10 @@ def _whole(*, ge: int, le: int | None = None, text: str = ""):
         return n
 
     return whole
+
+
+def check_replicas(n: int) -> None:
+    """A group of ``n`` replicas is 3f+1 (``agora keys``, ``agora certs``): a ValueError
+    naming ``--replicas`` otherwise."""
+    if n < 1 or (n - 1) % 3:
+        raise ValueError(f"--replicas: got {n}; expected 3f+1 (1, 4, 7, 10, ...)")

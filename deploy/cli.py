@@ -17,6 +17,7 @@ from agora.agents.baselines import choices
 from agora.agents.limits import MAX_CERT_DAYS, MAX_REPLICAS
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_up
+from agora.deploy.arg_types import check_replicas
 from agora.deploy.cli_args import (MAX_SEEDS, _number, _policies_arg, _scenario_args, _seed,
                                    _seeds, _threshold, _whole)
 
@@ -241,8 +242,7 @@ def cmd_certs(a: argparse.Namespace) -> int:
     from agora.deploy.certs import make_all
     from agora.agents.limits import site_name_problem
 
-    if a.replicas < 1 or (a.replicas - 1) % 3:   # as agora keys (a probe: 0 was taken)
-        raise ValueError(f"--replicas: got {a.replicas}; expected 3f+1 (1, 4, 7, 10, ...)")
+    check_replicas(a.replicas)       # as agora keys (a probe: 0 was taken)
     sites = [s.strip() for s in a.sites.split(",") if s.strip()]
     hosts = [h.strip() for h in a.hosts.split(",") if h.strip()]
     for s in sites:            # a site's name names its files (site-<name>.key)
@@ -286,9 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         return a.fn(a)
     except (InputError, ValueError, FileNotFoundError) as e:
         if isinstance(e, FileNotFoundError) and e.filename and e.strerror:
-            # the system's own (it names the path): as any file that cannot be written
-            print(f"{name}: {e.filename}: {e.strerror}; expected a path this user can read "
-                  f"and write", file=sys.stderr)
+            # the system's own (it names the path): as any path that cannot be written
+            print(f"{name}: {_path_problem(e)}", file=sys.stderr)
             return 2
         print(f"{name}: {e}", file=sys.stderr)
         return 2
@@ -313,16 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         # a file or folder it was given cannot be read or written (permissions, a file
         # where a folder should be, a full disk): name it, without a traceback
-        if e.filename and isinstance(e, (FileExistsError, NotADirectoryError)):
-            # a folder was to be made where a file is (a probe: "File exists")
-            print(f"{name}: {e.filename}: a file is in the way ({e.strerror}); expected a "
-                  f"folder, or a path where one can be made", file=sys.stderr)
-        elif e.filename:
-            print(f"{name}: {e.filename}: {e.strerror or e}; expected a path this user can "
-                  f"read and write", file=sys.stderr)
-        else:
-            print(f"{name}: {e.strerror or e}", file=sys.stderr)
+        print(f"{name}: {_path_problem(e)}", file=sys.stderr)
         return 2
+
+
+def _path_problem(e: OSError) -> str:
+    """A file or folder the command was given that cannot be read or written, in one line
+    naming it (when the error does) and what would be right."""
+    if e.filename and isinstance(e, (FileExistsError, NotADirectoryError)):
+        # a folder was to be made where a file is (a probe: "File exists")
+        return (f"{e.filename}: a file is in the way ({e.strerror}); expected a folder, or a "
+                f"path where one can be made")
+    if e.filename:
+        return (f"{e.filename}: {e.strerror or e}; expected a path this user can read and "
+                f"write")
+    return f"{e.strerror or e}"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from agora.agents.limits import MAX_REPLICAS, SITE_NAME
-from agora.deploy.arg_types import _whole
+from agora.deploy.arg_types import _whole, check_replicas
 
 VERSION = _whole(ge=0, le=2**63 - 1, text="a committed version, a whole number >= 0")
 
@@ -124,8 +124,7 @@ def cmd_keys(a: argparse.Namespace) -> int:
 
     from agora.coordinator.pbft.keys import generate_keys
 
-    if a.replicas < 1 or (a.replicas - 1) % 3:
-        raise ValueError(f"--replicas: got {a.replicas}; expected 3f+1 (1, 4, 7, 10, ...)")
+    check_replicas(a.replicas)
     clients = [c.strip() for c in a.clients.split(",") if c.strip()]
     if OPERATOR not in clients:
         clients.append(OPERATOR)

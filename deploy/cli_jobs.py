@@ -90,13 +90,10 @@ def cmd_submit(a: argparse.Namespace) -> int:
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
 
-    said = []
-
     def say_refused(rejected) -> None:
         for job_id, reason in rejected:
             print(f"agora submit: {refusal_line(a.jobs, lines.get(job_id), job_id, reason)}",
                   file=sys.stderr)
-        said.append(True)
 
     async def go(client):
         accepted, rejected = await submit_chunks(client, jobs)
@@ -126,12 +123,10 @@ def cmd_submit(a: argparse.Namespace) -> int:
             {"job": j, "reason": r} for j, r in rejected], "ends": ends,
             "unfinished": [j for j in accepted if ends is not None and j not in ends]},
             indent=1))
-    else:
-        if not said:
-            say_refused(rejected)
-        if not a.follow:
-            for job_id in accepted:
-                print(job_id)
+    elif not a.follow:                  # (with --follow, said before following)
+        say_refused(rejected)
+        for job_id in accepted:
+            print(job_id)
     if rejected:
         return 1
     if ends is None:

@@ -284,8 +284,7 @@ class UpConfig:
         """(weights, agents' configuration) of ``policy``, checked as ``site_policy_config``;
         a file that is no checkpoint is refused naming ``policy`` (a probe: only the file
         was named, not the field that set it)."""
-        from agora.agents.learn.checkpoint import CheckpointMismatch
-        from agora.deploy.replay import policy_arrays
+        from agora.agents.learn.checkpoint import CheckpointMismatch, policy_arrays
 
         try:
             weights, checkpoint = policy_arrays(self.policy)

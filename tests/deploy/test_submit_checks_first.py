@@ -23,6 +23,27 @@ def up(tmp_path):
     return p
 
 
+def as_served(tmp_path, monkeypatch):
+    """This test's fake service: ``agora submit`` takes an Agora as serving there (its
+    coordinator a stand-in, its cluster the up config's); returns a jobs file of j1 and j2."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs, service_client
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "j2"}) + "\n")
+
+    def serving_target(config):
+        t = service_client.target(config)
+        return dataclasses.replace(t, coordinator=SimpleNamespace(
+            load_cluster=t.up.load_cluster))
+
+    monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
+    monkeypatch.setattr(cli_jobs, "target", serving_target)
+    return jobs
+
+
 @pytest.mark.parametrize("job,field", [
     ({**GOOD, "id": ".."}, "field 'id'"),
     ({**GOOD, "origin": "nowhere"}, "field 'origin'"),
@@ -66,20 +87,9 @@ def test_follow_exits_0_only_when_every_job_completed(tmp_path, up, capsys, monk
                                                       ends, code):
     """A fake service (this test's): ``run_live`` answers as a follow that ended with
     ``ends``. Giving up at --timeout with a job still running exited 0 (probe)."""
-    import dataclasses
-    from types import SimpleNamespace
+    from agora.deploy import cli_jobs
 
-    from agora.deploy import cli_jobs, service_client
-
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "j2"}) + "\n")
-    def serving_target(config):
-        t = service_client.target(config)
-        return dataclasses.replace(t, coordinator=SimpleNamespace(
-            load_cluster=t.up.load_cluster))
-
-    monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
-    monkeypatch.setattr(cli_jobs, "target", serving_target)
+    jobs = as_served(tmp_path, monkeypatch)
     monkeypatch.setattr(cli_jobs, "run_live", lambda *a, **k: (["j1", "j2"], [], ends))
     assert main(["submit", str(jobs), "--follow", "--timeout", "1", "--json",
                  "--config", str(up)]) == code
@@ -122,18 +132,10 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
     their ids. Now the submitted ids (and any refusal, once) come first. A fake service (this
     test's): the submission and the follow are stand-ins."""
     import asyncio
-    import dataclasses
-    from types import SimpleNamespace
 
-    from agora.deploy import api, cli_jobs, service_client
+    from agora.deploy import api, cli_jobs
 
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "j2"}) + "\n")
-
-    def serving_target(config):
-        t = service_client.target(config)
-        return dataclasses.replace(t, coordinator=SimpleNamespace(
-            load_cluster=t.up.load_cluster))
+    jobs = as_served(tmp_path, monkeypatch)
 
     async def submitted(client, js):
         return ["j1"], [("j2", "job 'j2' exists")]
@@ -142,8 +144,6 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
         print("FOLLOWING", flush=True)
         return {"j1": {"outcome": "completed"}}
 
-    monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
-    monkeypatch.setattr(cli_jobs, "target", serving_target)
     monkeypatch.setattr(api, "submit_chunks", submitted)
     monkeypatch.setattr(cli_jobs, "_follow", follow)
     monkeypatch.setattr(cli_jobs, "run_live", lambda t, fn, *a: asyncio.run(fn(None)))
