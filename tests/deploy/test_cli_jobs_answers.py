@@ -54,7 +54,7 @@ def test_a_huge_job_id_is_not_echoed_whole(up, capsys, monkeypatch):
 
 
 def test_logs_of_a_run_that_wrote_nothing_say_how_it_ended(tmp_path, capsys):
-    from agora.deploy.cli_jobs import _say_why_silent
+    from agora.deploy.cli_logs import _say_why_silent
 
     failed, done = tmp_path / "0-1", tmp_path / "1-1"
     for d, end in ((failed, {"kind": "failed", "exit_code": 127,
@@ -263,7 +263,7 @@ def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_
     from types import SimpleNamespace
 
     from agora.agents.cluster.instance_run import run_folder
-    from agora.deploy import cli_jobs
+    from agora.deploy import cli_jobs, cli_logs
     from agora.protos.agora.v1 import coordinator_pb2 as pb
 
     outcome = ["pending"]
@@ -278,10 +278,10 @@ def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_
     t = SimpleNamespace(out=tmp_path, serving=lambda: True)
     folder = run_folder(tmp_path / "runs", "a/n0", "j", "tick", 0, 7)
     threading.Timer(1.0, lambda: folder.mkdir(parents=True)).start()
-    runs = cli_jobs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,
+    runs = cli_logs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,
                                     check_s=0.1)
     assert runs == {(0, 7): folder}
     assert "waiting for j/tick to start" in capsys.readouterr().err
     outcome[0] = "failed"                                   # it will never run: not waited
-    assert cli_jobs._wait_for_a_run(t, "j", "tock", None, "j/tock", poll_s=0.05,
+    assert cli_logs._wait_for_a_run(t, "j", "tock", None, "j/tock", poll_s=0.05,
                                     check_s=0.1) == {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agora.deploy.cli import main
-from agora.deploy.cli_jobs import _LogReader
+from agora.deploy.cli_logs import _LogReader
 
 
 def test_a_character_split_between_two_reads_is_printed_whole(tmp_path):

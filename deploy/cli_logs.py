@@ -1,0 +1,155 @@
+"""``agora logs JOB/TASK[/INSTANCE] [--follow] [--stderr]`` (wired in by ``cli_jobs``): the
+output of each instance's latest run, read from the runs' folders an ``agora up`` keeps on
+this machine (``run_folders``); ``--follow`` goes on until the runs end, and waits for a
+task not started yet while its job is pending."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from agora.deploy.job_table import shown
+from agora.deploy.service_client import OPERATOR, target
+
+
+def cmd_logs(a: argparse.Namespace) -> int:
+    # shown clipped: a probe's 100,000-character argument was echoed back whole
+    said = (repr(a.what) if len(a.what) <= 80
+            else f"{a.what[:60]!r}... ({len(a.what):,} characters)")
+    parts = a.what.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"{said}; expected JOB/TASK or JOB/TASK/INSTANCE")
+    job, task = parts[0], parts[1]
+    from agora.agents.limits import ID_TEXT, id_problem
+
+    for what, value in (("job", job), ("task", task)):
+        if id_problem(value):      # '..' and the like would name other folders of runs/
+            raise ValueError(f"{said}: {what} {id_problem(value)}; expected {ID_TEXT}")
+    inst = None
+    if len(parts) == 3:
+        if not (parts[2].isascii() and parts[2].isdigit()):
+            raise ValueError(f"{said}: instance {parts[2][:20]!r}; expected a number (0, 1, "
+                             f"...)")
+        inst = int(parts[2])
+    if a.client != OPERATOR:      # a probe: --client was accepted and ignored
+        raise ValueError(f"--client {a.client}: agora logs reads the runs' folders on this "
+                         f"machine, as whoever may read them, not through the coordinator; "
+                         f"expected no --client (a site reads its runs' logs on its own "
+                         f"nodes)")
+    t = target(a.config)
+    if t.out is None:
+        raise ValueError("agora logs reads the runs' folders of an agora up: pass its config "
+                         "(--config), not a coordinator YAML")
+    stream = "stderr" if a.stderr else "stdout"
+    from agora.deploy.run_folders import latest_runs
+
+    runs = latest_runs(t.out / "runs", job, task, inst)
+    if not runs and a.follow and t.serving():
+        runs = _wait_for_a_run(t, job, task, inst, a.what)
+    if not runs:
+        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, "
+                         f"another job/task name, or its folders were removed: each node "
+                         f"keeps its last keep_runs ended runs)")
+    readers = {k: _LogReader(f / stream) for k, f in runs.items()}
+    while True:
+        for (i, run), reader in sorted(readers.items()):
+            for text in reader.chunks(final=(runs[(i, run)] / "end.json").exists()):
+                if len(runs) > 1 and not a.json:
+                    sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
+                if a.json:
+                    print(json.dumps({"instance": i, "run": run, "text": text}))
+                else:
+                    sys.stdout.write(text)
+                sys.stdout.flush()
+        if not a.follow or all((f / "end.json").exists() for f in runs.values()):
+            _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
+                            f"{job}/{task}")
+            return 0
+        time.sleep(0.5)
+        runs = latest_runs(t.out / "runs", job, task, inst) or runs
+        for k, f in runs.items():
+            readers.setdefault(k, _LogReader(f / stream))
+
+
+def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
+                    poll_s: float = 0.5, check_s: float = 3.0) -> dict:
+    """``agora logs --follow`` of a task that has not started: wait for its first run while
+    its job is pending and the service serves (a probe: it exited 2 at once, and following
+    a downstream task meant polling by hand); {} when it will not run (the job ended, no such
+    job or task) or the service stopped."""
+    from agora.coordinator.client import CoordinatorError
+    from agora.deploy import cli_jobs
+    from agora.deploy.run_folders import latest_runs
+    from agora.deploy.service_client import NotRunning
+
+    print(f"agora logs: waiting for {what} to start (agora jobs --job {job} says why it "
+          f"waits; Ctrl-C stops)", file=sys.stderr, flush=True)
+    checked = 0.0
+    while True:
+        runs = latest_runs(t.out / "runs", job, task, inst)
+        if runs:
+            return runs
+        if time.monotonic() - checked >= check_s:
+            checked = time.monotonic()
+            if not t.serving():
+                return {}
+            try:
+                view, _label = cli_jobs._ledger_view(t, OPERATOR, None)
+            except (CoordinatorError, NotRunning):   # replicas restarting: look again
+                time.sleep(poll_s)
+                continue
+            rec = next((r for r in view.jobs if r.job.id == job), None)
+            if rec is None or rec.outcome != "pending" or all(
+                    pt.id != task for pt in rec.job.tasks):
+                return latest_runs(t.out / "runs", job, task, inst)   # one last look
+        time.sleep(poll_s)
+
+
+class _LogReader:
+    """A run's output read on from where it was, in chunks of at most ``CHUNK`` bytes (a
+    probe: a 50 MB log was read whole, 240 MB of memory), decoded as UTF-8 across chunk
+    ends (a character split between two reads of ``--follow`` printed as two U+FFFD)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path) -> None:
+        import codecs
+
+        self.path, self.offset = path, 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def chunks(self, final: bool):
+        """The text written since the last call; ``final``: the run ended (what is left of
+        a split character is shown as U+FFFD)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                while True:
+                    data = f.read(self.CHUNK)
+                    self.offset += len(data)
+                    end = final and len(data) < self.CHUNK
+                    text = self.decoder.decode(data, final=end)
+                    if text:
+                        yield text
+                    if len(data) < self.CHUNK:
+                        return
+        except FileNotFoundError:
+            return
+
+
+def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
+    """A failed run that wrote nothing to ``stream`` (a program that could not start, a bad
+    ``cwd``): its reason, on stderr -- else ``agora logs`` printed nothing and exited 0."""
+    from agora.deploy.run_folders import read_end
+
+    for (i, run), folder in sorted(runs.items()):
+        if offsets.get((i, run)):
+            continue
+        end = read_end(folder)
+        if end is not None and end.get("kind") != "completed" and end.get("reason"):
+            print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; it ended: "
+                  f"{shown(end['reason'])}", file=sys.stderr)
+
+
