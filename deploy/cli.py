@@ -106,8 +106,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0)
     c.add_argument("--time-limit", type=_number(gt=0, le=1e6, unit="seconds"), default=10.0,
                    help="CP-SAT seconds per objective")
-    c.add_argument("--max-instances", type=_whole(ge=0), default=50,
-                   help="run CP-SAT only up to this many instances")
+    c.add_argument("--max-instances", type=_whole(ge=0, le=200), default=50,
+                   help="run CP-SAT only up to this many instances (at most 200: an exact "
+                        "solve of more does not finish)")
     c.add_argument("--json", action="store_true", help="print machine-readable JSON")
     c.set_defaults(fn=cli_sim.cmd_bound)
 

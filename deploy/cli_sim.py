@@ -15,6 +15,13 @@ from agora.agents.workloads.errors import InputError
 from agora.deploy import json_out
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
+def _threshold_needs_trigger(a: argparse.Namespace) -> None:
+    """``--threshold`` with ``--comm`` none, always or global would be taken and ignored."""
+    if a.threshold is not None and a.comm is not None and a.comm != "trigger":
+        raise ValueError(f"--threshold {a.threshold:g} with --comm {a.comm}: it sets when the "
+                         f"trigger sends a code; expected --comm trigger, or no --threshold")
+
+
 def cmd_simulate(a: argparse.Namespace) -> int:
     from agora.agents.sim.report import metrics_table
     from agora.agents.sim.runner import run_one
@@ -25,6 +32,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
                 raise ValueError(f"{opt} {v}: applies to a checkpoint policy only, and "
                                  f"--policy {a.policy} is a baseline; expected no {opt} "
                                  f"with it")
+    _threshold_needs_trigger(a)
     sc = _scenario(a)
     cfg, given = _sim_config(a)
     # A value the file sets is used unless its option is given: the option then wins, and
@@ -107,6 +115,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
 
 def cmd_bound(a: argparse.Namespace) -> int:
     from agora.agents.bounds import analytic_lower_bounds, cpsat_schedule, runnable
+    from agora.agents.bounds_cpsat import ModelRejected
 
     cluster, wl = _build(a, _scenario(a), a.seed)
     # the bounds are of what can run: a job with a task that fits no node is refused by the
@@ -118,7 +127,15 @@ def cmd_bound(a: argparse.Namespace) -> int:
         out["cpsat"] = "skipped: no job can run on this cluster"
     elif run_wl.instance_count <= a.max_instances:
         for objective in ("makespan", "weighted_completion"):
-            r = cpsat_schedule(run_wl, cluster, objective=objective, time_limit_s=a.time_limit)
+            try:
+                r = cpsat_schedule(run_wl, cluster, objective=objective,
+                                   time_limit_s=a.time_limit)
+            except ModelRejected as e:      # numbers too large for its integers (a probe)
+                out["cpsat"] = (f"{objective} skipped: the solver rejected the model ({e}: "
+                                f"the workload's durations, arrivals and weights together are "
+                                f"too large for its 64-bit integers); the analytic bounds "
+                                f"above stand")
+                break
             out[objective] = {"model_status": r.status, "value": r.value,
                               "best_bound": r.best_bound, "proven_optimal": r.proven_optimal,
                               "resolution_s": r.resolution_s, "solve_s": r.solve_time_s,
@@ -189,10 +206,7 @@ def _refuse_ignored_train_flags(a: argparse.Namespace) -> None:
         raise ValueError(f"--steps {a.steps} with --federated: each organisation trains "
                          f"--rounds x --local-steps PPO steps; expected --rounds and "
                          f"--local-steps, or no --steps")
-    if a.threshold is not None and a.comm != "trigger":
-        raise ValueError(f"--threshold {a.threshold:g} with --comm {a.comm}: it sets when the "
-                         f"trigger sends a code; expected --comm trigger (the default), or "
-                         f"no --threshold")
+    _threshold_needs_trigger(a)
     kind, _, spec = a.workload.partition(":")
     if kind == "synthetic" and not a.federated:   # --federated: --setup's workloads
         given = {p.split("=", 1)[0].strip() for p in spec.split(",") if "=" in p}
@@ -257,7 +271,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
                          f"to continue it, or another --out for a new run")
     sc = _scenario(a)
-    _build(a, sc, 0)                                    # bad input: fail before any run
+    cluster, wl = _build(a, sc, 0)                      # bad input: fail before any run
+    _require_runnable(cluster, wl, sc.workload)
     cfg = TrainConfig(scenario=asdict(sc), steps=a.steps, seed=a.seed, train_jobs=a.train_jobs,
                       bc_episodes=a.bc_episodes, val_episodes=a.val_episodes,
                       rollouts=a.rollouts, curriculum_jobs=a.curriculum_jobs,
@@ -272,6 +287,20 @@ def cmd_train(a: argparse.Namespace) -> int:
                     log=lambda m: print(m, file=sys.stderr), track=a.track, workers=a.workers)
     _print_summary(summary, a.json)
     return 0
+
+
+def _require_runnable(cluster, wl, workload: str) -> None:
+    """A workload of which no job fits a node has nothing to train on: one line naming the
+    first job and why, not a traceback from the learner's empty batch (a probe)."""
+    from agora.agents.bounds import runnable
+
+    run_wl, left_out = runnable(wl, cluster)
+    if run_wl.jobs or not left_out:
+        return
+    job, task, why = left_out[0]
+    more = f" (and {len(left_out) - 1} more jobs)" if len(left_out) > 1 else ""
+    raise ValueError(f"--workload {workload}: no job can run on this cluster: job {job} task "
+                     f"{task} {why}{more}; nothing to train on; expected jobs some node fits")
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
@@ -318,6 +347,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     sc = _scenario(a)
     cfg, _ = _sim_config(a, fixed_seed=f"agora evaluate runs seeds 0..{a.seeds - 1} "
                                        f"(--seeds {a.seeds})")
+    _threshold_needs_trigger(a)
     _build(a, sc, 0)                                    # bad input: fail before any run
     load_agents(a.checkpoint)                           # fail early, saying what differs
     policies = a.policies

@@ -238,6 +238,10 @@ class PPOLoop:
             todo.append(Episode(cl, wl, st["episode"], teacher="srpt"))
         eps = [flatten(p.arrays, cfg.agent.bits)
                for p in self.runner.run(self.agents.policy(), todo) if p.arrays is not None]
+        if not eps:
+            raise ValueError(f"--bc-episodes {cfg.bc_episodes}: the teacher's episodes made no "
+                             f"decision, nothing to imitate; expected a workload with jobs "
+                             f"some node of the cluster fits")
         b = {k: torch.cat([e[k] for e in eps]) for k in eps[0]}
         logs = bc_update(self.agents, self.opt, b, epochs=cfg.bc_epochs,
                          minibatch=cfg.ppo.minibatch, rng=self.rng,
@@ -254,6 +258,10 @@ class PPOLoop:
         cl, wl = self.src.episode(st["episode"], jobs=schedules.episode_jobs(cfg, st["step"]))
         st["episode"] += 1
         runs = self._rollouts(cl, wl, st["episode"])    # same arrivals and faults, own samples
+        if any(p.arrays is None for p in runs):
+            raise ValueError(f"episode {st['episode']} made no decision (no job of its "
+                             f"{len(wl.jobs)} fits a node of the cluster?): nothing to learn "
+                             f"from; expected a workload with jobs some node fits")
         eps = [_prepare(p.arrays, p.result, cfg, self.vnorm, self.agents) for p in runs]
         if cfg.rollouts > 1:
             adv = input_baseline.advantages([e["now"] for e, _ in eps],

@@ -171,7 +171,10 @@ def paired_table(runs: dict[str, list[dict]], reference: str,
         few = d["seeds"] < 3
         verdict = "n/a (fewer than 3 seeds)" if few else \
             "lower" if d["lo"] > 0 else "higher" if d["hi"] < 0 else "no difference"
-        rows.append([policy, f"{100 * d['mean']:+.1f}%",
+        if not d["seeds"]:     # nothing to pair: never "nan" (a probe)
+            verdict = (f"n/a (no seed to pair: {policy}'s {metric} is 0 on every seed -- "
+                       f"no job completed, or none took time)")
+        rows.append([policy, "n/a" if not d["seeds"] else f"{100 * d['mean']:+.1f}%",
                      "n/a" if few else f"[{100 * d['lo']:+.1f}%, {100 * d['hi']:+.1f}%]",
                      str(d["seeds"]), verdict])
     return markdown_table(

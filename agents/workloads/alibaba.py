@@ -43,6 +43,7 @@ from typing import Any, Mapping
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Node, Site, Task, Workload
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_GPUS, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME,
+                                 MAX_WEIGHT,
                                  SITE_NAME_TEXT, id_problem, site_name_problem)
 from agora.agents.workloads.errors import InputError, origin_sites
 from agora.agents.workloads.textfile import read_text, split_lines
@@ -271,9 +272,11 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
     sites = origin_sites(cluster, path)
     weights = _qos_weights(path, qos_weights)
     for q, wt in weights.items():
-        if isinstance(wt, bool) or not isinstance(wt, (int, float)) or not 0 < wt < math.inf:
+        if isinstance(wt, bool) or not isinstance(wt, (int, float)) or \
+                not 0 < wt <= MAX_WEIGHT:    # as a job's weight in JSON Lines (a probe)
             raise InputError(path=path, line=None, field=f"qos_weights[{q!r}]",
-                             problem=f"found {wt!r}", expected="a finite weight > 0")
+                             problem=f"found {wt!r}",
+                             expected=f"a weight > 0 and at most {MAX_WEIGHT:,.0f}, as a job's")
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     demands: dict[tuple, Demand] = {}

@@ -172,7 +172,10 @@ def _layout(path: str) -> tuple[tuple[str, ...], bool]:
         return FIELDS, False
     if len(cells) != len(FIELDS_2017):
         return FIELDS, False
-    return (cells if math.isnan(plain_float(cells[0])) else FIELDS_2017), True
+    # a header names every column: a first line with any number where v2017 has numbers is
+    # a row (a bad one is reported, with its line, not skipped as a header; a probe)
+    named = all(math.isnan(plain_float(cells[i])) for i in (0, 1, 4, 6, 7))
+    return (cells if named else FIELDS_2017), True
 
 
 V2018 = dict(name=0, instances=1, job=2, status=4, start=5, end=6, cpu=7, mem=8)

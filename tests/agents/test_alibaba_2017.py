@@ -62,3 +62,13 @@ def test_a_bad_v2017_row_is_named_by_its_own_column(tmp_path, one_site, row, lin
     with pytest.raises(InputError) as e:
         read_batch_tasks_report(p, one_site)
     check(e.value, p, line, field, *words)
+
+
+def test_a_bad_first_row_is_reported_not_skipped_as_a_header(tmp_path, one_site):
+    """A header names every column; a first line with numbers where v2017 has them is a row,
+    and a bad one is named (it was skipped as a header, silently losing a job: a probe)."""
+    p = tmp_path / "batch_task.csv"
+    p.write_text("abc,200,1,1,2,Terminated,0.5,0.1\n150,300,2,1,1,Terminated,1,0.2\n")
+    with pytest.raises(InputError) as e:
+        read_batch_tasks_report(p, one_site)
+    check(e.value, p, 1, "task_create_time", "'abc'")

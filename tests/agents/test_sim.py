@@ -246,6 +246,9 @@ def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
     assert "+15.0%" in t and "[+10.0%, +20.0%]" in t and "| lower" in t
     two = paired_table({k: v[:2] for k, v in runs.items()}, "learned")
     assert "n/a (fewer than 3 seeds)" in two and "[+" not in two
+    # nothing to pair (every JCT 0: no job completed): n/a with why, never "nan" (a probe)
+    none = paired_table({k: [{"jct_mean_s": 0.0}] * 3 for k in runs}, "learned")
+    assert "nan" not in none.lower() and "no seed to pair: sjf's jct_mean_s is 0" in none
 
 
 def test_a_failed_task_cancels_its_jobs_other_tasks_and_none_is_counted_lost():

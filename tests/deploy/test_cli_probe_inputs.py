@@ -14,6 +14,8 @@ import pytest
 
 from tests.deploy.test_cli_inputs import input_error, usage_error
 
+CKPT = Path(__file__).parents[2] / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
+
 CHECKPOINT = Path(__file__).parents[2] / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
 
 ONE_JOB = ('{"id":"j","arrival":0,"origin":"a","tasks":[{"id":"t","duration":10,'
@@ -77,6 +79,23 @@ def test_qos_weights_are_given_as_class_weight_pairs(tmp_path, capsys):
         err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "pods.csv"),
                            "--workload-option", f"qos_weights={bad}"], capsys)
         assert "field 'qos_weights'" in err and "LS:2,BE:1" in err, err
+    for bad in ("LS:1e7", "LS:1e308", "LS:0"):   # a job's weight is at most 10^6 (a probe:
+        err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "pods.csv"),
+                           "--workload-option", f"qos_weights={bad}"], capsys)   # overflowed)
+        assert "field 'qos_weights['LS']'" in err and "at most 1,000,000" in err, err
+
+
+def test_training_on_a_workload_no_node_can_run_is_refused_naming_a_job(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: a\n    nodes: [{name: n, cpu: 4, "
+                                     "mem: 8192}]\n")
+    (tmp_path / "j.jsonl").write_text('{"id": "j", "arrival": 0, "origin": "a", "tasks": '
+                                      '[{"id": "t", "duration": 5, "demand": {"cpu": 64, '
+                                      '"mem": 100}}]}\n')
+    err = input_error(["train", "--cluster", str(tmp_path / "c.yaml"), "--workload",
+                       str(tmp_path / "j.jsonl"), "--steps", "20", "--out",
+                       str(tmp_path / "out")], capsys)
+    assert "no job can run on this cluster: job j task t needs 64 cpu cores" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_seed_option_for_a_synthetic_workload_is_refused(capsys):
@@ -92,7 +111,8 @@ def test_a_seed_option_for_a_synthetic_workload_is_refused(capsys):
     (["keys", "--replicas", "0", "--out", "X"], ">= 1 and <= 100"),
 ])
 def test_key_and_certificate_counts_are_bounded(argv, words, tmp_path, capsys):
-    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    argv = [str(tmp_path / "out") if a == "X" else str(CKPT) if a == "CKPT" else a
+            for a in argv]
     assert words in usage_error(argv, capsys)
     assert not (tmp_path / "out").exists()
 
@@ -138,6 +158,11 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
      "--threshold 0.2 with --comm none"),
     (["train", "--comm", "always", "--threshold", "0.2", "--out", "X"],
      "--threshold 0.2 with --comm always"),
+    # a probe: simulate and evaluate took it and ran without it, as train did before
+    (["simulate", "--policy", "CKPT", "--comm", "none", "--threshold", "0.3", "--no-gantt"],
+     "--threshold 0.3 with --comm none"),
+    (["evaluate", "--checkpoint", "CKPT", "--comm", "always", "--threshold", "0.3"],
+     "--threshold 0.3 with --comm always"),
     (["train", "--workload", "synthetic:load=0.9,jobs=40", "--out", "X"],
      "jobs= sets no training episode's length; expected --train-jobs"),
     (["train", "--workload", "synthetic", "--workload-option", "jobs=40", "--out", "X"],
@@ -149,7 +174,8 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
 ])
 def test_names_and_flags_that_cannot_apply_are_refused(argv, words, tmp_path, capsys):
     # a site or client name becomes a file name (site-<name>.key): '../x' wrote outside
-    argv = [str(tmp_path / "out") if a == "X" else a for a in argv]
+    argv = [str(tmp_path / "out") if a == "X" else str(CKPT) if a == "CKPT" else a
+            for a in argv]
     assert words in input_error(argv, capsys)
     assert not (tmp_path / "out").exists()
 
