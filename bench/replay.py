@@ -97,6 +97,9 @@ def latency_table(rows: list[dict]) -> str:
         s, m = r["system"], r["metrics"]
         out.append([str(r["sites"]), f"{m['jobs']} / {m['instances']}",
                     f"{s['decision_latency_ms_p50']:.1f}", f"{s['decision_latency_ms_p99']:.1f}",
+                    (f"{s['decision_latency_ready_ms_p50']:.1f} / "
+                     f"{s['decision_latency_ready_ms_p99']:.1f}"
+                     if "decision_latency_ready_ms_p50" in s else "–"),
                     str(s["decision_latency_samples"]), str(s["rounds"]),
                     f"{s['allocations_per_s']:.1f}", f"{s['codes_sent']} / {s['codes_suppressed']}",
                     f"{s['agent_max_rss_mib']:.0f}",
@@ -108,6 +111,7 @@ def latency_table(rows: list[dict]) -> str:
                     and m["tasks_lost"] == 0 else "NO",
                     " / ".join(f"{x[0]:.1f}" for x in r["load"])])
     return markdown_table(["sites", "jobs / instances", "latency p50 ms", "latency p99 ms",
+                           "from ready p50 / p99 ms",
                            "allocations", "rounds", "allocations / s", "codes sent / suppressed",
                            "agent RSS MiB (max)", "agent PSS MiB (max, at the end)",
                            "agent anonymous MiB (max, at the end)",

@@ -363,13 +363,15 @@ class ReplicaHost:
         rejected = Counter({f"replica.{k}": v for k, v in s["rejected"].items()})
         rejected.update({f"service.{k}": v for k, v in self.refused.items()})
         p50, p99, samples = self.keeper.latency_ms()
+        ready50, ready99, _ = self.keeper.latency_ms(ready=True)
         app = self.app
         return pb.ReplicaStatus(
             armed=app.armed, decided_sites=app.decided(),
             lapsed_sites=[x for x in app.site_names if app.sites[x].lapsed],
             silent_sites=self.keeper.silent(now),
             decision_latency_ms_p50=p50, decision_latency_ms_p99=p99,
-            decision_latency_samples=samples,
+            decision_latency_samples=samples, decision_latency_ready_ms_p50=ready50,
+            decision_latency_ready_ms_p99=ready99,
             replica=self.index, n=self.config.n, f=self.config.f, view=s["view"],
             primary=s["primary"], last_executed=s["last_executed"],
             last_committed=s["last_committed"], stable_checkpoint=s["stable_checkpoint"],

@@ -7,6 +7,8 @@ on f+1 votes that name the moment it was last heard."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from agora.agents.ledger_book import LedgerBook
 from agora.agents.market import clear
 from agora.coordinator.schedule_records import AllocationRow, runs
@@ -74,7 +76,7 @@ class RoundCommands:
     def expected_sites(self) -> list[str]:
         """Live sites that can hold some open task now (each must decide before the round
         closes on its own)."""
-        cap, pool, found = self.capacity, self.ledger.pool, set()
+        cap, pool = self.capacity, self.ledger.pool
         live = [i for i, s in enumerate(self.site_names) if not self.sites[s].lapsed]
         # kept until the open shapes, the free capacity or the lapsed sites change: every
         # site part asks, and a site that opened 20,000 shapes no site can hold made each
@@ -82,10 +84,7 @@ class RoundCommands:
         key = (pool.shape_version, cap.version, tuple(live))
         if self._expected is not None and self._expected[0] == key:
             return list(self._expected[1])
-        for d in pool.shapes():
-            found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
-            if all(i in found for i in live):
-                break
+        found = fitting_sites(cap, pool.shapes(), set(live))
         out = [self.site_names[i] for i in live if i in found]
         self._expected = (key, tuple(out))
         return out
@@ -130,3 +129,26 @@ class RoundCommands:
         self.armed = bool(new)
         if self.armed:
             self.armed_version = self._seq
+
+
+def fitting_sites(cap, shapes: list, wanted: set[int]) -> set[int]:
+    """The sites (indices) where some demand of ``shapes`` fits an alive node now; it may
+    stop looking once every site of ``wanted`` is found. The shapes without gpus are
+    compared with every node at once (a backlog of thousands of shapes is one numpy
+    comparison, not a loop), those with gpus one by one."""
+    found: set[int] = set()
+    plain = [d for d in shapes if not d.gpu]
+    if plain:
+        cpu = np.fromiter((d.cpu for d in plain), np.int64, len(plain))
+        mem = np.fromiter((d.mem for d in plain), np.int64, len(plain))
+        fits = np.zeros(len(cap.alive), dtype=bool)
+        for i in range(0, len(plain), 2048):        # bounded temporaries
+            c, m = cpu[i:i + 2048, None], mem[i:i + 2048, None]
+            fits |= ((cap.free_cpu[None, :] >= c) & (cap.free_mem[None, :] >= m)).any(axis=0)
+        found.update(int(i) for i in cap.sites_of(fits & cap.alive).nonzero()[0])
+    for d in shapes:
+        if wanted <= found:
+            break
+        if d.gpu:
+            found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
+    return found

@@ -99,6 +99,7 @@ def run_episode(system, cluster, wl, *, clock, timeout_s: float, progress=None,
         account.ledger.reject(js, js.tasks[0], reason)
     return {"metrics": account.metrics(instances=wl.instance_count, wall_s=wall),
             "submitted": len(jobs), "rejected": len(rejected), "wall_s": wall,
+            "rejections": [{"job": job.id, "reason": reason} for job, reason in rejected],
             "account": account}
 
 
@@ -143,11 +144,16 @@ def system_figures(system, episode: dict) -> dict:
     plain = [i for i in infos if not i.get("traced")] or infos
     p50 = float(np.median([s.decision_latency_ms_p50 for s in good])) if good else 0.0
     p99 = float(np.median([s.decision_latency_ms_p99 for s in good])) if good else 0.0
+    ready = [float(np.median([getattr(s, f"decision_latency_ready_ms_{q}") for s in good]))
+             if good else 0.0 for q in ("p50", "p99")]
     acc = episode["account"]
     return {
         "wall_s": round(episode["wall_s"], 2),
         "decision_latency_ms_p50": round(p50, 2),
         "decision_latency_ms_p99": round(p99, 2),
+        # from ready: the wait for capacity while every site was full left out
+        "decision_latency_ready_ms_p50": round(ready[0], 2),
+        "decision_latency_ready_ms_p99": round(ready[1], 2),
         "decision_latency_samples": int(max((s.decision_latency_samples for s in good),
                                             default=0)),
         "allocations_committed": acc.allocations,
@@ -257,9 +263,14 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
                 write_traces(system, out / f"traces-{k}.json")
             figs["start_up_s"] = round(up_s, 2)
             echo(metrics_table(ep["metrics"]))
+            for r in ep["rejections"][:10]:     # why, not only how many (a probe)
+                echo(f"rejected at submission: job {r['job']}: {r['reason']}")
+            if len(ep["rejections"]) > 10:
+                echo(f"... {len(ep['rejections']) - 10} more rejected (result.json)")
             echo(markdown_table(["system", "value"], [[k, str(v)] for k, v in figs.items()
                                                        if k != "agents"]))
-            episodes.append({"episode": k, "metrics": ep["metrics"], "system": figs})
+            episodes.append({"episode": k, "metrics": ep["metrics"], "system": figs,
+                             "rejections": ep["rejections"]})
             runs.extend(run_rows(ep["account"]))
             if cfg.federation.enabled and k < cfg.episodes - 1:
                 episodes[-1]["federation"] = federate_between(system, cfg, pconf, weights,

@@ -159,7 +159,10 @@ def replica_rows(statuses: list, samples: dict[int, dict[str, float]] | None) ->
                      int(total(mine, "agora_view_changes_total", replica=s.replica)),
                      "decision_latency_ms_p50": round(s.decision_latency_ms_p50, 1),
                      "decision_latency_ms_p99": round(s.decision_latency_ms_p99, 1),
-                     "decision_latency_samples": s.decision_latency_samples})
+                     "decision_latency_samples": s.decision_latency_samples,
+                     # the same from ready: without the wait for capacity (round_keeper)
+                     "decision_latency_ready_ms_p50": round(s.decision_latency_ready_ms_p50, 1),
+                     "decision_latency_ready_ms_p99": round(s.decision_latency_ready_ms_p99, 1)})
     return rows
 
 

@@ -69,11 +69,12 @@ function draw(s) {
   fill("replicas", s.replicas, (r) => {
     const tr = document.createElement("tr");
     cell(tr, r.replica);
-    if (r.error) { cell(tr, r.error).colSpan = 7; return tr; }
+    if (r.error) { cell(tr, r.error).colSpan = 8; return tr; }
     if (r.primary === r.replica) tr.className = "primary";
     for (const k of ["view", "primary", "last_committed", "last_executed", "stable_checkpoint",
                      "view_changes"]) cell(tr, r[k], "num");
     cell(tr, r.decision_latency_samples ? `${r.decision_latency_ms_p50} / ${r.decision_latency_ms_p99}` : null, "num");
+    cell(tr, r.decision_latency_samples ? `${r.decision_latency_ready_ms_p50} / ${r.decision_latency_ready_ms_p99}` : null, "num");
     return tr;
   });
   fill("agents", s.agents, (a) => {

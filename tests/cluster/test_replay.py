@@ -115,7 +115,10 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     # in the launcher's own process nothing may observe a site or decide for one
     monkeypatch.setattr(observe.Observer, "observe", no_driver)
     monkeypatch.setattr(step, "act", no_driver)
-    cfg = load_up_config(write_config(tmp_path, ray={"multi_node": True}))
+    huge = json.dumps({"id": "huge", "arrival": 5.0, "origin": "edge", "tasks": [
+        {"id": "t", "duration": 10, "demand": {"cpu": 64, "mem": 1024}}]})
+    cfg = load_up_config(write_config(tmp_path, ray={"multi_node": True},
+                                      jobs=jobs_jsonl(6, gap=70.0) + huge + "\n"))
     checked = {}
 
     def query(system) -> None:
@@ -148,10 +151,18 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
         checked["admitted"] = {s.site: s.key for s in ledger.sites} == dict(zip(system.sites,
                                                                                own))
 
-    res = replay_mod.replay(cfg, echo=lambda *a, **k: None, progress=False, on_system=query)
+    said: list[str] = []
+    res = replay_mod.replay(cfg, echo=lambda *a, **k: said.append(" ".join(map(str, a))),
+                            progress=False, on_system=query)
     monkeypatch.undo()                                 # the reference below may decide
     m = res["metrics"]
-    assert m["tasks_lost"] == 0 and m["jobs_completed"] == m["jobs"] == 6
+    assert m["tasks_lost"] == 0 and m["jobs_completed"] == 6 and m["jobs"] == 7
+    # the job no node fits: refused at submission, and the run says why (a probe: it only
+    # counted it)
+    assert m["jobs_unschedulable"] == 1 and res["system"]["jobs_rejected_at_submission"] == 1
+    [why] = res["episodes"][0]["rejections"]
+    assert why["job"] == "huge" and "64" in why["reason"], why
+    assert any(x.startswith("rejected at submission: job huge: ") for x in said), said
     sysf = res["system"]
     assert sysf["agent_decisions"] > 0 and sysf["agent_messages"] > 0
     assert sysf["codes_sent"] > 0, "random weights are uncertain: codes must go out"

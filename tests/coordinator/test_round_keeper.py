@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.protos.agora.v1 import coordinator_pb2 as pb
-from tests.coordinator.state_helpers import Run, decide, job, submit
+from tests.coordinator.state_helpers import Run, decide, end, job, report, submit
 
 
 def keeper(run: Run, *, grace: float, timeout: float = 10.0, site_timeout: float = 1e9,
@@ -196,3 +198,55 @@ def test_a_site_silent_past_its_timeout_is_reported_silent_though_it_owes_nothin
         assert votes == []                                      # owing nothing: no vote
 
     asyncio.run(main())
+
+
+def test_latency_from_ready_leaves_out_the_wait_for_capacity_the_first_measure_counts(
+        monkeypatch):
+    """Work that opens while every site is full waits for capacity: the first latency counts
+    that wait (from the round's arming), the one from ready only from the end that freed
+    room -- the first moment some site could hold it."""
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    run = Run()
+    k, _ = keeper(run, grace=0.0)
+    run("site:a", submit(job("fill", n=52, dag=False)))         # every cpu of a, b and c
+    for s, n in (("a", 16), ("b", 4), ("c", 32)):
+        run(f"site:{s}", decide(s, 0, ("fill", "map", n, 1)))
+    assert run.state.round == 1 and run.state.armed and not run.state.expected_sites()
+    now[0] = 101.0
+    run("site:a", submit(job("late", n=1, dag=False)))          # opens; no site can hold it
+    assert not run.state.expected_sites()
+    now[0] = 105.0                                              # b's instance ends: room
+    on_b = [i for i, (node, *_) in run.state.ledger.tasks[("fill", "map")].placements.items()
+            if run.state.cluster.nodes[node].site == "b"]
+    run("site:b", report("b", end("fill", "map", on_b[0])))
+    assert run.state.expected_sites() == ["b"]
+    now[0] = 105.25
+    run("site:b", decide("b", 1, ("late", "map", 1, 1)))
+    assert run.state.round == 2 and run.running("late", "map") == [0]
+    assert len(k.latencies) == len(k.ready_latencies) >= 2   # an allocation row each
+    assert max(k.latencies) == pytest.approx(4.25)        # from its opening at 101 s
+    assert max(k.ready_latencies) == pytest.approx(0.25)  # from the end at 105 s
+    assert k.latency_ms(ready=True)[2] == len(k.latencies)
+
+
+def test_room_that_comes_with_the_closing_part_counts_nothing_from_ready(monkeypatch):
+    """A site whose own end freed the room bids for it in the part that reports the end: the
+    round became placeable in the command that closed it, so the latency from ready is 0 while
+    the first measure still counts the whole wait."""
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    run = Run()
+    k, _ = keeper(run, grace=0.0)
+    run("site:a", submit(job("fill", n=52, dag=False)))
+    for s, n in (("a", 16), ("b", 4), ("c", 32)):
+        run(f"site:{s}", decide(s, 0, ("fill", "map", n, 1)))
+    now[0] = 101.0
+    run("site:a", submit(job("late", n=1, dag=False)))
+    now[0] = 103.5
+    on_b = [i for i, (node, *_) in run.state.ledger.tasks[("fill", "map")].placements.items()
+            if run.state.cluster.nodes[node].site == "b"]
+    run("site:b", decide("b", 1, ("late", "map", 1, 1), ends=[end("fill", "map", on_b[0])]))
+    assert run.state.round == 2 and run.running("late", "map") == [0]
+    assert max(k.latencies) == pytest.approx(2.5)
+    assert max(k.ready_latencies) == 0.0

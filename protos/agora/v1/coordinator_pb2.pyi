@@ -576,7 +576,7 @@ class StatusRequest(_message.Message):
     def __init__(self, auth: _Optional[_Union[ReadAuth, _Mapping]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica", "n", "f", "view", "primary", "last_executed", "last_committed", "stable_checkpoint", "low_water_mark", "high_water_mark", "replicas_seen", "rejected", "round", "allocations", "schedule_rejected", "armed", "decided_sites", "lapsed_sites", "decision_latency_ms_p50", "decision_latency_ms_p99", "decision_latency_samples", "silent_sites")
+    __slots__ = ("replica", "n", "f", "view", "primary", "last_executed", "last_committed", "stable_checkpoint", "low_water_mark", "high_water_mark", "replicas_seen", "rejected", "round", "allocations", "schedule_rejected", "armed", "decided_sites", "lapsed_sites", "decision_latency_ms_p50", "decision_latency_ms_p99", "decision_latency_samples", "silent_sites", "decision_latency_ready_ms_p50", "decision_latency_ready_ms_p99")
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
     F_FIELD_NUMBER: _ClassVar[int]
@@ -599,6 +599,8 @@ class ReplicaStatus(_message.Message):
     DECISION_LATENCY_MS_P99_FIELD_NUMBER: _ClassVar[int]
     DECISION_LATENCY_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SILENT_SITES_FIELD_NUMBER: _ClassVar[int]
+    DECISION_LATENCY_READY_MS_P50_FIELD_NUMBER: _ClassVar[int]
+    DECISION_LATENCY_READY_MS_P99_FIELD_NUMBER: _ClassVar[int]
     replica: int
     n: int
     f: int
@@ -621,7 +623,9 @@ class ReplicaStatus(_message.Message):
     decision_latency_ms_p99: float
     decision_latency_samples: int
     silent_sites: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, replica: _Optional[int] = ..., n: _Optional[int] = ..., f: _Optional[int] = ..., view: _Optional[int] = ..., primary: _Optional[int] = ..., last_executed: _Optional[int] = ..., last_committed: _Optional[int] = ..., stable_checkpoint: _Optional[int] = ..., low_water_mark: _Optional[int] = ..., high_water_mark: _Optional[int] = ..., replicas_seen: _Optional[_Iterable[int]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., round: _Optional[int] = ..., allocations: _Optional[int] = ..., schedule_rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., armed: _Optional[bool] = ..., decided_sites: _Optional[_Iterable[str]] = ..., lapsed_sites: _Optional[_Iterable[str]] = ..., decision_latency_ms_p50: _Optional[float] = ..., decision_latency_ms_p99: _Optional[float] = ..., decision_latency_samples: _Optional[int] = ..., silent_sites: _Optional[_Iterable[str]] = ...) -> None: ...
+    decision_latency_ready_ms_p50: float
+    decision_latency_ready_ms_p99: float
+    def __init__(self, replica: _Optional[int] = ..., n: _Optional[int] = ..., f: _Optional[int] = ..., view: _Optional[int] = ..., primary: _Optional[int] = ..., last_executed: _Optional[int] = ..., last_committed: _Optional[int] = ..., stable_checkpoint: _Optional[int] = ..., low_water_mark: _Optional[int] = ..., high_water_mark: _Optional[int] = ..., replicas_seen: _Optional[_Iterable[int]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., round: _Optional[int] = ..., allocations: _Optional[int] = ..., schedule_rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., armed: _Optional[bool] = ..., decided_sites: _Optional[_Iterable[str]] = ..., lapsed_sites: _Optional[_Iterable[str]] = ..., decision_latency_ms_p50: _Optional[float] = ..., decision_latency_ms_p99: _Optional[float] = ..., decision_latency_samples: _Optional[int] = ..., silent_sites: _Optional[_Iterable[str]] = ..., decision_latency_ready_ms_p50: _Optional[float] = ..., decision_latency_ready_ms_p99: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("client_id", "timestamp_us", "signature")
