@@ -34,10 +34,12 @@ class AgoraParser(argparse.ArgumentParser):
         # an id may start with '-' (docs/inputs.md), which argparse takes for an option: say
         # how to pass it (a probe: agora cancel -x only said "required: job")
         _, _, missing = message.partition("the following arguments are required: ")
-        if missing and any(not m.startswith("-") for m in missing.split(", ")):
+        if missing and any(not m.startswith("-") and m != "command"
+                           for m in missing.split(", ")):
             message += ("; an id that starts with '-' goes after --, e.g. "
                         f"{self.prog} -- -x")
-        super().error(message)
+        # one line, as every other refusal (a probe: argparse printed its usage block first)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def show_defaults(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ def usage_error(args: list[str], capsys) -> str:
         main(args)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and err.count("\n") == 1, err   # one line, no usage block
     return err
 
 
