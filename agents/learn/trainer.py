@@ -70,6 +70,11 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
                 f"{ck}: --resume with a different configuration ({'; '.join(diff[:5])}"
                 f"{'; ...' if len(diff) > 5 else ''}); expected the run's own settings")
         checkpoint.load_agents(ck, expect=cfg.agent)  # says what differs
+        done = int(blob["progress"]["step"])
+        if cfg.steps and done >= cfg.steps:
+            # nothing to do, and it rewrote best.pt's record saying nothing (a probe)
+            raise ValueError(f"--steps {cfg.steps} with --resume: {ck} is at step {done} "
+                             f"already; expected --steps above {done} to train further")
         loop.load_state(blob)
         st = loop.progress
         log(f"resumed from {ck} at step {st['step']}")

@@ -68,6 +68,22 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     assert n_bc == 1                                     # resuming does not imitate again
 
 
+def test_resuming_a_run_already_past_its_steps_is_refused_touching_nothing(trained, tmp_path,
+                                                                          capsys):
+    """A probe: --resume --steps 10 of a run at step 41 did nothing, said nothing, and
+    rewrote best.pt's record."""
+    import shutil
+    out = tmp_path / "r"
+    shutil.copytree(trained, out)
+    done = checkpoint.read(out / "last.pt")["progress"]["step"]
+    best = (out / "best.pt").read_bytes()
+    assert main(["train", *TRAIN[:2], "--steps", "10", *TRAIN[4:], "--out", str(out),
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"is at step {done} already; expected --steps above {done}" in err, err
+    assert (out / "best.pt").read_bytes() == best
+
+
 def test_evaluate_lists_learned_and_every_baseline(trained, capsys):
     assert main(["evaluate", "--checkpoint", str(trained / "best.pt"), "--workload", WL,
                  "--seeds", "2", "--json"]) == 0
