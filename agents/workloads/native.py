@@ -129,6 +129,9 @@ def parse_json(where: Where, text: str, expected: str) -> Any:
     except json.JSONDecodeError as e:
         # a record of one line (JSON Lines) keeps its line; a whole file gets the error's
         at = where if where.line is not None else Where(where.path, e.lineno, where.field)
+        if e.msg == "Extra data" and where.line is None:   # a probe: JSON Lines named .json
+            expected += ("; a file of one JSON object a line is JSON Lines: name it .jsonl to "
+                         "read it as jobs")
         raise at.error(f"not valid JSON at column {e.colno}: {e.msg}", expected) from None
     except RecursionError:
         raise where.error(f"nested too deeply (more than about "

@@ -55,6 +55,12 @@ def read_text(path: str, expected: str) -> str:
                                      "byte-order mark)",
                              expected=f"UTF-8 text: {expected} (convert it, e.g. iconv -f "
                                       f"UTF-16 -t UTF-8)") from None
+        if data[:2] == b"\x1f\x8b":         # a probe: said only "byte 0x8b"
+            raise InputError(path=path, line=1, field=None,
+                             problem="the file is gzip-compressed (it starts with gzip's "
+                                     "magic bytes)",
+                             expected=f"UTF-8 text: {expected} (decompress it first, e.g. "
+                                      f"gunzip -k)") from None
         line = data[:e.start].count(b"\n") + 1
         raise InputError(path=path, line=line, field=None,
                          problem=f"byte 0x{data[e.start]:02x} is not UTF-8 text",

@@ -163,6 +163,10 @@ def test_jobs_bad_bytes_and_file(cluster, tmp_path):
     # a file saved as UTF-16 (a Windows editor's "Unicode") is named as such, with the fix
     u16 = (json.dumps(job()) + "\n").encode("utf-16")
     check(fails(read_jobs, p, u16, cluster), p, 1, None, "UTF-16", "iconv")
+    # a gzip'd file is named as such (a probe: it said only "byte 0x8b is not UTF-8")
+    import gzip
+    gz = gzip.compress((json.dumps(job()) + "\n").encode())
+    check(fails(read_jobs, p, gz, cluster), p, 1, None, "gzip-compressed", "gunzip")
     with pytest.raises(InputError) as ei:
         read_jobs(tmp_path / "missing.jsonl", cluster)
     check(ei.value, tmp_path / "missing.jsonl", None, None, "cannot read")

@@ -203,3 +203,13 @@ def test_agora_up_configs_take_an_instance_or_a_folder_of_them(tmp_path):
     cfg.write_text("workload: gone.json\n")
     check(pytest.raises(UpConfigError, load_up_config, cfg).value, cfg, 1, "workload",
           "gone.json is not a file")
+
+
+def test_json_lines_named_json_is_told_to_be_named_jsonl(tmp_path, two_sites):
+    """A probe: a jobs file (one JSON object a line) named .json was read as a WfCommons
+    instance and refused with only "Extra data"."""
+    p = tmp_path / "jobs.json"
+    p.write_text('{"id": "j", "tasks": []}\n{"id": "k", "tasks": []}\n')
+    with pytest.raises(InputError) as e:
+        read_wfcommons(p, two_sites)
+    check(e.value, p, 2, None, "Extra data", "name it .jsonl")
