@@ -23,7 +23,7 @@ def _threshold_needs_trigger(a: argparse.Namespace) -> None:
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from agora.agents.sim.report import metrics_table
+    from agora.agents.sim.report import metrics_table, shown
     from agora.agents.sim.runner import run_one
 
     if is_baseline(a.policy):
@@ -60,7 +60,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
                            threshold=a.threshold, progress=not a.json)
     out = {"scenario": asdict(sc), "seed": seed, "policy": a.policy, "seeds": r.seeds,
-           "config": cfg.to_dict(), "metrics": r.metrics,
+           "config": cfg.to_dict(), "metrics": shown(r.metrics),
            "unschedulable": [list(u) for u in r.unschedulable],
            "failed": [list(f) for f in r.failed],
            "cancelled": [list(c) for c in r.cancelled]}

@@ -38,7 +38,7 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-JOB_TIMES = ("jct_mean_s", "jct_p95_s", "slowdown_mean")
+JOB_TIMES = ("jct_mean_s", "jct_p95_s", "jct_weighted_mean_s", "slowdown_mean")
 """metrics over completed jobs: no value (shown '-') for a run in which no job completed"""
 JOB_COUNTS = ("jobs", "jobs_completed", "jobs_unschedulable", "jobs_failed")
 
@@ -49,6 +49,12 @@ def _value(m: dict, key: str):
     if key in JOB_TIMES and m.get("jobs_completed") == 0:
         return None
     return m.get(key)
+
+
+def shown(m: dict) -> dict:
+    """``m`` as a user reads it (``--json``, result.json): a job time of a run that completed
+    no job is null, as the tables show '-' (a probe: 0.0 read as a perfect result)."""
+    return {k: _value(m, k) for k in m}
 
 
 def _fmt(fmt: str, v) -> str:

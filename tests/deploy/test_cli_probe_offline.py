@@ -1,6 +1,8 @@
-"""``agora bound`` at the edges of CP-SAT (a probe): numbers too large for the solver's 64-bit
-objective skip that solve with a line saying why -- the analytic bounds still print, no
-traceback, exit 0 -- and ``--max-instances`` is refused past what an exact solve handles."""
+"""What a probe of the offline commands found (2026-12-04): ``agora bound`` at the edges of
+CP-SAT -- numbers too large for the solver's 64-bit objective skip that solve with a line
+saying why (the analytic bounds still print, no traceback, exit 0), ``--max-instances`` is
+refused past what an exact solve handles -- and simulate's JSON of a run that completed no
+job (null job times, as the table's '-')."""
 
 from __future__ import annotations
 
@@ -38,3 +40,17 @@ def test_max_instances_past_an_exact_solve_is_refused_naming_the_limit(tmp_path,
     err = capsys.readouterr().err
     assert e.value.code == 2
     assert "--max-instances: found 1000; expected a whole number >= 0 and <= 200" in err
+
+
+def test_job_times_of_a_run_that_completed_no_job_are_null_in_json(tmp_path, capsys):
+    """A probe: --json said jct_mean_s 0.0 (a perfect result) where the table says '-'."""
+    (tmp_path / "c.yaml").write_text(CLUSTER)
+    (tmp_path / "j.jsonl").write_text(json.dumps(
+        {"id": "big", "arrival": 0, "origin": "a", "tasks": [
+            {"id": "t", "duration": 5, "demand": {"cpu": 64, "mem": 100}}]}) + "\n")
+    assert main(["simulate", "--cluster", str(tmp_path / "c.yaml"), "--workload",
+                 str(tmp_path / "j.jsonl"), "--no-gantt", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)["metrics"]
+    assert m["jobs_completed"] == 0 and m["jobs_unschedulable"] == 1
+    for k in ("jct_mean_s", "jct_p95_s", "jct_weighted_mean_s", "slowdown_mean"):
+        assert m[k] is None, k
