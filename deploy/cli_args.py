@@ -184,6 +184,9 @@ def _sim_config(a: argparse.Namespace, *, fixed_seed: str | None = None):
 def _check_out(path: str) -> Path:
     """``--out``: made (a folder this user can write) before anything runs, so a run's
     results are never lost to a bad path after the run."""
+    if not path.strip():         # a probe: '' was taken, and wrote nothing
+        raise ValueError(f"--out {path!r}: an empty path; expected a folder for result.json "
+                         f"and the Gantt charts")
     d = Path(path)
     try:
         d.mkdir(parents=True, exist_ok=True)

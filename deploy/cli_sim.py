@@ -40,13 +40,13 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     seed = cfg.seed if a.seed is None else a.seed
     check = cfg.check_invariants if a.check is None else a.check
     cfg = replace(cfg, seed=seed, check_invariants=check)
-    if a.out and not a.no_gantt and not cfg.record_attempts:
+    if a.out is not None and not a.no_gantt and not cfg.record_attempts:
         raise InputError(path=a.config, line=given.get("record_attempts"),
                          field="record_attempts",
                          problem="false, so the Gantt charts that --out writes would be empty",
                          expected="record_attempts: true, or --no-gantt")
     cluster, wl = _build(a, sc, seed)
-    d = _check_out(a.out) if a.out else None
+    d = _check_out(a.out) if a.out is not None else None
     if not a.json:
         src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
         print(f"scenario: {asdict(sc)}\nseed: {seed} (from {src})  policy: {a.policy}\n"
@@ -266,6 +266,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--workers {a.workers} with --federated: episode workers serve one "
                          f"learner; a federated run's organisations each train in their own "
                          f"process. Expected --workers 1 (the default) with --federated")
+    if not a.out.strip():        # a probe: '' wrote the run into the current folder
+        raise ValueError(f"--out {a.out!r}: an empty path; expected a folder for the run's "
+                         f"checkpoints and metrics")
     held = [f for f in ("last.pt", "state.json") if (Path(a.out) / f).exists()]
     if held and not a.resume:   # a probe: a new run overwrote the old one's files, silently
         raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
@@ -329,6 +332,12 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
                          f"and workload come from --setup")
     kw = {k: v for k, v in (("max_nodes", a.max_nodes), ("load", a.setup_load)) if v is not None}
     setup = load_setup(a.setup, traces=a.traces, cache=Path(a.out) / "setup", **kw)
+    for org in setup.sites:      # a probe: one that could run nothing trained "JCT 0"
+        try:
+            cluster, wl = org.scenario.build(0)
+            _require_runnable(cluster, wl, org.scenario.workload)
+        except ValueError as e:
+            raise ValueError(f"--setup {a.setup}: organisation {org.name!r}: {e}") from None
     # an organisation's run is rounds x local steps: what the schedules span (--ent-final)
     site_cfg = replace(site_cfg, steps=a.rounds * a.local_steps)
     cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,

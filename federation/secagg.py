@@ -149,7 +149,8 @@ class _SiteClient(NumPyClient):
     def __init__(self, learner: SiteLearner) -> None:
         self.learner = learner
 
-    def _load(self, parameters: list[np.ndarray]) -> None:
+    def _load(self, parameters: list[np.ndarray]) -> list[np.ndarray]:
+        """Set the global model received; returns it in the site's own dtypes."""
         own = self.learner.get_weights()
         if len(parameters) == len(own):     # SecAgg+ unmasks to float64: the site's dtypes
             parameters = [np.asarray(p).astype(o.dtype, copy=False)
@@ -158,17 +159,21 @@ class _SiteClient(NumPyClient):
         check_weights(f"{self.learner.site} (global model received)",
                       self.learner.weight_names(), own, parameters)
         self.learner.set_weights(parameters)
+        return parameters
 
     def get_parameters(self, config: dict[str, Scalar]) -> list[np.ndarray]:
         return self.learner.get_weights()
 
     def fit(self, parameters, config):
-        self._load(parameters)
+        # checked against the model as loaded (the site's dtypes), not as unmasked (float64
+        # from the second round on): every update was refused and the model never moved
+        # again, while the run said each round aggregated (a probe)
+        received = self._load(parameters)
         n, metrics = self.learner.train(int(config.get("local-steps", 0)), dict(config))
         weights = self.learner.get_weights()
         # The server cannot check masked weights: the site checks its own update.
         check_weights(f"{self.learner.site} (own update)", self.learner.weight_names(),
-                      parameters, weights)
+                      received, weights)
         _seeded_rounding(int(config.get("seed", 0)), int(config.get("server-round", 0)),
                          self.learner.site)
         return weights, int(n), {k: float(v) for k, v in metrics.items()}

@@ -149,6 +149,11 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                                     "seeds": seeds}))
     weights, done = initial_weights(learners[0], cfg.seed), 0
     state_file = out / "state.json"
+    if resume and not state_file.exists() and (out / "last.pt").exists():
+        # a probe: a traceback, or the other run's files overwritten but for its best.pt
+        raise ValueError(f"--resume: {out} holds a run that is not federated (last.pt, no "
+                         f"state.json); expected the folder of a federated run, or another "
+                         f"--out")
     if resume and state_file.exists():
         st = json.loads(state_file.read_text())
         saved = FedTrainConfig.from_dict(st["config"])
@@ -166,11 +171,14 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         if done >= cfg.rounds:       # a probe: it trained nothing and reported "rounds: 3"
             raise ValueError(f"--rounds {cfg.rounds}: {out} has done {done} rounds already; "
                              f"expected more than {done} to train on")
-        agents, _ = checkpoint.load_agents(out / "last.pt")
+        # the global model of the round state.json vouches for: last.pt may already hold the
+        # next one, when a run was killed between the two (a probe: rounds mixed)
+        ck = out / "rounds" / f"round-{done:04d}.pt"
+        agents, _ = checkpoint.load_agents(ck)
         weights = get_weights(agents.modules)
         for l in learners:
             l.load_state(out / "sites" / l.site / f"state-{done:04d}.pt")
-        log(f"resumed from {out / 'last.pt'} after round {done}")
+        log(f"resumed from {ck} after round {done}")
     mpath = out / "metrics.jsonl"
     kept = [x for x in (mpath.read_text().splitlines() if resume and mpath.exists() else [])
             if x.strip() and json.loads(x)["round"] <= done]
@@ -254,7 +262,10 @@ def _one_round(grid: SiteGrid, weights: list[np.ndarray], cfg: FedTrainConfig, r
         res = run_federation(grid, weights, fcfg, train_config=tc)
     agg = res.arrays.to_numpy_ndarrays() if len(res.arrays) else None
     fed = round_metrics(res)       # Flower's aggregates of the sites' reported metrics
-    fed["aggregated"] = agg is not None
+    # the model moved: a round whose every update was refused kept it, and said it had
+    # aggregated (a probe: every SecAgg+ round after the first, before the dtype fix)
+    fed["aggregated"] = agg is not None and any(
+        not np.array_equal(a, w) for a, w in zip(agg, weights))
     return (agg if agg is not None else weights), fed
 
 

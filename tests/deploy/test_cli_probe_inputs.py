@@ -170,6 +170,9 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     (["train", "--workload", "synthetic:seed=3", "--out", "X"],
      "seed= would draw every training and validation episode alike"),
     (["submit", "X", "--timeout", "5"], "--timeout 5 without --follow"),
+    # a probe: '' wrote a training run into the current folder, and a simulation nowhere
+    (["train", "--steps", "10", "--out", ""], "--out '': an empty path"),
+    (["simulate", "--no-gantt", "--out", ""], "--out '': an empty path"),
     (["simulate", "--no-gantt", "--workload", ""], "'': an empty name"),
 ])
 def test_names_and_flags_that_cannot_apply_are_refused(argv, words, tmp_path, capsys):

@@ -123,3 +123,22 @@ def test_weight_checks_name_the_site_and_tensor():
     with pytest.raises(WeightError, match="tensor 'fc.bias' has dtype int64"):
         check_weights("a", ["fc.weight", "fc.bias"], ref, [np.zeros((2, 3)), np.zeros(4, int)])
     assert ERR_WEIGHTS == 1002
+
+
+def test_a_round_that_kept_the_model_does_not_say_it_aggregated():
+    """A probe: every update refused, the model kept -- and the round's row said
+    "aggregated": true (federation/train.py ``_one_round``)."""
+    from agora.federation.train import FedTrainConfig, _one_round
+
+    start = [np.zeros(3), np.zeros(1)]
+    good = federation_grid_of([LinearSite(f"s{i}", i, 20, W) for i in range(3)],
+                              make_client_app)
+    bad = federation_grid_of([NaNSite(f"s{i}", i, 20, W) for i in range(3)], make_client_app)
+    try:
+        moved, fed = _one_round(good, start, FedTrainConfig(local_steps=5), 1)
+        assert fed["aggregated"] and not np.array_equal(moved[0], start[0])
+        kept, fed = _one_round(bad, start, FedTrainConfig(local_steps=5), 1)
+        assert not fed["aggregated"] and all(np.array_equal(a, b) for a, b in zip(kept, start))
+    finally:
+        good.close()
+        bad.close()

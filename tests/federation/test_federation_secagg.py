@@ -189,3 +189,28 @@ def test_the_server_never_receives_a_sites_unmasked_weights():
         assert masked[0][0] != round(r * Q)       # the sample weight is masked too
         seen += 1
     assert seen == 3
+
+
+class Float32Site(LinearSite):
+    """The fake with float32 weights, as the real actor-critic's: SecAgg+ unmasks the global
+    model to float64."""
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [self.w.astype(np.float32), self.b.astype(np.float32)]
+
+
+def test_float32_sites_keep_aggregating_after_the_first_secagg_round():
+    """A probe: from round 2 each site refused its own update (float32 weights checked
+    against the float64 model it received), so the model never moved again while the run
+    said every round aggregated."""
+    learners = [Float32Site(f"s{i}", i, 40, W_TRUE) for i in range(4)]
+    zero32 = [np.zeros(3, np.float32), np.zeros(1, np.float32)]
+    grid = secagg_grid(learners)
+    try:
+        res = run_secagg_federation(grid, zero32, FederationConfig(rounds=3, local_steps=3,
+                                                                    seed=7), SecAggConfig())
+    finally:
+        grid.close()
+    assert set(res.train_metrics_clientapp) >= {1, 2, 3}, res.train_metrics_clientapp
+    losses = [res.train_metrics_clientapp[r]["loss"] for r in (1, 2, 3)]
+    assert losses[2] < losses[1] < losses[0], losses    # each round starts where the last ended

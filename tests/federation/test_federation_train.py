@@ -44,6 +44,9 @@ def test_resumed_federated_run_equals_an_uninterrupted_one(tmp_path):
     first = FedTrainConfig(rounds=1, local_steps=50, site=site, seed=4)
     train_federated(setup, first, tmp_path / "b", **quiet)
     shutil.copy(tmp_path / "b" / "metrics.jsonl", tmp_path / "after-1.jsonl")
+    # killed after writing round 2's last.pt, before state.json said round 2 (a probe: the
+    # resume took last.pt and redid round 2 from round 2's model)
+    shutil.copy(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
     summary = train_federated(setup, cfg, tmp_path / "b", resume=True, **quiet)
     wa, wb = weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt")
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
@@ -103,3 +106,39 @@ def test_bad_federated_invocations_exit_2_saying_why(tmp_path, capsys):
     assert main(["train", "--federated", "--secagg", "--strategy", "median", "--out",
                  str(tmp_path / "o")]) == 2
     assert "cannot run under SecAgg+" in capsys.readouterr().err
+
+
+def test_a_federated_resume_of_a_folder_of_another_kind_of_run_is_refused(tmp_path):
+    """A probe: --federated --resume of a non-federated run's folder ended in a KeyError, or
+    overwrote that run's files but its best.pt."""
+    out = tmp_path / "solo"
+    out.mkdir()
+    shutil.copy(Path(__file__).parents[2] / "agents" / "learn" / "checkpoints" /
+                "learned-synE.pt", out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
+                       agent=AgentConfig(k=6, hidden=32))
+    with pytest.raises(ValueError, match="holds a run that is not federated"):
+        train_federated(load_setup("synthetic-noniid"),
+                        FedTrainConfig(rounds=1, local_steps=10, site=site), out, resume=True,
+                        progress=False, log=lambda *_: None)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_an_organisation_that_can_run_none_of_its_jobs_is_refused_before_any_round(
+        tmp_path, capsys):
+    """A probe: it trained, reported JCT 0 and score 0 for it, and exited 0."""
+    (tmp_path / "small.yaml").write_text("sites:\n  - name: s\n    nodes: [{name: n, cpu: 4, "
+                                         "mem: 8192}]\n")
+    (tmp_path / "big.jsonl").write_text('{"id": "j", "arrival": 0, "origin": "s", "tasks": '
+                                        '[{"id": "t", "duration": 5, "demand": {"cpu": 64, '
+                                        '"mem": 100}}]}\n')
+    (tmp_path / "setup.yaml").write_text(
+        "name: two\nsites:\n  - {name: a, cluster: small.yaml, workload: synthetic}\n"
+        "  - {name: b, cluster: small.yaml, workload: big.jsonl}\n")
+    out = tmp_path / "o"
+    assert main(["train", "--federated", "--setup", str(tmp_path / "setup.yaml"),
+                 "--rounds", "1", *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "organisation 'b'" in err and "no job can run on this cluster: job j task t" in err
+    assert err.count("\n") == 1 and not (out / "last.pt").exists()
