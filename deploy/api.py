@@ -245,7 +245,15 @@ def schedule_answer(config: str, by: dict, client: str = OPERATOR, keys: str | N
 def schedule_selector(*, site: str | None = None, job: str | None = None,
                       task: str | None = None, since_version: int | None = None) -> dict:
     """The schedule query's selector for the first of ``site``, ``job``, ``task``
-    (``JOB/TASK``) and ``since_version`` given; all of the schedule when none is."""
+    (``JOB/TASK``) and ``since_version`` given; all of the schedule when none is; at most
+    one may be given (a probe: ``site`` and ``job`` together read the site's alone)."""
+    from agora.deploy import api_args as A
+
+    given = [k for k, v in (("site", site), ("job", job), ("task", task),
+                            ("since_version", since_version)) if v is not None]
+    if len(given) > 1:
+        raise A.ArgValueError(given[1], f"{' and '.join(given)}: one selects the schedule at a "
+                            f"time; expected one of site, job, task and since_version, or none")
     if site:
         return {"site": site}
     if job:
@@ -253,7 +261,7 @@ def schedule_selector(*, site: str | None = None, job: str | None = None,
     if task:
         job_id, _, task_id = task.partition("/")
         if not job_id or not task_id:
-            raise ValueError(f"--task: got {task!r}; expected JOB/TASK")
+            raise A.ArgValueError("task", f"task: got {task!r}; expected JOB/TASK")
         return {"task": (job_id, task_id)}
     if since_version is not None:
         return {"since_version": since_version}

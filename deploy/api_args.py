@@ -23,6 +23,15 @@ class ArgTypeError(TypeError):
         self.arg = arg
 
 
+class ArgValueError(ValueError):
+    """A value of the right type that the argument ``arg`` cannot take (the message names
+    it): a ``ValueError`` to a Python caller, one line naming the flag to ``agora``."""
+
+    def __init__(self, arg: str, message: str) -> None:
+        super().__init__(message)
+        self.arg = arg
+
+
 def text(name: str, value, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ArgTypeError(name, f"{name}: got {value!r}; expected {what} (a non-empty "

@@ -280,23 +280,23 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
 
     from agora.coordinator.client import CoordinatorError
-    from agora.deploy.api_args import ArgTypeError
+    from agora.deploy.api_args import ArgTypeError, ArgValueError
     from agora.deploy.service_client import NotRunning
 
     a = parser().parse_args(argv)
     name = f"agora {a.command}" if getattr(a, "command", None) else "agora"
     try:
         return a.fn(a)
+    except (ArgTypeError, ArgValueError) as e:   # the Python API's check of a flag's value
+        flag = "--" + e.arg.replace("_", "-")
+        print(f"{name}: {flag}: {str(e).removeprefix(e.arg + ': ')}", file=sys.stderr)
+        return 2
     except (InputError, ValueError, FileNotFoundError) as e:
         if isinstance(e, FileNotFoundError) and e.filename and e.strerror:
             # the system's own (it names the path): as any path that cannot be written
             print(f"{name}: {_path_problem(e)}", file=sys.stderr)
             return 2
         print(f"{name}: {e}", file=sys.stderr)
-        return 2
-    except ArgTypeError as e:            # the Python API's check of a flag's value
-        flag = "--" + e.arg.replace("_", "-")
-        print(f"{name}: {flag}: {str(e).removeprefix(e.arg + ': ')}", file=sys.stderr)
         return 2
     except NotRunning as e:
         print(f"{name}: {e}", file=sys.stderr)

@@ -109,6 +109,9 @@ def read_setup(path: str | Path) -> Setup:
         if site_name_problem(sname) is not None:   # it names files under --out (a probe:
             raise at_key(w, r, "name").error(     # '../../escape' wrote outside it)
                 site_name_problem(sname), SITE_NAME_TEXT)
+        if sname == "federation":    # a probe: its rows and curves mixed with the federation's
+            raise at_key(w, r, "name").error("'federation' names the federation's own rows "
+                                             "in metrics.jsonl", "another name")
         if sname in seen:
             raise at_key(w, r, "name").error(f"site {sname!r} named twice", "distinct names")
         seen.add(sname)

@@ -59,6 +59,10 @@ def test_any_seed_runs_seeded_or_is_refused_naming_seed(seed):
     (lambda: schedule(config=None), "config"), (lambda: jobs(job=5), "job"),
     (lambda: jobs(client=None), "client"), (lambda: submit(None), "jobs"),
     (lambda: submit("x.jsonl", keys=3), "keys"),
+    # a probe: site and job together read the site's schedule alone; a task named no flag
+    (lambda: schedule(site="dc-a", job="hello"), "site and job"),
+    (lambda: schedule(job="hello", since_version=3), "job and since_version"),
+    (lambda: schedule(task="nojob"), "task"),
 ])
 def test_service_calls_name_the_bad_argument_before_reaching_anything(call, name):
     with pytest.raises((TypeError, ValueError)) as e:

@@ -145,6 +145,11 @@ def test_setup_errors_name_file_line_and_field(tmp_path):
                  "  - {name: a, cluster: default, workload: synthetic}\n")
     with pytest.raises(InputError, match=r":4: field 'sites\[1\].name': site 'a' named twice"):
         read_setup(p)
+    # 'federation' names the federation's own rows (a probe: two rows a round, one curve)
+    p.write_text("name: x\nsites:\n  - {name: federation, cluster: default, workload: "
+                 "synthetic}\n  - {name: b, cluster: default, workload: synthetic}\n")
+    with pytest.raises(InputError, match=r":3: field 'sites\[0\].name': 'federation' names"):
+        read_setup(p)
     # a site's name names its files under --out (a probe: '../../escape' wrote outside it)
     p.write_text("name: x\nsites:\n  - {name: a, cluster: default, workload: synthetic}\n"
                  "  - {name: ../../escape, cluster: default, workload: synthetic}\n")
