@@ -155,7 +155,7 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                          f"state.json); expected the folder of a federated run, or another "
                          f"--out")
     if resume and state_file.exists():
-        st = json.loads(state_file.read_text())
+        st = _read_json(state_file, "the state of the run's last finished round")
         saved = FedTrainConfig.from_dict(st["config"])
         # more rounds may be asked; the organisations' step budget follows them
         same = replace(saved, rounds=cfg.rounds, site=replace(saved.site, steps=cfg.site.steps))
@@ -180,8 +180,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
             l.load_state(out / "sites" / l.site / f"state-{done:04d}.pt")
         log(f"resumed from {ck} after round {done}")
     mpath = out / "metrics.jsonl"
-    kept = [x for x in (mpath.read_text().splitlines() if resume and mpath.exists() else [])
-            if x.strip() and json.loads(x)["round"] <= done]
+    kept = [x for i, x in enumerate(mpath.read_text().splitlines()
+                                    if resume and mpath.exists() else [])
+            if x.strip() and _row_round(mpath, i + 1, x) <= done]
     mpath.write_text("".join(x + "\n" for x in kept))
     (out / "config.json").write_text(json.dumps(record, indent=1))
     log(f"federated train config: {json.dumps(record)}")
@@ -286,6 +287,28 @@ def _round_rows(r: int, learners, marks: list[int], fed: dict, cfg: FedTrainConf
         if vals and key not in fed_row:            # every site's episodes count the same
             fed_row[key] = float(np.mean(vals))
     return rows + [fed_row]
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """A run file read back for --resume; a damaged one is named (a probe: the bare JSON
+    error named no file)."""
+    try:
+        out = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}, as the run wrote "
+                         f"it: --resume cannot go on from this folder") from None
+    if not isinstance(out, dict) or not isinstance(out.get("round"), int):
+        raise ValueError(f"{path}: no round number; expected {what}, as the run wrote it")
+    return out
+
+
+def _row_round(path: Path, line: int, text: str) -> int:
+    try:
+        row = json.loads(text)
+        return int(row["round"])
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{path}:{line}: not a row of a federated run (JSON with its round); "
+                         f"--resume cannot go on from this folder") from None
 
 
 def _commit(out: Path, r: int, weights, learners, record: dict, rows: list[dict]) -> None:

@@ -142,3 +142,17 @@ def test_an_organisation_that_can_run_none_of_its_jobs_is_refused_before_any_rou
     err = capsys.readouterr().err
     assert "organisation 'b'" in err and "no job can run on this cluster: job j task t" in err
     assert err.count("\n") == 1 and not (out / "last.pt").exists()
+
+
+def test_a_damaged_state_or_metrics_file_is_named_on_resume(tmp_path):
+    """A probe: the bare JSON error named no file."""
+    from agora.federation.train import _read_json, _row_round
+
+    f = tmp_path / "state.json"
+    f.write_text('{"round": 1\n,,')
+    with pytest.raises(ValueError, match=r"state.json: not valid JSON .*--resume cannot go on"):
+        _read_json(f, "the state")
+    m = tmp_path / "metrics.jsonl"
+    with pytest.raises(ValueError, match=r"metrics.jsonl:3: not a row of a federated run"):
+        _row_round(m, 3, '{"step": 1}')
+    assert _row_round(m, 1, '{"round": 2, "site": "a"}') == 2
