@@ -168,7 +168,10 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                 f"({'; '.join(diff[:5])}{'; ...' if len(diff) > 5 else ''}); expected the "
                 f"run's own settings")
         done = st["round"]
-        if done >= cfg.rounds:       # a probe: it trained nothing and reported "rounds: 3"
+        finishing = done == cfg.rounds and not (out / "summary.json").exists()
+        if finishing:                # a probe: stopped after its last round's commit, before
+            log(f"{out}: all {done} rounds done; writing what a run writes at its end")
+        elif done >= cfg.rounds:     # a probe: it trained nothing and reported "rounds: 3"
             raise ValueError(f"--rounds {cfg.rounds}: {out} has done {done} rounds already; "
                              f"expected more than {done} to train on")
         # the global model of the round state.json vouches for: last.pt may already hold the

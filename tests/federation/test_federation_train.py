@@ -63,6 +63,12 @@ def test_resumed_federated_run_equals_an_uninterrupted_one(tmp_path):
     with pytest.raises(ValueError, match=r"--rounds 1: .* has done 2 rounds already; "
                                          r"expected more than 2"):
         train_federated(setup, first, tmp_path / "b", resume=True, **quiet)
+    # stopped after its last round's commit, before its summary (a probe: it could never be
+    # completed): the resume writes what the run writes at its end, training nothing
+    (tmp_path / "a" / "summary.json").unlink()
+    again = train_federated(setup, cfg, tmp_path / "a", resume=True, **quiet)
+    assert again["rounds"] == 2 and (tmp_path / "a" / "summary.json").is_file()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, weights(tmp_path / "a" / "last.pt")))
 
 
 @pytest.mark.parametrize("extra, rounds", [([], 2), (["--secagg"], 1), (["--strategy", "median"], 1)])
