@@ -159,6 +159,9 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         saved = FedTrainConfig.from_dict(st["config"])
         # more rounds may be asked; the organisations' step budget follows them
         same = replace(saved, rounds=cfg.rounds, site=replace(saved.site, steps=cfg.site.steps))
+        if any("digests" not in x for x in st["setup"].get("sites", [])):
+            for x in record["setup"]["sites"]:      # a run recorded before the digests
+                x.pop("digests", None)
         if same != cfg or st["setup"] != record["setup"]:
             diff = checkpoint.config_differences(
                 {"config": same.to_dict(), "setup": st["setup"]},

@@ -162,3 +162,25 @@ def test_a_damaged_state_or_metrics_file_is_named_on_resume(tmp_path):
     with pytest.raises(ValueError, match=r"metrics.jsonl:3: not a row of a federated run"):
         _row_round(m, 3, '{"step": 1}')
     assert _row_round(m, 1, '{"round": 2, "site": "a"}') == 2
+
+
+def test_a_resume_refuses_a_cluster_file_edited_since_the_run_began(tmp_path):
+    """A probe: the organisation's cluster YAML was edited between the rounds and the resume
+    trained on the new one without a word."""
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: s\n    nodes: [{name: n, cpu: 8, "
+                                     "mem: 16384, count: 2}]\n")
+    (tmp_path / "setup.yaml").write_text(
+        "name: two\nsites:\n  - {name: a, cluster: c.yaml, workload: synthetic}\n"
+        "  - {name: b, cluster: c.yaml, workload: synthetic}\n")
+    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
+                       agent=AgentConfig(k=6, hidden=32))
+    quiet = dict(progress=False, log=lambda *_: None)
+    out = tmp_path / "o"
+    train_federated(load_setup(str(tmp_path / "setup.yaml")),
+                    FedTrainConfig(rounds=1, local_steps=10, site=site), out, **quiet)
+    (tmp_path / "c.yaml").write_text((tmp_path / "c.yaml").read_text().replace("count: 2",
+                                                                               "count: 1"))
+    with pytest.raises(checkpoint.CheckpointMismatch, match="digests"):
+        train_federated(load_setup(str(tmp_path / "setup.yaml")),
+                        FedTrainConfig(rounds=2, local_steps=10, site=site), out, resume=True,
+                        **quiet)
