@@ -207,19 +207,27 @@ def _refuse_ignored_train_flags(a: argparse.Namespace) -> None:
                          f"--rounds x --local-steps PPO steps; expected --rounds and "
                          f"--local-steps, or no --steps")
     _threshold_needs_trigger(a)
-    kind, _, spec = a.workload.partition(":")
-    if kind == "synthetic" and not a.federated:   # --federated: --setup's workloads
-        given = {p.split("=", 1)[0].strip() for p in spec.split(",") if "=" in p}
-        given |= {t.split("=", 1)[0].strip() for t in a.workload_option or []}
-        if "jobs" in given:
-            raise ValueError(f"--workload {a.workload}: jobs= sets no training episode's "
-                             f"length; expected --train-jobs N (default 150; "
-                             f"--curriculum-jobs for shorter first episodes)")
-        if "seed" in given:
-            raise ValueError(f"--workload {a.workload}: seed= would draw every training and "
-                             f"validation episode alike; training draws each from --seed; "
-                             f"expected no seed= (or --seed N)")
+    if not a.federated:                           # --federated: --setup's workloads
+        _training_workload(a.workload, a.workload_option or [], "--workload")
     _fill(a, TRAIN_DEFAULTS)
+
+
+def _training_workload(workload: str, options: list[str], where: str) -> None:
+    """A synthetic workload's ``jobs=`` and ``seed=`` would be taken and ignored by training
+    (``where`` names the flag or the setup's field)."""
+    kind, _, spec = workload.partition(":")
+    if kind != "synthetic":
+        return
+    given = {p.split("=", 1)[0].strip() for p in spec.split(",") if "=" in p}
+    given |= {t.split("=", 1)[0].strip() for t in options}
+    if "jobs" in given:
+        raise ValueError(f"{where} {workload}: jobs= sets no training episode's length; "
+                         f"expected --train-jobs N (default 150; --curriculum-jobs for "
+                         f"shorter first episodes)")
+    if "seed" in given:
+        raise ValueError(f"{where} {workload}: seed= would draw every training and "
+                         f"validation episode alike; training draws each from --seed; "
+                         f"expected no seed= (or --seed N)")
 
 
 def _fill(a: argparse.Namespace, defaults: dict) -> None:

@@ -138,9 +138,20 @@ def read_setup(path: str | Path) -> Setup:
                 parse_synthetic(kw["workload"])
             except InputError as e:
                 raise at_key(w, r, "workload").error(e.problem, e.expected) from None
+            spec = kw["workload"].partition(":")[2]
+            for key, why in (("jobs", "training sets each episode's length (--train-jobs)"),
+                             ("seed", "training draws each episode from --seed")):
+                if key in {x.split("=", 1)[0].strip() for x in spec.split(",") if "=" in x}:
+                    raise at_key(w, r, "workload").error(    # a probe: taken and ignored
+                        f"{key}= would be ignored: {why}", f"no {key}=")
         elif not Path(kw["workload"]).is_file():
             raise at_key(w, r, "workload").error(f"no such file {kw['workload']!r}",
                                                  "synthetic[:k=v,...] or a workload file")
+        for key in ("sites", "split"):   # a probe: taken and ignored on a YAML cluster
+            if key in r and not kw["cluster"].lower().endswith(".csv"):
+                raise at_key(w, r, key).error(
+                    f"{key} applies to an Alibaba node-list .csv cluster only; this one is "
+                    f"{kw['cluster']!r}", f"no {key} (the cluster file names its sites)")
         if "sites" in r:
             kw["sites"] = get_int(at_key(w, r, "sites"), r["sites"], ge=1, le=10_000)
         if "split" in r:

@@ -150,6 +150,18 @@ def test_setup_errors_name_file_line_and_field(tmp_path):
                  "synthetic}\n  - {name: b, cluster: default, workload: synthetic}\n")
     with pytest.raises(InputError, match=r":3: field 'sites\[0\].name': 'federation' names"):
         read_setup(p)
+    # taken and ignored (a probe): jobs=/seed= of a synthetic workload, sites/split of a YAML
+    for line, field, words in (
+            ("{name: a, cluster: default, workload: 'synthetic:jobs=5'}", "workload",
+             "jobs= would be ignored"),
+            ("{name: a, cluster: default, workload: 'synthetic:seed=3'}", "workload",
+             "seed= would be ignored"),
+            ("{name: a, cluster: default, workload: synthetic, sites: 3}", "sites",
+             "sites applies to an Alibaba node-list .csv cluster only")):
+        p.write_text(f"name: x\nsites:\n  - {line}\n  - {{name: b, cluster: default, "
+                     f"workload: synthetic}}\n")
+        with pytest.raises(InputError, match=rf":3: field 'sites\[0\].{field}': {words}"):
+            read_setup(p)
     # a site's name names its files under --out (a probe: '../../escape' wrote outside it)
     p.write_text("name: x\nsites:\n  - {name: a, cluster: default, workload: synthetic}\n"
                  "  - {name: ../../escape, cluster: default, workload: synthetic}\n")
