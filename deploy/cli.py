@@ -188,9 +188,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--traces", default=None,
                    help="alibaba-by-type: the folder holding alibaba-openb-2023/ "
                         "(default ../shared/workloads)")
-    f.add_argument("--max-nodes", type=_whole(ge=1, le=100_000), default=None,
+    f.add_argument("--max-nodes", type=_whole(ge=4, le=100_000), default=None,
                    help="alibaba-by-type: most nodes per organisation (default 8)")
-    f.add_argument("--setup-load", type=_number(gt=0, le=1e6), default=None,
+    f.add_argument("--setup-load", type=_number(gt=0, le=10), default=None,
                    help="alibaba-by-type: offered load of each organisation's pods (default 10)")
     t.set_defaults(fn=cli_sim.cmd_train)
 

@@ -338,6 +338,12 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
     if given:
         raise ValueError(f"{', '.join(given)}: with --federated every organisation's cluster "
                          f"and workload come from --setup")
+    only = [f for f, v in (("--traces", a.traces), ("--max-nodes", a.max_nodes),
+                           ("--setup-load", a.setup_load)) if v is not None]
+    if only and a.setup != "alibaba-by-type":   # a probe: ignored, or named by field only
+        raise ValueError(f"{', '.join(only)} with --setup {a.setup}: "
+                         f"{'they apply' if len(only) > 1 else 'it applies'} to --setup "
+                         f"alibaba-by-type only; expected no {only[0]}")
     kw = {k: v for k, v in (("max_nodes", a.max_nodes), ("load", a.setup_load)) if v is not None}
     setup = load_setup(a.setup, traces=a.traces, cache=Path(a.out) / "setup", **kw)
     for org in setup.sites:      # a probe: one that could run nothing trained "JCT 0"

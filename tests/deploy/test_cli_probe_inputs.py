@@ -170,6 +170,11 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
     (["train", "--workload", "synthetic:seed=3", "--out", "X"],
      "seed= would draw every training and validation episode alike"),
     (["submit", "X", "--timeout", "5"], "--timeout 5 without --follow"),
+    # a probe: taken and ignored, or refused naming a field, not the flag
+    (["train", "--federated", "--max-nodes", "8", "--out", "X"],
+     "--max-nodes with --setup synthetic-noniid: it applies to --setup alibaba-by-type only"),
+    (["train", "--federated", "--traces", "/tmp", "--setup-load", "2", "--out", "X"],
+     "--traces, --setup-load with --setup synthetic-noniid: they apply"),
     # a probe: '' wrote a training run into the current folder, and a simulation nowhere
     (["train", "--steps", "10", "--out", ""], "--out '': an empty path"),
     (["simulate", "--no-gantt", "--out", ""], "--out '': an empty path"),
