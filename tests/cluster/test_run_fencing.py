@@ -75,7 +75,7 @@ def test_a_run_past_its_timeout_is_killed_and_one_that_ends_is_waited_for(tmp_pa
 def test_a_run_stopped_for_its_dead_raylet_takes_what_it_left_outside_its_group(tmp_path):
     """A re-probe: `setsid` helpers of runs stopped for their dead raylet ran on to the end,
     beside the copies placed elsewhere."""
-    from agora.agents.cluster.instance_run import end_orphaned, run_marker
+    from agora.agents.cluster.instance_run import end_orphaned, run_marker, strays
 
     folder = tmp_path / "run"
     folder.mkdir()
@@ -83,6 +83,10 @@ def test_a_run_stopped_for_its_dead_raylet_takes_what_it_left_outside_its_group(
            run_marker(folder).split(b"=", 1)[0].decode(): str(folder.resolve())}
     stray = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
     try:
+        # Popen returns once the child's exec released the parent (vfork), which can be
+        # before the kernel sets the new environment /proc shows: a stray of a real run has
+        # run for a while (a flake: it was not seen, and not killed)
+        wait_for(lambda: stray.pid in strays(run_marker(folder)), what="the stray's environ")
         end = end_orphaned(folder, -9, 1.0)
         stray.wait(10)
     finally:
