@@ -388,6 +388,7 @@ def cpsat_schedule(workload: Workload, cluster: Cluster, *,
         placements.append(Placement(i.job.id, i.task.id, i.k, nodes[n].name,
                                     t0 + s * resolution_s, t0 + e * resolution_s, gpus))
         ends[i.job.id] = max(ends.get(i.job.id, 0), e)
+    offset = 0.0
     if objective == "makespan":
         value = max(ends.values()) * resolution_s
         bound = max(bound_units * resolution_s, analytic["makespan_span"])
@@ -401,5 +402,6 @@ def cpsat_schedule(workload: Workload, cluster: Cluster, *,
     bound = min(bound, value)
     return result(status, value=value, best_bound=bound, message=message,
                   placements=tuple(placements), solve_time_s=solve_time,
-                  # float noise only: 1e-9 of 1e9 s was a whole second of real gap (a probe)
-                  proven_optimal=value <= bound + 1e-12 * max(1.0, abs(value)))
+                  # float noise only, of the terms summed (the offset cancels in the bound):
+                  # 1e-9 of the value was a whole second of real gap at 1e9 s (a probe)
+                  proven_optimal=value <= bound + 1e-12 * (1.0 + abs(value) + abs(offset)))

@@ -34,7 +34,7 @@ class AgoraParser(argparse.ArgumentParser):
         # an id may start with '-' (docs/inputs.md), which argparse takes for an option: say
         # how to pass it (a probe: agora cancel -x only said "required: job")
         _, _, missing = message.partition("the following arguments are required: ")
-        if missing and any(not m.startswith("-") and m != "command"
+        if missing and any(not m.startswith("-") and not m.endswith("command")
                            for m in missing.split(", ")):
             message += ("; an id that starts with '-' goes after --, e.g. "
                         f"{self.prog} -- -x")

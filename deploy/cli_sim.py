@@ -15,10 +15,18 @@ from agora.agents.workloads.errors import InputError
 from agora.deploy import json_out
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
-def _threshold_needs_trigger(a: argparse.Namespace) -> None:
-    """``--threshold`` with ``--comm`` none, always or global would be taken and ignored."""
-    if a.threshold is not None and a.comm is not None and a.comm != "trigger":
-        raise ValueError(f"--threshold {a.threshold:g} with --comm {a.comm}: it sets when the "
+def _threshold_needs_trigger(a: argparse.Namespace, checkpoint: str | None = None) -> None:
+    """``--threshold`` with ``--comm`` none or always -- or, without ``--comm``, with a
+    ``checkpoint`` that does not use the trigger -- would be taken and ignored."""
+    if a.threshold is None:
+        return
+    comm, by = a.comm, "--comm"
+    if comm is None and checkpoint is not None:
+        from agora.agents.learn.checkpoint import load_agents
+
+        comm, by = load_agents(checkpoint)[0].cfg.comm, f"the checkpoint's comm"
+    if comm is not None and comm != "trigger":
+        raise ValueError(f"--threshold {a.threshold:g} with {by} {comm}: it sets when the "
                          f"trigger sends a code; expected --comm trigger, or no --threshold")
 
 
@@ -32,7 +40,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
                 raise ValueError(f"{opt} {v}: applies to a checkpoint policy only, and "
                                  f"--policy {a.policy} is a baseline; expected no {opt} "
                                  f"with it")
-    _threshold_needs_trigger(a)
+    else:
+        _threshold_needs_trigger(a, a.policy)
     sc = _scenario(a)
     cfg, given = _sim_config(a)
     # A value the file sets is used unless its option is given: the option then wins, and
@@ -370,9 +379,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     sc = _scenario(a)
     cfg, _ = _sim_config(a, fixed_seed=f"agora evaluate runs seeds 0..{a.seeds - 1} "
                                        f"(--seeds {a.seeds})")
-    _threshold_needs_trigger(a)
     _build(a, sc, 0)                                    # bad input: fail before any run
     load_agents(a.checkpoint)                           # fail early, saying what differs
+    _threshold_needs_trigger(a, a.checkpoint)
     policies = a.policies
     t0 = time.perf_counter()
     if not a.json:

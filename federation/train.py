@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -149,7 +150,8 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                                     "seeds": seeds}))
     weights, done = initial_weights(learners[0], cfg.seed), 0
     state_file = out / "state.json"
-    if resume and not state_file.exists() and (out / "last.pt").exists():
+    if resume and not state_file.exists() and (out / "last.pt").exists() and \
+            not _federated_folder(out):
         # a probe: a traceback, or the other run's files overwritten but for its best.pt
         raise ValueError(f"--resume: {out} holds a run that is not federated (last.pt, no "
                          f"state.json); expected the folder of a federated run, or another "
@@ -174,6 +176,8 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         finishing = done == cfg.rounds and not (out / "summary.json").exists()
         if finishing:                # a probe: stopped after its last round's commit, before
             log(f"{out}: all {done} rounds done; writing what a run writes at its end")
+            # last.pt may hold a later round of a run asked for more rounds (a review)
+            shutil.copyfile(out / "rounds" / f"round-{done:04d}.pt", out / "last.pt")
         elif done >= cfg.rounds:     # a probe: it trained nothing and reported "rounds: 3"
             raise ValueError(f"--rounds {cfg.rounds}: {out} has done {done} rounds already; "
                              f"expected more than {done} to train on")
@@ -186,9 +190,12 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
             l.load_state(out / "sites" / l.site / f"state-{done:04d}.pt")
         log(f"resumed from {ck} after round {done}")
     mpath = out / "metrics.jsonl"
-    kept = [x for i, x in enumerate(mpath.read_text().splitlines()
-                                    if resume and mpath.exists() else [])
-            if x.strip() and _row_round(mpath, i + 1, x) <= done]
+    lines = [x for x in (mpath.read_text().splitlines() if resume and mpath.exists() else [])]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines and done < cfg.rounds and _cut(lines[-1]):
+        lines.pop()                  # cut by a kill mid-append: a row of a round to redo
+    kept = [x for i, x in enumerate(lines) if x.strip() and _row_round(mpath, i + 1, x) <= done]
     mpath.write_text("".join(x + "\n" for x in kept))
     (out / "config.json").write_text(json.dumps(record, indent=1))
     log(f"federated train config: {json.dumps(record)}")
@@ -306,6 +313,23 @@ def _read_json(path: Path, what: str) -> dict:
     if not isinstance(out, dict) or not isinstance(out.get("round"), int):
         raise ValueError(f"{path}: no round number; expected {what}, as the run wrote it")
     return out
+
+
+def _federated_folder(out: Path) -> bool:
+    """Whether ``out`` holds a federated run that finished no round (killed in round 1's
+    commit: last.pt written, state.json not yet): its config.json records a setup."""
+    try:
+        return "setup" in json.loads((out / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _cut(text: str) -> bool:
+    try:
+        json.loads(text)
+        return False
+    except ValueError:
+        return True
 
 
 def _row_round(path: Path, line: int, text: str) -> int:

@@ -72,9 +72,13 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
         checkpoint.load_agents(ck, expect=cfg.agent)  # says what differs
         done = int(blob["progress"]["step"])
         if cfg.steps and done >= cfg.steps:
-            # nothing to do, and it rewrote best.pt's record saying nothing (a probe)
-            raise ValueError(f"--steps {cfg.steps} with --resume: {ck} is at step {done} "
-                             f"already; expected --steps above {done} to train further")
+            if (out / "summary.json").exists():
+                # nothing to do, and it rewrote best.pt's record saying nothing (a probe)
+                raise ValueError(f"--steps {cfg.steps} with --resume: {ck} is at step {done} "
+                                 f"already; expected --steps above {done} to train further")
+            # stopped after its last step, before its end's files: finished below
+            log(f"{ck}: all {cfg.steps} steps done (at {done}); writing what a run writes "
+                f"at its end")
         loop.load_state(blob)
         st = loop.progress
         log(f"resumed from {ck} at step {st['step']}")

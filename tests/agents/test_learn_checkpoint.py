@@ -82,6 +82,11 @@ def test_resuming_a_run_already_past_its_steps_is_refused_touching_nothing(train
     err = capsys.readouterr().err
     assert f"is at step {done} already; expected --steps above {done}" in err, err
     assert (out / "best.pt").read_bytes() == best
+    # stopped after its last step, before its summary (a review): the resume finishes it
+    (out / "summary.json").unlink()
+    assert main(["train", *TRAIN[:2], "--steps", "10", *TRAIN[4:], "--out", str(out),
+                 "--resume"]) == 0
+    assert (out / "summary.json").is_file()
 
 
 def test_evaluate_lists_learned_and_every_baseline(trained, capsys):

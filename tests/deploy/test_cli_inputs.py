@@ -354,3 +354,9 @@ def test_a_bad_workload_option_is_one_line_naming_it(tmp_path, capsys, opts, wor
         args += ["--workload-option", o]
     assert words in input_error(args, capsys)
 
+
+
+def test_a_missing_sub_command_gets_no_hint_about_ids(capsys):
+    """A review: `agora schedule` said how to pass an id starting with '-'."""
+    err = usage_error(["schedule"], capsys)
+    assert "required" in err and "goes after --" not in err, err

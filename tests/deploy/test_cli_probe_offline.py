@@ -54,3 +54,22 @@ def test_job_times_of_a_run_that_completed_no_job_are_null_in_json(tmp_path, cap
     assert m["jobs_completed"] == 0 and m["jobs_unschedulable"] == 1
     for k in ("jct_mean_s", "jct_p95_s", "jct_weighted_mean_s", "slowdown_mean"):
         assert m[k] is None, k
+
+
+def test_a_threshold_for_a_checkpoint_that_does_not_use_the_trigger_is_refused(tmp_path,
+                                                                               capsys):
+    """A review: without --comm, a checkpoint trained with comm none took --threshold and
+    ignored it."""
+    import torch
+
+    from agora.agents.learn import checkpoint
+    from agora.agents.learn.learned_policy import AgentConfig, Agents
+
+    torch.manual_seed(0)
+    ck = tmp_path / "none.pt"
+    checkpoint.save(ck, agents=Agents(AgentConfig(comm="none")), extra={})
+    for argv in (["simulate", "--policy", str(ck), "--no-gantt"],
+                 ["evaluate", "--checkpoint", str(ck), "--seeds", "1"]):
+        assert main([*argv, "--threshold", "0.3"]) == 2
+        err = capsys.readouterr().err
+        assert "--threshold 0.3 with the checkpoint's comm none" in err, err

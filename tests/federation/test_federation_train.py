@@ -47,6 +47,9 @@ def test_resumed_federated_run_equals_an_uninterrupted_one(tmp_path):
     # killed after writing round 2's last.pt, before state.json said round 2 (a probe: the
     # resume took last.pt and redid round 2 from round 2's model)
     shutil.copy(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
+    # ... and mid-way through appending round 2's rows (a review: the cut row blocked it)
+    with (tmp_path / "b" / "metrics.jsonl").open("a") as f:
+        f.write('{"round": 2, "site": "hp')
     summary = train_federated(setup, cfg, tmp_path / "b", resume=True, **quiet)
     wa, wb = weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt")
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
@@ -184,3 +187,18 @@ def test_a_resume_refuses_a_cluster_file_edited_since_the_run_began(tmp_path):
         train_federated(load_setup(str(tmp_path / "setup.yaml")),
                         FedTrainConfig(rounds=2, local_steps=10, site=site), out, resume=True,
                         **quiet)
+
+
+def test_a_federated_run_killed_in_its_first_commit_resumes_from_the_start(tmp_path):
+    """A review: last.pt written, state.json not yet -- --resume called the folder "not
+    federated", and without --resume it "holds a run already"."""
+    setup = load_setup("synthetic-noniid")
+    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
+                       agent=AgentConfig(k=6, hidden=32))
+    cfg = FedTrainConfig(rounds=1, local_steps=10, site=site, seed=2)
+    quiet = dict(progress=False, log=lambda *_: None)
+    train_federated(setup, cfg, tmp_path / "a", **quiet)
+    (tmp_path / "a" / "state.json").unlink()
+    (tmp_path / "a" / "summary.json").unlink()
+    train_federated(setup, cfg, tmp_path / "a", resume=True, **quiet)
+    assert json.loads((tmp_path / "a" / "state.json").read_text())["round"] == 1
