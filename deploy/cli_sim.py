@@ -24,7 +24,7 @@ def _threshold_needs_trigger(a: argparse.Namespace, checkpoint: str | None = Non
     if comm is None and checkpoint is not None:
         from agora.agents.learn.checkpoint import load_agents
 
-        comm, by = load_agents(checkpoint)[0].cfg.comm, f"the checkpoint's comm"
+        comm, by = load_agents(checkpoint)[0].cfg.comm, "the checkpoint's comm"
     if comm is not None and comm != "trigger":
         raise ValueError(f"--threshold {a.threshold:g} with {by} {comm}: it sets when the "
                          f"trigger sends a code; expected --comm trigger, or no --threshold")

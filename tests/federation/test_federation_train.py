@@ -28,6 +28,10 @@ FIX = Path(__file__).parents[1] / "fixtures"
 TINY = ["--train-jobs", "5", "--bc-episodes", "1", "--val-episodes", "1", "--k", "6",
         "--hidden", "32", "--local-steps", "30", "--quiet"]
 ORGS = ["cpu", "g2", "t4", "mixed-gpu"]
+TINY_SITE = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
+                        agent=AgentConfig(k=6, hidden=32))
+"""an organisation's training, as small as a test of the federation's files can take"""
+QUIET = dict(progress=False, log=lambda *_: None)
 
 
 def weights(path: Path) -> list[np.ndarray]:
@@ -39,7 +43,7 @@ def test_resumed_federated_run_equals_an_uninterrupted_one(tmp_path):
     site = TrainConfig(train_jobs=15, bc_episodes=1, val_episodes=1,
                        agent=AgentConfig(k=6, hidden=32))
     cfg = FedTrainConfig(rounds=2, local_steps=50, site=site, seed=4)
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = QUIET
     train_federated(setup, cfg, tmp_path / "a", **quiet)
     first = FedTrainConfig(rounds=1, local_steps=50, site=site, seed=4)
     train_federated(setup, first, tmp_path / "b", **quiet)
@@ -125,8 +129,7 @@ def test_a_federated_resume_of_a_folder_of_another_kind_of_run_is_refused(tmp_pa
     shutil.copy(Path(__file__).parents[2] / "agents" / "learn" / "checkpoints" /
                 "learned-synE.pt", out / "last.pt")
     before = (out / "last.pt").read_bytes()
-    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
-                       agent=AgentConfig(k=6, hidden=32))
+    site = TINY_SITE
     with pytest.raises(ValueError, match="holds a run that is not federated"):
         train_federated(load_setup("synthetic-noniid"),
                         FedTrainConfig(rounds=1, local_steps=10, site=site), out, resume=True,
@@ -175,9 +178,8 @@ def test_a_resume_refuses_a_cluster_file_edited_since_the_run_began(tmp_path):
     (tmp_path / "setup.yaml").write_text(
         "name: two\nsites:\n  - {name: a, cluster: c.yaml, workload: synthetic}\n"
         "  - {name: b, cluster: c.yaml, workload: synthetic}\n")
-    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
-                       agent=AgentConfig(k=6, hidden=32))
-    quiet = dict(progress=False, log=lambda *_: None)
+    site = TINY_SITE
+    quiet = QUIET
     out = tmp_path / "o"
     train_federated(load_setup(str(tmp_path / "setup.yaml")),
                     FedTrainConfig(rounds=1, local_steps=10, site=site), out, **quiet)
@@ -193,10 +195,9 @@ def test_a_federated_run_killed_in_its_first_commit_resumes_from_the_start(tmp_p
     """A review: last.pt written, state.json not yet -- --resume called the folder "not
     federated", and without --resume it "holds a run already"."""
     setup = load_setup("synthetic-noniid")
-    site = TrainConfig(train_jobs=5, bc_episodes=0, val_episodes=1,
-                       agent=AgentConfig(k=6, hidden=32))
+    site = TINY_SITE
     cfg = FedTrainConfig(rounds=1, local_steps=10, site=site, seed=2)
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = QUIET
     train_federated(setup, cfg, tmp_path / "a", **quiet)
     (tmp_path / "a" / "state.json").unlink()
     (tmp_path / "a" / "summary.json").unlink()
