@@ -172,6 +172,10 @@ def run_episode(agents: Agents, cluster, wl, *, seed: int, rng=None, teacher=Non
                                                   record=record), rng=rng)
 
 
+EMPTY_EPISODES = 10
+"""episodes in a row without a decision after which training gives up"""
+
+
 def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
              agents: Agents) -> tuple[dict, float]:
     end = res.metrics["makespan_s"] + (res.jobs[0].job.arrival if res.jobs else 0.0)
@@ -255,13 +259,20 @@ class PPOLoop:
         ``progress['step']``."""
         cfg, st = self.cfg, self.progress
         t0 = time.perf_counter()
-        cl, wl = self.src.episode(st["episode"], jobs=schedules.episode_jobs(cfg, st["step"]))
-        st["episode"] += 1
-        runs = self._rollouts(cl, wl, st["episode"])    # same arrivals and faults, own samples
-        if any(p.arrays is None for p in runs):
-            raise ValueError(f"episode {st['episode']} made no decision (no job of its "
-                             f"{len(wl.jobs)} fits a node of the cluster?): nothing to learn "
-                             f"from; expected a workload with jobs some node fits")
+        for _ in range(EMPTY_EPISODES):
+            cl, wl = self.src.episode(st["episode"],
+                                      jobs=schedules.episode_jobs(cfg, st["step"]))
+            st["episode"] += 1
+            runs = self._rollouts(cl, wl, st["episode"])  # same arrivals and faults, own samples
+            if all(p.arrays is not None for p in runs):
+                break
+            # a window of jobs none of which fits a node: nothing to learn from, the next is
+            # drawn (a review: one such window stopped the run)
+            st["empty_episodes"] = st.get("empty_episodes", 0) + 1
+        else:
+            raise ValueError(f"{EMPTY_EPISODES} episodes in a row made no decision (no job of "
+                             f"their {len(wl.jobs)} fits a node of the cluster?): nothing to "
+                             f"learn from; expected a workload with jobs some node fits")
         eps = [_prepare(p.arrays, p.result, cfg, self.vnorm, self.agents) for p in runs]
         if cfg.rollouts > 1:
             adv = input_baseline.advantages([e["now"] for e, _ in eps],

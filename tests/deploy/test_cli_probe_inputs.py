@@ -329,3 +329,23 @@ def test_an_id_that_starts_with_a_dash_is_told_how_to_pass(capsys):
     assert "required: job; an id that starts with '-' goes after --, e.g. agora cancel -- -x" \
         in err, err
     assert "goes after --" not in usage_error(["site", "key"], capsys)
+
+
+def test_training_draws_past_a_window_of_jobs_no_node_can_run(tmp_path, capsys):
+    """A review: one training episode whose jobs all fit no node stopped the run, though the
+    workload has jobs to learn from; such an episode is skipped and the next drawn."""
+    import json
+
+    from agora.deploy.cli import main
+
+    (tmp_path / "c.yaml").write_text("sites:\n  - name: a\n    nodes: [{name: n, cpu: 4, "
+                                     "mem: 8192}]\n")
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps(
+        {"id": f"j{i}", "arrival": 10 * i, "origin": "a", "tasks": [
+            {"id": "t", "duration": 5, "demand": {"cpu": 64 if i % 2 else 1, "mem": 100}}]})
+        + "\n" for i in range(6)))
+    assert main(["train", "--cluster", str(tmp_path / "c.yaml"), "--workload",
+                 str(tmp_path / "j.jsonl"), "--train-jobs", "1", "--steps", "30",
+                 "--bc-episodes", "0", "--val-episodes", "1", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "o" / "summary.json").is_file()
