@@ -280,6 +280,7 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
     jobs: list[Job] = []
     seen: dict[str, int] = {}
     demands: dict[tuple, Demand] = {}
+    classes: set[str] = set()
     for line, c in csv_rows(path, POD_HEADER, "an Alibaba pod list CSV"):
         name = _pod_name(path, line, c, seen)
         cpu, mem, gpu, models = _demand_cells(path, line, c, spec=True)
@@ -305,6 +306,13 @@ def read_alibaba_pods(path: str | Path, cluster: Cluster, *,
                         origin=sites[zlib.crc32(name.encode("utf-8")) % len(sites)],
                         tasks=(Task(id="main", duration=deleted - start, demand=demand),),
                         weight=float(weights.get(c[6].strip(), 1.0))))
+        classes.add(c[6].strip())
+    unknown = sorted(set(weights) - classes) if isinstance(qos_weights, str) else []
+    if unknown:                  # a probe: a class the file lacks (a typo) was taken silently
+        raise InputError(path=path, line=None, field=f"qos_weights[{unknown[0]!r}]",
+                         problem="no pod of the file has that qos class",
+                         expected=f"one of the file's classes: "
+                                  f"{', '.join(sorted(classes)[:12]) or 'none'}")
     jobs.sort(key=lambda j: (j.arrival, j.id))
     return Workload(jobs=tuple(jobs), source=path)
 

@@ -83,6 +83,10 @@ def test_qos_weights_are_given_as_class_weight_pairs(tmp_path, capsys):
         err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "pods.csv"),
                            "--workload-option", f"qos_weights={bad}"], capsys)   # overflowed)
         assert "field 'qos_weights['LS']'" in err and "at most 1,000,000" in err, err
+    # a class no pod of the file has (a typo) was taken and ignored (a probe)
+    err = input_error(["simulate", "--no-gantt", "--workload", str(tmp_path / "pods.csv"),
+                       "--workload-option", "qos_weights=LS:2,Ls:3"], capsys)
+    assert "field 'qos_weights['Ls']'" in err and "one of the file's classes: BE, LS" in err
 
 
 def test_training_on_a_workload_no_node_can_run_is_refused_naming_a_job(tmp_path, capsys):
