@@ -16,7 +16,7 @@ from pathlib import Path
 from agora.agents.baselines import choices
 from agora.agents.limits import MAX_CERT_DAYS, MAX_REPLICAS
 from agora.agents.workloads.errors import InputError
-from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_up
+from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_train, cli_up
 from agora.deploy.arg_types import check_replicas
 from agora.deploy.cli_args import (MAX_SEEDS, _number, _policies_arg, _scenario_args, _seed,
                                    _seeds, _threshold, _whole)
@@ -171,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--federated", action="store_true",
                    help="federated training over the organisations of --setup (the budget is "
                         "--rounds x --local-steps per organisation; --steps is not used)")
-    # defaults None here, filled in by cli_sim.cmd_train: given without --federated is refused
+    # defaults None here, filled in by cli_train.cmd_train: given without --federated is refused
     f.add_argument("--setup", default=None,
                    help="synthetic-noniid (the default), alibaba-by-type, or a setup YAML "
                         "(deploy/configs/federation/synthetic-noniid.yaml shows the form)")
@@ -192,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
                    help="alibaba-by-type: most nodes per organisation (default 8)")
     f.add_argument("--setup-load", type=_number(gt=0, le=10), default=None,
                    help="alibaba-by-type: offered load of each organisation's pods (default 10)")
-    t.set_defaults(fn=cli_sim.cmd_train)
+    t.set_defaults(fn=cli_train.cmd_train)
 
     e = sub.add_parser("evaluate", help="a checkpoint side by side with every baseline")
     _scenario_args(e)

@@ -46,6 +46,7 @@ from agora.federation.client_app import make_client_app
 from agora.federation.domains import Setup
 from agora.federation.grid import SiteGrid, grid_of
 from agora.federation.ppo_learner import PPOSiteLearner
+from agora.federation.run_files import federated_folder, kept_rows, last_rows, read_state
 from agora.federation.server import (FederationConfig, check_strategy, round_metrics,
                                      round_seed, run_federation, site_seed)
 
@@ -151,13 +152,13 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
     weights, done = initial_weights(learners[0], cfg.seed), 0
     state_file = out / "state.json"
     if resume and not state_file.exists() and (out / "last.pt").exists() and \
-            not _federated_folder(out):
+            not federated_folder(out):
         # a probe: a traceback, or the other run's files overwritten but for its best.pt
         raise ValueError(f"--resume: {out} holds a run that is not federated (last.pt, no "
                          f"state.json); expected the folder of a federated run, or another "
                          f"--out")
     if resume and state_file.exists():
-        st = _read_json(state_file, "the state of the run's last finished round")
+        st = read_state(state_file)
         saved = FedTrainConfig.from_dict(st["config"])
         # more rounds may be asked; the organisations' step budget follows them
         same = replace(saved, rounds=cfg.rounds, site=replace(saved.site, steps=cfg.site.steps))
@@ -190,12 +191,7 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
             l.load_state(out / "sites" / l.site / f"state-{done:04d}.pt")
         log(f"resumed from {ck} after round {done}")
     mpath = out / "metrics.jsonl"
-    lines = [x for x in (mpath.read_text().splitlines() if resume and mpath.exists() else [])]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if lines and done < cfg.rounds and _cut(lines[-1]):
-        lines.pop()                  # cut by a kill mid-append: a row of a round to redo
-    kept = [x for i, x in enumerate(lines) if x.strip() and _row_round(mpath, i + 1, x) <= done]
+    kept = kept_rows(mpath, done, done < cfg.rounds) if resume and mpath.exists() else []
     mpath.write_text("".join(x + "\n" for x in kept))
     (out / "config.json").write_text(json.dumps(record, indent=1))
     log(f"federated train config: {json.dumps(record)}")
@@ -255,7 +251,7 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
                "overshoot": {l.site: l.loop.progress["step"] - cfg.rounds * cfg.local_steps
                              for l in learners},
                "checkpoint": str(out / "last.pt"), "curves": [str(c) for c in curves],
-               "seeds": seeds, "final": _last_rows(mpath), "max_choices": max_choices}
+               "seeds": seeds, "final": last_rows(mpath), "max_choices": max_choices}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -302,45 +298,6 @@ def _round_rows(r: int, learners, marks: list[int], fed: dict, cfg: FedTrainConf
     return rows + [fed_row]
 
 
-def _read_json(path: Path, what: str) -> dict:
-    """A run file read back for --resume; a damaged one is named (a probe: the bare JSON
-    error named no file)."""
-    try:
-        out = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}, as the run wrote "
-                         f"it: --resume cannot go on from this folder") from None
-    if not isinstance(out, dict) or not isinstance(out.get("round"), int):
-        raise ValueError(f"{path}: no round number; expected {what}, as the run wrote it")
-    return out
-
-
-def _federated_folder(out: Path) -> bool:
-    """Whether ``out`` holds a federated run that finished no round (killed in round 1's
-    commit: last.pt written, state.json not yet): its config.json records a setup."""
-    try:
-        return "setup" in json.loads((out / "config.json").read_text())
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def _cut(text: str) -> bool:
-    try:
-        json.loads(text)
-        return False
-    except ValueError:
-        return True
-
-
-def _row_round(path: Path, line: int, text: str) -> int:
-    try:
-        row = json.loads(text)
-        return int(row["round"])
-    except (ValueError, TypeError, KeyError):
-        raise ValueError(f"{path}:{line}: not a row of a federated run (JSON with its round); "
-                         f"--resume cannot go on from this folder") from None
-
-
 def _commit(out: Path, r: int, weights, learners, record: dict, rows: list[dict]) -> None:
     """Site states, then the global checkpoint, then the metrics, then ``state.json``."""
     for l in learners:
@@ -359,15 +316,6 @@ def _commit(out: Path, r: int, weights, learners, record: dict, rows: list[dict]
     tmp = out / "state.json.tmp"
     tmp.write_text(json.dumps({**record, "round": r}, indent=1))
     tmp.replace(out / "state.json")
-
-
-def _last_rows(mpath: Path) -> dict:
-    rows = [json.loads(x) for x in mpath.read_text().splitlines() if x.strip()]
-    if not rows:
-        return {}
-    last = max(x["round"] for x in rows)
-    return {x["site"]: {k: x[k] for k in ("eval/jct_mean_s", "eval/score", "step") if k in x}
-            for x in rows if x["round"] == last}
 
 
 def plot_federation(jsonl: Path, out: Path) -> list[Path]:

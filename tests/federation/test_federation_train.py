@@ -158,12 +158,12 @@ def test_an_organisation_that_can_run_none_of_its_jobs_is_refused_before_any_rou
 
 def test_a_damaged_state_or_metrics_file_is_named_on_resume(tmp_path):
     """A probe: the bare JSON error named no file."""
-    from agora.federation.train import _read_json, _row_round
+    from agora.federation.run_files import _row_round, read_state
 
     f = tmp_path / "state.json"
     f.write_text('{"round": 1\n,,')
     with pytest.raises(ValueError, match=r"state.json: not valid JSON .*--resume cannot go on"):
-        _read_json(f, "the state")
+        read_state(f, "the state")
     m = tmp_path / "metrics.jsonl"
     with pytest.raises(ValueError, match=r"metrics.jsonl:3: not a row of a federated run"):
         _row_round(m, 3, '{"step": 1}')
