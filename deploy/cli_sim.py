@@ -14,16 +14,19 @@ from agora.agents.workloads.errors import InputError
 from agora.deploy import json_out
 from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
 
-def _threshold_needs_trigger(a: argparse.Namespace, checkpoint: str | None = None) -> None:
+def _threshold_needs_trigger(a: argparse.Namespace, checkpoint=None) -> None:
     """``--threshold`` with ``--comm`` none or always -- or, without ``--comm``, with a
-    ``checkpoint`` that does not use the trigger -- would be taken and ignored."""
+    ``checkpoint`` (its path, or its loaded ``Agents``) that does not use the trigger --
+    would be taken and ignored."""
     if a.threshold is None:
         return
     comm, by = a.comm, "--comm"
     if comm is None and checkpoint is not None:
-        from agora.agents.learn.checkpoint import load_agents
+        if isinstance(checkpoint, str):
+            from agora.agents.learn.checkpoint import load_agents
 
-        comm, by = load_agents(checkpoint)[0].cfg.comm, "the checkpoint's comm"
+            checkpoint = load_agents(checkpoint)[0]
+        comm, by = checkpoint.cfg.comm, "the checkpoint's comm"
     if comm is not None and comm != "trigger":
         raise ValueError(f"--threshold {a.threshold:g} with {by} {comm}: it sets when the "
                          f"trigger sends a code; expected --comm trigger, or no --threshold")
@@ -198,8 +201,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     cfg, _ = _sim_config(a, fixed_seed=f"agora evaluate runs seeds 0..{a.seeds - 1} "
                                        f"(--seeds {a.seeds})")
     _build(a, sc, 0)                                    # bad input: fail before any run
-    load_agents(a.checkpoint)                           # fail early, saying what differs
-    _threshold_needs_trigger(a, a.checkpoint)
+    agents, _ = load_agents(a.checkpoint)               # fail early, saying what differs
+    _threshold_needs_trigger(a, agents)
     policies = a.policies
     t0 = time.perf_counter()
     if not a.json:

@@ -42,24 +42,24 @@ def _refuse_ignored_train_flags(a: argparse.Namespace) -> None:
                          f"--local-steps, or no --steps")
     _threshold_needs_trigger(a)
     if not a.federated:                           # --federated: --setup's workloads
-        _training_workload(a.workload, a.workload_option or [], "--workload")
+        _training_workload(a.workload, a.workload_option or [])
     _fill(a, TRAIN_DEFAULTS)
 
 
-def _training_workload(workload: str, options: list[str], where: str) -> None:
-    """A synthetic workload's ``jobs=`` and ``seed=`` would be taken and ignored by training
-    (``where`` names the flag or the setup's field)."""
-    kind, _, spec = workload.partition(":")
-    if kind != "synthetic":
+def _training_workload(workload: str, options: list[str]) -> None:
+    """A synthetic ``--workload``'s ``jobs=`` and ``seed=`` (in its spec or its options)
+    would be taken and ignored by training. (A setup's are refused by ``read_setup``.)"""
+    from agora.agents.workloads.loader import parse_synthetic
+
+    if workload.split(":")[0] != "synthetic":
         return
-    given = {p.split("=", 1)[0].strip() for p in spec.split(",") if "=" in p}
-    given |= {t.split("=", 1)[0].strip() for t in options}
+    given = {*parse_synthetic(workload), *(t.split("=", 1)[0].strip() for t in options)}
     if "jobs" in given:
-        raise ValueError(f"{where} {workload}: jobs= sets no training episode's length; "
+        raise ValueError(f"--workload {workload}: jobs= sets no training episode's length; "
                          f"expected --train-jobs N (default 150; --curriculum-jobs for "
                          f"shorter first episodes)")
     if "seed" in given:
-        raise ValueError(f"{where} {workload}: seed= would draw every training and "
+        raise ValueError(f"--workload {workload}: seed= would draw every training and "
                          f"validation episode alike; training draws each from --seed; "
                          f"expected no seed= (or --seed N)")
 

@@ -142,18 +142,17 @@ def system_figures(system, episode: dict) -> dict:
     agreed = agreed_status(st, system.operator.f)
     infos = ray.get([a.info.remote() for a in system.actors], timeout=120)
     plain = [i for i in infos if not i.get("traced")] or infos
-    p50 = float(np.median([s.decision_latency_ms_p50 for s in good])) if good else 0.0
-    p99 = float(np.median([s.decision_latency_ms_p99 for s in good])) if good else 0.0
-    ready = [float(np.median([getattr(s, f"decision_latency_ready_ms_{q}") for s in good]))
-             if good else 0.0 for q in ("p50", "p99")]
+    def median(field: str) -> float:          # over the replicas that answered
+        return round(float(np.median([getattr(s, field) for s in good])), 2) if good else 0.0
+
     acc = episode["account"]
     return {
         "wall_s": round(episode["wall_s"], 2),
-        "decision_latency_ms_p50": round(p50, 2),
-        "decision_latency_ms_p99": round(p99, 2),
+        "decision_latency_ms_p50": median("decision_latency_ms_p50"),
+        "decision_latency_ms_p99": median("decision_latency_ms_p99"),
         # from ready: the wait for capacity while every site was full left out
-        "decision_latency_ready_ms_p50": round(ready[0], 2),
-        "decision_latency_ready_ms_p99": round(ready[1], 2),
+        "decision_latency_ready_ms_p50": median("decision_latency_ready_ms_p50"),
+        "decision_latency_ready_ms_p99": median("decision_latency_ready_ms_p99"),
         "decision_latency_samples": int(max((s.decision_latency_samples for s in good),
                                             default=0)),
         "allocations_committed": acc.allocations,

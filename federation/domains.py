@@ -135,13 +135,12 @@ def read_setup(path: str | Path) -> Setup:
                                                 "the setup file)")
         if kw["workload"].split(":")[0] == "synthetic":
             try:
-                parse_synthetic(kw["workload"])
+                given = parse_synthetic(kw["workload"])
             except InputError as e:
                 raise at_key(w, r, "workload").error(e.problem, e.expected) from None
-            spec = kw["workload"].partition(":")[2]
             for key, why in (("jobs", "training sets each episode's length (--train-jobs)"),
                              ("seed", "training draws each episode from --seed")):
-                if key in {x.split("=", 1)[0].strip() for x in spec.split(",") if "=" in x}:
+                if key in given:
                     raise at_key(w, r, "workload").error(    # a probe: taken and ignored
                         f"{key}= would be ignored: {why}", f"no {key}=")
         elif not Path(kw["workload"]).is_file():

@@ -266,9 +266,8 @@ class PPOLoop:
             runs = self._rollouts(cl, wl, st["episode"])  # same arrivals and faults, own samples
             if all(p.arrays is not None for p in runs):
                 break
-            # a window of jobs none of which fits a node: nothing to learn from, the next is
-            # drawn (a review: one such window stopped the run)
-            st["empty_episodes"] = st.get("empty_episodes", 0) + 1
+            # else a window of jobs none of which fits a node: nothing to learn from, the
+            # next is drawn (a review: one such window stopped the run)
         else:
             raise ValueError(f"{EMPTY_EPISODES} episodes in a row made no decision (no job of "
                              f"their {len(wl.jobs)} fits a node of the cluster?): nothing to "
