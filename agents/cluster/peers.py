@@ -238,5 +238,9 @@ class GrpcExchange:
         self.links.broadcast(round, code, self.epoch)
         self.sent += 1
 
+    def wire(self) -> tuple[int, int]:
+        """(bytes received, bytes sent) of peer codes on the wire so far."""
+        return self.service.bytes_in, self.links.bytes_out
+
     def codes(self, round: int) -> tuple[np.ndarray, np.ndarray]:
         return self.book.codes(round)

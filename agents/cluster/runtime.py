@@ -145,6 +145,8 @@ class AgentRuntime:
                 self.counts["step_failures"] += 1
                 self.last_failure = f"{type(e).__name__}: {e}"[:400]
             self._woke_at = None
+            if self.metrics is not None:
+                self.metrics.counted(self.name, self.agent, self.agent.exchange)
 
     def act_if_owed(self) -> None:
         a = self.agent

@@ -302,10 +302,33 @@ class SiteAgentActor:
 class _Metrics:
     """The agent's Prometheus series (``agents.metrics``)."""
 
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], int] = {}
+
     def decided(self, site: str, offers: int, latency: list[float]) -> None:
         M.DECISIONS.labels(site=site).inc()
         for x in latency:
             M.DECISION_LATENCY.labels(site=site).observe(x)
+
+    def counted(self, site: str, agent, exchange) -> None:
+        """Raise the message and wire-byte series by what the agent's step (codes sent,
+        suppressed) and its exchange (bytes in and out) counted since the last call (the
+        series were declared and served, but nothing counted into them: a probe)."""
+        now = {"sent": agent.sent, "suppressed": agent.suppressed}
+        wire = getattr(exchange, "wire", None)
+        if wire is not None:
+            now["in"], now["out"] = wire()
+        for what, value in now.items():
+            step = value - self._seen.get((site, what), 0)
+            if step <= 0:
+                continue
+            self._seen[(site, what)] = value
+            if what == "sent":
+                M.MESSAGES_SENT.labels(site=site).inc(step)
+            elif what == "suppressed":
+                M.MESSAGES_SUPPRESSED.labels(site=site).inc(step)
+            else:
+                M.wire_bytes(what, site=site).inc(step)
 
 
 RaySiteAgent = ray.remote(SiteAgentActor)

@@ -143,6 +143,12 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
         from agora.agents.metrics import scrape, total
         m = scrape(f"http://127.0.0.1:{infos[0]['metrics_port']}/metrics")
         checked["decisions_metric"] = total(m, "agora_decisions_total")
+        # every decision with work to bid for either sent its code or held it back: both
+        # are counted where Prometheus and the web view read them (a probe: never counted)
+        every = [scrape(f"http://127.0.0.1:{i['metrics_port']}/metrics") for i in infos]
+        checked["spoke_metric"] = sum(total(x, "agora_messages_sent_total")
+                                      + total(x, "agora_messages_suppressed_total")
+                                      for x in every)
         checked["commits_metric"] = total(system.group.scrape(0), "agora_commits_total")
         # each site's key was made by its agent, on its node, and admitted by its public key
         ledger = system.loop.run(system.operator.ledger())
@@ -171,6 +177,7 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     assert checked["pss_below_rss"] and sysf["agent_max_pss_mib"] < sysf["agent_max_rss_mib"]
     assert checked["anon_in_rss"] and sysf["agent_max_anon_mib"] < sysf["agent_max_rss_mib"]
     assert checked["decisions_metric"] > 0 and checked["commits_metric"] > 0
+    assert checked["spoke_metric"] > 0, checked
     assert checked["admitted"], "every site admitted by the key its agent made"
     from agora.coordinator.server import load_keys
     held = load_keys(tmp_path / "out" / "coordinator" / "keys.yaml")
