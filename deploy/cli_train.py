@@ -15,6 +15,13 @@ from agora.deploy.cli_args import _build, _scenario
 from agora.deploy.cli_sim import _threshold_needs_trigger
 
 
+RUN_FILES = ("last.pt", "state.json", "summary.json", "best.pt", "config.json",
+             "metrics.jsonl")
+"""Files of a training run (alone or federated): a folder holding any of them holds a run,
+which a new run without --resume would overwrite (a probe: a --steps 0 run writes no
+last.pt, and a second one overwrote its best.pt and config.json)."""
+
+
 def _agent_config(a: argparse.Namespace):
     from agora.agents.learn.learned_policy import AgentConfig
 
@@ -111,7 +118,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.out.strip():        # a probe: '' wrote the run into the current folder
         raise ValueError(f"--out {a.out!r}: an empty path; expected a folder for the run's "
                          f"checkpoints and metrics")
-    held = [f for f in ("last.pt", "state.json") if (Path(a.out) / f).exists()]
+    held = [f for f in RUN_FILES if (Path(a.out) / f).exists()]
     if held and not a.resume:   # a probe: a new run overwrote the old one's files, silently
         raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
                          f"to continue it, or another --out for a new run")

@@ -301,6 +301,21 @@ def test_a_new_run_into_the_folder_of_another_is_refused(trained, tmp_path, caps
     assert (out / "last.pt").read_bytes() == before
 
 
+def test_a_new_run_over_an_imitation_only_run_is_refused(trained, tmp_path, capsys):
+    """A probe: a `--steps 0` run writes no last.pt, and a second run into its folder
+    overwrote its best.pt and config.json without --resume."""
+    import shutil
+    out = tmp_path / "bc-only"
+    out.mkdir()
+    for name in ("best.pt", "config.json", "metrics.jsonl"):
+        shutil.copy(trained / name, out / name)
+    before = (out / "best.pt").read_bytes()
+    assert main(["train", *TRAIN, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: holds a run already (best.pt)" in err and "--resume" in err
+    assert (out / "best.pt").read_bytes() == before
+
+
 def test_a_resume_with_other_settings_names_what_differs(trained, tmp_path, capsys):
     """A probe: a changed --lr was refused with the whole saved configuration (945
     characters) and no word of which field differed."""
