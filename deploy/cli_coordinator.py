@@ -79,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _client_args(w)
     w.add_argument("--since-version", type=VERSION, default=0)
     w.add_argument("--count", type=_whole(ge=1), default=None,
-                   help="stop after this many updates")
+                   help="stop after this many updates that allocate or change an "
+                        "instance (each prints its lines)")
     w.add_argument("--json", action="store_true",
                    help="one JSON object per line (default: one readable line per change)")
     w.set_defaults(fn=cmd_schedule_watch)
@@ -265,7 +266,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
                         print(f"{u.version:>8}  {c.kind} {c.job_id}/{c.task_id} "
                               f"[{c.instance_begin}..{c.instance_end - 1}] at {c.site}",
                               flush=True)
-                n += 1
+                if u.allocations or u.changes:    # a counted update printed a line (a
+                    n += 1                         # probe: admissions and rounds counted too)
                 if a.count is not None and n >= a.count:
                     return
 

@@ -195,6 +195,41 @@ def test_a_watch_whose_history_was_compacted_is_one_line_and_exit_2(up, capsys, 
                    "90 were compacted away (retain_finished_jobs)"]
 
 
+def test_watch_count_counts_the_updates_it_prints(up, capsys, monkeypatch):
+    """A probe: ``--count 3`` printed 2 lines, counting updates that print nothing (a job's
+    admission, a round). This test's fake client streams such updates between printed
+    ones."""
+    from agora.deploy import cli_coordinator
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    def alloc(v: int) -> pb.ScheduleUpdate:
+        u = pb.ScheduleUpdate(version=v)
+        u.allocations.add(job_id=f"j{v}", task_id="t", instance_begin=0, instance_end=1,
+                          site="east", node="n0")
+        return u
+
+    class Client:
+        f = 1
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def status(self):
+            return [object()] * 4
+
+        async def watch(self, since):
+            for v in range(1, 20):
+                yield alloc(v) if v % 3 == 0 else pb.ScheduleUpdate(version=v)
+
+    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, Client()))
+    assert main(["schedule", "watch", "--count", "3", "--config", str(up)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [x.split()[0] for x in lines] == ["3", "6", "9"], lines
+
+
 @pytest.mark.parametrize("flag", ["--job", "--site", "--task", "--client", "--keys"])
 def test_an_empty_schedule_get_flag_is_one_line_naming_it(up, capsys, flag):
     """A probe: ``agora schedule get --job ''`` (and the other flags) ended in a traceback
