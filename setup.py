@@ -7,11 +7,14 @@ generic lands at the top level of site-packages (tests/test_packaging.py builds 
 checks). Everything else about the distribution is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 PARTS = ("agents", "coordinator", "protos", "federation", "deploy")
 
+# Namespace packages too: the folders of data only (configs, the web view, checkpoints) are
+# packages of their own, with their files as package data (pyproject.toml); listed as a
+# parent's data, each printed a "Package would be ignored" warning at install.
 packages = ["agora"] + [f"agora.{top}{'.' + sub if sub else ''}"
-                        for top in PARTS for sub in ["", *find_packages(top)]]
+                        for top in PARTS for sub in ["", *find_namespace_packages(top)]]
 setup(packages=packages,
       package_dir={"agora": "agora", **{f"agora.{top}": top for top in PARTS}})
