@@ -27,11 +27,11 @@ __all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "DEFAULT_UP_C
 
 
 def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic",
-             policy: str = "sjf", *, seed: int = 0, sites: int = 8, split: str = "stratified",
+             policy: str = "tetris", *, seed: int = 0, sites: int = 8, split: str = "stratified",
              load: float | None = None, arrival_window: float | None = None,
              inflate: float = 1.0, config=None):
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
-    ``fgd``, ...) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
+    ``fgd``, ...; default ``tetris``, as the command's) or a learned policy's checkpoint. Returns the ``SimResult``: ``.metrics``
     (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.jobs``, ``.attempts`` (each
     run of an instance), ``.unschedulable``, ``.failed``, ``.seeds``."""
     from agora.agents.baselines import is_baseline

@@ -81,3 +81,13 @@ def test_simulate_takes_paths_as_submit_does(tmp_path):
     r = simulate(cluster=Path(tmp_path / "c.yaml"), workload=Path(tmp_path / "w.jsonl"),
                  policy="fifo")
     assert r.metrics["jobs_completed"] == 1 and r.metrics["jct_mean_s"] == 2
+
+
+def test_simulates_default_policy_is_the_commands():
+    """A probe: ``simulate()`` defaulted to sjf where ``agora simulate`` runs tetris."""
+    import inspect
+
+    from agora.deploy.cli import parser
+
+    want = parser().parse_args(["simulate"]).policy
+    assert inspect.signature(simulate).parameters["policy"].default == want == "tetris"
