@@ -128,8 +128,8 @@ def cmd_submit(a: argparse.Namespace) -> int:
         say_refused(rejected)
         for job_id in accepted:
             print(job_id)
-    if rejected:
-        return 1
+    if rejected:     # bad input, as the file's own errors (a probe: exit 1 where the docs
+        return 2     # say 2); the jobs not refused were submitted and run
     if ends is None:
         return 0
     # given up (--timeout) with jobs still running is not success either

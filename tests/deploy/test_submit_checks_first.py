@@ -147,7 +147,7 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
     monkeypatch.setattr(api, "submit_chunks", submitted)
     monkeypatch.setattr(cli_jobs, "_follow", follow)
     monkeypatch.setattr(cli_jobs, "run_live", lambda t, fn, *a: asyncio.run(fn(None)))
-    assert main(["submit", str(jobs), "--follow", "--config", str(up)]) == 1   # j2 refused
+    assert main(["submit", str(jobs), "--follow", "--config", str(up)]) == 2   # j2 refused
     got = capsys.readouterr()
     assert got.out.splitlines() == ["submitted 1 job(s): j1; following until they end "
                                     "(Ctrl-C stops following, not the jobs)", "FOLLOWING"]
