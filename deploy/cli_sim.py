@@ -60,7 +60,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     d = _check_out(a.out) if a.out is not None else None
     if not a.json:
         src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
-        print(f"scenario: {asdict(sc)}\nseed: {seed} (from {src})  policy: {a.policy}\n"
+        print(f"scenario: {sc.shown()}\nseed: {seed} (from {src})  policy: {a.policy}\n"
               f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
               f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
               f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
@@ -107,7 +107,7 @@ def cmd_baselines(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     progress = None
     if not a.json:
-        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}", file=sys.stderr)
+        print(f"scenario: {sc.shown()}  seeds: 0..{a.seeds - 1}", file=sys.stderr)
         from tqdm import tqdm
         progress = tqdm(total=a.seeds * len(policies or BASELINES), unit="run", leave=False)
     with _transforms(a):
@@ -206,7 +206,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     policies = a.policies
     t0 = time.perf_counter()
     if not a.json:
-        print(f"scenario: {asdict(sc)}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
+        print(f"scenario: {sc.shown()}  seeds: 0..{a.seeds - 1}  checkpoint: {a.checkpoint}",
               file=sys.stderr)
     with _transforms(a):
         res = evaluate(a.checkpoint, sc, seeds=list(range(a.seeds)), baselines=policies,

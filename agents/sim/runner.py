@@ -10,7 +10,7 @@ then show a zero-width interval rather than pretending otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from agora.agents.baselines import BASELINES, make_policy
 from agora.agents.domain import Cluster, Workload
@@ -47,6 +47,14 @@ class Scenario:
         # a saved run equals the one saved
         object.__setattr__(self, "workload_options",
                            tuple((str(k), v) for k, v in self.workload_options))
+
+    def shown(self) -> dict:
+        """The scenario as a run prints it: ``sites`` and ``split`` only where they apply (an
+        Alibaba node-list CSV; a probe read 'sites': 8 beside a 3-site YAML cluster)."""
+        d = asdict(self)
+        if str(self.cluster).lower().endswith(".csv"):
+            return d
+        return {k: v for k, v in d.items() if k not in ("sites", "split")}
 
     def build(self, seed: int) -> tuple[Cluster, Workload]:
         cluster = load_cluster(self.cluster, sites=self.sites, split=self.split)

@@ -360,3 +360,18 @@ def test_a_missing_sub_command_gets_no_hint_about_ids(capsys):
     """A review: `agora schedule` said how to pass an id starting with '-'."""
     err = usage_error(["schedule"], capsys)
     assert "required" in err and "goes after --" not in err, err
+
+
+def test_the_printed_scenario_names_sites_and_split_only_for_a_node_list(capsys):
+    """A probe: a YAML cluster's run printed 'sites': 8, 'split': 'stratified', which apply
+    to an Alibaba node list only."""
+    from agora.agents.sim.runner import Scenario
+
+    assert "sites" not in Scenario(cluster="deploy/demo/cluster.yaml").shown()
+    assert "split" not in Scenario().shown()
+    shown = Scenario(cluster="nodes.CSV", sites=3).shown()
+    assert shown["sites"] == 3 and shown["split"] == "stratified"
+    assert main(["simulate", "--cluster", "deploy/demo/cluster.yaml", "--workload",
+                 "synthetic:jobs=3"]) == 0
+    err = capsys.readouterr().err
+    assert "scenario: {'cluster': 'deploy/demo/cluster.yaml'" in err and "'sites'" not in err
