@@ -229,8 +229,11 @@ def cmd_schedule_get(a: argparse.Namespace) -> int:
         print(json.dumps({"version": answer["version"], "source": answer["source"],
                           "allocations": rows}, indent=1))
         return 0
-    print(f"schedule version {answer['version']} ({answer['source']}): {len(rows)} "
-          f"allocations")
+    src = answer["source"]
+    if src.startswith("offline (") and src.endswith(")"):   # its own line: nested in the
+        print(f"offline: {src[len('offline ('):-1]}")        # first, it read badly (a probe)
+        src = "offline"
+    print(f"schedule version {answer['version']} ({src}): {len(rows)} allocations")
     print(f"{'version':>8}  {'job':<16} {'task':<12} {'instances':>11}  {'site':<12} node")
     for r in rows:
         b, e = r["instances"]

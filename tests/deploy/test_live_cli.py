@@ -186,7 +186,8 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert done["ran_on"] in ("east/n0", "west/n0") and done["exit_code"] == 0, done
     assert done["last_end"] >= done["last_start"] > 0, done
     p = agora("schedule", "get", "--config", cfg)
-    assert p.returncode == 0 and "(offline" in p.stdout and "hello" in p.stdout
+    assert p.returncode == 0 and "(offline)" in p.stdout and "hello" in p.stdout
+    assert p.stdout.startswith("offline: schedule version "), p.stdout[:300]
     p = agora("cancel", "hello", "--config", cfg)
     assert p.returncode == 1 and "nothing is running" in one_line_error(p)
 
