@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
 
@@ -116,6 +117,21 @@ def site_rows(view, silent: set[str] | None = None) -> list[dict]:
             for s in view.sites]
 
 
+def _key_file_sites(t, keys: str | None) -> set[str] | None:
+    """The sites whose key the group's key file holds (None: not known). A site with no
+    admitted key signs with the key file's, if it has one (a probe: every site of the cluster
+    was listed with "the key file's" key)."""
+    from agora.coordinator.schedule_rules import site_of_client
+    from agora.coordinator.server import load_keys
+
+    path = keys or (t.coordinator.keys_file if t.coordinator is not None else None)
+    try:
+        held = load_keys(Path(path)).client_verify if path else None
+    except (OSError, ValueError):
+        return None
+    return None if held is None else {site_of_client(c) for c in held} - {None}
+
+
 def cmd_site_list(a: argparse.Namespace) -> int:
     from agora.coordinator.queries import silent_sites
 
@@ -126,8 +142,10 @@ def cmd_site_list(a: argparse.Namespace) -> int:
         except Exception:  # noqa: BLE001 - the statuses are extra: the list without them
             return view, None
 
-    view, silent = run_live(target(a.config), read, a.client, a.keys)
+    t = target(a.config)
+    view, silent = run_live(t, read, a.client, a.keys)
     rows = site_rows(view, silent)
+    in_file = _key_file_sites(t, a.keys)
     if a.json:
         print(json.dumps({"version": view.version, "sites": rows}))
         return 0
@@ -135,7 +153,8 @@ def cmd_site_list(a: argparse.Namespace) -> int:
         # a site that owes nothing is not voted lapsed: "live" hid an agent gone for good
         state = ("removed" if r["removed"] else "lapsed" if r["lapsed"] else
                  "silent" if r["silent"] else "live")
-        key = r["key"][:16] + "..." if r["key"] else "(the key file's)"
+        key = (r["key"][:16] + "..." if r["key"] else "(the key file's)"
+               if in_file is None or r["site"] in in_file else "(none: not admitted)")
         down = f"  nodes down: {', '.join(r['nodes_down'])}" if r["nodes_down"] else ""
         print(f"{r['site']:<16} {state:<8} {key}{down}")
     return 0
