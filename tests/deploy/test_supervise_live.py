@@ -123,7 +123,8 @@ def kill_and_recover(d: Path, victim, *, end: str = "down") -> None:
     wait_for(lambda: still_running(left) == [], 60, "the service's processes to end")
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.slow        # ~70 s (two starts of the whole service): `make test-slow`; the
+@pytest.mark.timeout(420)  # keeper's rules are tested with stand-ins in test_supervise.py
 def test_the_serving_process_killed_is_started_again_and_its_work_completes(setup):
     kill_and_recover(setup, lambda pid: os.kill(pid, signal.SIGKILL), end="kill-keeper")
 
