@@ -27,7 +27,8 @@ __all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "DEFAULT_UP_C
 
 
 def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic",
-             policy: str = "tetris", *, seed: int = 0, sites: int = 8, split: str = "stratified",
+             policy: str = "tetris", *, seed: int = 0, sites: int | None = None,
+             split: str | None = None,
              load: float | None = None, arrival_window: float | None = None,
              inflate: float = 1.0, config=None):
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
@@ -46,8 +47,14 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
     workload = A.path("workload", workload, "'synthetic[:key=value,...]' or a workload file")
     policy = A.policy(policy)
     seed = A.integer("seed", seed, 0, A.MAX_SEED, " (every draw is seeded from it)")
-    sites = A.integer("sites", sites, 1, 1_000_000)
-    A.choice("split", split, SPLITS)
+    sites = A.optional(A.integer, "sites", sites, 1, 1_000_000)
+    A.optional(A.choice, "split", split, SPLITS)
+    if not str(cluster).lower().endswith(".csv"):      # a probe: sites=3 was taken, unused
+        for name, v in (("sites", sites), ("split", split)):
+            if v is not None:
+                raise ValueError(f"{name}: {v!r} applies to an Alibaba node-list .csv cluster "
+                                 f"only, and cluster {str(cluster)!r} has its sites in it; "
+                                 f"expected no {name} with this cluster")
     load = A.optional(A.number, "load", load, gt=0, le=10, what=" (offered load)")
     arrival_window = A.optional(A.number, "arrival_window", arrival_window, gt=0, le=MAX_TIME,
                                 what=" (seconds)")
@@ -55,7 +62,8 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
     if config is not None and not isinstance(config, SimConfig):
         raise TypeError(f"config: got {config!r}; expected None or an "
                         f"agora.agents.sim.config.SimConfig (as read_sim_config returns)")
-    sc = Scenario(cluster=cluster, workload=workload, sites=sites, split=split,
+    sc = Scenario(cluster=cluster, workload=workload, sites=8 if sites is None else sites,
+                  split=split or "stratified",
                   arrival_window=arrival_window, load=load, inflate=inflate)
     c, wl = sc.build(seed)
     cfg = config or SimConfig()

@@ -71,6 +71,9 @@ def optional(check, name: str, value, *args, **kw):
 
 
 def choice(name: str, value, options) -> str:
+    if not isinstance(value, str):          # a probe: split=["x"] was a ValueError
+        raise ArgTypeError(name, f"{name}: got {value!r}; expected one of "
+                                 f"{', '.join(options)} (a string)")
     if value not in options:
         raise ValueError(f"{name}: got {value!r}; expected one of {', '.join(options)}")
     return value

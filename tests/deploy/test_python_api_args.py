@@ -91,3 +91,15 @@ def test_simulates_default_policy_is_the_commands():
 
     want = parser().parse_args(["simulate"]).policy
     assert inspect.signature(simulate).parameters["policy"].default == want == "tetris"
+
+
+def test_sites_and_split_are_refused_with_a_cluster_that_has_its_sites(tmp_path):
+    """A probe: ``simulate(sites=3)`` with a YAML cluster was taken and not used (the command
+    refuses --sites there); ``split=["x"]`` was a ValueError, not a TypeError."""
+    for kw in ({"sites": 3}, {"split": "by-model"}):
+        with pytest.raises(ValueError, match=rf"^{next(iter(kw))}: .* node-list \.csv"):
+            simulate(cluster="deploy/demo/cluster.yaml", workload="synthetic:jobs=2", **kw)
+    with pytest.raises(TypeError, match="^split: got \\['x'\\]"):
+        simulate(workload="synthetic:jobs=2", split=["x"])
+    r = simulate(cluster="deploy/demo/cluster.yaml", workload="synthetic:jobs=2", seed=1)
+    assert r.metrics["jobs"] == 2
