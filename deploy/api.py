@@ -21,7 +21,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, NotRunning, run_live, target
+from agora.deploy.service_client import (DEFAULT_UP_CONFIG, OPERATOR, NotRunning, check_client,
+                                         run_live, target)
 
 __all__ = ["simulate", "submit", "schedule", "jobs", "NotRunning", "DEFAULT_UP_CONFIG"]
 
@@ -213,7 +214,7 @@ def submit(jobs: str | Path, *, config: str = DEFAULT_UP_CONFIG, client: str = O
 
     A.path("jobs", jobs, "a JSON Lines file of jobs")
     _service_args(config, client, keys)
-    t = target(config)
+    t = target(config, flag="")
     # the file first, as agora submit does: a bad file is told without a running Agora
     prepared = prepare_jobs(jobs, t.load_cluster())
     if not t.serving() or t.coordinator is None:
@@ -237,7 +238,7 @@ def allocation_dict(x) -> dict:
 def schedule_answer(config: str, by: dict, client: str = OPERATOR, keys: str | None = None):
     """(QueryResult, 'live' | 'offline (...)'): from the running replicas, or after a stop
     from their logs on disk."""
-    t = target(config)
+    t = target(config, flag="")
     if t.serving():
         async def go(c):
             return await c.schedule(**by)
@@ -316,3 +317,6 @@ def _service_args(config, client, keys) -> None:
     A.path("config", config, "an agora up configuration or a coordinator YAML")
     A.text("client", client, "'operator', 'site:<name>' or 'auditor:<name>'")
     A.optional(A.path, "keys", keys, "a keys file")
+    check_client(client, keys, flag="")
+    if not Path(config).is_file():
+        target(config, flag="")          # the missing file's error, naming config=

@@ -281,11 +281,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from agora.coordinator.client import CoordinatorError
     from agora.deploy.api_args import ArgTypeError, ArgValueError
-    from agora.deploy.service_client import NotRunning
+    from agora.deploy.service_client import NotRunning, check_client
 
     a = parser().parse_args(argv)
     name = f"agora {a.command}" if getattr(a, "command", None) else "agora"
     try:
+        if hasattr(a, "client") and hasattr(a, "keys"):
+            check_client(a.client, a.keys)    # before "nothing is running" (a probe)
         return a.fn(a)
     except (ArgTypeError, ArgValueError) as e:   # the Python API's check of a flag's value
         flag = "--" + e.arg.replace("_", "-")

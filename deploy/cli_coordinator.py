@@ -18,21 +18,16 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 from pathlib import Path
 
-from agora.agents.limits import MAX_REPLICAS, SITE_NAME
+from agora.agents.limits import MAX_REPLICAS
 from agora.deploy.arg_types import _whole, check_replicas
+from agora.deploy.service_client import CLIENT_ID
 
 VERSION = _whole(ge=0, le=2**63 - 1, text="a committed version, a whole number >= 0")
 
-CLIENT_ID = re.compile(rf"operator|site:{SITE_NAME.pattern}(/[0-9]{{1,6}})?"
-                       rf"|auditor:{SITE_NAME.pattern}")
-"""client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``,
-``auditor:alice``): the only kinds the coordinator gives a role (a key for any other id
-could sign nothing the replicas accept; the replicas' own ids come with the group)"""
 DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "coordinator-local.yaml")
 OPERATOR = "operator"
 

@@ -7,8 +7,11 @@ command that reads answers from the replicas' logs on disk instead (labelled off
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from agora.agents.limits import SITE_NAME
 
 DEFAULT_UP_CONFIG = str(Path(__file__).parent / "configs" / "up.yaml")
 OPERATOR = "operator"
@@ -95,14 +98,16 @@ class Target:
         return CoordinatorClient(c, keys, client_id, timeout_s=15.0)
 
 
-def target(config_arg: str) -> Target:
-    """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``)."""
+def target(config_arg: str, flag: str = "--") -> Target:
+    """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``;
+    ``flag`` is what the missing file's error calls it: ``--config``, or ``config`` for the
+    Python API)."""
     from agora.agents.workloads.yamlmarks import load_yaml
     from agora.coordinator.config import load_config
 
     p = Path(config_arg)
     if not p.is_file():
-        raise FileNotFoundError(f"--config: {config_arg} is not a file; expected an agora up "
+        raise FileNotFoundError(f"{flag}config: {config_arg} is not a file; expected an agora up "
                                 f"config (e.g. {DEFAULT_UP_CONFIG}) or a coordinator YAML")
     data = load_yaml(str(p))           # one guarded reader: size, nesting, aliases, UTF-8
     if isinstance(data, dict) and isinstance(data.get("replicas"), list):
@@ -116,11 +121,32 @@ def target(config_arg: str) -> Target:
     return Target(config_arg, coordinator, out, up)
 
 
+CLIENT_ID = re.compile(rf"operator|site:{SITE_NAME.pattern}(/[0-9]{{1,6}})?"
+                       rf"|auditor:{SITE_NAME.pattern}")
+"""client ids ``agora keys`` writes keys for (``operator``, ``site:east``, ``site:east/2``,
+``auditor:alice``): the only kinds the coordinator gives a role (a key for any other id
+could sign nothing the replicas accept; the replicas' own ids come with the group)"""
+
+
+def check_client(client_id, keys_file, flag: str = "--") -> None:
+    """Refuse a client id no key file holds a key for, or a key file that is not there,
+    naming ``{flag}client`` / ``{flag}keys`` (a probe: both were told only after "nothing is
+    running", and a user who started it was then refused for them)."""
+    if not isinstance(client_id, str) or len(client_id) > 256 \
+            or not CLIENT_ID.fullmatch(client_id):
+        raise ValueError(f"{flag}client: {str(client_id)[:80]!r} is no client id; expected "
+                         f"operator, site:<site name>, site:<site name>/<k> or auditor:<name>")
+    if keys_file is not None and not Path(keys_file).is_file():
+        raise FileNotFoundError(f"{flag}keys: {keys_file} is not a file; expected a key file "
+                                f"(agora keys) or a site's own key (agora site key)")
+
+
 def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):
     """``coro_fn(client)`` against the running coordinator; ``NotRunning`` when nothing
     serves or no replica answers."""
     from agora.coordinator.client import CoordinatorError
 
+    check_client(client_id, keys_file)
     if not t.serving():
         raise t.not_running()
     client = t.client(client_id, keys_file)

@@ -103,3 +103,33 @@ def test_sites_and_split_are_refused_with_a_cluster_that_has_its_sites(tmp_path)
         simulate(workload="synthetic:jobs=2", split=["x"])
     r = simulate(cluster="deploy/demo/cluster.yaml", workload="synthetic:jobs=2", seed=1)
     assert r.metrics["jobs"] == 2
+
+
+def test_client_keys_and_config_are_named_as_the_api_calls_them_before_not_running(tmp_path):
+    """A probe: a bad ``client`` or a missing ``keys`` was told only as "nothing is
+    running"; a missing ``config`` was named ``--config``, a flag the API has not."""
+    jobs_file = "deploy/demo/jobs.jsonl"
+    with pytest.raises(ValueError, match="^client: 'bogus' is no client id"):
+        submit(jobs_file, client="bogus")
+    with pytest.raises(FileNotFoundError, match="^keys: .*none.keys is not a file"):
+        submit(jobs_file, keys=str(tmp_path / "none.keys"))
+    for call in (lambda: submit(jobs_file, config="nope.yaml"),
+                 lambda: schedule(config="nope.yaml"), lambda: jobs(config="nope.yaml")):
+        with pytest.raises(FileNotFoundError, match="^config: nope.yaml is not a file"):
+            call()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["submit", "deploy/demo/jobs.jsonl", "--client", "bogus"], "--client"),
+    (["jobs", "--keys", "/nonexistent/k.yaml"], "--keys"),
+    (["schedule", "get", "--client", "site:"], "--client"),
+    (["status", "--client", "x" * 300], "--client"),
+])
+def test_the_commands_refuse_a_bad_client_or_keys_before_looking_for_a_service(argv, flag,
+                                                                              capsys):
+    from agora.deploy.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f": {flag}: " in err[0] and "nothing is running" not in err[0]
+    assert len(err[0]) < 300, err
