@@ -129,7 +129,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             vals = [v for r in results if (v := _value(r, key)) is not None]
             if vals:
                 mean, half = mean_ci(vals)
-                out[policy][key] = {"mean": mean, "ci95": half, "values": vals}
+                # one seed has no interval (a probe read ci95 0.0: no spread at all); two give
+                # one too wide to use, as the table shows n/a -- null in both
+                out[policy][key] = {"mean": mean, "ci95": half if len(vals) >= 3 else None,
+                                    "values": vals}
     return out
 
 
