@@ -48,13 +48,15 @@ def site_cluster(n: int, path: Path) -> Path:
 def config(d: Path, n: int, *, workload: str, speed: float, seed: int, policy: Path,
            round_timeout_s: float, tls: bool = True,
            round_grace_s: float | None = None, episode_timeout_s: float | None = None,
-           peers: int | None = None) -> Path:
+           peers: int | None = None, worker_niceness: int | None = None) -> Path:
     data = {"cluster": str(site_cluster(n, d / "cluster.yaml")), "workload": workload,
             "policy": str(policy), "out": str(d / "out"), "seed": seed, "speed": speed,
             "round_timeout_s": round_timeout_s, "episode_timeout_s": episode_timeout_s,
             "coordinator": {} if round_grace_s is None else {"round_grace_s": round_grace_s},
             "metrics": {"enabled": False}, "tls": {"enabled": tls},
-            "ray": {"num_cpus": os.cpu_count(), "dashboard": False}, "peers": peers}
+            "ray": {"num_cpus": os.cpu_count(), "dashboard": False,
+                    **({} if worker_niceness is None else
+                       {"worker_niceness": worker_niceness})}, "peers": peers}
     (d / "replay.yaml").write_text(yaml.safe_dump(data))
     return d / "replay.yaml"
 
@@ -69,7 +71,8 @@ def one(n: int, a, seed: int = 0) -> dict:
                                 policy=Path(a.policy), round_timeout_s=a.round_timeout_s,
                                 round_grace_s=a.round_grace_s,
                                 episode_timeout_s=a.episode_timeout_s,
-                                tls=a.tls == "on", peers=a.peers))
+                                tls=a.tls == "on", peers=a.peers,
+                                worker_niceness=a.worker_niceness))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     res = replay(cfg, echo=lambda *x, **k: None, progress=False)
@@ -156,6 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--peers", type=int, default=None,
                    help="sites each agent listens to (default: the checkpoint's, 16); "
                         "N-1 for all-to-all")
+    p.add_argument("--worker-niceness", type=int, default=None, choices=range(20),
+                   metavar="0..19", help="the Ray workers' niceness, agents among them "
+                   "(default: the config's, 0; Ray's own is 15)")
     p.add_argument("--quality", action="store_true",
                    help="replay vs the simulation engine, --seeds seeds, at --sites's first N")
     p.add_argument("--seeds", type=int, default=5)
@@ -169,7 +175,9 @@ def main(argv=None) -> int:
     peers = "the checkpoint's" if a.peers is None else a.peers
     text = [f"Cluster engine in replay mode: 4 replicas, {os.cpu_count()} cores, workload "
             f"{a.workload}, speed {a.speed:g}x, policy {Path(a.policy).name}, TLS {a.tls}, "
-            f"peers {peers}\n"]
+            f"peers {peers}"
+            + ("" if a.worker_niceness is None else f", worker niceness {a.worker_niceness}")
+            + "\n"]
     result: dict = {"args": vars(a)}
     if a.quality:
         pairs = []

@@ -265,7 +265,8 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
             # warm up to 4 Ray workers per node (its cores): a cold worker costs seconds
             runners = start_runners({n.name: min(4, math.ceil(n.cpu / 1000))
                                      for n in cluster.nodes}, str(out / "runs"), "agora",
-                                    run_as=cfg.run_as, keep_runs=cfg.keep_runs)
+                                    run_as=cfg.run_as, keep_runs=cfg.keep_runs,
+                                    niceness=cfg.instance_niceness)
         loop = LoopThread()
         operator = group.client("operator", timeout_s=60.0)
         reg = registry.get_or_create(namespace="agora")

@@ -49,7 +49,8 @@ def system_config(rc) -> dict:
     kept 6 (``ray.idle_worker_s``). A Ray cluster agora up joins keeps its own settings
     (docs/deploying.md)."""
     return {"idle_worker_killing_time_threshold_ms": int(rc.idle_worker_s * 1000),
-            "task_events_max_num_task_in_gcs": TASK_EVENTS_KEPT, **NODE_HEALTH_CHECKS}
+            "task_events_max_num_task_in_gcs": TASK_EVENTS_KEPT,
+            "worker_niceness": rc.worker_niceness, **NODE_HEALTH_CHECKS}
 
 
 NODE_HEALTH_CHECKS = {"health_check_period_ms": 1000, "health_check_timeout_ms": 3000,

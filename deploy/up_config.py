@@ -158,6 +158,12 @@ class RaySection:
     """seconds the local Ray keeps an idle worker beyond a node's CPUs (Ray's own: 1), > 0:
     longer spares short instances a fresh worker every few runs, at ~90 MB of memory an idle
     worker kept (docs/deploying.md); only with address None"""
+    worker_niceness: int = 0
+    """niceness of the local Ray's worker processes, 0..19: the site agents, the node
+    runners, the registry (Ray's own, 15, put the agents behind the replicas and Ray's own
+    processes on a shared machine: a 16-site replay's decision latency p50 ~380 ms against
+    ~205 at 0, docs/benchmarks.md); what an instance runs is niced apart
+    (``instance_niceness``); only with address None"""
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,9 @@ class UpConfig:
     """where each site's agent keeps the signing key it makes on its own node (a folder on
     that node, made 0700 when missing; the key file 0600): None -- ``<out>/site-keys``. The
     secret never leaves the node; ``agora up`` admits its public key by an ordered command"""
+    instance_niceness: int = 15
+    """niceness each instance's command runs at, 0..19 (it is raised to this as the command
+    starts, never lowered): the work yields to the scheduler's own processes on a node"""
     run_as: str | None = None
     """the user the runners start every instance as (its uid, gid and home; no other
     groups): None -- the runners' own user, so a job reads what they read, its site's key

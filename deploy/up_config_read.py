@@ -238,6 +238,7 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
     top.get("site_key_dir",
             lambda w, v: None if v is None else _folder(state_folder(base))(w, v))
     top.get("run_as", lambda w, v: None if v is None else _run_as(w, v))
+    top.get("instance_niceness", lambda w, v: get_int(w, v, ge=0, le=19))
     top.get("keep_runs", lambda w, v: _int(w, v, 0, 10 ** 9))
     top.get("restarts", lambda w, v: _int(w, v, 0, 1000))
     top.get("speed", lambda w, v: get_number(
@@ -267,7 +268,8 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
         "agent_max_restarts": lambda w, v: _int(w, v, -1),
         "agent_max_task_retries": lambda w, v: _int(w, v, -1),
         "multi_node": _bool, "dashboard": _bool,
-        "idle_worker_s": lambda w, v: get_number(w, v, ge=0.001, le=86_400, unit="seconds")})
+        "idle_worker_s": lambda w, v: get_number(w, v, ge=0.001, le=86_400, unit="seconds"),
+        "worker_niceness": lambda w, v: get_int(w, v, ge=0, le=19)})
     metrics, _ = _section(top.at("metrics"), top.data.get("metrics"), MetricsSection, {
         "enabled": _bool, "host": lambda w, v: get_str(w, v, "a host name or IP address")})
     web, _ = _section(top.at("web"), top.data.get("web"), WebSection, {

@@ -94,16 +94,29 @@ def _folder_name(name: str) -> str:
     return q
 
 
-def execute_run(req: RunRequest, folder: str, run_as: str | None = None) -> dict:
+def execute_run(req: RunRequest, folder: str, run_as: str | None = None,
+                niceness: int = 0) -> dict:
     """The body of one run (a Ray task on the runner's node): start the command in its own
-    session -- as user ``run_as`` when set (``run_account``) --, wait for it (killing it at
-    the timeout), and record its end in ``end.json``. The worker does not end with its
-    raylet before the run is fenced (``process.holding``)."""
+    session -- as user ``run_as`` when set (``run_account``) -- at ``niceness`` at least
+    (``nicer``), wait for it (killing it at the timeout), and record its end in
+    ``end.json``. The worker does not end with its raylet before the run is fenced
+    (``process.holding``)."""
     with holding():
-        return _execute_run(req, folder, run_as)
+        return _execute_run(req, folder, run_as, niceness)
 
 
-def _execute_run(req: RunRequest, folder: str, run_as: str | None) -> dict:
+def nicer(pid: int, niceness: int) -> None:
+    """Raise process ``pid``'s niceness to ``niceness`` (never lower it: that needs
+    privileges, and a worker Ray started nicer keeps its runs as nice). Done as the command
+    starts: what it forks from then on inherits it. A process already gone is left."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int = 0) -> dict:
     d = Path(folder)
     start = time.time()
     try:
@@ -158,6 +171,7 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None) -> dict:
                    "reason": start_failure(req.argv[0], cwd, e)}
             write_json(d / "end.json", end)
             return end
+        nicer(p.pid, niceness)
         (d / "pid").write_text(str(p.pid))
         code, why = wait_fenced(p, req.timeout_s)
         if why == "timeout":

@@ -91,7 +91,8 @@ class NodeRunner:
     module docstring). ``log_root``: where run folders go on this node."""
 
     def __init__(self, node: str, log_root: str, warm: int = 1,
-                 run_as: str | None = None, keep_runs: int = KEEP_RUNS) -> None:
+                 run_as: str | None = None, keep_runs: int = KEEP_RUNS,
+                 niceness: int = 0) -> None:
         if in_ray_worker():
             exit_with_parent()          # an actor: its raylet gone, it ends (its runs too)
         self.node = node
@@ -103,6 +104,8 @@ class NodeRunner:
         ``finished`` (None: acknowledged before this incarnation)"""
         self.run_as = run_as
         """the user every run starts as (``run_account``); None: the runner's own"""
+        self.niceness = niceness
+        """the niceness every run's command is raised to as it starts"""
         self.root = Path(log_root)
         self.ray_node = ray.get_runtime_context().get_node_id()
         self.incarnation = uuid.uuid4().hex
@@ -147,7 +150,8 @@ class NodeRunner:
         self.live[ident] = live
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self.ray_node,
                                                                      soft=False)
-        live.ref = execute_instance.options(**opts).remote(req, str(folder), self.run_as)
+        live.ref = execute_instance.options(**opts).remote(req, str(folder), self.run_as,
+                                                                  self.niceness)
         live.waiter = asyncio.ensure_future(self._wait(ident, live))
         return "started"
 

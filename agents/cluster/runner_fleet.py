@@ -12,18 +12,19 @@ from agora.agents.cluster.ray_nodes import carried_resources
 
 def start_runners(nodes: dict[str, int], log_root: str, namespace: str,
                   run_as: str | None = None,
-                  keep_runs: int = KEEP_RUNS) -> dict[str, object]:
+                  keep_runs: int = KEEP_RUNS, niceness: int = 0) -> dict[str, object]:
     """A detached runner per Agora node of ``nodes`` (name -> Ray workers to warm up for it,
     e.g. its cores; an existing runner is reused), each on the Ray node carrying its
     ``node_resource``, starting runs as ``run_as`` (None: as itself) and keeping the folders
-    of ``keep_runs`` ended runs (0: all); returns their handles."""
+    of ``keep_runs`` ended runs (0: all), each run's command at ``niceness`` at least;
+    returns their handles."""
     out = {}
     for node, warm in nodes.items():
         out[node] = RayNodeRunner.options(
             name=runner_name(node), namespace=namespace, lifetime="detached",
             get_if_exists=True, num_cpus=0, resources={node_resource(node): 0.001},
             max_restarts=-1, max_concurrency=1000).remote(node, log_root, warm, run_as,
-                                                          keep_runs)
+                                                          keep_runs, niceness)
     return out
 
 

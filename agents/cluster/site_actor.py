@@ -215,6 +215,7 @@ class SiteAgentActor:
         lat = sorted(rt.latencies)
         return {"site": self.spec.site, "address": self.address, "epoch": self.epoch,
                 "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
+                "niceness": os.getpriority(os.PRIO_PROCESS, 0),
                 "resources": ray.get_runtime_context().get_assigned_resources(),
                 "metrics_port": self.metrics_port,
                 "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

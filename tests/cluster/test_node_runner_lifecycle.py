@@ -120,6 +120,44 @@ def test_a_node_keeps_the_folders_of_its_last_keep_runs_acknowledged_runs(runner
     ray.kill(h, no_restart=True)
 
 
+@pytest.mark.timeout(120)
+def test_a_runs_command_and_what_it_starts_run_at_the_instance_niceness(runner):
+    """The runner raises each run's command to its niceness as it starts (the work yields to
+    the scheduler's own processes, which run at the Ray workers' 0 under agora up; this
+    fixture's Ray keeps its own 15, so the test asks for more); what the command starts
+    inherits it."""
+    _, root = runner
+    node = "site-a/n5"                      # a runner of its own (on the fixture's Ray node)
+    opts = dict(name=runner_name(node), num_cpus=0, resources={node_resource(NODE): 0.001},
+                max_restarts=-1, max_concurrency=100)
+    h = RayNodeRunner.options(**opts).remote(node, str(root), 0, None, 10, 17)
+    r = RunRequest(job="nice", task="t", instance=0, run_id=1, attempt=1,
+                   argv=("sh", "-c", "sleep 0.3; nice"), env=(), cwd=None, timeout_s=None,
+                   cpu=0.5, mem_mib=16, gpus=0.0, site="site-a", node=node)
+    assert ray.get(h.start.remote(r)) == "started"
+    wait_end(h, "nice")
+    out, done = ray.get(h.read_log.remote("nice", "t", 0, 1))
+    assert done and out == b"17\n", out
+    ray.kill(h, no_restart=True)
+
+
+def test_nicer_raises_a_niceness_and_never_lowers_it():
+    import subprocess
+
+    from agora.agents.cluster.instance_run import nicer
+
+    p = subprocess.Popen(["sleep", "5"])
+    try:
+        nicer(p.pid, 7)
+        assert os.getpriority(os.PRIO_PROCESS, p.pid) == 7
+        nicer(p.pid, 3)
+        assert os.getpriority(os.PRIO_PROCESS, p.pid) == 7
+    finally:
+        p.kill()
+        p.wait()
+    nicer(p.pid, 5)                         # gone: left alone, no error
+
+
 def _euid_logger(tmp_path: Path, shared: Path) -> Path | None:
     """A shared object that appends its process's effective uid to $EUID_LOG when loaded
     (None without a C compiler); world-readable, for a run as another user."""
