@@ -34,8 +34,9 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
              inflate: float = 1.0, config=None):
     """One run in the simulator (``agora simulate``): a baseline by name (``sjf``, ``srpt``,
     ``fgd``, ...; default ``tetris``, as the command's) or a learned policy's checkpoint.
-    Returns the ``SimResult``: ``.metrics`` (``jct_mean_s``, ``makespan_s``, ``util_mean``, ``qos``, ...), ``.jobs``, ``.attempts`` (each
-    run of an instance), ``.unschedulable``, ``.failed``, ``.seeds``."""
+    Returns the ``SimResult``: ``.metrics`` (``jct_mean_s``, ``makespan_s``, ``util_mean``,
+    ``qos``, ...), ``.jobs``, ``.attempts`` (each run of an instance), ``.unschedulable``,
+    ``.failed``, ``.seeds``."""
     from agora.agents.baselines import is_baseline
     from agora.agents.limits import MAX_TIME
     from agora.agents.sim.config import SimConfig
