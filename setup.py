@@ -14,7 +14,9 @@ PARTS = ("agents", "coordinator", "protos", "federation", "deploy")
 # Namespace packages too: the folders of data only (configs, the web view, checkpoints) are
 # packages of their own, with their files as package data (pyproject.toml); listed as a
 # parent's data, each printed a "Package would be ignored" warning at install.
+# Only folders whose names can be modules (a stray build or output folder is not packaged).
 packages = ["agora"] + [f"agora.{top}{'.' + sub if sub else ''}"
-                        for top in PARTS for sub in ["", *find_namespace_packages(top)]]
+                        for top in PARTS for sub in ["", *find_namespace_packages(top)]
+                        if all(part.isidentifier() for part in sub.split(".") if part)]
 setup(packages=packages,
       package_dir={"agora": "agora", **{f"agora.{top}": top for top in PARTS}})

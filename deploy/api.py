@@ -215,7 +215,7 @@ def submit(jobs: str | Path, *, config: str = DEFAULT_UP_CONFIG, client: str = O
 
     A.path("jobs", jobs, "a JSON Lines file of jobs")
     _service_args(config, client, keys)
-    t = target(config, flag="")
+    t = target(config)
     # the file first, as agora submit does: a bad file is told without a running Agora
     prepared = prepare_jobs(jobs, t.load_cluster())
     if not t.serving() or t.coordinator is None:
@@ -239,7 +239,7 @@ def allocation_dict(x) -> dict:
 def schedule_answer(config: str, by: dict, client: str = OPERATOR, keys: str | None = None):
     """(QueryResult, 'live' | 'offline (...)'): from the running replicas, or after a stop
     from their logs on disk."""
-    t = target(config, flag="")
+    t = target(config)
     if t.serving():
         async def go(c):
             return await c.schedule(**by)
@@ -318,6 +318,8 @@ def _service_args(config, client, keys) -> None:
     A.path("config", config, "an agora up configuration or a coordinator YAML")
     A.text("client", client, "'operator', 'site:<name>' or 'auditor:<name>'")
     A.optional(A.path, "keys", keys, "a keys file")
-    check_client(client, keys, flag="")
-    if not Path(config).is_file():
-        target(config, flag="")          # the missing file's error, naming config=
+    check_client(client, keys)
+    if not Path(config).is_file():      # named as the API calls it (agora: --config)
+        raise A.ArgFileError("config", f"config: {config} is not a file; expected an agora up "
+                                       f"config (e.g. {DEFAULT_UP_CONFIG}) or a coordinator "
+                                       f"YAML")

@@ -32,6 +32,15 @@ class ArgValueError(ValueError):
         self.arg = arg
 
 
+class ArgFileError(FileNotFoundError):
+    """A file the argument ``arg`` names that is not there (the message names both): a
+    ``FileNotFoundError`` to a Python caller, one line naming the flag to ``agora``."""
+
+    def __init__(self, arg: str, message: str) -> None:
+        super().__init__(message)
+        self.arg = arg
+
+
 def text(name: str, value, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ArgTypeError(name, f"{name}: got {value!r}; expected {what} (a non-empty "

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     import grpc
 
     from agora.coordinator.client import CoordinatorError
-    from agora.deploy.api_args import ArgTypeError, ArgValueError
+    from agora.deploy.api_args import ArgFileError, ArgTypeError, ArgValueError
     from agora.deploy.service_client import NotRunning, check_client
 
     a = parser().parse_args(argv)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(a, "client") and hasattr(a, "keys"):
             check_client(a.client, a.keys)    # before "nothing is running" (a probe)
         return a.fn(a)
-    except (ArgTypeError, ArgValueError) as e:   # the Python API's check of a flag's value
+    except (ArgTypeError, ArgValueError, ArgFileError) as e:   # the API's check of a flag
         flag = "--" + e.arg.replace("_", "-")
         print(f"{name}: {flag}: {str(e).removeprefix(e.arg + ': ')}", file=sys.stderr)
         return 2

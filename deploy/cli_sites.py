@@ -124,7 +124,8 @@ def _key_file_sites(t, keys: str | None) -> set[str] | None:
     from agora.coordinator.schedule_rules import site_of_client
     from agora.coordinator.server import load_keys
 
-    path = keys or (t.coordinator.keys_file if t.coordinator is not None else None)
+    c = t.coordinator         # its keys_file is relative to the config's folder (a review)
+    path = keys or (c.path(c.keys_file) if c is not None else None)
     try:
         held = load_keys(Path(path)).client_verify if path else None
     except (OSError, ValueError):

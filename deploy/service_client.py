@@ -98,16 +98,14 @@ class Target:
         return CoordinatorClient(c, keys, client_id, timeout_s=15.0)
 
 
-def target(config_arg: str, flag: str = "--") -> Target:
-    """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``;
-    ``flag`` is what the missing file's error calls it: ``--config``, or ``config`` for the
-    Python API)."""
+def target(config_arg: str) -> Target:
+    """Read ``--config`` (an up config or a coordinator YAML; errors are ``InputError``)."""
     from agora.agents.workloads.yamlmarks import load_yaml
     from agora.coordinator.config import load_config
 
     p = Path(config_arg)
     if not p.is_file():
-        raise FileNotFoundError(f"{flag}config: {config_arg} is not a file; expected an agora up "
+        raise FileNotFoundError(f"--config: {config_arg} is not a file; expected an agora up "
                                 f"config (e.g. {DEFAULT_UP_CONFIG}) or a coordinator YAML")
     data = load_yaml(str(p))           # one guarded reader: size, nesting, aliases, UTF-8
     if isinstance(data, dict) and isinstance(data.get("replicas"), list):
@@ -128,17 +126,32 @@ CLIENT_ID = re.compile(rf"operator|site:{SITE_NAME.pattern}(/[0-9]{{1,6}})?"
 could sign nothing the replicas accept; the replicas' own ids come with the group)"""
 
 
-def check_client(client_id, keys_file, flag: str = "--") -> None:
-    """Refuse a client id no key file holds a key for, or a key file that is not there,
-    naming ``{flag}client`` / ``{flag}keys`` (a probe: both were told only after "nothing is
-    running", and a user who started it was then refused for them)."""
-    if not isinstance(client_id, str) or len(client_id) > 256 \
-            or not CLIENT_ID.fullmatch(client_id):
-        raise ValueError(f"{flag}client: {str(client_id)[:80]!r} is no client id; expected "
-                         f"operator, site:<site name>, site:<site name>/<k> or auditor:<name>")
-    if keys_file is not None and not Path(keys_file).is_file():
-        raise FileNotFoundError(f"{flag}keys: {keys_file} is not a file; expected a key file "
-                                f"(agora keys) or a site's own key (agora site key)")
+READER_ID = re.compile(rf"(?:{CLIENT_ID.pattern})|replica:[0-9]{{1,3}}")
+"""client ids a command may sign as: ``CLIENT_ID``'s, and a replica's own (``replica:<i>``,
+whose key every key file holds: it may read)"""
+CLIENT_KINDS = "operator, site:<site name>, site:<site name>/<k>, auditor:<name> or replica:<i>"
+
+
+def check_client(client_id, keys_file) -> None:
+    """Refuse a client id no key file can hold a key for, or a key file that is not there,
+    with the Python API's argument errors (``client``, ``keys``; ``agora`` names the flags):
+    a probe found both told only after "nothing is running"."""
+    from agora.deploy.api_args import ArgFileError, ArgTypeError, ArgValueError
+
+    if not isinstance(client_id, str) or not client_id:
+        raise ArgTypeError("client", f"client: got {client_id!r}; expected {CLIENT_KINDS} "
+                                     f"(a non-empty string)")
+    if len(client_id) > 256 or not READER_ID.fullmatch(client_id):
+        raise ArgValueError("client", f"client: {client_id[:80]!r} is no client id; expected "
+                                      f"{CLIENT_KINDS}")
+    if keys_file is None:
+        return
+    if not isinstance(keys_file, (str, Path)) or not str(keys_file):
+        raise ArgTypeError("keys", f"keys: got {keys_file!r}; expected a key file (agora keys) "
+                                   f"or a site's own key (agora site key)")
+    if not Path(keys_file).is_file():
+        raise ArgFileError("keys", f"keys: {keys_file} is not a file; expected a key file "
+                                   f"(agora keys) or a site's own key (agora site key)")
 
 
 def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):

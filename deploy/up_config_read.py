@@ -284,11 +284,15 @@ def read_up_config(where: Where, data: Any, base: Path) -> UpConfig:
     top.values.update(federation=fed, ray=ray, metrics=metrics, web=web, tls=tls)
 
     if ray.address is not None:
-        for name, bad in (("multi_node", ray.multi_node), ("num_cpus", ray.num_cpus)):
+        given = top.data.get("ray") or {}
+        for name, bad in (("multi_node", ray.multi_node), ("num_cpus", ray.num_cpus),
+                          ("worker_niceness", "worker_niceness" in given)):
             if bad:
                 raise ray_r.at(name).error(
                     f"{name} is set with address {ray.address!r}",
-                    f"{name} only with address null (a local Ray that agora up starts)")
+                    f"{name} only with address null (a local Ray that agora up starts)"
+                    + ("; a cluster you start takes RAY_worker_niceness=0 in its nodes' "
+                       "environment (docs/deploying.md)" if name == "worker_niceness" else ""))
     episodes = top.values.get("episodes", UpConfig.episodes)
     if fed.enabled and episodes < 2:
         raise fed_r.at("enabled").error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,10 +106,20 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None,
         return _execute_run(req, folder, run_as, niceness)
 
 
+def niced(command: list[str], niceness: int) -> list[str]:
+    """``command`` started through ``nice`` when it is to run nicer than this worker, so that
+    it execs at its niceness and whatever it starts inherits it (a review: raised from here
+    once started, a command that forks at once could leave children at the worker's).
+    ``command`` itself when there is nothing to raise or no ``nice`` here."""
+    lift = niceness - os.getpriority(os.PRIO_PROCESS, 0)
+    tool = shutil.which("nice") if lift > 0 else None
+    return [tool, "-n", str(lift), *command] if tool else command
+
+
 def nicer(pid: int, niceness: int) -> None:
     """Raise process ``pid``'s niceness to ``niceness`` (never lower it: that needs
-    privileges, and a worker Ray started nicer keeps its runs as nice). Done as the command
-    starts: what it forks from then on inherits it. A process already gone is left."""
+    privileges, and a worker Ray started nicer keeps its runs as nice), where ``niced``
+    could not (no ``nice`` on the node). A process already gone is left."""
     try:
         if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
             os.setpriority(os.PRIO_PROCESS, pid, niceness)
@@ -163,7 +174,8 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
             problem = cannot_start(req.argv[0], env, cwd)
             if problem is not None:
                 raise problem
-            p = subprocess.Popen(command, env=env, stdout=out, stderr=err,
+            started = niced(command, niceness)
+            p = subprocess.Popen(started, env=env, stdout=out, stderr=err,
                                  stdin=subprocess.DEVNULL, start_new_session=True, **identity)
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126
@@ -171,7 +183,8 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
                    "reason": start_failure(req.argv[0], cwd, e)}
             write_json(d / "end.json", end)
             return end
-        nicer(p.pid, niceness)
+        if started is command:       # no `nice` here: raised now (not with it: a second
+            nicer(p.pid, niceness)   # raise, racing nice's own, gave 19 for 17)
         (d / "pid").write_text(str(p.pid))
         code, why = wait_fenced(p, req.timeout_s)
         if why == "timeout":

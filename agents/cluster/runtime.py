@@ -140,13 +140,13 @@ class AgentRuntime:
             self._wake.clear()
             try:
                 self.act_if_owed()
+                if self.metrics is not None:
+                    self.metrics.counted(self.name, self.agent, self.agent.exchange)
             except Exception as e:  # noqa: BLE001 - a bad step must not kill the agent
                 log.exception("site %s: step failed", self.name)
                 self.counts["step_failures"] += 1
                 self.last_failure = f"{type(e).__name__}: {e}"[:400]
             self._woke_at = None
-            if self.metrics is not None:
-                self.metrics.counted(self.name, self.agent, self.agent.exchange)
 
     def act_if_owed(self) -> None:
         a = self.agent

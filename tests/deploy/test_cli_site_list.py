@@ -16,14 +16,17 @@ from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 def test_a_site_without_a_key_is_listed_as_not_admitted_unless_the_key_file_has_one(
         tmp_path, monkeypatch, capsys):
-    keys = tmp_path / "keys.yaml"
+    monkeypatch.chdir(tmp_path / "..")          # not the config's folder
+    (tmp_path / "conf").mkdir()
+    keys = tmp_path / "keys.yaml"               # named relative to the config's folder
     keys.write_text(yaml.safe_dump(generate_keys(4, ["operator", "site:dc-east"],
                                                  seed=b"list").to_dict()))
     view = pb.LedgerView(version=7)
     view.sites.add(site="dc-east")
     view.sites.add(site="dc-west")
     view.sites.add(site="edge", key=b"\x01" * 32)
-    t = SimpleNamespace(coordinator=SimpleNamespace(keys_file=str(keys)))
+    t = SimpleNamespace(coordinator=SimpleNamespace(
+        keys_file="../keys.yaml", path=lambda p: tmp_path / "conf" / p))
     monkeypatch.setattr(cli_sites, "target", lambda config: t)
     monkeypatch.setattr(cli_sites, "run_live", lambda *a, **k: (view, set()))
     cfg = tmp_path / "c.yaml"

@@ -227,6 +227,8 @@ ERRORS = [
     ("ray:\n  agent_num_cpus: -0.5\n", 2, "ray.agent_num_cpus", [">= 0", "CPUs"]),
     ("ray:\n  num_cpus: 0\n", 2, "ray.num_cpus", [">= 1"]),
     ("ray:\n  worker_niceness: 20\n", 2, "ray.worker_niceness", ["<= 19"]),
+    ("ray:\n  address: auto\n  worker_niceness: 0\n", 3, "ray.worker_niceness",
+     ["only with address null", "RAY_worker_niceness"]),
     ("instance_niceness: -1\n", 1, "instance_niceness", [">= 0"]),
     ("ray:\n  address: ''\n", 2, "ray.address", ["'auto'"]),
     ("ray:\n  address: auto\n  multi_node: true\n", 3, "ray.multi_node",
