@@ -161,8 +161,8 @@ class RaySection:
     worker_niceness: int = 0
     """niceness of the local Ray's worker processes, 0..19: the site agents, the node
     runners, the registry (Ray's own, 15, put the agents behind the replicas and Ray's own
-    processes on a shared machine: a 16-site replay's decision latency p50 ~380 ms against
-    ~205 at 0, docs/benchmarks.md); what an instance runs is niced apart
+    processes on a shared machine: a 16-site replay's decision latency p50 ~336 ms against
+    ~202 at 0, docs/benchmarks.md); what an instance runs is niced apart
     (``instance_niceness``); only with address None"""
 
 

@@ -204,6 +204,10 @@ def test_cancel_kills_a_running_instance_and_reports_it(live):
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
     assert not _alive(pid), "the cancelled instance's process was killed"
+    # its runner writes the end once it has reaped it: a moment after (the full suite read
+    # the folder in between once)
+    while time.monotonic() < deadline and not (folder / "end.json").exists():
+        time.sleep(0.2)
     end = json.loads((folder / "end.json").read_text())
     assert end["exit_code"] != 0
     assert records(live, "long") == []                  # it never got to write its record
