@@ -42,6 +42,7 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
     from agora.agents.sim.config import SimConfig
     from agora.agents.sim.runner import Scenario, run_one
     from agora.agents.workloads.alibaba import SPLITS
+    from agora.agents.workloads.loader import splits_into_sites
     from agora.agents.workloads.transform import MAX_INFLATE
     from agora.deploy import api_args as A
 
@@ -51,7 +52,7 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
     seed = A.integer("seed", seed, 0, A.MAX_SEED, " (every draw is seeded from it)")
     sites = A.optional(A.integer, "sites", sites, 1, 1_000_000)
     A.optional(A.choice, "split", split, SPLITS)
-    if not str(cluster).lower().endswith(".csv"):      # a probe: sites=3 was taken, unused
+    if not splits_into_sites(cluster):           # a probe: sites=3 was taken, unused
         for name, v in (("sites", sites), ("split", split)):
             if v is not None:
                 raise ValueError(f"{name}: {v!r} applies to an Alibaba node-list .csv cluster "
@@ -316,8 +317,6 @@ def _service_args(config, client, keys) -> None:
     from agora.deploy import api_args as A
 
     A.path("config", config, "an agora up configuration or a coordinator YAML")
-    A.text("client", client, "'operator', 'site:<name>' or 'auditor:<name>'")
-    A.optional(A.path, "keys", keys, "a keys file")
     check_client(client, keys)
     if not Path(config).is_file():      # named as the API calls it (agora: --config)
         raise A.ArgFileError("config", f"config: {config} is not a file; expected an agora up "

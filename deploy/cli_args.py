@@ -107,9 +107,9 @@ def _scenario_args(p: argparse.ArgumentParser, *, config: bool = True) -> None:
 
 def _scenario(a: argparse.Namespace):
     from agora.agents.sim.runner import Scenario
-    from agora.agents.workloads.loader import parse_option
+    from agora.agents.workloads.loader import parse_option, splits_into_sites
 
-    if Path(a.cluster).suffix.lower() != ".csv":
+    if not splits_into_sites(a.cluster):
         for opt, v in (("--sites", a.sites), ("--split", a.split)):
             if v is not None:
                 raise ValueError(f"{opt} {v}: applies to an Alibaba node-list .csv cluster "

@@ -136,30 +136,26 @@ def check_client(client_id, keys_file) -> None:
     """Refuse a client id no key file can hold a key for, or a key file that is not there,
     with the Python API's argument errors (``client``, ``keys``; ``agora`` names the flags):
     a probe found both told only after "nothing is running"."""
-    from agora.deploy.api_args import ArgFileError, ArgTypeError, ArgValueError
+    from agora.deploy import api_args as A
 
-    if not isinstance(client_id, str) or not client_id:
-        raise ArgTypeError("client", f"client: got {client_id!r}; expected {CLIENT_KINDS} "
-                                     f"(a non-empty string)")
+    A.text("client", client_id, CLIENT_KINDS)
     if len(client_id) > 256 or not READER_ID.fullmatch(client_id):
-        raise ArgValueError("client", f"client: {client_id[:80]!r} is no client id; expected "
-                                      f"{CLIENT_KINDS}")
+        raise A.ArgValueError("client", f"client: {client_id[:80]!r} is no client id; "
+                                        f"expected {CLIENT_KINDS}")
     if keys_file is None:
         return
-    if not isinstance(keys_file, (str, Path)) or not str(keys_file):
-        raise ArgTypeError("keys", f"keys: got {keys_file!r}; expected a key file (agora keys) "
-                                   f"or a site's own key (agora site key)")
+    A.path("keys", keys_file, "a key file (agora keys) or a site's own key (agora site key)")
     if not Path(keys_file).is_file():
-        raise ArgFileError("keys", f"keys: {keys_file} is not a file; expected a key file "
-                                   f"(agora keys) or a site's own key (agora site key)")
+        raise A.ArgFileError("keys", f"keys: {keys_file} is not a file; expected a key file "
+                                     f"(agora keys) or a site's own key (agora site key)")
 
 
 def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):
     """``coro_fn(client)`` against the running coordinator; ``NotRunning`` when nothing
-    serves or no replica answers."""
+    serves or no replica answers. ``client_id`` and ``keys_file`` were checked by the caller
+    (``check_client``: agora's ``main``, the Python API), before it looked for a service."""
     from agora.coordinator.client import CoordinatorError
 
-    check_client(client_id, keys_file)
     if not t.serving():
         raise t.not_running()
     client = t.client(client_id, keys_file)

@@ -37,7 +37,7 @@ from agora.agents.limits import SITE_NAME_TEXT, site_name_problem
 from agora.agents.sim.runner import Scenario
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
 from agora.agents.workloads.errors import InputError
-from agora.agents.workloads.loader import parse_synthetic
+from agora.agents.workloads.loader import parse_synthetic, splits_into_sites
 from agora.agents.workloads.transform import MAX_INFLATE
 from agora.agents.workloads.yamlmarks import (Where, at_item, at_key, get_int, get_list,
                                               get_mapping, get_number, get_str, load_yaml)
@@ -147,7 +147,7 @@ def read_setup(path: str | Path) -> Setup:
             raise at_key(w, r, "workload").error(f"no such file {kw['workload']!r}",
                                                  "synthetic[:k=v,...] or a workload file")
         for key in ("sites", "split"):   # a probe: taken and ignored on a YAML cluster
-            if key in r and not kw["cluster"].lower().endswith(".csv"):
+            if key in r and not splits_into_sites(kw["cluster"]):
                 raise at_key(w, r, key).error(
                     f"{key} applies to an Alibaba node-list .csv cluster only; this one is "
                     f"{kw['cluster']!r}", f"no {key} (the cluster file names its sites)")

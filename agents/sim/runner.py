@@ -16,7 +16,7 @@ from agora.agents.baselines import BASELINES, make_policy
 from agora.agents.domain import Cluster, Workload
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import SimResult, Simulator
-from agora.agents.workloads.loader import load_cluster, load_workload
+from agora.agents.workloads.loader import load_cluster, load_workload, splits_into_sites
 from agora.agents.workloads.transform import arrival_window, at_load, inflate
 
 
@@ -52,7 +52,7 @@ class Scenario:
         """The scenario as a run prints it: ``sites`` and ``split`` only where they apply (an
         Alibaba node-list CSV; a probe read 'sites': 8 beside a 3-site YAML cluster)."""
         d = asdict(self)
-        if str(self.cluster).lower().endswith(".csv"):
+        if splits_into_sites(self.cluster):
             return d
         return {k: v for k, v in d.items() if k not in ("sites", "split")}
 

@@ -82,6 +82,12 @@ def _exists(spec: str, expected: str, folder_ok: bool = False) -> None:
         raise InputError(path=spec, line=None, field=None, problem=problem, expected=expected)
 
 
+def splits_into_sites(spec) -> bool:
+    """Whether ``sites`` and ``split`` apply to cluster ``spec``: an Alibaba node-list CSV
+    (a YAML cluster and 'default' name their own sites)."""
+    return Path(str(spec)).suffix.lower() == ".csv"
+
+
 def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Cluster:
     """The cluster named by ``spec`` (see module doc); ``sites`` and ``split`` apply to an
     Alibaba node list only."""

@@ -165,30 +165,37 @@ def test_jobs_says_how_many_finished_jobs_were_compacted_away(up, capsys, monkey
     assert "compacted away with 12 other older" in capsys.readouterr().err
 
 
+class _WatchClient:
+    """This module's stand-in for ``agora schedule watch``'s coordinator client: the replicas'
+    ``status`` answers as given, ``watch`` the given async generator function."""
+    f = 1
+
+    def __init__(self, statuses: list, watch) -> None:
+        self.statuses, self.watch = statuses, watch
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return False
+
+    async def status(self):
+        return self.statuses
+
+
 def test_a_watch_whose_history_was_compacted_is_one_line_and_exit_2(up, capsys, monkeypatch):
     """This test's fake client: f+1 replicas answer the status; the watch is refused
     (``WatchRefused``: its history was compacted away)."""
     from agora.coordinator.watch_merge import WatchRefused
     from agora.deploy import cli_coordinator
 
-    class Client:
-        f = 1
+    async def refused(since):
+        raise WatchRefused(f"since_version: {since}; updates up to version 90 were "
+                           f"compacted away (retain_finished_jobs)")
+        yield                                          # an async generator
 
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            return False
-
-        async def status(self):
-            return [object(), object(), "UNAVAILABLE: down", object()]
-
-        async def watch(self, since):
-            raise WatchRefused(f"since_version: {since}; updates up to version 90 were "
-                               f"compacted away (retain_finished_jobs)")
-            yield                                      # an async generator
-
-    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, Client()))
+    client = _WatchClient([object(), object(), "UNAVAILABLE: down", object()], refused)
+    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, client))
     assert main(["schedule", "watch", "--since-version", "3", "--config", str(up)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["agora schedule: --since-version: since_version: 3; updates up to version "
@@ -208,23 +215,12 @@ def test_watch_count_counts_the_updates_it_prints(up, capsys, monkeypatch):
                           site="east", node="n0")
         return u
 
-    class Client:
-        f = 1
+    async def updates(since):
+        for v in range(1, 20):
+            yield alloc(v) if v % 3 == 0 else pb.ScheduleUpdate(version=v)
 
-        async def __aenter__(self):
-            return self
-
-        async def __aexit__(self, *exc):
-            return False
-
-        async def status(self):
-            return [object()] * 4
-
-        async def watch(self, since):
-            for v in range(1, 20):
-                yield alloc(v) if v % 3 == 0 else pb.ScheduleUpdate(version=v)
-
-    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, Client()))
+    client = _WatchClient([object()] * 4, updates)
+    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, client))
     assert main(["schedule", "watch", "--count", "3", "--config", str(up)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [x.split()[0] for x in lines] == ["3", "6", "9"], lines
