@@ -2,7 +2,7 @@
 logs, supervised: a replica that dies is started again and catches up from its log and its
 peers), a Ray runtime (local, local multi-node, or an existing cluster), the registry of peer
 addresses, and one ``SiteAgentActor`` per site pinned to the site's Ray custom resource
-(``deploy.up_config.site_resource``).
+(``deploy.ray_runtime.site_resource``).
 
 Each agent is handed what it needs as plain data through Ray (``AgentSpec``): the cluster,
 the acting policy's arrays (no torch in the agent), its clearinghouse (the coordinator's
@@ -241,7 +241,7 @@ def bring_up(cfg, cluster, cluster_spec: str, out: Path, *, weights: dict,
     from agora.coordinator.clearinghouse import ClearinghouseSpec
     from agora.coordinator.site_key import NodeIdentity
     from agora.deploy.ray_runtime import start_ray
-    from agora.deploy.up_config import site_resource
+    from agora.deploy.ray_runtime import site_resource
 
     sites = list(cluster.site_names)
     # begun = served once: a refused first start leaves the replicas' data behind, and the

@@ -1,6 +1,6 @@
 """The Ray runtime Agora runs on: a local one, a local multi-node one (one Ray node per site,
 ``ray.cluster_utils.Cluster``, as tests and demos use) or an existing cluster -- each with the
-sites' and nodes' custom resources that pin agents and work (``deploy.up_config.site_resource``,
+sites' and nodes' custom resources that pin agents and work (:func:`site_resource`,
 ``agents.cluster.node_runner.node_resource``). Used by ``deploy.launch.bring_up``."""
 
 from __future__ import annotations
@@ -8,12 +8,36 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 
 log = logging.getLogger(__name__)
+
+SITE_RESOURCE_PREFIX = "agora-site-"
+_SITE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 ENV_PASSED = ("AGORA_PROFILE_DIR", "AGORA_TRACE", "AGORA_MEMTRACE", "AGORA_MALLOC_TRIM_S",
               "MALLOC_ARENA_MAX")
 """variables of the launcher's environment that Ray's workers inherit when set"""
+
+
+def site_resource(site_name: str) -> str:
+    """The Ray custom resource that marks a node as one of site ``site_name``'s:
+    ``agora-site-<name>``. A site agent actor asks for one unit of it."""
+    if not isinstance(site_name, str) or not _SITE_NAME.fullmatch(site_name):
+        raise ValueError(f"site name {site_name!r} cannot name a Ray resource "
+                         f"({SITE_RESOURCE_PREFIX}<name>); expected only letters, digits, "
+                         f"'.', '_' and '-'")
+    return SITE_RESOURCE_PREFIX + site_name
+
+
+def site_of_resource(resource: str) -> str | None:
+    """The site a resource name marks (inverse of :func:`site_resource`), or None when
+    ``resource`` is no site resource."""
+    if isinstance(resource, str) and resource.startswith(SITE_RESOURCE_PREFIX):
+        name = resource[len(SITE_RESOURCE_PREFIX):]
+        if _SITE_NAME.fullmatch(name):
+            return name
+    return None
 
 
 def node_resources(cluster, site: str | None = None) -> dict:
@@ -21,7 +45,6 @@ def node_resources(cluster, site: str | None = None) -> dict:
     the site resource, one ``agora-node-<node>`` per Agora node, and its CPUs, memory and
     gpus (logical: what the cluster file says the nodes have)."""
     from agora.agents.cluster.node_runner import node_resource
-    from agora.deploy.up_config import site_resource
 
     sites = [s for s in cluster.sites if site is None or s.name == site]
     nodes = [n for s in sites for n in s.nodes]
@@ -80,7 +103,6 @@ def runtime_env() -> dict:
 def sites_unplaced(have: dict, sites: list[str]) -> list[str]:
     """The sites of ``sites`` whose resource no live Ray node carries (``have``: the live
     nodes' resources, ``ray.cluster_resources()``)."""
-    from agora.deploy.up_config import site_resource
 
     return [s for s in sites if site_resource(s) not in have]
 
@@ -99,7 +121,6 @@ def check_joined(have: dict, address: str, sites: list[str], nodes, *,
     runner answers. One dead Ray node
     refused the whole start, and a keeper spent its restarts on it (a probe)."""
     from agora.agents.cluster.node_runner import node_resource
-    from agora.deploy.up_config import site_resource
 
     missing = [site_resource(s) for s in sites_unplaced(have, sites)]
     if missing and not resumed:

@@ -20,13 +20,13 @@ folder as if it were the checkout (``agora up`` with no ``--config`` keeps its s
 ``./out/agora``, as it does in a checkout) -- :func:`state_folder`.
 
 Every site agent runs as a Ray actor that needs one unit of its site's custom resource,
-:func:`site_resource` (``agora-site-<name>``): only nodes started with that resource (one
-node type / worker group per site in ``deploy/ray/`` and ``deploy/kuberay/``) can host it.
+``deploy.ray_runtime.site_resource`` (``agora-site-<name>``): only nodes started with that
+resource (one node type / worker group per site in ``deploy/ray/`` and ``deploy/kuberay/``)
+can host it.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,14 +34,12 @@ from typing import Any, Sequence
 from agora.agents.workloads.alibaba import SPLITS  # noqa: F401 (re-exported)
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.yamlmarks import Where, describe, load_yaml
+from agora.deploy.ray_runtime import site_resource
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 """``deploy/configs/``: the folder the defaults' relative paths are relative to."""
 DEFAULT_CONFIG = CONFIGS_DIR / "local.yaml"
 """The embedded default of ``agora up``."""
-
-SITE_RESOURCE_PREFIX = "agora-site-"
-_SITE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 STRATEGIES = ("fedavg", "median", "trimmed")
 COMMS = ("trigger", "always", "none")
@@ -61,26 +59,6 @@ _COORDINATOR_SET_BY_UP = {
     "round_timeout_s": "the top-level 'round_timeout_s' sets it",
 }
 _COORDINATOR_PATHS = ("data_dir", "keys_file")
-
-
-def site_resource(site_name: str) -> str:
-    """The Ray custom resource that marks a node as one of site ``site_name``'s:
-    ``agora-site-<name>``. A site agent actor asks for one unit of it."""
-    if not isinstance(site_name, str) or not _SITE_NAME.fullmatch(site_name):
-        raise ValueError(f"site name {site_name!r} cannot name a Ray resource "
-                         f"({SITE_RESOURCE_PREFIX}<name>); expected only letters, digits, "
-                         f"'.', '_' and '-'")
-    return SITE_RESOURCE_PREFIX + site_name
-
-
-def site_of_resource(resource: str) -> str | None:
-    """The site a resource name marks (inverse of :func:`site_resource`), or None when
-    ``resource`` is no site resource."""
-    if isinstance(resource, str) and resource.startswith(SITE_RESOURCE_PREFIX):
-        name = resource[len(SITE_RESOURCE_PREFIX):]
-        if _SITE_NAME.fullmatch(name):
-            return name
-    return None
 
 
 class UpConfigError(InputError):
@@ -358,7 +336,7 @@ class UpConfig:
         if self.metrics.enabled and {"metrics_port", "metrics_host"} <= known:
             kw.update(metrics_port=0, metrics_host=self.metrics.host)  # ephemeral ports
         if self.tls.enabled and "tls" in known:
-            from agora.coordinator.config import TlsConfig
+            from agora.coordinator.tls_config import TlsConfig
 
             kw["tls"] = TlsConfig(enabled=True, certs_dir=str(self.tls.certs_dir))
         kw.update(self.coordinator)

@@ -15,11 +15,11 @@ from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import file_problem, is_folder
 from agora.agents.workloads.yamlmarks import (Where, at_key, describe, get_int, get_mapping,
                                               get_number, get_str)
+from agora.deploy.ray_runtime import site_resource
 from agora.deploy.up_config import (_CLUSTER_SUFFIXES, _COORDINATOR_PATHS,
                                     _COORDINATOR_SET_BY_UP, _WORKLOAD_SUFFIXES, COMMS, SPLITS,
                                     STRATEGIES, FederationSection, MetricsSection, RaySection,
-                                    TlsSection, UpConfig, WebSection, site_resource,
-                                    state_folder)
+                                    TlsSection, UpConfig, WebSection, state_folder)
 
 def _names(cls) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.name != "source")

@@ -107,7 +107,8 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     import agora.agents.step.observe as observe
     import agora.agents.step.step as step
     from agora.deploy import replay as replay_mod
-    from agora.deploy.up_config import load_up_config, site_resource
+    from agora.deploy.ray_runtime import site_resource
+    from agora.deploy.up_config import load_up_config
 
     def no_driver(*a, **k):
         raise AssertionError("the launcher computed an observation or a decision")

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from agora.agents.workloads.loader import load_cluster
-from agora.deploy.up_config import load_up_config, site_of_resource, site_resource
+from agora.deploy.ray_runtime import site_of_resource, site_resource
+from agora.deploy.up_config import load_up_config
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO / "deploy" / "ray" / "cluster-launcher.yaml"

@@ -12,8 +12,7 @@ import pytest
 
 from agora.agents.cluster.node_runner import node_resource
 from agora.agents.domain import Node
-from agora.deploy.ray_runtime import check_joined
-from agora.deploy.up_config import site_resource
+from agora.deploy.ray_runtime import check_joined, site_resource
 
 NODES = [Node("a/n0", "a", cpu=1000, mem=512), Node("a/n1", "a", cpu=1000, mem=512),
          Node("b/n0", "b", cpu=1000, mem=512)]

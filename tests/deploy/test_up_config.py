@@ -16,8 +16,7 @@ from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import DEFAULT_CLUSTER
 from agora.deploy.up_config import (DEFAULT_CONFIG, SPLITS, STRATEGIES,
                                     FederationSection, MetricsSection, RaySection, TlsSection,
-                                    UpConfig, UpConfigError, load_up_config, site_of_resource,
-                                    site_resource, up_config_from_dict)
+                                    UpConfig, UpConfigError, load_up_config, up_config_from_dict)
 from tests.errorcheck import check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -324,26 +323,6 @@ def test_plain_dicts_check_the_same_without_lines(tmp_path):
     with pytest.raises(UpConfigError) as e:
         up_config_from_dict({"replicas": 6}, source="flags")
     check(e.value, "flags", None, "replicas", "3f+1")
-
-
-# --- site resources -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", DEFAULT_SITES + ("site-0", "a", "A.b_c-9"))
-def test_site_resource_names_the_site(name):
-    r = site_resource(name)
-    assert r == "agora-site-" + name and site_of_resource(r) == name
-
-
-@pytest.mark.parametrize("name", ["", "dc east", "dc/east", "dc:east", "east\n", "été", "a,b",
-                                  None, 3])
-def test_site_resource_refuses_names_ray_cannot_carry(name):
-    with pytest.raises(ValueError, match="letters, digits"):
-        site_resource(name)
-
-
-def test_site_of_resource_ignores_other_resources():
-    assert site_of_resource("CPU") is None and site_of_resource("agora-site-") is None
-    assert site_of_resource("agora-site-a b") is None
 
 
 def test_choices_match_the_code_that_uses_them():
