@@ -21,6 +21,7 @@ chunks uses the same steps as one run.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -191,11 +192,15 @@ def _prepare(ep: dict, res, cfg: TrainConfig, vnorm: ValueNorm,
 def validate(agents: Agents, src, n: int, *, first: int = 0,
              runner: EpisodeRunner | None = None) -> dict:
     """Greedy runs on validation episodes ``first .. first + n - 1``: mean JCT and score
-    (played by ``runner``'s workers; None: in this process)."""
+    (played by ``runner``'s workers; None: in this process). An episode that completed no
+    job has no JCT (the metrics' 0.0 there would read as the best policy): the mean is then
+    NaN, which is never the best (``trainer.train``)."""
     eps = [Episode(*src.episode(i, validation=True), VAL_SEED_BASE + i, record=False)
            for i in range(first, first + n)]
     runs = (runner or EpisodeRunner()).run(agents.policy(), eps)
-    return {"eval/jct_mean_s": float(np.mean([p.result.metrics["jct_mean_s"] for p in runs])),
+    jct = [p.result.metrics["jct_mean_s"] if p.result.metrics["jobs_completed"] else math.nan
+           for p in runs]
+    return {"eval/jct_mean_s": float(np.mean(jct)),
             "eval/score": float(np.mean([p.result.metrics["score"] for p in runs]))}
 
 

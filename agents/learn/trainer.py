@@ -18,6 +18,7 @@ A *step* is one bidding round (every agent acts once), as a ``ParallelEnv`` step
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -116,8 +117,9 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
         st["wall_s"] = time.perf_counter() - t_start
         if st["update"] % cfg.eval_every == 0 or st["step"] >= cfg.steps:
             row.update(loop.validate())
-            if st["best"] is None or row["eval/jct_mean_s"] < st["best"]:
-                st["best"] = row["eval/jct_mean_s"]
+            jct = row["eval/jct_mean_s"]      # NaN: some episode completed no job
+            if not math.isnan(jct) and (st["best"] is None or jct < st["best"]):
+                st["best"] = jct
                 loop.save(out / "best.pt")
         emit(row)
         loop.save(ck)

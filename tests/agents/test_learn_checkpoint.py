@@ -326,3 +326,51 @@ def test_a_resume_with_other_settings_names_what_differs(trained, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--resume with a different configuration (ppo.lr: saved 0.0003, now 0.01)" in err
     assert len(err) < 400, err
+
+
+def test_a_validation_episode_that_completes_no_job_is_never_the_best(tmp_path, monkeypatch):
+    # the metrics say jct_mean_s 0.0 when no job completed: a policy completing nothing read
+    # as the best one and became best.pt. A stand-in runner (test only) gives the results.
+    from types import SimpleNamespace
+
+    from agora.agents.learn import loop as loop_mod
+    from agora.agents.learn.loop import PPOLoop
+
+    class Runner:
+        def __init__(self, completed):
+            self.completed = completed
+
+        def run(self, policy, eps):
+            return [SimpleNamespace(result=SimpleNamespace(metrics={
+                "jct_mean_s": 0.0 if not c else 100.0, "jobs_completed": c, "score": 0.5}))
+                for c in self.completed]
+
+    class Src:
+        def episode(self, i, validation=False):
+            return (None, None)
+
+    agents = SimpleNamespace(policy=lambda: None)
+    with monkeypatch.context() as m:
+        m.setattr(loop_mod, "Episode", lambda *a, **k: None)
+        val = loop_mod.validate(agents, Src(), 2, runner=Runner([3, 0]))
+        assert np.isnan(val["eval/jct_mean_s"])
+        val = loop_mod.validate(agents, Src(), 2, runner=Runner([3, 1]))
+        assert val["eval/jct_mean_s"] == 100.0
+
+    # the trainer: the first validations complete nothing, a later one does
+    seen = iter([float("nan"), float("nan"), 250.0, 300.0] + [400.0] * 100)
+    monkeypatch.setattr(PPOLoop, "validate", lambda self, *a, **k: {
+        "eval/jct_mean_s": next(seen), "eval/score": 0.1})
+    from dataclasses import replace
+
+    from agora.agents.learn import trainer
+    real = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda cfg, *a, **k: real(
+        replace(cfg, eval_every=1), *a, **k))     # validate after every update
+    out = tmp_path / "out"
+    assert main(["train", *TRAIN, "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["eval/jct_mean_s"] for r in rows if "eval/jct_mean_s" in r and "step" in r]
+    assert any(np.isnan(v) for v in evals) and 250.0 in evals
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_val_jct_mean_s"] == 250.0
