@@ -368,7 +368,32 @@ def why_unschedulable(demand: Demand, cluster: Cluster) -> str | None:
         if demand.whole_gpus > max(n.gpus for n in gpu_nodes):
             return (f"needs {demand.whole_gpus} gpus on one node; the most on a matching node "
                     f"is {max(n.gpus for n in gpu_nodes)}")
-    return "no single node offers cpu, memory and gpu together"
+    return _closest_node(demand, nodes)
+
+
+def _closest_node(demand: Demand, nodes) -> str:
+    """The reason when every dimension fits some node but no node fits all: what the demand
+    asks and what the node that misses the fewest of them lacks."""
+    def short(n: Node) -> list[str]:
+        out = []
+        if demand.cpu > n.cpu:
+            out.append(f"{n.cpu / MILLI:g} cpu cores")
+        if demand.mem > n.mem:
+            out.append(f"{n.mem} MiB memory")
+        if demand.gpu and not fits_node(Demand(0, 0, demand.gpu, demand.gpu_models), n):
+            out.append(f"{n.gpus} gpu{'s' * (n.gpus != 1)}"
+                       + (f" of model {n.gpu_model}" if n.gpus else ""))
+        return out
+
+    best = min(nodes, key=lambda n: len(short(n)))
+    asks = f"{demand.cpu / MILLI:g} cpu cores and {demand.mem} MiB memory"
+    if demand.gpu:
+        g = (f"{demand.gpu / MILLI:g} of a gpu" if demand.gpu < MILLI
+             else f"{demand.whole_gpus} gpu{'s' * (demand.whole_gpus != 1)}")
+        asks += f" and {g}" + (f" (model {sorted(demand.gpu_models)})"
+                               if demand.gpu_models is not None else "")
+    return (f"no single node offers it all: needs {asks} on one node; the closest, "
+            f"{best.name}, has only {' and '.join(short(best))}")
 
 
 def is_finite_nonneg(x: float) -> bool:

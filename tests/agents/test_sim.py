@@ -105,6 +105,16 @@ def test_unschedulable_task_is_reported_with_reason_and_never_lost():
     assert m["instances_unschedulable"] == 2
 
 
+def test_a_task_every_dimension_of_which_fits_some_node_but_none_all_says_what_is_missing():
+    # 32 cores fit the big node, 1 gpu the small one: the reason was the generic "no single
+    # node offers cpu, memory and gpu together", naming neither the demand nor a node
+    cl = cluster(site("s", node("s", "big", 64), node("s", "gpu", 8, gpus=2, model="V100")))
+    wl = workload(job("j", 0, "s", task("t", 1, 32, gpu=1, models=["V100"])))
+    why = {(j, t): w for j, t, w in run(cl, wl).unschedulable}[("j", "t")]
+    assert "needs 32 cpu cores and 0 MiB memory and 1 gpu (model ['V100']) on one node" in why
+    assert "the closest, s/big, has only 0 gpus" in why
+
+
 def test_task_failures_retry_then_report_failed_with_descendants():
     # Every attempt fails: after max_attempts the task is failed, its child too, none lost.
     f = Faults(seed=1, task_failure_prob=0.999999, max_attempts=3)
