@@ -332,7 +332,7 @@ def to_message(part: SitePart) -> pb.SiteRound:
     for e in part.ends:
         msg.ends.add(job_id=e.job_id, task_id=e.task_id, instance=e.instance,
                      kind=END_KINDS[e.kind], start_s=e.start_s, end_s=e.end_s,
-                     exit_code=e.exit_code, reason=e.reason[:1024])
+                     exit_code=e.exit_code, reason=e.reason[:1024], run=e.run_id)
     for node, up in part.nodes:
         msg.nodes.add(node=node, up=up)
     return msg

@@ -85,6 +85,13 @@ class SiteCommands:
             raise Rejected("end.not_running", f"{at}.instance",
                            f"instance {e.instance} of {e.job_id}/{e.task_id} is not running "
                            f"at site {site_name!r}; expected an instance it runs")
+        run = ts.placed_at.get(e.instance)
+        if e.run and e.run != run:
+            raise Rejected("end.stale_run", f"{at}.run",
+                           f"run {e.run} of instance {e.instance} of {e.job_id}/{e.task_id} "
+                           f"is over; it runs now as run {run}; expected the run that ended "
+                           f"(a copy of an end sent again after its instance was placed "
+                           f"anew ends nothing)")
         kind = END_KINDS.get(e.kind)
         if kind is None:
             raise Rejected("end.bad_kind", f"{at}.kind", f"{e.kind}; expected END_COMPLETED, "

@@ -211,6 +211,9 @@ def check_command(cmd: pb.Command, client_id: str, at: str) -> None:
             _ids(e, f"{at}.ends[{i}]")
             if e.instance < 0:
                 raise invalid(f"{at}.ends[{i}].instance", f"{e.instance}", "an index >= 0")
+            if e.run < 0:
+                raise invalid(f"{at}.ends[{i}].run", f"{e.run}",
+                              "the run's version (AGORA_RUN), or 0 (not said)")
             if e.kind not in END_KINDS:
                 raise invalid(f"{at}.ends[{i}].kind", f"{e.kind}",
                               "END_COMPLETED, END_FAILED or END_LOST")

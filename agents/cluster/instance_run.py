@@ -6,6 +6,7 @@ actor that schedules these is ``node_runner``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -83,15 +84,29 @@ def run_folder(root: str | Path, node: str, job: str, task: str, instance: int,
                run_id: int) -> Path:
     """``<root>/<node>/<job>/<task>/<instance>-<run_id>`` with every name %-quoted (and
     '', '.' and '..', which no name or id may be, made folder names too: no name leaves its
-    level)."""
-    return (Path(root) / _folder_name(node) / _folder_name(job) / _folder_name(task)
+    level; a quoted name longer than a file name may be is shortened, :func:`folder_name`)."""
+    return (Path(root) / folder_name(node) / folder_name(job) / folder_name(task)
             / f"{instance}-{run_id}")
 
 
-def _folder_name(name: str) -> str:
+FOLDER_NAME_MAX = 200
+"""Longest folder name a run's path uses, in bytes (file systems allow 255): a 128-character
+id %-quotes to up to 1,152 bytes (a re-probe: a job id of 128 ':' never started; its start
+failed "File name too long" and was sent again every second for good)."""
+
+
+def folder_name(name: str) -> str:
+    """``name`` %-quoted as one folder name. A quoted name over :data:`FOLDER_NAME_MAX` bytes
+    is its first part and ``%~`` and the sha256 of ``name`` (``%~`` is no quoted text, so
+    no other name gives it)."""
     q = quote(name, safe="")
     if q in ("", ".", ".."):
         return "%" + q.replace(".", "%2E")    # '%' alone is no quoted text: no collision
+    if len(q) > FOLDER_NAME_MAX:
+        head = q[:FOLDER_NAME_MAX - 66]
+        cut = head.rfind("%", len(head) - 2)  # no escape cut in two
+        head = head[:cut] if cut >= 0 else head
+        return f"{head}%~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()}"
     return q
 
 

@@ -33,7 +33,6 @@ import uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import ray
 from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError,
@@ -42,8 +41,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agora.agents.process import exit_with_parent, in_ray_worker
 from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, end_of,
-                                              execute_run, kill_group, read_pid, request_of,
-                                              run_folder, stop_run, write_json)
+                                              execute_run, folder_name, kill_group, read_pid,
+                                              request_of, run_folder, stop_run, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +225,7 @@ class NodeRunner:
         it no more."""
         if self.keep_runs <= 0:
             return
-        top = self.root / quote(self.node, safe="")
+        top = self.root / folder_name(self.node)
         while len(self._acked) > self.keep_runs:
             folder, ident = self._acked.popitem(last=False)
             shutil.rmtree(folder, ignore_errors=True)
@@ -323,7 +322,7 @@ class NodeRunner:
         without an end are killed if anything of them still runs, and reported as their exit
         record says (the command had exited) or else lost (their Ray tasks died with the
         runner that owned them)."""
-        top = self.root / quote(self.node, safe="")
+        top = self.root / folder_name(self.node)
         if not top.is_dir():
             return
         acked = []

@@ -179,13 +179,15 @@ class RayExecutor(RunnerWatch, ReportQueue):
         if node in self.down or node not in self.runners:
             now = self.now()
             self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
-                                  reason=f"node {self.capacity.node_names[node]} is down"))
+                                  reason=f"node {self.capacity.node_names[node]} is down",
+                                  run_id=run_id))
             return
         run = task.task.run
         if run is None:
             now = self.now()
             self.report_end(Ended(*key, kind="failed", start_s=now, end_s=now, exit_code=-1,
-                                  reason="the task has no run (nothing to execute)"))
+                                  reason="the task has no run (nothing to execute)",
+                                  run_id=run_id))
             return
         d = task.demand
         req = RunRequest(job=key[0], task=key[1], instance=instance, run_id=run_id,
@@ -276,7 +278,7 @@ class RayExecutor(RunnerWatch, ReportQueue):
         if r.report_kill:
             kind = "lost"
         self.report_end(Ended(*e.key, kind=kind, start_s=e.start, end_s=e.end,
-                              exit_code=e.exit_code, reason=e.reason))
+                              exit_code=e.exit_code, reason=e.reason, run_id=e.run_id))
 
     def _ack_committed(self, node: int) -> None:
         """Acknowledge the ends the committed schedule has (the run is no longer placed)."""
@@ -310,5 +312,5 @@ class RayExecutor(RunnerWatch, ReportQueue):
                 self._release(r)
                 now = self.now()
                 self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
-                                      reason=f"node {name}: {reason}"))
+                                      reason=f"node {name}: {reason}", run_id=r.run_id))
         self.report_node(name, False)

@@ -51,6 +51,8 @@ class _Run:
     slots: tuple
     start: float
     handle: asyncio.TimerHandle | None
+    run_id: int = 0
+    """the version that placed it (``TaskEntry.placed_at``): the run its end names"""
 
 
 class ReplayExecutor(ReportQueue):
@@ -112,7 +114,8 @@ class ReplayExecutor(ReportQueue):
             # the coordinator placed it where this site has no room (a node that just went
             # down): it ends at once as lost and is placed again
             self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
-                                  reason=f"node {cap.node_names[node]} cannot hold it now"))
+                                  reason=f"node {cap.node_names[node]} cannot hold it now",
+                                  run_id=task.placed_at.get(instance, 0)))
             return
         slots = cap.place(node, task.demand)
         transfer = 0.0
@@ -123,7 +126,8 @@ class ReplayExecutor(ReportQueue):
         end = now + transfer + (run * fail_at if fails else run)
         handle = asyncio.get_running_loop().call_later(
             self.clock.wall_delay(end), self._finish, key, "failed" if fails else "completed")
-        self._runs[key] = _Run(task, instance, node, slots, now, handle)
+        self._runs[key] = _Run(task, instance, node, slots, now, handle,
+                               task.placed_at.get(instance, 0))
 
     async def recover(self, placed, ledger) -> None:
         """Nothing to recover: simulated runs live in the agent's process and died with a
@@ -170,7 +174,8 @@ class ReplayExecutor(ReportQueue):
         if report:
             kind = outcome if outcome in ("completed", "failed") else "lost"
             self.report_end(Ended(r.task.job.job.id, r.task.task.id, r.instance, kind,
-                                  start_s=r.start, end_s=now, reason=reason))
+                                  start_s=r.start, end_s=now, reason=reason,
+                                  run_id=r.run_id))
 
     def _down(self, nodes: list[int]) -> None:
         for node in nodes:

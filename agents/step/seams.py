@@ -48,6 +48,10 @@ class Ended:
     end_s: float
     exit_code: int = 0
     reason: str = ""
+    run_id: int = 0
+    """the run that ended (the version that placed it, ``TaskEntry.placed_at``); 0: not
+    said. The coordinator refuses the end of a run that is over, so a copy sent again after
+    the instance was placed anew cannot end the new run."""
 
 
 @dataclass

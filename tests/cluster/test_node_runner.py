@@ -213,6 +213,27 @@ def test_a_run_folder_stays_inside_its_root_whatever_the_names(names):
     assert folder.name == "3-7"
 
 
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs")),
+                            min_size=100, max_size=128) | st.just(":" * 128),
+                    min_size=2, max_size=2, unique=True))
+def test_a_run_folder_of_the_longest_ids_can_be_made_and_found_again(ids, tmp_path_factory):
+    """A 128-character id (the most ids may have) %-quotes to up to 1,152 bytes: its folder
+    could not be made ("File name too long"), so the run never started nor ended and its
+    start was sent again every second for good (a review). Long names are shortened with a
+    digest: each fits, two ids never share one, and ``agora logs`` finds the run again."""
+    from agora.deploy.run_folders import task_runs
+
+    root = tmp_path_factory.mktemp("runs")
+    job, task = ids
+    folder = run_folder(root, NODE, job, task, 0, 4)
+    assert all(len(part.encode()) <= 200 for part in folder.relative_to(root).parts)
+    folder.mkdir(parents=True)
+    assert run_folder(root, NODE, task, job, 0, 4) != folder
+    assert run_folder(root, NODE, job + "x", task, 0, 4).parent != folder.parent
+    assert task_runs(root, job, task) == {0: [(4, NODE, folder)]}
+
+
 _SLOW_REAPER = """
 import ctypes, signal, subprocess, sys, time
 from agora.agents.cluster.instance_run import kill_group

@@ -45,10 +45,11 @@ def submit(*jobs: Job) -> bytes:
     return op(submit_jobs=pb.SubmitJobs(jobs=[job_to_proto(j) for j in jobs]))
 
 
-def end(j: str, t: str, i: int, kind: str = "completed", reason: str = "") -> pb.End:
+def end(j: str, t: str, i: int, kind: str = "completed", reason: str = "",
+        run: int = 0) -> pb.End:
     k = {"completed": pb.END_COMPLETED, "failed": pb.END_FAILED, "lost": pb.END_LOST}[kind]
     return pb.End(job_id=j, task_id=t, instance=i, kind=k, start_s=1.0, end_s=11.0,
-                  exit_code=0 if kind == "completed" else 1, reason=reason)
+                  exit_code=0 if kind == "completed" else 1, reason=reason, run=run)
 
 
 def decide(site: str, rnd: int, *items: tuple[str, str, int, int], ends=(),

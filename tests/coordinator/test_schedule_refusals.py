@@ -4,13 +4,16 @@ valid commands, arbitrary bids, ends, node states and jobs) can raise or change 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agora.coordinator.validate import Refusal, check_command
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import job_to_proto
-from tests.coordinator.state_helpers import (CLIENTS, SETTINGS, Run, _check_never_raises, decide,
-                                             end, job, lapse, op, report, submit, vote)
+from tests.coordinator.state_helpers import (CLIENTS, SETTINGS, Run, _check_never_raises,
+                                             allocate, decide, end, job, lapse, op, report,
+                                             submit, vote)
 
 
 # ---- mediation ----
@@ -71,6 +74,34 @@ def test_mutated_commands_never_raise_and_report_the_field(data, draw):
     _check_never_raises(bytes(buf), draw.draw(st.sampled_from(CLIENTS)))
 
 
+def test_an_end_of_a_run_that_is_over_ends_nothing():
+    """A review: an end named no run, so the copy an agent sends again after an unconfirmed
+    message (maybe executed, maybe not) ended the *next* run of its instance once it was
+    placed at the same site again -- a failed attempt counted that never happened, and the
+    running instance ended in the ledger. An end names its run; a stale one is refused."""
+    r = Run()
+    r("site:b", submit(job("j", "b", n=1, dag=False)))
+    allocate(r, "j", "b", 1, rnd=0)
+    ts = r.state.ledger.tasks[("j", "map")]
+    first = ts.placed_at[0]
+    copy = report("b", end("j", "map", 0, "failed", "exit code 1", run=first))
+    assert r("site:b", copy).accepted == 1 and ts.failures[0] == 1
+    allocate(r, "j", "b", 1, rnd=r.state.round)            # placed at b again: a new run
+    second = ts.placed_at[0]
+    assert second != first
+    version = r.state.version
+    out = r("site:b", copy)                                 # the agent's resent copy
+    assert out.accepted == 0 and ts.failures[0] == 1 and ts.placements.get(0) is not None
+    assert out.rejections[0].field == "command.site_round.ends[0].run"
+    assert f"run {first} " in out.rejections[0].reason and f"run {second};" in out.rejections[0].reason
+    assert r.state.version == version
+    # the run that runs ends; an end that names no run (0) still ends the current one
+    assert r("site:b", report("b", end("j", "map", 0, "failed", run=second))).accepted == 1
+    allocate(r, "j", "b", 1, rnd=r.state.round)
+    assert r("site:b", report("b", end("j", "map", 0))).accepted == 1
+    assert ts.done == 1
+
+
 @SETTINGS
 @given(job_id=st.text(max_size=5), task_id=st.text(max_size=5),
        instances=st.integers(-2**31, 2**31 - 1), price=st.integers(-2**63, 2**63 - 1),
@@ -83,10 +114,12 @@ def test_arbitrary_bid_fields_are_checked(job_id, task_id, instances, price, sit
 @given(inst=st.integers(-2**31, 2**31 - 1), kind=st.integers(0, 5),
        site=st.sampled_from(["a", "b", "c", "x"]), reason=st.text(max_size=3),
        t0=st.floats(allow_nan=True, allow_infinity=True),
-       t1=st.floats(allow_nan=True, allow_infinity=True), node=st.text(max_size=6))
-def test_arbitrary_ends_and_node_states_are_checked(inst, kind, site, reason, t0, t1, node):
+       t1=st.floats(allow_nan=True, allow_infinity=True), node=st.text(max_size=6),
+       run=st.integers(-2**63, 2**63 - 1))
+def test_arbitrary_ends_and_node_states_are_checked(inst, kind, site, reason, t0, t1, node,
+                                                    run):
     e = pb.End(job_id="j2", task_id="map", instance=inst, kind=kind, start_s=t0, end_s=t1,
-               reason=reason)
+               reason=reason, run=run)
     _check_never_raises(report(site, e, nodes=[pb.NodeState(node=node, up=inst % 2 == 0)]),
                         f"site:{site}")
 
@@ -118,3 +151,11 @@ def test_an_id_in_another_sites_namespace_is_refused_and_the_site_keeps_its_ids(
     assert r("site:a", submit(job("a:train", "a"))).accepted == 1
     assert r("site:a", submit(job("nosite:x", "a"))).accepted == 1   # no site of that name
     assert r.state.rejected["submit.namespace"] == 2
+
+
+def test_an_end_naming_a_negative_run_is_refused_before_ordering():
+    cmd = pb.Command(site_round=pb.SiteRound(site="b", ends=[end("j", "map", 0, run=-1)]))
+    with pytest.raises(Refusal) as e:
+        check_command(cmd, "site:b", "command")
+    assert e.value.code.name == "INVALID_ARGUMENT"
+    assert e.value.message.startswith("command.ends[0].run: -1; expected the run's version")

@@ -40,7 +40,7 @@ class Bid(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instances: _Optional[int] = ..., price: _Optional[int] = ...) -> None: ...
 
 class End(_message.Message):
-    __slots__ = ("job_id", "task_id", "instance", "kind", "start_s", "end_s", "exit_code", "reason")
+    __slots__ = ("job_id", "task_id", "instance", "kind", "start_s", "end_s", "exit_code", "reason", "run")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class End(_message.Message):
     END_S_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     task_id: str
     instance: int
@@ -57,7 +58,8 @@ class End(_message.Message):
     end_s: float
     exit_code: int
     reason: str
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance: _Optional[int] = ..., kind: _Optional[_Union[EndKind, str]] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    run: int
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., instance: _Optional[int] = ..., kind: _Optional[_Union[EndKind, str]] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., run: _Optional[int] = ...) -> None: ...
 
 class NodeState(_message.Message):
     __slots__ = ("node", "up")
