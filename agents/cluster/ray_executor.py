@@ -32,6 +32,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ray.exceptions import RayTaskError
+
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
 from agora.agents.cluster.node_runner import node_resource
 from agora.agents.cluster.ray_nodes import carried_resources, dead_ray_nodes, watch_ray_nodes
@@ -57,6 +59,8 @@ class _Run:
     """gpu slots taken in ``capacity`` (None: not counted, it did not fit this view)"""
     report_kill: bool | None = None
     """None: not being killed; else whether its killed end is reported (lost)"""
+    confirmed: bool = False
+    """its runner answered a start of it or holds it (a snapshot): an end will come"""
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,10 @@ class RayExecutor(RunnerWatch, ReportQueue):
 
     async def recover(self, placed: list[tuple[TaskEntry, int, int]], ledger: Ledger) -> None:
         self.ledger = ledger
-        want = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in placed}
+        # each run as the ledger placed it when read: the committed updates applied while this
+        # awaits the runners may end it or place it anew (see the last loop)
+        want = {(ts.job.job.id, ts.task.id, i): (ts, i, node, ts.placed_at.get(i, 0))
+                for ts, i, node in placed}
         homeless = await self._homeless()
         for node in homeless:
             log.warning("site %s: no live Ray node carries node %s (resource %r): node down "
@@ -143,14 +150,20 @@ class RayExecutor(RunnerWatch, ReportQueue):
                 w = want.get(req.key)
                 if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == req.run_id:
                     self._adopt(w[0], w[1], node, req.run_id)
+                    self._runs[req.key].confirmed = True
                 else:       # not (or no longer) this run's place: stop it, unreported
                     self._call(node, "kill", *req.key, req.run_id, "not placed here")
             for end in snap["ended"]:
                 w = want.get(end.key)
                 if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == end.run_id:
                     self._adopt(w[0], w[1], node, end.run_id)   # its end comes by ``ends``
-        for key, (ts, i, node) in want.items():
-            if key not in self._runs and node not in self.down:
+                    self._runs[end.key].confirmed = True
+        for key, (ts, i, node, run_id) in want.items():
+            now_at = ts.placements.get(i)
+            if (key not in self._runs and node not in self.down and now_at is not None
+                    and now_at[0] == node and ts.placed_at.get(i) == run_id):
+                # still this run, here (one that completed while the runners were asked,
+                # or was placed anew, ran again: a review)
                 self.start(ts, i, node)
                 self.counts["restarted_unstarted"] += 1
         loop = asyncio.get_running_loop()
@@ -210,9 +223,10 @@ class RayExecutor(RunnerWatch, ReportQueue):
         self.counts["killed"] += 1
         self._call(r.node, "kill", *key, r.run_id, reason)
 
-    def lose(self, key: Key, reason: str) -> None:
+    def lose(self, key: Key, reason: str, run_id: int = 0) -> None:
         now = self.now()
-        self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now, reason=reason))
+        self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now, reason=reason,
+                              run_id=run_id))
 
     def close(self) -> None:
         """Stop following the runners; what they run goes on (they are detached)."""
@@ -235,26 +249,84 @@ class RayExecutor(RunnerWatch, ReportQueue):
         while the run is still this site's to run there and the node is up: a start is
         idempotent at the runner (one run id runs once), and one that failed while the
         runner restarted was dropped -- the run stayed "running" for good (a re-probe of
-        ``restart_grace_s``, which keeps the node up meanwhile)."""
+        ``restart_grace_s``, which keeps the node up meanwhile). A start the runner refused
+        (its method raised: ``RayTaskError``) is a failed attempt; sent again every second
+        it never ran nor ended (a review: a folder name too long). A kill that fails is sent
+        again while its run is held here unconfirmed (``_kill_answered``)."""
         if self.runners.get(node) is None:
             return
 
         async def go():
             while True:
                 try:
-                    await asyncio.wait_for(getattr(self.runners[node], method).remote(*args),
-                                           self.call_timeout_s)
+                    answer = await asyncio.wait_for(
+                        getattr(self.runners[node], method).remote(*args), self.call_timeout_s)
+                    if method == "start":
+                        self._start_answered(node, args[0])
+                    elif method == "kill":
+                        self._kill_answered(node, args[:3], args[3], answer)
                     return
                 except asyncio.CancelledError:
                     raise
+                except RayTaskError as e:
+                    log.warning("site %s: runner of %s refused %s: %s", self.site_name,
+                                self.own[node], method, e)
+                    if method == "start" and self._still_runs(node, args[0]):
+                        self._start_refused(node, args[0], e)
+                    return
                 except Exception as e:  # noqa: BLE001 - the poll takes the node down if dead
                     log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
                                 self.own[node], method, e)
-                if method != "start" or not self._still_runs(node, args[0]):
+                if not self._wanted(node, method, args):
                     return
                 await asyncio.sleep(1.0)
+                if not self._wanted(node, method, args):    # killed or ended meanwhile
+                    return
         self._tasks.append(asyncio.ensure_future(go()))
         self._tasks = [t for t in self._tasks if not t.done()]
+
+    def _start_answered(self, node: int, req: RunRequest) -> None:
+        """The runner holds ``req`` (started, running or ended): its end will come. If it
+        is no longer wanted here (a kill asked before the start landed), kill it."""
+        r = self._runs.get(req.key)
+        if r is not None and r.run_id == req.run_id and r.node == node:
+            r.confirmed = True
+            if r.report_kill is None:
+                return
+        self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
+
+    def _kill_answered(self, node: int, key: Key, run_id: int, killed) -> None:
+        """A run the runner did not hold when killed, whose start never landed, ends here:
+        no end will come for it (a review: it and its resources were held for good)."""
+        r = self._runs.get(key)
+        if (killed is False and r is not None and r.run_id == run_id and r.node == node
+                and not r.confirmed):
+            del self._runs[key]
+            self._release(r)
+            if r.report_kill:
+                now = self.now()
+                self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
+                                      reason="stopped before it started", run_id=run_id))
+
+    def _wanted(self, node: int, method: str, args: tuple) -> bool:
+        """Is a failed ``method`` call with ``args`` still worth sending again?"""
+        if method == "start":
+            return self._still_runs(node, args[0])
+        return method == "kill" and self._kill_pending(node, args[:3], args[3])
+
+    def _kill_pending(self, node: int, key: Key, run_id: int) -> bool:
+        r = self._runs.get(key)
+        return (node not in self.down and r is not None and r.run_id == run_id
+                and r.node == node and r.report_kill is not None)
+
+    def _start_refused(self, node: int, req: RunRequest, e: Exception) -> None:
+        r = self._runs.pop(req.key)
+        self._release(r)
+        now = self.now()
+        cause = str(getattr(e, "cause", None) or e).strip().splitlines()
+        self.report_end(Ended(*req.key, kind="failed", start_s=now, end_s=now, exit_code=-1,
+                              reason=f"the runner of {self.own[node]} could not start it: "
+                                     f"{(cause or ['?'])[-1][:300]}", run_id=req.run_id))
 
     def _still_runs(self, node: int, req: RunRequest) -> bool:
         """Is ``req`` still the run of its instance on ``node``, with ``node`` up?"""
@@ -266,7 +338,12 @@ class RayExecutor(RunnerWatch, ReportQueue):
         acks = self._to_ack.setdefault(node, {})
         r = self._runs.get(e.key)
         if r is None or r.run_id != e.run_id or r.node != node:
-            acks[e.seq] = (e.key, -1)                 # not ours (any more): just forget it
+            # not ours (any more): forgotten once the committed schedule no longer places
+            # that run -- at once for an older run; for one reported already and not yet
+            # committed (a runner restarted meanwhile and sent it again), only once its
+            # report commits: acknowledged before, a restart of this agent then found it
+            # nowhere and the instance ran in the schedule for good (a review)
+            acks[e.seq] = (e.key, e.run_id)
             return
         del self._runs[e.key]
         self._release(r)

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 
 from agora.agents.aio import cancel_and_wait
 from agora.agents.ledger import TaskEntry
@@ -38,6 +39,9 @@ from agora.agents.step.policy import NumpyPolicy
 from agora.agents.step.step import SiteAgent, act, speak, submit_decision
 
 log = logging.getLogger(__name__)
+
+LATENCIES_KEPT = 10_000
+"""decisions whose think time an agent keeps (``info``'s p50)"""
 
 
 class AgentRuntime:
@@ -76,21 +80,38 @@ class AgentRuntime:
         self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
             "AGORA_TRACE") else None
         """(event, wall time, round) when AGORA_TRACE is set: where a round's time goes"""
-        self.latencies: list[float] = []
-        """seconds from waking to a decision sent, per decision"""
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
+        """seconds from waking to a decision sent, per decision (the latest
+        ``LATENCIES_KEPT``: an agent runs for months)"""
         self._woke_at: float | None = None
+        self._recovering = False
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        """Rebuild the ledger, let the executor take over what runs, report what it lost,
+        then start what the committed updates that came meanwhile placed here: until the
+        executor has recovered, an update only moves the ledger (a start sent then went to a
+        runner not yet found, a spurious "node down"; a review)."""
         ch, ex = self.agent.clearinghouse, self.agent.executor
-        running = await ch.start(self._on_update)
-        here = {(ts.job.job.id, ts.task.id, i): (ts, i, node) for ts, i, node in running
-                if node in self.own_nodes}
-        await ex.recover(list(here.values()), ch.ledger)
+        self._recovering = True
+        try:
+            running = await ch.start(self._on_update)
+            here = {(ts.job.job.id, ts.task.id, i): (ts, i, node, ts.placed_at.get(i, 0))
+                    for ts, i, node in running if node in self.own_nodes}
+            await ex.recover([(ts, i, node) for ts, i, node, _ in here.values()], ch.ledger)
+        finally:
+            self._recovering = False
         lost = [k for k in here if k not in ex.running()]
-        for k in lost:
-            ex.lose(k, "the site agent restarted; the run was lost")
+        for k in lost:       # named by its run: one that ended meanwhile is refused, not lost
+            ex.lose(k, "the site agent restarted; the run was lost", here[k][3])
         self.counts["reconciled_lost"] += len(lost)
+        for ts in ch.ledger.tasks.values():        # placed here while the executor recovered
+            for i, (node, _) in list(ts.placements.items()):
+                key = (ts.job.job.id, ts.task.id, i)
+                if (node in self.own_nodes and key not in ex.running()
+                        and (key not in here or here[key][3] != ts.placed_at.get(i, 0))):
+                    ex.start(ts, i, node)
+                    self.counts["started"] += 1
         self._reconcile()
         self._task = asyncio.create_task(self._loop(), name=f"agent-{self.name}")
         self.wake()
@@ -108,6 +129,8 @@ class AgentRuntime:
 
     # ---- reacting ----------------------------------------------------------------------------
     def _on_update(self, started: list[tuple[TaskEntry, int, int]]) -> None:
+        if self._recovering:
+            return                  # ``start`` starts what is placed here once recovered
         ex = self.agent.executor
         for ts, inst, node in started:
             if node in self.own_nodes:
@@ -208,7 +231,7 @@ class AgentRuntime:
             if self._woke_at is not None:
                 self.latencies.append(time.perf_counter() - self._woke_at)
             if self.metrics is not None:
-                self.metrics.decided(self.name, len(d.offers), self.latencies[-1:])
+                self.metrics.decided(self.name, len(d.offers), [self.latencies[-1]])
 
 
 def _why_not_placed(ts) -> str:

@@ -136,11 +136,12 @@ class ReplayExecutor(ReportQueue):
     def running(self) -> set[tuple[str, str, int]]:
         return set(self._runs)
 
-    def lose(self, key: tuple[str, str, int], reason: str) -> None:
+    def lose(self, key: tuple[str, str, int], reason: str, run_id: int = 0) -> None:
         """Report an instance the schedule says runs here that this executor does not hold
         (it was lost with a restarted agent): lost, to be placed again."""
         now = self.now()
-        self._ended.append(Ended(*key, kind="lost", start_s=now, end_s=now, reason=reason))
+        self._ended.append(Ended(*key, kind="lost", start_s=now, end_s=now, reason=reason,
+                                 run_id=run_id))
 
     def kill(self, key: tuple[str, str, int], reason: str, *, report: bool) -> None:
         """Stop a run (a cancel, or the coordinator no longer places it here)."""

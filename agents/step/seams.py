@@ -129,8 +129,8 @@ class Executor(Protocol):
     def kill(self, key: tuple[str, str, int], reason: str, *, report: bool) -> None:
         """Stop a run; ``report``: report it (lost) like any end."""
 
-    def lose(self, key: tuple[str, str, int], reason: str) -> None:
-        """Report an instance this executor does not hold as lost."""
+    def lose(self, key: tuple[str, str, int], reason: str, run_id: int = 0) -> None:
+        """Report an instance this executor does not hold as lost (its run ``run_id``)."""
 
 
 class MemoryExchange:

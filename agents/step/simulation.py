@@ -67,7 +67,7 @@ class SimExecutor:
     def kill(self, key: tuple[str, str, int], reason: str, *, report: bool) -> None:
         raise ValueError("the simulation engine never reconciles: its ledger is the world's")
 
-    def lose(self, key: tuple[str, str, int], reason: str) -> None:
+    def lose(self, key: tuple[str, str, int], reason: str, run_id: int = 0) -> None:
         raise ValueError("the simulation engine never reconciles: its ledger is the world's")
 
 

@@ -1,0 +1,167 @@
+"""A restarted site agent while the committed schedule moves on (a review of the cluster
+runtime): the executor asks its runners what runs (real Ray calls: seconds) while the
+watch applies committed updates. Before, what the ledger said at its read was started
+afterwards as it stood then -- an instance that completed meanwhile ran again, one placed
+anew ran on its old node -- and a start that an update asked for meanwhile went to a runner
+not yet found (a spurious "node down"). Over a fake of the node runner and of the
+clearinghouse (objects recording calls, in this unit test only)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from agora.agents.cluster.node_runner import node_resource
+from agora.agents.cluster.ray_executor import RayExecutor
+from agora.agents.cluster.runtime import AgentRuntime
+from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Run, Site, Task
+from agora.agents.ledger import Ledger
+from tests.cluster.test_ray_executor import FakeRunner
+
+
+def cluster() -> Cluster:
+    return Cluster(sites=(Site("a", (Node("a/n0", "a", cpu=4000, mem=4096),
+                                     Node("a/n1", "a", cpu=4000, mem=4096))),),
+                   faults=Faults(max_attempts=3))
+
+
+def ledger(instances: int = 1) -> Ledger:
+    led = Ledger(max_attempts=3)
+    led.admit(Job("j", 0.0, "a", (Task("t", 1.0, Demand(1000, 64), instances,
+                                       run=Run(argv=("true",))),)), 0, 0.0)
+    led.version = 5
+    return led
+
+
+class SlowSnapshot(FakeRunner):
+    """A runner whose snapshot takes a moment, during which ``during()`` runs (a committed
+    update the watch applies meanwhile)."""
+
+    def __init__(self, during) -> None:
+        super().__init__()
+        self.during = during
+
+    def __getattr__(self, method):
+        if method != "snapshot":
+            return super().__getattr__(method)
+        runner = self
+
+        class Method:
+            def remote(self, *args):
+                runner.calls.append((method, *args))
+
+                async def answer():
+                    await asyncio.sleep(0.05)
+                    runner.during()
+                    return {"running": [], "ended": [], "incarnation": "1", "ray_node": "R1"}
+                return answer()
+        return Method()
+
+
+def executor(runners) -> RayExecutor:
+    ex = RayExecutor(cluster=cluster(), site=0, namespace="test", node_check_s=0)
+    ex.read_carried = lambda: {node_resource("a/n0"), node_resource("a/n1")}
+    ex.runners = runners
+    return ex
+
+
+def starts(*runners) -> list:
+    return [(c[1].instance, c[1].run_id, c[1].node) for r in runners for c in r.calls
+            if c[0] == "start"]
+
+
+@pytest.mark.timeout(30)
+def test_recovery_starts_no_run_that_ended_or_moved_while_the_runners_were_asked():
+    async def main():
+        led = ledger(instances=3)
+        ts = led.tasks[("j", "t")]
+        for i in range(3):
+            led.start(ts, i, 0)                           # runs 5 on a/n0, never started
+
+        def meanwhile():
+            led.version = 7
+            led.complete(ts, 0, 1.0)                      # its end committed
+            led.fail(ts, 1, 1.0, count=False)             # lost, placed anew on a/n1
+            led.start(ts, 1, 1)
+        n0, n1 = SlowSnapshot(meanwhile), FakeRunner()
+        ex = executor({0: n0, 1: n1})
+        await ex.recover([(ts, i, 0) for i in range(3)], led)
+        await asyncio.sleep(0.05)
+        ex.close()
+        # only instance 2 is still run 5 on a/n0; instance 0 is done, 1 is run 7's (the
+        # agent starts that one once recovered: the next test)
+        assert starts(n0, n1) == [(2, 5, "a/n0")]
+
+    asyncio.run(main())
+
+
+class FakeClearinghouse:
+    """``start`` reads a ledger where instance 0 runs on a/n0 (run 5); ``update`` is what the
+    watch applies while the executor recovers: instance 1 placed on a/n1 (run 6)."""
+
+    def __init__(self, led: Ledger) -> None:
+        self.ledger, self.removed, self.on_update = led, None, None
+
+    async def start(self, on_update):
+        self.on_update = on_update
+        ts = self.ledger.tasks[("j", "t")]
+        self.ledger.start(ts, 0, 0)
+        return [(ts, 0, 0)]
+
+    def update(self) -> None:
+        ts = self.ledger.tasks[("j", "t")]
+        self.ledger.version = 6
+        self.ledger.start(ts, 1, 1)
+        self.on_update([(ts, 1, 1)])
+
+
+class Executor:
+    """Records the seam's calls; its recovery takes a moment in which the update comes."""
+
+    def __init__(self, ch: FakeClearinghouse) -> None:
+        self.ch, self.calls, self.recovering, self._running = ch, [], False, set()
+
+    async def recover(self, placed, led):
+        self.recovering = True
+        self.ch.update()
+        await asyncio.sleep(0.01)
+        self.recovering = False
+
+    def start(self, ts, i, node):
+        assert not self.recovering, "a start sent while the executor recovered"
+        self.calls.append(("start", i, node, ts.placed_at[i]))
+        self._running.add(("j", "t", i))
+
+    def lose(self, key, reason, run_id=0):
+        self.calls.append(("lose", key[2], run_id))
+
+    def running(self):
+        return set(self._running)
+
+    def kill(self, key, reason, *, report):
+        self.calls.append(("kill", key[2]))
+
+
+@pytest.mark.timeout(30)
+def test_what_is_placed_while_the_agent_recovers_starts_once_it_has_recovered():
+    async def main():
+        ch = FakeClearinghouse(ledger(instances=2))
+        ex = Executor(ch)
+        rt = AgentRuntime.__new__(AgentRuntime)
+        rt.own_nodes, rt._recovering, rt.name = range(0, 2), False, "a"
+        rt.counts = {"reconciled_lost": 0, "reconciled_killed": 0, "started": 0}
+        rt.agent = SimpleNamespace(clearinghouse=ch, executor=ex)
+        rt.wake = lambda: None
+
+        async def idle():
+            pass
+        rt._loop = idle
+        await rt.start()
+        # instance 0 (read at start, run 5) was lost with the old agent: reported lost as
+        # run 5; instance 1 (placed meanwhile, run 6) is started after the recovery
+        assert ex.calls == [("lose", 0, 5), ("start", 1, 1, 6)]
+        assert rt.counts["started"] == 1 and rt.counts["reconciled_lost"] == 1
+
+    asyncio.run(main())
