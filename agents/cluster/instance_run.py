@@ -215,9 +215,14 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
         ended = {"kind": kind, "reason": reason, "exit_code": code, "start": start,
                  "end": time.time()}
         write_json(d / EXIT_RECORD, ended)
-        # what the run left behind in another session or process group (``setsid``, a
-        # daemon) holds resources the schedule has given back: it ends with the run
-        strays = kill_strays(run_marker(d))
+        # what the run left behind holds resources the schedule has given back: it ends
+        # with the run -- in its process group (a review: a child with a cleaned
+        # environment, ``env -i``, ran on), then in another session or group (``setsid``,
+        # a daemon) by its ``AGORA_RUN_DIR``
+        strays = group_members(p.pid)
+        if strays:
+            kill_group(p.pid)
+        strays += kill_strays(run_marker(d))
     end = end_of(d, ended)
     if strays:
         end["strays_killed"] = strays
@@ -349,20 +354,23 @@ def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
 
 
 def _group_alive(pgid: int) -> bool:
-    """Does process group ``pgid`` hold a process that has not ended (not a zombie)?
-    Linux's /proc; elsewhere whether the group exists at all."""
+    """Does process group ``pgid`` hold a process that has not ended (not a zombie)?"""
+    return group_members(pgid) > 0
+
+
+def group_members(pgid: int) -> int:
+    """Processes of group ``pgid`` that have not ended (not zombies). Linux's /proc;
+    elsewhere 1 when the group exists at all, else 0."""
     stats = proc_files("stat")
     if not stats:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return False
-        return True
-    for _, stat in stats:
-        fields = stat_fields(stat)
-        if len(fields) > 2 and fields[2] == b"%d" % pgid and fields[0] != b"Z":
-            return True
-    return False
+            return 0
+        return 1
+    want = b"%d" % pgid
+    return sum(1 for _, stat in stats
+               if len(f := stat_fields(stat)) > 2 and f[2] == want and f[0] != b"Z")
 
 
 def stop_run(folder: Path, grace_s: float = KILL_GRACE_S) -> None:

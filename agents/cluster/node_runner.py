@@ -110,6 +110,8 @@ class NodeRunner:
         self.incarnation = uuid.uuid4().hex
         """changes when the runner restarts (its end sequence numbers start again)"""
         self.live: dict[tuple[str, str, int, int], _Live] = {}
+        self._claimed: set[tuple[str, str, int, int]] = set()
+        """runs whose start waits for an older run of their instance to be killed"""
         self.ended: dict[int, RunEnd] = {}
         """unacknowledged ends by seq"""
         self.finished: set[tuple[str, str, int, int]] = set()
@@ -131,12 +133,20 @@ class NodeRunner:
     async def start(self, req: RunRequest) -> str:
         """Run ``req`` unless it runs or ran here: returns started | running | ended."""
         ident = (*req.key, req.run_id)
-        if ident in self.live:
+        if ident in self.live or ident in self._claimed:
             return "running"
         if ident in self.finished:
             return "ended"
-        for other in [k for k in self.live if k[:3] == req.key]:
-            await self.kill(*other, reason="placed again")     # an older run of it
+        older = [k for k in self.live if k[:3] == req.key]
+        if older:
+            # claimed while the older run is killed (seconds): a start sent again meanwhile
+            # ran it twice (a review)
+            self._claimed.add(ident)
+            try:
+                for other in older:
+                    await self.kill(*other, reason="placed again")     # an older run of it
+            finally:
+                self._claimed.discard(ident)
         folder = run_folder(self.root, self.node, req.job, req.task, req.instance, req.run_id)
         if (folder / "end.json").exists():
             self.finished.add(ident)
@@ -205,10 +215,19 @@ class NodeRunner:
         return self.incarnation, sorted((e for s, e in self.ended.items() if s > after),
                                         key=lambda e: e.seq)
 
-    async def ack(self, seqs: list[int]) -> None:
+    async def ack(self, seqs: list) -> None:
         """The committed schedule has these ends: forget them (on disk too); the oldest
-        acknowledged runs' folders beyond ``keep_runs`` are removed."""
-        for s in seqs:
+        acknowledged runs' folders beyond ``keep_runs`` are removed. Each is ``(seq, job,
+        task, instance, run_id)``, acknowledged only if the end of that seq is of that run:
+        an acknowledgement meant for this runner's predecessor (whose seqs began at 1 too)
+        forgot an end never reported (a review); a bare seq is taken as it is."""
+        for item in seqs:
+            pair = isinstance(item, (tuple, list))
+            s, run = (item[0], tuple(item[1:])) if pair else (item, None)
+            end = self.ended.get(s)
+            if end is not None and run is not None \
+                    and (end.job, end.task, end.instance, end.run_id) != run:
+                continue
             end = self.ended.pop(s, None)
             if end is not None:
                 folder = run_folder(self.root, self.node, end.job, end.task, end.instance,

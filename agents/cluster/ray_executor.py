@@ -167,8 +167,10 @@ class RayExecutor(RunnerWatch, ReportQueue):
                 self.start(ts, i, node)
                 self.counts["restarted_unstarted"] += 1
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._poll(n), name=f"runner-{self.own[n]}")
-                       for n in self.own]
+        # beside the start and kill calls made above (dropped, they could be collected
+        # mid-call: the loop holds tasks weakly; a review)
+        self._tasks += [loop.create_task(self._poll(n), name=f"runner-{self.own[n]}")
+                        for n in self.own]
         if self.node_check_s > 0:
             self._tasks.append(loop.create_task(watch_ray_nodes(
                 self.node_check_s, lambda: {n: r for n, r in self.ray_node.items()
@@ -366,10 +368,10 @@ class RayExecutor(RunnerWatch, ReportQueue):
         for seq, (key, run_id) in acks.items():
             ts = self.ledger.tasks.get(key[:2])
             if run_id < 0 or ts is None or ts.placed_at.get(key[2]) != run_id:
-                done.append(seq)
-        for seq in done:
-            del acks[seq]
-        if done:
+                done.append((seq, *key, run_id))
+        for item in done:
+            del acks[item[0]]
+        if done:    # each end by its seq and its run: a restarted runner numbers from 1 again
             self._call(node, "ack", done)
 
     def _release(self, r: _Run) -> None:

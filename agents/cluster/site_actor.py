@@ -45,6 +45,10 @@ from agora.protos.undecodable import RefuseUndecodable
 
 log = logging.getLogger(__name__)
 
+RESTART_AFTER_S = 5.0
+"""seconds an agent whose start failed waits before it exits (Ray starts it again): its
+callers get the error first, and a start that fails at once does not loop hot"""
+
 
 @dataclass(frozen=True)
 class AgentSpec:
@@ -110,6 +114,7 @@ class SiteAgentActor:
     async def start(self) -> dict:
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start())
+            self._starting.add_done_callback(self._started)
         await asyncio.shield(self._starting)
         return {"site": self.spec.site, "address": self.address, "epoch": self.epoch}
 
@@ -159,6 +164,22 @@ class SiteAgentActor:
             self._trim = asyncio.ensure_future(trim_every(float(trim_s)))
         log.info("site %s serving peers at %s (epoch %d)", spec.site, self.address, self.epoch)
 
+    def _started(self, fut: asyncio.Future) -> None:
+        """A start that failed (the coordinator refused or did not answer for minutes, a
+        runner call raised): the callers waiting on it get the error, and the agent exits
+        ``RESTART_AFTER_S`` later so that Ray starts it again. It stayed alive doing
+        nothing, for good -- its heartbeats already beating, so its site never lapsed
+        while the work placed there was never reported (a review)."""
+        if fut.cancelled() or fut.exception() is None:
+            return
+        log.critical("site %s: the agent could not start (%s); it starts again in %g s",
+                     self.spec.site, fut.exception(), RESTART_AFTER_S)
+        asyncio.get_running_loop().call_later(RESTART_AFTER_S, self._exit_to_restart)
+
+    def _exit_to_restart(self) -> None:
+        logging.shutdown()
+        os._exit(75)
+
     def _lost_track(self, why: str) -> None:
         """The schedule cannot be followed from this agent's view any more (it fell behind
         past history the coordinator compacted away): exit, and Ray restarts the agent
@@ -166,8 +187,7 @@ class SiteAgentActor:
         at its runners -- the path of any restarted agent."""
         log.critical("site %s: %s; the agent restarts to read the schedule again",
                      self.spec.site, why)
-        logging.shutdown()
-        os._exit(75)
+        self._exit_to_restart()
 
     async def _register(self) -> None:
         await self.registry.register.remote(self.spec.site, self.address, self.epoch, {

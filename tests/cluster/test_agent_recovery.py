@@ -165,3 +165,33 @@ def test_what_is_placed_while_the_agent_recovers_starts_once_it_has_recovered():
         assert rt.counts["started"] == 1 and rt.counts["reconciled_lost"] == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_an_agent_whose_start_failed_exits_for_ray_to_start_it_again(monkeypatch):
+    """A review: a start that failed once (the coordinator unavailable for minutes, a runner
+    call raising) left the actor alive doing nothing for good -- every later call got the
+    same error, Ray restarts only a dead actor, and its heartbeats beat on. The callers
+    get the error and the agent exits a moment later (``os._exit`` recorded here)."""
+    from agora.agents.cluster import site_actor
+    from agora.agents.cluster.site_actor import SiteAgentActor
+
+    exits = []
+    monkeypatch.setattr(site_actor, "RESTART_AFTER_S", 0.05)
+    monkeypatch.setattr(site_actor.os, "_exit", exits.append)
+    monkeypatch.setattr(site_actor.logging, "shutdown", lambda: None)
+    a = SiteAgentActor.__new__(SiteAgentActor)
+    a._starting, a.address, a.epoch = None, "", 1
+    a.spec = SimpleNamespace(site="a")
+
+    async def fails():
+        raise RuntimeError("no f+1 replicas answered for 180 s")
+    a._start = fails
+
+    async def main():
+        with pytest.raises(RuntimeError, match="180 s"):
+            await a.start()
+        assert exits == []
+        await asyncio.sleep(0.2)
+    asyncio.run(main())
+    assert exits == [75]

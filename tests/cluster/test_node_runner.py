@@ -158,6 +158,32 @@ def test_processes_a_run_moved_out_of_its_group_end_with_it(runner, tmp_path):
 
 
 @pytest.mark.timeout(120)
+def test_a_process_left_in_the_runs_group_ends_with_it(runner, tmp_path):
+    """A review: a child left in the run's process group with a cleaned environment (``env
+    -i``: no AGORA_RUN_DIR to find it by) ran on after its run completed."""
+    h, root = runner
+    marker = tmp_path / "child.pid"
+    ray.get(h.start.remote(req("j11", ["sh", "-c",
+                                       f"env -i /bin/sleep 60 & echo $! > {marker}"])))
+    assert wait_end(h, "j11").kind == "completed"
+    pid = int(marker.read_text())
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("a process of the run's group outlived its end")
+    end = json.loads((run_folder(root, NODE, "j11", "t", 0, 1) / "end.json").read_text())
+    assert end["strays_killed"] == 1
+
+
+@pytest.mark.timeout(120)
 def test_ends_stay_until_acknowledged_and_a_restarted_runner_reports_what_was_left(
         runner, tmp_path):
     h, root = runner

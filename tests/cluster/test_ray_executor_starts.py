@@ -155,7 +155,7 @@ def test_an_end_sent_again_by_a_restarted_runner_is_acknowledged_once_committed(
         led.complete(ts, 0, 2.0)                   # its report commits
         ex._ack_committed(0)
         await asyncio.sleep(0)
-        assert calls(runner, "ack") == [("ack", [1])]
+        assert calls(runner, "ack") == [("ack", [(1, "j", "t", 0, 5)])]
         ex.close()
 
     asyncio.run(main())

@@ -68,3 +68,60 @@ def test_a_run_that_exited_before_its_end_was_written_ends_as_it_exited(tmp_path
     again = runner(tmp_path)
     again._recover()
     assert {e.job: (e.kind, e.exit_code, e.reason) for e in again.ended.values()} == got
+
+
+def test_an_acknowledgement_forgets_only_the_end_of_the_run_it_names(tmp_path):
+    """A review: acknowledgements were by seq alone, and a restarted runner numbers its
+    ends from 1 again: one meant for its predecessor forgot an end never reported."""
+    from agora.agents.cluster.instance_run import RunEnd
+
+    r = runner(tmp_path)
+    run_folder(tmp_path, NODE, "j", "t", 0, 5).mkdir(parents=True)
+    r.ended = {1: RunEnd("j", "t", 0, 5, "completed", 0, 1.0, 2.0, "", seq=1)}
+    asyncio.run(r.ack([(1, "j", "t", 0, 9)]))             # its predecessor's end 1
+    assert list(r.ended) == [1]
+    asyncio.run(r.ack([(1, "j", "t", 0, 5)]))
+    assert r.ended == {}
+    assert (run_folder(tmp_path, NODE, "j", "t", 0, 5) / "acked").exists()
+
+
+def test_a_start_sent_again_while_an_older_run_is_killed_starts_once(tmp_path, monkeypatch):
+    """A review: a start waits for the older run of its instance to be killed (seconds);
+    the same start sent again meanwhile passed the "already running" check and ran it
+    twice. Ray's task is a stand-in here (this unit test only)."""
+    from agora.agents.cluster import node_runner
+
+    launched = []
+
+    class Task:
+        def options(self, **opts):
+            return self
+
+        def remote(self, req, folder, run_as, niceness):
+            launched.append(req.run_id)
+            return asyncio.get_running_loop().create_future()    # runs until the end
+    monkeypatch.setattr(node_runner, "execute_instance", Task())
+    monkeypatch.setattr(node_runner, "NodeAffinitySchedulingStrategy", lambda **k: None)
+    r = runner(tmp_path)
+    r.live, r._claimed, r.totals, r.run_as, r.niceness = {}, set(), {"CPU": 2.0}, None, 0
+    r.stopping = False
+
+    async def kill(*args, reason=""):
+        r.live.pop(tuple(args[:4]), None)
+        await asyncio.sleep(0.1)                              # a kill takes a while
+        return True
+    r.kill = kill
+
+    def req(run_id):
+        return RunRequest(job="j", task="t", instance=0, run_id=run_id, attempt=1,
+                          argv=("true",), env=(), cwd=None, timeout_s=None, cpu=0.5,
+                          mem_mib=16, gpus=0.0, site="site-a", node=NODE)
+
+    async def main():
+        r.live[("j", "t", 0, 4)] = object()                   # the older run
+        answers = await asyncio.gather(r.start(req(5)), r.start(req(5)))
+        for live in r.live.values():
+            live.waiter.cancel()
+        return answers
+    assert sorted(asyncio.run(main())) == ["running", "started"]
+    assert launched == [5]
