@@ -148,6 +148,11 @@ class Ledger:
         self.instances_done += 1
         js = ts.job
         js.work_left -= ts.duration
+        if ts.done == ts.task.instances and ts.outcome == "cancelled":
+            # every instance ran and completed after its job failed or was cancelled (they
+            # were running then): the task completed, the job keeps its end (a probe read
+            # "cancelled" for a task whose every instance exited 0)
+            ts.outcome, ts.reason = "completed", ""
         if ts.done + ts.failed == ts.task.instances and ts.outcome == "open":
             ts.outcome = "completed"
             js.done_tasks += 1

@@ -49,9 +49,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
     if not runs and a.follow and t.serving():
         runs = _wait_for_a_run(t, job, task, inst, a.what)
     if not runs:
-        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} (not started yet, "
-                         f"another job/task name, or its folders were removed: each node "
-                         f"keeps its last keep_runs ended runs)")
+        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} ("
+                         + (_why_no_run(t, job, task, inst) or
+                            "not started yet, another job/task name, or its folders were "
+                            "removed: each node keeps its last keep_runs ended runs") + ")")
     readers = {k: _LogReader(f / stream) for k, f in runs.items()}
     while True:
         for (i, run), reader in sorted(readers.items()):
@@ -59,9 +60,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 if len(runs) > 1 and not a.json:
                     sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
                 if a.json:
-                    print(json.dumps({"instance": i, "run": run, "text": text}))
+                    print(json.dumps({"instance": i, "run": run, "text": _shown(text)}))
                 else:
-                    sys.stdout.write(text)
+                    _write_exact(text)
                 sys.stdout.flush()
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
             _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
@@ -71,6 +72,34 @@ def cmd_logs(a: argparse.Namespace) -> int:
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k, f in runs.items():
             readers.setdefault(k, _LogReader(f / stream))
+
+
+def _why_no_run(t, job: str, task: str, inst: int | None) -> str | None:
+    """Why ``job/task[/inst]`` has no run, as the schedule says (a probe: one vague line for
+    a task that never will run, no such task, and an instance past the task's); None when
+    the schedule cannot be read or says nothing more."""
+    from agora.deploy import cli_jobs
+
+    try:
+        view, _label = cli_jobs._ledger_view(t, OPERATOR, None)
+    except Exception:  # noqa: BLE001 - the generic reason stands
+        return None
+    rec = next((r for r in view.jobs if r.job.id == job), None)
+    if rec is None:
+        return f"the schedule has no job {job!r}"
+    pt = next((x for x in rec.job.tasks if x.id == task), None)
+    if pt is None:
+        names = ", ".join(x.id for x in rec.job.tasks[:12])
+        return f"job {job!r} has no task {task!r}; its tasks: {names}"
+    if inst is not None and inst >= pt.instances:
+        return f"task {job}/{task} has {pt.instances} instance(s): 0..{pt.instances - 1}"
+    if rec.outcome == "completed":
+        return ("the job completed; its runs' folders were removed (each node keeps its "
+                "last keep_runs ended runs) or are on another machine")
+    if rec.outcome not in ("pending", ""):
+        return (f"the job {rec.outcome}" + (f" ({shown(rec.reason)})" if rec.reason else "")
+                + ": this task never ran here")
+    return None
 
 
 def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
@@ -107,10 +136,28 @@ def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
         time.sleep(poll_s)
 
 
+def _write_exact(text: str) -> None:
+    """The bytes the run wrote (a probe: bytes that are no UTF-8 came out as U+FFFD)."""
+    data = text.encode("utf-8", "surrogateescape")
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        return
+    sys.stdout.flush()
+    out.write(data)
+    out.flush()
+
+
+def _shown(text: str) -> str:
+    """``text`` for JSON: bytes that are no UTF-8 as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class _LogReader:
     """A run's output read on from where it was, in chunks of at most ``CHUNK`` bytes (a
     probe: a 50 MB log was read whole, 240 MB of memory), decoded as UTF-8 across chunk
-    ends (a character split between two reads of ``--follow`` printed as two U+FFFD)."""
+    ends (a character split between two reads of ``--follow`` printed as two U+FFFD);
+    bytes that are no UTF-8 are kept (``surrogateescape``) and written back as they were."""
 
     CHUNK = 1 << 20
 
@@ -118,7 +165,7 @@ class _LogReader:
         import codecs
 
         self.path, self.offset = path, 0
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
 
     def chunks(self, final: bool):
         """The text written since the last call; ``final``: the run ended (what is left of

@@ -94,11 +94,23 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
                 if s in (3, 4) or fails.get(i):
                     row.update(last_end(i))
                 inst.append(row)
-            tasks.append({"task": t.id, "outcome": tr.outcome, "reason": tr.reason,
+            tasks.append({"task": t.id, "outcome": tr.outcome,
+                          "state": task_state(tr.outcome, inst), "reason": tr.reason,
                           "instances": inst, **({"waits": waits} if waits else {})})
+        # ``state``: the outcome, or "running" while a pending job or an open task has a run
+        # (a probe: --json said "pending" / "open" where the table says running)
         rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
+                     "state": "running" if rec.outcome == "pending" and any(
+                         t["state"] == "running" for t in tasks) else rec.outcome,
                      "reason": rec.reason, "tasks": tasks})
     return rows
+
+
+def task_state(outcome: str, instances: list[dict]) -> str:
+    """What the table says of a task: its outcome, or "running" while it is open or waiting
+    and an instance of it runs."""
+    running = any(i["state"] == "running" for i in instances)
+    return "running" if running and outcome in ("open", "waiting") else outcome
 
 
 def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
@@ -114,9 +126,7 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                     where[node] = where.get(node, 0) + 1
             summary = ", ".join(f"{n} {s}" for s, n in counts.items())
             place = ", ".join(f"{n} x{k}" if k > 1 else n for n, k in where.items())
-            running = any(i["state"] == "running" for i in t["instances"])
-            state = t["outcome"] if t["outcome"] not in ("open", "waiting") or not running \
-                else "running"
+            state = t.get("state") or task_state(t["outcome"], t["instances"])
             print(f"{padded(r['job'], 20)} {padded(t['task'], 14)} {state:<13} {summary:<30} "
                   f"{place}")
             why = t.get("reason") or ""

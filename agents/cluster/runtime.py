@@ -240,7 +240,8 @@ def _why_not_placed(ts) -> str:
     here" for an instance ``agora cancel`` killed), else the placement's end."""
     job = ts.job if ts is not None else None
     if job is not None and job.outcome == "cancelled":
-        return f"the job was cancelled: {job.reason}"
+        # another site's job: its reason is not this site's to read (a probe: "...: ")
+        return f"the job was cancelled: {job.reason}" if job.reason else "the job was cancelled"
     if ts is not None and ts.outcome == "cancelled" and ts.reason:
         return f"its task was cancelled: {ts.reason}"
     return "the committed schedule no longer places it here"

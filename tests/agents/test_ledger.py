@@ -98,6 +98,24 @@ def test_a_failed_job_starts_nothing_more_and_what_still_runs_can_be_cancelled()
     assert not Ledger.cancellable(js) and led.cancel(js, "again") == []
 
 
+
+def test_a_task_whose_every_instance_completed_after_its_job_failed_completed():
+    # a probe: a task running when its job failed finished with exit 0, and read "cancelled"
+    led = Ledger(max_attempts=1)
+    js = led.admit(job("j", 0.0, "a", task("x", 1.0, 1), task("side", 1.0, 1, instances=2)),
+                   0, 0.0)
+    x, side = js.by_id["x"], js.by_id["side"]
+    led.start(x, 0, node=0)
+    led.start(side, 0, node=0)
+    led.start(side, 1, node=0)
+    led.fail(x, 0, 1.0, count=True, reason="exit 3")
+    assert (js.outcome, side.outcome) == ("failed", "cancelled")
+    led.complete(side, 0, 2.0)
+    assert side.outcome == "cancelled"                    # one still runs
+    led.complete(side, 1, 3.0)
+    assert (side.outcome, side.reason) == ("completed", "")
+    assert js.outcome == "failed" and js.done_tasks == 0  # the job keeps its end
+
 ops = st.lists(st.tuples(st.sampled_from(["start", "complete", "fail", "lose"]),
                          st.integers(0, 3), st.integers(0, 5)), max_size=60)
 

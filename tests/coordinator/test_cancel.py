@@ -286,3 +286,6 @@ def test_a_cancelled_run_is_killed_naming_the_cancel():
     r("operator", cancel("j", "probe cancel"))
     assert _why_not_placed(ts) == "the job was cancelled: probe cancel"
     assert _why_not_placed(None) == "the committed schedule no longer places it here"
+    # a site running another site's job reads no reason of it (the read scope): no "...: "
+    ts.job.reason = ""
+    assert _why_not_placed(ts) == "the job was cancelled"

@@ -316,3 +316,29 @@ def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_
     outcome[0] = "failed"                                   # it will never run: not waited
     assert cli_logs._wait_for_a_run(t, "j", "tock", None, "j/tock", poll_s=0.05,
                                     check_s=0.1) == {}
+
+
+def test_logs_of_a_task_with_no_run_say_why_as_the_schedule_does(monkeypatch):
+    """A probe: one vague line ("not started yet, another job/task name, ...") for a task of
+    a failed job that will never run, a task the job does not have, and an instance past
+    the task's. A fake service (this test's): the ledger is a stand-in."""
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs, cli_logs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    rec = pb.JobRecord(outcome="failed", reason="task b failed: exit code 1")
+    rec.job.id = "j"
+    rec.job.tasks.add(id="a", instances=30)
+    rec.job.tasks.add(id="c", instances=1)
+    monkeypatch.setattr(cli_jobs, "_ledger_view", lambda *_a: (pb.LedgerView(jobs=[rec]),
+                                                                "live"))
+    t = SimpleNamespace()
+    why = cli_logs._why_no_run
+    assert why(t, "nosuch", "a", None) == "the schedule has no job 'nosuch'"
+    assert why(t, "j", "x", None) == "job 'j' has no task 'x'; its tasks: a, c"
+    assert why(t, "j", "a", 99) == "task j/a has 30 instance(s): 0..29"
+    assert why(t, "j", "c", None) == ("the job failed (task b failed: exit code 1): this "
+                                      "task never ran here")
+    rec.outcome = "pending"
+    assert why(t, "j", "c", None) is None                  # not started yet: said as before

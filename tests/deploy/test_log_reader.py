@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agora.deploy.cli import main
-from agora.deploy.cli_logs import _LogReader
+from agora.deploy.cli_logs import _LogReader, _shown, _write_exact
 
 
 def test_a_character_split_between_two_reads_is_printed_whole(tmp_path):
@@ -20,7 +20,18 @@ def test_a_character_split_between_two_reads_is_printed_whole(tmp_path):
     assert first + "".join(r.chunks(final=False)) == "café ok\n"
     with open(f, "ab") as out:                # a run that ends mid-character
         out.write(b"\xc3")
-    assert "".join(r.chunks(final=True)) == "\ufffd"
+    assert _shown("".join(r.chunks(final=True))) == "\ufffd"     # in JSON
+
+
+def test_bytes_that_are_no_utf8_are_written_back_as_they_were(tmp_path, capsysbinary):
+    """A probe: ``agora logs`` printed invalid UTF-8 as U+FFFD (20,971,526 bytes stored,
+    20,971,530 printed): a binary output came back altered."""
+    data = b"ok \xff\xfe caf\xc3\xa9 \xc3"
+    f = tmp_path / "stdout"
+    f.write_bytes(data)
+    for text in _LogReader(f).chunks(final=True):
+        _write_exact(text)
+    assert capsysbinary.readouterr().out == data
 
 
 def test_a_large_log_is_read_in_bounded_chunks(tmp_path, monkeypatch):

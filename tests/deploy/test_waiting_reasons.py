@@ -27,6 +27,11 @@ def test_open_and_waiting_tasks_say_why(capsys):
     nodes = [n.name for n in cl.nodes]
     rows = {x["job"]: x for x in job_rows(view_of(r), nodes, None, cluster=cl)}
     assert "waits" not in rows["cfill"]["tasks"][0]            # all running: no reason
+    # --json says running where the table does (a probe: "pending" and "open")
+    assert (rows["cfill"]["outcome"], rows["cfill"]["state"]) == ("pending", "running")
+    assert [(t["outcome"], t["state"]) for t in rows["cfill"]["tasks"]] == [("open",
+                                                                            "running")]
+    assert rows["wide"]["state"] == "pending" and rows["wide"]["tasks"][0]["state"] == "open"
     wide = rows["wide"]["tasks"][0]["waits"]
     assert wide.startswith("no live node has 16 cpu, 1024 MiB free now; the most free: "), wide
     assert "a/n0 with 8 cpu" in wide or "a/g0 with 8 cpu" in wide
