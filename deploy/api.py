@@ -77,13 +77,17 @@ def simulate(cluster: str | Path = "default", workload: str | Path = "synthetic"
     return run_learned(policy, c, wl, seed=seed, config=cfg)[0]
 
 
-def prepare_jobs(path: str | Path, cluster, lines: dict[str, int] | None = None) -> list:
+def prepare_jobs(path: str | Path, cluster, lines: dict[str, int] | None = None,
+                 problems: list | None = None) -> list:
     """Jobs read from a JSON Lines file for submission: arriving now, each relative
     ``run.cwd`` made absolute against the file's folder, deadlines kept relative; ``lines``,
-    if given, is filled with each job's id -> its line in the file."""
+    if given, is filled with each job's id -> its line in the file. ``problems``, if given,
+    gets every bad line's error (``read_jobs``); the caller then submits nothing."""
     from agora.agents.workloads.native import read_jobs
 
-    wl = read_jobs(str(path), cluster, require_run=True, job_lines=lines)
+    wl = read_jobs(str(path), cluster, require_run=True, job_lines=lines, problems=problems)
+    if problems:
+        return []
     if not wl.jobs:     # a submission of nothing is a mistake (a wrong or truncated file)
         from agora.agents.workloads.errors import InputError
 

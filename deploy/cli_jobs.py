@@ -77,6 +77,10 @@ def refusal_line(path, line: int | None, job_id: str, reason: str) -> str:
     return f"{path}:{line}: {what}" if line is not None else f"{path}: {what}"
 
 
+SHOWN_PROBLEMS = 20
+"""bad lines of a jobs file ``agora submit`` names before it refuses the file"""
+
+
 def cmd_submit(a: argparse.Namespace) -> int:
     from agora.deploy.api import SubmissionCut, prepare_jobs, submit_chunks
 
@@ -87,7 +91,18 @@ def cmd_submit(a: argparse.Namespace) -> int:
     # the file is read and checked first (syntax, ids, DAG, bounds, runs, against the
     # cluster), so a bad file is told before -- and without -- a running Agora
     lines: dict[str, int] = {}
-    jobs = prepare_jobs(a.jobs, t.load_cluster(), lines)
+    problems: list = []
+    jobs = prepare_jobs(a.jobs, t.load_cluster(), lines, problems)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:    # every bad line at once (a probe: one a try), and nothing submitted
+        for p in problems[:SHOWN_PROBLEMS]:
+            print(f"agora submit: {p}", file=sys.stderr)
+        more = len(problems) - SHOWN_PROBLEMS
+        raise ValueError((f"and {more} more bad line(s); " if more > 0 else "")
+                         + f"nothing submitted: a file is submitted whole once its "
+                           f"{len(problems)} bad line(s) are mended (jobs the coordinator "
+                           f"refuses are refused one by one, the others submitted)")
     if not t.serving() or t.coordinator is None:
         raise t.not_running()
 

@@ -25,6 +25,7 @@ from agora.agents.domain import (MILLI, Cluster, Demand, Job, Run, Task, Workloa
 from agora.agents.limits import (MAX_CORES, MAX_DATA_MB, MAX_GPUS, MAX_INSTANCES,
                                  MAX_LIVE_JOB_INSTANCES, MAX_LIVE_JOB_TASKS, MAX_MEM_MIB,
                                  MAX_SECONDS, MAX_TIME, MAX_WEIGHT)
+from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.native_cluster import read_cluster, write_cluster
 from agora.agents.workloads.native_fields import ident, num, units
 from agora.agents.workloads.textfile import read_text, split_lines
@@ -36,11 +37,13 @@ __all__ = ["read_jobs", "write_jobs", "job_record", "run_record", "read_cluster"
 # ----------------------------------------------------------------------------- jobs
 
 def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False,
-              job_lines: dict[str, int] | None = None) -> Workload:
+              job_lines: dict[str, int] | None = None,
+              problems: list[InputError] | None = None) -> Workload:
     """Read native JSON Lines jobs; origins and gpu models are checked against ``cluster``.
     Jobs come back sorted by (arrival, id); ``Workload.source`` is ``path``. With
     ``require_run`` (jobs for a live Agora) every task must say what it runs. ``job_lines``,
-    if given, is filled with each job's id -> its line in the file."""
+    if given, is filled with each job's id -> its line in the file. ``problems``, if given,
+    gets the error of each bad line, which is left out, instead of the first one raised."""
     path = str(path)
     lines = split_lines(read_text(path, "JSON Lines, one job object a line"), path)
     sites, models = set(cluster.site_names), cluster.gpu_models
@@ -50,53 +53,65 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False,
         s = text.strip()
         if not s or s.startswith("#"):
             continue
-        w = Where(path, no)
-        rec = parse_json(w, s, "one JSON object a line")
-        job = _job(w, rec, sites, models)
-        if require_run:      # jobs for a live Agora, which refuses these at submission
-            if len(job.tasks) > MAX_LIVE_JOB_TASKS:
-                raise w.key("tasks").error(f"{len(job.tasks):,} tasks", f"at most "
-                                           f"{MAX_LIVE_JOB_TASKS:,} tasks a job for a live "
-                                           f"Agora")
-            total = sum(t.instances for t in job.tasks)
-            if total > MAX_LIVE_JOB_INSTANCES:
-                raise w.key("tasks").error(
-                    f"{total:,} instances over the job's tasks",
-                    f"at most {MAX_LIVE_JOB_INSTANCES:,} a job for a live Agora (split it "
-                    f"into several jobs)")
-            for k, t in enumerate(job.tasks):
-                if t.run is None:
-                    raise w.key(f"tasks[{k}].run").error(
-                        f"task {t.id!r} has no run", 'the command each instance executes, '
-                        'e.g. "run": {"argv": ["python", "step.py"]} (a live Agora runs it)')
-                if not (t.demand.cpu or t.demand.mem):
-                    raise w.key(f"tasks[{k}].demand").error(
-                        f"task {t.id!r} asks for no cpu and no memory",
-                        "cpu > 0 or mem > 0: what each running instance uses")
-                why = why_unschedulable(t.demand, cluster)
-                if why:
-                    raise w.key(f"tasks[{k}].demand").error(
-                        f"task {t.id!r} fits no node: {why}",
-                        "a demand that some node of the cluster can hold")
-            # a live Agora makes the job arrive now and keeps its deadline's distance
-            room = MAX_TIME - time.time()
-            if job.deadline is not None and job.deadline - job.arrival > room:
-                raise w.key("deadline").error(
-                    f"{job.deadline:g} is {job.deadline - job.arrival:g} s after the job's "
-                    f"arrival ({job.arrival:g}); submitted, the job arrives now and its "
-                    f"deadline keeps that distance, past the latest time there is "
-                    f"({MAX_TIME:g} s of Unix time)",
-                    f"a deadline at most {room:.4g} s after the arrival (on the file's "
-                    f"clock: arrival 0, deadline 900 is due 900 s after submission)")
-        if job.id in seen:
-            raise w.key("id").error(f"job id {job.id!r} already used on line {seen[job.id]}",
-                                    "unique job ids")
-        seen[job.id] = no
-        jobs.append(job)
+        if problems is None:
+            _line(Where(path, no), s, cluster, sites, models, require_run, seen, jobs)
+            continue
+        try:
+            _line(Where(path, no), s, cluster, sites, models, require_run, seen, jobs)
+        except InputError as e:
+            problems.append(e)
     jobs.sort(key=lambda j: (j.arrival, j.id))
     if job_lines is not None:
         job_lines.update(seen)
     return Workload(jobs=tuple(jobs), source=path)
+
+
+def _line(w: Where, s: str, cluster: Cluster, sites, models, require_run: bool,
+          seen: dict[str, int], jobs: list[Job]) -> None:
+    """One job line of ``read_jobs``: checked, appended to ``jobs``, its id to ``seen``."""
+    no = w.line
+    rec = parse_json(w, s, "one JSON object a line")
+    job = _job(w, rec, sites, models)
+    if require_run:      # jobs for a live Agora, which refuses these at submission
+        if len(job.tasks) > MAX_LIVE_JOB_TASKS:
+            raise w.key("tasks").error(f"{len(job.tasks):,} tasks", f"at most "
+                                       f"{MAX_LIVE_JOB_TASKS:,} tasks a job for a live "
+                                       f"Agora")
+        total = sum(t.instances for t in job.tasks)
+        if total > MAX_LIVE_JOB_INSTANCES:
+            raise w.key("tasks").error(
+                f"{total:,} instances over the job's tasks",
+                f"at most {MAX_LIVE_JOB_INSTANCES:,} a job for a live Agora (split it "
+                f"into several jobs)")
+        for k, t in enumerate(job.tasks):
+            if t.run is None:
+                raise w.key(f"tasks[{k}].run").error(
+                    f"task {t.id!r} has no run", 'the command each instance executes, '
+                    'e.g. "run": {"argv": ["python", "step.py"]} (a live Agora runs it)')
+            if not (t.demand.cpu or t.demand.mem):
+                raise w.key(f"tasks[{k}].demand").error(
+                    f"task {t.id!r} asks for no cpu and no memory",
+                    "cpu > 0 or mem > 0: what each running instance uses")
+            why = why_unschedulable(t.demand, cluster)
+            if why:
+                raise w.key(f"tasks[{k}].demand").error(
+                    f"task {t.id!r} fits no node: {why}",
+                    "a demand that some node of the cluster can hold")
+        # a live Agora makes the job arrive now and keeps its deadline's distance
+        room = MAX_TIME - time.time()
+        if job.deadline is not None and job.deadline - job.arrival > room:
+            raise w.key("deadline").error(
+                f"{job.deadline:g} is {job.deadline - job.arrival:g} s after the job's "
+                f"arrival ({job.arrival:g}); submitted, the job arrives now and its "
+                f"deadline keeps that distance, past the latest time there is "
+                f"({MAX_TIME:g} s of Unix time)",
+                f"a deadline at most {room:.4g} s after the arrival (on the file's "
+                f"clock: arrival 0, deadline 900 is due 900 s after submission)")
+    if job.id in seen:
+        raise w.key("id").error(f"job id {job.id!r} already used on line {seen[job.id]}",
+                                "unique job ids")
+    seen[job.id] = no
+    jobs.append(job)
 
 
 class _DuplicateKey(Exception):

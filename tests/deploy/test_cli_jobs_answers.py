@@ -342,3 +342,26 @@ def test_logs_of_a_task_with_no_run_say_why_as_the_schedule_does(monkeypatch):
                                       "task never ran here")
     rec.outcome = "pending"
     assert why(t, "j", "c", None) is None                  # not started yet: said as before
+
+
+def test_submit_names_every_bad_line_and_submits_nothing(tmp_path, capsys):
+    """A probe: a file's first bad line was all ``agora submit`` said, so a file with N bad
+    lines took N tries. Every bad line is named (file:line: field), then that nothing was
+    submitted -- before any service is asked (none runs here)."""
+    def line(jid, **task):
+        t = {"id": "a", "duration": 1, "demand": {"cpu": 1, "mem": 64},
+             "run": {"argv": ["true"]}, **task}
+        return json.dumps({"id": jid, "arrival": 0, "origin": "dc-east", "tasks": [t]})
+
+    f = tmp_path / "jobs.jsonl"
+    f.write_text("\n".join([line("ok1"), line("cyc", after=["a"]), "{not json",
+                            line("ok2"), line("ok1"), line("nan", duration=-1)]) + "\n")
+    up = tmp_path / "up.yaml"
+    up.write_text(f"out: {tmp_path / 'out'}\n")
+    assert main(["submit", str(f), "--config", str(up)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [e.split(": ")[1] for e in err[:4]] == [f"{f}:{n}" for n in (2, 3, 5, 6)], err
+    assert "already used on line 1" in err[2]
+    assert err[4].startswith("agora submit: nothing submitted: a file is submitted whole "
+                             "once its 4 bad line(s) are mended"), err
+    assert len(err) == 5 and not any("nothing is running" in e for e in err)
