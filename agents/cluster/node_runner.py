@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import time
 import uuid
 from collections import OrderedDict
@@ -362,13 +363,19 @@ class NodeRunner:
                 continue
             except (FileNotFoundError, ValueError, KeyError):
                 pass
+            before = (folder / EXIT_RECORD).exists()
             stop_run(folder, grace_s=1.0)   # its group, and what left it (a setsid child)
             try:                            # its command had exited: that is its end
-                end = end_of(folder, json.loads((folder / EXIT_RECORD).read_text()))
-                write_json(folder / "end.json", end)
-                self._ended_as(req, end)
-                continue
-            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                record = json.loads((folder / EXIT_RECORD).read_text())
+                # one written as this kill ended it (its predecessor's task still lived) is
+                # no end of the command's own: lost, no attempt counted (a review)
+                if before or record.get("exit_code") not in (-signal.SIGTERM,
+                                                             -signal.SIGKILL):
+                    end = end_of(folder, record)
+                    write_json(folder / "end.json", end)
+                    self._ended_as(req, end)
+                    continue
+            except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
                 pass
             now = time.time()
             try:                          # when its command started (the pid file's write)

@@ -70,6 +70,27 @@ def test_a_run_that_exited_before_its_end_was_written_ends_as_it_exited(tmp_path
     assert {e.job: (e.kind, e.exit_code, e.reason) for e in again.ended.values()} == got
 
 
+def test_a_run_the_restarted_runner_kills_itself_is_lost_not_a_failed_attempt(tmp_path,
+                                                                              monkeypatch):
+    """A review: a run whose predecessor's Ray task still lived when the new runner started
+    was killed by the new runner's recovery; the old task then wrote its exit record (-15)
+    and the run counted a failed attempt. A stand-in for the kill writes that record here
+    (this unit test only)."""
+    from agora.agents.cluster import node_runner
+
+    folder = left(tmp_path, "cut", None)
+
+    def kill_as_the_old_task_sees_it(f, grace_s=1.0):
+        write_json(f / EXIT_RECORD, {"kind": "failed", "reason": "exit code -15",
+                                     "start": 10.0, "end": 12.0, "exit_code": -15})
+    monkeypatch.setattr(node_runner, "stop_run", kill_as_the_old_task_sees_it)
+    r = runner(tmp_path)
+    r._recover()
+    (end,) = r.ended.values()
+    assert end.kind == "lost" and "restarted under it" in end.reason
+    assert json.loads((folder / "end.json").read_text())["kind"] == "lost"
+
+
 def test_an_acknowledgement_forgets_only_the_end_of_the_run_it_names(tmp_path):
     """A review: acknowledgements were by seq alone, and a restarted runner numbers its
     ends from 1 again: one meant for its predecessor forgot an end never reported."""
