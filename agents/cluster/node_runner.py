@@ -157,11 +157,11 @@ class NodeRunner:
         write_json(folder / "run.json", {**asdict(req), "ray_resources": opts,
                                           "clamped": clamped})
         live = _Live(req, folder, time.time())
-        self.live[ident] = live
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self.ray_node,
                                                                      soft=False)
         live.ref = execute_instance.options(**opts).remote(req, str(folder), self.run_as,
                                                                   self.niceness)
+        self.live[ident] = live       # once submitted: a start that raised held no run
         live.waiter = asyncio.ensure_future(self._wait(ident, live))
         return "started"
 

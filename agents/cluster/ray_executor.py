@@ -146,17 +146,21 @@ class RayExecutor(RunnerWatch, ReportQueue):
             # node taken down before this agent (re)started stayed down for good, its new
             # runner idle beside open work (a probe: five restarts of agora up)
             self.report_node(self.own[node], True)
+            # each against the ledger as it is now, not as it was read: an update applied
+            # meanwhile may have placed it here (a read from lagging replicas did not; its
+            # run was killed, then "started" while dying, and ran in the schedule for good:
+            # a review)
             for req, _start in snap["running"]:
-                w = want.get(req.key)
-                if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == req.run_id:
-                    self._adopt(w[0], w[1], node, req.run_id)
+                ts = self._placed(req.key, node, req.run_id)
+                if ts is not None:
+                    self._adopt(ts, req.instance, node, req.run_id)
                     self._runs[req.key].confirmed = True
                 else:       # not (or no longer) this run's place: stop it, unreported
                     self._call(node, "kill", *req.key, req.run_id, "not placed here")
             for end in snap["ended"]:
-                w = want.get(end.key)
-                if w is not None and w[2] == node and w[0].placed_at.get(w[1]) == end.run_id:
-                    self._adopt(w[0], w[1], node, end.run_id)   # its end comes by ``ends``
+                ts = self._placed(end.key, node, end.run_id)
+                if ts is not None:
+                    self._adopt(ts, end.instance, node, end.run_id)   # its end: by ``ends``
                     self._runs[end.key].confirmed = True
         for key, (ts, i, node, run_id) in want.items():
             now_at = ts.placements.get(i)
@@ -177,6 +181,15 @@ class RayExecutor(RunnerWatch, ReportQueue):
                                             if n not in self.down}, self._ray_node_dead,
                 self.read_dead),
                 name=f"ray-nodes-{self.site_name}"))
+
+    def _placed(self, key: Key, node: int, run_id: int) -> TaskEntry | None:
+        """The task of ``key`` if the ledger places it on ``node`` as run ``run_id`` now."""
+        ts = self.ledger.tasks.get(key[:2])
+        if ts is None:
+            return None
+        at = ts.placements.get(key[2])
+        return ts if at is not None and at[0] == node and ts.placed_at.get(key[2]) == run_id \
+            else None
 
     def start(self, task: TaskEntry, instance: int, node: int) -> None:
         key = (task.job.job.id, task.task.id, instance)
@@ -280,6 +293,8 @@ class RayExecutor(RunnerWatch, ReportQueue):
                     log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
                                 self.own[node], method, e)
                 if not self._wanted(node, method, args):
+                    if method == "start":     # it may land still (a timeout): kill it there
+                        self._kill_dropped(node, args[0])
                     return
                 await asyncio.sleep(1.0)
                 if not self._wanted(node, method, args):    # killed or ended meanwhile
@@ -292,10 +307,16 @@ class RayExecutor(RunnerWatch, ReportQueue):
         is no longer wanted here (a kill asked before the start landed), kill it."""
         r = self._runs.get(req.key)
         if r is not None and r.run_id == req.run_id and r.node == node:
-            r.confirmed = True
-            if r.report_kill is None:
-                return
+            r.confirmed = True        # a kill asked meanwhile is on its way, or ends it
+            return
         self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
+
+    def _kill_dropped(self, node: int, req: RunRequest) -> None:
+        """A start given up that is no run of this executor any more: should it land after
+        all (a call that timed out), it is killed there (unanswered, ``False``: harmless)."""
+        r = self._runs.get(req.key)
+        if r is None or r.run_id != req.run_id or r.node != node:
+            self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
 
     def _kill_answered(self, node: int, key: Key, run_id: int, killed) -> None:
         """A run the runner did not hold when killed, whose start never landed, ends here:
@@ -351,8 +372,10 @@ class RayExecutor(RunnerWatch, ReportQueue):
         self._release(r)
         self.counts["ended"] += 1
         acks[e.seq] = (e.key, e.run_id)
-        if e.kind == "killed" and not r.report_kill:
+        if e.kind == "killed" and r.report_kill is False:
             return
+        # a kill this executor did not ask for (a run the runner stopped as it recovered)
+        # is lost, placed again: dropped, the instance ran in the schedule for good
         kind = e.kind if e.kind in ("completed", "failed") else "lost"
         if r.report_kill:
             kind = "lost"

@@ -34,11 +34,20 @@ class RunnerWatch:
             return set()
         return {n for n, name in self.own.items() if node_resource(name) not in carried}
 
+    async def _runner(self, node: int):
+        """``node``'s runner actor, looked up in Ray's GCS off the event loop and within the
+        call timeout: a GCS that does not answer stalled the whole agent (a review)."""
+        runner = self.runners.get(node)
+        if runner is None:
+            runner = await asyncio.wait_for(asyncio.to_thread(
+                ray.get_actor, runner_name(self.own[node]), namespace=self.namespace),
+                self.call_timeout_s)
+            self.runners[node] = runner
+        return runner
+
     async def _snapshot(self, node: int) -> dict | None:
         try:
-            runner = self.runners.get(node) or ray.get_actor(runner_name(self.own[node]),
-                                                             namespace=self.namespace)
-            self.runners[node] = runner
+            runner = await self._runner(node)
             snap = await asyncio.wait_for(runner.snapshot.remote(), self.call_timeout_s)
             self._cursor[node] = (snap["incarnation"], 0)
             self.ray_node[node] = snap["ray_node"]
@@ -54,9 +63,7 @@ class RunnerWatch:
         name = self.own[node]
         while True:
             try:
-                runner = self.runners.get(node) or ray.get_actor(runner_name(name),
-                                                                 namespace=self.namespace)
-                self.runners[node] = runner
+                runner = await self._runner(node)
                 inc, after = self._cursor.get(node, ("", 0))
                 got_inc, ends = await asyncio.wait_for(
                     runner.ends.remote(after, self.poll_s), self.poll_s + self.call_timeout_s)

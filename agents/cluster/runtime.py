@@ -228,10 +228,12 @@ class AgentRuntime:
             self._decided_codes = d.codes.tobytes()
             self._decided_offers = d.offers
             self.counts["decisions"] += 1
+            lat = []      # a decision on the tick, woken by nothing, has no latency
             if self._woke_at is not None:
-                self.latencies.append(time.perf_counter() - self._woke_at)
+                lat = [time.perf_counter() - self._woke_at]
+                self.latencies.extend(lat)
             if self.metrics is not None:
-                self.metrics.decided(self.name, len(d.offers), [self.latencies[-1]])
+                self.metrics.decided(self.name, len(d.offers), lat)
 
 
 def _why_not_placed(ts) -> str:

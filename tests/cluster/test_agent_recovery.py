@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from agora.agents.cluster.instance_run import RunEnd, RunRequest
 from agora.agents.cluster.node_runner import node_resource
 from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.cluster.runtime import AgentRuntime
@@ -195,3 +196,109 @@ def test_an_agent_whose_start_failed_exits_for_ray_to_start_it_again(monkeypatch
         await asyncio.sleep(0.2)
     asyncio.run(main())
     assert exits == [75]
+
+
+class KillingRunner:
+    """A node runner (this test's stand-in): a start of a live run answers "running"; a kill
+    marks it and its "killed" end comes a moment later."""
+
+    def __init__(self, live, during):
+        self.live, self.during, self.calls, self.ended = dict(live), during, [], []
+
+    def __getattr__(self, method):
+        runner = self
+
+        class M:
+            def remote(self, *args):
+                runner.calls.append((method, *args))
+                return getattr(runner, "_" + method)(*args)
+        return M()
+
+    async def _snapshot(self):
+        await asyncio.sleep(0.02)
+        self.during()                                  # the watch applies an update meanwhile
+        return {"running": [(req, 1.0) for req in self.live.values()], "ended": [],
+                "incarnation": "1", "ray_node": "R1"}
+
+    async def _start(self, req):
+        ident = (*req.key, req.run_id)
+        if ident in self.live:
+            return "running"
+        self.live[ident] = req
+        return "started"
+
+    async def _kill(self, job, task, inst, run_id, reason=""):
+        ident = (job, task, inst, run_id)
+        if ident not in self.live:
+            return False
+
+        async def later():
+            await asyncio.sleep(0.05)
+            self.live.pop(ident, None)
+            self.ended.append(RunEnd(job, task, inst, run_id, "killed", -15, 1.0, 2.0, reason,
+                                     seq=len(self.ended) + 1))
+        asyncio.ensure_future(later())
+        return True
+
+    async def _ends(self, after, timeout):
+        await asyncio.sleep(0.01)
+        return "1", [e for e in self.ended if e.seq > after]
+
+    async def _ack(self, items):
+        return None
+
+
+@pytest.mark.timeout(30)
+def test_a_run_placed_while_the_agent_recovers_that_its_runner_runs_is_taken_over():
+    """A review: the restarted agent read the ledger from replicas behind its predecessor
+    (run 7 not yet placed there); while the runners were asked, version 7 arrived. The
+    runner's run 7 was killed as "not placed here", then "started" while dying (answered
+    "running"), and its killed end dropped: the schedule placed it for good, unreported."""
+    async def main():
+        cl = Cluster(sites=(Site("a", (Node("a/n0", "a", cpu=4000, mem=4096),)),),
+                     faults=Faults(max_attempts=3))
+        led = Ledger(max_attempts=3)
+        led.admit(Job("j", 0.0, "a", (Task("t", 1.0, Demand(1000, 64), 1,
+                                           run=Run(argv=("true",))),)), 0, 0.0)
+        ts = led.tasks[("j", "t")]
+        # the predecessor agent had seen version 7 place j/t[0] on a/n0 and started it
+        req7 = RunRequest(job="j", task="t", instance=0, run_id=7, attempt=1,
+                          argv=("true",), env=(), cwd=None, timeout_s=None, cpu=1.0,
+                          mem_mib=64, gpus=0.0, site="a", node="a/n0")
+
+        def meanwhile():        # the (lagging) read was at version 5; version 7 arrives now
+            if ts.placements:
+                return
+            led.version = 7
+            led.start(ts, 0, 0)
+            ch.on_update([(ts, 0, 0)])
+        runner = KillingRunner({("j", "t", 0, 7): req7}, meanwhile)
+
+        class CH:
+            ledger, removed, on_update = led, None, None
+
+            async def start(self, on_update):
+                self.on_update = on_update
+                return []                                   # the view placed nothing here
+        ch = CH()
+        ex = RayExecutor(cluster=cl, site=0, namespace="t", node_check_s=0, poll_s=0.05)
+        ex.read_carried = lambda: {node_resource("a/n0")}
+        ex.runners = {0: runner}
+        rt = AgentRuntime.__new__(AgentRuntime)
+        rt.own_nodes, rt._recovering, rt.name = range(0, 1), False, "a"
+        rt.counts = {"reconciled_lost": 0, "reconciled_killed": 0, "started": 0}
+        rt.agent = SimpleNamespace(clearinghouse=ch, executor=ex)
+        rt.wake = lambda: None
+
+        async def idle():
+            pass
+        rt._loop = idle
+        await rt.start()
+        await asyncio.sleep(0.5)
+        ex.close()
+        # the run the ledger now places is taken over, not killed; nothing is lost
+        assert [c for c in runner.calls if c[0] == "kill"] == []
+        assert list(runner.live) == [("j", "t", 0, 7)] and ex.running() == {("j", "t", 0)}
+        assert ex.take_ended() == []
+
+    asyncio.run(main())
