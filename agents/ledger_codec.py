@@ -125,6 +125,15 @@ def _forget(ledger: Ledger, job_id: str) -> None:
         ledger.pool.discard(ts)
 
 
+def start_position(view) -> tuple[int, int]:
+    """The (version, sub) after which a follower of the schedule applies updates, having
+    restored the ledger ``view``: every update of its version is in it, unless it was read
+    in the middle of the batch that made that version (``LedgerView.subs``)."""
+    if view.HasField("subs"):
+        return view.version, view.subs - 1
+    return view.version, 1 << 30
+
+
 def restore_ledger(view: pb.LedgerView, site_index: dict[str, int], n_nodes: int,
                    max_attempts: int) -> Ledger:
     """A ledger from the coordinator's ``LedgerView`` (what a site agent starts from; a

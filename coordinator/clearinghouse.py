@@ -31,17 +31,17 @@ import grpc
 from agora.agents.aio import cancel_and_wait
 from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
-from agora.agents.ledger_codec import apply_update, restore_ledger
+from agora.agents.ledger_codec import apply_update, restore_ledger, start_position
 from agora.agents.step.seams import RoundInfo, SitePart
-from agora.coordinator.client import CoordinatorClient, CoordinatorError
+from agora.coordinator.client import CoordinatorClient, CoordinatorError, is_refusal
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
+from agora.coordinator.site_messages import merge, split_part, to_message
 from agora.coordinator.watch_merge import WatchRefused
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-END_KINDS = {"completed": pb.END_COMPLETED, "failed": pb.END_FAILED, "lost": pb.END_LOST}
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class PbftClearinghouse:
         self.ledger = restore_ledger(view, self.site_index, len(self.node_index),
                                      self.cluster.faults.max_attempts)
         self.version = view.version
-        self._position = (view.version, 1 << 30)     # every update of its version is in it
+        self._position = start_position(view)
         r = view.round
         self.round = RoundInfo(round=r.round, armed=r.armed, armed_version=r.armed_version,
                                version=view.version)
@@ -196,10 +196,18 @@ class PbftClearinghouse:
                 async for u in self.client.watch(since_version=self._position[0]):
                     if (u.version, u.sub) <= self._position:
                         continue
-                    self._position = (u.version, u.sub)
                     if self.trace is not None:
                         self.trace.append(("update", time.time(), u.round.round, u.version))
-                    started = apply_update(self.ledger, u, self.site_index, self.node_index)
+                    try:
+                        started = apply_update(self.ledger, u, self.site_index,
+                                               self.node_index)
+                    except Exception as e:  # noqa: BLE001 - this view is wrong: read anew
+                        # it was skipped for good before (the watch reopened past it)
+                        if self._lost(f"the update of version {u.version} does not "
+                                      f"apply to this agent's view ({type(e).__name__}: {e})"):
+                            return
+                        raise
+                    self._position = (u.version, u.sub)
                     self.version = u.version
                     r = u.round
                     self.round = RoundInfo(round=r.round, armed=r.armed,
@@ -216,16 +224,23 @@ class PbftClearinghouse:
             except WatchRefused as e:
                 # fell behind the replicas' recent updates past compacted history: only a
                 # fresh ledger read (a restarted agent) can follow again
-                why = f"cannot follow the schedule from version {self._position[0]} ({e})"
-                if self.lost_track is not None:
-                    self.lost_track(why)
+                if self._lost(f"cannot follow the schedule from version "
+                              f"{self._position[0]} ({e})"):
                     return
-                log.error("%s; restart this site's agent", why)
                 await asyncio.sleep(10.0)
                 continue
             except Exception:  # noqa: BLE001 - the watch is reopened from where it stopped
                 log.exception("watch of the committed schedule failed; reopening")
             await asyncio.sleep(0.2)
+
+    def _lost(self, why: str) -> bool:
+        """This agent's view cannot follow the schedule any more: tell the agent (it restarts
+        and reads the ledger afresh); False when nothing listens (logged)."""
+        if self.lost_track is not None:
+            self.lost_track(why)
+            return True
+        log.error("%s; restart this site's agent", why)
+        return False
 
     async def _send_loop(self) -> None:
         while True:
@@ -234,6 +249,10 @@ class PbftClearinghouse:
             part, self._pending = self._pending, None
             if part is None:
                 continue
+            part, rest = split_part(part)
+            if rest is not None:      # the rest goes next (its decision last of all)
+                self._pending = merge(rest, self._pending) if self._pending else rest
+                self._has_pending.set()
             self._in_flight = True
             try:
                 if self.trace is not None:
@@ -250,6 +269,14 @@ class PbftClearinghouse:
                 for r in res.rejections:
                     log.info("site %s: %s: %s", part.site, r.field, r.reason)
             except CoordinatorError as e:
+                if is_refusal(e.code, e.message):
+                    # f+1 replicas refuse it as it is: sent again, it was refused again, and
+                    # every later part merged into it, for good (a review). Its ends are
+                    # still at the runners: a fresh agent reports them again
+                    log.error("site %s: message refused (%s)", part.site, e)
+                    if self._lost(f"a message of this site was refused: {e.message}"):
+                        return
+                    continue
                 # maybe executed, maybe not: send its reports again (a second copy of an end
                 # is refused, harmlessly); its decision only if nothing newer replaced it
                 log.warning("site %s: message not confirmed (%s); sending it again",
@@ -311,28 +338,3 @@ class PbftClearinghouse:
 
 KEY_CHECK_JOB = "agora-key-check"
 """the job id a site's key check asks for (``PbftClearinghouse._key_refused``)"""
-
-
-def merge(old: SitePart | None, new: SitePart) -> SitePart:
-    """One message carrying both: every end and node change of ``old`` then ``new``, and the
-    newer decision (``new``'s when it is bidding, else ``old``'s)."""
-    if old is None:
-        return new
-    decision = new if new.bidding or not old.bidding else old
-    return SitePart(site=new.site, round=decision.round, seen_version=decision.seen_version,
-                    offers=decision.offers, ends=old.ends + new.ends,
-                    nodes=old.nodes + new.nodes, bidding=decision.bidding)
-
-
-def to_message(part: SitePart) -> pb.SiteRound:
-    msg = pb.SiteRound(site=part.site, round=part.round, seen_version=part.seen_version,
-                       bidding=part.bidding)
-    for o in part.offers:
-        msg.bids.add(job_id=o.job_id, task_id=o.task_id, instances=o.instances, price=o.price)
-    for e in part.ends:
-        msg.ends.add(job_id=e.job_id, task_id=e.task_id, instance=e.instance,
-                     kind=END_KINDS[e.kind], start_s=e.start_s, end_s=e.end_s,
-                     exit_code=e.exit_code, reason=e.reason[:1024], run=e.run_id)
-    for node, up in part.nodes:
-        msg.nodes.add(node=node, up=up)
-    return msg

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections import Counter
 
-from agora.agents.ledger_codec import apply_update, restore_ledger
+from agora.agents.ledger_codec import apply_update, restore_ledger, start_position
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def follow_ledger(client, config, state: dict, *, on_update=None,
             state["compacted"] = Counter({c.name: c.count for c in view.compaction.jobs})
             if on_view is not None:
                 on_view(view)
-            position = (view.version, 1 << 30)
+            position = start_position(view)
             async for u in client.watch(since_version=view.version):
                 if (u.version, u.sub) <= position:
                     continue

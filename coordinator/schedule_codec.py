@@ -249,6 +249,11 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
         out = pb.QueryResult(version=st.version)
         view = out.ledger
         view.version = st.version
+        if st.executing and st._sub[0] == st.version:
+            # an ordered query in the batch that made this version: later commands of the
+            # batch publish more updates at it (a review: a follower took the view for all
+            # of them and lost the rest)
+            view.subs = st._sub[1]
         for js in st.ledger.jobs.values():
             view.jobs.append(pb.JobRecord.FromString(
                 job_record_bytes(js, st.job_versions[js.job.id])))

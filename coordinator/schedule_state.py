@@ -186,6 +186,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self._seq = 0
         self._sub = (0, 0)
         """(version, updates published at it so far): a batch of requests shares a version"""
+        self.executing = False
+        """an ordered command runs (``execute``), not a read-only query (between batches)"""
         self._update: pb.ScheduleUpdate | None = None
         self.compacted = Compacted()
 
@@ -213,7 +215,11 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self._unlisted = 0
         try:
             if kind == "query":
-                res.query.CopyFrom(query_answer(self, cmd.query, "command.query"))
+                self.executing = True
+                try:
+                    res.query.CopyFrom(query_answer(self, cmd.query, "command.query"))
+                finally:
+                    self.executing = False
             else:
                 getattr(self, f"_do_{kind}")(client_id, getattr(cmd, kind), seq, res)
         except Rejected as r:

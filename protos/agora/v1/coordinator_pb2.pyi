@@ -250,20 +250,22 @@ class QueryResult(_message.Message):
     def __init__(self, version: _Optional[int] = ..., schedule: _Optional[_Union[_schedule_pb2.Schedule, _Mapping]] = ..., job_status: _Optional[_Union[JobStatus, _Mapping]] = ..., error: _Optional[_Union[Rejection, _Mapping]] = ..., ledger: _Optional[_Union[LedgerView, _Mapping]] = ...) -> None: ...
 
 class LedgerView(_message.Message):
-    __slots__ = ("version", "jobs", "round", "sites", "nodes_down", "compaction")
+    __slots__ = ("version", "jobs", "round", "sites", "nodes_down", "compaction", "subs")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
+    SUBS_FIELD_NUMBER: _ClassVar[int]
     version: int
     jobs: _containers.RepeatedCompositeFieldContainer[JobRecord]
     round: RoundInfo
     sites: _containers.RepeatedCompositeFieldContainer[SiteStatus]
     nodes_down: _containers.RepeatedScalarFieldContainer[str]
     compaction: Compaction
-    def __init__(self, version: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[str]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ...) -> None: ...
+    subs: int
+    def __init__(self, version: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., round: _Optional[_Union[RoundInfo, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteStatus, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[str]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., subs: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("version", "kind", "accepted", "rejections", "allocations", "round", "query", "decided")
