@@ -108,8 +108,10 @@ class RequestStream:
         return answer.reply
 
     def _start(self) -> None:
+        # each call its own outbox: a stream that ended left its generator waiting on the
+        # old one for good (a task a break), or popping what the next call should send
         ready = self._ready = asyncio.Event()
-        outbox = self._outbox
+        outbox = self._outbox = deque()
 
         async def batches():
             while True:
@@ -129,9 +131,9 @@ class RequestStream:
                 yield pb.StreamRequests(requests=items)
 
         call = self._method(batches())
-        self._reader = asyncio.ensure_future(self._read(call))
+        self._reader = asyncio.ensure_future(self._read(call, outbox, ready))
 
-    async def _read(self, call) -> None:
+    async def _read(self, call, outbox: deque, ready: asyncio.Event) -> None:
         why = StreamError(grpc.StatusCode.UNAVAILABLE, "the request stream ended", broken=True)
         try:
             async for batch in call:
@@ -142,15 +144,21 @@ class RequestStream:
         except grpc.aio.AioRpcError as e:
             why = StreamError(e.code(), e.details() or "the request stream broke", broken=True)
         except asyncio.CancelledError:
-            call.cancel()
             raise
+        except Exception as e:  # noqa: BLE001 - a reply that is no StreamReplies (a faulty
+            why = StreamError(grpc.StatusCode.UNKNOWN,       # replica): this stream ends
+                              f"a reply that could not be read ({type(e).__name__})",
+                              broken=True)
         finally:
+            call.cancel()             # (a call left open, a reply a stream: a review)
+            outbox.clear()
+            outbox.append(None)       # its generator ends
+            ready.set()
             # whatever is still open was not answered on this stream: answer it as a
             # failed call would be (the client then asks other replicas)
             for fut in self._open.values():
                 if not fut.done():
                     fut.set_result(why)
-            self._outbox.clear()
 
     async def close(self) -> None:
         if self._ready is not None:
