@@ -100,6 +100,11 @@ class System:
         import ray
 
         self.stopping.set()
+        sup = self.supervisor
+        if sup is not None and sup is not threading.current_thread():
+            # a Ray call of its in flight as Ray stops connected this process to Ray again,
+            # and Ray's own shutdown then refused to remove the head node (the suite, once)
+            sup.join(timeout=15)
         try:
             # the replicas first: from now on nothing is committed. An agent that stopped
             # first went silent while the others ran on, so the replicas lapsed its site

@@ -22,7 +22,8 @@ policy observes) as the runs start and end.
   the committed schedule placed here but no runner ever started (an agent that died between
   a commit and the start), and reports up every node whose runner answers.
 
-Times are wall-clock seconds (``time.time()``): the live system's workload clock.
+Times are wall-clock seconds (``time.time()``): the live system's workload clock. The calls
+to the runners are followed in ``runner_calls``, the runners themselves in ``runner_watch``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ray.exceptions import RayTaskError
-
 from agora.agents.cluster.instance_run import RunEnd, RunRequest
 from agora.agents.cluster.node_runner import node_resource
 from agora.agents.cluster.ray_nodes import carried_resources, dead_ray_nodes, watch_ray_nodes
+from agora.agents.cluster.runner_calls import RunnerCalls
 from agora.agents.cluster.runner_watch import RunnerWatch
 from agora.agents.domain import MILLI, Cluster
 from agora.agents.ledger import Ledger, TaskEntry
@@ -82,7 +82,7 @@ class RayExecutorSpec:
                            node_check_s=self.node_check_s)
 
 
-class RayExecutor(RunnerWatch, ReportQueue):
+class RayExecutor(RunnerCalls, RunnerWatch, ReportQueue):
     def __init__(self, *, cluster: Cluster, site: int, namespace: str, wake=lambda: None,
                  poll_s: float = 5.0, call_timeout_s: float = 20.0,
                  restart_grace_s: float = 10.0, node_check_s: float = 1.0) -> None:
@@ -257,105 +257,6 @@ class RayExecutor(RunnerWatch, ReportQueue):
         slots = cap.place(node, d) if cap.fit_mask(d, slice(node, node + 1))[0] else None
         self._runs[key] = _Run(task, instance, node, run_id, slots)
         self.counts["adopted"] += 1
-
-    def _call(self, node: int, method: str, *args) -> None:
-        """A runner call whose answer nothing waits for (its failure is logged; a dead
-        runner is noticed by the poll). A start that fails is sent again, a second apart,
-        while the run is still this site's to run there and the node is up: a start is
-        idempotent at the runner (one run id runs once), and one that failed while the
-        runner restarted was dropped -- the run stayed "running" for good (a re-probe of
-        ``restart_grace_s``, which keeps the node up meanwhile). A start the runner refused
-        (its method raised: ``RayTaskError``) is a failed attempt; sent again every second
-        it never ran nor ended (a review: a folder name too long). A kill that fails is sent
-        again while its run is held here unconfirmed (``_kill_answered``)."""
-        if self.runners.get(node) is None:
-            return
-
-        async def go():
-            while True:
-                try:
-                    answer = await asyncio.wait_for(
-                        getattr(self.runners[node], method).remote(*args), self.call_timeout_s)
-                    if method == "start":
-                        self._start_answered(node, args[0])
-                    elif method == "kill":
-                        self._kill_answered(node, args[:3], args[3], answer)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except RayTaskError as e:
-                    log.warning("site %s: runner of %s refused %s: %s", self.site_name,
-                                self.own[node], method, e)
-                    if method == "start" and self._still_runs(node, args[0]):
-                        self._start_refused(node, args[0], e)
-                    return
-                except Exception as e:  # noqa: BLE001 - the poll takes the node down if dead
-                    log.warning("site %s: runner of %s: %s failed: %s", self.site_name,
-                                self.own[node], method, e)
-                if not self._wanted(node, method, args):
-                    if method == "start":     # it may land still (a timeout): kill it there
-                        self._kill_dropped(node, args[0])
-                    return
-                await asyncio.sleep(1.0)
-                if not self._wanted(node, method, args):    # killed or ended meanwhile
-                    return
-        self._tasks.append(asyncio.ensure_future(go()))
-        self._tasks = [t for t in self._tasks if not t.done()]
-
-    def _start_answered(self, node: int, req: RunRequest) -> None:
-        """The runner holds ``req`` (started, running or ended): its end will come. If it
-        is no longer wanted here (a kill asked before the start landed), kill it."""
-        r = self._runs.get(req.key)
-        if r is not None and r.run_id == req.run_id and r.node == node:
-            r.confirmed = True        # a kill asked meanwhile is on its way, or ends it
-            return
-        self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
-
-    def _kill_dropped(self, node: int, req: RunRequest) -> None:
-        """A start given up that is no run of this executor any more: should it land after
-        all (a call that timed out), it is killed there (unanswered, ``False``: harmless)."""
-        r = self._runs.get(req.key)
-        if r is None or r.run_id != req.run_id or r.node != node:
-            self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
-
-    def _kill_answered(self, node: int, key: Key, run_id: int, killed) -> None:
-        """A run the runner did not hold when killed, whose start never landed, ends here:
-        no end will come for it (a review: it and its resources were held for good)."""
-        r = self._runs.get(key)
-        if (killed is False and r is not None and r.run_id == run_id and r.node == node
-                and not r.confirmed):
-            del self._runs[key]
-            self._release(r)
-            if r.report_kill:
-                now = self.now()
-                self.report_end(Ended(*key, kind="lost", start_s=now, end_s=now,
-                                      reason="stopped before it started", run_id=run_id))
-
-    def _wanted(self, node: int, method: str, args: tuple) -> bool:
-        """Is a failed ``method`` call with ``args`` still worth sending again?"""
-        if method == "start":
-            return self._still_runs(node, args[0])
-        return method == "kill" and self._kill_pending(node, args[:3], args[3])
-
-    def _kill_pending(self, node: int, key: Key, run_id: int) -> bool:
-        r = self._runs.get(key)
-        return (node not in self.down and r is not None and r.run_id == run_id
-                and r.node == node and r.report_kill is not None)
-
-    def _start_refused(self, node: int, req: RunRequest, e: Exception) -> None:
-        r = self._runs.pop(req.key)
-        self._release(r)
-        now = self.now()
-        cause = str(getattr(e, "cause", None) or e).strip().splitlines()
-        self.report_end(Ended(*req.key, kind="failed", start_s=now, end_s=now, exit_code=-1,
-                              reason=f"the runner of {self.own[node]} could not start it: "
-                                     f"{(cause or ['?'])[-1][:300]}", run_id=req.run_id))
-
-    def _still_runs(self, node: int, req: RunRequest) -> bool:
-        """Is ``req`` still the run of its instance on ``node``, with ``node`` up?"""
-        r = self._runs.get(req.key)
-        return (node not in self.down and r is not None and r.run_id == req.run_id
-                and r.node == node and r.report_kill is None)
 
     def _on_end(self, node: int, e: RunEnd) -> None:
         acks = self._to_ack.setdefault(node, {})
