@@ -102,8 +102,19 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
         rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
                      "state": "running" if rec.outcome == "pending" and any(
                          t["state"] == "running" for t in tasks) else rec.outcome,
-                     "reason": rec.reason, "tasks": tasks})
+                     "reason": rec.reason, "tasks": tasks, **_deadline(job, rec)})
     return rows
+
+
+def _deadline(job, rec) -> dict:
+    """A job's deadline and how late it is (a probe: a missed deadline showed nowhere):
+    ``late_s`` past it -- at its completion, or now while it is pending."""
+    if job.deadline is None:
+        return {}
+    done = rec.completion if rec.HasField("completion") else None
+    at = done if done is not None else (time.time() if rec.outcome == "pending" else None)
+    late = None if at is None or at <= job.deadline else at - job.deadline
+    return {"deadline": job.deadline, **({"late_s": round(late, 3)} if late else {})}
 
 
 def task_state(outcome: str, instances: list[dict]) -> str:
@@ -151,6 +162,9 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                     if i["failed_attempts"]:
                         extra += f" failed attempts {i['failed_attempts']}"
                     print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")
+        if r.get("late_s"):
+            when = "completed" if r["outcome"] == "completed" else "is"
+            print(f"{'':<20} -> {when} {r['late_s']:,.1f} s past its deadline")
         if r["outcome"] not in ("pending", "completed") and r["reason"]:
             left = sum(i["state"] == "running" for t in r["tasks"] for i in t["instances"])
             more = (f" ({left} instance(s) still running, to finish: agora cancel {r['job']} "

@@ -365,3 +365,34 @@ def test_submit_names_every_bad_line_and_submits_nothing(tmp_path, capsys):
     assert err[4].startswith("agora submit: nothing submitted: a file is submitted whole "
                              "once its 4 bad line(s) are mended"), err
     assert len(err) == 5 and not any("nothing is running" in e for e in err)
+
+
+def test_a_job_past_its_deadline_says_by_how_much(capsys):
+    """A probe: a job with a 2 s deadline completed after 8.2 s and nothing said so."""
+    import time
+
+    from agora.agents.domain import Demand, Job, Task
+    from agora.deploy.job_table import job_rows, print_jobs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+    from agora.protos.convert import job_to_proto
+
+    now = time.time()
+    view = pb.LedgerView()
+    for jid, deadline, outcome, completion in (("late", now - 100, "completed", now - 91.8),
+                                               ("early", now - 100, "completed", now - 150),
+                                               ("waiting", now - 30, "pending", None),
+                                               ("none", None, "completed", now)):
+        rec = view.jobs.add(outcome=outcome)
+        task = Task("t", 1.0, Demand(1, 1))
+        rec.job.CopyFrom(job_to_proto(Job(jid, now - 200, "a", (task,), deadline=deadline)))
+        rec.tasks.add(outcome=outcome, states=bytes([3]))
+        if completion is not None:
+            rec.completion = completion
+    rows = {r["job"]: r for r in job_rows(view, ["a/n0"], None)}
+    assert rows["late"]["late_s"] == pytest.approx(8.2, abs=0.01)
+    assert "late_s" not in rows["early"] and "deadline" not in rows["none"]
+    assert rows["waiting"]["late_s"] >= 30
+    print_jobs(list(rows.values()), per_instance=False)
+    out = capsys.readouterr().out
+    assert "-> completed 8.2 s past its deadline" in out
+    assert "-> is 3" in out and out.count("past its deadline") == 2
