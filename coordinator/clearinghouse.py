@@ -36,11 +36,16 @@ from agora.agents.step.seams import RoundInfo, SitePart
 from agora.coordinator.client import CoordinatorClient, CoordinatorError, is_refusal
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
-from agora.coordinator.site_messages import merge, split_part, to_message
+from agora.coordinator.site_messages import END_BYTES, merge, split_part, to_message
 from agora.coordinator.watch_merge import WatchRefused
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+MIN_BUDGET = 16 * 1024
+"""the smallest budget of ends a message is split to before a refusal over a limit is final"""
+CONTENT_REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+"""refusals of what a message says (a fresh agent would not say it again), not of its key"""
 
 
 
@@ -242,6 +247,10 @@ class PbftClearinghouse:
         log.error("%s; restart this site's agent", why)
         return False
 
+    _budget = END_BYTES
+    """bytes of ends a message carries (``split_part``); smaller after a request over a
+    limit"""
+
     async def _send_loop(self) -> None:
         while True:
             await self._has_pending.wait()
@@ -249,7 +258,7 @@ class PbftClearinghouse:
             part, self._pending = self._pending, None
             if part is None:
                 continue
-            part, rest = split_part(part)
+            part, rest = split_part(part, self._budget)
             if rest is not None:      # the rest goes next (its decision last of all)
                 self._pending = merge(rest, self._pending) if self._pending else rest
                 self._has_pending.set()
@@ -269,10 +278,19 @@ class PbftClearinghouse:
                 for r in res.rejections:
                     log.info("site %s: %s: %s", part.site, r.field, r.reason)
             except CoordinatorError as e:
-                if is_refusal(e.code, e.message):
-                    # f+1 replicas refuse it as it is: sent again, it was refused again, and
-                    # every later part merged into it, for good (a review). Its ends are
-                    # still at the runners: a fresh agent reports them again
+                if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED and is_refusal(e.code,
+                                                                              e.message) \
+                        and self._budget > MIN_BUDGET:
+                    # over a limit of what a request may hold: in smaller messages
+                    self._budget = max(MIN_BUDGET, self._budget // 4)
+                    self._pending = merge(part, self._pending) if self._pending else part
+                    self._has_pending.set()
+                    continue
+                if e.code in CONTENT_REFUSALS and is_refusal(e.code, e.message):
+                    # f+1 replicas refuse what it says: sent again, it was refused again,
+                    # and every later part merged into it, for good (a review). Its ends
+                    # are still at the runners: a fresh agent reports them again. (A key
+                    # refused is not this: the heartbeats find a removed site out.)
                     log.error("site %s: message refused (%s)", part.site, e)
                     if self._lost(f"a message of this site was refused: {e.message}"):
                         return
@@ -284,6 +302,10 @@ class PbftClearinghouse:
                 self._pending = merge(part, self._pending) if self._pending else part
                 self._has_pending.set()
                 await asyncio.sleep(0.5)
+            except Exception as e:  # noqa: BLE001 - a part that cannot be written: start afresh
+                log.exception("site %s: message not sent", part.site)
+                if self._lost(f"a message of this site could not be sent: {e}"):
+                    return
             finally:
                 self._in_flight = False
 

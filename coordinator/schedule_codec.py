@@ -249,7 +249,9 @@ def query_answer(st: ScheduleState, q: pb.Query, where: str) -> pb.QueryResult:
         out = pb.QueryResult(version=st.version)
         view = out.ledger
         view.version = st.version
-        if st.executing and st._sub[0] == st.version:
+        if st.executing and st._sub[0] == st._seq:
+            # (only what this very batch published: ``_sub`` is no part of a snapshot, and a
+            # replica restored from one answers a first query of a batch as the others do)
             # an ordered query in the batch that made this version: later commands of the
             # batch publish more updates at it (a review: a follower took the view for all
             # of them and lost the rest)

@@ -34,19 +34,35 @@ def latest_states(nodes: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
 
 
 MAX_ENDS_A_MESSAGE = 2000
-"""ends one message carries (with reasons of up to 1 KiB, well under max_request_bytes);
-more go in the next ones"""
+"""ends one message carries at most; more go in the next ones"""
+END_BYTES = 1 << 20
+"""bytes of ends one message carries at most (``split_part``'s default budget)"""
 
 
-def split_part(part: SitePart) -> tuple[SitePart, SitePart | None]:
-    """``part`` as one message and the rest for the next: a part merged over an outage
-    grew past a message's limits and was refused for good (a review)."""
-    if len(part.ends) <= MAX_ENDS_A_MESSAGE:
+def end_bytes(e) -> int:
+    """About what an end takes in a message (ids, reason and the fixed fields)."""
+    reason = len(e.reason.encode("utf-8", "replace"))
+    return 4 * (len(e.job_id) + len(e.task_id)) + min(reason, MAX_REASON_BYTES) + 64
+
+
+def split_part(part: SitePart, budget: int = END_BYTES) -> tuple[SitePart, SitePart | None]:
+    """``part`` as one message and the rest for the next, ends in order, within
+    ``MAX_ENDS_A_MESSAGE`` and ``budget`` bytes: a part merged over an outage grew past a
+    message's limits and was refused for good (a review). The node states and the decision
+    go with the last ends: a message's ends apply before its node states, so a node going
+    down ahead of an end of its own instance refused that end (a second review)."""
+    cut, size = 0, 0
+    for e in part.ends:
+        size += end_bytes(e)
+        if cut and (cut == MAX_ENDS_A_MESSAGE or size > budget):
+            break
+        cut += 1
+    if cut == len(part.ends):
         return part, None
     head = SitePart(site=part.site, round=part.round, seen_version=part.seen_version,
-                    ends=part.ends[:MAX_ENDS_A_MESSAGE], nodes=part.nodes, bidding=False)
+                    ends=part.ends[:cut], bidding=False)
     rest = SitePart(site=part.site, round=part.round, seen_version=part.seen_version,
-                    offers=part.offers, ends=part.ends[MAX_ENDS_A_MESSAGE:],
+                    offers=part.offers, ends=part.ends[cut:], nodes=part.nodes,
                     bidding=part.bidding)
     return head, rest
 
@@ -54,9 +70,9 @@ def split_part(part: SitePart) -> tuple[SitePart, SitePart | None]:
 def clipped(reason: str) -> str:
     """``reason`` in at most ``MAX_REASON_BYTES`` bytes of UTF-8: cut at 1,024 characters,
     a reason of wider characters was refused and the message with it (a review)."""
-    data = reason.encode("utf-8", "replace")
+    data = reason.encode("utf-8", "replace")     # (a lone surrogate: no protobuf string)
     if len(data) <= MAX_REASON_BYTES:
-        return reason
+        return data.decode("utf-8")
     return data[:MAX_REASON_BYTES].decode("utf-8", "ignore")
 
 

@@ -44,6 +44,8 @@ MAX_PENDING = 8192
 """Keys a merger holds unconfirmed before it mutes the stream that alone sent most of them."""
 MAX_PENDING_BYTES = 64 * 2 ** 20
 """Bytes of unconfirmed updates a merger holds before it does the same."""
+MUTED_REOPEN_S = 5.0
+"""Seconds after which a muted stream is opened again (it is heard from then on)."""
 BACKLOG = 32
 """Messages read from the streams and not yet merged, per stream."""
 
@@ -195,10 +197,11 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
     queue: asyncio.Queue = asyncio.Queue(BACKLOG * n)
     merger = WatchMerger(n, f, since_version, patience_s)
 
-    async def pump(i: int) -> None:
+    async def pump(i: int, after_s: float = 0.0) -> None:
         method = channels[i].unary_stream("/agora.v1.Coordinator/WatchSchedule",
                                           request_serializer=None,
                                           response_deserializer=None)
+        await asyncio.sleep(after_s)
         while True:
             since = max(since_version, merger.last[0])
             await queue.put((i, None))
@@ -215,6 +218,17 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
     order = preferred + [i for i in range(n) if i not in preferred]
     tasks = {i: asyncio.ensure_future(pump(i)) for i in order[:f + 1]}
     refused: dict[int, str] = {}
+    reopening: set[int] = set()
+
+    def reopen_muted() -> None:
+        """A muted stream is heard again only once it reconnects: its stream is cut and
+        opened again a while later (a stream ahead of the others, correct, was muted for
+        good while it stayed connected: a review)."""
+        for j in merger.muted - reopening:
+            if j in tasks:
+                tasks[j].cancel()
+                tasks[j] = asyncio.ensure_future(pump(j, MUTED_REOPEN_S))
+                reopening.add(j)
 
     def listen_to_all() -> None:
         for j in order:
@@ -238,6 +252,7 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
             else:
                 if data is None:
                     merger.opened(i)
+                    reopening.discard(i)
                     continue
                 if isinstance(data, grpc.aio.AioRpcError):
                     # a replica whose recent updates do not reach back (one restarted from a
@@ -250,6 +265,8 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                     continue
                 refused.pop(i, None)
                 released = merger.receive(i, data, loop.time())
+                if merger.muted:
+                    reopen_muted()
             for data in released:
                 yield pb.ScheduleUpdate.FromString(data)
     finally:

@@ -156,9 +156,11 @@ class SiteAgentActor:
                                     policy=self.policy, exchange=self.exchange,
                                     clearinghouse=clearinghouse.build(spec.cluster),
                                     executor=executor, metrics=_Metrics(), observer=observer)
-        await self.runtime.start()
         if hasattr(self.runtime.agent.clearinghouse, "lost_track"):
+            # before it starts: an update that does not apply while the executor recovers
+            # was tried again and again, nobody listening (a review)
             self.runtime.agent.clearinghouse.lost_track = self._lost_track
+        await self.runtime.start()
         self._reregister = asyncio.ensure_future(self._keep_registered())
         if trim_s := os.environ.get("AGORA_MALLOC_TRIM_S"):     # a memory benchmark's knob
             self._trim = asyncio.ensure_future(trim_every(float(trim_s)))

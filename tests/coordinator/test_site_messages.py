@@ -60,10 +60,11 @@ def test_a_part_over_a_message_goes_in_several_its_decision_last():
                bidding=True, offers=[Offer("j", "map", 1, 1)])
     head, rest = split_part(big)
     assert len(head.ends) == MAX_ENDS_A_MESSAGE and not head.bidding and not head.offers
-    assert head.nodes == [("a/n0", True)]
+    assert head.nodes == []                             # node states after every end
     head2, rest2 = split_part(rest)
     last, none = split_part(rest2)
     assert none is None and last.bidding and last.offers and len(last.ends) == 5
+    assert last.nodes == [("a/n0", True)]
     assert len(head.ends) + len(head2.ends) + len(last.ends) == len(big.ends)
 
 
@@ -88,3 +89,65 @@ def test_a_refused_part_is_not_sent_again_for_good_the_agent_starts_afresh():
     ch, lost = asyncio.run(main())
     assert ch.client.tries == 1 and ch.client.accepted == []
     assert len(lost) == 1 and "a message of this site was refused" in lost[0]
+
+
+def test_a_split_part_sends_its_node_states_after_all_its_ends():
+    """A second review: the first message carried the node states; a node going down there
+    stopped an instance whose "completed" end was in the next message (refused: not
+    running) -- completed work ran again. A message's ends apply before its node states."""
+    from tests.coordinator.state_helpers import Run, allocate, job, submit
+
+    r = Run()
+    r("site:c", submit(job("jc", "c", n=1, dag=False)))
+    allocate(r, "jc", "c", 1)
+    ts = r.state.ledger.tasks[("jc", "map")]
+    node = r.state.node_names[ts.placements[0][0]]
+    filler = [Ended("nope", "map", 0, "lost", 0.0, 0.0) for _ in range(MAX_ENDS_A_MESSAGE)]
+    done = Ended("jc", "map", 0, "completed", 1.0, 2.0, 0, "", ts.placed_at[0])
+    whole = SitePart(site="c", round=r.state.round, seen_version=r.seq, ends=filler + [done],
+                     nodes=[(node, False)], bidding=False)
+    head, rest = split_part(whole)
+    assert head.nodes == [] and rest.nodes == [(node, False)] and rest.ends == [done]
+    for p in (head, rest):
+        r("site:c", pb.Command(site_round=to_message(p)).SerializeToString())
+    assert ts.done == 1
+
+
+def test_a_message_is_split_by_bytes_too():
+    wide = "終" * 128                                   # 384 bytes a reason, 128 an id char
+    ends = [Ended(wide, "map", i, "failed", 1.0, 2.0, 1, "é" * 600) for i in range(500)]
+    head, rest = split_part(part(*ends), budget=64 * 1024)
+    assert 0 < len(head.ends) < 500 and len(head.ends) + len(rest.ends) == 500
+    assert to_message(head).ByteSize() <= 96 * 1024
+
+
+def test_a_site_whose_key_is_refused_does_not_restart_its_agent():
+    """A second review: "no key for client" (the operator removed the site) is a refusal,
+    and the agent restarted -- before its heartbeats found the removal and stopped its work
+    -- and again and again. A key refused is left to the heartbeats; its part waits."""
+    import grpc
+
+    class Removed:
+        client_id = "site:a"
+
+        async def submit_round(self, msg):
+            raise CoordinatorError(grpc.StatusCode.UNAUTHENTICATED,
+                                   "envelope.payload.request.client_id: no key for client "
+                                   "'site:a'", {})
+
+    async def main():
+        ch = PbftClearinghouse(cluster=cluster(), client=Removed(), heartbeat_s=3600)
+        lost = []
+        ch.lost_track = lost.append
+        task = asyncio.create_task(ch._send_loop())
+        ch.submit(part(end(0)))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        return ch, lost
+    ch, lost = asyncio.run(main())
+    assert lost == [] and ch._pending is not None and ch._pending.ends
+
+
+def test_a_reason_with_a_lone_surrogate_is_sent_not_dropped():
+    msg = to_message(part(end(0, "bad \ud800 byte")))
+    assert msg.ends[0].reason == "bad ? byte"

@@ -266,3 +266,41 @@ def test_a_watch_more_than_2f_replicas_refuse_is_refused():
 
     with pytest.raises(WatchRefused, match="compacted away"):
         _watch({0, 1, 2})
+
+
+def test_a_muted_stream_is_opened_again_and_heard_from_then_on(monkeypatch):
+    """A second review: a muted stream was heard again only once it reconnected, which a
+    stream that stays connected never does -- correct streams muted by a bound (a long
+    history replayed) left fewer than f+1 to confirm. Its stream is cut and opened again."""
+    import asyncio
+
+    from agora.coordinator import watch_merge
+
+    monkeypatch.setattr(watch_merge, "MUTED_REOPEN_S", 0.05)
+    asked: list[int] = []
+
+    class Chan:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def unary_stream(self, *a, **k):
+            async def stream(_request):
+                asked.append(self.i)
+                first = asked.count(self.i) == 1
+                if self.i == 1 and first:              # goes back on its first stream
+                    yield full(6)
+                    yield full(5)
+                for v in range(5, 9):
+                    yield full(v)
+                await asyncio.Event().wait()
+            return stream
+
+    async def main():
+        got = []
+        async for u in watch_merge.merged_watch([Chan(i) for i in range(4)], 1, [0, 1],
+                                                lambda *a: pb.ReadAuth(), 5, hedge_s=5.0):
+            got.append(u.version)
+            if len(got) == 4:
+                return got
+    got = asyncio.run(asyncio.wait_for(main(), 20))
+    assert got == [5, 6, 7, 8] and asked.count(1) == 2 and 2 not in asked
