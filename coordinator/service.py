@@ -79,6 +79,26 @@ def history(app: ScheduleState, since: int, until: int):
     return out
 
 
+def watch_start(recent: list, version: int) -> int:
+    """The first version a watch streams from the kept updates ``recent`` (a snapshot);
+    older ones are rebuilt (``history``). A kept version whose first updates were evicted
+    is rebuilt whole instead: streamed from the ring, its first subs were lost (a review)."""
+    if not recent:
+        return version + 1
+    v, sub, _ = recent[0]
+    return v + 1 if sub > 0 else v
+
+
+def backlog(app: ScheduleState, recent: list, since: int, start: int):
+    """What a watch from ``since`` is sent before live updates: versions [since, start)
+    rebuilt from the state, then the kept updates past them."""
+    after = (0, -1)
+    if since < start:
+        yield from history(app, since, start)
+        after = (start - 1, 1 << 31)
+    yield from updates_since(recent, since, after)
+
+
 class PeerService(rpc.PeerServicer):
     def __init__(self, host: ReplicaHost) -> None:
         self.host = host
@@ -328,7 +348,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
         try:
             # What is committed already, then live updates (queued from now on).
             recent = host.recent.snapshot()
-            start = recent[0][0] if recent else app.version + 1
+            start = watch_start(recent, app.version)
             last = (0, -1)                  # (version, sub) of the last update sent
             scope = scope_for(app, reader)    # a site reads what concerns it
             seen = scope.update if scope is not None else (lambda u: u)
@@ -336,11 +356,7 @@ class CoordinatorService(rpc.CoordinatorServicer):
             if why is not None:   # rows of finished jobs compacted away (compaction.py)
                 host.count("watch_refused_compacted")
                 await context.abort(grpc.StatusCode.OUT_OF_RANGE, why)
-            if request.since_version < start:
-                for u in history(app, request.since_version, start):
-                    yield seen(u)
-                    last = (u.version, u.sub)
-            for u in updates_since(recent, request.since_version, last):
+            for u in backlog(app, recent, request.since_version, start):
                 yield seen(u)
                 last = (u.version, u.sub)
             while True:

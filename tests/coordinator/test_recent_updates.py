@@ -40,3 +40,30 @@ def test_a_snapshot_is_not_changed_by_what_is_published_after():
     for v in (4, 5, 6):                 # evicts everything the snapshot holds
         r.append(update(v))
     assert [u.version for u in updates_since(kept, 0, (0, -1))] == [1, 2, 3]
+
+
+def test_a_watch_from_before_a_version_the_ring_kept_in_part_misses_none_of_it():
+    """A review: the ring kept only the later updates of its oldest version (a batch's
+    commands share one), and a watch from before it streamed them from the ring -- the
+    earlier ones, an allocation among them, were lost. Such a version is rebuilt whole."""
+    from agora.coordinator.service import backlog, watch_start
+    from tests.coordinator.state_helpers import Run, decide, job, submit, vote
+
+    r = Run()
+    ring = RecentUpdates(most=2, budget=10**9)
+    r.state.listeners.append(ring.append)
+    r("site:a", submit(job("j", "a", n=1, dag=False)))                      # version 1
+    r("site:a", decide("a", 0, ("j", "map", 1, 1)))                         # version 2 ...
+    for voter in ("replica:0", "replica:1"):
+        r(voter, vote(0), same_seq=True)                                    # ... closes
+    r("site:c", submit(job("k", "c", n=1, dag=False)), same_seq=True)
+    r("site:c", submit(job("m", "c", n=1, dag=False)), same_seq=True)
+    kept = ring.snapshot()
+    assert kept[0][0] == 2 and kept[0][1] > 0                  # version 2 kept in part
+    start = watch_start(kept, r.state.version)
+    assert start == 3
+    got = list(backlog(r.state, kept, 1, start))
+    allocated = [a.job_id for u in got for a in u.allocations]
+    assert allocated == ["j"]
+    keys = [(u.version, u.sub) for u in got]
+    assert keys == sorted(set(keys))
