@@ -6,8 +6,10 @@ stream, opened when the agent starts (so the first round pays no connection set-
 writes a ``SiteCode`` on it when its trigger fires. A stream is reliable and ordered, so no
 code is acknowledged: a send is a queue append, and the agent never waits on its peers. A
 stream that breaks (the peer restarted: new process, new port) is reopened at the address the
-registry now gives for that peer; codes queued meanwhile are sent then, only the latest one
-counting. The receiving side keeps each peer's codes in a ``CodeBook`` (a code of round r
+registry now gives for that peer, tries spaced out to ``RETRY_MAX_S`` while it fails at once;
+every stream opened first carries the latest code (the peer may have restarted with none),
+then the codes queued meanwhile, only the latest one counting. Channels ping their peers
+(``KEEPALIVE``). The receiving side keeps each peer's codes in a ``CodeBook`` (a code of round r
 counts from round r + 1) and refuses -- counting, never raising -- a code from an unknown
 sender, from itself, or of the wrong size.
 """
@@ -94,6 +96,24 @@ class PeerService(rpc.PeerExchangeServicer):
         return receipt
 
 
+KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+             ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
+"""A peer stream's channel pings its peer: one whose host vanished without closing its
+connections (no FIN) left the stream "open" for good, its codes going nowhere, and the peer's
+new address never looked up (a review)."""
+SERVER_OPTIONS = [("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                  ("grpc.http2.max_ping_strikes", 0), ("grpc.keepalive_permit_without_calls", 1),
+                  ("grpc.max_receive_message_length", 64 * 1024)]
+"""An agent's peer server takes its peers' pings, and no message larger than a code needs."""
+RETRY_MAX_S = 2.0
+"""Longest wait between two tries to open a stream (doubling from ``retry_s``)."""
+HEALTHY_S = 5.0
+"""A stream up this long broke afresh: it is reopened after ``retry_s`` again."""
+READY_S = 3.0
+"""How long a try waits for its channel; then the registry is asked again (a restarted peer
+has a new address: the old one was waited on for 10 s)."""
+
+
 class _Link:
     """One stream to one peer, fed from a queue by its own task."""
 
@@ -102,6 +122,10 @@ class _Link:
         self.task: asyncio.Task | None = None
         self.channel: grpc.aio.Channel | None = None
         self.call = None
+        self.last: pb.SiteCode | None = None
+        """the latest code, written first on every stream opened: one in flight as a
+        stream broke was lost, and a restarted peer had none until this site spoke again
+        (a review)"""
 
 
 async def _ended(call) -> None:
@@ -157,40 +181,50 @@ class PeerLinks:
                 while not link.queue.empty():
                     link.queue.get_nowait()
             link.queue.put_nowait(msg)
+            link.last = msg
         self.sent += 1
 
     async def _pump(self, peer: str, link: _Link) -> None:
-        first = True
+        first, delay, opened_at = True, self.retry_s, None
         while True:
             try:
                 addr = await self.resolve(peer)
                 if addr is None:
-                    await asyncio.sleep(self.retry_s)
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_MAX_S, delay * 2)
                     continue
-                link.channel = (grpc.aio.secure_channel(addr, self.credentials)
-                                if self.credentials else grpc.aio.insecure_channel(addr))
-                await asyncio.wait_for(link.channel.channel_ready(), 10.0)
+                link.channel = (grpc.aio.secure_channel(addr, self.credentials,
+                                                        options=KEEPALIVE)
+                                if self.credentials else
+                                grpc.aio.insecure_channel(addr, options=KEEPALIVE))
+                await asyncio.wait_for(link.channel.channel_ready(), READY_S)
                 link.call = rpc.PeerExchangeStub(link.channel).Send()
                 if not first:
                     self.reconnects += 1
                 first = False
+                if link.last is not None:
+                    await link.call.write(link.last)
+                    self.bytes_out += link.last.ByteSize()
                 self.connected.add(peer)
+                opened_at = asyncio.get_running_loop().time()
                 # the call's own end (the peer went away) is watched beside the queue, so a
                 # broken stream is reopened at once, not at the next code
                 ended = asyncio.ensure_future(_ended(link.call))
+                get = None
                 try:
                     while True:
                         get = asyncio.ensure_future(link.queue.get())
                         done, _ = await asyncio.wait({get, ended},
                                                      return_when=asyncio.FIRST_COMPLETED)
                         if ended in done:
-                            get.cancel()
                             raise ConnectionError("the peer closed the stream")
                         msg = get.result()
                         await link.call.write(msg)
                         self.bytes_out += msg.ByteSize()
                 finally:
                     ended.cancel()
+                    if get is not None:
+                        get.cancel()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a broken stream is reopened
@@ -201,7 +235,12 @@ class PeerLinks:
                 if link.channel is not None:
                     await link.channel.close(grace=None)
                     link.channel = None
-            await asyncio.sleep(self.retry_s)
+            if opened_at is not None and \
+                    asyncio.get_running_loop().time() - opened_at > HEALTHY_S:
+                delay = self.retry_s       # it was up a while: a fresh break
+            opened_at = None
+            await asyncio.sleep(delay)      # a peer that refuses at once: not every 0.5 s
+            delay = min(RETRY_MAX_S, delay * 2)
 
     async def close(self) -> None:
         await cancel_and_wait(link.task for link in self._links.values())

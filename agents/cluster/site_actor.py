@@ -31,7 +31,7 @@ import grpc
 import ray
 
 from agora.agents import metrics as M
-from agora.agents.cluster.peers import GrpcExchange
+from agora.agents.cluster.peers import SERVER_OPTIONS, GrpcExchange
 from agora.agents.cluster.process_memory import memory_mib, traced_memory, trim_every
 from agora.agents.cluster.registry import REGISTRY_NAME
 from agora.agents.cluster.runtime import AgentRuntime
@@ -139,7 +139,11 @@ class SiteAgentActor:
             resolve=self._resolve, epoch=self.epoch, credentials=channel_creds,
             on_code=lambda sender, rnd: self.runtime and self.runtime.wake(),
             listen=observer.listening)   # the sites whose codes the step attends over
-        self.server = grpc.aio.server(interceptors=[RefuseUndecodable()])
+        # a stream a listening peer, a few more while one reconnects: one peer held 1,446
+        # open (a review)
+        self.server = grpc.aio.server(interceptors=[RefuseUndecodable()],
+                                      options=SERVER_OPTIONS,
+                                      maximum_concurrent_rpcs=4 * len(self.sites) + 32)
         agent_pb2_grpc.add_PeerExchangeServicer_to_server(self.exchange.service, self.server)
         host = spec.host or ray.util.get_node_ip_address()
         port = (self.server.add_secure_port(f"{host}:0", server_creds) if server_creds
