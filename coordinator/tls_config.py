@@ -1,4 +1,5 @@
-"""Mutual TLS of a coordinator group: the ``tls`` section of its YAML (``coordinator/config.py``)."""
+"""Mutual TLS of a coordinator group: the ``tls`` section of its YAML
+(``coordinator/config.py``)."""
 
 from __future__ import annotations
 

@@ -93,7 +93,8 @@ def test_an_end_of_a_run_that_is_over_ends_nothing():
     out = r("site:b", copy)                                 # the agent's resent copy
     assert out.accepted == 0 and ts.failures[0] == 1 and ts.placements.get(0) is not None
     assert out.rejections[0].field == "command.site_round.ends[0].run"
-    assert f"run {first} " in out.rejections[0].reason and f"run {second};" in out.rejections[0].reason
+    why = out.rejections[0].reason
+    assert f"run {first} " in why and f"run {second};" in why
     assert r.state.version == version
     # the run that runs ends; an end that names no run (0) still ends the current one
     assert r("site:b", report("b", end("j", "map", 0, "failed", run=second))).accepted == 1
