@@ -200,3 +200,24 @@ def descendants(roots, table: dict[int, tuple[int, bytes, bytes]]) -> list[int]:
                 found.append(c)
                 todo.append(c)
     return found
+
+
+def niced(command: list[str], niceness: int) -> list[str]:
+    """``command`` started through ``nice`` when it is to run nicer than this worker, so that
+    it execs at its niceness and whatever it starts inherits it (a review: raised from here
+    once started, a command that forks at once could leave children at the worker's).
+    ``command`` itself when there is nothing to raise or no ``nice`` here."""
+    lift = niceness - os.getpriority(os.PRIO_PROCESS, 0)
+    tool = shutil.which("nice") if lift > 0 else None
+    return [tool, "-n", str(lift), *command] if tool else command
+
+
+def nicer(pid: int, niceness: int) -> None:
+    """Raise process ``pid``'s niceness to ``niceness`` (never lower it: that needs
+    privileges, and a worker Ray started nicer keeps its runs as nice), where ``niced``
+    could not (no ``nice`` on the node). A process already gone is left."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except (ProcessLookupError, PermissionError):
+        pass

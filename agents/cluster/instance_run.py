@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import ray
 from agora.agents.cluster.run_account import (ENTER_FAILED, as_account, cannot_enter,
                                               run_account, run_environment, switches)
 from agora.agents.process import (START_REPORT, bound_to_parent, cannot_start, holding,
-                                  proc_files, start_failure, stat_fields)
+                                  niced, nicer, proc_files, start_failure, stat_fields)
 
 KILL_GRACE_S = 3.0
 """seconds between SIGTERM and SIGKILL to a run's process group"""
@@ -121,27 +120,6 @@ def execute_run(req: RunRequest, folder: str, run_as: str | None = None,
         return _execute_run(req, folder, run_as, niceness)
 
 
-def niced(command: list[str], niceness: int) -> list[str]:
-    """``command`` started through ``nice`` when it is to run nicer than this worker, so that
-    it execs at its niceness and whatever it starts inherits it (a review: raised from here
-    once started, a command that forks at once could leave children at the worker's).
-    ``command`` itself when there is nothing to raise or no ``nice`` here."""
-    lift = niceness - os.getpriority(os.PRIO_PROCESS, 0)
-    tool = shutil.which("nice") if lift > 0 else None
-    return [tool, "-n", str(lift), *command] if tool else command
-
-
-def nicer(pid: int, niceness: int) -> None:
-    """Raise process ``pid``'s niceness to ``niceness`` (never lower it: that needs
-    privileges, and a worker Ray started nicer keeps its runs as nice), where ``niced``
-    could not (no ``nice`` on the node). A process already gone is left."""
-    try:
-        if os.getpriority(os.PRIO_PROCESS, pid) < niceness:
-            os.setpriority(os.PRIO_PROCESS, pid, niceness)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int = 0) -> dict:
     d = Path(folder)
     start = time.time()
@@ -219,7 +197,7 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
         # with the run -- in its process group (a review: a child with a cleaned
         # environment, ``env -i``, ran on), then in another session or group (``setsid``,
         # a daemon) by its ``AGORA_RUN_DIR``
-        strays = group_members(p.pid)
+        strays = left_in_group(p.pid)
         if strays:
             kill_group(p.pid)
         strays += kill_strays(run_marker(d))
@@ -371,6 +349,18 @@ def group_members(pgid: int) -> int:
     want = b"%d" % pgid
     return sum(1 for _, stat in stats
                if len(f := stat_fields(stat)) > 2 and f[2] == want and f[0] != b"Z")
+
+
+def left_in_group(pgid: int) -> int:
+    """``group_members`` of a group whose leader was reaped, with no walk of /proc while
+    the group is gone (most runs: a run's end pays one signal, not a read of every process)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return 0
+    except PermissionError:       # another user's (``run_as``): count them
+        pass
+    return group_members(pgid)
 
 
 def stop_run(folder: Path, grace_s: float = KILL_GRACE_S) -> None:

@@ -226,15 +226,13 @@ class NodeRunner:
             pair = isinstance(item, (tuple, list))
             s, run = (item[0], tuple(item[1:])) if pair else (item, None)
             end = self.ended.get(s)
-            if end is not None and run is not None \
-                    and (end.job, end.task, end.instance, end.run_id) != run:
+            if end is None or run not in (None, (end.job, end.task, end.instance, end.run_id)):
                 continue
-            end = self.ended.pop(s, None)
-            if end is not None:
-                folder = run_folder(self.root, self.node, end.job, end.task, end.instance,
-                                    end.run_id)
-                (folder / "acked").touch()
-                self._acked[folder] = (end.job, end.task, end.instance, end.run_id)
+            del self.ended[s]
+            folder = run_folder(self.root, self.node, end.job, end.task, end.instance,
+                                end.run_id)
+            (folder / "acked").touch()
+            self._acked[folder] = (end.job, end.task, end.instance, end.run_id)
         self._trim()
 
     def _trim(self) -> None:

@@ -163,9 +163,8 @@ class RayExecutor(RunnerCalls, RunnerWatch, ReportQueue):
                     self._adopt(ts, end.instance, node, end.run_id)   # its end: by ``ends``
                     self._runs[end.key].confirmed = True
         for key, (ts, i, node, run_id) in want.items():
-            now_at = ts.placements.get(i)
-            if (key not in self._runs and node not in self.down and now_at is not None
-                    and now_at[0] == node and ts.placed_at.get(i) == run_id):
+            if (key not in self._runs and node not in self.down
+                    and self._placed(key, node, run_id) is not None):
                 # still this run, here (one that completed while the runners were asked,
                 # or was placed anew, ran again: a review)
                 self.start(ts, i, node)

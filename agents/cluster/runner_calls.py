@@ -67,28 +67,31 @@ class RunnerCalls:
         self._tasks.append(asyncio.ensure_future(go()))
         self._tasks = [t for t in self._tasks if not t.done()]
 
+    def _held(self, node: int, key: Key, run_id: int):
+        """The run this executor holds for ``key`` if it is run ``run_id`` on ``node``."""
+        r = self._runs.get(key)
+        return r if r is not None and r.run_id == run_id and r.node == node else None
+
     def _start_answered(self, node: int, req: RunRequest) -> None:
         """The runner holds ``req`` (started, running or ended): its end will come. If it
         is no longer wanted here (a kill asked before the start landed), kill it."""
-        r = self._runs.get(req.key)
-        if r is not None and r.run_id == req.run_id and r.node == node:
+        r = self._held(node, req.key, req.run_id)
+        if r is not None:
             r.confirmed = True        # a kill asked meanwhile is on its way, or ends it
-            return
-        self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
+        else:
+            self._kill_dropped(node, req)
 
     def _kill_dropped(self, node: int, req: RunRequest) -> None:
         """A start given up that is no run of this executor any more: should it land after
         all (a call that timed out), it is killed there (unanswered, ``False``: harmless)."""
-        r = self._runs.get(req.key)
-        if r is None or r.run_id != req.run_id or r.node != node:
+        if self._held(node, req.key, req.run_id) is None:
             self._call(node, "kill", *req.key, req.run_id, "stopped before it started")
 
     def _kill_answered(self, node: int, key: Key, run_id: int, killed) -> None:
         """A run the runner did not hold when killed, whose start never landed, ends here:
         no end will come for it (a review: it and its resources were held for good)."""
-        r = self._runs.get(key)
-        if (killed is False and r is not None and r.run_id == run_id and r.node == node
-                and not r.confirmed):
+        r = self._held(node, key, run_id)
+        if killed is False and r is not None and not r.confirmed:
             del self._runs[key]
             self._release(r)
             if r.report_kill:
@@ -97,15 +100,12 @@ class RunnerCalls:
                                       reason="stopped before it started", run_id=run_id))
 
     def _wanted(self, node: int, method: str, args: tuple) -> bool:
-        """Is a failed ``method`` call with ``args`` still worth sending again?"""
+        """Is a failed ``method`` call with ``args`` still worth sending again: a start of
+        the run held here (not being killed), a kill of one being killed, the node up?"""
         if method == "start":
             return self._still_runs(node, args[0])
-        return method == "kill" and self._kill_pending(node, args[:3], args[3])
-
-    def _kill_pending(self, node: int, key: Key, run_id: int) -> bool:
-        r = self._runs.get(key)
-        return (node not in self.down and r is not None and r.run_id == run_id
-                and r.node == node and r.report_kill is not None)
+        r = self._held(node, args[:3], args[3]) if method == "kill" else None
+        return node not in self.down and r is not None and r.report_kill is not None
 
     def _start_refused(self, node: int, req: RunRequest, e: Exception) -> None:
         r = self._runs.pop(req.key)
@@ -118,6 +118,5 @@ class RunnerCalls:
 
     def _still_runs(self, node: int, req: RunRequest) -> bool:
         """Is ``req`` still the run of its instance on ``node``, with ``node`` up?"""
-        r = self._runs.get(req.key)
-        return (node not in self.down and r is not None and r.run_id == req.run_id
-                and r.node == node and r.report_kill is None)
+        r = self._held(node, req.key, req.run_id)
+        return node not in self.down and r is not None and r.report_kill is None

@@ -19,7 +19,7 @@ from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.cluster.runtime import AgentRuntime
 from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Run, Site, Task
 from agora.agents.ledger import Ledger
-from tests.cluster.test_ray_executor import FakeRunner
+from tests.cluster.test_ray_executor import FakeRunner, Scripted
 
 
 def cluster() -> Cluster:
@@ -36,29 +36,28 @@ def ledger(instances: int = 1) -> Ledger:
     return led
 
 
-class SlowSnapshot(FakeRunner):
+def slow_snapshot(during) -> Scripted:
     """A runner whose snapshot takes a moment, during which ``during()`` runs (a committed
     update the watch applies meanwhile)."""
+    async def snapshot():
+        await asyncio.sleep(0.05)
+        during()
+        return {"running": [], "ended": [], "incarnation": "1", "ray_node": "R1"}
+    return Scripted(snapshot=snapshot)
 
-    def __init__(self, during) -> None:
-        super().__init__()
-        self.during = during
 
-    def __getattr__(self, method):
-        if method != "snapshot":
-            return super().__getattr__(method)
-        runner = self
+def runtime(ch, ex, nodes: range) -> AgentRuntime:
+    """The agent's runtime over ``ch`` and ``ex`` on ``nodes``, its loop idle (this test's)."""
+    rt = AgentRuntime.__new__(AgentRuntime)
+    rt.own_nodes, rt._recovering, rt.name = nodes, False, "a"
+    rt.counts = {"reconciled_lost": 0, "reconciled_killed": 0, "started": 0}
+    rt.agent = SimpleNamespace(clearinghouse=ch, executor=ex)
+    rt.wake = lambda: None
 
-        class Method:
-            def remote(self, *args):
-                runner.calls.append((method, *args))
-
-                async def answer():
-                    await asyncio.sleep(0.05)
-                    runner.during()
-                    return {"running": [], "ended": [], "incarnation": "1", "ray_node": "R1"}
-                return answer()
-        return Method()
+    async def idle():
+        pass
+    rt._loop = idle
+    return rt
 
 
 def executor(runners) -> RayExecutor:
@@ -86,7 +85,7 @@ def test_recovery_starts_no_run_that_ended_or_moved_while_the_runners_were_asked
             led.complete(ts, 0, 1.0)                      # its end committed
             led.fail(ts, 1, 1.0, count=False)             # lost, placed anew on a/n1
             led.start(ts, 1, 1)
-        n0, n1 = SlowSnapshot(meanwhile), FakeRunner()
+        n0, n1 = slow_snapshot(meanwhile), FakeRunner()
         ex = executor({0: n0, 1: n1})
         await ex.recover([(ts, i, 0) for i in range(3)], led)
         await asyncio.sleep(0.05)
@@ -150,15 +149,7 @@ def test_what_is_placed_while_the_agent_recovers_starts_once_it_has_recovered():
     async def main():
         ch = FakeClearinghouse(ledger(instances=2))
         ex = Executor(ch)
-        rt = AgentRuntime.__new__(AgentRuntime)
-        rt.own_nodes, rt._recovering, rt.name = range(0, 2), False, "a"
-        rt.counts = {"reconciled_lost": 0, "reconciled_killed": 0, "started": 0}
-        rt.agent = SimpleNamespace(clearinghouse=ch, executor=ex)
-        rt.wake = lambda: None
-
-        async def idle():
-            pass
-        rt._loop = idle
+        rt = runtime(ch, ex, range(0, 2))
         await rt.start()
         # instance 0 (read at start, run 5) was lost with the old agent: reported lost as
         # run 5; instance 1 (placed meanwhile, run 6) is started after the recovery
@@ -284,15 +275,7 @@ def test_a_run_placed_while_the_agent_recovers_that_its_runner_runs_is_taken_ove
         ex = RayExecutor(cluster=cl, site=0, namespace="t", node_check_s=0, poll_s=0.05)
         ex.read_carried = lambda: {node_resource("a/n0")}
         ex.runners = {0: runner}
-        rt = AgentRuntime.__new__(AgentRuntime)
-        rt.own_nodes, rt._recovering, rt.name = range(0, 1), False, "a"
-        rt.counts = {"reconciled_lost": 0, "reconciled_killed": 0, "started": 0}
-        rt.agent = SimpleNamespace(clearinghouse=ch, executor=ex)
-        rt.wake = lambda: None
-
-        async def idle():
-            pass
-        rt._loop = idle
+        rt = runtime(ch, ex, range(0, 1))
         await rt.start()
         await asyncio.sleep(0.5)
         ex.close()

@@ -146,7 +146,7 @@ def test_a_runs_command_and_what_it_starts_run_at_the_instance_niceness(runner):
 def test_nicer_raises_a_niceness_and_never_lowers_it():
     import subprocess
 
-    from agora.agents.cluster.instance_run import nicer
+    from agora.agents.process import nicer
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
     if base > 15:

@@ -102,6 +102,26 @@ def test_a_runner_back_after_its_node_went_down_stops_what_it_still_runs():
     asyncio.run(main())
 
 
+class Scripted(FakeRunner):
+    """Each method of ``answers`` answers as that coroutine function does; others as the
+    fake runner does."""
+
+    def __init__(self, **answers) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def __getattr__(self, method):
+        if method not in self.__dict__.get("answers", {}):
+            return super().__getattr__(method)
+        runner = self
+
+        class Method:
+            def remote(self, *args):
+                runner.calls.append((method, *args))
+                return runner.answers[method](*args)
+        return Method()
+
+
 class FailsFirst(FakeRunner):
     """``method`` fails at once ``fails`` times (the actor's process died, or Ray restarts
     it), then answers as ``then(*args)`` does."""

@@ -22,7 +22,7 @@ from agora.agents.cluster.instance_run import RunEnd
 from agora.agents.cluster.ray_executor import RayExecutor
 from agora.agents.domain import Cluster, Demand, Faults, Job, Node, Run, Site, Task
 from agora.agents.ledger import Ledger
-from tests.cluster.test_ray_executor import FakeRunner
+from tests.cluster.test_ray_executor import FakeRunner, Scripted
 
 
 def setup(runner):
@@ -37,26 +37,6 @@ def setup(runner):
     ex = RayExecutor(cluster=cl, site=0, namespace="test", node_check_s=0)
     ex.ledger, ex.runners = led, {0: runner}
     return ex, ts, led
-
-
-class Scripted(FakeRunner):
-    """Each method of ``answers`` answers as that coroutine function does; others as the
-    fake runner does."""
-
-    def __init__(self, **answers) -> None:
-        super().__init__()
-        self.answers = answers
-
-    def __getattr__(self, method):
-        if method not in self.__dict__.get("answers", {}):
-            return super().__getattr__(method)
-        runner = self
-
-        class Method:
-            def remote(self, *args):
-                runner.calls.append((method, *args))
-                return runner.answers[method](*args)
-        return Method()
 
 
 def calls(runner, method):
