@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable
 import grpc
 
 from agora.agents.aio import cancel_and_wait
+from agora.agents.keepalive import SERVER_OPTIONS, client_options
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -48,7 +49,11 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
                    ("grpc.initial_reconnect_backoff_ms", 100),
                    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
-                   ("grpc.max_reconnect_backoff_ms", 1000)]
+                   ("grpc.max_reconnect_backoff_ms", 1000)] + client_options() + SERVER_OPTIONS
+"""Every channel and server of the coordinator's (replicas, their clients): messages up to
+64 MiB, quick reconnects, and pings both ways (``agents.keepalive``): a replica or client
+whose host vanished without closing its connections is found gone in ~15 s, not when TCP
+gives up (minutes), and its stream reopened."""
 
 
 def _read(path: Path, field: str) -> bytes:

@@ -24,6 +24,8 @@ import grpc
 import numpy as np
 
 from agora.agents.aio import cancel_and_wait
+from agora.agents.keepalive import SERVER_OPTIONS as KEEPALIVE_SERVER
+from agora.agents.keepalive import client_options
 from agora.agents.step.codes import CodeBook
 from agora.agents.step.neighbours import listeners_of
 from agora.protos.agora.v1 import agent_pb2 as pb
@@ -96,14 +98,11 @@ class PeerService(rpc.PeerExchangeServicer):
         return receipt
 
 
-KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
-             ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)]
-"""A peer stream's channel pings its peer: one whose host vanished without closing its
-connections (no FIN) left the stream "open" for good, its codes going nowhere, and the peer's
-new address never looked up (a review)."""
-SERVER_OPTIONS = [("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                  ("grpc.http2.max_ping_strikes", 0), ("grpc.keepalive_permit_without_calls", 1),
-                  ("grpc.max_receive_message_length", 64 * 1024)]
+KEEPALIVE = client_options()
+"""A peer stream's channel pings its peer (``agents.keepalive``): one whose host vanished
+without closing its connections (no FIN) left the stream "open" for good, its codes going
+nowhere, and the peer's new address never looked up (a review)."""
+SERVER_OPTIONS = KEEPALIVE_SERVER + [("grpc.max_receive_message_length", 64 * 1024)]
 """An agent's peer server takes its peers' pings, and no message larger than a code needs."""
 RETRY_MAX_S = 2.0
 """Longest wait between two tries to open a stream (doubling from ``retry_s``)."""
@@ -141,8 +140,10 @@ class PeerLinks:
     def __init__(self, site: str, peers: list[str],
                  resolve: Callable[[str], Awaitable[str | None]],
                  credentials: grpc.ChannelCredentials | None = None,
-                 retry_s: float = 0.5) -> None:
+                 retry_s: float = 0.5, options: list | None = None) -> None:
+        """``options``: the channels' (default ``KEEPALIVE``)."""
         self.site = site
+        self.options = KEEPALIVE if options is None else options
         self.peers = peers
         self.resolve = resolve
         self.credentials = credentials
@@ -194,9 +195,9 @@ class PeerLinks:
                     delay = min(RETRY_MAX_S, delay * 2)
                     continue
                 link.channel = (grpc.aio.secure_channel(addr, self.credentials,
-                                                        options=KEEPALIVE)
+                                                        options=self.options)
                                 if self.credentials else
-                                grpc.aio.insecure_channel(addr, options=KEEPALIVE))
+                                grpc.aio.insecure_channel(addr, options=self.options))
                 await asyncio.wait_for(link.channel.channel_ready(), READY_S)
                 link.call = rpc.PeerExchangeStub(link.channel).Send()
                 if not first:

@@ -212,3 +212,55 @@ def test_over_mutual_tls_a_code_must_name_the_site_of_its_certificate(tmp_path):
         finally:
             await srv.stop(None)
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_whose_host_vanishes_without_closing_is_found_gone_and_reached_again():
+    """A review's frozen-proxy case: a peer whose connections go silent without a FIN left
+    the stream "connected" for good (45 s and more; gRPC's ping timeout is 60 s unless set),
+    its codes going nowhere. The channels ping (``agents.keepalive``, here every second):
+    a healthy stream is not broken by them, a silent one is found gone within seconds and
+    reopened where the peer now is."""
+    from agora.agents.cluster.peers import SERVER_OPTIONS, PeerLinks
+    from agora.agents.keepalive import client_options
+    from tests.frozen_proxy import FrozenProxy
+
+    async def main():
+        svc = PeerService("west", ["east", "west"], CodeBook(2, 8), 8)
+        srv = grpc.aio.server(options=SERVER_OPTIONS)
+        rpc.add_PeerExchangeServicer_to_server(svc, srv)
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        proxy = await FrozenProxy(port).start()
+        where = {"west": f"127.0.0.1:{proxy.port}"}
+
+        async def resolve(peer):
+            return where[peer]
+        links = PeerLinks("east", ["west"], resolve, options=client_options(1.0, 1.0))
+        links.start()
+        try:
+            assert await links.wait_connected(10) == (1, 1)
+            links.broadcast(0, np.zeros(8), 1)
+            await until(lambda: svc.received == 1)
+            await asyncio.sleep(3.0)                   # three pings on a healthy stream
+            assert links.reconnects == 0 and "west" in links.connected
+            proxy.freeze()
+            where["west"] = f"127.0.0.1:{port}"        # the peer is now reached directly
+            links.broadcast(1, np.ones(8), 1)
+            await until(lambda: links.reconnects >= 1, timeout=8.0)
+            await until(lambda: svc.received >= 2)      # the latest code got through
+            assert svc.book.latest_round[0] == 1
+        finally:
+            await links.close()
+            await proxy.close()
+            await srv.stop(grace=None)
+    asyncio.run(main())
+
+
+def test_the_coordinators_channels_and_servers_ping_and_take_pings():
+    """Replica links, agents' watch and request streams and the replicas' servers use the
+    same keepalive (the behaviour is the test above's)."""
+    from agora.agents.keepalive import SERVER_OPTIONS, client_options
+    from agora.coordinator.transport import CHANNEL_OPTIONS
+    assert set(client_options()) <= set(CHANNEL_OPTIONS)
+    assert set(SERVER_OPTIONS) <= set(CHANNEL_OPTIONS)
