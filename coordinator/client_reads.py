@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import grpc
 
 from agora.coordinator.read_auth import sign_read
-from agora.coordinator.round_keeper import sign_heartbeat
+from agora.coordinator.site_lapses import sign_heartbeat
 from agora.coordinator.watch_merge import merged_watch
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 

@@ -7,10 +7,10 @@ on f+1 votes that name the moment it was last heard."""
 
 from __future__ import annotations
 
-import numpy as np
 
 from agora.agents.ledger_book import LedgerBook
 from agora.agents.market import clear
+from agora.agents.sim.fitting import fitting_sites
 from agora.coordinator.schedule_records import AllocationRow, runs
 from agora.coordinator.schedule_rules import REPLICA_PREFIX, Rejected, replica_of_client
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -41,6 +41,10 @@ class RoundCommands:
         if msg.last_heard != info.last_heard:
             raise Rejected("site_lapsed.stale", "command.site_lapsed.last_heard",
                            f"{msg.last_heard}; the site was last heard at {info.last_heard}")
+        if msg.withdraw:
+            info.lapse_votes.discard(voter)
+            res.accepted = 1
+            return
         if info.lapsed:
             return
         info.lapse_votes.add(voter)
@@ -102,6 +106,11 @@ class RoundCommands:
 
     def _close(self, res: pb.Result) -> None:
         """Clear every decision of the round together, and open the next round."""
+        decided = set(self.decided())
+        # closed on votes or a lapse before every expected site decided: the late ones
+        # decide in the next round, which stays armed for them (a review: it disarmed when
+        # nothing was allocated, and work only a late site could hold waited for good)
+        late = any(s not in decided for s in self.expected_sites())
         book = LedgerBook(self.ledger, self.capacity, self.pref)
         bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
         cleared = clear(bids, book)
@@ -126,29 +135,7 @@ class RoundCommands:
         self.round += 1
         self.parts.clear()
         self.close_votes.clear()
-        self.armed = bool(new)
+        self.armed = bool(new) or self.rearm or late
+        self.rearm = False
         if self.armed:
             self.armed_version = self._seq
-
-
-def fitting_sites(cap, shapes: list, wanted: set[int]) -> set[int]:
-    """The sites (indices) where some demand of ``shapes`` fits an alive node now; it may
-    stop looking once every site of ``wanted`` is found. The shapes without gpus are
-    compared with every node at once (a backlog of thousands of shapes is one numpy
-    comparison, not a loop), those with gpus one by one."""
-    found: set[int] = set()
-    plain = [d for d in shapes if not d.gpu]
-    if plain:
-        cpu = np.fromiter((d.cpu for d in plain), np.int64, len(plain))
-        mem = np.fromiter((d.mem for d in plain), np.int64, len(plain))
-        fits = np.zeros(len(cap.alive), dtype=bool)
-        for i in range(0, len(plain), 2048):        # bounded temporaries
-            c, m = cpu[i:i + 2048, None], mem[i:i + 2048, None]
-            fits |= ((cap.free_cpu[None, :] >= c) & (cap.free_mem[None, :] >= m)).any(axis=0)
-        found.update(int(i) for i in cap.sites_of(fits & cap.alive).nonzero()[0])
-    for d in shapes:
-        if wanted <= found:
-            break
-        if d.gpu:
-            found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
-    return found

@@ -15,15 +15,18 @@ site: the state machine acts on f+1 distinct votes.
   nothing: its decision is refused as stale and it decides again for the next round, where
   the work that was not allocated is still open. A site that is steadily slower than the
   others by less than the grace is never left out.
-- **Silent sites.** A site that owes the system something (it runs instances, or it is
-  expected to decide in an armed round) and whose heartbeats (``Heartbeat``, unordered,
+- **Silent sites** (this and the next: ``site_lapses.SiteLapses``, the keeper's mixin). A
+  site that owes the system something (it runs instances, or it is expected to decide in
+  an armed round) and whose heartbeats (``Heartbeat``, unordered,
   signed by the site) have not reached this replica for ``site_timeout_s`` (one never heard
   since this replica started: for the longer of that and ``site_start_grace_s``): vote
-  ``SiteLapsed(site, last_heard)``.
+  ``SiteLapsed(site, last_heard)``; heard again, take the vote back (``withdraw``).
 - **Overdue instances.** A site holding an instance longer than its task's ``timeout_s``
   allows (``overdue_s``, from when this replica executed its allocation) is voted lapsed
   too, heartbeats or not: its node's runner kills a run at ``timeout_s`` and the site
-  reports the end, so one that holds it longer is stuck or faulty.
+  reports the end, so one that holds it longer is stuck or faulty. An allocation executed
+  before this replica's restart or state transfer counts from when the replica first saw
+  it running.
 - **Decision latency**: for each allocation this replica executes, the wall time from the
   later of (its task opening, its round arming) to the execution of the command that
   allocated it -- "work open -> allocation committed and queryable", as this replica saw it.
@@ -43,50 +46,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
 from collections import deque
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey
-
 from agora.agents.aio import cancel_and_wait
-from agora.coordinator.read_auth import WINDOW_MS
-from agora.coordinator.schedule_rules import client_id_problem
-from agora.coordinator.schedule_state import ScheduleState, site_of_client
+from agora.coordinator.schedule_state import ScheduleState
+from agora.coordinator.site_lapses import SiteLapses
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_DOMAIN = b"agora.v1.Heartbeat"
-OVERDUE_EVERY_S = 5.0
-"""How often a replica looks for instances running past their timeout (a walk over the
-running instances of tasks with a ``timeout_s``)."""
-
-
-def overdue_s(timeout_s: float) -> float:
-    """How long an instance of a task with ``timeout_s`` may run, as a replica sees it (from
-    the execution of its allocation), before its site is voted lapsed: the timeout, a tenth
-    more, and a minute for the site to start it and to report its end."""
-    return timeout_s * 1.1 + 60.0
-
 
 LATENCY_SAMPLES = 20_000
 """decision latencies kept (the most recent) for the status percentiles"""
 
 
-def heartbeat_bytes(client_id: str, timestamp_us: int) -> bytes:
-    return (HEARTBEAT_DOMAIN + b"\x00" + client_id.encode("utf-8", "surrogatepass") + b"\x00"
-            + struct.pack("<q", timestamp_us))
-
-
-def sign_heartbeat(signer: SigningKey, client_id: str,
-                   timestamp_us: int) -> pb.HeartbeatRequest:
-    sig = signer.sign(heartbeat_bytes(client_id, timestamp_us)).signature
-    return pb.HeartbeatRequest(client_id=client_id, timestamp_us=timestamp_us, signature=sig)
-
-
-class RoundKeeper:
+class RoundKeeper(SiteLapses):
     """Replica ``index``'s clock-driven duties over ``app`` (see the module docstring).
     ``vote(kind, message)`` sends one vote as this replica's client (async)."""
 
@@ -113,9 +87,18 @@ class RoundKeeper:
         self._due = asyncio.Event()
         app.after_command.append(self.command_executed)
         self._next_overdue = 0.0
-        self._voted_round = -1
+        self._voted_round: tuple[int, float] = (-1, 0.0)
+        """(the round this replica last voted to close, when)"""
         self._voted_lapse: dict[str, tuple[int, float]] = {}
+        """site -> (its ``last_heard`` this replica voted it lapsed at, when)"""
+        self._withdrawn: dict[str, float] = {}
+        """site -> when this replica last sent the withdrawal of its lapse vote"""
+        self._overdue_now: dict[str, str] = {}
+        """``_overdue``'s last answer (it looks every ``OVERDUE_EVERY_S``)"""
         self.exec_time: dict[int, float] = {}
+        self._first_seen: dict[tuple, float] = {}
+        """(task, instance, version) -> when ``_overdue`` first saw it running without its
+        version's execution time (pruned, or executed before a restart or state transfer)"""
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self.ready_latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._ready: tuple[int, float] = (-1, 0.0)
@@ -129,34 +112,6 @@ class RoundKeeper:
             "AGORA_TRACE") else None
         """(version, wall time, round, allocations) of each executed update when AGORA_TRACE
         is set (written beside the replica's log on a clean stop)"""
-
-    # ---- heartbeats (not ordered) ----------------------------------------------------
-    def heartbeat(self, hb: pb.HeartbeatRequest) -> str | None:
-        """Record a site's heartbeat; returns why it was refused, or None."""
-        bad = client_id_problem(hb.client_id)
-        if bad is not None:
-            return f"client_id: {bad}"
-        vk = (self._verify.get(hb.client_id) if site_of_client(hb.client_id) is not None
-              else None)
-        if vk is None:
-            return (f"client_id: {hb.client_id!r} is not a site client of the key file nor an "
-                    f"admitted site")
-        if len(hb.signature) != 64:
-            return "signature: expected 64 bytes (Ed25519)"
-        now_us = time.time_ns() // 1000
-        if abs(hb.timestamp_us - now_us) > WINDOW_MS * 1000:
-            return (f"timestamp_us: {hb.timestamp_us} is {abs(hb.timestamp_us - now_us) // 1000} "
-                    f"ms from this replica's clock; expected the sender's current time in "
-                    f"microseconds, within {WINDOW_MS} ms (check the clock)")
-        try:
-            vk.verify(heartbeat_bytes(hb.client_id, hb.timestamp_us), hb.signature)
-        except (BadSignatureError, ValueError):
-            return f"signature: does not verify with the key of {hb.client_id!r}"
-        if hb.timestamp_us <= self._last_ts.get(hb.client_id, 0):
-            return "timestamp_us: not newer than the last heartbeat (a replay)"
-        self._last_ts[hb.client_id] = hb.timestamp_us
-        self.heard[site_of_client(hb.client_id)] = time.monotonic()
-        return None
 
     # ---- executed commands -------------------------------------------------------------
     def executed(self, update: pb.ScheduleUpdate) -> None:
@@ -215,8 +170,15 @@ class RoundKeeper:
     def next_due(self, now: float) -> float | None:
         """Seconds until this replica's next round vote falls due (None: none pending)."""
         app = self.app
-        if not (app.armed and app.parts) or self._voted_round == app.round:
+        if not (app.armed and app.parts):
             return None
+        if self._voted_round[0] == app.round:
+            if self.index in app.close_votes:
+                return None
+            # voted, and the vote is not in the executed state (refused, dropped, or lost
+            # to this replica's next request): again, after as long (a review: it was never
+            # sent again, and a round that waits on a silent site stayed open)
+            return max(0.0, self._voted_round[1] + self.round_timeout_s - now)
         due = []
         if self._first_part is not None and self._first_part[0] == app.round:
             due.append(self._first_part[1] + self.round_timeout_s)
@@ -266,91 +228,13 @@ class RoundKeeper:
                 self._first_part = (app.round, now)   # a state transfer ran no command
             due = self.next_due(now)
             if due is not None and due <= 0:
-                self._voted_round = app.round
+                self._voted_round = (app.round, now)
                 log.info("replica %d: round %d waited %.2f s since its first decision; "
                          "voting to close it", self.index, app.round,
                          now - self._first_part[1])
                 self.grace_votes += (now - self._first_part[1] < self.round_timeout_s)
                 await self._send("close_round", pb.CloseRound(round=app.round))
-        overdue = self._overdue(now)
-        for site in self._owing():
-            info = app.sites[site]
-            last = self.heard.get(site)
-            if last is None:          # not heard since this replica started
-                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
-            if now - last < self.site_timeout_s and site not in overdue:
-                continue
-            prev = self._voted_lapse.get(site)
-            if prev is not None and prev[0] == info.last_heard and \
-                    now - prev[1] < self.site_timeout_s:
-                continue
-            self._voted_lapse[site] = (info.last_heard, now)
-            if site in overdue:
-                log.warning("replica %d: site %s holds %s past its timeout_s; voting it "
-                            "lapsed", self.index, site, overdue[site])
-            else:
-                log.warning("replica %d: no heartbeat from site %s for %.1f s; voting it "
-                            "lapsed", self.index, site, now - last)
-            await self._send("site_lapsed", pb.SiteLapsed(site=site,
-                                                          last_heard=info.last_heard))
-
-    def _overdue(self, now: float) -> dict[str, str]:
-        """Sites holding an instance that has run here longer than its task's ``timeout_s``
-        allows (``overdue_s``): site -> the first such instance. Its node's runner kills it
-        at ``timeout_s`` and the site reports the end, so a site that holds it longer is
-        stuck or faulty (a review: a site that won instances and never reported their ends
-        held them, and their job, for good). Checked every ``OVERDUE_EVERY_S``."""
-        if now < self._next_overdue:
-            return {}
-        self._next_overdue = now + OVERDUE_EVERY_S
-        app = self.app
-        nodes = app.cluster.nodes
-        out: dict[str, str] = {}
-        for ts in app.ledger.tasks.values():
-            run = ts.task.run
-            if not ts.running or run is None or run.timeout_s is None:
-                continue
-            limit = overdue_s(run.timeout_s)
-            for inst, version in ts.placed_at.items():
-                began = self.exec_time.get(version, self.started)
-                site = nodes[ts.placements[inst][0]].site
-                if now - began > limit and site not in out:
-                    out[site] = f"{ts.job.job.id}/{ts.task.id}[{inst}] ({now - began:.0f} s)"
-        return out
-
-    def silent(self, now: float) -> list[str]:
-        """Live sites whose heartbeats have not reached this replica for ``site_timeout_s``
-        (one never heard since this replica started: for the longer of that and
-        ``site_start_grace_s``), whether or not they owe anything -- a site that owes
-        nothing is not voted lapsed, so without this its agent could be gone for good (a
-        site ``agora up`` started without one: its Ray node was dead) while ``agora site
-        list`` called it live (a probe). For the replica's status; never ordered."""
-        out = []
-        for site in self.app.site_names:
-            if self.app.sites[site].lapsed:
-                continue
-            last = self.heard.get(site)
-            if last is None:
-                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
-            if now - last >= self.site_timeout_s:
-                out.append(site)
-        return out
-
-    def _owing(self) -> list[str]:
-        """Live sites that hold running work or are expected to decide now."""
-        app, cap = self.app, self.app.capacity
-        expected = set(app.expected_sites()) if app.armed else set()
-        out = []
-        for i, site in enumerate(app.site_names):
-            if app.sites[site].lapsed:
-                continue
-            sl = cap.site_slice[i]
-            busy = bool((cap.free_cpu[sl] < cap.cap_cpu[sl]).any()
-                        or (cap.free_mem[sl] < cap.cap_mem[sl]).any()
-                        or (cap.free_gpu[sl] < cap.cap_gpu[sl]).any())
-            if busy or site in expected:
-                out.append(site)
-        return out
+        await self._vote_lapses(now)
 
     async def _send(self, kind: str, msg) -> None:
         """Send a vote without holding up the checks (it is ordered like any request)."""

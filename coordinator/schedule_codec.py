@@ -101,7 +101,7 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
     parts.extend(hist.changes)
     if hist.rounds:
         parts.append(length_delimited(9, bytes(hist.rounds)))
-    tail = pb.ScheduleSnapshot(armed=st.armed, armed_version=st.armed_version,
+    tail = pb.ScheduleSnapshot(armed=st.armed, armed_version=st.armed_version, rearm=st.rearm,
                                close_votes=sorted(st.close_votes),
                                nodes_down=sorted(st.nodes_down))
     for site in st.site_names:
@@ -154,7 +154,7 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
     """Fill the freshly reset ``st`` from ``snap``; ProtoError on an inconsistent one."""
     check_known(snap, "snapshot")
     st.version, st.round = snap.version, snap.round
-    st.armed, st.armed_version = snap.armed, snap.armed_version
+    st.armed, st.armed_version, st.rearm = snap.armed, snap.armed_version, snap.rearm
     n_nodes = st.capacity.n_nodes
     for j, rec in enumerate(snap.jobs):
         js = restore_job(st.ledger, rec, st.site_index, n_nodes, f"snapshot.jobs[{j}]")

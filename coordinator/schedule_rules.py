@@ -90,11 +90,14 @@ def site_of_client(client_id: str) -> str | None:
 
 
 def replica_of_client(client_id: str, n: int) -> int | None:
-    """The replica index of a client ``replica:<i>`` (0 <= i < n); None for others."""
+    """The replica index of a client ``replica:<i>`` (0 <= i < n, ASCII decimal, as the
+    replicas write it); None for others (``replica:²`` passed ``isdigit`` and made ``int``
+    raise out of a command's execution: a review)."""
     if not client_id.startswith(REPLICA_PREFIX):
         return None
     tail = client_id[len(REPLICA_PREFIX):]
-    if not tail.isdigit() or not 0 <= int(tail) < n:
+    if not (tail.isascii() and tail.isdigit()) or str(int(tail)) != tail or \
+            not 0 <= int(tail) < n:
         return None
     return int(tail)
 

@@ -37,11 +37,13 @@ admitted too (simulation and replay).
 
 **Rounds.** Bids target a round. Round r is *armed* while something may be allocated (work
 opened, capacity was released, a node came back; a round that allocated nothing disarms
-until one of those happens). It closes -- all its decisions cleared together -- as soon as
-every *expected* site has decided for it: a live (not lapsed) site that can hold some open
-task now. Work that opens while a round is armed waits for the sites' next decisions (the
-next round), so new arrivals never invalidate decisions already made and a busy stream of
-submissions cannot keep a round from closing. A site that stays silent cannot hold rounds
+until one of those happens -- unless one happened after it was armed, or it closed
+before every expected site decided: the next round is armed for them). It closes -- all
+its decisions cleared together -- as soon as every *expected* site has decided for it: a
+live (not lapsed) site that can hold some open task now. Work that opens while a round is
+armed waits for the sites' next decisions (the next round), so new arrivals never
+invalidate decisions already made and a busy stream of submissions cannot keep a round
+from closing. A site that stays silent cannot hold rounds
 back for long: each replica
 votes ``close_round`` when its round timeout passes with a decision in, or its round grace
 once more than half of the expected sites decided (``round_keeper.py``; f+1 votes close the
@@ -159,6 +161,8 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self.armed = False
         self.armed_version = 0
         """the version that armed the current round"""
+        self.rearm = False
+        """armed again by a later command than ``armed_version`` (``_arm``)"""
         self.parts: dict[str, SitePart] = {}
         self.close_votes: set[int] = set()
         self.sites = {s: SiteInfo() for s in self.site_names}
@@ -329,6 +333,11 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         if not self.armed:
             self.armed = True
             self.armed_version = self._seq
+        elif self._seq != self.armed_version:
+            # the sites may have decided before this: the next round gets to see it even if
+            # this one allocates nothing (a review: work reopened by the lapse that closed a
+            # round, or opened after the sites decided, waited for an unrelated event)
+            self.rearm = True
 
     def _changes(self, before: tuple, u: pb.ScheduleUpdate) -> bool:
         """Whether the command being executed (its update ``u``) changed what watchers see:

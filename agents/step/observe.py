@@ -36,6 +36,7 @@ import numpy as np
 from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.fitting import fitting_sites
 from agora.agents.step.neighbours import DEFAULT_PEERS, link_matrices, listening
 
 LOG_DIV = 10.0
@@ -182,6 +183,27 @@ class Observer:
             out.append(merged[:self.k])
         return out
 
+    def _past_heads(self, ledger: Ledger, cap: Capacity, s: int,
+                    site_fit: dict[tuple, np.ndarray]) -> list[TaskEntry]:
+        """Site ``s``'s window when nothing at the heads of the orders fits it: the first k
+        open tasks in FIFO order that do, if some open shape fits it now (a review: the
+        replicated schedule expected the site -- it can hold open work -- and the agent,
+        seeing none of it, never decided: its rounds waited on it). Adds their shapes to
+        ``site_fit``."""
+        if s not in fitting_sites(cap, ledger.pool.shapes(), {s}):
+            return []
+        out: list[TaskEntry] = []
+        for t in ledger.pool.scan():
+            f = site_fit.get(t.shape)
+            if f is None:
+                f = site_fit[t.shape] = np.bincount(cap.node_site[cap.fit_mask(t.demand)],
+                                                    minlength=self.n_sites)
+            if f[s]:
+                out.append(t)
+                if len(out) >= self.k:
+                    break
+        return out
+
     # ---- features -----------------------------------------------------------------------
     def observe(self, ledger: Ledger, cap: Capacity, sites: list[int],
                 now: float) -> list[SiteObs]:
@@ -203,6 +225,10 @@ class Observer:
                                          minlength=self.n_sites)
                 site_fit[t.shape] = counts
         wins = self.windows(heads, site_fit, sites) if heads else [[] for _ in sites]
+        if heads and len(ledger.pool) > len(heads[0]):
+            for j, s in enumerate(sites):
+                if not wins[j]:
+                    wins[j] = self._past_heads(ledger, cap, s, site_fit)
         agg = _SiteAggregates(cap, self)
         table = _TaskTable(wins, now)
         log_pool = _log(len(ledger.pool))

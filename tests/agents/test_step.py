@@ -108,6 +108,25 @@ def test_the_window_holds_only_work_that_fits_the_site_and_reaches_past_the_fifo
     assert np.allclose(hist[:2].sum(-1), 1.0)             # distributions over alive nodes
 
 
+
+def test_a_site_that_fits_nothing_at_the_heads_sees_the_work_it_can_hold_further_back():
+    """A review: past SCAN open tasks an agent looked only at the heads of its five orders;
+    when none of them fitted its site it saw nothing and never decided, while the replicated
+    schedule -- which looks at every open shape -- expected it: the round waited for good.
+    The 2-core site c here can hold only the last task of every order."""
+    from agora.agents.step.observe import SCAN
+    big = [job(f"big{i:04d}", 0.0, "a", task("t", 10.0, 16), weight=2.0)
+           for i in range(SCAN + 20)]                          # fit no node (16 cores)
+    tail = job("tail", 0.0, "a", task("t", 1e6, 1), weight=0.5)  # last in every order
+    sim = Simulator(CL, workload(*big, tail), SimConfig())
+    while sim.has_events and len(sim.ledger.pool) < SCAN + 21:
+        sim.step_events()
+    assert len(sim.ledger.pool) == SCAN + 21
+    a, c = Observer(CL, 4).observe(sim.ledger, sim.cap, [0, 2], sim.now)
+    assert [t.job.job.id for t in c.window] == ["tail"] and c.mask.sum() == 1
+    assert [t.job.job.id for t in a.window] == ["tail"]
+
+
 # ---- bids ---------------------------------------------------------------------------------------
 
 def test_every_valid_slot_bids_within_the_sites_free_resources_and_prices_fall():

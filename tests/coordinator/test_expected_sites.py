@@ -1,4 +1,4 @@
-"""The round's expected sites (``round_commands.fitting_sites``): the gpu-less shapes compared
+"""The round's expected sites (``agents.sim.fitting.fitting_sites``): the gpu-less shapes compared
 with every node in one numpy comparison give the same sites as asking each shape's fit mask in
 turn (the code before), on random clusters, loads and backlogs."""
 
@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from agora.agents.domain import Cluster, Demand, Node, Site
 from agora.agents.sim.capacity import Capacity
-from agora.coordinator.round_commands import fitting_sites
+from agora.agents.sim.fitting import fitting_sites
 from tests.coordinator.state_helpers import SETTINGS
 
 demands = st.builds(

@@ -18,7 +18,7 @@ from nacl.signing import SigningKey
 from agora.coordinator.client import CoordinatorError
 from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.queries import schedule_query
-from agora.coordinator.round_keeper import sign_heartbeat
+from agora.coordinator.site_lapses import sign_heartbeat
 from agora.coordinator.validate import RPC_KINDS
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc

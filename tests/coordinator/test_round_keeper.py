@@ -12,6 +12,7 @@ import pytest
 from agora.coordinator.round_keeper import RoundKeeper
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, decide, end, job, report, submit
+from tests.coordinator.state_helpers import vote as vote_op
 
 
 def keeper(run: Run, *, grace: float, timeout: float = 10.0, site_timeout: float = 1e9,
@@ -142,7 +143,7 @@ def test_a_site_holding_an_instance_past_its_timeout_is_voted_lapsed_though_it_h
     from dataclasses import replace as dc_replace
 
     from agora.agents.domain import Run as RunSpec
-    from agora.coordinator.round_keeper import overdue_s
+    from agora.coordinator.site_lapses import overdue_s
 
     async def main():
         run = Run()
@@ -250,3 +251,126 @@ def test_room_that_comes_with_the_closing_part_counts_nothing_from_ready(monkeyp
     assert run.state.round == 2 and run.running("late", "map") == [0]
     assert max(k.latencies) == pytest.approx(2.5)
     assert max(k.ready_latencies) == 0.0
+
+
+def test_an_instance_whose_execution_this_replica_forgot_is_judged_from_when_it_saw_it():
+    """A review: an allocation whose version the replica no longer timed (pruned from
+    ``exec_time``, or executed before a restart or state transfer) counted from the
+    replica's start -- a day-old replica voted a site lapsed 600 s into a one-hour task."""
+    from dataclasses import replace as dc_replace
+
+    from agora.agents.domain import Run as RunSpec
+    from agora.coordinator import round_keeper as rk
+    from agora.coordinator.site_lapses import overdue_s
+
+    async def main():
+        run = Run()
+        k, votes = keeper(run, grace=0.0, timeout=1e9, site_timeout=10.0)
+        k.started = time.monotonic() - 86_400.0           # up for a day
+        timed = job("timed", "b", n=1, dag=False)
+        timed = dc_replace(timed, tasks=(dc_replace(timed.tasks[0], run=RunSpec(
+            argv=("sleep", "7200"), timeout_s=3600.0)),))
+        run("site:b", submit(timed))
+        for s, bid in (("a", ()), ("b", (("timed", "map", 1, 1),)), ("c", ())):
+            run(f"site:{s}", decide(s, 0, *bid))
+        ts = run.state.ledger.tasks[("timed", "map")]
+        t_alloc = k.exec_time[next(iter(ts.placed_at.values()))]
+        for s in "abc":
+            k.heard[s] = t_alloc + 1e6                    # heartbeating all along
+        for v in range(run.seq + 1, run.seq + 2 + 4 * rk.LATENCY_SAMPLES):
+            k.executed(pb.ScheduleUpdate(version=v))      # the group goes on; pruned
+        await check(k, t_alloc + 600.0)
+        assert [v for v in votes if v[0] == "site_lapsed"] == []
+        await check(k, t_alloc + 600.0 + overdue_s(3600.0) - 5)   # seen at +600 s
+        assert [v for v in votes if v[0] == "site_lapsed"] == []
+        await check(k, t_alloc + 600.0 + overdue_s(3600.0) + 5)   # a stuck site is still found
+        assert [v[1].site for v in votes if v[0] == "site_lapsed"] == ["b"]
+
+    asyncio.run(main())
+
+
+def test_a_close_vote_that_never_reached_the_schedule_is_sent_again():
+    """A review: a replica's close vote that failed (no f+1 replies, or replaced at the
+    backups by its next request) was never sent again for that round; a round waiting on a
+    site that heartbeats but never decides could stay open for good."""
+    async def main():
+        run = Run()
+        attempts: list = []
+
+        async def vote(kind, msg):
+            attempts.append(msg.round)
+            if len(attempts) == 1:
+                raise RuntimeError("UNAVAILABLE: no 2 matching replies")
+        k = RoundKeeper(app=run.state, index=1, client_verify={}, round_timeout_s=2.0,
+                        site_timeout_s=1e9, vote=vote)
+        run.state.listeners.append(k.executed)
+        three_sites_expected(run)
+        run("site:a", decide("a", 0, ("j", "map", 2, 5)))
+        run("site:b", decide("b", 0))                  # c never decides
+        now = time.monotonic()
+        await check(k, now + 3.0)
+        assert attempts == [0]
+        await check(k, now + 4.0)                      # not before its timeout again
+        assert attempts == [0]
+        await check(k, now + 5.5)
+        assert attempts == [0, 0]
+        run("replica:1", vote_op(0))
+        await check(k, now + 60.0)                     # executed: not again
+        assert attempts == [0, 0]
+
+    asyncio.run(main())
+
+
+def test_a_lapse_vote_is_withdrawn_once_the_site_is_heard_again():
+    """A review: a lapse vote stood until the site's next ordered message, which a site busy
+    with long work may not send for hours: a short silence at one replica, and hours later
+    one at another, lapsed a healthy site (f+1 votes) and lost its work. The replica that
+    hears the site again takes its vote back; the other's later vote alone lapses nothing."""
+    from tests.coordinator.state_helpers import lapse
+
+    async def main():
+        run = Run()
+        run("site:b", submit(job("long", "b", n=1, dag=False)))
+        for s, bid in (("a", ()), ("b", (("long", "map", 1, 1),)), ("c", ())):
+            run(f"site:{s}", decide(s, 0, *bid))
+        assert run.state.ledger.tasks[("long", "map")].running == 1   # b busy: it owes
+        k, votes = keeper(run, grace=0.0, timeout=1e9, site_timeout=10.0)
+        t0 = time.monotonic()
+        for s in "abc":
+            k.heard[s] = t0
+        await check(k, t0 + 11.0)                         # b silent here for 11 s
+        sent = [v[1] for v in votes if v[0] == "site_lapsed"]
+        assert [(m.site, m.withdraw) for m in sent] == [("b", False)]
+        run("replica:0", pb.Command(site_lapsed=sent[0]).SerializeToString())
+        assert run.state.sites["b"].lapse_votes == {0}
+        await check(k, t0 + 12.0)                         # not heard yet: stands
+        assert len(votes) == 1
+        k.heard["b"] = t0 + 12.5                          # heard again
+        await check(k, t0 + 13.0)
+        assert [(v[1].site, v[1].withdraw) for v in votes[1:]] == [("b", True)]
+        await check(k, t0 + 14.0)                         # not sent twice meanwhile
+        assert len(votes) == 2
+        run("replica:0", pb.Command(site_lapsed=votes[1][1]).SerializeToString())
+        assert run.state.sites["b"].lapse_votes == set()
+        heard = run.state.sites["b"].last_heard
+        run("replica:1", lapse("b", heard))               # hours later, another's glitch
+        assert not run.state.sites["b"].lapsed
+        assert run.state.ledger.tasks[("long", "map")].running == 1
+
+    asyncio.run(main())
+
+
+def test_a_withdrawal_takes_back_only_the_voters_own_vote():
+    from tests.coordinator.state_helpers import lapse, op
+    run = Run()
+    run("site:a", submit(job("j", "a", n=1, dag=False)))
+    heard = run.state.sites["a"].last_heard
+    run("replica:0", lapse("a", heard))
+    out = run("replica:1", op(site_lapsed=pb.SiteLapsed(site="a", last_heard=heard,
+                                                         withdraw=True)))
+    assert out.accepted == 1 and run.state.sites["a"].lapse_votes == {0}
+    out = run("site:a", op(site_lapsed=pb.SiteLapsed(site="a", last_heard=heard,
+                                                      withdraw=True)))
+    assert out.accepted == 0 and run.state.sites["a"].lapse_votes == {0}   # not a replica
+    run("replica:2", lapse("a", heard))
+    assert run.state.sites["a"].lapsed                                     # 0 and 2

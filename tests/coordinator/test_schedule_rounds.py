@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from agora.agents import market
 from agora.coordinator import round_commands
 from tests.coordinator.state_helpers import Run, decide, job, submit, vote
@@ -59,6 +61,57 @@ def test_a_round_that_allocates_nothing_disarms_until_something_changes():
     assert not r.state.expected_sites() or not r.state.armed
     r("operator", submit(job("j1", n=1, dag=False)))
     assert r.state.armed
+
+
+def test_a_round_closed_before_a_site_decided_stays_armed_for_it():
+    """A review: a round closed on the replicas' votes while an expected site was late, and
+    that allocated nothing, disarmed the next -- the late site's bid for it closed nothing,
+    close votes were refused as idle, and work only that site could hold waited for an
+    unrelated event."""
+    r = Run()
+    r("site:c", submit(job("x", "c", n=1, dag=False, cpu=12000)))   # only c (16 cores) fits
+    assert r.state.expected_sites() == ["c"]
+    r("site:a", decide("a", 0))                   # a's part (it carried a report): no bid
+    r("replica:1", vote(0))
+    r("replica:2", vote(0))                       # c is late: the round times out
+    assert r.state.round == 1 and r.state.armed
+    r("site:c", decide("c", 1, ("x", "map", 1, 5)))
+    assert r.state.ledger.tasks[("x", "map")].running == 1
+
+
+def test_work_that_reopens_as_a_round_closes_gets_an_armed_round():
+    """A review: a site lapsed by the command that also closed the round (its instance
+    reopened in that command) left the next round disarmed though a and c had room."""
+    from tests.coordinator.state_helpers import lapse
+    r = Run()
+    r("site:b", submit(job("w", "b", n=1, dag=False)))
+    for s, bid in (("a", ()), ("b", (("w", "map", 1, 5),)), ("c", ())):
+        r(f"site:{s}", decide(s, 0, *bid))
+    assert r.state.ledger.tasks[("w", "map")].running == 1 and r.state.round == 1
+    r("site:b", submit(job("y", "b", n=1, dag=False)))
+    r("site:a", decide("a", 1))
+    r("site:c", decide("c", 1))                   # b, expected, goes silent
+    heard = r.state.sites["b"].last_heard
+    r("replica:1", lapse("b", heard))
+    r("replica:2", lapse("b", heard))             # w lost and reopened; round 1 closes
+    assert r.state.round == 2 and r.state.armed
+    r("site:a", decide("a", 2, ("w", "map", 1, 5), ("y", "map", 1, 5)))
+    r("site:c", decide("c", 2))
+    assert r.state.ledger.tasks[("w", "map")].running == 1
+
+
+def test_work_opened_after_the_sites_decided_gets_the_next_round():
+    """Work opened while a round was armed (the sites decided without it) is not stranded
+    when that round allocates nothing: the next round is armed."""
+    r = Run()
+    r("site:a", submit(job("j0", n=1, dag=False, cpu=6000)))   # fits a and c
+    r("site:a", decide("a", 0))
+    r("operator", submit(job("j1", n=1, dag=False, cpu=6000)))  # opens during round 0
+    r("site:c", decide("c", 0))                                 # round 0: nothing placed
+    assert r.state.round == 1 and r.state.armed
+    for s in "abc":
+        r(f"site:{s}", decide(s, 1))                            # nothing new after it
+    assert r.state.round == 2 and not r.state.armed
 
 
 def test_only_f_plus_1_distinct_replicas_close_a_round_early():
@@ -131,3 +184,21 @@ def test_gpu_work_goes_to_the_gpu_node():
     out = r("site:a", decide("a", 0, ("g", "map", 3, 1)))
     assert {a.node for a in out.allocations} == {"a/g0"}
     assert sum(a.instance_end - a.instance_begin for a in out.allocations) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=st.text(max_size=4))
+def test_a_replica_vote_is_counted_only_under_the_replicas_own_names(tail):
+    """A review: ``replica:²`` passed ``isdigit`` and made ``int`` raise out of a command's
+    execution (whose contract is never to raise); ``replica:01`` and ``replica:١`` counted as
+    replica 1. Only ``replica:0`` .. ``replica:<n-1>`` vote, and a vote under any other name
+    is refused naming the field."""
+    r = Run()
+    r("site:a", submit(job("j", n=2, dag=False)))
+    r("site:a", decide("a", 0, ("j", "map", 2, 1)))
+    out = r(f"replica:{tail}", vote(0))
+    if tail in ("0", "1", "2", "3"):
+        assert out.accepted == 1 and r.state.close_votes == {int(tail)}
+    else:
+        assert out.accepted == 0 and out.rejections[0].field == "command.close_round"
+        assert r.state.close_votes == set()

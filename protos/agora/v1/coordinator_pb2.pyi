@@ -94,12 +94,14 @@ class CloseRound(_message.Message):
     def __init__(self, round: _Optional[int] = ...) -> None: ...
 
 class SiteLapsed(_message.Message):
-    __slots__ = ("site", "last_heard")
+    __slots__ = ("site", "last_heard", "withdraw")
     SITE_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARD_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAW_FIELD_NUMBER: _ClassVar[int]
     site: str
     last_heard: int
-    def __init__(self, site: _Optional[str] = ..., last_heard: _Optional[int] = ...) -> None: ...
+    withdraw: bool
+    def __init__(self, site: _Optional[str] = ..., last_heard: _Optional[int] = ..., withdraw: _Optional[bool] = ...) -> None: ...
 
 class CancelJob(_message.Message):
     __slots__ = ("job_id", "reason")
@@ -368,7 +370,7 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ScheduleSnapshot(_message.Message):
-    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members", "compaction")
+    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members", "compaction", "rearm")
     CLUSTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -385,6 +387,7 @@ class ScheduleSnapshot(_message.Message):
     NODES_DOWN_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
+    REARM_FIELD_NUMBER: _ClassVar[int]
     cluster_digest: bytes
     version: int
     round: int
@@ -401,7 +404,8 @@ class ScheduleSnapshot(_message.Message):
     nodes_down: _containers.RepeatedScalarFieldContainer[int]
     members: _containers.RepeatedCompositeFieldContainer[AdmitSite]
     compaction: Compaction
-    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ...) -> None: ...
+    rearm: bool
+    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., rearm: _Optional[bool] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("jobs", "history_floor", "dropped")
