@@ -19,7 +19,8 @@ from agora.coordinator.pbft.log import Slot
 from agora.coordinator.pbft.messages import ClientEntry, clients_of
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
 from agora.coordinator.pbft.storage import StoredState
-from agora.protos.agora.v1.pbft_pb2 import Commit, CheckpointState, PbftMessage, Prepare
+from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, CheckpointState, Commit, PbftMessage,
+                                            Prepare)
 
 
 def recover(replica, st: StoredState) -> None:
@@ -63,6 +64,14 @@ def recover(replica, st: StoredState) -> None:
                      + [r.h, r.last_executed]) + 1
     r.clients.update({c: v for c, v in st.clients.items()
                       if v[0] > r.clients.get(c, (0, b""))[0]})
+    top = max(r.own_checkpoints, default=0)
+    if top > r.h:
+        # its vote for a checkpoint not yet stable, sent again like any (a review: a
+        # replica that crashed before sending it never did, and with a window of one
+        # checkpoint the group could not pass it)
+        digest = r.own_checkpoints[top][0]
+        r.own_cp_env = r._seal(checkpoint=Checkpoint(seq=top, digest=digest, replica=r.index))
+        r.cp_votes.setdefault(top, {})[r.index] = (digest, r.own_cp_env)
     r.announce = True
 
 
