@@ -1,6 +1,6 @@
 """Faults a review of the PBFT core found, each shown with a faulty replica or primary on a
-hand-driven network of sans-IO replicas (a FIFO of envelopes inside this test, with
-per-message drops; the replicas, keys and messages are the real ones):
+hand-driven network of sans-IO replicas (``pbft_handnet``: a FIFO of envelopes inside the
+test, with per-message drops; the replicas, keys and messages are the real ones):
 
 - a faulty new primary put VIEW-CHANGEs in its NEW-VIEW whose signatures were lifted from
   genuine ones onto other payloads (the check cache was keyed by signature alone): backups
@@ -16,94 +16,25 @@ per-message drops; the replicas, keys and messages are the real ones):
 
 from __future__ import annotations
 
-from collections import deque
-
 import pytest
 
 from agora.coordinator.pbft import byzantine as byz
 from agora.coordinator.pbft.app import KVApp
 from agora.coordinator.pbft.auth import ClientAuth
 from agora.coordinator.pbft.config import PbftConfig
-from agora.coordinator.pbft.keys import generate_keys
-from agora.coordinator.pbft.messages import (MAX_CLIENT_ID_BYTES, NULL_DIGEST, Broadcast, Send,
+from agora.coordinator.pbft.messages import (MAX_CLIENT_ID_BYTES, NULL_DIGEST,
                                              request_signing_bytes)
-from agora.coordinator.pbft.replica import Replica
 from agora.coordinator.pbft.simnet import SimNet
-from agora.coordinator.pbft.storage import MemoryStorage
 from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, Commit, NewView, PbftEnvelope,
                                             PbftMessage, PbftRequest, PreparedCert, Prepare,
                                             PrePrepare, ViewChange)
+from tests.coordinator.pbft_handnet import Net
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Executions:
-    """The replicas' observer: what each executed at each sequence number."""
-
-    def __init__(self, n: int):
-        self.log: dict[int, dict[int, list]] = {i: {} for i in range(n)}
-
-    def executed(self, index, seq, digest, requests) -> None:
-        self.log[index][seq] = list(requests)
-
-    def checkpoint(self, *a) -> None:
-        pass
-
-
-class Lockstep:
-    """n replicas and a FIFO of envelopes. ``drop(src, dst, env)`` filters deliveries; what a
-    replica in ``silent`` sends is discarded (it is faulty: the test speaks for it)."""
-
-    def __init__(self, n: int = 4):
-        self.config = PbftConfig(n=n)
-        self.keys = generate_keys(n, ["c0"], seed=b"byzantine-proofs")
-        self.seen = Executions(n)
-        self.reps = [Replica(self.config, i, self.keys.for_replica(i), KVApp(),
-                             MemoryStorage(), observer=self.seen) for i in range(n)]
-        self.q: deque = deque()
-        self.now = 0.0
-        self.drop = lambda src, dst, env: False
-        self.silent: set[int] = set()
-
-    @staticmethod
-    def kind(env: PbftEnvelope) -> str:
-        return PbftMessage.FromString(env.payload).WhichOneof("kind")
-
-    def _out(self, src: int, actions) -> None:
-        if src in self.silent:
-            return
-        for a in actions:
-            if isinstance(a, Send):
-                self.q.append((src, a.to, a.msg))
-            elif isinstance(a, Broadcast):
-                self.q.extend((src, j, a.msg) for j in range(len(self.reps)) if j != src)
-
-    def run(self) -> None:
-        while self.q:
-            src, dst, env = self.q.popleft()
-            if not self.drop(src, dst, env):
-                self._out(dst, self.reps[dst].receive(env, self.now))
-
-    def deliver(self, dst: int, env: PbftEnvelope) -> None:
-        """A faulty replica's hand-made envelope, delivered now."""
-        self._out(dst, self.reps[dst].receive(env, self.now))
-        self.run()
-
-    def tick(self, t: float) -> None:
-        self.now = t
-        for i, r in enumerate(self.reps):
-            self._out(i, r.tick(t))
-        self.run()
-
-    def request(self, ts: int, op: bytes) -> PbftRequest:
-        req = ClientAuth(self.keys.for_client("c0"), "c0").sign_request(ts, op, False)
-        env = PbftEnvelope(sender=-1, payload=PbftMessage(request=req).SerializeToString())
-        self.q.extend((-1, j, env) for j in range(len(self.reps)))
-        return req
-
-
 def test_a_new_view_with_lifted_view_change_signatures_is_refused_and_nothing_is_undone():
-    net = Lockstep()
+    net = Net()
     faulty = 1                                   # the primary of view 1
     # view 0: request R prepares everywhere, but only replica 0 gets the COMMITs
     net.drop = lambda src, dst, env: net.kind(env) == "commit" and dst in (2, 3)
@@ -144,7 +75,7 @@ OVERLONG = "x" * (MAX_CLIENT_ID_BYTES + 1)
 
 
 def test_an_overlong_client_id_anywhere_is_refused_without_raising():
-    net = Lockstep()
+    net = Net()
     evil = PbftRequest(client_id=OVERLONG, timestamp=1, op=b"noop", signature=b"\0" * 64)
     sealed = {i: net.reps[i].auth for i in range(4)}
     # alone, from a client
@@ -182,7 +113,7 @@ def test_a_primary_that_orders_others_and_drops_one_client_is_replaced():
 
 
 def test_a_prepare_whose_mac_fits_one_replica_does_not_stall_the_view_change():
-    net = Lockstep()
+    net = Net()
     faulty = 3
     net.silent = {faulty}
     slow = {"on": True}          # replica 2 gets only the client's request while slow
@@ -213,7 +144,7 @@ def test_prepares_and_checkpoints_without_their_senders_signature_are_not_counte
     """An unsigned PREPARE (its MAC right) does not make a replica prepared: it is dropped
     when the certificate would need it, and a signed one from another backup completes it;
     an unsigned CHECKPOINT is refused as it arrives."""
-    net = Lockstep()
+    net = Net()
     r = net.reps[1]
     req = ClientAuth(net.keys.for_client("c0"), "c0").sign_request(1, b"set x A", False)
     from agora.coordinator.pbft.messages import batch_digest
@@ -247,7 +178,7 @@ def test_a_late_state_transfer_below_the_water_mark_is_taken_without_moving_it_b
     from agora.coordinator.pbft.checkpoint import checkpoint_bytes
     from agora.protos.agora.v1.pbft_pb2 import StateTransfer
 
-    net = Lockstep()
+    net = Net()
     r, k = net.reps[1], net.config.checkpoint_interval
     r.h, r.stable_digest = 2 * k, b"\7" * 32            # as _enter_view leaves it
     data = checkpoint_bytes(k, KVApp().snapshot(), {})
@@ -289,13 +220,13 @@ def test_a_flood_of_fetch_states_from_one_peer_is_served_one_state_per_interval(
     from agora.coordinator.pbft.messages import Send
     from agora.protos.agora.v1.pbft_pb2 import FetchState
 
-    net = Lockstep()
+    net = Net()
     r, k = net.reps[1], net.config.checkpoint_interval
     r.h, r.own_checkpoints[k] = k, (b"\1" * 32, b"state" * 1000)
     ask = net.reps[3].auth.seal(PbftMessage(fetch_state=FetchState(seq=k, replica=3)))
 
     def states(out) -> int:
-        return sum(isinstance(a, Send) and Lockstep.kind(a.msg) == "state" for a in out)
+        return sum(isinstance(a, Send) and Net.kind(a.msg) == "state" for a in out)
 
     assert sum(states(r.receive(ask, 0.0)) for _ in range(1000)) == 1
     assert r.rejected["fetch_state_rate_limited"] == 999

@@ -18,14 +18,14 @@ def test_a_backup_behind_an_admission_takes_a_correct_new_view():
     net = Net(clients=("op", "site:x"), app=GovApp, static_clients={"op"})
     site_pub = net.keys.client_verify["site:x"].hex()
     net.drop = lambda s, d, e: d == 3 and net.kind(e) == "commit"
-    net.request("op", 1, f"admit site:x {site_pub}".encode())
+    net.request(1, f"admit site:x {site_pub}".encode(), client="op", run=True)
     assert [r.last_executed for r in net.reps] == [1, 1, 1, 0]
-    net.request("site:x", 1, b"set y 1")
+    net.request(1, b"set y 1", client="site:x", run=True)
     assert [r.last_executed for r in net.reps] == [2, 2, 2, 0]
     assert net.reps[3].rejected.get("bad_request_in_batch") == 1
     net.down = {0}
     net.drop = lambda s, d, e: s != -1 and 3 in (s, d)      # 3 hears only clients
-    net.request("op", 2, b"set z 1", to=[1, 2, 3])
+    net.request(2, b"set z 1", client="op", to=[1, 2, 3], run=True)
     net.run_for(20.0)
     assert [(r.view, r.active) for r in net.reps[1:3]] == [(1, False), (1, False)]
     net.drop = lambda s, d, e: False
@@ -48,13 +48,13 @@ def test_a_replica_restarted_before_its_checkpoint_vote_went_out_sends_it():
     net.down = {3}
     net.drop = lambda s, d, e: 2 in (s, d) and net.kind(e) == "checkpoint"
     for ts in range(1, 5):
-        net.request("c0", ts, f"add x {ts}".encode(), to=[0, 1, 2])
+        net.request(ts, f"add x {ts}".encode(), to=[0, 1, 2], run=True)
     assert [r.last_executed for r in net.reps[:3]] == [4, 4, 4]
     assert [r.h for r in net.reps[:3]] == [0, 0, 0]
     net.drop = lambda s, d, e: False
     net.restart(2)                                          # on its own storage
     assert net.reps[2].last_executed == 4 and 4 in net.reps[2].own_checkpoints
-    net.request("c0", 5, b"add x 5", to=[0, 1, 2])
+    net.request(5, b"add x 5", to=[0, 1, 2], run=True)
     net.run_for(10.0)
     assert [r.h for r in net.reps[:3]] == [4, 4, 4]
     assert all(r.last_executed >= 5 for r in net.reps[:3])
