@@ -172,6 +172,9 @@ class Ledger:
         fault of the task). Returns (where it ran, whether it reopened)."""
         placement = self._stop(ts, inst)
         if count:
+            if placement[0] >= 0 and placement[0] not in ts.failed_nodes:  # a site's view:
+                # where another site's instance ran is not known (ledger_codec.FOREIGN_NODE)
+                ts.failed_nodes = tuple(sorted((*ts.failed_nodes, placement[0])))
             n = ts.failures[inst] = ts.failures.get(inst, 0) + 1
             if n >= self.max_attempts and ts.outcome == "open":
                 why = f"instance {inst} failed {n} times" + (f": {reason}" if reason else "")
@@ -304,7 +307,8 @@ class Ledger:
     def restore_job(self, job: Job, origin: int, *, outcome: str, reason: str,
                     completion: float | None, tasks: list[dict]) -> JobEntry:
         """Add ``job`` with its recorded state (``tasks``: per task in ``job.tasks`` order, a
-        dict of ``states`` (bytes), ``failures`` {instance: n}, ``placements`` {instance:
+        dict of ``states`` (bytes), ``failures`` {instance: n}, ``failed_nodes`` (optional,
+        ascending), ``placements`` {instance:
         (node, slots)}, ``placed_at`` {instance: version}, ``outcome``, ``reason``,
         ``ready_at``). Counters, ``work_left`` and
         pool membership are recomputed; raises ValueError on an inconsistent record."""
@@ -320,6 +324,7 @@ class Ledger:
                 raise ValueError(f"task {t.id}: running instances without a placement")
             ts.states = states
             ts.failures = dict(rec["failures"])
+            ts.failed_nodes = tuple(rec.get("failed_nodes", ()))
             ts.placements = dict(rec["placements"])
             ts.placed_at = {i: v for i, v in rec.get("placed_at", {}).items() if i in running}
             ts.open, ts.running = states.count(OPEN), len(running)

@@ -27,8 +27,11 @@ class LedgerBook:
     each (the simulator starts the run there)."""
 
     def __init__(self, ledger: Ledger, capacity: Capacity, pref: np.ndarray, *,
-                 on_place: Callable | None = None) -> None:
+                 on_place: Callable | None = None, live: list[bool] | None = None) -> None:
+        """``live``: per site, whether it is live (None: every site) -- a lapsed site does
+        not count as somewhere else a task could go (``excluded``)."""
         self.ledger = ledger
+        self.live = live
         self.capacity = capacity
         self.pref = pref
         self.n_sites = capacity.n_sites
@@ -51,6 +54,27 @@ class LedgerBook:
         if rows is None:                      # a list: numpy's per-element cost is higher
             rows = self._pref_rows = self.pref.tolist()
         return rows[task.job.origin][site]
+
+    def excluded(self, task: TaskEntry, site: int) -> str:
+        """Why ``site`` may not take ``task`` now ("" if it may): an instance of the task
+        failed on a node of the site (a counted attempt), and a live site where none failed
+        has an alive node that could hold it when empty. A review: one site that outbid the
+        others and reported every attempt failed gave another site's job up; a flaky site
+        took every retry. Where no other site could hold it, the site may try again."""
+        if not task.failed_nodes:
+            return ""
+        cap = self.capacity
+        failed = {int(cap.node_site[n]) for n in task.failed_nodes}
+        if site not in failed:
+            return ""
+        elsewhere = cap.static_mask(task.demand) & cap.alive
+        for s in range(cap.n_sites):
+            if s in failed or (self.live is not None and not self.live[s]):
+                elsewhere[cap.site_slice[s]] = False
+        if not elsewhere.any():
+            return ""
+        return ("failed here: an instance of this task failed at this site; it goes to a site "
+                "where none failed, while one can hold it")
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:
         """Instance by instance, each on the site's best-fit node -- computed once per node

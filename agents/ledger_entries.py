@@ -66,7 +66,7 @@ class JobEntry:
 
 class TaskEntry:
     __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
-                 "failures", "placements", "open", "running", "done", "failed",
+                 "failures", "failed_nodes", "placements", "open", "running", "done", "failed",
                  "pending_parents", "children", "parents", "outcome", "reason", "ready_at",
                  "rec", "placed_at", "run_recs")
 
@@ -83,6 +83,9 @@ class TaskEntry:
         self.states = bytearray([WAITING]) * task.instances
         self.failures: dict[int, int] = {}
         """instance -> failed attempts so far"""
+        self.failed_nodes: tuple[int, ...] = ()
+        """the nodes where an instance of the task failed (a counted attempt), ascending,
+        each once (``ledger_book.failed_here``)"""
         self.placements: dict[int, Placement] = {}
         """running instance -> (node, gpu slots)"""
         self.placed_at: dict[int, int] = {}

@@ -108,6 +108,9 @@ class Book(Protocol):
     def place(self, task: Hashable, site: int, n: int) -> int:
         """Start up to ``n`` instances of ``task`` at ``site``; return how many fitted."""
 
+    # optional: ``excluded(task, site) -> str``, why ``site`` may not take ``task`` now
+    # ("" if it may): asked before ``place`` for each bid, when the book has it
+
 
 def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     """Clear one round of bids against ``book`` (see the module docstring for the rule)."""
@@ -130,6 +133,7 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     seen: set[tuple[int, Hashable]] = set()
     awards: list[Award] = []
     place = book.place
+    excluded = getattr(book, "excluded", None)
     for _, b in valid:
         site, task, n, price = b
         claim = (site, task)
@@ -140,6 +144,10 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
         want = min(n, open_instances(task))
         if want <= 0:
             rejected.append((b, "outbid: no open instance left"))
+            continue
+        why = excluded(task, site) if excluded is not None else ""
+        if why:
+            rejected.append((b, why))
             continue
         got = place(task, site, want)
         if got:

@@ -97,6 +97,10 @@ class Scope:
         rec.reason = ""
         for t in rec.tasks:
             t.reason = ""
+            own = [n for n in t.failed_nodes if n in self.own_nodes]
+            if len(own) != len(t.failed_nodes):
+                del t.failed_nodes[:]
+                t.failed_nodes.extend(own)
             for p in t.running:
                 if p.node not in self.own_nodes:
                     p.node = FOREIGN_NODE

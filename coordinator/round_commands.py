@@ -111,7 +111,8 @@ class RoundCommands:
         # decide in the next round, which stays armed for them (a review: it disarmed when
         # nothing was allocated, and work only a late site could hold waited for good)
         late = any(s not in decided for s in self.expected_sites())
-        book = LedgerBook(self.ledger, self.capacity, self.pref)
+        book = LedgerBook(self.ledger, self.capacity, self.pref,
+                          live=[not self.sites[s].lapsed for s in self.site_names])
         bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
         cleared = clear(bids, book)
         for _, why in cleared.rejected:

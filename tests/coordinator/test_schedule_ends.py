@@ -35,9 +35,9 @@ def test_a_failed_attempt_reopens_until_max_attempts_and_a_lost_run_never_counts
     ts = r.state.ledger.tasks[("j", "map")]
     assert ts.failures == {} and ts.open == 1
     assert int(r.state.capacity.free_cpu.sum()) == free
-    for attempt in range(3):                       # failed attempts: max_attempts = 3
-        allocate(r, "j", "b", 1, r.state.round)
-        out = r("site:b", report("b", end("j", "map", 0, "failed", reason="exit 1")))
+    for site in "bac":                             # failed attempts: max_attempts = 3,
+        allocate(r, "j", site, 1, r.state.round)   # each at a site where none failed yet
+        out = r(f"site:{site}", report(site, end("j", "map", 0, "failed", reason="exit 1")))
         assert out.accepted == 1
     assert ts.outcome == "failed" and r.state.ledger.jobs["j"].outcome == "failed"
     assert [c.kind for c in r.updates[-1].changes] == ["failed"]
@@ -93,3 +93,50 @@ def test_f_plus_1_lapse_votes_lose_a_silent_sites_runs_and_it_comes_back_by_spea
     assert "b" not in r.state.expected_sites()
     r("site:b", report("b"))
     assert not r.state.sites["b"].lapsed and "b" in r.state.expected_sites()
+
+
+def test_a_site_where_the_task_failed_gets_it_again_only_if_no_other_site_could_hold_it():
+    """A review: one site that outbid the others (prices are its own to set) and reported
+    every attempt failed gave another site's job up -- all of max_attempts won and failed by
+    it; a flaky site likewise took every retry. A site where an instance of a task failed
+    is not given the task again while a live site where none failed could hold it."""
+    from agora.agents.market import PRICE_MAX
+    r = Run()
+    r("site:a", submit(job("victim", "a", n=1, dag=False), job("big", "a", n=1, dag=False,
+                                                                   cpu=12000)))
+    for rnd_sites in range(2):
+        rnd = r.state.round
+        r("site:a", decide("a", rnd, ("victim", "map", 1, 1000)))
+        r("site:b", decide("b", rnd))
+        r("site:c", decide("c", rnd, ("victim", "map", 1, PRICE_MAX),
+                                 ("big", "map", 1, 1)))      # only c's nodes hold big
+        st = r.state
+        placed = sorted((j, st.node_site_names[st.ledger.tasks[(j, "map")].placements[0][0]])
+                        for j in ("victim", "big"))
+        if rnd_sites == 0:
+            assert placed == [("big", "c"), ("victim", "c")]   # c outbids the origin
+            for j in ("victim", "big"):
+                run_v = r.state.ledger.tasks[(j, "map")].placed_at[0]
+                r("site:c", report("c", end(j, "map", 0, "failed", run=run_v)))
+        else:
+            # victim goes to a, where it did not fail; big, which no other site holds,
+            # may be tried at c again
+            assert placed == [("big", "c"), ("victim", "a")]
+    assert r.state.rejected["clearing.failed_here"] == 1
+    assert r.state.ledger.tasks[("victim", "map")].failed_nodes == (3,)   # c/n0
+
+
+def test_a_sites_view_keeps_only_its_own_nodes_among_where_anothers_task_failed():
+    from agora.coordinator.read_scope import scope_for
+    r = Run()
+    r("site:a", submit(job("j", "a", n=1, dag=False)))
+    allocate(r, "j", "c", 1)
+    r("site:c", report("c", end("j", "map", 0, "failed")))
+    rec = pb.JobRecord()
+    rec.tasks.add(failed_nodes=[3])
+    rec.job.origin = "a"
+    scope_for(r.state, "site:b").job_record(rec)
+    assert list(rec.tasks[0].failed_nodes) == []          # where at c: not b's business
+    rec.tasks[0].failed_nodes[:] = [3]
+    scope_for(r.state, "site:c").job_record(rec)
+    assert list(rec.tasks[0].failed_nodes) == [3]
