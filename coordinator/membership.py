@@ -61,7 +61,14 @@ class MembershipCommands:
             raise Rejected("admit_site.bad_key", "command.admit_site.verify_key",
                            f"{len(msg.verify_key)} bytes that are not a usable key; expected "
                            f"the site's 32-byte Ed25519 public key")
-        self.members[msg.site] = bytes(msg.verify_key)
+        key = bytes(msg.verify_key)
+        other = next((s for s in self.site_index if s != msg.site
+                      and self.members.get(s) == key), None)
+        if other is not None:          # a review: whoever held it spoke for both
+            raise Rejected("admit_site.key_in_use", "command.admit_site.verify_key",
+                           f"the key is site {other!r}'s; expected a key of site "
+                           f"{msg.site!r}'s own (each site signs with its own key)")
+        self.members[msg.site] = key
         self.member_changes += 1
         res.accepted = 1
 

@@ -5,24 +5,34 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 from pathlib import Path
 
 
-def write_private(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` (mode 0600) atomically: a temporary file beside it, made
-    0600 before anything is written, then renamed over ``path``."""
+def write_public(path: str | Path, data: str | bytes) -> Path:
+    """``write_private``'s way, mode 0644 whatever the umask (a certificate: under umask
+    000 one came out 0666, and anyone could replace the CA certificate every process
+    trusts -- a review)."""
+    return write_private(path, data, mode=0o644)
+
+
+def write_private(path: str | Path, data: str | bytes, *, mode: int = 0o600) -> Path:
+    """Write ``data`` to ``path`` (``mode``, 0600) atomically: a temporary file beside it,
+    made 0600 before anything is written, then renamed over ``path``. The temporary file has a
+    random name and is created, never opened: a link planted at a predictable name made a
+    key be written through it onto the link's target (a review)."""
     path = Path(path)
     if path.is_dir():          # else the rename fails naming the temporary file
         raise IsADirectoryError(errno.EISDIR, "a folder, not a file", str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as e:     # named by ``path``, not the temporary file's (a probe)
         raise type(e)(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)   # O_CREAT's mode does not apply to an existing file
+            os.fchmod(f.fileno(), mode)    # whatever the umask
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())

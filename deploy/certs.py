@@ -11,8 +11,9 @@ Layout written under ``--out DIR``::
     ca.crt  ca.key                      # keep ca.key offline once certificates are issued
     <name>.crt  <name>.key              # one pair per component: site-<s>, replica-<i>, client
 
-Certificates carry the component name as the common name and the given hosts (default
-``localhost`` and ``127.0.0.1``) as subject alternative names.
+Certificates carry the component name as the common name and, as subject alternative
+names, the given hosts (default ``localhost`` and ``127.0.0.1``) and the name itself (a
+site's peers dial ``site-<s>`` by that name, whatever address they were given).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agora.coordinator.private_file import write_private
+from agora.coordinator.private_file import write_private, write_public
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 
@@ -78,8 +79,8 @@ def make_ca(out: Path, days: int = 365) -> Issued:
                                          data_encipherment=False, key_agreement=False,
                                          encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out.mkdir(parents=True, exist_ok=True, mode=0o755)    # not 0777 under umask 000
+    write_public(out / "ca.crt", cert.public_bytes(serialization.Encoding.PEM))
     _write_key(out / "ca.key", key)
     return Issued("ca", out / "ca.crt", out / "ca.key")
 
@@ -89,7 +90,7 @@ def issue(out: Path, name: str, hosts: Iterable[str] = DEFAULT_HOSTS, days: int 
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name: {name!r}; expected a plain file name such as 'site-a'")
     key = ec.generate_private_key(ec.SECP256R1())
-    (out / f"{name}.crt").write_bytes(_signed(out, name, key.public_key(), hosts, days))
+    write_public(out / f"{name}.crt", _signed(out, name, key.public_key(), hosts, days))
     _write_key(out / f"{name}.key", key)
     return Issued(name, out / f"{name}.crt", out / f"{name}.key")
 
@@ -117,7 +118,7 @@ def _signed(out: Path, name: str, public_key, hosts: Iterable[str], days: int) -
             .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_san(hosts), critical=False)
+            .add_extension(_san(dict.fromkeys((*hosts, name))), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)

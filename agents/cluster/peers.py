@@ -194,8 +194,12 @@ class PeerLinks:
                     await asyncio.sleep(delay)
                     delay = min(RETRY_MAX_S, delay * 2)
                     continue
-                link.channel = (grpc.aio.secure_channel(addr, self.credentials,
-                                                        options=self.options)
+                # the server must hold site-<peer>'s certificate, not merely one for the
+                # address the registry gave (any Ray caller may register an address: a
+                # review had site a answer, with its own certificate, for b)
+                link.channel = (grpc.aio.secure_channel(addr, self.credentials, options=[
+                                    *self.options,
+                                    ("grpc.ssl_target_name_override", f"site-{peer}")])
                                 if self.credentials else
                                 grpc.aio.insecure_channel(addr, options=self.options))
                 await asyncio.wait_for(link.channel.channel_ready(), READY_S)

@@ -215,6 +215,52 @@ def test_over_mutual_tls_a_code_must_name_the_site_of_its_certificate(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_over_tls_a_link_reaches_only_the_server_holding_the_peers_certificate(tmp_path):
+    """A review: the registry takes any Ray caller's address for any site, and the dialer
+    checked only that the server's certificate named the address -- every site's names
+    127.0.0.1 -- so site a's server, with a's own certificate, took c's codes meant for b.
+    A link now asks for site-<peer>'s certificate by name."""
+    from agora.agents.cluster.peers import PeerLinks
+    from agora.deploy.certs import make_all
+
+    make_all(tmp_path, SITES, 0)
+    ca = (tmp_path / "ca.crt").read_bytes()
+
+    def creds(name: str):
+        return ((tmp_path / f"{name}.key").read_bytes(), (tmp_path / f"{name}.crt").read_bytes())
+
+    async def main():
+        servers, svcs, port = [], {}, {}
+        for s in ("east", "west"):
+            svcs[s] = PeerService(s, SITES, CodeBook(3, 8), 8)
+            srv = grpc.aio.server()
+            rpc.add_PeerExchangeServicer_to_server(svcs[s], srv)
+            port[s] = srv.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+                [creds(f"site-{s}")], root_certificates=ca, require_client_auth=True))
+            await srv.start()
+            servers.append(srv)
+        where = {"west": port["east"]}                 # a rogue registration: east for west
+
+        async def resolve(peer):
+            return f"127.0.0.1:{where[peer]}"
+        links = PeerLinks("edge", ["west"], resolve, retry_s=0.05,
+                          credentials=grpc.ssl_channel_credentials(ca, *creds("site-edge")))
+        links.start()
+        try:
+            links.broadcast(1, np.ones(8), 1)
+            assert await links.wait_connected(2.0) == (0, 1)
+            assert svcs["east"].received == 0
+            where["west"] = port["west"]               # the true address
+            assert await links.wait_connected(15.0) == (1, 1)
+            await until(lambda: svcs["west"].received >= 1)
+        finally:
+            await links.close()
+            for srv in servers:
+                await srv.stop(None)
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
 def test_a_peer_whose_host_vanishes_without_closing_is_found_gone_and_reached_again():
     """A review's frozen-proxy case: a peer whose connections go silent without a FIN left
     the stream "connected" for good (45 s and more; gRPC's ping timeout is 60 s unless set),

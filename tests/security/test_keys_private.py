@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from agora.deploy.local_group import LocalGroup
 from agora.coordinator.pbft.keys import generate_keys
 from agora.coordinator.server import load_keys
@@ -68,3 +70,32 @@ def test_a_resumed_service_keeps_its_keys_and_a_new_membership_gets_new_ones(tmp
                        keep_keys=True)
     assert "site:c" in other.keys.client_signing
     assert other.keys.client_signing["operator"] != fresh.keys.client_signing["operator"]
+
+
+def test_a_link_planted_where_a_key_is_written_is_not_followed(tmp_path, monkeypatch):
+    """A review: the temporary file of a key had a predictable name and was opened, not
+    created -- a link planted there made the key be written onto the link's target (and
+    that target made 0600). Now its name is random and it must not exist."""
+    from agora.coordinator import private_file
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    monkeypatch.setattr(private_file.secrets, "token_hex", lambda n: "feed")
+    (tmp_path / ".ca.key.feed.tmp").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        private_file.write_private(tmp_path / "ca.key", b"secret")
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "ca.key").exists()
+
+
+def test_certificates_and_their_folder_are_not_writable_by_others_whatever_the_umask(tmp_path):
+    from agora.deploy.certs import make_all
+    old = os.umask(0)
+    try:
+        make_all(tmp_path / "certs", ["a"], 1)
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "certs") == 0o755
+    crts = sorted((tmp_path / "certs").glob("*.crt"))
+    assert crts and all(mode(c) == 0o644 for c in crts), {c.name: oct(mode(c)) for c in crts}
+    assert all(mode(k) == 0o600 for k in (tmp_path / "certs").glob("*.key"))

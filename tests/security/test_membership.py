@@ -70,6 +70,20 @@ def test_only_the_operator_admits_and_removes_and_only_usable_keys():
     assert st.governs("site:b") and not st.governs("operator")
 
 
+def test_one_key_is_admitted_for_one_site_only():
+    """A review: the operator could admit the same key for two sites, and whoever held it
+    spoke for both. The same site again with its own key (a restart) is fine."""
+    r = Run()
+    key = SigningKey(b"\x07" * 32)
+    assert r("operator", admit("a", key)).accepted == 1
+    res = r("operator", admit("b", key))
+    assert not res.accepted and res.rejections[0].field == "command.admit_site.verify_key"
+    assert "site 'a'" in res.rejections[0].reason
+    assert r.state.member_key("site:b") is None
+    assert r("operator", admit("a", key)).accepted == 1
+    assert r("operator", admit("b", SigningKey(b"\x08" * 32))).accepted == 1
+
+
 def test_a_removed_site_is_revoked_lapsed_and_its_running_work_reopened():
     r = Run()
     r("operator", submit(small_job("j", "a", n=2, dag=False)))
