@@ -193,10 +193,10 @@ def test_submit_follow_says_a_failed_jobs_instances_still_run(capsys):
     r = StateRun()
     r("site:a", submit(job("j", n=2, dag=False)))
     allocate(r, "j", "a", 2)                              # both instances run
-    for k in range(3):                                    # instance 0 fails 3 times
-        r("site:a", report("a", end("j", "map", 0, "failed")))
-        if k < 2:
-            allocate(r, "j", "a", 1, rnd=r.state.round)
+    for k, site in enumerate("acb"):                      # instance 0 fails 3 times
+        r(f"site:{site}", report(site, end("j", "map", 0, "failed")))
+        if k < 2:                                         # (not again where it failed)
+            allocate(r, "j", "cb"[k], 1, rnd=r.state.round)
     assert r.state.ledger.jobs["j"].outcome == "failed"
     view = pb.QueryResult.FromString(r.state.query(
         "operator", op(query=pb.Query(ledger=pb.LedgerQuery())))).ledger

@@ -80,26 +80,26 @@ def test_an_end_of_a_run_that_is_over_ends_nothing():
     placed at the same site again -- a failed attempt counted that never happened, and the
     running instance ended in the ledger. An end names its run; a stale one is refused."""
     r = Run()
-    r("site:b", submit(job("j", "b", n=1, dag=False)))
-    allocate(r, "j", "b", 1, rnd=0)
+    r("site:c", submit(job("j", "c", n=1, dag=False, cpu=12000)))   # only c holds it, so
+    allocate(r, "j", "c", 1, rnd=0)                      # c gets it again after a failure
     ts = r.state.ledger.tasks[("j", "map")]
     first = ts.placed_at[0]
-    copy = report("b", end("j", "map", 0, "failed", "exit code 1", run=first))
-    assert r("site:b", copy).accepted == 1 and ts.failures[0] == 1
-    allocate(r, "j", "b", 1, rnd=r.state.round)            # placed at b again: a new run
+    copy = report("c", end("j", "map", 0, "failed", "exit code 1", run=first))
+    assert r("site:c", copy).accepted == 1 and ts.failures[0] == 1
+    allocate(r, "j", "c", 1, rnd=r.state.round)            # placed at c again: a new run
     second = ts.placed_at[0]
     assert second != first
     version = r.state.version
-    out = r("site:b", copy)                                 # the agent's resent copy
+    out = r("site:c", copy)                                 # the agent's resent copy
     assert out.accepted == 0 and ts.failures[0] == 1 and ts.placements.get(0) is not None
     assert out.rejections[0].field == "command.site_round.ends[0].run"
     why = out.rejections[0].reason
     assert f"run {first} " in why and f"run {second};" in why
     assert r.state.version == version
     # the run that runs ends; an end that names no run (0) still ends the current one
-    assert r("site:b", report("b", end("j", "map", 0, "failed", run=second))).accepted == 1
-    allocate(r, "j", "b", 1, rnd=r.state.round)
-    assert r("site:b", report("b", end("j", "map", 0))).accepted == 1
+    assert r("site:c", report("c", end("j", "map", 0, "failed", run=second))).accepted == 1
+    allocate(r, "j", "c", 1, rnd=r.state.round)
+    assert r("site:c", report("c", end("j", "map", 0))).accepted == 1
     assert ts.done == 1
 
 
