@@ -21,7 +21,7 @@ cluster the jobs run on unless ``machine_mem_mib`` says otherwise.
 A production trace holds jobs it cannot replay faithfully; they are skipped whole (never
 half a DAG) and counted by reason -- a task not ``Terminated``; a time of 0 (outside the
 trace's 8 days) or an end before the start; no plan_cpu or plan_mem, or the trace's
-invalid markers (-1, 101); a parent not in the trace; two tasks with one number; a
+invalid markers (-1, 101), or ``nan``; a parent not in the trace; two tasks with one number; a
 dependency cycle -- :func:`read_batch_tasks_report` returns them (:class:`BatchReport`) and
 :func:`read_batch_tasks` logs one line naming them at WARNING (the ``agora`` command shows it
 on stderr). What is not the trace's doing is an error naming file, line and column: a wrong
@@ -143,8 +143,11 @@ def _number(path: str, line: int, col: str, s: str, lo: float, hi: float, unit: 
 
 def _marked(path: str, line: int, col: str, s: str, hi: float, unit: str,
             markers: tuple[float, ...]) -> float | None:
-    """A plan value: 0..hi, or empty or one of the trace's invalid ``markers`` (None: its
-    job is skipped, not refused)."""
+    """A plan value: 0..hi, or empty, ``nan`` (a missing value as numpy and some tools
+    write it: a probe found it refused where empty was skipped) or one of the trace's
+    invalid ``markers`` (None: its job is skipped, not refused)."""
+    if s.strip().lower() == "nan":
+        return None
     expected = (f"a finite number >= 0 and <= {hi:,.0f} ({unit}), empty, or the trace's "
                 f"invalid marker{'s' if len(markers) > 1 else ''} "
                 f"{' and '.join(f'{m:g}' for m in markers)}")

@@ -13,12 +13,13 @@ Versions (``schemaVersion``, a string; any other is refused, unknown keys are ig
   ``runtime``, ``cores``, ``memoryInBytes`` (1.4) or ``memory`` (KB, as WfFormat's migration
   tool reads it), ``files`` [{``link``: input | output, ``name``, ``sizeInBytes`` | ``size``}].
 
-Mapping: one file -> one :class:`Job`: id = the instance ``name`` with white space and '/'
-made '_' (refused when still no id, ``agents/limits.py``), in a folder a name already taken
+Mapping: one file -> one :class:`Job`: id = the instance ``name`` made an id (``as_id``:
+white space and '/' made '_', a long one shortened with a hash), in a folder a name taken
 becomes ``name~2``, ``name~3``, ...; arrival = k * ``arrival_gap_s`` for the k-th file of a
 folder by name, skipped files counted (0 for one file); origin =
 ``site_names[zlib.crc32(id) % N]``; weight 1. One task -> one :class:`Task`, instances 1: id =
-its ``id`` (1.5+) or ``name``, as written (refused when no id, e.g. with '/'); duration = its
+its ``id`` (1.5+) or ``name``, as written when it is an id, else made one (``as_id``,
+``task_ids``: real Nextflow ids hold '/' and run to 216 characters); duration = its
 runtime (s); cpu = its core count (1 when absent or null); mem = its memory in MiB rounded up
 (0 when absent or null: the instance does not say, and memory then does not limit
 placement); ``data_mb`` = its input files' bytes / 10^6, each file once (a size not known --
@@ -42,7 +43,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +52,8 @@ from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, top
 from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_SECONDS,
                                  MAX_TIME, id_problem)
 from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
+from agora.agents.workloads.id_names import as_id, task_ids
 from agora.agents.workloads.native import _find_cycle, parse_json
-from agora.agents.workloads.native_fields import ident
 from agora.agents.workloads.textfile import read_text
 from agora.agents.workloads.yamlmarks import (Where, describe, get_list, get_number, get_str,
                                               shorten)
@@ -177,10 +177,7 @@ def read_instance(path: str) -> tuple[str, tuple[Task, ...], str | None]:
                                           f"{', '.join(FLAT_VERSIONS + SPEC_VERSIONS)}")
     _object(w, top, ("name",))
     name = get_str(w.key("name"), top["name"], "the instance's name, a non-empty string")
-    jid = re.sub(r"[\s/]+", "_", name)
-    if id_problem(jid):
-        raise w.key("name").error(f"{shorten(name)!r} is no job id even with white space and "
-                                  f"'/' made '_': {id_problem(jid)}", ID_TEXT)
+    jid = as_id(name)
     wf = _object(w.key("workflow"), top["workflow"])
     if version in SPEC_VERSIONS:
         raws, why = _spec_form(w.key("workflow"), wf)
@@ -266,7 +263,8 @@ def _spec_form(w: Where, wf: dict) -> tuple[list[_Raw], str | None]:
     for i, t in enumerate(get_list(wt, spec["tasks"], nonempty=True, what="task objects")):
         wi = wt.item(i)
         _object(wi, t, ("id",))
-        raw = _Raw(ident(wi.key("id"), t["id"]), wi, _strings(wi.key("parents"),
+        raw = _Raw(get_str(wi.key("id"), t["id"], "a task id, a non-empty string"), wi,
+                   _strings(wi.key("parents"),
                    t.get("parents", [])), _strings(wi.key("children"), t.get("children", [])))
         files: dict[Any, float | None] = {}
         for j, fid in enumerate(_strings(wi.key("inputFiles"), t.get("inputFiles", []))):
@@ -307,7 +305,8 @@ def _flat_form(w: Where, wf: dict) -> list[_Raw]:
     for i, t in enumerate(get_list(wt, wf[key], nonempty=True, what="task objects")):
         wi = wt.item(i)
         _object(wi, t, ("name",))
-        raw = _Raw(ident(wi.key("name"), t["name"]), wi, _strings(wi.key("parents"),
+        raw = _Raw(get_str(wi.key("name"), t["name"], "a task name, a non-empty string"), wi,
+                   _strings(wi.key("parents"),
                    t.get("parents", [])), _strings(wi.key("children"), t.get("children", [])),
                    key="name")
         _measure(raw, wi, t, "runtimeInSeconds" if "runtimeInSeconds" in t else "runtime",
@@ -355,7 +354,9 @@ def _dag(jid: str, raws: list[_Raw]) -> tuple[Task, ...]:
                     after[i][x] = None
                 else:
                     after[index[x]][r.id] = None
-    tasks = tuple(Task(id=r.id, duration=r.runtime or 0.0, after=tuple(after[i]),
+    ids = task_ids([r.id for r in raws])
+    tasks = tuple(Task(id=ids[r.id], duration=r.runtime or 0.0,
+                       after=tuple(ids[x] for x in after[i]),
                        demand=Demand(cpu=round((r.cores or DEFAULT_CORES) * MILLI),
                                      mem=DEFAULT_MEM_MIB if r.mem_bytes is None
                                      else math.ceil(r.mem_bytes / MIB)),
@@ -364,7 +365,12 @@ def _dag(jid: str, raws: list[_Raw]) -> tuple[Task, ...]:
         topological_order(Job(id=jid, arrival=0.0, origin="", tasks=tasks))
     except ValueError:
         cycle = _find_cycle(list(tasks))
-        raise raws[index[cycle[0]]].where.key("parents").error(
-            "tasks wait for each other in a cycle (through parents or children): "
-            + " -> ".join(cycle + [cycle[0]]), "dependencies without cycles") from None
+        raw_of = {ids[r.id]: r for r in raws}
+        shown = [shorten(raw_of[t].id) for t in cycle]
+        if len(shown) > 8:      # a probe: a 20,000-task cycle made a 189 KB line
+            shown = shown[:4] + [f"... {len(shown) - 6} more ..."] + shown[-2:]
+        raise raw_of[cycle[0]].where.key("parents").error(
+            f"{len(cycle)} tasks wait for each other in a cycle (through parents or "
+            f"children): " + " -> ".join(shown + [shown[0]]),
+            "dependencies without cycles") from None
     return tasks

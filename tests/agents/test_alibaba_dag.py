@@ -187,3 +187,14 @@ def test_any_rows_load_or_raise_input_error(rows):
         else:
             for j in w.jobs:
                 topological_order(j)
+
+
+def test_a_plan_value_written_nan_skips_its_job_as_an_empty_one_does(tmp_path, two_sites):
+    """A probe: ``nan`` (a missing value as numpy writes it) refused the whole file where an
+    empty cell skipped the job."""
+    rows = ("M1,1,j_a,1,Terminated,1,2,nan,0.3\n"
+            "M1,1,j_b,1,Terminated,1,2,50,NaN\n"
+            "M1,1,j_c,1,Terminated,1,2,50,0.3\n")
+    report = read_batch_tasks_report(write(tmp_path, rows), two_sites)
+    assert report.skipped == {"plan": ("j_a", "j_b")}
+    assert [j.id for j in report.workload.jobs] == ["j_c"]

@@ -13,6 +13,7 @@ import zlib
 import pytest
 
 from agora.agents.domain import MILLI, topological_order
+from agora.agents.limits import MAX_NAME, id_problem
 from agora.agents.sim.runner import run_one
 from agora.agents.workloads import wfcommons
 from agora.agents.workloads.errors import InputError
@@ -213,3 +214,54 @@ def test_json_lines_named_json_is_told_to_be_named_jsonl(tmp_path, two_sites):
     with pytest.raises(InputError) as e:
         read_wfcommons(p, two_sites)
     check(e.value, p, 2, None, "Extra data", "name it .jsonl")
+
+
+def _renamed(spec: dict, names: dict[str, str]) -> dict:
+    """``spec`` with task ids renamed everywhere they appear."""
+    def edit(v):
+        for t in v["workflow"]["specification"]["tasks"]:
+            t["id"] = names.get(t["id"], t["id"])
+            for k in ("parents", "children"):
+                t[k] = [names.get(x, x) for x in t.get(k, [])]
+        for e in v["workflow"]["execution"]["tasks"]:
+            e["id"] = names.get(e["id"], e["id"])
+    return edited(spec, edit)
+
+
+def test_task_ids_that_are_no_ids_are_mapped_to_distinct_ones_and_edges_follow(tmp_path,
+                                                                               two_sites):
+    """A probe: real Nextflow instances name files in their task ids (``...__rsem/Sacch
+    aromyces_cerevisiae.R64-1-1.dna.toplevel.fa__ID0000512``) and run to 216 characters;
+    the whole workflow was refused. Such an id becomes one (white space and '/' made '_',
+    a long one cut and ended with 16 hex digits of its sha256), distinct from the others."""
+    long = "NFCORE_SAREK:GATK4_HAPLOTYPECALLER__HG00096__" + "x" * 170
+    spec = _renamed(SPEC, {"split_fasta_00000001": "MAKE_FASTA__rsem/S.cerevisiae fa",
+                           "blastall_00000002": long,
+                           "blastall_00000003": "MAKE_FASTA__rsem_S.cerevisiae_fa",
+                           "final_5": ".."})
+    job = read_wfcommons(write(tmp_path, spec), two_sites).jobs[0]
+    ids = [t.id for t in job.tasks]
+    assert len(set(ids)) == 5 and all(id_problem(i) is None for i in ids)
+    assert ids[0] == "MAKE_FASTA__rsem_S.cerevisiae_fa"
+    assert ids[2] == "MAKE_FASTA__rsem_S.cerevisiae_fa~2"        # taken by the first
+    assert len(ids[1]) == MAX_NAME and ids[1].startswith(long[:100])
+    assert ids[1][-17] == "~" and ids[4] == "_.."
+    t = {x.id: x for x in job.tasks}
+    assert t[ids[1]].after == (ids[0],) and t[ids[2]].after == (ids[0],)
+    assert t["cat_00000004"].after == (ids[1], ids[2]) and t[ids[4]].after == ("cat_00000004",)
+    again = read_wfcommons(write(tmp_path, spec, "again.json"), two_sites).jobs[0]
+    assert [x.id for x in again.tasks] == ids                     # the same every read
+
+
+def test_a_long_cycle_is_told_in_one_short_line(tmp_path, two_sites):
+    n = 5000
+    tasks = [{"id": f"t{i}", "parents": [f"t{(i - 1) % n}"]} for i in range(n)]
+    spec = edited(SPEC, lambda v: (
+        v["workflow"]["specification"].update(tasks=tasks),
+        v["workflow"]["specification"].pop("files"),
+        v["workflow"]["execution"].update(tasks=[{"id": f"t{i}", "runtimeInSeconds": 1}
+                                                 for i in range(n)])))
+    with pytest.raises(InputError) as e:
+        read_wfcommons(write(tmp_path, spec), two_sites)
+    assert "5000 tasks wait for each other in a cycle" in str(e.value)
+    assert len(str(e.value)) < 600
