@@ -7,7 +7,6 @@ on f+1 votes that name the moment it was last heard."""
 
 from __future__ import annotations
 
-
 from agora.agents.ledger_book import LedgerBook
 from agora.agents.market import clear
 from agora.agents.sim.fitting import fitting_sites
