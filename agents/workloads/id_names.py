@@ -33,11 +33,14 @@ def as_id(text: str) -> str:
 
 
 def task_ids(raw: list[str]) -> dict[str, str]:
-    """Each distinct raw task id -> its task id (``as_id``), distinct: one that another's
-    already took (``a/b`` and ``a_b``) gets '~2', '~3', ... (cut to fit)."""
-    out: dict[str, str] = {}
-    taken: set[str] = set()
+    """Each distinct raw task id -> its task id (``as_id``), distinct: a raw id that is an
+    id keeps it; one made that another already has (``a/b`` beside ``a_b``) gets '~2',
+    '~3', ... (cut to fit)."""
+    out = {r: r for r in raw if id_problem(r) is None}
+    taken = set(out)
     for r in raw:
+        if r in out:
+            continue
         t = base = as_id(r)
         n = 2
         while t in taken:

@@ -242,8 +242,8 @@ def test_task_ids_that_are_no_ids_are_mapped_to_distinct_ones_and_edges_follow(t
     job = read_wfcommons(write(tmp_path, spec), two_sites).jobs[0]
     ids = [t.id for t in job.tasks]
     assert len(set(ids)) == 5 and all(id_problem(i) is None for i in ids)
-    assert ids[0] == "MAKE_FASTA__rsem_S.cerevisiae_fa"
-    assert ids[2] == "MAKE_FASTA__rsem_S.cerevisiae_fa~2"        # taken by the first
+    assert ids[2] == "MAKE_FASTA__rsem_S.cerevisiae_fa"          # an id: kept as written
+    assert ids[0] == "MAKE_FASTA__rsem_S.cerevisiae_fa~2"        # made, and taken
     assert len(ids[1]) == MAX_NAME and ids[1].startswith(long[:100])
     assert ids[1][-17] == "~" and ids[4] == "_.."
     t = {x.id: x for x in job.tasks}
