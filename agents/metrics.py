@@ -34,11 +34,14 @@ without authentication: bind it to loopback or a management network.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import urllib.request
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
-                               disable_created_metrics, start_http_server)
+                               disable_created_metrics, make_wsgi_app)
 from prometheus_client.parser import text_string_to_metric_families
 
 disable_created_metrics()      # no <name>_created timestamp series beside every counter
@@ -93,6 +96,50 @@ def wire_bytes(direction: str, *, site: str | None = None, replica: int | str | 
 _servers: dict[int, object] = {}
 _servers_lock = threading.Lock()
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+IDLE_S = 10.0
+"""Seconds a metrics connection may send nothing before it is closed (each holds a thread:
+800 idle connections held 806 threads of a replica, for good -- a probe)."""
+
+
+class _Quiet(WSGIRequestHandler):
+    timeout = IDLE_S
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+def _loopback_only(app):
+    """``app`` answering only requests addressed to a loopback name (a page elsewhere that
+    rebinds its own name to 127.0.0.1 read the counters -- a probe); one without a Host
+    header (HTTP/1.0) is no browser's."""
+    names = {h for name in LOOPBACK for h in (name, f"[{name}]")}
+
+    def guarded(environ, start_response):
+        host = environ.get("HTTP_HOST", "")
+        name = host if host.endswith("]") else host.rsplit(":", 1)[0]
+        if host and name.lower() not in names:
+            start_response("421 Misdirected Request", [("Content-Type", "text/plain")])
+            return [b"these metrics answer on their loopback address only\n"]
+        return app(environ, start_response)
+    return guarded
+
+
+def _serve(host: str, port: int):
+    """prometheus_client's threaded WSGI server, with idle connections timed out and, bound
+    to loopback, loopback names only."""
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    app = make_wsgi_app(REGISTRY)
+    if host in LOOPBACK:
+        app = _loopback_only(app)
+    server = make_server(host, port, app, Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     name=f"agora-metrics-{server.server_address[1]}").start()
+    return server
+
 
 def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> int:
     """Serve ``REGISTRY`` at ``http://host:port/metrics`` (any path answers) from a daemon
@@ -100,7 +147,7 @@ def start_metrics_server(host: str = "127.0.0.1", port: int = 0) -> int:
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ValueError(f"metrics port: got {port!r}; expected 0..65535 (0: any free port)")
     try:
-        server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+        server = _serve(host, port)
     except OSError as e:
         raise OSError(f"metrics: cannot listen on {host}:{port} ({e.strerror or e})") from None
     bound = server.server_address[1]

@@ -240,11 +240,14 @@ class WebView:
     async def start(self, host: str, port: int) -> str:
         from aiohttp import web
 
+        from agora.deploy.web_serving import IDLE_S, LINGER_S, CappedSite
+
         quiet_malformed_requests()
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(self.app(), access_log=None, keepalive_timeout=IDLE_S,
+                               lingering_time=LINGER_S)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await CappedSite(runner, host, port).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -265,16 +268,24 @@ class WebView:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _guard(self, request, handler):
-        """Loopback-bound: only requests addressed to a loopback name; security headers on
-        every answer."""
+        """Loopback-bound: only requests addressed to a loopback name; no request body
+        (``web_serving``); security headers on every answer, refusals too."""
         from aiohttp import web
+
+        from agora.deploy.web_serving import body_refused
 
         host = request.host or ""
         name = host if host.endswith("]") else host.rsplit(":", 1)[0]
-        if self._hosts is not None and name not in self._hosts:
-            return web.Response(status=421, text="this view answers on its loopback address "
-                                "only (web.host)\n")
-        response = await handler(request)
+        response = body_refused(request)
+        if response is None and self._hosts is not None and name.lower() not in self._hosts:
+            response = web.Response(status=421, text="this view answers on its loopback "
+                                    "address only (web.host)\n")
+        if response is None:
+            try:
+                response = await handler(request)
+            except web.HTTPException as e:
+                e.headers.update(SECURITY_HEADERS)
+                raise
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -50,6 +50,30 @@ def test_the_endpoint_serves_the_registry_and_scrape_parses_it():
         metrics.stop_metrics_server(port)
 
 
+@pytest.mark.timeout(60)
+def test_the_endpoint_answers_loopback_names_only_and_closes_idle_connections(monkeypatch):
+    """A probe: any Host was answered (a page elsewhere that rebinds its name to 127.0.0.1
+    read the counters), and 800 idle connections held 806 threads of a replica for good."""
+    import http.client
+    import socket
+
+    monkeypatch.setattr(metrics._Quiet, "timeout", 1.0)
+    port = metrics.start_metrics_server("127.0.0.1", 0)
+
+    def get(host: str) -> int:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/metrics", headers={"Host": host})
+        return c.getresponse().status
+    try:
+        assert get("evil.example") == 421 and get(f"evil.example:{port}") == 421
+        assert get(f"localhost:{port}") == 200 and get(f"127.0.0.1:{port}") == 200
+        assert get("[::1]") == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+            assert idle.recv(1) == b""                       # closed after its timeout
+    finally:
+        metrics.stop_metrics_server(port)
+
+
 def test_every_metric_of_the_issue_is_defined_with_its_labels():
     names = {m.name: m for m in metrics.REGISTRY.collect()}
     for name in ("agora_decisions", "agora_decision_latency_seconds", "agora_commits",

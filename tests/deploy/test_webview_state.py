@@ -267,3 +267,69 @@ def test_malformed_requests_are_refused_with_one_log_line_and_no_traceback(tmp_p
     server = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert not any(r.exc_info or "Traceback" in r.getMessage() for r in server), server
     assert len(server) == 1 and "malformed request" in server[0].getMessage()
+
+
+@pytest.mark.timeout(60)
+def test_idle_connections_are_closed_their_number_capped_and_bodies_never_read(tmp_path,
+                                                                                monkeypatch):
+    """A probe: 20,000 connections that sent nothing were kept for good (the service ran
+    out of file descriptors, and logged a traceback per refused accept), and endless request
+    bodies were read and thrown away on the service's loop (26 GB in 15 s). Now an idle
+    connection is closed after ``IDLE_S``, past ``MAX_CONNECTIONS`` a new one is closed at
+    once, and a request with a body is answered 413 and its connection closed unread."""
+    import socket
+    import time as clock
+
+    from agora.deploy import web_serving
+    from agora.deploy.webview import WebView
+
+    monkeypatch.setattr(web_serving, "IDLE_S", 1.0)
+    monkeypatch.setattr(web_serving, "MAX_CONNECTIONS", 8)
+    cluster = SimpleNamespace(site_names=["east"], nodes=[SimpleNamespace(name="east/n0")])
+    view = WebView(SimpleNamespace(operator=_FakeOperator()), cluster, {}, Path(tmp_path), [],
+                   {})
+
+    def closed_within(s: socket.socket, seconds: float) -> bool:
+        s.settimeout(seconds)
+        try:
+            return s.recv(1) == b""
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def probe(port: int) -> None:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        clock.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            assert extra.recv(1) == b""                      # over the cap: closed at once
+        except ConnectionResetError:
+            pass
+        extra.close()
+        assert all(closed_within(s, 3.0) for s in idle)       # idle: closed after IDLE_S
+        for s in idle:
+            s.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /api/state HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n" + b"ffff\r\n" + b"x" * 65535)
+            answer = s.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 413"), answer
+            assert b"Connection: close" in answer or b"connection: close" in answer.lower()
+            s.settimeout(5)
+            rest = b""
+            try:
+                while chunk := s.recv(65536):
+                    rest += chunk
+            except ConnectionResetError:
+                pass                                          # closed, unread
+        status, headers, _ = _get(port, "/nothing-here", "LOCALHOST")
+        assert status == 404 and headers["X-Content-Type-Options"] == "nosniff"
+
+    async def main():
+        url = await view.start("127.0.0.1", 0)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, probe, port)
+        finally:
+            await view.stop()
+
+    asyncio.run(main())
