@@ -56,8 +56,10 @@ def request(path: Path, site: str) -> bytes:
 
 
 def fits(path: Path, ca: bytes, pem: bytes) -> bool:
-    """Whether certificate ``pem`` is for the TLS key in ``path``, signed by ``ca``, and
-    valid for more than a day yet."""
+    """Whether certificate ``pem`` is for the TLS key in ``path``, signed by ``ca``, valid
+    for more than a day yet, and names its site (``site-<s>``) among its alternative names,
+    which peers dial it by (one made before they did is replaced: a review found peer
+    links down after an upgrade, the old certificate kept for its year)."""
     try:
         cert = x509.load_pem_x509_certificate(pem)
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
@@ -65,6 +67,14 @@ def fits(path: Path, ca: bytes, pem: bytes) -> bool:
         return False
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     if cert.not_valid_after_utc < soon:     # expiring: ask for a new one
+        return False
+    cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        names = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        return False
+    if not cn or cn[0] not in names:
         return False
     spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return (cert.public_key().public_bytes(*spki)

@@ -310,3 +310,35 @@ def test_the_coordinators_channels_and_servers_ping_and_take_pings():
     from agora.coordinator.transport import CHANNEL_OPTIONS
     assert set(client_options()) <= set(CHANNEL_OPTIONS)
     assert set(SERVER_OPTIONS) <= set(CHANNEL_OPTIONS)
+
+
+def test_a_site_certificate_that_does_not_name_its_site_is_asked_for_again(tmp_path):
+    """A review: peer links ask for site-<peer> by name, but an agent kept a certificate made
+    before certificates named their site (it still fitted its key, its CA and its dates), so
+    after an upgrade its peers could not reach it for the certificate's year. One that does
+    not name its site no longer fits: the agent asks for a new one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from agora.coordinator import site_tls
+    from agora.deploy import certs
+
+    certs.make_ca(tmp_path)
+    ca = (tmp_path / "ca.crt").read_bytes()
+    kpath = tmp_path / "keys" / "site-east.tls.key"
+    key = site_tls.tls_key(kpath)
+    new = certs.sign_request(tmp_path, "site-east", site_tls.request(kpath, "east"))
+    assert site_tls.fits(kpath, ca, new)
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)
+    start, end = certs._validity(365)
+    old = (x509.CertificateBuilder().subject_name(certs._name("site-east"))
+           .issuer_name(x509.load_pem_x509_certificate(ca).subject)
+           .public_key(key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(start).not_valid_after(end)
+           .add_extension(certs._san(certs.DEFAULT_HOSTS), critical=False)
+           .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                 ExtendedKeyUsageOID.CLIENT_AUTH]),
+                          critical=False)
+           .sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    assert not site_tls.fits(kpath, ca, old)
