@@ -105,11 +105,6 @@ class RoundCommands:
 
     def _close(self, res: pb.Result) -> None:
         """Clear every decision of the round together, and open the next round."""
-        decided = set(self.decided())
-        # closed on votes or a lapse before every expected site decided: the late ones
-        # decide in the next round, which stays armed for them (a review: it disarmed when
-        # nothing was allocated, and work only a late site could hold waited for good)
-        late = any(s not in decided for s in self.expected_sites())
         book = LedgerBook(self.ledger, self.capacity, self.pref,
                           live=[not self.sites[s].lapsed for s in self.site_names])
         bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
@@ -135,7 +130,7 @@ class RoundCommands:
         self.round += 1
         self.parts.clear()
         self.close_votes.clear()
-        self.armed = bool(new) or self.rearm or late
+        self.armed = bool(new) or self.rearm
         self.rearm = False
         if self.armed:
             self.armed_version = self._seq

@@ -37,8 +37,8 @@ admitted too (simulation and replay).
 
 **Rounds.** Bids target a round. Round r is *armed* while something may be allocated (work
 opened, capacity was released, a node came back; a round that allocated nothing disarms
-until one of those happens -- unless one happened after it was armed, or it closed
-before every expected site decided: the next round is armed for them). It closes -- all
+until one of those happens -- unless one happened after it was armed; a decision of an
+expected site for a round that closed without it arms the next one). It closes -- all
 its decisions cleared together -- as soon as every *expected* site has decided for it: a
 live (not lapsed) site that can hold some open task now. Work that opens while a round is
 armed waits for the sites' next decisions (the next round), so new arrivals never

@@ -174,6 +174,15 @@ class SiteCommands:
     def _decide(self, site: int, msg: pb.SiteRound, res: pb.Result, where: str, *,
                 counts: bool) -> None:
         if msg.round != self.round:
+            if msg.round < self.round and not self.armed and \
+                    msg.site in self.expected_sites():
+                # a late site's decision for a round that closed without it (votes, a
+                # lapse) and allocated nothing: the next round is armed for it to decide
+                # again (a review: it stayed disarmed, and work only that site could hold
+                # waited for an unrelated event). Only a site that does decide re-arms:
+                # re-arming for every site late at a close let a site that never decides
+                # keep empty rounds going for good (a second review).
+                self._arm()
             raise Rejected("site_round.wrong_round", f"{where}.round",
                            f"round {msg.round} is not the current round; expected {self.round}")
         if msg.seen_version < 0:

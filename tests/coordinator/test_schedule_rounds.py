@@ -74,9 +74,25 @@ def test_a_round_closed_before_a_site_decided_stays_armed_for_it():
     r("site:a", decide("a", 0))                   # a's part (it carried a report): no bid
     r("replica:1", vote(0))
     r("replica:2", vote(0))                       # c is late: the round times out
-    assert r.state.round == 1 and r.state.armed
+    assert r.state.round == 1 and not r.state.armed
+    out = r("site:c", decide("c", 0, ("x", "map", 1, 5)))    # c's decision, too late
+    assert out.rejections[0].field == "command.site_round.round"
+    assert r.state.armed                          # armed again for c
     r("site:c", decide("c", 1, ("x", "map", 1, 5)))
     assert r.state.ledger.tasks[("x", "map")].running == 1
+
+
+def test_a_site_that_never_decides_does_not_keep_rounds_going():
+    """A second review: keeping the next round armed for every site late at a close let a
+    site that heartbeats and never decides (a broken agent, a faulty site) keep empty rounds
+    -- each a decision of every other site and f+1 votes -- going for good."""
+    r = Run()
+    r("site:c", submit(job("x", "c", n=1, dag=False, cpu=12000)))   # only c fits
+    r("site:a", decide("a", 0))
+    r("replica:1", vote(0))
+    r("replica:2", vote(0))
+    assert r.state.round == 1 and not r.state.armed
+    assert r("replica:1", vote(1)).rejections[0].field == "command.close_round.round"
 
 
 def test_work_that_reopens_as_a_round_closes_gets_an_armed_round():
