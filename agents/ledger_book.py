@@ -17,6 +17,29 @@ if TYPE_CHECKING:
     from agora.agents.ledger import Ledger, TaskEntry
     from agora.agents.sim.capacity import Capacity
 
+def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | None) -> str:
+    """Why ``site`` may not take ``task`` now ("" if it may): an instance of the task failed
+    on a node of the site (a counted attempt), and a live site (``live``; None: every site)
+    where none failed has an alive node that could hold it when empty. A review: one site
+    that outbid the others and reported every attempt failed gave another site's job up; a
+    flaky site took every retry. Where no other site could hold it, the site may try again.
+    Asked when a site's bids are admitted (``market.admit_offers``: such a bid takes none of
+    the site's budget) and again as the round clears."""
+    if not task.failed_nodes:
+        return ""
+    failed = {int(cap.node_site[n]) for n in task.failed_nodes}
+    if site not in failed:
+        return ""
+    elsewhere = cap.static_mask(task.demand) & cap.alive
+    for s in range(cap.n_sites):
+        if s in failed or (live is not None and not live[s]):
+            elsewhere[cap.site_slice[s]] = False
+    if not elsewhere.any():
+        return ""
+    return ("failed here: an instance of this task failed at this site; it goes to a site "
+            "where none failed, while one can hold it")
+
+
 class LedgerBook:
     """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
     the book of the simulation engine's in-memory clearinghouse and of every coordinator
@@ -56,25 +79,8 @@ class LedgerBook:
         return rows[task.job.origin][site]
 
     def excluded(self, task: TaskEntry, site: int) -> str:
-        """Why ``site`` may not take ``task`` now ("" if it may): an instance of the task
-        failed on a node of the site (a counted attempt), and a live site where none failed
-        has an alive node that could hold it when empty. A review: one site that outbid the
-        others and reported every attempt failed gave another site's job up; a flaky site
-        took every retry. Where no other site could hold it, the site may try again."""
-        if not task.failed_nodes:
-            return ""
-        cap = self.capacity
-        failed = {int(cap.node_site[n]) for n in task.failed_nodes}
-        if site not in failed:
-            return ""
-        elsewhere = cap.static_mask(task.demand) & cap.alive
-        for s in range(cap.n_sites):
-            if s in failed or (self.live is not None and not self.live[s]):
-                elsewhere[cap.site_slice[s]] = False
-        if not elsewhere.any():
-            return ""
-        return ("failed here: an instance of this task failed at this site; it goes to a site "
-                "where none failed, while one can hold it")
+        """``failed_here`` over this book's capacity and live sites."""
+        return failed_here(task, site, self.capacity, self.live)
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:
         """Instance by instance, each on the site's best-fit node -- computed once per node

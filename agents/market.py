@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Hashable, Iterable, NamedTuple, Protocol, Sequ
 
 import numpy as np
 
+from agora.agents.ledger_book import failed_here
+
 if TYPE_CHECKING:
     from agora.agents.domain import Cluster
     from agora.agents.ledger import Ledger, TaskEntry
@@ -223,14 +225,18 @@ def site_free(capacity: Capacity, site: int) -> tuple[int, int, int]:
 
 
 def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
-                 offers: Sequence[Offer]) -> tuple[list[Bid], list[Refused]]:
+                 offers: Sequence[Offer], live: list[bool] | None = None
+                 ) -> tuple[list[Bid], list[Refused]]:
     """Check one site's offers for a round, once, in one place (the coordinator and the
     in-memory clearinghouse both call this): the task exists and is open, ``instances`` is in
     1..open, the price is in range, one offer per task, some node of the site could ever
     hold it, and all of them together fit the site's free resources (no site is asked for
     more than it has). Returns the market's bids for the accepted offers and a ``Refused``
     per other one. ``offers``: ``Offer``s, or anything with their four fields (the
-    coordinator passes the request's own ``pb.Bid`` messages)."""
+    coordinator passes the request's own ``pb.Bid`` messages). An offer for a task that
+    failed at the site while another could hold it (``ledger_book.failed_here``; ``live``:
+    the live sites) is refused before it takes any of the budget (a review: such offers
+    took it all, and work only the site could hold was never bid for)."""
     bids: list[Bid] = []
     refused: list[Refused] = []
     free = site_free(capacity, site)
@@ -249,6 +255,11 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
             why = _offer_problem(ts, o, site_name, seen, capacity, site)
             if why is not None:
                 refused.append(Refused(i, *why))
+                continue
+        if ts.failed_nodes:
+            why = failed_here(ts, site, capacity, live)
+            if why:
+                refused.append(Refused(i, "bid.failed_here", "task_id", why))
                 continue
         d = ts.demand
         cpu, mem, gpu = d.cpu * n, d.mem * n, d.gpu * n

@@ -189,7 +189,8 @@ class SiteCommands:
             raise Rejected("site_round.bad_version", f"{where}.seen_version",
                            f"{msg.seen_version}; expected >= 0")
         offers = msg.bids      # pb.Bid has Offer's fields: no copy per bid
-        bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers)
+        bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers,
+                                     [not self.sites[s].lapsed for s in self.site_names])
         for r in refused:
             self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
         gone = {r.index for r in refused}

@@ -228,6 +228,8 @@ class Observer:
             for j, s in enumerate(sites):
                 if not wins[j]:
                     wins[j] = self._past_heads(ledger, cap, s, site_fit)
+        for j, s in enumerate(sites):
+            wins[j] = _failed_here_last(wins[j], cap.site_slice[s])
         agg = _SiteAggregates(cap, self)
         table = _TaskTable(wins, now)
         log_pool = _log(len(ledger.pool))
@@ -267,6 +269,18 @@ class Observer:
                        own=np.clip(own, -OBS_BOUND, OBS_BOUND).astype(np.float32),
                        local=np.clip(local, -OBS_BOUND, OBS_BOUND).astype(np.float32),
                        free=agg.free_int(s))
+
+
+def _failed_here_last(window: list[TaskEntry], sl: slice) -> list[TaskEntry]:
+    """``window`` without the tasks that failed on a node of the site (``sl``) when it holds
+    others: the clearing gives such a task to another site while one can hold it, and a
+    bid for it took the site's budget from work only the site could hold (a review). With
+    nothing else to bid for, the site still may (no other site may be able to)."""
+    if not any(t.failed_nodes for t in window):
+        return window
+    rest = [t for t in window
+            if not any(sl.start <= n < sl.stop for n in t.failed_nodes)]
+    return rest or window
 
 
 def _site_fits_some(cap: Capacity, shapes: list, sl: slice) -> bool:

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, topological_order
-from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_SECONDS,
-                                 MAX_TIME, id_problem)
+from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_NAME,
+                                 MAX_SECONDS, MAX_TIME, id_problem)
 from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
 from agora.agents.workloads.id_names import as_id, task_ids
 from agora.agents.workloads.native import _find_cycle, parse_json
@@ -117,8 +117,8 @@ def read_wfcommons_report(spec: str | Path, cluster: Cluster, *,
             skipped.setdefault(why, []).append(Path(path).name)
             continue
         jid, n = name, 2
-        while jid in taken:
-            jid, n = f"{name}~{n}", n + 1
+        while jid in taken:    # cut to fit (two long names alike made one of 130: a review)
+            jid, n = f"{name[:MAX_NAME - len(str(n)) - 1]}~{n}", n + 1
         if id_problem(jid):
             raise Where(path, None, "name").error(f"{jid!r}: {id_problem(jid)}", ID_TEXT)
         taken.add(jid)

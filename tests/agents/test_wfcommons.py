@@ -265,3 +265,14 @@ def test_a_long_cycle_is_told_in_one_short_line(tmp_path, two_sites):
         read_wfcommons(write(tmp_path, spec), two_sites)
     assert "5000 tasks wait for each other in a cycle" in str(e.value)
     assert len(str(e.value)) < 600
+
+
+def test_two_long_names_alike_in_a_folder_get_ids_that_fit(tmp_path, two_sites):
+    """A review: a name past 128 characters was cut to 128, and the second of two alike
+    became 130 with its '~2': the whole folder was refused."""
+    folder = tmp_path / "wfs"
+    folder.mkdir()
+    for k in (1, 2):
+        write(folder, edited(SPEC, lambda v: v.update(name="n" * 300)), f"wf{k}.json")
+    ids = [j.id for j in read_wfcommons(folder, two_sites).jobs]
+    assert len(set(ids)) == 2 and all(id_problem(i) is None for i in ids)

@@ -122,7 +122,7 @@ def test_a_site_where_the_task_failed_gets_it_again_only_if_no_other_site_could_
             # victim goes to a, where it did not fail; big, which no other site holds,
             # may be tried at c again
             assert placed == [("big", "c"), ("victim", "a")]
-    assert r.state.rejected["clearing.failed_here"] == 1
+    assert r.state.rejected["bid.failed_here"] == 1         # refused as it came in
     assert r.state.ledger.tasks[("victim", "map")].failed_nodes == (3,)   # c/n0
 
 
@@ -140,3 +140,32 @@ def test_a_sites_view_keeps_only_its_own_nodes_among_where_anothers_task_failed(
     rec.tasks[0].failed_nodes[:] = [3]
     scope_for(r.state, "site:c").job_record(rec)
     assert list(rec.tasks[0].failed_nodes) == [3]
+
+
+def test_a_task_that_failed_at_a_site_takes_none_of_its_budget_nor_its_window():
+    """A second review: the site where t failed (c could hold t, but is full) offered t
+    first, its whole budget, and u -- a gpu task only it can hold -- was never bid for. Now
+    its window leaves t out while it holds other work, and the coordinator refuses an offer
+    for t before it takes any budget."""
+    from agora.agents.domain import Demand, Job, Task
+    from agora.agents.step.observe import Observer
+
+    r = Run()
+    st = r.state
+    r("site:c", submit(Job("fill", 0.0, "c", (Task("map", 1e6, Demand(16000, 1024),
+                                                    instances=2),))))
+    r("site:c", decide("c", 0, ("fill", "map", 2, 5)))          # c is full
+    r("site:a", submit(Job("t", 0.0, "a", (Task("map", 100.0, Demand(5000, 1024),
+                                                 instances=6),))))
+    r("site:a", decide("a", st.round, ("t", "map", 1, 5)))
+    ts = st.ledger.tasks[("t", "map")]
+    inst = next(iter(ts.placements))
+    r("site:a", report("a", end("t", "map", inst, "failed", run=ts.placed_at[inst])))
+    r("site:a", submit(Job("u", 0.0, "a", (Task("map", 10.0, Demand(2000, 1024, 1000),
+                                                 instances=1),))))
+    obs = Observer(st.cluster, 4).observe(st.ledger, st.capacity, [0], 0.0)[0]
+    assert [t.job.job.id for t in obs.window] == ["u"]            # t left out at a
+    out = r("site:a", decide("a", st.round, ("t", "map", 3, 9), ("u", "map", 1, 1)))
+    assert out.rejections[0].field == "command.site_round.bids[0].task_id"
+    assert "failed here" in out.rejections[0].reason
+    assert st.ledger.tasks[("u", "map")].running == 1
