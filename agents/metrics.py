@@ -44,6 +44,8 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, make_wsgi_app)
 from prometheus_client.parser import text_string_to_metric_families
 
+from agora.agents.loopback import LOOPBACK, loopback_host
+
 disable_created_metrics()      # no <name>_created timestamp series beside every counter
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The one registry of this process; ``start_metrics_server`` serves it."""
@@ -96,7 +98,6 @@ def wire_bytes(direction: str, *, site: str | None = None, replica: int | str | 
 _servers: dict[int, object] = {}
 _servers_lock = threading.Lock()
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 IDLE_S = 10.0
 """Seconds a metrics connection may send nothing before it is closed (each holds a thread:
 800 idle connections held 806 threads of a replica, for good -- a probe)."""
@@ -113,12 +114,9 @@ def _loopback_only(app):
     """``app`` answering only requests addressed to a loopback name (a page elsewhere that
     rebinds its own name to 127.0.0.1 read the counters -- a probe); one without a Host
     header (HTTP/1.0) is no browser's."""
-    names = {h for name in LOOPBACK for h in (name, f"[{name}]")}
-
     def guarded(environ, start_response):
         host = environ.get("HTTP_HOST", "")
-        name = host if host.endswith("]") else host.rsplit(":", 1)[0]
-        if host and name.lower() not in names:
+        if host and not loopback_host(host):
             start_response("421 Misdirected Request", [("Content-Type", "text/plain")])
             return [b"these metrics answer on their loopback address only\n"]
         return app(environ, start_response)

@@ -26,6 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from agora.agents.loopback import LOOPBACK, loopback_host
+
 log = logging.getLogger("agora.webview")
 
 
@@ -66,7 +68,6 @@ MAX_JOBS = 200
 """The most recent jobs the view shows (the whole ledger stays readable with agora jobs)."""
 MIN_REFRESH_S = 0.5
 """Answers are shared this long, so that many open pages cost one status read."""
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SECURITY_HEADERS = {
     # the page's own scripts only (Plotly sets inline styles); no framing, no sniffing
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
@@ -215,7 +216,7 @@ class WebView:
         self._cached: tuple[float, dict] | None = None
         self._reading: asyncio.Future | None = None
         self._runner = None
-        self._hosts: set[str] | None = None
+        self._loopback_only = False
         self.url: str | None = None
         # its own threads for the run folders and the scrapes: the loop's default pool is
         # shared with everything else on the service's loop
@@ -258,7 +259,7 @@ class WebView:
         if host in LOOPBACK:
             # bound to loopback: only a page that asked for a loopback name may read it (a
             # page elsewhere that rebinds its own name to 127.0.0.1 may not)
-            self._hosts = {h for name in LOOPBACK for h in (name, f"[{name}]")}
+            self._loopback_only = True
         self.url = f"http://{shown}:{bound}/"
         return self.url
 
@@ -274,10 +275,8 @@ class WebView:
 
         from agora.deploy.web_serving import body_refused
 
-        host = request.host or ""
-        name = host if host.endswith("]") else host.rsplit(":", 1)[0]
         response = body_refused(request)
-        if response is None and self._hosts is not None and name.lower() not in self._hosts:
+        if response is None and self._loopback_only and not loopback_host(request.host or ""):
             response = web.Response(status=421, text="this view answers on its loopback "
                                     "address only (web.host)\n")
         if response is None:
