@@ -39,13 +39,17 @@ def task_ids(raw: list[str]) -> dict[str, str]:
     out = {r: r for r in raw if id_problem(r) is None}
     taken = set(out)
     for r in raw:
-        if r in out:
-            continue
-        t = base = as_id(r)
-        n = 2
-        while t in taken:
-            suffix = f"~{n}"
-            t, n = base[:MAX_NAME - len(suffix)] + suffix, n + 1
-        taken.add(t)
-        out[r] = t
+        if r not in out:
+            out[r] = unused(as_id(r), taken)
+            taken.add(out[r])
     return out
+
+
+def unused(base: str, taken: set[str]) -> str:
+    """``base`` (an id), or the first of ``base~2``, ``base~3``, ... not in ``taken``, cut
+    to stay an id (two long names alike made one of 130 characters: a review)."""
+    t, n = base, 2
+    while t in taken:
+        suffix = f"~{n}"
+        t, n = base[:MAX_NAME - len(suffix)] + suffix, n + 1
+    return t

@@ -49,10 +49,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agora.agents.domain import MILLI, Cluster, Demand, Job, Task, Workload, topological_order
-from agora.agents.limits import (ID_TEXT, MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_NAME,
-                                 MAX_SECONDS, MAX_TIME, id_problem)
+from agora.agents.limits import MAX_CORES, MAX_DATA_MB, MAX_MEM_MIB, MAX_SECONDS, MAX_TIME
 from agora.agents.workloads.errors import InputError, origin_sites, skipped_line
-from agora.agents.workloads.id_names import as_id, task_ids
+from agora.agents.workloads.id_names import as_id, task_ids, unused
 from agora.agents.workloads.native import _find_cycle, parse_json
 from agora.agents.workloads.textfile import read_text
 from agora.agents.workloads.yamlmarks import (Where, describe, get_list, get_number, get_str,
@@ -116,11 +115,7 @@ def read_wfcommons_report(spec: str | Path, cluster: Cluster, *,
         if why is not None:
             skipped.setdefault(why, []).append(Path(path).name)
             continue
-        jid, n = name, 2
-        while jid in taken:    # cut to fit (two long names alike made one of 130: a review)
-            jid, n = f"{name[:MAX_NAME - len(str(n)) - 1]}~{n}", n + 1
-        if id_problem(jid):
-            raise Where(path, None, "name").error(f"{jid!r}: {id_problem(jid)}", ID_TEXT)
+        jid = unused(name, taken)         # name: an id (as_id)
         taken.add(jid)
         jobs.append(Job(id=jid, arrival=k * gap, tasks=tasks,
                         origin=sites[zlib.crc32(jid.encode("utf-8")) % len(sites)]))
