@@ -76,11 +76,15 @@ class RoundCommands:
         return i
 
     # ---- rounds -----------------------------------------------------------------------
+    def live_sites(self) -> list[bool]:
+        """Per site, in cluster order: live (not lapsed)."""
+        return [not self.sites[s].lapsed for s in self.site_names]
+
     def expected_sites(self) -> list[str]:
         """Live sites that can hold some open task now (each must decide before the round
         closes on its own)."""
         cap, pool = self.capacity, self.ledger.pool
-        live = [i for i, s in enumerate(self.site_names) if not self.sites[s].lapsed]
+        live = [i for i, ok in enumerate(self.live_sites()) if ok]
         # kept until the open shapes, the free capacity or the lapsed sites change: every
         # site part asks, and a site that opened 20,000 shapes no site can hold made each
         # ask walk them all (a review: 0.13 s a heartbeat on every replica)
@@ -106,7 +110,7 @@ class RoundCommands:
     def _close(self, res: pb.Result) -> None:
         """Clear every decision of the round together, and open the next round."""
         book = LedgerBook(self.ledger, self.capacity, self.pref,
-                          live=[not self.sites[s].lapsed for s in self.site_names])
+                          live=self.live_sites())
         bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
         cleared = clear(bids, book)
         for _, why in cleared.rejected:

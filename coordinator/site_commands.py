@@ -190,7 +190,7 @@ class SiteCommands:
                            f"{msg.seen_version}; expected >= 0")
         offers = msg.bids      # pb.Bid has Offer's fields: no copy per bid
         bids, refused = admit_offers(self.ledger, self.capacity, site, msg.site, offers,
-                                     [not self.sites[s].lapsed for s in self.site_names])
+                                     self.live_sites())
         for r in refused:
             self._count(res, Rejected(r.kind, f"{where}.bids[{r.index}].{r.field}", r.reason))
         gone = {r.index for r in refused}
