@@ -13,12 +13,10 @@ def fitting_sites(cap, shapes: list, wanted: set[int]) -> set[int]:
     compared with every node at once (a backlog of thousands of shapes is one numpy
     comparison, not a loop), those with gpus one by one."""
     found: set[int] = set()
-    plain = [d for d in shapes if not d.gpu]
-    if plain:
-        cpu = np.fromiter((d.cpu for d in plain), np.int64, len(plain))
-        mem = np.fromiter((d.mem for d in plain), np.int64, len(plain))
+    cpu, mem = _plain(shapes)
+    if len(cpu):
         fits = np.zeros(len(cap.alive), dtype=bool)
-        for i in range(0, len(plain), 2048):        # bounded temporaries
+        for i in range(0, len(cpu), 2048):          # bounded temporaries
             c, m = cpu[i:i + 2048, None], mem[i:i + 2048, None]
             fits |= ((cap.free_cpu[None, :] >= c) & (cap.free_mem[None, :] >= m)).any(axis=0)
         found.update(int(i) for i in cap.sites_of(fits & cap.alive).nonzero()[0])
@@ -28,3 +26,24 @@ def fitting_sites(cap, shapes: list, wanted: set[int]) -> set[int]:
         if d.gpu:
             found.update(int(i) for i in cap.sites_of(cap.fit_mask(d)).nonzero()[0])
     return found
+
+
+def site_fits_some(cap, shapes: list, sl: slice) -> bool:
+    """Whether some demand of ``shapes`` fits an alive node of ``sl`` (one site's nodes)
+    now: ``fitting_sites`` for one site, comparing with its few nodes only (an agent asks
+    at each step its window is empty, usually with its site full)."""
+    alive = cap.alive[sl]
+    if not alive.any():
+        return False
+    cpu, mem = _plain(shapes)
+    fc, fm = cap.free_cpu[sl][alive], cap.free_mem[sl][alive]
+    if ((cpu[:, None] <= fc[None, :]) & (mem[:, None] <= fm[None, :])).any():
+        return True
+    return any(cap.fit_mask(d, sl).any() for d in shapes if d.gpu)
+
+
+def _plain(shapes: list) -> tuple[np.ndarray, np.ndarray]:
+    """(cpu, mem) of the demands of ``shapes`` without gpus."""
+    plain = [d for d in shapes if not d.gpu]
+    return (np.fromiter((d.cpu for d in plain), np.int64, len(plain)),
+            np.fromiter((d.mem for d in plain), np.int64, len(plain)))

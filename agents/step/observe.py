@@ -36,6 +36,7 @@ import numpy as np
 from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
+from agora.agents.sim.fitting import site_fits_some
 from agora.agents.step.neighbours import DEFAULT_PEERS, link_matrices, listening
 
 LOG_DIV = 10.0
@@ -189,7 +190,7 @@ class Observer:
         replicated schedule expected the site -- it can hold open work -- and the agent,
         seeing none of it, never decided: its rounds waited on it). Adds their shapes to
         ``site_fit``."""
-        if not _site_fits_some(cap, ledger.pool.shapes(), cap.site_slice[s]):
+        if not site_fits_some(cap, ledger.pool.shapes(), cap.site_slice[s]):
             return []
         out: list[TaskEntry] = []
         for t in ledger.pool.scan():
@@ -281,24 +282,6 @@ def _failed_here_last(window: list[TaskEntry], sl: slice) -> list[TaskEntry]:
     rest = [t for t in window
             if not any(sl.start <= n < sl.stop for n in t.failed_nodes)]
     return rest or window
-
-
-def _site_fits_some(cap: Capacity, shapes: list, sl: slice) -> bool:
-    """Whether some demand of ``shapes`` fits an alive node of ``sl`` now: the shapes
-    without gpus against the site's nodes in one comparison (an agent asks at each step
-    its window is empty, usually with its site full: the site's few nodes, not the
-    cluster's), those with gpus one by one."""
-    alive = cap.alive[sl]
-    if not alive.any():
-        return False
-    plain = [d for d in shapes if not d.gpu]
-    if plain:
-        fc, fm = cap.free_cpu[sl][alive], cap.free_mem[sl][alive]
-        cpu = np.fromiter((d.cpu for d in plain), np.int64, len(plain))
-        mem = np.fromiter((d.mem for d in plain), np.int64, len(plain))
-        if ((cpu[:, None] <= fc[None, :]) & (mem[:, None] <= fm[None, :])).any():
-            return True
-    return any(cap.fit_mask(d, sl).any() for d in shapes if d.gpu)
 
 
 class _SiteAggregates:
