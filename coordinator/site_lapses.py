@@ -79,9 +79,7 @@ class SiteLapses:
         await self._withdraw_votes(now)
         for site in self._owing():
             info = app.sites[site]
-            last = self.heard.get(site)
-            if last is None:          # not heard since this replica started
-                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
+            last = self._heard_at(site)
             if now - last < self.site_timeout_s and site not in overdue:
                 continue
             prev = self._voted_lapse.get(site)
@@ -166,12 +164,18 @@ class SiteLapses:
         for site in self.app.site_names:
             if self.app.sites[site].lapsed:
                 continue
-            last = self.heard.get(site)
-            if last is None:
-                last = self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
-            if now - last >= self.site_timeout_s:
+            if now - self._heard_at(site) >= self.site_timeout_s:
                 out.append(site)
         return out
+
+    def _heard_at(self, site: str) -> float:
+        """When this replica last heard ``site``; for one not heard since it started, a
+        time that makes it silent only after the longer of ``site_timeout_s`` and
+        ``site_start_grace_s``."""
+        last = self.heard.get(site)
+        if last is None:
+            return self.started + max(0.0, self.site_start_grace_s - self.site_timeout_s)
+        return last
 
     def _owing(self) -> list[str]:
         """Live sites that hold running work or are expected to decide now."""
