@@ -183,8 +183,20 @@ class Observer:
             out.append(merged[:self.k])
         return out
 
+    def _fit_counts(self, t: TaskEntry, cap: Capacity, sites: list[int],
+                    few: bool) -> np.ndarray:
+        """Per site, the nodes that hold one instance of ``t`` now -- with ``few``, counted
+        for ``sites`` only (one site's agent: its own nodes), the others 0."""
+        if few:
+            counts = np.zeros(self.n_sites, np.int64)
+            for s in sites:
+                counts[s] = cap.fit_mask(t.demand, cap.site_slice[s]).sum()
+            return counts
+        return np.bincount(cap.node_site[cap.fit_mask(t.demand)], minlength=self.n_sites)
+
     def _past_heads(self, ledger: Ledger, cap: Capacity, s: int,
-                    site_fit: dict[tuple, np.ndarray]) -> list[TaskEntry]:
+                    site_fit: dict[tuple, np.ndarray], sites: list[int],
+                    few: bool) -> list[TaskEntry]:
         """Site ``s``'s window when nothing at the heads of the orders fits it: the first k
         open tasks in FIFO order that do, if some open shape fits it now (a review: the
         replicated schedule expected the site -- it can hold open work -- and the agent,
@@ -196,8 +208,7 @@ class Observer:
         for t in ledger.pool.scan():
             f = site_fit.get(t.shape)
             if f is None:
-                f = site_fit[t.shape] = np.bincount(cap.node_site[cap.fit_mask(t.demand)],
-                                                    minlength=self.n_sites)
+                f = site_fit[t.shape] = self._fit_counts(t, cap, sites, few)
             if f[s]:
                 out.append(t)
                 if len(out) >= self.k:
@@ -214,21 +225,13 @@ class Observer:
         few = len(sites) * 4 < self.n_sites      # one site's agent: look at its nodes only
         for order in heads:
             for t in order:
-                if t.shape in site_fit:
-                    continue
-                if few:
-                    counts = np.zeros(self.n_sites, np.int64)
-                    for s in sites:
-                        counts[s] = cap.fit_mask(t.demand, cap.site_slice[s]).sum()
-                else:
-                    counts = np.bincount(cap.node_site[cap.fit_mask(t.demand)],
-                                         minlength=self.n_sites)
-                site_fit[t.shape] = counts
+                if t.shape not in site_fit:
+                    site_fit[t.shape] = self._fit_counts(t, cap, sites, few)
         wins = self.windows(heads, site_fit, sites) if heads else [[] for _ in sites]
         if heads and len(ledger.pool) > len(heads[0]):
             for j, s in enumerate(sites):
                 if not wins[j]:
-                    wins[j] = self._past_heads(ledger, cap, s, site_fit)
+                    wins[j] = self._past_heads(ledger, cap, s, site_fit, sites, few)
         for j, s in enumerate(sites):
             wins[j] = _failed_here_last(wins[j], cap.site_slice[s])
         agg = _SiteAggregates(cap, self)
