@@ -269,7 +269,7 @@ def test_a_peer_whose_host_vanishes_without_closing_is_found_gone_and_reached_ag
     reopened where the peer now is."""
     from agora.agents.cluster.peers import SERVER_OPTIONS, PeerLinks
     from agora.agents.keepalive import client_options
-    from tests.frozen_proxy import FrozenProxy
+    from tests.loopback_proxy import LoopbackProxy
 
     async def main():
         svc = PeerService("west", ["east", "west"], CodeBook(2, 8), 8)
@@ -277,7 +277,7 @@ def test_a_peer_whose_host_vanishes_without_closing_is_found_gone_and_reached_ag
         rpc.add_PeerExchangeServicer_to_server(svc, srv)
         port = srv.add_insecure_port("127.0.0.1:0")
         await srv.start()
-        proxy = await FrozenProxy(port).start()
+        proxy = await LoopbackProxy(port).start()
         where = {"west": f"127.0.0.1:{proxy.port}"}
 
         async def resolve(peer):

@@ -2,7 +2,7 @@
 a busy peer) still connects while the peer keeps talking. Before, every message from the
 peer "kicked" the link at most every 0.1 s and each kick abandoned the attempt in progress:
 with a 0.3 s handshake nothing was ever delivered (review). Real gRPC through a loopback
-proxy that delays every hop (this test's)."""
+proxy that delays every hop (``tests/loopback_proxy.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from agora.coordinator.transport import PeerLinks, channel_options, open_channel
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
+from tests.loopback_proxy import LoopbackProxy
 
 pytestmark = pytest.mark.timeout(60)
 DELAY = 0.3
@@ -30,26 +31,6 @@ class _Peer(rpc.PeerServicer):
         return pb.PeerAck()
 
 
-async def _slow_proxy(up_port: int):
-    async def handle(r, w):
-        await asyncio.sleep(DELAY)
-        ur, uw = await asyncio.open_connection("127.0.0.1", up_port)
-
-        async def pipe(a, b):
-            try:
-                while data := await a.read(65536):
-                    await asyncio.sleep(DELAY / 3)
-                    b.write(data)
-                    await b.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                b.close()
-        await asyncio.gather(pipe(r, uw), pipe(ur, w))
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
 async def _peer_behind_slow_proxy():
     """A peer servicer, its server, and the slow proxy in front of it (and its port)."""
     peer = _Peer()
@@ -57,8 +38,8 @@ async def _peer_behind_slow_proxy():
     rpc.add_PeerServicer_to_server(peer, srv)
     port = srv.add_insecure_port("127.0.0.1:0")
     await srv.start()
-    proxy, pport = await _slow_proxy(port)
-    return peer, srv, proxy, pport
+    proxy = await LoopbackProxy(port, delay_s=DELAY).start()
+    return peer, srv, proxy, proxy.port
 
 
 def test_a_slow_link_connects_while_its_peer_keeps_talking():
@@ -77,7 +58,7 @@ def test_a_slow_link_connects_while_its_peer_keeps_talking():
         finally:
             await links.close()
             await srv.stop(None)
-            proxy.close()
+            await proxy.close()
         return first
 
     first = asyncio.run(go())
@@ -99,7 +80,7 @@ def test_a_call_through_a_link_slow_to_set_up_is_answered():
         finally:
             await channel.close()
             await srv.stop(None)
-            proxy.close()
+            await proxy.close()
         return peer.got
 
     assert asyncio.run(go()) == 1
