@@ -13,7 +13,6 @@ to stop them and to ask for their figures.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from agora.deploy.cluster_record import check_or_record, rules
+from agora.deploy.loop_thread import LoopThread
 from agora.deploy.site_admission import admit_sites, site_key_dir
 from agora.deploy.system_watch import watch
 
@@ -32,26 +32,6 @@ log = logging.getLogger("agora.launch")
 SERVED = "served"
 """A file in ``out`` that ``agora up`` writes once its service serves: the schedule has
 begun (``ray_runtime.check_joined``'s ``resumed``)."""
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread; ``run(coro)`` blocks for its result."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float | None = None):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro):
-        """Start ``coro`` on the loop; returns its concurrent future."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 START_GRACE_S = 120.0

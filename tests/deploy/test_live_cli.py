@@ -234,7 +234,7 @@ def test_the_progress_line_reads_the_ledger_on_the_loop_that_applies_its_updates
     import threading
     from types import SimpleNamespace
 
-    from agora.deploy.launch import LoopThread
+    from agora.deploy.loop_thread import LoopThread
     from agora.deploy.live_progress import Follower
 
     seen: set = set()
