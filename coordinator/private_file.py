@@ -9,6 +9,25 @@ import secrets
 from pathlib import Path
 
 
+def check_private(path: str | Path, what: str, remedy: str) -> None:
+    """ValueError naming ``path`` when private file ``path`` (``what``, for the message) is
+    open to anyone but its owner (mode beyond 0600: its secret may have leaked), or belongs
+    to another user than this process's (that user could replace it at any time: a key
+    planted by someone else is not ours). ``remedy`` says what to do; the file is left as
+    it is."""
+    path = Path(path)
+    st = path.stat()
+    mode = st.st_mode & 0o777
+    if mode & 0o077:
+        raise ValueError(f"{path}: mode {mode:03o}; {what} must be readable by its owner only "
+                         f"(0600). It may have leaked: {remedy}")
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise ValueError(f"{path}: owned by user id {st.st_uid}, not by this process's user "
+                         f"({me}); {what} must belong to the user that uses it (its owner "
+                         f"could replace it): {remedy}")
+
+
 def write_public(path: str | Path, data: str | bytes) -> Path:
     """``write_private``'s way, mode 0644 whatever the umask (a certificate: under umask
     000 one came out 0666, and anyone could replace the CA certificate every process

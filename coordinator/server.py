@@ -37,6 +37,7 @@ from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.pbft.storage import SqliteStorage, old_format_problem
 from agora.coordinator.replica_host import ReplicaHost
+from agora.coordinator.private_file import check_private
 from agora.coordinator.schedule_state import ScheduleState
 from agora.coordinator.service import CoordinatorService, PeerService
 from agora.coordinator.transport import CHANNEL_OPTIONS, server_credentials
@@ -50,7 +51,8 @@ SERVICES = ("agora.v1.Coordinator", "agora.v1.Peer")
 
 def load_keys(path: Path) -> KeySet:
     """The key file at ``path``; ValueError naming it when it cannot be read or is not one
-    (a regular file of YAML text holding the mapping ``agora keys`` writes)."""
+    (a regular file of YAML text holding the mapping ``agora keys`` writes), or when it is
+    not private (``check_private``: others may read it, or another user owns it)."""
     from agora.agents.workloads.textfile import read_text
 
     expected = "the key file `agora keys` writes (YAML: n, replicas, clients, mac_keys)"
@@ -63,9 +65,14 @@ def load_keys(path: Path) -> KeySet:
     if not isinstance(data, dict) or "n" not in data or "replicas" not in data:
         raise ValueError(f"{path}: not a key file; expected {expected}")
     try:
-        return KeySet.from_dict(data)
+        keys = KeySet.from_dict(data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    # told after what it is: a file that is no key file is named so, whatever its mode
+    check_private(path, "the group's key file (every replica's and client's secrets)",
+                  "make new keys with `agora keys --force` (every replica and client then "
+                  "needs the new file), or chmod 600 it if you know no one else read it")
+    return keys
 
 
 async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = None, *,

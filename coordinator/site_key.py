@@ -20,7 +20,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from agora.agents.process import python_module
-from agora.coordinator.private_file import write_private
+from agora.coordinator.private_file import check_private, write_private
 
 HEADER = b"agora site key v1\n"
 
@@ -80,12 +80,10 @@ def _read_private(path: Path, what: str) -> bytes:
 
 
 def _check_private(path: Path, what: str) -> None:
-    """ValueError when others may read private file ``path`` (``what``, for the message)."""
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise ValueError(f"{path}: mode {mode:03o}; {what} must be readable by its owner only "
-                         f"(0600). It may have leaked: remove it, start the agent again (it "
-                         f"makes a new key) and admit the new key")
+    """ValueError when others may read private file ``path`` (``what``, for the message), or
+    when another user owns it (``check_private``)."""
+    check_private(path, what, "remove it, start the agent again (it makes a new key) and "
+                              "admit the new key")
 
 
 def _private_folder(folder: Path) -> None:

@@ -27,6 +27,7 @@ import grpc
 
 from agora.agents.aio import cancel_and_wait
 from agora.agents.keepalive import SERVER_OPTIONS, client_options
+from agora.coordinator.private_file import check_private
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.agora.v1 import coordinator_pb2_grpc as rpc
 
@@ -57,11 +58,20 @@ gives up (minutes), and its stream reopened."""
 
 
 def _read(path: Path, field: str) -> bytes:
+    """The PEM file ``path`` (config field ``tls.<field>``); a key must be private
+    (``check_private``)."""
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"tls.{field}: cannot read {path} ({e.strerror or e}); expected a PEM "
                          f"file, e.g. written by `agora certs`") from None
+    if field == "key":
+        try:
+            check_private(path, "a TLS key", "make new certificates with `agora certs "
+                                            "--force`, or chmod 600 it if no one else read it")
+        except ValueError as e:
+            raise ValueError(f"tls.{field}: {e}") from None
+    return data
 
 
 def server_credentials(config: CoordinatorConfig, replica: int) -> grpc.ServerCredentials | None:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import yaml
 
 from agora.coordinator.pbft.keys import generate_keys
+from agora.coordinator.private_file import write_private
 from agora.deploy import cli_sites
 from agora.deploy.cli import main
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -19,8 +20,8 @@ def test_a_site_without_a_key_is_listed_as_not_admitted_unless_the_key_file_has_
     monkeypatch.chdir(tmp_path / "..")          # not the config's folder
     (tmp_path / "conf").mkdir()
     keys = tmp_path / "keys.yaml"               # named relative to the config's folder
-    keys.write_text(yaml.safe_dump(generate_keys(4, ["operator", "site:dc-east"],
-                                                 seed=b"list").to_dict()))
+    write_private(keys, yaml.safe_dump(generate_keys(4, ["operator", "site:dc-east"],
+                                                     seed=b"list").to_dict()))
     view = pb.LedgerView(version=7)
     view.sites.add(site="dc-east")
     view.sites.add(site="dc-west")

@@ -99,3 +99,44 @@ def test_certificates_and_their_folder_are_not_writable_by_others_whatever_the_u
     crts = sorted((tmp_path / "certs").glob("*.crt"))
     assert crts and all(mode(c) == 0o644 for c in crts), {c.name: oct(mode(c)) for c in crts}
     assert all(mode(k) == 0o600 for k in (tmp_path / "certs").glob("*.key"))
+
+
+def test_a_key_file_others_may_read_or_another_user_owns_is_refused_where_it_is_read(
+        tmp_path, monkeypatch):
+    """A review: only a site's own key was checked when read; the group's key file (every
+    replica's and client's secrets) and the TLS keys were used whatever their mode, and no
+    key file's owner was looked at (another user could have planted or could replace it).
+    Now each is refused, named, with what to do; the file is left as it is."""
+    from agora.coordinator import private_file, site_key
+    from agora.coordinator.transport import _read
+
+    out = tmp_path / "keys.yaml"
+    LocalGroup(tmp_path / "g", n=4, clients=CLIENTS, cluster="default")
+    out.write_bytes((tmp_path / "g" / "keys.yaml").read_bytes())
+    os.chmod(out, 0o644)
+    with pytest.raises(ValueError, match=r"keys.yaml: mode 644; .*agora keys --force") as e:
+        load_keys(out)
+    assert str(e.value).startswith(str(out))
+    os.chmod(out, 0o640)                           # a group may read it: refused too
+    with pytest.raises(ValueError, match="mode 640"):
+        load_keys(out)
+    os.chmod(out, 0o600)
+    assert "site:a" in load_keys(out).client_signing
+
+    certs = tmp_path / "certs"
+    ensure_all(certs, ["a"], replicas=4)
+    tls_key = certs / "replica-0.key"
+    assert _read(tls_key, "key")                   # 0600, ours: read
+    os.chmod(tls_key, 0o644)
+    with pytest.raises(ValueError, match=r"^tls.key: .*replica-0.key: mode 644; a TLS key"):
+        _read(tls_key, "key")
+    assert _read(certs / "replica-0.crt", "cert")  # a certificate is public: 0644 is right
+
+    site = tmp_path / "sk" / "site-a.key"
+    site_key.load_or_create(site)
+    # another user owns them (this process's user id told otherwise, in this test only)
+    monkeypatch.setattr(private_file.os, "geteuid", lambda: os.stat(out).st_uid + 1)
+    for read in (lambda: load_keys(out), lambda: site_key.load_or_create(site)):
+        with pytest.raises(ValueError, match=r"owned by user id \d+, not by this process"):
+            read()
+    assert mode(out) == 0o600 and mode(site) == 0o600
