@@ -313,7 +313,7 @@ class PbftClearinghouse:
         """Beat; after beats no replica took, ask whether this site's key is still the
         group's: a removed site's agent went on running its work (unreported, the
         schedule had placed it again elsewhere: it ran twice) and knocking for good (a
-        probe). Refused twice, f+1 replicas agreeing, the agent is told (``on_update``) and
+        probe). Refused twice, 2f+1 replicas agreeing, the agent is told (``on_update``) and
         the watch and the beats stop."""
         unheard = refused = 0
         while True:
@@ -339,11 +339,11 @@ class PbftClearinghouse:
             await asyncio.sleep(self.heartbeat_s)
 
     async def _key_refused(self) -> str | None:
-        """The refusal f+1 replicas agree on when this site's key is not the group's
-        (None: it is, or too few answer to tell). The question is a query of one job id
-        no job has: its signature is checked like any request's, and its answer (no such
-        job) costs next to nothing -- beats refused for another reason (a clock far off)
-        would otherwise read the whole ledger every few seconds."""
+        """The refusal 2f+1 replicas agree on (``client.refusal_need``) when this site's key
+        is not the group's (None: it is, or too few answer to tell). The question is a
+        query of one job id no job has: its signature is checked like any request's, and
+        its answer (no such job) costs next to nothing -- beats refused for another reason
+        (a clock far off) would otherwise read the whole ledger every few seconds."""
         try:
             await self.client.schedule(job_id=KEY_CHECK_JOB)
         except CoordinatorError as e:

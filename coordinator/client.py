@@ -11,9 +11,11 @@ and the explorer drive); this module is its transport: gRPC, hedging, refusals.
 - Queries: the read-only fast path needs 2f+1 matching replies; short of that (replicas
   lagging or down) the query is ordered like a command and f+1 matching replies suffice.
 - Refusals: a request f+1 replicas refuse with the same gRPC status is refused
-  (``CoordinatorError`` with that code and the first message). ``cancel_job`` also raises
-  when the ordered cancel was refused by the schedule (f+1 matching results with a
-  rejection): FAILED_PRECONDITION, the rejection's field and reason.
+  (``CoordinatorError`` with that code and the first message); UNAUTHENTICATED needs 2f+1,
+  as a correct replica behind the log may say it of a site admitted since
+  (``refusal_need``). ``cancel_job`` also raises when the ordered cancel was refused by the
+  schedule (f+1 matching results with a rejection): FAILED_PRECONDITION, the rejection's
+  field and reason.
 
 One request is outstanding per client id at a time (PBFT's model: a replica remembers each
 client's last request); run several clients (``site:a/0``, ``site:a/1``, ...) for
@@ -76,6 +78,21 @@ def is_refusal(code: grpc.StatusCode, details: str | None) -> bool:
     return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry later" not in (details or "")
 
 
+def refusal_need(code: grpc.StatusCode, f: int) -> int:
+    """How many replicas must give one refusal alike for it to end the call. UNAUTHENTICATED
+    (no key for the client, a signature that does not verify with its key) needs 2f+1: a
+    site's key is what the log says at the replica's execution (``pbft/auth.py``), so a
+    correct replica that has not yet executed the site's admission, or its new key,
+    refuses it truthfully -- and one faulty replica copying that refusal made f+1: the
+    client gave up on a request the up-to-date replicas ordered and executed (a review).
+    2f+1 alike hold f+1 correct replicas, more than the f that may still lag once
+    ``admit_site`` returned; a client no correct replica knows gets 2f+1 refusals all the
+    same. The other refusals need f+1 (one of them correct): the request's own fields,
+    alike at every correct replica, or a later timestamp of its client executed (stale,
+    reused), which a replica behind cannot say untruly."""
+    return 2 * f + 1 if code == grpc.StatusCode.UNAUTHENTICATED else f + 1
+
+
 HEDGE_MIN_S, HEDGE_MAX_S, HEDGE_FACTOR = 0.05, 0.5, 4.0
 """An ordered request goes to the other replicas too after HEDGE_FACTOR x the recent
 latency, clamped to [HEDGE_MIN_S, HEDGE_MAX_S] (see CoordinatorClient.send_raw)."""
@@ -86,10 +103,10 @@ INSECURE = "insecure"
 
 
 class CoordinatorError(Exception):
-    """No f+1 matching answers: ``code`` is the refusal f+1 replicas agreed on, or UNAVAILABLE
-    when too few replicas answered; ``errors`` holds each replica's error. For a command
-    the schedule refused once ordered (``cancel_job``): FAILED_PRECONDITION, and ``result``
-    is the ``Result`` f+1 replicas returned."""
+    """No f+1 matching answers: ``code`` is the refusal enough replicas agreed on
+    (``refusal_need``), or UNAVAILABLE when too few replicas answered; ``errors`` holds each
+    replica's error. For a command the schedule refused once ordered (``cancel_job``):
+    FAILED_PRECONDITION, and ``result`` is the ``Result`` f+1 replicas returned."""
 
     def __init__(self, code: grpc.StatusCode, message: str,
                  errors: dict[int, str] | None = None, result: pb.Result | None = None) -> None:
@@ -322,9 +339,9 @@ class CoordinatorClient(ClientReads):
                     if isinstance(reply, (grpc.aio.AioRpcError, StreamError)):
                         errors[i] = f"{reply.code().name}: {reply.details()}"
                         if is_refusal(reply.code(), reply.details()):
-                            refusals[(reply.code(), reply.details())] += 1
-                            (code, msg), k = refusals.most_common(1)[0]
-                            if k >= self.f + 1:
+                            code, msg = reply.code(), reply.details()
+                            refusals[(code, msg)] += 1
+                            if refusals[(code, msg)] >= refusal_need(code, self.f):
                                 raise CoordinatorError(code, msg, errors)
                         if not hedged:
                             hedge()
