@@ -247,8 +247,12 @@ class CoordinatorClient(ClientReads):
             return pb.QueryResult.FromString(await self.call("GetSchedule", cmd,
                                                              read_only=True))
         except CoordinatorError as e:
-            if is_refusal(e.code, e.message):
+            if is_refusal(e.code, e.message) and e.code != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
+            # INVALID_ARGUMENT may say the read-only request is a copy of one answered: a
+            # faulty replica that replays a client's query to the others ahead of it had the
+            # client's own refused (a review). Ordered, it is a request of its own; one that
+            # is malformed is refused there again, before it is ordered.
         # Fewer than 2f+1 replicas agree right now: order the query (f+1 suffice).
         return pb.Result.FromString(await self.call("GetSchedule", cmd)).query
 

@@ -103,6 +103,17 @@ def test_a_read_only_request_is_answered_once_and_only_while_fresh(group):
             assert "read-only" in e.value.message
             # a fresh query of the same client is answered
             assert (await west.schedule(job_id="nothing-such")).schedule.allocations == []
+            # a faulty replica replays a client's query to the others before the client's
+            # own reaches them: the query is ordered instead (it raised "a copy": a review)
+            ts, data = west.envelope(query, read_only=True)
+            await west.send_raw("GetSchedule", data, ts, read_only=True)    # the replay
+            fresh = west.envelope
+            west.envelope = lambda op, read_only=False: (ts, data) if read_only \
+                else fresh(op, read_only=read_only)
+            try:
+                assert (await west.schedule(job_id="nothing-such")).schedule.allocations == []
+            finally:
+                west.envelope = fresh
     run(go())
 
 
