@@ -20,12 +20,17 @@ from urllib.parse import quote
 import ray
 
 from agora.agents.cluster.run_account import (ENTER_FAILED, as_account, cannot_enter,
-                                              run_account, run_environment, switches)
+                                              cannot_start_as, run_account, run_environment,
+                                              switches)
+from agora.agents.cluster.run_groups import (kill_group, kill_strays, left_in_group,
+                                            run_marker)
 from agora.agents.process import (START_REPORT, bound_to_parent, cannot_start, holding,
-                                  niced, nicer, proc_files, start_failure, stat_fields)
+                                  niced, nicer, start_failure)
 
-KILL_GRACE_S = 3.0
-"""seconds between SIGTERM and SIGKILL to a run's process group"""
+MAX_LOG_BYTES = 16 << 30
+"""bytes a run may write to its stdout and stderr together: past it (seen within a second,
+``wait_fenced``) its process group is killed and it fails, saying so (a review: a run that
+printed without end filled the disk its node shares with the replicas' logs)"""
 
 
 @dataclass(frozen=True)
@@ -139,21 +144,24 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
                AGORA_RUN_DIR=str(d.resolve()))
     if sys.platform.startswith("linux"):      # where the command starts from the launcher
         env[START_REPORT] = str(d / "start-failure")
-    cwd = req.cwd or str(d)
+    # every run writes in a folder of its own, ``work/``: the run folder holds the runner's
+    # markers (``pid``, ``killed``, ``stopping``, ``end.json``), which a command writing
+    # files of those names in its cwd forged (a review: a run that wrote ``killed`` ended
+    # killed, reported lost and placed again for good)
+    work = d / "work"
+    work.mkdir(exist_ok=True)
+    cwd = req.cwd or str(work)
     command, identity = bound_to_parent(req.argv), {"cwd": cwd}
     if switches(account):
         env.pop(START_REPORT, None)           # (the launcher's; not used here)
         # the run folder stays the runner's (its pid, end and kill markers are trusted)
         # and unlisted, its files the runner's alone (other runs run as the same user);
-        # the run writes in a folder of its own
+        # the run writes in a folder of its own, ``work/``, its user's
         d.chmod(0o711)
         for name in ("run.json", "stdout", "stderr"):
             (d / name).touch()
             (d / name).chmod(0o600)
-        work = d / "work"
-        work.mkdir(exist_ok=True)
         os.chown(work, account.uid, account.gid)
-        cwd = req.cwd or str(work)
         command, identity = as_account(account, list(req.argv), cwd)
         why = cannot_enter(cwd, account)
         if why is not None:
@@ -164,7 +172,8 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
     kind, reason = "completed", ""
     with open(d / "stdout", "ab") as out, open(d / "stderr", "ab") as err:
         try:
-            problem = cannot_start(req.argv[0], env, cwd)
+            problem = (cannot_start_as(req.argv[0], env, cwd, account) if switches(account)
+                       else cannot_start(req.argv[0], env, cwd))
             if problem is not None:
                 raise problem
             started = niced(command, niceness)
@@ -179,9 +188,13 @@ def _execute_run(req: RunRequest, folder: str, run_as: str | None, niceness: int
         if started is command:       # no `nice` here: raised now (not with it: a second
             nicer(p.pid, niceness)   # raise, racing nice's own, gave 19 for 17)
         (d / "pid").write_text(str(p.pid))
-        code, why = wait_fenced(p, req.timeout_s)
+        code, why = wait_fenced(p, req.timeout_s, over=lambda: (
+            os.fstat(out.fileno()).st_size + os.fstat(err.fileno()).st_size > MAX_LOG_BYTES))
         if why == "timeout":
             kind, reason = "failed", f"timed out after {req.timeout_s:g} s"
+        elif why == "output":
+            kind, reason = "failed", (f"wrote more than {MAX_LOG_BYTES:,} bytes of output "
+                                      f"(stdout and stderr)")
         elif why == "orphaned":   # its node's raylet died: the run was placed elsewhere
             return end_orphaned(d, code, start)
         if (d / "stopping").exists():         # the service stops (NodeRunner.shutdown):
@@ -213,10 +226,11 @@ FENCE_S = 1.0
 
 
 def wait_fenced(p: subprocess.Popen, timeout_s: float | None,
-                parent: int | None = None) -> tuple[int, str | None]:
+                parent: int | None = None, over=None) -> tuple[int, str | None]:
     """Wait for the run's command ``p``: (exit code, None), or -- its process group killed --
     (code, "timeout") past ``timeout_s``, or (code, "orphaned") once this process's parent
-    (a Ray worker's: its raylet; ``parent``, default the parent now) is gone. A probe: a
+    (a Ray worker's: its raylet; ``parent``, default the parent now) is gone, or (code,
+    "output") once ``over()`` (looked at every ``FENCE_S``) says it wrote too much. A probe: a
     node's raylet killed, Ray's workers on it lived on and so did their runs, which ran to
     the end beside the copies the schedule had placed elsewhere."""
     parent = os.getppid() if parent is None else parent
@@ -228,7 +242,8 @@ def wait_fenced(p: subprocess.Popen, timeout_s: float | None,
         except subprocess.TimeoutExpired:
             pass
         why = ("timeout" if deadline is not None and time.monotonic() >= deadline else
-               "orphaned" if os.getppid() != parent else None)
+               "orphaned" if os.getppid() != parent else
+               "output" if over is not None and over() else None)
         if why is not None:
             kill_group(p.pid, leader=p)
             return p.wait(), why
@@ -274,104 +289,6 @@ def end_of(d: Path, ended: dict) -> dict:
             "reason": reason}
 
 
-def run_marker(folder: Path) -> bytes:
-    """The ``AGORA_RUN_DIR`` entry every process of a run inherits in its environment."""
-    return b"AGORA_RUN_DIR=" + str(Path(folder).resolve()).encode()
-
-
-def strays(marker: bytes) -> list[int]:
-    """Processes (readable by this user) whose environment holds ``marker``: a run's processes
-    wherever they went -- out of its process group or session, reparented. Linux's /proc; a
-    process that rewrote its environment escapes (a cgroup per run would not let it)."""
-    return [pid for pid, env in proc_files("environ") or () if marker in env.split(b"\0")]
-
-
-def kill_strays(marker: bytes, grace_s: float = KILL_GRACE_S) -> int:
-    """SIGTERM every process of ``strays(marker)``, SIGKILL those alive after ``grace_s``;
-    how many there were."""
-    found = pids = strays(marker)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + grace_s
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = set(strays(marker))
-        pids = [p for p in pids if p in alive]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(found)
-
-
-def kill_group(pgid: int, grace_s: float = KILL_GRACE_S,
-               leader: subprocess.Popen | None = None) -> None:
-    """SIGTERM process group ``pgid``, SIGKILL it if any of it is alive after ``grace_s``.
-    ``leader``: the group's leader when this process started it (reaped as it ends). A
-    member that ended but is not reaped yet -- the leader's zombie, or an orphan waiting for
-    init, which a container's init may leave for seconds -- counts as gone."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if leader is not None:
-            leader.poll()
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Does process group ``pgid`` hold a process that has not ended (not a zombie)?"""
-    return group_members(pgid) > 0
-
-
-def group_members(pgid: int) -> int:
-    """Processes of group ``pgid`` that have not ended (not zombies). Linux's /proc;
-    elsewhere 1 when the group exists at all, else 0."""
-    stats = proc_files("stat")
-    if not stats:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return 0
-        return 1
-    want = b"%d" % pgid
-    return sum(1 for _, stat in stats
-               if len(f := stat_fields(stat)) > 2 and f[2] == want and f[0] != b"Z")
-
-
-def left_in_group(pgid: int) -> int:
-    """``group_members`` of a group whose leader was reaped, with no walk of /proc while
-    the group is gone (most runs: a run's end pays one signal, not a read of every process)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return 0
-    except PermissionError:       # another user's (``run_as``): count them
-        pass
-    return group_members(pgid)
-
-
-def stop_run(folder: Path, grace_s: float = KILL_GRACE_S) -> None:
-    """Kill a run that lives in ``folder``: its process group, then every process that
-    still carries its ``AGORA_RUN_DIR``."""
-    pid = read_pid(folder)
-    if pid is not None:
-        kill_group(pid, grace_s)
-    kill_strays(run_marker(folder), grace_s)
-
-
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data))
@@ -385,10 +302,3 @@ def request_of(rec: dict) -> RunRequest:
     kw["argv"] = tuple(kw["argv"])
     kw["env"] = tuple(tuple(x) for x in kw["env"])
     return RunRequest(**kw)
-
-
-def read_pid(folder: Path) -> int | None:
-    try:
-        return int((folder / "pid").read_text())
-    except (FileNotFoundError, ValueError):
-        return None

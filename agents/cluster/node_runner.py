@@ -42,8 +42,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from agora.agents.process import exit_with_parent, in_ray_worker
 from agora.agents.cluster.instance_run import (EXIT_RECORD, RunEnd, RunRequest, end_of,
-                                              execute_run, folder_name, kill_group, read_pid,
-                                              request_of, run_folder, stop_run, write_json)
+                                              execute_run, folder_name, request_of,
+                                              run_folder, write_json)
+from agora.agents.cluster.run_groups import kill_group, read_pid, stop_run
 
 log = logging.getLogger(__name__)
 

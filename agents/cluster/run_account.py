@@ -86,6 +86,26 @@ def cannot_enter(path: str, account: RunAccount) -> str | None:
     return None
 
 
+def cannot_start_as(program: str, env: dict[str, str], cwd: str,
+                    account: RunAccount) -> OSError | None:
+    """``process.cannot_start`` as ``account`` would find it (this process is root): a
+    program in a folder the account may not enter is "Permission denied" whether it is
+    there or not, and PATH's folders it may not enter are not searched -- the run's end, read
+    by the job's origin site, told which files exist where the account may not look (a
+    review: ``/root/.ssh/...`` 126 or 127)."""
+    import errno
+
+    from agora.agents.process import cannot_start
+
+    if os.sep in program:
+        if cannot_enter(os.path.dirname(os.path.join(cwd, program)), account) is not None:
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return cannot_start(program, env, cwd)
+    path = os.pathsep.join(p for p in env.get("PATH", os.defpath).split(os.pathsep)
+                           if cannot_enter(os.path.join(cwd, p), account) is None)
+    return cannot_start(program, {**env, "PATH": path}, cwd)
+
+
 ENTER_FAILED = 125
 """The exit status of a run as another user that could not enter its ``cwd``."""
 _ENTER = f'cd -- "$0" || exit {ENTER_FAILED}; exec "$@"'

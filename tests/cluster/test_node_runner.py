@@ -114,7 +114,7 @@ def _gone(pid: int, folder: Path, within_s: float = 5.0) -> bool:
     """No process ``pid`` of the run of ``folder`` is left: none, a zombie, or another
     process that was given the pid since (a busy machine reuses pids: the suite once saw
     this fail, most likely on a reused one)."""
-    from agora.agents.cluster.instance_run import run_marker
+    from agora.agents.cluster.run_groups import run_marker
 
     deadline = time.time() + within_s
     while time.time() < deadline:
@@ -262,7 +262,7 @@ def test_a_run_folder_of_the_longest_ids_can_be_made_and_found_again(ids, tmp_pa
 
 _SLOW_REAPER = """
 import ctypes, signal, subprocess, sys, time
-from agora.agents.cluster.instance_run import kill_group
+from agora.agents.cluster.run_groups import kill_group
 # this process adopts orphans and does not reap them: an init that is slow to reap (a
 # container's; the probe saw ~1.9 s), made deterministic (SIGCHLD at its default: ignored,
 # the kernel would reap them at once)

@@ -20,7 +20,7 @@ def test_stopping_the_runners_kills_a_runs_grandchildren_and_leaves_it_lost_not_
         runner):
     # a probe: after `agora down` a run's grandchildren (the `sleep` of `sh -c "sleep 61;
     # ..."`) ran on, reparented to init: only the run's direct child got PDEATHSIG
-    from agora.agents.cluster.instance_run import run_marker, strays
+    from agora.agents.cluster.run_groups import run_marker, strays
     from agora.agents.cluster.runner_fleet import stop_runners
 
     _, root = runner

@@ -75,7 +75,8 @@ def test_a_run_past_its_timeout_is_killed_and_one_that_ends_is_waited_for(tmp_pa
 def test_a_run_stopped_for_its_dead_raylet_takes_what_it_left_outside_its_group(tmp_path):
     """A re-probe: `setsid` helpers of runs stopped for their dead raylet ran on to the end,
     beside the copies placed elsewhere."""
-    from agora.agents.cluster.instance_run import end_orphaned, run_marker, strays
+    from agora.agents.cluster.instance_run import end_orphaned
+    from agora.agents.cluster.run_groups import run_marker, strays
 
     folder = tmp_path / "run"
     folder.mkdir()
