@@ -40,3 +40,18 @@ def test_also_env_sets_the_variable_for_its_runs_only(monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["--also-env", "no-equals-sign"])
     assert e.value.code == 2
+
+
+@pytest.mark.skipif(not DEFAULT_SKELETON.is_file(), reason="../shared/anchors is not here")
+@pytest.mark.timeout(120)
+def test_the_round_floor_times_rounds_of_parts_from_site_processes():
+    """Each round is timed from its opening to its last part's execution: with three site
+    processes thinking 5 ms each (one at a time on these cores, at most two at once) no
+    round can take less than ~5 ms, and the client mode orders them all."""
+    from bench.round_floor import load_skeleton, run_one
+
+    skel = load_skeleton(DEFAULT_SKELETON)
+    r = run_one(skel, 4, 3, 30, 0.01, 0, 52700, "processes", 0.005, warm_s=0.1)
+    assert r["rounds"] > 20 and 5.0 <= r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+    one = run_one(skel, 4, 3, 30, 0.01, 0, 52720, "one", warm_s=0.1)
+    assert one["rounds"] > 20 and 0 < one["p50_ms"] <= one["max_ms"]
