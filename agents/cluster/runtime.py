@@ -16,7 +16,12 @@ re-decides when peers' codes moved, sending the new decision only if its bids ch
 a re-decision, when the committed schedule has not moved and nothing was reported since the
 last step, re-ranks that step's observation with the new codes instead of observing again
 (in a profiled 16-site replay 2,475 of 4,613 steps were such re-decisions, 62% of them
-changing no bid; observing was 65% of a step's time). Each
+changing no bid; observing was 65% of a step's time). An agent that wakes to a disarmed
+round without having decided (or seen armed) the round before -- the update that armed it and
+the one that closed it came in one watch batch, or its loop stalled past the round's timeout
+-- owes a late decision for that round, once, when it can bid for something: the coordinator
+refuses it as a stale round but arms the next for it (a review: it sent nothing, and work
+only its site could hold waited for an unrelated event). Each
 message goes out through the clearinghouse, signed with the site's own key.
 Committed allocations of its site go to its executor; whatever its executor runs that the
 committed schedule no longer places here (a lapse, a restart) is stopped, and whatever the
@@ -31,6 +36,7 @@ import logging
 import os
 import time
 from collections import deque
+from dataclasses import replace
 
 from agora.agents.aio import cancel_and_wait
 from agora.agents.ledger import TaskEntry
@@ -68,6 +74,9 @@ class AgentRuntime:
         self._decided_version = 0
         self._decided_codes: bytes = b""
         self._decided_offers: list = []
+        self._looked: int | None = None
+        """the closed round, never decided, this agent last looked at from the disarmed one
+        after it (at most one late decision of its own per closed round)"""
         self._seen: tuple[int, object] | None = None
         """(ledger version, observation) of the last step: what a re-decision on new peer
         codes alone re-ranks while the committed schedule and the site are unchanged"""
@@ -76,7 +85,7 @@ class AgentRuntime:
         self.counts = {"decisions": 0, "messages": 0, "ends": 0, "started": 0,
                        "step_failures": 0,
                        "reconciled_lost": 0, "reconciled_killed": 0, "redecided": 0,
-                       "reranked": 0}
+                       "reranked": 0, "late": 0}
         self.trace: list[tuple[str, float, int]] | None = [] if os.environ.get(
             "AGORA_TRACE") else None
         """(event, wall time, round) when AGORA_TRACE is set: where a round's time goes"""
@@ -188,7 +197,15 @@ class AgentRuntime:
         owed = info.armed and (key != self._decided or again or idle_again)
         codes_moved = (key == self._decided and self._decided_active and
                        a.exchange.codes(info.round)[0].tobytes() != self._decided_codes)
-        if not (owed or reports or codes_moved):
+        # behind: disarmed, and the round before was neither decided nor seen armed here (a
+        # (re)started agent knows of none). Its decision for that round, late, arms this one
+        # at the coordinator when the site is expected (a review: it owed nothing, sent
+        # nothing, and nothing armed the round). It looks once a round, on its own: an idle
+        # agent observes nothing per tick, and a round armed and closed without it again
+        # is another round
+        behind = not info.armed and key > 0 and self._decided not in (key, key - 1)
+        look = behind and self._looked != key - 1
+        if not (owed or reports or codes_moved or look):
             return
         if self.trace is not None:
             self.trace.append(("act", time.time(), info.round))
@@ -214,8 +231,17 @@ class AgentRuntime:
         if owed:
             self._decided, self._decided_active = key, d.obs.active
             self._decided_version = ch.version
+        late = behind and d.obs.active
+        if behind:
+            self._looked = key - 1
+        if late:
+            # for the round before, and so are its reports while this round stays disarmed:
+            # the clearinghouse keeps a queued part's newer decision, and one of this round
+            # would replace the late one (an idle node's report arms nothing). Not spoken:
+            # its code goes with its decision in the round this arms
+            info = replace(info, round=key - 1)
         part = submit_decision(a, d, info)
-        if not redecision:
+        if not (redecision or late):
             speak(a, d, info)
         if part is None:
             return
@@ -224,6 +250,9 @@ class AgentRuntime:
         if self.trace is not None:
             # the step's own CPU time beside its wall time: what of "think" is waiting for a core
             self.trace.append(("submit", time.time(), info.round, time.thread_time() - cpu0))
+        if late:
+            self.counts["late"] += 1
+            return                              # a decision of no round: it arms the next
         if d.obs.active:
             self._decided_codes = d.codes.tobytes()
             self._decided_offers = d.offers

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from agora.agents import market
 from agora.coordinator import round_commands
+from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, decide, job, submit, vote
 
 
@@ -80,6 +81,30 @@ def test_a_round_closed_before_a_site_decided_stays_armed_for_it():
     assert r.state.armed                          # armed again for c
     r("site:c", decide("c", 1, ("x", "map", 1, 5)))
     assert r.state.ledger.tasks[("x", "map")].running == 1
+
+
+def test_a_late_decision_with_a_report_re_arms_once_for_a_site_that_never_saw_the_round():
+    """A review: an agent that never saw round 0 armed (armed and closed in one watch batch,
+    or its loop stalled past the timeout) sends its decision for round 0 late, with what it
+    reports (here an idle node going down, which arms nothing): the report applies, the
+    decision is refused as a stale round, and round 1 is armed for it -- once: a copy of
+    the part (sent again, not confirmed) while round 1 is armed changes no round."""
+    r = Run()
+    r("site:c", submit(job("x", "c", n=1, dag=False, cpu=12000)))   # only c fits
+    r("site:a", decide("a", 0))
+    r("replica:1", vote(0))
+    r("replica:2", vote(0))                       # c never saw round 0: it timed out
+    assert r.state.round == 1 and not r.state.armed
+    late = decide("c", 0, ("x", "map", 1, 5), nodes=[pb.NodeState(node="c/n1", up=False)])
+    out = r("site:c", late)
+    assert out.rejections[0].field == "command.site_round.round"
+    assert r.state.node_index["c/n1"] in r.state.nodes_down
+    assert r.state.round == 1 and r.state.armed
+    armed = (r.state.round, r.state.armed, r.state.armed_version)
+    assert r("site:c", late).rejections[0].field == "command.site_round.round"
+    assert (r.state.round, r.state.armed, r.state.armed_version) == armed
+    r("site:c", decide("c", 1, ("x", "map", 1, 5)))
+    assert r.running("x", "map") == [0] and r.state.round == 2
 
 
 def test_a_site_that_never_decides_does_not_keep_rounds_going():
