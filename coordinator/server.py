@@ -35,7 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agora.coordinator.config import CoordinatorConfig
 from agora.coordinator.pbft.keys import KeySet
-from agora.coordinator.pbft.storage import SqliteStorage, old_format_problem
+from agora.coordinator.pbft.storage import CorruptLog, SqliteStorage, old_format_problem
 from agora.coordinator.replica_host import ReplicaHost
 from agora.coordinator.private_file import check_private
 from agora.coordinator.schedule_state import ScheduleState
@@ -111,6 +111,9 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
                            byzantine=behaviour)
     except sqlite3.DatabaseError as e:      # a page deeper in the file is damaged
         raise ValueError(_unreadable_log(config.database(index), e)) from None
+    except CorruptLog as e:                 # rows no replica writes
+        raise ValueError(_unreadable_log(config.database(index), e, "damaged or altered"))\
+            from None
     server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[RefuseUndecodable()])
     rpc.add_PeerServicer_to_server(PeerService(host), server)
     service = CoordinatorService(host)
@@ -141,8 +144,9 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
                   metrics_port=metrics_port, service=service)
 
 
-def _unreadable_log(db: Path, e: Exception) -> str:
-    return (f"{db}: the replica's log is not a readable SQLite database ({e}); move it aside "
+def _unreadable_log(db: Path, e: Exception,
+                   what: str = "not a readable SQLite database") -> str:
+    return (f"{db}: the replica's log is {what} ({e}); move it aside "
             f"(mv {db} {db}.damaged) and start this replica again: it starts empty and "
             f"catches up from its peers (state transfer), as long as 2f+1 others run")
 

@@ -13,12 +13,14 @@ number, with no replica, keys or network.
 
 from __future__ import annotations
 
+import hashlib
+
 from agora.coordinator.pbft.auth import ClientKeys, RequestAuth
 from agora.coordinator.pbft.app import App
 from agora.coordinator.pbft.log import Slot
-from agora.coordinator.pbft.messages import ClientEntry, clients_of
+from agora.coordinator.pbft.messages import ClientEntry, batch_digest, clients_of
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
-from agora.coordinator.pbft.storage import StoredState
+from agora.coordinator.pbft.storage import CorruptLog, StoredState
 from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, CheckpointState, Commit, PbftMessage,
                                             Prepare)
 
@@ -31,7 +33,20 @@ def recover(replica, st: StoredState) -> None:
     r.h, r.stable_digest, proof = st.stable
     r.stable_proof = list(proof)
     r.own_checkpoints = {s: v for s, v in st.checkpoints.items() if s >= r.h}
-    replay(r, st, st.executed)
+    for seq, (digest, state) in sorted(r.own_checkpoints.items()):
+        # its own log is all that vouches for them: a state that is not its digest (a damaged
+        # or altered log) would be restored, and its CHECKPOINT vote sent again with the
+        # stored digest, not one of the state it holds
+        if hashlib.sha256(state).digest() != digest:
+            raise CorruptLog(f"its checkpoint {seq}: the state stored does not match its digest")
+        if seq == r.h and digest != r.stable_digest:
+            raise CorruptLog(f"its checkpoint {seq}: its digest is not the stable checkpoint's")
+    try:
+        replay(r, st, st.executed, verify=True)
+    except KeyError as e:       # it says it executed what its log does not hold
+        key = e.args[0] if e.args else "?"
+        raise CorruptLog(f"it executed {st.executed}, but batch "
+                         f"{key[1] if isinstance(key, tuple) else key} is not in it") from None
     r.sent_votes = dict(st.votes)
     latest: dict[int, int] = {}
     for (view, seq), pp in st.pre_prepares.items():
@@ -93,13 +108,17 @@ def replay_plan(st: StoredState, upto: int) -> tuple[int, bytes | None, list[tup
     return base, (st.checkpoints[base][1] if base else None), batches
 
 
-def replay(r, st: StoredState, upto: int) -> None:
+def replay(r, st: StoredState, upto: int, *, verify: bool = False) -> None:
     """Bring ``r.app`` and ``r.clients`` (the reply table) to sequence number ``upto`` from
     ``st``: restore the latest own checkpoint at or below ``upto``, then re-execute the
     committed batches above it in order (``r._execute(..., replay=True)``: no replies, no
     storage writes); ``replay_plan`` says which. ``r``: a Replica, or anything with its
     execution (``_Replayer``). KeyError as ``replay_plan``."""
     base, checkpoint, batches = replay_plan(st, upto)
+    if verify:      # (``recover``) each batch is the one committed, as when it was accepted
+        for seq, slot in batches:
+            if batch_digest(slot.requests) != slot.digest:
+                raise CorruptLog(f"batch {seq}: its requests are not the digest committed")
     if checkpoint is not None:
         state = CheckpointState.FromString(checkpoint)
         r.app.restore(state.app_snapshot)

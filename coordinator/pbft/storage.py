@@ -155,11 +155,25 @@ def old_format_problem(storage: "SqliteStorage") -> str | None:
     fmt = storage.format()
     if fmt == LOG_FORMAT:
         return None
+    if fmt is not None and fmt > LOG_FORMAT:
+        return (f"{storage.path}: a replica log of a newer Agora (log format {fmt}; this one "
+                f"reads {LOG_FORMAT}): run the coordinator with the Agora that wrote it")
     return (f"{storage.path}: a replica log of an earlier Agora (log format {fmt or 1}, this "
             f"one writes {LOG_FORMAT}: PREPAREs and CHECKPOINTs are now signed, and the "
             f"replicas refuse the unsigned ones this log holds). Start the coordinator on a "
             f"new folder (agora up with another out:); this folder's schedule stays readable "
             f"offline (agora jobs, agora schedule get)")
+
+
+class CorruptLog(ValueError):
+    """A replica's log holds what no replica writes: a row of the wrong type, or (found by
+    ``recovery.recover``) a checkpoint or batch that does not match its digest."""
+
+
+def _int(value, what: str) -> int:
+    if type(value) is not int:
+        raise CorruptLog(f"{what}: {value!r}; expected an integer")
+    return value
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
@@ -241,30 +255,35 @@ class SqliteStorage:
         self.db.execute(sql, args)
 
     def load(self) -> StoredState:
+        """The log as a ``StoredState``; ``CorruptLog`` for a row of the wrong type (SQLite
+        keeps whatever was written: a text ``executed`` made the readers fail with a
+        TypeError far from here)."""
         q = self.db.execute
         st = StoredState()
-        meta = dict(q("SELECT key, value FROM meta").fetchall())
+        meta = {k: _int(v, f"meta {k}") for k, v in q("SELECT key, value FROM meta")}
         st.view = meta.get("view", 0)
         st.view_active = bool(meta.get("view_active", 1))
         st.executed = meta.get("executed", 0)
         for view, seq, msg in q("SELECT view, seq, msg FROM pre_prepare"):
-            st.pre_prepares[(view, seq)] = PrePrepare.FromString(msg)
+            key = (_int(view, "pre_prepare view"), _int(seq, "pre_prepare seq"))
+            st.pre_prepares[key] = PrePrepare.FromString(msg)
         for kind, view, seq, digest in q("SELECT kind, view, seq, digest FROM vote"):
-            st.votes[(kind, view, seq)] = bytes(digest)
+            st.votes[(kind, _int(view, "vote view"), _int(seq, "vote seq"))] = bytes(digest)
         for seq, msg in q("SELECT seq, msg FROM cert"):
             st.certs[seq] = PreparedCert.FromString(msg)
         for seq, view, digest in q("SELECT seq, view, digest FROM committed"):
-            st.committed[seq] = (view, bytes(digest))
+            st.committed[seq] = (_int(view, f"committed {seq} view"), bytes(digest))
         for seq, digest, state in q("SELECT seq, digest, state FROM checkpoint"):
             st.checkpoints[seq] = (bytes(digest), bytes(state))
         row = q("SELECT seq, digest, proof FROM stable").fetchone()
         if row:
-            st.stable = (row[0], bytes(row[1]),
+            st.stable = (_int(row[0], "stable seq"), bytes(row[1]),
                          [PbftEnvelope.FromString(b) for b in _unpack(bytes(row[2]))])
         digests = "op_digest" if _has_column(self.db, "client", "op_digest") else "x''"
         for cid, ts, result, digest in q(f"SELECT client_id, timestamp, result, {digests} "
                                          f"FROM client"):
-            st.clients[cid] = (ts, bytes(result), bytes(digest))
+            st.clients[cid] = (_int(ts, f"client {cid!r} timestamp"), bytes(result),
+                               bytes(digest))
         return st
 
     def save_view(self, view: int, active: bool) -> None:

@@ -333,3 +333,46 @@ def test_a_wal_without_its_shm_is_read_from_a_copy(lagging, tmp_path):
     view = read_offline(cfg)
     assert files(data) == before
     assert view.behind == [3] and view.replicas[3].executed == lagging.behind_at
+
+
+# A review: one replica's log with a row of the wrong type (SQLite keeps whatever is written:
+# ``meta.executed`` = 'abc', a stable checkpoint's seq as text) made every offline read fail
+# with a TypeError (a traceback from `agora jobs`, exit 1) instead of counting that log
+# unreadable and answering from the f+1 that agree; the same log, or one claiming it executed
+# past the batches it holds, ended the replica's own start in a traceback.
+EDITS = {
+    "executed_text": "UPDATE meta SET value = 'abc' WHERE key = 'executed'",
+    "stable_seq_text": "INSERT OR REPLACE INTO stable VALUES (0, 'x', x'', x'')",
+}
+
+
+def _edit(path, sql):
+    con = sqlite3.connect(path)
+    con.execute(sql)
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_log_with_a_mistyped_row_is_unreadable_and_the_others_answer(full, tmp_path, edit):
+    cfg = full.copy(tmp_path / "g")
+    _edit(db(cfg, 0), EDITS[edit])
+    view = read_offline(cfg)                        # TypeError before the fix
+    assert view.agreed == [1, 2, 3]
+    assert view.replicas[0].status in ("unreadable", "failed")
+    assert offline_answers(view) == full.answers
+    assert "replica 0: " in view.describe()
+
+
+@pytest.mark.parametrize("edit", ["executed_text", "executed_high"])
+def test_a_replica_started_on_a_damaged_log_says_so_in_one_line(full, tmp_path, edit):
+    """executed_high: the log claims it executed past the batches it holds (KeyError)."""
+    from agora.coordinator.server import serve
+
+    cfg = full.copy(tmp_path / "g")
+    _edit(db(cfg, 0), EDITS[edit] if edit in EDITS else
+          "UPDATE meta SET value = 10000 WHERE key = 'executed'")
+    with pytest.raises(ValueError) as e:   # TypeError / KeyError (a traceback) before the fix
+        asyncio.run(serve(cfg, 0))
+    msg = str(e.value)
+    assert str(db(cfg, 0)) in msg and "\n" not in msg

@@ -4,10 +4,13 @@ a vote it sent before the crash and rebuilds its app from the checkpoint and com
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from agora.coordinator.pbft.messages import batch_digest
-from agora.coordinator.pbft.storage import MemoryStorage, SqliteStorage
+from agora.coordinator.pbft.storage import (LOG_FORMAT, MemoryStorage, SqliteStorage,
+                                            old_format_problem)
 from agora.protos.agora.v1.pbft_pb2 import PbftMessage
 from tests.pbft_fixtures import Forge, finish, kinds, net, ops, replica
 
@@ -109,3 +112,21 @@ def test_a_log_written_before_op_digests_is_widened_in_place_and_still_read_offl
     s.flush()
     s.close()
     assert load_log(path).clients == {"c0": (5, b"\x01", b""), "c1": (2, b"r", b"d" * 32)}
+
+
+def test_a_log_of_a_newer_agora_is_not_called_one_of_an_earlier(tmp_path):
+    """A review: it was refused as "a replica log of an earlier Agora", with the advice to
+    start on a new folder; what is right is the Agora that wrote it."""
+    path = tmp_path / "replica-0.sqlite"
+    SqliteStorage(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = ? WHERE key = 'format'", (LOG_FORMAT + 1,))
+    con.commit()
+    con.close()
+    s = SqliteStorage(path)
+    try:
+        problem = old_format_problem(s)
+    finally:
+        s.close()
+    assert problem is not None and str(path) in problem and "\n" not in problem
+    assert "earlier Agora" not in problem and "newer" in problem
