@@ -165,16 +165,20 @@ class Ledger:
         return placement
 
     def fail(self, ts: TaskEntry, inst: int, now: float, *, count: bool = True,
-             reason: str = "") -> tuple[Placement, bool]:
+             reason: str = "", mark: bool | None = None) -> tuple[Placement, bool]:
         """Instance ``inst`` stopped without completing: it opens again, unless its task
         gave up (then it is reported with the task) or this was its last attempt
         (``count``: a failed attempt; False for a node outage or a lost agent, which are no
-        fault of the task). Returns (where it ran, whether it reopened)."""
+        fault of the task). ``mark`` (default: ``count``): its node joins the task's
+        ``failed_nodes`` -- the coordinator marks a lost run too, which spends no attempt
+        but must not let a site win, lose and win the same work again ahead of the others
+        (a review). Returns (where it ran, whether it reopened)."""
         placement = self._stop(ts, inst)
-        if count:
+        if count if mark is None else mark:
             if placement[0] >= 0 and placement[0] not in ts.failed_nodes:  # a site's view:
                 # where another site's instance ran is not known (ledger_codec.FOREIGN_NODE)
                 ts.failed_nodes = tuple(sorted((*ts.failed_nodes, placement[0])))
+        if count:
             n = ts.failures[inst] = ts.failures.get(inst, 0) + 1
             if n >= self.max_attempts and ts.outcome == "open":
                 why = f"instance {inst} failed {n} times" + (f": {reason}" if reason else "")

@@ -36,8 +36,8 @@ def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | No
             elsewhere[cap.site_slice[s]] = False
     if not elsewhere.any():
         return ""
-    return ("failed here: an instance of this task failed at this site; it goes to a site "
-            "where none failed, while one can hold it")
+    return ("failed here: an instance of this task failed (or was lost) at this site; it "
+            "goes to a site where none did, while one can hold it")
 
 
 class LedgerBook:
@@ -79,7 +79,10 @@ class LedgerBook:
         return rows[task.job.origin][site]
 
     def excluded(self, task: TaskEntry, site: int) -> str:
-        """``failed_here`` over this book's capacity and live sites."""
+        """``failed_here`` over this book's capacity and live sites; never for the job's
+        origin (its own job on its own nodes: ``market.admit_offers``)."""
+        if site == task.job.origin:
+            return ""
         return failed_here(task, site, self.capacity, self.live)
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:

@@ -174,7 +174,8 @@ def apply_update(ledger: Ledger, u: pb.ScheduleUpdate, site_index: dict[str, int
             else:
                 # "failed" counts an attempt; "lost" and "cancelled" stop without counting
                 # (a cancelled job's instance is given up, not reopened: ``Ledger.fail``)
-                ledger.fail(ts, inst, c.end_s, count=c.kind == "failed", reason=c.reason)
+                ledger.fail(ts, inst, c.end_s, count=c.kind == "failed", reason=c.reason,
+                            mark=c.kind in ("failed", "lost"))
     started = []
     ledger.version = u.version
     for a in u.allocations:

@@ -236,7 +236,10 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     coordinator passes the request's own ``pb.Bid`` messages). An offer for a task that
     failed at the site while another could hold it (``ledger_book.failed_here``; ``live``:
     the live sites) is refused before it takes any of the budget (a review: such offers
-    took it all, and work only the site could hold was never bid for)."""
+    took it all, and work only the site could hold was never bid for) -- unless the site is
+    the job's origin: its own job on its own nodes is never refused for that (another live
+    site that never bid for it kept the origin from retrying it for good: a review), and is
+    charged only what the site's other offers left."""
     bids: list[Bid] = []
     refused: list[Refused] = []
     free = site_free(capacity, site)
@@ -244,6 +247,8 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     seen: set[int] = set()
     tasks, statics = ledger.tasks, capacity.static_by_shape
     new = tuple.__new__                        # a Bid without its __new__'s call
+    accepted: dict[int, Bid] = {}
+    deferred: list[tuple[int, TaskEntry, int, str]] = []
     for i, o in enumerate(offers):
         ts = tasks.get((o.job_id, o.task_id))
         n, price = o.instances, o.price
@@ -258,6 +263,10 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
                 continue
         if ts.failed_nodes:
             why = failed_here(ts, site, capacity, live)
+            if why and ts.job.origin == site:
+                seen.add(ts.rank)             # the origin's own: after its other offers
+                deferred.append((i, ts, n, why))
+                continue
             if why:
                 refused.append(Refused(i, "bid.failed_here", "task_id", why))
                 continue
@@ -276,7 +285,21 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
         left_mem -= mem
         left_gpu -= gpu
         seen.add(ts.rank)
-        bids.append(new(Bid, (site, ts, n, price)))
+        accepted[i] = new(Bid, (site, ts, n, price))
+    for i, ts, n, why in deferred:
+        d = ts.demand
+        cpu, mem, gpu = d.cpu * n, d.mem * n, d.gpu * n
+        if cpu > left_cpu or mem > left_mem or gpu > left_gpu:
+            refused.append(Refused(i, "bid.failed_here", "task_id",
+                                   why + "; the site's other offers took its room"))
+            continue
+        left_cpu -= cpu
+        left_mem -= mem
+        left_gpu -= gpu
+        accepted[i] = new(Bid, (site, ts, n, offers[i].price))
+    if deferred:
+        refused.sort(key=lambda r: r.index)
+    bids.extend(accepted[i] for i in sorted(accepted))
     return bids, refused
 
 

@@ -113,7 +113,8 @@ class SiteCommands:
             node, slots = self.ledger.complete(ts, inst, end_s)
         else:
             (node, slots), reopened = self.ledger.fail(ts, inst, end_s,
-                                                      count=kind == "failed", reason=reason)
+                                                      count=kind == "failed", reason=reason,
+                                                      mark=kind in ("failed", "lost"))
             if reopened:
                 self.opened_seq[ts.key] = self._seq
                 self._opened_count += 1

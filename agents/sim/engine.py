@@ -296,7 +296,10 @@ class Simulator:
             self.cap.set_alive(node, False)
             for a in list(self.node_running[node]):
                 self._stop(a, self.now, "killed")
-                self.ledger.fail(a.task, a.instance, self.now, count=False)
+                # lost, no attempt spent, but the site is marked as for a failure: the
+                # coordinator's rule (``Ledger.fail``'s ``mark``), so that both engines
+                # place it alike
+                self.ledger.fail(a.task, a.instance, self.now, count=False, mark=True)
                 self.acct.preempted += 1
         if permanent:
             for ts in self.pool.fifo():
