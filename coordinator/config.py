@@ -134,6 +134,13 @@ class CoordinatorConfig:
     (``coordinator/compaction.py``; a tenth more may wait for the next scan), >= 0. Every
     unfinished job is kept. 0: keep every job for good. Part of the replicated state
     machine's rules: every replica must have the same."""
+    max_unfinished_jobs_per_site: int = 10_000
+    """Unfinished jobs (pending, or still running an instance) one site may have: a site's
+    client submitting past it is refused (``submit.site_quota``, naming the limit), so that
+    an admitted site cannot grow every replica's and agent's state without bound with work
+    nobody bids on (a review); the operator's submissions for a site are never refused by
+    it (they count towards it). >= 0; 0: no bound. Part of the replicated state machine's rules: every replica must have the
+    same."""
     metrics_port: int | tuple[int | None, ...] | None = None
     """Prometheus endpoint of each replica (``agents/metrics.py``; plain HTTP, ``/metrics``).
     None (the default): no endpoint and no counting. An integer p: replica i listens on
@@ -229,7 +236,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 """The largest ``max_request_bytes`` allowed."""
 _POSITIVE_INT = ("batch_size", "checkpoint_interval", "watermark_window",
                  "max_outstanding", "peer_batch_max", "max_request_bytes")
-_NONNEG_INT = ("retain_finished_jobs",)
+_NONNEG_INT = ("retain_finished_jobs", "max_unfinished_jobs_per_site")
 _NONNEG_FLOAT = ("batch_timeout_s", "round_grace_s", "site_start_grace_s")
 _POSITIVE_FLOAT = ("view_change_timeout_s", "request_timeout_s", "round_timeout_s",
                    "site_timeout_s", "client_requests_per_s", "peer_envelopes_per_s",

@@ -77,6 +77,9 @@ class JobCommands:
                            f"site's name and ':'")
         if job.id in self.ledger.jobs:
             raise Rejected("submit.duplicate_job", f"{at}.id", f"job {job.id!r} exists")
+        origin = self.site_index[job.origin]
+        if own is not None and self.max_unfinished_jobs_per_site:
+            self._within_quota(origin, at)
         if self.require_run:
             for k, t in enumerate(job.tasks):
                 if t.run is None:
@@ -94,10 +97,30 @@ class JobCommands:
             if why:
                 raise Rejected("submit.unschedulable", f"{at}.tasks[{k}]",
                                f"task {t.id!r} fits no node: {why}")
-        js = self.ledger.admit(job, self.site_index[job.origin], job.arrival)
+        js = self.ledger.admit(job, origin, job.arrival)
+        if origin in self.unfinished_bound:
+            self.unfinished_bound[origin] += 1
         js.spec = length_delimited(1, data)    # the job as submitted is its snapshot record
         self.job_versions[job.id] = seq
         self._update.jobs.append(jm)
+
+    def _within_quota(self, origin: int, at: str) -> None:
+        """Rejected when site ``origin`` has ``max_unfinished_jobs_per_site`` unfinished
+        jobs. Counted over the ledger only when the cached bound (``unfinished_bound``:
+        exact when counted, one more per job admitted since) reaches the limit: the answer
+        is the count's whatever the cache holds, so replicas that restored a snapshot (an
+        empty cache) decide alike."""
+        limit = self.max_unfinished_jobs_per_site
+        bound = self.unfinished_bound.get(origin)
+        if bound is None or bound >= limit:
+            bound = self.unfinished_bound[origin] = sum(
+                1 for js in self.ledger.jobs.values()
+                if js.origin == origin and not js.finished)
+        if bound >= limit:
+            raise Rejected("submit.site_quota", f"{at}.origin",
+                           f"site {self.site_names[origin]!r} has {bound:,} unfinished jobs; "
+                           f"the limit is {limit:,} a site (max_unfinished_jobs_per_site): "
+                           f"submit again once some have finished, or cancel some")
 
     def _do_cancel_job(self, client_id: str, msg: pb.CancelJob, seq: int,
                        res: pb.Result) -> None:

@@ -121,15 +121,20 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         require_run -- what ``agora coordinator`` serves and offline reads rebuild."""
         return cls(cluster if cluster is not None else config.load_cluster(),
                    n_replicas=config.n, require_run=config.require_run,
-                   retain_finished_jobs=config.retain_finished_jobs)
+                   retain_finished_jobs=config.retain_finished_jobs,
+                   max_unfinished_jobs_per_site=config.max_unfinished_jobs_per_site)
 
     def __init__(self, cluster: Cluster, *, n_replicas: int = 4,
-                 require_run: bool = False, retain_finished_jobs: int = 0) -> None:
+                 require_run: bool = False, retain_finished_jobs: int = 0,
+                 max_unfinished_jobs_per_site: int = 0) -> None:
         self.cluster = cluster
         self.n_replicas = n_replicas
         self.require_run = require_run
         self.retain_finished_jobs = retain_finished_jobs
         """finished jobs kept (``compaction.py``); 0: every job, for good"""
+        self.max_unfinished_jobs_per_site = max_unfinished_jobs_per_site
+        """unfinished jobs a site's own submissions may bring its jobs to
+        (``job_commands``); 0: no bound"""
         self.votes_needed = (n_replicas - 1) // 3 + 1
         self.site_names = list(cluster.site_names)
         self.site_index = {s: i for i, s in enumerate(self.site_names)}
@@ -155,6 +160,9 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self.ledger = Ledger(max_attempts=self.cluster.faults.max_attempts)
         self.ledger.on_open = self._opened
         self.job_versions: dict[str, int] = {}
+        self.unfinished_bound: dict[int, int] = {}
+        """origin site -> a bound above its unfinished jobs (a cache of the quota's count:
+        exact when counted, one more per job admitted since; never in a snapshot)"""
         self.version = 0
         """sequence number of the last command that changed the schedule"""
         self.round = 0

@@ -5,7 +5,7 @@ and holds what runs where; resumed on another cluster (a site added to the file)
 that had completed went back to open and ran again (a probe of membership changes).
 
 Beside it, the state machine's rules that come from the configuration (``rules``:
-``retain_finished_jobs``): replicas resume from checkpoints of their own and replay their
+``retain_finished_jobs``, ``max_unfinished_jobs_per_site``): replicas resume from checkpoints of their own and replay their
 logs after them, so a rule changed between two runs would make them replay the same log to
 different states.
 """
@@ -27,8 +27,9 @@ def shape(cluster: Cluster) -> dict:
                                                  for n in s.nodes]} for s in cluster.sites]}
 
 
-LEGACY_RULES = {"retain_finished_jobs": 0}
-"""The rules of a state recorded before rules were: it kept every job."""
+LEGACY_RULES = {"retain_finished_jobs": 0, "max_unfinished_jobs_per_site": 0}
+"""The rules of a state recorded before rules were (or before a rule was): it kept every
+job, and bounded no site's unfinished jobs."""
 
 
 def rules(coordinator: dict, folder: Path | None = None) -> dict:
@@ -41,7 +42,9 @@ def rules(coordinator: dict, folder: Path | None = None) -> dict:
     recorded = recorded_rules(folder) if folder is not None else None
     out = {}
     for name in LEGACY_RULES:
-        default = CoordinatorConfig.__dataclass_fields__[name].default
+        # a state recorded before the rule was went on without it: its log replays alike
+        default = (LEGACY_RULES[name] if recorded is not None
+                   else CoordinatorConfig.__dataclass_fields__[name].default)
         out[name] = coordinator.get(name, (recorded or {}).get(name, default))
     return out
 
@@ -84,8 +87,9 @@ def check(folder: Path, cluster: Cluster, cluster_file: str,
     if before == now:
         if state_rules is None:
             return True
-        legacy = kept is None
-        kept = LEGACY_RULES if legacy else kept
+        # recorded before rules were, or before one of them was: by the legacy value
+        legacy = kept is None or any(k not in kept for k in LEGACY_RULES)
+        kept = {**LEGACY_RULES, **(kept or {})}
         changed = [f"{k}: {kept.get(k)!r} -> {v!r}" for k, v in state_rules.items()
                    if kept.get(k) != v]
         if changed:
@@ -93,7 +97,7 @@ def check(folder: Path, cluster: Cluster, cluster_file: str,
                 f"coordinator: {'; '.join(changed)}: the schedule in {folder.parent} was made "
                 f"with the rule as recorded in {path}, and its replicas replay their logs by "
                 f"it; expected the same value, or a fresh state (another `out` folder)")
-        return not legacy          # a record without rules takes them (the same values)
+        return not legacy          # a record without (all) rules takes them (the same values)
     old = [s["site"] for s in before.get("sites", [])]
     new = [s["site"] for s in now["sites"]]
     added = [s for s in new if s not in old]

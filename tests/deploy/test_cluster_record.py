@@ -62,19 +62,39 @@ def test_a_state_older_than_the_rule_goes_on_keeping_every_job(tmp_path):
     check_or_record(old, demo(), "c.yaml")                 # a record without rules
     (bare / "data").mkdir()
     (bare / "data" / "replica-0.sqlite").write_bytes(b"")  # a state without a record
-    assert rules({}, old) == rules({}, bare) == {"retain_finished_jobs": 0}
-    assert rules({}, fresh) == {"retain_finished_jobs": 10_000}
-    assert rules({"retain_finished_jobs": 7}, old) == {"retain_finished_jobs": 7}
+    legacy = {"retain_finished_jobs": 0, "max_unfinished_jobs_per_site": 0}
+    assert rules({}, old) == rules({}, bare) == legacy
+    assert rules({}, fresh) == {"retain_finished_jobs": 10_000,
+                                "max_unfinished_jobs_per_site": 10_000}
+    assert rules({"retain_finished_jobs": 7}, old) == {**legacy, "retain_finished_jobs": 7}
     check_or_record(old, demo(), "c.yaml", rules({}, old))          # goes on, recorded
-    assert rules({}, old) == {"retain_finished_jobs": 0}
+    assert rules({}, old) == legacy
     with pytest.raises(ValueError, match="retain_finished_jobs: 0 -> 7"):
         check_or_record(old, demo(), "c.yaml", rules({"retain_finished_jobs": 7}, old))
+
+
+def test_a_state_recorded_before_the_site_quota_goes_on_without_it(tmp_path):
+    """A record whose rules predate ``max_unfinished_jobs_per_site`` was made by replicas
+    that bounded no site: resumed, they replay their logs without the bound (with the
+    default, a log that admitted more would replay to another state), and the record takes
+    the rule; setting it then is a change of rule, refused."""
+    from agora.deploy.cluster_record import recorded_rules, rules
+
+    check_or_record(tmp_path, demo(), "c.yaml", {"retain_finished_jobs": 5})   # before it
+    assert rules({}, tmp_path) == {"retain_finished_jobs": 5,
+                                   "max_unfinished_jobs_per_site": 0}
+    check_or_record(tmp_path, demo(), "c.yaml", rules({}, tmp_path))            # resumed
+    assert recorded_rules(tmp_path)["max_unfinished_jobs_per_site"] == 0
+    with pytest.raises(ValueError, match="max_unfinished_jobs_per_site: 0 -> 10"):
+        check_or_record(tmp_path, demo(), "c.yaml",
+                        rules({"max_unfinished_jobs_per_site": 10}, tmp_path))
 
 
 def test_the_rules_of_an_agora_up_configuration_fill_in_the_default():
     from agora.deploy.cluster_record import rules
 
-    assert rules({"retain_finished_jobs": 7}) == {"retain_finished_jobs": 7}
+    assert rules({"retain_finished_jobs": 7}) == {"retain_finished_jobs": 7,
+                                                  "max_unfinished_jobs_per_site": 10_000}
     assert rules({"round_timeout_s": 1.0})["retain_finished_jobs"] == 10_000
 
 
