@@ -12,12 +12,25 @@ a smaller key can still be confirmed. A smaller key is given up when it cannot b
 any more (each variant's senders plus the streams that may still send it are short of f+1:
 a correct stream sends a key once, in order) or, as a last resort against streams that stay
 silent, when it has waited ``patience_s`` with every stream open while a larger key is
-confirmed. Given-up keys are counted (``skipped``); with at most f faulty replicas and 2f+1
+confirmed -- measured from when that larger key was confirmed, not from when the smaller one
+was first seen: a faulty stream that announced the next key early with made-up bytes had its
+clock run out before the real update existed, and the real one was skipped the moment the
+next was confirmed, before the other correct streams' copies arrived (a review). Given-up
+keys are counted (``skipped``); with at most f faulty replicas and 2f+1
 correct ones sending one of two forms, f+1 of them agree, so this happens only when streams
 are silent or restarted replicas skip a version.
 
-Keys waiting are bounded (``MAX_PENDING``): past it, the stream that alone sent the most of
-them is muted until it reconnects, and what only it sent is dropped. A correct stream sends
+A restarted replica's rebuilt version is ONE update, (v, 0) without ``round``, holding what
+every command of the batch that made v allocated and ended: once it is released, the rest of
+version v is done (the ring's (v, 1), ... repeat it; a faulty stream copying a restarted
+one's bytes got them applied twice: a review), and ``merged_watch`` gives it sub
+``WHOLE_VERSION`` so that a follower's position covers the whole version.
+
+Keys waiting are bounded (``MAX_PENDING``): past it, the stream that sent the most of the
+keys that fewer than f+1 streams sent is muted until it reconnects, and what it sent is
+dropped (counting only keys one stream alone sent, f >= 2 faulty streams sending the same
+made-up keys were never counted, and the correct stream first to send each real key was
+muted instead, for good: a review). A correct stream sends
 keys the others send too, so only one far ahead of every other stream could be muted, and
 f+1 of the others still agree; a faulty stream's made-up future keys filled the client's
 memory (review).
@@ -50,6 +63,16 @@ BACKLOG = 32
 """Messages read from the streams and not yet merged, per stream."""
 
 
+WHOLE_VERSION = 1 << 30
+"""The sub a rebuilt update is yielded with: it covers its version (``start_position``'s)."""
+
+
+def whole_version(key: Key, data: bytes) -> bool:
+    """A replica's rebuilt form of a whole version (``service.history``: sub 0, no round;
+    every update a replica publishes has its round)."""
+    return key[1] == 0 and not pb.ScheduleUpdate.FromString(data).HasField("round")
+
+
 def update_key(data: bytes) -> Key:
     """(version, sub) of a serialized ScheduleUpdate, without parsing its body."""
     k = pb.UpdateKey.FromString(data)
@@ -65,6 +88,8 @@ class WatchMerger:
         self.open: set[int] = set()
         self.pending: dict[Key, dict[bytes, set[int]]] = {}
         self.first: dict[Key, float] = {}
+        self.confirmed: dict[Key, float] = {}
+        """when each waiting key first had f+1 identical copies"""
         self._heap: list[Key] = []
         self.skipped = 0
         self.junk = 0
@@ -109,21 +134,24 @@ class WatchMerger:
                 who = self.pending[key][data] = set()
                 self.pending_bytes += len(data)
             who.add(i)
+            if len(who) >= self.need and key not in self.confirmed:
+                self.confirmed[key] = now
             if len(self.pending) > MAX_PENDING or self.pending_bytes > MAX_PENDING_BYTES:
                 self._mute_the_loudest()
         return self.release(now)
 
     def _mute_the_loudest(self) -> None:
-        """Mute the stream that alone sent the most waiting keys; drop what only it sent."""
-        alone: dict[int, int] = {}
+        """Mute the stream that sent the most of the waiting keys fewer than f+1 streams
+        sent; drop what it sent."""
+        short: dict[int, int] = {}
         for variants in self.pending.values():
             senders = set().union(*variants.values())
-            if len(senders) == 1:
-                j = next(iter(senders))
-                alone[j] = alone.get(j, 0) + 1
-        if not alone:
+            if len(senders) < self.need:
+                for j in senders:
+                    short[j] = short.get(j, 0) + 1
+        if not short:
             return
-        self._mute(max(sorted(alone), key=alone.get))
+        self._mute(max(sorted(short), key=short.get))
 
     def _mute(self, loud: int) -> None:
         """Ignore stream ``loud`` until it reconnects; drop what only it sent."""
@@ -137,6 +165,9 @@ class WatchMerger:
                     self.pending_bytes -= len(data)
             if not variants:
                 del self.pending[key], self.first[key]
+            if key in self.confirmed and (key not in self.pending or max(
+                    len(w) for w in variants.values()) < self.need):
+                del self.confirmed[key]
         self._heap = list(self.pending)
         heapq.heapify(self._heap)
 
@@ -145,22 +176,36 @@ class WatchMerger:
         while self._heap:
             key = self._heap[0]
             variants = self.pending[key]
-            data, who = max(variants.items(), key=lambda kv: len(kv[1]))
-            if len(who) >= self.need:
-                out.append(data)
-            elif self._alive(key, variants) and not self._timed_out(key, now):
-                break
+            done = key
+            if key <= self.last:
+                pass               # in a version released whole (rebuilt): done already
             else:
-                self.skipped += 1
+                data, who = max(variants.items(), key=lambda kv: len(kv[1]))
+                if len(who) >= self.need:
+                    out.append(data)
+                    if whole_version(key, data):
+                        done = (key[0], 1 << 31)
+                elif self._alive(key, variants) and not self._timed_out(key, now):
+                    break
+                else:
+                    self.skipped += 1
             heapq.heappop(self._heap)
             self.pending_bytes -= sum(len(d) for d in variants)
             del self.pending[key], self.first[key]
-            self.last = key
+            self.confirmed.pop(key, None)
+            self.last = max(self.last, done)
         return out
 
     def head_waiting_since(self) -> float | None:
         """When the oldest unreleased key was first seen (None: nothing waits)."""
         return self.first[self._heap[0]] if self._heap else None
+
+    def patience_due(self) -> float | None:
+        """When the oldest unreleased key is given up for patience (None: no later key is
+        confirmed, so it is not)."""
+        if not self._heap or not self.confirmed:
+            return None
+        return max(self.first[self._heap[0]], min(self.confirmed.values())) + self.patience_s
 
     def _alive(self, key: Key, variants: dict[bytes, set[int]]) -> bool:
         sent = set().union(*variants.values())
@@ -171,8 +216,8 @@ class WatchMerger:
     def _timed_out(self, key: Key, now: float) -> bool:
         if len(self.open) < self.n or now - self.first[key] < self.patience_s:
             return False
-        return any(k > key and max(len(w) for w in v.values()) >= self.need
-                   for k, v in self.pending.items())
+        return any(k > key and now - t >= self.patience_s
+                   for k, t in self.confirmed.items())
 
 
 class WatchRefused(Exception):
@@ -239,9 +284,9 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
         while True:
             timeout, waiting = None, merger.head_waiting_since()
             if waiting is not None:
-                wait = hedge_s if len(tasks) < n else patience_s
-                timeout = waiting + wait - loop.time() + 0.001
-                if timeout <= 0 and len(tasks) == n:
+                due = waiting + hedge_s if len(tasks) < n else merger.patience_due()
+                timeout = None if due is None else due - loop.time() + 0.001
+                if timeout is not None and timeout <= 0 and len(tasks) == n:
                     timeout = None         # past patience: wait for news
                 timeout = None if timeout is None else max(0.0, timeout)
             try:
@@ -268,7 +313,10 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                 if merger.muted:
                     reopen_muted()
             for data in released:
-                yield pb.ScheduleUpdate.FromString(data)
+                u = pb.ScheduleUpdate.FromString(data)
+                if u.sub == 0 and not u.HasField("round"):
+                    u.sub = WHOLE_VERSION      # rebuilt: the whole version (module doc)
+                yield u
     finally:
         for t in tasks.values():
             t.cancel()
