@@ -50,6 +50,8 @@ class PeerService(rpc.PeerExchangeServicer):
         self.received = 0
         self.refused = 0
         self.bytes_in = 0
+        self._streams: dict[str, list[asyncio.Event]] = {}
+        """each certified peer's open streams, oldest first (``STREAMS_PER_PEER``)"""
 
     def check(self, m: pb.SiteCode, certified: list[bytes] | None = None) -> str:
         """Why code ``m`` is refused ("" when it is taken). ``certified``: the common names
@@ -75,11 +77,51 @@ class PeerService(rpc.PeerExchangeServicer):
             return f"round: {m.round}; expected >= 0"
         return ""
 
+    def owner(self, certified: list[bytes]) -> str | None:
+        """The site this agent listens to whose certificate a stream came with, if any."""
+        for s in self.index:
+            if s != self.site and (self.hears is None or s in self.hears) \
+                    and f"site-{s}".encode() in certified:
+                return s
+        return None
+
     async def Send(self, request_iterator, context):
         receipt = pb.CodeReceipt()
         auth = context.auth_context()
         certified = auth.get("x509_common_name", []) \
             if auth.get("transport_security_type") == [b"ssl"] else None
+        if certified is None:
+            return await self._read(request_iterator, None, receipt)
+        # whose stream it is: the site of its certificate this agent listens to, or, for any
+        # other certificate of the CA (sites it does not listen to, the commands' client;
+        # they send no code it takes), one bucket shared by them all
+        owner = self.owner(certified) or ""
+        # the server's streams are bounded as a whole (maximum_concurrent_rpcs): one peer's
+        # newest streams end its own oldest, never another peer's (a review: one site's 44
+        # idle streams refused every other peer's, for as long as it kept them)
+        replaced = asyncio.Event()
+        mine = self._streams.setdefault(owner, [])
+        mine.append(replaced)
+        while len(mine) > STREAMS_PER_PEER:
+            mine.pop(0).set()
+        reader = asyncio.ensure_future(self._read(request_iterator, certified, receipt))
+        ended = asyncio.ensure_future(replaced.wait())
+        try:
+            await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if replaced in mine:
+                mine.remove(replaced)
+            if not reader.done():
+                reader.cancel()
+        if not reader.done() or reader.cancelled():
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"streams: a newer stream of {owner or 'no site heard here'!r} "
+                                f"replaced this one "
+                                f"(at most {STREAMS_PER_PEER} a peer)")
+        return reader.result()
+
+    async def _read(self, request_iterator, certified, receipt):
         async for m in request_iterator:
             self.bytes_in += m.ByteSize()
             why = self.check(m, certified)
@@ -98,6 +140,9 @@ class PeerService(rpc.PeerExchangeServicer):
         return receipt
 
 
+STREAMS_PER_PEER = 2
+"""streams one certified peer holds open at an agent's server: its stream, and the one it
+reopened while the server still held the broken one; a newer one ends its oldest"""
 KEEPALIVE = client_options()
 """A peer stream's channel pings its peer (``agents.keepalive``): one whose host vanished
 without closing its connections (no FIN) left the stream "open" for good, its codes going

@@ -38,6 +38,8 @@ import time
 from collections import deque
 from dataclasses import replace
 
+import numpy as np
+
 from agora.agents.aio import cancel_and_wait
 from agora.agents.ledger import TaskEntry
 from agora.agents.step.observe import Observer
@@ -73,6 +75,10 @@ class AgentRuntime:
         self._decided_active = False
         self._decided_version = 0
         self._decided_codes: bytes = b""
+        self._moved_by: frozenset[int] = frozenset()
+        """the senders whose codes moved a re-decision of the round decided (each moves one
+        a round: an honest peer speaks once a round; a hostile one sent a code a
+        millisecond, each a re-decision and a new part to the coordinator -- a review)"""
         self._decided_offers: list = []
         self._looked: int | None = None
         """the closed round, never decided, this agent last looked at from the disarmed one
@@ -94,6 +100,8 @@ class AgentRuntime:
         ``LATENCIES_KEPT``: an agent runs for months)"""
         self._woke_at: float | None = None
         self._recovering = False
+
+    _moved_by: frozenset[int] = frozenset()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,8 +203,15 @@ class AgentRuntime:
         idle_again = key == self._decided and not self._decided_active and \
             ch.version > self._decided_version
         owed = info.armed and (key != self._decided or again or idle_again)
-        codes_moved = (key == self._decided and self._decided_active and
-                       a.exchange.codes(info.round)[0].tobytes() != self._decided_codes)
+        moved: set[int] = set()
+        if key == self._decided and self._decided_active:
+            now = a.exchange.codes(info.round)[0]
+            if len(self._decided_codes) != now.nbytes:
+                moved = set(range(len(now)))
+            elif now.tobytes() != self._decided_codes:
+                before = np.frombuffer(self._decided_codes, now.dtype).reshape(now.shape)
+                moved = {int(s) for s in np.flatnonzero((now != before).any(axis=1))}
+        codes_moved = bool(moved - self._moved_by)
         # behind: disarmed, and the round before was neither decided nor seen armed here (a
         # (re)started agent knows of none). Its decision for that round, late, arms this one
         # at the coordinator when the site is expected (a review: it owed nothing, sent
@@ -222,6 +237,7 @@ class AgentRuntime:
         self._seen = (ch.version, d.obs)
         if redecision:
             self._decided_codes = d.codes.tobytes()
+            self._moved_by = self._moved_by | moved
             if d.offers == self._decided_offers:
                 return                          # the new code changes nothing
             self.counts["redecided"] += 1
@@ -229,6 +245,8 @@ class AgentRuntime:
         if again:
             ch.redecide_at = None
         if owed:
+            if key != self._decided:
+                self._moved_by = frozenset()
             self._decided, self._decided_active = key, d.obs.active
             self._decided_version = ch.version
         late = behind and d.obs.active
