@@ -33,7 +33,8 @@ from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.ledger_codec import apply_update, restore_ledger, start_position
 from agora.agents.step.seams import RoundInfo, SitePart
-from agora.coordinator.client import CoordinatorClient, CoordinatorError, is_refusal
+from agora.coordinator.client import CoordinatorClient
+from agora.coordinator.client_errors import CoordinatorError, is_refusal
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.site_messages import END_BYTES, merge, split_part, to_message
