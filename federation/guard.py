@@ -42,16 +42,22 @@ from agora.federation.learner import WeightError, check_weights
 
 
 def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str,
-                  who: str | None = None, names: list[str] | None = None) -> str | None:
+                  who: str | None = None, names: list[str] | None = None,
+                  keys: list[str] | None = None) -> str | None:
     """Why train reply ``msg`` cannot be aggregated against the arrays ``sent`` (None: it
     can); ``count_key``: the metric FedAvg weighs by; ``who``, ``names``: how the sender
-    and its tensors are named (default: its node id, "tensor i")."""
+    and its tensors are named (default: its node id, "tensor i"); ``keys``: the names the
+    arrays were sent under (Flower aggregates by name: another name crashed the round)."""
     content = msg.content
     arrays = list(content.array_records.values())
     metrics = list(content.metric_records.values())
     if len(arrays) != 1 or len(metrics) != 1:
         return (f"{len(arrays)} array records and {len(metrics)} metric records; expected "
                 f"one of each")
+    if keys is not None and list(arrays[0].keys()) != list(keys):
+        got = list(arrays[0].keys())
+        return (f"arrays named {got[:3]}{' ...' if len(got) > 3 else ''}; expected the "
+                f"names they were sent under, {list(keys)[:3]}{' ...' if len(keys) > 3 else ''}")
     try:
         check_weights(who or f"node {msg.metadata.src_node_id}",
                       names or [f"tensor {i}" for i in range(len(sent))], sent,
@@ -60,16 +66,31 @@ def reply_problem(msg: Message, sent: list[np.ndarray], count_key: str,
         return str(e)
     except Exception as e:  # noqa: BLE001 - arrays that do not even convert
         return f"arrays that cannot be read ({type(e).__name__}: {e})"
-    rec = metrics[0]
+    return metrics_problem(metrics[0], count_key)
+
+
+def metrics_problem(rec: MetricRecord, count_key: str) -> str | None:
+    """Why a reply's metrics cannot be aggregated (None: they can): its sample count is no
+    whole number >= 1, or a metric is no finite number (a list where the others send a
+    number crashed Flower's mean)."""
     count = rec.get(count_key)
     if (not isinstance(count, (int, float)) or isinstance(count, bool)
             or not math.isfinite(count) or count != int(count) or count < 1):
         return f"metric {count_key!r} is {count!r}; expected a whole number of samples >= 1"
     for k, v in rec.items():
-        values = v if isinstance(v, list) else [v]
-        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values):
-            return f"metric {k!r} is {v!r}; expected finite numbers"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"metric {k!r} is {v!r}; expected a finite number"
     return None
+
+
+def common_metrics(replies: list[Message]) -> None:
+    """Each reply's metrics, only those every reply has (in place): Flower refuses -- raises,
+    ending the run -- replies whose metric names differ (one member's extra name did)."""
+    recs = [next(iter(m.content.metric_records.values())) for m in replies]
+    common = set.intersection(*(set(r.keys()) for r in recs)) if recs else set()
+    for r in recs:
+        for k in [k for k in r.keys() if k not in common]:
+            del r[k]
 
 
 COUNT_CAP = 2.0
@@ -98,10 +119,17 @@ class Guarded:
         """(round, node id, why) of every reply left out"""
         self.skipped_rounds: list[int] = []
         self._sent: list[np.ndarray] = []
+        self._keys: list[str] | None = None
+
+    def robust_with(self, replies: int) -> bool:
+        """Whether the strategy bounds a member's pull over ``replies`` replies (FedAvg: no
+        bound to keep)."""
+        return True
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid):
         self._sent = arrays.to_numpy_ndarrays()
+        self._keys = list(arrays.keys())
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord | None,
@@ -113,7 +141,7 @@ class Guarded:
                 continue
             who, names = (self.describe(msg.metadata.src_node_id) if self.describe
                           else (None, None))
-            why = reply_problem(msg, self._sent, self.weighted_by_key, who, names)
+            why = reply_problem(msg, self._sent, self.weighted_by_key, who, names, self._keys)
             if why is None:
                 usable.append(msg)
             else:
@@ -125,8 +153,38 @@ class Guarded:
             log(WARNING, "round %s: %s usable replies, fewer than the %s min_fraction asks; "
                 "the model stays as it was", server_round, len(usable), self.min_replies)
             return None, None
+        if not self.robust_with(len(usable)):
+            self.skipped_rounds.append(server_round)
+            log(WARNING, "round %s: %s usable replies, too few for %s to cut any member's "
+                "update; the model stays as it was", server_round, len(usable),
+                type(self).__name__)
+            return None, None
+        common_metrics(usable)
         cap_counts(usable, self.weighted_by_key)
         return super().aggregate_train(server_round, usable + failed)
+
+    def aggregate_evaluate(self, server_round: int, replies) -> MetricRecord | None:
+        """Evaluate replies, checked as train replies' metrics are (they went to Flower as
+        sent: a count cancelling the others' divided by zero, an extra name raised)."""
+        usable, failed = [], []
+        for msg in replies:
+            if msg.has_error():
+                failed.append(msg)
+                continue
+            metrics = list(msg.content.metric_records.values())
+            why = (f"{len(metrics)} metric records; expected one" if len(metrics) != 1
+                   else metrics_problem(metrics[0], self.weighted_by_key))
+            if why is None:
+                usable.append(msg)
+            else:
+                self.refused.append((server_round, msg.metadata.src_node_id,
+                                     f"evaluate reply: {why}"))
+                log(WARNING, "round %s: the evaluate reply of node %s is left out: %s",
+                    server_round, msg.metadata.src_node_id, why)
+        if usable:
+            common_metrics(usable)
+            cap_counts(usable, self.weighted_by_key)
+        return super().aggregate_evaluate(server_round, usable + failed)
 
 
 class GuardedFedAvg(Guarded, FedAvg):
@@ -134,8 +192,10 @@ class GuardedFedAvg(Guarded, FedAvg):
 
 
 class GuardedFedMedian(Guarded, FedMedian):
-    pass
+    def robust_with(self, replies: int) -> bool:
+        return replies >= 3           # the median of 2 is their mean
 
 
 class GuardedFedTrimmedAvg(Guarded, FedTrimmedAvg):
-    pass
+    def robust_with(self, replies: int) -> bool:
+        return int(self.beta * replies) >= 1     # Flower cuts int(beta x replies) each end
