@@ -55,12 +55,29 @@ def starting_pid(out: Path) -> int | None:
     return pid_file.running(out / PID)
 
 
+def serving_process(out: Path) -> int | None:
+    """The pid of the process ``ready.json`` names as serving (``serving_pid``) if that very
+    process still runs. Its keeper killed (SIGKILL, the OOM killer), it stops on its own --
+    tens of seconds -- while ``agora.pid`` names the dead keeper."""
+    try:
+        info = json.loads((out / READY).read_text())
+        pid, start = info["serving_pid"], info.get("serving_start")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if type(pid) is not int or not (start is None or type(start) is int):
+        return None
+    return pid if pid_file.same_process(pid, start) else None
+
+
 def already_running(out: Path, config: str, *ours: int | None) -> str | None:
     """The line refusing a start from ``out`` while another process (none of ``ours``)
-    starts or serves from it; None when none does."""
+    starts or serves from it, or still stops there (its keeper gone); None when none
+    does."""
     other = starting_pid(out)
     if other is None or other in ours:
-        return None
+        other = serving_process(out)
+        if other is None or other in ours:
+            return None
     return (f"agora up: Agora is already running from {out} (pid {other}); stop it with "
             f"agora down --config {config}")
 
@@ -143,7 +160,8 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
             return _stopped(system, out, echo, stop)
         owner = os.getpid() if keeper is None else keeper
         info = {"pid": owner, "pid_start": pid_file.start_ticks(owner),
-                "serving_pid": os.getpid(), "config": str(cfg.source), "out": str(out),
+                "serving_pid": os.getpid(), "serving_start": pid_file.start_ticks(os.getpid()),
+                "config": str(cfg.source), "out": str(out),
                 "coordinator": str(out / "coordinator" / "coordinator.yaml"),
                 "sites": list(cluster.site_names), "started": time.time(),
                 "start_warnings": said.close()}
@@ -301,7 +319,8 @@ def _close(system, out: Path, view=None) -> None:
     except Exception:  # noqa: BLE001 - best effort on the way out
         log.debug("closing the system failed", exc_info=True)
     finally:
-        (out / READY).unlink(missing_ok=True)
+        if serving_process(out) in (None, os.getpid()):     # never another service's
+            (out / READY).unlink(missing_ok=True)
         if pid_file.mine(out / PID):
             (out / PID).unlink(missing_ok=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -355,9 +374,12 @@ def down(cfg, config_arg: str, *, timeout_s: float = 90.0) -> int:
     out = Path(cfg.out)
     got = pid_file.read(out / PID)
     if got is None or not pid_file.same_process(*got):
-        print(f"agora down: nothing is running from {out} (agora up --config {config_arg} "
-              f"starts it)")
-        return 0
+        serving = serving_process(out)      # its keeper gone, the service runs on
+        if serving is None:
+            print(f"agora down: nothing is running from {out} (agora up --config "
+                  f"{config_arg} starts it)")
+            return 0
+        got = (serving, pid_file.start_ticks(serving))
     pid = got[0]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s

@@ -77,7 +77,14 @@ def watch(system, period_s: float = 0.5, backoff_s: float = 5.0,
             t = dead_since.setdefault(i, time.monotonic())
             if time.monotonic() - t >= backoff_s:
                 log.warning("replica %d exited (%s); starting it again", i, p.returncode)
-                g.start(i)
+                try:
+                    g.start(i)
+                except Exception as e:  # noqa: BLE001 - fork refused, a full disk: it
+                    # ended this thread for good, and no replica was started again after
+                    warnings.warn(f"replica {i}", f"starting replica {i} again: {e}")
+                    dead_since[i] = time.monotonic()        # once more after backoff_s
+                    continue
+                warnings.clear(f"replica {i}")
                 dead_since.pop(i, None)
                 system.replica_restarts += 1
 
