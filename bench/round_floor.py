@@ -30,6 +30,9 @@ process has a link of its own), and the round's time runs at replica 0 from its 
 message to the execution of the round's last part -- decision latency's "work open ->
 allocation committed", with nothing of Agora in it. ``--agents one`` is the skeleton's own
 replicas and one client process sending the round's k parts, already signed, in one message.
+
+The processes are forked: run it as a program (a process that already holds gRPC's threads
+forks children whose gRPC hangs).
 """
 
 from __future__ import annotations
@@ -348,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                          "process sending every part")
     ap.add_argument("--think-ms", type=float, default=1.5,
                     help="CPU each site process spends before its part (default 1.5)")
+    ap.add_argument("--warm-s", type=float, default=WARM_S,
+                    help=f"rounds opened before this many seconds are left out "
+                         f"(default {WARM_S:g})")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
     try:
@@ -358,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sites: each at least 1; --rounds at least 1; --n at least 4")
     skel = load_skeleton(args.skeleton)
     rows = [run_one(skel, args.n, k, args.rounds, args.gap_ms / 1e3, args.seed, args.base,
-                    args.agents, args.think_ms / 1e3) for k in ks]
+                    args.agents, args.think_ms / 1e3, args.warm_s) for k in ks]
     how = (f"a process per site, woken by replica 0, {args.think_ms:g} ms of CPU before its "
            f"part" if args.agents == "processes" else "one client process sends every part")
     print(f"bare PBFT skeleton ({args.skeleton.name}), n={args.n}, one signed one-bid part "

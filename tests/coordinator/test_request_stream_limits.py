@@ -70,8 +70,15 @@ def test_a_stream_whose_replies_are_never_read_is_cut_and_its_replies_dropped(tm
         with pytest.raises(grpc.aio.AioRpcError) as e:
             async for batch in call:
                 replies += len(batch.replies)
-        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "were not read for 1 s" in e.value.details()
+        # the server's status names the cut; a client still writing when the stream was cut
+        # (the server stops reading requests while its replies go unread, so the flood's
+        # writes wait) may see its own write fail first: gRPC's INTERNAL "execute_batch"
+        # (seen once in a full suite on a loaded machine)
+        if e.value.code() == grpc.StatusCode.INTERNAL:
+            assert "execute_batch" in (e.value.debug_error_string() or ""), e.value
+        else:
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value
+            assert "were not read for 1 s" in e.value.details()
         # what the client got is what fitted in gRPC's buffers before the cut, far from
         # the 204,800 it sent
         assert replies < 50 * stream_serving.MAX_STREAM_BATCH, replies
