@@ -74,7 +74,11 @@ class FederationConfig:
 def check_strategy(cfg: FederationConfig, n_sites: int) -> None:
     """Refuse a trimmed mean that would trim nothing of ``n_sites`` sites' updates: Flower
     cuts int(beta x replies) from each end, so 0.2 of 4 sites cut none -- a plain mean under
-    a robust name (a probe)."""
+    a robust name (a probe); and a median of fewer than 3 sites, the mean of two (every
+    round of it would keep the model: ``guard.GuardedFedMedian.robust_with``)."""
+    if cfg.strategy == "median" and n_sites < 3:
+        raise ValueError(f"strategy: 'median' of {n_sites} sites' updates is their mean (it "
+                         f"bounds no member); expected at least 3 sites, or 'fedavg'")
     if cfg.strategy == "trimmed" and int(cfg.trim_beta * n_sites) < 1:
         need = ("'median', or at least 3 sites" if n_sites < 3 else
                 f"at least {math.ceil(100 / n_sites) / 100:.2f} for {n_sites} sites")

@@ -122,6 +122,20 @@ def test_a_trimmed_mean_that_would_trim_nothing_is_refused():
     make_strategy(FederationConfig(strategy="trimmed", trim_beta=0.34), 3)
 
 
+def test_a_median_of_two_is_refused_and_the_deployed_app_reads_its_trim():
+    """A review: a median of 2 sites is their mean (every round of it would keep the model);
+    the deployed ServerApp had no key for the trim, always 0.2."""
+    from agora.federation.deploy_serverapp import config_from
+
+    with pytest.raises(ValueError, match="'median' of 2 sites' updates is their mean"):
+        make_strategy(FederationConfig(strategy="median"), 2)
+    make_strategy(FederationConfig(strategy="median"), 3)
+    rc = {"num-server-rounds": 1, "local-steps": 8, "strategy": "trimmed",
+          "min-fraction": 1.0, "timeout-s": 60.0, "seed": 0, "trim-beta": 0.34}
+    assert config_from(rc).trim_beta == 0.34
+    make_strategy(config_from(rc), 3)              # trims one of 3 from each end
+
+
 def test_the_deployed_server_app_without_its_initial_model_says_which_setting(tmp_path):
     """A probe: the app's default run config (initial-arrays = "") failed with a bare
     FileNotFoundError traceback, and `flwr run` still exited 0."""
