@@ -35,7 +35,8 @@ keys the others send too, so only one far ahead of every other stream could be m
 f+1 of the others still agree; a faulty stream's made-up future keys filled the client's
 memory (review).
 
-Messages read but not yet merged are bounded too (``BACKLOG`` a stream): a consumer slower
+Messages read but not yet merged are bounded too (``BACKLOG`` a stream, and
+``BACKLOG_BYTES`` of one stream's): a consumer slower
 than the streams (a site agent on a saturated machine) leaves the rest in gRPC's flow
 control and then in the replicas' per-watcher queues, which cut off a watcher too far
 behind (it watches again from where it stopped), instead of in this process's memory.
@@ -61,6 +62,10 @@ MUTED_REOPEN_S = 5.0
 """Seconds after which a muted stream is opened again (it is heard from then on)."""
 BACKLOG = 32
 """Messages read from the streams and not yet merged, per stream."""
+BACKLOG_BYTES = 16 * 2 ** 20
+"""Bytes read from one stream and not yet merged: past it (one message always passes) the
+stream waits -- counted in messages alone, a faulty replica's 64 MiB messages made a slow
+follower hold gigabytes (a review)."""
 
 
 WHOLE_VERSION = 1 << 30
@@ -241,6 +246,8 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
     n = len(channels)
     queue: asyncio.Queue = asyncio.Queue(BACKLOG * n)
     merger = WatchMerger(n, f, since_version, patience_s)
+    queued = [0] * n                       # bytes of each stream in ``queue`` (BACKLOG_BYTES)
+    room = [asyncio.Event() for _ in range(n)]
 
     async def pump(i: int, after_s: float = 0.0) -> None:
         method = channels[i].unary_stream("/agora.v1.Coordinator/WatchSchedule",
@@ -254,6 +261,10 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                 async for data in method(pb.WatchRequest(
                         since_version=since, auth=read_auth("WatchSchedule", since, i))
                         .SerializeToString()):
+                    while queued[i] and queued[i] + len(data) > BACKLOG_BYTES:
+                        room[i].clear()
+                        await room[i].wait()
+                    queued[i] += len(data)
                     await queue.put((i, data))
             except grpc.aio.AioRpcError as e:
                 if e.code() in FINAL:
@@ -295,6 +306,9 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                 listen_to_all()            # f+1 streams did not agree in time: all n
                 released = merger.release(loop.time())
             else:
+                if isinstance(data, bytes):
+                    queued[i] -= len(data)
+                    room[i].set()
                 if data is None:
                     merger.opened(i)
                     reopening.discard(i)

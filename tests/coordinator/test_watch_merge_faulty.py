@@ -147,3 +147,42 @@ def test_two_faulty_streams_flooding_the_same_future_keys_are_muted_and_correct_
                 out += m.receive(i, full(v), 2.0 + attempt)
     assert not (m.muted & set(range(5))), m.muted     # no correct stream muted
     assert keys(out) == [(1, 0), (2, 0), (3, 0)]
+
+
+def test_a_faulty_streams_huge_messages_wait_while_the_follower_is_slow():
+    """The read-ahead was bounded in messages only (32 a stream): while a follower (an agent
+    on a busy machine) took its time, a faulty replica's 64 MiB messages could pile up to
+    gigabytes in it. A stream now waits past ``BACKLOG_BYTES`` of its own unmerged bytes."""
+    from agora.coordinator.watch_merge import BACKLOG_BYTES, merged_watch
+
+    big = b"\x00" * (4 << 20)
+    yielded = [0]
+    go = asyncio.Event()
+
+    class Chan:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def unary_stream(self, *a, **k):
+            async def stream(_request):
+                if self.i in (0, 1):
+                    yield full(1)
+                if self.i == 0:
+                    await go.wait()
+                    for _ in range(200):             # faulty: 800 MiB, one message at a time
+                        yielded[0] += 1
+                        yield big
+                await asyncio.Event().wait()
+            return stream
+
+    async def main():
+        gen = merged_watch([Chan(i) for i in range(4)], 1, [0, 1], lambda *a: pb.ReadAuth(), 0)
+        u = await gen.__anext__()
+        go.set()
+        await asyncio.sleep(0.5)                     # the follower takes nothing meanwhile
+        n = yielded[0]
+        await gen.aclose()
+        return u.version, n
+    version, n = asyncio.run(asyncio.wait_for(main(), 10))
+    assert version == 1
+    assert n <= BACKLOG_BYTES // len(big) + 2, f"{n} messages of 4 MiB read ahead"
