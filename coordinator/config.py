@@ -139,8 +139,8 @@ class CoordinatorConfig:
     client submitting past it is refused (``submit.site_quota``, naming the limit), so that
     an admitted site cannot grow every replica's and agent's state without bound with work
     nobody bids on (a review); the operator's submissions for a site are never refused by
-    it (they count towards it). >= 0; 0: no bound. Part of the replicated state machine's rules: every replica must have the
-    same."""
+    it (they count towards it). >= 0; 0: no bound. Part of the replicated state machine's
+    rules: every replica must have the same."""
     metrics_port: int | tuple[int | None, ...] | None = None
     """Prometheus endpoint of each replica (``agents/metrics.py``; plain HTTP, ``/metrics``).
     None (the default): no endpoint and no counting. An integer p: replica i listens on

@@ -5,9 +5,9 @@ and holds what runs where; resumed on another cluster (a site added to the file)
 that had completed went back to open and ran again (a probe of membership changes).
 
 Beside it, the state machine's rules that come from the configuration (``rules``:
-``retain_finished_jobs``, ``max_unfinished_jobs_per_site``): replicas resume from checkpoints of their own and replay their
-logs after them, so a rule changed between two runs would make them replay the same log to
-different states.
+``retain_finished_jobs``, ``max_unfinished_jobs_per_site``): replicas resume from
+checkpoints of their own and replay their logs after them, so a rule changed between two
+runs would make them replay the same log to different states.
 """
 
 from __future__ import annotations
