@@ -121,21 +121,18 @@ def runs_group(pgid: int, marker: bytes) -> bool:
     live member of it carry the marker? A ``pid`` file read after the run ended (a runner
     restarted, the next ``agora up`` after ``agora down``) names a process id the system may
     have given to any other session since (a review: a restarted runner killed an unrelated
-    session whose leader got the old run's pid). Linux's /proc; elsewhere True."""
-    stats = proc_files("stat")
-    if not stats:
+    session whose leader got the old run's pid): one of ``strays(marker)`` in the group.
+    Linux's /proc; elsewhere True."""
+    if not os.path.isdir("/proc"):
         return True
-    want = b"%d" % pgid
-    for pid, stat in stats:
-        f = stat_fields(stat)
-        if len(f) > 2 and f[2] == want and f[0] != b"Z":
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as env:
-                    if marker in env.read().split(b"\0"):
-                        return True
-            except OSError:
-                continue
-    return False
+    return any(_group_of(pid) == pgid for pid in strays(marker))
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def read_pid(folder: Path) -> int | None:
