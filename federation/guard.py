@@ -132,33 +132,50 @@ class Guarded:
         self._keys = list(arrays.keys())
         return super().configure_train(server_round, arrays, config, grid)
 
-    def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord | None,
-                                                                   MetricRecord | None]:
+    def _sort(self, server_round: int, replies, problem, what: str = "reply",
+              prefix: str = "") -> tuple[list[Message], list[Message]]:
+        """(usable, failed) ``replies``: those carrying an error go on to Flower (it counts
+        them); those ``problem(msg)`` finds fault with are left out, recorded in
+        ``refused`` (``prefix`` before the reason) and logged."""
         usable, failed = [], []
         for msg in replies:
             if msg.has_error():
                 failed.append(msg)
                 continue
-            who, names = (self.describe(msg.metadata.src_node_id) if self.describe
-                          else (None, None))
-            why = reply_problem(msg, self._sent, self.weighted_by_key, who, names, self._keys)
+            why = problem(msg)
             if why is None:
                 usable.append(msg)
             else:
-                self.refused.append((server_round, msg.metadata.src_node_id, why))
-                log(WARNING, "round %s: the reply of node %s is left out: %s", server_round,
-                    msg.metadata.src_node_id, why)
+                self.refused.append((server_round, msg.metadata.src_node_id, prefix + why))
+                log(WARNING, "round %s: the %s of node %s is left out: %s", server_round,
+                    what, msg.metadata.src_node_id, why)
+        return usable, failed
+
+    def _train_problem(self, msg: Message) -> str | None:
+        who, names = (self.describe(msg.metadata.src_node_id) if self.describe
+                      else (None, None))
+        return reply_problem(msg, self._sent, self.weighted_by_key, who, names, self._keys)
+
+    def _evaluate_problem(self, msg: Message) -> str | None:
+        metrics = list(msg.content.metric_records.values())
+        return (f"{len(metrics)} metric records; expected one" if len(metrics) != 1
+                else metrics_problem(metrics[0], self.weighted_by_key))
+
+    def _keeps_model(self, server_round: int, why: str, *args) -> tuple[None, None]:
+        self.skipped_rounds.append(server_round)
+        log(WARNING, "round %s: %s usable replies, " + why + "; the model stays as it was",
+            server_round, *args)
+        return None, None
+
+    def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord | None,
+                                                                   MetricRecord | None]:
+        usable, failed = self._sort(server_round, replies, self._train_problem)
         if len(usable) < self.min_replies:
-            self.skipped_rounds.append(server_round)
-            log(WARNING, "round %s: %s usable replies, fewer than the %s min_fraction asks; "
-                "the model stays as it was", server_round, len(usable), self.min_replies)
-            return None, None
+            return self._keeps_model(server_round, "fewer than the %s min_fraction asks",
+                                     len(usable), self.min_replies)
         if not self.robust_with(len(usable)):
-            self.skipped_rounds.append(server_round)
-            log(WARNING, "round %s: %s usable replies, too few for %s to cut any member's "
-                "update; the model stays as it was", server_round, len(usable),
-                type(self).__name__)
-            return None, None
+            return self._keeps_model(server_round, "too few for %s to cut any member's update",
+                                     len(usable), type(self).__name__)
         common_metrics(usable)
         cap_counts(usable, self.weighted_by_key)
         return super().aggregate_train(server_round, usable + failed)
@@ -166,21 +183,8 @@ class Guarded:
     def aggregate_evaluate(self, server_round: int, replies) -> MetricRecord | None:
         """Evaluate replies, checked as train replies' metrics are (they went to Flower as
         sent: a count cancelling the others' divided by zero, an extra name raised)."""
-        usable, failed = [], []
-        for msg in replies:
-            if msg.has_error():
-                failed.append(msg)
-                continue
-            metrics = list(msg.content.metric_records.values())
-            why = (f"{len(metrics)} metric records; expected one" if len(metrics) != 1
-                   else metrics_problem(metrics[0], self.weighted_by_key))
-            if why is None:
-                usable.append(msg)
-            else:
-                self.refused.append((server_round, msg.metadata.src_node_id,
-                                     f"evaluate reply: {why}"))
-                log(WARNING, "round %s: the evaluate reply of node %s is left out: %s",
-                    server_round, msg.metadata.src_node_id, why)
+        usable, failed = self._sort(server_round, replies, self._evaluate_problem,
+                                    "evaluate reply", "evaluate reply: ")
         if usable:
             common_metrics(usable)
             cap_counts(usable, self.weighted_by_key)
