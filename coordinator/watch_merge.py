@@ -72,10 +72,15 @@ WHOLE_VERSION = 1 << 30
 """The sub a rebuilt update is yielded with: it covers its version (``start_position``'s)."""
 
 
+def rebuilt(u: pb.ScheduleUpdate) -> bool:
+    """Is ``u`` a replica's rebuilt form of a whole version (``service.history``: sub 0, no
+    round; every update a replica publishes has its round)?"""
+    return u.sub == 0 and not u.HasField("round")
+
+
 def whole_version(key: Key, data: bytes) -> bool:
-    """A replica's rebuilt form of a whole version (``service.history``: sub 0, no round;
-    every update a replica publishes has its round)."""
-    return key[1] == 0 and not pb.ScheduleUpdate.FromString(data).HasField("round")
+    """``rebuilt``, of update ``data`` of ``key`` (parsed only for a version's first sub)."""
+    return key[1] == 0 and rebuilt(pb.ScheduleUpdate.FromString(data))
 
 
 def update_key(data: bytes) -> Key:
@@ -328,8 +333,8 @@ async def merged_watch(channels, f: int, preferred: list[int], read_auth,
                     reopen_muted()
             for data in released:
                 u = pb.ScheduleUpdate.FromString(data)
-                if u.sub == 0 and not u.HasField("round"):
-                    u.sub = WHOLE_VERSION      # rebuilt: the whole version (module doc)
+                if rebuilt(u):
+                    u.sub = WHOLE_VERSION      # the whole version (module doc)
                 yield u
     finally:
         for t in tasks.values():

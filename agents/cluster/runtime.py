@@ -75,10 +75,6 @@ class AgentRuntime:
         self._decided_active = False
         self._decided_version = 0
         self._decided_codes: bytes = b""
-        self._moved_by: frozenset[int] = frozenset()
-        """the senders whose codes moved a re-decision of the round decided (each moves one
-        a round: an honest peer speaks once a round; a hostile one sent a code a
-        millisecond, each a re-decision and a new part to the coordinator -- a review)"""
         self._decided_offers: list = []
         self._looked: int | None = None
         """the closed round, never decided, this agent last looked at from the disarmed one
@@ -102,6 +98,10 @@ class AgentRuntime:
         self._recovering = False
 
     _moved_by: frozenset[int] = frozenset()
+    """the senders whose codes moved a re-decision of the round decided (each moves one a
+    round: an honest peer speaks once a round; a hostile one sent a code a millisecond, each
+    a re-decision and a new part to the coordinator -- a review); immutable, so a class
+    default serves every agent until its first re-decision"""
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
