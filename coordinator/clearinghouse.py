@@ -110,6 +110,9 @@ class PbftClearinghouse:
         """(version, sub) of the last update applied"""
         self.round = RoundInfo(round=0, armed=False, armed_version=0, version=0)
         self.lapsed: set[str] = set()
+        self.removed_sites: set[str] = set()
+        """the sites the operator removed (and did not admit back), kept as this one set
+        (the agent's peer exchange refuses their codes: ``GrpcExchange.exclude``)"""
         self.nodes_down: set[str] = set()
         self.on_update: Callable[[list[tuple[TaskEntry, int, int]]], None] = lambda s: None
         self._pending: SitePart | None = None
@@ -169,6 +172,8 @@ class PbftClearinghouse:
         self.round = RoundInfo(round=r.round, armed=r.armed, armed_version=r.armed_version,
                                version=view.version)
         self.lapsed = {s.site for s in view.sites if s.lapsed}
+        self.removed_sites.clear()
+        self.removed_sites.update(s.site for s in view.sites if s.removed)
         self.nodes_down = set(view.nodes_down)
         self._tasks = [asyncio.create_task(self._follow(), name="watch"),
                        asyncio.create_task(self._send_loop(), name="send"),
@@ -221,6 +226,8 @@ class PbftClearinghouse:
                                            version=u.version)
                     for s in u.sites:
                         (self.lapsed.add if s.lapsed else self.lapsed.discard)(s.site)
+                        (self.removed_sites.add if s.removed
+                         else self.removed_sites.discard)(s.site)
                     for n in u.nodes:
                         (self.nodes_down.discard if n.up else self.nodes_down.add)(n.node)
                     self.updates += 1

@@ -41,6 +41,16 @@ class MembershipCommands:
             return None
         return key if key and client_id == SITE_PREFIX + site else b""
 
+    def _site_status(self, site: str) -> pb.SiteStatus:
+        """This update's entry for ``site``, made with its state now if there is none. An
+        entry says the whole of a site's standing: lapsed, and removed (the agents stop
+        taking a removed site's peer codes -- its certificate is still the CA's, and its
+        agent may still run -- and take them again once it is admitted back)."""
+        for s in self._update.sites:
+            if s.site == site:
+                return s
+        return self._update.sites.add(site=site, lapsed=self.sites[site].lapsed)
+
     # ---- commands ------------------------------------------------------------------------
     def _operator_only(self, client_id: str, kind: str) -> None:
         if client_id != OPERATOR:
@@ -68,8 +78,11 @@ class MembershipCommands:
             raise Rejected("admit_site.key_in_use", "command.admit_site.verify_key",
                            f"the key is site {other!r}'s; expected a key of site "
                            f"{msg.site!r}'s own (each site signs with its own key)")
+        back = self.members.get(msg.site) == b""
         self.members[msg.site] = key
         self.member_changes += 1
+        if back:                  # the agents hear its codes again (``_site_status``)
+            self._site_status(msg.site)
         res.accepted = 1
 
     def _do_remove_site(self, client_id: str, msg: pb.RemoveSite, seq: int,
@@ -94,5 +107,6 @@ class MembershipCommands:
         self.members[msg.site] = b""
         self.member_changes += 1
         self._lapse(msg.site, msg.reason or f"site {msg.site} removed by the operator")
+        self._site_status(msg.site).removed = True
         res.accepted = 1
         self._maybe_close(res)

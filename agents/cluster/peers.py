@@ -44,6 +44,9 @@ class PeerService(rpc.PeerExchangeServicer):
         self.index = {s: i for i, s in enumerate(sites)}
         self.hears = None if hears is None else set(hears)
         """the sites this agent listens to (``step.neighbours``; None: every other)"""
+        self.excluded: set[str] = set()
+        """sites whose codes are refused: the ones the operator removed (their certificates
+        are still the CA's; ``GrpcExchange.exclude``)"""
         self.book = book
         self.code_bytes = code_bytes
         self.on_code = on_code
@@ -67,6 +70,9 @@ class PeerService(rpc.PeerExchangeServicer):
                     f"(common name {names}); expected the sender's own site, site-<name>")
         if m.site == self.site:
             return f"site: {m.site!r} is this agent itself"
+        if m.site in self.excluded:
+            return (f"site: {m.site!r} was removed by the operator; expected a member site "
+                    f"(its codes are taken again once it is admitted back)")
         if self.hears is not None and m.site not in self.hears:
             return (f"site: {m.site!r} is not among the {len(self.hears)} sites this agent "
                     f"listens to (its nearest); expected one of {sorted(self.hears)}")
@@ -194,6 +200,8 @@ class PeerLinks:
         self.credentials = credentials
         self.retry_s = retry_s
         self._links: dict[str, _Link] = {}
+        self.excluded: set[str] = set()
+        """peers sent nothing: the sites the operator removed (``GrpcExchange.exclude``)"""
         self.sent = 0
         self.dropped = 0
         self.reconnects = 0
@@ -221,7 +229,9 @@ class PeerLinks:
         """Queue ``code`` for every peer (never blocks)."""
         msg = pb.SiteCode(site=self.site, round=round, code=code.astype(np.int8).tobytes(),
                           epoch=epoch)
-        for link in self._links.values():
+        for peer, link in self._links.items():
+            if peer in self.excluded:
+                continue
             if link.queue.qsize() > 64:          # a peer that is away: keep only the latest
                 self.dropped += link.queue.qsize()
                 while not link.queue.empty():
@@ -322,6 +332,14 @@ class GrpcExchange:
         self.epoch = epoch
         self.sent = 0
 
+    def exclude(self, sites: set[str]) -> None:
+        """Hear nothing from ``sites`` and send them nothing, for as long as they are in it:
+        the clearinghouse's set of the sites the operator removed, kept up to date in place
+        from the committed schedule. A removed site's certificate is still the CA's and its
+        agent may go on sending: its codes moved its old listeners' decisions for good, and
+        it went on hearing theirs (a review)."""
+        self.service.excluded = self.links.excluded = sites
+
     def publish(self, site: int, round: int, code: np.ndarray) -> None:
         self.book.put(site, round, code)          # its own (never attended: masked out)
         self.links.broadcast(round, code, self.epoch)
@@ -332,4 +350,8 @@ class GrpcExchange:
         return self.service.bytes_in, self.links.bytes_out
 
     def codes(self, round: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.book.codes(round)
+        codes, has = self.book.codes(round)
+        for s in self.service.excluded:         # what it said before its removal, too
+            if (i := self.service.index.get(s)) is not None:
+                has[i] = False
+        return codes, has

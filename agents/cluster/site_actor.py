@@ -160,6 +160,9 @@ class SiteAgentActor:
                                     policy=self.policy, exchange=self.exchange,
                                     clearinghouse=clearinghouse.build(spec.cluster),
                                     executor=executor, metrics=_Metrics(), observer=observer)
+        removed = getattr(self.runtime.agent.clearinghouse, "removed_sites", None)
+        if removed is not None:
+            self.exchange.exclude(removed)
         if hasattr(self.runtime.agent.clearinghouse, "lost_track"):
             # before it starts: an update that does not apply while the executor recovers
             # was tried again and again, nobody listening (a review)
