@@ -32,6 +32,8 @@ from agora.deploy.live_progress import Follower, ProgressLine
 log = logging.getLogger("agora.live")
 
 READY, PID, LOG = "ready.json", "agora.pid", "agora.log"
+LOCK = "agora.lock"
+"""held (``pid_file.claim``) by the process that owns ``agora.pid`` while it runs"""
 ALIVE = "alive"
 """touched by a kept service at every progress line: how its keeper tells a hang"""
 
@@ -69,15 +71,21 @@ def serving_process(out: Path) -> int | None:
     return pid if pid_file.same_process(pid, start) else None
 
 
-def already_running(out: Path, config: str, *ours: int | None) -> str | None:
+def already_running(out: Path, config: str, *ours: int | None,
+                    claim: bool = False) -> str | None:
     """The line refusing a start from ``out`` while another process (none of ``ours``)
     starts or serves from it, or still stops there (its keeper gone); None when none
-    does."""
+    does. ``claim``: this process is to own ``agora.pid``: it first takes ``LOCK``, which
+    another owner holds from before its pid file is written until it exits."""
+    claimed = not claim or pid_file.claim(out / LOCK)
     other = starting_pid(out)
     if other is None or other in ours:
         other = serving_process(out)
         if other is None or other in ours:
-            return None
+            if claimed:
+                return None
+            return (f"agora up: Agora is already starting from {out} (another process "
+                    f"holds {out / LOCK}); stop it with agora down --config {config}")
     return (f"agora up: Agora is already running from {out} (pid {other}); stop it with "
             f"agora down --config {config}")
 
@@ -125,7 +133,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     logging.getLogger().addHandler(said)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    refusal = already_running(out, cfg.source, os.getpid(), keeper)
+    refusal = already_running(out, cfg.source, os.getpid(), keeper, claim=keeper is None)
     if refusal is not None:
         echo(refusal, file=sys.stderr)
         return 1

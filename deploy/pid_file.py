@@ -12,6 +12,7 @@ running": never ``kill(-1)`` (every process), ``kill(0)`` (our own group) or a s
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -81,6 +82,30 @@ def parse(text: str) -> tuple[int, int | None] | None:
     if not 0 < pid <= PID_MAX:
         return None
     return pid, int(parts[1]) if len(parts) == 2 else None
+
+
+_CLAIMS: list[int] = []
+"""descriptors of the lock files this process holds, open for its life"""
+
+
+def claim(path: Path) -> bool:
+    """Hold an exclusive lock on ``path`` (made, 0600, if missing) for this process's life;
+    False when another process holds it. Two ``agora up`` started together both found no
+    pid file and both started (a check, then a write: a review). The kernel lets go of the
+    lock when its holder exits, however it dies, so none is ever stale."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _CLAIMS.append(fd)
+    return True
+
+
+def claims() -> tuple[int, ...]:
+    """The lock descriptors this process holds (for a child to hold them too)."""
+    return tuple(_CLAIMS)
 
 
 def write(path: Path) -> None:

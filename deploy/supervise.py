@@ -189,7 +189,7 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     say = echo or (lambda *a, **k: print(*a, **k, flush=True))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    refusal = already_running(out, cfg.source, os.getpid())
+    refusal = already_running(out, cfg.source, os.getpid(), claim=True)
     if refusal is not None:
         say(refusal, file=sys.stderr)
         return 1
@@ -203,8 +203,10 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
         while True:
             # SIGTERM when the keeper dies (SIGKILL, the OOM killer): the service stops as on
             # agora down, Ray with it (SIGKILLed, it left Ray's processes running: a probe)
+            # the service holds agora.lock too (the same open file): its keeper killed
+            # before it served, it still starts, and no second agora up may start beside it
             child = subprocess.Popen(bound_to_parent(argv, signal.SIGTERM),
-                                     stdin=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, pass_fds=pid_file.claims(),
                                      process_group=0,
                                      env={**os.environ, KEEPER_ENV: str(os.getpid())})
             sig.child = child

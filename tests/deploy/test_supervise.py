@@ -43,6 +43,8 @@ FAKE = textwrap.dedent("""
         (out / "alive").touch()
         os.kill(os.getpid(), signal.SIGSTOP)
     def stop(signum, _frame):
+        if mode == "linger":                          # stops slowly, as Ray does
+            time.sleep(4)
         (out / f"stopped-{n}").write_text(signal.Signals(signum).name)
         (out / "ready.json").unlink()
         sys.exit(0)
@@ -244,3 +246,48 @@ def test_the_keepers_flag_given_by_hand_is_refused(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "--supervised: agora up's own flag" in p.stderr
     assert not (tmp_path / "out" / "ready.json").exists()
+
+
+CLAIM = ("import sys; from pathlib import Path; from agora.deploy import pid_file; "
+         "sys.exit(0 if pid_file.claim(Path(sys.argv[1])) else 3)")
+
+
+def claimed_elsewhere(lock: Path) -> bool:
+    """Does a process other than this test's hold ``lock`` (a fresh process cannot take it)?"""
+    return subprocess.run([sys.executable, "-c", CLAIM, str(lock)],
+                          timeout=30).returncode == 3
+
+
+def test_the_state_is_locked_from_before_the_pid_file_until_the_service_too_is_gone(
+        keeper, tmp_path):
+    """Two agora up started together both found no pid file and both started (a check, then
+    a write); and a keeper killed before its service served left nothing to say the service
+    was still there (a review). The keeper holds ``agora.lock`` first, and its service holds
+    the same lock: a second start is refused while either runs."""
+    out = tmp_path / "out"
+    out.mkdir()
+    from agora.deploy import pid_file
+    held = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import "
+                             "Path; from agora.deploy import pid_file; "
+                             "pid_file.claim(Path(sys.argv[1])); print('held', flush=True); "
+                             "time.sleep(60)", str(out / "agora.lock")],
+                            stdout=subprocess.PIPE, text=True)
+    assert held.stdout.readline() == "held\n"        # another start, before its pid file
+    refused = subprocess.run([sys.executable, "-c", KEEPER, str(out), "5",
+                              str(tmp_path / "fake.py"), "serve"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "already starting from" in refused.stderr
+    assert not list(out.glob("start-*")) and not (out / "agora.pid").exists()
+    held.kill()
+    held.wait(30)
+
+    k = keeper("linger")
+    wait_for(lambda: served_by(out) is not None, what="the service to serve")
+    service = served_by(out)
+    k.kill()                                         # SIGTERM reaches the service: it stops
+    k.wait(30)
+    assert claimed_elsewhere(out / "agora.lock"), "the service let go of the lock"
+    assert alive(service)
+    wait_for(lambda: not alive(service), what="the service to stop")
+    assert not claimed_elsewhere(out / "agora.lock")  # the kernel let go: nothing stale
+    assert pid_file.claims() == ()                   # this test process took none
