@@ -12,8 +12,8 @@ and the explorer drive); this module is its transport: gRPC, hedging, refusals.
   lagging or down) the query is ordered like a command and f+1 matching replies suffice.
 - Refusals: a request f+1 replicas refuse with the same gRPC status is refused
   (``CoordinatorError`` with that code and the first message); UNAUTHENTICATED needs 2f+1,
-  as a correct replica behind the log may say it of a site admitted since
-  (``refusal_need``). ``cancel_job`` also raises when the ordered cancel was refused by the
+  as a correct replica behind the log may say it of a site admitted since, and so does a
+  timestamp ahead of one replica's clock (``refusal_need``). ``cancel_job`` also raises when the ordered cancel was refused by the
   schedule (f+1 matching results with a rejection): FAILED_PRECONDITION, the rejection's
   field and reason.
 
@@ -304,7 +304,7 @@ class CoordinatorClient(ClientReads):
                         if is_refusal(reply.code(), reply.details()):
                             code, msg = reply.code(), reply.details()
                             refusals[(code, msg)] += 1
-                            if refusals[(code, msg)] >= refusal_need(code, self.f):
+                            if refusals[(code, msg)] >= refusal_need(code, self.f, msg):
                                 raise CoordinatorError(code, msg, errors)
                         if not hedged:
                             hedge()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from agora.coordinator.request_clock import AHEAD
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
@@ -23,7 +24,7 @@ def is_refusal(code: grpc.StatusCode, details: str | None) -> bool:
     return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry later" not in (details or "")
 
 
-def refusal_need(code: grpc.StatusCode, f: int) -> int:
+def refusal_need(code: grpc.StatusCode, f: int, message: str = "") -> int:
     """How many replicas must give one refusal alike for it to end the call. UNAUTHENTICATED
     (no key for the client, a signature that does not verify with its key) needs 2f+1: a
     site's key is what the log says at the replica's execution (``pbft/auth.py``), so a
@@ -32,10 +33,15 @@ def refusal_need(code: grpc.StatusCode, f: int) -> int:
     client gave up on a request the up-to-date replicas ordered and executed (a review).
     2f+1 alike hold f+1 correct replicas, more than the f that may still lag once
     ``admit_site`` returned; a client no correct replica knows gets 2f+1 refusals all the
-    same. The other refusals need f+1 (one of them correct): the request's own fields,
-    alike at every correct replica, or a later timestamp of its client executed (stale,
-    reused), which a replica behind cannot say untruly."""
-    return 2 * f + 1 if code == grpc.StatusCode.UNAUTHENTICATED else f + 1
+    same. A timestamp "ahead of the replicas' clocks" (``request_clock.ahead_refusal``)
+    needs 2f+1 too: it is one replica's clock, and one correct replica whose clock is slow
+    plus a faulty one copying its refusal made f+1 while the others would have executed the
+    request (a review). The other refusals need f+1 (one of them correct): the request's own
+    fields, alike at every correct replica, or a later timestamp of its client executed
+    (stale, reused), which a replica behind cannot say untruly."""
+    if code == grpc.StatusCode.UNAUTHENTICATED or AHEAD in message:
+        return 2 * f + 1
+    return f + 1
 
 
 class CoordinatorError(Exception):

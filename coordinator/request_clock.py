@@ -75,6 +75,10 @@ def stale_floor(e) -> int | None:
     return int(m.group(1)) if m else 0
 
 
+AHEAD = " ahead of the replicas' clocks"
+"""What a refusal of a request stamped ahead says (``client_errors.refusal_need``)."""
+
+
 def ahead_refusal(timestamp: int, now_us: int) -> Refusal | None:
     """The refusal of an ordered request stamped ``timestamp`` (None: it is admitted)."""
     if timestamp <= now_us + WINDOW_US:
@@ -83,7 +87,7 @@ def ahead_refusal(timestamp: int, now_us: int) -> Refusal | None:
     # matching refusals to be told why
     return Refusal(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_ahead",
                    f"envelope.payload.request.timestamp: {timestamp} is more than "
-                   f"{WINDOW_US // 1_000_000} s ahead of the replicas' clocks; expected "
+                   f"{WINDOW_US // 1_000_000} s{AHEAD}; expected "
                    f"microseconds since the epoch by the client's clock, within "
                    f"{WINDOW_US // 1_000_000} s of theirs (check the client's clock)")
 

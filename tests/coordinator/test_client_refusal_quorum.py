@@ -20,6 +20,7 @@ the replica's own, authenticated as the client checks it.
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -28,6 +29,7 @@ import pytest
 from agora.coordinator.client import CoordinatorClient, CoordinatorError
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.messages import Reply
+from agora.coordinator.request_clock import WINDOW_US, ahead_refusal
 from agora.coordinator.service import CoordinatorService
 from agora.coordinator.validate import Refusal
 from agora.protos.agora.v1 import coordinator_pb2 as pb
@@ -59,18 +61,24 @@ def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 CFG = config_from_dict({"replicas": [f"127.0.0.1:{p}" for p in (1, 2, 3, 4)]})
 
 
-def send(net: ReplyNet, faulty: int, faulty_answer) -> tuple[bytes | CoordinatorError, int]:
+def send(net: ReplyNet, faulty: int, faulty_answer,
+         slow: tuple[int, ...] = ()) -> tuple[bytes | CoordinatorError, int]:
     """site:x's request ``set y 1`` through ``CoordinatorClient.send_raw``: each correct
     replica answers as its key checks (``CoordinatorService._verified``) and its
     ``Replica`` in ``net`` say -- a refusal at once, else its reply once ordered --, and
     replica ``faulty`` answers ``faulty_answer(verified, envelope)``. The client's answer
-    (the result, or the CoordinatorError it raised) and the request's timestamp."""
+    (the result, or the CoordinatorError it raised) and the request's timestamp. The
+    ``slow`` replicas' clocks are behind by twice the window a timestamp may lead by: they
+    refuse the request as stamped ahead (``request_clock.ahead_refusal``)."""
     # the site's own key (it made it; no link keys in the key file): replies are MACed
     # with the keys both ends derive
     site_keys = net.keys.public().with_own_key("site:x", net.keys.client_signing["site:x"])
 
     def verified(i: int, envelope: bytes) -> Refusal | None:
         """Replica ``i``'s key checks of the request (``CoordinatorService._verified``)."""
+        if i in slow:
+            req = PbftMessage.FromString(PbftEnvelope.FromString(envelope).payload).request
+            return ahead_refusal(req.timestamp, time.time_ns() // 1000 - 2 * WINDOW_US)
         svc = SimpleNamespace(host=SimpleNamespace(config=CFG, replica=net.reps[i]))
         try:
             CoordinatorService._verified(svc, envelope, "SubmitJobs")
@@ -156,3 +164,23 @@ def test_a_site_no_correct_replica_admitted_is_still_refused():
         assert answer.code == grpc.StatusCode.UNAUTHENTICATED, answer
         assert "no key for client 'site:x'" in answer.message
         assert all(r.last_executed == 0 for r in net.reps)
+
+
+def test_one_slow_clock_and_a_faulty_copy_of_its_refusal_do_not_refuse_a_request():
+    """Replica 3's clock is behind: it refuses site:x's request as stamped ahead of its
+    clock, truthfully; replica 1 orders the request and copies 3's refusal to the client.
+    0 and 2 execute it: the client takes their replies (the refusal needed only f+1). With
+    every correct clock behind, the 2f+1 refusals still end the call."""
+    net = _net()
+    site_pub = net.keys.client_verify["site:x"].hex()
+    net.request(1, f"admit site:x {site_pub}".encode(), client="op", run=True)
+
+    def copy_of_3s_refusal(verified, envelope):
+        r = verified(3, envelope)
+        return _error(r.code, r.message)
+
+    answer, ts = send(net, 1, copy_of_3s_refusal, slow=(3,))
+    assert answer == b"ok", f"the client gave up on an executed request: {answer!r}"
+    answer, _ = send(net, 1, copy_of_3s_refusal, slow=(0, 2, 3))
+    assert isinstance(answer, CoordinatorError), answer
+    assert answer.code == grpc.StatusCode.INVALID_ARGUMENT and "ahead" in answer.message
