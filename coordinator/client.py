@@ -13,9 +13,9 @@ and the explorer drive); this module is its transport: gRPC, hedging, refusals.
 - Refusals: a request f+1 replicas refuse with the same gRPC status is refused
   (``CoordinatorError`` with that code and the first message); UNAUTHENTICATED needs 2f+1,
   as a correct replica behind the log may say it of a site admitted since, and so does a
-  timestamp ahead of one replica's clock (``refusal_need``). ``cancel_job`` also raises when the ordered cancel was refused by the
-  schedule (f+1 matching results with a rejection): FAILED_PRECONDITION, the rejection's
-  field and reason.
+  timestamp ahead of one replica's clock (``refusal_need``). ``cancel_job`` also raises
+  when the ordered cancel was refused by the schedule (f+1 matching results with a
+  rejection): FAILED_PRECONDITION, the rejection's field and reason.
 
 One request is outstanding per client id at a time (PBFT's model: a replica remembers each
 client's last request); run several clients (``site:a/0``, ``site:a/1``, ...) for

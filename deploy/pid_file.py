@@ -96,9 +96,11 @@ def claim(path: Path) -> bool:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
         os.close(fd)
-        return False
+        if isinstance(e, BlockingIOError):
+            return False
+        raise                   # no locks on that file system: said, as a path problem
     _CLAIMS.append(fd)
     return True
 
