@@ -6,7 +6,7 @@ coordinator replica clear through it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Collection
 
 import numpy as np
 
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from agora.agents.sim.capacity import Capacity
 
 def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | None) -> str:
-    """Why ``site`` may not take ``task`` now ("" if it may): an instance of the task failed
-    on a node of the site (a counted attempt), and a live site (``live``; None: every site)
-    where none failed has an alive node that could hold it when empty. A review: one site
-    that outbid the others and reported every attempt failed gave another site's job up; a
-    flaky site took every retry. Where no other site could hold it, the site may try again.
-    Asked when a site's bids are admitted (``market.admit_offers``: such a bid takes none of
-    the site's budget) and again as the round clears."""
+    """Why ``site`` takes ``task`` now only after the sites where it did not fail ("" if it
+    stands with them): an instance of the task failed (or was lost) on a node of the site,
+    and a live site (``live``; None: every site) where none failed has an alive node that
+    could hold it when empty. A review: one site that outbid the others and reported every
+    attempt failed gave another site's job up; a flaky site took every retry. Where no other
+    site could hold it, the site stands with the others. Asked when a site's bids are
+    admitted (``market.admit_offers``: such a bid is charged only what the site's other
+    offers left) and again as the round clears (``LedgerBook.deferred``: it is cleared after
+    the others' bids, for what they left)."""
     if not task.failed_nodes:
         return ""
     failed = {int(cap.node_site[n]) for n in task.failed_nodes}
@@ -50,11 +52,16 @@ class LedgerBook:
     each (the simulator starts the run there)."""
 
     def __init__(self, ledger: Ledger, capacity: Capacity, pref: np.ndarray, *,
-                 on_place: Callable | None = None, live: list[bool] | None = None) -> None:
+                 on_place: Callable | None = None, live: list[bool] | None = None,
+                 reopened: Collection = ()) -> None:
         """``live``: per site, whether it is live (None: every site) -- a lapsed site does
-        not count as somewhere else a task could go (``excluded``)."""
+        not count as somewhere else a task could go (``deferred``). ``reopened``: keys of
+        the tasks a failed or lost run reopened in the round being cleared (``held``)."""
         self.ledger = ledger
         self.live = live
+        self.reopened = reopened
+        self.held_back = 0
+        """deferred bids ``held`` kept waiting (the round after must be armed for them)"""
         self.capacity = capacity
         self.pref = pref
         self.n_sites = capacity.n_sites
@@ -78,12 +85,26 @@ class LedgerBook:
             rows = self._pref_rows = self.pref.tolist()
         return rows[task.job.origin][site]
 
-    def excluded(self, task: TaskEntry, site: int) -> str:
-        """``failed_here`` over this book's capacity and live sites; never for the job's
-        origin (its own job on its own nodes: ``market.admit_offers``)."""
-        if site == task.job.origin:
+    def deferred(self, task: TaskEntry, site: int) -> str:
+        """``failed_here`` over this book's capacity and live sites: the site's bid is
+        cleared after the bids that are not deferred, for what they left
+        (``market.clear``). Never for the job's origin (its own job on its own nodes, at its
+        own price: ``market.admit_offers``)."""
+        if site == task.job.origin or not task.failed_nodes:
             return ""
         return failed_here(task, site, self.capacity, self.live)
+
+    def held(self, task: TaskEntry) -> str:
+        """Why deferred bids for ``task`` wait for the next round ("" if they do not): a
+        stop reopened it in this very round, so sites that decided before it reopened could
+        not bid for it. A review of the deferral: a site that won an instance waited until
+        the others had decided, reported it lost and bid for it again, alone in the round --
+        and won it every round, for good."""
+        if task.key not in self.reopened:
+            return ""
+        self.held_back += 1
+        return ("it reopened in this round: the sites where it did not fail bid for it "
+                "first, in the next round")
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:
         """Instance by instance, each on the site's best-fit node -- computed once per node

@@ -28,6 +28,15 @@ latency, then lower site index); then the lower site index. In that order each b
 ``min(instances, still open)`` instances, placed one by one by ``book.place`` (which is
 where capacity, gpu models and the site's node choice live) until one does not fit.
 
+**Deferred bids** (a book's optional ``deferred``): a bid of a site where an instance of the
+task failed or was lost, while a live site where none did could hold it
+(``ledger_book.failed_here``), is cleared after every bid that is not deferred, in the same
+order, for the instances they left: such a site never gets the task ahead of a site where it
+did not fail, and is never kept from it for good (a review: a live site that never bid for it
+kept it pending for good). A book's ``held`` may keep deferred bids for a task waiting one
+round (the coordinator: the round in which a stop reopened it, so the other sites decide once
+seeing it open before it can go back where it failed).
+
 **Mediation** (middle layer) is what ``book.place`` enforces for every award before it is
 made: the site has a node with room for the instance now (no site is ever over-allocated),
 the gpu model is allowed, the task's dependencies are done (only open tasks are biddable),
@@ -110,8 +119,10 @@ class Book(Protocol):
     def place(self, task: Hashable, site: int, n: int) -> int:
         """Start up to ``n`` instances of ``task`` at ``site``; return how many fitted."""
 
-    # optional: ``excluded(task, site) -> str``, why ``site`` may not take ``task`` now
-    # ("" if it may): asked before ``place`` for each bid, when the book has it
+    # optional: ``deferred(task, site) -> str``, why ``site``'s bid for ``task`` is
+    # deferred ("" if it is not): asked before ``place`` for each bid, when the book has it.
+    # A deferred bid is cleared after every bid that is not, for what they left, unless
+    # ``held(task) -> str`` (optional too) says why deferred bids for it wait this round
 
 
 def clear(bids: Iterable[Bid], book: Book) -> Clearing:
@@ -135,7 +146,8 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     seen: set[tuple[int, Hashable]] = set()
     awards: list[Award] = []
     place = book.place
-    excluded = getattr(book, "excluded", None)
+    deferred = getattr(book, "deferred", None)
+    later: list[tuple[Bid, str]] = []
     for _, b in valid:
         site, task, n, price = b
         claim = (site, task)
@@ -147,15 +159,33 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
         if want <= 0:
             rejected.append((b, "outbid: no open instance left"))
             continue
-        why = excluded(task, site) if excluded is not None else ""
+        why = deferred(task, site) if deferred is not None else ""
         if why:
-            rejected.append((b, why))
+            later.append((b, why))
             continue
         got = place(task, site, want)
         if got:
             awards.append(Award(site, task, got, price))
         else:
             rejected.append((b, "no room: no node of the site fits an instance now"))
+    if later:
+        # deferred bids, in the same order, for what every other bid of the round left
+        held = getattr(book, "held", None)
+        for b, why in later:
+            want = min(b.instances, open_instances(b.task))
+            if want <= 0:
+                rejected.append((b, why + "; the bids not deferred took every open "
+                                          "instance"))
+                continue
+            wait = held(b.task) if held is not None else ""
+            if wait:
+                rejected.append((b, f"{why}; {wait}"))
+                continue
+            got = place(b.task, b.site, want)
+            if got:
+                awards.append(Award(b.site, b.task, got, b.price))
+            else:
+                rejected.append((b, "no room: no node of the site fits an instance now"))
     rejected.sort(key=lambda br: (br[0].site, repr(br[0].task), br[0].price, br[0].instances,
                                  br[1]))
     return Clearing(awards, rejected)
@@ -235,11 +265,12 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
     per other one. ``offers``: ``Offer``s, or anything with their four fields (the
     coordinator passes the request's own ``pb.Bid`` messages). An offer for a task that
     failed at the site while another could hold it (``ledger_book.failed_here``; ``live``:
-    the live sites) is refused before it takes any of the budget (a review: such offers
-    took it all, and work only the site could hold was never bid for) -- unless the site is
-    the job's origin: its own job on its own nodes is never refused for that (another live
-    site that never bid for it kept the origin from retrying it for good: a review), and is
-    charged only what the site's other offers left."""
+    the live sites) is deferred: charged only what the site's other offers left (a review:
+    such offers took the whole budget, and work only the site could hold was never bid
+    for), and refused only when they left too little. It is not refused for good (a
+    review: another live site that never bid for the task kept it pending for good): the
+    clearing takes it after the bids of sites where the task did not fail (``clear``;
+    the job's origin, retrying its own job on its own nodes, is not deferred there)."""
     bids: list[Bid] = []
     refused: list[Refused] = []
     free = site_free(capacity, site)
@@ -263,12 +294,9 @@ def admit_offers(ledger: Ledger, capacity: Capacity, site: int, site_name: str,
                 continue
         if ts.failed_nodes:
             why = failed_here(ts, site, capacity, live)
-            if why and ts.job.origin == site:
-                seen.add(ts.rank)             # the origin's own: after its other offers
-                deferred.append((i, ts, n, why))
-                continue
             if why:
-                refused.append(Refused(i, "bid.failed_here", "task_id", why))
+                seen.add(ts.rank)             # after the site's other offers
+                deferred.append((i, ts, n, why))
                 continue
         d = ts.demand
         cpu, mem, gpu = d.cpu * n, d.mem * n, d.gpu * n

@@ -158,6 +158,7 @@ def compact(st: ScheduleState) -> list[str]:
         del st.job_versions[js.job.id]
         for ts in js.tasks:
             st.opened_seq.pop(ts.key, None)
+            st.reopened.discard(ts.key)
     _drop_history(st, ids)
     return [js.job.id for js in gone]
 

@@ -110,7 +110,7 @@ class RoundCommands:
     def _close(self, res: pb.Result) -> None:
         """Clear every decision of the round together, and open the next round."""
         book = LedgerBook(self.ledger, self.capacity, self.pref,
-                          live=self.live_sites())
+                          live=self.live_sites(), reopened=self.reopened)
         bids = [b for s in self.site_names if s in self.parts for b in self.parts[s].bids]
         cleared = clear(bids, book)
         for _, why in cleared.rejected:
@@ -133,8 +133,10 @@ class RoundCommands:
         self.closed_round_armed_seq = self.armed_version
         self.round += 1
         self.parts.clear()
+        self.reopened.clear()
         self.close_votes.clear()
-        self.armed = bool(new) or self.rearm
+        # a deferred bid held back (its task reopened in this round) is for the next one
+        self.armed = bool(new) or self.rearm or book.held_back > 0
         self.rearm = False
         if self.armed:
             self.armed_version = self._seq

@@ -117,6 +117,8 @@ def snapshot_bytes(st: ScheduleState, *, counters: bool = True) -> bytes:
         tail.members.add(site=site, verify_key=st.members[site])
     if st.compacted:
         st.compacted.to_pb(tail.compaction)
+    for job_id, task_id in sorted(st.reopened):
+        tail.reopened.add(job_id=job_id, task_id=task_id)
     parts.append(tail.SerializeToString(deterministic=True))
     return b"".join(parts)
 
@@ -197,6 +199,11 @@ def restore_into(st: ScheduleState, snap: pb.ScheduleSnapshot) -> None:
             offers.append(Offer(b.job_id, b.task_id, b.instances, b.price))
             bids.append(Bid(site, ts, b.instances, b.price))
         st.parts[part.site] = SitePart(part.seen_version, offers, bids, part.counts)
+    for k, t in enumerate(snap.reopened):
+        if (t.job_id, t.task_id) not in st.ledger.tasks:
+            raise ProtoError(f"snapshot.reopened[{k}]", f"{t.job_id}/{t.task_id}",
+                             "a task of the ledger")
+        st.reopened.add((t.job_id, t.task_id))
     if len(snap.allocation_rounds) != len(snap.allocations):
         raise ProtoError("snapshot.allocation_rounds", "not one per allocation",
                          "a valid snapshot")

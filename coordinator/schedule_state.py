@@ -43,7 +43,9 @@ its decisions cleared together -- as soon as every *expected* site has decided f
 live (not lapsed) site that can hold some open task now. Work that opens while a round is
 armed waits for the sites' next decisions (the next round), so new arrivals never
 invalidate decisions already made and a busy stream of submissions cannot keep a round
-from closing. A site that stays silent cannot hold rounds
+from closing. A bid the "failed here" rule defers (``agents.market``) is not cleared in the
+round in which a failed or lost run reopened its task (``reopened``; ``LedgerBook.held``):
+the next round is armed for it. A site that stays silent cannot hold rounds
 back for long: each replica
 votes ``close_round`` when its round timeout passes with a decision in, or its round grace
 once more than half of the expected sites decided (``round_keeper.py``; f+1 votes close the
@@ -172,6 +174,9 @@ class ScheduleState(JobCommands, SiteCommands, RoundCommands, MembershipCommands
         self.rearm = False
         """armed again by a later command than ``armed_version`` (``_arm``)"""
         self.parts: dict[str, SitePart] = {}
+        self.reopened: set[tuple[str, str]] = set()
+        """tasks a stop (failed, lost) reopened in the current round: deferred bids for
+        them wait for the next one (``LedgerBook.held``)"""
         self.close_votes: set[int] = set()
         self.sites = {s: SiteInfo() for s in self.site_names}
         self.nodes_down: set[int] = set()

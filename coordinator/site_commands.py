@@ -118,6 +118,7 @@ class SiteCommands:
             if reopened:
                 self.opened_seq[ts.key] = self._seq
                 self._opened_count += 1
+                self.reopened.add(ts.key)
         self.capacity.release(node, ts.demand, slots)
         self._arm()
         site = self.node_site_names[node]

@@ -72,6 +72,10 @@ class Simulator:
         """each node's live attempts, in the order they started (a dict, not a set: a set of
         objects iterates in memory-address order, which made EASY backfilling's reservation
         -- ties among equal end times -- differ from run to run)"""
+        self.reopened: set[tuple[str, str]] | None = None
+        """keys of the tasks a failed or lost run reopened since the market's last round
+        (None: not kept; the simulation engine's clearinghouse keeps it, as every coordinator
+        replica does: ``LedgerBook.held``)"""
         self.perm_dead = np.zeros(self.cap.n_nodes, dtype=bool)
         self.down_count = np.zeros(self.cap.n_nodes, dtype=np.int64)  # overlapping outages
         lat = [[0.0 if a == b else cluster.link(a.name, b.name).latency_ms
@@ -280,7 +284,9 @@ class Simulator:
             return                        # killed earlier by an outage
         self._stop(a, self.now, "failed" if a.fails else "completed")
         if a.fails:
-            self.ledger.fail(a.task, a.instance, self.now, count=True)
+            _, reopened = self.ledger.fail(a.task, a.instance, self.now, count=True)
+            if reopened and self.reopened is not None:
+                self.reopened.add(a.task.key)
         else:
             self.ledger.complete(a.task, a.instance, self.now)
             self.acct.completed(a.task)
@@ -299,7 +305,10 @@ class Simulator:
                 # lost, no attempt spent, but the site is marked as for a failure: the
                 # coordinator's rule (``Ledger.fail``'s ``mark``), so that both engines
                 # place it alike
-                self.ledger.fail(a.task, a.instance, self.now, count=False, mark=True)
+                _, reopened = self.ledger.fail(a.task, a.instance, self.now, count=False,
+                                               mark=True)
+                if reopened and self.reopened is not None:
+                    self.reopened.add(a.task.key)
                 self.acct.preempted += 1
         if permanent:
             for ts in self.pool.fifo():

@@ -137,8 +137,8 @@ class MarketEnv(ParallelEnv):
         placed = ch.clear_round() if mask.any() else 0
         sim.end_decision()
         self._steps += 1
-        if placed == 0 and sim.has_events:
-            self._advance()
+        if placed == 0 and not (mask.any() and ch.held_back) and sim.has_events:
+            self._advance()           # (bids held back: the next round is for them)
         self._settle()
         reward = -self._cost
         self._cost = 0.0

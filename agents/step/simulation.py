@@ -11,7 +11,10 @@ clears them all together with the market's one rule on the simulator's ledger
 (``agents.market.clear`` over a ``LedgerBook``, as every coordinator replica does); the
 simulator runs what was placed. Instance ends reach the ledger directly (the simulator is
 every site's executor and the clearinghouse's ledger at once), as a site's report would
-before any bid of the round.
+before any bid of the round -- and, as a report falls in the coordinator's current round,
+the ends before a round fall in it: deferred bids for a task a failed or lost run reopened
+wait for the next round (``LedgerBook.held``), which is played even if this one placed
+nothing, as a coordinator arms it.
 
 **Critic state** (training only): a fixed-size summary of the whole system
 (``STATE_FEATURES``) that the centralised critic reads (MAPPO); no site ever sees it.
@@ -84,6 +87,10 @@ class MemoryClearinghouse:
         self.round = 0
         self.parts: dict[str, SitePart] = {}
         self.refused = 0
+        self.held_back = 0
+        """deferred bids the last round held back (``LedgerBook.held``): the round after
+        is for them, as a coordinator arms it"""
+        sim.reopened = set()          # tasks reopened in the round: the coordinator's rule
 
     def round_info(self) -> RoundInfo:
         return RoundInfo(round=self.round, armed=True, armed_version=self.round,
@@ -104,9 +111,12 @@ class MemoryClearinghouse:
                                        part.offers)
             self.refused += len(refused)
             bids.extend(ok)
-        book = LedgerBook(self.ledger, sim.cap, self.pref, on_place=self._start)
+        book = LedgerBook(self.ledger, sim.cap, self.pref, on_place=self._start,
+                          reopened=sim.reopened)
         cleared = clear(bids, book)
         self.parts.clear()
+        sim.reopened.clear()
+        self.held_back = book.held_back
         self.round += 1
         return cleared.placed
 
@@ -194,7 +204,7 @@ class AgentsPolicy:
             if self.recorder is not None:
                 self._record(decisions, active)
             self.rounds += 1
-            if ch.clear_round() == 0:
+            if ch.clear_round() == 0 and not ch.held_back:
                 return
 
     def state(self, decisions: list[Decision]) -> np.ndarray:

@@ -52,7 +52,7 @@ def run_batch(r: Run, ids: list[str], *, finish: bool = True, fail: bool = False
         for attempt in range(3 if fail else 1):
             r(f"site:{site}", report(site, end(j, "map", 0, "failed" if fail else "completed")))
             if fail and attempt < 2:
-                site = "bc"[attempt]          # not where it failed (LedgerBook.excluded)
+                site = "bc"[attempt]          # not where it failed (LedgerBook.deferred)
                 rnd = r.state.round
                 r(f"site:{site}", decide(site, rnd, (j, "map", 1, 1)))
                 close(r, rnd)

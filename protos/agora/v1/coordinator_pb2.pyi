@@ -372,7 +372,7 @@ class Counter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ScheduleSnapshot(_message.Message):
-    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members", "compaction", "rearm")
+    __slots__ = ("cluster_digest", "version", "round", "jobs", "allocations", "rejected", "changes", "allocation_rounds", "armed", "armed_version", "parts", "close_votes", "sites", "nodes_down", "members", "compaction", "rearm", "reopened")
     CLUSTER_DIGEST_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -390,6 +390,7 @@ class ScheduleSnapshot(_message.Message):
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
     REARM_FIELD_NUMBER: _ClassVar[int]
+    REOPENED_FIELD_NUMBER: _ClassVar[int]
     cluster_digest: bytes
     version: int
     round: int
@@ -407,7 +408,8 @@ class ScheduleSnapshot(_message.Message):
     members: _containers.RepeatedCompositeFieldContainer[AdmitSite]
     compaction: Compaction
     rearm: bool
-    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., rearm: _Optional[bool] = ...) -> None: ...
+    reopened: _containers.RepeatedCompositeFieldContainer[TaskRef]
+    def __init__(self, cluster_digest: _Optional[bytes] = ..., version: _Optional[int] = ..., round: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[JobRecord, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[_schedule_pb2.Allocation, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[InstanceChange, _Mapping]]] = ..., allocation_rounds: _Optional[_Iterable[int]] = ..., armed: _Optional[bool] = ..., armed_version: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[SitePart, _Mapping]]] = ..., close_votes: _Optional[_Iterable[int]] = ..., sites: _Optional[_Iterable[_Union[SiteState, _Mapping]]] = ..., nodes_down: _Optional[_Iterable[int]] = ..., members: _Optional[_Iterable[_Union[AdmitSite, _Mapping]]] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., rearm: _Optional[bool] = ..., reopened: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("jobs", "history_floor", "dropped")
