@@ -151,8 +151,14 @@ class Ledger:
         if ts.done == ts.task.instances and ts.outcome == "cancelled":
             # every instance ran and completed after its job failed or was cancelled (they
             # were running then): the task completed, the job keeps its end (a probe read
-            # "cancelled" for a task whose every instance exited 0)
+            # "cancelled" for a task whose every instance exited 0). Counted as a completed
+            # task, as a ledger restored from a record counts it (``restore_job``): a
+            # replica or agent that restarted held other counts than one that never did (a
+            # review); its children were given up with the job and stay so
             ts.outcome, ts.reason = "completed", ""
+            js.done_tasks += 1
+            for c in ts.children:
+                c.pending_parents -= 1
         if ts.done + ts.failed == ts.task.instances and ts.outcome == "open":
             ts.outcome = "completed"
             js.done_tasks += 1
