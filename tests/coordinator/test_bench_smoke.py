@@ -67,3 +67,27 @@ def test_the_round_floor_times_rounds_of_parts_from_site_processes(tmp_path):
     r, one = rows["processes"], rows["one"]
     assert r["rounds"] > 20 and 5.0 <= r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
     assert one["rounds"] > 20 and 0 < one["p50_ms"] <= one["max_ms"]
+
+
+def test_the_cpu_split_reads_threads_by_kind_and_refuses_bad_flags():
+    import os
+    import threading
+
+    from bench.cpu_split import main, per_request, thread_cpu
+
+    stop = threading.Event()
+    spin = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)])
+    a = thread_cpu(os.getpid())
+    spin.start()
+    sum(range(3_000_000))                               # the main thread works too
+    stop.wait(0.3)
+    b = thread_cpu(os.getpid())                         # before it ends: /proc forgets it
+    stop.set()
+    spin.join()
+    split = per_request({1: a}, {1: b}, 1)
+    assert split["main"] > 0 and split["other"] > 0      # ms over one "request"
+    assert thread_cpu(-1) == {}
+    for bad in (["--only", "9-9"], ["--runs", "0"], ["--seconds", "1"]):
+        with pytest.raises(SystemExit) as e:
+            main(bad)
+        assert e.value.code == 2
