@@ -268,8 +268,12 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
     if not isinstance(reps, list) or not reps:
         raise bad("replicas", f"got {reps!r}", "a non-empty list of host:port addresses")
     for i, r in enumerate(reps):
-        if not isinstance(r, str) or ":" not in r or not r.rsplit(":", 1)[1].isdigit():
-            raise bad(f"replicas[{i}]", f"got {r!r}", "an address host:port")
+        port = r.rsplit(":", 1)[1] if isinstance(r, str) and ":" in r else ""
+        # ASCII digits 1..65535: gRPC dialled 99999 as 34463, another program's port, and
+        # str.isdigit takes other scripts' digits (a review)
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise bad(f"replicas[{i}]", f"got {r!r}", "an address host:port, the port "
+                                                      "1..65535")
     kw: dict[str, Any] = {"replicas": tuple(reps), "source": source}
     for k, v in data.items():
         if k == "replicas":
@@ -294,9 +298,11 @@ def config_from_dict(data: Any, source: str = "<memory>") -> CoordinatorConfig:
                           "pre-prepare carries requests whole and a message between "
                           "replicas holds at most 64 MiB")
         elif k in _NONNEG_FLOAT + _POSITIVE_FLOAT:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or \
-                    (k in _POSITIVE_FLOAT and v == 0):
-                raise bad(k, f"got {v!r}", "a number of seconds " +
+            # finite: NaN passed v < 0 (a review: a replica ran with request_timeout_s NaN,
+            # every vote failing "cannot convert float NaN to integer"), and .inf hung them
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or \
+                    not 0 <= v < float("inf") or (k in _POSITIVE_FLOAT and v == 0):
+                raise bad(k, f"got {v!r}", "a finite number of seconds " +
                           ("> 0" if k in _POSITIVE_FLOAT else ">= 0"))
             v = float(v)
         elif k in _STR and (not isinstance(v, str) or not v):

@@ -60,6 +60,8 @@ def load_keys(path: Path) -> KeySet:
         data = yaml.safe_load(read_text(str(path), expected))
     except yaml.YAMLError:
         data = None
+    except RecursionError:      # yaml's composer recurses per level (a review: a traceback)
+        raise ValueError(f"{path}: nested too deeply; expected {expected}") from None
     except ValueError as e:       # cannot be read, not a regular file, not UTF-8, too big
         raise ValueError(f"{e}; write one with `agora keys`") from None
     if not isinstance(data, dict) or "n" not in data or "replicas" not in data:

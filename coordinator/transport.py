@@ -65,6 +65,11 @@ def _read(path: Path, field: str) -> bytes:
     except OSError as e:
         raise ValueError(f"tls.{field}: cannot read {path} ({e.strerror or e}); expected a PEM "
                          f"file, e.g. written by `agora certs`") from None
+    # gRPC takes any bytes and, at the first connection, logs "Invalid cert chain file"
+    # from its C core, naming neither file nor field (a review)
+    if b"-----BEGIN " not in data:
+        raise ValueError(f"tls.{field}: {path} is not a PEM file (no -----BEGIN line); "
+                         f"expected a PEM file, e.g. written by `agora certs`")
     if field == "key":
         try:
             check_private(path, "a TLS key", "make new certificates with `agora certs "

@@ -10,8 +10,26 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
+
+
+def _interrupted_starting(signum, frame) -> None:
+    """Ctrl-C while ``agora`` starts -- its imports take most of a second, before ``main``
+    can catch anything: one line and exit 130, as a Ctrl-C later (a review: a 20-line
+    traceback of the import under way). ``main`` puts Python's own handler back."""
+    os.write(2, b"agora: interrupted\n")
+    os._exit(130)
+
+
+if (os.path.basename((getattr(sys, "argv", None) or [""])[0]) == "agora"
+        or __name__ == "__main__") and \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    try:
+        signal.signal(signal.SIGINT, _interrupted_starting)
+    except ValueError:          # not the main thread: nothing to do
+        pass
 
 from agora.agents.baselines import choices
 from agora.agents.limits import MAX_CERT_DAYS, MAX_REPLICAS
@@ -277,6 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. A user sees one line, never a traceback: bad input exits 2 (the
     coordinator's INVALID_ARGUMENT too), a system that is not running or refuses exits 1,
     Ctrl-C 130."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:       # while it starts: the imports below, the parser
+        print("agora: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     import grpc
 
     from agora.coordinator.client import CoordinatorError

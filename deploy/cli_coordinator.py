@@ -132,7 +132,12 @@ def cmd_keys(a: argparse.Namespace) -> int:
                              f"site:<site name>, site:<site name>/<k> or auditor:<name> "
                              f"(names: 1-64 letters, digits, '.', '_', '-', starting with a "
                              f"letter or digit)")
-    if Path(a.out).is_file() and not a.force:    # a probe: a group's keys were replaced
+    out = Path(a.out)
+    if out.exists() and not out.is_file() and not out.is_dir():
+        # a pipe, socket or device: the rename below replaced it (a review)
+        raise ValueError(f"--out: {a.out} is not a regular file (a pipe, socket or device); "
+                         f"expected the path of a key file to write")
+    if out.is_file() and not a.force:    # a probe: a group's keys were replaced
         raise ValueError(f"--out: {a.out} exists (a group's keys: replacing them locks out "
                          f"every replica and client that has them); expected a new file, or "
                          f"--force to replace it")
@@ -160,6 +165,7 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
     logging.basicConfig(level=a.log_level.upper(),
                         format="%(asctime)s replica %(name)s %(levelname)s %(message)s")
     cfg = load_config(a.config)
+    _claim_replica(cfg, a.replica, a.config)
     print(f"coordinator config: {json.dumps(cfg.to_dict())}", file=sys.stderr)
 
     async def main() -> int:
@@ -192,6 +198,25 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
         finally:
             prof.dump_stats(str(Path(profile) / f"replica-{a.replica}.prof"))
     return run_event_loop(main())
+
+
+def _claim_replica(cfg, replica: int, config: str) -> None:
+    """Hold replica ``replica``'s lock (``<data_dir>/replica-<i>.sqlite.lock``) for this
+    process's life; ValueError when another process holds it. A replica started twice from
+    one config served twice -- gRPC binds its port with SO_REUSEPORT, so the kernel split
+    the clients between the two -- and both wrote its log: jobs each had accepted were
+    missing from the other's answers and, after a restart, from the log (a review)."""
+    from agora.deploy import pid_file
+
+    if not 0 <= replica < cfg.n:
+        return                      # serve() refuses it, naming --replica
+    db = cfg.database(replica)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if not pid_file.claim(db.with_name(db.name + ".lock")):
+        raise ValueError(f"--replica {replica}: {db} is in use by another process serving "
+                         f"replica {replica} of {config}; expected one process per replica "
+                         f"(stop that one first: two would split its clients and overwrite "
+                         f"each other's log)")
 
 
 def run_event_loop(coro) -> int:

@@ -83,7 +83,12 @@ def check(folder: Path, cluster: Cluster, cluster_file: str,
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    kept = before.pop("rules", None) if isinstance(before, dict) else None
+    if not isinstance(before, dict) or not isinstance(before.get("sites", []), list) or \
+            not all(isinstance(s, dict) and "site" in s for s in before.get("sites", [])) or \
+            not isinstance(before.get("rules", {}), dict):
+        return False     # JSON, but no record (a review: AttributeError in agora up): as
+                         # unreadable, recorded anew
+    kept = before.pop("rules", None)
     if before == now:
         if state_rules is None:
             return True

@@ -108,7 +108,8 @@ class KeySet:
         try:
             n = int(data["n"])
             reps = sorted(data["replicas"], key=lambda r: int(r["index"]))
-            if [int(r["index"]) for r in reps] != list(range(n)):
+            # the count first: n: 1e9 would build a list of a billion (a review)
+            if len(reps) != n or [int(r["index"]) for r in reps] != list(range(n)):
                 raise ValueError(f"keys.replicas: expected indices 0..{n - 1}")
             verify = tuple(_hex(r["verify_key"], 32, f"replicas[{i}].verify_key")
                            for i, r in enumerate(reps))
@@ -131,7 +132,9 @@ class KeySet:
             for name, key in data.get("client_mac_keys", {}).items():
                 i, cid = name.split(":", 1)
                 cmacs[(int(i), cid)] = _hex(key, 32, f"client_mac_keys.{name}")
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError, OverflowError) as e:
+            # a mapping where a list goes and the like (a review: AttributeError, and
+            # OverflowError for n: .inf, were tracebacks)
             raise ValueError(f"keys: missing or malformed field {e}") from e
         return cls(n=n, replica_verify=verify, replica_signing=signing, client_verify=cverify,
                    client_signing=csigning, replica_macs=macs, client_macs=cmacs)
