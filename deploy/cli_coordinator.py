@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("coordinator", help="run one coordinator replica (PBFT over gRPC)")
     c.add_argument("--config", default=DEFAULT_CONFIG, help="coordinator YAML")
     c.add_argument("--replica", type=int, required=True, help="this replica's index, 0..n-1")
-    c.add_argument("--log-level", default="INFO")
+    c.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                   help="how much the replica logs (default INFO)")
     c.add_argument("--byzantine", metavar="BEHAVIOUR", default=None,
                    help="fault harness only: this replica misbehaves (silent, equivocate, "
                    "double_vote, forge, wrong_digest, censor, ...)")

@@ -273,3 +273,12 @@ def test_a_tls_file_that_is_no_pem_is_named(tmp_path, capsys):
     capsys.readouterr()
     err = input_error(["status", "--config", str(cfg)], capsys)
     assert "tls.ca" in err and str(certs / "ca.crt") in err and "PEM" in err, err
+
+
+def test_an_unknown_log_level_names_the_flag(tmp_path, capsys):
+    # it said "Unknown level: 'FOO'", naming no flag
+    with pytest.raises(SystemExit) as e:
+        main(["coordinator", "--config", str(_group(tmp_path)), "--replica", "0",
+              "--log-level", "FOO"])
+    assert e.value.code == 2
+    assert "--log-level: invalid choice: 'FOO'" in capsys.readouterr().err
