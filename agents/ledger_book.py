@@ -42,6 +42,18 @@ def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | No
             "goes to a site where none did, while one can hold it")
 
 
+def room_elsewhere(task: TaskEntry, cap: Capacity, live: list[bool] | None) -> bool:
+    """Whether a live site where no instance of ``task`` failed has an alive node with room
+    for an instance now: a site that could take it now and did not bid for it (or bid and
+    was served) -- what lets a marked site have it (``LedgerBook.held``)."""
+    room = cap.fit_mask(task.demand)
+    failed = {int(cap.node_site[n]) for n in task.failed_nodes}
+    for s in range(cap.n_sites):
+        if s in failed or (live is not None and not live[s]):
+            room[cap.site_slice[s]] = False
+    return bool(room.any())
+
+
 class LedgerBook:
     """The market's view of the one ledger (``agents.ledger``) and the nodes' free capacity:
     the book of the simulation engine's in-memory clearinghouse and of every coordinator
@@ -95,16 +107,26 @@ class LedgerBook:
         return failed_here(task, site, self.capacity, self.live)
 
     def held(self, task: TaskEntry) -> str:
-        """Why deferred bids for ``task`` wait for the next round ("" if they do not): a
-        stop reopened it in this very round, so sites that decided before it reopened could
-        not bid for it. A review of the deferral: a site that won an instance waited until
-        the others had decided, reported it lost and bid for it again, alone in the round --
-        and won it every round, for good."""
-        if task.key not in self.reopened:
-            return ""
-        self.held_back += 1
-        return ("it reopened in this round: the sites where it did not fail bid for it "
-                "first, in the next round")
+        """Why deferred bids for ``task`` wait ("" if they do not): a stop reopened it in
+        this very round, so sites that decided before it reopened could not bid for it (the
+        next round is for them: ``held_back``); or no site where it did not fail has room
+        for it now, so none of them could bid (they are busy, not unwilling: it waits for
+        room there, ``room_elsewhere``). A review of the deferral: a site that won an
+        instance waited until the others had decided, reported it lost and bid for it
+        again, alone in the round -- and won it every round, for good."""
+        if task.key in self.reopened:
+            self.held_back += 1
+            return ("it reopened in this round: the sites where it did not fail bid for it "
+                    "first, in the next round")
+        if not room_elsewhere(task, self.capacity, self.live):
+            # A review: the sites where it did not fail were only busy (full for now, so
+            # none could bid), and a marked site won it in every round that did not hold it
+            # and reported every run failed: it spent every attempt of another site's job,
+            # which had waited for them before the deferral. It waits for room there (an
+            # end or a node back up arms the next round), not for a round of its own.
+            return ("no site where it did not fail has room for it now: it waits for one "
+                    "(it goes here only when one that could take it now did not)")
+        return ""
 
     def place(self, task: TaskEntry, site: int, n: int) -> int:
         """Instance by instance, each on the site's best-fit node -- computed once per node

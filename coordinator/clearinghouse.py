@@ -38,7 +38,7 @@ from agora.coordinator.client_errors import CoordinatorError, is_refusal
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.site_messages import END_BYTES, merge, split_part, to_message
-from agora.coordinator.watch_merge import WatchRefused
+from agora.coordinator.watch_merge import WatchRefused, rebuilt
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,10 @@ class PbftClearinghouse:
                          else self.removed_sites.discard)(s.site)
                     for n in u.nodes:
                         (self.nodes_down.discard if n.up else self.nodes_down.add)(n.node)
+                    if rebuilt(u) and self._standing is None:
+                        self._standing = asyncio.ensure_future(self._read_standing())
+                        self._tasks = [t for t in self._tasks if not t.done()]
+                        self._tasks.append(self._standing)
                     self.updates += 1
                     self.on_update(started)
             except asyncio.CancelledError:
@@ -245,6 +249,32 @@ class PbftClearinghouse:
             except Exception:  # noqa: BLE001 - the watch is reopened from where it stopped
                 log.exception("watch of the committed schedule failed; reopening")
             await asyncio.sleep(0.2)
+
+    _standing: asyncio.Future | None = None
+
+    async def _read_standing(self, tries: int = 3) -> None:
+        """The sites' standing (lapsed, removed) and the nodes down, read anew from a ledger
+        query: a version rebuilt from history (``service.history``: a watch resumed past
+        the replicas' kept updates -- cut off behind, or the replicas restarted) holds none
+        of it. A review: a removal the agent met only rebuilt left the removed site's codes
+        moving its decisions until the agent restarted."""
+        try:
+            for _ in range(tries):
+                try:
+                    view = await self.client.ledger()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the next rebuilt update asks again
+                    log.exception("reading the sites' standing after a rebuilt update failed")
+                    return
+                if view.version >= self.version:  # (not behind what this view applied)
+                    self.lapsed = {s.site for s in view.sites if s.lapsed}
+                    self.removed_sites.clear()
+                    self.removed_sites.update(s.site for s in view.sites if s.removed)
+                    self.nodes_down = set(view.nodes_down)
+                    return
+        finally:
+            self._standing = None
 
     def _lost(self, why: str) -> bool:
         """This agent's view cannot follow the schedule any more: tell the agent (it restarts
