@@ -31,21 +31,52 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=Message)
 
 
+MAX_UNKNOWN_NAMED = 64 * 1024
+"""Bytes of unknown fields a refusal still names field number by field number; past it, it
+gives their size. Listing them builds an object per field (``UnknownFieldSet``): one keyless
+request of 20 MB of two-byte unknown fields held a replica's event loop 6 s and raised it to
+900 MB (a review; 64 MiB, gRPC's receive limit, ~20 s and 3 GB)."""
+MAX_WALKED = 10_000
+"""Messages walked to find the one holding unknown fields; past it, the refusal names the
+message checked (a keyless envelope of 1,300,000 empty requests, the last with an unknown
+field, held a replica's loop 1.7 s to name that request: a review)."""
+
+
+def unknown_bytes(msg: Message) -> int:
+    """Bytes of unknown fields anywhere in ``msg``: a copy with every unknown field discarded
+    (in C, recursively) is measured against it."""
+    probe = type(msg)()
+    probe.CopyFrom(msg)
+    size = probe.ByteSize()
+    probe.DiscardUnknownFields()
+    return size - probe.ByteSize()
+
+
+def unknown_problem(msg: Message, extra: int | None = None) -> str | None:
+    """What a refusal says of the unknown fields of ``msg``'s own level -- their numbers, or
+    their size when there are more than ``MAX_UNKNOWN_NAMED`` bytes of them (``extra``: the
+    unknown bytes of ``msg`` and all it holds, when known) -- or None: none anywhere."""
+    if extra is None:
+        extra = unknown_bytes(msg)
+    if extra == 0:
+        return None
+    if extra > MAX_UNKNOWN_NAMED:
+        return f"{extra:,} bytes of unknown fields"
+    unknown = sorted({f.field_number for f in UnknownFieldSet(msg)})
+    return f"unknown field number(s) {unknown}" if unknown else "unknown field(s)"
+
+
 def check_known(msg: Message, where: str) -> None:
     """Refuse unknown fields anywhere in ``msg`` (protos/README.md, "Versioning"): every
     replica must read a command the same way.
 
     Fast path: a copy with every unknown field discarded (in C, recursively) has the same
     encoded size exactly when there was none; only then is the field-by-field walk, which
-    names the offending field, needed."""
-    probe = type(msg)()
-    probe.CopyFrom(msg)
-    size = probe.ByteSize()
-    probe.DiscardUnknownFields()
-    if probe.ByteSize() == size:
-        return
-    _check_known_walk(msg, where)
-    raise ProtoError(where, "unknown field(s)", f"only the fields of {msg.DESCRIPTOR.full_name}")
+    names the offending field, needed -- and only when they are few (``MAX_UNKNOWN_NAMED``,
+    ``MAX_WALKED``): what a refusal costs is bounded, whoever sends it."""
+    extra = unknown_bytes(msg)
+    if extra:
+        _refuse_unknown(msg, where, extra)
 
 
 def decode_known(message_type: type[M], data: bytes, where: str) -> M:
@@ -56,14 +87,30 @@ def decode_known(message_type: type[M], data: bytes, where: str) -> M:
     msg = decode(message_type, data, where)
     size = msg.ByteSize()
     msg.DiscardUnknownFields()
-    if msg.ByteSize() != size:
-        _check_known_walk(decode(message_type, data, where), where)
-        raise ProtoError(where, "unknown field(s)",
-                         f"only the fields of {msg.DESCRIPTOR.full_name}")
+    extra = size - msg.ByteSize()
+    if extra:
+        _refuse_unknown(decode(message_type, data, where), where, extra)
     return msg
 
 
-def _check_known_walk(msg: Message, where: str) -> None:
+def _refuse_unknown(msg: Message, where: str, extra: int):
+    """Raise the ProtoError of ``msg``'s ``extra`` bytes of unknown fields, naming the
+    message that holds them when that is cheap to find."""
+    full = msg.DESCRIPTOR.full_name
+    if extra > MAX_UNKNOWN_NAMED:
+        raise ProtoError(where, f"{extra:,} bytes of unknown fields", f"only the fields of {full}")
+    _check_known_walk(msg, where, [MAX_WALKED])
+    raise ProtoError(where, "unknown field(s)", f"only the fields of {full}")
+
+
+def _check_known_walk(msg: Message, where: str, budget: list[int]) -> None:
+    """Raise naming the first message of ``msg`` (depth first) with unknown fields of its
+    own; returns when there is none, or when ``budget`` (messages left to walk) runs out.
+    Called with at most ``MAX_UNKNOWN_NAMED`` unknown bytes in all: listing each message's
+    own costs no more than they are."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return
     unknown = sorted({f.field_number for f in UnknownFieldSet(msg)})
     if unknown:
         raise ProtoError(where, f"unknown field number(s) {unknown}",
@@ -73,9 +120,13 @@ def _check_known_walk(msg: Message, where: str) -> None:
             continue
         if fd.is_repeated:
             for i, v in enumerate(value):
-                _check_known_walk(v, f"{where}.{fd.name}[{i}]")
+                _check_known_walk(v, f"{where}.{fd.name}[{i}]", budget)
+                if budget[0] < 0:
+                    return
         else:
-            _check_known_walk(value, f"{where}.{fd.name}")
+            _check_known_walk(value, f"{where}.{fd.name}", budget)
+        if budget[0] < 0:
+            return
 
 
 # ---- snapshot ----

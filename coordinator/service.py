@@ -21,14 +21,13 @@ import time
 from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 from agora.coordinator.pbft.messages import op_key, reuses_timestamp
 from agora.coordinator.read_auth import read_refusal
 from agora.coordinator.read_scope import scope_for
 from agora.coordinator.recent_updates import updates_since
 from agora.coordinator.request_clock import ahead_refusal, reused, stale
-from agora.coordinator.schedule_codec import check_known
+from agora.coordinator.schedule_codec import check_known, unknown_problem
 from agora.coordinator.schedule_records import allocation_pb, change_pb
 from agora.coordinator.schedule_rules import OPERATOR
 from agora.coordinator.schedule_state import ScheduleState
@@ -51,6 +50,9 @@ request (retransmissions, or replays by whoever holds one) are charged there."""
 WATCH_QUEUE = 4096
 """Updates buffered per watcher; a watcher that falls further behind is cut off (its
 stream ends with RESOURCE_EXHAUSTED, and it watches again from its last version)."""
+CHARGE_EVERY_S = 0.01
+"""A watch's backlog is charged to its reader's read budget in slices of this much of the
+replica's time (``WatchSchedule``)."""
 WATCH_AHEAD = 1_000_000
 """A watch from further past the replica's version than this is refused (a version no
 replica lagging behind the others by a state transfer's worth could be asked for)."""
@@ -59,24 +61,27 @@ replica lagging behind the others by a state transfer's worth could be asked for
 def history(app: ScheduleState, since: int, until: int):
     """Updates of versions [since, until) rebuilt from what the state keeps for good
     (allocations and instance changes; job admissions and round states are not kept: a
-    site agent starts from a ledger query instead)."""
-    past: dict[int, pb.ScheduleUpdate] = {}
-
-    def at(v: int) -> pb.ScheduleUpdate:
-        if v not in past:
-            past[v] = pb.ScheduleUpdate(version=v)
-        return past[v]
-
-    for row in app.allocations:
-        if since <= row[6] < until:
-            at(row[6]).allocations.append(allocation_pb(row))
-    for row in app.changes:
-        if since <= row[0] < until:
-            at(row[0]).changes.append(change_pb(row))
-    out = [past[v] for v in sorted(past)]
-    for u in out:          # kept rows are of jobs the state keeps (compaction.py)
-        app.name_origins(u)
-    return out
+    site agent starts from a ledger query instead), one version at a time, each built when
+    it is to be sent. The rows are taken now (a commit, or a compaction, may change the
+    state's lists while the watch streams); built whole first, 100,000 rows of each kind
+    held a replica's loop 1 s and 125 MB, for as long as the watcher left the stream unread
+    (a review)."""
+    allocations = sorted((r for r in app.allocations if since <= r[6] < until),
+                         key=lambda r: r[6])       # (kept in commit order: sorting is cheap)
+    changes = sorted((r for r in app.changes if since <= r[0] < until), key=lambda r: r[0])
+    a = c = 0
+    while a < len(allocations) or c < len(changes):
+        v = min(allocations[a][6] if a < len(allocations) else until,
+                changes[c][0] if c < len(changes) else until)
+        u = pb.ScheduleUpdate(version=v)
+        while a < len(allocations) and allocations[a][6] == v:
+            u.allocations.append(allocation_pb(allocations[a]))
+            a += 1
+        while c < len(changes) and changes[c][0] == v:
+            u.changes.append(change_pb(changes[c]))
+            c += 1
+        app.name_origins(u)     # kept rows are of jobs the state keeps (compaction.py)
+        yield u
 
 
 def watch_start(recent: list, version: int) -> int:
@@ -172,8 +177,12 @@ class CoordinatorService(rpc.CoordinatorServicer):
                           f"key of client {req.client_id!r}")
         return env, req
 
-    def _admit_verified(self, env, req, rpc_name: str):
-        """``_admit``'s checks after the signature verified."""
+    def _admit_verified(self, env, req, rpc_name: str, fresh=None):
+        """``_admit``'s checks after the signature verified. ``fresh(req)`` is called once
+        the request is known to be new -- within its clock checks, older than nothing its
+        client executed, and no copy of a request executed or waiting here -- whatever the
+        checks after it say (``stream_serving``: what proves a stream is its client's; a
+        copy of a request proves nothing, anyone who saw it may hold one)."""
         host = self.host
         if (rpc_name == "GetSchedule" and req.client_id != OPERATOR
                 and not host.read_cost.allowed(req.client_id)):     # the operator may read
@@ -205,6 +214,8 @@ class CoordinatorService(rpc.CoordinatorServicer):
         # of copies cannot refuse the client's new requests (a review's finding).
         again = waiting or (not req.read_only and last is not None
                             and req.timestamp == last[0])
+        if fresh is not None and not again:
+            fresh(req)
         if not host.rate.take(req.client_id + AGAIN if again else req.client_id):
             what = "copies of one request" if again else "requests"
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited",
@@ -237,11 +248,13 @@ class CoordinatorService(rpc.CoordinatorServicer):
     async def _request(self, request: pb.ClientRequest, context, rpc_name: str) -> pb.ClientReply:
         host = self.host
         try:
-            unknown = sorted({f.field_number for f in UnknownFieldSet(request)})
-            if unknown:     # refused everywhere else in a request: here too (probe)
+            # refused everywhere else in a request: here too (probe); listed only when few
+            # (a review: 20 MB of them held the loop 6 s, keyless: ``unknown_problem``)
+            unknown = unknown_problem(request)
+            if unknown is not None:
                 raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
-                              f"request: unknown field number(s) {unknown}; expected only "
-                              f"the fields of {request.DESCRIPTOR.full_name}")
+                              f"request: {unknown}; expected only the fields of "
+                              f"{request.DESCRIPTOR.full_name}")
             env, req = self._admit(request.envelope, rpc_name)
         except Refusal as r:
             self._refused(r, rpc_name)
@@ -356,9 +369,33 @@ class CoordinatorService(rpc.CoordinatorServicer):
             if why is not None:   # rows of finished jobs compacted away (compaction.py)
                 host.count("watch_refused_compacted")
                 await context.abort(grpc.StatusCode.OUT_OF_RANGE, why)
+            # What the backlog costs this replica is charged to the reader's read budget, as
+            # its queries are (the operator's never); a reader in debt is not sent history
+            # rebuilt from the state (a site re-opening watches from version 0 held a loop
+            # ~1 s each, uncharged: a review). Its watches from the kept updates go on.
+            charged = reader != OPERATOR
+            if (charged and request.since_version < start
+                    and not host.read_cost.allowed(reader)):
+                host.count("read_budget")
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"auth.client_id: {reader!r}'s reads took more than "
+                                    f"{host.config.client_read_seconds_per_s:g} s of this "
+                                    f"replica's time a second (client_read_seconds_per_s); "
+                                    f"since_version: {request.since_version} is older than "
+                                    f"the updates this replica keeps (from {start}); retry "
+                                    f"later, or read the ledger and watch from its version")
+            cost, t = 0.0, time.perf_counter()
             for u in backlog(app, recent, request.since_version, start):
-                yield seen(u)
+                out = seen(u)
+                cost += time.perf_counter() - t
+                if charged and cost >= CHARGE_EVERY_S:
+                    host.read_cost.charge(reader, cost)
+                    cost = 0.0
+                yield out
                 last = (u.version, u.sub)
+                t = time.perf_counter()
+            if charged and cost:
+                host.read_cost.charge(reader, cost)
             while True:
                 update = await q.get()
                 if update is None:

@@ -15,6 +15,7 @@ import grpc
 
 from agora.coordinator.pbft.messages import op_key
 from agora.coordinator.request_stream import MAX_OPEN_PER_STREAM, MAX_STREAM_BATCH
+from agora.coordinator.schedule_codec import unknown_bytes, unknown_problem
 from agora.coordinator.validate import RPC_KINDS, Refusal
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -35,11 +36,12 @@ MAX_REQUEST_STREAMS_PER_HOST = 256
 runs every agent on one host) ..."""
 MAX_REQUEST_STREAMS_PER_CLIENT = 64
 """... and proved by one client's signed request (a client process holds one per replica).
-A stream counts against its address until a request on it verifies with a client's key,
-then against that client (a review: idle streams with no key held every slot of their
-address for good, and under ``agora up`` every site connects from 127.0.0.1)."""
+A stream counts against its address until a new request on it verifies with a client's
+key (no copy of one executed or waiting here: ``_prove``), then against that client (a
+review: idle streams with no key held every slot of their address for good, and under
+``agora up`` every site connects from 127.0.0.1)."""
 PROVE_S = 10.0
-"""A stream on which no request verified with a client's key within this long of its
+"""A stream on which no new request verified with a client's key within this long of its
 opening ends, UNAUTHENTICATED (a client opens its stream to send a request)."""
 
 
@@ -51,7 +53,14 @@ class _Unread:
 
 @dataclass(frozen=True)
 class _Unproven:
-    """No request on the stream verified within ``PROVE_S``: it ends."""
+    """No new request on the stream verified within ``PROVE_S``: it ends."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Reading the stream raised (a message that is no StreamRequests:
+    ``protos/undecodable.py``): the handler raises it, from its own task."""
+    error: Exception
 
 
 @dataclass(frozen=True)
@@ -79,16 +88,25 @@ def _stream_gone(counts: dict[str, int], key: str) -> None:
         counts.pop(key, None)
 
 
-def _prove(svc, where: str, client_id: str) -> None:
-    """A request signed by ``client_id`` verified on a stream from ``where``: the stream
-    counts against the client from now on, not its address; Refusal when the client holds
-    as many streams as it may."""
+def _may_prove(svc, client_id: str) -> None:
+    """Refusal when ``client_id`` holds as many streams as it may (checked before its
+    request is admitted: a read-only request admitted once is refused as a copy after, and
+    the client asks again by a unary call with the same bytes)."""
     held = svc.client_streams.get(client_id, 0)
     if held >= MAX_REQUEST_STREAMS_PER_CLIENT:
         raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_streams",
                       f"client {client_id!r} holds {held} request streams at this replica "
                       f"(at most {MAX_REQUEST_STREAMS_PER_CLIENT}); close one")
-    svc.client_streams[client_id] = held + 1
+
+
+def _prove(svc, where: str, client_id: str) -> None:
+    """A new request of ``client_id`` (signed with its key, and no copy of one executed or
+    waiting: ``CoordinatorService._admit_verified``'s ``fresh``) came on a stream from
+    ``where``: the stream counts against the client from now on, not its address. A copy
+    proves nothing: every replica sees a client's requests, and a faulty one replaying a
+    site's old request on 64 streams held every stream slot of the site at a correct
+    replica, for as long as it kept them open (a review)."""
+    svc.client_streams[client_id] = svc.client_streams.get(client_id, 0) + 1
     _stream_gone(svc.request_streams, where)
 
 
@@ -130,7 +148,13 @@ async def serve_requests(self, request_iterator, context):
         if ended and not timers:
             out.put_nowait(None)
 
-    def admit(sr: pb.StreamRequest):
+    def admit(sr: pb.StreamRequest, unknown: str | None):
+        if unknown is None and odd:
+            unknown = unknown_problem(sr)
+        if unknown is not None:     # as the unary RPC refuses them in its ClientRequest
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
+                          f"request: {unknown}; expected only the fields of "
+                          f"{sr.DESCRIPTOR.full_name}")
         if sr.rpc not in RPC_KINDS:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument",
                           f"rpc: {sr.rpc[:64]!r}; expected one of {sorted(RPC_KINDS)}")
@@ -142,15 +166,22 @@ async def serve_requests(self, request_iterator, context):
             raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "stream_full",
                           f"{len(timers)} requests of this stream wait for their "
                           f"replies (at most {MAX_OPEN_PER_STREAM}); retry later")
-        nonlocal proven
         env, req = self._verified(sr.envelope, sr.rpc)
+        if proven is not None:
+            return self._admit_verified(env, req, sr.rpc)
+        _may_prove(self, req.client_id)
+        return self._admit_verified(env, req, sr.rpc, fresh=prove)
+
+    def prove(req) -> None:
+        nonlocal proven
         if proven is None:
             _prove(self, where, req.client_id)
             proven = req.client_id
-        return self._admit_verified(env, req, sr.rpc)
 
+    odd = False
+    """the message being read holds unknown fields somewhere"""
     proven: str | None = None
-    """the client whose signed request first verified on this stream"""
+    """the client of the first new request admitted on this stream (``_prove``)"""
     opened = loop.time()
     ended = False
     """the client finished sending: the stream ends once its open requests are
@@ -170,7 +201,7 @@ async def serve_requests(self, request_iterator, context):
         return True
 
     async def read() -> None:
-        nonlocal ended, cut
+        nonlocal ended, cut, odd
         try:
             async for batch in request_iterator:
                 if len(batch.requests) > MAX_STREAM_BATCH:
@@ -185,9 +216,19 @@ async def serve_requests(self, request_iterator, context):
                     for _when, fut in list(timers.values()):
                         fut.cancel()
                     return
+                # unknown fields: in a request, it is refused as its unary RPC would be
+                # (they were taken here); around them, every request of the message is
+                total, around = unknown_bytes(batch), None
+                odd = total > 0
+                if odd:     # its own: the message rebuilt of its requests is smaller
+                    own = batch.ByteSize() - pb.StreamRequests(
+                        requests=batch.requests).ByteSize()
+                    if own:
+                        around = (f"{own:,} bytes of unknown fields in the StreamRequests "
+                                  f"message around it")
                 for sr in batch.requests:
                     try:
-                        env, req = admit(sr)
+                        env, req = admit(sr, around)
                     except Refusal as r:
                         self._refused(r, sr.rpc if sr.rpc in RPC_KINDS else "Requests")
                         out.put_nowait(pb.StreamReply(id=sr.id, code=r.code.name,
@@ -198,6 +239,8 @@ async def serve_requests(self, request_iterator, context):
                     fut.add_done_callback(lambda f, sr=sr, req=req: answer(sr, req, f))
                     host.feed(env)
                 await asyncio.sleep(0)       # the loop runs between two messages
+        except Exception as e:      # noqa: BLE001 - raised again by the handler (_Failed)
+            out.put_nowait(_Failed(e))
         finally:
             ended = True
             if not timers:
@@ -225,6 +268,9 @@ async def serve_requests(self, request_iterator, context):
             while not out.empty():
                 items.append(out.get_nowait())
             drained.set()
+            failed = next((x for x in items if isinstance(x, _Failed)), None)
+            if failed is not None:      # ended by the handler's task, never the reader's:
+                raise failed.error      # aborted there, the call hung (a review)
             unread = next((x for x in items if isinstance(x, _Unread)), None)
             if unread is not None:
                 self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "unread", ""),
@@ -238,9 +284,10 @@ async def serve_requests(self, request_iterator, context):
                 self._refused(Refusal(grpc.StatusCode.UNAUTHENTICATED, "unproven_stream",
                                       ""), "Requests")
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    f"no request on this stream verified with a client's "
-                                    f"key within {PROVE_S:g} s of its opening; open a "
-                                    f"stream when there is a signed request to send")
+                                    f"no new request signed with a client's key (no copy "
+                                    f"of one executed or waiting) came on this stream "
+                                    f"within {PROVE_S:g} s of its opening; open a stream "
+                                    f"when there is a signed request to send")
             big = next((x for x in items if isinstance(x, _Oversized)), None)
             if big is not None:
                 self._refused(Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, "over_limit",

@@ -7,8 +7,10 @@ message that names nothing, and a log anyone who reaches the port can fill. The 
 replicas' and the site agents' servers are built with ``RefuseUndecodable``, a server
 interceptor that gives every method a deserializer that never raises (it returns an
 ``Undecodable`` in place of the message) and a behaviour that refuses one before the
-servicer sees it -- for a streamed request, the message that does not parse ends the stream
-with the refusal.
+servicer sees it -- for a streamed request, the message that does not parse raises
+``UndecodableMessage`` where the stream is read, and the behaviour ends the call with the
+refusal (a servicer that reads its stream in a task of its own hands the exception on to
+its handler).
 """
 
 from __future__ import annotations
@@ -43,17 +45,32 @@ def _tolerant(deserialize: Callable) -> Callable:
     return parse
 
 
+def _details(name: str, bad: Undecodable) -> str:
+    return (f"request: cannot be parsed as {name} ({bad.problem}); expected the bytes of a "
+            f"{name}")
+
+
 async def _refuse(context, name: str, bad: Undecodable) -> None:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                        f"request: cannot be parsed as {name} ({bad.problem}); expected the "
-                        f"bytes of a {name}")
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _details(name, bad))
 
 
-def _checked(it, context, name: str):
+class UndecodableMessage(Exception):
+    """Raised by a request stream at a message that did not parse; the method's behaviour
+    (``_guard``) ends the call with the refusal, from the handler's own task. Aborted where
+    the stream was read -- another task of the servicer (``Coordinator.Requests`` reads its
+    stream in one) -- the status went out while the handler still wrote a reply: the
+    client got the reply, then nothing, until its deadline (a review)."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self.details = details
+
+
+def _checked(it, name: str):
     async def messages():
         async for m in it:
             if isinstance(m, Undecodable):
-                await _refuse(context, name, m)
+                raise UndecodableMessage(_details(name, m))
             yield m
     return messages()
 
@@ -84,11 +101,17 @@ def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = getattr(handler, kind)
         if inspect.isasyncgenfunction(inner):
             async def behaviour(it, context):
-                async for m in inner(_checked(it, context, name), context):
-                    yield m
+                try:
+                    async for m in inner(_checked(it, name), context):
+                        yield m
+                except UndecodableMessage as e:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.details)
         else:
             async def behaviour(it, context):
-                return await inner(_checked(it, context, name), context)
+                try:
+                    return await inner(_checked(it, name), context)
+                except UndecodableMessage as e:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.details)
     return handler._replace(request_deserializer=_tolerant(deserialize), **{kind: behaviour})
 
 
