@@ -48,7 +48,7 @@ def test_an_agent_that_meets_a_removal_rebuilt_stops_taking_the_sites_codes():
     r, before = removed_with_work()
     live = [(s.lapsed, s.removed) for s in r.updates[-1].sites if s.site == "c"]
     assert live == [(True, True)]                           # the update as it was published
-    rebuilt = history(r.state, before + 1, r.state.version + 1)
+    rebuilt = list(history(r.state, before + 1, r.state.version + 1))
     assert rebuilt and rebuilt[-1].changes and not rebuilt[-1].sites   # as a watch gets it
 
     async def main():

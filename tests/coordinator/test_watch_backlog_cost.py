@@ -78,7 +78,9 @@ def test_unread_watches_from_long_ago_hold_neither_the_loop_nor_the_history(tmp_
     async def body(ch, server, keys, rows):
         before = _rss_mb()
         t = time.monotonic()
-        calls = [_watch(ch, keys, "site:east", 0) for _ in range(4)]
+        # the operator's: what its backlog costs is not charged, so none of the four is
+        # refused as over a read budget whatever the machine's load (the charge: below)
+        calls = [_watch(ch, keys, "operator", 0) for _ in range(4)]
         for call in calls:
             first = await call.read()
             assert first.version == 1
