@@ -169,3 +169,15 @@ def _check_never_raises(data: bytes, client: str) -> None:
         assert q.version >= 0
     finally:
         r.state.restore(snap)
+
+
+def close(r: Run, rnd: int) -> None:
+    """The round keeper's votes (f+1 replicas) close round ``rnd`` if the decisions did not."""
+    if r.state.round == rnd and r.state.armed:
+        for i in range(2):
+            r(f"replica:{i}", vote(rnd))
+
+
+def site_of(r: Run, ts, inst: int = 0) -> str:
+    """The site where instance ``inst`` of ``ts`` runs."""
+    return r.state.node_site_names[ts.placements[inst][0]]

@@ -1,8 +1,17 @@
-"""A random protobuf message of any class: any fields, any values of their types (absurd
-ones included: NaN, inf, huge and negative ints, unknown enum values, long and odd text)."""
-from google.protobuf import message_factory
+"""``parse_command`` (what every replica runs on a command before ordering it) against any
+Command: any fields, any values of their types (absurd ones included: NaN, inf, huge and
+negative ints, unknown enum values, long and odd text), for any RPC and any client."""
+
+from __future__ import annotations
+
 from google.protobuf.descriptor import FieldDescriptor as FD
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from agora.coordinator.validate import RPC_KINDS, Refusal, parse_command
+from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.agora.v1.pbft_pb2 import PbftRequest
+from tests.protos.random_messages import random_messages
 
 I32, I64 = st.integers(-2**31, 2**31 - 1), st.integers(-2**63, 2**63 - 1)
 U32, U64 = st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1)
@@ -20,35 +29,6 @@ SCALARS = {
 }
 
 
-@st.composite
-def random_messages(draw, cls, depth: int = 3):
-    msg = cls()
-    for fd in cls.DESCRIPTOR.fields:
-        if not draw(st.booleans()):
-            continue
-        field = getattr(msg, fd.name)
-        if fd.message_type is not None:
-            if depth == 0:
-                continue
-            sub = message_factory.GetMessageClass(fd.message_type)
-            values = draw(st.lists(random_messages(sub, depth - 1), min_size=1,
-                                   max_size=3 if fd.is_repeated else 1))
-            if fd.is_repeated:
-                field.extend(values)
-            else:
-                field.CopyFrom(values[0])
-        elif fd.is_repeated:
-            field.extend(draw(st.lists(SCALARS[fd.type], max_size=3)))
-        else:
-            setattr(msg, fd.name, draw(SCALARS[fd.type]))
-    return msg
-
-
-from agora.coordinator.validate import RPC_KINDS, Refusal, parse_command
-from agora.protos.agora.v1 import coordinator_pb2 as pb
-from agora.protos.agora.v1.pbft_pb2 import PbftRequest
-from hypothesis import HealthCheck, given, settings
-
 CLIENTS = ["operator", "site:east", "site:west/2", "replica:0", "auditor:a", "x"]
 
 
@@ -57,7 +37,7 @@ CLIENTS = ["operator", "site:east", "site:west/2", "replica:0", "auditor:a", "x"
 def test_parse_command_refuses_any_command_with_a_status_never_raises_otherwise(data):
     """Any Command (any fields, any values: NaN, inf, huge and negative ints, unknown enum
     values, odd text), for any RPC and client: parsed, or a Refusal naming a field."""
-    cmd = data.draw(random_messages(pb.Command, depth=4))
+    cmd = data.draw(random_messages(pb.Command, SCALARS, depth=4))
     rpc = data.draw(st.sampled_from(sorted(RPC_KINDS)))
     req = PbftRequest(client_id=data.draw(st.sampled_from(CLIENTS)), timestamp=1,
                       op=cmd.SerializeToString(), read_only=data.draw(st.booleans()))

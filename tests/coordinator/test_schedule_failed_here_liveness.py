@@ -20,18 +20,8 @@ import pytest
 
 from agora.agents.market import PRICE_MAX
 from agora.coordinator.schedule_state import ScheduleState
-from tests.coordinator.state_helpers import Run, cluster, decide, end, job, report, submit, vote
-
-
-def close(r: Run, rnd: int) -> None:
-    """The round keeper's votes close round ``rnd`` if the decisions did not."""
-    if r.state.round == rnd and r.state.armed:
-        for i in range(2):
-            r(f"replica:{i}", vote(rnd))
-
-
-def site_of(r: Run, ts, inst: int = 0) -> str:
-    return r.state.node_site_names[ts.placements[inst][0]]
+from tests.coordinator.state_helpers import (Run, close, cluster, decide, end, job, report,
+                                             site_of, submit)
 
 
 @pytest.mark.parametrize("how", ["failed", "lost"])

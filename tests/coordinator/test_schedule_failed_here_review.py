@@ -1,22 +1,15 @@
-"""Review of 290c497 (failed-here bids deferred): what the deferral lets a marked site do
-that the refusal did not."""
+"""What the deferral of a failed-here site's bids (``LedgerBook.deferred``) must not let a
+marked site do that the refusal did not (a second review): spend every attempt of another
+site's job while the sites where it did not fail are only busy; and, left open (an expected
+failure), keep an honestly failed site from a task only marked sites can hold."""
 
 from __future__ import annotations
 
 import pytest
 
 from agora.agents.market import PRICE_MAX
-from tests.coordinator.state_helpers import Run, decide, end, job, report, submit, vote
-
-
-def close(r: Run, rnd: int) -> None:
-    if r.state.round == rnd and r.state.armed:
-        for i in range(2):
-            r(f"replica:{i}", vote(rnd))
-
-
-def site_of(r: Run, ts, inst: int = 0) -> str:
-    return r.state.node_site_names[ts.placements[inst][0]]
+from tests.coordinator.state_helpers import (Run, close, decide, end, job, report, site_of,
+                                             submit)
 
 
 def test_a_marked_site_cannot_spend_every_attempt_while_the_unmarked_one_is_only_busy():

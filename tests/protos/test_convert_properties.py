@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 
-from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor as FD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +15,8 @@ from agora.agents.domain import (Cluster, Demand, Faults, Job, Link, Node, NodeO
 from agora.agents.limits import MAX_CORES, MAX_GPUS, MAX_INSTANCES, MAX_MEM_MIB, id_problem
 from agora.protos import convert
 from agora.protos.agora.v1 import cluster_pb2, resources_pb2, workload_pb2
+from tests.protos.random_messages import message_class
+from tests.protos.random_messages import random_messages as any_message
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -128,32 +129,9 @@ SCALARS = {
 }
 
 
-def _message_class(fd):
-    return message_factory.GetMessageClass(fd.message_type)
-
-
-@st.composite
-def random_messages(draw, cls, depth: int = 3):
+def random_messages(cls, depth: int = 3):
     """A message of ``cls`` with any fields set to any values of their types."""
-    msg = cls()
-    for fd in cls.DESCRIPTOR.fields:
-        if not draw(st.booleans()):
-            continue
-        field = getattr(msg, fd.name)
-        if fd.message_type is not None:
-            if depth == 0:
-                continue
-            values = draw(st.lists(random_messages(_message_class(fd), depth - 1),
-                                   min_size=1, max_size=3 if fd.is_repeated else 1))
-            if fd.is_repeated:
-                field.extend(values)
-            else:
-                field.CopyFrom(values[0])
-        elif fd.is_repeated:
-            field.extend(draw(st.lists(SCALARS[fd.type], max_size=3)))
-        else:
-            setattr(msg, fd.name, draw(SCALARS[fd.type]))
-    return msg
+    return any_message(cls, SCALARS, depth)
 
 
 def _fields(msg):
@@ -173,7 +151,7 @@ def mutated(draw, valid, to_proto):
     msg = to_proto(draw(valid))
     parent, fd = draw(st.sampled_from(list(_fields(msg))))
     if fd.message_type is not None:
-        new = draw(st.none() | random_messages(_message_class(fd), 1))
+        new = draw(st.none() | random_messages(message_class(fd), 1))
         field = getattr(parent, fd.name)
         if fd.is_repeated:
             del field[draw(st.integers(0, len(field))):]
