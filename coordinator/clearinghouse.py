@@ -254,7 +254,7 @@ class PbftClearinghouse:
 
     async def _read_standing(self, tries: int = 3) -> None:
         """The sites' standing (lapsed, removed) and the nodes down, read anew from a ledger
-        query: a version rebuilt from history (``service.history``: a watch resumed past
+        query: a version rebuilt from history (``watch_history.history``: a watch resumed past
         the replicas' kept updates -- cut off behind, or the replicas restarted) holds none
         of it. A review: a removal the agent met only rebuilt left the removed site's codes
         moving its decisions until the agent restarted."""

@@ -73,7 +73,7 @@ WHOLE_VERSION = 1 << 30
 
 
 def rebuilt(u: pb.ScheduleUpdate) -> bool:
-    """Is ``u`` a replica's rebuilt form of a whole version (``service.history``: sub 0, no
+    """Is ``u`` a replica's rebuilt form of a whole version (``watch_history.history``: sub 0, no
     round; every update a replica publishes has its round)?"""
     return u.sub == 0 and not u.HasField("round")
 

@@ -1,7 +1,7 @@
 """Review of a2c8e24: a site's removal reaches the agents only as the ``sites`` entry of
 the removal's update. A watch that resumes past the replicas' kept updates (an agent cut
 off WATCH_QUEUE behind, or replicas restarted: their ring is empty) gets that version
-rebuilt from history (``service.history``: allocations and instance changes only), with
+rebuilt from history (``watch_history.history``: allocations and instance changes only), with
 no entry: the agent went on taking the removed site's codes until it restarted."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import agora.coordinator.clearinghouse as chm
 from agora.coordinator.clearinghouse import PbftClearinghouse
 from agora.coordinator.queries import ledger_query
-from agora.coordinator.service import history
+from agora.coordinator.watch_history import history
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.cluster.test_removed_site_codes import Watching
 from tests.coordinator.state_helpers import Run, cluster, decide, job, op, submit, vote

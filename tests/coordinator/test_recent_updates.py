@@ -46,7 +46,7 @@ def test_a_watch_from_before_a_version_the_ring_kept_in_part_misses_none_of_it()
     """A review: the ring kept only the later updates of its oldest version (a batch's
     commands share one), and a watch from before it streamed them from the ring -- the
     earlier ones, an allocation among them, were lost. Such a version is rebuilt whole."""
-    from agora.coordinator.service import backlog, watch_start
+    from agora.coordinator.watch_history import backlog, watch_start
     from tests.coordinator.state_helpers import Run, decide, job, submit, vote
 
     r = Run()

@@ -14,7 +14,7 @@ faulty replicas, from a review; each case failed before its fix:
 
 import asyncio
 
-from agora.coordinator.service import history
+from agora.coordinator.watch_history import history
 from agora.coordinator.watch_merge import MAX_PENDING, WatchMerger
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, decide, end, job, report, submit, vote
