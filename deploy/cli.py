@@ -313,6 +313,9 @@ def _run(argv: list[str] | None) -> int:
 
     a = parser().parse_args(argv)
     name = f"agora {a.command}" if getattr(a, "command", None) else "agora"
+    # SIGTERM (timeout, kill, a batch scheduler) stops a command as Ctrl-C does, saying so:
+    # agora train died without a word (a review). Commands that serve put their own in place.
+    terminate = _sigterm_as_interrupt()
     try:
         if hasattr(a, "client") and hasattr(a, "keys"):
             check_client(a.client, a.keys)    # before "nothing is running" (a probe)
@@ -335,7 +338,10 @@ def _run(argv: list[str] | None) -> int:
         print(f"{name}: the coordinator refused: {e.code.name}: {e.message}", file=sys.stderr)
         # bad input exits 2 wherever it is found (a probe: agora site remove '' exited 1)
         return 2 if e.code == grpc.StatusCode.INVALID_ARGUMENT else 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if e.args == ("SIGTERM",):
+            print(f"{name}: stopped by SIGTERM", file=sys.stderr)
+            return 143
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -347,6 +353,29 @@ def _run(argv: list[str] | None) -> int:
         # where a folder should be, a full disk): name it, without a traceback
         print(f"{name}: {_path_problem(e)}", file=sys.stderr)
         return 2
+    finally:
+        terminate()
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt("SIGTERM") while a command runs (only where it
+    would kill the process silently: the main thread, the default handler); returns what
+    puts the handler back (``main`` runs in other programs' processes too: tests)."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return lambda: None
+        signal.signal(signal.SIGTERM, _raise_sigterm)
+    except ValueError:          # not the main thread
+        return lambda: None
+
+    def put_back() -> None:
+        if signal.getsignal(signal.SIGTERM) is _raise_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return put_back
+
+
+def _raise_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def _path_problem(e: OSError) -> str:

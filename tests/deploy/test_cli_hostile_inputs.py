@@ -282,3 +282,26 @@ def test_an_unknown_log_level_names_the_flag(tmp_path, capsys):
               "--log-level", "FOO"])
     assert e.value.code == 2
     assert "--log-level: invalid choice: 'FOO'" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_a_command_as_ctrl_c_does_saying_so(tmp_path):
+    """``timeout 60 agora train ...`` (SIGTERM) ended the run without a word: it now stops as
+    Ctrl-C does, one line, exit 143."""
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "agora.deploy.cli", *TRAIN, "--out", str(out),
+                          "--steps", "1000000"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "config.json").exists() and not list(out.glob("*.pt")):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, err[-2000:]
+    assert err.strip().endswith("agora train: stopped by SIGTERM") and "Traceback" not in err
