@@ -32,11 +32,7 @@ def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | No
     failed = {int(cap.node_site[n]) for n in task.failed_nodes}
     if site not in failed:
         return ""
-    elsewhere = cap.static_mask(task.demand) & cap.alive
-    for s in range(cap.n_sites):
-        if s in failed or (live is not None and not live[s]):
-            elsewhere[cap.site_slice[s]] = False
-    if not elsewhere.any():
+    if not _elsewhere(cap.static_mask(task.demand) & cap.alive, failed, cap, live).any():
         return ""
     return ("failed here: an instance of this task failed (or was lost) at this site; it "
             "goes to a site where none did, while one can hold it")
@@ -46,12 +42,18 @@ def room_elsewhere(task: TaskEntry, cap: Capacity, live: list[bool] | None) -> b
     """Whether a live site where no instance of ``task`` failed has an alive node with room
     for an instance now: a site that could take it now and did not bid for it (or bid and
     was served) -- what lets a marked site have it (``LedgerBook.held``)."""
-    room = cap.fit_mask(task.demand)
     failed = {int(cap.node_site[n]) for n in task.failed_nodes}
+    return bool(_elsewhere(cap.fit_mask(task.demand), failed, cap, live).any())
+
+
+def _elsewhere(nodes: np.ndarray, failed: set[int], cap: Capacity,
+               live: list[bool] | None) -> np.ndarray:
+    """``nodes`` (a fresh per-node mask) with the nodes of the ``failed`` sites and of the
+    sites that are not live cleared."""
     for s in range(cap.n_sites):
         if s in failed or (live is not None and not live[s]):
-            room[cap.site_slice[s]] = False
-    return bool(room.any())
+            nodes[cap.site_slice[s]] = False
+    return nodes
 
 
 class LedgerBook:

@@ -284,12 +284,17 @@ class Simulator:
             return                        # killed earlier by an outage
         self._stop(a, self.now, "failed" if a.fails else "completed")
         if a.fails:
-            _, reopened = self.ledger.fail(a.task, a.instance, self.now, count=True)
-            if reopened and self.reopened is not None:
-                self.reopened.add(a.task.key)
+            self._fail(a, count=True)
         else:
             self.ledger.complete(a.task, a.instance, self.now)
             self.acct.completed(a.task)
+
+    def _fail(self, a: Attempt, *, count: bool) -> None:
+        """Attempt ``a`` stopped without completing (``count``: a failed attempt; else
+        lost): its site marked either way, the task kept in ``reopened`` if it reopened."""
+        _, reopened = self.ledger.fail(a.task, a.instance, self.now, count=count, mark=True)
+        if reopened and self.reopened is not None:
+            self.reopened.add(a.task.key)
 
     def _down(self, nodes: list[int], permanent: bool) -> None:
         for node in nodes:
@@ -305,10 +310,7 @@ class Simulator:
                 # lost, no attempt spent, but the site is marked as for a failure: the
                 # coordinator's rule (``Ledger.fail``'s ``mark``), so that both engines
                 # place it alike
-                _, reopened = self.ledger.fail(a.task, a.instance, self.now, count=False,
-                                               mark=True)
-                if reopened and self.reopened is not None:
-                    self.reopened.add(a.task.key)
+                self._fail(a, count=False)
                 self.acct.preempted += 1
         if permanent:
             for ts in self.pool.fifo():
