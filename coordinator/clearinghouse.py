@@ -171,10 +171,7 @@ class PbftClearinghouse:
         r = view.round
         self.round = RoundInfo(round=r.round, armed=r.armed, armed_version=r.armed_version,
                                version=view.version)
-        self.lapsed = {s.site for s in view.sites if s.lapsed}
-        self.removed_sites.clear()
-        self.removed_sites.update(s.site for s in view.sites if s.removed)
-        self.nodes_down = set(view.nodes_down)
+        self._take_standing(view)
         self._tasks = [asyncio.create_task(self._follow(), name="watch"),
                        asyncio.create_task(self._send_loop(), name="send"),
                        asyncio.create_task(self._heartbeats(), name="heartbeat")]
@@ -268,13 +265,18 @@ class PbftClearinghouse:
                     log.exception("reading the sites' standing after a rebuilt update failed")
                     return
                 if view.version >= self.version:  # (not behind what this view applied)
-                    self.lapsed = {s.site for s in view.sites if s.lapsed}
-                    self.removed_sites.clear()
-                    self.removed_sites.update(s.site for s in view.sites if s.removed)
-                    self.nodes_down = set(view.nodes_down)
+                    self._take_standing(view)
                     return
         finally:
             self._standing = None
+
+    def _take_standing(self, view: pb.LedgerView) -> None:
+        """The sites' standing and the nodes down as ledger view ``view`` says them
+        (``removed_sites`` kept as the one set the agent's exchange reads)."""
+        self.lapsed = {s.site for s in view.sites if s.lapsed}
+        self.removed_sites.clear()
+        self.removed_sites.update(s.site for s in view.sites if s.removed)
+        self.nodes_down = set(view.nodes_down)
 
     def _lost(self, why: str) -> bool:
         """This agent's view cannot follow the schedule any more: tell the agent (it restarts
