@@ -65,7 +65,7 @@ class Target:
         """Is an ``agora up`` serving it (always assumed for a bare coordinator YAML)?"""
         if self.out is None:
             return True
-        from agora.deploy.live import running_service
+        from agora.deploy.service_files import running_service
 
         return running_service(self.out) is not None
 

@@ -184,7 +184,7 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     """Keep the service of ``cfg`` (an ``UpConfig``) running as ``argv`` (the child's
     command line) until a stop is asked (see the module doc); the exit status."""
     from agora.agents.process import bound_to_parent
-    from agora.deploy.live import ALIVE, PID, READY, already_running
+    from agora.deploy.service_files import ALIVE, PID, READY, already_running
 
     say = echo or (lambda *a, **k: print(*a, **k, flush=True))
     out = Path(cfg.out)
