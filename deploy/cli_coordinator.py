@@ -164,7 +164,7 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
     from agora.coordinator.config import load_config
     from agora.coordinator.server import serve
 
-    logging.basicConfig(level=a.log_level.upper(),
+    logging.basicConfig(level=a.log_level,
                         format="%(asctime)s replica %(name)s %(levelname)s %(message)s")
     cfg = load_config(a.config)
     _claim_replica(cfg, a.replica, a.config)
