@@ -22,8 +22,12 @@ run: $(STAMP)            ## the main job on its embedded default: the demo DAG j
 replay: $(STAMP)         ## the cluster engine replaying a synthetic workload (simulated sites)
 	$(VENV)/bin/agora replay --config deploy/configs/local.yaml
 
+# Two workers, a test file to each at a time (--dist loadfile: a file's module fixtures and
+# its servers stay in one process): most of the suite's wall time is its end-to-end tests
+# waiting on Ray, timers and subprocesses, so the other core runs the rest meanwhile
+# (2026-12-05: 577 s on one worker, 328 s on two, the same 2,033 passed).
 test: $(STAMP)           ## the test suite (slow tests excluded; exit 5 "no tests" fails)
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest -m "not slow" -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow
