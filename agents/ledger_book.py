@@ -108,6 +108,16 @@ class LedgerBook:
             return ""
         return failed_here(task, site, self.capacity, self.live)
 
+    def turn(self, task: TaskEntry, site: int) -> int:
+        """The order of the deferred bids for ``task`` (lowest first): the sites where it
+        failed take turns, the turn passing on with every run of it that stops
+        (``TaskEntry.stops``), not by price. A review: a marked site that outbid the others
+        and reported every run it won lost (which spends no attempt) won it in every round
+        that did not hold it, and kept an honestly failed site, the one that would run it,
+        from it for good; now each bidding marked site is first at least once in every
+        ``n_sites`` stops."""
+        return (site - task.stops) % self.capacity.n_sites
+
     def held(self, task: TaskEntry) -> str:
         """Why deferred bids for ``task`` wait ("" if they do not): a stop reopened it in
         this very round, so sites that decided before it reopened could not bid for it (the

@@ -30,10 +30,13 @@ where capacity, gpu models and the site's node choice live) until one does not f
 
 **Deferred bids** (a book's optional ``deferred``): a bid of a site where an instance of the
 task failed or was lost, while a live site where none did could hold it
-(``ledger_book.failed_here``), is cleared after every bid that is not deferred, in the same
-order, for the instances they left: such a site never gets the task ahead of a site where it
-did not fail, and is never kept from it for good (a review: a live site that never bid for it
-kept it pending for good). A book's ``held`` may keep deferred bids for a task waiting: one
+(``ledger_book.failed_here``), is cleared after every bid that is not deferred, for the
+instances they left -- in the same order, but a task's own deferred bids in the book's
+``turn`` order (``LedgerBook``: the marked sites take turns, the turn passing on with every
+stopped run, not by price; a review: a marked site that reported every run it won lost kept
+an honest marked site from it for good): such a site never gets the task ahead of a site
+where it did not fail, and is never kept from it for good (a review: a live site that never
+bid for it kept it pending for good). A book's ``held`` may keep deferred bids for a task waiting: one
 round (the coordinator: the round in which a stop reopened it, so the other sites decide once
 seeing it open before it can go back where it failed), or while none of the sites where it
 did not fail has room for it now (``LedgerBook``: they are busy, not unwilling, and a marked
@@ -123,6 +126,8 @@ class Book(Protocol):
 
     # optional: ``deferred(task, site) -> str``, why ``site``'s bid for ``task`` is
     # deferred ("" if it is not): asked before ``place`` for each bid, when the book has it.
+    # Optional too: ``turn(task, site) -> int``, the order of a task's deferred bids (lowest
+    # first; without it, the price's).
     # A deferred bid is cleared after every bid that is not, for what they left, unless
     # ``held(task) -> str`` (optional too) says why deferred bids for it wait this round
 
@@ -171,7 +176,14 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
         else:
             rejected.append((b, "no room: no node of the site fits an instance now"))
     if later:
-        # deferred bids, in the same order, for what every other bid of the round left
+        # deferred bids, for what every other bid of the round left: in the same order, but
+        # a task's own in the book's ``turn`` order when it has one
+        turn = getattr(book, "turn", None)
+        if turn is not None:
+            first: dict[Hashable, int] = {}
+            for k, (b, _) in enumerate(later):
+                first.setdefault(b.task, k)
+            later.sort(key=lambda bw: (first[bw[0].task], turn(bw[0].task, bw[0].site)))
         held = getattr(book, "held", None)
         for b, why in later:
             want = min(b.instances, open_instances(b.task))

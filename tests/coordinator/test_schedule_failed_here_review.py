@@ -1,11 +1,10 @@
 """What the deferral of a failed-here site's bids (``LedgerBook.deferred``) must not let a
 marked site do that the refusal did not (a second review): spend every attempt of another
-site's job while the sites where it did not fail are only busy; and, left open (an expected
-failure), keep an honestly failed site from a task only marked sites can hold."""
+site's job while the sites where it did not fail are only busy; nor keep an honestly failed
+site from a task only marked sites can hold (the marked sites take turns:
+``LedgerBook.turn``)."""
 
 from __future__ import annotations
-
-import pytest
 
 from agora.agents.market import PRICE_MAX
 from tests.coordinator.state_helpers import (Run, close, decide, end, job, report, site_of,
@@ -63,14 +62,13 @@ def test_a_marked_site_cannot_spend_every_attempt_while_the_unmarked_one_is_only
     r("site:a", report("a", end("far", "map", 0, run=ts.placed_at[0])))
     assert st.ledger.jobs["far"].outcome == "completed"
 
-@pytest.mark.xfail(strict=True, reason="open: among deferred bids the price decides, and "
-                   "a lost run costs nothing (no fix proposed here)")
 def test_a_marked_site_reporting_lost_cannot_keep_an_honest_marked_site_from_the_task():
     """The liveness 290c497 adds, denied: a's job, a (its origin) never bids for it. Its run
     failed once at b (an honest flake: b is marked). c outbids b: once marked too (it
     reports every run it wins lost, which spends no attempt), c and b are deferred alike and
-    c's price wins every round that does not hold them -- a round after each loss. b, which
-    would run it, never gets it: the job neither runs nor ends, as when both were refused."""
+    c's price won every round that did not hold them -- a round after each loss. b, which
+    would run it, never got it: the job neither ran nor ended, as when both were refused.
+    Now the marked sites take turns, the turn passing on with each stopped run."""
     r = Run()
     st = r.state
     r("site:a", submit(job("v", "a", n=1, dag=False)))
