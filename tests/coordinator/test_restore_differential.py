@@ -170,7 +170,11 @@ def _seeds() -> list[int]:
 @pytest.mark.parametrize("seed", _seeds())
 def test_restores_anywhere_and_idle_work_change_no_result_update_or_digest(seed, cfg):
     stats = run_seed(seed, cfg, int(os.environ.get("AGORA_DIFF_BATCHES", BATCHES)))
-    assert stats["cuts"] > 0 and stats["rounds"] > 5 and stats["allocations"] > 0, stats
+    assert stats["cuts"] > 0, stats
+    if seed not in SEEDS:
+        return      # more seeds (AGORA_DIFF_SEEDS): some streams allocate nothing, e.g. 126
+    # the default seeds exercise what they are kept for
+    assert stats["rounds"] > 5 and stats["allocations"] > 0, stats
     if cfg.get("retain"):
         assert stats["compacted"] > 0, stats
 
