@@ -66,9 +66,9 @@ class JobEntry:
 
 class TaskEntry:
     __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
-                 "failures", "failed_nodes", "stops", "placements", "open", "running", "done", "failed",
-                 "pending_parents", "children", "parents", "outcome", "reason", "ready_at",
-                 "rec", "placed_at", "run_recs")
+                 "failures", "failed_nodes", "stops", "placements", "open", "running", "done",
+                 "failed", "pending_parents", "children", "parents", "outcome", "reason",
+                 "ready_at", "rec", "placed_at", "run_recs")
 
     def __init__(self, job: JobEntry, task: Task, topo: int, rank: int) -> None:
         self.job = job

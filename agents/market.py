@@ -36,11 +36,12 @@ instances they left -- in the same order, but a task's own deferred bids in the 
 stopped run, not by price; a review: a marked site that reported every run it won lost kept
 an honest marked site from it for good): such a site never gets the task ahead of a site
 where it did not fail, and is never kept from it for good (a review: a live site that never
-bid for it kept it pending for good). A book's ``held`` may keep deferred bids for a task waiting: one
-round (the coordinator: the round in which a stop reopened it, so the other sites decide once
-seeing it open before it can go back where it failed), or while none of the sites where it
-did not fail has room for it now (``LedgerBook``: they are busy, not unwilling, and a marked
-site that won it in every round spent every attempt of another site's job: a review).
+bid for it kept it pending for good). A book's ``held`` may keep deferred bids for a task
+waiting: one round (the coordinator: the round in which a stop reopened it, so the other
+sites decide once seeing it open before it can go back where it failed), or while none of
+the sites where it did not fail has room for it now (``LedgerBook``: they are busy, not
+unwilling, and a marked site that won it in every round spent every attempt of another
+site's job: a review).
 
 **Mediation** (middle layer) is what ``book.place`` enforces for every award before it is
 made: the site has a node with room for the instance now (no site is ever over-allocated),
