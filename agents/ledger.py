@@ -94,6 +94,12 @@ class Ledger:
         ts.touch()
         self.unencoded[ts.job.job.id] = ts.job
 
+    def pass_turn(self, ts: TaskEntry) -> None:
+        """A bid of a site where ``ts`` failed was served: the turn among those sites passes
+        on (``ledger_book.LedgerBook.turn``)."""
+        ts.turns += 1
+        self._touch(ts)
+
     def admit(self, job: Job, origin: int, now: float) -> JobEntry:
         """Add ``job`` (its id must be new); tasks without parents open at ``now``."""
         js = self.admit_record(job, origin)
@@ -180,7 +186,6 @@ class Ledger:
         but must not let a site win, lose and win the same work again ahead of the others
         (a review). Returns (where it ran, whether it reopened)."""
         placement = self._stop(ts, inst)
-        ts.stops += 1
         if count if mark is None else mark:
             if placement[0] >= 0 and placement[0] not in ts.failed_nodes:  # a site's view:
                 # where another site's instance ran is not known (ledger_codec.FOREIGN_NODE)
@@ -319,7 +324,7 @@ class Ledger:
                     completion: float | None, tasks: list[dict]) -> JobEntry:
         """Add ``job`` with its recorded state (``tasks``: per task in ``job.tasks`` order, a
         dict of ``states`` (bytes), ``failures`` {instance: n}, ``failed_nodes`` (optional,
-        ascending), ``stops`` (optional), ``placements`` {instance:
+        ascending), ``turns`` (optional), ``placements`` {instance:
         (node, slots)}, ``placed_at`` {instance: version}, ``outcome``, ``reason``,
         ``ready_at``). Counters, ``work_left`` and
         pool membership are recomputed; raises ValueError on an inconsistent record."""
@@ -336,7 +341,7 @@ class Ledger:
             ts.states = states
             ts.failures = dict(rec["failures"])
             ts.failed_nodes = tuple(rec.get("failed_nodes", ()))
-            ts.stops = rec.get("stops", 0)
+            ts.turns = rec.get("turns", 0)
             ts.placements = dict(rec["placements"])
             ts.placed_at = {i: v for i, v in rec.get("placed_at", {}).items() if i in running}
             ts.open, ts.running = states.count(OPEN), len(running)

@@ -109,14 +109,28 @@ class LedgerBook:
         return failed_here(task, site, self.capacity, self.live)
 
     def turn(self, task: TaskEntry, site: int) -> int:
-        """The order of the deferred bids for ``task`` (lowest first): the sites where it
-        failed take turns, the turn passing on with every run of it that stops
-        (``TaskEntry.stops``), not by price. A review: a marked site that outbid the others
-        and reported every run it won lost (which spends no attempt) won it in every round
-        that did not hold it, and kept an honestly failed site, the one that would run it,
-        from it for good; now each bidding marked site is first at least once in every
-        ``n_sites`` stops."""
-        return (site - task.stops) % self.capacity.n_sites
+        """The order of the marked sites' bids for ``task`` (``marked``; lowest first): they
+        take turns, not the price, the turn passing on once per clearing that served one
+        of them (``passed``, ``TaskEntry.turns``), so each marked site that bids is first at
+        least once in every ``n_sites`` such clearings. Reviews: a marked site that outbid
+        the others and reported every run it won lost (no attempt spent) kept an honestly
+        failed site, the one that would run it, from it for good -- also where only marked
+        sites could hold it (nothing deferred); and a turn that passed with every stopped
+        run came back to a site that stopped ``n_sites`` runs at once."""
+        return (site - task.turns) % self.capacity.n_sites
+
+    def marked(self, task: TaskEntry, site: int) -> bool:
+        """Whether ``site``'s bid for ``task`` takes its turn (``turn``) among the marked
+        sites' bids, deferred or not: a run of it stopped at the site (never the origin)."""
+        if site == task.job.origin or not task.failed_nodes:
+            return False
+        node_site = self.capacity.node_site
+        return any(int(node_site[n]) == site for n in task.failed_nodes)
+
+    def passed(self, task: TaskEntry) -> None:
+        """A marked site's bid for ``task`` was served in this clearing: the turn passes on
+        (once per clearing, however many runs stopped or were placed)."""
+        self.ledger.pass_turn(task)
 
     def held(self, task: TaskEntry) -> str:
         """Why deferred bids for ``task`` wait ("" if they do not): a stop reopened it in

@@ -48,7 +48,7 @@ def task_record_bytes(ts: TaskEntry) -> bytes:
         tail.failed_instance.append(i)
         tail.failed_attempts.append(ts.failures[i])
     tail.failed_nodes.extend(ts.failed_nodes)
-    tail.stops = ts.stops
+    tail.turns = ts.turns
     cache = ts.run_recs
     if cache is None:
         cache = ts.run_recs = {}
@@ -100,9 +100,9 @@ def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
         if len(tr.failed_instance) != len(tr.failed_attempts):
             raise ProtoError(f"{at}.tasks[{k}].failed_attempts", "not parallel to "
                              "failed_instance", "a valid ledger")
-        if tr.stops < 0:
-            raise ProtoError(f"{at}.tasks[{k}].stops", f"{tr.stops} is negative",
-                             "a count of the task's stopped runs, 0 or more")
+        if tr.turns < 0:
+            raise ProtoError(f"{at}.tasks[{k}].turns", f"{tr.turns} is negative",
+                             "a count of the task's served turns, 0 or more")
         failed_nodes = tuple(tr.failed_nodes)
         if list(failed_nodes) != sorted(set(failed_nodes)) or \
                 any(not 0 <= x < n_nodes for x in failed_nodes):
@@ -110,7 +110,7 @@ def restore_job(ledger: Ledger, rec: pb.JobRecord, origin_index: dict[str, int],
                              "of the cluster, each once", "a valid ledger")
         tasks.append({"states": tr.states, "placements": placements, "placed_at": placed_at,
                       "failures": dict(zip(tr.failed_instance, tr.failed_attempts)),
-                      "failed_nodes": failed_nodes, "stops": tr.stops,
+                      "failed_nodes": failed_nodes, "turns": tr.turns,
                       "outcome": tr.outcome, "reason": tr.reason,
                       "ready_at": tr.ready_at if tr.HasField("ready_at") else None})
     try:

@@ -66,7 +66,7 @@ class JobEntry:
 
 class TaskEntry:
     __slots__ = ("job", "task", "topo", "rank", "demand", "shape", "duration", "states",
-                 "failures", "failed_nodes", "stops", "placements", "open", "running", "done",
+                 "failures", "failed_nodes", "turns", "placements", "open", "running", "done",
                  "failed", "pending_parents", "children", "parents", "outcome", "reason",
                  "ready_at", "rec", "placed_at", "run_recs")
 
@@ -86,9 +86,9 @@ class TaskEntry:
         self.failed_nodes: tuple[int, ...] = ()
         """the nodes where an instance of the task failed (a counted attempt), ascending,
         each once (``ledger_book.failed_here``)"""
-        self.stops = 0
-        """runs of the task that stopped without completing, failed or lost: whose turn it
-        is among the deferred bids for it (``LedgerBook.turn``)"""
+        self.turns = 0
+        """clearings in which a marked site's bid for the task was served: whose turn it is
+        among the marked sites' bids for it (``LedgerBook.turn``)"""
         self.placements: dict[int, Placement] = {}
         """running instance -> (node, gpu slots)"""
         self.placed_at: dict[int, int] = {}

@@ -31,17 +31,22 @@ where capacity, gpu models and the site's node choice live) until one does not f
 **Deferred bids** (a book's optional ``deferred``): a bid of a site where an instance of the
 task failed or was lost, while a live site where none did could hold it
 (``ledger_book.failed_here``), is cleared after every bid that is not deferred, for the
-instances they left -- in the same order, but a task's own deferred bids in the book's
-``turn`` order (``LedgerBook``: the marked sites take turns, the turn passing on with every
-stopped run, not by price; a review: a marked site that reported every run it won lost kept
-an honest marked site from it for good): such a site never gets the task ahead of a site
-where it did not fail, and is never kept from it for good (a review: a live site that never
-bid for it kept it pending for good). A book's ``held`` may keep deferred bids for a task
-waiting: one round (the coordinator: the round in which a stop reopened it, so the other
-sites decide once seeing it open before it can go back where it failed), or while none of
-the sites where it did not fail has room for it now (``LedgerBook``: they are busy, not
-unwilling, and a marked site that won it in every round spent every attempt of another
-site's job: a review).
+instances they left: such a site never gets the task ahead of a site where it did not fail,
+and is never kept from it for good (a review: a live site that never bid for it kept it
+pending for good). So is the bid of any site the book calls ``marked`` for the task (where
+it failed; where only such sites could hold it, nothing is deferred). These bids go in the
+same order, except that a task's own go in the book's ``turn`` order, next to the first of
+them (``LedgerBook``: the marked sites take turns, not the price, the turn passing on once
+per clearing that served one of them -- ``passed``; reviews: a marked site that reported
+every run it won lost kept an honest marked site from it for good). A site's own deferred
+bids for two tasks may so come in another order than its prices': the turns of one task and
+the prices of another can form a cycle, and the turns win (a review; ``admit_offers``
+already keeps a site's offers within its free room). A book's ``held`` may keep deferred
+bids for a task waiting: one round (the coordinator: the round in which a stop reopened it,
+so the other sites decide once seeing it open before it can go back where it failed), or
+while none of the sites where it did not fail has room for it now (``LedgerBook``: they are
+busy, not unwilling, and a marked site that won it in every round spent every attempt of
+another site's job: a review).
 
 **Mediation** (middle layer) is what ``book.place`` enforces for every award before it is
 made: the site has a node with room for the instance now (no site is ever over-allocated),
@@ -127,8 +132,10 @@ class Book(Protocol):
 
     # optional: ``deferred(task, site) -> str``, why ``site``'s bid for ``task`` is
     # deferred ("" if it is not): asked before ``place`` for each bid, when the book has it.
-    # Optional too: ``turn(task, site) -> int``, the order of a task's deferred bids (lowest
-    # first; without it, the price's).
+    # Optional too: ``marked(task, site) -> bool`` (the bid goes with the deferred ones),
+    # ``turn(task, site) -> int`` (the order of a task's deferred bids, lowest first;
+    # without it, the price's) and ``passed(task)``, told once per clearing that served a
+    # deferred or marked bid for ``task``.
     # A deferred bid is cleared after every bid that is not, for what they left, unless
     # ``held(task) -> str`` (optional too) says why deferred bids for it wait this round
 
@@ -155,7 +162,9 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     awards: list[Award] = []
     place = book.place
     deferred = getattr(book, "deferred", None)
+    marked = getattr(book, "marked", None)
     later: list[tuple[Bid, str]] = []
+    served: dict[Hashable, None] = {}
     for _, b in valid:
         site, task, n, price = b
         claim = (site, task)
@@ -168,7 +177,7 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
             rejected.append((b, "outbid: no open instance left"))
             continue
         why = deferred(task, site) if deferred is not None else ""
-        if why:
+        if why or (marked is not None and marked(task, site)):
             later.append((b, why))
             continue
         got = place(task, site, want)
@@ -190,17 +199,23 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
             want = min(b.instances, open_instances(b.task))
             if want <= 0:
                 rejected.append((b, why + "; the bids not deferred took every open "
-                                          "instance"))
+                                          "instance" if why else
+                                 "outbid: no open instance left"))
                 continue
-            wait = held(b.task) if held is not None else ""
+            wait = held(b.task) if held is not None and why else ""
             if wait:
                 rejected.append((b, f"{why}; {wait}"))
                 continue
             got = place(b.task, b.site, want)
             if got:
                 awards.append(Award(b.site, b.task, got, b.price))
+                served[b.task] = None
             else:
                 rejected.append((b, "no room: no node of the site fits an instance now"))
+    passed = getattr(book, "passed", None)
+    if passed is not None:
+        for t in served:
+            passed(t)
     rejected.sort(key=lambda br: (br[0].site, repr(br[0].task), br[0].price, br[0].instances,
                                  br[1]))
     return Clearing(awards, rejected)

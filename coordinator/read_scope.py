@@ -92,6 +92,8 @@ class Scope:
         return out
 
     def job_record(self, rec: pb.JobRecord) -> None:
+        for t in rec.tasks:
+            t.turns = 0          # the coordinator's own (a follower cannot count it)
         if rec.job.origin == self.site:
             return
         rec.reason = ""

@@ -304,7 +304,7 @@ class Placement(_message.Message):
     def __init__(self, instance: _Optional[int] = ..., node: _Optional[int] = ..., gpu_index: _Optional[_Iterable[int]] = ..., gpu_milli: _Optional[_Iterable[int]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("states", "running", "failed_instance", "failed_attempts", "outcome", "reason", "ready_at", "failed_nodes", "stops")
+    __slots__ = ("states", "running", "failed_instance", "failed_attempts", "outcome", "reason", "ready_at", "failed_nodes", "turns")
     STATES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     FAILED_INSTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -313,7 +313,7 @@ class TaskRecord(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     READY_AT_FIELD_NUMBER: _ClassVar[int]
     FAILED_NODES_FIELD_NUMBER: _ClassVar[int]
-    STOPS_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
     states: bytes
     running: _containers.RepeatedCompositeFieldContainer[Placement]
     failed_instance: _containers.RepeatedScalarFieldContainer[int]
@@ -322,8 +322,8 @@ class TaskRecord(_message.Message):
     reason: str
     ready_at: float
     failed_nodes: _containers.RepeatedScalarFieldContainer[int]
-    stops: int
-    def __init__(self, states: _Optional[bytes] = ..., running: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., failed_instance: _Optional[_Iterable[int]] = ..., failed_attempts: _Optional[_Iterable[int]] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ..., ready_at: _Optional[float] = ..., failed_nodes: _Optional[_Iterable[int]] = ..., stops: _Optional[int] = ...) -> None: ...
+    turns: int
+    def __init__(self, states: _Optional[bytes] = ..., running: _Optional[_Iterable[_Union[Placement, _Mapping]]] = ..., failed_instance: _Optional[_Iterable[int]] = ..., failed_attempts: _Optional[_Iterable[int]] = ..., outcome: _Optional[str] = ..., reason: _Optional[str] = ..., ready_at: _Optional[float] = ..., failed_nodes: _Optional[_Iterable[int]] = ..., turns: _Optional[int] = ...) -> None: ...
 
 class JobRecord(_message.Message):
     __slots__ = ("job", "tasks", "outcome", "reason", "completion", "version")
