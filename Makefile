@@ -25,9 +25,12 @@ replay: $(STAMP)         ## the cluster engine replaying a synthetic workload (s
 # Two workers, a test file to each at a time (--dist loadfile: a file's module fixtures and
 # its servers stay in one process): most of the suite's wall time is its end-to-end tests
 # waiting on Ray, timers and subprocesses, so the other core runs the rest meanwhile
-# (2026-12-05: 577 s on one worker, 328 s on two, the same 2,033 passed).
+# (2026-12-05: 577 s on one worker, 328 s on two, the same 2,033 passed). The tests that
+# assert a wall-clock bound (`timing`) run after, alone: beside the other worker one
+# failed (2.3 s against its 0.9 s bound; a review).
 test: $(STAMP)           ## the test suite (slow tests excluded; exit 5 "no tests" fails)
-	$(VENV)/bin/pytest -m "not slow" -n 2 --dist loadfile
+	$(VENV)/bin/pytest -m "not slow and not timing" -n 2 --dist loadfile
+	$(VENV)/bin/pytest -m "timing and not slow"
 
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -m slow

@@ -116,7 +116,11 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     except CorruptLog as e:                 # rows no replica writes
         raise ValueError(_unreadable_log(config.database(index), e, "damaged or altered"))\
             from None
-    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[RefuseUndecodable()])
+    # No SO_REUSEPORT (gRPC sets it by default): a second process on a replica's port fails
+    # to listen instead of being handed half of its clients (a review: two test groups on
+    # one port each executed the other's requests).
+    server = grpc.aio.server(options=CHANNEL_OPTIONS + [("grpc.so_reuseport", 0)],
+                             interceptors=[RefuseUndecodable()])
     rpc.add_PeerServicer_to_server(PeerService(host), server)
     service = CoordinatorService(host)
     rpc.add_CoordinatorServicer_to_server(service, server)
@@ -124,10 +128,15 @@ async def serve(config: CoordinatorConfig, index: int, keys: KeySet | None = Non
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = config.replicas[index]
     creds = server_credentials(config, index)
-    bound = (server.add_insecure_port(address) if creds is None
-             else server.add_secure_port(address, creds))
+    try:
+        bound = (server.add_insecure_port(address) if creds is None
+                 else server.add_secure_port(address, creds))
+    except RuntimeError:        # gRPC's "Failed to bind": a traceback reached the user
+        bound = 0
     if bound == 0:
-        raise OSError(f"replica {index}: cannot listen on {address}")
+        raise OSError(f"replica {index}: cannot listen on {address}: another process "
+                      f"listens there (a replica of another group?), or the address is not "
+                      f"this host's; the line above gives the system's reason")
     metrics_port = None
     if host.metrics is not None:
         from agora.agents.metrics import start_metrics_server

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         return a.fn(a)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"agora: {e}", file=sys.stderr)
         return 2
 

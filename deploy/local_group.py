@@ -29,6 +29,7 @@ on mutual TLS
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -54,15 +55,46 @@ def _bracket(host: str) -> str:
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports of ``host`` free right now (all bound at once, then released)."""
+    """``n`` distinct ports of ``host`` free right now (all bound at once, then released),
+    drawn below the kernel's ephemeral range where it leaves room: a port the kernel hands
+    out to any connection or ``bind(0)`` could be taken between this pick and the replica's
+    bind (a review: beside a second test worker, whose connections and Ray processes draw
+    from that range); a draw there meets only other explicit picks."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    socks = [socket.socket(family) for _ in range(n)]
-    for s in socks:
-        s.bind((host, 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(64 * n):
+            if len(socks) == n or low - LOW_PORT < 1000:
+                break
+            s = socket.socket(family)
+            try:
+                s.bind((host, rng.randrange(LOW_PORT, low)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:                # no room below the range: the kernel's pick
+            s = socket.socket(family)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+LOW_PORT = 20000
+"""The lowest port ``free_ports`` draws (under it: well-known services' own ports)."""
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux: 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class LocalGroup:

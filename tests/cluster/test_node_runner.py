@@ -276,6 +276,7 @@ print(time.monotonic() - t0, p.wait(timeout=5))
 """
 
 
+@pytest.mark.timing
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl: Linux")
 def test_a_group_whose_members_ended_unreaped_is_not_waited_on_for_the_grace():

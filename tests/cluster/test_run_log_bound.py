@@ -22,6 +22,7 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(instance_run, "ray", SimpleNamespace(get_runtime_context=lambda: ctx))
 
 
+@pytest.mark.timing
 def test_a_run_that_writes_past_the_output_bound_is_stopped_and_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(instance_run, "MAX_LOG_BYTES", 1 << 20)
     folder = tmp_path / "run"

@@ -71,6 +71,7 @@ def test_any_bytes_decode_known_agrees_with_decode_then_check_known(data):
     assert outcome(lambda: decode_known(pb.Command, data, "command")) == outcome(plain)
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("check", ["decode_known", "check_known"])
 def test_unknown_fields_in_bulk_cost_no_more_than_their_bytes_to_refuse(check):
     """A review: naming them built an object per field -- 1,000,000 two-byte unknown fields

@@ -28,7 +28,8 @@ from agora.protos.agora.v1.pbft_pb2 import PbftEnvelope, PbftMessage, PrePrepare
 from tests.coordinator.hostile_replica import (examples, hostile_one, still_serves, stream,
                                                tracebacks)
 
-pytestmark = pytest.mark.timeout(120)
+# wall-clock bounds: run apart from the other test worker (make test)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.timing]
 one = hostile_one("hostile")
 
 

@@ -71,6 +71,7 @@ def _watch(ch, keys, reader: str, since: int):
                                                                  auth=auth))
 
 
+@pytest.mark.timing
 def test_unread_watches_from_long_ago_hold_neither_the_loop_nor_the_history(tmp_path):
     """Four watches from version 0 that read one update each: the replica answers a status
     request meanwhile at once, and holds far less than four copies of its history (it was

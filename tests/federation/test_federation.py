@@ -103,6 +103,7 @@ def test_nan_weights_are_refused_naming_site_and_tensor_and_the_round_goes_on():
                                      for r in reasons), grid.errors
 
 
+@pytest.mark.timing
 def test_a_late_site_is_left_out_of_the_round_and_rejoins_the_next():
     sites = [LinearSite(f"s{i}", i, 40, W) for i in range(3)]
     late = Sleepy("late", 7, 40, W)

@@ -1,0 +1,45 @@
+"""A replica whose port another process already listens on fails to start, saying so,
+instead of sharing it (gRPC's default SO_REUSEPORT let the kernel split the clients between
+two servers: a review found two test groups on one port each executing the other's
+requests); and the ports a local group picks lie below the kernel's ephemeral range, where
+no connection or ``bind(0)`` of another process can take them before the replica binds."""
+
+import socket
+
+import pytest
+
+from agora.deploy import local_group
+from agora.deploy.local_group import LocalGroup, free_ports
+from tests.coordinator.grpc_helpers import CLIENTS, CLUSTER
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range():
+    low = local_group._ephemeral_low()
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
+    if low - local_group.LOW_PORT >= 1000:
+        assert all(local_group.LOW_PORT <= p < low for p in ports), (ports, low)
+    for p in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
+
+
+def test_a_replica_on_a_port_another_replica_serves_fails_to_start_and_says_so(tmp_path):
+    first = LocalGroup(tmp_path / "first", n=1, clients=CLIENTS, key_seed=b"test-port-a",
+                       cluster=str(CLUSTER))
+    with first.serving():
+        second = LocalGroup(tmp_path / "second", n=1, clients=CLIENTS,
+                            key_seed=b"test-port-b", cluster=str(CLUSTER),
+                            replicas=list(first.config.replicas))
+        second.start(0)
+        try:
+            code = second.procs[0].wait(timeout=60)
+        finally:
+            second.stop()
+        said = second.log(0).read_text()
+        assert code != 0, said
+        assert first.config.replicas[0] in said and "Traceback" not in said, said
+        first.wait_serving(0, timeout=10)           # the first still serves
+        assert first.procs[0].poll() is None
