@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -106,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     names = policies(a.caps.split(","), a.alphas.split(","))
     cells = [(sc, m, s, n) for m in models for s in range(a.seeds) for n in names]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(a.workers) as pool:
+    # spawned, not forked: a fork of a process running threads (gRPC's, torch's: a test
+    # worker after other tests) spun at 100% of a core in the child, for good
+    with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn")) as pool:
         runs = list(pool.map(run_cell, cells))
         print(f"  {len(runs)} runs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         jct = {m: {n: [0.0] * a.seeds for n in names} for m in models}

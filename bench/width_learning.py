@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--train-seeds and --test-seeds overlap; the test must be on unseen seeds")
     t0 = time.perf_counter()
     log = lambda *x: print(*x, file=sys.stderr, flush=True)  # noqa: E731
-    with ProcessPoolExecutor(a.workers) as pool:
+    # spawned, not forked: a fork of a process running threads (gRPC's, torch's: a test
+    # worker after other tests) spun at 100% of a core in the child, for good
+    with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn")) as pool:
         def jcts(policy, seeds):
             return list(pool.map(mean_jct, [(a.jobs, a.load, model, s, policy) for s in seeds]))
 
