@@ -124,6 +124,8 @@ class LocalGroup:
         (tmp / "coordinator.yaml").write_text(yaml.safe_dump(cfg))
         self.config = load_config(tmp / "coordinator.yaml")
         self.procs: dict[int, subprocess.Popen] = {}
+        self._log_from: dict[int, int] = {}
+        """replica -> where its log stood when it was last started"""
 
     @staticmethod
     def _keys(path: Path, n: int, clients: list[str], seed: bytes | None, keep: bool):
@@ -147,6 +149,7 @@ class LocalGroup:
         self.config.metrics_port_file(i).unlink(missing_ok=True)   # a killed run's
         extra = ["--byzantine", byzantine] if byzantine else []
         with open(self.log(i), "ab") as log:  # bound: a killed parent leaves no replica
+            self._log_from[i] = log.tell()
             self.procs[i] = subprocess.Popen(bound_to_parent(
                 [sys.executable, "-m", "agora.deploy.cli_coordinator", "coordinator",
                  "--config", str(self.tmp / "coordinator.yaml"), "--replica", str(i),
@@ -160,14 +163,34 @@ class LocalGroup:
     @contextlib.contextmanager
     def serving(self, byzantine: dict[int, str] | None = None):
         """Every replica started and serving for the ``with`` block; all stopped after it
-        (also when starting failed)."""
+        (also when starting failed). A replica that could not listen (a port picked free
+        was taken before it bound: another process picking ports at once) is tried twice
+        more, the group on fresh ports, as ``agora up`` does."""
         try:
-            self.start_all(byzantine)
-            for i in range(self.n):
-                self.wait_serving(i)
+            for attempt in range(3):
+                try:
+                    self.start_all(byzantine)
+                    for i in range(self.n):
+                        self.wait_serving(i)
+                    break
+                except AssertionError as e:
+                    if attempt == 2 or "cannot listen" not in str(e):
+                        raise
+                    self.stop()
+                    self._fresh_ports()
             yield self
         finally:
             self.stop()
+
+    def _fresh_ports(self) -> None:
+        """The group's replicas on newly picked ports, in its config file too."""
+        path = self.tmp / "coordinator.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        hosts = [a.rsplit(":", 1)[0] for a in cfg["replicas"]]
+        ports = free_ports(len(hosts), hosts[0].strip("[]"))
+        cfg["replicas"] = [f"{h}:{p}" for h, p in zip(hosts, ports)]
+        path.write_text(yaml.safe_dump(cfg))
+        self.config = load_config(path)
 
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
@@ -238,12 +261,20 @@ class LocalGroup:
         return scrape(self.metrics_url(i))
 
     def wait_serving(self, i: int, timeout: float = 60.0) -> None:
-        """Until replica ``i``'s health service says SERVING; fails with its log if the
-        process exits or ``timeout`` passes."""
+        """Until replica ``i`` says it serves (its log, since it was started) and its health
+        service says SERVING; fails with its log if the process exits or ``timeout`` passes.
+        Both: another process on its address answered the health check for it while it
+        failed to listen (a review)."""
         deadline = time.monotonic() + timeout
+        said = f"replica {i} serving on ".encode()
         while time.monotonic() < deadline:
             if self.procs[i].poll() is not None:
                 raise AssertionError(self.log(i).read_text())
+            with open(self.log(i), "rb") as f:
+                f.seek(self._log_from.get(i, 0))
+                if said not in f.read():
+                    time.sleep(0.1)
+                    continue
             with self.channel(i) as ch:
                 try:
                     r = health_pb2_grpc.HealthStub(ch).Check(

@@ -43,3 +43,19 @@ def test_a_replica_on_a_port_another_replica_serves_fails_to_start_and_says_so(t
         assert first.config.replicas[0] in said and "Traceback" not in said, said
         first.wait_serving(0, timeout=10)           # the first still serves
         assert first.procs[0].poll() is None
+
+
+def test_a_local_group_whose_port_is_taken_serves_on_fresh_ones(tmp_path):
+    """What ``LocalGroup.serving`` does about it (two test workers pick ports at once): the
+    group starts again on fresh ports, once its replica said it could not listen."""
+    first = LocalGroup(tmp_path / "first", n=1, clients=CLIENTS, key_seed=b"test-port-a",
+                       cluster=str(CLUSTER))
+    with first.serving():
+        taken = list(first.config.replicas)
+        second = LocalGroup(tmp_path / "second", n=1, clients=CLIENTS,
+                            key_seed=b"test-port-b", cluster=str(CLUSTER), replicas=taken)
+        with second.serving():
+            assert list(second.config.replicas) != taken
+            assert "cannot listen" in second.log(0).read_text()
+            second.wait_serving(0, timeout=10)
+        first.wait_serving(0, timeout=10)
