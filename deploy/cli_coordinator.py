@@ -176,8 +176,9 @@ def cmd_coordinator(a: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"replica {a.replica} serving on {cfg.replicas[a.replica]} (event loop: "
-              f"{type(loop).__module__.split('.')[0]})", file=sys.stderr, flush=True)
+        print(f"replica {a.replica} serving on {cfg.replicas[a.replica]} as pid {os.getpid()} "
+              f"(event loop: {type(loop).__module__.split('.')[0]})", file=sys.stderr,
+              flush=True)
         ends = [asyncio.ensure_future(stop.wait()),
                 asyncio.ensure_future(server.host.failed.wait())]
         await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)

@@ -4,9 +4,8 @@ throughput benchmark both start their replicas this way.
 
     g = LocalGroup(tmp, n=4, clients=["site:a", "operator"], cluster="cluster.yaml",
                    batch_size=16)
-    g.start_all(); g.wait_serving_all()
-    ...
-    g.stop()
+    with g.serving():        # started and serving; stopped after the block
+        ...
 
 Keys are random and the key file is private (0600); ``key_seed`` derives them from a seed
 instead (tests and benchmarks only: anyone with the seed has the keys); ``keep_keys`` reuses
@@ -29,6 +28,7 @@ on mutual TLS
 from __future__ import annotations
 
 import contextlib
+import errno
 import random
 import signal
 import socket
@@ -61,6 +61,8 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     bind (a review: beside a second test worker, whose connections and Ray processes draw
     from that range); a draw there meets only other explicit picks."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # the name once (a misspelt one fails here, not after a lookup per port tried)
+    addr = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)[0][4][0]
     low = _ephemeral_low()
     rng = random.SystemRandom()
     socks: list[socket.socket] = []
@@ -70,23 +72,26 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
                 break
             s = socket.socket(family)
             try:
-                s.bind((host, rng.randrange(LOW_PORT, low)))
-            except OSError:
+                s.bind((addr, rng.randrange(LOW_PORT, low)))
+            except OSError as e:
                 s.close()
+                if e.errno != errno.EADDRINUSE:
+                    raise
                 continue
             socks.append(s)
         while len(socks) < n:                # no room below the range: the kernel's pick
             s = socket.socket(family)
-            s.bind((host, 0))
             socks.append(s)
+            s.bind((addr, 0))
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
 
 
-LOW_PORT = 20000
-"""The lowest port ``free_ports`` draws (under it: well-known services' own ports)."""
+LOW_PORT = 24000
+"""The lowest port ``free_ports`` draws: under it, Ray's worker ports (10002-19999) and a
+band (20000-23999) left to the fixed ports of benchmarks and their smoke tests."""
 
 
 def _ephemeral_low() -> int:
@@ -173,14 +178,23 @@ class LocalGroup:
                     for i in range(self.n):
                         self.wait_serving(i)
                     break
-                except AssertionError as e:
-                    if attempt == 2 or "cannot listen" not in str(e):
+                except AssertionError:
+                    if attempt == 2 or not any("cannot listen" in self._since_start(i)
+                                               for i in range(self.n)):
                         raise
                     self.stop()
                     self._fresh_ports()
             yield self
         finally:
             self.stop()
+
+    def _since_start(self, i: int) -> str:
+        """What replica ``i`` logged since it was last started (all of it if the log is
+        shorter now than it was then)."""
+        with open(self.log(i), "rb") as f:
+            data = f.read()
+        start = self._log_from.get(i, 0)
+        return data[start if start <= len(data) else 0:].decode(errors="replace")
 
     def _fresh_ports(self) -> None:
         """The group's replicas on newly picked ports, in its config file too."""
@@ -261,20 +275,20 @@ class LocalGroup:
         return scrape(self.metrics_url(i))
 
     def wait_serving(self, i: int, timeout: float = 60.0) -> None:
-        """Until replica ``i`` says it serves (its log, since it was started) and its health
-        service says SERVING; fails with its log if the process exits or ``timeout`` passes.
-        Both: another process on its address answered the health check for it while it
-        failed to listen (a review)."""
+        """Until replica ``i``'s process says it serves (a line of its log naming its pid,
+        since it was started) and its health service says SERVING; fails with its log if the
+        process exits or ``timeout`` passes. Both: another process on its address answered
+        the health check for it while it failed to listen (a review)."""
         deadline = time.monotonic() + timeout
-        said = f"replica {i} serving on ".encode()
+        said = f"replica {i} serving on "
+        pid = f" as pid {self.procs[i].pid} "
         while time.monotonic() < deadline:
             if self.procs[i].poll() is not None:
                 raise AssertionError(self.log(i).read_text())
-            with open(self.log(i), "rb") as f:
-                f.seek(self._log_from.get(i, 0))
-                if said not in f.read():
-                    time.sleep(0.1)
-                    continue
+            if not any(said in line and pid in line for line in self._since_start(i)
+                       .splitlines()):
+                time.sleep(0.1)
+                continue
             with self.channel(i) as ch:
                 try:
                     r = health_pb2_grpc.HealthStub(ch).Check(

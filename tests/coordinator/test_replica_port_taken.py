@@ -59,3 +59,15 @@ def test_a_local_group_whose_port_is_taken_serves_on_fresh_ones(tmp_path):
             assert "cannot listen" in second.log(0).read_text()
             second.wait_serving(0, timeout=10)
         first.wait_serving(0, timeout=10)
+
+
+def test_a_cannot_listen_of_an_earlier_start_does_not_make_other_failures_retried(tmp_path):
+    """Only what the replica said since this start decides a retry (a review: a stale
+    "cannot listen" in its log had any later failure retried on fresh ports, three times)."""
+    g = LocalGroup(tmp_path, n=1, clients=CLIENTS, key_seed=b"test-port-c",
+                   cluster=str(CLUSTER))
+    g.log(0).write_text("agora: replica 0: cannot listen on 127.0.0.1:1: (an earlier run)\n")
+    with pytest.raises(AssertionError):
+        with g.serving(byzantine={0: "no-such-behaviour"}):
+            pass
+    assert g.log(0).read_text().count("coordinator config:") == 1, "started once"
