@@ -29,7 +29,7 @@ def failed_here(task: TaskEntry, site: int, cap: Capacity, live: list[bool] | No
     the others' bids, for what they left)."""
     if not task.failed_nodes:
         return ""
-    failed = {int(cap.node_site[n]) for n in task.failed_nodes}
+    failed = failed_sites(task, cap)
     if site not in failed:
         return ""
     if not _elsewhere(cap.static_mask(task.demand) & cap.alive, failed, cap, live).any():
@@ -42,8 +42,13 @@ def room_elsewhere(task: TaskEntry, cap: Capacity, live: list[bool] | None) -> b
     """Whether a live site where no instance of ``task`` failed has an alive node with room
     for an instance now: a site that could take it now and did not bid for it (or bid and
     was served) -- what lets a marked site have it (``LedgerBook.held``)."""
-    failed = {int(cap.node_site[n]) for n in task.failed_nodes}
-    return bool(_elsewhere(cap.fit_mask(task.demand), failed, cap, live).any())
+    return bool(_elsewhere(cap.fit_mask(task.demand), failed_sites(task, cap), cap,
+                           live).any())
+
+
+def failed_sites(task: TaskEntry, cap: Capacity) -> set[int]:
+    """The sites of the nodes where an instance of ``task`` failed or was lost."""
+    return {int(cap.node_site[n]) for n in task.failed_nodes}
 
 
 def _elsewhere(nodes: np.ndarray, failed: set[int], cap: Capacity,
@@ -122,10 +127,8 @@ class LedgerBook:
     def marked(self, task: TaskEntry, site: int) -> bool:
         """Whether ``site``'s bid for ``task`` takes its turn (``turn``) among the marked
         sites' bids, deferred or not: a run of it stopped at the site (never the origin)."""
-        if site == task.job.origin or not task.failed_nodes:
-            return False
-        node_site = self.capacity.node_site
-        return any(int(node_site[n]) == site for n in task.failed_nodes)
+        return (site != task.job.origin and bool(task.failed_nodes)
+                and site in failed_sites(task, self.capacity))
 
     def passed(self, task: TaskEntry) -> None:
         """A marked site's bid for ``task`` was served in this clearing: the turn passes on

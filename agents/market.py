@@ -164,7 +164,6 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
     deferred = getattr(book, "deferred", None)
     marked = getattr(book, "marked", None)
     later: list[tuple[Bid, str]] = []
-    served: dict[Hashable, None] = {}
     for _, b in valid:
         site, task, n, price = b
         claim = (site, task)
@@ -195,11 +194,12 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
                 first.setdefault(b.task, k)
             later.sort(key=lambda bw: (first[bw[0].task], turn(bw[0].task, bw[0].site)))
         held = getattr(book, "held", None)
+        served: dict[Hashable, None] = {}     # tasks whose turn passes, in order
         for b, why in later:
             want = min(b.instances, open_instances(b.task))
             if want <= 0:
-                rejected.append((b, why + "; the bids not deferred took every open "
-                                          "instance" if why else
+                rejected.append((b, (why + "; the bids not deferred took every open "
+                                           "instance") if why else
                                  "outbid: no open instance left"))
                 continue
             wait = held(b.task) if held is not None and why else ""
@@ -212,10 +212,10 @@ def clear(bids: Iterable[Bid], book: Book) -> Clearing:
                 served[b.task] = None
             else:
                 rejected.append((b, "no room: no node of the site fits an instance now"))
-    passed = getattr(book, "passed", None)
-    if passed is not None:
-        for t in served:
-            passed(t)
+        passed = getattr(book, "passed", None)
+        if passed is not None:
+            for t in served:
+                passed(t)
     rejected.sort(key=lambda br: (br[0].site, repr(br[0].task), br[0].price, br[0].instances,
                                  br[1]))
     return Clearing(awards, rejected)
