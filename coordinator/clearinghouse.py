@@ -38,6 +38,7 @@ from agora.coordinator.client_errors import CoordinatorError, is_refusal
 from agora.coordinator.config import config_from_dict
 from agora.coordinator.pbft.keys import KeySet
 from agora.coordinator.site_messages import END_BYTES, merge, split_part, to_message
+from agora.coordinator.site_standing import SiteStanding
 from agora.coordinator.watch_merge import WatchRefused, rebuilt
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 
@@ -109,11 +110,11 @@ class PbftClearinghouse:
         self._position = (0, -1)
         """(version, sub) of the last update applied"""
         self.round = RoundInfo(round=0, armed=False, armed_version=0, version=0)
-        self.lapsed: set[str] = set()
-        self.removed_sites: set[str] = set()
+        self.standing = SiteStanding()
+        self.lapsed, self.nodes_down = self.standing.lapsed, self.standing.nodes_down
+        self.removed_sites = self.standing.removed
         """the sites the operator removed (and did not admit back), kept as this one set
         (the agent's peer exchange refuses their codes: ``GrpcExchange.exclude``)"""
-        self.nodes_down: set[str] = set()
         self.on_update: Callable[[list[tuple[TaskEntry, int, int]]], None] = lambda s: None
         self._pending: SitePart | None = None
         self.redecide_at: int | None = None
@@ -171,7 +172,7 @@ class PbftClearinghouse:
         r = view.round
         self.round = RoundInfo(round=r.round, armed=r.armed, armed_version=r.armed_version,
                                version=view.version)
-        self._take_standing(view)
+        self.standing.take(view)
         self._tasks = [asyncio.create_task(self._follow(), name="watch"),
                        asyncio.create_task(self._send_loop(), name="send"),
                        asyncio.create_task(self._heartbeats(), name="heartbeat")]
@@ -221,12 +222,7 @@ class PbftClearinghouse:
                     self.round = RoundInfo(round=r.round, armed=r.armed,
                                            armed_version=r.armed_version,
                                            version=u.version)
-                    for s in u.sites:
-                        (self.lapsed.add if s.lapsed else self.lapsed.discard)(s.site)
-                        (self.removed_sites.add if s.removed
-                         else self.removed_sites.discard)(s.site)
-                    for n in u.nodes:
-                        (self.nodes_down.discard if n.up else self.nodes_down.add)(n.node)
+                    self.standing.apply(u)
                     if rebuilt(u) and self._standing is None:
                         self._standing = asyncio.ensure_future(self._read_standing())
                         self._tasks = [t for t in self._tasks if not t.done()]
@@ -265,18 +261,10 @@ class PbftClearinghouse:
                     log.exception("reading the sites' standing after a rebuilt update failed")
                     return
                 if view.version >= self.version:  # (not behind what this view applied)
-                    self._take_standing(view)
+                    self.standing.take(view)
                     return
         finally:
             self._standing = None
-
-    def _take_standing(self, view: pb.LedgerView) -> None:
-        """The sites' standing and the nodes down as ledger view ``view`` says them
-        (``removed_sites`` kept as the one set the agent's exchange reads)."""
-        self.lapsed = {s.site for s in view.sites if s.lapsed}
-        self.removed_sites.clear()
-        self.removed_sites.update(s.site for s in view.sites if s.removed)
-        self.nodes_down = set(view.nodes_down)
 
     def _lost(self, why: str) -> bool:
         """This agent's view cannot follow the schedule any more: tell the agent (it restarts
