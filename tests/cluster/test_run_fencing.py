@@ -40,11 +40,15 @@ RAYLET = textwrap.dedent("""
 """)
 
 
+def written(path: Path) -> bool:
+    """The file is there with its content: read between create and write it is "" (a flake
+    in CI: the end read empty)."""
+    return path.exists() and bool(path.read_text())
 
 
 def run(tmp_path: Path, timeout: str) -> subprocess.Popen:
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, WORKER, str(tmp_path), timeout])
-    wait_for(lambda: (tmp_path / "command").exists() and (tmp_path / "command").read_text())
+    wait_for(lambda: written(tmp_path / "command"))
     return raylet
 
 
@@ -54,7 +58,7 @@ def test_a_run_whose_raylet_died_kills_its_command_and_says_orphaned(tmp_path):
     assert alive(command)
     raylet.send_signal(signal.SIGKILL)
     raylet.wait()
-    wait_for(lambda: (tmp_path / "end").exists())
+    wait_for(lambda: written(tmp_path / "end"), what="the run's end")
     code, why = json.loads((tmp_path / "end").read_text())
     assert why == "orphaned" and code != 0
     assert not alive(command)
@@ -63,7 +67,7 @@ def test_a_run_whose_raylet_died_kills_its_command_and_says_orphaned(tmp_path):
 def test_a_run_past_its_timeout_is_killed_and_one_that_ends_is_waited_for(tmp_path):
     raylet = run(tmp_path, "0.5")
     try:
-        wait_for(lambda: (tmp_path / "end").exists())
+        wait_for(lambda: written(tmp_path / "end"), what="the run's end")
         assert json.loads((tmp_path / "end").read_text())[1] == "timeout"
     finally:
         raylet.kill()
@@ -107,8 +111,7 @@ def test_a_process_whose_parent_dies_ends_itself(tmp_path):
              "import os; Path(sys.argv[1], 'actor').write_text(str(os.getpid())); "
              "time.sleep(60)")
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
-    # its content, not the file alone: read between create and write it was "" (a flake)
-    wait_for(lambda: (tmp_path / "actor").exists() and (tmp_path / "actor").read_text())
+    wait_for(lambda: written(tmp_path / "actor"))
     pid = int((tmp_path / "actor").read_text())
     assert alive(pid)
     raylet.kill()
@@ -130,7 +133,7 @@ def test_a_worker_holding_a_run_ends_only_once_the_run_is_fenced(tmp_path):
              "or time.time() > end, True)]; "
              "cm.__exit__(None, None, None); time.sleep(60)")
     raylet = subprocess.Popen([sys.executable, "-c", RAYLET, actor, str(tmp_path)])
-    wait_for(lambda: (tmp_path / "actor").exists() and (tmp_path / "actor").read_text())
+    wait_for(lambda: written(tmp_path / "actor"))
     pid = int((tmp_path / "actor").read_text())
     raylet.kill()
     raylet.wait()
