@@ -47,9 +47,10 @@ VC_TIMEOUT = 0.5
 
 def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "FULL",
                window: int = 8, quiet_site: bool = False) -> LocalGroup:
-    """n replicas over SITES sites of one huge node each (capacity is never the limit);
-    ``quiet_site``: one more site that never sends (rounds then close on the replicas'
-    votes, as when a site is slow, not as soon as the SITES sites decided)."""
+    """n replicas over SITES sites of one huge node each (capacity is never the limit), not
+    started (``with g.serving()`` starts them); ``quiet_site``: one more site that never
+    sends (rounds then close on the replicas' votes, as when a site is slow, not as soon as
+    the SITES sites decided)."""
     sites = [{"name": f"s{k}", "nodes": [{"name": "big", "cpu": 100_000,
                                           "mem": 16_000_000, "count": 1}]}
              for k in range(SITES + quiet_site)]
@@ -59,7 +60,6 @@ def make_group(tmp: Path, n: int, batch: int, clients: list[str], sync: str = "F
                    checkpoint_interval=64, watermark_window=256, max_outstanding=window,
                    view_change_timeout_s=VC_TIMEOUT, request_timeout_s=20.0,
                    sqlite_synchronous=sync, round_timeout_s=3600.0, site_timeout_s=3600.0)
-    g.start_all()
     return g
 
 
@@ -214,7 +214,9 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
                if n_clients >= SITES else [f"site:s0/{m}" for m in range(n_clients)])
     with tempfile.TemporaryDirectory(prefix="agora-bench-") as tmp:
         g = make_group(Path(tmp), n, batch, clients + ["operator"], sync, window, quiet_site)
-        try:
+        # started and seen serving (a port picked free and taken by another process before
+        # a replica bound it: the group again on fresh ports), stopped after
+        with g.serving():
             async with CoordinatorClient(g.config, g.keys, "operator", timeout_s=30.0) as op:
                 await wait_ready(g, op)
                 # enough distinct tasks per round for every client's bids
@@ -273,8 +275,6 @@ async def scenario(n: int, batch: int, per_request: int, n_clients: int, seconds
                                                time.perf_counter())
                     await load.run(op, 0, during)
                 return out
-        finally:
-            g.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ async def run(seconds: float, kill_at: float, down: float) -> list[tuple]:
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="agora-rejoin-") as tmp:
         g = make_group(Path(tmp), 4, 16, clients + ["operator"], "NORMAL", 8)
-        try:
+        with g.serving():
             async with CoordinatorClient(g.config, g.keys, "operator", timeout_s=30.0) as op:
                 await wait_ready(g, op)
                 await setup(op, 20)
@@ -45,8 +45,6 @@ async def run(seconds: float, kill_at: float, down: float) -> list[tuple]:
                         rows.append((t, [(x.view, x.last_executed) if not isinstance(x, str)
                                          else None for x in s]))
                 await load.run(op, 0, during)
-        finally:
-            g.stop()
     return rows
 
 
