@@ -122,20 +122,26 @@ def instances_over_limit(jobs) -> tuple[str, int, int] | None:
     return None
 
 
-def submission_chunks(jobs: list, most_jobs: int = 1000) -> list[list]:
+def submission_chunks(jobs: list, most_jobs: int = 1000, sizes: list[int] | None = None,
+                      most_bytes: int | None = None) -> list[list]:
     """``jobs`` in consecutive chunks that one ``submit_jobs`` command takes: at most
     ``most_jobs`` jobs and ``MAX_INSTANCES_PER_COMMAND`` instances each (a job over its own
-    budget goes alone, to be refused by name)."""
+    budget goes alone, to be refused by name), and with ``sizes`` (each job's encoded bytes)
+    at most ``most_bytes`` of jobs (a probe: a valid file of 6 MB was one request, past the
+    replicas' 4 MiB, and refused whole)."""
     chunks: list[list] = []
     chunk: list = []
-    count = 0
-    for j in jobs:
+    count = size = 0
+    for k, j in enumerate(jobs):
         n = job_instances(j)
-        if chunk and (len(chunk) >= most_jobs or count + n > MAX_INSTANCES_PER_COMMAND):
+        b = sizes[k] if sizes is not None else 0
+        if chunk and (len(chunk) >= most_jobs or count + n > MAX_INSTANCES_PER_COMMAND
+                      or (most_bytes is not None and size + b > most_bytes)):
             chunks.append(chunk)
-            chunk, count = [], 0
+            chunk, count, size = [], 0, 0
         chunk.append(j)
         count += n
+        size += b
     if chunk:
         chunks.append(chunk)
     return chunks

@@ -67,6 +67,10 @@ def test_submissions_are_chunked_within_the_budgets():
     assert [len(c) for c in chunks] == [3, 3, 4]   # 900,000 + 900,000 + 300,003 instances
     assert instances_over_limit([wide("x", 1, MAX_INSTANCES_PER_COMMAND + 1)])[0] == \
         "jobs[0].tasks"
+    # and by bytes, given each job's size (a job over the budget alone goes alone)
+    small = [wide(f"b{i}", 1, 1) for i in range(6)]
+    chunks = submission_chunks(small, sizes=[40, 40, 40, 90, 10, 10], most_bytes=100)
+    assert [len(c) for c in chunks] == [2, 1, 2, 1]   # 80 | 40 | 90 + 10 | 10
 
 
 def test_a_node_named_twice_in_a_part_is_refused_once_flipped():

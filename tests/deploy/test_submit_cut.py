@@ -9,28 +9,39 @@ is a fake (it stands for the group's f+1 answers); the real client's errors are 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 import pytest
 
+from agora.agents.domain import Run
 from agora.coordinator.client import CoordinatorError
-from agora.deploy.api import SubmissionCut, submit_chunks
+from agora.coordinator.config import CoordinatorConfig
+from agora.deploy.api import CHUNK_BYTES, REQUEST_MARGIN, SubmissionCut, submit_chunks
 from agora.deploy.cli import main
 from agora.protos.agora.v1 import coordinator_pb2 as pb
+from agora.protos.convert import job_to_proto
 from tests.simkit import job, task
 
 
 class FakeGroup:
     """Admits the first ``admit_first`` submit commands; the next one is ordered (its jobs
-    exist) but answered by too few replicas; ``silent`` ids get no status answer either."""
+    exist) but answered by too few replicas; ``silent`` ids get no status answer either.
+    ``sent``: the chunks it was sent; ``config`` and ``client_id`` as the real client's."""
 
-    def __init__(self, admit_first: int, silent: set[str] = frozenset(), ordered: bool = True):
+    def __init__(self, admit_first: int, silent: set[str] = frozenset(), ordered: bool = True,
+                 client_id: str = "operator", max_request_bytes: int = 4 * 1024 * 1024):
         self.admit_first, self.silent, self.ordered = admit_first, silent, ordered
         self.exists: set[str] = set()
         self.commands = 0
+        self.sent: list[list] = []
+        self.client_id = client_id
+        self.config = CoordinatorConfig(replicas=(("127.0.0.1", 1),) * 4,
+                                        max_request_bytes=max_request_bytes)
 
     async def submit_jobs(self, chunk):
         self.commands += 1
+        self.sent.append(list(chunk))
         if self.commands <= self.admit_first or self.ordered:
             self.exists.update(j.id for j in chunk)
         if self.commands <= self.admit_first:
@@ -99,6 +110,63 @@ def test_a_refusal_that_is_not_a_lost_answer_is_raised_as_it_was():
     with pytest.raises(CoordinatorError) as ei:
         asyncio.run(submit_chunks(Refusing(0), jobs(3)))
     assert not isinstance(ei.value, SubmissionCut)
+
+
+def big_jobs(n: int, argv_bytes: int) -> list:
+    """One-task jobs whose run's argv holds ``argv_bytes`` characters."""
+    return [replace(j, tasks=(replace(j.tasks[0], run=Run(argv=("echo", "x" * argv_bytes))),))
+            for j in jobs(n)]
+
+
+def test_a_chunk_holds_what_one_request_takes_in_bytes():
+    # a probe: 1,000 valid 10 KB jobs (10 MB) were one request, refused whole (4 MiB)
+    g = FakeGroup(admit_first=100)
+    accepted, rejected = asyncio.run(submit_chunks(g, big_jobs(1000, 10_000)))
+    assert len(accepted) == 1000 and rejected == [] and len(g.sent) >= 10
+    most = min(g.config.max_request_bytes - REQUEST_MARGIN, CHUNK_BYTES)
+    for chunk in g.sent:
+        assert sum(job_to_proto(j).ByteSize() for j in chunk) <= most
+
+
+def test_a_job_larger_than_a_request_is_refused_by_name_and_the_others_are_sent():
+    g = FakeGroup(admit_first=100, max_request_bytes=256 * 1024)
+    js = big_jobs(3, 100) + big_jobs(1, 300_000)[:1]
+    js[3] = replace(js[3], id="huge")
+    accepted, rejected = asyncio.run(submit_chunks(g, js))
+    assert accepted == ["j0", "j1", "j2"]
+    assert [j for j, _ in rejected] == ["huge"]
+    assert "bytes encoded" in rejected[0][1] and "max_request_bytes" in rejected[0][1]
+
+
+def test_a_site_clients_job_of_another_origin_is_refused_by_name_and_the_others_are_sent():
+    # a probe: the coordinator refuses the whole request for one such job; the file's other
+    # jobs were lost, exit 1, no line named
+    g = FakeGroup(admit_first=100, client_id="site:a/2")
+    js = jobs(3)
+    js[1] = replace(js[1], origin="b")
+    accepted, rejected = asyncio.run(submit_chunks(g, js))
+    assert accepted == ["j0", "j2"] and [j for j, _ in rejected] == ["j1"]
+    assert rejected[0][1].startswith("field 'origin': client 'site:a/2' may only submit")
+    assert all(j.origin == "a" for c in g.sent for j in c)
+    # the operator submits for any origin
+    g = FakeGroup(admit_first=100)
+    assert asyncio.run(submit_chunks(g, js))[0] == ["j0", "j1", "j2"]
+
+
+def test_a_chunk_refused_whole_after_others_were_admitted_says_which_were():
+    # a probe: "the coordinator refused", exit 1, and the 1,000 jobs admitted before unsaid
+    class RefusingSecond(FakeGroup):
+        async def submit_jobs(self, chunk):
+            if self.commands >= 1:
+                raise CoordinatorError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too big")
+            return await super().submit_jobs(chunk)
+
+    with pytest.raises(SubmissionCut) as ei:
+        asyncio.run(submit_chunks(RefusingSecond(100), jobs(1500)))
+    e = ei.value
+    assert e.accepted == [f"j{i}" for i in range(1000)]
+    assert e.missing == [f"j{i}" for i in range(1000, 1500)] and e.unknown == []
+    assert "refused a part of the submission (too big)" in str(e)
 
 
 def test_the_command_prints_one_line_and_exits_1(monkeypatch, tmp_path, capsys):
