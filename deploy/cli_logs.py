@@ -54,24 +54,50 @@ def cmd_logs(a: argparse.Namespace) -> int:
                             "not started yet, another job/task name, or its folders were "
                             "removed: each node keeps its last keep_runs ended runs") + ")")
     readers = {k: _LogReader(f / stream) for k, f in runs.items()}
+    checked = 0.0
     while True:
-        for (i, run), reader in sorted(readers.items()):
-            for text in reader.chunks(final=(runs[(i, run)] / "end.json").exists()):
-                if len(runs) > 1 and not a.json:
-                    sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
-                if a.json:
-                    print(json.dumps({"instance": i, "run": run, "text": _shown(text)}))
-                else:
-                    _write_exact(text)
-                sys.stdout.flush()
+        _show(readers, runs, job, task, a.json)
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
             _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                             f"{job}/{task}")
             return 0
+        if time.monotonic() - checked >= SERVING_CHECK_S:
+            # a probe: after agora down, the runs it cut short never get an end, and
+            # --follow waited for one for good
+            checked = time.monotonic()
+            if not t.serving():
+                _show(readers, runs, job, task, a.json, final=True)
+                _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
+                                f"{job}/{task}")
+                open_runs = sum(not (f / "end.json").exists() for f in runs.values())
+                print(f"agora logs: no agora up is running: {open_runs} run(s) of {job}/{task} "
+                      f"have no end (cut short if it stopped while they ran: agora up "
+                      f"reports them lost, and runs them again if their job goes on)",
+                      file=sys.stderr)
+                return 1
         time.sleep(0.5)
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k, f in runs.items():
             readers.setdefault(k, _LogReader(f / stream))
+
+
+SERVING_CHECK_S = 3.0
+"""``agora logs --follow`` looks this often whether the service still runs"""
+
+
+def _show(readers: dict, runs: dict, job: str, task: str, as_json: bool,
+          final: bool = False) -> None:
+    """What each run wrote since the last look (``final``: all of it, a character cut at
+    the end too, as for an ended run)."""
+    for (i, run), reader in sorted(readers.items()):
+        for text in reader.chunks(final=final or (runs[(i, run)] / "end.json").exists()):
+            if len(runs) > 1 and not as_json:
+                sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
+            if as_json:
+                print(json.dumps({"instance": i, "run": run, "text": _shown(text)}))
+            else:
+                _write_exact(text)
+            sys.stdout.flush()
 
 
 def _why_no_run(t, job: str, task: str, inst: int | None) -> str | None:
@@ -187,16 +213,20 @@ class _LogReader:
 
 
 def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:
-    """A failed run that wrote nothing to ``stream`` (a program that could not start, a bad
-    ``cwd``): its reason, on stderr -- else ``agora logs`` printed nothing and exited 0."""
+    """A run that wrote nothing to ``stream``: why, on stderr -- a failed run's reason (a
+    program that could not start, a bad ``cwd``), else that it completed or has not ended
+    (a probe: a failed run said so, a completed or unended one printed nothing, exit 0)."""
     from agora.deploy.run_folders import read_end
 
     for (i, run), folder in sorted(runs.items()):
         if offsets.get((i, run)):
             continue
         end = read_end(folder)
-        if end is not None and end.get("kind") != "completed" and end.get("reason"):
-            print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; it ended: "
-                  f"{shown(end['reason'])}", file=sys.stderr)
-
-
+        if end is None:
+            how = "it has no end yet"
+        elif end.get("kind") != "completed" and end.get("reason"):
+            how = f"it ended: {shown(end['reason'])}"
+        else:
+            how = f"it ended: {shown(str(end.get('kind', 'no kind recorded')))}"
+        print(f"agora logs: {what}/{i} (run {run}) wrote nothing to {stream}; {how}",
+              file=sys.stderr)

@@ -56,16 +56,46 @@ def test_a_huge_job_id_is_not_echoed_whole(up, capsys, monkeypatch):
 def test_logs_of_a_run_that_wrote_nothing_say_how_it_ended(tmp_path, capsys):
     from agora.deploy.cli_logs import _say_why_silent
 
-    failed, done = tmp_path / "0-1", tmp_path / "1-1"
+    failed, done, wrote, running = (tmp_path / f"{i}-1" for i in range(4))
     for d, end in ((failed, {"kind": "failed", "exit_code": 127,
                              "reason": "cannot start '/no/such': No such file or directory"}),
-                   (done, {"kind": "completed", "exit_code": 0, "reason": ""})):
+                   (done, {"kind": "completed", "exit_code": 0, "reason": ""}),
+                   (wrote, {"kind": "completed", "exit_code": 0, "reason": ""}),
+                   (running, None)):
         d.mkdir()
-        (d / "end.json").write_text(json.dumps(end))
-    _say_why_silent({(0, 1): failed, (1, 1): done}, {(0, 1): 0, (1, 1): 0}, "stdout", "j/t")
+        if end is not None:
+            (d / "end.json").write_text(json.dumps(end))
+    _say_why_silent({(0, 1): failed, (1, 1): done, (2, 1): wrote, (3, 1): running},
+                    {(0, 1): 0, (1, 1): 0, (2, 1): 12, (3, 1): 0}, "stdout", "j/t")
     err = capsys.readouterr().err.splitlines()
+    # a probe: a completed or unended run that wrote nothing printed nothing at all
     assert err == ["agora logs: j/t/0 (run 1) wrote nothing to stdout; it ended: cannot "
-                   "start '/no/such': No such file or directory"]
+                   "start '/no/such': No such file or directory",
+                   "agora logs: j/t/1 (run 1) wrote nothing to stdout; it ended: completed",
+                   "agora logs: j/t/3 (run 1) wrote nothing to stdout; it has no end yet"]
+
+
+@pytest.mark.timeout(30)
+def test_logs_follow_of_runs_the_stopped_service_left_without_an_end_ends(
+        tmp_path, capsys, monkeypatch):
+    """A probe: after agora down the runs it cut short never get an end, and ``agora logs
+    --follow`` waited for one for good (this test's fake service: never serving, a run's
+    folder with output and no end)."""
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_logs
+
+    out = tmp_path / "out"
+    folder = run_folder(out / "runs", "a/n0", "j", "t", 0, 1)
+    folder.mkdir(parents=True)
+    (folder / "stdout").write_text("begin\n")
+    monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
+        out=out, serving=lambda: False))
+    assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "begin\n"
+    assert "no agora up is running: 1 run(s) of j/t have no end" in captured.err
 
 
 @pytest.mark.parametrize("argv", [
@@ -100,6 +130,25 @@ def test_the_jobs_table_says_why_a_task_of_a_failed_job_was_cancelled(capsys):
     assert sum("-> cancelled: the job failed: task bad" in line for line in out) == 1
     assert sum("-> failed: task bad: " + cause in line for line in out) == 1    # the job's
     assert not any("-> failed: " + cause == line.strip() for line in out)      # not twice
+
+
+def test_a_cancelled_task_whose_instances_still_run_shows_them_running(capsys):
+    # a probe: "cancelled" in the state column beside "2 running" (a failed job's other
+    # tasks are cancelled; what runs of them finishes)
+    from agora.deploy.job_table import print_jobs, task_state
+
+    running = {"instance": 0, "state": "running", "failed_attempts": 0, "node": "b/n0"}
+    assert task_state("cancelled", [running, dict(running, instance=1)]) == "running"
+    assert task_state("cancelled", [dict(running, state="gave up")]) == "cancelled"
+    print_jobs([{"job": "j", "origin": "a", "outcome": "failed", "reason": "task bad: exit 4",
+                 "tasks": [{"task": "long", "outcome": "cancelled",
+                            "reason": "the job failed: task bad: exit 4",
+                            "instances": [running, dict(running, instance=1)]}]}],
+               per_instance=False)
+    out = capsys.readouterr().out.splitlines()
+    row = next(line.split() for line in out if line.startswith("j "))
+    assert row[:5] == ["j", "long", "running", "2", "running"], row
+    assert any("-> cancelled: the job failed: task bad" in line for line in out)
 
 
 @pytest.mark.parametrize("label, noted", [("offline (agreed by replicas 0-3)", True),
