@@ -97,7 +97,7 @@ def job_rows(view, nodes: list[str], out: Path | None, only: str | None = None,
             tasks.append({"task": t.id, "outcome": tr.outcome,
                           "state": task_state(tr.outcome, inst), "reason": tr.reason,
                           "instances": inst, **({"waits": waits} if waits else {})})
-        # ``state``: the outcome, or "running" while a pending job or an open task has a run
+        # ``state``: the outcome, or "running" while a pending job or a task has a run
         # (a probe: --json said "pending" / "open" where the table says running)
         rows.append({"job": job.id, "origin": job.origin, "outcome": rec.outcome,
                      "state": "running" if rec.outcome == "pending" and any(
@@ -118,10 +118,10 @@ def _deadline(job, rec) -> dict:
 
 
 def task_state(outcome: str, instances: list[dict]) -> str:
-    """What the table says of a task: its outcome, or "running" while it is open or waiting
-    and an instance of it runs."""
-    running = any(i["state"] == "running" for i in instances)
-    return "running" if running and outcome in ("open", "waiting") else outcome
+    """What the table says of a task: its outcome, or "running" while an instance of it
+    runs -- also once it failed or was cancelled with the job (its running instances finish;
+    the outcome is said on the line below: a probe read "cancelled" beside "2 running")."""
+    return "running" if any(i["state"] == "running" for i in instances) else outcome
 
 
 def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
