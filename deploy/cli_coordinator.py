@@ -313,7 +313,12 @@ def cmd_status(a: argparse.Namespace) -> int:
     from agora.coordinator.queries import agreed_status
     from agora.protos.plain import plain
 
-    cfg, client = _client(a)
+    from agora.deploy.service_client import target
+
+    t = target(a.config)
+    if not t.serving():
+        return _offline_status(t, a.json)
+    cfg, client = t.coordinator, t.client(a.client, a.keys)
 
     async def main():
         async with client:
@@ -345,6 +350,35 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"warning: {answering} of {cfg.n} replicas answer; ordering needs 2f+1 = "
               f"{2 * cfg.f + 1}: nothing new is committed until more answer")
     return 0 if agreed and can_commit else 1
+
+
+def _offline_status(t, as_json: bool) -> int:
+    """``agora status`` of an ``agora up`` that is not running: what each replica's log on
+    disk holds and what f+1 of them agree on (a probe: only "nothing is running", where
+    ``agora jobs`` and ``schedule get`` answer from the logs); exit 1, as nothing serves."""
+    from agora.coordinator.offline import OfflineError, read_offline
+    from agora.deploy.service_client import NotRunning
+
+    if t.coordinator is None:
+        raise t.not_running()
+    try:
+        view = read_offline(t.coordinator)
+    except OfflineError as e:
+        raise NotRunning(f"{t.not_running()} (and the replicas' logs agree on no state: "
+                         f"{e})") from None
+    if as_json:
+        print(json.dumps({"offline": True, "version": view.version, "executed": view.executed,
+                          "agreed_by": view.agreed, "replicas": [
+                              {"replica": r.index, "status": r.status, "executed": r.executed,
+                               "stable": r.stable, "detail": r.detail}
+                              for r in view.replicas]}, indent=1))
+        return 1
+    print(f"offline: no agora up runs from {t.out}; {view.describe()}")
+    print(f"{'replica':>7} {'status':<12} {'executed':>9} {'stable':>7}  detail")
+    for r in view.replicas:
+        print(f"{r.index:>7} {r.status:<12} {r.executed if r.executed is not None else '-':>9} "
+              f"{r.stable if r.stable is not None else '-':>7}  {r.detail}")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

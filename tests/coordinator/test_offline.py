@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import shutil
 import sqlite3
 import time
@@ -376,3 +377,26 @@ def test_a_replica_started_on_a_damaged_log_says_so_in_one_line(full, tmp_path, 
         asyncio.run(serve(cfg, 0))
     msg = str(e.value)
     assert str(db(cfg, 0)) in msg and "\n" not in msg
+
+
+@pytest.mark.timeout(240)
+def test_agora_status_of_a_stopped_service_reads_the_logs(lagging, capsys):
+    """A probe: ``agora status`` after ``agora down`` said only "nothing is running", where
+    ``agora jobs`` and ``schedule get`` answer from the logs. A stand-in for the stopped
+    service's target (its coordinator config is the real logs')."""
+    from types import SimpleNamespace
+
+    from agora.deploy.cli_coordinator import _offline_status
+
+    t = SimpleNamespace(coordinator=load_config(lagging.dir / "coordinator.yaml"),
+                        out=lagging.dir)
+    assert _offline_status(t, as_json=False) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"offline: no agora up runs from {lagging.dir}; schedule version")
+    rows = {line.split()[0]: line.split()[1:3] for line in out[2:]}
+    assert rows["3"] == ["behind", str(lagging.behind_at)]
+    assert all(rows[i] == ["agreed", str(lagging.executed)] for i in "012")
+    assert _offline_status(t, as_json=True) == 1
+    js = json.loads(capsys.readouterr().out)
+    assert js["offline"] and js["agreed_by"] == [0, 1, 2] and js["replicas"][3]["status"] == \
+        "behind"

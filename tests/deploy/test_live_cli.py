@@ -190,6 +190,10 @@ def test_up_submit_jobs_logs_cancel_down_read_offline_and_resume(setup):
     assert p.stdout.startswith("offline: schedule version "), p.stdout[:300]
     p = agora("cancel", "hello", "--config", cfg)
     assert p.returncode == 1 and "nothing is running" in one_line_error(p)
+    # agora status too, from the logs (a probe: only "nothing is running"); exit 1
+    p = agora("status", "--config", cfg)
+    assert p.returncode == 1 and p.stdout.startswith("offline: no agora up runs"), p.stdout
+    assert "agreed by replicas" in p.stdout and p.stdout.count(" agreed ") >= 2, p.stdout
 
     # up again on the same state: it resumes, and new work runs
     p = agora("up", "--detach", "--config", cfg)
