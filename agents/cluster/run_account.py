@@ -50,9 +50,11 @@ def run_account(name: str | None, who: str = "the runner") -> RunAccount | None:
 
 
 def run_environment(base: dict[str, str], account: RunAccount | None) -> dict[str, str]:
-    """A run's inherited environment: ``base`` (its worker's) without Ray's own variables;
-    with ``account``, that user's ``HOME``, ``USER`` and ``LOGNAME``."""
-    env = {k: v for k, v in base.items() if not k.startswith("RAY_")}
+    """A run's inherited environment: ``base`` (its worker's) without Ray's own variables
+    (``RAY_*``, and Ray's internal ``__RAY_*``: a probe found Agora's worker set-up hook in
+    each run's environment, which a job's own ``ray.init`` would run); with ``account``,
+    that user's ``HOME``, ``USER`` and ``LOGNAME``."""
+    env = {k: v for k, v in base.items() if not k.lstrip("_").startswith("RAY_")}
     if env.get("PYTHONBREAKPOINT", "").startswith("ray."):
         del env["PYTHONBREAKPOINT"]
     if account is not None:
