@@ -46,6 +46,7 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False,
     gets the error of each bad line, which is left out, instead of the first one raised."""
     path = str(path)
     lines = split_lines(read_text(path, "JSON Lines, one job object a line"), path)
+    _not_an_array(path, lines)
     sites, models = set(cluster.site_names), cluster.gpu_models
     jobs: list[Job] = []
     seen: dict[str, int] = {}
@@ -64,6 +65,24 @@ def read_jobs(path: str | Path, cluster: Cluster, *, require_run: bool = False,
     if job_lines is not None:
         job_lines.update(seen)
     return Workload(jobs=tuple(jobs), source=path)
+
+
+def _not_an_array(path: str, lines: list[str]) -> None:
+    """One error for a JSON array of jobs over several lines (a probe: a pretty-printed
+    array was 20 lines of "not valid JSON" and a count, none saying what the file is)."""
+    first = next((k for k, t in enumerate(lines) if t.strip() and not
+                  t.strip().startswith("#")), None)
+    if first is None or not lines[first].lstrip().startswith("[") or \
+            lines[first].strip().endswith("]"):       # one line: that line's own error
+        return
+    try:
+        data = json.loads("\n".join(lines[first:]))
+    except (ValueError, RecursionError):
+        return
+    if isinstance(data, list):
+        raise Where(path, first + 1).error(
+            f"a JSON array of {len(data)} item(s) over {len(lines) - first} lines",
+            "JSON Lines: one job object a line, no enclosing [ ] (e.g. jq -c '.[]' FILE)")
 
 
 def _line(w: Where, s: str, cluster: Cluster, sites, models, require_run: bool,

@@ -172,6 +172,23 @@ def test_jobs_bad_bytes_and_file(cluster, tmp_path):
     check(ei.value, tmp_path / "missing.jsonl", None, None, "cannot read")
 
 
+def test_a_pretty_printed_array_of_jobs_is_one_error_saying_what_the_file_is(cluster,
+                                                                            tmp_path):
+    # a probe: 20 lines of "not valid JSON" and a count, none saying it was an array
+    p = tmp_path / "jobs.jsonl"
+    p.write_text("# jobs\n" + json.dumps([job(), dict(job(), id="k")], indent=2) + "\n")
+    problems: list = []
+    with pytest.raises(InputError) as ei:
+        read_jobs(p, cluster, problems=problems)
+    check(ei.value, p, 2, None, "a JSON array of 2 item(s)", "JSON Lines", "jq -c")
+    # an array on one line keeps that line's own error; broken JSON its lines' errors
+    p.write_text(json.dumps([job()]) + "\n")
+    check(fails(read_jobs, p, p.read_bytes(), cluster), p, 1, None, "found a list")
+    p.write_text("[\n" + json.dumps(job()) + ",\n")
+    read_jobs(p, cluster, problems=problems)
+    assert problems and all("not valid JSON" in str(e) for e in problems)
+
+
 def test_a_live_agora_needs_a_run_for_every_task(cluster, tmp_path):
     p = tmp_path / "j.jsonl"
     p.write_text(jobs_text(bad_task(1, run={"argv": ["true"]})))
