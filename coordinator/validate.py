@@ -141,17 +141,24 @@ def parse_command(req: PbftRequest, rpc: str) -> pb.Command:
     return cmd
 
 
-def _reason(text: str, at: str) -> None:
-    """A reason an operator or a site writes for others to read (cancel, remove): at most
-    MAX_CANCEL_REASON printable characters. Control characters were taken, and an escape
-    sequence in a site's cancel reason cleared the operator's screen in ``agora jobs`` and
-    printed a made-up line there (a probe; the tables now escape them too)."""
+def reason_problem(text: str) -> tuple[str, str] | None:
+    """(problem, expected) of a reason an operator or a site writes for others to read
+    (cancel, remove): at most MAX_CANCEL_REASON printable characters; None when it is one.
+    Control characters were taken, and an escape sequence in a site's cancel reason cleared
+    the operator's screen in ``agora jobs`` and printed a made-up line there (a probe; the
+    tables now escape them too)."""
     if len(text) > MAX_CANCEL_REASON:
-        raise invalid(at, f"{len(text)} characters", f"at most {MAX_CANCEL_REASON}")
+        return f"{len(text)} characters", f"at most {MAX_CANCEL_REASON}"
     if not text.isprintable():
         bad = next(c for c in text if not c.isprintable())
-        raise invalid(at, f"holds the control character {bad!r}",
-                      "printable text on one line")
+        return f"holds the control character {bad!r}", "printable text on one line"
+    return None
+
+
+def _reason(text: str, at: str) -> None:
+    why = reason_problem(text)
+    if why is not None:
+        raise invalid(at, *why)
 
 
 def check_command(cmd: pb.Command, client_id: str, at: str) -> None:

@@ -24,7 +24,8 @@ from agora.agents.workloads.yamlmarks import describe
 from agora.deploy.arg_types import _number
 from agora.deploy.cli_logs import cmd_logs
 from agora.deploy.job_table import job_rows, print_jobs, shown
-from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
+from agora.deploy.service_client import (DEFAULT_UP_CONFIG, OPERATOR, checked_reason, run_live,
+                                         target)
 
 
 def _common(p: argparse.ArgumentParser, *, client: bool = True) -> None:
@@ -275,13 +276,14 @@ def _ledger_view(t, client_id: str, keys: str | None):
 
 # ---- cancel --------------------------------------------------------------------------------
 def cmd_cancel(a: argparse.Namespace) -> int:
+    reason = checked_reason(a.reason)
     t = target(a.config)
 
     from agora.coordinator.client import CoordinatorError
 
     async def go(client):
         try:
-            return await client.cancel_job(a.job, a.reason)
+            return await client.cancel_job(a.job, reason)
         except CoordinatorError as e:
             if e.result is None:
                 raise

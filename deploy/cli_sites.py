@@ -18,7 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from agora.deploy.service_client import DEFAULT_UP_CONFIG, OPERATOR, run_live, target
+from agora.deploy.service_client import (DEFAULT_UP_CONFIG, OPERATOR, checked_reason, run_live,
+                                         target)
 
 
 def register(sub) -> None:
@@ -79,7 +80,8 @@ def cmd_site_admit(a: argparse.Namespace) -> int:
 
 
 def cmd_site_remove(a: argparse.Namespace) -> int:
-    return _ordered(a, lambda c: c.remove_site(a.site, a.reason), "removed",
+    reason = checked_reason(a.reason)
+    return _ordered(a, lambda c: c.remove_site(a.site, reason), "removed",
                     "its key is revoked and its running instances were lost and reopened")
 
 

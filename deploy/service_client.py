@@ -172,3 +172,15 @@ def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | Non
         if e.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             raise t.unanswered(e) from None
         raise
+
+
+def checked_reason(text: str) -> str:
+    """``--reason`` of ``agora cancel`` and ``agora site remove``, checked here as the
+    replicas check it (a probe: 5,000 characters went to the coordinator, whose refusal
+    named a protocol field, ``envelope.payload.request.op.cancel_job.reason``)."""
+    from agora.coordinator.validate import reason_problem
+
+    why = reason_problem(text)
+    if why is not None:
+        raise ValueError(f"--reason: {why[0]}; expected {why[1]}")
+    return text

@@ -445,3 +445,14 @@ def test_a_job_past_its_deadline_says_by_how_much(capsys):
     out = capsys.readouterr().out
     assert "-> completed 8.2 s past its deadline" in out
     assert "-> is 3" in out and out.count("past its deadline") == 2
+
+
+@pytest.mark.parametrize("argv", [["cancel", "j"], ["site", "remove", "east"]])
+@pytest.mark.parametrize("reason, words", [("x" * 5000, "5000 characters; expected at most 200"),
+                                           ("a\x1b[2Jb", "control character")])
+def test_a_reason_is_checked_before_anything_is_sent(up, capsys, argv, reason, words):
+    # a probe: 5,000 characters went to the coordinator, whose refusal named a protocol
+    # field (envelope.payload.request.op.cancel_job.reason); nothing runs here to ask
+    assert main([*argv, "--reason", reason, "--config", str(up)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reason: " in err[0] and words in err[0], err
