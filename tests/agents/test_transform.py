@@ -18,6 +18,17 @@ def test_offered_load_by_hand():
     assert offered_load(WL, CL) == {"cpu": pytest.approx(1.0), "mem": 0.0}
 
 
+def test_the_offered_load_leaves_out_jobs_no_node_can_hold():
+    # a probe: "load 0.9" of a rigid SWF trace whose jobs wider than any node (reported
+    # unschedulable) held 63% of the core-seconds ran at 0.3
+    wide = job("w", 50, "s", task("ok", 100, 5), task("t", 1000, 64))   # 64 cpus: no node
+    w = workload(*WL.jobs, wide)
+    assert offered_load(w, CL) == {"cpu": pytest.approx(1.0), "mem": 0.0}
+    assert offered_load(at_load(w, CL, 0.5), CL)["cpu"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no job of it fits a node"):
+        at_load(workload(wide, job("v", 9, "s", task("t", 1, 64))), CL, 0.5)
+
+
 def test_scale_arrivals_moves_deadlines_with_their_job():
     w = scale_arrivals(WL, 2.0)
     assert [j.arrival for j in w.jobs] == [0, 200] and w.jobs[1].deadline == 500
