@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from agora.agents.domain import Cluster, Workload
-from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, read_alibaba_nodes, read_alibaba_pods
+from agora.agents.workloads.alibaba import (NODE_HEADER, PLACEMENT_HEADER, POD_HEADER,
+                                            read_alibaba_nodes, read_alibaba_pods)
 from agora.agents.workloads.alibaba_dag import FIELDS as BATCH_FIELDS
 from agora.agents.workloads.alibaba_dag import looks_like_batch_tasks, read_batch_tasks
 from agora.agents.workloads.errors import InputError
@@ -102,11 +103,19 @@ def load_cluster(spec: str, *, sites: int = 8, split: str = "stratified") -> Clu
     if suffix in (".yaml", ".yml"):
         return read_cluster(spec)
     header = tuple(c.strip() for c in _first_line(spec).split(","))
-    if header != NODE_HEADER:
+    if header != NODE_HEADER and not _near(header, NODE_HEADER):
         raise InputError(path=spec, line=1, field=None,
                          problem="a .csv without the Alibaba node list header",
                          expected=CLUSTER_KINDS)
     return read_alibaba_nodes(spec, sites, split)
+
+
+def _near(header: tuple[str, ...], known: tuple[str, ...]) -> bool:
+    """A header of that kind gone wrong (3 or more of its column names): read as that kind,
+    whose reader names what is missing or unexpected (a probe: a pod list without two
+    columns was read as a batch_task.csv, its header as data; a misspelt column was "neither
+    header", 600 characters that named no column)."""
+    return len(set(header) & set(known)) >= 3
 
 
 _OPTIONS = {".jsonl": (), ".swf": ("rigid", "mem_per_proc_mib"), ".csv": ("qos_weights",),
@@ -131,7 +140,16 @@ def load_workload(spec: str, cluster: Cluster, **options: Any) -> Workload:
     kind = suffix
     if suffix == ".csv":
         first = _first_line(spec)
-        if tuple(c.strip() for c in first.split(",")) != POD_HEADER:
+        header = tuple(c.strip() for c in first.split(","))
+        if header == PLACEMENT_HEADER:
+            raise InputError(path=spec, line=1, field=None,
+                             problem=f"a pod list without times ({','.join(header)}: one of "
+                                     f"the placement-only variants, as "
+                                     f"openb_pod_list_multigpu50.csv)",
+                             expected="a pod list with creation, deletion and scheduled times "
+                                      "to replay (placement-only lists are read by python -m "
+                                      "bench.gpu_fragmentation)")
+        if header != POD_HEADER and not _near(header, POD_HEADER):
             if not looks_like_batch_tasks(first):
                 raise InputError(path=spec, line=1, field=None,
                                  problem="a .csv with neither the Alibaba pod list header "
