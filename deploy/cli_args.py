@@ -181,6 +181,23 @@ def _sim_config(a: argparse.Namespace, *, fixed_seed: str | None = None):
     return cfg, given
 
 
+def missing_folders(path: str) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, deepest first (what ``_check_out``
+    will make, and ``remove_if_empty`` takes back when the run fails)."""
+    p = Path(path)
+    return [q for q in (p, *p.parents) if not q.exists()]
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a run that failed leaves
+    no folder it made (a probe: a bad checkpoint left an empty --out behind)."""
+    for q in folders:
+        try:
+            q.rmdir()
+        except OSError:
+            return
+
+
 def _check_out(path: str) -> Path:
     """``--out``: made (a folder this user can write) before anything runs, so a run's
     results are never lost to a bad path after the run."""

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict, replace
@@ -12,7 +13,8 @@ from dataclasses import asdict, replace
 from agora.agents.baselines import BASELINES, is_baseline
 from agora.agents.workloads.errors import InputError
 from agora.deploy import json_out
-from agora.deploy.cli_args import _build, _check_out, _scenario, _sim_config, _transforms
+from agora.deploy.cli_args import (_build, _check_out, _scenario, _sim_config, _transforms,
+                                    missing_folders, remove_if_empty)
 
 def _threshold_needs_trigger(a: argparse.Namespace, checkpoint=None) -> None:
     """``--threshold`` with ``--comm`` none or always -- or, without ``--comm``, with a
@@ -34,7 +36,6 @@ def _threshold_needs_trigger(a: argparse.Namespace, checkpoint=None) -> None:
 
 def cmd_simulate(a: argparse.Namespace) -> int:
     from agora.agents.sim.report import metrics_table, shown
-    from agora.agents.sim.runner import run_one
 
     if is_baseline(a.policy):
         for opt, v in (("--comm", a.comm), ("--threshold", a.threshold)):
@@ -57,29 +58,27 @@ def cmd_simulate(a: argparse.Namespace) -> int:
                          problem="false, so the Gantt charts that --out writes would be empty",
                          expected="record_attempts: true, or --no-gantt")
     cluster, wl = _build(a, sc, seed)
+    made = missing_folders(a.out) if a.out is not None else []
     d = _check_out(a.out) if a.out is not None else None
-    if not a.json:
-        src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
-        print(f"scenario: {sc.shown()}\nseed: {seed} (from {src})  policy: {a.policy}\n"
-              f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
-              f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
-              f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
-    if is_baseline(a.policy):
-        r = run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json)
-    else:
-        from agora.agents.learn.evaluate import run_learned
-        r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
-                           threshold=a.threshold, progress=not a.json)
+    try:
+        r = _run(a, sc, cluster, wl, cfg, seed, given)
+    except BaseException:
+        remove_if_empty(made)
+        raise
     out = {"scenario": asdict(sc), "seed": seed, "policy": a.policy, "seeds": r.seeds,
            "config": cfg.to_dict(), "metrics": shown(r.metrics),
            "unschedulable": [list(u) for u in r.unschedulable],
            "failed": [list(f) for f in r.failed],
            "cancelled": [list(c) for c in r.cancelled]}
     if d is not None:
-        (d / "result.json").write_text(json_out.dumps(out, indent=1))
         if not a.no_gantt:
             from agora.agents.sim.gantt import write_gantt
             out["gantt"] = [str(p) for p in write_gantt(r, d)]
+        # whole or not at all, and as --json says it (a probe: written before the charts,
+        # it lacked their "gantt")
+        tmp = d / ".result.json.tmp"
+        tmp.write_text(json_out.dumps(out, indent=1))
+        os.replace(tmp, d / "result.json")
     if a.json:
         print(json_out.dumps(out, indent=1))
     else:
@@ -93,6 +92,25 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         if a.out:
             print(f"wrote {a.out}/result.json" + ("" if a.no_gantt else " and Gantt charts"))
     return 0 if r.metrics["tasks_lost"] == 0 else 1
+
+
+def _run(a: argparse.Namespace, sc, cluster, wl, cfg, seed: int, given: dict):
+    """The run of ``agora simulate``: what runs said on stderr, then the policy's run."""
+    from agora.agents.sim.runner import run_one
+
+    if not a.json:
+        src = "--seed" if a.seed is not None else a.config if "seed" in given else "default"
+        print(f"scenario: {sc.shown()}\nseed: {seed} (from {src})  policy: {a.policy}\n"
+              f"config: {cfg.to_dict()}\ncluster: {len(cluster.sites)} sites, "
+              f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
+              f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
+    if is_baseline(a.policy):
+        return run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json)
+    from agora.agents.learn.evaluate import run_learned
+
+    r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
+                       threshold=a.threshold, progress=not a.json)
+    return r
 
 
 def cmd_baselines(a: argparse.Namespace) -> int:

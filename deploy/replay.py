@@ -212,10 +212,10 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     cluster, wl = cfg.scenario().build(cfg.seed)
     require_jobs(wl, cfg.workload, "replay")      # refused before anything starts
     weights, pconf = cfg.acting_policy()
+    out.mkdir(parents=True, exist_ok=True)        # (a probe: a bad policy left it empty)
     trainers = None
     if cfg.federation.enabled:
         from agora.agents.learn.learned_policy import AgentConfig

@@ -73,3 +73,27 @@ def test_a_threshold_for_a_checkpoint_that_does_not_use_the_trigger_is_refused(t
         assert main([*argv, "--threshold", "0.3"]) == 2
         err = capsys.readouterr().err
         assert "--threshold 0.3 with the checkpoint's comm none" in err, err
+
+
+def test_a_bad_checkpoint_leaves_no_out_folder_and_result_json_is_what_json_says(
+        tmp_path, capsys):
+    """A probe: a bad checkpoint failed the run after --out was made (an empty folder and
+    its parents left behind); result.json, written before the charts, lacked their list."""
+    bad = tmp_path / "t.pt"
+    bad.write_text("not a checkpoint")
+    out = tmp_path / "deep" / "er" / "out"
+    assert main(["simulate", "--policy", str(bad), "--workload", "synthetic:jobs=3",
+                 "--out", str(out)]) == 2
+    assert "not a checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "deep").exists()
+    (tmp_path / "kept").mkdir()                     # a folder that was there stays
+    assert main(["simulate", "--policy", str(bad), "--workload", "synthetic:jobs=3",
+                 "--out", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()
+    capsys.readouterr()
+    assert main(["simulate", "--policy", "sjf", "--workload", "synthetic:jobs=3", "--out",
+                 str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert json.loads((out / "result.json").read_text()) == shown and "gantt" in shown
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("gantt")) == \
+        ["result.json"]
