@@ -106,8 +106,11 @@ def _number(path: str, line: int, k: int, tok: str) -> float:
     except ValueError:
         v = math.nan
     if not math.isfinite(v):
-        raise InputError(path=path, line=line, field=FIELDS[k], problem=f"found {tok!r}",
-                         expected="a finite number (-1 when unknown)")
+        # the field's own check says whether -1 (unknown) is taken: submit_time's is not,
+        # and "-1 when unknown" here contradicted it (a probe); a 5,000-digit number was
+        # echoed whole
+        raise InputError(path=path, line=line, field=FIELDS[k],
+                         problem=f"found {shorten(tok)!r}", expected="a finite number")
     return v
 
 

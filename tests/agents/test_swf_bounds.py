@@ -49,6 +49,17 @@ def fails(p: Path, **kw) -> InputError:
 
 # ----------------------------------------------------------------------------- F2: bounds
 
+@pytest.mark.parametrize("field", ["submit_time", "run_time", "allocated_processors"])
+def test_a_number_that_is_not_finite_is_shown_short_and_not_offered_minus_one(tmp_path,
+                                                                              field):
+    # a probe: a 5,000-digit number echoed whole (5,130 characters), and submit_time's
+    # "-1 when unknown" here contradicted its own check, which refuses -1
+    for tok in ("9" * 5000, "nan"):
+        e = fails(write(tmp_path, swf_line(**{field: tok})))
+        assert e.field == field and len(str(e)) < 300, str(e)[:400]
+        assert "when unknown" not in str(e), str(e)
+
+
 def test_processors_past_max_instances_refused(tmp_path):
     p = write(tmp_path, swf_line(allocated_processors=2_000_000))
     check(fails(p), p, 2, "allocated_processors", "found 2000000", "<= 1,000,000")
