@@ -102,6 +102,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"--curriculum-steps {a.curriculum_steps} without --curriculum-jobs: "
                          f"it sets how long episodes of --curriculum-jobs jobs last; expected "
                          f"--curriculum-jobs N too")
+    if a.curriculum_jobs is not None and a.curriculum_jobs >= a.train_jobs:
+        # a probe: 100 with --train-jobs 10 ran episodes of 100 jobs shrinking to 10
+        raise ValueError(f"--curriculum-jobs {a.curriculum_jobs} with --train-jobs "
+                         f"{a.train_jobs}: the first episodes' length, growing to "
+                         f"--train-jobs; expected fewer than {a.train_jobs}")
     if a.imitation_steps and not a.imitation_coef:
         raise ValueError(f"--imitation-steps {a.imitation_steps} with --imitation-coef 0: it "
                          f"sets how long the imitation penalty decays; expected "

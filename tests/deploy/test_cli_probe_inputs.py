@@ -155,6 +155,9 @@ def test_replay_speed_is_bounded(speed, tmp_path, capsys):
      "--trim-beta 0.3 with --strategy fedavg"),
     (["train", "--curriculum-steps", "100", "--out", "X"],
      "--curriculum-steps 100 without --curriculum-jobs"),
+    # a probe: episodes of 100 jobs shrinking to 10
+    (["train", "--train-jobs", "10", "--curriculum-jobs", "100", "--out", "X"],
+     "--curriculum-jobs 100 with --train-jobs 10"),
     (["train", "--imitation-steps", "100", "--out", "X"],
      "--imitation-steps 100 with --imitation-coef 0"),
     (["train", "--federated", "--steps", "100", "--out", "X"], "--steps 100 with --federated"),
