@@ -206,7 +206,8 @@ def policy_arg(v: str) -> str:
 
     try:
         return policy(v)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:    # (an empty name is the API's TypeError: argparse
+        # said "invalid policy_arg value: ''", a probe)
         raise argparse.ArgumentTypeError(str(e).removeprefix("policy: ")) from None
 
 

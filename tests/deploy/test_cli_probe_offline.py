@@ -97,3 +97,11 @@ def test_a_bad_checkpoint_leaves_no_out_folder_and_result_json_is_what_json_says
     assert json.loads((out / "result.json").read_text()) == shown and "gantt" in shown
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("gantt")) == \
         ["result.json"]
+
+
+def test_an_empty_policy_is_named_not_argparses_function(capsys):
+    # a probe: "argument --policy: invalid policy_arg value: ''"
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--policy", ""])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "policy_arg" not in err and "got ''; expected a baseline" in err
