@@ -338,8 +338,11 @@ def cpsat_schedule(workload: Workload, cluster: Cluster, *,
         bound = max(bound_units / WEIGHT_SCALE * resolution_s + offset,
                     analytic["sum_weighted_completion"])
     bound = min(bound, value)
+    # float noise only, of the terms summed (the offset cancels in the bound): 1e-9 of the
+    # value was a whole second of real gap at 1e9 s (a probe)
+    proven = value <= bound + 1e-12 * (1.0 + abs(value) + abs(offset))
+    if proven and message:      # a probe: "proven_optimal" beside "found no schedule"
+        message += ", and it meets the lower bound: optimal"
     return result(status, value=value, best_bound=bound, message=message,
                   placements=tuple(placements), solve_time_s=solve_time,
-                  # float noise only, of the terms summed (the offset cancels in the bound):
-                  # 1e-9 of the value was a whole second of real gap at 1e9 s (a probe)
-                  proven_optimal=value <= bound + 1e-12 * (1.0 + abs(value) + abs(offset)))
+                  proven_optimal=proven)

@@ -317,3 +317,15 @@ def test_an_exact_optimal_weighted_solve_is_proven_though_its_arrivals_are_far_a
     r = cpsat_schedule(workload(*jobs), cluster(node("n", cpu=1000), node("m", cpu=1000)),
                        objective="weighted_completion", time_limit_s=5, seed=1)
     assert r.status == "OPTIMAL" and r.proven_optimal, (r.value, r.best_bound)
+
+
+def test_a_hint_that_meets_the_bound_says_it_is_optimal_not_only_unsolved():
+    # a probe: "proven_optimal": true beside "CP-SAT found no schedule in time; this is its
+    # hint" -- both true (the hint met the lower bound), the message said only the second
+    from agora.agents.bounds_cpsat import cpsat_schedule
+    from tests.simkit import cluster, job, node, site, task, workload
+
+    one = cluster(site("s", node("s", "n", 10, mem=1000)))
+    r = cpsat_schedule(workload(job("a", 0, "s", task("t", 100, 5))), one, time_limit_s=1e-9)
+    assert r.status == "FEASIBLE" and r.proven_optimal
+    assert r.message.endswith("its hint, and it meets the lower bound: optimal")
