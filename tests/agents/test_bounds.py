@@ -322,7 +322,6 @@ def test_an_exact_optimal_weighted_solve_is_proven_though_its_arrivals_are_far_a
 def test_a_hint_that_meets_the_bound_says_it_is_optimal_not_only_unsolved():
     # a probe: "proven_optimal": true beside "CP-SAT found no schedule in time; this is its
     # hint" -- both true (the hint met the lower bound), the message said only the second
-    from agora.agents.bounds_cpsat import cpsat_schedule
     from tests.simkit import cluster, job, node, site, task, workload
 
     one = cluster(site("s", node("s", "n", 10, mem=1000)))
