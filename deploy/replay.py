@@ -249,6 +249,7 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
     runs: list[dict] = []
     try:
         clock = start_clock(system, wl.jobs[0].arrival if wl.jobs else 0.0, cfg.speed)
+        decided = 0
         for k in range(cfg.episodes):
             wl_k = episode_workload(wl, k, clock.now() + 1.0)
             span = (wl_k.jobs[-1].arrival - clock.now()) if wl_k.jobs else 0.0
@@ -261,6 +262,11 @@ def replay(cfg, *, progress: bool = True, echo=print, byzantine=None, on_system=
             if os.environ.get("AGORA_TRACE"):
                 write_traces(system, out / f"traces-{k}.json")
             figs["start_up_s"] = round(up_s, 2)
+            # the agents' decisions of this episode (their counters run on across episodes;
+            # a restarted agent's start again, so this undercounts then): the driver sees
+            # none, and "decisions 0" beside instances completed was a probe's puzzle
+            ep["metrics"]["decisions"] = max(figs["agent_decisions"] - decided, 0)
+            decided = figs["agent_decisions"]
             echo(metrics_table(ep["metrics"]))
             for r in ep["rejections"][:10]:     # why, not only how many (a probe)
                 echo(f"rejected at submission: job {r['job']}: {r['reason']}")

@@ -175,6 +175,7 @@ def test_the_cluster_engine_gives_the_simulation_engines_schedule_with_no_driver
     assert any(x.startswith("rejected at submission: job huge: ") for x in said), said
     sysf = res["system"]
     assert sysf["agent_decisions"] > 0 and sysf["agent_messages"] > 0
+    assert m["decisions"] == sysf["agent_decisions"]    # (a probe read "decisions 0")
     assert sysf["codes_sent"] > 0, "random weights are uncertain: codes must go out"
     assert checked["pinned"], "every agent runs on the node carrying its site's resource"
     assert checked["niceness"] == {0}, checked["niceness"]
@@ -271,6 +272,10 @@ def test_flower_rounds_between_episodes_run_on_the_site_actors(tmp_path):
     trained = {int(k): v for k, v in fed["train"].items()}
     assert trained and all(m["charts/steps"] >= 20 for m in trained.values())
     assert res["episodes"][1]["metrics"]["jobs_completed"] == 3
+    # each episode's own decisions; the agents' counters run on
+    eps = res["episodes"]
+    assert all(e["metrics"]["decisions"] > 0 for e in eps)
+    assert sum(e["metrics"]["decisions"] for e in eps) == eps[1]["system"]["agent_decisions"]
 
 
 @pytest.mark.parametrize("cmd", ["replay", "up"])
