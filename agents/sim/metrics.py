@@ -11,8 +11,9 @@
   that never completed) / jobs with a deadline.
 - **Energy** (kWh): every node draws its idle power while up, plus a load-proportional part
   for what runs on it (``PowerModel``), times the site's PUE.
-- **Energy efficiency** ∈ (0, 1] = the least dynamic energy the completed work could have
-  drawn (each instance on the node type that runs it most cheaply) / the energy drawn.
+- **Energy efficiency** ∈ [0, 1] = the least dynamic energy the completed work could have
+  drawn (each instance on the node type that runs it most cheaply) / the energy drawn (0 when
+  the completed work draws none: zero-duration or zero-demand jobs).
 - **QoS** ∈ (0, 1] = the mean over completed jobs of 1 / (1 + ln slowdown) (a normalised log
   slowdown: 1 at no wait, 0.59 at slowdown 2, 0.30 at 10, 0.16 at 200, 0.10 at 10,000), averaged
   with (1 − deadline-miss rate) when the workload has deadlines. It stays informative at any
