@@ -318,7 +318,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     t = target(a.config)
     if not t.serving():
         return _offline_status(t, a.json)
-    cfg, client = t.coordinator, t.client(a.client, a.keys)
+    cfg, client = _client(a)
 
     async def main():
         async with client:

@@ -101,6 +101,8 @@ def test_status_warns_and_fails_when_too_few_replicas_answer_to_commit(monkeypat
             return list(answers)
 
     monkeypatch.setattr(cc, "_client", lambda a: (cfg, Fake()))
+    # a service that runs (else agora status reads the replicas' logs on disk)
+    monkeypatch.setattr("agora.deploy.service_client.Target.serving", lambda self: True)
     assert main(["status"]) == 1
     assert "warning: 2 of 4 replicas answer; ordering needs 2f+1 = 3" in capsys.readouterr().out
     answers[2] = answers[0]
