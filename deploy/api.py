@@ -185,7 +185,7 @@ REQUEST_MARGIN = 64 * 1024
 """bytes of a submission's request besides its jobs' encodings (envelope, signature,
 command): a job may take the coordinator's ``max_request_bytes`` less this"""
 CHUNK_BYTES = 1024 * 1024
-"""bytes of jobs a submission's request holds besides a job larger than this alone: on this
+"""bytes of jobs one submission request holds at most (a larger job goes alone): on this
 2-core machine, under load, requests of 4 MiB of jobs outlasted the replicas' request timers
 (view changes, and "too few replicas answered" for 200 of 1,000 jobs of 10 KB)"""
 
