@@ -311,9 +311,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from agora.coordinator.queries import agreed_status
-    from agora.protos.plain import plain
-
     from agora.deploy.service_client import target
+    from agora.protos.plain import plain
 
     t = target(a.config)
     if not t.serving():
