@@ -80,7 +80,7 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
             # stopped after its last step, before its end's files: finished below
             log(f"{ck}: all {cfg.steps} steps done (at {done}); writing what a run writes "
                 f"at its end")
-        _metrics_to_resume(out / "metrics.jsonl")
+        _metrics_to_resume(out / "metrics.jsonl", int(blob["progress"]["update"]))
         loop.load_state(blob)
         st = loop.progress
         log(f"resumed from {ck} at step {st['step']}")
@@ -150,27 +150,35 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     return summary
 
 
-def _metrics_to_resume(path: Path) -> None:
+def _metrics_to_resume(path: Path, update: int) -> None:
     """``metrics.jsonl`` before a resume appends to it: a last row cut by a kill mid-append
-    dropped (every row is written whole with its newline; the resume redoes that update), any
-    other row that is not JSON named -- before anything is trained, not after: the run's end
-    reads every row back for the curve (a review: a cut row was joined to the next, and a
-    finished resume failed naming no file, its summary.json left as the old run's)."""
+    dropped (every row is written whole with its newline; the resume redoes that update), and
+    so are the rows of updates past ``update``, the checkpoint's (a row is written before
+    ``last.pt``: a stop between the two wrote the row again on resume -- a probe); any other
+    row that is not JSON named -- before anything is trained, not after: the run's end reads
+    every row back for the curve (a review: a cut row was joined to the next, and a finished
+    resume failed naming no file, its summary.json left as the old run's)."""
     if not path.exists():
         return
-    data = path.read_bytes()
+    original = path.read_bytes()
+    data = original
     if data and not data.endswith(b"\n"):
         data = data[:data.rfind(b"\n") + 1]
-        path.write_bytes(data)
-    for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    kept = []
+    for i, line in enumerate(data.splitlines(keepends=True), 1):
         if not line.strip():
             continue
         try:
-            json.loads(line)
+            row = json.loads(line)
         except ValueError:
             raise ValueError(f"{path}:{i}: not a row of the run's metrics (JSON); expected "
                              f"the rows the run wrote: mend or remove the line to --resume"
                              ) from None
+        if not (isinstance(row, dict) and isinstance(row.get("update"), int)
+                and row["update"] > update):
+            kept.append(line)
+    if b"".join(kept) != original:
+        path.write_bytes(b"".join(kept))
 
 
 def validation_references(src: EpisodeSource, n: int) -> dict:
