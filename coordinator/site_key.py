@@ -39,6 +39,12 @@ def load_or_create(path: str | Path) -> SigningKey:
     when missing). Raises ValueError naming the file when it holds something else, or when
     others may read it (a key that may have leaked is not used: make a new one)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        # a dangling link: os.link below finds the name taken, and the retry found it
+        # missing again, for good (a probe: RecursionError, 7,900 lines of traceback)
+        raise ValueError(f"{path}: a symbolic link to {os.readlink(path)}, which does not "
+                         f"exist; expected the path of a site key file (remove the link to "
+                         f"make a new key there)")
     if path.exists():
         if not path.is_file():      # a probe: a folder was said to be a key that had leaked
             raise ValueError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}"

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agora.coordinator.private_file import write_private, write_public
+from agora.coordinator.private_file import check_private, write_private, write_public
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 
@@ -112,6 +112,10 @@ def sign_request(out: Path, name: str, csr_pem: bytes, hosts: Iterable[str] = DE
 
 def _signed(out: Path, name: str, public_key, hosts: Iterable[str], days: int) -> bytes:
     ca_cert = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+    # the CA's key is checked as every key is where it is read (a probe: a ca.key others
+    # could read signed new certificates without a word)
+    check_private(out / "ca.key", "the CA's key", "make a new CA and certificates with "
+                  "`agora certs` in a fresh folder")
     ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
     start, end = _validity(days)
     cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)

@@ -140,3 +140,30 @@ def test_a_key_file_others_may_read_or_another_user_owns_is_refused_where_it_is_
         with pytest.raises(ValueError, match=r"owned by user id \d+, not by this process"):
             read()
     assert mode(out) == 0o600 and mode(site) == 0o600
+
+
+def test_a_ca_key_others_may_read_signs_nothing(tmp_path):
+    """A probe: agora up signed new site and client certificates with a ca.key at 0644,
+    without a word (the other keys are checked where they are read)."""
+    from agora.deploy.certs import issue
+
+    certs = tmp_path / "certs"
+    ensure_all(certs, ["a"], replicas=4)
+    assert issue(certs, "site-b").cert.is_file()
+    os.chmod(certs / "ca.key", 0o644)
+    with pytest.raises(ValueError, match=r"ca.key: mode 644; the CA's key must be readable"):
+        issue(certs, "site-c")
+    assert not (certs / "site-c.crt").exists()
+
+
+def test_a_dangling_link_where_a_site_key_goes_is_named_not_followed_for_good(tmp_path):
+    """A probe: os.link found the name taken, the retry found it missing, for good
+    (RecursionError, 7,900 lines of traceback, also from an agent under agora up)."""
+    from agora.coordinator import site_key
+
+    link = tmp_path / "site-a.key"
+    link.symlink_to(tmp_path / "elsewhere.key")
+    with pytest.raises(ValueError, match=r"a symbolic link to .*elsewhere.key, which does not "
+                                         r"exist"):
+        site_key.load_or_create(link)
+    assert not (tmp_path / "elsewhere.key").exists() and link.is_symlink()
