@@ -295,6 +295,36 @@ def detach(cfg, config_arg: str, *, timeout_s: float = 300.0) -> int:
     p = subprocess.Popen(python_module("agora.deploy.cli", "up", "--config", config_arg),
                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd=os.getcwd())
+    try:
+        return _until_ready(p, out, config_arg, timeout_s)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM while it starts stops what it started, as without --detach (a
+        # probe: this process said "stopped" and the service went on in its own session)
+        print(f"agora up: stopping the service it started (pid {p.pid}) ...", file=sys.stderr,
+              flush=True)
+        _stop_started(p)
+        raise
+
+
+def _stop_started(p: subprocess.Popen, wait_s: float = 90.0) -> None:
+    """SIGTERM to the keeper ``p`` (it stops what started, also while starting), SIGKILL to
+    its session after ``wait_s``; a second Ctrl-C does not cut the wait short."""
+    old = [signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        except ProcessLookupError:
+            pass
+    finally:
+        for sig, handler in zip((signal.SIGINT, signal.SIGTERM), old):
+            signal.signal(sig, handler)
+
+
+def _until_ready(p: subprocess.Popen, out: Path, config_arg: str, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         info = running_service(out)
