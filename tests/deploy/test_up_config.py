@@ -77,6 +77,14 @@ def test_a_file_of_comments_only_means_every_default(tmp_path):
     assert dataclasses.replace(cfg, source="<defaults>") == UpConfig()
 
 
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_a_file_of_nothing_is_refused_not_every_default(tmp_path, text):
+    # a probe: a file of no bytes started the 8-site default cluster (a wrong or cut file)
+    with pytest.raises(UpConfigError, match="the file is empty .*a comment line to run every "
+                                            "default"):
+        load_up_config(write(tmp_path, text))
+
+
 def test_defaults_resolve_from_deploy_configs_and_given_paths_from_the_file(tmp_path,
                                                                          monkeypatch):
     (tmp_path / "sub").mkdir()
