@@ -6,6 +6,8 @@ it; it takes the parsed arguments and returns the exit status."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -123,10 +125,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.out.strip():        # a probe: '' wrote the run into the current folder
         raise ValueError(f"--out {a.out!r}: an empty path; expected a folder for the run's "
                          f"checkpoints and metrics")
-    held = [f for f in RUN_FILES if (Path(a.out) / f).exists()]
-    if held and not a.resume:   # a probe: a new run overwrote the old one's files, silently
-        raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
-                         f"to continue it, or another --out for a new run")
+    _refuse_a_held_run(a)       # (told before the run's set-up; again under the lock)
     sc = _scenario(a)
     cluster, wl = _build(a, sc, 0)                      # bad input: fail before any run
     _require_runnable(cluster, wl, sc.workload)
@@ -138,12 +137,46 @@ def cmd_train(a: argparse.Namespace) -> int:
                       ppo=PPOConfig(lr=a.lr, ent_final=a.ent_final,
                                     imitation_coef=a.imitation_coef,
                                     imitation_steps=a.imitation_steps))
-    if a.federated:
-        return _train_federated(a, cfg)
-    summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
-                    log=lambda m: print(m, file=sys.stderr), track=a.track, workers=a.workers)
+    with _only_run_in(a):
+        if a.federated:
+            return _train_federated(a, cfg)
+        summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
+                        log=lambda m: print(m, file=sys.stderr), track=a.track,
+                        workers=a.workers)
     _print_summary(summary, a.json)
     return 0
+
+
+def _refuse_a_held_run(a: argparse.Namespace) -> None:
+    """A new run into a folder that holds one (a probe: it overwrote the old run's files,
+    silently)."""
+    held = [f for f in RUN_FILES if (Path(a.out) / f).exists()]
+    if held and not a.resume:
+        raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
+                         f"to continue it, or another --out for a new run")
+
+
+@contextlib.contextmanager
+def _only_run_in(a: argparse.Namespace):
+    """``--out`` locked (``train.lock``, flock) for this run, and looked at again under the
+    lock: a probe started two runs into one folder at once, both passed the "holds a run
+    already" check, and both wrote there (a checkpoint of one seed, metrics of both, a cut
+    row; both failed at their end). The kernel drops the lock when the process ends."""
+    import fcntl
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / "train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"--out {a.out}: another agora train writes there now; expected "
+                             f"another --out, or --resume once it ended") from None
+        _refuse_a_held_run(a)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _require_runnable(cluster, wl, workload: str) -> None:

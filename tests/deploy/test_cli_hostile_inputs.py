@@ -176,6 +176,22 @@ def test_a_resume_drops_the_row_of_an_update_its_checkpoint_does_not_hold(tmp_pa
     assert last + 1 in updates
 
 
+def test_a_second_run_into_a_folder_a_run_writes_now_is_refused(tmp_path, capsys):
+    """A probe: two runs started at once into one folder both passed the "holds a run
+    already" check and both wrote there (one seed's checkpoint, both seeds' metrics, a cut
+    row; both failed at their end). The first run's lock is held here by hand."""
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / "train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        err = input_error(TRAIN + ["--out", str(out), "--steps", "64"], capsys)
+        assert "another agora train writes there now" in err, err
+        assert not (out / "metrics.jsonl").exists()
+    assert main(TRAIN + ["--out", str(out), "--steps", "64"]) == 0   # free again: it runs
+
+
 def test_a_damaged_metrics_line_is_named_before_a_resume_trains(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(TRAIN + ["--out", str(out), "--steps", "64"]) == 0
