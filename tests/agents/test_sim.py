@@ -261,6 +261,23 @@ def test_paired_bootstrap_interval_is_seeded_and_sees_a_consistent_gain():
     assert "nan" not in none.lower() and "no seed to pair: sjf's jct_mean_s is 0" in none
 
 
+def test_a_verdict_needs_the_paired_t_interval_to_exclude_zero_too():
+    # a probe: at three seeds the percentile bootstrap is about [min, max] of the
+    # differences, so any three of one sign said "lower" (bootstrap [+7.3%, +75.2%]; the
+    # paired t interval on the same values is [-57%, +124%])
+    from agora.agents.sim.report import paired_t, paired_table
+
+    assert paired_t([0.10, 0.20, 0.15]) == pytest.approx((0.15 - 0.1242, 0.15 + 0.1242),
+                                                         abs=1e-3)
+    lo, hi = paired_t([0.1] * 25 + [0.2] * 25)      # past the table: the approximation
+    assert lo == pytest.approx(0.15 - 2.0096 * 0.05051 / 50 ** 0.5, abs=1e-4) and hi > lo
+    ref = [{"jct_mean_s": 100.0}] * 3
+    wide = [{"jct_mean_s": 100.0 / (1 - d)} for d in (0.752, 0.073, 0.176)]
+    t = paired_table({"learned": ref, "fifo": wide}, "learned")
+    row = next(line for line in t.splitlines() if line.startswith("| fifo"))
+    assert "[+7.3%, +75.2%]" in row and row.rstrip(" |").endswith("no difference"), row
+
+
 def test_a_failed_task_cancels_its_jobs_other_tasks_and_none_is_counted_lost():
     # x fails on its only attempt (failure probability ~1); z, independent of x, has not
     # started (one 1-cpu node, FIFO puts x first): it is cancelled with the job, counted
