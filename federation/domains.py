@@ -79,17 +79,7 @@ class Setup:
         a resume refuses files changed since (a probe: an edited cluster went unnoticed)."""
         return {"name": self.name, "source": self.source,
                 "sites": [{"name": s.name, "note": s.note, "scenario": asdict(s.scenario),
-                           "digests": _file_digests(s.scenario)} for s in self.sites]}
-
-
-def _file_digests(sc: Scenario) -> dict[str, str]:
-    out = {}
-    for field in ("cluster", "workload"):
-        f = Path(str(getattr(sc, field)).partition(":")[0] if field == "workload"
-                 else getattr(sc, field))
-        if f.is_file():
-            out[field] = _digest(f)
-    return out
+                           "digests": s.scenario.file_digests()} for s in self.sites]}
 
 
 # -- YAML setups ------------------------------------------------------------------------------

@@ -56,6 +56,21 @@ class Scenario:
             return d
         return {k: v for k, v in d.items() if k not in ("sites", "split")}
 
+    def file_digests(self) -> dict[str, str]:
+        """A digest (sha256, 16 hex digits) of the cluster and workload files (those that
+        are files): what a resumed training run compares, so that a file changed since its
+        start is refused (a probe: an edited cluster went unnoticed)."""
+        import hashlib
+        from pathlib import Path
+
+        out = {}
+        for field in ("cluster", "workload"):
+            spec = str(getattr(self, field))
+            f = Path(spec.partition(":")[0] if field == "workload" else spec)
+            if f.is_file():
+                out[field] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        return out
+
     def build(self, seed: int) -> tuple[Cluster, Workload]:
         cluster = load_cluster(self.cluster, sites=self.sites, split=self.split)
         f = cluster.faults

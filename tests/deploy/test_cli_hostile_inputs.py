@@ -192,6 +192,23 @@ def test_a_second_run_into_a_folder_a_run_writes_now_is_refused(tmp_path, capsys
     assert main(TRAIN + ["--out", str(out), "--steps", "64"]) == 0   # free again: it runs
 
 
+@pytest.mark.timeout(300)
+def test_a_resume_on_a_changed_cluster_file_is_refused_naming_it(tmp_path, capsys):
+    """A probe: an edited cluster (cpu 8 -> 2) was taken by --resume, and the validation
+    JCT jumped 534 -> 1,724 s; federated runs kept digests and refused it, single runs not."""
+    from agora.agents.workloads.loader import DEFAULT_CLUSTER
+
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text(Path(DEFAULT_CLUSTER).read_text())
+    out = tmp_path / "run"
+    argv = TRAIN + ["--cluster", str(cluster), "--out", str(out)]
+    assert main(argv + ["--steps", "64"]) == 0
+    cluster.write_text(cluster.read_text() + "\n# edited\n")
+    capsys.readouterr()
+    err = input_error(argv + ["--steps", "128", "--resume"], capsys)
+    assert "--resume with a changed file (cluster " in err and str(cluster) in err, err
+
+
 def test_a_damaged_metrics_line_is_named_before_a_resume_trains(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(TRAIN + ["--out", str(out), "--steps", "64"]) == 0
