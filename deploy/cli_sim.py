@@ -61,7 +61,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     made = missing_folders(a.out) if a.out is not None else []
     d = _check_out(a.out) if a.out is not None else None
     try:
-        r = _run(a, sc, cluster, wl, cfg, seed, given)
+        r, messages = _run(a, sc, cluster, wl, cfg, seed, given)
     except BaseException:
         remove_if_empty(made)
         raise
@@ -69,7 +69,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
            "config": cfg.to_dict(), "metrics": shown(r.metrics),
            "unschedulable": [list(u) for u in r.unschedulable],
            "failed": [list(f) for f in r.failed],
-           "cancelled": [list(c) for c in r.cancelled]}
+           "cancelled": [list(c) for c in r.cancelled],
+           **({"messages": messages} if messages is not None else {})}
     if d is not None:
         if not a.no_gantt:
             from agora.agents.sim.gantt import write_gantt
@@ -83,6 +84,10 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         print(json_out.dumps(out, indent=1))
     else:
         print(metrics_table(r.metrics))
+        if "messages" in out:
+            m = out["messages"]
+            print(f"messages ({m['mode']}, threshold {m['threshold']}): {m['msgs_sent']} of "
+                  f"{m['msgs_possible']} possible codes sent ({m['msgs_sent_frac']:.3f})")
         for outcome, rows in (("unschedulable", r.unschedulable), ("failed", r.failed),
                               ("cancelled", r.cancelled)):
             for job, task, why in rows[:10]:
@@ -95,7 +100,8 @@ def cmd_simulate(a: argparse.Namespace) -> int:
 
 
 def _run(a: argparse.Namespace, sc, cluster, wl, cfg, seed: int, given: dict):
-    """The run of ``agora simulate``: what runs said on stderr, then the policy's run."""
+    """The run of ``agora simulate``: what runs said on stderr, then the policy's run;
+    (result, what a learned policy's agents sent, or None for a baseline)."""
     from agora.agents.sim.runner import run_one
 
     if not a.json:
@@ -105,12 +111,14 @@ def _run(a: argparse.Namespace, sc, cluster, wl, cfg, seed: int, given: dict):
               f"{len(cluster.nodes)} nodes  workload: {len(wl.jobs)} jobs, "
               f"{wl.instance_count} instances ({wl.source})", file=sys.stderr)
     if is_baseline(a.policy):
-        return run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json)
-    from agora.agents.learn.evaluate import run_learned
+        return run_one(cluster, wl, a.policy, seed=seed, config=cfg, progress=not a.json), None
+    from agora.agents.learn.evaluate import messages_of, run_learned
 
-    r, _ = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
-                       threshold=a.threshold, progress=not a.json)
-    return r
+    r, pol = run_learned(a.policy, cluster, wl, seed=seed, config=cfg, comm=a.comm,
+                         threshold=a.threshold, progress=not a.json)
+    # what the agents sent, said beside the metrics (a probe: --comm none and always could
+    # not be told apart in simulate's output)
+    return r, messages_of(pol, a.comm, a.threshold)
 
 
 def cmd_baselines(a: argparse.Namespace) -> int:

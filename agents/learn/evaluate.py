@@ -38,6 +38,19 @@ def run_learned(path: str, cluster, wl, *, seed: int, config: SimConfig | None =
     return Simulator(cluster, wl, cfg).run(pol, progress=progress), pol
 
 
+def messages_of(pol: AgentsPolicy, comm: str | None = None,
+                threshold: float | None = None) -> dict:
+    """What the agents of a run of ``pol`` sent: the mode and threshold that ran (``comm``
+    and ``threshold`` when given, else the checkpoint's) and codes sent of those possible."""
+    sent = sum(a.sent for a in pol.agents)
+    possible = sum(a.sent + a.suppressed for a in pol.agents)
+    cfg = pol.policy
+    return {"mode": cfg.comm if comm is None else comm,
+            "threshold": cfg.threshold if threshold is None else threshold,
+            "msgs_sent": sent, "msgs_possible": possible,
+            "msgs_sent_frac": sent / possible if possible else 0.0}
+
+
 def run_srpt(cluster, wl, *, seed: int, config: SimConfig | None = None) -> SimResult:
     """The job-level SRPT reference: shortest job work left first, every site bidding for all
     it fits, cleared by the same market (origin-preferred, best-fit)."""
@@ -69,9 +82,9 @@ def evaluate(path: str, sc: Scenario, *, seeds: list[int], baselines: list[str] 
         r, pol = run_learned(path, cluster, wl, seed=seed, config=config, comm=comm,
                              threshold=threshold)
         wall["learned"] += time.perf_counter() - t0
-        sent += sum(a.sent for a in pol.agents)
+        m = messages_of(pol)
+        sent, possible = sent + m["msgs_sent"], possible + m["msgs_possible"]
         by_teacher += sum(a.by_teacher for a in pol.agents)
-        possible += sum(a.sent + a.suppressed for a in pol.agents)
         rounds += pol.rounds
         runs["learned"].append(r.metrics)
         if on_result:

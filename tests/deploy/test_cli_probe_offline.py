@@ -105,3 +105,21 @@ def test_an_empty_policy_is_named_not_argparses_function(capsys):
         main(["simulate", "--policy", ""])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "policy_arg" not in err and "got ''; expected a baseline" in err
+
+
+def test_simulate_of_a_checkpoint_says_what_its_agents_sent(capsys):
+    """A probe: --comm none and --comm always gave the same output, no message figure."""
+    from pathlib import Path
+
+    ck = str(Path(__file__).resolve().parents[2] / "agents/learn/checkpoints/learned-synE.pt")
+    sent = {}
+    for comm in ("none", "always"):
+        assert main(["simulate", "--policy", ck, "--workload", "synthetic:jobs=8",
+                     "--no-gantt", "--json", "--comm", comm]) == 0
+        m = json.loads(capsys.readouterr().out)["messages"]
+        assert m["mode"] == comm and m["msgs_possible"] > 0
+        sent[comm] = m["msgs_sent"]
+    assert sent == {"none": 0, "always": sent["always"]} and sent["always"] > 0
+    assert main(["simulate", "--policy", "sjf", "--workload", "synthetic:jobs=8",
+                 "--no-gantt", "--json"]) == 0
+    assert "messages" not in json.loads(capsys.readouterr().out)
