@@ -316,6 +316,8 @@ def cmd_status(a: argparse.Namespace) -> int:
 
     t = target(a.config)
     if not t.serving():
+        if t.coordinator is not None:
+            t.client(a.client, a.keys)  # its key and TLS files are told (named) even so
         return _offline_status(t, a.json)
     cfg, client = _client(a)
 
@@ -372,7 +374,9 @@ def _offline_status(t, as_json: bool) -> int:
                                "stable": r.stable, "detail": r.detail}
                               for r in view.replicas]}, indent=1))
         return 1
-    print(f"offline: no agora up runs from {t.out}; {view.describe()}")
+    where = f"no agora up runs from {t.out}" if t.out is not None else \
+        f"no replica listens at {t.addresses}"
+    print(f"offline: {where}; {view.describe()}")
     print(f"{'replica':>7} {'status':<12} {'executed':>9} {'stable':>7}  detail")
     for r in view.replicas:
         print(f"{r.index:>7} {r.status:<12} {r.executed if r.executed is not None else '-':>9} "

@@ -137,9 +137,9 @@ def cmd_train(a: argparse.Namespace) -> int:
                       ppo=PPOConfig(lr=a.lr, ent_final=a.ent_final,
                                     imitation_coef=a.imitation_coef,
                                     imitation_steps=a.imitation_steps))
+    if a.federated:
+        return _train_federated(a, cfg)
     with _only_run_in(a):
-        if a.federated:
-            return _train_federated(a, cfg)
         summary = train(cfg, a.out, resume=a.resume, progress=not a.quiet,
                         log=lambda m: print(m, file=sys.stderr), track=a.track,
                         workers=a.workers)
@@ -235,7 +235,8 @@ def _train_federated(a: argparse.Namespace, site_cfg) -> int:
     site_cfg = replace(site_cfg, steps=a.rounds * a.local_steps)
     cfg = FedTrainConfig(rounds=a.rounds, local_steps=a.local_steps, strategy=a.strategy,
                          secagg=a.secagg, trim_beta=a.trim_beta, seed=a.seed, site=site_cfg)
-    summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,
-                              log=lambda m: print(m, file=sys.stderr), track=a.track)
+    with _only_run_in(a):
+        summary = train_federated(setup, cfg, a.out, resume=a.resume, progress=not a.quiet,
+                                  log=lambda m: print(m, file=sys.stderr), track=a.track)
     _print_summary(summary, a.json)
     return 0

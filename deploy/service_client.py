@@ -46,8 +46,16 @@ class Target:
 
     def not_running(self) -> NotRunning:
         where = f"at {self.addresses}" if self.coordinator else f"from {self.out}"
-        return NotRunning(f"nothing is running {where}; start it with agora up --config "
-                          f"{self.config_arg}")
+        return NotRunning(f"nothing is running {where}; {self._start_it()}")
+
+    def _start_it(self) -> str:
+        """How to start what ``--config`` names: ``agora up`` for its config, the replicas
+        one by one for a bare coordinator YAML (a probe: told to ``agora up --config`` a
+        coordinator YAML, which agora up refuses)."""
+        if self.out is None:
+            return (f"start its replicas with agora coordinator --config {self.config_arg} "
+                    f"--replica I (I = 0..{len(self.coordinator.replicas) - 1})")
+        return f"start it with agora up --config {self.config_arg}"
 
     def unanswered(self, e) -> NotRunning:
         """No f+1 replicas answered (``CoordinatorError`` ``e``): started anew when nothing
@@ -58,13 +66,15 @@ class Target:
             return NotRunning(f"Agora runs from {self.out} but too few replicas answered at "
                               f"{self.addresses} ({first}); it may be overloaded or "
                               f"restarting replicas: retry, or see {self.out}/agora.log")
-        return NotRunning(f"nothing answers at {self.addresses} ({e.code.name}); start it "
-                          f"with agora up --config {self.config_arg}")
+        return NotRunning(f"nothing answers at {self.addresses} ({e.code.name}); "
+                          f"{self._start_it()}")
 
     def serving(self) -> bool:
-        """Is an ``agora up`` serving it (always assumed for a bare coordinator YAML)?"""
+        """Is an ``agora up`` serving it -- for a bare coordinator YAML, does some replica's
+        address take a connection (a probe: it was always assumed, so reads of a stopped
+        group never came from its logs on disk, as the docs say they do)?"""
         if self.out is None:
-            return True
+            return any(_listens(a) for a in self.coordinator.replicas)
         from agora.deploy.service_files import running_service
 
         return running_service(self.out) is not None
@@ -96,6 +106,18 @@ class Target:
         if own is not None:
             keys = keys.public().with_own_key(client_id, bytes(load_or_create(own)))
         return CoordinatorClient(c, keys, client_id, timeout_s=15.0)
+
+
+def _listens(address: str, timeout_s: float = 0.5) -> bool:
+    """Does ``host:port`` take a TCP connection now?"""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def target(config_arg: str) -> Target:
@@ -148,6 +170,12 @@ def check_client(client_id, keys_file) -> None:
     if not Path(keys_file).is_file():
         raise A.ArgFileError("keys", f"keys: {keys_file} is not a file; expected a key file "
                                      f"(agora keys) or a site's own key (agora site key)")
+    # read now, whatever runs: a damaged or leaked key file is told also when the reads come
+    # from the logs on disk (they need no key)
+    from agora.coordinator.server import load_keys
+    from agora.coordinator.site_key import is_site_key, load_or_create
+
+    (load_or_create if is_site_key(Path(keys_file)) else load_keys)(Path(keys_file))
 
 
 def run_live(t: Target, coro_fn, client_id: str = OPERATOR, keys_file: str | None = None):

@@ -400,3 +400,25 @@ def test_agora_status_of_a_stopped_service_reads_the_logs(lagging, capsys):
     js = json.loads(capsys.readouterr().out)
     assert js["offline"] and js["agreed_by"] == [0, 1, 2] and js["replicas"][3]["status"] == \
         "behind"
+
+
+@pytest.mark.timeout(240)
+def test_reads_of_a_stopped_group_named_by_its_coordinator_yaml_come_from_its_logs(full,
+                                                                                   capsys):
+    """A probe: with a bare coordinator YAML a service was always taken to run, so once its
+    replicas stopped, agora jobs and schedule get said "nothing answers ... start it with
+    agora up --config" (which refuses a coordinator YAML), though the logs were on disk."""
+    from agora.deploy.cli import main
+
+    cfg = str(full.dir / "coordinator.yaml")
+    assert main(["schedule", "get", "--config", cfg, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["source"].startswith("offline") and len(got["allocations"]) == \
+        len(full.allocations)
+    assert main(["jobs", "--config", cfg, "--json"]) == 0
+    assert {j["job"] for j in json.loads(capsys.readouterr().out)["jobs"]} == {"j1", "j2", "j3"}
+    assert main(["status", "--config", cfg]) == 1
+    assert capsys.readouterr().out.startswith("offline: no replica listens at ")
+    assert main(["cancel", "j1", "--config", cfg]) == 1      # a write: nothing runs
+    err = capsys.readouterr().err
+    assert "start its replicas with agora coordinator --config" in err, err
