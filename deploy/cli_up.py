@@ -74,6 +74,8 @@ def cmd_up(a: argparse.Namespace) -> int:
 
     folder = Path(cfg.out) / "coordinator"
     check(folder, cfg.load_cluster(), str(cfg.cluster), rules(dict(cfg.coordinator), folder))
+    if not a.supervised:
+        _before_start(cfg)
     if a.detach:
         return live.detach(cfg, a.config)
     if a.supervised:                    # the child of the keeper below (deploy/supervise.py)
@@ -87,6 +89,32 @@ def cmd_up(a: argparse.Namespace) -> int:
 
     return supervise(cfg, python_module("agora.deploy.cli", "up", "--config", a.config,
                                         SUPERVISED))
+
+
+def _before_start(cfg) -> None:
+    """What would fail only once the service starts, told first, naming its field, exit 2 (a
+    probe: a policy file that is no checkpoint, or a replica_host that does not resolve or is
+    not this machine's, failed after the keeper started, exit 1, no field): the policy is
+    read as the agents read it, and the replicas' host is bound once."""
+    import socket
+
+    from agora.deploy.up_config import UpConfigError
+
+    cfg.acting_policy()
+    host = cfg.replica_host
+    if host is None:
+        return
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind(address)
+    except (OSError, UnicodeError) as e:
+        raise UpConfigError(path=cfg.source, line=None, field="replica_host",
+                            problem=f"{host!r}: the replicas cannot listen there "
+                                    f"({getattr(e, 'strerror', None) or e})",
+                            expected="a name or address of this machine, e.g. 127.0.0.1, or "
+                                     "null") from None
 
 
 def cmd_down(a: argparse.Namespace) -> int:
