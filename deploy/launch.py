@@ -192,18 +192,22 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
                            cluster=cluster_spec, host=replica_host(cfg),
                            tls_sites=[], **extra, **overrides)   # sites certify their own
         group.start_all(byzantine)
+        i = 0
         try:
             for i in range(cfg.replicas):
                 group.wait_serving(i)
             return group
         except AssertionError as e:
             group.stop()
+            last = (str(e).strip().splitlines() or ["(nothing logged)"])[-1]
             # e.g. a port picked free was taken before the replica bound it (Ray starts many
-            # processes): try once more with fresh ports, then give up with the replica's log
+            # processes): try once more with fresh ports, then give up with the replica's
+            # last line and where its log is (a probe: the whole log, its config's JSON
+            # first, as the error)
             if attempt:
-                raise
-            log.warning("a replica did not start (%s); once more on fresh ports",
-                        str(e).strip().splitlines()[-1:] or "")
+                raise RuntimeError(f"replica {i} did not start: {last} (its log: "
+                                   f"{group.log(i)})") from None
+            log.warning("a replica did not start (%s); once more on fresh ports", last)
     raise AssertionError("unreachable")
 
 
