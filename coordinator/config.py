@@ -159,6 +159,10 @@ class CoordinatorConfig:
         if n != 3 * self.f + 1:
             raise ValueError(f"replicas: {n} addresses for f = {self.f}; expected 3f+1 = "
                              f"{3 * self.f + 1}")
+        twice = sorted({a for a in self.replicas if self.replicas.count(a) > 1})
+        if twice:     # a probe: accepted, and agora status said all was well
+            raise ValueError(f"replicas: {twice[0]} is named {self.replicas.count(twice[0])} "
+                             f"times; expected one address per replica")
         if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"sqlite_synchronous: got {self.sqlite_synchronous!r}; expected "
                              f"FULL, NORMAL or EXTRA")

@@ -51,6 +51,8 @@ def test_bad_configs_name_the_file_and_field(tmp_path, data, field, expected):
     ("replicas: [a:1]\nf: 0\nbogus: 1\n", "bogus", 3),
     ("replicas: [a:1]\nf: 0\nbatch_size: 010\n", None, 3),        # YAML 1.1 octal: refused
     ("replicas: [a:1]\nf: 0\nf: 1\n", "f", 3),                     # a key twice
+    # a probe: one address twice was taken, and agora status said all was well
+    ("replicas: [a:1, a:2, a:1, a:4]\nf: 1\n", "replicas", 1),
 ])
 def test_a_bad_config_names_the_line_as_the_other_readers_do(tmp_path, text, field, line):
     p = tmp_path / "c.yaml"
