@@ -324,15 +324,28 @@ def schedule_selector(*, site: str | None = None, job: str | None = None,
     if len(given) > 1:
         raise A.ArgValueError(given[1], f"{' and '.join(given)}: one selects the schedule at a "
                             f"time; expected one of site, job, task and since_version, or none")
+    from agora.agents.limits import ID_TEXT, SITE_NAME_TEXT, id_problem, site_name_problem
+
+    # each checked here as the replicas check it (a probe: a 129-character job id came back
+    # as the coordinator's refusal naming a protocol field, a CoordinatorError)
+    def checked(name: str, value: str, problem, text: str) -> str:
+        why = problem(value)
+        if why is not None:
+            raise A.ArgValueError(name, f"{name}: {value[:40]!r}"
+                                        f"{'...' if len(value) > 40 else ''}: {why}; expected "
+                                        f"{text}")
+        return value
+
     if site:
-        return {"site": site}
+        return {"site": checked("site", site, site_name_problem, SITE_NAME_TEXT)}
     if job:
-        return {"job_id": job}
+        return {"job_id": checked("job", job, id_problem, ID_TEXT)}
     if task:
         job_id, _, task_id = task.partition("/")
         if not job_id or not task_id:
             raise A.ArgValueError("task", f"task: got {task!r}; expected JOB/TASK")
-        return {"task": (job_id, task_id)}
+        return {"task": (checked("task", job_id, id_problem, ID_TEXT),
+                         checked("task", task_id, id_problem, ID_TEXT))}
     if since_version is not None:
         return {"since_version": since_version}
     return {"all": True}

@@ -63,6 +63,9 @@ def test_any_seed_runs_seeded_or_is_refused_naming_seed(seed):
     (lambda: schedule(site="dc-a", job="hello"), "site and job"),
     (lambda: schedule(job="hello", since_version=3), "job and since_version"),
     (lambda: schedule(task="nojob"), "task"),
+    # a probe: the coordinator's refusal naming a protocol field, a CoordinatorError
+    (lambda: schedule(job="x" * 129), "job"), (lambda: schedule(site="a b"), "site"),
+    (lambda: schedule(task="j/" + "t" * 129), "task"),
 ])
 def test_service_calls_name_the_bad_argument_before_reaching_anything(call, name):
     with pytest.raises((TypeError, ValueError)) as e:
