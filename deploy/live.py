@@ -119,6 +119,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
                 "start_warnings": said.close()}
         follower = Follower(system)
         found, view, targets = _observability(system, cluster, cfg, out, follower.state)
+        info["start_warnings"] += found.pop("start_warnings")
         info.update(found)
         tmp = out / (READY + ".tmp")      # whole or not at all: its keeper reads it
         tmp.write_text(json.dumps(info))
@@ -222,7 +223,7 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
     never fatal: the scheduler runs without them)."""
     from agora.deploy.ray_runtime import dashboard_url
 
-    found: dict = {"dashboard": dashboard_url()}
+    found: dict = {"dashboard": dashboard_url(), "start_warnings": []}
     replicas: list[str] = []
     agents: dict[str, str] = {}
     targets = None
@@ -235,7 +236,9 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
             found["prometheus"] = str(folder / "prometheus.yml")
             targets = ScrapeTargets(system, cfg.metrics.host, out, replicas, agents)
         except Exception as e:  # noqa: BLE001
-            log.warning("could not write the Prometheus scrape targets: %s", e)
+            found["start_warnings"].append(f"could not write the Prometheus scrape targets: "
+                                           f"{e}")
+            log.warning("%s", found["start_warnings"][-1])
     view = None
     if cfg.web.enabled:
         from agora.deploy.webview import WebView
@@ -243,8 +246,10 @@ def _observability(system, cluster, cfg, out: Path, followed: dict):
             view = WebView(system, cluster, followed, out, replicas, agents)
             found["web"] = system.loop.run(view.start(cfg.web.host, cfg.web.port), 30)
         except Exception as e:  # noqa: BLE001
-            log.warning("could not serve the web view on %s:%s: %s", cfg.web.host,
-                        cfg.web.port, e)
+            # said where --detach prints the start's warnings too (a probe: in the log alone)
+            found["start_warnings"].append(f"could not serve the web view on {cfg.web.host}:"
+                                           f"{cfg.web.port}: {e}")
+            log.warning("%s", found["start_warnings"][-1])
             view = None
     return found, view, targets
 
