@@ -93,6 +93,8 @@ def policy(value) -> str:
     from agora.agents.baselines import FAMILIES, choices, is_baseline, make_policy
     from agora.agents.workloads.loader import file_problem
 
+    if isinstance(value, os.PathLike):    # a checkpoint's path, as cluster and workload take
+        value = os.fspath(value)            # (a probe: a Path was a TypeError)
     name = text("policy", value, f"a baseline ({choices()}) or a checkpoint file")
     if is_baseline(name) or file_problem(name) is None:
         return name

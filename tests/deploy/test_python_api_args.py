@@ -84,6 +84,10 @@ def test_simulate_takes_paths_as_submit_does(tmp_path):
     r = simulate(cluster=Path(tmp_path / "c.yaml"), workload=Path(tmp_path / "w.jsonl"),
                  policy="fifo")
     assert r.metrics["jobs_completed"] == 1 and r.metrics["jct_mean_s"] == 2
+    # and a checkpoint's path (a probe: policy=Path(...) was a TypeError)
+    ck = Path(__file__).resolve().parents[2] / "agents/learn/checkpoints/learned-synE.pt"
+    r = simulate(cluster=tmp_path / "c.yaml", workload=tmp_path / "w.jsonl", policy=ck)
+    assert r.metrics["jobs_completed"] == 1
 
 
 def test_simulates_default_policy_is_the_commands():
