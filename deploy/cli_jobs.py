@@ -83,7 +83,8 @@ SHOWN_PROBLEMS = 20
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
-    from agora.deploy.api import SubmissionCut, prepare_jobs, submit_chunks
+    from agora.deploy.api import prepare_jobs
+    from agora.deploy.submission import SubmissionCut, SubmissionRefused, submit_chunks
 
     if a.timeout is not None and not a.follow:
         raise ValueError(f"--timeout {a.timeout:g} without --follow: it is how long --follow "
@@ -128,13 +129,14 @@ def cmd_submit(a: argparse.Namespace) -> int:
 
     try:
         accepted, rejected, ends = run_live(t, go, a.client, a.keys)
-    except SubmissionCut as e:
+    except (SubmissionCut, SubmissionRefused) as e:
         if not a.json:
+            say_refused(e.rejected)     # the jobs refused by name, each with its line
             raise
         print(json.dumps({"submitted": e.accepted, "rejected": [
             {"job": j, "reason": r} for j, r in e.rejected], "not_submitted": e.missing,
             "not_known": e.unknown, "error": str(e)}, indent=1))
-        return 1
+        return 2 if isinstance(e, SubmissionRefused) else 1
     if a.json:
         print(json.dumps({"submitted": accepted, "rejected": [
             {"job": j, "reason": r} for j, r in rejected], "ends": ends,
@@ -194,12 +196,14 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -
                               flush=True)
             if len(ends) < len(job_ids) and time.time() >= checked + 5.0:
                 checked = time.time()
-                if not serving():            # a probe: it waited out --timeout, then
-                    left = [j for j in job_ids if j not in ends]   # said "still running"
+                # a probe: it waited out --timeout, then said "still running"; looked at
+                # off the loop (a bare coordinator YAML's check connects to its replicas)
+                if not await asyncio.to_thread(serving):
+                    left = [j for j in job_ids if j not in ends]
                     print(f"agora submit: the service stopped while {len(left)} job(s) had "
                           f"not ended ({', '.join(left[:10])}"
                           f"{f' and {len(left) - 10} more' if len(left) > 10 else ''}); "
-                          f"agora up --config ... resumes it and them", file=sys.stderr)
+                          f"started again, it resumes them", file=sys.stderr)
                     break
             if a.timeout is not None and time.time() - t0 > a.timeout:
                 if not a.json:

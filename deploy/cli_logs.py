@@ -70,6 +70,8 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                                 f"{job}/{task}")
                 open_runs = sum(not (f / "end.json").exists() for f in runs.values())
+                if not open_runs:          # they ended meanwhile (a review: "0 run(s)")
+                    return 0
                 print(f"agora logs: no agora up is running: {open_runs} run(s) of {job}/{task} "
                       f"have no end (cut short if it stopped while they ran: agora up "
                       f"reports them lost, and runs them again if their job goes on)",

@@ -173,6 +173,9 @@ def _only_run_in(a: argparse.Namespace):
         except BlockingIOError:
             raise ValueError(f"--out {a.out}: another agora train writes there now; expected "
                              f"another --out, or --resume once it ended") from None
+        except OSError as e:          # a file system without locks (some NFS, FUSE mounts)
+            print(f"agora train: --out {a.out}: cannot lock it ({e.strerror or e}); a second "
+                  f"run into it at once would not be refused", file=sys.stderr)
         _refuse_a_held_run(a)
         yield
     finally:

@@ -105,10 +105,18 @@ def _before_start(cfg) -> None:
     if host is None:
         return
     try:
-        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.bind(address)
+        # IPv4, as the replicas' ports are picked (deploy/local_group.free_ports): a name
+        # whose first answer is an unusable IPv6 address is not refused (a review)
+        infos = socket.getaddrinfo(host, 0, socket.AF_INET, socket.SOCK_STREAM)
+        problem: OSError | None = None
+        for family, _, _, _, address in infos:
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as sock:
+                    sock.bind(address)
+                return
+            except OSError as e:
+                problem = e
+        raise problem or OSError("no IPv4 address")
     except (OSError, UnicodeError) as e:
         raise UpConfigError(path=cfg.source, line=None, field="replica_host",
                             problem=f"{host!r}: the replicas cannot listen there "

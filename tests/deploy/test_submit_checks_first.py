@@ -133,7 +133,7 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
     test's): the submission and the follow are stand-ins."""
     import asyncio
 
-    from agora.deploy import api, cli_jobs
+    from agora.deploy import cli_jobs, submission
 
     jobs = as_served(tmp_path, monkeypatch)
 
@@ -144,7 +144,7 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
         print("FOLLOWING", flush=True)
         return {"j1": {"outcome": "completed"}}
 
-    monkeypatch.setattr(api, "submit_chunks", submitted)
+    monkeypatch.setattr(submission, "submit_chunks", submitted)
     monkeypatch.setattr(cli_jobs, "_follow", follow)
     monkeypatch.setattr(cli_jobs, "run_live", lambda t, fn, *a: asyncio.run(fn(None)))
     assert main(["submit", str(jobs), "--follow", "--config", str(up)]) == 2   # j2 refused

@@ -17,7 +17,8 @@ import pytest
 from agora.agents.domain import Run
 from agora.coordinator.client import CoordinatorError
 from agora.coordinator.config import CoordinatorConfig
-from agora.deploy.api import CHUNK_BYTES, REQUEST_MARGIN, SubmissionCut, submit_chunks
+from agora.deploy.submission import (CHUNK_BYTES, REQUEST_MARGIN, SubmissionCut,
+                                     SubmissionRefused, submit_chunks)
 from agora.deploy.cli import main
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from agora.protos.convert import job_to_proto
@@ -36,7 +37,7 @@ class FakeGroup:
         self.commands = 0
         self.sent: list[list] = []
         self.client_id = client_id
-        self.config = CoordinatorConfig(replicas=(("127.0.0.1", 1),) * 4,
+        self.config = CoordinatorConfig(replicas=tuple(f"127.0.0.1:{k}" for k in (1, 2, 3, 4)),
                                         max_request_bytes=max_request_bytes)
 
     async def submit_jobs(self, chunk):
@@ -161,12 +162,33 @@ def test_a_chunk_refused_whole_after_others_were_admitted_says_which_were():
                 raise CoordinatorError(grpc.StatusCode.RESOURCE_EXHAUSTED, "too big")
             return await super().submit_jobs(chunk)
 
-    with pytest.raises(SubmissionCut) as ei:
+    with pytest.raises(SubmissionRefused) as ei:       # a ValueError: bad input, exit 2
         asyncio.run(submit_chunks(RefusingSecond(100), jobs(1500)))
     e = ei.value
+    assert isinstance(e, ValueError) and not isinstance(e, SubmissionCut)
     assert e.accepted == [f"j{i}" for i in range(1000)]
     assert e.missing == [f"j{i}" for i in range(1000, 1500)] and e.unknown == []
     assert "refused a part of the submission (too big)" in str(e)
+    # the refusal's own words, not a replica's UNAVAILABLE, and the jobs refused by name
+    # before sending kept (a review: both were lost)
+
+    class RefusingFirst(FakeGroup):
+        async def submit_jobs(self, chunk):
+            raise CoordinatorError(grpc.StatusCode.INVALID_ARGUMENT, "a bad job",
+                                   {3: "UNAVAILABLE: replica 3 is down", 0: "a bad job"})
+
+    js = jobs(3)
+    js[0] = replace(js[0], origin="b")
+    with pytest.raises(SubmissionRefused) as ei:
+        asyncio.run(submit_chunks(RefusingFirst(0, client_id="site:a"), js))
+    assert "(a bad job)" in str(ei.value) and [j for j, _ in ei.value.rejected] == ["j0"]
+
+
+def test_a_small_max_request_bytes_still_takes_jobs():
+    # a review: under a limit of 64 KiB or less the 64 KiB margin refused every job
+    g = FakeGroup(admit_first=100, max_request_bytes=16 * 1024)
+    accepted, rejected = asyncio.run(submit_chunks(g, big_jobs(20, 1000)))
+    assert len(accepted) == 20 and rejected == [] and len(g.sent) >= 2
 
 
 def test_the_command_prints_one_line_and_exits_1(monkeypatch, tmp_path, capsys):

@@ -1,5 +1,5 @@
 """What ``agora submit`` (and ``agora.submit``) reports as submitted is what the replicas
-admitted: ``deploy.api.rejected_indices`` over the real state machine's results.
+admitted: ``deploy.submission.rejected_indices`` over the real state machine's results.
 
 A probe found a refusal of the whole command (a client that may not submit) reported as
 "submitted" with exit 0: only refusals naming ``jobs[i]`` were mapped to jobs, and the job
@@ -7,7 +7,7 @@ was lost without a word."""
 
 from __future__ import annotations
 
-from agora.deploy.api import rejected_indices
+from agora.deploy.submission import rejected_indices
 from agora.protos.agora.v1 import coordinator_pb2 as pb
 from tests.coordinator.state_helpers import Run, job, submit
 
