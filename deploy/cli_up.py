@@ -96,10 +96,24 @@ def _before_start(cfg) -> None:
     probe: a policy file that is no checkpoint, or a replica_host that does not resolve or is
     not this machine's, failed after the keeper started, exit 1, no field): the policy is
     read as the agents read it, and the replicas' host is bound once."""
+    import re
     import socket
 
     from agora.deploy.up_config import UpConfigError
 
+    data = Path(cfg.out) / "coordinator" / "data"
+    names = [f.name for f in data.glob("replica-*.sqlite")] if data.is_dir() else []
+    held = sorted(int(m.group(1)) for m in (re.fullmatch(r"replica-(\d+)\.sqlite", n)
+                                            for n in names) if m)
+    if held and held[-1] >= cfg.replicas:
+        # a probe: a 7-replica state resumed as 4 replicas without a word, the logs of
+        # replicas 4-6 abandoned (a group's quorums are its size's)
+        raise UpConfigError(path=cfg.source, line=None, field="replicas",
+                            problem=f"{cfg.replicas}, and {data} holds the logs of replicas "
+                                    f"up to {held[-1]}: the state was made by a group of "
+                                    f"{held[-1] + 1} or more",
+                            expected=f"replicas: {held[-1] + 1} (the state's group), or a "
+                                     f"fresh out for another group size")
     cfg.acting_policy()
     host = cfg.replica_host
     if host is None:

@@ -24,3 +24,17 @@ def test_what_fails_only_at_start_is_told_before_it(tmp_path, capsys, line, word
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err, err
     assert not (tmp_path / "out" / "agora.log").exists()      # nothing was started
+
+
+def test_a_state_made_by_a_larger_group_is_not_resumed_by_a_smaller_one(tmp_path, capsys):
+    """A probe: a 7-replica state resumed as 4 replicas without a word, the logs of replicas
+    4-6 left behind (a group's quorums are its size's)."""
+    data = tmp_path / "out" / "coordinator" / "data"
+    data.mkdir(parents=True)
+    for i in range(7):
+        (data / f"replica-{i}.sqlite").write_bytes(b"")
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(f"out: {tmp_path / 'out'}\nreplicas: 4\n")
+    assert main(["up", "--config", str(cfg), "--detach"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'replicas': 4, and " in err and "expected replicas: 7" in err, err
