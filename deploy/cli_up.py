@@ -94,8 +94,9 @@ def cmd_up(a: argparse.Namespace) -> int:
 def _before_start(cfg) -> None:
     """What would fail only once the service starts, told first, naming its field, exit 2 (a
     probe: a policy file that is no checkpoint, or a replica_host that does not resolve or is
-    not this machine's, failed after the keeper started, exit 1, no field): the policy is
-    read as the agents read it, and the replicas' host is bound once."""
+    not this machine's, failed after the keeper started, exit 1, no field): a state made by
+    a larger group is refused, the policy is read as the agents read it, and the replicas'
+    host is bound once."""
     import re
     import socket
 
