@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     by.add_argument("--version", type=VERSION, metavar="V", dest="at_version",
                     help="the schedule as of version V: allocations committed at or before V")
     g.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    g.set_defaults(fn=cmd_schedule_get)
+    g.set_defaults(fn=_schedule("cmd_schedule_get"))
     w = ssub.add_parser("watch", help="stream committed changes (each confirmed by f+1)")
     _client_args(w)
     w.add_argument("--since-version", type=VERSION, default=0)
@@ -80,12 +80,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "instance (each prints its lines)")
     w.add_argument("--json", action="store_true",
                    help="one JSON object per line (default: one readable line per change)")
-    w.set_defaults(fn=cmd_schedule_watch)
+    w.set_defaults(fn=_schedule("cmd_schedule_watch"))
 
     t = sub.add_parser("status", help="each replica's view, progress and counters")
     _client_args(t)
     t.add_argument("--json", action="store_true", help="print machine-readable JSON")
     t.set_defaults(fn=cmd_status)
+
+
+def _schedule(name: str):
+    """``deploy/cli_schedule.py``'s command ``name``, imported when it runs (that module
+    imports this one)."""
+    def run(a: argparse.Namespace) -> int:
+        from agora.deploy import cli_schedule
+
+        return getattr(cli_schedule, name)(a)
+    return run
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
@@ -236,77 +246,6 @@ def run_event_loop(coro) -> int:
         if uvloop is not None:
             return uvloop.run(coro)
     return asyncio.run(coro)
-
-
-def cmd_schedule_get(a: argparse.Namespace) -> int:
-    from agora.deploy.api import schedule
-
-    selected = a.site or a.job or a.task or a.since_version is not None
-    if not selected and a.at_version is not None and a.at_version < 0:
-        raise ValueError(f"--version: got {a.at_version}; expected a version >= 0")
-    answer = schedule(config=a.config, site=a.site, job=a.job, task=a.task,
-                      since_version=a.since_version, client=a.client, keys=a.keys)
-    rows = [r for r in answer["allocations"]
-            if a.at_version is None or r["version"] <= a.at_version]
-    if a.json:
-        print(json.dumps({"version": answer["version"], "source": answer["source"],
-                          "allocations": rows}, indent=1))
-        return 0
-    src = answer["source"]
-    if src.startswith("offline (") and src.endswith(")"):   # its own line: nested in the
-        print(f"offline: {src[len('offline ('):-1]}")        # first, it read badly (a probe)
-        src = "offline"
-    print(f"schedule version {answer['version']} ({src}): {len(rows)} allocations")
-    print(f"{'version':>8}  {'job':<16} {'task':<12} {'instances':>11}  {'site':<12} node")
-    for r in rows:
-        b, e = r["instances"]
-        print(f"{r['version']:>8}  {r['job']:<16} {r['task']:<12} {f'{b}..{e - 1}':>11}  "
-              f"{r['site']:<12} {r['node']}")
-    return 0
-
-
-def cmd_schedule_watch(a: argparse.Namespace) -> int:
-    from agora.deploy.api import allocation_dict
-
-    _cfg, client = _client(a)
-
-    async def main():
-        n = 0
-        async with client:
-            await _check_answering(client)
-            async for u in client.watch(a.since_version):
-                for x in u.allocations:
-                    if a.json:
-                        print(json.dumps({"version": u.version,
-                                          "allocated": allocation_dict(x)}), flush=True)
-                    else:
-                        print(f"{u.version:>8}  allocated {x.job_id}/{x.task_id} "
-                              f"[{x.instance_begin}..{x.instance_end - 1}] at {x.site} "
-                              f"({x.node})", flush=True)
-                for c in u.changes:
-                    if a.json:
-                        print(json.dumps({"version": u.version, c.kind: {
-                            "job": c.job_id, "task": c.task_id, "site": c.site,
-                            "instances": [c.instance_begin, c.instance_end]}}), flush=True)
-                    else:
-                        print(f"{u.version:>8}  {c.kind} {c.job_id}/{c.task_id} "
-                              f"[{c.instance_begin}..{c.instance_end - 1}] at {c.site}",
-                              flush=True)
-                if u.allocations or u.changes:    # a counted update printed a line (a
-                    n += 1                         # probe: admissions and rounds counted too)
-                if a.count is not None and n >= a.count:
-                    return
-
-    from agora.coordinator.watch_merge import WatchRefused
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    except WatchRefused as e:       # compacted away, or far past the schedule
-        print(f"agora schedule: --since-version: {e}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def cmd_status(a: argparse.Namespace) -> int:
