@@ -181,3 +181,30 @@ def close(r: Run, rnd: int) -> None:
 def site_of(r: Run, ts, inst: int = 0) -> str:
     """The site where instance ``inst`` of ``ts`` runs."""
     return r.state.node_site_names[ts.placements[inst][0]]
+
+
+def race_a_loser(r: Run, ts, honest: str, loser: str, quiet: str,
+                 rounds: int = 30) -> dict[str, int]:
+    """Up to ``rounds`` rounds of a one-instance task ``ts`` (task ``map``): ``honest`` bids
+    5 and completes what it wins, ``loser`` bids the top price and reports every run it wins
+    lost, ``quiet`` decides with no bid (the three decide in name order); ends once the
+    honest site completed it. Rounds each site won."""
+    from agora.agents.market import PRICE_MAX
+
+    jid = ts.job.job.id
+    bids = {honest: ((jid, "map", 1, 5),), loser: ((jid, "map", 1, PRICE_MAX),), quiet: ()}
+    won = {honest: 0, loser: 0}
+    for _ in range(rounds):
+        if ts.running:
+            where = site_of(r, ts)
+            kind = "lost" if where == loser else "completed"
+            r(f"site:{where}", report(where, end(jid, "map", 0, kind, run=ts.placed_at[0])))
+            if kind == "completed":
+                break
+        rnd = r.state.round
+        for site in sorted(bids):
+            r(f"site:{site}", decide(site, rnd, *bids[site]))
+        close(r, rnd)
+        if ts.running:
+            won[site_of(r, ts)] += 1
+    return won

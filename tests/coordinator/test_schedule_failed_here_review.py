@@ -7,8 +7,8 @@ site from a task only marked sites can hold (the marked sites take turns:
 from __future__ import annotations
 
 from agora.agents.market import PRICE_MAX
-from tests.coordinator.state_helpers import (Run, close, decide, end, job, report, site_of,
-                                             submit)
+from tests.coordinator.state_helpers import (Run, close, decide, end, job, race_a_loser, report,
+                                             site_of, submit)
 
 
 def test_a_marked_site_cannot_spend_every_attempt_while_the_unmarked_one_is_only_busy():
@@ -79,21 +79,7 @@ def test_a_marked_site_reporting_lost_cannot_keep_an_honest_marked_site_from_the
     r("site:c", decide("c", rnd))
     close(r, rnd)
     r("site:b", report("b", end("v", "map", 0, "failed", run=ts.placed_at[0])))
-    won = {"b": 0, "c": 0}
-    for _ in range(30):
-        if ts.running:
-            where = site_of(r, ts)
-            kind = "lost" if where == "c" else "completed"
-            r(f"site:{where}", report(where, end("v", "map", 0, kind, run=ts.placed_at[0])))
-            if kind == "completed":
-                break
-        rnd = st.round
-        r("site:a", decide("a", rnd))
-        r("site:b", decide("b", rnd, ("v", "map", 1, 5)))
-        r("site:c", decide("c", rnd, ("v", "map", 1, PRICE_MAX)))
-        close(r, rnd)
-        if ts.running:
-            won[site_of(r, ts)] += 1
+    won = race_a_loser(r, ts, honest="b", loser="c", quiet="a")
     assert st.ledger.jobs["v"].outcome == "completed", (
         f"in 30 rounds c won a's job {won['c']} times, reporting each run lost, b "
         f"{won['b']} times")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from agora.agents.market import PRICE_MAX
-from tests.coordinator.state_helpers import (Run, close, decide, end, job, report, site_of,
-                                             submit)
+from tests.coordinator.state_helpers import (Run, close, decide, end, job, race_a_loser, report,
+                                             site_of, submit)
 
 
 def _running_at(r, ts, where):
@@ -79,21 +79,7 @@ def test_where_only_marked_sites_can_hold_the_task_they_take_turns_not_the_price
     close(r, rnd)
     assert site_of(r, ts) == "a"
     r("site:a", report("a", end("far", "map", 0, "failed", run=ts.placed_at[0])))
-    won = {"a": 0, "c": 0}
-    for _ in range(30):
-        if ts.running:
-            where = site_of(r, ts)
-            kind = "lost" if where == "c" else "completed"
-            r(f"site:{where}", report(where, end("far", "map", 0, kind, run=ts.placed_at[0])))
-            if kind == "completed":
-                break
-        rnd = st.round
-        r("site:a", decide("a", rnd, ("far", "map", 1, 5)))
-        r("site:b", decide("b", rnd))
-        r("site:c", decide("c", rnd, ("far", "map", 1, PRICE_MAX)))
-        close(r, rnd)
-        if ts.running:
-            won[site_of(r, ts)] += 1
+    won = race_a_loser(r, ts, honest="a", loser="c", quiet="b")
     assert st.ledger.jobs["far"].outcome == "completed", (
         f"in 30 rounds c won b's job {won['c']} times, reporting each run lost, a "
         f"{won['a']} times; turns={ts.turns}, failed_nodes={ts.failed_nodes}")
