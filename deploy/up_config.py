@@ -371,13 +371,6 @@ def up_config_from_dict(data: Any, source: str = "<memory>",
                             expected=e.expected) from None
 
 
-def _has_comments(path: str) -> bool:
-    try:
-        return b"#" in Path(path).read_bytes()
-    except OSError:
-        return False
-
-
 def load_up_config(path: str | Path = DEFAULT_CONFIG) -> UpConfig:
     """Read and check an ``agora up`` YAML file (see ``deploy/configs/local.yaml``).
     Raises :class:`UpConfigError` (file, line, field, what would be right)."""
@@ -385,18 +378,17 @@ def load_up_config(path: str | Path = DEFAULT_CONFIG) -> UpConfig:
     try:
         data = load_yaml(path)
     except InputError as e:
-        if e.problem == "the file is empty" and _has_comments(path):
-            data = None                     # nothing but comments: every default
-        elif e.problem == "the file is empty":
+        if e.problem != "the file is empty":
+            raise UpConfigError(path=e.path, line=e.line, field=e.field, problem=e.problem,
+                                expected=e.expected) from None
+        if b"#" not in Path(path).read_bytes():
             # a probe: a file of no bytes (a wrong or truncated file) started the 8-site
             # default cluster, as an empty jobs file is refused
             raise UpConfigError(path=path, line=None, field=None,
                                 problem="the file is empty (a wrong or cut file?)",
                                 expected="agora up fields (e.g. deploy/configs/up.yaml), "
                                          "or a comment line to run every default") from None
-        else:
-            raise UpConfigError(path=e.path, line=e.line, field=e.field, problem=e.problem,
-                                expected=e.expected) from None
+        data = None                         # nothing but comments: every default
     if data is None:
         data = {}
     if not isinstance(data, dict):
