@@ -16,13 +16,6 @@ GOOD = {"id": "j1", "arrival": 0, "origin": "dc-east",
         "tasks": [{"id": "t", "duration": 1, "demand": {"cpu": 0.5, "mem": 64}, "run": RUN}]}
 
 
-@pytest.fixture
-def up(tmp_path):
-    p = tmp_path / "up.yaml"
-    p.write_text(f"out: {tmp_path / 'out'}\n")      # the embedded cluster; nothing running
-    return p
-
-
 def as_served(tmp_path, monkeypatch):
     """This test's fake service: ``agora submit`` takes an Agora as serving there (its
     coordinator a stand-in, its cluster the up config's); returns a jobs file of j1 and j2."""

@@ -1,0 +1,127 @@
+"""What ``agora logs`` answers where probes of the running service found it silent, unclear
+or waiting for good: a run that wrote nothing printed nothing and exit 0; ``--follow`` of a
+task not started exited at once, and of runs ``agora down`` cut short waited for good; a
+task that will never run, or no such task, got one vague line; a huge argument was echoed
+whole. (Split from test_cli_jobs_answers.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agora.deploy.cli import main
+
+
+def test_logs_of_a_run_that_wrote_nothing_say_how_it_ended(tmp_path, capsys):
+    from agora.deploy.cli_logs import _say_why_silent
+
+    failed, done, wrote, running = (tmp_path / f"{i}-1" for i in range(4))
+    for d, end in ((failed, {"kind": "failed", "exit_code": 127,
+                             "reason": "cannot start '/no/such': No such file or directory"}),
+                   (done, {"kind": "completed", "exit_code": 0, "reason": ""}),
+                   (wrote, {"kind": "completed", "exit_code": 0, "reason": ""}),
+                   (running, None)):
+        d.mkdir()
+        if end is not None:
+            (d / "end.json").write_text(json.dumps(end))
+    _say_why_silent({(0, 1): failed, (1, 1): done, (2, 1): wrote, (3, 1): running},
+                    {(0, 1): 0, (1, 1): 0, (2, 1): 12, (3, 1): 0}, "stdout", "j/t")
+    err = capsys.readouterr().err.splitlines()
+    # a probe: a completed or unended run that wrote nothing printed nothing at all
+    assert err == ["agora logs: j/t/0 (run 1) wrote nothing to stdout; it ended: cannot "
+                   "start '/no/such': No such file or directory",
+                   "agora logs: j/t/1 (run 1) wrote nothing to stdout; it ended: completed",
+                   "agora logs: j/t/3 (run 1) wrote nothing to stdout; it has no end yet"]
+
+
+@pytest.mark.timeout(30)
+def test_logs_follow_of_runs_the_stopped_service_left_without_an_end_ends(
+        tmp_path, capsys, monkeypatch):
+    """A probe: after agora down the runs it cut short never get an end, and ``agora logs
+    --follow`` waited for one for good (this test's fake service: never serving, a run's
+    folder with output and no end)."""
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_logs
+
+    out = tmp_path / "out"
+    folder = run_folder(out / "runs", "a/n0", "j", "t", 0, 1)
+    folder.mkdir(parents=True)
+    (folder / "stdout").write_text("begin\n")
+    monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
+        out=out, serving=lambda: False))
+    assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "begin\n"
+    assert "no agora up is running: 1 run(s) of j/t have no end" in captured.err
+
+
+@pytest.mark.parametrize("what", ["z" * 100_000, "a/" + "z" * 100_000, "a/b/" + "9x" * 50_000])
+def test_a_huge_logs_argument_is_not_echoed_whole(up, capsys, what):
+    """A probe: ``agora logs`` with a 100,000-character argument echoed it back whole."""
+    assert main(["logs", what, "--config", str(up)]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 400 and f"({len(what):,} characters)" in err, err[:400]
+
+
+def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_path,
+                                                                           monkeypatch,
+                                                                           capsys):
+    """A probe: ``agora logs JOB/TASK --follow`` of a task not started yet exited 2 at once,
+    so following a downstream task meant polling by hand. It now waits while the job is
+    pending, and gives up once the job ended without a run of it. A fake service (this
+    test's): the ledger and the serving check are stand-ins; the run folder is real."""
+    import threading
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_jobs, cli_logs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    outcome = ["pending"]
+
+    def view(*_a):
+        rec = pb.JobRecord(outcome=outcome[0])
+        rec.job.id = "j"
+        rec.job.tasks.add(id="tick")
+        return pb.LedgerView(jobs=[rec]), "live"
+
+    monkeypatch.setattr(cli_jobs, "_ledger_view", view)
+    t = SimpleNamespace(out=tmp_path, serving=lambda: True)
+    folder = run_folder(tmp_path / "runs", "a/n0", "j", "tick", 0, 7)
+    threading.Timer(1.0, lambda: folder.mkdir(parents=True)).start()
+    runs = cli_logs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,
+                                    check_s=0.1)
+    assert runs == {(0, 7): folder}
+    assert "waiting for j/tick to start" in capsys.readouterr().err
+    outcome[0] = "failed"                                   # it will never run: not waited
+    assert cli_logs._wait_for_a_run(t, "j", "tock", None, "j/tock", poll_s=0.05,
+                                    check_s=0.1) == {}
+
+
+def test_logs_of_a_task_with_no_run_say_why_as_the_schedule_does(monkeypatch):
+    """A probe: one vague line ("not started yet, another job/task name, ...") for a task of
+    a failed job that will never run, a task the job does not have, and an instance past
+    the task's. A fake service (this test's): the ledger is a stand-in."""
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs, cli_logs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    rec = pb.JobRecord(outcome="failed", reason="task b failed: exit code 1")
+    rec.job.id = "j"
+    rec.job.tasks.add(id="a", instances=30)
+    rec.job.tasks.add(id="c", instances=1)
+    monkeypatch.setattr(cli_jobs, "_ledger_view", lambda *_a: (pb.LedgerView(jobs=[rec]),
+                                                                "live"))
+    t = SimpleNamespace()
+    why = cli_logs._why_no_run
+    assert why(t, "nosuch", "a", None) == "the schedule has no job 'nosuch'"
+    assert why(t, "j", "x", None) == "job 'j' has no task 'x'; its tasks: a, c"
+    assert why(t, "j", "a", 99) == "task j/a has 30 instance(s): 0..29"
+    assert why(t, "j", "c", None) == ("the job failed (task b failed: exit code 1): this "
+                                      "task never ran here")
+    rec.outcome = "pending"
+    assert why(t, "j", "c", None) is None                  # not started yet: said as before
