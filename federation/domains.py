@@ -28,13 +28,12 @@ Setups:
 from __future__ import annotations
 
 import csv
-import hashlib
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agora.agents.limits import SITE_NAME_TEXT, site_name_problem
-from agora.agents.sim.runner import Scenario
+from agora.agents.sim.runner import Scenario, file_digest
 from agora.agents.workloads.alibaba import NODE_HEADER, POD_HEADER, SPLITS
 from agora.agents.workloads.errors import InputError
 from agora.agents.workloads.loader import parse_synthetic, splits_into_sites
@@ -171,9 +170,6 @@ def _workload_spec(base: Path, spec: str) -> str:
 
 # -- Alibaba by node type ---------------------------------------------------------------------
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
 
 def _fits(pod: dict, node: dict) -> bool:
     if int(pod["cpu_milli"]) > int(node["cpu_milli"]) or \
@@ -274,8 +270,8 @@ def alibaba_by_type(traces: str | Path, *, cache: str | Path, agent_sites: int =
                       sites=agent_sites, split="stratified", load=load)
         load_cluster(sc.cluster, sites=agent_sites, split="stratified")   # fails early
         sites.append(FederationSite(g, sc, f"{len(groups[g])} nodes, {len(assigned[g])} pods"))
-    src = (f"{nodes_csv} (sha256 {_digest(nodes_csv)}), {pods_csv} (sha256 "
-           f"{_digest(pods_csv)}); max_nodes={max_nodes}, agent_sites={agent_sites}, "
+    src = (f"{nodes_csv} (sha256 {file_digest(nodes_csv)}), {pods_csv} (sha256 "
+           f"{file_digest(pods_csv)}); max_nodes={max_nodes}, agent_sites={agent_sites}, "
            f"load={load}")
     return Setup("alibaba-by-type", tuple(sites), source=src)
 

@@ -10,7 +10,9 @@ then show a zero-width interval rather than pretending otherwise.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from agora.agents.baselines import BASELINES, make_policy
 from agora.agents.domain import Cluster, Workload
@@ -18,6 +20,11 @@ from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import SimResult, Simulator
 from agora.agents.workloads.loader import load_cluster, load_workload, splits_into_sites
 from agora.agents.workloads.transform import arrival_window, at_load, inflate
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file's bytes, 16 hex digits (what runs record of their input files)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,6 @@ class Scenario:
         """A digest (sha256, 16 hex digits) of the cluster and workload files (those that
         are files): what a resumed training run compares, so that a file changed since its
         start is refused (a probe: an edited cluster went unnoticed)."""
-        import hashlib
-        from pathlib import Path
-
         out = {}
         for field in ("cluster", "workload"):
             spec = str(getattr(self, field))
@@ -70,7 +74,7 @@ class Scenario:
                 continue          # built in: a file of that name here is never read
             f = Path(spec.partition(":")[0] if field == "workload" else spec)
             if f.is_file():
-                out[field] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+                out[field] = file_digest(f)
         return out
 
     def build(self, seed: int) -> tuple[Cluster, Workload]:
