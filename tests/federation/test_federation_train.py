@@ -103,7 +103,9 @@ def test_agora_train_federated_on_the_alibaba_fixture(tmp_path, capsys, extra, r
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     fed = [r for r in rows if r["site"] == "federation"]
     assert len(fed) == rounds and all(r["aggregated"] and "eval/score" in r for r in fed)
-    assert all("eval/jct_mean_s" in r and "charts/steps" in r for r in rows if r["site"] in ORGS)
+    lacking = {r["site"]: sorted(r) for r in rows if r["site"] in ORGS
+               and not ("eval/jct_mean_s" in r and "charts/steps" in r)}
+    assert not lacking, (lacking, [r.get("errors") for r in fed])    # what went wrong, said
     # The aggregate is an agents.learn checkpoint: `agora evaluate` runs it on an organisation.
     org = out / "setup" / "alibaba-by-type" / "t4"
     assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--cluster",
