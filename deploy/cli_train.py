@@ -154,6 +154,12 @@ def _refuse_a_held_run(a: argparse.Namespace) -> None:
     if held and not a.resume:
         raise ValueError(f"--out {a.out}: holds a run already ({held[0]}); expected --resume "
                          f"to continue it, or another --out for a new run")
+    from agora.federation.run_files import federated_folder
+
+    if a.resume and not a.federated and federated_folder(Path(a.out)):
+        # a probe: "last.pt: no field 'optimizer'", naming a checkpoint's insides
+        raise ValueError(f"--resume --out {a.out}: holds a federated run; expected --federated "
+                         f"--resume with its --setup and settings, or another --out")
 
 
 @contextlib.contextmanager

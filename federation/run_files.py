@@ -66,3 +66,24 @@ def last_rows(mpath: Path) -> dict:
     last = max(x["round"] for x in rows)
     return {x["site"]: {k: x[k] for k in ("eval/jct_mean_s", "eval/score", "step") if k in x}
             for x in rows if x["round"] == last}
+
+
+def comparable_setups(saved: dict, now: dict, scenarios: dict) -> tuple[dict, dict]:
+    """(saved, now): a run's recorded setup and today's (``Setup.to_dict``, in JSON's types)
+    as a resume compares them -- organisations by name (a difference names the one), each
+    file known by its digest rather than its path (``Scenario.known_by_content``;
+    ``scenarios``: today's, by organisation), and the setup's ``source`` (the traces'
+    paths as given) left out once every organisation's files have digests. A probe: a
+    resume from another folder, or with --traces or --out absolute, was refused with the
+    whole setup dumped, though every file was the same."""
+    digested = all("digests" in x for x in saved.get("sites", []))
+
+    def form(d: dict, fix) -> dict:
+        head = {k: v for k, v in d.items() if k != "sites" and not (digested and k == "source")}
+        return {**head, "sites": {x.get("name"): {**x, "scenario": fix(x)}
+                                  for x in d.get("sites", [])}}
+
+    def moved(x: dict) -> dict:
+        sc = scenarios.get(x.get("name"))
+        return sc.known_by_content(x["scenario"], x.get("digests")) if sc else x["scenario"]
+    return form(saved, moved), form(now, lambda x: x["scenario"])

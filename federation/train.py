@@ -46,7 +46,8 @@ from agora.federation.client_app import make_client_app
 from agora.federation.domains import Setup
 from agora.federation.grid import SiteGrid, grid_of
 from agora.federation.ppo_learner import PPOSiteLearner
-from agora.federation.run_files import federated_folder, kept_rows, last_rows, read_state
+from agora.federation.run_files import (comparable_setups, federated_folder, kept_rows,
+                                        last_rows, read_state)
 from agora.federation.server import (FederationConfig, check_strategy, round_metrics,
                                      round_seed, run_federation, site_seed)
 
@@ -165,10 +166,11 @@ def train_federated(setup: Setup, cfg: FedTrainConfig, out: str | Path, *,
         if any("digests" not in x for x in st["setup"].get("sites", [])):
             for x in record["setup"]["sites"]:      # a run recorded before the digests
                 x.pop("digests", None)
-        if same != cfg or st["setup"] != record["setup"]:
-            diff = checkpoint.config_differences(
-                {"config": same.to_dict(), "setup": st["setup"]},
-                {"config": cfg.to_dict(), "setup": record["setup"]})
+        was, now = comparable_setups(st["setup"], record["setup"],
+                                     {x.name: x.scenario for x in setup.sites})
+        if same != cfg or was != now:
+            diff = checkpoint.config_differences({"config": same.to_dict(), "setup": was},
+                                                 {"config": cfg.to_dict(), "setup": now})
             raise checkpoint.CheckpointMismatch(
                 f"{state_file}: --resume with a different configuration or setup "
                 f"({'; '.join(diff[:5])}{'; ...' if len(diff) > 5 else ''}); expected the "

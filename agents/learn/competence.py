@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,10 @@ def stamp(path: str | Path, competence: dict) -> None:
 
 
 def measure_checkpoint(path: str | Path, *, episodes: int = EPISODES,
-                       quantile: float = QUANTILE) -> dict:
-    """``measure`` on the checkpoint's own training scenario (its ``train_config``)."""
+                       quantile: float = QUANTILE, scenario: dict | None = None) -> dict:
+    """``measure`` on the checkpoint's own training scenario (its ``train_config``), its
+    files as ``scenario`` spells them when given (a resumed run's, which may name the same
+    files by other paths: ``Scenario.known_by_content``)."""
     from agora.agents.learn.loop import EpisodeSource, TrainConfig
     from agora.agents.sim.runner import Scenario
 
@@ -114,6 +117,8 @@ def measure_checkpoint(path: str | Path, *, episodes: int = EPISODES,
         raise checkpoint.CheckpointMismatch(f"{path}: no train_config; expected a checkpoint "
                                             f"written by `agora train`")
     cfg = TrainConfig.from_dict(blob["train_config"])
+    if scenario is not None:
+        cfg = replace(cfg, scenario=scenario)
     source = EpisodeSource(Scenario(**cfg.scenario), cfg.train_jobs, cfg.train_fraction)
     out = measure(agents, source, episodes=episodes, quantile=quantile)
     out["scenario"] = cfg.scenario

@@ -64,6 +64,8 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
         blob = checkpoint.read(ck)
         checkpoint.require(ck, blob, checkpoint.RESUME_PARTS)
         saved = TrainConfig.from_dict(blob["train_config"])
+        saved = replace(saved, scenario=_scenario(cfg).known_by_content(
+            saved.scenario, blob["progress"].get("digests")))
         if replace(saved, steps=cfg.steps) != cfg:
             diff = checkpoint.config_differences(replace(saved, steps=cfg.steps).to_dict(),
                                                  cfg.to_dict())
@@ -137,7 +139,7 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     if not (out / "best.pt").exists():
         loop.save(out / "best.pt")
     from agora.agents.learn import competence
-    comp = competence.measure_checkpoint(out / "best.pt")
+    comp = competence.measure_checkpoint(out / "best.pt", scenario=cfg.scenario)
     competence.stamp(out / "best.pt", comp)
     log(f"competence of best.pt: windows of up to {comp['max_choices']} candidates and pools "
         f"of up to {comp['max_open']} open tasks ({comp['quantile']:.0%} of "
@@ -152,10 +154,14 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     return summary
 
 
-def _file_digests(cfg: TrainConfig) -> dict[str, str]:
+def _scenario(cfg: TrainConfig):
     from agora.agents.sim.runner import Scenario
 
-    return Scenario(**cfg.scenario).file_digests()
+    return Scenario(**cfg.scenario)
+
+
+def _file_digests(cfg: TrainConfig) -> dict[str, str]:
+    return _scenario(cfg).file_digests()
 
 
 def _same_files(ck: Path, saved: dict | None, cfg: TrainConfig) -> None:

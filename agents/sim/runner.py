@@ -77,6 +77,20 @@ class Scenario:
                 out[field] = file_digest(f)
         return out
 
+    def known_by_content(self, saved: dict, digests: dict | None) -> dict:
+        """``saved`` (this scenario's fields as a run recorded them) with the path of each
+        file ``digests`` (the run's) vouches for spelt as this scenario spells it: a
+        resumed run's file is the same by its digest, compared apart, not by its path (a
+        probe: a resume from another folder, or with the path made absolute, was refused
+        though every file was the same). A workload's options after ``:`` still count."""
+        out = dict(saved)
+        for field in digests or {}:
+            now = str(getattr(self, field))
+            if field != "workload" or str(saved.get(field)).partition(":")[2] == \
+                    now.partition(":")[2]:
+                out[field] = getattr(self, field)
+        return out
+
     def build(self, seed: int) -> tuple[Cluster, Workload]:
         cluster = load_cluster(self.cluster, sites=self.sites, split=self.split)
         f = cluster.faults

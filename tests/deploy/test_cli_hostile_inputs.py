@@ -193,16 +193,25 @@ def test_a_second_run_into_a_folder_a_run_writes_now_is_refused(tmp_path, capsys
 
 
 @pytest.mark.timeout(300)
-def test_a_resume_on_a_changed_cluster_file_is_refused_naming_it(tmp_path, capsys):
+def test_a_resume_on_a_changed_cluster_file_is_refused_naming_it(tmp_path, capsys,
+                                                                 monkeypatch):
     """A probe: an edited cluster (cpu 8 -> 2) was taken by --resume, and the validation
-    JCT jumped 534 -> 1,724 s; federated runs kept digests and refused it, single runs not."""
+    JCT jumped 534 -> 1,724 s; federated runs kept digests and refused it, single runs not.
+    The same file named otherwise (relative, then absolute from another folder) is the same
+    file: a probe found that refused ("scenario.cluster: saved ..."), and once taken, the
+    run's end measured best.pt on the path as first spelt, from the new folder."""
     from agora.agents.workloads.loader import DEFAULT_CLUSTER
 
     cluster = tmp_path / "c.yaml"
     cluster.write_text(Path(DEFAULT_CLUSTER).read_text())
     out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    assert main(TRAIN + ["--cluster", "c.yaml", "--out", "run", "--steps", "64"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     argv = TRAIN + ["--cluster", str(cluster), "--out", str(out)]
-    assert main(argv + ["--steps", "64"]) == 0
+    assert main(argv + ["--steps", "96", "--resume"]) == 0
+    assert json.loads((out / "config.json").read_text())["scenario"]["cluster"] == str(cluster)
     cluster.write_text(cluster.read_text() + "\n# edited\n")
     capsys.readouterr()
     err = input_error(argv + ["--steps", "128", "--resume"], capsys)

@@ -193,6 +193,33 @@ def test_a_resume_refuses_a_cluster_file_edited_since_the_run_began(tmp_path):
                         **quiet)
 
 
+def test_a_resume_knows_the_files_by_content_not_by_how_their_paths_are_spelt(
+        tmp_path, capsys, monkeypatch):
+    """A probe: a resume from another folder, or with --traces and --out made absolute, was
+    refused (the setup's paths differed as strings), dumping the whole setup; a changed file
+    is still refused, naming the organisation and the file. A single run's --resume into a
+    federated run's folder said "last.pt: no field 'optimizer'"."""
+    shutil.copytree(FIX / "federation", tmp_path / "traces")
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--federated", "--setup", "alibaba-by-type", *TINY]
+    assert main([*argv, "--traces", "traces", "--rounds", "1", "--out", "fed"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    absolute = [*argv, "--traces", str(tmp_path / "traces"), "--out", str(tmp_path / "fed")]
+    assert main([*absolute, "--rounds", "2", "--resume"]) == 0
+    assert json.loads((tmp_path / "fed" / "state.json").read_text())["round"] == 2
+    capsys.readouterr()
+    pods = tmp_path / "traces" / "alibaba-openb-2023" / "openb_pod_list_default.csv"
+    lines = pods.read_text().splitlines(keepends=True)
+    pods.write_text("".join(lines[:-1]))          # the last pod gone
+    assert main([*absolute, "--rounds", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "setup.sites." in err and ".digests.workload: saved" in err, err
+    assert "source" not in err and len(err) < 400, err
+    assert main(["train", "--resume", "--out", str(tmp_path / "fed")]) == 2
+    assert "holds a federated run; expected --federated --resume" in capsys.readouterr().err
+
+
 def test_a_federated_run_killed_in_its_first_commit_resumes_from_the_start(tmp_path):
     """A review: last.pt written, state.json not yet -- --resume called the folder "not
     federated", and without --resume it "holds a run already"."""
