@@ -15,9 +15,10 @@ aggregate) unless
   extrapolated; one that cancelled the others divided by zero);
 - its metrics are finite numbers.
 
-Sample counts are taken at most at ``COUNT_CAP`` times the round's median count: a member
-claiming 10^12 samples froze the model at its own update; now it weighs at most twice what a
-typical member does, and members within that keep their own weights. A round
+Sample counts are taken at most at ``COUNT_CAP`` times the median of the other members'
+counts: a member claiming 10^12 samples froze the model at its own update; now it weighs at
+most twice what a typical other member does (with two members, twice the other's), and
+members within that keep their own weights. A round
 with fewer usable replies than ``min_fraction`` asks keeps the model as it was (Flower's
 ``min_train_nodes`` bounds the nodes sampled, not the replies that came back: 2 of 5
 replies were aggregated where 3 were asked for).
@@ -94,14 +95,20 @@ def common_metrics(replies: list[Message]) -> None:
 
 
 COUNT_CAP = 2.0
-"""a reply's sample count weighs at most this many times the round's median count"""
+"""a reply's sample count weighs at most this many times the median of the other replies'"""
 
 
 def cap_counts(replies: list[Message], count_key: str) -> None:
-    """Each reply's sample count, at most ``COUNT_CAP`` x the median count (in place)."""
+    """Each reply's sample count, at most ``COUNT_CAP`` x the median of the *other* replies'
+    counts (in place). The median of all counts, its own among them, bounded nothing with two
+    replies -- it is their mean, so 2x it is their sum: a probe's member claiming 10^12
+    samples beside one honest member made the model its own, under the recipe's default two
+    SuperNodes or whenever refusals left two replies."""
     recs = [next(iter(m.content.metric_records.values())) for m in replies]
-    cap = COUNT_CAP * float(np.median([float(r[count_key]) for r in recs]))
-    for r in recs:
+    counts = [float(r[count_key]) for r in recs]
+    for i, r in enumerate(recs):
+        others = counts[:i] + counts[i + 1:]
+        cap = COUNT_CAP * float(np.median(others)) if others else math.inf
         if r[count_key] > cap:
             r[count_key] = type(r[count_key])(cap)
 

@@ -70,8 +70,8 @@ def run(attack: str, *, honest: int = 3, hostiles: int = 1, strategy: str = "fed
     return res.arrays.to_numpy_ndarrays(), grid.errors
 
 
-def honest_only(rounds: int = 2):
-    grid = grid_of([LinearSite(f"s{i}", i, 40, W) for i in range(3)], make_client_app)
+def honest_only(rounds: int = 2, n: int = 3):
+    grid = grid_of([LinearSite(f"s{i}", i, 40, W) for i in range(n)], make_client_app)
     try:
         res = run_federation(grid, [np.zeros(3), np.zeros(1)],
                              FederationConfig(rounds=rounds, local_steps=20))
@@ -94,16 +94,20 @@ def test_a_reply_that_cannot_be_aggregated_is_left_out_and_named(attack, why):
     assert len(named) == 2 and all(why in e[1] for e in named), errors   # once a round
 
 
-def test_a_member_claiming_huge_sample_counts_weighs_at_most_twice_the_median():
-    agg, errors = run("count_huge", rounds=1)
+@pytest.mark.parametrize("honest", [3, 1])
+def test_a_member_claiming_huge_sample_counts_weighs_at_most_twice_the_others(honest):
+    """Twice the median of the *other* members' counts: with one honest member beside it
+    (a probe, deployed with the recipe's two SuperNodes), 2x the median of both counts was
+    their sum, and the hostile member's update became the model."""
+    agg, errors = run("count_huge", honest=honest, rounds=1)
     assert errors == []                        # not refused: its count is capped
     # without the cap its update (-50 w - 10) would be the aggregate, to 1e-10
-    honest = honest_only(rounds=1)[0]           # 3 members of 40 samples, equal weights
+    honest_agg = honest_only(rounds=1, n=honest)[0]   # members of 40 samples, equal weights
     twin = LinearSite("bad0", 9, 40, W)         # what the hostile member trained
     twin.train(20, {})
     evil = -50.0 * twin.w - 10.0
-    share = COUNT_CAP * 40 / (3 * 40 + COUNT_CAP * 40)
-    np.testing.assert_allclose(agg[0], (1 - share) * honest + share * evil, rtol=1e-9)
+    share = COUNT_CAP * 40 / (honest * 40 + COUNT_CAP * 40)
+    np.testing.assert_allclose(agg[0], (1 - share) * honest_agg + share * evil, rtol=1e-9)
 
 
 def test_a_round_with_fewer_usable_replies_than_min_fraction_keeps_the_model():
