@@ -15,10 +15,10 @@ aggregate) unless
   extrapolated; one that cancelled the others divided by zero);
 - its metrics are finite numbers.
 
-Sample counts are taken at most at ``COUNT_CAP`` times the median of the other members'
-counts: a member claiming 10^12 samples froze the model at its own update; now it weighs at
-most twice what a typical other member does (with two members, twice the other's), and
-members within that keep their own weights. A round
+Sample counts are taken at most at ``COUNT_CAP`` times the round's median count (with two
+replies, the other's): a member claiming 10^12 samples froze the model at its own update; now
+it weighs at most twice what a typical member does, and members within that keep their own
+weights. A round
 with fewer usable replies than ``min_fraction`` asks keeps the model as it was (Flower's
 ``min_train_nodes`` bounds the nodes sampled, not the replies that came back: 2 of 5
 replies were aggregated where 3 were asked for).
@@ -95,20 +95,21 @@ def common_metrics(replies: list[Message]) -> None:
 
 
 COUNT_CAP = 2.0
-"""a reply's sample count weighs at most this many times the median of the other replies'"""
+"""a reply's sample count weighs at most this many times the round's median count (with two
+replies, the other's)"""
 
 
 def cap_counts(replies: list[Message], count_key: str) -> None:
-    """Each reply's sample count, at most ``COUNT_CAP`` x the median of the *other* replies'
-    counts (in place). The median of all counts, its own among them, bounded nothing with two
-    replies -- it is their mean, so 2x it is their sum: a probe's member claiming 10^12
-    samples beside one honest member made the model its own, under the recipe's default two
-    SuperNodes or whenever refusals left two replies."""
+    """Each reply's sample count, at most ``COUNT_CAP`` x the round's median count, or with
+    two replies x the other's (in place). The median of two counts is their mean, so twice it
+    is their sum and bounded nothing: a probe's member claiming 10^12 samples beside one
+    honest member made the model its own (the recipe's default two SuperNodes, or any round
+    that refusals left with two). From three replies on the median is no one member's."""
     recs = [next(iter(m.content.metric_records.values())) for m in replies]
     counts = [float(r[count_key]) for r in recs]
     for i, r in enumerate(recs):
-        others = counts[:i] + counts[i + 1:]
-        cap = COUNT_CAP * float(np.median(others)) if others else math.inf
+        typical = counts[1 - i] if len(counts) == 2 else float(np.median(counts))
+        cap = COUNT_CAP * typical
         if r[count_key] > cap:
             r[count_key] = type(r[count_key])(cap)
 
@@ -127,6 +128,9 @@ class Guarded:
         self.skipped_rounds: list[int] = []
         self._sent: list[np.ndarray] = []
         self._keys: list[str] | None = None
+        self.latest: ArrayRecord | None = None
+        """the global model last sent out (to train or to evaluate): what a run stopped
+        mid-round has"""
 
     def robust_with(self, replies: int) -> bool:
         """Whether the strategy bounds a member's pull over ``replies`` replies (FedAvg: no
@@ -137,7 +141,13 @@ class Guarded:
                         grid: Grid):
         self._sent = arrays.to_numpy_ndarrays()
         self._keys = list(arrays.keys())
+        self.latest = arrays
         return super().configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid):
+        self.latest = arrays
+        return super().configure_evaluate(server_round, arrays, config, grid)
 
     def _sort(self, server_round: int, replies, problem, what: str = "reply",
               prefix: str = "") -> tuple[list[Message], list[Message]]:

@@ -42,23 +42,26 @@ class WeightError(ValueError):
 def check_weights(site: str, names: Sequence[str], expected: Sequence[np.ndarray],
                   got: Sequence[np.ndarray]) -> None:
     """Raise ``WeightError`` unless ``got`` matches ``expected`` array by array in count,
-    shape and dtype, with every value finite and at most ``MAX_ABS_WEIGHT`` in magnitude."""
+    shape and dtype, with every value finite and at most ``MAX_ABS_WEIGHT`` in magnitude.
+    ``site``: who sent it, a site's name or ``node N`` (a deployed server knows node ids
+    only: "site node N" read oddly, a probe)."""
+    who = site if site.startswith("node ") else f"site {site}"
     if len(got) != len(expected):
-        raise WeightError(f"site {site}: sent {len(got)} tensors, expected {len(expected)} "
+        raise WeightError(f"{who}: sent {len(got)} tensors, expected {len(expected)} "
                           f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     for name, ref, arr in zip(names, expected, got):
         arr = np.asarray(arr)
         if arr.shape != ref.shape:
-            raise WeightError(f"site {site}: tensor {name!r} has shape {arr.shape}, expected "
+            raise WeightError(f"{who}: tensor {name!r} has shape {arr.shape}, expected "
                               f"{ref.shape}")
         if arr.dtype != ref.dtype:
-            raise WeightError(f"site {site}: tensor {name!r} has dtype {arr.dtype}, expected "
+            raise WeightError(f"{who}: tensor {name!r} has dtype {arr.dtype}, expected "
                               f"{ref.dtype}, as sent")
         bad = ~np.isfinite(arr)
         if bad.any():
-            raise WeightError(f"site {site}: tensor {name!r} has {int(bad.sum())} non-finite "
+            raise WeightError(f"{who}: tensor {name!r} has {int(bad.sum())} non-finite "
                               f"values (NaN or inf) of {arr.size}")
         if arr.size and float(np.abs(arr).max()) > MAX_ABS_WEIGHT:
-            raise WeightError(f"site {site}: tensor {name!r} has values of magnitude up to "
+            raise WeightError(f"{who}: tensor {name!r} has values of magnitude up to "
                               f"{float(np.abs(arr).max()):.3g}; expected at most "
                               f"{MAX_ABS_WEIGHT:g} (MAX_ABS_WEIGHT)")

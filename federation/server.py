@@ -63,6 +63,9 @@ class FederationConfig:
                              f"{', '.join(STRATEGIES)}")
         if not isinstance(self.rounds, int) or self.rounds < 1:
             raise ValueError(f"rounds: {self.rounds!r}; expected an int >= 1")
+        if not isinstance(self.local_steps, int) or self.local_steps < 0:
+            # a probe: -5 ran, each site training nothing
+            raise ValueError(f"local_steps: {self.local_steps!r}; expected an int >= 0")
         if not 0.0 < self.min_fraction <= 1.0:
             raise ValueError(f"min_fraction: {self.min_fraction!r}; expected in (0, 1]")
         if not self.timeout_s > 0:
@@ -80,7 +83,8 @@ def check_strategy(cfg: FederationConfig, n_sites: int) -> None:
         raise ValueError(f"strategy: 'median' of {n_sites} sites' updates is their mean (it "
                          f"bounds no member); expected at least 3 sites, or 'fedavg'")
     if cfg.strategy == "trimmed" and int(cfg.trim_beta * n_sites) < 1:
-        need = ("'median', or at least 3 sites" if n_sites < 3 else
+        need = ("at least 3 sites (no trim of 2 cuts one and keeps one), or 'fedavg'"
+                if n_sites < 3 else
                 f"at least {math.ceil(100 / n_sites) / 100:.2f} for {n_sites} sites")
         raise ValueError(f"trim_beta: {cfg.trim_beta:g} trims int({cfg.trim_beta:g} x "
                          f"{n_sites}) = 0 of {n_sites} sites' updates from each end: a plain "

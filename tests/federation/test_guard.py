@@ -95,10 +95,10 @@ def test_a_reply_that_cannot_be_aggregated_is_left_out_and_named(attack, why):
 
 
 @pytest.mark.parametrize("honest", [3, 1])
-def test_a_member_claiming_huge_sample_counts_weighs_at_most_twice_the_others(honest):
-    """Twice the median of the *other* members' counts: with one honest member beside it
-    (a probe, deployed with the recipe's two SuperNodes), 2x the median of both counts was
-    their sum, and the hostile member's update became the model."""
+def test_a_member_claiming_huge_sample_counts_weighs_at_most_twice_the_median(honest):
+    """Twice the round's median; with two members, twice the other's: with one honest member
+    beside it (a probe, deployed with the recipe's two SuperNodes), 2x the median of both
+    counts was their sum, and the hostile member's update became the model."""
     agg, errors = run("count_huge", honest=honest, rounds=1)
     assert errors == []                        # not refused: its count is capped
     # without the cap its update (-50 w - 10) would be the aggregate, to 1e-10

@@ -1,0 +1,118 @@
+"""The deployed ServerApp (``federation/deploy_serverapp.py``) run in this process over the
+in-process ``SiteGrid`` of linear fakes (``tests/fakes.py``; a SuperLink's grid would hand
+it the same calls): a site gone for longer than ``timeout-s`` ends the run with one line and
+the last finished round's model written, and a bad run config names its key. A probe
+(2026-12-05, the recipe on one machine): one of two SuperNodes killed under the default
+``min-fraction`` 1.0 left the run waiting for good, naming no one; ``num-server-rounds=-1``
+was "rounds: -1", ``'two'`` a bare int() error, ``local-steps=-5`` and ``min-nodes=0``
+ran."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+from flwr.app.message_type import MessageType
+
+from agora.federation import deploy_serverapp
+from agora.federation.client_app import make_client_app
+from agora.federation.deploy_serverapp import BoundedWait, TooFewNodes, config_from, min_nodes
+from agora.federation.grid import grid_of
+from tests.fakes import LinearSite
+
+pytestmark = pytest.mark.timeout(60)
+RC = {"num-server-rounds": 3, "local-steps": 5, "strategy": "fedavg", "min-fraction": 1.0,
+      "timeout-s": 2.0, "seed": 0, "min-nodes": 2, "final-arrays": ""}
+
+
+def test_a_site_gone_for_longer_than_the_timeout_ends_the_run_with_the_last_model(
+        tmp_path, capsys):
+    sites = [LinearSite(s, i, 40) for i, s in enumerate("ab")]
+    grid = grid_of(sites, make_client_app)
+    b = next(n for n, node in grid.nodes.items() if node.site == "b")
+    evaluated = []
+
+    def deliver(msg, own=grid.nodes[b].deliver):   # b stops after round 1's evaluation
+        reply = own(msg)
+        if msg.metadata.message_type == MessageType.EVALUATE:
+            evaluated.append(1)
+            grid.offline.add(b)
+        return reply
+    grid.nodes[b].deliver = deliver
+    np.savez(tmp_path / "init.npz", np.zeros(3), np.zeros(1))
+    rc = {**RC, "initial-arrays": str(tmp_path / "init.npz"),
+          "final-arrays": str(tmp_path / "final.npz")}
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=rc)
+    try:
+        with pytest.raises(TooFewNodes, match=r"1 of the 2 nodes a round needs .* connected "
+                                              r"for 2 s \('timeout-s'\)"):
+            deploy_serverapp.main(grid, ctx)
+    finally:
+        grid.close()
+    assert evaluated == [1]                        # round 1 finished, round 2 never began
+    with np.load(tmp_path / "final.npz") as f:
+        final = [f["arr_0"], f["arr_1"]]
+    # round 1's aggregate: both sites trained 5 steps from zero, equal counts
+    twins = [LinearSite(s, i, 40) for i, s in enumerate("ab")]
+    for t in twins:
+        t.train(5, {})
+    np.testing.assert_allclose(final[0], (twins[0].w + twins[1].w) / 2, rtol=1e-9)
+    assert "agora federation: stopped: 1 of the 2 nodes" in capsys.readouterr().out
+
+
+def test_a_wait_is_bounded_and_starts_again_once_enough_nodes_are_back():
+    """(a fake grid and clock, standing in for a SuperLink's and the time)"""
+    class Nodes:
+        ids = [1]
+
+        def get_node_ids(self):
+            return list(self.ids)
+    now = [0.0]
+    grid = Nodes()
+    w = BoundedWait(grid, 2, 10.0, clock=lambda: now[0])
+    for t in (0.0, 5.0, 10.0):
+        now[0] = t
+        assert w.get_node_ids() == [1]
+    grid.ids = [1, 2]
+    now[0] = 30.0
+    assert w.get_node_ids() == [1, 2]              # enough again: the wait starts over
+    grid.ids = [1]
+    for t in (31.0, 41.0):
+        now[0] = t
+        w.get_node_ids()
+    now[0] = 41.5
+    with pytest.raises(TooFewNodes, match="1 of the 2 nodes"):
+        w.get_node_ids()
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("num-server-rounds", -1, "run config 'num-server-rounds': -1; expected an int >= 1"),
+    ("num-server-rounds", "two", "run config 'num-server-rounds': 'two'; expected a whole"),
+    ("num-server-rounds", 2.5, "run config 'num-server-rounds': 2.5; expected a whole"),
+    ("local-steps", -5, "run config 'local-steps': -5; expected an int >= 0"),
+    ("timeout-s", -1, "run config 'timeout-s': -1.0; expected > 0"),
+    ("min-fraction", "all", "run config 'min-fraction': 'all'; expected a number"),
+    ("trim-beta", 0.7, "run config 'trim-beta': 0.7; expected in [0, 0.5)"),
+    ("strategy", "mean", "run config 'strategy': 'mean'; expected one of fedavg"),
+    ("seed", None, "run config 'seed': missing; expected it in [tool.flwr.app.config]"),
+])
+def test_a_bad_run_config_names_its_key(key, value, said):
+    rc = {k: v for k, v in RC.items() if not (k == key and value is None)}
+    if value is not None:
+        rc[key] = value
+    with pytest.raises(ValueError, match=None) as e:
+        config_from(rc)
+    assert str(e.value).startswith(said), str(e.value)
+
+
+def test_min_nodes_and_a_strategy_too_robust_for_them_are_named(tmp_path):
+    with pytest.raises(ValueError, match="run config 'min-nodes': 0; expected the number"):
+        min_nodes({**RC, "min-nodes": 0})
+    np.savez(tmp_path / "init.npz", np.zeros(3), np.zeros(1))
+    rc = {**RC, "strategy": "trimmed", "initial-arrays": str(tmp_path / "init.npz")}
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=rc)
+    with pytest.raises(ValueError) as e:
+        deploy_serverapp.main(None, ctx)
+    # not "expected 'median'": a median of 2 is refused too
+    assert str(e.value).startswith("run config 'trim-beta': 0.2 trims") and \
+        "expected at least 3 sites" in str(e.value) and "median" not in str(e.value)
