@@ -13,7 +13,12 @@ federation/app/pyproject.toml, overridable with ``flwr run --run-config``):
 * ``initial-arrays``: path of an ``.npz`` (arrays ``arr_0``, ``arr_1``, ... in
   ``weight_names`` order) on the coordinator's machine, the model of round 0;
 * ``final-arrays``: path where the final global arrays are written (``.npz``, same
-  layout); empty: not written.
+  layout); empty: not written;
+* ``initial-checkpoint`` (instead of ``initial-arrays``): an Agora checkpoint, whose network
+  the sites' ``federation.deployed_learner`` train; then ``final-checkpoint`` writes the
+  final model as one (what ``agora evaluate`` and ``agora simulate --policy`` read);
+* ``final-metrics``: path of a JSON-lines file of each round's aggregated train and
+  evaluate metrics.
 
 A value of the wrong kind or range is refused naming its run-config key. Flower's strategies
 wait for ``min-nodes`` x ``min-fraction`` connected nodes before each round, once a second,
@@ -128,20 +133,13 @@ def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
     cfg = config_from(rc)
     print(f"agora federation: {cfg}", flush=True)
-    path = str(rc.get("initial-arrays", ""))
-    if not path or not Path(path).is_file():     # a probe: "" raised FileNotFoundError
-        raise ValueError(f"run config 'initial-arrays': {path!r} is no file; expected the "
-                         f"path of an .npz of the round-0 model on this machine "
-                         f"(federation/RECIPE.md: --run-config \"initial-arrays='/tmp/init.npz'"
-                         f"\")")
-    with np.load(path) as f:
-        initial = [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+    initial, agents = _initial(rc)
     try:
         strategy = make_strategy(cfg, min_nodes(rc))
     except ValueError as e:
         raise _named(e) from None
     random.seed(cfg.seed)                  # Flower samples nodes with the global ``random``
-    out = str(rc.get("final-arrays", ""))
+    out = _outputs(rc, agents)
     try:
         result = strategy.start(
             grid=BoundedWait(grid, strategy.min_available_nodes, cfg.timeout_s),
@@ -151,16 +149,84 @@ def main(grid: Grid, context: Context) -> None:
     except TooFewNodes as e:
         _left_out(strategy)
         kept = strategy.latest.to_numpy_ndarrays() if strategy.latest is not None else initial
-        if out:
-            np.savez(out, *kept)
-        print(f"agora federation: stopped: {e}" + (f"; {out} holds the model of the last "
-                                                  f"round that finished" if out else ""),
-              flush=True)
+        written = _write(out, kept, agents, cfg, None)
+        print(f"agora federation: stopped: {e}" + (f"; {', '.join(written)} hold the model of "
+                                                  f"the last round that finished"
+                                                  if written else ""), flush=True)
         raise
     result = kept_model(result, initial)
     _left_out(strategy)
-    if out:
-        np.savez(out, *result.arrays.to_numpy_ndarrays())
+    _write(out, result.arrays.to_numpy_ndarrays(), agents, cfg, result)
+
+
+def _initial(rc: dict) -> tuple[list[np.ndarray], object]:
+    """(round-0 arrays, the agents of ``initial-checkpoint`` or None) from ``initial-arrays``
+    (an .npz) or ``initial-checkpoint`` (an Agora checkpoint; exactly one of them)."""
+    arrays, agents = str(rc.get("initial-arrays", "")), str(rc.get("initial-checkpoint", ""))
+    if bool(arrays) == bool(agents):
+        raise ValueError("run config 'initial-arrays' / 'initial-checkpoint': "
+                         + ("both given" if arrays else "neither given") + "; expected one: "
+                         "the path of an .npz of the round-0 model, or of an Agora checkpoint "
+                         "(agents/learn/checkpoints/learned-synE.pt trains Agora's agents), "
+                         "on this machine (federation/RECIPE.md)")
+    path = arrays or agents
+    if not Path(path).is_file():                 # a probe: "" raised FileNotFoundError
+        key = "initial-arrays" if arrays else "initial-checkpoint"
+        raise ValueError(f"run config {key!r}: {path!r} is no file; expected the path of "
+                         f"{'an .npz' if arrays else 'an Agora checkpoint'} of the round-0 "
+                         f"model on this machine (federation/RECIPE.md: --run-config "
+                         f"\"{key}='/tmp/init.{'npz' if arrays else 'pt'}'\")")
+    if arrays:
+        with np.load(path) as f:
+            return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))], None
+    from agora.agents.learn import checkpoint
+    from agora.agents.learn.networks import get_weights
+
+    loaded, _ = checkpoint.load_agents(path)
+    return get_weights(loaded.modules), loaded
+
+
+def _outputs(rc: dict, agents) -> dict[str, str]:
+    out = {k: str(rc.get(k, "")) for k in ("final-arrays", "final-checkpoint", "final-metrics")}
+    if out["final-checkpoint"] and agents is None:
+        raise ValueError(f"run config 'final-checkpoint': {out['final-checkpoint']!r} with "
+                         f"'initial-arrays'; expected 'initial-checkpoint' (the checkpoint "
+                         f"gives the network its configuration)")
+    return {k: v for k, v in out.items() if v}
+
+
+def _write(out: dict[str, str], arrays: list[np.ndarray], agents, cfg: FederationConfig,
+           result) -> list[str]:
+    """The final model as ``final-arrays`` (.npz) and ``final-checkpoint`` (an Agora
+    checkpoint: ``agora evaluate --checkpoint``, ``agora simulate --policy``, ``agora up``'s
+    ``policy``), and the rounds' aggregated metrics as ``final-metrics`` (JSON lines)."""
+    written = []
+    if "final-arrays" in out:
+        np.savez(out["final-arrays"], *arrays)
+        written.append(out["final-arrays"])
+    if "final-checkpoint" in out:
+        from dataclasses import asdict
+
+        from agora.agents.learn import checkpoint
+        from agora.agents.learn.networks import set_weights
+
+        set_weights(agents.modules, arrays)
+        checkpoint.save(out["final-checkpoint"], agents=agents,
+                        extra={"federation": {**asdict(cfg), "deployed": True}})
+        written.append(out["final-checkpoint"])
+    if "final-metrics" in out and result is not None:
+        import json
+
+        rounds = sorted({*result.train_metrics_clientapp, *result.evaluate_metrics_clientapp})
+        with open(out["final-metrics"], "w") as f:
+            for r in rounds:
+                row = {"round": r, **{f"train/{k}": v for k, v in
+                                      dict(result.train_metrics_clientapp.get(r, {})).items()},
+                       **{k if k.startswith("eval/") else f"eval/{k}": v for k, v in
+                          dict(result.evaluate_metrics_clientapp.get(r, {})).items()}}
+                f.write(json.dumps(row) + "\n")
+        written.append(out["final-metrics"])
+    return written
 
 
 def _left_out(strategy) -> None:

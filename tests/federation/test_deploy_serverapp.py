@@ -116,3 +116,77 @@ def test_min_nodes_and_a_strategy_too_robust_for_them_are_named(tmp_path):
     # not "expected 'median'": a median of 2 is refused too
     assert str(e.value).startswith("run config 'trim-beta': 0.2 trims") and \
         "expected at least 3 sites" in str(e.value) and "median" not in str(e.value)
+
+
+def test_agoras_agents_train_across_domains_through_the_deployed_apps(tmp_path, capsys):
+    """The deployed ClientApp over ``federation.deployed_learner`` (each site's learner built
+    again for every message, as a SuperExec's ClientApp process per message would: local
+    state from the site's ``state`` folder) and the deployed ServerApp from the shipped
+    checkpoint: the result is an Agora checkpoint ``agora simulate --policy`` runs. A probe:
+    the deployed path could train only the least-squares fake; its result was an .npz no
+    Agora command read."""
+    from flwr.app import Message
+
+    from agora.agents.learn import checkpoint
+    from agora.deploy.cli import main as agora
+    from agora.federation import deploy_clientapp
+    from agora.federation.grid import SiteGrid, SiteNode
+
+    fix = __import__("pathlib").Path(__file__).parents[1] / "fixtures"
+    nodes, contexts = {}, {}
+    for i, site in enumerate(("a", "b")):
+        cfg = {"site": site, "learner": "agora.federation.deployed_learner:site_learner",
+               "cluster": str(fix / "cluster_small.yaml"), "workload": "synthetic",
+               "state": str(tmp_path / f"state-{site}"), "seed": i,
+               "train-jobs": 5, "val-episodes": 1}
+        contexts[site] = Context(run_id=1, node_id=1000 + i, node_config=cfg,
+                                 state=RecordDict(), run_config={})
+
+        def deliver(msg: Message, site=site) -> Message:
+            deploy_clientapp._apps.clear()         # a ClientApp process per message
+            return deploy_clientapp.app(msg, contexts[site])
+        nodes[1000 + i] = SiteNode(site, deliver)
+    grid = SiteGrid(nodes)
+    rc = {**RC, "num-server-rounds": 2, "local-steps": 20, "timeout-s": 120.0,
+          "initial-checkpoint": str(deploy_clientapp.__file__).replace(
+              "federation/deploy_clientapp.py", "agents/learn/checkpoints/learned-synE.pt"),
+          "final-checkpoint": str(tmp_path / "fed.pt"),
+          "final-metrics": str(tmp_path / "fed.jsonl")}
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=rc)
+    try:
+        deploy_serverapp.main(grid, ctx)
+    finally:
+        grid.close()
+        deploy_clientapp._apps.clear()
+    assert grid.errors == []
+    # each site's budget carried across the processes: 2 rounds of 20 steps, +- an episode
+    for site in ("a", "b"):
+        steps = checkpoint.read(tmp_path / f"state-{site}" / "state.pt")["progress"]["step"]
+        assert 40 <= steps < 40 + 200, (site, steps)
+    rows = [__import__("json").loads(x) for x in (tmp_path / "fed.jsonl").read_text()
+            .splitlines()]
+    assert [r["round"] for r in rows] == [1, 2] and all("eval/score" in r and "train/charts/steps" in r for r in rows)
+    agents, blob = checkpoint.load_agents(tmp_path / "fed.pt")
+    assert blob["federation"]["rounds"] == 2
+    from agora.agents.learn.networks import get_weights
+
+    shipped, _ = checkpoint.load_agents(rc["initial-checkpoint"])
+    assert any(not np.array_equal(a, b) for a, b in zip(get_weights(agents.modules),
+                                                         get_weights(shipped.modules)))
+    capsys.readouterr()
+    assert agora(["simulate", "--policy", str(tmp_path / "fed.pt"), "--cluster",
+                  str(fix / "cluster_small.yaml"), "--workload", "synthetic:jobs=5",
+                  "--out", str(tmp_path / "sim"), "--json"]) == 0
+
+
+def test_a_site_learner_names_a_bad_node_config_key(tmp_path):
+    from agora.federation.deployed_learner import site_learner
+
+    with pytest.raises(ValueError, match="node config 'workload': missing"):
+        site_learner("a", cluster="c.yaml", state=str(tmp_path))
+    with pytest.raises(ValueError, match="node config 'hiden': not a key of this learner"):
+        site_learner("a", cluster="c.yaml", workload="w", state=str(tmp_path), hiden=3)
+    with pytest.raises(ValueError, match=r"node config 'train-jobs': 0; expected a whole "
+                                         r"number >= 1"):
+        site_learner("a", cluster="default", workload="synthetic", state=str(tmp_path),
+                     **{"train-jobs": 0})

@@ -150,9 +150,11 @@ def test_the_deployed_server_app_without_its_initial_model_says_which_setting(tm
     rc = {"num-server-rounds": 1, "local-steps": 1, "strategy": "fedavg",
           "min-fraction": 0.5, "timeout-s": 10.0, "seed": 0, "min-nodes": 2,
           "initial-arrays": "", "final-arrays": ""}
-    for path in ("", str(tmp_path / "none.npz")):
+    for path, said in (("", r"'initial-arrays' / 'initial-checkpoint': neither given; "
+                             r"expected one: the path of an .npz"),
+                       (str(tmp_path / "none.npz"), r"run config 'initial-arrays': .* is no "
+                                                    r"file; expected the path of an .npz")):
         ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
                       run_config={**rc, "initial-arrays": path})
-        with pytest.raises(ValueError, match=r"run config 'initial-arrays': .* is no file; "
-                                             r"expected the path of an .npz"):
+        with pytest.raises(ValueError, match=said):
             deploy_serverapp.main(None, ctx)
