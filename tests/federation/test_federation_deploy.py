@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agora.federation.guard import COUNT_CAP
 from tests.fakes import make_linear
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -87,7 +88,8 @@ def kill_tree(procs: list[subprocess.Popen]) -> None:
 
 def fedavg_by_hand(rounds: int, steps: int) -> list[np.ndarray]:
     """What FedAvg must produce: each site trains from the global model, the new global
-    model is the sample-weighted mean."""
+    model is the sample-weighted mean, a count weighing at most ``COUNT_CAP`` x the other's
+    (the guard's bound with two sites: federation/guard.py)."""
     g = [np.zeros(3), np.zeros(1)]
     for _ in range(rounds):
         outs, ns = [], []
@@ -97,12 +99,26 @@ def fedavg_by_hand(rounds: int, steps: int) -> list[np.ndarray]:
             n, _ = learner.train(steps, {})
             outs.append(learner.get_weights())
             ns.append(n)
+        ns = [min(n, COUNT_CAP * m) for n, m in zip(ns, ns[::-1])]
         g = [sum(n * o[i] for n, o in zip(ns, outs)) / sum(ns) for i in range(2)]
     return g
 
 
+def linear_site(site: str, tmp: Path) -> str:
+    return f"site='{site}' learner='tests.fakes:make_linear'"
+
+
+def agora_site(site: str, tmp: Path) -> str:
+    """Agora's agents on the site's files (federation/deployed_learner.py)."""
+    return (f"site='{site}' learner='agora.federation.deployed_learner:site_learner' "
+            f"cluster='{REPO / 'tests' / 'fixtures' / 'cluster_small.yaml'}' "
+            f"workload='synthetic' state='{tmp / ('state-' + site)}' train-jobs=5 "
+            f"val-episodes=1 seed={SITES.index(site)}")
+
+
 @pytest.fixture
-def deployment(tmp_path):
+def deployment(tmp_path, request):
+    node_config = getattr(request, "param", linear_site)
     env = dict(os.environ, FLWR_HOME=str(tmp_path / "flwr-home"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
                                                         os.environ.get("PYTHONPATH")])),
@@ -125,7 +141,7 @@ def deployment(tmp_path):
             start(f"supernode-{s}", "flower-supernode", "--insecure",
                   "--superlink", f"127.0.0.1:{link}", "--host", "127.0.0.1",
                   "--port", str(free_port()),
-                  "--node-config", f"site='{s}' learner='tests.fakes:make_linear'")
+                  "--node-config", node_config(s, tmp_path))
         (tmp_path / "flwr-home").mkdir(exist_ok=True)
         (tmp_path / "flwr-home" / "config.toml").write_text(
             f'[superlink]\ndefault = "agora-local"\n\n[superlink.agora-local]\n'
@@ -135,12 +151,8 @@ def deployment(tmp_path):
         kill_tree(procs)
 
 
-def test_two_sites_run_fedavg_through_superlink_and_supernodes(deployment):
-    env, tmp, logs = deployment
-    np.savez(tmp / "init.npz", np.zeros(3), np.zeros(1))
-    final = tmp / "final.npz"
-    run_config = (f"num-server-rounds={ROUNDS} local-steps={STEPS} min-nodes={len(SITES)} "
-                  f"initial-arrays='{tmp / 'init.npz'}' final-arrays='{final}'")
+def flwr_run(env, tmp: Path, logs: dict, run_config: str, final: Path) -> None:
+    """``flwr run`` of the app; fails with every process's log unless ``final`` lands."""
     t0 = time.perf_counter()
     out = subprocess.run([str(BIN / "flwr"), "run", str(REPO / "federation" / "app"),
                           "agora-local", "--stream", "--run-config", run_config],
@@ -150,14 +162,44 @@ def test_two_sites_run_fedavg_through_superlink_and_supernodes(deployment):
             break
         time.sleep(0.5)
     tails = "\n".join(f"--- {n}\n{p.read_text()[-3000:]}" for n, p in logs.items())
-    assert final.exists(), (f"no final arrays after {time.perf_counter() - t0:.0f}s\n"
+    assert final.exists(), (f"no {final.name} after {time.perf_counter() - t0:.0f}s\n"
                             f"flwr run rc={out.returncode}\n{out.stdout[-3000:]}\n"
                             f"{out.stderr[-3000:]}\n{tails}")
+
+
+def test_two_sites_run_fedavg_through_superlink_and_supernodes(deployment):
+    env, tmp, logs = deployment
+    np.savez(tmp / "init.npz", np.zeros(3), np.zeros(1))
+    final = tmp / "final.npz"
+    flwr_run(env, tmp, logs, f"num-server-rounds={ROUNDS} local-steps={STEPS} "
+             f"min-nodes={len(SITES)} initial-arrays='{tmp / 'init.npz'}' "
+             f"final-arrays='{final}'", final)
     with np.load(final) as f:
         got = [f["arr_0"], f["arr_1"]]
     want = fedavg_by_hand(ROUNDS, STEPS)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
     assert not np.allclose(got[0], 0)
-    # ... the sample-weighted mean: unweighted averaging would differ (17 vs 41 samples).
+    # ... the sample-weighted mean: unweighted averaging would differ (17 vs 41 samples, 41
+    # taken as 34: twice the other's).
     assert len(make_linear("a").y) != len(make_linear("b").y)
+
+
+@pytest.mark.parametrize("deployment", [agora_site], indirect=True)
+def test_agoras_agents_train_across_two_domains_into_an_agora_checkpoint(deployment):
+    """Each SuperNode trains Agora's PPO on its own files, its local state kept across the
+    ClientApp processes Flower starts; the result is a checkpoint `agora evaluate` reads."""
+    from agora.agents.learn import checkpoint
+    from agora.deploy.cli import main as agora
+
+    env, tmp, logs = deployment
+    final = tmp / "fed.pt"
+    shipped = REPO / "agents" / "learn" / "checkpoints" / "learned-synE.pt"
+    flwr_run(env, tmp, logs, f"num-server-rounds={ROUNDS} local-steps=20 "
+             f"min-nodes={len(SITES)} initial-checkpoint='{shipped}' "
+             f"final-checkpoint='{final}' final-metrics='{tmp / 'fed.jsonl'}'", final)
+    for s in SITES:             # 2 rounds of 20 steps, carried from one process to the next
+        assert checkpoint.read(tmp / f"state-{s}" / "state.pt")["progress"]["step"] >= 40
+    assert agora(["evaluate", "--checkpoint", str(final), "--cluster",
+                  str(REPO / "tests" / "fixtures" / "cluster_small.yaml"), "--workload",
+                  "synthetic:jobs=5", "--seeds", "2"]) == 0
