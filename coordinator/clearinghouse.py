@@ -346,7 +346,8 @@ class PbftClearinghouse:
         unheard = refused = 0
         while True:
             try:
-                unheard = 0 if await self.client.heartbeat() else unheard + 1
+                took = await self.client.heartbeat(wait_s=self.heartbeat_s)
+                unheard = 0 if took else unheard + 1
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - the next beat may get through

@@ -109,6 +109,8 @@ class CoordinatorClient(ClientReads):
         self._latency: float | None = None
         """moving average of the latency of ordered requests, seconds"""
         self._hb_ts = 0
+        self._hb_pending: dict[int, asyncio.Future] = {}
+        """replica -> its heartbeat call under way (``ClientReads.heartbeat``)"""
         self._unary_until: dict[int, float] = {}
         """replica -> until when requests to it go by unary calls (its streams refused)"""
 
@@ -141,6 +143,9 @@ class CoordinatorClient(ClientReads):
                 await st.close()
         for c in self._channels:
             await c.close(grace=None)
+        for t in self._hb_pending.values():
+            t.cancel()
+        self._hb_pending.clear()
         self._channels, self._stubs, self._raw, self._streams = [], [], [], []
 
     # ---- the commands ----

@@ -21,9 +21,14 @@ from agora.protos.agora.v1 import coordinator_pb2 as pb
 class ClientReads:
     """Heartbeat, status and watch of ``CoordinatorClient`` (module doc)."""
 
-    async def heartbeat(self) -> int:
+    async def heartbeat(self, wait_s: float | None = None) -> int:
         """Tell every replica this client (a site) is alive (not ordered); returns how many
-        took it."""
+        beats replicas took since the last call: this call's within ``wait_s`` (default the
+        calls' timeout), and any earlier one answered late. A replica whose last beat is
+        still unanswered is not sent another, and waits for it no one: a hung replica held
+        every beat of the site for the call's timeout (12 s), past the replicas' 10 s
+        ``site_timeout_s``, and the healthy replicas voted the site lapsed (a probe: the
+        primary stopped with SIGSTOP; two healthy sites' runs killed and run again)."""
         self.open()
         ts = max(self._hb_ts + 1, time.time_ns() // 1000)
         self._hb_ts = ts
@@ -35,7 +40,18 @@ class ClientReads:
                 return True
             except grpc.aio.AioRpcError:
                 return False
-        return sum(await asyncio.gather(*(one(s) for s in self._stubs)))
+        for i, stub in enumerate(self._stubs):
+            if i not in self._hb_pending:
+                self._hb_pending[i] = asyncio.ensure_future(one(stub))
+        waiting = [t for t in self._hb_pending.values() if not t.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.timeout_s if wait_s is None else wait_s)
+        took = 0
+        for i, t in list(self._hb_pending.items()):
+            if t.done():
+                del self._hb_pending[i]
+                took += bool(not t.cancelled() and t.result())
+        return took
 
     def read_auth(self, method: str, since: int = 0, replica: int = 0) -> pb.ReadAuth:
         """A ReadAuth for ``method`` at replica ``replica`` (each is signed for one)."""

@@ -1,0 +1,41 @@
+"""A site's heartbeats against a hung replica (real `agora coordinator` processes, one
+stopped with SIGSTOP): the beats to the others go on at their pace. A probe (2026-12-05,
+`agora up` with f=1): a primary stopped for 15 s held every site's beat for the call's 12 s
+timeout, past the replicas' 10 s ``site_timeout_s``; the three healthy replicas voted every
+healthy site lapsed, and their runs were killed and run again."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+
+from tests.coordinator.grpc_helpers import run
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_hung_replica_holds_no_heartbeat_of_the_others(group):
+    async def go():
+        async with group.client("site:east") as east:
+            assert await east.heartbeat(wait_s=5.0) == 4
+            group.procs[0].send_signal(signal.SIGSTOP)
+            try:
+                waits, took = [], []
+                for _ in range(3):
+                    t0 = time.monotonic()
+                    took.append(await east.heartbeat(wait_s=0.5))
+                    waits.append(time.monotonic() - t0)
+                # the one beat to the hung replica is still under way: no second one is sent
+                assert len(east._hb_pending) == 1 and 0 in east._hb_pending
+            finally:
+                group.procs[0].send_signal(signal.SIGCONT)
+            assert took == [3, 3, 3] and max(waits) < 2.0, (took, waits)
+            for _ in range(20):           # the late beat is counted once it is answered
+                await asyncio.sleep(0.25)
+                if (n := await east.heartbeat(wait_s=5.0)) >= 4:
+                    break
+            assert n >= 4 and not east._hb_pending
+    run(go())
