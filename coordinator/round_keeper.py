@@ -79,6 +79,8 @@ class RoundKeeper(SiteLapses):
         self._last_ts: dict[str, int] = {}
         self.started = time.monotonic()
         self.heard: dict[str, float] = {}
+        self._last_check: float | None = None
+        """when ``_vote_lapses`` last ran (``SiteLapses._discount_stall``)"""
         """site -> monotonic time of its last heartbeat here"""
         self._first_part: tuple[int, float] | None = None
         self._quorum: tuple[int, float] | None = None

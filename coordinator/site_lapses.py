@@ -25,6 +25,12 @@ OVERDUE_EVERY_S = 5.0
 running instances of tasks with a ``timeout_s``)."""
 
 
+STALL_S = 2.0
+"""A gap longer than this between a replica's two checks (every 0.25 s) means the replica did
+not run -- stopped, or its event loop held -- and heard no one meanwhile: that time is not
+counted as the sites' silence (``SiteLapses._discount_stall``)."""
+
+
 def overdue_s(timeout_s: float) -> float:
     """How long an instance of a task with ``timeout_s`` may run, as a replica sees it (from
     the execution of its allocation), before its site is voted lapsed: the timeout, a tenth
@@ -75,6 +81,7 @@ class SiteLapses:
         """Vote lapsed each owing site silent here for ``site_timeout_s`` or holding an
         overdue instance; take back the votes for sites heard again."""
         app = self.app
+        self._discount_stall(now)
         overdue = self._overdue(now)
         await self._withdraw_votes(now)
         for site in self._owing():
@@ -95,6 +102,21 @@ class SiteLapses:
                             "lapsed", self.index, site, now - last)
             await self._send("site_lapsed", pb.SiteLapsed(site=site,
                                                           last_heard=info.last_heard))
+
+    def _discount_stall(self, now: float) -> None:
+        """After a gap of more than ``STALL_S`` since the last check, when sites were last
+        heard moves on by the gap (to now at most): a probe stopped two replicas for 60 s
+        (SIGSTOP); resumed, they counted the minute as every site's silence and voted each
+        lapsed, f+1 votes, and healthy sites' runs were killed and run again."""
+        last, self._last_check = self._last_check, now
+        gap = now - last if last is not None else 0.0
+        if gap <= STALL_S:
+            return
+        for site, heard in self.heard.items():
+            self.heard[site] = min(heard + gap, now)
+        self.started = min(self.started + gap, now)
+        log.warning("replica %d: did not run for %.1f s (stopped, or its event loop held); "
+                    "that time is not counted as the sites' silence", self.index, gap)
 
     async def _withdraw_votes(self, now: float) -> None:
         """Take back a lapse vote for a site this replica hears again (and that holds
