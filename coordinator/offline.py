@@ -198,16 +198,29 @@ def load_log(path: Path) -> StoredState:
     creating nothing beside it (see the module doc). Raises FileNotFoundError when it does
     not exist, sqlite3.Error (or a protobuf DecodeError) when it is not a readable replica
     log."""
+    return _read(path, lambda db: _ReadOnlySqlite(db).load())
+
+
+def executed_of(path: Path) -> int:
+    """The last sequence number replica database ``path`` executed (0: none), read as
+    ``load_log`` reads it, and raising as it does."""
+    def executed(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'executed'").fetchone()
+        return int(row[0]) if row else 0
+    return _read(path, executed)
+
+
+def _read(path: Path, fn):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(str(path))
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     if not wal.exists() and not shm.exists():
         # Closed cleanly: everything is in the file, and nothing has it open.
-        return _load(path.resolve().as_uri() + "?mode=ro&immutable=1")
+        return _load(path.resolve().as_uri() + "?mode=ro&immutable=1", fn)
     if shm.exists():
         try:
-            return _load(path.resolve().as_uri() + "?mode=ro")
+            return _load(path.resolve().as_uri() + "?mode=ro", fn)
         except sqlite3.OperationalError:
             pass      # e.g. a -shm this user may not lock: read a copy
     with tempfile.TemporaryDirectory(prefix="agora-offline-") as tmp:
@@ -215,13 +228,13 @@ def load_log(path: Path) -> StoredState:
         shutil.copyfile(path, copy)
         if wal.exists():
             shutil.copyfile(wal, Path(f"{copy}-wal"))
-        return _load(copy.as_uri() + "?mode=ro")
+        return _load(copy.as_uri() + "?mode=ro", fn)
 
 
-def _load(uri: str) -> StoredState:
+def _load(uri: str, fn):
     db = sqlite3.connect(uri, uri=True, isolation_level=None)
     try:
-        return _ReadOnlySqlite(db).load()
+        return fn(db)
     finally:
         db.close()
 

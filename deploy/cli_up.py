@@ -115,6 +115,8 @@ def _before_start(cfg) -> None:
                                     f"{held[-1] + 1} or more",
                             expected=f"replicas: {held[-1] + 1} (the state's group), or a "
                                      f"fresh out for another group size")
+    if held:
+        _rebuildable(cfg.replicas, data)
     cfg.acting_policy()
     host = cfg.replica_host
     if host is None:
@@ -138,6 +140,38 @@ def _before_start(cfg) -> None:
                                     f"({getattr(e, 'strerror', None) or e})",
                             expected="a name or address of this machine, e.g. 127.0.0.1, or "
                                      "null") from None
+
+
+def _rebuildable(n: int, data: Path) -> None:
+    """Refuse a start where more than f replicas have no usable log (missing, unreadable, or
+    empty) while the others have executed requests: PBFT rebuilds a replica from its peers,
+    at most f of them at once. A probe moved two damaged logs aside, one at a time, as the
+    replicas' own message advises: the service said it was up and never committed again."""
+    import sqlite3
+
+    from agora.coordinator.offline import executed_of
+
+    f = (n - 1) // 3
+    done: dict[int, int] = {}
+    lost: list[str] = []
+    for i in range(n):
+        db = data / f"replica-{i}.sqlite"
+        try:
+            done[i] = executed_of(db)
+        except FileNotFoundError:
+            lost.append(f"replica {i}: no log")
+        except (sqlite3.Error, OSError, ValueError) as e:
+            lost.append(f"replica {i}: an unreadable log ({' '.join(str(e).split())[:80]})")
+    most = max(done.values(), default=0)
+    lost += [f"replica {i}: an empty log" for i, x in done.items() if x == 0 and most > 0]
+    if most > 0 and len(lost) > f:
+        have = [i for i, x in done.items() if x > 0]
+        raise ValueError(f"{data}: {len(lost)} replicas have no usable log ({'; '.join(lost)}) "
+                         f"while replicas {', '.join(map(str, have))} executed up to sequence "
+                         f"{most}; a group of {n} rebuilds at most f = {f} from its peers: "
+                         f"expected at most {f} without its log -- put the others back (the "
+                         f".damaged file moved aside, or a backup), or start a new state under "
+                         f"another out")
 
 
 def cmd_down(a: argparse.Namespace) -> int:
