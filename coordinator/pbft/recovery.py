@@ -21,8 +21,8 @@ from agora.coordinator.pbft.log import Slot
 from agora.coordinator.pbft.messages import ClientEntry, batch_digest, clients_of
 from agora.coordinator.pbft.normalcase import NormalCaseMixin
 from agora.coordinator.pbft.storage import CorruptLog, StoredState
-from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, CheckpointState, Commit, PbftMessage,
-                                            Prepare)
+from agora.protos.agora.v1.pbft_pb2 import (Checkpoint, CheckpointState, Commit, PbftEnvelope,
+                                            PbftMessage, Prepare)
 
 
 def recover(replica, st: StoredState) -> None:
@@ -30,6 +30,8 @@ def recover(replica, st: StoredState) -> None:
         return
     r = replica
     r.view, r.active = st.view, st.view_active
+    if st.new_view is not None and st.new_view[0] == st.view and st.view_active:
+        r.new_view_env = PbftEnvelope.FromString(st.new_view[1])   # to relay (storage.py)
     r.h, r.stable_digest, proof = st.stable
     r.stable_proof = list(proof)
     r.own_checkpoints = {s: v for s, v in st.checkpoints.items() if s >= r.h}

@@ -51,6 +51,11 @@ class StoredState:
     """(seq, digest, proof) of the last stable checkpoint."""
     clients: dict[str, ClientEntry] = field(default_factory=dict)
     """client id -> (last executed timestamp, its reply, its op's digest)."""
+    new_view: tuple[int, bytes] | None = None
+    """(view, serialized envelope) of the NEW-VIEW that installed the replica's latest view:
+    what it relays to a peer behind in view (a peer that restarted with an empty log stayed
+    in view 0, refusing the group's messages, until the group's next view change, once
+    every replica had restarted and held no NEW-VIEW to relay -- a probe)."""
 
     @property
     def empty(self) -> bool:
@@ -70,6 +75,7 @@ class Storage(Protocol):
                     digest: bytes) -> None: ...
     def save_checkpoint(self, seq: int, digest: bytes, state: bytes) -> None: ...
     def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None: ...
+    def save_new_view(self, view: int, envelope: bytes) -> None: ...
     def truncate(self, seq: int) -> None:
         """Forget the log at and below ``seq`` and checkpoints below it."""
     def flush(self) -> None:
@@ -113,6 +119,9 @@ class MemoryStorage:
     def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None:
         self.state.stable = (seq, digest, list(proof))
 
+    def save_new_view(self, view: int, envelope: bytes) -> None:
+        self.state.new_view = (view, envelope)
+
     def truncate(self, seq: int) -> None:
         s = self.state
         s.pre_prepares = {k: v for k, v in s.pre_prepares.items() if k[1] > seq}
@@ -140,6 +149,8 @@ CREATE TABLE IF NOT EXISTS stable (id INTEGER PRIMARY KEY CHECK (id = 0), seq IN
                                    digest BLOB NOT NULL, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS client (client_id TEXT PRIMARY KEY, timestamp INTEGER NOT NULL,
                                    result BLOB NOT NULL, op_digest BLOB NOT NULL DEFAULT x'');
+CREATE TABLE IF NOT EXISTS new_view (id INTEGER PRIMARY KEY CHECK (id = 0),
+                                     view INTEGER NOT NULL, envelope BLOB NOT NULL);
 """
 
 
@@ -174,6 +185,11 @@ def _int(value, what: str) -> int:
     if type(value) is not int:
         raise CorruptLog(f"{what}: {value!r}; expected an integer")
     return value
+
+
+def _has_table(db: sqlite3.Connection, table: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (table,)).fetchone() is not None
 
 
 def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
@@ -279,6 +295,10 @@ class SqliteStorage:
         if row:
             st.stable = (_int(row[0], "stable seq"), bytes(row[1]),
                          [PbftEnvelope.FromString(b) for b in _unpack(bytes(row[2]))])
+        if _has_table(self.db, "new_view"):       # a log of before had none (read offline)
+            row = q("SELECT view, envelope FROM new_view").fetchone()
+            if row:
+                st.new_view = (_int(row[0], "new_view view"), bytes(row[1]))
         digests = "op_digest" if _has_column(self.db, "client", "op_digest") else "x''"
         for cid, ts, result, digest in q(f"SELECT client_id, timestamp, result, {digests} "
                                          f"FROM client"):
@@ -317,6 +337,9 @@ class SqliteStorage:
     def save_stable(self, seq: int, digest: bytes, proof: list[PbftEnvelope]) -> None:
         packed = _pack([e.SerializeToString() for e in proof])
         self._x("INSERT OR REPLACE INTO stable VALUES (0, ?, ?, ?)", (seq, digest, packed))
+
+    def save_new_view(self, view: int, envelope: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO new_view VALUES (0, ?, ?)", (view, envelope))
 
     def truncate(self, seq: int) -> None:
         for table in ("pre_prepare", "vote", "cert", "committed"):

@@ -306,6 +306,7 @@ class ViewChangeMixin:
         self.view, self.active = nv.view, True
         self._withdraw_suspicion()
         self.storage.save_view(nv.view, True)
+        self.storage.save_new_view(nv.view, env.SerializeToString())
         self.new_view_env = env
         self.vc_deadline = None
         self._view_installed()

@@ -144,3 +144,32 @@ def test_catching_a_replica_up_never_sends_it_its_own_messages(seed):
     reps = [net.replica(i) for i in range(4)]
     assert max(r.last_executed for r in reps) > 100
     assert [r.rejected.get("bad_sender", 0) for r in reps] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_replica_restarted_with_an_empty_log_joins_the_groups_later_view(seed):
+    """A probe (``agora up``): after a view change, the group stopped and started again, and
+    one replica's log moved aside -- it came back empty in view 0, and the others, restarted
+    too, held no NEW-VIEW to relay to it (it was not in their logs), so it refused the
+    group's messages as of the wrong view until the group's next view change, leaving the
+    group with no replica to spare. The NEW-VIEW is kept in the log and relayed again."""
+    from agora.coordinator.pbft.storage import MemoryStorage
+
+    net = busy_group(seed, 400, view_change_timeout=0.3)
+    net.at(1.0, lambda: net.crash(0))                  # the primary: view 0 -> 1
+    net.at(2.0, lambda: net.restart(0))
+
+    def stop_all_and_wipe_2() -> None:
+        for i in range(4):
+            net.crash(i)
+        net.nodes[2].storage = MemoryStorage()           # its log moved aside
+        for i in range(4):
+            net.restart(i)
+    net.at(4.0, stop_all_and_wipe_2)
+    net.run_until(9.0)
+    Checker(net).assert_ok(liveness=False)
+    reps = [net.replica(i) for i in range(4)]
+    assert reps[1].view >= 1 and len({r.view for r in reps}) == 1, [r.view for r in reps]
+    top = max(r.last_executed for r in reps)
+    assert reps[2].last_executed >= top - 2 * net.config.checkpoint_interval, \
+        (reps[2].last_executed, top)
