@@ -299,11 +299,17 @@ def _offline_status(t, as_json: bool) -> int:
     from agora.coordinator.offline import OfflineError, read_offline
     from agora.deploy.service_client import NotRunning
 
+    pid = t.restarting()
+    starting = None if pid is None else NotRunning(
+        f"agora up (pid {pid}) is starting its service from {t.out}, not serving yet: retry "
+        f"in a moment")
     if t.coordinator is None:
-        raise t.not_running()
+        raise starting or t.not_running()
     try:
         view = read_offline(t.coordinator)
     except OfflineError as e:
+        if starting is not None:
+            raise starting from None
         raise NotRunning(f"{t.not_running()} (and the replicas' logs agree on no state: "
                          f"{e})") from None
     if as_json:
@@ -313,8 +319,10 @@ def _offline_status(t, as_json: bool) -> int:
                                "stable": r.stable, "detail": r.detail}
                               for r in view.replicas]}, indent=1))
         return 1
-    where = f"no agora up runs from {t.out}" if t.out is not None else \
-        f"no replica listens at {t.addresses}"
+    where = (f"agora up (pid {pid}) is starting its service from {t.out}, not serving yet "
+             f"(retry in a moment)" if pid is not None else
+             f"no agora up runs from {t.out}" if t.out is not None else
+             f"no replica listens at {t.addresses}")
     print(f"offline: {where}; {view.describe()}")
     print(f"{'replica':>7} {'status':<12} {'executed':>9} {'stable':>7}  detail")
     for r in view.replicas:

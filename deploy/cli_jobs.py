@@ -123,7 +123,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
                 print(f"submitted {len(accepted)} job(s): {', '.join(accepted[:10])}{more}; "
                       f"following until they end (Ctrl-C stops following, not the jobs)",
                       flush=True)
-        ends = await _follow(client, t.coordinator, accepted, a, t.serving) \
+        ends = await _follow(client, t.coordinator, accepted, a, t.running) \
             if a.follow and accepted else None
         return accepted, rejected, ends
 
@@ -256,6 +256,9 @@ def cmd_jobs(a: argparse.Namespace) -> int:
         f"{', '.join(f'{n:,} {k}' for k, n in sorted(gone.items()))}; retain_finished_jobs)"
         if gone else ""))
     print_jobs(rows, per_instance=a.job is not None)
+    if label != "live" and (pid := target(a.config).restarting()) is not None:
+        print(f"(agora up, pid {pid}, is starting its service again: this is what the logs "
+              f"held; retry for the live schedule)")
     if label != "live" and any(i["state"] == "running" for r in rows for t in r["tasks"]
                                for i in t["instances"]):
         # a probe read "running" after agora down had stopped them

@@ -79,6 +79,21 @@ class Target:
 
         return running_service(self.out) is not None
 
+    def restarting(self) -> int | None:
+        """The pid of an ``agora up`` (its keeper) starting its service, or starting it again
+        after it died, while nothing serves yet; None otherwise (a probe: while the keeper
+        restarted a killed service, commands said "no agora up runs" and ``submit --follow``
+        gave up on jobs the restarted service then finished)."""
+        if self.out is None or self.serving():
+            return None
+        from agora.deploy.service_files import starting_pid
+
+        return starting_pid(self.out)
+
+    def running(self) -> bool:
+        """Serving, or about to serve again (``restarting``): what a follower waits on."""
+        return self.serving() or self.restarting() is not None
+
     def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
         """A client signing as ``client_id`` with its key from ``keys_file``: a key file
         (``agora keys``), or a site's own key (``agora site key``; the group's public keys

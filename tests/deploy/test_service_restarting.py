@@ -1,0 +1,33 @@
+"""Commands while ``agora up``'s keeper starts its service again (after it died): not
+"nothing is running". A probe killed the serving process: for the ~30 s the keeper took to
+start it again, `agora status` and `agora jobs` said "offline: no agora up runs", and
+`agora submit --follow` gave up on jobs the restarted service then finished. Here this test
+process stands in for the keeper (its pid in ``agora.pid``, no ``ready.json``); nothing is
+started."""
+
+from __future__ import annotations
+
+import os
+
+from agora.deploy import pid_file
+from agora.deploy.cli import main
+from agora.deploy.service_client import target
+
+
+def test_a_keeper_starting_its_service_is_told_apart_from_nothing_running(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(f"out: {out}\n")
+    t = target(str(cfg))
+    assert t.restarting() is None and not t.running()
+    pid_file.write(out / "agora.pid")                   # the keeper: alive, not serving
+    assert t.restarting() == os.getpid() and t.running() and not t.serving()
+    assert main(["status", "--config", str(cfg)]) == 1
+    err = capsys.readouterr()
+    said = err.out + err.err
+    assert f"agora up (pid {os.getpid()}) is starting its service from {out}" in said, said
+    (out / "agora.pid").unlink()
+    assert main(["status", "--config", str(cfg)]) == 1
+    err = capsys.readouterr()
+    assert "nothing is running" in err.out + err.err
