@@ -41,6 +41,11 @@ elsewhere (``coordinator.config``)."""
 
 
 @dataclass
+class ReplicaDidNotStart(RuntimeError):
+    """A replica of the group did not serve; the message names it, its last line and its
+    log (``agora up`` prints it as it is, without the exception's name: a probe)."""
+
+
 class System:
     """The running parts; ``close()`` stops them all."""
 
@@ -205,7 +210,7 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
             # last line and where its log is (a probe: the whole log, its config's JSON
             # first, as the error)
             if attempt:
-                raise RuntimeError(f"replica {i} did not start: {last} (its log: "
+                raise ReplicaDidNotStart(f"replica {i} did not start: {last} (its log: "
                                    f"{group.log(i)})") from None
             log.warning("a replica did not start (%s); once more on fresh ports", last)
     raise AssertionError("unreachable")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from agora.deploy import pid_file
-from agora.deploy.live_progress import Follower, ProgressLine
+from agora.deploy.live_progress import Follower, ProgressLine, stamp
 from agora.deploy.service_files import (ALIVE, LOG, PID, READY, already_running,
                                         running_service, serving_process)
 
@@ -68,7 +68,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     it owns ``agora.pid``, and ``ready.json`` names it (what ``agora down`` signals) and this
     process as ``serving_pid``."""
     from agora.agents.cluster.ray_executor import RayExecutorSpec
-    from agora.deploy.launch import SERVED, bring_up
+    from agora.deploy.launch import SERVED, ReplicaDidNotStart, bring_up
     from agora.deploy.observability import StepFailureWatch
 
     # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:...")
@@ -142,7 +142,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
             if targets is not None:
                 targets.poll()
             for warning in [*follower.drain(), *watch.poll()]:
-                echo(f"agora up: {warning}")
+                echo(f"agora up: {stamp()} {warning}")
         why = None
         if keeper is not None and _keeper_gone(keeper, stop):
             # its keeper was killed (SIGKILL, the OOM killer): its parent-death SIGTERM (or
@@ -157,7 +157,9 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     except Exception as e:  # noqa: BLE001 - one line for the user, the rest in the log
         log.debug("agora up failed", exc_info=True)
         what = "stopped on an error" if (out / READY).is_file() else "could not start"
-        kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "  # bad input: its line
+        # bad input, or a replica that did not start: its line as it is
+        kind = "" if isinstance(e, (ValueError, ReplicaDidNotStart)) else \
+            f"{type(e).__name__}: "
         echo(f"agora up: {what}: {kind}{e}", file=sys.stderr)
         _close(system, out, view)
         return 1

@@ -74,6 +74,12 @@ class Follower:
         self.future.cancel()
 
 
+def stamp() -> str:
+    """The local time a line of ``agora.log`` carries (a probe could not place the lapses of
+    a fault in time: the lines had none)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 class ProgressLine:
     """A line rewritten in place on a terminal; a line every ``every_s`` in a log."""
 
@@ -91,7 +97,7 @@ class ProgressLine:
             print("\r\033[K" + line, end="", file=sys.stderr, flush=True)
         elif time.monotonic() - self.t >= self.every_s:
             self.t = time.monotonic()
-            print(line, file=sys.stderr, flush=True)
+            print(f"{stamp()} {line}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.tty:

@@ -80,3 +80,18 @@ def test_agora_up_detach_prints_the_warnings_of_its_start(tmp_path, monkeypatch,
     assert "Agora is up" in got.out
     assert got.err.splitlines() == ["agora up: no live Ray node carries node b/n0: it starts "
                                     "down", "agora up: more 0"]
+
+
+def test_the_progress_line_in_a_log_carries_the_time(capsys):
+    """A probe could not place a fault's lapses in time: agora.log's lines had none."""
+    import re
+
+    from agora.deploy.live_progress import ProgressLine
+
+    line = ProgressLine(print, every_s=0.0)
+    line.tty = False                                          # as in agora.log
+    line.show({"pending": 1, "running": 2, "done": 3, "failed": 0, "cancelled": 0,
+               "instances_running": 4, "round": 5, "version": 6})
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d jobs: 1 pending, 2 running, .*"
+                        r"version 6\n", err), err
