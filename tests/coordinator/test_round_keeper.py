@@ -105,6 +105,21 @@ def test_a_heartbeat_from_an_id_no_client_can_have_is_refused_by_its_length():
         len(why) < 200
 
 
+def owing_keeper(**kw) -> tuple[Run, RoundKeeper, list]:
+    """A keeper (site timeout 10 s, ``kw`` more) of a state where site a runs work, so owes,
+    and the votes it sends."""
+    run = Run()
+    votes: list = []
+
+    async def vote(kind, msg):
+        votes.append((kind, msg))
+    run("site:a", submit(job("j", n=2, dag=False)))
+    run("site:a", decide("a", 0, ("j", "map", 2, 5)))
+    k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
+                    site_timeout_s=10.0, vote=vote, **kw)
+    return run, k, votes
+
+
 def test_a_site_not_heard_since_the_start_gets_the_start_grace_then_the_timeout():
     """A probe: ``agora up`` on a schedule resumed with work running lapsed every site 10 s
     after the replicas started -- before the agents (which start after Ray) could report
@@ -112,15 +127,8 @@ def test_a_site_not_heard_since_the_start_gets_the_start_grace_then_the_timeout(
     since the replica started is voted lapsed only after ``site_start_grace_s``; one heard
     since, after ``site_timeout_s`` of silence as before."""
     async def main():
-        run = Run()
-        votes: list = []
-
-        async def vote(kind, msg):
-            votes.append((kind, msg))
-        run("site:a", submit(job("j", n=2, dag=False)))
-        run("site:a", decide("a", 0, ("j", "map", 2, 5)))      # a runs work: it owes
-        k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
-                        site_timeout_s=10.0, vote=vote, site_start_grace_s=120.0)
+        run, k, votes = owing_keeper(site_start_grace_s=120.0)
+        vote = k.vote
         t0 = k.started
         await check(k, t0 + 30.0)
         assert [v for v in votes if v[0] == "site_lapsed"] == []    # 10 s would have
@@ -385,15 +393,7 @@ def test_a_replica_that_did_not_run_does_not_count_that_time_as_the_sites_silenc
     from agora.coordinator.site_lapses import STALL_S
 
     async def main():
-        run = Run()
-        votes: list = []
-
-        async def vote(kind, msg):
-            votes.append((kind, msg))
-        run("site:a", submit(job("j", n=2, dag=False)))
-        run("site:a", decide("a", 0, ("j", "map", 2, 5)))      # a runs work: it owes
-        k = RoundKeeper(app=run.state, index=0, client_verify={}, round_timeout_s=1e9,
-                        site_timeout_s=10.0, vote=vote)
+        _run, k, votes = owing_keeper()
         t0 = k.started
         k.heard["a"] = t0 + 1.0
         await k.check(t0 + 2.0)
