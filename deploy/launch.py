@@ -40,12 +40,12 @@ how long a resumed schedule waits for a site's agent to come back before its wor
 elsewhere (``coordinator.config``)."""
 
 
-@dataclass
 class ReplicaDidNotStart(RuntimeError):
     """A replica of the group did not serve; the message names it, its last line and its
     log (``agora up`` prints it as it is, without the exception's name: a probe)."""
 
 
+@dataclass
 class System:
     """The running parts; ``close()`` stops them all."""
 
