@@ -113,6 +113,19 @@ def cmd_submit(a: argparse.Namespace) -> int:
             print(f"agora submit: {refusal_line(a.jobs, lines.get(job_id), job_id, reason)}",
                   file=sys.stderr)
 
+    serving_at = [list(t.coordinator.replicas)]
+
+    def renewed():
+        """(client, config) of the service once it serves at other addresses -- a keeper's
+        restart puts its replicas on new ports (a probe: --follow went on asking the old ones
+        and never told the ends) -- else None."""
+        now = target(a.config)
+        if not now.serving() or now.coordinator is None or \
+                list(now.coordinator.replicas) == serving_at[0]:
+            return None
+        serving_at[0] = list(now.coordinator.replicas)
+        return now.client(a.client, a.keys), now.coordinator
+
     async def go(client):
         accepted, rejected = await submit_chunks(client, jobs)
         if a.follow and not a.json:
@@ -123,7 +136,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
                 print(f"submitted {len(accepted)} job(s): {', '.join(accepted[:10])}{more}; "
                       f"following until they end (Ctrl-C stops following, not the jobs)",
                       flush=True)
-        ends = await _follow(client, t.coordinator, accepted, a, t.running) \
+        ends = await _follow(client, t.coordinator, accepted, a, t.running, renewed) \
             if a.follow and accepted else None
         return accepted, rejected, ends
 
@@ -155,15 +168,18 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0 if finished and all(e["outcome"] == "completed" for e in ends.values()) else 1
 
 
-async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -> dict:
+async def _follow(client, config, job_ids: list[str], a, serving=lambda: True,
+                  renewed=lambda: None) -> dict:
     """Until every job of ``job_ids`` ended (or ``serving()`` says the service stopped);
-    prints each end; {job: {outcome, ...}}."""
+    prints each end; {job: {outcome, ...}}. ``renewed()``: a (client, config) to follow
+    with instead, once the service serves elsewhere (restarted), else None."""
     from agora.coordinator.ledger_follow import follow_ledger
 
     state: dict = {"ledger": None}
     ends: dict[str, dict] = {}
     t0 = checked = time.time()
     task = asyncio.ensure_future(follow_ledger(client, config, state))
+    own = None                  # a client opened here, after a restart
     try:
         while len(ends) < len(job_ids):
             ledger = state["ledger"]
@@ -205,6 +221,15 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -
                           f"{f' and {len(left) - 10} more' if len(left) > 10 else ''}); "
                           f"started again, it resumes them", file=sys.stderr)
                     break
+                fresh = await asyncio.to_thread(renewed)
+                if fresh is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    if own is not None:
+                        await own.close()
+                    own, config = fresh
+                    state = {"ledger": None}
+                    task = asyncio.ensure_future(follow_ledger(own, config, state))
             if a.timeout is not None and time.time() - t0 > a.timeout:
                 if not a.json:
                     left = [j for j in job_ids if j not in ends]
@@ -216,6 +241,9 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True) -
             await asyncio.sleep(0.2)
     finally:
         task.cancel()
+        if own is not None:
+            await asyncio.gather(task, return_exceptions=True)
+            await own.close()
     return ends
 
 

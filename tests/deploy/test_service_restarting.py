@@ -31,3 +31,33 @@ def test_a_keeper_starting_its_service_is_told_apart_from_nothing_running(tmp_pa
     assert main(["status", "--config", str(cfg)]) == 1
     err = capsys.readouterr()
     assert "nothing is running" in err.out + err.err
+
+
+def test_submit_follow_follows_the_restarted_service_at_its_new_addresses(monkeypatch, capsys):
+    """A probe: after the keeper restarted a killed service, ``submit --follow`` kept asking
+    the old replicas' addresses (a restart picks new ports) and never told the jobs' ends.
+    Fakes (this test's): the ledger follower, whose old client never answers, and the
+    renewal, which hands a client of the restarted service on its first look."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agora.coordinator import ledger_follow
+    from agora.deploy import cli_jobs
+
+    async def follow(client, config, state):
+        if client == "new":
+            job = SimpleNamespace(outcome="completed", reason="", tasks=[])
+            state["ledger"] = SimpleNamespace(jobs={"j": job})
+        await asyncio.sleep(3600)                   # the old replicas: no answer, ever
+
+    class New(str):
+        async def close(self):
+            closed.append(self)
+    closed: list = []
+    looks = iter([(New("new"), "config after")])
+    monkeypatch.setattr(ledger_follow, "follow_ledger", follow)
+    a = SimpleNamespace(json=False, timeout=30.0)
+    ends = asyncio.run(cli_jobs._follow("old", "config before", ["j"], a, lambda: True,
+                                        lambda: next(looks, None)))
+    assert ends["j"]["outcome"] == "completed" and closed == ["new"]
+    assert "j: completed after" in capsys.readouterr().out
