@@ -32,7 +32,7 @@ class FakeClient:
         self.refusal = refusal
         self.asked = 0
 
-    async def heartbeat(self) -> int:
+    async def heartbeat(self, wait_s: float | None = None) -> int:
         return 0                                  # no replica takes its beats
 
     async def schedule(self, **by):

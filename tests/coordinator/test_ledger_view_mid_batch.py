@@ -35,7 +35,7 @@ class FakeClient:
             await asyncio.sleep(3600)
         return gen()
 
-    async def heartbeat(self):
+    async def heartbeat(self, wait_s=None):
         return 4
 
 

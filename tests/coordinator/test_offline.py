@@ -389,7 +389,7 @@ def test_agora_status_of_a_stopped_service_reads_the_logs(lagging, capsys):
     from agora.deploy.cli_coordinator import _offline_status
 
     t = SimpleNamespace(coordinator=load_config(lagging.dir / "coordinator.yaml"),
-                        out=lagging.dir)
+                        out=lagging.dir, restarting=lambda: None)
     assert _offline_status(t, as_json=False) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"offline: no agora up runs from {lagging.dir}; schedule version")

@@ -30,7 +30,7 @@ def as_served(tmp_path, monkeypatch):
     def serving_target(config):
         t = service_client.target(config)
         return dataclasses.replace(t, coordinator=SimpleNamespace(
-            load_cluster=t.up.load_cluster))
+            load_cluster=t.up.load_cluster, replicas=["127.0.0.1:1"]))
 
     monkeypatch.setattr(service_client.Target, "serving", lambda self: True)
     monkeypatch.setattr(cli_jobs, "target", serving_target)
@@ -133,7 +133,7 @@ def test_follow_says_what_was_submitted_before_following(tmp_path, up, capsys, m
     async def submitted(client, js):
         return ["j1"], [("j2", "job 'j2' exists")]
 
-    async def follow(client, config, ids, a, serving):
+    async def follow(client, config, ids, a, serving, renewed):
         print("FOLLOWING", flush=True)
         return {"j1": {"outcome": "completed"}}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -203,7 +204,7 @@ def test_the_command_prints_one_line_and_exits_1(monkeypatch, tmp_path, capsys):
     f.write_text("{}\n")
 
     class T:
-        coordinator = object()
+        coordinator = SimpleNamespace(replicas=["127.0.0.1:1"])
 
         def load_cluster(self):
             return None
