@@ -116,7 +116,9 @@ def _before_start(cfg) -> None:
                             expected=f"replicas: {held[-1] + 1} (the state's group), or a "
                                      f"fresh out for another group size")
     if held:
-        _rebuildable(cfg.replicas, data)
+        for line in _rebuildable(cfg.replicas, data):
+            print(f"agora up: {line}; it starts empty and catches up from its peers",
+                  file=sys.stderr)
     cfg.acting_policy()
     host = cfg.replica_host
     if host is None:
@@ -142,11 +144,14 @@ def _before_start(cfg) -> None:
                                      "null") from None
 
 
-def _rebuildable(n: int, data: Path) -> None:
+def _rebuildable(n: int, data: Path) -> list[str]:
     """Refuse a start where more than f replicas have no usable log (missing, unreadable, or
     empty) while the others have executed requests: PBFT rebuilds a replica from its peers,
     at most f of them at once. A probe moved two damaged logs aside, one at a time, as the
-    replicas' own message advises: the service said it was up and never committed again."""
+    replicas' own message advises: the service said it was up and never committed again.
+    Returns the replicas that start empty (no log, or an empty one: at most f), one line
+    each, for the start to say; one with an unreadable log refuses to start, saying what to
+    do."""
     import sqlite3
 
     from agora.coordinator.offline import executed_of
@@ -172,6 +177,7 @@ def _rebuildable(n: int, data: Path) -> None:
                          f"expected at most {f} without its log -- put the others back (the "
                          f".damaged file moved aside, or a backup), or start a new state under "
                          f"another out")
+    return [x for x in lost if "unreadable" not in x] if most > 0 else []
 
 
 def cmd_down(a: argparse.Namespace) -> int:

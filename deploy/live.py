@@ -71,8 +71,10 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
     from agora.deploy.launch import SERVED, ReplicaDidNotStart, bring_up
     from agora.deploy.observability import StepFailureWatch
 
-    # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:...")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="agora up: %(message)s")
+    # warnings read as its other lines do (a probe: "WARNING:agora.deploy.ray_runtime:..."),
+    # with the time (a probe could not place a replica's restart among a fault's lapses)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="agora up: %(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
     said = StartWarnings()
     logging.getLogger().addHandler(said)
     out = Path(cfg.out)

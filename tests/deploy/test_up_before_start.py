@@ -74,8 +74,8 @@ def test_more_than_f_replicas_without_their_log_are_refused_naming_each(tmp_path
         _rebuildable(4, data)
     (data / "replica-1.sqlite").unlink()
     _log(data / "replica-1.sqlite", 570)
-    _rebuildable(4, data)                 # one to rebuild (f = 1): the start goes on
+    assert _rebuildable(4, data) == ["replica 0: an empty log"]    # f = 1: the start goes on
     for i in range(4):
         (data / f"replica-{i}.sqlite").unlink()
         _log(data / f"replica-{i}.sqlite", 0)
-    _rebuildable(4, data)                 # a group that executed nothing yet
+    assert _rebuildable(4, data) == []    # a group that executed nothing yet
