@@ -31,7 +31,7 @@ still averages what passes, so a member within the bounds moves it -- ``median``
 from __future__ import annotations
 
 import math
-from logging import WARNING
+from logging import INFO, WARNING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -158,6 +158,12 @@ class Guarded:
         for msg in replies:
             if msg.has_error():
                 failed.append(msg)
+                # a dead SuperNode's "Node Unavailable" was said nowhere once the guard
+                # kept the model before Flower's own failure log (a probe, deployed)
+                who = (self.describe(msg.metadata.src_node_id)[0] if self.describe
+                       else f"node {msg.metadata.src_node_id}")
+                log(INFO, "round %s: the %s of %s is an error: %s", server_round, what, who,
+                    msg.error.reason)
                 continue
             why = problem(msg)
             if why is None:

@@ -190,3 +190,24 @@ def test_a_site_learner_names_a_bad_node_config_key(tmp_path):
                                          r"number >= 1"):
         site_learner("a", cluster="default", workload="synthetic", state=str(tmp_path),
                      **{"train-jobs": 0})
+
+
+def test_an_error_reply_is_named_with_its_site(caplog):
+    """A probe: a dead SuperNode's "Node Unavailable" was said nowhere (the guard kept the
+    model before Flower's own failure log)."""
+    import logging
+
+    from flwr.app import Error, Message, RecordDict as RD
+
+    from agora.federation.guard import GuardedFedAvg
+
+    grid_of([LinearSite("a", 0, 40)], make_client_app).close()   # sets Flower's run identity
+    g = GuardedFedAvg(describe=lambda node: ("site-b", None))
+    sent = Message(RD(), 7, MessageType.TRAIN)
+    sent.metadata.__dict__["_message_id"] = "m"
+    reply = Message(Error(1001, "Node Unavailable"), reply_to=sent)
+    reply.metadata.__dict__["_src_node_id"] = 7
+    with caplog.at_level(logging.INFO, logger="flwr"):
+        usable, failed = g._sort(3, [reply], lambda m: None)
+    assert usable == [] and failed == [reply]
+    assert "round 3: the reply of site-b is an error: Node Unavailable" in caplog.text
