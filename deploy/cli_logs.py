@@ -65,7 +65,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
             # a probe: after agora down, the runs it cut short never get an end, and
             # --follow waited for one for good
             checked = time.monotonic()
-            if not t.running():
+            if not t.serving():
                 _show(readers, runs, job, task, a.json, final=True)
                 _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                                 f"{job}/{task}")
@@ -150,7 +150,7 @@ def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
             return runs
         if time.monotonic() - checked >= check_s:
             checked = time.monotonic()
-            if not t.running():
+            if not t.serving():
                 return {}
             try:
                 view, _label = cli_jobs._ledger_view(t, OPERATOR, None)

@@ -94,7 +94,7 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
                 if task.done():
                     task.result()
                     return True
-                if not await asyncio.to_thread(t.running):    # off the loop: it may connect
+                if not await asyncio.to_thread(t.serving):    # off the loop: it may connect
                     return False
         finally:
             task.cancel()

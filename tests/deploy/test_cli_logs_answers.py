@@ -51,7 +51,7 @@ def test_logs_follow_of_runs_the_stopped_service_left_without_an_end_ends(
     folder.mkdir(parents=True)
     (folder / "stdout").write_text("begin\n")
     monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
-        out=out, serving=lambda: False, running=lambda: False))
+        out=out, serving=lambda: False))
     assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 1
     captured = capsys.readouterr()
     assert captured.out == "begin\n"
@@ -89,7 +89,7 @@ def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_
         return pb.LedgerView(jobs=[rec]), "live"
 
     monkeypatch.setattr(cli_jobs, "_ledger_view", view)
-    t = SimpleNamespace(out=tmp_path, serving=lambda: True, running=lambda: True)
+    t = SimpleNamespace(out=tmp_path, serving=lambda: True)
     folder = run_folder(tmp_path / "runs", "a/n0", "j", "tick", 0, 7)
     threading.Timer(1.0, lambda: folder.mkdir(parents=True)).start()
     runs = cli_logs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,
