@@ -309,6 +309,10 @@ class ViewChangeMixin:
         self.storage.save_new_view(nv.view, env.SerializeToString())
         self.new_view_env = env
         self.vc_deadline = None
+        # a STATUS in the new view: peers then resend what they ordered in it past O (a probe:
+        # a primary restarted by its keeper took the NEW-VIEW relayed to it and stayed 5
+        # behind for as long as no request came)
+        self.announce = True
         self._view_installed()
         if plan.min_s > self.h:
             own = self.own_checkpoints.get(plan.min_s)

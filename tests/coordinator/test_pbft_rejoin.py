@@ -173,3 +173,20 @@ def test_a_replica_restarted_with_an_empty_log_joins_the_groups_later_view(seed)
     top = max(r.last_executed for r in reps)
     assert reps[2].last_executed >= top - 2 * net.config.checkpoint_interval, \
         (reps[2].last_executed, top)
+
+
+@pytest.mark.parametrize("seed", [3, 12])
+def test_a_restarted_primary_that_takes_the_new_view_catches_up_with_no_request_coming(seed):
+    """A probe (``agora up``): the primary, killed and restarted by its keeper, took the
+    NEW-VIEW its peers relayed and stayed behind what they ordered in the new view for as
+    long as no request came (70 against 75, 45 s). Entering a view, a replica says its
+    STATUS there, and peers resend what it lacks. (Seeds where it lagged before: 2 of 90.)"""
+    net = busy_group(seed, 20, view_change_timeout=0.3)
+    net.at(0.3, lambda: net.crash(0))
+    net.at(1.0, lambda: net.restart(0))
+    net.run_until(10.0)
+    Checker(net).assert_ok(liveness=False)
+    assert net.clients_done()
+    reps = [net.replica(i) for i in range(4)]
+    assert reps[0].view == reps[1].view >= 1
+    assert len({r.last_executed for r in reps}) == 1, [r.last_executed for r in reps]
