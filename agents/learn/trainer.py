@@ -30,6 +30,7 @@ from agora.agents.learn import checkpoint
 from agora.agents.learn.loop import (TRAIN_SEED_BASE, VAL_SEED_BASE, EpisodeSource, MixedSource,
                                      PPOLoop, TrainConfig, run_episode, validate)
 from agora.agents.learn.tracking import make_tracker
+from agora.agents.sim.runner import Scenario
 
 __all__ = ["TRAIN_SEED_BASE", "VAL_SEED_BASE", "EpisodeSource", "MixedSource", "PPOLoop",
            "TrainConfig", "run_episode", "validate", "train", "validation_references",
@@ -60,11 +61,13 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     if resume and not ck.exists():
         log(f"--resume: {ck} does not exist, so this is a new run")
         resume = False
+    scenario = Scenario(**cfg.scenario)
+    digests = scenario.file_digests()    # the files read once: compared, then saved
     if resume:
         blob = checkpoint.read(ck)
         checkpoint.require(ck, blob, checkpoint.RESUME_PARTS)
         saved = TrainConfig.from_dict(blob["train_config"])
-        saved = replace(saved, scenario=_scenario(cfg).known_by_content(
+        saved = replace(saved, scenario=scenario.known_by_content(
             saved.scenario, blob["progress"].get("digests")))
         if replace(saved, steps=cfg.steps) != cfg:
             diff = checkpoint.config_differences(replace(saved, steps=cfg.steps).to_dict(),
@@ -82,12 +85,12 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
             # stopped after its last step, before its end's files: finished below
             log(f"{ck}: all {cfg.steps} steps done (at {done}); writing what a run writes "
                 f"at its end")
-        _same_files(ck, blob["progress"].get("digests"), cfg)
+        _same_files(ck, blob["progress"].get("digests"), digests, cfg)
         _metrics_to_resume(out / "metrics.jsonl", int(blob["progress"]["update"]))
         loop.load_state(blob)
         st = loop.progress
         log(f"resumed from {ck} at step {st['step']}")
-    st["digests"] = _file_digests(cfg)   # what a resume checks (saved with the progress)
+    st["digests"] = digests              # what a resume checks (saved with the progress)
     mode = "a" if resume else "w"
     mlog = (out / "metrics.jsonl").open(mode)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -154,24 +157,13 @@ def _train(loop: PPOLoop, cfg: TrainConfig, out: Path, *, resume: bool, progress
     return summary
 
 
-def _scenario(cfg: TrainConfig):
-    from agora.agents.sim.runner import Scenario
-
-    return Scenario(**cfg.scenario)
-
-
-def _file_digests(cfg: TrainConfig) -> dict[str, str]:
-    return _scenario(cfg).file_digests()
-
-
-def _same_files(ck: Path, saved: dict | None, cfg: TrainConfig) -> None:
+def _same_files(ck: Path, saved: dict | None, now: dict, cfg: TrainConfig) -> None:
     """A resume trains on the cluster and workload files the run began with: a changed one
     is refused by name, as a federated run's are (a probe: an edited cluster -- cpu 8 to 2
     -- was taken, and the validation JCT jumped 534 to 1,724 s). A run saved before the
     digests were kept is not checked."""
     if saved is None:
         return
-    now = _file_digests(cfg)
     changed = [k for k in sorted({*saved, *now}) if saved.get(k) != now.get(k)]
     if changed:
         files = ", ".join(f"{k} {cfg.scenario.get(k)}" for k in changed)
