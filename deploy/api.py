@@ -229,7 +229,7 @@ def jobs(*, config: str = DEFAULT_UP_CONFIG, job: str | None = None,
 
     A.optional(A.text, "job", job, "a job id")
     _service_args(config, client, keys)
-    return job_rows_for(config, job, client, keys)[0]
+    return job_rows_for(target(config), job, client, keys)[0]
 
 
 def _service_args(config, client, keys) -> None:

@@ -248,9 +248,9 @@ async def _follow(client, config, job_ids: list[str], a, serving=lambda: True,
 
 
 # ---- jobs ----------------------------------------------------------------------------------
-def job_rows_for(config: str, job: str | None, client: str, keys: str | None):
-    """(rows, LedgerView, source label) of ``agora jobs`` (``job``: that one, per instance)."""
-    t = target(config)
+def job_rows_for(t, job: str | None, client: str, keys: str | None):
+    """(rows, LedgerView, source label) of ``agora jobs`` of the service ``t`` (a ``Target``;
+    ``job``: that one, per instance)."""
     view, label = _ledger_view(t, client, keys)
     cluster = t.coordinator.load_cluster()
     nodes = [n.name for n in cluster.nodes]
@@ -273,7 +273,8 @@ def compacted_count(view) -> int:
 
 
 def cmd_jobs(a: argparse.Namespace) -> int:
-    rows, view, label = job_rows_for(a.config, a.job, a.client, a.keys)
+    t = target(a.config)
+    rows, view, label = job_rows_for(t, a.job, a.client, a.keys)
     gone = {c.name: c.count for c in view.compaction.jobs}
     if a.json:
         print(json.dumps({"version": view.version, "source": label, "jobs": rows,
@@ -284,11 +285,11 @@ def cmd_jobs(a: argparse.Namespace) -> int:
         f"{', '.join(f'{n:,} {k}' for k, n in sorted(gone.items()))}; retain_finished_jobs)"
         if gone else ""))
     print_jobs(rows, per_instance=a.job is not None)
-    if label != "live" and (pid := target(a.config).restarting()) is not None:
+    if label != "live" and (pid := t.restarting()) is not None:
         print(f"(agora up, pid {pid}, is starting its service again: this is what the logs "
               f"held; retry for the live schedule)")
-    if label != "live" and any(i["state"] == "running" for r in rows for t in r["tasks"]
-                               for i in t["instances"]):
+    if label != "live" and any(i["state"] == "running" for r in rows for task in r["tasks"]
+                               for i in task["instances"]):
         # a probe read "running" after agora down had stopped them
         print("(offline: \"running\" is what ran when the service stopped; agora up reports "
               "how each ended, and places again what did not finish)")

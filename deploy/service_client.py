@@ -84,15 +84,16 @@ class Target:
         after it died, while nothing serves yet; None otherwise (a probe: while the keeper
         restarted a killed service, commands said "no agora up runs" and ``submit --follow``
         gave up on jobs the restarted service then finished)."""
-        if self.out is None or self.serving():
-            return None
-        from agora.deploy.service_files import starting_pid
-
-        return starting_pid(self.out)
+        return None if self.out is None or self.serving() else self._keeper()
 
     def running(self) -> bool:
         """Serving, or about to serve again (``restarting``): what a follower waits on."""
-        return self.serving() or self.restarting() is not None
+        return self.serving() or (self.out is not None and self._keeper() is not None)
+
+    def _keeper(self) -> int | None:
+        from agora.deploy.service_files import starting_pid
+
+        return starting_pid(self.out)
 
     def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
         """A client signing as ``client_id`` with its key from ``keys_file``: a key file
