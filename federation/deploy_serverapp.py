@@ -159,9 +159,10 @@ def main(grid: Grid, context: Context) -> None:
     _write(out, result.arrays.to_numpy_ndarrays(), agents, cfg, result)
 
 
-def _initial(rc: dict) -> tuple[list[np.ndarray], object]:
-    """(round-0 arrays, the agents of ``initial-checkpoint`` or None) from ``initial-arrays``
-    (an .npz) or ``initial-checkpoint`` (an Agora checkpoint; exactly one of them)."""
+def _initial(rc: dict) -> tuple[list[np.ndarray], tuple | None]:
+    """(round-0 arrays, None or, from ``initial-checkpoint``, its agents and what of it the
+    final checkpoint keeps) from ``initial-arrays`` (an .npz) or ``initial-checkpoint`` (an
+    Agora checkpoint; exactly one of them)."""
     arrays, agents = str(rc.get("initial-arrays", "")), str(rc.get("initial-checkpoint", ""))
     if bool(arrays) == bool(agents):
         raise ValueError("run config 'initial-arrays' / 'initial-checkpoint': "
@@ -182,8 +183,11 @@ def _initial(rc: dict) -> tuple[list[np.ndarray], object]:
     from agora.agents.learn import checkpoint
     from agora.agents.learn.networks import get_weights
 
-    loaded, _ = checkpoint.load_agents(path)
-    return get_weights(loaded.modules), loaded
+    loaded, blob = checkpoint.load_agents(path)
+    # its training configuration goes on with the final checkpoint: without it a site's
+    # learner (federation/deployed_learner.py) refused the result as its checkpoint
+    kept = {"train_config": blob["train_config"]} if "train_config" in blob else {}
+    return get_weights(loaded.modules), (loaded, kept)
 
 
 def _outputs(rc: dict, agents) -> dict[str, str]:
@@ -210,9 +214,10 @@ def _write(out: dict[str, str], arrays: list[np.ndarray], agents, cfg: Federatio
         from agora.agents.learn import checkpoint
         from agora.agents.learn.networks import set_weights
 
-        set_weights(agents.modules, arrays)
-        checkpoint.save(out["final-checkpoint"], agents=agents,
-                        extra={"federation": {**asdict(cfg), "deployed": True}})
+        model, kept = agents
+        set_weights(model.modules, arrays)
+        checkpoint.save(out["final-checkpoint"], agents=model,
+                        extra={**kept, "federation": {**asdict(cfg), "deployed": True}})
         written.append(out["final-checkpoint"])
     if "final-metrics" in out and result is not None:
         import json

@@ -168,6 +168,8 @@ def test_agoras_agents_train_across_domains_through_the_deployed_apps(tmp_path, 
     assert [r["round"] for r in rows] == [1, 2] and all("eval/score" in r and "train/charts/steps" in r for r in rows)
     agents, blob = checkpoint.load_agents(tmp_path / "fed.pt")
     assert blob["federation"]["rounds"] == 2
+    # a complete checkpoint: a site's learner takes it as its own (it needs train_config)
+    assert blob["train_config"] == checkpoint.read(rc["initial-checkpoint"])["train_config"]
     from agora.agents.learn.networks import get_weights
 
     shipped, _ = checkpoint.load_agents(rc["initial-checkpoint"])
