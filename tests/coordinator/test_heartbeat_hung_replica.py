@@ -28,9 +28,9 @@ def test_a_hung_replica_holds_no_heartbeat_of_the_others(group):
                     t0 = time.monotonic()
                     took.append(await east.heartbeat(wait_s=2.0))
                     waits.append(time.monotonic() - t0)
-                # the one beat to the hung replica is still under way: no second one is sent
-                assert 0 in east._hb_pending and \
-                    all(i == 0 or not t.done() for i, t in east._hb_pending.items())
+                # what is still under way is the hung replica's one beat, if any (the
+                # channel's keepalive may end it first: seen once in the full suite)
+                assert set(east._hb_pending) <= {0}, east._hb_pending
             finally:
                 group.procs[0].send_signal(signal.SIGCONT)
             # each call within its wait, far below the calls' 12 s timeout; the healthy
