@@ -175,13 +175,20 @@ def _env(var: tuple[str, str]):
             os.environ[name] = old
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pairs", type=int, default=3, help="skeleton/Agora pairs per row (>= 1)")
+def run_arguments(doc: str, only: str, arms: str) -> argparse.ArgumentParser:
+    """The flags every interleaved comparison takes: --pairs (``arms`` runs each),
+    --seconds, --skeleton, --only (default ``only``: "" is every row)."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--pairs", type=int, default=3, help=f"{arms} runs per row (>= 1)")
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
     p.add_argument("--skeleton", type=Path, default=DEFAULT_SKELETON,
                    help="path of pbft_skel.py (default: ../shared/anchors/pbft_skel.py)")
-    p.add_argument("--only", default="", help=f"comma-separated rows of {sorted(ROWS)}")
+    p.add_argument("--only", default=only, help=f"comma-separated rows of {sorted(ROWS)}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = run_arguments(__doc__, "", "skeleton/Agora")
     p.add_argument("--out", type=Path,
                    default=ROOT / "bench" / "results" / "coordinator-vs-skeleton.md")
     p.add_argument("--also-env", default="", metavar="NAME=VALUE",
