@@ -46,7 +46,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
     from agora.deploy.run_folders import latest_runs
 
     runs = latest_runs(t.out / "runs", job, task, inst)
-    if not runs and a.follow and t.serving():
+    if not runs and a.follow and t.running():
         runs = _wait_for_a_run(t, job, task, inst, a.what)
     if not runs:
         raise ValueError(f"no run of {a.what} under {t.out / 'runs'} ("
@@ -54,9 +54,11 @@ def cmd_logs(a: argparse.Namespace) -> int:
                             "not started yet, another job/task name, or its folders were "
                             "removed: each node keeps its last keep_runs ended runs") + ")")
     readers = {k: _LogReader(f / stream) for k, f in runs.items()}
+    seen = dict(runs)       # every run followed: a retry's replaces its instance's in runs
     checked = 0.0
+    restarting = False
     while True:
-        _show(readers, runs, job, task, a.json)
+        _show(readers, seen, runs, job, task, a.json)
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
             _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                             f"{job}/{task}")
@@ -65,8 +67,15 @@ def cmd_logs(a: argparse.Namespace) -> int:
             # a probe: after agora down, the runs it cut short never get an end, and
             # --follow waited for one for good
             checked = time.monotonic()
-            if not t.serving():
-                _show(readers, runs, job, task, a.json, final=True)
+            if not t.serving() and t.running():
+                # its keeper starts it again (a probe: --follow ended at a restart): the
+                # runs it cut short run again, as new runs followed below
+                if not restarting:
+                    print("agora logs: the service is starting again; following on (the "
+                          "runs it cut short run again)", file=sys.stderr, flush=True)
+                restarting = True
+            elif not t.serving():
+                _show(readers, seen, runs, job, task, a.json, final=True)
                 _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                                 f"{job}/{task}")
                 open_runs = sum(not (f / "end.json").exists() for f in runs.values())
@@ -77,23 +86,35 @@ def cmd_logs(a: argparse.Namespace) -> int:
                       f"reports them lost, and runs them again if their job goes on)",
                       file=sys.stderr)
                 return 1
+            else:
+                restarting = False
         time.sleep(0.5)
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
         for k, f in runs.items():
-            readers.setdefault(k, _LogReader(f / stream))
+            if k in readers:
+                continue
+            if any(i == k[0] for i, _run in readers):
+                # a retry, or a run again after a restart (a probe: following a task that
+                # failed once and was retried crashed on the first run's folder)
+                print(f"agora logs: {job}/{task}/{k[0]} runs again (run {k[1]}); its output "
+                      f"follows", file=sys.stderr, flush=True)
+            readers[k], seen[k] = _LogReader(f / stream), f
 
 
 SERVING_CHECK_S = 3.0
 """``agora logs --follow`` looks this often whether the service still runs"""
 
 
-def _show(readers: dict, runs: dict, job: str, task: str, as_json: bool,
+def _show(readers: dict, seen: dict, runs: dict, job: str, task: str, as_json: bool,
           final: bool = False) -> None:
-    """What each run wrote since the last look (``final``: all of it, a character cut at
-    the end too, as for an ended run)."""
+    """What each run of ``seen`` wrote since the last look (``final``: all of it, a character
+    cut at the end too, as for an ended run, or one a later run of its instance replaced:
+    not in ``runs``, the latest of each instance)."""
     for (i, run), reader in sorted(readers.items()):
-        for text in reader.chunks(final=final or (runs[(i, run)] / "end.json").exists()):
-            if len(runs) > 1 and not as_json:
+        folder = seen[(i, run)]
+        done = final or (i, run) not in runs or (folder / "end.json").exists()
+        for text in reader.chunks(final=done):
+            if len(seen) > 1 and not as_json:
                 sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
             if as_json:
                 print(json.dumps({"instance": i, "run": run, "text": _shown(text)}))
@@ -150,7 +171,7 @@ def _wait_for_a_run(t, job: str, task: str, inst: int | None, what: str,
             return runs
         if time.monotonic() - checked >= check_s:
             checked = time.monotonic()
-            if not t.serving():
+            if not t.running():       # stopped, not starting again
                 return {}
             try:
                 view, _label = cli_jobs._ledger_view(t, OPERATOR, None)

@@ -51,11 +51,61 @@ def test_logs_follow_of_runs_the_stopped_service_left_without_an_end_ends(
     folder.mkdir(parents=True)
     (folder / "stdout").write_text("begin\n")
     monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
-        out=out, serving=lambda: False))
+        out=out, serving=lambda: False, running=lambda: False))
     assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 1
     captured = capsys.readouterr()
     assert captured.out == "begin\n"
     assert "no agora up is running: 1 run(s) of j/t have no end" in captured.err
+
+
+def _end(folder, kind: str) -> None:
+    (folder / "end.json").write_text(json.dumps({"kind": kind, "exit_code": kind != "completed",
+                                                 "reason": ""}))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("restart", [False, True], ids=["retried", "restarted"])
+def test_logs_follow_goes_on_to_the_run_after_a_retry_or_a_restart(tmp_path, capsys,
+                                                                   monkeypatch, restart):
+    """A probe: following a task that failed once and was retried crashed (KeyError) once
+    the retry's folder appeared; and ``--follow`` ended, exit 1, while the service's keeper
+    started it again, which runs the cut-short run again. Now the output of the next run
+    follows, and the follow ends with it. This test's fake service: the serving checks are
+    stand-ins (``restart``: not serving, but starting again, until the second run
+    appears); the run folders are real."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_logs
+
+    out = tmp_path / "out"
+    first = run_folder(out / "runs", "a/n0", "j", "t", 0, 1)
+    first.mkdir(parents=True)
+    (first / "stdout").write_text("first\n")
+    up = [not restart]
+    monkeypatch.setattr(cli_logs, "SERVING_CHECK_S", 0.1)
+    monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
+        out=out, serving=lambda: up[0], running=lambda: True))
+
+    def later() -> None:
+        time.sleep(1.0)
+        if not restart:
+            _end(first, "failed")     # a restart cuts the run short: it never gets an end
+        second = run_folder(out / "runs", "a/n1", "j", "t", 0, 2)
+        second.mkdir(parents=True)
+        (second / "stdout").write_text("second\n")
+        up[0] = True
+        time.sleep(0.8)
+        _end(second, "completed")
+
+    threading.Thread(target=later, daemon=True).start()
+    assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 0
+    got = capsys.readouterr()
+    assert "first\n" in got.out and got.out.endswith("second\n")
+    assert "j/t/0 runs again (run 2)" in got.err
+    assert ("starting again" in got.err) == restart
 
 
 @pytest.mark.parametrize("what", ["z" * 100_000, "a/" + "z" * 100_000, "a/b/" + "9x" * 50_000])
@@ -89,7 +139,7 @@ def test_logs_follow_waits_for_a_task_to_start_and_stops_when_it_never_will(tmp_
         return pb.LedgerView(jobs=[rec]), "live"
 
     monkeypatch.setattr(cli_jobs, "_ledger_view", view)
-    t = SimpleNamespace(out=tmp_path, serving=lambda: True)
+    t = SimpleNamespace(out=tmp_path, serving=lambda: True, running=lambda: True)
     folder = run_folder(tmp_path / "runs", "a/n0", "j", "tick", 0, 7)
     threading.Timer(1.0, lambda: folder.mkdir(parents=True)).start()
     runs = cli_logs._wait_for_a_run(t, "j", "tick", None, "j/tick", poll_s=0.05,

@@ -61,3 +61,67 @@ def test_submit_follow_follows_the_restarted_service_at_its_new_addresses(monkey
                                         lambda: next(looks, None)))
     assert ends["j"]["outcome"] == "completed" and closed == ["new"]
     assert "j: completed after" in capsys.readouterr().out
+
+
+def test_a_watch_goes_on_at_the_restarted_service_from_past_its_last_update(
+        up, monkeypatch, capsys):
+    """A probe: ``agora schedule watch`` ended (exit 1) while the keeper started a killed
+    service again. It now waits, then watches the restarted service (new addresses: a
+    client made anew) from past the last update it received. Fakes (this test's): the
+    service's serving checks, and two clients -- the old one's watch goes silent after one
+    update, the new one's starts where it is asked to."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_coordinator, cli_schedule
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    def alloc(v: int) -> pb.ScheduleUpdate:
+        u = pb.ScheduleUpdate(version=v)
+        u.allocations.add(job_id=f"j{v}", task_id="t", instance_begin=0, instance_end=1,
+                          site="east", node="n0")
+        return u
+
+    asked: list = []
+
+    class Client:
+        f = 1
+
+        def __init__(self, first: int, last: int, then_silent: bool) -> None:
+            self.first, self.last, self.silent = first, last, then_silent
+
+        async def __aenter__(self):
+            return self
+
+        async def __aexit__(self, *exc):
+            return False
+
+        async def status(self):
+            return [object()] * 4
+
+        async def watch(self, since):
+            asked.append(since)
+            for v in range(max(since or self.first, self.first), self.last + 1):
+                yield pb.ScheduleUpdate(version=v) if v % 2 else alloc(v)
+            if self.silent:                         # the old service: killed
+                state["serving"] = False
+                await asyncio.sleep(60)
+
+    state = {"serving": True, "looks": 0}
+
+    def serving() -> bool:
+        if not state["serving"]:
+            state["looks"] += 1
+            state["serving"] = state["looks"] > 2    # starting again for a few looks
+        return state["serving"]
+
+    clients = iter([Client(1, 4, True), Client(5, 9, False)])
+    monkeypatch.setattr(cli_schedule, "SERVING_CHECK_S", 0.1)
+    monkeypatch.setattr(cli_schedule, "target", lambda config: SimpleNamespace(
+        serving=serving, running=lambda: True))
+    monkeypatch.setattr(cli_coordinator, "_client", lambda a: (None, next(clients)))
+    assert main(["schedule", "watch", "--count", "4", "--config", str(up)]) == 0
+    got = capsys.readouterr()
+    assert [x.split()[0] for x in got.out.strip().splitlines()] == ["2", "4", "6", "8"]
+    assert asked[1:] == [5]            # the new service watched from past version 4
+    assert "the service is starting again; the watch goes on once it serves" in got.err
