@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from agora.deploy import pid_file
-from agora.deploy.live_progress import Follower, ProgressLine, stamp
+from agora.deploy.live_progress import Follower, ProgressLine, QuorumWatch, stamp
 from agora.deploy.service_files import (ALIVE, LOG, PID, READY, already_running,
                                         running_service, serving_process)
 
@@ -135,6 +135,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
              f"--config {cfg.source}")
         line = ProgressLine(echo)
         watch = StepFailureWatch(system.actors, every_s=30.0)
+        quorum = QuorumWatch(system)
         while not stop.event.wait(progress_s):
             if keeper is not None:
                 if os.getppid() != keeper:
@@ -143,7 +144,7 @@ def serve(cfg, *, echo=print, progress_s: float = 2.0, keeper: int | None = None
             line.show(follower.summary())
             if targets is not None:
                 targets.poll()
-            for warning in [*follower.drain(), *watch.poll()]:
+            for warning in [*follower.drain(), *watch.poll(), *quorum.poll()]:
                 echo(f"agora up: {stamp()} {warning}")
         why = None
         if keeper is not None and _keeper_gone(keeper, stop):

@@ -102,3 +102,60 @@ class ProgressLine:
     def close(self) -> None:
         if self.tty:
             print(file=sys.stderr)
+
+
+class QuorumWatch:
+    """Tells the operator when replicas stop answering and when they answer again (a probe:
+    with two of four replicas stopped nothing committed for a minute, and ``agora.log`` said
+    nothing while the commands did). ``poll()``, at most every ``every_s``, starts a read
+    of every replica's status on the system's loop and, once it is back (a replica that
+    does not answer within the operator client's timeout is silent), returns a line per
+    change: which replicas fell silent or answer again, and whether 2f+1 answer -- without
+    them nothing new commits."""
+
+    def __init__(self, system, every_s: float = 10.0) -> None:
+        self.system, self.every_s = system, every_s
+        config = system.group.config
+        self.n, self.need = config.n, 2 * config.f + 1
+        self.logs = system.group.log         # replica i -> its log file
+        self.silent: set[int] = set()
+        self._pending = None
+        self._next = time.monotonic() + every_s
+
+    def poll(self) -> list[str]:
+        if self._pending is not None:
+            if not self._pending.done():
+                return []
+            done, self._pending = self._pending, None
+            try:
+                statuses = done.result()
+            except Exception:  # noqa: BLE001 - the loop busy or closing: ask again later
+                return []
+            return self.changes({i for i, s in enumerate(statuses) if isinstance(s, str)})
+        if time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.every_s
+            self._pending = self.system.loop.spawn(self.system.operator.status())
+        return []
+
+    def changes(self, silent: set[int]) -> list[str]:
+        """The lines for the replicas ``silent`` now, against the last poll's."""
+        lines = []
+        gone, back = sorted(silent - self.silent), sorted(self.silent - silent)
+        had, has = self.n - len(self.silent), self.n - len(silent)
+        self.silent = set(silent)
+        names = lambda xs: ", ".join(str(x) for x in xs)
+        if gone:
+            where = "; its log: " if len(gone) == 1 else "; their logs: "
+            lines.append(f"replica{'s' if len(gone) > 1 else ''} {names(gone)} "
+                         f"{'do' if len(gone) > 1 else 'does'} not answer{where}"
+                         + ", ".join(str(self.logs(i)) for i in gone))
+        if has < self.need <= had:
+            lines.append(f"only {has} of {self.n} replicas answer: nothing new commits (no "
+                         f"job is admitted, placed or ended) until {self.need} do; work "
+                         f"already running goes on")
+        if back:
+            lines.append(f"replica{'s' if len(back) > 1 else ''} {names(back)} "
+                         f"answer{'' if len(back) > 1 else 's'} again")
+        if had < self.need <= has:
+            lines.append(f"{has} of {self.n} replicas answer again: commits resume")
+        return lines
