@@ -205,11 +205,12 @@ def start_group(cfg, cluster, cluster_spec: str, out: Path, *,
         except AssertionError as e:
             group.stop()
             last = (str(e).strip().splitlines() or ["(nothing logged)"])[-1]
-            # e.g. a port picked free was taken before the replica bound it (Ray starts many
-            # processes): try once more with fresh ports, then give up with the replica's
-            # last line and where its log is (a probe: the whole log, its config's JSON
-            # first, as the error)
-            if attempt:
+            # a port picked free was taken before the replica bound it (Ray starts many
+            # processes): once more on fresh ports; else (a damaged log, a bad config:
+            # fresh ports cannot help -- a probe saw the retry first) give up at once, with
+            # the replica's last line and where its log is (a probe: the whole log, its
+            # config's JSON first, as the error)
+            if attempt or not group.could_not_listen():
                 raise ReplicaDidNotStart(f"replica {i} did not start: {last} (its log: "
                                    f"{group.log(i)})") from None
             log.warning("a replica did not start (%s); once more on fresh ports", last)

@@ -179,14 +179,18 @@ class LocalGroup:
                         self.wait_serving(i)
                     break
                 except AssertionError:
-                    if attempt == 2 or not any("cannot listen" in self._since_start(i)
-                                               for i in range(self.n)):
+                    if attempt == 2 or not self.could_not_listen():
                         raise
                     self.stop()
                     self._fresh_ports()
             yield self
         finally:
             self.stop()
+
+    def could_not_listen(self) -> bool:
+        """Did a replica say, since it was last started, that it could not listen (its
+        port taken: what fresh ports mend, unlike a damaged log or a bad config)?"""
+        return any("cannot listen" in self._since_start(i) for i in range(self.n))
 
     def _since_start(self, i: int) -> str:
         """What replica ``i`` logged since it was last started (all of it if the log is
