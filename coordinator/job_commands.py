@@ -71,7 +71,7 @@ class JobCommands:
             # '<site>:<name>' ids are that site's: no other site can take the ids it will
             # use (a review: ids are one namespace, and one site squatted another's)
             raise Rejected("submit.namespace", f"{at}.id",
-                           f"job {job.id!r} is named in site {prefix!r}'s namespace "
+                           f"job {job.id!r} is named in the namespace of site {prefix!r} "
                            f"('{prefix}:...') but its origin is {job.origin!r}; expected "
                            f"'{job.origin}:<name>', or an id not starting with another "
                            f"site's name and ':'")

@@ -369,13 +369,21 @@ def _sigterm_as_interrupt():
         return lambda: None
 
     def put_back() -> None:
-        if signal.getsignal(signal.SIGTERM) is _raise_sigterm:
+        if signal.getsignal(signal.SIGTERM) in (_raise_sigterm, _stopping_already):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return put_back
 
 
 def _raise_sigterm(signum, frame) -> None:
+    # once: a second SIGTERM while the first one's stop runs (`timeout` signals the command
+    # and then its process group) raised inside asyncio's clean-up of the tasks it was
+    # cancelling, and a probe got 90 lines of traceback after the one line
+    signal.signal(signal.SIGTERM, _stopping_already)
     raise KeyboardInterrupt("SIGTERM")
+
+
+def _stopping_already(signum, frame) -> None:
+    """SIGTERM after the first: the command is stopping already."""
 
 
 def _path_problem(e: OSError) -> str:

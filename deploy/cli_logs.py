@@ -49,16 +49,23 @@ def cmd_logs(a: argparse.Namespace) -> int:
     if not runs and a.follow and t.running():
         runs = _wait_for_a_run(t, job, task, inst, a.what)
     if not runs:
-        raise ValueError(f"no run of {a.what} under {t.out / 'runs'} ("
-                         + (_why_no_run(t, job, task, inst) or
-                            "not started yet, another job/task name, or its folders were "
-                            "removed: each node keeps its last keep_runs ended runs") + ")")
+        why, bad = _why_no_run(t, job, task, inst) or (
+            "not started yet, another job/task name, or its folders were removed: each node "
+            "keeps its last keep_runs ended runs", True)
+        said = f"no run of {a.what} under {t.out / 'runs'} ({why})"
+        if bad:          # no such job, task or instance: bad input, exit 2
+            raise ValueError(said)
+        # a task that exists and never ran here (its job failed or was cancelled first), or
+        # whose runs were removed: nothing to show, not bad input (a probe: exit 2)
+        print(f"agora logs: {said}", file=sys.stderr)
+        return 1
     readers = {k: _LogReader(f / stream) for k, f in runs.items()}
     seen = dict(runs)       # every run followed: a retry's replaces its instance's in runs
     checked = 0.0
     restarting = False
+    last: list = [None]       # the run whose output was written last (its header said)
     while True:
-        _show(readers, seen, runs, job, task, a.json)
+        _show(readers, seen, runs, job, task, a.json, last=last)
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
             _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                             f"{job}/{task}")
@@ -75,7 +82,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
                           "runs it cut short run again)", file=sys.stderr, flush=True)
                 restarting = True
             elif not t.serving():
-                _show(readers, seen, runs, job, task, a.json, final=True)
+                _show(readers, seen, runs, job, task, a.json, final=True, last=last)
                 _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                                 f"{job}/{task}")
                 open_runs = sum(not (f / "end.json").exists() for f in runs.values())
@@ -90,6 +97,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
                 restarting = False
         time.sleep(0.5)
         runs = latest_runs(t.out / "runs", job, task, inst) or runs
+        if any(k not in readers for k in runs):
+            # what the runs a retry replaced wrote last, before the retry's notice (a probe:
+            # the notice came before the first run's last line)
+            _show(readers, seen, runs, job, task, a.json, last=last)
         for k, f in runs.items():
             if k in readers:
                 continue
@@ -106,16 +117,19 @@ SERVING_CHECK_S = 3.0
 
 
 def _show(readers: dict, seen: dict, runs: dict, job: str, task: str, as_json: bool,
-          final: bool = False) -> None:
+          final: bool = False, last: list | None = None) -> None:
     """What each run of ``seen`` wrote since the last look (``final``: all of it, a character
     cut at the end too, as for an ended run, or one a later run of its instance replaced:
-    not in ``runs``, the latest of each instance)."""
+    not in ``runs``, the latest of each instance). With more than one run, a header names
+    the run before its output, when it is not the one written last (``last[0]``)."""
+    last = last if last is not None else [None]
     for (i, run), reader in sorted(readers.items()):
         folder = seen[(i, run)]
         done = final or (i, run) not in runs or (folder / "end.json").exists()
         for text in reader.chunks(final=done):
-            if len(seen) > 1 and not as_json:
+            if len(seen) > 1 and not as_json and last[0] != (i, run):
                 sys.stdout.write(f"==> {job}/{task}/{i} (run {run}) <==\n")
+            last[0] = (i, run)
             if as_json:
                 print(json.dumps({"instance": i, "run": run, "text": _shown(text)}))
             else:
@@ -123,10 +137,11 @@ def _show(readers: dict, seen: dict, runs: dict, job: str, task: str, as_json: b
             sys.stdout.flush()
 
 
-def _why_no_run(t, job: str, task: str, inst: int | None) -> str | None:
+def _why_no_run(t, job: str, task: str, inst: int | None) -> tuple[str, bool] | None:
     """Why ``job/task[/inst]`` has no run, as the schedule says (a probe: one vague line for
-    a task that never will run, no such task, and an instance past the task's); None when
-    the schedule cannot be read or says nothing more."""
+    a task that never will run, no such task, and an instance past the task's), and whether
+    that is bad input (no such job, task or instance); None when the schedule cannot be
+    read or says nothing more."""
     from agora.deploy import cli_jobs
 
     try:
@@ -135,19 +150,20 @@ def _why_no_run(t, job: str, task: str, inst: int | None) -> str | None:
         return None
     rec = next((r for r in view.jobs if r.job.id == job), None)
     if rec is None:
-        return f"the schedule has no job {job!r}"
+        return f"the schedule has no job {job!r}", True
     pt = next((x for x in rec.job.tasks if x.id == task), None)
     if pt is None:
         names = ", ".join(x.id for x in rec.job.tasks[:12])
-        return f"job {job!r} has no task {task!r}; its tasks: {names}"
+        return f"job {job!r} has no task {task!r}; its tasks: {names}", True
     if inst is not None and inst >= pt.instances:
-        return f"task {job}/{task} has {pt.instances} instance(s): 0..{pt.instances - 1}"
+        return (f"task {job}/{task} has {pt.instances} instance(s): 0..{pt.instances - 1}",
+                True)
     if rec.outcome == "completed":
         return ("the job completed; its runs' folders were removed (each node keeps its "
-                "last keep_runs ended runs) or are on another machine")
+                "last keep_runs ended runs) or are on another machine", False)
     if rec.outcome not in ("pending", ""):
         return (f"the job {rec.outcome}" + (f" ({shown(rec.reason)})" if rec.reason else "")
-                + ": this task never ran here")
+                + ": this task never ran here", False)
     return None
 
 

@@ -4,10 +4,22 @@ machine), and why work waits (``deploy/waiting.py``)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
 STATE_NAMES = {0: "waiting", 1: "open", 2: "running", 3: "done", 4: "gave up"}
+
+
+def exit_said(code) -> str:
+    """An exit code as a person reads it: a negative one is the signal that ended the
+    process (a probe: cancelled and timed-out runs read "exit code -15")."""
+    if isinstance(code, int) and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exit code {code}"
 
 
 def shown(text: str) -> str:
@@ -156,9 +168,13 @@ def print_jobs(rows: list[dict], *, per_instance: bool) -> None:
                     elif "ran_on" in i:
                         took = (f", {i['last_end'] - i['last_start']:.1f} s"
                                 if "last_start" in i and "last_end" in i else "")
-                        extra = f"on {i['ran_on']}, exit code {i['exit_code']}{took}"
-                        if i.get("last_reason"):
-                            extra += f" ({shown(i['last_reason'])})"
+                        extra = f"on {i['ran_on']}, {exit_said(i['exit_code'])}{took}"
+                        reason = i.get("last_reason")
+                        # the reason where it says more than the exit code (a probe: "exit
+                        # code 7, 0.0 s (exit code 7)")
+                        if reason and reason.strip() not in (f"exit code {i['exit_code']}",
+                                                             exit_said(i["exit_code"])):
+                            extra += f" ({shown(reason)})"
                     if i["failed_attempts"]:
                         extra += f" failed attempts {i['failed_attempts']}"
                     print(f"{'':<20} {'':<14}   [{i['instance']}] {i['state']:<9} {extra}")

@@ -61,6 +61,10 @@ class Target:
         """No f+1 replicas answered (``CoordinatorError`` ``e``): started anew when nothing
         runs, else -- an ``agora up`` whose process lives, overloaded or restarting its
         replicas -- the first replica's error and where its log is, never 'start it'."""
+        if self.out is not None and self.stopping():
+            return NotRunning(f"Agora from {self.out} is stopping (agora down, or a signal "
+                              f"to agora up): retry once it stopped; reads then come from "
+                              f"the replicas' logs")
         if self.out is not None and self.serving():
             first = next(iter(e.errors.values()), e.message)
             return NotRunning(f"Agora runs from {self.out} but too few replicas answered at "
@@ -91,9 +95,17 @@ class Target:
         return self.serving() or (self.out is not None and self._keeper() is not None)
 
     def _keeper(self) -> int | None:
+        """The keeper's pid while it would start the service again: not once it was asked
+        to stop (``stopping``)."""
         from agora.deploy.service_files import starting_pid
 
-        return starting_pid(self.out)
+        return None if self.stopping() else starting_pid(self.out)
+
+    def stopping(self) -> bool:
+        """Is the ``agora up`` of ``out`` stopping (agora down, a signal)?"""
+        from agora.deploy.service_files import stopping
+
+        return self.out is not None and stopping(self.out)
 
     def client(self, client_id: str = OPERATOR, keys_file: str | None = None):
         """A client signing as ``client_id`` with its key from ``keys_file``: a key file

@@ -15,6 +15,14 @@ LOCK = "agora.lock"
 """held (``pid_file.claim``) by the process that owns ``agora.pid`` while it runs"""
 ALIVE = "alive"
 """touched by a kept service at every progress line: how its keeper tells a hang"""
+STOPPING = "stopping"
+"""written by a keeper asked to stop (agora down, a signal); removed when a keeper starts:
+what tells a stop from a restart while the keeper lives and nothing serves"""
+
+
+def stopping(out: Path) -> bool:
+    """Was the keeper of ``out`` asked to stop (the service stops, it will not start again)?"""
+    return (out / STOPPING).is_file()
 
 
 def running_service(out: Path) -> dict | None:

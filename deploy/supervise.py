@@ -59,10 +59,13 @@ this long is hung (stopped, deadlocked) and is killed, then started again"""
 class _Signals:
     """SIGINT and SIGTERM: a stop is asked, and the signal is passed on to the child."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Path | None = None) -> None:
         self.asked: str | None = None
         self.child: subprocess.Popen | None = None
         self.event = threading.Event()
+        self.out = out
+        """where a stop asked is written (``service_files.STOPPING``): commands then tell
+        it from a restart (a probe: during agora down they said it was starting again)"""
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -70,6 +73,13 @@ class _Signals:
 
     def _on(self, signum, _frame) -> None:
         self.asked = signal.Signals(signum).name
+        if self.out is not None:
+            from agora.deploy.service_files import STOPPING
+
+            try:
+                (self.out / STOPPING).write_text(f"{os.getpid()}\n")
+            except OSError:          # a full or read-only disk: the stop goes on
+                pass
         child = self.child
         if child is not None and child.poll() is None:
             try:
@@ -184,7 +194,7 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
     """Keep the service of ``cfg`` (an ``UpConfig``) running as ``argv`` (the child's
     command line) until a stop is asked (see the module doc); the exit status."""
     from agora.agents.process import bound_to_parent
-    from agora.deploy.service_files import ALIVE, PID, READY, already_running
+    from agora.deploy.service_files import ALIVE, PID, READY, STOPPING, already_running
 
     say = echo or (lambda *a, **k: print(*a, **k, flush=True))
     out = Path(cfg.out)
@@ -194,7 +204,8 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
         say(refusal, file=sys.stderr)
         return 1
     pid_file.write(out / PID)
-    sig = _Signals()
+    (out / STOPPING).unlink(missing_ok=True)      # an earlier keeper's
+    sig = _Signals(out)
     sig.install()
     subreaper = _become_subreaper()
     recent: deque[float] = deque()
@@ -270,3 +281,4 @@ def supervise(cfg, argv: list[str], *, echo=None, backoff_s: float = 2.0,
             kill_orphans(keep=None)
         if pid_file.mine(out / PID):
             (out / PID).unlink(missing_ok=True)
+            (out / STOPPING).unlink(missing_ok=True)

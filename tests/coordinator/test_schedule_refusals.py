@@ -145,7 +145,8 @@ def test_an_id_in_another_sites_namespace_is_refused_and_the_site_keeps_its_ids(
     r = Run()
     out = r("site:a", submit(job("b:train", "a")))
     assert out.accepted == 0 and out.rejections[0].field == "command.submit_jobs.jobs[0].id"
-    assert "site 'b''s namespace" in out.rejections[0].reason
+    # (said "site 'b''s namespace" once: two quotes)
+    assert "in the namespace of site 'b' ('b:...')" in out.rejections[0].reason
     assert "'a:<name>'" in out.rejections[0].reason
     assert r("operator", submit(job("b:train", "a"))).accepted == 0   # by anyone
     assert r("site:b", submit(job("b:train", "b"))).accepted == 1

@@ -249,6 +249,25 @@ def test_the_jobs_table_escapes_control_characters_in_reasons(capsys):
     assert "ok\\x1b[2J\\x1b[Hfake" in out and "x\\ry" in out
 
 
+def test_an_instance_line_says_a_signal_and_its_exit_code_once(capsys):
+    """A probe: "exit code 7, 0.0 s (exit code 7)" said the code twice, and cancelled or
+    timed-out runs read "exit code -15"."""
+    from agora.deploy.job_table import exit_said, print_jobs
+
+    assert exit_said(-15) == "killed by SIGTERM" and exit_said(-9) == "killed by SIGKILL"
+    assert exit_said(7) == "exit code 7" and exit_said(-999) == "exit code -999"
+    ran = {"state": "gave up", "ran_on": "a/n0", "failed_attempts": 0, "last_start": 1.0,
+           "last_end": 1.0}
+    print_jobs([{"job": "j", "outcome": "failed", "reason": "", "tasks": [{
+        "task": "t", "outcome": "failed", "instances": [
+            {**ran, "instance": 0, "exit_code": 7, "last_reason": "exit code 7"},
+            {**ran, "instance": 1, "exit_code": -15, "last_reason": "timed out after 3 s"}]}]}],
+        per_instance=True)
+    out = capsys.readouterr().out
+    assert "[0] gave up   on a/n0, exit code 7, 0.0 s\n" in out, out
+    assert "[1] gave up   on a/n0, killed by SIGTERM, 0.0 s (timed out after 3 s)" in out, out
+
+
 def test_the_jobs_table_keeps_its_columns_with_wide_characters():
     """A probe: ids of CJK characters (two terminal columns each) put the table out of
     line."""

@@ -104,6 +104,7 @@ def test_logs_follow_goes_on_to_the_run_after_a_retry_or_a_restart(tmp_path, cap
     assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 0
     got = capsys.readouterr()
     assert "first\n" in got.out and got.out.endswith("second\n")
+    assert got.out.count("==> j/t/0 (run 2) <==") == 1      # once, not before every chunk
     assert "j/t/0 runs again (run 2)" in got.err
     assert ("starting again" in got.err) == restart
 
@@ -168,10 +169,35 @@ def test_logs_of_a_task_with_no_run_say_why_as_the_schedule_does(monkeypatch):
                                                                 "live"))
     t = SimpleNamespace()
     why = cli_logs._why_no_run
-    assert why(t, "nosuch", "a", None) == "the schedule has no job 'nosuch'"
-    assert why(t, "j", "x", None) == "job 'j' has no task 'x'; its tasks: a, c"
-    assert why(t, "j", "a", 99) == "task j/a has 30 instance(s): 0..29"
+    # bad input (exit 2) where no such job, task or instance; a task that never ran is not
+    # (exit 1: a probe saw exit 2, the code of bad input, for a task whose dependency failed)
+    assert why(t, "nosuch", "a", None) == ("the schedule has no job 'nosuch'", True)
+    assert why(t, "j", "x", None) == ("job 'j' has no task 'x'; its tasks: a, c", True)
+    assert why(t, "j", "a", 99) == ("task j/a has 30 instance(s): 0..29", True)
     assert why(t, "j", "c", None) == ("the job failed (task b failed: exit code 1): this "
-                                      "task never ran here")
+                                      "task never ran here", False)
     rec.outcome = "pending"
     assert why(t, "j", "c", None) is None                  # not started yet: said as before
+
+
+def test_logs_of_a_task_that_never_ran_exit_1_and_of_no_such_task_2(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A probe: ``agora logs`` of a task whose dependency failed exited 2, the code of bad
+    input. A fake service (this test's): the ledger and the target are stand-ins."""
+    from types import SimpleNamespace
+
+    from agora.deploy import cli_jobs, cli_logs
+    from agora.protos.agora.v1 import coordinator_pb2 as pb
+
+    rec = pb.JobRecord(outcome="failed", reason="task x failed")
+    rec.job.id = "j"
+    rec.job.tasks.add(id="y", instances=1)
+    monkeypatch.setattr(cli_jobs, "_ledger_view", lambda *_a: (pb.LedgerView(jobs=[rec]),
+                                                                "live"))
+    monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
+        out=tmp_path, serving=lambda: True, running=lambda: True))
+    cfg = str(tmp_path / "up.yaml")
+    assert main(["logs", "j/y", "--config", cfg]) == 1
+    assert "this task never ran here" in capsys.readouterr().err
+    assert main(["logs", "j/nosuch", "--config", cfg]) == 2
+    assert "job 'j' has no task 'nosuch'" in capsys.readouterr().err

@@ -125,3 +125,34 @@ def test_a_watch_goes_on_at_the_restarted_service_from_past_its_last_update(
     assert [x.split()[0] for x in got.out.strip().splitlines()] == ["2", "4", "6", "8"]
     assert asked[1:] == [5]            # the new service watched from past version 4
     assert "the service is starting again; the watch goes on once it serves" in got.err
+
+
+def test_a_keeper_asked_to_stop_is_not_taken_for_a_restart(tmp_path):
+    """A probe: during ``agora down`` (the keeper alive, nothing serving) ``logs --follow``
+    said the service was starting again and ``agora jobs`` that it might be overloaded or
+    restarting. A keeper asked to stop writes ``stopping`` (its signal handler, here called
+    as the signal would); a keeper starting removes an earlier one's."""
+    import signal
+
+    from agora.deploy import service_files
+    from agora.deploy.supervise import _Signals
+
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = tmp_path / "up.yaml"
+    cfg.write_text(f"out: {out}\n")
+    pid_file.write(out / "agora.pid")                   # the keeper: alive, not serving
+    t = target(str(cfg))
+    assert t.restarting() == os.getpid() and t.running() and not t.stopping()
+    sig = _Signals(out)
+    sig._on(signal.SIGTERM, None)
+    assert sig.asked == "SIGTERM" and service_files.stopping(out)
+    assert t.stopping() and t.restarting() is None and not t.running()
+    said = str(t.unanswered(SimpleError()))
+    assert "is stopping (agora down" in said, said
+
+
+class SimpleError:
+    """A ``CoordinatorError``'s parts ``Target.unanswered`` reads (this test's stand-in)."""
+    errors = {0: "UNAVAILABLE: down"}
+    message = "no f+1 answers"
