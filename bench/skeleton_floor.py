@@ -15,11 +15,13 @@ loaded and given, at five places, calls into Agora's real parts (``FloorWork``) 
   orders it, and every replica executes it on a real ``ScheduleState`` set up with the
   same jobs as Agora's run (``execute``: decode, admission of every bid);
 - **log**: every replica keeps Agora's SQLite log (``SqliteStorage``, WAL, synchronous
-  NORMAL as in the comparison): the pre-prepare with its requests, its PREPARE and COMMIT
-  votes, the commit, each client's reply and the executed mark, one transaction per
-  message handled;
-- **signed**: PREPAREs are signed (Ed25519) and checked up to the quorum, as Agora's are
-  (what closes a view-change deadlock a faulty replica could cause).
+  NORMAL as in the comparison): the pre-prepare with its requests (as the skeleton encodes
+  them), its PREPARE and COMMIT votes, the commit, each client's reply and the executed
+  mark; a transaction per message that made a vote, committed before the vote is sent
+  (what executing wrote goes with the next one);
+- **signed**: PREPAREs are signed (Ed25519) and checked until the skeleton's quorum holds
+  (its own vote counts; Agora checks 2f backups' for its certificate), as Agora's are
+  (they close a view-change deadlock a faulty replica could cause).
 
 Everything else of Agora's is left out -- checkpoints, view changes, prepared
 certificates, authenticated replies carrying results, the requests' freshness and rate

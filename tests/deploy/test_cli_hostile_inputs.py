@@ -269,6 +269,9 @@ def test_a_replica_address_with_no_valid_port_is_refused(address, tmp_path, caps
 
 STARTING = textwrap.dedent("""
     import os, signal, sys
+    # as from a terminal: a suite started in the background by a shell (`make test &`)
+    # has SIGINT ignored, which its subprocesses inherit, and then no Ctrl-C arrives
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.argv = ["/usr/local/bin/agora", "keys", "--help"]     # as the console script
     class CtrlC:                       # the user's Ctrl-C, as {module!r} is imported
         def find_spec(self, name, path=None, target=None):
