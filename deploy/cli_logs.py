@@ -67,8 +67,10 @@ def cmd_logs(a: argparse.Namespace) -> int:
     while True:
         _show(readers, seen, runs, job, task, a.json, last=last)
         if not a.follow or all((f / "end.json").exists() for f in runs.values()):
-            _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
-                            f"{job}/{task}")
+            offsets = {k: r.offset for k, r in readers.items()}
+            _say_why_silent(runs, offsets, stream, f"{job}/{task}")
+            if a.follow:       # followed to their end: how it went (a probe: a job cancelled
+                return _say_how_ended(runs, offsets, f"{job}/{task}")   # mid-run: exit 0)
             return 0
         if time.monotonic() - checked >= SERVING_CHECK_S:
             # a probe: after agora down, the runs it cut short never get an end, and
@@ -249,6 +251,23 @@ class _LogReader:
                         return
         except FileNotFoundError:
             return
+
+
+def _say_how_ended(runs: dict, offsets: dict, what: str) -> int:
+    """After ``--follow``: each run that wrote something and did not complete, on stderr
+    with how it ended (the silent ones were said already); 1 if any did not complete."""
+    from agora.deploy.run_folders import read_end
+
+    ok = True
+    for (i, run), folder in sorted(runs.items()):
+        end = read_end(folder) or {}
+        if end.get("kind") == "completed":
+            continue
+        ok = False
+        if offsets.get((i, run)):
+            how = shown(str(end.get("reason") or end.get("kind") or "no end recorded"))
+            print(f"agora logs: {what}/{i} (run {run}) ended: {how}", file=sys.stderr)
+    return 0 if ok else 1
 
 
 def _say_why_silent(runs: dict, offsets: dict, stream: str, what: str) -> None:

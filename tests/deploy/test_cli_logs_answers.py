@@ -109,6 +109,37 @@ def test_logs_follow_goes_on_to_the_run_after_a_retry_or_a_restart(tmp_path, cap
     assert ("starting again" in got.err) == restart
 
 
+@pytest.mark.timeout(30)
+def test_logs_follow_of_a_run_killed_mid_way_says_so_and_exits_1(tmp_path, capsys,
+                                                                 monkeypatch):
+    """A probe: ``agora logs JOB/TASK --follow`` of a job cancelled mid-run stopped after
+    the run's last line with exit 0, saying nothing of the kill. This test's fake service:
+    the serving checks; the run folder is real."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from agora.agents.cluster.instance_run import run_folder
+    from agora.deploy import cli_logs
+
+    folder = run_folder(tmp_path / "runs", "a/n0", "j", "t", 0, 1)
+    folder.mkdir(parents=True)
+    (folder / "stdout").write_text("start 0\n")
+    monkeypatch.setattr(cli_logs, "target", lambda config: SimpleNamespace(
+        out=tmp_path, serving=lambda: True, running=lambda: True))
+
+    def later() -> None:
+        time.sleep(0.5)
+        (folder / "end.json").write_text(json.dumps({
+            "kind": "killed", "exit_code": -15, "reason": "cancelled by operator"}))
+
+    threading.Thread(target=later, daemon=True).start()
+    assert main(["logs", "j/t", "--follow", "--config", str(tmp_path / "up.yaml")]) == 1
+    got = capsys.readouterr()
+    assert got.out == "start 0\n"
+    assert "agora logs: j/t/0 (run 1) ended: cancelled by operator" in got.err
+
+
 @pytest.mark.parametrize("what", ["z" * 100_000, "a/" + "z" * 100_000, "a/b/" + "9x" * 50_000])
 def test_a_huge_logs_argument_is_not_echoed_whole(up, capsys, what):
     """A probe: ``agora logs`` with a 100,000-character argument echoed it back whole."""
