@@ -52,9 +52,10 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
     _cfg, client = cli_coordinator._client(a)
     seen: list[int] = []
     """the last version printed"""
-    got = [a.since_version, 0]
-    """where a watch opened again goes on from (past the last update received), and how
-    many counted updates were printed"""
+    got = [a.since_version, 0, None]
+    """where a watch opened again goes on from (the version of the last update received),
+    how many counted updates were printed, and that update's (version, sub): the parts of a
+    split update up to it are not printed again"""
 
     async def main(client, renewed: bool) -> None:
         async with client:
@@ -63,7 +64,9 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
             else:
                 await _check_answering(client)
             async for u in client.watch(got[0]):
-                got[0] = u.version + 1
+                if got[2] is not None and (u.version, u.sub) <= got[2]:
+                    continue                       # printed before the restart
+                got[0], got[2] = u.version, (u.version, u.sub)
                 if _printed(u, a.json):           # a counted update printed a line (a
                     got[1] += 1                    # probe: admissions and rounds counted too)
                     seen[:] = [u.version]
@@ -74,8 +77,8 @@ def cmd_schedule_watch(a: argparse.Namespace) -> int:
         """``main`` until it ends (True), or until the service stops (False): a probe's
         watches went on silently for good after agora down, and missed the updates once it
         ran again. While its keeper starts it again the watch waits, then goes on at the
-        service's new addresses from past the last update it received (a probe: it ended
-        at a restart)."""
+        service's new addresses after the last update it received (a probe: it ended at a
+        restart)."""
         current, renewed = client, False
         while True:
             task = asyncio.ensure_future(main(current, renewed))

@@ -68,8 +68,8 @@ def test_a_watch_goes_on_at_the_restarted_service_from_past_its_last_update(
     """A probe: ``agora schedule watch`` ended (exit 1) while the keeper started a killed
     service again. It now waits, then watches the restarted service (new addresses: a
     client made anew) from past the last update it received. Fakes (this test's): the
-    service's serving checks, and two clients -- the old one's watch goes silent after one
-    update, the new one's starts where it is asked to."""
+    service's serving checks, and two clients -- the old one's watch goes silent after
+    version 4, the new one's starts where it is asked to."""
     import asyncio
     from types import SimpleNamespace
 
@@ -115,7 +115,7 @@ def test_a_watch_goes_on_at_the_restarted_service_from_past_its_last_update(
             state["serving"] = state["looks"] > 2    # starting again for a few looks
         return state["serving"]
 
-    clients = iter([Client(1, 4, True), Client(5, 9, False)])
+    clients = iter([Client(1, 4, True), Client(1, 9, False)])   # the new one from `since`
     monkeypatch.setattr(cli_schedule, "SERVING_CHECK_S", 0.1)
     monkeypatch.setattr(cli_schedule, "target", lambda config: SimpleNamespace(
         serving=serving, running=lambda: True))
@@ -123,7 +123,7 @@ def test_a_watch_goes_on_at_the_restarted_service_from_past_its_last_update(
     assert main(["schedule", "watch", "--count", "4", "--config", str(up)]) == 0
     got = capsys.readouterr()
     assert [x.split()[0] for x in got.out.strip().splitlines()] == ["2", "4", "6", "8"]
-    assert asked[1:] == [5]            # the new service watched from past version 4
+    assert asked[1:] == [4]            # from the last version received, not printed again
     assert "the service is starting again; the watch goes on once it serves" in got.err
 
 
