@@ -106,16 +106,20 @@ def _free(port: int) -> bool:
     return True
 
 
-def _tree_cpu_rate(p: subprocess.Popen, seconds: float) -> float:
+def _tree_cpu_rate(p: subprocess.Popen, seconds: float, start=None,
+                   what: str = "the skeleton") -> float:
     """CPU seconds per second the process tree of ``p`` uses in the skeleton's measured
-    window (after its start-up and 2 s warm-up, before its end): sampled every 0.25 s."""
+    window (after its start-up and 2 s warm-up, before its end): sampled every 0.25 s.
+    ``start()``, called once ``p`` ended: where the window begins (``time.monotonic()``);
+    by default 4 s after ``p`` started."""
     t0, samples = time.monotonic(), []
     while p.poll() is None:
-        samples.append((time.monotonic() - t0, _cpu_of_tree(p.pid)))
+        samples.append((time.monotonic(), _cpu_of_tree(p.pid)))
         time.sleep(0.25)
-    inside = [x for x in samples if 4.0 <= x[0] <= samples[-1][0] - 0.5] if samples else []
+    begin = t0 + 4.0 if start is None else start()
+    inside = [x for x in samples if begin <= x[0] <= samples[-1][0] - 0.5] if samples else []
     if len(inside) < 2:
-        raise RuntimeError("the skeleton ended before its measured window; raise --seconds")
+        raise RuntimeError(f"{what} ended before its measured window; raise --seconds")
     (ta, ca), (tb, cb) = inside[0], inside[-1]
     return (cb - ca) / (tb - ta)
 
@@ -187,6 +191,21 @@ def run_arguments(doc: str, only: str, arms: str) -> argparse.ArgumentParser:
     return p
 
 
+def run_rows(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]:
+    """The rows ``run_arguments``' flags ask for, the flags checked (``p.error`` names the
+    bad one)."""
+    if not a.skeleton.is_file():
+        p.error(f"--skeleton: {a.skeleton} is not a file; expected the path of pbft_skel.py "
+                f"(../shared/anchors beside the repository)")
+    if a.pairs < 1:
+        p.error(f"--pairs: {a.pairs}; expected >= 1")
+    names = [x for x in a.only.split(",") if x] if a.only else list(ROWS)
+    bad = [x for x in names if x not in ROWS]
+    if bad:
+        p.error(f"--only: unknown rows {bad}; expected some of {sorted(ROWS)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     p = run_arguments(__doc__, "", "skeleton/Agora")
     p.add_argument("--out", type=Path,
@@ -202,14 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if not eq or not k.isidentifier():
             p.error(f"--also-env: {a.also_env!r}; expected NAME=VALUE")
         also = (k, v)
-    if not a.skeleton.is_file():
-        p.error(f"--skeleton: {a.skeleton} is not a file; expected the path of pbft_skel.py")
-    if a.pairs < 1:
-        p.error(f"--pairs: {a.pairs}; expected >= 1")
-    names = a.only.split(",") if a.only else list(ROWS)
-    bad = [x for x in names if x not in ROWS]
-    if bad:
-        p.error(f"--only: unknown rows {bad}; expected some of {sorted(ROWS)}")
+    names = run_rows(p, a)
     lines = ["| row | skeleton req/s | Agora req/s | ratio | skeleton assignments/s | Agora "
              "assignments/s | ratio | skeleton p50 / p99 ms | Agora p50 / p99 ms | p50 ratio "
              "| p99 ratio | CPU ms/request skeleton / Agora | load avg (per run) |",

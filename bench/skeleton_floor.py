@@ -7,7 +7,8 @@ every Agora replica must do per request, against the skeleton and Agora in one r
 Issue 14 measures Agora's coordinator against ``pbft_skel.py`` (``../shared/anchors``), a
 PBFT normal case with no application, no durable log, unsigned votes. This asks what part
 of the gap is the work Agora must do whatever its protocol code: the skeleton's own source,
-loaded and given, at five places, calls into Agora's real parts (``FloorWork``) --
+loaded and given, at nine marked places (``PATCHES``), calls into Agora's real parts
+(``bench/floor_work.py``) --
 
 - **app**: the client sends Agora's own command (a site's part of a round with 1 or 50
   bids, as ``bench/coordinator_throughput.py``'s load does, signed by the skeleton's
@@ -26,8 +27,10 @@ loaded and given, at five places, calls into Agora's real parts (``FloorWork``) 
 Everything else of Agora's is left out -- checkpoints, view changes, prepared
 certificates, authenticated replies carrying results, the requests' freshness and rate
 checks, the backups' copies of requests, unknown-field guards, metrics, the stream per
-client: the floor is what no implementation of the same promises on this stack can go
-under, and the ratio "floor / skeleton" is the best "Agora / skeleton" could be.
+client: the floor is what the same promises cost on the skeleton's protocol path (a gRPC
+message per vote), and "floor / skeleton" the best "Agora / skeleton" could be on it. Where
+many votes wait for one peer at once, packing them into one message (Agora's links) goes
+under it: eight clients, docs/benchmarks.md.
 
 Rows as ``bench/coordinator_vs_skeleton.py``'s. Each pair runs the skeleton, the floor and
 Agora one after the other; medians; CPU per request of every process of the run.
@@ -43,8 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.coordinator_vs_skeleton import (LINE, ROWS, _cpu_of_tree, _port_base, run_agora,
-                                           run_arguments, run_skeleton)
+from bench.coordinator_vs_skeleton import (LINE, ROWS, _port_base, _tree_cpu_rate, run_agora,
+                                           run_arguments, run_rows, run_skeleton)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +101,8 @@ def run_floor(skeleton: Path, n: int, batch: int, per: int, clients: int, window
         la = os.getloadavg()[0]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              cwd=ROOT, env={**os.environ, "AGORA_FLOOR": parts})
-        rate = _floor_cpu_rate(p, Path(tmp) / "ready_at")
+        rate = _tree_cpu_rate(p, seconds, start=lambda: _ready_at(Path(tmp) / "ready_at"),
+                              what="the floor")
         out, _ = p.communicate(timeout=seconds + 300)
     m = LINE.search(out)
     if p.returncode != 0 or m is None:
@@ -111,22 +115,13 @@ def run_floor(skeleton: Path, n: int, batch: int, per: int, clients: int, window
             "load": la, "admitted": admitted}
 
 
-def _floor_cpu_rate(p: subprocess.Popen, ready: Path) -> float:
-    """As ``coordinator_vs_skeleton._tree_cpu_rate``, the window counted from the end of
-    the floor's set-up (``ready``: its ``time.monotonic()``), not from the start."""
-    samples = []
-    while p.poll() is None:
-        samples.append((time.monotonic(), _cpu_of_tree(p.pid)))
-        time.sleep(0.25)
+def _ready_at(ready: Path) -> float:
+    """Where the floor's measured window begins: 3.5 s (the skeleton's own connect and
+    warm-up) after the end of its set-up (``ready``: its ``time.monotonic()``)."""
     try:
-        t0 = float(ready.read_text())
+        return float(ready.read_text()) + 3.5
     except (OSError, ValueError):
         raise RuntimeError("the floor did not finish its set-up") from None
-    inside = [x for x in samples if t0 + 3.5 <= x[0] <= samples[-1][0] - 0.5]
-    if len(inside) < 2:
-        raise RuntimeError("the floor ended before its measured window; raise --seconds")
-    (ta, ca), (tb, cb) = inside[0], inside[-1]
-    return (cb - ca) / (tb - ta)
 
 
 def _cells(runs: list[dict], key: str) -> float:
@@ -163,15 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-agora", action="store_true", help="the skeleton and the floor only")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "skeleton-floor.md")
     a = p.parse_args(argv)
-    if a.pairs < 1:
-        p.error(f"--pairs: got {a.pairs}; expected at least 1")
-    if not a.skeleton.is_file():
-        p.error(f"--skeleton: {a.skeleton} is not a file; expected pbft_skel.py "
-                f"(../shared/anchors beside the repository)")
-    names = [x for x in a.only.split(",") if x]
-    bad = [x for x in names if x not in ROWS]
-    if bad:
-        p.error(f"--only: unknown rows {bad}; expected some of {sorted(ROWS)}")
+    names = run_rows(p, a)
     floor_source(a.skeleton)          # fails early if the skeleton changed
     floors = [x.strip() for x in a.floors.split(";") if x.strip()]
     for x in floors:
