@@ -36,6 +36,7 @@ from agora.agents.limits import MAX_CERT_DAYS, MAX_REPLICAS
 from agora.agents.workloads.errors import InputError
 from agora.deploy import cli_coordinator, cli_jobs, cli_sim, cli_sites, cli_train, cli_up
 from agora.deploy.arg_types import check_replicas
+from agora.deploy.cli_signals import sigterm_as_interrupt
 from agora.deploy.cli_args import (MAX_SEEDS, _number, _policies_arg, _scenario_args, _seed,
                                    _seeds, _threshold, _whole)
 
@@ -315,7 +316,7 @@ def _run(argv: list[str] | None) -> int:
     name = f"agora {a.command}" if getattr(a, "command", None) else "agora"
     # SIGTERM (timeout, kill, a batch scheduler) stops a command as Ctrl-C does, saying so:
     # agora train died without a word (a review). Commands that serve put their own in place.
-    terminate = _sigterm_as_interrupt()
+    terminate = sigterm_as_interrupt()
     try:
         if hasattr(a, "client") and hasattr(a, "keys"):
             check_client(a.client, a.keys)    # before "nothing is running" (a probe)
@@ -355,35 +356,6 @@ def _run(argv: list[str] | None) -> int:
         return 2
     finally:
         terminate()
-
-
-def _sigterm_as_interrupt():
-    """Make SIGTERM raise KeyboardInterrupt("SIGTERM") while a command runs (only where it
-    would kill the process silently: the main thread, the default handler); returns what
-    puts the handler back (``main`` runs in other programs' processes too: tests)."""
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return lambda: None
-        signal.signal(signal.SIGTERM, _raise_sigterm)
-    except ValueError:          # not the main thread
-        return lambda: None
-
-    def put_back() -> None:
-        if signal.getsignal(signal.SIGTERM) in (_raise_sigterm, _stopping_already):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    return put_back
-
-
-def _raise_sigterm(signum, frame) -> None:
-    # once: a second SIGTERM while the first one's stop runs (`timeout` signals the command
-    # and then its process group) raised inside asyncio's clean-up of the tasks it was
-    # cancelling, and a probe got 90 lines of traceback after the one line
-    signal.signal(signal.SIGTERM, _stopping_already)
-    raise KeyboardInterrupt("SIGTERM")
-
-
-def _stopping_already(signum, frame) -> None:
-    """SIGTERM after the first: the command is stopping already."""
 
 
 def _path_problem(e: OSError) -> str:

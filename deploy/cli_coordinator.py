@@ -300,9 +300,9 @@ def _offline_status(t, as_json: bool) -> int:
     from agora.deploy.service_client import NotRunning
 
     pid = t.restarting()
-    starting = None if pid is None else NotRunning(
-        f"agora up (pid {pid}) is starting its service from {t.out}, not serving yet: retry "
-        f"in a moment")
+    said = None if pid is None else \
+        f"agora up (pid {pid}) is starting its service from {t.out}, not serving yet"
+    starting = None if said is None else NotRunning(f"{said}: retry in a moment")
     if t.coordinator is None:
         raise starting or t.not_running()
     try:
@@ -319,8 +319,7 @@ def _offline_status(t, as_json: bool) -> int:
                                "stable": r.stable, "detail": r.detail}
                               for r in view.replicas]}, indent=1))
         return 1
-    where = (f"agora up (pid {pid}) is starting its service from {t.out}, not serving yet "
-             f"(retry in a moment)" if pid is not None else
+    where = (f"{said} (retry in a moment)" if said is not None else
              f"no agora up runs from {t.out}" if t.out is not None else
              f"no replica listens at {t.addresses}")
     print(f"offline: {where}; {view.describe()}")

@@ -76,14 +76,15 @@ def cmd_logs(a: argparse.Namespace) -> int:
             # a probe: after agora down, the runs it cut short never get an end, and
             # --follow waited for one for good
             checked = time.monotonic()
-            if not t.serving() and t.running():
+            serving = t.serving()               # read once (its files, its keeper's pid)
+            if not serving and t.running():
                 # its keeper starts it again (a probe: --follow ended at a restart): the
                 # runs it cut short run again, as new runs followed below
                 if not restarting:
                     print("agora logs: the service is starting again; following on (the "
                           "runs it cut short run again)", file=sys.stderr, flush=True)
                 restarting = True
-            elif not t.serving():
+            elif not serving:
                 _show(readers, seen, runs, job, task, a.json, final=True, last=last)
                 _say_why_silent(runs, {k: r.offset for k, r in readers.items()}, stream,
                                 f"{job}/{task}")

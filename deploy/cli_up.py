@@ -158,26 +158,29 @@ def _rebuildable(n: int, data: Path) -> list[str]:
 
     f = (n - 1) // 3
     done: dict[int, int] = {}
-    lost: list[str] = []
+    lost: list[tuple[str, bool]] = []     # (its line, whether it starts empty)
     for i in range(n):
         db = data / f"replica-{i}.sqlite"
         try:
             done[i] = executed_of(db)
         except FileNotFoundError:
-            lost.append(f"replica {i}: no log")
+            lost.append((f"replica {i}: no log", True))
         except (sqlite3.Error, OSError, ValueError) as e:
-            lost.append(f"replica {i}: an unreadable log ({' '.join(str(e).split())[:80]})")
+            lost.append((f"replica {i}: an unreadable log "
+                         f"({' '.join(str(e).split())[:80]})", False))
     most = max(done.values(), default=0)
-    lost += [f"replica {i}: an empty log" for i, x in done.items() if x == 0 and most > 0]
+    lost += [(f"replica {i}: an empty log", True) for i, x in done.items()
+             if x == 0 and most > 0]
     if most > 0 and len(lost) > f:
         have = [i for i, x in done.items() if x > 0]
-        raise ValueError(f"{data}: {len(lost)} replicas have no usable log ({'; '.join(lost)}) "
+        said = "; ".join(line for line, _ in lost)
+        raise ValueError(f"{data}: {len(lost)} replicas have no usable log ({said}) "
                          f"while replicas {', '.join(map(str, have))} executed up to sequence "
                          f"{most}; a group of {n} rebuilds at most f = {f} from its peers: "
                          f"expected at most {f} without its log -- put the others back (the "
                          f".damaged file moved aside, or a backup), or start a new state under "
                          f"another out")
-    return [x for x in lost if "unreadable" not in x] if most > 0 else []
+    return [line for line, fresh in lost if fresh] if most > 0 else []
 
 
 def cmd_down(a: argparse.Namespace) -> int:

@@ -65,11 +65,11 @@ def test_a_second_sigterm_while_a_command_stops_is_taken_quietly():
     handler is put back after."""
     import os
 
-    from agora.deploy.cli import _sigterm_as_interrupt
+    from agora.deploy.cli_signals import sigterm_as_interrupt
 
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("SIGTERM is handled by the test runner here")
-    put_back = _sigterm_as_interrupt()
+    put_back = sigterm_as_interrupt()
     try:
         with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
             os.kill(os.getpid(), signal.SIGTERM)
