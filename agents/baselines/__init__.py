@@ -11,14 +11,16 @@ from agora.agents.baselines.fgd import FragmentationGradientDescent
 from agora.agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
 from agora.agents.baselines.packing import LeastLoaded, Tetris
 from agora.agents.baselines.parallelism import SrptCap, WeightedFair
+from agora.agents.baselines.routing import DelayedRouting, EarliestFinish
 from agora.agents.baselines.spread import RandomSite, RoundRobin
 from agora.agents.policy import Policy
 
 BASELINES: dict[str, type] = {p.name: p for p in (
     RandomSite, RoundRobin, LeastLoaded, Fifo, ShortestJobFirst, JobSrpt, Tetris,
-    DominantResourceFairness, EasyBackfill, FragmentationGradientDescent)}
+    DominantResourceFairness, EasyBackfill, FragmentationGradientDescent, EarliestFinish)}
 
-FAMILIES: dict[str, type] = {p.family: p for p in (SrptCap, WeightedFair, EnergyFirst)}
+FAMILIES: dict[str, type] = {p.family: p for p in (SrptCap, WeightedFair, EnergyFirst,
+                                                      DelayedRouting)}
 """parameterised baselines by family: ``make_policy("srpt-cap:8")``"""
 
 

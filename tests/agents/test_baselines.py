@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agora.agents.baselines import BASELINES, make_policy
-from agora.agents.domain import PowerModel
+from agora.agents.domain import Link, PowerModel
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import Simulator
 from agora.agents.sim.verify import verify
@@ -179,3 +179,44 @@ def test_energy_first_refuses_a_bad_threshold_naming_it(bad):
                                     "weighted-fair:0.5"])
 def test_every_family_finishes_a_dag_workload(policy):
     test_every_baseline_finishes_a_dag_workload(policy)
+
+
+def _routing_case(busy_s: float):
+    """Site a (the origin) runs a job for ``busy_s`` seconds; then a 10 s task with 1,000 MB
+    of inputs arrives there. Site b is idle behind a 100 Mbit/s link: moving the inputs takes
+    80 s."""
+    cl = cluster(site("a", node("a", "n", 1)), site("b", node("b", "n", 1)),
+                 link=Link(latency_ms=0.0, bandwidth_mbps=100.0))
+    wl = workload(job("busy", 0.0, "a", task("t", busy_s, 1)),
+                  job("data", 1.0, "a", task("t", 10.0, 1, data_mb=1000.0)))
+    return cl, wl
+
+
+def test_srpt_eft_waits_for_the_origin_when_moving_the_inputs_takes_longer():
+    cl, wl = _routing_case(busy_s=30.0)       # the origin frees in 29 s < 80 s of transfer
+    assert sites(run(cl, wl, "srpt"))["data"] == 1          # greedy: moved, ends at 91 s
+    r = run(cl, wl, "srpt-eft")
+    assert sites(r)["data"] == 0 and starts(r)["data"] == 30.0   # waited: ends at 40 s
+
+
+def test_srpt_eft_moves_the_work_when_the_origin_frees_later_than_the_transfer():
+    cl, wl = _routing_case(busy_s=500.0)      # the origin frees in 499 s > 80 s
+    r = run(cl, wl, "srpt-eft")
+    assert sites(r)["data"] == 1 and starts(r)["data"] == 1.0
+
+
+def test_srpt_eft_does_not_wait_for_an_origin_that_could_never_hold_the_task():
+    cl = cluster(site("a", node("a", "n", 1)), site("b", node("b", "n", 4)),
+                 link=Link(latency_ms=0.0, bandwidth_mbps=100.0))
+    wl = workload(job("busy", 0.0, "a", task("t", 30.0, 1)),
+                  job("wide", 1.0, "a", task("t", 10.0, 2, data_mb=1000.0)))
+    assert sites(run(cl, wl, "srpt-eft"))["wide"] == 1
+
+
+def test_srpt_delay_takes_a_fixed_wait_whatever_the_origin_runs():
+    for busy_s in (30.0, 500.0):              # it cannot tell the two cases apart
+        cl, wl = _routing_case(busy_s)
+        assert sites(run(cl, wl, "srpt-delay:60"))["data"] == 0    # 80 s transfer >= 60 s
+        assert sites(run(cl, wl, "srpt-delay:120"))["data"] == 1   # 80 s < 120 s
+    with pytest.raises(ValueError, match="srpt-delay:120"):
+        make_policy("srpt-delay:-1")

@@ -53,7 +53,7 @@ def test_baselines_compares_every_policy_over_seeds(capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["policies"]) == {"random", "round-robin", "least-loaded", "fifo", "sjf",
-                                    "srpt", "tetris", "drf", "easy-backfill", "fgd"}
+                                    "srpt", "tetris", "drf", "easy-backfill", "fgd", "srpt-eft"}
     jct = out["policies"]["fifo"]["jct_mean_s"]
     # two seeds give no usable interval: null, as the table's n/a (a probe read 0.0)
     assert len(jct["values"]) == 2 and jct["ci95"] is None
