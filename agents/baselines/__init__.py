@@ -8,6 +8,7 @@ from agora.agents.baselines.backfill import EasyBackfill
 from agora.agents.baselines.energy import EnergyFirst
 from agora.agents.baselines.fairness import DominantResourceFairness
 from agora.agents.baselines.fgd import FragmentationGradientDescent
+from agora.agents.baselines.holding import Reserve
 from agora.agents.baselines.ordering import Fifo, JobSrpt, ShortestJobFirst
 from agora.agents.baselines.packing import LeastLoaded, Tetris
 from agora.agents.baselines.parallelism import SrptCap, WeightedFair
@@ -20,7 +21,7 @@ BASELINES: dict[str, type] = {p.name: p for p in (
     DominantResourceFairness, EasyBackfill, FragmentationGradientDescent, EarliestFinish)}
 
 FAMILIES: dict[str, type] = {p.family: p for p in (SrptCap, WeightedFair, EnergyFirst,
-                                                      DelayedRouting)}
+                                                      DelayedRouting, Reserve)}
 """parameterised baselines by family: ``make_policy("srpt-cap:8")``"""
 
 

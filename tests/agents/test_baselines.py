@@ -220,3 +220,43 @@ def test_srpt_delay_takes_a_fixed_wait_whatever_the_origin_runs():
         assert sites(run(cl, wl, "srpt-delay:120"))["data"] == 1   # 80 s < 120 s
     with pytest.raises(ValueError, match="srpt-delay:120"):
         make_policy("srpt-delay:-1")
+
+
+def test_srpt_reserve_keeps_a_gpu_nodes_cpus_for_the_gpu_work_that_follows():
+    """A 4-cpu gpu node; a cpu-only job of 4 one-cpu instances (100 s) arrives first, a gpu job
+    needing 2 cpus a little later. SRPT fills the gpu node and the gpu job waits 100 s;
+    srpt-reserve:0.5 leaves half of it free, and the gpu job starts on arrival."""
+    cl = cluster(site("a", node("a", "g", 4, gpus=1, model="T4")))
+    wl = workload(job("cpu", 0.0, "a", task("t", 100.0, 1, instances=4)),
+                  job("gpu", 1.0, "a", task("t", 10.0, 2, gpu=1.0)))
+    assert starts(run(cl, wl, "srpt"))["gpu"] == 100.0
+    r = run(cl, wl, "srpt-reserve:0.5")
+    assert starts(r)["gpu"] == 1.0
+    cpu_starts = sorted(a.start for a in r.attempts if a.task.job.job.id == "cpu")
+    assert cpu_starts == [0.0, 0.0, 100.0, 100.0]     # two held back, run when the first end
+
+
+def test_srpt_reserve_keeps_a_models_gpus_for_the_work_bound_to_it():
+    """Site a has one A100 and one T4. A job bound to the A100 is queued behind a running one;
+    a job that runs on any model arrives: SRPT puts it on whichever node is free first
+    (the A100 when it frees), the reserve keeps the A100 for the bound work."""
+    cl = cluster(site("a", node("a", "a100", 8, gpus=1, model="A100"),
+                      node("a", "t4", 8, gpus=1, model="T4")))
+    wl = workload(job("t4-busy", 0.0, "a", task("t", 50.0, 1, gpu=1.0, models=["T4"])),
+                  job("a100-busy", 0.0, "a", task("t", 20.0, 1, gpu=1.0, models=["A100"])),
+                  job("bound", 1.0, "a", task("t", 30.0, 1, gpu=1.0, models=["A100"])),
+                  job("any", 2.0, "a", task("t", 5.0, 1, gpu=1.0)))
+    # srpt: at 20 s the A100 frees; "any" (5 s of work left) goes before "bound" (30 s)
+    assert starts(run(cl, wl, "srpt"))["bound"] == 25.0
+    r = run(cl, wl, "srpt-reserve:1")
+    assert starts(r)["bound"] == 20.0 and starts(r)["any"] == 50.0
+
+
+def test_srpt_reserve_never_holds_work_for_good():
+    """A cpu-only instance too big for a gpu node with its reserve kept, on a cluster of gpu
+    nodes only, runs as SRPT runs it (no wait on an idle cluster)."""
+    cl = cluster(site("a", node("a", "g", 4, gpus=1)))
+    wl = workload(job("wide", 0.0, "a", task("t", 10.0, 3)))
+    assert starts(run(cl, wl, "srpt-reserve:0.5"))["wide"] == 0.0
+    with pytest.raises(ValueError, match="srpt-reserve:0.5"):
+        make_policy("srpt-reserve:-1")

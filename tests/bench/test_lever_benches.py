@@ -1,6 +1,7 @@
-"""bench/routing.py runs end to end on a tiny workload (one worker): a row per input size,
-the tuned delay is the family's best, the paired differences are those of the per-seed JCTs,
-and the oracle (switching among each seed's best arms) is never worse than the best arm."""
+"""bench/routing.py and bench/holding.py run end to end on a tiny workload (one worker): a row
+per scenario variant, the tuned value is the family's best, the paired differences are those
+of the per-seed JCTs, and the oracle (switching among each seed's best arms) is never worse
+than the best arm; a bad flag is refused naming it."""
 
 from __future__ import annotations
 
@@ -39,3 +40,23 @@ def test_routing_refuses_bad_numbers_naming_the_flag(flag, value, capsys):
     with pytest.raises(SystemExit):
         routing.main([flag, value])
     assert f"{flag} {value!r}: expected comma-separated numbers >= 0" in capsys.readouterr().err
+
+
+def test_holding_headroom_tunes_the_reserve_and_runs_the_oracle(tmp_path, capsys):
+    from bench import holding
+
+    out = tmp_path / "h"
+    assert holding.main(["--seeds", "2", "--jobs", "8", "--gpu", "0.4", "--reserves", "0.5,2",
+                         "--oracle-seeds", "1", "--epochs", "2", "--top", "2", "--workers", "1",
+                         "--out", str(out)]) == 0
+    assert "| 0.4 |" in capsys.readouterr().out
+    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    jct = row["jct"]
+    assert row["reserve"] == min(["srpt-reserve:0.5", "srpt-reserve:2"],
+                                 key=lambda n: statistics.mean(jct[n]))
+    want = [100 * (e - s) / s for e, s in zip(jct[row["reserve"]], jct["srpt"])]
+    assert row["reserve_vs_srpt"]["values"] == pytest.approx(want)
+    assert row["oracle"][0] <= min(jct[n][0] for n in jct) + 1e-6
+    with pytest.raises(SystemExit):
+        holding.main(["--gpu", "1.5"])
+    assert "--gpu '1.5': expected shares in [0, 1]" in capsys.readouterr().err
