@@ -9,6 +9,10 @@ same held-out seeds 0..N-1 (training draws seeds >= 10,000), paired per seed:
 
     python -m bench.global_state [--arms none,global,trigger] [--train-seeds 1] [--seeds 5]
 
+The arm ``graph`` is no communication with the graph encoder (``AgentConfig.encoder``,
+Decima's message passing over each candidate's job DAG: issue 13, item 3); with
+``--md graph-encoder.md`` its table and runs are kept apart from the communication arms'.
+
 Resumable: an arm whose run finished (OUT/<comm>-s<seed>/summary.json) is not retrained, one
 cut short resumes from its last.pt, and evaluated (arm, seed) pairs are read back from
 bench/results/global-state.json. Runs go to out/global-state/ (not committed); the table to
@@ -37,14 +41,19 @@ RESULTS = REPO / "bench" / "results"
 RUNS = REPO / "out" / "global-state"
 KEEP = ("jct_mean_s", "score")
 NAMES = {"none": "no communication", "global": "global state (exact, free)",
-         "trigger": "VAE + trigger (0.5, default)", "always": "always communicate"}
+         "trigger": "VAE + trigger (0.5, default)", "always": "always communicate",
+         "graph": "graph encoder, no communication"}
+ARMS = {"none": {"comm": "none"}, "global": {"comm": "global"}, "trigger": {"comm": "trigger"},
+        "always": {"comm": "always"}, "graph": {"comm": "none", "encoder": "graph"}}
+"""each arm's AgentConfig fields (the rest are the defaults)"""
 
 
-def train_config(comm: str, seed: int, steps: int) -> TrainConfig:
+def train_config(arm: str, seed: int, steps: int) -> TrainConfig:
     """docs/benchmarks.md's recipe (``agora train --workload synthetic:load=0.95,
-    dag=0.8 --steps 40000 --train-jobs 150 --bc-episodes 6 --seed 1``) with ``--comm``."""
+    dag=0.8 --steps 40000 --train-jobs 150 --bc-episodes 6 --seed 1``) with the arm's
+    ``--comm`` (and ``--encoder``)."""
     return TrainConfig(scenario=asdict(synthetic_dag()), steps=steps, seed=seed, train_jobs=150,
-                       bc_episodes=6, agent=AgentConfig(comm=comm))
+                       bc_episodes=6, agent=AgentConfig(**ARMS[arm]))
 
 
 def train_arm(comm: str, seed: int, steps: int, log) -> Path:
@@ -136,26 +145,30 @@ def table(js: dict, arms: list[str], train_seeds: list[int], seeds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arms", default="none,global", help="comm modes, comma-separated "
-                   "(none first: the others are paired against it)")
+    p.add_argument("--arms", default="none,global", help=f"arms, comma-separated, of "
+                   f"{', '.join(ARMS)} (none first: the others are paired against it)")
     p.add_argument("--train-seeds", default="1")
     p.add_argument("--seeds", type=int, default=5, help="held-out evaluation seeds 0..N-1")
     p.add_argument("--steps", type=int, default=40_000)
-    p.add_argument("--train-only", action="store_true")
+    p.add_argument("--train-only", action="store_true",
+                   help="train the arms only (any order: two processes may train two arms)")
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--md", default="global-state.md", help="the table's file under --out")
+    p.add_argument("--md", default="global-state.md", help="the table's file under --out "
+                   "(the runs' values: the same name, .json)")
     a = p.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     log = lambda m: print(m, file=sys.stderr, flush=True)
     arms = a.arms.split(",")
-    if arms[0] != "none":
+    if arms[0] != "none" and not a.train_only:
         raise SystemExit("--arms: none comes first (the reference of the paired differences)")
+    if unknown := [x for x in arms if x not in ARMS]:
+        raise SystemExit(f"--arms: unknown {', '.join(unknown)}; expected {', '.join(ARMS)}")
     train_seeds = [int(x) for x in a.train_seeds.split(",")]
     ck = {f"{c}-s{t}": train_arm(c, t, a.steps, log) for t in train_seeds for c in arms}
     if a.train_only:
         return 0
-    f = a.out / "global-state.json"
+    f = a.out / Path(a.md).with_suffix(".json").name
     js = json.loads(f.read_text()) if f.is_file() else {}
     js.setdefault("training_wall_s", {}).update(
         {n: json.loads((c.parent / "summary.json").read_text())["wall_s"] for n, c in ck.items()})

@@ -157,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--comm", default="trigger", choices=["trigger", "always", "none"])
     t.add_argument("--peers", type=_whole(ge=1), default=16,
                    help="sites each agent listens to, its nearest by link (>= 1)")
+    t.add_argument("--encoder", default="mlp", choices=["mlp", "graph"],
+                   help="slot encoder: mlp (the slot's features) or graph (also its job's "
+                        "DAG, message passing as in Decima)")
     b = t.add_argument_group("moving past the teacher (docs/training.md; agents/learn/schedules.py)")
     b.add_argument("--rollouts", type=_whole(ge=1, le=64), default=1,
                    help="rollouts of each arrival sequence per update; >= 2: the "

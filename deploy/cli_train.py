@@ -28,7 +28,7 @@ def _agent_config(a: argparse.Namespace):
     from agora.agents.learn.learned_policy import AgentConfig
 
     return AgentConfig(k=a.k, hidden=a.hidden, code_dim=a.code_dim, bits=a.bits,
-                       threshold=a.threshold, comm=a.comm, peers=a.peers)
+                       threshold=a.threshold, comm=a.comm, peers=a.peers, encoder=a.encoder)
 
 
 FEDERATED_DEFAULTS = {"setup": "synthetic-noniid", "rounds": 10, "local_steps": 2000,

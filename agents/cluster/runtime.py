@@ -61,7 +61,8 @@ class AgentRuntime:
                  observer: Observer | None = None) -> None:
         self.cluster = cluster
         self.agent = SiteAgent(site=site, name=name, policy=policy,
-                               observer=observer or Observer(cluster, policy.k, policy.peers),
+                               observer=observer or Observer(cluster, policy.k, policy.peers,
+                                                             graph=policy.graph),
                                exchange=exchange,
                                clearinghouse=clearinghouse, executor=executor)
         self.site, self.name = site, name

@@ -132,7 +132,8 @@ class SiteAgentActor:
             clearinghouse = dataclasses.replace(clearinghouse, tls_pem=pem)
         elif spec.credentials is not None:
             server_creds, channel_creds = spec.credentials.build(spec.site)
-        observer = Observer(spec.cluster, self.policy.k, self.policy.peers)
+        observer = Observer(spec.cluster, self.policy.k, self.policy.peers,
+                            graph=self.policy.graph)
         self.exchange = GrpcExchange(
             site=spec.site, sites=self.sites, code_dim=self.policy.code_dim,
             code_bytes=code_bytes(self.policy.code_dim, self.policy.bits),

@@ -48,6 +48,9 @@ class AgentConfig:
     weights do not depend on it: any value runs any checkpoint"""
     central_critic: bool = True
     """the critic reads the system summary (MAPPO) or only the agent's own context"""
+    encoder: str = "mlp"
+    """how a slot is encoded: mlp (its own features) | graph (and its job's DAG, message
+    passing as in Decima: ``networks.JobGraph``, ``step.job_graph``)"""
 
     def __post_init__(self) -> None:
         for name, lo, hi in _WHOLE_BOUNDS:
@@ -61,6 +64,9 @@ class AgentConfig:
                 raise ValueError(f"{name}: found {v!r}; expected a finite number >= 0")
         if self.comm not in _COMMS:
             raise ValueError(f"comm: found {self.comm!r}; expected one of {', '.join(_COMMS)}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder: found {self.encoder!r}; expected one of "
+                             f"{', '.join(ENCODERS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +78,7 @@ _WHOLE_BOUNDS = (("k", 1, 1024), ("hidden", 1, 4096), ("code_dim", 1, 256),
 generous, so that a typo (0, a negative, a million) is named here rather
 than as a division by zero or a tensor of negative size deep in training"""
 _COMMS = ("trigger", "always", "none", "global")
+ENCODERS = ("mlp", "graph")
 
 
 def peer_dim(cfg: AgentConfig) -> int:
@@ -89,7 +96,8 @@ class Agents:
         self.peer_dim = peer_dim(cfg)
         self.model = ActorCritic(slot_dim=len(SLOT_FEATURES), own_dim=len(OWN_FEATURES),
                                  state_dim=STATE_DIM, code_dim=self.peer_dim,
-                                 hidden=cfg.hidden, central_critic=cfg.central_critic)
+                                 hidden=cfg.hidden, central_critic=cfg.central_critic,
+                                 graph=cfg.encoder == "graph")
         self.codec = Codec(local_dim=LOCAL_DIM, code_dim=cfg.code_dim, hidden=cfg.hidden,
                            bits=cfg.bits, beta=cfg.beta)
         self.max_choices: int | None = None

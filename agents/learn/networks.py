@@ -21,6 +21,14 @@ simulation engine computes it) together with the agent's own context, one scalar
 ``central_critic=False`` withholds the summary (an independent-PPO critic). Acting needs
 only the actor: ``agents.step.policy.NumpyPolicy`` runs it without torch.
 
+**Job graphs** (``graph=True``; Decima, Mao et al., SIGCOMM 2019, §5.1): a slot's row goes
+on with its job's DAG around the candidate (``agents.step.job_graph``). Node embeddings pass
+messages from children to parents, ``e_v = h(x_v) + g(Σ_children f(e_u))``, one step more than
+the longest path among the kept nodes (then every embedding is final), for the valid slots
+only (the others' are zero); the candidate's own embedding and
+the sum over its job's nodes (Decima's per-job summary) join the slot's encoding through one
+layer (``mix``); the mean over the slots (``pooled``, below) is the global summary.
+
 Parameter sharing: one set of weights for all sites, which tell themselves apart by their
 own features only -- no per-site parameters -- so a policy runs on any number of sites.
 ``get_weights``/``set_weights`` give every tensor (actor, critic, codec) as a list of numpy
@@ -33,15 +41,43 @@ import numpy as np
 import torch
 from torch import nn
 
+from agora.agents.step.job_graph import GRAPH_NODE_FEATURES, path_steps, split
+
 NEG = -1e9
+
+
+class JobGraph(nn.Module):
+    """Message passing over each valid slot's job graph (module docstring) -> the
+    candidate's embedding and its job's summary, (B, k, h) each (zero for invalid slots)."""
+
+    def __init__(self, h: int) -> None:
+        super().__init__()
+        self.node = nn.Sequential(nn.Linear(len(GRAPH_NODE_FEATURES), h), nn.ReLU())
+        self.f = nn.Sequential(nn.Linear(h, h), nn.ReLU())
+        self.g = nn.Sequential(nn.Linear(h, h), nn.ReLU())
+
+    def forward(self, columns: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = mask.nonzero(as_tuple=True)
+        x, adj = split(columns[idx])                                     # (N,M,F), (N,M,M)
+        present = x[..., :1]
+        base = self.node(x) * present
+        e = base
+        for _ in range(path_steps(adj.detach().cpu().numpy())):   # data, not weights
+            e = base + self.g(adj @ self.f(e)) * present
+        h = base.shape[-1]
+        zero = columns.new_zeros((*mask.shape, h))
+        return zero.index_put(idx, e[:, 0, :]), zero.index_put(idx, e.sum(-2))
 
 
 class ActorCritic(nn.Module):
     def __init__(self, *, slot_dim: int, own_dim: int, state_dim: int, code_dim: int,
-                 hidden: int = 64, central_critic: bool = True) -> None:
+                 hidden: int = 64, central_critic: bool = True, graph: bool = False) -> None:
         super().__init__()
         h = hidden
         self.central_critic = central_critic
+        self.slot_dim = slot_dim
+        """the slot's own features; with ``graph``, its job graph's columns follow"""
         self.slot_enc = nn.Sequential(nn.Linear(slot_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
         self.own_enc = nn.Sequential(nn.Linear(own_dim, h), nn.ReLU())
         self.q = nn.Linear(h, h)
@@ -55,13 +91,18 @@ class ActorCritic(nn.Module):
         self.critic = nn.Sequential(nn.Linear(state_dim + h, h), nn.ReLU(), nn.Linear(h, h),
                                     nn.ReLU(), nn.Linear(h, 1))
         self.scale = h ** -0.5
+        self.graph = JobGraph(h) if graph else None
+        self.mix = nn.Sequential(nn.Linear(3 * h, h), nn.ReLU()) if graph else None
 
     def forward(self, slots: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
                 peer_codes: torch.Tensor, peer_mask: torch.Tensor,
                 state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """slots (B,k,F), mask (B,k) bool, own (B,G), peer_codes (B,S,Z), peer_mask (B,S)
         bool, state (B,D) -> logits (B,k+1) (pass last), value (B,)."""
-        e = self.slot_enc(slots)                                           # (B,k,h)
+        e = self.slot_enc(slots[..., :self.slot_dim])                      # (B,k,h)
+        if self.graph is not None:
+            own_node, job = self.graph(slots[..., self.slot_dim:], mask)
+            e = self.mix(torch.cat([e, own_node, job], -1))
         m = mask.unsqueeze(-1).float()
         pooled = (e * m).sum(1) / m.sum(1).clamp(min=1.0)
         o = self.own_enc(own)                                               # (B,h)

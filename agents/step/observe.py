@@ -25,6 +25,9 @@ open-pool size, a histogram of the free cpu / mem / gpu fraction of its alive no
 
 **Local state** (``LOCAL_DIM`` floats, what the message codec encodes): own features plus the
 mean and max over the valid slots of ``SUMMARY_SLOT``.
+
+**Job graphs** (``graph=True``, for a policy with a graph encoder): each slot's row goes on
+with its job's DAG around the candidate (``job_graph.GRAPH_DIM`` columns, ``job_graph``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from agora.agents.domain import Cluster
 from agora.agents.ledger import Ledger, TaskEntry
 from agora.agents.sim.capacity import Capacity
 from agora.agents.sim.fitting import site_fits_some
+from agora.agents.step.job_graph import GRAPH_DIM, graph_columns
 from agora.agents.step.neighbours import DEFAULT_PEERS, link_matrices, listening
 
 LOG_DIV = 10.0
@@ -92,7 +96,8 @@ class SiteObs:
     window: list[TaskEntry]
     """the candidate tasks of the slots (at most k; each fits the site now)"""
     slots: np.ndarray
-    """(k, len(SLOT_FEATURES)) float32; zero rows past the window"""
+    """(k, len(SLOT_FEATURES)) float32, + GRAPH_DIM columns with job graphs; zero rows past
+    the window"""
     mask: np.ndarray
     """(k,) bool: the slot holds a candidate"""
     own: np.ndarray
@@ -110,9 +115,13 @@ class SiteObs:
 class Observer:
     """Static arrays of a cluster, and ``observe`` of some of its sites at one round."""
 
-    def __init__(self, cluster: Cluster, k: int, peers: int = DEFAULT_PEERS) -> None:
+    def __init__(self, cluster: Cluster, k: int, peers: int = DEFAULT_PEERS,
+                 graph: bool = False) -> None:
         cap = Capacity(cluster)
         self.k = k
+        self.graph = graph
+        """each slot also holds its job graph (``job_graph``)"""
+        self.width = len(SLOT_FEATURES) + (GRAPH_DIM if graph else 0)
         self.n_sites = cap.n_sites
         self.site_names = list(cluster.site_names)
         s = self.n_sites
@@ -235,14 +244,14 @@ class Observer:
         for j, s in enumerate(sites):
             wins[j] = _failed_here_last(wins[j], cap.site_slice[s])
         agg = _SiteAggregates(cap, self)
-        table = _TaskTable(wins, now)
+        table = _TaskTable(wins, now, self.graph)
         log_pool = _log(len(ledger.pool))
         return [self._one(s, w, agg, table, site_fit, log_pool) for s, w in zip(sites, wins)]
 
     def _one(self, s: int, window: list[TaskEntry], agg: _SiteAggregates, table: _TaskTable,
              site_fit: dict[tuple, np.ndarray], log_pool: float) -> SiteObs:
         k, n = self.k, len(window)
-        slots = np.zeros((k, len(SLOT_FEATURES)))
+        slots = np.zeros((k, self.width))
         if n:
             rows = table.rows(window)
             dem = table.demand[rows]                                      # (n, 3)
@@ -259,10 +268,12 @@ class Observer:
             slots[:n, 11] = table.common[rows, 5]
             slots[:n, 12] = node_fit
             slots[:n, 13:17] = table.common[rows, 6:10]
+            if self.graph:
+                slots[:n, len(SLOT_FEATURES):] = table.graph[rows]
         mask = np.zeros(k, bool)
         mask[:n] = True
         di, wi = SLOT_FEATURES.index("log_duration"), SLOT_FEATURES.index("log_wait")
-        mean_valid = slots[:n].mean(axis=0) if n else np.zeros(len(SLOT_FEATURES))
+        mean_valid = slots[:n].mean(axis=0) if n else np.zeros(self.width)
         own = np.concatenate([agg.own[s], [log_pool], agg.hist[s],
                               [n / k, mean_valid[di], mean_valid[wi]]])
         summ = slots[:n, _SUMMARY_IDX]
@@ -328,7 +339,7 @@ class _SiteAggregates:
 class _TaskTable:
     """The site-independent features of every task in some window, computed once."""
 
-    def __init__(self, windows: list[list[TaskEntry]], now: float) -> None:
+    def __init__(self, windows: list[list[TaskEntry]], now: float, graph: bool) -> None:
         self.index: dict[int, int] = {}
         tasks = []
         for w in windows:
@@ -361,6 +372,9 @@ class _TaskTable:
         common[:, 6:9] = _log(raw[:, 6:9])
         common[:, 9] = raw[:, 9]
         self.common = common
+        self.graph = np.array([graph_columns(t) for t in tasks]).reshape(n, GRAPH_DIM) \
+            if graph else None
+        """(n, GRAPH_DIM) with job graphs"""
         """log_duration, log_wait, slack, has_deadline, log_weight, log_open,
         log_job_work_left, log_job_critical_path, log_task_work, job_done_frac"""
 

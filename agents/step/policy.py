@@ -23,6 +23,7 @@ import numpy as np
 
 from agora.agents.market import Offer, price_of
 from agora.agents.step.codes import dequantise, quantise
+from agora.agents.step.job_graph import path_steps, split
 from agora.agents.step.neighbours import DEFAULT_PEERS
 
 NEG = -1e9
@@ -141,6 +142,10 @@ class NumpyPolicy:
         """sites each agent listens to at most (``neighbours``; checkpoints from before it
         existed listen to DEFAULT_PEERS)"""
         self.scale = np.float32(int(config["hidden"]) ** -0.5)
+        self.graph = config.get("encoder", "mlp") == "graph"
+        """the slots carry job graphs (``job_graph``), read by the graph encoder"""
+        self.slot_dim = self.w["model.slot_enc.0.weight"].shape[1] \
+            if "model.slot_enc.0.weight" in self.w else None
         for name in COMPETENCE_BOUNDS:
             v = config.get(name)
             if v is not None and not is_competence_bound(v):
@@ -163,7 +168,11 @@ class NumpyPolicy:
         """slots (B,k,F), mask (B,k) bool, own (B,G), peer_codes (B,S,Z) int8, peer_mask
         (B,S) bool -> logits (B, k+1), pass last."""
         pc = self.peer_inputs(peer_codes)
-        e = _relu(self._lin(_relu(self._lin(slots, "slot_enc.0")), "slot_enc.2"))
+        own_slots = slots[..., :self.slot_dim] if self.graph else slots
+        e = _relu(self._lin(_relu(self._lin(own_slots, "slot_enc.0")), "slot_enc.2"))
+        if self.graph:
+            graph = self._job_graph(slots[..., self.slot_dim:], mask)
+            e = _relu(self._lin(np.concatenate([e, *graph], -1), "mix.0"))
         m = mask[..., None].astype(np.float32)
         pooled = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
         o = _relu(self._lin(own, "own_enc.0"))
@@ -180,6 +189,22 @@ class NumpyPolicy:
         s = (h @ self.w["model.ptr.weight"].T)[..., 0]
         s = np.where(mask, s, NEG)
         return np.concatenate([s, self._lin(c, "pass_head")], -1).astype(np.float32)
+
+    def _job_graph(self, columns: np.ndarray, mask: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``networks.JobGraph``'s forward: the candidate's embedding, its job's summary,
+        for the valid slots (zero for the others)."""
+        x, adj = split(columns[mask])
+        present = x[..., :1]
+        base = _relu(self._lin(x, "graph.node.0")) * present
+        e = base
+        for _ in range(path_steps(adj)):
+            e = base + _relu(self._lin(adj @ _relu(self._lin(e, "graph.f.0")), "graph.g.0")) \
+                * present
+        node = np.zeros((*mask.shape, base.shape[-1]), np.float32)
+        job = np.zeros_like(node)
+        node[mask], job[mask] = e[:, 0, :], e.sum(-2)
+        return node, job
 
     def peer_inputs(self, peer_codes: np.ndarray) -> np.ndarray:
         """What attention reads of the peers' messages: the dequantised wire codes."""

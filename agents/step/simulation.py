@@ -174,7 +174,8 @@ class AgentsPolicy:
 
     def reset(self, sim: Simulator) -> None:
         self.sim = sim
-        self.observer = Observer(sim.cluster, self.policy.k, self.policy.peers)
+        self.observer = Observer(sim.cluster, self.policy.k, self.policy.peers,
+                                 graph=self.policy.graph)
         executors = [SimExecutor(sim, i) for i in range(len(sim.cluster.sites))]
         self.clearinghouse = MemoryClearinghouse(sim, executors)
         self.exchange = MemoryExchange(len(sim.cluster.sites), self.policy.code_dim)
