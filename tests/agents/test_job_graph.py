@@ -161,3 +161,31 @@ def test_passing_messages_once_more_than_the_longest_path_is_as_passing_them_alw
     assert np.allclose(fast, pol.logits(*args), atol=1e-6)
     monkeypatch.setattr(policy_mod, "path_steps", lambda adj: 2)     # one too few
     assert not np.allclose(fast, pol.logits(*args), atol=1e-6)
+
+
+@pytest.mark.timeout(60)
+def test_a_cluster_site_agent_reads_job_graphs_from_the_ledger_its_watch_builds():
+    """The agent's real step and runtime over the stand-ins of tests/cluster/test_late_round.py
+    (the replicated schedule's own state machine, its updates applied to the agent's ledger):
+    with a graph policy the agent sees each candidate's DAG -- map, then the reduce it
+    unblocks -- and bids."""
+    from agora.agents.cluster.runtime import AgentRuntime
+    from agora.agents.step.seams import MemoryExchange
+    from tests.cluster.test_late_round import SITES, Clearinghouse, Executor
+    from tests.coordinator.state_helpers import Run, cluster, submit
+    from tests.coordinator.state_helpers import job as dag_job
+
+    r = Run()
+    r("site:c", submit(dag_job("x", "c", n=1, cpu=12000)))
+    ag = graph_agents()
+    pol = ag.policy()
+    c = AgentRuntime(site=SITES["c"], name="c", cluster=cluster(), policy=pol,
+                     exchange=MemoryExchange(len(SITES), pol.code_dim),
+                     clearinghouse=Clearinghouse(r), executor=Executor(SITES["c"]))
+    assert c.agent.observer.graph
+    ch = c.agent.clearinghouse
+    ch.catch_up()
+    (t,) = [t for t in ch.ledger.pool.scan()]
+    assert [u.task.id for u in graph_nodes(t)] == ["map", "reduce"]
+    c.act_if_owed()
+    assert [o.job_id for o in ch.parts[0].offers] == ["x"]
