@@ -73,29 +73,51 @@ def train_arm(comm: str, seed: int, steps: int, log) -> Path:
     return out / "best.pt"
 
 
-def evaluate_arms(arms: dict[str, Path], seeds: int, js: dict, save, log) -> None:
-    """Fill ``js['runs'][name][seed]`` for every arm and reference not yet there."""
-    sc = synthetic_dag()
+def evaluate_one(args: tuple[str, str | None, int]) -> dict:
+    """One (arm or reference, held-out seed) run's KEEP metrics (and messages sent)."""
+    name, path, s = args
+    import torch
+    torch.set_num_threads(1)
+    cluster, wl = synthetic_dag().build(s)
+    t0 = time.perf_counter()
+    if name == SRPT_NAME:
+        r, sent = run_srpt(cluster, wl, seed=s), None
+    elif name == "sjf":
+        r, sent = run_one(cluster, wl, "sjf", seed=s), None
+    else:
+        r, pol = run_learned(path, cluster, wl, seed=s)
+        sent = [sum(a.sent for a in pol.agents),
+                sum(a.sent + a.suppressed for a in pol.agents)]
+    m = {k: r.metrics[k] for k in KEEP}
+    if sent is not None:
+        m["sent"], m["possible"] = sent
+    m["wall_s"] = time.perf_counter() - t0
+    return m
+
+
+def evaluate_arms(arms: dict[str, Path], seeds: int, js: dict, save, log,
+                  workers: int = 1) -> None:
+    """Fill ``js['runs'][name][seed]`` for every arm and reference not yet there, on
+    ``workers`` processes."""
     runs = js.setdefault("runs", {})
-    for s in range(seeds):
-        cluster, wl = sc.build(s)
-        todo = [n for n in [*arms, SRPT_NAME, "sjf"] if str(s) not in runs.get(n, {})]
-        for name in todo:
-            t0 = time.perf_counter()
-            if name == SRPT_NAME:
-                r, sent = run_srpt(cluster, wl, seed=s), None
-            elif name == "sjf":
-                r, sent = run_one(cluster, wl, "sjf", seed=s), None
-            else:
-                r, pol = run_learned(str(arms[name]), cluster, wl, seed=s)
-                sent = [sum(a.sent for a in pol.agents),
-                        sum(a.sent + a.suppressed for a in pol.agents)]
-            m = {k: r.metrics[k] for k in KEEP}
-            if sent is not None:
-                m["sent"], m["possible"] = sent
-            runs.setdefault(name, {})[str(s)] = m
-            save()
-            log(f"  seed {s} {name}: JCT {m['jct_mean_s']:.1f} ({time.perf_counter() - t0:.0f} s)")
+    todo = [(n, str(arms[n]) if n in arms else None, s) for s in range(seeds)
+            for n in [*arms, SRPT_NAME, "sjf"] if str(s) not in runs.get(n, {})]
+
+    def keep(job, m):
+        name, _, s = job
+        runs.setdefault(name, {})[str(s)] = {k: v for k, v in m.items() if k != "wall_s"}
+        save()
+        log(f"  seed {s} {name}: JCT {m['jct_mean_s']:.1f} ({m['wall_s']:.0f} s)")
+
+    if workers <= 1:
+        for job in todo:
+            keep(job, evaluate_one(job))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        for job, m in zip(todo, pool.map(evaluate_one, todo)):
+            keep(job, m)
 
 
 def table(js: dict, arms: list[str], train_seeds: list[int], seeds: int) -> str:
@@ -150,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-seeds", default="1")
     p.add_argument("--seeds", type=int, default=5, help="held-out evaluation seeds 0..N-1")
     p.add_argument("--steps", type=int, default=40_000)
+    p.add_argument("--workers", type=int, default=1, help="processes evaluating at once")
     p.add_argument("--train-only", action="store_true",
                    help="train the arms only (any order: two processes may train two arms)")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -173,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     js.setdefault("training_wall_s", {}).update(
         {n: json.loads((c.parent / "summary.json").read_text())["wall_s"] for n, c in ck.items()})
     save = lambda: f.write_text(json.dumps(js, indent=1))
-    evaluate_arms(ck, a.seeds, js, save, log)
+    evaluate_arms(ck, a.seeds, js, save, log, a.workers)
     md = table(js, arms, train_seeds, a.seeds)
     cmd = " ".join(["python -m bench.global_state", *(argv if argv is not None else sys.argv[1:])])
     (a.out / a.md).write_text(f"`{cmd}`\n\n{md}\n")
