@@ -53,3 +53,26 @@ def test_an_unknown_scenario_is_refused_before_any_run(tmp_path, capsys):
         bench_competence.main(["--only", "synthetic,wff", "--out", str(out)])
     assert "unknown scenario 'wff'" in capsys.readouterr().err
     assert not out.with_suffix(".md").exists()
+
+
+def test_wf_split_links_pegasus_shuffled_and_the_other_families_apart(tmp_path, capsys):
+    """bench/wf_split.py on a WfInstances-shaped folder of the fixtures: Pegasus instances go
+    to pegasus/ with a shuffled rank prefix, Makeflow and Nextflow to others/, helloworld
+    nowhere, and an unreadable instance is counted and named, not linked."""
+    from bench import wf_split
+
+    src = tmp_path / "WfInstances"
+    for fam, n in (("pegasus/montage", 3), ("makeflow/blast", 1), ("nextflow", 1),
+                   ("helloworld", 1)):
+        (src / fam).mkdir(parents=True)
+        for i in range(n):
+            write(src / fam, SPEC, f"{fam.split('/')[-1]}-{i}.json")
+    (src / "nextflow" / "broken.json").write_text("{")
+    assert wf_split.main([str(src), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr()
+    assert "pegasus 3, others 2, unreadable 1" in out.out and "broken.json" in out.err
+    peg = sorted(p.name for p in (tmp_path / "out" / "pegasus").iterdir())
+    assert [p[:4] for p in peg] == ["000-", "001-", "002-"]
+    assert sorted(p[4:] for p in peg) == ["montage-0.json", "montage-1.json", "montage-2.json"]
+    assert sorted(p.name for p in (tmp_path / "out" / "others").iterdir()) == \
+        ["blast-0.json", "nextflow-0.json"]
