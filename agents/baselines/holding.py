@@ -14,7 +14,8 @@ instance:
   cpu and memory free (for the gpu work that needs them); the best fit already prefers gpu-less
   nodes, so this binds only when those are full;
 - a gpu instance that any model serves may take a model's gpus only if it leaves free, over
-  the cluster, ``x`` times the gpus that open work bound to that model still needs.
+  the cluster, ``x`` times the gpus that open work bound to that model still needs (gpu nodes
+  of no stated model serve no bound work: nothing is held on them).
 
 ``x = 0`` is plain SRPT; ``x`` is tuned per scenario like the other families
 (``bench/holding.py``). Work bound to a model is placed as SRPT places it. Held-back work
@@ -86,15 +87,16 @@ class Reserve:
         gpu_nodes = cap.alive & (cap.node_model >= 0)
         free = np.bincount(cap.node_model[gpu_nodes], weights=cap.free_gpu[gpu_nodes],
                            minlength=len(cap.models))
-        return np.isin(cap.node_model, np.nonzero(free - d.gpu >= self.x * need)[0])
+        held = np.nonzero(free - d.gpu >= self.x * need)[0]
+        return np.isin(cap.node_model, held) | (cap.has_gpu & (cap.node_model < 0))
 
     def _can_hold(self, d) -> bool:
-        """Whether holding back still lets ``d`` run some day: some node could hold it with
-        its reserve kept when empty (a cpu-only instance too big for that runs as SRPT would
-        run it), and something runs now, whose end will decide again."""
+        """Whether holding back still lets ``d`` run some day: some node not down for good
+        could hold it with its reserve kept when empty (a cpu-only instance too big for that
+        runs as SRPT would run it), and something runs now, whose end will decide again."""
         cap = self.sim.cap
-        if not d.gpu and not (~cap.has_gpu & (cap.cap_cpu >= d.cpu) & (cap.cap_mem >= d.mem)
-                              | (cap.cap_cpu * (1 - self.x) >= d.cpu)
-                              & (cap.cap_mem * (1 - self.x) >= d.mem)).any():
+        some_day = (~cap.has_gpu & (cap.cap_cpu >= d.cpu) & (cap.cap_mem >= d.mem)) \
+            | ((cap.cap_cpu * (1 - self.x) >= d.cpu) & (cap.cap_mem * (1 - self.x) >= d.mem))
+        if not d.gpu and not (some_day & ~self.sim.perm_dead).any():
             return False
         return any(self.sim.node_running)

@@ -372,11 +372,11 @@ class _TaskTable:
         common[:, 6:9] = _log(raw[:, 6:9])
         common[:, 9] = raw[:, 9]
         self.common = common
+        """log_duration, log_wait, slack, has_deadline, log_weight, log_open,
+        log_job_work_left, log_job_critical_path, log_task_work, job_done_frac"""
         self.graph = np.array([graph_columns(t) for t in tasks]).reshape(n, GRAPH_DIM) \
             if graph else None
         """(n, GRAPH_DIM) with job graphs"""
-        """log_duration, log_wait, slack, has_deadline, log_weight, log_open,
-        log_job_work_left, log_job_critical_path, log_task_work, job_done_frac"""
 
     def rows(self, window: list[TaskEntry]) -> np.ndarray:
         return np.array([self.index[t.rank] for t in window])

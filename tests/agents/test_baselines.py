@@ -260,3 +260,49 @@ def test_srpt_reserve_never_holds_work_for_good():
     assert starts(run(cl, wl, "srpt-reserve:0.5"))["wide"] == 0.0
     with pytest.raises(ValueError, match="srpt-reserve:0.5"):
         make_policy("srpt-reserve:-1")
+
+
+def test_srpt_eft_counts_only_the_origin_nodes_that_could_hold_the_task():
+    """A review: the origin's wait was estimated over every node -- an idle T4 and cpu work
+    ending every 10 s made a task bound to the origin's busy A100 wait 1,000 s for it instead
+    of moving its inputs (50 s) to site b's idle A100; a permanently down big node likewise."""
+    from agora.agents.domain import Faults, NodeOutage
+
+    cl = cluster(site("a", node("a", "a100", 8, gpus=1, model="A100"),
+                      node("a", "t4", 8, gpus=1, model="T4"), node("a", "c", 100)),
+                 site("b", node("b", "a100", 8, gpus=1, model="A100")),
+                 link=Link(latency_ms=0.0, bandwidth_mbps=100.0))
+    wl = workload(job("long", 0.0, "a", task("t", 1000.0, 1, gpu=1.0, models=["A100"])),
+                  *[job(f"c{i:03d}", 0.0, "a", task("t", 10.0 * (i + 1), 1))
+                    for i in range(100)],
+                  job("bound", 1.0, "a", task("t", 10.0, 1, gpu=1.0, models=["A100"],
+                                               data_mb=625.0)))
+    r = run(cl, wl, "srpt-eft")
+    assert (starts(r)["bound"], sites(r)["bound"]) == (1.0, 1)
+
+    cl = cluster(site("a", node("a", "big", 4), *[node("a", f"s{i}", 2) for i in range(50)]),
+                 site("b", node("b", "n", 4)), link=Link(latency_ms=0.0, bandwidth_mbps=100.0),
+                 faults=Faults(outages=(NodeOutage(at=0.0, until=None, node="a/big"),)))
+    wl = workload(*[job(f"c{i:03d}", 0.0, "a", task("t", 20.0 * (i + 1), 2))
+                    for i in range(50)],
+                  job("big", 1.0, "a", task("t", 10.0, 4, data_mb=625.0)))
+    r = run(cl, wl, "srpt-eft")
+    assert (starts(r)["big"], sites(r)["big"]) == (1.0, 1)
+
+
+def test_srpt_reserve_holds_nothing_on_gpus_of_no_model_nor_for_nodes_down_for_good():
+    """A review: a gpu node of no stated model was never allowed to gpu work, and a node down
+    for good counted as a place held cpu work could run some day (both waited 1,000 s)."""
+    from agora.agents.domain import Faults, NodeOutage
+
+    cl = cluster(site("a", node("a", "c", 4), node("a", "g", 4, gpus=1)))
+    wl = workload(job("cpu", 0.0, "a", task("t", 1000.0, 4)),
+                  job("gpu", 1.0, "a", task("t", 10.0, 1, gpu=1.0)))
+    assert starts(run(cl, wl, "srpt-reserve:0.5"))["gpu"] == 1.0
+
+    cl = cluster(site("a", node("a", "c", 4), node("a", "g", 4, gpus=1, model="T4")),
+                 site("b", node("b", "n", 1)),
+                 faults=Faults(outages=(NodeOutage(at=0.0, until=None, node="a/c"),)))
+    wl = workload(job("far", 0.0, "b", task("t", 1000.0, 1)),
+                  job("cpu", 1.0, "a", task("t", 10.0, 3)))
+    assert starts(run(cl, wl, "srpt-reserve:0.5"))["cpu"] == 1.0
