@@ -13,16 +13,15 @@ from agora.agents.learn import checkpoint
 from agora.agents.learn.learned_policy import AgentConfig, Agents
 from agora.agents.learn.loop import run_episode
 from agora.agents.learn.ppo import flatten
-from agora.agents.learn.ranking import log_prob
 from agora.agents.sim.config import SimConfig
 from agora.agents.sim.engine import Simulator
-from agora.agents.step.codes import dequantise
 from agora.agents.step.job_graph import (GRAPH_DIM, GRAPH_NODE_FEATURES, GRAPH_NODES,
                                           graph_nodes, split)
 from agora.agents.step.observe import OWN_FEATURES, SLOT_FEATURES, Observer
 from agora.agents.step.simulation import AgentsPolicy
 from agora.agents.workloads.synthetic import generate
-from tests.agents.test_step import CL
+from tests.agents.test_learn_global_state import assert_reads_back
+from tests.agents.test_step import CL, assert_numpy_is_torch
 from tests.simkit import job, task, workload
 
 torch.set_num_threads(1)   # tests share a 2-core machine
@@ -87,11 +86,7 @@ def test_numpy_policy_computes_the_torch_actors_logits_with_job_graphs(k, b, s):
     own = rng.normal(size=(b, len(OWN_FEATURES))).astype(np.float32)
     codes = rng.integers(-100, 100, size=(b, s, 8)).astype(np.int8)
     pm = rng.random((b, s)) < 0.5
-    got = pol.logits(slots, mask, own, codes, pm)
-    want, _ = ag.model(torch.from_numpy(slots), torch.from_numpy(mask), torch.from_numpy(own),
-                       torch.from_numpy(dequantise(codes)), torch.from_numpy(pm),
-                       torch.zeros(b, ag.state_dim))
-    assert np.allclose(got, want.detach().numpy(), atol=1e-4)
+    assert_numpy_is_torch(ag, pol, slots, mask, own, codes, pm)
 
 
 def test_the_encoder_reads_what_lies_downstream_of_the_candidate():
@@ -124,13 +119,7 @@ def test_training_reads_back_the_graphs_it_acted_on_and_a_checkpoint_keeps_the_e
     res, rec, pol = run_episode(ag, CL, wl, seed=0, rng=np.random.default_rng(0))
     ep = rec.arrays()
     assert ep["slots"].shape[-1] == len(SLOT_FEATURES) + GRAPH_DIM
-    b = flatten(ep, ag.cfg.bits)
-    with torch.no_grad():
-        logits, _ = ag.model(b["slots"], b["mask"], b["own"], b["peer_codes"], b["peer_mask"],
-                             b["state"])
-        lp = log_prob(logits, b["order"], b["plen"])
-    a = b["active"]
-    np.testing.assert_allclose(lp[a].numpy(), b["logp"][a].numpy(), rtol=1e-4, atol=1e-4)
+    assert_reads_back(ag, flatten(ep, ag.cfg.bits))
     path = tmp_path / "g.pt"
     checkpoint.save(path, agents=ag, extra={})
     back = checkpoint.load_policy(path)

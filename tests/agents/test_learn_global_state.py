@@ -79,6 +79,12 @@ def test_training_reads_back_the_states_it_acted_on():
     t_len, s = ep["mask"].shape[:2]
     want = np.broadcast_to(ep["local"][:, None], (t_len, s, s, LOCAL_DIM)).reshape(t_len * s, s, -1)
     assert torch.equal(b["peer_codes"], torch.from_numpy(np.ascontiguousarray(want)))
+    assert_reads_back(ag, b)
+
+
+def assert_reads_back(ag: Agents, b: dict) -> None:
+    """Training's forward on a flattened episode ``b`` gives the log-probabilities the
+    acting policy recorded."""
     with torch.no_grad():
         logits, _ = ag.model(b["slots"], b["mask"], b["own"], b["peer_codes"], b["peer_mask"],
                              b["state"])

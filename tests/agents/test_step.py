@@ -43,6 +43,16 @@ def midway(wl, steps: int = 6) -> Simulator:
 
 # ---- the numpy actor is the torch actor ---------------------------------------------------
 
+def assert_numpy_is_torch(ag: Agents, pol: NumpyPolicy, slots, mask, own, codes, pm) -> None:
+    """The numpy actor's logits equal its torch twin's on the same inputs."""
+    from agora.agents.step.codes import dequantise
+    got = pol.logits(slots, mask, own, codes, pm)
+    want, _ = ag.model(torch.from_numpy(slots), torch.from_numpy(mask), torch.from_numpy(own),
+                       torch.from_numpy(dequantise(codes)), torch.from_numpy(pm),
+                       torch.zeros(len(slots), ag.state_dim))
+    assert np.allclose(got, want.detach().numpy(), atol=1e-4)
+
+
 @pytest.mark.parametrize("k,b,s", [(1, 3, 2), (4, 5, 3), (9, 2, 8)])
 def test_numpy_policy_computes_the_torch_actors_logits_and_codes(k, b, s):
     ag = agents(k)
@@ -53,12 +63,7 @@ def test_numpy_policy_computes_the_torch_actors_logits_and_codes(k, b, s):
     own = rng.normal(size=(b, len(OWN_FEATURES))).astype(np.float32)
     codes = rng.integers(-100, 100, size=(b, s, 8)).astype(np.int8)
     pm = rng.random((b, s)) < 0.5
-    got = pol.logits(slots, mask, own, codes, pm)
-    from agora.agents.step.codes import dequantise
-    want, _ = ag.model(torch.from_numpy(slots), torch.from_numpy(mask), torch.from_numpy(own),
-                       torch.from_numpy(dequantise(codes)), torch.from_numpy(pm),
-                       torch.zeros(b, ag.state_dim))
-    assert np.allclose(got, want.detach().numpy(), atol=1e-4)
+    assert_numpy_is_torch(ag, pol, slots, mask, own, codes, pm)
     local = rng.normal(size=(b, LOCAL_DIM)).astype(np.float32)
     assert np.array_equal(pol.encode(local), ag.codec.wire(local))
 
