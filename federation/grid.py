@@ -156,7 +156,9 @@ class SiteGrid(Grid):
         with self._lock:
             futs = [self._pending[m] for m in ids]
         wait(futs, timeout=timeout)
-        replies = list(self.pull_messages(ids))
+        # by node, not in the order Flower sampled them (``random.sample``, from the
+        # process's shared ``random``): the aggregate's sums then never depend on it
+        replies = sorted(self.pull_messages(ids), key=lambda m: m.metadata.src_node_id)
         with self._lock:                       # late: dropped now, asked again next round
             for mid in ids:
                 if self._pending.pop(mid, None) is not None:

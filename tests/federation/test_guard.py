@@ -158,3 +158,24 @@ def test_the_deployed_server_app_without_its_initial_model_says_which_setting(tm
                       run_config={**rc, "initial-arrays": path})
         with pytest.raises(ValueError, match=said):
             deploy_serverapp.main(None, ctx)
+
+
+def test_the_grid_returns_replies_by_node_whatever_order_flower_sampled_them():
+    """Flower samples nodes with the process's shared ``random``: the order of the replies,
+    and so the order of the aggregate's sums, must not follow it (a resumed run differed
+    from an uninterrupted one in its last bits once in a full suite run)."""
+    from flwr.app import Message, RecordDict
+
+    from agora.federation.grid import FIRST_NODE_ID, SiteNode
+
+    ids = [FIRST_NODE_ID + i for i in range(4)]
+    grid = SiteGrid({n: SiteNode(f"s{n}", lambda msg: Message(RecordDict(), reply_to=msg), [])
+                     for n in ids})
+    try:
+        for order in ([3, 1, 0, 2], [2, 3, 1, 0]):
+            msgs = [grid.create_message(RecordDict(), MessageType.TRAIN, ids[i], "1")
+                    for i in order]
+            replies = grid.send_and_receive(msgs, timeout=10)
+            assert [r.metadata.src_node_id for r in replies] == ids
+    finally:
+        grid.close()
