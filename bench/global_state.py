@@ -13,10 +13,10 @@ The arm ``graph`` is no communication with the graph encoder (``AgentConfig.enco
 Decima's message passing over each candidate's job DAG: issue 13, item 3); with
 ``--md graph-encoder.md`` its table and runs are kept apart from the communication arms'.
 
-Resumable: an arm whose run finished (OUT/<comm>-s<seed>/summary.json) is not retrained, one
-cut short resumes from its last.pt, and evaluated (arm, seed) pairs are read back from
-bench/results/global-state.json. Runs go to out/global-state/ (not committed); the table to
-bench/results/global-state.md.
+Resumable: an arm whose run finished (OUT/<arm>-s<seed>/summary.json) is not retrained, one
+cut short resumes from its last.pt, and evaluated (arm, seed) pairs are read back from the
+JSON beside the table (bench/results/global-state.json for the default ``--md``). Runs go
+to out/global-state/ (not committed); the table to bench/results/global-state.md.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def train_config(arm: str, seed: int, steps: int) -> TrainConfig:
                        bc_episodes=6, agent=AgentConfig(**ARMS[arm]))
 
 
-def train_arm(comm: str, seed: int, steps: int, log) -> Path:
+def train_arm(arm: str, seed: int, steps: int, log) -> Path:
     from agora.agents.learn.trainer import train
 
-    out = RUNS / f"{comm}-s{seed}"
-    cfg = train_config(comm, seed, steps)
+    out = RUNS / f"{arm}-s{seed}"
+    cfg = train_config(arm, seed, steps)
     if (out / "config.json").is_file():
         saved = json.loads((out / "config.json").read_text())
         if saved != json.loads(json.dumps(cfg.to_dict())):
@@ -73,51 +73,57 @@ def train_arm(comm: str, seed: int, steps: int, log) -> Path:
     return out / "best.pt"
 
 
-def evaluate_one(args: tuple[str, str | None, int]) -> dict:
-    """One (arm or reference, held-out seed) run's KEEP metrics (and messages sent)."""
-    name, path, s = args
+def evaluate_seed(args: tuple[int, list[tuple[str, str | None]]]) -> list[dict]:
+    """One held-out seed's runs of the (arm or reference, checkpoint) pairs not yet done:
+    each one's KEEP metrics (and messages sent), the scenario built once for all of them."""
+    s, names = args
     import torch
     torch.set_num_threads(1)
     cluster, wl = synthetic_dag().build(s)
-    t0 = time.perf_counter()
-    if name == SRPT_NAME:
-        r, sent = run_srpt(cluster, wl, seed=s), None
-    elif name == "sjf":
-        r, sent = run_one(cluster, wl, "sjf", seed=s), None
-    else:
-        r, pol = run_learned(path, cluster, wl, seed=s)
-        sent = [sum(a.sent for a in pol.agents),
-                sum(a.sent + a.suppressed for a in pol.agents)]
-    m = {k: r.metrics[k] for k in KEEP}
-    if sent is not None:
-        m["sent"], m["possible"] = sent
-    m["wall_s"] = time.perf_counter() - t0
-    return m
+    out = []
+    for name, path in names:
+        t0 = time.perf_counter()
+        if name == SRPT_NAME:
+            r, sent = run_srpt(cluster, wl, seed=s), None
+        elif name == "sjf":
+            r, sent = run_one(cluster, wl, "sjf", seed=s), None
+        else:
+            r, pol = run_learned(path, cluster, wl, seed=s)
+            sent = [sum(a.sent for a in pol.agents),
+                    sum(a.sent + a.suppressed for a in pol.agents)]
+        m = {k: r.metrics[k] for k in KEEP}
+        if sent is not None:
+            m["sent"], m["possible"] = sent
+        out.append({"metrics": m, "wall_s": time.perf_counter() - t0})
+    return out
 
 
 def evaluate_arms(arms: dict[str, Path], seeds: int, js: dict, save, log,
                   workers: int = 1) -> None:
-    """Fill ``js['runs'][name][seed]`` for every arm and reference not yet there, on
-    ``workers`` processes."""
+    """Fill ``js['runs'][name][seed]`` for every arm and reference not yet there, a seed at
+    a time on each of ``workers`` processes."""
     runs = js.setdefault("runs", {})
-    todo = [(n, str(arms[n]) if n in arms else None, s) for s in range(seeds)
-            for n in [*arms, SRPT_NAME, "sjf"] if str(s) not in runs.get(n, {})]
+    todo = [(s, [(n, str(arms[n]) if n in arms else None) for n in [*arms, SRPT_NAME, "sjf"]
+                 if str(s) not in runs.get(n, {})]) for s in range(seeds)]
+    todo = [job for job in todo if job[1]]
 
-    def keep(job, m):
-        name, _, s = job
-        runs.setdefault(name, {})[str(s)] = {k: v for k, v in m.items() if k != "wall_s"}
+    def keep(job, results) -> None:
+        s, names = job
+        for (name, _), res in zip(names, results):
+            m = res["metrics"]
+            runs.setdefault(name, {})[str(s)] = m
+            log(f"  seed {s} {name}: JCT {m['jct_mean_s']:.1f} ({res['wall_s']:.0f} s)")
         save()
-        log(f"  seed {s} {name}: JCT {m['jct_mean_s']:.1f} ({m['wall_s']:.0f} s)")
 
     if workers <= 1:
         for job in todo:
-            keep(job, evaluate_one(job))
+            keep(job, evaluate_seed(job))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        for job, m in zip(todo, pool.map(evaluate_one, todo)):
-            keep(job, m)
+        for job, results in zip(todo, pool.map(evaluate_seed, todo)):
+            keep(job, results)
 
 
 def table(js: dict, arms: list[str], train_seeds: list[int], seeds: int) -> str:

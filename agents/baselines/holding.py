@@ -61,7 +61,7 @@ class Reserve:
         cap = self.sim.cap
         models = cap.models
         need = np.zeros(len(models))            # milli-gpus open work bound to each model needs
-        for t in ctx.pool.scan():
+        for t in ctx.pool.scan() if self.x else ():     # x = 0 holds nothing back: unread
             m = bound_model(t, models)
             if m >= 0:
                 need[m] += t.demand.gpu * t.open

@@ -22,16 +22,16 @@ waits a little for a slot where its data is). Per instance, when the origin has 
 An origin with no live node that could hold the task, or nothing running on one, is never
 waited for (the rule stays work-conserving there), and nothing waits while nothing runs
 that could end. The estimate ignores memory and fragmentation: a wait it underestimates
-is found again at the next end there. It reads the origin's end times; in Agora these follow from the
-committed ledger (what runs where since when) and the stated durations, so a site could
-compute them without a message -- except where runs overrun or fail.
+is found again at the next end there. It reads the origin's end times; in Agora these
+follow from the committed ledger (what runs where since when) and the stated durations, so
+a site could compute them without a message -- except where runs overrun or fail.
 
 **SRPT-delay:τ** (``srpt-delay:120``) is the same rule knowing nothing of when the origin
 frees: every origin that holds running work is taken to free in τ seconds (delay
 scheduling's fixed wait; τ >= 0 seconds, tuned per scenario like the other families; it
 waits when the transfer takes τ s or more, so ``srpt-delay:0`` always waits for a busy
-origin -- it is not plain SRPT).
-``bench/routing.py`` sets the two against each other and against the greedy baselines.
+origin -- it is not plain SRPT). ``bench/routing.py`` sets the two against each other and
+against the greedy baselines.
 """
 
 from __future__ import annotations
